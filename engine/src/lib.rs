@@ -1,1 +1,31 @@
-//! placeholder
+//! # slotd engine
+//!
+//! The data plane as a library: synchronous, and free of sockets, files,
+//! clocks, threads and runtimes. Time and randomness come in as arguments.
+//!
+//! # Layout
+//! - [`resp`]: request parsing (RESP multibulk and inline), with limits.
+//! - [`reply`]: reply values and their RESP2/RESP3 encoding.
+//! - [`args`]: argument views ([`args::Args`]) and their owned form.
+//! - [`slot`]: CRC16 hash slots and the slot → core rule.
+//! - [`value`], [`zset`]: value types.
+//! - [`db`]: one database: a dictionary per slot, TTL bookkeeping.
+//! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
+//!   write log.
+//! - [`cmd`]: the command table and one module per command family.
+//! - [`error`]: Redis 7.0's error texts.
+
+pub mod args;
+pub mod cmd;
+pub mod db;
+pub mod error;
+pub mod reply;
+pub mod resp;
+pub mod shard;
+pub mod slot;
+pub mod value;
+pub mod zset;
+
+pub use args::{Args, OwnedArgs};
+pub use reply::Reply;
+pub use shard::Shard;

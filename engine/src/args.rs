@@ -1,0 +1,170 @@
+//! Command arguments: a view of spans into one buffer, and its owned form
+//! that crosses cores.
+
+use crate::error;
+use crate::reply::Reply;
+use crate::resp::parse_i64;
+
+/// A command's arguments (`args.get(0)` is the command name). Borrowed from
+/// the connection's read buffer, so building it costs nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    buf: &'a [u8],
+    spans: &'a [(u32, u32)],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments given as spans into `buf`. Every span must lie in `buf`.
+    pub fn new(buf: &'a [u8], spans: &'a [(u32, u32)]) -> Self {
+        debug_assert!(spans.iter().all(|&(s, e)| s <= e && e as usize <= buf.len()));
+        Args { buf, spans }
+    }
+
+    /// Number of arguments, including the command name.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are no arguments at all.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Argument `i`, or the empty slice past the end (arity is checked
+    /// before a command runs, so handlers never see that case).
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        match self.spans.get(i) {
+            Some(&(s, e)) => &self.buf[s as usize..e as usize],
+            None => &[],
+        }
+    }
+
+    /// Arguments from `i` to the end.
+    pub fn iter_from(&self, i: usize) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let buf = self.buf;
+        self.spans
+            .get(i..)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |&(s, e)| &buf[s as usize..e as usize])
+    }
+
+    /// All arguments.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        self.iter_from(0)
+    }
+
+    /// Argument `i` as an integer, or Redis's "not an integer" error.
+    pub fn int(&self, i: usize) -> Result<i64, Reply> {
+        parse_i64(self.get(i)).ok_or_else(|| Reply::err(error::NOT_INT))
+    }
+
+    /// Argument `i` as a float, or Redis's "not a valid float" error.
+    pub fn float(&self, i: usize) -> Result<f64, Reply> {
+        parse_float(self.get(i)).ok_or_else(|| Reply::err(error::NOT_FLOAT))
+    }
+
+    /// True when argument `i` equals `word`, ignoring ASCII case.
+    pub fn is(&self, i: usize, word: &str) -> bool {
+        self.get(i).eq_ignore_ascii_case(word.as_bytes())
+    }
+
+    /// The command name in lowercase (for error messages).
+    pub fn name_lower(&self) -> String {
+        String::from_utf8_lossy(self.get(0)).to_ascii_lowercase()
+    }
+
+    /// An owned copy, to send to another core.
+    pub fn to_owned(&self) -> OwnedArgs {
+        OwnedArgs::from_iter(self.iter())
+    }
+}
+
+/// Parses a float the way Redis's `string2d`/`strtold` checks accept it:
+/// no surrounding spaces, `inf`/`-inf` allowed, NaN refused.
+pub fn parse_float(s: &[u8]) -> Option<f64> {
+    if s.is_empty() || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
+        return None;
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let v = match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => {
+            if lower.contains("inf") || lower.contains("nan") {
+                return None;
+            }
+            text.parse::<f64>().ok()?
+        }
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// Arguments that own their bytes: what a cross-core message carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedArgs {
+    buf: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl OwnedArgs {
+    /// Copies the given arguments.
+    pub fn from_iter<'b>(items: impl IntoIterator<Item = &'b [u8]>) -> Self {
+        let mut o = OwnedArgs::default();
+        for a in items {
+            o.push(a);
+        }
+        o
+    }
+
+    /// Appends one argument.
+    pub fn push(&mut self, a: &[u8]) {
+        let start = self.buf.len() as u32;
+        self.buf.extend_from_slice(a);
+        self.spans.push((start, self.buf.len() as u32));
+    }
+
+    /// A borrowed view.
+    pub fn as_args(&self) -> Args<'_> {
+        Args::new(&self.buf, &self.spans)
+    }
+
+    /// Number of arguments.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_round_trip() {
+        let o = OwnedArgs::from_iter([&b"SET"[..], b"k", b""]);
+        let a = o.as_args();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.get(1), b"k");
+        assert_eq!(a.get(2), b"");
+        assert_eq!(a.get(9), b"");
+        assert!(a.is(0, "set"));
+        assert_eq!(a.to_owned(), o);
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(parse_float(b"1.5"), Some(1.5));
+        assert_eq!(parse_float(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_float(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_float(b"nan"), None);
+        assert_eq!(parse_float(b" 1"), None);
+        assert_eq!(parse_float(b"1e3"), Some(1000.0));
+        assert_eq!(parse_float(b"abc"), None);
+    }
+}

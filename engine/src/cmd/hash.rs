@@ -1,0 +1,6 @@
+//! The `hash` command family.
+
+use super::Spec;
+
+/// The hash family's table.
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,409 @@
+//! The command table and dispatch.
+//!
+//! Each family lives in its own file and exports `COMMANDS: &[Spec]`, a
+//! declarative table in the spirit of Redis's command table: name, arity,
+//! flags and key positions. The node derives a command's keys, slots and
+//! owning cores from this table alone, so there is no per-command routing
+//! code. A handler is a plain function `fn(&mut Ctx) -> Reply`: synchronous,
+//! free of I/O, clocks and randomness other than what `Ctx` hands it.
+//!
+//! Commands that need the node (connection state, pub/sub, transactions,
+//! server-wide info) are in the table with the [`flags::NODE`] flag and no
+//! handler, so COMMAND INFO/COUNT/DOCS still see one complete table.
+
+pub mod connection;
+pub mod hash;
+pub mod keys;
+pub mod list;
+pub mod server;
+pub mod set;
+pub mod string;
+pub mod zset;
+
+use crate::args::Args;
+use crate::error;
+use crate::reply::Reply;
+use crate::shard::Shard;
+use bytes::Bytes;
+use hashbrown::HashMap;
+use std::sync::OnceLock;
+
+/// Command flags. The first group mirrors Redis's (COMMAND INFO shows them);
+/// the second tells the node where a command runs.
+pub mod flags {
+    /// May modify the keyspace.
+    pub const WRITE: u32 = 1 << 0;
+    /// Only reads.
+    pub const READONLY: u32 = 1 << 1;
+    /// May grow memory.
+    pub const DENYOOM: u32 = 1 << 2;
+    /// Administrative.
+    pub const ADMIN: u32 = 1 << 3;
+    /// Pub/sub related.
+    pub const PUBSUB: u32 = 1 << 4;
+    /// Not allowed from scripts.
+    pub const NOSCRIPT: u32 = 1 << 5;
+    /// May block the client.
+    pub const BLOCKING: u32 = 1 << 6;
+    /// Allowed while loading.
+    pub const LOADING: u32 = 1 << 7;
+    /// Allowed on a stale replica.
+    pub const STALE: u32 = 1 << 8;
+    /// O(1) or O(log N).
+    pub const FAST: u32 = 1 << 9;
+    /// Allowed before AUTH.
+    pub const NO_AUTH: u32 = 1 << 10;
+    /// Not allowed inside MULTI.
+    pub const NO_MULTI: u32 = 1 << 11;
+    /// Allowed while the client is in RESP2 subscribed mode.
+    pub const PUBSUB_OK: u32 = 1 << 12;
+
+    /// Handled by the node (connection, server or cluster state); no handler.
+    pub const NODE: u32 = 1 << 20;
+    /// Runs on every shard; the node merges the replies per [`super::Merge`].
+    pub const ALL_SHARDS: u32 = 1 << 21;
+
+    /// Names of the Redis flags, for COMMAND INFO.
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+        (NO_MULTI, "no_multi"),
+    ];
+}
+
+/// How the node combines the replies of an [`flags::ALL_SHARDS`] command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Not a fan-out command.
+    None,
+    /// Add up integer replies (DBSIZE).
+    SumInt,
+    /// Concatenate array replies (KEYS).
+    Concat,
+    /// Every shard answers OK; the first error wins (FLUSHALL).
+    AllOk,
+    /// One random non-nil reply (RANDOMKEY).
+    AnyNonNil,
+}
+
+/// A handler: runs a command against one shard.
+pub type Handler = fn(&mut Ctx) -> Reply;
+/// Finds the key positions of a command whose keys move (ZUNIONSTORE's
+/// numkeys, ...). Returns argument indices, or the error to reply.
+pub type KeysFn = fn(&Args) -> Result<Vec<usize>, Reply>;
+
+/// One command's entry in the table.
+pub struct Spec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis arity: N means exactly N arguments (name included), -N at
+    /// least N.
+    pub arity: i32,
+    /// [`flags`].
+    pub flags: u32,
+    /// First key position (0: no keys).
+    pub first_key: i32,
+    /// Last key position; negative counts from the end (-1 = last).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// For commands with movable keys.
+    pub keys: Option<KeysFn>,
+    /// The implementation (None for [`flags::NODE`] commands).
+    pub handler: Option<Handler>,
+    /// Merge rule for [`flags::ALL_SHARDS`] commands.
+    pub merge: Merge,
+    /// Command group for COMMAND DOCS (`string`, `list`, ...).
+    pub group: &'static str,
+}
+
+impl Spec {
+    /// A command with a handler and fixed key positions.
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: (i32, i32, i32),
+        handler: Handler,
+        group: &'static str,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+            keys: None,
+            handler: Some(handler),
+            merge: Merge::None,
+            group,
+        }
+    }
+
+    /// A command the node implements.
+    pub const fn node(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: (i32, i32, i32),
+        group: &'static str,
+    ) -> Spec {
+        Spec {
+            name,
+            arity,
+            flags: flags | flags::NODE,
+            first_key: keys.0,
+            last_key: keys.1,
+            step: keys.2,
+            keys: None,
+            handler: None,
+            merge: Merge::None,
+            group,
+        }
+    }
+
+    /// Sets a movable-keys function.
+    pub const fn movable(mut self, f: KeysFn) -> Spec {
+        self.keys = Some(f);
+        self
+    }
+
+    /// Makes this a fan-out command merged by `m`.
+    pub const fn all_shards(mut self, m: Merge) -> Spec {
+        self.flags |= flags::ALL_SHARDS;
+        self.merge = m;
+        self
+    }
+
+    /// True when `flag` is set.
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Checks the argument count.
+    pub fn check_arity(&self, argc: usize) -> Result<(), Reply> {
+        let ok = if self.arity >= 0 {
+            argc == self.arity as usize
+        } else {
+            argc >= (-self.arity) as usize
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Reply::Error(error::wrong_arity(self.name).into()))
+        }
+    }
+
+    /// Appends the argument indices of this command's keys to `out`.
+    pub fn key_indices(&self, args: &Args, out: &mut Vec<usize>) -> Result<(), Reply> {
+        if let Some(f) = self.keys {
+            out.extend(f(args)?);
+            return Ok(());
+        }
+        if self.first_key <= 0 {
+            return Ok(());
+        }
+        let argc = args.len() as i32;
+        let last = if self.last_key < 0 {
+            argc + self.last_key
+        } else {
+            self.last_key.min(argc - 1)
+        };
+        let step = self.step.max(1);
+        let mut i = self.first_key;
+        while i <= last {
+            out.push(i as usize);
+            i += step;
+        }
+        Ok(())
+    }
+}
+
+/// What a blocking command waits for when it found nothing to take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    /// Keys to wait on (any of them).
+    pub keys: Vec<Bytes>,
+    /// Absolute deadline in Unix ms, or None to wait forever.
+    pub deadline_ms: Option<i64>,
+}
+
+/// Everything a handler may use: the shard, the selected database, the
+/// current time, the arguments. Handlers report side channels through it.
+pub struct Ctx<'a> {
+    /// The shard that owns every key of this command.
+    pub shard: &'a mut Shard,
+    /// Selected database.
+    pub db: usize,
+    /// Current Unix time in milliseconds (an input, never read from a clock).
+    pub now_ms: i64,
+    /// The arguments, `args.get(0)` being the command name.
+    pub args: Args<'a>,
+    /// True inside MULTI/EXEC, where blocking commands must not block.
+    pub in_multi: bool,
+    /// Set by a blocking command that found nothing: the node parks the
+    /// client instead of sending the reply (unless `in_multi`).
+    pub block: Option<Block>,
+    /// Set by a write whose effect must be logged in another form than its
+    /// arguments (e.g. relative TTLs as absolute `PEXPIREAT`).
+    pub rewrite: Option<Vec<Vec<Bytes>>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for running one command.
+    pub fn new(shard: &'a mut Shard, db: usize, now_ms: i64, args: Args<'a>) -> Self {
+        Ctx {
+            shard,
+            db,
+            now_ms,
+            args,
+            in_multi: false,
+            block: None,
+            rewrite: None,
+        }
+    }
+
+    /// Records that this command wrote `n` changes.
+    pub fn dirty(&mut self, n: u64) {
+        self.shard.dirty += n;
+    }
+
+    /// Logs this write as the given commands instead of its own arguments.
+    pub fn propagate_as(&mut self, cmds: Vec<Vec<Bytes>>) {
+        self.rewrite = Some(cmds);
+    }
+}
+
+/// The whole command table, indexed by lowercase name.
+pub struct Registry {
+    by_name: HashMap<&'static str, &'static Spec>,
+    all: Vec<&'static Spec>,
+}
+
+impl Registry {
+    fn build() -> Registry {
+        let families: &[&'static [Spec]] = &[
+            string::COMMANDS,
+            keys::COMMANDS,
+            list::COMMANDS,
+            hash::COMMANDS,
+            set::COMMANDS,
+            zset::COMMANDS,
+            server::COMMANDS,
+            connection::COMMANDS,
+        ];
+        let mut by_name = HashMap::new();
+        let mut all = Vec::new();
+        for fam in families {
+            for spec in fam.iter() {
+                let dup = by_name.insert(spec.name, spec);
+                assert!(dup.is_none(), "command {} registered twice", spec.name);
+                assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+                assert!(spec.has(flags::NODE) || spec.handler.is_some(), "{}", spec.name);
+                all.push(spec);
+            }
+        }
+        all.sort_by_key(|s| s.name);
+        Registry { by_name, all }
+    }
+
+    /// Finds a command by name, any case, without allocating.
+    pub fn lookup(&self, name: &[u8]) -> Option<&'static Spec> {
+        let mut buf = [0u8; 32];
+        if name.len() > buf.len() {
+            return None;
+        }
+        for (d, s) in buf.iter_mut().zip(name) {
+            *d = s.to_ascii_lowercase();
+        }
+        let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+        self.by_name.get(lower).copied()
+    }
+
+    /// Every command, sorted by name.
+    pub fn all(&self) -> &[&'static Spec] {
+        &self.all
+    }
+}
+
+/// The process-wide command table.
+pub fn registry() -> &'static Registry {
+    static REG: OnceLock<Registry> = OnceLock::new();
+    REG.get_or_init(Registry::build)
+}
+
+/// Runs `spec` on the shard in `ctx` and logs the write it made, if any.
+/// Arity has been checked by the caller.
+pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
+    let Some(handler) = spec.handler else {
+        return Reply::err("ERR this command is handled by the node");
+    };
+    let dirty_before = ctx.shard.dirty;
+    let reply = handler(ctx);
+    if ctx.shard.dirty != dirty_before && ctx.shard.log_enabled() {
+        let db = ctx.db;
+        match ctx.rewrite.take() {
+            Some(cmds) => {
+                for argv in cmds {
+                    ctx.shard.log_write(db, || argv);
+                }
+            }
+            None => {
+                let args = ctx.args;
+                ctx.shard
+                    .log_write(db, || args.iter().map(Bytes::copy_from_slice).collect());
+            }
+        }
+    }
+    reply
+}
+
+/// Runs a command given as separate arguments (tests, tools): looks it up,
+/// checks arity, executes.
+pub fn run(shard: &mut Shard, db: usize, now_ms: i64, argv: &[&[u8]]) -> Reply {
+    let owned = crate::args::OwnedArgs::from_iter(argv.iter().copied());
+    let args = owned.as_args();
+    let Some(spec) = registry().lookup(args.get(0)) else {
+        return Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into());
+    };
+    if let Err(e) = spec.check_arity(args.len()) {
+        return e;
+    }
+    let mut ctx = Ctx::new(shard, db, now_ms, args);
+    execute(spec, &mut ctx)
+}
+
+/// Test helper: runs a command written as one space-separated string.
+#[cfg(test)]
+pub fn t(shard: &mut Shard, now_ms: i64, cmd: &str) -> Reply {
+    let parts: Vec<&[u8]> = cmd.split(' ').map(|p| p.as_bytes()).collect();
+    run(shard, 0, now_ms, &parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        let reg = registry();
+        assert!(reg.lookup(b"GET").is_some());
+        assert!(reg.lookup(b"nosuchcommand").is_none());
+        for spec in reg.all() {
+            assert!(spec.arity != 0, "{}", spec.name);
+            if spec.first_key > 0 {
+                assert!(spec.step > 0, "{}", spec.name);
+            }
+        }
+    }
+}

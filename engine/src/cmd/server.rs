@@ -1,0 +1,121 @@
+//! Server commands. The keyspace-wide ones (DBSIZE, FLUSHDB, FLUSHALL,
+//! SWAPDB) run on every shard and the node merges their replies; the ones
+//! about the process (INFO, CONFIG, TIME, SHUTDOWN, DEBUG, COMMAND) are the
+//! node's.
+
+use super::{flags::*, Ctx, Merge, Spec};
+use crate::error;
+use crate::reply::Reply;
+
+/// The server family's table.
+pub static COMMANDS: &[Spec] = &[
+    Spec::new("dbsize", 1, READONLY | FAST, (0, 0, 0), dbsize, "server").all_shards(Merge::SumInt),
+    Spec::new("flushdb", -1, WRITE, (0, 0, 0), flushdb, "server").all_shards(Merge::AllOk),
+    Spec::new("flushall", -1, WRITE, (0, 0, 0), flushall, "server").all_shards(Merge::AllOk),
+    Spec::new("swapdb", 3, WRITE | FAST, (0, 0, 0), swapdb, "server").all_shards(Merge::AllOk),
+    Spec::node("info", -1, LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node("time", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
+    Spec::node("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
+    Spec::node("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, (0, 0, 0), "server"),
+    Spec::node("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
+];
+
+/// ```text
+/// DBSIZE
+/// ```
+/// Return the number of keys in the selected database.
+fn dbsize(ctx: &mut Ctx) -> Reply {
+    Reply::Int(ctx.shard.dbs[ctx.db].len() as i64)
+}
+
+/// Checks the optional ASYNC|SYNC argument of FLUSHDB/FLUSHALL.
+fn flush_mode_ok(ctx: &Ctx) -> bool {
+    match ctx.args.len() {
+        1 => true,
+        2 => ctx.args.is(1, "async") || ctx.args.is(1, "sync"),
+        _ => false,
+    }
+}
+
+/// ```text
+/// FLUSHDB [ASYNC | SYNC]
+/// ```
+/// Remove all keys from the current database.
+fn flushdb(ctx: &mut Ctx) -> Reply {
+    if !flush_mode_ok(ctx) {
+        return Reply::err(error::SYNTAX);
+    }
+    let n = ctx.shard.dbs[ctx.db].clear();
+    ctx.shard.touch_all(Some(ctx.db));
+    ctx.dirty(n as u64 + 1);
+    Reply::Ok
+}
+
+/// ```text
+/// FLUSHALL [ASYNC | SYNC]
+/// ```
+/// Remove all keys from all databases.
+fn flushall(ctx: &mut Ctx) -> Reply {
+    if !flush_mode_ok(ctx) {
+        return Reply::err(error::SYNTAX);
+    }
+    let mut n = 0;
+    for db in &mut ctx.shard.dbs {
+        n += db.clear();
+    }
+    ctx.shard.touch_all(None);
+    ctx.dirty(n as u64 + 1);
+    Reply::Ok
+}
+
+/// ```text
+/// SWAPDB index1 index2
+/// ```
+/// Swaps two Redis databases.
+fn swapdb(ctx: &mut Ctx) -> Reply {
+    let count = ctx.shard.dbs.len() as i64;
+    let parse = |i: usize, what: &'static str| match ctx.args.int(i) {
+        Ok(n) if (0..count).contains(&n) => Ok(n as usize),
+        Ok(_) => Err(Reply::err("ERR DB index is out of range")),
+        Err(_) => Err(Reply::err(what)),
+    };
+    let a = match parse(1, "ERR invalid first DB index") {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let b = match parse(2, "ERR invalid second DB index") {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    if a != b {
+        ctx.shard.dbs.swap(a, b);
+        ctx.shard.touch_all(Some(a));
+        ctx.shard.touch_all(Some(b));
+    }
+    ctx.dirty(1);
+    Reply::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::t;
+    use crate::reply::Reply;
+    use crate::shard::Shard;
+
+    #[test]
+    fn flush_and_size() {
+        let mut s = Shard::new(16, 1);
+        t(&mut s, 0, "SET a 1");
+        t(&mut s, 0, "SET b 1");
+        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(2));
+        assert_eq!(t(&mut s, 0, "SWAPDB 0 1"), Reply::Ok);
+        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(0));
+        assert_eq!(t(&mut s, 0, "SWAPDB 0 16"), Reply::err("ERR DB index is out of range"));
+        assert_eq!(t(&mut s, 0, "SWAPDB x 1"), Reply::err("ERR invalid first DB index"));
+        assert_eq!(t(&mut s, 0, "FLUSHALL"), Reply::Ok);
+        assert_eq!(s.key_count(), 0);
+        assert_eq!(t(&mut s, 0, "FLUSHDB bogus"), Reply::err("ERR syntax error"));
+    }
+}

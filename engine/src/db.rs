@@ -1,0 +1,283 @@
+//! One logical database (SELECT n) of one shard: a dictionary per hash slot.
+//!
+//! Keeping one dictionary per slot makes the per-slot questions of Redis
+//! Cluster cheap (CLUSTER COUNTKEYSINSLOT is a length, GETKEYSINSLOT and slot
+//! migration walk one small dictionary) and lets SCAN use the slot as its
+//! cursor, which stays valid however the dictionaries grow. Keys with a TTL
+//! are also listed in `volatile` so the active expiry cycle can sample them
+//! at random, as Redis samples its `expires` dictionary.
+
+use crate::slot::{slot_of, SLOTS};
+use crate::value::Value;
+use hashbrown::HashMap;
+
+/// Marks an entry that has no TTL.
+pub const NO_EXPIRE: i64 = i64::MAX;
+const NOT_VOLATILE: u32 = u32::MAX;
+
+/// A key's value and metadata.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The value.
+    pub value: Value,
+    /// Absolute expiry time in Unix milliseconds, or [`NO_EXPIRE`].
+    expire_at_ms: i64,
+    /// Index into `Db::volatile`, or `NOT_VOLATILE`.
+    volatile_idx: u32,
+    /// Last access, in Unix seconds (for OBJECT IDLETIME).
+    pub access_s: u32,
+}
+
+impl Entry {
+    /// Absolute expiry in Unix milliseconds, if the key has a TTL.
+    pub fn expire_at(&self) -> Option<i64> {
+        (self.expire_at_ms != NO_EXPIRE).then_some(self.expire_at_ms)
+    }
+
+    /// True when the key's TTL has passed at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_at_ms != NO_EXPIRE && self.expire_at_ms <= now_ms
+    }
+}
+
+type Dict = HashMap<Box<[u8]>, Entry>;
+
+/// A database: per-slot dictionaries plus the list of keys with a TTL.
+#[derive(Default)]
+pub struct Db {
+    /// Empty until the first insert, then one dictionary per slot.
+    dicts: Vec<Dict>,
+    /// Keys that have a TTL, in no order, for random sampling. Invariant:
+    /// `volatile[i]` names an entry whose `volatile_idx == i`.
+    volatile: Vec<Box<[u8]>>,
+    len: usize,
+}
+
+impl Db {
+    /// Number of keys (including expired ones not yet reclaimed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the database has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of keys with a TTL.
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Keys stored in `slot`.
+    pub fn slot_len(&self, slot: u16) -> usize {
+        self.dicts.get(slot as usize).map_or(0, |d| d.len())
+    }
+
+    /// The keys of `slot`, in no particular order.
+    pub fn slot_keys(&self, slot: u16) -> impl Iterator<Item = &[u8]> {
+        self.dicts
+            .get(slot as usize)
+            .into_iter()
+            .flat_map(|d| d.keys().map(|k| &k[..]))
+    }
+
+    /// Every entry of `slot`.
+    pub fn slot_entries(&self, slot: u16) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.dicts
+            .get(slot as usize)
+            .into_iter()
+            .flat_map(|d| d.iter().map(|(k, e)| (&k[..], e)))
+    }
+
+    /// Every entry, slot by slot.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.dicts
+            .iter()
+            .flat_map(|d| d.iter().map(|(k, e)| (&k[..], e)))
+    }
+
+    /// The entry of `key`, expired or not.
+    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.dicts.get(slot_of(key) as usize)?.get(key)
+    }
+
+    /// The entry of `key` for update, expired or not.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.dicts.get_mut(slot_of(key) as usize)?.get_mut(key)
+    }
+
+    fn dict_mut(&mut self, slot: u16) -> &mut Dict {
+        if self.dicts.is_empty() {
+            self.dicts.resize_with(SLOTS, Dict::default);
+        }
+        &mut self.dicts[slot as usize]
+    }
+
+    /// Stores `value` under `key`, dropping any TTL it had; returns the old
+    /// entry.
+    pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Entry> {
+        let old = self.remove(key);
+        self.dict_mut(slot_of(key)).insert(
+            key.into(),
+            Entry {
+                value,
+                expire_at_ms: NO_EXPIRE,
+                volatile_idx: NOT_VOLATILE,
+                access_s: now_s,
+            },
+        );
+        self.len += 1;
+        old
+    }
+
+    /// Replaces the value of an existing `key`, keeping its TTL; inserts it
+    /// without a TTL when it does not exist.
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now_s: u32) {
+        match self.get_mut(key) {
+            Some(e) => {
+                e.value = value;
+                e.access_s = now_s;
+            }
+            None => {
+                self.insert(key, value, now_s);
+            }
+        }
+    }
+
+    /// Removes `key`; returns its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let dict = self.dicts.get_mut(slot_of(key) as usize)?;
+        let entry = dict.remove(key)?;
+        self.len -= 1;
+        if entry.volatile_idx != NOT_VOLATILE {
+            self.unlist_volatile(entry.volatile_idx);
+        }
+        Some(entry)
+    }
+
+    fn unlist_volatile(&mut self, idx: u32) {
+        let idx = idx as usize;
+        self.volatile.swap_remove(idx);
+        if let Some(moved) = self.volatile.get(idx) {
+            let moved = moved.clone();
+            if let Some(e) = self.get_mut(&moved) {
+                e.volatile_idx = idx as u32;
+            }
+        }
+    }
+
+    /// Sets the absolute expiry of an existing key (`None` removes the TTL).
+    /// Returns false when the key does not exist.
+    pub fn set_expire(&mut self, key: &[u8], at_ms: Option<i64>) -> bool {
+        let next_idx = self.volatile.len() as u32;
+        let Some(e) = self.get_mut(key) else {
+            return false;
+        };
+        let was = e.volatile_idx;
+        match at_ms {
+            Some(at) => {
+                e.expire_at_ms = at;
+                if was == NOT_VOLATILE {
+                    e.volatile_idx = next_idx;
+                    self.volatile.push(key.into());
+                }
+            }
+            None => {
+                e.expire_at_ms = NO_EXPIRE;
+                e.volatile_idx = NOT_VOLATILE;
+                if was != NOT_VOLATILE {
+                    self.unlist_volatile(was);
+                }
+            }
+        }
+        true
+    }
+
+    /// The `i`-th key with a TTL (for random sampling), if `i` is in range.
+    pub fn volatile_key(&self, i: usize) -> Option<&[u8]> {
+        self.volatile.get(i).map(|k| &k[..])
+    }
+
+    /// A uniformly chosen key, using `r` as the random input.
+    pub fn random_key(&self, r: u64) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut target = (r % self.len as u64) as usize;
+        for d in &self.dicts {
+            if target < d.len() {
+                // Dictionaries have no random access; walk to the entry.
+                return d.keys().nth(target).map(|k| &k[..]);
+            }
+            target -= d.len();
+        }
+        None
+    }
+
+    /// Removes every key; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        *self = Db::default();
+        n
+    }
+
+    /// Removes every key of `slot`; returns how many there were.
+    pub fn clear_slot(&mut self, slot: u16) -> usize {
+        let keys: Vec<Box<[u8]>> = self.slot_keys(slot).map(Box::from).collect();
+        for k in &keys {
+            self.remove(k);
+        }
+        keys.len()
+    }
+
+    /// Checks the structure's invariants (tests and debug builds).
+    pub fn invariants(&self) {
+        let total: usize = self.dicts.iter().map(|d| d.len()).sum();
+        assert_eq!(total, self.len, "len counts every key");
+        for (i, k) in self.volatile.iter().enumerate() {
+            let e = self.get(k).expect("volatile key exists");
+            assert_eq!(e.volatile_idx as usize, i, "volatile index matches");
+            assert!(e.expire_at_ms != NO_EXPIRE, "volatile key has a TTL");
+        }
+        let with_ttl = self.iter().filter(|(_, e)| e.expire_at().is_some()).count();
+        assert_eq!(with_ttl, self.volatile.len(), "every TTL is listed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn s(v: &str) -> Value {
+        Value::Str(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn insert_expire_remove_keep_invariants() {
+        let mut db = Db::default();
+        for i in 0..100 {
+            db.insert(format!("k{i}").as_bytes(), s("v"), 0);
+            if i % 3 == 0 {
+                assert!(db.set_expire(format!("k{i}").as_bytes(), Some(1000 + i)));
+            }
+        }
+        db.invariants();
+        assert_eq!(db.len(), 100);
+        assert_eq!(db.volatile_len(), 34);
+        for i in (0..100).step_by(2) {
+            db.remove(format!("k{i}").as_bytes());
+        }
+        db.invariants();
+        db.set_expire(b"k3", None);
+        db.insert(b"k9", s("x"), 0);
+        db.invariants();
+        assert_eq!(db.get(b"k9").unwrap().expire_at(), None);
+        assert!(!db.set_expire(b"missing", Some(1)));
+        let slot = slot_of(b"k1");
+        assert!(db.slot_keys(slot).any(|k| k == b"k1"));
+        assert_eq!(db.slot_len(slot), db.slot_keys(slot).count());
+        assert!(db.random_key(12345).is_some());
+    }
+}

@@ -1,0 +1,278 @@
+//! Reply values and their RESP2/RESP3 encoding.
+//!
+//! Commands return a [`Reply`]; only the caller encodes it, for the
+//! protocol version its client chose with HELLO. RESP3-only shapes (maps,
+//! sets, doubles, booleans, null) are lowered to their RESP2 form here, in
+//! one place, so commands never look at the protocol version.
+
+use bytes::Bytes;
+use std::borrow::Cow;
+
+/// A command's answer, before encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+OK`.
+    Ok,
+    /// A simple string, e.g. `+PONG` or `+QUEUED`.
+    Status(Cow<'static, str>),
+    /// An error line without the leading `-`, e.g. `ERR syntax error`.
+    Error(Cow<'static, str>),
+    /// `:n`.
+    Int(i64),
+    /// A bulk string.
+    Bulk(Bytes),
+    /// The null bulk string (`$-1` in RESP2, `_` in RESP3).
+    Nil,
+    /// The null array (`*-1` in RESP2, `_` in RESP3).
+    NilArray,
+    /// An array.
+    Array(Vec<Reply>),
+    /// A map (RESP3 `%`), a flat array of key, value, ... in RESP2.
+    Map(Vec<(Reply, Reply)>),
+    /// A set (RESP3 `~`), an array in RESP2.
+    Set(Vec<Reply>),
+    /// A double (RESP3 `,`), a bulk string in `%.17g` form in RESP2.
+    Double(f64),
+    /// A boolean (RESP3 `#`), the integer 1 or 0 in RESP2.
+    Bool(bool),
+    /// Verbatim text (RESP3 `=` with format `txt`), a bulk string in RESP2.
+    Verbatim(Bytes),
+    /// An out-of-band push (RESP3 `>`), an array in RESP2: pub/sub messages.
+    Push(Vec<Reply>),
+}
+
+impl Reply {
+    /// A bulk string copied from `b`.
+    pub fn bulk(b: &[u8]) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(b))
+    }
+
+    /// A bulk string holding the decimal form of `n`.
+    pub fn bulk_int(n: i64) -> Reply {
+        Reply::Bulk(Bytes::from(n.to_string()))
+    }
+
+    /// An error reply; `msg` includes the error code (`ERR ...`).
+    pub fn err(msg: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::Error(msg.into())
+    }
+
+    /// Simple-string reply.
+    pub fn status(msg: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::Status(msg.into())
+    }
+
+    /// True for error replies.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends the RESP encoding of `self` to `out`. `resp3` selects RESP3.
+    pub fn encode(&self, resp3: bool, out: &mut Vec<u8>) {
+        match self {
+            Reply::Ok => out.extend_from_slice(b"+OK\r\n"),
+            Reply::Status(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(s) => line(out, b'-', s.as_bytes()),
+            Reply::Int(n) => {
+                out.push(b':');
+                push_int(out, *n);
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Bulk(b) => bulk(out, b),
+            Reply::Nil => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
+            Reply::NilArray => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" }),
+            Reply::Array(items) => {
+                header(out, b'*', items.len());
+                for i in items {
+                    i.encode(resp3, out);
+                }
+            }
+            Reply::Set(items) => {
+                header(out, if resp3 { b'~' } else { b'*' }, items.len());
+                for i in items {
+                    i.encode(resp3, out);
+                }
+            }
+            Reply::Push(items) => {
+                header(out, if resp3 { b'>' } else { b'*' }, items.len());
+                for i in items {
+                    i.encode(resp3, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                if resp3 {
+                    header(out, b'%', pairs.len());
+                } else {
+                    header(out, b'*', pairs.len() * 2);
+                }
+                for (k, v) in pairs {
+                    k.encode(resp3, out);
+                    v.encode(resp3, out);
+                }
+            }
+            Reply::Double(d) => {
+                let s = fmt_g17(*d);
+                if resp3 {
+                    line(out, b',', s.as_bytes());
+                } else {
+                    bulk(out, s.as_bytes());
+                }
+            }
+            Reply::Bool(b) => {
+                if resp3 {
+                    out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" });
+                } else {
+                    out.extend_from_slice(if *b { b":1\r\n" } else { b":0\r\n" });
+                }
+            }
+            Reply::Verbatim(text) => {
+                if resp3 {
+                    header(out, b'=', text.len() + 4);
+                    out.extend_from_slice(b"txt:");
+                    out.extend_from_slice(text);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    bulk(out, text);
+                }
+            }
+        }
+    }
+}
+
+fn line(out: &mut Vec<u8>, tag: u8, s: &[u8]) {
+    out.push(tag);
+    // A status or error line must not break the framing.
+    out.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
+    out.push(tag);
+    push_int(out, n as i64);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn bulk(out: &mut Vec<u8>, b: &[u8]) {
+    header(out, b'$', b.len());
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the decimal form of `n` without allocating.
+pub fn push_int(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Formats like C's `printf("%.17g", d)`, which Redis 7.0 uses for double
+/// replies (ZSCORE, ZINCRBY, RESP3 doubles).
+pub fn fmt_g17(d: f64) -> String {
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    // 17 significant digits in scientific form tells us the exponent after
+    // rounding, which decides between %e and %f style as C does.
+    let sci = format!("{:.16e}", d);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..17).contains(&exp) {
+        let m = trim_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{m}e{sign}{:02}", exp.abs())
+    } else {
+        let decimals = (16 - exp).max(0) as usize;
+        trim_zeros(&format!("{:.*}", decimals, d)).to_string()
+    }
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// Formats a float the way Redis's INCRBYFLOAT and HINCRBYFLOAT store it:
+/// plain decimal notation, no exponent, no trailing zeros.
+pub fn fmt_human(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{d}");
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply, resp3: bool) -> String {
+        let mut v = Vec::new();
+        r.encode(resp3, &mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn resp2_and_resp3() {
+        assert_eq!(enc(&Reply::Ok, false), "+OK\r\n");
+        assert_eq!(enc(&Reply::Int(-42), false), ":-42\r\n");
+        assert_eq!(enc(&Reply::Int(i64::MIN), false), ":-9223372036854775808\r\n");
+        assert_eq!(enc(&Reply::bulk(b"hi"), false), "$2\r\nhi\r\n");
+        assert_eq!(enc(&Reply::Nil, false), "$-1\r\n");
+        assert_eq!(enc(&Reply::Nil, true), "_\r\n");
+        assert_eq!(enc(&Reply::NilArray, false), "*-1\r\n");
+        let m = Reply::Map(vec![(Reply::bulk(b"a"), Reply::Int(1))]);
+        assert_eq!(enc(&m, false), "*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&m, true), "%1\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&Reply::Double(1.5), false), "$3\r\n1.5\r\n");
+        assert_eq!(enc(&Reply::Double(1.5), true), ",1.5\r\n");
+        assert_eq!(enc(&Reply::Bool(true), false), ":1\r\n");
+        assert_eq!(enc(&Reply::Bool(false), true), "#f\r\n");
+        assert_eq!(enc(&Reply::err("ERR a\r\nb"), false), "-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn g17_matches_c() {
+        assert_eq!(fmt_g17(1.0), "1");
+        assert_eq!(fmt_g17(1.5), "1.5");
+        assert_eq!(fmt_g17(0.1), "0.10000000000000001");
+        assert_eq!(fmt_g17(-2.25), "-2.25");
+        assert_eq!(fmt_g17(1e17), "1e+17");
+        assert_eq!(fmt_g17(123456789.0), "123456789");
+        assert_eq!(fmt_g17(0.0001), "0.0001");
+        assert_eq!(fmt_g17(0.00001), "1.0000000000000001e-05");
+        assert_eq!(fmt_g17(f64::INFINITY), "inf");
+        assert_eq!(fmt_g17(3.0e-300), "3.0000000000000002e-300");
+    }
+
+    #[test]
+    fn human_floats() {
+        assert_eq!(fmt_human(10.5 + 0.1), "10.6");
+        assert_eq!(fmt_human(5.0e3), "5000");
+        assert_eq!(fmt_human(3.0), "3");
+    }
+}

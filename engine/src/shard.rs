@@ -1,0 +1,334 @@
+//! A shard: the keyspace one core owns, with its expiry, statistics, WATCH
+//! versions and write log. Everything here runs on the owning core only.
+
+use crate::db::{Db, Entry};
+use crate::value::{EncodingLimits, Value};
+use bytes::Bytes;
+use hashbrown::{HashMap, HashSet};
+
+/// One write, as it would be replayed: what the AOF appends and what the
+/// replication stream sends. Effects that depend on time or randomness are
+/// recorded in their deterministic form (e.g. `PEXPIREAT`, `DEL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// The database the write applies to.
+    pub db: u16,
+    /// The command and its arguments.
+    pub argv: Vec<Bytes>,
+}
+
+/// Counters reported by INFO stats and INFO keyspace.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// `expired_keys`.
+    pub expired_keys: u64,
+    /// `keyspace_hits`.
+    pub keyspace_hits: u64,
+    /// `keyspace_misses`.
+    pub keyspace_misses: u64,
+}
+
+/// Keys whose version WATCH compares at EXEC.
+#[derive(Debug, Default)]
+struct Watched {
+    version: u64,
+    watchers: u32,
+}
+
+/// The data and bookkeeping one core owns.
+pub struct Shard {
+    /// Databases 0..`databases`.
+    pub dbs: Vec<Db>,
+    /// INFO counters.
+    pub stats: Stats,
+    /// Writes since start (INFO `rdb_changes_since_last_save` is built on it).
+    pub dirty: u64,
+    /// Encoding thresholds for OBJECT ENCODING.
+    pub limits: EncodingLimits,
+    /// Write records, collected only while a consumer (AOF, replica) is
+    /// attached: `None` costs nothing on the write path.
+    log: Option<Vec<LogRecord>>,
+    /// WATCHed keys: (db, key) → version bumped on every modification.
+    watched: HashMap<(u16, Box<[u8]>), Watched>,
+    /// Keys clients are blocked on (BLPOP & co), kept by the node.
+    blocked_on: HashSet<(u16, Box<[u8]>)>,
+    /// Blocked-on keys that received data since the node last looked.
+    ready: Vec<(u16, Box<[u8]>)>,
+    /// When `Some`, every modified key is recorded (used to write back the
+    /// results of a command run on a scratch shard).
+    touched: Option<Vec<(u16, Box<[u8]>)>>,
+    rng: u64,
+}
+
+impl Shard {
+    /// A shard with `databases` empty databases and a seed for its random
+    /// choices (RANDOMKEY, SPOP, expiry sampling).
+    pub fn new(databases: usize, seed: u64) -> Self {
+        Shard {
+            dbs: (0..databases.max(1)).map(|_| Db::default()).collect(),
+            stats: Stats::default(),
+            dirty: 0,
+            limits: EncodingLimits::default(),
+            log: None,
+            watched: HashMap::new(),
+            blocked_on: HashSet::new(),
+            ready: Vec::new(),
+            touched: None,
+            rng: seed | 1,
+        }
+    }
+
+    /// A pseudo-random number (xorshift64*; not for cryptography).
+    pub fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Starts collecting write records.
+    pub fn enable_log(&mut self) {
+        self.log.get_or_insert_with(Vec::new);
+    }
+
+    /// True while write records are collected.
+    pub fn log_enabled(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Takes the write records collected so far.
+    pub fn take_log(&mut self) -> Vec<LogRecord> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Records one write (no-op unless a consumer is attached).
+    pub fn log_write(&mut self, db: usize, argv: impl FnOnce() -> Vec<Bytes>) {
+        if let Some(log) = &mut self.log {
+            log.push(LogRecord {
+                db: db as u16,
+                argv: argv(),
+            });
+        }
+    }
+
+    /// Looks `key` up, deleting it first if its TTL has passed (lazy
+    /// expiry). Does not count as a keyspace hit or miss.
+    pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        self.expire_if_due(db, key, now_ms);
+        self.dbs[db].get_mut(key)
+    }
+
+    /// Like [`Shard::lookup`] for a read: counts a hit or a miss.
+    pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        self.expire_if_due(db, key, now_ms);
+        match self.dbs[db].get_mut(key) {
+            Some(e) => {
+                self.stats.keyspace_hits += 1;
+                e.access_s = (now_ms / 1000) as u32;
+                Some(e)
+            }
+            None => {
+                self.stats.keyspace_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Deletes `key` if it has expired at `now_ms`; returns true if it did.
+    pub fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: i64) -> bool {
+        match self.dbs[db].get(key) {
+            Some(e) if e.is_expired(now_ms) => {
+                self.delete_expired(db, key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn delete_expired(&mut self, db: usize, key: &[u8]) {
+        self.dbs[db].remove(key);
+        self.stats.expired_keys += 1;
+        self.touch(db, key);
+        self.log_write(db, || vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
+    }
+
+    /// Stores a value, dropping any TTL, and marks the key modified.
+    pub fn set(&mut self, db: usize, key: &[u8], value: Value, now_ms: i64) {
+        self.dbs[db].insert(key, value, (now_ms / 1000) as u32);
+        self.touch(db, key);
+    }
+
+    /// Removes `key` and marks it modified; returns its entry.
+    pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+        let e = self.dbs[db].remove(key)?;
+        self.touch(db, key);
+        Some(e)
+    }
+
+    /// Marks `key` modified: bumps its WATCH version and records it when a
+    /// write-back is being tracked. Every write path calls this (Redis's
+    /// `signalModifiedKey`).
+    pub fn touch(&mut self, db: usize, key: &[u8]) {
+        if !self.watched.is_empty() {
+            if let Some(w) = self.watched.get_mut(&(db as u16, Box::from(key))) {
+                w.version += 1;
+            }
+        }
+        if let Some(t) = &mut self.touched {
+            t.push((db as u16, key.into()));
+        }
+    }
+
+    /// Marks every key of `db` (or of all databases) modified: FLUSHDB,
+    /// FLUSHALL, SWAPDB.
+    pub fn touch_all(&mut self, db: Option<usize>) {
+        for ((d, _), w) in self.watched.iter_mut() {
+            if db.is_none_or(|x| x as u16 == *d) {
+                w.version += 1;
+            }
+        }
+    }
+
+    /// Registers a WATCH of `key`; returns its current version.
+    pub fn watch(&mut self, db: usize, key: &[u8]) -> u64 {
+        let w = self.watched.entry((db as u16, key.into())).or_default();
+        w.watchers += 1;
+        w.version
+    }
+
+    /// The current WATCH version of `key` (0 when nobody watches it).
+    pub fn watch_version(&self, db: usize, key: &[u8]) -> u64 {
+        self.watched
+            .get(&(db as u16, Box::from(key)))
+            .map_or(0, |w| w.version)
+    }
+
+    /// Drops one WATCH of `key`.
+    pub fn unwatch(&mut self, db: usize, key: &[u8]) {
+        let k = (db as u16, Box::from(key));
+        if let Some(w) = self.watched.get_mut(&k) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                self.watched.remove(&k);
+            }
+        }
+    }
+
+    /// Starts or stops recording modified keys.
+    pub fn track_touched(&mut self, on: bool) {
+        self.touched = on.then(Vec::new);
+    }
+
+    /// Takes the keys modified since tracking started.
+    pub fn take_touched(&mut self) -> Vec<(u16, Box<[u8]>)> {
+        self.touched.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The node tells the shard a client waits for data on `key`.
+    pub fn set_blocked_on(&mut self, db: usize, key: &[u8], on: bool) {
+        if on {
+            self.blocked_on.insert((db as u16, key.into()));
+        } else {
+            self.blocked_on.remove(&(db as u16, Box::from(key)));
+        }
+    }
+
+    /// Commands that add elements a blocked client could take call this
+    /// (Redis's `signalKeyAsReady`).
+    pub fn signal_ready(&mut self, db: usize, key: &[u8]) {
+        if !self.blocked_on.is_empty() {
+            let k = (db as u16, Box::from(key));
+            if self.blocked_on.contains(&k) && !self.ready.contains(&k) {
+                self.ready.push(k);
+            }
+        }
+    }
+
+    /// Takes the blocked-on keys that received data.
+    pub fn take_ready(&mut self) -> Vec<(u16, Box<[u8]>)> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// One step of active expiry in `db`: samples up to `samples` keys with
+    /// a TTL and deletes the expired ones. Returns (sampled, expired) so the
+    /// caller can repeat while more than a tenth of the sample had expired,
+    /// as Redis's adaptive cycle does, within its own time budget.
+    pub fn active_expire(&mut self, db: usize, samples: usize, now_ms: i64) -> (usize, usize) {
+        let mut sampled = 0;
+        let mut expired = 0;
+        for _ in 0..samples {
+            let n = self.dbs[db].volatile_len();
+            if n == 0 {
+                break;
+            }
+            let i = (self.random() % n as u64) as usize;
+            let Some(key) = self.dbs[db].volatile_key(i).map(Box::<[u8]>::from) else {
+                break;
+            };
+            sampled += 1;
+            if self.expire_if_due(db, &key, now_ms) {
+                expired += 1;
+            }
+        }
+        (sampled, expired)
+    }
+
+    /// Number of keys in all databases.
+    pub fn key_count(&self) -> usize {
+        self.dbs.iter().map(|d| d.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_and_active_expiry() {
+        let mut s = Shard::new(16, 42);
+        s.enable_log();
+        for i in 0..1000 {
+            let k = format!("k{i}");
+            s.set(0, k.as_bytes(), Value::Str(Bytes::from_static(b"v")), 0);
+            s.dbs[0].set_expire(k.as_bytes(), Some(if i < 500 { 100 } else { 10_000 }));
+        }
+        assert!(s.lookup(0, b"k1", 50).is_some());
+        assert!(s.lookup(0, b"k1", 100).is_none());
+        assert_eq!(s.stats.expired_keys, 1);
+        let log = s.take_log();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].argv, vec![Bytes::from_static(b"DEL"), Bytes::from_static(b"k1")]);
+        // Ticks as the node runs them: each repeats while over a tenth of
+        // its sample had expired.
+        for _ in 0..50 {
+            loop {
+                let (sampled, expired) = s.active_expire(0, 20, 200);
+                if sampled == 0 || expired * 10 <= sampled {
+                    break;
+                }
+            }
+        }
+        assert!(s.dbs[0].len() < 560, "left {}", s.dbs[0].len());
+        s.dbs[0].invariants();
+        while s.active_expire(0, 100, 200).1 > 0 {}
+        // Whatever sampling left behind is still never returned.
+        for i in 0..500 {
+            assert!(s.lookup(0, format!("k{i}").as_bytes(), 200).is_none());
+        }
+        assert_eq!(s.dbs[0].len(), 500);
+    }
+
+    #[test]
+    fn watch_versions() {
+        let mut s = Shard::new(1, 1);
+        let v = s.watch(0, b"a");
+        s.touch(0, b"b");
+        assert_eq!(s.watch_version(0, b"a"), v);
+        s.touch(0, b"a");
+        assert_ne!(s.watch_version(0, b"a"), v);
+        s.unwatch(0, b"a");
+        assert_eq!(s.watch_version(0, b"a"), 0);
+    }
+}

@@ -1,0 +1,87 @@
+//! Key → hash slot, the one routing rule everything else builds on.
+//!
+//! `slot = CRC16-XMODEM(hashtag-or-key) & 16383`, as in the Redis Cluster
+//! specification. The hashtag is the text between the first `{` and the first
+//! `}` after it, when that text is not empty.
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOTS: usize = 16384;
+
+/// The part of `key` that is hashed: its hashtag if it has a non-empty one.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// CRC16-XMODEM (polynomial 0x1021, initial value 0).
+pub fn crc16(bytes: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(bytes)
+}
+
+/// The hash slot of `key`.
+pub fn slot_of(key: &[u8]) -> u16 {
+    crc16(hash_tag(key)) & (SLOTS as u16 - 1)
+}
+
+/// The shard core that owns `slot` when `shards` cores split the slots.
+///
+/// Slots are split into contiguous ranges, one per core, so a core owns
+/// `[core_first_slot(c), core_first_slot(c + 1))`. Contiguous ranges keep
+/// SCAN cursors (which walk slots in order) and slot migration between cores
+/// simple; the cost is that a skewed slot range loads one core more, which the
+/// CRC16 spread makes unlikely for real key sets.
+pub fn core_of(slot: u16, shards: usize) -> usize {
+    debug_assert!(shards > 0 && shards <= SLOTS);
+    (slot as usize * shards) / SLOTS
+}
+
+/// The first slot owned by `core` (or `SLOTS` for `core == shards`).
+pub fn core_first_slot(core: usize, shards: usize) -> usize {
+    (core * SLOTS).div_ceil(shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_slots() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot_of(b"name"), 5798);
+        assert_eq!(slot_of(b"bbb"), 5287);
+        assert_eq!(slot_of(b"aaa"), 10439);
+        assert_eq!(slot_of(b"this{foo}key"), 12182);
+        assert_eq!(slot_of(b"another{foo}key"), 12182);
+        assert_eq!(slot_of(b"foo"), slot_of(b"{foo}"));
+    }
+
+    #[test]
+    fn hash_tag_rules() {
+        assert_eq!(hash_tag(b"{}key"), b"{}key");
+        assert_eq!(hash_tag(b"a{b}c{d}"), b"b");
+        assert_eq!(hash_tag(b"a{{b}}"), b"{b");
+        assert_eq!(hash_tag(b"a{"), b"a{");
+        assert_eq!(hash_tag(b"a}{b"), b"a}{b");
+    }
+
+    #[test]
+    fn core_ranges_cover_all_slots() {
+        for shards in [1usize, 2, 3, 7, 64] {
+            let mut prev = 0;
+            for slot in 0..SLOTS as u16 {
+                let c = core_of(slot, shards);
+                assert!(c >= prev && c < shards);
+                assert!(slot as usize >= core_first_slot(c, shards));
+                assert!((slot as usize) < core_first_slot(c + 1, shards));
+                prev = c;
+            }
+            assert_eq!(core_first_slot(shards, shards), SLOTS);
+        }
+    }
+}
