@@ -249,6 +249,9 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     /// The arguments, `args.get(0)` being the command name.
     pub args: Args<'a>,
+    /// The hash slots this shard owns (SCAN walks slots and stops at the
+    /// end of this range; the node continues on the next shard).
+    pub slots: std::ops::Range<usize>,
     /// True inside MULTI/EXEC, where blocking commands must not block.
     pub in_multi: bool,
     /// Set by a blocking command that found nothing: the node parks the
@@ -267,6 +270,7 @@ impl<'a> Ctx<'a> {
             db,
             now_ms,
             args,
+            slots: 0..crate::slot::SLOTS,
             in_multi: false,
             block: None,
             rewrite: None,
