@@ -19,6 +19,7 @@ pub mod args;
 pub mod cmd;
 pub mod db;
 pub mod error;
+pub mod glob;
 pub mod reply;
 pub mod resp;
 pub mod shard;
