@@ -25,15 +25,10 @@ use super::{flags::*, Ctx, Merge, Spec};
 use crate::args::Args;
 use crate::db::Entry;
 use crate::error;
+use crate::glob::glob_match;
 use crate::reply::Reply;
 use crate::slot::SLOTS;
 use bytes::Bytes;
-
-// TEMP until engine/src/glob.rs lands: only `*` and literal patterns match.
-// To switch: delete this fn and add `use crate::glob::glob_match;`.
-fn glob_match(p: &[u8], s: &[u8], _nocase: bool) -> bool {
-    p == b"*" || p == s
-}
 
 /// The keys family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -1268,6 +1263,10 @@ mod tests {
         assert_eq!(sorted(t(&mut s, 10, "KEYS *")), ["bar", "foo", "foobar"]);
         assert_eq!(sorted(t(&mut s, 10, "KEYS foo")), ["foo"]);
         assert_eq!(sorted(t(&mut s, 10, "KEYS nope")), Vec::<String>::new());
+        assert_eq!(sorted(t(&mut s, 10, "KEYS foo*")), ["foo", "foobar"]);
+        assert_eq!(sorted(t(&mut s, 10, "KEYS *ar")), ["bar", "foobar"]);
+        assert_eq!(sorted(t(&mut s, 10, "KEYS ?ar")), ["bar"]);
+        assert_eq!(sorted(t(&mut s, 10, "KEYS [bf]o*")), ["foo", "foobar"]);
         assert_eq!(
             t(&mut s, 0, "KEYS"),
             err("ERR wrong number of arguments for 'keys' command")
@@ -1381,6 +1380,8 @@ mod tests {
         assert!(keys.is_empty());
         let (_, keys) = scan_parts(t(&mut s, 0, &format!("SCAN {tslot} COUNT 1 MATCH {{t}}a")));
         assert_eq!(keys, ["{t}a"]);
+        let (_, keys) = scan_parts(t(&mut s, 0, &format!("SCAN {tslot} COUNT 1 MATCH *[ab]")));
+        assert_eq!(keys, ["{t}a", "{t}b"]);
         let (_, keys) = scan_parts(t(&mut s, 0, &format!("SCAN {tslot} COUNT 1 MATCH *")));
         assert_eq!(keys.len(), 4);
     }
