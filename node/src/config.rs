@@ -737,6 +737,8 @@ impl Config {
 fn default_value(param: &Param) -> Option<Value> {
     let args = match param.kind {
         Kind::Str => vec![param.default.to_string()],
+        // "no default master": not expressible as directive arguments.
+        Kind::ReplicaOf if param.default.is_empty() => return Some(Value::ReplicaOf(None)),
         _ => split_args(param.default)?,
     };
     parse_value(param, &args).ok()
@@ -779,7 +781,7 @@ fn cli_options(args: &[String]) -> String {
             }
             options.push_str(&arg[2..]);
             options.push(' ');
-            let words = split_args(arg).map(|a| a.len()).unwrap_or(1);
+            let words = split_args(arg).map(|a| a.len()).unwrap_or(0);
             if words == 1 {
                 handled_last = false;
                 if arg.eq_ignore_ascii_case("--save") {
@@ -892,7 +894,6 @@ fn parse_value(param: &Param, args: &[String]) -> Result<Value, String> {
             Value::Save(pairs)
         }
         Kind::ReplicaOf => match args {
-            [] => Value::ReplicaOf(None),
             [a, b] if a.eq_ignore_ascii_case("no") && b.eq_ignore_ascii_case("one") => {
                 Value::ReplicaOf(None)
             }
@@ -1485,6 +1486,8 @@ mod tests {
         assert!(e.contains("only 'daemonize no' is supported"), "{e}");
         assert!(cli(&["--daemonize", "no"]).is_ok());
         let e = cli(&["--replicaof", "a", "b", "c"]).unwrap_err();
+        assert!(e.ends_with("\nwrong number of arguments"), "{e}");
+        let e = cli(&["--replicaof", ""]).unwrap_err();
         assert!(e.ends_with("\nwrong number of arguments"), "{e}");
         let e = cli(&["--replicaof", "127.0.0.1", "abc"]).unwrap_err();
         assert!(e.ends_with("\nInvalid master port"), "{e}");
