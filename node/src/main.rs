@@ -1,1 +1,268 @@
-fn main() {}
+//! # slotd
+//!
+//! A Redis-compatible server built thread-per-core: each shard core owns a
+//! contiguous range of the 16384 hash slots and the keys in them.
+//!
+//! # Layout
+//! - `main`: configuration, listeners, one pinned thread per shard core,
+//!   signals and shutdown.
+//! - `core`: a core's io_uring event loop: sockets, parsing, the inbox.
+//! - `dispatch`: per-command checks and routing (fast path inline).
+//! - `flows`: slow paths as tasks: remote commands, multi-core commands with
+//!   ordered shard locks, fan-outs, MULTI/EXEC.
+//! - `task`: the per-core task executor and request/answer futures.
+//! - `mesh`: cross-core messages and wake-ups.
+//! - `nodecmd`, `pubsub`, `info`: commands implemented by the node.
+//! - `config`, `log`: redis.conf-style configuration and Redis log lines.
+//! - `conn`, `slab`, `net`, `shared`: connection state and plumbing.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod config;
+mod conn;
+mod core;
+mod dispatch;
+mod flows;
+mod info;
+mod log;
+mod mesh;
+mod net;
+mod nodecmd;
+mod pubsub;
+mod shared;
+mod slab;
+mod task;
+
+use shared::{Settings, Shared};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Set by SIGTERM/SIGINT; the main thread turns it into a shutdown.
+static SIGNALED: AtomicI64 = AtomicI64::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALED.store(sig as i64, Ordering::SeqCst);
+}
+
+/// The hot settings derived from the configuration.
+pub fn settings_from(c: &config::Config) -> Settings {
+    let e = c.encoding_limits();
+    Settings {
+        limits: engine::resp::Limits {
+            bulk_bytes_max: c.proto_max_bulk_len() as usize,
+            ..engine::resp::Limits::default()
+        },
+        query_buf_max: c.client_query_buffer_limit() as usize,
+        requirepass: c.requirepass(),
+        databases: c.databases(),
+        timeout_s: c.timeout(),
+        hz: c.hz(),
+        maxclients: c.maxclients() as usize,
+        encoding: engine::value::EncodingLimits {
+            hash_entries_max: e.hash_max_listpack_entries as usize,
+            hash_value_bytes_max: e.hash_max_listpack_value as usize,
+            set_intset_entries_max: e.set_max_intset_entries as usize,
+            zset_entries_max: e.zset_max_listpack_entries as usize,
+            zset_value_bytes_max: e.zset_max_listpack_value as usize,
+            list_listpack_size: e.list_max_listpack_size,
+        },
+    }
+}
+
+/// CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the cpu_set_t we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&i| libc::CPU_ISSET(i, &set)).collect();
+        if cpus.is_empty() {
+            vec![0]
+        } else {
+            cpus
+        }
+    }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: sched_setaffinity with a cpu_set_t we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn run_id() -> String {
+    let mut bytes = [0u8; 20];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-v" || a == "--version") {
+        println!(
+            "slotd v={} (Redis-compatible {}) bits=64",
+            env!("CARGO_PKG_VERSION"),
+            nodecmd::REDIS_VERSION
+        );
+        return;
+    }
+    let cfg = match config::Config::from_cli(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = log::init(cfg.loglevel(), &cfg.logfile()) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    let pid = std::process::id();
+    log::notice(format_args!("oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo"));
+    log::notice(format_args!(
+        "Redis version={}, bits=64, commit=00000000, modified=0, pid={pid}, just started",
+        nodecmd::REDIS_VERSION
+    ));
+    log::notice(format_args!("slotd version={}", env!("CARGO_PKG_VERSION")));
+    if let Some(f) = cfg.config_file() {
+        log::notice(format_args!("Configuration loaded"));
+        let _ = f;
+    } else {
+        log::warning(format_args!(
+            "Warning: no config file specified, using the default config. In order to specify a config file use slotd /path/to/slotd.conf"
+        ));
+    }
+    let cpus = allowed_cpus();
+    let shards = match cfg.shards() {
+        0 => cpus.len(),
+        n => n,
+    }
+    .clamp(1, 1024);
+    let port = cfg.port();
+    let settings = settings_from(&cfg);
+    let backlog = cfg.tcp_backlog() as i32;
+    let binds = cfg.bind();
+    let shared = Arc::new(Shared {
+        config_file: cfg.config_file().map(|p| p.display().to_string()),
+        config: Mutex::new(cfg),
+        settings: Mutex::new(settings),
+        next_client_id: AtomicU64::new(1),
+        clients: AtomicUsize::new(0),
+        shutdown: AtomicBool::new(false),
+        start_ms: shared::now_ms(),
+        run_id: run_id(),
+        port,
+        shards,
+        executable: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+        lastsave_s: AtomicI64::new(shared::now_ms() / 1000),
+        peak_memory: AtomicU64::new(0),
+    });
+    log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
+    log::notice(format_args!("Running mode=standalone, port={port}."));
+
+    // Listening sockets first, so a taken port fails the start cleanly.
+    let mut per_core: Vec<Vec<i32>> = vec![Vec::new(); shards];
+    for b in &binds {
+        let Some((addr, optional)) = net::bind_addr(b, port) else {
+            log::warning(format_args!("Invalid bind address '{b}'"));
+            std::process::exit(1);
+        };
+        for (core, list) in per_core.iter_mut().enumerate() {
+            match net::listen(addr, backlog) {
+                Ok(fd) => list.push(fd),
+                Err(e) => {
+                    if optional && core == 0 {
+                        log::verbose(format_args!("Skipping optional bind address {b}: {e}"));
+                        break;
+                    }
+                    log::warning(format_args!(
+                        "Warning: Could not create server TCP listening socket {}:{port}: bind: {e}",
+                        addr.ip()
+                    ));
+                    log::warning(format_args!("Failed listening on port {port} (TCP), aborting."));
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+    if per_core.iter().any(|l| l.is_empty()) {
+        log::warning(format_args!("Failed listening on port {port} (TCP), aborting."));
+        std::process::exit(1);
+    }
+    let mesh = match mesh::Mesh::new(shards) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            log::warning(format_args!("Failed creating the core mailboxes: {e}"));
+            std::process::exit(1);
+        }
+    };
+    // SAFETY: installing async-signal-safe handlers (they store an atomic)
+    // and ignoring SIGPIPE (a closed peer surfaces as a send error).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    log::notice(format_args!("Server initialized"));
+    let mut threads = Vec::new();
+    for (id, listeners) in per_core.into_iter().enumerate() {
+        let cpu = cpus[id % cpus.len()];
+        let shared = shared.clone();
+        let mesh = mesh.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || {
+                pin_to(cpu);
+                match core::Core::new(id, shards, shared, mesh, listeners) {
+                    Ok(mut c) => c.run(),
+                    Err(e) => {
+                        log::warning(format_args!("Shard {id} could not start its io_uring: {e}"));
+                        std::process::exit(1);
+                    }
+                }
+            });
+        match t {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                log::warning(format_args!("Could not start shard thread {id}: {e}"));
+                std::process::exit(1);
+            }
+        }
+    }
+    log::notice(format_args!("Ready to accept connections tcp"));
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let sig = SIGNALED.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            let name = if sig == libc::SIGINT as i64 { "SIGINT" } else { "SIGTERM" };
+            log::warning(format_args!("Received {name} scheduling shutdown..."));
+            shared.shutdown.store(true, Ordering::SeqCst);
+            for c in 0..shards {
+                mesh.send(
+                    c,
+                    mesh::Msg::Req {
+                        from: 0,
+                        id: 0,
+                        req: mesh::Request::Admin(mesh::AdminQuery::Shutdown),
+                    },
+                );
+            }
+        }
+        if threads.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    log::warning(format_args!("Redis is now ready to exit, bye bye..."));
+}

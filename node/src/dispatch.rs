@@ -1,0 +1,209 @@
+//! Running one command for a connection: checks (auth, arity, pub/sub
+//! context, MULTI queueing), then routing by the command table's key spec:
+//! keys all on this core run inline (the fast path); otherwise a task
+//! carries the command to the cores that own its keys.
+
+use crate::conn::Wait;
+use crate::core::{Core, Origin};
+use crate::flows;
+use crate::slab::Key;
+use bytes::Bytes;
+use engine::cmd::{flags, Spec};
+use engine::{error, Args, Reply};
+
+/// What the parse loop does after a command.
+pub enum Next {
+    /// The command is done (its reply is queued): go on.
+    Continue,
+    /// The command was consumed but its reply comes later: stop for now.
+    Wait,
+    /// The command could not start (this core is locked): leave it in the
+    /// buffer and retry it when the connection is resumed.
+    Retry,
+}
+
+/// Where a command's keys live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// No keys: run on the connection's core.
+    Here,
+    /// Every key on this core.
+    One(usize),
+    /// Keys on several cores (sorted, deduplicated).
+    Many(Vec<usize>),
+    /// A fan-out command.
+    All,
+}
+
+/// Works out which cores `args` touches. `cores` is the number of shard
+/// cores; `me` is the asking core.
+pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
+    if spec.has(flags::ALL_SHARDS) {
+        return Ok(Route::All);
+    }
+    // The common case, one key at position 1, without allocating.
+    if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
+        let slot = engine::slot::slot_of(args.get(1));
+        return Ok(Route::One(engine::slot::core_of(slot, cores)));
+    }
+    if spec.name == "scan" {
+        return Ok(match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(c) if c < engine::slot::SLOTS as u64 => Route::One(engine::slot::core_of(c as u16, cores)),
+            _ => Route::Here,
+        });
+    }
+    let mut idx = Vec::new();
+    spec.key_indices(args, &mut idx)?;
+    let mut list: Vec<usize> = idx
+        .iter()
+        .map(|&i| engine::slot::core_of(engine::slot::slot_of(args.get(i)), cores))
+        .collect();
+    list.sort_unstable();
+    list.dedup();
+    Ok(match list.len() {
+        0 => Route::Here,
+        1 => Route::One(list[0]),
+        _ => Route::Many(list),
+    })
+}
+
+/// Parses a SELECT-style database index.
+pub fn parse_db(raw: &[u8], databases: usize) -> Result<usize, Reply> {
+    match engine::resp::parse_i64(raw) {
+        Some(n) if n >= 0 && (n as usize) < databases => Ok(n as usize),
+        Some(_) => Err(Reply::err("ERR DB index is out of range")),
+        None => Err(Reply::err(error::NOT_INT)),
+    }
+}
+
+/// Drops every WATCH in `watches` (fire and forget).
+pub fn unwatch_all(core: &mut Core, watches: Vec<(usize, usize, Bytes, u64)>) {
+    for (c, db, key, _) in watches {
+        if c == core.id {
+            core.engine.unwatch(db, &key);
+        } else {
+            core.rpc.tell(c, crate::mesh::Request::Unwatch { db, keys: vec![key] });
+        }
+    }
+}
+
+/// Queues `reply` for `key`.
+fn answer(core: &mut Core, key: Key, reply: Reply) -> Next {
+    core.reply(key, &reply);
+    Next::Continue
+}
+
+/// Runs one parsed command for connection `key`.
+pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
+    let Some(conn) = core.conns.get_mut(key) else {
+        return Next::Wait;
+    };
+    let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
+        if conn.multi.is_some() {
+            conn.multi_failed = true;
+        }
+        let e = error::unknown_command(args.get(0), args.iter_from(1));
+        return answer(core, key, Reply::Error(e.into()));
+    };
+    conn.last_cmd = spec.name;
+    if !conn.authed && !spec.has(flags::NO_AUTH) {
+        if conn.multi.is_some() {
+            conn.multi_failed = true;
+        }
+        return answer(core, key, Reply::err("NOAUTH Authentication required."));
+    }
+    if let Err(e) = spec.check_arity(args.len()) {
+        if conn.multi.is_some() {
+            conn.multi_failed = true;
+        }
+        return answer(core, key, e);
+    }
+    if conn.sub_count() > 0 && !conn.resp3 && !spec.has(flags::PUBSUB_OK) && !matches!(spec.name, "ping" | "quit" | "reset") {
+        let e = format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        );
+        return answer(core, key, Reply::Error(e.into()));
+    }
+    if conn.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+        if spec.has(flags::NO_MULTI) {
+            conn.multi_failed = true;
+            return answer(core, key, Reply::err("ERR Command not allowed inside a transaction"));
+        }
+        if let Err(e) = route(spec, &args, core.cores) {
+            conn.multi_failed = true;
+            return answer(core, key, e);
+        }
+        if let Some(q) = conn.multi.as_mut() {
+            q.push(args.to_owned());
+        }
+        return answer(core, key, Reply::status("QUEUED"));
+    }
+    if spec.has(flags::NODE) {
+        return crate::nodecmd::run(core, key, spec, args);
+    }
+    let db = conn.db;
+    let route = match route(spec, &args, core.cores) {
+        Ok(r) => r,
+        Err(e) => return answer(core, key, e),
+    };
+    match route {
+        Route::Here => run_here(core, key, spec, db, args),
+        Route::One(c) if c == core.id => run_here(core, key, spec, db, args),
+        Route::One(c) => {
+            let rpc = core.rpc.clone();
+            let owned = args.to_owned();
+            let may_block = spec.has(flags::BLOCKING);
+            spawn(core, key, async move { flows::remote(rpc, c, db, owned, may_block, key).await })
+        }
+        Route::Many(cores) => {
+            let rpc = core.rpc.clone();
+            let owned = args.to_owned();
+            let databases = core.settings.databases;
+            spawn(core, key, async move {
+                flows::multi_key(rpc, cores, spec, db, owned, databases, key).await
+            })
+        }
+        Route::All => {
+            let rpc = core.rpc.clone();
+            let owned = args.to_owned();
+            let cores = core.cores;
+            spawn(core, key, async move { flows::fanout(rpc, cores, spec, db, owned, key).await })
+        }
+    }
+}
+
+fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
+    if core.lock.is_some() {
+        if let Some(c) = core.conns.get_mut(key) {
+            c.wait = Wait::Stalled;
+        }
+        core.stalled.push(key);
+        return Next::Retry;
+    }
+    match core.run_local(spec, db, args, false, Some(Origin::Local(key))) {
+        Some(reply) => {
+            core.reply(key, &reply);
+            Next::Continue
+        }
+        None => {
+            if let Some(c) = core.conns.get_mut(key) {
+                c.wait = Wait::Blocked;
+            }
+            Next::Wait
+        }
+    }
+}
+
+/// Starts a task for connection `key` and parks the connection on it.
+pub fn spawn(
+    core: &mut Core,
+    key: Key,
+    fut: impl std::future::Future<Output = crate::core::TaskDone> + 'static,
+) -> Next {
+    let t = core.exec.spawn(fut);
+    if let Some(c) = core.conns.get_mut(key) {
+        c.wait = Wait::Task(t);
+    }
+    Next::Wait
+}

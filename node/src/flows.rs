@@ -1,0 +1,411 @@
+//! The slow paths, as tasks: a command on another core, a command whose
+//! keys span cores, fan-out commands and MULTI/EXEC.
+//!
+//! Cross-core atomicity uses ordered shard locks: a task takes the lock of
+//! every core it needs in ascending core order (so two tasks can never wait
+//! on each other), does its work with plain requests, and releases them.
+//! While locked, a core defers every other request and stalls its own
+//! connections' commands, so nothing observes a half-done multi-core write.
+//! A multi-key command is run by copying its keys into a scratch keyspace,
+//! executing the ordinary engine handler there, and writing back exactly
+//! the keys the handler touched: one implementation per command, whatever
+//! the key placement.
+
+use crate::core::{Effect, TaskDone};
+use crate::dispatch::{route, Route};
+use crate::mesh::{Request, Response, TxId};
+use crate::slab::Key;
+use crate::task::Rpc;
+use bytes::Bytes;
+use engine::cmd::{flags, Merge, Spec};
+use engine::{OwnedArgs, Reply};
+use std::rc::Rc;
+
+fn done(conn: Key, reply: Reply) -> TaskDone {
+    TaskDone {
+        conn,
+        replies: vec![reply],
+        effects: Vec::new(),
+    }
+}
+
+fn first_reply(resp: Response) -> Reply {
+    match resp {
+        Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
+        Response::Count(n) => Reply::Int(n),
+        _ => Reply::err("ERR internal error: unexpected answer from a shard"),
+    }
+}
+
+fn exec_req(db: usize, cmds: Vec<OwnedArgs>, tx: Option<TxId>, in_multi: bool) -> Request {
+    Request::Exec {
+        db,
+        cmds,
+        tx,
+        in_multi,
+        may_block: false,
+        watch: Vec::new(),
+    }
+}
+
+/// A command whose keys all live on core `to`.
+pub async fn remote(rpc: Rc<Rpc>, to: usize, db: usize, args: OwnedArgs, may_block: bool, conn: Key) -> TaskDone {
+    let req = Request::Exec {
+        db,
+        cmds: vec![args],
+        tx: None,
+        in_multi: false,
+        may_block,
+        watch: Vec::new(),
+    };
+    done(conn, first_reply(rpc.call(to, req).await))
+}
+
+/// Holds shard locks; releases them when dropped, also when the task is
+/// cancelled halfway (a lock request still queued is released right after
+/// it is granted, since messages between two cores stay in order).
+struct Locks {
+    rpc: Rc<Rpc>,
+    tx: TxId,
+    sent: Vec<usize>,
+}
+
+impl Locks {
+    async fn take(rpc: &Rc<Rpc>, cores: &[usize]) -> Locks {
+        let mut sorted = cores.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut locks = Locks {
+            rpc: rpc.clone(),
+            tx: rpc.new_tx(),
+            sent: Vec::new(),
+        };
+        for c in sorted {
+            locks.sent.push(c);
+            let _ = rpc.call(c, Request::Lock(locks.tx)).await;
+        }
+        locks
+    }
+}
+
+impl Drop for Locks {
+    fn drop(&mut self) {
+        for &c in &self.sent {
+            self.rpc.tell(c, Request::Unlock(self.tx));
+        }
+    }
+}
+
+/// A command whose keys live on several cores.
+pub async fn multi_key(
+    rpc: Rc<Rpc>,
+    cores: Vec<usize>,
+    spec: &'static Spec,
+    db: usize,
+    args: OwnedArgs,
+    databases: usize,
+    conn: Key,
+) -> TaskDone {
+    let locks = Locks::take(&rpc, &cores).await;
+    let reply = gather_run_scatter(&rpc, spec, db, &args, databases, locks.tx).await;
+    drop(locks);
+    done(conn, reply)
+}
+
+/// Copies the command's keys into a scratch keyspace, runs it there, and
+/// writes back what it changed. The caller holds the locks of every core
+/// involved.
+async fn gather_run_scatter(rpc: &Rc<Rpc>, spec: &'static Spec, db: usize, args: &OwnedArgs, databases: usize, _tx: TxId) -> Reply {
+    let cores = rpc.mesh.cores();
+    let a = args.as_args();
+    let mut idx = Vec::new();
+    if let Err(e) = spec.key_indices(&a, &mut idx) {
+        return e;
+    }
+    let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
+    for i in idx {
+        let k = a.get(i);
+        let c = engine::slot::core_of(engine::slot::slot_of(k), cores);
+        if !by_core[c].iter().any(|x| x[..] == *k) {
+            by_core[c].push(Bytes::copy_from_slice(k));
+        }
+    }
+    let now = crate::shared::now_ms();
+    let mut scratch = engine::Shard::new(databases, now as u64);
+    for (c, keys) in by_core.into_iter().enumerate() {
+        if keys.is_empty() {
+            continue;
+        }
+        if let Response::Entries(entries) = rpc.call(c, Request::Export { db, keys }).await {
+            for (k, e) in entries {
+                if let Some((v, exp)) = e {
+                    scratch.set(db, &k, v, now);
+                    scratch.dbs[db].set_expire(&k, exp);
+                }
+            }
+        }
+    }
+    scratch.track_touched(true);
+    let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, a);
+    ctx.in_multi = true;
+    let reply = engine::cmd::execute(spec, &mut ctx);
+    let mut touched = scratch.take_touched();
+    touched.sort();
+    touched.dedup();
+    let mut writes: Vec<Vec<(usize, Bytes, crate::mesh::Exported)>> = vec![Vec::new(); cores];
+    for (d, k) in touched {
+        let d = d as usize;
+        let e = scratch.dbs[d].get(&k).map(|e| (e.value.clone(), e.expire_at()));
+        let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
+        writes[c].push((d, Bytes::copy_from_slice(&k), e));
+    }
+    for (c, w) in writes.into_iter().enumerate() {
+        let mut by_db: Vec<(usize, Vec<(Bytes, crate::mesh::Exported)>)> = Vec::new();
+        for (d, k, e) in w {
+            match by_db.iter_mut().find(|(x, _)| *x == d) {
+                Some((_, v)) => v.push((k, e)),
+                None => by_db.push((d, vec![(k, e)])),
+            }
+        }
+        for (d, entries) in by_db {
+            let _ = rpc.call(c, Request::Import { db: d, entries }).await;
+        }
+    }
+    reply
+}
+
+/// Sends `args` to every core and merges the answers per the command's
+/// merge rule.
+async fn fanout_reply(rpc: &Rc<Rpc>, cores: usize, spec: &'static Spec, db: usize, args: &OwnedArgs, tx: Option<TxId>) -> Reply {
+    let calls: Vec<_> = (0..cores)
+        .map(|c| rpc.call(c, exec_req(db, vec![args.clone()], tx, tx.is_some())))
+        .collect();
+    let mut replies = Vec::with_capacity(cores);
+    for call in calls {
+        replies.push(first_reply(call.await));
+    }
+    merge(spec.merge, replies)
+}
+
+/// Combines per-core replies.
+pub fn merge(rule: Merge, replies: Vec<Reply>) -> Reply {
+    if let Some(e) = replies.iter().find(|r| r.is_error()) {
+        return e.clone();
+    }
+    match rule {
+        Merge::SumInt => Reply::Int(replies.iter().map(|r| if let Reply::Int(n) = r { *n } else { 0 }).sum()),
+        Merge::Concat => Reply::Array(
+            replies
+                .into_iter()
+                .flat_map(|r| match r {
+                    Reply::Array(v) | Reply::Set(v) => v,
+                    _ => Vec::new(),
+                })
+                .collect(),
+        ),
+        Merge::AnyNonNil => {
+            let mut live: Vec<Reply> = replies.into_iter().filter(|r| !matches!(r, Reply::Nil | Reply::NilArray)).collect();
+            if live.is_empty() {
+                Reply::Nil
+            } else {
+                let pick = (crate::shared::now_ms() as usize) % live.len();
+                live.swap_remove(pick)
+            }
+        }
+        Merge::AllOk | Merge::None => replies.into_iter().next().unwrap_or(Reply::Ok),
+    }
+}
+
+/// A command that runs on every core (DBSIZE, KEYS, FLUSHALL, ...).
+pub async fn fanout(rpc: Rc<Rpc>, cores: usize, spec: &'static Spec, db: usize, args: OwnedArgs, conn: Key) -> TaskDone {
+    done(conn, fanout_reply(&rpc, cores, spec, db, &args, None).await)
+}
+
+/// PUBLISH / SPUBLISH: every core delivers to its own subscribers.
+pub async fn publish(rpc: Rc<Rpc>, channel: Bytes, message: Bytes, sharded: bool, conn: Key) -> TaskDone {
+    done(conn, Reply::Int(publish_count(&rpc, channel, message, sharded).await))
+}
+
+async fn publish_count(rpc: &Rc<Rpc>, channel: Bytes, message: Bytes, sharded: bool) -> i64 {
+    let calls: Vec<_> = (0..rpc.mesh.cores())
+        .map(|c| {
+            rpc.call(
+                c,
+                Request::Publish {
+                    channel: channel.clone(),
+                    message: message.clone(),
+                    sharded,
+                },
+            )
+        })
+        .collect();
+    let mut n = 0;
+    for call in calls {
+        if let Response::Count(c) = call.await {
+            n += c;
+        }
+    }
+    n
+}
+
+/// WATCH: registers each key with its owner and records the versions.
+pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> TaskDone {
+    let cores = rpc.mesh.cores();
+    let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
+    for k in keys {
+        by_core[engine::slot::core_of(engine::slot::slot_of(&k), cores)].push(k);
+    }
+    let mut watched = Vec::new();
+    for (c, keys) in by_core.into_iter().enumerate() {
+        if keys.is_empty() {
+            continue;
+        }
+        if let Response::Versions(v) = rpc.call(c, Request::Watch { db, keys: keys.clone() }).await {
+            watched.extend(keys.into_iter().zip(v).map(|(k, ver)| (c, db, k, ver)));
+        }
+    }
+    TaskDone {
+        conn,
+        replies: vec![Reply::Ok],
+        effects: vec![Effect::Watched(watched)],
+    }
+}
+
+/// EXEC: runs the queued commands atomically across however many cores
+/// they touch, unless a WATCHed key changed.
+pub async fn exec(
+    rpc: Rc<Rpc>,
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    watches: Vec<(usize, usize, Bytes, u64)>,
+    databases: usize,
+    conn: Key,
+) -> TaskDone {
+    let cores = rpc.mesh.cores();
+    let mut involved: Vec<usize> = watches.iter().map(|w| w.0).collect();
+    let mut simple = true;
+    let mut final_db = db;
+    for c in &cmds {
+        let a = c.as_args();
+        let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+            continue;
+        };
+        if spec.name == "select" {
+            if let Ok(d) = crate::dispatch::parse_db(a.get(1), databases) {
+                final_db = d;
+            }
+            continue;
+        }
+        if spec.has(flags::NODE) {
+            simple = false;
+            continue;
+        }
+        match route(spec, &a, cores) {
+            Ok(Route::One(c)) => involved.push(c),
+            Ok(Route::Here) => {}
+            Ok(Route::Many(v)) => {
+                simple = false;
+                involved.extend(v);
+            }
+            Ok(Route::All) => {
+                simple = false;
+                involved.extend(0..cores);
+            }
+            Err(_) => {}
+        }
+    }
+    involved.sort_unstable();
+    involved.dedup();
+    let effects = if final_db != db { vec![Effect::Db(final_db)] } else { Vec::new() };
+    let watch_of = |c: usize| -> Vec<(usize, Bytes, u64)> {
+        watches
+            .iter()
+            .filter(|w| w.0 == c)
+            .map(|w| (w.1, w.2.clone(), w.3))
+            .collect()
+    };
+    if simple && involved.len() <= 1 {
+        // One core: one request runs the whole transaction atomically.
+        let c = involved.first().copied().unwrap_or(rpc.me);
+        let req = Request::Exec {
+            db,
+            watch: watch_of(c),
+            cmds,
+            tx: None,
+            in_multi: true,
+            may_block: false,
+        };
+        let reply = match rpc.call(c, req).await {
+            Response::Replies(r) => Reply::Array(r),
+            _ => Reply::NilArray,
+        };
+        return TaskDone {
+            conn,
+            replies: vec![reply],
+            effects,
+        };
+    }
+    let mut lock_set = involved.clone();
+    lock_set.push(rpc.me);
+    let locks = Locks::take(&rpc, &lock_set).await;
+    for &c in &involved {
+        let w = watch_of(c);
+        if w.is_empty() {
+            continue;
+        }
+        let req = Request::Exec {
+            db,
+            cmds: Vec::new(),
+            tx: Some(locks.tx),
+            in_multi: true,
+            may_block: false,
+            watch: w,
+        };
+        if let Response::WatchFailed = rpc.call(c, req).await {
+            return TaskDone {
+                conn,
+                replies: vec![Reply::NilArray],
+                effects: Vec::new(),
+            };
+        }
+    }
+    let mut replies = Vec::with_capacity(cmds.len());
+    let mut db = db;
+    for c in &cmds {
+        let a = c.as_args();
+        let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+            replies.push(Reply::err("ERR unknown command"));
+            continue;
+        };
+        let reply = if spec.name == "select" {
+            match crate::dispatch::parse_db(a.get(1), databases) {
+                Ok(d) => {
+                    db = d;
+                    Reply::Ok
+                }
+                Err(e) => e,
+            }
+        } else if spec.name == "publish" || spec.name == "spublish" {
+            let ch = Bytes::copy_from_slice(a.get(1));
+            let msg = Bytes::copy_from_slice(a.get(2));
+            Reply::Int(publish_count(&rpc, ch, msg, spec.name == "spublish").await)
+        } else if spec.has(flags::NODE) {
+            Reply::Error(format!("ERR '{}' inside MULTI spanning several cores is not supported", spec.name).into())
+        } else {
+            match route(spec, &a, cores) {
+                Err(e) => e,
+                Ok(Route::All) => fanout_reply(&rpc, cores, spec, db, c, Some(locks.tx)).await,
+                Ok(Route::Many(_)) => gather_run_scatter(&rpc, spec, db, c, databases, locks.tx).await,
+                Ok(Route::One(to)) => first_reply(rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
+                Ok(Route::Here) => first_reply(rpc.call(rpc.me, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
+            }
+        };
+        replies.push(reply);
+    }
+    drop(locks);
+    TaskDone {
+        conn,
+        replies: vec![Reply::Array(replies)],
+        effects,
+    }
+}

@@ -1,0 +1,291 @@
+//! INFO: each core reports its counters; this adds them up and formats
+//! the sections with Redis 7.0's names.
+
+use crate::mesh::{AdminQuery, CoreStats, Request, Response};
+use crate::shared::{now_ms, Shared};
+use crate::task::Rpc;
+use std::fmt::Write;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+const DEFAULT: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+
+/// Collects every core's counters and formats the requested sections.
+pub async fn gather(rpc: &Rc<Rpc>, shared: &Arc<Shared>, sections: &[String]) -> String {
+    let calls: Vec<_> = (0..rpc.mesh.cores())
+        .map(|c| rpc.call(c, Request::Admin(AdminQuery::Stats)))
+        .collect();
+    let mut total = CoreStats::default();
+    let mut cmdstats: Vec<(&'static str, u64, u64)> = Vec::new();
+    for call in calls {
+        if let Response::Stats(s) = call.await {
+            add(&mut total, &s);
+            for (name, calls, usec, _, _) in &s.cmdstats {
+                match cmdstats.iter_mut().find(|(n, _, _)| n == name) {
+                    Some(e) => {
+                        e.1 += calls;
+                        e.2 += usec;
+                    }
+                    None => cmdstats.push((name, *calls, *usec)),
+                }
+            }
+        }
+    }
+    cmdstats.sort();
+    let all = sections.iter().any(|s| s == "all" || s == "everything");
+    let wanted = |name: &str| -> bool {
+        if sections.is_empty() || sections.iter().any(|s| s == "default") {
+            return DEFAULT.contains(&name);
+        }
+        if all {
+            return true;
+        }
+        sections.iter().any(|s| s == name)
+    };
+    let mut out = String::new();
+    let mut section = |title: &str, body: String| {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let _ = write!(out, "# {title}\r\n{body}");
+    };
+    if wanted("server") {
+        section("Server", server(shared));
+    }
+    if wanted("clients") {
+        let settings = shared.settings();
+        section(
+            "Clients",
+            format!(
+                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\n",
+                total.connected_clients, settings.maxclients, total.blocked_clients, total.blocked_clients
+            ),
+        );
+    }
+    if wanted("memory") {
+        section("Memory", memory(shared));
+    }
+    if wanted("persistence") {
+        section(
+            "Persistence",
+            format!(
+                "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+                total.dirty,
+                shared.lastsave_s.load(Ordering::Relaxed)
+            ),
+        );
+    }
+    if wanted("stats") {
+        section(
+            "Stats",
+            format!(
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:0\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n",
+                total.total_connections_received,
+                total.total_commands_processed,
+                total.net_input_bytes,
+                total.net_output_bytes,
+                total.rejected_connections,
+                total.expired_keys,
+                total.keyspace_hits,
+                total.keyspace_misses,
+                total.pubsub_channels,
+                total.pubsub_patterns
+            ),
+        );
+    }
+    if wanted("replication") {
+        section(
+            "Replication",
+            format!(
+                "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+                shared.run_id
+            ),
+        );
+    }
+    if wanted("cpu") {
+        section("CPU", cpu());
+    }
+    if wanted("modules") {
+        section("Modules", String::new());
+    }
+    if wanted("commandstats") {
+        let mut body = String::new();
+        for (name, calls, usec) in &cmdstats {
+            let per = if *calls > 0 { *usec as f64 / *calls as f64 } else { 0.0 };
+            let _ = write!(
+                body,
+                "cmdstat_{name}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls=0,failed_calls=0\r\n"
+            );
+        }
+        section("Commandstats", body);
+    }
+    if wanted("errorstats") {
+        section("Errorstats", String::new());
+    }
+    if wanted("cluster") {
+        section("Cluster", "cluster_enabled:0\r\n".into());
+    }
+    if wanted("keyspace") {
+        let mut body = String::new();
+        for (i, (keys, expires)) in total.keyspace.iter().enumerate() {
+            if *keys > 0 {
+                let _ = write!(body, "db{i}:keys={keys},expires={expires},avg_ttl=0\r\n");
+            }
+        }
+        section("Keyspace", body);
+    }
+    out
+}
+
+fn add(t: &mut CoreStats, s: &CoreStats) {
+    t.connected_clients += s.connected_clients;
+    t.blocked_clients += s.blocked_clients;
+    t.pubsub_clients += s.pubsub_clients;
+    t.total_connections_received += s.total_connections_received;
+    t.total_commands_processed += s.total_commands_processed;
+    t.rejected_connections += s.rejected_connections;
+    t.net_input_bytes += s.net_input_bytes;
+    t.net_output_bytes += s.net_output_bytes;
+    t.expired_keys += s.expired_keys;
+    t.keyspace_hits += s.keyspace_hits;
+    t.keyspace_misses += s.keyspace_misses;
+    t.dirty += s.dirty;
+    t.pubsub_channels += s.pubsub_channels;
+    t.pubsub_patterns += s.pubsub_patterns;
+    if t.keyspace.len() < s.keyspace.len() {
+        t.keyspace.resize(s.keyspace.len(), (0, 0));
+    }
+    for (i, (k, e)) in s.keyspace.iter().enumerate() {
+        t.keyspace[i].0 += k;
+        t.keyspace[i].1 += e;
+    }
+}
+
+fn server(shared: &Shared) -> String {
+    let now = now_ms();
+    let up = (now - shared.start_ms) / 1000;
+    let settings = shared.settings();
+    let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "redis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:Linux {} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nslotd_version:{}\r\nslotd_shards:{}\r\n",
+        crate::nodecmd::REDIS_VERSION,
+        uname.trim(),
+        std::env::consts::ARCH,
+        std::process::id(),
+        shared.run_id,
+        shared.port,
+        now * 1000,
+        up,
+        up / 86400,
+        settings.hz,
+        settings.hz,
+        (now / 1000) & 0xff_ffff,
+        shared.executable,
+        shared.config_file.clone().unwrap_or_default(),
+        env!("CARGO_PKG_VERSION"),
+        shared.shards,
+    )
+}
+
+/// Redis's human-readable byte counts (`1.50M`).
+pub fn human(n: u64) -> String {
+    let units = ["B", "K", "M", "G", "T", "P"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.2}{}", units[i])
+    }
+}
+
+/// (bytes the allocator has committed, resident set size).
+fn memory_figures() -> (u64, u64) {
+    let mut elapsed = 0usize;
+    let mut user = 0usize;
+    let mut sys = 0usize;
+    let mut rss = 0usize;
+    let mut peak_rss = 0usize;
+    let mut commit = 0usize;
+    let mut peak_commit = 0usize;
+    let mut faults = 0usize;
+    // SAFETY: mimalloc fills the integers we pass pointers to.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            &mut elapsed,
+            &mut user,
+            &mut sys,
+            &mut rss,
+            &mut peak_rss,
+            &mut commit,
+            &mut peak_commit,
+            &mut faults,
+        );
+    }
+    (commit as u64, rss as u64)
+}
+
+fn memory(shared: &Shared) -> String {
+    let (used, rss) = memory_figures();
+    let peak = shared.peak_memory.fetch_max(used, Ordering::Relaxed).max(used);
+    let maxmemory = shared
+        .config
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&[b"maxmemory"]).first().map(|(_, v)| v.clone()))
+        .unwrap_or_else(|| "0".into());
+    let maxmemory: u64 = maxmemory.parse().unwrap_or(0);
+    format!(
+        "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\nused_memory_dataset:{used}\r\nallocator_allocated:{used}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
+        human(used),
+        human(rss),
+        human(peak),
+        if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 0.0 },
+        total_system_memory(),
+        human(maxmemory),
+        if used > 0 { rss as f64 / used as f64 } else { 0.0 },
+    )
+}
+
+fn total_system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn cpu() -> String {
+    // SAFETY: getrusage fills the struct we own.
+    let (user, sys) = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        (
+            ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6,
+            ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6,
+        )
+    };
+    format!(
+        "used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n"
+    )
+}

@@ -1,0 +1,212 @@
+//! Messages between cores.
+//!
+//! Every core has one inbox (a lock-free MPSC queue) and an eventfd that
+//! wakes it when it sleeps in `io_uring_enter`. A message owns all its data
+//! (`OwnedArgs`, `Bytes`, `Value`), so no core ever holds a reference into
+//! another core's memory. A request never waits on another hop while its
+//! owner handles it: hops are chained by the requesting task, not by the
+//! core serving them, which keeps the mesh free of cycles.
+
+use crossbeam_queue::SegQueue;
+use engine::value::Value;
+use engine::{OwnedArgs, Reply};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Identifies a multi-shard operation holding shard locks: (core, serial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxId(pub usize, pub u64);
+
+/// A key's value and absolute expiry (ms), as moved between cores.
+pub type Exported = Option<(Value, Option<i64>)>;
+
+/// What one core asks of another.
+#[derive(Debug)]
+pub enum Request {
+    /// Run these commands in order, atomically, in database `db`.
+    /// `tx` is set when the sender holds this core's lock. `watch` lists
+    /// WATCH versions that must all still hold, or nothing runs.
+    /// `may_block`: a blocking command that finds nothing parks here until
+    /// data arrives or its deadline passes.
+    Exec {
+        db: usize,
+        cmds: Vec<OwnedArgs>,
+        tx: Option<TxId>,
+        in_multi: bool,
+        may_block: bool,
+        watch: Vec<(usize, bytes::Bytes, u64)>,
+    },
+    /// Take this core's lock for `tx`; answered once granted.
+    Lock(TxId),
+    /// Release the lock held by `tx` (no answer).
+    Unlock(TxId),
+    /// Copy out these keys (under `tx`'s lock).
+    Export { db: usize, keys: Vec<bytes::Bytes> },
+    /// Replace these keys (under `tx`'s lock): `None` deletes.
+    Import { db: usize, entries: Vec<(bytes::Bytes, Exported)> },
+    /// Register WATCHes; answered with the versions.
+    Watch { db: usize, keys: Vec<bytes::Bytes> },
+    /// Drop WATCHes (no answer).
+    Unwatch { db: usize, keys: Vec<bytes::Bytes> },
+    /// Deliver a pub/sub message to this core's subscribers; answered with
+    /// how many received it.
+    Publish { channel: bytes::Bytes, message: bytes::Bytes, sharded: bool },
+    /// PUBSUB CHANNELS/NUMSUB/NUMPAT/SHARDCHANNELS/SHARDNUMSUB on this core.
+    PubsubQuery { sub: String, args: Vec<bytes::Bytes> },
+    /// Forget a parked blocking request (its client went away).
+    CancelBlocked { id: u64 },
+    /// This core's part of CLIENT LIST / INFO / CLIENT KILL / RESETSTAT.
+    Admin(AdminQuery),
+}
+
+/// Node-wide questions each core answers for itself.
+#[derive(Debug)]
+pub enum AdminQuery {
+    /// CLIENT LIST lines (optionally only these ids).
+    ClientList { ids: Vec<u64> },
+    /// Kill clients matching a filter; answers how many.
+    ClientKill { filter: KillFilter },
+    /// Counters for INFO.
+    Stats,
+    /// CONFIG RESETSTAT.
+    ResetStats,
+    /// Re-read hot settings after CONFIG SET.
+    Reload,
+    /// Stop serving: close listeners and connections.
+    Shutdown,
+}
+
+/// CLIENT KILL filters.
+#[derive(Debug, Default, Clone)]
+pub struct KillFilter {
+    pub id: Option<u64>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    pub skipme_id: Option<u64>,
+}
+
+/// Per-core counters reported by INFO.
+#[derive(Debug, Default, Clone)]
+pub struct CoreStats {
+    pub connected_clients: u64,
+    pub blocked_clients: u64,
+    pub pubsub_clients: u64,
+    pub total_connections_received: u64,
+    pub total_commands_processed: u64,
+    pub rejected_connections: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub expired_keys: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub dirty: u64,
+    pub pubsub_channels: u64,
+    pub pubsub_patterns: u64,
+    /// Per database: (keys, keys with TTL).
+    pub keyspace: Vec<(u64, u64)>,
+    pub cmdstats: Vec<(&'static str, u64, u64, u64, u64)>,
+}
+
+/// A core's answer.
+#[derive(Debug)]
+pub enum Response {
+    Replies(Vec<Reply>),
+    /// EXEC aborted by a WATCHed key that changed.
+    WatchFailed,
+    Granted,
+    Entries(Vec<(bytes::Bytes, Exported)>),
+    Versions(Vec<u64>),
+    Count(i64),
+    Lines(String),
+    Stats(Box<CoreStats>),
+    Done,
+}
+
+/// A message in a core's inbox.
+#[derive(Debug)]
+pub enum Msg {
+    /// `req` from core `from`; the answer goes back tagged with `id`.
+    Req { from: usize, id: u64, req: Request },
+    /// The answer to this core's request `id`.
+    Resp { id: u64, resp: Response },
+}
+
+/// One core's mailbox.
+pub struct Inbox {
+    queue: SegQueue<Msg>,
+    /// True while the owner sleeps (or is about to) in io_uring_enter.
+    sleeping: AtomicBool,
+    /// Written to wake the owner.
+    eventfd: i32,
+}
+
+/// All cores' mailboxes, shared by every core.
+pub struct Mesh {
+    inboxes: Vec<Inbox>,
+}
+
+impl Mesh {
+    /// Mailboxes for `cores` cores, each with its eventfd.
+    pub fn new(cores: usize) -> std::io::Result<Mesh> {
+        let mut inboxes = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            // SAFETY: plain syscall; the fd is owned by the mesh for the
+            // life of the process.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            inboxes.push(Inbox {
+                queue: SegQueue::new(),
+                sleeping: AtomicBool::new(false),
+                eventfd: fd,
+            });
+        }
+        Ok(Mesh { inboxes })
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// The eventfd core `core` listens on.
+    pub fn eventfd(&self, core: usize) -> i32 {
+        self.inboxes[core].eventfd
+    }
+
+    /// Queues `msg` for core `to` and wakes it if it sleeps.
+    pub fn send(&self, to: usize, msg: Msg) {
+        let inbox = &self.inboxes[to];
+        inbox.queue.push(msg);
+        if inbox.sleeping.swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A
+            // failure (counter overflow) still leaves the core awake.
+            unsafe {
+                libc::write(inbox.eventfd, &one as *const u64 as *const libc::c_void, 8);
+            }
+        }
+    }
+
+    /// Takes the next message for `core`.
+    pub fn recv(&self, core: usize) -> Option<Msg> {
+        self.inboxes[core].queue.pop()
+    }
+
+    /// Marks `core` as about to sleep; returns false if messages arrived
+    /// meanwhile (then it must not sleep).
+    pub fn prepare_sleep(&self, core: usize) -> bool {
+        let inbox = &self.inboxes[core];
+        inbox.sleeping.store(true, Ordering::SeqCst);
+        if !inbox.queue.is_empty() {
+            inbox.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Marks `core` awake.
+    pub fn woke(&self, core: usize) {
+        self.inboxes[core].sleeping.store(false, Ordering::SeqCst);
+    }
+}

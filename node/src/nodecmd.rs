@@ -1,0 +1,681 @@
+//! Commands the node implements: connection state, transactions, pub/sub,
+//! and questions about the whole server (INFO, CONFIG, CLIENT, COMMAND).
+
+use crate::conn::Wait;
+use crate::core::{Core, TaskDone};
+use crate::dispatch::{parse_db, spawn, Next};
+use crate::flows;
+use crate::mesh::{AdminQuery, KillFilter, Request, Response};
+use crate::pubsub::{self, Kind};
+use crate::slab::Key;
+use bytes::Bytes;
+use engine::cmd::{flags, Spec};
+use engine::{error, Args, Reply};
+use std::sync::atomic::Ordering;
+
+/// The Redis version slotd reports, for tools that check it.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+fn ok(core: &mut Core, key: Key, r: Reply) -> Next {
+    core.reply(key, &r);
+    Next::Continue
+}
+
+fn bulks(args: &Args, from: usize) -> Vec<Bytes> {
+    args.iter_from(from).map(Bytes::copy_from_slice).collect()
+}
+
+/// Runs a NODE command.
+pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
+    let Some(conn) = core.conns.get_mut(key) else {
+        return Next::Wait;
+    };
+    core.stats.total_commands_processed += 1;
+    let db = conn.db;
+    match spec.name {
+        "select" => match parse_db(args.get(1), core.settings.databases) {
+            Ok(d) => {
+                conn.db = d;
+                ok(core, key, Reply::Ok)
+            }
+            Err(e) => ok(core, key, e),
+        },
+        "quit" => {
+            conn.close_after_flush = true;
+            ok(core, key, Reply::Ok)
+        }
+        "auth" => {
+            let (user, pass) = if args.len() == 2 {
+                (&b"default"[..], args.get(1))
+            } else if args.len() == 3 {
+                (args.get(1), args.get(2))
+            } else {
+                return ok(core, key, Reply::err(error::SYNTAX));
+            };
+            let r = auth(core, key, user, pass);
+            ok(core, key, r)
+        }
+        "hello" => hello(core, key, args),
+        "reset" => {
+            let watches = std::mem::take(&mut conn.watches);
+            conn.multi = None;
+            conn.multi_failed = false;
+            conn.db = 0;
+            conn.resp3 = false;
+            conn.name = None;
+            conn.authed = core.settings.requirepass.is_none();
+            crate::dispatch::unwatch_all(core, watches);
+            for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+                silent_unsubscribe(core, key, kind);
+            }
+            ok(core, key, Reply::status("RESET"))
+        }
+        "multi" => {
+            if conn.multi.is_some() {
+                return ok(core, key, Reply::err("ERR MULTI calls can not be nested"));
+            }
+            conn.multi = Some(Vec::new());
+            conn.multi_failed = false;
+            ok(core, key, Reply::Ok)
+        }
+        "discard" => {
+            if conn.multi.take().is_none() {
+                return ok(core, key, Reply::err("ERR DISCARD without MULTI"));
+            }
+            let watches = std::mem::take(&mut conn.watches);
+            crate::dispatch::unwatch_all(core, watches);
+            ok(core, key, Reply::Ok)
+        }
+        "exec" => {
+            let Some(cmds) = conn.multi.take() else {
+                return ok(core, key, Reply::err("ERR EXEC without MULTI"));
+            };
+            let failed = std::mem::take(&mut conn.multi_failed);
+            let watches = std::mem::take(&mut conn.watches);
+            if failed {
+                crate::dispatch::unwatch_all(core, watches);
+                return ok(core, key, Reply::err("EXECABORT Transaction discarded because of previous errors."));
+            }
+            crate::dispatch::unwatch_all(core, watches.clone());
+            let rpc = core.rpc.clone();
+            let databases = core.settings.databases;
+            spawn(core, key, async move { flows::exec(rpc, db, cmds, watches, databases, key).await })
+        }
+        "watch" => {
+            if conn.multi.is_some() {
+                return ok(core, key, Reply::err("ERR WATCH inside MULTI is not allowed"));
+            }
+            let rpc = core.rpc.clone();
+            let keys = bulks(&args, 1);
+            spawn(core, key, async move { flows::watch(rpc, db, keys, key).await })
+        }
+        "unwatch" => {
+            let watches = std::mem::take(&mut conn.watches);
+            crate::dispatch::unwatch_all(core, watches);
+            ok(core, key, Reply::Ok)
+        }
+        "subscribe" => sub(core, key, Kind::Channel, &args, true),
+        "psubscribe" => sub(core, key, Kind::Pattern, &args, true),
+        "ssubscribe" => sub(core, key, Kind::Shard, &args, true),
+        "unsubscribe" => sub(core, key, Kind::Channel, &args, false),
+        "punsubscribe" => sub(core, key, Kind::Pattern, &args, false),
+        "sunsubscribe" => sub(core, key, Kind::Shard, &args, false),
+        "publish" | "spublish" => {
+            let rpc = core.rpc.clone();
+            let (ch, msg) = (Bytes::copy_from_slice(args.get(1)), Bytes::copy_from_slice(args.get(2)));
+            let sharded = spec.name == "spublish";
+            spawn(core, key, async move { flows::publish(rpc, ch, msg, sharded, key).await })
+        }
+        "pubsub" => pubsub_cmd(core, key, args),
+        "time" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let r = Reply::Array(vec![
+                Reply::bulk(now.as_secs().to_string().as_bytes()),
+                Reply::bulk(now.subsec_micros().to_string().as_bytes()),
+            ]);
+            ok(core, key, r)
+        }
+        "lastsave" => {
+            let t = core.shared.lastsave_s.load(Ordering::Relaxed);
+            ok(core, key, Reply::Int(t))
+        }
+        "client" => client(core, key, args),
+        "command" => ok(core, key, command(&args)),
+        "config" => config(core, key, args),
+        "info" => {
+            let rpc = core.rpc.clone();
+            let shared = core.shared.clone();
+            let sections: Vec<String> = args
+                .iter_from(1)
+                .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+                .collect();
+            spawn(core, key, async move {
+                let text = crate::info::gather(&rpc, &shared, &sections).await;
+                TaskDone {
+                    conn: key,
+                    replies: vec![Reply::Verbatim(Bytes::from(text))],
+                    effects: Vec::new(),
+                }
+            })
+        }
+        "shutdown" => {
+            crate::log::warning(format_args!("User requested shutdown..."));
+            core.shared.shutdown.store(true, Ordering::SeqCst);
+            for c in 0..core.cores {
+                core.rpc.tell(c, Request::Admin(AdminQuery::Shutdown));
+            }
+            Next::Wait
+        }
+        "debug" => debug(core, key, args),
+        _ => ok(core, key, Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into())),
+    }
+}
+
+fn auth(core: &mut Core, key: Key, user: &[u8], pass: &[u8]) -> Reply {
+    let Some(expected) = core.settings.requirepass.clone() else {
+        return Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+    };
+    if user == b"default" && pass == expected.as_bytes() {
+        if let Some(c) = core.conns.get_mut(key) {
+            c.authed = true;
+        }
+        Reply::Ok
+    } else {
+        Reply::err("WRONGPASS invalid username-password pair or user is disabled.")
+    }
+}
+
+fn hello(core: &mut Core, key: Key, args: Args) -> Next {
+    let mut proto = None;
+    let mut i = 1;
+    if args.len() > 1 {
+        match engine::resp::parse_i64(args.get(1)) {
+            Some(v @ 2..=3) => proto = Some(v),
+            Some(_) => return ok(core, key, Reply::err("NOPROTO unsupported protocol version")),
+            None => return ok(core, key, Reply::err("ERR Protocol version is not an integer or out of range")),
+        }
+        i = 2;
+    }
+    let mut setname = None;
+    while i < args.len() {
+        if args.is(i, "auth") && i + 2 < args.len() {
+            let r = auth(core, key, args.get(i + 1), args.get(i + 2));
+            if r.is_error() {
+                return ok(core, key, r);
+            }
+            i += 3;
+        } else if args.is(i, "setname") && i + 1 < args.len() {
+            if !valid_name(args.get(i + 1)) {
+                return ok(core, key, Reply::err(BAD_NAME));
+            }
+            setname = Some(Bytes::copy_from_slice(args.get(i + 1)));
+            i += 2;
+        } else {
+            let e = format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(args.get(i)));
+            return ok(core, key, Reply::Error(e.into()));
+        }
+    }
+    let Some(c) = core.conns.get_mut(key) else {
+        return Next::Wait;
+    };
+    if !c.authed {
+        return ok(core, key, Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
+    }
+    if let Some(p) = proto {
+        c.resp3 = p == 3;
+    }
+    if setname.is_some() {
+        c.name = setname;
+    }
+    let r = Reply::Map(vec![
+        (Reply::bulk(b"server"), Reply::bulk(b"redis")),
+        (Reply::bulk(b"version"), Reply::bulk(REDIS_VERSION.as_bytes())),
+        (Reply::bulk(b"proto"), Reply::Int(if c.resp3 { 3 } else { 2 })),
+        (Reply::bulk(b"id"), Reply::Int(c.id as i64)),
+        (Reply::bulk(b"mode"), Reply::bulk(b"standalone")),
+        (Reply::bulk(b"role"), Reply::bulk(b"master")),
+        (Reply::bulk(b"modules"), Reply::Array(Vec::new())),
+    ]);
+    ok(core, key, r)
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn valid_name(n: &[u8]) -> bool {
+    n.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn silent_unsubscribe(core: &mut Core, key: Key, kind: Kind) {
+    let had = core.conns.get(key).map_or(0, |c| match kind {
+        Kind::Channel => c.subs.len(),
+        Kind::Pattern => c.psubs.len(),
+        Kind::Shard => c.ssubs.len(),
+    });
+    if had > 0 {
+        let before = core.conns.get(key).map_or(0, |c| c.out.len());
+        pubsub::unsubscribe(core, key, kind, Vec::new());
+        if let Some(c) = core.conns.get_mut(key) {
+            c.out.truncate(before);
+        }
+    }
+}
+
+fn sub(core: &mut Core, key: Key, kind: Kind, args: &Args, subscribe: bool) -> Next {
+    if core.conns.get(key).is_some_and(|c| c.multi.is_some()) {
+        return ok(core, key, Reply::err("ERR Command not allowed inside a transaction"));
+    }
+    let names = bulks(args, 1);
+    if subscribe {
+        pubsub::subscribe(core, key, kind, names);
+    } else {
+        pubsub::unsubscribe(core, key, kind, names);
+    }
+    Next::Continue
+}
+
+fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    let valid = match sub.as_str() {
+        "channels" | "shardchannels" => args.len() <= 3,
+        "numsub" | "shardnumsub" => true,
+        "numpat" => args.len() == 2,
+        "help" => {
+            let lines = [
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "    Return the currently active channels matching a <pattern> (default: '*').",
+                "NUMPAT",
+                "    Return number of subscriptions to patterns.",
+                "NUMSUB [<channel> ...]",
+                "    Return the number of subscribers for the specified channels, excluding",
+                "    pattern subscriptions(default: no channels).",
+                "SHARDCHANNELS [<pattern>]",
+                "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "    Return the number of subscribers for the specified shard level channel(s)",
+                "HELP",
+                "    Prints this help.",
+            ];
+            return ok(core, key, Reply::Array(lines.iter().map(|l| Reply::status(*l)).collect()));
+        }
+        _ => false,
+    };
+    if !valid {
+        let e = error::unknown_subcommand(args.get(1), "pubsub");
+        return ok(core, key, Reply::Error(e.into()));
+    }
+    let rpc = core.rpc.clone();
+    let rest = bulks(&args, 2);
+    spawn(core, key, async move {
+        let calls: Vec<_> = (0..rpc.mesh.cores())
+            .map(|c| rpc.call(c, Request::PubsubQuery { sub: sub.clone(), args: rest.clone() }))
+            .collect();
+        let mut parts = Vec::new();
+        for call in calls {
+            if let Response::Replies(mut r) = call.await {
+                if let Some(Reply::Array(v)) = r.pop() {
+                    parts.push(v);
+                }
+            }
+        }
+        let reply = match sub.as_str() {
+            "numsub" | "shardnumsub" => {
+                let mut out = Vec::new();
+                for (i, ch) in rest.iter().enumerate() {
+                    let n: i64 = parts
+                        .iter()
+                        .map(|p| if let Some(Reply::Int(n)) = p.get(i) { *n } else { 0 })
+                        .sum();
+                    out.push(Reply::Bulk(ch.clone()));
+                    out.push(Reply::Int(n));
+                }
+                Reply::Array(out)
+            }
+            _ => {
+                let mut all: Vec<Reply> = parts.into_iter().flatten().collect();
+                all.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+                all.dedup();
+                if sub == "numpat" {
+                    Reply::Int(all.len() as i64)
+                } else {
+                    Reply::Array(all)
+                }
+            }
+        };
+        TaskDone {
+            conn: key,
+            replies: vec![reply],
+            effects: Vec::new(),
+        }
+    })
+}
+
+fn client(core: &mut Core, key: Key, args: Args) -> Next {
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    let Some(c) = core.conns.get_mut(key) else {
+        return Next::Wait;
+    };
+    let id = c.id;
+    match (sub.as_str(), args.len()) {
+        ("id", 2) => ok(core, key, Reply::Int(id as i64)),
+        ("getname", 2) => {
+            let r = c.name.clone().map_or(Reply::Nil, Reply::Bulk);
+            ok(core, key, r)
+        }
+        ("setname", 3) => {
+            let n = args.get(2);
+            if !valid_name(n) {
+                return ok(core, key, Reply::err(BAD_NAME));
+            }
+            c.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
+            ok(core, key, Reply::Ok)
+        }
+        ("info", 2) => {
+            let line = c.info_line(crate::shared::now_ms());
+            ok(core, key, Reply::Verbatim(Bytes::from(line + "\n")))
+        }
+        ("no-evict", 3) | ("no-touch", 3) => {
+            if args.is(2, "on") || args.is(2, "off") {
+                ok(core, key, Reply::Ok)
+            } else {
+                ok(core, key, Reply::err(error::SYNTAX))
+            }
+        }
+        ("setinfo", 4) => ok(core, key, Reply::Ok),
+        ("list", n) if n >= 2 => {
+            let mut ids = Vec::new();
+            let mut i = 2;
+            while i < n {
+                if args.is(i, "id") {
+                    for a in args.iter_from(i + 1) {
+                        match engine::resp::parse_i64(a) {
+                            Some(v) if v > 0 => ids.push(v as u64),
+                            _ => return ok(core, key, Reply::err("ERR Invalid client ID")),
+                        }
+                    }
+                    break;
+                } else if args.is(i, "type") && i + 1 < n {
+                    if !(args.is(i + 1, "normal") || args.is(i + 1, "pubsub") || args.is(i + 1, "master") || args.is(i + 1, "replica") || args.is(i + 1, "slave")) {
+                        let e = format!("ERR Unknown client type '{}'", String::from_utf8_lossy(args.get(i + 1)));
+                        return ok(core, key, Reply::Error(e.into()));
+                    }
+                    i += 2;
+                } else {
+                    return ok(core, key, Reply::err(error::SYNTAX));
+                }
+            }
+            let rpc = core.rpc.clone();
+            spawn(core, key, async move {
+                let calls: Vec<_> = (0..rpc.mesh.cores())
+                    .map(|c| rpc.call(c, Request::Admin(AdminQuery::ClientList { ids: ids.clone() })))
+                    .collect();
+                let mut s = String::new();
+                for call in calls {
+                    if let Response::Lines(l) = call.await {
+                        s.push_str(&l);
+                    }
+                }
+                TaskDone {
+                    conn: key,
+                    replies: vec![Reply::Verbatim(Bytes::from(s))],
+                    effects: Vec::new(),
+                }
+            })
+        }
+        ("kill", n) if n >= 3 => {
+            let mut f = KillFilter::default();
+            let old_style = n == 3;
+            if old_style {
+                f.addr = Some(String::from_utf8_lossy(args.get(2)).into_owned());
+            } else {
+                f.skipme_id = Some(id);
+                let mut i = 2;
+                while i + 1 < n {
+                    let v = String::from_utf8_lossy(args.get(i + 1)).into_owned();
+                    if args.is(i, "id") {
+                        match v.parse::<u64>() {
+                            Ok(x) if x > 0 => f.id = Some(x),
+                            _ => return ok(core, key, Reply::err("ERR client-id should be greater than 0")),
+                        }
+                    } else if args.is(i, "addr") {
+                        f.addr = Some(v);
+                    } else if args.is(i, "laddr") {
+                        f.laddr = Some(v);
+                    } else if args.is(i, "skipme") {
+                        if v.eq_ignore_ascii_case("no") {
+                            f.skipme_id = None;
+                        } else if !v.eq_ignore_ascii_case("yes") {
+                            return ok(core, key, Reply::err(error::SYNTAX));
+                        }
+                    } else if !(args.is(i, "type") || args.is(i, "user") || args.is(i, "maxage")) {
+                        return ok(core, key, Reply::err(error::SYNTAX));
+                    }
+                    i += 2;
+                }
+                if i != n {
+                    return ok(core, key, Reply::err(error::SYNTAX));
+                }
+            }
+            let rpc = core.rpc.clone();
+            spawn(core, key, async move {
+                let calls: Vec<_> = (0..rpc.mesh.cores())
+                    .map(|c| rpc.call(c, Request::Admin(AdminQuery::ClientKill { filter: f.clone() })))
+                    .collect();
+                let mut total = 0;
+                for call in calls {
+                    if let Response::Count(k) = call.await {
+                        total += k;
+                    }
+                }
+                let reply = if old_style {
+                    if total > 0 {
+                        Reply::Ok
+                    } else {
+                        Reply::err("ERR No such client")
+                    }
+                } else {
+                    Reply::Int(total)
+                };
+                TaskDone {
+                    conn: key,
+                    replies: vec![reply],
+                    effects: Vec::new(),
+                }
+            })
+        }
+        _ => {
+            let e = error::unknown_subcommand(args.get(1), "client");
+            ok(core, key, Reply::Error(e.into()))
+        }
+    }
+}
+
+/// COMMAND [COUNT | INFO name... | LIST | DOCS name...].
+fn command(args: &Args) -> Reply {
+    let reg = engine::cmd::registry();
+    let info = |s: &Spec| {
+        let fl: Vec<Reply> = flags::NAMES
+            .iter()
+            .filter(|(f, _)| s.has(*f))
+            .map(|(_, n)| Reply::status(*n))
+            .collect();
+        Reply::Array(vec![
+            Reply::bulk(s.name.as_bytes()),
+            Reply::Int(s.arity as i64),
+            Reply::Set(fl),
+            Reply::Int(s.first_key as i64),
+            Reply::Int(s.last_key as i64),
+            Reply::Int(s.step as i64),
+            Reply::Set(Vec::new()),
+            Reply::Set(Vec::new()),
+            Reply::Array(Vec::new()),
+            Reply::Array(Vec::new()),
+        ])
+    };
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    match sub.as_str() {
+        "" => Reply::Array(reg.all().iter().map(|s| info(s)).collect()),
+        "count" => Reply::Int(reg.all().len() as i64),
+        "list" => Reply::Array(reg.all().iter().map(|s| Reply::bulk(s.name.as_bytes())).collect()),
+        "info" => Reply::Array(
+            args.iter_from(2)
+                .map(|n| reg.lookup(n).map_or(Reply::Nil, info))
+                .collect(),
+        ),
+        "docs" => {
+            let specs: Vec<&Spec> = if args.len() > 2 {
+                args.iter_from(2).filter_map(|n| reg.lookup(n)).collect()
+            } else {
+                reg.all().to_vec()
+            };
+            Reply::Map(
+                specs
+                    .into_iter()
+                    .map(|s| {
+                        (
+                            Reply::bulk(s.name.as_bytes()),
+                            Reply::Map(vec![
+                                (Reply::bulk(b"summary"), Reply::bulk(b"")),
+                                (Reply::bulk(b"since"), Reply::bulk(b"1.0.0")),
+                                (Reply::bulk(b"group"), Reply::bulk(s.group.as_bytes())),
+                            ]),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        "getkeys" => {
+            let rest = engine::OwnedArgs::from_iter(args.iter_from(2));
+            let a = rest.as_args();
+            match reg.lookup(a.get(0)) {
+                None => Reply::err("ERR Invalid command specified"),
+                Some(s) => {
+                    if s.check_arity(a.len()).is_err() {
+                        return Reply::err("ERR Invalid number of arguments specified for command");
+                    }
+                    let mut idx = Vec::new();
+                    match s.key_indices(&a, &mut idx) {
+                        Err(e) => e,
+                        Ok(()) if idx.is_empty() => Reply::err("ERR The command has no key arguments"),
+                        Ok(()) => Reply::Array(idx.into_iter().map(|i| Reply::bulk(a.get(i))).collect()),
+                    }
+                }
+            }
+        }
+        _ => Reply::Error(error::unknown_subcommand(args.get(1), "command").into()),
+    }
+}
+
+fn config(core: &mut Core, key: Key, args: Args) -> Next {
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    match sub.as_str() {
+        "get" if args.len() >= 3 => {
+            let pats: Vec<&[u8]> = args.iter_from(2).collect();
+            let pairs = match core.shared.config.lock() {
+                Ok(c) => c.get(&pats),
+                Err(_) => Vec::new(),
+            };
+            let r = Reply::Map(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (Reply::bulk(k.as_bytes()), Reply::bulk(v.as_bytes())))
+                    .collect(),
+            );
+            ok(core, key, r)
+        }
+        "set" if args.len() >= 4 && args.len() % 2 == 0 => {
+            let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
+            let result = match core.shared.config.lock() {
+                Ok(mut c) => c.set(&pairs).map(|_| crate::settings_from(&c)),
+                Err(_) => Err("ERR config unavailable".to_string()),
+            };
+            match result {
+                Ok(settings) => {
+                    if let Ok(mut s) = core.shared.settings.lock() {
+                        *s = settings;
+                    }
+                    for c in 0..core.cores {
+                        core.rpc.tell(c, Request::Admin(AdminQuery::Reload));
+                    }
+                    ok(core, key, Reply::Ok)
+                }
+                Err(e) => ok(core, key, Reply::Error(e.into())),
+            }
+        }
+        "resetstat" if args.len() == 2 => {
+            for c in 0..core.cores {
+                core.rpc.tell(c, Request::Admin(AdminQuery::ResetStats));
+            }
+            ok(core, key, Reply::Ok)
+        }
+        "rewrite" if args.len() == 2 => {
+            let r = match core.shared.config.lock() {
+                Ok(c) => c.rewrite(),
+                Err(_) => Err("ERR config unavailable".to_string()),
+            };
+            match r {
+                Ok(()) => {
+                    crate::log::notice(format_args!("CONFIG REWRITE executed with success."));
+                    ok(core, key, Reply::Ok)
+                }
+                Err(e) => ok(core, key, Reply::Error(e.into())),
+            }
+        }
+        "get" | "set" | "resetstat" | "rewrite" => {
+            let e = error::wrong_arity(&format!("config|{sub}"));
+            ok(core, key, Reply::Error(e.into()))
+        }
+        _ => {
+            let e = error::unknown_subcommand(args.get(1), "config");
+            ok(core, key, Reply::Error(e.into()))
+        }
+    }
+}
+
+fn debug(core: &mut Core, key: Key, args: Args) -> Next {
+    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    match sub.as_str() {
+        "sleep" if args.len() == 3 => {
+            let secs = engine::args::parse_float(args.get(2)).unwrap_or(0.0).clamp(0.0, 3600.0);
+            // DEBUG SLEEP blocks the server in Redis; here it blocks this core.
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            ok(core, key, Reply::Ok)
+        }
+        "set-active-expire" if args.len() == 3 => ok(core, key, Reply::Ok),
+        "object" if args.len() == 3 => {
+            let k = Bytes::copy_from_slice(args.get(2));
+            let owner = engine::slot::core_of(engine::slot::slot_of(&k), core.cores);
+            let db = core.conns.get(key).map_or(0, |c| c.db);
+            let rpc = core.rpc.clone();
+            let limits = core.settings.encoding;
+            if let Some(c) = core.conns.get_mut(key) {
+                c.wait = Wait::No;
+            }
+            spawn(core, key, async move {
+                let resp = rpc.call(owner, Request::Export { db, keys: vec![k] }).await;
+                let reply = match resp {
+                    Response::Entries(mut e) => match e.pop().and_then(|(_, v)| v) {
+                        Some((v, _)) => Reply::status(format!(
+                            "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
+                            v.encoding_name(&limits),
+                            v.len()
+                        )),
+                        None => Reply::err("ERR no such key"),
+                    },
+                    _ => Reply::err("ERR no such key"),
+                };
+                TaskDone {
+                    conn: key,
+                    replies: vec![reply],
+                    effects: Vec::new(),
+                }
+            })
+        }
+        _ => {
+            let e = error::unknown_subcommand(args.get(1), "debug");
+            ok(core, key, Reply::Error(e.into()))
+        }
+    }
+}

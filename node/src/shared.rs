@@ -1,0 +1,57 @@
+//! What all cores share: settings, counters, the client id sequence. Read
+//! rarely (at start, on CONFIG SET, by INFO): never on the data path.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
+use std::sync::Mutex;
+
+/// Values each core copies for its hot path; refreshed after CONFIG SET.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub limits: engine::resp::Limits,
+    /// `client-query-buffer-limit`.
+    pub query_buf_max: usize,
+    pub requirepass: Option<String>,
+    pub databases: usize,
+    /// `timeout`: idle seconds before closing a client (0 = never).
+    pub timeout_s: u64,
+    pub hz: u32,
+    pub maxclients: usize,
+    pub encoding: engine::value::EncodingLimits,
+}
+
+/// Process-wide state.
+pub struct Shared {
+    pub config: Mutex<crate::config::Config>,
+    pub settings: Mutex<Settings>,
+    pub next_client_id: AtomicU64,
+    pub clients: AtomicUsize,
+    pub shutdown: AtomicBool,
+    pub start_ms: i64,
+    pub run_id: String,
+    pub port: u16,
+    pub shards: usize,
+    pub config_file: Option<String>,
+    pub executable: String,
+    /// Unix time of the last save (LASTSAVE); slotd has no persistence yet.
+    pub lastsave_s: AtomicI64,
+    /// Peak of `used_memory` seen by INFO.
+    pub peak_memory: AtomicU64,
+}
+
+impl Shared {
+    /// A snapshot of the hot settings.
+    pub fn settings(&self) -> Settings {
+        match self.settings.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

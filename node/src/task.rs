@@ -1,0 +1,224 @@
+//! The slow path's small async runtime, one per core.
+//!
+//! Anything that needs other cores (a command whose keys live elsewhere, a
+//! multi-shard command, MULTI/EXEC, fan-outs, PUBLISH, CLIENT LIST) runs as
+//! a task: an `async` block that sends requests and awaits the answers.
+//! Tasks never touch the core's data directly, even their own core's: they
+//! message it like any other, so a task is only a sequence of hops and the
+//! core stays the single owner of its keyspace. The fast path (every key on
+//! this core) never creates a task.
+
+use crate::mesh::{Mesh, Msg, Request, Response};
+use crate::slab::{Key, Slab};
+use hashbrown::HashMap;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+enum Pending {
+    Waiting(Option<Waker>),
+    Done(Response),
+}
+
+/// Requests from this core's tasks to any core, and their answers.
+pub struct Rpc {
+    pub mesh: Arc<Mesh>,
+    pub me: usize,
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, Pending>>,
+}
+
+impl Rpc {
+    /// The RPC endpoint of core `me`.
+    pub fn new(mesh: Arc<Mesh>, me: usize) -> Rc<Rpc> {
+        Rc::new(Rpc {
+            mesh,
+            me,
+            next_id: Cell::new(1),
+            pending: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn next(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Sends `req` to core `to`; the returned future yields the answer.
+    /// Dropping it early forgets the answer (and, for `cancel_blocked`
+    /// calls, tells `to` to forget the parked request).
+    pub fn call(self: &Rc<Self>, to: usize, req: Request) -> Call {
+        let cancel_blocked = matches!(req, Request::Exec { may_block: true, .. });
+        let id = self.next();
+        self.pending.borrow_mut().insert(id, Pending::Waiting(None));
+        self.mesh.send(
+            to,
+            Msg::Req {
+                from: self.me,
+                id,
+                req,
+            },
+        );
+        Call {
+            rpc: self.clone(),
+            id,
+            to,
+            done: false,
+            cancel_blocked,
+        }
+    }
+
+    /// Sends a request that has no answer.
+    pub fn tell(&self, to: usize, req: Request) {
+        self.mesh.send(
+            to,
+            Msg::Req {
+                from: self.me,
+                id: 0,
+                req,
+            },
+        );
+    }
+
+    /// Delivers the answer to request `id` (called by the core loop).
+    pub fn complete(&self, id: u64, resp: Response) {
+        let mut pending = self.pending.borrow_mut();
+        if let Some(p) = pending.get_mut(&id) {
+            if let Pending::Waiting(w) = std::mem::replace(p, Pending::Done(resp)) {
+                if let Some(w) = w {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Fresh transaction id for shard locking.
+    pub fn new_tx(&self) -> crate::mesh::TxId {
+        crate::mesh::TxId(self.me, self.next())
+    }
+}
+
+/// An answer being awaited.
+pub struct Call {
+    rpc: Rc<Rpc>,
+    id: u64,
+    to: usize,
+    done: bool,
+    cancel_blocked: bool,
+}
+
+impl Future for Call {
+    type Output = Response;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let mut pending = self.rpc.pending.borrow_mut();
+        match pending.remove(&self.id) {
+            Some(Pending::Done(r)) => {
+                drop(pending);
+                self.done = true;
+                Poll::Ready(r)
+            }
+            Some(Pending::Waiting(_)) | None => {
+                pending.insert(self.id, Pending::Waiting(Some(cx.waker().clone())));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.done {
+            self.rpc.pending.borrow_mut().remove(&self.id);
+            if self.cancel_blocked {
+                self.rpc
+                    .tell(self.to, Request::CancelBlocked { id: self.id });
+            }
+        }
+    }
+}
+
+struct TaskWaker {
+    task: Key,
+    ready: Arc<Mutex<Vec<Key>>>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(mut r) = self.ready.lock() {
+            r.push(self.task);
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Runs this core's tasks.
+pub struct Executor<T> {
+    tasks: Slab<BoxFuture<T>>,
+    ready: Arc<Mutex<Vec<Key>>>,
+}
+
+impl<T> Default for Executor<T> {
+    fn default() -> Self {
+        Executor {
+            tasks: Slab::default(),
+            ready: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+}
+
+impl<T> Executor<T> {
+    /// Starts `fut`; it is first polled by the next [`Executor::run`].
+    pub fn spawn(&mut self, fut: impl Future<Output = T> + 'static) -> Key {
+        let key = self.tasks.insert(Box::pin(fut));
+        if let Ok(mut r) = self.ready.lock() {
+            r.push(key);
+        }
+        key
+    }
+
+    /// Drops a task (its client went away).
+    pub fn cancel(&mut self, key: Key) {
+        self.tasks.remove(key);
+    }
+
+    /// True when some task was woken.
+    pub fn has_ready(&self) -> bool {
+        self.ready.lock().map(|r| !r.is_empty()).unwrap_or(false)
+    }
+
+    /// Polls every woken task; returns the outputs of those that finished.
+    pub fn run(&mut self) -> Vec<(Key, T)> {
+        let mut done = Vec::new();
+        loop {
+            let batch = match self.ready.lock() {
+                Ok(mut r) => std::mem::take(&mut *r),
+                Err(_) => return done,
+            };
+            if batch.is_empty() {
+                return done;
+            }
+            for key in batch {
+                let Some(fut) = self.tasks.get_mut(key) else {
+                    continue;
+                };
+                let waker = Waker::from(Arc::new(TaskWaker {
+                    task: key,
+                    ready: self.ready.clone(),
+                }));
+                let mut cx = Context::from_waker(&waker);
+                if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                    self.tasks.remove(key);
+                    done.push((key, out));
+                }
+            }
+        }
+    }
+}
