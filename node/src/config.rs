@@ -610,11 +610,6 @@ impl Config {
         default_value(&PARAMS[idx]).as_ref() != Some(&self.values[idx])
     }
 
-    /// The absolute path of the config file given at start, if any.
-    pub fn config_file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
     fn value(&self, name: &str) -> Option<&Value> {
         lookup(name.as_bytes()).map(|idx| &self.values[idx])
     }
@@ -1362,7 +1357,7 @@ mod tests {
         assert_eq!(get1(&c, "repl-backlog-size"), "1048576");
         assert_eq!(get1(&c, "enable-debug-command"), "no");
         assert_eq!(get1(&c, "replicaof"), "");
-        assert!(c.config_file().is_none());
+        assert!(c.file.is_none());
     }
 
     #[test]
@@ -1547,7 +1542,7 @@ mod tests {
         assert_eq!(c.int("tcp-keepalive"), 60);
         assert_eq!(c.tuning_profile(), "/etc/slotd/profile.toml");
         assert_eq!(c.shards(), 2);
-        assert!(c.config_file().is_some());
+        assert!(c.file.as_deref().is_some_and(Path::is_absolute));
 
         // Line numbers: file lines, then a blank line, then the options.
         let path = d.file("b.conf", "port 1\nport \"abc\"\n");

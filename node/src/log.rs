@@ -67,15 +67,6 @@ impl Level {
             Level::Warning => '#',
         }
     }
-
-    fn from_u8(v: u8) -> Level {
-        match v {
-            0 => Level::Debug,
-            1 => Level::Verbose,
-            2 => Level::Notice,
-            _ => Level::Warning,
-        }
-    }
 }
 
 impl fmt::Display for Level {
@@ -114,11 +105,6 @@ pub fn init(level: Level, logfile: &str) -> Result<(), String> {
 /// Changes the threshold at runtime (e.g. after `CONFIG SET loglevel`).
 pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
-}
-
-/// The current threshold.
-pub fn level() -> Level {
-    Level::from_u8(LEVEL.load(Ordering::Relaxed))
 }
 
 /// True when a line at `level` would be written. Use it to skip expensive
@@ -284,7 +270,6 @@ mod tests {
         }
         assert_eq!(Level::from_name("info"), None);
         set_level(Level::Warning);
-        assert_eq!(level(), Level::Warning);
         assert!(!enabled(Level::Notice));
         assert!(enabled(Level::Warning));
         set_level(Level::Debug);
