@@ -50,7 +50,10 @@ fn missing_online_falls_back_to_cpu_dirs() {
     fx.remove("sys/devices/system/cpu/online");
     let h = read_host(&fx.root).expect("fallback");
     assert_eq!(h.online, (0..8).collect::<Vec<_>>());
-    assert!(h.notes.iter().any(|n| n.contains("using the cpuN directories")));
+    assert!(h
+        .notes
+        .iter()
+        .any(|n| n.contains("using the cpuN directories")));
 }
 
 #[test]
@@ -88,7 +91,10 @@ fn garbage_topology_names_the_file() {
     assert!(err_of(&fx).contains("cpu2/topology/thread_siblings_list"));
 
     let fx = spec().build("garbage-l3");
-    fx.file("sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list", "?\n");
+    fx.file(
+        "sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list",
+        "?\n",
+    );
     assert!(err_of(&fx).contains("cpu0/cache/index3/shared_cpu_list"));
 
     let fx = spec().build("garbage-node");
@@ -188,7 +194,10 @@ fn irqs_from_proc_interrupts_alone() {
     let h = read_host(&fx.root).expect("reads");
     let nic = h.nic("eth0").expect("eth0");
     let names: Vec<_> = nic.irqs.iter().filter_map(|i| i.name.clone()).collect();
-    assert_eq!(names, ["eth0-TxRx-0", "eth0-TxRx-1", "eth0-TxRx-2", "eth0-TxRx-3"]);
+    assert_eq!(
+        names,
+        ["eth0-TxRx-0", "eth0-TxRx-1", "eth0-TxRx-2", "eth0-TxRx-3"]
+    );
 }
 
 #[test]
@@ -196,7 +205,10 @@ fn garbage_settings_are_unknown() {
     let fx = spec().build("garbage-settings");
     fx.file("proc/sys/net/core/somaxconn", "big\n");
     fx.file("proc/sys/vm/overcommit_memory", "");
-    fx.file("sys/kernel/mm/transparent_hugepage/enabled", "always madvise never\n");
+    fx.file(
+        "sys/kernel/mm/transparent_hugepage/enabled",
+        "always madvise never\n",
+    );
     fx.remove("proc/sys/net/core/busy_poll");
     let h = read_host(&fx.root).expect("reads");
     assert_eq!(h.settings.somaxconn, None);

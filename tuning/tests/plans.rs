@@ -37,7 +37,11 @@ fn golden_one_socket_no_smt() {
 
 #[test]
 fn golden_one_socket_smt() {
-    golden("one_socket_smt", ProfileKind::Throughput, "one_socket_smt.toml");
+    golden(
+        "one_socket_smt",
+        ProfileKind::Throughput,
+        "one_socket_smt.toml",
+    );
 }
 
 #[test]
@@ -61,7 +65,11 @@ fn golden_two_socket_nic_node1() {
 
 #[test]
 fn golden_isolated_cpus() {
-    golden("isolated_cpus", ProfileKind::Throughput, "isolated_cpus.toml");
+    golden(
+        "isolated_cpus",
+        ProfileKind::Throughput,
+        "isolated_cpus.toml",
+    );
 }
 
 #[test]
@@ -100,7 +108,11 @@ fn every_plan_keeps_the_rules() {
             // The bus core and IRQs stay off shard CPUs.
             assert!(!shards.contains(&p.bus_cpu()), "{ctx}: bus on a shard CPU");
             for irq in &p.irqs {
-                assert!(!shards.contains(&irq.cpu), "{ctx}: IRQ {} on a shard", irq.irq);
+                assert!(
+                    !shards.contains(&irq.cpu),
+                    "{ctx}: IRQ {} on a shard",
+                    irq.irq
+                );
             }
             // Every NIC IRQ is placed.
             let nic = host.default_nic().expect("fixture NIC");
@@ -193,7 +205,8 @@ fn shard_count_is_honoured_and_bounded() {
     )
     .expect_err("too many shards");
     assert!(
-        err.to_string().contains("asked for 99 shards but only 7 physical cores"),
+        err.to_string()
+            .contains("asked for 99 shards but only 7 physical cores"),
         "{err}"
     );
     let err = plan(

@@ -15,10 +15,8 @@ pub struct Fixture {
 impl Fixture {
     pub fn empty(name: &str) -> Fixture {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!(
-            "slotd-tune-test-{name}-{}-{n}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("slotd-tune-test-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).expect("create fixture root");
         Fixture { root }
@@ -116,7 +114,11 @@ impl HostSpec {
         let per_thread = self.sockets * self.cores_per_socket;
         let thread = cpu / per_thread;
         let rest = cpu % per_thread;
-        (rest / self.cores_per_socket, rest % self.cores_per_socket, thread)
+        (
+            rest / self.cores_per_socket,
+            rest % self.cores_per_socket,
+            thread,
+        )
     }
 
     fn cpus_where(&self, f: impl Fn(usize, usize, usize) -> bool) -> Vec<usize> {
@@ -142,7 +144,10 @@ impl HostSpec {
             let socket = self.cpus_where(|s2, _, _| s2 == s);
             let d = format!("{cpu}/cpu{c}");
             fx.file(&format!("{d}/topology/core_id"), &format!("{k}\n"));
-            fx.file(&format!("{d}/topology/physical_package_id"), &format!("{s}\n"));
+            fx.file(
+                &format!("{d}/topology/physical_package_id"),
+                &format!("{s}\n"),
+            );
             fx.file(
                 &format!("{d}/topology/thread_siblings_list"),
                 &format!("{}\n", list(&sib)),
@@ -164,10 +169,15 @@ impl HostSpec {
             fx.file(&format!("{d}/cpulist"), &format!("{}\n", list(&cpus)));
             fx.file(
                 &format!("{d}/meminfo"),
-                &format!("Node {s} MemTotal:       16384000 kB\nNode {s} MemFree:        8000000 kB\n"),
+                &format!(
+                    "Node {s} MemTotal:       16384000 kB\nNode {s} MemFree:        8000000 kB\n"
+                ),
             );
         }
-        fx.file("sys/devices/system/node/online", &format!("0-{}\n", self.sockets - 1));
+        fx.file(
+            "sys/devices/system/node/online",
+            &format!("0-{}\n", self.sockets - 1),
+        );
 
         let mut interrupts = String::from("           ");
         for c in &all {
@@ -180,7 +190,10 @@ impl HostSpec {
         fx.file("sys/class/net/lo/mtu", "65536\n");
         if let Some(nic) = &self.nic {
             let d = format!("sys/class/net/{}", nic.name);
-            fx.file(&format!("{d}/device/numa_node"), &format!("{}\n", nic.numa_node));
+            fx.file(
+                &format!("{d}/device/numa_node"),
+                &format!("{}\n", nic.numa_node),
+            );
             for q in 0..nic.queues {
                 let irq = nic.first_irq + q as u32;
                 fx.dir(&format!("{d}/queues/rx-{q}"));
