@@ -177,7 +177,9 @@ impl Db {
         let was = e.volatile_idx;
         match at_ms {
             Some(at) => {
-                e.expire_at_ms = at;
+                // i64::MAX marks "no TTL"; a key asked to expire then is
+                // one millisecond early rather than immortal.
+                e.expire_at_ms = at.min(NO_EXPIRE - 1);
                 if was == NOT_VOLATILE {
                     e.volatile_idx = next_idx;
                     self.volatile.push(key.into());
