@@ -59,6 +59,8 @@ pub fn open_files_limit() -> Option<u64> {
     if lim.rlim_cur == libc::RLIM_INFINITY {
         Some(u64::MAX)
     } else {
+        // rlim_t is u64 on 64-bit Linux but narrower on some 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
         Some(lim.rlim_cur as u64)
     }
 }

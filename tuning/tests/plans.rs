@@ -120,9 +120,9 @@ fn every_plan_keeps_the_rules() {
             // NIC-local node first: nodes never go back to the NIC's node.
             let nic_node = nic.numa_node.unwrap_or(0);
             let mut left_local = false;
-            for i in 0..shards.len() {
+            for (i, &cpu) in shards.iter().enumerate() {
                 let n = p.numa_node_of_shard(i).expect("shard node");
-                assert_eq!(Some(n), host.cpu(shards[i]).map(|c| c.node));
+                assert_eq!(Some(n), host.cpu(cpu).map(|c| c.node));
                 if n != nic_node {
                     left_local = true;
                 } else {
