@@ -14,6 +14,7 @@
 //!   write log.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`error`]: Redis 7.0's error texts.
+//! - [`rewrite`]: a value as the commands that rebuild it (write log).
 
 pub mod args;
 pub mod cmd;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod glob;
 pub mod reply;
 pub mod resp;
+pub mod rewrite;
 pub mod shard;
 pub mod slot;
 pub mod value;

@@ -897,6 +897,12 @@ impl Core {
                             }
                         }
                         Some((v, exp)) => {
+                            if self.engine.log_enabled() {
+                                self.engine.log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                for argv in engine::rewrite::rebuild(&k, &v, exp) {
+                                    self.engine.log_write(db, || argv);
+                                }
+                            }
                             self.engine.set(db, &k, v, now);
                             self.engine.dbs[db].set_expire(&k, exp);
                             self.engine.signal_ready(db, &k);
