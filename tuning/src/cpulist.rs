@@ -11,10 +11,17 @@ pub const MAX_CPU: usize = 65_535;
 /// (`0-15:2`). The result is sorted and free of duplicates.
 pub fn parse(text: &str) -> Result<Vec<usize>, String> {
     let text = text.trim();
-    let mut cpus = Vec::new();
     if text.is_empty() {
-        return Ok(cpus);
+        return Ok(Vec::new());
     }
+    if text.split(',').count() > MAX_CPU + 1 {
+        return Err(format!(
+            "CPU list of {} bytes has more items than CPUs can exist",
+            text.len()
+        ));
+    }
+    // A bitmap keeps the work bounded whatever the ranges overlap.
+    let mut bits = vec![false; MAX_CPU + 1];
     for item in text.split(',') {
         let item = item.trim();
         if item.is_empty() {
@@ -37,11 +44,17 @@ pub fn parse(text: &str) -> Result<Vec<usize>, String> {
         if lo > hi {
             return Err(format!("reversed range {item:?} in CPU list {text:?}"));
         }
-        cpus.extend((lo..=hi).step_by(stride));
+        if let Some(slice) = bits.get_mut(lo..=hi) {
+            for b in slice.iter_mut().step_by(stride) {
+                *b = true;
+            }
+        }
     }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
+    Ok(bits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &b)| b.then_some(i))
+        .collect())
 }
 
 fn parse_num(s: &str, whole: &str) -> Result<usize, String> {
@@ -114,5 +127,13 @@ mod tests {
         assert_eq!(format(&[4, 0, 2]), "0,2,4");
         assert_eq!(format(&[]), "");
         assert_eq!(format(&[5]), "5");
+    }
+
+    #[test]
+    fn huge_lists_stay_bounded() {
+        let many = vec!["0-65535"; 1000].join(",");
+        assert_eq!(parse(&many).map(|l| l.len()), Ok(65536));
+        let too_many = vec!["1"; 70_000].join(",");
+        assert!(parse(&too_many).is_err());
     }
 }
