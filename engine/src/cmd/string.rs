@@ -494,7 +494,7 @@ fn getex(ctx: &mut Ctx) -> Reply {
 /// Get the values of all the given keys.
 fn mget(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
-    let mut out = Vec::with_capacity(args.len() - 1);
+    let mut out = Vec::with_capacity(args.len().saturating_sub(1));
     for key in args.iter_from(1) {
         out.push(match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
             Some(e) => match &e.value {
@@ -1158,7 +1158,7 @@ fn bitop(ctx: &mut Ctx) -> Reply {
     if op == Op::Not && args.len() != 4 {
         return Reply::err(BITOP_NOT);
     }
-    let mut srcs = Vec::with_capacity(args.len() - 3);
+    let mut srcs = Vec::with_capacity(args.len().saturating_sub(3));
     for key in args.iter_from(3) {
         srcs.push(tri!(read_str(ctx, key)).unwrap_or_default());
     }
