@@ -218,8 +218,8 @@ impl Server {
 
     /// A `redis` crate connection (RESP2).
     pub fn client(&self) -> redis::Connection {
-        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .expect("redis client");
+        let c =
+            redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).expect("redis client");
         let conn = c
             .get_connection_with_timeout(IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {} on {}: {}", self.name, self.port, e));
@@ -492,7 +492,9 @@ impl Resp {
         let mut pos = eol + 2;
         let num = || -> Option<i64> { std::str::from_utf8(body).ok()?.parse().ok() };
         match ty {
-            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some((Resp::Line(ty, body.to_vec()), pos)),
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {
+                Some((Resp::Line(ty, body.to_vec()), pos))
+            }
             b'$' | b'!' | b'=' => {
                 let n = num()?;
                 if n < 0 {

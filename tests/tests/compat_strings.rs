@@ -211,8 +211,12 @@ fn bit_ops() {
         &["EXISTS", "{b}d"],
         &["BITFIELD", "bf", "SET", "u8", "0", "255", "GET", "u8", "0"],
         &["BITFIELD", "bf", "INCRBY", "u8", "0", "10"],
-        &["BITFIELD", "bf", "OVERFLOW", "SAT", "INCRBY", "u8", "0", "1000"],
-        &["BITFIELD", "bf", "OVERFLOW", "FAIL", "INCRBY", "i8", "0", "1000"],
+        &[
+            "BITFIELD", "bf", "OVERFLOW", "SAT", "INCRBY", "u8", "0", "1000",
+        ],
+        &[
+            "BITFIELD", "bf", "OVERFLOW", "FAIL", "INCRBY", "i8", "0", "1000",
+        ],
         &["BITFIELD", "bf", "GET", "i4", "#1", "GET", "u16", "4"],
         &["BITFIELD_RO", "bf", "GET", "u8", "0"],
         &["BITFIELD", "bf", "GET", "u64", "0"],
@@ -244,7 +248,11 @@ fn encodings() {
         &["OBJECT", "ENCODING", "int"],
         &["SET", "emb", "hello"],
         &["OBJECT", "ENCODING", "emb"],
-        &["SET", "raw", "0123456789012345678901234567890123456789012345"],
+        &[
+            "SET",
+            "raw",
+            "0123456789012345678901234567890123456789012345",
+        ],
         &["OBJECT", "ENCODING", "raw"],
         &["SET", "neg", "-12"],
         &["OBJECT", "ENCODING", "neg"],
