@@ -709,6 +709,11 @@ impl Config {
         u32::try_from(self.int("tcp-backlog")).unwrap_or(511)
     }
 
+    /// The config file given at start, if any (INFO `config_file`).
+    pub fn config_file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
     /// `tuning-profile`: path of a tuning profile, empty = none.
     pub fn tuning_profile(&self) -> String {
         self.text("tuning-profile").unwrap_or_default()

@@ -127,11 +127,6 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     write_line(line.as_bytes());
 }
 
-/// Logs at `debug` (`.`): `log::debug(format_args!("x = {}", x))`.
-pub fn debug(args: fmt::Arguments<'_>) {
-    log(Level::Debug, args)
-}
-
 /// Logs at `verbose` (`-`).
 pub fn verbose(args: fmt::Arguments<'_>) {
     log(Level::Verbose, args)

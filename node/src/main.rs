@@ -96,6 +96,70 @@ fn pin_to(cpu: usize) {
     }
 }
 
+/// NUMA placement from a tuning profile: each shard's node, and whether
+/// its memory must come only from there (`bind`) or preferably (`preferred`).
+struct Numa {
+    nodes: Vec<Option<usize>>,
+    strict: bool,
+}
+
+/// The CPUs to pin shard cores to, from `tuning-profile` when one is given
+/// (refused if it does not fit this host), else the CPUs this process may
+/// use. Also logs the host checks Redis prints at start, plus slotd's own.
+fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String> {
+    let path = cfg.tuning_profile();
+    let host = tuning::read_host(std::path::Path::new("/"));
+    if path.is_empty() {
+        let cpus = allowed_cpus();
+        match &host {
+            Ok(h) => {
+                for line in tuning::startup_checks(h, &cpus) {
+                    log::warning(format_args!("{line}"));
+                }
+            }
+            Err(e) => log::verbose(format_args!("Host checks skipped: {e}")),
+        }
+        return Ok((cpus, None));
+    }
+    let refuse = |e: tuning::TuneError| format!("Refusing tuning profile {path}: {e}");
+    let profile = tuning::load_profile(std::path::Path::new(&path)).map_err(refuse)?;
+    let host = host.map_err(refuse)?;
+    profile.check_matches(&host).map_err(refuse)?;
+    for line in tuning::startup_checks(&host, profile.shard_cpus()) {
+        log::warning(format_args!("{line}"));
+    }
+    let cpus = profile.shard_cpus().to_vec();
+    let nodes = (0..cpus.len()).map(|i| profile.numa_node_of_shard(i)).collect();
+    log::notice(format_args!("Tuning profile {path} loaded: shard CPUs {cpus:?}"));
+    Ok((
+        cpus,
+        Some(Numa {
+            nodes,
+            strict: profile.memory.policy == "bind",
+        }),
+    ))
+}
+
+/// Makes this thread's future allocations come from NUMA node `node`.
+fn bind_memory(node: usize, strict: bool) {
+    const MPOL_PREFERRED: libc::c_long = 1;
+    const MPOL_BIND: libc::c_long = 2;
+    let mut mask = [0u64; 16];
+    if node >= mask.len() * 64 {
+        return;
+    }
+    mask[node / 64] |= 1 << (node % 64);
+    let mode = if strict { MPOL_BIND } else { MPOL_PREFERRED };
+    // SAFETY: set_mempolicy reads `maxnode` bits from the mask we own.
+    let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, mask.as_ptr(), (mask.len() * 64) as libc::c_ulong) };
+    if rc != 0 {
+        log::warning(format_args!(
+            "Could not bind shard memory to NUMA node {node}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
+
 fn run_id() -> String {
     let mut bytes = [0u8; 20];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -133,20 +197,32 @@ fn main() {
         nodecmd::REDIS_VERSION
     ));
     log::notice(format_args!("slotd version={}", env!("CARGO_PKG_VERSION")));
-    if let Some(f) = cfg.config_file() {
+    if cfg.config_file().is_some() {
         log::notice(format_args!("Configuration loaded"));
-        let _ = f;
     } else {
         log::warning(format_args!(
             "Warning: no config file specified, using the default config. In order to specify a config file use slotd /path/to/slotd.conf"
         ));
     }
-    let cpus = allowed_cpus();
+    let (cpus, numa) = match placement(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warning(format_args!("{e}"));
+            std::process::exit(1);
+        }
+    };
     let shards = match cfg.shards() {
         0 => cpus.len(),
         n => n,
     }
     .clamp(1, 1024);
+    if numa.is_some() && shards != cpus.len() {
+        log::warning(format_args!(
+            "Refusing to start: the tuning profile places {} shards but shards is {shards}",
+            cpus.len()
+        ));
+        std::process::exit(1);
+    }
     let port = cfg.port();
     let settings = settings_from(&cfg);
     let backlog = cfg.tcp_backlog() as i32;
@@ -216,12 +292,17 @@ fn main() {
     let mut threads = Vec::new();
     for (id, listeners) in per_core.into_iter().enumerate() {
         let cpu = cpus[id % cpus.len()];
+        let node = numa.as_ref().and_then(|n| n.nodes.get(id).copied().flatten());
+        let strict = numa.as_ref().is_some_and(|n| n.strict);
         let shared = shared.clone();
         let mesh = mesh.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
                 pin_to(cpu);
+                if let Some(node) = node {
+                    bind_memory(node, strict);
+                }
                 match core::Core::new(id, shards, shared, mesh, listeners) {
                     Ok(mut c) => c.run(),
                     Err(e) => {
