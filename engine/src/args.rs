@@ -108,15 +108,18 @@ pub struct OwnedArgs {
     spans: Vec<(u32, u32)>,
 }
 
-impl OwnedArgs {
+impl<'b> FromIterator<&'b [u8]> for OwnedArgs {
     /// Copies the given arguments.
-    pub fn from_iter<'b>(items: impl IntoIterator<Item = &'b [u8]>) -> Self {
+    fn from_iter<I: IntoIterator<Item = &'b [u8]>>(items: I) -> Self {
         let mut o = OwnedArgs::default();
         for a in items {
             o.push(a);
         }
         o
     }
+}
+
+impl OwnedArgs {
 
     /// Appends one argument.
     pub fn push(&mut self, a: &[u8]) {

@@ -273,7 +273,7 @@ mod tests {
         assert!(!enabled(Level::Verbose));
         assert!(enabled(Level::Notice));
         // Filtered lines do nothing; enabled ones go to stdout.
-        debug(format_args!("filtered"));
+        verbose(format_args!("filtered"));
         notice(format_args!("log test line"));
     }
 

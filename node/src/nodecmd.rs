@@ -585,7 +585,10 @@ fn config(core: &mut Core, key: Key, args: Args) -> Next {
             );
             ok(core, key, r)
         }
-        "set" if args.len() >= 4 && args.len() % 2 == 0 => {
+        "set" if args.len() >= 5 && !args.len().is_multiple_of(2) => {
+            ok(core, key, Reply::err(error::SYNTAX))
+        }
+        "set" if args.len() >= 4 => {
             let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
             let result = match core.shared.config.lock() {
                 Ok(mut c) => c.set(&pairs).map(|_| crate::settings_from(&c)),

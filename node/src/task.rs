@@ -88,10 +88,8 @@ impl Rpc {
     pub fn complete(&self, id: u64, resp: Response) {
         let mut pending = self.pending.borrow_mut();
         if let Some(p) = pending.get_mut(&id) {
-            if let Pending::Waiting(w) = std::mem::replace(p, Pending::Done(resp)) {
-                if let Some(w) = w {
-                    w.wake();
-                }
+            if let Pending::Waiting(Some(w)) = std::mem::replace(p, Pending::Done(resp)) {
+                w.wake();
             }
         }
     }
