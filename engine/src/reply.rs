@@ -39,6 +39,9 @@ pub enum Reply {
     Verbatim(Bytes),
     /// An out-of-band push (RESP3 `>`), an array in RESP2: pub/sub messages.
     Push(Vec<Reply>),
+    /// Pairs such as member/score (ZRANGE ... WITHSCORES): an array of
+    /// 2-element arrays in RESP3, one flat array in RESP2, as Redis 7.0.
+    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -97,6 +100,16 @@ impl Reply {
                 header(out, if resp3 { b'>' } else { b'*' }, items.len());
                 for i in items {
                     i.encode(resp3, out);
+                }
+            }
+            Reply::Pairs(pairs) => {
+                header(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
+                for (k, v) in pairs {
+                    if resp3 {
+                        out.extend_from_slice(b"*2\r\n");
+                    }
+                    k.encode(resp3, out);
+                    v.encode(resp3, out);
                 }
             }
             Reply::Map(pairs) => {
