@@ -543,9 +543,10 @@ impl Resp {
     }
 }
 
-/// Printable form of a command.
+/// Printable form of a command (long commands are abbreviated).
 pub fn show_args(args: &[&[u8]]) -> String {
-    args.iter()
+    let full = args
+        .iter()
         .map(|a| {
             let s = String::from_utf8_lossy(a);
             if s.is_empty() || s.contains(' ') {
@@ -555,11 +556,29 @@ pub fn show_args(args: &[&[u8]]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    abbreviate(full, 300)
 }
 
-/// Printable form of a raw reply (escapes CR/LF and non-printables).
+fn abbreviate(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..cut], s.len())
+}
+
+/// Printable form of a raw reply (escapes CR/LF and non-printables),
+/// abbreviated after 2000 characters.
 pub fn show(reply: &[u8]) -> String {
+    abbreviate(show_full(reply), 2000)
+}
+
+/// Printable form of a raw reply, never abbreviated.
+pub fn show_full(reply: &[u8]) -> String {
     let mut s = String::new();
     for &b in reply {
         match b {

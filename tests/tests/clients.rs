@@ -113,7 +113,8 @@ fn redis_cli_pipe_mode() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
     }
-    let out = wait_output(child, Duration::from_secs(60));
+    let (ok, out) = wait_output(child, Duration::from_secs(60));
+    assert!(ok, "redis-cli --pipe failed: {out}");
     assert!(
         out.contains("errors: 0, replies: 2000"),
         "redis-cli --pipe output: {out}"
@@ -122,7 +123,8 @@ fn redis_cli_pipe_mode() {
     assert_eq!(s.cli(&["dbsize"]).trim(), "2000");
 }
 
-fn wait_output(mut child: std::process::Child, timeout: Duration) -> String {
+/// Waits for `child` (killing it after `timeout`); returns (success, stdout+stderr).
+fn wait_output(mut child: std::process::Child, timeout: Duration) -> (bool, String) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -136,11 +138,12 @@ fn wait_output(mut child: std::process::Child, timeout: Duration) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    format!(
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    )
+    );
+    (out.status.success(), text)
 }
 
 #[test]
@@ -155,7 +158,10 @@ fn redis_benchmark_short_run() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("redis-benchmark");
-    let out = wait_output(child, Duration::from_secs(240));
+    let (ok, out) = wait_output(child, Duration::from_secs(240));
+    // -q rewrites progress lines with \r: keep the final text of each line.
+    let out = out.replace('\r', "\n");
+    assert!(ok, "redis-benchmark exited with an error:\n{out}");
     let lower = out.to_lowercase();
     assert!(
         !lower.contains("error"),
@@ -180,8 +186,7 @@ fn redis_benchmark_short_run() {
         "MSET",
     ] {
         let found = out.lines().any(|l| {
-            let l = l.trim_start_matches('\r');
-            let l = l.rsplit('\r').next().unwrap_or(l);
+            let l = l.trim_start();
             l.starts_with(name) && l.contains("requests per second")
         });
         assert!(found, "no requests-per-second line for {name}:\n{out}");

@@ -1,0 +1,313 @@
+//! Behaviour that depends on keys living on different shard cores: atomic
+//! multi-key commands and transactions, WATCH, blocking pops, pub/sub,
+//! SCAN and the admin commands that gather from every core.
+
+use redis::{Commands, Connection, Value};
+use std::collections::HashSet;
+use std::thread;
+use std::time::{Duration, Instant};
+use tests::Server;
+
+/// Four shard cores: enough that most key pairs and most connections are
+/// on different cores.
+fn server() -> Server {
+    Server::slotd(&["--shards", "4"])
+}
+
+/// Keys spread over every core (slot ranges are contiguous per core, so a
+/// few dozen distinct keys cover all four).
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}:{i}")).collect()
+}
+
+#[test]
+fn mset_mget_are_atomic_across_cores() {
+    let s = server();
+    let ks = keys("atomic", 16);
+    let mut w = s.client();
+    let pairs: Vec<(String, String)> = ks.iter().map(|k| (k.clone(), "0".to_string())).collect();
+    let _: () = w.mset(&pairs).unwrap();
+    let reader_keys = ks.clone();
+    let mut r = s.client();
+    let reader = thread::spawn(move || {
+        for _ in 0..400 {
+            let vals: Vec<String> = r.mget(&reader_keys).unwrap();
+            let first = &vals[0];
+            assert!(
+                vals.iter().all(|v| v == first),
+                "torn MSET observed: {vals:?}"
+            );
+        }
+    });
+    for round in 1..=400 {
+        let pairs: Vec<(String, String)> =
+            ks.iter().map(|k| (k.clone(), round.to_string())).collect();
+        let _: () = w.mset(&pairs).unwrap();
+    }
+    reader.join().unwrap();
+    let vals: Vec<String> = w.mget(&ks).unwrap();
+    assert!(vals.iter().all(|v| v == "400"));
+    let deleted: i64 = w.del(&ks).unwrap();
+    assert_eq!(deleted, 16);
+}
+
+#[test]
+fn multi_exec_across_cores_is_atomic() {
+    let s = server();
+    let ks = keys("tx", 8);
+    let mut w = s.client();
+    let mut r = s.client();
+    let reader_keys = ks.clone();
+    let reader = thread::spawn(move || {
+        for _ in 0..300 {
+            let vals: Vec<Option<i64>> = r.mget(&reader_keys).unwrap();
+            let first = vals[0];
+            assert!(
+                vals.iter().all(|v| *v == first),
+                "partial transaction seen: {vals:?}"
+            );
+        }
+    });
+    for _ in 0..300 {
+        let mut p = redis::pipe();
+        p.atomic();
+        for k in &ks {
+            p.incr(k, 1);
+        }
+        let out: Vec<i64> = p.query(&mut w).unwrap();
+        assert!(out.iter().all(|v| *v == out[0]));
+    }
+    reader.join().unwrap();
+    let vals: Vec<i64> = w.mget(&ks).unwrap();
+    assert_eq!(vals, vec![300; 8]);
+}
+
+#[test]
+fn transaction_errors_and_queueing() {
+    let s = server();
+    let mut c = s.raw();
+    assert_eq!(c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(c.cmd_str(&["SET", "a", "1"]), b"+QUEUED\r\n");
+    assert_eq!(
+        c.cmd_str(&["NOSUCH"])[..24],
+        b"-ERR unknown command 'no"[..]
+    );
+    assert_eq!(
+        c.cmd_str(&["EXEC"]),
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    assert_eq!(c.cmd_str(&["GET", "a"]), b"$-1\r\n");
+    assert_eq!(c.cmd_str(&["EXEC"]), b"-ERR EXEC without MULTI\r\n");
+    assert_eq!(c.cmd_str(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd_str(&["MULTI"]),
+        b"-ERR MULTI calls can not be nested\r\n"
+    );
+    assert_eq!(c.cmd_str(&["SET", "a", "1"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd_str(&["LPUSH", "a", "x"]), b"+QUEUED\r\n");
+    assert_eq!(c.cmd_str(&["SET", "b", "2"]), b"+QUEUED\r\n");
+    // Errors at run time stay in the array; the rest still runs.
+    let out = c.cmd_str(&["EXEC"]);
+    assert_eq!(
+        out,
+        b"*3\r\n+OK\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n+OK\r\n".to_vec()
+    );
+    assert_eq!(
+        c.cmd_str(&["MGET", "a", "b"]),
+        b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(c.cmd_str(&["DISCARD"]), b"-ERR DISCARD without MULTI\r\n");
+}
+
+#[test]
+fn watch_aborts_when_another_client_writes() {
+    let s = server();
+    let mut a = s.client();
+    let mut b = s.client();
+    for k in keys("w", 8) {
+        let _: () = a.set(&k, 1).unwrap();
+        redis::cmd("WATCH").arg(&k).query::<()>(&mut a).unwrap();
+        let _: () = b.set(&k, 2).unwrap();
+        let out: Value = redis::pipe().atomic().set(&k, 3).query(&mut a).unwrap();
+        assert_eq!(out, Value::Nil, "EXEC must abort after {k} changed");
+        let v: i64 = a.get(&k).unwrap();
+        assert_eq!(v, 2);
+        // Without a concurrent write the same transaction commits.
+        redis::cmd("WATCH").arg(&k).query::<()>(&mut a).unwrap();
+        let out: Vec<String> = redis::pipe().atomic().set(&k, 3).query(&mut a).unwrap();
+        assert_eq!(out, vec!["OK"]);
+    }
+}
+
+#[test]
+fn blocking_pop_is_served_from_any_core() {
+    let s = server();
+    for k in keys("bl", 6) {
+        let port = s.port();
+        let key = k.clone();
+        let waiter = thread::spawn(move || {
+            let mut c = tests::RawConn::connect(port).unwrap();
+            c.set_read_timeout(Duration::from_secs(10));
+            c.cmd_str(&["BLPOP", &key, "5"])
+        });
+        thread::sleep(Duration::from_millis(100));
+        let mut p = s.client();
+        let _: i64 = p.rpush(&k, "v").unwrap();
+        let got = waiter.join().unwrap();
+        let want = format!("*2\r\n${}\r\n{}\r\n$1\r\nv\r\n", k.len(), k);
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        let len: i64 = p.llen(&k).unwrap();
+        assert_eq!(len, 0, "the blocked client took the element");
+    }
+}
+
+#[test]
+fn blocking_pop_times_out_and_dead_waiters_take_nothing() {
+    let s = server();
+    let mut c = s.raw();
+    let start = Instant::now();
+    assert_eq!(c.cmd_str(&["BLPOP", "empty:list", "0.2"]), b"*-1\r\n");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(150),
+        "returned after {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "returned after {took:?}");
+
+    // A client that disconnects while blocked must not swallow a push.
+    for k in keys("gone", 4) {
+        let mut w = s.raw();
+        w.send(&tests::encode(&[b"BLPOP", k.as_bytes(), b"0"]))
+            .unwrap();
+        thread::sleep(Duration::from_millis(50));
+        w.shutdown();
+        drop(w);
+        thread::sleep(Duration::from_millis(50));
+        let mut p = s.client();
+        let _: i64 = p.rpush(&k, "kept").unwrap();
+        let v: Vec<String> = p.lrange(&k, 0, -1).unwrap();
+        assert_eq!(v, vec!["kept"]);
+    }
+}
+
+#[test]
+fn publish_reaches_subscribers_on_every_core() {
+    let s = server();
+    let mut subs: Vec<Connection> = (0..6).map(|_| s.client()).collect();
+    for c in subs.iter_mut() {
+        redis::cmd("SUBSCRIBE").arg("news").query::<()>(c).unwrap();
+    }
+    let mut p = s.client();
+    let n: i64 = p.publish("news", "hello").unwrap();
+    assert_eq!(n, 6);
+    for c in subs.iter_mut() {
+        let msg = c.recv_response().unwrap();
+        let want = Value::Array(vec![
+            Value::BulkString(b"message".to_vec()),
+            Value::BulkString(b"news".to_vec()),
+            Value::BulkString(b"hello".to_vec()),
+        ]);
+        assert_eq!(msg, want);
+    }
+    let numsub: Vec<Value> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("news")
+        .query(&mut p)
+        .unwrap();
+    assert_eq!(numsub[1], Value::Int(6));
+    // A subscribed RESP2 client may only run subscription commands.
+    let mut raw = s.raw();
+    raw.cmd_str(&["SUBSCRIBE", "x"]);
+    let e = raw.cmd_str(&["GET", "k"]);
+    assert!(
+        String::from_utf8_lossy(&e).starts_with("-ERR Can't execute 'get': only (P|S)SUBSCRIBE"),
+        "{}",
+        String::from_utf8_lossy(&e)
+    );
+}
+
+#[test]
+fn scan_keys_dbsize_and_flush_cover_every_core() {
+    let s = server();
+    let mut c = s.client();
+    let all: HashSet<String> = keys("scan", 1000).into_iter().collect();
+    for k in &all {
+        let _: () = c.set(k, 1).unwrap();
+    }
+    let _: () = c.set("other", 1).unwrap();
+    let mut seen = HashSet::new();
+    let mut cursor: u64 = 0;
+    let mut calls = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("scan:*")
+            .arg("COUNT")
+            .arg(100)
+            .query(&mut c)
+            .unwrap();
+        seen.extend(batch);
+        calls += 1;
+        assert!(calls < 20_000, "SCAN does not terminate");
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen, all);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 1001);
+    let ks: Vec<String> = c.keys("scan:1?").unwrap();
+    assert_eq!(ks.len(), 10);
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn cross_core_rename_and_store_commands() {
+    let s = server();
+    let mut c = s.client();
+    let ks = keys("mv", 8);
+    for (i, k) in ks.iter().enumerate() {
+        let _: () = c.set(k, i).unwrap();
+        let _: i64 = c.expire(k, 1000).unwrap();
+    }
+    for pair in ks.windows(2) {
+        let dst = format!("{}:renamed", pair[0]);
+        let _: () = c.rename(&pair[0], &dst).unwrap();
+        let ttl: i64 = c.ttl(&dst).unwrap();
+        assert!(ttl > 900, "TTL moved with the key");
+        let gone: bool = c.exists(&pair[0]).unwrap();
+        assert!(!gone);
+    }
+    let _: i64 = c.sadd("s:a", &["1", "2", "3"]).unwrap();
+    let _: i64 = c.sadd("s:b", &["2", "3", "4"]).unwrap();
+    let n: i64 = c.sinterstore("s:dst", &["s:a", "s:b"]).unwrap();
+    assert_eq!(n, 2);
+    let mut m: Vec<String> = c.smembers("s:dst").unwrap();
+    m.sort();
+    assert_eq!(m, vec!["2", "3"]);
+}
+
+#[test]
+fn client_list_and_kill_span_cores() {
+    let s = server();
+    let mut admin = s.client();
+    let others: Vec<Connection> = (0..5).map(|_| s.client()).collect();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    assert_eq!(list.lines().count(), 6, "{list}");
+    let mut victim = s.client();
+    let id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut victim).unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(killed, 1);
+    let r: redis::RedisResult<String> = redis::cmd("PING").query(&mut victim);
+    assert!(r.is_err(), "killed client still answered");
+    drop(others);
+}
