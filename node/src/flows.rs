@@ -272,12 +272,42 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
 }
 
 /// EXEC: runs the queued commands atomically across however many cores
-/// they touch, unless a WATCHed key changed.
+/// they touch, unless a WATCHed key changed; then drops the WATCHes.
 pub async fn exec(
     rpc: Rc<Rpc>,
     db: usize,
     cmds: Vec<OwnedArgs>,
     watches: Vec<(usize, usize, Bytes, u64)>,
+    databases: usize,
+    conn: Key,
+) -> TaskDone {
+    // Dropped after the check, not before: dropping the last WATCH of a key
+    // forgets its version. Messages to a core stay in order, so the
+    // UNWATCHes follow the transaction's own requests, also if the client
+    // goes away midway.
+    let guard = Unwatch { rpc: rpc.clone(), watches };
+    exec_checked(&rpc, db, cmds, &guard.watches, databases, conn).await
+}
+
+/// Drops WATCHes when it goes out of scope.
+struct Unwatch {
+    rpc: Rc<Rpc>,
+    watches: Vec<(usize, usize, Bytes, u64)>,
+}
+
+impl Drop for Unwatch {
+    fn drop(&mut self) {
+        for (c, db, key, _) in self.watches.drain(..) {
+            self.rpc.tell(c, Request::Unwatch { db, keys: vec![key] });
+        }
+    }
+}
+
+async fn exec_checked(
+    rpc: &Rc<Rpc>,
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    watches: &[(usize, usize, Bytes, u64)],
     databases: usize,
     conn: Key,
 ) -> TaskDone {
@@ -347,7 +377,7 @@ pub async fn exec(
     }
     let mut lock_set = involved.clone();
     lock_set.push(rpc.me);
-    let locks = Locks::take(&rpc, &lock_set).await;
+    let locks = Locks::take(rpc, &lock_set).await;
     for &c in &involved {
         let w = watch_of(c);
         if w.is_empty() {
@@ -388,14 +418,14 @@ pub async fn exec(
         } else if spec.name == "publish" || spec.name == "spublish" {
             let ch = Bytes::copy_from_slice(a.get(1));
             let msg = Bytes::copy_from_slice(a.get(2));
-            Reply::Int(publish_count(&rpc, ch, msg, spec.name == "spublish").await)
+            Reply::Int(publish_count(rpc, ch, msg, spec.name == "spublish").await)
         } else if spec.has(flags::NODE) {
             Reply::Error(format!("ERR '{}' inside MULTI spanning several cores is not supported", spec.name).into())
         } else {
             match route(spec, &a, cores) {
                 Err(e) => e,
-                Ok(Route::All) => fanout_reply(&rpc, cores, spec, db, c, Some(locks.tx)).await,
-                Ok(Route::Many(_)) => gather_run_scatter(&rpc, spec, db, c, databases, locks.tx).await,
+                Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
+                Ok(Route::Many(_)) => gather_run_scatter(rpc, spec, db, c, databases, locks.tx).await,
                 Ok(Route::One(to)) => first_reply(rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
                 Ok(Route::Here) => first_reply(rpc.call(rpc.me, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
             }

@@ -96,7 +96,6 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
                 crate::dispatch::unwatch_all(core, watches);
                 return ok(core, key, Reply::err("EXECABORT Transaction discarded because of previous errors."));
             }
-            crate::dispatch::unwatch_all(core, watches.clone());
             let rpc = core.rpc.clone();
             let databases = core.settings.databases;
             spawn(core, key, async move { flows::exec(rpc, db, cmds, watches, databases, key).await })
