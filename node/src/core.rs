@@ -596,7 +596,9 @@ impl Core {
     }
 
     /// Runs one command on this core's keyspace. Parks it when it blocks
-    /// (`origin` is then told later) and serves clients its writes woke.
+    /// (`origin` is then told later). The caller serves the clients its
+    /// writes woke ([`Core::serve_ready`]) once the whole request is done,
+    /// so a transaction's intermediate states are never handed out.
     pub fn run_local(
         &mut self,
         spec: &'static engine::cmd::Spec,
@@ -633,12 +635,15 @@ impl Core {
             }
             _ => Some(reply),
         };
-        self.serve_ready();
         out
     }
 
     /// Gives data that just arrived to clients blocked on it, oldest first.
+    /// Waits while a transaction holds this core: its unlock serves them.
     pub fn serve_ready(&mut self) {
+        if self.lock.is_some() {
+            return;
+        }
         for _ in 0..1024 {
             let ready = self.engine.take_ready();
             if ready.is_empty() {
@@ -843,6 +848,7 @@ impl Core {
                     }
                 }
                 self.answer(from, id, Response::Replies(replies));
+                self.serve_ready();
             }
             Request::Lock(tx) => {
                 // Only reached when unlocked (see handle_msg).
@@ -852,6 +858,7 @@ impl Core {
             Request::Unlock(tx) => {
                 if self.lock == Some(tx) {
                     self.lock = None;
+                    self.serve_ready();
                     let deferred = std::mem::take(&mut self.deferred);
                     for msg in deferred {
                         if self.lock.is_some() {

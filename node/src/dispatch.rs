@@ -181,7 +181,9 @@ fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Arg
         core.stalled.push(key);
         return Next::Retry;
     }
-    match core.run_local(spec, db, args, false, Some(Origin::Local(key))) {
+    let out = core.run_local(spec, db, args, false, Some(Origin::Local(key)));
+    core.serve_ready();
+    match out {
         Some(reply) => {
             core.reply(key, &reply);
             Next::Continue
