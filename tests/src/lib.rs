@@ -234,15 +234,36 @@ impl Server {
             .unwrap_or_else(|e| panic!("connect to {} on {}: {}", self.name, self.port, e))
     }
 
-    /// Runs `redis-cli -p PORT args...` and returns its stdout.
+    /// Runs `redis-cli -p PORT args...` and returns its stdout (killed and
+    /// panicking after 30 s).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut child = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
             .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            out
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-cli {:?} on port {} timed out", args, self.port);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
     }
 
     fn stop(&mut self) {

@@ -305,7 +305,10 @@ fn fuzz_random_bytes_server_survives() {
                         break;
                     }
                     let payload = fuzz_payload(&mut rng, BYTES);
-                    let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    let Ok(mut sock) =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    else {
                         panic!("cannot connect to slotd during fuzzing");
                     };
                     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
