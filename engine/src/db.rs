@@ -115,10 +115,25 @@ impl Db {
     }
 
     /// Stores `value` under `key`, dropping any TTL it had; returns the old
-    /// entry.
+    /// entry. Overwriting reuses the existing slot (one hash probe).
     pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Entry> {
-        let old = self.remove(key);
-        self.dict_mut(slot_of(key)).insert(
+        let dict = self.dict_mut(slot_of(key));
+        if let Some(e) = dict.get_mut(key) {
+            let old = Entry {
+                value: std::mem::replace(&mut e.value, value),
+                expire_at_ms: e.expire_at_ms,
+                volatile_idx: NOT_VOLATILE,
+                access_s: e.access_s,
+            };
+            e.access_s = now_s;
+            e.expire_at_ms = NO_EXPIRE;
+            let was = std::mem::replace(&mut e.volatile_idx, NOT_VOLATILE);
+            if was != NOT_VOLATILE {
+                self.unlist_volatile(was);
+            }
+            return Some(old);
+        }
+        dict.insert(
             key.into(),
             Entry {
                 value,
@@ -128,7 +143,7 @@ impl Db {
             },
         );
         self.len += 1;
-        old
+        None
     }
 
     /// Replaces the value of an existing `key`, keeping its TTL; inserts it
