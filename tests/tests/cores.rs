@@ -89,8 +89,8 @@ fn transaction_errors_and_queueing() {
     assert_eq!(c.cmd_str(&["MULTI"]), b"+OK\r\n");
     assert_eq!(c.cmd_str(&["SET", "a", "1"]), b"+QUEUED\r\n");
     assert_eq!(
-        c.cmd_str(&["NOSUCH"])[..24],
-        b"-ERR unknown command 'no"[..]
+        c.cmd_str(&["NOSUCH"])[..25],
+        b"-ERR unknown command 'NOS"[..]
     );
     assert_eq!(
         c.cmd_str(&["EXEC"]),
