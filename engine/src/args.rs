@@ -16,7 +16,9 @@ pub struct Args<'a> {
 impl<'a> Args<'a> {
     /// Arguments given as spans into `buf`. Every span must lie in `buf`.
     pub fn new(buf: &'a [u8], spans: &'a [(u32, u32)]) -> Self {
-        debug_assert!(spans.iter().all(|&(s, e)| s <= e && e as usize <= buf.len()));
+        debug_assert!(spans
+            .iter()
+            .all(|&(s, e)| s <= e && e as usize <= buf.len()));
         Args { buf, spans }
     }
 
@@ -120,7 +122,6 @@ impl<'b> FromIterator<&'b [u8]> for OwnedArgs {
 }
 
 impl OwnedArgs {
-
     /// Appends one argument.
     pub fn push(&mut self, a: &[u8]) {
         let start = self.buf.len() as u32;

@@ -155,7 +155,10 @@ impl Reply {
 fn line(out: &mut Vec<u8>, tag: u8, s: &[u8]) {
     out.push(tag);
     // A status or error line must not break the framing.
-    out.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    out.extend(
+        s.iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
     out.extend_from_slice(b"\r\n");
 }
 
@@ -200,7 +203,11 @@ pub fn fmt_g17(d: f64) -> String {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // 17 significant digits in scientific form tells us the exponent after
     // rounding, which decides between %e and %f style as C does.
@@ -253,7 +260,10 @@ mod tests {
     fn resp2_and_resp3() {
         assert_eq!(enc(&Reply::Ok, false), "+OK\r\n");
         assert_eq!(enc(&Reply::Int(-42), false), ":-42\r\n");
-        assert_eq!(enc(&Reply::Int(i64::MIN), false), ":-9223372036854775808\r\n");
+        assert_eq!(
+            enc(&Reply::Int(i64::MIN), false),
+            ":-9223372036854775808\r\n"
+        );
         assert_eq!(enc(&Reply::bulk(b"hi"), false), "$2\r\nhi\r\n");
         assert_eq!(enc(&Reply::Nil, false), "$-1\r\n");
         assert_eq!(enc(&Reply::Nil, true), "_\r\n");

@@ -123,7 +123,9 @@ pub fn parse(
         if buf.len() > limits.inline_bytes_max {
             return Err(ProtocolError("too big mbulk count string"));
         }
-        return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+        return Ok(Parsed::Incomplete {
+            need: buf.len() + 1,
+        });
     };
     let count = match parse_i64(&buf[1..eol]) {
         Some(n) if n <= limits.args_max as i64 && n <= i32::MAX as i64 => n,
@@ -144,7 +146,9 @@ pub fn parse(
             if buf.len() - pos > limits.inline_bytes_max {
                 return Err(ProtocolError("too big bulk count string"));
             }
-            return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+            return Ok(Parsed::Incomplete {
+                need: buf.len() + 1,
+            });
         };
         let len = match parse_i64(&buf[pos + 1..eol]) {
             Some(n) if n >= 0 && n as u64 <= limits.bulk_bytes_max as u64 => n as usize,
@@ -195,7 +199,9 @@ fn parse_inline(
         if buf.len() > limits.inline_bytes_max {
             return Err(ProtocolError("too big inline request"));
         }
-        return Ok(Parsed::Incomplete { need: buf.len() + 1 });
+        return Ok(Parsed::Incomplete {
+            need: buf.len() + 1,
+        });
     };
     if nl > limits.inline_bytes_max {
         return Err(ProtocolError("too big inline request"));
@@ -364,10 +370,7 @@ mod tests {
             args(b"*1\r\n+GET\r\n").unwrap_err().message(),
             "ERR Protocol error: expected '$', got '+'"
         );
-        assert_eq!(
-            args(b"*1\r\n$-5\r\n").unwrap_err().0,
-            "invalid bulk length"
-        );
+        assert_eq!(args(b"*1\r\n$-5\r\n").unwrap_err().0, "invalid bulk length");
         let limits = Limits {
             bulk_bytes_max: 10,
             ..Limits::default()
@@ -376,7 +379,9 @@ mod tests {
         let mut sc = Vec::new();
         // Refused from the header alone: the 11 bytes never need to arrive.
         assert_eq!(
-            parse(b"*1\r\n$11\r\n", &limits, &mut s, &mut sc).unwrap_err().0,
+            parse(b"*1\r\n$11\r\n", &limits, &mut s, &mut sc)
+                .unwrap_err()
+                .0,
             "invalid bulk length"
         );
         let long = vec![b'a'; 70 * 1024];

@@ -10,7 +10,10 @@ use bytes::Bytes;
 pub const ITEMS_PER_CMD_MAX: usize = 64;
 
 fn cmd(name: &'static str, key: &[u8]) -> Vec<Bytes> {
-    vec![Bytes::from_static(name.as_bytes()), Bytes::copy_from_slice(key)]
+    vec![
+        Bytes::from_static(name.as_bytes()),
+        Bytes::copy_from_slice(key),
+    ]
 }
 
 /// Commands that recreate `key` with `value` and `expire_at_ms` from

@@ -159,7 +159,9 @@ impl Shard {
         self.dbs[db].remove(key);
         self.stats.expired_keys += 1;
         self.touch(db, key);
-        self.log_write(db, || vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
+        self.log_write(db, || {
+            vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]
+        });
     }
 
     /// Stores a value, dropping any TTL, and marks the key modified.
@@ -231,7 +233,10 @@ impl Shard {
 
     /// Takes the keys modified since tracking started.
     pub fn take_touched(&mut self) -> Vec<(u16, Box<[u8]>)> {
-        self.touched.as_mut().map(std::mem::take).unwrap_or_default()
+        self.touched
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The node tells the shard a client waits for data on `key`.
@@ -307,7 +312,10 @@ mod tests {
         assert_eq!(s.stats.expired_keys, 1);
         let log = s.take_log();
         assert_eq!(log.len(), 1);
-        assert_eq!(log[0].argv, vec![Bytes::from_static(b"DEL"), Bytes::from_static(b"k1")]);
+        assert_eq!(
+            log[0].argv,
+            vec![Bytes::from_static(b"DEL"), Bytes::from_static(b"k1")]
+        );
         // Ticks as the node runs them: each repeats while over a tenth of
         // its sample had expired.
         for _ in 0..50 {

@@ -139,15 +139,19 @@ impl Core {
         mesh: Arc<Mesh>,
         listeners: Vec<i32>,
     ) -> std::io::Result<Core> {
+        // Completions are posted only when this thread enters the kernel
+        // (DEFER_TASKRUN): no interrupts of user work to run task work.
         let ring = IoUring::builder()
-            .setup_coop_taskrun()
             .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(4096)
+            .or_else(|_| IoUring::builder().setup_coop_taskrun().build(4096))
             .or_else(|_| IoUring::new(4096))?;
         let settings = shared.settings();
         let mut engine = engine::Shard::new(settings.databases, 0x9E37_79B9_7F4A_7C15 ^ id as u64);
         engine.limits = settings.encoding;
-        let slots = engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
+        let slots =
+            engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
         Ok(Core {
             id,
             cores,
@@ -193,7 +197,13 @@ impl Core {
     fn arm_accept(&mut self, idx: usize) {
         let e = opcode::AcceptMulti::new(types::Fd(self.listeners[idx]))
             .build()
-            .user_data(user_data(KIND_ACCEPT, Key { index: idx as u32, gen: 0 }));
+            .user_data(user_data(
+                KIND_ACCEPT,
+                Key {
+                    index: idx as u32,
+                    gen: 0,
+                },
+            ));
         self.push_sqe(e);
     }
 
@@ -261,10 +271,14 @@ impl Core {
         }
         let rest = &c.sending[c.send_off..];
         c.send_inflight = true;
-        let e = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(KIND_SEND, key));
+        let e = opcode::Send::new(
+            types::Fd(c.fd),
+            rest.as_ptr(),
+            rest.len().min(u32::MAX as usize) as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(user_data(KIND_SEND, key));
         self.push_sqe(e);
     }
 
@@ -329,7 +343,12 @@ impl Core {
         let mut batch: Vec<(u64, i32, u32)> = Vec::with_capacity(64);
         loop {
             batch.clear();
-            batch.extend(self.ring.completion().take(256).map(|c| (c.user_data(), c.result(), c.flags())));
+            batch.extend(
+                self.ring
+                    .completion()
+                    .take(256)
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
             if batch.is_empty() {
                 return;
             }
@@ -367,7 +386,12 @@ impl Core {
             let msg = b"-ERR max number of clients reached\r\n";
             // SAFETY: best-effort write then close of our own fd.
             unsafe {
-                libc::send(fd, msg.as_ptr() as *const libc::c_void, msg.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+                libc::send(
+                    fd,
+                    msg.as_ptr() as *const libc::c_void,
+                    msg.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                );
                 libc::close(fd);
             }
             return;
@@ -376,7 +400,9 @@ impl Core {
         let (addr, laddr) = (peer_name(fd, true), peer_name(fd, false));
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let authed = self.settings.requirepass.is_none();
-        let key = self.conns.insert(Conn::new(fd, id, addr, laddr, now_ms(), authed));
+        let key = self
+            .conns
+            .insert(Conn::new(fd, id, addr, laddr, now_ms(), authed));
         self.stats.connected_clients += 1;
         self.arm_recv(key);
     }
@@ -545,7 +571,10 @@ impl Core {
                 Err(e) => {
                     if let Some(c) = self.conns.get_mut(key) {
                         let msg = e.message();
-                        crate::log::verbose(format_args!("Protocol error ({}) from client: id={} addr={}", e.0, c.id, c.addr));
+                        crate::log::verbose(format_args!(
+                            "Protocol error ({}) from client: id={} addr={}",
+                            e.0, c.id, c.addr
+                        ));
                         Reply::err(msg).encode(c.resp3, &mut c.out);
                         c.close_after_flush = true;
                     }
@@ -554,7 +583,11 @@ impl Core {
                     break;
                 }
             }
-            if self.conns.get(key).is_none_or(|c| c.close_after_flush || c.closing) {
+            if self
+                .conns
+                .get(key)
+                .is_none_or(|c| c.close_after_flush || c.closing)
+            {
                 break;
             }
         }
@@ -735,7 +768,8 @@ impl Core {
         }
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
-        let budget = std::time::Duration::from_micros(250_000 / self.settings.hz.clamp(1, 500) as u64);
+        let budget =
+            std::time::Duration::from_micros(250_000 / self.settings.hz.clamp(1, 500) as u64);
         let start = std::time::Instant::now();
         for db in 0..self.engine.dbs.len() {
             loop {
@@ -795,9 +829,7 @@ impl Core {
                         Request::Exec { tx: Some(t), .. } => *t == tx,
                         Request::Unlock(t) => *t == tx,
                         Request::Export { .. } | Request::Import { .. } => true,
-                        Request::Lock(_)
-                        | Request::Exec { .. }
-                        | Request::Watch { .. } => false,
+                        Request::Lock(_) | Request::Exec { .. } | Request::Watch { .. } => false,
                         _ => true,
                     };
                     if !mine {
@@ -836,7 +868,9 @@ impl Core {
                 for owned in &cmds {
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
-                        replies.push(Reply::Error(engine::error::unknown_command(args.get(0), args.iter_from(1)).into()));
+                        replies.push(Reply::Error(
+                            engine::error::unknown_command(args.get(0), args.iter_from(1)).into(),
+                        ));
                         continue;
                     };
                     if spec.name == "select" {
@@ -851,7 +885,8 @@ impl Core {
                         }
                         continue;
                     }
-                    let origin = (may_block && cmds.len() == 1).then_some(Origin::Remote { from, id });
+                    let origin =
+                        (may_block && cmds.len() == 1).then_some(Origin::Remote { from, id });
                     match self.run_local(spec, db, args, in_multi, origin) {
                         Some(r) => replies.push(r),
                         None => return, // parked; answered when served
@@ -910,12 +945,14 @@ impl Core {
                     match e {
                         None => {
                             if self.engine.remove(db, &k).is_some() {
-                                self.engine.log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                self.engine
+                                    .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
                             }
                         }
                         Some((v, exp)) => {
                             if self.engine.log_enabled() {
-                                self.engine.log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                self.engine
+                                    .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
                                 for argv in engine::rewrite::rebuild(&k, &v, exp) {
                                     self.engine.log_write(db, || argv);
                                 }
@@ -984,7 +1021,9 @@ impl Core {
             AdminQuery::ClientKill { filter } => {
                 let mut n = 0;
                 for key in self.conns.keys() {
-                    let Some(c) = self.conns.get(key) else { continue };
+                    let Some(c) = self.conns.get(key) else {
+                        continue;
+                    };
                     let hit = filter.id.is_none_or(|i| i == c.id)
                         && filter.addr.as_ref().is_none_or(|a| *a == c.addr)
                         && filter.laddr.as_ref().is_none_or(|a| *a == c.laddr)
@@ -995,7 +1034,11 @@ impl Core {
                             c.close_after_flush = true;
                         }
                         self.want_flush(key);
-                        if self.conns.get(key).is_some_and(|c| c.out.is_empty() && c.sending.is_empty()) {
+                        if self
+                            .conns
+                            .get(key)
+                            .is_some_and(|c| c.out.is_empty() && c.sending.is_empty())
+                        {
                             self.close(key);
                         }
                     }
@@ -1004,7 +1047,11 @@ impl Core {
             }
             AdminQuery::Stats => {
                 let mut s = self.stats.clone();
-                s.blocked_clients = self.waiters.iter().filter(|w| matches!(w.origin, Origin::Local(_))).count() as u64;
+                s.blocked_clients = self
+                    .waiters
+                    .iter()
+                    .filter(|w| matches!(w.origin, Origin::Local(_)))
+                    .count() as u64;
                 s.pubsub_clients = self.conns.iter().filter(|c| c.sub_count() > 0).count() as u64;
                 s.connected_clients = self.conns.len() as u64;
                 s.expired_keys = self.engine.stats.expired_keys;

@@ -47,10 +47,17 @@ pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
         return Ok(Route::One(engine::slot::core_of(slot, cores)));
     }
     if spec.name == "scan" {
-        return Ok(match std::str::from_utf8(args.get(1)).ok().and_then(|s| s.parse::<u64>().ok()) {
-            Some(c) if c < engine::slot::SLOTS as u64 => Route::One(engine::slot::core_of(c as u16, cores)),
-            _ => Route::Here,
-        });
+        return Ok(
+            match std::str::from_utf8(args.get(1))
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                Some(c) if c < engine::slot::SLOTS as u64 => {
+                    Route::One(engine::slot::core_of(c as u16, cores))
+                }
+                _ => Route::Here,
+            },
+        );
     }
     let mut idx = Vec::new();
     spec.key_indices(args, &mut idx)?;
@@ -82,7 +89,13 @@ pub fn unwatch_all(core: &mut Core, watches: Vec<(usize, usize, Bytes, u64)>) {
         if c == core.id {
             core.engine.unwatch(db, &key);
         } else {
-            core.rpc.tell(c, crate::mesh::Request::Unwatch { db, keys: vec![key] });
+            core.rpc.tell(
+                c,
+                crate::mesh::Request::Unwatch {
+                    db,
+                    keys: vec![key],
+                },
+            );
         }
     }
 }
@@ -118,17 +131,30 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
         }
         return answer(core, key, e);
     }
-    if conn.sub_count() > 0 && !conn.resp3 && !spec.has(flags::PUBSUB_OK) && !matches!(spec.name, "ping" | "quit" | "reset") {
+    if conn.sub_count() > 0
+        && !conn.resp3
+        && !spec.has(flags::PUBSUB_OK)
+        && !matches!(spec.name, "ping" | "quit" | "reset")
+    {
         let e = format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
         );
         return answer(core, key, Reply::Error(e.into()));
     }
-    if conn.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+    if conn.multi.is_some()
+        && !matches!(
+            spec.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    {
         if spec.has(flags::NO_MULTI) {
             conn.multi_failed = true;
-            return answer(core, key, Reply::err("ERR Command not allowed inside a transaction"));
+            return answer(
+                core,
+                key,
+                Reply::err("ERR Command not allowed inside a transaction"),
+            );
         }
         if let Err(e) = route(spec, &args, core.cores) {
             conn.multi_failed = true;
@@ -154,7 +180,9 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
             let rpc = core.rpc.clone();
             let owned = args.to_owned();
             let may_block = spec.has(flags::BLOCKING);
-            spawn(core, key, async move { flows::remote(rpc, c, db, owned, may_block, key).await })
+            spawn(core, key, async move {
+                flows::remote(rpc, c, db, owned, may_block, key).await
+            })
         }
         Route::Many(cores) => {
             let rpc = core.rpc.clone();
@@ -168,7 +196,9 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
             let rpc = core.rpc.clone();
             let owned = args.to_owned();
             let cores = core.cores;
-            spawn(core, key, async move { flows::fanout(rpc, cores, spec, db, owned, key).await })
+            spawn(core, key, async move {
+                flows::fanout(rpc, cores, spec, db, owned, key).await
+            })
         }
     }
 }

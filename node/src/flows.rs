@@ -49,7 +49,14 @@ fn exec_req(db: usize, cmds: Vec<OwnedArgs>, tx: Option<TxId>, in_multi: bool) -
 }
 
 /// A command whose keys all live on core `to`.
-pub async fn remote(rpc: Rc<Rpc>, to: usize, db: usize, args: OwnedArgs, may_block: bool, conn: Key) -> TaskDone {
+pub async fn remote(
+    rpc: Rc<Rpc>,
+    to: usize,
+    db: usize,
+    args: OwnedArgs,
+    may_block: bool,
+    conn: Key,
+) -> TaskDone {
     let req = Request::Exec {
         db,
         cmds: vec![args],
@@ -115,7 +122,14 @@ pub async fn multi_key(
 /// Copies the command's keys into a scratch keyspace, runs it there, and
 /// writes back what it changed. The caller holds the locks of every core
 /// involved.
-async fn gather_run_scatter(rpc: &Rc<Rpc>, spec: &'static Spec, db: usize, args: &OwnedArgs, databases: usize, _tx: TxId) -> Reply {
+async fn gather_run_scatter(
+    rpc: &Rc<Rpc>,
+    spec: &'static Spec,
+    db: usize,
+    args: &OwnedArgs,
+    databases: usize,
+    _tx: TxId,
+) -> Reply {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
     let mut idx = Vec::new();
@@ -155,7 +169,9 @@ async fn gather_run_scatter(rpc: &Rc<Rpc>, spec: &'static Spec, db: usize, args:
     let mut writes: Vec<Vec<(usize, Bytes, crate::mesh::Exported)>> = vec![Vec::new(); cores];
     for (d, k) in touched {
         let d = d as usize;
-        let e = scratch.dbs[d].get(&k).map(|e| (e.value.clone(), e.expire_at()));
+        let e = scratch.dbs[d]
+            .get(&k)
+            .map(|e| (e.value.clone(), e.expire_at()));
         let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
         writes[c].push((d, Bytes::copy_from_slice(&k), e));
     }
@@ -176,7 +192,14 @@ async fn gather_run_scatter(rpc: &Rc<Rpc>, spec: &'static Spec, db: usize, args:
 
 /// Sends `args` to every core and merges the answers per the command's
 /// merge rule.
-async fn fanout_reply(rpc: &Rc<Rpc>, cores: usize, spec: &'static Spec, db: usize, args: &OwnedArgs, tx: Option<TxId>) -> Reply {
+async fn fanout_reply(
+    rpc: &Rc<Rpc>,
+    cores: usize,
+    spec: &'static Spec,
+    db: usize,
+    args: &OwnedArgs,
+    tx: Option<TxId>,
+) -> Reply {
     let calls: Vec<_> = (0..cores)
         .map(|c| rpc.call(c, exec_req(db, vec![args.clone()], tx, tx.is_some())))
         .collect();
@@ -193,7 +216,12 @@ pub fn merge(rule: Merge, replies: Vec<Reply>) -> Reply {
         return e.clone();
     }
     match rule {
-        Merge::SumInt => Reply::Int(replies.iter().map(|r| if let Reply::Int(n) = r { *n } else { 0 }).sum()),
+        Merge::SumInt => Reply::Int(
+            replies
+                .iter()
+                .map(|r| if let Reply::Int(n) = r { *n } else { 0 })
+                .sum(),
+        ),
         Merge::Concat => Reply::Array(
             replies
                 .into_iter()
@@ -204,7 +232,10 @@ pub fn merge(rule: Merge, replies: Vec<Reply>) -> Reply {
                 .collect(),
         ),
         Merge::AnyNonNil => {
-            let mut live: Vec<Reply> = replies.into_iter().filter(|r| !matches!(r, Reply::Nil | Reply::NilArray)).collect();
+            let mut live: Vec<Reply> = replies
+                .into_iter()
+                .filter(|r| !matches!(r, Reply::Nil | Reply::NilArray))
+                .collect();
             if live.is_empty() {
                 Reply::Nil
             } else {
@@ -217,13 +248,29 @@ pub fn merge(rule: Merge, replies: Vec<Reply>) -> Reply {
 }
 
 /// A command that runs on every core (DBSIZE, KEYS, FLUSHALL, ...).
-pub async fn fanout(rpc: Rc<Rpc>, cores: usize, spec: &'static Spec, db: usize, args: OwnedArgs, conn: Key) -> TaskDone {
+pub async fn fanout(
+    rpc: Rc<Rpc>,
+    cores: usize,
+    spec: &'static Spec,
+    db: usize,
+    args: OwnedArgs,
+    conn: Key,
+) -> TaskDone {
     done(conn, fanout_reply(&rpc, cores, spec, db, &args, None).await)
 }
 
 /// PUBLISH / SPUBLISH: every core delivers to its own subscribers.
-pub async fn publish(rpc: Rc<Rpc>, channel: Bytes, message: Bytes, sharded: bool, conn: Key) -> TaskDone {
-    done(conn, Reply::Int(publish_count(&rpc, channel, message, sharded).await))
+pub async fn publish(
+    rpc: Rc<Rpc>,
+    channel: Bytes,
+    message: Bytes,
+    sharded: bool,
+    conn: Key,
+) -> TaskDone {
+    done(
+        conn,
+        Reply::Int(publish_count(&rpc, channel, message, sharded).await),
+    )
 }
 
 async fn publish_count(rpc: &Rc<Rpc>, channel: Bytes, message: Bytes, sharded: bool) -> i64 {
@@ -260,7 +307,16 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
         if keys.is_empty() {
             continue;
         }
-        if let Response::Versions(v) = rpc.call(c, Request::Watch { db, keys: keys.clone() }).await {
+        if let Response::Versions(v) = rpc
+            .call(
+                c,
+                Request::Watch {
+                    db,
+                    keys: keys.clone(),
+                },
+            )
+            .await
+        {
             watched.extend(keys.into_iter().zip(v).map(|(k, ver)| (c, db, k, ver)));
         }
     }
@@ -285,7 +341,10 @@ pub async fn exec(
     // forgets its version. Messages to a core stay in order, so the
     // UNWATCHes follow the transaction's own requests, also if the client
     // goes away midway.
-    let guard = Unwatch { rpc: rpc.clone(), watches };
+    let guard = Unwatch {
+        rpc: rpc.clone(),
+        watches,
+    };
     exec_checked(&rpc, db, cmds, &guard.watches, databases, conn).await
 }
 
@@ -298,7 +357,13 @@ struct Unwatch {
 impl Drop for Unwatch {
     fn drop(&mut self) {
         for (c, db, key, _) in self.watches.drain(..) {
-            self.rpc.tell(c, Request::Unwatch { db, keys: vec![key] });
+            self.rpc.tell(
+                c,
+                Request::Unwatch {
+                    db,
+                    keys: vec![key],
+                },
+            );
         }
     }
 }
@@ -346,7 +411,11 @@ async fn exec_checked(
     }
     involved.sort_unstable();
     involved.dedup();
-    let effects = if final_db != db { vec![Effect::Db(final_db)] } else { Vec::new() };
+    let effects = if final_db != db {
+        vec![Effect::Db(final_db)]
+    } else {
+        Vec::new()
+    };
     let watch_of = |c: usize| -> Vec<(usize, Bytes, u64)> {
         watches
             .iter()
@@ -420,14 +489,28 @@ async fn exec_checked(
             let msg = Bytes::copy_from_slice(a.get(2));
             Reply::Int(publish_count(rpc, ch, msg, spec.name == "spublish").await)
         } else if spec.has(flags::NODE) {
-            Reply::Error(format!("ERR '{}' inside MULTI spanning several cores is not supported", spec.name).into())
+            Reply::Error(
+                format!(
+                    "ERR '{}' inside MULTI spanning several cores is not supported",
+                    spec.name
+                )
+                .into(),
+            )
         } else {
             match route(spec, &a, cores) {
                 Err(e) => e,
                 Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
-                Ok(Route::Many(_)) => gather_run_scatter(rpc, spec, db, c, databases, locks.tx).await,
-                Ok(Route::One(to)) => first_reply(rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
-                Ok(Route::Here) => first_reply(rpc.call(rpc.me, exec_req(db, vec![c.clone()], Some(locks.tx), true)).await),
+                Ok(Route::Many(_)) => {
+                    gather_run_scatter(rpc, spec, db, c, databases, locks.tx).await
+                }
+                Ok(Route::One(to)) => first_reply(
+                    rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true))
+                        .await,
+                ),
+                Ok(Route::Here) => first_reply(
+                    rpc.call(rpc.me, exec_req(db, vec![c.clone()], Some(locks.tx), true))
+                        .await,
+                ),
             }
         };
         replies.push(reply);

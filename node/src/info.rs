@@ -124,7 +124,11 @@ pub async fn gather(rpc: &Rc<Rpc>, shared: &Arc<Shared>, sections: &[String]) ->
     if wanted("commandstats") {
         let mut body = String::new();
         for (name, calls, usec) in &cmdstats {
-            let per = if *calls > 0 { *usec as f64 / *calls as f64 } else { 0.0 };
+            let per = if *calls > 0 {
+                *usec as f64 / *calls as f64
+            } else {
+                0.0
+            };
             let _ = write!(
                 body,
                 "cmdstat_{name}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls=0,failed_calls=0\r\n"
@@ -244,7 +248,10 @@ fn memory_figures() -> (u64, u64) {
 
 fn memory(shared: &Shared) -> String {
     let (used, rss) = memory_figures();
-    let peak = shared.peak_memory.fetch_max(used, Ordering::Relaxed).max(used);
+    let peak = shared
+        .peak_memory
+        .fetch_max(used, Ordering::Relaxed)
+        .max(used);
     let maxmemory = shared
         .config
         .lock()
@@ -270,7 +277,11 @@ fn total_system_memory() -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
         })
         .map_or(0, |kb| kb * 1024)
 }

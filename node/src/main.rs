@@ -78,7 +78,9 @@ fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return vec![0];
         }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize).filter(|&i| libc::CPU_ISSET(i, &set)).collect();
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&i| libc::CPU_ISSET(i, &set))
+            .collect();
         if cpus.is_empty() {
             vec![0]
         } else {
@@ -129,8 +131,12 @@ fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String>
         log::warning(format_args!("{line}"));
     }
     let cpus = profile.shard_cpus().to_vec();
-    let nodes = (0..cpus.len()).map(|i| profile.numa_node_of_shard(i)).collect();
-    log::notice(format_args!("Tuning profile {path} loaded: shard CPUs {cpus:?}"));
+    let nodes = (0..cpus.len())
+        .map(|i| profile.numa_node_of_shard(i))
+        .collect();
+    log::notice(format_args!(
+        "Tuning profile {path} loaded: shard CPUs {cpus:?}"
+    ));
     Ok((
         cpus,
         Some(Numa {
@@ -151,7 +157,14 @@ fn bind_memory(node: usize, strict: bool) {
     mask[node / 64] |= 1 << (node % 64);
     let mode = if strict { MPOL_BIND } else { MPOL_PREFERRED };
     // SAFETY: set_mempolicy reads `maxnode` bits from the mask we own.
-    let rc = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, mask.as_ptr(), (mask.len() * 64) as libc::c_ulong) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_set_mempolicy,
+            mode,
+            mask.as_ptr(),
+            (mask.len() * 64) as libc::c_ulong,
+        )
+    };
     if rc != 0 {
         log::warning(format_args!(
             "Could not bind shard memory to NUMA node {node}: {}",
@@ -191,7 +204,9 @@ fn main() {
         std::process::exit(1);
     }
     let pid = std::process::id();
-    log::notice(format_args!("oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo"));
+    log::notice(format_args!(
+        "oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo"
+    ));
     log::notice(format_args!(
         "Redis version={}, bits=64, commit=00000000, modified=0, pid={pid}, just started",
         nodecmd::REDIS_VERSION
@@ -238,7 +253,9 @@ fn main() {
         run_id: run_id(),
         port,
         shards,
-        executable: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+        executable: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         lastsave_s: AtomicI64::new(shared::now_ms() / 1000),
         peak_memory: AtomicU64::new(0),
     });
@@ -264,14 +281,18 @@ fn main() {
                         "Warning: Could not create server TCP listening socket {}:{port}: bind: {e}",
                         addr.ip()
                     ));
-                    log::warning(format_args!("Failed listening on port {port} (TCP), aborting."));
+                    log::warning(format_args!(
+                        "Failed listening on port {port} (TCP), aborting."
+                    ));
                     std::process::exit(1);
                 }
             }
         }
     }
     if per_core.iter().any(|l| l.is_empty()) {
-        log::warning(format_args!("Failed listening on port {port} (TCP), aborting."));
+        log::warning(format_args!(
+            "Failed listening on port {port} (TCP), aborting."
+        ));
         std::process::exit(1);
     }
     let mesh = match mesh::Mesh::new(shards) {
@@ -292,7 +313,9 @@ fn main() {
     let mut threads = Vec::new();
     for (id, listeners) in per_core.into_iter().enumerate() {
         let cpu = cpus[id % cpus.len()];
-        let node = numa.as_ref().and_then(|n| n.nodes.get(id).copied().flatten());
+        let node = numa
+            .as_ref()
+            .and_then(|n| n.nodes.get(id).copied().flatten());
         let strict = numa.as_ref().is_some_and(|n| n.strict);
         let shared = shared.clone();
         let mesh = mesh.clone();
@@ -324,7 +347,11 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let sig = SIGNALED.swap(0, Ordering::SeqCst);
         if sig != 0 {
-            let name = if sig == libc::SIGINT as i64 { "SIGINT" } else { "SIGTERM" };
+            let name = if sig == libc::SIGINT as i64 {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
             log::warning(format_args!("Received {name} scheduling shutdown..."));
             shared.shutdown.store(true, Ordering::SeqCst);
             for c in 0..shards {

@@ -42,16 +42,26 @@ pub enum Request {
     /// Copy out these keys (under `tx`'s lock).
     Export { db: usize, keys: Vec<bytes::Bytes> },
     /// Replace these keys (under `tx`'s lock): `None` deletes.
-    Import { db: usize, entries: Vec<(bytes::Bytes, Exported)> },
+    Import {
+        db: usize,
+        entries: Vec<(bytes::Bytes, Exported)>,
+    },
     /// Register WATCHes; answered with the versions.
     Watch { db: usize, keys: Vec<bytes::Bytes> },
     /// Drop WATCHes (no answer).
     Unwatch { db: usize, keys: Vec<bytes::Bytes> },
     /// Deliver a pub/sub message to this core's subscribers; answered with
     /// how many received it.
-    Publish { channel: bytes::Bytes, message: bytes::Bytes, sharded: bool },
+    Publish {
+        channel: bytes::Bytes,
+        message: bytes::Bytes,
+        sharded: bool,
+    },
     /// PUBSUB CHANNELS/NUMSUB/NUMPAT/SHARDCHANNELS/SHARDNUMSUB on this core.
-    PubsubQuery { sub: String, args: Vec<bytes::Bytes> },
+    PubsubQuery {
+        sub: String,
+        args: Vec<bytes::Bytes>,
+    },
     /// Forget a parked blocking request (its client went away).
     CancelBlocked { id: u64 },
     /// This core's part of CLIENT LIST / INFO / CLIENT KILL / RESETSTAT.

@@ -39,7 +39,11 @@ pub fn bind_addr(entry: &str, port: u16) -> Option<(SocketAddr, bool)> {
 
 /// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT.
 pub fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<i32> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket syscalls on a fresh fd we own; the sockaddr
     // structs are fully initialised before use.
     unsafe {
@@ -49,10 +53,28 @@ pub fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<i32> {
         }
         let one: libc::c_int = 1;
         let sz = std::mem::size_of::<libc::c_int>() as u32;
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one as *const _ as *const libc::c_void, sz);
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one as *const _ as *const libc::c_void, sz);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            sz,
+        );
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &one as *const _ as *const libc::c_void,
+            sz,
+        );
         if !addr.is_ipv4() {
-            libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one as *const _ as *const libc::c_void, sz);
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                &one as *const _ as *const libc::c_void,
+                sz,
+            );
         }
         let rc = match addr {
             SocketAddr::V4(a) => {
@@ -60,14 +82,22 @@ pub fn listen(addr: SocketAddr, backlog: i32) -> std::io::Result<i32> {
                 sa.sin_family = libc::AF_INET as u16;
                 sa.sin_port = a.port().to_be();
                 sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32)
+                libc::bind(
+                    fd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                )
             }
             SocketAddr::V6(a) => {
                 let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
                 sa.sin6_family = libc::AF_INET6 as u16;
                 sa.sin6_port = a.port().to_be();
                 sa.sin6_addr.s6_addr = a.ip().octets();
-                libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in6>() as u32)
+                libc::bind(
+                    fd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in6>() as u32,
+                )
             }
         };
         if rc != 0 || libc::listen(fd, backlog) != 0 {

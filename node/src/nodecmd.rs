@@ -94,19 +94,33 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             let watches = std::mem::take(&mut conn.watches);
             if failed {
                 crate::dispatch::unwatch_all(core, watches);
-                return ok(core, key, Reply::err("EXECABORT Transaction discarded because of previous errors."));
+                return ok(
+                    core,
+                    key,
+                    Reply::err("EXECABORT Transaction discarded because of previous errors."),
+                );
             }
             let rpc = core.rpc.clone();
             let databases = core.settings.databases;
-            spawn(core, key, async move { flows::exec(rpc, db, cmds, watches, databases, key).await })
+            spawn(core, key, async move {
+                flows::exec(rpc, db, cmds, watches, databases, key).await
+            })
         }
         "watch" => {
             if conn.multi.is_some() {
-                return ok(core, key, Reply::err("ERR WATCH inside MULTI is not allowed"));
+                return ok(
+                    core,
+                    key,
+                    Reply::err("ERR WATCH inside MULTI is not allowed"),
+                );
             }
             let rpc = core.rpc.clone();
             let keys = bulks(&args, 1);
-            spawn(core, key, async move { flows::watch(rpc, db, keys, key).await })
+            spawn(
+                core,
+                key,
+                async move { flows::watch(rpc, db, keys, key).await },
+            )
         }
         "unwatch" => {
             let watches = std::mem::take(&mut conn.watches);
@@ -121,9 +135,14 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
         "sunsubscribe" => sub(core, key, Kind::Shard, &args, false),
         "publish" | "spublish" => {
             let rpc = core.rpc.clone();
-            let (ch, msg) = (Bytes::copy_from_slice(args.get(1)), Bytes::copy_from_slice(args.get(2)));
+            let (ch, msg) = (
+                Bytes::copy_from_slice(args.get(1)),
+                Bytes::copy_from_slice(args.get(2)),
+            );
             let sharded = spec.name == "spublish";
-            spawn(core, key, async move { flows::publish(rpc, ch, msg, sharded, key).await })
+            spawn(core, key, async move {
+                flows::publish(rpc, ch, msg, sharded, key).await
+            })
         }
         "pubsub" => pubsub_cmd(core, key, args),
         "time" => {
@@ -168,7 +187,11 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             Next::Wait
         }
         "debug" => debug(core, key, args),
-        _ => ok(core, key, Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into())),
+        _ => ok(
+            core,
+            key,
+            Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into()),
+        ),
     }
 }
 
@@ -192,8 +215,20 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
     if args.len() > 1 {
         match engine::resp::parse_i64(args.get(1)) {
             Some(v @ 2..=3) => proto = Some(v),
-            Some(_) => return ok(core, key, Reply::err("NOPROTO unsupported protocol version")),
-            None => return ok(core, key, Reply::err("ERR Protocol version is not an integer or out of range")),
+            Some(_) => {
+                return ok(
+                    core,
+                    key,
+                    Reply::err("NOPROTO unsupported protocol version"),
+                )
+            }
+            None => {
+                return ok(
+                    core,
+                    key,
+                    Reply::err("ERR Protocol version is not an integer or out of range"),
+                )
+            }
         }
         i = 2;
     }
@@ -212,7 +247,10 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
             setname = Some(Bytes::copy_from_slice(args.get(i + 1)));
             i += 2;
         } else {
-            let e = format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(args.get(i)));
+            let e = format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(args.get(i))
+            );
             return ok(core, key, Reply::Error(e.into()));
         }
     }
@@ -230,8 +268,14 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
     }
     let r = Reply::Map(vec![
         (Reply::bulk(b"server"), Reply::bulk(b"redis")),
-        (Reply::bulk(b"version"), Reply::bulk(REDIS_VERSION.as_bytes())),
-        (Reply::bulk(b"proto"), Reply::Int(if c.resp3 { 3 } else { 2 })),
+        (
+            Reply::bulk(b"version"),
+            Reply::bulk(REDIS_VERSION.as_bytes()),
+        ),
+        (
+            Reply::bulk(b"proto"),
+            Reply::Int(if c.resp3 { 3 } else { 2 }),
+        ),
         (Reply::bulk(b"id"), Reply::Int(c.id as i64)),
         (Reply::bulk(b"mode"), Reply::bulk(b"standalone")),
         (Reply::bulk(b"role"), Reply::bulk(b"master")),
@@ -263,7 +307,11 @@ fn silent_unsubscribe(core: &mut Core, key: Key, kind: Kind) {
 
 fn sub(core: &mut Core, key: Key, kind: Kind, args: &Args, subscribe: bool) -> Next {
     if core.conns.get(key).is_some_and(|c| c.multi.is_some()) {
-        return ok(core, key, Reply::err("ERR Command not allowed inside a transaction"));
+        return ok(
+            core,
+            key,
+            Reply::err("ERR Command not allowed inside a transaction"),
+        );
     }
     let names = bulks(args, 1);
     if subscribe {
@@ -297,7 +345,11 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
                 "HELP",
                 "    Prints this help.",
             ];
-            return ok(core, key, Reply::Array(lines.iter().map(|l| Reply::status(*l)).collect()));
+            return ok(
+                core,
+                key,
+                Reply::Array(lines.iter().map(|l| Reply::status(*l)).collect()),
+            );
         }
         _ => false,
     };
@@ -309,7 +361,15 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
     let rest = bulks(&args, 2);
     spawn(core, key, async move {
         let calls: Vec<_> = (0..rpc.mesh.cores())
-            .map(|c| rpc.call(c, Request::PubsubQuery { sub: sub.clone(), args: rest.clone() }))
+            .map(|c| {
+                rpc.call(
+                    c,
+                    Request::PubsubQuery {
+                        sub: sub.clone(),
+                        args: rest.clone(),
+                    },
+                )
+            })
             .collect();
         let mut parts = Vec::new();
         for call in calls {
@@ -325,7 +385,13 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
                 for (i, ch) in rest.iter().enumerate() {
                     let n: i64 = parts
                         .iter()
-                        .map(|p| if let Some(Reply::Int(n)) = p.get(i) { *n } else { 0 })
+                        .map(|p| {
+                            if let Some(Reply::Int(n)) = p.get(i) {
+                                *n
+                            } else {
+                                0
+                            }
+                        })
                         .sum();
                     out.push(Reply::Bulk(ch.clone()));
                     out.push(Reply::Int(n));
@@ -396,8 +462,16 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                     }
                     break;
                 } else if args.is(i, "type") && i + 1 < n {
-                    if !(args.is(i + 1, "normal") || args.is(i + 1, "pubsub") || args.is(i + 1, "master") || args.is(i + 1, "replica") || args.is(i + 1, "slave")) {
-                        let e = format!("ERR Unknown client type '{}'", String::from_utf8_lossy(args.get(i + 1)));
+                    if !(args.is(i + 1, "normal")
+                        || args.is(i + 1, "pubsub")
+                        || args.is(i + 1, "master")
+                        || args.is(i + 1, "replica")
+                        || args.is(i + 1, "slave"))
+                    {
+                        let e = format!(
+                            "ERR Unknown client type '{}'",
+                            String::from_utf8_lossy(args.get(i + 1))
+                        );
                         return ok(core, key, Reply::Error(e.into()));
                     }
                     i += 2;
@@ -408,7 +482,12 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
             let rpc = core.rpc.clone();
             spawn(core, key, async move {
                 let calls: Vec<_> = (0..rpc.mesh.cores())
-                    .map(|c| rpc.call(c, Request::Admin(AdminQuery::ClientList { ids: ids.clone() })))
+                    .map(|c| {
+                        rpc.call(
+                            c,
+                            Request::Admin(AdminQuery::ClientList { ids: ids.clone() }),
+                        )
+                    })
                     .collect();
                 let mut s = String::new();
                 for call in calls {
@@ -436,7 +515,13 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                     if args.is(i, "id") {
                         match v.parse::<u64>() {
                             Ok(x) if x > 0 => f.id = Some(x),
-                            _ => return ok(core, key, Reply::err("ERR client-id should be greater than 0")),
+                            _ => {
+                                return ok(
+                                    core,
+                                    key,
+                                    Reply::err("ERR client-id should be greater than 0"),
+                                )
+                            }
                         }
                     } else if args.is(i, "addr") {
                         f.addr = Some(v);
@@ -460,7 +545,12 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
             let rpc = core.rpc.clone();
             spawn(core, key, async move {
                 let calls: Vec<_> = (0..rpc.mesh.cores())
-                    .map(|c| rpc.call(c, Request::Admin(AdminQuery::ClientKill { filter: f.clone() })))
+                    .map(|c| {
+                        rpc.call(
+                            c,
+                            Request::Admin(AdminQuery::ClientKill { filter: f.clone() }),
+                        )
+                    })
                     .collect();
                 let mut total = 0;
                 for call in calls {
@@ -517,7 +607,12 @@ fn command(args: &Args) -> Reply {
     match sub.as_str() {
         "" => Reply::Array(reg.all().iter().map(|s| info(s)).collect()),
         "count" => Reply::Int(reg.all().len() as i64),
-        "list" => Reply::Array(reg.all().iter().map(|s| Reply::bulk(s.name.as_bytes())).collect()),
+        "list" => Reply::Array(
+            reg.all()
+                .iter()
+                .map(|s| Reply::bulk(s.name.as_bytes()))
+                .collect(),
+        ),
         "info" => Reply::Array(
             args.iter_from(2)
                 .map(|n| reg.lookup(n).map_or(Reply::Nil, info))
@@ -557,8 +652,12 @@ fn command(args: &Args) -> Reply {
                     let mut idx = Vec::new();
                     match s.key_indices(&a, &mut idx) {
                         Err(e) => e,
-                        Ok(()) if idx.is_empty() => Reply::err("ERR The command has no key arguments"),
-                        Ok(()) => Reply::Array(idx.into_iter().map(|i| Reply::bulk(a.get(i))).collect()),
+                        Ok(()) if idx.is_empty() => {
+                            Reply::err("ERR The command has no key arguments")
+                        }
+                        Ok(()) => {
+                            Reply::Array(idx.into_iter().map(|i| Reply::bulk(a.get(i))).collect())
+                        }
                     }
                 }
             }
@@ -588,7 +687,10 @@ fn config(core: &mut Core, key: Key, args: Args) -> Next {
             ok(core, key, Reply::err(error::SYNTAX))
         }
         "set" if args.len() >= 4 => {
-            let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
+            let pairs: Vec<(&[u8], &[u8])> = (2..args.len())
+                .step_by(2)
+                .map(|i| (args.get(i), args.get(i + 1)))
+                .collect();
             let result = match core.shared.config.lock() {
                 Ok(mut c) => c.set(&pairs).map(|_| crate::settings_from(&c)),
                 Err(_) => Err("ERR config unavailable".to_string()),
@@ -640,7 +742,9 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
         "sleep" if args.len() == 3 => {
-            let secs = engine::args::parse_float(args.get(2)).unwrap_or(0.0).clamp(0.0, 3600.0);
+            let secs = engine::args::parse_float(args.get(2))
+                .unwrap_or(0.0)
+                .clamp(0.0, 3600.0);
             // DEBUG SLEEP blocks the server in Redis; here it blocks this core.
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             ok(core, key, Reply::Ok)

@@ -60,7 +60,15 @@ pub fn subscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
             table(core, kind).entry(n.clone()).or_default().push(key);
         }
         let c = count(core, key, kind);
-        push(core, key, vec![Reply::bulk(kind.names().0.as_bytes()), Reply::Bulk(n), Reply::Int(c)]);
+        push(
+            core,
+            key,
+            vec![
+                Reply::bulk(kind.names().0.as_bytes()),
+                Reply::Bulk(n),
+                Reply::Int(c),
+            ],
+        );
     }
 }
 
@@ -82,7 +90,11 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
     let verb = kind.names().1;
     if names.is_empty() {
         let c = count(core, key, kind);
-        push(core, key, vec![Reply::bulk(verb.as_bytes()), Reply::Nil, Reply::Int(c)]);
+        push(
+            core,
+            key,
+            vec![Reply::bulk(verb.as_bytes()), Reply::Nil, Reply::Int(c)],
+        );
         return;
     }
     for n in names {
@@ -104,7 +116,11 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
             }
         }
         let c = count(core, key, kind);
-        push(core, key, vec![Reply::bulk(verb.as_bytes()), Reply::Bulk(n), Reply::Int(c)]);
+        push(
+            core,
+            key,
+            vec![Reply::bulk(verb.as_bytes()), Reply::Bulk(n), Reply::Int(c)],
+        );
     }
 }
 
@@ -118,7 +134,15 @@ pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool)
     };
     let kind = if sharded { "smessage" } else { "message" };
     for key in direct.unwrap_or_default() {
-        push(core, key, vec![Reply::bulk(kind.as_bytes()), Reply::Bulk(channel.clone()), Reply::Bulk(message.clone())]);
+        push(
+            core,
+            key,
+            vec![
+                Reply::bulk(kind.as_bytes()),
+                Reply::Bulk(channel.clone()),
+                Reply::Bulk(message.clone()),
+            ],
+        );
         n += 1;
     }
     if !sharded {
@@ -160,13 +184,23 @@ pub fn query(core: &Core, sub: &str, args: &[Bytes]) -> Reply {
         )
     };
     let counts = |m: &HashMap<Bytes, Vec<Key>>| -> Reply {
-        Reply::Array(args.iter().map(|c| Reply::Int(m.get(c).map_or(0, |v| v.len() as i64))).collect())
+        Reply::Array(
+            args.iter()
+                .map(|c| Reply::Int(m.get(c).map_or(0, |v| v.len() as i64)))
+                .collect(),
+        )
     };
     match sub {
         "channels" => names(&core.pubsub.channels),
         "shardchannels" => names(&core.pubsub.shard_channels),
         "numsub" => counts(&core.pubsub.channels),
         "shardnumsub" => counts(&core.pubsub.shard_channels),
-        _ => Reply::Array(core.pubsub.patterns.keys().map(|p| Reply::Bulk(p.clone())).collect()),
+        _ => Reply::Array(
+            core.pubsub
+                .patterns
+                .keys()
+                .map(|p| Reply::Bulk(p.clone()))
+                .collect(),
+        ),
     }
 }

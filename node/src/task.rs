@@ -52,7 +52,13 @@ impl Rpc {
     /// Dropping it early forgets the answer (and, for `cancel_blocked`
     /// calls, tells `to` to forget the parked request).
     pub fn call(self: &Rc<Self>, to: usize, req: Request) -> Call {
-        let cancel_blocked = matches!(req, Request::Exec { may_block: true, .. });
+        let cancel_blocked = matches!(
+            req,
+            Request::Exec {
+                may_block: true,
+                ..
+            }
+        );
         let id = self.next();
         self.pending.borrow_mut().insert(id, Pending::Waiting(None));
         self.mesh.send(

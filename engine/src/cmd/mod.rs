@@ -313,7 +313,11 @@ impl Registry {
                 let dup = by_name.insert(spec.name, spec);
                 assert!(dup.is_none(), "command {} registered twice", spec.name);
                 assert_eq!(spec.name, spec.name.to_ascii_lowercase());
-                assert!(spec.has(flags::NODE) || spec.handler.is_some(), "{}", spec.name);
+                assert!(
+                    spec.has(flags::NODE) || spec.handler.is_some(),
+                    "{}",
+                    spec.name
+                );
                 all.push(spec);
             }
         }

@@ -14,11 +14,29 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("flushall", -1, WRITE, (0, 0, 0), flushall, "server").all_shards(Merge::AllOk),
     Spec::new("swapdb", 3, WRITE | FAST, (0, 0, 0), swapdb, "server").all_shards(Merge::AllOk),
     Spec::node("info", -1, LOADING | STALE, (0, 0, 0), "server"),
-    Spec::node("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node(
+        "config",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        (0, 0, 0),
+        "server",
+    ),
     Spec::node("time", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
     Spec::node("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
-    Spec::node("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, (0, 0, 0), "server"),
-    Spec::node("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node(
+        "shutdown",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI,
+        (0, 0, 0),
+        "server",
+    ),
+    Spec::node(
+        "debug",
+        -2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        (0, 0, 0),
+        "server",
+    ),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
 ];
 
@@ -112,10 +130,19 @@ mod tests {
         assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(2));
         assert_eq!(t(&mut s, 0, "SWAPDB 0 1"), Reply::Ok);
         assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(0));
-        assert_eq!(t(&mut s, 0, "SWAPDB 0 16"), Reply::err("ERR DB index is out of range"));
-        assert_eq!(t(&mut s, 0, "SWAPDB x 1"), Reply::err("ERR invalid first DB index"));
+        assert_eq!(
+            t(&mut s, 0, "SWAPDB 0 16"),
+            Reply::err("ERR DB index is out of range")
+        );
+        assert_eq!(
+            t(&mut s, 0, "SWAPDB x 1"),
+            Reply::err("ERR invalid first DB index")
+        );
         assert_eq!(t(&mut s, 0, "FLUSHALL"), Reply::Ok);
         assert_eq!(s.key_count(), 0);
-        assert_eq!(t(&mut s, 0, "FLUSHDB bogus"), Reply::err("ERR syntax error"));
+        assert_eq!(
+            t(&mut s, 0, "FLUSHDB bogus"),
+            Reply::err("ERR syntax error")
+        );
     }
 }
