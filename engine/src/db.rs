@@ -40,7 +40,75 @@ impl Entry {
     }
 }
 
-type Dict = HashMap<Box<[u8]>, Entry>;
+type Dict = HashMap<Key, Entry>;
+
+/// Longest key stored inline.
+const KEY_INLINE_BYTES_MAX: usize = 22;
+
+/// A key as the dictionary stores it: short keys inline, so comparing a
+/// probed entry's key reads the bucket already in cache instead of
+/// chasing a pointer (a cache miss per lookup on a large keyspace).
+#[derive(Clone)]
+pub enum Key {
+    /// Up to [`KEY_INLINE_BYTES_MAX`] bytes, in place.
+    Inline { len: u8, buf: [u8; KEY_INLINE_BYTES_MAX] },
+    /// Longer keys.
+    Heap(Box<[u8]>),
+}
+
+const _: () = assert!(std::mem::size_of::<Key>() == 24);
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, buf } => &buf[..*len as usize],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(k: &[u8]) -> Key {
+        if k.len() <= KEY_INLINE_BYTES_MAX {
+            let mut buf = [0u8; KEY_INLINE_BYTES_MAX];
+            buf[..k.len()].copy_from_slice(k);
+            Key::Inline {
+                len: k.len() as u8,
+                buf,
+            }
+        } else {
+            Key::Heap(k.into())
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::hash::Hash for Key {
+    /// Hashes exactly as `[u8]` does, so lookups by `&[u8]` find it.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Key {}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
 
 /// A database: per-slot dictionaries plus the list of keys with a TTL.
 #[derive(Default)]
@@ -49,7 +117,7 @@ pub struct Db {
     dicts: Vec<Dict>,
     /// Keys that have a TTL, in no order, for random sampling. Invariant:
     /// `volatile[i]` names an entry whose `volatile_idx == i`.
-    volatile: Vec<Box<[u8]>>,
+    volatile: Vec<Key>,
     len: usize,
 }
 
@@ -269,6 +337,25 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::Str(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn inline_and_heap_keys_are_found_by_slice() {
+        let mut db = Db::default();
+        let short = b"k".to_vec();
+        let edge = vec![b'e'; KEY_INLINE_BYTES_MAX];
+        let long = vec![b'l'; KEY_INLINE_BYTES_MAX + 1];
+        for k in [&short, &edge, &long] {
+            db.insert(k, s("v"), 0);
+        }
+        assert!(matches!(Key::from(&edge[..]), Key::Inline { .. }));
+        assert!(matches!(Key::from(&long[..]), Key::Heap(_)));
+        for k in [&short, &edge, &long] {
+            assert!(db.get(k).is_some());
+            assert!(db.slot_keys(slot_of(k)).any(|x| x == &k[..]));
+        }
+        assert!(db.get(&long[..KEY_INLINE_BYTES_MAX]).is_none());
+        assert_eq!(db.len(), 3);
     }
 
     #[test]
