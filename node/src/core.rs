@@ -31,8 +31,11 @@ const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_EVENTFD: u64 = 4;
-/// Spare room a receive is given.
-const RECV_CHUNK_BYTES: usize = 16 * 1024;
+/// Receive buffers per core, and their size: the kernel copies incoming
+/// bytes into one of these, the core appends them to the connection's
+/// buffer and hands the buffer back at once.
+const RECV_BUFS: u16 = 512;
+const RECV_BUF_BYTES: usize = 16 * 1024;
 
 fn user_data(kind: u64, key: Key) -> u64 {
     (kind << 56) | ((key.gen as u64 & 0xff_ffff) << 32) | key.index as u64
@@ -105,6 +108,8 @@ pub struct Core {
     pub rpc: Rc<Rpc>,
     pub exec: Executor<TaskDone>,
     ring: IoUring,
+    /// Declared after `ring` so the ring is closed before this is unmapped.
+    bufring: crate::bufring::BufRing,
     listeners: Vec<i32>,
     pub conns: Slab<Conn>,
     /// Connections with output to send this turn.
@@ -147,6 +152,7 @@ impl Core {
             .build(4096)
             .or_else(|_| IoUring::builder().setup_coop_taskrun().build(4096))
             .or_else(|_| IoUring::new(4096))?;
+        let bufring = crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
         let settings = shared.settings();
         let mut engine = engine::Shard::new(settings.databases, 0x9E37_79B9_7F4A_7C15 ^ id as u64);
         engine.limits = settings.encoding;
@@ -163,6 +169,7 @@ impl Core {
             shared,
             exec: Executor::default(),
             ring,
+            bufring,
             listeners,
             conns: Slab::default(),
             flush: Vec::new(),
@@ -216,6 +223,9 @@ impl Core {
         self.push_sqe(e);
     }
 
+    /// Arms a multishot receive: the kernel keeps delivering data into
+    /// buffers from the core's buffer ring until the socket closes or the
+    /// ring runs dry (then this is called again).
     fn arm_recv(&mut self, key: Key) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
@@ -223,21 +233,8 @@ impl Core {
         if c.recv_inflight || c.closing {
             return;
         }
-        // Only now, with nothing in flight, may the buffer move.
-        if c.rpos > 0 {
-            c.rbuf.drain(..c.rpos);
-            c.need = c.need.saturating_sub(c.rpos);
-            c.rpos = 0;
-        }
-        if c.rbuf.capacity() - c.rbuf.len() < RECV_CHUNK_BYTES {
-            c.rbuf.reserve(RECV_CHUNK_BYTES);
-        }
-        let spare = c.rbuf.capacity() - c.rbuf.len();
-        // SAFETY: the pointer is inside the vector's allocation, past its
-        // initialised part; the kernel writes at most `spare` bytes.
-        let ptr = unsafe { c.rbuf.as_mut_ptr().add(c.rbuf.len()) };
         c.recv_inflight = true;
-        let e = opcode::Recv::new(types::Fd(c.fd), ptr, spare.min(u32::MAX as usize) as u32)
+        let e = opcode::RecvMulti::new(types::Fd(c.fd), self.bufring.group)
             .build()
             .user_data(user_data(KIND_RECV, key));
         self.push_sqe(e);
@@ -356,7 +353,7 @@ impl Core {
                 let (kind, key) = split_user_data(ud);
                 match kind {
                     KIND_ACCEPT => self.on_accept(key.index as usize, res, flags),
-                    KIND_RECV => self.on_recv(key, res),
+                    KIND_RECV => self.on_recv(key, res, flags),
                     KIND_SEND => self.on_send(key, res),
                     KIND_EVENTFD => self.arm_eventfd(),
                     _ => {}
@@ -407,11 +404,27 @@ impl Core {
         self.arm_recv(key);
     }
 
-    fn on_recv(&mut self, key: Key, res: i32) {
+    fn on_recv(&mut self, key: Key, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        // The buffer goes back to the ring whatever happens to the
+        // connection; its bytes are copied out first.
+        if res > 0 {
+            if let (Some(bid), Some(c)) = (bid, self.conns.get_mut(key)) {
+                if !c.closing {
+                    c.rbuf.extend_from_slice(self.bufring.data(bid, res as usize));
+                }
+            }
+        }
+        if let Some(bid) = bid {
+            self.bufring.recycle(bid);
+        }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        c.recv_inflight = false;
+        if !more {
+            c.recv_inflight = false;
+        }
         if c.closing {
             self.try_free(key);
             return;
@@ -424,12 +437,8 @@ impl Core {
             self.close(key);
             return;
         }
-        let n = res as usize;
-        // SAFETY: the kernel initialised `n` bytes past the old length,
-        // within the spare capacity the receive was given.
-        unsafe { c.rbuf.set_len(c.rbuf.len() + n) };
         c.last_ms = self.now_ms;
-        self.stats.net_input_bytes += n as u64;
+        self.stats.net_input_bytes += res as u64;
         if c.rbuf.len() - c.rpos > self.settings.query_buf_max {
             crate::log::warning(format_args!(
                 "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
@@ -595,12 +604,16 @@ impl Core {
             c.rbuf = rbuf;
             c.spans = spans;
             c.scratch = scratch;
-            c.rpos = pos;
-            c.need = need;
-            if c.rpos == c.rbuf.len() && !c.recv_inflight {
+            // The kernel never writes into this buffer (it fills the ring's
+            // buffers), so it can be compacted at any time.
+            if pos == c.rbuf.len() {
                 c.rbuf.clear();
                 c.rpos = 0;
                 c.need = 0;
+            } else {
+                c.rbuf.drain(..pos);
+                c.rpos = 0;
+                c.need = need.saturating_sub(pos);
             }
         }
     }
