@@ -145,7 +145,7 @@ pub fn parse_timeout(raw: &[u8], now_ms: i64) -> Result<Option<i64>, Reply> {
     let ms = (secs * 1000.0).ceil();
     // C's (long long) cast of an out-of-range value yields LLONG_MIN, which
     // Redis then reports as negative.
-    if !(ms < 9.223_372_036_854_775_807e18) || ms < 0.0 {
+    if ms >= i64::MAX as f64 || ms < 0.0 {
         return Err(Reply::err(error::TIMEOUT_NEGATIVE));
     }
     let ms = ms as i64;
