@@ -16,8 +16,9 @@ pub enum Value {
     Hash(HashMap<Bytes, Bytes>),
     /// A set of members.
     Set(HashSet<Bytes>),
-    /// A sorted set.
-    ZSet(ZSet),
+    /// A sorted set (boxed: it is the largest variant, and every entry
+    /// would otherwise pay its size).
+    ZSet(Box<ZSet>),
 }
 
 /// Thresholds that decide which encoding OBJECT ENCODING reports; they are
@@ -77,20 +78,9 @@ impl Value {
                     "raw"
                 }
             }
-            Value::List(l) => {
-                let bytes: usize = l.iter().map(|e| e.len() + 2).sum();
-                let fits = if lim.list_listpack_size < 0 {
-                    let class = (-lim.list_listpack_size).clamp(1, 5) as u32;
-                    bytes <= 4096usize << (class - 1)
-                } else {
-                    l.len() <= lim.list_listpack_size as usize
-                };
-                if fits {
-                    "listpack"
-                } else {
-                    "quicklist"
-                }
-            }
+            // Redis 7.0 stores every list as a quicklist (of listpack
+            // nodes); the listpack encoding for small lists came in 7.2.
+            Value::List(_) => "quicklist",
             Value::Hash(h) => {
                 if h.len() <= lim.hash_entries_max
                     && h.iter().all(|(k, v)| {

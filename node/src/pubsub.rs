@@ -150,7 +150,7 @@ pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool)
             .pubsub
             .patterns
             .iter()
-            .filter(|(p, _)| engine::glob::glob_match(p, channel, false))
+            .filter(|(p, _)| engine::glob::stringmatchlen(p, channel, false))
             .map(|(p, v)| (p.clone(), v.clone()))
             .collect();
         for (p, keys) in matching {
@@ -178,7 +178,7 @@ pub fn query(core: &Core, sub: &str, args: &[Bytes]) -> Reply {
         let pat = args.first();
         Reply::Array(
             m.keys()
-                .filter(|c| pat.is_none_or(|p| engine::glob::glob_match(p, c, false)))
+                .filter(|c| pat.is_none_or(|p| engine::glob::stringmatchlen(p, c, false)))
                 .map(|c| Reply::Bulk(c.clone()))
                 .collect(),
         )

@@ -168,7 +168,7 @@ fn store(ctx: &mut Ctx, dst: &[u8], z: ZSet) -> Reply {
             ctx.dirty(1);
         }
     } else {
-        ctx.shard.set(db, dst, Value::ZSet(z), ctx.now_ms);
+        ctx.shard.set(db, dst, Value::ZSet(Box::new(z)), ctx.now_ms);
         ctx.shard.signal_ready(db, dst);
         ctx.dirty(1);
     }
@@ -224,7 +224,7 @@ fn add_members<'a>(
             return Ok(r);
         }
         ctx.shard
-            .set(ctx.db, key, Value::ZSet(ZSet::new()), ctx.now_ms);
+            .set(ctx.db, key, Value::ZSet(Box::default()), ctx.now_ms);
     }
     let mut err = None;
     if let Some(z) = write_z(ctx, key)? {
