@@ -13,7 +13,11 @@ use hashbrown::HashMap;
 
 /// Marks an entry that has no TTL.
 pub const NO_EXPIRE: i64 = i64::MAX;
-const NOT_VOLATILE: u32 = u32::MAX;
+/// `meta` bit set for strings Redis would report as `raw` (changed in
+/// place by APPEND, SETRANGE, SETBIT, ...); the other 31 bits are the
+/// index into `Db::volatile`.
+const RAW_BIT: u32 = 1 << 31;
+const NOT_VOLATILE: u32 = !RAW_BIT;
 
 /// A key's value and metadata.
 #[derive(Debug, Clone)]
@@ -22,8 +26,8 @@ pub struct Entry {
     pub value: Value,
     /// Absolute expiry time in Unix milliseconds, or [`NO_EXPIRE`].
     expire_at_ms: i64,
-    /// Index into `Db::volatile`, or `NOT_VOLATILE`.
-    volatile_idx: u32,
+    /// Index into `Db::volatile` (or `NOT_VOLATILE`), plus `RAW_BIT`.
+    meta: u32,
     /// Last access, in Unix seconds (for OBJECT IDLETIME).
     pub access_s: u32,
 }
@@ -32,6 +36,29 @@ impl Entry {
     /// Absolute expiry in Unix milliseconds, if the key has a TTL.
     pub fn expire_at(&self) -> Option<i64> {
         (self.expire_at_ms != NO_EXPIRE).then_some(self.expire_at_ms)
+    }
+
+    fn vidx(&self) -> u32 {
+        self.meta & !RAW_BIT
+    }
+
+    fn set_vidx(&mut self, i: u32) {
+        debug_assert!(i <= NOT_VOLATILE);
+        self.meta = (self.meta & RAW_BIT) | i;
+    }
+
+    /// Marks a string changed in place: OBJECT ENCODING then says `raw`,
+    /// as Redis does once it has unshared a string to modify it.
+    pub fn set_raw(&mut self) {
+        self.meta |= RAW_BIT;
+    }
+
+    /// The encoding Redis 7.0 would report for this entry's value.
+    pub fn encoding_name(&self, lim: &crate::value::EncodingLimits) -> &'static str {
+        match self.value {
+            Value::Str(_) if self.meta & RAW_BIT != 0 => "raw",
+            _ => self.value.encoding_name(lim),
+        }
     }
 
     /// True when the key's TTL has passed at `now_ms`.
@@ -116,7 +143,7 @@ pub struct Db {
     /// Empty until the first insert, then one dictionary per slot.
     dicts: Vec<Dict>,
     /// Keys that have a TTL, in no order, for random sampling. Invariant:
-    /// `volatile[i]` names an entry whose `volatile_idx == i`.
+    /// `volatile[i]` names an entry whose volatile index is `i`.
     volatile: Vec<Key>,
     len: usize,
 }
@@ -190,12 +217,13 @@ impl Db {
             let old = Entry {
                 value: std::mem::replace(&mut e.value, value),
                 expire_at_ms: e.expire_at_ms,
-                volatile_idx: NOT_VOLATILE,
+                meta: NOT_VOLATILE,
                 access_s: e.access_s,
             };
             e.access_s = now_s;
             e.expire_at_ms = NO_EXPIRE;
-            let was = std::mem::replace(&mut e.volatile_idx, NOT_VOLATILE);
+            let was = e.vidx();
+            e.meta = NOT_VOLATILE;
             if was != NOT_VOLATILE {
                 self.unlist_volatile(was);
             }
@@ -206,7 +234,7 @@ impl Db {
             Entry {
                 value,
                 expire_at_ms: NO_EXPIRE,
-                volatile_idx: NOT_VOLATILE,
+                meta: NOT_VOLATILE,
                 access_s: now_s,
             },
         );
@@ -221,6 +249,7 @@ impl Db {
             Some(e) => {
                 e.value = value;
                 e.access_s = now_s;
+                e.meta &= !RAW_BIT;
             }
             None => {
                 self.insert(key, value, now_s);
@@ -233,8 +262,8 @@ impl Db {
         let dict = self.dicts.get_mut(slot_of(key) as usize)?;
         let entry = dict.remove(key)?;
         self.len -= 1;
-        if entry.volatile_idx != NOT_VOLATILE {
-            self.unlist_volatile(entry.volatile_idx);
+        if entry.vidx() != NOT_VOLATILE {
+            self.unlist_volatile(entry.vidx());
         }
         Some(entry)
     }
@@ -245,7 +274,7 @@ impl Db {
         if let Some(moved) = self.volatile.get(idx) {
             let moved = moved.clone();
             if let Some(e) = self.get_mut(&moved) {
-                e.volatile_idx = idx as u32;
+                e.set_vidx(idx as u32);
             }
         }
     }
@@ -257,20 +286,20 @@ impl Db {
         let Some(e) = self.get_mut(key) else {
             return false;
         };
-        let was = e.volatile_idx;
+        let was = e.vidx();
         match at_ms {
             Some(at) => {
                 // i64::MAX marks "no TTL"; a key asked to expire then is
                 // one millisecond early rather than immortal.
                 e.expire_at_ms = at.min(NO_EXPIRE - 1);
                 if was == NOT_VOLATILE {
-                    e.volatile_idx = next_idx;
+                    e.set_vidx(next_idx);
                     self.volatile.push(key.into());
                 }
             }
             None => {
                 e.expire_at_ms = NO_EXPIRE;
-                e.volatile_idx = NOT_VOLATILE;
+                e.set_vidx(NOT_VOLATILE);
                 if was != NOT_VOLATILE {
                     self.unlist_volatile(was);
                 }
@@ -322,7 +351,7 @@ impl Db {
         assert_eq!(total, self.len, "len counts every key");
         for (i, k) in self.volatile.iter().enumerate() {
             let e = self.get(k).expect("volatile key exists");
-            assert_eq!(e.volatile_idx as usize, i, "volatile index matches");
+            assert_eq!(e.vidx() as usize, i, "volatile index matches");
             assert!(e.expire_at_ms != NO_EXPIRE, "volatile key has a TTL");
         }
         let with_ttl = self.iter().filter(|(_, e)| e.expire_at().is_some()).count();
@@ -337,6 +366,26 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::Str(Bytes::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn raw_flag_survives_ttl_changes_and_clears_on_overwrite() {
+        let mut db = Db::default();
+        let lim = crate::value::EncodingLimits::default();
+        db.insert(b"a", s("hello"), 0);
+        db.insert(b"b", s("x"), 0);
+        db.set_expire(b"b", Some(5));
+        db.set_expire(b"a", Some(10));
+        db.get_mut(b"a").unwrap().set_raw();
+        assert_eq!(db.get(b"a").unwrap().encoding_name(&lim), "raw");
+        db.remove(b"b");
+        db.invariants();
+        assert_eq!(db.get(b"a").unwrap().expire_at(), Some(10));
+        db.set_expire(b"a", None);
+        assert_eq!(db.get(b"a").unwrap().encoding_name(&lim), "raw");
+        db.invariants();
+        db.insert(b"a", s("hello"), 0);
+        assert_eq!(db.get(b"a").unwrap().encoding_name(&lim), "embstr");
     }
 
     #[test]

@@ -503,10 +503,10 @@ fn object(ctx: &mut Ctx) -> Reply {
         return Reply::Nil;
     };
     match sub.as_slice() {
-        b"encoding" => Reply::bulk(e.value.encoding_name(&lim).as_bytes()),
+        b"encoding" => Reply::bulk(e.encoding_name(&lim).as_bytes()),
         b"idletime" => Reply::Int(now_s.saturating_sub(e.access_s) as i64),
         b"refcount" => Reply::Int(match &e.value {
-            crate::value::Value::Str(s) if e.value.encoding_name(&lim) == "int" => {
+            crate::value::Value::Str(s) if e.encoding_name(&lim) == "int" => {
                 match crate::resp::parse_i64(s) {
                     Some(n) if (0..SHARED_INTEGERS).contains(&n) => SHARED_REFCOUNT,
                     _ => 1,
