@@ -78,7 +78,10 @@ const KEY_INLINE_BYTES_MAX: usize = 22;
 #[derive(Clone)]
 pub enum Key {
     /// Up to [`KEY_INLINE_BYTES_MAX`] bytes, in place.
-    Inline { len: u8, buf: [u8; KEY_INLINE_BYTES_MAX] },
+    Inline {
+        len: u8,
+        buf: [u8; KEY_INLINE_BYTES_MAX],
+    },
     /// Longer keys.
     Heap(Box<[u8]>),
 }

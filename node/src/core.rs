@@ -152,7 +152,8 @@ impl Core {
             .build(4096)
             .or_else(|_| IoUring::builder().setup_coop_taskrun().build(4096))
             .or_else(|_| IoUring::new(4096))?;
-        let bufring = crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
+        let bufring =
+            crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
         let settings = shared.settings();
         let mut engine = engine::Shard::new(settings.databases, 0x9E37_79B9_7F4A_7C15 ^ id as u64);
         engine.limits = settings.encoding;
@@ -412,7 +413,8 @@ impl Core {
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.conns.get_mut(key)) {
                 if !c.closing {
-                    c.rbuf.extend_from_slice(self.bufring.data(bid, res as usize));
+                    c.rbuf
+                        .extend_from_slice(self.bufring.data(bid, res as usize));
                 }
             }
         }
@@ -674,7 +676,7 @@ impl Core {
             e.1 += 16 * t.elapsed().as_micros() as u64;
         }
         self.stats.total_commands_processed += 1;
-        let out = match (block, origin) {
+        match (block, origin) {
             (Some(b), Some(origin)) if !in_multi => {
                 for k in &b.keys {
                     self.engine.set_blocked_on(db, k, true);
@@ -690,8 +692,7 @@ impl Core {
                 None
             }
             _ => Some(reply),
-        };
-        out
+        }
     }
 
     /// Gives data that just arrived to clients blocked on it, oldest first.
