@@ -1,5 +1,6 @@
 //! String commands: GET, SET and the rest of Redis's `string` group, plus
-//! the bitmap commands (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP).
+//! the bitmap commands (SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD,
+//! BITFIELD_RO).
 
 use super::{flags::*, Ctx, Spec};
 use crate::args::{parse_float, Args};
@@ -87,6 +88,22 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("bitcount", -2, READONLY, (1, 1, 1), bitcount, "bitmap"),
     Spec::new("bitpos", -3, READONLY, (1, 1, 1), bitpos, "bitmap"),
     Spec::new("bitop", -4, WRITE | DENYOOM, (2, -1, 1), bitop, "bitmap"),
+    Spec::new(
+        "bitfield",
+        -2,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        bitfield,
+        "bitmap",
+    ),
+    Spec::new(
+        "bitfield_ro",
+        -2,
+        READONLY | FAST,
+        (1, 1, 1),
+        bitfield_ro,
+        "bitmap",
+    ),
 ];
 
 /// The largest string a command may build: Redis's default
@@ -1207,6 +1224,335 @@ fn bitop(ctx: &mut Ctx) -> Reply {
     Reply::Int(maxlen as i64)
 }
 
+const BF_TYPE: &str =
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+const BF_OVERFLOW: &str = "ERR Invalid OVERFLOW type specified";
+const BF_RO: &str = "ERR BITFIELD_RO only supports the GET subcommand";
+
+/// BITFIELD's OVERFLOW behaviour for the SET/INCRBY that follow it.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+/// A BITFIELD sub-operation.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum BfKind {
+    Get,
+    Set,
+    Incr,
+}
+
+/// One parsed BITFIELD sub-operation.
+struct BfOp {
+    kind: BfKind,
+    signed: bool,
+    bits: u32,
+    offset: u64,
+    /// SET's value or INCRBY's increment.
+    value: i64,
+    overflow: Overflow,
+}
+
+/// Redis's `getBitfieldTypeFromArgument`: `iN` (1..=64) or `uN` (1..=63),
+/// lowercase only.
+fn bitfield_type(raw: &[u8]) -> Result<(bool, u32), Reply> {
+    let signed = match raw.first() {
+        Some(b'i') => true,
+        Some(b'u') => false,
+        _ => return Err(Reply::err(BF_TYPE)),
+    };
+    // Redis reads the width with strlen(): it stops at a NUL byte.
+    let rest = &raw[1..];
+    let rest = &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())];
+    match parse_i64(rest) {
+        Some(n) if n >= 1 && n <= if signed { 64 } else { 63 } => Ok((signed, n as u32)),
+        _ => Err(Reply::err(BF_TYPE)),
+    }
+}
+
+/// Redis's `getBitOffsetFromArgument` with `#N` allowed: a bit offset, or
+/// `#N` meaning `N * bits`; at most 2^32 - 1 (512 MiB of bits).
+fn bitfield_offset(raw: &[u8], bits: u32) -> Result<u64, Reply> {
+    let hash = raw.first() == Some(&b'#');
+    let n = parse_i64(if hash { &raw[1..] } else { raw });
+    // Redis multiplies in a `long long`; wrap as it does in practice.
+    let n = n.map(|n| if hash { n.wrapping_mul(bits as i64) } else { n });
+    match n {
+        Some(n) if n >= 0 && ((n as u64) >> 3) < MAX_STRING => Ok(n as u64),
+        _ => Err(Reply::err(BIT_OFFSET)),
+    }
+}
+
+/// The `bits`-wide unsigned field at bit `offset` of `p` (most significant
+/// bit first, as SETBIT numbers bits); bits past the end read as 0.
+fn bf_get_unsigned(p: &[u8], offset: u64, bits: u32) -> u64 {
+    let mut v: u64 = 0;
+    for off in offset..offset + bits as u64 {
+        let bit = p
+            .get((off >> 3) as usize)
+            .map_or(0, |b| (b >> (7 - (off & 7))) & 1);
+        v = (v << 1) | bit as u64;
+    }
+    v
+}
+
+/// The field as a signed (two's complement) integer.
+fn bf_get_signed(p: &[u8], offset: u64, bits: u32) -> i64 {
+    let v = bf_get_unsigned(p, offset, bits);
+    if bits < 64 && v & (1 << (bits - 1)) != 0 {
+        (v | (u64::MAX << bits)) as i64
+    } else {
+        v as i64
+    }
+}
+
+/// Stores the low `bits` bits of `v` at bit `offset`; bits past the end
+/// of `p` are dropped (callers grow `p` first).
+fn bf_set(p: &mut [u8], offset: u64, bits: u32, v: u64) {
+    for j in 0..bits as u64 {
+        let off = offset + j;
+        let bit = ((v >> (bits as u64 - 1 - j)) & 1) as u8;
+        if let Some(b) = p.get_mut((off >> 3) as usize) {
+            let shift = 7 - (off & 7);
+            *b = (*b & !(1 << shift)) | (bit << shift);
+        }
+    }
+}
+
+/// Redis's `checkUnsignedBitfieldOverflow`: `Some(limit)` on overflow
+/// (`limit` is the wrapped or saturated value; unused with FAIL).
+fn bf_overflow_unsigned(value: u64, incr: i64, bits: u32, ow: Overflow) -> Option<u64> {
+    let max = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    let maxincr = max.wrapping_sub(value) as i64;
+    let minincr = (value as i64).wrapping_neg();
+    let wrap = || value.wrapping_add(incr as u64) & !(u64::MAX.checked_shl(bits).unwrap_or(0));
+    if value > max || (incr > 0 && incr > maxincr) {
+        Some(if ow == Overflow::Wrap { wrap() } else { max })
+    } else if incr < 0 && incr < minincr {
+        Some(if ow == Overflow::Wrap { wrap() } else { 0 })
+    } else {
+        None
+    }
+}
+
+/// Redis's `checkSignedBitfieldOverflow`.
+fn bf_overflow_signed(value: i64, incr: i64, bits: u32, ow: Overflow) -> Option<i64> {
+    let max = if bits == 64 {
+        i64::MAX
+    } else {
+        (1i64 << (bits - 1)) - 1
+    };
+    let min = -max - 1;
+    let maxincr = (max as u64).wrapping_sub(value as u64) as i64;
+    let minincr = min.wrapping_sub(value);
+    let wrap = || {
+        let mut c = (value as u64).wrapping_add(incr as u64);
+        if bits < 64 {
+            let mask = u64::MAX << bits;
+            if c & (1 << (bits - 1)) != 0 {
+                c |= mask;
+            } else {
+                c &= !mask;
+            }
+        }
+        c as i64
+    };
+    if value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr) {
+        Some(if ow == Overflow::Wrap { wrap() } else { max })
+    } else if value < min
+        || (bits != 64 && incr < minincr)
+        || (value < 0 && incr < 0 && incr < minincr)
+    {
+        Some(if ow == Overflow::Wrap { wrap() } else { min })
+    } else {
+        None
+    }
+}
+
+/// Runs a SET or INCRBY on `p` (already long enough): the reply is the
+/// old value (SET) or the new one (INCRBY), nil when OVERFLOW FAIL
+/// refused the write.
+fn bf_write(p: &mut [u8], op: &BfOp) -> Reply {
+    let fail = op.overflow == Overflow::Fail;
+    if op.signed {
+        let old = bf_get_signed(p, op.offset, op.bits);
+        let (new, ret, over) = if op.kind == BfKind::Incr {
+            let o = bf_overflow_signed(old, op.value, op.bits, op.overflow);
+            let new = o.unwrap_or(old.wrapping_add(op.value));
+            (new, new, o.is_some())
+        } else {
+            let o = bf_overflow_signed(op.value, 0, op.bits, op.overflow);
+            (o.unwrap_or(op.value), old, o.is_some())
+        };
+        if over && fail {
+            return Reply::Nil;
+        }
+        bf_set(p, op.offset, op.bits, new as u64);
+        Reply::Int(ret)
+    } else {
+        let old = bf_get_unsigned(p, op.offset, op.bits);
+        let (new, ret, over) = if op.kind == BfKind::Incr {
+            let o = bf_overflow_unsigned(old, op.value, op.bits, op.overflow);
+            let new = o.unwrap_or(old.wrapping_add(op.value as u64));
+            (new, new, o.is_some())
+        } else {
+            let o = bf_overflow_unsigned(op.value as u64, 0, op.bits, op.overflow);
+            (o.unwrap_or(op.value as u64), old, o.is_some())
+        };
+        if over && fail {
+            return Reply::Nil;
+        }
+        bf_set(p, op.offset, op.bits, new);
+        // Unsigned fields are at most 63 bits wide, so this fits.
+        Reply::Int(ret as i64)
+    }
+}
+
+/// A GET sub-operation's reply.
+fn bf_read(p: &[u8], op: &BfOp) -> Reply {
+    if op.signed {
+        Reply::Int(bf_get_signed(p, op.offset, op.bits))
+    } else {
+        Reply::Int(bf_get_unsigned(p, op.offset, op.bits) as i64)
+    }
+}
+
+/// Runs every operation on `p`, in order.
+fn bf_run(p: &mut [u8], ops: &[BfOp]) -> Vec<Reply> {
+    ops.iter()
+        .map(|op| match op.kind {
+            BfKind::Get => bf_read(p, op),
+            _ => bf_write(p, op),
+        })
+        .collect()
+}
+
+/// ```text
+/// BITFIELD key [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>]
+///   <SET encoding offset value | INCRBY encoding offset increment>
+///   [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>]
+///   <SET encoding offset value | INCRBY encoding offset increment>
+///   ...]]
+/// ```
+/// Perform arbitrary bitfield integer operations on strings.
+fn bitfield(ctx: &mut Ctx) -> Reply {
+    bitfield_generic(ctx, false)
+}
+
+/// ```text
+/// BITFIELD_RO key [GET encoding offset [GET encoding offset ...]]
+/// ```
+/// Perform arbitrary bitfield integer operations on strings. Read-only
+/// variant of BITFIELD.
+fn bitfield_ro(ctx: &mut Ctx) -> Reply {
+    bitfield_generic(ctx, true)
+}
+
+/// Redis's `bitfieldGeneric`: parses every operation first (the first
+/// error wins and nothing runs), then runs them in order.
+fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
+    let args = ctx.args;
+    let key = args.get(1);
+    let mut ops: Vec<BfOp> = Vec::new();
+    let mut overflow = Overflow::Wrap;
+    // The last bit any SET/INCRBY touches, when there is one.
+    let mut highest: Option<u64> = None;
+    let mut j = 2;
+    while j < args.len() {
+        let rem = args.len() - j - 1;
+        let sub = args.get(j);
+        let kind = if sub.eq_ignore_ascii_case(b"get") && rem >= 2 {
+            BfKind::Get
+        } else if sub.eq_ignore_ascii_case(b"set") && rem >= 3 {
+            BfKind::Set
+        } else if sub.eq_ignore_ascii_case(b"incrby") && rem >= 3 {
+            BfKind::Incr
+        } else if sub.eq_ignore_ascii_case(b"overflow") && rem >= 1 {
+            let w = args.get(j + 1);
+            overflow = if w.eq_ignore_ascii_case(b"wrap") {
+                Overflow::Wrap
+            } else if w.eq_ignore_ascii_case(b"sat") {
+                Overflow::Sat
+            } else if w.eq_ignore_ascii_case(b"fail") {
+                Overflow::Fail
+            } else {
+                return Reply::err(BF_OVERFLOW);
+            };
+            j += 2;
+            continue;
+        } else {
+            return Reply::err(error::SYNTAX);
+        };
+        let (signed, bits) = tri!(bitfield_type(args.get(j + 1)));
+        let offset = tri!(bitfield_offset(args.get(j + 2), bits));
+        let mut value = 0;
+        if kind != BfKind::Get {
+            let last = offset + bits as u64 - 1;
+            highest = Some(highest.map_or(last, |h| h.max(last)));
+            value = tri!(args.int(j + 3));
+        }
+        ops.push(BfOp {
+            kind,
+            signed,
+            bits,
+            offset,
+            value,
+            overflow,
+        });
+        j += if kind == BfKind::Get { 3 } else { 4 };
+    }
+
+    let Some(highest) = highest else {
+        // Only GETs: a missing key reads as zeros and is not created.
+        let s = tri!(read_str(ctx, key)).unwrap_or_default();
+        return Reply::Array(ops.iter().map(|op| bf_read(&s, op)).collect());
+    };
+    if ro {
+        return Reply::err(BF_RO);
+    }
+    // Grow the string to cover every write, as Redis does before running
+    // any operation (even one OVERFLOW FAIL then refuses).
+    let need = (highest >> 3) as usize + 1;
+    let db = ctx.db;
+    let replies = match ctx.shard.lookup(db, key, ctx.now_ms) {
+        Some(e) => {
+            let Value::Str(s) = &mut e.value else {
+                return Reply::err(error::WRONGTYPE);
+            };
+            let mut m = take_mut(s, need);
+            if m.len() < need {
+                m.resize(need, 0);
+            }
+            let replies = bf_run(&mut m, &ops);
+            *s = m.freeze();
+            e.set_raw();
+            replies
+        }
+        None => {
+            let mut v = vec![0u8; need];
+            let replies = bf_run(&mut v, &ops);
+            let now_s = now_s(ctx);
+            ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
+            if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
+                e.set_raw();
+            }
+            replies
+        }
+    };
+    // Redis counts every SET/INCRBY as a change, even one FAIL refused.
+    let changes = ops.iter().filter(|op| op.kind != BfKind::Get).count();
+    ctx.shard.touch(db, key);
+    ctx.dirty(changes as u64);
+    Reply::Array(replies)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::t;
@@ -1958,5 +2304,204 @@ mod tests {
             assert_ne!(s.watch_version(0, b"k"), v, "{cmd}");
             s.unwatch(0, b"k");
         }
+    }
+    const BF_TYPE: &str =
+        "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+    const BIT_OFFSET: &str = "ERR bit offset is not an integer or out of range";
+
+    fn ints(v: &[Option<i64>]) -> Reply {
+        Reply::Array(v.iter().map(|n| n.map_or(Reply::Nil, Reply::Int)).collect())
+    }
+
+    #[test]
+    fn bitfield_ops_and_overflow() {
+        let mut s = Shard::new(1, 1);
+        // Expected values checked against redis-server 7.0.15.
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD k SET u8 0 255 GET u8 0"),
+            ints(&[Some(0), Some(255)])
+        );
+        assert_eq!(t(&mut s, 0, "BITFIELD k INCRBY u8 0 10"), ints(&[Some(9)]));
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD k OVERFLOW SAT INCRBY u8 0 1000"),
+            ints(&[Some(255)])
+        );
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD k OVERFLOW FAIL INCRBY i8 0 1000"),
+            ints(&[None])
+        );
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD k SET i8 0 1 GET u63 0 GET i64 0"),
+            ints(&[Some(-1), Some(36028797018963968), Some(72057594037927936)])
+        );
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD k GET i4 #1 GET u16 4"),
+            ints(&[Some(1), Some(4096)])
+        );
+        assert_eq!(t(&mut s, 0, "BITFIELD_RO k GET i8 0"), ints(&[Some(1)]));
+        assert_eq!(t(&mut s, 0, "BITFIELD k"), Reply::Array(vec![]));
+        assert_eq!(
+            t(
+                &mut s,
+                0,
+                "BITFIELD w SET i64 0 -9223372036854775808 INCRBY i64 0 -1 OVERFLOW sat \
+                 INCRBY i64 0 -1 OVERFLOW fail INCRBY i64 0 -1 SET u8 8 -1 OVERFLOW wrap \
+                 SET u8 8 -1 SET i5 100 300 OVERFLOW SAT SET i5 100 300 SET i5 100 -300"
+            ),
+            ints(&[
+                Some(0),
+                Some(i64::MAX),
+                Some(i64::MAX - 1),
+                Some(i64::MAX - 2),
+                None,
+                Some(255),
+                Some(0),
+                Some(12),
+                Some(15)
+            ])
+        );
+        assert_eq!(
+            t(
+                &mut s,
+                0,
+                "BITFIELD w OVERFLOW WRAP INCRBY u63 200 -1 INCRBY i64 300 9223372036854775807 \
+                 INCRBY i64 300 9223372036854775807"
+            ),
+            ints(&[Some(i64::MAX), Some(i64::MAX), Some(-2)])
+        );
+        assert_eq!(
+            t(
+                &mut s,
+                0,
+                "BITFIELD w INCRBY u1 0 5 INCRBY u1 0 -5 OVERFLOW SAT INCRBY u1 1 5 \
+                 INCRBY u1 1 -5 INCRBY i1 2 1 INCRBY i1 2 -3"
+            ),
+            ints(&[Some(1), Some(0), Some(1), Some(0), Some(0), Some(-1)])
+        );
+        // `#N` is multiplied by the width, wrapping as Redis's long long does.
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD w SET u8 0 63 SET u8 8 255"),
+            ints(&[Some(63), Some(255)])
+        );
+        assert_eq!(
+            t(
+                &mut s,
+                0,
+                "BITFIELD w GET u8 #2305843009213693952 GET u8 #2305843009213693953"
+            ),
+            ints(&[Some(63), Some(255)])
+        );
+    }
+
+    #[test]
+    fn bitfield_errors() {
+        let mut s = Shard::new(1, 1);
+        t(&mut s, 0, "SET k a");
+        for (c, e) in [
+            ("BITFIELD k GET u64 0", BF_TYPE),
+            ("BITFIELD k GET i65 0", BF_TYPE),
+            ("BITFIELD k GET i0 0", BF_TYPE),
+            ("BITFIELD k GET U8 0", BF_TYPE),
+            ("BITFIELD k GET I8 0", BF_TYPE),
+            ("BITFIELD k GET u+8 0", BF_TYPE),
+            ("BITFIELD k GET u08 0", BF_TYPE),
+            ("BITFIELD k GET x 0", BF_TYPE),
+            ("BITFIELD k GET i64 0 GET x 0", BF_TYPE),
+            ("BITFIELD k BOGUS", "ERR syntax error"),
+            ("BITFIELD k OVERFLOW", "ERR syntax error"),
+            ("BITFIELD k GET u8", "ERR syntax error"),
+            ("BITFIELD k SET u8 0", "ERR syntax error"),
+            (
+                "BITFIELD k OVERFLOW x",
+                "ERR Invalid OVERFLOW type specified",
+            ),
+            ("BITFIELD k GET u8 -1", BIT_OFFSET),
+            ("BITFIELD k GET u8 4294967296", BIT_OFFSET),
+            ("BITFIELD k GET u8 #536870912", BIT_OFFSET),
+            ("BITFIELD k GET i4 #1073741824", BIT_OFFSET),
+            ("BITFIELD k GET u8 #-1", BIT_OFFSET),
+            ("BITFIELD k GET u8 #", BIT_OFFSET),
+            ("BITFIELD k GET u8 ##1", BIT_OFFSET),
+            ("BITFIELD k GET u8 +0", BIT_OFFSET),
+            ("BITFIELD k SET i8 0 x", NOT_INT),
+            (
+                "BITFIELD_RO k SET i8 0 1",
+                "ERR BITFIELD_RO only supports the GET subcommand",
+            ),
+            ("BITFIELD_RO k GET i8 0 SET i8 0 1 GET x 0", BF_TYPE),
+        ] {
+            assert_eq!(t(&mut s, 0, c), err(e), "{c}");
+        }
+        assert_eq!(
+            r(&mut s, &[b"BITFIELD", b"k", b"GET", b"u8", b""]),
+            err(BIT_OFFSET)
+        );
+        assert_eq!(
+            r(&mut s, &[b"BITFIELD", b"k", b"GET", b"", b"0"]),
+            err(BF_TYPE)
+        );
+        // The width is read up to a NUL byte, as C's strlen() does.
+        assert_eq!(
+            r(&mut s, &[b"BITFIELD", b"k", b"GET", b"u8\0x", b"0"]),
+            ints(&[Some(97)])
+        );
+        assert_eq!(t(&mut s, 0, "GET k"), bulk("a"), "errors change nothing");
+        lpush(&mut s, "l");
+        assert_eq!(t(&mut s, 0, "BITFIELD l GET u8 0"), err(WRONGTYPE));
+        assert_eq!(t(&mut s, 0, "BITFIELD l SET u8 0 1"), err(WRONGTYPE));
+        assert_eq!(t(&mut s, 0, "BITFIELD_RO l GET u8 0"), err(WRONGTYPE));
+    }
+
+    #[test]
+    fn bitfield_key_creation_growth_and_log() {
+        let mut s = Shard::new(1, 1);
+        s.enable_log();
+        assert_eq!(t(&mut s, 0, "BITFIELD m GET u8 0"), ints(&[Some(0)]));
+        assert_eq!(t(&mut s, 0, "BITFIELD_RO m GET u8 0"), ints(&[Some(0)]));
+        assert_eq!(t(&mut s, 0, "EXISTS m"), int(0), "GETs create nothing");
+        // A write creates and grows the key even when FAIL refuses it.
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD m OVERFLOW FAIL INCRBY u8 100 1000"),
+            ints(&[None])
+        );
+        assert_eq!(t(&mut s, 0, "STRLEN m"), int(14));
+        let l = log(&mut s);
+        assert_eq!(
+            l,
+            vec![vec![
+                "BITFIELD", "m", "OVERFLOW", "FAIL", "INCRBY", "u8", "100", "1000"
+            ]]
+        );
+        // Existing strings grow with zeros; the GET sees the grown string.
+        t(&mut s, 0, "SET n 12345");
+        assert_eq!(
+            t(&mut s, 0, "BITFIELD n INCRBY u8 0 1 GET u8 0 SET u4 #20 15"),
+            ints(&[Some(50), Some(50), Some(0)])
+        );
+        assert_eq!(
+            t(&mut s, 0, "GET n"),
+            Reply::Bulk(Bytes::from_static(b"22345\0\0\0\0\0\xf0"))
+        );
+        assert_eq!(t(&mut s, 0, "OBJECT ENCODING n"), Reply::Bulk("raw".into()));
+        t(&mut s, 0, "BITFIELD n GET u8 0");
+        t(&mut s, 0, "BITFIELD_RO n GET u8 0");
+        let l = log(&mut s);
+        assert_eq!(l.len(), 2, "reads log nothing: {l:?}");
+        assert_eq!(l[1][0], "BITFIELD");
+        // The last bit a write may reach is 2^32 - 1 + 63.
+        assert_eq!(
+            t(
+                &mut s,
+                0,
+                "BITFIELD big SET u8 #536870911 1 SET i64 4294967295 1"
+            ),
+            ints(&[Some(0), Some(i64::MIN)])
+        );
+        assert_eq!(t(&mut s, 0, "STRLEN big"), int(536870920));
+        s.remove(0, b"big");
+        // WATCH sees the write.
+        let v = s.watch(0, b"n");
+        t(&mut s, 0, "BITFIELD n SET u8 0 1");
+        assert_ne!(s.watch_version(0, b"n"), v);
     }
 }
