@@ -174,7 +174,8 @@ impl Server {
             }
             if let Ok(mut c) = RawConn::connect_timeout(self.port, Duration::from_millis(500)) {
                 if let Ok(r) = c.try_cmd(&[b"PING"]) {
-                    if r == b"+PONG\r\n" {
+                    // A server with requirepass answers NOAUTH: it is up too.
+                    if r == b"+PONG\r\n" || r.starts_with(b"-NOAUTH") {
                         // The process we started must still be the one listening.
                         if let Ok(Some(status)) = self.child.try_wait() {
                             return Err(format!("exited early with {}", status));

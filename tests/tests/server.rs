@@ -1,0 +1,233 @@
+//! Server and connection commands against the real binary: AUTH with
+//! requirepass, HELLO, CLIENT, CONFIG at runtime, INFO, COMMAND, start-up
+//! errors and shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+use tests::Server;
+
+fn text(reply: Vec<u8>) -> String {
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn requirepass_gates_every_command_but_auth() {
+    let s = Server::slotd(&["--requirepass", "s3cret"]);
+    let mut c = s.raw();
+    assert_eq!(
+        text(c.cmd_str(&["GET", "k"])),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["AUTH", "wrong"])),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(text(c.cmd_str(&["AUTH", "default", "s3cret"])), "+OK\r\n");
+    assert_eq!(text(c.cmd_str(&["SET", "k", "v"])), "+OK\r\n");
+    // A fresh connection is not authenticated; HELLO can authenticate.
+    let mut d = s.raw();
+    assert!(text(d.cmd_str(&["HELLO", "3"])).starts_with("-NOAUTH HELLO must be called"));
+    let hello = text(d.cmd_str(&["HELLO", "3", "AUTH", "default", "s3cret"]));
+    assert!(hello.starts_with("%7\r\n"), "{hello}");
+    assert_eq!(text(d.cmd_str(&["GET", "k"])), "$1\r\nv\r\n");
+    // Without requirepass AUTH is an error.
+    let open = Server::slotd(&[]);
+    let e = text(open.raw().cmd_str(&["AUTH", "x"]));
+    assert!(
+        e.starts_with("-ERR AUTH <password> called without any password configured"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hello_switches_protocol() {
+    let s = Server::slotd(&[]);
+    let mut c = s.raw();
+    assert_eq!(
+        text(c.cmd_str(&["HELLO", "4"])),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
+    let h = text(c.cmd_str(&["HELLO", "3", "SETNAME", "me"]));
+    assert!(h.contains("$5\r\nproto\r\n:3\r\n"), "{h}");
+    assert_eq!(text(c.cmd_str(&["CLIENT", "GETNAME"])), "$2\r\nme\r\n");
+    c.cmd_str(&["HSET", "h", "f", "v"]);
+    assert_eq!(
+        text(c.cmd_str(&["HGETALL", "h"])),
+        "%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(text(c.cmd_str(&["GET", "missing"])), "_\r\n");
+    c.cmd_str(&["HELLO", "2"]);
+    assert_eq!(
+        text(c.cmd_str(&["HGETALL", "h"])),
+        "*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+}
+
+#[test]
+fn client_commands() {
+    let s = Server::slotd(&[]);
+    let mut c = s.raw();
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "SETNAME", "has space"])),
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "SETNAME", "worker-1"])),
+        "+OK\r\n"
+    );
+    let id = text(c.cmd_str(&["CLIENT", "ID"]));
+    let id = id.trim_start_matches(':').trim();
+    let info = text(c.cmd_str(&["CLIENT", "INFO"]));
+    assert!(info.contains(&format!("id={id} ")), "{info}");
+    assert!(info.contains("name=worker-1"), "{info}");
+    let list = text(c.cmd_str(&["CLIENT", "LIST"]));
+    assert!(list.contains("name=worker-1"), "{list}");
+    assert_eq!(
+        text(c.cmd_str(&["CLIENT", "NOSUCH"])),
+        "-ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP.\r\n"
+    );
+}
+
+#[test]
+fn config_set_takes_effect_at_runtime() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.raw();
+    assert_eq!(
+        text(c.cmd_str(&["CONFIG", "GET", "maxclients"])),
+        "*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["CONFIG", "SET", "requirepass", "pw"])),
+        "+OK\r\n"
+    );
+    // Every core reloads its settings; new connections must authenticate.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..8 {
+        let mut d = s.raw();
+        assert_eq!(
+            text(d.cmd_str(&["PING"])),
+            "-NOAUTH Authentication required.\r\n"
+        );
+    }
+    assert_eq!(
+        text(c.cmd_str(&["CONFIG", "SET", "nosuch", "1"])),
+        "-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n"
+    );
+    assert_eq!(text(c.cmd_str(&["CONFIG", "RESETSTAT"])), "+OK\r\n");
+    assert_eq!(
+        text(c.cmd_str(&["CONFIG", "REWRITE"])),
+        "-ERR The server is running without a config file\r\n"
+    );
+}
+
+#[test]
+fn info_reports_redis_fields() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.client();
+    for i in 0..10 {
+        redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query::<()>(&mut c)
+            .unwrap();
+    }
+    redis::cmd("EXPIRE")
+        .arg("k1")
+        .arg(100)
+        .query::<()>(&mut c)
+        .unwrap();
+    let info: String = redis::cmd("INFO").query(&mut c).unwrap();
+    for field in [
+        "redis_version:7.0.15",
+        "redis_mode:standalone",
+        "connected_clients:1",
+        "used_memory:",
+        "mem_allocator:mimalloc",
+        "role:master",
+        "cluster_enabled:0",
+        "db0:keys=10,expires=1,avg_ttl=0",
+    ] {
+        assert!(info.contains(field), "missing {field} in\n{info}");
+    }
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(used > 100_000, "used_memory {used} is not a real figure");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    assert!(stats.contains("cmdstat_set:calls=10,"), "{stats}");
+    assert!(!stats.contains("# Server"));
+}
+
+#[test]
+fn command_table_is_served() {
+    let s = Server::slotd(&[]);
+    let mut c = s.client();
+    let n: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+    assert!(n > 150, "only {n} commands");
+    let info: redis::Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("get")
+        .query(&mut c)
+        .unwrap();
+    let s = format!("{info:?}");
+    assert!(s.contains("get") && s.contains("readonly"), "{s}");
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg("GETKEYS")
+        .arg("MSET")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, vec!["a", "b"]);
+}
+
+#[test]
+fn bad_config_stops_the_start() {
+    let bin = tests::slotd_bin();
+    let out = Command::new(&bin)
+        .args(["--port", "notanumber"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("*** FATAL CONFIG FILE ERROR"), "{err}");
+    assert!(err.contains("port"), "{err}");
+    let out = Command::new(&bin)
+        .args(["--no-such-directive", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Bad directive or wrong number of arguments"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shutdown_command_stops_the_server() {
+    let mut s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.raw();
+    let _ = c.send(&tests::encode(&[b"SHUTDOWN"]));
+    let mut alive = true;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if !s.is_alive() {
+            alive = false;
+            break;
+        }
+    }
+    assert!(!alive, "server still running after SHUTDOWN");
+    assert!(
+        s.log().contains("Redis is now ready to exit, bye bye..."),
+        "{}",
+        s.log()
+    );
+}
