@@ -15,12 +15,15 @@
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`error`]: Redis 7.0's error texts.
 //! - [`rewrite`]: a value as the commands that rebuild it (write log).
+//! - [`ldouble`]: Redis's `long double` INCRBYFLOAT arithmetic (a tiny C
+//!   file, `csrc/ldouble.c`: x87 80-bit precision Rust has no type for).
 
 pub mod args;
 pub mod cmd;
 pub mod db;
 pub mod error;
 pub mod glob;
+pub mod ldouble;
 pub mod reply;
 pub mod resp;
 pub mod rewrite;

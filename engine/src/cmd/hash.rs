@@ -13,9 +13,9 @@
 //! COUNT says (COUNT is a hint in Redis too).
 
 use super::{flags::*, Ctx, Spec};
-use crate::args::parse_float;
 use crate::error;
 use crate::glob::glob_match;
+use crate::ldouble;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
@@ -372,65 +372,38 @@ fn hincrby(ctx: &mut Ctx) -> Reply {
     Reply::Int(new)
 }
 
-/// Formats like Redis's `ld2string(..., LD_STR_HUMAN)`: `%.17Lf` with the
-/// trailing zeros (and a bare `-0`) removed. We hold an `f64`, so use its
-/// shortest round-trip form when it has at most 17 decimals (what the long
-/// double rendering shows for such values), else round to 17 decimals;
-/// large integral values are printed exactly.
-fn fmt_incr_float(v: f64) -> String {
-    if v.abs() >= 4_503_599_627_370_496.0 {
-        // 2^52 and up an f64 is an integer: print it exactly, as `%.17Lf`
-        // would (the shortest form pads with zeros instead).
-        return format!("{v:.0}");
-    }
-    let short = format!("{v}");
-    let decimals = short.split_once('.').map_or(0, |(_, d)| d.len());
-    let s = if decimals <= 17 {
-        short
-    } else {
-        let s = format!("{v:.17}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s
-    }
-}
-
 /// ```text
 /// HINCRBYFLOAT key field increment
 /// ```
 /// Increment the float value of a hash field by the given amount.
 fn hincrbyfloat(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
-    let (key, field) = (args.get(1), args.get(2));
-    let incr = match args.float(3) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
-    if !incr.is_finite() {
-        return Reply::err(NAN_OR_INF);
+    let (key, field, by) = (args.get(1), args.get(2), args.get(3));
+    // Redis's long double arithmetic (see `crate::ldouble`).
+    match ldouble::parse(by) {
+        None => return Reply::err(error::NOT_FLOAT),
+        Some(ldouble::Float::Infinite) => return Reply::err(NAN_OR_INF),
+        Some(ldouble::Float::Finite) => {}
     }
     let h = match hash_or_create(ctx, key, 1) {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let old = match h.get(field) {
-        None => 0.0,
-        Some(v) => match parse_float(v) {
-            Some(n) => n,
-            None => return Reply::err(NOT_FLOAT_VALUE),
-        },
-    };
-    let new = old + incr;
-    if !new.is_finite() {
-        if h.is_empty() {
-            ctx.shard.dbs[ctx.db].remove(key);
+    let sum = ldouble::incr(h.get(field).map(|v| &v[..]), by);
+    let new = match sum {
+        Ok(v) => v,
+        Err(e) => {
+            if h.is_empty() {
+                ctx.shard.dbs[ctx.db].remove(key);
+            }
+            return Reply::err(match e {
+                ldouble::IncrError::BadValue => NOT_FLOAT_VALUE,
+                ldouble::IncrError::BadIncr => error::NOT_FLOAT,
+                ldouble::IncrError::NanOrInf => WOULD_BE_NAN,
+            });
         }
-        return Reply::err(WOULD_BE_NAN);
-    }
-    let text = Bytes::from(fmt_incr_float(new));
+    };
+    let text = Bytes::from(new);
     put(h, field, &text);
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
@@ -811,7 +784,7 @@ mod tests {
         assert_eq!(t(&mut s, 0, "HINCRBYFLOAT h t3 -1e-30"), bulk("0"));
         assert_eq!(
             t(&mut s, 0, "HINCRBYFLOAT h big 1"),
-            bulk("9223372036854775808")
+            bulk("9223372036854775807")
         );
         assert_eq!(
             t(&mut s, 0, "HINCRBYFLOAT h s 1"),
@@ -829,9 +802,23 @@ mod tests {
             t(&mut s, 0, "HINCRBYFLOAT h f inf"),
             err("ERR value is NaN or Infinity")
         );
-        t(&mut s, 0, "HSET h m 1.7976931348623157e308");
+        // Long double arithmetic, as Redis (checked against 7.0.15).
+        for (by, want) in [
+            ("10.5", "10.5"),
+            ("0.1", "10.6"),
+            ("-3", "7.6"),
+            ("1e3", "1007.59999999999999998"),
+        ] {
+            let c = format!("HINCRBYFLOAT ld f {by}");
+            assert_eq!(t(&mut s, 0, &c), bulk(want), "{c}");
+        }
         assert_eq!(
-            t(&mut s, 0, "HINCRBYFLOAT h m 1.7976931348623157e308"),
+            t(&mut s, 0, "HINCRBYFLOAT ld f 1e5000"),
+            err("ERR value is not a valid float")
+        );
+        t(&mut s, 0, "HSET h m 1e4932");
+        assert_eq!(
+            t(&mut s, 0, "HINCRBYFLOAT h m 1e4932"),
             err("ERR increment would produce NaN or Infinity")
         );
         let log: Vec<Vec<Bytes>> = s.take_log().into_iter().map(|r| r.argv).collect();
@@ -1032,21 +1019,5 @@ mod tests {
             let exists = t(&mut s, 0, &format!("HEXISTS big {w}")) == Reply::Int(1);
             assert_eq!(found.contains(&w), exists, "{w}");
         }
-    }
-
-    #[test]
-    fn float_format() {
-        use super::fmt_incr_float as f;
-        assert_eq!(f(0.1), "0.1");
-        assert_eq!(f(10.5 + 0.1), "10.6");
-        assert_eq!(f(3.0000000000000004), "3.0000000000000004");
-        assert_eq!(f(1e-17), "0.00000000000000001");
-        assert_eq!(f(1.5e-20), "0");
-        assert_eq!(f(-1.5e-20), "0");
-        assert_eq!(f(-0.0), "0");
-        assert_eq!(f(-2.5), "-2.5");
-        assert_eq!(f(1e21), "1000000000000000000000");
-        assert_eq!(f(9223372036854775808.0), "9223372036854775808");
-        assert_eq!(f(-9007199254740993.0), "-9007199254740992");
     }
 }

@@ -3,9 +3,10 @@
 //! BITFIELD_RO).
 
 use super::{flags::*, Ctx, Spec};
-use crate::args::{parse_float, Args};
+use crate::args::Args;
 use crate::error;
-use crate::reply::{fmt_human, Reply};
+use crate::ldouble;
+use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::value::Value;
 use bytes::{Bytes, BytesMut};
@@ -669,19 +670,20 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
     let db = ctx.db;
-    let cur = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    // Redis's long double arithmetic and formatting (see `crate::ldouble`).
+    let sum = match ctx.shard.lookup(db, key, ctx.now_ms) {
         Some(e) => match &e.value {
-            Value::Str(s) => tri!(parse_float(s).ok_or_else(|| Reply::err(error::NOT_FLOAT))),
+            Value::Str(s) => ldouble::incr(Some(s), args.get(2)),
             _ => return Reply::err(error::WRONGTYPE),
         },
-        None => 0.0,
+        None => ldouble::incr(None, args.get(2)),
     };
-    let by = tri!(args.float(2));
-    let v = cur + by;
-    if !v.is_finite() {
-        return Reply::err(FLOAT_NAN);
-    }
-    let b = Bytes::from(fmt_human(v));
+    let v = match sum {
+        Ok(v) => v,
+        Err(ldouble::IncrError::NanOrInf) => return Reply::err(FLOAT_NAN),
+        Err(_) => return Reply::err(error::NOT_FLOAT),
+    };
+    let b = Bytes::from(v);
     let now_s = now_s(ctx);
     ctx.shard.dbs[db].set_keep_ttl(key, Value::Str(b.clone()), now_s);
     ctx.shard.touch(db, key);
@@ -1946,6 +1948,85 @@ mod tests {
             log(&mut s).iter().all(|l| l[0] == "SET" && l.len() == 3),
             "errors log nothing"
         );
+    }
+
+    #[test]
+    fn incrbyfloat_long_double() {
+        let mut s = Shard::new(1, 1);
+        s.enable_log();
+        // Expected values checked against redis-server 7.0.15: long double
+        // sums, printed with %.17Lf minus trailing zeros.
+        t(&mut s, 0, "SET f 10.5");
+        for (by, want) in [
+            ("0.1", "10.6"),
+            ("-3", "7.6"),
+            ("1e3", "1007.59999999999999998"),
+        ] {
+            let c = format!("INCRBYFLOAT f {by}");
+            assert_eq!(t(&mut s, 0, &c), bulk(want), "{c}");
+        }
+        assert_eq!(t(&mut s, 0, "GET f"), bulk("1007.59999999999999998"));
+        for (by, want) in [
+            ("1.5", "1.5"),
+            ("0.1", "1.6"),
+            ("-3", "-1.4"),
+            ("1e3", "998.59999999999999998"),
+        ] {
+            let c = format!("INCRBYFLOAT g {by}");
+            assert_eq!(t(&mut s, 0, &c), bulk(want), "{c}");
+        }
+        let l = log(&mut s);
+        assert_eq!(l[3], vec!["SET", "f", "1007.59999999999999998", "KEEPTTL"]);
+        assert_eq!(t(&mut s, 0, "INCRBYFLOAT a 0.1"), bulk("0.1"));
+        assert_eq!(t(&mut s, 0, "INCRBYFLOAT a 0.2"), bulk("0.3"));
+        assert_eq!(
+            t(&mut s, 0, "INCRBYFLOAT b 3.0000000000000000001"),
+            bulk("3")
+        );
+        t(&mut s, 0, "SET c 9223372036854775807");
+        assert_eq!(t(&mut s, 0, "INCRBYFLOAT c 1"), bulk("9223372036854775808"));
+        assert_eq!(t(&mut s, 0, "INCRBYFLOAT d 0x10"), bulk("16"));
+        assert_eq!(t(&mut s, 0, "INCRBYFLOAT e -0.0"), bulk("0"));
+        // 1e308 + 1e308 does not overflow a long double.
+        assert!(matches!(
+            t(&mut s, 0, "INCRBYFLOAT h 1e308"),
+            Reply::Bulk(b) if b.starts_with(b"99999999999999999996685879") && b.len() == 308
+        ));
+        assert!(matches!(
+            t(&mut s, 0, "INCRBYFLOAT h 1e308"),
+            Reply::Bulk(b) if b.starts_with(b"19999999999999999999337") && b.len() == 309
+        ));
+        // About 1e4932 is the largest long double: twice that overflows.
+        assert!(matches!(
+            t(&mut s, 0, "INCRBYFLOAT h 1e4932"),
+            Reply::Bulk(b) if b.starts_with(b"10000000000000000000060189") && b.len() == 4933
+        ));
+        for (c, e) in [
+            (
+                "INCRBYFLOAT h 1e4932",
+                "ERR increment would produce NaN or Infinity",
+            ),
+            ("INCRBYFLOAT h 1e5000", "ERR value is not a valid float"),
+            ("INCRBYFLOAT h 1.5e", "ERR value is not a valid float"),
+            (
+                "INCRBYFLOAT h +INF",
+                "ERR increment would produce NaN or Infinity",
+            ),
+        ] {
+            assert_eq!(t(&mut s, 0, c), err(e), "{c}");
+        }
+        for bad in [&b" 1"[..], b"1 ", b""] {
+            assert_eq!(
+                r(&mut s, &[b"INCRBYFLOAT", b"h", bad]),
+                err("ERR value is not a valid float")
+            );
+        }
+        assert_eq!(r(&mut s, &[b"SET", b"sp", b" 2"]), Reply::Ok);
+        assert_eq!(
+            t(&mut s, 0, "INCRBYFLOAT sp 1"),
+            err("ERR value is not a valid float")
+        );
+        assert!(log(&mut s).iter().all(|l| l[0] == "SET"));
     }
 
     #[test]
