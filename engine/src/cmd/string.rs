@@ -155,6 +155,16 @@ fn take_mut(s: &mut Bytes, want: usize) -> BytesMut {
     }
 }
 
+/// Adds a new string key built in place (SETRANGE, SETBIT, BITFIELD on a
+/// missing key): Redis creates such strings raw, however short.
+fn insert_raw(ctx: &mut Ctx, key: &[u8], v: Vec<u8>, now_s: u32) {
+    let db = ctx.db;
+    ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
+    if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
+        e.set_raw();
+    }
+}
+
 /// Unix seconds, for the access time of new entries.
 fn now_s(ctx: &Ctx) -> u32 {
     (ctx.now_ms / 1000) as u32
@@ -723,6 +733,7 @@ fn append(ctx: &mut Ctx) -> Reply {
             let mut m = take_mut(s, total);
             m.extend_from_slice(val);
             *s = m.freeze();
+            e.set_raw();
             total
         }
         None => {
@@ -815,6 +826,7 @@ fn setrange(ctx: &mut Ctx) -> Reply {
             m[offset as usize..end].copy_from_slice(val);
             let len = m.len();
             *s = m.freeze();
+            e.set_raw();
             len
         }
         None => {
@@ -825,7 +837,7 @@ fn setrange(ctx: &mut Ctx) -> Reply {
             let mut v = vec![0u8; end];
             v[offset as usize..].copy_from_slice(val);
             let now_s = now_s(ctx);
-            ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
+            insert_raw(ctx, key, v, now_s);
             end
         }
     };
@@ -988,6 +1000,11 @@ fn setbit(ctx: &mut Ctx) -> Reply {
     let db = ctx.db;
     let old = match ctx.shard.lookup(db, key, ctx.now_ms) {
         Some(e) => {
+            if !matches!(e.value, Value::Str(_)) {
+                return Reply::err(error::WRONGTYPE);
+            }
+            // Redis unshares the string (making it raw) before looking.
+            e.set_raw();
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
             };
@@ -1009,7 +1026,7 @@ fn setbit(ctx: &mut Ctx) -> Reply {
             let mut v = vec![0u8; byte + 1];
             v[byte] = on << shift;
             let now_s = now_s(ctx);
-            ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
+            insert_raw(ctx, key, v, now_s);
             0
         }
     };
@@ -1222,6 +1239,10 @@ fn bitop(ctx: &mut Ctx) -> Reply {
     }
     ctx.shard
         .set(db, dest, Value::Str(Bytes::from(res)), ctx.now_ms);
+    // Redis stores BITOP's result as a raw string, however short.
+    if let Some(e) = ctx.shard.dbs[db].get_mut(dest) {
+        e.set_raw();
+    }
     ctx.dirty(1);
     Reply::Int(maxlen as i64)
 }
@@ -1541,10 +1562,7 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
             let mut v = vec![0u8; need];
             let replies = bf_run(&mut v, &ops);
             let now_s = now_s(ctx);
-            ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
-            if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
-                e.set_raw();
-            }
+            insert_raw(ctx, key, v, now_s);
             replies
         }
     };
@@ -2027,6 +2045,37 @@ mod tests {
             err("ERR value is not a valid float")
         );
         assert!(log(&mut s).iter().all(|l| l[0] == "SET"));
+    }
+
+    #[test]
+    fn in_place_changes_make_strings_raw() {
+        // Checked against redis-server 7.0.15.
+        let mut s = Shard::new(1, 1);
+        let enc = |s: &mut Shard, k: &str| t(s, 0, &format!("OBJECT ENCODING {k}"));
+        let raw = Reply::Bulk("raw".into());
+        t(&mut s, 0, "SET a 1");
+        t(&mut s, 0, "SETBIT a 0 0");
+        assert_eq!(enc(&mut s, "a"), raw, "SETBIT that changes nothing");
+        t(&mut s, 0, "SETBIT b 0 1");
+        assert_eq!(enc(&mut s, "b"), raw);
+        t(&mut s, 0, "SETRANGE c 0 1");
+        assert_eq!(enc(&mut s, "c"), raw);
+        t(&mut s, 0, "SET d x");
+        r(&mut s, &[b"SETRANGE", b"d", b"0", b""]);
+        assert_eq!(enc(&mut s, "d"), Reply::Bulk("embstr".into()));
+        t(&mut s, 0, "SET d 12");
+        t(&mut s, 0, "SETRANGE d 0 3");
+        assert_eq!(enc(&mut s, "d"), raw);
+        t(&mut s, 0, "SET e 1");
+        r(&mut s, &[b"APPEND", b"e", b""]);
+        assert_eq!(enc(&mut s, "e"), raw);
+        t(&mut s, 0, "APPEND f 1");
+        assert_eq!(enc(&mut s, "f"), Reply::Bulk("int".into()));
+        t(&mut s, 0, "BITOP OR g b");
+        assert_eq!(enc(&mut s, "g"), raw);
+        t(&mut s, 0, "SET i 5");
+        t(&mut s, 0, "GETBIT i 0");
+        assert_eq!(enc(&mut s, "i"), Reply::Bulk("int".into()));
     }
 
     #[test]
