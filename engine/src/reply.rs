@@ -232,20 +232,6 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
-/// Formats a float the way Redis's INCRBYFLOAT and HINCRBYFLOAT store it:
-/// plain decimal notation, no exponent, no trailing zeros.
-pub fn fmt_human(d: f64) -> String {
-    if d.is_infinite() {
-        return if d > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let s = format!("{d}");
-    if s == "-0" {
-        "0".into()
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,12 +276,5 @@ mod tests {
         assert_eq!(fmt_g17(0.00001), "1.0000000000000001e-05");
         assert_eq!(fmt_g17(f64::INFINITY), "inf");
         assert_eq!(fmt_g17(3.0e-300), "3.0000000000000002e-300");
-    }
-
-    #[test]
-    fn human_floats() {
-        assert_eq!(fmt_human(10.5 + 0.1), "10.6");
-        assert_eq!(fmt_human(5.0e3), "5000");
-        assert_eq!(fmt_human(3.0), "3");
     }
 }

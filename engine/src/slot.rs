@@ -29,7 +29,11 @@ const TABLES: [[u16; 256]; 8] = {
         let mut crc = (b as u16) << 8;
         let mut i = 0;
         while i < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             i += 1;
         }
         t[0][b] = crc;
@@ -114,7 +118,11 @@ mod tests {
         for len in 0..200 {
             for _ in 0..20 {
                 let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-                assert_eq!(crc16(&data), crc16::State::<crc16::XMODEM>::calculate(&data), "{data:?}");
+                assert_eq!(
+                    crc16(&data),
+                    crc16::State::<crc16::XMODEM>::calculate(&data),
+                    "{data:?}"
+                );
             }
         }
     }

@@ -499,7 +499,11 @@ impl Core {
         }
         let watches = std::mem::take(&mut c.watches);
         crate::dispatch::unwatch_all(self, watches);
-        if let Some(i) = self.waiters.iter().position(|w| w.origin == Origin::Local(key)) {
+        if let Some(i) = self
+            .waiters
+            .iter()
+            .position(|w| w.origin == Origin::Local(key))
+        {
             let w = self.waiters.remove(i);
             self.unblock_keys(&w);
         }
