@@ -7,9 +7,9 @@
 //! are also listed in `volatile` so the active expiry cycle can sample them
 //! at random, as Redis samples its `expires` dictionary.
 
+use crate::dict::SlotDict;
 use crate::slot::{slot_of, SLOTS};
 use crate::value::Value;
-use hashbrown::HashMap;
 
 /// Marks an entry that has no TTL.
 pub const NO_EXPIRE: i64 = i64::MAX;
@@ -61,13 +61,21 @@ impl Entry {
         }
     }
 
+    /// A fresh entry without a TTL.
+    pub(crate) fn new(value: Value, now_s: u32) -> Entry {
+        Entry {
+            value,
+            expire_at_ms: NO_EXPIRE,
+            meta: NOT_VOLATILE,
+            access_s: now_s,
+        }
+    }
+
     /// True when the key's TTL has passed at `now_ms`.
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expire_at_ms != NO_EXPIRE && self.expire_at_ms <= now_ms
     }
 }
-
-type Dict = HashMap<Key, Entry>;
 
 /// Longest key stored inline.
 const KEY_INLINE_BYTES_MAX: usize = 22;
@@ -144,7 +152,9 @@ impl std::fmt::Debug for Key {
 #[derive(Default)]
 pub struct Db {
     /// Empty until the first insert, then one dictionary per slot.
-    dicts: Vec<Dict>,
+    dicts: Vec<SlotDict>,
+    /// Hash seed of this database's dictionaries.
+    seed: u64,
     /// Keys that have a TTL, in no order, for random sampling. Invariant:
     /// `volatile[i]` names an entry whose volatile index is `i`.
     volatile: Vec<Key>,
@@ -152,6 +162,14 @@ pub struct Db {
 }
 
 impl Db {
+    /// An empty database whose dictionaries hash with `seed`.
+    pub fn with_seed(seed: u64) -> Db {
+        Db {
+            seed,
+            ..Db::default()
+        }
+    }
+
     /// Number of keys (including expired ones not yet reclaimed).
     pub fn len(&self) -> usize {
         self.len
@@ -177,7 +195,7 @@ impl Db {
         self.dicts
             .get(slot as usize)
             .into_iter()
-            .flat_map(|d| d.keys().map(|k| &k[..]))
+            .flat_map(|d| d.iter().map(|(k, _)| &k[..]))
     }
 
     /// Every entry of `slot`.
@@ -197,17 +215,27 @@ impl Db {
 
     /// The entry of `key`, expired or not.
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.dicts.get(slot_of(key) as usize)?.get(key)
+        self.dicts.get(slot_of(key) as usize)?.get(self.seed, key)
     }
 
     /// The entry of `key` for update, expired or not.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        self.dicts.get_mut(slot_of(key) as usize)?.get_mut(key)
+        let seed = self.seed;
+        self.dicts
+            .get_mut(slot_of(key) as usize)?
+            .get_mut(seed, key)
     }
 
-    fn dict_mut(&mut self, slot: u16) -> &mut Dict {
+    /// Starts loading where `key` lives, ahead of a lookup (pipelines).
+    pub fn prefetch(&self, key: &[u8]) {
+        if let Some(d) = self.dicts.get(slot_of(key) as usize) {
+            d.prefetch(self.seed, key);
+        }
+    }
+
+    fn dict_mut(&mut self, slot: u16) -> &mut SlotDict {
         if self.dicts.is_empty() {
-            self.dicts.resize_with(SLOTS, Dict::default);
+            self.dicts.resize_with(SLOTS, SlotDict::default);
         }
         &mut self.dicts[slot as usize]
     }
@@ -215,8 +243,9 @@ impl Db {
     /// Stores `value` under `key`, dropping any TTL it had; returns the old
     /// entry. Overwriting reuses the existing slot (one hash probe).
     pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Entry> {
+        let seed = self.seed;
         let dict = self.dict_mut(slot_of(key));
-        if let Some(e) = dict.get_mut(key) {
+        if let Some(e) = dict.get_mut(seed, key) {
             let old = Entry {
                 value: std::mem::replace(&mut e.value, value),
                 expire_at_ms: e.expire_at_ms,
@@ -232,15 +261,7 @@ impl Db {
             }
             return Some(old);
         }
-        dict.insert(
-            key.into(),
-            Entry {
-                value,
-                expire_at_ms: NO_EXPIRE,
-                meta: NOT_VOLATILE,
-                access_s: now_s,
-            },
-        );
+        dict.insert_new(seed, key.into(), Entry::new(value, now_s));
         self.len += 1;
         None
     }
@@ -262,8 +283,9 @@ impl Db {
 
     /// Removes `key`; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let seed = self.seed;
         let dict = self.dicts.get_mut(slot_of(key) as usize)?;
-        let entry = dict.remove(key)?;
+        let entry = dict.remove(seed, key)?;
         self.len -= 1;
         if entry.vidx() != NOT_VOLATILE {
             self.unlist_volatile(entry.vidx());
@@ -325,7 +347,7 @@ impl Db {
         for d in &self.dicts {
             if target < d.len() {
                 // Dictionaries have no random access; walk to the entry.
-                return d.keys().nth(target).map(|k| &k[..]);
+                return d.iter().nth(target).map(|(k, _)| &k[..]);
             }
             target -= d.len();
         }
@@ -335,7 +357,7 @@ impl Db {
     /// Removes every key; returns how many there were.
     pub fn clear(&mut self) -> usize {
         let n = self.len;
-        *self = Db::default();
+        *self = Db::with_seed(self.seed);
         n
     }
 

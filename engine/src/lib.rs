@@ -10,6 +10,7 @@
 //! - [`slot`]: CRC16 hash slots and the slot → core rule.
 //! - [`value`], [`zset`]: value types.
 //! - [`db`]: one database: a dictionary per slot, TTL bookkeeping.
+//! - [`dict`]: the per-slot dictionary (open addressing, prefetchable).
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
 //!   write log.
 //! - [`cmd`]: the command table and one module per command family.
@@ -21,6 +22,7 @@
 pub mod args;
 pub mod cmd;
 pub mod db;
+pub mod dict;
 pub mod error;
 pub mod glob;
 pub mod ldouble;

@@ -65,7 +65,9 @@ impl Shard {
     /// choices (RANDOMKEY, SPOP, expiry sampling).
     pub fn new(databases: usize, seed: u64) -> Self {
         Shard {
-            dbs: (0..databases.max(1)).map(|_| Db::default()).collect(),
+            dbs: (0..databases.max(1))
+                .map(|i| Db::with_seed(seed.rotate_left(i as u32) ^ 0x5851_F42D_4C95_7F2D))
+                .collect(),
             stats: Stats::default(),
             dirty: 0,
             limits: EncodingLimits::default(),
@@ -286,6 +288,13 @@ impl Shard {
             }
         }
         (sampled, expired)
+    }
+
+    /// Starts loading `key`'s entry in `db` ahead of a lookup.
+    pub fn prefetch(&self, db: usize, key: &[u8]) {
+        if let Some(d) = self.dbs.get(db) {
+            d.prefetch(key);
+        }
     }
 
     /// Number of keys in all databases.

@@ -134,6 +134,8 @@ pub struct Core {
     cmd_serial: u64,
     /// Reused buffer for a turn's completions.
     cqes: Vec<(u64, i32, u32)>,
+    /// Reused spans for looking one request ahead.
+    ahead_spans: Vec<(u32, u32)>,
     pub stopping: bool,
 }
 
@@ -189,6 +191,7 @@ impl Core {
             now_ms: now_ms(),
             cmd_serial: 0,
             cqes: Vec::with_capacity(256),
+            ahead_spans: Vec::new(),
             stopping: false,
         })
     }
@@ -583,6 +586,7 @@ impl Core {
                 Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
                 Ok(engine::resp::Parsed::Command { consumed, inline }) => {
                     need = 0;
+                    self.prefetch_next(&rbuf[pos + consumed..], key, &limits);
                     let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                     let args = engine::Args::new(src, &spans);
                     match crate::dispatch::command(self, key, args) {
@@ -633,6 +637,25 @@ impl Core {
                 c.need = need.saturating_sub(pos);
             }
         }
+    }
+
+    /// Looks at the request after the one about to run and, if it is
+    /// complete, starts loading its key's dictionary entry: on a large
+    /// keyspace each lookup is a few cache misses, which then overlap with
+    /// running the current command instead of following it.
+    fn prefetch_next(&mut self, rest: &[u8], key: Key, limits: &engine::resp::Limits) {
+        if rest.first() != Some(&b'*') {
+            return;
+        }
+        let mut spans = std::mem::take(&mut self.ahead_spans);
+        if let Ok(engine::resp::Parsed::Command { inline: false, .. }) =
+            engine::resp::parse(rest, limits, &mut spans, &mut Vec::new())
+        {
+            if let (Some(&(s, e)), Some(c)) = (spans.get(1), self.conns.get(key)) {
+                self.engine.prefetch(c.db, &rest[s as usize..e as usize]);
+            }
+        }
+        self.ahead_spans = spans;
     }
 
     /// Appends `reply` to `key`'s output.
