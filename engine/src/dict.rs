@@ -188,7 +188,7 @@ impl SlotDict {
         }
         assert_eq!(n, self.len, "len counts entries");
         if !self.tags.is_empty() {
-            assert!(self.tags.iter().any(|&t| t == 0), "a free slot remains");
+            assert!(self.tags.contains(&0), "a free slot remains");
         }
     }
 }
