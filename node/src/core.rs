@@ -159,7 +159,15 @@ impl Core {
         let bufring =
             crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
         let settings = shared.settings();
-        let mut engine = engine::Shard::new(settings.databases, 0x9E37_79B9_7F4A_7C15 ^ id as u64);
+        // Random per process: dictionary hash seeds must not be guessable,
+        // or chosen keys could all collide.
+        let mut seed = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut seed);
+        }
+        let seed = u64::from_le_bytes(seed) ^ crate::shared::now_ms() as u64 ^ id as u64;
+        let mut engine = engine::Shard::new(settings.databases, seed);
         engine.limits = settings.encoding;
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
