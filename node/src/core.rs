@@ -369,6 +369,15 @@ impl Core {
                 self.cqes = batch;
                 return;
             }
+            // First take in every received buffer and prefetch what each
+            // connection will look up, then run them: the lookups' cache
+            // misses overlap instead of following one another.
+            for &(ud, res, flags) in &batch {
+                let (kind, key) = split_user_data(ud);
+                if kind == KIND_RECV {
+                    self.ingest(key, res, flags);
+                }
+            }
             for &(ud, res, flags) in &batch {
                 let (kind, key) = split_user_data(ud);
                 match kind {
@@ -424,11 +433,10 @@ impl Core {
         self.arm_recv(key);
     }
 
-    fn on_recv(&mut self, key: Key, res: i32, flags: u32) {
-        let more = cqueue::more(flags);
+    /// Copies a receive's bytes into the connection's buffer and hands
+    /// the ring buffer back; prefetches the first request's key.
+    fn ingest(&mut self, key: Key, res: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
-        // The buffer goes back to the ring whatever happens to the
-        // connection; its bytes are copied out first.
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.conns.get_mut(key)) {
                 if !c.closing {
@@ -440,6 +448,23 @@ impl Core {
         if let Some(bid) = bid {
             self.bufring.recycle(bid);
         }
+        if let Some(c) = self.conns.get(key) {
+            if res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
+                let limits = self.settings.limits;
+                prefetch_request(
+                    &self.engine,
+                    &mut self.ahead_spans,
+                    &c.rbuf[c.rpos..],
+                    c.db,
+                    &limits,
+                );
+            }
+        }
+    }
+
+    /// Handles a receive completion after [`Core::ingest`] took its bytes.
+    fn on_recv(&mut self, key: Key, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -576,6 +601,7 @@ impl Core {
         if c.closing || c.close_after_flush || c.wait != Wait::No {
             return;
         }
+        let db = c.db;
         let rbuf = std::mem::take(&mut c.rbuf);
         let mut spans = std::mem::take(&mut c.spans);
         let mut scratch = std::mem::take(&mut c.scratch);
@@ -594,7 +620,13 @@ impl Core {
                 Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
                 Ok(engine::resp::Parsed::Command { consumed, inline }) => {
                     need = 0;
-                    self.prefetch_next(&rbuf[pos + consumed..], key, &limits);
+                    prefetch_request(
+                        &self.engine,
+                        &mut self.ahead_spans,
+                        &rbuf[pos + consumed..],
+                        db,
+                        &limits,
+                    );
                     let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                     let args = engine::Args::new(src, &spans);
                     match crate::dispatch::command(self, key, args) {
@@ -645,25 +677,6 @@ impl Core {
                 c.need = need.saturating_sub(pos);
             }
         }
-    }
-
-    /// Looks at the request after the one about to run and, if it is
-    /// complete, starts loading its key's dictionary entry: on a large
-    /// keyspace each lookup is a few cache misses, which then overlap with
-    /// running the current command instead of following it.
-    fn prefetch_next(&mut self, rest: &[u8], key: Key, limits: &engine::resp::Limits) {
-        if rest.first() != Some(&b'*') {
-            return;
-        }
-        let mut spans = std::mem::take(&mut self.ahead_spans);
-        if let Ok(engine::resp::Parsed::Command { inline: false, .. }) =
-            engine::resp::parse(rest, limits, &mut spans, &mut Vec::new())
-        {
-            if let (Some(&(s, e)), Some(c)) = (spans.get(1), self.conns.get(key)) {
-                self.engine.prefetch(c.db, &rest[s as usize..e as usize]);
-            }
-        }
-        self.ahead_spans = spans;
     }
 
     /// Appends `reply` to `key`'s output.
@@ -1149,6 +1162,29 @@ impl Core {
                 self.stop();
                 Response::Done
             }
+        }
+    }
+}
+
+/// If `rest` starts with a complete request, starts loading its first
+/// key's dictionary entry. On a large keyspace a lookup is a few cache
+/// misses; prefetched, they overlap with other work (the command before it
+/// in a pipeline, or the other connections of the same turn).
+fn prefetch_request(
+    engine: &engine::Shard,
+    spans: &mut Vec<(u32, u32)>,
+    rest: &[u8],
+    db: usize,
+    limits: &engine::resp::Limits,
+) {
+    if rest.first() != Some(&b'*') {
+        return;
+    }
+    if let Ok(engine::resp::Parsed::Command { inline: false, .. }) =
+        engine::resp::parse(rest, limits, spans, &mut Vec::new())
+    {
+        if let Some(&(s, e)) = spans.get(1) {
+            engine.prefetch(db, &rest[s as usize..e as usize]);
         }
     }
 }
