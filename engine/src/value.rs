@@ -132,3 +132,42 @@ impl Value {
         }
     }
 }
+
+/// A collection type a command family works on, so the typed lookups
+/// (exists-or-WRONGTYPE, read, write) are written once in `cmd`.
+pub trait Typed {
+    /// The value as this type, if it is one.
+    fn of(v: &Value) -> Option<&Self>;
+    /// The value as this type, for update.
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+}
+
+impl Typed for HashSet<Bytes> {
+    fn of(v: &Value) -> Option<&Self> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Typed for ZSet {
+    fn of(v: &Value) -> Option<&Self> {
+        match v {
+            Value::ZSet(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Self> {
+        match v {
+            Value::ZSet(z) => Some(z),
+            _ => None,
+        }
+    }
+}

@@ -24,6 +24,7 @@ use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
 use crate::shard::Shard;
+use crate::value::Typed;
 use bytes::Bytes;
 use hashbrown::HashMap;
 use std::sync::OnceLock;
@@ -285,6 +286,44 @@ impl<'a> Ctx<'a> {
     /// Logs this write as the given commands instead of its own arguments.
     pub fn propagate_as(&mut self, cmds: Vec<Vec<Bytes>>) {
         self.rewrite = Some(cmds);
+    }
+}
+
+/// Looks `key` up for a read that needs a `T`: `Ok(true)` when it exists,
+/// `Ok(false)` when missing, WRONGTYPE otherwise (counts a hit or miss).
+pub fn check<T: Typed>(ctx: &mut Ctx, key: &[u8]) -> Result<bool, Reply> {
+    match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
+        None => Ok(false),
+        Some(e) if T::of(&e.value).is_some() => Ok(true),
+        Some(_) => Err(Reply::err(error::WRONGTYPE)),
+    }
+}
+
+/// The `T` at `key`, after [`check`] has run (no expiry check, no stats).
+pub fn peek<'a, T: Typed>(ctx: &'a Ctx, key: &[u8]) -> Option<&'a T> {
+    T::of(&ctx.shard.dbs[ctx.db].get(key)?.value)
+}
+
+/// Looks `key` up for a write: `Ok(None)` when missing, WRONGTYPE when it
+/// holds another type.
+pub fn write<'a, T: Typed>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut T>, Reply> {
+    match ctx.shard.lookup(ctx.db, key, ctx.now_ms) {
+        None => Ok(None),
+        Some(e) => match T::of_mut(&mut e.value) {
+            Some(v) => Ok(Some(v)),
+            None => Err(Reply::err(error::WRONGTYPE)),
+        },
+    }
+}
+
+/// Deletes `key` when its collection became empty (an empty collection
+/// never stays in the keyspace).
+pub fn drop_if_empty(ctx: &mut Ctx, key: &[u8]) {
+    if ctx.shard.dbs[ctx.db]
+        .get(key)
+        .is_some_and(|e| e.value.is_empty())
+    {
+        ctx.shard.remove(ctx.db, key);
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`scan_pick`]) and of a small local random generator ([`Rng`]) seeded
 //! from the shard, so sampling never holds a borrow of the shard.
 
-use super::{flags::*, Ctx, Spec};
+use super::{check, drop_if_empty, flags::*, peek, write, Ctx, Spec};
 use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
@@ -68,44 +68,6 @@ pub static COMMANDS: &[Spec] = &[
 /// as Redis 7.0 does.
 const SPOP_BATCH: usize = 1024;
 
-/// Looks `key` up for a read and checks its type: `Ok(false)` when missing.
-/// Leaves the value reachable through [`get_set`].
-fn check_set(ctx: &mut Ctx, key: &[u8]) -> Result<bool, Reply> {
-    match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
-        None => Ok(false),
-        Some(e) => match e.value {
-            Value::Set(_) => Ok(true),
-            _ => Err(Reply::err(error::WRONGTYPE)),
-        },
-    }
-}
-
-/// The set at `key`, after [`check_set`] has run.
-fn get_set<'a>(ctx: &'a Ctx, key: &[u8]) -> Option<&'a Set> {
-    match &ctx.shard.dbs[ctx.db].get(key)?.value {
-        Value::Set(s) => Some(s),
-        _ => None,
-    }
-}
-
-/// Looks `key` up for a write: `Ok(None)` when missing.
-fn write_set<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut Set>, Reply> {
-    match ctx.shard.lookup(ctx.db, key, ctx.now_ms) {
-        None => Ok(None),
-        Some(e) => match &mut e.value {
-            Value::Set(s) => Ok(Some(s)),
-            _ => Err(Reply::err(error::WRONGTYPE)),
-        },
-    }
-}
-
-/// Deletes `key` when its set became empty.
-fn drop_if_empty(ctx: &mut Ctx, key: &[u8]) {
-    if get_set(ctx, key).is_some_and(|s| s.is_empty()) {
-        ctx.shard.remove(ctx.db, key);
-    }
-}
-
 macro_rules! tri {
     ($e:expr) => {
         match $e {
@@ -122,7 +84,7 @@ macro_rules! tri {
 fn sadd(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
-    let added = match tri!(write_set(ctx, key)) {
+    let added = match tri!(write::<Set>(ctx, key)) {
         Some(s) => {
             let before = s.len();
             for m in args.iter_from(2) {
@@ -154,7 +116,7 @@ fn sadd(ctx: &mut Ctx) -> Reply {
 fn srem(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
-    let removed = match tri!(write_set(ctx, key)) {
+    let removed = match tri!(write::<Set>(ctx, key)) {
         None => return Reply::Int(0),
         Some(s) => args.iter_from(2).filter(|m| s.remove(*m)).count(),
     };
@@ -172,8 +134,8 @@ fn srem(ctx: &mut Ctx) -> Reply {
 /// Get the number of members in a set.
 fn scard(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_set(ctx, key));
-    Reply::Int(get_set(ctx, key).map_or(0, |s| s.len() as i64))
+    tri!(check::<Set>(ctx, key));
+    Reply::Int(peek::<Set>(ctx, key).map_or(0, |s| s.len() as i64))
 }
 
 /// ```text
@@ -182,9 +144,9 @@ fn scard(ctx: &mut Ctx) -> Reply {
 /// Determine if a given value is a member of a set.
 fn sismember(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_set(ctx, key));
+    tri!(check::<Set>(ctx, key));
     let m = ctx.args.get(2);
-    Reply::Int(get_set(ctx, key).is_some_and(|s| s.contains(m)) as i64)
+    Reply::Int(peek::<Set>(ctx, key).is_some_and(|s| s.contains(m)) as i64)
 }
 
 /// ```text
@@ -193,8 +155,8 @@ fn sismember(ctx: &mut Ctx) -> Reply {
 /// Returns the membership associated with the given elements for a set.
 fn smismember(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_set(ctx, key));
-    let set = get_set(ctx, key);
+    tri!(check::<Set>(ctx, key));
+    let set = peek::<Set>(ctx, key);
     Reply::Array(
         ctx.args
             .iter_from(2)
@@ -209,8 +171,8 @@ fn smismember(ctx: &mut Ctx) -> Reply {
 /// Get all the members in a set.
 fn smembers(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_set(ctx, key));
-    Reply::Set(get_set(ctx, key).map_or_else(Vec::new, |s| {
+    tri!(check::<Set>(ctx, key));
+    Reply::Set(peek::<Set>(ctx, key).map_or_else(Vec::new, |s| {
         s.iter().map(|m| Reply::Bulk(m.clone())).collect()
     }))
 }
@@ -272,9 +234,9 @@ fn srandmember(ctx: &mut Ctx) -> Reply {
     } else {
         None
     };
-    tri!(check_set(ctx, key));
+    tri!(check::<Set>(ctx, key));
     let mut rng = Rng::new(ctx);
-    let Some(set) = get_set(ctx, key) else {
+    let Some(set) = peek::<Set>(ctx, key) else {
         return if count.is_some() {
             Reply::Array(Vec::new())
         } else {
@@ -328,7 +290,7 @@ fn spop(ctx: &mut Ctx) -> Reply {
     };
     let mut rng = Rng::new(ctx);
     let db = ctx.db;
-    let Some(set) = tri!(write_set(ctx, key)) else {
+    let Some(set) = tri!(write::<Set>(ctx, key)) else {
         return if count.is_some() {
             Reply::Set(Vec::new())
         } else {
@@ -390,14 +352,14 @@ fn smove(ctx: &mut Ctx) -> Reply {
     let (src, dst, m) = (args.get(1), args.get(2), args.get(3));
     let db = ctx.db;
     // A missing source answers 0 before the destination's type is checked.
-    if tri!(write_set(ctx, src)).is_none() {
+    if tri!(write::<Set>(ctx, src)).is_none() {
         return Reply::Int(0);
     }
-    let dst_exists = tri!(write_set(ctx, dst)).is_some();
+    let dst_exists = tri!(write::<Set>(ctx, dst)).is_some();
     if src == dst {
-        return Reply::Int(get_set(ctx, src).is_some_and(|s| s.contains(m)) as i64);
+        return Reply::Int(peek::<Set>(ctx, src).is_some_and(|s| s.contains(m)) as i64);
     }
-    let removed = match write_set(ctx, src) {
+    let removed = match write::<Set>(ctx, src) {
         Ok(Some(s)) => s.remove(m),
         _ => false,
     };
@@ -409,7 +371,7 @@ fn smove(ctx: &mut Ctx) -> Reply {
     ctx.dirty(1);
     let member = Bytes::copy_from_slice(m);
     if dst_exists {
-        if let Ok(Some(s)) = write_set(ctx, dst) {
+        if let Ok(Some(s)) = write::<Set>(ctx, dst) {
             if s.insert(member) {
                 ctx.dirty(1);
             }
@@ -437,9 +399,9 @@ fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Set, Reply> {
     let args = ctx.args;
     let mut any_missing = false;
     for k in args.iter_from(from) {
-        any_missing |= !check_set(ctx, k)?;
+        any_missing |= !check::<Set>(ctx, k)?;
     }
-    let sets: Vec<Option<&Set>> = args.iter_from(from).map(|k| get_set(ctx, k)).collect();
+    let sets: Vec<Option<&Set>> = args.iter_from(from).map(|k| peek::<Set>(ctx, k)).collect();
     let mut out = Set::new();
     match op {
         Op::Inter => {
@@ -590,7 +552,7 @@ fn sintercard(ctx: &mut Ctx) -> Reply {
     }
     let mut any_missing = false;
     for k in args.iter_from(2).take(n) {
-        any_missing |= !tri!(check_set(ctx, k));
+        any_missing |= !tri!(check::<Set>(ctx, k));
     }
     if any_missing {
         return Reply::Int(0);
@@ -598,7 +560,7 @@ fn sintercard(ctx: &mut Ctx) -> Reply {
     let mut sets: Vec<&Set> = args
         .iter_from(2)
         .take(n)
-        .filter_map(|k| get_set(ctx, k))
+        .filter_map(|k| peek::<Set>(ctx, k))
         .collect();
     sets.sort_by_key(|s| s.len());
     let Some((first, rest)) = sets.split_first() else {
@@ -741,11 +703,11 @@ fn sscan(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
     let cursor = tri!(scan_cursor(&args));
-    if !tri!(check_set(ctx, key)) {
+    if !tri!(check::<Set>(ctx, key)) {
         return scan_reply(0, Vec::new());
     }
     let o = tri!(scan_parse(&args, cursor));
-    let Some(set) = get_set(ctx, key) else {
+    let Some(set) = peek::<Set>(ctx, key) else {
         return scan_reply(0, Vec::new());
     };
     let (items, next) = scan_pick(set.iter().map(|m| (m, ())), &o);

@@ -2,7 +2,7 @@
 //! group, including the blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP).
 
 use super::set::{parse_rand_count, scan_cursor, scan_parse, scan_pick, scan_reply, Rng, Set};
-use super::{flags::*, Block, Ctx, Spec};
+use super::{check, drop_if_empty, flags::*, peek, write, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
 use crate::reply::{fmt_g17, Reply};
@@ -111,44 +111,6 @@ macro_rules! tri {
     };
 }
 
-/// Looks `key` up for a read and checks its type: `Ok(false)` when missing.
-/// The value is then reachable through [`get_z`].
-fn check_z(ctx: &mut Ctx, key: &[u8]) -> Result<bool, Reply> {
-    match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
-        None => Ok(false),
-        Some(e) => match e.value {
-            Value::ZSet(_) => Ok(true),
-            _ => Err(Reply::err(error::WRONGTYPE)),
-        },
-    }
-}
-
-/// The sorted set at `key`, after [`check_z`] has run.
-fn get_z<'a>(ctx: &'a Ctx, key: &[u8]) -> Option<&'a ZSet> {
-    match &ctx.shard.dbs[ctx.db].get(key)?.value {
-        Value::ZSet(z) => Some(z),
-        _ => None,
-    }
-}
-
-/// Looks `key` up for a write: `Ok(None)` when missing.
-fn write_z<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut ZSet>, Reply> {
-    match ctx.shard.lookup(ctx.db, key, ctx.now_ms) {
-        None => Ok(None),
-        Some(e) => match &mut e.value {
-            Value::ZSet(z) => Ok(Some(z)),
-            _ => Err(Reply::err(error::WRONGTYPE)),
-        },
-    }
-}
-
-/// Deletes `key` when its sorted set became empty.
-fn drop_if_empty(ctx: &mut Ctx, key: &[u8]) {
-    if get_z(ctx, key).is_some_and(|z| z.is_empty()) {
-        ctx.shard.remove(ctx.db, key);
-    }
-}
-
 /// Records a modification that removed `n` members of `key`.
 fn removed(ctx: &mut Ctx, key: &[u8], n: usize) {
     if n > 0 {
@@ -219,7 +181,7 @@ fn add_members<'a>(
         updated: 0,
         score: None,
     };
-    if write_z(ctx, key)?.is_none() {
+    if write::<ZSet>(ctx, key)?.is_none() {
         if f.xx {
             return Ok(r);
         }
@@ -227,7 +189,7 @@ fn add_members<'a>(
             .set(ctx.db, key, Value::ZSet(Box::default()), ctx.now_ms);
     }
     let mut err = None;
-    if let Some(z) = write_z(ctx, key)? {
+    if let Some(z) = write::<ZSet>(ctx, key)? {
         for (score, m) in items {
             match z.score(m) {
                 Some(cur) => {
@@ -356,7 +318,7 @@ fn zincrby(ctx: &mut Ctx) -> Reply {
 fn zrem(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
-    let n = match tri!(write_z(ctx, key)) {
+    let n = match tri!(write::<ZSet>(ctx, key)) {
         None => return Reply::Int(0),
         Some(z) => args.iter_from(2).filter(|m| z.remove(m).is_some()).count(),
     };
@@ -370,8 +332,8 @@ fn zrem(ctx: &mut Ctx) -> Reply {
 /// Get the number of members in a sorted set.
 fn zcard(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_z(ctx, key));
-    Reply::Int(get_z(ctx, key).map_or(0, |z| z.len() as i64))
+    tri!(check::<ZSet>(ctx, key));
+    Reply::Int(peek::<ZSet>(ctx, key).map_or(0, |z| z.len() as i64))
 }
 
 /// ```text
@@ -380,8 +342,8 @@ fn zcard(ctx: &mut Ctx) -> Reply {
 /// Get the score associated with the given member in a sorted set.
 fn zscore(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_z(ctx, key));
-    get_z(ctx, key)
+    tri!(check::<ZSet>(ctx, key));
+    peek::<ZSet>(ctx, key)
         .and_then(|z| z.score(ctx.args.get(2)))
         .map_or(Reply::Nil, Reply::Double)
 }
@@ -392,8 +354,8 @@ fn zscore(ctx: &mut Ctx) -> Reply {
 /// Get the score associated with the given members in a sorted set.
 fn zmscore(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_z(ctx, key));
-    let z = get_z(ctx, key);
+    tri!(check::<ZSet>(ctx, key));
+    let z = peek::<ZSet>(ctx, key);
     Reply::Array(
         ctx.args
             .iter_from(2)
@@ -404,8 +366,8 @@ fn zmscore(ctx: &mut Ctx) -> Reply {
 
 fn rank_generic(ctx: &mut Ctx, rev: bool) -> Reply {
     let key = ctx.args.get(1);
-    tri!(check_z(ctx, key));
-    let Some(z) = get_z(ctx, key) else {
+    tri!(check::<ZSet>(ctx, key));
+    let Some(z) = peek::<ZSet>(ctx, key) else {
         return Reply::Nil;
     };
     match z.rank(ctx.args.get(2)) {
@@ -472,8 +434,10 @@ fn parse_lex_range(min: &[u8], max: &[u8]) -> Result<(LexBound, LexBound), Reply
 fn zcount(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let (min, max) = tri!(parse_score_range(args.get(2), args.get(3)));
-    tri!(check_z(ctx, args.get(1)));
-    Reply::Int(get_z(ctx, args.get(1)).map_or(0, |z| z.range_by_score(min, max).count() as i64))
+    tri!(check::<ZSet>(ctx, args.get(1)));
+    Reply::Int(
+        peek::<ZSet>(ctx, args.get(1)).map_or(0, |z| z.range_by_score(min, max).count() as i64),
+    )
 }
 
 /// ```text
@@ -484,8 +448,10 @@ fn zcount(ctx: &mut Ctx) -> Reply {
 fn zlexcount(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let (min, max) = tri!(parse_lex_range(args.get(2), args.get(3)));
-    tri!(check_z(ctx, args.get(1)));
-    Reply::Int(get_z(ctx, args.get(1)).map_or(0, |z| z.range_by_lex(&min, &max).count() as i64))
+    tri!(check::<ZSet>(ctx, args.get(1)));
+    Reply::Int(
+        peek::<ZSet>(ctx, args.get(1)).map_or(0, |z| z.range_by_lex(&min, &max).count() as i64),
+    )
 }
 
 /// Normalises a rank range as Redis does (negative from the end, clamped);
@@ -583,8 +549,8 @@ fn zrange_generic(
         }
         _ => R::Rank(tri!(args.int(at + 1)), tri!(args.int(at + 2))),
     };
-    let exists = tri!(check_z(ctx, key));
-    let items: Vec<(Bytes, f64)> = match get_z(ctx, key) {
+    let exists = tri!(check::<ZSet>(ctx, key));
+    let items: Vec<(Bytes, f64)> = match peek::<ZSet>(ctx, key) {
         Some(z) if exists => {
             let window = |it: &mut dyn Iterator<Item = (&Bytes, f64)>| -> Vec<(Bytes, f64)> {
                 if offset < 0 || (offset > 0 && offset as u64 >= z.len() as u64) {
@@ -705,7 +671,7 @@ fn zrevrange(ctx: &mut Ctx) -> Reply {
 /// Removes the members `pick` selects from the sorted set at argument 1.
 fn zremrange(ctx: &mut Ctx, pick: impl FnOnce(&ZSet) -> Vec<Bytes>) -> Reply {
     let key = ctx.args.get(1);
-    let n = match tri!(write_z(ctx, key)) {
+    let n = match tri!(write::<ZSet>(ctx, key)) {
         None => return Reply::Int(0),
         Some(z) => {
             let victims = pick(z);
@@ -761,7 +727,7 @@ fn zremrangebylex(ctx: &mut Ctx) -> Reply {
 /// Pops up to `count` members from the low (or high, `max`) end of the
 /// sorted set at `key`, deleting the key when emptied.
 fn pop_n(ctx: &mut Ctx, key: &[u8], max: bool, count: u64) -> Result<Vec<(Bytes, f64)>, Reply> {
-    let Some(z) = write_z(ctx, key)? else {
+    let Some(z) = write::<ZSet>(ctx, key)? else {
         return Ok(Vec::new());
     };
     let n = count.min(z.len() as u64) as usize;
@@ -869,7 +835,7 @@ fn bzpop_generic(ctx: &mut Ctx, max: bool) -> Reply {
     let deadline = tri!(parse_timeout(args.get(last), ctx.now_ms));
     for i in 1..last {
         let key = args.get(i);
-        if tri!(write_z(ctx, key)).is_none() {
+        if tri!(write::<ZSet>(ctx, key)).is_none() {
             continue;
         }
         let popped = tri!(pop_n(ctx, key, max, 1));
@@ -955,7 +921,7 @@ fn mpop_generic(ctx: &mut Ctx, at: usize, blocking: bool) -> Reply {
     };
     for i in at + 1..w {
         let key = args.get(i);
-        if tri!(write_z(ctx, key)).is_none() {
+        if tri!(write::<ZSet>(ctx, key)).is_none() {
             continue;
         }
         let popped = tri!(pop_n(ctx, key, max, count));
@@ -1020,9 +986,9 @@ fn zrandmember(ctx: &mut Ctx) -> Reply {
         }
         count = Some(n);
     }
-    tri!(check_z(ctx, key));
+    tri!(check::<ZSet>(ctx, key));
     let mut rng = Rng::new(ctx);
-    let Some(z) = get_z(ctx, key) else {
+    let Some(z) = peek::<ZSet>(ctx, key) else {
         return if count.is_some() {
             Reply::Array(Vec::new())
         } else {
@@ -1353,11 +1319,11 @@ fn zscan(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
     let cursor = tri!(scan_cursor(&args));
-    if !tri!(check_z(ctx, key)) {
+    if !tri!(check::<ZSet>(ctx, key)) {
         return scan_reply(0, Vec::new());
     }
     let o = tri!(scan_parse(&args, cursor));
-    let Some(z) = get_z(ctx, key) else {
+    let Some(z) = peek::<ZSet>(ctx, key) else {
         return scan_reply(0, Vec::new());
     };
     let (items, next) = scan_pick(z.members(), &o);
