@@ -114,7 +114,7 @@ pub async fn multi_key(
     conn: Key,
 ) -> TaskDone {
     let locks = Locks::take(&rpc, &cores).await;
-    let reply = gather_run_scatter(&rpc, spec, db, &args, databases, locks.tx).await;
+    let reply = gather_run_scatter(&rpc, spec, db, &args, databases).await;
     drop(locks);
     done(conn, reply)
 }
@@ -128,7 +128,6 @@ async fn gather_run_scatter(
     db: usize,
     args: &OwnedArgs,
     databases: usize,
-    _tx: TxId,
 ) -> Reply {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
@@ -144,37 +143,16 @@ async fn gather_run_scatter(
             by_core[c].push(Bytes::copy_from_slice(k));
         }
     }
-    let now = crate::shared::now_ms();
-    let mut scratch = engine::Shard::new(databases, now as u64);
+    let mut gathered = Vec::new();
     for (c, keys) in by_core.into_iter().enumerate() {
         if keys.is_empty() {
             continue;
         }
         if let Response::Entries(entries) = rpc.call(c, Request::Export { db, keys }).await {
-            for (k, e) in entries {
-                if let Some((v, exp)) = e {
-                    scratch.set(db, &k, v, now);
-                    scratch.dbs[db].set_expire(&k, exp);
-                }
-            }
+            gathered.extend(entries);
         }
     }
-    scratch.track_touched(true);
-    let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, a);
-    ctx.in_multi = true;
-    let reply = engine::cmd::execute(spec, &mut ctx);
-    let mut touched = scratch.take_touched();
-    touched.sort();
-    touched.dedup();
-    let mut writes: Vec<Vec<(usize, Bytes, crate::mesh::Exported)>> = vec![Vec::new(); cores];
-    for (d, k) in touched {
-        let d = d as usize;
-        let e = scratch.dbs[d]
-            .get(&k)
-            .map(|e| (e.value.clone(), e.expire_at()));
-        let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
-        writes[c].push((d, Bytes::copy_from_slice(&k), e));
-    }
+    let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, cores);
     for (c, w) in writes.into_iter().enumerate() {
         let mut by_db: Vec<(usize, Vec<(Bytes, crate::mesh::Exported)>)> = Vec::new();
         for (d, k, e) in w {
@@ -188,6 +166,64 @@ async fn gather_run_scatter(
         }
     }
     reply
+}
+
+type Writes = Vec<Vec<(usize, Bytes, crate::mesh::Exported)>>;
+
+thread_local! {
+    /// One scratch keyspace per core, reused: its per-slot table is large
+    /// to allocate, and [`run_on_scratch`] never awaits, so tasks cannot
+    /// interleave on it.
+    static SCRATCH: std::cell::RefCell<Option<engine::Shard>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply
+/// and, per core, the keys it changed (moved out, so the scratch is empty
+/// again afterwards).
+fn run_on_scratch(
+    spec: &'static Spec,
+    db: usize,
+    args: engine::Args,
+    databases: usize,
+    gathered: Vec<(Bytes, crate::mesh::Exported)>,
+    cores: usize,
+) -> (Reply, Writes) {
+    let now = crate::shared::now_ms();
+    let mut scratch = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_else(|| engine::Shard::new(databases, now as u64));
+    let mut placed = Vec::with_capacity(gathered.len());
+    for (k, e) in gathered {
+        if let Some((v, exp)) = e {
+            scratch.set(db, &k, v, now);
+            scratch.dbs[db].set_expire(&k, exp);
+            placed.push(k);
+        }
+    }
+    scratch.track_touched(true);
+    let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, args);
+    ctx.in_multi = true;
+    let reply = engine::cmd::execute(spec, &mut ctx);
+    let mut touched = scratch.take_touched();
+    scratch.track_touched(false);
+    touched.sort();
+    touched.dedup();
+    let mut writes: Writes = vec![Vec::new(); cores];
+    for (d, k) in touched {
+        let d = d as usize;
+        let e = scratch.dbs[d].remove(&k).map(|e| {
+            let exp = e.expire_at();
+            (e.value, exp)
+        });
+        let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
+        writes[c].push((d, Bytes::copy_from_slice(&k), e));
+    }
+    for k in placed {
+        scratch.dbs[db].remove(&k);
+    }
+    debug_assert_eq!(scratch.key_count(), 0, "scratch left empty");
+    SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
+    (reply, writes)
 }
 
 /// Sends `args` to every core and merges the answers per the command's
@@ -500,9 +536,7 @@ async fn exec_checked(
             match route(spec, &a, cores) {
                 Err(e) => e,
                 Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
-                Ok(Route::Many(_)) => {
-                    gather_run_scatter(rpc, spec, db, c, databases, locks.tx).await
-                }
+                Ok(Route::Many(_)) => gather_run_scatter(rpc, spec, db, c, databases).await,
                 Ok(Route::One(to)) => first_reply(
                     rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true))
                         .await,
