@@ -306,6 +306,9 @@ impl Core {
             self.drain_inbox();
             self.turn();
             let now = now_ms();
+            if !self.waiters.is_empty() {
+                self.expire_waiters(now);
+            }
             if now >= self.next_cron_ms {
                 self.cron(now);
                 self.next_cron_ms = now + 1000 / self.settings.hz.clamp(1, 500) as i64;
@@ -826,8 +829,9 @@ impl Core {
         }
     }
 
-    fn cron(&mut self, now: i64) {
-        // Blocked clients whose deadline passed.
+    /// Answers blocked clients whose deadline passed (checked every turn,
+    /// so a short BLPOP timeout is not rounded up to the cron period).
+    fn expire_waiters(&mut self, now: i64) {
         let mut i = 0;
         while i < self.waiters.len() {
             if self.waiters[i].deadline_ms.is_some_and(|d| d <= now) {
@@ -839,6 +843,9 @@ impl Core {
                 i += 1;
             }
         }
+    }
+
+    fn cron(&mut self, now: i64) {
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =
