@@ -35,6 +35,8 @@ const KIND_EVENTFD: u64 = 4;
 /// bytes into one of these, the core appends them to the connection's
 /// buffer and hands the buffer back at once.
 const RECV_BUFS: u16 = 512;
+/// Most pipelined commands sent to another core in one request.
+const REMOTE_BATCH_MAX: usize = 256;
 const RECV_BUF_BYTES: usize = 16 * 1024;
 
 fn user_data(kind: u64, key: Key) -> u64 {
@@ -639,6 +641,40 @@ impl Core {
                             break;
                         }
                         crate::dispatch::Next::Retry => break,
+                        crate::dispatch::Next::Remote { to, db, args } => {
+                            pos += consumed;
+                            let mut cmds = vec![args];
+                            // Take along the commands right behind it that
+                            // go to the same core: one hop for all of them.
+                            while cmds.len() < REMOTE_BATCH_MAX {
+                                match engine::resp::parse(
+                                    &rbuf[pos..],
+                                    &limits,
+                                    &mut spans,
+                                    &mut scratch,
+                                ) {
+                                    Ok(engine::resp::Parsed::Command {
+                                        consumed,
+                                        inline: false,
+                                    }) => {
+                                        let next = engine::Args::new(&rbuf[pos..], &spans);
+                                        if crate::dispatch::batch_target(self, key, &next)
+                                            != Some(to)
+                                        {
+                                            break;
+                                        }
+                                        cmds.push(next.to_owned());
+                                        pos += consumed;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            let rpc = self.rpc.clone();
+                            crate::dispatch::spawn(self, key, async move {
+                                crate::flows::remote(rpc, to, db, cmds, false, key).await
+                            });
+                            break;
+                        }
                     }
                 }
                 Err(e) => {

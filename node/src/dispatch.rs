@@ -20,6 +20,14 @@ pub enum Next {
     /// The command could not start (this core is locked): leave it in the
     /// buffer and retry it when the connection is resumed.
     Retry,
+    /// The command was consumed and belongs to core `to`: the caller sends
+    /// it there, together with the commands right after it that go to the
+    /// same core ([`batch_target`]), in one request.
+    Remote {
+        to: usize,
+        db: usize,
+        args: engine::OwnedArgs,
+    },
 }
 
 /// Where a command's keys live.
@@ -176,12 +184,16 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
     match route {
         Route::Here => run_here(core, key, spec, db, args),
         Route::One(c) if c == core.id => run_here(core, key, spec, db, args),
+        Route::One(c) if !spec.has(flags::BLOCKING) => Next::Remote {
+            to: c,
+            db,
+            args: args.to_owned(),
+        },
         Route::One(c) => {
             let rpc = core.rpc.clone();
             let owned = args.to_owned();
-            let may_block = spec.has(flags::BLOCKING);
             spawn(core, key, async move {
-                flows::remote(rpc, c, db, owned, may_block, key).await
+                flows::remote(rpc, c, db, vec![owned], true, key).await
             })
         }
         Route::Many(cores) => {
@@ -224,6 +236,28 @@ fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Arg
             }
             Next::Wait
         }
+    }
+}
+
+/// The core a pipelined command may join a batch for, without running any
+/// check with side effects: `Some(core)` only for a plain, known,
+/// well-formed, non-blocking command whose keys all live on one other core
+/// and a connection that is authenticated, not in MULTI and not in RESP2
+/// subscribed mode. Anything else ends the batch and runs normally after it.
+pub fn batch_target(core: &Core, key: Key, args: &Args) -> Option<usize> {
+    let conn = core.conns.get(key)?;
+    let spec = engine::cmd::registry().lookup(args.get(0))?;
+    let plain = conn.authed
+        && conn.multi.is_none()
+        && (conn.sub_count() == 0 || conn.resp3)
+        && spec.check_arity(args.len()).is_ok()
+        && !spec.has(flags::NODE | flags::ALL_SHARDS | flags::BLOCKING);
+    if !plain {
+        return None;
+    }
+    match route(spec, args, core.cores) {
+        Ok(Route::One(c)) if c != core.id => Some(c),
+        _ => None,
     }
 }
 

@@ -48,24 +48,35 @@ fn exec_req(db: usize, cmds: Vec<OwnedArgs>, tx: Option<TxId>, in_multi: bool) -
     }
 }
 
-/// A command whose keys all live on core `to`.
+/// Commands whose keys all live on core `to`, run there in order in one
+/// request (a pipeline's consecutive commands for one core travel
+/// together).
 pub async fn remote(
     rpc: Rc<Rpc>,
     to: usize,
     db: usize,
-    args: OwnedArgs,
+    cmds: Vec<OwnedArgs>,
     may_block: bool,
     conn: Key,
 ) -> TaskDone {
+    let n = cmds.len();
     let req = Request::Exec {
         db,
-        cmds: vec![args],
+        cmds,
         tx: None,
         in_multi: false,
         may_block,
         watch: Vec::new(),
     };
-    done(conn, first_reply(rpc.call(to, req).await))
+    let replies = match rpc.call(to, req).await {
+        Response::Replies(r) if r.len() == n => r,
+        _ => vec![Reply::err("ERR internal error: unexpected answer from a shard"); n],
+    };
+    TaskDone {
+        conn,
+        replies,
+        effects: Vec::new(),
+    }
 }
 
 /// Holds shard locks; releases them when dropped, also when the task is
