@@ -361,15 +361,6 @@ impl Db {
         n
     }
 
-    /// Removes every key of `slot`; returns how many there were.
-    pub fn clear_slot(&mut self, slot: u16) -> usize {
-        let keys: Vec<Box<[u8]>> = self.slot_keys(slot).map(Box::from).collect();
-        for k in &keys {
-            self.remove(k);
-        }
-        keys.len()
-    }
-
     /// Checks the structure's invariants (tests and debug builds).
     pub fn invariants(&self) {
         let total: usize = self.dicts.iter().map(|d| d.len()).sum();
