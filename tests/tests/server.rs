@@ -231,3 +231,35 @@ fn shutdown_command_stops_the_server() {
         s.log()
     );
 }
+
+#[test]
+fn active_expiry_reclaims_keys_nobody_reads() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.client();
+    let mut p = redis::pipe();
+    for i in 0..2000 {
+        p.cmd("SET")
+            .arg(format!("t{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(100)
+            .ignore();
+    }
+    p.cmd("SET").arg("keep").arg("v").ignore();
+    p.query::<()>(&mut c).unwrap();
+    // Nothing reads the keys; only the per-core expiry cycle can remove them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} keys left after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    assert!(info.contains("expired_keys:2000\r\n"), "{info}");
+}
