@@ -624,17 +624,12 @@ fn hscan(ctx: &mut Ctx) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::super::t;
+    use super::super::{bulk, err};
     use crate::reply::Reply;
     use crate::shard::Shard;
     use bytes::Bytes;
     use std::collections::{BTreeMap, BTreeSet};
 
-    fn bulk(s: &str) -> Reply {
-        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-    }
-    fn err(s: &str) -> Reply {
-        Reply::err(s.to_string())
-    }
     fn strs(r: &Reply) -> Vec<String> {
         match r {
             Reply::Array(v) => v

@@ -702,20 +702,13 @@ fn persist(ctx: &mut Ctx) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{bulk, err};
     use super::super::{registry, run, t, Ctx};
     use crate::args::OwnedArgs;
     use crate::reply::Reply;
     use crate::shard::Shard;
     use crate::slot::slot_of;
     use bytes::Bytes;
-
-    fn bulk(s: &str) -> Reply {
-        Reply::bulk(s.as_bytes())
-    }
-
-    fn err(s: &str) -> Reply {
-        Reply::err(s.to_string())
-    }
 
     fn log_of(s: &mut Shard) -> Vec<Vec<String>> {
         s.take_log()

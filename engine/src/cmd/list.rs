@@ -1008,22 +1008,17 @@ fn brpoplpush(ctx: &mut Ctx) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{bulk, err};
     use super::super::{run, t};
     use crate::reply::Reply;
     use crate::shard::Shard;
     use bytes::Bytes;
 
-    fn bulk(s: &str) -> Reply {
-        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-    }
     fn arr(items: &[&str]) -> Reply {
         Reply::Array(items.iter().map(|s| bulk(s)).collect())
     }
     fn ints(items: &[i64]) -> Reply {
         Reply::Array(items.iter().map(|&i| Reply::Int(i)).collect())
-    }
-    fn err(s: &str) -> Reply {
-        Reply::err(s.to_string())
     }
     const WT: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 

@@ -437,6 +437,18 @@ pub fn t(shard: &mut Shard, now_ms: i64, cmd: &str) -> Reply {
     run(shard, 0, now_ms, &parts)
 }
 
+/// Test helper: a bulk-string reply.
+#[cfg(test)]
+pub fn bulk(s: &str) -> Reply {
+    Reply::bulk(s.as_bytes())
+}
+
+/// Test helper: an error reply.
+#[cfg(test)]
+pub fn err(s: &str) -> Reply {
+    Reply::err(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

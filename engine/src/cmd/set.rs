@@ -723,17 +723,9 @@ fn sscan(ctx: &mut Ctx) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::super::t;
+    use super::super::{bulk, err};
     use crate::reply::Reply;
     use crate::shard::Shard;
-    use bytes::Bytes;
-
-    fn bulk(s: &str) -> Reply {
-        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    fn err(s: &str) -> Reply {
-        Reply::err(s.to_string())
-    }
 
     const WT: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 

@@ -1575,14 +1575,11 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use super::super::bulk;
     use super::super::t;
     use crate::reply::Reply;
     use crate::shard::Shard;
     use bytes::Bytes;
-
-    fn bulk(s: &str) -> Reply {
-        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-    }
 
     #[test]
     fn set_get_options() {

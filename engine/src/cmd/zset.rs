@@ -1337,18 +1337,11 @@ fn zscan(ctx: &mut Ctx) -> Reply {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{bulk, err};
     use super::super::{registry, t, Block};
     use crate::reply::Reply;
     use crate::shard::Shard;
     use bytes::Bytes;
-
-    fn bulk(s: &str) -> Reply {
-        Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    fn err(s: &str) -> Reply {
-        Reply::err(s.to_string())
-    }
 
     fn arr(items: &[&str]) -> Reply {
         Reply::Array(items.iter().map(|s| bulk(s)).collect())
