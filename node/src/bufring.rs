@@ -14,6 +14,10 @@ pub struct BufRing {
     bufs: Vec<u8>,
     entries: u16,
     buf_bytes: usize,
+    /// Distance between buffer starts: `buf_bytes` plus a cache line, so
+    /// the buffers' first lines fall in different cache sets instead of
+    /// all aliasing to the same few (`buf_bytes` is a power of two).
+    stride: usize,
     tail: u16,
     pub group: u16,
 }
@@ -44,12 +48,14 @@ impl BufRing {
         if ring == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
+        let stride = buf_bytes + 64;
         let mut br = BufRing {
             ring: ring as *mut u8,
             ring_bytes,
-            bufs: vec![0u8; entries as usize * buf_bytes],
+            bufs: vec![0u8; entries as usize * stride],
             entries,
             buf_bytes,
+            stride,
             tail: 0,
             group,
         };
@@ -65,7 +71,7 @@ impl BufRing {
 
     fn push(&mut self, bid: u16) {
         let idx = (self.tail & (self.entries - 1)) as usize;
-        let addr = self.bufs.as_ptr() as u64 + bid as u64 * self.buf_bytes as u64;
+        let addr = self.bufs.as_ptr() as u64 + bid as u64 * self.stride as u64;
         // SAFETY: idx < entries, so the 16-byte entry lies in the mapping.
         // Only addr/len/bid are written: `resv` of entry 0 is the tail.
         unsafe {
@@ -86,7 +92,7 @@ impl BufRing {
 
     /// The first `len` bytes of buffer `bid`, as the kernel filled them.
     pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        let start = bid as usize * self.buf_bytes;
+        let start = bid as usize * self.stride;
         let end = start + len.min(self.buf_bytes);
         self.bufs.get(start..end).unwrap_or(&[])
     }

@@ -34,7 +34,7 @@ const KIND_EVENTFD: u64 = 4;
 /// Receive buffers per core, and their size: the kernel copies incoming
 /// bytes into one of these, the core appends them to the connection's
 /// buffer and hands the buffer back at once.
-const RECV_BUFS: u16 = 512;
+const RECV_BUFS: u16 = 64;
 /// Most pipelined commands sent to another core in one request.
 const REMOTE_BATCH_MAX: usize = 256;
 const RECV_BUF_BYTES: usize = 16 * 1024;
