@@ -21,6 +21,9 @@ pub enum Wait {
 /// A client connection.
 pub struct Conn {
     pub fd: i32,
+    /// Also registered in the ring's file table, at the connection's slab
+    /// index: receives and sends name it there, sparing a file lookup each.
+    pub fixed: bool,
     /// CLIENT ID.
     pub id: u64,
     pub addr: String,
@@ -69,6 +72,7 @@ impl Conn {
     pub fn new(fd: i32, id: u64, addr: String, laddr: String, now_ms: i64, authed: bool) -> Conn {
         Conn {
             fd,
+            fixed: false,
             id,
             addr,
             laddr,

@@ -38,6 +38,23 @@ const RECV_BUFS: u16 = 64;
 /// Most pipelined commands sent to another core in one request.
 const REMOTE_BATCH_MAX: usize = 256;
 const RECV_BUF_BYTES: usize = 16 * 1024;
+/// Registered file table entries per core (connections beyond use plain
+/// descriptors).
+const FIXED_FILES_MAX: u32 = 16 * 1024;
+
+/// Runs `$body` with `$f` naming connection `$c` (slab key `$key`) as an
+/// io_uring target: its registered slot when it has one, else its fd.
+macro_rules! with_target {
+    ($c:expr, $key:expr, |$f:ident| $body:expr) => {
+        if $c.fixed {
+            let $f = types::Fixed($key.index);
+            $body
+        } else {
+            let $f = types::Fd($c.fd);
+            $body
+        }
+    };
+}
 
 fn user_data(kind: u64, key: Key) -> u64 {
     (kind << 56) | ((key.gen as u64 & 0xff_ffff) << 32) | key.index as u64
@@ -139,6 +156,8 @@ pub struct Core {
     /// Reused spans for looking one request ahead.
     ahead_spans: Vec<(u32, u32)>,
     pub stopping: bool,
+    /// Size of the ring's registered file table (0: none could be made).
+    fixed_files: u32,
 }
 
 impl Core {
@@ -160,6 +179,12 @@ impl Core {
             .or_else(|_| IoUring::new(4096))?;
         let bufring =
             crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
+        // A sparse table for connections' sockets; smaller if the file
+        // limit refuses this size, none if the kernel has no such table.
+        let mut fixed_files = FIXED_FILES_MAX;
+        while fixed_files > 0 && ring.submitter().register_files_sparse(fixed_files).is_err() {
+            fixed_files /= 4;
+        }
         let settings = shared.settings();
         // Random per process: dictionary hash seeds must not be guessable,
         // or chosen keys could all collide.
@@ -203,6 +228,7 @@ impl Core {
             cqes: Vec::with_capacity(256),
             ahead_spans: Vec::new(),
             stopping: false,
+            fixed_files,
         })
     }
 
@@ -251,8 +277,8 @@ impl Core {
             return;
         }
         c.recv_inflight = true;
-        let e = opcode::RecvMulti::new(types::Fd(c.fd), self.bufring.group)
-            .build()
+        let group = self.bufring.group;
+        let e = with_target!(c, key, |f| opcode::RecvMulti::new(f, group).build())
             .user_data(user_data(KIND_RECV, key));
         self.push_sqe(e);
     }
@@ -285,13 +311,10 @@ impl Core {
         }
         let rest = &c.sending[c.send_off..];
         c.send_inflight = true;
-        let e = opcode::Send::new(
-            types::Fd(c.fd),
-            rest.as_ptr(),
-            rest.len().min(u32::MAX as usize) as u32,
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
+        let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+        let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build())
         .user_data(user_data(KIND_SEND, key));
         self.push_sqe(e);
     }
@@ -435,6 +458,13 @@ impl Core {
             .conns
             .insert(Conn::new(fd, id, addr, laddr, now_ms(), authed));
         self.stats.connected_clients += 1;
+        if key.index < self.fixed_files
+            && matches!(self.ring.submitter().register_files_update(key.index, &[fd]), Ok(1))
+        {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.fixed = true;
+            }
+        }
         self.arm_recv(key);
     }
 
@@ -568,6 +598,10 @@ impl Core {
             return;
         }
         if let Some(c) = self.conns.remove(key) {
+            if c.fixed {
+                // The table holds the socket open too: drop that hold.
+                let _ = self.ring.submitter().register_files_update(key.index, &[-1]);
+            }
             // SAFETY: nothing is in flight on this fd any more.
             unsafe { libc::close(c.fd) };
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);

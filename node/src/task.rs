@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -145,9 +146,35 @@ impl Drop for Call {
     }
 }
 
+/// Woken tasks, with a flag the loop can check without taking the lock.
+#[derive(Default)]
+struct Ready {
+    any: AtomicBool,
+    keys: Mutex<Vec<Key>>,
+}
+
+impl Ready {
+    fn push(&self, key: Key) {
+        if let Ok(mut r) = self.keys.lock() {
+            r.push(key);
+        }
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<Key> {
+        if !self.any.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.keys
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+}
+
 struct TaskWaker {
     task: Key,
-    ready: Arc<Mutex<Vec<Key>>>,
+    ready: Arc<Ready>,
 }
 
 impl Wake for TaskWaker {
@@ -155,9 +182,7 @@ impl Wake for TaskWaker {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if let Ok(mut r) = self.ready.lock() {
-            r.push(self.task);
-        }
+        self.ready.push(self.task);
     }
 }
 
@@ -166,14 +191,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 /// Runs this core's tasks.
 pub struct Executor<T> {
     tasks: Slab<BoxFuture<T>>,
-    ready: Arc<Mutex<Vec<Key>>>,
+    ready: Arc<Ready>,
 }
 
 impl<T> Default for Executor<T> {
     fn default() -> Self {
         Executor {
             tasks: Slab::default(),
-            ready: Arc::new(Mutex::new(Vec::new())),
+            ready: Arc::default(),
         }
     }
 }
@@ -182,9 +207,7 @@ impl<T> Executor<T> {
     /// Starts `fut`; it is first polled by the next [`Executor::run`].
     pub fn spawn(&mut self, fut: impl Future<Output = T> + 'static) -> Key {
         let key = self.tasks.insert(Box::pin(fut));
-        if let Ok(mut r) = self.ready.lock() {
-            r.push(key);
-        }
+        self.ready.push(key);
         key
     }
 
@@ -195,17 +218,14 @@ impl<T> Executor<T> {
 
     /// True when some task was woken.
     pub fn has_ready(&self) -> bool {
-        self.ready.lock().map(|r| !r.is_empty()).unwrap_or(false)
+        self.ready.any.load(Ordering::Acquire)
     }
 
     /// Polls every woken task; returns the outputs of those that finished.
     pub fn run(&mut self) -> Vec<(Key, T)> {
         let mut done = Vec::new();
         loop {
-            let batch = match self.ready.lock() {
-                Ok(mut r) => std::mem::take(&mut *r),
-                Err(_) => return done,
-            };
+            let batch = self.ready.take();
             if batch.is_empty() {
                 return done;
             }
