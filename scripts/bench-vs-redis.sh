@@ -7,7 +7,8 @@
 # For SET and GET at -P 1 and -P 16 with 50 clients it alternates A/B runs
 # for ROUNDS rounds and reports, per server, the median over rounds of:
 # ops/s, p50/p99 latency (redis-benchmark --csv) and the server's CPU time
-# per operation (utime+stime from /proc/PID/stat, before/after each run),
+# per operation (its threads' run time from /proc/PID/task/*/schedstat,
+# before/after each run),
 # then the slotd/redis ratios. The markdown table goes to
 # bench/results/vs-redis-<date>.md and bench/results/latest.md.
 #
@@ -140,15 +141,27 @@ start_server() {
     fi
 }
 
-# cpu_ticks PID: utime+stime of the whole process (all threads).
-cpu_ticks() {
-    local stat
+# cpu_ns PID: CPU time of the whole process (all threads), in ns: the sum
+# of each thread's run time from /proc/PID/task/*/schedstat (the scheduler's
+# exact figure); where schedstat is missing, utime+stime from /proc/PID/stat
+# (CLK_TCK resolution).
+cpu_ns() {
+    local total=0 f t stat
+    for f in /proc/"$1"/task/*/schedstat; do
+        [ -r "$f" ] || continue
+        read -r t _ <"$f" || continue
+        total=$((total + t))
+    done
+    if [ "$total" -gt 0 ]; then
+        echo "$total"
+        return
+    fi
     stat="$(cat "/proc/$1/stat")"
     # Fields after the ")" of comm: state is field 3; utime=14, stime=15.
     stat="${stat##*) }"
     # shellcheck disable=SC2086
     set -- $stat
-    echo $((${12} + ${13}))
+    echo $(((${12} + ${13}) * 1000000000 / CLK_TCK))
 }
 
 SLOTD_ARGS=(--shards 1)
@@ -177,14 +190,14 @@ run_one() {
         echo "$srv (pid $pid) is not running" >&2
         exit 1
     }
-    before="$(cpu_ticks "$pid")"
+    before="$(cpu_ns "$pid")"
     if ! out="$(timeout 900 "${PIN_CLIENT[@]}" redis-benchmark -h 127.0.0.1 -p "$port" \
         -c "$CLIENTS" -n "$n" -P "$p" -r "$KEYSPACE" -t "$t" --csv </dev/null 2>&1)"; then
         echo "redis-benchmark failed against $srv ($t -P $p):" >&2
         echo "$out" >&2
         exit 1
     fi
-    after="$(cpu_ticks "$pid")"
+    after="$(cpu_ns "$pid")"
     line="$(echo "$out" | tr -d '\r' | grep -i "^\"${t}\"," | tail -1 || true)"
     if [ -z "$line" ] || echo "$out" | grep -qi 'error'; then
         echo "unexpected redis-benchmark output against $srv ($t -P $p):" >&2
@@ -192,8 +205,8 @@ run_one() {
         exit 1
     fi
     # "test","rps","avg","min","p50","p95","p99","max"
-    echo "$line" | tr -d '"' | awk -F, -v d=$((after - before)) -v tck="$CLK_TCK" -v n="$n" \
-        '{ printf "%s %s %s %.4f\n", $2, $5, $7, (d / tck) * 1e6 / n }'
+    echo "$line" | tr -d '"' | awk -F, -v d=$((after - before)) -v n="$n" \
+        '{ printf "%s %s %s %.4f\n", $2, $5, $7, d / 1e3 / n }'
 }
 
 log "warm-up (N/10 per server)"
@@ -240,7 +253,7 @@ CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | se
     echo "- both: \`--save \"\" --appendonly no\`, all threads pinned to CPU ${SERVER_CPU:-none}; redis-benchmark pinned to CPU ${CLIENT_CPU:-none}"
     echo "- redis-benchmark: \`-c $CLIENTS -n $N -r $KEYSPACE --csv\`, $ROUNDS rounds (A/B order alternating), medians shown"
     echo "- host: $NCPU CPUs, ${CPU_MODEL:-unknown CPU}, $(uname -sr)"
-    echo "- CPU/op: server utime+stime (/proc/PID/stat, CLK_TCK=$CLK_TCK) per request, in µs"
+    echo "- CPU/op: server CPU time per request, in µs: the sum of its threads' run time (/proc/PID/task/*/schedstat, ns)"
     echo
     echo "| test | -P | redis ops/s | slotd ops/s | slotd/redis ops | redis p50 ms | slotd p50 ms | redis p99 ms | slotd p99 ms | redis CPU µs/op | slotd CPU µs/op | slotd/redis CPU/op |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -337,12 +337,12 @@ impl Core {
         }
         self.arm_eventfd();
         loop {
-            self.now_ms = now_ms();
+            // One clock read a turn: commands, cron and the wait all use it.
+            let now = now_ms();
+            self.now_ms = now;
             self.reap();
             self.drain_inbox();
             self.turn();
-            let now = now_ms();
-            self.now_ms = now;
             if !self.waiters.is_empty() {
                 self.expire_waiters(now);
             }
@@ -446,11 +446,16 @@ impl Core {
             }
             // First take in every received buffer and prefetch what each
             // connection will look up, then run them: the lookups' cache
-            // misses overlap instead of following one another.
+            // misses overlap instead of following one another. (With a
+            // single receive there is nothing to overlap.)
+            let recvs = batch
+                .iter()
+                .filter(|&&(ud, _, _)| split_user_data(ud).0 == KIND_RECV)
+                .count();
             for &(ud, res, flags) in &batch {
                 let (kind, key) = split_user_data(ud);
                 if kind == KIND_RECV {
-                    self.ingest(key, res, flags);
+                    self.ingest(key, res, flags, recvs > 1);
                 }
             }
             for &(ud, res, flags) in &batch {
@@ -521,8 +526,9 @@ impl Core {
     }
 
     /// Copies a receive's bytes into the connection's buffer and hands
-    /// the ring buffer back; prefetches the first request's key.
-    fn ingest(&mut self, key: Key, res: i32, flags: u32) {
+    /// the ring buffer back; with `prefetch`, prefetches the first
+    /// request's key.
+    fn ingest(&mut self, key: Key, res: i32, flags: u32, prefetch: bool) {
         let bid = cqueue::buffer_select(flags);
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.conns.get_mut(key)) {
@@ -536,7 +542,7 @@ impl Core {
             self.bufring.recycle(bid);
         }
         if let Some(c) = self.conns.get(key) {
-            if res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
+            if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.settings.limits;
                 prefetch_request(
                     &self.engine,
