@@ -526,11 +526,20 @@ impl Config {
         let old = match std::fs::read(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(format!("ERR Rewriting config file: {}", io_error_text(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "ERR Rewriting config file: {}",
+                    crate::log::io_error_text(&e)
+                ))
+            }
         };
         let content = self.rewrite_content(&old);
-        write_atomically(path, content.as_bytes())
-            .map_err(|e| format!("ERR Rewriting config file: {}", io_error_text(&e)))
+        write_atomically(path, content.as_bytes()).map_err(|e| {
+            format!(
+                "ERR Rewriting config file: {}",
+                crate::log::io_error_text(&e)
+            )
+        })
     }
 
     /// The new file content for `CONFIG REWRITE`, given the old content.
@@ -761,7 +770,7 @@ fn read_config_file(path: &str) -> Result<String, String> {
             format!(
                 "Fatal error, can't open config file '{}': {}",
                 path,
-                io_error_text(&e)
+                crate::log::io_error_text(&e)
             )
         })
 }
@@ -1249,15 +1258,6 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// `strerror`-like text of an I/O error (without Rust's " (os error N)").
-fn io_error_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 #[cfg(test)]

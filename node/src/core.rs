@@ -476,6 +476,12 @@ impl Core {
             self.arm_accept(idx);
         }
         if res < 0 {
+            if !self.stopping && res != -libc::EAGAIN && res != -libc::EINTR {
+                crate::log::warning(format_args!(
+                    "Accepting client connection: accept: {}",
+                    crate::log::io_error_text(&std::io::Error::from_raw_os_error(-res))
+                ));
+            }
             return;
         }
         let fd = res;

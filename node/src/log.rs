@@ -212,7 +212,7 @@ fn write_line(bytes: &[u8]) {
 }
 
 /// `strerror`-like text of an I/O error (without Rust's " (os error N)").
-fn io_error_text(e: &std::io::Error) -> String {
+pub fn io_error_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),

@@ -116,7 +116,7 @@ fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String>
         let cpus = allowed_cpus();
         match &host {
             Ok(h) => {
-                for line in tuning::startup_checks(h, &cpus) {
+                for line in tuning::startup_checks(h, &cpus, cfg.tcp_backlog() as u64) {
                     log::warning(format_args!("{line}"));
                 }
             }
@@ -128,7 +128,7 @@ fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String>
     let profile = tuning::load_profile(std::path::Path::new(&path)).map_err(refuse)?;
     let host = host.map_err(refuse)?;
     profile.check_matches(&host).map_err(refuse)?;
-    for line in tuning::startup_checks(&host, profile.shard_cpus()) {
+    for line in tuning::startup_checks(&host, profile.shard_cpus(), cfg.tcp_backlog() as u64) {
         log::warning(format_args!("{line}"));
     }
     let cpus = profile.shard_cpus().to_vec();
@@ -174,6 +174,78 @@ fn bind_memory(node: usize, strict: bool) {
     }
 }
 
+/// Descriptors Redis keeps aside from `maxclients` (CONFIG_MIN_RESERVED_FDS).
+const MIN_RESERVED_FDS: u64 = 32;
+
+/// Raises the open files limit to what `maxclients` clients plus `reserved`
+/// other descriptors need, as Redis does at start, with its log lines.
+/// Returns the maxclients the limit allows (lower when it could not be
+/// raised enough); exits when not even the reserve fits.
+pub fn adjust_open_files_limit(maxclients: u32, reserved: u64) -> u32 {
+    let maxfiles = maxclients as u64 + reserved;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == -1 {
+        log::warning(format_args!(
+            "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.",
+            log::io_error_text(&std::io::Error::last_os_error())
+        ));
+        return 1024u64.saturating_sub(reserved).max(1) as u32;
+    }
+    let old = lim.rlim_cur;
+    if old >= maxfiles {
+        return maxclients;
+    }
+    // Try `maxfiles`, then less: at most the hard limit, which only a
+    // privileged process can raise.
+    let mut best = maxfiles;
+    let mut error = None;
+    while best > old {
+        let want = libc::rlimit {
+            rlim_cur: best,
+            rlim_max: best.max(lim.rlim_max),
+        };
+        // SAFETY: setrlimit reads the rlimit we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            break;
+        }
+        error = Some(std::io::Error::last_os_error());
+        best = if best > lim.rlim_max {
+            lim.rlim_max
+        } else {
+            best.saturating_sub(16)
+        };
+    }
+    let best = best.max(old);
+    if best >= maxfiles {
+        log::notice(format_args!(
+            "Increased maximum number of open files to {maxfiles} (it was originally set to {old})."
+        ));
+        return maxclients;
+    }
+    if best <= reserved {
+        log::warning(format_args!(
+            "Your current 'ulimit -n' of {old} is not enough for the server to start. Please increase your open file limit to at least {maxfiles}. Exiting."
+        ));
+        std::process::exit(1);
+    }
+    let reduced = (best - reserved).min(u32::MAX as u64) as u32;
+    log::warning(format_args!(
+        "You requested maxclients of {maxclients} requiring at least {maxfiles} max file descriptors."
+    ));
+    log::warning(format_args!(
+        "Server can't set maximum open files to {maxfiles} because of OS error: {}.",
+        error.as_ref().map(log::io_error_text).unwrap_or_default()
+    ));
+    log::warning(format_args!(
+        "Current maximum open files is {best}. maxclients has been reduced to {reduced} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'."
+    ));
+    reduced
+}
+
 fn run_id() -> String {
     let mut bytes = [0u8; 20];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -193,7 +265,7 @@ fn main() {
         );
         return;
     }
-    let cfg = match config::Config::from_cli(&args) {
+    let mut cfg = match config::Config::from_cli(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -240,9 +312,20 @@ fn main() {
         std::process::exit(1);
     }
     let port = cfg.port();
-    let settings = settings_from(&cfg);
     let backlog = cfg.tcp_backlog() as i32;
     let binds = cfg.bind();
+    // Descriptors besides clients: Redis's 32, plus each core's ring,
+    // eventfd and listening sockets.
+    let reserved = MIN_RESERVED_FDS + (shards * (2 + binds.len())) as u64;
+    let maxclients = adjust_open_files_limit(cfg.maxclients(), reserved);
+    if maxclients != cfg.maxclients() {
+        let v = maxclients.to_string();
+        if let Err(e) = cfg.set(&[(b"maxclients".as_slice(), v.as_bytes())]) {
+            log::warning(format_args!("{e}"));
+            std::process::exit(1);
+        }
+    }
+    let settings = settings_from(&cfg);
     let shared = Arc::new(Shared {
         config_file: cfg.config_file().map(|p| p.display().to_string()),
         config: Mutex::new(cfg),
@@ -254,6 +337,7 @@ fn main() {
         run_id: run_id(),
         port,
         shards,
+        reserved_fds: reserved,
         executable: std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),

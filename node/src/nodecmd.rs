@@ -691,8 +691,20 @@ fn config(core: &mut Core, key: Key, args: Args) -> Next {
                 .step_by(2)
                 .map(|i| (args.get(i), args.get(i + 1)))
                 .collect();
+            let reserved = core.shared.reserved_fds;
             let result = match core.shared.config.lock() {
-                Ok(mut c) => c.set(&pairs).map(|_| crate::settings_from(&c)),
+                Ok(mut c) => {
+                    let before = c.clone();
+                    let r = c.set(&pairs).and_then(|_| {
+                        raise_files_limit(c.maxclients(), before.maxclients(), reserved)?;
+                        Ok(crate::settings_from(&c))
+                    });
+                    if r.is_err() {
+                        // A failed CONFIG SET changes nothing.
+                        *c = before;
+                    }
+                    r
+                }
                 Err(_) => Err("ERR config unavailable".to_string()),
             };
             match result {
@@ -784,4 +796,20 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
             ok(core, key, Reply::Error(e.into()))
         }
     }
+}
+
+/// After CONFIG SET raised `maxclients` from `before` to `wanted`, raises
+/// the open files limit to match, as Redis does; fails with Redis's error
+/// when the system refuses.
+fn raise_files_limit(wanted: u32, before: u32, reserved: u64) -> Result<(), String> {
+    if wanted <= before {
+        return Ok(());
+    }
+    let allowed = crate::adjust_open_files_limit(wanted, reserved);
+    if allowed >= wanted {
+        return Ok(());
+    }
+    Err(format!(
+        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with {allowed}"
+    ))
 }

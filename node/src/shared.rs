@@ -30,6 +30,9 @@ pub struct Shared {
     pub run_id: String,
     pub port: u16,
     pub shards: usize,
+    /// Descriptors kept aside from clients when sizing the open files
+    /// limit for `maxclients`.
+    pub reserved_fds: u64,
     pub config_file: Option<String>,
     pub executable: String,
     /// Unix time of the last save (LASTSAVE); slotd has no persistence yet.

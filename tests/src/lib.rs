@@ -89,6 +89,12 @@ impl Server {
     /// Starts slotd with the standard options (`--port P --bind 127.0.0.1
     /// --save "" --appendonly no`) followed by `args`.
     pub fn slotd(args: &[&str]) -> Server {
+        Server::slotd_limited(None, args)
+    }
+
+    /// Like [`Server::slotd`], with the open files limit (soft and hard)
+    /// set to `nofile` first, through util-linux's `prlimit`.
+    pub fn slotd_limited(nofile: Option<u64>, args: &[&str]) -> Server {
         let bin = slotd_bin();
         if bin.components().count() > 1 && !bin.exists() {
             panic!(
@@ -109,15 +115,15 @@ impl Server {
             extra.push(args[i]);
             i += 1;
         }
-        Server::start("slotd", &bin, &extra)
+        Server::start("slotd", &bin, nofile, &extra)
     }
 
     /// Starts the stock redis-server with `--save "" --appendonly no` and `args`.
     pub fn redis(args: &[&str]) -> Server {
-        Server::start("redis", &redis_bin(), args)
+        Server::start("redis", &redis_bin(), None, args)
     }
 
-    fn start(name: &str, bin: &Path, args: &[&str]) -> Server {
+    fn start(name: &str, bin: &Path, nofile: Option<u64>, args: &[&str]) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -132,7 +138,14 @@ impl Server {
             let log = std::fs::File::create(&log_path).expect("create server log file");
             let log2 = log.try_clone().expect("clone log file handle");
             let port_s = port.to_string();
-            let mut cmd = Command::new(bin);
+            let mut cmd = match nofile {
+                Some(n) => {
+                    let mut c = Command::new("prlimit");
+                    c.arg(format!("--nofile={n}:{n}")).arg(bin);
+                    c
+                }
+                None => Command::new(bin),
+            };
             cmd.args(["--port", &port_s, "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(args)

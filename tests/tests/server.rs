@@ -212,6 +212,51 @@ fn bad_config_stops_the_start() {
 }
 
 #[test]
+fn a_low_open_files_limit_lowers_maxclients_as_redis_does() {
+    let srv = Server::slotd_limited(Some(200), &["--shards", "2"]);
+    let got = srv.cli(&["config", "get", "maxclients"]);
+    let maxclients: usize = got
+        .lines()
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("CONFIG GET maxclients: {got:?}"));
+    // Redis keeps 32 descriptors aside; slotd also one ring, one eventfd
+    // and one listener per core.
+    assert!((100..=168).contains(&maxclients), "{maxclients}");
+    let log = srv.log();
+    assert!(
+        log.contains("You requested maxclients of 10000 requiring at least"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "Current maximum open files is 200. maxclients has been reduced to {maxclients} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'."
+        )),
+        "{log}"
+    );
+    // Raising it beyond what the limit allows fails and changes nothing.
+    let err = srv.cli(&["config", "set", "maxclients", "100000", "hz", "20"]);
+    assert!(
+        err.starts_with(&format!("ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with {maxclients}")),
+        "{err}"
+    );
+    assert_eq!(srv.cli(&["config", "get", "hz"]), "hz\n10\n");
+    assert_eq!(srv.cli(&["config", "get", "maxclients"]), got);
+    // Clients up to the limit are served, the next one is turned away.
+    let mut conns = Vec::new();
+    for _ in 0..maxclients {
+        let mut c = srv.raw();
+        assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
+        conns.push(c);
+    }
+    let mut extra = srv.raw();
+    assert_eq!(
+        text(extra.read_reply().unwrap()),
+        "-ERR max number of clients reached\r\n"
+    );
+}
+
+#[test]
 fn shutdown_command_stops_the_server() {
     let mut s = Server::slotd(&["--shards", "2"]);
     let mut c = s.raw();

@@ -26,7 +26,7 @@
 //! let profile = tuning::load_profile(Path::new("profile.toml"))?;
 //! let host = tuning::read_host(Path::new("/"))?;
 //! profile.check_matches(&host)?;
-//! for line in tuning::startup_checks(&host, profile.shard_cpus()) {
+//! for line in tuning::startup_checks(&host, profile.shard_cpus(), 511) {
 //!     eprintln!("{line}");
 //! }
 //! let _bus = profile.bus_cpu();
@@ -72,16 +72,20 @@ pub fn read_host(root: &Path) -> Result<Host, TuneError> {
     host::read(root)
 }
 
-/// Warning lines for running shards on `shard_cpus` on `host`, empty when
-/// all is well; the server logs them at startup.
+/// Warning lines for running shards on `shard_cpus` on `host` with a
+/// listen backlog of `tcp_backlog`, empty when all is well; the server logs
+/// them at startup.
 ///
-/// Uses Redis's defaults (`tcp-backlog` 511, `maxclients` 10000) and this
-/// process's `RLIMIT_NOFILE`; [`startup_checks_with`] takes them as
-/// parameters. The Redis checks keep Redis 7.0's exact wording:
-/// open files (RLIMIT_NOFILE below maxclients + 32), TCP backlog above
-/// `somaxconn`, `vm.overcommit_memory` not 1, THP `always`. slotd's own:
-/// a shard CPU that is not online, NIC IRQs whose affinity includes shard
-/// CPUs, a shard CPU on a NUMA node other than the NIC's.
-pub fn startup_checks(host: &Host, shard_cpus: &[usize]) -> Vec<String> {
-    startup_checks_with(host, shard_cpus, &CheckParams::for_this_process())
+/// The Redis checks keep Redis 7.0's exact wording: TCP backlog above
+/// `somaxconn`, `vm.overcommit_memory` not 1, THP `always`. slotd's own: a
+/// shard CPU that is not online, NIC IRQs whose affinity includes shard
+/// CPUs, a shard CPU on a NUMA node other than the NIC's. The open-files
+/// check is left out: the server raises its limit itself and logs Redis's
+/// lines as it does ([`startup_checks_with`] has it, for `slotd-tune check`).
+pub fn startup_checks(host: &Host, shard_cpus: &[usize], tcp_backlog: u64) -> Vec<String> {
+    let p = CheckParams {
+        tcp_backlog,
+        ..CheckParams::default()
+    };
+    startup_checks_with(host, shard_cpus, &p)
 }

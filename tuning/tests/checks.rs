@@ -163,7 +163,11 @@ fn planned_irqs_do_not_warn() {
     let host = read_host(&fx.root).expect("reads");
     let node1: Vec<usize> = p.shard_cpus().iter().copied().take(3).collect();
     assert!(startup_checks_with(&host, &node1, &params()).is_empty());
-    // The default-parameter entry point runs (its open-files result depends
-    // on this process's limit).
-    let _ = startup_checks(&host, &node1);
+    // The server's entry point leaves the open-files check to the server.
+    let low_limit = CheckParams {
+        open_files_limit: Some(64),
+        ..params()
+    };
+    assert!(!startup_checks_with(&host, &node1, &low_limit).is_empty());
+    assert!(startup_checks(&host, &node1, params().tcp_backlog).is_empty());
 }
