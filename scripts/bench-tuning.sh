@@ -8,7 +8,7 @@
 # writes a profile for this host; slotd pins its shard cores as it says and
 # redis-benchmark runs on the profile's housekeeping (bus) CPU, away from
 # the shard cores. Alternates A/B runs for ROUNDS rounds and prints ops/s
-# and server CPU time per operation (utime+stime from /proc/PID/stat) for
+# and server CPU time per operation (threads' run time from schedstat) for
 # SET and GET at -P 1 and -P 16, and writes bench/results/tuning-latest.md.
 #
 # Environment: ROUNDS=3 N=200000 CLIENTS=50 PORT=7291 OUT_DIR=bench/results
@@ -52,15 +52,23 @@ start() { # args: extra slotd args...
     exit 1
 }
 stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
-cpu_ticks() { set -- $(cut -d' ' -f14,15 "/proc/$PID/stat"); echo $(($1 + $2)); }
+# CPU time of slotd in ns: its threads' run time (as bench-vs-redis.sh).
+cpu_ns() {
+    local total=0 f t
+    for f in /proc/"$PID"/task/*/schedstat; do
+        read -r t _ <"$f" 2>/dev/null || continue
+        total=$((total + t))
+    done
+    echo "$total"
+}
 
 run() { # placement test pipeline client_cpu
     local t0 t1 out rps
-    t0=$(cpu_ticks)
+    t0=$(cpu_ns)
     out=$(taskset -c "$4" redis-benchmark -p "$PORT" -c "$CLIENTS" -n "$N" -P "$3" -r 100000 -t "$2" --csv 2>/dev/null | tail -1)
-    t1=$(cpu_ticks)
+    t1=$(cpu_ns)
     rps=$(echo "$out" | cut -d, -f2 | tr -d '"')
-    echo "$1 $2 $3 $rps $(echo "scale=4; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $N" | bc)" >>"$WORK/runs"
+    echo "$1 $2 $3 $rps $(echo "scale=4; ($t1 - $t0) / 1000 / $N" | bc)" >>"$WORK/runs"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
