@@ -184,12 +184,12 @@ impl Core {
             .or_else(|_| IoUring::new(4096))?;
         let bufring =
             crate::bufring::BufRing::new(&ring.submitter(), 0, RECV_BUFS, RECV_BUF_BYTES)?;
-        // A sparse table for connections' sockets; smaller if the file
-        // limit refuses this size, none if the kernel has no such table.
         let (enter_fd, enter_flags) = match register_ring_fd(ring.as_raw_fd()) {
             Some(i) => (i, ENTER_REGISTERED_RING),
             None => (ring.as_raw_fd(), 0),
         };
+        // A sparse table for connections' sockets; smaller if the file
+        // limit refuses this size, none if the kernel has no such table.
         let mut fixed_files = FIXED_FILES_MAX;
         while fixed_files > 0 && ring.submitter().register_files_sparse(fixed_files).is_err() {
             fixed_files /= 4;
@@ -365,9 +365,10 @@ impl Core {
             let ts = types::Timespec::new()
                 .sec((wait_ms / 1000) as u64)
                 .nsec(((wait_ms % 1000) * 1_000_000) as u32);
-            // Wake on the first completion. (Gathering completions with
-            // io_uring's min-wait was measured: 3% less CPU per request at
-            // -P 1 but 10% more at -P 16, and higher latency; not kept.)
+            // Wake on the first completion. (Measured and not kept: io_uring's
+            // min-wait, waiting for the sends' completions plus one, and a
+            // short busy poll before sleeping all cost more CPU per request
+            // at -P 1, or at -P 16, or added latency.)
             self.enter(1, Some(&ts));
             self.mesh.woke(self.id);
         }
@@ -1339,7 +1340,9 @@ const ENTER_EXT_ARG: u32 = 8;
 const ENTER_REGISTERED_RING: u32 = 16;
 
 /// Registers `ring_fd` with its own ring (IORING_REGISTER_RING_FDS, Linux
-/// 5.18); returns the index to enter with, or None where unsupported.
+/// 5.18); returns the index to enter with, or None where unsupported. The
+/// index is valid only on the calling thread: `Core::new` runs on the
+/// core's own thread.
 fn register_ring_fd(ring_fd: i32) -> Option<i32> {
     const IORING_REGISTER_RING_FDS: libc::c_long = 20;
     // struct io_uring_rsrc_update { u32 offset; u32 resv; u64 data; }
