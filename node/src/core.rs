@@ -250,7 +250,7 @@ impl Core {
         // nothing is in flight for them.
         unsafe {
             while self.ring.submission().push(&e).is_err() {
-                self.enter(0, None);
+                self.enter(None, None);
             }
         }
     }
@@ -353,9 +353,13 @@ impl Core {
             if self.stopping && self.conns.len() == 0 {
                 return;
             }
+            // Work in hand, or entries to submit (the sends of this turn,
+            // which complete as they are submitted): submit, collect what
+            // is done, and come back without sleeping. Only an idle core
+            // marks itself asleep, so a turn costs no barrier.
             let busy = !self.resume.is_empty() || self.exec.has_ready();
-            if busy || !self.mesh.prepare_sleep(self.id) {
-                self.enter(0, None);
+            if busy || !self.ring.submission().is_empty() || !self.mesh.prepare_sleep(self.id) {
+                self.enter(Some(0), None);
                 continue;
             }
             let mut wait_ms = (self.next_cron_ms - now).clamp(0, 1000);
@@ -369,17 +373,18 @@ impl Core {
             // min-wait, waiting for the sends' completions plus one, and a
             // short busy poll before sleeping all cost more CPU per request
             // at -P 1, or at -P 16, or added latency.)
-            self.enter(1, Some(&ts));
+            self.enter(Some(1), Some(&ts));
             self.mesh.woke(self.id);
         }
     }
 
-    /// Submits queued entries; with `want` > 0 also runs completions and
-    /// waits for `want` of them, or until `timeout`.
-    fn enter(&mut self, want: u32, timeout: Option<&types::Timespec>) {
+    /// Submits queued entries; with `want` also posts finished work's
+    /// completions and waits until there are `want` of them, or until
+    /// `timeout`.
+    fn enter(&mut self, want: Option<u32>, timeout: Option<&types::Timespec>) {
         let to_submit = self.ring.submission().len() as u32;
         let mut flags = self.enter_flags;
-        if want > 0 {
+        if want.is_some() {
             flags |= ENTER_GETEVENTS;
         }
         let args = timeout.map(|ts| types::SubmitArgs::new().timespec(ts));
@@ -402,7 +407,7 @@ impl Core {
                 libc::SYS_io_uring_enter,
                 self.enter_fd,
                 to_submit,
-                want,
+                want.unwrap_or(0),
                 flags,
                 argp,
                 argsz,

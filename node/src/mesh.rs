@@ -198,9 +198,15 @@ impl Mesh {
         }
     }
 
-    /// Takes the next message for `core`.
+    /// Takes the next message for `core`. An empty inbox is seen with
+    /// plain loads (a pop would fence); a message missed by a stale look
+    /// is found by `prepare_sleep` before the core sleeps.
     pub fn recv(&self, core: usize) -> Option<Msg> {
-        self.inboxes[core].queue.pop()
+        let queue = &self.inboxes[core].queue;
+        if queue.is_empty() {
+            return None;
+        }
+        queue.pop()
     }
 
     /// Marks `core` as about to sleep; returns false if messages arrived
@@ -215,8 +221,10 @@ impl Mesh {
         true
     }
 
-    /// Marks `core` awake.
+    /// Marks `core` awake. No barrier: the flag only spares senders the
+    /// eventfd write, and a sender that still sees it set wakes the core
+    /// once more, which is harmless.
     pub fn woke(&self, core: usize) {
-        self.inboxes[core].sleeping.store(false, Ordering::SeqCst);
+        self.inboxes[core].sleeping.store(false, Ordering::Relaxed);
     }
 }
