@@ -162,7 +162,9 @@ impl Ready {
     }
 
     fn take(&self) -> Vec<Key> {
-        if !self.any.swap(false, Ordering::AcqRel) {
+        // Look before swapping: most turns find nothing, and a plain load
+        // costs no barrier.
+        if !self.any.load(Ordering::Acquire) || !self.any.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
         self.keys
