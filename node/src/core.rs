@@ -32,6 +32,7 @@ const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_EVENTFD: u64 = 4;
+const KIND_CRON: u64 = 5;
 /// Receive buffers per core, and their size: the kernel copies incoming
 /// bytes into one of these, the core appends them to the connection's
 /// buffer and hands the buffer back at once.
@@ -148,7 +149,9 @@ pub struct Core {
     /// Per-command calls, usec: for INFO commandstats.
     pub cmdstats: HashMap<&'static str, (u64, u64)>,
     eventfd_buf: Box<u64>,
-    next_cron_ms: i64,
+    /// The cron timer's period, read by the kernel when the timer is
+    /// submitted.
+    cron_ts: Box<types::Timespec>,
     /// Unix ms, read once per loop turn and per receive batch.
     pub now_ms: i64,
     cmd_serial: u64,
@@ -231,7 +234,7 @@ impl Core {
             stats: CoreStats::default(),
             cmdstats: HashMap::new(),
             eventfd_buf: Box::new(0),
-            next_cron_ms: 0,
+            cron_ts: Box::new(types::Timespec::new()),
             now_ms: now_ms(),
             cmd_serial: 0,
             cqes: Vec::with_capacity(256),
@@ -274,6 +277,17 @@ impl Core {
         let e = opcode::Read::new(types::Fd(fd), ptr, 8)
             .build()
             .user_data(user_data(KIND_EVENTFD, Key { index: 0, gen: 0 }));
+        self.push_sqe(e);
+    }
+
+    /// Arms the cron timer: a timeout entry that completes after one
+    /// period (`hz`), so a sleeping core needs no timeout of its own.
+    fn arm_cron(&mut self) {
+        let ms = 1000 / self.settings.hz.clamp(1, 500) as u64;
+        *self.cron_ts = types::Timespec::new().nsec((ms * 1_000_000) as u32);
+        let e = opcode::Timeout::new(&*self.cron_ts)
+            .build()
+            .user_data(user_data(KIND_CRON, Key { index: 0, gen: 0 }));
         self.push_sqe(e);
     }
 
@@ -336,6 +350,7 @@ impl Core {
             self.arm_accept(i);
         }
         self.arm_eventfd();
+        self.arm_cron();
         loop {
             // One clock read a turn: commands, cron and the wait all use it.
             let now = now_ms();
@@ -345,10 +360,6 @@ impl Core {
             self.turn();
             if !self.waiters.is_empty() {
                 self.expire_waiters(now);
-            }
-            if now >= self.next_cron_ms {
-                self.cron(now);
-                self.next_cron_ms = now + 1000 / self.settings.hz.clamp(1, 500) as i64;
             }
             if self.stopping && self.conns.len() == 0 {
                 return;
@@ -362,18 +373,20 @@ impl Core {
                 self.enter(Some(0), None);
                 continue;
             }
-            let mut wait_ms = (self.next_cron_ms - now).clamp(0, 1000);
-            if let Some(d) = self.waiters.iter().filter_map(|w| w.deadline_ms).min() {
-                wait_ms = wait_ms.min((d - now).max(0));
-            }
-            let ts = types::Timespec::new()
-                .sec((wait_ms / 1000) as u64)
-                .nsec(((wait_ms % 1000) * 1_000_000) as u32);
+            // The cron timer wakes an idle core; only a blocked client's
+            // deadline needs a timeout on the wait.
+            let deadline = self.waiters.iter().filter_map(|w| w.deadline_ms).min();
+            let ts = deadline.map(|d| {
+                let wait_ms = (d - now).clamp(0, 1000);
+                types::Timespec::new()
+                    .sec((wait_ms / 1000) as u64)
+                    .nsec(((wait_ms % 1000) * 1_000_000) as u32)
+            });
             // Wake on the first completion. (Measured and not kept: io_uring's
             // min-wait, waiting for the sends' completions plus one, and a
             // short busy poll before sleeping all cost more CPU per request
             // at -P 1, or at -P 16, or added latency.)
-            self.enter(Some(1), Some(&ts));
+            self.enter(Some(1), ts.as_ref());
             self.mesh.woke(self.id);
         }
     }
@@ -471,6 +484,10 @@ impl Core {
                     KIND_RECV => self.on_recv(key, res, flags),
                     KIND_SEND => self.on_send(key, res),
                     KIND_EVENTFD => self.arm_eventfd(),
+                    KIND_CRON => {
+                        self.cron(self.now_ms);
+                        self.arm_cron();
+                    }
                     _ => {}
                 }
             }
