@@ -7,7 +7,7 @@
 //! are also listed in `volatile` so the active expiry cycle can sample them
 //! at random, as Redis samples its `expires` dictionary.
 
-use crate::dict::SlotDict;
+use crate::dict::{hash, SlotDict};
 use crate::slot::{slot_of, SLOTS};
 use crate::value::Value;
 
@@ -148,6 +148,14 @@ impl std::fmt::Debug for Key {
     }
 }
 
+/// A key's lookup worked out ahead of it: its slot and hash, between the
+/// two steps of a prefetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Ahead {
+    slot: u16,
+    hash: u64,
+}
+
 /// A database: per-slot dictionaries plus the list of keys with a TTL.
 #[derive(Default)]
 pub struct Db {
@@ -229,7 +237,27 @@ impl Db {
     /// Starts loading where `key` lives, ahead of a lookup (pipelines).
     pub fn prefetch(&self, key: &[u8]) {
         if let Some(d) = self.dicts.get(slot_of(key) as usize) {
-            d.prefetch(self.seed, key);
+            d.prefetch(hash(self.seed, key));
+        }
+    }
+
+    /// The first half of [`Db::prefetch`], for several keys at once: starts
+    /// loading `key`'s slot header (without waiting for it) and returns
+    /// what [`Db::prefetch_entry`] needs once the header has arrived.
+    pub fn prefetch_slot(&self, key: &[u8]) -> Option<Ahead> {
+        let slot = slot_of(key);
+        let d = self.dicts.get(slot as usize)?;
+        crate::dict::prefetch_read(d as *const SlotDict as *const u8);
+        Some(Ahead {
+            slot,
+            hash: hash(self.seed, key),
+        })
+    }
+
+    /// The second half: starts loading the entry itself.
+    pub fn prefetch_entry(&self, ahead: Ahead) {
+        if let Some(d) = self.dicts.get(ahead.slot as usize) {
+            d.prefetch(ahead.hash);
         }
     }
 

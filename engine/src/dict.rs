@@ -146,13 +146,14 @@ impl SlotDict {
             .filter_map(|s| s.as_ref().map(|(k, e)| (k, e)))
     }
 
-    /// Asks the CPU to start loading where `key` would be found, so a
-    /// lookup shortly after does not wait for memory.
-    pub fn prefetch(&self, seed: u64, key: &[u8]) {
+    /// Asks the CPU to start loading where the key with `hash` (see
+    /// [`hash`]) would be found, so a lookup shortly after does not wait
+    /// for memory.
+    pub fn prefetch(&self, hash: u64) {
         if self.len == 0 {
             return;
         }
-        let i = hash(seed, key) as usize & self.mask();
+        let i = hash as usize & self.mask();
         let p = self.slots.as_ptr().wrapping_add(i) as *const u8;
         // An entry spans two cache lines at most.
         prefetch_read(p);
@@ -178,7 +179,7 @@ impl SlotDict {
 
 /// A read prefetch hint; a no-op where the architecture has none here.
 #[inline(always)]
-fn prefetch_read(p: *const u8) {
+pub(crate) fn prefetch_read(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch never faults, whatever the address.
     unsafe {

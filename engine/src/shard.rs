@@ -1,7 +1,7 @@
 //! A shard: the keyspace one core owns, with its expiry, statistics, WATCH
 //! versions and write log. Everything here runs on the owning core only.
 
-use crate::db::{Db, Entry};
+use crate::db::{Ahead, Db, Entry};
 use crate::value::{EncodingLimits, Value};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
@@ -294,6 +294,19 @@ impl Shard {
     pub fn prefetch(&self, db: usize, key: &[u8]) {
         if let Some(d) = self.dbs.get(db) {
             d.prefetch(key);
+        }
+    }
+
+    /// [`Db::prefetch_slot`] in `db`: the first step of prefetching a
+    /// batch of keys, whose header misses then overlap.
+    pub fn prefetch_slot(&self, db: usize, key: &[u8]) -> Option<(usize, Ahead)> {
+        Some((db, self.dbs.get(db)?.prefetch_slot(key)?))
+    }
+
+    /// [`Db::prefetch_entry`]: the second step.
+    pub fn prefetch_entry(&self, (db, ahead): (usize, Ahead)) {
+        if let Some(d) = self.dbs.get(db) {
+            d.prefetch_entry(ahead);
         }
     }
 

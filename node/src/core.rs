@@ -159,6 +159,8 @@ pub struct Core {
     cqes: Vec<(u64, i32, u32)>,
     /// Reused spans for looking one request ahead.
     ahead_spans: Vec<(u32, u32)>,
+    /// Keys of this batch whose slot headers are being prefetched.
+    ahead: Vec<(usize, engine::db::Ahead)>,
     pub stopping: bool,
     /// Size of the ring's registered file table (0: none could be made).
     fixed_files: u32,
@@ -239,6 +241,7 @@ impl Core {
             cmd_serial: 0,
             cqes: Vec::with_capacity(256),
             ahead_spans: Vec::new(),
+            ahead: Vec::new(),
             stopping: false,
             fixed_files,
             enter_fd,
@@ -464,9 +467,10 @@ impl Core {
                 return;
             }
             // First take in every received buffer and prefetch what each
-            // connection will look up, then run them: the lookups' cache
-            // misses overlap instead of following one another. (With a
-            // single receive there is nothing to overlap.)
+            // connection will look up, in two steps (every key's slot
+            // header, then every key's entry), then run them: the lookups'
+            // cache misses overlap instead of following one another. (With
+            // a single receive there is nothing to overlap.)
             let recvs = batch
                 .iter()
                 .filter(|&&(ud, _, _)| split_user_data(ud).0 == KIND_RECV)
@@ -476,6 +480,9 @@ impl Core {
                 if kind == KIND_RECV {
                     self.ingest(key, res, flags, recvs > 1);
                 }
+            }
+            for ahead in self.ahead.drain(..) {
+                self.engine.prefetch_entry(ahead);
             }
             for &(ud, res, flags) in &batch {
                 let (kind, key) = split_user_data(ud);
@@ -555,8 +562,8 @@ impl Core {
     }
 
     /// Copies a receive's bytes into the connection's buffer and hands
-    /// the ring buffer back; with `prefetch`, prefetches the first
-    /// request's key.
+    /// the ring buffer back; with `prefetch`, starts prefetching the first
+    /// request's key (its slot header; `reap` then asks for the entry).
     fn ingest(&mut self, key: Key, res: i32, flags: u32, prefetch: bool) {
         let bid = cqueue::buffer_select(flags);
         if res > 0 {
@@ -573,13 +580,9 @@ impl Core {
         if let Some(c) = self.conns.get(key) {
             if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.settings.limits;
-                prefetch_request(
-                    &self.engine,
-                    &mut self.ahead_spans,
-                    &c.rbuf[c.rpos..],
-                    c.db,
-                    &limits,
-                );
+                if let Some(k) = first_key(&mut self.ahead_spans, &c.rbuf[c.rpos..], &limits) {
+                    self.ahead.extend(self.engine.prefetch_slot(c.db, k));
+                }
             }
         }
     }
@@ -749,13 +752,12 @@ impl Core {
                 Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
                 Ok(engine::resp::Parsed::Command { consumed, inline }) => {
                     need = 0;
-                    prefetch_request(
-                        &self.engine,
-                        &mut self.ahead_spans,
-                        &rbuf[pos + consumed..],
-                        db,
-                        &limits,
-                    );
+                    // Start loading the next pipelined command's entry.
+                    if let Some(k) =
+                        first_key(&mut self.ahead_spans, &rbuf[pos + consumed..], &limits)
+                    {
+                        self.engine.prefetch(db, k);
+                    }
                     let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                     let args = engine::Args::new(src, &spans);
                     match crate::dispatch::command(self, key, args) {
@@ -1333,26 +1335,24 @@ impl Core {
     }
 }
 
-/// If `rest` starts with a complete request, starts loading its first
-/// key's dictionary entry. On a large keyspace a lookup is a few cache
+/// If `rest` starts with a complete request, its first argument after the
+/// name: the key to prefetch. On a large keyspace a lookup is a few cache
 /// misses; prefetched, they overlap with other work (the command before it
 /// in a pipeline, or the other connections of the same turn).
-fn prefetch_request(
-    engine: &engine::Shard,
+fn first_key<'a>(
     spans: &mut Vec<(u32, u32)>,
-    rest: &[u8],
-    db: usize,
+    rest: &'a [u8],
     limits: &engine::resp::Limits,
-) {
+) -> Option<&'a [u8]> {
     if rest.first() != Some(&b'*') {
-        return;
+        return None;
     }
-    if let Ok(engine::resp::Parsed::Command { inline: false, .. }) =
-        engine::resp::parse(rest, limits, spans, &mut Vec::new())
-    {
-        if let Some(&(s, e)) = spans.get(1) {
-            engine.prefetch(db, &rest[s as usize..e as usize]);
+    match engine::resp::parse(rest, limits, spans, &mut Vec::new()) {
+        Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
+            let &(s, e) = spans.get(1)?;
+            rest.get(s as usize..e as usize)
         }
+        _ => None,
     }
 }
 
