@@ -61,7 +61,9 @@ pub struct Conn {
     pub close_after_flush: bool,
     /// Shutting down: waiting for in-flight operations to finish.
     pub closing: bool,
-    pub last_cmd: &'static str,
+    /// The last command run (CLIENT LIST's `cmd`); also where the next
+    /// command's name is looked up first, as clients tend to repeat one.
+    pub last_cmd: Option<&'static engine::cmd::Spec>,
     /// Scratch for the parser, kept to avoid allocating per request.
     pub spans: Vec<(u32, u32)>,
     pub scratch: Vec<u8>,
@@ -100,7 +102,7 @@ impl Conn {
             wait: Wait::No,
             close_after_flush: false,
             closing: false,
-            last_cmd: "NULL",
+            last_cmd: None,
             spans: Vec::new(),
             scratch: Vec::new(),
         }
@@ -155,7 +157,7 @@ impl Conn {
             self.rbuf.len(),
             self.out.len() + self.sending.len(),
             self.rbuf.capacity() + self.out.capacity() + self.sending.capacity(),
-            self.last_cmd,
+            self.last_cmd.map_or("NULL", |s| s.name),
             if self.resp3 { 3 } else { 2 },
         )
     }

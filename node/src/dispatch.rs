@@ -49,8 +49,12 @@ pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
     if spec.has(flags::ALL_SHARDS) {
         return Ok(Route::All);
     }
-    // The common case, one key at position 1, without allocating.
+    // The common case, one key at position 1, without allocating (nor
+    // hashing, when there is one core).
     if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
+        if cores == 1 {
+            return Ok(Route::One(0));
+        }
         let slot = engine::slot::slot_of(args.get(1));
         return Ok(Route::One(engine::slot::core_of(slot, cores)));
     }
@@ -119,14 +123,18 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
     let Some(conn) = core.conns.get_mut(key) else {
         return Next::Wait;
     };
-    let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
+    let name = args.get(0);
+    let last = conn
+        .last_cmd
+        .filter(|s| s.name.len() == name.len() && s.name.as_bytes().eq_ignore_ascii_case(name));
+    let Some(spec) = last.or_else(|| engine::cmd::registry().lookup(name)) else {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
         let e = error::unknown_command(args.get(0), args.iter_from(1));
         return answer(core, key, Reply::Error(e.into()));
     };
-    conn.last_cmd = spec.name;
+    conn.last_cmd = Some(spec);
     if !conn.authed && !spec.has(flags::NO_AUTH) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
