@@ -406,10 +406,10 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::value::StrData;
 
     fn s(v: &str) -> Value {
-        Value::Str(Bytes::copy_from_slice(v.as_bytes()))
+        Value::Str(StrData::copy_from_slice(v.as_bytes()))
     }
 
     #[test]

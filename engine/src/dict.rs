@@ -192,13 +192,13 @@ pub(crate) fn prefetch_read(p: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::StrData;
     use crate::value::Value;
-    use bytes::Bytes;
     use rand::{Rng, SeedableRng};
     use std::collections::HashMap;
 
     fn entry(v: u64) -> Entry {
-        Entry::new(Value::Str(Bytes::from(v.to_string())), 0)
+        Entry::new(Value::Str(StrData::from(v.to_string().into_bytes())), 0)
     }
 
     /// Random inserts and removes agree with std's map at every step.
@@ -223,7 +223,10 @@ mod tests {
                     d.invariants(seed);
                     for (k, v) in &model {
                         let e = d.get(seed, k).expect("present");
-                        assert_eq!(e.value, Value::Str(Bytes::from(v.to_string())));
+                        assert_eq!(
+                            e.value,
+                            Value::Str(StrData::from(v.to_string().into_bytes()))
+                        );
                     }
                 }
             }

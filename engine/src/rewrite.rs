@@ -23,7 +23,7 @@ pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<
     match value {
         Value::Str(s) => {
             let mut c = cmd("SET", key);
-            c.push(s.clone());
+            c.push(s.to_bytes());
             out.push(c);
         }
         Value::List(l) => {

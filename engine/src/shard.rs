@@ -326,7 +326,12 @@ mod tests {
         s.enable_log();
         for i in 0..1000 {
             let k = format!("k{i}");
-            s.set(0, k.as_bytes(), Value::Str(Bytes::from_static(b"v")), 0);
+            s.set(
+                0,
+                k.as_bytes(),
+                Value::Str(crate::value::StrData::copy_from_slice(b"v")),
+                0,
+            );
             s.dbs[0].set_expire(k.as_bytes(), Some(if i < 500 { 100 } else { 10_000 }));
         }
         assert!(s.lookup(0, b"k1", 50).is_some());

@@ -8,8 +8,8 @@ use crate::error;
 use crate::ldouble;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
-use crate::value::Value;
-use bytes::{Bytes, BytesMut};
+use crate::value::{StrData, Value};
+use bytes::Bytes;
 
 /// The string family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -135,23 +135,9 @@ pub fn read_str(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Bytes>, Reply> {
     match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
         None => Ok(None),
         Some(e) => match &e.value {
-            Value::Str(s) => Ok(Some(s.clone())),
+            Value::Str(s) => Ok(Some(s.to_bytes())),
             _ => Err(Reply::err(error::WRONGTYPE)),
         },
-    }
-}
-
-/// Takes the string out of `s` for in-place modification: no copy when
-/// nobody else holds it (e.g. a reply still being written), a copy with
-/// room for `want` bytes otherwise. Put it back with `freeze`.
-fn take_mut(s: &mut Bytes, want: usize) -> BytesMut {
-    match std::mem::take(s).try_into_mut() {
-        Ok(m) => m,
-        Err(b) => {
-            let mut m = BytesMut::with_capacity(want.max(b.len()));
-            m.extend_from_slice(&b);
-            m
-        }
     }
 }
 
@@ -159,7 +145,7 @@ fn take_mut(s: &mut Bytes, want: usize) -> BytesMut {
 /// missing key): Redis creates such strings raw, however short.
 fn insert_raw(ctx: &mut Ctx, key: &[u8], v: Vec<u8>, now_s: u32) {
     let db = ctx.db;
-    ctx.shard.dbs[db].insert(key, Value::Str(Bytes::from(v)), now_s);
+    ctx.shard.dbs[db].insert(key, Value::Str(StrData::from(v)), now_s);
     if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
         e.set_raw();
     }
@@ -183,7 +169,7 @@ fn get(ctx: &mut Ctx) -> Reply {
         None => Reply::Nil,
         Some(e) => match &e.value {
             Value::Str(s) if s.len() <= COPY_BYTES_MAX => Reply::Bulk(Bytes::copy_from_slice(s)),
-            Value::Str(s) => Reply::Bulk(s.clone()),
+            Value::Str(s) => Reply::Bulk(s.to_bytes()),
             _ => Reply::err(error::WRONGTYPE),
         },
     }
@@ -332,7 +318,7 @@ fn set_generic(
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(SetOutcome { done: false, old });
     }
-    let value = Value::Str(Bytes::copy_from_slice(val));
+    let value = Value::Str(StrData::copy_from_slice(val));
     let now_s = now_s(ctx);
     let db = &mut ctx.shard.dbs[ctx.db];
     match ttl {
@@ -445,7 +431,7 @@ fn getset(ctx: &mut Ctx) -> Reply {
     ctx.shard.set(
         ctx.db,
         key,
-        Value::Str(Bytes::copy_from_slice(val)),
+        Value::Str(StrData::copy_from_slice(val)),
         ctx.now_ms,
     );
     ctx.dirty(1);
@@ -533,7 +519,7 @@ fn mget(ctx: &mut Ctx) -> Reply {
     for key in args.iter_from(1) {
         out.push(match ctx.shard.lookup_read(ctx.db, key, ctx.now_ms) {
             Some(e) => match &e.value {
-                Value::Str(s) => Reply::Bulk(s.clone()),
+                Value::Str(s) => Reply::Bulk(s.to_bytes()),
                 _ => Reply::Nil,
             },
             None => Reply::Nil,
@@ -547,7 +533,7 @@ fn mset_all(ctx: &mut Ctx) {
     let args = ctx.args;
     let mut i = 1;
     while i + 1 < args.len() {
-        let v = Value::Str(Bytes::copy_from_slice(args.get(i + 1)));
+        let v = Value::Str(StrData::copy_from_slice(args.get(i + 1)));
         ctx.shard.set(ctx.db, args.get(i), v, ctx.now_ms);
         i += 2;
     }
@@ -620,11 +606,11 @@ fn incr_by(ctx: &mut Ctx, by: i64) -> Reply {
                 return Reply::err(error::OVERFLOW);
             };
             // The entry keeps its TTL, as Redis overwrites in place.
-            *s = Bytes::copy_from_slice(fmt_i64(n, &mut buf));
+            *s = StrData::copy_from_slice(fmt_i64(n, &mut buf));
             n
         }
         None => {
-            let v = Value::Str(Bytes::copy_from_slice(fmt_i64(by, &mut buf)));
+            let v = Value::Str(StrData::copy_from_slice(fmt_i64(by, &mut buf)));
             let now_s = now_s(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
             by
@@ -695,7 +681,7 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
     };
     let b = Bytes::from(v);
     let now_s = now_s(ctx);
-    ctx.shard.dbs[db].set_keep_ttl(key, Value::Str(b.clone()), now_s);
+    ctx.shard.dbs[db].set_keep_ttl(key, Value::Str(StrData::from(b.clone())), now_s);
     ctx.shard.touch(db, key);
     ctx.dirty(1);
     // The float's formatting may differ between versions: replay the value.
@@ -730,14 +716,14 @@ fn append(ctx: &mut Ctx) -> Reply {
                 return Reply::err(error::WRONGTYPE);
             };
             let total = tri!(check_len(s.len() as u64, val.len() as u64));
-            let mut m = take_mut(s, total);
+            let mut m = s.take_mut(total);
             m.extend_from_slice(val);
-            *s = m.freeze();
+            *s = StrData::from(m.freeze());
             e.set_raw();
             total
         }
         None => {
-            let v = Value::Str(Bytes::copy_from_slice(val));
+            let v = Value::Str(StrData::copy_from_slice(val));
             let now_s = now_s(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
             val.len()
@@ -819,13 +805,13 @@ fn setrange(ctx: &mut Ctx) -> Reply {
                 return Reply::Int(s.len() as i64);
             }
             let end = tri!(check_len(offset as u64, val.len() as u64));
-            let mut m = take_mut(s, end);
+            let mut m = s.take_mut(end);
             if m.len() < end {
                 m.resize(end, 0);
             }
             m[offset as usize..end].copy_from_slice(val);
             let len = m.len();
-            *s = m.freeze();
+            *s = StrData::from(m.freeze());
             e.set_raw();
             len
         }
@@ -857,7 +843,7 @@ fn lcs(ctx: &mut Ctx) -> Reply {
     for (i, s) in strs.iter_mut().enumerate() {
         if let Some(e) = ctx.shard.lookup_read(ctx.db, args.get(1 + i), ctx.now_ms) {
             match &e.value {
-                Value::Str(v) => *s = v.clone(),
+                Value::Str(v) => *s = v.to_bytes(),
                 _ => wrong = true,
             }
         }
@@ -1014,12 +1000,12 @@ fn setbit(ctx: &mut Ctx) -> Reply {
                 // Nothing changes: Redis 7.0 neither signals nor logs.
                 return Reply::Int(old as i64);
             }
-            let mut m = take_mut(s, byte + 1);
+            let mut m = s.take_mut(byte + 1);
             if grow {
                 m.resize(byte + 1, 0);
             }
             m[byte] = (m[byte] & !(1 << shift)) | (on << shift);
-            *s = m.freeze();
+            *s = StrData::from(m.freeze());
             old
         }
         None => {
@@ -1238,7 +1224,7 @@ fn bitop(ctx: &mut Ctx) -> Reply {
         }
     }
     ctx.shard
-        .set(db, dest, Value::Str(Bytes::from(res)), ctx.now_ms);
+        .set(db, dest, Value::Str(StrData::from(res)), ctx.now_ms);
     // Redis stores BITOP's result as a raw string, however short.
     if let Some(e) = ctx.shard.dbs[db].get_mut(dest) {
         e.set_raw();
@@ -1549,12 +1535,12 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
             };
-            let mut m = take_mut(s, need);
+            let mut m = s.take_mut(need);
             if m.len() < need {
                 m.resize(need, 0);
             }
             let replies = bf_run(&mut m, &ops);
-            *s = m.freeze();
+            *s = StrData::from(m.freeze());
             e.set_raw();
             replies
         }
