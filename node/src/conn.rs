@@ -30,6 +30,9 @@ pub struct Conn {
     pub laddr: String,
     pub created_ms: i64,
     pub last_ms: i64,
+    /// The cron period in which this client last sent something (see
+    /// `Core::active`).
+    pub active_in: u32,
     /// Received bytes; `rpos` is where the next request starts.
     pub rbuf: Vec<u8>,
     pub rpos: usize,
@@ -80,6 +83,7 @@ impl Conn {
             laddr,
             created_ms: now_ms,
             last_ms: now_ms,
+            active_in: 0,
             rbuf: Vec::with_capacity(16 * 1024),
             rpos: 0,
             need: 0,

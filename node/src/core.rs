@@ -33,6 +33,15 @@ const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_EVENTFD: u64 = 4;
 const KIND_CRON: u64 = 5;
+
+/// Sleep batching (see `Core::run`): at most one request waited for per
+/// this many clients active in the last cron period,
+const BATCH_CLIENTS_PER_WAIT: u64 = 4;
+/// and at most this many,
+const BATCH_MAX: u64 = 16;
+/// and no more than the last period's receive rate brings in half of
+/// this, the longest a batching core sleeps before it looks anyway.
+const BATCH_WAIT_NS: u64 = 200_000;
 /// Receive buffers per core, and their size: the kernel copies incoming
 /// bytes into one of these, the core appends them to the connection's
 /// buffer and hands the buffer back at once.
@@ -168,6 +177,17 @@ pub struct Core {
     /// with `ENTER_REGISTERED_RING` (no file lookup per call), else its fd.
     enter_fd: i32,
     enter_flags: u32,
+    /// Cron periods, numbered, for counting active clients.
+    period: u32,
+    /// This period's clients that sent something, receives, and the
+    /// command count when it began.
+    active: u64,
+    recvs: u64,
+    msgs: u64,
+    period_cmds_from: u64,
+    /// Requests to wait for when sleeping, from the last period's traffic
+    /// (1: wake on the first completion).
+    batch: u32,
 }
 
 impl Core {
@@ -246,6 +266,12 @@ impl Core {
             fixed_files,
             enter_fd,
             enter_flags,
+            period: 1,
+            active: 0,
+            recvs: 0,
+            msgs: 0,
+            period_cmds_from: 0,
+            batch: 1,
         })
     }
 
@@ -385,11 +411,28 @@ impl Core {
                     .sec((wait_ms / 1000) as u64)
                     .nsec(((wait_ms % 1000) * 1_000_000) as u32)
             });
-            // Wake on the first completion. (Measured and not kept: io_uring's
-            // min-wait, waiting for the sends' completions plus one, and a
-            // short busy poll before sleeping all cost more CPU per request
-            // at -P 1, or at -P 16, or added latency.)
-            self.enter(Some(1), ts.as_ref());
+            // A sleep and its wake-up cost about as much CPU as serving a
+            // request. With many active clients each sending one request
+            // at a time, a core sleeps until several requests are in
+            // (`batch_size`): with DEFER_TASKRUN the kernel wakes it only
+            // then, and the replies go out together, while the other
+            // clients keep their sender busy. A wait that times out means
+            // the load fell: then every completion wakes the core until
+            // the next cron period. Few clients, pipelines, or messages
+            // from other cores: wake on the first completion. (Measured
+            // and not kept: io_uring's min-wait, which wakes at the first
+            // completion and sleeps again, and a short busy poll before
+            // sleeping, which costs more CPU than the sleep it saves.)
+            let want = if ts.is_none() { self.batch } else { 1 };
+            if want > 1 {
+                let ts = types::Timespec::new().nsec(BATCH_WAIT_NS as u32);
+                self.enter(Some(want), Some(&ts));
+                if (self.ring.completion().len() as u32) < want {
+                    self.batch = 1;
+                }
+            } else {
+                self.enter(Some(1), ts.as_ref());
+            }
             self.mesh.woke(self.id);
         }
     }
@@ -609,6 +652,11 @@ impl Core {
             return;
         }
         c.last_ms = self.now_ms;
+        self.recvs += 1;
+        if c.active_in != self.period {
+            c.active_in = self.period;
+            self.active += 1;
+        }
         self.stats.net_input_bytes += res as u64;
         if c.rbuf.len() - c.rpos > self.settings.query_buf_max {
             crate::log::warning(format_args!(
@@ -1008,6 +1056,7 @@ impl Core {
     }
 
     fn cron(&mut self, now: i64) {
+        self.plan_batch();
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =
@@ -1038,6 +1087,25 @@ impl Core {
         }
     }
 
+    /// Closes a cron period: sets how many requests a sleep waits for
+    /// from the traffic it saw. Batching is for many clients each sending
+    /// one request at a time; pipelined traffic already brings many
+    /// requests per wake-up.
+    fn plan_batch(&mut self) {
+        // (CONFIG RESETSTAT may have zeroed the count meanwhile.)
+        let cmds = self
+            .stats
+            .total_commands_processed
+            .saturating_sub(self.period_cmds_from);
+        let period_ns = 1_000_000_000 / self.settings.hz.clamp(1, 500) as u64;
+        self.batch = batch_size(self.active, self.recvs, cmds, self.msgs, period_ns);
+        self.period = self.period.wrapping_add(1);
+        self.active = 0;
+        self.recvs = 0;
+        self.msgs = 0;
+        self.period_cmds_from = self.stats.total_commands_processed;
+    }
+
     /// Stops accepting and closes every connection.
     pub fn stop(&mut self) {
         self.stopping = true;
@@ -1063,6 +1131,7 @@ impl Core {
     }
 
     fn handle_msg(&mut self, msg: Msg) {
+        self.msgs += 1;
         match msg {
             Msg::Resp { id, resp } => self.rpc.complete(id, resp),
             Msg::Req { from, id, req } => {
@@ -1335,6 +1404,22 @@ impl Core {
     }
 }
 
+/// How many requests a sleeping core waits for, after a cron period of
+/// `period_ns` in which `active` clients sent `cmds` commands in `recvs`
+/// receives and other cores sent `msgs` messages (see `Core::plan_batch`).
+fn batch_size(active: u64, recvs: u64, cmds: u64, msgs: u64, period_ns: u64) -> u32 {
+    // Pipelines bring many requests per wake-up already; and a message
+    // from another core wakes a sleeping core only as one completion
+    // among those it waits for, so cores that talk do not batch.
+    if cmds > 2 * recvs || msgs * 16 > recvs {
+        return 1;
+    }
+    let in_half_wait = recvs * (BATCH_WAIT_NS / 2) / period_ns.max(1);
+    (active / BATCH_CLIENTS_PER_WAIT)
+        .min(in_half_wait)
+        .clamp(1, BATCH_MAX) as u32
+}
+
 /// If `rest` starts with a complete request, its first argument after the
 /// name: the key to prefetch. On a large keyspace a lookup is a few cache
 /// misses; prefetched, they overlap with other work (the command before it
@@ -1413,5 +1498,41 @@ fn peer_name(fd: i32, peer: bool) -> String {
             return "?:0".into();
         }
         crate::net::sockaddr_to_string(&ss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PERIOD_NS: u64 = 100_000_000;
+
+    #[test]
+    fn many_clients_one_request_each_batch_their_wakeups() {
+        // 50 clients at 100k requests/s: 10 arrive in half the wait.
+        assert_eq!(batch_size(50, 10_000, 10_000, 0, PERIOD_NS), 10);
+        // 200 clients at 400k/s: capped.
+        assert_eq!(
+            batch_size(200, 40_000, 40_000, 0, PERIOD_NS) as u64,
+            BATCH_MAX
+        );
+        // Slower arrivals: fewer waited for, so the wait rarely times out.
+        assert_eq!(batch_size(50, 4_000, 4_000, 0, PERIOD_NS), 4);
+        // An occasional message from another core (INFO) changes nothing.
+        assert_eq!(batch_size(50, 10_000, 10_000, 3, PERIOD_NS), 10);
+    }
+
+    #[test]
+    fn few_clients_pipelines_cross_core_traffic_and_quiet_periods_wake_at_once() {
+        // A handful of clients would wait on each other.
+        assert_eq!(batch_size(4, 20_000, 20_000, 0, PERIOD_NS), 1);
+        assert_eq!(batch_size(7, 20_000, 20_000, 0, PERIOD_NS), 1);
+        // Pipelines (16 commands a receive) bring many requests per wake.
+        assert_eq!(batch_size(50, 6_000, 96_000, 0, PERIOD_NS), 1);
+        // Idle connections that sent one request each in the period.
+        assert_eq!(batch_size(1000, 1000, 1000, 0, PERIOD_NS), 1);
+        assert_eq!(batch_size(0, 0, 0, 0, PERIOD_NS), 1);
+        // Keys on other cores: their requests and answers must not wait.
+        assert_eq!(batch_size(50, 10_000, 10_000, 5_000, PERIOD_NS), 1);
     }
 }
