@@ -106,17 +106,29 @@ struct Numa {
     strict: bool,
 }
 
+/// `disable-thp yes`: turns transparent huge pages off for this process
+/// (Redis does it when THP is `always`; slotd does it whatever the mode, so
+/// the setting means one thing). Returns whether THP is off.
+fn disable_thp(cfg: &config::Config) -> bool {
+    if !cfg.flag("disable-thp") {
+        return false;
+    }
+    // SAFETY: a prctl that only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 }
+}
+
 /// The CPUs to pin shard cores to, from `tuning-profile` when one is given
 /// (refused if it does not fit this host), else the CPUs this process may
-/// use. Also logs the host checks Redis prints at start, plus slotd's own.
-fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String> {
+/// use. Also logs the host checks Redis prints at start, plus slotd's own
+/// (`thp_off`: THP is off for this process, so no THP warning).
+fn placement(cfg: &config::Config, thp_off: bool) -> Result<(Vec<usize>, Option<Numa>), String> {
     let path = cfg.tuning_profile();
     let host = tuning::read_host(std::path::Path::new("/"));
     if path.is_empty() {
         let cpus = allowed_cpus();
         match &host {
             Ok(h) => {
-                for line in tuning::startup_checks(h, &cpus, cfg.tcp_backlog() as u64) {
+                for line in tuning::startup_checks(h, &cpus, cfg.tcp_backlog() as u64, thp_off) {
                     log::warning(format_args!("{line}"));
                 }
             }
@@ -128,7 +140,8 @@ fn placement(cfg: &config::Config) -> Result<(Vec<usize>, Option<Numa>), String>
     let profile = tuning::load_profile(std::path::Path::new(&path)).map_err(refuse)?;
     let host = host.map_err(refuse)?;
     profile.check_matches(&host).map_err(refuse)?;
-    for line in tuning::startup_checks(&host, profile.shard_cpus(), cfg.tcp_backlog() as u64) {
+    let backlog = cfg.tcp_backlog() as u64;
+    for line in tuning::startup_checks(&host, profile.shard_cpus(), backlog, thp_off) {
         log::warning(format_args!("{line}"));
     }
     let cpus = profile.shard_cpus().to_vec();
@@ -272,6 +285,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Like Redis, which enters `dir` as it reads the directive: files named
+    // by relative paths (logfile, pidfile) are found from there.
+    if let Err(e) = std::env::set_current_dir(cfg.dir()) {
+        eprintln!("Can't chdir to '{}': {}", cfg.dir(), log::io_error_text(&e));
+        std::process::exit(1);
+    }
     if let Err(e) = log::init(cfg.loglevel(), &cfg.logfile()) {
         eprintln!("{e}");
         std::process::exit(1);
@@ -292,7 +311,13 @@ fn main() {
             "Warning: no config file specified, using the default config. In order to specify a config file use slotd /path/to/slotd.conf"
         ));
     }
-    let (cpus, numa) = match placement(&cfg) {
+    for (name, value, why) in cfg.without_effect() {
+        log::notice(format_args!(
+            "{name} {value}: accepted for compatibility, without effect in slotd ({why})"
+        ));
+    }
+    let thp_off = disable_thp(&cfg);
+    let (cpus, numa) = match placement(&cfg, thp_off) {
         Ok(p) => p,
         Err(e) => {
             log::warning(format_args!("{e}"));
@@ -326,6 +351,7 @@ fn main() {
         }
     }
     let settings = settings_from(&cfg);
+    let pidfile = cfg.text("pidfile").filter(|p| !p.is_empty());
     let shared = Arc::new(Shared {
         config_file: cfg.config_file().map(|p| p.display().to_string()),
         config: Mutex::new(cfg),
@@ -395,6 +421,14 @@ fn main() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     log::notice(format_args!("Server initialized"));
+    if let Some(path) = &pidfile {
+        if let Err(e) = std::fs::write(path, format!("{pid}\n")) {
+            log::warning(format_args!(
+                "Failed to write PID file: {}",
+                log::io_error_text(&e)
+            ));
+        }
+    }
     let mut threads = Vec::new();
     for (id, listeners) in per_core.into_iter().enumerate() {
         let cpu = cpus[id % cpus.len()];
@@ -456,6 +490,10 @@ fn main() {
     }
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(path) = &pidfile {
+        log::notice(format_args!("Removing the pid file."));
+        let _ = std::fs::remove_file(path);
     }
     log::warning(format_args!("Redis is now ready to exit, bye bye..."));
 }

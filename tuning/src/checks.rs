@@ -15,6 +15,12 @@ pub struct CheckParams {
     pub open_files_limit: Option<u64>,
     /// The NIC whose IRQs and node to check; default [`Host::default_nic`].
     pub nic: Option<String>,
+    /// Whether to give Redis's `vm.overcommit_memory` warning, which is
+    /// about fork()ed background saves and replication (slotd never forks).
+    pub overcommit: bool,
+    /// Whether to give Redis's THP warning (not when the server turned THP
+    /// off for itself, as Redis does with `disable-thp yes`).
+    pub thp: bool,
 }
 
 impl Default for CheckParams {
@@ -24,6 +30,8 @@ impl Default for CheckParams {
             maxclients: DEFAULT_MAXCLIENTS,
             open_files_limit: None,
             nic: None,
+            overcommit: true,
+            thp: true,
         }
     }
 }
@@ -71,6 +79,11 @@ pub const OVERCOMMIT_WARNING: &str = "WARNING Memory overcommit must be enabled!
 /// Redis 7.0's THP warning (given only when THP is `always`).
 pub const THP_WARNING: &str = "WARNING You have Transparent Huge Pages (THP) support enabled in your kernel. This will create latency and memory usage issues with Redis. To fix this issue run the command 'echo madvise > /sys/kernel/mm/transparent_hugepage/enabled' as root, and add it to your /etc/rc.local in order to retain the setting after a reboot. Redis must be restarted after THP is disabled (set to 'madvise' or 'never').";
 
+/// Whether transparent huge pages are on for every process (`always`).
+pub fn thp_always(host: &Host) -> bool {
+    host.settings.thp_enabled.as_deref() == Some("always")
+}
+
 /// Warning lines for `host` running shards on `shard_cpus`, empty when all
 /// is well. Unknown settings (unreadable files) give no warning.
 pub fn startup_checks_with(host: &Host, shard_cpus: &[usize], p: &CheckParams) -> Vec<String> {
@@ -105,10 +118,10 @@ pub fn startup_checks_with(host: &Host, shard_cpus: &[usize], p: &CheckParams) -
             ));
         }
     }
-    if matches!(s.overcommit_memory, Some(v) if v != 1) {
+    if p.overcommit && matches!(s.overcommit_memory, Some(v) if v != 1) {
         out.push(OVERCOMMIT_WARNING.to_string());
     }
-    if s.thp_enabled.as_deref() == Some("always") {
+    if p.thp && thp_always(host) {
         out.push(THP_WARNING.to_string());
     }
 

@@ -77,14 +77,23 @@ pub fn read_host(root: &Path) -> Result<Host, TuneError> {
 /// them at startup.
 ///
 /// The Redis checks keep Redis 7.0's exact wording: TCP backlog above
-/// `somaxconn`, `vm.overcommit_memory` not 1, THP `always`. slotd's own: a
+/// `somaxconn`, THP `always` unless `thp_off` (the server turned THP off for
+/// itself). Redis's `vm.overcommit_memory` warning is left out: it is about
+/// fork()ed background saves, and slotd never forks. slotd's own: a
 /// shard CPU that is not online, NIC IRQs whose affinity includes shard
 /// CPUs, a shard CPU on a NUMA node other than the NIC's. The open-files
 /// check is left out: the server raises its limit itself and logs Redis's
 /// lines as it does ([`startup_checks_with`] has it, for `slotd-tune check`).
-pub fn startup_checks(host: &Host, shard_cpus: &[usize], tcp_backlog: u64) -> Vec<String> {
+pub fn startup_checks(
+    host: &Host,
+    shard_cpus: &[usize],
+    tcp_backlog: u64,
+    thp_off: bool,
+) -> Vec<String> {
     let p = CheckParams {
         tcp_backlog,
+        overcommit: false,
+        thp: !thp_off,
         ..CheckParams::default()
     };
     startup_checks_with(host, shard_cpus, &p)

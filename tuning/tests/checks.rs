@@ -31,6 +31,16 @@ fn redis_warnings_have_redis_wording() {
     assert_eq!(w[1], OVERCOMMIT_WARNING);
     assert_eq!(w[2], THP_WARNING);
 
+    // The server's entry point never gives the overcommit warning (it is
+    // about fork()ed saves; slotd never forks), and gives the THP one only
+    // when the server could not turn THP off for itself.
+    let w = startup_checks(&host, &[1, 2, 3], 511, false);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[1], THP_WARNING);
+    let w = startup_checks(&host, &[1, 2, 3], 511, true);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("TCP backlog"));
+
     // The backlog is a parameter.
     let w = startup_checks_with(
         &host,
@@ -169,5 +179,5 @@ fn planned_irqs_do_not_warn() {
         ..params()
     };
     assert!(!startup_checks_with(&host, &node1, &low_limit).is_empty());
-    assert!(startup_checks(&host, &node1, params().tcp_backlog).is_empty());
+    assert!(startup_checks(&host, &node1, params().tcp_backlog, false).is_empty());
 }

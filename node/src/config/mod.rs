@@ -21,8 +21,11 @@
 //! wrapping; `CONFIG GET` replies in alphabetical order (Redis uses its hash
 //! table order, which clients must not rely on).
 
+mod support;
+
 use crate::log::Level;
 use std::path::{Path, PathBuf};
+pub use support::Support;
 
 /// The version quoted in fatal config errors (the Redis version slotd mimics).
 const REDIS_VERSION: &str = "7.0.15";
@@ -57,6 +60,22 @@ enum Kind {
     Save,
     /// `replicaof`: `<host> <port>` or `no one`.
     ReplicaOf,
+    /// `count` integers in `min..=max` (`oom-score-adj-values`).
+    IntList { count: usize, min: i64, max: i64 },
+    /// `client-output-buffer-limit`: `<class> <hard> <soft> <seconds>`
+    /// groups; each line or CONFIG SET changes only the classes it names.
+    Obuf,
+}
+
+impl Kind {
+    /// Whether the directive takes several arguments (a CONFIG SET value
+    /// is then split into words).
+    fn multi(self) -> bool {
+        matches!(
+            self,
+            Kind::Bind | Kind::Save | Kind::ReplicaOf | Kind::IntList { .. } | Kind::Obuf
+        )
+    }
 }
 
 /// Whether `CONFIG SET` can change a parameter.
@@ -128,8 +147,14 @@ const POLICIES: &[&str] = &[
 ];
 const FSYNC: &[&str] = &["everysec", "always", "no"];
 const DEBUG_CMD: &[&str] = &["no", "yes", "local"];
+const OOM_ADJ: &[&str] = &["no", "yes", "relative", "absolute"];
+const DISKLESS_LOAD: &[&str] = &["disabled", "on-empty-db", "swapdb"];
+const LLONG_MAX: i64 = i64::MAX;
 
-/// Every parameter slotd knows, with Redis 7.0's defaults and ranges.
+/// Every parameter slotd knows, with Redis 7.0's defaults and ranges,
+/// except the main switches of features slotd does not have yet, whose
+/// default is their off value (`save ""`, `latency-tracking no`): how slotd
+/// treats each one is listed in [`support`].
 static PARAMS: &[Param] = &[
     // Network.
     p("port", int(0, 65535), "6379", Immutable),
@@ -150,6 +175,26 @@ static PARAMS: &[Param] = &[
         Kind::Enum(DEBUG_CMD),
         "no",
         Immutable,
+    ),
+    p("always-show-logo", BOOL, "no", Immutable),
+    p("set-proc-title", BOOL, "yes", Immutable),
+    p(
+        "proc-title-template",
+        STR,
+        "{title} {listen-addr} {server-mode}",
+        Mutable,
+    ),
+    p("disable-thp", BOOL, "yes", Immutable),
+    p("oom-score-adj", Kind::Enum(OOM_ADJ), "no", Mutable),
+    p(
+        "oom-score-adj-values",
+        Kind::IntList {
+            count: 3,
+            min: -2000,
+            max: 2000,
+        },
+        "0 200 800",
+        Mutable,
     ),
     // Security and limits.
     p("requirepass", STR, "", Mutable),
@@ -183,16 +228,48 @@ static PARAMS: &[Param] = &[
         Mutable,
     ),
     p("slowlog-max-len", int(0, i64::MAX), "128", Mutable),
-    p("latency-tracking", BOOL, "yes", Mutable),
+    p(
+        "client-output-buffer-limit",
+        Kind::Obuf,
+        "normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60",
+        Mutable,
+    ),
+    p("latency-tracking", BOOL, "no", Mutable),
+    p("latency-monitor-threshold", int(0, LLONG_MAX), "0", Mutable),
+    p("notify-keyspace-events", STR, "", Mutable),
     p("activerehashing", BOOL, "yes", Mutable),
+    p("jemalloc-bg-thread", BOOL, "yes", Mutable),
+    p("acllog-max-len", int(0, LLONG_MAX), "128", Mutable),
     // Persistence.
-    p("save", Kind::Save, "3600 1 300 100 60 10000", Mutable),
+    p("save", Kind::Save, "", Mutable),
+    p("stop-writes-on-bgsave-error", BOOL, "yes", Mutable),
+    p("rdbcompression", BOOL, "yes", Mutable),
+    p("rdbchecksum", BOOL, "yes", Immutable),
+    p("rdb-del-sync-files", BOOL, "no", Mutable),
+    p("rdb-save-incremental-fsync", BOOL, "yes", Mutable),
     p("dbfilename", STR, "dump.rdb", Protected),
     p("dir", STR, "./", Protected),
     p("appendonly", BOOL, "no", Mutable),
     p("appendfilename", STR, "appendonly.aof", Immutable),
     p("appenddirname", STR, "appendonlydir", Immutable),
     p("appendfsync", Kind::Enum(FSYNC), "everysec", Mutable),
+    p("no-appendfsync-on-rewrite", BOOL, "no", Mutable),
+    p(
+        "auto-aof-rewrite-percentage",
+        int(0, I32_MAX),
+        "100",
+        Mutable,
+    ),
+    p(
+        "auto-aof-rewrite-min-size",
+        mem(0, i64::MAX as u64),
+        "64mb",
+        Mutable,
+    ),
+    p("aof-load-truncated", BOOL, "yes", Mutable),
+    p("aof-use-rdb-preamble", BOOL, "yes", Mutable),
+    p("aof-timestamp-enabled", BOOL, "no", Mutable),
+    p("aof-rewrite-incremental-fsync", BOOL, "yes", Mutable),
     // Cluster.
     p("cluster-enabled", BOOL, "no", Immutable),
     p("cluster-config-file", STR, "nodes.conf", Immutable),
@@ -215,6 +292,41 @@ static PARAMS: &[Param] = &[
     pa("replica-read-only", "slave-read-only", BOOL, "yes", Mutable),
     p("repl-backlog-size", mem(1, i64::MAX as u64), "1mb", Mutable),
     p("repl-diskless-sync", BOOL, "yes", Mutable),
+    pa(
+        "replica-serve-stale-data",
+        "slave-serve-stale-data",
+        BOOL,
+        "yes",
+        Mutable,
+    ),
+    pa(
+        "replica-priority",
+        "slave-priority",
+        int(0, I32_MAX),
+        "100",
+        Mutable,
+    ),
+    pa(
+        "replica-lazy-flush",
+        "slave-lazy-flush",
+        BOOL,
+        "no",
+        Mutable,
+    ),
+    p("repl-diskless-sync-delay", int(0, I32_MAX), "5", Mutable),
+    p(
+        "repl-diskless-sync-max-replicas",
+        int(0, I32_MAX),
+        "0",
+        Mutable,
+    ),
+    p(
+        "repl-diskless-load",
+        Kind::Enum(DISKLESS_LOAD),
+        "disabled",
+        Mutable,
+    ),
+    p("repl-disable-tcp-nodelay", BOOL, "no", Mutable),
     // Encodings.
     pa(
         "list-max-listpack-size",
@@ -223,6 +335,7 @@ static PARAMS: &[Param] = &[
         "-2",
         Mutable,
     ),
+    p("list-compress-depth", int(0, I32_MAX), "0", Mutable),
     pa(
         "hash-max-listpack-entries",
         "hash-max-ziplist-entries",
@@ -252,6 +365,19 @@ static PARAMS: &[Param] = &[
         "64",
         Mutable,
     ),
+    p(
+        "hll-sparse-max-bytes",
+        mem(0, i64::MAX as u64),
+        "3000",
+        Mutable,
+    ),
+    p(
+        "stream-node-max-bytes",
+        mem(0, i64::MAX as u64),
+        "4096",
+        Mutable,
+    ),
+    p("stream-node-max-entries", int(0, LLONG_MAX), "100", Mutable),
     // Lazy freeing.
     p("lazyfree-lazy-eviction", BOOL, "no", Mutable),
     p("lazyfree-lazy-expire", BOOL, "no", Mutable),
@@ -274,6 +400,45 @@ enum Value {
     Bind(Vec<String>),
     Save(Vec<(i64, i64)>),
     ReplicaOf(Option<(String, u16)>),
+    IntList(Vec<i64>),
+    /// Per client class (normal, replica, pubsub): the limits given, if any.
+    Obuf([Option<ObufLimit>; 3]),
+}
+
+/// One client class's output buffer limits (`client-output-buffer-limit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObufLimit {
+    /// Bytes at which the client is closed at once (0: none).
+    pub hard: u64,
+    /// Bytes the client may stay above for `soft_seconds` (0: none).
+    pub soft: u64,
+    pub soft_seconds: u64,
+}
+
+/// The client classes of `client-output-buffer-limit`, in Redis's order.
+const OBUF_CLASSES: [&str; 3] = ["normal", "slave", "pubsub"];
+
+impl Value {
+    /// This value with `new` applied on top: a `save` list extends the one
+    /// loaded before it, and a `client-output-buffer-limit` changes only
+    /// the classes it names; anything else replaces.
+    fn merged(&self, new: Value, extend_save: bool) -> Value {
+        match (self, new) {
+            (Value::Save(old), Value::Save(new)) if extend_save => {
+                Value::Save(old.iter().copied().chain(new).collect())
+            }
+            (Value::Obuf(old), Value::Obuf(new)) => {
+                let mut all = *old;
+                for (slot, class) in all.iter_mut().zip(new) {
+                    if class.is_some() {
+                        *slot = class;
+                    }
+                }
+                Value::Obuf(all)
+            }
+            (_, new) => new,
+        }
+    }
 }
 
 /// The encoding thresholds (`*-max-listpack-*`, `set-max-intset-entries`)
@@ -386,19 +551,12 @@ impl Config {
             let name = argv[0].to_ascii_lowercase();
             if let Some(idx) = lookup(name.as_bytes()) {
                 let param = &PARAMS[idx];
-                let multi = matches!(param.kind, Kind::Bind | Kind::Save | Kind::ReplicaOf);
+                let multi = param.kind.multi();
                 if !multi && argv.len() != 2 {
                     return Err(fatal("wrong number of arguments"));
                 }
                 let value = parse_value(param, &argv[1..]).map_err(|e| fatal(&e))?;
-                let value = match (value, &self.values[idx]) {
-                    (Value::Save(new), Value::Save(old)) if state.save_loaded => {
-                        let mut all = old.clone();
-                        all.extend(new);
-                        Value::Save(all)
-                    }
-                    (v, _) => v,
-                };
+                let value = self.values[idx].merged(value, state.save_loaded);
                 if matches!(param.kind, Kind::Save) {
                     state.save_loaded = true;
                 }
@@ -495,14 +653,14 @@ impl Config {
             let param = &PARAMS[idx];
             let text = String::from_utf8_lossy(value);
             let args = match param.kind {
-                Kind::Bind | Kind::Save | Kind::ReplicaOf => match split_args(&text) {
+                k if k.multi() => match split_args(&text) {
                     Some(a) => a,
                     None => return Err(failed(name, "Unbalanced quotes in configuration line")),
                 },
                 _ => vec![text.into_owned()],
             };
             let v = parse_value(param, &args).map_err(|e| failed(name, &e))?;
-            new_values.push((idx, v));
+            new_values.push((idx, self.values[idx].merged(v, false)));
         }
         for (idx, v) in new_values {
             self.values[idx] = v;
@@ -728,6 +886,36 @@ impl Config {
         self.text("tuning-profile").unwrap_or_default()
     }
 
+    /// `dir`: the working directory.
+    pub fn dir(&self) -> String {
+        self.text("dir").unwrap_or_else(|| "./".to_string())
+    }
+
+    /// `client-output-buffer-limit` for the normal, replica and pubsub
+    /// classes.
+    pub fn obuf_limits(&self) -> [ObufLimit; 3] {
+        match self.value("client-output-buffer-limit") {
+            Some(Value::Obuf(c)) => c.map(Option::unwrap_or_default),
+            _ => [ObufLimit::default(); 3],
+        }
+    }
+
+    /// The directives accepted without effect that are set to something
+    /// else than their default: (name, value, why), for the start-up log.
+    pub fn without_effect(&self) -> Vec<(&'static str, String, &'static str)> {
+        PARAMS
+            .iter()
+            .enumerate()
+            .filter(|&(idx, _)| self.differs_from_default(idx))
+            .filter_map(|(idx, p)| match support::support(p.name) {
+                Some(Support::NoEffect { why }) => {
+                    Some((p.name, display(p, &self.values[idx]), why))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The collection encoding thresholds.
     pub fn encoding_limits(&self) -> EncodingLimits {
         let u = |name: &str| self.int(name).max(0) as u64;
@@ -744,13 +932,21 @@ impl Config {
 
 /// A parameter's default value, parsed from its config-file text.
 fn default_value(param: &Param) -> Option<Value> {
-    let args = match param.kind {
-        Kind::Str => vec![param.default.to_string()],
-        // "no default master": not expressible as directive arguments.
-        Kind::ReplicaOf if param.default.is_empty() => return Some(Value::ReplicaOf(None)),
-        _ => split_args(param.default)?,
-    };
-    parse_value(param, &args).ok()
+    parse_value(param, &default_args(param)?).ok()
+}
+
+/// A parameter's default as directive arguments.
+fn default_args(param: &Param) -> Option<Vec<String>> {
+    match param.kind {
+        Kind::Str => Some(vec![param.default.to_string()]),
+        // "no default master".
+        Kind::ReplicaOf if param.default.is_empty() => Some(args_of(&["no", "one"])),
+        _ => split_args(param.default),
+    }
+}
+
+fn args_of(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
 }
 
 /// Finds a parameter by name or alias, ASCII case-insensitively.
@@ -814,14 +1010,20 @@ fn cli_options(args: &[String]) -> String {
     options
 }
 
-/// Parses the arguments of a directive into a value (no arity check for
-/// single-value kinds beyond using the first argument; callers check).
+/// Parses the arguments of a directive into a value and applies the
+/// per-parameter rules (no arity check for single-value kinds beyond using
+/// the first argument; callers check).
 fn parse_value(param: &Param, args: &[String]) -> Result<Value, String> {
+    check_special(param, parse_kind(param, args)?)
+}
+
+/// Parses the arguments of a directive by its kind alone.
+fn parse_kind(param: &Param, args: &[String]) -> Result<Value, String> {
     // Multi-argument kinds given as one non-empty string are split on
     // spaces, so `--bind "a b"` and `CONFIG SET bind "a b"` work.
     let split;
     let args = match param.kind {
-        Kind::Bind | Kind::Save | Kind::ReplicaOf if args.len() == 1 && !args[0].is_empty() => {
+        k if k.multi() && args.len() == 1 && !args[0].is_empty() => {
             split = split_args(&args[0]).ok_or("Unbalanced quotes in configuration line")?;
             &split[..]
         }
@@ -914,18 +1116,66 @@ fn parse_value(param: &Param, args: &[String]) -> Result<Value, String> {
             },
             _ => return Err("wrong number of arguments".to_string()),
         },
+        Kind::IntList { count, min, max } => {
+            if args.len() != count {
+                return Err("wrong number of arguments".to_string());
+            }
+            let mut list = Vec::with_capacity(count);
+            for a in args {
+                match parse_strtoll(a) {
+                    Some(v) if (min..=max).contains(&v) => list.push(v),
+                    _ => {
+                        return Err(format!(
+                            "Invalid {}, elements must be between {min} and {max}.",
+                            param.name
+                        ))
+                    }
+                }
+            }
+            Value::IntList(list)
+        }
+        Kind::Obuf => {
+            if args.len() % 4 != 0 {
+                return Err("Wrong number of arguments in buffer limit configuration.".to_string());
+            }
+            let mut classes = [None; 3];
+            for group in args.chunks(4) {
+                let class = match group[0].to_ascii_lowercase().as_str() {
+                    "normal" => 0,
+                    "slave" | "replica" => 1,
+                    "pubsub" => 2,
+                    _ => {
+                        return Err(
+                            "Invalid client class specified in buffer limit configuration."
+                                .to_string(),
+                        )
+                    }
+                };
+                let secs = parse_strtoll(&group[3]).and_then(|s| u64::try_from(s).ok());
+                match (parse_memory(&group[1]), parse_memory(&group[2]), secs) {
+                    (Some(hard), Some(soft), Some(soft_seconds)) => {
+                        classes[class] = Some(ObufLimit {
+                            hard,
+                            soft,
+                            soft_seconds,
+                        })
+                    }
+                    _ => {
+                        return Err("Error in hard, soft or soft_seconds setting in buffer \
+                                    limit configuration."
+                            .to_string())
+                    }
+                }
+            }
+            Value::Obuf(classes)
+        }
     };
-    check_special(param, value)
+    Ok(value)
 }
 
 /// Per-parameter rules on top of the type (Redis's apply/validate hooks).
 fn check_special(param: &Param, value: Value) -> Result<Value, String> {
-    Ok(match (param.name, value) {
-        ("daemonize", Value::Bool(true)) => {
-            return Err("slotd cannot daemonize: only 'daemonize no' is supported \
-                        (run it in the foreground under a supervisor)"
-                .to_string())
-        }
+    let value = match (param.name, value) {
         ("hz", Value::Int(v)) => Value::Int(v.clamp(1, 500)),
         ("repl-backlog-size", Value::Mem(v)) => Value::Mem(v.max(16 * KB)),
         ("dbfilename" | "appendfilename", Value::Str(s)) if s.contains('/') => {
@@ -934,8 +1184,30 @@ fn check_special(param: &Param, value: Value) -> Result<Value, String> {
         ("appenddirname", Value::Str(s)) if s.contains('/') => {
             return Err("appenddirname can't be a path, just a dirname".to_string())
         }
+        // Redis enters the directory as it reads the directive; slotd checks
+        // it here and enters it at start.
+        ("dir", Value::Str(s)) => match std::fs::metadata(&s) {
+            Ok(m) if m.is_dir() => Value::Str(s),
+            Ok(_) => return Err("Not a directory".to_string()),
+            Err(e) => return Err(crate::log::io_error_text(&e)),
+        },
+        ("notify-keyspace-events", Value::Str(s))
+            if !s.chars().all(|c| "Ag$lshzxeKEtmdn".contains(c)) =>
+        {
+            return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string())
+        }
         (_, v) => v,
-    })
+    };
+    // The switch of a feature slotd does not have yet: only its off value,
+    // which is its default.
+    if let Some(Support::Switch { off, feature }) = support::support(param.name) {
+        let default = default_args(param).and_then(|a| parse_kind(param, &a).ok());
+        if default.as_ref() != Some(&value) {
+            let shown = display(param, &value);
+            return Err(support::refusal(param.name, &shown, off, feature));
+        }
+    }
+    Ok(value)
 }
 
 /// The `CONFIG GET` rendering of a value.
@@ -957,6 +1229,16 @@ fn display(param: &Param, value: &Value) -> String {
             .join(" "),
         Value::ReplicaOf(None) => String::new(),
         Value::ReplicaOf(Some((h, p))) => format!("{} {}", h, p),
+        Value::IntList(list) => join_ints(list),
+        Value::Obuf(classes) => OBUF_CLASSES
+            .iter()
+            .zip(classes)
+            .map(|(class, l)| {
+                let l = l.unwrap_or_default();
+                format!("{class} {} {} {}", l.hard, l.soft, l.soft_seconds)
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -979,7 +1261,28 @@ fn rewrite_lines(param: &Param, value: &Value) -> Vec<String> {
             .collect(),
         Value::ReplicaOf(None) => Vec::new(),
         Value::ReplicaOf(Some((h, p))) => vec![format!("{} {} {}", name, repr(h), p)],
+        Value::IntList(list) => vec![format!("{} {}", name, join_ints(list))],
+        Value::Obuf(classes) => ["normal", "replica", "pubsub"]
+            .iter()
+            .zip(classes)
+            .map(|(class, l)| {
+                let l = l.unwrap_or_default();
+                format!(
+                    "{name} {class} {} {} {}",
+                    memory_text(l.hard),
+                    memory_text(l.soft),
+                    l.soft_seconds
+                )
+            })
+            .collect(),
     }
+}
+
+fn join_ints(list: &[i64]) -> String {
+    list.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -1358,7 +1661,14 @@ mod tests {
                 zset_max_listpack_value: 64,
             }
         );
-        assert_eq!(get1(&c, "save"), "3600 1 300 100 60 10000");
+        // Features slotd does not have yet default to off.
+        assert_eq!(get1(&c, "save"), "");
+        assert_eq!(get1(&c, "latency-tracking"), "no");
+        assert_eq!(
+            get1(&c, "client-output-buffer-limit"),
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+        );
+        assert_eq!(get1(&c, "oom-score-adj-values"), "0 200 800");
         assert_eq!(get1(&c, "repl-backlog-size"), "1048576");
         assert_eq!(get1(&c, "enable-debug-command"), "no");
         assert_eq!(get1(&c, "replicaof"), "");
@@ -1374,14 +1684,14 @@ mod tests {
             "2",
             "--save",
             "",
-            "--appendonly",
-            "yes",
+            "--appendfsync",
+            "always",
         ])
         .unwrap();
         assert_eq!(c.port(), 7000);
         assert_eq!(c.shards(), 2);
         assert_eq!(get1(&c, "save"), "");
-        assert!(c.flag("appendonly"));
+        assert_eq!(get1(&c, "appendfsync"), "always");
         // `--save` with no value, before another option and at the end.
         let c = cli(&["--save", "--port", "1"]).unwrap();
         assert_eq!(get1(&c, "save"), "");
@@ -1391,11 +1701,33 @@ mod tests {
         // Multi-value options, several ways.
         let c = cli(&["--bind", "127.0.0.1", "::1"]).unwrap();
         assert_eq!(c.bind(), vec!["127.0.0.1", "::1"]);
-        let c = cli(&["--bind", "127.0.0.1 ::1", "--save", "10 1 20 2"]).unwrap();
+        let c = cli(&[
+            "--bind",
+            "127.0.0.1 ::1",
+            "--client-output-buffer-limit",
+            "pubsub 1mb 2kb 3",
+        ])
+        .unwrap();
         assert_eq!(c.bind(), vec!["127.0.0.1", "::1"]);
-        assert_eq!(get1(&c, "save"), "10 1 20 2");
-        let c = cli(&["--replicaof", "10.0.0.1", "6380", "--requirepass", "--x"]).unwrap();
-        assert_eq!(get1(&c, "replicaof"), "10.0.0.1 6380");
+        assert_eq!(
+            c.obuf_limits()[2],
+            ObufLimit {
+                hard: MB,
+                soft: 2 * KB,
+                soft_seconds: 3
+            }
+        );
+        assert_eq!(c.obuf_limits()[1].hard, 256 * MB);
+        let c = cli(&[
+            "--oom-score-adj-values",
+            "1",
+            "2",
+            "3",
+            "--requirepass",
+            "--x",
+        ])
+        .unwrap();
+        assert_eq!(get1(&c, "oom-score-adj-values"), "1 2 3");
         assert_eq!(c.requirepass().as_deref(), Some("--x"));
         // Values with quotes and spaces survive the virtual config.
         let c = cli(&["--requirepass", "a \"b\" 'c'\n"]).unwrap();
@@ -1406,8 +1738,8 @@ mod tests {
             "5",
             "--loglevel",
             "WARNING",
-            "--maxmemory",
-            "1gb",
+            "--client-query-buffer-limit",
+            "2gb",
             "--hash-max-ziplist-entries",
             "7",
             "--slaveof",
@@ -1416,7 +1748,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.port(), 5);
         assert_eq!(c.loglevel(), Level::Warning);
-        assert_eq!(c.int("maxmemory"), GB as i64);
+        assert_eq!(c.client_query_buffer_limit(), 2 * GB);
         assert_eq!(c.encoding_limits().hash_max_listpack_entries, 7);
         // "--port 7000" as one argument.
         let c = cli(&["--port 7000", "--hz", "0"]).unwrap();
@@ -1483,7 +1815,7 @@ mod tests {
             fatal(2, "daemonize \"maybe\"", "argument must be 'yes' or 'no'")
         );
         let e = cli(&["--daemonize", "yes"]).unwrap_err();
-        assert!(e.contains("only 'daemonize no' is supported"), "{e}");
+        assert!(e.contains("only 'daemonize no' is accepted"), "{e}");
         assert!(cli(&["--daemonize", "no"]).is_ok());
         let e = cli(&["--replicaof", "a", "b", "c"]).unwrap_err();
         assert!(e.ends_with("\nwrong number of arguments"), "{e}");
@@ -1495,6 +1827,22 @@ mod tests {
         assert_eq!(e, fatal(2, "save \"a\" \"b\"", "Invalid save parameters"));
         let e = cli(&["--save", "1"]).unwrap_err();
         assert!(e.ends_with("\nInvalid save parameters"), "{e}");
+        let e = cli(&["--client-output-buffer-limit", "normal 1 2"]).unwrap_err();
+        assert!(e.ends_with("\nWrong number of arguments in buffer limit configuration."));
+        let e = cli(&["--client-output-buffer-limit", "master 1 2 3"]).unwrap_err();
+        assert!(e.ends_with("\nInvalid client class specified in buffer limit configuration."));
+        let e = cli(&["--client-output-buffer-limit", "normal 1x 2 3"]).unwrap_err();
+        assert!(e.ends_with(
+            "\nError in hard, soft or soft_seconds setting in buffer limit configuration."
+        ));
+        let e = cli(&["--oom-score-adj-values", "1", "2", "3000"]).unwrap_err();
+        assert!(
+            e.ends_with("\nInvalid oom-score-adj-values, elements must be between -2000 and 2000.")
+        );
+        let e = cli(&["--notify-keyspace-events", "KEq"]).unwrap_err();
+        assert!(e.ends_with("\nInvalid event class character. Use 'Ag$lshzxeKEtmdn'."));
+        let e = cli(&["--dir", "/nonexistent-slotd-dir"]).unwrap_err();
+        assert!(e.ends_with("\nNo such file or directory"), "{e}");
         let e = cli(&["--dbfilename", "a/b"]).unwrap_err();
         assert!(e.ends_with("\ndbfilename can't be a path, just a filename"));
         let e = cli(&["--appenddirname", "a/b"]).unwrap_err();
@@ -1529,9 +1877,8 @@ mod tests {
              \t  bind 127.0.0.1 \"::1\"   \r\n\
              requirepass \"p w\\x41\\n\"\n\
              masterauth 'it\\'s'\n\
-             save 900 1\n\
-             save 300 10\n\
-             maxmemory 100MB\n\
+             client-output-buffer-limit pubsub 1mb 1kb 1\n\
+             client-output-buffer-limit normal 100MB 0 0 replica 0 0 0\n\
              include {inc}\n\
              tuning-profile /etc/slotd/profile.toml\n\
              shards 3\n"
@@ -1542,8 +1889,10 @@ mod tests {
         assert_eq!(c.bind(), vec!["127.0.0.1", "::1"]);
         assert_eq!(c.requirepass().as_deref(), Some("p wA\n"));
         assert_eq!(get1(&c, "masterauth"), "it's");
-        assert_eq!(get1(&c, "save"), "900 1 300 10");
-        assert_eq!(c.int("maxmemory"), 100 * MB as i64);
+        assert_eq!(
+            get1(&c, "client-output-buffer-limit"),
+            "normal 104857600 0 0 slave 0 0 0 pubsub 1048576 1024 1"
+        );
         assert_eq!(c.int("tcp-keepalive"), 60);
         assert_eq!(c.tuning_profile(), "/etc/slotd/profile.toml");
         assert_eq!(c.shards(), 2);
@@ -1708,20 +2057,31 @@ mod tests {
         set(
             &mut c,
             &[
-                ("maxmemory", "1gb"),
+                ("client-query-buffer-limit", "1gb"),
                 ("LOGLEVEL", "Verbose"),
                 ("hz", "1000"),
             ],
         )
         .unwrap();
-        assert_eq!(get1(&c, "maxmemory"), "1073741824");
+        assert_eq!(get1(&c, "client-query-buffer-limit"), "1073741824");
         assert_eq!(c.loglevel(), Level::Verbose);
         assert_eq!(c.hz(), 500);
-        set(&mut c, &[("save", "100 10 20 5"), ("bind", "")]).unwrap_err();
-        set(&mut c, &[("save", "100 10 20 5")]).unwrap();
-        assert_eq!(get1(&c, "save"), "100 10 20 5");
+        set(&mut c, &[("save", ""), ("bind", "")]).unwrap_err();
+        assert_eq!(
+            set(&mut c, &[("save", "100 10 20 5")]).unwrap_err(),
+            "ERR CONFIG SET failed (possibly related to argument 'save') - \
+             'save 100 10 20 5' is not supported by slotd yet (snapshots (RDB) are not \
+             built yet): only 'save \"\"' is accepted"
+        );
         set(&mut c, &[("save", "")]).unwrap();
         assert_eq!(get1(&c, "save"), "");
+        // One class at a time.
+        set(&mut c, &[("client-output-buffer-limit", "pubsub 10 5 1")]).unwrap();
+        set(&mut c, &[("client-output-buffer-limit", "normal 7 0 0")]).unwrap();
+        assert_eq!(
+            get1(&c, "client-output-buffer-limit"),
+            "normal 7 0 0 slave 268435456 67108864 60 pubsub 10 5 1"
+        );
         set(
             &mut c,
             &[("requirepass", "s3cret"), ("repl-backlog-size", "1")],
@@ -1837,10 +2197,10 @@ mod tests {
                         port 7106\n\
                         \n\
                         # another\n\
-                        maxmemory 100mb\n\
+                        client-query-buffer-limit 100mb\n\
                         hash-max-ziplist-entries 100\n\
-                        save 900 1\n\
-                        save 300 10\n\
+                        client-output-buffer-limit normal 0 0 0\n\
+                        client-output-buffer-limit pubsub 1mb 0 0\n\
                         bind 127.0.0.1\n\
                         requirepass \"a b\"\n";
         let path = d.file("slotd.conf", original);
@@ -1848,14 +2208,14 @@ mod tests {
         set(
             &mut c,
             &[
-                ("maxmemory", "200mb"),
+                ("client-query-buffer-limit", "200mb"),
                 ("hz", "20"),
                 ("timeout", "5"),
                 ("requirepass", "x y'z"),
                 ("appendonly", "no"),
                 ("loglevel", "verbose"),
                 ("hash-max-listpack-entries", "7"),
-                ("save", "60 5"),
+                ("client-output-buffer-limit", "replica 1gb 0 0"),
             ],
         )
         .unwrap();
@@ -1867,16 +2227,18 @@ mod tests {
              port 7105\n\
              \n\
              # another\n\
-             maxmemory 200mb\n\
+             client-query-buffer-limit 200mb\n\
              hash-max-listpack-entries 7\n\
-             save 60 5\n\
+             client-output-buffer-limit normal 0 0 0\n\
+             client-output-buffer-limit replica 1gb 0 0\n\
              bind 127.0.0.1\n\
              requirepass \"x y'z\"\n\
              \n\
              # Generated by CONFIG REWRITE\n\
              timeout 5\n\
              loglevel verbose\n\
-             hz 20\n"
+             hz 20\n\
+             client-output-buffer-limit pubsub 1mb 0 0\n"
         );
         // Reloading gives the same values; a second rewrite is stable.
         let c2 = cli(&[&path]).unwrap();
@@ -1885,7 +2247,13 @@ mod tests {
         set(&mut c2, &[("tcp-keepalive", "10"), ("timeout", "0")]).unwrap();
         c2.rewrite().unwrap();
         let got2 = std::fs::read_to_string(&path).unwrap();
-        assert!(got2.ends_with("# Generated by CONFIG REWRITE\ntimeout 0\nloglevel verbose\nhz 20\ntcp-keepalive 10\n"), "{got2}");
+        assert!(
+            got2.ends_with(
+                "# Generated by CONFIG REWRITE\ntimeout 0\nloglevel verbose\nhz 20\n\
+                 client-output-buffer-limit pubsub 1mb 0 0\ntcp-keepalive 10\n"
+            ),
+            "{got2}"
+        );
         assert_eq!(got2.matches(REWRITE_SIGNATURE).count(), 1);
         // Without a config file.
         assert_eq!(

@@ -1,0 +1,307 @@
+//! What slotd does with each directive it accepts. slotd never accepts a
+//! directive and ignores it silently: every parameter of the table in
+//! `config` is listed here, once, in one of four ways.
+//!
+//! * [`Support::Honoured`]: slotd does what the directive says, and the
+//!   named test checks it.
+//! * [`Support::Switch`]: the main switch of a feature slotd does not have
+//!   yet (AOF, snapshots, cluster mode, replication, memory limits, ...):
+//!   accepted only at its off value, which is its default; any other value
+//!   stops the start (and fails CONFIG SET) with [`refusal`]'s text.
+//! * [`Support::Dormant`]: a setting of such a feature (`appendfsync`,
+//!   `dbfilename`, `cluster-node-timeout`, ...), or of a command slotd does
+//!   not have yet: any valid value is kept and shown by CONFIG GET, and none
+//!   changes anything while the feature is absent, as in Redis with the
+//!   feature off.
+//! * [`Support::NoEffect`]: tunes Redis internals slotd does not have and
+//!   changes neither data, durability, the memory bound nor any reply. Set
+//!   to another value than its default, it is logged once at start. The
+//!   README lists these.
+//!
+//! As features land, their switches move to `Honoured` and their dormant
+//! settings with them; the unit tests below keep the lists honest (every
+//! switch off by default, every dormant setting tied to a switch or to a
+//! command that is really absent, every honoured one to a test that
+//! exists, every no-effect one in the README).
+
+/// How slotd treats one directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented; `test` is the name of a test function that checks it.
+    Honoured { test: &'static str },
+    /// A feature's main switch, accepted only at `off` (its default).
+    Switch {
+        off: &'static str,
+        feature: &'static str,
+    },
+    /// A setting of a feature that is absent: waits for `until`.
+    Dormant { until: Until },
+    /// Accepted without effect, for the reason given.
+    NoEffect { why: &'static str },
+}
+
+/// What a dormant setting waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// This switch directive (a [`Support::Switch`]) to be turned on.
+    Switch(&'static str),
+    /// This command, which slotd does not have yet.
+    Command(&'static str),
+}
+
+use Support::{Dormant, Honoured, NoEffect, Switch};
+
+const fn test(name: &'static str) -> Support {
+    Honoured { test: name }
+}
+
+const fn off(off: &'static str, feature: &'static str) -> Support {
+    Switch { off, feature }
+}
+
+const fn of_switch(name: &'static str) -> Support {
+    Dormant {
+        until: Until::Switch(name),
+    }
+}
+
+const fn of_command(name: &'static str) -> Support {
+    Dormant {
+        until: Until::Command(name),
+    }
+}
+
+const AOF: &str = "the append-only file is not built yet";
+const RDB: &str = "snapshots (RDB) are not built yet";
+const CLUSTER: &str = "cluster mode is not built yet";
+const REPLICATION: &str = "replication is not built yet";
+const MAXMEMORY: &str = "memory limits and eviction are not built yet";
+const LAZYFREE: &str = "slotd frees values on the core that owns them when they are deleted; \
+    the choice of thread only changes when memory is returned, never data or replies";
+
+/// Every directive slotd knows, with how it treats it. The directives of
+/// `config::PARAMS` and the file-only ones (`include`).
+pub static SUPPORT: &[(&str, Support)] = &[
+    // Network.
+    ("port", test("a_taken_port_stops_the_start")),
+    ("bind", test("bind_limits_the_listening_addresses")),
+    (
+        "protected-mode",
+        test("protected_mode_denies_only_remote_peers_without_password"),
+    ),
+    ("tcp-backlog", test("tcp_backlog_sizes_the_accept_queue")),
+    ("timeout", test("timeout_closes_idle_clients")),
+    (
+        "tcp-keepalive",
+        test("tcp_keepalive_arms_the_keepalive_timer"),
+    ),
+    // General.
+    (
+        "daemonize",
+        off("no", "slotd runs in the foreground, under a supervisor"),
+    ),
+    ("pidfile", test("pidfile_and_dir")),
+    ("loglevel", test("loglevel_and_logfile")),
+    ("logfile", test("loglevel_and_logfile")),
+    ("databases", test("databases_bounds_select")),
+    (
+        "io-threads",
+        NoEffect {
+            why: "slotd runs one event loop per shard core, each doing its own I/O; \
+                  `shards` sets how many",
+        },
+    ),
+    (
+        "enable-debug-command",
+        test("enable_debug_command_guards_debug"),
+    ),
+    (
+        "always-show-logo",
+        NoEffect {
+            why: "slotd never prints the ASCII logo",
+        },
+    ),
+    (
+        "set-proc-title",
+        NoEffect {
+            why: "slotd keeps its command line as its process title",
+        },
+    ),
+    (
+        "proc-title-template",
+        NoEffect {
+            why: "slotd keeps its command line as its process title",
+        },
+    ),
+    ("disable-thp", test("disable_thp_turns_off_huge_pages")),
+    (
+        "oom-score-adj",
+        off("no", "slotd does not adjust its OOM score yet"),
+    ),
+    ("oom-score-adj-values", of_switch("oom-score-adj")),
+    // Security and limits.
+    (
+        "requirepass",
+        test("requirepass_gates_every_command_but_auth"),
+    ),
+    ("maxclients", test("maxclients_refuses_extra_clients")),
+    ("maxmemory", off("0", MAXMEMORY)),
+    ("maxmemory-policy", off("noeviction", MAXMEMORY)),
+    ("maxmemory-samples", of_switch("maxmemory")),
+    ("hz", test("hz_sets_the_cron_frequency")),
+    (
+        "dynamic-hz",
+        NoEffect {
+            why: "slotd's cron work per tick is bounded per core whatever the client \
+                  count; dynamic-hz only raises how often Redis runs it",
+        },
+    ),
+    (
+        "proto-max-bulk-len",
+        test("proto_max_bulk_len_refuses_big_bulks"),
+    ),
+    (
+        "client-query-buffer-limit",
+        test("client_query_buffer_limit_closes_the_client"),
+    ),
+    (
+        "client-output-buffer-limit",
+        test("client_output_buffer_limit_closes_slow_subscribers"),
+    ),
+    ("slowlog-log-slower-than", of_command("slowlog")),
+    ("slowlog-max-len", of_command("slowlog")),
+    (
+        "latency-tracking",
+        off("no", "INFO latencystats is not built yet"),
+    ),
+    (
+        "latency-monitor-threshold",
+        off("0", "the latency monitor is not built yet"),
+    ),
+    (
+        "notify-keyspace-events",
+        off("", "keyspace notifications are not built yet"),
+    ),
+    (
+        "activerehashing",
+        NoEffect {
+            why: "slotd's dictionaries have no incremental rehashing for a cron to pace",
+        },
+    ),
+    (
+        "jemalloc-bg-thread",
+        NoEffect {
+            why: "slotd allocates with mimalloc, not jemalloc",
+        },
+    ),
+    ("acllog-max-len", of_command("acl")),
+    // Persistence: snapshots.
+    ("save", off("\"\"", RDB)),
+    ("stop-writes-on-bgsave-error", of_switch("save")),
+    ("rdbcompression", of_switch("save")),
+    ("rdbchecksum", of_switch("save")),
+    ("rdb-del-sync-files", of_switch("save")),
+    ("rdb-save-incremental-fsync", of_switch("save")),
+    ("dbfilename", of_switch("save")),
+    ("dir", test("pidfile_and_dir")),
+    // Persistence: the append-only file.
+    ("appendonly", off("no", AOF)),
+    ("appendfilename", of_switch("appendonly")),
+    ("appenddirname", of_switch("appendonly")),
+    ("appendfsync", of_switch("appendonly")),
+    ("no-appendfsync-on-rewrite", of_switch("appendonly")),
+    ("auto-aof-rewrite-percentage", of_switch("appendonly")),
+    ("auto-aof-rewrite-min-size", of_switch("appendonly")),
+    ("aof-load-truncated", of_switch("appendonly")),
+    ("aof-use-rdb-preamble", of_switch("appendonly")),
+    ("aof-timestamp-enabled", of_switch("appendonly")),
+    ("aof-rewrite-incremental-fsync", of_switch("appendonly")),
+    // Cluster.
+    ("cluster-enabled", off("no", CLUSTER)),
+    ("cluster-config-file", of_switch("cluster-enabled")),
+    ("cluster-node-timeout", of_switch("cluster-enabled")),
+    (
+        "cluster-require-full-coverage",
+        of_switch("cluster-enabled"),
+    ),
+    (
+        "cluster-replica-validity-factor",
+        of_switch("cluster-enabled"),
+    ),
+    ("cluster-migration-barrier", of_switch("cluster-enabled")),
+    (
+        "cluster-allow-reads-when-down",
+        of_switch("cluster-enabled"),
+    ),
+    ("cluster-announce-ip", of_switch("cluster-enabled")),
+    ("cluster-port", of_switch("cluster-enabled")),
+    // Replication.
+    ("replicaof", off("no one", REPLICATION)),
+    ("masterauth", of_switch("replicaof")),
+    ("replica-read-only", of_switch("replicaof")),
+    ("replica-serve-stale-data", of_switch("replicaof")),
+    ("replica-priority", of_switch("replicaof")),
+    ("replica-lazy-flush", of_switch("replicaof")),
+    ("repl-backlog-size", of_switch("replicaof")),
+    ("repl-diskless-sync", of_switch("replicaof")),
+    ("repl-diskless-sync-delay", of_switch("replicaof")),
+    ("repl-diskless-sync-max-replicas", of_switch("replicaof")),
+    ("repl-diskless-load", of_switch("replicaof")),
+    ("repl-disable-tcp-nodelay", of_switch("replicaof")),
+    // Encodings.
+    (
+        "list-max-listpack-size",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    (
+        "list-compress-depth",
+        off("0", "list compression is not built yet"),
+    ),
+    (
+        "hash-max-listpack-entries",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    (
+        "hash-max-listpack-value",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    (
+        "set-max-intset-entries",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    (
+        "zset-max-listpack-entries",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    (
+        "zset-max-listpack-value",
+        test("encoding_thresholds_follow_the_directives"),
+    ),
+    ("hll-sparse-max-bytes", of_command("pfadd")),
+    ("stream-node-max-bytes", of_command("xadd")),
+    ("stream-node-max-entries", of_command("xadd")),
+    // Lazy freeing.
+    ("lazyfree-lazy-eviction", NoEffect { why: LAZYFREE }),
+    ("lazyfree-lazy-expire", NoEffect { why: LAZYFREE }),
+    ("lazyfree-lazy-server-del", NoEffect { why: LAZYFREE }),
+    ("lazyfree-lazy-user-del", NoEffect { why: LAZYFREE }),
+    ("lazyfree-lazy-user-flush", NoEffect { why: LAZYFREE }),
+    // slotd's own.
+    ("shards", test("two_shards_serve_keys_of_both_cores")),
+    ("tuning-profile", test("a_profile_pins_the_shards")),
+    // File-only directives.
+    ("include", test("config_file_parsing")),
+];
+
+/// How slotd treats directive `name` (canonical name, lower case).
+pub fn support(name: &str) -> Option<Support> {
+    SUPPORT.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// The error for a switch turned on: names the directive and the value
+/// and says what slotd accepts instead.
+pub fn refusal(name: &str, value: &str, off: &str, feature: &str) -> String {
+    format!(
+        "'{name} {value}' is not supported by slotd yet ({feature}): only '{name} {off}' is accepted"
+    )
+}
