@@ -64,6 +64,9 @@ pub struct Conn {
     pub close_after_flush: bool,
     /// Shutting down: waiting for in-flight operations to finish.
     pub closing: bool,
+    /// Unix seconds since the output has been at or above the soft
+    /// `client-output-buffer-limit` (0: below it).
+    pub obuf_soft_since: i64,
     /// The last command run (CLIENT LIST's `cmd`); also where the next
     /// command's name is looked up first, as clients tend to repeat one.
     pub last_cmd: Option<&'static engine::cmd::Spec>,
@@ -106,6 +109,7 @@ impl Conn {
             wait: Wait::No,
             close_after_flush: false,
             closing: false,
+            obuf_soft_since: 0,
             last_cmd: None,
             spans: Vec::new(),
             scratch: Vec::new(),

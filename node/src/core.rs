@@ -490,8 +490,44 @@ impl Core {
         }
         let flush = std::mem::take(&mut self.flush);
         for key in flush {
+            if self.over_output_limit(key) {
+                if let Some(c) = self.conns.get(key) {
+                    crate::log::warning(format_args!(
+                        "Client {} scheduled to be closed ASAP for overcoming of output buffer limits.",
+                        c.info_line(self.now_ms)
+                    ));
+                }
+                self.close(key);
+                continue;
+            }
             self.start_send(key);
         }
+    }
+
+    /// `client-output-buffer-limit`, checked when output was added, as
+    /// Redis does: the client's unsent bytes reached its class's hard limit,
+    /// or have stayed at or above the soft limit for longer than its
+    /// seconds (tracked from the first time they were seen there).
+    fn over_output_limit(&mut self, key: Key) -> bool {
+        let now_s = self.now_ms / 1000;
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let pending = c.out.len() + c.sending.len() - c.send_off.min(c.sending.len());
+        let limit = self.settings.obuf[if c.sub_count() > 0 { 2 } else { 0 }];
+        let hard = limit.hard > 0 && pending as u64 >= limit.hard;
+        let mut soft = limit.soft > 0 && pending as u64 >= limit.soft;
+        if soft {
+            if c.obuf_soft_since == 0 {
+                c.obuf_soft_since = now_s;
+                soft = false;
+            } else if now_s - c.obuf_soft_since <= limit.soft_seconds as i64 {
+                soft = false;
+            }
+        } else {
+            c.obuf_soft_since = 0;
+        }
+        hard || soft
     }
 
     /// Handles every posted completion.
@@ -1062,7 +1098,8 @@ impl Core {
         let budget =
             std::time::Duration::from_micros(250_000 / self.settings.hz.clamp(1, 500) as u64);
         let start = std::time::Instant::now();
-        for db in 0..self.engine.dbs.len() {
+        let active_expire = self.shared.active_expire.load(Ordering::Relaxed);
+        for db in (0..self.engine.dbs.len()).filter(|_| active_expire) {
             loop {
                 let (sampled, expired) = self.engine.active_expire(db, 20, now);
                 if sampled == 0 || expired * 10 <= sampled || start.elapsed() > budget {

@@ -112,6 +112,19 @@ pub fn unwatch_all(core: &mut Core, watches: Vec<(usize, usize, Bytes, u64)>) {
     }
 }
 
+/// Redis 7.0's refusal of DEBUG under `enable-debug-command`.
+const DEBUG_NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.";
+
+/// Whether `enable-debug-command` (`yes`, `no` or `local`) lets a client
+/// at `addr` (`ip:port`) run DEBUG: `local` means from 127.0.0.1 or ::1.
+fn debug_allowed(setting: &str, addr: &str) -> bool {
+    match setting {
+        "yes" => true,
+        "local" => matches!(addr.rsplit_once(':'), Some(("127.0.0.1" | "::1", _))),
+        _ => false,
+    }
+}
+
 /// Queues `reply` for `key`.
 fn answer(core: &mut Core, key: Key, reply: Reply) -> Next {
     core.reply(key, &reply);
@@ -131,7 +144,8 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        let e = error::unknown_command(args.get(0), args.iter_from(1));
+        let e = engine::cmd::unbuilt::error_for(name)
+            .unwrap_or_else(|| error::unknown_command(name, args.iter_from(1)));
         return answer(core, key, Reply::Error(e.into()));
     };
     conn.last_cmd = Some(spec);
@@ -146,6 +160,12 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
             conn.multi_failed = true;
         }
         return answer(core, key, e);
+    }
+    if spec.name == "debug" && !debug_allowed(core.settings.debug_command, &conn.addr) {
+        if conn.multi.is_some() {
+            conn.multi_failed = true;
+        }
+        return answer(core, key, Reply::err(DEBUG_NOT_ALLOWED));
     }
     if conn.sub_count() > 0
         && !conn.resp3
@@ -280,4 +300,19 @@ pub fn spawn(
         c.wait = Wait::Task(t);
     }
     Next::Wait
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debug_allowed;
+
+    #[test]
+    fn debug_is_allowed_as_configured() {
+        assert!(debug_allowed("yes", "10.0.0.1:5000"));
+        assert!(!debug_allowed("no", "127.0.0.1:5000"));
+        assert!(debug_allowed("local", "127.0.0.1:5000"));
+        assert!(debug_allowed("local", "::1:5000"));
+        assert!(!debug_allowed("local", "127.0.0.2:5000"));
+        assert!(!debug_allowed("local", "10.0.0.1:5000"));
+    }
 }

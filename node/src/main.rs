@@ -68,6 +68,8 @@ pub fn settings_from(c: &config::Config) -> Settings {
             zset_value_bytes_max: e.zset_max_listpack_value as usize,
             list_listpack_size: e.list_max_listpack_size,
         },
+        debug_command: c.debug_command(),
+        obuf: c.obuf_limits(),
     }
 }
 
@@ -369,6 +371,7 @@ fn main() {
             .unwrap_or_default(),
         lastsave_s: AtomicI64::new(shared::now_ms() / 1000),
         peak_memory: AtomicU64::new(0),
+        active_expire: AtomicBool::new(true),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     log::notice(format_args!("Running mode=standalone, port={port}."));

@@ -179,6 +179,9 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             })
         }
         "shutdown" => {
+            if let Err(e) = shutdown_flags(&args) {
+                return ok(core, key, e);
+            }
             crate::log::warning(format_args!("User requested shutdown..."));
             core.shared.shutdown.store(true, Ordering::SeqCst);
             for c in 0..core.cores {
@@ -193,6 +196,35 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into()),
         ),
     }
+}
+
+/// Checks SHUTDOWN's flags as Redis 7.0 does: NOSAVE, NOW and FORCE are
+/// honoured by nature (slotd has nothing to save, no replicas to wait for);
+/// SAVE is refused until snapshots exist; ABORT finds no shutdown to abort
+/// (slotd's shutdown does not wait).
+fn shutdown_flags(args: &Args) -> Result<(), Reply> {
+    let (mut save, mut nosave, mut abort, mut other) = (false, false, false, false);
+    for a in args.iter_from(1) {
+        match String::from_utf8_lossy(a).to_ascii_lowercase().as_str() {
+            "nosave" => nosave = true,
+            "save" => save = true,
+            "abort" => abort = true,
+            "now" | "force" => other = true,
+            _ => return Err(Reply::err(error::SYNTAX)),
+        }
+    }
+    if (abort && (save || nosave || other)) || (save && nosave) {
+        return Err(Reply::err(error::SYNTAX));
+    }
+    if abort {
+        return Err(Reply::err("ERR No shutdown in progress."));
+    }
+    if save {
+        return Err(Reply::err(
+            "ERR SHUTDOWN SAVE is not supported by slotd yet: snapshots (RDB) are not built yet",
+        ));
+    }
+    Ok(())
 }
 
 fn auth(core: &mut Core, key: Key, user: &[u8], pass: &[u8]) -> Reply {
@@ -761,7 +793,11 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             ok(core, key, Reply::Ok)
         }
-        "set-active-expire" if args.len() == 3 => ok(core, key, Reply::Ok),
+        "set-active-expire" if args.len() == 3 => {
+            let on = engine::resp::parse_i64(args.get(2)).is_some_and(|v| v != 0);
+            core.shared.active_expire.store(on, Ordering::Relaxed);
+            ok(core, key, Reply::Ok)
+        }
         "object" if args.len() == 3 => {
             let k = Bytes::copy_from_slice(args.get(2));
             let owner = engine::slot::core_of(engine::slot::slot_of(&k), core.cores);

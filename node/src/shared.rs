@@ -17,6 +17,11 @@ pub struct Settings {
     pub hz: u32,
     pub maxclients: usize,
     pub encoding: engine::value::EncodingLimits,
+    /// `enable-debug-command`: `no`, `yes` or `local`.
+    pub debug_command: &'static str,
+    /// `client-output-buffer-limit` for the normal, replica and pubsub
+    /// classes.
+    pub obuf: [crate::config::ObufLimit; 3],
 }
 
 /// Process-wide state.
@@ -39,6 +44,8 @@ pub struct Shared {
     pub lastsave_s: AtomicI64,
     /// Peak of `used_memory` seen by INFO.
     pub peak_memory: AtomicU64,
+    /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE turns it off).
+    pub active_expire: AtomicBool,
 }
 
 impl Shared {

@@ -115,15 +115,27 @@ impl Server {
             extra.push(args[i]);
             i += 1;
         }
-        Server::start("slotd", &bin, nofile, &extra)
+        Server::start("slotd", &bin, nofile, None, &extra)
+    }
+
+    /// Starts slotd with the config file `conf` (given first, as slotd and
+    /// redis-server expect it), then the standard options and `args`.
+    pub fn slotd_with_config(conf: &Path, args: &[&str]) -> Server {
+        Server::start("slotd", &slotd_bin(), None, Some(conf), args)
     }
 
     /// Starts the stock redis-server with `--save "" --appendonly no` and `args`.
     pub fn redis(args: &[&str]) -> Server {
-        Server::start("redis", &redis_bin(), None, args)
+        Server::start("redis", &redis_bin(), None, None, args)
     }
 
-    fn start(name: &str, bin: &Path, nofile: Option<u64>, args: &[&str]) -> Server {
+    fn start(
+        name: &str,
+        bin: &Path,
+        nofile: Option<u64>,
+        conf: Option<&Path>,
+        args: &[&str],
+    ) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -146,7 +158,8 @@ impl Server {
                 }
                 None => Command::new(bin),
             };
-            cmd.args(["--port", &port_s, "--bind", "127.0.0.1"])
+            cmd.args(conf)
+                .args(["--port", &port_s, "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(args)
                 .stdin(Stdio::null())
@@ -280,7 +293,7 @@ impl Server {
         String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])

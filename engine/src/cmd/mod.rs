@@ -18,6 +18,7 @@ pub mod list;
 pub mod server;
 pub mod set;
 pub mod string;
+pub mod unbuilt;
 pub mod zset;
 
 use crate::args::Args;

@@ -886,6 +886,14 @@ impl Config {
         self.text("tuning-profile").unwrap_or_default()
     }
 
+    /// `enable-debug-command`: `no`, `yes` or `local`.
+    pub fn debug_command(&self) -> &'static str {
+        match self.value("enable-debug-command") {
+            Some(Value::Enum(w)) => w,
+            _ => "no",
+        }
+    }
+
     /// `dir`: the working directory.
     pub fn dir(&self) -> String {
         self.text("dir").unwrap_or_else(|| "./".to_string())

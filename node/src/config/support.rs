@@ -287,8 +287,11 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("lazyfree-lazy-user-del", NoEffect { why: LAZYFREE }),
     ("lazyfree-lazy-user-flush", NoEffect { why: LAZYFREE }),
     // slotd's own.
-    ("shards", test("two_shards_serve_keys_of_both_cores")),
-    ("tuning-profile", test("a_profile_pins_the_shards")),
+    ("shards", test("shards_sets_the_shard_threads")),
+    (
+        "tuning-profile",
+        test("a_profile_for_another_host_is_refused"),
+    ),
     // File-only directives.
     ("include", test("config_file_parsing")),
 ];
@@ -304,4 +307,203 @@ pub fn refusal(name: &str, value: &str, off: &str, feature: &str) -> String {
     format!(
         "'{name} {value}' is not supported by slotd yet ({feature}): only '{name} {off}' is accepted"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{default_value, display, lookup, Config, Kind, Value, PARAMS};
+    use super::*;
+    use std::path::PathBuf;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn sources(dir: PathBuf, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sources(p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+
+    /// A valid value other than the default, by the parameter's kind.
+    fn other_value(name: &str, kind: Kind, default: &Value) -> String {
+        match (name, kind) {
+            ("dir", _) => std::env::temp_dir().to_string_lossy().into_owned(),
+            ("notify-keyspace-events", _) => "KEA".into(),
+            (_, Kind::Bool) => if *default == Value::Bool(true) {
+                "no"
+            } else {
+                "yes"
+            }
+            .into(),
+            (_, Kind::Int { min, max }) => {
+                let v = if *default == Value::Int(min) {
+                    min + 1
+                } else {
+                    min
+                };
+                assert!(v <= max, "{name}");
+                v.to_string()
+            }
+            (_, Kind::Mem { min, .. }) => if *default == Value::Mem(min) {
+                min + 1
+            } else {
+                min
+            }
+            .to_string(),
+            (_, Kind::Enum(words)) => words
+                .iter()
+                .find(|w| Value::Enum(w) != *default)
+                .expect("an enum with one word")
+                .to_string(),
+            (_, Kind::Str) => "slotd-test-value".into(),
+            (_, Kind::Bind) => "127.0.0.2".into(),
+            (_, Kind::Save) => "900 1".into(),
+            (_, Kind::ReplicaOf) => "127.0.0.1 6390".into(),
+            (_, Kind::IntList { count, min, .. }) => vec![min.to_string(); count].join(" "),
+            (_, Kind::Obuf) => "pubsub 1mb 0 0".into(),
+        }
+    }
+
+    #[test]
+    fn every_directive_is_classified_once() {
+        for p in PARAMS {
+            let n = SUPPORT.iter().filter(|(name, _)| *name == p.name).count();
+            assert_eq!(n, 1, "{} must be listed once in SUPPORT", p.name);
+        }
+        for (name, _) in SUPPORT {
+            assert!(
+                lookup(name.as_bytes()).is_some() || *name == "include",
+                "{name} is listed in SUPPORT but the parser does not know it"
+            );
+        }
+    }
+
+    #[test]
+    fn classifications_hold() {
+        let mut code = Vec::new();
+        for dir in ["tests/tests", "node/src", "tuning/src", "tuning/tests"] {
+            sources(root().join(dir), &mut code);
+        }
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        for (name, support) in SUPPORT {
+            match *support {
+                Honoured { test } => {
+                    let decl = format!("fn {test}(");
+                    assert!(
+                        code.iter().any(|c| c.contains(&decl)),
+                        "{name} is honoured by test {test}, which does not exist"
+                    );
+                }
+                Switch { off, .. } => {
+                    let p = &PARAMS[lookup(name.as_bytes()).unwrap()];
+                    let off_args = super::super::split_args(off).unwrap();
+                    let off_value = super::super::parse_value(p, &off_args);
+                    assert_eq!(
+                        off_value.ok(),
+                        default_value(p),
+                        "{name}: off is the default"
+                    );
+                }
+                Dormant {
+                    until: Until::Switch(s),
+                } => assert!(
+                    matches!(support(s), Some(Switch { .. })),
+                    "{name} waits for {s}, which is not a switch"
+                ),
+                Dormant {
+                    until: Until::Command(c),
+                } => assert!(
+                    engine::cmd::registry().lookup(c.as_bytes()).is_none(),
+                    "{name} waits for command {c}, which exists now: classify it anew"
+                ),
+                NoEffect { why } => {
+                    assert!(!why.is_empty());
+                    let row = format!("| `{name}` |");
+                    assert!(
+                        readme.contains(&row),
+                        "README must list {name} as accepted without effect"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The walk: each directive at a value other than its default, from the
+    /// command line and through CONFIG SET, is refused exactly when it is a
+    /// switch, and otherwise taken (CONFIG GET shows it).
+    #[test]
+    fn every_directive_off_its_default_is_refused_or_taken() {
+        for p in PARAMS {
+            let default = default_value(p).unwrap();
+            let value = other_value(p.name, p.kind, &default);
+            let support = support(p.name).unwrap();
+            let from_cli = Config::from_cli(&[format!("--{}", p.name), value.clone()]);
+            let mut cfg = Config::new();
+            let from_set = cfg.set(&[(p.name.as_bytes(), value.as_bytes())]);
+            match support {
+                Switch { .. } => {
+                    let e = from_cli.expect_err(p.name);
+                    assert!(e.starts_with("*** FATAL CONFIG FILE ERROR"), "{e}");
+                    assert!(e.contains("is not supported by slotd yet"), "{e}");
+                    assert!(e.contains(&format!("'{} ", p.name)), "{e}");
+                    let e = from_set.expect_err(p.name);
+                    assert!(
+                        e.contains("is not supported by slotd yet")
+                            || e.contains("can't set immutable config"),
+                        "{e}"
+                    );
+                }
+                _ => {
+                    let c = from_cli.unwrap_or_else(|e| panic!("{}: {e}", p.name));
+                    let idx = lookup(p.name.as_bytes()).unwrap();
+                    assert_ne!(
+                        display(p, &c.values[idx]),
+                        display(p, &default),
+                        "{} {value} must change what CONFIG GET shows",
+                        p.name
+                    );
+                    if let Err(e) = from_set {
+                        assert!(
+                            e.contains("can't set immutable config")
+                                || e.contains("can't set protected config"),
+                            "{}: {e}",
+                            p.name
+                        );
+                    }
+                }
+            }
+        }
+        // File-only directives: `include` is honoured; Redis's others are
+        // refused by the parser until they are built.
+        for (name, arg) in [
+            ("rename-command", "flushall \"\""),
+            ("user", "alice on >pw ~* +@all"),
+            ("loadmodule", "/tmp/m.so"),
+        ] {
+            let e = Config::from_cli(&[format!("--{name}"), arg.to_string()]).unwrap_err();
+            assert!(
+                e.ends_with("Bad directive or wrong number of arguments"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_effect_lists_what_was_set() {
+        let c = Config::from_cli(&["--io-threads".into(), "4".into()]).unwrap();
+        let w = c.without_effect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].0, w[0].1.as_str()), ("io-threads", "4"));
+        assert!(Config::new().without_effect().is_empty());
+    }
 }
