@@ -395,8 +395,8 @@ mod tests {
             sources(root().join(dir), &mut code);
         }
         let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-        for (name, support) in SUPPORT {
-            match *support {
+        for (name, kind) in SUPPORT {
+            match *kind {
                 Honoured { test } => {
                     let decl = format!("fn {test}(");
                     assert!(
