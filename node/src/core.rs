@@ -1,11 +1,14 @@
 //! One shard core: a pinned thread running an io_uring event loop.
 //!
-//! The loop owns the core's keyspace (`engine::Shard`), its listening
-//! sockets (SO_REUSEPORT: the kernel spreads connections over cores), its
-//! connections and its inbox. Each turn it reaps completions (accepts,
-//! receives, sends, the inbox eventfd), runs the commands that arrived,
-//! serves other cores' requests, polls woken tasks, then submits all sends
-//! with the next wait in one `io_uring_enter`.
+//! The loop owns the core's keyspace (`engine::Shard`), its connections and
+//! its inbox. Every core arms an accept on each of the process's listening
+//! sockets (made once by `main`); the kernel wakes one waiting core per
+//! connection, which admits it (maxclients, protected mode) and hands it to
+//! the core with the fewest connections, itself on a tie, through the mesh
+//! (`Msg::Adopt`). Each turn it reaps completions (accepts, receives,
+//! sends, the inbox eventfd), runs the commands that arrived, serves other
+//! cores' requests, polls woken tasks, then submits all sends with the next
+//! wait in one `io_uring_enter`.
 //!
 //! Sockets are driven by io_uring directly rather than through glommio's
 //! streams: the measurements put glommio's per-operation send, recv
@@ -140,6 +143,8 @@ pub struct Core {
     ring: IoUring,
     /// Declared after `ring` so the ring is closed before this is unmapped.
     bufring: crate::bufring::BufRing,
+    /// The process's listening sockets: `main` owns and closes them; this
+    /// core accepts on them until it stops.
     listeners: Vec<i32>,
     pub conns: Slab<Conn>,
     /// Connections with output to send this turn.
@@ -191,7 +196,7 @@ pub struct Core {
 }
 
 impl Core {
-    /// Sets up core `id`: its ring and listening sockets.
+    /// Sets up core `id`: its ring, accepting on `listeners`.
     pub fn new(
         id: usize,
         cores: usize,
@@ -594,31 +599,78 @@ impl Core {
             return;
         }
         let fd = res;
-        if self.stopping {
+        // (A core told to stop may be gone already: hand it nothing.)
+        if self.stopping || self.shared.shutdown.load(Ordering::Relaxed) {
             // SAFETY: we own the accepted fd.
             unsafe { libc::close(fd) };
             return;
         }
-        let clients = self.shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
-        self.stats.total_connections_received += 1;
-        if clients > self.settings.maxclients {
-            self.shared.clients.fetch_sub(1, Ordering::Relaxed);
-            self.stats.rejected_connections += 1;
-            let msg = b"-ERR max number of clients reached\r\n";
-            // SAFETY: best-effort write then close of our own fd.
-            unsafe {
-                libc::send(
-                    fd,
-                    msg.as_ptr() as *const libc::c_void,
-                    msg.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                );
-                libc::close(fd);
-            }
+        if !self.admit(fd) {
             return;
         }
-        set_nodelay(fd);
-        let (addr, laddr) = (peer_name(fd, true), peer_name(fd, false));
+        let to = least_loaded(self.id, &self.shared.core_clients);
+        // Counted now, so the next accept (on any core) sees it placed.
+        self.shared.core_clients[to].fetch_add(1, Ordering::Relaxed);
+        if to == self.id {
+            self.adopt(fd);
+        } else {
+            self.mesh.send(to, Msg::Adopt { fd });
+        }
+    }
+
+    /// Redis's admission of a new connection: `maxclients`, then protected
+    /// mode. A refused client gets Redis's error line, is closed and counts
+    /// as rejected; an admitted one counts as received.
+    fn admit(&mut self, fd: i32) -> bool {
+        let clients = self.shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
+        let refusal: Option<&[u8]> = if clients > self.settings.maxclients {
+            Some(b"-ERR max number of clients reached\r\n")
+        } else if crate::net::protected_mode_denies(
+            crate::net::sock_addr(fd, true).map(|a| a.ip()),
+            self.settings.protected_mode,
+            self.settings.requirepass.is_some(),
+        ) {
+            Some(crate::net::PROTECTED_MODE_DENIED)
+        } else {
+            None
+        };
+        let Some(msg) = refusal else {
+            self.stats.total_connections_received += 1;
+            return true;
+        };
+        self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+        self.stats.rejected_connections += 1;
+        // SAFETY: best-effort write then close of our own fd.
+        unsafe {
+            libc::send(
+                fd,
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            );
+            libc::close(fd);
+        }
+        false
+    }
+
+    /// Takes on an admitted connection, accepted here or handed over by the
+    /// core that accepted it (already counted in `core_clients`): socket
+    /// options, names, the registered file slot, the first receive. A
+    /// stopping core closes it instead.
+    fn adopt(&mut self, fd: i32) {
+        if self.stopping {
+            // SAFETY: the handed-over fd is ours; nothing uses it.
+            unsafe { libc::close(fd) };
+            self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+            self.shared.core_clients[self.id].fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        crate::net::nodelay(fd);
+        if self.settings.tcp_keepalive_s > 0 {
+            crate::net::keepalive(fd, self.settings.tcp_keepalive_s);
+        }
+        let addr = crate::net::sock_name(fd, true);
+        let laddr = crate::net::sock_name(fd, false);
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let authed = self.settings.requirepass.is_none();
         let key = self
@@ -782,6 +834,7 @@ impl Core {
             // SAFETY: nothing is in flight on this fd any more.
             unsafe { libc::close(c.fd) };
             self.shared.clients.fetch_sub(1, Ordering::Relaxed);
+            self.shared.core_clients[self.id].fetch_sub(1, Ordering::Relaxed);
             self.stats.connected_clients = self.stats.connected_clients.saturating_sub(1);
         }
     }
@@ -1146,12 +1199,12 @@ impl Core {
     /// Stops accepting and closes every connection.
     pub fn stop(&mut self) {
         self.stopping = true;
+        // Shut, not closed: `main` closes them once every core is gone.
+        // Shutting a listening socket ends every core's pending accept and
+        // refuses new connections; a second shutdown is harmless.
         for fd in std::mem::take(&mut self.listeners) {
-            // SAFETY: closing our own listening sockets.
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RDWR);
-                libc::close(fd);
-            }
+            // SAFETY: the sockets stay open until every core has returned.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
         for key in self.conns.keys() {
             self.close(key);
@@ -1171,6 +1224,7 @@ impl Core {
         self.msgs += 1;
         match msg {
             Msg::Resp { id, resp } => self.rpc.complete(id, resp),
+            Msg::Adopt { fd } => self.adopt(fd),
             Msg::Req { from, id, req } => {
                 if let Some(tx) = self.lock {
                     let mine = match &req {
@@ -1478,6 +1532,20 @@ fn first_key<'a>(
     }
 }
 
+/// The core to give a new connection: the one with the fewest, `me` when
+/// it ties for fewest.
+fn least_loaded(me: usize, loads: &[std::sync::atomic::AtomicUsize]) -> usize {
+    let load = |c: usize| loads[c].load(Ordering::Relaxed);
+    let mut best = (me, load(me));
+    for c in 0..loads.len() {
+        let n = load(c);
+        if n < best.1 {
+            best = (c, n);
+        }
+    }
+    best.0
+}
+
 /// `io_uring_enter` flags (linux/io_uring.h).
 const ENTER_GETEVENTS: u32 = 1;
 const ENTER_EXT_ARG: u32 = 8;
@@ -1505,44 +1573,32 @@ fn register_ring_fd(ring_fd: i32) -> Option<i32> {
     (r == 1 && up[0] != u32::MAX).then_some(up[0] as i32)
 }
 
-fn set_nodelay(fd: i32) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int on our own socket.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        );
-    }
-}
-
-/// "ip:port" of the peer (`peer`) or of our end.
-fn peer_name(fd: i32, peer: bool) -> String {
-    // SAFETY: getpeername/getsockname fill a sockaddr_storage we own.
-    unsafe {
-        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let p = &mut ss as *mut _ as *mut libc::sockaddr;
-        let rc = if peer {
-            libc::getpeername(fd, p, &mut len)
-        } else {
-            libc::getsockname(fd, p, &mut len)
-        };
-        if rc != 0 {
-            return "?:0".into();
-        }
-        crate::net::sockaddr_to_string(&ss)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const PERIOD_NS: u64 = 100_000_000;
+
+    #[test]
+    fn a_new_connection_goes_to_the_core_with_fewest_preferring_the_acceptor() {
+        use std::sync::atomic::AtomicUsize;
+        let loads = |v: &[usize]| v.iter().map(|&n| AtomicUsize::new(n)).collect::<Vec<_>>();
+        assert_eq!(least_loaded(0, &loads(&[3, 1, 2])), 1);
+        assert_eq!(least_loaded(2, &loads(&[3, 1, 2])), 1);
+        // Ties: the accepting core keeps it, else the lowest-numbered.
+        assert_eq!(least_loaded(2, &loads(&[1, 1, 1])), 2);
+        assert_eq!(least_loaded(2, &loads(&[0, 0, 1])), 0);
+        assert_eq!(least_loaded(0, &loads(&[5])), 0);
+        // A burst accepted on one core alternates once counts are bumped.
+        let l = loads(&[0, 0]);
+        let mut placed = [0; 2];
+        for _ in 0..40 {
+            let to = least_loaded(0, &l);
+            l[to].fetch_add(1, Ordering::Relaxed);
+            placed[to] += 1;
+        }
+        assert_eq!(placed, [20, 20]);
+    }
 
     #[test]
     fn many_clients_one_request_each_batch_their_wakeups() {

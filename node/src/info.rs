@@ -30,8 +30,11 @@ pub async fn gather(rpc: &Rc<Rpc>, shared: &Arc<Shared>, sections: &[String]) ->
         .collect();
     let mut total = CoreStats::default();
     let mut cmdstats: Vec<(&'static str, u64, u64)> = Vec::new();
+    // Each core's connected clients, in core order (slotd's own field).
+    let mut per_core: Vec<String> = Vec::with_capacity(calls.len());
     for call in calls {
         if let Response::Stats(s) = call.await {
+            per_core.push(s.connected_clients.to_string());
             add(&mut total, &s);
             for (name, calls, usec, _, _) in &s.cmdstats {
                 match cmdstats.iter_mut().find(|(n, _, _)| n == name) {
@@ -70,8 +73,12 @@ pub async fn gather(rpc: &Rc<Rpc>, shared: &Arc<Shared>, sections: &[String]) ->
         section(
             "Clients",
             format!(
-                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\n",
-                total.connected_clients, settings.maxclients, total.blocked_clients, total.blocked_clients
+                "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\nslotd_shard_clients:{}\r\n",
+                total.connected_clients,
+                settings.maxclients,
+                total.blocked_clients,
+                total.blocked_clients,
+                per_core.join(",")
             ),
         );
     }

@@ -60,6 +60,8 @@ pub fn settings_from(c: &config::Config) -> Settings {
         timeout_s: c.timeout(),
         hz: c.hz(),
         maxclients: c.maxclients() as usize,
+        tcp_keepalive_s: c.int("tcp-keepalive").clamp(0, i32::MAX as i64) as i32,
+        protected_mode: c.flag("protected-mode"),
         encoding: engine::value::EncodingLimits {
             hash_entries_max: e.hash_max_listpack_entries as usize,
             hash_value_bytes_max: e.hash_max_listpack_value as usize,
@@ -341,9 +343,9 @@ fn main() {
     let port = cfg.port();
     let backlog = cfg.tcp_backlog() as i32;
     let binds = cfg.bind();
-    // Descriptors besides clients: Redis's 32, plus each core's ring,
-    // eventfd and listening sockets.
-    let reserved = MIN_RESERVED_FDS + (shards * (2 + binds.len())) as u64;
+    // Descriptors besides clients: Redis's 32, plus each core's ring and
+    // eventfd, plus the listening sockets.
+    let reserved = MIN_RESERVED_FDS + (shards * 2 + binds.len()) as u64;
     let maxclients = adjust_open_files_limit(cfg.maxclients(), reserved);
     if maxclients != cfg.maxclients() {
         let v = maxclients.to_string();
@@ -360,6 +362,7 @@ fn main() {
         settings: Mutex::new(settings),
         next_client_id: AtomicU64::new(1),
         clients: AtomicUsize::new(0),
+        core_clients: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
         shutdown: AtomicBool::new(false),
         start_ms: shared::now_ms(),
         run_id: run_id(),
@@ -376,37 +379,16 @@ fn main() {
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     log::notice(format_args!("Running mode=standalone, port={port}."));
 
-    // Listening sockets first, so a taken port fails the start cleanly.
-    let mut per_core: Vec<Vec<i32>> = vec![Vec::new(); shards];
-    for b in &binds {
-        let Some((addr, optional)) = net::bind_addr(b, port) else {
-            log::warning(format_args!("Invalid bind address '{b}'"));
-            std::process::exit(1);
-        };
-        for (core, list) in per_core.iter_mut().enumerate() {
-            match net::listen(addr, backlog) {
-                Ok(fd) => list.push(fd),
-                Err(e) => {
-                    if optional && core == 0 {
-                        log::verbose(format_args!("Skipping optional bind address {b}: {e}"));
-                        break;
-                    }
-                    log::warning(format_args!(
-                        "Warning: Could not create server TCP listening socket {}:{port}: bind: {e}",
-                        addr.ip()
-                    ));
-                    log::warning(format_args!(
-                        "Failed listening on port {port} (TCP), aborting."
-                    ));
-                    std::process::exit(1);
-                }
-            }
-        }
-    }
-    if per_core.iter().any(|l| l.is_empty()) {
+    // Listening sockets first, so a taken port fails the start cleanly:
+    // one per address for the whole process, every core accepts on all.
+    let Ok(listeners) = net::listen_to_port(&binds, port, backlog) else {
         log::warning(format_args!(
             "Failed listening on port {port} (TCP), aborting."
         ));
+        std::process::exit(1);
+    };
+    if listeners.is_empty() {
+        log::warning(format_args!("Configured to not listen anywhere, exiting."));
         std::process::exit(1);
     }
     let mesh = match mesh::Mesh::new(shards) {
@@ -433,7 +415,7 @@ fn main() {
         }
     }
     let mut threads = Vec::new();
-    for (id, listeners) in per_core.into_iter().enumerate() {
+    for id in 0..shards {
         let cpu = cpus[id % cpus.len()];
         let node = numa
             .as_ref()
@@ -441,6 +423,7 @@ fn main() {
         let strict = numa.as_ref().is_some_and(|n| n.strict);
         let shared = shared.clone();
         let mesh = mesh.clone();
+        let listeners = listeners.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
@@ -493,6 +476,10 @@ fn main() {
     }
     for t in threads {
         let _ = t.join();
+    }
+    for fd in listeners {
+        // SAFETY: the cores are gone; nothing uses these sockets any more.
+        unsafe { libc::close(fd) };
     }
     if let Some(path) = &pidfile {
         log::notice(format_args!("Removing the pid file."));

@@ -138,6 +138,9 @@ pub enum Msg {
     Req { from: usize, id: u64, req: Request },
     /// The answer to this core's request `id`.
     Resp { id: u64, resp: Response },
+    /// An accepted, admitted connection for this core to serve (already
+    /// counted in `Shared::core_clients`); no answer.
+    Adopt { fd: i32 },
 }
 
 /// One core's mailbox.

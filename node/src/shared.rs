@@ -16,6 +16,12 @@ pub struct Settings {
     pub timeout_s: u64,
     pub hz: u32,
     pub maxclients: usize,
+    /// `tcp-keepalive`: seconds before the first keepalive probe on a new
+    /// connection (0 = no keepalive).
+    pub tcp_keepalive_s: i32,
+    /// `protected-mode`: without a password, only 127.0.0.1 and ::1 may
+    /// connect.
+    pub protected_mode: bool,
     pub encoding: engine::value::EncodingLimits,
     /// `enable-debug-command`: `no`, `yes` or `local`.
     pub debug_command: &'static str,
@@ -30,6 +36,10 @@ pub struct Shared {
     pub settings: Mutex<Settings>,
     pub next_client_id: AtomicU64,
     pub clients: AtomicUsize,
+    /// Per core: the connections it serves, counting those handed to it
+    /// and not yet set up. Read (Relaxed) by the accepting core to place a
+    /// new connection; changed only when one is placed or freed.
+    pub core_clients: Vec<AtomicUsize>,
     pub shutdown: AtomicBool,
     pub start_ms: i64,
     pub run_id: String,

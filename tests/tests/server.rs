@@ -220,8 +220,8 @@ fn a_low_open_files_limit_lowers_maxclients_as_redis_does() {
         .nth(1)
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("CONFIG GET maxclients: {got:?}"));
-    // Redis keeps 32 descriptors aside; slotd also one ring, one eventfd
-    // and one listener per core.
+    // Redis keeps 32 descriptors aside; slotd also one ring and one
+    // eventfd per core, and one listener per bind address.
     assert!((100..=168).contains(&maxclients), "{maxclients}");
     let log = srv.log();
     assert!(
