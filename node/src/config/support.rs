@@ -83,17 +83,20 @@ const LAZYFREE: &str = "slotd frees values on the core that owns them when they 
 /// `config::PARAMS` and the file-only ones (`include`).
 pub static SUPPORT: &[(&str, Support)] = &[
     // Network.
-    ("port", test("a_taken_port_stops_the_start")),
+    (
+        "port",
+        test("a_second_server_on_a_taken_port_exits_as_redis_does"),
+    ),
     ("bind", test("bind_limits_the_listening_addresses")),
     (
         "protected-mode",
-        test("protected_mode_denies_only_remote_peers_without_password"),
+        test("protected_mode_refuses_peers_other_than_127_0_0_1_and_1"),
     ),
     ("tcp-backlog", test("tcp_backlog_sizes_the_accept_queue")),
     ("timeout", test("timeout_closes_idle_clients")),
     (
         "tcp-keepalive",
-        test("tcp_keepalive_arms_the_keepalive_timer"),
+        test("tcp_keepalive_arms_a_keepalive_timer_on_accepted_connections"),
     ),
     // General.
     (
@@ -180,7 +183,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "notify-keyspace-events",
-        off("", "keyspace notifications are not built yet"),
+        off("\"\"", "keyspace notifications are not built yet"),
     ),
     (
         "activerehashing",
