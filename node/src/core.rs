@@ -49,6 +49,9 @@ const BATCH_WAIT_NS: u64 = 200_000;
 /// bytes into one of these, the core appends them to the connection's
 /// buffer and hands the buffer back at once.
 const RECV_BUFS: u16 = 64;
+/// A connection's input buffer is compacted only once this many bytes
+/// of it have been consumed (and at least half of it).
+const COMPACT_MIN: usize = 16 * 1024;
 /// Most pipelined commands sent to another core in one request.
 const REMOTE_BATCH_MAX: usize = 256;
 const RECV_BUF_BYTES: usize = 16 * 1024;
@@ -968,15 +971,22 @@ impl Core {
             c.spans = spans;
             c.scratch = scratch;
             // The kernel never writes into this buffer (it fills the ring's
-            // buffers), so it can be compacted at any time.
+            // buffers), so it can be compacted at any time. It is, once the
+            // consumed part is at least as long as what remains: moving the
+            // rest at every stop (each hop of a pipeline to another core)
+            // would make a long pipeline quadratic; this way each byte is
+            // moved a bounded number of times.
             if pos == c.rbuf.len() {
                 c.rbuf.clear();
                 c.rpos = 0;
                 c.need = 0;
-            } else {
+            } else if pos >= COMPACT_MIN && pos * 2 >= c.rbuf.len() {
                 c.rbuf.drain(..pos);
                 c.rpos = 0;
                 c.need = need.saturating_sub(pos);
+            } else {
+                c.rpos = pos;
+                c.need = need;
             }
         }
     }
