@@ -26,7 +26,7 @@
 //! let profile = tuning::load_profile(Path::new("profile.toml"))?;
 //! let host = tuning::read_host(Path::new("/"))?;
 //! profile.check_matches(&host)?;
-//! for line in tuning::startup_checks(&host, profile.shard_cpus(), 511) {
+//! for line in tuning::startup_checks(&host, profile.shard_cpus(), 511, false) {
 //!     eprintln!("{line}");
 //! }
 //! let _bus = profile.bus_cpu();
