@@ -16,7 +16,7 @@
 //! io_uring loop with batched submission matched it.
 
 use crate::conn::{Conn, Wait};
-use crate::mesh::{AdminQuery, CoreStats, Mesh, Msg, Request, Response, TxId};
+use crate::mesh::{AdminQuery, CoreStats, Mesh, Msg, Request, Response, Seg, TxId};
 use crate::shared::{now_ms, Settings, Shared};
 use crate::slab::{Key, Slab};
 use crate::task::{Executor, Rpc};
@@ -52,8 +52,9 @@ const RECV_BUFS: u16 = 64;
 /// A connection's input buffer is compacted only once this many bytes
 /// of it have been consumed (and at least half of it).
 const COMPACT_MIN: usize = 16 * 1024;
-/// Most pipelined commands sent to another core in one request.
-const REMOTE_BATCH_MAX: usize = 256;
+/// Most pipelined commands, and bytes, sent across cores as one pipeline.
+const PIPELINE_CMDS_MAX: u32 = 1024;
+const PIPELINE_BYTES_MAX: usize = 1 << 20;
 const RECV_BUF_BYTES: usize = 16 * 1024;
 /// Registered file table entries per core (connections beyond use plain
 /// descriptors).
@@ -111,6 +112,8 @@ pub struct Waiter {
 pub struct TaskDone {
     pub conn: Key,
     pub replies: Vec<Reply>,
+    /// Replies already encoded for the connection, sent after `replies`.
+    pub encoded: Vec<u8>,
     /// Connection state the task changed.
     pub effects: Vec<Effect>,
 }
@@ -907,37 +910,60 @@ impl Core {
                             break;
                         }
                         crate::dispatch::Next::Retry => break,
-                        crate::dispatch::Next::Remote { to, db, args } => {
+                        crate::dispatch::Next::Remote { to, db, write } => {
+                            // Take along the pipelined commands behind it
+                            // that can travel with it, cut by owner core.
+                            let start = pos;
                             pos += consumed;
-                            let mut cmds = vec![args];
-                            // Take along the commands right behind it that
-                            // go to the same core: one hop for all of them.
-                            while cmds.len() < REMOTE_BATCH_MAX {
-                                match engine::resp::parse(
+                            let mut segs = vec![Seg {
+                                core: to,
+                                start: 0,
+                                end: consumed as u32,
+                                cmds: 1,
+                            }];
+                            let (mut writes, mut cmds) = (write, 1);
+                            while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
+                                let Ok(engine::resp::Parsed::Command {
+                                    consumed,
+                                    inline: false,
+                                }) = engine::resp::parse(
                                     &rbuf[pos..],
                                     &limits,
                                     &mut spans,
                                     &mut scratch,
-                                ) {
-                                    Ok(engine::resp::Parsed::Command {
-                                        consumed,
-                                        inline: false,
-                                    }) => {
-                                        let next = engine::Args::new(&rbuf[pos..], &spans);
-                                        if crate::dispatch::batch_target(self, key, &next)
-                                            != Some(to)
-                                        {
-                                            break;
-                                        }
-                                        cmds.push(next.to_owned());
-                                        pos += consumed;
+                                )
+                                else {
+                                    break;
+                                };
+                                let next = engine::Args::new(&rbuf[pos..], &spans);
+                                let Some((owner, write)) =
+                                    crate::dispatch::plan_target(self, key, &next)
+                                else {
+                                    break;
+                                };
+                                let (from, end) = ((pos - start) as u32, (pos + consumed - start) as u32);
+                                match segs.last_mut() {
+                                    Some(s) if s.core == owner => {
+                                        s.end = end;
+                                        s.cmds += 1;
                                     }
-                                    _ => break,
+                                    _ => segs.push(Seg {
+                                        core: owner,
+                                        start: from,
+                                        end,
+                                        cmds: 1,
+                                    }),
                                 }
+                                writes |= write;
+                                cmds += 1;
+                                pos += consumed;
                             }
+                            let bytes = Bytes::copy_from_slice(&rbuf[start..pos]);
+                            let resp3 = self.conns.get(key).is_some_and(|c| c.resp3);
                             let rpc = self.rpc.clone();
                             crate::dispatch::spawn(self, key, async move {
-                                crate::flows::remote(rpc, to, db, cmds, false, key).await
+                                crate::flows::pipeline(rpc, db, resp3, bytes, segs, writes, key)
+                                    .await
                             });
                             break;
                         }
@@ -1013,6 +1039,7 @@ impl Core {
         for r in &done.replies {
             r.encode(c.resp3, &mut c.out);
         }
+        c.out.extend_from_slice(&done.encoded);
         if matches!(c.wait, Wait::Task(_)) {
             c.wait = Wait::No;
         }
@@ -1064,6 +1091,38 @@ impl Core {
             }
             _ => Some(reply),
         }
+    }
+
+    /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
+    /// their replies to `out`, encoded for the client's protocol. They were
+    /// checked on the client's core ([`crate::dispatch::plan_target`]): plain
+    /// single-key commands of this core that do not block.
+    fn run_segment(&mut self, db: usize, resp3: bool, mut buf: &[u8], cmds: u32, out: &mut Vec<u8>) {
+        let limits = self.settings.limits;
+        let mut spans = std::mem::take(&mut self.ahead_spans);
+        let mut scratch = Vec::new();
+        for _ in 0..cmds {
+            let parsed = engine::resp::parse(buf, &limits, &mut spans, &mut scratch);
+            let reply = match parsed {
+                Ok(engine::resp::Parsed::Command {
+                    consumed,
+                    inline: false,
+                }) => {
+                    let args = engine::Args::new(buf, &spans);
+                    let reply = match engine::cmd::registry().lookup(args.get(0)) {
+                        Some(spec) => self.run_local(spec, db, args, false, None),
+                        None => None,
+                    };
+                    buf = &buf[consumed.min(buf.len())..];
+                    reply
+                }
+                _ => None,
+            };
+            reply
+                .unwrap_or_else(|| Reply::err("ERR internal error: a pipelined command did not run on its shard"))
+                .encode(resp3, out);
+        }
+        self.ahead_spans = spans;
     }
 
     /// Gives data that just arrived to clients blocked on it, oldest first.
@@ -1238,10 +1297,14 @@ impl Core {
             Msg::Req { from, id, req } => {
                 if let Some(tx) = self.lock {
                     let mine = match &req {
-                        Request::Exec { tx: Some(t), .. } => *t == tx,
+                        Request::Exec { tx: Some(t), .. }
+                        | Request::Pipeline { tx: Some(t), .. } => *t == tx,
                         Request::Unlock(t) => *t == tx,
                         Request::Export { .. } | Request::Import { .. } => true,
-                        Request::Lock(_) | Request::Exec { .. } | Request::Watch { .. } => false,
+                        Request::Lock(_)
+                        | Request::Exec { .. }
+                        | Request::Pipeline { .. }
+                        | Request::Watch { .. } => false,
                         _ => true,
                     };
                     if !mine {
@@ -1306,6 +1369,40 @@ impl Core {
                 }
                 self.answer(from, id, Response::Replies(replies));
                 self.serve_ready();
+            }
+            Request::Pipeline {
+                tx,
+                db,
+                resp3,
+                bytes,
+                segs,
+                mut at,
+                mut out,
+                mut ends,
+            } => {
+                while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
+                    let part = bytes.get(seg.start as usize..seg.end as usize).unwrap_or(&[]);
+                    self.run_segment(db, resp3, part, seg.cmds, &mut out);
+                    ends.push(out.len() as u32);
+                    at += 1;
+                }
+                self.serve_ready();
+                match segs.get(at).map(|s| s.core) {
+                    Some(next) => {
+                        let req = Request::Pipeline {
+                            tx,
+                            db,
+                            resp3,
+                            bytes,
+                            segs,
+                            at,
+                            out,
+                            ends,
+                        };
+                        self.mesh.send(next, Msg::Req { from, id, req });
+                    }
+                    None => self.answer(from, id, Response::Encoded { out, ends }),
+                }
             }
             Request::Lock(tx) => {
                 // Only reached when unlocked (see handle_msg).

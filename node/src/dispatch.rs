@@ -20,14 +20,11 @@ pub enum Next {
     /// The command could not start (this core is locked): leave it in the
     /// buffer and retry it when the connection is resumed.
     Retry,
-    /// The command was consumed and belongs to core `to`: the caller sends
-    /// it there, together with the commands right after it that go to the
-    /// same core ([`batch_target`]), in one request.
-    Remote {
-        to: usize,
-        db: usize,
-        args: engine::OwnedArgs,
-    },
+    /// The command was consumed and belongs to core `to` (`write`: it may
+    /// modify data): the caller sends it there, together with the
+    /// pipelined commands right after it that can travel with it
+    /// ([`plan_target`]), as one [`crate::mesh::Request::Pipeline`].
+    Remote { to: usize, db: usize, write: bool },
 }
 
 /// Where a command's keys live.
@@ -215,7 +212,7 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
         Route::One(c) if !spec.has(flags::BLOCKING) => Next::Remote {
             to: c,
             db,
-            args: args.to_owned(),
+            write: spec.has(flags::WRITE),
         },
         Route::One(c) => {
             let rpc = core.rpc.clone();
@@ -267,12 +264,14 @@ fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Arg
     }
 }
 
-/// The core a pipelined command may join a batch for, without running any
-/// check with side effects: `Some(core)` only for a plain, known,
-/// well-formed, non-blocking command whose keys all live on one other core
-/// and a connection that is authenticated, not in MULTI and not in RESP2
-/// subscribed mode. Anything else ends the batch and runs normally after it.
-pub fn batch_target(core: &Core, key: Key, args: &Args) -> Option<usize> {
+/// Where a pipelined command may join a pipeline that is crossing cores,
+/// without running any check with side effects: `Some((core, write))` only
+/// for a plain, known, well-formed, non-blocking command whose keys all
+/// live on one core (this one included) and a connection that is
+/// authenticated, not in MULTI and not in RESP2 subscribed mode. Anything
+/// else (keyless, multi-key, blocking, node commands) is a barrier: it ends
+/// the pipeline and runs normally once the pipeline's replies are in.
+pub fn plan_target(core: &Core, key: Key, args: &Args) -> Option<(usize, bool)> {
     let conn = core.conns.get(key)?;
     let spec = engine::cmd::registry().lookup(args.get(0))?;
     let plain = conn.authed
@@ -284,7 +283,7 @@ pub fn batch_target(core: &Core, key: Key, args: &Args) -> Option<usize> {
         return None;
     }
     match route(spec, args, core.cores) {
-        Ok(Route::One(c)) if c != core.id => Some(c),
+        Ok(Route::One(c)) => Some((c, spec.has(flags::WRITE))),
         _ => None,
     }
 }

@@ -19,9 +19,39 @@ pub struct TxId(pub usize, pub u64);
 /// A key's value and absolute expiry (ms), as moved between cores.
 pub type Exported = Option<(Value, Option<i64>)>;
 
+/// Consecutive pipelined commands for one core: a byte range of a
+/// [`Request::Pipeline`]'s RESP bytes holding `cmds` commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    pub core: usize,
+    pub start: u32,
+    pub end: u32,
+    pub cmds: u32,
+}
+
 /// What one core asks of another.
 #[derive(Debug)]
 pub enum Request {
+    /// A client's pipelined single-key commands, as the RESP bytes it sent
+    /// (`bytes`), cut into segments by owner core. The receiving core runs
+    /// `segs[at]` and the segments right after it that are also its own,
+    /// appends the replies, encoded for the client's protocol, to `out`
+    /// (and each segment's end offset to `ends`), then passes the rest on
+    /// to the next segment's core; the core that runs the last segment
+    /// answers the requester with [`Response::Encoded`]. So writes become
+    /// visible in the order the client sent them, to every observer, and a
+    /// change of core costs one message, not a round trip. `tx` is set when
+    /// the sender holds this core's lock (see `flows::pipeline`).
+    Pipeline {
+        tx: Option<TxId>,
+        db: usize,
+        resp3: bool,
+        bytes: bytes::Bytes,
+        segs: Vec<Seg>,
+        at: usize,
+        out: Vec<u8>,
+        ends: Vec<u32>,
+    },
     /// Run these commands in order, atomically, in database `db`.
     /// `tx` is set when the sender holds this core's lock. `watch` lists
     /// WATCH versions that must all still hold, or nothing runs.
@@ -120,6 +150,9 @@ pub struct CoreStats {
 #[derive(Debug)]
 pub enum Response {
     Replies(Vec<Reply>),
+    /// Replies already encoded for the client, and where each segment's
+    /// replies end in them.
+    Encoded { out: Vec<u8>, ends: Vec<u32> },
     /// EXEC aborted by a WATCHed key that changed.
     WatchFailed,
     Granted,

@@ -175,6 +175,7 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
                     effects: Vec::new(),
+                    encoded: Vec::new(),
                 }
             })
         }
@@ -445,6 +446,7 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
             conn: key,
             replies: vec![reply],
             effects: Vec::new(),
+            encoded: Vec::new(),
         }
     })
 }
@@ -531,6 +533,7 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(s))],
                     effects: Vec::new(),
+                    encoded: Vec::new(),
                 }
             })
         }
@@ -603,6 +606,7 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
+                    encoded: Vec::new(),
                 }
             })
         }
@@ -824,6 +828,7 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
+                    encoded: Vec::new(),
                 }
             })
         }
