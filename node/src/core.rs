@@ -717,7 +717,8 @@ impl Core {
         if let Some(c) = self.conns.get(key) {
             if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.settings.limits;
-                if let Some(k) = first_key(&mut self.ahead_spans, &c.rbuf[c.rpos..], &limits) {
+                let rest = &c.rbuf[c.rpos..];
+                if let Some(k) = first_key(&mut self.stats, &mut self.ahead_spans, rest, &limits) {
                     self.ahead.extend(self.engine.prefetch_slot(c.db, k));
                 }
             }
@@ -887,7 +888,13 @@ impl Core {
             if rbuf.len() < need || pos >= rbuf.len() {
                 break;
             }
-            match engine::resp::parse(&rbuf[pos..], &limits, &mut spans, &mut scratch) {
+            match parse(
+                &mut self.stats,
+                &rbuf[pos..],
+                &limits,
+                &mut spans,
+                &mut scratch,
+            ) {
                 Ok(engine::resp::Parsed::Incomplete { need: n }) => {
                     need = pos + n;
                     break;
@@ -896,9 +903,12 @@ impl Core {
                 Ok(engine::resp::Parsed::Command { consumed, inline }) => {
                     need = 0;
                     // Start loading the next pipelined command's entry.
-                    if let Some(k) =
-                        first_key(&mut self.ahead_spans, &rbuf[pos + consumed..], &limits)
-                    {
+                    if let Some(k) = first_key(
+                        &mut self.stats,
+                        &mut self.ahead_spans,
+                        &rbuf[pos + consumed..],
+                        &limits,
+                    ) {
                         self.engine.prefetch(db, k);
                     }
                     let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
@@ -926,7 +936,8 @@ impl Core {
                                 let Ok(engine::resp::Parsed::Command {
                                     consumed,
                                     inline: false,
-                                }) = engine::resp::parse(
+                                }) = parse(
+                                    &mut self.stats,
                                     &rbuf[pos..],
                                     &limits,
                                     &mut spans,
@@ -941,7 +952,8 @@ impl Core {
                                 else {
                                     break;
                                 };
-                                let (from, end) = ((pos - start) as u32, (pos + consumed - start) as u32);
+                                let (from, end) =
+                                    ((pos - start) as u32, (pos + consumed - start) as u32);
                                 match segs.last_mut() {
                                     Some(s) if s.core == owner => {
                                         s.end = end;
@@ -1007,6 +1019,7 @@ impl Core {
                 c.rpos = 0;
                 c.need = 0;
             } else if pos >= COMPACT_MIN && pos * 2 >= c.rbuf.len() {
+                self.stats.input_bytes_moved += (c.rbuf.len() - pos) as u64;
                 c.rbuf.drain(..pos);
                 c.rpos = 0;
                 c.need = need.saturating_sub(pos);
@@ -1097,12 +1110,19 @@ impl Core {
     /// their replies to `out`, encoded for the client's protocol. They were
     /// checked on the client's core ([`crate::dispatch::plan_target`]): plain
     /// single-key commands of this core that do not block.
-    fn run_segment(&mut self, db: usize, resp3: bool, mut buf: &[u8], cmds: u32, out: &mut Vec<u8>) {
+    fn run_segment(
+        &mut self,
+        db: usize,
+        resp3: bool,
+        mut buf: &[u8],
+        cmds: u32,
+        out: &mut Vec<u8>,
+    ) {
         let limits = self.settings.limits;
         let mut spans = std::mem::take(&mut self.ahead_spans);
         let mut scratch = Vec::new();
         for _ in 0..cmds {
-            let parsed = engine::resp::parse(buf, &limits, &mut spans, &mut scratch);
+            let parsed = parse(&mut self.stats, buf, &limits, &mut spans, &mut scratch);
             let reply = match parsed {
                 Ok(engine::resp::Parsed::Command {
                     consumed,
@@ -1119,7 +1139,9 @@ impl Core {
                 _ => None,
             };
             reply
-                .unwrap_or_else(|| Reply::err("ERR internal error: a pipelined command did not run on its shard"))
+                .unwrap_or_else(|| {
+                    Reply::err("ERR internal error: a pipelined command did not run on its shard")
+                })
                 .encode(resp3, out);
         }
         self.ahead_spans = spans;
@@ -1381,7 +1403,9 @@ impl Core {
                 mut ends,
             } => {
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
-                    let part = bytes.get(seg.start as usize..seg.end as usize).unwrap_or(&[]);
+                    let part = bytes
+                        .get(seg.start as usize..seg.end as usize)
+                        .unwrap_or(&[]);
                     self.run_segment(db, resp3, part, seg.cmds, &mut out);
                     ends.push(out.len() as u32);
                     at += 1;
@@ -1622,7 +1646,26 @@ fn batch_size(active: u64, recvs: u64, cmds: u64, msgs: u64, period_ns: u64) -> 
 /// name: the key to prefetch. On a large keyspace a lookup is a few cache
 /// misses; prefetched, they overlap with other work (the command before it
 /// in a pipeline, or the other connections of the same turn).
+/// Parses the next request in `buf`, counting the bytes examined (INFO's
+/// `slotd_input_bytes_parsed`; an incomplete request counts all of `buf`).
+fn parse(
+    stats: &mut CoreStats,
+    buf: &[u8],
+    limits: &engine::resp::Limits,
+    spans: &mut Vec<(u32, u32)>,
+    scratch: &mut Vec<u8>,
+) -> Result<engine::resp::Parsed, engine::resp::ProtocolError> {
+    let parsed = engine::resp::parse(buf, limits, spans, scratch);
+    stats.input_bytes_parsed += match parsed {
+        Ok(engine::resp::Parsed::Command { consumed, .. })
+        | Ok(engine::resp::Parsed::Empty { consumed }) => consumed,
+        _ => buf.len(),
+    } as u64;
+    parsed
+}
+
 fn first_key<'a>(
+    stats: &mut CoreStats,
     spans: &mut Vec<(u32, u32)>,
     rest: &'a [u8],
     limits: &engine::resp::Limits,
@@ -1630,7 +1673,7 @@ fn first_key<'a>(
     if rest.first() != Some(&b'*') {
         return None;
     }
-    match engine::resp::parse(rest, limits, spans, &mut Vec::new()) {
+    match parse(stats, rest, limits, spans, &mut Vec::new()) {
         Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
             let &(s, e) = spans.get(1)?;
             rest.get(s as usize..e as usize)

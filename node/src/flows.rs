@@ -150,7 +150,8 @@ pub async fn pipeline(
         let mut out = Vec::new();
         let n: u32 = segs.iter().map(|s| s.cmds).sum();
         for _ in 0..n {
-            Reply::err("ERR internal error: unexpected answer from a shard").encode(resp3, &mut out);
+            Reply::err("ERR internal error: unexpected answer from a shard")
+                .encode(resp3, &mut out);
         }
         out
     });

@@ -134,6 +134,12 @@ pub struct CoreStats {
     pub total_commands_processed: u64,
     pub rejected_connections: u64,
     pub net_input_bytes: u64,
+    /// Bytes of client input the parser examined, and moved within
+    /// connections' buffers (INFO `slotd_input_bytes_parsed`/`_moved`):
+    /// they stay a small multiple of `net_input_bytes` however long a
+    /// pipeline is.
+    pub input_bytes_parsed: u64,
+    pub input_bytes_moved: u64,
     pub net_output_bytes: u64,
     pub expired_keys: u64,
     pub keyspace_hits: u64,
@@ -152,7 +158,10 @@ pub enum Response {
     Replies(Vec<Reply>),
     /// Replies already encoded for the client, and where each segment's
     /// replies end in them.
-    Encoded { out: Vec<u8>, ends: Vec<u32> },
+    Encoded {
+        out: Vec<u8>,
+        ends: Vec<u32>,
+    },
     /// EXEC aborted by a WATCHed key that changed.
     WatchFailed,
     Granted,
