@@ -29,7 +29,9 @@
 #     <= 1.75x at -P 16); slotd-2 vs redis, both unpinned: throughput
 #     >= 0.9x at -P 1 and >= 1.2x at -P 16, p99 <= redis's; the per-core
 #     check slotd-1-pinned vs redis-pinned (ops >= FOUNDATION_OPS_MIN x,
-#     CPU/op <= FOUNDATION_CPU_MAX x); the mass-insertion bar below
+#     CPU/op <= FOUNDATION_CPU_MAX x); the mass-insertion bar below; each
+#     bar judged on the ratio of the medians, with the per-round ratios'
+#     range and how many rounds pass
 #   - the CPU cost of one hop, from the pinned rows: with K shards and
 #     uniformly random keys a fraction (K-1)/K of single-key commands run on
 #     another core, so hop = (cpu_K - cpu_1) / ((K-1)/K) µs; and a MODEL of
@@ -498,6 +500,23 @@ verdict() { awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
     if (r == "n/a") { print "n/a"; exit }
     ok = (op == "<=") ? (r + 0 <= l + 0) : (r + 0 >= l + 0); print ok ? "PASS" : "FAIL" }'; }
 has() { [ "$(idx_of "$1")" -ge 0 ]; }
+# per_round A B TEST PIPELINE COL OP LIMIT: "min–max, k/R": the per-round
+# ratio A/B of column COL, its range and how many rounds meet OP LIMIT.
+# PER_FILE=pipe file: rows "setup round seconds ..." (TEST/PIPELINE "-").
+per_round() {
+    local file="${PER_FILE:-$RAW}"
+    awk -v A="$1" -v B="$2" -v t="$3" -v p="$4" -v c="$5" -v op="$6" -v l="$7" -v pipe="${PER_FILE:+1}" '
+        { if (pipe) { s = $1; r = $2; ok = 1 } else { s = $1; r = $4; ok = ($2 == t && $3 == p) }
+          if (!ok || $c !~ /^[0-9.]+$/) next
+          if (s == A) a[r] = $c; else if (s == B) b[r] = $c }
+        END { n = 0; k = 0
+          for (r in a) if ((r in b) && b[r] + 0 > 0) {
+              x = a[r] / b[r]; n++
+              if (n == 1 || x < lo) lo = x; if (n == 1 || x > hi) hi = x
+              if ((op == "<=" && x <= l + 0) || (op == ">=" && x >= l + 0)) k++ }
+          if (n == 0) print "n/a"; else printf "%.2f–%.2f, %d/%d\n", lo, hi, k, n }' "$file"
+}
+
 UP() { echo "$1" | tr '[:lower:]' '[:upper:]'; }
 
 DATE="$(date +%Y-%m-%d_%H%M%S)"
@@ -558,42 +577,44 @@ PIPE_DESC="$([ "$PIPE_N" -gt 0 ] && echo "$PIPE_N" || echo "skipped")"
     echo
     echo "## Bars"
     echo
-    echo "| bar | -P | measured | limit | result |"
-    echo "|---|---:|---:|---:|---|"
+    echo "| bar | -P | measured (medians) | limit | result | per round: range, rounds passing |"
+    echo "|---|---:|---:|---:|---|---|"
     for t in set get; do
         T="$(UP "$t")"
         if has slotd-2-pinned; then
             for pl in "1 1.25" "16 1.75"; do
                 read -r p lim <<<"$pl"
                 rr="$(ratio "$(m slotd-2-pinned "$t" "$p" 8)" "$(m slotd-1-pinned "$t" "$p" 8)")"
-                echo "| $T CPU/op, slotd-2-pinned / slotd-1-pinned | $p | $rr | <= $lim | $(verdict "$rr" "<=" "$lim") |"
+                echo "| $T CPU/op, slotd-2-pinned / slotd-1-pinned | $p | $rr | <= $lim | $(verdict "$rr" "<=" "$lim") | $(per_round slotd-2-pinned slotd-1-pinned "$t" "$p" 8 "<=" "$lim") |"
             done
         fi
         if has slotd-2; then
             for pl in "1 0.9" "16 1.2"; do
                 read -r p lim <<<"$pl"
                 rr="$(ratio "$(m slotd-2 "$t" "$p" 5)" "$(m redis "$t" "$p" 5)")"
-                echo "| $T ops/s, slotd-2 / redis (unpinned) | $p | $rr | >= $lim | $(verdict "$rr" ">=" "$lim") |"
+                echo "| $T ops/s, slotd-2 / redis (unpinned) | $p | $rr | >= $lim | $(verdict "$rr" ">=" "$lim") | $(per_round slotd-2 redis "$t" "$p" 5 ">=" "$lim") |"
                 a="$(m slotd-2 "$t" "$p" 7)" b="$(m redis "$t" "$p" 7)"
                 v="$(awk -v a="$a" -v b="$b" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else print (a + 0 <= b + 0) ? "PASS" : "FAIL" }')"
-                echo "| $T p99 ms, slotd-2 vs redis (unpinned) | $p | $(fmt "$a" %.3f) vs $(fmt "$b" %.3f) | <= redis | $v |"
+                echo "| $T p99 ms, slotd-2 vs redis (unpinned) | $p | $(fmt "$a" %.3f) vs $(fmt "$b" %.3f) | <= redis | $v | $(per_round slotd-2 redis "$t" "$p" 7 "<=" 1) (p99 ratio) |"
             done
         fi
         for p in $PIPELINES; do
             ro="$(ratio "$(m slotd-1-pinned "$t" "$p" 5)" "$(m redis-pinned "$t" "$p" 5)")"
             rc="$(ratio "$(m slotd-1-pinned "$t" "$p" 8)" "$(m redis-pinned "$t" "$p" 8)")"
-            echo "| $T per core: ops/s, slotd-1-pinned / redis-pinned | $p | $ro | >= $FOUNDATION_OPS_MIN | $(verdict "$ro" ">=" "$FOUNDATION_OPS_MIN") |"
-            echo "| $T per core: CPU/op, slotd-1-pinned / redis-pinned | $p | $rc | <= $FOUNDATION_CPU_MAX | $(verdict "$rc" "<=" "$FOUNDATION_CPU_MAX") |"
+            echo "| $T per core: ops/s, slotd-1-pinned / redis-pinned | $p | $ro | >= $FOUNDATION_OPS_MIN | $(verdict "$ro" ">=" "$FOUNDATION_OPS_MIN") | $(per_round slotd-1-pinned redis-pinned "$t" "$p" 5 ">=" "$FOUNDATION_OPS_MIN") |"
+            echo "| $T per core: CPU/op, slotd-1-pinned / redis-pinned | $p | $rc | <= $FOUNDATION_CPU_MAX | $(verdict "$rc" "<=" "$FOUNDATION_CPU_MAX") | $(per_round slotd-1-pinned redis-pinned "$t" "$p" 8 "<=" "$FOUNDATION_CPU_MAX") |"
         done
     done
     if [ "$PIPE_N" -gt 0 ] && has slotd-2; then
         if grep -q '^slotd-2 .* timeout$' "$PIPE_RAW"; then
-            echo "| redis-cli --pipe of $PIPE_N SETs, slotd-2 / redis time | | timeout (> ${PIPE_TIMEOUT}s) | <= 1.5 | FAIL |"
+            echo "| redis-cli --pipe of $PIPE_N SETs, slotd-2 / redis time | | timeout (> ${PIPE_TIMEOUT}s) | <= 1.5 | FAIL | |"
         else
             rr="$(ratio "$(med "$PIPE_RAW" 3 slotd-2)" "$(med "$PIPE_RAW" 3 redis)")"
-            echo "| redis-cli --pipe of $PIPE_N SETs, slotd-2 / redis time | | $rr | <= 1.5 | $(verdict "$rr" "<=" 1.5) |"
+            echo "| redis-cli --pipe of $PIPE_N SETs, slotd-2 / redis time | | $rr | <= 1.5 | $(verdict "$rr" "<=" 1.5) | $(PER_FILE="$PIPE_RAW" per_round slotd-2 redis - - 3 "<=" 1.5) |"
         fi
     fi
+    echo
+    echo "Per round: the ratio of the two setups' runs in the same round (run back to back), its range over the rounds and in how many rounds it meets the limit; the result column judges the ratio of the medians."
     echo
     echo "The per-core limits (FOUNDATION_OPS_MIN=$FOUNDATION_OPS_MIN, FOUNDATION_CPU_MAX=$FOUNDATION_CPU_MAX) are this script's reading of \"the per-core bars of the foundation\" (slotd on one core not slower and not costlier than redis-server on one core); the other bars are for 2 shards."
     echo
