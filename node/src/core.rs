@@ -34,7 +34,7 @@ use std::sync::Arc;
 const KIND_ACCEPT: u64 = 1;
 const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
-const KIND_EVENTFD: u64 = 4;
+const KIND_WAKE: u64 = 4;
 const KIND_CRON: u64 = 5;
 
 /// Sleep batching (see `Core::run`): at most one request waited for per
@@ -311,12 +311,30 @@ impl Core {
         self.push_sqe(e);
     }
 
-    fn arm_eventfd(&mut self) {
+    /// Arms what wakes this core when another core sends it a message:
+    /// a wait on its futex word, reset first, or else a read of its eventfd.
+    fn arm_wake(&mut self) {
+        if self.mesh.futex() {
+            let word = self.mesh.futex_word(self.id);
+            word.store(0, Ordering::SeqCst);
+            const FUTEX2_SIZE_U32: u32 = 0x02;
+            const FUTEX2_PRIVATE: u32 = 128;
+            let e = opcode::FutexWait::new(
+                word.as_ptr(),
+                0,
+                u32::MAX as u64,
+                FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+            )
+            .build()
+            .user_data(user_data(KIND_WAKE, Key { index: 0, gen: 0 }));
+            self.push_sqe(e);
+            return;
+        }
         let fd = self.mesh.eventfd(self.id);
         let ptr = &mut *self.eventfd_buf as *mut u64 as *mut u8;
         let e = opcode::Read::new(types::Fd(fd), ptr, 8)
             .build()
-            .user_data(user_data(KIND_EVENTFD, Key { index: 0, gen: 0 }));
+            .user_data(user_data(KIND_WAKE, Key { index: 0, gen: 0 }));
         self.push_sqe(e);
     }
 
@@ -389,7 +407,7 @@ impl Core {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.arm_eventfd();
+        self.arm_wake();
         self.arm_cron();
         loop {
             // One clock read a turn: commands, cron and the wait all use it.
@@ -580,7 +598,7 @@ impl Core {
                     KIND_ACCEPT => self.on_accept(key.index as usize, res, flags),
                     KIND_RECV => self.on_recv(key, res, flags),
                     KIND_SEND => self.on_send(key, res),
-                    KIND_EVENTFD => self.arm_eventfd(),
+                    KIND_WAKE => self.arm_wake(),
                     KIND_CRON => {
                         self.cron(self.now_ms);
                         self.arm_cron();
@@ -1279,7 +1297,10 @@ impl Core {
             .total_commands_processed
             .saturating_sub(self.period_cmds_from);
         let period_ns = 1_000_000_000 / self.settings.hz.clamp(1, 500) as u64;
-        self.batch = batch_size(self.active, self.recvs, cmds, self.msgs, period_ns);
+        // A message wakes a core sleeping on its futex at once, so messages
+        // need not keep it from batching; on an eventfd they would wait.
+        let msgs = if self.mesh.futex() { 0 } else { self.msgs };
+        self.batch = batch_size(self.active, self.recvs, cmds, msgs, period_ns);
         self.period = self.period.wrapping_add(1);
         self.active = 0;
         self.recvs = 0;
@@ -1642,10 +1663,6 @@ fn batch_size(active: u64, recvs: u64, cmds: u64, msgs: u64, period_ns: u64) -> 
         .clamp(1, BATCH_MAX) as u32
 }
 
-/// If `rest` starts with a complete request, its first argument after the
-/// name: the key to prefetch. On a large keyspace a lookup is a few cache
-/// misses; prefetched, they overlap with other work (the command before it
-/// in a pipeline, or the other connections of the same turn).
 /// Parses the next request in `buf`, counting the bytes examined (INFO's
 /// `slotd_input_bytes_parsed`; an incomplete request counts all of `buf`).
 fn parse(
@@ -1664,6 +1681,10 @@ fn parse(
     parsed
 }
 
+/// If `rest` starts with a complete request, its first argument after the
+/// name: the key to prefetch. On a large keyspace a lookup is a few cache
+/// misses; prefetched, they overlap with other work (the command before it
+/// in a pipeline, or the other connections of the same turn).
 fn first_key<'a>(
     stats: &mut CoreStats,
     spans: &mut Vec<(u32, u32)>,

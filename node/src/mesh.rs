@@ -1,7 +1,13 @@
 //! Messages between cores.
 //!
-//! Every core has one inbox (a lock-free MPSC queue) and an eventfd that
-//! wakes it when it sleeps in `io_uring_enter`. A message owns all its data
+//! Every core has one inbox (a lock-free MPSC queue) and a way to be woken
+//! when it sleeps in `io_uring_enter`: a futex word it waits on with an
+//! io_uring FUTEX_WAIT entry (Linux 6.7+), else an eventfd it reads. A
+//! sender pays the wake-up (one syscall) only when the core really sleeps,
+//! once however many messages it sends. A futex wake-up is a forced one:
+//! it ends a sleep that waits for several completions (see `Core::run`),
+//! so cores that exchange messages can batch their sleeps too; an eventfd
+//! read is one completion among those waited for. A message owns all its data
 //! (`OwnedArgs`, `Bytes`, `Value`), so no core ever holds a reference into
 //! another core's memory. A request never waits on another hop while its
 //! owner handles it: hops are chained by the requesting task, not by the
@@ -10,7 +16,7 @@
 use crossbeam_queue::SegQueue;
 use engine::value::Value;
 use engine::{OwnedArgs, Reply};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Identifies a multi-shard operation holding shard locks: (core, serial).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,18 +191,32 @@ pub enum Msg {
     Adopt { fd: i32 },
 }
 
+/// Whether this kernel's io_uring has FUTEX_WAIT (Linux 6.7+).
+fn futex_wait_supported() -> bool {
+    let Ok(ring) = io_uring::IoUring::new(2) else {
+        return false;
+    };
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(io_uring::opcode::FutexWait::CODE)
+}
+
 /// One core's mailbox.
 pub struct Inbox {
     queue: SegQueue<Msg>,
     /// True while the owner sleeps (or is about to) in io_uring_enter.
     sleeping: AtomicBool,
-    /// Written to wake the owner.
+    /// Written to wake the owner when there is no futex wait.
     eventfd: i32,
+    /// The owner's futex word: 0 while it may sleep, 1 once woken.
+    futex: AtomicU32,
 }
 
 /// All cores' mailboxes, shared by every core.
 pub struct Mesh {
     inboxes: Vec<Inbox>,
+    /// The cores wait on futexes (io_uring has FUTEX_WAIT).
+    futex: bool,
 }
 
 impl Mesh {
@@ -214,9 +234,23 @@ impl Mesh {
                 queue: SegQueue::new(),
                 sleeping: AtomicBool::new(false),
                 eventfd: fd,
+                futex: AtomicU32::new(0),
             });
         }
-        Ok(Mesh { inboxes })
+        Ok(Mesh {
+            inboxes,
+            futex: futex_wait_supported(),
+        })
+    }
+
+    /// Whether cores wait on their futex word (else on their eventfd).
+    pub fn futex(&self) -> bool {
+        self.futex
+    }
+
+    /// The futex word core `core` waits on.
+    pub fn futex_word(&self, core: usize) -> &AtomicU32 {
+        &self.inboxes[core].futex
     }
 
     /// Number of cores.
@@ -234,6 +268,20 @@ impl Mesh {
         let inbox = &self.inboxes[to];
         inbox.queue.push(msg);
         if inbox.sleeping.swap(false, Ordering::SeqCst) {
+            if self.futex {
+                inbox.futex.store(1, Ordering::SeqCst);
+                // SAFETY: FUTEX_WAKE on a word the mesh owns for the life
+                // of the process; it only reads the address.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        inbox.futex.as_ptr(),
+                        libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                        1,
+                    );
+                }
+                return;
+            }
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a valid u64 to our eventfd. A
             // failure (counter overflow) still leaves the core awake.
