@@ -939,6 +939,14 @@ impl Core {
                         }
                         crate::dispatch::Next::Retry => break,
                         crate::dispatch::Next::Remote { to, db, write } => {
+                            // An inline command travels re-encoded as RESP
+                            // (the owner parses RESP only).
+                            let head = inline.then(|| {
+                                let mut head = Vec::new();
+                                let args = engine::Args::new(&scratch, &spans);
+                                encode_command(&args, &mut head);
+                                head
+                            });
                             // Take along the pipelined commands behind it
                             // that can travel with it, cut by owner core.
                             let start = pos;
@@ -988,7 +996,21 @@ impl Core {
                                 cmds += 1;
                                 pos += consumed;
                             }
-                            let bytes = Bytes::copy_from_slice(&rbuf[start..pos]);
+                            let bytes = match head {
+                                None => Bytes::copy_from_slice(&rbuf[start..pos]),
+                                Some(mut head) => {
+                                    // The offsets shift by the re-encoding.
+                                    let grown = head.len() as u32;
+                                    for s in &mut segs {
+                                        if s.start > 0 {
+                                            s.start = s.start - consumed as u32 + grown;
+                                        }
+                                        s.end = s.end - consumed as u32 + grown;
+                                    }
+                                    head.extend_from_slice(&rbuf[start + consumed..pos]);
+                                    Bytes::from(head)
+                                }
+                            };
                             let resp3 = self.conns.get(key).is_some_and(|c| c.resp3);
                             let rpc = self.rpc.clone();
                             crate::dispatch::spawn(self, key, async move {
@@ -1661,6 +1683,16 @@ fn batch_size(active: u64, recvs: u64, cmds: u64, msgs: u64, period_ns: u64) -> 
     (active / BATCH_CLIENTS_PER_WAIT)
         .min(in_half_wait)
         .clamp(1, BATCH_MAX) as u32
+}
+
+/// Appends `args` to `out` as a RESP array of bulk strings.
+fn encode_command(args: &engine::Args, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args.iter_from(0) {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Parses the next request in `buf`, counting the bytes examined (INFO's

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use tests::{encode, RawConn, Server};
 
 /// `n` random commands over a small key pool: strings, hashes and lists,
-/// reads and writes, so consecutive commands keep changing core.
-fn random_pipeline(seed: u64, n: usize) -> Vec<u8> {
+/// reads and writes, so consecutive commands keep changing core; with
+/// `inline`, a third of them in the inline form (as `redis-cli --pipe` of
+/// a text file sends them).
+fn random_pipeline(seed: u64, n: usize, inline: bool) -> Vec<u8> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for _ in 0..n {
@@ -29,7 +31,15 @@ fn random_pipeline(seed: u64, n: usize) -> Vec<u8> {
             10 => vec![b"LRANGE", k.as_bytes(), b"0", b"-1"],
             _ => vec![b"TYPE", k.as_bytes()],
         };
-        out.extend_from_slice(&encode(&cmd));
+        if inline && rng.gen_range(0..3) == 0 {
+            let words: Vec<String> = cmd
+                .iter()
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            out.extend_from_slice(format!("{}\r\n", words.join(" ")).as_bytes());
+        } else {
+            out.extend_from_slice(&encode(&cmd));
+        }
     }
     out
 }
@@ -42,8 +52,8 @@ fn run_pipeline(c: &mut RawConn, bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
 
 #[test]
 fn pipeline_replies_match_redis_byte_for_byte() {
-    for (seed, resp3) in [(1, false), (2, true), (3, false)] {
-        let bytes = random_pipeline(seed, 3000);
+    for (seed, resp3, inline) in [(1, false, false), (2, true, false), (3, false, true)] {
+        let bytes = random_pipeline(seed, 3000, inline);
         let mut replies = Vec::new();
         for srv in [
             Server::redis(&[]),
