@@ -134,6 +134,23 @@ pub struct PubSub {
     pub shard_channels: HashMap<Bytes, Vec<Key>>,
 }
 
+/// The first command of a pipeline that crosses cores: its owner core,
+/// whether it writes, its length in the input, and its RESP form when it
+/// came inline.
+struct First {
+    to: usize,
+    write: bool,
+    consumed: usize,
+    head: Option<Vec<u8>>,
+}
+
+/// A pipeline ready to cross cores (see [`crate::mesh::Request::Pipeline`]).
+struct Planned {
+    bytes: Bytes,
+    segs: Vec<Seg>,
+    writes: bool,
+}
+
 /// A shard core.
 pub struct Core {
     pub id: usize,
@@ -943,79 +960,31 @@ impl Core {
                             // (the owner parses RESP only).
                             let head = inline.then(|| {
                                 let mut head = Vec::new();
-                                let args = engine::Args::new(&scratch, &spans);
-                                encode_command(&args, &mut head);
+                                encode_command(&engine::Args::new(&scratch, &spans), &mut head);
                                 head
                             });
-                            // Take along the pipelined commands behind it
-                            // that can travel with it, cut by owner core.
-                            let start = pos;
-                            pos += consumed;
-                            let mut segs = vec![Seg {
-                                core: to,
-                                start: 0,
-                                end: consumed as u32,
-                                cmds: 1,
-                            }];
-                            let (mut writes, mut cmds) = (write, 1);
-                            while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
-                                let Ok(engine::resp::Parsed::Command {
-                                    consumed,
-                                    inline: false,
-                                }) = parse(
-                                    &mut self.stats,
-                                    &rbuf[pos..],
-                                    &limits,
-                                    &mut spans,
-                                    &mut scratch,
-                                )
-                                else {
-                                    break;
-                                };
-                                let next = engine::Args::new(&rbuf[pos..], &spans);
-                                let Some((owner, write)) =
-                                    crate::dispatch::plan_target(self, key, &next)
-                                else {
-                                    break;
-                                };
-                                let (from, end) =
-                                    ((pos - start) as u32, (pos + consumed - start) as u32);
-                                match segs.last_mut() {
-                                    Some(s) if s.core == owner => {
-                                        s.end = end;
-                                        s.cmds += 1;
-                                    }
-                                    _ => segs.push(Seg {
-                                        core: owner,
-                                        start: from,
-                                        end,
-                                        cmds: 1,
-                                    }),
-                                }
-                                writes |= write;
-                                cmds += 1;
-                                pos += consumed;
-                            }
-                            let bytes = match head {
-                                None => Bytes::copy_from_slice(&rbuf[start..pos]),
-                                Some(mut head) => {
-                                    // The offsets shift by the re-encoding.
-                                    let grown = head.len() as u32;
-                                    for s in &mut segs {
-                                        if s.start > 0 {
-                                            s.start = s.start - consumed as u32 + grown;
-                                        }
-                                        s.end = s.end - consumed as u32 + grown;
-                                    }
-                                    head.extend_from_slice(&rbuf[start + consumed..pos]);
-                                    Bytes::from(head)
-                                }
+                            let first = First {
+                                to,
+                                write,
+                                consumed,
+                                head,
                             };
+                            let (p, end) = self.gather_pipeline(
+                                key,
+                                &rbuf,
+                                pos,
+                                first,
+                                &mut spans,
+                                &mut scratch,
+                            );
+                            pos = end;
                             let resp3 = self.conns.get(key).is_some_and(|c| c.resp3);
                             let rpc = self.rpc.clone();
                             crate::dispatch::spawn(self, key, async move {
-                                crate::flows::pipeline(rpc, db, resp3, bytes, segs, writes, key)
-                                    .await
+                                crate::flows::pipeline(
+                                    rpc, db, resp3, p.bytes, p.segs, p.writes, key,
+                                )
+                                .await
                             });
                             break;
                         }
@@ -1144,6 +1113,88 @@ impl Core {
             }
             _ => Some(reply),
         }
+    }
+
+    /// Cuts a pipeline that crosses cores: its first command, at
+    /// `rbuf[start..]`, is for another core; the pipelined commands behind
+    /// it go along while they can ([`crate::dispatch::plan_target`]), up to
+    /// [`PIPELINE_CMDS_MAX`] commands or [`PIPELINE_BYTES_MAX`] bytes. Returns
+    /// the pipeline and where in `rbuf` it ends.
+    fn gather_pipeline(
+        &mut self,
+        key: Key,
+        rbuf: &[u8],
+        start: usize,
+        first: First,
+        spans: &mut Vec<(u32, u32)>,
+        scratch: &mut Vec<u8>,
+    ) -> (Planned, usize) {
+        let mut pos = start + first.consumed;
+        let mut segs = vec![Seg {
+            core: first.to,
+            start: 0,
+            end: first.consumed as u32,
+            cmds: 1,
+        }];
+        let (mut writes, mut cmds) = (first.write, 1);
+        while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
+            let Ok(engine::resp::Parsed::Command {
+                consumed,
+                inline: false,
+            }) = parse(
+                &mut self.stats,
+                &rbuf[pos..],
+                &self.settings.limits,
+                spans,
+                scratch,
+            )
+            else {
+                break;
+            };
+            let next = engine::Args::new(&rbuf[pos..], spans);
+            let Some((owner, write)) = crate::dispatch::plan_target(self, key, &next) else {
+                break;
+            };
+            let (from, end) = ((pos - start) as u32, (pos + consumed - start) as u32);
+            match segs.last_mut() {
+                Some(s) if s.core == owner => {
+                    s.end = end;
+                    s.cmds += 1;
+                }
+                _ => segs.push(Seg {
+                    core: owner,
+                    start: from,
+                    end,
+                    cmds: 1,
+                }),
+            }
+            writes |= write;
+            cmds += 1;
+            pos += consumed;
+        }
+        let bytes = match first.head {
+            None => Bytes::copy_from_slice(&rbuf[start..pos]),
+            Some(mut head) => {
+                // The offsets shift by the re-encoding of the first command.
+                let (old, new) = (first.consumed as u32, head.len() as u32);
+                for s in &mut segs {
+                    if s.start > 0 {
+                        s.start = s.start - old + new;
+                    }
+                    s.end = s.end - old + new;
+                }
+                head.extend_from_slice(&rbuf[start + first.consumed..pos]);
+                Bytes::from(head)
+            }
+        };
+        (
+            Planned {
+                bytes,
+                segs,
+                writes,
+            },
+            pos,
+        )
     }
 
     /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
