@@ -78,6 +78,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
 CORES="${CORES:-1 2}"
@@ -111,15 +113,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/slotd-cores.XXXXXX")"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid"
     done
     rm -rf "$WORK"
 }

@@ -26,6 +26,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
 ROUNDS="${ROUNDS:-3}"
@@ -50,15 +52,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/slotd-bench.XXXXXX")"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid"
     done
     rm -rf "$WORK"
 }

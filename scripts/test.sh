@@ -16,6 +16,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
 SMOKE_PORT="${SMOKE_PORT:-7399}"
@@ -30,15 +32,7 @@ TMPDIR_TEST="$(mktemp -d "${TMPDIR:-/tmp}/slotd-test.XXXXXX")"
 cleanup() {
     local rc=$?
     for pid in "${STARTED_PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid"
     done
     rm -rf "$TMPDIR_TEST"
     if [ "$rc" -eq 0 ]; then
