@@ -507,3 +507,33 @@ fn a_profile_for_another_host_is_refused() {
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("Refusing tuning profile"), "{log}");
 }
+
+#[test]
+fn wait_answers_zero_replicas_as_standalone_redis() {
+    tests::assert_same(&[
+        &["SET", "k", "v"],
+        &["WAIT", "0", "0"],
+        &["WAIT", "-1", "0"],
+        &["WAIT", "1", "100"],
+        &["WAIT", "x", "0"],
+        &["WAIT", "1", "x"],
+        &["WAIT", "1", "-1"],
+        &["MULTI"],
+        &["WAIT", "1", "0"],
+        &["EXEC"],
+    ]);
+    // With replicas asked for, it waits out its timeout, as Redis does.
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.raw();
+    let t = Instant::now();
+    assert_eq!(text(c.cmd_str(&["WAIT", "1", "300"])), ":0\r\n");
+    assert!(
+        t.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        t.elapsed()
+    );
+    // Timeout 0 waits until the client goes.
+    c.send(&tests::encode(&[b"WAIT", b"1", b"0"])).unwrap();
+    c.set_read_timeout(Duration::from_millis(500));
+    assert!(c.read_reply().is_err(), "WAIT 1 0 answered");
+}

@@ -3,7 +3,7 @@
 //! about the process (INFO, CONFIG, TIME, SHUTDOWN, DEBUG, COMMAND) are the
 //! node's.
 
-use super::{flags::*, Ctx, Merge, Spec};
+use super::{flags::*, Block, Ctx, Merge, Spec};
 use crate::error;
 use crate::reply::Reply;
 
@@ -38,6 +38,7 @@ pub static COMMANDS: &[Spec] = &[
         "server",
     ),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
+    Spec::new("wait", 3, NOSCRIPT, (0, 0, 0), wait, "generic"),
 ];
 
 /// ```text
@@ -55,6 +56,32 @@ fn flush_mode_ok(ctx: &Ctx) -> bool {
         2 => ctx.args.is(1, "async") || ctx.args.is(1, "sync"),
         _ => false,
     }
+}
+
+/// ```text
+/// WAIT numreplicas timeout
+/// ```
+/// Wait for the synchronous replication of the connection's writes. slotd
+/// has no replicas yet, so none acknowledges: as a standalone Redis, it
+/// answers 0 at once when `numreplicas` is 0 or less (or inside MULTI),
+/// else after `timeout` ms (0: it waits until the client goes).
+fn wait(ctx: &mut Ctx) -> Reply {
+    let numreplicas = match ctx.args.int(1) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let timeout = match ctx.args.int(2) {
+        Ok(t) if t < 0 => return Reply::err("ERR timeout is negative"),
+        Ok(t) => t,
+        Err(_) => return Reply::err("ERR timeout is not an integer or out of range"),
+    };
+    if numreplicas > 0 {
+        ctx.block = Some(Block {
+            keys: Vec::new(),
+            deadline_ms: (timeout > 0).then(|| ctx.now_ms.saturating_add(timeout)),
+        });
+    }
+    Reply::Int(0)
 }
 
 /// ```text
