@@ -117,16 +117,18 @@ pub async fn pipeline(
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
     cores.dedup();
-    let chain = cores.len() == 1 || (writes && segs.len() < LOCKED_SEGS_MIN);
+    let (n_segs, n_cmds) = (segs.len(), segs.iter().map(|s| s.cmds).sum::<u32>());
+    let chain = cores.len() == 1 || (writes && n_segs < LOCKED_SEGS_MIN);
     let encoded = if chain {
-        match rpc.call(segs[0].core, req(segs.clone(), None)).await {
-            Response::Encoded { out, ends } if ends.len() == segs.len() => Some(out),
+        match rpc.call(segs[0].core, req(segs, None)).await {
+            Response::Encoded { out, ends } if ends.len() == n_segs => Some(out),
             _ => None,
         }
     } else {
-        let locks = match writes {
-            true => Some(Locks::take(&rpc, &cores).await),
-            false => None,
+        let locks = if writes {
+            Some(Locks::take(&rpc, &cores).await)
+        } else {
+            None
         };
         let tx = locks.as_ref().map(|l| l.tx);
         let calls: Vec<_> = cores
@@ -148,8 +150,7 @@ pub async fn pipeline(
     };
     let encoded = encoded.unwrap_or_else(|| {
         let mut out = Vec::new();
-        let n: u32 = segs.iter().map(|s| s.cmds).sum();
-        for _ in 0..n {
+        for _ in 0..n_cmds {
             Reply::err("ERR internal error: unexpected answer from a shard")
                 .encode(resp3, &mut out);
         }
