@@ -259,26 +259,6 @@ start_setup() { # index
     log "$name threads (name:CPUs): ${AFFINITY[$i]}"
 }
 
-# cpu_ns PID: run time of all the process's threads, ns (schedstat); falls
-# back to utime+stime (CLK_TCK resolution) where schedstat is missing.
-CLK_TCK="$(getconf CLK_TCK)"
-cpu_ns() {
-    local total=0 f t stat
-    for f in /proc/"$1"/task/*/schedstat; do
-        [ -r "$f" ] || continue
-        read -r t _ <"$f" || continue
-        total=$((total + t))
-    done
-    if [ "$total" -gt 0 ]; then
-        echo "$total"
-        return
-    fi
-    stat="$(cat "/proc/$1/stat")"
-    stat="${stat##*) }"
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $(((${12} + ${13}) * 1000000000 / CLK_TCK))
-}
 
 # Host idle % over 0.5 s, from /proc/stat (idle + iowait over all).
 idle_pct() {
@@ -308,6 +288,7 @@ BENCH_EXTRA=()
 
 # host_busy_ns: CPU time (ns, all CPUs) spent in user, nice and system
 # since boot (/proc/stat; irq, softirq, steal and idle left out).
+CLK_TCK="$(getconf CLK_TCK)"
 host_busy_ns() { awk -v hz="$CLK_TCK" '/^cpu / { printf "%.0f\n", ($2 + $3 + $4) * 1e9 / hz; exit }' /proc/stat; }
 # times_ns FILE: children's user+sys in ns from the output of bash's `times`.
 times_ns() {

@@ -95,7 +95,6 @@ else
     PIN_SERVER=()
     PIN_CLIENT=()
 fi
-CLK_TCK="$(getconf CLK_TCK)"
 
 # start_server NAME BIN ARGS... ; sets STARTED_PID
 start_server() {
@@ -135,28 +134,6 @@ start_server() {
     fi
 }
 
-# cpu_ns PID: CPU time of the whole process (all threads), in ns: the sum
-# of each thread's run time from /proc/PID/task/*/schedstat (the scheduler's
-# exact figure); where schedstat is missing, utime+stime from /proc/PID/stat
-# (CLK_TCK resolution).
-cpu_ns() {
-    local total=0 f t stat
-    for f in /proc/"$1"/task/*/schedstat; do
-        [ -r "$f" ] || continue
-        read -r t _ <"$f" || continue
-        total=$((total + t))
-    done
-    if [ "$total" -gt 0 ]; then
-        echo "$total"
-        return
-    fi
-    stat="$(cat "/proc/$1/stat")"
-    # Fields after the ")" of comm: state is field 3; utime=14, stime=15.
-    stat="${stat##*) }"
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $(((${12} + ${13}) * 1000000000 / CLK_TCK))
-}
 
 SLOTD_ARGS=(--shards 1)
 case "$(basename "$SLOTD_BIN")" in

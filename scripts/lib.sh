@@ -14,3 +14,26 @@ stop_pid() {
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
+
+# cpu_ns PID: CPU time of the whole process (all threads), in ns: the sum
+# of each thread's run time from /proc/PID/task/*/schedstat (the scheduler's
+# exact figure); where schedstat is missing, utime+stime from /proc/PID/stat
+# (CLK_TCK resolution).
+cpu_ns() {
+    local total=0 f t stat
+    for f in /proc/"$1"/task/*/schedstat; do
+        [ -r "$f" ] || continue
+        read -r t _ <"$f" || continue
+        total=$((total + t))
+    done
+    if [ "$total" -gt 0 ]; then
+        echo "$total"
+        return
+    fi
+    stat="$(cat "/proc/$1/stat")"
+    # Fields after the ")" of comm: state is field 3; utime=14, stime=15.
+    stat="${stat##*) }"
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo $(((${12} + ${13}) * 1000000000 / $(getconf CLK_TCK)))
+}
