@@ -10,143 +10,9 @@
 use crate::dict::{hash, SlotDict};
 use crate::slot::{slot_of, SLOTS};
 use crate::value::Value;
+use std::ptr::NonNull;
 
-/// Marks an entry that has no TTL.
-pub const NO_EXPIRE: i64 = i64::MAX;
-/// `meta` bit set for strings Redis would report as `raw` (changed in
-/// place by APPEND, SETRANGE, SETBIT, ...); the other 31 bits are the
-/// index into `Db::volatile`.
-const RAW_BIT: u32 = 1 << 31;
-const NOT_VOLATILE: u32 = !RAW_BIT;
-
-/// A key's value and metadata.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The value.
-    pub value: Value,
-    /// Absolute expiry time in Unix milliseconds, or [`NO_EXPIRE`].
-    expire_at_ms: i64,
-    /// Index into `Db::volatile` (or `NOT_VOLATILE`), plus `RAW_BIT`.
-    meta: u32,
-    /// Last access, in Unix seconds (for OBJECT IDLETIME).
-    pub access_s: u32,
-}
-
-impl Entry {
-    /// Absolute expiry in Unix milliseconds, if the key has a TTL.
-    pub fn expire_at(&self) -> Option<i64> {
-        (self.expire_at_ms != NO_EXPIRE).then_some(self.expire_at_ms)
-    }
-
-    fn vidx(&self) -> u32 {
-        self.meta & !RAW_BIT
-    }
-
-    fn set_vidx(&mut self, i: u32) {
-        debug_assert!(i <= NOT_VOLATILE);
-        self.meta = (self.meta & RAW_BIT) | i;
-    }
-
-    /// Marks a string changed in place: OBJECT ENCODING then says `raw`,
-    /// as Redis does once it has unshared a string to modify it.
-    pub fn set_raw(&mut self) {
-        self.meta |= RAW_BIT;
-    }
-
-    /// The encoding Redis 7.0 would report for this entry's value.
-    pub fn encoding_name(&self, lim: &crate::value::EncodingLimits) -> &'static str {
-        match self.value {
-            Value::Str(_) if self.meta & RAW_BIT != 0 => "raw",
-            _ => self.value.encoding_name(lim),
-        }
-    }
-
-    /// A fresh entry without a TTL.
-    pub(crate) fn new(value: Value, now_s: u32) -> Entry {
-        Entry {
-            value,
-            expire_at_ms: NO_EXPIRE,
-            meta: NOT_VOLATILE,
-            access_s: now_s,
-        }
-    }
-
-    /// True when the key's TTL has passed at `now_ms`.
-    pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expire_at_ms != NO_EXPIRE && self.expire_at_ms <= now_ms
-    }
-}
-
-/// Longest key stored inline.
-const KEY_INLINE_BYTES_MAX: usize = 22;
-
-/// A key as the dictionary stores it: short keys inline, so comparing a
-/// probed entry's key reads the bucket already in cache instead of
-/// chasing a pointer (a cache miss per lookup on a large keyspace).
-#[derive(Clone)]
-pub enum Key {
-    /// Up to [`KEY_INLINE_BYTES_MAX`] bytes, in place.
-    Inline {
-        len: u8,
-        buf: [u8; KEY_INLINE_BYTES_MAX],
-    },
-    /// Longer keys.
-    Heap(Box<[u8]>),
-}
-
-const _: () = assert!(std::mem::size_of::<Key>() == 24);
-
-impl std::ops::Deref for Key {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Key::Inline { len, buf } => &buf[..*len as usize],
-            Key::Heap(b) => b,
-        }
-    }
-}
-
-impl From<&[u8]> for Key {
-    fn from(k: &[u8]) -> Key {
-        if k.len() <= KEY_INLINE_BYTES_MAX {
-            let mut buf = [0u8; KEY_INLINE_BYTES_MAX];
-            buf[..k.len()].copy_from_slice(k);
-            Key::Inline {
-                len: k.len() as u8,
-                buf,
-            }
-        } else {
-            Key::Heap(k.into())
-        }
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        self
-    }
-}
-
-impl std::hash::Hash for Key {
-    /// Hashes exactly as `[u8]` does, so lookups by `&[u8]` find it.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Key) -> bool {
-        **self == **other
-    }
-}
-
-impl Eq for Key {}
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self))
-    }
-}
+pub use crate::entry::{Entry, Node};
 
 /// A key's lookup worked out ahead of it: its slot and hash, between the
 /// two steps of a prefetch.
@@ -163,11 +29,16 @@ pub struct Db {
     dicts: Vec<SlotDict>,
     /// Hash seed of this database's dictionaries.
     seed: u64,
-    /// Keys that have a TTL, in no order, for random sampling. Invariant:
-    /// `volatile[i]` names an entry whose volatile index is `i`.
-    volatile: Vec<Key>,
+    /// Entries that have a TTL, in no order, for random sampling.
+    /// Invariant: `volatile[i]` points to an entry whose volatile index is
+    /// `i`; the dictionaries own the entries.
+    volatile: Vec<NonNull<Entry>>,
     len: usize,
 }
+
+// SAFETY: the raw pointers in `volatile` point to entries the database's
+// own dictionaries own; they move with it, and nothing else holds them.
+unsafe impl Send for Db {}
 
 impl Db {
     /// An empty database whose dictionaries hash with `seed`.
@@ -200,10 +71,7 @@ impl Db {
 
     /// The keys of `slot`, in no particular order.
     pub fn slot_keys(&self, slot: u16) -> impl Iterator<Item = &[u8]> {
-        self.dicts
-            .get(slot as usize)
-            .into_iter()
-            .flat_map(|d| d.iter().map(|(k, _)| &k[..]))
+        self.slot_entries(slot).map(|(k, _)| k)
     }
 
     /// Every entry of `slot`.
@@ -211,14 +79,14 @@ impl Db {
         self.dicts
             .get(slot as usize)
             .into_iter()
-            .flat_map(|d| d.iter().map(|(k, e)| (&k[..], e)))
+            .flat_map(|d| d.iter().map(|e| (e.key(), e)))
     }
 
     /// Every entry, slot by slot.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.dicts
             .iter()
-            .flat_map(|d| d.iter().map(|(k, e)| (&k[..], e)))
+            .flat_map(|d| d.iter().map(|e| (e.key(), e)))
     }
 
     /// The entry of `key`, expired or not.
@@ -241,9 +109,9 @@ impl Db {
         }
     }
 
-    /// The first half of [`Db::prefetch`], for several keys at once: starts
+    /// The first step of a prefetch for several keys at once: starts
     /// loading `key`'s slot header (without waiting for it) and returns
-    /// what [`Db::prefetch_entry`] needs once the header has arrived.
+    /// what the next steps need.
     pub fn prefetch_slot(&self, key: &[u8]) -> Option<Ahead> {
         let slot = slot_of(key);
         let d = self.dicts.get(slot as usize)?;
@@ -254,10 +122,19 @@ impl Db {
         })
     }
 
-    /// The second half: starts loading the entry itself.
+    /// The second step, once the header has arrived: starts loading the
+    /// table word.
     pub fn prefetch_entry(&self, ahead: Ahead) {
         if let Some(d) = self.dicts.get(ahead.slot as usize) {
             d.prefetch(ahead.hash);
+        }
+    }
+
+    /// The third step, once the word has arrived: starts loading the entry
+    /// it points to.
+    pub fn prefetch_node(&self, ahead: Ahead) {
+        if let Some(d) = self.dicts.get(ahead.slot as usize) {
+            d.prefetch_node(ahead.hash);
         }
     }
 
@@ -269,27 +146,22 @@ impl Db {
     }
 
     /// Stores `value` under `key`, dropping any TTL it had; returns the old
-    /// entry. Overwriting reuses the existing slot (one hash probe).
-    pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Entry> {
+    /// value. Overwriting a key without a TTL reuses its entry (one hash
+    /// probe).
+    pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Value> {
         let seed = self.seed;
         let dict = self.dict_mut(slot_of(key));
         if let Some(e) = dict.get_mut(seed, key) {
-            let old = Entry {
-                value: std::mem::replace(&mut e.value, value),
-                expire_at_ms: e.expire_at_ms,
-                meta: NOT_VOLATILE,
-                access_s: e.access_s,
-            };
             e.access_s = now_s;
-            e.expire_at_ms = NO_EXPIRE;
-            let was = e.vidx();
-            e.meta = NOT_VOLATILE;
-            if was != NOT_VOLATILE {
-                self.unlist_volatile(was);
+            e.clear_raw();
+            let had_ttl = e.vidx();
+            let old = std::mem::replace(&mut e.value, value);
+            if let Some(i) = had_ttl {
+                self.drop_ttl(key, i);
             }
             return Some(old);
         }
-        dict.insert_new(seed, key.into(), Entry::new(value, now_s));
+        dict.insert_new(seed, Node::new(key, value, now_s, None));
         self.len += 1;
         None
     }
@@ -301,7 +173,7 @@ impl Db {
             Some(e) => {
                 e.value = value;
                 e.access_s = now_s;
-                e.meta &= !RAW_BIT;
+                e.clear_raw();
             }
             None => {
                 self.insert(key, value, now_s);
@@ -310,60 +182,67 @@ impl Db {
     }
 
     /// Removes `key`; returns its entry.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    pub fn remove(&mut self, key: &[u8]) -> Option<Node> {
         let seed = self.seed;
         let dict = self.dicts.get_mut(slot_of(key) as usize)?;
-        let entry = dict.remove(seed, key)?;
+        let node = dict.remove(seed, key)?;
         self.len -= 1;
-        if entry.vidx() != NOT_VOLATILE {
-            self.unlist_volatile(entry.vidx());
+        if let Some(i) = node.vidx() {
+            self.unlist_volatile(i);
         }
-        Some(entry)
+        Some(node)
     }
 
+    /// Takes the entry at `volatile[idx]` off the list.
     fn unlist_volatile(&mut self, idx: u32) {
         let idx = idx as usize;
         self.volatile.swap_remove(idx);
         if let Some(moved) = self.volatile.get(idx) {
-            let moved = moved.clone();
-            if let Some(e) = self.get_mut(&moved) {
-                e.set_vidx(idx as u32);
-            }
+            // SAFETY: listed entries are live and owned by the
+            // dictionaries, which `&mut self` holds exclusively.
+            unsafe { &mut *moved.as_ptr() }.set_vidx(idx as u32);
         }
+    }
+
+    /// Removes the TTL part of `key`'s entry, listed at `volatile[idx]`.
+    fn drop_ttl(&mut self, key: &[u8], idx: u32) {
+        self.unlist_volatile(idx);
+        let seed = self.seed;
+        self.dict_mut(slot_of(key))
+            .update(seed, key, |n| n.with_ttl(false));
     }
 
     /// Sets the absolute expiry of an existing key (`None` removes the TTL).
     /// Returns false when the key does not exist.
     pub fn set_expire(&mut self, key: &[u8], at_ms: Option<i64>) -> bool {
-        let next_idx = self.volatile.len() as u32;
         let Some(e) = self.get_mut(key) else {
             return false;
         };
-        let was = e.vidx();
-        match at_ms {
-            Some(at) => {
-                // i64::MAX marks "no TTL"; a key asked to expire then is
-                // one millisecond early rather than immortal.
-                e.expire_at_ms = at.min(NO_EXPIRE - 1);
-                if was == NOT_VOLATILE {
-                    e.set_vidx(next_idx);
-                    self.volatile.push(key.into());
-                }
+        match (at_ms, e.vidx()) {
+            (Some(at), Some(_)) => e.set_expire_at(at),
+            (Some(at), None) => {
+                let seed = self.seed;
+                let idx = self.volatile.len() as u32;
+                let mut listed = None;
+                self.dict_mut(slot_of(key)).update(seed, key, |n| {
+                    let mut n = n.with_ttl(true);
+                    n.set_expire_at(at);
+                    n.set_vidx(idx);
+                    listed = Some(NonNull::from(&*n));
+                    n
+                });
+                self.volatile.extend(listed);
             }
-            None => {
-                e.expire_at_ms = NO_EXPIRE;
-                e.set_vidx(NOT_VOLATILE);
-                if was != NOT_VOLATILE {
-                    self.unlist_volatile(was);
-                }
-            }
+            (None, Some(i)) => self.drop_ttl(key, i),
+            (None, None) => {}
         }
         true
     }
 
     /// The `i`-th key with a TTL (for random sampling), if `i` is in range.
     pub fn volatile_key(&self, i: usize) -> Option<&[u8]> {
-        self.volatile.get(i).map(|k| &k[..])
+        // SAFETY: listed entries are live while `&self` is held.
+        self.volatile.get(i).map(|p| unsafe { p.as_ref() }.key())
     }
 
     /// A uniformly chosen key, using `r` as the random input.
@@ -375,7 +254,7 @@ impl Db {
         for d in &self.dicts {
             if target < d.len() {
                 // Dictionaries have no random access; walk to the entry.
-                return d.iter().nth(target).map(|(k, _)| &k[..]);
+                return d.iter().nth(target).map(|e| e.key());
             }
             target -= d.len();
         }
@@ -393,10 +272,10 @@ impl Db {
     pub fn invariants(&self) {
         let total: usize = self.dicts.iter().map(|d| d.len()).sum();
         assert_eq!(total, self.len, "len counts every key");
-        for (i, k) in self.volatile.iter().enumerate() {
+        for i in 0..self.volatile.len() {
+            let k = self.volatile_key(i).expect("listed");
             let e = self.get(k).expect("volatile key exists");
-            assert_eq!(e.vidx() as usize, i, "volatile index matches");
-            assert!(e.expire_at_ms != NO_EXPIRE, "volatile key has a TTL");
+            assert_eq!(e.vidx(), Some(i as u32), "volatile index matches");
         }
         let with_ttl = self.iter().filter(|(_, e)| e.expire_at().is_some()).count();
         assert_eq!(with_ttl, self.volatile.len(), "every TTL is listed");
@@ -433,22 +312,66 @@ mod tests {
     }
 
     #[test]
-    fn inline_and_heap_keys_are_found_by_slice() {
+    fn keys_of_any_length_are_found_by_slice() {
         let mut db = Db::default();
-        let short = b"k".to_vec();
-        let edge = vec![b'e'; KEY_INLINE_BYTES_MAX];
-        let long = vec![b'l'; KEY_INLINE_BYTES_MAX + 1];
-        for k in [&short, &edge, &long] {
+        let keys: Vec<Vec<u8>> = [0usize, 1, 22, 23, 1000]
+            .iter()
+            .map(|&n| vec![b'k'; n])
+            .collect();
+        for k in &keys {
             db.insert(k, s("v"), 0);
         }
-        assert!(matches!(Key::from(&edge[..]), Key::Inline { .. }));
-        assert!(matches!(Key::from(&long[..]), Key::Heap(_)));
-        for k in [&short, &edge, &long] {
+        for k in &keys {
             assert!(db.get(k).is_some());
             assert!(db.slot_keys(slot_of(k)).any(|x| x == &k[..]));
         }
-        assert!(db.get(&long[..KEY_INLINE_BYTES_MAX]).is_none());
-        assert_eq!(db.len(), 3);
+        assert!(db.get(&[b'k'; 999]).is_none());
+        assert_eq!(db.len(), keys.len());
+    }
+
+    /// TTLs added and removed (entries reallocated) keep the list of
+    /// volatile entries pointing at live entries, under random operations.
+    #[test]
+    fn random_ttl_churn_keeps_the_volatile_list_true() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut db = Db::default();
+        let mut model = std::collections::HashMap::new();
+        for step in 0..20_000i64 {
+            let k = format!("key:{}", rng.gen_range(0..500));
+            match rng.gen_range(0..5) {
+                0 => {
+                    db.insert(k.as_bytes(), s("x"), 0);
+                    model.insert(k.clone(), None);
+                }
+                1 => {
+                    db.remove(k.as_bytes());
+                    model.remove(&k);
+                }
+                2 | 3 => {
+                    let at = (step % 3 != 0).then_some(step);
+                    assert_eq!(db.set_expire(k.as_bytes(), at), model.contains_key(&k));
+                    if let Some(v) = model.get_mut(&k) {
+                        *v = at;
+                    }
+                }
+                _ => db.set_keep_ttl(k.as_bytes(), s("y"), 1),
+            }
+            if !model.contains_key(&k) && db.get(k.as_bytes()).is_some() {
+                model.insert(k, None);
+            }
+            if step % 1000 == 0 {
+                db.invariants();
+                for (k, at) in &model {
+                    assert_eq!(db.get(k.as_bytes()).unwrap().expire_at(), *at);
+                }
+            }
+        }
+        assert_eq!(db.len(), model.len());
+        assert_eq!(
+            db.volatile_len(),
+            model.values().filter(|v| v.is_some()).count()
+        );
     }
 
     #[test]

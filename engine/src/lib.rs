@@ -23,6 +23,7 @@ pub mod args;
 pub mod cmd;
 pub mod db;
 pub mod dict;
+pub mod entry;
 pub mod error;
 pub mod glob;
 pub mod ldouble;

@@ -1,7 +1,7 @@
 //! A shard: the keyspace one core owns, with its expiry, statistics, WATCH
 //! versions and write log. Everything here runs on the owning core only.
 
-use crate::db::{Ahead, Db, Entry};
+use crate::db::{Ahead, Db, Entry, Node};
 use crate::value::{EncodingLimits, Value};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
@@ -173,7 +173,7 @@ impl Shard {
     }
 
     /// Removes `key` and marks it modified; returns its entry.
-    pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Entry> {
+    pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Node> {
         let e = self.dbs[db].remove(key)?;
         self.touch(db, key);
         Some(e)
@@ -307,6 +307,13 @@ impl Shard {
     pub fn prefetch_entry(&self, (db, ahead): (usize, Ahead)) {
         if let Some(d) = self.dbs.get(db) {
             d.prefetch_entry(ahead);
+        }
+    }
+
+    /// [`Db::prefetch_node`]: the third step.
+    pub fn prefetch_node(&self, (db, ahead): (usize, Ahead)) {
+        if let Some(d) = self.dbs.get(db) {
+            d.prefetch_node(ahead);
         }
     }
 

@@ -3,7 +3,9 @@
 use crate::zset::ZSet;
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
+use std::alloc::{alloc, dealloc, Layout};
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 
 /// A key's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,17 +24,81 @@ pub enum Value {
 }
 
 /// Longest string kept inline in its entry.
-pub const INLINE_MAX: usize = 38;
+pub const INLINE_MAX: usize = 14;
+/// Shortest string kept as a shared `Bytes` (replies and other cores take
+/// it without a copy; Redis's threshold for big bulk arguments is 32 KiB).
+pub const SHARED_MIN: usize = 16 * 1024;
 
-/// A string value's bytes: up to [`INLINE_MAX`] of them inline in the
-/// entry (no allocation, and a lookup finds the bytes in the same cache
-/// lines as the key: the common small value costs no extra miss), longer
-/// ones as a shared `Bytes` that replies hand out without copying. Either
-/// way the same size as the largest other `Value`, so entries do not grow.
-#[derive(Clone)]
+/// A string value's bytes, in the 16 bytes of a `Value`:
+/// - up to [`INLINE_MAX`] bytes inline (integers, short strings: no
+///   allocation, and a lookup finds them in the entry it already read);
+/// - up to [`SHARED_MIN`] in one exactly sized allocation behind a thin
+///   pointer (4 bytes of length, then the bytes: a 32-byte value costs 40);
+/// - longer ones as a shared `Bytes`, which replies send and other cores
+///   receive without copying.
 pub enum StrData {
     Inline { len: u8, buf: [u8; INLINE_MAX] },
-    Heap(Bytes),
+    Thin(Thin),
+    Shared(Box<Bytes>),
+}
+
+/// An owned byte string as one allocation: a `u32` length, then the bytes.
+pub struct Thin(NonNull<u8>);
+
+// SAFETY: `Thin` owns its allocation exclusively, like a `Box<[u8]>`.
+unsafe impl Send for Thin {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Thin {}
+
+impl Thin {
+    fn layout(len: usize) -> Layout {
+        Layout::from_size_align(4 + len, 4).expect("thin string layout")
+    }
+
+    fn new(s: &[u8]) -> Thin {
+        debug_assert!(s.len() < SHARED_MIN);
+        let layout = Thin::layout(s.len());
+        // SAFETY: the layout is at least 4 bytes.
+        let p = unsafe { alloc(layout) };
+        let Some(p) = NonNull::new(p) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: `p` has room for the length and the bytes.
+        unsafe {
+            (p.as_ptr() as *mut u32).write(s.len() as u32);
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr().add(4), s.len());
+        }
+        Thin(p)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: written by `new`: a length, then that many bytes.
+        unsafe {
+            let len = *(self.0.as_ptr() as *const u32) as usize;
+            std::slice::from_raw_parts(self.0.as_ptr().add(4), len)
+        }
+    }
+}
+
+impl Drop for Thin {
+    fn drop(&mut self) {
+        let layout = Thin::layout(self.as_slice().len());
+        // SAFETY: allocated by `new` with this layout.
+        unsafe { dealloc(self.0.as_ptr(), layout) }
+    }
+}
+
+impl Clone for StrData {
+    fn clone(&self) -> Self {
+        match self {
+            StrData::Inline { len, buf } => StrData::Inline {
+                len: *len,
+                buf: *buf,
+            },
+            StrData::Thin(t) => StrData::Thin(Thin::new(t.as_slice())),
+            StrData::Shared(b) => StrData::Shared(b.clone()),
+        }
+    }
 }
 
 impl StrData {
@@ -45,29 +111,31 @@ impl StrData {
                 len: s.len() as u8,
                 buf,
             }
+        } else if s.len() < SHARED_MIN {
+            StrData::Thin(Thin::new(s))
         } else {
-            StrData::Heap(Bytes::copy_from_slice(s))
+            StrData::Shared(Box::new(Bytes::copy_from_slice(s)))
         }
     }
 
     /// The bytes as a `Bytes`: shared when stored so, else a copy.
     pub fn to_bytes(&self) -> Bytes {
         match self {
-            StrData::Inline { .. } => Bytes::copy_from_slice(self),
-            StrData::Heap(b) => b.clone(),
+            StrData::Shared(b) => (**b).clone(),
+            _ => Bytes::copy_from_slice(self),
         }
     }
 
     /// Takes the bytes out for in-place modification, leaving the value
-    /// empty: no copy when stored unshared on the heap, else a copy with
+    /// empty: no copy when stored unshared as a `Bytes`, else a copy with
     /// room for `want` bytes. Put them back with `StrData::from`.
     pub fn take_mut(&mut self, want: usize) -> bytes::BytesMut {
         match std::mem::take(self) {
-            StrData::Heap(b) => match b.try_into_mut() {
+            StrData::Shared(b) => match b.try_into_mut() {
                 Ok(m) => m,
                 Err(b) => copy_with_room(&b, want),
             },
-            inline => copy_with_room(&inline, want),
+            other => copy_with_room(&other, want),
         }
     }
 }
@@ -92,28 +160,29 @@ impl std::ops::Deref for StrData {
     fn deref(&self) -> &[u8] {
         match self {
             StrData::Inline { len, buf } => &buf[..*len as usize],
-            StrData::Heap(b) => b,
+            StrData::Thin(t) => t.as_slice(),
+            StrData::Shared(b) => b,
         }
     }
 }
 
 impl From<Bytes> for StrData {
-    /// Short strings move inline; longer ones keep their buffer.
+    /// Long strings keep their buffer; shorter ones are copied into place.
     fn from(b: Bytes) -> Self {
-        if b.len() <= INLINE_MAX {
+        if b.len() < SHARED_MIN {
             StrData::copy_from_slice(&b)
         } else {
-            StrData::Heap(b)
+            StrData::Shared(Box::new(b))
         }
     }
 }
 
 impl From<Vec<u8>> for StrData {
     fn from(v: Vec<u8>) -> Self {
-        if v.len() <= INLINE_MAX {
+        if v.len() < SHARED_MIN {
             StrData::copy_from_slice(&v)
         } else {
-            StrData::Heap(Bytes::from(v))
+            StrData::Shared(Box::new(Bytes::from(v)))
         }
     }
 }
@@ -287,7 +356,17 @@ mod tests {
 
     #[test]
     fn strings_up_to_inline_max_live_in_the_entry() {
-        for n in [0, 1, INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 1000] {
+        for n in [
+            0,
+            1,
+            INLINE_MAX - 1,
+            INLINE_MAX,
+            INLINE_MAX + 1,
+            1000,
+            SHARED_MIN - 1,
+            SHARED_MIN,
+            100_000,
+        ] {
             let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
             for s in [
                 StrData::copy_from_slice(&v),
@@ -297,16 +376,16 @@ mod tests {
                 assert_eq!(&*s, &v[..]);
                 assert_eq!(&s.to_bytes()[..], &v[..]);
                 assert_eq!(matches!(s, StrData::Inline { .. }), n <= INLINE_MAX, "{n}");
+                assert_eq!(matches!(s, StrData::Shared(_)), n >= SHARED_MIN, "{n}");
+                assert_eq!(s.clone(), s);
             }
         }
-        // No entry grows: the string fits where the largest other
-        // variant already is.
-        assert_eq!(std::mem::size_of::<Value>(), 48);
+        assert_eq!(std::mem::size_of::<StrData>(), 16);
     }
 
     #[test]
     fn take_mut_hands_out_the_bytes_and_leaves_an_empty_string() {
-        for n in [3, INLINE_MAX + 10] {
+        for n in [3, INLINE_MAX + 10, SHARED_MIN + 10] {
             let v = vec![b'x'; n];
             let mut s = StrData::copy_from_slice(&v);
             let shared = s.to_bytes();

@@ -592,8 +592,8 @@ impl Core {
                 return;
             }
             // First take in every received buffer and prefetch what each
-            // connection will look up, in two steps (every key's slot
-            // header, then every key's entry), then run them: the lookups'
+            // connection will look up, in three steps (every key's slot
+            // header, table word, then entry), then run them: the lookups'
             // cache misses overlap instead of following one another. (With
             // a single receive there is nothing to overlap.)
             let recvs = batch
@@ -606,8 +606,11 @@ impl Core {
                     self.ingest(key, res, flags, recvs > 1);
                 }
             }
-            for ahead in self.ahead.drain(..) {
+            for &ahead in &self.ahead {
                 self.engine.prefetch_entry(ahead);
+            }
+            for ahead in self.ahead.drain(..) {
+                self.engine.prefetch_node(ahead);
             }
             for &(ud, res, flags) in &batch {
                 let (kind, key) = split_user_data(ud);

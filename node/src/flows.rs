@@ -333,7 +333,7 @@ fn run_on_scratch(
         let d = d as usize;
         let e = scratch.dbs[d].remove(&k).map(|e| {
             let exp = e.expire_at();
-            (e.value, exp)
+            (e.into_value(), exp)
         });
         let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
         writes[c].push((d, Bytes::copy_from_slice(&k), e));

@@ -198,7 +198,7 @@ fn rename_generic(ctx: &mut Ctx, nx: bool) -> Reply {
     };
     let expire = entry.expire_at();
     let d = &mut ctx.shard.dbs[db];
-    d.insert(dst, entry.value, (ctx.now_ms / 1000) as u32);
+    d.insert(dst, entry.into_value(), (ctx.now_ms / 1000) as u32);
     if expire.is_some() {
         d.set_expire(dst, expire);
     }
@@ -294,8 +294,9 @@ fn move_cmd(ctx: &mut Ctx) -> Reply {
         return Reply::Int(0);
     };
     let expire = entry.expire_at();
+    let access_s = entry.access_s;
     let d = &mut ctx.shard.dbs[dst_db];
-    d.insert(key, entry.value, entry.access_s);
+    d.insert(key, entry.into_value(), access_s);
     if expire.is_some() {
         d.set_expire(key, expire);
     }
@@ -580,9 +581,6 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, relative: bool, name: &str) -> Re
         ]]);
         return Reply::Int(1);
     }
-    // `i64::MAX` is the keyspace's "no TTL" mark ([`crate::db::NO_EXPIRE`]);
-    // a key set to expire then keeps a TTL, one millisecond earlier.
-    let when = when.min(crate::db::NO_EXPIRE - 1);
     ctx.shard.dbs[db].set_expire(key, Some(when));
     ctx.shard.touch(db, key);
     ctx.dirty(1);
@@ -1090,8 +1088,8 @@ mod tests {
         t(&mut s, 0, "SET k v");
         t(&mut s, 0, "PEXPIREAT k 9223372036854775807");
         assert_eq!(t(&mut s, 0, "EXPIRETIME k"), Reply::Int(9223372036854776));
-        // i64::MAX is the keyspace's "no TTL" mark: stored one ms earlier.
-        assert_eq!(t(&mut s, 0, "PEXPIRETIME k"), Reply::Int(i64::MAX - 1));
+        // Stored as given, as Redis does.
+        assert_eq!(t(&mut s, 0, "PEXPIRETIME k"), Reply::Int(i64::MAX));
         s.dbs[0].invariants();
         assert_eq!(
             t(&mut s, 1_794_582_000_000, "TTL k"),
