@@ -33,6 +33,8 @@ pub struct Db {
     /// Invariant: `volatile[i]` points to an entry whose volatile index is
     /// `i`; the dictionaries own the entries.
     volatile: Vec<NonNull<Entry>>,
+    /// Where the active expiry cycle goes on in `volatile`.
+    expire_cursor: usize,
     len: usize,
 }
 
@@ -243,6 +245,37 @@ impl Db {
     pub fn volatile_key(&self, i: usize) -> Option<&[u8]> {
         // SAFETY: listed entries are live while `&self` is held.
         self.volatile.get(i).map(|p| unsafe { p.as_ref() }.key())
+    }
+
+    /// One step of the active expiry cycle: looks at the next key with a
+    /// TTL (walking the list in order from where the last step stopped,
+    /// as Redis 7.0 walks its `expires` table, so memory is read in order
+    /// and the entries ahead are prefetched). Returns `None` when no key
+    /// has a TTL; else whether the key has expired at `now_ms`, with its
+    /// name in `key` for the caller to delete it (the list's last entry
+    /// then takes its place, and the next step looks at that one).
+    pub fn expire_step(&mut self, now_ms: i64, key: &mut Vec<u8>) -> Option<bool> {
+        const AHEAD: usize = 8;
+        if self.volatile.is_empty() {
+            return None;
+        }
+        if self.expire_cursor >= self.volatile.len() {
+            self.expire_cursor = 0;
+        }
+        let i = self.expire_cursor;
+        if let Some(p) = self.volatile.get(i + AHEAD) {
+            crate::dict::prefetch_read(p.as_ptr() as *const u8);
+        }
+        // SAFETY: listed entries are live while `&self` is held.
+        let e = unsafe { self.volatile[i].as_ref() };
+        if e.is_expired(now_ms) {
+            key.clear();
+            key.extend_from_slice(e.key());
+            Some(true)
+        } else {
+            self.expire_cursor += 1;
+            Some(false)
+        }
     }
 
     /// A uniformly chosen key, using `r` as the random input.

@@ -45,6 +45,8 @@ const CAPACITY_MIN: usize = 4;
 /// other keys without reading them.
 const ADDR_BITS: u32 = 48;
 const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
+/// Largest table whose home positions come from the tag alone.
+const SMALL_CAP: u64 = 1 << 16;
 
 /// A slot's entries: a table of one word per position, holding a pointer
 /// to the entry (see [`crate::entry`]) and a 16-bit tag of its key's hash,
@@ -81,8 +83,28 @@ impl SlotDict {
         self.len == 0
     }
 
+    /// The home position of hash `h`: from the tag's 16 bits while the
+    /// table has at most 2¹⁶ words, so moving an entry (growing, shifting
+    /// back after a deletion) needs only its word, not its key; from 32
+    /// other bits of the hash in larger tables (a slot holding most of a
+    /// database's keys, through hash tags).
     fn home(&self, h: u64) -> usize {
-        (((h & 0xffff_ffff) * self.table.len() as u64) >> 32) as usize
+        let cap = self.table.len() as u64;
+        if cap <= SMALL_CAP {
+            (((h >> ADDR_BITS) * cap) >> 16) as usize
+        } else {
+            (((h & 0xffff_ffff) * cap) >> 32) as usize
+        }
+    }
+
+    /// The home position of the entry in word `w`.
+    fn home_of_word(&self, seed: u64, w: u64) -> usize {
+        if self.table.len() as u64 <= SMALL_CAP {
+            self.home(w)
+        } else {
+            // SAFETY: see `addr`.
+            self.home(hash(seed, unsafe { addr(w).as_ref() }.key()))
+        }
     }
 
     fn next(&self, i: usize) -> usize {
@@ -156,9 +178,11 @@ impl SlotDict {
     fn resize(&mut self, seed: u64, cap: usize) {
         let old = std::mem::replace(&mut self.table, vec![0; cap].into_boxed_slice());
         for w in old.iter().copied().filter(|&w| w != 0) {
-            // SAFETY: the word came out of the old table, which owned it.
-            let node = unsafe { Node::from_raw(addr(w)) };
-            self.place(hash(seed, node.key()), node);
+            let mut i = self.home_of_word(seed, w);
+            while self.table[i] != 0 {
+                i = self.next(i);
+            }
+            self.table[i] = w;
         }
     }
 
@@ -174,7 +198,7 @@ impl SlotDict {
         let mut hole = i;
         let mut j = self.next(i);
         while self.table[j] != 0 {
-            let home = self.home(hash(seed, self.entry(j).key()));
+            let home = self.home_of_word(seed, self.table[j]);
             if (j + cap - home) % cap >= (j + cap - hole) % cap {
                 self.table[hole] = std::mem::take(&mut self.table[j]);
                 hole = j;
@@ -328,6 +352,31 @@ mod tests {
             }
             d.invariants(seed);
             assert_eq!(d.iter().count(), model.len());
+        }
+    }
+
+    /// A slot holding many keys (hash tags) outgrows the tag-derived home
+    /// positions and back: grows, shifts and shrinks keep every key.
+    #[test]
+    fn large_tables_switch_home_positions_both_ways() {
+        let seed = 5;
+        let mut d = SlotDict::default();
+        let n = 120_000u64;
+        for i in 0..n {
+            d.insert_new(seed, node(format!("{{tag}}:{i}").as_bytes(), i));
+        }
+        assert!(d.table.len() as u64 > SMALL_CAP);
+        d.invariants(seed);
+        for i in (0..n).filter(|i| i % 10 != 0) {
+            assert!(d.remove(seed, format!("{{tag}}:{i}").as_bytes()).is_some());
+        }
+        assert!((d.table.len() as u64) <= SMALL_CAP, "shrank");
+        d.invariants(seed);
+        for i in 0..n {
+            assert_eq!(
+                d.get(seed, format!("{{tag}}:{i}").as_bytes()).is_some(),
+                i % 10 == 0
+            );
         }
     }
 

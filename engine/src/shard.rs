@@ -58,6 +58,8 @@ pub struct Shard {
     /// results of a command run on a scratch shard).
     touched: Option<Vec<(u16, Box<[u8]>)>>,
     rng: u64,
+    /// Scratch for the name of a key the expiry cycle deletes.
+    expire_key: Vec<u8>,
 }
 
 impl Shard {
@@ -77,6 +79,7 @@ impl Shard {
             ready: Vec::new(),
             touched: None,
             rng: seed | 1,
+            expire_key: Vec::new(),
         }
     }
 
@@ -266,27 +269,26 @@ impl Shard {
         std::mem::take(&mut self.ready)
     }
 
-    /// One step of active expiry in `db`: samples up to `samples` keys with
-    /// a TTL and deletes the expired ones. Returns (sampled, expired) so the
-    /// caller can repeat while more than a tenth of the sample had expired,
-    /// as Redis's adaptive cycle does, within its own time budget.
+    /// One step of active expiry in `db`: looks at up to `samples` keys
+    /// with a TTL and deletes the expired ones. Returns (sampled, expired)
+    /// so the caller can repeat while more than a tenth of the sample had
+    /// expired, as Redis's adaptive cycle does, within its own time budget.
     pub fn active_expire(&mut self, db: usize, samples: usize, now_ms: i64) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
+        let mut key = std::mem::take(&mut self.expire_key);
         for _ in 0..samples {
-            let n = self.dbs[db].volatile_len();
-            if n == 0 {
-                break;
+            match self.dbs[db].expire_step(now_ms, &mut key) {
+                None => break,
+                Some(false) => {}
+                Some(true) => {
+                    self.delete_expired(db, &key);
+                    expired += 1;
+                }
             }
-            let i = (self.random() % n as u64) as usize;
-            let Some(key) = self.dbs[db].volatile_key(i).map(Box::<[u8]>::from) else {
-                break;
-            };
             sampled += 1;
-            if self.expire_if_due(db, &key, now_ms) {
-                expired += 1;
-            }
         }
+        self.expire_key = key;
         (sampled, expired)
     }
 
