@@ -282,9 +282,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<Value>(), 40);
         // Collections take one pointer in the entry.
         assert_eq!(std::mem::size_of::<Box<HashVal>>(), 8);
-        assert_eq!(std::mem::size_of::<HashVal>(), 24);
+        assert_eq!(std::mem::size_of::<HashVal>(), 16);
         assert_eq!(std::mem::size_of::<SetVal>(), 24);
-        assert_eq!(std::mem::size_of::<ZSet>(), 24);
+        assert_eq!(std::mem::size_of::<ZSet>(), 16);
     }
 
     #[test]
