@@ -37,8 +37,8 @@ pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<
             for chunk in h.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
                 let mut c = cmd("HSET", key);
                 for (f, v) in chunk {
-                    c.push((*f).clone());
-                    c.push((*v).clone());
+                    c.push(Bytes::copy_from_slice(f));
+                    c.push(Bytes::copy_from_slice(v));
                 }
                 out.push(c);
             }
@@ -46,7 +46,7 @@ pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<
         Value::Set(s) => {
             for chunk in s.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
                 let mut c = cmd("SADD", key);
-                c.extend(chunk.iter().map(|b| (*b).clone()));
+                c.extend(chunk.iter().map(|m| Bytes::copy_from_slice(m)));
                 out.push(c);
             }
         }
@@ -55,7 +55,7 @@ pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<
                 let mut c = cmd("ZADD", key);
                 for (m, score) in chunk {
                     c.push(Bytes::from(crate::reply::fmt_g17(*score)));
-                    c.push((*m).clone());
+                    c.push(Bytes::copy_from_slice(m));
                 }
                 out.push(c);
             }

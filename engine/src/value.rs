@@ -1,8 +1,9 @@
 //! The value types a key can hold, and how Redis would name their encodings.
 
+use crate::hashval::HashVal;
+use crate::setval::SetVal;
 use crate::zset::ZSet;
 use bytes::Bytes;
-use hashbrown::{HashMap, HashSet};
 use std::alloc::{alloc, dealloc, Layout};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
@@ -14,12 +15,12 @@ pub enum Value {
     Str(StrData),
     /// A list, head at the front.
     List(VecDeque<Bytes>),
-    /// A hash of field → value.
-    Hash(HashMap<Bytes, Bytes>),
+    /// A hash of field → value (boxed, as the other collections: a
+    /// pointer in the entry, the small forms packed behind it).
+    Hash(Box<HashVal>),
     /// A set of members.
-    Set(HashSet<Bytes>),
-    /// A sorted set (boxed: it is the largest variant, and every entry
-    /// would otherwise pay its size).
+    Set(Box<SetVal>),
+    /// A sorted set.
     ZSet(Box<ZSet>),
 }
 
@@ -220,7 +221,7 @@ pub struct EncodingLimits {
 impl Default for EncodingLimits {
     fn default() -> Self {
         EncodingLimits {
-            hash_entries_max: 128,
+            hash_entries_max: 512,
             hash_value_bytes_max: 64,
             set_intset_entries_max: 512,
             zset_entries_max: 128,
@@ -242,10 +243,11 @@ impl Value {
         }
     }
 
-    /// The encoding Redis 7.0 would use for this value. slotd has one
-    /// in-memory representation per type; the name is derived from the
-    /// contents with Redis's thresholds so tools that read it keep working.
-    pub fn encoding_name(&self, lim: &EncodingLimits) -> &'static str {
+    /// The encoding Redis 7.0 would use for this value: for collections
+    /// the one in use (a small set of strings, packed by slotd, is what
+    /// Redis 7.0 keeps in a `hashtable`). The thresholds already decided
+    /// the collections' forms as they were written.
+    pub fn encoding_name(&self, _lim: &EncodingLimits) -> &'static str {
         match self {
             Value::Str(s) => {
                 if s.len() <= 20 && crate::resp::parse_i64(s).is_some() {
@@ -259,35 +261,11 @@ impl Value {
             // Redis 7.0 stores every list as a quicklist (of listpack
             // nodes); the listpack encoding for small lists came in 7.2.
             Value::List(_) => "quicklist",
-            Value::Hash(h) => {
-                if h.len() <= lim.hash_entries_max
-                    && h.iter().all(|(k, v)| {
-                        k.len() <= lim.hash_value_bytes_max && v.len() <= lim.hash_value_bytes_max
-                    })
-                {
-                    "listpack"
-                } else {
-                    "hashtable"
-                }
-            }
-            Value::Set(s) => {
-                if s.len() <= lim.set_intset_entries_max
-                    && s.iter().all(|m| crate::resp::parse_i64(m).is_some())
-                {
-                    "intset"
-                } else {
-                    "hashtable"
-                }
-            }
-            Value::ZSet(z) => {
-                if z.len() <= lim.zset_entries_max
-                    && z.iter().all(|(m, _)| m.len() <= lim.zset_value_bytes_max)
-                {
-                    "listpack"
-                } else {
-                    "skiplist"
-                }
-            }
+            Value::Hash(h) if h.is_packed() => "listpack",
+            Value::Hash(_) => "hashtable",
+            Value::Set(s) => s.encoding_name(),
+            Value::ZSet(z) if z.is_packed() => "listpack",
+            Value::ZSet(_) => "skiplist",
         }
     }
 
@@ -320,7 +298,7 @@ pub trait Typed {
     fn of_mut(v: &mut Value) -> Option<&mut Self>;
 }
 
-impl Typed for HashSet<Bytes> {
+impl Typed for SetVal {
     fn of(v: &Value) -> Option<&Self> {
         match v {
             Value::Set(s) => Some(s),
@@ -381,6 +359,11 @@ mod tests {
             }
         }
         assert_eq!(std::mem::size_of::<StrData>(), 16);
+        // Collections take one pointer in the entry.
+        assert_eq!(std::mem::size_of::<Box<HashVal>>(), 8);
+        assert_eq!(std::mem::size_of::<HashVal>(), 16);
+        assert_eq!(std::mem::size_of::<SetVal>(), 24);
+        assert_eq!(std::mem::size_of::<ZSet>(), 16);
     }
 
     #[test]

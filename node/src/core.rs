@@ -258,6 +258,7 @@ impl Core {
         let seed = u64::from_le_bytes(seed) ^ crate::shared::now_ms() as u64 ^ id as u64;
         let mut engine = engine::Shard::new(settings.databases, seed);
         engine.limits = settings.encoding;
+        crate::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
         Ok(Core {
@@ -1713,6 +1714,7 @@ impl Core {
             AdminQuery::Reload => {
                 self.settings = self.shared.settings();
                 self.engine.limits = self.settings.encoding;
+                crate::flows::set_limits(self.settings.encoding);
                 Response::Done
             }
             AdminQuery::Shutdown => {

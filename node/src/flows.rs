@@ -297,6 +297,17 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Option<engine::Shard>> = const { std::cell::RefCell::new(None) };
 }
 
+thread_local! {
+    /// This core's encoding thresholds (CONFIG SET updates them), which
+    /// the scratch keyspace applies to what it builds.
+    static LIMITS: std::cell::Cell<engine::value::EncodingLimits> = std::cell::Cell::new(engine::value::EncodingLimits::default());
+}
+
+/// Sets the encoding thresholds multi-core commands on this core use.
+pub fn set_limits(l: engine::value::EncodingLimits) {
+    LIMITS.with(|c| c.set(l));
+}
+
 /// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply
 /// and, per core, the keys it changed (moved out, so the scratch is empty
 /// again afterwards).
@@ -312,6 +323,7 @@ fn run_on_scratch(
     let mut scratch = SCRATCH
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| engine::Shard::new(databases, now as u64));
+    scratch.limits = LIMITS.with(|c| c.get());
     let mut placed = Vec::with_capacity(gathered.len());
     for (k, e) in gathered {
         if let Some((v, exp)) = e {

@@ -15,14 +15,13 @@
 use super::{flags::*, Ctx, Spec};
 use crate::error;
 use crate::glob::glob_match;
+use crate::hashval::HashVal;
 use crate::ldouble;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
 use crate::value::Value;
 use bytes::Bytes;
-use hashbrown::HashMap;
-use std::hash::BuildHasher;
 
 /// The hash family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -81,7 +80,7 @@ const RANDFIELD_RANGE: &str =
 const OUT_OF_RANGE: &str = "ERR value is out of range";
 const INVALID_CURSOR: &str = "ERR invalid cursor";
 
-type Hash = HashMap<Bytes, Bytes>;
+type Hash = HashVal;
 
 /// The hash at `key`: `Ok(None)` when missing, WRONGTYPE for another type.
 /// `read` counts a keyspace hit/miss; writes look up silently.
@@ -108,29 +107,14 @@ fn hash_at<'s>(
 
 /// The hash at `key` for a write, created empty when missing (the caller
 /// must store something or remove it again).
-fn hash_or_create<'s>(ctx: &'s mut Ctx, key: &[u8], cap: usize) -> Result<&'s mut Hash, Reply> {
+fn hash_or_create<'s>(ctx: &'s mut Ctx, key: &[u8]) -> Result<&'s mut Hash, Reply> {
     let (db, now) = (ctx.db, ctx.now_ms);
     if hash_at(ctx.shard, db, key, now, false)?.is_none() {
-        ctx.shard
-            .set(db, key, Value::Hash(HashMap::with_capacity(cap)), now);
+        ctx.shard.set(db, key, Value::Hash(Box::default()), now);
     }
     match hash_at(ctx.shard, db, key, now, false)? {
         Some(h) => Ok(h),
         None => Err(Reply::err(error::NO_KEY)),
-    }
-}
-
-/// Sets `field` to `value`; true when the field is new.
-fn put(h: &mut Hash, field: &[u8], value: &[u8]) -> bool {
-    match h.get_mut(field) {
-        Some(v) => {
-            *v = Bytes::copy_from_slice(value);
-            false
-        }
-        None => {
-            h.insert(Bytes::copy_from_slice(field), Bytes::copy_from_slice(value));
-            true
-        }
     }
 }
 
@@ -141,11 +125,12 @@ fn set_pairs(ctx: &mut Ctx) -> Result<i64, Reply> {
     }
     let key = args.get(1);
     let pairs = (args.len() - 2) / 2;
-    let h = hash_or_create(ctx, key, pairs)?;
+    let lim = ctx.shard.limits;
+    let h = hash_or_create(ctx, key)?;
     let mut added = 0;
     let mut i = 2;
     while i + 1 < args.len() {
-        added += put(h, args.get(i), args.get(i + 1)) as i64;
+        added += h.set(args.get(i), args.get(i + 1), &lim) as i64;
         i += 2;
     }
     ctx.shard.touch(ctx.db, key);
@@ -178,12 +163,13 @@ fn hsetnx(ctx: &mut Ctx) -> Reply {
     let (key, field) = (args.get(1), args.get(2));
     match hash_at(ctx.shard, ctx.db, key, ctx.now_ms, false) {
         Err(e) => return e,
-        Ok(Some(h)) if h.contains_key(field) => return Reply::Int(0),
+        Ok(Some(h)) if h.contains(field) => return Reply::Int(0),
         Ok(_) => {}
     }
-    match hash_or_create(ctx, key, 1) {
+    let lim = ctx.shard.limits;
+    match hash_or_create(ctx, key) {
         Err(e) => return e,
-        Ok(h) => put(h, field, args.get(3)),
+        Ok(h) => h.set(field, args.get(3), &lim),
     };
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
@@ -199,7 +185,7 @@ fn hget(ctx: &mut Ctx) -> Reply {
     match hash_at(ctx.shard, ctx.db, args.get(1), ctx.now_ms, true) {
         Err(e) => e,
         Ok(h) => match h.and_then(|h| h.get(args.get(2))) {
-            Some(v) => Reply::Bulk(v.clone()),
+            Some(v) => Reply::bulk(v),
             None => Reply::Nil,
         },
     }
@@ -216,7 +202,7 @@ fn hmget(ctx: &mut Ctx) -> Reply {
         Ok(h) => Reply::Array(
             args.iter_from(2)
                 .map(|f| match h.as_ref().and_then(|h| h.get(f)) {
-                    Some(v) => Reply::Bulk(v.clone()),
+                    Some(v) => Reply::bulk(v),
                     None => Reply::Nil,
                 })
                 .collect(),
@@ -237,7 +223,7 @@ fn hdel(ctx: &mut Ctx) -> Reply {
         Ok(Some(h)) => {
             let mut n = 0i64;
             for f in args.iter_from(2) {
-                if h.remove(f).is_some() {
+                if h.remove(f) {
                     n += 1;
                     if h.is_empty() {
                         break;
@@ -292,7 +278,7 @@ fn hexists(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     match hash_at(ctx.shard, ctx.db, args.get(1), ctx.now_ms, true) {
         Err(e) => e,
-        Ok(h) => Reply::Int(h.is_some_and(|h| h.contains_key(args.get(2))) as i64),
+        Ok(h) => Reply::Int(h.is_some_and(|h| h.contains(args.get(2))) as i64),
     }
 }
 
@@ -304,7 +290,7 @@ fn hkeys(ctx: &mut Ctx) -> Reply {
     match hash_at(ctx.shard, ctx.db, ctx.args.get(1), ctx.now_ms, true) {
         Err(e) => e,
         Ok(None) => Reply::Array(Vec::new()),
-        Ok(Some(h)) => Reply::Array(h.keys().map(|k| Reply::Bulk(k.clone())).collect()),
+        Ok(Some(h)) => Reply::Array(h.iter().map(|(k, _)| Reply::bulk(k)).collect()),
     }
 }
 
@@ -316,7 +302,7 @@ fn hvals(ctx: &mut Ctx) -> Reply {
     match hash_at(ctx.shard, ctx.db, ctx.args.get(1), ctx.now_ms, true) {
         Err(e) => e,
         Ok(None) => Reply::Array(Vec::new()),
-        Ok(Some(h)) => Reply::Array(h.values().map(|v| Reply::Bulk(v.clone())).collect()),
+        Ok(Some(h)) => Reply::Array(h.iter().map(|(_, v)| Reply::bulk(v)).collect()),
     }
 }
 
@@ -330,7 +316,7 @@ fn hgetall(ctx: &mut Ctx) -> Reply {
         Ok(None) => Reply::Map(Vec::new()),
         Ok(Some(h)) => Reply::Map(
             h.iter()
-                .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+                .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
                 .collect(),
         ),
     }
@@ -347,7 +333,8 @@ fn hincrby(ctx: &mut Ctx) -> Reply {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let h = match hash_or_create(ctx, key, 1) {
+    let lim = ctx.shard.limits;
+    let h = match hash_or_create(ctx, key) {
         Ok(h) => h,
         Err(e) => return e,
     };
@@ -366,7 +353,7 @@ fn hincrby(ctx: &mut Ctx) -> Reply {
         }
         return Reply::err(error::OVERFLOW);
     };
-    put(h, field, new.to_string().as_bytes());
+    h.set(field, new.to_string().as_bytes(), &lim);
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
     Reply::Int(new)
@@ -385,11 +372,12 @@ fn hincrbyfloat(ctx: &mut Ctx) -> Reply {
         Some(ldouble::Float::Infinite) => return Reply::err(NAN_OR_INF),
         Some(ldouble::Float::Finite) => {}
     }
-    let h = match hash_or_create(ctx, key, 1) {
+    let lim = ctx.shard.limits;
+    let h = match hash_or_create(ctx, key) {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let sum = ldouble::incr(h.get(field).map(|v| &v[..]), by);
+    let sum = ldouble::incr(h.get(field), by);
     let new = match sum {
         Ok(v) => v,
         Err(e) => {
@@ -404,7 +392,7 @@ fn hincrbyfloat(ctx: &mut Ctx) -> Reply {
         }
     };
     let text = Bytes::from(new);
-    put(h, field, &text);
+    h.set(field, &text, &lim);
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
     // Replayed as the resulting value, as Redis does.
@@ -473,32 +461,27 @@ fn hrandfield(ctx: &mut Ctx) -> Reply {
     };
     let size = h.len();
     let Some(count) = count else {
-        return match h.keys().nth(rng.below(size)) {
-            Some(k) => Reply::Bulk(k.clone()),
+        return match h.iter().nth(rng.below(size)) {
+            Some((k, _)) => Reply::bulk(k),
             None => Reply::Nil,
         };
     };
     if count == 0 || size == 0 {
         return Reply::Array(Vec::new());
     }
-    let shape = |picked: Vec<(&Bytes, &Bytes)>| {
+    let shape = |picked: Vec<(&[u8], &[u8])>| {
         if withvalues {
             Reply::Pairs(
                 picked
                     .into_iter()
-                    .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+                    .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
                     .collect(),
             )
         } else {
-            Reply::Array(
-                picked
-                    .into_iter()
-                    .map(|(k, _)| Reply::Bulk(k.clone()))
-                    .collect(),
-            )
+            Reply::Array(picked.into_iter().map(|(k, _)| Reply::bulk(k)).collect())
         }
     };
-    let entries: Vec<(&Bytes, &Bytes)> = h.iter().collect();
+    let entries: Vec<(&[u8], &[u8])> = h.iter().collect();
     if count < 0 {
         // Repeats allowed: `|count|` independent picks. The reply really is
         // that long, so grow it as we go rather than reserving it upfront.
@@ -552,7 +535,6 @@ fn hscan(ctx: &mut Ctx) -> Reply {
     let Some(cursor) = parse_cursor(args.get(2)) else {
         return Reply::err(INVALID_CURSOR);
     };
-    let limits = ctx.shard.limits;
     let h = match hash_at(ctx.shard, ctx.db, args.get(1), ctx.now_ms, true) {
         Err(e) => return e,
         Ok(None) => return Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(Vec::new())]),
@@ -583,16 +565,11 @@ fn hscan(ctx: &mut Ctx) -> Reply {
     let mut out = Vec::new();
     let len = h.len();
     let count = usize::try_from(count).unwrap_or(usize::MAX);
-    let small = len <= count
-        || (len <= limits.hash_entries_max
-            && h.iter().all(|(k, v)| {
-                k.len() <= limits.hash_value_bytes_max && v.len() <= limits.hash_value_bytes_max
-            }));
-    let next = if small {
+    let next = if h.is_packed() || len <= count {
         for (k, v) in h.iter() {
             if keep(k) {
-                out.push(Reply::Bulk(k.clone()));
-                out.push(Reply::Bulk(v.clone()));
+                out.push(Reply::bulk(k));
+                out.push(Reply::bulk(v));
             }
         }
         0
@@ -601,12 +578,11 @@ fn hscan(ctx: &mut Ctx) -> Reply {
         let batch = count.max(len / 256) as u128;
         let width = ((batch << 64) / len as u128).max(1);
         let end = cursor as u128 + width;
-        let hasher = h.hasher();
         for (k, v) in h.iter() {
-            let hv = hasher.hash_one(k) as u128;
+            let hv = h.scan_hash(k).unwrap_or(0) as u128;
             if hv >= cursor as u128 && hv < end && keep(k) {
-                out.push(Reply::Bulk(k.clone()));
-                out.push(Reply::Bulk(v.clone()));
+                out.push(Reply::bulk(k));
+                out.push(Reply::bulk(v));
             }
         }
         if end > u64::MAX as u128 {

@@ -8,12 +8,17 @@ use super::{check, drop_if_empty, flags::*, peek, write, Ctx, Spec};
 use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
+use crate::setval::SetVal;
 use crate::value::Value;
 use bytes::Bytes;
 use hashbrown::HashSet;
 
 /// A set value.
-pub type Set = HashSet<Bytes>;
+pub type Set = SetVal;
+
+/// A computed set of members (SINTER and the like), before it is replied
+/// or stored.
+type Members = HashSet<Bytes>;
 
 /// The set family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -84,21 +89,14 @@ macro_rules! tri {
 fn sadd(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
+    let lim = ctx.shard.limits;
     let added = match tri!(write::<Set>(ctx, key)) {
-        Some(s) => {
-            let before = s.len();
-            for m in args.iter_from(2) {
-                s.get_or_insert_with(m, Bytes::copy_from_slice);
-            }
-            s.len() - before
-        }
+        Some(s) => args.iter_from(2).filter(|m| s.insert(m, &lim)).count(),
         None => {
-            let mut s = Set::with_capacity(args.len() - 2);
-            for m in args.iter_from(2) {
-                s.get_or_insert_with(m, Bytes::copy_from_slice);
-            }
-            let n = s.len();
-            ctx.shard.set(ctx.db, key, Value::Set(s), ctx.now_ms);
+            let mut s = Set::for_first(args.get(2));
+            let n = args.iter_from(2).filter(|m| s.insert(m, &lim)).count();
+            ctx.shard
+                .set(ctx.db, key, Value::Set(Box::new(s)), ctx.now_ms);
             n
         }
     };
@@ -118,7 +116,7 @@ fn srem(ctx: &mut Ctx) -> Reply {
     let key = args.get(1);
     let removed = match tri!(write::<Set>(ctx, key)) {
         None => return Reply::Int(0),
-        Some(s) => args.iter_from(2).filter(|m| s.remove(*m)).count(),
+        Some(s) => args.iter_from(2).filter(|m| s.remove(m)).count(),
     };
     if removed > 0 {
         drop_if_empty(ctx, key);
@@ -172,9 +170,10 @@ fn smismember(ctx: &mut Ctx) -> Reply {
 fn smembers(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
     tri!(check::<Set>(ctx, key));
-    Reply::Set(peek::<Set>(ctx, key).map_or_else(Vec::new, |s| {
-        s.iter().map(|m| Reply::Bulk(m.clone())).collect()
-    }))
+    Reply::Set(
+        peek::<Set>(ctx, key)
+            .map_or_else(Vec::new, |s| s.iter().map(|m| Reply::bulk(&m)).collect()),
+    )
 }
 
 /// A small xorshift generator seeded from `Shard::random`, so sampling can
@@ -245,29 +244,21 @@ fn srandmember(ctx: &mut Ctx) -> Reply {
     };
     let Some(count) = count else {
         let i = rng.below(set.len());
-        return set
-            .iter()
-            .nth(i)
-            .map_or(Reply::Nil, |m| Reply::Bulk(m.clone()));
+        return set.iter().nth(i).map_or(Reply::Nil, |m| Reply::bulk(&m));
     };
-    let mut members: Vec<&Bytes> = set.iter().collect();
+    let mut members: Vec<_> = set.iter().collect();
     if count < 0 {
         // Repeats allowed: the reply grows with what is actually produced.
         let n = count.unsigned_abs();
         let mut out = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
-            out.push(Reply::Bulk(members[rng.below(members.len())].clone()));
+            out.push(Reply::bulk(&members[rng.below(members.len())]));
         }
         return Reply::Array(out);
     }
     let k = (count as u64).min(members.len() as u64) as usize;
     rng.sample(&mut members, k);
-    Reply::Array(
-        members[..k]
-            .iter()
-            .map(|m| Reply::Bulk((*m).clone()))
-            .collect(),
-    )
+    Reply::Array(members[..k].iter().map(|m| Reply::bulk(m)).collect())
 }
 
 /// ```text
@@ -300,7 +291,7 @@ fn spop(ctx: &mut Ctx) -> Reply {
     let kb = Bytes::copy_from_slice(key);
     let Some(count) = count else {
         let i = rng.below(set.len());
-        let Some(m) = set.iter().nth(i).cloned() else {
+        let Some(m) = set.iter().nth(i).map(|m| Bytes::copy_from_slice(&m)) else {
             return Reply::Nil;
         };
         set.remove(&m);
@@ -314,18 +305,34 @@ fn spop(ctx: &mut Ctx) -> Reply {
         return Reply::Set(Vec::new());
     }
     if count >= set.len() as u64 {
-        let all: Vec<Reply> = set.drain().map(Reply::Bulk).collect();
+        let all: Vec<Reply> = set.iter().map(|m| Reply::bulk(&m)).collect();
         ctx.shard.remove(db, key);
         ctx.dirty(all.len() as u64);
         ctx.propagate_as(vec![vec![Bytes::from_static(b"DEL"), kb]]);
         return Reply::Set(all);
     }
     let k = count as usize;
-    let mut members: Vec<Bytes> = set.iter().cloned().collect();
+    let size = set.len();
+    let mut members: Vec<Bytes> = set.iter().map(|m| Bytes::copy_from_slice(&m)).collect();
     rng.sample(&mut members, k);
     members.truncate(k);
     for m in &members {
         set.remove(m);
+    }
+    if (size - k) * 5 <= k {
+        // Redis moves the few remaining members to a new set, whose
+        // encoding is chosen afresh (an all-integer rest becomes an intset).
+        let lim = ctx.shard.limits;
+        if let Ok(Some(set)) = write::<Set>(ctx, key) {
+            *set = SetVal::from_members(
+                set.iter()
+                    .map(|m| m.to_vec())
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|m| &m[..]),
+                &lim,
+            );
+        }
     }
     ctx.shard.touch(db, key);
     ctx.dirty(k as u64);
@@ -369,16 +376,16 @@ fn smove(ctx: &mut Ctx) -> Reply {
     drop_if_empty(ctx, src);
     ctx.shard.touch(db, src);
     ctx.dirty(1);
-    let member = Bytes::copy_from_slice(m);
+    let lim = ctx.shard.limits;
     if dst_exists {
         if let Ok(Some(s)) = write::<Set>(ctx, dst) {
-            if s.insert(member) {
+            if s.insert(m, &lim) {
                 ctx.dirty(1);
             }
         }
     } else {
-        ctx.shard
-            .set(db, dst, Value::Set(Set::from_iter([member])), ctx.now_ms);
+        let s = SetVal::from_members([m], &lim);
+        ctx.shard.set(db, dst, Value::Set(Box::new(s)), ctx.now_ms);
         ctx.dirty(1);
     }
     ctx.shard.touch(db, dst);
@@ -395,14 +402,14 @@ enum Op {
 
 /// Computes `op` over the sets at the keys of `args[from..]` (missing keys
 /// are empty sets). Every key is type-checked first, as Redis 7.0 does.
-fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Set, Reply> {
+fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Members, Reply> {
     let args = ctx.args;
     let mut any_missing = false;
     for k in args.iter_from(from) {
         any_missing |= !check::<Set>(ctx, k)?;
     }
     let sets: Vec<Option<&Set>> = args.iter_from(from).map(|k| peek::<Set>(ctx, k)).collect();
-    let mut out = Set::new();
+    let mut out = Members::new();
     match op {
         Op::Inter => {
             if any_missing {
@@ -414,14 +421,14 @@ fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Set, Reply> {
                 out.extend(
                     first
                         .iter()
-                        .filter(|m| rest.iter().all(|s| s.contains(*m)))
-                        .cloned(),
+                        .filter(|m| rest.iter().all(|s| s.contains(m)))
+                        .map(|m| Bytes::copy_from_slice(&m)),
                 );
             }
         }
         Op::Union => {
             for s in sets.into_iter().flatten() {
-                out.extend(s.iter().cloned());
+                out.extend(s.iter().map(|m| Bytes::copy_from_slice(&m)));
             }
         }
         Op::Diff => {
@@ -430,8 +437,8 @@ fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Set, Reply> {
                 out.extend(
                     first
                         .iter()
-                        .filter(|m| !rest.iter().flatten().any(|s| s.contains(*m)))
-                        .cloned(),
+                        .filter(|m| !rest.iter().flatten().any(|s| s.contains(m)))
+                        .map(|m| Bytes::copy_from_slice(&m)),
                 );
             }
         }
@@ -439,13 +446,13 @@ fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Set, Reply> {
     Ok(out)
 }
 
-fn set_reply(s: Set) -> Reply {
+fn set_reply(s: Members) -> Reply {
     Reply::Set(s.into_iter().map(Reply::Bulk).collect())
 }
 
 /// Stores `result` at `dst` (overwriting whatever was there; an empty
 /// result deletes it) and replies its size.
-fn store(ctx: &mut Ctx, dst: &[u8], result: Set) -> Reply {
+fn store(ctx: &mut Ctx, dst: &[u8], result: Members) -> Reply {
     let n = result.len();
     let db = ctx.db;
     if n == 0 {
@@ -453,7 +460,8 @@ fn store(ctx: &mut Ctx, dst: &[u8], result: Set) -> Reply {
             ctx.dirty(1);
         }
     } else {
-        ctx.shard.set(db, dst, Value::Set(result), ctx.now_ms);
+        let s = SetVal::from_members(result.iter().map(|m| &m[..]), &ctx.shard.limits);
+        ctx.shard.set(db, dst, Value::Set(Box::new(s)), ctx.now_ms);
         ctx.dirty(1);
     }
     Reply::Int(n as i64)
@@ -568,7 +576,7 @@ fn sintercard(ctx: &mut Ctx) -> Reply {
     };
     let mut count = 0u64;
     for m in first.iter() {
-        if rest.iter().all(|s| s.contains(m)) {
+        if rest.iter().all(|s| s.contains(&m)) {
             count += 1;
             if count == limit {
                 break;
@@ -656,14 +664,15 @@ fn scan_hash(m: &[u8]) -> u64 {
 /// them (more for big collections, so a full scan costs a bounded number
 /// of passes), and the next cursor (0 when done). Members present for the
 /// whole scan are returned exactly once, however the collection changes.
-pub(crate) fn scan_pick<'a, T>(
-    items: impl ExactSizeIterator<Item = (&'a Bytes, T)>,
+pub(crate) fn scan_pick<M: std::ops::Deref<Target = [u8]>, T>(
+    items: impl Iterator<Item = (M, T)>,
+    len: usize,
     o: &ScanOpts,
-) -> (Vec<(&'a Bytes, T)>, u64) {
-    let batch = o.count.max(items.len() / 32).max(1);
-    let mut cand: Vec<(u64, &'a Bytes, T)> = items
+) -> (Vec<(M, T)>, u64) {
+    let batch = o.count.max(len / 32).max(1);
+    let mut cand: Vec<(u64, M, T)> = items
         .filter_map(|(m, t)| {
-            let h = scan_hash(m);
+            let h = scan_hash(&m);
             (h >= o.cursor).then_some((h, m, t))
         })
         .collect();
@@ -680,7 +689,7 @@ pub(crate) fn scan_pick<'a, T>(
         .into_iter()
         .filter(|c| {
             o.pattern
-                .is_none_or(|p| crate::glob::glob_match(p, c.1, false))
+                .is_none_or(|p| crate::glob::glob_match(p, &c.1, false))
         })
         .map(|c| (c.1, c.2))
         .collect();
@@ -706,17 +715,18 @@ fn sscan(ctx: &mut Ctx) -> Reply {
     if !tri!(check::<Set>(ctx, key)) {
         return scan_reply(0, Vec::new());
     }
-    let o = tri!(scan_parse(&args, cursor));
+    let mut o = tri!(scan_parse(&args, cursor));
     let Some(set) = peek::<Set>(ctx, key) else {
         return scan_reply(0, Vec::new());
     };
-    let (items, next) = scan_pick(set.iter().map(|m| (m, ())), &o);
+    if matches!(set, SetVal::Ints(_)) {
+        // Redis returns an intset whole, with cursor 0.
+        o.count = usize::MAX;
+    }
+    let (items, next) = scan_pick(set.iter().map(|m| (m, ())), set.len(), &o);
     scan_reply(
         next,
-        items
-            .into_iter()
-            .map(|(m, _)| Reply::Bulk(m.clone()))
-            .collect(),
+        items.into_iter().map(|(m, _)| Reply::bulk(&m)).collect(),
     )
 }
 

@@ -6,6 +6,7 @@ use super::{check, drop_if_empty, flags::*, peek, write, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
 use crate::reply::{fmt_g17, Reply};
+use crate::setval::Member;
 use crate::value::Value;
 use crate::zset::{LexBound, ZSet};
 use bytes::Bytes;
@@ -122,7 +123,8 @@ fn removed(ctx: &mut Ctx, key: &[u8], n: usize) {
 
 /// Stores `z` at `dst`, overwriting it (an empty result deletes it), and
 /// replies its size.
-fn store(ctx: &mut Ctx, dst: &[u8], z: ZSet) -> Reply {
+fn store(ctx: &mut Ctx, dst: &[u8], mut z: ZSet) -> Reply {
+    z.fit(&ctx.shard.limits);
     let n = z.len();
     let db = ctx.db;
     if n == 0 {
@@ -138,15 +140,15 @@ fn store(ctx: &mut Ctx, dst: &[u8], z: ZSet) -> Reply {
 }
 
 /// Member/score pairs as a reply: pairs with scores, else members only.
-fn items_reply<'a>(items: impl Iterator<Item = (&'a Bytes, f64)>, withscores: bool) -> Reply {
+fn items_reply<'a>(items: impl Iterator<Item = (&'a [u8], f64)>, withscores: bool) -> Reply {
     if withscores {
         Reply::Pairs(
             items
-                .map(|(m, s)| (Reply::Bulk(m.clone()), Reply::Double(s)))
+                .map(|(m, s)| (Reply::bulk(m), Reply::Double(s)))
                 .collect(),
         )
     } else {
-        Reply::Array(items.map(|(m, _)| Reply::Bulk(m.clone())).collect())
+        Reply::Array(items.map(|(m, _)| Reply::bulk(m)).collect())
     }
 }
 
@@ -189,6 +191,7 @@ fn add_members<'a>(
             .set(ctx.db, key, Value::ZSet(Box::default()), ctx.now_ms);
     }
     let mut err = None;
+    let lim = ctx.shard.limits;
     if let Some(z) = write::<ZSet>(ctx, key)? {
         for (score, m) in items {
             match z.score(m) {
@@ -206,7 +209,7 @@ fn add_members<'a>(
                     }
                     r.score = Some(new);
                     if new != cur {
-                        z.insert(Bytes::copy_from_slice(m), new);
+                        z.insert(m, new, &lim);
                         r.updated += 1;
                     }
                 }
@@ -214,7 +217,7 @@ fn add_members<'a>(
                     if f.xx {
                         continue;
                     }
-                    z.insert(Bytes::copy_from_slice(m), score);
+                    z.insert(m, score, &lim);
                     r.score = Some(score);
                     r.added += 1;
                 }
@@ -552,7 +555,7 @@ fn zrange_generic(
     let exists = tri!(check::<ZSet>(ctx, key));
     let items: Vec<(Bytes, f64)> = match peek::<ZSet>(ctx, key) {
         Some(z) if exists => {
-            let window = |it: &mut dyn Iterator<Item = (&Bytes, f64)>| -> Vec<(Bytes, f64)> {
+            let window = |it: &mut dyn Iterator<Item = (&[u8], f64)>| -> Vec<(Bytes, f64)> {
                 if offset < 0 || (offset > 0 && offset as u64 >= z.len() as u64) {
                     return Vec::new();
                 }
@@ -563,7 +566,7 @@ fn zrange_generic(
                 };
                 it.skip(offset as usize)
                     .take(take)
-                    .map(|(m, s)| (m.clone(), s))
+                    .map(|(m, s)| (Bytes::copy_from_slice(m), s))
                     .collect()
             };
             match range {
@@ -571,7 +574,7 @@ fn zrange_generic(
                     Some((s, e)) => z
                         .rank_range(s, e, reverse)
                         .into_iter()
-                        .map(|(m, s)| (m.clone(), s))
+                        .map(|(m, s)| (Bytes::copy_from_slice(m), s))
                         .collect(),
                     None => Vec::new(),
                 },
@@ -597,13 +600,14 @@ fn zrange_generic(
     };
     match dst {
         Some(d) => {
-            let mut z = ZSet::new();
+            // The packed form if it fits, as Redis's ZRANGESTORE.
+            let mut z = ZSet::new_large();
             for (m, s) in items {
-                z.insert(m, s);
+                z.insert(&m, s, &ctx.shard.limits);
             }
             store(ctx, d, z)
         }
-        None => items_reply(items.iter().map(|(m, s)| (m, *s)), withscores),
+        None => items_reply(items.iter().map(|(m, s)| (&m[..], *s)), withscores),
     }
 }
 
@@ -695,7 +699,7 @@ fn zremrangebyrank(ctx: &mut Ctx) -> Reply {
         Some((s, e)) => z
             .rank_range(s, e, false)
             .into_iter()
-            .map(|(m, _)| m.clone())
+            .map(|(m, _)| Bytes::copy_from_slice(m))
             .collect(),
         None => Vec::new(),
     })
@@ -708,7 +712,9 @@ fn zremrangebyrank(ctx: &mut Ctx) -> Reply {
 fn zremrangebyscore(ctx: &mut Ctx) -> Reply {
     let (a, b) = tri!(parse_score_range(ctx.args.get(2), ctx.args.get(3)));
     zremrange(ctx, |z| {
-        z.range_by_score(a, b).map(|(m, _)| m.clone()).collect()
+        z.range_by_score(a, b)
+            .map(|(m, _)| Bytes::copy_from_slice(m))
+            .collect()
     })
 }
 
@@ -720,7 +726,9 @@ fn zremrangebyscore(ctx: &mut Ctx) -> Reply {
 fn zremrangebylex(ctx: &mut Ctx) -> Reply {
     let (a, b) = tri!(parse_lex_range(ctx.args.get(2), ctx.args.get(3)));
     zremrange(ctx, |z| {
-        z.range_by_lex(&a, &b).map(|(m, _)| m.clone()).collect()
+        z.range_by_lex(&a, &b)
+            .map(|(m, _)| Bytes::copy_from_slice(m))
+            .collect()
     })
 }
 
@@ -1000,10 +1008,10 @@ fn zrandmember(ctx: &mut Ctx) -> Reply {
         return z
             .members()
             .nth(i)
-            .map_or(Reply::Nil, |(m, _)| Reply::Bulk(m.clone()));
+            .map_or(Reply::Nil, |(m, _)| Reply::bulk(m));
     };
-    let mut all: Vec<(&Bytes, f64)> = z.members().collect();
-    let picked: Vec<(&Bytes, f64)> = if count < 0 {
+    let mut all: Vec<(&[u8], f64)> = z.members().collect();
+    let picked: Vec<(&[u8], f64)> = if count < 0 {
         // Repeats allowed: grows with what is produced, never pre-sized.
         let n = count.unsigned_abs();
         let mut out = Vec::with_capacity(n.min(1024) as usize);
@@ -1044,10 +1052,10 @@ impl Src<'_> {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&Bytes, f64)> + '_> {
+    fn iter(&self) -> Box<dyn Iterator<Item = (Member<'_>, f64)> + '_> {
         match self {
             Src::Missing => Box::new(std::iter::empty()),
-            Src::Z(z) => Box::new(z.members()),
+            Src::Z(z) => Box::new(z.members().map(|(m, s)| (Member::Ref(m), s))),
             Src::S(s) => Box::new(s.iter().map(|m| (m, 1.0))),
         }
     }
@@ -1190,7 +1198,7 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
                     match acc.get_mut(&m[..]) {
                         Some(t) => aggregate(t, v, agg),
                         None => {
-                            acc.insert(m.clone(), v);
+                            acc.insert(Bytes::copy_from_slice(&m), v);
                         }
                     }
                 }
@@ -1204,7 +1212,7 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
                 'members: for (m, s) in first.iter() {
                     let mut score = weighted(s, *w0);
                     for (src, w) in rest {
-                        match src.score(m) {
+                        match src.score(&m) {
                             Some(v) => aggregate(&mut score, weighted(v, *w), agg),
                             None => continue 'members,
                         }
@@ -1215,7 +1223,7 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
                             break;
                         }
                     } else {
-                        acc.insert(m.clone(), score);
+                        acc.insert(Bytes::copy_from_slice(&m), score);
                     }
                 }
                 if card_only {
@@ -1226,8 +1234,8 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
         ZOp::Diff => {
             if let Some(((first, _), rest)) = srcs.split_first() {
                 for (m, s) in first.iter() {
-                    if !rest.iter().any(|(src, _)| src.score(m).is_some()) {
-                        acc.insert(m.clone(), s);
+                    if !rest.iter().any(|(src, _)| src.score(&m).is_some()) {
+                        acc.insert(Bytes::copy_from_slice(&m), s);
                     }
                 }
             }
@@ -1236,9 +1244,11 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
     if card_only {
         return Reply::Int(0);
     }
-    let mut z = ZSet::new();
+    // Built large, then packed by `store` if it fits, as Redis's
+    // zsetConvertToListpackIfNeeded.
+    let mut z = ZSet::new_large();
     for (m, s) in acc {
-        z.insert(m, s);
+        z.insert(&m, s, &ctx.shard.limits);
     }
     match dst {
         Some(d) => store(ctx, d, z),
@@ -1322,14 +1332,18 @@ fn zscan(ctx: &mut Ctx) -> Reply {
     if !tri!(check::<ZSet>(ctx, key)) {
         return scan_reply(0, Vec::new());
     }
-    let o = tri!(scan_parse(&args, cursor));
+    let mut o = tri!(scan_parse(&args, cursor));
     let Some(z) = peek::<ZSet>(ctx, key) else {
         return scan_reply(0, Vec::new());
     };
-    let (items, next) = scan_pick(z.members(), &o);
+    if z.is_packed() {
+        // Redis returns a listpack whole, with cursor 0.
+        o.count = usize::MAX;
+    }
+    let (items, next) = scan_pick(z.members(), z.len(), &o);
     let mut out = Vec::with_capacity(items.len() * 2);
     for (m, s) in items {
-        out.push(Reply::Bulk(m.clone()));
+        out.push(Reply::bulk(m));
         out.push(Reply::Bulk(Bytes::from(fmt_g17(s))));
     }
     scan_reply(next, out)
