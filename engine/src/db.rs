@@ -150,11 +150,11 @@ impl Db {
     /// Stores `value` under `key`, dropping any TTL it had; returns the old
     /// value. Overwriting a key without a TTL reuses its entry (one hash
     /// probe).
-    pub fn insert(&mut self, key: &[u8], value: Value, now_s: u32) -> Option<Value> {
+    pub fn insert(&mut self, key: &[u8], value: Value, lru: u32) -> Option<Value> {
         let seed = self.seed;
         let dict = self.dict_mut(slot_of(key));
         if let Some(e) = dict.get_mut(seed, key) {
-            e.access_s = now_s;
+            e.lru = lru;
             e.clear_raw();
             let had_ttl = e.vidx();
             let old = std::mem::replace(&mut e.value, value);
@@ -163,22 +163,22 @@ impl Db {
             }
             return Some(old);
         }
-        dict.insert_new(seed, Node::new(key, value, now_s, None));
+        dict.insert_new(seed, Node::new(key, value, lru, None));
         self.len += 1;
         None
     }
 
     /// Replaces the value of an existing `key`, keeping its TTL; inserts it
     /// without a TTL when it does not exist.
-    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now_s: u32) {
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, lru: u32) {
         match self.get_mut(key) {
             Some(e) => {
                 e.value = value;
-                e.access_s = now_s;
+                e.lru = lru;
                 e.clear_raw();
             }
             None => {
-                self.insert(key, value, now_s);
+                self.insert(key, value, lru);
             }
         }
     }
@@ -275,6 +275,36 @@ impl Db {
         } else {
             self.expire_cursor += 1;
             Some(false)
+        }
+    }
+
+    /// The `i`-th entry with a TTL, if `i` is in range.
+    pub fn volatile_entry(&self, i: usize) -> Option<&Entry> {
+        // SAFETY: listed entries are live while `&self` is held.
+        self.volatile.get(i).map(|p| unsafe { p.as_ref() })
+    }
+
+    /// Calls `f` on up to `n` entries found from a random place (`r`):
+    /// the slot `r` picks and those after it, each from a random position
+    /// in its table, as Redis's `dictGetSomeKeys` samples for eviction.
+    pub fn sample(&self, r: u64, n: usize, mut f: impl FnMut(&[u8], &Entry)) {
+        if self.len == 0 {
+            return;
+        }
+        let mut left = n.min(self.len);
+        let start = (r % SLOTS as u64) as usize;
+        for i in 0..SLOTS {
+            let d = &self.dicts[(start + i) % SLOTS];
+            if d.is_empty() {
+                continue;
+            }
+            for e in d.iter_from((r >> 14) as usize).take(left) {
+                f(e.key(), e);
+                left -= 1;
+            }
+            if left == 0 {
+                return;
+            }
         }
     }
 

@@ -245,6 +245,16 @@ impl SlotDict {
             .map(|i| self.entry(i))
     }
 
+    /// Every entry, from table position `start` (any number: it wraps)
+    /// round to the one before it.
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &Entry> {
+        let cap = self.table.len().max(1);
+        (0..self.table.len())
+            .map(move |i| (start % cap + i) % cap)
+            .filter(|&i| self.table[i] != 0)
+            .map(|i| self.entry(i))
+    }
+
     /// Asks the CPU to start loading the table word where the key with
     /// `hash` (see [`hash`]) would be found, so a lookup shortly after
     /// does not wait for memory.

@@ -2,7 +2,7 @@
 //! the TTL (only for keys that have one) and the key's bytes.
 //!
 //! ```text
-//! [ value: Value | meta: u32 | access_s: u32 ][ expire_at_ms: i64 | vidx: u32 ]?[ key len: u64 ]?[ key bytes ]
+//! [ value: Value | meta: u32 | lru: u32 ][ expire_at_ms: i64 | vidx: u32 ]?[ key len: u64 ]?[ key bytes ]
 //!   header (Entry, 8-aligned)                   only with a TTL                  only for keys ≥ 1 GiB
 //! ```
 //!
@@ -33,8 +33,9 @@ pub struct Entry {
     pub value: Value,
     /// `RAW_BIT`, `TTL_BIT` and the key's length.
     meta: u32,
-    /// Last access, in Unix seconds (for OBJECT IDLETIME).
-    pub access_s: u32,
+    /// Last access in Unix seconds (OBJECT IDLETIME, LRU eviction), or
+    /// under an LFU policy the access frequency (see [`crate::evict`]).
+    pub lru: u32,
 }
 
 const HEADER: usize = std::mem::size_of::<Entry>();
@@ -160,13 +161,13 @@ unsafe impl Send for Node {}
 impl Node {
     /// A new entry for `key` holding `value`, with a TTL part when `ttl`
     /// is given (its list position is set by the database).
-    pub fn new(key: &[u8], value: Value, access_s: u32, ttl: Option<i64>) -> Node {
+    pub fn new(key: &[u8], value: Value, lru: u32, ttl: Option<i64>) -> Node {
         let node = Node::alloc(key, ttl.is_some(), 0);
         // SAFETY: `alloc` returned an uninitialised header and TTL part;
         // they are written here before any read.
         unsafe {
             std::ptr::write(&mut (*node.0.as_ptr()).value, value);
-            (*node.0.as_ptr()).access_s = access_s;
+            (*node.0.as_ptr()).lru = lru;
         }
         let mut node = node;
         if let Some(at) = ttl {
@@ -224,7 +225,7 @@ impl Node {
             let src = old.0.as_ptr();
             let dst = new.0.as_ptr();
             std::ptr::write(&mut (*dst).value, std::ptr::read(&(*src).value));
-            (*dst).access_s = (*src).access_s;
+            (*dst).lru = (*src).lru;
             dealloc(
                 src as *mut u8,
                 Node::layout((*src).key().len(), (*src).has_ttl()),
@@ -324,7 +325,7 @@ mod tests {
                 (&key[..], Some(1234), Some(7))
             );
             assert!(n.is_expired(1234) && !n.is_expired(1233));
-            assert_eq!(n.access_s, 9);
+            assert_eq!(n.lru, 9);
             assert_eq!(n.encoding_name(&Default::default()), "raw");
             n = n.with_ttl(false);
             assert_eq!((n.key(), n.expire_at(), n.vidx()), (&key[..], None, None));

@@ -25,6 +25,7 @@ pub mod db;
 pub mod dict;
 pub mod entry;
 pub mod error;
+pub mod evict;
 pub mod glob;
 pub mod hashval;
 pub mod ldouble;

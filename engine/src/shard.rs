@@ -26,6 +26,8 @@ pub struct Stats {
     pub keyspace_hits: u64,
     /// `keyspace_misses`.
     pub keyspace_misses: u64,
+    /// `evicted_keys`.
+    pub evicted_keys: u64,
 }
 
 /// Keys whose version WATCH compares at EXEC.
@@ -60,6 +62,11 @@ pub struct Shard {
     rng: u64,
     /// Scratch for the name of a key the expiry cycle deletes.
     expire_key: Vec<u8>,
+    /// The eviction directives.
+    pub evict: crate::evict::Settings,
+    pub(crate) evict_pool: crate::evict::Pool,
+    /// Where random eviction looks first (databases in turn).
+    pub(crate) evict_next_db: usize,
 }
 
 impl Shard {
@@ -80,6 +87,9 @@ impl Shard {
             touched: None,
             rng: seed | 1,
             expire_key: Vec::new(),
+            evict: Default::default(),
+            evict_pool: Default::default(),
+            evict_next_db: 0,
         }
     }
 
@@ -145,7 +155,12 @@ impl Shard {
         // SAFETY: counting a hit touches `stats` only, not the dictionary
         // `e` points into.
         let e = unsafe { &mut *e };
-        e.access_s = (now_ms / 1000) as u32;
+        let r = if self.evict.policy.is_lfu() {
+            self.random()
+        } else {
+            0
+        };
+        e.lru = self.evict.touched(e.lru, now_ms, r);
         Some(e)
     }
 
@@ -171,7 +186,8 @@ impl Shard {
 
     /// Stores a value, dropping any TTL, and marks the key modified.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, now_ms: i64) {
-        self.dbs[db].insert(key, value, (now_ms / 1000) as u32);
+        let lru = self.evict.new_lru(now_ms);
+        self.dbs[db].insert(key, value, lru);
         self.touch(db, key);
     }
 

@@ -82,6 +82,8 @@ const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 const DB_RANGE: &str = "ERR DB index is out of range";
 const INT_RANGE: &str = "ERR value is out of range, value must between -2147483648 and 2147483647";
 const INVALID_CURSOR: &str = "ERR invalid cursor";
+const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. \
+Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 const NO_LFU: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
 Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 /// Redis shares the string objects of the integers 0..10000; OBJECT
@@ -196,9 +198,9 @@ fn rename_generic(ctx: &mut Ctx, nx: bool) -> Reply {
     let Some(entry) = ctx.shard.remove(db, src) else {
         return Reply::err(error::NO_KEY);
     };
-    let expire = entry.expire_at();
+    let (expire, lru) = (entry.expire_at(), entry.lru);
     let d = &mut ctx.shard.dbs[db];
-    d.insert(dst, entry.into_value(), (ctx.now_ms / 1000) as u32);
+    d.insert(dst, entry.into_value(), lru);
     if expire.is_some() {
         d.set_expire(dst, expire);
     }
@@ -262,8 +264,9 @@ fn copy(ctx: &mut Ctx) -> Reply {
     if exists_for_write(ctx, dst_db, dst) && !replace {
         return Reply::Int(0);
     }
+    let lru = ctx.shard.evict.new_lru(ctx.now_ms);
     let d = &mut ctx.shard.dbs[dst_db];
-    d.insert(dst, value, (ctx.now_ms / 1000) as u32);
+    d.insert(dst, value, lru);
     if expire.is_some() {
         d.set_expire(dst, expire);
     }
@@ -294,9 +297,9 @@ fn move_cmd(ctx: &mut Ctx) -> Reply {
         return Reply::Int(0);
     };
     let expire = entry.expire_at();
-    let access_s = entry.access_s;
+    let lru = entry.lru;
     let d = &mut ctx.shard.dbs[dst_db];
-    d.insert(key, entry.into_value(), access_s);
+    d.insert(key, entry.into_value(), lru);
     if expire.is_some() {
         d.set_expire(key, expire);
     }
@@ -498,14 +501,18 @@ fn object(ctx: &mut Ctx) -> Reply {
     if sub == b"help" {
         return Reply::Array(OBJECT_HELP.iter().map(|l| Reply::status(*l)).collect());
     }
-    let now_s = (ctx.now_ms / 1000) as u32;
+    let (now_ms, now_s) = (ctx.now_ms, (ctx.now_ms / 1000) as u32);
     let lim = ctx.shard.limits;
+    let evict = ctx.shard.evict;
+    let policy = evict.policy;
     let Some(e) = peek(ctx, ctx.db, args.get(2)) else {
         return Reply::Nil;
     };
     match sub.as_slice() {
         b"encoding" => Reply::bulk(e.encoding_name(&lim).as_bytes()),
-        b"idletime" => Reply::Int(now_s.saturating_sub(e.access_s) as i64),
+        b"idletime" if policy.is_lfu() => Reply::err(LFU_SELECTED),
+        b"idletime" => Reply::Int(now_s.saturating_sub(e.lru) as i64),
+        b"freq" if policy.is_lfu() => Reply::Int(evict.lfu_count(e.lru, now_ms) as i64),
         b"refcount" => Reply::Int(match &e.value {
             crate::value::Value::Str(s) if e.encoding_name(&lim) == "int" => {
                 match crate::resp::parse_i64(s) {
@@ -515,7 +522,6 @@ fn object(ctx: &mut Ctx) -> Reply {
             }
             _ => 1,
         }),
-        // slotd has no LFU policy: access frequency is never tracked.
         _ => Reply::err(NO_LFU),
     }
 }

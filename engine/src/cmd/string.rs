@@ -151,9 +151,9 @@ fn insert_raw(ctx: &mut Ctx, key: &[u8], v: Vec<u8>, now_s: u32) {
     }
 }
 
-/// Unix seconds, for the access time of new entries.
-fn now_s(ctx: &Ctx) -> u32 {
-    (ctx.now_ms / 1000) as u32
+/// The `lru` field of new entries (see [`crate::evict`]).
+fn new_lru(ctx: &Ctx) -> u32 {
+    ctx.shard.evict.new_lru(ctx.now_ms)
 }
 
 /// ```text
@@ -319,7 +319,7 @@ fn set_generic(
         return Ok(SetOutcome { done: false, old });
     }
     let value = Value::Str(StrData::copy_from_slice(val));
-    let now_s = now_s(ctx);
+    let now_s = new_lru(ctx);
     let db = &mut ctx.shard.dbs[ctx.db];
     match ttl {
         Ttl::Keep => db.set_keep_ttl(key, value, now_s),
@@ -611,7 +611,7 @@ fn incr_by(ctx: &mut Ctx, by: i64) -> Reply {
         }
         None => {
             let v = Value::Str(StrData::copy_from_slice(fmt_i64(by, &mut buf)));
-            let now_s = now_s(ctx);
+            let now_s = new_lru(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
             by
         }
@@ -680,7 +680,7 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
         Err(_) => return Reply::err(error::NOT_FLOAT),
     };
     let b = Bytes::from(v);
-    let now_s = now_s(ctx);
+    let now_s = new_lru(ctx);
     ctx.shard.dbs[db].set_keep_ttl(key, Value::Str(StrData::from(b.clone())), now_s);
     ctx.shard.touch(db, key);
     ctx.dirty(1);
@@ -724,7 +724,7 @@ fn append(ctx: &mut Ctx) -> Reply {
         }
         None => {
             let v = Value::Str(StrData::copy_from_slice(val));
-            let now_s = now_s(ctx);
+            let now_s = new_lru(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
             val.len()
         }
@@ -822,7 +822,7 @@ fn setrange(ctx: &mut Ctx) -> Reply {
             let end = tri!(check_len(offset as u64, val.len() as u64));
             let mut v = vec![0u8; end];
             v[offset as usize..].copy_from_slice(val);
-            let now_s = now_s(ctx);
+            let now_s = new_lru(ctx);
             insert_raw(ctx, key, v, now_s);
             end
         }
@@ -1011,7 +1011,7 @@ fn setbit(ctx: &mut Ctx) -> Reply {
         None => {
             let mut v = vec![0u8; byte + 1];
             v[byte] = on << shift;
-            let now_s = now_s(ctx);
+            let now_s = new_lru(ctx);
             insert_raw(ctx, key, v, now_s);
             0
         }
@@ -1547,7 +1547,7 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
         None => {
             let mut v = vec![0u8; need];
             let replies = bf_run(&mut v, &ops);
-            let now_s = now_s(ctx);
+            let now_s = new_lru(ctx);
             insert_raw(ctx, key, v, now_s);
             replies
         }
