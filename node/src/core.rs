@@ -595,7 +595,8 @@ impl Core {
     /// Frees the connections the shard closed, those with nothing in
     /// flight at once (the others when their last completion arrives).
     fn free_closed(&mut self) {
-        while let Some(key) = self.shard.closed.pop() {
+        let closed = std::mem::take(&mut self.shard.closed);
+        for key in closed {
             self.try_free(key);
         }
     }
