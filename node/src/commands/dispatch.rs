@@ -157,11 +157,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
 }
 
 fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
-    if shard.lock.is_some() {
-        if let Some(c) = shard.conns.get_mut(key) {
-            c.wait = Wait::Stalled;
-        }
-        shard.stalled.push(key);
+    if shard.stall_if_locked(key) {
         return Next::Retry;
     }
     let out = shard.run_local(spec, db, args, false, Some(Origin::Local(key)));

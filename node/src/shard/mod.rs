@@ -36,7 +36,7 @@ pub struct Shard {
     pub id: usize,
     pub cores: usize,
     /// Hash slots this core owns.
-    pub slots: std::ops::Range<usize>,
+    slots: std::ops::Range<usize>,
     pub engine: engine::Shard,
     pub shared: Arc<Shared>,
     pub settings: Settings,
@@ -51,16 +51,16 @@ pub struct Shard {
     /// Connections closed, for the event loop to free.
     pub closed: Vec<Key>,
     /// The transaction holding this core's lock.
-    pub lock: Option<TxId>,
+    lock: Option<TxId>,
     /// Requests that arrived while locked, in order: (from, id, request).
     deferred: VecDeque<(usize, u64, Request)>,
     /// Connections waiting for the lock to go.
-    pub stalled: Vec<Key>,
+    stalled: Vec<Key>,
     waiters: Vec<Waiter>,
-    pub pubsub: pubsub::PubSub,
+    pubsub: pubsub::PubSub,
     pub stats: CoreStats,
     /// Per-command calls, usec: for INFO commandstats.
-    pub cmdstats: HashMap<&'static str, (u64, u64)>,
+    cmdstats: HashMap<&'static str, (u64, u64)>,
     /// Unix ms, read once per loop turn and per receive batch.
     pub now_ms: i64,
     cmd_serial: u64,
@@ -186,6 +186,19 @@ impl Shard {
         }
         pubsub::forget(self, key);
         self.closed.push(key);
+    }
+
+    /// While another core's transaction holds this core's lock, parks
+    /// connection `key` until the unlock (true); else false: go on.
+    pub fn stall_if_locked(&mut self, key: Key) -> bool {
+        if self.lock.is_none() {
+            return false;
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.wait = Wait::Stalled;
+        }
+        self.stalled.push(key);
+        true
     }
 
     /// Drops every WATCH in `watches` (fire and forget).
