@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh
 #
-# Steps: install redis-server/redis-tools if missing (Debian), cargo fmt
+# Steps: the rooms check of node/src (scripts/check-rooms.sh, after its
+# self-test), install redis-server/redis-tools if missing (Debian), cargo fmt
 # check, clippy (-D warnings), release build of slotd, the whole workspace's
 # tests in release mode (integration tests start target/release/slotd), and
 # a smoke run of redis-benchmark's default suite against slotd on port 7399.
@@ -53,6 +54,11 @@ run() {
     echo "+ $*"
     "$@"
 }
+
+# --- 0. Rooms of node/: dependencies one way ---------------------------------
+step "scripts/check-rooms.sh --self-test, then on node/src"
+run "$ROOT/scripts/check-rooms.sh" --self-test
+run "$ROOT/scripts/check-rooms.sh"
 
 # --- 1. Debian packages ------------------------------------------------------
 step "check redis-server / redis-cli / redis-benchmark"

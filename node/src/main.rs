@@ -3,39 +3,36 @@
 //! A Redis-compatible server built thread-per-core: each shard core owns a
 //! contiguous range of the 16384 hash slots and the keys in them.
 //!
-//! # Layout
+//! # Layout: rooms, lowest first
+//! Each room may use only the rooms listed before it
+//! (`scripts/check-rooms.sh` enforces it; ARCHITECTURE.md describes them).
+//! - `log`, `config`, `shared`: Redis log lines, redis.conf-style
+//!   configuration, what all cores share (settings, counters).
+//! - `io`: the io_uring ring, sockets, connection buffers, the slab.
+//! - `mesh`: messages between cores, the task executor, routing by key,
+//!   the slow paths as tasks (remote, multi-key, fan-out, pipelines, EXEC).
+//! - `shard`: one core's state; runs commands on its keyspace, serves
+//!   blocked clients and other cores' requests, pub/sub delivery.
+//! - `commands`: a request top to bottom: parse, check, route, node-level
+//!   commands (CLIENT, CONFIG, INFO, MULTI, SUBSCRIBE, ...).
+//! - `core`: the event loop: owns the ring, turns completions into calls.
 //! - `main`: configuration, listeners, one pinned thread per shard core,
 //!   signals and shutdown.
-//! - `core`: a core's io_uring event loop: sockets, parsing, the inbox.
-//! - `dispatch`: per-command checks and routing (fast path inline).
-//! - `flows`: slow paths as tasks: remote commands, multi-core commands with
-//!   ordered shard locks, fan-outs, MULTI/EXEC.
-//! - `task`: the per-core task executor and request/answer futures.
-//! - `mesh`: cross-core messages and wake-ups.
-//! - `nodecmd`, `pubsub`, `info`: commands implemented by the node.
-//! - `config`, `log`: redis.conf-style configuration and Redis log lines.
-//! - `conn`, `slab`, `net`, `shared`: connection state and plumbing.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bufring;
+mod commands;
 mod config;
-mod conn;
 mod core;
-mod dispatch;
-mod flows;
-mod info;
+mod io;
 mod log;
 mod mesh;
-mod net;
-mod nodecmd;
-mod pubsub;
+mod shard;
 mod shared;
-mod slab;
-mod task;
 
-use shared::{Settings, Shared};
+use io::{adjust_open_files_limit, net};
+use shared::{settings_from, Shared};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,35 +41,6 @@ static SIGNALED: AtomicI64 = AtomicI64::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     SIGNALED.store(sig as i64, Ordering::SeqCst);
-}
-
-/// The hot settings derived from the configuration.
-pub fn settings_from(c: &config::Config) -> Settings {
-    let e = c.encoding_limits();
-    Settings {
-        limits: engine::resp::Limits {
-            bulk_bytes_max: c.proto_max_bulk_len() as usize,
-            ..engine::resp::Limits::default()
-        },
-        query_buf_max: c.client_query_buffer_limit() as usize,
-        requirepass: c.requirepass(),
-        databases: c.databases(),
-        timeout_s: c.timeout(),
-        hz: c.hz(),
-        maxclients: c.maxclients() as usize,
-        tcp_keepalive_s: c.int("tcp-keepalive").clamp(0, i32::MAX as i64) as i32,
-        protected_mode: c.flag("protected-mode"),
-        encoding: engine::value::EncodingLimits {
-            hash_entries_max: e.hash_max_listpack_entries as usize,
-            hash_value_bytes_max: e.hash_max_listpack_value as usize,
-            set_intset_entries_max: e.set_max_intset_entries as usize,
-            zset_entries_max: e.zset_max_listpack_entries as usize,
-            zset_value_bytes_max: e.zset_max_listpack_value as usize,
-            list_listpack_size: e.list_max_listpack_size,
-        },
-        debug_command: c.debug_command(),
-        obuf: c.obuf_limits(),
-    }
 }
 
 /// CPUs this process may run on.
@@ -194,75 +162,6 @@ fn bind_memory(node: usize, strict: bool) {
 /// Descriptors Redis keeps aside from `maxclients` (CONFIG_MIN_RESERVED_FDS).
 const MIN_RESERVED_FDS: u64 = 32;
 
-/// Raises the open files limit to what `maxclients` clients plus `reserved`
-/// other descriptors need, as Redis does at start, with its log lines.
-/// Returns the maxclients the limit allows (lower when it could not be
-/// raised enough); exits when not even the reserve fits.
-pub fn adjust_open_files_limit(maxclients: u32, reserved: u64) -> u32 {
-    let maxfiles = maxclients as u64 + reserved;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the rlimit we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == -1 {
-        log::warning(format_args!(
-            "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.",
-            log::io_error_text(&std::io::Error::last_os_error())
-        ));
-        return 1024u64.saturating_sub(reserved).max(1) as u32;
-    }
-    let old = lim.rlim_cur;
-    if old >= maxfiles {
-        return maxclients;
-    }
-    // Try `maxfiles`, then less: at most the hard limit, which only a
-    // privileged process can raise.
-    let mut best = maxfiles;
-    let mut error = None;
-    while best > old {
-        let want = libc::rlimit {
-            rlim_cur: best,
-            rlim_max: best.max(lim.rlim_max),
-        };
-        // SAFETY: setrlimit reads the rlimit we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            break;
-        }
-        error = Some(std::io::Error::last_os_error());
-        best = if best > lim.rlim_max {
-            lim.rlim_max
-        } else {
-            best.saturating_sub(16)
-        };
-    }
-    let best = best.max(old);
-    if best >= maxfiles {
-        log::notice(format_args!(
-            "Increased maximum number of open files to {maxfiles} (it was originally set to {old})."
-        ));
-        return maxclients;
-    }
-    if best <= reserved {
-        log::warning(format_args!(
-            "Your current 'ulimit -n' of {old} is not enough for the server to start. Please increase your open file limit to at least {maxfiles}. Exiting."
-        ));
-        std::process::exit(1);
-    }
-    let reduced = (best - reserved).min(u32::MAX as u64) as u32;
-    log::warning(format_args!(
-        "You requested maxclients of {maxclients} requiring at least {maxfiles} max file descriptors."
-    ));
-    log::warning(format_args!(
-        "Server can't set maximum open files to {maxfiles} because of OS error: {}.",
-        error.as_ref().map(log::io_error_text).unwrap_or_default()
-    ));
-    log::warning(format_args!(
-        "Current maximum open files is {best}. maxclients has been reduced to {reduced} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'."
-    ));
-    reduced
-}
-
 fn run_id() -> String {
     let mut bytes = [0u8; 20];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -288,7 +187,7 @@ fn main() {
         println!(
             "slotd v={} (Redis-compatible {}) bits=64",
             env!("CARGO_PKG_VERSION"),
-            nodecmd::REDIS_VERSION
+            commands::REDIS_VERSION
         );
         return;
     }
@@ -315,7 +214,7 @@ fn main() {
     ));
     log::notice(format_args!(
         "Redis version={}, bits=64, commit=00000000, modified=0, pid={pid}, just started",
-        nodecmd::REDIS_VERSION
+        commands::REDIS_VERSION
     ));
     log::notice(format_args!("slotd version={}", env!("CARGO_PKG_VERSION")));
     if cfg.config_file().is_some() {

@@ -75,3 +75,32 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The hot settings derived from the configuration.
+pub fn settings_from(c: &crate::config::Config) -> Settings {
+    let e = c.encoding_limits();
+    Settings {
+        limits: engine::resp::Limits {
+            bulk_bytes_max: c.proto_max_bulk_len() as usize,
+            ..engine::resp::Limits::default()
+        },
+        query_buf_max: c.client_query_buffer_limit() as usize,
+        requirepass: c.requirepass(),
+        databases: c.databases(),
+        timeout_s: c.timeout(),
+        hz: c.hz(),
+        maxclients: c.maxclients() as usize,
+        tcp_keepalive_s: c.int("tcp-keepalive").clamp(0, i32::MAX as i64) as i32,
+        protected_mode: c.flag("protected-mode"),
+        encoding: engine::value::EncodingLimits {
+            hash_entries_max: e.hash_max_listpack_entries as usize,
+            hash_value_bytes_max: e.hash_max_listpack_value as usize,
+            set_intset_entries_max: e.set_max_intset_entries as usize,
+            zset_entries_max: e.zset_max_listpack_entries as usize,
+            zset_value_bytes_max: e.zset_max_listpack_value as usize,
+            list_listpack_size: e.list_max_listpack_size,
+        },
+        debug_command: c.debug_command(),
+        obuf: c.obuf_limits(),
+    }
+}

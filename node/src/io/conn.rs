@@ -1,6 +1,6 @@
 //! One client connection's state. It lives on the core that accepted it.
 
-use crate::slab::Key;
+use super::slab::Key;
 use bytes::Bytes;
 use engine::OwnedArgs;
 use hashbrown::HashSet;

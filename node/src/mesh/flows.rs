@@ -11,11 +11,10 @@
 //! the keys the handler touched: one implementation per command, whatever
 //! the key placement.
 
-use crate::core::{Effect, TaskDone};
-use crate::dispatch::{route, Route};
-use crate::mesh::{Request, Response, Seg, TxId};
-use crate::slab::Key;
-use crate::task::Rpc;
+use super::msg::{Exported, Request, Response, Seg, TxId};
+use super::route::{parse_db, route, Route};
+use super::task::{Effect, Rpc, TaskDone};
+use crate::io::Key;
 use bytes::Bytes;
 use engine::cmd::{flags, Merge, Spec};
 use engine::{OwnedArgs, Reply};
@@ -274,7 +273,7 @@ async fn gather_run_scatter(
     }
     let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, cores);
     for (c, w) in writes.into_iter().enumerate() {
-        let mut by_db: Vec<(usize, Vec<(Bytes, crate::mesh::Exported)>)> = Vec::new();
+        let mut by_db: Vec<(usize, Vec<(Bytes, Exported)>)> = Vec::new();
         for (d, k, e) in w {
             match by_db.iter_mut().find(|(x, _)| *x == d) {
                 Some((_, v)) => v.push((k, e)),
@@ -288,7 +287,7 @@ async fn gather_run_scatter(
     reply
 }
 
-type Writes = Vec<Vec<(usize, Bytes, crate::mesh::Exported)>>;
+type Writes = Vec<Vec<(usize, Bytes, Exported)>>;
 
 thread_local! {
     /// One scratch keyspace per core, reused: its per-slot table is large
@@ -316,7 +315,7 @@ fn run_on_scratch(
     db: usize,
     args: engine::Args,
     databases: usize,
-    gathered: Vec<(Bytes, crate::mesh::Exported)>,
+    gathered: Vec<(Bytes, Exported)>,
     cores: usize,
 ) -> (Reply, Writes) {
     let now = crate::shared::now_ms();
@@ -555,7 +554,7 @@ async fn exec_checked(
             continue;
         };
         if spec.name == "select" {
-            if let Ok(d) = crate::dispatch::parse_db(a.get(1), databases) {
+            if let Ok(d) = parse_db(a.get(1), databases) {
                 final_db = d;
             }
             continue;
@@ -648,7 +647,7 @@ async fn exec_checked(
             continue;
         };
         let reply = if spec.name == "select" {
-            match crate::dispatch::parse_db(a.get(1), databases) {
+            match parse_db(a.get(1), databases) {
                 Ok(d) => {
                     db = d;
                     Reply::Ok

@@ -1,9 +1,8 @@
 //! INFO: each core reports its counters; this adds them up and formats
 //! the sections with Redis 7.0's names.
 
-use crate::mesh::{AdminQuery, CoreStats, Request, Response};
+use crate::mesh::{AdminQuery, CoreStats, Request, Response, Rpc};
 use crate::shared::{now_ms, Shared};
-use crate::task::Rpc;
 use std::fmt::Write;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -196,7 +195,7 @@ fn server(shared: &Shared) -> String {
     let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
         "redis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:Linux {} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nslotd_version:{}\r\nslotd_shards:{}\r\n",
-        crate::nodecmd::REDIS_VERSION,
+        super::node::REDIS_VERSION,
         uname.trim(),
         std::env::consts::ARCH,
         std::process::id(),

@@ -3,11 +3,9 @@
 //! keys all on this core run inline (the fast path); otherwise a task
 //! carries the command to the cores that own its keys.
 
-use crate::conn::Wait;
-use crate::core::{Core, Origin};
-use crate::flows;
-use crate::slab::Key;
-use bytes::Bytes;
+use crate::io::{Key, Wait};
+use crate::mesh::{flows, route, Route, TaskDone};
+use crate::shard::{Origin, Shard};
 use engine::cmd::{flags, Spec};
 use engine::{error, Args, Reply};
 
@@ -23,90 +21,8 @@ pub enum Next {
     /// The command was consumed and belongs to core `to` (`write`: it may
     /// modify data): the caller sends it there, together with the
     /// pipelined commands right after it that can travel with it
-    /// ([`plan_target`]), as one [`crate::mesh::Request::Pipeline`].
+    /// ([`plan_target`]), as one `mesh::Request::Pipeline`.
     Remote { to: usize, db: usize, write: bool },
-}
-
-/// Where a command's keys live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// No keys: run on the connection's core.
-    Here,
-    /// Every key on this core.
-    One(usize),
-    /// Keys on several cores (sorted, deduplicated).
-    Many(Vec<usize>),
-    /// A fan-out command.
-    All,
-}
-
-/// Works out which cores `args` touches. `cores` is the number of shard
-/// cores; `me` is the asking core.
-pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
-    if spec.has(flags::ALL_SHARDS) {
-        return Ok(Route::All);
-    }
-    // The common case, one key at position 1, without allocating (nor
-    // hashing, when there is one core).
-    if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
-        if cores == 1 {
-            return Ok(Route::One(0));
-        }
-        let slot = engine::slot::slot_of(args.get(1));
-        return Ok(Route::One(engine::slot::core_of(slot, cores)));
-    }
-    if spec.name == "scan" {
-        return Ok(
-            match std::str::from_utf8(args.get(1))
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                Some(c) if c < engine::slot::SLOTS as u64 => {
-                    Route::One(engine::slot::core_of(c as u16, cores))
-                }
-                _ => Route::Here,
-            },
-        );
-    }
-    let mut idx = Vec::new();
-    spec.key_indices(args, &mut idx)?;
-    let mut list: Vec<usize> = idx
-        .iter()
-        .map(|&i| engine::slot::core_of(engine::slot::slot_of(args.get(i)), cores))
-        .collect();
-    list.sort_unstable();
-    list.dedup();
-    Ok(match list.len() {
-        0 => Route::Here,
-        1 => Route::One(list[0]),
-        _ => Route::Many(list),
-    })
-}
-
-/// Parses a SELECT-style database index.
-pub fn parse_db(raw: &[u8], databases: usize) -> Result<usize, Reply> {
-    match engine::resp::parse_i64(raw) {
-        Some(n) if n >= 0 && (n as usize) < databases => Ok(n as usize),
-        Some(_) => Err(Reply::err("ERR DB index is out of range")),
-        None => Err(Reply::err(error::NOT_INT)),
-    }
-}
-
-/// Drops every WATCH in `watches` (fire and forget).
-pub fn unwatch_all(core: &mut Core, watches: Vec<(usize, usize, Bytes, u64)>) {
-    for (c, db, key, _) in watches {
-        if c == core.id {
-            core.engine.unwatch(db, &key);
-        } else {
-            core.rpc.tell(
-                c,
-                crate::mesh::Request::Unwatch {
-                    db,
-                    keys: vec![key],
-                },
-            );
-        }
-    }
 }
 
 /// Redis 7.0's refusal of DEBUG under `enable-debug-command`.
@@ -123,14 +39,14 @@ fn debug_allowed(setting: &str, addr: &str) -> bool {
 }
 
 /// Queues `reply` for `key`.
-fn answer(core: &mut Core, key: Key, reply: Reply) -> Next {
-    core.reply(key, &reply);
+fn answer(shard: &mut Shard, key: Key, reply: Reply) -> Next {
+    shard.reply(key, &reply);
     Next::Continue
 }
 
 /// Runs one parsed command for connection `key`.
-pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
-    let Some(conn) = core.conns.get_mut(key) else {
+pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
     let name = args.get(0);
@@ -143,26 +59,26 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
         }
         let e = engine::cmd::unbuilt::error_for(name)
             .unwrap_or_else(|| error::unknown_command(name, args.iter_from(1)));
-        return answer(core, key, Reply::Error(e.into()));
+        return answer(shard, key, Reply::Error(e.into()));
     };
     conn.last_cmd = Some(spec);
     if !conn.authed && !spec.has(flags::NO_AUTH) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(core, key, Reply::err("NOAUTH Authentication required."));
+        return answer(shard, key, Reply::err("NOAUTH Authentication required."));
     }
     if let Err(e) = spec.check_arity(args.len()) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(core, key, e);
+        return answer(shard, key, e);
     }
-    if spec.name == "debug" && !debug_allowed(core.settings.debug_command, &conn.addr) {
+    if spec.name == "debug" && !debug_allowed(shard.settings.debug_command, &conn.addr) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(core, key, Reply::err(DEBUG_NOT_ALLOWED));
+        return answer(shard, key, Reply::err(DEBUG_NOT_ALLOWED));
     }
     if conn.sub_count() > 0
         && !conn.resp3
@@ -173,7 +89,7 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
         );
-        return answer(core, key, Reply::Error(e.into()));
+        return answer(shard, key, Reply::Error(e.into()));
     }
     if conn.multi.is_some()
         && !matches!(
@@ -184,79 +100,75 @@ pub fn command(core: &mut Core, key: Key, args: Args) -> Next {
         if spec.has(flags::NO_MULTI) {
             conn.multi_failed = true;
             return answer(
-                core,
+                shard,
                 key,
                 Reply::err("ERR Command not allowed inside a transaction"),
             );
         }
-        if let Err(e) = route(spec, &args, core.cores) {
+        if let Err(e) = route(spec, &args, shard.cores) {
             conn.multi_failed = true;
-            return answer(core, key, e);
+            return answer(shard, key, e);
         }
         if let Some(q) = conn.multi.as_mut() {
             q.push(args.to_owned());
         }
-        return answer(core, key, Reply::status("QUEUED"));
+        return answer(shard, key, Reply::status("QUEUED"));
     }
     if spec.has(flags::NODE) {
-        return crate::nodecmd::run(core, key, spec, args);
+        return super::node::run(shard, key, spec, args);
     }
     let db = conn.db;
-    let route = match route(spec, &args, core.cores) {
+    let route = match route(spec, &args, shard.cores) {
         Ok(r) => r,
-        Err(e) => return answer(core, key, e),
+        Err(e) => return answer(shard, key, e),
     };
     match route {
-        Route::Here => run_here(core, key, spec, db, args),
-        Route::One(c) if c == core.id => run_here(core, key, spec, db, args),
+        Route::Here => run_here(shard, key, spec, db, args),
+        Route::One(c) if c == shard.id => run_here(shard, key, spec, db, args),
         Route::One(c) if !spec.has(flags::BLOCKING) => Next::Remote {
             to: c,
             db,
             write: spec.has(flags::WRITE),
         },
         Route::One(c) => {
-            let rpc = core.rpc.clone();
+            let rpc = shard.rpc.clone();
             let owned = args.to_owned();
-            spawn(core, key, async move {
+            spawn(shard, key, async move {
                 flows::remote(rpc, c, db, vec![owned], true, key).await
             })
         }
         Route::Many(cores) => {
-            let rpc = core.rpc.clone();
+            let rpc = shard.rpc.clone();
             let owned = args.to_owned();
-            let databases = core.settings.databases;
-            spawn(core, key, async move {
+            let databases = shard.settings.databases;
+            spawn(shard, key, async move {
                 flows::multi_key(rpc, cores, spec, db, owned, databases, key).await
             })
         }
         Route::All => {
-            let rpc = core.rpc.clone();
+            let rpc = shard.rpc.clone();
             let owned = args.to_owned();
-            let cores = core.cores;
-            spawn(core, key, async move {
+            let cores = shard.cores;
+            spawn(shard, key, async move {
                 flows::fanout(rpc, cores, spec, db, owned, key).await
             })
         }
     }
 }
 
-fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
-    if core.lock.is_some() {
-        if let Some(c) = core.conns.get_mut(key) {
-            c.wait = Wait::Stalled;
-        }
-        core.stalled.push(key);
+fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
+    if shard.stall_if_locked(key) {
         return Next::Retry;
     }
-    let out = core.run_local(spec, db, args, false, Some(Origin::Local(key)));
-    core.serve_ready();
+    let out = shard.run_local(spec, db, args, false, Some(Origin::Local(key)));
+    shard.serve_ready();
     match out {
         Some(reply) => {
-            core.reply(key, &reply);
+            shard.reply(key, &reply);
             Next::Continue
         }
         None => {
-            if let Some(c) = core.conns.get_mut(key) {
+            if let Some(c) = shard.conns.get_mut(key) {
                 c.wait = Wait::Blocked;
             }
             Next::Wait
@@ -271,8 +183,8 @@ fn run_here(core: &mut Core, key: Key, spec: &'static Spec, db: usize, args: Arg
 /// authenticated, not in MULTI and not in RESP2 subscribed mode. Anything
 /// else (keyless, multi-key, blocking, node commands) is a barrier: it ends
 /// the pipeline and runs normally once the pipeline's replies are in.
-pub fn plan_target(core: &Core, key: Key, args: &Args) -> Option<(usize, bool)> {
-    let conn = core.conns.get(key)?;
+pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)> {
+    let conn = shard.conns.get(key)?;
     let spec = engine::cmd::registry().lookup(args.get(0))?;
     let plain = conn.authed
         && conn.multi.is_none()
@@ -282,7 +194,7 @@ pub fn plan_target(core: &Core, key: Key, args: &Args) -> Option<(usize, bool)> 
     if !plain {
         return None;
     }
-    match route(spec, args, core.cores) {
+    match route(spec, args, shard.cores) {
         Ok(Route::One(c)) => Some((c, spec.has(flags::WRITE))),
         _ => None,
     }
@@ -290,12 +202,12 @@ pub fn plan_target(core: &Core, key: Key, args: &Args) -> Option<(usize, bool)> 
 
 /// Starts a task for connection `key` and parks the connection on it.
 pub fn spawn(
-    core: &mut Core,
+    shard: &mut Shard,
     key: Key,
-    fut: impl std::future::Future<Output = crate::core::TaskDone> + 'static,
+    fut: impl std::future::Future<Output = TaskDone> + 'static,
 ) -> Next {
-    let t = core.exec.spawn(fut);
-    if let Some(c) = core.conns.get_mut(key) {
+    let t = shard.exec.spawn(fut);
+    if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Task(t);
     }
     Next::Wait

@@ -8,8 +8,10 @@
 //! core stays the single owner of its keyspace. The fast path (every key on
 //! this core) never creates a task.
 
-use crate::mesh::{Mesh, Msg, Request, Response};
-use crate::slab::{Key, Slab};
+use super::msg::{Mesh, Msg, Request, Response, TxId};
+use crate::io::{Key, Slab};
+use bytes::Bytes;
+use engine::Reply;
 use hashbrown::HashMap;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -18,6 +20,24 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+
+/// What a finished task hands back to its connection.
+pub struct TaskDone {
+    pub conn: Key,
+    pub replies: Vec<Reply>,
+    /// Replies already encoded for the connection, sent after `replies`.
+    pub encoded: Vec<u8>,
+    /// Connection state the task changed.
+    pub effects: Vec<Effect>,
+}
+
+/// Connection changes a task reports.
+pub enum Effect {
+    /// SELECT ran inside EXEC.
+    Db(usize),
+    /// WATCHes registered (core, db, key, version).
+    Watched(Vec<(usize, usize, Bytes, u64)>),
+}
 
 enum Pending {
     Waiting(Option<Waker>),
@@ -102,8 +122,8 @@ impl Rpc {
     }
 
     /// Fresh transaction id for shard locking.
-    pub fn new_tx(&self) -> crate::mesh::TxId {
-        crate::mesh::TxId(self.me, self.next())
+    pub fn new_tx(&self) -> TxId {
+        TxId(self.me, self.next())
     }
 }
 

@@ -2,11 +2,19 @@
 //! connection, on its core; PUBLISH asks every core to deliver to its own
 //! subscribers and adds up the counts.
 
-use crate::core::Core;
-use crate::slab::Key;
+use super::Shard;
+use crate::io::Key;
 use bytes::Bytes;
 use engine::Reply;
 use hashbrown::HashMap;
+
+/// The pub/sub subscribers on this core.
+#[derive(Default)]
+pub struct PubSub {
+    pub channels: HashMap<Bytes, Vec<Key>>,
+    pub patterns: HashMap<Bytes, Vec<Key>>,
+    pub shard_channels: HashMap<Bytes, Vec<Key>>,
+}
 
 /// The three kinds of subscription.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,29 +34,29 @@ impl Kind {
     }
 }
 
-fn table(core: &mut Core, kind: Kind) -> &mut HashMap<Bytes, Vec<Key>> {
+fn table(shard: &mut Shard, kind: Kind) -> &mut HashMap<Bytes, Vec<Key>> {
     match kind {
-        Kind::Channel => &mut core.pubsub.channels,
-        Kind::Pattern => &mut core.pubsub.patterns,
-        Kind::Shard => &mut core.pubsub.shard_channels,
+        Kind::Channel => &mut shard.pubsub.channels,
+        Kind::Pattern => &mut shard.pubsub.patterns,
+        Kind::Shard => &mut shard.pubsub.shard_channels,
     }
 }
 
-fn push(core: &mut Core, key: Key, items: Vec<Reply>) {
-    core.reply(key, &Reply::Push(items));
+fn push(shard: &mut Shard, key: Key, items: Vec<Reply>) {
+    shard.reply(key, &Reply::Push(items));
 }
 
-fn count(core: &Core, key: Key, kind: Kind) -> i64 {
-    core.conns.get(key).map_or(0, |c| match kind {
+fn count(shard: &Shard, key: Key, kind: Kind) -> i64 {
+    shard.conns.get(key).map_or(0, |c| match kind {
         Kind::Shard => c.ssubs.len() as i64,
         _ => (c.subs.len() + c.psubs.len()) as i64,
     })
 }
 
 /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE.
-pub fn subscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
+pub fn subscribe(shard: &mut Shard, key: Key, kind: Kind, names: Vec<Bytes>) {
     for n in names {
-        let added = match core.conns.get_mut(key) {
+        let added = match shard.conns.get_mut(key) {
             Some(c) => match kind {
                 Kind::Channel => c.subs.insert(n.clone()),
                 Kind::Pattern => c.psubs.insert(n.clone()),
@@ -57,11 +65,11 @@ pub fn subscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
             None => return,
         };
         if added {
-            table(core, kind).entry(n.clone()).or_default().push(key);
+            table(shard, kind).entry(n.clone()).or_default().push(key);
         }
-        let c = count(core, key, kind);
+        let c = count(shard, key, kind);
         push(
-            core,
+            shard,
             key,
             vec![
                 Reply::bulk(kind.names().0.as_bytes()),
@@ -74,9 +82,9 @@ pub fn subscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
 
 /// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE (all of that kind when
 /// `names` is empty).
-pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
+pub fn unsubscribe(shard: &mut Shard, key: Key, kind: Kind, names: Vec<Bytes>) {
     let names = if names.is_empty() {
-        match core.conns.get(key) {
+        match shard.conns.get(key) {
             Some(c) => match kind {
                 Kind::Channel => c.subs.iter().cloned().collect(),
                 Kind::Pattern => c.psubs.iter().cloned().collect(),
@@ -89,16 +97,16 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
     };
     let verb = kind.names().1;
     if names.is_empty() {
-        let c = count(core, key, kind);
+        let c = count(shard, key, kind);
         push(
-            core,
+            shard,
             key,
             vec![Reply::bulk(verb.as_bytes()), Reply::Nil, Reply::Int(c)],
         );
         return;
     }
     for n in names {
-        let removed = match core.conns.get_mut(key) {
+        let removed = match shard.conns.get_mut(key) {
             Some(c) => match kind {
                 Kind::Channel => c.subs.remove(&n),
                 Kind::Pattern => c.psubs.remove(&n),
@@ -107,7 +115,7 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
             None => return,
         };
         if removed {
-            let t = table(core, kind);
+            let t = table(shard, kind);
             if let Some(v) = t.get_mut(&n) {
                 v.retain(|k| *k != key);
                 if v.is_empty() {
@@ -115,9 +123,9 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
                 }
             }
         }
-        let c = count(core, key, kind);
+        let c = count(shard, key, kind);
         push(
-            core,
+            shard,
             key,
             vec![Reply::bulk(verb.as_bytes()), Reply::Bulk(n), Reply::Int(c)],
         );
@@ -125,17 +133,17 @@ pub fn unsubscribe(core: &mut Core, key: Key, kind: Kind, names: Vec<Bytes>) {
 }
 
 /// Delivers a message to this core's subscribers; returns how many got it.
-pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool) -> usize {
+pub fn deliver(shard: &mut Shard, channel: &Bytes, message: &Bytes, sharded: bool) -> usize {
     let mut n = 0;
     let direct = if sharded {
-        core.pubsub.shard_channels.get(channel).cloned()
+        shard.pubsub.shard_channels.get(channel).cloned()
     } else {
-        core.pubsub.channels.get(channel).cloned()
+        shard.pubsub.channels.get(channel).cloned()
     };
     let kind = if sharded { "smessage" } else { "message" };
     for key in direct.unwrap_or_default() {
         push(
-            core,
+            shard,
             key,
             vec![
                 Reply::bulk(kind.as_bytes()),
@@ -146,7 +154,7 @@ pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool)
         n += 1;
     }
     if !sharded {
-        let matching: Vec<(Bytes, Vec<Key>)> = core
+        let matching: Vec<(Bytes, Vec<Key>)> = shard
             .pubsub
             .patterns
             .iter()
@@ -156,7 +164,7 @@ pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool)
         for (p, keys) in matching {
             for key in keys {
                 push(
-                    core,
+                    shard,
                     key,
                     vec![
                         Reply::bulk(b"pmessage"),
@@ -173,7 +181,7 @@ pub fn deliver(core: &mut Core, channel: &Bytes, message: &Bytes, sharded: bool)
 }
 
 /// This core's part of a PUBSUB subcommand.
-pub fn query(core: &Core, sub: &str, args: &[Bytes]) -> Reply {
+pub fn query(shard: &Shard, sub: &str, args: &[Bytes]) -> Reply {
     let names = |m: &HashMap<Bytes, Vec<Key>>| -> Reply {
         let pat = args.first();
         Reply::Array(
@@ -191,16 +199,41 @@ pub fn query(core: &Core, sub: &str, args: &[Bytes]) -> Reply {
         )
     };
     match sub {
-        "channels" => names(&core.pubsub.channels),
-        "shardchannels" => names(&core.pubsub.shard_channels),
-        "numsub" => counts(&core.pubsub.channels),
-        "shardnumsub" => counts(&core.pubsub.shard_channels),
+        "channels" => names(&shard.pubsub.channels),
+        "shardchannels" => names(&shard.pubsub.shard_channels),
+        "numsub" => counts(&shard.pubsub.channels),
+        "shardnumsub" => counts(&shard.pubsub.shard_channels),
         _ => Reply::Array(
-            core.pubsub
+            shard
+                .pubsub
                 .patterns
                 .keys()
                 .map(|p| Reply::Bulk(p.clone()))
                 .collect(),
         ),
+    }
+}
+
+/// Drops every subscription of connection `key` (it is closing).
+pub(super) fn forget(shard: &mut Shard, key: Key) {
+    let Some(c) = shard.conns.get_mut(key) else {
+        return;
+    };
+    let subs: Vec<Bytes> = c.subs.drain().collect();
+    let psubs: Vec<Bytes> = c.psubs.drain().collect();
+    let ssubs: Vec<Bytes> = c.ssubs.drain().collect();
+    for (map, names) in [
+        (&mut shard.pubsub.channels, subs),
+        (&mut shard.pubsub.patterns, psubs),
+        (&mut shard.pubsub.shard_channels, ssubs),
+    ] {
+        for n in names {
+            if let Some(v) = map.get_mut(&n) {
+                v.retain(|k| *k != key);
+                if v.is_empty() {
+                    map.remove(&n);
+                }
+            }
+        }
     }
 }

@@ -1,13 +1,11 @@
 //! Commands the node implements: connection state, transactions, pub/sub,
 //! and questions about the whole server (INFO, CONFIG, CLIENT, COMMAND).
 
-use crate::conn::Wait;
-use crate::core::{Core, TaskDone};
-use crate::dispatch::{parse_db, spawn, Next};
-use crate::flows;
-use crate::mesh::{AdminQuery, KillFilter, Request, Response};
-use crate::pubsub::{self, Kind};
-use crate::slab::Key;
+use super::dispatch::{spawn, Next};
+use crate::io::{Key, Wait};
+use crate::mesh::{flows, parse_db, AdminQuery, KillFilter, Request, Response, TaskDone};
+use crate::shard::pubsub::{self, Kind};
+use crate::shard::Shard;
 use bytes::Bytes;
 use engine::cmd::{flags, Spec};
 use engine::{error, Args, Reply};
@@ -16,8 +14,8 @@ use std::sync::atomic::Ordering;
 /// The Redis version slotd reports, for tools that check it.
 pub const REDIS_VERSION: &str = "7.0.15";
 
-fn ok(core: &mut Core, key: Key, r: Reply) -> Next {
-    core.reply(key, &r);
+fn ok(shard: &mut Shard, key: Key, r: Reply) -> Next {
+    shard.reply(key, &r);
     Next::Continue
 }
 
@@ -26,23 +24,23 @@ fn bulks(args: &Args, from: usize) -> Vec<Bytes> {
 }
 
 /// Runs a NODE command.
-pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
-    let Some(conn) = core.conns.get_mut(key) else {
+pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next {
+    let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    core.stats.total_commands_processed += 1;
+    shard.stats.total_commands_processed += 1;
     let db = conn.db;
     match spec.name {
-        "select" => match parse_db(args.get(1), core.settings.databases) {
+        "select" => match parse_db(args.get(1), shard.settings.databases) {
             Ok(d) => {
                 conn.db = d;
-                ok(core, key, Reply::Ok)
+                ok(shard, key, Reply::Ok)
             }
-            Err(e) => ok(core, key, e),
+            Err(e) => ok(shard, key, e),
         },
         "quit" => {
             conn.close_after_flush = true;
-            ok(core, key, Reply::Ok)
+            ok(shard, key, Reply::Ok)
         }
         "auth" => {
             let (user, pass) = if args.len() == 2 {
@@ -50,12 +48,12 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             } else if args.len() == 3 {
                 (args.get(1), args.get(2))
             } else {
-                return ok(core, key, Reply::err(error::SYNTAX));
+                return ok(shard, key, Reply::err(error::SYNTAX));
             };
-            let r = auth(core, key, user, pass);
-            ok(core, key, r)
+            let r = auth(shard, key, user, pass);
+            ok(shard, key, r)
         }
-        "hello" => hello(core, key, args),
+        "hello" => hello(shard, key, args),
         "reset" => {
             let watches = std::mem::take(&mut conn.watches);
             conn.multi = None;
@@ -63,88 +61,88 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
             conn.db = 0;
             conn.resp3 = false;
             conn.name = None;
-            conn.authed = core.settings.requirepass.is_none();
-            crate::dispatch::unwatch_all(core, watches);
+            conn.authed = shard.settings.requirepass.is_none();
+            shard.unwatch_all(watches);
             for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
-                silent_unsubscribe(core, key, kind);
+                silent_unsubscribe(shard, key, kind);
             }
-            ok(core, key, Reply::status("RESET"))
+            ok(shard, key, Reply::status("RESET"))
         }
         "multi" => {
             if conn.multi.is_some() {
-                return ok(core, key, Reply::err("ERR MULTI calls can not be nested"));
+                return ok(shard, key, Reply::err("ERR MULTI calls can not be nested"));
             }
             conn.multi = Some(Vec::new());
             conn.multi_failed = false;
-            ok(core, key, Reply::Ok)
+            ok(shard, key, Reply::Ok)
         }
         "discard" => {
             if conn.multi.take().is_none() {
-                return ok(core, key, Reply::err("ERR DISCARD without MULTI"));
+                return ok(shard, key, Reply::err("ERR DISCARD without MULTI"));
             }
             let watches = std::mem::take(&mut conn.watches);
-            crate::dispatch::unwatch_all(core, watches);
-            ok(core, key, Reply::Ok)
+            shard.unwatch_all(watches);
+            ok(shard, key, Reply::Ok)
         }
         "exec" => {
             let Some(cmds) = conn.multi.take() else {
-                return ok(core, key, Reply::err("ERR EXEC without MULTI"));
+                return ok(shard, key, Reply::err("ERR EXEC without MULTI"));
             };
             let failed = std::mem::take(&mut conn.multi_failed);
             let watches = std::mem::take(&mut conn.watches);
             if failed {
-                crate::dispatch::unwatch_all(core, watches);
+                shard.unwatch_all(watches);
                 return ok(
-                    core,
+                    shard,
                     key,
                     Reply::err("EXECABORT Transaction discarded because of previous errors."),
                 );
             }
-            let rpc = core.rpc.clone();
-            let databases = core.settings.databases;
-            spawn(core, key, async move {
+            let rpc = shard.rpc.clone();
+            let databases = shard.settings.databases;
+            spawn(shard, key, async move {
                 flows::exec(rpc, db, cmds, watches, databases, key).await
             })
         }
         "watch" => {
             if conn.multi.is_some() {
                 return ok(
-                    core,
+                    shard,
                     key,
                     Reply::err("ERR WATCH inside MULTI is not allowed"),
                 );
             }
-            let rpc = core.rpc.clone();
+            let rpc = shard.rpc.clone();
             let keys = bulks(&args, 1);
             spawn(
-                core,
+                shard,
                 key,
                 async move { flows::watch(rpc, db, keys, key).await },
             )
         }
         "unwatch" => {
             let watches = std::mem::take(&mut conn.watches);
-            crate::dispatch::unwatch_all(core, watches);
-            ok(core, key, Reply::Ok)
+            shard.unwatch_all(watches);
+            ok(shard, key, Reply::Ok)
         }
-        "subscribe" => sub(core, key, Kind::Channel, &args, true),
-        "psubscribe" => sub(core, key, Kind::Pattern, &args, true),
-        "ssubscribe" => sub(core, key, Kind::Shard, &args, true),
-        "unsubscribe" => sub(core, key, Kind::Channel, &args, false),
-        "punsubscribe" => sub(core, key, Kind::Pattern, &args, false),
-        "sunsubscribe" => sub(core, key, Kind::Shard, &args, false),
+        "subscribe" => sub(shard, key, Kind::Channel, &args, true),
+        "psubscribe" => sub(shard, key, Kind::Pattern, &args, true),
+        "ssubscribe" => sub(shard, key, Kind::Shard, &args, true),
+        "unsubscribe" => sub(shard, key, Kind::Channel, &args, false),
+        "punsubscribe" => sub(shard, key, Kind::Pattern, &args, false),
+        "sunsubscribe" => sub(shard, key, Kind::Shard, &args, false),
         "publish" | "spublish" => {
-            let rpc = core.rpc.clone();
+            let rpc = shard.rpc.clone();
             let (ch, msg) = (
                 Bytes::copy_from_slice(args.get(1)),
                 Bytes::copy_from_slice(args.get(2)),
             );
             let sharded = spec.name == "spublish";
-            spawn(core, key, async move {
+            spawn(shard, key, async move {
                 flows::publish(rpc, ch, msg, sharded, key).await
             })
         }
-        "pubsub" => pubsub_cmd(core, key, args),
+        "pubsub" => pubsub_cmd(shard, key, args),
         "time" => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -153,24 +151,24 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
                 Reply::bulk(now.as_secs().to_string().as_bytes()),
                 Reply::bulk(now.subsec_micros().to_string().as_bytes()),
             ]);
-            ok(core, key, r)
+            ok(shard, key, r)
         }
         "lastsave" => {
-            let t = core.shared.lastsave_s.load(Ordering::Relaxed);
-            ok(core, key, Reply::Int(t))
+            let t = shard.shared.lastsave_s.load(Ordering::Relaxed);
+            ok(shard, key, Reply::Int(t))
         }
-        "client" => client(core, key, args),
-        "command" => ok(core, key, command(&args)),
-        "config" => config(core, key, args),
+        "client" => client(shard, key, args),
+        "command" => ok(shard, key, command(&args)),
+        "config" => config(shard, key, args),
         "info" => {
-            let rpc = core.rpc.clone();
-            let shared = core.shared.clone();
+            let rpc = shard.rpc.clone();
+            let shared = shard.shared.clone();
             let sections: Vec<String> = args
                 .iter_from(1)
                 .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
                 .collect();
-            spawn(core, key, async move {
-                let text = crate::info::gather(&rpc, &shared, &sections).await;
+            spawn(shard, key, async move {
+                let text = super::info::gather(&rpc, &shared, &sections).await;
                 TaskDone {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
@@ -181,18 +179,18 @@ pub fn run(core: &mut Core, key: Key, spec: &'static Spec, args: Args) -> Next {
         }
         "shutdown" => {
             if let Err(e) = shutdown_flags(&args) {
-                return ok(core, key, e);
+                return ok(shard, key, e);
             }
             crate::log::warning(format_args!("User requested shutdown..."));
-            core.shared.shutdown.store(true, Ordering::SeqCst);
-            for c in 0..core.cores {
-                core.rpc.tell(c, Request::Admin(AdminQuery::Shutdown));
+            shard.shared.shutdown.store(true, Ordering::SeqCst);
+            for c in 0..shard.cores {
+                shard.rpc.tell(c, Request::Admin(AdminQuery::Shutdown));
             }
             Next::Wait
         }
-        "debug" => debug(core, key, args),
+        "debug" => debug(shard, key, args),
         _ => ok(
-            core,
+            shard,
             key,
             Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into()),
         ),
@@ -228,12 +226,12 @@ fn shutdown_flags(args: &Args) -> Result<(), Reply> {
     Ok(())
 }
 
-fn auth(core: &mut Core, key: Key, user: &[u8], pass: &[u8]) -> Reply {
-    let Some(expected) = core.settings.requirepass.clone() else {
+fn auth(shard: &mut Shard, key: Key, user: &[u8], pass: &[u8]) -> Reply {
+    let Some(expected) = shard.settings.requirepass.clone() else {
         return Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
     };
     if user == b"default" && pass == expected.as_bytes() {
-        if let Some(c) = core.conns.get_mut(key) {
+        if let Some(c) = shard.conns.get_mut(key) {
             c.authed = true;
         }
         Reply::Ok
@@ -242,7 +240,7 @@ fn auth(core: &mut Core, key: Key, user: &[u8], pass: &[u8]) -> Reply {
     }
 }
 
-fn hello(core: &mut Core, key: Key, args: Args) -> Next {
+fn hello(shard: &mut Shard, key: Key, args: Args) -> Next {
     let mut proto = None;
     let mut i = 1;
     if args.len() > 1 {
@@ -250,14 +248,14 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
             Some(v @ 2..=3) => proto = Some(v),
             Some(_) => {
                 return ok(
-                    core,
+                    shard,
                     key,
                     Reply::err("NOPROTO unsupported protocol version"),
                 )
             }
             None => {
                 return ok(
-                    core,
+                    shard,
                     key,
                     Reply::err("ERR Protocol version is not an integer or out of range"),
                 )
@@ -268,14 +266,14 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
     let mut setname = None;
     while i < args.len() {
         if args.is(i, "auth") && i + 2 < args.len() {
-            let r = auth(core, key, args.get(i + 1), args.get(i + 2));
+            let r = auth(shard, key, args.get(i + 1), args.get(i + 2));
             if r.is_error() {
-                return ok(core, key, r);
+                return ok(shard, key, r);
             }
             i += 3;
         } else if args.is(i, "setname") && i + 1 < args.len() {
             if !valid_name(args.get(i + 1)) {
-                return ok(core, key, Reply::err(BAD_NAME));
+                return ok(shard, key, Reply::err(BAD_NAME));
             }
             setname = Some(Bytes::copy_from_slice(args.get(i + 1)));
             i += 2;
@@ -284,14 +282,14 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
                 "ERR Syntax error in HELLO option '{}'",
                 String::from_utf8_lossy(args.get(i))
             );
-            return ok(core, key, Reply::Error(e.into()));
+            return ok(shard, key, Reply::Error(e.into()));
         }
     }
-    let Some(c) = core.conns.get_mut(key) else {
+    let Some(c) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
     if !c.authed {
-        return ok(core, key, Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
+        return ok(shard, key, Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
     }
     if let Some(p) = proto {
         c.resp3 = p == 3;
@@ -314,7 +312,7 @@ fn hello(core: &mut Core, key: Key, args: Args) -> Next {
         (Reply::bulk(b"role"), Reply::bulk(b"master")),
         (Reply::bulk(b"modules"), Reply::Array(Vec::new())),
     ]);
-    ok(core, key, r)
+    ok(shard, key, r)
 }
 
 const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
@@ -323,39 +321,39 @@ fn valid_name(n: &[u8]) -> bool {
     n.iter().all(|&c| (b'!'..=b'~').contains(&c))
 }
 
-fn silent_unsubscribe(core: &mut Core, key: Key, kind: Kind) {
-    let had = core.conns.get(key).map_or(0, |c| match kind {
+fn silent_unsubscribe(shard: &mut Shard, key: Key, kind: Kind) {
+    let had = shard.conns.get(key).map_or(0, |c| match kind {
         Kind::Channel => c.subs.len(),
         Kind::Pattern => c.psubs.len(),
         Kind::Shard => c.ssubs.len(),
     });
     if had > 0 {
-        let before = core.conns.get(key).map_or(0, |c| c.out.len());
-        pubsub::unsubscribe(core, key, kind, Vec::new());
-        if let Some(c) = core.conns.get_mut(key) {
+        let before = shard.conns.get(key).map_or(0, |c| c.out.len());
+        pubsub::unsubscribe(shard, key, kind, Vec::new());
+        if let Some(c) = shard.conns.get_mut(key) {
             c.out.truncate(before);
         }
     }
 }
 
-fn sub(core: &mut Core, key: Key, kind: Kind, args: &Args, subscribe: bool) -> Next {
-    if core.conns.get(key).is_some_and(|c| c.multi.is_some()) {
+fn sub(shard: &mut Shard, key: Key, kind: Kind, args: &Args, subscribe: bool) -> Next {
+    if shard.conns.get(key).is_some_and(|c| c.multi.is_some()) {
         return ok(
-            core,
+            shard,
             key,
             Reply::err("ERR Command not allowed inside a transaction"),
         );
     }
     let names = bulks(args, 1);
     if subscribe {
-        pubsub::subscribe(core, key, kind, names);
+        pubsub::subscribe(shard, key, kind, names);
     } else {
-        pubsub::unsubscribe(core, key, kind, names);
+        pubsub::unsubscribe(shard, key, kind, names);
     }
     Next::Continue
 }
 
-fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
+fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     let valid = match sub.as_str() {
         "channels" | "shardchannels" => args.len() <= 3,
@@ -379,7 +377,7 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
                 "    Prints this help.",
             ];
             return ok(
-                core,
+                shard,
                 key,
                 Reply::Array(lines.iter().map(|l| Reply::status(*l)).collect()),
             );
@@ -388,11 +386,11 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
     };
     if !valid {
         let e = error::unknown_subcommand(args.get(1), "pubsub");
-        return ok(core, key, Reply::Error(e.into()));
+        return ok(shard, key, Reply::Error(e.into()));
     }
-    let rpc = core.rpc.clone();
+    let rpc = shard.rpc.clone();
     let rest = bulks(&args, 2);
-    spawn(core, key, async move {
+    spawn(shard, key, async move {
         let calls: Vec<_> = (0..rpc.mesh.cores())
             .map(|c| {
                 rpc.call(
@@ -451,38 +449,38 @@ fn pubsub_cmd(core: &mut Core, key: Key, args: Args) -> Next {
     })
 }
 
-fn client(core: &mut Core, key: Key, args: Args) -> Next {
+fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
-    let Some(c) = core.conns.get_mut(key) else {
+    let Some(c) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
     let id = c.id;
     match (sub.as_str(), args.len()) {
-        ("id", 2) => ok(core, key, Reply::Int(id as i64)),
+        ("id", 2) => ok(shard, key, Reply::Int(id as i64)),
         ("getname", 2) => {
             let r = c.name.clone().map_or(Reply::Nil, Reply::Bulk);
-            ok(core, key, r)
+            ok(shard, key, r)
         }
         ("setname", 3) => {
             let n = args.get(2);
             if !valid_name(n) {
-                return ok(core, key, Reply::err(BAD_NAME));
+                return ok(shard, key, Reply::err(BAD_NAME));
             }
             c.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
-            ok(core, key, Reply::Ok)
+            ok(shard, key, Reply::Ok)
         }
         ("info", 2) => {
             let line = c.info_line(crate::shared::now_ms());
-            ok(core, key, Reply::Verbatim(Bytes::from(line + "\n")))
+            ok(shard, key, Reply::Verbatim(Bytes::from(line + "\n")))
         }
         ("no-evict", 3) | ("no-touch", 3) => {
             if args.is(2, "on") || args.is(2, "off") {
-                ok(core, key, Reply::Ok)
+                ok(shard, key, Reply::Ok)
             } else {
-                ok(core, key, Reply::err(error::SYNTAX))
+                ok(shard, key, Reply::err(error::SYNTAX))
             }
         }
-        ("setinfo", 4) => ok(core, key, Reply::Ok),
+        ("setinfo", 4) => ok(shard, key, Reply::Ok),
         ("list", n) if n >= 2 => {
             let mut ids = Vec::new();
             let mut i = 2;
@@ -491,7 +489,7 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                     for a in args.iter_from(i + 1) {
                         match engine::resp::parse_i64(a) {
                             Some(v) if v > 0 => ids.push(v as u64),
-                            _ => return ok(core, key, Reply::err("ERR Invalid client ID")),
+                            _ => return ok(shard, key, Reply::err("ERR Invalid client ID")),
                         }
                     }
                     break;
@@ -506,15 +504,15 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                             "ERR Unknown client type '{}'",
                             String::from_utf8_lossy(args.get(i + 1))
                         );
-                        return ok(core, key, Reply::Error(e.into()));
+                        return ok(shard, key, Reply::Error(e.into()));
                     }
                     i += 2;
                 } else {
-                    return ok(core, key, Reply::err(error::SYNTAX));
+                    return ok(shard, key, Reply::err(error::SYNTAX));
                 }
             }
-            let rpc = core.rpc.clone();
-            spawn(core, key, async move {
+            let rpc = shard.rpc.clone();
+            spawn(shard, key, async move {
                 let calls: Vec<_> = (0..rpc.mesh.cores())
                     .map(|c| {
                         rpc.call(
@@ -552,7 +550,7 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                             Ok(x) if x > 0 => f.id = Some(x),
                             _ => {
                                 return ok(
-                                    core,
+                                    shard,
                                     key,
                                     Reply::err("ERR client-id should be greater than 0"),
                                 )
@@ -566,19 +564,19 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
                         if v.eq_ignore_ascii_case("no") {
                             f.skipme_id = None;
                         } else if !v.eq_ignore_ascii_case("yes") {
-                            return ok(core, key, Reply::err(error::SYNTAX));
+                            return ok(shard, key, Reply::err(error::SYNTAX));
                         }
                     } else if !(args.is(i, "type") || args.is(i, "user") || args.is(i, "maxage")) {
-                        return ok(core, key, Reply::err(error::SYNTAX));
+                        return ok(shard, key, Reply::err(error::SYNTAX));
                     }
                     i += 2;
                 }
                 if i != n {
-                    return ok(core, key, Reply::err(error::SYNTAX));
+                    return ok(shard, key, Reply::err(error::SYNTAX));
                 }
             }
-            let rpc = core.rpc.clone();
-            spawn(core, key, async move {
+            let rpc = shard.rpc.clone();
+            spawn(shard, key, async move {
                 let calls: Vec<_> = (0..rpc.mesh.cores())
                     .map(|c| {
                         rpc.call(
@@ -612,7 +610,7 @@ fn client(core: &mut Core, key: Key, args: Args) -> Next {
         }
         _ => {
             let e = error::unknown_subcommand(args.get(1), "client");
-            ok(core, key, Reply::Error(e.into()))
+            ok(shard, key, Reply::Error(e.into()))
         }
     }
 }
@@ -702,12 +700,12 @@ fn command(args: &Args) -> Reply {
     }
 }
 
-fn config(core: &mut Core, key: Key, args: Args) -> Next {
+fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
         "get" if args.len() >= 3 => {
             let pats: Vec<&[u8]> = args.iter_from(2).collect();
-            let pairs = match core.shared.config.lock() {
+            let pairs = match shard.shared.config.lock() {
                 Ok(c) => c.get(&pats),
                 Err(_) => Vec::new(),
             };
@@ -717,23 +715,23 @@ fn config(core: &mut Core, key: Key, args: Args) -> Next {
                     .map(|(k, v)| (Reply::bulk(k.as_bytes()), Reply::bulk(v.as_bytes())))
                     .collect(),
             );
-            ok(core, key, r)
+            ok(shard, key, r)
         }
         "set" if args.len() >= 5 && !args.len().is_multiple_of(2) => {
-            ok(core, key, Reply::err(error::SYNTAX))
+            ok(shard, key, Reply::err(error::SYNTAX))
         }
         "set" if args.len() >= 4 => {
             let pairs: Vec<(&[u8], &[u8])> = (2..args.len())
                 .step_by(2)
                 .map(|i| (args.get(i), args.get(i + 1)))
                 .collect();
-            let reserved = core.shared.reserved_fds;
-            let result = match core.shared.config.lock() {
+            let reserved = shard.shared.reserved_fds;
+            let result = match shard.shared.config.lock() {
                 Ok(mut c) => {
                     let before = c.clone();
                     let r = c.set(&pairs).and_then(|_| {
                         raise_files_limit(c.maxclients(), before.maxclients(), reserved)?;
-                        Ok(crate::settings_from(&c))
+                        Ok(crate::shared::settings_from(&c))
                     });
                     if r.is_err() {
                         // A failed CONFIG SET changes nothing.
@@ -745,48 +743,48 @@ fn config(core: &mut Core, key: Key, args: Args) -> Next {
             };
             match result {
                 Ok(settings) => {
-                    if let Ok(mut s) = core.shared.settings.lock() {
+                    if let Ok(mut s) = shard.shared.settings.lock() {
                         *s = settings;
                     }
-                    for c in 0..core.cores {
-                        core.rpc.tell(c, Request::Admin(AdminQuery::Reload));
+                    for c in 0..shard.cores {
+                        shard.rpc.tell(c, Request::Admin(AdminQuery::Reload));
                     }
-                    ok(core, key, Reply::Ok)
+                    ok(shard, key, Reply::Ok)
                 }
-                Err(e) => ok(core, key, Reply::Error(e.into())),
+                Err(e) => ok(shard, key, Reply::Error(e.into())),
             }
         }
         "resetstat" if args.len() == 2 => {
-            for c in 0..core.cores {
-                core.rpc.tell(c, Request::Admin(AdminQuery::ResetStats));
+            for c in 0..shard.cores {
+                shard.rpc.tell(c, Request::Admin(AdminQuery::ResetStats));
             }
-            ok(core, key, Reply::Ok)
+            ok(shard, key, Reply::Ok)
         }
         "rewrite" if args.len() == 2 => {
-            let r = match core.shared.config.lock() {
+            let r = match shard.shared.config.lock() {
                 Ok(c) => c.rewrite(),
                 Err(_) => Err("ERR config unavailable".to_string()),
             };
             match r {
                 Ok(()) => {
                     crate::log::notice(format_args!("CONFIG REWRITE executed with success."));
-                    ok(core, key, Reply::Ok)
+                    ok(shard, key, Reply::Ok)
                 }
-                Err(e) => ok(core, key, Reply::Error(e.into())),
+                Err(e) => ok(shard, key, Reply::Error(e.into())),
             }
         }
         "get" | "set" | "resetstat" | "rewrite" => {
             let e = error::wrong_arity(&format!("config|{sub}"));
-            ok(core, key, Reply::Error(e.into()))
+            ok(shard, key, Reply::Error(e.into()))
         }
         _ => {
             let e = error::unknown_subcommand(args.get(1), "config");
-            ok(core, key, Reply::Error(e.into()))
+            ok(shard, key, Reply::Error(e.into()))
         }
     }
 }
 
-fn debug(core: &mut Core, key: Key, args: Args) -> Next {
+fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
         "sleep" if args.len() == 3 => {
@@ -795,23 +793,23 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
                 .clamp(0.0, 3600.0);
             // DEBUG SLEEP blocks the server in Redis; here it blocks this core.
             std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-            ok(core, key, Reply::Ok)
+            ok(shard, key, Reply::Ok)
         }
         "set-active-expire" if args.len() == 3 => {
             let on = engine::resp::parse_i64(args.get(2)).is_some_and(|v| v != 0);
-            core.shared.active_expire.store(on, Ordering::Relaxed);
-            ok(core, key, Reply::Ok)
+            shard.shared.active_expire.store(on, Ordering::Relaxed);
+            ok(shard, key, Reply::Ok)
         }
         "object" if args.len() == 3 => {
             let k = Bytes::copy_from_slice(args.get(2));
-            let owner = engine::slot::core_of(engine::slot::slot_of(&k), core.cores);
-            let db = core.conns.get(key).map_or(0, |c| c.db);
-            let rpc = core.rpc.clone();
-            let limits = core.settings.encoding;
-            if let Some(c) = core.conns.get_mut(key) {
+            let owner = engine::slot::core_of(engine::slot::slot_of(&k), shard.cores);
+            let db = shard.conns.get(key).map_or(0, |c| c.db);
+            let rpc = shard.rpc.clone();
+            let limits = shard.settings.encoding;
+            if let Some(c) = shard.conns.get_mut(key) {
                 c.wait = Wait::No;
             }
-            spawn(core, key, async move {
+            spawn(shard, key, async move {
                 let resp = rpc.call(owner, Request::Export { db, keys: vec![k] }).await;
                 let reply = match resp {
                     Response::Entries(mut e) => match e.pop().and_then(|(_, v)| v) {
@@ -834,7 +832,7 @@ fn debug(core: &mut Core, key: Key, args: Args) -> Next {
         }
         _ => {
             let e = error::unknown_subcommand(args.get(1), "debug");
-            ok(core, key, Reply::Error(e.into()))
+            ok(shard, key, Reply::Error(e.into()))
         }
     }
 }
@@ -846,7 +844,7 @@ fn raise_files_limit(wanted: u32, before: u32, reserved: u64) -> Result<(), Stri
     if wanted <= before {
         return Ok(());
     }
-    let allowed = crate::adjust_open_files_limit(wanted, reserved);
+    let allowed = crate::io::adjust_open_files_limit(wanted, reserved);
     if allowed >= wanted {
         return Ok(());
     }

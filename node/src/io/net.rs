@@ -281,6 +281,78 @@ pub fn protected_mode_denies(
     !matches!(peer, Some(ip) if ip == Ipv4Addr::LOCALHOST || ip == Ipv6Addr::LOCALHOST)
 }
 
+/// Raises the open files limit to what `maxclients` clients plus `reserved`
+/// other descriptors need, as Redis does at start, with its log lines.
+/// Returns the maxclients the limit allows (lower when it could not be
+/// raised enough); exits when not even the reserve fits.
+pub fn adjust_open_files_limit(maxclients: u32, reserved: u64) -> u32 {
+    let maxfiles = maxclients as u64 + reserved;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == -1 {
+        crate::log::warning(format_args!(
+            "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.",
+            crate::log::io_error_text(&std::io::Error::last_os_error())
+        ));
+        return 1024u64.saturating_sub(reserved).max(1) as u32;
+    }
+    let old = lim.rlim_cur;
+    if old >= maxfiles {
+        return maxclients;
+    }
+    // Try `maxfiles`, then less: at most the hard limit, which only a
+    // privileged process can raise.
+    let mut best = maxfiles;
+    let mut error = None;
+    while best > old {
+        let want = libc::rlimit {
+            rlim_cur: best,
+            rlim_max: best.max(lim.rlim_max),
+        };
+        // SAFETY: setrlimit reads the rlimit we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            break;
+        }
+        error = Some(std::io::Error::last_os_error());
+        best = if best > lim.rlim_max {
+            lim.rlim_max
+        } else {
+            best.saturating_sub(16)
+        };
+    }
+    let best = best.max(old);
+    if best >= maxfiles {
+        crate::log::notice(format_args!(
+            "Increased maximum number of open files to {maxfiles} (it was originally set to {old})."
+        ));
+        return maxclients;
+    }
+    if best <= reserved {
+        crate::log::warning(format_args!(
+            "Your current 'ulimit -n' of {old} is not enough for the server to start. Please increase your open file limit to at least {maxfiles}. Exiting."
+        ));
+        std::process::exit(1);
+    }
+    let reduced = (best - reserved).min(u32::MAX as u64) as u32;
+    crate::log::warning(format_args!(
+        "You requested maxclients of {maxclients} requiring at least {maxfiles} max file descriptors."
+    ));
+    crate::log::warning(format_args!(
+        "Server can't set maximum open files to {maxfiles} because of OS error: {}.",
+        error
+            .as_ref()
+            .map(crate::log::io_error_text)
+            .unwrap_or_default()
+    ));
+    crate::log::warning(format_args!(
+        "Current maximum open files is {best}. maxclients has been reduced to {reduced} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'."
+    ));
+    reduced
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,262 @@
+//! A request, top to bottom: parse the next command in a connection's
+//! buffer (prefetching the key of the one after it), hand it to
+//! [`dispatch::command`] (checks, then the fast path inline or a task),
+//! and when a command belongs to another core, cut the pipeline behind it
+//! that can travel along ([`gather_pipeline`]) and send it as one task.
+
+use super::dispatch::{self, Next};
+use crate::io::{Key, Wait};
+use crate::log;
+use crate::mesh::{flows, Seg};
+use crate::shard::{first_key, parse, Shard};
+use bytes::Bytes;
+use engine::Reply;
+
+/// A connection's input buffer is compacted only once this many bytes
+/// of it have been consumed (and at least half of it).
+const COMPACT_MIN: usize = 16 * 1024;
+/// Most pipelined commands, and bytes, sent across cores as one pipeline.
+const PIPELINE_CMDS_MAX: u32 = 1024;
+const PIPELINE_BYTES_MAX: usize = 1 << 20;
+
+/// The first command of a pipeline that crosses cores: its owner core,
+/// whether it writes, its length in the input, and its RESP form when it
+/// came inline.
+struct First {
+    to: usize,
+    write: bool,
+    consumed: usize,
+    head: Option<Vec<u8>>,
+}
+
+/// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
+struct Planned {
+    bytes: Bytes,
+    segs: Vec<Seg>,
+    writes: bool,
+}
+
+/// Parses and runs the commands buffered on `key` until one has to wait.
+pub fn process(shard: &mut Shard, key: Key) {
+    let Some(c) = shard.conns.get_mut(key) else {
+        return;
+    };
+    if c.closing || c.close_after_flush || c.wait != Wait::No {
+        return;
+    }
+    let db = c.db;
+    let rbuf = std::mem::take(&mut c.rbuf);
+    let mut spans = std::mem::take(&mut c.spans);
+    let mut scratch = std::mem::take(&mut c.scratch);
+    let mut pos = c.rpos;
+    let mut need = c.need;
+    let limits = shard.settings.limits;
+    loop {
+        if rbuf.len() < need || pos >= rbuf.len() {
+            break;
+        }
+        match parse(
+            &mut shard.stats,
+            &rbuf[pos..],
+            &limits,
+            &mut spans,
+            &mut scratch,
+        ) {
+            Ok(engine::resp::Parsed::Incomplete { need: n }) => {
+                need = pos + n;
+                break;
+            }
+            Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
+            Ok(engine::resp::Parsed::Command { consumed, inline }) => {
+                need = 0;
+                // Start loading the next pipelined command's entry.
+                if let Some(k) = first_key(
+                    &mut shard.stats,
+                    &mut shard.ahead_spans,
+                    &rbuf[pos + consumed..],
+                    &limits,
+                ) {
+                    shard.engine.prefetch(db, k);
+                }
+                let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
+                let args = engine::Args::new(src, &spans);
+                match dispatch::command(shard, key, args) {
+                    Next::Continue => pos += consumed,
+                    Next::Wait => {
+                        pos += consumed;
+                        break;
+                    }
+                    Next::Retry => break,
+                    Next::Remote { to, db, write } => {
+                        // An inline command travels re-encoded as RESP
+                        // (the owner parses RESP only).
+                        let head = inline.then(|| {
+                            let mut head = Vec::new();
+                            encode_command(&engine::Args::new(&scratch, &spans), &mut head);
+                            head
+                        });
+                        let first = First {
+                            to,
+                            write,
+                            consumed,
+                            head,
+                        };
+                        let (p, end) = gather_pipeline(
+                            shard,
+                            key,
+                            &rbuf,
+                            pos,
+                            first,
+                            &mut spans,
+                            &mut scratch,
+                        );
+                        pos = end;
+                        let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
+                        let rpc = shard.rpc.clone();
+                        dispatch::spawn(shard, key, async move {
+                            flows::pipeline(rpc, db, resp3, p.bytes, p.segs, p.writes, key).await
+                        });
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(c) = shard.conns.get_mut(key) {
+                    let msg = e.message();
+                    log::verbose(format_args!(
+                        "Protocol error ({}) from client: id={} addr={}",
+                        e.0, c.id, c.addr
+                    ));
+                    Reply::err(msg).encode(c.resp3, &mut c.out);
+                    c.close_after_flush = true;
+                }
+                shard.want_flush(key);
+                pos = rbuf.len();
+                break;
+            }
+        }
+        if shard
+            .conns
+            .get(key)
+            .is_none_or(|c| c.close_after_flush || c.closing)
+        {
+            break;
+        }
+    }
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.rbuf = rbuf;
+        c.spans = spans;
+        c.scratch = scratch;
+        // The kernel never writes into this buffer (it fills the ring's
+        // buffers), so it can be compacted at any time. It is, once the
+        // consumed part is at least as long as what remains: moving the
+        // rest at every stop (each hop of a pipeline to another core)
+        // would make a long pipeline quadratic; this way each byte is
+        // moved a bounded number of times.
+        if pos == c.rbuf.len() {
+            c.rbuf.clear();
+            c.rpos = 0;
+            c.need = 0;
+        } else if pos >= COMPACT_MIN && pos * 2 >= c.rbuf.len() {
+            shard.stats.input_bytes_moved += (c.rbuf.len() - pos) as u64;
+            c.rbuf.drain(..pos);
+            c.rpos = 0;
+            c.need = need.saturating_sub(pos);
+        } else {
+            c.rpos = pos;
+            c.need = need;
+        }
+    }
+}
+
+/// Cuts a pipeline that crosses cores: its first command, at
+/// `rbuf[start..]`, is for another core; the pipelined commands behind
+/// it go along while they can ([`dispatch::plan_target`]), up to
+/// [`PIPELINE_CMDS_MAX`] commands or [`PIPELINE_BYTES_MAX`] bytes. Returns
+/// the pipeline and where in `rbuf` it ends.
+fn gather_pipeline(
+    shard: &mut Shard,
+    key: Key,
+    rbuf: &[u8],
+    start: usize,
+    first: First,
+    spans: &mut Vec<(u32, u32)>,
+    scratch: &mut Vec<u8>,
+) -> (Planned, usize) {
+    let mut pos = start + first.consumed;
+    let mut segs = vec![Seg {
+        core: first.to,
+        start: 0,
+        end: first.consumed as u32,
+        cmds: 1,
+    }];
+    let (mut writes, mut cmds) = (first.write, 1);
+    while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
+        let Ok(engine::resp::Parsed::Command {
+            consumed,
+            inline: false,
+        }) = parse(
+            &mut shard.stats,
+            &rbuf[pos..],
+            &shard.settings.limits,
+            spans,
+            scratch,
+        )
+        else {
+            break;
+        };
+        let next = engine::Args::new(&rbuf[pos..], spans);
+        let Some((owner, write)) = dispatch::plan_target(shard, key, &next) else {
+            break;
+        };
+        let (from, end) = ((pos - start) as u32, (pos + consumed - start) as u32);
+        match segs.last_mut() {
+            Some(s) if s.core == owner => {
+                s.end = end;
+                s.cmds += 1;
+            }
+            _ => segs.push(Seg {
+                core: owner,
+                start: from,
+                end,
+                cmds: 1,
+            }),
+        }
+        writes |= write;
+        cmds += 1;
+        pos += consumed;
+    }
+    let bytes = match first.head {
+        None => Bytes::copy_from_slice(&rbuf[start..pos]),
+        Some(mut head) => {
+            // The offsets shift by the re-encoding of the first command.
+            let (old, new) = (first.consumed as u32, head.len() as u32);
+            for s in &mut segs {
+                if s.start > 0 {
+                    s.start = s.start - old + new;
+                }
+                s.end = s.end - old + new;
+            }
+            head.extend_from_slice(&rbuf[start + first.consumed..pos]);
+            Bytes::from(head)
+        }
+    };
+    (
+        Planned {
+            bytes,
+            segs,
+            writes,
+        },
+        pos,
+    )
+}
+
+/// Appends `args` to `out` as a RESP array of bulk strings.
+fn encode_command(args: &engine::Args, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args.iter_from(0) {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}

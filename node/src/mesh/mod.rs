@@ -1,0 +1,21 @@
+//! # mesh: how cores work together
+//!
+//! Above `io`. Messages between cores and the inboxes and futex wake-ups
+//! that carry them ([`Mesh`], [`Msg`], [`Request`], [`Response`]); each
+//! core's small task executor and request/answer futures ([`Executor`],
+//! [`Rpc`], a finished task's [`TaskDone`]); where a command's keys live
+//! ([`route`]); and the slow paths written as tasks ([`flows`]: a command
+//! on another core, multi-key commands under ordered shard locks, fan-outs,
+//! pipelines that cross cores, WATCH, MULTI/EXEC, PUBLISH).
+//!
+//! Nothing here touches a core's keyspace or connections: a task only
+//! sends requests and awaits answers; the `shard` room serves them.
+
+pub mod flows;
+mod msg;
+mod route;
+mod task;
+
+pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
+pub use route::{parse_db, route, Route};
+pub use task::{Effect, Executor, Rpc, TaskDone};

@@ -1,0 +1,71 @@
+//! Where a command's keys live: which cores a command touches, from the
+//! command table's key spec (`slot = CRC16(key) & 16383`, core = slot *
+//! cores / 16384), and SELECT's database index.
+
+use engine::cmd::{flags, Spec};
+use engine::{error, Args, Reply};
+
+/// Where a command's keys live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// No keys: run on the connection's core.
+    Here,
+    /// Every key on this core.
+    One(usize),
+    /// Keys on several cores (sorted, deduplicated).
+    Many(Vec<usize>),
+    /// A fan-out command.
+    All,
+}
+
+/// Works out which cores `args` touches. `cores` is the number of shard
+/// cores.
+pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
+    if spec.has(flags::ALL_SHARDS) {
+        return Ok(Route::All);
+    }
+    // The common case, one key at position 1, without allocating (nor
+    // hashing, when there is one core).
+    if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
+        if cores == 1 {
+            return Ok(Route::One(0));
+        }
+        let slot = engine::slot::slot_of(args.get(1));
+        return Ok(Route::One(engine::slot::core_of(slot, cores)));
+    }
+    if spec.name == "scan" {
+        return Ok(
+            match std::str::from_utf8(args.get(1))
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                Some(c) if c < engine::slot::SLOTS as u64 => {
+                    Route::One(engine::slot::core_of(c as u16, cores))
+                }
+                _ => Route::Here,
+            },
+        );
+    }
+    let mut idx = Vec::new();
+    spec.key_indices(args, &mut idx)?;
+    let mut list: Vec<usize> = idx
+        .iter()
+        .map(|&i| engine::slot::core_of(engine::slot::slot_of(args.get(i)), cores))
+        .collect();
+    list.sort_unstable();
+    list.dedup();
+    Ok(match list.len() {
+        0 => Route::Here,
+        1 => Route::One(list[0]),
+        _ => Route::Many(list),
+    })
+}
+
+/// Parses a SELECT-style database index.
+pub fn parse_db(raw: &[u8], databases: usize) -> Result<usize, Reply> {
+    match engine::resp::parse_i64(raw) {
+        Some(n) if n >= 0 && (n as usize) < databases => Ok(n as usize),
+        Some(_) => Err(Reply::err("ERR DB index is out of range")),
+        None => Err(Reply::err(error::NOT_INT)),
+    }
+}

@@ -1,0 +1,235 @@
+//! # shard: one core's state and what runs on it
+//!
+//! Above `mesh`. A [`Shard`] is everything a core owns except its ring:
+//! the keyspace (`engine::Shard`), the connections and their output
+//! queue, blocked clients, pub/sub subscribers, counters, and the
+//! shard lock a multi-core transaction holds. It runs commands on the
+//! keyspace ([`Shard::run_local`]), serves clients blocked on keys, and
+//! answers other cores' requests ([`Shard::request`]).
+//!
+//! The event loop (`core`) drives it and does the I/O it asks for: a
+//! connection queued in `flush` gets its output sent, one in `resume` runs
+//! again, one in `closed` is freed once nothing is in flight for it.
+//!
+//! API: [`Shard`], [`Origin`], [`parse`]/[`first_key`] (request parsing
+//! that counts the bytes examined), [`pubsub`].
+
+pub mod pubsub;
+mod run;
+mod serve;
+
+pub use run::{first_key, parse, Origin};
+
+use crate::io::{Conn, Key, Slab, Wait};
+use crate::mesh::{CoreStats, Effect, Executor, Mesh, Request, Rpc, TaskDone, TxId};
+use crate::shared::{now_ms, Settings, Shared};
+use bytes::Bytes;
+use engine::Reply;
+use hashbrown::HashMap;
+use run::Waiter;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A core's state.
+pub struct Shard {
+    pub id: usize,
+    pub cores: usize,
+    /// Hash slots this core owns.
+    slots: std::ops::Range<usize>,
+    pub engine: engine::Shard,
+    pub shared: Arc<Shared>,
+    pub settings: Settings,
+    pub mesh: Arc<Mesh>,
+    pub rpc: Rc<Rpc>,
+    pub exec: Executor<TaskDone>,
+    pub conns: Slab<Conn>,
+    /// Connections with output to send this turn.
+    pub flush: Vec<Key>,
+    /// Connections to run again (a task finished, a lock was released).
+    pub resume: Vec<Key>,
+    /// Connections closed, for the event loop to free.
+    pub closed: Vec<Key>,
+    /// The transaction holding this core's lock.
+    lock: Option<TxId>,
+    /// Requests that arrived while locked, in order: (from, id, request).
+    deferred: VecDeque<(usize, u64, Request)>,
+    /// Connections waiting for the lock to go.
+    stalled: Vec<Key>,
+    waiters: Vec<Waiter>,
+    pubsub: pubsub::PubSub,
+    pub stats: CoreStats,
+    /// Per-command calls, usec: for INFO commandstats.
+    cmdstats: HashMap<&'static str, (u64, u64)>,
+    /// Unix ms, read once per loop turn and per receive batch.
+    pub now_ms: i64,
+    cmd_serial: u64,
+    /// Reused spans for looking one request ahead.
+    pub ahead_spans: Vec<(u32, u32)>,
+    pub stopping: bool,
+    /// Messages taken from the inbox this cron period (sleep batching).
+    pub msgs: u64,
+}
+
+impl Shard {
+    /// The state of core `id` of `cores`.
+    pub fn new(id: usize, cores: usize, shared: Arc<Shared>, mesh: Arc<Mesh>) -> Shard {
+        let settings = shared.settings();
+        // Random per process: dictionary hash seeds must not be guessable,
+        // or chosen keys could all collide.
+        let mut seed = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = f.read_exact(&mut seed);
+        }
+        let seed = u64::from_le_bytes(seed) ^ now_ms() as u64 ^ id as u64;
+        let mut engine = engine::Shard::new(settings.databases, seed);
+        engine.limits = settings.encoding;
+        crate::mesh::flows::set_limits(settings.encoding);
+        let slots =
+            engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
+        Shard {
+            id,
+            cores,
+            slots,
+            engine,
+            settings,
+            rpc: Rpc::new(mesh.clone(), id),
+            mesh,
+            shared,
+            exec: Executor::default(),
+            conns: Slab::default(),
+            flush: Vec::new(),
+            resume: Vec::new(),
+            closed: Vec::new(),
+            lock: None,
+            deferred: VecDeque::new(),
+            stalled: Vec::new(),
+            waiters: Vec::new(),
+            pubsub: pubsub::PubSub::default(),
+            stats: CoreStats::default(),
+            cmdstats: HashMap::new(),
+            now_ms: now_ms(),
+            cmd_serial: 0,
+            ahead_spans: Vec::new(),
+            stopping: false,
+            msgs: 0,
+        }
+    }
+
+    /// Queues `key` for the send pass.
+    pub fn want_flush(&mut self, key: Key) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if !c.flush_queued {
+                c.flush_queued = true;
+                self.flush.push(key);
+            }
+        }
+    }
+
+    /// Appends `reply` to `key`'s output.
+    pub fn reply(&mut self, key: Key, reply: &Reply) {
+        if let Some(c) = self.conns.get_mut(key) {
+            reply.encode(c.resp3, &mut c.out);
+            self.want_flush(key);
+        }
+    }
+
+    /// Hands a finished task's replies and effects to its connection and
+    /// lets the connection go on.
+    pub fn task_done(&mut self, done: TaskDone) {
+        let key = done.conn;
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        for e in done.effects {
+            match e {
+                Effect::Db(db) => c.db = db,
+                Effect::Watched(w) => c.watches.extend(w),
+            }
+        }
+        for r in &done.replies {
+            r.encode(c.resp3, &mut c.out);
+        }
+        c.out.extend_from_slice(&done.encoded);
+        if matches!(c.wait, Wait::Task(_)) {
+            c.wait = Wait::No;
+        }
+        self.want_flush(key);
+        self.resume.push(key);
+    }
+
+    /// Starts closing a connection: cancels its work and shuts the socket
+    /// so in-flight operations complete; the event loop frees it once none
+    /// remain (it is queued in `closed` for that).
+    pub fn close(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        // SAFETY: shutting down our own socket; completions follow.
+        unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
+        if let Wait::Task(t) = c.wait {
+            self.exec.cancel(t);
+        }
+        let watches = std::mem::take(&mut c.watches);
+        self.unwatch_all(watches);
+        if let Some(i) = self
+            .waiters
+            .iter()
+            .position(|w| w.origin == Origin::Local(key))
+        {
+            let w = self.waiters.remove(i);
+            self.unblock_keys(&w);
+        }
+        pubsub::forget(self, key);
+        self.closed.push(key);
+    }
+
+    /// While another core's transaction holds this core's lock, parks
+    /// connection `key` until the unlock (true); else false: go on.
+    pub fn stall_if_locked(&mut self, key: Key) -> bool {
+        if self.lock.is_none() {
+            return false;
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.wait = Wait::Stalled;
+        }
+        self.stalled.push(key);
+        true
+    }
+
+    /// Drops every WATCH in `watches` (fire and forget).
+    pub fn unwatch_all(&mut self, watches: Vec<(usize, usize, Bytes, u64)>) {
+        for (c, db, key, _) in watches {
+            if c == self.id {
+                self.engine.unwatch(db, &key);
+            } else {
+                self.rpc.tell(
+                    c,
+                    Request::Unwatch {
+                        db,
+                        keys: vec![key],
+                    },
+                );
+            }
+        }
+    }
+
+    /// Deadline of the blocked client that waits least long, if any.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.waiters.iter().filter_map(|w| w.deadline_ms).min()
+    }
+
+    /// Stops serving: closes every connection (the event loop, seeing
+    /// `stopping`, also stops accepting).
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        for key in self.conns.keys() {
+            self.close(key);
+        }
+    }
+}

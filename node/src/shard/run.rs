@@ -1,0 +1,246 @@
+//! Running commands on this core's keyspace, and the clients blocked on
+//! its keys.
+
+use super::Shard;
+use crate::io::{Key, Wait};
+use crate::mesh::{CoreStats, Msg, Response};
+use bytes::Bytes;
+use engine::cmd::{self, Ctx};
+use engine::{OwnedArgs, Reply};
+
+/// Who waits for a parked blocking command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A connection of this core.
+    Local(Key),
+    /// A task on core `from`, request `id`.
+    Remote { from: usize, id: u64 },
+}
+
+/// A blocking command parked until one of its keys gets data.
+pub(super) struct Waiter {
+    pub origin: Origin,
+    pub db: usize,
+    pub args: OwnedArgs,
+    pub keys: Vec<Bytes>,
+    pub deadline_ms: Option<i64>,
+    /// What to answer when the deadline passes.
+    pub timeout_reply: Reply,
+}
+
+impl Shard {
+    /// Runs one command on this core's keyspace. Parks it when it blocks
+    /// (`origin` is then told later). The caller serves the clients its
+    /// writes woke ([`Shard::serve_ready`]) once the whole request is done,
+    /// so a transaction's intermediate states are never handed out.
+    pub fn run_local(
+        &mut self,
+        spec: &'static engine::cmd::Spec,
+        db: usize,
+        args: engine::Args,
+        in_multi: bool,
+        origin: Option<Origin>,
+    ) -> Option<Reply> {
+        // Time one command in 16 for INFO commandstats: a clock read per
+        // command would cost more than a GET.
+        self.cmd_serial = self.cmd_serial.wrapping_add(1);
+        let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args);
+        ctx.slots = self.slots.clone();
+        ctx.in_multi = in_multi;
+        let reply = cmd::execute(spec, &mut ctx);
+        let block = ctx.block.take();
+        let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
+        e.0 += 1;
+        if let Some(t) = timed {
+            e.1 += 16 * t.elapsed().as_micros() as u64;
+        }
+        self.stats.total_commands_processed += 1;
+        match (block, origin) {
+            (Some(b), Some(origin)) if !in_multi => {
+                for k in &b.keys {
+                    self.engine.set_blocked_on(db, k, true);
+                }
+                self.waiters.push(Waiter {
+                    origin,
+                    db,
+                    args: args.to_owned(),
+                    keys: b.keys,
+                    deadline_ms: b.deadline_ms,
+                    timeout_reply: reply,
+                });
+                None
+            }
+            _ => Some(reply),
+        }
+    }
+
+    /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
+    /// their replies to `out`, encoded for the client's protocol. They were
+    /// checked on the client's core (`commands::dispatch::plan_target`): plain
+    /// single-key commands of this core that do not block.
+    pub(super) fn run_segment(
+        &mut self,
+        db: usize,
+        resp3: bool,
+        mut buf: &[u8],
+        cmds: u32,
+        out: &mut Vec<u8>,
+    ) {
+        let limits = self.settings.limits;
+        let mut spans = std::mem::take(&mut self.ahead_spans);
+        let mut scratch = Vec::new();
+        for _ in 0..cmds {
+            let parsed = parse(&mut self.stats, buf, &limits, &mut spans, &mut scratch);
+            let reply = match parsed {
+                Ok(engine::resp::Parsed::Command {
+                    consumed,
+                    inline: false,
+                }) => {
+                    let args = engine::Args::new(buf, &spans);
+                    let reply = match engine::cmd::registry().lookup(args.get(0)) {
+                        Some(spec) => self.run_local(spec, db, args, false, None),
+                        None => None,
+                    };
+                    buf = &buf[consumed.min(buf.len())..];
+                    reply
+                }
+                _ => None,
+            };
+            reply
+                .unwrap_or_else(|| {
+                    Reply::err("ERR internal error: a pipelined command did not run on its shard")
+                })
+                .encode(resp3, out);
+        }
+        self.ahead_spans = spans;
+    }
+
+    /// Gives data that just arrived to clients blocked on it, oldest first.
+    /// Waits while a transaction holds this core: its unlock serves them.
+    pub fn serve_ready(&mut self) {
+        if self.lock.is_some() {
+            return;
+        }
+        for _ in 0..1024 {
+            let ready = self.engine.take_ready();
+            if ready.is_empty() {
+                return;
+            }
+            for (db, key) in ready {
+                let db = db as usize;
+                let mut i = 0;
+                while i < self.waiters.len() {
+                    let w = &self.waiters[i];
+                    if w.db != db || !w.keys.iter().any(|k| k[..] == key[..]) {
+                        i += 1;
+                        continue;
+                    }
+                    let Some(spec) = engine::cmd::registry().lookup(w.args.as_args().get(0)) else {
+                        i += 1;
+                        continue;
+                    };
+                    let args = w.args.clone();
+                    let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
+                    ctx.slots = self.slots.clone();
+                    let reply = cmd::execute(spec, &mut ctx);
+                    if ctx.block.is_some() {
+                        i += 1;
+                        continue;
+                    }
+                    let w = self.waiters.remove(i);
+                    self.unblock_keys(&w);
+                    self.deliver(w.origin, reply);
+                }
+            }
+        }
+    }
+
+    pub(super) fn unblock_keys(&mut self, w: &Waiter) {
+        for k in &w.keys {
+            let still = self
+                .waiters
+                .iter()
+                .any(|o| o.db == w.db && o.keys.iter().any(|x| x == k));
+            if !still {
+                self.engine.set_blocked_on(w.db, k, false);
+            }
+        }
+    }
+
+    fn deliver(&mut self, origin: Origin, reply: Reply) {
+        match origin {
+            Origin::Local(key) => {
+                if let Some(c) = self.conns.get_mut(key) {
+                    reply.encode(c.resp3, &mut c.out);
+                    c.wait = Wait::No;
+                    self.want_flush(key);
+                    self.resume.push(key);
+                }
+            }
+            Origin::Remote { from, id } => self.mesh.send(
+                from,
+                Msg::Resp {
+                    id,
+                    resp: Response::Replies(vec![reply]),
+                },
+            ),
+        }
+    }
+
+    /// Answers blocked clients whose deadline passed (checked every turn,
+    /// so a short BLPOP timeout is not rounded up to the cron period).
+    pub fn expire_waiters(&mut self, now: i64) {
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].deadline_ms.is_some_and(|d| d <= now) {
+                let w = self.waiters.remove(i);
+                self.unblock_keys(&w);
+                let reply = w.timeout_reply.clone();
+                self.deliver(w.origin, reply);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Parses the next request in `buf`, counting the bytes examined (INFO's
+/// `slotd_input_bytes_parsed`; an incomplete request counts all of `buf`).
+pub fn parse(
+    stats: &mut CoreStats,
+    buf: &[u8],
+    limits: &engine::resp::Limits,
+    spans: &mut Vec<(u32, u32)>,
+    scratch: &mut Vec<u8>,
+) -> Result<engine::resp::Parsed, engine::resp::ProtocolError> {
+    let parsed = engine::resp::parse(buf, limits, spans, scratch);
+    stats.input_bytes_parsed += match parsed {
+        Ok(engine::resp::Parsed::Command { consumed, .. })
+        | Ok(engine::resp::Parsed::Empty { consumed }) => consumed,
+        _ => buf.len(),
+    } as u64;
+    parsed
+}
+
+/// If `rest` starts with a complete request, its first argument after the
+/// name: the key to prefetch. On a large keyspace a lookup is a few cache
+/// misses; prefetched, they overlap with other work (the command before it
+/// in a pipeline, or the other connections of the same turn).
+pub fn first_key<'a>(
+    stats: &mut CoreStats,
+    spans: &mut Vec<(u32, u32)>,
+    rest: &'a [u8],
+    limits: &engine::resp::Limits,
+) -> Option<&'a [u8]> {
+    if rest.first() != Some(&b'*') {
+        return None;
+    }
+    match parse(stats, rest, limits, spans, &mut Vec::new()) {
+        Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
+            let &(s, e) = spans.get(1)?;
+            rest.get(s as usize..e as usize)
+        }
+        _ => None,
+    }
+}

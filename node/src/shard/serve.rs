@@ -1,0 +1,327 @@
+//! Other cores' requests, served on this one: commands and pipeline
+//! segments, shard locks, moving keys in and out for multi-key commands,
+//! WATCH versions, pub/sub delivery, and the node-wide questions (CLIENT
+//! LIST/KILL, INFO counters, RESETSTAT, settings reload, shutdown).
+
+use super::run::Origin;
+use super::{pubsub, Shard};
+use crate::io::Wait;
+use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Request, Response};
+use crate::shared::now_ms;
+use bytes::Bytes;
+use engine::Reply;
+
+impl Shard {
+    /// Serves `req` from core `from` (answered with tag `id`), or defers
+    /// it while another transaction holds this core's lock.
+    pub fn request(&mut self, from: usize, id: u64, req: Request) {
+        if let Some(tx) = self.lock {
+            let mine = match &req {
+                Request::Exec { tx: Some(t), .. } | Request::Pipeline { tx: Some(t), .. } => {
+                    *t == tx
+                }
+                Request::Unlock(t) => *t == tx,
+                Request::Export { .. } | Request::Import { .. } => true,
+                Request::Lock(_)
+                | Request::Exec { .. }
+                | Request::Pipeline { .. }
+                | Request::Watch { .. } => false,
+                _ => true,
+            };
+            if !mine {
+                self.deferred.push_back((from, id, req));
+                return;
+            }
+        }
+        self.handle_request(from, id, req);
+    }
+
+    fn answer(&self, from: usize, id: u64, resp: Response) {
+        if id != 0 {
+            self.mesh.send(from, Msg::Resp { id, resp });
+        }
+    }
+
+    fn handle_request(&mut self, from: usize, id: u64, req: Request) {
+        match req {
+            Request::Exec {
+                db,
+                cmds,
+                in_multi,
+                may_block,
+                watch,
+                ..
+            } => {
+                for (d, key, version) in &watch {
+                    if self.engine.watch_version(*d, key) != *version {
+                        return self.answer(from, id, Response::WatchFailed);
+                    }
+                }
+                let mut replies = Vec::with_capacity(cmds.len());
+                let mut db = db;
+                for owned in &cmds {
+                    let args = owned.as_args();
+                    let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
+                        replies.push(Reply::Error(
+                            engine::error::unknown_command(args.get(0), args.iter_from(1)).into(),
+                        ));
+                        continue;
+                    };
+                    if spec.name == "select" {
+                        // SELECT inside EXEC switches the database for
+                        // the commands after it.
+                        match parse_db(args.get(1), self.settings.databases) {
+                            Ok(d) => {
+                                db = d;
+                                replies.push(Reply::Ok);
+                            }
+                            Err(e) => replies.push(e),
+                        }
+                        continue;
+                    }
+                    let origin =
+                        (may_block && cmds.len() == 1).then_some(Origin::Remote { from, id });
+                    match self.run_local(spec, db, args, in_multi, origin) {
+                        Some(r) => replies.push(r),
+                        None => return, // parked; answered when served
+                    }
+                }
+                self.answer(from, id, Response::Replies(replies));
+                self.serve_ready();
+            }
+            Request::Pipeline {
+                tx,
+                db,
+                resp3,
+                bytes,
+                segs,
+                mut at,
+                mut out,
+                mut ends,
+            } => {
+                while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
+                    let part = bytes
+                        .get(seg.start as usize..seg.end as usize)
+                        .unwrap_or(&[]);
+                    self.run_segment(db, resp3, part, seg.cmds, &mut out);
+                    ends.push(out.len() as u32);
+                    at += 1;
+                }
+                self.serve_ready();
+                match segs.get(at).map(|s| s.core) {
+                    Some(next) => {
+                        let req = Request::Pipeline {
+                            tx,
+                            db,
+                            resp3,
+                            bytes,
+                            segs,
+                            at,
+                            out,
+                            ends,
+                        };
+                        self.mesh.send(next, Msg::Req { from, id, req });
+                    }
+                    None => self.answer(from, id, Response::Encoded { out, ends }),
+                }
+            }
+            Request::Lock(tx) => {
+                // Only reached when unlocked (see handle_msg).
+                self.lock = Some(tx);
+                self.answer(from, id, Response::Granted);
+            }
+            Request::Unlock(tx) => {
+                if self.lock == Some(tx) {
+                    self.lock = None;
+                    self.serve_ready();
+                    let deferred = std::mem::take(&mut self.deferred);
+                    for (from, id, req) in deferred {
+                        if self.lock.is_some() {
+                            self.deferred.push_back((from, id, req));
+                        } else {
+                            // Counted again, as when it first arrived.
+                            self.msgs += 1;
+                            self.request(from, id, req);
+                        }
+                    }
+                    if self.lock.is_none() {
+                        let stalled = std::mem::take(&mut self.stalled);
+                        for key in stalled {
+                            if let Some(c) = self.conns.get_mut(key) {
+                                if c.wait == Wait::Stalled {
+                                    c.wait = Wait::No;
+                                }
+                            }
+                            self.resume.push(key);
+                        }
+                    }
+                }
+            }
+            Request::Export { db, keys } => {
+                let now = now_ms();
+                let entries = keys
+                    .into_iter()
+                    .map(|k| {
+                        let e = self
+                            .engine
+                            .lookup(db, &k, now)
+                            .map(|e| (e.value.clone(), e.expire_at()));
+                        (k, e)
+                    })
+                    .collect();
+                self.answer(from, id, Response::Entries(entries));
+            }
+            Request::Import { db, entries } => {
+                let now = now_ms();
+                for (k, e) in entries {
+                    match e {
+                        None => {
+                            if self.engine.remove(db, &k).is_some() {
+                                self.engine
+                                    .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                            }
+                        }
+                        Some((v, exp)) => {
+                            if self.engine.log_enabled() {
+                                self.engine
+                                    .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                for argv in engine::rewrite::rebuild(&k, &v, exp) {
+                                    self.engine.log_write(db, || argv);
+                                }
+                            }
+                            self.engine.set(db, &k, v, now);
+                            self.engine.dbs[db].set_expire(&k, exp);
+                            self.engine.signal_ready(db, &k);
+                        }
+                    }
+                    self.engine.dirty += 1;
+                }
+                self.serve_ready();
+                self.answer(from, id, Response::Done);
+            }
+            Request::Watch { db, keys } => {
+                let v = keys.iter().map(|k| self.engine.watch(db, k)).collect();
+                self.answer(from, id, Response::Versions(v));
+            }
+            Request::Unwatch { db, keys } => {
+                for k in keys {
+                    self.engine.unwatch(db, &k);
+                }
+            }
+            Request::Publish {
+                channel,
+                message,
+                sharded,
+            } => {
+                let n = pubsub::deliver(self, &channel, &message, sharded);
+                self.answer(from, id, Response::Count(n as i64));
+            }
+            Request::PubsubQuery { sub, args } => {
+                let r = pubsub::query(self, &sub, &args);
+                self.answer(from, id, Response::Replies(vec![r]));
+            }
+            Request::CancelBlocked { id: bid } => {
+                if let Some(i) = self
+                    .waiters
+                    .iter()
+                    .position(|w| w.origin == Origin::Remote { from, id: bid })
+                {
+                    let w = self.waiters.remove(i);
+                    self.unblock_keys(&w);
+                }
+            }
+            Request::Admin(q) => {
+                let resp = self.admin(q);
+                self.answer(from, id, resp);
+            }
+        }
+    }
+
+    fn admin(&mut self, q: AdminQuery) -> Response {
+        match q {
+            AdminQuery::ClientList { ids } => {
+                let now = now_ms();
+                let mut s = String::new();
+                for c in self.conns.iter() {
+                    if !c.closing && (ids.is_empty() || ids.contains(&c.id)) {
+                        s.push_str(&c.info_line(now));
+                        s.push('\n');
+                    }
+                }
+                Response::Lines(s)
+            }
+            AdminQuery::ClientKill { filter } => {
+                let mut n = 0;
+                for key in self.conns.keys() {
+                    let Some(c) = self.conns.get(key) else {
+                        continue;
+                    };
+                    let hit = filter.id.is_none_or(|i| i == c.id)
+                        && filter.addr.as_ref().is_none_or(|a| *a == c.addr)
+                        && filter.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+                        && filter.skipme_id.is_none_or(|me| me != c.id);
+                    if hit && !c.closing {
+                        n += 1;
+                        if let Some(c) = self.conns.get_mut(key) {
+                            c.close_after_flush = true;
+                        }
+                        self.want_flush(key);
+                        if self
+                            .conns
+                            .get(key)
+                            .is_some_and(|c| c.out.is_empty() && c.sending.is_empty())
+                        {
+                            self.close(key);
+                        }
+                    }
+                }
+                Response::Count(n)
+            }
+            AdminQuery::Stats => {
+                let mut s = self.stats.clone();
+                s.blocked_clients = self
+                    .waiters
+                    .iter()
+                    .filter(|w| matches!(w.origin, Origin::Local(_)))
+                    .count() as u64;
+                s.pubsub_clients = self.conns.iter().filter(|c| c.sub_count() > 0).count() as u64;
+                s.connected_clients = self.conns.len() as u64;
+                s.expired_keys = self.engine.stats.expired_keys;
+                s.keyspace_hits = self.engine.stats.keyspace_hits;
+                s.keyspace_misses = self.engine.stats.keyspace_misses;
+                s.dirty = self.engine.dirty;
+                s.pubsub_channels = self.pubsub.channels.len() as u64;
+                s.pubsub_patterns = self.pubsub.patterns.len() as u64;
+                s.keyspace = self
+                    .engine
+                    .dbs
+                    .iter()
+                    .map(|d| (d.len() as u64, d.volatile_len() as u64))
+                    .collect();
+                s.cmdstats = self
+                    .cmdstats
+                    .iter()
+                    .map(|(n, (calls, usec))| (*n, *calls, *usec, 0, 0))
+                    .collect();
+                Response::Stats(Box::new(s))
+            }
+            AdminQuery::ResetStats => {
+                self.stats = CoreStats::default();
+                self.stats.connected_clients = self.conns.len() as u64;
+                self.engine.stats = engine::shard::Stats::default();
+                self.cmdstats.clear();
+                Response::Done
+            }
+            AdminQuery::Reload => {
+                self.settings = self.shared.settings();
+                self.engine.limits = self.settings.encoding;
+                crate::mesh::flows::set_limits(self.settings.encoding);
+                Response::Done
+            }
+            AdminQuery::Shutdown => {
+                self.stop();
+                Response::Done
+            }
+        }
+    }
+}
