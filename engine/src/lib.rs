@@ -8,7 +8,7 @@
 //! - [`reply`]: reply values and their RESP2/RESP3 encoding.
 //! - [`args`]: argument views ([`args::Args`]) and their owned form.
 //! - [`slot`]: CRC16 hash slots and the slot → core rule.
-//! - [`value`], [`zset`]: value types.
+//! - [`value`], [`list`], [`zset`]: value types.
 //! - [`db`]: one database: a dictionary per slot, TTL bookkeeping.
 //! - [`dict`]: the per-slot dictionary (open addressing, prefetchable).
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
@@ -26,6 +26,7 @@ pub mod dict;
 pub mod error;
 pub mod glob;
 pub mod ldouble;
+pub mod list;
 pub mod reply;
 pub mod resp;
 pub mod rewrite;

@@ -1,17 +1,17 @@
 //! The value types a key can hold, and how Redis would name their encodings.
 
+use crate::list::PackedList;
 use crate::zset::ZSet;
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
-use std::collections::VecDeque;
 
 /// A key's value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A string (also integers and bitmaps).
     Str(StrData),
-    /// A list, head at the front.
-    List(VecDeque<Bytes>),
+    /// A list, head at the front (boxed: a pointer in the entry).
+    List(Box<PackedList>),
     /// A hash of field → value.
     Hash(HashMap<Bytes, Bytes>),
     /// A set of members.
