@@ -7,7 +7,9 @@
 //! trailer is the same bytes in reverse order, so a chunk can be walked from
 //! either end. An item of up to 127 bytes costs 2 bytes on top of its own.
 //! A chunk's size is bounded by `list-max-listpack-size` ([`Fill`]); an item
-//! that does not fit in any chunk gets a chunk of its own.
+//! that does not fit in any chunk gets a chunk of its own. A list of one
+//! chunk is just that chunk (32 bytes behind `Value::List`'s box, plus the
+//! chunk's bytes); longer ones keep a deque of chunks.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -177,6 +179,47 @@ impl Chunk {
         item
     }
 
+    /// Cuts the chunk after its first `n` items (`0 < n < len`), returning
+    /// the rest as a chunk of its own.
+    fn split_off(&mut self, n: usize) -> Chunk {
+        let off = self.offset_of(n);
+        let tail = Chunk {
+            data: self.data[off..].to_vec(),
+            count: self.count - n as u32,
+        };
+        self.data.truncate(off);
+        self.count = n as u32;
+        self.shrink();
+        tail
+    }
+
+    /// Removes the first `n` items (`n < len`).
+    fn drop_front(&mut self, n: usize) {
+        let off = self.offset_of(n);
+        self.data.drain(..off);
+        self.count -= n as u32;
+        self.shrink();
+    }
+
+    /// Keeps the items for which `keep` is true.
+    fn retain(&mut self, keep: &mut impl FnMut(&[u8]) -> bool) {
+        let (mut read, mut write) = (0, 0);
+        let mut kept = 0u32;
+        for _ in 0..self.count {
+            let (start, n, end) = read_fwd(&self.data, read);
+            if keep(&self.data[start..start + n]) {
+                if write != read {
+                    self.data.copy_within(read..end, write);
+                }
+                write += end - read;
+                kept += 1;
+            }
+            read = end;
+        }
+        self.count = kept;
+        self.data.truncate(write);
+    }
+
     /// Gives memory back once most of the allocation is unused.
     fn shrink(&mut self) {
         if self.data.capacity() > 64 && self.data.capacity() > 2 * self.data.len() {
@@ -232,8 +275,28 @@ impl<'a> DoubleEndedIterator for ChunkIter<'a> {
 
 /// A list of byte strings, head at the front.
 #[derive(Clone, Default)]
-pub struct PackedList {
+pub struct PackedList(Repr);
+
+/// Most lists fit in one chunk: such a list is that chunk, and only longer
+/// lists pay for a deque of chunks.
+#[derive(Clone)]
+enum Repr {
+    /// No chunk (count 0: the empty list) or one.
+    One(Chunk),
+    /// Two chunks or more.
+    Many(Box<Many>),
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Repr::One(Chunk::default())
+    }
+}
+
+#[derive(Clone)]
+struct Many {
     chunks: VecDeque<Chunk>,
+    /// Items in all chunks.
     len: usize,
 }
 
@@ -245,79 +308,141 @@ impl PackedList {
 
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.len
+        match &self.0 {
+            Repr::One(c) => c.len(),
+            Repr::Many(m) => m.len,
+        }
     }
 
     /// True when there are no items.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Adds a chunk holding `item` at chunk position `at`.
-    fn new_chunk(&mut self, at: usize, item: &[u8]) {
-        if self.chunks.capacity() == 0 {
-            // Most lists are one chunk: no room for more until needed.
-            self.chunks.reserve_exact(1);
+    fn chunk_count(&self) -> usize {
+        match &self.0 {
+            Repr::One(c) => usize::from(c.count > 0),
+            Repr::Many(m) => m.chunks.len(),
         }
-        self.chunks.insert(at, Chunk::with_item(item));
+    }
+
+    fn chunk(&self, i: usize) -> &Chunk {
+        match &self.0 {
+            Repr::One(c) => c,
+            Repr::Many(m) => &m.chunks[i],
+        }
+    }
+
+    /// Runs `f` on chunk `i`, keeping the length in step with the chunk's
+    /// count; a chunk left empty is removed.
+    fn edit<R>(&mut self, i: usize, f: impl FnOnce(&mut Chunk) -> R) -> R {
+        let (r, emptied) = match &mut self.0 {
+            Repr::One(c) => {
+                let r = f(c);
+                (r, c.count == 0)
+            }
+            Repr::Many(m) => {
+                let c = &mut m.chunks[i];
+                let before = c.len();
+                let r = f(c);
+                m.len = m.len - before + c.len();
+                (r, c.count == 0)
+            }
+        };
+        if emptied {
+            self.remove_chunk(i);
+        }
+        r
+    }
+
+    /// Adds chunk `c` at chunk position `at`.
+    fn insert_chunk(&mut self, at: usize, c: Chunk) {
+        match &mut self.0 {
+            Repr::One(first) if first.count == 0 => *first = c,
+            Repr::One(first) => {
+                let first = std::mem::take(first);
+                let len = first.len() + c.len();
+                let mut chunks = VecDeque::with_capacity(2);
+                chunks.push_back(first);
+                chunks.insert(at, c);
+                self.0 = Repr::Many(Box::new(Many { chunks, len }));
+            }
+            Repr::Many(m) => {
+                m.len += c.len();
+                m.chunks.insert(at, c);
+            }
+        }
+    }
+
+    /// Takes chunk `at` out of the list.
+    fn remove_chunk(&mut self, at: usize) -> Chunk {
+        match &mut self.0 {
+            Repr::One(c) => std::mem::take(c),
+            Repr::Many(m) => {
+                let c = m.chunks.remove(at).unwrap_or_default();
+                m.len -= c.len();
+                if m.chunks.len() == 1 {
+                    let last = m.chunks.pop_front().unwrap_or_default();
+                    self.0 = Repr::One(last);
+                }
+                c
+            }
+        }
     }
 
     /// Appends `item`.
     pub fn push_back(&mut self, item: &[u8], fill: Fill) {
-        match self.chunks.back_mut() {
-            Some(c) if c.can_take(item, fill) => {
-                let end = c.data.len();
-                c.insert_at(end, item);
-            }
-            _ => self.new_chunk(self.chunks.len(), item),
+        let n = self.chunk_count();
+        if n > 0 && self.chunk(n - 1).can_take(item, fill) {
+            self.edit(n - 1, |c| c.insert_at(c.data.len(), item));
+        } else {
+            self.insert_chunk(n, Chunk::with_item(item));
         }
-        self.len += 1;
     }
 
     /// Prepends `item`.
     pub fn push_front(&mut self, item: &[u8], fill: Fill) {
-        match self.chunks.front_mut() {
-            Some(c) if c.can_take(item, fill) => c.insert_at(0, item),
-            _ => self.new_chunk(0, item),
+        if self.chunk_count() > 0 && self.chunk(0).can_take(item, fill) {
+            self.edit(0, |c| c.insert_at(0, item));
+        } else {
+            self.insert_chunk(0, Chunk::with_item(item));
         }
-        self.len += 1;
     }
 
     /// Removes and returns the first item.
     pub fn pop_front(&mut self) -> Option<Bytes> {
-        let c = self.chunks.front_mut()?;
-        let item = c.remove_at(0);
-        if c.count == 0 {
-            self.chunks.pop_front();
+        if self.is_empty() {
+            return None;
         }
-        self.len -= 1;
-        Some(item)
+        Some(self.edit(0, |c| c.remove_at(0)))
     }
 
     /// Removes and returns the last item.
     pub fn pop_back(&mut self) -> Option<Bytes> {
-        let c = self.chunks.back_mut()?;
-        let off = read_back(&c.data, c.data.len()).2;
-        let item = c.remove_at(off);
-        if c.count == 0 {
-            self.chunks.pop_back();
+        if self.is_empty() {
+            return None;
         }
-        self.len -= 1;
-        Some(item)
+        Some(self.edit(self.chunk_count() - 1, |c| {
+            let off = read_back(&c.data, c.data.len()).2;
+            c.remove_at(off)
+        }))
     }
 
     /// (chunk, index in it) of item `i < len`, walking from the nearer end.
     fn locate(&self, mut i: usize) -> (usize, usize) {
-        if i < self.len / 2 {
-            for (ci, c) in self.chunks.iter().enumerate() {
+        let (len, n) = (self.len(), self.chunk_count());
+        if i < len / 2 {
+            for ci in 0..n {
+                let c = self.chunk(ci);
                 if i < c.len() {
                     return (ci, i);
                 }
                 i -= c.len();
             }
         } else {
-            let mut from_end = self.len - i; // >= 1
-            for (ci, c) in self.chunks.iter().enumerate().rev() {
+            let mut from_end = len - i; // >= 1
+            for ci in (0..n).rev() {
+                let c = self.chunk(ci);
                 if from_end <= c.len() {
                     return (ci, c.len() - from_end);
                 }
@@ -329,46 +454,36 @@ impl PackedList {
 
     /// Item `i`, if `i < len`.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        if i >= self.len {
+        if i >= self.len() {
             return None;
         }
         let (ci, ii) = self.locate(i);
-        let c = &self.chunks[ci];
+        let c = self.chunk(ci);
         let (start, n, _) = read_fwd(&c.data, c.offset_of(ii));
         Some(&c.data[start..start + n])
     }
 
     /// Replaces item `i`; false when `i >= len`.
     pub fn set(&mut self, i: usize, item: &[u8], fill: Fill) -> bool {
-        if i >= self.len {
+        if i >= self.len() {
             return false;
         }
         let (ci, ii) = self.locate(i);
-        let c = &mut self.chunks[ci];
+        let c = self.chunk(ci);
         let off = c.offset_of(ii);
         let old_end = read_fwd(&c.data, off).2;
         let new_bytes = c.data.len() - (old_end - off) + entry_size(item.len());
         if c.count == 1 || fill.allows(new_bytes, c.len()) {
             let mut e = vec![0; entry_size(item.len())];
             write_entry(&mut e, item);
-            c.data.splice(off..old_end, e);
+            self.edit(ci, |c| {
+                c.data.splice(off..old_end, e);
+            });
         } else {
-            self.remove(i);
+            self.edit(ci, |c| c.remove_at(off));
             self.insert(i, item, fill);
         }
         true
-    }
-
-    /// Removes item `i < len`.
-    fn remove(&mut self, i: usize) {
-        let (ci, ii) = self.locate(i);
-        let c = &mut self.chunks[ci];
-        let off = c.offset_of(ii);
-        c.remove_at(off);
-        if c.count == 0 {
-            self.chunks.remove(ci);
-        }
-        self.len -= 1;
     }
 
     /// Inserts `item` so it becomes item `i` (`i <= len`).
@@ -376,99 +491,61 @@ impl PackedList {
         if i == 0 {
             return self.push_front(item, fill);
         }
-        if i >= self.len {
+        if i >= self.len() {
             return self.push_back(item, fill);
         }
         let (ci, ii) = self.locate(i);
-        self.len += 1;
-        if self.chunks[ci].can_take(item, fill) {
-            let c = &mut self.chunks[ci];
-            let off = c.offset_of(ii);
-            c.insert_at(off, item);
+        if self.chunk(ci).can_take(item, fill) {
+            self.edit(ci, |c| c.insert_at(c.offset_of(ii), item));
             return;
         }
         if ii == 0 {
             // At a chunk's head: the end of the previous chunk, else a
             // chunk of its own.
-            match ci.checked_sub(1).map(|p| &mut self.chunks[p]) {
-                Some(p) if p.can_take(item, fill) => {
-                    let end = p.data.len();
-                    p.insert_at(end, item);
-                }
-                _ => self.new_chunk(ci, item),
+            if ci > 0 && self.chunk(ci - 1).can_take(item, fill) {
+                self.edit(ci - 1, |p| p.insert_at(p.data.len(), item));
+            } else {
+                self.insert_chunk(ci, Chunk::with_item(item));
             }
             return;
         }
-        // Split the full chunk at the insertion point, then add the item to
-        // whichever half takes it (or between them).
-        let c = &mut self.chunks[ci];
-        let off = c.offset_of(ii);
-        let mut tail = Chunk {
-            data: c.data[off..].to_vec(),
-            count: c.count - ii as u32,
-        };
-        c.data.truncate(off);
-        c.count = ii as u32;
-        c.shrink();
-        if c.can_take(item, fill) {
-            let end = c.data.len();
-            c.insert_at(end, item);
+        // Split the full chunk at the insertion point (both halves keep
+        // items), then add the item to whichever half takes it, or between.
+        let mut tail = self.edit(ci, |c| c.split_off(ii));
+        if self.chunk(ci).can_take(item, fill) {
+            self.edit(ci, |c| c.insert_at(c.data.len(), item));
         } else if tail.can_take(item, fill) {
             tail.insert_at(0, item);
         } else {
-            self.chunks.insert(ci + 1, Chunk::with_item(item));
-            self.chunks.insert(ci + 2, tail);
+            self.insert_chunk(ci + 1, Chunk::with_item(item));
+            self.insert_chunk(ci + 2, tail);
             return;
         }
-        self.chunks.insert(ci + 1, tail);
+        self.insert_chunk(ci + 1, tail);
     }
 
     /// Keeps items `start..end` (`start < end <= len`), dropping the rest.
     pub fn trim(&mut self, start: usize, end: usize) {
-        self.truncate(end);
-        self.drop_front(start);
-    }
-
-    /// Keeps the first `n` items.
-    fn truncate(&mut self, n: usize) {
-        let mut cut = self.len.saturating_sub(n);
-        while cut > 0 {
-            let Some(c) = self.chunks.back_mut() else {
-                break;
-            };
-            if c.len() <= cut {
-                cut -= c.len();
-                self.len -= c.len();
-                self.chunks.pop_back();
+        // The tail first, then the head.
+        while self.len() > end {
+            let last = self.chunk_count() - 1;
+            let cut = self.len() - end;
+            let n = self.chunk(last).len();
+            if n <= cut {
+                self.remove_chunk(last);
             } else {
-                let keep = c.len() - cut;
-                let off = c.offset_of(keep);
-                c.data.truncate(off);
-                c.count = keep as u32;
-                c.shrink();
-                self.len -= cut;
-                cut = 0;
+                self.edit(last, |c| drop(c.split_off(n - cut)));
             }
         }
-    }
-
-    /// Removes the first `n` items.
-    fn drop_front(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(c) = self.chunks.front_mut() else {
-                break;
-            };
-            if c.len() <= n {
-                n -= c.len();
-                self.len -= c.len();
-                self.chunks.pop_front();
+        let mut drop_n = start;
+        while drop_n > 0 {
+            let n = self.chunk(0).len();
+            if n <= drop_n {
+                self.remove_chunk(0);
+                drop_n -= n;
             } else {
-                let off = c.offset_of(n);
-                c.data.drain(..off);
-                c.count -= n as u32;
-                c.shrink();
-                self.len -= n;
-                n = 0;
+                self.edit(0, |c| c.drop_front(drop_n));
+                drop_n = 0;
             }
         }
     }
@@ -477,43 +554,33 @@ impl PackedList {
     /// order); returns how many were removed. Neighbouring chunks that fit
     /// together afterwards are merged.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool, fill: Fill) -> usize {
-        let before = self.len;
-        for c in self.chunks.iter_mut() {
-            let (mut read, mut write) = (0, 0);
-            let mut kept = 0u32;
-            for _ in 0..c.count {
-                let (start, n, end) = read_fwd(&c.data, read);
-                if keep(&c.data[start..start + n]) {
-                    if write != read {
-                        c.data.copy_within(read..end, write);
-                    }
-                    write += end - read;
-                    kept += 1;
-                }
-                read = end;
+        let before = self.len();
+        let mut i = 0;
+        while i < self.chunk_count() {
+            let n = self.chunk_count();
+            self.edit(i, |c| c.retain(&mut keep));
+            if self.chunk_count() == n {
+                i += 1;
             }
-            self.len -= (c.count - kept) as usize;
-            c.count = kept;
-            c.data.truncate(write);
         }
-        let removed = before - self.len;
+        let removed = before - self.len();
         if removed > 0 {
-            self.chunks.retain(|c| c.count > 0);
             let mut i = 0;
-            while i + 1 < self.chunks.len() {
-                let (a, b) = (&self.chunks[i], &self.chunks[i + 1]);
+            while i + 1 < self.chunk_count() {
+                let (a, b) = (self.chunk(i), self.chunk(i + 1));
                 if fill.allows(a.data.len() + b.data.len(), a.len() + b.len()) {
-                    let b = self.chunks.remove(i + 1).unwrap_or_default();
-                    let a = &mut self.chunks[i];
-                    a.data.extend_from_slice(&b.data);
-                    a.count += b.count;
+                    let b = self.remove_chunk(i + 1);
+                    self.edit(i, |a| {
+                        a.data.extend_from_slice(&b.data);
+                        a.count += b.count;
+                    });
                 } else {
-                    self.chunks[i].shrink();
+                    self.edit(i, Chunk::shrink);
                     i += 1;
                 }
             }
-            if let Some(c) = self.chunks.back_mut() {
-                c.shrink();
+            if let Some(last) = self.chunk_count().checked_sub(1) {
+                self.edit(last, Chunk::shrink);
             }
         }
         removed
@@ -526,31 +593,38 @@ impl PackedList {
 
     /// The items from item `i` on.
     pub fn iter_from(&self, i: usize) -> Iter<'_> {
-        if i >= self.len {
+        if i >= self.len() {
             return Iter {
-                chunks: self.chunks.range(0..0),
+                list: self,
+                next: 0,
+                end: 0,
                 front: ChunkIter::empty(),
                 back: ChunkIter::empty(),
                 left: 0,
             };
         }
         let (ci, ii) = self.locate(i);
-        let c = &self.chunks[ci];
+        let c = self.chunk(ci);
         let mut front = c.iter();
         front.front = c.offset_of(ii);
         front.left = c.len() - ii;
         Iter {
-            chunks: self.chunks.range(ci + 1..),
+            list: self,
+            next: ci + 1,
+            end: self.chunk_count(),
             front,
             back: ChunkIter::empty(),
-            left: self.len - i,
+            left: self.len() - i,
         }
     }
 }
 
 /// Items of a [`PackedList`] in order, from either end.
 pub struct Iter<'a> {
-    chunks: std::collections::vec_deque::Iter<'a, Chunk>,
+    list: &'a PackedList,
+    /// Chunks `next..end` are not started yet.
+    next: usize,
+    end: usize,
     front: ChunkIter<'a>,
     back: ChunkIter<'a>,
     left: usize,
@@ -567,13 +641,13 @@ impl<'a> Iterator for Iter<'a> {
                 self.left -= 1;
                 return Some(x);
             }
-            match self.chunks.next() {
-                Some(c) => self.front = c.iter(),
-                None => {
-                    let x = self.back.next();
-                    self.left -= usize::from(x.is_some());
-                    return x;
-                }
+            if self.next < self.end {
+                self.front = self.list.chunk(self.next).iter();
+                self.next += 1;
+            } else {
+                let x = self.back.next();
+                self.left -= usize::from(x.is_some());
+                return x;
             }
         }
     }
@@ -593,13 +667,13 @@ impl<'a> DoubleEndedIterator for Iter<'a> {
                 self.left -= 1;
                 return Some(x);
             }
-            match self.chunks.next_back() {
-                Some(c) => self.back = c.iter(),
-                None => {
-                    let x = self.front.next_back();
-                    self.left -= usize::from(x.is_some());
-                    return x;
-                }
+            if self.next < self.end {
+                self.end -= 1;
+                self.back = self.list.chunk(self.end).iter();
+            } else {
+                let x = self.front.next_back();
+                self.left -= usize::from(x.is_some());
+                return x;
             }
         }
     }
@@ -609,7 +683,7 @@ impl ExactSizeIterator for Iter<'_> {}
 
 impl PartialEq for PackedList {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -643,7 +717,7 @@ mod tests {
     /// than one item is within the fill.
     fn check(l: &PackedList, fill: Fill) {
         let mut total = 0;
-        for c in &l.chunks {
+        for c in (0..l.chunk_count()).map(|i| l.chunk(i)) {
             assert!(c.count > 0, "empty chunk");
             let mut off = 0;
             for _ in 0..c.count {
@@ -661,6 +735,11 @@ mod tests {
             total += c.len();
         }
         assert_eq!(total, l.len());
+        assert_eq!(
+            matches!(l.0, Repr::Many(_)),
+            l.chunk_count() > 1,
+            "a deque only for two chunks or more"
+        );
     }
 
     fn items(l: &PackedList) -> Vec<Vec<u8>> {
@@ -678,6 +757,16 @@ mod tests {
             assert_eq!(&buf[varint_len(n)..varint_len(n) + n], &item[..]);
         }
         assert_eq!(entry_size(10), 12, "small items cost 2 bytes");
+    }
+
+    #[test]
+    fn a_small_list_is_one_allocation_behind_its_box() {
+        // Box<PackedList> is what Value::List holds: 32 B (mimalloc's 32
+        // class) plus the chunk's bytes.
+        assert_eq!(std::mem::size_of::<PackedList>(), 32);
+        let l: Box<PackedList> = (0..10).map(|i| format!("member{i:03}")).collect();
+        assert!(matches!(l.0, Repr::One(_)));
+        assert_eq!(l.chunk(0).data.capacity(), 110, "exact growth");
     }
 
     #[test]
@@ -702,14 +791,14 @@ mod tests {
         }
         check(&l, fill);
         // 12 B per entry, 4096 B per chunk.
-        assert_eq!(l.chunks.len(), 10_000usize.div_ceil(4096 / 12));
+        assert_eq!(l.chunk_count(), 10_000usize.div_ceil(4096 / 12));
         assert_eq!(l.get(5000), Some(&b"member5000"[..]));
         let mut l = PackedList::new();
         for i in 0..10 {
             l.push_front(&[i], Fill(3));
         }
         check(&l, Fill(3));
-        assert_eq!(l.chunks.len(), 4);
+        assert_eq!(l.chunk_count(), 4);
         // A big item gets a chunk of its own.
         l.insert(5, &vec![7; 20_000], Fill(3));
         check(&l, Fill(3));
@@ -729,7 +818,8 @@ mod tests {
                 let item: Vec<u8> = {
                     let n = match rng.gen_range(0..20) {
                         0 => rng.gen_range(128..300),
-                        1 if step % 50 == 0 => rng.gen_range(4000..9000),
+                        1 => rng.gen_range(1000..3500),
+                        2 if step % 50 == 0 => rng.gen_range(5000..9000),
                         _ => rng.gen_range(0..12),
                     };
                     (0..n).map(|_| rng.gen_range(b'a'..b'e')).collect()
