@@ -319,7 +319,8 @@ impl PackedList {
         self.len() == 0
     }
 
-    fn chunk_count(&self) -> usize {
+    /// Number of chunks (the list's shape, for tests of the fill).
+    pub(crate) fn chunk_count(&self) -> usize {
         match &self.0 {
             Repr::One(c) => usize::from(c.count > 0),
             Repr::Many(m) => m.chunks.len(),
@@ -434,22 +435,22 @@ impl PackedList {
         if i < len / 2 {
             for ci in 0..n {
                 let c = self.chunk(ci);
-                if i < c.len() {
+                if i < c.len() || ci + 1 == n {
                     return (ci, i);
                 }
                 i -= c.len();
             }
         } else {
-            let mut from_end = len - i; // >= 1
+            let mut from_end = len.saturating_sub(i);
             for ci in (0..n).rev() {
                 let c = self.chunk(ci);
-                if from_end <= c.len() {
-                    return (ci, c.len() - from_end);
+                if from_end <= c.len() || ci == 0 {
+                    return (ci, c.len().saturating_sub(from_end));
                 }
                 from_end -= c.len();
             }
         }
-        unreachable!("index {i} within the list's length")
+        (0, 0)
     }
 
     /// Item `i`, if `i < len`.

@@ -1414,6 +1414,31 @@ mod tests {
     }
 
     #[test]
+    fn chunks_follow_list_max_listpack_size() {
+        let mut s = Shard::new(1, 1);
+        let chunks = |s: &mut Shard, key: &[u8]| match s.dbs[0].get(key).map(|e| &e.value) {
+            Some(crate::value::Value::List(l)) => l.chunk_count(),
+            _ => 0,
+        };
+        t(&mut s, 0, "RPUSH a 1 2 3 4 5 6 7");
+        assert_eq!(chunks(&mut s, b"a"), 1, "default: 8 KiB chunks");
+        // As CONFIG SET list-max-listpack-size 2 does.
+        s.limits.list_listpack_size = 2;
+        t(&mut s, 0, "RPUSH b 1 2 3 4 5 6 7");
+        assert_eq!(chunks(&mut s, b"b"), 4);
+        t(&mut s, 0, "LINSERT a AFTER 3 x");
+        t(&mut s, 0, "LSET a 0 y");
+        assert_eq!(
+            t(&mut s, 0, "LRANGE a 0 -1"),
+            arr(&["y", "2", "3", "x", "4", "5", "6", "7"])
+        );
+        s.limits.list_listpack_size = -1;
+        let big = "z".repeat(3000);
+        t(&mut s, 0, &format!("LPUSH c {big} {big} {big}"));
+        assert_eq!(chunks(&mut s, b"c"), 3, "4 KiB chunks hold one 3000 B item");
+    }
+
+    #[test]
     fn pushes_signal_ready() {
         let mut s = Shard::new(1, 1);
         s.set_blocked_on(0, b"a", true);
