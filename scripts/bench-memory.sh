@@ -41,6 +41,8 @@
 #
 # Environment:
 #   ROWS (above)  SHARDS="1 2" (slotd --shards counts)
+#   ROUNDS=1      runs per row and server (server order reversed every other
+#                 round); the report shows medians, every run in the details
 #   BIGVALUE_MB=200  CONNS=9000  TTL_WAIT=120  PIPE_TIMEOUT=600
 #   SLOTD_BIN     slotd binary (default: build and use target/release/slotd)
 #   SLOTD_COMMIT  commit to print for SLOTD_BIN (default: HEAD of the git tree
@@ -61,6 +63,7 @@ BIGVALUE_MB="${BIGVALUE_MB:-200}"
 CONNS="${CONNS:-9000}"
 TTL_WAIT="${TTL_WAIT:-120}"
 PIPE_TIMEOUT="${PIPE_TIMEOUT:-600}"
+ROUNDS="${ROUNDS:-1}"
 REDIS_BIN="${REDIS_BIN:-redis-server}"
 BASE_PORT="${BASE_PORT:-7301}"
 OUT_DIR="${OUT_DIR:-$ROOT/bench/results}"
@@ -95,6 +98,7 @@ for k in $SHARDS; do
     KS+=("$k")
 done
 [ "${#KS[@]}" -gt 0 ] || die "SHARDS is empty"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS: not a count: $ROUNDS"
 
 # Idle connections need descriptors: servers and the client inherit this.
 NOFILE_NEED=$((CONNS + 200))
@@ -284,9 +288,9 @@ time.sleep(600)
 '
 
 # ---------------------------------------------------------------- rows
-RAW="$WORK/raw" # lines: row server field value
+RAW="$WORK/raw" # lines: row server round field value
 : >"$RAW"
-put() { echo "$ROW $SERVER $1 $2" >>"$RAW"; }
+put() { echo "$ROW $SERVER $ROUND $1 $2" >>"$RAW"; }
 
 # Per-item rows: ROW -> "count unit expected-replies keys"
 row_spec() {
@@ -400,23 +404,40 @@ for ROW in $ROWS; do
         log "generate $f"
         gen "$f" "$WORK/$f.resp" "$BIGVALUE_MB"
     fi
-    for SERVER in "${SERVERS[@]}"; do
-        PORT="$(port_of "$SERVER")"
-        log "$ROW: $SERVER on port $PORT"
-        start_server "$SERVER"
-        run_row
-        stop_pid "$SPID"
-        log "$ROW $SERVER: $(awk -v r="$ROW" -v s="$SERVER" '$1 == r && $2 == s { printf "%s=%s ", $3, $4 }' "$RAW")"
+    for ROUND in $(seq 1 "$ROUNDS"); do
+        order=("${SERVERS[@]}")
+        if [ $((ROUND % 2)) = 0 ]; then
+            order=()
+            for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do order+=("${SERVERS[$i]}"); done
+        fi
+        for SERVER in "${order[@]}"; do
+            PORT="$(port_of "$SERVER")"
+            log "$ROW round $ROUND/$ROUNDS: $SERVER on port $PORT"
+            start_server "$SERVER"
+            run_row
+            stop_pid "$SPID"
+            log "$ROW $SERVER: $(awk -v r="$ROW" -v s="$SERVER" -v n="$ROUND" '$1 == r && $2 == s && $3 == n { printf "%s=%s ", $4, $5 }' "$RAW")"
+        done
     done
     # the big files are not needed again
     case "$ROW" in bigvalue | ttl) rm -f "$WORK/$ROW.resp" ;; esac
 done
 
 # ---------------------------------------------------------------- report
-get() { awk -v r="$1" -v s="$2" -v f="$3" '$1 == r && $2 == s && $3 == f { v = $4 } END { print (v == "" ? "n/a" : v) }' "$RAW"; }
+# get ROW SERVER FIELD: the median over rounds (a non-numeric value, such
+# as "timeout", when no round has a number)
+get() {
+    awk -v r="$1" -v s="$2" -v f="$3" '$1 == r && $2 == s && $4 == f {
+        if ($5 ~ /^-?[0-9.]+$/) print $5; else other = $5 }
+        END { if (other != "") print other > "/dev/stderr" }' "$RAW" 2>"$WORK/get.other" |
+        sort -g | awk -v o="$(cat "$WORK/get.other" 2>/dev/null)" '{ a[NR] = $1 } END {
+            if (NR == 0) { print (o == "" ? "n/a" : o); exit }
+            if (NR % 2) { print a[(NR + 1) / 2]; exit }
+            m = sprintf("%.4f", (a[NR / 2] + a[NR / 2 + 1]) / 2); sub(/\.?0+$/, "", m); print m }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^-?[0-9.]+$/ || b !~ /^-?[0-9.]+$/ || b + 0 <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 verdict() { awk -v r="$1" -v l="$2" 'BEGIN { if (r == "n/a") print "n/a"; else print (r + 0 <= l + 0) ? "PASS" : "FAIL" }'; }
-mb() { awk -v k="$1" 'BEGIN { if (k !~ /^-?[0-9]+$/) print "n/a"; else printf "%.1f", k / 1024 }'; }
+mb() { awk -v k="$1" 'BEGIN { if (k !~ /^-?[0-9.]+$/) print "n/a"; else printf "%.1f", k / 1024 }'; }
 has_row() { [[ " $ROWS " == *" $1 "* ]]; }
 
 DATE="$(date +%Y-%m-%d_%H%M%S)"
@@ -431,7 +452,7 @@ SL=("${SERVERS[@]:1}")
     echo "- redis: \`$REDIS_BIN\` ($("$REDIS_BIN" --version 2>/dev/null | head -1))"
     echo "- every server fresh per row: \`--bind 127.0.0.1 --save \"\" --appendonly no --maxclients 10000\` (slotd \`--shards K\`); RSS = VmRSS of the whole process; data sent with \`redis-cli --pipe\` (checked: no errors, all replies, DBSIZE); RSS read 0.5 s after the pipe ends"
     echo "- host: $(getconf _NPROCESSORS_ONLN) CPUs, ${CPU_MODEL:-unknown CPU}, $(uname -sr)"
-    echo "- command: \`ROWS=\"$ROWS\" SHARDS=\"$SHARDS\" scripts/bench-memory.sh\`"
+    echo "- command: \`ROWS=\"$ROWS\" SHARDS=\"$SHARDS\" ROUNDS=$ROUNDS scripts/bench-memory.sh\`; $ROUNDS round(s) (server order reversed every other round), medians shown"
     echo
     per_rows=""
     for r in strings hashes sets zsets lists bighash bigset bigzset biglist conns; do
@@ -529,7 +550,7 @@ SL=("${SERVERS[@]:1}")
         done
         echo
     fi
-    echo "<details><summary>All figures (row server field value; kB for *_kb, bytes for per)</summary>"
+    echo "<details><summary>All runs (row server round field value; kB for *_kb, bytes for per)</summary>"
     echo
     echo '```'
     cat "$RAW"
