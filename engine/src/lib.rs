@@ -8,9 +8,12 @@
 //! - [`reply`]: reply values and their RESP2/RESP3 encoding.
 //! - [`args`]: argument views ([`args::Args`]) and their owned form.
 //! - [`slot`]: CRC16 hash slots and the slot → core rule.
-//! - [`value`], [`zset`]: value types.
-//! - [`db`]: one database: a dictionary per slot, TTL bookkeeping.
-//! - [`dict`]: the per-slot dictionary (open addressing, prefetchable).
+//! - [`value`], [`list`], [`hashval`], [`setval`], [`zset`], [`packed`]:
+//!   value types and their packed forms.
+//! - [`db`]: one database: a dictionary per slot, TTL bookkeeping;
+//!   [`entry`]: a key's allocation.
+//! - [`dict`]: the per-slot dictionary (tagged pointers, prefetchable).
+//! - [`evict`]: eviction policies and LRU/LFU bookkeeping.
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
 //!   write log.
 //! - [`cmd`]: the command table and one module per command family.
@@ -29,6 +32,7 @@ pub mod evict;
 pub mod glob;
 pub mod hashval;
 pub mod ldouble;
+pub mod list;
 pub mod packed;
 pub mod reply;
 pub mod resp;

@@ -29,7 +29,7 @@ pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<
         Value::List(l) => {
             for chunk in l.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
                 let mut c = cmd("RPUSH", key);
-                c.extend(chunk.iter().map(|b| (*b).clone()));
+                c.extend(chunk.iter().map(|b| Bytes::copy_from_slice(b)));
                 out.push(c);
             }
         }

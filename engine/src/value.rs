@@ -1,11 +1,11 @@
 //! The value types a key can hold, and how Redis would name their encodings.
 
 use crate::hashval::HashVal;
+use crate::list::PackedList;
 use crate::setval::SetVal;
 use crate::zset::ZSet;
 use bytes::Bytes;
 use std::alloc::{alloc, dealloc, Layout};
-use std::collections::VecDeque;
 use std::ptr::NonNull;
 
 /// A key's value.
@@ -13,8 +13,8 @@ use std::ptr::NonNull;
 pub enum Value {
     /// A string (also integers and bitmaps).
     Str(StrData),
-    /// A list, head at the front.
-    List(VecDeque<Bytes>),
+    /// A list, head at the front (boxed: a pointer in the entry).
+    List(Box<PackedList>),
     /// A hash of field → value (boxed, as the other collections: a
     /// pointer in the entry, the small forms packed behind it).
     Hash(Box<HashVal>),
@@ -359,6 +359,8 @@ mod tests {
             }
         }
         assert_eq!(std::mem::size_of::<StrData>(), 16);
+        // A value is 16 bytes in its entry: a string's bytes or one pointer.
+        assert_eq!(std::mem::size_of::<Value>(), 16);
         // Collections take one pointer in the entry.
         assert_eq!(std::mem::size_of::<Box<HashVal>>(), 8);
         assert_eq!(std::mem::size_of::<HashVal>(), 16);

@@ -181,3 +181,112 @@ fn big_list_encoding() {
     let refs: Vec<&[&str]> = v.iter().map(|c| c.as_slice()).collect();
     assert_same(&refs);
 }
+
+fn assert_same_owned(cmds: &[Vec<String>]) {
+    let v: Vec<Vec<&str>> = cmds
+        .iter()
+        .map(|c| c.iter().map(|s| s.as_str()).collect())
+        .collect();
+    let refs: Vec<&[&str]> = v.iter().map(|c| c.as_slice()).collect();
+    assert_same(&refs);
+}
+
+fn words(c: &str) -> Vec<String> {
+    c.split(' ').map(String::from).collect()
+}
+
+/// Item `i` of the long lists: mostly short, with repeats (for LREM and
+/// LPOS), some of 200 bytes and a few larger than a whole 8 KiB chunk.
+fn item(i: usize) -> String {
+    match i % 1000 {
+        999 => format!("huge-{i}-{}", "h".repeat(9000)),
+        _ if i.is_multiple_of(97) => "dup".to_string(),
+        _ if i.is_multiple_of(31) => format!("mid-{i}-{}", "m".repeat(200)),
+        _ => format!("item-{i}"),
+    }
+}
+
+/// 10k-element lists, edited in the middle (LINSERT, LSET, LREM, LTRIM)
+/// and read back in windows that cross chunk boundaries, at several
+/// `list-max-listpack-size` settings (small ones make many chunks).
+#[test]
+fn long_lists_edited_in_the_middle() {
+    for fill in ["-2", "-1", "5", "1"] {
+        let mut cmds = vec![words(&format!("CONFIG SET list-max-listpack-size {fill}"))];
+        for batch in 0..10 {
+            let mut c = words("RPUSH l");
+            c.extend((batch * 1000..(batch + 1) * 1000).map(item));
+            cmds.push(c);
+        }
+        let mut c = words("LPUSH l");
+        c.extend((0..200).map(|i| format!("front-{i}")));
+        cmds.push(c);
+        for c in [
+            "LLEN l",
+            "OBJECT ENCODING l",
+            "LINDEX l 0",
+            "LINDEX l 5000",
+            "LINDEX l -1",
+            "LINDEX l -4321",
+            "LRANGE l 4990 5010",
+            "LRANGE l -1500 -1490",
+            "LINSERT l BEFORE item-5000 before-5000",
+            "LINSERT l AFTER item-5000 after-5000",
+            "LINSERT l AFTER item-7998 after-7998",
+            "LINSERT l BEFORE front-199 new-head",
+            "LINSERT l AFTER huge-9999-x nothing",
+            "LRANGE l 5190 5215",
+            "LSET l 5100 set-5100",
+            "LSET l -3000 set-minus-3000",
+            "LSET l 0 set-head",
+            "LSET l -1 set-tail",
+            "LRANGE l 5095 5105",
+            "LRANGE l -3005 -2995",
+            "LPOS l dup",
+            "LPOS l dup RANK 40",
+            "LPOS l dup RANK -7",
+            "LPOS l dup COUNT 5 RANK 30",
+            "LPOS l dup COUNT 0 MAXLEN 3000",
+            "LPOS l item-6543",
+            "LREM l 3 dup",
+            "LREM l -4 dup",
+            "LPOS l dup COUNT 0",
+            "LREM l 0 dup",
+            "LLEN l",
+            "LRANGE l 1000 1100",
+            "LTRIM l 150 -150",
+            "LLEN l",
+            "LRANGE l 0 20",
+            "LRANGE l -20 -1",
+            "LPOP l 300",
+            "RPOP l 300",
+            "LMOVE l l2 LEFT RIGHT",
+            "LMOVE l l RIGHT LEFT",
+            "RPOPLPUSH l l",
+            "LRANGE l 0 5",
+            "LRANGE l2 0 -1",
+            "LLEN l",
+        ] {
+            cmds.push(words(c));
+        }
+        // The whole list, and a set of an element larger than a chunk.
+        cmds.push(words("LRANGE l 0 -1"));
+        cmds.push(vec![
+            "LSET".into(),
+            "l".into(),
+            "4000".into(),
+            "x".repeat(20_000),
+        ]);
+        cmds.push(vec![
+            "LINSERT".into(),
+            "l".into(),
+            "BEFORE".into(),
+            "item-6001".into(),
+            "y".repeat(10_000),
+        ]);
+        cmds.push(words("LRANGE l 3990 4010"));
+        cmds.push(words("LRANGE l 0 -1"));
+        cmds.push(words("DEL l l2"));
+        assert_same_owned(&cmds);
+    }
+}

@@ -712,7 +712,6 @@ mod tests {
     use crate::reply::Reply;
     use crate::shard::Shard;
     use crate::slot::slot_of;
-    use bytes::Bytes;
 
     fn log_of(s: &mut Shard) -> Vec<Vec<String>> {
         s.take_log()
@@ -791,7 +790,7 @@ mod tests {
         s.set(
             0,
             b"l",
-            crate::value::Value::List([Bytes::from_static(b"x")].into()),
+            crate::value::Value::List([b"x"].into_iter().collect()),
             0,
         );
         assert_eq!(t(&mut s, 0, "TYPE l"), Reply::status("list"));
@@ -910,13 +909,13 @@ mod tests {
         s.set(
             0,
             b"l",
-            crate::value::Value::List([Bytes::from_static(b"x")].into()),
+            crate::value::Value::List([b"x"].into_iter().collect()),
             0,
         );
         assert_eq!(t(&mut s, 0, "COPY l l2"), Reply::Int(1));
         if let Some(e) = s.dbs[0].get_mut(b"l") {
             if let crate::value::Value::List(l) = &mut e.value {
-                l.push_back(Bytes::from_static(b"y"));
+                l.push_back(b"y", crate::list::Fill::default());
             }
         }
         assert_eq!(s.dbs[0].get(b"l2").map(|e| e.value.len()), Some(1));
@@ -1364,7 +1363,7 @@ mod tests {
         s.set(
             0,
             b"{t}list",
-            crate::value::Value::List([Bytes::from_static(b"x")].into()),
+            crate::value::Value::List([b"x"].into_iter().collect()),
             0,
         );
         let (_, keys) = scan_parts(t(&mut s, 0, &format!("SCAN {tslot} COUNT 1 TYPE LIST")));

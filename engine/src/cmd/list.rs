@@ -11,12 +11,12 @@
 use super::{flags::*, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
+use crate::list::{Fill, PackedList};
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
 use crate::value::Value;
 use bytes::Bytes;
-use std::collections::VecDeque;
 
 /// The list family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -123,7 +123,7 @@ fn list_at<'s>(
     key: &[u8],
     now_ms: i64,
     read: bool,
-) -> Result<Option<&'s mut VecDeque<Bytes>>, Reply> {
+) -> Result<Option<&'s mut PackedList>, Reply> {
     let e = if read {
         shard.lookup_read(db, key, now_ms)
     } else {
@@ -136,6 +136,11 @@ fn list_at<'s>(
             _ => Err(Reply::err(error::WRONGTYPE)),
         },
     }
+}
+
+/// The chunk bound lists are built with (`list-max-listpack-size`).
+fn fill(shard: &Shard) -> Fill {
+    Fill(shard.limits.list_listpack_size)
 }
 
 /// Parses a blocking timeout (float seconds) as Redis 7.0 does, into an
@@ -196,19 +201,21 @@ fn push(ctx: &mut Ctx, left: bool, only_existing: bool) -> Reply {
     let key = args.get(1);
     let (db, now) = (ctx.db, ctx.now_ms);
     let n = args.len() - 2;
+    let fill = fill(ctx.shard);
+    let push_all = |l: &mut PackedList| {
+        for a in args.iter_from(2) {
+            if left {
+                l.push_front(a, fill);
+            } else {
+                l.push_back(a, fill);
+            }
+        }
+        l.len()
+    };
     let len = match list_at(ctx.shard, db, key, now, false) {
         Err(e) => return e,
         Ok(Some(l)) => {
-            l.reserve(n);
-            for a in args.iter_from(2) {
-                let b = Bytes::copy_from_slice(a);
-                if left {
-                    l.push_front(b);
-                } else {
-                    l.push_back(b);
-                }
-            }
-            let len = l.len();
+            let len = push_all(l);
             ctx.shard.touch(db, key);
             len
         }
@@ -216,16 +223,8 @@ fn push(ctx: &mut Ctx, left: bool, only_existing: bool) -> Reply {
             if only_existing {
                 return Reply::Int(0);
             }
-            let mut l = VecDeque::with_capacity(n);
-            for a in args.iter_from(2) {
-                let b = Bytes::copy_from_slice(a);
-                if left {
-                    l.push_front(b);
-                } else {
-                    l.push_back(b);
-                }
-            }
-            let len = l.len();
+            let mut l = Box::new(PackedList::new());
+            let len = push_all(&mut l);
             ctx.shard.set(db, key, Value::List(l), now);
             len
         }
@@ -401,7 +400,7 @@ fn lrange(ctx: &mut Ctx) -> Reply {
         Ok(None) => Reply::Array(Vec::new()),
         Ok(Some(l)) => match range(start, stop, l.len()) {
             None => Reply::Array(Vec::new()),
-            Some((a, b)) => Reply::Array(l.range(a..=b).map(|v| Reply::Bulk(v.clone())).collect()),
+            Some((a, b)) => Reply::Array(l.iter_from(a).take(b - a + 1).map(Reply::bulk).collect()),
         },
     }
 }
@@ -429,7 +428,7 @@ fn lindex(ctx: &mut Ctx) -> Reply {
         Err(e) => return e,
     };
     match index_of(i, l.len()).and_then(|i| l.get(i)) {
-        Some(v) => Reply::Bulk(v.clone()),
+        Some(v) => Reply::bulk(v),
         None => Reply::Nil,
     }
 }
@@ -441,6 +440,7 @@ fn lindex(ctx: &mut Ctx) -> Reply {
 fn lset(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
+    let fill = fill(ctx.shard);
     let l = match list_at(ctx.shard, ctx.db, key, ctx.now_ms, false) {
         Err(e) => return e,
         Ok(None) => return Reply::err(error::NO_KEY),
@@ -450,9 +450,9 @@ fn lset(ctx: &mut Ctx) -> Reply {
         Ok(i) => i,
         Err(e) => return e,
     };
-    match index_of(i, l.len()).and_then(|i| l.get_mut(i)) {
-        Some(slot) => *slot = Bytes::copy_from_slice(args.get(3)),
-        None => return Reply::err(error::OUT_OF_RANGE),
+    match index_of(i, l.len()) {
+        Some(i) if l.set(i, args.get(3), fill) => {}
+        _ => return Reply::err(error::OUT_OF_RANGE),
     }
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
@@ -474,15 +474,16 @@ fn linsert(ctx: &mut Ctx) -> Reply {
         return Reply::err(error::SYNTAX);
     };
     let pivot = args.get(3);
+    let fill = fill(ctx.shard);
     let l = match list_at(ctx.shard, ctx.db, key, ctx.now_ms, false) {
         Err(e) => return e,
         Ok(None) => return Reply::Int(0),
         Ok(Some(l)) => l,
     };
-    let Some(at) = l.iter().position(|e| e[..] == *pivot) else {
+    let Some(at) = l.iter().position(|e| e == pivot) else {
         return Reply::Int(-1);
     };
-    l.insert(at + after as usize, Bytes::copy_from_slice(args.get(4)));
+    l.insert(at + after as usize, args.get(4), fill);
     let len = l.len();
     ctx.shard.touch(ctx.db, key);
     ctx.shard.signal_ready(ctx.db, key);
@@ -502,42 +503,47 @@ fn lrem(ctx: &mut Ctx) -> Reply {
         Err(e) => return e,
     };
     let elem = args.get(3);
+    let fill = fill(ctx.shard);
     let l = match list_at(ctx.shard, ctx.db, key, ctx.now_ms, false) {
         Err(e) => return e,
         Ok(None) => return Reply::Int(0),
         Ok(Some(l)) => l,
     };
-    let before = l.len();
-    if count >= 0 {
+    let removed = if count >= 0 {
         // From the head; 0 removes all.
         let limit = if count == 0 { u64::MAX } else { count as u64 };
         let mut removed = 0u64;
-        l.retain(|e| {
-            if removed < limit && e[..] == *elem {
-                removed += 1;
-                false
-            } else {
-                true
-            }
-        });
+        l.retain(
+            |e| {
+                if removed < limit && e == elem {
+                    removed += 1;
+                    false
+                } else {
+                    true
+                }
+            },
+            fill,
+        )
     } else {
         // From the tail: keep the first (matches - |count|) matches.
-        let matches = l.iter().filter(|e| e[..] == *elem).count() as u64;
+        let matches = l.iter().filter(|&e| e == elem).count() as u64;
         let mut keep = matches.saturating_sub(count.unsigned_abs());
-        l.retain(|e| {
-            if e[..] == *elem {
-                if keep > 0 {
-                    keep -= 1;
-                    true
+        l.retain(
+            |e| {
+                if e == elem {
+                    if keep > 0 {
+                        keep -= 1;
+                        true
+                    } else {
+                        false
+                    }
                 } else {
-                    false
+                    true
                 }
-            } else {
-                true
-            }
-        });
-    }
-    let removed = before - l.len();
+            },
+            fill,
+        )
+    };
     let empty = l.is_empty();
     if removed > 0 {
         if empty {
@@ -568,17 +574,13 @@ fn ltrim(ctx: &mut Ctx) -> Reply {
     };
     let len = l.len();
     let removed = match range(start, stop, len) {
-        None => {
-            l.clear();
-            len
-        }
+        None => len,
         Some((a, b)) => {
-            l.truncate(b + 1);
-            l.drain(..a);
+            l.trim(a, b + 1);
             len - l.len()
         }
     };
-    let empty = l.is_empty();
+    let empty = removed == len;
     if empty {
         ctx.shard.remove(ctx.db, key);
     } else {
@@ -653,9 +655,9 @@ fn lpos(ctx: &mut Ctx) -> Reply {
     };
     let mut out = Vec::new();
     let mut matches: i64 = 0;
-    let mut scan = |index: usize, e: &Bytes| -> bool {
+    let mut scan = |index: usize, e: &[u8]| -> bool {
         // Returns true to stop.
-        if e[..] != *elem {
+        if e != elem {
             return false;
         }
         matches = matches.wrapping_add(1);
@@ -705,6 +707,7 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
             return (e, false);
         }
     }
+    let fill = fill(ctx.shard);
     let Ok(Some(l)) = list_at(ctx.shard, db, src, now, false) else {
         return (Reply::Nil, false);
     };
@@ -715,12 +718,15 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
     }) else {
         return (Reply::Nil, false);
     };
-    if src == dst {
+    let push = |l: &mut PackedList| {
         if to_left {
-            l.push_front(v.clone());
+            l.push_front(&v, fill);
         } else {
-            l.push_back(v.clone());
+            l.push_back(&v, fill);
         }
+    };
+    if src == dst {
+        push(l);
         ctx.shard.touch(db, src);
     } else {
         if l.is_empty() {
@@ -730,16 +736,12 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
         }
         match list_at(ctx.shard, db, dst, now, false) {
             Ok(Some(d)) => {
-                if to_left {
-                    d.push_front(v.clone());
-                } else {
-                    d.push_back(v.clone());
-                }
+                push(d);
                 ctx.shard.touch(db, dst);
             }
             _ => {
-                let mut d = VecDeque::new();
-                d.push_back(v.clone());
+                let mut d = Box::new(PackedList::new());
+                push(&mut d);
                 ctx.shard.set(db, dst, Value::List(d), now);
             }
         }
@@ -1409,6 +1411,31 @@ mod tests {
         t(&mut s, 0, "RPUSH a 1");
         assert_eq!(t(&mut s, 0, "BLMOVE a s LEFT LEFT 0"), err(WT));
         assert_eq!(t(&mut s, 0, "LLEN a"), Reply::Int(1));
+    }
+
+    #[test]
+    fn chunks_follow_list_max_listpack_size() {
+        let mut s = Shard::new(1, 1);
+        let chunks = |s: &mut Shard, key: &[u8]| match s.dbs[0].get(key).map(|e| &e.value) {
+            Some(crate::value::Value::List(l)) => l.chunk_count(),
+            _ => 0,
+        };
+        t(&mut s, 0, "RPUSH a 1 2 3 4 5 6 7");
+        assert_eq!(chunks(&mut s, b"a"), 1, "default: 8 KiB chunks");
+        // As CONFIG SET list-max-listpack-size 2 does.
+        s.limits.list_listpack_size = 2;
+        t(&mut s, 0, "RPUSH b 1 2 3 4 5 6 7");
+        assert_eq!(chunks(&mut s, b"b"), 4);
+        t(&mut s, 0, "LINSERT a AFTER 3 x");
+        t(&mut s, 0, "LSET a 0 y");
+        assert_eq!(
+            t(&mut s, 0, "LRANGE a 0 -1"),
+            arr(&["y", "2", "3", "x", "4", "5", "6", "7"])
+        );
+        s.limits.list_listpack_size = -1;
+        let big = "z".repeat(3000);
+        t(&mut s, 0, &format!("LPUSH c {big} {big} {big}"));
+        assert_eq!(chunks(&mut s, b"c"), 3, "4 KiB chunks hold one 3000 B item");
     }
 
     #[test]
