@@ -33,59 +33,50 @@ pub const SHARED_MIN: usize = 16 * 1024;
 /// A string value's bytes, in the 16 bytes of a `Value`:
 /// - up to [`INLINE_MAX`] bytes inline (integers, short strings: no
 ///   allocation, and a lookup finds them in the entry it already read);
-/// - up to [`SHARED_MIN`] in one exactly sized allocation behind a thin
-///   pointer (4 bytes of length, then the bytes: a 32-byte value costs 40);
+/// - up to [`SHARED_MIN`] in one allocation of exactly their size, the
+///   length kept beside the pointer (a 32-byte value costs mimalloc's
+///   32-byte class, where a length prefix would take it to 48);
 /// - longer ones as a shared `Bytes`, which replies send and other cores
 ///   receive without copying.
 pub enum StrData {
     Inline { len: u8, buf: [u8; INLINE_MAX] },
-    Thin(Thin),
+    Thin { len: u32, ptr: NonNull<u8> },
     Shared(Box<Bytes>),
 }
 
-/// An owned byte string as one allocation: a `u32` length, then the bytes.
-pub struct Thin(NonNull<u8>);
+// SAFETY: a `Thin` string owns its allocation exclusively, like a
+// `Box<[u8]>`; shared access only reads.
+unsafe impl Send for StrData {}
+// SAFETY: as above.
+unsafe impl Sync for StrData {}
 
-// SAFETY: `Thin` owns its allocation exclusively, like a `Box<[u8]>`.
-unsafe impl Send for Thin {}
-// SAFETY: shared access only reads.
-unsafe impl Sync for Thin {}
+fn thin_layout(len: usize) -> Layout {
+    Layout::from_size_align(len, 1).expect("string layout")
+}
 
-impl Thin {
-    fn layout(len: usize) -> Layout {
-        Layout::from_size_align(4 + len, 4).expect("thin string layout")
-    }
-
-    fn new(s: &[u8]) -> Thin {
-        debug_assert!(s.len() < SHARED_MIN);
-        let layout = Thin::layout(s.len());
-        // SAFETY: the layout is at least 4 bytes.
-        let p = unsafe { alloc(layout) };
-        let Some(p) = NonNull::new(p) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: `p` has room for the length and the bytes.
-        unsafe {
-            (p.as_ptr() as *mut u32).write(s.len() as u32);
-            std::ptr::copy_nonoverlapping(s.as_ptr(), p.as_ptr().add(4), s.len());
-        }
-        Thin(p)
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: written by `new`: a length, then that many bytes.
-        unsafe {
-            let len = *(self.0.as_ptr() as *const u32) as usize;
-            std::slice::from_raw_parts(self.0.as_ptr().add(4), len)
-        }
+/// A `Thin` string holding a copy of `s` (`INLINE_MAX < s.len() < SHARED_MIN`).
+fn thin(s: &[u8]) -> StrData {
+    debug_assert!(s.len() > INLINE_MAX && s.len() < SHARED_MIN);
+    let layout = thin_layout(s.len());
+    // SAFETY: the layout is non-empty (longer than INLINE_MAX).
+    let p = unsafe { alloc(layout) };
+    let Some(ptr) = NonNull::new(p) else {
+        std::alloc::handle_alloc_error(layout)
+    };
+    // SAFETY: `ptr` has room for exactly `s.len()` bytes.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), ptr.as_ptr(), s.len()) };
+    StrData::Thin {
+        len: s.len() as u32,
+        ptr,
     }
 }
 
-impl Drop for Thin {
+impl Drop for StrData {
     fn drop(&mut self) {
-        let layout = Thin::layout(self.as_slice().len());
-        // SAFETY: allocated by `new` with this layout.
-        unsafe { dealloc(self.0.as_ptr(), layout) }
+        if let StrData::Thin { len, ptr } = self {
+            // SAFETY: allocated by `thin` with this layout, owned by `self`.
+            unsafe { dealloc(ptr.as_ptr(), thin_layout(*len as usize)) }
+        }
     }
 }
 
@@ -96,7 +87,7 @@ impl Clone for StrData {
                 len: *len,
                 buf: *buf,
             },
-            StrData::Thin(t) => StrData::Thin(Thin::new(t.as_slice())),
+            StrData::Thin { .. } => thin(self),
             StrData::Shared(b) => StrData::Shared(b.clone()),
         }
     }
@@ -113,7 +104,7 @@ impl StrData {
                 buf,
             }
         } else if s.len() < SHARED_MIN {
-            StrData::Thin(Thin::new(s))
+            thin(s)
         } else {
             StrData::Shared(Box::new(Bytes::copy_from_slice(s)))
         }
@@ -131,13 +122,15 @@ impl StrData {
     /// empty: no copy when stored unshared as a `Bytes`, else a copy with
     /// room for `want` bytes. Put them back with `StrData::from`.
     pub fn take_mut(&mut self, want: usize) -> bytes::BytesMut {
-        match std::mem::take(self) {
-            StrData::Shared(b) => match b.try_into_mut() {
+        let m = match &mut *self {
+            StrData::Shared(b) => match std::mem::take(&mut **b).try_into_mut() {
                 Ok(m) => m,
                 Err(b) => copy_with_room(&b, want),
             },
-            other => copy_with_room(&other, want),
-        }
+            other => copy_with_room(other, want),
+        };
+        *self = StrData::default();
+        m
     }
 }
 
@@ -161,7 +154,10 @@ impl std::ops::Deref for StrData {
     fn deref(&self) -> &[u8] {
         match self {
             StrData::Inline { len, buf } => &buf[..*len as usize],
-            StrData::Thin(t) => t.as_slice(),
+            // SAFETY: `ptr` holds `len` initialised bytes (see `thin`).
+            StrData::Thin { len, ptr } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len as usize)
+            },
             StrData::Shared(b) => b,
         }
     }
