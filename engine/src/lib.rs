@@ -34,6 +34,7 @@ pub mod hashval;
 pub mod ldouble;
 pub mod list;
 pub mod packed;
+pub mod rdb;
 pub mod reply;
 pub mod resp;
 pub mod rewrite;

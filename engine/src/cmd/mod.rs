@@ -12,6 +12,7 @@
 //! handler, so COMMAND INFO/COUNT/DOCS still see one complete table.
 
 pub mod connection;
+pub mod dump;
 pub mod hash;
 pub mod keys;
 pub mod list;
@@ -339,6 +340,7 @@ impl Registry {
         let families: &[&'static [Spec]] = &[
             string::COMMANDS,
             keys::COMMANDS,
+            dump::COMMANDS,
             list::COMMANDS,
             hash::COMMANDS,
             set::COMMANDS,

@@ -7,7 +7,7 @@
 const RDB: &str = "snapshots (RDB) are not built yet";
 const AOF: &str = "the append-only file is not built yet";
 const REPLICATION: &str = "replication is not built yet";
-const DUMP: &str = "DUMP payloads are not built yet";
+const MIGRATE: &str = "moving keys between servers is not built yet (DUMP and RESTORE are)";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
@@ -19,9 +19,7 @@ static UNBUILT: &[(&str, &str)] = &[
     ("sync", REPLICATION),
     ("psync", REPLICATION),
     ("failover", REPLICATION),
-    ("dump", DUMP),
-    ("restore", DUMP),
-    ("migrate", DUMP),
+    ("migrate", MIGRATE),
 ];
 
 /// Commands of Redis Cluster, which a standalone server answers with this

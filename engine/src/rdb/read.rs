@@ -1,0 +1,467 @@
+//! Reading RDB: a bounds-checked cursor, values of every type Redis 7.0
+//! and older write, and the records of a whole file.
+
+use super::blobs;
+use super::*;
+use crate::hashval::HashVal;
+use crate::list::{Fill, PackedList};
+use crate::setval::SetVal;
+use crate::value::{EncodingLimits, StrData, Value};
+use crate::zset::ZSet;
+
+/// A cursor over RDB bytes.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+type Res<T> = Result<T, Error>;
+/// A blob decoder of [`blobs`].
+type Decoder = fn(&[u8]) -> Result<Vec<Vec<u8>>, String>;
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    /// True when every byte has been read.
+    pub fn is_at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// An error at the current offset.
+    pub fn error(&self, msg: impl Into<String>) -> Error {
+        Error {
+            msg: msg.into(),
+            offset: self.pos,
+            empty_key: false,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Res<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.error("unexpected end of data"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Res<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn le_u64(&mut self, n: usize) -> Res<u64> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .rev()
+            .fold(0, |a, &b| a << 8 | b as u64))
+    }
+
+    /// A length, or a special string encoding (`Err(code)` inside `Ok`).
+    fn len_or_enc(&mut self) -> Res<Result<u64, u8>> {
+        let b = self.u8()?;
+        Ok(match b >> 6 {
+            0 => Ok((b & 0x3F) as u64),
+            1 => Ok(((b as u64 & 0x3F) << 8) | self.u8()? as u64),
+            2 => match b {
+                0x80 => Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")) as u64),
+                0x81 => Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8"))),
+                _ => return Err(self.error(format!("unknown length encoding {b:#x}"))),
+            },
+            _ => Err(b & 0x3F),
+        })
+    }
+
+    /// A length.
+    pub fn length(&mut self) -> Res<u64> {
+        self.len_or_enc()?
+            .map_err(|_| self.error("a length was expected, not an encoded string"))
+    }
+
+    /// A count of elements that must each take at least one byte: checked
+    /// against what is left, so a damaged length cannot make a loader
+    /// reserve memory for billions of elements.
+    fn count(&mut self) -> Res<usize> {
+        let n = self.length()?;
+        if n > (self.buf.len() - self.pos) as u64 {
+            return Err(self.error("element count larger than the data"));
+        }
+        Ok(n as usize)
+    }
+
+    /// A string in any of Redis's encodings.
+    pub fn string(&mut self) -> Res<Vec<u8>> {
+        match self.len_or_enc()? {
+            Ok(n) => {
+                let n = usize::try_from(n).map_err(|_| self.error("string too long"))?;
+                Ok(self.take(n)?.to_vec())
+            }
+            Err(0) => Ok((self.u8()? as i8).to_string().into_bytes()),
+            Err(1) => Ok((self.le_u64(2)? as u16 as i16).to_string().into_bytes()),
+            Err(2) => Ok((self.le_u64(4)? as u32 as i32).to_string().into_bytes()),
+            Err(3) => {
+                let clen = self.length()? as usize;
+                let ulen = self.length()?;
+                if ulen > 1 << 32 {
+                    return Err(self.error("LZF string too long"));
+                }
+                let data = self.take(clen)?;
+                let mut out = vec![0u8; ulen as usize];
+                match lzf_rust::decompress(data, &mut out) {
+                    Ok(n) if n == out.len() => Ok(out),
+                    _ => Err(self.error("invalid LZF compressed string")),
+                }
+            }
+            Err(e) => Err(self.error(format!("unknown string encoding {e}"))),
+        }
+    }
+
+    /// A score of the old `ZSET` type: a length byte and ASCII, or 253
+    /// (NaN), 254 (+inf), 255 (-inf).
+    fn text_double(&mut self) -> Res<f64> {
+        match self.u8()? {
+            253 => Err(self.error("NaN score")),
+            254 => Ok(f64::INFINITY),
+            255 => Ok(f64::NEG_INFINITY),
+            n => {
+                let s = self.take(n as usize)?;
+                std::str::from_utf8(s)
+                    .ok()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .ok_or_else(|| self.error("invalid score"))
+            }
+        }
+    }
+
+    fn binary_double(&mut self) -> Res<f64> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+
+    fn blob(&mut self, decode: Decoder) -> Res<Vec<Vec<u8>>> {
+        let at = self.pos;
+        let b = self.string()?;
+        decode(&b).map_err(|m| Error {
+            msg: m,
+            offset: at,
+            empty_key: false,
+        })
+    }
+}
+
+fn empty(r: &Reader) -> Error {
+    Error {
+        empty_key: true,
+        ..r.error("empty collection")
+    }
+}
+
+fn dup(r: &Reader, what: &str) -> Error {
+    r.error(format!("duplicate {what} detected"))
+}
+
+fn hash_of(r: &Reader, flat: Vec<Vec<u8>>, lim: &EncodingLimits) -> Res<Value> {
+    if !flat.len().is_multiple_of(2) {
+        return Err(r.error("hash with an odd number of elements"));
+    }
+    if flat.is_empty() {
+        return Err(empty(r));
+    }
+    let mut h = HashVal::default();
+    for p in flat.chunks_exact(2) {
+        if !h.set(&p[0], &p[1], lim) {
+            return Err(dup(r, "hash fields"));
+        }
+    }
+    Ok(Value::Hash(Box::new(h)))
+}
+
+fn zset_of(r: &Reader, pairs: Vec<(Vec<u8>, f64)>, lim: &EncodingLimits) -> Res<Value> {
+    if pairs.is_empty() {
+        return Err(empty(r));
+    }
+    let mut z = ZSet::new();
+    for (m, s) in pairs {
+        if s.is_nan() {
+            return Err(r.error("NaN score"));
+        }
+        if z.insert(&m, s, lim).is_some() {
+            return Err(dup(r, "zset elements"));
+        }
+    }
+    Ok(Value::ZSet(Box::new(z)))
+}
+
+fn set_of(r: &Reader, members: Vec<Vec<u8>>, lim: &EncodingLimits) -> Res<Value> {
+    if members.is_empty() {
+        return Err(empty(r));
+    }
+    let n = members.len();
+    let s = SetVal::from_members(members.iter().map(|m| &m[..]), lim);
+    if s.len() != n {
+        return Err(dup(r, "set members"));
+    }
+    Ok(Value::Set(Box::new(s)))
+}
+
+fn list_of(r: &Reader, items: Vec<Vec<u8>>, lim: &EncodingLimits) -> Res<Value> {
+    if items.is_empty() {
+        return Err(empty(r));
+    }
+    let mut l = Box::new(PackedList::new());
+    for i in &items {
+        l.push_back(i, Fill(lim.list_listpack_size));
+    }
+    Ok(Value::List(l))
+}
+
+fn score_pairs(r: &Reader, flat: Vec<Vec<u8>>) -> Res<Vec<(Vec<u8>, f64)>> {
+    if !flat.len().is_multiple_of(2) {
+        return Err(r.error("sorted set with an odd number of elements"));
+    }
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(m), Some(s)) = (it.next(), it.next()) {
+        let score = std::str::from_utf8(&s)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or_else(|| r.error("invalid score"))?;
+        out.push((m, score));
+    }
+    Ok(out)
+}
+
+/// A value of RDB type `ty`, built in the encodings `lim` asks for.
+pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
+    match ty {
+        TYPE_STRING => Ok(Value::Str(StrData::from(r.string()?))),
+        TYPE_LIST => {
+            let n = r.count()?;
+            let items = (0..n).map(|_| r.string()).collect::<Res<Vec<_>>>()?;
+            list_of(r, items, lim)
+        }
+        TYPE_SET => {
+            let n = r.count()?;
+            let members = (0..n).map(|_| r.string()).collect::<Res<Vec<_>>>()?;
+            set_of(r, members, lim)
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            let n = r.count()?;
+            let mut pairs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = r.string()?;
+                let s = if ty == TYPE_ZSET {
+                    r.text_double()?
+                } else {
+                    r.binary_double()?
+                };
+                pairs.push((m, s));
+            }
+            zset_of(r, pairs, lim)
+        }
+        TYPE_HASH => {
+            let n = r.count()?;
+            let flat = (0..n * 2).map(|_| r.string()).collect::<Res<Vec<_>>>()?;
+            hash_of(r, flat, lim)
+        }
+        TYPE_HASH_ZIPMAP => {
+            let flat = r.blob(blobs::zipmap)?;
+            hash_of(r, flat, lim)
+        }
+        TYPE_HASH_ZIPLIST | TYPE_HASH_LISTPACK => {
+            let flat = r.blob(if ty == TYPE_HASH_ZIPLIST {
+                blobs::ziplist
+            } else {
+                blobs::listpack
+            })?;
+            hash_of(r, flat, lim)
+        }
+        TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK => {
+            let flat = r.blob(if ty == TYPE_ZSET_ZIPLIST {
+                blobs::ziplist
+            } else {
+                blobs::listpack
+            })?;
+            let pairs = score_pairs(r, flat)?;
+            zset_of(r, pairs, lim)
+        }
+        TYPE_SET_INTSET => {
+            let at = r.offset();
+            let b = r.string()?;
+            let ints = blobs::intset(&b).map_err(|m| Error {
+                msg: m,
+                offset: at,
+                empty_key: false,
+            })?;
+            let members: Vec<Vec<u8>> = ints.iter().map(|n| n.to_string().into_bytes()).collect();
+            set_of(r, members, lim)
+        }
+        TYPE_LIST_ZIPLIST => {
+            let items = r.blob(blobs::ziplist)?;
+            list_of(r, items, lim)
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            let nodes = r.count()?;
+            let mut items = Vec::new();
+            for _ in 0..nodes {
+                let plain = ty == TYPE_LIST_QUICKLIST_2 && {
+                    match r.length()? {
+                        1 => true,
+                        2 => false,
+                        c => return Err(r.error(format!("unknown quicklist container {c}"))),
+                    }
+                };
+                if plain {
+                    items.push(r.string()?);
+                } else {
+                    let node = r.blob(if ty == TYPE_LIST_QUICKLIST {
+                        blobs::ziplist
+                    } else {
+                        blobs::listpack
+                    })?;
+                    // Redis skips empty nodes.
+                    items.extend(node);
+                }
+            }
+            list_of(r, items, lim)
+        }
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 => {
+            Err(r.error("streams are not supported by slotd yet"))
+        }
+        TYPE_MODULE | TYPE_MODULE_2 => Err(r.error("module values are not supported by slotd")),
+        t => Err(r.error(format!("unknown value type {t}"))),
+    }
+}
+
+/// A type byte and the value after it (a DUMP payload's body).
+pub fn typed_value(r: &mut Reader, lim: &EncodingLimits) -> Res<Value> {
+    let ty = r.u8()?;
+    value(r, ty, lim)
+}
+
+/// One record of a file, in the order the file holds them.
+#[derive(Debug)]
+pub enum Item {
+    /// An auxiliary field.
+    Aux(Vec<u8>, Vec<u8>),
+    /// The database of the keys that follow.
+    Db(usize),
+    /// A key and its value.
+    Entry(Entry),
+    /// A collection stored empty: skipped, as Redis does (with a warning).
+    EmptyKey(Vec<u8>),
+}
+
+/// A key read from a file.
+#[derive(Debug)]
+pub struct Entry {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds.
+    pub expire_ms: Option<i64>,
+    /// LRU idle time in seconds, if the file recorded one.
+    pub idle_s: Option<u64>,
+    /// LFU frequency, if the file recorded one.
+    pub freq: Option<u8>,
+}
+
+/// Reads a whole RDB file from `buf` (for example a mapped file), calling
+/// `f` with each record. Checks the magic, the version (1 to 10) and, when
+/// the file has one, the CRC64 at the end.
+pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()> {
+    let mut r = Reader::new(buf);
+    let magic = r.take(9)?;
+    if &magic[..5] != b"REDIS" {
+        return Err(Error {
+            msg: "wrong signature trying to load DB from file".into(),
+            offset: 0,
+            empty_key: false,
+        });
+    }
+    let version: u16 = std::str::from_utf8(&magic[5..])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|v| (1..=VERSION).contains(v))
+        .ok_or_else(|| Error {
+            msg: format!(
+                "can't handle RDB format version {}",
+                String::from_utf8_lossy(&magic[5..])
+            ),
+            offset: 5,
+            empty_key: false,
+        })?;
+    let (mut expire_ms, mut idle_s, mut freq) = (None, None, None);
+    loop {
+        let op = r.u8()?;
+        match op {
+            OP_EOF => break,
+            OP_AUX => {
+                let k = r.string()?;
+                let v = r.string()?;
+                f(Item::Aux(k, v));
+            }
+            OP_SELECTDB => {
+                let db = r.length()?;
+                f(Item::Db(
+                    usize::try_from(db).map_err(|_| r.error("bad database"))?,
+                ));
+            }
+            OP_RESIZEDB => {
+                r.length()?;
+                r.length()?;
+            }
+            OP_EXPIRETIME_MS => expire_ms = Some(r.le_u64(8)? as i64),
+            OP_EXPIRETIME => expire_ms = Some(r.le_u64(4)? as u32 as i64 * 1000),
+            OP_IDLE => idle_s = Some(r.length()?),
+            OP_FREQ => freq = Some(r.u8()?),
+            OP_FUNCTION | OP_FUNCTION2 => {
+                return Err(r.error("functions are not supported by slotd yet"))
+            }
+            OP_MODULE_AUX => return Err(r.error("module data is not supported by slotd")),
+            ty => {
+                let key = r.string()?;
+                match value(&mut r, ty, lim) {
+                    Ok(value) => f(Item::Entry(Entry {
+                        key,
+                        value,
+                        expire_ms: expire_ms.take(),
+                        idle_s: idle_s.take(),
+                        freq: freq.take(),
+                    })),
+                    Err(e) if e.empty_key => {
+                        (expire_ms, idle_s, freq) = (None, None, None);
+                        f(Item::EmptyKey(key));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    if version >= 5 {
+        let at = r.offset();
+        let stored = r.take(8)?;
+        if stored != [0u8; 8] {
+            let mut crc = crc64();
+            crc.update(&buf[..at]);
+            if crc.finalize().to_le_bytes() != stored {
+                return Err(Error {
+                    msg: "wrong RDB checksum".into(),
+                    offset: at,
+                    empty_key: false,
+                });
+            }
+        }
+    }
+    Ok(())
+}
