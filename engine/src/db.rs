@@ -25,8 +25,10 @@ pub struct Ahead {
 /// A database: per-slot dictionaries plus the list of keys with a TTL.
 #[derive(Default)]
 pub struct Db {
-    /// Empty until the first insert, then one dictionary per slot.
-    dicts: Vec<SlotDict>,
+    /// One dictionary per slot, in chunks of [`CHUNK`] slots allocated on
+    /// a chunk's first insert: a core that owns part of the slots pays
+    /// only for its part.
+    dicts: Vec<Option<Box<[SlotDict]>>>,
     /// Hash seed of this database's dictionaries.
     seed: u64,
     /// Entries that have a TTL, in no order, for random sampling.
@@ -37,6 +39,9 @@ pub struct Db {
     expire_cursor: usize,
     len: usize,
 }
+
+/// Slots per chunk of dictionaries.
+const CHUNK: usize = 256;
 
 // SAFETY: the raw pointers in `volatile` point to entries the database's
 // own dictionaries own; they move with it, and nothing else holds them.
@@ -66,9 +71,21 @@ impl Db {
         self.volatile.len()
     }
 
+    fn dict(&self, slot: usize) -> Option<&SlotDict> {
+        self.dicts.get(slot / CHUNK)?.as_ref().map(|c| &c[slot % CHUNK])
+    }
+
+    fn dict_at(&mut self, slot: usize) -> Option<&mut SlotDict> {
+        self.dicts.get_mut(slot / CHUNK)?.as_mut()?.get_mut(slot % CHUNK)
+    }
+
+    fn all_dicts(&self) -> impl Iterator<Item = &SlotDict> {
+        self.dicts.iter().flatten().flat_map(|c| c.iter())
+    }
+
     /// Keys stored in `slot`.
     pub fn slot_len(&self, slot: u16) -> usize {
-        self.dicts.get(slot as usize).map_or(0, |d| d.len())
+        self.dict(slot as usize).map_or(0, |d| d.len())
     }
 
     /// The keys of `slot`, in no particular order.
@@ -78,35 +95,31 @@ impl Db {
 
     /// Every entry of `slot`.
     pub fn slot_entries(&self, slot: u16) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.dicts
-            .get(slot as usize)
+        self.dict(slot as usize)
             .into_iter()
             .flat_map(|d| d.iter().map(|e| (e.key(), e)))
     }
 
     /// Every entry, slot by slot.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.dicts
-            .iter()
+        self.all_dicts()
             .flat_map(|d| d.iter().map(|e| (e.key(), e)))
     }
 
     /// The entry of `key`, expired or not.
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.dicts.get(slot_of(key) as usize)?.get(self.seed, key)
+        self.dict(slot_of(key) as usize)?.get(self.seed, key)
     }
 
     /// The entry of `key` for update, expired or not.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let seed = self.seed;
-        self.dicts
-            .get_mut(slot_of(key) as usize)?
-            .get_mut(seed, key)
+        self.dict_at(slot_of(key) as usize)?.get_mut(seed, key)
     }
 
     /// Starts loading where `key` lives, ahead of a lookup (pipelines).
     pub fn prefetch(&self, key: &[u8]) {
-        if let Some(d) = self.dicts.get(slot_of(key) as usize) {
+        if let Some(d) = self.dict(slot_of(key) as usize) {
             d.prefetch(hash(self.seed, key));
         }
     }
@@ -116,7 +129,7 @@ impl Db {
     /// what the next steps need.
     pub fn prefetch_slot(&self, key: &[u8]) -> Option<Ahead> {
         let slot = slot_of(key);
-        let d = self.dicts.get(slot as usize)?;
+        let d = self.dict(slot as usize)?;
         crate::dict::prefetch_read(d as *const SlotDict as *const u8);
         Some(Ahead {
             slot,
@@ -127,7 +140,7 @@ impl Db {
     /// The second step, once the header has arrived: starts loading the
     /// table word.
     pub fn prefetch_entry(&self, ahead: Ahead) {
-        if let Some(d) = self.dicts.get(ahead.slot as usize) {
+        if let Some(d) = self.dict(ahead.slot as usize) {
             d.prefetch(ahead.hash);
         }
     }
@@ -135,16 +148,18 @@ impl Db {
     /// The third step, once the word has arrived: starts loading the entry
     /// it points to.
     pub fn prefetch_node(&self, ahead: Ahead) {
-        if let Some(d) = self.dicts.get(ahead.slot as usize) {
+        if let Some(d) = self.dict(ahead.slot as usize) {
             d.prefetch_node(ahead.hash);
         }
     }
 
     fn dict_mut(&mut self, slot: u16) -> &mut SlotDict {
         if self.dicts.is_empty() {
-            self.dicts.resize_with(SLOTS, SlotDict::default);
+            self.dicts.resize_with(SLOTS / CHUNK, || None);
         }
-        &mut self.dicts[slot as usize]
+        let chunk = self.dicts[slot as usize / CHUNK]
+            .get_or_insert_with(|| (0..CHUNK).map(|_| SlotDict::default()).collect());
+        &mut chunk[slot as usize % CHUNK]
     }
 
     /// Stores `value` under `key`, dropping any TTL it had; returns the old
@@ -186,7 +201,7 @@ impl Db {
     /// Removes `key`; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Node> {
         let seed = self.seed;
-        let dict = self.dicts.get_mut(slot_of(key) as usize)?;
+        let dict = self.dict_at(slot_of(key) as usize)?;
         let node = dict.remove(seed, key)?;
         self.len -= 1;
         if let Some(i) = node.vidx() {
@@ -294,10 +309,9 @@ impl Db {
         let mut left = n.min(self.len);
         let start = (r % SLOTS as u64) as usize;
         for i in 0..SLOTS {
-            let d = &self.dicts[(start + i) % SLOTS];
-            if d.is_empty() {
+            let Some(d) = self.dict((start + i) % SLOTS).filter(|d| !d.is_empty()) else {
                 continue;
-            }
+            };
             for e in d.iter_from((r >> 14) as usize).take(left) {
                 f(e.key(), e);
                 left -= 1;
@@ -314,7 +328,7 @@ impl Db {
             return None;
         }
         let mut target = (r % self.len as u64) as usize;
-        for d in &self.dicts {
+        for d in self.all_dicts() {
             if target < d.len() {
                 // Dictionaries have no random access; walk to the entry.
                 return d.iter().nth(target).map(|e| e.key());
@@ -333,7 +347,7 @@ impl Db {
 
     /// Checks the structure's invariants (tests and debug builds).
     pub fn invariants(&self) {
-        let total: usize = self.dicts.iter().map(|d| d.len()).sum();
+        let total: usize = self.all_dicts().map(|d| d.len()).sum();
         assert_eq!(total, self.len, "len counts every key");
         for i in 0..self.volatile.len() {
             let k = self.volatile_key(i).expect("listed");
