@@ -68,7 +68,10 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::err("NOAUTH Authentication required."));
     }
-    if !shard.persist.last_ok.load(std::sync::atomic::Ordering::Relaxed)
+    if !shard
+        .persist
+        .last_ok
+        .load(std::sync::atomic::Ordering::Relaxed)
         && (spec.has(flags::WRITE) || spec.name == "ping")
         && refuse_writes(&shard.shared)
     {

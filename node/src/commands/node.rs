@@ -189,7 +189,9 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             // save rules exist.
             let save = save.unwrap_or_else(|| !shard.save_rules().0.is_empty());
             if save {
-                crate::log::notice(format_args!("Saving the final RDB snapshot before exiting."));
+                crate::log::notice(format_args!(
+                    "Saving the final RDB snapshot before exiting."
+                ));
                 let job = match shard.background_save() {
                     Ok(j) => Some(j),
                     Err(()) => shard.persist.job(),
@@ -211,9 +213,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                                 crate::log::warning(format_args!(
                                     "Error trying to save the DB, can't exit."
                                 ));
-                                replies.push(Reply::err(
-                                    "ERR Errors trying to SHUTDOWN. Check logs.",
-                                ));
+                                replies
+                                    .push(Reply::err("ERR Errors trying to SHUTDOWN. Check logs."));
                             }
                         }
                         TaskDone {
@@ -297,11 +298,23 @@ fn save(shard: &mut Shard, key: Key, args: Args) -> Next {
                 }
             })
         }
-        Ok(_) => ok(shard, key, Reply::Status("Background saving started".into())),
-        Err(()) if !bg => ok(shard, key, Reply::err("ERR Background save already in progress")),
+        Ok(_) => ok(
+            shard,
+            key,
+            Reply::Status("Background saving started".into()),
+        ),
+        Err(()) if !bg => ok(
+            shard,
+            key,
+            Reply::err("ERR Background save already in progress"),
+        ),
         Err(()) if schedule => {
             shard.persist.scheduled.store(true, Ordering::Relaxed);
-            ok(shard, key, Reply::Status("Background saving scheduled".into()))
+            ok(
+                shard,
+                key,
+                Reply::Status("Background saving scheduled".into()),
+            )
         }
         Err(()) => ok(shard, key, Reply::err(crate::persist::IN_PROGRESS)),
     }

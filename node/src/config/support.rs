@@ -198,13 +198,38 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("acllog-max-len", of_command("acl")),
     // Persistence: snapshots.
-    ("save", test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl")),
-    ("stop-writes-on-bgsave-error", test("a_failed_bgsave_stops_writes_with_misconf")),
-    ("rdbcompression", test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl")),
-    ("rdbchecksum", test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl")),
-    ("rdb-del-sync-files", NoEffect { why: "slotd has no replication, so no sync files to delete" }),
-    ("rdb-save-incremental-fsync", NoEffect { why: "slotd fsyncs the snapshot once, before the rename" }),
-    ("dbfilename", test("redis_snapshot_loads_in_slotd_on_two_shards")),
+    (
+        "save",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "stop-writes-on-bgsave-error",
+        test("a_failed_bgsave_stops_writes_with_misconf"),
+    ),
+    (
+        "rdbcompression",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "rdbchecksum",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "rdb-del-sync-files",
+        NoEffect {
+            why: "slotd has no replication, so no sync files to delete",
+        },
+    ),
+    (
+        "rdb-save-incremental-fsync",
+        NoEffect {
+            why: "slotd fsyncs the snapshot once, before the rename",
+        },
+    ),
+    (
+        "dbfilename",
+        test("redis_snapshot_loads_in_slotd_on_two_shards"),
+    ),
     ("dir", test("pidfile_and_dir")),
     // Persistence: the append-only file.
     ("appendonly", off("no", AOF)),

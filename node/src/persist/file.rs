@@ -75,7 +75,11 @@ fn write_to(
     rdb::write::aux(
         &mut head,
         "used-mem",
-        shared.peak_memory.load(Ordering::Relaxed).to_string().as_bytes(),
+        shared
+            .peak_memory
+            .load(Ordering::Relaxed)
+            .to_string()
+            .as_bytes(),
     );
     rdb::write::aux(&mut head, "aof-base", b"0");
     put(&mut w, &head)?;
@@ -119,7 +123,8 @@ pub fn load(
     };
     let start = std::time::Instant::now();
     let now = now_ms();
-    let mut per_core: Vec<Vec<(usize, rdb::read::Entry)>> = (0..cores).map(|_| Vec::new()).collect();
+    let mut per_core: Vec<Vec<(usize, rdb::read::Entry)>> =
+        (0..cores).map(|_| Vec::new()).collect();
     let (mut loaded, mut expired, mut db) = (0u64, 0u64, 0usize);
     let mut bad_db = None;
     let r = rdb::read::file(&buf, lim, |item| match item {

@@ -82,7 +82,10 @@ impl State {
         self.core_dirty
             .iter()
             .zip(&self.saved_dirty)
-            .map(|(d, s)| d.load(Ordering::Relaxed).saturating_sub(s.load(Ordering::Relaxed)))
+            .map(|(d, s)| {
+                d.load(Ordering::Relaxed)
+                    .saturating_sub(s.load(Ordering::Relaxed))
+            })
             .sum()
     }
 
@@ -269,7 +272,15 @@ pub fn start(
         .name("rdb-save".into())
         .spawn(move || {
             let path = std::path::Path::new(&dir);
-            let r = file::write(&job2, &mesh2, &shared2, path, &dbfilename, checksum, redis_ver);
+            let r = file::write(
+                &job2,
+                &mesh2,
+                &shared2,
+                path,
+                &dbfilename,
+                checksum,
+                redis_ver,
+            );
             finished(&state2, &shared2, &job2, &mesh2, r);
         });
     if let Err(e) = spawned {

@@ -18,8 +18,7 @@ impl Shard {
         if epoch != self.snap_epoch {
             self.snap_epoch = epoch;
             if let Some(job) = self.persist.job() {
-                self.engine
-                    .snapshot_begin(self.slots.clone(), job.compress);
+                self.engine.snapshot_begin(self.slots.clone(), job.compress);
                 job.started(self.id, self.engine.dirty);
                 self.snap_job = Some(job);
             }
