@@ -16,6 +16,7 @@
 //! - [`evict`]: eviction policies and LRU/LFU bookkeeping.
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
 //!   write log.
+//! - [`snapshot`]: a point-in-time image of a shard, slot by slot.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`error`]: Redis 7.0's error texts.
 //! - [`rewrite`]: a value as the commands that rebuild it (write log).
@@ -41,6 +42,7 @@ pub mod rewrite;
 pub mod setval;
 pub mod shard;
 pub mod slot;
+pub mod snapshot;
 pub mod value;
 pub mod zset;
 

@@ -67,6 +67,8 @@ pub struct Shard {
     pub(crate) evict_pool: crate::evict::Pool,
     /// Where random eviction looks first (databases in turn).
     pub(crate) evict_next_db: usize,
+    /// A snapshot in progress ([`crate::snapshot`]).
+    pub(crate) snapshot: Option<Box<crate::snapshot::Snapshot>>,
 }
 
 impl Shard {
@@ -90,6 +92,7 @@ impl Shard {
             evict: Default::default(),
             evict_pool: Default::default(),
             evict_next_db: 0,
+            snapshot: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl Shard {
     }
 
     fn delete_expired(&mut self, db: usize, key: &[u8]) {
+        self.before_write(key);
         self.dbs[db].remove(key);
         self.stats.expired_keys += 1;
         self.touch(db, key);
@@ -186,6 +190,7 @@ impl Shard {
 
     /// Stores a value, dropping any TTL, and marks the key modified.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, now_ms: i64) {
+        self.before_write(key);
         let lru = self.evict.new_lru(now_ms);
         self.dbs[db].insert(key, value, lru);
         self.touch(db, key);
@@ -193,6 +198,7 @@ impl Shard {
 
     /// Removes `key` and marks it modified; returns its entry.
     pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Node> {
+        self.before_write(key);
         let e = self.dbs[db].remove(key)?;
         self.touch(db, key);
         Some(e)

@@ -92,11 +92,14 @@ impl Core {
         cores: usize,
         shared: Arc<Shared>,
         mesh: Arc<Mesh>,
+        persist: Arc<crate::persist::State>,
         listeners: Vec<i32>,
     ) -> std::io::Result<Core> {
         let ring = Ring::new()?;
+        let mut shard = Shard::new(id, cores, shared, mesh, persist);
+        shard.load_preloaded();
         Ok(Core {
-            shard: Shard::new(id, cores, shared, mesh),
+            shard,
             ring,
             listeners,
             eventfd_buf: Box::new(0),
@@ -227,6 +230,7 @@ impl Core {
             self.reap();
             self.drain_inbox();
             self.turn();
+            let snapshot_work = self.shard.snapshot_turn();
             self.shard.expire_waiters(now);
             if self.shard.stopping && self.shard.conns.len() == 0 {
                 return;
@@ -235,7 +239,8 @@ impl Core {
             // which complete as they are submitted): submit, collect what
             // is done, and come back without sleeping. Only an idle core
             // marks itself asleep, so a turn costs no barrier.
-            let busy = !self.shard.resume.is_empty() || self.shard.exec.has_ready();
+            let busy =
+                !self.shard.resume.is_empty() || self.shard.exec.has_ready() || snapshot_work;
             if busy
                 || !self.ring.nothing_to_submit()
                 || !self.shard.mesh.prepare_sleep(self.shard.id)
@@ -627,6 +632,7 @@ impl Core {
 
     fn cron(&mut self, now: i64) {
         self.plan_batch();
+        self.shard.persist_cron(now);
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =
@@ -717,6 +723,7 @@ impl Core {
         match msg {
             Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
             Msg::Adopt { fd } => self.adopt(fd),
+            Msg::Wake => {}
             Msg::Req { from, id, req } => {
                 self.shard.request(from, id, req);
                 // The request may have closed connections (CLIENT KILL) or

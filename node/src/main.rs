@@ -28,6 +28,7 @@ mod core;
 mod io;
 mod log;
 mod mesh;
+mod persist;
 mod shard;
 mod shared;
 
@@ -264,6 +265,11 @@ fn main() {
         }
     }
     let settings = settings_from(&cfg);
+    let persist = Arc::new(persist::State::new(shards));
+    let rdb_path = std::path::Path::new(&cfg.dir())
+        .join(cfg.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()));
+    let databases = settings.databases;
+    let encoding = settings.encoding;
     let pidfile = cfg.text("pidfile").filter(|p| !p.is_empty());
     let shared = Arc::new(Shared {
         config_file: cfg.config_file().map(|p| p.display().to_string()),
@@ -315,6 +321,12 @@ fn main() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     log::notice(format_args!("Server initialized"));
+    if let Err(e) = persist::load(&persist, &rdb_path, shards, databases, &encoding) {
+        for line in e.lines() {
+            log::warning(format_args!("{line}"));
+        }
+        std::process::exit(1);
+    }
     if let Some(path) = &pidfile {
         if let Err(e) = std::fs::write(path, format!("{pid}\n")) {
             log::warning(format_args!(
@@ -333,6 +345,7 @@ fn main() {
         let shared = shared.clone();
         let mesh = mesh.clone();
         let listeners = listeners.clone();
+        let persist = persist.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
@@ -340,7 +353,7 @@ fn main() {
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }
-                match core::Core::new(id, shards, shared, mesh, listeners) {
+                match core::Core::new(id, shards, shared, mesh, persist, listeners) {
                     Ok(mut c) => c.run(),
                     Err(e) => {
                         log::warning(format_args!("Shard {id} could not start its io_uring: {e}"));

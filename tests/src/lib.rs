@@ -150,6 +150,16 @@ impl Server {
             let log = std::fs::File::create(&log_path).expect("create server log file");
             let log2 = log.try_clone().expect("clone log file handle");
             let port_s = port.to_string();
+            // A fresh `dir` per server: no dump.rdb left behind in the
+            // cwd, none loaded from an earlier run (tests may override).
+            let dir = std::env::temp_dir().join(format!(
+                "slotd-test-dir-{}-{}-{}",
+                name,
+                std::process::id(),
+                seq
+            ));
+            let _ = std::fs::create_dir_all(&dir);
+            let dir_s = dir.to_string_lossy().into_owned();
             let mut cmd = match nofile {
                 Some(n) => {
                     let mut c = Command::new("prlimit");
@@ -160,7 +170,7 @@ impl Server {
             };
             cmd.args(conf)
                 .args(["--port", &port_s, "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
+                .args(["--save", "", "--appendonly", "no", "--dir", &dir_s])
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log))

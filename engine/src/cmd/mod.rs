@@ -398,6 +398,21 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
     let Some(handler) = spec.handler else {
         return Reply::err("ERR this command is handled by the node");
     };
+    if spec.has(flags::WRITE) && ctx.shard.snapshot_active() {
+        // Copy-on-write for a snapshot in progress: the slots this write
+        // touches are serialised first; a keyless write (FLUSHALL,
+        // FLUSHDB, SWAPDB) finishes the snapshot first.
+        let mut idx = Vec::new();
+        if spec.key_indices(&ctx.args, &mut idx).is_ok() && !idx.is_empty() {
+            for i in idx {
+                if i < ctx.args.len() {
+                    ctx.shard.before_write(ctx.args.get(i));
+                }
+            }
+        } else {
+            ctx.shard.snapshot_all();
+        }
+    }
     let dirty_before = ctx.shard.dirty;
     let reply = handler(ctx);
     if ctx.shard.dirty != dirty_before && ctx.shard.log_enabled() {

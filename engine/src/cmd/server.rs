@@ -23,6 +23,8 @@ pub static COMMANDS: &[Spec] = &[
     ),
     Spec::node("time", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
     Spec::node("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
+    Spec::node("save", 1, ADMIN | NOSCRIPT | NO_MULTI, (0, 0, 0), "server"),
+    Spec::node("bgsave", -1, ADMIN | NOSCRIPT, (0, 0, 0), "server"),
     Spec::node(
         "shutdown",
         -1,

@@ -4,15 +4,12 @@
 //! happen. They are not in the command table (COMMAND does not list them),
 //! and each leaves this list when its feature is built.
 
-const RDB: &str = "snapshots (RDB) are not built yet";
 const AOF: &str = "the append-only file is not built yet";
 const REPLICATION: &str = "replication is not built yet";
 const MIGRATE: &str = "moving keys between servers is not built yet (DUMP and RESTORE are)";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
-    ("save", RDB),
-    ("bgsave", RDB),
     ("bgrewriteaof", AOF),
     ("replicaof", REPLICATION),
     ("slaveof", REPLICATION),
@@ -48,8 +45,8 @@ mod tests {
     #[test]
     fn unbuilt_commands_say_so() {
         assert_eq!(
-            error_for(b"BgSave").unwrap(),
-            "ERR BGSAVE is not supported by slotd yet: snapshots (RDB) are not built yet"
+            error_for(b"BgRewriteAof").unwrap(),
+            "ERR BGREWRITEAOF is not supported by slotd yet: the append-only file is not built yet"
         );
         assert_eq!(
             error_for(b"cluster").unwrap(),

@@ -141,6 +141,13 @@ pub fn select_db(out: &mut Vec<u8>, db: usize, keys: usize, expires: usize) {
     len(out, expires as u64);
 }
 
+/// The database the following keys belong to, without size hints (a
+/// snapshot's chunks each name their database).
+pub fn select(out: &mut Vec<u8>, db: usize) {
+    out.push(OP_SELECTDB);
+    len(out, db as u64);
+}
+
 /// One key: its expiry (absolute Unix milliseconds) if it has one, then
 /// its value and name.
 pub fn entry(out: &mut Vec<u8>, key: &[u8], val: &Value, expire_ms: Option<i64>, compress: bool) {

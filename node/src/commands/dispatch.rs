@@ -68,6 +68,15 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::err("NOAUTH Authentication required."));
     }
+    if !shard
+        .persist
+        .last_ok
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && (spec.has(flags::WRITE) || spec.name == "ping")
+        && refuse_writes(&shard.shared)
+    {
+        return answer(shard, key, Reply::err(MISCONF));
+    }
     if let Err(e) = spec.check_arity(args.len()) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
@@ -226,4 +235,19 @@ mod tests {
         assert!(!debug_allowed("local", "127.0.0.2:5000"));
         assert!(!debug_allowed("local", "10.0.0.1:5000"));
     }
+}
+
+/// Redis's `-MISCONF` error, for writes while the last background save
+/// failed (`stop-writes-on-bgsave-error`).
+const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
+/// Whether writes are refused after a failed save: save rules exist and
+/// `stop-writes-on-bgsave-error` is on (read only once a save failed).
+fn refuse_writes(shared: &crate::shared::Shared) -> bool {
+    shared.config.lock().is_ok_and(|c| {
+        c.flag("stop-writes-on-bgsave-error")
+            && !crate::persist::Rules::parse(&c.text("save").unwrap_or_default())
+                .0
+                .is_empty()
+    })
 }

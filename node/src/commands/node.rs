@@ -157,18 +157,20 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             let t = shard.shared.lastsave_s.load(Ordering::Relaxed);
             ok(shard, key, Reply::Int(t))
         }
+        "save" | "bgsave" => save(shard, key, args),
         "client" => client(shard, key, args),
         "command" => ok(shard, key, command(&args)),
         "config" => config(shard, key, args),
         "info" => {
             let rpc = shard.rpc.clone();
             let shared = shard.shared.clone();
+            let persist = shard.persist.clone();
             let sections: Vec<String> = args
                 .iter_from(1)
                 .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
                 .collect();
             spawn(shard, key, async move {
-                let text = super::info::gather(&rpc, &shared, &sections).await;
+                let text = super::info::gather(&rpc, &shared, &persist, &sections).await;
                 TaskDone {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
@@ -178,10 +180,52 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             })
         }
         "shutdown" => {
-            if let Err(e) = shutdown_flags(&args) {
-                return ok(shard, key, e);
-            }
+            let save = match shutdown_flags(&args) {
+                Ok(s) => s,
+                Err(e) => return ok(shard, key, e),
+            };
             crate::log::warning(format_args!("User requested shutdown..."));
+            // Redis 7.0: SAVE saves, NOSAVE does not, neither saves when
+            // save rules exist.
+            let save = save.unwrap_or_else(|| !shard.save_rules().0.is_empty());
+            if save {
+                crate::log::notice(format_args!(
+                    "Saving the final RDB snapshot before exiting."
+                ));
+                let job = match shard.background_save() {
+                    Ok(j) => Some(j),
+                    Err(()) => shard.persist.job(),
+                };
+                if let Some(job) = job {
+                    let (rpc, cores, me) = (shard.rpc.clone(), shard.cores, shard.id);
+                    let shared = shard.shared.clone();
+                    return spawn(shard, key, async move {
+                        let r = crate::persist::Outcome { job, core: me }.await;
+                        let mut replies = Vec::new();
+                        match r {
+                            Ok(()) => {
+                                shared.shutdown.store(true, Ordering::SeqCst);
+                                for c in 0..cores {
+                                    rpc.tell(c, Request::Admin(AdminQuery::Shutdown));
+                                }
+                            }
+                            Err(_) => {
+                                crate::log::warning(format_args!(
+                                    "Error trying to save the DB, can't exit."
+                                ));
+                                replies
+                                    .push(Reply::err("ERR Errors trying to SHUTDOWN. Check logs."));
+                            }
+                        }
+                        TaskDone {
+                            conn: key,
+                            replies,
+                            effects: Vec::new(),
+                            encoded: Vec::new(),
+                        }
+                    });
+                }
+            }
             shard.shared.shutdown.store(true, Ordering::SeqCst);
             for c in 0..shard.cores {
                 shard.rpc.tell(c, Request::Admin(AdminQuery::Shutdown));
@@ -197,11 +241,11 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
     }
 }
 
-/// Checks SHUTDOWN's flags as Redis 7.0 does: NOSAVE, NOW and FORCE are
-/// honoured by nature (slotd has nothing to save, no replicas to wait for);
-/// SAVE is refused until snapshots exist; ABORT finds no shutdown to abort
-/// (slotd's shutdown does not wait).
-fn shutdown_flags(args: &Args) -> Result<(), Reply> {
+/// Checks SHUTDOWN's flags as Redis 7.0 does: `Some(true)` for SAVE,
+/// `Some(false)` for NOSAVE (NOW and FORCE are honoured by nature: no
+/// replicas to wait for); ABORT finds no shutdown to abort (slotd's
+/// shutdown does not wait).
+fn shutdown_flags(args: &Args) -> Result<Option<bool>, Reply> {
     let (mut save, mut nosave, mut abort, mut other) = (false, false, false, false);
     for a in args.iter_from(1) {
         match String::from_utf8_lossy(a).to_ascii_lowercase().as_str() {
@@ -218,12 +262,66 @@ fn shutdown_flags(args: &Args) -> Result<(), Reply> {
     if abort {
         return Err(Reply::err("ERR No shutdown in progress."));
     }
-    if save {
-        return Err(Reply::err(
-            "ERR SHUTDOWN SAVE is not supported by slotd yet: snapshots (RDB) are not built yet",
-        ));
+    Ok(if save {
+        Some(true)
+    } else if nosave {
+        Some(false)
+    } else {
+        None
+    })
+}
+
+/// SAVE and BGSAVE [SCHEDULE]. Both take the same fork-less snapshot
+/// (every core serialises its slots while serving; a writer thread writes
+/// the file). SAVE answers once the file is in place; it blocks only its
+/// client, not the server (docs/persistence.md).
+fn save(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let bg = spec_is(&args, "bgsave");
+    let schedule = match (bg, args.len()) {
+        (_, 1) => false,
+        (true, 2) if args.get(1).eq_ignore_ascii_case(b"schedule") => true,
+        _ => return ok(shard, key, Reply::err(error::SYNTAX)),
+    };
+    match shard.background_save() {
+        Ok(job) if !bg => {
+            let me = shard.id;
+            spawn(shard, key, async move {
+                let reply = match (crate::persist::Outcome { job, core: me }).await {
+                    Ok(()) => Reply::Ok,
+                    Err(_) => Reply::err("ERR"),
+                };
+                TaskDone {
+                    conn: key,
+                    replies: vec![reply],
+                    effects: Vec::new(),
+                    encoded: Vec::new(),
+                }
+            })
+        }
+        Ok(_) => ok(
+            shard,
+            key,
+            Reply::Status("Background saving started".into()),
+        ),
+        Err(()) if !bg => ok(
+            shard,
+            key,
+            Reply::err("ERR Background save already in progress"),
+        ),
+        Err(()) if schedule => {
+            shard.persist.scheduled.store(true, Ordering::Relaxed);
+            ok(
+                shard,
+                key,
+                Reply::Status("Background saving scheduled".into()),
+            )
+        }
+        Err(()) => ok(shard, key, Reply::err(crate::persist::IN_PROGRESS)),
     }
-    Ok(())
+}
+
+fn spec_is(args: &Args, name: &str) -> bool {
+    args.get(0).eq_ignore_ascii_case(name.as_bytes())
 }
 
 fn auth(shard: &mut Shard, key: Key, user: &[u8], pass: &[u8]) -> Reply {

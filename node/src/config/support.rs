@@ -72,7 +72,6 @@ const fn of_command(name: &'static str) -> Support {
 }
 
 const AOF: &str = "the append-only file is not built yet";
-const RDB: &str = "snapshots (RDB) are not built yet";
 const CLUSTER: &str = "cluster mode is not built yet";
 const REPLICATION: &str = "replication is not built yet";
 const MAXMEMORY: &str = "memory limits and eviction are not built yet";
@@ -199,13 +198,38 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("acllog-max-len", of_command("acl")),
     // Persistence: snapshots.
-    ("save", off("\"\"", RDB)),
-    ("stop-writes-on-bgsave-error", of_switch("save")),
-    ("rdbcompression", of_switch("save")),
-    ("rdbchecksum", of_switch("save")),
-    ("rdb-del-sync-files", of_switch("save")),
-    ("rdb-save-incremental-fsync", of_switch("save")),
-    ("dbfilename", of_switch("save")),
+    (
+        "save",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "stop-writes-on-bgsave-error",
+        test("a_failed_bgsave_stops_writes_with_misconf"),
+    ),
+    (
+        "rdbcompression",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "rdbchecksum",
+        test("slotd_snapshot_loads_in_redis_with_every_type_and_ttl"),
+    ),
+    (
+        "rdb-del-sync-files",
+        NoEffect {
+            why: "slotd has no replication, so no sync files to delete",
+        },
+    ),
+    (
+        "rdb-save-incremental-fsync",
+        NoEffect {
+            why: "slotd fsyncs the snapshot once, before the rename",
+        },
+    ),
+    (
+        "dbfilename",
+        test("redis_snapshot_loads_in_slotd_on_two_shards"),
+    ),
     ("dir", test("pidfile_and_dir")),
     // Persistence: the append-only file.
     ("appendonly", off("no", AOF)),

@@ -189,6 +189,9 @@ pub enum Msg {
     /// An accepted, admitted connection for this core to serve (already
     /// counted in `Shared::core_clients`); no answer.
     Adopt { fd: i32 },
+    /// Look at the node's shared state again (a snapshot started, its
+    /// writer took this core's records, its outcome is in); no answer.
+    Wake,
 }
 
 /// Whether this kernel's io_uring has FUTEX_WAIT (Linux 6.7+).

@@ -17,6 +17,7 @@
 pub mod pubsub;
 mod run;
 mod serve;
+mod snap;
 
 pub use run::{first_key, parse, Origin};
 
@@ -69,11 +70,22 @@ pub struct Shard {
     pub stopping: bool,
     /// Messages taken from the inbox this cron period (sleep batching).
     pub msgs: u64,
+    /// Snapshots and the save rules (`snap.rs`).
+    pub persist: Arc<crate::persist::State>,
+    /// The last snapshot epoch seen, and the job this core serialises for.
+    snap_epoch: u64,
+    snap_job: Option<Arc<crate::persist::Job>>,
 }
 
 impl Shard {
     /// The state of core `id` of `cores`.
-    pub fn new(id: usize, cores: usize, shared: Arc<Shared>, mesh: Arc<Mesh>) -> Shard {
+    pub fn new(
+        id: usize,
+        cores: usize,
+        shared: Arc<Shared>,
+        mesh: Arc<Mesh>,
+        persist: Arc<crate::persist::State>,
+    ) -> Shard {
         let settings = shared.settings();
         // Random per process: dictionary hash seeds must not be guessable,
         // or chosen keys could all collide.
@@ -114,6 +126,9 @@ impl Shard {
             ahead_spans: Vec::new(),
             stopping: false,
             msgs: 0,
+            snap_epoch: persist.epoch.load(std::sync::atomic::Ordering::Relaxed),
+            persist,
+            snap_job: None,
         }
     }
 

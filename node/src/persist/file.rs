@@ -1,0 +1,188 @@
+//! The RDB file: writing a job's records (on the writer thread) and
+//! reading one at start.
+
+use super::{Job, State};
+use crate::mesh::Mesh;
+use crate::shared::{now_ms, Shared};
+use engine::rdb;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Writes `job`'s image to `dir/temp-<pid>.rdb`, then renames it to
+/// `dir/dbfilename`, with Redis's fsyncs.
+pub fn write(
+    job: &Job,
+    mesh: &Mesh,
+    shared: &Shared,
+    dir: &Path,
+    dbfilename: &str,
+    checksum: bool,
+    redis_ver: &str,
+) -> Result<(), String> {
+    let tmp = dir.join(format!("temp-{}.rdb", std::process::id()));
+    let r = write_to(job, mesh, shared, &tmp, checksum, redis_ver);
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        // Cores still walking stop at their next turn (the job is over).
+        return Err(format!(
+            "Failed opening or writing the .rdb file {} (in server root dir {}): {e}",
+            tmp.display(),
+            dir.display()
+        ));
+    }
+    let dst = dir.join(dbfilename);
+    std::fs::rename(&tmp, &dst).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!(
+            "Error moving temp DB file {} on the final destination {} (in server root dir {}): {}",
+            tmp.display(),
+            dst.display(),
+            dir.display(),
+            crate::log::io_error_text(&e)
+        )
+    })?;
+    // The rename is durable once the directory is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_to(
+    job: &Job,
+    mesh: &Mesh,
+    shared: &Shared,
+    tmp: &Path,
+    checksum: bool,
+    redis_ver: &str,
+) -> std::io::Result<()> {
+    let f = std::fs::File::create(tmp)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    // Redis's CRC64 of every byte before the checksum (computed even with
+    // `rdbchecksum no`, which then writes zeros: cheap next to the I/O).
+    let mut crc = rdb::crc64();
+    let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| {
+        crc.update(b);
+        w.write_all(b)
+    };
+    let mut head = Vec::new();
+    rdb::write::header(&mut head);
+    let now_s = now_ms() / 1000;
+    rdb::write::aux(&mut head, "redis-ver", redis_ver.as_bytes());
+    rdb::write::aux(&mut head, "redis-bits", b"64");
+    rdb::write::aux(&mut head, "ctime", now_s.to_string().as_bytes());
+    rdb::write::aux(
+        &mut head,
+        "used-mem",
+        shared
+            .peak_memory
+            .load(Ordering::Relaxed)
+            .to_string()
+            .as_bytes(),
+    );
+    rdb::write::aux(&mut head, "aof-base", b"0");
+    put(&mut w, &head)?;
+    for core in 0..mesh.cores() {
+        while let Some(chunk) = job.next(core, mesh) {
+            put(&mut w, &chunk)?;
+        }
+    }
+    let mut tail = Vec::new();
+    if checksum {
+        rdb::write::footer(&mut tail, crc);
+    } else {
+        tail.extend_from_slice(&[255, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    w.write_all(&tail)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()
+}
+
+/// Reads `dir/dbfilename` if it exists and queues each key for the core
+/// that owns its slot (they insert them as they start). Keys already
+/// expired are skipped, as a Redis master does. `Err` is the message to
+/// stop the start with.
+pub fn load(
+    state: &State,
+    path: &Path,
+    cores: usize,
+    databases: usize,
+    lim: &engine::value::EncodingLimits,
+) -> Result<(), String> {
+    let buf = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "Fatal error loading the DB {}: {}. Exiting.",
+                path.display(),
+                crate::log::io_error_text(&e)
+            ))
+        }
+    };
+    let start = std::time::Instant::now();
+    let now = now_ms();
+    let mut per_core: Vec<Vec<(usize, rdb::read::Entry)>> =
+        (0..cores).map(|_| Vec::new()).collect();
+    let (mut loaded, mut expired, mut db) = (0u64, 0u64, 0usize);
+    let mut bad_db = None;
+    let r = rdb::read::file(&buf, lim, |item| match item {
+        rdb::read::Item::Db(d) => {
+            if d >= databases && bad_db.is_none() {
+                bad_db = Some(d);
+            }
+            db = d;
+        }
+        rdb::read::Item::Entry(e) => {
+            if e.expire_ms.is_some_and(|t| t < now) {
+                expired += 1;
+                return;
+            }
+            if db < databases {
+                let core = engine::slot::core_of(engine::slot::slot_of(&e.key), cores);
+                per_core[core].push((db, e));
+                loaded += 1;
+            }
+        }
+        rdb::read::Item::EmptyKey(k) => crate::log::warning(format_args!(
+            "rdbLoadObject skipping empty key: {}",
+            String::from_utf8_lossy(&k)
+        )),
+        rdb::read::Item::Aux(..) => {}
+    });
+    if bad_db.is_some() {
+        return Err(format!(
+            "FATAL: Data file {} was created with a Redis server configured to handle more than {databases} databases. Exiting",
+            path.display()
+        ));
+    }
+    if let Err(e) = r {
+        let what = if e.msg == "unexpected end of data" {
+            "Short read or OOM loading DB. Unrecoverable error, aborting now.".to_string()
+        } else if e.msg == "wrong RDB checksum" {
+            "Wrong RDB checksum. Aborting now.".to_string()
+        } else {
+            "Unrecoverable error, aborting now.".to_string()
+        };
+        return Err(format!(
+            "Internal error in RDB reading offset {} of {}: {}\n{what}",
+            e.offset,
+            path.display(),
+            e.msg
+        ));
+    }
+    if let Ok(mut p) = state.preload.lock() {
+        *p = per_core;
+    }
+    state.loaded_keys.store(loaded, Ordering::Relaxed);
+    state.expired_keys.store(expired, Ordering::Relaxed);
+    crate::log::notice(format_args!(
+        "Done loading RDB, keys loaded: {loaded}, keys expired: {expired}."
+    ));
+    crate::log::notice(format_args!(
+        "DB loaded from disk: {:.3} seconds",
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! # persist: RDB snapshots and loading at start
+//!
+//! Above `mesh`, below `shard`. One snapshot at a time for the whole node
+//! ([`State`]): a [`Job`] that every core fills with its own RDB records
+//! (each core serialises its slots while serving, see `engine::snapshot`)
+//! and that one short-lived writer thread ([`start`]) turns into
+//! `temp-<pid>.rdb` in `dir` (header, aux fields, every core's records in
+//! core order, EOF and CRC64), fsyncs, renames to `dbfilename` and fsyncs
+//! the directory. File I/O never runs on a shard core. Loading at start
+//! ([`load`]) parses the file once and hands each core its keys.
+//! docs/persistence.md describes the design.
+//!
+//! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`].
+
+mod file;
+
+pub use file::load;
+
+use crate::mesh::{Mesh, Msg};
+use crate::shared::{now_ms, Shared};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+
+/// Bytes a core may leave waiting for the writer before it pauses its
+/// background walk (copy-on-write chunks are always queued).
+pub const CORE_BUDGET: usize = 4 << 20;
+
+/// Node-wide persistence state, shared by every core.
+pub struct State {
+    job: Mutex<Option<Arc<Job>>>,
+    /// Bumped when a job starts: each core compares it once a turn.
+    pub epoch: AtomicU64,
+    pub in_progress: AtomicBool,
+    /// `BGSAVE SCHEDULE` asked for a save while another ran.
+    pub scheduled: AtomicBool,
+    pub last_ok: AtomicBool,
+    pub last_time_sec: AtomicI64,
+    pub current_start_ms: AtomicI64,
+    /// When the last attempt started (Unix seconds): save rules wait 5 s
+    /// after a failure, as Redis does.
+    pub last_try_s: AtomicI64,
+    pub saves: AtomicU64,
+    /// Per core: `dirty` published by the core, and its value when the
+    /// last successful snapshot started.
+    pub core_dirty: Vec<AtomicU64>,
+    pub saved_dirty: Vec<AtomicU64>,
+    pub loaded_keys: AtomicU64,
+    pub expired_keys: AtomicU64,
+    /// Per core: keys read from the file, inserted by the core at start.
+    preload: Mutex<Vec<Vec<(usize, engine::rdb::read::Entry)>>>,
+}
+
+impl State {
+    pub fn new(cores: usize) -> State {
+        State {
+            job: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            in_progress: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            last_ok: AtomicBool::new(true),
+            last_time_sec: AtomicI64::new(-1),
+            current_start_ms: AtomicI64::new(0),
+            last_try_s: AtomicI64::new(0),
+            saves: AtomicU64::new(0),
+            core_dirty: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            saved_dirty: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            loaded_keys: AtomicU64::new(0),
+            expired_keys: AtomicU64::new(0),
+            preload: Mutex::new((0..cores).map(|_| Vec::new()).collect()),
+        }
+    }
+
+    /// The job in progress, if any.
+    pub fn job(&self) -> Option<Arc<Job>> {
+        self.job.lock().ok().and_then(|j| j.clone())
+    }
+
+    /// Changes since the last successful save, all cores.
+    pub fn changes(&self) -> u64 {
+        self.core_dirty
+            .iter()
+            .zip(&self.saved_dirty)
+            .map(|(d, s)| {
+                d.load(Ordering::Relaxed)
+                    .saturating_sub(s.load(Ordering::Relaxed))
+            })
+            .sum()
+    }
+
+    /// Keys core `core` inserts at start (taken once).
+    pub fn take_preload(&self, core: usize) -> Vec<(usize, engine::rdb::read::Entry)> {
+        self.preload
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(core).map(std::mem::take))
+            .unwrap_or_default()
+    }
+}
+
+/// What a snapshot's cores hand the writer.
+struct Chunks {
+    queues: Vec<VecDeque<Vec<u8>>>,
+    pending: Vec<usize>,
+    finished: Vec<bool>,
+    dirty_at_start: Vec<u64>,
+    /// The outcome, once the file is written (or failed).
+    result: Option<Result<(), String>>,
+    /// Tasks waiting for the outcome (SAVE, SHUTDOWN, DEBUG RELOAD).
+    waiters: Vec<(usize, Waker)>,
+}
+
+/// One snapshot in progress.
+pub struct Job {
+    chunks: Mutex<Chunks>,
+    ready: Condvar,
+    pub compress: bool,
+}
+
+impl Job {
+    /// Core `core` started its image with `dirty` changes counted.
+    pub fn started(&self, core: usize, dirty: u64) {
+        if let Ok(mut c) = self.chunks.lock() {
+            c.dirty_at_start[core] = dirty;
+        }
+    }
+
+    /// Bytes core `core` has queued and the writer has not taken.
+    pub fn pending(&self, core: usize) -> usize {
+        self.chunks.lock().map_or(0, |c| c.pending[core])
+    }
+
+    /// Queues core `core`'s records; `last` when its image is complete.
+    pub fn push(&self, core: usize, bytes: Vec<u8>, last: bool) {
+        if let Ok(mut c) = self.chunks.lock() {
+            if !bytes.is_empty() {
+                c.pending[core] += bytes.len();
+                c.queues[core].push_back(bytes);
+            }
+            c.finished[core] |= last;
+        }
+        self.ready.notify_all();
+    }
+
+    /// True once the file is written or the job failed.
+    pub fn is_over(&self) -> bool {
+        self.chunks.lock().map_or(true, |c| c.result.is_some())
+    }
+
+    /// The outcome, registering `waker` (of a task on core `core`) to be
+    /// woken when it comes.
+    pub fn poll_result(&self, core: usize, waker: &Waker) -> Option<Result<(), String>> {
+        let mut c = self.chunks.lock().ok()?;
+        if c.result.is_none() {
+            c.waiters.push((core, waker.clone()));
+        }
+        c.result.clone()
+    }
+
+    /// The next chunk of core `core` (waits for one), or `None` once that
+    /// core is done. `Err` when the job was failed meanwhile.
+    fn next(&self, core: usize, mesh: &Mesh) -> Option<Vec<u8>> {
+        let mut c = self.chunks.lock().ok()?;
+        loop {
+            if let Some(b) = c.queues[core].pop_front() {
+                let was_full = c.pending[core] >= CORE_BUDGET;
+                c.pending[core] -= b.len();
+                drop(c);
+                if was_full {
+                    mesh.send(core, Msg::Wake);
+                }
+                return Some(b);
+            }
+            if c.finished[core] {
+                return None;
+            }
+            c = self
+                .ready
+                .wait_timeout(c, std::time::Duration::from_millis(100))
+                .ok()?
+                .0;
+        }
+    }
+
+    fn finish(&self, result: Result<(), String>, mesh: &Mesh) {
+        let waiters = match self.chunks.lock() {
+            Ok(mut c) => {
+                c.result = Some(result);
+                std::mem::take(&mut c.waiters)
+            }
+            Err(_) => Vec::new(),
+        };
+        for (core, w) in waiters {
+            w.wake();
+            mesh.send(core, Msg::Wake);
+        }
+    }
+}
+
+/// A future for a job's outcome, for a task on core `core`.
+pub struct Outcome {
+    pub job: Arc<Job>,
+    pub core: usize,
+}
+
+impl std::future::Future for Outcome {
+    type Output = Result<(), String>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.job.poll_result(self.core, cx.waker()) {
+            Some(r) => std::task::Poll::Ready(r),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// Why a snapshot could not start.
+pub const IN_PROGRESS: &str = "ERR Background save already in progress";
+
+/// Starts a snapshot of every core: returns its job, or `Err` when one is
+/// in progress. The cores see it on their next turn (each is woken); the
+/// writer thread writes the file as their records come.
+pub fn start(
+    shared: &Arc<Shared>,
+    state: &Arc<State>,
+    mesh: &Arc<Mesh>,
+    redis_ver: &'static str,
+) -> Result<Arc<Job>, ()> {
+    if state.in_progress.swap(true, Ordering::SeqCst) {
+        return Err(());
+    }
+    let cores = mesh.cores();
+    let (dir, dbfilename, compress, checksum) = match shared.config.lock() {
+        Ok(c) => (
+            c.dir(),
+            c.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()),
+            c.flag("rdbcompression"),
+            c.flag("rdbchecksum"),
+        ),
+        Err(_) => {
+            state.in_progress.store(false, Ordering::SeqCst);
+            return Err(());
+        }
+    };
+    let job = Arc::new(Job {
+        chunks: Mutex::new(Chunks {
+            queues: (0..cores).map(|_| VecDeque::new()).collect(),
+            pending: vec![0; cores],
+            finished: vec![false; cores],
+            dirty_at_start: vec![0; cores],
+            result: None,
+            waiters: Vec::new(),
+        }),
+        ready: Condvar::new(),
+        compress,
+    });
+    let now = now_ms();
+    state.current_start_ms.store(now, Ordering::Relaxed);
+    state.last_try_s.store(now / 1000, Ordering::Relaxed);
+    if let Ok(mut j) = state.job.lock() {
+        *j = Some(job.clone());
+    }
+    state.epoch.fetch_add(1, Ordering::SeqCst);
+    for c in 0..cores {
+        mesh.send(c, Msg::Wake);
+    }
+    let (state2, mesh2, job2, shared2) = (state.clone(), mesh.clone(), job.clone(), shared.clone());
+    let spawned = std::thread::Builder::new()
+        .name("rdb-save".into())
+        .spawn(move || {
+            let path = std::path::Path::new(&dir);
+            let r = file::write(
+                &job2,
+                &mesh2,
+                &shared2,
+                path,
+                &dbfilename,
+                checksum,
+                redis_ver,
+            );
+            finished(&state2, &shared2, &job2, &mesh2, r);
+        });
+    if let Err(e) = spawned {
+        finished(
+            state,
+            shared,
+            &job,
+            mesh,
+            Err(format!("can't start the writer thread: {e}")),
+        );
+    }
+    Ok(job)
+}
+
+/// Records a job's outcome, as Redis's `backgroundSaveDoneHandler`.
+fn finished(state: &State, shared: &Shared, job: &Job, mesh: &Mesh, r: Result<(), String>) {
+    let now = now_ms();
+    let took = (now - state.current_start_ms.load(Ordering::Relaxed)) / 1000;
+    state.last_time_sec.store(took, Ordering::Relaxed);
+    match &r {
+        Ok(()) => {
+            crate::log::notice(format_args!("DB saved on disk"));
+            if let Ok(c) = job.chunks.lock() {
+                for (s, d) in state.saved_dirty.iter().zip(&c.dirty_at_start) {
+                    s.store(*d, Ordering::Relaxed);
+                }
+            }
+            shared.lastsave_s.store(now / 1000, Ordering::Relaxed);
+            state.saves.fetch_add(1, Ordering::Relaxed);
+            state.last_ok.store(true, Ordering::Relaxed);
+        }
+        Err(e) => {
+            crate::log::warning(format_args!("Background saving error: {e}"));
+            state.last_ok.store(false, Ordering::Relaxed);
+        }
+    }
+    if let Ok(mut j) = state.job.lock() {
+        *j = None;
+    }
+    state.in_progress.store(false, Ordering::SeqCst);
+    job.finish(r, mesh);
+}
+
+/// `save` rules: (seconds, changes) pairs.
+pub struct Rules(pub Vec<(i64, u64)>);
+
+impl Rules {
+    /// The rules of a `save` value as CONFIG GET shows it.
+    pub fn parse(text: &str) -> Rules {
+        let n: Vec<i64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        Rules(
+            n.chunks(2)
+                .filter(|p| p.len() == 2)
+                .map(|p| (p[0], p[1].max(0) as u64))
+                .collect(),
+        )
+    }
+
+    /// Whether a save is due: some rule's changes and seconds are reached
+    /// (and after a failure, 5 seconds have passed since the attempt).
+    pub fn due(&self, state: &State, now_s: i64, lastsave_s: i64) -> bool {
+        let changes = state.changes();
+        let retry_ok = state.last_ok.load(Ordering::Relaxed)
+            || now_s - state.last_try_s.load(Ordering::Relaxed) > 5;
+        retry_ok
+            && self
+                .0
+                .iter()
+                .any(|&(secs, n)| changes >= n && now_s - lastsave_s > secs)
+    }
+}

@@ -1,0 +1,111 @@
+//! This core's part of a snapshot: its image, serialised a few slots per
+//! loop turn and handed to the writer; the save rules (checked by core 0);
+//! the keys loaded from the file at start.
+
+use super::Shard;
+use crate::persist::{self, CORE_BUDGET};
+use std::sync::atomic::Ordering;
+
+/// Keys serialised per loop turn: a turn stays well under a millisecond.
+const STEP_KEYS: u64 = 2000;
+
+impl Shard {
+    /// Starts this core's image when a new job appeared, serialises its
+    /// next slots while the writer keeps up, and hands the records over.
+    /// Returns true when more work waits (the loop must not sleep).
+    pub fn snapshot_turn(&mut self) -> bool {
+        let epoch = self.persist.epoch.load(Ordering::Relaxed);
+        if epoch != self.snap_epoch {
+            self.snap_epoch = epoch;
+            if let Some(job) = self.persist.job() {
+                self.engine.snapshot_begin(self.slots.clone(), job.compress);
+                job.started(self.id, self.engine.dirty);
+                self.snap_job = Some(job);
+            }
+        }
+        let Some(job) = &self.snap_job else {
+            return false;
+        };
+        if job.is_over() {
+            // The writer failed: drop the image.
+            self.engine.snapshot_end();
+            self.snap_job = None;
+            return false;
+        }
+        let room = job.pending(self.id) < CORE_BUDGET;
+        let done = if room {
+            self.engine.snapshot_step(STEP_KEYS, 1 << 20)
+        } else {
+            false
+        };
+        let bytes = self.engine.snapshot_take();
+        job.push(self.id, bytes, done);
+        if done {
+            self.engine.snapshot_end();
+            self.snap_job = None;
+            return false;
+        }
+        room
+    }
+
+    /// Once a cron tick: publishes this core's change count; core 0 also
+    /// starts a snapshot when a `save` rule is due or one was scheduled.
+    pub fn persist_cron(&mut self, now_ms: i64) {
+        self.persist.core_dirty[self.id].store(self.engine.dirty, Ordering::Relaxed);
+        if self.id != 0 || self.persist.in_progress.load(Ordering::Relaxed) {
+            return;
+        }
+        let scheduled = self.persist.scheduled.swap(false, Ordering::Relaxed);
+        let rules = self.save_rules();
+        let lastsave = self.shared.lastsave_s.load(Ordering::Relaxed);
+        if scheduled || rules.due(&self.persist, now_ms / 1000, lastsave) {
+            if !scheduled {
+                crate::log::notice(format_args!(
+                    "{} changes in {} seconds. Saving...",
+                    self.persist.changes(),
+                    now_ms / 1000 - lastsave
+                ));
+            }
+            let _ = self.background_save();
+        }
+    }
+
+    /// The `save` rules in force.
+    pub fn save_rules(&self) -> persist::Rules {
+        let text = self
+            .shared
+            .config
+            .lock()
+            .ok()
+            .and_then(|c| c.text("save"))
+            .unwrap_or_default();
+        persist::Rules::parse(&text)
+    }
+
+    /// Starts a background save (`Err` when one runs).
+    pub fn background_save(&mut self) -> Result<std::sync::Arc<persist::Job>, ()> {
+        let r = persist::start(
+            &self.shared,
+            &self.persist,
+            &self.mesh,
+            crate::config::REDIS_VERSION,
+        );
+        if r.is_ok() {
+            crate::log::notice(format_args!("Background saving started"));
+        }
+        r
+    }
+
+    /// Inserts the keys the file at start gave this core.
+    pub fn load_preloaded(&mut self) {
+        let now = self.now_ms;
+        for (db, e) in self.persist.take_preload(self.id) {
+            let lru = self.engine.evict.new_lru(now);
+            let d = &mut self.engine.dbs[db];
+            d.insert(&e.key, e.value, lru);
+            if e.expire_ms.is_some() {
+                d.set_expire(&e.key, e.expire_ms);
+            }
+        }
+    }
+}
