@@ -72,11 +72,17 @@ impl Db {
     }
 
     fn dict(&self, slot: usize) -> Option<&SlotDict> {
-        self.dicts.get(slot / CHUNK)?.as_ref().map(|c| &c[slot % CHUNK])
+        self.dicts
+            .get(slot / CHUNK)?
+            .as_ref()
+            .map(|c| &c[slot % CHUNK])
     }
 
     fn dict_at(&mut self, slot: usize) -> Option<&mut SlotDict> {
-        self.dicts.get_mut(slot / CHUNK)?.as_mut()?.get_mut(slot % CHUNK)
+        self.dicts
+            .get_mut(slot / CHUNK)?
+            .as_mut()?
+            .get_mut(slot % CHUNK)
     }
 
     fn all_dicts(&self) -> impl Iterator<Item = &SlotDict> {

@@ -165,3 +165,57 @@ fn a_damaged_file_stops_the_start_with_a_clear_error() {
         assert!(!text.contains("panicked"), "{name}: {text}");
     }
 }
+
+/// Waits until no background save runs; returns INFO persistence.
+fn bgsave_done(r: &mut tests::RawConn) -> String {
+    for _ in 0..200 {
+        let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
+        if info.contains("rdb_bgsave_in_progress:0") {
+            return info;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("background save still running");
+}
+
+/// A BGSAVE that cannot put its file in place (a directory has the
+/// file's name, so the rename fails) makes
+/// writes answer Redis's -MISCONF while save rules exist; a save that
+/// works again lifts it. Same replies as redis-server's.
+#[test]
+fn a_failed_bgsave_stops_writes_with_misconf() {
+    let mut replies = Vec::new();
+    for slotd in [false, true] {
+        let d = temp_dir(if slotd {
+            "misconf-slotd"
+        } else {
+            "misconf-redis"
+        });
+        let dir = d.to_str().unwrap();
+        let s = if slotd {
+            Server::slotd(&["--dir", dir, "--save", "3600 1"])
+        } else {
+            Server::redis(&["--dir", dir, "--save", "3600 1"])
+        };
+        let mut r = s.raw();
+        let mut seen = vec![r.cmd_str(&["SET", "a", "1"])];
+        let blocker = d.join("dump.rdb");
+        std::fs::create_dir_all(blocker.join("x")).unwrap();
+        seen.push(r.cmd_str(&["BGSAVE"]));
+        let info = bgsave_done(&mut r);
+        assert!(info.contains("rdb_last_bgsave_status:err"), "{info}");
+        seen.push(r.cmd_str(&["SET", "a", "2"]));
+        seen.push(r.cmd_str(&["GET", "a"]));
+        std::fs::remove_dir_all(&blocker).unwrap();
+        r.cmd_str(&["BGSAVE"]);
+        let info = bgsave_done(&mut r);
+        assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
+        seen.push(r.cmd_str(&["SET", "a", "3"]));
+        seen.push(r.cmd_str(&["GET", "a"]));
+        replies.push(seen);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+    let show = |v: &Vec<Vec<u8>>| v.iter().map(|r| tests::show(r)).collect::<Vec<_>>();
+    assert_eq!(show(&replies[1]), show(&replies[0]));
+    assert!(tests::show(&replies[1][2]).starts_with("-MISCONF"));
+}

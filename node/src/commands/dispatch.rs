@@ -222,21 +222,6 @@ pub fn spawn(
     Next::Wait
 }
 
-#[cfg(test)]
-mod tests {
-    use super::debug_allowed;
-
-    #[test]
-    fn debug_is_allowed_as_configured() {
-        assert!(debug_allowed("yes", "10.0.0.1:5000"));
-        assert!(!debug_allowed("no", "127.0.0.1:5000"));
-        assert!(debug_allowed("local", "127.0.0.1:5000"));
-        assert!(debug_allowed("local", "::1:5000"));
-        assert!(!debug_allowed("local", "127.0.0.2:5000"));
-        assert!(!debug_allowed("local", "10.0.0.1:5000"));
-    }
-}
-
 /// Redis's `-MISCONF` error, for writes while the last background save
 /// failed (`stop-writes-on-bgsave-error`).
 const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
@@ -250,4 +235,19 @@ fn refuse_writes(shared: &crate::shared::Shared) -> bool {
                 .0
                 .is_empty()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debug_allowed;
+
+    #[test]
+    fn debug_is_allowed_as_configured() {
+        assert!(debug_allowed("yes", "10.0.0.1:5000"));
+        assert!(!debug_allowed("no", "127.0.0.1:5000"));
+        assert!(debug_allowed("local", "127.0.0.1:5000"));
+        assert!(debug_allowed("local", "::1:5000"));
+        assert!(!debug_allowed("local", "127.0.0.2:5000"));
+        assert!(!debug_allowed("local", "10.0.0.1:5000"));
+    }
 }

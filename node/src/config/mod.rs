@@ -2076,12 +2076,8 @@ mod tests {
         assert_eq!(c.loglevel(), Level::Verbose);
         assert_eq!(c.hz(), 500);
         set(&mut c, &[("save", ""), ("bind", "")]).unwrap_err();
-        assert_eq!(
-            set(&mut c, &[("save", "100 10 20 5")]).unwrap_err(),
-            "ERR CONFIG SET failed (possibly related to argument 'save') - \
-             'save 100 10 20 5' is not supported by slotd yet (snapshots (RDB) are not \
-             built yet): only 'save \"\"' is accepted"
-        );
+        set(&mut c, &[("save", "100 10 20 5")]).unwrap();
+        assert_eq!(get1(&c, "save"), "100 10 20 5");
         set(&mut c, &[("save", "")]).unwrap();
         assert_eq!(get1(&c, "save"), "");
         // One class at a time.
