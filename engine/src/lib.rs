@@ -33,6 +33,7 @@ pub mod glob;
 pub mod hashval;
 pub mod ldouble;
 pub mod list;
+pub mod memsize;
 pub mod packed;
 pub mod reply;
 pub mod resp;
