@@ -504,6 +504,10 @@ impl Core {
         if let Some(bid) = bid {
             self.ring.bufring.recycle(bid);
         }
+        // A growing input buffer counts against maxmemory too.
+        if self.shard.settings.maxmemory > 0 {
+            self.shard.perform_evictions();
+        }
         if let Some(c) = self.shard.conns.get(key) {
             if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.shard.settings.limits;

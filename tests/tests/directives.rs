@@ -49,8 +49,6 @@ fn unbuilt_features_fail_loudly_at_start() {
         &["--cluster-enabled", "yes"],
         &["--replicaof", "127.0.0.1", "6390"],
         &["--slaveof", "127.0.0.1 6390"],
-        &["--maxmemory", "100mb"],
-        &["--maxmemory-policy", "allkeys-lru"],
         &["--notify-keyspace-events", "KEA"],
         &["--daemonize", "yes"],
     ] {

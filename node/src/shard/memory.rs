@@ -7,6 +7,11 @@
 //! the policy until it is under again or its time is up (Redis's
 //! `maxmemory-eviction-tenacity`: 500 µs at the default 10).
 //!
+//! The counter is exact for the calling thread and within
+//! `alloc::FLUSH_BYTES` for each other thread, so a core evicts down to
+//! `maxmemory` less that slack for every thread (the cores and main): the
+//! process then stays under `maxmemory` whoever reads the counter.
+//!
 //! A core with nothing left to evict (its keys skewed onto another core
 //! by hash tags, or none with a TTL under a `volatile-*` policy) asks
 //! every core that has evictable keys to evict (one message per core at a
@@ -17,7 +22,7 @@
 //! with Redis's `-OOM` error.
 
 use super::Shard;
-use crate::alloc::used_memory;
+use crate::alloc::{used_memory, FLUSH_BYTES};
 use crate::mesh::{AdminQuery, Request};
 use engine::Reply;
 use std::sync::atomic::Ordering;
@@ -50,8 +55,12 @@ fn time_limit_us(tenacity: u32) -> u64 {
 impl Shard {
     /// Evicts this core's keys while the process is over `maxmemory`.
     pub fn perform_evictions(&mut self) -> Memory {
-        let max = self.settings.maxmemory;
-        if max == 0 || used_memory() <= max {
+        if self.settings.maxmemory == 0 {
+            return Memory::Ok;
+        }
+        let slack = FLUSH_BYTES as u64 * (self.cores as u64 + 1);
+        let max = self.settings.maxmemory.saturating_sub(slack).max(1);
+        if used_memory() <= max {
             return Memory::Ok;
         }
         let start = std::time::Instant::now();
@@ -64,7 +73,7 @@ impl Shard {
                 break;
             }
             evicted += 1;
-            if evicted % 16 == 0 && start.elapsed().as_micros() as u64 >= limit {
+            if evicted.is_multiple_of(16) && start.elapsed().as_micros() as u64 >= limit {
                 break;
             }
         }
