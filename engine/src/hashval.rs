@@ -116,6 +116,20 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl HashVal {
+    /// Bytes of its allocations (the box excluded), sampling `samples`
+    /// fields of a table (0: all).
+    pub fn mem_bytes(&self, samples: usize) -> usize {
+        use crate::memsize::{malloc_size, sampled, table_size};
+        match self {
+            HashVal::Packed(p) => p.mem_bytes(),
+            HashVal::Table(t) => {
+                malloc_size(std::mem::size_of::<Table>())
+                    + table_size(t.t.capacity())
+                    + sampled(t.t.len(), samples, t.t.iter().map(|e| malloc_size(e.len())))
+            }
+        }
+    }
+
     /// Number of fields.
     pub fn len(&self) -> usize {
         match self {

@@ -34,6 +34,7 @@ pub mod glob;
 pub mod hashval;
 pub mod ldouble;
 pub mod list;
+pub mod memsize;
 pub mod packed;
 pub mod rdb;
 pub mod reply;

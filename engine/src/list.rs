@@ -301,6 +301,24 @@ struct Many {
 }
 
 impl PackedList {
+    /// Bytes of its allocations (the box excluded), sampling `samples`
+    /// chunks (0: all).
+    pub fn mem_bytes(&self, samples: usize) -> usize {
+        use crate::memsize::{malloc_size, sampled};
+        match &self.0 {
+            Repr::One(c) => malloc_size(c.data.capacity()),
+            Repr::Many(m) => {
+                malloc_size(std::mem::size_of::<Many>())
+                    + malloc_size(m.chunks.capacity() * std::mem::size_of::<Chunk>())
+                    + sampled(
+                        m.chunks.len(),
+                        samples,
+                        m.chunks.iter().map(|c| malloc_size(c.data.capacity())),
+                    )
+            }
+        }
+    }
+
     /// An empty list.
     pub fn new() -> PackedList {
         PackedList::default()

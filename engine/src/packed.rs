@@ -57,6 +57,11 @@ impl Default for Packed {
 }
 
 impl Packed {
+    /// Bytes of its allocation.
+    pub fn mem_bytes(&self) -> usize {
+        crate::memsize::malloc_size(self.0.len())
+    }
+
     /// Number of entries.
     pub fn count(&self) -> usize {
         u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize
@@ -140,6 +145,11 @@ fn width_of(v: i64) -> usize {
 }
 
 impl IntSet {
+    /// Bytes of its allocation.
+    pub fn mem_bytes(&self) -> usize {
+        crate::memsize::malloc_size(self.0.len())
+    }
+
     fn width(&self) -> usize {
         self.0[0] as usize
     }

@@ -106,6 +106,21 @@ fn fits_packed(m: &[u8]) -> bool {
 }
 
 impl SetVal {
+    /// Bytes of its allocations (the box excluded), sampling `samples`
+    /// members of a table (0: all).
+    pub fn mem_bytes(&self, samples: usize) -> usize {
+        use crate::memsize::{malloc_size, sampled, table_size};
+        match self {
+            SetVal::Ints(i) => i.mem_bytes(),
+            SetVal::Packed(p) => p.mem_bytes(),
+            SetVal::Table(t) => {
+                malloc_size(std::mem::size_of::<Table>())
+                    + table_size(t.t.capacity())
+                    + sampled(t.t.len(), samples, t.t.iter().map(|e| malloc_size(e.len())))
+            }
+        }
+    }
+
     /// An empty set in the form Redis's `setTypeCreate(first)` picks.
     pub fn for_first(first: &[u8]) -> SetVal {
         if parse_i64(first).is_some() {

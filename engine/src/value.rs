@@ -228,6 +228,27 @@ impl Default for EncodingLimits {
 }
 
 impl Value {
+    /// Bytes allocated for this value outside its entry (MEMORY USAGE),
+    /// sampling `samples` elements of large collections (0: all).
+    pub fn mem_bytes(&self, samples: usize) -> usize {
+        use crate::memsize::malloc_size;
+        fn boxed<T>(inner: usize) -> usize {
+            malloc_size(std::mem::size_of::<T>()) + inner
+        }
+        match self {
+            Value::Str(StrData::Inline { .. }) => 0,
+            Value::Str(StrData::Thin { len, .. }) => malloc_size(*len as usize),
+            // The box, the `Bytes` storage and its shared header.
+            Value::Str(StrData::Shared(b)) => {
+                boxed::<Bytes>(malloc_size(b.len()) + malloc_size(32))
+            }
+            Value::List(l) => boxed::<PackedList>(l.mem_bytes(samples)),
+            Value::Hash(h) => boxed::<HashVal>(h.mem_bytes(samples)),
+            Value::Set(s) => boxed::<SetVal>(s.mem_bytes(samples)),
+            Value::ZSet(z) => boxed::<ZSet>(z.mem_bytes(samples)),
+        }
+    }
+
     /// The name TYPE reports.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -292,6 +292,27 @@ impl DoubleEndedIterator for Iter<'_> {
 }
 
 impl ZSet {
+    /// Bytes of its allocations (the box excluded), sampling `samples`
+    /// entries of a tree (0: all). A B-tree leaf holds up to 11 entry
+    /// pointers and is about two thirds full: some 12 bytes per entry.
+    pub fn mem_bytes(&self, samples: usize) -> usize {
+        use crate::memsize::{malloc_size, sampled, table_size};
+        match &self.0 {
+            Repr::Packed(p) => p.mem_bytes(),
+            Repr::Tree(t) => {
+                let n = t.order.len();
+                malloc_size(std::mem::size_of::<Tree>())
+                    + table_size(t.index.capacity())
+                    + n * 12
+                    + sampled(
+                        n,
+                        samples,
+                        t.order.iter().map(|e| malloc_size(bytes_at(e.0).len())),
+                    )
+            }
+        }
+    }
+
     /// An empty sorted set, packed.
     pub fn new() -> Self {
         Self::default()

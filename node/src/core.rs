@@ -223,6 +223,7 @@ impl Core {
         }
         self.arm_wake();
         self.arm_cron();
+        self.shard.shared.cores_up.fetch_add(1, Ordering::Release);
         loop {
             // One clock read a turn: commands, cron and the wait all use it.
             let now = now_ms();
@@ -508,6 +509,10 @@ impl Core {
         if let Some(bid) = bid {
             self.ring.bufring.recycle(bid);
         }
+        // A growing input buffer counts against maxmemory too.
+        if self.shard.settings.maxmemory > 0 {
+            self.shard.perform_evictions();
+        }
         if let Some(c) = self.shard.conns.get(key) {
             if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.shard.settings.limits;
@@ -647,6 +652,16 @@ impl Core {
                 }
             }
         }
+        // maxmemory: evict when over, as Redis's cron does; publish what
+        // this core could evict for the others, and the peak.
+        if self.shard.settings.maxmemory > 0 {
+            self.shard.perform_evictions();
+            self.shard.publish_evictable();
+        }
+        self.shard
+            .shared
+            .peak_memory
+            .fetch_max(crate::alloc::used_memory(), Ordering::Relaxed);
         // Idle clients (`timeout`).
         if self.shard.settings.timeout_s > 0 {
             let limit = self.shard.settings.timeout_s as i64 * 1000;

@@ -20,8 +20,9 @@
 //!   signals and shutdown.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
+mod alloc;
 mod commands;
 mod config;
 mod core;
@@ -289,6 +290,10 @@ fn main() {
             .unwrap_or_default(),
         lastsave_s: AtomicI64::new(shared::now_ms() / 1000),
         peak_memory: AtomicU64::new(0),
+        startup_memory: AtomicU64::new(0),
+        cores_up: AtomicUsize::new(0),
+        evictable: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        evict_asked: (0..shards).map(|_| AtomicBool::new(false)).collect(),
         active_expire: AtomicBool::new(true),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
@@ -370,8 +375,17 @@ fn main() {
         }
     }
     log::notice(format_args!("Ready to accept connections tcp"));
+    let mut startup_recorded = false;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if !startup_recorded && shared.cores_up.load(Ordering::Acquire) == shards {
+            // INFO's used_memory_startup: the process with its cores up
+            // and no data.
+            let used = alloc::used_memory();
+            shared.startup_memory.store(used, Ordering::Relaxed);
+            shared.peak_memory.fetch_max(used, Ordering::Relaxed);
+            startup_recorded = true;
+        }
         let sig = SIGNALED.swap(0, Ordering::SeqCst);
         if sig != 0 {
             let name = if sig == libc::SIGINT as i64 {

@@ -28,6 +28,13 @@ pub struct Settings {
     /// `client-output-buffer-limit` for the normal, replica and pubsub
     /// classes.
     pub obuf: [crate::config::ObufLimit; 3],
+    /// `maxmemory` in bytes (0: no limit).
+    pub maxmemory: u64,
+    /// `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
+    /// `lfu-decay-time`.
+    pub evict: engine::evict::Settings,
+    /// `maxmemory-eviction-tenacity` (0-100).
+    pub eviction_tenacity: u32,
 }
 
 /// Process-wide state.
@@ -52,8 +59,19 @@ pub struct Shared {
     pub executable: String,
     /// Unix time of the last save (LASTSAVE); slotd has no persistence yet.
     pub lastsave_s: AtomicI64,
-    /// Peak of `used_memory` seen by INFO.
+    /// Peak of `used_memory` (sampled by the cron and INFO).
     pub peak_memory: AtomicU64,
+    /// `used_memory` once every core was up (INFO `used_memory_startup`).
+    pub startup_memory: AtomicU64,
+    /// Cores that finished starting.
+    pub cores_up: AtomicUsize,
+    /// Per core: the keys its eviction policy could take, published by
+    /// the core in its cron and after evicting. A core over `maxmemory`
+    /// with nothing to evict itself lets writes through while another
+    /// core has some, and asks that core to evict.
+    pub evictable: Vec<AtomicU64>,
+    /// Per core: an eviction request is on its way to it (one at a time).
+    pub evict_asked: Vec<AtomicBool>,
     /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE turns it off).
     pub active_expire: AtomicBool,
 }
@@ -102,5 +120,16 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         },
         debug_command: c.debug_command(),
         obuf: c.obuf_limits(),
+        maxmemory: c.int("maxmemory").max(0) as u64,
+        evict: engine::evict::Settings {
+            policy: c
+                .text("maxmemory-policy")
+                .and_then(|p| engine::evict::Policy::parse(&p))
+                .unwrap_or(engine::evict::Policy::NoEviction),
+            samples: c.int("maxmemory-samples").max(1) as usize,
+            lfu_log_factor: c.int("lfu-log-factor").clamp(0, u32::MAX as i64) as u32,
+            lfu_decay_time: c.int("lfu-decay-time").clamp(0, u32::MAX as i64) as u32,
+        },
+        eviction_tenacity: c.int("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
     }
 }

@@ -45,12 +45,9 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
         &["--appendonly", "yes", "--appendfsync", "always"][..],
-        &["--save", "900 1"],
         &["--cluster-enabled", "yes"],
         &["--replicaof", "127.0.0.1", "6390"],
         &["--slaveof", "127.0.0.1 6390"],
-        &["--maxmemory", "100mb"],
-        &["--maxmemory-policy", "allkeys-lru"],
         &["--notify-keyspace-events", "KEA"],
         &["--daemonize", "yes"],
     ] {
@@ -137,13 +134,10 @@ fn unbuilt_commands_answer_clear_errors() {
     let r = Server::redis(&[]);
     let mut c = s.raw();
     for (cmd, want) in [
-        (&["SAVE"][..], "-ERR SAVE is not supported by slotd yet: snapshots (RDB) are not built yet\r\n"),
-        (&["BGSAVE"], "-ERR BGSAVE is not supported by slotd yet: snapshots (RDB) are not built yet\r\n"),
-        (&["BGREWRITEAOF"], "-ERR BGREWRITEAOF is not supported by slotd yet: the append-only file is not built yet\r\n"),
+        (&["BGREWRITEAOF"][..], "-ERR BGREWRITEAOF is not supported by slotd yet: the append-only file is not built yet\r\n"),
         (&["REPLICAOF", "127.0.0.1", "6390"], "-ERR REPLICAOF is not supported by slotd yet: replication is not built yet\r\n"),
         (&["SLAVEOF", "NO", "ONE"], "-ERR SLAVEOF is not supported by slotd yet: replication is not built yet\r\n"),
         (&["FAILOVER"], "-ERR FAILOVER is not supported by slotd yet: replication is not built yet\r\n"),
-        (&["SHUTDOWN", "SAVE"], "-ERR SHUTDOWN SAVE is not supported by slotd yet: snapshots (RDB) are not built yet\r\n"),
     ] {
         assert_eq!(text(c.cmd_str(cmd)), want, "{cmd:?}");
     }

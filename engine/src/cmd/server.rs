@@ -4,6 +4,7 @@
 //! node's.
 
 use super::{flags::*, Block, Ctx, Merge, Spec};
+use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
 
@@ -40,6 +41,9 @@ pub static COMMANDS: &[Spec] = &[
         "server",
     ),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
+    // MEMORY USAGE runs here, on the key's core; the node answers the
+    // other subcommands (they are about the process).
+    Spec::new("memory", -2, READONLY, (0, 0, 0), memory, "server").movable(memory_keys),
     Spec::new("wait", 3, NOSCRIPT, (0, 0, 0), wait, "generic"),
 ];
 
@@ -47,6 +51,55 @@ pub static COMMANDS: &[Spec] = &[
 /// DBSIZE
 /// ```
 /// Return the number of keys in the selected database.
+fn memory_keys(args: &Args) -> Result<Vec<usize>, Reply> {
+    Ok(
+        if args.get(1).eq_ignore_ascii_case(b"usage") && args.len() >= 3 {
+            vec![2]
+        } else {
+            Vec::new()
+        },
+    )
+}
+
+/// MEMORY USAGE's default `SAMPLES` (Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES).
+const USAGE_SAMPLES: usize = 5;
+
+/// MEMORY USAGE key [SAMPLES count]: the bytes of the key's entry (value
+/// inline, metadata and key in one allocation), its dictionary slot, and
+/// what its value allocates.
+fn memory(ctx: &mut Ctx) -> Reply {
+    let args = ctx.args;
+    if !args.get(1).eq_ignore_ascii_case(b"usage") {
+        return Reply::Error(error::unknown_subcommand(args.get(1), "memory").into());
+    }
+    if args.len() < 3 {
+        return Reply::Error(error::wrong_arity("memory|usage").into());
+    }
+    let mut samples = USAGE_SAMPLES;
+    let mut j = 3;
+    while j < args.len() {
+        if !(args.get(j).eq_ignore_ascii_case(b"samples") && j + 1 < args.len()) {
+            return Reply::err(error::SYNTAX);
+        }
+        match crate::resp::parse_i64(args.get(j + 1)) {
+            None => return Reply::err(error::NOT_INT),
+            Some(n) if n < 0 => return Reply::err(error::SYNTAX),
+            Some(n) => samples = n as usize,
+        }
+        j += 2;
+    }
+    let (db, now) = (ctx.db, ctx.now_ms);
+    ctx.shard.expire_if_due(db, args.get(2), now);
+    match ctx.shard.dbs[db].get(args.get(2)) {
+        None => Reply::Nil,
+        Some(e) => Reply::Int(
+            (crate::memsize::malloc_size(e.alloc_size())
+                + std::mem::size_of::<usize>()
+                + e.value.mem_bytes(samples)) as i64,
+        ),
+    }
+}
+
 fn dbsize(ctx: &mut Ctx) -> Reply {
     Reply::Int(ctx.shard.dbs[ctx.db].len() as i64)
 }

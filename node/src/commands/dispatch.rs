@@ -126,6 +126,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if spec.has(flags::NODE) {
         return super::node::run(shard, key, spec, args);
     }
+    if spec.name == "memory" && super::memory::is_node(&args) {
+        return super::memory::run(shard, key, args);
+    }
     let db = conn.db;
     let route = match route(spec, &args, shard.cores) {
         Ok(r) => r,

@@ -87,7 +87,7 @@ pub async fn gather(
         );
     }
     if wanted("memory") {
-        section("Memory", memory(shared));
+        section("Memory", super::memory::info(shared, &total));
     }
     if wanted("persistence") {
         let in_progress = persist.in_progress.load(Ordering::Relaxed);
@@ -115,13 +115,14 @@ pub async fn gather(
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:0\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:0\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\nslotd_input_bytes_parsed:{}\r\nslotd_input_bytes_moved:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:0\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\nslotd_input_bytes_parsed:{}\r\nslotd_input_bytes_moved:{}\r\n",
                 total.total_connections_received,
                 total.total_commands_processed,
                 total.net_input_bytes,
                 total.net_output_bytes,
                 total.rejected_connections,
                 total.expired_keys,
+                total.evicted_keys,
                 total.keyspace_hits,
                 total.keyspace_misses,
                 total.pubsub_channels,
@@ -179,7 +180,7 @@ pub async fn gather(
     out
 }
 
-fn add(t: &mut CoreStats, s: &CoreStats) {
+pub fn add(t: &mut CoreStats, s: &CoreStats) {
     t.connected_clients += s.connected_clients;
     t.blocked_clients += s.blocked_clients;
     t.pubsub_clients += s.pubsub_clients;
@@ -191,6 +192,8 @@ fn add(t: &mut CoreStats, s: &CoreStats) {
     t.input_bytes_moved += s.input_bytes_moved;
     t.net_output_bytes += s.net_output_bytes;
     t.expired_keys += s.expired_keys;
+    t.evicted_keys += s.evicted_keys;
+    t.clients_memory += s.clients_memory;
     t.keyspace_hits += s.keyspace_hits;
     t.keyspace_misses += s.keyspace_misses;
     t.dirty += s.dirty;
@@ -247,58 +250,7 @@ pub fn human(n: u64) -> String {
     }
 }
 
-/// (bytes the allocator has committed, resident set size).
-fn memory_figures() -> (u64, u64) {
-    let mut elapsed = 0usize;
-    let mut user = 0usize;
-    let mut sys = 0usize;
-    let mut rss = 0usize;
-    let mut peak_rss = 0usize;
-    let mut commit = 0usize;
-    let mut peak_commit = 0usize;
-    let mut faults = 0usize;
-    // SAFETY: mimalloc fills the integers we pass pointers to.
-    unsafe {
-        libmimalloc_sys::mi_process_info(
-            &mut elapsed,
-            &mut user,
-            &mut sys,
-            &mut rss,
-            &mut peak_rss,
-            &mut commit,
-            &mut peak_commit,
-            &mut faults,
-        );
-    }
-    (commit as u64, rss as u64)
-}
-
-fn memory(shared: &Shared) -> String {
-    let (used, rss) = memory_figures();
-    let peak = shared
-        .peak_memory
-        .fetch_max(used, Ordering::Relaxed)
-        .max(used);
-    let maxmemory = shared
-        .config
-        .lock()
-        .ok()
-        .and_then(|c| c.get(&[b"maxmemory"]).first().map(|(_, v)| v.clone()))
-        .unwrap_or_else(|| "0".into());
-    let maxmemory: u64 = maxmemory.parse().unwrap_or(0);
-    format!(
-        "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\nused_memory_dataset:{used}\r\nallocator_allocated:{used}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{}\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nlazyfree_pending_objects:0\r\n",
-        human(used),
-        human(rss),
-        human(peak),
-        if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 0.0 },
-        total_system_memory(),
-        human(maxmemory),
-        if used > 0 { rss as f64 / used as f64 } else { 0.0 },
-    )
-}
-
-fn total_system_memory() -> u64 {
+pub fn total_system_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

@@ -13,6 +13,7 @@
 
 mod dispatch;
 mod info;
+mod memory;
 mod node;
 mod request;
 

@@ -207,7 +207,10 @@ static PARAMS: &[Param] = &[
         "noeviction",
         Mutable,
     ),
-    p("maxmemory-samples", int(1, 64), "5", Mutable),
+    p("maxmemory-samples", int(1, I32_MAX), "5", Mutable),
+    p("maxmemory-eviction-tenacity", int(0, 100), "10", Mutable),
+    p("lfu-log-factor", int(0, I32_MAX), "10", Mutable),
+    p("lfu-decay-time", int(0, I32_MAX), "1", Mutable),
     p("hz", int(0, I32_MAX), "10", Mutable),
     p("dynamic-hz", BOOL, "yes", Mutable),
     p(

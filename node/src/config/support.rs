@@ -74,7 +74,6 @@ const fn of_command(name: &'static str) -> Support {
 const AOF: &str = "the append-only file is not built yet";
 const CLUSTER: &str = "cluster mode is not built yet";
 const REPLICATION: &str = "replication is not built yet";
-const MAXMEMORY: &str = "memory limits and eviction are not built yet";
 const LAZYFREE: &str = "slotd frees values on the core that owns them when they are deleted; \
     the choice of thread only changes when memory is returned, never data or replies";
 
@@ -147,9 +146,27 @@ pub static SUPPORT: &[(&str, Support)] = &[
         test("requirepass_gates_every_command_but_auth"),
     ),
     ("maxclients", test("maxclients_refuses_extra_clients")),
-    ("maxmemory", off("0", MAXMEMORY)),
-    ("maxmemory-policy", off("noeviction", MAXMEMORY)),
-    ("maxmemory-samples", of_switch("maxmemory")),
+    ("maxmemory", test("maxmemory_bounds_memory_under_a_3x_load")),
+    (
+        "maxmemory-policy",
+        test("each_policy_evicts_its_own_victims"),
+    ),
+    (
+        "maxmemory-samples",
+        test("each_policy_evicts_its_own_victims"),
+    ),
+    (
+        "maxmemory-eviction-tenacity",
+        test("each_policy_evicts_its_own_victims"),
+    ),
+    (
+        "lfu-log-factor",
+        test("lfu_log_factor_and_decay_time_shape_object_freq"),
+    ),
+    (
+        "lfu-decay-time",
+        test("lfu_log_factor_and_decay_time_shape_object_freq"),
+    ),
     ("hz", test("hz_sets_the_cron_frequency")),
     (
         "dynamic-hz",

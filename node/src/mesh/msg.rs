@@ -117,6 +117,11 @@ pub enum AdminQuery {
     ResetStats,
     /// Re-read hot settings after CONFIG SET.
     Reload,
+    /// Evict this core's keys while the process is over `maxmemory`
+    /// (sent without waiting by a core that has nothing to evict).
+    Evict,
+    /// MEMORY PURGE: return this core's free pages to the system.
+    Purge,
     /// Stop serving: close listeners and connections.
     Shutdown,
 }
@@ -148,6 +153,9 @@ pub struct CoreStats {
     pub input_bytes_moved: u64,
     pub net_output_bytes: u64,
     pub expired_keys: u64,
+    pub evicted_keys: u64,
+    /// Bytes of this core's connection buffers.
+    pub clients_memory: u64,
     pub keyspace_hits: u64,
     pub keyspace_misses: u64,
     pub dirty: u64,

@@ -14,6 +14,7 @@
 //! API: [`Shard`], [`Origin`], [`parse`]/[`first_key`] (request parsing
 //! that counts the bytes examined), [`pubsub`].
 
+mod memory;
 pub mod pubsub;
 mod run;
 mod serve;
@@ -97,6 +98,7 @@ impl Shard {
         let seed = u64::from_le_bytes(seed) ^ now_ms() as u64 ^ id as u64;
         let mut engine = engine::Shard::new(settings.databases, seed);
         engine.limits = settings.encoding;
+        engine.evict = settings.evict;
         crate::mesh::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);

@@ -45,6 +45,12 @@ impl Shard {
         // command would cost more than a GET.
         self.cmd_serial = self.cmd_serial.wrapping_add(1);
         let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        if self.settings.maxmemory > 0 {
+            if let Some(oom) = self.refuse_for_memory(spec) {
+                self.stats.total_commands_processed += 1;
+                return Some(oom);
+            }
+        }
         let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args);
         ctx.slots = self.slots.clone();
         ctx.in_multi = in_multi;

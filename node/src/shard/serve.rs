@@ -278,6 +278,8 @@ impl Shard {
                 Response::Count(n)
             }
             AdminQuery::Stats => {
+                // As Redis evicts before every command, INFO included.
+                self.perform_evictions();
                 let mut s = self.stats.clone();
                 s.blocked_clients = self
                     .waiters
@@ -287,6 +289,12 @@ impl Shard {
                 s.pubsub_clients = self.conns.iter().filter(|c| c.sub_count() > 0).count() as u64;
                 s.connected_clients = self.conns.len() as u64;
                 s.expired_keys = self.engine.stats.expired_keys;
+                s.evicted_keys = self.engine.stats.evicted_keys;
+                s.clients_memory = self
+                    .conns
+                    .iter()
+                    .map(|c| (c.rbuf.capacity() + c.out.capacity() + c.sending.capacity()) as u64)
+                    .sum();
                 s.keyspace_hits = self.engine.stats.keyspace_hits;
                 s.keyspace_misses = self.engine.stats.keyspace_misses;
                 s.dirty = self.engine.dirty;
@@ -315,7 +323,17 @@ impl Shard {
             AdminQuery::Reload => {
                 self.settings = self.shared.settings();
                 self.engine.limits = self.settings.encoding;
+                self.engine.evict = self.settings.evict;
                 crate::mesh::flows::set_limits(self.settings.encoding);
+                Response::Done
+            }
+            AdminQuery::Evict => {
+                self.evict_asked();
+                Response::Done
+            }
+            AdminQuery::Purge => {
+                // SAFETY: collects this thread's mimalloc heap.
+                unsafe { libmimalloc_sys::mi_collect(true) };
                 Response::Done
             }
             AdminQuery::Shutdown => {
