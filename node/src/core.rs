@@ -228,6 +228,10 @@ impl Core {
             self.drain_inbox();
             self.turn();
             self.shard.expire_waiters(now);
+            // Big values the turn deleted go to the lazy free thread.
+            if self.shard.engine.has_garbage() {
+                crate::shared::free_later(self.shard.engine.take_garbage());
+            }
             if self.shard.stopping && self.shard.conns.len() == 0 {
                 return;
             }

@@ -85,6 +85,7 @@ impl Shard {
         let seed = u64::from_le_bytes(seed) ^ now_ms() as u64 ^ id as u64;
         let mut engine = engine::Shard::new(settings.databases, seed);
         engine.limits = settings.encoding;
+        engine.lazy = settings.lazyfree;
         crate::mesh::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
