@@ -237,6 +237,17 @@ mod tests {
         t(&mut s, 0, "PEXPIRE h 10");
         assert_eq!(s.active_expire(0, 20, 20), (1, 1));
         assert_eq!(freed(&mut s), vec![1, 1]);
+
+        // Eviction.
+        s.evict.policy = crate::evict::Policy::AllKeysRandom;
+        big_hash(&mut s, "h", 100);
+        assert!(s.evict_one(0));
+        assert!(freed(&mut s).is_empty());
+        s.lazy.eviction = true;
+        big_hash(&mut s, "h", 100);
+        assert!(s.evict_one(0));
+        assert_eq!(freed(&mut s), vec![1]);
+        assert_eq!(s.key_count(), 0);
     }
 
     #[test]
