@@ -190,17 +190,15 @@ impl Db {
     }
 
     /// Replaces the value of an existing `key`, keeping its TTL; inserts it
-    /// without a TTL when it does not exist.
-    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, lru: u32) {
+    /// without a TTL when it does not exist. Returns the old value.
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, lru: u32) -> Option<Value> {
         match self.get_mut(key) {
             Some(e) => {
-                e.value = value;
                 e.lru = lru;
                 e.clear_raw();
+                Some(std::mem::replace(&mut e.value, value))
             }
-            None => {
-                self.insert(key, value, lru);
-            }
+            None => self.insert(key, value, lru),
         }
     }
 
@@ -344,6 +342,11 @@ impl Db {
         None
     }
 
+    /// Takes the whole database out, leaving it empty (same hash seed).
+    pub fn take(&mut self) -> Db {
+        std::mem::replace(self, Db::with_seed(self.seed))
+    }
+
     /// Removes every key; returns how many there were.
     pub fn clear(&mut self) -> usize {
         let n = self.len;
@@ -438,7 +441,9 @@ mod tests {
                         *v = at;
                     }
                 }
-                _ => db.set_keep_ttl(k.as_bytes(), s("y"), 1),
+                _ => {
+                    db.set_keep_ttl(k.as_bytes(), s("y"), 1);
+                }
             }
             if !model.contains_key(&k) && db.get(k.as_bytes()).is_some() {
                 model.insert(k, None);

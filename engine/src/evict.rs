@@ -185,7 +185,7 @@ impl crate::shard::Shard {
         let Some((db, key)) = self.choose_victim(now_ms) else {
             return false;
         };
-        self.remove(db, &key);
+        self.delete(db, &key, crate::lazyfree::Why::Eviction);
         self.stats.evicted_keys += 1;
         self.log_write(db, || {
             vec![

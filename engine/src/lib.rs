@@ -32,6 +32,7 @@ pub mod error;
 pub mod evict;
 pub mod glob;
 pub mod hashval;
+pub mod lazyfree;
 pub mod ldouble;
 pub mod list;
 pub mod memsize;

@@ -2,6 +2,7 @@
 //! versions and write log. Everything here runs on the owning core only.
 
 use crate::db::{Ahead, Db, Entry, Node};
+use crate::lazyfree::{Garbage, Why};
 use crate::value::{EncodingLimits, Value};
 use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
@@ -69,6 +70,10 @@ pub struct Shard {
     pub(crate) evict_next_db: usize,
     /// A snapshot in progress ([`crate::snapshot`]).
     pub(crate) snapshot: Option<Box<crate::snapshot::Snapshot>>,
+    /// The `lazyfree-lazy-*` directives.
+    pub lazy: crate::lazyfree::Settings,
+    /// Values set aside to be freed off the core ([`Shard::take_garbage`]).
+    garbage: Vec<Garbage>,
 }
 
 impl Shard {
@@ -93,6 +98,8 @@ impl Shard {
             evict_pool: Default::default(),
             evict_next_db: 0,
             snapshot: None,
+            lazy: Default::default(),
+            garbage: Vec::new(),
         }
     }
 
@@ -180,7 +187,9 @@ impl Shard {
 
     fn delete_expired(&mut self, db: usize, key: &[u8]) {
         self.before_write(key);
-        self.dbs[db].remove(key);
+        if let Some(e) = self.dbs[db].remove(key) {
+            self.free_entry(e, Why::Expire);
+        }
         self.stats.expired_keys += 1;
         self.touch(db, key);
         self.log_write(db, || {
@@ -192,16 +201,90 @@ impl Shard {
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, now_ms: i64) {
         self.before_write(key);
         let lru = self.evict.new_lru(now_ms);
-        self.dbs[db].insert(key, value, lru);
+        let old = self.dbs[db].insert(key, value, lru);
+        self.free_overwritten(old);
         self.touch(db, key);
     }
 
-    /// Removes `key` and marks it modified; returns its entry.
-    pub fn remove(&mut self, db: usize, key: &[u8]) -> Option<Node> {
+    /// Frees a value a write replaced (`lazyfree-lazy-server-del`).
+    pub fn free_overwritten(&mut self, old: Option<Value>) {
+        if let Some(v) = old {
+            self.free_value(v, Why::ServerDel);
+        }
+    }
+
+    /// Frees `v` now, or sets it aside for another thread when the
+    /// deletion may be lazy and freeing it takes more than
+    /// [`crate::lazyfree::THRESHOLD`] steps (Redis's `freeObjAsync`).
+    pub fn free_value(&mut self, v: Value, why: Why) {
+        if self.lazy.lazy(why) && crate::lazyfree::effort(&v) > crate::lazyfree::THRESHOLD {
+            self.garbage.push(Garbage::value(v));
+        }
+    }
+
+    /// [`Shard::free_value`] for a removed entry.
+    pub fn free_entry(&mut self, e: Node, why: Why) {
+        if self.lazy.lazy(why) && crate::lazyfree::effort(&e.value) > crate::lazyfree::THRESHOLD {
+            self.garbage.push(Garbage::entry(e));
+        }
+    }
+
+    /// Empties database `db` (all of them for `None`), handing the old
+    /// contents off whole when `lazy` (FLUSHDB/FLUSHALL ASYNC); returns
+    /// how many keys there were.
+    pub fn flush(&mut self, db: Option<usize>, lazy: bool) -> usize {
+        let range = match db {
+            Some(d) => d..d + 1,
+            None => 0..self.dbs.len(),
+        };
+        let mut n = 0;
+        if lazy {
+            let old: Vec<Db> = self.dbs[range].iter_mut().map(Db::take).collect();
+            n = old.iter().map(Db::len).sum();
+            self.garbage.push(Garbage::dbs(old));
+        } else {
+            for d in &mut self.dbs[range] {
+                n += d.clear();
+            }
+        }
+        self.touch_all(db);
+        n
+    }
+
+    /// Takes what was set aside to free, for the node to hand off.
+    pub fn take_garbage(&mut self) -> Vec<Garbage> {
+        std::mem::take(&mut self.garbage)
+    }
+
+    /// True when something waits in [`Shard::take_garbage`].
+    pub fn has_garbage(&self) -> bool {
+        !self.garbage.is_empty()
+    }
+
+    /// Removes `key` and marks it modified; returns its entry (to move it:
+    /// RENAME, MOVE).
+    pub fn take(&mut self, db: usize, key: &[u8]) -> Option<Node> {
         self.before_write(key);
         let e = self.dbs[db].remove(key)?;
         self.touch(db, key);
         Some(e)
+    }
+
+    /// Deletes `key` (freeing its value as `why` allows) and marks it
+    /// modified; returns whether it existed.
+    pub fn delete(&mut self, db: usize, key: &[u8], why: Why) -> bool {
+        match self.take(db, key) {
+            Some(e) => {
+                self.free_entry(e, why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`Shard::delete`] of an implicit delete (`lazyfree-lazy-server-del`).
+    pub fn remove(&mut self, db: usize, key: &[u8]) -> bool {
+        self.delete(db, key, Why::ServerDel)
     }
 
     /// Marks `key` modified: bumps its WATCH version and records it when a

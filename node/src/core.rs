@@ -233,6 +233,10 @@ impl Core {
             self.turn();
             let snapshot_work = self.shard.snapshot_turn();
             self.shard.expire_waiters(now);
+            // Big values the turn deleted go to the lazy free thread.
+            if self.shard.engine.has_garbage() {
+                crate::shared::free_later(self.shard.engine.take_garbage());
+            }
             if self.shard.stopping && self.shard.conns.len() == 0 {
                 return;
             }
@@ -621,7 +625,8 @@ impl Core {
         if c.recv_inflight || c.send_inflight {
             return;
         }
-        if let Some(c) = self.shard.conns.remove(key) {
+        if let Some(mut c) = self.shard.conns.remove(key) {
+            free_big_buffers(&mut c);
             if c.fixed {
                 // The table holds the socket open too: drop that hold.
                 self.ring.unregister_file(key.index);
@@ -780,6 +785,20 @@ fn least_loaded(me: usize, loads: &[std::sync::atomic::AtomicUsize]) -> usize {
         }
     }
     best.0
+}
+
+/// Hands a freed connection's buffers of 1 MiB and more (a slow reader's
+/// output, a big request) to the lazy free thread: returning their pages
+/// costs a core about 0.1 ms per MiB. Not counted by INFO, as Redis does
+/// not count client buffers.
+fn free_big_buffers(c: &mut Conn) {
+    const BIG: usize = engine::lazyfree::THRESHOLD * engine::lazyfree::STRING_STEP;
+    let big = [&mut c.rbuf, &mut c.out, &mut c.sending]
+        .into_iter()
+        .filter(|b| b.capacity() >= BIG)
+        .map(|b| engine::lazyfree::Garbage::uncounted(std::mem::take(b)))
+        .collect();
+    crate::shared::free_later(big);
 }
 
 #[cfg(test)]

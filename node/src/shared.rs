@@ -1,8 +1,12 @@
 //! What all cores share: settings, counters, the client id sequence. Read
-//! rarely (at start, on CONFIG SET, by INFO): never on the data path.
+//! rarely (at start, on CONFIG SET, by INFO): never on the data path. And
+//! the lazy free thread, which frees what the cores hand it
+//! ([`free_later`]).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize};
-use std::sync::Mutex;
+use crossbeam_queue::SegQueue;
+use engine::lazyfree::Garbage;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Values each core copies for its hot path; refreshed after CONFIG SET.
 #[derive(Clone, Debug)]
@@ -35,6 +39,8 @@ pub struct Settings {
     pub evict: engine::evict::Settings,
     /// `maxmemory-eviction-tenacity` (0-100).
     pub eviction_tenacity: u32,
+    /// The `lazyfree-lazy-*` directives.
+    pub lazyfree: engine::lazyfree::Settings,
 }
 
 /// Process-wide state.
@@ -131,5 +137,120 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
             lfu_decay_time: c.int("lfu-decay-time").clamp(0, u32::MAX as i64) as u32,
         },
         eviction_tenacity: c.int("maxmemory-eviction-tenacity").clamp(0, 100) as u32,
+        lazyfree: engine::lazyfree::Settings {
+            eviction: c.flag("lazyfree-lazy-eviction"),
+            expire: c.flag("lazyfree-lazy-expire"),
+            server_del: c.flag("lazyfree-lazy-server-del"),
+            user_del: c.flag("lazyfree-lazy-user-del"),
+            user_flush: c.flag("lazyfree-lazy-user-flush"),
+        },
+    }
+}
+
+/// The lazy free thread's queue and counters, one per process as Redis's
+/// `bio` lazyfree thread. Cores push big values (a 1M-element hash, a
+/// flushed database) and wake it; it frees them, so no core pauses for
+/// that. mimalloc takes frees from any thread: each block goes back to
+/// the page of the core that allocated it.
+struct LazyFree {
+    queue: SegQueue<Garbage>,
+    /// INFO `lazyfree_pending_objects`.
+    pending: AtomicU64,
+    /// INFO `lazyfreed_objects` (CONFIG RESETSTAT zeroes it).
+    freed: AtomicU64,
+    /// The thread, started on first use (`None` if it could not start:
+    /// then the caller frees).
+    thread: OnceLock<Option<std::thread::Thread>>,
+}
+
+static LAZYFREE: LazyFree = LazyFree {
+    queue: SegQueue::new(),
+    pending: AtomicU64::new(0),
+    freed: AtomicU64::new(0),
+    thread: OnceLock::new(),
+};
+
+/// Hands `garbage` to the lazy free thread.
+pub fn free_later(garbage: Vec<Garbage>) {
+    if garbage.is_empty() {
+        return;
+    }
+    for g in garbage {
+        LAZYFREE.pending.fetch_add(g.objects, Ordering::Relaxed);
+        LAZYFREE.queue.push(g);
+    }
+    match LAZYFREE.thread.get_or_init(start_lazyfree) {
+        Some(t) => t.unpark(),
+        None => free_queued(),
+    }
+}
+
+fn start_lazyfree() -> Option<std::thread::Thread> {
+    let spawned = std::thread::Builder::new()
+        .name("lazyfree".into())
+        .spawn(|| {
+            // The lowest priority: where no CPU is idle the shard cores,
+            // pinned, go first, and the freeing waits (Linux nice values
+            // are per thread; who = 0 is the calling thread).
+            // SAFETY: plain system call on this thread.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+            loop {
+                free_queued();
+                std::thread::park();
+            }
+        });
+    match spawned {
+        Ok(h) => Some(h.thread().clone()),
+        Err(e) => {
+            crate::log::warning(format_args!(
+                "Can't start the lazy free thread ({e}): values are freed by the cores"
+            ));
+            None
+        }
+    }
+}
+
+fn free_queued() {
+    while let Some(g) = LAZYFREE.queue.pop() {
+        let n = g.free();
+        LAZYFREE.freed.fetch_add(n, Ordering::Relaxed);
+        // Release: whoever sees the pending count drop sees the count of
+        // freed objects that includes these.
+        LAZYFREE.pending.fetch_sub(n, Ordering::Release);
+    }
+}
+
+/// INFO `lazyfree_pending_objects` and `lazyfreed_objects`.
+pub fn lazyfree_counts() -> (u64, u64) {
+    let pending = LAZYFREE.pending.load(Ordering::Acquire);
+    (pending, LAZYFREE.freed.load(Ordering::Relaxed))
+}
+
+/// CONFIG RESETSTAT: zeroes `lazyfreed_objects`.
+pub fn lazyfree_reset_stats() {
+    LAZYFREE.freed.store(0, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::lazyfree::Garbage;
+    use engine::value::{StrData, Value};
+
+    #[test]
+    fn the_lazy_free_thread_frees_and_counts() {
+        let (_, freed_before) = lazyfree_counts();
+        let v = || Value::Str(StrData::from(vec![1u8; 1 << 20]));
+        free_later(vec![
+            Garbage::value(v()),
+            Garbage::value(v()),
+            Garbage::uncounted(vec![0u8; 10]),
+        ]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lazyfree_counts().1 < freed_before + 2 {
+            assert!(std::time::Instant::now() < deadline, "never freed");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(lazyfree_counts().1, freed_before + 2);
     }
 }

@@ -94,7 +94,7 @@ fn restore(ctx: &mut Ctx) -> Reply {
         Some(Err(_)) => return Reply::err(BAD_FORMAT),
         Some(Ok(v)) => v,
     };
-    let deleted = replace && ctx.shard.remove(db, key).is_some();
+    let deleted = replace && ctx.shard.remove(db, key);
     if ttl > 0 && !absttl {
         ttl = ttl.saturating_add(now);
     }

@@ -26,6 +26,7 @@ use crate::args::Args;
 use crate::db::Entry;
 use crate::error;
 use crate::glob::glob_match;
+use crate::lazyfree::Why;
 use crate::reply::Reply;
 use crate::slot::SLOTS;
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use bytes::Bytes;
 /// The keys family's table.
 pub static COMMANDS: &[Spec] = &[
     Spec::new("del", -2, WRITE, (1, -1, 1), del, "generic"),
-    Spec::new("unlink", -2, WRITE | FAST, (1, -1, 1), del, "generic"),
+    Spec::new("unlink", -2, WRITE | FAST, (1, -1, 1), unlink, "generic"),
     Spec::new("exists", -2, READONLY | FAST, (1, -1, 1), exists, "generic"),
     Spec::new("touch", -2, READONLY | FAST, (1, -1, 1), touch, "generic"),
     Spec::new("type", 2, READONLY | FAST, (1, 1, 1), type_cmd, "generic"),
@@ -126,14 +127,22 @@ fn parse_db(ctx: &Ctx, i: usize) -> Result<usize, Reply> {
 /// DEL key [key ...]
 /// UNLINK key [key ...]
 /// ```
-/// Delete a key. (UNLINK: delete a key asynchronously in another thread;
-/// here freeing is the same synchronous drop.)
+/// Delete a key. UNLINK frees big values in another thread; DEL does
+/// too with `lazyfree-lazy-user-del yes`.
 fn del(ctx: &mut Ctx) -> Reply {
+    delete_keys(ctx, Why::UserDel)
+}
+
+fn unlink(ctx: &mut Ctx) -> Reply {
+    delete_keys(ctx, Why::Unlink)
+}
+
+fn delete_keys(ctx: &mut Ctx, why: Why) -> Reply {
     let args = ctx.args;
     let mut n = 0;
     for key in args.iter_from(1) {
         ctx.shard.expire_if_due(ctx.db, key, ctx.now_ms);
-        if ctx.shard.remove(ctx.db, key).is_some() {
+        if ctx.shard.delete(ctx.db, key, why) {
             n += 1;
         }
     }
@@ -195,15 +204,16 @@ fn rename_generic(ctx: &mut Ctx, nx: bool) -> Reply {
     if nx && exists_for_write(ctx, db, dst) {
         return Reply::Int(0);
     }
-    let Some(entry) = ctx.shard.remove(db, src) else {
+    let Some(entry) = ctx.shard.take(db, src) else {
         return Reply::err(error::NO_KEY);
     };
     let (expire, lru) = (entry.expire_at(), entry.lru);
     let d = &mut ctx.shard.dbs[db];
-    d.insert(dst, entry.into_value(), lru);
+    let old = d.insert(dst, entry.into_value(), lru);
     if expire.is_some() {
         d.set_expire(dst, expire);
     }
+    ctx.shard.free_overwritten(old);
     ctx.shard.touch(db, dst);
     ctx.shard.signal_ready(db, dst);
     ctx.dirty(1);
@@ -266,10 +276,11 @@ fn copy(ctx: &mut Ctx) -> Reply {
     }
     let lru = ctx.shard.evict.new_lru(ctx.now_ms);
     let d = &mut ctx.shard.dbs[dst_db];
-    d.insert(dst, value, lru);
+    let old = d.insert(dst, value, lru);
     if expire.is_some() {
         d.set_expire(dst, expire);
     }
+    ctx.shard.free_overwritten(old);
     ctx.shard.touch(dst_db, dst);
     ctx.shard.signal_ready(dst_db, dst);
     ctx.dirty(1);
@@ -293,7 +304,7 @@ fn move_cmd(ctx: &mut Ctx) -> Reply {
     if !exists_for_write(ctx, src_db, key) || exists_for_write(ctx, dst_db, key) {
         return Reply::Int(0);
     }
-    let Some(entry) = ctx.shard.remove(src_db, key) else {
+    let Some(entry) = ctx.shard.take(src_db, key) else {
         return Reply::Int(0);
     };
     let expire = entry.expire_at();
@@ -579,7 +590,8 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, relative: bool, name: &str) -> Re
         return Reply::Int(0);
     }
     if when <= ctx.now_ms {
-        ctx.shard.remove(db, key);
+        // Redis deletes as an expiry (`lazyfree-lazy-expire`).
+        ctx.shard.delete(db, key, Why::Expire);
         ctx.dirty(1);
         ctx.propagate_as(vec![vec![
             Bytes::from_static(b"DEL"),

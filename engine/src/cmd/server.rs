@@ -113,6 +113,17 @@ fn flush_mode_ok(ctx: &Ctx) -> bool {
     }
 }
 
+/// Whether FLUSHDB/FLUSHALL hands the databases off: ASYNC, or neither
+/// ASYNC nor SYNC with `lazyfree-lazy-user-flush yes` (Redis's
+/// `getFlushCommandFlags`).
+fn flush_lazily(ctx: &Ctx) -> bool {
+    if ctx.args.len() == 2 {
+        ctx.args.is(1, "async")
+    } else {
+        ctx.shard.lazy.user_flush
+    }
+}
+
 /// ```text
 /// WAIT numreplicas timeout
 /// ```
@@ -147,8 +158,7 @@ fn flushdb(ctx: &mut Ctx) -> Reply {
     if !flush_mode_ok(ctx) {
         return Reply::err(error::SYNTAX);
     }
-    let n = ctx.shard.dbs[ctx.db].clear();
-    ctx.shard.touch_all(Some(ctx.db));
+    let n = ctx.shard.flush(Some(ctx.db), flush_lazily(ctx));
     ctx.dirty(n as u64 + 1);
     Reply::Ok
 }
@@ -161,11 +171,7 @@ fn flushall(ctx: &mut Ctx) -> Reply {
     if !flush_mode_ok(ctx) {
         return Reply::err(error::SYNTAX);
     }
-    let mut n = 0;
-    for db in &mut ctx.shard.dbs {
-        n += db.clear();
-    }
-    ctx.shard.touch_all(None);
+    let n = ctx.shard.flush(None, flush_lazily(ctx));
     ctx.dirty(n as u64 + 1);
     Reply::Ok
 }

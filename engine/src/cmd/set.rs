@@ -456,7 +456,7 @@ fn store(ctx: &mut Ctx, dst: &[u8], result: Members) -> Reply {
     let n = result.len();
     let db = ctx.db;
     if n == 0 {
-        if ctx.shard.remove(db, dst).is_some() {
+        if ctx.shard.remove(db, dst) {
             ctx.dirty(1);
         }
     } else {

@@ -321,15 +321,14 @@ fn set_generic(
     let value = Value::Str(StrData::copy_from_slice(val));
     let now_s = new_lru(ctx);
     let db = &mut ctx.shard.dbs[ctx.db];
-    match ttl {
+    let replaced = match ttl {
         Ttl::Keep => db.set_keep_ttl(key, value, now_s),
-        _ => {
-            db.insert(key, value, now_s);
-        }
-    }
+        _ => db.insert(key, value, now_s),
+    };
     if let Ttl::At(at) = ttl {
         db.set_expire(key, Some(at));
     }
+    ctx.shard.free_overwritten(replaced);
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
     if o.expire.is_some() || o.get {

@@ -853,6 +853,7 @@ fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
         }
         "resetstat" if args.len() == 2 => {
+            crate::shared::lazyfree_reset_stats();
             for c in 0..shard.cores {
                 shard.rpc.tell(c, Request::Admin(AdminQuery::ResetStats));
             }

@@ -74,8 +74,6 @@ const fn of_command(name: &'static str) -> Support {
 const AOF: &str = "the append-only file is not built yet";
 const CLUSTER: &str = "cluster mode is not built yet";
 const REPLICATION: &str = "replication is not built yet";
-const LAZYFREE: &str = "slotd frees values on the core that owns them when they are deleted; \
-    the choice of thread only changes when memory is returned, never data or replies";
 
 /// Every directive slotd knows, with how it treats it. The directives of
 /// `config::PARAMS` and the file-only ones (`include`).
@@ -325,11 +323,28 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("stream-node-max-bytes", of_command("xadd")),
     ("stream-node-max-entries", of_command("xadd")),
     // Lazy freeing.
-    ("lazyfree-lazy-eviction", NoEffect { why: LAZYFREE }),
-    ("lazyfree-lazy-expire", NoEffect { why: LAZYFREE }),
-    ("lazyfree-lazy-server-del", NoEffect { why: LAZYFREE }),
-    ("lazyfree-lazy-user-del", NoEffect { why: LAZYFREE }),
-    ("lazyfree-lazy-user-flush", NoEffect { why: LAZYFREE }),
+    // The engine routes evictions through it already; the node evicts
+    // once `maxmemory` is built.
+    (
+        "lazyfree-lazy-eviction",
+        test("lazyfree_lazy_eviction_frees_evicted_big_values_off_the_core"),
+    ),
+    (
+        "lazyfree-lazy-expire",
+        test("lazyfree_directives_choose_what_is_freed_lazily"),
+    ),
+    (
+        "lazyfree-lazy-server-del",
+        test("lazyfree_directives_choose_what_is_freed_lazily"),
+    ),
+    (
+        "lazyfree-lazy-user-del",
+        test("unlink_and_del_free_big_keys_as_redis"),
+    ),
+    (
+        "lazyfree-lazy-user-flush",
+        test("lazyfree_directives_choose_what_is_freed_lazily"),
+    ),
     // slotd's own.
     ("shards", test("shards_sets_the_shard_threads")),
     (

@@ -17,6 +17,7 @@ use super::task::{Effect, Rpc, TaskDone};
 use crate::io::Key;
 use bytes::Bytes;
 use engine::cmd::{flags, Merge, Spec};
+use engine::lazyfree::Why;
 use engine::{OwnedArgs, Reply};
 use std::rc::Rc;
 
@@ -272,6 +273,12 @@ async fn gather_run_scatter(
         }
     }
     let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, cores);
+    // Deletions written back free as the command would have locally.
+    let why = match spec.name {
+        "unlink" => Why::Unlink,
+        "del" => Why::UserDel,
+        _ => Why::ServerDel,
+    };
     for (c, w) in writes.into_iter().enumerate() {
         let mut by_db: Vec<(usize, Vec<(Bytes, Exported)>)> = Vec::new();
         for (d, k, e) in w {
@@ -281,7 +288,16 @@ async fn gather_run_scatter(
             }
         }
         for (d, entries) in by_db {
-            let _ = rpc.call(c, Request::Import { db: d, entries }).await;
+            let _ = rpc
+                .call(
+                    c,
+                    Request::Import {
+                        db: d,
+                        entries,
+                        why,
+                    },
+                )
+                .await;
         }
     }
     reply
@@ -323,6 +339,9 @@ fn run_on_scratch(
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| engine::Shard::new(databases, now as u64));
     scratch.limits = LIMITS.with(|c| c.get());
+    // The scratch holds copies: big ones are freed off this core whatever
+    // the directives, and not counted by INFO (the owners count theirs).
+    scratch.lazy = engine::lazyfree::Settings::ALL;
     let mut placed = Vec::with_capacity(gathered.len());
     for (k, e) in gathered {
         if let Some((v, exp)) = e {
@@ -350,9 +369,18 @@ fn run_on_scratch(
         writes[c].push((d, Bytes::copy_from_slice(&k), e));
     }
     for k in placed {
-        scratch.dbs[db].remove(&k);
+        if let Some(e) = scratch.dbs[db].remove(&k) {
+            scratch.free_entry(e, Why::ServerDel);
+        }
     }
     debug_assert_eq!(scratch.key_count(), 0, "scratch left empty");
+    crate::shared::free_later(
+        scratch
+            .take_garbage()
+            .into_iter()
+            .map(engine::lazyfree::Garbage::not_counted)
+            .collect(),
+    );
     SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
     (reply, writes)
 }

@@ -77,10 +77,12 @@ pub enum Request {
     Unlock(TxId),
     /// Copy out these keys (under `tx`'s lock).
     Export { db: usize, keys: Vec<bytes::Bytes> },
-    /// Replace these keys (under `tx`'s lock): `None` deletes.
+    /// Replace these keys (under `tx`'s lock): `None` deletes, freeing
+    /// as `why` allows (overwritten values as `lazyfree-lazy-server-del`).
     Import {
         db: usize,
         entries: Vec<(bytes::Bytes, Exported)>,
+        why: engine::lazyfree::Why,
     },
     /// Register WATCHes; answered with the versions.
     Watch { db: usize, keys: Vec<bytes::Bytes> },

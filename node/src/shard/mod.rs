@@ -99,6 +99,7 @@ impl Shard {
         let mut engine = engine::Shard::new(settings.databases, seed);
         engine.limits = settings.encoding;
         engine.evict = settings.evict;
+        engine.lazy = settings.lazyfree;
         crate::mesh::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);

@@ -171,12 +171,12 @@ impl Shard {
                     .collect();
                 self.answer(from, id, Response::Entries(entries));
             }
-            Request::Import { db, entries } => {
+            Request::Import { db, entries, why } => {
                 let now = now_ms();
                 for (k, e) in entries {
                     match e {
                         None => {
-                            if self.engine.remove(db, &k).is_some() {
+                            if self.engine.delete(db, &k, why) {
                                 self.engine
                                     .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
                             }
@@ -324,6 +324,7 @@ impl Shard {
                 self.settings = self.shared.settings();
                 self.engine.limits = self.settings.encoding;
                 self.engine.evict = self.settings.evict;
+                self.engine.lazy = self.settings.lazyfree;
                 crate::mesh::flows::set_limits(self.settings.encoding);
                 Response::Done
             }
