@@ -20,7 +20,7 @@
 //! state and command running in `shard`, a request's path in `commands`.
 
 use crate::commands;
-use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, Wait};
+use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, Wait, BUF_KEEP};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
 use crate::shard::{first_key, Shard};
@@ -195,17 +195,24 @@ impl Core {
         if c.send_inflight || c.closing {
             return;
         }
-        if c.send_off >= c.sending.len() {
+        if c.next_send().is_none() {
             c.sending.clear();
             c.send_off = 0;
-            if c.out.is_empty() {
+            // A large reply's buffer is not kept for the next one.
+            if c.sending.capacity() > BUF_KEEP {
+                c.sending = Vec::new();
+            }
+            if c.out.is_empty() && c.out_big.is_empty() {
                 return;
             }
             std::mem::swap(&mut c.sending, &mut c.out);
+            std::mem::swap(&mut c.sending_big, &mut c.out_big);
         }
-        let rest = &c.sending[c.send_off..];
-        c.send_inflight = true;
+        let Some((rest, _)) = c.next_send() else {
+            return;
+        };
         let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+        c.send_inflight = true;
         let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build())
@@ -317,7 +324,7 @@ impl Core {
         let Some(c) = self.shard.conns.get_mut(key) else {
             return false;
         };
-        let pending = c.out.len() + c.sending.len() - c.send_off.min(c.sending.len());
+        let pending = c.pending_out();
         let limit = self.shard.settings.obuf[if c.sub_count() > 0 { 2 } else { 0 }];
         let hard = limit.hard > 0 && pending as u64 >= limit.hard;
         let mut soft = limit.soft > 0 && pending as u64 >= limit.soft;
@@ -495,8 +502,7 @@ impl Core {
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.shard.conns.get_mut(key)) {
                 if !c.closing {
-                    c.rbuf
-                        .extend_from_slice(self.ring.bufring.data(bid, res as usize));
+                    c.take_in(self.ring.bufring.data(bid, res as usize));
                 }
             }
         }
@@ -547,7 +553,7 @@ impl Core {
             self.active += 1;
         }
         self.shard.stats.net_input_bytes += res as u64;
-        if c.rbuf.len() - c.rpos > self.shard.settings.query_buf_max {
+        if c.query_len() > self.shard.settings.query_buf_max {
             log::warning(format_args!(
                 "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
                 c.id,
@@ -578,9 +584,10 @@ impl Core {
             self.close(key);
             return;
         }
-        c.send_off += res as usize;
+        let big = c.next_send().is_some_and(|(_, big)| big);
+        c.sent(res as usize, big);
         self.shard.stats.net_output_bytes += res as u64;
-        let pending = c.send_off < c.sending.len() || !c.out.is_empty();
+        let pending = c.next_send().is_some() || !c.out.is_empty() || !c.out_big.is_empty();
         if pending {
             self.shard.want_flush(key);
         } else if c.close_after_flush {

@@ -94,6 +94,8 @@ impl Shard {
                 db,
                 resp3,
                 bytes,
+                holes,
+                bigs,
                 segs,
                 mut at,
                 mut out,
@@ -103,7 +105,8 @@ impl Shard {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
                         .unwrap_or(&[]);
-                    self.run_segment(db, resp3, part, seg.cmds, &mut out);
+                    let holes = if seg.start == 0 { &holes[..] } else { &[] };
+                    self.run_segment(db, resp3, (part, holes, &bigs), seg.cmds, &mut out);
                     ends.push(out.len() as u32);
                     at += 1;
                 }
@@ -115,6 +118,8 @@ impl Shard {
                             db,
                             resp3,
                             bytes,
+                            holes,
+                            bigs,
                             segs,
                             at,
                             out,
