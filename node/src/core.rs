@@ -20,7 +20,9 @@
 //! state and command running in `shard`, a request's path in `commands`.
 
 use crate::commands;
-use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, Wait, BUF_KEEP};
+use crate::io::{
+    net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, BUF_KEEP, SEND_PIECES,
+};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
 use crate::shard::{first_key, Shard};
@@ -113,7 +115,8 @@ impl Core {
 
     fn push_sqe(&mut self, e: squeue::Entry) {
         // SAFETY: every buffer an entry points at (a connection's receive
-        // or send buffer, the eventfd word, the cron timespec) stays
+        // or send buffer, its send vector and the big bulks it names, the
+        // eventfd word, the cron timespec) stays
         // allocated and unmoved until its completion is reaped:
         // connections are only freed once nothing is in flight for them.
         unsafe { self.ring.push(e) };
@@ -195,7 +198,7 @@ impl Core {
         if c.send_inflight || c.closing {
             return;
         }
-        if c.next_send().is_none() {
+        if c.unsent().next().is_none() {
             c.sending.clear();
             c.send_off = 0;
             // A large reply's buffer is not kept for the next one.
@@ -208,13 +211,47 @@ impl Core {
             std::mem::swap(&mut c.sending, &mut c.out);
             std::mem::swap(&mut c.sending_big, &mut c.out_big);
         }
-        let Some((rest, _)) = c.next_send() else {
+        if c.sending_big.is_empty() {
+            c.send_vec = None;
+            let rest = &c.sending[c.send_off..];
+            let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+            c.send_inflight = true;
+            let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build())
+            .user_data(user_data(KIND_SEND, key));
+            self.push_sqe(e);
             return;
-        };
-        let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+        }
+        // Big bulks go out from the values themselves, with the output
+        // around them, in one sendmsg.
+        let mut v = c.send_vec.take().unwrap_or_else(|| {
+            Box::new(SendVec {
+                // SAFETY: msghdr and iovec are plain C structs; all zeroes
+                // is a valid (empty) value of each.
+                msg: unsafe { std::mem::zeroed() },
+                iov: unsafe { std::mem::zeroed() },
+            })
+        });
+        let mut n = 0;
+        for part in c.unsent().take(SEND_PIECES) {
+            v.iov[n] = libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            };
+            n += 1;
+        }
+        if n == 0 {
+            c.send_vec = Some(v);
+            return;
+        }
+        v.msg.msg_iov = v.iov.as_mut_ptr();
+        v.msg.msg_iovlen = n as _;
+        let msg: *const libc::msghdr = &v.msg;
+        c.send_vec = Some(v);
         c.send_inflight = true;
-        let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
+        let e = with_target!(c, key, |f| opcode::SendMsg::new(f, msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build())
         .user_data(user_data(KIND_SEND, key));
         self.push_sqe(e);
@@ -584,10 +621,9 @@ impl Core {
             self.close(key);
             return;
         }
-        let big = c.next_send().is_some_and(|(_, big)| big);
-        c.sent(res as usize, big);
+        c.sent(res as usize);
         self.shard.stats.net_output_bytes += res as u64;
-        let pending = c.next_send().is_some() || !c.out.is_empty() || !c.out_big.is_empty();
+        let pending = c.pending_out() > 0;
         if pending {
             self.shard.want_flush(key);
         } else if c.close_after_flush {

@@ -173,7 +173,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -332,6 +332,7 @@ fn silent_unsubscribe(shard: &mut Shard, key: Key, kind: Kind) {
         pubsub::unsubscribe(shard, key, kind, Vec::new());
         if let Some(c) = shard.conns.get_mut(key) {
             c.out.truncate(before);
+            c.out_big.retain(|&(at, _)| at < before);
         }
     }
 }
@@ -444,7 +445,7 @@ fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
             conn: key,
             replies: vec![reply],
             effects: Vec::new(),
-            encoded: Vec::new(),
+            encoded: engine::Encoded::default(),
         }
     })
 }
@@ -531,7 +532,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(s))],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -604,7 +605,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -826,7 +827,7 @@ fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }

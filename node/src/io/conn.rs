@@ -47,6 +47,17 @@ pub type BigOut = Vec<(usize, Bytes)>;
 /// kept, so an idle connection holds no large buffer.
 pub const BUF_KEEP: usize = 4 * 1024;
 
+/// Most pieces one send of output with big bulks takes (a `sendmsg` with
+/// this many `iovec`s).
+pub const SEND_PIECES: usize = 8;
+
+/// The `sendmsg` header of a send of output with big bulks: it must not
+/// move while the send is in flight, hence boxed.
+pub struct SendVec {
+    pub msg: libc::msghdr,
+    pub iov: [libc::iovec; SEND_PIECES],
+}
+
 /// A client connection.
 pub struct Conn {
     pub fd: i32,
@@ -80,6 +91,8 @@ pub struct Conn {
     pub sending_big: BigOut,
     pub send_off: usize,
     pub send_big_off: usize,
+    /// Where a send with big bulks is described (only while some are).
+    pub send_vec: Option<Box<SendVec>>,
     pub send_inflight: bool,
     pub recv_inflight: bool,
     /// Queued for the send pass.
@@ -134,6 +147,7 @@ impl Conn {
             sending_big: Vec::new(),
             send_off: 0,
             send_big_off: 0,
+            send_vec: None,
             send_inflight: false,
             recv_inflight: false,
             flush_queued: false,
@@ -194,33 +208,55 @@ impl Conn {
             - self.send_big_off
     }
 
-    /// The next bytes to send from `sending`, and whether they are a big
-    /// bulk's; `None` once all is sent.
-    pub fn next_send(&self) -> Option<(&[u8], bool)> {
-        match self.sending_big.first() {
-            Some((at, b)) if *at <= self.send_off => Some((&b[self.send_big_off..], true)),
-            Some((at, _)) => Some((&self.sending[self.send_off..*at], false)),
-            None if self.send_off < self.sending.len() => {
-                Some((&self.sending[self.send_off..], false))
+    /// What is left to send from `sending` and its big bulks, in order;
+    /// empty once all is sent.
+    pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
+        let mut off = self.send_off;
+        let mut big_off = self.send_big_off;
+        let mut bigs = self.sending_big.iter();
+        std::iter::from_fn(move || loop {
+            let Some((at, b)) = bigs.as_slice().first() else {
+                let rest = self.sending.get(off..).filter(|r| !r.is_empty());
+                off = self.sending.len();
+                return rest;
+            };
+            if off < *at {
+                let part = &self.sending[off..*at];
+                off = *at;
+                return Some(part);
             }
-            None => None,
-        }
+            bigs.next();
+            let part = &b[big_off.min(b.len())..];
+            big_off = 0;
+            if !part.is_empty() {
+                return Some(part);
+            }
+        })
     }
 
-    /// Counts `n` bytes sent of what [`Conn::next_send`] gave.
-    pub fn sent(&mut self, n: usize, big: bool) {
-        if !big {
-            self.send_off += n;
-            return;
-        }
-        self.send_big_off += n;
-        if self
-            .sending_big
-            .first()
-            .is_some_and(|(_, b)| self.send_big_off >= b.len())
-        {
-            self.sending_big.remove(0);
-            self.send_big_off = 0;
+    /// Counts `n` bytes of [`Conn::unsent`] as sent.
+    pub fn sent(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.sending_big.first() {
+                Some((at, b)) if *at <= self.send_off => {
+                    let k = n.min(b.len() - self.send_big_off);
+                    self.send_big_off += k;
+                    n -= k;
+                    if self.send_big_off == b.len() {
+                        self.sending_big.remove(0);
+                        self.send_big_off = 0;
+                    }
+                }
+                Some((at, _)) => {
+                    let k = n.min(at - self.send_off);
+                    self.send_off += k;
+                    n -= k;
+                }
+                None => {
+                    self.send_off += n;
+                    n = 0;
+                }
+            }
         }
     }
 

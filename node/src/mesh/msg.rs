@@ -59,7 +59,7 @@ pub enum Request {
         bigs: Vec<bytes::Bytes>,
         segs: Vec<Seg>,
         at: usize,
-        out: Vec<u8>,
+        out: engine::Encoded,
         ends: Vec<u32>,
     },
     /// Run these commands in order, atomically, in database `db`.
@@ -169,7 +169,7 @@ pub enum Response {
     /// Replies already encoded for the client, and where each segment's
     /// replies end in them.
     Encoded {
-        out: Vec<u8>,
+        out: engine::Encoded,
         ends: Vec<u32>,
     },
     /// EXEC aborted by a WATCHed key that changed.

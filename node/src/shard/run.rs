@@ -86,7 +86,7 @@ impl Shard {
         resp3: bool,
         (mut buf, mut holes, bigs): (&[u8], &[usize], &[Bytes]),
         cmds: u32,
-        out: &mut Vec<u8>,
+        out: &mut engine::Encoded,
     ) {
         let limits = self.settings.limits;
         let mut spans = std::mem::take(&mut self.ahead_spans);
@@ -116,11 +116,10 @@ impl Shard {
                 }
                 _ => None,
             };
-            reply
-                .unwrap_or_else(|| {
-                    Reply::err("ERR internal error: a pipelined command did not run on its shard")
-                })
-                .encode(resp3, out);
+            let reply = reply.unwrap_or_else(|| {
+                Reply::err("ERR internal error: a pipelined command did not run on its shard")
+            });
+            out.push(&reply, resp3);
         }
         self.ahead_spans = spans;
     }
@@ -181,7 +180,7 @@ impl Shard {
         match origin {
             Origin::Local(key) => {
                 if let Some(c) = self.conns.get_mut(key) {
-                    reply.encode(c.resp3, &mut c.out);
+                    reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
                     c.wait = Wait::No;
                     self.want_flush(key);
                     self.resume.push(key);

@@ -107,7 +107,7 @@ impl Shard {
                         .unwrap_or(&[]);
                     let holes = if seg.start == 0 { &holes[..] } else { &[] };
                     self.run_segment(db, resp3, (part, holes, &bigs), seg.cmds, &mut out);
-                    ends.push(out.len() as u32);
+                    ends.push(out.bytes.len() as u32);
                     at += 1;
                 }
                 self.serve_ready();
@@ -271,11 +271,7 @@ impl Shard {
                             c.close_after_flush = true;
                         }
                         self.want_flush(key);
-                        if self
-                            .conns
-                            .get(key)
-                            .is_some_and(|c| c.out.is_empty() && c.sending.is_empty())
-                        {
+                        if self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
                             self.close(key);
                         }
                     }
