@@ -20,9 +20,7 @@
 //! state and command running in `shard`, a request's path in `commands`.
 
 use crate::commands;
-use crate::io::{
-    net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, BUF_KEEP, SEND_PIECES,
-};
+use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, SEND_PIECES};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
 use crate::shard::{first_key, Shard};
@@ -199,12 +197,7 @@ impl Core {
             return;
         }
         if c.unsent().next().is_none() {
-            c.sending.clear();
-            c.send_off = 0;
-            // A large reply's buffer is not kept for the next one.
-            if c.sending.capacity() > BUF_KEEP {
-                c.sending = Vec::new();
-            }
+            c.sent_all();
             if c.out.is_empty() && c.out_big.is_empty() {
                 return;
             }
@@ -623,6 +616,9 @@ impl Core {
         }
         c.sent(res as usize);
         self.shard.stats.net_output_bytes += res as u64;
+        if c.unsent().next().is_none() {
+            c.sent_all();
+        }
         let pending = c.pending_out() > 0;
         if pending {
             self.shard.want_flush(key);

@@ -31,14 +31,6 @@ pub struct BigArgs {
     pub filling: Option<(Vec<u8>, usize, usize)>,
 }
 
-impl BigArgs {
-    /// Bytes held.
-    pub fn len(&self) -> usize {
-        self.done.iter().map(|b| b.len()).sum::<usize>()
-            + self.filling.as_ref().map_or(0, |f| f.0.len())
-    }
-}
-
 /// Unsent replies' big bulks, sent from the values themselves: each is
 /// sent once the output before its position has been.
 pub type BigOut = Vec<(usize, Bytes)>;
@@ -194,9 +186,12 @@ impl Conn {
         self.big.as_ref().is_some_and(|b| b.filling.is_some())
     }
 
-    /// The unparsed request bytes held (for `client-query-buffer-limit`).
+    /// The unparsed request bytes held, for `client-query-buffer-limit`:
+    /// as Redis counts its query buffer, the big argument being received
+    /// counts, those already received do not (they are arguments now).
     pub fn query_len(&self) -> usize {
-        self.rbuf.len() - self.rpos + self.big.as_ref().map_or(0, |b| b.len())
+        let filling = self.big.as_ref().and_then(|b| b.filling.as_ref());
+        self.rbuf.len() - self.rpos + filling.map_or(0, |f| f.0.len())
     }
 
     /// Unsent output bytes (for `client-output-buffer-limit`).
@@ -232,6 +227,17 @@ impl Conn {
                 return Some(part);
             }
         })
+    }
+
+    /// Empties `sending` once all of it is sent; a large reply's buffer
+    /// is freed rather than kept for the next one.
+    pub fn sent_all(&mut self) {
+        self.sending.clear();
+        self.send_off = 0;
+        if self.sending.capacity() > BUF_KEEP {
+            self.sending = Vec::new();
+        }
+        self.send_vec = None;
     }
 
     /// Counts `n` bytes of [`Conn::unsent`] as sent.
