@@ -309,7 +309,7 @@ impl Conn {
             self.psubs.len(),
             self.ssubs.len(),
             self.multi.as_ref().map_or(-1, |m| m.len() as i64),
-            self.rbuf.len() - self.rpos,
+            self.query_len(),
             self.rbuf.capacity() - self.rbuf.len(),
             self.rbuf.capacity(),
             self.rbuf.len(),
