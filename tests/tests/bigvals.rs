@@ -121,6 +121,14 @@ fn pipelined_big_writes_and_reads_across_cores_like_redis() {
     ]));
     reqs.push(encode(&[b"APPEND", KEYS[0].as_bytes(), &value(40_000, 6)]));
     reqs.push(encode(&[b"GET", KEYS[0].as_bytes()]));
+    // A transaction over both cores queues big arguments and answers big
+    // replies.
+    reqs.push(encode(&[b"MULTI"]));
+    reqs.push(encode(&[b"SET", KEYS[0].as_bytes(), &value(80_000, 7)]));
+    reqs.push(encode(&[b"SET", KEYS[1].as_bytes(), &value(90_000, 8)]));
+    reqs.push(encode(&[b"GET", KEYS[1].as_bytes()]));
+    reqs.push(encode(&[b"GET", KEYS[0].as_bytes()]));
+    reqs.push(encode(&[b"EXEC"]));
     same_as_redis(&["--shards", "2"], &reqs);
 }
 

@@ -184,6 +184,14 @@ pub fn process(shard: &mut Shard, key: Key) {
     }
     if let Some(c) = shard.conns.get_mut(key) {
         c.rbuf = rbuf;
+        // Parser scratch grown by a request of many (or inline) arguments
+        // is not kept either.
+        if spans.capacity() * std::mem::size_of::<(u32, u32)>() > BUF_KEEP {
+            spans = Vec::new();
+        }
+        if scratch.capacity() > BUF_KEEP {
+            scratch = Vec::new();
+        }
         c.spans = spans;
         c.scratch = scratch;
         c.big = big;
