@@ -43,7 +43,7 @@ fn parse_all(
                 n += 1;
             }
             Ok(Parsed::Empty { consumed }) => pos += consumed,
-            Ok(Parsed::Incomplete { .. }) => break,
+            Ok(Parsed::Incomplete { .. } | Parsed::BigBulk { .. }) => break,
             Err(e) => panic!("protocol error in benchmark input: {:?}", e),
         }
     }

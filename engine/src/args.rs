@@ -1,9 +1,18 @@
 //! Command arguments: a view of spans into one buffer, and its owned form
-//! that crosses cores.
+//! that crosses cores. A big bulk argument (see [`crate::resp::BIG_ARG`])
+//! may instead be its own `Bytes`, received straight into a buffer of its
+//! size: the span then names it in a side list, so a value of hundreds of
+//! megabytes reaches the keyspace (and other cores) without a copy.
 
 use crate::error;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
+use bytes::Bytes;
+
+/// The start of a span that is not a range of the buffer: its end is the
+/// index of the argument in the side list of big arguments. (A real span
+/// never starts after its end.)
+pub const BIG_SPAN: u32 = u32::MAX;
 
 /// A command's arguments (`args.get(0)` is the command name). Borrowed from
 /// the connection's read buffer, so building it costs nothing.
@@ -11,6 +20,7 @@ use crate::resp::parse_i64;
 pub struct Args<'a> {
     buf: &'a [u8],
     spans: &'a [(u32, u32)],
+    bigs: &'a [Bytes],
 }
 
 impl<'a> Args<'a> {
@@ -19,7 +29,22 @@ impl<'a> Args<'a> {
         debug_assert!(spans
             .iter()
             .all(|&(s, e)| s <= e && e as usize <= buf.len()));
-        Args { buf, spans }
+        Args {
+            buf,
+            spans,
+            bigs: &[],
+        }
+    }
+
+    /// Arguments given as spans into `buf`, or ([`BIG_SPAN`], `i`) for
+    /// `bigs[i]`.
+    pub fn with_bigs(buf: &'a [u8], spans: &'a [(u32, u32)], bigs: &'a [Bytes]) -> Self {
+        debug_assert!(spans.iter().all(|&(s, e)| if s == BIG_SPAN {
+            (e as usize) < bigs.len()
+        } else {
+            s <= e && e as usize <= buf.len()
+        }));
+        Args { buf, spans, bigs }
     }
 
     /// Number of arguments, including the command name.
@@ -36,19 +61,37 @@ impl<'a> Args<'a> {
     /// before a command runs, so handlers never see that case).
     pub fn get(&self, i: usize) -> &'a [u8] {
         match self.spans.get(i) {
-            Some(&(s, e)) => &self.buf[s as usize..e as usize],
+            Some(&(s, e)) => slice(self.buf, self.bigs, s, e),
             None => &[],
+        }
+    }
+
+    /// Argument `i` when it was received as its own buffer: sharing it
+    /// costs no copy.
+    pub fn shared(&self, i: usize) -> Option<&'a Bytes> {
+        match self.spans.get(i) {
+            Some(&(BIG_SPAN, e)) => self.bigs.get(e as usize),
+            _ => None,
+        }
+    }
+
+    /// Argument `i` as `Bytes`: shared when it was received as its own
+    /// buffer, else copied.
+    pub fn bytes(&self, i: usize) -> Bytes {
+        match self.shared(i) {
+            Some(b) => b.clone(),
+            None => Bytes::copy_from_slice(self.get(i)),
         }
     }
 
     /// Arguments from `i` to the end.
     pub fn iter_from(&self, i: usize) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
-        let buf = self.buf;
+        let (buf, bigs) = (self.buf, self.bigs);
         self.spans
             .get(i..)
             .unwrap_or(&[])
             .iter()
-            .map(move |&(s, e)| &buf[s as usize..e as usize])
+            .map(move |&(s, e)| slice(buf, bigs, s, e))
     }
 
     /// All arguments.
@@ -76,9 +119,27 @@ impl<'a> Args<'a> {
         String::from_utf8_lossy(self.get(0)).to_ascii_lowercase()
     }
 
-    /// An owned copy, to send to another core.
+    /// An owned copy, to send to another core: big arguments are shared,
+    /// not copied.
     pub fn to_owned(&self) -> OwnedArgs {
-        OwnedArgs::from_iter(self.iter())
+        let mut o = OwnedArgs::default();
+        for i in 0..self.len() {
+            match self.shared(i) {
+                Some(b) => o.push_shared(b.clone()),
+                None => o.push(self.get(i)),
+            }
+        }
+        o
+    }
+}
+
+/// The bytes a span names.
+#[inline]
+fn slice<'a>(buf: &'a [u8], bigs: &'a [Bytes], s: u32, e: u32) -> &'a [u8] {
+    if s == BIG_SPAN {
+        bigs.get(e as usize).map_or(&[], |b| &b[..])
+    } else {
+        &buf[s as usize..e as usize]
     }
 }
 
@@ -108,6 +169,7 @@ pub fn parse_float(s: &[u8]) -> Option<f64> {
 pub struct OwnedArgs {
     buf: Vec<u8>,
     spans: Vec<(u32, u32)>,
+    bigs: Vec<Bytes>,
 }
 
 impl<'b> FromIterator<&'b [u8]> for OwnedArgs {
@@ -129,9 +191,15 @@ impl OwnedArgs {
         self.spans.push((start, self.buf.len() as u32));
     }
 
+    /// Appends one big argument, shared.
+    pub fn push_shared(&mut self, b: Bytes) {
+        self.spans.push((BIG_SPAN, self.bigs.len() as u32));
+        self.bigs.push(b);
+    }
+
     /// A borrowed view.
     pub fn as_args(&self) -> Args<'_> {
-        Args::new(&self.buf, &self.spans)
+        Args::with_bigs(&self.buf, &self.spans, &self.bigs)
     }
 
     /// Number of arguments.
@@ -159,6 +227,24 @@ mod tests {
         assert_eq!(a.get(9), b"");
         assert!(a.is(0, "set"));
         assert_eq!(a.to_owned(), o);
+    }
+
+    #[test]
+    fn big_arguments_are_shared_not_copied() {
+        let big = Bytes::from(vec![7u8; 100]);
+        let buf = b"SETk";
+        let spans = [(0, 3), (3, 4), (BIG_SPAN, 0)];
+        let bigs = [big.clone()];
+        let a = Args::with_bigs(buf, &spans, &bigs);
+        assert_eq!(a.get(2), &big[..]);
+        assert_eq!(a.iter().map(|x| x.len()).collect::<Vec<_>>(), [3, 1, 100]);
+        assert_eq!(a.shared(2).map(|b| b.as_ptr()), Some(big.as_ptr()));
+        assert!(a.shared(1).is_none());
+        let o = a.to_owned();
+        let oa = o.as_args();
+        assert_eq!(oa.get(2).as_ptr(), big.as_ptr());
+        assert_eq!(oa.bytes(2).as_ptr(), big.as_ptr());
+        assert_eq!(oa.get(0), b"SET");
     }
 
     #[test]

@@ -49,5 +49,5 @@ pub mod value;
 pub mod zset;
 
 pub use args::{Args, OwnedArgs};
-pub use reply::Reply;
+pub use reply::{Encoded, Reply};
 pub use shard::Shard;

@@ -8,6 +8,54 @@
 use bytes::Bytes;
 use std::borrow::Cow;
 
+/// Bulk replies of this many bytes or more are sent from the value itself
+/// rather than copied into the connection's output (see
+/// [`Reply::encode_split`]).
+pub const BIG_REPLY: usize = 32 * 1024;
+
+/// Replies encoded for a client, their big bulks kept apart and shared
+/// (see [`Reply::encode_split`]): what crosses cores, so that a big value
+/// is not copied on its way out.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Where each big bulk belongs in `bytes`, in order.
+    pub bigs: Vec<(usize, Bytes)>,
+}
+
+impl Encoded {
+    /// Appends `r` encoded.
+    pub fn push(&mut self, r: &Reply, resp3: bool) {
+        r.encode_split(resp3, &mut self.bytes, &mut self.bigs);
+    }
+
+    /// Appends `bytes[from..to]` of `other`, and its big bulks there.
+    pub fn extend_from(&mut self, other: &Encoded, from: usize, to: usize) {
+        let Some(part) = other.bytes.get(from..to) else {
+            return;
+        };
+        let shift = self.bytes.len();
+        self.bytes.extend_from_slice(part);
+        self.bigs.extend(
+            other
+                .bigs
+                .iter()
+                .filter(|(at, _)| (from..to).contains(at))
+                .map(|(at, b)| (at - from + shift, b.clone())),
+        );
+    }
+
+    /// Bytes, big bulks included.
+    pub fn len(&self) -> usize {
+        self.bytes.len() + self.bigs.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// True when nothing is encoded.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.bigs.is_empty()
+    }
+}
+
 /// A command's answer, before encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -72,6 +120,23 @@ impl Reply {
 
     /// Appends the RESP encoding of `self` to `out`. `resp3` selects RESP3.
     pub fn encode(&self, resp3: bool, out: &mut Vec<u8>) {
+        self.encode_to(resp3, out, None);
+    }
+
+    /// [`Reply::encode`], but bulk strings of [`BIG_REPLY`] bytes or more
+    /// are not copied: their bytes are shared into `bigs`, with the
+    /// position in `out` where they belong (after their `$len` line, before
+    /// their CRLF), to be sent from the values themselves.
+    pub fn encode_split(&self, resp3: bool, out: &mut Vec<u8>, bigs: &mut Vec<(usize, Bytes)>) {
+        self.encode_to(resp3, out, Some(bigs));
+    }
+
+    fn encode_to(
+        &self,
+        resp3: bool,
+        out: &mut Vec<u8>,
+        mut bigs: Option<&mut Vec<(usize, Bytes)>>,
+    ) {
         match self {
             Reply::Ok => out.extend_from_slice(b"+OK\r\n"),
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
@@ -81,25 +146,32 @@ impl Reply {
                 push_int(out, *n);
                 out.extend_from_slice(b"\r\n");
             }
-            Reply::Bulk(b) => bulk(out, b),
+            Reply::Bulk(b) => match bigs {
+                Some(bigs) if b.len() >= BIG_REPLY => {
+                    header(out, b'$', b.len());
+                    bigs.push((out.len(), b.clone()));
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => bulk(out, b),
+            },
             Reply::Nil => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" }),
             Reply::NilArray => out.extend_from_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" }),
             Reply::Array(items) => {
                 header(out, b'*', items.len());
                 for i in items {
-                    i.encode(resp3, out);
+                    i.encode_to(resp3, out, bigs.as_deref_mut());
                 }
             }
             Reply::Set(items) => {
                 header(out, if resp3 { b'~' } else { b'*' }, items.len());
                 for i in items {
-                    i.encode(resp3, out);
+                    i.encode_to(resp3, out, bigs.as_deref_mut());
                 }
             }
             Reply::Push(items) => {
                 header(out, if resp3 { b'>' } else { b'*' }, items.len());
                 for i in items {
-                    i.encode(resp3, out);
+                    i.encode_to(resp3, out, bigs.as_deref_mut());
                 }
             }
             Reply::Pairs(pairs) => {
@@ -108,8 +180,8 @@ impl Reply {
                     if resp3 {
                         out.extend_from_slice(b"*2\r\n");
                     }
-                    k.encode(resp3, out);
-                    v.encode(resp3, out);
+                    k.encode_to(resp3, out, bigs.as_deref_mut());
+                    v.encode_to(resp3, out, bigs.as_deref_mut());
                 }
             }
             Reply::Map(pairs) => {
@@ -119,8 +191,8 @@ impl Reply {
                     header(out, b'*', pairs.len() * 2);
                 }
                 for (k, v) in pairs {
-                    k.encode(resp3, out);
-                    v.encode(resp3, out);
+                    k.encode_to(resp3, out, bigs.as_deref_mut());
+                    v.encode_to(resp3, out, bigs.as_deref_mut());
                 }
             }
             Reply::Double(d) => {
@@ -262,6 +334,33 @@ mod tests {
         assert_eq!(enc(&Reply::Bool(true), false), ":1\r\n");
         assert_eq!(enc(&Reply::Bool(false), true), "#f\r\n");
         assert_eq!(enc(&Reply::err("ERR a\r\nb"), false), "-ERR a  b\r\n");
+    }
+
+    #[test]
+    fn big_bulks_are_shared_in_place_not_copied() {
+        let big = Bytes::from(vec![b'x'; BIG_REPLY]);
+        let small = Reply::bulk(&vec![b'y'; BIG_REPLY - 1]);
+        let r = Reply::Array(vec![
+            Reply::Bulk(big.clone()),
+            small,
+            Reply::Bulk(big.clone()),
+        ]);
+        let (mut out, mut bigs) = (Vec::new(), Vec::new());
+        r.encode_split(false, &mut out, &mut bigs);
+        assert_eq!(bigs.len(), 2);
+        assert!(bigs.iter().all(|(_, b)| b.as_ptr() == big.as_ptr()));
+        // Put back in place, the bytes are the ordinary encoding.
+        let mut joined = Vec::new();
+        let mut from = 0;
+        for (at, b) in &bigs {
+            joined.extend_from_slice(&out[from..*at]);
+            joined.extend_from_slice(b);
+            from = *at;
+        }
+        joined.extend_from_slice(&out[from..]);
+        let mut plain = Vec::new();
+        r.encode(false, &mut plain);
+        assert_eq!(joined, plain);
     }
 
     #[test]

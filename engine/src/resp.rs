@@ -6,6 +6,13 @@
 //! reads more bytes and calls again. Errors carry Redis 7.0's exact text; the
 //! connection that sent them is answered and closed, as Redis does.
 
+use crate::args::BIG_SPAN;
+
+/// Bulk arguments of this many bytes or more are received into a buffer of
+/// their own, of their exact size, which becomes the value without a copy
+/// (Redis's `PROTO_MBULK_BIG_ARG`): see [`Parsed::BigBulk`].
+pub const BIG_ARG: usize = 32 * 1024;
+
 /// Limits that protect the server from a request before it is buffered.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -40,6 +47,12 @@ pub enum Parsed {
     /// Not enough bytes yet; parsing again is pointless before the buffer
     /// holds at least `need` bytes.
     Incomplete { need: usize },
+    /// A bulk of at least [`BIG_ARG`] bytes whose data starts at `start` is
+    /// not all here yet: the caller may receive its `len` bytes into a
+    /// buffer of their own, drop them from its buffer, and parse again with
+    /// a hole at `start` (see [`parse_with_holes`]). Parsing again without
+    /// it is pointless before the buffer holds `start + len + 2` bytes.
+    BigBulk { start: usize, len: usize },
 }
 
 /// A protocol violation: reply `-ERR Protocol error: <text>` and close.
@@ -112,6 +125,21 @@ pub fn parse(
     spans: &mut Vec<(u32, u32)>,
     scratch: &mut Vec<u8>,
 ) -> Result<Parsed, ProtocolError> {
+    parse_with_holes(buf, limits, spans, scratch, &[])
+}
+
+/// [`parse`] over a buffer from which big bulks were taken out: `holes`
+/// lists, in increasing order, where the data of each would start (right
+/// after its `$len` line; its CRLF stays in `buf`). The span of the
+/// argument in hole `i` is ([`BIG_SPAN`], `i`): the caller holds its bytes
+/// (see [`crate::Args::with_bigs`]).
+pub fn parse_with_holes(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut Vec<(u32, u32)>,
+    scratch: &mut Vec<u8>,
+    holes: &[usize],
+) -> Result<Parsed, ProtocolError> {
     spans.clear();
     if buf.is_empty() {
         return Ok(Parsed::Incomplete { need: 1 });
@@ -135,6 +163,7 @@ pub fn parse(
     if count <= 0 {
         return Ok(Parsed::Empty { consumed: pos });
     }
+    let mut hole = 0;
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(Parsed::Incomplete { need: pos + 1 });
@@ -155,8 +184,23 @@ pub fn parse(
             _ => return Err(ProtocolError("invalid bulk length")),
         };
         let start = eol + 2;
+        if holes.get(hole) == Some(&start) {
+            if buf.len() < start + 2 {
+                return Ok(Parsed::Incomplete { need: start + 2 });
+            }
+            if &buf[start..start + 2] != b"\r\n" {
+                return Err(ProtocolError("invalid bulk length"));
+            }
+            spans.push((BIG_SPAN, hole as u32));
+            hole += 1;
+            pos = start + 2;
+            continue;
+        }
         let end = start + len;
         if buf.len() < end + 2 {
+            if len >= BIG_ARG {
+                return Ok(Parsed::BigBulk { start, len });
+            }
             return Ok(Parsed::Incomplete { need: end + 2 });
         }
         if &buf[end..end + 2] != b"\r\n" {
@@ -358,6 +402,46 @@ mod tests {
             args(full).unwrap().0,
             Parsed::Command { consumed, .. } if consumed == full.len()
         ));
+    }
+
+    #[test]
+    fn big_bulks_are_offered_out_and_parsed_as_holes() {
+        let len = BIG_ARG;
+        let mut req = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${len}\r\n").into_bytes();
+        let start = req.len();
+        req.extend_from_slice(b"xyz");
+        let (mut spans, mut scratch) = (Vec::new(), Vec::new());
+        let l = Limits::default();
+        assert_eq!(
+            parse(&req, &l, &mut spans, &mut scratch),
+            Ok(Parsed::BigBulk { start, len })
+        );
+        // One byte short of a big bulk: an ordinary incomplete request.
+        let small = format!("*2\r\n$3\r\nGET\r\n${}\r\nab", len - 1);
+        assert!(matches!(
+            parse(small.as_bytes(), &l, &mut spans, &mut scratch),
+            Ok(Parsed::Incomplete { .. })
+        ));
+        // The data taken out: the CRLF after the hole completes it.
+        req.truncate(start);
+        assert_eq!(
+            parse_with_holes(&req, &l, &mut spans, &mut scratch, &[start]),
+            Ok(Parsed::Incomplete { need: start + 2 })
+        );
+        req.extend_from_slice(b"\r\n*1\r\n");
+        assert_eq!(
+            parse_with_holes(&req, &l, &mut spans, &mut scratch, &[start]),
+            Ok(Parsed::Command {
+                consumed: start + 2,
+                inline: false
+            })
+        );
+        assert_eq!(spans[2], (BIG_SPAN, 0));
+        req[start] = b'x';
+        assert_eq!(
+            parse_with_holes(&req, &l, &mut spans, &mut scratch, &[start]),
+            Err(ProtocolError("invalid bulk length"))
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! state and command running in `shard`, a request's path in `commands`.
 
 use crate::commands;
-use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, Wait};
+use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, SEND_PIECES};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
 use crate::shard::{first_key, Shard};
@@ -116,7 +116,8 @@ impl Core {
 
     fn push_sqe(&mut self, e: squeue::Entry) {
         // SAFETY: every buffer an entry points at (a connection's receive
-        // or send buffer, the eventfd word, the cron timespec) stays
+        // or send buffer, its send vector and the big bulks it names, the
+        // eventfd word, the cron timespec) stays
         // allocated and unmoved until its completion is reaped:
         // connections are only freed once nothing is in flight for them.
         unsafe { self.ring.push(e) };
@@ -198,19 +199,55 @@ impl Core {
         if c.send_inflight || c.closing {
             return;
         }
-        if c.send_off >= c.sending.len() {
-            c.sending.clear();
-            c.send_off = 0;
-            if c.out.is_empty() {
+        if c.unsent().next().is_none() {
+            c.sent_all();
+            if c.out.is_empty() && c.out_big.is_empty() {
                 return;
             }
             std::mem::swap(&mut c.sending, &mut c.out);
+            std::mem::swap(&mut c.sending_big, &mut c.out_big);
         }
-        let rest = &c.sending[c.send_off..];
+        if c.sending_big.is_empty() {
+            c.send_vec = None;
+            let rest = &c.sending[c.send_off..];
+            let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
+            c.send_inflight = true;
+            let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build())
+            .user_data(user_data(KIND_SEND, key));
+            self.push_sqe(e);
+            return;
+        }
+        // Big bulks go out from the values themselves, with the output
+        // around them, in one sendmsg.
+        let mut v = c.send_vec.take().unwrap_or_else(|| {
+            Box::new(SendVec {
+                // SAFETY: msghdr and iovec are plain C structs; all zeroes
+                // is a valid (empty) value of each.
+                msg: unsafe { std::mem::zeroed() },
+                iov: unsafe { std::mem::zeroed() },
+            })
+        });
+        let mut n = 0;
+        for part in c.unsent().take(SEND_PIECES) {
+            v.iov[n] = libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            };
+            n += 1;
+        }
+        if n == 0 {
+            c.send_vec = Some(v);
+            return;
+        }
+        v.msg.msg_iov = v.iov.as_mut_ptr();
+        v.msg.msg_iovlen = n as _;
+        let msg: *const libc::msghdr = &v.msg;
+        c.send_vec = Some(v);
         c.send_inflight = true;
-        let (ptr, len) = (rest.as_ptr(), rest.len().min(u32::MAX as usize) as u32);
-        let e = with_target!(c, key, |f| opcode::Send::new(f, ptr, len)
-            .flags(libc::MSG_NOSIGNAL)
+        let e = with_target!(c, key, |f| opcode::SendMsg::new(f, msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build())
         .user_data(user_data(KIND_SEND, key));
         self.push_sqe(e);
@@ -327,7 +364,7 @@ impl Core {
         let Some(c) = self.shard.conns.get_mut(key) else {
             return false;
         };
-        let pending = c.out.len() + c.sending.len() - c.send_off.min(c.sending.len());
+        let pending = c.pending_out();
         let limit = self.shard.settings.obuf[if c.sub_count() > 0 { 2 } else { 0 }];
         let hard = limit.hard > 0 && pending as u64 >= limit.hard;
         let mut soft = limit.soft > 0 && pending as u64 >= limit.soft;
@@ -505,8 +542,7 @@ impl Core {
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.shard.conns.get_mut(key)) {
                 if !c.closing {
-                    c.rbuf
-                        .extend_from_slice(self.ring.bufring.data(bid, res as usize));
+                    c.take_in(self.ring.bufring.data(bid, res as usize));
                 }
             }
         }
@@ -561,7 +597,7 @@ impl Core {
             self.active += 1;
         }
         self.shard.stats.net_input_bytes += res as u64;
-        if c.rbuf.len() - c.rpos > self.shard.settings.query_buf_max {
+        if c.query_len() > self.shard.settings.query_buf_max {
             log::warning(format_args!(
                 "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
                 c.id,
@@ -592,9 +628,12 @@ impl Core {
             self.close(key);
             return;
         }
-        c.send_off += res as usize;
+        c.sent(res as usize);
         self.shard.stats.net_output_bytes += res as u64;
-        let pending = c.send_off < c.sending.len() || !c.out.is_empty();
+        if c.unsent().next().is_none() {
+            c.sent_all();
+        }
+        let pending = c.pending_out() > 0;
         if pending {
             self.shard.want_flush(key);
         } else if c.close_after_flush {

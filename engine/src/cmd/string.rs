@@ -141,6 +141,15 @@ pub fn read_str(ctx: &mut Ctx, key: &[u8]) -> Result<Option<Bytes>, Reply> {
     }
 }
 
+/// Argument `i` as a string value: a big argument received into its own
+/// buffer becomes the value as it is, without a copy.
+fn str_arg(args: &Args, i: usize) -> StrData {
+    match args.shared(i) {
+        Some(b) => StrData::from(b.clone()),
+        None => StrData::copy_from_slice(args.get(i)),
+    }
+}
+
 /// Adds a new string key built in place (SETRANGE, SETBIT, BITFIELD on a
 /// missing key): Redis creates such strings raw, however short.
 fn insert_raw(ctx: &mut Ctx, key: &[u8], v: Vec<u8>, now_s: u32) {
@@ -291,12 +300,12 @@ struct SetOutcome {
 }
 
 /// Redis's `setGenericCommand`: the common part of SET, SETNX, SETEX and
-/// PSETEX. `expire` is the unparsed expiry; `cmd` names the command in the
-/// invalid-expire error.
+/// PSETEX: the value is argument `val`. `expire` is the unparsed expiry;
+/// `cmd` names the command in the invalid-expire error.
 fn set_generic(
     ctx: &mut Ctx,
     key: &[u8],
-    val: &[u8],
+    val: usize,
     o: &StrOpts,
     cmd: &'static str,
 ) -> Result<SetOutcome, Reply> {
@@ -318,7 +327,8 @@ fn set_generic(
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(SetOutcome { done: false, old });
     }
-    let value = Value::Str(StrData::copy_from_slice(val));
+    let args = ctx.args;
+    let value = Value::Str(str_arg(&args, val));
     let now_s = new_lru(ctx);
     let db = &mut ctx.shard.dbs[ctx.db];
     let replaced = match ttl {
@@ -337,7 +347,7 @@ fn set_generic(
         let mut argv = vec![
             Bytes::from_static(b"SET"),
             Bytes::copy_from_slice(key),
-            Bytes::copy_from_slice(val),
+            args.bytes(val),
         ];
         match ttl {
             Ttl::At(at) => {
@@ -369,7 +379,7 @@ fn set_generic(
 fn set(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let o = tri!(parse_str_opts(&args, 3, true));
-    let out = tri!(set_generic(ctx, args.get(1), args.get(2), &o, "set"));
+    let out = tri!(set_generic(ctx, args.get(1), 2, &o, "set"));
     if o.get {
         out.old.map_or(Reply::Nil, Reply::Bulk)
     } else if out.done {
@@ -389,7 +399,7 @@ fn setnx(ctx: &mut Ctx) -> Reply {
         nx: true,
         ..StrOpts::default()
     };
-    let out = tri!(set_generic(ctx, args.get(1), args.get(2), &o, "setnx"));
+    let out = tri!(set_generic(ctx, args.get(1), 2, &o, "setnx"));
     Reply::Int(out.done as i64)
 }
 
@@ -399,7 +409,7 @@ fn setex_generic(ctx: &mut Ctx, kind: ExpKind, cmd: &'static str) -> Reply {
         expire: Some((kind, args.get(2))),
         ..StrOpts::default()
     };
-    tri!(set_generic(ctx, args.get(1), args.get(3), &o, cmd));
+    tri!(set_generic(ctx, args.get(1), 3, &o, cmd));
     Reply::Ok
 }
 
@@ -425,19 +435,15 @@ fn psetex(ctx: &mut Ctx) -> Reply {
 /// Set the string value of a key and return its old value.
 fn getset(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
-    let (key, val) = (args.get(1), args.get(2));
+    let key = args.get(1);
     let old = tri!(read_str(ctx, key));
-    ctx.shard.set(
-        ctx.db,
-        key,
-        Value::Str(StrData::copy_from_slice(val)),
-        ctx.now_ms,
-    );
+    ctx.shard
+        .set(ctx.db, key, Value::Str(str_arg(&args, 2)), ctx.now_ms);
     ctx.dirty(1);
     ctx.propagate_as(vec![vec![
         Bytes::from_static(b"SET"),
         Bytes::copy_from_slice(key),
-        Bytes::copy_from_slice(val),
+        args.bytes(2),
     ]]);
     old.map_or(Reply::Nil, Reply::Bulk)
 }
@@ -532,7 +538,7 @@ fn mset_all(ctx: &mut Ctx) {
     let args = ctx.args;
     let mut i = 1;
     while i + 1 < args.len() {
-        let v = Value::Str(StrData::copy_from_slice(args.get(i + 1)));
+        let v = Value::Str(str_arg(&args, i + 1));
         ctx.shard.set(ctx.db, args.get(i), v, ctx.now_ms);
         i += 2;
     }

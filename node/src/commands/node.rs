@@ -175,7 +175,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -430,6 +430,7 @@ fn silent_unsubscribe(shard: &mut Shard, key: Key, kind: Kind) {
         pubsub::unsubscribe(shard, key, kind, Vec::new());
         if let Some(c) = shard.conns.get_mut(key) {
             c.out.truncate(before);
+            c.out_big.retain(|&(at, _)| at < before);
         }
     }
 }
@@ -542,7 +543,7 @@ fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
             conn: key,
             replies: vec![reply],
             effects: Vec::new(),
-            encoded: Vec::new(),
+            encoded: engine::Encoded::default(),
         }
     })
 }
@@ -629,7 +630,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(s))],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -702,7 +703,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }
@@ -925,7 +926,7 @@ fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: engine::Encoded::default(),
                 }
             })
         }

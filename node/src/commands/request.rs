@@ -5,7 +5,7 @@
 //! that can travel along ([`gather_pipeline`]) and send it as one task.
 
 use super::dispatch::{self, Next};
-use crate::io::{Key, Wait};
+use crate::io::{BigArgs, Key, Wait, BUF_KEEP};
 use crate::log;
 use crate::mesh::{flows, Seg};
 use crate::shard::{first_key, parse, Shard};
@@ -31,7 +31,7 @@ struct First {
 
 /// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
 struct Planned {
-    bytes: Bytes,
+    bytes: (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
 }
@@ -44,8 +44,14 @@ pub fn process(shard: &mut Shard, key: Key) {
     if c.closing || c.close_after_flush || c.wait != Wait::No {
         return;
     }
+    if c.filling() {
+        return;
+    }
     let db = c.db;
-    let rbuf = std::mem::take(&mut c.rbuf);
+    let mut rbuf = std::mem::take(&mut c.rbuf);
+    // The current request's big arguments, received apart.
+    let mut big = c.big.take();
+    let mut holes = Vec::new();
     let mut spans = std::mem::take(&mut c.spans);
     let mut scratch = std::mem::take(&mut c.scratch);
     let mut pos = c.rpos;
@@ -55,15 +61,38 @@ pub fn process(shard: &mut Shard, key: Key) {
         if rbuf.len() < need || pos >= rbuf.len() {
             break;
         }
+        holes.clear();
+        if let Some(b) = &big {
+            holes.extend(b.at.iter().map(|&at| at - pos));
+        }
         match parse(
             &mut shard.stats,
             &rbuf[pos..],
+            &holes,
             &limits,
             &mut spans,
             &mut scratch,
         ) {
             Ok(engine::resp::Parsed::Incomplete { need: n }) => {
                 need = pos + n;
+                break;
+            }
+            Ok(engine::resp::Parsed::BigBulk { start, len }) => {
+                // Receive it into a buffer of its size, taking what is
+                // already here; its CRLF and what follows stay in `rbuf`.
+                let at = pos + start;
+                let here = (rbuf.len() - at).min(len);
+                let mut buf = Vec::with_capacity(len);
+                buf.extend_from_slice(&rbuf[at..at + here]);
+                rbuf.drain(at..at + here);
+                let b = big.get_or_insert_with(Box::<BigArgs>::default);
+                if here == len {
+                    b.at.push(at);
+                    b.done.push(Bytes::from(buf));
+                    continue;
+                }
+                b.filling = Some((buf, at, len));
+                need = 0;
                 break;
             }
             Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
@@ -79,11 +108,16 @@ pub fn process(shard: &mut Shard, key: Key) {
                     shard.engine.prefetch(db, k);
                 }
                 let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
-                let args = engine::Args::new(src, &spans);
+                let bigs = big.as_ref().map_or(&[][..], |b| &b.done[..]);
+                let args = engine::Args::with_bigs(src, &spans, bigs);
                 match dispatch::command(shard, key, args) {
-                    Next::Continue => pos += consumed,
+                    Next::Continue => {
+                        pos += consumed;
+                        big = None;
+                    }
                     Next::Wait => {
                         pos += consumed;
+                        big = None;
                         break;
                     }
                     Next::Retry => break,
@@ -101,7 +135,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                             consumed,
                             head,
                         };
-                        let (p, end) = gather_pipeline(
+                        let (mut p, end) = gather_pipeline(
                             shard,
                             key,
                             &rbuf,
@@ -110,6 +144,10 @@ pub fn process(shard: &mut Shard, key: Key) {
                             &mut spans,
                             &mut scratch,
                         );
+                        if let Some(b) = big.take() {
+                            p.bytes.1 = std::mem::take(&mut holes);
+                            p.bytes.2 = b.done;
+                        }
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
                         let rpc = shard.rpc.clone();
@@ -132,6 +170,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                 }
                 shard.want_flush(key);
                 pos = rbuf.len();
+                big = None;
                 break;
             }
         }
@@ -145,21 +184,41 @@ pub fn process(shard: &mut Shard, key: Key) {
     }
     if let Some(c) = shard.conns.get_mut(key) {
         c.rbuf = rbuf;
+        // Parser scratch grown by a request of many (or inline) arguments
+        // is not kept either.
+        if spans.capacity() * std::mem::size_of::<(u32, u32)>() > BUF_KEEP {
+            spans = Vec::new();
+        }
+        if scratch.capacity() > BUF_KEEP {
+            scratch = Vec::new();
+        }
         c.spans = spans;
         c.scratch = scratch;
+        c.big = big;
         // The kernel never writes into this buffer (it fills the ring's
         // buffers), so it can be compacted at any time. It is, once the
         // consumed part is at least as long as what remains: moving the
         // rest at every stop (each hop of a pipeline to another core)
         // would make a long pipeline quadratic; this way each byte is
         // moved a bounded number of times.
+        // An emptied buffer that grew large is freed: an idle
+        // connection holds no large buffer.
         if pos == c.rbuf.len() {
             c.rbuf.clear();
+            if c.rbuf.capacity() > BUF_KEEP {
+                c.rbuf = Vec::new();
+            }
             c.rpos = 0;
             c.need = 0;
         } else if pos >= COMPACT_MIN && pos * 2 >= c.rbuf.len() {
             shard.stats.input_bytes_moved += (c.rbuf.len() - pos) as u64;
             c.rbuf.drain(..pos);
+            if let Some(b) = c.big.as_deref_mut() {
+                b.at.iter_mut().for_each(|at| *at -= pos);
+                if let Some((_, at, _)) = &mut b.filling {
+                    *at -= pos;
+                }
+            }
             c.rpos = 0;
             c.need = need.saturating_sub(pos);
         } else {
@@ -198,6 +257,7 @@ fn gather_pipeline(
         }) = parse(
             &mut shard.stats,
             &rbuf[pos..],
+            &[],
             &shard.settings.limits,
             spans,
             scratch,
@@ -226,21 +286,25 @@ fn gather_pipeline(
         cmds += 1;
         pos += consumed;
     }
-    let bytes = match first.head {
-        None => Bytes::copy_from_slice(&rbuf[start..pos]),
-        Some(mut head) => {
-            // The offsets shift by the re-encoding of the first command.
-            let (old, new) = (first.consumed as u32, head.len() as u32);
-            for s in &mut segs {
-                if s.start > 0 {
-                    s.start = s.start - old + new;
+    let bytes = (
+        match first.head {
+            None => Bytes::copy_from_slice(&rbuf[start..pos]),
+            Some(mut head) => {
+                // The offsets shift by the re-encoding of the first command.
+                let (old, new) = (first.consumed as u32, head.len() as u32);
+                for s in &mut segs {
+                    if s.start > 0 {
+                        s.start = s.start - old + new;
+                    }
+                    s.end = s.end - old + new;
                 }
-                s.end = s.end - old + new;
+                head.extend_from_slice(&rbuf[start + first.consumed..pos]);
+                Bytes::from(head)
             }
-            head.extend_from_slice(&rbuf[start + first.consumed..pos]);
-            Bytes::from(head)
-        }
-    };
+        },
+        Vec::new(),
+        Vec::new(),
+    );
     (
         Planned {
             bytes,

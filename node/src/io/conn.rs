@@ -18,6 +18,38 @@ pub enum Wait {
     Stalled,
 }
 
+/// Big bulk arguments (`engine::resp::BIG_ARG` bytes or more) of the
+/// request at `Conn::rpos`, each received into a buffer of its own size
+/// rather than into `Conn::rbuf`: they become values without a copy.
+#[derive(Default)]
+pub struct BigArgs {
+    /// Where each received one would start in `rbuf` (its `$len` line is
+    /// there, and its CRLF right at this position), and its bytes.
+    pub at: Vec<usize>,
+    pub done: Vec<Bytes>,
+    /// The one being received, its place in `rbuf` and its size.
+    pub filling: Option<(Vec<u8>, usize, usize)>,
+}
+
+/// Unsent replies' big bulks, sent from the values themselves: each is
+/// sent once the output before its position has been.
+pub type BigOut = Vec<(usize, Bytes)>;
+
+/// An emptied buffer with more capacity than this is freed rather than
+/// kept, so an idle connection holds no large buffer.
+pub const BUF_KEEP: usize = 4 * 1024;
+
+/// Most pieces one send of output with big bulks takes (a `sendmsg` with
+/// this many `iovec`s).
+pub const SEND_PIECES: usize = 8;
+
+/// The `sendmsg` header of a send of output with big bulks: it must not
+/// move while the send is in flight, hence boxed.
+pub struct SendVec {
+    pub msg: libc::msghdr,
+    pub iov: [libc::iovec; SEND_PIECES],
+}
+
 /// A client connection.
 pub struct Conn {
     pub fd: i32,
@@ -38,11 +70,21 @@ pub struct Conn {
     pub rpos: usize,
     /// Don't parse again before `rbuf` holds this many bytes.
     pub need: usize,
-    /// Replies waiting to be sent.
+    /// The request's big arguments, when it has some.
+    pub big: Option<Box<BigArgs>>,
+    /// Replies waiting to be sent, and their big bulks.
     pub out: Vec<u8>,
-    /// The buffer a send is in flight from (must not move meanwhile).
+    pub out_big: BigOut,
+    /// The buffer a send is in flight from (must not move meanwhile), its
+    /// big bulks, and how far both have been sent: `send_off` in
+    /// `sending`, `send_big_off` in `sending_big[0]`, sent once `send_off`
+    /// reaches its position.
     pub sending: Vec<u8>,
+    pub sending_big: BigOut,
     pub send_off: usize,
+    pub send_big_off: usize,
+    /// Where a send with big bulks is described (only while some are).
+    pub send_vec: Option<Box<SendVec>>,
     pub send_inflight: bool,
     pub recv_inflight: bool,
     /// Queued for the send pass.
@@ -87,12 +129,17 @@ impl Conn {
             created_ms: now_ms,
             last_ms: now_ms,
             active_in: 0,
-            rbuf: Vec::with_capacity(16 * 1024),
+            rbuf: Vec::new(),
             rpos: 0,
             need: 0,
+            big: None,
             out: Vec::new(),
+            out_big: Vec::new(),
             sending: Vec::new(),
+            sending_big: Vec::new(),
             send_off: 0,
+            send_big_off: 0,
+            send_vec: None,
             send_inflight: false,
             recv_inflight: false,
             flush_queued: false,
@@ -113,6 +160,109 @@ impl Conn {
             last_cmd: None,
             spans: Vec::new(),
             scratch: Vec::new(),
+        }
+    }
+
+    /// Takes in received bytes: into the big argument being received
+    /// first, up to its size, the rest into `rbuf`.
+    pub fn take_in(&mut self, mut data: &[u8]) {
+        if let Some(big) = self.big.as_deref_mut() {
+            if let Some((buf, at, want)) = &mut big.filling {
+                let n = (*want - buf.len()).min(data.len());
+                buf.extend_from_slice(&data[..n]);
+                data = &data[n..];
+                if buf.len() == *want {
+                    big.at.push(*at);
+                    big.done.push(Bytes::from(std::mem::take(buf)));
+                    big.filling = None;
+                }
+            }
+        }
+        self.rbuf.extend_from_slice(data);
+    }
+
+    /// A big argument is being received: nothing to parse until it is in.
+    pub fn filling(&self) -> bool {
+        self.big.as_ref().is_some_and(|b| b.filling.is_some())
+    }
+
+    /// The unparsed request bytes held, for `client-query-buffer-limit`:
+    /// as Redis counts its query buffer, the big argument being received
+    /// counts, those already received do not (they are arguments now).
+    pub fn query_len(&self) -> usize {
+        let filling = self.big.as_ref().and_then(|b| b.filling.as_ref());
+        self.rbuf.len() - self.rpos + filling.map_or(0, |f| f.0.len())
+    }
+
+    /// Unsent output bytes (for `client-output-buffer-limit`).
+    pub fn pending_out(&self) -> usize {
+        let big = |v: &BigOut| v.iter().map(|(_, b)| b.len()).sum::<usize>();
+        self.out.len() + big(&self.out_big) + self.sending.len()
+            - self.send_off.min(self.sending.len())
+            + big(&self.sending_big)
+            - self.send_big_off
+    }
+
+    /// What is left to send from `sending` and its big bulks, in order;
+    /// empty once all is sent.
+    pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
+        let mut off = self.send_off;
+        let mut big_off = self.send_big_off;
+        let mut bigs = self.sending_big.iter();
+        std::iter::from_fn(move || loop {
+            let Some((at, b)) = bigs.as_slice().first() else {
+                let rest = self.sending.get(off..).filter(|r| !r.is_empty());
+                off = self.sending.len();
+                return rest;
+            };
+            if off < *at {
+                let part = &self.sending[off..*at];
+                off = *at;
+                return Some(part);
+            }
+            bigs.next();
+            let part = &b[big_off.min(b.len())..];
+            big_off = 0;
+            if !part.is_empty() {
+                return Some(part);
+            }
+        })
+    }
+
+    /// Empties `sending` once all of it is sent; a large reply's buffer
+    /// is freed rather than kept for the next one.
+    pub fn sent_all(&mut self) {
+        self.sending.clear();
+        self.send_off = 0;
+        if self.sending.capacity() > BUF_KEEP {
+            self.sending = Vec::new();
+        }
+        self.send_vec = None;
+    }
+
+    /// Counts `n` bytes of [`Conn::unsent`] as sent.
+    pub fn sent(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.sending_big.first() {
+                Some((at, b)) if *at <= self.send_off => {
+                    let k = n.min(b.len() - self.send_big_off);
+                    self.send_big_off += k;
+                    n -= k;
+                    if self.send_big_off == b.len() {
+                        self.sending_big.remove(0);
+                        self.send_big_off = 0;
+                    }
+                }
+                Some((at, _)) => {
+                    let k = n.min(at - self.send_off);
+                    self.send_off += k;
+                    n -= k;
+                }
+                None => {
+                    self.send_off += n;
+                    n = 0;
+                }
+            }
         }
     }
 
@@ -159,11 +309,11 @@ impl Conn {
             self.psubs.len(),
             self.ssubs.len(),
             self.multi.as_ref().map_or(-1, |m| m.len() as i64),
-            self.rbuf.len() - self.rpos,
+            self.query_len(),
             self.rbuf.capacity() - self.rbuf.len(),
             self.rbuf.capacity(),
             self.rbuf.len(),
-            self.out.len() + self.sending.len(),
+            self.pending_out(),
             self.rbuf.capacity() + self.out.capacity() + self.sending.capacity(),
             self.last_cmd.map_or("NULL", |s| s.name),
             if self.resp3 { 3 } else { 2 },

@@ -26,7 +26,7 @@ fn done(conn: Key, reply: Reply) -> TaskDone {
         conn,
         replies: vec![reply],
         effects: Vec::new(),
-        encoded: Vec::new(),
+        encoded: engine::Encoded::default(),
     }
 }
 
@@ -77,7 +77,7 @@ pub async fn remote(
         conn,
         replies,
         effects: Vec::new(),
-        encoded: Vec::new(),
+        encoded: engine::Encoded::default(),
     }
 }
 
@@ -99,7 +99,7 @@ pub async fn pipeline(
     rpc: Rc<Rpc>,
     db: usize,
     resp3: bool,
-    bytes: Bytes,
+    (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
     conn: Key,
@@ -109,9 +109,11 @@ pub async fn pipeline(
         db,
         resp3,
         bytes: bytes.clone(),
+        holes: holes.clone(),
+        bigs: bigs.clone(),
         segs,
         at: 0,
-        out: Vec::new(),
+        out: engine::Encoded::default(),
         ends: Vec::new(),
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
@@ -142,17 +144,17 @@ pub async fn pipeline(
         for call in calls {
             parts.push(match call.await {
                 Response::Encoded { out, ends } => (out, ends, 0usize, 0usize),
-                _ => (Vec::new(), Vec::new(), 0, 0),
+                _ => (engine::Encoded::default(), Vec::new(), 0, 0),
             });
         }
         drop(locks);
         interleave(&segs, &cores, &mut parts)
     };
     let encoded = encoded.unwrap_or_else(|| {
-        let mut out = Vec::new();
+        let mut out = engine::Encoded::default();
+        let err = Reply::err("ERR internal error: unexpected answer from a shard");
         for _ in 0..n_cmds {
-            Reply::err("ERR internal error: unexpected answer from a shard")
-                .encode(resp3, &mut out);
+            out.push(&err, resp3);
         }
         out
     });
@@ -175,13 +177,19 @@ const LOCKED_SEGS_MIN: usize = 32;
 fn interleave(
     segs: &[Seg],
     cores: &[usize],
-    parts: &mut [(Vec<u8>, Vec<u32>, usize, usize)],
-) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    parts: &mut [(engine::Encoded, Vec<u32>, usize, usize)],
+) -> Option<engine::Encoded> {
+    let mut out = engine::Encoded {
+        bytes: Vec::with_capacity(parts.iter().map(|p| p.0.bytes.len()).sum()),
+        bigs: Vec::new(),
+    };
     for s in segs {
-        let (bytes, ends, from, taken) = parts.get_mut(cores.binary_search(&s.core).ok()?)?;
+        let (part, ends, from, taken) = parts.get_mut(cores.binary_search(&s.core).ok()?)?;
         let end = *ends.get(*taken)? as usize;
-        out.extend_from_slice(bytes.get(*from..end)?);
+        if end < *from || end > part.bytes.len() {
+            return None;
+        }
+        out.extend_from(part, *from, end);
         *from = end;
         *taken += 1;
     }
@@ -519,7 +527,7 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
         conn,
         replies: vec![Reply::Ok],
         effects: vec![Effect::Watched(watched)],
-        encoded: Vec::new(),
+        encoded: engine::Encoded::default(),
     }
 }
 
@@ -638,7 +646,7 @@ async fn exec_checked(
             conn,
             replies: vec![reply],
             effects,
-            encoded: Vec::new(),
+            encoded: engine::Encoded::default(),
         };
     }
     let mut lock_set = involved.clone();
@@ -662,7 +670,7 @@ async fn exec_checked(
                 conn,
                 replies: vec![Reply::NilArray],
                 effects: Vec::new(),
-                encoded: Vec::new(),
+                encoded: engine::Encoded::default(),
             };
         }
     }
@@ -716,6 +724,6 @@ async fn exec_checked(
         conn,
         replies: vec![Reply::Array(replies)],
         effects,
-        encoded: Vec::new(),
+        encoded: engine::Encoded::default(),
     }
 }

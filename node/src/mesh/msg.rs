@@ -47,15 +47,19 @@ pub enum Request {
     /// answers the requester with [`Response::Encoded`]. So writes become
     /// visible in the order the client sent them, to every observer, and a
     /// change of core costs one message, not a round trip. `tx` is set when
-    /// the sender holds this core's lock (see `flows::pipeline`).
+    /// the sender holds this core's lock (see `flows::pipeline`). The first
+    /// command's big arguments travel apart, shared (`bigs`, at `holes` in
+    /// `bytes`: see `engine::resp::parse_with_holes`).
     Pipeline {
         tx: Option<TxId>,
         db: usize,
         resp3: bool,
         bytes: bytes::Bytes,
+        holes: Vec<usize>,
+        bigs: Vec<bytes::Bytes>,
         segs: Vec<Seg>,
         at: usize,
-        out: Vec<u8>,
+        out: engine::Encoded,
         ends: Vec<u32>,
     },
     /// Run these commands in order, atomically, in database `db`.
@@ -175,7 +179,7 @@ pub enum Response {
     /// Replies already encoded for the client, and where each segment's
     /// replies end in them.
     Encoded {
-        out: Vec<u8>,
+        out: engine::Encoded,
         ends: Vec<u32>,
     },
     /// EXEC aborted by a WATCHed key that changed.

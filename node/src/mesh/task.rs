@@ -26,7 +26,7 @@ pub struct TaskDone {
     pub conn: Key,
     pub replies: Vec<Reply>,
     /// Replies already encoded for the connection, sent after `replies`.
-    pub encoded: Vec<u8>,
+    pub encoded: engine::Encoded,
     /// Connection state the task changed.
     pub effects: Vec<Effect>,
 }

@@ -148,7 +148,7 @@ impl Shard {
     /// Appends `reply` to `key`'s output.
     pub fn reply(&mut self, key: Key, reply: &Reply) {
         if let Some(c) = self.conns.get_mut(key) {
-            reply.encode(c.resp3, &mut c.out);
+            reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
             self.want_flush(key);
         }
     }
@@ -167,9 +167,12 @@ impl Shard {
             }
         }
         for r in &done.replies {
-            r.encode(c.resp3, &mut c.out);
+            r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
         }
-        c.out.extend_from_slice(&done.encoded);
+        let shift = c.out.len();
+        c.out.extend_from_slice(&done.encoded.bytes);
+        c.out_big
+            .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
         if matches!(c.wait, Wait::Task(_)) {
             c.wait = Wait::No;
         }

@@ -84,26 +84,35 @@ impl Shard {
     /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
     /// their replies to `out`, encoded for the client's protocol. They were
     /// checked on the client's core (`commands::dispatch::plan_target`): plain
-    /// single-key commands of this core that do not block.
+    /// single-key commands of this core that do not block. The first of
+    /// them may have big arguments received apart, `bigs`, at `holes`.
     pub(super) fn run_segment(
         &mut self,
         db: usize,
         resp3: bool,
-        mut buf: &[u8],
+        (mut buf, mut holes, bigs): (&[u8], &[usize], &[Bytes]),
         cmds: u32,
-        out: &mut Vec<u8>,
+        out: &mut engine::Encoded,
     ) {
         let limits = self.settings.limits;
         let mut spans = std::mem::take(&mut self.ahead_spans);
         let mut scratch = Vec::new();
         for _ in 0..cmds {
-            let parsed = parse(&mut self.stats, buf, &limits, &mut spans, &mut scratch);
+            let parsed = parse(
+                &mut self.stats,
+                buf,
+                holes,
+                &limits,
+                &mut spans,
+                &mut scratch,
+            );
             let reply = match parsed {
                 Ok(engine::resp::Parsed::Command {
                     consumed,
                     inline: false,
                 }) => {
-                    let args = engine::Args::new(buf, &spans);
+                    let args = engine::Args::with_bigs(buf, &spans, bigs);
+                    holes = &[];
                     let reply = match engine::cmd::registry().lookup(args.get(0)) {
                         Some(spec) => self.run_local(spec, db, args, false, None),
                         None => None,
@@ -113,11 +122,10 @@ impl Shard {
                 }
                 _ => None,
             };
-            reply
-                .unwrap_or_else(|| {
-                    Reply::err("ERR internal error: a pipelined command did not run on its shard")
-                })
-                .encode(resp3, out);
+            let reply = reply.unwrap_or_else(|| {
+                Reply::err("ERR internal error: a pipelined command did not run on its shard")
+            });
+            out.push(&reply, resp3);
         }
         self.ahead_spans = spans;
     }
@@ -178,7 +186,7 @@ impl Shard {
         match origin {
             Origin::Local(key) => {
                 if let Some(c) = self.conns.get_mut(key) {
-                    reply.encode(c.resp3, &mut c.out);
+                    reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
                     c.wait = Wait::No;
                     self.want_flush(key);
                     self.resume.push(key);
@@ -211,16 +219,19 @@ impl Shard {
     }
 }
 
-/// Parses the next request in `buf`, counting the bytes examined (INFO's
-/// `slotd_input_bytes_parsed`; an incomplete request counts all of `buf`).
+/// Parses the next request in `buf`, whose big bulks at `holes` were
+/// received apart (see `engine::resp::parse_with_holes`), counting the
+/// bytes examined (INFO's `slotd_input_bytes_parsed`; an incomplete
+/// request counts all of `buf`).
 pub fn parse(
     stats: &mut CoreStats,
     buf: &[u8],
+    holes: &[usize],
     limits: &engine::resp::Limits,
     spans: &mut Vec<(u32, u32)>,
     scratch: &mut Vec<u8>,
 ) -> Result<engine::resp::Parsed, engine::resp::ProtocolError> {
-    let parsed = engine::resp::parse(buf, limits, spans, scratch);
+    let parsed = engine::resp::parse_with_holes(buf, limits, spans, scratch, holes);
     stats.input_bytes_parsed += match parsed {
         Ok(engine::resp::Parsed::Command { consumed, .. })
         | Ok(engine::resp::Parsed::Empty { consumed }) => consumed,
@@ -242,7 +253,7 @@ pub fn first_key<'a>(
     if rest.first() != Some(&b'*') {
         return None;
     }
-    match parse(stats, rest, limits, spans, &mut Vec::new()) {
+    match parse(stats, rest, &[], limits, spans, &mut Vec::new()) {
         Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
             let &(s, e) = spans.get(1)?;
             rest.get(s as usize..e as usize)

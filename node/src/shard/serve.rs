@@ -94,6 +94,8 @@ impl Shard {
                 db,
                 resp3,
                 bytes,
+                holes,
+                bigs,
                 segs,
                 mut at,
                 mut out,
@@ -103,8 +105,9 @@ impl Shard {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
                         .unwrap_or(&[]);
-                    self.run_segment(db, resp3, part, seg.cmds, &mut out);
-                    ends.push(out.len() as u32);
+                    let holes = if seg.start == 0 { &holes[..] } else { &[] };
+                    self.run_segment(db, resp3, (part, holes, &bigs), seg.cmds, &mut out);
+                    ends.push(out.bytes.len() as u32);
                     at += 1;
                 }
                 self.serve_ready();
@@ -115,6 +118,8 @@ impl Shard {
                             db,
                             resp3,
                             bytes,
+                            holes,
+                            bigs,
                             segs,
                             at,
                             out,
@@ -266,11 +271,7 @@ impl Shard {
                             c.close_after_flush = true;
                         }
                         self.want_flush(key);
-                        if self
-                            .conns
-                            .get(key)
-                            .is_some_and(|c| c.out.is_empty() && c.sending.is_empty())
-                        {
+                        if self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
                             self.close(key);
                         }
                     }
