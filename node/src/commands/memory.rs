@@ -229,7 +229,7 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
             conn: key,
             replies: vec![reply],
             effects: Vec::new(),
-            encoded: Vec::new(),
+            encoded: Default::default(),
         }
     })
 }

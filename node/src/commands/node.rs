@@ -221,7 +221,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                             conn: key,
                             replies,
                             effects: Vec::new(),
-                            encoded: Vec::new(),
+                            encoded: Default::default(),
                         }
                     });
                 }
@@ -294,7 +294,7 @@ fn save(shard: &mut Shard, key: Key, args: Args) -> Next {
                     conn: key,
                     replies: vec![reply],
                     effects: Vec::new(),
-                    encoded: Vec::new(),
+                    encoded: Default::default(),
                 }
             })
         }
