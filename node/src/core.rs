@@ -706,6 +706,17 @@ impl Core {
             .shared
             .peak_memory
             .fetch_max(crate::alloc::used_memory(), Ordering::Relaxed);
+        // Idle connections give back a long pipeline's input buffer.
+        for key in self.shard.conns.keys() {
+            if let Some(c) = self.shard.conns.get_mut(key) {
+                if c.rbuf.is_empty()
+                    && c.rbuf.capacity() > crate::io::BUF_KEEP
+                    && now - c.last_ms >= crate::io::IDLE_FREE_MS
+                {
+                    c.rbuf = Vec::new();
+                }
+            }
+        }
         // Idle clients (`timeout`).
         if self.shard.settings.timeout_s > 0 {
             let limit = self.shard.settings.timeout_s as i64 * 1000;

@@ -211,9 +211,10 @@ fn lfu_log_factor_and_decay_time_shape_object_freq() {
 /// plus the empty server's, at least 85% of the budget holding data.
 fn bar(keys: &dyn Fn(usize) -> String) {
     const MAX: u64 = 64 << 20;
+    let shards = std::env::var("BAR_SHARDS").unwrap_or_else(|_| "2".into());
     let s = Server::slotd(&[
         "--shards",
-        "2",
+        &shards,
         "--maxmemory",
         "64mb",
         "--maxmemory-policy",
@@ -380,11 +381,7 @@ fn info_memory_fields_match_redis_and_add_up() {
             .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
             .collect()
     };
-    let redis_names: Vec<String> = names(&b)
-        .into_iter()
-        .filter(|n| n != "lazyfreed_objects")
-        .collect();
-    assert_eq!(names(&a), redis_names);
+    assert_eq!(names(&a), names(&b));
     let mut c = a.client();
     fill(&mut c, "k", 10_000, 100, None);
     let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
@@ -401,7 +398,7 @@ fn info_memory_fields_match_redis_and_add_up() {
     let overhead = field("used_memory_overhead");
     let dataset = field("used_memory_dataset");
     let peak = field("used_memory_peak");
-    assert!(startup > 0 && startup < overhead && overhead + dataset == used);
+    assert!(startup > 0 && startup <= overhead && overhead + dataset == used);
     // 10,000 keys of 100 bytes hold at least a megabyte.
     assert!(dataset > 1_000_000 && dataset < 4_000_000, "{dataset}");
     assert!(peak >= used);

@@ -5,7 +5,7 @@
 //! that can travel along ([`gather_pipeline`]) and send it as one task.
 
 use super::dispatch::{self, Next};
-use crate::io::{BigArgs, Key, Wait, BUF_KEEP};
+use crate::io::{BigArgs, Key, Wait, BUF_KEEP, RBUF_KEEP};
 use crate::log;
 use crate::mesh::{flows, Seg};
 use crate::shard::{first_key, parse, Shard};
@@ -201,11 +201,11 @@ pub fn process(shard: &mut Shard, key: Key) {
         // rest at every stop (each hop of a pipeline to another core)
         // would make a long pipeline quadratic; this way each byte is
         // moved a bounded number of times.
-        // An emptied buffer that grew large is freed: an idle
-        // connection holds no large buffer.
+        // An emptied buffer that grew is freed, unless it is a long
+        // pipeline's (freed by the cron once the connection is idle).
         if pos == c.rbuf.len() {
             c.rbuf.clear();
-            if c.rbuf.capacity() > BUF_KEEP {
+            if c.rbuf.capacity() > BUF_KEEP && c.rbuf.capacity() < RBUF_KEEP {
                 c.rbuf = Vec::new();
             }
             c.rpos = 0;

@@ -39,6 +39,17 @@ pub type BigOut = Vec<(usize, Bytes)>;
 /// kept, so an idle connection holds no large buffer.
 pub const BUF_KEEP: usize = 4 * 1024;
 
+/// An emptied input buffer at least this large (a long pipeline's) is
+/// kept while the connection is busy and freed by the cron once it has
+/// been idle for [`IDLE_FREE_MS`], as Redis's `clientsCronResizeQueryBuffer`
+/// does: freeing it after each pipeline and growing it again for the next
+/// fragmented memory under eviction (RSS 1.4x `maxmemory` with 2 shards,
+/// `tests/tests/maxmemory.rs`).
+pub const RBUF_KEEP: usize = 256 * 1024;
+
+/// Idle time after which the cron frees a connection's emptied buffers.
+pub const IDLE_FREE_MS: i64 = 2000;
+
 /// Most pieces one send of output with big bulks takes (a `sendmsg` with
 /// this many `iovec`s).
 pub const SEND_PIECES: usize = 8;
