@@ -68,22 +68,7 @@ REDIS_BIN="${REDIS_BIN:-redis-server}"
 BASE_PORT="${BASE_PORT:-7301}"
 OUT_DIR="${OUT_DIR:-$ROOT/bench/results}"
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/slotd-memory.XXXXXX")"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do
-        stop_pid "$pid"
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "==> [$(date +%H:%M:%S)] $*" >&2; }
-die() {
-    echo "$*" >&2
-    exit 1
-}
+bench_init memory
 
 for tool in redis-cli python3 awk timeout; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"

@@ -48,18 +48,7 @@ for p in "$REDIS_PORT" "$SLOTD_PORT"; do
     fi
 done
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/slotd-bench.XXXXXX")"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]:-}"; do
-        stop_pid "$pid"
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "==> [$(date +%H:%M:%S)] $*" >&2; }
+bench_init bench
 
 for tool in redis-benchmark redis-cli taskset getconf; do
     command -v "$tool" >/dev/null || {

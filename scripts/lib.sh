@@ -37,3 +37,28 @@ cpu_ns() {
     set -- $stat
     echo $(((${12} + ${13}) * 1000000000 / $(getconf CLK_TCK)))
 }
+
+# bench_init NAME: the common frame of the bench scripts: a scratch
+# directory WORK (removed at exit), the PIDS array of started servers
+# (each stopped at exit with stop_pid), and log / die helpers.
+bench_init() {
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/slotd-$1.XXXXXX")"
+    PIDS=()
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${PIDS[@]:-}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$WORK"
+}
+
+log() { echo "==> [$(date +%H:%M:%S)] $*" >&2; }
+
+die() {
+    echo "$*" >&2
+    exit 1
+}

@@ -29,15 +29,13 @@ pub async fn gather(
     persist: &crate::persist::State,
     sections: &[String],
 ) -> String {
-    let calls: Vec<_> = (0..rpc.mesh.cores())
-        .map(|c| rpc.call(c, Request::Admin(AdminQuery::Stats)))
-        .collect();
+    let answers = rpc.call_all(|_| Request::Admin(AdminQuery::Stats)).await;
     let mut total = CoreStats::default();
     let mut cmdstats: Vec<(&'static str, u64, u64)> = Vec::new();
     // Each core's connected clients, in core order (slotd's own field).
-    let mut per_core: Vec<String> = Vec::with_capacity(calls.len());
-    for call in calls {
-        if let Response::Stats(s) = call.await {
+    let mut per_core: Vec<String> = Vec::with_capacity(answers.len());
+    for answer in answers {
+        if let Response::Stats(s) = answer {
             per_core.push(s.connected_clients.to_string());
             add(&mut total, &s);
             for (name, calls, usec, _, _) in &s.cmdstats {

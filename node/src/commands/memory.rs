@@ -107,12 +107,9 @@ fn figures(shared: &Shared, total: &CoreStats) -> Figures {
 
 /// Every core's counters, added up.
 async fn totals(rpc: &Rc<Rpc>) -> CoreStats {
-    let calls: Vec<_> = (0..rpc.mesh.cores())
-        .map(|c| rpc.call(c, Request::Admin(AdminQuery::Stats)))
-        .collect();
     let mut total = CoreStats::default();
-    for call in calls {
-        if let Response::Stats(s) = call.await {
+    for answer in rpc.call_all(|_| Request::Admin(AdminQuery::Stats)).await {
+        if let Response::Stats(s) = answer {
             add(&mut total, &s);
         }
     }
@@ -211,12 +208,7 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
     spawn(shard, key, async move {
         let reply = match sub.as_str() {
             "purge" => {
-                let calls: Vec<_> = (0..rpc.mesh.cores())
-                    .map(|c| rpc.call(c, Request::Admin(AdminQuery::Purge)))
-                    .collect();
-                for c in calls {
-                    c.await;
-                }
+                rpc.call_all(|_| Request::Admin(AdminQuery::Purge)).await;
                 Reply::Ok
             }
             "doctor" => {

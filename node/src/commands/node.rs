@@ -490,20 +490,15 @@ fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
     let rpc = shard.rpc.clone();
     let rest = bulks(&args, 2);
     spawn(shard, key, async move {
-        let calls: Vec<_> = (0..rpc.mesh.cores())
-            .map(|c| {
-                rpc.call(
-                    c,
-                    Request::PubsubQuery {
-                        sub: sub.clone(),
-                        args: rest.clone(),
-                    },
-                )
+        let answers = rpc
+            .call_all(|_| Request::PubsubQuery {
+                sub: sub.clone(),
+                args: rest.clone(),
             })
-            .collect();
+            .await;
         let mut parts = Vec::new();
-        for call in calls {
-            if let Response::Replies(mut r) = call.await {
+        for answer in answers {
+            if let Response::Replies(mut r) = answer {
                 if let Some(Reply::Array(v)) = r.pop() {
                     parts.push(v);
                 }
@@ -612,17 +607,12 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
             let rpc = shard.rpc.clone();
             spawn(shard, key, async move {
-                let calls: Vec<_> = (0..rpc.mesh.cores())
-                    .map(|c| {
-                        rpc.call(
-                            c,
-                            Request::Admin(AdminQuery::ClientList { ids: ids.clone() }),
-                        )
-                    })
-                    .collect();
+                let answers = rpc
+                    .call_all(|_| Request::Admin(AdminQuery::ClientList { ids: ids.clone() }))
+                    .await;
                 let mut s = String::new();
-                for call in calls {
-                    if let Response::Lines(l) = call.await {
+                for answer in answers {
+                    if let Response::Lines(l) = answer {
                         s.push_str(&l);
                     }
                 }
@@ -676,17 +666,12 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
             let rpc = shard.rpc.clone();
             spawn(shard, key, async move {
-                let calls: Vec<_> = (0..rpc.mesh.cores())
-                    .map(|c| {
-                        rpc.call(
-                            c,
-                            Request::Admin(AdminQuery::ClientKill { filter: f.clone() }),
-                        )
-                    })
-                    .collect();
+                let answers = rpc
+                    .call_all(|_| Request::Admin(AdminQuery::ClientKill { filter: f.clone() }))
+                    .await;
                 let mut total = 0;
-                for call in calls {
-                    if let Response::Count(k) = call.await {
+                for answer in answers {
+                    if let Response::Count(k) = answer {
                         total += k;
                     }
                 }

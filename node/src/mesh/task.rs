@@ -72,6 +72,18 @@ impl Rpc {
     /// Sends `req` to core `to`; the returned future yields the answer.
     /// Dropping it early forgets the answer (and, for `cancel_blocked`
     /// calls, tells `to` to forget the parked request).
+    /// Sends `req(core)` to every core at once; the answers in core order.
+    pub async fn call_all(self: &Rc<Self>, req: impl Fn(usize) -> Request) -> Vec<Response> {
+        let calls: Vec<Call> = (0..self.mesh.cores())
+            .map(|c| self.call(c, req(c)))
+            .collect();
+        let mut out = Vec::with_capacity(calls.len());
+        for call in calls {
+            out.push(call.await);
+        }
+        out
+    }
+
     pub fn call(self: &Rc<Self>, to: usize, req: Request) -> Call {
         let cancel_blocked = matches!(
             req,
