@@ -177,6 +177,21 @@ fn run_id() -> String {
 /// v2 and v3 headers the `libmimalloc-sys` crate builds).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Tells every core to stop.
+fn stop_cores(shared: &Shared, mesh: &mesh::Mesh, shards: usize) {
+    shared.shutdown.store(true, Ordering::SeqCst);
+    for c in 0..shards {
+        mesh.send(
+            c,
+            mesh::Msg::Req {
+                from: 0,
+                id: 0,
+                req: mesh::Request::Admin(mesh::AdminQuery::Shutdown),
+            },
+        );
+    }
+}
+
 fn main() {
     // Pages freed go back to the system at once rather than after a delay
     // measured on later allocations: a core that goes idle after FLUSHALL
@@ -376,6 +391,8 @@ fn main() {
     }
     log::notice(format_args!("Ready to accept connections tcp"));
     let mut startup_recorded = false;
+    // A SIGTERM with save rules waits for the final snapshot.
+    let mut saving_to_exit = false;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if !startup_recorded && shared.cores_up.load(Ordering::Acquire) == shards {
@@ -394,16 +411,35 @@ fn main() {
                 "SIGTERM"
             };
             log::warning(format_args!("Received {name} scheduling shutdown..."));
-            shared.shutdown.store(true, Ordering::SeqCst);
-            for c in 0..shards {
-                mesh.send(
-                    c,
-                    mesh::Msg::Req {
-                        from: 0,
-                        id: 0,
-                        req: mesh::Request::Admin(mesh::AdminQuery::Shutdown),
-                    },
-                );
+            log::warning(format_args!("User requested shutdown..."));
+            // As Redis: with save rules, save the final snapshot first.
+            let rules = shared
+                .config
+                .lock()
+                .ok()
+                .and_then(|c| c.text("save"))
+                .map(|t| !persist::Rules::parse(&t).0.is_empty())
+                .unwrap_or(false);
+            if rules && !saving_to_exit {
+                log::notice(format_args!(
+                    "Saving the final RDB snapshot before exiting."
+                ));
+                // A save already running counts: its end is awaited.
+                let _ = persist::start(&shared, &persist, &mesh, config::REDIS_VERSION);
+                saving_to_exit = true;
+            } else if !rules {
+                stop_cores(&shared, &mesh, shards);
+            }
+        }
+        if saving_to_exit && !persist.in_progress.load(Ordering::SeqCst) {
+            saving_to_exit = false;
+            if persist.last_ok.load(Ordering::Relaxed) {
+                stop_cores(&shared, &mesh, shards);
+            } else {
+                log::warning(format_args!("Error trying to save the DB, can't exit."));
+                log::warning(format_args!(
+                    "Errors trying to shut down the server. Check the logs for more information."
+                ));
             }
         }
         if threads.iter().all(|t| t.is_finished()) {

@@ -365,3 +365,46 @@ fn kill_during_bgsave_leaves_the_previous_file_loadable() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGTERM saves the final snapshot when save rules exist (as Redis's
+/// shutdown does) and does not when there are none.
+#[test]
+fn sigterm_saves_when_save_rules_exist() {
+    for rules in ["3600 1", ""] {
+        let dir = temp_dir(if rules.is_empty() {
+            "term-none"
+        } else {
+            "term-rules"
+        });
+        let d = dir.to_str().unwrap();
+        let mut slotd = Server::slotd(&["--shards", "2", "--dir", d, "--save", rules]);
+        let mut c = slotd.raw();
+        for i in 0..1000 {
+            c.cmd_str(&["SET", &format!("k{i}"), &i.to_string()]);
+        }
+        // SAFETY: plain kill(2) of the child this test started.
+        unsafe { libc::kill(slotd.pid() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if !slotd.is_alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!slotd.is_alive(), "still running after SIGTERM");
+        let log = slotd.log();
+        let file = dir.join("dump.rdb");
+        if rules.is_empty() {
+            assert!(!file.exists(), "saved without save rules");
+        } else {
+            assert!(
+                log.contains("Saving the final RDB snapshot before exiting."),
+                "{log}"
+            );
+            assert!(log.contains("DB saved on disk"), "{log}");
+            let redis = Server::redis(&["--dir", d, "--dbfilename", "dump.rdb"]);
+            assert_eq!(redis.raw().cmd_str(&["DBSIZE"]), b":1000\r\n");
+            assert_eq!(redis.raw().cmd_str(&["GET", "k999"]), b"$3\r\n999\r\n");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
