@@ -260,7 +260,14 @@ impl Core {
         }
         self.arm_wake();
         self.arm_cron();
-        self.shard.shared.cores_up.fetch_add(1, Ordering::Release);
+        let shared = &self.shard.shared;
+        if shared.cores_up.fetch_add(1, Ordering::AcqRel) + 1 == self.shard.cores {
+            // INFO's used_memory_startup: the process with its cores up
+            // and no data, taken by the last core up before it serves.
+            let used = crate::alloc::used_memory();
+            shared.startup_memory.store(used, Ordering::Relaxed);
+            shared.peak_memory.fetch_max(used, Ordering::Relaxed);
+        }
         loop {
             // One clock read a turn: commands, cron and the wait all use it.
             let now = now_ms();

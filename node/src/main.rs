@@ -390,19 +390,10 @@ fn main() {
         }
     }
     log::notice(format_args!("Ready to accept connections tcp"));
-    let mut startup_recorded = false;
     // A SIGTERM with save rules waits for the final snapshot.
     let mut saving_to_exit = false;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        if !startup_recorded && shared.cores_up.load(Ordering::Acquire) == shards {
-            // INFO's used_memory_startup: the process with its cores up
-            // and no data.
-            let used = alloc::used_memory();
-            shared.startup_memory.store(used, Ordering::Relaxed);
-            shared.peak_memory.fetch_max(used, Ordering::Relaxed);
-            startup_recorded = true;
-        }
         let sig = SIGNALED.swap(0, Ordering::SeqCst);
         if sig != 0 {
             let name = if sig == libc::SIGINT as i64 {

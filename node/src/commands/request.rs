@@ -286,6 +286,7 @@ fn gather_pipeline(
         cmds += 1;
         pos += consumed;
     }
+    shard.make_room((pos - start) as u64);
     let bytes = (
         match first.head {
             None => Bytes::copy_from_slice(&rbuf[start..pos]),

@@ -55,10 +55,17 @@ fn time_limit_us(tenacity: u32) -> u64 {
 impl Shard {
     /// Evicts this core's keys while the process is over `maxmemory`.
     pub fn perform_evictions(&mut self) -> Memory {
+        self.make_room(0)
+    }
+
+    /// [`Shard::perform_evictions`] leaving `room` bytes free below the
+    /// limit for an allocation about to happen (the copy of a pipeline
+    /// that crosses cores, made before any of its commands runs).
+    pub fn make_room(&mut self, room: u64) -> Memory {
         if self.settings.maxmemory == 0 {
             return Memory::Ok;
         }
-        let slack = FLUSH_BYTES as u64 * (self.cores as u64 + 1);
+        let slack = FLUSH_BYTES as u64 * (self.cores as u64 + 1) + room;
         let max = self.settings.maxmemory.saturating_sub(slack).max(1);
         if used_memory() <= max {
             return Memory::Ok;
