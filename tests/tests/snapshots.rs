@@ -138,6 +138,17 @@ fn a_damaged_file_stops_the_start_with_a_clear_error() {
             &good[..good.len() / 2],
             "Short read or OOM loading DB",
         ),
+        // Cut anywhere (inside a count, a string, a blob): a short read.
+        (
+            "short3.rdb",
+            &good[..good.len() / 3],
+            "Short read or OOM loading DB",
+        ),
+        (
+            "short7.rdb",
+            &good[..good.len() * 6 / 7],
+            "Short read or OOM loading DB",
+        ),
         (
             "flipped.rdb",
             &flipped[..],

@@ -48,6 +48,10 @@ pub(crate) const OP_EXPIRETIME: u8 = 253;
 pub(crate) const OP_SELECTDB: u8 = 254;
 pub(crate) const OP_EOF: u8 = 255;
 
+/// The message of an [`Error`] where the input ends before what it
+/// announces (a truncated file reports this, wherever it was cut).
+pub const SHORT_READ: &str = "unexpected end of data";
+
 /// Why an RDB file or payload could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {

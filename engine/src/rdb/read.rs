@@ -49,7 +49,7 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| self.error("unexpected end of data"))?;
+            .ok_or_else(|| self.error(SHORT_READ))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -94,7 +94,8 @@ impl<'a> Reader<'a> {
     fn count(&mut self) -> Res<usize> {
         let n = self.length()?;
         if n > (self.buf.len() - self.pos) as u64 {
-            return Err(self.error("element count larger than the data"));
+            // More elements than bytes left: the data ends early.
+            return Err(self.error(SHORT_READ));
         }
         Ok(n as usize)
     }

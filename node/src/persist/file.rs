@@ -158,7 +158,7 @@ pub fn load(
         ));
     }
     if let Err(e) = r {
-        let what = if e.msg == "unexpected end of data" {
+        let what = if e.msg == engine::rdb::SHORT_READ {
             "Short read or OOM loading DB. Unrecoverable error, aborting now.".to_string()
         } else if e.msg == "wrong RDB checksum" {
             "Wrong RDB checksum. Aborting now.".to_string()
