@@ -92,25 +92,7 @@ if [[ " $ROWS " == *" conns "* ]] && [ "$(ulimit -n)" != unlimited ] && [ "$(uli
     die "conns row: needs ulimit -n >= $NOFILE_NEED (hard limit is $(ulimit -Hn))"
 fi
 
-if [ -z "${SLOTD_BIN:-}" ]; then
-    log "cargo build --release -p node"
-    cargo build --release -p node </dev/null
-    SLOTD_BIN="$ROOT/target/release/slotd"
-else
-    log "using SLOTD_BIN=$SLOTD_BIN (no build)"
-fi
-[ -x "$SLOTD_BIN" ] || command -v "$SLOTD_BIN" >/dev/null || die "slotd binary not found: $SLOTD_BIN"
-if [ -z "${SLOTD_COMMIT:-}" ]; then
-    bindir="$(dirname "$(command -v "$SLOTD_BIN" || echo "$SLOTD_BIN")")"
-    if SLOTD_COMMIT="$(git -C "$bindir" rev-parse --short HEAD 2>/dev/null)"; then
-        if git -C "$bindir" status --porcelain 2>/dev/null | grep -qv '^??'; then
-            SLOTD_COMMIT="$SLOTD_COMMIT (dirty tree)"
-        fi
-        SLOTD_COMMIT="$SLOTD_COMMIT, HEAD of $(git -C "$bindir" rev-parse --show-toplevel)"
-    else
-        SLOTD_COMMIT="unknown"
-    fi
-fi
+slotd_binary
 
 # ---------------------------------------------------------------- servers
 SERVERS=(redis)

@@ -61,17 +61,7 @@ command -v "$REDIS_BIN" >/dev/null || [ -x "$REDIS_BIN" ] || {
     exit 1
 }
 
-if [ -z "${SLOTD_BIN:-}" ]; then
-    log "cargo build --release -p node"
-    cargo build --release -p node </dev/null
-    SLOTD_BIN="$ROOT/target/release/slotd"
-else
-    log "using SLOTD_BIN=$SLOTD_BIN (no build)"
-fi
-[ -x "$SLOTD_BIN" ] || command -v "$SLOTD_BIN" >/dev/null || {
-    echo "slotd binary not found: $SLOTD_BIN" >&2
-    exit 1
-}
+slotd_binary
 
 NCPU="$(getconf _NPROCESSORS_ONLN)"
 if [ "$NCPU" -ge 2 ]; then
