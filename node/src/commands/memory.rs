@@ -217,12 +217,7 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
             _ => stats(&shared, &totals(&rpc).await),
         };
-        TaskDone {
-            conn: key,
-            replies: vec![reply],
-            effects: Vec::new(),
-            encoded: Default::default(),
-        }
+        TaskDone::reply(key, reply)
     })
 }
 

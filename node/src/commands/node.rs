@@ -290,12 +290,7 @@ fn save(shard: &mut Shard, key: Key, args: Args) -> Next {
                     Ok(()) => Reply::Ok,
                     Err(_) => Reply::err("ERR"),
                 };
-                TaskDone {
-                    conn: key,
-                    replies: vec![reply],
-                    effects: Vec::new(),
-                    encoded: Default::default(),
-                }
+                TaskDone::reply(key, reply)
             })
         }
         Ok(_) => ok(
@@ -534,12 +529,7 @@ fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
                 }
             }
         };
-        TaskDone {
-            conn: key,
-            replies: vec![reply],
-            effects: Vec::new(),
-            encoded: engine::Encoded::default(),
-        }
+        TaskDone::reply(key, reply)
     })
 }
 
@@ -684,12 +674,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                 } else {
                     Reply::Int(total)
                 };
-                TaskDone {
-                    conn: key,
-                    replies: vec![reply],
-                    effects: Vec::new(),
-                    encoded: engine::Encoded::default(),
-                }
+                TaskDone::reply(key, reply)
             })
         }
         _ => {
@@ -907,12 +892,7 @@ fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
                     },
                     _ => Reply::err("ERR no such key"),
                 };
-                TaskDone {
-                    conn: key,
-                    replies: vec![reply],
-                    effects: Vec::new(),
-                    encoded: engine::Encoded::default(),
-                }
+                TaskDone::reply(key, reply)
             })
         }
         _ => {

@@ -21,15 +21,6 @@ use engine::lazyfree::Why;
 use engine::{OwnedArgs, Reply};
 use std::rc::Rc;
 
-fn done(conn: Key, reply: Reply) -> TaskDone {
-    TaskDone {
-        conn,
-        replies: vec![reply],
-        effects: Vec::new(),
-        encoded: engine::Encoded::default(),
-    }
-}
-
 fn first_reply(resp: Response) -> Reply {
     match resp {
         Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
@@ -244,7 +235,7 @@ pub async fn multi_key(
     let locks = Locks::take(&rpc, &cores).await;
     let reply = gather_run_scatter(&rpc, spec, db, &args, databases).await;
     drop(locks);
-    done(conn, reply)
+    TaskDone::reply(conn, reply)
 }
 
 /// Copies the command's keys into a scratch keyspace, runs it there, and
@@ -459,7 +450,7 @@ pub async fn fanout(
     args: OwnedArgs,
     conn: Key,
 ) -> TaskDone {
-    done(conn, fanout_reply(&rpc, cores, spec, db, &args, None).await)
+    TaskDone::reply(conn, fanout_reply(&rpc, cores, spec, db, &args, None).await)
 }
 
 /// PUBLISH / SPUBLISH: every core delivers to its own subscribers.
@@ -470,7 +461,7 @@ pub async fn publish(
     sharded: bool,
     conn: Key,
 ) -> TaskDone {
-    done(
+    TaskDone::reply(
         conn,
         Reply::Int(publish_count(&rpc, channel, message, sharded).await),
     )

@@ -31,6 +31,18 @@ pub struct TaskDone {
     pub effects: Vec<Effect>,
 }
 
+impl TaskDone {
+    /// A task's end with one reply for `conn` and nothing else.
+    pub fn reply(conn: Key, reply: Reply) -> TaskDone {
+        TaskDone {
+            conn,
+            replies: vec![reply],
+            effects: Vec::new(),
+            encoded: engine::Encoded::default(),
+        }
+    }
+}
+
 /// Connection changes a task reports.
 pub enum Effect {
     /// SELECT ran inside EXEC.
