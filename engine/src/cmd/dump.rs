@@ -32,8 +32,8 @@ fn dump(ctx: &mut Ctx) -> Reply {
     let Some(e) = ctx.shard.lookup_read(ctx.db, ctx.args.get(1), ctx.now_ms) else {
         return Reply::Nil;
     };
-    // `rdbcompression` is accepted only at its default (yes) until
-    // snapshots exist.
+    // Always LZF where it pays, whatever `rdbcompression` says (snapshots
+    // follow it; Redis's DUMP does too): the payload is valid either way.
     Reply::Bulk(Bytes::from(crate::rdb::dump(&e.value, true)))
 }
 
