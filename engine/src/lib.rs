@@ -46,6 +46,7 @@ pub mod shard;
 pub mod slot;
 pub mod snapshot;
 pub mod value;
+pub mod writelog;
 pub mod zset;
 
 pub use args::{Args, OwnedArgs};

@@ -50,7 +50,7 @@ pub struct Shard {
     pub limits: EncodingLimits,
     /// Write records, collected only while a consumer (AOF, replica) is
     /// attached: `None` costs nothing on the write path.
-    log: Option<Vec<LogRecord>>,
+    log: Option<Box<crate::writelog::WriteLog>>,
     /// WATCHed keys: (db, key) → version bumped on every modification.
     watched: HashMap<(u16, Box<[u8]>), Watched>,
     /// Keys clients are blocked on (BLPOP & co), kept by the node.
@@ -113,9 +113,20 @@ impl Shard {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Starts collecting write records.
+    /// Starts collecting write records (at logical offset 0 unless a log
+    /// exists already).
     pub fn enable_log(&mut self) {
-        self.log.get_or_insert_with(Vec::new);
+        self.log.get_or_insert_with(Default::default);
+    }
+
+    /// Starts collecting write records at logical offset `offset`.
+    pub fn enable_log_at(&mut self, offset: u64) {
+        self.log = Some(Box::new(crate::writelog::WriteLog::new(offset)));
+    }
+
+    /// Stops collecting write records, dropping any not taken.
+    pub fn disable_log(&mut self) {
+        self.log = None;
     }
 
     /// True while write records are collected.
@@ -123,18 +134,53 @@ impl Shard {
         self.log.is_some()
     }
 
-    /// Takes the write records collected so far.
+    /// The write log, while one is collected.
+    pub fn write_log(&mut self) -> Option<&mut crate::writelog::WriteLog> {
+        self.log.as_deref_mut()
+    }
+
+    /// Takes the write records collected so far, decoded (tests).
+    #[cfg(test)]
     pub fn take_log(&mut self) -> Vec<LogRecord> {
-        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+        let mut bytes = Vec::new();
+        if let Some(l) = &mut self.log {
+            l.take(&mut bytes);
+        }
+        let mut out: Vec<LogRecord> = Vec::new();
+        let mut db = 0u16;
+        let mut rest = &bytes[..];
+        let limits = crate::resp::Limits::default();
+        let mut spans = Vec::new();
+        while !rest.is_empty() {
+            let consumed = match crate::resp::parse(rest, &limits, &mut spans, &mut Vec::new()) {
+                Ok(crate::resp::Parsed::Command { consumed, .. }) => consumed,
+                other => panic!("bad log bytes: {other:?}"),
+            };
+            let argv: Vec<Bytes> = spans
+                .iter()
+                .map(|&(s, e)| Bytes::copy_from_slice(&rest[s as usize..e as usize]))
+                .collect();
+            if argv[0].eq_ignore_ascii_case(b"SELECT") {
+                db = std::str::from_utf8(&argv[1]).unwrap().parse().unwrap();
+            } else {
+                out.push(LogRecord { db, argv });
+            }
+            rest = &rest[consumed..];
+        }
+        out
     }
 
     /// Records one write (no-op unless a consumer is attached).
     pub fn log_write(&mut self, db: usize, argv: impl FnOnce() -> Vec<Bytes>) {
         if let Some(log) = &mut self.log {
-            log.push(LogRecord {
-                db: db as u16,
-                argv: argv(),
-            });
+            log.record_owned(db as u16, &argv());
+        }
+    }
+
+    /// Records one write given as the command's own arguments.
+    pub fn log_args<'a>(&mut self, db: usize, argv: impl ExactSizeIterator<Item = &'a [u8]>) {
+        if let Some(log) = &mut self.log {
+            log.record(db as u16, argv);
         }
     }
 

@@ -23,6 +23,7 @@ use crate::commands;
 use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, SEND_PIECES};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
+use crate::persist::aof::Submit;
 use crate::shard::{first_key, Shard};
 use crate::shared::{now_ms, Shared};
 use io_uring::{cqueue, opcode, squeue, types};
@@ -34,6 +35,8 @@ const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_WAKE: u64 = 4;
 const KIND_CRON: u64 = 5;
+const KIND_AOF_WRITE: u64 = 6;
+const KIND_AOF_FSYNC: u64 = 7;
 
 /// Sleep batching (see `Core::run`): at most one request waited for per
 /// this many clients active in the last cron period,
@@ -83,6 +86,8 @@ pub struct Core {
     /// Requests to wait for when sleeping, from the last period's traffic
     /// (1: wake on the first completion).
     batch: u32,
+    /// Reused list of the AOF writer's submissions.
+    aof_out: Vec<Submit>,
 }
 
 impl Core {
@@ -111,6 +116,7 @@ impl Core {
             recvs: 0,
             period_cmds_from: 0,
             batch: 1,
+            aof_out: Vec::new(),
         })
     }
 
@@ -200,6 +206,15 @@ impl Core {
             return;
         }
         if c.unsent().next().is_none() {
+            // Replies that may reveal a write not yet on disk wait.
+            if self
+                .shard
+                .aof
+                .as_ref()
+                .is_some_and(|a| c.aof_need > a.synced())
+            {
+                return;
+            }
             c.sent_all();
             if c.out.is_empty() && c.out_big.is_empty() {
                 return;
@@ -272,16 +287,19 @@ impl Core {
             // One clock read a turn: commands, cron and the wait all use it.
             let now = now_ms();
             self.shard.now_ms = now;
+            self.aof_deps();
             self.reap();
+            self.aof_deps();
             self.drain_inbox();
             self.turn();
+            self.aof_pump();
             let snapshot_work = self.shard.snapshot_turn();
             self.shard.expire_waiters(now);
             // Big values the turn deleted go to the lazy free thread.
             if self.shard.engine.has_garbage() {
                 crate::shared::free_later(self.shard.engine.take_garbage());
             }
-            if self.shard.stopping && self.shard.conns.len() == 0 {
+            if self.shard.stopping && self.shard.conns.len() == 0 && self.aof_finished() {
                 return;
             }
             // Work in hand, or entries to submit (the sends of this turn,
@@ -348,6 +366,9 @@ impl Core {
         }
         let flush = std::mem::take(&mut self.shard.flush);
         for key in flush {
+            if self.aof_hold(key) {
+                continue;
+            }
             if self.over_output_limit(key) {
                 if let Some(c) = self.shard.conns.get(key) {
                     log::warning(format_args!(
@@ -430,6 +451,7 @@ impl Core {
                         self.cron(self.shard.now_ms);
                         self.arm_cron();
                     }
+                    KIND_AOF_WRITE | KIND_AOF_FSYNC => self.aof_done(kind, res),
                     _ => {}
                 }
             }
@@ -688,6 +710,10 @@ impl Core {
 
     fn cron(&mut self, now: i64) {
         self.plan_batch();
+        if let Some(a) = self.shard.aof.as_deref_mut() {
+            a.cron(now, &self.shard.persist.aof, &mut self.aof_out);
+            self.aof_push();
+        }
         self.shard.persist_cron(now);
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
@@ -784,6 +810,108 @@ impl Core {
             // SAFETY: the sockets stay open until every core has returned.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
+    }
+
+    /// Writes the dependency annotation before this turn's records when
+    /// other cores' logs moved (see `persist::aof`).
+    fn aof_deps(&mut self) {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return;
+        };
+        if let Some(line) = a.deps(&self.shard.persist.aof) {
+            if let Some(log) = self.shard.engine.write_log() {
+                log.set_prelude(&line);
+            }
+        }
+    }
+
+    /// Hands this turn's log records to the AOF writer and submits what
+    /// it asks for.
+    fn aof_pump(&mut self) {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return;
+        };
+        if let Some(log) = self.shard.engine.write_log() {
+            a.take(log, &self.shard.persist.aof);
+        }
+        a.submit(&self.shard.persist.aof, &mut self.aof_out);
+        self.aof_push();
+    }
+
+    /// Under `appendfsync always`, holds `key`'s output while what it may
+    /// reveal is not on disk; true when held.
+    fn aof_hold(&mut self, key: Key) -> bool {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return false;
+        };
+        let at = self.shard.engine.write_log().map_or(0, |l| l.offset());
+        let Some(need) = a.gate(at, &self.shard.persist.aof) else {
+            return false;
+        };
+        if let Some(c) = self.shard.conns.get_mut(key) {
+            c.aof_need = need;
+            c.flush_queued = false;
+        }
+        a.held_flush.push_back((need, key));
+        true
+    }
+
+    /// A write or fsync of the AOF completed.
+    fn aof_done(&mut self, kind: u64, res: i32) {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return;
+        };
+        let aof = &self.shard.persist.aof;
+        if kind == KIND_AOF_WRITE {
+            a.wrote(res, aof, &mut self.aof_out);
+        } else {
+            a.fsynced(res, self.shard.now_ms, aof, &mut self.aof_out);
+        }
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&mut msgs, &mut conns);
+        self.aof_push();
+        for (to, m) in msgs {
+            self.shard.mesh.send(to, m);
+        }
+        for key in conns {
+            self.start_send(key);
+        }
+    }
+
+    /// At shutdown: true once the AOF has nothing left to write or sync.
+    fn aof_finished(&mut self) -> bool {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return true;
+        };
+        if a.idle() {
+            return true;
+        }
+        if let Some(log) = self.shard.engine.write_log() {
+            a.take(log, &self.shard.persist.aof);
+        }
+        a.finish(&self.shard.persist.aof, &mut self.aof_out);
+        self.aof_push();
+        false
+    }
+
+    /// Submits the AOF writer's entries.
+    fn aof_push(&mut self) {
+        let subs = std::mem::take(&mut self.aof_out);
+        for s in &subs {
+            let e = match *s {
+                Submit::Write { fd, ptr, len, at } => opcode::Write::new(types::Fd(fd), ptr, len)
+                    .offset(at)
+                    .build()
+                    .user_data(user_data(KIND_AOF_WRITE, Key { index: 0, gen: 0 })),
+                Submit::Fsync { fd } => opcode::Fsync::new(types::Fd(fd))
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(user_data(KIND_AOF_FSYNC, Key { index: 0, gen: 0 })),
+            };
+            self.push_sqe(e);
+        }
+        self.aof_out = subs;
+        self.aof_out.clear();
     }
 
     fn drain_inbox(&mut self) {

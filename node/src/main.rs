@@ -281,7 +281,19 @@ fn main() {
         }
     }
     let settings = settings_from(&cfg);
-    let persist = Arc::new(persist::State::new(shards));
+    let aof = persist::aof::Aof::new(
+        shards,
+        std::path::Path::new(&cfg.dir()).join(
+            cfg.text("appenddirname")
+                .unwrap_or_else(|| "appendonlydir".into()),
+        ),
+        cfg.text("appendfilename")
+            .unwrap_or_else(|| "appendonly.aof".into()),
+        persist::aof::fsync_policy(&cfg.text("appendfsync").unwrap_or_default()),
+    );
+    let aof_on = cfg.flag("appendonly");
+    let (rdb_checksum, rdb_compress) = (cfg.flag("rdbchecksum"), cfg.flag("rdbcompression"));
+    let persist = Arc::new(persist::State::new(shards, aof));
     let rdb_path = std::path::Path::new(&cfg.dir())
         .join(cfg.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()));
     let databases = settings.databases;
@@ -341,7 +353,19 @@ fn main() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     log::notice(format_args!("Server initialized"));
-    if let Err(e) = persist::load(&persist, &rdb_path, shards, databases, &encoding) {
+    let loaded = if aof_on {
+        persist::aof_start(
+            &persist,
+            shards,
+            databases,
+            &encoding,
+            rdb_checksum,
+            rdb_compress,
+        )
+    } else {
+        persist::load(&persist, &rdb_path, shards, databases, &encoding)
+    };
+    if let Err(e) = loaded {
         for line in e.lines() {
             log::warning(format_args!("{line}"));
         }

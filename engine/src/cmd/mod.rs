@@ -425,8 +425,7 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
             }
             None => {
                 let args = ctx.args;
-                ctx.shard
-                    .log_write(db, || args.iter().map(Bytes::copy_from_slice).collect());
+                ctx.shard.log_args(db, args.iter());
             }
         }
     }

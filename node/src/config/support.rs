@@ -71,7 +71,6 @@ const fn of_command(name: &'static str) -> Support {
     }
 }
 
-const AOF: &str = "the append-only file is not built yet";
 const CLUSTER: &str = "cluster mode is not built yet";
 const REPLICATION: &str = "replication is not built yet";
 
@@ -247,10 +246,22 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("dir", test("pidfile_and_dir")),
     // Persistence: the append-only file.
-    ("appendonly", off("no", AOF)),
-    ("appendfilename", of_switch("appendonly")),
-    ("appenddirname", of_switch("appendonly")),
-    ("appendfsync", of_switch("appendonly")),
+    (
+        "appendonly",
+        test("appendfsync_always_loses_no_acknowledged_write"),
+    ),
+    (
+        "appendfilename",
+        test("aof_files_follow_appenddirname_and_appendfilename"),
+    ),
+    (
+        "appenddirname",
+        test("aof_files_follow_appenddirname_and_appendfilename"),
+    ),
+    (
+        "appendfsync",
+        test("appendfsync_always_loses_no_acknowledged_write"),
+    ),
     ("no-appendfsync-on-rewrite", of_switch("appendonly")),
     ("auto-aof-rewrite-percentage", of_switch("appendonly")),
     ("auto-aof-rewrite-min-size", of_switch("appendonly")),

@@ -93,6 +93,9 @@ pub struct Conn {
     pub sending: Vec<u8>,
     pub sending_big: BigOut,
     pub send_off: usize,
+    /// Under `appendfsync always`: the log offset an fsync must cover
+    /// before `out` may be sent (what the replies in it may reveal).
+    pub aof_need: u64,
     pub send_big_off: usize,
     /// Where a send with big bulks is described (only while some are).
     pub send_vec: Option<Box<SendVec>>,
@@ -149,6 +152,7 @@ impl Conn {
             sending: Vec::new(),
             sending_big: Vec::new(),
             send_off: 0,
+            aof_need: 0,
             send_big_off: 0,
             send_vec: None,
             send_inflight: false,

@@ -186,3 +186,60 @@ pub fn load(
     ));
     Ok(())
 }
+
+/// Writes an RDB file holding `entries` (each core's `(db, entry)` list)
+/// to `path` through a temporary file, fsynced and renamed: the base of a
+/// new append-only generation written at start.
+pub fn write_entries(
+    path: &Path,
+    entries: &[Vec<(usize, rdb::read::Entry)>],
+    checksum: bool,
+    compress: bool,
+    redis_ver: &str,
+) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let f = std::fs::File::create(&tmp)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut crc = rdb::crc64();
+    let mut buf = Vec::new();
+    rdb::write::header(&mut buf);
+    rdb::write::aux(&mut buf, "redis-ver", redis_ver.as_bytes());
+    rdb::write::aux(&mut buf, "redis-bits", b"64");
+    rdb::write::aux(&mut buf, "ctime", (now_ms() / 1000).to_string().as_bytes());
+    rdb::write::aux(&mut buf, "aof-base", b"1");
+    let dbs = entries
+        .iter()
+        .flat_map(|c| c.iter().map(|(d, _)| *d))
+        .max()
+        .map_or(0, |d| d + 1);
+    for db in 0..dbs {
+        let mut selected = false;
+        for (d, e) in entries.iter().flatten() {
+            if *d != db {
+                continue;
+            }
+            if !selected {
+                rdb::write::select(&mut buf, db);
+                selected = true;
+            }
+            rdb::write::entry(&mut buf, &e.key, &e.value, e.expire_ms, compress);
+            if buf.len() >= 1 << 20 {
+                crc.update(&buf);
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+    }
+    crc.update(&buf);
+    w.write_all(&buf)?;
+    let mut tail = Vec::new();
+    if checksum {
+        rdb::write::footer(&mut tail, crc);
+    } else {
+        tail.extend_from_slice(&[255, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    w.write_all(&tail)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -12,9 +12,28 @@
 //!
 //! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`].
 
+pub mod aof;
 mod file;
 
 pub use file::load;
+
+/// Start-up with `appendonly yes`: loads the append-only directory when
+/// it has a manifest, else starts an empty one, and opens each core's incr
+/// file. `Err` is the message to stop the start with.
+pub fn aof_start(
+    state: &State,
+    cores: usize,
+    _databases: usize,
+    _lim: &engine::value::EncodingLimits,
+    checksum: bool,
+    compress: bool,
+) -> Result<(), String> {
+    let aof = &state.aof;
+    if aof.exists() {
+        return Err("loading the AOF is not merged yet".into());
+    }
+    aof.new_generation(cores, 1, &[], checksum, compress)
+}
 
 use crate::mesh::{Mesh, Msg};
 use crate::shared::{now_ms, Shared};
@@ -50,10 +69,12 @@ pub struct State {
     pub expired_keys: AtomicU64,
     /// Per core: keys read from the file, inserted by the core at start.
     preload: Mutex<Vec<Vec<(usize, engine::rdb::read::Entry)>>>,
+    /// The append-only file.
+    pub aof: aof::Aof,
 }
 
 impl State {
-    pub fn new(cores: usize) -> State {
+    pub fn new(cores: usize, aof: aof::Aof) -> State {
         State {
             job: Mutex::new(None),
             epoch: AtomicU64::new(0),
@@ -69,6 +90,7 @@ impl State {
             loaded_keys: AtomicU64::new(0),
             expired_keys: AtomicU64::new(0),
             preload: Mutex::new((0..cores).map(|_| Vec::new()).collect()),
+            aof,
         }
     }
 

@@ -23,7 +23,7 @@ mod snap;
 pub use run::{first_key, parse, Origin};
 
 use crate::io::{Conn, Key, Slab, Wait};
-use crate::mesh::{CoreStats, Effect, Executor, Mesh, Request, Rpc, TaskDone, TxId};
+use crate::mesh::{CoreStats, Effect, Executor, Mesh, Msg, Request, Rpc, TaskDone, TxId};
 use crate::shared::{now_ms, Settings, Shared};
 use bytes::Bytes;
 use engine::Reply;
@@ -76,6 +76,8 @@ pub struct Shard {
     /// The last snapshot epoch seen, and the job this core serialises for.
     snap_epoch: u64,
     snap_job: Option<Arc<crate::persist::Job>>,
+    /// This core's append-only file writer, while `appendonly` is on.
+    pub aof: Option<Box<crate::persist::aof::CoreAof>>,
 }
 
 impl Shard {
@@ -103,6 +105,11 @@ impl Shard {
         crate::mesh::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
+        let aof = persist.aof.take_core(id).map(Box::new);
+        if aof.is_some() {
+            let at = persist.aof.logged[id].load(std::sync::atomic::Ordering::Relaxed);
+            engine.enable_log_at(at);
+        }
         Shard {
             id,
             cores,
@@ -132,6 +139,20 @@ impl Shard {
             snap_epoch: persist.epoch.load(std::sync::atomic::Ordering::Relaxed),
             persist,
             snap_job: None,
+            aof,
+        }
+    }
+
+    /// Sends `msg` to core `to`, or holds it while it may reveal a write
+    /// not yet on disk (`appendfsync always`).
+    pub fn send_out(&mut self, to: usize, msg: Msg) {
+        let Some(a) = self.aof.as_deref_mut() else {
+            return self.mesh.send(to, msg);
+        };
+        let at = self.engine.write_log().map_or(0, |l| l.offset());
+        let need = a.gate(at, &self.persist.aof);
+        if let Some((to, msg)) = a.hold_msg(need, to, msg) {
+            self.mesh.send(to, msg);
         }
     }
 

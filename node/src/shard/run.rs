@@ -192,7 +192,7 @@ impl Shard {
                     self.resume.push(key);
                 }
             }
-            Origin::Remote { from, id } => self.mesh.send(
+            Origin::Remote { from, id } => self.send_out(
                 from,
                 Msg::Resp {
                     id,

@@ -36,9 +36,9 @@ impl Shard {
         self.handle_request(from, id, req);
     }
 
-    fn answer(&self, from: usize, id: u64, resp: Response) {
+    fn answer(&mut self, from: usize, id: u64, resp: Response) {
         if id != 0 {
-            self.mesh.send(from, Msg::Resp { id, resp });
+            self.send_out(from, Msg::Resp { id, resp });
         }
     }
 
@@ -125,7 +125,7 @@ impl Shard {
                             out,
                             ends,
                         };
-                        self.mesh.send(next, Msg::Req { from, id, req });
+                        self.send_out(next, Msg::Req { from, id, req });
                     }
                     None => self.answer(from, id, Response::Encoded { out, ends }),
                 }

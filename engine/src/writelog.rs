@@ -1,0 +1,159 @@
+//! The write log: every write a shard makes, as the RESP commands that
+//! replay it (what Redis appends to its AOF and sends to replicas), encoded
+//! straight into one byte buffer that the node takes each loop turn.
+//!
+//! A `SELECT` is written whenever the database changes (and before the
+//! first record after [`WriteLog::reset_db`], e.g. at the start of a new
+//! file). The log counts its bytes from a logical offset the node sets, so
+//! positions stay comparable across buffers and files. An annotation set
+//! with [`WriteLog::set_prelude`] (a `#...` line, which Redis's loader
+//! skips) is written once, before the next record.
+
+use bytes::Bytes;
+
+/// Records waiting for the node, and where they sit in the log.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    buf: Vec<u8>,
+    /// Logical offset of `buf[0]`.
+    base: u64,
+    /// The database the last record applied to (`None`: write a SELECT).
+    db: Option<u16>,
+    /// An annotation to write before the next record.
+    prelude: Vec<u8>,
+}
+
+fn header(out: &mut Vec<u8>, c: u8, n: usize) {
+    out.push(c);
+    out.extend_from_slice(itoa_buf(n as u64).as_slice());
+    out.extend_from_slice(b"\r\n");
+}
+
+struct Digits {
+    d: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_slice(&self) -> &[u8] {
+        &self.d[self.start..]
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut d = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        d[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { d, start: i }
+}
+
+/// Appends `argv` as one RESP multibulk command.
+pub fn encode<'a>(out: &mut Vec<u8>, argv: impl ExactSizeIterator<Item = &'a [u8]>) {
+    header(out, b'*', argv.len());
+    for a in argv {
+        header(out, b'$', a.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl WriteLog {
+    /// An empty log whose next byte is at logical offset `base`.
+    pub fn new(base: u64) -> WriteLog {
+        WriteLog {
+            base,
+            ..Default::default()
+        }
+    }
+
+    /// The logical offset just past the last byte recorded.
+    pub fn offset(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// True when nothing waits to be taken.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Makes the next record start with a SELECT (a new file starts in
+    /// database 0 for the loader).
+    pub fn reset_db(&mut self) {
+        self.db = None;
+    }
+
+    /// Writes `line` (an annotation, without its CRLF) before the next
+    /// record, replacing one set before and not written yet.
+    pub fn set_prelude(&mut self, line: &[u8]) {
+        self.prelude.clear();
+        self.prelude.extend_from_slice(line);
+    }
+
+    fn begin(&mut self, db: u16) {
+        if !self.prelude.is_empty() {
+            self.buf.extend_from_slice(&self.prelude);
+            self.buf.extend_from_slice(b"\r\n");
+            self.prelude.clear();
+        }
+        if self.db != Some(db) {
+            let n = itoa_buf(db as u64);
+            encode(&mut self.buf, [&b"SELECT"[..], n.as_slice()].into_iter());
+            self.db = Some(db);
+        }
+    }
+
+    /// Records one command applied to database `db`.
+    pub fn record<'a>(&mut self, db: u16, argv: impl ExactSizeIterator<Item = &'a [u8]>) {
+        self.begin(db);
+        encode(&mut self.buf, argv);
+    }
+
+    /// Records one command given as owned arguments.
+    pub fn record_owned(&mut self, db: u16, argv: &[Bytes]) {
+        self.record(db, argv.iter().map(|b| &b[..]));
+    }
+
+    /// Hands the recorded bytes over, swapping in `spare` (cleared) so the
+    /// buffers are reused; the offset moves on by what was taken.
+    pub fn take(&mut self, spare: &mut Vec<u8>) {
+        spare.clear();
+        std::mem::swap(&mut self.buf, spare);
+        self.base += spare.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_select_and_offsets() {
+        let mut l = WriteLog::new(100);
+        l.record(0, [&b"SET"[..], b"k", b"v"].into_iter());
+        l.record(0, [&b"DEL"[..], b"k"].into_iter());
+        l.set_prelude(b"#D:1=5");
+        l.record(3, [&b"INCR"[..], b"n"].into_iter());
+        let mut out = Vec::new();
+        l.take(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n\
+             *2\r\n$3\r\nDEL\r\n$1\r\nk\r\n#D:1=5\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n\
+             *2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+        );
+        assert_eq!(l.offset(), 100 + out.len() as u64);
+        assert!(l.is_empty());
+        l.reset_db();
+        l.record(3, [&b"DEL"[..], b"n"].into_iter());
+        let mut out2 = Vec::new();
+        l.take(&mut out2);
+        assert!(out2.starts_with(b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"));
+    }
+}

@@ -1,0 +1,602 @@
+//! The append-only file: one log per core, written through the core's own
+//! ring, and the node's manifest that lists them (docs/persistence.md).
+//!
+//! [`Aof`] is the node-wide part: the policy, each core's published
+//! offsets (recorded, written, fsynced: what a core reads to write its
+//! dependencies and what INFO shows), the manifest. [`CoreAof`] is one
+//! core's writer: the bytes taken from its write log, the write and fsync
+//! in flight, and under `appendfsync always` the replies and messages held
+//! until an fsync covers what they may reveal. The event loop (`core.rs`)
+//! submits what [`CoreAof`] asks for and reports completions back.
+
+use crate::io::Key;
+use crate::mesh::Msg;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// `appendfsync` values.
+pub const FSYNC_NO: u8 = 0;
+pub const FSYNC_EVERYSEC: u8 = 1;
+pub const FSYNC_ALWAYS: u8 = 2;
+
+/// Parses an `appendfsync` value.
+pub fn fsync_policy(text: &str) -> u8 {
+    match text {
+        "always" => FSYNC_ALWAYS,
+        "no" => FSYNC_NO,
+        _ => FSYNC_EVERYSEC,
+    }
+}
+
+/// One file of the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub seq: u64,
+    /// `b` base, `i` incr.
+    pub kind: char,
+    /// The writer core, for a core's incr file (a base holds every core).
+    pub core: Option<usize>,
+    /// The core's logical log offset where the file starts.
+    pub offset: u64,
+}
+
+/// The files of the current generation.
+#[derive(Clone, Debug, Default)]
+pub struct Files {
+    pub seq: u64,
+    pub cores: usize,
+    pub list: Vec<FileEntry>,
+}
+
+impl Files {
+    /// The manifest's text: Redis 7.0's lines, with slotd's keys after
+    /// Redis's (which Redis's loader ignores).
+    pub fn manifest(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for f in &self.list {
+            out.push_str(&format!("file {} seq {} type {}", f.name, f.seq, f.kind));
+            if let Some(c) = f.core {
+                let lo = engine::slot::core_first_slot(c, self.cores);
+                let hi = engine::slot::core_first_slot(c + 1, self.cores) - 1;
+                out.push_str(&format!(
+                    " core {c} cores {} slots {lo}-{hi} offset {}",
+                    self.cores, f.offset
+                ));
+            }
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// Core `core`'s current (last) incr file.
+    pub fn incr_of(&self, core: usize) -> Option<&FileEntry> {
+        self.list
+            .iter()
+            .rev()
+            .find(|f| f.kind == 'i' && f.core == Some(core))
+    }
+}
+
+/// Node-wide AOF state.
+pub struct Aof {
+    /// `appendonly` in force (files open, cores logging).
+    pub on: AtomicBool,
+    pub policy: AtomicU8,
+    /// The append-only directory and the manifest's file name prefix.
+    pub dir: PathBuf,
+    pub filename: String,
+    /// Per core: logical offsets recorded in its log, written to its file,
+    /// and covered by a completed fsync.
+    pub logged: Vec<AtomicU64>,
+    pub written: Vec<AtomicU64>,
+    pub synced: Vec<AtomicU64>,
+    /// Per core: the offset its current generation starts at (INFO's
+    /// `aof_base_size` is taken from the base file instead).
+    pub start: Vec<AtomicU64>,
+    /// False while a core's last write or fsync failed (INFO
+    /// `aof_last_write_status`; writes get -MISCONF).
+    pub write_ok: AtomicBool,
+    pub files: Mutex<Files>,
+    /// Per core: the open incr file handed over at start.
+    handoff: Mutex<Vec<Option<(i32, u64)>>>,
+}
+
+impl Aof {
+    /// The state for `cores` cores, with AOF off.
+    pub fn new(cores: usize, dir: PathBuf, filename: String, policy: u8) -> Aof {
+        let atomics = || (0..cores).map(|_| AtomicU64::new(0)).collect();
+        Aof {
+            on: AtomicBool::new(false),
+            policy: AtomicU8::new(policy),
+            dir,
+            filename,
+            logged: atomics(),
+            written: atomics(),
+            synced: atomics(),
+            start: atomics(),
+            write_ok: AtomicBool::new(true),
+            files: Mutex::new(Files::default()),
+            handoff: Mutex::new((0..cores).map(|_| None).collect()),
+        }
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.manifest", self.filename))
+    }
+
+    /// Writes `files` as the manifest: a temporary file, fsynced, renamed
+    /// over the old one, then the directory fsynced.
+    pub fn write_manifest(&self, files: &Files) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!("temp-{}.manifest", self.filename));
+        std::fs::write(&tmp, files.manifest())?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, self.manifest_path())?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// True when the directory has a manifest.
+    pub fn exists(&self) -> bool {
+        self.manifest_path().exists()
+    }
+
+    /// Starts generation `seq` at start-up: a base file holding `entries`
+    /// (what was loaded, maybe nothing), an empty incr file per core from
+    /// offset 0, the manifest; then removes the files of older
+    /// generations and opens the new ones for the cores.
+    pub fn new_generation(
+        &self,
+        cores: usize,
+        seq: u64,
+        entries: &[Vec<(usize, engine::rdb::read::Entry)>],
+        checksum: bool,
+        compress: bool,
+    ) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "Can't open or create append-only dir {}: {}",
+                self.dir.display(),
+                crate::log::io_error_text(&e)
+            )
+        })?;
+        let base = format!("{}.{seq}.base.rdb", self.filename);
+        super::file::write_entries(
+            &self.dir.join(&base),
+            entries,
+            checksum,
+            compress,
+            crate::config::REDIS_VERSION,
+        )
+        .map_err(|e| {
+            format!(
+                "Can't write the AOF base file {base}: {}",
+                crate::log::io_error_text(&e)
+            )
+        })?;
+        crate::log::notice(format_args!(
+            "Creating AOF base file {base} on server start"
+        ));
+        let mut list = vec![FileEntry {
+            name: base,
+            seq,
+            kind: 'b',
+            core: None,
+            offset: 0,
+        }];
+        for c in 0..cores {
+            let name = format!("{}.{seq}.c{c}.incr.aof", self.filename);
+            crate::log::notice(format_args!(
+                "Creating AOF incr file {name} on server start"
+            ));
+            list.push(FileEntry {
+                name,
+                seq,
+                kind: 'i',
+                core: Some(c),
+                offset: 0,
+            });
+        }
+        let files = Files { seq, cores, list };
+        self.open_files(&files, &vec![0; cores])?;
+        self.write_manifest(&files).map_err(|e| {
+            format!(
+                "Can't persist AOF manifest: {}",
+                crate::log::io_error_text(&e)
+            )
+        })?;
+        self.remove_others(&files);
+        if let Ok(mut f) = self.files.lock() {
+            *f = files;
+        }
+        Ok(())
+    }
+
+    /// Deletes the directory's AOF files that `files` does not list (an
+    /// older generation, or a failed rewrite's leftovers).
+    pub fn remove_others(&self, files: &Files) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let manifest = format!("{}.manifest", self.filename);
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with(&format!("{}.", self.filename))
+                || name.starts_with(&format!("temp-{}", self.filename));
+            if ours && name != manifest && !files.list.iter().any(|f| f.name == name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Opens every core's incr file of `files` for appending, each cut to
+    /// `lens[core]` bytes (a torn or cut tail goes), and hands them over.
+    pub fn open_files(&self, files: &Files, lens: &[u64]) -> Result<(), String> {
+        let mut handoff = self.handoff.lock().map_err(|_| "poisoned".to_string())?;
+        for c in 0..files.cores {
+            let Some(f) = files.incr_of(c) else {
+                return Err(format!("The manifest lists no incr file for core {c}"));
+            };
+            let path = self.dir.join(&f.name);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| {
+                    format!(
+                        "Can't open the append-only file {}: {}",
+                        f.name,
+                        crate::log::io_error_text(&e)
+                    )
+                })?;
+            let len = lens.get(c).copied().unwrap_or(0);
+            file.set_len(len)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| {
+                    format!(
+                        "Can't truncate the append-only file {}: {}",
+                        f.name,
+                        crate::log::io_error_text(&e)
+                    )
+                })?;
+            let end = f.offset + len;
+            for a in [&self.logged[c], &self.written[c], &self.synced[c]] {
+                a.store(end, Ordering::Relaxed);
+            }
+            self.start[c].store(f.offset, Ordering::Relaxed);
+            use std::os::fd::IntoRawFd;
+            handoff[c] = Some((file.into_raw_fd(), len));
+        }
+        self.on.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Core `core`'s writer, if AOF is on.
+    pub fn take_core(&self, core: usize) -> Option<CoreAof> {
+        let (fd, len) = self.handoff.lock().ok()?.get_mut(core)?.take()?;
+        let end = self.written[core].load(Ordering::Relaxed);
+        Some(CoreAof::new(core, fd, len, end))
+    }
+
+    /// INFO's `aof_current_size`: bytes of every core's current files.
+    pub fn current_size(&self) -> u64 {
+        let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
+        files
+            .list
+            .iter()
+            .filter_map(|f| std::fs::metadata(self.dir.join(&f.name)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> u8 {
+        self.policy.load(Ordering::Relaxed)
+    }
+}
+
+/// fsyncs a directory so renames and new files in it are durable.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// What a core's writer asks the loop to submit.
+pub enum Submit {
+    /// Write `len` bytes at `ptr` to `fd` at file offset `at`.
+    Write {
+        fd: i32,
+        ptr: *const u8,
+        len: u32,
+        at: u64,
+    },
+    /// fdatasync `fd`.
+    Fsync { fd: i32 },
+}
+
+/// One core's AOF writer.
+pub struct CoreAof {
+    core: usize,
+    fd: i32,
+    /// Bytes in the file (the next write's offset).
+    file_len: u64,
+    /// Bytes taken from the write log and not submitted yet.
+    queue: Vec<u8>,
+    /// The bytes of the write in flight, and how many of them are done.
+    inflight: Vec<u8>,
+    inflight_done: usize,
+    write_busy: bool,
+    /// The logical offset the fsync in flight covers.
+    fsync_busy: Option<u64>,
+    /// Logical offsets: everything before `written` is in the file,
+    /// before `synced` on disk.
+    written: u64,
+    synced: u64,
+    last_fsync_ms: i64,
+    /// Under `always`: connections whose output waits for an fsync, and
+    /// messages to other cores likewise, each with the offset it waits for.
+    pub held_flush: VecDeque<(u64, Key)>,
+    held_msgs: VecDeque<(u64, usize, Msg)>,
+    /// The last dependency annotation written (other cores' offsets).
+    deps: Vec<u64>,
+    /// A write or fsync failed: retried from the cron.
+    failed: bool,
+}
+
+impl CoreAof {
+    fn new(core: usize, fd: i32, file_len: u64, end: u64) -> CoreAof {
+        CoreAof {
+            core,
+            fd,
+            file_len,
+            queue: Vec::new(),
+            inflight: Vec::new(),
+            inflight_done: 0,
+            write_busy: false,
+            fsync_busy: None,
+            written: end,
+            synced: end,
+            last_fsync_ms: 0,
+            held_flush: VecDeque::new(),
+            held_msgs: VecDeque::new(),
+            deps: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// The logical offset up to which the log is on disk.
+    pub fn synced(&self) -> u64 {
+        self.synced
+    }
+
+    /// Takes what the write log recorded since the last call and
+    /// publishes the new offset.
+    pub fn take(&mut self, log: &mut engine::writelog::WriteLog, aof: &Aof) {
+        if log.is_empty() {
+            return;
+        }
+        if self.queue.is_empty() {
+            log.take(&mut self.queue);
+        } else {
+            let mut more = Vec::new();
+            log.take(&mut more);
+            self.queue.extend_from_slice(&more);
+        }
+        aof.logged[self.core].store(log.offset(), Ordering::Release);
+    }
+
+    /// Under `always`: the offset a reply or message sent now must wait
+    /// for (`None`: everything recorded is on disk already).
+    pub fn gate(&self, log_offset: u64, aof: &Aof) -> Option<u64> {
+        (aof.policy() == FSYNC_ALWAYS && log_offset > self.synced).then_some(log_offset)
+    }
+
+    /// Holds a message for another core until `need` is on disk; a message
+    /// behind a held one waits too, so each pair of cores keeps its order.
+    pub fn hold_msg(&mut self, need: Option<u64>, to: usize, msg: Msg) -> Option<(usize, Msg)> {
+        match need.or_else(|| self.held_msgs.back().map(|h| h.0)) {
+            Some(n) => {
+                self.held_msgs.push_back((n, to, msg));
+                None
+            }
+            None => Some((to, msg)),
+        }
+    }
+
+    /// The dependency annotation for the records this core writes next:
+    /// the other cores' offsets (recorded ones, or fsynced ones under
+    /// `always`, where nothing unsynced can have been revealed), when they
+    /// changed since the last one written.
+    pub fn deps(&mut self, aof: &Aof) -> Option<Vec<u8>> {
+        let always = aof.policy() == FSYNC_ALWAYS;
+        let src = if always { &aof.synced } else { &aof.logged };
+        let n = src.len();
+        if n < 2 {
+            return None;
+        }
+        self.deps.resize(n, 0);
+        let mut changed = false;
+        for (c, a) in src.iter().enumerate() {
+            if c == self.core {
+                continue;
+            }
+            let v = a.load(Ordering::Acquire);
+            if v != self.deps[c] {
+                self.deps[c] = v;
+                changed = true;
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let mut line = b"#D:".to_vec();
+        let mut first = true;
+        for (c, &v) in self.deps.iter().enumerate() {
+            if c == self.core || v == 0 {
+                continue;
+            }
+            if !first {
+                line.push(b',');
+            }
+            first = false;
+            line.extend_from_slice(format!("{c}={v}").as_bytes());
+        }
+        (!first).then_some(line)
+    }
+
+    /// What to submit now: the next write when none is in flight, and
+    /// under `always` an fsync once written data is not covered.
+    pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        if self.failed {
+            return;
+        }
+        if !self.write_busy && !self.queue.is_empty() {
+            std::mem::swap(&mut self.inflight, &mut self.queue);
+            self.queue.clear();
+            self.inflight_done = 0;
+            self.write_busy = true;
+            out.push(self.write_entry());
+        }
+        if aof.policy() == FSYNC_ALWAYS && self.fsync_busy.is_none() && self.written > self.synced {
+            self.fsync_busy = Some(self.written);
+            out.push(Submit::Fsync { fd: self.fd });
+        }
+    }
+
+    fn write_entry(&self) -> Submit {
+        let rest = &self.inflight[self.inflight_done..];
+        Submit::Write {
+            fd: self.fd,
+            ptr: rest.as_ptr(),
+            len: rest.len().min(1 << 30) as u32,
+            at: self.file_len,
+        }
+    }
+
+    /// A write completed with `res`; may ask for the rest of a short one.
+    pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
+        if res < 0 {
+            self.fail(res, aof);
+            return;
+        }
+        let n = res as usize;
+        self.inflight_done += n;
+        self.file_len += n as u64;
+        self.written += n as u64;
+        aof.written[self.core].store(self.written, Ordering::Release);
+        if self.inflight_done < self.inflight.len() {
+            if n == 0 {
+                self.fail(-libc::ENOSPC, aof);
+                return;
+            }
+            out.push(self.write_entry());
+            return;
+        }
+        self.write_busy = false;
+        self.inflight.clear();
+        self.recovered(aof);
+        self.submit(aof, out);
+    }
+
+    /// An fsync completed with `res`.
+    pub fn fsynced(&mut self, res: i32, now_ms: i64, aof: &Aof, out: &mut Vec<Submit>) {
+        let Some(covered) = self.fsync_busy.take() else {
+            return;
+        };
+        if res < 0 {
+            self.fail(res, aof);
+            return;
+        }
+        self.last_fsync_ms = now_ms;
+        self.synced = self.synced.max(covered);
+        aof.synced[self.core].store(self.synced, Ordering::Release);
+        self.submit(aof, out);
+    }
+
+    /// The `everysec` fsync and the retry after an error, once per cron.
+    pub fn cron(&mut self, now_ms: i64, aof: &Aof, out: &mut Vec<Submit>) {
+        if self.failed {
+            // Retry the failed write (Redis retries every second too).
+            self.failed = false;
+            if self.write_busy {
+                out.push(self.write_entry());
+            } else {
+                self.submit(aof, out);
+            }
+            return;
+        }
+        if aof.policy() == FSYNC_EVERYSEC
+            && self.fsync_busy.is_none()
+            && self.written > self.synced
+            && now_ms - self.last_fsync_ms >= 1000
+        {
+            self.fsync_busy = Some(self.written);
+            out.push(Submit::Fsync { fd: self.fd });
+        }
+    }
+
+    /// At shutdown: writes what is left and fsyncs it, whatever the policy.
+    pub fn finish(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        self.submit(aof, out);
+        if !self.failed && self.fsync_busy.is_none() && self.written > self.synced {
+            self.fsync_busy = Some(self.written);
+            out.push(Submit::Fsync { fd: self.fd });
+        }
+    }
+
+    /// True when nothing is queued or in flight and all is on disk (or
+    /// the disk refuses it).
+    pub fn idle(&self) -> bool {
+        self.failed
+            || (!self.write_busy
+                && self.fsync_busy.is_none()
+                && self.queue.is_empty()
+                && self.written == self.synced)
+    }
+
+    /// Messages and connections whose wait is over: `synced` covers them.
+    pub fn released(&mut self, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
+        while self.held_msgs.front().is_some_and(|h| h.0 <= self.synced) {
+            if let Some((_, to, m)) = self.held_msgs.pop_front() {
+                msgs.push((to, m));
+            }
+        }
+        while self.held_flush.front().is_some_and(|h| h.0 <= self.synced) {
+            if let Some((_, k)) = self.held_flush.pop_front() {
+                conns.push(k);
+            }
+        }
+    }
+
+    fn fail(&mut self, res: i32, aof: &Aof) {
+        let e = std::io::Error::from_raw_os_error(-res);
+        if aof.write_ok.swap(false, Ordering::Relaxed) {
+            crate::log::warning(format_args!(
+                "Error writing to the AOF file: {}",
+                crate::log::io_error_text(&e)
+            ));
+        }
+        self.failed = true;
+    }
+
+    fn recovered(&mut self, aof: &Aof) {
+        if !aof.write_ok.load(Ordering::Relaxed) {
+            aof.write_ok.store(true, Ordering::Relaxed);
+            crate::log::warning(format_args!(
+                "AOF write error looks solved, Redis can write again."
+            ));
+        }
+    }
+}
+
+impl Drop for CoreAof {
+    fn drop(&mut self) {
+        // SAFETY: the writer owns its file descriptor; the loop drops it
+        // only after nothing is in flight.
+        unsafe { libc::close(self.fd) };
+    }
+}
