@@ -26,6 +26,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::node("lastsave", 1, LOADING | STALE | FAST, (0, 0, 0), "server"),
     Spec::node("save", 1, ADMIN | NOSCRIPT | NO_MULTI, (0, 0, 0), "server"),
     Spec::node("bgsave", -1, ADMIN | NOSCRIPT, (0, 0, 0), "server"),
+    Spec::node("bgrewriteaof", 1, ADMIN | NOSCRIPT, (0, 0, 0), "server"),
     Spec::node(
         "shutdown",
         -1,

@@ -4,13 +4,11 @@
 //! happen. They are not in the command table (COMMAND does not list them),
 //! and each leaves this list when its feature is built.
 
-const AOF: &str = "the append-only file is not built yet";
 const REPLICATION: &str = "replication is not built yet";
 const MIGRATE: &str = "moving keys between servers is not built yet (DUMP and RESTORE are)";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
-    ("bgrewriteaof", AOF),
     ("replicaof", REPLICATION),
     ("slaveof", REPLICATION),
     ("sync", REPLICATION),
@@ -45,8 +43,8 @@ mod tests {
     #[test]
     fn unbuilt_commands_say_so() {
         assert_eq!(
-            error_for(b"BgRewriteAof").unwrap(),
-            "ERR BGREWRITEAOF is not supported by slotd yet: the append-only file is not built yet"
+            error_for(b"ReplicaOf").unwrap(),
+            "ERR REPLICAOF is not supported by slotd yet: replication is not built yet"
         );
         assert_eq!(
             error_for(b"cluster").unwrap(),

@@ -77,6 +77,26 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     {
         return answer(shard, key, Reply::err(MISCONF));
     }
+    if !shard
+        .persist
+        .aof
+        .write_ok
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && (spec.has(flags::WRITE) || spec.name == "ping")
+    {
+        let why = shard
+            .persist
+            .aof
+            .write_error
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        return answer(
+            shard,
+            key,
+            Reply::err(format!("MISCONF Errors writing to the AOF file: {why}")),
+        );
+    }
     if let Err(e) = spec.check_arity(args.len()) {
         if conn.multi.is_some() {
             conn.multi_failed = true;

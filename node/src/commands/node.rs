@@ -158,6 +158,17 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, Reply::Int(t))
         }
         "save" | "bgsave" => save(shard, key, args),
+        "bgrewriteaof" => {
+            let r = crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh);
+            let reply = match r {
+                Ok(Some(_)) => {
+                    Reply::Status("Background append only file rewriting started".into())
+                }
+                Ok(None) => Reply::Status("Background append only file rewriting scheduled".into()),
+                Err(e) => Reply::err(e),
+            };
+            ok(shard, key, reply)
+        }
         "client" => client(shard, key, args),
         "command" => ok(shard, key, command(&args)),
         "config" => config(shard, key, args),

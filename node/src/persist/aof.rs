@@ -30,6 +30,10 @@ pub fn fsync_policy(text: &str) -> u8 {
     }
 }
 
+/// The offset of an incr file that starts where the core's previous one
+/// ended (written without `offset` in the manifest).
+pub const FOLLOWS: u64 = u64::MAX;
+
 /// One file of the manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
@@ -61,10 +65,12 @@ impl Files {
             if let Some(c) = f.core {
                 let lo = engine::slot::core_first_slot(c, self.cores);
                 let hi = engine::slot::core_first_slot(c + 1, self.cores) - 1;
-                out.push_str(&format!(
-                    " core {c} cores {} slots {lo}-{hi} offset {}",
-                    self.cores, f.offset
-                ));
+                out.push_str(&format!(" core {c} cores {} slots {lo}-{hi}", self.cores));
+                // A file a rewrite opened has no offset until the rewrite
+                // ends: it continues the core's previous file.
+                if f.offset != FOLLOWS {
+                    out.push_str(&format!(" offset {}", f.offset));
+                }
             }
             out.push('\n');
         }
@@ -78,6 +84,17 @@ impl Files {
             .rev()
             .find(|f| f.kind == 'i' && f.core == Some(core))
     }
+}
+
+/// BGREWRITEAOF's state, for INFO.
+pub struct RewriteState {
+    pub in_progress: AtomicBool,
+    pub scheduled: AtomicBool,
+    pub last_ok: AtomicBool,
+    pub last_time_sec: std::sync::atomic::AtomicI64,
+    pub start_ms: std::sync::atomic::AtomicI64,
+    pub count: AtomicU64,
+    pub failures: AtomicU64,
 }
 
 /// Node-wide AOF state.
@@ -99,9 +116,18 @@ pub struct Aof {
     /// False while a core's last write or fsync failed (INFO
     /// `aof_last_write_status`; writes get -MISCONF).
     pub write_ok: AtomicBool,
+    /// The last write error's text (for -MISCONF).
+    pub write_error: Mutex<String>,
     pub files: Mutex<Files>,
+    pub rewrite: RewriteState,
     /// Per core: the open incr file handed over at start.
     handoff: Mutex<Vec<Option<(i32, u64)>>>,
+    /// Per core: the incr file a rewrite opened, taken by the core when
+    /// its image starts; and 1 + the offset where it switched to it.
+    rotations: Mutex<Vec<Option<i32>>>,
+    pub rotated: Vec<AtomicU64>,
+    /// Every core fsyncs at its next cron, whatever the policy.
+    pub force_sync: AtomicBool,
 }
 
 impl Aof {
@@ -118,8 +144,21 @@ impl Aof {
             synced: atomics(),
             start: atomics(),
             write_ok: AtomicBool::new(true),
+            write_error: Mutex::new(String::new()),
             files: Mutex::new(Files::default()),
+            rewrite: RewriteState {
+                in_progress: AtomicBool::new(false),
+                scheduled: AtomicBool::new(false),
+                last_ok: AtomicBool::new(true),
+                last_time_sec: (-1).into(),
+                start_ms: 0.into(),
+                count: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            },
             handoff: Mutex::new((0..cores).map(|_| None).collect()),
+            rotations: Mutex::new((0..cores).map(|_| None).collect()),
+            rotated: atomics(),
+            force_sync: AtomicBool::new(false),
         }
     }
 
@@ -214,6 +253,159 @@ impl Aof {
         Ok(())
     }
 
+    /// The name of generation `seq`'s base file.
+    pub fn base_name(&self, seq: u64) -> String {
+        format!("{}.{seq}.base.rdb", self.filename)
+    }
+
+    /// BGREWRITEAOF, first step: opens generation `seq`'s incr files (one
+    /// per core) and lists them in the manifest after the current files,
+    /// so whatever a core writes there once its image starts is loaded
+    /// even if the rewrite never ends. Returns `seq`.
+    pub fn begin_rewrite(&self) -> Result<u64, String> {
+        let mut files = self.files.lock().map_err(|_| "poisoned")?.clone();
+        let seq = files.seq + 1;
+        let mut fds = Vec::new();
+        let opened: Result<(), String> = (0..files.cores).try_for_each(|c| {
+            let name = format!("{}.{seq}.c{c}.incr.aof", self.filename);
+            let f = std::fs::File::create(self.dir.join(&name)).map_err(|e| {
+                format!(
+                    "Can't open the append-only file {name}: {}",
+                    crate::log::io_error_text(&e)
+                )
+            })?;
+            use std::os::fd::IntoRawFd;
+            fds.push(f.into_raw_fd());
+            files.list.push(FileEntry {
+                name,
+                seq,
+                kind: 'i',
+                core: Some(c),
+                offset: FOLLOWS,
+            });
+            Ok(())
+        });
+        let written = opened.and_then(|()| {
+            self.write_manifest(&files).map_err(|e| {
+                format!(
+                    "Can't persist AOF manifest: {}",
+                    crate::log::io_error_text(&e)
+                )
+            })
+        });
+        if let Err(e) = written {
+            for fd in fds {
+                // SAFETY: closing descriptors opened above, used nowhere.
+                unsafe { libc::close(fd) };
+            }
+            return Err(e);
+        }
+        files.seq = seq;
+        if let Ok(mut r) = self.rotations.lock() {
+            for (slot, fd) in r.iter_mut().zip(fds) {
+                *slot = Some(fd);
+            }
+        }
+        for a in &self.rotated {
+            a.store(0, Ordering::SeqCst);
+        }
+        if let Ok(mut f) = self.files.lock() {
+            *f = files;
+        }
+        self.rewrite.start_ms.store(crate::shared::now_ms(), Ordering::Relaxed);
+        self.rewrite.in_progress.store(true, Ordering::SeqCst);
+        self.rewrite.scheduled.store(false, Ordering::SeqCst);
+        crate::log::notice(format_args!(
+            "Background append only file rewriting started"
+        ));
+        Ok(seq)
+    }
+
+    /// The incr file core `core` switches to when its image starts.
+    pub fn take_rotation(&self, core: usize) -> Option<i32> {
+        self.rotations.lock().ok()?.get_mut(core)?.take()
+    }
+
+    /// BGREWRITEAOF, last step (on the writer thread, once the base file
+    /// is in place): waits for every core to have switched files and for
+    /// everything recorded so far to be on disk (the base may hold writes
+    /// that depend on them), then makes the manifest list the new base and
+    /// incr files only, and deletes the old ones.
+    pub fn commit_rewrite(&self, seq: u64) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let wait = |done: &dyn Fn() -> bool| -> bool {
+            while !done() {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            true
+        };
+        if !wait(&|| self.rotated.iter().all(|a| a.load(Ordering::SeqCst) > 0)) {
+            return Err("a core did not switch to its new incr file".into());
+        }
+        let target: Vec<u64> = self.logged.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        self.force_sync.store(true, Ordering::SeqCst);
+        let synced = wait(&|| {
+            self.synced
+                .iter()
+                .zip(&target)
+                .all(|(s, t)| s.load(Ordering::SeqCst) >= *t)
+        });
+        self.force_sync.store(false, Ordering::SeqCst);
+        if !synced {
+            return Err("the incr files could not be fsynced".into());
+        }
+        let mut files = self.files.lock().map_err(|_| "poisoned")?.clone();
+        let mut list = vec![FileEntry {
+            name: self.base_name(seq),
+            seq,
+            kind: 'b',
+            core: None,
+            offset: 0,
+        }];
+        for c in 0..files.cores {
+            list.push(FileEntry {
+                name: format!("{}.{seq}.c{c}.incr.aof", self.filename),
+                seq,
+                kind: 'i',
+                core: Some(c),
+                offset: self.rotated[c].load(Ordering::SeqCst) - 1,
+            });
+        }
+        files.list = list;
+        self.write_manifest(&files).map_err(|e| {
+            format!(
+                "Can't persist AOF manifest: {}",
+                crate::log::io_error_text(&e)
+            )
+        })?;
+        self.remove_others(&files);
+        for c in 0..files.cores {
+            self.start[c].store(files.list[c + 1].offset, Ordering::Relaxed);
+        }
+        if let Ok(mut f) = self.files.lock() {
+            *f = files;
+        }
+        Ok(())
+    }
+
+    /// A failed rewrite: the manifest keeps listing the old files and the
+    /// new incr files after them, which stays loadable; incr files no core
+    /// took yet are closed (they stay empty).
+    pub fn abandon_rewrite(&self) {
+        if let Ok(mut r) = self.rotations.lock() {
+            for fd in r.iter_mut().filter_map(Option::take) {
+                // SAFETY: a descriptor no core took; nothing else uses it.
+                unsafe { libc::close(fd) };
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join(self.base_name(
+            self.files.lock().map_or(0, |f| f.seq),
+        )));
+    }
+
     /// Deletes the directory's AOF files that `files` does not list (an
     /// older generation, or a failed rewrite's leftovers).
     pub fn remove_others(&self, files: &Files) {
@@ -281,15 +473,53 @@ impl Aof {
         Some(CoreAof::new(core, fd, len, end))
     }
 
-    /// INFO's `aof_current_size`: bytes of every core's current files.
-    pub fn current_size(&self) -> u64 {
+    /// INFO persistence's AOF fields (from `aof_enabled` on), with each
+    /// core's recorded, written and fsynced log offsets.
+    pub fn info(&self) -> String {
+        let on = self.on.load(Ordering::Relaxed);
+        let r = &self.rewrite;
+        let running = r.in_progress.load(Ordering::Relaxed);
+        let mut s = format!(
+            "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\naof_last_cow_size:0\r\nmodule_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+            on as u8,
+            running as u8,
+            r.scheduled.load(Ordering::Relaxed) as u8,
+            r.last_time_sec.load(Ordering::Relaxed),
+            if running {
+                (crate::shared::now_ms() - r.start_ms.load(Ordering::Relaxed)) / 1000
+            } else {
+                -1
+            },
+            if r.last_ok.load(Ordering::Relaxed) { "ok" } else { "err" },
+            r.count.load(Ordering::Relaxed),
+            r.failures.load(Ordering::Relaxed),
+            if self.write_ok.load(Ordering::Relaxed) { "ok" } else { "err" },
+        );
+        if !on {
+            return s;
+        }
+        let sum = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>();
+        let buffered = sum(&self.logged).saturating_sub(sum(&self.written));
+        let unsynced = sum(&self.written).saturating_sub(sum(&self.synced));
         let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
-        files
-            .list
-            .iter()
-            .filter_map(|f| std::fs::metadata(self.dir.join(&f.name)).ok())
-            .map(|m| m.len())
-            .sum()
+        let size = |f: &FileEntry| {
+            std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len())
+        };
+        let base: u64 = files.list.iter().filter(|f| f.kind == 'b').map(size).sum();
+        let all: u64 = files.list.iter().map(size).sum();
+        s.push_str(&format!(
+            "aof_current_size:{all}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:{buffered}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:0\r\n",
+            (unsynced > 0) as u8
+        ));
+        for c in 0..self.logged.len() {
+            s.push_str(&format!(
+                "slotd_aof_core{c}:recorded={},written={},fsynced={}\r\n",
+                self.logged[c].load(Ordering::Relaxed),
+                self.written[c].load(Ordering::Relaxed),
+                self.synced[c].load(Ordering::Relaxed)
+            ));
+        }
+        s
     }
 
     /// The policy in force.
@@ -345,6 +575,11 @@ pub struct CoreAof {
     deps: Vec<u64>,
     /// A write or fsync failed: retried from the cron.
     failed: bool,
+    /// A switch to a new incr file at logical offset `.1` (the bytes
+    /// before it go to the current file, fsynced before the switch), and
+    /// the bytes recorded after that point meanwhile.
+    rotating: Option<(i32, u64)>,
+    after: Vec<u8>,
 }
 
 impl CoreAof {
@@ -365,6 +600,8 @@ impl CoreAof {
             held_msgs: VecDeque::new(),
             deps: Vec::new(),
             failed: false,
+            rotating: None,
+            after: Vec::new(),
         }
     }
 
@@ -379,14 +616,28 @@ impl CoreAof {
         if log.is_empty() {
             return;
         }
-        if self.queue.is_empty() {
-            log.take(&mut self.queue);
+        let to = if self.rotating.is_some() {
+            &mut self.after
+        } else {
+            &mut self.queue
+        };
+        if to.is_empty() {
+            log.take(to);
         } else {
             let mut more = Vec::new();
             log.take(&mut more);
-            self.queue.extend_from_slice(&more);
+            to.extend_from_slice(&more);
         }
         aof.logged[self.core].store(log.offset(), Ordering::Release);
+    }
+
+    /// Switches to the incr file `fd` at the log's current offset (a
+    /// rewrite's image starts now): what was recorded before goes to the
+    /// current file, what comes after to the new one.
+    pub fn rotate(&mut self, fd: i32, log: &mut engine::writelog::WriteLog, aof: &Aof) {
+        self.take(log, aof);
+        log.reset_db();
+        self.rotating = Some((fd, log.offset()));
     }
 
     /// Under `always`: the offset a reply or message sent now must wait
@@ -454,6 +705,27 @@ impl CoreAof {
         if self.failed {
             return;
         }
+        if let Some((fd, at)) = self.rotating {
+            if !self.write_busy && self.queue.is_empty() && self.written >= at {
+                if self.synced < at {
+                    if self.fsync_busy.is_none() {
+                        self.fsync_busy = Some(self.written);
+                        out.push(Submit::Fsync { fd: self.fd });
+                    }
+                    return;
+                }
+                if self.fsync_busy.is_some() {
+                    return;
+                }
+                // SAFETY: nothing is in flight on the old file any more.
+                unsafe { libc::close(self.fd) };
+                self.fd = fd;
+                self.file_len = 0;
+                self.rotating = None;
+                std::mem::swap(&mut self.queue, &mut self.after);
+                aof.rotated[self.core].store(at + 1, Ordering::SeqCst);
+            }
+        }
         if !self.write_busy && !self.queue.is_empty() {
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
@@ -519,6 +791,15 @@ impl CoreAof {
 
     /// The `everysec` fsync and the retry after an error, once per cron.
     pub fn cron(&mut self, now_ms: i64, aof: &Aof, out: &mut Vec<Submit>) {
+        if aof.force_sync.load(Ordering::Relaxed)
+            && !self.failed
+            && self.fsync_busy.is_none()
+            && self.written > self.synced
+        {
+            self.fsync_busy = Some(self.written);
+            out.push(Submit::Fsync { fd: self.fd });
+            return;
+        }
         if self.failed {
             // Retry the failed write (Redis retries every second too).
             self.failed = false;
@@ -555,6 +836,8 @@ impl CoreAof {
             || (!self.write_busy
                 && self.fsync_busy.is_none()
                 && self.queue.is_empty()
+                && self.after.is_empty()
+                && self.rotating.is_none()
                 && self.written == self.synced)
     }
 
@@ -574,6 +857,9 @@ impl CoreAof {
 
     fn fail(&mut self, res: i32, aof: &Aof) {
         let e = std::io::Error::from_raw_os_error(-res);
+        if let Ok(mut t) = aof.write_error.lock() {
+            *t = crate::log::io_error_text(&e);
+        }
         if aof.write_ok.swap(false, Ordering::Relaxed) {
             crate::log::warning(format_args!(
                 "Error writing to the AOF file: {}",
@@ -595,8 +881,11 @@ impl CoreAof {
 
 impl Drop for CoreAof {
     fn drop(&mut self) {
-        // SAFETY: the writer owns its file descriptor; the loop drops it
+        // SAFETY: the writer owns its file descriptors; the loop drops it
         // only after nothing is in flight.
         unsafe { libc::close(self.fd) };
+        if let Some((fd, _)) = self.rotating {
+            unsafe { libc::close(fd) };
+        }
     }
 }

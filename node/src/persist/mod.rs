@@ -138,6 +138,10 @@ pub struct Job {
     chunks: Mutex<Chunks>,
     ready: Condvar,
     pub compress: bool,
+    /// `Some(seq)` for an AOF rewrite: the image becomes generation
+    /// `seq`'s base file, and each core starts its new incr file at the
+    /// instant of its image.
+    pub aof_seq: Option<u64>,
 }
 
 impl Job {
@@ -251,9 +255,54 @@ pub fn start(
     mesh: &Arc<Mesh>,
     redis_ver: &'static str,
 ) -> Result<Arc<Job>, ()> {
+    start_job(shared, state, mesh, redis_ver, false)
+}
+
+/// Starts BGREWRITEAOF: `Err` with Redis's reply when it cannot start now
+/// (`Ok(None)`: scheduled after the snapshot in progress).
+pub fn start_rewrite(
+    shared: &Arc<Shared>,
+    state: &Arc<State>,
+    mesh: &Arc<Mesh>,
+) -> Result<Option<Arc<Job>>, String> {
+    let aof = &state.aof;
+    if !aof.on.load(Ordering::SeqCst) {
+        return Err("ERR slotd rewrites the append-only file only while appendonly is yes".into());
+    }
+    if aof.rewrite.in_progress.load(Ordering::SeqCst) {
+        return Err("ERR Background append only file rewriting already in progress".into());
+    }
+    if state.in_progress.load(Ordering::SeqCst) {
+        aof.rewrite.scheduled.store(true, Ordering::SeqCst);
+        return Ok(None);
+    }
+    start_job(shared, state, mesh, crate::config::REDIS_VERSION, true)
+        .map(Some)
+        .map_err(|()| "ERR Background append only file rewriting already in progress".into())
+}
+
+fn start_job(
+    shared: &Arc<Shared>,
+    state: &Arc<State>,
+    mesh: &Arc<Mesh>,
+    redis_ver: &'static str,
+    rewrite: bool,
+) -> Result<Arc<Job>, ()> {
     if state.in_progress.swap(true, Ordering::SeqCst) {
         return Err(());
     }
+    let aof_seq = if rewrite {
+        match state.aof.begin_rewrite() {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                crate::log::warning(format_args!("{e}"));
+                state.in_progress.store(false, Ordering::SeqCst);
+                return Err(());
+            }
+        }
+    } else {
+        None
+    };
     let cores = mesh.cores();
     let (dir, dbfilename, compress, checksum) = match shared.config.lock() {
         Ok(c) => (
@@ -278,6 +327,7 @@ pub fn start(
         }),
         ready: Condvar::new(),
         compress,
+        aof_seq,
     });
     let now = now_ms();
     state.current_start_ms.store(now, Ordering::Relaxed);
@@ -293,17 +343,26 @@ pub fn start(
     let spawned = std::thread::Builder::new()
         .name("rdb-save".into())
         .spawn(move || {
-            let path = std::path::Path::new(&dir);
+            let (path, name) = match aof_seq {
+                Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
+                None => (std::path::PathBuf::from(&dir), dbfilename),
+            };
             let r = file::write(
                 &job2,
                 &mesh2,
                 &shared2,
-                path,
-                &dbfilename,
+                &path,
+                &name,
                 checksum,
                 redis_ver,
             );
-            finished(&state2, &shared2, &job2, &mesh2, r);
+            match aof_seq {
+                Some(seq) => {
+                    let r = r.and_then(|()| state2.aof.commit_rewrite(seq));
+                    rewrite_finished(&state2, &job2, &mesh2, r);
+                }
+                None => finished(&state2, &shared2, &job2, &mesh2, r),
+            }
         });
     if let Err(e) = spawned {
         finished(
@@ -315,6 +374,38 @@ pub fn start(
         );
     }
     Ok(job)
+}
+
+/// Records a rewrite's outcome, as Redis's `backgroundRewriteDoneHandler`.
+fn rewrite_finished(state: &State, job: &Job, mesh: &Mesh, r: Result<(), String>) {
+    let rw = &state.aof.rewrite;
+    let took = (now_ms() - rw.start_ms.load(Ordering::Relaxed)) / 1000;
+    rw.last_time_sec.store(took, Ordering::Relaxed);
+    match &r {
+        Ok(()) => {
+            crate::log::notice(format_args!(
+                "Background AOF rewrite terminated with success"
+            ));
+            crate::log::notice(format_args!(
+                "Background AOF rewrite finished successfully"
+            ));
+            rw.last_ok.store(true, Ordering::Relaxed);
+            rw.count.fetch_add(1, Ordering::Relaxed);
+            rw.failures.store(0, Ordering::Relaxed);
+        }
+        Err(e) => {
+            crate::log::warning(format_args!("Background AOF rewrite failed: {e}"));
+            rw.last_ok.store(false, Ordering::Relaxed);
+            rw.failures.fetch_add(1, Ordering::Relaxed);
+            state.aof.abandon_rewrite();
+        }
+    }
+    rw.in_progress.store(false, Ordering::SeqCst);
+    if let Ok(mut j) = state.job.lock() {
+        *j = None;
+    }
+    state.in_progress.store(false, Ordering::SeqCst);
+    job.finish(r, mesh);
 }
 
 /// Records a job's outcome, as Redis's `backgroundSaveDoneHandler`.

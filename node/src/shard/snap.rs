@@ -20,6 +20,9 @@ impl Shard {
             if let Some(job) = self.persist.job() {
                 self.engine.snapshot_begin(self.slots.clone(), job.compress);
                 job.started(self.id, self.engine.dirty);
+                if job.aof_seq.is_some() {
+                    self.aof_rotate();
+                }
                 self.snap_job = Some(job);
             }
         }
@@ -48,11 +51,26 @@ impl Shard {
         room
     }
 
+    /// An AOF rewrite's image starts on this core: the records from now on
+    /// go to the new incr file the rewrite opened.
+    fn aof_rotate(&mut self) {
+        let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) else {
+            return;
+        };
+        if let Some(fd) = self.persist.aof.take_rotation(self.id) {
+            a.rotate(fd, log, &self.persist.aof);
+        }
+    }
+
     /// Once a cron tick: publishes this core's change count; core 0 also
     /// starts a snapshot when a `save` rule is due or one was scheduled.
     pub fn persist_cron(&mut self, now_ms: i64) {
         self.persist.core_dirty[self.id].store(self.engine.dirty, Ordering::Relaxed);
         if self.id != 0 || self.persist.in_progress.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.persist.aof.rewrite.scheduled.load(Ordering::Relaxed) {
+            let _ = persist::start_rewrite(&self.shared, &self.persist, &self.mesh);
             return;
         }
         let scheduled = self.persist.scheduled.swap(false, Ordering::Relaxed);
