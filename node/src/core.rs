@@ -713,6 +713,23 @@ impl Core {
         if let Some(a) = self.shard.aof.as_deref_mut() {
             a.cron(now, &self.shard.persist.aof, &mut self.aof_out);
             self.aof_push();
+            if self.shard.persist.aof.closing() && self.aof_finished() {
+                // Everything is on disk: whatever was held may go.
+                if let Some(mut a) = self.shard.aof.take() {
+                    let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+                    a.released(&mut msgs, &mut conns);
+                    for (to, m) in msgs {
+                        self.shard.mesh.send(to, m);
+                    }
+                    for key in conns {
+                        if let Some(c) = self.shard.conns.get_mut(key) {
+                            c.aof_need = 0;
+                        }
+                        self.start_send(key);
+                    }
+                }
+                self.shard.engine.disable_log();
+            }
         }
         self.shard.persist_cron(now);
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a

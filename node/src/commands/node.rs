@@ -159,7 +159,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
         }
         "save" | "bgsave" => save(shard, key, args),
         "bgrewriteaof" => {
-            let r = crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh);
+            let r =
+                crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh, false);
             let reply = match r {
                 Ok(Some(_)) => {
                     Reply::Status("Background append only file rewriting started".into())
@@ -280,6 +281,42 @@ fn shutdown_flags(args: &Args) -> Result<Option<bool>, Reply> {
     } else {
         None
     })
+}
+
+/// Applies `appendfsync` and `appendonly` after a CONFIG SET: turning the
+/// AOF on starts a rewrite that writes the base and opens every core's
+/// file (as Redis's `startAppendOnly`); turning it off makes every core
+/// write, fsync and close its file at its next cron.
+fn aof_switch(shard: &mut Shard) -> Result<(), String> {
+    let (policy, want) = match shard.shared.config.lock() {
+        Ok(c) => (
+            crate::persist::aof::fsync_policy(&c.text("appendfsync").unwrap_or_default()),
+            c.flag("appendonly"),
+        ),
+        Err(_) => return Ok(()),
+    };
+    let aof = &shard.persist.aof;
+    aof.policy.store(policy, Ordering::Relaxed);
+    let on = aof.on.load(Ordering::SeqCst) || aof.rewrite.in_progress.load(Ordering::SeqCst);
+    if want && !on {
+        crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh, true)
+            .map(|_| ())
+            .map_err(|e| {
+                crate::log::warning(format_args!(
+                    "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. Check the above logs for more info about the error."
+                ));
+                e
+            })?;
+    } else if !want && on {
+        if aof.rewrite.in_progress.load(Ordering::SeqCst) {
+            return Err(
+                "ERR a background AOF rewrite is in progress: turn appendonly off once it ends"
+                    .into(),
+            );
+        }
+        aof.on.store(false, Ordering::SeqCst);
+    }
+    Ok(())
 }
 
 /// SAVE and BGSAVE [SCHEDULE]. Both take the same fork-less snapshot
@@ -829,7 +866,11 @@ fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
                     for c in 0..shard.cores {
                         shard.rpc.tell(c, Request::Admin(AdminQuery::Reload));
                     }
-                    ok(shard, key, Reply::Ok)
+                    let reply = match aof_switch(shard) {
+                        Ok(()) => Reply::Ok,
+                        Err(e) => Reply::Error(e.into()),
+                    };
+                    ok(shard, key, reply)
                 }
                 Err(e) => ok(shard, key, Reply::Error(e.into())),
             }

@@ -128,6 +128,8 @@ pub struct Aof {
     pub rotated: Vec<AtomicU64>,
     /// Every core fsyncs at its next cron, whatever the policy.
     pub force_sync: AtomicBool,
+    /// A rewrite is turning the AOF on (`CONFIG SET appendonly yes`).
+    enabling: AtomicBool,
 }
 
 impl Aof {
@@ -159,6 +161,7 @@ impl Aof {
             rotations: Mutex::new((0..cores).map(|_| None).collect()),
             rotated: atomics(),
             force_sync: AtomicBool::new(false),
+            enabling: AtomicBool::new(false),
         }
     }
 
@@ -253,6 +256,55 @@ impl Aof {
         Ok(())
     }
 
+    /// Before the rewrite that turns the AOF on at run time: an empty file
+    /// list for every core, numbered after any generation left in the
+    /// directory (whose files the rewrite's end deletes).
+    pub fn prepare_enable(&self) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "Can't open or create append-only dir {}: {}",
+                self.dir.display(),
+                crate::log::io_error_text(&e)
+            )
+        })?;
+        let prefix = format!("{}.", self.filename);
+        let last = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_prefix(&prefix)?
+                            .split('.')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        for a in self.logged.iter().chain(&self.written).chain(&self.synced) {
+            a.store(0, Ordering::SeqCst);
+        }
+        if let Ok(mut f) = self.files.lock() {
+            *f = Files {
+                seq: last,
+                cores: self.logged.len(),
+                list: Vec::new(),
+            };
+        }
+        self.enabling.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// True when cores must close their files (`CONFIG SET appendonly no`,
+    /// or a rewrite that was turning the AOF on failed).
+    pub fn closing(&self) -> bool {
+        !self.on.load(Ordering::SeqCst)
+            && !self.enabling.load(Ordering::SeqCst)
+            && !self.rewrite.in_progress.load(Ordering::SeqCst)
+    }
+
     /// The name of generation `seq`'s base file.
     pub fn base_name(&self, seq: u64) -> String {
         format!("{}.{seq}.base.rdb", self.filename)
@@ -285,7 +337,13 @@ impl Aof {
             });
             Ok(())
         });
+        // Turning the AOF on: the manifest names the files once the base
+        // exists (before that, the directory is not a dataset yet).
+        let enabling = self.enabling.load(Ordering::SeqCst);
         let written = opened.and_then(|()| {
+            if enabling {
+                return Ok(());
+            }
             self.write_manifest(&files).map_err(|e| {
                 format!(
                     "Can't persist AOF manifest: {}",
@@ -312,7 +370,9 @@ impl Aof {
         if let Ok(mut f) = self.files.lock() {
             *f = files;
         }
-        self.rewrite.start_ms.store(crate::shared::now_ms(), Ordering::Relaxed);
+        self.rewrite
+            .start_ms
+            .store(crate::shared::now_ms(), Ordering::Relaxed);
         self.rewrite.in_progress.store(true, Ordering::SeqCst);
         self.rewrite.scheduled.store(false, Ordering::SeqCst);
         crate::log::notice(format_args!(
@@ -345,7 +405,11 @@ impl Aof {
         if !wait(&|| self.rotated.iter().all(|a| a.load(Ordering::SeqCst) > 0)) {
             return Err("a core did not switch to its new incr file".into());
         }
-        let target: Vec<u64> = self.logged.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        let target: Vec<u64> = self
+            .logged
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .collect();
         self.force_sync.store(true, Ordering::SeqCst);
         let synced = wait(&|| {
             self.synced
@@ -388,6 +452,9 @@ impl Aof {
         if let Ok(mut f) = self.files.lock() {
             *f = files;
         }
+        if self.enabling.swap(false, Ordering::SeqCst) {
+            self.on.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -395,15 +462,17 @@ impl Aof {
     /// new incr files after them, which stays loadable; incr files no core
     /// took yet are closed (they stay empty).
     pub fn abandon_rewrite(&self) {
+        self.enabling.store(false, Ordering::SeqCst);
         if let Ok(mut r) = self.rotations.lock() {
             for fd in r.iter_mut().filter_map(Option::take) {
                 // SAFETY: a descriptor no core took; nothing else uses it.
                 unsafe { libc::close(fd) };
             }
         }
-        let _ = std::fs::remove_file(self.dir.join(self.base_name(
-            self.files.lock().map_or(0, |f| f.seq),
-        )));
+        let _ = std::fs::remove_file(
+            self.dir
+                .join(self.base_name(self.files.lock().map_or(0, |f| f.seq))),
+        );
     }
 
     /// Deletes the directory's AOF files that `files` does not list (an
@@ -502,9 +571,7 @@ impl Aof {
         let buffered = sum(&self.logged).saturating_sub(sum(&self.written));
         let unsynced = sum(&self.written).saturating_sub(sum(&self.synced));
         let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
-        let size = |f: &FileEntry| {
-            std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len())
-        };
+        let size = |f: &FileEntry| std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
         let base: u64 = files.list.iter().filter(|f| f.kind == 'b').map(size).sum();
         let all: u64 = files.list.iter().map(size).sum();
         s.push_str(&format!(
@@ -583,7 +650,9 @@ pub struct CoreAof {
 }
 
 impl CoreAof {
-    fn new(core: usize, fd: i32, file_len: u64, end: u64) -> CoreAof {
+    /// The writer of core `core` appending to `fd`, which holds `file_len`
+    /// bytes, the log being at logical offset `end`.
+    pub fn new(core: usize, fd: i32, file_len: u64, end: u64) -> CoreAof {
         CoreAof {
             core,
             fd,

@@ -264,9 +264,10 @@ pub fn start_rewrite(
     shared: &Arc<Shared>,
     state: &Arc<State>,
     mesh: &Arc<Mesh>,
+    enable: bool,
 ) -> Result<Option<Arc<Job>>, String> {
     let aof = &state.aof;
-    if !aof.on.load(Ordering::SeqCst) {
+    if !enable && !aof.on.load(Ordering::SeqCst) {
         return Err("ERR slotd rewrites the append-only file only while appendonly is yes".into());
     }
     if aof.rewrite.in_progress.load(Ordering::SeqCst) {
@@ -275,6 +276,9 @@ pub fn start_rewrite(
     if state.in_progress.load(Ordering::SeqCst) {
         aof.rewrite.scheduled.store(true, Ordering::SeqCst);
         return Ok(None);
+    }
+    if enable {
+        aof.prepare_enable()?;
     }
     start_job(shared, state, mesh, crate::config::REDIS_VERSION, true)
         .map(Some)
@@ -347,15 +351,7 @@ fn start_job(
                 Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
                 None => (std::path::PathBuf::from(&dir), dbfilename),
             };
-            let r = file::write(
-                &job2,
-                &mesh2,
-                &shared2,
-                &path,
-                &name,
-                checksum,
-                redis_ver,
-            );
+            let r = file::write(&job2, &mesh2, &shared2, &path, &name, checksum, redis_ver);
             match aof_seq {
                 Some(seq) => {
                     let r = r.and_then(|()| state2.aof.commit_rewrite(seq));
@@ -386,9 +382,7 @@ fn rewrite_finished(state: &State, job: &Job, mesh: &Mesh, r: Result<(), String>
             crate::log::notice(format_args!(
                 "Background AOF rewrite terminated with success"
             ));
-            crate::log::notice(format_args!(
-                "Background AOF rewrite finished successfully"
-            ));
+            crate::log::notice(format_args!("Background AOF rewrite finished successfully"));
             rw.last_ok.store(true, Ordering::Relaxed);
             rw.count.fetch_add(1, Ordering::Relaxed);
             rw.failures.store(0, Ordering::Relaxed);

@@ -54,11 +54,17 @@ impl Shard {
     /// An AOF rewrite's image starts on this core: the records from now on
     /// go to the new incr file the rewrite opened.
     fn aof_rotate(&mut self) {
-        let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) else {
+        let Some(fd) = self.persist.aof.take_rotation(self.id) else {
             return;
         };
-        if let Some(fd) = self.persist.aof.take_rotation(self.id) {
-            a.rotate(fd, log, &self.persist.aof);
+        match (self.aof.as_deref_mut(), self.engine.write_log()) {
+            (Some(a), Some(log)) => a.rotate(fd, log, &self.persist.aof),
+            _ => {
+                // `CONFIG SET appendonly yes`: the log starts with the image.
+                self.aof = Some(Box::new(persist::aof::CoreAof::new(self.id, fd, 0, 0)));
+                self.engine.enable_log_at(0);
+                self.persist.aof.rotated[self.id].store(1, Ordering::SeqCst);
+            }
         }
     }
 
@@ -70,7 +76,7 @@ impl Shard {
             return;
         }
         if self.persist.aof.rewrite.scheduled.load(Ordering::Relaxed) {
-            let _ = persist::start_rewrite(&self.shared, &self.persist, &self.mesh);
+            let _ = persist::start_rewrite(&self.shared, &self.persist, &self.mesh, false);
             return;
         }
         let scheduled = self.persist.scheduled.swap(false, Ordering::Relaxed);
