@@ -12,8 +12,10 @@
 //!
 //! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`].
 
+pub mod aofload;
 mod file;
 
+pub use aofload::load_aof;
 pub use file::load;
 
 use crate::mesh::{Mesh, Msg};
