@@ -743,4 +743,149 @@ mod tests {
         assert!(!loaded.logs[0].cut);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn resp(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+        }
+        out
+    }
+
+    /// A directory with `files` (name, bytes) and `manifest`.
+    fn dir_with(tag: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("slotd-aofload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("appendonlydir")).unwrap();
+        std::fs::write(dir.join("appendonlydir/appendonly.aof.manifest"), manifest).unwrap();
+        for (n, b) in files {
+            std::fs::write(dir.join("appendonlydir").join(n), b).unwrap();
+        }
+        dir
+    }
+
+    fn load(dir: &Path, cores: usize, truncated: bool) -> Result<Option<Loaded>, String> {
+        load_aof(
+            dir,
+            "appendonlydir",
+            "appendonly.aof",
+            cores,
+            16,
+            &EncodingLimits::default(),
+            truncated,
+        )
+    }
+
+    fn keys(l: &Loaded) -> Vec<String> {
+        let mut k: Vec<String> = l
+            .per_core
+            .iter()
+            .flatten()
+            .map(|(db, e)| format!("{db}:{}", String::from_utf8_lossy(&e.key)))
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn torn_tail_garbage_and_missing_manifest() {
+        assert!(load(Path::new("/nonexistent-slotd"), 1, true)
+            .unwrap()
+            .is_none());
+        let mut incr = resp(&["SET", "a", "1"]);
+        let whole = incr.len();
+        incr.extend(resp(&["MULTI"]));
+        incr.extend(resp(&["SET", "b", "2"]));
+        incr.extend(&resp(&["EXEC"])[..6]);
+        let m = "file appendonly.aof.1.incr.aof seq 1 type i\n";
+        let dir = dir_with("torn", m, &[("appendonly.aof.1.incr.aof", incr.clone())]);
+        let e = load(&dir, 1, false).unwrap_err();
+        assert!(e.starts_with("Unexpected end of file reading the append only file appendonly.aof.1.incr.aof. You can: 1) Make a backup of your AOF file, then use slotd check-aof --fix"), "{e}");
+        let l = load(&dir, 1, true).unwrap().unwrap();
+        assert_eq!(keys(&l), vec!["0:a"]);
+        assert_eq!(l.logs[0].valid_len, whole as u64);
+        assert!(l.logs[0].cut);
+        // Garbage followed by good records is not a torn tail.
+        let mut bad = resp(&["SET", "a", "1"]);
+        bad.extend(b"garbage\r\n");
+        bad.extend(resp(&["SET", "b", "2"]));
+        let dir = dir_with("garbage", m, &[("appendonly.aof.1.incr.aof", bad)]);
+        let e = load(&dir, 1, true).unwrap_err();
+        assert!(
+            e.starts_with("Bad file format reading the append only file appendonly.aof.1.incr.aof"),
+            "{e}"
+        );
+        // A torn file that is not the last one.
+        let m2 = "file appendonly.aof.1.incr.aof seq 1 type i\nfile appendonly.aof.2.incr.aof seq 2 type i\n";
+        let dir = dir_with(
+            "notlast",
+            m2,
+            &[
+                ("appendonly.aof.1.incr.aof", incr),
+                ("appendonly.aof.2.incr.aof", resp(&["SET", "c", "3"])),
+            ],
+        );
+        assert_eq!(
+            load(&dir, 1, true).unwrap_err(),
+            "Fatal error: the truncated file is not the last file"
+        );
+        let dir = dir_with(
+            "unknown",
+            m,
+            &[("appendonly.aof.1.incr.aof", resp(&["NOSUCH", "x"]))],
+        );
+        assert_eq!(
+            load(&dir, 1, true).unwrap_err(),
+            "Unknown command 'NOSUCH' reading the append only file appendonly.aof.1.incr.aof"
+        );
+    }
+
+    /// Two writer cores; core 0's later records depend on core 1's log up
+    /// to an offset core 1 never made durable: they are cut. Loaded by 1
+    /// and by 3 cores, keys go to their owners.
+    #[test]
+    fn dependency_cut_across_writer_cores() {
+        let mut c1 = resp(&["SET", "c1", "x"]);
+        let c1_whole = c1.len() as u64;
+        c1.extend(resp(&["SELECT", "2"]));
+        c1.extend(resp(&["SET", "c1b", "y"]));
+        let mut c0 = resp(&["SET", "a", "1"]);
+        let dep_at = c0.len();
+        c0.extend(format!("#D:1={}\r\n", c1_whole).bytes());
+        c0.extend(resp(&["SET", "b", "2"]));
+        let cut_at = c0.len();
+        c0.extend(format!("#D:1={}\r\n", c1.len() + 10).bytes());
+        c0.extend(resp(&["MULTI"]));
+        c0.extend(resp(&["SET", "lost", "3"]));
+        c0.extend(resp(&["EXEC"]));
+        let m = format!(
+            "file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 slots 0-8191 offset 100\n\
+             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 slots 8192-16383 offset 0\n"
+        );
+        let dir = dir_with(
+            "deps",
+            &m,
+            &[
+                ("appendonly.aof.1.c0.incr.aof", c0.clone()),
+                ("appendonly.aof.1.c1.incr.aof", c1),
+            ],
+        );
+        for cores in [1, 3] {
+            let l = load(&dir, cores, false).unwrap().unwrap();
+            assert_eq!(keys(&l), vec!["0:a", "0:b", "0:c1", "2:c1b"]);
+            assert_eq!(l.per_core.len(), cores);
+            assert_eq!(
+                l.logs[0],
+                LogEnd {
+                    core: 0,
+                    file: Some("appendonly.aof.1.c0.incr.aof".into()),
+                    valid_len: cut_at as u64,
+                    end_offset: 100 + cut_at as u64,
+                    cut: true
+                }
+            );
+            assert!(!l.logs[1].cut);
+        }
+        assert!(dep_at < cut_at);
+    }
 }
