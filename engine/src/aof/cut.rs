@@ -280,9 +280,9 @@ mod tests {
                 let c = rng.gen_range(0..n);
                 if rng.gen_bool(0.3) {
                     let mut deps: Vec<Dep> = Vec::new();
-                    for d in 0..n {
+                    for (d, other) in logs.iter().enumerate() {
                         if d != c && rng.gen_bool(0.6) {
-                            deps.push((d, rng.gen_range(0..=logs[d].end)));
+                            deps.push((d, rng.gen_range(0..=other.end)));
                         }
                     }
                     if !deps.is_empty() {

@@ -176,7 +176,7 @@ impl<'a> Scanner<'a> {
     /// `readString`: `$<len>\r\n<bytes>\r\n`.
     fn string(&mut self) -> Result<&'a [u8], Bad> {
         let len = self.long(b'$')?;
-        if len < 0 || len > i64::MAX - 2 {
+        if !(0..=i64::MAX - 2).contains(&len) {
             return Err(Bad {
                 torn: false,
                 fault: Fault::Error(
@@ -223,13 +223,11 @@ impl<'a> Scanner<'a> {
                         });
                     }
                     self.multi = Some(start);
-                } else if s.eq_ignore_ascii_case(b"exec") {
-                    if self.multi.take().is_none() {
-                        return Err(Bad {
-                            torn: false,
-                            fault: Fault::UnexpectedExec(self.epos),
-                        });
-                    }
+                } else if s.eq_ignore_ascii_case(b"exec") && self.multi.take().is_none() {
+                    return Err(Bad {
+                        torn: false,
+                        fault: Fault::UnexpectedExec(self.epos),
+                    });
                 }
             }
             argv.push(s);
@@ -374,10 +372,9 @@ pub fn parse_deps(text: &[u8]) -> Option<Vec<Dep>> {
 /// dependencies and transactions.
 pub fn index(buf: &[u8]) -> FileIndex {
     let mut ix = FileIndex::default();
-    let mut sc = Scanner::new(buf, 1);
     let mut multi = None;
     let mut pending = 0u64;
-    while let Some(r) = sc.next() {
+    for r in Scanner::new(buf, 1) {
         match r {
             Ok(rec) => match rec.item {
                 Item::Annotation(text) => {

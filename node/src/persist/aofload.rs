@@ -117,7 +117,7 @@ pub fn load_aof(
     let mut logs = read_logs(&aofdir, &manifest)?;
     let now = now_ms();
     let mut scratch = engine::Shard::new(databases, now as u64);
-    scratch.limits = limits.clone();
+    scratch.limits = *limits;
     let mut expired = 0u64;
     let base = Bases {
         databases,
@@ -858,13 +858,11 @@ mod tests {
         c0.extend(resp(&["MULTI"]));
         c0.extend(resp(&["SET", "lost", "3"]));
         c0.extend(resp(&["EXEC"]));
-        let m = format!(
-            "file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 slots 0-8191 offset 100\n\
-             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 slots 8192-16383 offset 0\n"
-        );
+        let m = "file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 slots 0-8191 offset 100\n\
+             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 slots 8192-16383 offset 0\n";
         let dir = dir_with(
             "deps",
-            &m,
+            m,
             &[
                 ("appendonly.aof.1.c0.incr.aof", c0.clone()),
                 ("appendonly.aof.1.c1.incr.aof", c1),
