@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`resp`]: request parsing (RESP multibulk and inline), with limits.
 //! - [`reply`]: reply values and their RESP2/RESP3 encoding.
+//! - [`aof`]: the append-only file's manifest, records and the cut across
+//!   cores after a crash.
 //! - [`args`]: argument views ([`args::Args`]) and their owned form.
 //! - [`slot`]: CRC16 hash slots and the slot → core rule.
 //! - [`value`], [`list`], [`hashval`], [`setval`], [`zset`], [`packed`]:
@@ -23,6 +25,7 @@
 //! - [`ldouble`]: Redis's `long double` INCRBYFLOAT arithmetic (a tiny C
 //!   file, `csrc/ldouble.c`: x87 80-bit precision Rust has no type for).
 
+pub mod aof;
 pub mod args;
 pub mod cmd;
 pub mod db;

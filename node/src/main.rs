@@ -15,6 +15,7 @@
 //!   blocked clients and other cores' requests, pub/sub delivery.
 //! - `commands`: a request top to bottom: parse, check, route, node-level
 //!   commands (CLIENT, CONFIG, INFO, MULTI, SUBSCRIBE, ...).
+//! - `tools`: `slotd check-aof` and `slotd check-rdb`.
 //! - `core`: the event loop: owns the ring, turns completions into calls.
 //! - `main`: configuration, listeners, one pinned thread per shard core,
 //!   signals and shutdown.
@@ -32,6 +33,7 @@ mod mesh;
 mod persist;
 mod shard;
 mod shared;
+mod tools;
 
 use io::{adjust_open_files_limit, net};
 use shared::{settings_from, Shared};
@@ -200,6 +202,11 @@ fn main() {
     // SAFETY: sets a process-wide allocator option before any thread runs.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("check-aof") => std::process::exit(tools::check_aof(&args[1..])),
+        Some("check-rdb") => std::process::exit(tools::check_rdb(&args[1..])),
+        _ => {}
+    }
     if args.iter().any(|a| a == "-v" || a == "--version") {
         println!(
             "slotd v={} (Redis-compatible {}) bits=64",
@@ -293,6 +300,7 @@ fn main() {
     );
     let aof_on = cfg.flag("appendonly");
     let (rdb_checksum, rdb_compress) = (cfg.flag("rdbchecksum"), cfg.flag("rdbcompression"));
+    let aof_load_truncated = cfg.flag("aof-load-truncated");
     let persist = Arc::new(persist::State::new(shards, aof));
     let rdb_path = std::path::Path::new(&cfg.dir())
         .join(cfg.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()));
@@ -359,8 +367,8 @@ fn main() {
             shards,
             databases,
             &encoding,
-            rdb_checksum,
-            rdb_compress,
+            aof_load_truncated,
+            (rdb_checksum, rdb_compress),
         )
     } else {
         persist::load(&persist, &rdb_path, shards, databases, &encoding)

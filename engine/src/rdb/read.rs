@@ -381,6 +381,12 @@ pub struct Entry {
 /// `f` with each record. Checks the magic, the version (1 to 10) and, when
 /// the file has one, the CRC64 at the end.
 pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()> {
+    file_at(buf, lim, |_, item| f(item)).map(|_| ())
+}
+
+/// [`file`], also giving each record the offset just past it (what
+/// redis-check-rdb shows), and returning the offset past the checksum.
+pub fn file_at(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(usize, Item)) -> Res<usize> {
     let mut r = Reader::new(buf);
     let magic = r.take(9)?;
     if &magic[..5] != b"REDIS" {
@@ -410,13 +416,14 @@ pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()
             OP_AUX => {
                 let k = r.string()?;
                 let v = r.string()?;
-                f(Item::Aux(k, v));
+                f(r.offset(), Item::Aux(k, v));
             }
             OP_SELECTDB => {
                 let db = r.length()?;
-                f(Item::Db(
-                    usize::try_from(db).map_err(|_| r.error("bad database"))?,
-                ));
+                f(
+                    r.offset(),
+                    Item::Db(usize::try_from(db).map_err(|_| r.error("bad database"))?),
+                );
             }
             OP_RESIZEDB => {
                 r.length()?;
@@ -433,16 +440,19 @@ pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()
             ty => {
                 let key = r.string()?;
                 match value(&mut r, ty, lim) {
-                    Ok(value) => f(Item::Entry(Entry {
-                        key,
-                        value,
-                        expire_ms: expire_ms.take(),
-                        idle_s: idle_s.take(),
-                        freq: freq.take(),
-                    })),
+                    Ok(value) => f(
+                        r.offset(),
+                        Item::Entry(Entry {
+                            key,
+                            value,
+                            expire_ms: expire_ms.take(),
+                            idle_s: idle_s.take(),
+                            freq: freq.take(),
+                        }),
+                    ),
                     Err(e) if e.empty_key => {
                         (expire_ms, idle_s, freq) = (None, None, None);
-                        f(Item::EmptyKey(key));
+                        f(r.offset(), Item::EmptyKey(key));
                     }
                     Err(e) => return Err(e),
                 }
@@ -464,5 +474,5 @@ pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()
             }
         }
     }
-    Ok(())
+    Ok(r.offset())
 }

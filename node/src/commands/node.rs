@@ -301,11 +301,10 @@ fn aof_switch(shard: &mut Shard) -> Result<(), String> {
     if want && !on {
         crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh, true)
             .map(|_| ())
-            .map_err(|e| {
+            .inspect_err(|_| {
                 crate::log::warning(format_args!(
                     "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. Check the above logs for more info about the error."
                 ));
-                e
             })?;
     } else if !want && on {
         if aof.rewrite.in_progress.load(Ordering::SeqCst) {

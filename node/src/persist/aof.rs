@@ -110,9 +110,6 @@ pub struct Aof {
     pub logged: Vec<AtomicU64>,
     pub written: Vec<AtomicU64>,
     pub synced: Vec<AtomicU64>,
-    /// Per core: the offset its current generation starts at (INFO's
-    /// `aof_base_size` is taken from the base file instead).
-    pub start: Vec<AtomicU64>,
     /// False while a core's last write or fsync failed (INFO
     /// `aof_last_write_status`; writes get -MISCONF).
     pub write_ok: AtomicBool,
@@ -144,7 +141,6 @@ impl Aof {
             logged: atomics(),
             written: atomics(),
             synced: atomics(),
-            start: atomics(),
             write_ok: AtomicBool::new(true),
             write_error: Mutex::new(String::new()),
             files: Mutex::new(Files::default()),
@@ -178,11 +174,6 @@ impl Aof {
         std::fs::rename(&tmp, self.manifest_path())?;
         sync_dir(&self.dir);
         Ok(())
-    }
-
-    /// True when the directory has a manifest.
-    pub fn exists(&self) -> bool {
-        self.manifest_path().exists()
     }
 
     /// Starts generation `seq` at start-up: a base file holding `entries`
@@ -242,7 +233,7 @@ impl Aof {
             });
         }
         let files = Files { seq, cores, list };
-        self.open_files(&files, &vec![0; cores])?;
+        self.open_files(&files, &vec![(0, 0); cores])?;
         self.write_manifest(&files).map_err(|e| {
             format!(
                 "Can't persist AOF manifest: {}",
@@ -250,6 +241,81 @@ impl Aof {
             )
         })?;
         self.remove_others(&files);
+        if let Ok(mut f) = self.files.lock() {
+            *f = files;
+        }
+        Ok(())
+    }
+
+    /// The manifest's files and each core's (kept length of its last
+    /// file, log end) when this process can go on appending to them:
+    /// slotd's manifest for `cores` cores, every core's log ending in its
+    /// last incr file.
+    pub fn continuable(
+        &self,
+        cores: usize,
+        logs: &[super::aofload::LogEnd],
+    ) -> Option<(Files, Vec<(u64, u64)>)> {
+        let text = std::fs::read(self.manifest_path()).ok()?;
+        let m = engine::aof::manifest::Manifest::parse(&text).ok()?;
+        let mut files = Files {
+            seq: m.max_seq().max(0) as u64,
+            cores,
+            list: Vec::new(),
+        };
+        for f in &m.files {
+            let kind = match f.kind {
+                engine::aof::manifest::Kind::Base => 'b',
+                engine::aof::manifest::Kind::Incr => 'i',
+                engine::aof::manifest::Kind::History => continue,
+            };
+            if kind == 'i' && f.cores != Some(cores) {
+                return None;
+            }
+            files.list.push(FileEntry {
+                name: f.name.clone(),
+                seq: f.seq.max(0) as u64,
+                kind,
+                core: f.core,
+                offset: if kind == 'b' {
+                    0
+                } else {
+                    f.offset.unwrap_or(FOLLOWS)
+                },
+            });
+        }
+        let mut ends = Vec::with_capacity(cores);
+        for c in 0..cores {
+            let last = files.incr_of(c)?;
+            let log = logs.iter().find(|l| l.core == c)?;
+            if log.file.as_deref() != Some(last.name.as_str()) {
+                return None;
+            }
+            ends.push((log.valid_len, log.end_offset));
+        }
+        Some((files, ends))
+    }
+
+    /// Goes on appending to the files of a loaded directory, each core's
+    /// last file cut to where its kept log ends.
+    pub fn resume(&self, files: Files, ends: &[(u64, u64)]) -> Result<(), String> {
+        for (c, &(len, _)) in ends.iter().enumerate() {
+            if let Some(f) = files.incr_of(c) {
+                crate::log::notice(format_args!(
+                    "Opening AOF incr file {} on server start",
+                    f.name
+                ));
+                let size = std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
+                if size > len {
+                    crate::log::warning(format_args!(
+                        "AOF {} truncated to {len} bytes ({} bytes removed)",
+                        f.name,
+                        size - len
+                    ));
+                }
+            }
+        }
+        self.open_files(&files, ends)?;
         if let Ok(mut f) = self.files.lock() {
             *f = files;
         }
@@ -446,9 +512,6 @@ impl Aof {
             )
         })?;
         self.remove_others(&files);
-        for c in 0..files.cores {
-            self.start[c].store(files.list[c + 1].offset, Ordering::Relaxed);
-        }
         if let Ok(mut f) = self.files.lock() {
             *f = files;
         }
@@ -493,8 +556,9 @@ impl Aof {
     }
 
     /// Opens every core's incr file of `files` for appending, each cut to
-    /// `lens[core]` bytes (a torn or cut tail goes), and hands them over.
-    pub fn open_files(&self, files: &Files, lens: &[u64]) -> Result<(), String> {
+    /// `ends[core].0` bytes (a torn or cut tail goes), the core's log then
+    /// ending at logical offset `ends[core].1`, and hands them over.
+    pub fn open_files(&self, files: &Files, ends: &[(u64, u64)]) -> Result<(), String> {
         let mut handoff = self.handoff.lock().map_err(|_| "poisoned".to_string())?;
         for c in 0..files.cores {
             let Some(f) = files.incr_of(c) else {
@@ -513,7 +577,7 @@ impl Aof {
                         crate::log::io_error_text(&e)
                     )
                 })?;
-            let len = lens.get(c).copied().unwrap_or(0);
+            let (len, end) = ends.get(c).copied().unwrap_or((0, 0));
             file.set_len(len)
                 .and_then(|_| file.sync_all())
                 .map_err(|e| {
@@ -523,11 +587,9 @@ impl Aof {
                         crate::log::io_error_text(&e)
                     )
                 })?;
-            let end = f.offset + len;
             for a in [&self.logged[c], &self.written[c], &self.synced[c]] {
                 a.store(end, Ordering::Relaxed);
             }
-            self.start[c].store(f.offset, Ordering::Relaxed);
             use std::os::fd::IntoRawFd;
             handoff[c] = Some((file.into_raw_fd(), len));
         }

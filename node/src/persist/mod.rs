@@ -13,26 +13,56 @@
 //! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`].
 
 pub mod aof;
+pub mod aofload;
 mod file;
 
+pub use aofload::load_aof;
 pub use file::load;
 
 /// Start-up with `appendonly yes`: loads the append-only directory when
 /// it has a manifest, else starts an empty one, and opens each core's incr
-/// file. `Err` is the message to stop the start with.
+/// file. A directory this process can go on appending to (written with
+/// the same number of cores, each core's log kept up to a point in its
+/// last file) is kept, its cut tails removed; any other (a redis-server
+/// directory, another core count, a cut that reaches an older file) is
+/// loaded, then replaced by a new generation holding what was loaded.
+/// `Err` is the message to stop the start with.
 pub fn aof_start(
     state: &State,
     cores: usize,
-    _databases: usize,
-    _lim: &engine::value::EncodingLimits,
-    checksum: bool,
-    compress: bool,
+    databases: usize,
+    lim: &engine::value::EncodingLimits,
+    load_truncated: bool,
+    (checksum, compress): (bool, bool),
 ) -> Result<(), String> {
     let aof = &state.aof;
-    if aof.exists() {
-        return Err("loading the AOF is not merged yet".into());
+    let (Some(parent), Some(dirname)) = (aof.dir.parent(), aof.dir.file_name()) else {
+        return Err(format!("Bad appenddirname {}", aof.dir.display()));
+    };
+    let loaded = load_aof(
+        parent,
+        &dirname.to_string_lossy(),
+        &aof.filename,
+        cores,
+        databases,
+        lim,
+        load_truncated,
+    )?;
+    let Some(mut loaded) = loaded else {
+        return aof.new_generation(cores, 1, &[], checksum, compress);
+    };
+    match aof.continuable(cores, &loaded.logs) {
+        Some((files, ends)) => aof.resume(files, &ends)?,
+        None => aof.new_generation(
+            cores,
+            loaded.max_seq.max(0) as u64 + 1,
+            &loaded.per_core,
+            checksum,
+            compress,
+        )?,
     }
-    aof.new_generation(cores, 1, &[], checksum, compress)
+    loaded.preload(state);
+    Ok(())
 }
 
 use crate::mesh::{Mesh, Msg};
