@@ -21,7 +21,12 @@ pub struct WriteLog {
     db: Option<u16>,
     /// An annotation to write before the next record.
     prelude: Vec<u8>,
+    /// Inside a MULTI block: annotations wait for its EXEC.
+    in_multi: bool,
 }
+
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
 fn header(out: &mut Vec<u8>, c: u8, n: usize) {
     out.push(c);
@@ -96,8 +101,43 @@ impl WriteLog {
         self.prelude.extend_from_slice(line);
     }
 
-    fn begin(&mut self, db: u16) {
+    /// Opens a MULTI block (after `annotation`, if any: a `#X:` line that
+    /// names a transaction across cores): what is recorded until
+    /// [`WriteLog::end_multi`] is replayed all or nothing. Returns a mark
+    /// for `end_multi`.
+    pub fn begin_multi(&mut self, annotation: Option<&[u8]>) -> usize {
+        self.flush_prelude();
+        if let Some(a) = annotation {
+            self.buf.extend_from_slice(a);
+            self.buf.extend_from_slice(b"\r\n");
+        }
+        self.buf.extend_from_slice(MULTI);
+        self.in_multi = true;
+        self.buf.len()
+    }
+
+    /// Closes the MULTI block. With `drop_empty`, a block in which nothing
+    /// was recorded (`mark` from `begin_multi`, the buffer not taken
+    /// meanwhile) is removed instead.
+    pub fn end_multi(&mut self, mark: usize, drop_empty: bool) {
+        self.in_multi = false;
+        if drop_empty && self.buf.len() == mark && mark >= MULTI.len() {
+            self.buf.truncate(mark - MULTI.len());
+            return;
+        }
+        self.buf.extend_from_slice(EXEC);
+    }
+
+    fn flush_prelude(&mut self) {
         if !self.prelude.is_empty() {
+            self.buf.extend_from_slice(&self.prelude);
+            self.buf.extend_from_slice(b"\r\n");
+            self.prelude.clear();
+        }
+    }
+
+    fn begin(&mut self, db: u16) {
+        if !self.in_multi && !self.prelude.is_empty() {
             self.buf.extend_from_slice(&self.prelude);
             self.buf.extend_from_slice(b"\r\n");
             self.prelude.clear();
@@ -155,5 +195,27 @@ mod tests {
         let mut out2 = Vec::new();
         l.take(&mut out2);
         assert!(out2.starts_with(b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"));
+    }
+
+    #[test]
+    fn multi_blocks_hold_annotations_and_drop_when_empty() {
+        let mut l = WriteLog::new(0);
+        l.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        let before = l.offset();
+        let m = l.begin_multi(None);
+        l.end_multi(m, true);
+        assert_eq!(l.offset(), before, "an empty block leaves nothing");
+        l.set_prelude(b"#D:1=9");
+        let m = l.begin_multi(Some(b"#X:5.1:0,1"));
+        l.set_prelude(b"#D:1=12");
+        l.record(0, [&b"DEL"[..], b"a"].into_iter());
+        l.end_multi(m, true);
+        l.record(0, [&b"DEL"[..], b"b"].into_iter());
+        let mut out = Vec::new();
+        l.take(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let tail = &text[text.find("#D:1=9").unwrap()..];
+        assert!(tail.starts_with("#D:1=9\r\n#X:5.1:0,1\r\n*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nDEL"));
+        assert!(tail.contains("EXEC\r\n#D:1=12\r\n*2\r\n$3\r\nDEL\r\n$1\r\nb"));
     }
 }

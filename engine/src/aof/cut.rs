@@ -10,9 +10,12 @@
 //! [`plan`] moves each core's end back to the first `#D` with an unmet
 //! dependency (out of an unfinished transaction too) until nothing moves,
 //! then orders the kept records so that every dependency is applied
-//! first.
+//! first. A transaction that spans cores is written as one part per core
+//! (an `#X:` annotation naming it and its cores, then a MULTI ... EXEC
+//! block): a part is kept only if every other core's part is kept whole,
+//! so the transaction comes back on all its cores or on none.
 
-use super::scan::Dep;
+use super::scan::{Dep, Part};
 
 /// One writer core's log, in logical offsets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub struct CoreLog {
     pub deps: Vec<(u64, Vec<Dep>)>,
     /// MULTI ... EXEC blocks, `[start, end)` in logical offsets.
     pub txns: Vec<(u64, u64)>,
+    /// `#X:` parts of transactions across cores, at their positions.
+    pub parts: Vec<(u64, Part)>,
 }
 
 /// Replay core log `log` (an index into the logs given) from `from` to
@@ -60,6 +65,20 @@ fn met(logs: &[CoreLog], at: &[u64], (d, off): Dep) -> bool {
     }
 }
 
+/// Whether log `i`'s part of `id`, if it has one, ends (its EXEC) before
+/// `end`.
+fn part_kept(log: &CoreLog, id: &str, end: u64) -> bool {
+    log.parts
+        .iter()
+        .filter(|(p, part)| part.id == id && *p < end)
+        .any(|&(p, _)| {
+            log.txns
+                .iter()
+                .find(|&&(s, _)| s >= p)
+                .is_some_and(|&(_, e)| e <= end)
+        })
+}
+
 /// A cut at `p` moved out of the transaction it falls in, if any.
 fn out_of_txn(log: &CoreLog, p: u64) -> u64 {
     log.txns
@@ -82,6 +101,26 @@ pub fn plan(logs: &[CoreLog]) -> Result<Plan, String> {
                 .take_while(|(p, _)| *p < ends[i])
                 .find(|(_, deps)| deps.iter().any(|&d| !met(logs, &ends, d)));
             if let Some(&(p, _)) = unmet {
+                let to = out_of_txn(log, p).max(log.start);
+                if to < ends[i] {
+                    ends[i] = to;
+                    changed = true;
+                }
+            }
+            // A part of a transaction whose part on another core is gone.
+            let orphan = log
+                .parts
+                .iter()
+                .take_while(|(p, _)| *p < ends[i])
+                .find(|(_, part)| {
+                    part.cores.iter().filter(|&&d| d != log.core).any(|&d| {
+                        match logs.iter().position(|l| l.core == d) {
+                            Some(j) => !part_kept(&logs[j], &part.id, ends[j]),
+                            None => true,
+                        }
+                    })
+                });
+            if let Some(&(p, _)) = orphan {
                 let to = out_of_txn(log, p).max(log.start);
                 if to < ends[i] {
                     ends[i] = to;
@@ -166,7 +205,36 @@ mod tests {
             end,
             deps: deps.iter().map(|(p, d)| (*p, d.to_vec())).collect(),
             txns: Vec::new(),
+            parts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_transaction_across_cores_comes_back_whole_or_not_at_all() {
+        let part = |id: &str| Part {
+            id: id.into(),
+            cores: vec![0, 1],
+        };
+        // Core 0: part of t1 at 10 (its MULTI at 20..60); core 1: part at
+        // 5 (MULTI 15..50).
+        let mut a = log(0, 0, 100, &[]);
+        a.parts = vec![(10, part("t1"))];
+        a.txns = vec![(20, 60)];
+        let mut b = log(1, 0, 80, &[]);
+        b.parts = vec![(5, part("t1"))];
+        b.txns = vec![(15, 50)];
+        let p = plan(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(p.ends, vec![100, 80]);
+        // Core 1 lost its EXEC: core 0's part goes too (cut at its `#X`).
+        b.end = 40;
+        let p = plan(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(p.ends, vec![10, 5], "the loader reverts core 1's open MULTI");
+        // Core 1 has no part at all.
+        b.parts.clear();
+        b.txns.clear();
+        b.end = 80;
+        let p = plan(&[a, b]).unwrap();
+        assert_eq!(p.ends, vec![10, 80]);
     }
 
     #[test]

@@ -353,8 +353,33 @@ pub struct FileIndex {
     pub deps: Vec<(usize, Vec<Dep>)>,
     /// MULTI ... EXEC blocks: `[MULTI's start, EXEC's end)`.
     pub txns: Vec<(usize, usize)>,
+    /// `#X:` annotations (one core's part of a transaction that spans
+    /// cores): their position, the transaction's id and its cores.
+    pub parts: Vec<(usize, Part)>,
     /// Commands in the valid part (MULTI and EXEC included).
     pub commands: u64,
+}
+
+/// A transaction across cores, as one core's `#X:<id>:<core>,<core>...`
+/// annotation names it (before that core's MULTI ... EXEC block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub id: String,
+    pub cores: Vec<usize>,
+}
+
+/// Parses `#X:<id>:<core>,...` (the annotation without its line end).
+pub fn parse_part(text: &[u8]) -> Option<Part> {
+    let body = std::str::from_utf8(text.strip_prefix(b"#X:")?).ok()?;
+    let (id, cores) = body.rsplit_once(':')?;
+    let cores = cores
+        .split(',')
+        .map(|c| c.parse().ok())
+        .collect::<Option<Vec<usize>>>()?;
+    (!id.is_empty()).then(|| Part {
+        id: id.to_string(),
+        cores,
+    })
 }
 
 /// Parses `#D:<core>=<offset>,...` (the annotation without its line end).
@@ -378,6 +403,19 @@ pub fn index(buf: &[u8]) -> FileIndex {
         match r {
             Ok(rec) => match rec.item {
                 Item::Annotation(text) => {
+                    if text.starts_with(b"#X:") {
+                        match parse_part(text) {
+                            Some(p) => ix.parts.push((rec.start, p)),
+                            None => {
+                                ix.failure = Some(Failure {
+                                    ok_up_to: multi.unwrap_or(rec.start),
+                                    torn: false,
+                                    fault: Fault::BadDeps(rec.start),
+                                });
+                                break;
+                            }
+                        }
+                    }
                     if text.starts_with(b"#D:") {
                         match parse_deps(text) {
                             Some(d) => ix.deps.push((rec.start, d)),
@@ -509,6 +547,14 @@ mod tests {
     #[test]
     fn deps_parse() {
         assert_eq!(parse_deps(b"#D:0=5"), Some(vec![(0, 5)]));
+        assert_eq!(
+            parse_part(b"#X:17.3:0,2"),
+            Some(Part {
+                id: "17.3".into(),
+                cores: vec![0, 2]
+            })
+        );
+        assert_eq!(parse_part(b"#X:17:0,z"), None);
         assert_eq!(parse_deps(b"#D:0=5,x=1"), None);
         assert_eq!(parse_deps(b"#TS:5"), None);
         let mut f = cmd(&["SET", "a", "1"]);

@@ -206,9 +206,9 @@ impl Locks {
             tx: rpc.new_tx(),
             sent: Vec::new(),
         };
-        for c in sorted {
+        for &c in &sorted {
             locks.sent.push(c);
-            let _ = rpc.call(c, Request::Lock(locks.tx)).await;
+            let _ = rpc.call(c, Request::Lock(locks.tx, sorted.clone())).await;
         }
         locks
     }

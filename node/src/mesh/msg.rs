@@ -75,8 +75,9 @@ pub enum Request {
         may_block: bool,
         watch: Vec<(usize, bytes::Bytes, u64)>,
     },
-    /// Take this core's lock for `tx`; answered once granted.
-    Lock(TxId),
+    /// Take this core's lock for `tx`, which locks these cores; answered
+    /// once granted.
+    Lock(TxId, Vec<usize>),
     /// Release the lock held by `tx` (no answer).
     Unlock(TxId),
     /// Copy out these keys (under `tx`'s lock).

@@ -285,6 +285,8 @@ fn core_log(log: &Log, load_truncated: bool) -> Result<CoreLog, String> {
                 .iter()
                 .map(|&(s, e)| (off + s as u64, off + e as u64)),
         );
+        cl.parts
+            .extend(f.ix.parts.iter().map(|(p, x)| (off + *p as u64, x.clone())));
         cl.end = off + f.ix.valid as u64;
     }
     Ok(cl)

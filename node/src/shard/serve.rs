@@ -22,7 +22,7 @@ impl Shard {
                 }
                 Request::Unlock(t) => *t == tx,
                 Request::Export { .. } | Request::Import { .. } => true,
-                Request::Lock(_)
+                Request::Lock(..)
                 | Request::Exec { .. }
                 | Request::Pipeline { .. }
                 | Request::Watch { .. } => false,
@@ -50,13 +50,20 @@ impl Shard {
                 in_multi,
                 may_block,
                 watch,
-                ..
+                tx,
             } => {
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
                         return self.answer(from, id, Response::WatchFailed);
                     }
                 }
+                // A transaction on this core alone is one MULTI block in
+                // its log (one under a lock is inside its part already).
+                let wrap = in_multi && tx.is_none() && cmds.len() > 1;
+                let mark = match self.engine.write_log() {
+                    Some(log) if wrap => Some(log.begin_multi(None)),
+                    _ => None,
+                };
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
                 for owned in &cmds {
@@ -85,6 +92,9 @@ impl Shard {
                         Some(r) => replies.push(r),
                         None => return, // parked; answered when served
                     }
+                }
+                if let (Some(m), Some(log)) = (mark, self.engine.write_log()) {
+                    log.end_multi(m, true);
                 }
                 self.answer(from, id, Response::Replies(replies));
                 self.serve_ready();
@@ -130,14 +140,31 @@ impl Shard {
                     None => self.answer(from, id, Response::Encoded { out, ends }),
                 }
             }
-            Request::Lock(tx) => {
+            Request::Lock(tx, cores) => {
                 // Only reached when unlocked (see handle_msg).
                 self.lock = Some(tx);
+                // What the transaction writes here is one part of it in
+                // this core's log: kept after a crash only with its parts
+                // on the other cores (see `persist::aof`).
+                if let Some(log) = self.engine.write_log() {
+                    let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+                    let part = format!(
+                        "#X:{}.{}.{}:{}",
+                        self.shared.start_ms,
+                        tx.0,
+                        tx.1,
+                        list.join(",")
+                    );
+                    log.begin_multi(Some(part.as_bytes()));
+                }
                 self.answer(from, id, Response::Granted);
             }
             Request::Unlock(tx) => {
                 if self.lock == Some(tx) {
                     self.lock = None;
+                    if let Some(log) = self.engine.write_log() {
+                        log.end_multi(0, false);
+                    }
                     self.serve_ready();
                     let deferred = std::mem::take(&mut self.deferred);
                     for (from, id, req) in deferred {

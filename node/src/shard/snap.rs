@@ -15,6 +15,12 @@ impl Shard {
     /// Returns true when more work waits (the loop must not sleep).
     pub fn snapshot_turn(&mut self) -> bool {
         let epoch = self.persist.epoch.load(Ordering::Relaxed);
+        // A rewrite's image starts where this core's log switches files:
+        // never inside a transaction's part (it waits for the unlock).
+        let in_part = self.lock.is_some() && self.aof.is_some();
+        if epoch != self.snap_epoch && in_part {
+            return true;
+        }
         if epoch != self.snap_epoch {
             self.snap_epoch = epoch;
             if let Some(job) = self.persist.job() {
