@@ -228,7 +228,11 @@ mod tests {
         // Core 1 lost its EXEC: core 0's part goes too (cut at its `#X`).
         b.end = 40;
         let p = plan(&[a.clone(), b.clone()]).unwrap();
-        assert_eq!(p.ends, vec![10, 5], "the loader reverts core 1's open MULTI");
+        assert_eq!(
+            p.ends,
+            vec![10, 5],
+            "the loader reverts core 1's open MULTI"
+        );
         // Core 1 has no part at all.
         b.parts.clear();
         b.txns.clear();

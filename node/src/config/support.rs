@@ -262,13 +262,36 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "appendfsync",
         test("appendfsync_always_loses_no_acknowledged_write"),
     ),
-    ("no-appendfsync-on-rewrite", of_switch("appendonly")),
-    ("auto-aof-rewrite-percentage", of_switch("appendonly")),
-    ("auto-aof-rewrite-min-size", of_switch("appendonly")),
-    ("aof-load-truncated", of_switch("appendonly")),
-    ("aof-use-rdb-preamble", of_switch("appendonly")),
-    ("aof-timestamp-enabled", of_switch("appendonly")),
-    ("aof-rewrite-incremental-fsync", of_switch("appendonly")),
+    (
+        "no-appendfsync-on-rewrite",
+        off(
+            "no",
+            "slotd rewrites without fork, so its fsyncs never compete with a child's writes; skipping them during a rewrite is not built",
+        ),
+    ),
+    (
+        "auto-aof-rewrite-percentage",
+        test("auto_aof_rewrite_starts_when_the_files_grow"),
+    ),
+    (
+        "auto-aof-rewrite-min-size",
+        test("auto_aof_rewrite_starts_when_the_files_grow"),
+    ),
+    ("aof-load-truncated", test("torn_tail_is_reported_and_fixed_like_redis")),
+    (
+        "aof-use-rdb-preamble",
+        off("yes", "an AOF base written as commands is not built yet"),
+    ),
+    (
+        "aof-timestamp-enabled",
+        off("no", "AOF timestamp annotations are not built yet"),
+    ),
+    (
+        "aof-rewrite-incremental-fsync",
+        NoEffect {
+            why: "slotd writes a rewrite's base from one thread and fsyncs it once, before the manifest names it",
+        },
+    ),
     // Cluster.
     ("cluster-enabled", off("no", CLUSTER)),
     ("cluster-config-file", of_switch("cluster-enabled")),

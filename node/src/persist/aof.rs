@@ -127,6 +127,9 @@ pub struct Aof {
     pub force_sync: AtomicBool,
     /// A rewrite is turning the AOF on (`CONFIG SET appendonly yes`).
     enabling: AtomicBool,
+    /// The files' size after the last rewrite or at start (Redis's
+    /// `aof_rewrite_base_size`, for `auto-aof-rewrite-percentage`).
+    pub base_size: AtomicU64,
 }
 
 impl Aof {
@@ -158,6 +161,7 @@ impl Aof {
             rotated: atomics(),
             force_sync: AtomicBool::new(false),
             enabling: AtomicBool::new(false),
+            base_size: AtomicU64::new(0),
         }
     }
 
@@ -319,6 +323,7 @@ impl Aof {
         if let Ok(mut f) = self.files.lock() {
             *f = files;
         }
+        self.note_base_size();
         Ok(())
     }
 
@@ -518,6 +523,7 @@ impl Aof {
         if self.enabling.swap(false, Ordering::SeqCst) {
             self.on.store(true, Ordering::SeqCst);
         }
+        self.note_base_size();
         Ok(())
     }
 
@@ -649,6 +655,31 @@ impl Aof {
             ));
         }
         s
+    }
+
+    /// Bytes of the current base file, and of every file listed.
+    pub fn sizes(&self) -> (u64, u64) {
+        let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
+        let size = |f: &FileEntry| std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
+        let base = files.list.iter().filter(|f| f.kind == 'b').map(size).sum();
+        (base, files.list.iter().map(size).sum())
+    }
+
+    /// Records the files' size as the base for automatic rewrites.
+    fn note_base_size(&self) {
+        self.base_size.store(self.sizes().1, Ordering::Relaxed);
+    }
+
+    /// Whether `auto-aof-rewrite-percentage` and `-min-size` call for a
+    /// rewrite now (Redis's rule: the files are larger than the minimum and
+    /// have grown by the percentage since the last rewrite).
+    pub fn rewrite_due(&self, percentage: u64, min_size: u64) -> bool {
+        if percentage == 0 || !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.sizes().1;
+        let base = self.base_size.load(Ordering::Relaxed).max(1);
+        now > min_size && (now * 100 / base).saturating_sub(100) >= percentage
     }
 
     /// The policy in force.

@@ -81,7 +81,27 @@ impl Shard {
         if self.id != 0 || self.persist.in_progress.load(Ordering::Relaxed) {
             return;
         }
-        if self.persist.aof.rewrite.scheduled.load(Ordering::Relaxed) {
+        let (pct, min) = self
+            .shared
+            .config
+            .lock()
+            .map(|c| {
+                (
+                    c.int("auto-aof-rewrite-percentage").max(0) as u64,
+                    c.int("auto-aof-rewrite-min-size").max(0) as u64,
+                )
+            })
+            .unwrap_or((0, 0));
+        let aof = &self.persist.aof;
+        let due = aof.rewrite_due(pct, min);
+        if due {
+            crate::log::notice(format_args!(
+                "Starting automatic rewriting of AOF on {}% growth",
+                (aof.sizes().1 * 100 / aof.base_size.load(Ordering::Relaxed).max(1))
+                    .saturating_sub(100)
+            ));
+        }
+        if due || aof.rewrite.scheduled.load(Ordering::Relaxed) {
             let _ = persist::start_rewrite(&self.shared, &self.persist, &self.mesh, false);
             return;
         }

@@ -1,0 +1,546 @@
+//! The append-only file against the real binary: what is acknowledged
+//! survives kill -9, transactions across cores come back whole or not at
+//! all, a directory loads into another shard count, BGREWRITEAOF and
+//! `CONFIG SET appendonly` keep every write, and redis-server's own
+//! appendonlydir loads into slotd.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tests::{RawConn, Server};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("slotd-aof-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn start(dir: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--appendonly", "yes", "--dir", dir];
+    args.extend_from_slice(extra);
+    Server::slotd(&args)
+}
+
+fn kill9(s: &mut Server) {
+    Command::new("kill")
+        .args(["-KILL", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    while s.is_alive() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn bulk(reply: &[u8]) -> Option<String> {
+    let s = String::from_utf8_lossy(reply).into_owned();
+    if s.starts_with("$-1") {
+        return None;
+    }
+    s.split("\r\n").nth(1).map(str::to_string)
+}
+
+/// INFO persistence's `slotd_aof_coreN` line: (recorded, written, fsynced).
+fn offsets(r: &mut RawConn, core: usize) -> (u64, u64, u64) {
+    let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with(&format!("slotd_aof_core{core}:")))
+        .unwrap_or_else(|| panic!("no offsets for core {core} in {info}"));
+    let v: Vec<u64> = line
+        .split([':', ',', '='])
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    (v[0], v[1], v[2])
+}
+
+/// The core owning `key` on a node of `cores` cores.
+fn core_of(key: &str, cores: usize) -> usize {
+    let slot = {
+        let b = key.as_bytes();
+        let h = match b.iter().position(|&c| c == b'{') {
+            Some(s) => match b[s + 1..].iter().position(|&c| c == b'}') {
+                Some(0) | None => b,
+                Some(e) => &b[s + 1..s + 1 + e],
+            },
+            None => b,
+        };
+        crc16::State::<crc16::XMODEM>::calculate(h) as usize & 16383
+    };
+    slot * cores / 16384
+}
+
+#[test]
+fn appendfsync_always_loses_no_acknowledged_write() {
+    let dir = temp_dir("always");
+    let d = dir.to_str().unwrap();
+    // Under `always` a reply leaves only once an fsync covers the write:
+    // right after the reply, the owning core's fsynced offset has reached
+    // its recorded one (one client, nothing else writing).
+    let mut s = start(d, &["--shards", "2", "--appendfsync", "always"]);
+    let mut r = s.raw();
+    for i in 0..50 {
+        let k = format!("probe{i}");
+        r.cmd_str(&["SET", &k, "v"]);
+        let (rec, _, synced) = offsets(&mut r, core_of(&k, 2));
+        assert_eq!(synced, rec, "SET {k} answered before its fsync");
+    }
+    // Under everysec the same probe sees the fsync lag behind: the check
+    // above can fail.
+    r.cmd_str(&["CONFIG", "SET", "appendfsync", "everysec"]);
+    let lagged = (0..200).any(|i| {
+        let k = format!("lag{i}");
+        r.cmd_str(&["SET", &k, "v"]);
+        let (rec, _, synced) = offsets(&mut r, core_of(&k, 2));
+        synced < rec
+    });
+    assert!(lagged, "everysec never showed an unsynced write");
+    r.cmd_str(&["CONFIG", "SET", "appendfsync", "always"]);
+    drop(r);
+    // 20 rounds of kill -9 under load: every acknowledged write is there.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    for round in 0..20 {
+        let port = s.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (stop, acked) = (stop.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let Ok(mut c) = RawConn::connect(port) else {
+                        return;
+                    };
+                    c.set_read_timeout(Duration::from_secs(2));
+                    for n in 0u64.. {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let k = format!("r{round}w{w}k{}", n % 50);
+                        let v = n.to_string();
+                        match c.try_cmd(&[b"SET", k.as_bytes(), v.as_bytes()]) {
+                            Ok(rep) if rep == b"+OK\r\n" => acked.lock().unwrap().push((k, n)),
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100 + 37 * (round % 5)));
+        kill9(&mut s);
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            let _ = w.join();
+        }
+        s = start(d, &["--shards", "2", "--appendfsync", "always"]);
+        let mut r = s.raw();
+        // The latest acknowledged value of each key, or a later one whose
+        // reply was lost with the kill.
+        let mut latest = std::collections::HashMap::new();
+        for (k, n) in acked.lock().unwrap().drain(..) {
+            let e = latest.entry(k).or_insert(n);
+            *e = (*e).max(n);
+        }
+        assert!(
+            !latest.is_empty(),
+            "round {round}: nothing was acknowledged"
+        );
+        for (k, n) in latest {
+            let got: u64 = bulk(&r.cmd_str(&["GET", &k]))
+                .unwrap_or_else(|| panic!("round {round}: acknowledged {k} lost"))
+                .parse()
+                .unwrap();
+            assert!(
+                got >= n,
+                "round {round}: {k} is {got}, {n} was acknowledged"
+            );
+        }
+    }
+}
+
+#[test]
+fn everysec_keeps_each_clients_writes_in_order_across_kill_9() {
+    let dir = temp_dir("everysec");
+    let d = dir.to_str().unwrap();
+    let mut s = start(d, &["--shards", "2"]);
+    let port = s.port();
+    // One client writes a sequence over keys of both cores; after a kill,
+    // what is there is a prefix of what it sent (no later write without
+    // an earlier one), and it lacks at most about a second of what was
+    // acknowledged.
+    let acked = Arc::new(Mutex::new(Vec::<(u64, Instant)>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a2, s2) = (acked.clone(), stop.clone());
+    let w = std::thread::spawn(move || {
+        let mut c = RawConn::connect(port).unwrap();
+        c.set_read_timeout(Duration::from_secs(2));
+        for n in 0u64.. {
+            if s2.load(Ordering::Relaxed) {
+                return;
+            }
+            let k = format!("seq{n}");
+            match c.try_cmd(&[b"SET", k.as_bytes(), b"1"]) {
+                Ok(r) if r == b"+OK\r\n" => a2.lock().unwrap().push((n, Instant::now())),
+                _ => return,
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Instant::now();
+    kill9(&mut s);
+    stop.store(true, Ordering::Relaxed);
+    let _ = w.join();
+    let s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 100, "too few writes: {}", acked.len());
+    let present: Vec<bool> = acked
+        .iter()
+        .map(|(n, _)| bulk(&r.cmd_str(&["GET", &format!("seq{n}")])).is_some())
+        .collect();
+    let kept = present.iter().take_while(|&&p| p).count();
+    assert!(
+        present[kept..].iter().all(|&p| !p),
+        "a later write survived an earlier lost one"
+    );
+    for (i, (n, at)) in acked.iter().enumerate().skip(kept) {
+        assert!(
+            killed.duration_since(*at) < Duration::from_millis(1500),
+            "seq{n} (#{i}) acknowledged {:?} before the kill is lost",
+            killed.duration_since(*at)
+        );
+    }
+}
+
+#[test]
+fn multi_exec_across_cores_is_all_or_nothing_after_kill_9() {
+    for (policy, round) in ["always", "everysec"]
+        .into_iter()
+        .flat_map(|p| (0..5).map(move |r| (p, r)))
+    {
+        let dir = temp_dir(&format!("multi-{policy}-{round}"));
+        let d = dir.to_str().unwrap();
+        let mut s = start(d, &["--shards", "2", "--appendfsync", policy]);
+        let a = "txa";
+        let b: &'static str = ["txb", "txc", "txd", "txe", "txf"]
+            .into_iter()
+            .find(|k| core_of(k, 2) != core_of(a, 2))
+            .unwrap();
+        let port = s.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let w = std::thread::spawn(move || {
+            let mut c = RawConn::connect(port).unwrap();
+            c.set_read_timeout(Duration::from_secs(2));
+            for n in 0u64.. {
+                if s2.load(Ordering::Relaxed) {
+                    return n;
+                }
+                let v = n.to_string();
+                let mut batch = Vec::new();
+                batch.extend(tests::encode(&[b"MULTI"]));
+                batch.extend(tests::encode(&[b"SET", a.as_bytes(), v.as_bytes()]));
+                batch.extend(tests::encode(&[b"SET", b.as_bytes(), v.as_bytes()]));
+                batch.extend(tests::encode(&[b"EXEC"]));
+                if c.send(&batch).is_err() {
+                    return n;
+                }
+                for _ in 0..4 {
+                    if c.read_reply().is_err() {
+                        return n;
+                    }
+                }
+            }
+            0
+        });
+        std::thread::sleep(Duration::from_millis(150 + 53 * round));
+        kill9(&mut s);
+        stop.store(true, Ordering::Relaxed);
+        let sent = w.join().unwrap();
+        assert!(sent > 10, "{policy}: only {sent} transactions ran");
+        let s = start(d, &["--shards", "2", "--appendfsync", policy]);
+        let mut r = s.raw();
+        let va = bulk(&r.cmd_str(&["GET", a]));
+        let vb = bulk(&r.cmd_str(&["GET", b]));
+        assert_eq!(va, vb, "{policy}: half a transaction came back");
+        assert!(va.is_some(), "{policy}: nothing came back");
+    }
+}
+
+#[test]
+fn a_directory_written_with_two_shards_loads_into_one_and_three() {
+    let dir = temp_dir("reshard");
+    let d = dir.to_str().unwrap();
+    let mut s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    for i in 0..300 {
+        let k = format!("key:{i}");
+        r.cmd_str(&["SET", &k, &i.to_string()]);
+        r.cmd_str(&["RPUSH", &format!("list:{}", i % 7), &k]);
+        r.cmd_str(&["HSET", "h", &k, &i.to_string()]);
+    }
+    r.cmd_str(&["SET", "ttl", "v", "PX", "600000"]);
+    r.cmd_str(&["SELECT", "5"]);
+    r.cmd_str(&["SET", "in5", "five"]);
+    let digest = |r: &mut RawConn| {
+        let mut out = Vec::new();
+        r.cmd_str(&["SELECT", "0"]);
+        for i in (0..300).step_by(17) {
+            out.push(r.cmd_str(&["GET", &format!("key:{i}")]));
+        }
+        out.push(r.cmd_str(&["LRANGE", "list:3", "0", "-1"]));
+        out.push(r.cmd_str(&["HLEN", "h"]));
+        out.push(r.cmd_str(&["DBSIZE"]));
+        r.cmd_str(&["SELECT", "5"]);
+        out.push(r.cmd_str(&["GET", "in5"]));
+        r.cmd_str(&["SELECT", "0"]);
+        let ttl = String::from_utf8_lossy(&r.cmd_str(&["PTTL", "ttl"])).into_owned();
+        let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap();
+        assert!(ttl > 500_000, "TTL lost: {ttl}");
+        out
+    };
+    let want = digest(&mut r);
+    drop(r);
+    s.stop();
+    for shards in ["1", "3", "2"] {
+        let mut s = start(d, &["--shards", shards]);
+        let mut r = s.raw();
+        assert_eq!(digest(&mut r), want, "{shards} shards");
+        // Keep writing: the new generation is appended to and reloads.
+        r.cmd_str(&["SET", &format!("after{shards}"), "x"]);
+        drop(r);
+        s.stop();
+        let s = start(d, &["--shards", shards]);
+        let mut r = s.raw();
+        assert_eq!(
+            bulk(&r.cmd_str(&["GET", &format!("after{shards}")])).as_deref(),
+            Some("x")
+        );
+        r.cmd_str(&["DEL", &format!("after{shards}")]);
+    }
+}
+
+#[test]
+fn bgrewriteaof_under_writes_keeps_every_write_and_survives_kill_9() {
+    let dir = temp_dir("rewrite");
+    let d = dir.to_str().unwrap();
+    let mut s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    for i in 0..20_000 {
+        r.send(&tests::encode(&[b"SET", format!("k{i}").as_bytes(), b"0"]))
+            .unwrap();
+    }
+    for _ in 0..20_000 {
+        r.read_reply().unwrap();
+    }
+    // INCRs run while the rewrite walks the keyspace.
+    assert_eq!(
+        r.cmd_str(&["BGREWRITEAOF"]),
+        b"+Background append only file rewriting started\r\n"
+    );
+    for i in 0..2000 {
+        r.cmd_str(&["INCR", &format!("k{}", i * 7 % 20_000)]);
+    }
+    let t = Instant::now();
+    loop {
+        let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrites:1") {
+            assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "rewrite never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.cmd_str(&["SET", "last", "1"]);
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(
+        manifest.starts_with("file appendonly.aof.2.base.rdb seq 2 type b\n"),
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest.lines().count(),
+        3,
+        "old files still listed: {manifest}"
+    );
+    // Only the new generation's files remain.
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "appendonly.aof.2.base.rdb",
+            "appendonly.aof.2.c0.incr.aof",
+            "appendonly.aof.2.c1.incr.aof",
+            "appendonly.aof.manifest"
+        ]
+    );
+    // Start a second rewrite and kill the server while it runs.
+    r.cmd_str(&["BGREWRITEAOF"]);
+    r.cmd_str(&["INCR", "k0"]);
+    kill9(&mut s);
+    let s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    assert_eq!(r.cmd_str(&["DBSIZE"]), b":20001\r\n");
+    let mut sum = 0u64;
+    for i in 0..20_000 {
+        sum += bulk(&r.cmd_str(&["GET", &format!("k{i}")]))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert_eq!(sum, 2001, "INCRs lost or doubled across the rewrites");
+}
+
+#[test]
+fn config_set_appendonly_writes_a_base_and_starts_logging() {
+    let dir = temp_dir("enable");
+    let d = dir.to_str().unwrap();
+    let s = Server::slotd(&["--dir", d, "--shards", "2"]);
+    let mut r = s.raw();
+    for i in 0..100 {
+        r.cmd_str(&["SET", &format!("k{i}"), "before"]);
+    }
+    assert_eq!(
+        r.cmd_str(&["CONFIG", "SET", "appendonly", "yes"]),
+        b"+OK\r\n"
+    );
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).contains("aof_rewrites:1")
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "no rewrite");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.cmd_str(&["SET", "k0", "after"]);
+    r.cmd_str(&["CONFIG", "SET", "appendonly", "no"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // Written after the AOF was turned off: not in the files.
+    r.cmd_str(&["SET", "k1", "off"]);
+    drop(r);
+    let mut s = s;
+    s.stop();
+    let s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    assert_eq!(r.cmd_str(&["DBSIZE"]), b":100\r\n");
+    assert_eq!(bulk(&r.cmd_str(&["GET", "k0"])).as_deref(), Some("after"));
+    assert_eq!(bulk(&r.cmd_str(&["GET", "k1"])).as_deref(), Some("before"));
+}
+
+#[test]
+fn aof_files_follow_appenddirname_and_appendfilename() {
+    let dir = temp_dir("names");
+    let d = dir.to_str().unwrap();
+    let mut s = start(
+        d,
+        &["--appenddirname", "mylogs", "--appendfilename", "data.aof"],
+    );
+    s.raw().cmd_str(&["SET", "a", "1"]);
+    s.stop();
+    let m = std::fs::read_to_string(dir.join("mylogs/data.aof.manifest")).unwrap();
+    assert!(m.contains("file data.aof.1.base.rdb seq 1 type b"), "{m}");
+    let s = start(
+        d,
+        &["--appenddirname", "mylogs", "--appendfilename", "data.aof"],
+    );
+    assert_eq!(bulk(&s.raw().cmd_str(&["GET", "a"])).as_deref(), Some("1"));
+}
+
+fn sample(r: &mut RawConn) -> Vec<Vec<u8>> {
+    vec![
+        r.cmd_str(&["GET", "k1"]),
+        r.cmd_str(&["GET", "k199"]),
+        r.cmd_str(&["ZRANGE", "z", "0", "-1", "WITHSCORES"]),
+        r.cmd_str(&["HGETALL", "h"]),
+        r.cmd_str(&["DBSIZE"]),
+    ]
+}
+
+#[test]
+fn a_redis_server_appendonlydir_loads_into_slotd() {
+    let dir = temp_dir("fromredis");
+    let d = dir.to_str().unwrap();
+    let mut redis = Server::redis(&["--appendonly", "yes", "--dir", d]);
+    let mut r = redis.raw();
+    for i in 0..200 {
+        let k = format!("k{i}");
+        r.cmd_str(&["SET", &k, &i.to_string()]);
+        r.cmd_str(&["ZADD", "z", &i.to_string(), &k]);
+    }
+    r.cmd_str(&["BGREWRITEAOF"]);
+    std::thread::sleep(Duration::from_millis(500));
+    r.cmd_str(&["MULTI"]);
+    r.cmd_str(&["INCR", "k1"]);
+    r.cmd_str(&["HSET", "h", "f", "v"]);
+    r.cmd_str(&["EXEC"]);
+    r.cmd_str(&["SET", "t", "v", "EX", "1000"]);
+    let want = sample(&mut r);
+    drop(r);
+    redis.stop();
+    let s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    let got = sample(&mut r);
+    assert_eq!(got, want);
+    // slotd wrote its own generation from what it loaded.
+    let m = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(m.contains(" core 1 cores 2 "), "{m}");
+}
+
+#[test]
+fn auto_aof_rewrite_starts_when_the_files_grow() {
+    let dir = temp_dir("auto");
+    let d = dir.to_str().unwrap();
+    let s = start(
+        d,
+        &[
+            "--auto-aof-rewrite-min-size",
+            "200kb",
+            "--auto-aof-rewrite-percentage",
+            "100",
+        ],
+    );
+    let mut r = s.raw();
+    let rewrites = |r: &mut RawConn| {
+        let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
+        info.lines()
+            .find_map(|l| l.strip_prefix("aof_rewrites:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    // Under the minimum size: no rewrite, however much it grew.
+    for i in 0..500 {
+        r.cmd_str(&["SET", &format!("k{i}"), &"x".repeat(100)]);
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(rewrites(&mut r), 0);
+    // Past it (the same keys written again: the files grow, the data not).
+    for _ in 0..6 {
+        for i in 0..500 {
+            r.cmd_str(&["SET", &format!("k{i}"), &"y".repeat(100)]);
+        }
+    }
+    let t = Instant::now();
+    while rewrites(&mut r) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no automatic rewrite"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(s.log().contains("Starting automatic rewriting of AOF on"));
+    // The rewrite shrank the files to about the data.
+    let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
+    let size: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("aof_current_size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(size < 200_000, "aof_current_size {size} after the rewrite");
+}
