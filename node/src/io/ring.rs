@@ -71,6 +71,13 @@ impl Ring {
         };
         // A sparse table for connections' sockets; smaller if the file
         // limit refuses this size, none if the kernel has no such table.
+        // io_uring's workers (which run the AOF's writes and fsyncs) stay
+        // on the CPUs this core's thread may use, like the core itself.
+        // SAFETY: a zeroed cpu_set_t is empty; sched_getaffinity fills it.
+        let mut cpus: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&cpus), &mut cpus) } == 0 {
+            let _ = ring.submitter().register_iowq_aff(&cpus);
+        }
         let mut fixed_files = FIXED_FILES_MAX;
         while fixed_files > 0 && ring.submitter().register_files_sparse(fixed_files).is_err() {
             fixed_files /= 4;

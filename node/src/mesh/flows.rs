@@ -138,7 +138,9 @@ pub async fn pipeline(
                 _ => (engine::Encoded::default(), Vec::new(), 0, 0),
             });
         }
-        drop(locks);
+        if let Some(l) = locks {
+            l.release().await;
+        }
         interleave(&segs, &cores, &mut parts)
     };
     let encoded = encoded.unwrap_or_else(|| {
@@ -214,6 +216,23 @@ impl Locks {
     }
 }
 
+impl Locks {
+    /// Releases the locks and waits until every core has: a core answers
+    /// once its part of the transaction is closed in its log (and, under
+    /// `appendfsync always`, on disk), so the client's reply never comes
+    /// before the transaction is durable on every core.
+    async fn release(mut self) {
+        let sent = std::mem::take(&mut self.sent);
+        let calls: Vec<_> = sent
+            .iter()
+            .map(|&c| self.rpc.call(c, Request::Unlock(self.tx)))
+            .collect();
+        for call in calls {
+            let _ = call.await;
+        }
+    }
+}
+
 impl Drop for Locks {
     fn drop(&mut self) {
         for &c in &self.sent {
@@ -234,7 +253,7 @@ pub async fn multi_key(
 ) -> TaskDone {
     let locks = Locks::take(&rpc, &cores).await;
     let reply = gather_run_scatter(&rpc, spec, db, &args, databases).await;
-    drop(locks);
+    locks.release().await;
     TaskDone::reply(conn, reply)
 }
 
@@ -710,7 +729,7 @@ async fn exec_checked(
         };
         replies.push(reply);
     }
-    drop(locks);
+    locks.release().await;
     TaskDone {
         conn,
         replies: vec![Reply::Array(replies)],

@@ -727,8 +727,9 @@ pub struct CoreAof {
     written: u64,
     synced: u64,
     last_fsync_ms: i64,
-    /// Under `always`: connections whose output waits for an fsync, and
-    /// messages to other cores likewise, each with the offset it waits for.
+    /// Connections whose output waits for the write (or under `always`
+    /// the fsync) of what it may reveal, and messages to other cores
+    /// likewise, each with the offset it waits for.
     pub held_flush: VecDeque<(u64, Key)>,
     held_msgs: VecDeque<(u64, usize, Msg)>,
     /// The last dependency annotation written (other cores' offsets).
@@ -767,9 +768,16 @@ impl CoreAof {
         }
     }
 
-    /// The logical offset up to which the log is on disk.
-    pub fn synced(&self) -> u64 {
-        self.synced
+    /// The offset up to which replies may reveal writes: what an fsync
+    /// covered under `always`; otherwise what is written to the file (in
+    /// the page cache: a crash of the process loses no acknowledged write,
+    /// as with Redis, which writes before it replies).
+    pub fn durable(&self, aof: &Aof) -> u64 {
+        if aof.policy() == FSYNC_ALWAYS {
+            self.synced
+        } else {
+            self.written
+        }
     }
 
     /// Takes what the write log recorded since the last call and
@@ -802,10 +810,10 @@ impl CoreAof {
         self.rotating = Some((fd, log.offset()));
     }
 
-    /// Under `always`: the offset a reply or message sent now must wait
-    /// for (`None`: everything recorded is on disk already).
+    /// The offset a reply or message sent now must wait for (`None`:
+    /// everything recorded is durable already, see [`CoreAof::durable`]).
     pub fn gate(&self, log_offset: u64, aof: &Aof) -> Option<u64> {
-        (aof.policy() == FSYNC_ALWAYS && log_offset > self.synced).then_some(log_offset)
+        (log_offset > self.durable(aof)).then_some(log_offset)
     }
 
     /// Holds a message for another core until `need` is on disk; a message
@@ -1004,13 +1012,14 @@ impl CoreAof {
     }
 
     /// Messages and connections whose wait is over: `synced` covers them.
-    pub fn released(&mut self, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
-        while self.held_msgs.front().is_some_and(|h| h.0 <= self.synced) {
+    pub fn released(&mut self, aof: &Aof, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
+        let durable = self.durable(aof);
+        while self.held_msgs.front().is_some_and(|h| h.0 <= durable) {
             if let Some((_, to, m)) = self.held_msgs.pop_front() {
                 msgs.push((to, m));
             }
         }
-        while self.held_flush.front().is_some_and(|h| h.0 <= self.synced) {
+        while self.held_flush.front().is_some_and(|h| h.0 <= durable) {
             if let Some((_, k)) = self.held_flush.pop_front() {
                 conns.push(k);
             }

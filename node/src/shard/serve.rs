@@ -188,6 +188,7 @@ impl Shard {
                         }
                     }
                 }
+                self.answer(from, id, Response::Done);
             }
             Request::Export { db, keys } => {
                 let now = now_ms();
