@@ -914,12 +914,26 @@ impl Core {
     /// Submits the AOF writer's entries.
     fn aof_push(&mut self) {
         let subs = std::mem::take(&mut self.aof_out);
+        self.ring.reserve(subs.len());
         for s in &subs {
             let e = match *s {
-                Submit::Write { fd, ptr, len, at } => opcode::Write::new(types::Fd(fd), ptr, len)
-                    .offset(at)
-                    .build()
-                    .user_data(user_data(KIND_AOF_WRITE, Key { index: 0, gen: 0 })),
+                Submit::Write {
+                    fd,
+                    ptr,
+                    len,
+                    at,
+                    link,
+                } => {
+                    let e = opcode::Write::new(types::Fd(fd), ptr, len)
+                        .offset(at)
+                        .build()
+                        .user_data(user_data(KIND_AOF_WRITE, Key { index: 0, gen: 0 }));
+                    if link {
+                        e.flags(squeue::Flags::IO_LINK)
+                    } else {
+                        e
+                    }
+                }
                 Submit::Fsync { fd } => opcode::Fsync::new(types::Fd(fd))
                     .flags(types::FsyncFlags::DATASYNC)
                     .build()

@@ -91,6 +91,19 @@ impl Ring {
         })
     }
 
+    /// Makes room for `n` entries in the submission queue (linked entries
+    /// must be submitted together), submitting what is queued if needed.
+    pub fn reserve(&mut self, n: usize) {
+        loop {
+            let sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= n {
+                return;
+            }
+            drop(sq);
+            self.enter(None, None);
+        }
+    }
+
     /// Queues `e`, submitting what is queued first when the queue is full.
     ///
     /// # Safety

@@ -697,12 +697,14 @@ pub fn sync_dir(dir: &Path) {
 
 /// What a core's writer asks the loop to submit.
 pub enum Submit {
-    /// Write `len` bytes at `ptr` to `fd` at file offset `at`.
+    /// Write `len` bytes at `ptr` to `fd` at file offset `at`; with
+    /// `link`, the entry after it (an fsync) runs once it is complete.
     Write {
         fd: i32,
         ptr: *const u8,
         len: u32,
         at: u64,
+        link: bool,
     },
     /// fdatasync `fd`.
     Fsync { fd: i32 },
@@ -901,6 +903,18 @@ impl CoreAof {
             self.queue.clear();
             self.inflight_done = 0;
             self.write_busy = true;
+            if aof.policy() == FSYNC_ALWAYS && self.fsync_busy.is_none() {
+                // Group commit in one submission: the fsync is linked to
+                // the write and covers it (a short write cancels it).
+                let mut w = self.write_entry();
+                if let Submit::Write { link, .. } = &mut w {
+                    *link = true;
+                }
+                out.push(w);
+                self.fsync_busy = Some(self.written + self.inflight.len() as u64);
+                out.push(Submit::Fsync { fd: self.fd });
+                return;
+            }
             out.push(self.write_entry());
         }
         if aof.policy() == FSYNC_ALWAYS && self.fsync_busy.is_none() && self.written > self.synced {
@@ -916,6 +930,7 @@ impl CoreAof {
             ptr: rest.as_ptr(),
             len: rest.len().min(1 << 30) as u32,
             at: self.file_len,
+            link: false,
         }
     }
 
@@ -949,6 +964,11 @@ impl CoreAof {
         let Some(covered) = self.fsync_busy.take() else {
             return;
         };
+        if res == -libc::ECANCELED {
+            // Its linked write was short or failed: fsync again later.
+            self.submit(aof, out);
+            return;
+        }
         if res < 0 {
             self.fail(res, aof);
             return;
