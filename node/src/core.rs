@@ -101,8 +101,7 @@ impl Core {
         listeners: Vec<i32>,
     ) -> std::io::Result<Core> {
         let ring = Ring::new()?;
-        let mut shard = Shard::new(id, cores, shared, mesh, persist);
-        shard.load_preloaded();
+        let shard = Shard::new(id, cores, shared, mesh, persist);
         Ok(Core {
             shard,
             ring,
@@ -287,6 +286,9 @@ impl Core {
             // One clock read a turn: commands, cron and the wait all use it.
             let now = now_ms();
             self.shard.now_ms = now;
+            if self.shard.loading && !self.shard.persist.loading.load(Ordering::Acquire) {
+                self.shard.finish_loading();
+            }
             self.aof_deps();
             self.reap();
             self.aof_deps();

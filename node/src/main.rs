@@ -361,24 +361,6 @@ fn main() {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     log::notice(format_args!("Server initialized"));
-    let loaded = if aof_on {
-        persist::aof_start(
-            &persist,
-            shards,
-            databases,
-            &encoding,
-            aof_load_truncated,
-            (rdb_checksum, rdb_compress),
-        )
-    } else {
-        persist::load(&persist, &rdb_path, shards, databases, &encoding)
-    };
-    if let Err(e) = loaded {
-        for line in e.lines() {
-            log::warning(format_args!("{line}"));
-        }
-        std::process::exit(1);
-    }
     if let Some(path) = &pidfile {
         if let Err(e) = std::fs::write(path, format!("{pid}\n")) {
             log::warning(format_args!(
@@ -421,6 +403,25 @@ fn main() {
             }
         }
     }
+    let loaded = if aof_on {
+        persist::aof_start(
+            &persist,
+            shards,
+            databases,
+            &encoding,
+            aof_load_truncated,
+            (rdb_checksum, rdb_compress),
+        )
+    } else {
+        persist::load(&persist, &rdb_path, shards, databases, &encoding)
+    };
+    if let Err(e) = loaded {
+        for line in e.lines() {
+            log::warning(format_args!("{line}"));
+        }
+        std::process::exit(1);
+    }
+    persist.finish_loading(&mesh);
     log::notice(format_args!("Ready to accept connections tcp"));
     // A SIGTERM with save rules waits for the final snapshot.
     let mut saving_to_exit = false;

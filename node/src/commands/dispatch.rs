@@ -77,6 +77,16 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     {
         return answer(shard, key, Reply::err(MISCONF));
     }
+    if shard.loading && !ALLOWED_WHILE_LOADING.contains(&spec.name) {
+        if conn.multi.is_some() {
+            conn.multi_failed = true;
+        }
+        return answer(
+            shard,
+            key,
+            Reply::err("LOADING Redis is loading the dataset in memory"),
+        );
+    }
     if !shard
         .persist
         .aof
@@ -244,6 +254,47 @@ pub fn spawn(
     }
     Next::Wait
 }
+
+/// Commands Redis 7.0 serves while it loads its files (the `LOADING`
+/// flag of its command table), by the names slotd's table gives them.
+const ALLOWED_WHILE_LOADING: &[&str] = &[
+    "auth",
+    "client",
+    "command",
+    "config",
+    "debug",
+    "discard",
+    "echo",
+    "exec",
+    "hello",
+    "info",
+    "lastsave",
+    "latency",
+    "memory",
+    "module",
+    "monitor",
+    "multi",
+    "psubscribe",
+    "publish",
+    "pubsub",
+    "punsubscribe",
+    "quit",
+    "readonly",
+    "readwrite",
+    "reset",
+    "role",
+    "select",
+    "shutdown",
+    "slowlog",
+    "spublish",
+    "ssubscribe",
+    "subscribe",
+    "sunsubscribe",
+    "time",
+    "unsubscribe",
+    "unwatch",
+    "watch",
+];
 
 /// Redis's `-MISCONF` error, for writes while the last background save
 /// failed (`stop-writes-on-bgsave-error`).

@@ -127,30 +127,43 @@ pub fn load(
         (0..cores).map(|_| Vec::new()).collect();
     let (mut loaded, mut expired, mut db) = (0u64, 0u64, 0usize);
     let mut bad_db = None;
-    let r = rdb::read::file(&buf, lim, |item| match item {
-        rdb::read::Item::Db(d) => {
-            if d >= databases && bad_db.is_none() {
-                bad_db = Some(d);
-            }
-            db = d;
+    state
+        .loading_total_bytes
+        .store(buf.len() as u64, Ordering::Relaxed);
+    let mut next_report = 0usize;
+    let r = rdb::read::file_at(&buf, lim, |at, item| {
+        if at >= next_report {
+            state
+                .loading_loaded_bytes
+                .store(at as u64, Ordering::Relaxed);
+            next_report = at + (1 << 20);
         }
-        rdb::read::Item::Entry(e) => {
-            if e.expire_ms.is_some_and(|t| t < now) {
-                expired += 1;
-                return;
+        match item {
+            rdb::read::Item::Db(d) => {
+                if d >= databases && bad_db.is_none() {
+                    bad_db = Some(d);
+                }
+                db = d;
             }
-            if db < databases {
-                let core = engine::slot::core_of(engine::slot::slot_of(&e.key), cores);
-                per_core[core].push((db, e));
-                loaded += 1;
+            rdb::read::Item::Entry(e) => {
+                if e.expire_ms.is_some_and(|t| t < now) {
+                    expired += 1;
+                    return;
+                }
+                if db < databases {
+                    let core = engine::slot::core_of(engine::slot::slot_of(&e.key), cores);
+                    per_core[core].push((db, e));
+                    loaded += 1;
+                }
             }
+            rdb::read::Item::EmptyKey(k) => crate::log::warning(format_args!(
+                "rdbLoadObject skipping empty key: {}",
+                String::from_utf8_lossy(&k)
+            )),
+            rdb::read::Item::Aux(..) => {}
         }
-        rdb::read::Item::EmptyKey(k) => crate::log::warning(format_args!(
-            "rdbLoadObject skipping empty key: {}",
-            String::from_utf8_lossy(&k)
-        )),
-        rdb::read::Item::Aux(..) => {}
-    });
+    })
+    .map(|_| ());
     if bad_db.is_some() {
         return Err(format!(
             "FATAL: Data file {} was created with a Redis server configured to handle more than {databases} databases. Exiting",

@@ -101,6 +101,12 @@ pub struct State {
     preload: Mutex<Vec<Vec<(usize, engine::rdb::read::Entry)>>>,
     /// The append-only file.
     pub aof: aof::Aof,
+    /// Loading the files at start (cores answer -LOADING meanwhile), and
+    /// its progress for INFO.
+    pub loading: AtomicBool,
+    pub loading_start_ms: AtomicI64,
+    pub loading_total_bytes: AtomicU64,
+    pub loading_loaded_bytes: AtomicU64,
 }
 
 impl State {
@@ -121,7 +127,45 @@ impl State {
             expired_keys: AtomicU64::new(0),
             preload: Mutex::new((0..cores).map(|_| Vec::new()).collect()),
             aof,
+            loading: AtomicBool::new(true),
+            loading_start_ms: AtomicI64::new(now_ms()),
+            loading_total_bytes: AtomicU64::new(0),
+            loading_loaded_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// Loading is over: every core inserts its keys and serves.
+    pub fn finish_loading(&self, mesh: &Mesh) {
+        self.loading.store(false, Ordering::Release);
+        for c in 0..mesh.cores() {
+            mesh.send(c, Msg::Wake);
+        }
+    }
+
+    /// INFO persistence's loading progress (after the AOF fields, as in
+    /// Redis; nothing once loaded).
+    pub fn loading_info(&self) -> String {
+        if !self.loading.load(Ordering::Relaxed) {
+            return String::new();
+        }
+        let start = self.loading_start_ms.load(Ordering::Relaxed);
+        let total = self.loading_total_bytes.load(Ordering::Relaxed);
+        let done = self.loading_loaded_bytes.load(Ordering::Relaxed);
+        let elapsed = (now_ms() - start).max(1) as f64 / 1000.0;
+        let perc = if total > 0 {
+            done as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
+        let eta = if done > 0 {
+            ((total.saturating_sub(done)) as f64 * elapsed / done as f64) as i64
+        } else {
+            1
+        };
+        format!(
+            "loading_start_time:{}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:0\r\nloading_loaded_bytes:{done}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n",
+            start / 1000
+        )
     }
 
     /// The job in progress, if any.

@@ -78,6 +78,8 @@ pub struct Shard {
     snap_job: Option<Arc<crate::persist::Job>>,
     /// This core's append-only file writer, while `appendonly` is on.
     pub aof: Option<Box<crate::persist::aof::CoreAof>>,
+    /// The node is loading its files: commands get -LOADING.
+    pub loading: bool,
 }
 
 impl Shard {
@@ -105,11 +107,6 @@ impl Shard {
         crate::mesh::flows::set_limits(settings.encoding);
         let slots =
             engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
-        let aof = persist.aof.take_core(id).map(Box::new);
-        if aof.is_some() {
-            let at = persist.aof.logged[id].load(std::sync::atomic::Ordering::Relaxed);
-            engine.enable_log_at(at);
-        }
         Shard {
             id,
             cores,
@@ -139,7 +136,21 @@ impl Shard {
             snap_epoch: persist.epoch.load(std::sync::atomic::Ordering::Relaxed),
             persist,
             snap_job: None,
-            aof,
+            aof: None,
+            loading: true,
+        }
+    }
+
+    /// Once the node has loaded its files (`persist::State::loading`
+    /// cleared): inserts this core's keys and takes its AOF file.
+    pub fn finish_loading(&mut self) {
+        self.loading = false;
+        self.load_preloaded();
+        let aof = &self.persist.aof;
+        if let Some(a) = aof.take_core(self.id) {
+            let at = aof.logged[self.id].load(std::sync::atomic::Ordering::Relaxed);
+            self.engine.enable_log_at(at);
+            self.aof = Some(Box::new(a));
         }
     }
 

@@ -1,0 +1,108 @@
+//! While slotd loads its files at start it answers, as Redis does,
+//! `-LOADING` to the commands Redis refuses then, serves the others (INFO
+//! shows `loading:1` and the progress), and serves everything once loaded.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::{free_port, slotd_bin, RawConn};
+
+/// An RDB (version 10, no checksum) with `n` string keys `key:<i>` of
+/// value `v<i>`, in database 0.
+fn big_rdb(n: usize) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, l: usize) {
+        if l < 64 {
+            out.push(l as u8);
+        } else {
+            out.push(0x40 | (l >> 8) as u8);
+            out.push(l as u8);
+        }
+    }
+    let mut out = b"REDIS0010".to_vec();
+    out.extend([0xFE, 0x00]);
+    for i in 0..n {
+        out.push(0x00);
+        let k = format!("key:{i}");
+        len(&mut out, k.len());
+        out.extend(k.as_bytes());
+        let v = format!("v{i}");
+        len(&mut out, v.len());
+        out.extend(v.as_bytes());
+    }
+    out.push(0xFF);
+    out.extend([0u8; 8]);
+    out
+}
+
+#[test]
+fn commands_get_loading_until_the_dataset_is_in() {
+    let dir = std::env::temp_dir().join(format!("slotd-loading-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 3_000_000;
+    std::fs::File::create(dir.join("dump.rdb"))
+        .unwrap()
+        .write_all(&big_rdb(n))
+        .unwrap();
+    let port = free_port();
+    let mut child = Command::new(slotd_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--shards",
+            "2",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let mut c = loop {
+        if let Ok(c) = RawConn::connect(port) {
+            break c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "slotd never listened"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    c.set_read_timeout(Duration::from_secs(30));
+    let (mut saw_loading, mut saw_info) = (false, false);
+    loop {
+        let r = c.cmd(&[b"GET", b"key:7"]);
+        if r == b"$2\r\nv7\r\n" {
+            break;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&r),
+            "-LOADING Redis is loading the dataset in memory\r\n"
+        );
+        saw_loading = true;
+        // Refused too, as in Redis; INFO and ECHO are served.
+        assert!(c.cmd(&[b"PING"]).starts_with(b"-LOADING"));
+        assert_eq!(c.cmd(&[b"ECHO", b"x"]), b"$1\r\nx\r\n");
+        let info = String::from_utf8_lossy(&c.cmd(&[b"INFO", b"persistence"])).into_owned();
+        if info.contains("loading:1\r\n") {
+            assert!(info.contains("loading_total_bytes:"), "{info}");
+            assert!(info.contains("loading_loaded_perc:"), "{info}");
+            saw_info = true;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "never loaded");
+    }
+    assert!(
+        saw_loading,
+        "the load ended before the first command: make the file bigger"
+    );
+    assert!(saw_info, "INFO never showed loading:1");
+    let info = String::from_utf8_lossy(&c.cmd(&[b"INFO", b"persistence"])).into_owned();
+    assert!(info.contains("loading:0\r\n"), "{info}");
+    assert!(!info.contains("loading_start_time"), "{info}");
+    assert_eq!(c.cmd(&[b"DBSIZE"]), format!(":{n}\r\n").as_bytes());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
