@@ -10,6 +10,7 @@
 //! against what is left, and damage is an [`Error`], never a panic.
 
 mod blobs;
+mod lzf;
 pub mod read;
 pub mod write;
 

@@ -54,15 +54,14 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], compress: bool) {
         }
     }
     if compress && s.len() > 20 {
-        let mut buf = vec![0u8; s.len() - 4];
-        if let Ok(n) = lzf_rust::compress(s, &mut buf) {
-            if n > 0 && n < s.len() - 4 {
-                out.push(0xC3);
-                len(out, n as u64);
-                len(out, s.len() as u64);
-                out.extend_from_slice(&buf[..n]);
-                return;
-            }
+        // Redis keeps the compressed form when it saves more than 4 bytes.
+        let mut buf = Vec::with_capacity(s.len());
+        if let Some(n) = super::lzf::compress(s, &mut buf, s.len() - 4) {
+            out.push(0xC3);
+            len(out, n as u64);
+            len(out, s.len() as u64);
+            out.extend_from_slice(&buf);
+            return;
         }
     }
     len(out, s.len() as u64);

@@ -1,0 +1,140 @@
+//! LZF compression of RDB strings (liblzf's format, which Redis reads).
+//!
+//! Written here rather than taken from `lzf-rust` (whose decoder the
+//! reader uses): its encoder zeroes a 256 KiB hash table for every string,
+//! which made a snapshot of small values spend 80% of its time in memset.
+//! This one sizes the table to the input and reuses it.
+//!
+//! The format: a control byte below 32 starts a run of `ctrl + 1` literal
+//! bytes; otherwise its top 3 bits are the match length minus 2 (7: one
+//! more byte adds to it) and its low 5 bits, with the next byte, are the
+//! distance back minus 1 (13 bits).
+
+use std::cell::RefCell;
+
+const MAX_LIT: usize = 32;
+const MAX_OFF: usize = 1 << 13;
+const MAX_REF: usize = 7 + 255 + 2;
+
+thread_local! {
+    static TABLE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Compresses `input`, appending to `out`, and returns the compressed
+/// length; `None` (and `out` as it was) when that would not be below
+/// `limit` bytes.
+pub fn compress(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<usize> {
+    TABLE.with(|t| compress_with(input, out, limit, &mut t.borrow_mut()))
+}
+
+fn compress_with(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+    table: &mut Vec<u32>,
+) -> Option<usize> {
+    let start = out.len();
+    let n = input.len();
+    // A table of about twice the input's length, 256 to 65536 entries.
+    let bits = (usize::BITS - n.max(1).leading_zeros()).clamp(8, 16);
+    let size = 1usize << bits;
+    table.clear();
+    table.resize(size, 0);
+    let hash = |p: usize| {
+        let v = u32::from(input[p]) << 16 | u32::from(input[p + 1]) << 8 | u32::from(input[p + 2]);
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
+    };
+    let mut lit = 0usize;
+    let mut ip = 0usize;
+    let too_long = |out: &Vec<u8>| out.len() - start >= limit;
+    while ip + 2 < n {
+        let h = hash(ip);
+        let cand = table[h] as usize;
+        table[h] = ip as u32 + 1;
+        if cand > 0 {
+            let r = cand - 1;
+            let d = ip - r;
+            if d <= MAX_OFF && input[r..r + 3] == input[ip..ip + 3] {
+                let max = MAX_REF.min(n - ip);
+                let mut len = 3;
+                while len < max && input[r + len] == input[ip + len] {
+                    len += 1;
+                }
+                literals(out, &input[lit..ip]);
+                let (l, off) = (len - 2, d - 1);
+                if l < 7 {
+                    out.push(((l << 5) | (off >> 8)) as u8);
+                } else {
+                    out.push(((7 << 5) | (off >> 8)) as u8);
+                    out.push((l - 7) as u8);
+                }
+                out.push(off as u8);
+                if too_long(out) {
+                    out.truncate(start);
+                    return None;
+                }
+                ip += len;
+                lit = ip;
+                continue;
+            }
+        }
+        ip += 1;
+    }
+    literals(out, &input[lit..]);
+    if too_long(out) {
+        out.truncate(start);
+        return None;
+    }
+    Some(out.len() - start)
+}
+
+fn literals(out: &mut Vec<u8>, mut run: &[u8]) {
+    while !run.is_empty() {
+        let k = run.len().min(MAX_LIT);
+        out.push((k - 1) as u8);
+        out.extend_from_slice(&run[..k]);
+        run = &run[k..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(input: &[u8]) -> Option<usize> {
+        let mut out = vec![7u8];
+        let n = compress(input, &mut out, input.len().saturating_sub(4).max(1))?;
+        assert_eq!(out.len(), n + 1);
+        let mut back = vec![0u8; input.len()];
+        let m = lzf_rust::decompress(&out[1..], &mut back).expect("lzf-rust decodes it");
+        assert_eq!(&back[..m], input);
+        Some(n)
+    }
+
+    #[test]
+    fn compresses_what_repeats_and_decodes_with_lzf_rust() {
+        let text = b"hello hello hello hello hello hello hello world".repeat(40);
+        let n = round_trip(&text).unwrap();
+        assert!(n * 10 < text.len(), "{n} of {}", text.len());
+        let zeros = vec![0u8; 100_000];
+        assert!(round_trip(&zeros).unwrap() < 2000);
+        // Random bytes do not get smaller.
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let noise: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(round_trip(&noise), None);
+        // Mixed: every length and distance class, across many sizes.
+        for len in [21usize, 33, 64, 100, 1000, 9000, 70_000] {
+            let v: Vec<u8> = (0..len).map(|i| ((i * 7) % 251 / 3) as u8).collect();
+            round_trip(&v);
+            let w: Vec<u8> = noise.iter().cycle().take(len).copied().collect();
+            let _ = round_trip(&w);
+        }
+    }
+}
