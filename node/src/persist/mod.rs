@@ -421,6 +421,11 @@ fn start_job(
     let spawned = std::thread::Builder::new()
         .name("rdb-save".into())
         .spawn(move || {
+            // Below the shard cores: where every CPU is busy, clients go
+            // first and the file waits (cores pause their walk when it
+            // lags: `CORE_BUDGET`).
+            // SAFETY: setpriority on this thread (who = 0) only.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
             let (path, name) = match aof_seq {
                 Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
                 None => (std::path::PathBuf::from(&dir), dbfilename),
