@@ -937,7 +937,7 @@ impl CoreAof {
     /// A write completed with `res`; may ask for the rest of a short one.
     pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
         if res < 0 {
-            self.fail(res, aof);
+            self.fail(res, aof, false);
             return;
         }
         let n = res as usize;
@@ -947,7 +947,7 @@ impl CoreAof {
         aof.written[self.core].store(self.written, Ordering::Release);
         if self.inflight_done < self.inflight.len() {
             if n == 0 {
-                self.fail(-libc::ENOSPC, aof);
+                self.fail(-libc::ENOSPC, aof, false);
                 return;
             }
             out.push(self.write_entry());
@@ -970,7 +970,7 @@ impl CoreAof {
             return;
         }
         if res < 0 {
-            self.fail(res, aof);
+            self.fail(res, aof, true);
             return;
         }
         self.last_fsync_ms = now_ms;
@@ -1046,8 +1046,23 @@ impl CoreAof {
         }
     }
 
-    fn fail(&mut self, res: i32, aof: &Aof) {
+    fn fail(&mut self, res: i32, aof: &Aof, fsync: bool) {
         let e = std::io::Error::from_raw_os_error(-res);
+        if aof.policy() == FSYNC_ALWAYS {
+            // As Redis: under `always` an acknowledged write could be
+            // missing from the file; it stops rather than go on.
+            if fsync {
+                crate::log::warning(format_args!(
+                    "Can't persist AOF for fsync error when the AOF fsync policy is 'always': {}. Exiting...",
+                    crate::log::io_error_text(&e)
+                ));
+            } else {
+                crate::log::warning(format_args!(
+                    "Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting..."
+                ));
+            }
+            std::process::exit(1);
+        }
         if let Ok(mut t) = aof.write_error.lock() {
             *t = crate::log::io_error_text(&e);
         }
