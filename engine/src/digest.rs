@@ -10,7 +10,8 @@
 //!   elements of a list, a key then its value).
 //!
 //! A key's digest is `mix(key)` then its value ([`value`]); a database's
-//! part is the XOR of its keys' digests; the dataset digest mixes each
+//! part is `xor` of its keys' digests (the XOR of their SHA1s); the
+//! dataset digest mixes each
 //! non-empty database's number in before XORing its part. Keys are only
 //! XORed, so a database's part is the XOR of the parts each core holds
 //! ([`Shard::digest_parts`]), and [`combine`] gives the node's digest.
@@ -97,7 +98,7 @@ pub fn key(key: &[u8], v: &Value, has_ttl: bool) -> Digest {
 }
 
 impl Shard {
-    /// Per database, the XOR of its keys' digests, or `None` when it holds
+    /// Per database, the XOR of its keys' digests' SHA1s, or `None` when it holds
     /// no key. Keys whose TTL passed but that are still stored count, as
     /// in Redis (a debug command does not expire keys).
     pub fn digest_parts(&self) -> Vec<Option<Digest>> {
@@ -109,8 +110,7 @@ impl Shard {
                 }
                 let mut part = [0u8; 20];
                 for (k, e) in db.iter() {
-                    let d = key(k, &e.value, e.expire_at().is_some());
-                    part.iter_mut().zip(d).for_each(|(p, x)| *p ^= x);
+                    xor(&mut part, &key(k, &e.value, e.expire_at().is_some()));
                 }
                 Some(part)
             })
@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn sha1_is_sha1() {
         // FIPS 180 test vector.
-        assert_eq!(hex(&sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex(&sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 
     #[test]
@@ -186,7 +189,10 @@ mod tests {
         assert_eq!(one, combine([&b.digest_parts()[..]]));
         let c0 = shard(&[&[b"SET", b"a", b"1"]]);
         let c1 = shard(&[&[b"SADD", b"s", b"x", b"y"]]);
-        assert_eq!(one, combine([&c0.digest_parts()[..], &c1.digest_parts()[..]]));
+        assert_eq!(
+            one,
+            combine([&c0.digest_parts()[..], &c1.digest_parts()[..]])
+        );
         let l1 = shard(&[&[b"RPUSH", b"l", b"a", b"b"]]);
         let l2 = shard(&[&[b"RPUSH", b"l", b"b", b"a"]]);
         assert_ne!(
@@ -198,6 +204,9 @@ mod tests {
         assert_eq!(c0.digest_value(0, b"missing"), [0u8; 20]);
         let mut d1 = Shard::new(16, 1);
         run(&mut d1, 1, 0, &[b"SET", b"a", b"1"]);
-        assert_ne!(combine([&d1.digest_parts()[..]]), combine([&c0.digest_parts()[..]]));
+        assert_ne!(
+            combine([&d1.digest_parts()[..]]),
+            combine([&c0.digest_parts()[..]])
+        );
     }
 }

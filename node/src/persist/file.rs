@@ -110,9 +110,37 @@ pub fn load(
     databases: usize,
     lim: &engine::value::EncodingLimits,
 ) -> Result<(), String> {
+    let Some(p) = parse(path, cores, databases, lim)? else {
+        return Ok(());
+    };
+    if let Ok(mut q) = state.preload.lock() {
+        *q = p.per_core;
+    }
+    state.loaded_keys.store(p.loaded, Ordering::Relaxed);
+    state.expired_keys.store(p.expired, Ordering::Relaxed);
+    Ok(())
+}
+
+/// An RDB file's keys, by owner core.
+pub struct Parsed {
+    /// Per core: (db, entry) of the keys in its slots.
+    pub per_core: Vec<Vec<(usize, rdb::read::Entry)>>,
+    /// Keys kept, and keys skipped because their TTL had passed.
+    pub loaded: u64,
+    pub expired: u64,
+}
+
+/// Reads and parses the RDB file at `path` (`None` when there is none),
+/// logging as Redis does once it is loaded. `Err` has Redis's wording.
+pub fn parse(
+    path: &Path,
+    cores: usize,
+    databases: usize,
+    lim: &engine::value::EncodingLimits,
+) -> Result<Option<Parsed>, String> {
     let buf = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(format!(
                 "Fatal error loading the DB {}: {}. Exiting.",
@@ -172,11 +200,6 @@ pub fn load(
             e.msg
         ));
     }
-    if let Ok(mut p) = state.preload.lock() {
-        *p = per_core;
-    }
-    state.loaded_keys.store(loaded, Ordering::Relaxed);
-    state.expired_keys.store(expired, Ordering::Relaxed);
     crate::log::notice(format_args!(
         "Done loading RDB, keys loaded: {loaded}, keys expired: {expired}."
     ));
@@ -184,7 +207,11 @@ pub fn load(
         "DB loaded from disk: {:.3} seconds",
         start.elapsed().as_secs_f64()
     ));
-    Ok(())
+    Ok(Some(Parsed {
+        per_core,
+        loaded,
+        expired,
+    }))
 }
 
 /// Writes an RDB file holding `entries` (each core's `(db, entry)` list)
