@@ -127,7 +127,8 @@ pub fn read_aof(
                     .get(c)
                     .is_some_and(|s| s.load(Ordering::SeqCst) >= want as u64)
         });
-        if done || Instant::now() > deadline {
+        // A disk that refuses the writes does not let them reach it soon.
+        if done || Instant::now() > deadline || !aof.write_ok.load(Ordering::SeqCst) {
             break done;
         }
         std::thread::sleep(Duration::from_millis(2));
