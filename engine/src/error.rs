@@ -57,6 +57,16 @@ pub fn unknown_subcommand(sub: &[u8], cmd: &str) -> String {
     )
 }
 
+/// Redis's `addReplySubcommandSyntaxError` (DEBUG and others whose
+/// subcommands check their own arity).
+pub fn subcommand_syntax(sub: &[u8], cmd: &str) -> String {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&sub[..sub.len().min(128)]),
+        cmd.to_ascii_uppercase()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,6 +15,7 @@
 //! - [`db`]: one database: a dictionary per slot, TTL bookkeeping;
 //!   [`entry`]: a key's allocation.
 //! - [`dict`]: the per-slot dictionary (tagged pointers, prefetchable).
+//! - [`digest`]: Redis's SHA1 dataset digest (DEBUG DIGEST, DIGEST-VALUE).
 //! - [`evict`]: eviction policies and LRU/LFU bookkeeping.
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
 //!   write log.
@@ -30,6 +31,7 @@ pub mod args;
 pub mod cmd;
 pub mod db;
 pub mod dict;
+pub mod digest;
 pub mod entry;
 pub mod error;
 pub mod evict;

@@ -297,6 +297,37 @@ impl Shard {
         n
     }
 
+    /// Puts back the keys read from this node's RDB or AOF files (`(db,
+    /// entry)` pairs for keys this shard owns), as DEBUG RELOAD and DEBUG
+    /// LOADAOF do: every database is emptied first when `flush`, else a
+    /// key read replaces the one held. Nothing is logged (the files hold
+    /// these keys already); WATCHes see every key modified, and a snapshot
+    /// in progress keeps the contents it started with.
+    pub fn replace_all(
+        &mut self,
+        entries: Vec<(usize, crate::rdb::read::Entry)>,
+        flush: bool,
+        now_ms: i64,
+    ) {
+        self.snapshot_all();
+        if flush {
+            self.flush(None, false);
+        } else {
+            self.touch_all(None);
+        }
+        for (db, e) in entries {
+            let lru = self.evict.new_lru(now_ms);
+            let Some(d) = self.dbs.get_mut(db) else {
+                continue;
+            };
+            let old = d.insert(&e.key, e.value, lru);
+            if e.expire_ms.is_some() {
+                d.set_expire(&e.key, e.expire_ms);
+            }
+            self.free_overwritten(old);
+        }
+    }
+
     /// Takes what was set aside to free, for the node to hand off.
     pub fn take_garbage(&mut self) -> Vec<Garbage> {
         std::mem::take(&mut self.garbage)

@@ -2,7 +2,7 @@
 //! and questions about the whole server (INFO, CONFIG, CLIENT, COMMAND).
 
 use super::dispatch::{spawn, Next};
-use crate::io::{Key, Wait};
+use crate::io::Key;
 use crate::mesh::{flows, parse_db, AdminQuery, KillFilter, Request, Response, TaskDone};
 use crate::shard::pubsub::{self, Kind};
 use crate::shard::Shard;
@@ -244,7 +244,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             }
             Next::Wait
         }
-        "debug" => debug(shard, key, args),
+        "debug" => super::debug::debug(shard, key, args),
         _ => ok(
             shard,
             key,
@@ -900,54 +900,6 @@ fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         _ => {
             let e = error::unknown_subcommand(args.get(1), "config");
-            ok(shard, key, Reply::Error(e.into()))
-        }
-    }
-}
-
-fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
-    let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
-    match sub.as_str() {
-        "sleep" if args.len() == 3 => {
-            let secs = engine::args::parse_float(args.get(2))
-                .unwrap_or(0.0)
-                .clamp(0.0, 3600.0);
-            // DEBUG SLEEP blocks the server in Redis; here it blocks this core.
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-            ok(shard, key, Reply::Ok)
-        }
-        "set-active-expire" if args.len() == 3 => {
-            let on = engine::resp::parse_i64(args.get(2)).is_some_and(|v| v != 0);
-            shard.shared.active_expire.store(on, Ordering::Relaxed);
-            ok(shard, key, Reply::Ok)
-        }
-        "object" if args.len() == 3 => {
-            let k = Bytes::copy_from_slice(args.get(2));
-            let owner = engine::slot::core_of(engine::slot::slot_of(&k), shard.cores);
-            let db = shard.conns.get(key).map_or(0, |c| c.db);
-            let rpc = shard.rpc.clone();
-            let limits = shard.settings.encoding;
-            if let Some(c) = shard.conns.get_mut(key) {
-                c.wait = Wait::No;
-            }
-            spawn(shard, key, async move {
-                let resp = rpc.call(owner, Request::Export { db, keys: vec![k] }).await;
-                let reply = match resp {
-                    Response::Entries(mut e) => match e.pop().and_then(|(_, v)| v) {
-                        Some((v, _)) => Reply::status(format!(
-                            "Value at:0x0 refcount:1 encoding:{} serializedlength:{} lru:0 lru_seconds_idle:0",
-                            v.encoding_name(&limits),
-                            v.len()
-                        )),
-                        None => Reply::err("ERR no such key"),
-                    },
-                    _ => Reply::err("ERR no such key"),
-                };
-                TaskDone::reply(key, reply)
-            })
-        }
-        _ => {
-            let e = error::unknown_subcommand(args.get(1), "debug");
             ok(shard, key, Reply::Error(e.into()))
         }
     }

@@ -109,6 +109,18 @@ pub enum Request {
     CancelBlocked { id: u64 },
     /// This core's part of CLIENT LIST / INFO / CLIENT KILL / RESETSTAT.
     Admin(AdminQuery),
+    /// DEBUG DIGEST: this core's part of each database's digest
+    /// (`engine::Shard::digest_parts`).
+    Digest,
+    /// DEBUG DIGEST-VALUE of these keys of `db`.
+    DigestValues { db: usize, keys: Vec<bytes::Bytes> },
+    /// DEBUG RELOAD / LOADAOF: the keys read back from the files, those of
+    /// this core's slots; replace the keyspace with them (emptied first
+    /// when `flush`), logging nothing.
+    Replace {
+        entries: Vec<(usize, engine::rdb::read::Entry)>,
+        flush: bool,
+    },
 }
 
 /// Node-wide questions each core answers for itself.
@@ -131,6 +143,9 @@ pub enum AdminQuery {
     Purge,
     /// Stop serving: close listeners and connections.
     Shutdown,
+    /// The offset this core's write log reached (-1 without a log): DEBUG
+    /// LOADAOF waits for the AOF to be fsynced that far.
+    LogOffset,
 }
 
 /// CLIENT KILL filters.
@@ -191,6 +206,8 @@ pub enum Response {
     Count(i64),
     Lines(String),
     Stats(Box<CoreStats>),
+    /// Digests: per database (`None`: no key) or per key asked.
+    Digests(Vec<Option<engine::digest::Digest>>),
     Done,
 }
 

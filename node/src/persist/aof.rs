@@ -774,9 +774,15 @@ impl CoreAof {
     /// covered under `always`; otherwise what is written to the file (in
     /// the page cache: a crash of the process loses no acknowledged write,
     /// as with Redis, which writes before it replies).
+    ///
+    /// While writes fail (a full disk) under `everysec` or `no`, replies
+    /// go out as Redis's do: the writes stay queued and are retried, and
+    /// new writes are refused with -MISCONF meanwhile.
     pub fn durable(&self, aof: &Aof) -> u64 {
         if aof.policy() == FSYNC_ALWAYS {
             self.synced
+        } else if self.failed {
+            u64::MAX
         } else {
             self.written
         }

@@ -110,9 +110,39 @@ pub fn load(
     databases: usize,
     lim: &engine::value::EncodingLimits,
 ) -> Result<(), String> {
+    let Some(p) = parse(path, cores, databases, lim, Some(state))? else {
+        return Ok(());
+    };
+    if let Ok(mut q) = state.preload.lock() {
+        *q = p.per_core;
+    }
+    state.loaded_keys.store(p.loaded, Ordering::Relaxed);
+    state.expired_keys.store(p.expired, Ordering::Relaxed);
+    Ok(())
+}
+
+/// An RDB file's keys, by owner core.
+pub struct Parsed {
+    /// Per core: (db, entry) of the keys in its slots.
+    pub per_core: Vec<Vec<(usize, rdb::read::Entry)>>,
+    /// Keys kept, and keys skipped because their TTL had passed.
+    pub loaded: u64,
+    pub expired: u64,
+}
+
+/// Reads and parses the RDB file at `path` (`None` when there is none),
+/// logging as Redis does once it is loaded, and reporting its progress to
+/// `progress` (INFO's loading fields at start). `Err` has Redis's wording.
+pub fn parse(
+    path: &Path,
+    cores: usize,
+    databases: usize,
+    lim: &engine::value::EncodingLimits,
+    progress: Option<&State>,
+) -> Result<Option<Parsed>, String> {
     let buf = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(format!(
                 "Fatal error loading the DB {}: {}. Exiting.",
@@ -127,15 +157,14 @@ pub fn load(
         (0..cores).map(|_| Vec::new()).collect();
     let (mut loaded, mut expired, mut db) = (0u64, 0u64, 0usize);
     let mut bad_db = None;
-    state
-        .loading_total_bytes
-        .store(buf.len() as u64, Ordering::Relaxed);
+    if let Some(s) = progress {
+        s.loading_total_bytes
+            .store(buf.len() as u64, Ordering::Relaxed);
+    }
     let mut next_report = 0usize;
     let r = rdb::read::file_at(&buf, lim, |at, item| {
-        if at >= next_report {
-            state
-                .loading_loaded_bytes
-                .store(at as u64, Ordering::Relaxed);
+        if let Some(s) = progress.filter(|_| at >= next_report) {
+            s.loading_loaded_bytes.store(at as u64, Ordering::Relaxed);
             next_report = at + (1 << 20);
         }
         match item {
@@ -185,11 +214,6 @@ pub fn load(
             e.msg
         ));
     }
-    if let Ok(mut p) = state.preload.lock() {
-        *p = per_core;
-    }
-    state.loaded_keys.store(loaded, Ordering::Relaxed);
-    state.expired_keys.store(expired, Ordering::Relaxed);
     crate::log::notice(format_args!(
         "Done loading RDB, keys loaded: {loaded}, keys expired: {expired}."
     ));
@@ -197,7 +221,11 @@ pub fn load(
         "DB loaded from disk: {:.3} seconds",
         start.elapsed().as_secs_f64()
     ));
-    Ok(())
+    Ok(Some(Parsed {
+        per_core,
+        loaded,
+        expired,
+    }))
 }
 
 /// Writes an RDB file holding `entries` (each core's `(db, entry)` list)

@@ -10,11 +10,16 @@
 //! ([`load`]) parses the file once and hands each core its keys.
 //! docs/persistence.md describes the design.
 //!
-//! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`].
+//! DEBUG RELOAD and DEBUG LOADAOF read the files back on a thread
+//! (`reload.rs`: [`reload::off_core`], [`reload::read_rdb`],
+//! [`reload::read_aof`]).
+//!
+//! API: [`State`], [`Job`], [`start`], [`load`], [`Rules`], [`reload`].
 
 pub mod aof;
 pub mod aofload;
 mod file;
+pub mod reload;
 
 pub use aofload::load_aof;
 pub use file::load;

@@ -25,7 +25,10 @@ impl Shard {
                 Request::Lock(..)
                 | Request::Exec { .. }
                 | Request::Pipeline { .. }
-                | Request::Watch { .. } => false,
+                | Request::Watch { .. }
+                | Request::Digest
+                | Request::DigestValues { .. }
+                | Request::Replace { .. } => false,
                 _ => true,
             };
             if !mine {
@@ -267,6 +270,21 @@ impl Shard {
                 let resp = self.admin(q);
                 self.answer(from, id, resp);
             }
+            Request::Digest => {
+                let parts = self.engine.digest_parts();
+                self.answer(from, id, Response::Digests(parts));
+            }
+            Request::DigestValues { db, keys } => {
+                let d = keys
+                    .iter()
+                    .map(|k| Some(self.engine.digest_value(db, k)))
+                    .collect();
+                self.answer(from, id, Response::Digests(d));
+            }
+            Request::Replace { entries, flush } => {
+                self.engine.replace_all(entries, flush, now_ms());
+                self.answer(from, id, Response::Done);
+            }
         }
     }
 
@@ -370,6 +388,11 @@ impl Shard {
                 self.stop();
                 Response::Done
             }
+            AdminQuery::LogOffset => Response::Count(
+                self.engine
+                    .write_log()
+                    .map_or(-1, |l| l.offset().min(i64::MAX as u64) as i64),
+            ),
         }
     }
 }
