@@ -403,31 +403,25 @@ pub fn index(buf: &[u8]) -> FileIndex {
         match r {
             Ok(rec) => match rec.item {
                 Item::Annotation(text) => {
-                    if text.starts_with(b"#X:") {
-                        match parse_part(text) {
-                            Some(p) => ix.parts.push((rec.start, p)),
-                            None => {
-                                ix.failure = Some(Failure {
-                                    ok_up_to: multi.unwrap_or(rec.start),
-                                    torn: false,
-                                    fault: Fault::BadDeps(rec.start),
-                                });
-                                break;
-                            }
-                        }
-                    }
-                    if text.starts_with(b"#D:") {
-                        match parse_deps(text) {
-                            Some(d) => ix.deps.push((rec.start, d)),
-                            None => {
-                                ix.failure = Some(Failure {
-                                    ok_up_to: multi.unwrap_or(rec.start),
-                                    torn: false,
-                                    fault: Fault::BadDeps(rec.start),
-                                });
-                                break;
-                            }
-                        }
+                    // slotd's annotations must parse; others are skipped.
+                    let bad = if text.starts_with(b"#X:") {
+                        parse_part(text)
+                            .map(|p| ix.parts.push((rec.start, p)))
+                            .is_none()
+                    } else if text.starts_with(b"#D:") {
+                        parse_deps(text)
+                            .map(|d| ix.deps.push((rec.start, d)))
+                            .is_none()
+                    } else {
+                        false
+                    };
+                    if bad {
+                        ix.failure = Some(Failure {
+                            ok_up_to: multi.unwrap_or(rec.start),
+                            torn: false,
+                            fault: Fault::BadDeps(rec.start),
+                        });
+                        break;
                     }
                     if multi.is_none() {
                         ix.valid = rec.end;

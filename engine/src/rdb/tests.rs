@@ -217,7 +217,7 @@ fn a_whole_file_round_trips() {
     write::entry(&mut out, b"c", &load("RPUSH l1 a b 1 300 -5"), None, true);
     let mut crc = crc64();
     crc.update(&out);
-    write::footer(&mut out, crc);
+    write::footer(&mut out, crc, true);
     let mut items = Vec::new();
     read::file(&out, &lim, |i| items.push(format!("{i:?}"))).unwrap();
     assert_eq!(items.len(), 6, "{items:?}");

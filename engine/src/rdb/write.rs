@@ -160,9 +160,14 @@ pub fn entry(out: &mut Vec<u8>, key: &[u8], val: &Value, expire_ms: Option<i64>,
 }
 
 /// The end of a file: the EOF opcode and the CRC64 of everything before
-/// the checksum (`crc` has seen every byte written so far, not these).
-pub fn footer(out: &mut Vec<u8>, mut crc: crc::Digest<'static, u64>) {
+/// the checksum (`crc` has seen every byte written so far, not these), or
+/// zeros without `checksum` (`rdbchecksum no`).
+pub fn footer(out: &mut Vec<u8>, mut crc: crc::Digest<'static, u64>, checksum: bool) {
     out.push(OP_EOF);
-    crc.update(&[OP_EOF]);
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    if checksum {
+        crc.update(&[OP_EOF]);
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+    } else {
+        out.extend_from_slice(&[0; 8]);
+    }
 }

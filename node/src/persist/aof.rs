@@ -192,13 +192,7 @@ impl Aof {
         checksum: bool,
         compress: bool,
     ) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| {
-            format!(
-                "Can't open or create append-only dir {}: {}",
-                self.dir.display(),
-                crate::log::io_error_text(&e)
-            )
-        })?;
+        self.create_dir()?;
         let base = format!("{}.{seq}.base.rdb", self.filename);
         super::file::write_entries(
             &self.dir.join(&base),
@@ -238,16 +232,7 @@ impl Aof {
         }
         let files = Files { seq, cores, list };
         self.open_files(&files, &vec![(0, 0); cores])?;
-        self.write_manifest(&files).map_err(|e| {
-            format!(
-                "Can't persist AOF manifest: {}",
-                crate::log::io_error_text(&e)
-            )
-        })?;
-        self.remove_others(&files);
-        if let Ok(mut f) = self.files.lock() {
-            *f = files;
-        }
+        self.install(files)?;
         Ok(())
     }
 
@@ -327,17 +312,45 @@ impl Aof {
         Ok(())
     }
 
-    /// Before the rewrite that turns the AOF on at run time: an empty file
-    /// list for every core, numbered after any generation left in the
-    /// directory (whose files the rewrite's end deletes).
-    pub fn prepare_enable(&self) -> Result<(), String> {
+    /// Makes `files` the node's: the manifest names them (durably), the
+    /// files it does not name go, and the automatic rewrite measures
+    /// growth from here.
+    fn install(&self, files: Files) -> Result<(), String> {
+        self.persist_manifest(&files)?;
+        self.remove_others(&files);
+        if let Ok(mut f) = self.files.lock() {
+            *f = files;
+        }
+        self.note_base_size();
+        Ok(())
+    }
+
+    /// [`Aof::write_manifest`] with Redis's error text.
+    fn persist_manifest(&self, files: &Files) -> Result<(), String> {
+        self.write_manifest(files).map_err(|e| {
+            format!(
+                "Can't persist AOF manifest: {}",
+                crate::log::io_error_text(&e)
+            )
+        })
+    }
+
+    /// Creates the append-only directory if it is missing (Redis's error).
+    fn create_dir(&self) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| {
             format!(
                 "Can't open or create append-only dir {}: {}",
                 self.dir.display(),
                 crate::log::io_error_text(&e)
             )
-        })?;
+        })
+    }
+
+    /// Before the rewrite that turns the AOF on at run time: an empty file
+    /// list for every core, numbered after any generation left in the
+    /// directory (whose files the rewrite's end deletes).
+    pub fn prepare_enable(&self) -> Result<(), String> {
+        self.create_dir()?;
         let prefix = format!("{}.", self.filename);
         let last = std::fs::read_dir(&self.dir)
             .map(|rd| {
@@ -415,12 +428,7 @@ impl Aof {
             if enabling {
                 return Ok(());
             }
-            self.write_manifest(&files).map_err(|e| {
-                format!(
-                    "Can't persist AOF manifest: {}",
-                    crate::log::io_error_text(&e)
-                )
-            })
+            self.persist_manifest(&files)
         });
         if let Err(e) = written {
             for fd in fds {
@@ -510,20 +518,10 @@ impl Aof {
             });
         }
         files.list = list;
-        self.write_manifest(&files).map_err(|e| {
-            format!(
-                "Can't persist AOF manifest: {}",
-                crate::log::io_error_text(&e)
-            )
-        })?;
-        self.remove_others(&files);
-        if let Ok(mut f) = self.files.lock() {
-            *f = files;
-        }
+        self.install(files)?;
         if self.enabling.swap(false, Ordering::SeqCst) {
             self.on.store(true, Ordering::SeqCst);
         }
-        self.note_base_size();
         Ok(())
     }
 

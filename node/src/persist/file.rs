@@ -89,14 +89,8 @@ fn write_to(
         }
     }
     let mut tail = Vec::new();
-    if checksum {
-        rdb::write::footer(&mut tail, crc);
-    } else {
-        tail.extend_from_slice(&[255, 0, 0, 0, 0, 0, 0, 0, 0]);
-    }
-    w.write_all(&tail)?;
-    let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()
+    rdb::write::footer(&mut tail, crc, checksum);
+    finish(w, &tail)
 }
 
 /// Reads `dir/dbfilename` if it exists and queues each key for the core
@@ -274,13 +268,14 @@ pub fn write_entries(
     crc.update(&buf);
     w.write_all(&buf)?;
     let mut tail = Vec::new();
-    if checksum {
-        rdb::write::footer(&mut tail, crc);
-    } else {
-        tail.extend_from_slice(&[255, 0, 0, 0, 0, 0, 0, 0, 0]);
-    }
-    w.write_all(&tail)?;
-    let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
+    rdb::write::footer(&mut tail, crc, checksum);
+    finish(w, &tail)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Ends an RDB file with `tail` (its footer), then fsyncs it.
+fn finish(mut w: std::io::BufWriter<std::fs::File>, tail: &[u8]) -> std::io::Result<()> {
+    w.write_all(tail)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()
 }
