@@ -47,10 +47,6 @@ const BATCH_MAX: u64 = 16;
 /// this, the longest a batching core sleeps before it looks anyway.
 const BATCH_WAIT_NS: u64 = 200_000;
 
-/// Cron periods an idle core spends giving freed pages back (mimalloc's
-/// purge delay is shorter than two periods at the default `hz`).
-const IDLE_COLLECTS: u8 = 3;
-
 /// Runs `$body` with `$f` naming connection `$c` (slab key `$key`) as an
 /// io_uring target: its registered slot when it has one, else its fd.
 macro_rules! with_target {
@@ -92,8 +88,6 @@ pub struct Core {
     batch: u32,
     /// Reused list of the AOF writer's submissions.
     aof_out: Vec<Submit>,
-    /// Idle cron periods left in which to give freed pages back.
-    collects_left: u8,
 }
 
 impl Core {
@@ -122,7 +116,6 @@ impl Core {
             period_cmds_from: 0,
             batch: 1,
             aof_out: Vec::new(),
-            collects_left: 0,
         })
     }
 
@@ -813,16 +806,6 @@ impl Core {
             self.shard.msgs
         };
         self.batch = batch_size(self.active, self.recvs, cmds, msgs, period_ns);
-        // Freed pages go back to the system after mimalloc's purge delay
-        // (see `main`), checked when this thread allocates; a core that
-        // went idle collects them itself for a few periods.
-        if cmds > 0 || self.recvs > 0 || self.shard.msgs > 0 {
-            self.collects_left = IDLE_COLLECTS;
-        } else if self.collects_left > 0 {
-            self.collects_left -= 1;
-            // SAFETY: mimalloc's collection of this thread's heap.
-            unsafe { libmimalloc_sys::mi_collect(false) };
-        }
         self.period = self.period.wrapping_add(1);
         self.active = 0;
         self.recvs = 0;

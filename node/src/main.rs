@@ -178,7 +178,6 @@ fn run_id() -> String {
 /// mimalloc's `mi_option_purge_delay` (its option enum's 16th entry in the
 /// v2 and v3 headers the `libmimalloc-sys` crate builds).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const PURGE_DELAY_MS: std::os::raw::c_long = 50;
 
 /// Tells every core to stop.
 fn stop_cores(shared: &Shared, mesh: &mesh::Mesh, shards: usize) {
@@ -196,14 +195,12 @@ fn stop_cores(shared: &Shared, mesh: &mesh::Mesh, shards: usize) {
 }
 
 fn main() {
-    // Pages freed go back to the system after PURGE_DELAY_MS: a delay of 0
-    // (at once) cost a madvise and fresh page faults on the busy path
-    // (3-4% of the CPU of cross-core requests), mimalloc's default of
-    // 10 ms is checked only when a thread allocates, so an idle core kept
-    // everything after FLUSHALL (142 MB for 1M keys). With this delay,
-    // busy cores reuse pages and idle ones collect (`Core::plan_batch`).
+    // Pages freed go back to the system at once rather than after a delay
+    // measured on later allocations: a core that goes idle after FLUSHALL
+    // or a mass expiry would otherwise keep them all (measured: 142 MB
+    // kept after FLUSHALL of 1M keys, 1.6 MB with this).
     // SAFETY: sets a process-wide allocator option before any thread runs.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("check-aof") => std::process::exit(tools::check_aof(&args[1..])),
