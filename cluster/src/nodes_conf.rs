@@ -112,7 +112,7 @@ pub fn parse(text: &str) -> Result<NodesConf, ConfError> {
             continue; // blank lines: Redis pads with newlines
         };
         if first.eq_ignore_ascii_case("vars") {
-            if argv.len() % 2 == 0 {
+            if argv.len().is_multiple_of(2) {
                 return Err(err("vars line without a value for every name".into()));
             }
             for pair in argv[1..].chunks(2) {

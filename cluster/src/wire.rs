@@ -557,7 +557,7 @@ fn decode_extensions(r: &mut Reader<'_>, count: u16) -> Result<Vec<PingExt>, Wir
         let len = r.u32().map_err(|_| WireError::Extension)? as usize;
         let kind = r.u16().map_err(|_| WireError::Extension)?;
         r.u16().map_err(|_| WireError::Extension)?;
-        if len % 8 != 0 || len < EXT_HEADER_BYTES {
+        if !len.is_multiple_of(8) || len < EXT_HEADER_BYTES {
             return Err(WireError::Extension);
         }
         let data = r
