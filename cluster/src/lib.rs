@@ -1,0 +1,129 @@
+//! slotd's Redis Cluster bus, free of I/O: Redis 7.0's wire format, its
+//! `nodes.conf`, and the gossip / failure-detection state machine.
+//!
+//! # Layout
+//! - [`wire`]: the cluster bus message (`clusterMsg` of Redis 7.0.15) byte for
+//!   byte: [`wire::decode`] (never panics, applies Redis's length rules) and
+//!   [`wire::encode`].
+//! - [`nodes_conf`]: the `nodes.conf` file both ways.
+//! - [`state`]: [`state::Cluster`], the bus as a state machine. The driver
+//!   (sockets, timers, the file) lives elsewhere and feeds it received
+//!   messages, link events, the time and a random number generator; it gets
+//!   back [`state::Action`]s to perform.
+//!
+//! No sockets, no clocks, no threads, no `thread_rng()`: time (`now_ms`) and
+//! randomness (an `RngCore`) are arguments, so a seeded simulation replays
+//! any run exactly (`cluster/tests/sim.rs`).
+//!
+//! This module holds what the three share: node IDs and slot bitmaps.
+
+pub mod nodes_conf;
+pub mod state;
+pub mod wire;
+
+use std::fmt;
+
+/// Number of hash slots (`CLUSTER_SLOTS`).
+pub const SLOTS: usize = 16384;
+/// Bytes of a slot bitmap (`CLUSTER_SLOTS/8`).
+pub const SLOT_BITMAP_BYTES: usize = SLOTS / 8;
+/// Bytes of a node ID (`CLUSTER_NAMELEN`: 40 hex characters).
+pub const NODE_ID_BYTES: usize = 40;
+
+/// A node's name: 40 characters, on the wire exactly as sent (Redis does not
+/// check them there), in `nodes.conf` checked as Redis's
+/// `verifyClusterNodeId` does (`[a-z0-9]{40}`). All zeros means "no node"
+/// (`CLUSTER_NODE_NULL_NAME`, the `slaveof` of a master).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub [u8; NODE_ID_BYTES]);
+
+impl NodeId {
+    /// The null name.
+    pub const NULL: NodeId = NodeId([0; NODE_ID_BYTES]);
+
+    /// `Some` if `s` is a valid name for `nodes.conf` and CLUSTER commands.
+    pub fn parse(s: &[u8]) -> Option<NodeId> {
+        let bytes: [u8; NODE_ID_BYTES] = s.try_into().ok()?;
+        let valid = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        valid.then_some(NodeId(bytes))
+    }
+
+    /// A fresh random name, as Redis's `getRandomHexChars`.
+    pub fn random(rng: &mut (impl rand::RngCore + ?Sized)) -> NodeId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0u8; NODE_ID_BYTES];
+        for b in bytes.iter_mut() {
+            *b = HEX[(rng.next_u32() & 15) as usize];
+        }
+        NodeId(bytes)
+    }
+
+    /// True for the all-zero name.
+    pub fn is_null(&self) -> bool {
+        self.0 == [0; NODE_ID_BYTES]
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
+    }
+}
+
+/// A set of slots as the bus carries it: bit `s` is `bytes[s / 8] >> (s % 8)`
+/// (Redis's `bitmapTestBit`). Boxed: 2 KiB.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SlotBitmap(pub Box<[u8; SLOT_BITMAP_BYTES]>);
+
+impl SlotBitmap {
+    /// No slot.
+    pub fn new() -> SlotBitmap {
+        SlotBitmap(Box::new([0; SLOT_BITMAP_BYTES]))
+    }
+
+    /// Whether `slot` (below [`SLOTS`]) is in the set.
+    pub fn get(&self, slot: u16) -> bool {
+        let slot = slot as usize % SLOTS;
+        self.0[slot / 8] & (1 << (slot % 8)) != 0
+    }
+
+    /// Adds or removes `slot` (below [`SLOTS`]).
+    pub fn set(&mut self, slot: u16, on: bool) {
+        let slot = slot as usize % SLOTS;
+        if on {
+            self.0[slot / 8] |= 1 << (slot % 8);
+        } else {
+            self.0[slot / 8] &= !(1 << (slot % 8));
+        }
+    }
+
+    /// Number of slots in the set.
+    pub fn count(&self) -> usize {
+        self.0.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// The slots in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (0..SLOTS as u16).filter(|&s| self.get(s))
+    }
+}
+
+impl Default for SlotBitmap {
+    fn default() -> Self {
+        SlotBitmap::new()
+    }
+}
+
+impl fmt::Debug for SlotBitmap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SlotBitmap({} slots)", self.count())
+    }
+}

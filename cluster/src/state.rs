@@ -1,0 +1,1680 @@
+//! The cluster bus as a state machine: Redis 7.0's `cluster.c` without its
+//! sockets, clock and random source.
+//!
+//! Owns: the nodes table (addresses, flags, epochs, ping/pong times, failure
+//! reports), the slot → owner map, the links' bookkeeping (which link belongs
+//! to which node, inbound or outbound), and every protocol rule: MEET/PING/
+//! PONG handshake, gossip selection, PFAIL → FAIL, FAIL propagation and
+//! clearing, slot ownership by config epoch, UPDATE, currentEpoch
+//! propagation, config-epoch collisions.
+//!
+//! # Calling order (the driver's contract)
+//! - Every 100 ms: [`Cluster::tick`] (Redis's `clusterCron`).
+//! - A whole frame read from a link: [`crate::wire::decode`], then
+//!   [`Cluster::handle`]. Frames that do not decode are dropped (count them).
+//! - A connection accepted on the bus port: [`Cluster::accept`] gives its
+//!   [`LinkId`].
+//! - An [`Action::Connect`] that succeeded: [`Cluster::connected`]; one that
+//!   failed, or any link that breaks: [`Cluster::closed`].
+//! - Every call returns [`Action`]s to perform in order: `SaveConfig` comes
+//!   first, so a new epoch is on disk before any message announces it. A
+//!   `Send` on a link still connecting is queued by the driver until it
+//!   connects (as Redis's send buffer).
+//!
+//! Time is `now_ms` (Unix milliseconds, as Redis's `mstime()`: the ping and
+//! pong times travel in gossip in seconds); randomness is an `RngCore`.
+//!
+//! # Not here yet
+//! Replicas and failover (FAILOVER_AUTH_REQUEST/ACK, MFSTART are ignored;
+//! this node is always a master and stays one when it loses its slots),
+//! PUBLISH delivery, MODULE messages, CLUSTER FORGET's ban list, the
+//! rejoin delay of `clusterUpdateState`, and slot migration states beyond
+//! keeping them through `nodes.conf`.
+
+use crate::nodes_conf::{self, NodeLine, NodesConf};
+use crate::wire::{flags, msg_type, Body, Gossip, GossipEntry, Header, Msg, PingExt};
+use crate::{NodeId, SlotBitmap, SLOTS};
+use rand::RngCore;
+use std::collections::BTreeMap;
+
+/// Failure reports are valid for this many node timeouts
+/// (`CLUSTER_FAIL_REPORT_VALIDITY_MULT`).
+pub const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
+/// A master that serves slots keeps FAIL this many node timeouts before a
+/// PONG may clear it (`CLUSTER_FAIL_UNDO_TIME_MULT`).
+pub const FAIL_UNDO_TIME_MULT: u64 = 2;
+/// A handshake node that never answers is dropped after the node timeout,
+/// but never before this.
+pub const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
+/// `tick` is called this often; the random ping goes out every 10 ticks.
+pub const TICK_MS: u64 = 100;
+/// Number of message types Redis counts (`CLUSTERMSG_TYPE_COUNT`).
+pub const MSG_TYPES: usize = 11;
+
+/// The node's settings that the protocol reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `cluster-node-timeout`.
+    pub node_timeout_ms: u64,
+    /// `cluster-announce-ip`; empty: learned from the socket of a MEET.
+    pub announce_ip: String,
+    /// Client port, plaintext port (0 unless TLS), bus port, as announced.
+    pub port: u16,
+    pub pport: u16,
+    pub cport: u16,
+    /// `cluster-announce-hostname`; empty: none.
+    pub hostname: String,
+    /// `cluster-require-full-coverage`.
+    pub require_full_coverage: bool,
+}
+
+impl Config {
+    /// Redis's defaults for a node on `port` (bus port + 10000).
+    pub fn new(port: u16) -> Config {
+        Config {
+            node_timeout_ms: 15000,
+            announce_ip: String::new(),
+            port,
+            pport: 0,
+            cport: port.wrapping_add(10000),
+            hostname: String::new(),
+            require_full_coverage: true,
+        }
+    }
+}
+
+/// A TCP connection on the bus, named by the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub u64);
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Persist [`Cluster::nodes_conf`] atomically and fsync it.
+    SaveConfig,
+    /// Open a connection to `ip:cport`; report [`Cluster::connected`] or
+    /// [`Cluster::closed`] for `link`.
+    Connect {
+        link: LinkId,
+        ip: String,
+        cport: u16,
+    },
+    /// Encode and write `msg` on `link`.
+    Send { link: LinkId, msg: Msg },
+    /// Close `link`; the state machine has forgotten it already.
+    Close { link: LinkId },
+    /// This node flagged `node` FAIL on its own (quorum reached): log
+    /// "Marking node <id> as failing (quorum reached)."
+    Failing { node: NodeId },
+    /// Slot owners or node health changed: shards need a new slot map
+    /// ([`Cluster::slot_owner`]).
+    SlotMapChanged,
+}
+
+/// One known node (`clusterNode`).
+#[derive(Debug, Clone)]
+struct Node {
+    id: NodeId,
+    /// [`flags`] bits.
+    flags: u16,
+    /// When this entry was created (handshake nodes expire from it).
+    ctime: u64,
+    ip: String,
+    port: u16,
+    pport: u16,
+    cport: u16,
+    hostname: String,
+    config_epoch: u64,
+    /// The master of a replica, when known.
+    slaveof: Option<NodeId>,
+    /// When the unanswered PING went out; 0: none pending.
+    ping_sent: u64,
+    pong_received: u64,
+    data_received: u64,
+    fail_time: u64,
+    /// Outbound link (we PING, it PONGs).
+    link: Option<LinkId>,
+    /// Inbound link (it PINGs, we PONG).
+    inbound_link: Option<LinkId>,
+    /// (reporting master, time of its latest report).
+    fail_reports: Vec<(NodeId, u64)>,
+    /// Slots owned, in step with [`Cluster::slots`].
+    slots: SlotBitmap,
+    /// Number of bits in `slots`.
+    numslots: usize,
+    /// `ping` counter of the last message this node was gossiped in.
+    last_in_ping_gossip: u64,
+}
+
+impl Node {
+    fn new(id: NodeId, node_flags: u16, now: u64) -> Node {
+        Node {
+            id,
+            flags: node_flags,
+            ctime: now,
+            ip: String::new(),
+            port: 0,
+            pport: 0,
+            cport: 0,
+            hostname: String::new(),
+            config_epoch: 0,
+            slaveof: None,
+            ping_sent: 0,
+            pong_received: 0,
+            data_received: 0,
+            fail_time: 0,
+            link: None,
+            inbound_link: None,
+            fail_reports: Vec::new(),
+            slots: SlotBitmap::new(),
+            numslots: 0,
+            last_in_ping_gossip: 0,
+        }
+    }
+    fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+    fn is_master(&self) -> bool {
+        self.has(flags::MASTER)
+    }
+}
+
+/// One connection (`clusterLink`).
+#[derive(Debug, Clone)]
+struct Link {
+    /// The node it belongs to: always set for outbound links, learned from
+    /// the first known sender for inbound ones.
+    node: Option<NodeId>,
+    inbound: bool,
+    ctime: u64,
+    /// The remote address of the socket (for nodes that do not announce one).
+    peer_ip: String,
+    /// Our address on the socket (how the peer reaches us).
+    local_ip: String,
+}
+
+/// Message counters by type, as CLUSTER INFO shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub sent: [u64; MSG_TYPES],
+    pub received: [u64; MSG_TYPES],
+}
+
+/// A node as the outside sees it (CLUSTER NODES and the simulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub flags: u16,
+    pub config_epoch: u64,
+    pub numslots: usize,
+    pub connected: bool,
+    pub fail_reports: usize,
+}
+
+/// The cluster as this node sees it. See the module doc for the calling
+/// order.
+///
+/// Invariants (checked by [`Cluster::invariants`] in debug builds after
+/// every call): exactly one node is `myself` and it is a master; every slot
+/// owner is a known node, and a node's `slots` bitmap holds exactly the slots
+/// whose owner it is; no node is both PFAIL and FAIL; a node's links are
+/// links of this table pointing back at it, outbound in `link` and inbound in
+/// `inbound_link`.
+pub struct Cluster {
+    config: Config,
+    myself: NodeId,
+    current_epoch: u64,
+    last_vote_epoch: u64,
+    nodes: BTreeMap<NodeId, Node>,
+    /// Owner of each slot.
+    slots: Vec<Option<NodeId>>,
+    /// Slots whose owner stopped claiming them (`owner_not_claiming_slot`):
+    /// kept bound, but not advertised in UPDATE messages.
+    not_claimed: SlotBitmap,
+    migrating: BTreeMap<u16, NodeId>,
+    importing: BTreeMap<u16, NodeId>,
+    links: BTreeMap<LinkId, Link>,
+    next_link: u64,
+    /// 0 ok, 1 fail (`CLUSTER_OK`, `CLUSTER_FAIL`).
+    state: u8,
+    /// Cron calls so far.
+    iteration: u64,
+    /// PINGs and PONGs built so far (gossip deduplication).
+    pings_built: u64,
+    /// Nodes in PFAIL at the last cron, for the gossip section.
+    pfail_nodes: usize,
+    stats: Stats,
+    out: Vec<Action>,
+    todo_save: bool,
+    todo_update_state: bool,
+    todo_slot_map: bool,
+}
+
+impl Cluster {
+    /// A node that knows only itself: a master without slots, epoch 0.
+    pub fn new(myself: NodeId, config: Config, now_ms: u64) -> Cluster {
+        let mut me = Node::new(myself, flags::MYSELF | flags::MASTER, now_ms);
+        me.ip = config.announce_ip.clone();
+        me.port = config.port;
+        me.pport = config.pport;
+        me.cport = config.cport;
+        me.hostname = config.hostname.clone();
+        let mut nodes = BTreeMap::new();
+        nodes.insert(myself, me);
+        Cluster {
+            config,
+            myself,
+            current_epoch: 0,
+            last_vote_epoch: 0,
+            nodes,
+            slots: vec![None; SLOTS],
+            not_claimed: SlotBitmap::new(),
+            migrating: BTreeMap::new(),
+            importing: BTreeMap::new(),
+            links: BTreeMap::new(),
+            next_link: 1,
+            state: 1,
+            iteration: 0,
+            pings_built: 0,
+            pfail_nodes: 0,
+            stats: Stats::default(),
+            out: Vec::new(),
+            todo_save: false,
+            todo_update_state: true,
+            todo_slot_map: false,
+        }
+    }
+
+    /// A node restarted from its `nodes.conf` (Redis's `clusterLoadConfig`):
+    /// pending pings and pongs count from `now_ms`, FAIL flags too.
+    pub fn from_conf(conf: &NodesConf, config: Config, now_ms: u64) -> Result<Cluster, String> {
+        let me = conf.myself().ok_or("no node is flagged myself")?;
+        if me.flags & flags::SLAVE != 0 {
+            return Err(
+                "this node is a replica in nodes.conf; replicas are not supported yet".into(),
+            );
+        }
+        let mut c = Cluster::new(me.id, config, now_ms);
+        c.nodes.clear();
+        for line in &conf.nodes {
+            let mut n = Node::new(line.id, line.flags & !flags::HANDSHAKE, now_ms);
+            n.ip = line.ip.clone();
+            n.port = line.port;
+            n.cport = line.cport;
+            n.hostname = line.hostname.clone();
+            n.slaveof = line.master;
+            n.config_epoch = if n.has(flags::SLAVE) && line.master.is_some() {
+                0
+            } else {
+                line.config_epoch
+            };
+            if line.ping_sent != 0 {
+                n.ping_sent = now_ms;
+            }
+            if line.pong_received != 0 {
+                n.pong_received = now_ms;
+            }
+            if n.has(flags::FAIL) {
+                n.fail_time = now_ms;
+            }
+            c.nodes.insert(line.id, n);
+        }
+        for line in &conf.nodes {
+            for node in line
+                .master
+                .iter()
+                .chain(line.migrating.iter().map(|m| &m.1))
+            {
+                c.nodes
+                    .entry(*node)
+                    .or_insert_with(|| Node::new(*node, 0, now_ms));
+            }
+            for &(start, stop) in &line.slots {
+                for slot in start..=stop {
+                    c.add_slot(line.id, slot);
+                }
+            }
+        }
+        let me_line = conf.myself().ok_or("no node is flagged myself")?;
+        for &(slot, to) in &me_line.migrating {
+            c.nodes
+                .entry(to)
+                .or_insert_with(|| Node::new(to, 0, now_ms));
+            c.migrating.insert(slot, to);
+        }
+        for &(slot, from) in &me_line.importing {
+            c.nodes
+                .entry(from)
+                .or_insert_with(|| Node::new(from, 0, now_ms));
+            c.importing.insert(slot, from);
+        }
+        c.current_epoch = conf.current_epoch.max(c.max_epoch());
+        c.last_vote_epoch = conf.last_vote_epoch;
+        c.invariants();
+        Ok(c)
+    }
+
+    // ----- Read side ------------------------------------------------------
+
+    /// This node's ID.
+    pub fn myself(&self) -> NodeId {
+        self.myself
+    }
+
+    pub fn current_epoch(&self) -> u64 {
+        self.current_epoch
+    }
+
+    /// This node's config epoch.
+    pub fn config_epoch(&self) -> u64 {
+        self.nodes[&self.myself].config_epoch
+    }
+
+    /// Whether the cluster is ok from this node's point of view.
+    pub fn state_ok(&self) -> bool {
+        self.state == 0
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The owner of `slot` (below [`SLOTS`]).
+    pub fn slot_owner(&self, slot: u16) -> Option<NodeId> {
+        self.slots.get(slot as usize).copied().flatten()
+    }
+
+    /// Every known node, by ID.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.nodes
+            .values()
+            .map(|n| NodeView {
+                id: n.id,
+                flags: n.flags,
+                config_epoch: n.config_epoch,
+                numslots: n.numslots,
+                connected: n.link.is_some() || n.id == self.myself,
+                fail_reports: n.fail_reports.len(),
+            })
+            .collect()
+    }
+
+    /// Number of masters serving slots (`cluster_size`).
+    pub fn size(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.is_master() && n.numslots > 0)
+            .count()
+    }
+
+    /// What `nodes.conf` holds now (handshake nodes left out, as Redis).
+    pub fn nodes_conf(&self) -> NodesConf {
+        let nodes = self
+            .nodes
+            .values()
+            .filter(|n| !n.has(flags::HANDSHAKE))
+            .map(|n| {
+                let master_epoch = n
+                    .slaveof
+                    .and_then(|m| self.nodes.get(&m))
+                    .filter(|_| n.has(flags::SLAVE))
+                    .map(|m| m.config_epoch);
+                let is_me = n.id == self.myself;
+                NodeLine {
+                    id: n.id,
+                    ip: n.ip.clone(),
+                    port: n.port,
+                    cport: n.cport,
+                    hostname: n.hostname.clone(),
+                    flags: n.flags & !(flags::MEET | flags::MIGRATE_TO),
+                    master: n.slaveof,
+                    ping_sent: n.ping_sent,
+                    pong_received: n.pong_received,
+                    config_epoch: master_epoch.unwrap_or(n.config_epoch),
+                    connected: n.link.is_some() || is_me,
+                    slots: nodes_conf::ranges(n.slots.iter()),
+                    migrating: if is_me {
+                        self.migrating.iter().map(|(s, n)| (*s, *n)).collect()
+                    } else {
+                        Vec::new()
+                    },
+                    importing: if is_me {
+                        self.importing.iter().map(|(s, n)| (*s, *n)).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        NodesConf {
+            nodes,
+            current_epoch: self.current_epoch,
+            last_vote_epoch: self.last_vote_epoch,
+        }
+    }
+
+    // ----- Commands -------------------------------------------------------
+
+    /// CLUSTER MEET: start a handshake with `ip:port@cport`. `Err` for an
+    /// address Redis refuses ("Invalid node address specified"), or a
+    /// handshake already in progress with it.
+    pub fn meet(
+        &mut self,
+        now_ms: u64,
+        ip: &str,
+        port: u16,
+        cport: u16,
+        rng: &mut dyn RngCore,
+    ) -> Result<(), String> {
+        let parsed: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("Invalid node address specified: {ip}:{port}"))?;
+        if port == 0 || cport == 0 {
+            return Err(format!("Invalid node address specified: {ip}:{port}"));
+        }
+        let ip = parsed.to_string();
+        let in_progress = self.nodes.values().any(|n| {
+            n.has(flags::HANDSHAKE)
+                && n.ip.eq_ignore_ascii_case(&ip)
+                && n.port == port
+                && n.cport == cport
+        });
+        if in_progress {
+            return Err("handshake already in progress".into());
+        }
+        let mut n = Node::new(self.fresh_id(rng), flags::HANDSHAKE | flags::MEET, now_ms);
+        n.ip = ip;
+        n.port = port;
+        n.cport = cport;
+        self.nodes.insert(n.id, n);
+        self.invariants();
+        Ok(())
+    }
+
+    /// CLUSTER ADDSLOTS: `Err` if a slot is out of range or already owned;
+    /// nothing changes then.
+    pub fn add_slots(&mut self, slots: &[u16]) -> Result<Vec<Action>, String> {
+        for &s in slots {
+            if s as usize >= SLOTS {
+                return Err("Invalid or out of range slot".into());
+            }
+            if self.slots[s as usize].is_some() {
+                return Err(format!("Slot {s} is already busy"));
+            }
+        }
+        for &s in slots {
+            self.add_slot(self.myself, s);
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER SETSLOT `slot` NODE `node` for a known node. Taking a slot
+    /// for this node bumps its config epoch without consensus
+    /// (`clusterBumpConfigEpochWithoutConsensus`), as Redis does when an
+    /// import ends, so the new owner wins over the old one.
+    pub fn setslot_node(&mut self, slot: u16, node: NodeId) -> Result<Vec<Action>, String> {
+        if slot as usize >= SLOTS {
+            return Err("Invalid or out of range slot".into());
+        }
+        if !self.nodes.contains_key(&node) {
+            return Err(format!("Unknown node {node}"));
+        }
+        self.del_slot(slot);
+        self.add_slot(node, slot);
+        self.migrating.remove(&slot);
+        self.importing.remove(&slot);
+        if node == self.myself {
+            self.bump_epoch_without_consensus();
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER BUMPEPOCH: a new config epoch unless this node's is already
+    /// the greatest and not 0. Returns whether it bumped.
+    pub fn bump_epoch_without_consensus(&mut self) -> bool {
+        let max = self.max_epoch();
+        let me = self.nodes.get_mut(&self.myself).expect("myself");
+        if me.config_epoch == 0 || me.config_epoch != max {
+            self.current_epoch += 1;
+            me.config_epoch = self.current_epoch;
+            self.todo_save = true;
+            true
+        } else {
+            false
+        }
+    }
+
+    // ----- Events ---------------------------------------------------------
+
+    /// A connection was accepted on the bus port from `peer_ip`, on our
+    /// address `local_ip`.
+    pub fn accept(&mut self, now_ms: u64, peer_ip: &str, local_ip: &str) -> LinkId {
+        let id = self.new_link(None, true, now_ms);
+        let link = self.links.get_mut(&id).expect("new link");
+        link.peer_ip = peer_ip.to_string();
+        link.local_ip = local_ip.to_string();
+        id
+    }
+
+    /// An outbound connection asked by [`Action::Connect`] is up, with our
+    /// address `local_ip` on it: send the MEET or PING
+    /// (`clusterLinkConnectHandler`).
+    pub fn connected(
+        &mut self,
+        now_ms: u64,
+        link: LinkId,
+        local_ip: &str,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Action> {
+        let Some(l) = self.links.get_mut(&link) else {
+            return Vec::new();
+        };
+        l.local_ip = local_ip.to_string();
+        let Some(node_id) = l.node else {
+            return Vec::new();
+        };
+        let Some(node) = self.nodes.get(&node_id) else {
+            return Vec::new();
+        };
+        let old_ping_sent = node.ping_sent;
+        let kind = if node.has(flags::MEET) {
+            msg_type::MEET
+        } else {
+            msg_type::PING
+        };
+        self.send_ping(now_ms, link, kind, rng);
+        let node = self.nodes.get_mut(&node_id).expect("node of link");
+        if old_ping_sent != 0 {
+            node.ping_sent = old_ping_sent;
+        }
+        node.flags &= !flags::MEET;
+        self.finish()
+    }
+
+    /// `link` failed to connect, broke, or was closed by the peer.
+    pub fn closed(&mut self, _now_ms: u64, link: LinkId) -> Vec<Action> {
+        self.forget_link(link);
+        self.finish()
+    }
+
+    /// A message arrived on `link` (`clusterProcessPacket` after its length
+    /// checks, which [`wire::decode`] made).
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        link: LinkId,
+        msg: Msg,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Action> {
+        self.process(now_ms, link, msg, rng);
+        self.finish()
+    }
+
+    /// The cron, every [`TICK_MS`] (`clusterCron`): connects, pings, PFAIL.
+    pub fn tick(&mut self, now_ms: u64, rng: &mut dyn RngCore) -> Vec<Action> {
+        self.cron(now_ms, rng);
+        self.finish()
+    }
+
+    // ----- Internals ------------------------------------------------------
+
+    fn finish(&mut self) -> Vec<Action> {
+        if self.todo_update_state {
+            self.todo_update_state = false;
+            self.update_state();
+        }
+        let mut out = Vec::with_capacity(self.out.len() + 2);
+        if std::mem::take(&mut self.todo_save) {
+            out.push(Action::SaveConfig);
+        }
+        out.append(&mut self.out);
+        if std::mem::take(&mut self.todo_slot_map) {
+            out.push(Action::SlotMapChanged);
+        }
+        self.invariants();
+        out
+    }
+
+    fn fresh_id(&self, rng: &mut dyn RngCore) -> NodeId {
+        loop {
+            let id = NodeId::random(rng);
+            if !self.nodes.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn new_link(&mut self, node: Option<NodeId>, inbound: bool, now: u64) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(
+            id,
+            Link {
+                node,
+                inbound,
+                ctime: now,
+                peer_ip: String::new(),
+                local_ip: String::new(),
+            },
+        );
+        id
+    }
+
+    /// Drops a link from the tables (`freeClusterLink`) without asking the
+    /// driver to close it.
+    fn forget_link(&mut self, link: LinkId) {
+        let Some(l) = self.links.remove(&link) else {
+            return;
+        };
+        if let Some(n) = l.node.and_then(|id| self.nodes.get_mut(&id)) {
+            if n.link == Some(link) {
+                n.link = None;
+            }
+            if n.inbound_link == Some(link) {
+                n.inbound_link = None;
+            }
+        }
+    }
+
+    /// Forgets a link and asks the driver to close it.
+    fn free_link(&mut self, link: LinkId) {
+        if self.links.contains_key(&link) {
+            self.forget_link(link);
+            self.out.push(Action::Close { link });
+        }
+    }
+
+    fn max_epoch(&self) -> u64 {
+        let max = self
+            .nodes
+            .values()
+            .map(|n| n.config_epoch)
+            .max()
+            .unwrap_or(0);
+        max.max(self.current_epoch)
+    }
+
+    fn add_slot(&mut self, node: NodeId, slot: u16) {
+        if self.slots[slot as usize].is_some() {
+            self.del_slot(slot);
+        }
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        n.slots.set(slot, true);
+        n.numslots += 1;
+        self.slots[slot as usize] = Some(node);
+        self.todo_slot_map = true;
+    }
+
+    fn del_slot(&mut self, slot: u16) {
+        if let Some(owner) = self.slots[slot as usize].take() {
+            if let Some(n) = self.nodes.get_mut(&owner) {
+                n.slots.set(slot, false);
+                n.numslots -= 1;
+            }
+            self.not_claimed.set(slot, false);
+            self.todo_slot_map = true;
+        }
+    }
+
+    /// Removes a node and everything that points at it (`clusterDelNode`).
+    fn del_node(&mut self, id: NodeId) {
+        if id == self.myself {
+            return;
+        }
+        for slot in 0..SLOTS as u16 {
+            if self.slots[slot as usize] == Some(id) {
+                self.del_slot(slot);
+            }
+        }
+        self.migrating.retain(|_, n| *n != id);
+        self.importing.retain(|_, n| *n != id);
+        for n in self.nodes.values_mut() {
+            n.fail_reports.retain(|(r, _)| *r != id);
+            if n.slaveof == Some(id) {
+                n.slaveof = None;
+            }
+        }
+        if let Some(n) = self.nodes.remove(&id) {
+            for link in [n.link, n.inbound_link].into_iter().flatten() {
+                self.free_link(link);
+            }
+        }
+        // Inbound links whose node was learned from this ID.
+        let orphans: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.node == Some(id))
+            .map(|(k, _)| *k)
+            .collect();
+        for link in orphans {
+            self.free_link(link);
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+    }
+
+    /// A handshake node learns its real name (`clusterRenameNode`).
+    fn rename_node(&mut self, old: NodeId, new: NodeId) {
+        let Some(mut n) = self.nodes.remove(&old) else {
+            return;
+        };
+        n.id = new;
+        for link in self.links.values_mut() {
+            if link.node == Some(old) {
+                link.node = Some(new);
+            }
+        }
+        self.nodes.insert(new, n);
+    }
+
+    fn set_node_as_master(&mut self, id: NodeId) {
+        let myself = self.myself;
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if n.is_master() {
+            return;
+        }
+        if n.slaveof.is_some() && id != myself {
+            n.flags |= flags::MIGRATE_TO;
+        }
+        n.flags &= !flags::SLAVE;
+        n.flags |= flags::MASTER;
+        n.slaveof = None;
+        self.todo_save = true;
+        self.todo_update_state = true;
+    }
+
+    /// The header every message of ours carries (`clusterBuildMessageHdr`).
+    fn header(&self) -> Header {
+        let me = &self.nodes[&self.myself];
+        Header {
+            port: self.config.port,
+            current_epoch: self.current_epoch,
+            config_epoch: me.config_epoch,
+            offset: 0,
+            sender: self.myself,
+            myslots: me.slots.clone(),
+            slaveof: NodeId::NULL,
+            myip: self.config.announce_ip.clone(),
+            pport: self.config.pport,
+            cport: self.config.cport,
+            flags: me.flags,
+            state: self.state,
+            mflags: [0; 3],
+        }
+    }
+
+    fn send(&mut self, link: LinkId, body: Body) {
+        let kind = body.msg_type() as usize;
+        if kind < MSG_TYPES {
+            self.stats.sent[kind] += 1;
+        }
+        let msg = Msg {
+            header: self.header(),
+            body,
+        };
+        self.out.push(Action::Send { link, msg });
+    }
+
+    /// To every node with an outbound link (`clusterBroadcastMessage`).
+    fn broadcast(&mut self, body: Body) {
+        let links: Vec<LinkId> = self
+            .nodes
+            .values()
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+            .filter_map(|n| n.link)
+            .collect();
+        for link in links {
+            self.send(link, body.clone());
+        }
+    }
+
+    fn gossip_entry(n: &Node) -> GossipEntry {
+        GossipEntry {
+            node: n.id,
+            ping_sent: (n.ping_sent / 1000) as u32,
+            pong_received: (n.pong_received / 1000) as u32,
+            ip: n.ip.clone(),
+            port: n.port,
+            cport: n.cport,
+            flags: n.flags,
+            pport: n.pport,
+        }
+    }
+
+    /// A PING, PONG or MEET with its gossip section (`clusterSendPing`):
+    /// max(3, nodes/10) random healthy nodes that have a link or slots, then
+    /// every PFAIL node.
+    fn send_ping(&mut self, now: u64, link: LinkId, kind: u16, rng: &mut dyn RngCore) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        let (inbound, link_node) = (l.inbound, l.node);
+        self.pings_built += 1;
+        let stamp = self.pings_built;
+        let total = self.nodes.len() as i64;
+        let mut freshnodes = total - 2;
+        let wanted = (total / 10).max(3).min(freshnodes);
+        if !inbound && kind == msg_type::PING {
+            if let Some(n) = link_node.and_then(|id| self.nodes.get_mut(&id)) {
+                n.ping_sent = now;
+            }
+        }
+        let mut entries = Vec::new();
+        let mut iterations = wanted * 3;
+        while freshnodes > 0 && (entries.len() as i64) < wanted && iterations > 0 {
+            iterations -= 1;
+            let pick = (rng.next_u64() % self.nodes.len() as u64) as usize;
+            let Some(n) = self.nodes.values_mut().nth(pick) else {
+                break;
+            };
+            if n.has(flags::MYSELF) || n.has(flags::PFAIL) {
+                continue;
+            }
+            if n.has(flags::HANDSHAKE | flags::NOADDR) || (n.link.is_none() && n.numslots == 0) {
+                freshnodes -= 1;
+                continue;
+            }
+            if n.last_in_ping_gossip == stamp {
+                continue;
+            }
+            n.last_in_ping_gossip = stamp;
+            entries.push(Self::gossip_entry(n));
+            freshnodes -= 1;
+        }
+        let pfail = self
+            .nodes
+            .values()
+            .filter(|n| n.has(flags::PFAIL) && !n.has(flags::HANDSHAKE | flags::NOADDR))
+            .take(self.pfail_nodes)
+            .map(Self::gossip_entry);
+        entries.extend(pfail);
+        let mut extensions = Vec::new();
+        if !self.config.hostname.is_empty() {
+            extensions.push(PingExt::Hostname(self.config.hostname.clone()));
+        }
+        let gossip = Gossip {
+            entries,
+            extensions,
+        };
+        let body = match kind {
+            msg_type::PONG => Body::Pong(gossip),
+            msg_type::MEET => Body::Meet(gossip),
+            _ => Body::Ping(gossip),
+        };
+        self.send(link, body);
+    }
+
+    /// The node that sent `msg` on `link`, if known and named
+    /// (`getNodeFromLinkAndMsg`); ties an inbound link to it.
+    fn sender_of(&mut self, link: LinkId, sender: &NodeId) -> Option<NodeId> {
+        let l = self.links.get(&link)?;
+        if let Some(n) = l.node.and_then(|id| self.nodes.get(&id)) {
+            if !n.has(flags::HANDSHAKE) {
+                return Some(n.id);
+            }
+        }
+        if !self.nodes.contains_key(sender) || *sender == self.myself {
+            return None;
+        }
+        if l.node.is_none() {
+            // `setClusterNodeToInboundClusterLink`: one inbound link per node.
+            let old = self.nodes[sender].inbound_link;
+            if let Some(old) = old.filter(|&o| o != link) {
+                self.free_link(old);
+            }
+            self.links.get_mut(&link).expect("link").node = Some(*sender);
+            self.nodes.get_mut(sender).expect("sender").inbound_link = Some(link);
+        }
+        Some(*sender)
+    }
+
+    fn process(&mut self, now: u64, link: LinkId, msg: Msg, rng: &mut dyn RngCore) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        let h = &msg.header;
+        let kind = msg.body.msg_type();
+        if (kind as usize) < MSG_TYPES {
+            self.stats.received[kind as usize] += 1;
+        }
+        let sender = self.sender_of(link, &h.sender);
+        let mut sender_config_epoch = 0;
+        if let Some(s) = sender {
+            let node = self.nodes.get_mut(&s).expect("sender");
+            node.data_received = now;
+            if !node.has(flags::HANDSHAKE) {
+                sender_config_epoch = h.config_epoch;
+                if h.current_epoch > self.current_epoch {
+                    self.current_epoch = h.current_epoch;
+                    self.todo_save = true;
+                }
+                if h.config_epoch > node.config_epoch {
+                    node.config_epoch = h.config_epoch;
+                    self.todo_save = true;
+                }
+            }
+        }
+        match &msg.body {
+            Body::Ping(g) | Body::Meet(g) | Body::Pong(g) => {
+                let g = g.clone();
+                self.process_ping(now, link, &msg, sender, sender_config_epoch, &g, rng);
+            }
+            Body::Fail { about } => {
+                let Some(_) = sender else { return };
+                let Some(failing) = self.nodes.get_mut(about) else {
+                    return;
+                };
+                if !failing.has(flags::FAIL | flags::MYSELF) {
+                    failing.flags |= flags::FAIL;
+                    failing.flags &= !flags::PFAIL;
+                    failing.fail_time = now;
+                    self.todo_save = true;
+                    self.todo_update_state = true;
+                }
+            }
+            Body::Update {
+                config_epoch,
+                node,
+                slots,
+            } => {
+                if sender.is_none() {
+                    return;
+                }
+                let Some(n) = self.nodes.get(node) else {
+                    return;
+                };
+                if n.config_epoch >= *config_epoch {
+                    return;
+                }
+                if n.has(flags::SLAVE) {
+                    self.set_node_as_master(*node);
+                }
+                self.nodes.get_mut(node).expect("node").config_epoch = *config_epoch;
+                self.todo_save = true;
+                self.update_slots_config_with(*node, *config_epoch, slots);
+            }
+            // Failover, manual failover, pub/sub and modules: not yet.
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process_ping(
+        &mut self,
+        now: u64,
+        link: LinkId,
+        msg: &Msg,
+        mut sender: Option<NodeId>,
+        sender_config_epoch: u64,
+        gossip: &Gossip,
+        rng: &mut dyn RngCore,
+    ) {
+        let h = &msg.header;
+        let kind = msg.body.msg_type();
+        let l = self.links[&link].clone();
+        if kind == msg_type::PING || kind == msg_type::MEET {
+            // Learn our own address from the socket a MEET came in on.
+            let me = self.nodes.get_mut(&self.myself).expect("myself");
+            if (kind == msg_type::MEET || me.ip.is_empty())
+                && self.config.announce_ip.is_empty()
+                && !l.local_ip.is_empty()
+                && me.ip != l.local_ip
+            {
+                me.ip = l.local_ip.clone();
+                self.todo_save = true;
+            }
+            if sender.is_none() && kind == msg_type::MEET {
+                let mut n = Node::new(self.fresh_id(rng), flags::HANDSHAKE, now);
+                n.ip = if h.myip.is_empty() {
+                    l.peer_ip.clone()
+                } else {
+                    h.myip.clone()
+                };
+                n.port = h.port;
+                n.pport = h.pport;
+                n.cport = h.cport;
+                self.nodes.insert(n.id, n);
+                self.todo_save = true;
+                self.process_gossip(now, None, gossip);
+            }
+            self.send_ping(now, link, msg_type::PONG, rng);
+        }
+
+        if !l.inbound {
+            let Some(node_id) = l.node else { return };
+            let Some(node) = self.nodes.get(&node_id) else {
+                return;
+            };
+            if node.has(flags::HANDSHAKE) {
+                if let Some(s) = sender {
+                    // We know this node already under its real name.
+                    if self.update_address(s, link, h) {
+                        self.todo_save = true;
+                        self.todo_update_state = true;
+                    }
+                    self.del_node(node_id);
+                    return;
+                }
+                if self.nodes.contains_key(&h.sender) || h.sender == self.myself {
+                    self.del_node(node_id);
+                    return;
+                }
+                self.rename_node(node_id, h.sender);
+                let node = self.nodes.get_mut(&h.sender).expect("renamed");
+                node.flags &= !flags::HANDSHAKE;
+                node.flags |= h.flags & (flags::MASTER | flags::SLAVE);
+                self.todo_save = true;
+            } else if node_id != h.sender {
+                // Another node answers at this address now.
+                let node = self.nodes.get_mut(&node_id).expect("node");
+                node.flags |= flags::NOADDR;
+                node.ip.clear();
+                node.port = 0;
+                node.pport = 0;
+                node.cport = 0;
+                self.free_link(link);
+                self.todo_save = true;
+                return;
+            }
+        }
+
+        if let Some(s) = sender {
+            let node = self.nodes.get_mut(&s).expect("sender");
+            node.flags = (node.flags & !flags::NOFAILOVER) | (h.flags & flags::NOFAILOVER);
+            if kind == msg_type::PING
+                && !node.has(flags::HANDSHAKE)
+                && self.update_address(s, link, h)
+            {
+                self.todo_save = true;
+                self.todo_update_state = true;
+            }
+        }
+
+        if !l.inbound && kind == msg_type::PONG {
+            if let Some(node) = self.links.get(&link).and_then(|l| l.node) {
+                let n = self.nodes.get_mut(&node).expect("node of link");
+                n.pong_received = now;
+                n.ping_sent = 0;
+                if n.has(flags::PFAIL) {
+                    n.flags &= !flags::PFAIL;
+                    self.todo_save = true;
+                    self.todo_update_state = true;
+                } else if n.has(flags::FAIL) {
+                    self.clear_failure_if_needed(now, node);
+                }
+            }
+        }
+
+        // Role: master or replica of whom.
+        if let Some(s) = sender {
+            if h.slaveof.is_null() {
+                self.set_node_as_master(s);
+            } else {
+                let master = self.nodes.contains_key(&h.slaveof).then_some(h.slaveof);
+                if self.nodes[&s].is_master() {
+                    for slot in 0..SLOTS as u16 {
+                        if self.slots[slot as usize] == Some(s) {
+                            self.del_slot(slot);
+                        }
+                    }
+                    let n = self.nodes.get_mut(&s).expect("sender");
+                    n.flags &= !(flags::MASTER | flags::MIGRATE_TO);
+                    n.flags |= flags::SLAVE;
+                    self.todo_save = true;
+                    self.todo_update_state = true;
+                }
+                let n = self.nodes.get_mut(&s).expect("sender");
+                if master.is_some() && n.slaveof != master && master != Some(s) {
+                    n.slaveof = master;
+                    self.todo_save = true;
+                }
+            }
+        }
+
+        // Slots: adopt newer claims, tell senders with older ones.
+        let mut dirty = false;
+        if let Some(s) = sender {
+            let n = &self.nodes[&s];
+            let master = if n.is_master() { Some(s) } else { n.slaveof };
+            if let Some(m) = master.and_then(|m| self.nodes.get(&m)) {
+                dirty = m.slots != h.myslots;
+            }
+            sender = Some(s);
+        }
+        if let (Some(s), true) = (sender, dirty) {
+            if self.nodes[&s].is_master() {
+                self.update_slots_config_with(s, sender_config_epoch, &h.myslots);
+            }
+            self.maybe_send_update(s, sender_config_epoch, &h.myslots);
+        }
+
+        if let Some(s) = sender {
+            let me = &self.nodes[&self.myself];
+            let other = &self.nodes[&s];
+            if me.is_master() && other.is_master() && sender_config_epoch == me.config_epoch {
+                self.handle_config_epoch_collision(s);
+            }
+            self.process_gossip(now, Some(s), gossip);
+            let hostname = gossip
+                .extensions
+                .iter()
+                .find_map(|e| match e {
+                    PingExt::Hostname(h) => Some(h.clone()),
+                    PingExt::Unknown { .. } => None,
+                })
+                .unwrap_or_default();
+            let n = self.nodes.get_mut(&s).expect("sender");
+            if n.hostname != hostname {
+                n.hostname = hostname;
+                self.todo_save = true;
+            }
+        }
+    }
+
+    /// The sender claims slots that a node with a greater config epoch owns
+    /// in our view: send it one UPDATE about that node.
+    fn maybe_send_update(
+        &mut self,
+        sender: NodeId,
+        sender_config_epoch: u64,
+        claimed: &SlotBitmap,
+    ) {
+        for slot in claimed.iter() {
+            let Some(owner) = self.slots[slot as usize] else {
+                continue;
+            };
+            if owner == sender || self.not_claimed.get(slot) {
+                continue;
+            }
+            let owner = &self.nodes[&owner];
+            if owner.config_epoch > sender_config_epoch {
+                let mut slots = owner.slots.clone();
+                for (b, nc) in slots.0.iter_mut().zip(self.not_claimed.0.iter()) {
+                    *b &= !nc;
+                }
+                let body = Body::Update {
+                    config_epoch: owner.config_epoch,
+                    node: owner.id,
+                    slots,
+                };
+                if let Some(link) = self.nodes[&sender].link {
+                    self.send(link, body);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The node's address from the message, or the socket's peer
+    /// (`nodeUpdateAddressIfNeeded`). Returns whether it changed.
+    fn update_address(&mut self, id: NodeId, link: LinkId, h: &Header) -> bool {
+        let Some(l) = self.links.get(&link) else {
+            return false;
+        };
+        let ip = if h.myip.is_empty() {
+            l.peer_ip.clone()
+        } else {
+            h.myip.clone()
+        };
+        let Some(n) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        if n.link == Some(link) || ip.is_empty() {
+            return false;
+        }
+        if n.port == h.port && n.cport == h.cport && n.pport == h.pport && n.ip == ip {
+            return false;
+        }
+        n.ip = ip;
+        n.port = h.port;
+        n.pport = h.pport;
+        n.cport = h.cport;
+        n.flags &= !flags::NOADDR;
+        if let Some(old) = n.link {
+            self.free_link(old);
+        }
+        true
+    }
+
+    /// `clusterUpdateSlotsConfigWith`: bind to `sender` every slot it claims
+    /// that is unbound, or bound to a node with an older config epoch (and
+    /// not being imported).
+    fn update_slots_config_with(&mut self, sender: NodeId, epoch: u64, claimed: &SlotBitmap) {
+        if sender == self.myself {
+            return;
+        }
+        for slot in 0..SLOTS as u16 {
+            let owner = self.slots[slot as usize];
+            if claimed.get(slot) {
+                if owner == Some(sender) {
+                    self.not_claimed.set(slot, false);
+                    continue;
+                }
+                if self.importing.contains_key(&slot) {
+                    continue;
+                }
+                let older = match owner {
+                    None => true,
+                    Some(o) => self.not_claimed.get(slot) || self.nodes[&o].config_epoch < epoch,
+                };
+                if older {
+                    self.del_slot(slot);
+                    self.add_slot(sender, slot);
+                    self.todo_save = true;
+                    self.todo_update_state = true;
+                }
+            } else if owner == Some(sender) {
+                self.not_claimed.set(slot, true);
+            }
+        }
+    }
+
+    /// Two masters with the same config epoch: the one with the smaller ID
+    /// takes a new epoch (`clusterHandleConfigEpochCollision`).
+    fn handle_config_epoch_collision(&mut self, sender: NodeId) {
+        let me = &self.nodes[&self.myself];
+        let other = &self.nodes[&sender];
+        if other.config_epoch != me.config_epoch || !other.is_master() || !me.is_master() {
+            return;
+        }
+        if sender <= self.myself {
+            return;
+        }
+        self.current_epoch += 1;
+        self.nodes
+            .get_mut(&self.myself)
+            .expect("myself")
+            .config_epoch = self.current_epoch;
+        self.todo_save = true;
+    }
+
+    /// `clusterProcessGossipSection`.
+    fn process_gossip(&mut self, now: u64, sender: Option<NodeId>, gossip: &Gossip) {
+        let sender_is_master = sender
+            .and_then(|s| self.nodes.get(&s))
+            .is_some_and(|n| n.is_master());
+        for g in &gossip.entries {
+            let failing = g.flags & (flags::FAIL | flags::PFAIL) != 0;
+            if self.nodes.contains_key(&g.node) {
+                if let (Some(s), true, false) = (sender, sender_is_master, g.node == self.myself) {
+                    if failing {
+                        self.add_failure_report(now, g.node, s);
+                        self.mark_failing_if_needed(now, g.node);
+                    } else {
+                        self.del_failure_report(now, g.node, s);
+                    }
+                }
+                let timeout = self.config.node_timeout_ms;
+                let node = self.nodes.get_mut(&g.node).expect("known");
+                if !failing && node.ping_sent == 0 && live_reports(node, now, timeout) == 0 {
+                    let pong = u64::from(g.pong_received) * 1000;
+                    if pong <= now + 500 && pong > node.pong_received {
+                        node.pong_received = pong;
+                    }
+                }
+                let moved = !node.ip.eq_ignore_ascii_case(&g.ip)
+                    || node.port != g.port
+                    || node.cport != g.cport;
+                if node.has(flags::FAIL | flags::PFAIL)
+                    && g.flags & flags::NOADDR == 0
+                    && !failing
+                    && moved
+                {
+                    // Others reach it at a new address: reconnect there.
+                    let old = node.link;
+                    node.ip = g.ip.clone();
+                    node.port = g.port;
+                    node.pport = g.pport;
+                    node.cport = g.cport;
+                    node.flags &= !flags::NOADDR;
+                    if let Some(old) = old {
+                        self.free_link(old);
+                    }
+                }
+            } else if sender.is_some() && g.flags & flags::NOADDR == 0 && !g.node.is_null() {
+                let mut n = Node::new(
+                    g.node,
+                    g.flags & !(flags::MYSELF | flags::HANDSHAKE | flags::MEET),
+                    now,
+                );
+                n.ip = g.ip.clone();
+                n.port = g.port;
+                n.pport = g.pport;
+                n.cport = g.cport;
+                self.nodes.insert(n.id, n);
+            }
+        }
+    }
+
+    fn add_failure_report(&mut self, now: u64, failing: NodeId, reporter: NodeId) {
+        let n = self.nodes.get_mut(&failing).expect("failing node");
+        match n.fail_reports.iter_mut().find(|(r, _)| *r == reporter) {
+            Some(report) => report.1 = now,
+            None => n.fail_reports.push((reporter, now)),
+        }
+    }
+
+    fn del_failure_report(&mut self, now: u64, node: NodeId, reporter: NodeId) {
+        let timeout = self.config.node_timeout_ms;
+        let n = self.nodes.get_mut(&node).expect("node");
+        let before = n.fail_reports.len();
+        n.fail_reports.retain(|(r, _)| *r != reporter);
+        if n.fail_reports.len() != before {
+            live_reports(n, now, timeout);
+        }
+    }
+
+    /// `markNodeAsFailingIfNeeded`: PFAIL plus reports from a majority of
+    /// the masters serving slots (this node included if a master) → FAIL,
+    /// broadcast.
+    fn mark_failing_if_needed(&mut self, now: u64, id: NodeId) {
+        let quorum = self.size() / 2 + 1;
+        let me_master = self.nodes[&self.myself].is_master();
+        let timeout = self.config.node_timeout_ms;
+        let n = self.nodes.get_mut(&id).expect("node");
+        if !n.has(flags::PFAIL) || n.has(flags::FAIL) {
+            return;
+        }
+        let failures = live_reports(n, now, timeout) + usize::from(me_master);
+        if failures < quorum {
+            return;
+        }
+        n.flags &= !flags::PFAIL;
+        n.flags |= flags::FAIL;
+        n.fail_time = now;
+        self.out.push(Action::Failing { node: id });
+        self.broadcast(Body::Fail { about: id });
+        self.todo_save = true;
+        self.todo_update_state = true;
+    }
+
+    /// `clearNodeFailureIfNeeded`: a reachable node leaves FAIL at once if it
+    /// serves no slots, else once the FAIL is old enough that nobody took
+    /// its slots over.
+    fn clear_failure_if_needed(&mut self, now: u64, id: NodeId) {
+        let undo = self.config.node_timeout_ms * FAIL_UNDO_TIME_MULT;
+        let n = self.nodes.get_mut(&id).expect("node");
+        let clear = n.has(flags::SLAVE)
+            || n.numslots == 0
+            || (n.is_master() && now.saturating_sub(n.fail_time) > undo);
+        if clear {
+            n.flags &= !flags::FAIL;
+            self.todo_save = true;
+            self.todo_update_state = true;
+        }
+    }
+
+    /// `clusterUpdateState` without the rejoin delay: fail when a slot is
+    /// unserved (full coverage) or a majority of masters is unreachable.
+    fn update_state(&mut self) {
+        let mut ok = true;
+        if self.config.require_full_coverage {
+            ok = self.slots.iter().all(|o| {
+                o.and_then(|id| self.nodes.get(&id))
+                    .is_some_and(|n| !n.has(flags::FAIL))
+            });
+        }
+        let masters: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| n.is_master() && n.numslots > 0)
+            .collect();
+        let reachable = masters
+            .iter()
+            .filter(|n| !n.has(flags::FAIL | flags::PFAIL))
+            .count();
+        if reachable < masters.len() / 2 + 1 {
+            ok = false;
+        }
+        let state = if ok { 0 } else { 1 };
+        if state != self.state {
+            self.state = state;
+            self.todo_slot_map = true;
+        }
+    }
+
+    fn cron(&mut self, now: u64, rng: &mut dyn RngCore) {
+        self.iteration += 1;
+        let timeout = self.config.node_timeout_ms;
+        let handshake_timeout = timeout.max(HANDSHAKE_TIMEOUT_MIN_MS);
+        self.pfail_nodes = 0;
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in &ids {
+            let Some(n) = self.nodes.get(id) else {
+                continue;
+            };
+            if n.has(flags::MYSELF | flags::NOADDR) {
+                continue;
+            }
+            if n.has(flags::PFAIL) {
+                self.pfail_nodes += 1;
+            }
+            if n.has(flags::HANDSHAKE) && now.saturating_sub(n.ctime) > handshake_timeout {
+                self.del_node(*id);
+                continue;
+            }
+            if n.link.is_none() {
+                let (ip, cport) = (n.ip.clone(), n.cport);
+                let link = self.new_link(Some(*id), false, now);
+                self.nodes.get_mut(id).expect("node").link = Some(link);
+                self.out.push(Action::Connect { link, ip, cport });
+            }
+        }
+
+        // One random ping a second, to the oldest pong of five random picks.
+        if self.iteration.is_multiple_of(10) {
+            let mut best: Option<(u64, LinkId)> = None;
+            for _ in 0..5 {
+                let pick = (rng.next_u64() % self.nodes.len() as u64) as usize;
+                let Some(n) = self.nodes.values().nth(pick) else {
+                    continue;
+                };
+                let Some(link) = n.link else { continue };
+                if n.ping_sent != 0 || n.has(flags::MYSELF | flags::HANDSHAKE) {
+                    continue;
+                }
+                if best.is_none_or(|(pong, _)| pong > n.pong_received) {
+                    best = Some((n.pong_received, link));
+                }
+            }
+            if let Some((_, link)) = best {
+                self.send_ping(now, link, msg_type::PING, rng);
+            }
+        }
+
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(n) = self.nodes.get(&id) else {
+                continue;
+            };
+            if n.has(flags::MYSELF | flags::NOADDR | flags::HANDSHAKE) {
+                continue;
+            }
+            let ping_delay = now.saturating_sub(n.ping_sent);
+            let data_delay = now.saturating_sub(n.data_received);
+            if let Some(link) = n.link {
+                let age = now.saturating_sub(self.links[&link].ctime);
+                if age > timeout
+                    && n.ping_sent != 0
+                    && ping_delay > timeout / 2
+                    && data_delay > timeout / 2
+                {
+                    // Silent for too long: reconnect, maybe the link is stuck.
+                    self.free_link(link);
+                }
+            }
+            let n = &self.nodes[&id];
+            if let Some(link) = n.link {
+                if n.ping_sent == 0 && now.saturating_sub(n.pong_received) > timeout / 2 {
+                    self.send_ping(now, link, msg_type::PING, rng);
+                    continue;
+                }
+            }
+            if n.ping_sent == 0 {
+                continue;
+            }
+            if ping_delay.min(data_delay) > timeout && !n.has(flags::PFAIL | flags::FAIL) {
+                self.nodes.get_mut(&id).expect("node").flags |= flags::PFAIL;
+                self.todo_update_state = true;
+            }
+        }
+        if self.state != 0 {
+            self.todo_update_state = true;
+        }
+    }
+
+    /// Checks the invariants listed on [`Cluster`] (debug builds only).
+    pub fn invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let me = &self.nodes[&self.myself];
+        assert!(me.has(flags::MYSELF));
+        assert!(me.is_master());
+        assert_eq!(
+            self.nodes.values().filter(|n| n.has(flags::MYSELF)).count(),
+            1
+        );
+        for (slot, owner) in self.slots.iter().enumerate() {
+            if let Some(o) = owner {
+                assert!(
+                    self.nodes[o].slots.get(slot as u16),
+                    "slot {slot} not in its owner's bitmap"
+                );
+            }
+        }
+        for n in self.nodes.values() {
+            assert_eq!(n.slots.count(), n.numslots);
+            for slot in n.slots.iter() {
+                assert_eq!(self.slots[slot as usize], Some(n.id));
+            }
+            assert!(!(n.has(flags::PFAIL) && n.has(flags::FAIL)));
+            if let Some(l) = n.link {
+                assert!(!self.links[&l].inbound);
+                assert_eq!(self.links[&l].node, Some(n.id));
+            }
+            if let Some(l) = n.inbound_link {
+                assert!(self.links[&l].inbound);
+                assert_eq!(self.links[&l].node, Some(n.id));
+            }
+        }
+    }
+}
+
+/// Drops expired failure reports (`clusterNodeCleanupFailureReports`) and
+/// returns how many are left.
+fn live_reports(n: &mut Node, now: u64, node_timeout_ms: u64) -> usize {
+    let max_age = node_timeout_ms * FAIL_REPORT_VALIDITY_MULT;
+    n.fail_reports
+        .retain(|(_, t)| now.saturating_sub(*t) <= max_age);
+    n.fail_reports.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn node(i: u8) -> Cluster {
+        let mut id = [b'0'; 40];
+        id[39] = b'a' + i;
+        let mut config = Config::new(7000 + i as u16);
+        config.announce_ip = format!("10.0.0.{i}");
+        config.node_timeout_ms = 1000;
+        Cluster::new(NodeId(id), config, T0)
+    }
+
+    fn sends(actions: &[Action]) -> Vec<(LinkId, Msg)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { link, msg } => Some((*link, msg.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn meet_handshake_renames_the_node() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut a, mut b) = (node(0), node(1));
+        a.meet(T0, "10.0.0.1", 7001, 17001, &mut rng).unwrap();
+        let acts = a.tick(T0, &mut rng);
+        let Some(Action::Connect {
+            link: a_out,
+            ip,
+            cport,
+        }) = acts
+            .iter()
+            .find(|a| matches!(a, Action::Connect { .. }))
+            .cloned()
+        else {
+            panic!("no connect: {acts:?}")
+        };
+        assert_eq!((ip.as_str(), cport), ("10.0.0.1", 17001));
+        let meet = sends(&a.connected(T0, a_out, "10.0.0.0", &mut rng));
+        assert!(matches!(meet[0].1.body, Body::Meet(_)));
+        let b_in = b.accept(T0, "10.0.0.0", "10.0.0.1");
+        let pong = sends(&b.handle(T0, b_in, meet[0].1.clone(), &mut rng));
+        assert!(matches!(pong[0].1.body, Body::Pong(_)));
+        // b now has a handshake node for a, under a random name.
+        assert_eq!(b.nodes().len(), 2);
+        a.handle(T0 + 1, a_out, pong[0].1.clone(), &mut rng);
+        let ids: Vec<NodeId> = a.nodes().iter().map(|n| n.id).collect();
+        assert!(ids.contains(&b.myself()), "renamed to b's ID");
+        assert!(a.nodes().iter().all(|n| n.flags & flags::HANDSHAKE == 0));
+    }
+
+    #[test]
+    fn config_epoch_collision_moves_the_smaller_id() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let (mut a, b) = (node(0), node(1));
+        // a learns of b (through a handshake done by hand) then hears its PING.
+        a.meet(T0, "10.0.0.1", 7001, 17001, &mut rng).unwrap();
+        let acts = a.tick(T0, &mut rng);
+        let Some(Action::Connect { link, .. }) = acts
+            .into_iter()
+            .find(|a| matches!(a, Action::Connect { .. }))
+        else {
+            panic!()
+        };
+        a.connected(T0, link, "10.0.0.0", &mut rng);
+        let mut pong = Msg {
+            header: b.header(),
+            body: Body::Pong(Gossip::default()),
+        };
+        a.handle(T0, link, pong.clone(), &mut rng);
+        assert_eq!(a.config_epoch(), 0);
+        pong.header.current_epoch = 0;
+        a.handle(T0 + 10, link, pong, &mut rng);
+        // a's ID ends in 'a' < b's 'b': a moves to a new epoch.
+        assert_eq!(a.config_epoch(), 1);
+        assert_eq!(a.current_epoch(), 1);
+    }
+
+    #[test]
+    fn nodes_conf_round_trip() {
+        let mut a = node(0);
+        a.add_slots(&[0, 1, 2, 100]).unwrap();
+        let conf = a.nodes_conf();
+        let text = nodes_conf::render(&conf);
+        assert!(
+            text.contains("myself,master - 0 0 0 connected 0-2 100"),
+            "{text}"
+        );
+        let back =
+            Cluster::from_conf(&nodes_conf::parse(&text).unwrap(), a.config.clone(), T0).unwrap();
+        assert_eq!(nodes_conf::render(&back.nodes_conf()), text);
+    }
+}
