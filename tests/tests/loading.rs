@@ -45,7 +45,7 @@ fn commands_get_loading_until_the_dataset_is_in() {
         .write_all(&big_rdb(n))
         .unwrap();
     let port = free_port();
-    let mut child = Command::new(slotd_bin())
+    let child = Command::new(slotd_bin())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args([
             "--save",
@@ -59,6 +59,8 @@ fn commands_get_loading_until_the_dataset_is_in() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Stopped however the test ends (a failed assertion too).
+    let _guard = Kill(child);
     let t = Instant::now();
     let mut c = loop {
         if let Ok(c) = RawConn::connect(port) {
@@ -110,7 +112,14 @@ fn commands_get_loading_until_the_dataset_is_in() {
     assert!(info.contains("loading:0\r\n"), "{info}");
     assert!(!info.contains("loading_start_time"), "{info}");
     assert_eq!(c.cmd(&[b"DBSIZE"]), format!(":{n}\r\n").as_bytes());
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
