@@ -7,6 +7,8 @@
 //! logical log offset where the file starts. A manifest without `core`
 //! keys is a plain Redis manifest: one log.
 
+use crate::args::split_args;
+
 /// `MANIFEST_MAX_LINE` in Redis.
 const MAX_LINE: usize = 1024;
 
@@ -278,91 +280,6 @@ fn slot_range(s: &[u8]) -> Option<(u16, u16)> {
     let (a, b) = text.split_once('-')?;
     let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
     (a <= b && b < 16384).then_some((a, b))
-}
-
-/// Redis's `sdssplitargs`: words separated by blanks, `"..."` with
-/// escapes (`\n \r \t \b \a \\ \" \xHH`), `'...'` with `\'`; a closing
-/// quote must be followed by a blank or the end. `None` on unbalanced
-/// quotes.
-pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let n = line.len();
-    loop {
-        while i < n && line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= n {
-            return Some(out);
-        }
-        let mut cur = Vec::new();
-        let (mut inq, mut insq) = (false, false);
-        loop {
-            if inq {
-                if i >= n {
-                    return None;
-                }
-                let c = line[i];
-                if c == b'\\'
-                    && i + 3 < n
-                    && line[i + 1] == b'x'
-                    && line[i + 2].is_ascii_hexdigit()
-                    && line[i + 3].is_ascii_hexdigit()
-                {
-                    let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-                    cur.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
-                    i += 3;
-                } else if c == b'\\' && i + 1 < n {
-                    i += 1;
-                    cur.push(match line[i] {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 8,
-                        b'a' => 7,
-                        o => o,
-                    });
-                } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-            } else if insq {
-                if i >= n {
-                    return None;
-                }
-                let c = line[i];
-                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
-                    i += 1;
-                    cur.push(b'\'');
-                } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-            } else {
-                if i >= n {
-                    break;
-                }
-                match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
-                    b'"' => inq = true,
-                    b'\'' => insq = true,
-                    c => cur.push(c),
-                }
-            }
-            i += 1;
-        }
-        out.push(cur);
-    }
 }
 
 #[cfg(test)]

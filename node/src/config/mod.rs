@@ -1375,83 +1375,16 @@ fn parse_memory(s: &str) -> Option<u64> {
     n.checked_mul(mul)
 }
 
-/// Redis's `sdssplitargs`: splits a line into arguments, honouring
-/// `"..."` (with `\n \r \t \b \a \\ \" \xHH` escapes) and `'...'` (with
-/// `\'`). A closing quote must be followed by a space or the end. Returns
-/// `None` on unbalanced quotes.
+/// Redis's `sdssplitargs` ([`engine::args::split_args`]) over a line
+/// of text. `None` on unbalanced quotes.
 fn split_args(line: &str) -> Option<Vec<String>> {
-    let b = line.as_bytes();
-    let mut args = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= b.len() {
-            return Some(args);
-        }
-        let mut cur: Vec<u8> = Vec::new();
-        let mut in_dq = false;
-        let mut in_sq = false;
-        loop {
-            if in_dq {
-                let c = *b.get(i)?;
-                if c == b'\\'
-                    && i + 3 < b.len()
-                    && b[i + 1] == b'x'
-                    && b[i + 2].is_ascii_hexdigit()
-                    && b[i + 3].is_ascii_hexdigit()
-                {
-                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).ok()?;
-                    cur.push(u8::from_str_radix(hex, 16).ok()?);
-                    i += 3;
-                } else if c == b'\\' && i + 1 < b.len() {
-                    i += 1;
-                    cur.push(match b[i] {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 8,
-                        b'a' => 7,
-                        other => other,
-                    });
-                } else if c == b'"' {
-                    // The closing quote must be followed by a space or end.
-                    if i + 1 < b.len() && !b[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-            } else if in_sq {
-                let c = *b.get(i)?;
-                if c == b'\\' && i + 1 < b.len() && b[i + 1] == b'\'' {
-                    i += 1;
-                    cur.push(b'\'');
-                } else if c == b'\'' {
-                    if i + 1 < b.len() && !b[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
-                    break;
-                } else {
-                    cur.push(c);
-                }
-            } else {
-                match b.get(i) {
-                    None => break,
-                    Some(c) if c.is_ascii_whitespace() => break,
-                    Some(b'"') => in_dq = true,
-                    Some(b'\'') => in_sq = true,
-                    Some(&c) => cur.push(c),
-                }
-            }
-            i += 1;
-        }
-        args.push(String::from_utf8_lossy(&cur).into_owned());
-    }
+    let words = engine::args::split_args(line.as_bytes())?;
+    Some(
+        words
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect(),
+    )
 }
 
 /// Redis's `sdscatrepr`: a double-quoted, escaped rendering of `s`.
