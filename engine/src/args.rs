@@ -218,6 +218,9 @@ impl OwnedArgs {
 /// quote must be followed by a blank or the end. `None` on unbalanced
 /// quotes.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    // A NUL ends the line, as it ends Redis's C string (without this, a
+    // NUL after a word was an endless run of empty words).
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut out = Vec::new();
     let mut i = 0;
     let n = line.len();
@@ -300,6 +303,16 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn split_args_stops_at_a_nul() {
+        assert_eq!(
+            super::split_args(b"a b\0c d").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(super::split_args(b"\0").unwrap(), Vec::<Vec<u8>>::new());
+    }
+
     use super::*;
 
     #[test]
