@@ -18,6 +18,7 @@
 //! This module holds what the three share: node IDs and slot bitmaps.
 
 pub mod nodes_conf;
+pub mod slotmap;
 pub mod state;
 pub mod wire;
 
