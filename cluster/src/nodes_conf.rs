@@ -306,11 +306,26 @@ pub fn render_node(out: &mut String, n: &NodeLine) {
             let _ = write!(out, " {start}-{stop}");
         }
     }
-    for (slot, to) in &n.migrating {
-        let _ = write!(out, " [{slot}->-{to}]");
-    }
-    for (slot, from) in &n.importing {
-        let _ = write!(out, " [{slot}-<-{from}]");
+    // By slot, as Redis: a slot both migrating and importing shows as
+    // migrating.
+    let mut open: Vec<(u16, bool, NodeId)> = n
+        .migrating
+        .iter()
+        .map(|&(s, to)| (s, true, to))
+        .chain(
+            n.importing
+                .iter()
+                .filter(|(s, _)| !n.migrating.iter().any(|(m, _)| m == s))
+                .map(|&(s, from)| (s, false, from)),
+        )
+        .collect();
+    open.sort_by_key(|&(s, _, _)| s);
+    for (slot, migrating, peer) in open {
+        if migrating {
+            let _ = write!(out, " [{slot}->-{peer}]");
+        } else {
+            let _ = write!(out, " [{slot}-<-{peer}]");
+        }
     }
 }
 

@@ -27,11 +27,16 @@
 //! # Not here yet
 //! Replicas and failover (FAILOVER_AUTH_REQUEST/ACK, MFSTART are ignored;
 //! this node is always a master and stays one when it loses its slots),
-//! PUBLISH delivery, MODULE messages, CLUSTER FORGET's ban list, the
-//! rejoin delay of `clusterUpdateState`, and slot migration states beyond
-//! keeping them through `nodes.conf`.
+//! PUBLISH delivery, MODULE messages, and the rejoin delay of
+//! `clusterUpdateState`.
+//!
+//! # Slot migration
+//! A slot this node migrates is always one it owns: losing it (by gossip,
+//! DELSLOTS, SETSLOT NODE) closes the migration. Redis keeps the stale
+//! `[slot->-id]` until SETSLOT NODE/STABLE; shards could not use it anyway.
 
 use crate::nodes_conf::{self, NodeLine, NodesConf};
+use crate::slotmap::{Endpoint, EndpointType, SlotMap};
 use crate::wire::{flags, msg_type, Body, Gossip, GossipEntry, Header, Msg, PingExt};
 use crate::{NodeId, SlotBitmap, SLOTS};
 use rand::RngCore;
@@ -50,6 +55,9 @@ pub const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
 pub const TICK_MS: u64 = 100;
 /// Number of message types Redis counts (`CLUSTERMSG_TYPE_COUNT`).
 pub const MSG_TYPES: usize = 11;
+/// A forgotten node may not come back through gossip for this long
+/// (`CLUSTER_BLACKLIST_TTL`).
+pub const FORGET_BAN_MS: u64 = 60_000;
 
 /// The node's settings that the protocol reads.
 #[derive(Debug, Clone)]
@@ -66,6 +74,9 @@ pub struct Config {
     pub hostname: String,
     /// `cluster-require-full-coverage`.
     pub require_full_coverage: bool,
+    /// `cluster-preferred-endpoint-type`: how CLUSTER SLOTS and SHARDS
+    /// name nodes.
+    pub preferred_endpoint: EndpointType,
 }
 
 impl Config {
@@ -79,6 +90,7 @@ impl Config {
             cport: port.wrapping_add(10000),
             hostname: String::new(),
             require_full_coverage: true,
+            preferred_endpoint: EndpointType::Ip,
         }
     }
 }
@@ -191,6 +203,27 @@ struct Link {
     peer_ip: String,
     /// Our address on the socket (how the peer reaches us).
     local_ip: String,
+    /// Inbound, or outbound and [`Cluster::connected`].
+    up: bool,
+    /// The driver's send buffer, as last reported ([`Cluster::link_buffer`]).
+    send_allocated: u64,
+    send_used: u64,
+}
+
+/// A link as CLUSTER LINKS shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    pub id: LinkId,
+    /// `from` the peer (accepted) or `to` it.
+    pub inbound: bool,
+    pub node: NodeId,
+    /// Unix ms.
+    pub create_time: u64,
+    /// `r` once connected, `rw` while data waits to be sent; empty while
+    /// connecting (Redis's installed handlers).
+    pub events: &'static str,
+    pub send_buffer_allocated: u64,
+    pub send_buffer_used: u64,
 }
 
 /// Message counters by type, as CLUSTER INFO shows them.
@@ -198,6 +231,9 @@ struct Link {
 pub struct Stats {
     pub sent: [u64; MSG_TYPES],
     pub received: [u64; MSG_TYPES],
+    /// Links the driver closed for exceeding `cluster-link-sendbuf-limit`
+    /// (`total_cluster_links_buffer_limit_exceeded`).
+    pub links_buffer_limit_exceeded: u64,
 }
 
 /// A node as the outside sees it (CLUSTER NODES and the simulator).
@@ -219,7 +255,7 @@ pub struct NodeView {
 /// owner is a known node, and a node's `slots` bitmap holds exactly the slots
 /// whose owner it is; no node is both PFAIL and FAIL; a node's links are
 /// links of this table pointing back at it, outbound in `link` and inbound in
-/// `inbound_link`.
+/// `inbound_link`; every slot migrating away is owned by this node.
 pub struct Cluster {
     config: Config,
     myself: NodeId,
@@ -235,6 +271,8 @@ pub struct Cluster {
     importing: BTreeMap<u16, NodeId>,
     links: BTreeMap<LinkId, Link>,
     next_link: u64,
+    /// CLUSTER FORGET's ban list: node → when gossip may add it again (ms).
+    banned: BTreeMap<NodeId, u64>,
     /// 0 ok, 1 fail (`CLUSTER_OK`, `CLUSTER_FAIL`).
     state: u8,
     /// Cron calls so far.
@@ -273,6 +311,7 @@ impl Cluster {
             importing: BTreeMap::new(),
             links: BTreeMap::new(),
             next_link: 1,
+            banned: BTreeMap::new(),
             state: 1,
             iteration: 0,
             pings_built: 0,
@@ -337,6 +376,9 @@ impl Cluster {
         }
         let me_line = conf.myself().ok_or("no node is flagged myself")?;
         for &(slot, to) in &me_line.migrating {
+            if c.slots[slot as usize] != Some(me_line.id) {
+                continue; // a stale migration of a slot lost since
+            }
             c.nodes
                 .entry(to)
                 .or_insert_with(|| Node::new(to, 0, now_ms));
@@ -409,10 +451,21 @@ impl Cluster {
 
     /// What `nodes.conf` holds now (handshake nodes left out, as Redis).
     pub fn nodes_conf(&self) -> NodesConf {
-        let nodes = self
-            .nodes
+        NodesConf {
+            nodes: self
+                .node_lines()
+                .into_iter()
+                .filter(|n| n.flags & flags::HANDSHAKE == 0)
+                .collect(),
+            current_epoch: self.current_epoch,
+            last_vote_epoch: self.last_vote_epoch,
+        }
+    }
+
+    /// Every known node, handshakes included, as CLUSTER NODES lists them.
+    pub fn node_lines(&self) -> Vec<NodeLine> {
+        self.nodes
             .values()
-            .filter(|n| !n.has(flags::HANDSHAKE))
             .map(|n| {
                 let master_epoch = n
                     .slaveof
@@ -445,12 +498,90 @@ impl Cluster {
                     },
                 }
             })
-            .collect();
-        NodesConf {
-            nodes,
-            current_epoch: self.current_epoch,
-            last_vote_epoch: self.last_vote_epoch,
+            .collect()
+    }
+
+    /// The settings this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A known node's [`flags`], `None` for an unknown one.
+    pub fn node_flags(&self, id: &NodeId) -> Option<u16> {
+        self.nodes.get(id).map(|n| n.flags)
+    }
+
+    /// The node `slot` is migrating to, if it is.
+    pub fn migrating_to(&self, slot: u16) -> Option<NodeId> {
+        self.migrating.get(&slot).copied()
+    }
+
+    /// The node `slot` is imported from, if it is.
+    pub fn importing_from(&self, slot: u16) -> Option<NodeId> {
+        self.importing.get(&slot).copied()
+    }
+
+    /// The links tied to a node, as CLUSTER LINKS lists them: by node, its
+    /// outbound link then its inbound one.
+    pub fn links(&self) -> Vec<LinkView> {
+        let mut out = Vec::new();
+        for n in self.nodes.values() {
+            for id in [n.link, n.inbound_link].into_iter().flatten() {
+                let Some(l) = self.links.get(&id) else {
+                    continue;
+                };
+                out.push(LinkView {
+                    id,
+                    inbound: l.inbound,
+                    node: n.id,
+                    create_time: l.ctime,
+                    events: match (l.up, l.send_used > 0) {
+                        (false, _) => "",
+                        (true, false) => "r",
+                        (true, true) => "rw",
+                    },
+                    send_buffer_allocated: l.send_allocated,
+                    send_buffer_used: l.send_used,
+                });
+            }
         }
+        out
+    }
+
+    /// The slot map shard cores route by: the nodes that own a slot or are
+    /// the peer of a migration (this node first), per-slot indices, and
+    /// whether the cluster is ok.
+    pub fn slot_map(&self, endpoint: EndpointType) -> SlotMap {
+        let endpoint_of = |n: &Node| Endpoint {
+            id: n.id,
+            ip: n.ip.clone(),
+            port: n.port,
+            hostname: n.hostname.clone(),
+        };
+        let me = &self.nodes[&self.myself];
+        let mut map = SlotMap::empty(endpoint_of(me));
+        map.ok = self.state_ok();
+        map.endpoint = endpoint;
+        let mut index: BTreeMap<NodeId, u16> = BTreeMap::new();
+        index.insert(self.myself, 0);
+        let mut index_of = |id: NodeId, nodes: &mut Vec<Endpoint>| -> u16 {
+            *index.entry(id).or_insert_with(|| {
+                nodes.push(endpoint_of(&self.nodes[&id]));
+                (nodes.len() - 1) as u16
+            })
+        };
+        for (slot, owner) in self.slots.iter().enumerate() {
+            if let Some(o) = owner {
+                map.owner[slot] = index_of(*o, &mut map.nodes);
+            }
+        }
+        for (&slot, &to) in &self.migrating {
+            map.migrating[slot as usize] = index_of(to, &mut map.nodes);
+        }
+        for (&slot, &from) in &self.importing {
+            map.importing[slot as usize] = index_of(from, &mut map.nodes);
+        }
+        map
     }
 
     // ----- Commands -------------------------------------------------------
@@ -492,7 +623,7 @@ impl Cluster {
     }
 
     /// CLUSTER ADDSLOTS: `Err` if a slot is out of range or already owned;
-    /// nothing changes then.
+    /// nothing changes then. Closes the import of those slots.
     pub fn add_slots(&mut self, slots: &[u16]) -> Result<Vec<Action>, String> {
         for &s in slots {
             if s as usize >= SLOTS {
@@ -503,6 +634,7 @@ impl Cluster {
             }
         }
         for &s in slots {
+            self.importing.remove(&s);
             self.add_slot(self.myself, s);
         }
         self.todo_save = true;
@@ -510,23 +642,141 @@ impl Cluster {
         Ok(self.finish())
     }
 
-    /// CLUSTER SETSLOT `slot` NODE `node` for a known node. Taking a slot
-    /// for this node bumps its config epoch without consensus
-    /// (`clusterBumpConfigEpochWithoutConsensus`), as Redis does when an
-    /// import ends, so the new owner wins over the old one.
-    pub fn setslot_node(&mut self, slot: u16, node: NodeId) -> Result<Vec<Action>, String> {
+    /// CLUSTER DELSLOTS: unbinds the slots, whoever owns them. `Err` if one
+    /// is out of range or unbound; nothing changes then.
+    pub fn del_slots(&mut self, slots: &[u16]) -> Result<Vec<Action>, String> {
+        for &s in slots {
+            if s as usize >= SLOTS {
+                return Err("Invalid or out of range slot".into());
+            }
+            if self.slots[s as usize].is_none() {
+                return Err(format!("Slot {s} is already unassigned"));
+            }
+        }
+        for &s in slots {
+            self.importing.remove(&s);
+            self.del_slot(s);
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER FLUSHSLOTS: unbinds every slot of this node.
+    pub fn flush_slots(&mut self) -> Vec<Action> {
+        for slot in 0..SLOTS as u16 {
+            if self.slots[slot as usize] == Some(self.myself) {
+                self.del_slot(slot);
+            }
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+        self.finish()
+    }
+
+    fn setslot_check(&self, slot: u16, node: &NodeId) -> Result<(), String> {
         if slot as usize >= SLOTS {
             return Err("Invalid or out of range slot".into());
         }
-        if !self.nodes.contains_key(&node) {
-            return Err(format!("Unknown node {node}"));
+        match self.nodes.get(node) {
+            None => Err(format!("I don't know about node {node}")),
+            Some(n) if n.has(flags::SLAVE) => Err("Target node is not a master".into()),
+            Some(_) => Ok(()),
         }
-        self.del_slot(slot);
-        self.add_slot(node, slot);
-        self.migrating.remove(&slot);
-        self.importing.remove(&slot);
-        if node == self.myself {
+    }
+
+    /// CLUSTER SETSLOT `slot` MIGRATING `node`: this node must own it.
+    pub fn setslot_migrating(&mut self, slot: u16, node: NodeId) -> Result<Vec<Action>, String> {
+        if slot as usize >= SLOTS {
+            return Err("Invalid or out of range slot".into());
+        }
+        if self.slots[slot as usize] != Some(self.myself) {
+            return Err(format!("I'm not the owner of hash slot {slot}"));
+        }
+        self.setslot_check(slot, &node)?;
+        self.migrating.insert(slot, node);
+        self.todo_slot_map = true;
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER SETSLOT `slot` IMPORTING `node`: this node must not own it.
+    pub fn setslot_importing(&mut self, slot: u16, node: NodeId) -> Result<Vec<Action>, String> {
+        if slot as usize >= SLOTS {
+            return Err("Invalid or out of range slot".into());
+        }
+        if self.slots[slot as usize] == Some(self.myself) {
+            return Err(format!("I'm already the owner of hash slot {slot}"));
+        }
+        self.setslot_check(slot, &node)?;
+        self.importing.insert(slot, node);
+        self.todo_slot_map = true;
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER SETSLOT `slot` STABLE: closes its migration or import.
+    pub fn setslot_stable(&mut self, slot: u16) -> Result<Vec<Action>, String> {
+        if slot as usize >= SLOTS {
+            return Err("Invalid or out of range slot".into());
+        }
+        if self.migrating.remove(&slot).is_some() | self.importing.remove(&slot).is_some() {
+            self.todo_slot_map = true;
+        }
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER SETSLOT `slot` NODE `node` (a known master). `slot_keys`:
+    /// keys this node holds in the slot; it may not give away a slot it
+    /// holds keys of. A migration with no keys left closes. Ending an import
+    /// (`node` is this node) bumps the config epoch without consensus
+    /// (`clusterBumpConfigEpochWithoutConsensus`) so the new owner wins over
+    /// the old one, and tells everyone at once with a PONG.
+    pub fn setslot_node(
+        &mut self,
+        now_ms: u64,
+        slot: u16,
+        node: NodeId,
+        slot_keys: u64,
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<Action>, String> {
+        if slot as usize >= SLOTS {
+            return Err("Invalid or out of range slot".into());
+        }
+        match self.nodes.get(&node) {
+            None => return Err(format!("Unknown node {node}")),
+            Some(n) if n.has(flags::SLAVE) => return Err("Target node is not a master".into()),
+            Some(_) => {}
+        }
+        let mine = self.slots[slot as usize] == Some(self.myself);
+        if mine && node != self.myself && slot_keys != 0 {
+            return Err(format!(
+                "Can't assign hashslot {slot} to a different node while I still hold keys for this hash slot."
+            ));
+        }
+        if slot_keys == 0 && self.migrating.remove(&slot).is_some() {
+            self.todo_slot_map = true;
+        }
+        if self.slots[slot as usize] != Some(node) {
+            self.del_slot(slot);
+            self.add_slot(node, slot);
+        }
+        if node == self.myself && self.importing.remove(&slot).is_some() {
+            self.todo_slot_map = true;
             self.bump_epoch_without_consensus();
+            let links: Vec<LinkId> = self
+                .nodes
+                .values()
+                .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+                .filter_map(|n| n.link)
+                .collect();
+            for link in links {
+                self.send_ping(now_ms, link, msg_type::PONG, rng);
+            }
         }
         self.todo_save = true;
         self.todo_update_state = true;
@@ -535,7 +785,12 @@ impl Cluster {
 
     /// CLUSTER BUMPEPOCH: a new config epoch unless this node's is already
     /// the greatest and not 0. Returns whether it bumped.
-    pub fn bump_epoch_without_consensus(&mut self) -> bool {
+    pub fn bump_epoch(&mut self) -> (bool, Vec<Action>) {
+        let bumped = self.bump_epoch_without_consensus();
+        (bumped, self.finish())
+    }
+
+    fn bump_epoch_without_consensus(&mut self) -> bool {
         let max = self.max_epoch();
         let me = self.nodes.get_mut(&self.myself).expect("myself");
         if me.config_epoch == 0 || me.config_epoch != max {
@@ -546,6 +801,103 @@ impl Cluster {
         } else {
             false
         }
+    }
+
+    /// CLUSTER SET-CONFIG-EPOCH: only on a node that knows no other node
+    /// and has epoch 0.
+    pub fn set_config_epoch(&mut self, epoch: u64) -> Result<Vec<Action>, String> {
+        if self.nodes.len() > 1 {
+            return Err(
+                "The user can assign a config epoch only when the node does not know any other node."
+                    .into(),
+            );
+        }
+        let me = self.nodes.get_mut(&self.myself).expect("myself");
+        if me.config_epoch != 0 {
+            return Err("Node config epoch is already non-zero".into());
+        }
+        me.config_epoch = epoch;
+        self.current_epoch = self.current_epoch.max(epoch);
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// CLUSTER FORGET: drops a node (not this one) and bans it from gossip
+    /// for [`FORGET_BAN_MS`].
+    pub fn forget(&mut self, now_ms: u64, node: NodeId) -> Result<Vec<Action>, String> {
+        if !self.nodes.contains_key(&node) {
+            return Err(format!("Unknown node {node}"));
+        }
+        if node == self.myself {
+            return Err("I tried hard but I can't forget myself...".into());
+        }
+        self.banned.retain(|_, until| *until >= now_ms);
+        self.banned.insert(node, now_ms + FORGET_BAN_MS);
+        self.del_node(node);
+        Ok(self.finish())
+    }
+
+    fn is_banned(&mut self, now_ms: u64, node: &NodeId) -> bool {
+        self.banned.retain(|_, until| *until >= now_ms);
+        self.banned.contains_key(node)
+    }
+
+    /// CLUSTER RESET: forgets every other node, unbinds every slot, closes
+    /// migrations. `hard`: a new node ID and epochs back to 0.
+    pub fn reset(&mut self, hard: bool, rng: &mut dyn RngCore) -> Vec<Action> {
+        self.migrating.clear();
+        self.importing.clear();
+        for slot in 0..SLOTS as u16 {
+            self.del_slot(slot);
+        }
+        let others: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .filter(|&&id| id != self.myself)
+            .copied()
+            .collect();
+        for id in others {
+            self.del_node(id);
+        }
+        if hard {
+            self.current_epoch = 0;
+            self.last_vote_epoch = 0;
+            let old = self.myself;
+            let new = self.fresh_id(rng);
+            let mut me = self.nodes.remove(&old).expect("myself");
+            me.id = new;
+            me.config_epoch = 0;
+            self.nodes.insert(new, me);
+            self.myself = new;
+        }
+        self.todo_slot_map = true;
+        self.todo_save = true;
+        self.todo_update_state = true;
+        self.finish()
+    }
+
+    /// Failure reports about `node` still valid, `None` if it is unknown
+    /// (CLUSTER COUNT-FAILURE-REPORTS).
+    pub fn failure_reports(&mut self, now_ms: u64, node: &NodeId) -> Option<usize> {
+        let timeout = self.config.node_timeout_ms;
+        self.nodes
+            .get_mut(node)
+            .map(|n| live_reports(n, now_ms, timeout))
+    }
+
+    /// The driver's send buffer of `link` (CLUSTER LINKS shows it).
+    pub fn link_buffer(&mut self, link: LinkId, allocated: u64, used: u64) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.send_allocated = allocated;
+            l.send_used = used;
+        }
+    }
+
+    /// The driver closed a link whose send buffer exceeded
+    /// `cluster-link-sendbuf-limit` (it still reports [`Cluster::closed`]).
+    pub fn link_buffer_limit_exceeded(&mut self) {
+        self.stats.links_buffer_limit_exceeded += 1;
     }
 
     // ----- Events ---------------------------------------------------------
@@ -574,6 +926,7 @@ impl Cluster {
             return Vec::new();
         };
         l.local_ip = local_ip.to_string();
+        l.up = true;
         let Some(node_id) = l.node else {
             return Vec::new();
         };
@@ -659,6 +1012,9 @@ impl Cluster {
                 ctime: now,
                 peer_ip: String::new(),
                 local_ip: String::new(),
+                up: inbound,
+                send_allocated: 0,
+                send_used: 0,
             },
         );
         id
@@ -713,6 +1069,9 @@ impl Cluster {
 
     fn del_slot(&mut self, slot: u16) {
         if let Some(owner) = self.slots[slot as usize].take() {
+            if owner == self.myself {
+                self.migrating.remove(&slot);
+            }
             if let Some(n) = self.nodes.get_mut(&owner) {
                 n.slots.set(slot, false);
                 n.numslots -= 1;
@@ -765,6 +1124,11 @@ impl Cluster {
             return;
         };
         n.id = new;
+        for peer in self.migrating.values_mut().chain(self.importing.values_mut()) {
+            if *peer == old {
+                *peer = new;
+            }
+        }
         for link in self.links.values_mut() {
             if link.node == Some(old) {
                 link.node = Some(new);
@@ -1339,7 +1703,11 @@ impl Cluster {
                         self.free_link(old);
                     }
                 }
-            } else if sender.is_some() && g.flags & flags::NOADDR == 0 && !g.node.is_null() {
+            } else if sender.is_some()
+                && g.flags & flags::NOADDR == 0
+                && !g.node.is_null()
+                && !self.is_banned(now, &g.node)
+            {
                 let mut n = Node::new(
                     g.node,
                     g.flags & !(flags::MYSELF | flags::HANDSHAKE | flags::MEET),
@@ -1565,6 +1933,13 @@ impl Cluster {
                 assert!(self.links[&l].inbound);
                 assert_eq!(self.links[&l].node, Some(n.id));
             }
+        }
+        for (slot, to) in &self.migrating {
+            assert_eq!(self.slots[*slot as usize], Some(self.myself));
+            assert!(self.nodes.contains_key(to));
+        }
+        for from in self.importing.values() {
+            assert!(self.nodes.contains_key(from));
         }
     }
 }

@@ -530,10 +530,22 @@ impl Sim {
         }
         self.log(format!("move slot {slot} from {src} to {i}"));
         let me = self.ids[i];
-        let actions = self.nodes[i].cluster.setslot_node(slot, me).unwrap();
+        let now = self.now;
+        let actions = self.nodes[i]
+            .cluster
+            .setslot_importing(slot, owner)
+            .unwrap();
+        self.after(i, actions, None);
+        let actions = self.nodes[i]
+            .cluster
+            .setslot_node(now, slot, me, 0, &mut self.rng)
+            .unwrap();
         self.after(i, actions, None);
         if self.nodes[src].life == Life::Up {
-            let actions = self.nodes[src].cluster.setslot_node(slot, me).unwrap();
+            let actions = self.nodes[src]
+                .cluster
+                .setslot_node(now, slot, me, 0, &mut self.rng)
+                .unwrap();
             self.after(src, actions, None);
         }
     }
