@@ -6,6 +6,8 @@
 //!   byte: [`wire::decode`] (never panics, applies Redis's length rules) and
 //!   [`wire::encode`].
 //! - [`nodes_conf`]: the `nodes.conf` file both ways.
+//! - [`command`]: the CLUSTER command on a [`state::Cluster`].
+//! - [`slotmap`]: the slot map shard cores route by.
 //! - [`state`]: [`state::Cluster`], the bus as a state machine. The driver
 //!   (sockets, timers, the file) lives elsewhere and feeds it received
 //!   messages, link events, the time and a random number generator; it gets
@@ -17,6 +19,7 @@
 //!
 //! This module holds what the three share: node IDs and slot bitmaps.
 
+pub mod command;
 pub mod nodes_conf;
 pub mod slotmap;
 pub mod state;
