@@ -234,6 +234,9 @@ pub struct Stats {
     /// Links the driver closed for exceeding `cluster-link-sendbuf-limit`
     /// (`total_cluster_links_buffer_limit_exceeded`).
     pub links_buffer_limit_exceeded: u64,
+    /// Frames dropped: unreadable (counted by the driver), or from a
+    /// sender this node does not know other than a MEET.
+    pub dropped: u64,
 }
 
 /// A node as the outside sees it (CLUSTER NODES and the simulator).
@@ -894,6 +897,25 @@ impl Cluster {
         }
     }
 
+    /// The directives changed (CONFIG SET): the node timeout, full
+    /// coverage and the announced address take effect from the next call.
+    pub fn set_config(&mut self, config: Config) {
+        if let Some(me) = self.nodes.get_mut(&self.myself) {
+            if !config.announce_ip.is_empty() {
+                me.ip = config.announce_ip.clone();
+            }
+            me.hostname = config.hostname.clone();
+        }
+        self.config = config;
+        self.todo_update_state = true;
+    }
+
+    /// The driver dropped a frame it could not read (bad signature or
+    /// length, or a message that does not decode).
+    pub fn note_dropped(&mut self) {
+        self.stats.dropped += 1;
+    }
+
     /// The driver closed a link whose send buffer exceeded
     /// `cluster-link-sendbuf-limit` (it still reports [`Cluster::closed`]).
     pub fn link_buffer_limit_exceeded(&mut self) {
@@ -1124,7 +1146,11 @@ impl Cluster {
             return;
         };
         n.id = new;
-        for peer in self.migrating.values_mut().chain(self.importing.values_mut()) {
+        for peer in self
+            .migrating
+            .values_mut()
+            .chain(self.importing.values_mut())
+        {
             if *peer == old {
                 *peer = new;
             }
@@ -1310,6 +1336,12 @@ impl Cluster {
             self.stats.received[kind as usize] += 1;
         }
         let sender = self.sender_of(link, &h.sender);
+        let handshake = matches!(kind, msg_type::PING | msg_type::MEET | msg_type::PONG);
+        if sender.is_none() && !handshake {
+            // Only a PING, MEET or PONG may come from a node not known yet.
+            self.stats.dropped += 1;
+            return;
+        }
         let mut sender_config_epoch = 0;
         if let Some(s) = sender {
             let node = self.nodes.get_mut(&s).expect("sender");

@@ -99,9 +99,10 @@ impl Core {
         mesh: Arc<Mesh>,
         persist: Arc<crate::persist::State>,
         listeners: Vec<i32>,
+        bus: Option<Arc<crate::mesh::Bus>>,
     ) -> std::io::Result<Core> {
         let ring = Ring::new()?;
-        let shard = Shard::new(id, cores, shared, mesh, persist);
+        let shard = Shard::new(id, cores, shared, mesh, persist, bus);
         Ok(Core {
             shard,
             ring,
@@ -962,6 +963,7 @@ impl Core {
             Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
             Msg::Adopt { fd } => self.adopt(fd),
             Msg::Wake => {}
+            Msg::SlotMap => self.shard.take_slot_map(),
             Msg::Req { from, id, req } => {
                 self.shard.request(from, id, req);
                 // The request may have closed connections (CLIENT KILL) or

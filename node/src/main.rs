@@ -24,6 +24,7 @@
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 mod alloc;
+mod bus;
 mod commands;
 mod config;
 mod core;
@@ -194,6 +195,50 @@ fn stop_cores(shared: &Shared, mesh: &mesh::Mesh, shards: usize) {
     }
 }
 
+/// Cluster mode's start: the bus port, `nodes.conf` and the directives.
+/// Exits with Redis's messages when the port is too high, the bus port is
+/// taken, or the file is corrupt or locked by another node.
+fn cluster_setup(
+    cfg: &config::Config,
+    port: u16,
+    binds: &[String],
+    backlog: i32,
+) -> (bus::Loaded, bus::Settings, Vec<i32>) {
+    let cport = match cfg.int("cluster-port") {
+        0 => {
+            if port > 55535 {
+                log::warning(format_args!(
+                    "Redis port number too high. Cluster communication port is 10,000 port numbers higher than your Redis port. Your Redis port number must be 55535 or less."
+                ));
+                std::process::exit(1);
+            }
+            port + 10000
+        }
+        p => p as u16,
+    };
+    let Ok(fds) = net::listen_to_port(binds, cport, backlog) else {
+        log::warning(format_args!(
+            "Failed listening on port {cport} (cluster), aborting."
+        ));
+        std::process::exit(1);
+    };
+    let settings = bus::Settings::from(cfg, port, cport);
+    let path = cfg
+        .text("cluster-config-file")
+        .unwrap_or_else(|| "nodes.conf".into());
+    match bus::load(
+        std::path::Path::new(&path),
+        settings.protocol(),
+        shared::now_ms() as u64,
+    ) {
+        Ok(l) => (l, settings, fds),
+        Err(e) => {
+            log::warning(format_args!("{e}"));
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     // Pages freed go back to the system at once rather than after a delay
     // measured on later allocations: a core that goes idle after FLUSHALL
@@ -332,7 +377,18 @@ fn main() {
         active_expire: AtomicBool::new(true),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
-    log::notice(format_args!("Running mode=standalone, port={port}."));
+    let cluster = shared
+        .config
+        .lock()
+        .ok()
+        .filter(|c| c.flag("cluster-enabled"))
+        .map(|c| cluster_setup(&c, port, &binds, backlog));
+    let mode = if cluster.is_some() {
+        "cluster"
+    } else {
+        "standalone"
+    };
+    log::notice(format_args!("Running mode={mode}, port={port}."));
 
     // Listening sockets first, so a taken port fails the start cleanly:
     // one per address for the whole process, every core accepts on all.
@@ -370,6 +426,30 @@ fn main() {
         }
     }
     let mut threads = Vec::new();
+    let bus = cluster.map(|(loaded, settings, fds)| {
+        let bus = match mesh::Bus::new(loaded.cluster.slot_map(settings.endpoint)) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                log::warning(format_args!("Failed creating the cluster bus mailbox: {e}"));
+                std::process::exit(1);
+            }
+        };
+        match bus::start(
+            loaded,
+            settings,
+            fds,
+            shared.clone(),
+            mesh.clone(),
+            bus.clone(),
+        ) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                log::warning(format_args!("Could not start the cluster bus thread: {e}"));
+                std::process::exit(1);
+            }
+        }
+        bus
+    });
     for id in 0..shards {
         let cpu = cpus[id % cpus.len()];
         let node = numa
@@ -380,6 +460,7 @@ fn main() {
         let mesh = mesh.clone();
         let listeners = listeners.clone();
         let persist = persist.clone();
+        let bus = bus.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
@@ -387,7 +468,7 @@ fn main() {
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }
-                match core::Core::new(id, shards, shared, mesh, persist, listeners) {
+                match core::Core::new(id, shards, shared, mesh, persist, listeners, bus) {
                     Ok(mut c) => c.run(),
                     Err(e) => {
                         log::warning(format_args!("Shard {id} could not start its io_uring: {e}"));

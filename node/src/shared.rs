@@ -41,6 +41,9 @@ pub struct Settings {
     pub eviction_tenacity: u32,
     /// The `lazyfree-lazy-*` directives.
     pub lazyfree: engine::lazyfree::Settings,
+    /// `cluster-allow-reads-when-down`, `cluster-allow-pubsubshard-when-down`.
+    pub cluster_reads_when_down: bool,
+    pub cluster_pubsubshard_when_down: bool,
 }
 
 /// Process-wide state.
@@ -144,6 +147,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
             user_del: c.flag("lazyfree-lazy-user-del"),
             user_flush: c.flag("lazyfree-lazy-user-flush"),
         },
+        cluster_reads_when_down: c.flag("cluster-allow-reads-when-down"),
+        cluster_pubsubshard_when_down: c.flag("cluster-allow-pubsubshard-when-down"),
     }
 }
 

@@ -77,6 +77,17 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A free loopback port `p` whose bus port `p + 10000` is free too (a node
+/// of a Redis Cluster listens on both).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p <= 55535 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A running server process.
 pub struct Server {
     child: Child,
@@ -124,6 +135,21 @@ impl Server {
         Server::start("slotd", &slotd_bin(), None, Some(conf), args)
     }
 
+    /// Starts slotd as a cluster node (`--cluster-enabled yes`, on a port
+    /// whose bus port is free) with `args`.
+    pub fn slotd_cluster(args: &[&str]) -> Server {
+        let mut all = vec!["--cluster-enabled", "yes"];
+        all.extend_from_slice(args);
+        Server::start("slotd", &slotd_bin(), None, None, &all)
+    }
+
+    /// Starts redis-server as a cluster node, as [`Server::slotd_cluster`].
+    pub fn redis_cluster(args: &[&str]) -> Server {
+        let mut all = vec!["--cluster-enabled", "yes"];
+        all.extend_from_slice(args);
+        Server::start("redis", &redis_bin(), None, None, &all)
+    }
+
     /// Starts the stock redis-server with `--save "" --appendonly no` and `args`.
     pub fn redis(args: &[&str]) -> Server {
         Server::start("redis", &redis_bin(), None, None, args)
@@ -137,8 +163,13 @@ impl Server {
         args: &[&str],
     ) -> Server {
         let mut last_err = String::new();
+        let cluster = args.windows(2).any(|w| w == ["--cluster-enabled", "yes"]);
         for _attempt in 0..5 {
-            let port = free_port();
+            let port = if cluster {
+                free_port_pair()
+            } else {
+                free_port()
+            };
             let seq = SEQ.fetch_add(1, Ordering::Relaxed);
             let log_path = std::env::temp_dir().join(format!(
                 "slotd-test-{}-{}-{}-{}.log",

@@ -45,6 +45,12 @@ pub static COMMANDS: &[Spec] = &[
         (0, 0, 0),
         "connection",
     ),
+    // Redis Cluster's commands: the node answers them (a standalone node
+    // with Redis's "cluster support disabled" error).
+    Spec::node("cluster", -2, 0, (0, 0, 0), "cluster"),
+    Spec::node("readonly", 1, FAST | LOADING | STALE, (0, 0, 0), "cluster"),
+    Spec::node("readwrite", 1, FAST | LOADING | STALE, (0, 0, 0), "cluster"),
+    Spec::node("asking", 1, FAST, (0, 0, 0), "cluster"),
     Spec::node(
         "multi",
         1,

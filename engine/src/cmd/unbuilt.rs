@@ -17,17 +17,10 @@ static UNBUILT: &[(&str, &str)] = &[
     ("migrate", MIGRATE),
 ];
 
-/// Commands of Redis Cluster, which a standalone server answers with this
-/// error (as redis-server does with `cluster-enabled no`).
-static CLUSTER_ONLY: &[&str] = &["cluster", "readonly", "readwrite", "asking"];
-
 /// The error for command `name` when slotd knows it but does not have it
 /// (`None` for a name it does not know at all).
 pub fn error_for(name: &[u8]) -> Option<String> {
     let is = |n: &str| n.as_bytes().eq_ignore_ascii_case(name);
-    if CLUSTER_ONLY.iter().any(|n| is(n)) {
-        return Some("ERR This instance has cluster support disabled".to_string());
-    }
     UNBUILT.iter().find(|(n, _)| is(n)).map(|(n, why)| {
         format!(
             "ERR {} is not supported by slotd yet: {why}",
@@ -46,17 +39,10 @@ mod tests {
             error_for(b"ReplicaOf").unwrap(),
             "ERR REPLICAOF is not supported by slotd yet: replication is not built yet"
         );
-        assert_eq!(
-            error_for(b"cluster").unwrap(),
-            "ERR This instance has cluster support disabled"
-        );
         assert_eq!(error_for(b"nosuch"), None);
         // Nothing here is in the command table: each leaves the list when
         // it is built.
         for (name, _) in UNBUILT {
-            assert!(super::super::registry().lookup(name.as_bytes()).is_none());
-        }
-        for name in CLUSTER_ONLY {
             assert!(super::super::registry().lookup(name.as_bytes()).is_none());
         }
     }

@@ -113,6 +113,23 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, e);
     }
+    if shard.cluster.is_some() {
+        let asking = spec.name != "asking" && std::mem::take(&mut conn.asking);
+        if let Err(e) = cluster_check(shard, key, spec, &args, asking) {
+            if let Some(c) = shard.conns.get_mut(key) {
+                if spec.name == "exec" {
+                    c.multi = None;
+                    c.multi_failed = false;
+                } else if c.multi.is_some() {
+                    c.multi_failed = true;
+                }
+            }
+            return answer(shard, key, e);
+        }
+    }
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
     if spec.name == "debug" && !debug_allowed(shard.settings.debug_command, &conn.addr) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
@@ -218,6 +235,88 @@ fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: A
     }
 }
 
+/// Commands whose channels route like keys in cluster mode (sharded
+/// pub/sub), and whether the cluster being down refuses them.
+fn shard_channels(spec: &Spec) -> bool {
+    matches!(spec.name, "spublish" | "ssubscribe" | "sunsubscribe")
+}
+
+/// The slot of `args`'s keys (channels for sharded pub/sub): `Ok(None)`
+/// without keys, `Err` CROSSSLOT when they are in several slots.
+fn slot_of_keys(spec: &'static Spec, args: &Args) -> Result<Option<u16>, Reply> {
+    let mut idx = Vec::new();
+    if shard_channels(spec) {
+        let last = if spec.name == "spublish" {
+            1
+        } else {
+            args.len() - 1
+        };
+        idx.extend(1..=last.min(args.len() - 1));
+    } else if spec.key_indices(args, &mut idx).is_err() {
+        // The command reports its own argument error when it runs.
+        return Ok(None);
+    }
+    let mut slot = None;
+    for i in idx {
+        let s = engine::slot::slot_of(args.get(i));
+        match slot {
+            Some(prev) if prev != s => {
+                return Err(Reply::err(cluster::slotmap::CROSSSLOT));
+            }
+            _ => slot = Some(s),
+        }
+    }
+    Ok(slot)
+}
+
+/// Redis Cluster's redirections for a command (`getNodeByQuery`'s checks
+/// that need no data): CROSSSLOT, CLUSTERDOWN, MOVED, and ASKING on an
+/// importing slot. EXEC is checked over the commands it queued. Whether
+/// the keys exist (ASK and TRYAGAIN during a migration) is checked on the
+/// core that owns them, as the command runs (`Shard::run_local`).
+fn cluster_check(
+    shard: &Shard,
+    key: Key,
+    spec: &'static Spec,
+    args: &Args,
+    asking: bool,
+) -> Result<(), Reply> {
+    let Some(map) = shard.cluster.as_deref() else {
+        return Ok(());
+    };
+    let mut write = spec.has(flags::WRITE);
+    let mut slot = slot_of_keys(spec, args)?;
+    if spec.name == "exec" {
+        let queued = shard.conns.get(key).and_then(|c| c.multi.as_ref());
+        for cmd in queued.into_iter().flatten() {
+            let a = cmd.as_args();
+            let Some(s) = engine::cmd::registry().lookup(a.get(0)) else {
+                continue;
+            };
+            write |= s.has(flags::WRITE);
+            if let Some(k) = slot_of_keys(s, &a)? {
+                if slot.is_some_and(|prev| prev != k) {
+                    return Err(Reply::err(cluster::slotmap::CROSSSLOT));
+                }
+                slot = Some(k);
+            }
+        }
+    }
+    let Some(slot) = slot else {
+        return Ok(());
+    };
+    let when_down = if shard_channels(spec) {
+        write = false;
+        shard.settings.cluster_pubsubshard_when_down
+    } else {
+        shard.settings.cluster_reads_when_down
+    };
+    match map.route(slot, write, asking, when_down) {
+        cluster::slotmap::Verdict::Serve => Ok(()),
+        cluster::slotmap::Verdict::Refuse(e) => Err(Reply::Error(e.into())),
+    }
+}
+
 /// Where a pipelined command may join a pipeline that is crossing cores,
 /// without running any check with side effects: `Some((core, write))` only
 /// for a plain, known, well-formed, non-blocking command whose keys all
@@ -229,11 +328,15 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     let conn = shard.conns.get(key)?;
     let spec = engine::cmd::registry().lookup(args.get(0))?;
     let plain = conn.authed
+        && !conn.asking
         && conn.multi.is_none()
         && (conn.sub_count() == 0 || conn.resp3)
         && spec.check_arity(args.len()).is_ok()
         && !spec.has(flags::NODE | flags::ALL_SHARDS | flags::BLOCKING);
     if !plain {
+        return None;
+    }
+    if shard.cluster.is_some() && cluster_check(shard, key, spec, args, false).is_err() {
         return None;
     }
     match route(spec, args, shard.cores) {

@@ -167,7 +167,8 @@ pub async fn gather(
         section("Errorstats", String::new());
     }
     if wanted("cluster") {
-        section("Cluster", "cluster_enabled:0\r\n".into());
+        let on = u8::from(cluster_enabled(shared));
+        section("Cluster", format!("cluster_enabled:{on}\r\n"));
     }
     if wanted("keyspace") {
         let mut body = String::new();
@@ -179,6 +180,14 @@ pub async fn gather(
         section("Keyspace", body);
     }
     out
+}
+
+/// `cluster-enabled` (fixed at start).
+fn cluster_enabled(shared: &Shared) -> bool {
+    shared
+        .config
+        .lock()
+        .is_ok_and(|c| c.flag("cluster-enabled"))
 }
 
 pub fn add(t: &mut CoreStats, s: &CoreStats) {
@@ -215,8 +224,13 @@ fn server(shared: &Shared) -> String {
     let settings = shared.settings();
     let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "redis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:Linux {} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nslotd_version:{}\r\nslotd_shards:{}\r\n",
+        "redis_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:{}\r\nos:Linux {} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nslotd_version:{}\r\nslotd_shards:{}\r\n",
         super::node::REDIS_VERSION,
+        if cluster_enabled(shared) {
+            "cluster"
+        } else {
+            "standalone"
+        },
         uname.trim(),
         std::env::consts::ARCH,
         std::process::id(),

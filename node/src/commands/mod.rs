@@ -11,6 +11,7 @@
 //!
 //! API: [`process`] and [`REDIS_VERSION`].
 
+mod cluster;
 mod debug;
 mod dispatch;
 mod info;

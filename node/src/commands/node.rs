@@ -32,6 +32,11 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
     let db = conn.db;
     match spec.name {
         "select" => match parse_db(args.get(1), shard.settings.databases) {
+            Ok(d) if d != 0 && shard.cluster.is_some() => ok(
+                shard,
+                key,
+                Reply::err("ERR SELECT is not allowed in cluster mode"),
+            ),
             Ok(d) => {
                 conn.db = d;
                 ok(shard, key, Reply::Ok)
@@ -62,6 +67,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             conn.resp3 = false;
             conn.name = None;
             conn.authed = shard.settings.requirepass.is_none();
+            conn.asking = false;
+            conn.readonly = false;
             shard.unwatch_all(watches);
             for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
                 silent_unsubscribe(shard, key, kind);
@@ -245,6 +252,20 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             Next::Wait
         }
         "debug" => super::debug::debug(shard, key, args),
+        "cluster" | "readonly" | "readwrite" | "asking" if shard.cluster.is_none() => ok(
+            shard,
+            key,
+            Reply::err("ERR This instance has cluster support disabled"),
+        ),
+        "readonly" | "readwrite" => {
+            conn.readonly = spec.name == "readonly";
+            ok(shard, key, Reply::Ok)
+        }
+        "asking" => {
+            conn.asking = true;
+            ok(shard, key, Reply::Ok)
+        }
+        "cluster" => super::cluster::run(shard, key, args),
         _ => ok(
             shard,
             key,

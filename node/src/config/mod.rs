@@ -147,6 +147,7 @@ const POLICIES: &[&str] = &[
     "noeviction",
 ];
 const FSYNC: &[&str] = &["everysec", "always", "no"];
+const ENDPOINT_TYPES: &[&str] = &["ip", "hostname", "unknown-endpoint"];
 const DEBUG_CMD: &[&str] = &["no", "yes", "local"];
 const OOM_ADJ: &[&str] = &["no", "yes", "relative", "absolute"];
 const DISKLESS_LOAD: &[&str] = &["disabled", "on-empty-db", "swapdb"];
@@ -289,6 +290,24 @@ static PARAMS: &[Param] = &[
     p("cluster-migration-barrier", int(0, I32_MAX), "1", Mutable),
     p("cluster-allow-reads-when-down", BOOL, "no", Mutable),
     p("cluster-announce-ip", STR, "", Mutable),
+    p("cluster-announce-port", int(0, 65535), "0", Mutable),
+    p("cluster-announce-bus-port", int(0, 65535), "0", Mutable),
+    p("cluster-announce-hostname", STR, "", Mutable),
+    p(
+        "cluster-preferred-endpoint-type",
+        Kind::Enum(ENDPOINT_TYPES),
+        "ip",
+        Mutable,
+    ),
+    p("cluster-allow-pubsubshard-when-down", BOOL, "yes", Mutable),
+    p("cluster-allow-replica-migration", BOOL, "yes", Mutable),
+    p("cluster-replica-no-failover", BOOL, "no", Mutable),
+    p(
+        "cluster-link-sendbuf-limit",
+        mem(0, i64::MAX as u64),
+        "0",
+        Mutable,
+    ),
     p("cluster-port", int(0, 65535), "0", Immutable),
     // Replication.
     pa("replicaof", "slaveof", Kind::ReplicaOf, "", Immutable),

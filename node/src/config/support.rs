@@ -71,7 +71,6 @@ const fn of_command(name: &'static str) -> Support {
     }
 }
 
-const CLUSTER: &str = "cluster mode is not built yet";
 const REPLICATION: &str = "replication is not built yet";
 
 /// Every directive slotd knows, with how it treats it. The directives of
@@ -293,24 +292,38 @@ pub static SUPPORT: &[(&str, Support)] = &[
         },
     ),
     // Cluster.
-    ("cluster-enabled", off("no", CLUSTER)),
-    ("cluster-config-file", of_switch("cluster-enabled")),
-    ("cluster-node-timeout", of_switch("cluster-enabled")),
+    ("cluster-enabled", test("cluster_mode_serves_a_three_node_cluster")),
+    ("cluster-config-file", test("nodes_conf_keeps_identity_across_restart")),
+    ("cluster-node-timeout", test("a_stopped_node_is_flagged_fail_and_rejoins")),
     (
         "cluster-require-full-coverage",
-        of_switch("cluster-enabled"),
+        test("cluster_directives_are_honoured"),
     ),
     (
         "cluster-replica-validity-factor",
-        of_switch("cluster-enabled"),
+        of_switch("replicaof"),
     ),
-    ("cluster-migration-barrier", of_switch("cluster-enabled")),
+    ("cluster-migration-barrier", of_switch("replicaof")),
+    ("cluster-allow-replica-migration", of_switch("replicaof")),
+    ("cluster-replica-no-failover", of_switch("replicaof")),
     (
         "cluster-allow-reads-when-down",
-        of_switch("cluster-enabled"),
+        test("cluster_directives_are_honoured"),
     ),
-    ("cluster-announce-ip", of_switch("cluster-enabled")),
-    ("cluster-port", of_switch("cluster-enabled")),
+    (
+        "cluster-allow-pubsubshard-when-down",
+        test("cluster_directives_are_honoured"),
+    ),
+    ("cluster-announce-ip", test("cluster_directives_are_honoured")),
+    ("cluster-announce-port", test("cluster_directives_are_honoured")),
+    ("cluster-announce-bus-port", test("cluster_directives_are_honoured")),
+    ("cluster-announce-hostname", test("cluster_directives_are_honoured")),
+    (
+        "cluster-preferred-endpoint-type",
+        test("cluster_directives_are_honoured"),
+    ),
+    ("cluster-link-sendbuf-limit", test("cluster_directives_are_honoured")),
+    ("cluster-port", test("cluster_directives_are_honoured")),
     // Replication.
     ("replicaof", off("no one", REPLICATION)),
     ("masterauth", of_switch("replicaof")),

@@ -107,6 +107,10 @@ pub struct Conn {
     pub resp3: bool,
     pub name: Option<Bytes>,
     pub authed: bool,
+    /// Cluster mode: ASKING was sent (good for the next command), READONLY
+    /// is on.
+    pub asking: bool,
+    pub readonly: bool,
     /// MULTI: queued commands; `multi_failed` after a queue-time error.
     pub multi: Option<Vec<OwnedArgs>>,
     pub multi_failed: bool,
@@ -164,6 +168,8 @@ impl Conn {
             authed,
             multi: None,
             multi_failed: false,
+            asking: false,
+            readonly: false,
             watches: Vec::new(),
             subs: HashSet::new(),
             psubs: HashSet::new(),

@@ -11,11 +11,13 @@
 //! Nothing here touches a core's keyspace or connections: a task only
 //! sends requests and awaits answers; the `shard` room serves them.
 
+mod bus;
 pub mod flows;
 mod msg;
 mod route;
 mod task;
 
+pub use bus::Bus;
 pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
 pub use route::{parse_db, route, Route};
 pub use task::{Effect, Executor, Rpc, TaskDone};

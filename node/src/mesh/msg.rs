@@ -114,6 +114,11 @@ pub enum Request {
     Digest,
     /// DEBUG DIGEST-VALUE of these keys of `db`.
     DigestValues { db: usize, keys: Vec<bytes::Bytes> },
+    /// CLUSTER COUNTKEYSINSLOT (`slot`), or the keys of database 0 on this
+    /// core (`None`): answered with a count.
+    CountKeys { slot: Option<u16> },
+    /// CLUSTER GETKEYSINSLOT: up to `max` keys of `slot`, as bulk replies.
+    KeysInSlot { slot: u16, max: usize },
     /// DEBUG RELOAD / LOADAOF: the keys read back from the files, those of
     /// this core's slots; replace the keyspace with them (emptied first
     /// when `flush`), logging nothing.
@@ -224,6 +229,8 @@ pub enum Msg {
     /// Look at the node's shared state again (a snapshot started, its
     /// writer took this core's records, its outcome is in); no answer.
     Wake,
+    /// The bus core published a new slot map: take it (`Bus::map`).
+    SlotMap,
 }
 
 /// Whether this kernel's io_uring has FUTEX_WAIT (Linux 6.7+).

@@ -123,6 +123,31 @@ impl Rpc {
         }
     }
 
+    /// Sends a CLUSTER command to the bus core; the returned future yields
+    /// its reply (`Response::Replies`).
+    pub fn call_bus(
+        self: &Rc<Self>,
+        bus: &super::bus::Bus,
+        args: Vec<Bytes>,
+        facts: cluster::command::Facts,
+    ) -> Call {
+        let id = self.next();
+        self.pending.borrow_mut().insert(id, Pending::Waiting(None));
+        bus.ask(super::bus::Ask {
+            from: self.me,
+            id,
+            args,
+            facts,
+        });
+        Call {
+            rpc: self.clone(),
+            id,
+            to: self.me,
+            done: false,
+            cancel_blocked: false,
+        }
+    }
+
     /// Sends a request that has no answer.
     pub fn tell(&self, to: usize, req: Request) {
         self.mesh.send(

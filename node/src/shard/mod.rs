@@ -80,6 +80,13 @@ pub struct Shard {
     pub aof: Option<Box<crate::persist::aof::CoreAof>>,
     /// The node is loading its files: commands get -LOADING.
     pub loading: bool,
+    /// In cluster mode: the bus core's mailbox, and the slot map this core
+    /// routes by (`None`: standalone).
+    pub bus: Option<Arc<crate::mesh::Bus>>,
+    pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
+    /// Some slot of the map is migrating or importing: the owner core
+    /// checks which keys exist before running a command there.
+    pub cluster_moving: bool,
 }
 
 impl Shard {
@@ -90,6 +97,7 @@ impl Shard {
         shared: Arc<Shared>,
         mesh: Arc<Mesh>,
         persist: Arc<crate::persist::State>,
+        bus: Option<Arc<crate::mesh::Bus>>,
     ) -> Shard {
         let settings = shared.settings();
         // Random per process: dictionary hash seeds must not be guessable,
@@ -138,7 +146,25 @@ impl Shard {
             snap_job: None,
             aof: None,
             loading: true,
+            cluster: None,
+            cluster_moving: false,
+            bus,
         }
+        .with_slot_map()
+    }
+
+    /// Takes the bus core's latest slot map (cluster mode).
+    pub fn take_slot_map(&mut self) {
+        if let Some(bus) = &self.bus {
+            let map = bus.map();
+            self.cluster_moving = (0..engine::slot::SLOTS as u16).any(|s| map.moving(s));
+            self.cluster = Some(map);
+        }
+    }
+
+    fn with_slot_map(mut self) -> Shard {
+        self.take_slot_map();
+        self
     }
 
     /// Once the node has loaded its files (`persist::State::loading`

@@ -45,6 +45,12 @@ impl Shard {
         // command would cost more than a GET.
         self.cmd_serial = self.cmd_serial.wrapping_add(1);
         let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        if self.cluster_moving {
+            if let Some(refused) = self.migration_check(spec, db, &args) {
+                self.stats.total_commands_processed += 1;
+                return Some(refused);
+            }
+        }
         if self.settings.maxmemory > 0 {
             if let Some(oom) = self.refuse_for_memory(spec) {
                 self.stats.total_commands_processed += 1;
@@ -78,6 +84,35 @@ impl Shard {
                 None
             }
             _ => Some(reply),
+        }
+    }
+
+    /// During a slot migration, what Redis decides from the keys that exist
+    /// (`getNodeByQuery`): a command whose keys are gone from a slot
+    /// migrating away gets ASK, one over a slot half moved TRYAGAIN. Run
+    /// here, on the keys' owner, so nothing moves between the check and
+    /// the command.
+    fn migration_check(
+        &self,
+        spec: &'static engine::cmd::Spec,
+        db: usize,
+        args: &engine::Args,
+    ) -> Option<Reply> {
+        let map = self.cluster.as_deref()?;
+        let mut idx = Vec::new();
+        spec.key_indices(args, &mut idx).ok()?;
+        let slot = engine::slot::slot_of(args.get(*idx.first()?));
+        if !map.moving(slot) {
+            return None;
+        }
+        let d = self.engine.dbs.get(db)?;
+        let missing = idx
+            .iter()
+            .filter(|&&i| d.get(args.get(i)).is_none())
+            .count();
+        match map.migration(slot, idx.len(), missing) {
+            cluster::slotmap::Migration::Run => None,
+            cluster::slotmap::Migration::Refuse(e) => Some(Reply::Error(e.into())),
         }
     }
 

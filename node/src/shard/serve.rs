@@ -270,6 +270,19 @@ impl Shard {
                 let resp = self.admin(q);
                 self.answer(from, id, resp);
             }
+            Request::CountKeys { slot } => {
+                let db = &self.engine.dbs[0];
+                let n = slot.map_or(db.len(), |s| db.slot_len(s));
+                self.answer(from, id, Response::Count(n as i64));
+            }
+            Request::KeysInSlot { slot, max } => {
+                let keys = self.engine.dbs[0]
+                    .slot_keys(slot)
+                    .take(max)
+                    .map(Reply::bulk)
+                    .collect();
+                self.answer(from, id, Response::Replies(vec![Reply::Array(keys)]));
+            }
             Request::Digest => {
                 let parts = self.engine.digest_parts();
                 self.answer(from, id, Response::Digests(parts));

@@ -1,0 +1,71 @@
+//! # bus: the cluster bus core (cluster mode only)
+//!
+//! Above `mesh`. One thread, not a shard: it owns the cluster state
+//! (`cluster::state::Cluster`, a state machine free of I/O) and is its thin
+//! driver: the bus port's sockets, the 100 ms cron, `nodes.conf`, and the
+//! CLUSTER commands shard cores queue to it (`mesh::Bus`). Each time the
+//! slot map changes it publishes a new immutable one to the shard cores.
+//! It sleeps in `poll(2)` and costs next to nothing when idle; it runs
+//! unpinned.
+//!
+//! API: [`Settings`], [`load`] (the node's identity and view from
+//! `nodes.conf`, created when missing), [`start`] (the thread).
+
+mod conf;
+mod driver;
+
+pub use conf::{load, Loaded};
+pub use driver::start;
+
+use cluster::slotmap::EndpointType;
+
+/// The cluster directives, as the bus reads them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node_timeout_ms: u64,
+    pub announce_ip: String,
+    /// Client port and bus port announced (after `cluster-announce-port`
+    /// and `cluster-announce-bus-port`).
+    pub port: u16,
+    pub cport: u16,
+    pub hostname: String,
+    pub require_full_coverage: bool,
+    pub endpoint: EndpointType,
+    /// `cluster-link-sendbuf-limit` (0: none).
+    pub sendbuf_limit: u64,
+}
+
+impl Settings {
+    /// From the configuration: `port` the client port, `cport` the bus
+    /// port this node listens on.
+    pub fn from(cfg: &crate::config::Config, port: u16, cport: u16) -> Settings {
+        let announced = |name: &str, actual: u16| match cfg.int(name) {
+            0 => actual,
+            p => p as u16,
+        };
+        Settings {
+            node_timeout_ms: cfg.int("cluster-node-timeout").max(1) as u64,
+            announce_ip: cfg.text("cluster-announce-ip").unwrap_or_default(),
+            port: announced("cluster-announce-port", port),
+            cport: announced("cluster-announce-bus-port", cport),
+            hostname: cfg.text("cluster-announce-hostname").unwrap_or_default(),
+            require_full_coverage: cfg.flag("cluster-require-full-coverage"),
+            endpoint: cfg
+                .text("cluster-preferred-endpoint-type")
+                .and_then(|t| EndpointType::parse(&t))
+                .unwrap_or_default(),
+            sendbuf_limit: cfg.int("cluster-link-sendbuf-limit").max(0) as u64,
+        }
+    }
+
+    /// What the state machine reads of them.
+    pub fn protocol(&self) -> cluster::state::Config {
+        let mut c = cluster::state::Config::new(self.port);
+        c.node_timeout_ms = self.node_timeout_ms;
+        c.announce_ip = self.announce_ip.clone();
+        c.cport = self.cport;
+        c.hostname = self.hostname.clone();
+        c.require_full_coverage = self.require_full_coverage;
+        c
+    }
+}

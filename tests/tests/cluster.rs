@@ -1,0 +1,441 @@
+//! Cluster mode against real processes and real tools: `redis-cli
+//! --cluster create|check`, `redis-cli -c`, MOVED/CROSSSLOT as Redis 7.0
+//! answers them, `nodes.conf` across a restart, failure detection with
+//! SIGSTOP/SIGCONT, the cluster directives, and a mixed cluster of slotd
+//! and stock redis-server nodes.
+//!
+//! Every process started here is stopped by `Drop`, also when an assertion
+//! fails.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::{RawConn, Server};
+
+/// Node timeout used by these tests (the benchmarks use Redis's 15000).
+const TIMEOUT: &str = "1000";
+
+fn node(extra: &[&str]) -> Server {
+    let mut args = vec!["--cluster-node-timeout", TIMEOUT, "--shards", "2"];
+    args.extend_from_slice(extra);
+    Server::slotd_cluster(&args)
+}
+
+fn addr(s: &Server) -> String {
+    format!("127.0.0.1:{}", s.port())
+}
+
+/// `redis-cli --cluster <args>` with `--cluster-yes`, bounded in time.
+fn cluster_tool(args: &[String]) -> (bool, String) {
+    let mut child = Command::new("redis-cli")
+        .arg("--cluster")
+        .args(args)
+        .arg("--cluster-yes")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run redis-cli --cluster");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redis-cli --cluster {args:?} timed out");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("redis-cli output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A field of CLUSTER INFO.
+fn info_field(s: &Server, field: &str) -> String {
+    let info = s.cli(&["cluster", "info"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Waits until `cond` holds, for at most `secs` seconds.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CLUSTER NODES reduced to what every node must agree on: (id, address,
+/// master/slave, config epoch, slots), sorted.
+fn agreed_view(s: &Server) -> Vec<String> {
+    let mut v: Vec<String> = s
+        .cli(&["cluster", "nodes"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let role = if f[2].contains("master") {
+                "master"
+            } else {
+                "slave"
+            };
+            let addr = f[1].split('@').next().unwrap_or("");
+            format!("{} {} {} {} {}", f[0], addr, role, f[6], f[8..].join(" "))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Creates a cluster of `nodes` with `redis-cli --cluster create` and waits
+/// until every node says ok and all agree on CLUSTER NODES.
+fn create(nodes: &[&Server]) {
+    let mut args = vec!["create".to_string()];
+    args.extend(nodes.iter().map(|n| addr(n)));
+    let (ok, out) = cluster_tool(&args);
+    assert!(ok, "redis-cli --cluster create failed:\n{out}");
+    assert!(
+        out.contains("[OK] All 16384 slots covered."),
+        "create output:\n{out}"
+    );
+    wait_for(20, "cluster_state:ok everywhere", || {
+        nodes.iter().all(|n| info_field(n, "cluster_state") == "ok")
+    });
+    wait_for(20, "the same CLUSTER NODES everywhere", || {
+        let first = agreed_view(nodes[0]);
+        first.len() == nodes.len() && nodes.iter().all(|n| agreed_view(n) == first)
+    });
+}
+
+#[test]
+fn cluster_mode_serves_a_three_node_cluster() {
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    assert!(a.cli(&["info", "cluster"]).contains("cluster_enabled:1"));
+    assert_eq!(info_field(&a, "cluster_known_nodes"), "3");
+    assert_eq!(info_field(&a, "cluster_size"), "3");
+    assert_eq!(info_field(&a, "cluster_slots_assigned"), "16384");
+
+    let (ok, out) = cluster_tool(&["check".into(), addr(&b)]);
+    assert!(
+        ok && out.contains("[OK] All nodes agree about slots configuration."),
+        "{out}"
+    );
+
+    // Keys written through any node with -c are read through any other.
+    for i in 0..50 {
+        let k = format!("key:{i}");
+        let via = [&a, &b, &c][i % 3];
+        assert_eq!(via.cli(&["-c", "set", &k, &format!("v{i}")]).trim(), "OK");
+    }
+    for i in 0..50 {
+        let k = format!("key:{i}");
+        let via = [&c, &a, &b][i % 3];
+        assert_eq!(via.cli(&["-c", "get", &k]).trim(), format!("v{i}"));
+    }
+    let total: i64 = [&a, &b, &c]
+        .iter()
+        .map(|n| n.cli(&["dbsize"]).trim().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, 50);
+
+    // Without -c: MOVED to the owner, as Redis words it.
+    let slot: u16 = a
+        .cli(&["cluster", "keyslot", "foo"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(slot, 12182);
+    let owner = [&a, &b, &c]
+        .into_iter()
+        .find(|n| {
+            let mut r = RawConn::connect(n.port()).unwrap();
+            !String::from_utf8_lossy(&r.cmd_str(&["get", "foo"])).starts_with("-MOVED")
+        })
+        .expect("one node owns slot 12182");
+    for n in [&a, &b, &c] {
+        let mut r = RawConn::connect(n.port()).unwrap();
+        let got = String::from_utf8_lossy(&r.cmd_str(&["set", "foo", "bar"])).into_owned();
+        if n.port() == owner.port() {
+            assert_eq!(got, "+OK\r\n");
+        } else {
+            assert_eq!(got, format!("-MOVED 12182 127.0.0.1:{}\r\n", owner.port()));
+        }
+        let cross = r.cmd_str(&["mset", "a", "1", "b", "2"]);
+        assert_eq!(
+            cross,
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        assert_eq!(
+            r.cmd_str(&["select", "1"]),
+            b"-ERR SELECT is not allowed in cluster mode\r\n"
+        );
+    }
+    // Hash tags keep multi-key commands in one slot.
+    assert_eq!(
+        owner
+            .cli(&["-c", "mset", "{foo}a", "1", "{foo}b", "2"])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        owner.cli(&["cluster", "countkeysinslot", "12182"]).trim(),
+        "3"
+    );
+    let keys = owner.cli(&["cluster", "getkeysinslot", "12182", "10"]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort();
+    assert_eq!(keys, ["foo", "{foo}a", "{foo}b"]);
+
+    // The redis crate's cluster client routes by CLUSTER SLOTS.
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{}", addr(&a))]).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("rc:{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    for i in 0..100 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("rc:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+}
+
+#[test]
+fn nodes_conf_keeps_identity_across_restart() {
+    let dir = std::env::temp_dir().join(format!("slotd-cluster-conf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let mut a = node(&["--dir", &d]);
+    let id = a.cli(&["cluster", "myid"]).trim().to_string();
+    assert_eq!(id.len(), 40);
+    assert_eq!(a.cli(&["cluster", "addslotsrange", "0", "99"]).trim(), "OK");
+    assert_eq!(a.cli(&["cluster", "bumpepoch"]).trim(), "BUMPED 1");
+    let before = a.cli(&["cluster", "nodes"]);
+    a.stop();
+    let conf = std::fs::read_to_string(dir.join("nodes.conf")).unwrap();
+    assert!(conf.contains(&id) && conf.contains(" 0-99"), "{conf}");
+
+    let b = node(&["--dir", &d]);
+    assert_eq!(b.cli(&["cluster", "myid"]).trim(), id);
+    let after = b.cli(&["cluster", "nodes"]);
+    let fields = |s: &str| -> Vec<String> {
+        let f: Vec<&str> = s.split_whitespace().collect();
+        vec![f[0].into(), f[2].into(), f[6].into(), f[8].into()]
+    };
+    assert_eq!(fields(&before), fields(&after));
+    drop(b);
+
+    // A corrupt file stops the start with a clear message.
+    std::fs::write(dir.join("nodes.conf"), "this is not a nodes.conf\n").unwrap();
+    let port = tests::free_port_pair().to_string();
+    let out = Command::new(tests::slotd_bin())
+        .args(["--port", &port, "--bind", "127.0.0.1", "--dir", &d])
+        .args(["--cluster-enabled", "yes", "--save", ""])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("Unrecoverable error: corrupted cluster config file"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stopped_node_is_flagged_fail_and_rejoins() {
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    let cid = c.cli(&["cluster", "myid"]).trim().to_string();
+    let flags_of = |s: &Server| -> String {
+        s.cli(&["cluster", "nodes"])
+            .lines()
+            .find(|l| l.starts_with(&cid))
+            .map(|l| l.split(' ').nth(2).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let kill = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &c.pid().to_string()])
+            .status()
+            .unwrap();
+    };
+    kill("-STOP");
+    let stopped = Instant::now();
+    wait_for(15, "FAIL on both other nodes", || {
+        flags_of(&a).contains("fail") && !flags_of(&a).contains("fail?") && {
+            let f = flags_of(&b);
+            f.contains("fail") && !f.contains("fail?")
+        }
+    });
+    // The spec: PFAIL after the node timeout, FAIL once a majority agrees
+    // (well within a few timeouts here).
+    assert!(stopped.elapsed() >= Duration::from_millis(900));
+    wait_for(5, "cluster_state:fail", || {
+        info_field(&a, "cluster_state") == "fail"
+    });
+    let mut r = RawConn::connect(a.port()).unwrap();
+    assert_eq!(
+        r.cmd_str(&["get", "anything"]),
+        b"-CLUSTERDOWN The cluster is down\r\n"
+    );
+    kill("-CONT");
+    wait_for(20, "the node to rejoin", || {
+        let f = flags_of(&a);
+        !f.contains("fail") && info_field(&a, "cluster_state") == "ok"
+    });
+}
+
+#[test]
+fn cluster_directives_are_honoured() {
+    let a = node(&[
+        "--cluster-announce-hostname",
+        "node-a.example",
+        "--cluster-require-full-coverage",
+        "no",
+    ]);
+    let cport = tests::free_port().to_string();
+    let b = node(&[
+        "--cluster-port",
+        &cport,
+        "--cluster-announce-ip",
+        "127.0.0.1",
+        "--cluster-announce-port",
+        "6999",
+        "--cluster-announce-bus-port",
+        "16999",
+    ]);
+    // B listens on its own bus port and announces another address.
+    let nodes_b = b.cli(&["cluster", "nodes"]);
+    assert!(nodes_b.contains("127.0.0.1:6999@16999"), "{nodes_b}");
+    let nodes_a = a.cli(&["cluster", "nodes"]);
+    assert!(nodes_a.contains(",node-a.example "), "{nodes_a}");
+    assert_eq!(
+        a.cli(&[
+            "cluster",
+            "meet",
+            "127.0.0.1",
+            &b.port().to_string(),
+            &cport
+        ])
+        .trim(),
+        "OK"
+    );
+    wait_for(10, "a and b to know each other", || {
+        info_field(&a, "cluster_known_nodes") == "2" && info_field(&b, "cluster_known_nodes") == "2"
+    });
+    assert_eq!(
+        a.cli(&["cluster", "addslotsrange", "0", "8000"]).trim(),
+        "OK"
+    );
+    // Full coverage not required: A is ok with half the slots served.
+    wait_for(10, "A ok without full coverage", || {
+        info_field(&a, "cluster_state") == "ok"
+    });
+    assert_eq!(info_field(&b, "cluster_state"), "fail");
+    let mut rb = RawConn::connect(b.port()).unwrap();
+    assert_eq!(
+        rb.cmd_str(&["get", "foo"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    // B is down (it requires full coverage): reads only when allowed.
+    wait_for(10, "B to learn A's slots", || {
+        b.cli(&["cluster", "countkeysinslot", "0"]).trim() == "0"
+            && b.cli(&["cluster", "slots"]).contains(&a.port().to_string())
+    });
+    assert_eq!(b.cli(&["cluster", "keyslot", "{b}"]).trim(), "3300");
+    assert_eq!(
+        rb.cmd_str(&["get", "{b}"]),
+        b"-CLUSTERDOWN The cluster is down\r\n"
+    );
+    assert_eq!(
+        rb.cmd_str(&["config", "set", "cluster-allow-reads-when-down", "yes"]),
+        b"+OK\r\n"
+    );
+    let moved = String::from_utf8_lossy(&rb.cmd_str(&["get", "{b}"])).into_owned();
+    assert_eq!(moved, format!("-MOVED 3300 127.0.0.1:{}\r\n", a.port()));
+    assert_eq!(
+        rb.cmd_str(&["set", "{b}", "1"]),
+        b"-CLUSTERDOWN The cluster is down and only accepts read commands\r\n"
+    );
+    assert_eq!(
+        rb.cmd_str(&["config", "set", "cluster-allow-pubsubshard-when-down", "no"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        rb.cmd_str(&["spublish", "{b}", "hi"]),
+        b"-CLUSTERDOWN The cluster is down\r\n"
+    );
+    // MOVED names the hostname when that is the preferred endpoint.
+    let mut ra = RawConn::connect(a.port()).unwrap();
+    assert_eq!(a.cli(&["cluster", "keyslot", "x"]).trim(), "16287");
+    assert_eq!(
+        ra.cmd_str(&["get", "x"]),
+        b"-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    assert_eq!(
+        rb.cmd_str(&[
+            "config",
+            "set",
+            "cluster-preferred-endpoint-type",
+            "hostname"
+        ]),
+        b"+OK\r\n"
+    );
+    wait_for(10, "B to learn A's hostname", || {
+        let mut r = RawConn::connect(b.port()).unwrap();
+        String::from_utf8_lossy(&r.cmd_str(&["get", "{b}"])).contains("node-a.example")
+    });
+    // A send buffer limit of one byte frees every link with output queued.
+    assert_eq!(
+        ra.cmd_str(&["config", "set", "cluster-link-sendbuf-limit", "1"]),
+        b"+OK\r\n"
+    );
+    wait_for(10, "a link freed over the send buffer limit", || {
+        info_field(&a, "total_cluster_links_buffer_limit_exceeded")
+            .parse::<u64>()
+            .unwrap_or(0)
+            > 0
+    });
+}
+
+#[test]
+fn mixed_cluster_with_redis_server() {
+    let a = node(&[]);
+    let r = Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    let b = node(&[]);
+    create(&[&a, &r, &b]);
+    for i in 0..60 {
+        let k = format!("mixed:{i}");
+        let via = [&a, &r, &b][i % 3];
+        assert_eq!(via.cli(&["-c", "set", &k, &i.to_string()]).trim(), "OK");
+    }
+    for i in 0..60 {
+        let k = format!("mixed:{i}");
+        let via = [&r, &b, &a][i % 3];
+        assert_eq!(via.cli(&["-c", "get", &k]).trim(), i.to_string());
+    }
+    let (ok, out) = cluster_tool(&["check".into(), addr(&r)]);
+    assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+}
