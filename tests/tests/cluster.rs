@@ -407,13 +407,14 @@ fn cluster_directives_are_honoured() {
         let mut r = RawConn::connect(b.port()).unwrap();
         String::from_utf8_lossy(&r.cmd_str(&["get", "{b}"])).contains("node-a.example")
     });
-    // A send buffer limit of one byte frees every link with output queued.
+    // A send buffer limit of one byte frees every link with output queued
+    // (B's link to A carries its cron's PINGs).
     assert_eq!(
-        ra.cmd_str(&["config", "set", "cluster-link-sendbuf-limit", "1"]),
+        rb.cmd_str(&["config", "set", "cluster-link-sendbuf-limit", "1"]),
         b"+OK\r\n"
     );
     wait_for(10, "a link freed over the send buffer limit", || {
-        info_field(&a, "total_cluster_links_buffer_limit_exceeded")
+        info_field(&b, "total_cluster_links_buffer_limit_exceeded")
             .parse::<u64>()
             .unwrap_or(0)
             > 0

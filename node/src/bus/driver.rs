@@ -307,10 +307,10 @@ impl Driver {
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
+        // Written when poll says the socket takes it, as Redis's write
+        // handler: what a cron queues is still there for its send buffer
+        // check.
         l.output.extend_from_slice(&wire::encode(msg));
-        if !l.connecting {
-            self.flush(link);
-        }
     }
 
     /// Writes what `link` can take now.
