@@ -122,6 +122,12 @@ impl SlotMap {
         }
     }
 
+    /// Whether this node serves `slot`: owns it, or imports it.
+    pub fn served(&self, slot: u16) -> bool {
+        let s = slot as usize % SLOTS;
+        self.owner[s] == self.me || self.importing[s] != NONE
+    }
+
     /// Whether this node owns `slot`.
     pub fn mine(&self, slot: u16) -> bool {
         self.owner.get(slot as usize) == Some(&self.me)

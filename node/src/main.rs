@@ -427,7 +427,14 @@ fn main() {
     }
     let mut threads = Vec::new();
     let bus = cluster.map(|(loaded, settings, fds)| {
-        let bus = match mesh::Bus::new(loaded.cluster.slot_map(settings.endpoint)) {
+        let map = loaded.cluster.slot_map(settings.endpoint);
+        // The slots this node serves, spread over its cores before any
+        // core starts or any key is loaded.
+        let served: Vec<u16> = (0..cluster::SLOTS as u16)
+            .filter(|&s| map.served(s))
+            .collect();
+        mesh.slots.spread(&served);
+        let bus = match mesh::Bus::new(map) {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 log::warning(format_args!("Failed creating the cluster bus mailbox: {e}"));
@@ -487,14 +494,14 @@ fn main() {
     let loaded = if aof_on {
         persist::aof_start(
             &persist,
-            shards,
+            &mesh.slots,
             databases,
             &encoding,
             aof_load_truncated,
             (rdb_checksum, rdb_compress),
         )
     } else {
-        persist::load(&persist, &rdb_path, shards, databases, &encoding)
+        persist::load(&persist, &rdb_path, &mesh.slots, databases, &encoding)
     };
     if let Err(e) = loaded {
         for line in e.lines() {

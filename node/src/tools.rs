@@ -317,7 +317,15 @@ fn check_multi_part(path: &str, text: &[u8], fix: bool) -> Result<i32, Exit> {
     };
     let root = dir.parent().unwrap_or(Path::new("."));
     let limits = EncodingLimits::default();
-    match persist::load_aof(root, aofdir, file, 1, 16, &limits, true) {
+    match persist::load_aof(
+        root,
+        aofdir,
+        file,
+        &crate::mesh::SlotTable::new(1),
+        16,
+        &limits,
+        true,
+    ) {
         Ok(Some(l)) => {
             println!(
                 "AOF loads: keys={}, expired={}, max_seq={}",

@@ -2,9 +2,10 @@
 //! (`file <name> seq <n> type <b|i|h>`), names quoted as sds quotes them,
 //! `#` lines skipped, unknown keys ignored (Redis 7.0's
 //! `aofLoadManifestFromFile`, with its error texts). slotd adds `core c`,
-//! `cores n`, `slots a-b` and `offset o` to each line: which writer core
-//! the file belongs to, of how many, its slot range, and the core's
-//! logical log offset where the file starts. A manifest without `core`
+//! `cores n` and `offset o` to each line: which writer core the file
+//! belongs to, of how many, and the core's logical log offset where the
+//! file starts (`slots a-b`, the core's slot range, written by earlier
+//! builds, is still read; a core's slots need not be one range). A manifest without `core`
 //! keys is a plain Redis manifest: one log.
 
 use crate::args::split_args;

@@ -191,9 +191,8 @@ impl Driver {
             }
             // Commands change the map without always saying so (a new
             // migration, a reset): publish whenever it differs.
-            let map = self.cluster.slot_map(self.settings.endpoint);
-            if *self.bus.map() != map {
-                self.bus.publish(map, &self.mesh);
+            if *self.bus.map() != self.cluster.slot_map(self.settings.endpoint) {
+                self.publish();
             }
             self.mesh.send(
                 ask.from,
@@ -205,8 +204,15 @@ impl Driver {
         }
     }
 
+    /// Hands the shard cores the current slot map, after placing the
+    /// slots that arrive on the cores serving the fewest.
     fn publish(&mut self) {
         let map = self.cluster.slot_map(self.settings.endpoint);
+        let old = self.bus.map();
+        let served = |m: &cluster::slotmap::SlotMap| -> Vec<bool> {
+            (0..cluster::SLOTS as u16).map(|s| m.served(s)).collect()
+        };
+        self.mesh.slots.place_arrivals(&served(&old), &served(&map));
         self.bus.publish(map, &self.mesh);
     }
 

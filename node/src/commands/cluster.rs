@@ -28,7 +28,6 @@ fn int_arg(raw: &[u8]) -> Result<i64, Reply> {
 pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = args.get(1).to_ascii_lowercase();
     let rpc = shard.rpc.clone();
-    let cores = shard.cores;
     let answer = |shard: &mut Shard, r: Reply| {
         shard.reply(key, &r);
         Next::Continue
@@ -60,7 +59,7 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
                 return answer(shard, Reply::err(e));
             }
             let slot = slot as u16;
-            let owner = engine::slot::core_of(slot, cores);
+            let owner = shard.mesh.slots.core_of(slot);
             let req = if count {
                 Request::CountKeys { slot: Some(slot) }
             } else {
@@ -103,7 +102,7 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
                         }
                     }
                     Need::SlotKeys(s) => {
-                        let owner = engine::slot::core_of(s, cores);
+                        let owner = rpc.mesh.slots.core_of(s);
                         if let Response::Count(n) =
                             rpc.call(owner, Request::CountKeys { slot: Some(s) }).await
                         {

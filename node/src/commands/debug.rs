@@ -78,7 +78,7 @@ pub fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
 /// DEBUG OBJECT key.
 fn object(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let k = Bytes::copy_from_slice(args.get(2));
-    let owner = engine::slot::core_of(engine::slot::slot_of(&k), shard.cores);
+    let owner = shard.mesh.slots.core_of(engine::slot::slot_of(&k));
     let db = shard.conns.get(key).map_or(0, |c| c.db);
     let rpc = shard.rpc.clone();
     let limits = shard.settings.encoding;
@@ -109,7 +109,7 @@ fn digest_value(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let keys: Vec<Bytes> = args.iter_from(2).map(Bytes::copy_from_slice).collect();
     let mut by_core: Vec<Vec<usize>> = vec![Vec::new(); shard.cores];
     for (i, k) in keys.iter().enumerate() {
-        by_core[engine::slot::core_of(engine::slot::slot_of(k), shard.cores)].push(i);
+        by_core[shard.mesh.slots.core_of(engine::slot::slot_of(k))].push(i);
     }
     let rpc = shard.rpc.clone();
     spawn(shard, key, async move {
@@ -142,7 +142,6 @@ struct Ctx {
     mesh: Arc<crate::mesh::Mesh>,
     rpc: Rc<Rpc>,
     me: usize,
-    cores: usize,
     databases: usize,
     limits: engine::value::EncodingLimits,
 }
@@ -155,7 +154,6 @@ impl Ctx {
             mesh: shard.mesh.clone(),
             rpc: shard.rpc.clone(),
             me: shard.id,
-            cores: shard.cores,
             databases: shard.settings.databases,
             limits: shard.settings.encoding,
         }
@@ -252,8 +250,8 @@ fn reload_rdb(shard: &mut Shard, key: Key, args: &Args) -> Next {
                 return TaskDone::reply(key, Reply::err("ERR"));
             }
         }
-        let (cores, dbs, lim) = (cx.cores, cx.databases, cx.limits);
-        let read = move || reload::read_rdb(&path, cores, dbs, &lim);
+        let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
+        let read = move || reload::read_rdb(&path, &mesh.slots, dbs, &lim);
         if !cx.read_and_replace("debug-reload", flush, read).await {
             return TaskDone::reply(key, Reply::err(RDB_LOAD_FAILED));
         }
@@ -291,9 +289,9 @@ fn load_aof(shard: &mut Shard, key: Key) -> Next {
                 _ => -1,
             })
             .collect();
-        let (cores, dbs, lim) = (cx.cores, cx.databases, cx.limits);
+        let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
         let state = cx.persist.clone();
-        let read = move || reload::read_aof(&state.aof, &offsets, cores, dbs, &lim);
+        let read = move || reload::read_aof(&state.aof, &offsets, &mesh.slots, dbs, &lim);
         if !cx.read_and_replace("debug-loadaof", true, read).await {
             return TaskDone::reply(key, Reply::err(AOF_LOAD_FAILED));
         }

@@ -161,7 +161,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
                 Reply::err("ERR Command not allowed inside a transaction"),
             );
         }
-        if let Err(e) = route(spec, &args, shard.cores) {
+        if let Err(e) = route(spec, &args, shard.cores, &shard.mesh.slots) {
             conn.multi_failed = true;
             return answer(shard, key, e);
         }
@@ -177,7 +177,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         return super::memory::run(shard, key, args);
     }
     let db = conn.db;
-    let route = match route(spec, &args, shard.cores) {
+    let route = match route(spec, &args, shard.cores, &shard.mesh.slots) {
         Ok(r) => r,
         Err(e) => return answer(shard, key, e),
     };
@@ -339,7 +339,7 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     if shard.cluster.is_some() && cluster_check(shard, key, spec, args, false).is_err() {
         return None;
     }
-    match route(spec, args, shard.cores) {
+    match route(spec, args, shard.cores, &shard.mesh.slots) {
         Ok(Route::One(c)) => Some((c, spec.has(flags::WRITE))),
         _ => None,
     }

@@ -277,7 +277,7 @@ async fn count_per_core(
     let a = args.as_args();
     let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
     for k in a.iter_from(1) {
-        let c = engine::slot::core_of(engine::slot::slot_of(k), cores);
+        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
         per[c]
             .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
             .push(k);
@@ -320,7 +320,7 @@ async fn gather_run_scatter(
     let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
     for i in idx {
         let k = a.get(i);
-        let c = engine::slot::core_of(engine::slot::slot_of(k), cores);
+        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
         if !by_core[c].iter().any(|x| x[..] == *k) {
             by_core[c].push(Bytes::copy_from_slice(k));
         }
@@ -334,7 +334,7 @@ async fn gather_run_scatter(
             gathered.extend(entries);
         }
     }
-    let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, cores);
+    let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots);
     // Deletions written back free as the command would have locally.
     let why = match spec.name {
         "unlink" => Why::Unlink,
@@ -394,8 +394,9 @@ fn run_on_scratch(
     args: engine::Args,
     databases: usize,
     gathered: Vec<(Bytes, Exported)>,
-    cores: usize,
+    slots: &super::SlotTable,
 ) -> (Reply, Writes) {
+    let cores = slots.cores();
     let now = crate::shared::now_ms();
     let mut scratch = SCRATCH
         .with(|s| s.borrow_mut().take())
@@ -427,7 +428,7 @@ fn run_on_scratch(
             let exp = e.expire_at();
             (e.into_value(), exp)
         });
-        let c = engine::slot::core_of(engine::slot::slot_of(&k), cores);
+        let c = slots.core_of(engine::slot::slot_of(&k));
         writes[c].push((d, Bytes::copy_from_slice(&k), e));
     }
     for k in placed {
@@ -557,7 +558,7 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
     let cores = rpc.mesh.cores();
     let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
     for k in keys {
-        by_core[engine::slot::core_of(engine::slot::slot_of(&k), cores)].push(k);
+        by_core[rpc.mesh.slots.core_of(engine::slot::slot_of(&k))].push(k);
     }
     let mut watched = Vec::new();
     for (c, keys) in by_core.into_iter().enumerate() {
@@ -653,7 +654,7 @@ async fn exec_checked(
             simple = false;
             continue;
         }
-        match route(spec, &a, cores) {
+        match route(spec, &a, cores, &rpc.mesh.slots) {
             Ok(Route::One(c)) => involved.push(c),
             Ok(Route::Here) => {}
             Ok(Route::Many(v)) => {
@@ -757,7 +758,7 @@ async fn exec_checked(
                 .into(),
             )
         } else {
-            match route(spec, &a, cores) {
+            match route(spec, &a, cores, &rpc.mesh.slots) {
                 Err(e) => e,
                 Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
                 Ok(Route::Many(_)) => gather_run_scatter(rpc, spec, db, c, databases).await,

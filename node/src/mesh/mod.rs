@@ -15,9 +15,11 @@ mod bus;
 pub mod flows;
 mod msg;
 mod route;
+mod slots;
 mod task;
 
 pub use bus::Bus;
 pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
 pub use route::{parse_db, route, Route};
+pub use slots::SlotTable;
 pub use task::{Effect, Executor, Rpc, TaskDone};

@@ -257,6 +257,8 @@ pub struct Inbox {
 /// All cores' mailboxes, shared by every core.
 pub struct Mesh {
     inboxes: Vec<Inbox>,
+    /// Which core owns each slot.
+    pub slots: super::slots::SlotTable,
     /// The cores wait on futexes (io_uring has FUTEX_WAIT).
     futex: bool,
 }
@@ -281,6 +283,7 @@ impl Mesh {
         }
         Ok(Mesh {
             inboxes,
+            slots: super::slots::SlotTable::new(cores),
             futex: futex_wait_supported(),
         })
     }

@@ -1,7 +1,8 @@
 //! Where a command's keys live: which cores a command touches, from the
-//! command table's key spec (`slot = CRC16(key) & 16383`, core = slot *
-//! cores / 16384), and SELECT's database index.
+//! command table's key spec (`slot = CRC16(key) & 16383`, the core from the
+//! node's slot table), and SELECT's database index.
 
+use super::slots::SlotTable;
 use engine::cmd::{flags, Spec};
 use engine::{error, Args, Reply};
 
@@ -18,9 +19,9 @@ pub enum Route {
     All,
 }
 
-/// Works out which cores `args` touches. `cores` is the number of shard
-/// cores.
-pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
+/// Works out which cores `args` touches; `cores` is the number of shard
+/// cores, `table` says which owns each slot.
+pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Result<Route, Reply> {
     if spec.has(flags::ALL_SHARDS) {
         return Ok(Route::All);
     }
@@ -31,7 +32,7 @@ pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
             return Ok(Route::One(0));
         }
         let slot = engine::slot::slot_of(args.get(1));
-        return Ok(Route::One(engine::slot::core_of(slot, cores)));
+        return Ok(Route::One(table.core_of(slot)));
     }
     if spec.name == "scan" {
         return Ok(
@@ -39,9 +40,7 @@ pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
             {
-                Some(c) if c < engine::slot::SLOTS as u64 => {
-                    Route::One(engine::slot::core_of(c as u16, cores))
-                }
+                Some(c) if c < engine::slot::SLOTS as u64 => Route::One(table.core_of(c as u16)),
                 _ => Route::Here,
             },
         );
@@ -50,7 +49,7 @@ pub fn route(spec: &Spec, args: &Args, cores: usize) -> Result<Route, Reply> {
     spec.key_indices(args, &mut idx)?;
     let mut list: Vec<usize> = idx
         .iter()
-        .map(|&i| engine::slot::core_of(engine::slot::slot_of(args.get(i)), cores))
+        .map(|&i| table.core_of(engine::slot::slot_of(args.get(i))))
         .collect();
     list.sort_unstable();
     list.dedup();

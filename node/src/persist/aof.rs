@@ -63,9 +63,7 @@ impl Files {
         for f in &self.list {
             out.push_str(&format!("file {} seq {} type {}", f.name, f.seq, f.kind));
             if let Some(c) = f.core {
-                let lo = engine::slot::core_first_slot(c, self.cores);
-                let hi = engine::slot::core_first_slot(c + 1, self.cores) - 1;
-                out.push_str(&format!(" core {c} cores {} slots {lo}-{hi}", self.cores));
+                out.push_str(&format!(" core {c} cores {}", self.cores));
                 // A file a rewrite opened has no offset until the rewrite
                 // ends: it continues the core's previous file.
                 if f.offset != FOLLOWS {

@@ -90,7 +90,7 @@ pub fn load_aof(
     dir: &Path,
     dirname: &str,
     filename: &str,
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     databases: usize,
     limits: &EncodingLimits,
     load_truncated: bool,
@@ -562,11 +562,11 @@ fn replay(
 /// skipping expired ones. Returns the per-core lists and the count.
 fn split(
     scratch: &mut engine::Shard,
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     now: i64,
     expired: &mut u64,
 ) -> (Vec<Vec<(usize, Entry)>>, u64) {
-    let mut per_core: Vec<Vec<(usize, Entry)>> = (0..cores).map(|_| Vec::new()).collect();
+    let mut per_core: Vec<Vec<(usize, Entry)>> = (0..cores.cores()).map(|_| Vec::new()).collect();
     let mut loaded = 0;
     for (dbi, db) in scratch.dbs.iter_mut().enumerate() {
         let keys: Vec<Vec<u8>> = db.iter().map(|(k, _)| k.to_vec()).collect();
@@ -579,7 +579,7 @@ fn split(
                 *expired += 1;
                 continue;
             }
-            let core = engine::slot::core_of(engine::slot::slot_of(&key), cores);
+            let core = cores.core_of(engine::slot::slot_of(&key));
             per_core[core].push((
                 dbi,
                 Entry {
@@ -717,9 +717,17 @@ mod tests {
         assert!(names.iter().any(|n| n.ends_with(".incr.aof")), "{names:?}");
 
         let lim = EncodingLimits::default();
-        let loaded = load_aof(&dir, "appendonlydir", "appendonly.aof", 3, 16, &lim, false)
-            .unwrap()
-            .unwrap();
+        let loaded = load_aof(
+            &dir,
+            "appendonlydir",
+            "appendonly.aof",
+            &crate::mesh::SlotTable::new(3),
+            16,
+            &lim,
+            false,
+        )
+        .unwrap()
+        .unwrap();
         let mut ours = BTreeMap::new();
         for (core, keys) in loaded.per_core.iter().enumerate() {
             for (db, e) in keys {
@@ -772,7 +780,7 @@ mod tests {
             dir,
             "appendonlydir",
             "appendonly.aof",
-            cores,
+            &crate::mesh::SlotTable::new(cores),
             16,
             &EncodingLimits::default(),
             truncated,

@@ -100,7 +100,7 @@ fn write_to(
 pub fn load(
     state: &State,
     path: &Path,
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     databases: usize,
     lim: &engine::value::EncodingLimits,
 ) -> Result<(), String> {
@@ -129,7 +129,7 @@ pub struct Parsed {
 /// `progress` (INFO's loading fields at start). `Err` has Redis's wording.
 pub fn parse(
     path: &Path,
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     databases: usize,
     lim: &engine::value::EncodingLimits,
     progress: Option<&State>,
@@ -148,7 +148,7 @@ pub fn parse(
     let start = std::time::Instant::now();
     let now = now_ms();
     let mut per_core: Vec<Vec<(usize, rdb::read::Entry)>> =
-        (0..cores).map(|_| Vec::new()).collect();
+        (0..cores.cores()).map(|_| Vec::new()).collect();
     let (mut loaded, mut expired, mut db) = (0u64, 0u64, 0usize);
     let mut bad_db = None;
     if let Some(s) = progress {
@@ -174,7 +174,7 @@ pub fn parse(
                     return;
                 }
                 if db < databases {
-                    let core = engine::slot::core_of(engine::slot::slot_of(&e.key), cores);
+                    let core = cores.core_of(engine::slot::slot_of(&e.key));
                     per_core[core].push((db, e));
                     loaded += 1;
                 }

@@ -34,12 +34,13 @@ pub use file::load;
 /// `Err` is the message to stop the start with.
 pub fn aof_start(
     state: &State,
-    cores: usize,
+    slots: &crate::mesh::SlotTable,
     databases: usize,
     lim: &engine::value::EncodingLimits,
     load_truncated: bool,
     (checksum, compress): (bool, bool),
 ) -> Result<(), String> {
+    let cores = slots.cores();
     let aof = &state.aof;
     let (Some(parent), Some(dirname)) = (aof.dir.parent(), aof.dir.file_name()) else {
         return Err(format!("Bad appenddirname {}", aof.dir.display()));
@@ -48,7 +49,7 @@ pub fn aof_start(
         parent,
         &dirname.to_string_lossy(),
         &aof.filename,
-        cores,
+        slots,
         databases,
         lim,
         load_truncated,

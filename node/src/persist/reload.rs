@@ -83,7 +83,7 @@ impl<T> Future for OffCore<T> {
 /// `Err` (logged here) when it is missing or damaged.
 pub fn read_rdb(
     path: &Path,
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     databases: usize,
     lim: &EncodingLimits,
 ) -> Result<PerCore, ()> {
@@ -113,7 +113,7 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 pub fn read_aof(
     aof: &Aof,
     offsets: &[i64],
-    cores: usize,
+    cores: &crate::mesh::SlotTable,
     databases: usize,
     lim: &EncodingLimits,
 ) -> Result<PerCore, ()> {

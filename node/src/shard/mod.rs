@@ -37,8 +37,6 @@ use std::sync::Arc;
 pub struct Shard {
     pub id: usize,
     pub cores: usize,
-    /// Hash slots this core owns.
-    slots: std::ops::Range<usize>,
     pub engine: engine::Shard,
     pub shared: Arc<Shared>,
     pub settings: Settings,
@@ -113,12 +111,9 @@ impl Shard {
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
         crate::mesh::flows::set_limits(settings.encoding);
-        let slots =
-            engine::slot::core_first_slot(id, cores)..engine::slot::core_first_slot(id + 1, cores);
         Shard {
             id,
             cores,
-            slots,
             engine,
             settings,
             rpc: Rpc::new(mesh.clone(), id),

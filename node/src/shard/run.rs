@@ -58,7 +58,15 @@ impl Shard {
             }
         }
         let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args);
-        ctx.slots = self.slots.clone();
+        if spec.name == "scan" {
+            // SCAN's cursor is a slot: this call walks the run of slots
+            // from it that this core owns.
+            if let Some(c) = engine::resp::parse_i64(args.get(1))
+                .filter(|c| (0..engine::slot::SLOTS as i64).contains(c))
+            {
+                ctx.slots = c as usize..self.mesh.slots.run_end(c as u16);
+            }
+        }
         ctx.in_multi = in_multi;
         let reply = cmd::execute(spec, &mut ctx);
         let block = ctx.block.take();
@@ -191,7 +199,6 @@ impl Shard {
                     };
                     let args = w.args.clone();
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
-                    ctx.slots = self.slots.clone();
                     let reply = cmd::execute(spec, &mut ctx);
                     if ctx.block.is_some() {
                         i += 1;

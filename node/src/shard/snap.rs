@@ -27,7 +27,8 @@ impl Shard {
         if epoch != self.snap_epoch {
             self.snap_epoch = epoch;
             if let Some(job) = self.persist.job() {
-                self.engine.snapshot_begin(self.slots.clone(), job.compress);
+                self.engine
+                    .snapshot_begin(0..engine::slot::SLOTS, job.compress);
                 job.started(self.id, self.engine.dirty);
                 if job.aof_seq.is_some() {
                     self.aof_rotate();

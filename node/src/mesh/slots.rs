@@ -1,0 +1,126 @@
+//! Which shard core owns each hash slot: one table for the whole node,
+//! read by every core to route a key (a relaxed load), written only where
+//! no key can be in flight for the slots it changes.
+//!
+//! Standalone, slot `s` belongs to core `s × cores / 16384` (contiguous
+//! ranges). In cluster mode a node owns whatever slots the cluster gave
+//! it, so they are spread instead: at start, the slots it serves (owned or
+//! being imported, from `nodes.conf`) are cut into one contiguous run per
+//! core of near-equal size; afterwards each slot that arrives goes to the
+//! core that serves the fewest, and slots that leave keep their core (they
+//! hold no keys here). A slot never changes core while it is served, so no
+//! key ever has to move between cores.
+
+use engine::slot::SLOTS;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// The slot → core table.
+pub struct SlotTable {
+    cores: usize,
+    core: Box<[AtomicU16]>,
+}
+
+impl SlotTable {
+    /// The standalone table for `cores` cores.
+    pub fn new(cores: usize) -> SlotTable {
+        let core = (0..SLOTS)
+            .map(|s| AtomicU16::new(engine::slot::core_of(s as u16, cores) as u16))
+            .collect();
+        SlotTable { cores, core }
+    }
+
+    /// Number of shard cores.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// The core that owns `slot`.
+    #[inline]
+    pub fn core_of(&self, slot: u16) -> usize {
+        self.core[slot as usize % SLOTS].load(Ordering::Relaxed) as usize
+    }
+
+    /// The end of the run of slots from `slot` that belong to the same
+    /// core (SCAN walks one run per call, its cursor being a slot).
+    pub fn run_end(&self, slot: u16) -> usize {
+        let c = self.core_of(slot);
+        (slot as usize..SLOTS)
+            .find(|&s| self.core_of(s as u16) != c)
+            .unwrap_or(SLOTS)
+    }
+
+    /// Cluster mode at start: the `served` slots (ascending) cut into one
+    /// contiguous run per core, as even as can be.
+    pub fn spread(&self, served: &[u16]) {
+        let n = served.len();
+        for (i, &s) in served.iter().enumerate() {
+            let c = i * self.cores / n.max(1);
+            self.core[s as usize % SLOTS].store(c as u16, Ordering::Relaxed);
+        }
+    }
+
+    /// Cluster mode, when the slots served change from `before` to `after`
+    /// (one flag per slot): each slot that arrives goes to the core serving
+    /// the fewest slots. Call before publishing the slot map that serves
+    /// them, so no core routes a key of theirs yet.
+    pub fn place_arrivals(&self, before: &[bool], after: &[bool]) {
+        let mut load = vec![0usize; self.cores];
+        for (s, &on) in after.iter().enumerate() {
+            if on && before.get(s).copied().unwrap_or(false) {
+                load[self.core_of(s as u16)] += 1;
+            }
+        }
+        for (s, &on) in after.iter().enumerate() {
+            if on && !before.get(s).copied().unwrap_or(false) {
+                let (c, _) = load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, l)| **l)
+                    .unwrap_or((0, &0));
+                load[c] += 1;
+                self.core[s % SLOTS].store(c as u16, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_is_the_formula() {
+        let t = SlotTable::new(3);
+        for s in [0u16, 5461, 5462, 10922, 10923, 16383] {
+            assert_eq!(t.core_of(s), engine::slot::core_of(s, 3));
+        }
+        assert_eq!(t.run_end(0), engine::slot::core_first_slot(1, 3));
+        assert_eq!(t.run_end(16000), SLOTS);
+    }
+
+    #[test]
+    fn a_third_of_the_slots_spreads_over_every_core() {
+        let t = SlotTable::new(2);
+        let served: Vec<u16> = (0..=5460).collect();
+        t.spread(&served);
+        let on0 = served.iter().filter(|&&s| t.core_of(s) == 0).count();
+        assert!((2730..=2731).contains(&on0), "{on0}");
+        assert_eq!(t.core_of(0), 0);
+        assert_eq!(t.core_of(5460), 1);
+        // Arrivals go to the lighter core; served slots keep theirs.
+        let mut before = vec![false; SLOTS];
+        served.iter().for_each(|&s| before[s as usize] = true);
+        let mut after = before.clone();
+        for s in 10000..10100 {
+            after[s] = true;
+        }
+        before[0] = true;
+        after[1] = false; // slot 1 leaves
+        let keep = t.core_of(100);
+        t.place_arrivals(&before, &after);
+        assert_eq!(t.core_of(100), keep);
+        let arrivals0 = (10000..10100u16).filter(|&s| t.core_of(s) == 0).count();
+        // Core 0 lost slot 1, so it takes one more than core 1.
+        assert!((50..=51).contains(&arrivals0), "{arrivals0}");
+    }
+}
