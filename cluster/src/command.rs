@@ -450,41 +450,40 @@ fn setslot(
         Err(e) => return (e, Vec::new()),
     };
     let action = lower(args[3]);
-    let result = match (action.as_str(), args.len()) {
-        ("migrating", 5) => {
-            if c.slot_owner(slot) != Some(c.myself()) {
-                Err(format!("I'm not the owner of hash slot {slot}"))
-            } else {
-                match lookup(c, args[4]) {
-                    None => Err(format!("I don't know about node {}", text(args[4]))),
-                    Some(id) => c.setslot_migrating(slot, id),
+    let result =
+        match (action.as_str(), args.len()) {
+            ("migrating", 5) => {
+                if c.slot_owner(slot) != Some(c.myself()) {
+                    Err(format!("I'm not the owner of hash slot {slot}"))
+                } else {
+                    match lookup(c, args[4]) {
+                        None => Err(format!("I don't know about node {}", text(args[4]))),
+                        Some(id) => c.setslot_migrating(slot, id),
+                    }
                 }
             }
-        }
-        ("importing", 5) => {
-            if c.slot_owner(slot) == Some(c.myself()) {
-                Err(format!("I'm already the owner of hash slot {slot}"))
-            } else {
-                match lookup(c, args[4]) {
-                    None => Err(format!("I don't know about node {}", text(args[4]))),
-                    Some(id) => c.setslot_importing(slot, id),
+            ("importing", 5) => {
+                if c.slot_owner(slot) == Some(c.myself()) {
+                    Err(format!("I'm already the owner of hash slot {slot}"))
+                } else {
+                    match lookup(c, args[4]) {
+                        None => Err(format!("I don't know about node {}", text(args[4]))),
+                        Some(id) => c.setslot_importing(slot, id),
+                    }
                 }
             }
-        }
-        ("stable", 4) => c.setslot_stable(slot),
-        ("node", 5) => match lookup(c, args[4]) {
-            None => Err(format!("Unknown node {}", text(args[4]))),
-            Some(id) => c.setslot_node(now_ms, slot, id, facts.slot_keys, rng),
-        },
-        _ => {
-            return (
+            ("stable", 4) => c.setslot_stable(slot),
+            ("node", 5) => match lookup(c, args[4]) {
+                None => Err(format!("Unknown node {}", text(args[4]))),
+                Some(id) => c.setslot_node(now_ms, slot, id, facts.slot_keys, rng),
+            },
+            _ => return (
                 Reply::err(
                     "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP",
                 ),
                 Vec::new(),
-            )
-        }
-    };
+            ),
+        };
     match result {
         Ok(actions) => (Reply::Ok, actions),
         Err(e) => (error(format!("ERR {e}")), Vec::new()),
@@ -642,10 +641,7 @@ fn shards(c: &Cluster) -> Reply {
             ]);
             Reply::Map(vec![
                 (Reply::bulk(b"slots"), Reply::Array(slots)),
-                (
-                    Reply::bulk(b"nodes"),
-                    Reply::Array(vec![Reply::Map(node)]),
-                ),
+                (Reply::bulk(b"nodes"), Reply::Array(vec![Reply::Map(node)])),
             ])
         })
         .collect();
@@ -664,7 +660,10 @@ fn links(c: &Cluster) -> Reply {
                         Reply::bulk(if l.inbound { b"from" } else { b"to" }),
                     ),
                     (Reply::bulk(b"node"), Reply::bulk(&l.node.0)),
-                    (Reply::bulk(b"create-time"), Reply::Int(l.create_time as i64)),
+                    (
+                        Reply::bulk(b"create-time"),
+                        Reply::Int(l.create_time as i64),
+                    ),
                     (Reply::bulk(b"events"), Reply::bulk(l.events.as_bytes())),
                     (
                         Reply::bulk(b"send-buffer-allocated"),
@@ -753,8 +752,12 @@ mod tests {
                         let peer = self.nodes[j].accept(T0, &format!("10.0.0.{i}"), &ip);
                         self.pairs.insert((i, link), (j, peer));
                         self.pairs.insert((j, peer), (i, link));
-                        let acts =
-                            self.nodes[i].connected(T0, link, &format!("10.0.0.{i}"), &mut self.rng);
+                        let acts = self.nodes[i].connected(
+                            T0,
+                            link,
+                            &format!("10.0.0.{i}"),
+                            &mut self.rng,
+                        );
                         self.perform(i, acts);
                     }
                     Action::Send { link, msg } => {
@@ -803,9 +806,18 @@ mod tests {
     fn arity_and_unknown_subcommands_as_redis() {
         let mut c = node(0);
         let cases = [
-            ("CLUSTER foo", "ERR unknown subcommand 'foo'. Try CLUSTER HELP."),
-            ("cluster meet", "ERR wrong number of arguments for 'cluster|meet' command"),
-            ("cluster NODES x", "ERR wrong number of arguments for 'cluster|nodes' command"),
+            (
+                "CLUSTER foo",
+                "ERR unknown subcommand 'foo'. Try CLUSTER HELP.",
+            ),
+            (
+                "cluster meet",
+                "ERR wrong number of arguments for 'cluster|meet' command",
+            ),
+            (
+                "cluster NODES x",
+                "ERR wrong number of arguments for 'cluster|nodes' command",
+            ),
             (
                 "cluster addslotsrange 1 2 3",
                 "ERR wrong number of arguments for 'cluster|addslotsrange' command",
@@ -818,19 +830,46 @@ mod tests {
                 "cluster setslot 1 foo",
                 "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP",
             ),
-            ("cluster setslot x stable", "ERR Invalid or out of range slot"),
+            (
+                "cluster setslot x stable",
+                "ERR Invalid or out of range slot",
+            ),
             ("cluster reset x", "ERR syntax error"),
-            ("cluster set-config-epoch x", "ERR value is not an integer or out of range"),
-            ("cluster set-config-epoch -1", "ERR Invalid config epoch specified: -1"),
-            ("cluster meet 1.2.3.4 x", "ERR Invalid TCP base port specified: x"),
-            ("cluster meet 1.2.3.4 70000", "ERR Invalid node address specified: 1.2.3.4:70000"),
-            ("cluster meet 1.2.3.4 60000", "ERR Invalid node address specified: 1.2.3.4:60000"),
-            ("cluster meet foo 7000", "ERR Invalid node address specified: foo:7000"),
-            ("cluster meet 1.2.3.4 7000 x", "ERR Invalid TCP bus port specified: x"),
+            (
+                "cluster set-config-epoch x",
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                "cluster set-config-epoch -1",
+                "ERR Invalid config epoch specified: -1",
+            ),
+            (
+                "cluster meet 1.2.3.4 x",
+                "ERR Invalid TCP base port specified: x",
+            ),
+            (
+                "cluster meet 1.2.3.4 70000",
+                "ERR Invalid node address specified: 1.2.3.4:70000",
+            ),
+            (
+                "cluster meet 1.2.3.4 60000",
+                "ERR Invalid node address specified: 1.2.3.4:60000",
+            ),
+            (
+                "cluster meet foo 7000",
+                "ERR Invalid node address specified: foo:7000",
+            ),
+            (
+                "cluster meet 1.2.3.4 7000 x",
+                "ERR Invalid TCP bus port specified: x",
+            ),
             ("cluster forget abc", "ERR Unknown node abc"),
             ("cluster replicas abc", "ERR Unknown node abc"),
             ("cluster count-failure-reports abc", "ERR Unknown node abc"),
-            ("cluster addslots 1 1", "ERR Slot 1 specified multiple times"),
+            (
+                "cluster addslots 1 1",
+                "ERR Slot 1 specified multiple times",
+            ),
             ("cluster addslots 16384", "ERR Invalid or out of range slot"),
             ("cluster addslots -1", "ERR Invalid or out of range slot"),
             ("cluster delslots 5", "ERR Slot 5 is already unassigned"),
@@ -845,7 +884,14 @@ mod tests {
             assert_eq!(err(run(&mut c, line)), expected, "{line}");
         }
         assert_eq!(
-            err(execute(&mut c, &[b"cluster"], &NO_KEYS, T0, &mut StdRng::seed_from_u64(1)).0),
+            err(execute(
+                &mut c,
+                &[b"cluster"],
+                &NO_KEYS,
+                T0,
+                &mut StdRng::seed_from_u64(1)
+            )
+            .0),
             "ERR wrong number of arguments for 'cluster' command"
         );
         // None of that changed anything.
@@ -858,7 +904,10 @@ mod tests {
         let mut c = node(0);
         assert_eq!(run(&mut c, "cluster addslotsrange 0 10 20 20"), Reply::Ok);
         assert_eq!(run(&mut c, "cluster addslots 30 31"), Reply::Ok);
-        assert_eq!(err(run(&mut c, "cluster addslots 40 10")), "ERR Slot 10 is already busy");
+        assert_eq!(
+            err(run(&mut c, "cluster addslots 40 10")),
+            "ERR Slot 10 is already busy"
+        );
         assert_eq!(
             err(run(&mut c, "cluster addslotsrange 40 45 44 50")),
             "ERR Slot 44 specified multiple times"
@@ -879,7 +928,10 @@ mod tests {
                 slot_keys: 0,
             },
         );
-        assert_eq!(err(r), "ERR DB must be empty to perform CLUSTER FLUSHSLOTS.");
+        assert_eq!(
+            err(r),
+            "ERR DB must be empty to perform CLUSTER FLUSHSLOTS."
+        );
         assert!(actions.is_empty());
         let (r, actions) = run_with(&mut c, "cluster flushslots", &NO_KEYS);
         assert_eq!(r, Reply::Ok);
@@ -890,8 +942,14 @@ mod tests {
     #[test]
     fn slots_reply_runs_by_owner() {
         let mut net = Net::joined(2);
-        assert_eq!(run(&mut net.nodes[0], "cluster addslotsrange 0 5 7 7"), Reply::Ok);
-        assert_eq!(run(&mut net.nodes[1], "cluster addslotsrange 6 6 8 9"), Reply::Ok);
+        assert_eq!(
+            run(&mut net.nodes[0], "cluster addslotsrange 0 5 7 7"),
+            Reply::Ok
+        );
+        assert_eq!(
+            run(&mut net.nodes[1], "cluster addslotsrange 6 6 8 9"),
+            Reply::Ok
+        );
         net.turns(30);
         let Reply::Array(ranges) = run(&mut net.nodes[0], "cluster slots") else {
             panic!()
@@ -926,11 +984,17 @@ mod tests {
         assert_eq!(run(&mut net.nodes[0], "cluster addslots 5"), Reply::Ok);
         net.turns(30);
         assert_eq!(
-            err(run(&mut net.nodes[1], &format!("cluster setslot 5 migrating {a}"))),
+            err(run(
+                &mut net.nodes[1],
+                &format!("cluster setslot 5 migrating {a}")
+            )),
             "ERR I'm not the owner of hash slot 5"
         );
         assert_eq!(
-            err(run(&mut net.nodes[0], &format!("cluster setslot 5 importing {b}"))),
+            err(run(
+                &mut net.nodes[0],
+                &format!("cluster setslot 5 importing {b}")
+            )),
             "ERR I'm already the owner of hash slot 5"
         );
         assert_eq!(
@@ -938,17 +1002,29 @@ mod tests {
             "ERR I don't know about node 0123"
         );
         assert_eq!(
-            run(&mut net.nodes[1], &format!("cluster setslot 5 importing {a}")),
+            run(
+                &mut net.nodes[1],
+                &format!("cluster setslot 5 importing {a}")
+            ),
             Reply::Ok
         );
         assert_eq!(
-            run(&mut net.nodes[0], &format!("cluster setslot 5 migrating {b}")),
+            run(
+                &mut net.nodes[0],
+                &format!("cluster setslot 5 migrating {b}")
+            ),
             Reply::Ok
         );
         let nodes = verbatim(run(&mut net.nodes[0], "cluster nodes"));
-        assert!(nodes.contains(&format!(" connected 5 [5->-{b}]\n")), "{nodes}");
+        assert!(
+            nodes.contains(&format!(" connected 5 [5->-{b}]\n")),
+            "{nodes}"
+        );
         let nodes = verbatim(run(&mut net.nodes[1], "cluster nodes"));
-        assert!(nodes.contains(&format!(" connected [5-<-{a}]\n")), "{nodes}");
+        assert!(
+            nodes.contains(&format!(" connected [5-<-{a}]\n")),
+            "{nodes}"
+        );
         let map = net.nodes[0].slot_map(EndpointType::Ip);
         assert_eq!(map.nodes[map.migrating[5] as usize].id, b);
         let map = net.nodes[1].slot_map(EndpointType::Ip);
@@ -957,7 +1033,11 @@ mod tests {
 
         // The target takes the slot: a new epoch, announced at once.
         let before = net.nodes[1].config_epoch();
-        let (r, actions) = run_with(&mut net.nodes[1], &format!("cluster setslot 5 node {b}"), &NO_KEYS);
+        let (r, actions) = run_with(
+            &mut net.nodes[1],
+            &format!("cluster setslot 5 node {b}"),
+            &NO_KEYS,
+        );
         assert_eq!(r, Reply::Ok);
         assert!(net.nodes[1].config_epoch() > before);
         assert!(net.nodes[1].importing_from(5).is_none());
@@ -1013,7 +1093,10 @@ mod tests {
             nodes_text(&net.nodes[0])
         );
         assert_eq!(
-            err(run(&mut net.nodes[0], &format!("cluster count-failure-reports {c}"))),
+            err(run(
+                &mut net.nodes[0],
+                &format!("cluster count-failure-reports {c}")
+            )),
             format!("ERR Unknown node {c}")
         );
     }
@@ -1063,7 +1146,9 @@ mod tests {
             panic!()
         };
         assert_eq!(links.len(), 2, "one each way");
-        let Reply::Map(fields) = &links[0] else { panic!() };
+        let Reply::Map(fields) = &links[0] else {
+            panic!()
+        };
         let keys: Vec<&Reply> = fields.iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
@@ -1080,7 +1165,10 @@ mod tests {
             .collect::<Vec<_>>()
         );
         let info = verbatim(run(&mut net.nodes[0], "cluster info"));
-        assert!(info.contains("cluster_stats_messages_meet_sent:1\r\n"), "{info}");
+        assert!(
+            info.contains("cluster_stats_messages_meet_sent:1\r\n"),
+            "{info}"
+        );
         assert!(info.contains("cluster_known_nodes:2\r\n"));
         assert!(info.ends_with("total_cluster_links_buffer_limit_exceeded:0\r\n"));
         let b = net.nodes[1].myself();
@@ -1088,7 +1176,10 @@ mod tests {
             run(&mut net.nodes[0], &format!("cluster replicas {b}")),
             Reply::Array(Vec::new())
         );
-        assert_eq!(run(&mut net.nodes[0], "cluster keyslot foo"), Reply::Int(12182));
+        assert_eq!(
+            run(&mut net.nodes[0], "cluster keyslot foo"),
+            Reply::Int(12182)
+        );
         let (r, a) = run_with(&mut net.nodes[0], "cluster saveconfig", &NO_KEYS);
         assert_eq!((r, a), (Reply::Ok, vec![Action::SaveConfig]));
     }

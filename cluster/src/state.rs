@@ -1124,7 +1124,11 @@ impl Cluster {
             return;
         };
         n.id = new;
-        for peer in self.migrating.values_mut().chain(self.importing.values_mut()) {
+        for peer in self
+            .migrating
+            .values_mut()
+            .chain(self.importing.values_mut())
+        {
             if *peer == old {
                 *peer = new;
             }
