@@ -10,10 +10,10 @@
 //!
 //! Every process started here is killed by `Drop`.
 
-use cluster::nodes_conf;
 use cluster::state::{Action, Cluster, Config, LinkId};
 use cluster::wire::{self, flags, Body, Msg};
 use cluster::NodeId;
+use cluster::{command, nodes_conf};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -429,5 +429,395 @@ fn nodes_conf_written_by_redis() {
                 "slot {slot}: {owner} vs {expected}"
             );
         }
+    }
+}
+
+/// One request on a fresh connection, the reply's raw bytes. `resp3`:
+/// HELLO 3 first.
+fn raw(port: u16, resp3: bool, args: &[&str]) -> Vec<u8> {
+    fn request(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        out
+    }
+    // The reply ends where the PING's +PONG does.
+    fn until_pong(s: &mut TcpStream) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while !buf.ends_with(b"+PONG\r\n") {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "redis closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.truncate(buf.len() - 7);
+        buf
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    if resp3 {
+        s.write_all(&[request(&["HELLO", "3"]), request(&["PING"])].concat())
+            .unwrap();
+        until_pong(&mut s);
+    }
+    s.write_all(&[request(args), request(&["PING"])].concat())
+        .unwrap();
+    until_pong(&mut s)
+}
+
+impl Driver {
+    /// CLUSTER ... on our node, its reply encoded.
+    fn cluster(&mut self, resp3: bool, args: &[&str]) -> Vec<u8> {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let facts = command::Facts {
+            db_keys: 0,
+            slot_keys: 0,
+        };
+        let (reply, actions) =
+            command::execute(&mut self.node, &argv, &facts, now_ms(), &mut self.rng);
+        self.perform(actions);
+        let mut out = Vec::new();
+        reply.encode(resp3, &mut out);
+        out
+    }
+
+    fn cluster_text(&mut self, args: &[&str]) -> String {
+        let bytes = self.cluster(false, args);
+        let s = String::from_utf8(bytes).unwrap();
+        // A bulk string: drop the $len line and the final CRLF.
+        let body = s.split_once("\r\n").unwrap().1;
+        body.strip_suffix("\r\n").unwrap().to_string()
+    }
+}
+
+/// Our node, MEETing `redis` and waiting until both list each other as
+/// connected masters that agree on every slot owner and epoch.
+fn joined(redis: &mut Redis) -> Driver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let cport = listener.local_addr().unwrap().port();
+    let mut rng = StdRng::seed_from_u64(now_ms());
+    let my_id = NodeId::random(&mut rng);
+    let mut config = Config::new(cport.wrapping_sub(10000).max(1));
+    config.cport = cport;
+    config.announce_ip = "127.0.0.1".into();
+    config.node_timeout_ms = 5000;
+    let node = Cluster::new(my_id, config, now_ms());
+    let mut d = Driver {
+        node,
+        listener,
+        conns: BTreeMap::new(),
+        rng,
+        received: Vec::new(),
+    };
+    let meet = ["CLUSTER", "MEET", "127.0.0.1", &redis.port.to_string()];
+    assert_eq!(d.cluster(false, &meet), b"+OK\r\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        d.turn();
+        let theirs = redis.text(&["CLUSTER", "NODES"]);
+        let ours = d.cluster_text(&["CLUSTER", "NODES"]);
+        if same_view(&theirs, &ours) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never converged:\n{theirs}\n{ours}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A CLUSTER NODES line without what depends on who looks: `myself`, the
+/// ping/pong times, the open slots (only shown for myself).
+fn neutral(line: &str) -> String {
+    let mut f: Vec<String> = line.split(' ').map(str::to_string).collect();
+    f[2] = f[2].replace("myself,", "");
+    f[4] = "0".into();
+    f[5] = "0".into();
+    f.retain(|x| !x.starts_with('['));
+    f.join(" ")
+}
+
+fn same_view(a: &str, b: &str) -> bool {
+    let mut a: Vec<String> = a.lines().map(neutral).collect();
+    let mut b: Vec<String> = b.lines().map(neutral).collect();
+    a.sort();
+    b.sort();
+    a.len() == 2 && a == b && a.iter().all(|l| l.contains(" connected"))
+}
+
+/// The open slots at the end of `nodes`' myself line, `peer` renamed PEER.
+fn open_slots(nodes: &str, peer: &str) -> String {
+    let line = nodes.lines().find(|l| l.contains("myself")).unwrap();
+    line.split(' ')
+        .filter(|x| x.starts_with('['))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(peer, "PEER")
+}
+
+#[test]
+fn cluster_commands_match_redis() {
+    let mut redis = Redis::start("cmds");
+    assert_eq!(redis.text(&["CLUSTER", "ADDSLOTSRANGE", "0", "2"]), "OK");
+    let redis_id = redis.text(&["CLUSTER", "MYID"]);
+    let mut d = joined(&mut redis);
+    assert_eq!(
+        d.cluster(false, &["CLUSTER", "ADDSLOTSRANGE", "10", "12", "20", "20"]),
+        b"+OK\r\n"
+    );
+    let my_id = d.node.myself().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        d.turn();
+        let theirs = redis.text(&["CLUSTER", "NODES"]);
+        let ours = d.cluster_text(&["CLUSTER", "NODES"]);
+        // Every field of every node, as each sees the other.
+        // (Redis counts cluster_size only after its first 2 s.)
+        let size = redis.text(&["CLUSTER", "INFO"]).contains("cluster_size:2");
+        if same_view(&theirs, &ours) && theirs.contains(" 10-12 20") && size {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never converged:\n{theirs}\n{ours}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Mirror images: each migrates one of its slots to the other and
+    // imports one of the other's.
+    for args in [
+        ["CLUSTER", "SETSLOT", "1", "MIGRATING", &my_id],
+        ["CLUSTER", "SETSLOT", "11", "IMPORTING", &my_id],
+    ] {
+        assert_eq!(redis.text(&args), "OK");
+    }
+    for args in [
+        ["CLUSTER", "SETSLOT", "11", "MIGRATING", &redis_id],
+        ["CLUSTER", "SETSLOT", "1", "IMPORTING", &redis_id],
+    ] {
+        assert_eq!(d.cluster(false, &args), b"+OK\r\n");
+    }
+    let theirs = redis.text(&["CLUSTER", "NODES"]);
+    let ours = d.cluster_text(&["CLUSTER", "NODES"]);
+    assert!(same_view(&theirs, &ours), "{theirs}\n{ours}");
+    assert_eq!(
+        open_slots(&theirs, &my_id),
+        "[1->-PEER] [11-<-PEER]",
+        "{theirs}"
+    );
+    assert_eq!(open_slots(&ours, &redis_id), "[1-<-PEER] [11->-PEER]");
+    // NODES is verbatim text in RESP3.
+    let theirs = raw(redis.port, true, &["CLUSTER", "NODES"]);
+    assert!(
+        theirs.starts_with(b"="),
+        "{}",
+        String::from_utf8_lossy(&theirs)
+    );
+    assert!(d.cluster(true, &["CLUSTER", "NODES"]).starts_with(b"="));
+
+    // Same cluster, same SLOTS, byte for byte, in both protocols.
+    for resp3 in [false, true] {
+        assert_eq!(
+            String::from_utf8_lossy(&d.cluster(resp3, &["CLUSTER", "SLOTS"])),
+            String::from_utf8_lossy(&raw(redis.port, resp3, &["CLUSTER", "SLOTS"])),
+            "CLUSTER SLOTS, resp3 {resp3}"
+        );
+    }
+
+    // SHARDS: the same shards; Redis lists them in its hash table's order.
+    for resp3 in [false, true] {
+        let theirs =
+            String::from_utf8_lossy(&raw(redis.port, resp3, &["CLUSTER", "SHARDS"])).into_owned();
+        let ours = String::from_utf8(d.cluster(resp3, &["CLUSTER", "SHARDS"])).unwrap();
+        let (head, rest) = ours.split_at(ours.find("\r\n").unwrap() + 2);
+        let split = if resp3 {
+            "%2\r\n$5\r\nslots\r\n"
+        } else {
+            "*4\r\n$5\r\nslots\r\n"
+        };
+        let shards: Vec<&str> = rest.split(split).filter(|s| !s.is_empty()).collect();
+        assert_eq!(shards.len(), 2, "{ours}");
+        let swapped = format!("{head}{split}{}{split}{}", shards[1], shards[0]);
+        assert!(
+            theirs == ours || theirs == swapped,
+            "CLUSTER SHARDS, resp3 {resp3}:\n{theirs}\n{ours}"
+        );
+    }
+
+    // INFO: the same values but for the message counters and each one's
+    // own epoch.
+    let info = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| {
+                !l.starts_with("cluster_stats_messages_") && !l.starts_with("cluster_my_epoch:")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let theirs = redis.text(&["CLUSTER", "INFO"]);
+    let ours = d.cluster_text(&["CLUSTER", "INFO"]);
+    assert_eq!(info(&ours), info(&theirs), "{ours}\n{theirs}");
+    for key in [
+        "cluster_stats_messages_sent:",
+        "cluster_stats_messages_received:",
+    ] {
+        assert!(ours.contains(key) && theirs.contains(key));
+    }
+    assert!(
+        ours.contains("cluster_stats_messages_meet_sent:1\r\n"),
+        "{ours}"
+    );
+
+    // LINKS: one each way with the peer, the same fields.
+    let links = |v: redis::Value| -> Vec<(String, String, String)> {
+        let redis::Value::Array(links) = v else {
+            panic!("{v:?}")
+        };
+        let mut out: Vec<(String, String, String)> = links
+            .into_iter()
+            .map(|l| {
+                let redis::Value::Array(kv) = l else { panic!() };
+                let text = |v: &redis::Value| match v {
+                    redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+                    redis::Value::Int(_) => "int".into(),
+                    other => panic!("{other:?}"),
+                };
+                let keys: Vec<String> = kv.iter().step_by(2).map(text).collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "direction",
+                        "node",
+                        "create-time",
+                        "events",
+                        "send-buffer-allocated",
+                        "send-buffer-used"
+                    ]
+                );
+                (text(&kv[1]), text(&kv[3]), text(&kv[7]))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let ours_raw = d.cluster(false, &["CLUSTER", "LINKS"]);
+    let ours = links(redis::parse_redis_value(&ours_raw).unwrap());
+    let theirs = links(redis.cmd(&["CLUSTER", "LINKS"]));
+    let rename = |v: Vec<(String, String, String)>, peer: &str| -> Vec<(String, String, String)> {
+        v.into_iter()
+            .map(|(dir, node, ev)| (dir, node.replace(peer, "PEER"), ev))
+            .collect()
+    };
+    assert_eq!(rename(ours, &redis_id), rename(theirs, &my_id));
+
+    // Errors and simple replies, byte for byte, on the same situation.
+    let cases: Vec<Vec<String>> = [
+        "CLUSTER HELP",
+        "CLUSTER foo",
+        "CLUSTER MEET",
+        "CLUSTER MEET 1.2.3.4 1 2 3",
+        "CLUSTER MEET 1.2.3.4 x",
+        "CLUSTER MEET 1.2.3.4 70000",
+        "CLUSTER MEET 1.2.3.4 60000",
+        "CLUSTER MEET nohost 7000",
+        "CLUSTER MEET 1.2.3.4 7000 x",
+        "CLUSTER NODES x",
+        "CLUSTER ADDSLOTS 1",
+        "CLUSTER ADDSLOTS 5 5",
+        "CLUSTER ADDSLOTS 16384",
+        "CLUSTER ADDSLOTS -1",
+        "CLUSTER ADDSLOTS 007",
+        "CLUSTER ADDSLOTSRANGE 1 2 3",
+        "CLUSTER ADDSLOTSRANGE 5 3",
+        "CLUSTER ADDSLOTSRANGE 3 5 5 6",
+        "CLUSTER ADDSLOTSRANGE 3 x",
+        "CLUSTER DELSLOTS 5",
+        "CLUSTER DELSLOTSRANGE 5 6",
+        "CLUSTER SETSLOT 1",
+        "CLUSTER SETSLOT 1 foo",
+        "CLUSTER SETSLOT x stable",
+        "CLUSTER SETSLOT 5 migrating 0123",
+        "CLUSTER SETSLOT 5 node 0123",
+        "CLUSTER SETSLOT 5 stable x",
+        "CLUSTER RESET x",
+        "CLUSTER RESET soft x",
+        "CLUSTER SET-CONFIG-EPOCH x",
+        "CLUSTER SET-CONFIG-EPOCH -1",
+        "CLUSTER SET-CONFIG-EPOCH 5",
+        "CLUSTER FORGET abc",
+        "CLUSTER REPLICAS abc",
+        "CLUSTER SLAVES abc",
+        "CLUSTER COUNT-FAILURE-REPORTS abc",
+        "CLUSTER COUNTKEYSINSLOT",
+        "CLUSTER FAILOVER x",
+        "CLUSTER FAILOVER",
+        "CLUSTER FAILOVER FORCE",
+        "CLUSTER FAILOVER a b",
+        "CLUSTER KEYSLOT foo",
+        "CLUSTER KEYSLOT {user1000}.following",
+        "CLUSTER KEYSLOT {}x",
+        "CLUSTER MYID x",
+        "cluster bumpepoch x",
+    ]
+    .iter()
+    .map(|l| l.split(' ').map(str::to_string).collect())
+    .chain([
+        vec!["CLUSTER".into(), "FORGET".into(), redis_id.clone()],
+        vec!["CLUSTER".into(), "REPLICAS".into(), my_id.clone()],
+        vec![
+            "CLUSTER".into(),
+            "COUNT-FAILURE-REPORTS".into(),
+            my_id.clone(),
+        ],
+        vec![
+            "CLUSTER".into(),
+            "SETSLOT".into(),
+            "5".into(),
+            "MIGRATING".into(),
+            my_id.clone(),
+        ],
+        vec![
+            "CLUSTER".into(),
+            "SETSLOT".into(),
+            "5".into(),
+            "IMPORTING".into(),
+            my_id.clone(),
+        ],
+        vec![
+            "CLUSTER".into(),
+            "SETSLOT".into(),
+            "5".into(),
+            "STABLE".into(),
+        ],
+        vec!["CLUSTER".into(), "FORGET".into(), "0".repeat(40)],
+    ])
+    .collect();
+    for case in &cases {
+        let args: Vec<&str> = case.iter().map(String::as_str).collect();
+        // Each side sees itself as `myself`: swap the IDs for ours.
+        let mirrored: Vec<String> = case
+            .iter()
+            .map(|a| {
+                if *a == my_id {
+                    redis_id.clone()
+                } else if *a == redis_id {
+                    my_id.clone()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let mirrored: Vec<&str> = mirrored.iter().map(String::as_str).collect();
+        let theirs = raw(redis.port, false, &args);
+        let ours = d.cluster(false, &mirrored);
+        let ours = String::from_utf8_lossy(&ours)
+            .replace(&redis_id, "PEER")
+            .replace(&my_id, "ME");
+        let theirs = String::from_utf8_lossy(&theirs)
+            .replace(&my_id, "PEER")
+            .replace(&redis_id, "ME");
+        assert_eq!(ours, theirs, "{args:?}");
     }
 }
