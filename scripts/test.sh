@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # Steps: the rooms check of node/src (scripts/check-rooms.sh, after its
-# self-test), install redis-server/redis-tools if missing (Debian), cargo fmt
+# self-test), install redis-server/redis-tools if missing (Debian) and
+# redis-py if missing (pip; the cluster tests use RedisCluster), cargo fmt
 # check, clippy (-D warnings), release build of slotd, the whole workspace's
 # tests in release mode (integration tests start target/release/slotd), and
 # a smoke run of redis-benchmark's default suite against slotd on port 7399.
@@ -88,6 +89,14 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null ||
 else
     echo "already installed: $(redis-server --version)"
 fi
+
+# --- 1b. Python client for the cluster tests (redis-py's RedisCluster) -------
+step "check redis-py (python3 -c 'import redis')"
+if ! python3 -c 'import redis.cluster' 2>/dev/null; then
+    run python3 -m pip install --quiet --disable-pip-version-check 'redis>=4.3,<9' </dev/null ||
+        run python3 -m pip install --quiet --break-system-packages 'redis>=4.3,<9' </dev/null
+fi
+python3 -c 'import redis; print("redis-py", redis.__version__)'
 
 # --- 2. Rust checks, build, tests --------------------------------------------
 if [ "${SKIP_CARGO:-0}" != 1 ]; then

@@ -440,3 +440,207 @@ fn mixed_cluster_with_redis_server() {
     let (ok, out) = cluster_tool(&["check".into(), addr(&r)]);
     assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
 }
+
+/// redis-py's `RedisCluster` (installed by scripts/test.sh) against a slotd
+/// cluster: discovery, routing, a cluster pipeline and hash-tagged MGET.
+#[test]
+fn redis_py_cluster_client_works() {
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    let script = format!(
+        r#"
+import redis
+from redis.cluster import RedisCluster
+rc = RedisCluster(host="127.0.0.1", port={port})
+for i in range(300):
+    rc.set(f"py:{{i}}", i)
+assert all(int(rc.get(f"py:{{i}}")) == i for i in range(300))
+p = rc.pipeline()
+for i in range(300):
+    p.incr(f"py:{{i}}")
+assert p.execute() == [i + 1 for i in range(300)]
+rc.mset({{"{{t}}a": 1, "{{t}}b": 2}})
+assert rc.mget("{{t}}a", "{{t}}b") == [b"1", b"2"]
+assert len(rc.get_nodes()) == 3
+print("ok", sum(n.redis_connection.dbsize() for n in rc.get_primaries()))
+"#,
+        port = a.port()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "ok 302");
+}
+
+/// `redis-cli --cluster` subcommands other than create and check, on a
+/// cluster of slotd nodes: info, call, set-timeout, add-node, reshard and
+/// rebalance of empty slots, del-node, fix.
+#[test]
+fn redis_cli_cluster_tools_work() {
+    // set-timeout rewrites each node's config file: give them one.
+    let conf = std::env::temp_dir().join(format!("slotd-cluster-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&conf).unwrap();
+    let with_conf = |i: usize| {
+        let f = conf.join(format!("{i}.conf"));
+        std::fs::write(&f, "cluster-enabled yes\n").unwrap();
+        Server::slotd_with_config(
+            &f,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                TIMEOUT,
+                "--shards",
+                "2",
+            ],
+        )
+    };
+    let (a, b, c, d) = (with_conf(0), with_conf(1), with_conf(2), with_conf(3));
+    create(&[&a, &b, &c]);
+    let (ok, out) = cluster_tool(&["info".into(), addr(&a)]);
+    assert!(ok && out.contains("3 masters"), "{out}");
+    let (ok, out) = cluster_tool(&["call".into(), addr(&a), "ping".into()]);
+    assert!(ok && out.matches("PONG").count() == 3, "{out}");
+    let (ok, out) = cluster_tool(&["set-timeout".into(), addr(&a), "2000".into()]);
+    assert!(
+        ok && out.contains("New node timeout set. 3 OK, 0 ERR."),
+        "{out}"
+    );
+    assert_eq!(
+        b.cli(&["config", "get", "cluster-node-timeout"])
+            .lines()
+            .nth(1),
+        Some("2000")
+    );
+    // A fourth node joins, takes 200 empty slots, gives them back, leaves.
+    let (ok, out) = cluster_tool(&["add-node".into(), addr(&d), addr(&a)]);
+    assert!(
+        ok && out.contains("[OK] New node added correctly."),
+        "{out}"
+    );
+    wait_for(20, "the new node to be known everywhere", || {
+        [&a, &b, &c, &d]
+            .iter()
+            .all(|n| info_field(n, "cluster_known_nodes") == "4")
+    });
+    let did = d.cli(&["cluster", "myid"]).trim().to_string();
+    let (ok, out) = cluster_tool(&[
+        "reshard".into(),
+        addr(&a),
+        "--cluster-from".into(),
+        "all".into(),
+        "--cluster-to".into(),
+        did.clone(),
+        "--cluster-slots".into(),
+        "200".into(),
+    ]);
+    assert!(ok, "{out}");
+    // redis-cli takes a share of the 200 from each node, rounded (199 or
+    // 200 in all); every node must agree on the new node's slots.
+    let slots_of = |n: &Server| -> usize {
+        n.cli(&["cluster", "nodes"])
+            .lines()
+            .find(|l| l.starts_with(&did))
+            .map(|l| {
+                l.split(' ')
+                    .skip(8)
+                    .map(|r| match r.split_once('-') {
+                        Some((x, y)) => {
+                            y.parse::<usize>().unwrap() - x.parse::<usize>().unwrap() + 1
+                        }
+                        None => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(20, "every node to agree on the new node's slots", || {
+        let n = slots_of(&d);
+        (199..=200).contains(&n) && [&a, &b, &c].iter().all(|x| slots_of(x) == n)
+    });
+    let (ok, out) = cluster_tool(&["check".into(), addr(&d)]);
+    assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+    // Rebalance with the new node weighted 0 empties it.
+    let (ok, out) = cluster_tool(&[
+        "rebalance".into(),
+        addr(&a),
+        "--cluster-weight".into(),
+        format!("{did}=0"),
+    ]);
+    assert!(ok, "{out}");
+    wait_for(20, "the new node to be empty", || {
+        d.cli(&["cluster", "nodes"])
+            .lines()
+            .find(|l| l.starts_with(&did))
+            .is_some_and(|l| l.split(' ').count() == 8)
+    });
+    let (ok, out) = cluster_tool(&["del-node".into(), addr(&a), did.clone()]);
+    assert!(
+        ok && out.contains("Sending CLUSTER RESET SOFT to the deleted node."),
+        "{out}"
+    );
+    assert_eq!(info_field(&d, "cluster_known_nodes"), "1");
+    wait_for(20, "the node to be forgotten", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| info_field(n, "cluster_known_nodes") == "3")
+    });
+    let (ok, out) = cluster_tool(&["fix".into(), addr(&a)]);
+    assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+    let _ = std::fs::remove_dir_all(&conf);
+}
+
+/// Garbage, truncated, oversized and wrong-version frames on the bus port,
+/// and messages from unknown senders: dropped and counted, no crash, no
+/// change of state.
+#[test]
+fn garbage_on_the_bus_is_dropped_and_counted() {
+    use std::io::Write;
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    let before = agreed_view(&a);
+    let cport = a.port() + 10000;
+    let send = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", cport)).unwrap();
+        let _ = s.write_all(bytes);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Not a bus frame at all.
+    send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Right signature, a length below the header's.
+    send(b"RCmb\x00\x00\x00\x10garbagegarbage");
+    // An oversized length.
+    send(b"RCmb\xff\xff\xff\xff");
+    // A whole header of the right length with a wrong version and type.
+    let mut frame = vec![0u8; 2256];
+    frame[..4].copy_from_slice(b"RCmb");
+    frame[4..8].copy_from_slice(&2256u32.to_be_bytes());
+    frame[8..10].copy_from_slice(&99u16.to_be_bytes());
+    send(&frame);
+    // A FAIL about B from a sender nobody knows.
+    frame[8..10].copy_from_slice(&1u16.to_be_bytes());
+    frame[12..14].copy_from_slice(&3u16.to_be_bytes());
+    send(&frame);
+    // Truncated: the connection ends mid-frame.
+    send(&frame[..1000]);
+    wait_for(10, "the drops to be counted", || {
+        info_field(&a, "cluster_stats_messages_dropped")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= 3
+    });
+    assert_eq!(info_field(&a, "cluster_state"), "ok");
+    assert_eq!(agreed_view(&a), before);
+    assert_eq!(a.cli(&["ping"]).trim(), "PONG");
+}

@@ -1,6 +1,15 @@
 //! `nodes.conf`: read at start (or created, with a new node ID), written
-//! atomically on every change (a temporary file, fsync, rename, fsync of
-//! the directory), and locked so two nodes cannot share it.
+//! atomically on every change (a temporary file renamed over it), and
+//! locked so two nodes cannot share it.
+//!
+//! When an epoch changed (a node must never forget an epoch it announced),
+//! the save is durable before it returns: fsync of the file, rename, fsync
+//! of the directory. Other changes (slot assignments, node addresses and
+//! flags) are renamed in at once, so a crash of the process keeps them,
+//! and fsynced by the bus's next cron, within 100 ms: a reshard changes
+//! slots several times per slot moved, and an fsync each would make it 50
+//! times slower on a disk that takes 10 ms per fsync (Redis does not fsync
+//! those either).
 
 use cluster::nodes_conf;
 use cluster::state::{Cluster, Config};
@@ -21,6 +30,8 @@ pub struct ConfFile {
     path: PathBuf,
     /// Holds an exclusive `flock` on the current file.
     lock: Option<File>,
+    /// The file on disk was renamed in but not fsynced yet.
+    unsynced: bool,
 }
 
 /// Redis's refusal when another node holds the file.
@@ -80,6 +91,7 @@ pub fn load(path: &Path, config: Config, now_ms: u64) -> Result<Loaded, String> 
     let mut file = ConfFile {
         path: path.to_path_buf(),
         lock: Some(lock),
+        unsynced: false,
     };
     let cluster = match text.filter(|t| !t.is_empty()) {
         Some(t) => {
@@ -111,7 +123,7 @@ pub fn load(path: &Path, config: Config, now_ms: u64) -> Result<Loaded, String> 
             let id = NodeId::random(&mut rand::thread_rng());
             let c = Cluster::new(id, config, now_ms);
             crate::log::notice(format_args!("No cluster configuration found, I'm {id}"));
-            file.save(&c).map_err(|e| {
+            file.save(&c, true).map_err(|e| {
                 format!(
                     "Fatal: can't update cluster config file: {}",
                     crate::log::io_error_text(&e)
@@ -124,9 +136,10 @@ pub fn load(path: &Path, config: Config, now_ms: u64) -> Result<Loaded, String> 
 }
 
 impl ConfFile {
-    /// Writes the cluster's state: a temporary file beside it, fsync,
-    /// rename over it, fsync of the directory; then locks the new file.
-    pub fn save(&mut self, cluster: &Cluster) -> std::io::Result<()> {
+    /// Writes the cluster's state: a temporary file beside it, renamed over
+    /// it; `durable`: with fsyncs of the file before the rename and of the
+    /// directory after, else left for [`ConfFile::sync`].
+    pub fn save(&mut self, cluster: &Cluster, durable: bool) -> std::io::Result<()> {
         let text = nodes_conf::render(&cluster.nodes_conf());
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(format!(".tmp-{}", std::process::id()));
@@ -134,21 +147,40 @@ impl ConfFile {
         let written = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
             std::fs::rename(&tmp, &self.path)
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        if durable {
+            self.sync_dir()?;
+        }
+        self.unsynced = !durable;
+        // The old lock is on the replaced file: hold the new one.
+        if let Ok(l) = lock(&self.path) {
+            self.lock = Some(l);
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        File::open(&dir)?.sync_all()?;
-        // The old lock is on the replaced file: hold the new one.
-        if let Ok(l) = lock(&self.path) {
-            self.lock = Some(l);
+        File::open(&dir)?.sync_all()
+    }
+
+    /// Makes a save that was not durable durable (the bus's cron).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if self.unsynced {
+            File::open(&self.path)?.sync_all()?;
+            self.sync_dir()?;
+            self.unsynced = false;
         }
         Ok(())
     }

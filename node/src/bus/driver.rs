@@ -40,6 +40,8 @@ struct Driver {
     links: HashMap<LinkId, Link>,
     rng: StdRng,
     was_ok: bool,
+    /// (current epoch, config epoch) last saved durably.
+    saved_epochs: (u64, u64),
 }
 
 /// Starts the bus core: `listeners` are the bus port's sockets (from
@@ -62,6 +64,10 @@ pub fn start(
         })
         .collect();
     let was_ok = loaded.cluster.state_ok();
+    let saved_epochs = (
+        loaded.cluster.current_epoch(),
+        loaded.cluster.config_epoch(),
+    );
     let mut d = Driver {
         cluster: loaded.cluster,
         file: loaded.file,
@@ -73,6 +79,7 @@ pub fn start(
         links: HashMap::new(),
         rng: StdRng::from_entropy(),
         was_ok,
+        saved_epochs,
     };
     std::thread::Builder::new()
         .name("cluster-bus".into())
@@ -92,6 +99,9 @@ impl Driver {
                 let actions = self.cluster.tick(now, &mut self.rng);
                 self.perform(actions);
                 self.enforce_sendbuf_limit();
+                if let Err(e) = self.file.sync() {
+                    self.fatal_save(&e);
+                }
                 for (id, l) in &self.links {
                     self.cluster.link_buffer(
                         *id,
@@ -174,7 +184,7 @@ impl Driver {
                 .get(1)
                 .is_some_and(|s| s.eq_ignore_ascii_case(b"saveconfig"));
             if saveconfig {
-                if let Err(e) = self.file.save(&self.cluster) {
+                if let Err(e) = self.file.save(&self.cluster, true) {
                     reply = Reply::err(format!(
                         "ERR error saving the cluster node config: {}",
                         crate::log::io_error_text(&e)
@@ -221,13 +231,12 @@ impl Driver {
         for a in actions {
             match a {
                 Action::SaveConfig => {
-                    if let Err(e) = self.file.save(&self.cluster) {
-                        crate::log::warning(format_args!(
-                            "Fatal: can't update cluster config file: {}",
-                            crate::log::io_error_text(&e)
-                        ));
-                        std::process::exit(1);
+                    let epochs = (self.cluster.current_epoch(), self.cluster.config_epoch());
+                    let durable = epochs != self.saved_epochs;
+                    if let Err(e) = self.file.save(&self.cluster, durable) {
+                        self.fatal_save(&e);
                     }
+                    self.saved_epochs = epochs;
                 }
                 Action::Connect { link, ip, cport } => self.connect(link, &ip, cport),
                 Action::Send { link, msg } => self.send(link, &msg),
@@ -248,6 +257,15 @@ impl Driver {
                 if ok { "ok" } else { "fail" }
             ));
         }
+    }
+
+    /// Redis stops when it cannot write its cluster config.
+    fn fatal_save(&self, e: &std::io::Error) -> ! {
+        crate::log::warning(format_args!(
+            "Fatal: can't update cluster config file: {}",
+            crate::log::io_error_text(e)
+        ));
+        std::process::exit(1);
     }
 
     fn accept(&mut self, i: usize) {
