@@ -121,6 +121,13 @@ pub enum Action {
     /// Slot owners or node health changed: shards need a new slot map
     /// ([`Cluster::slot_owner`]).
     SlotMapChanged,
+    /// A PUBLISH from another node: deliver `message` on `channel` to this
+    /// node's subscribers (`shard`: to SSUBSCRIBE's).
+    Deliver {
+        channel: Vec<u8>,
+        message: Vec<u8>,
+        shard: bool,
+    },
 }
 
 /// One known node (`clusterNode`).
@@ -910,6 +917,18 @@ impl Cluster {
         self.todo_update_state = true;
     }
 
+    /// PUBLISH on this node: every other node delivers it too
+    /// (`clusterPropagatePublish`). SPUBLISH goes to the nodes of this
+    /// node's shard, and a shard is one master until replicas exist: it
+    /// stays here.
+    pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> Vec<Action> {
+        self.broadcast(Body::Publish {
+            channel: channel.to_vec(),
+            message: message.to_vec(),
+        });
+        self.finish()
+    }
+
     /// The driver dropped a frame it could not read (bad signature or
     /// length, or a message that does not decode).
     pub fn note_dropped(&mut self) {
@@ -1397,7 +1416,14 @@ impl Cluster {
                 self.todo_save = true;
                 self.update_slots_config_with(*node, *config_epoch, slots);
             }
-            // Failover, manual failover, pub/sub and modules: not yet.
+            Body::Publish { channel, message } | Body::PublishShard { channel, message } => {
+                self.out.push(Action::Deliver {
+                    channel: channel.clone(),
+                    message: message.clone(),
+                    shard: matches!(msg.body, Body::PublishShard { .. }),
+                });
+            }
+            // Failover, manual failover and modules: not yet.
             _ => {}
         }
     }

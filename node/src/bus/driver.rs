@@ -5,7 +5,7 @@
 
 use super::conf::ConfFile;
 use super::Settings;
-use crate::mesh::{Bus, Mesh, Msg, Response};
+use crate::mesh::{Ask, Bus, Mesh, Msg, Request, Response};
 use crate::shared::{now_ms, Shared};
 use cluster::state::{Action, Cluster, LinkId, TICK_MS};
 use cluster::wire;
@@ -173,45 +173,65 @@ impl Driver {
         }
     }
 
-    /// Answers the CLUSTER commands the shard cores queued.
+    /// Answers the CLUSTER commands the shard cores queued, and sends
+    /// their PUBLISHes to the other nodes.
     fn serve_asks(&mut self) {
         while let Some(ask) = self.bus.take() {
-            let argv: Vec<&[u8]> = ask.args.iter().map(|a| &a[..]).collect();
-            let now = now_ms() as u64;
-            let (mut reply, actions) =
-                cluster::command::execute(&mut self.cluster, &argv, &ask.facts, now, &mut self.rng);
-            let saveconfig = argv
-                .get(1)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"saveconfig"));
-            if saveconfig {
-                if let Err(e) = self.file.save(&self.cluster, true) {
-                    reply = Reply::err(format!(
-                        "ERR error saving the cluster node config: {}",
-                        crate::log::io_error_text(&e)
-                    ));
+            match ask {
+                Ask::Command {
+                    from,
+                    id,
+                    args,
+                    facts,
+                } => {
+                    let reply = self.command(&args, &facts);
+                    self.mesh.send(
+                        from,
+                        Msg::Resp {
+                            id,
+                            resp: Response::Replies(vec![reply]),
+                        },
+                    );
                 }
-                self.perform(
-                    actions
-                        .into_iter()
-                        .filter(|a| *a != Action::SaveConfig)
-                        .collect(),
-                );
-            } else {
-                self.perform(actions);
+                Ask::Publish { channel, message } => {
+                    let actions = self.cluster.publish(&channel, &message);
+                    self.perform(actions);
+                }
             }
-            // Commands change the map without always saying so (a new
-            // migration, a reset): publish whenever it differs.
-            if *self.bus.map() != self.cluster.slot_map(self.settings.endpoint) {
-                self.publish();
-            }
-            self.mesh.send(
-                ask.from,
-                Msg::Resp {
-                    id: ask.id,
-                    resp: Response::Replies(vec![reply]),
-                },
-            );
         }
+    }
+
+    /// Runs one CLUSTER command on the state machine.
+    fn command(&mut self, args: &[bytes::Bytes], facts: &cluster::command::Facts) -> Reply {
+        let argv: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let now = now_ms() as u64;
+        let (mut reply, actions) =
+            cluster::command::execute(&mut self.cluster, &argv, facts, now, &mut self.rng);
+        let saveconfig = argv
+            .get(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"saveconfig"));
+        if saveconfig {
+            if let Err(e) = self.file.save(&self.cluster, true) {
+                reply = Reply::err(format!(
+                    "ERR error saving the cluster node config: {}",
+                    crate::log::io_error_text(&e)
+                ));
+            }
+            self.perform(
+                actions
+                    .into_iter()
+                    .filter(|a| *a != Action::SaveConfig)
+                    .collect(),
+            );
+        } else {
+            self.perform(actions);
+        }
+        // Commands change the map without always saying so (a new
+        // migration, a reset): publish whenever it differs.
+        if *self.bus.map() != self.cluster.slot_map(self.settings.endpoint) {
+            self.publish();
+        }
+        reply
     }
 
     /// Hands the shard cores the current slot map, after placing the
@@ -247,6 +267,29 @@ impl Driver {
                     "Marking node {node} as failing (quorum reached)."
                 )),
                 Action::SlotMapChanged => self.publish(),
+                Action::Deliver {
+                    channel,
+                    message,
+                    shard,
+                } => {
+                    let (channel, message) = (channel.into(), message.into());
+                    for core in 0..self.mesh.cores() {
+                        let req = Request::Publish {
+                            channel: bytes::Bytes::clone(&channel),
+                            message: bytes::Bytes::clone(&message),
+                            sharded: shard,
+                        };
+                        // id 0: no answer.
+                        self.mesh.send(
+                            core,
+                            Msg::Req {
+                                from: 0,
+                                id: 0,
+                                req,
+                            },
+                        );
+                    }
+                }
             }
         }
         let ok = self.cluster.state_ok();

@@ -145,6 +145,13 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                 Bytes::copy_from_slice(args.get(2)),
             );
             let sharded = spec.name == "spublish";
+            if let (Some(bus), false) = (&shard.bus, sharded) {
+                // Cluster mode: every other node delivers it too.
+                bus.ask(crate::mesh::Ask::Publish {
+                    channel: ch.clone(),
+                    message: msg.clone(),
+                });
+            }
             spawn(shard, key, async move {
                 flows::publish(rpc, ch, msg, sharded, key).await
             })

@@ -18,12 +18,17 @@ use crossbeam_queue::SegQueue;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A CLUSTER command for the bus core, from core `from`'s request `id`.
-pub struct Ask {
-    pub from: usize,
-    pub id: u64,
-    pub args: Vec<Bytes>,
-    pub facts: Facts,
+/// What a shard core asks of the bus core.
+pub enum Ask {
+    /// A CLUSTER command, from core `from`'s request `id`.
+    Command {
+        from: usize,
+        id: u64,
+        args: Vec<Bytes>,
+        facts: Facts,
+    },
+    /// A PUBLISH on this node, for every other node (no answer).
+    Publish { channel: Bytes, message: Bytes },
 }
 
 /// The bus core's mailbox and the slot map it publishes.
@@ -57,7 +62,8 @@ impl Bus {
         self.eventfd
     }
 
-    /// Queues a CLUSTER command and wakes the bus core if it sleeps.
+    /// Queues a CLUSTER command or a PUBLISH and wakes the bus core if it
+    /// sleeps.
     pub fn ask(&self, ask: Ask) {
         self.queue.push(ask);
         if self.sleeping.swap(false, Ordering::SeqCst) {

@@ -18,7 +18,7 @@ mod route;
 mod slots;
 mod task;
 
-pub use bus::Bus;
+pub use bus::{Ask, Bus};
 pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;

@@ -133,7 +133,7 @@ impl Rpc {
     ) -> Call {
         let id = self.next();
         self.pending.borrow_mut().insert(id, Pending::Waiting(None));
-        bus.ask(super::bus::Ask {
+        bus.ask(super::bus::Ask::Command {
             from: self.me,
             id,
             args,
