@@ -118,8 +118,8 @@ pub enum Action {
     /// This node flagged `node` FAIL on its own (quorum reached): log
     /// "Marking node <id> as failing (quorum reached)."
     Failing { node: NodeId },
-    /// Slot owners or node health changed: shards need a new slot map
-    /// ([`Cluster::slot_owner`]).
+    /// Slot owners, migrations or the cluster state changed: shards need
+    /// a new slot map ([`Cluster::slot_map`]).
     SlotMapChanged,
     /// A PUBLISH from another node: deliver `message` on `channel` to this
     /// node's subscribers (`shard`: to SSUBSCRIBE's).
@@ -1452,6 +1452,7 @@ impl Cluster {
             {
                 me.ip = l.local_ip.clone();
                 self.todo_save = true;
+                self.todo_slot_map = true;
             }
             if sender.is_none() && kind == msg_type::MEET {
                 let mut n = Node::new(self.fresh_id(rng), flags::HANDSHAKE, now);
@@ -1597,6 +1598,7 @@ impl Cluster {
             if n.hostname != hostname {
                 n.hostname = hostname;
                 self.todo_save = true;
+                self.todo_slot_map = true;
             }
         }
     }
@@ -1663,6 +1665,8 @@ impl Cluster {
         if let Some(old) = n.link {
             self.free_link(old);
         }
+        // MOVED and ASK name it by its address.
+        self.todo_slot_map = true;
         true
     }
 
