@@ -66,6 +66,7 @@ impl Settings {
         c.cport = self.cport;
         c.hostname = self.hostname.clone();
         c.require_full_coverage = self.require_full_coverage;
+        c.preferred_endpoint = self.endpoint;
         c
     }
 }
