@@ -184,7 +184,10 @@ impl Driver {
                     Action::Close { link } => {
                         self.conns.remove(&link);
                     }
-                    Action::SaveConfig | Action::SlotMapChanged | Action::Failing { .. } => {}
+                    Action::SaveConfig
+                    | Action::SlotMapChanged
+                    | Action::Failing { .. }
+                    | Action::Deliver { .. } => {}
                 }
             }
             queue = next;

@@ -527,10 +527,9 @@ fn redis_cli_cluster_tools_work() {
         ok && out.contains("[OK] New node added correctly."),
         "{out}"
     );
-    wait_for(20, "the new node to be known everywhere", || {
-        [&a, &b, &c, &d]
-            .iter()
-            .all(|n| info_field(n, "cluster_known_nodes") == "4")
+    wait_for(20, "the same four nodes everywhere", || {
+        let first = agreed_view(&a);
+        first.len() == 4 && [&b, &c, &d].iter().all(|n| agreed_view(n) == first)
     });
     let did = d.cli(&["cluster", "myid"]).trim().to_string();
     let (ok, out) = cluster_tool(&[
@@ -643,4 +642,31 @@ fn garbage_on_the_bus_is_dropped_and_counted() {
     assert_eq!(info_field(&a, "cluster_state"), "ok");
     assert_eq!(agreed_view(&a), before);
     assert_eq!(a.cli(&["ping"]).trim(), "PONG");
+}
+
+/// PUBLISH on one node reaches subscribers on every node (the bus carries
+/// it); SPUBLISH stays in the channel's shard.
+#[test]
+fn publish_reaches_every_node() {
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    let mut sub_b = RawConn::connect(b.port()).unwrap();
+    let mut sub_c = RawConn::connect(c.port()).unwrap();
+    for s in [&mut sub_b, &mut sub_c] {
+        assert_eq!(
+            s.cmd_str(&["subscribe", "news"]),
+            b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+        );
+        s.set_read_timeout(Duration::from_secs(5));
+    }
+    // PUBLISH answers the receivers on this node only, as Redis.
+    assert_eq!(a.cli(&["publish", "news", "hello"]).trim(), "0");
+    for s in [&mut sub_b, &mut sub_c] {
+        assert_eq!(
+            s.read_reply().unwrap(),
+            b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
+        );
+    }
 }
