@@ -42,6 +42,8 @@ struct Driver {
     was_ok: bool,
     /// (current epoch, config epoch) last saved durably.
     saved_epochs: (u64, u64),
+    /// Slots that have a core in the slot table (served at some point).
+    placed: Vec<bool>,
 }
 
 /// Starts the bus core: `listeners` are the bus port's sockets (from
@@ -64,6 +66,10 @@ pub fn start(
         })
         .collect();
     let was_ok = loaded.cluster.state_ok();
+    let first = bus.map();
+    let placed = (0..cluster::SLOTS as u16)
+        .map(|s| first.served(s))
+        .collect();
     let saved_epochs = (
         loaded.cluster.current_epoch(),
         loaded.cluster.config_epoch(),
@@ -80,6 +86,7 @@ pub fn start(
         rng: StdRng::from_entropy(),
         was_ok,
         saved_epochs,
+        placed,
     };
     std::thread::Builder::new()
         .name("cluster-bus".into())
@@ -238,11 +245,8 @@ impl Driver {
     /// slots that arrive on the cores serving the fewest.
     fn publish(&mut self) {
         let map = self.cluster.slot_map(self.settings.endpoint);
-        let old = self.bus.map();
-        let served = |m: &cluster::slotmap::SlotMap| -> Vec<bool> {
-            (0..cluster::SLOTS as u16).map(|s| m.served(s)).collect()
-        };
-        self.mesh.slots.place_arrivals(&served(&old), &served(&map));
+        let served: Vec<bool> = (0..cluster::SLOTS as u16).map(|s| map.served(s)).collect();
+        self.mesh.slots.place_arrivals(&mut self.placed, &served);
         self.bus.publish(map, &self.mesh);
     }
 

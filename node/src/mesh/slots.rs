@@ -59,19 +59,22 @@ impl SlotTable {
         }
     }
 
-    /// Cluster mode, when the slots served change from `before` to `after`
-    /// (one flag per slot): each slot that arrives goes to the core serving
-    /// the fewest slots. Call before publishing the slot map that serves
-    /// them, so no core routes a key of theirs yet.
-    pub fn place_arrivals(&self, before: &[bool], after: &[bool]) {
+    /// Cluster mode, when the slots served become `after` (one flag per
+    /// slot): each served slot not `placed` before goes to the core serving
+    /// the fewest, and is marked placed. A placed slot keeps its core for
+    /// the life of the process, also when it leaves and comes back (it may
+    /// still hold keys: DELSLOTS keeps them, as Redis does). Call before
+    /// publishing the slot map that serves the new slots, so no core routes
+    /// a key of theirs yet.
+    pub fn place_arrivals(&self, placed: &mut [bool], after: &[bool]) {
         let mut load = vec![0usize; self.cores];
         for (s, &on) in after.iter().enumerate() {
-            if on && before.get(s).copied().unwrap_or(false) {
+            if on && placed.get(s).copied().unwrap_or(false) {
                 load[self.core_of(s as u16)] += 1;
             }
         }
         for (s, &on) in after.iter().enumerate() {
-            if on && !before.get(s).copied().unwrap_or(false) {
+            if on && !placed.get(s).copied().unwrap_or(true) {
                 let (c, _) = load
                     .iter()
                     .enumerate()
@@ -79,6 +82,7 @@ impl SlotTable {
                     .unwrap_or((0, &0));
                 load[c] += 1;
                 self.core[s % SLOTS].store(c as u16, Ordering::Relaxed);
+                placed[s] = true;
             }
         }
     }
@@ -107,20 +111,25 @@ mod tests {
         assert!((2730..=2731).contains(&on0), "{on0}");
         assert_eq!(t.core_of(0), 0);
         assert_eq!(t.core_of(5460), 1);
-        // Arrivals go to the lighter core; served slots keep theirs.
-        let mut before = vec![false; SLOTS];
-        served.iter().for_each(|&s| before[s as usize] = true);
-        let mut after = before.clone();
+        // Arrivals go to the lighter core; placed slots keep theirs.
+        let mut placed = vec![false; SLOTS];
+        served.iter().for_each(|&s| placed[s as usize] = true);
+        let mut after = placed.clone();
         for s in 10000..10100 {
             after[s] = true;
         }
-        before[0] = true;
         after[1] = false; // slot 1 leaves
         let keep = t.core_of(100);
-        t.place_arrivals(&before, &after);
+        t.place_arrivals(&mut placed, &after);
         assert_eq!(t.core_of(100), keep);
         let arrivals0 = (10000..10100u16).filter(|&s| t.core_of(s) == 0).count();
         // Core 0 lost slot 1, so it takes one more than core 1.
         assert!((50..=51).contains(&arrivals0), "{arrivals0}");
+        assert!(placed[10050]);
+        // Slot 1 comes back to the core that may still hold its keys.
+        after[1] = true;
+        let was = t.core_of(1);
+        t.place_arrivals(&mut placed, &after);
+        assert_eq!(t.core_of(1), was);
     }
 }
