@@ -266,6 +266,16 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, Reply::Ok)
         }
         "cluster" => super::cluster::run(shard, key, args),
+        "migrate" => match engine::cmd::dump::Migrate::parse(&args) {
+            Err(e) => ok(shard, key, e),
+            Ok(m) => {
+                let rpc = shard.rpc.clone();
+                let cluster = shard.cluster.is_some();
+                super::dispatch::spawn_detached(shard, key, async move {
+                    crate::mesh::migrate::migrate(rpc, db, m, cluster, key).await
+                })
+            }
+        },
         _ => ok(
             shard,
             key,

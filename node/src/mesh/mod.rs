@@ -13,6 +13,7 @@
 
 mod bus;
 pub mod flows;
+pub mod migrate;
 mod msg;
 mod route;
 mod slots;
