@@ -27,11 +27,30 @@ fn build_all_types(c: &mut RawConn, tag: &str) -> Vec<String> {
         vec!["SET".into(), k("int"), "-12345".into()],
         vec!["SET".into(), k("str"), "hello".into()],
         vec!["SET".into(), k("long"), "x".repeat(40_000)],
-        vec!["RPUSH".into(), k("list"), "a".into(), "1".into(), "b".into()],
+        vec![
+            "RPUSH".into(),
+            k("list"),
+            "a".into(),
+            "1".into(),
+            "b".into(),
+        ],
         vec!["HSET".into(), k("hash"), "f".into(), "v".into()],
-        vec!["SADD".into(), k("intset"), "1".into(), "2".into(), "-3".into()],
+        vec![
+            "SADD".into(),
+            k("intset"),
+            "1".into(),
+            "2".into(),
+            "-3".into(),
+        ],
         vec!["SADD".into(), k("set"), "x".into(), "y".into()],
-        vec!["ZADD".into(), k("zset"), "1.5".into(), "m".into(), "2".into(), "n".into()],
+        vec![
+            "ZADD".into(),
+            k("zset"),
+            "1.5".into(),
+            "m".into(),
+            "2".into(),
+            "n".into(),
+        ],
     ];
     let mut h = vec!["HSET".to_string(), k("bighash")];
     let mut s = vec!["SADD".to_string(), k("bigset")];
@@ -81,7 +100,10 @@ fn scenarios(src: &Server, dst: &Server) {
     assert!((90_000..=100_000).contains(&t), "TTL kept: {t}");
     // NOKEY.
     assert_eq!(
-        cmd(&mut s, &["MIGRATE", "127.0.0.1", &dp, "nosuch", "0", "5000"]),
+        cmd(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &dp, "nosuch", "0", "5000"]
+        ),
         "+NOKEY"
     );
     // Every type, KEYS form, into another database.
@@ -101,7 +123,10 @@ fn scenarios(src: &Server, dst: &Server) {
     // too; REPLACE moves it.
     cmd(&mut s, &["SET", "c", "first"]);
     assert_eq!(
-        cmd(&mut s, &["MIGRATE", "127.0.0.1", &dp, "c", "0", "5000", "COPY"]),
+        cmd(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &dp, "c", "0", "5000", "COPY"]
+        ),
         "+OK"
     );
     assert_eq!(cmd(&mut s, &["GET", "c"]), "$5 first");
@@ -113,7 +138,10 @@ fn scenarios(src: &Server, dst: &Server) {
     );
     assert_eq!(cmd(&mut s, &["GET", "c"]), "$6 second");
     assert_eq!(
-        cmd(&mut s, &["MIGRATE", "127.0.0.1", &dp, "c", "0", "5000", "REPLACE"]),
+        cmd(
+            &mut s,
+            &["MIGRATE", "127.0.0.1", &dp, "c", "0", "5000", "REPLACE"]
+        ),
         "+OK"
     );
     assert_eq!(cmd(&mut s, &["EXISTS", "c"]), ":0");
@@ -122,11 +150,28 @@ fn scenarios(src: &Server, dst: &Server) {
     cmd(&mut s, &["MSET", "p1", "a", "p2", "b", "p3", "c"]);
     cmd(&mut d, &["SET", "p2", "there"]);
     assert_eq!(
-        cmd(&mut s, &["MIGRATE", "127.0.0.1", &dp, "", "0", "5000", "KEYS", "p1", "p2", "p3"]),
+        cmd(
+            &mut s,
+            &[
+                "MIGRATE",
+                "127.0.0.1",
+                &dp,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+                "p1",
+                "p2",
+                "p3"
+            ]
+        ),
         "-ERR Target instance replied with error: BUSYKEY Target key name already exists."
     );
     assert_eq!(cmd(&mut s, &["EXISTS", "p1", "p2", "p3"]), ":1");
-    assert_eq!(cmd(&mut d, &["MGET", "p1", "p2", "p3"]), "*3 $1 a $5 there $1 c");
+    assert_eq!(
+        cmd(&mut d, &["MGET", "p1", "p2", "p3"]),
+        "*3 $1 a $5 there $1 c"
+    );
 }
 
 #[test]
@@ -178,18 +223,74 @@ fn errors_and_replies_match_redis() {
         // No password, a wrong one, then the right ones.
         vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "1000"],
         vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "1000", "AUTH", "bad"],
-        vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "1000", "AUTH2", "default", "bad"],
+        vec![
+            "MIGRATE",
+            "127.0.0.1",
+            &tp,
+            "k",
+            "0",
+            "1000",
+            "AUTH2",
+            "default",
+            "bad",
+        ],
         vec!["MIGRATE", "127.0.0.1", &tp, "k", "99", "1000", "AUTH", "pw"],
-        vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "1000", "COPY", "AUTH", "pw"],
+        vec![
+            "MIGRATE",
+            "127.0.0.1",
+            &tp,
+            "k",
+            "0",
+            "1000",
+            "COPY",
+            "AUTH",
+            "pw",
+        ],
         vec!["EXISTS", "k"],
-        vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "1000", "AUTH2", "default", "pw"],
+        vec![
+            "MIGRATE",
+            "127.0.0.1",
+            &tp,
+            "k",
+            "0",
+            "1000",
+            "AUTH2",
+            "default",
+            "pw",
+        ],
         vec!["EXISTS", "k"],
         vec!["SET", "k", "again"],
-        vec!["MIGRATE", "127.0.0.1", &tp, "k", "0", "0", "REPLACE", "AUTH", "pw"],
+        vec![
+            "MIGRATE",
+            "127.0.0.1",
+            &tp,
+            "k",
+            "0",
+            "0",
+            "REPLACE",
+            "AUTH",
+            "pw",
+        ],
         vec!["EXISTS", "k"],
         vec!["COMMAND", "GETKEYS", "MIGRATE", "h", "1", "k", "0", "5"],
-        vec!["COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "5", "KEYS", "a", "b"],
-        vec!["COMMAND", "GETKEYS", "MIGRATE", "h", "1", "k", "0", "5", "KEYS", "a"],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "5", "KEYS", "a", "b",
+        ],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "k", "0", "5", "KEYS", "a",
+        ],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "5", "KEYS",
+        ],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "k", "0", "5", "KEYS",
+        ],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "5", "AUTH", "KEYS", "x",
+        ],
+        vec![
+            "COMMAND", "GETKEYS", "MIGRATE", "h", "1", "", "0", "5", "AUTH2", "a", "b", "KEYS", "c",
+        ],
         vec!["COMMAND", "GETKEYS", "RESTORE-ASKING", "k", "0", "x"],
         vec!["RESTORE-ASKING", "k2", "0", "junk"],
     ];
@@ -222,14 +323,27 @@ fn auth_against_slotd_target() {
             "-ERR Target instance replied with error: NOAUTH Authentication required."
         );
         assert_eq!(
-            cmd(&mut s, &["MIGRATE", "127.0.0.1", &dp, "a", "0", "1000", "AUTH", "pw"]),
+            cmd(
+                &mut s,
+                &["MIGRATE", "127.0.0.1", &dp, "a", "0", "1000", "AUTH", "pw"]
+            ),
             "+OK"
         );
         cmd(&mut s, &["SET", "b", "1"]);
         assert_eq!(
             cmd(
                 &mut s,
-                &["MIGRATE", "127.0.0.1", &dp, "b", "0", "1000", "AUTH2", "default", "pw"]
+                &[
+                    "MIGRATE",
+                    "127.0.0.1",
+                    &dp,
+                    "b",
+                    "0",
+                    "1000",
+                    "AUTH2",
+                    "default",
+                    "pw"
+                ]
             ),
             "+OK"
         );
@@ -272,7 +386,17 @@ fn big_values_both_ways() {
     let dh = digest(&mut s, "bighash");
     let ds = digest(&mut s, "bigstr");
     let rp = port(&redis);
-    let argv = ["MIGRATE", "127.0.0.1", &rp, "", "0", "60000", "KEYS", "bighash", "bigstr"];
+    let argv = [
+        "MIGRATE",
+        "127.0.0.1",
+        &rp,
+        "",
+        "0",
+        "60000",
+        "KEYS",
+        "bighash",
+        "bigstr",
+    ];
     assert_eq!(cmd(&mut s, &argv), "+OK");
     assert_eq!(cmd(&mut s, &["EXISTS", "bighash", "bigstr"]), ":0");
     assert_eq!(cmd(&mut r, &["HLEN", "bighash"]), ":1000000");
@@ -280,7 +404,17 @@ fn big_values_both_ways() {
     assert_eq!(digest(&mut r, "bigstr"), ds);
     // And back, redis-server → slotd.
     let sp = port(&slotd);
-    let argv = ["MIGRATE", "127.0.0.1", &sp, "", "0", "60000", "KEYS", "bighash", "bigstr"];
+    let argv = [
+        "MIGRATE",
+        "127.0.0.1",
+        &sp,
+        "",
+        "0",
+        "60000",
+        "KEYS",
+        "bighash",
+        "bigstr",
+    ];
     assert_eq!(cmd(&mut r, &argv), "+OK");
     assert_eq!(digest(&mut s, "bighash"), dh);
     assert_eq!(digest(&mut s, "bigstr"), ds);
@@ -300,7 +434,11 @@ fn concurrent_writer_sees_each_key_in_one_place() {
     let keys: Vec<String> = (0..N).map(|i| format!("ctr:{i}")).collect();
     let mut pipe = Vec::new();
     for k in &keys {
-        pipe.extend(tests::encode(&[b"SET", k.as_bytes(), BASE.to_string().as_bytes()]));
+        pipe.extend(tests::encode(&[
+            b"SET",
+            k.as_bytes(),
+            BASE.to_string().as_bytes(),
+        ]));
     }
     s.send(&pipe).unwrap();
     for _ in 0..N {
@@ -344,7 +482,11 @@ fn concurrent_writer_sees_each_key_in_one_place() {
     let mut changed = 0;
     for (k, b) in keys.iter().zip(&before) {
         let on_dst = cmd(&mut d, &["GET", k]);
-        assert_eq!(on_dst, format!("${} {b}", b.to_string().len()), "{k} on the target");
+        assert_eq!(
+            on_dst,
+            format!("${} {b}", b.to_string().len()),
+            "{k} on the target"
+        );
         let on_src = cmd(&mut s, &["GET", k]);
         if on_src != "$-1" {
             let n: i64 = on_src.rsplit(' ').next().unwrap().parse().unwrap();
@@ -359,7 +501,10 @@ fn concurrent_writer_sees_each_key_in_one_place() {
 fn cluster_mode_sends_restore_asking() {
     let node = Server::slotd_cluster(&["--shards", "2"]);
     let mut c = node.raw();
-    assert_eq!(cmd(&mut c, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]), "+OK");
+    assert_eq!(
+        cmd(&mut c, &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        "+OK"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
         assert!(std::time::Instant::now() < deadline, "cluster never ok");
@@ -369,10 +514,30 @@ fn cluster_mode_sends_restore_asking() {
     let tp = port(&target);
     cmd(&mut c, &["SET", "{t}a", "1"]);
     cmd(&mut c, &["SET", "{t}b", "2"]);
-    let argv = ["MIGRATE", "127.0.0.1", &tp, "", "0", "1000", "KEYS", "{t}a", "{t}b"];
+    let argv = [
+        "MIGRATE",
+        "127.0.0.1",
+        &tp,
+        "",
+        "0",
+        "1000",
+        "KEYS",
+        "{t}a",
+        "{t}b",
+    ];
     assert_eq!(cmd(&mut c, &argv), "+OK");
     // Keys in two slots: CROSSSLOT, as Redis.
-    let argv = ["MIGRATE", "127.0.0.1", &tp, "", "0", "1000", "KEYS", "a", "b"];
+    let argv = [
+        "MIGRATE",
+        "127.0.0.1",
+        &tp,
+        "",
+        "0",
+        "1000",
+        "KEYS",
+        "a",
+        "b",
+    ];
     assert_eq!(
         cmd(&mut c, &argv),
         "-CROSSSLOT Keys in request don't hash to the same slot"

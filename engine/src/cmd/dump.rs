@@ -33,13 +33,32 @@ pub static COMMANDS: &[Spec] = &[
     Spec::node("migrate", -6, WRITE, (3, 3, 1), "generic").movable(migrate_keys),
 ];
 
-/// MIGRATE's keys, as Redis's `migrateGetKeys` finds them: the key
-/// argument, or with an empty key argument what follows `KEYS`.
+/// MIGRATE's keys, as Redis 7.0 finds them (`getKeysFromCommandWithSpecs`,
+/// for COMMAND GETKEYS and cluster routing alike): the key argument when no
+/// `KEYS` is found searching back from the next-to-last argument; else, its
+/// key spec being incomplete, `migrateGetKeys`: what follows the first
+/// `KEYS` option (past COPY, REPLACE, AUTH's and AUTH2's arguments), none
+/// when the key argument is not empty.
 fn migrate_keys(args: &Args) -> Result<Vec<usize>, Reply> {
-    if args.get(3).is_empty() {
-        if let Some(k) = (6..args.len()).find(|&i| args.is(i, "keys")) {
-            return Ok((k + 1..args.len()).collect());
+    let argc = args.len();
+    if !(2..argc.saturating_sub(1)).any(|i| args.is(i, "keys")) {
+        return Ok(vec![3]);
+    }
+    let mut i = 6;
+    while i < argc {
+        if args.is(i, "keys") {
+            return Ok(if args.get(3).is_empty() {
+                (i + 1..argc).collect()
+            } else {
+                Vec::new()
+            });
         }
+        if args.is(i, "auth") {
+            i += 1;
+        } else if args.is(i, "auth2") {
+            i += 2;
+        }
+        i += 1;
     }
     Ok(vec![3])
 }
@@ -251,14 +270,17 @@ mod tests {
         ]);
         let m = Migrate::parse(&a.as_args()).unwrap();
         assert_eq!(m.keys, vec!["a", "b"]);
-        assert_eq!((m.db, m.timeout_ms, m.copy, m.replace), (2, 1000, true, false));
+        assert_eq!(
+            (m.db, m.timeout_ms, m.copy, m.replace),
+            (2, 1000, true, false)
+        );
         assert_eq!(m.auth, Some((Some("u".into()), "p".into())));
         assert_eq!(migrate_keys(&a.as_args()).unwrap(), vec![11, 12]);
         let a = argv(&["MIGRATE", "h", "7", "k", "0", "5", "KEYS", "a"]);
-        assert_eq!(migrate_keys(&a.as_args()).unwrap(), vec![3]);
-        assert!(Migrate::parse(&a.as_args())
-            .unwrap_err()
-            .is_error());
+        assert_eq!(migrate_keys(&a.as_args()).unwrap(), Vec::<usize>::new());
+        let a2 = argv(&["MIGRATE", "h", "7", "", "0", "5", "AUTH", "KEYS", "x"]);
+        assert_eq!(migrate_keys(&a2.as_args()).unwrap(), vec![3]);
+        assert!(Migrate::parse(&a.as_args()).unwrap_err().is_error());
         // Options are checked before the numbers.
         let a = argv(&["MIGRATE", "h", "7", "k", "x", "x", "AUTH"]);
         assert_eq!(

@@ -833,6 +833,11 @@ fn command(args: &Args) -> Reply {
                     let mut idx = Vec::new();
                     match s.key_indices(&a, &mut idx) {
                         Err(e) => e,
+                        // A command with a fixed key position that finds
+                        // none here (MIGRATE k ... KEYS a).
+                        Ok(()) if idx.is_empty() && s.first_key > 0 => {
+                            Reply::err("ERR Invalid arguments specified for command")
+                        }
                         Ok(()) if idx.is_empty() => {
                             Reply::err("ERR The command has no key arguments")
                         }

@@ -179,10 +179,13 @@ fn submit(job: Job) {
         let (mesh, core, id) = job.answer.clone();
         let reply = Reply::err("IOERR error or timeout connecting to the client");
         let moved = Vec::new();
-        mesh.send(core, Msg::Resp {
-            id,
-            resp: Response::Migrated { reply, moved },
-        });
+        mesh.send(
+            core,
+            Msg::Resp {
+                id,
+                resp: Response::Migrated { reply, moved },
+            },
+        );
     }
 }
 
@@ -210,10 +213,13 @@ fn serve(rx: Receiver<Job>) {
             Ok(job) => {
                 let (mesh, core, id) = job.answer.clone();
                 let (reply, moved) = run(job, &mut cache);
-                mesh.send(core, Msg::Resp {
-                    id,
-                    resp: Response::Migrated { reply, moved },
-                });
+                mesh.send(
+                    core,
+                    Msg::Resp {
+                        id,
+                        resp: Response::Migrated { reply, moved },
+                    },
+                );
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -222,8 +228,17 @@ fn serve(rx: Receiver<Job>) {
     }
 }
 
+/// How connecting went.
+enum Connect {
+    Up(TcpStream),
+    /// The target refused: Redis's non-blocking connect reports it as
+    /// done (the socket turns writable), so its first write fails.
+    Refused,
+    Failed,
+}
+
 /// Connects to `to` within `timeout` (any of its addresses).
-fn connect(to: &Target, timeout: Duration) -> Option<TcpStream> {
+fn connect(to: &Target, timeout: Duration) -> Connect {
     // Redis reads the port with atoi().
     let digits: String = to
         .port
@@ -231,15 +246,30 @@ fn connect(to: &Target, timeout: Duration) -> Option<TcpStream> {
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
-    let port: u16 = digits.parse().ok()?;
-    let addrs = (to.host.as_str(), port).to_socket_addrs().ok()?;
+    let port = match digits.parse::<u16>() {
+        // The kernel refuses port 0 (Rust's connect does not try).
+        Ok(0) | Err(_) if digits.chars().all(|c| c == '0') => return Connect::Refused,
+        Ok(p) => p,
+        Err(_) => return Connect::Failed,
+    };
+    let Ok(addrs) = (to.host.as_str(), port).to_socket_addrs() else {
+        return Connect::Failed;
+    };
+    let mut refused = false;
     for addr in addrs {
-        if let Ok(s) = TcpStream::connect_timeout(&addr, timeout) {
-            let _ = s.set_nodelay(true);
-            return Some(s);
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Connect::Up(s);
+            }
+            Err(e) => refused |= e.kind() == ErrorKind::ConnectionRefused,
         }
     }
-    None
+    if refused {
+        Connect::Refused
+    } else {
+        Connect::Failed
+    }
 }
 
 /// Appends a RESP bulk string.
@@ -344,11 +374,19 @@ fn run(job: Job, cache: &mut HashMap<Target, Cached>) -> (Reply, Vec<Bytes>) {
                     cache.remove(&k);
                 }
             }
-            let Some(stream) = connect(&job.to, timeout) else {
-                return (
-                    Reply::err("IOERR error or timeout connecting to the client"),
-                    Vec::new(),
-                );
+            let stream = match connect(&job.to, timeout) {
+                Connect::Up(s) => s,
+                Connect::Refused if may_retry => {
+                    may_retry = false;
+                    continue;
+                }
+                Connect::Refused => return (io_error(true), Vec::new()),
+                Connect::Failed => {
+                    return (
+                        Reply::err("IOERR error or timeout connecting to the client"),
+                        Vec::new(),
+                    )
+                }
             };
             let cached = Cached {
                 stream,
@@ -416,14 +454,16 @@ fn run(job: Job, cache: &mut HashMap<Target, Cached>) -> (Reply, Vec<Bytes>) {
                     may_retry = false;
                     continue;
                 }
-                let what = if writing { "writing" } else { "reading" };
-                return (
-                    Reply::Error(format!("IOERR error or timeout {what} to target instance").into()),
-                    Vec::new(),
-                );
+                return (io_error(writing), Vec::new());
             }
         }
     }
+}
+
+/// MIGRATE's error for a socket that failed while writing or reading.
+fn io_error(writing: bool) -> Reply {
+    let what = if writing { "writing" } else { "reading" };
+    Reply::Error(format!("IOERR error or timeout {what} to target instance").into())
 }
 
 /// What one exchange with the target came to.
@@ -457,13 +497,23 @@ fn exchange(
     if auth {
         match read_line(c, timeout) {
             Ok(l) => auth_line = l,
-            Err(how) => return Attempt::Failed { writing: false, how },
+            Err(how) => {
+                return Attempt::Failed {
+                    writing: false,
+                    how,
+                }
+            }
         }
     }
     if select {
         match read_line(c, timeout) {
             Ok(l) => select_line = l,
-            Err(how) => return Attempt::Failed { writing: false, how },
+            Err(how) => {
+                return Attempt::Failed {
+                    writing: false,
+                    how,
+                }
+            }
         }
     }
     let mut error = None;
