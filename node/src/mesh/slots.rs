@@ -111,9 +111,7 @@ mod tests {
         let mut before = vec![false; SLOTS];
         served.iter().for_each(|&s| before[s as usize] = true);
         let mut after = before.clone();
-        for s in 10000..10100 {
-            after[s] = true;
-        }
+        after[10000..10100].fill(true);
         before[0] = true;
         after[1] = false; // slot 1 leaves
         let keep = t.core_of(100);
