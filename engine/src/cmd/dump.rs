@@ -1,8 +1,10 @@
 //! DUMP and RESTORE: a value as Redis's serialised payload (its RDB form,
-//! the RDB version and a CRC64), readable by redis-server and back.
+//! the RDB version and a CRC64), readable by redis-server and back; and
+//! MIGRATE's arguments (the node moves the keys: `mesh/migrate.rs`).
 
 use super::flags::*;
 use super::{Ctx, Spec};
+use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
 use bytes::Bytes;
@@ -18,7 +20,118 @@ pub static COMMANDS: &[Spec] = &[
         restore,
         "generic",
     ),
+    // RESTORE as MIGRATE sends it in cluster mode: the node counts it as
+    // sent after ASKING.
+    Spec::new(
+        "restore-asking",
+        -4,
+        WRITE | DENYOOM,
+        (1, 1, 1),
+        restore,
+        "server",
+    ),
+    Spec::node("migrate", -6, WRITE, (3, 3, 1), "generic").movable(migrate_keys),
 ];
+
+/// MIGRATE's keys, as Redis 7.0 finds them (`getKeysFromCommandWithSpecs`,
+/// for COMMAND GETKEYS and cluster routing alike): the key argument when no
+/// `KEYS` is found searching back from the next-to-last argument; else, its
+/// key spec being incomplete, `migrateGetKeys`: what follows the first
+/// `KEYS` option (past COPY, REPLACE, AUTH's and AUTH2's arguments), none
+/// when the key argument is not empty.
+fn migrate_keys(args: &Args) -> Result<Vec<usize>, Reply> {
+    let argc = args.len();
+    if !(2..argc.saturating_sub(1)).any(|i| args.is(i, "keys")) {
+        return Ok(vec![3]);
+    }
+    let mut i = 6;
+    while i < argc {
+        if args.is(i, "keys") {
+            return Ok(if args.get(3).is_empty() {
+                (i + 1..argc).collect()
+            } else {
+                Vec::new()
+            });
+        }
+        if args.is(i, "auth") {
+            i += 1;
+        } else if args.is(i, "auth2") {
+            i += 2;
+        }
+        i += 1;
+    }
+    Ok(vec![3])
+}
+
+/// A MIGRATE command's arguments, checked in Redis's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrate {
+    pub host: Bytes,
+    pub port: Bytes,
+    /// The keys to move, in the order given (duplicates kept).
+    pub keys: Vec<Bytes>,
+    pub db: i64,
+    /// Milliseconds for each connect, write and read (0 or less: 1000).
+    pub timeout_ms: i64,
+    pub copy: bool,
+    pub replace: bool,
+    /// AUTH password, or AUTH2 username password.
+    pub auth: Option<(Option<Bytes>, Bytes)>,
+}
+
+impl Migrate {
+    /// Parses `MIGRATE host port key|"" destination-db timeout [COPY]
+    /// [REPLACE] [AUTH password] [AUTH2 username password] [KEYS key ...]`
+    /// (arity checked): options first, then the timeout, then the database.
+    pub fn parse(args: &Args) -> Result<Migrate, Reply> {
+        let (mut copy, mut replace, mut auth) = (false, false, None);
+        let mut keys = vec![args.bytes(3)];
+        let mut j = 6;
+        while j < args.len() {
+            let more = args.len() - 1 - j;
+            if args.is(j, "copy") {
+                copy = true;
+            } else if args.is(j, "replace") {
+                replace = true;
+            } else if args.is(j, "auth") {
+                if more == 0 {
+                    return Err(Reply::err(error::SYNTAX));
+                }
+                j += 1;
+                auth = Some((None, args.bytes(j)));
+            } else if args.is(j, "auth2") {
+                if more < 2 {
+                    return Err(Reply::err(error::SYNTAX));
+                }
+                auth = Some((Some(args.bytes(j + 1)), args.bytes(j + 2)));
+                j += 2;
+            } else if args.is(j, "keys") {
+                if !args.get(3).is_empty() {
+                    return Err(Reply::err(
+                        "ERR When using MIGRATE KEYS option, the key argument must be set to the empty string",
+                    ));
+                }
+                keys = (j + 1..args.len()).map(|i| args.bytes(i)).collect();
+                break;
+            } else {
+                return Err(Reply::err(error::SYNTAX));
+            }
+            j += 1;
+        }
+        let timeout_ms = args.int(5)?;
+        let db = args.int(4)?;
+        Ok(Migrate {
+            host: args.bytes(1),
+            port: args.bytes(2),
+            keys,
+            db,
+            timeout_ms: if timeout_ms <= 0 { 1000 } else { timeout_ms },
+            copy,
+            replace,
+            auth,
+        })
+    }
+}
 
 const BUSYKEY: &str = "BUSYKEY Target key name already exists.";
 const BAD_PAYLOAD: &str = "ERR DUMP payload version or checksum are wrong";
@@ -143,6 +256,37 @@ mod tests {
 
     fn run(s: &mut Shard, now: i64, args: &[&[u8]]) -> Reply {
         run_args(s, 0, now, args)
+    }
+
+    fn argv(v: &[&str]) -> crate::args::OwnedArgs {
+        crate::args::OwnedArgs::from_iter(v.iter().map(|s| s.as_bytes()))
+    }
+
+    #[test]
+    fn migrate_arguments_and_keys() {
+        use super::{migrate_keys, Migrate};
+        let a = argv(&[
+            "MIGRATE", "h", "7", "", "2", "0", "COPY", "AUTH2", "u", "p", "KEYS", "a", "b",
+        ]);
+        let m = Migrate::parse(&a.as_args()).unwrap();
+        assert_eq!(m.keys, vec!["a", "b"]);
+        assert_eq!(
+            (m.db, m.timeout_ms, m.copy, m.replace),
+            (2, 1000, true, false)
+        );
+        assert_eq!(m.auth, Some((Some("u".into()), "p".into())));
+        assert_eq!(migrate_keys(&a.as_args()).unwrap(), vec![11, 12]);
+        let a = argv(&["MIGRATE", "h", "7", "k", "0", "5", "KEYS", "a"]);
+        assert_eq!(migrate_keys(&a.as_args()).unwrap(), Vec::<usize>::new());
+        let a2 = argv(&["MIGRATE", "h", "7", "", "0", "5", "AUTH", "KEYS", "x"]);
+        assert_eq!(migrate_keys(&a2.as_args()).unwrap(), vec![3]);
+        assert!(Migrate::parse(&a.as_args()).unwrap_err().is_error());
+        // Options are checked before the numbers.
+        let a = argv(&["MIGRATE", "h", "7", "k", "x", "x", "AUTH"]);
+        assert_eq!(
+            Migrate::parse(&a.as_args()).unwrap_err(),
+            Reply::err(crate::error::SYNTAX)
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! and each leaves this list when its feature is built.
 
 const REPLICATION: &str = "replication is not built yet";
-const MIGRATE: &str = "moving keys between servers is not built yet (DUMP and RESTORE are)";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
@@ -14,7 +13,6 @@ static UNBUILT: &[(&str, &str)] = &[
     ("sync", REPLICATION),
     ("psync", REPLICATION),
     ("failover", REPLICATION),
-    ("migrate", MIGRATE),
 ];
 
 /// The error for command `name` when slotd knows it but does not have it

@@ -115,6 +115,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     }
     if shard.cluster.is_some() {
         let asking = spec.name != "asking" && std::mem::take(&mut conn.asking);
+        // RESTORE-ASKING counts as sent after ASKING; MIGRATE is served
+        // on a slot being imported (Redis's `getNodeByQuery`).
+        let asking = asking || matches!(spec.name, "restore-asking" | "migrate");
         if let Err(e) = cluster_check(shard, key, spec, &args, asking) {
             if let Some(c) = shard.conns.get_mut(key) {
                 if spec.name == "exec" {
@@ -354,6 +357,20 @@ pub fn spawn(
     let t = shard.exec.spawn(fut);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Task(t);
+    }
+    Next::Wait
+}
+
+/// Starts a task for connection `key` that runs to its end even if the
+/// client goes away, and parks the connection on it.
+pub fn spawn_detached(
+    shard: &mut Shard,
+    key: Key,
+    fut: impl std::future::Future<Output = TaskDone> + 'static,
+) -> Next {
+    shard.exec.spawn(fut);
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.wait = Wait::Detached;
     }
     Next::Wait
 }

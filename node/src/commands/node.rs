@@ -273,6 +273,16 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, Reply::Ok)
         }
         "cluster" => super::cluster::run(shard, key, args),
+        "migrate" => match engine::cmd::dump::Migrate::parse(&args) {
+            Err(e) => ok(shard, key, e),
+            Ok(m) => {
+                let rpc = shard.rpc.clone();
+                let cluster = shard.cluster.is_some();
+                super::dispatch::spawn_detached(shard, key, async move {
+                    crate::mesh::migrate::migrate(rpc, db, m, cluster, key).await
+                })
+            }
+        },
         _ => ok(
             shard,
             key,
@@ -830,6 +840,11 @@ fn command(args: &Args) -> Reply {
                     let mut idx = Vec::new();
                     match s.key_indices(&a, &mut idx) {
                         Err(e) => e,
+                        // A command with a fixed key position that finds
+                        // none here (MIGRATE k ... KEYS a).
+                        Ok(()) if idx.is_empty() && s.first_key > 0 => {
+                            Reply::err("ERR Invalid arguments specified for command")
+                        }
                         Ok(()) if idx.is_empty() => {
                             Reply::err("ERR The command has no key arguments")
                         }

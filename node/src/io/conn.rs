@@ -12,6 +12,10 @@ pub enum Wait {
     No,
     /// A task is working on its last command.
     Task(Key),
+    /// A task that must finish even if the client goes away is working on
+    /// its last command (MIGRATE: once keys reached the target, they must
+    /// leave this node).
+    Detached,
     /// Parked in a blocking command on this core.
     Blocked,
     /// This core is locked by another core's transaction; retry on unlock.

@@ -192,14 +192,14 @@ fn interleave(
 /// Holds shard locks; releases them when dropped, also when the task is
 /// cancelled halfway (a lock request still queued is released right after
 /// it is granted, since messages between two cores stay in order).
-struct Locks {
+pub(super) struct Locks {
     rpc: Rc<Rpc>,
-    tx: TxId,
+    pub(super) tx: TxId,
     sent: Vec<usize>,
 }
 
 impl Locks {
-    async fn take(rpc: &Rc<Rpc>, cores: &[usize]) -> Locks {
+    pub(super) async fn take(rpc: &Rc<Rpc>, cores: &[usize]) -> Locks {
         let mut sorted = cores.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -221,7 +221,7 @@ impl Locks {
     /// once its part of the transaction is closed in its log (and, under
     /// `appendfsync always`, on disk), so the client's reply never comes
     /// before the transaction is durable on every core.
-    async fn release(mut self) {
+    pub(super) async fn release(mut self) {
         let sent = std::mem::take(&mut self.sent);
         let calls: Vec<_> = sent
             .iter()

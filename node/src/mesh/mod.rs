@@ -6,13 +6,15 @@
 //! [`Rpc`], a finished task's [`TaskDone`]); where a command's keys live
 //! ([`route`]); and the slow paths written as tasks ([`flows`]: a command
 //! on another core, multi-key commands under ordered shard locks, fan-outs,
-//! pipelines that cross cores, WATCH, MULTI/EXEC, PUBLISH).
+//! pipelines that cross cores, WATCH, MULTI/EXEC, PUBLISH; [`migrate`]:
+//! MIGRATE, its network I/O on a thread of its own).
 //!
 //! Nothing here touches a core's keyspace or connections: a task only
 //! sends requests and awaits answers; the `shard` room serves them.
 
 mod bus;
 pub mod flows;
+pub mod migrate;
 mod msg;
 mod route;
 mod slots;

@@ -213,6 +213,12 @@ pub enum Response {
     Stats(Box<CoreStats>),
     /// Digests: per database (`None`: no key) or per key asked.
     Digests(Vec<Option<engine::digest::Digest>>),
+    /// MIGRATE's I/O thread is done: the client's reply, and the keys the
+    /// target acknowledged.
+    Migrated {
+        reply: Reply,
+        moved: Vec<bytes::Bytes>,
+    },
     Done,
 }
 

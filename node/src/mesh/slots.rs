@@ -115,9 +115,7 @@ mod tests {
         let mut placed = vec![false; SLOTS];
         served.iter().for_each(|&s| placed[s as usize] = true);
         let mut after = placed.clone();
-        for s in 10000..10100 {
-            after[s] = true;
-        }
+        after[10000..10100].fill(true);
         after[1] = false; // slot 1 leaves
         let keep = t.core_of(100);
         t.place_arrivals(&mut placed, &after);

@@ -148,6 +148,22 @@ impl Rpc {
         }
     }
 
+    /// Awaits an answer that comes from outside the cores: `start` gets the
+    /// request id and hands it to whatever will answer (a thread), which
+    /// sends `Msg::Resp { id, resp }` to this core (`self.me`).
+    pub fn call_outside(self: &Rc<Self>, start: impl FnOnce(u64)) -> Call {
+        let id = self.next();
+        self.pending.borrow_mut().insert(id, Pending::Waiting(None));
+        start(id);
+        Call {
+            rpc: self.clone(),
+            id,
+            to: self.me,
+            done: false,
+            cancel_blocked: false,
+        }
+    }
+
     /// Sends a request that has no answer.
     pub fn tell(&self, to: usize, req: Request) {
         self.mesh.send(

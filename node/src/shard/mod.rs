@@ -226,7 +226,7 @@ impl Shard {
         c.out.extend_from_slice(&done.encoded.bytes);
         c.out_big
             .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
-        if matches!(c.wait, Wait::Task(_)) {
+        if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
             c.wait = Wait::No;
         }
         self.want_flush(key);
