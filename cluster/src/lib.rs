@@ -114,9 +114,17 @@ impl SlotBitmap {
         self.0.iter().map(|b| b.count_ones() as usize).sum()
     }
 
-    /// The slots in the set, ascending.
+    /// The slots in the set, ascending (empty bytes skipped whole).
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..SLOTS as u16).filter(|&s| self.get(s))
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != 0)
+            .flat_map(|(i, &b)| {
+                (0..8u16)
+                    .filter(move |bit| b & (1 << bit) != 0)
+                    .map(move |bit| i as u16 * 8 + bit)
+            })
     }
 }
 

@@ -504,3 +504,251 @@ fn t19_announced_addresses() {
     assert_eq!(a.cli(&["-c", "set", "name", "x"]).trim(), "OK");
     assert_eq!(b.cli(&["get", "name"]).trim(), "x");
 }
+
+/// Sums the slots of a CLUSTER NODES line.
+fn slot_count(line: &str) -> usize {
+    line.split(' ')
+        .skip(8)
+        .filter(|r| !r.starts_with('['))
+        .map(|r| match r.split_once('-') {
+            Some((x, y)) => y.parse::<usize>().unwrap() - x.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+/// The slot ranges of a CLUSTER NODES line.
+fn ranges(line: &str) -> String {
+    line.split(' ').skip(8).collect::<Vec<_>>().join(" ")
+}
+
+/// The config epoch of a CLUSTER NODES line.
+fn epoch(line: &str) -> u64 {
+    line.split(' ').nth(6).unwrap_or("0").parse().unwrap_or(0)
+}
+
+/// Keys written and read back through the `redis` crate's cluster client.
+fn cluster_conn(s: &Server) -> redis::cluster::ClusterConnection {
+    redis::cluster::ClusterClient::new(vec![format!("redis://{}", addr(s))])
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+fn reshard(from: &str, to: &str, slots: usize, via: &Server) {
+    let (ok, out) = tool(&[
+        "reshard".into(),
+        addr(via),
+        "--cluster-from".into(),
+        from.into(),
+        "--cluster-to".into(),
+        to.into(),
+        "--cluster-slots".into(),
+        slots.to_string(),
+    ]);
+    assert!(ok, "{out}");
+}
+
+/// T10 and T11 (masters only): a fourth node joins, takes 4096 slots with
+/// their keys by `redis-cli --cluster reshard`, the layout is rebalanced;
+/// a key mid-migration answers ASK / ASKING / MOVED as Redis; then the
+/// slots go back in three reshards, and the node is deleted and forgotten.
+#[test]
+fn t10_t11_scale_out_and_in() {
+    const KEYS: usize = 20_000;
+    let (a, b, c) = (node("5000", &[]), node("5000", &[]), node("5000", &[]));
+    create3(&[&a, &b, &c]);
+    let mut conn = cluster_conn(&a);
+    let mut pipe = redis::cluster::cluster_pipe();
+    for i in 0..KEYS {
+        pipe.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+    }
+    // The cluster pipeline routes each command by slot.
+    let () = pipe.query(&mut conn).unwrap();
+    let d = node("5000", &[]);
+    let (ok, out) = tool(&["add-node".into(), addr(&d), addr(&a)]);
+    assert!(
+        ok && out.contains("[OK] New node added correctly."),
+        "{out}"
+    );
+    let all = [&a, &b, &c, &d];
+    let did = myid(&d);
+    wait_for(20, "four nodes agreeing", || {
+        all.iter()
+            .all(|n| n.cli(&["cluster", "nodes"]).lines().count() == 4)
+            && all.iter().all(|n| line_of(n, &did).contains("master"))
+    });
+    let (ok, check) = tool(&["check".into(), addr(&a)]);
+    assert!(ok && check.contains("slots: (0 slots) master"), "{check}");
+    let max_before = all
+        .iter()
+        .map(|n| epoch(&line_of(&a, &myid(n))))
+        .max()
+        .unwrap();
+
+    reshard("all", &did, 4096, &a);
+    wait_for(30, "the new layout everywhere", || {
+        all.iter().all(|n| {
+            ranges(&line_of(n, &did)) == "0-1364 5461-6826 10923-12287"
+                && ranges(&line_of(n, &myid(&a))) == "1365-5460"
+                && ranges(&line_of(n, &myid(&b))) == "6827-10922"
+                && ranges(&line_of(n, &myid(&c))) == "12288-16383"
+        })
+    });
+    assert!(epoch(&line_of(&a, &did)) > max_before);
+    for n in all {
+        assert_eq!(slot_count(&line_of(&a, &myid(n))), 4096);
+    }
+    // No key lost, and the moved ones are on the new node.
+    let mut conn = cluster_conn(&b);
+    for i in (0..KEYS).step_by(7) {
+        let v: usize = redis::cmd("GET")
+            .arg(format!("k:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(v, i);
+    }
+    let sizes: Vec<usize> = all
+        .iter()
+        .map(|n| n.cli(&["dbsize"]).trim().parse().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), KEYS, "{sizes:?}");
+    assert!(sizes[3] > KEYS / 5, "{sizes:?}");
+    let (ok, out) = tool(&["rebalance".into(), addr(&a)]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("*** No rebalancing needed! All nodes are within the 2.00% threshold."),
+        "{out}"
+    );
+
+    // One slot moved by hand (T10.8), stopped half way (T10.7): slot 0 from
+    // the new node to A.
+    let key = (0..KEYS)
+        .map(|i| format!("k:{i}"))
+        .find(|k| a.cli(&["cluster", "keyslot", k]).trim() == "0")
+        .unwrap_or_else(|| "k:no-key-in-slot-0".into());
+    if !key.starts_with("k:no") {
+        let aid = myid(&a);
+        assert_eq!(
+            a.cli(&["cluster", "setslot", "0", "importing", &did])
+                .trim(),
+            "OK"
+        );
+        assert_eq!(
+            d.cli(&["cluster", "setslot", "0", "migrating", &aid])
+                .trim(),
+            "OK"
+        );
+        // Every key of the slot moves (the probe among them).
+        let in_slot: Vec<String> = d
+            .cli(&["cluster", "getkeysinslot", "0", "1000"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert!(in_slot.contains(&key));
+        let port = a.port().to_string();
+        for k in &in_slot {
+            let r = d.cli(&["migrate", "127.0.0.1", &port, k, "0", "5000"]);
+            assert_eq!(r.trim(), "OK");
+        }
+        let mut rd = RawConn::connect(d.port()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&rd.cmd_str(&["get", &key])),
+            format!("-ASK 0 127.0.0.1:{}\r\n", a.port())
+        );
+        let mut ra = RawConn::connect(a.port()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&ra.cmd_str(&["get", &key])),
+            format!("-MOVED 0 127.0.0.1:{}\r\n", d.port())
+        );
+        assert_eq!(ra.cmd_str(&["asking"]), b"+OK\r\n");
+        assert!(String::from_utf8_lossy(&ra.cmd_str(&["get", &key])).starts_with('$'));
+        // Finish the move: every master learns the new owner.
+        assert_eq!(
+            d.cli(&["cluster", "setslot", "0", "node", &aid]).trim(),
+            "OK"
+        );
+        assert_eq!(
+            a.cli(&["cluster", "setslot", "0", "node", &aid]).trim(),
+            "OK"
+        );
+        wait_for(20, "slot 0 on A everywhere", || {
+            all.iter()
+                .all(|n| ranges(&line_of(n, &aid)).starts_with("0 "))
+        });
+        assert!(a.cli(&["get", &key]).trim().parse::<usize>().is_ok());
+        // And back, so T11 starts from T10's layout.
+        assert_eq!(
+            d.cli(&["cluster", "setslot", "0", "importing", &aid])
+                .trim(),
+            "OK"
+        );
+        assert_eq!(
+            a.cli(&["cluster", "setslot", "0", "migrating", &did])
+                .trim(),
+            "OK"
+        );
+        let port = d.port().to_string();
+        for k in &in_slot {
+            let r = a.cli(&["migrate", "127.0.0.1", &port, k, "0", "5000"]);
+            assert_eq!(r.trim(), "OK");
+        }
+        assert_eq!(
+            a.cli(&["cluster", "setslot", "0", "node", &did]).trim(),
+            "OK"
+        );
+        assert_eq!(
+            d.cli(&["cluster", "setslot", "0", "node", &did]).trim(),
+            "OK"
+        );
+        wait_for(20, "slot 0 back on the new node", || {
+            all.iter()
+                .all(|n| ranges(&line_of(n, &did)).starts_with("0-1364"))
+        });
+    }
+
+    // T11: del-node refuses a node that holds slots.
+    let (ok, out) = tool(&["del-node".into(), addr(&a), did.clone()]);
+    assert!(!ok && out.contains("is not empty!"), "{out}");
+    reshard(&did, &myid(&a), 1365, &a);
+    reshard(&did, &myid(&b), 1365, &a);
+    reshard(&did, &myid(&c), 1366, &a);
+    wait_for(30, "T11's layout everywhere", || {
+        all.iter().all(|n| {
+            ranges(&line_of(n, &did)).is_empty()
+                && ranges(&line_of(n, &myid(&a))) == "0-5460"
+                && ranges(&line_of(n, &myid(&b))) == "5461-6825 6827-10922"
+                && ranges(&line_of(n, &myid(&c))) == "6826 10923-16383"
+        })
+    });
+    let (ea, eb, ec) = (
+        epoch(&line_of(&a, &myid(&a))),
+        epoch(&line_of(&a, &myid(&b))),
+        epoch(&line_of(&a, &myid(&c))),
+    );
+    assert!(ea < eb && eb < ec, "{ea} {eb} {ec}");
+    let sizes: usize = [&a, &b, &c]
+        .iter()
+        .map(|n| n.cli(&["dbsize"]).trim().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(sizes, KEYS);
+    let (ok, out) = tool(&["del-node".into(), addr(&a), did.clone()]);
+    assert!(ok, "{out}");
+    for l in [
+        format!(">>> Removing node {did} from cluster {}", addr(&a)),
+        ">>> Sending CLUSTER FORGET messages to the cluster...".into(),
+        ">>> Sending CLUSTER RESET SOFT to the deleted node.".into(),
+    ] {
+        assert!(out.contains(&l), "{l} not in:\n{out}");
+    }
+    // Forgotten everywhere, and gossip does not bring it back.
+    wait_for(10, "three nodes everywhere", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| n.cli(&["cluster", "nodes"]).lines().count() == 3)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for n in [&a, &b, &c] {
+        assert!(line_of(n, &did).is_empty());
+    }
+}

@@ -1,22 +1,30 @@
-//! `nodes.conf`: read at start (or created, with a new node ID), written
-//! atomically on every change (a temporary file renamed over it), and
-//! locked so two nodes cannot share it.
+//! `nodes.conf`: read at start (or created, with a new node ID), replaced
+//! atomically on every change, and locked so two nodes cannot share it.
+//!
+//! Two files take turns: `nodes.conf` and `nodes.conf.tmp`. A save writes
+//! the whole new text into the `.tmp` file in place, then swaps the two
+//! names in one step (`renameat2(RENAME_EXCHANGE)`): `nodes.conf` is always
+//! a whole file, old or new, and no inode is ever freed (on a filesystem
+//! mounted with `discard`, freeing the replaced file of a plain rename
+//! costs milliseconds of kernel time per save, and a reshard saves several
+//! times per slot on every node). Both files are `flock`ed for the life of
+//! the process. Where the filesystem cannot exchange names, a plain rename
+//! is used.
 //!
 //! When an epoch changed (a node must never forget an epoch it announced),
-//! the save is durable before it returns: fsync of the file, rename, fsync
-//! of the directory. Other changes (slot assignments, node addresses and
-//! flags) are renamed in at once, so a crash of the process keeps them,
-//! and fsynced by the bus's next cron, within 100 ms: a reshard changes
-//! slots several times per slot moved, and an fsync each would make it 50
-//! times slower on a disk that takes 10 ms per fsync (Redis does not fsync
+//! the save is durable before it returns: fsync of the file, the swap,
+//! fsync of the directory. Other changes (slot assignments, node addresses
+//! and flags) are swapped in at once, so a crash of the process keeps them,
+//! and fsynced by the bus's next cron, within 100 ms (Redis does not fsync
 //! those either).
 
 use cluster::nodes_conf;
 use cluster::state::{Cluster, Config};
 use cluster::NodeId;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A node's state from its file, and the lock that holds the file.
@@ -25,13 +33,37 @@ pub struct Loaded {
     pub file: ConfFile,
 }
 
-/// The config file this node owns, locked.
+/// The config file this node owns, and its partner, both locked.
 pub struct ConfFile {
     path: PathBuf,
-    /// Holds an exclusive `flock` on the current file.
-    lock: Option<File>,
-    /// The file on disk was renamed in but not fsynced yet.
+    tmp: PathBuf,
+    /// The file now named `path`.
+    cur: File,
+    /// The file now named `tmp`: the next save is written there.
+    spare: File,
+    /// The file named `path` was swapped in but not fsynced yet.
     unsynced: bool,
+}
+
+/// Swaps the names `a` and `b` (both must exist).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: two NUL-terminated paths we own.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Redis's refusal when another node holds the file.
@@ -47,8 +79,9 @@ fn used_elsewhere(path: &Path) -> String {
 fn lock(path: &Path) -> Result<File, String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .append(true)
+        .write(true)
         .create(true)
+        .truncate(false)
         .open(path)
         .map_err(|e| {
             format!(
@@ -87,10 +120,16 @@ pub fn load(path: &Path, config: Config, now_ms: u64) -> Result<Loaded, String> 
             ))
         }
     };
-    let lock = lock(path)?;
+    let cur = lock(path)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let spare = lock(&tmp)?;
     let mut file = ConfFile {
         path: path.to_path_buf(),
-        lock: Some(lock),
+        tmp,
+        cur,
+        spare,
         unsynced: false,
     };
     let cluster = match text.filter(|t| !t.is_empty()) {
@@ -136,34 +175,30 @@ pub fn load(path: &Path, config: Config, now_ms: u64) -> Result<Loaded, String> 
 }
 
 impl ConfFile {
-    /// Writes the cluster's state: a temporary file beside it, renamed over
-    /// it; `durable`: with fsyncs of the file before the rename and of the
-    /// directory after, else left for [`ConfFile::sync`].
+    /// Replaces the file with the cluster's state (see the module doc);
+    /// `durable`: fsynced before the swap and the directory after, else
+    /// left for [`ConfFile::sync`].
     pub fn save(&mut self, cluster: &Cluster, durable: bool) -> std::io::Result<()> {
         let text = nodes_conf::render(&cluster.nodes_conf());
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(format!(".tmp-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            if durable {
-                f.sync_all()?;
+        self.spare.write_all_at(text.as_bytes(), 0)?;
+        self.spare.set_len(text.len() as u64)?;
+        if durable {
+            self.spare.sync_all()?;
+        }
+        match exchange(&self.tmp, &self.path) {
+            Ok(()) => std::mem::swap(&mut self.cur, &mut self.spare),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                // No exchange here: rename, and lock a new partner.
+                std::fs::rename(&self.tmp, &self.path)?;
+                let fresh = lock(&self.tmp).map_err(std::io::Error::other)?;
+                self.cur = std::mem::replace(&mut self.spare, fresh);
             }
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            Err(e) => return Err(e),
         }
         if durable {
             self.sync_dir()?;
         }
         self.unsynced = !durable;
-        // The old lock is on the replaced file: hold the new one.
-        if let Ok(l) = lock(&self.path) {
-            self.lock = Some(l);
-        }
         Ok(())
     }
 
@@ -178,7 +213,7 @@ impl ConfFile {
     /// Makes a save that was not durable durable (the bus's cron).
     pub fn sync(&mut self) -> std::io::Result<()> {
         if self.unsynced {
-            File::open(&self.path)?.sync_all()?;
+            self.cur.sync_all()?;
             self.sync_dir()?;
             self.unsynced = false;
         }

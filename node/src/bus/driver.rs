@@ -235,8 +235,9 @@ impl Driver {
         }
         // Commands change the map without always saying so (a new
         // migration, a reset): publish whenever it differs.
-        if *self.bus.map() != self.cluster.slot_map(self.settings.endpoint) {
-            self.publish();
+        let map = self.cluster.slot_map(self.settings.endpoint);
+        if *self.bus.map() != map {
+            self.publish_map(map);
         }
         reply
     }
@@ -245,6 +246,10 @@ impl Driver {
     /// slots that arrive on the cores serving the fewest.
     fn publish(&mut self) {
         let map = self.cluster.slot_map(self.settings.endpoint);
+        self.publish_map(map);
+    }
+
+    fn publish_map(&mut self, map: cluster::slotmap::SlotMap) {
         let served: Vec<bool> = (0..cluster::SLOTS as u16).map(|s| map.served(s)).collect();
         self.mesh.slots.place_arrivals(&mut self.placed, &served);
         self.bus.publish(map, &self.mesh);
