@@ -116,14 +116,22 @@ impl SlotBitmap {
 
     /// The slots in the set, ascending (empty bytes skipped whole).
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        // Eight bytes at a time, set bits by trailing zeros.
         self.0
-            .iter()
+            .chunks_exact(8)
             .enumerate()
-            .filter(|(_, b)| **b != 0)
-            .flat_map(|(i, &b)| {
-                (0..8u16)
-                    .filter(move |bit| b & (1 << bit) != 0)
-                    .map(move |bit| i as u16 * 8 + bit)
+            .filter_map(|(i, w)| {
+                let word = u64::from_le_bytes(w.try_into().ok()?);
+                (word != 0).then_some((i, word))
+            })
+            .flat_map(|(i, mut word)| {
+                std::iter::from_fn(move || {
+                    (word != 0).then(|| {
+                        let bit = word.trailing_zeros() as u16;
+                        word &= word - 1;
+                        i as u16 * 64 + bit
+                    })
+                })
             })
     }
 }

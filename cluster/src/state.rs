@@ -1614,7 +1614,14 @@ impl Cluster {
         sender_config_epoch: u64,
         claimed: &SlotBitmap,
     ) {
-        for slot in claimed.iter() {
+        // Only claimed slots the sender does not own can be stale claims.
+        let mut stale = claimed.clone();
+        if let Some(n) = self.nodes.get(&sender) {
+            for (b, o) in stale.0.iter_mut().zip(n.slots.0.iter()) {
+                *b &= !o;
+            }
+        }
+        for slot in stale.iter() {
             let Some(owner) = self.slots[slot as usize] else {
                 continue;
             };

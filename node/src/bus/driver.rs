@@ -251,7 +251,10 @@ impl Driver {
 
     fn publish_map(&mut self, map: cluster::slotmap::SlotMap) {
         let served: Vec<bool> = (0..cluster::SLOTS as u16).map(|s| map.served(s)).collect();
-        self.mesh.slots.place_arrivals(&mut self.placed, &served);
+        // Most maps serve no slot that has never been placed.
+        if served.iter().zip(&self.placed).any(|(s, p)| *s && !*p) {
+            self.mesh.slots.place_arrivals(&mut self.placed, &served);
+        }
         self.bus.publish(map, &self.mesh);
     }
 
