@@ -14,6 +14,13 @@
 # per cluster: the median ops/s and the servers' CPU time per operation
 # (all threads of the three processes, /proc/PID/task/*/schedstat before
 # and after), and slotd/redis ratios.
+# Then the reshard: each cluster is filled with RESHARD_KEYS keys (key:0 ..,
+# 32 B values, through redis-py's RedisCluster), and one third of the
+# slots (5461) move to the third master with `redis-cli --cluster reshard
+# --cluster-from all` (its default pipeline of 10 keys per MIGRATE) while
+# a client of random GETs and SETs runs (bench/cluster/load.py traffic);
+# reported: the reshard's seconds, keys moved, and the client's operations
+# and errors. Bar of issue 12: at least twice as fast as redis-server.
 # The markdown goes to bench/results/cluster-<date>.md and
 # bench/results/cluster-latest.md.
 #
@@ -21,6 +28,7 @@
 #   SERVER_CPU=1 CLIENT_CPU=0  ROUNDS=3  N=200000  CLIENTS=50
 #   KEYSPACE=100000  DATASIZE=64  PIPELINES="1 16"  TESTS="set get"
 #   SHARDS=1  BASE_PORT=7600 (slotd 7600-7602, redis 7610-7612; bus +10000)
+#   RESHARD_KEYS=1000000 (0 skips the reshard)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +47,7 @@ PIPELINES="${PIPELINES:-1 16}"
 TESTS="${TESTS:-set get}"
 SHARDS="${SHARDS:-1}"
 BASE_PORT="${BASE_PORT:-7600}"
+RESHARD_KEYS="${RESHARD_KEYS:-1000000}"
 SLOTD="$ROOT/target/release/slotd"
 REDIS="$(command -v redis-server || true)"
 [ -n "$REDIS" ] || die "redis-server not found"
@@ -133,6 +142,32 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# reshard KIND -> "seconds moved ops errors"
+reshard() {
+    local kind="$1" base=$BASE_PORT c start end out moved
+    [ "$kind" = redis ] && base=$((BASE_PORT + 10))
+    redis-cli -p "$base" flushall >/dev/null
+    for i in 1 2; do redis-cli -p $((base + i)) flushall >/dev/null; done
+    python3 "$ROOT/bench/cluster/load.py" fill "$base" "$RESHARD_KEYS" >/dev/null
+    before="$(redis-cli -p $((base + 2)) dbsize)"
+    rm -f "/tmp/slotd-bench-cluster-$base.stop"
+    python3 "$ROOT/bench/cluster/load.py" traffic "$base" 600 "$RESHARD_KEYS" >"$WORK/traffic-$kind" &
+    local tpid=$!
+    sleep 1
+    c="$(redis-cli -p $((base + 2)) cluster myid)"
+    start="$(date +%s.%N)"
+    timeout 1200 redis-cli --cluster reshard "127.0.0.1:$base" --cluster-from all --cluster-to "$c" \
+        --cluster-slots 5461 --cluster-yes >"$WORK/reshard-$kind.log" 2>&1 ||
+        { tail -5 "$WORK/reshard-$kind.log" >&2; die "reshard failed on $kind"; }
+    end="$(date +%s.%N)"
+    touch "/tmp/slotd-bench-cluster-$base.stop"
+    wait "$tpid"
+    rm -f "/tmp/slotd-bench-cluster-$base.stop"
+    moved=$(($(redis-cli -p $((base + 2)) dbsize) - before))
+    read -r ops errs <"$WORK/traffic-$kind"
+    echo "$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}') $moved $ops $errs"
+}
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 
 DATE="$(date -u +%Y-%m-%d)"
@@ -157,6 +192,21 @@ OUT="$ROOT/bench/results/cluster-$DATE.md"
                 "$sc" "$rc" "$(awk -v a="$sc" -v b="$rc" 'BEGIN{print a/b}')"
         done
     done
+    if [ "$RESHARD_KEYS" != 0 ]; then
+        echo
+        echo "Reshard of one third of the slots (5461) to the third master, $RESHARD_KEYS keys in the cluster, redis-cli --cluster reshard with its defaults, a random GET/SET client running:"
+        echo
+        echo "| cluster | seconds | keys moved | client ops during | client errors |"
+        echo "|---|---:|---:|---:|---:|"
+        for kind in slotd redis; do
+            read -r secs moved ops errs < <(reshard "$kind")
+            log "reshard $kind: $secs s, $moved keys moved, client $ops ops $errs errors"
+            echo "| $kind | $secs | $moved | $ops | $errs |"
+            eval "RS_$kind=$secs"
+        done
+        echo
+        echo "slotd/redis time: $(awk -v a="$RS_slotd" -v b="$RS_redis" 'BEGIN{printf "%.2f", a/b}') (bar: <= 0.50)"
+    fi
 } >"$OUT"
 cp "$OUT" "$ROOT/bench/results/cluster-latest.md"
 cat "$OUT"
