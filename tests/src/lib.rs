@@ -794,3 +794,77 @@ mod tests {
         assert_eq!(encode(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     }
 }
+
+/// Helpers of the cluster tests (`tests/cluster*.rs`).
+pub mod cluster {
+    use super::Server;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// `127.0.0.1:<port>` of a server.
+    pub fn addr(s: &Server) -> String {
+        format!("127.0.0.1:{}", s.port())
+    }
+
+    /// `redis-cli --cluster <args> --cluster-yes`, bounded to 60 s: whether
+    /// it succeeded, and its output without colour escapes.
+    pub fn tool(args: &[String]) -> (bool, String) {
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg("redis-cli")
+            .arg("--cluster")
+            .args(args)
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster");
+        let mut text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for esc in [
+            "\u{1b}[0m",
+            "\u{1b}[29;1m",
+            "\u{1b}[31;1m",
+            "\u{1b}[32;1m",
+            "\u{1b}[33;1m",
+        ] {
+            text = text.replace(esc, "");
+        }
+        (out.status.success(), text)
+    }
+
+    /// A field of CLUSTER INFO.
+    pub fn info(s: &Server, field: &str) -> String {
+        s.cli(&["cluster", "info"])
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
+    /// Waits until `cond` holds, for at most `secs` seconds.
+    pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// CLUSTER MYID.
+    pub fn myid(s: &Server) -> String {
+        s.cli(&["cluster", "myid"]).trim().to_string()
+    }
+
+    /// The CLUSTER NODES line of node `id` as `s` sees it ("" if none).
+    pub fn line_of(s: &Server, id: &str) -> String {
+        s.cli(&["cluster", "nodes"])
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or("")
+            .to_string()
+    }
+}

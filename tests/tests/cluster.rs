@@ -9,6 +9,7 @@
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tests::cluster::{addr, info as info_field, tool as cluster_tool, wait_for};
 use tests::{RawConn, Server};
 
 /// Node timeout used by these tests (the benchmarks use Redis's 15000).
@@ -18,60 +19,6 @@ fn node(extra: &[&str]) -> Server {
     let mut args = vec!["--cluster-node-timeout", TIMEOUT, "--shards", "2"];
     args.extend_from_slice(extra);
     Server::slotd_cluster(&args)
-}
-
-fn addr(s: &Server) -> String {
-    format!("127.0.0.1:{}", s.port())
-}
-
-/// `redis-cli --cluster <args>` with `--cluster-yes`, bounded in time.
-fn cluster_tool(args: &[String]) -> (bool, String) {
-    let mut child = Command::new("redis-cli")
-        .arg("--cluster")
-        .args(args)
-        .arg("--cluster-yes")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run redis-cli --cluster");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("redis-cli --cluster {args:?} timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("redis-cli output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// A field of CLUSTER INFO.
-fn info_field(s: &Server, field: &str) -> String {
-    let info = s.cli(&["cluster", "info"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-/// Waits until `cond` holds, for at most `secs` seconds.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// CLUSTER NODES reduced to what every node must agree on: (id, address,

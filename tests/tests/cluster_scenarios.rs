@@ -9,72 +9,15 @@
 //! Every process started here is stopped by `Drop`, also when an assertion
 //! fails.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use tests::cluster::{addr, info, line_of, myid, tool, wait_for};
 use tests::{RawConn, Server};
 
 fn node(timeout: &str, extra: &[&str]) -> Server {
     let mut args = vec!["--cluster-node-timeout", timeout, "--shards", "1"];
     args.extend_from_slice(extra);
     Server::slotd_cluster(&args)
-}
-
-fn addr(s: &Server) -> String {
-    format!("127.0.0.1:{}", s.port())
-}
-
-fn tool(args: &[String]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("redis-cli")
-        .arg("--cluster")
-        .args(args)
-        .arg("--cluster-yes")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run redis-cli --cluster");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Drop the colour escapes.
-    let plain = text.replace("\u{1b}[0m", "").replace("\u{1b}[29;1m", "");
-    let plain = plain
-        .replace("\u{1b}[31;1m", "")
-        .replace("\u{1b}[32;1m", "")
-        .replace("\u{1b}[33;1m", "");
-    (out.status.success(), plain)
-}
-
-fn info(s: &Server, field: &str) -> String {
-    s.cli(&["cluster", "info"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn myid(s: &Server) -> String {
-    s.cli(&["cluster", "myid"]).trim().to_string()
-}
-
-/// The CLUSTER NODES line of `id` as `s` sees it.
-fn line_of(s: &Server, id: &str) -> String {
-    s.cli(&["cluster", "nodes"])
-        .lines()
-        .find(|l| l.starts_with(id))
-        .unwrap_or("")
-        .to_string()
 }
 
 fn is_hex40(s: &str) -> bool {

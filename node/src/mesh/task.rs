@@ -131,21 +131,15 @@ impl Rpc {
         args: Vec<Bytes>,
         facts: cluster::command::Facts,
     ) -> Call {
-        let id = self.next();
-        self.pending.borrow_mut().insert(id, Pending::Waiting(None));
-        bus.ask(super::bus::Ask::Command {
-            from: self.me,
-            id,
-            args,
-            facts,
-        });
-        Call {
-            rpc: self.clone(),
-            id,
-            to: self.me,
-            done: false,
-            cancel_blocked: false,
-        }
+        let from = self.me;
+        self.call_outside(|id| {
+            bus.ask(super::bus::Ask::Command {
+                from,
+                id,
+                args,
+                facts,
+            })
+        })
     }
 
     /// Awaits an answer that comes from outside the cores: `start` gets the
