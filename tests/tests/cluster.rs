@@ -617,3 +617,54 @@ fn publish_reaches_every_node() {
         );
     }
 }
+
+/// `redis-benchmark --cluster` runs against a slotd cluster without
+/// errors, and `redis-cli --cluster import` moves a standalone server's
+/// keys into it (MIGRATE from a standalone slotd).
+#[test]
+fn redis_benchmark_and_cluster_import_work() {
+    let a = node(&[]);
+    let b = node(&[]);
+    let c = node(&[]);
+    create(&[&a, &b, &c]);
+    let out = Command::new("timeout")
+        .args(["120", "redis-benchmark", "--cluster", "-h", "127.0.0.1"])
+        .args(["-p", &a.port().to_string(), "-t", "set,get", "-n", "20000"])
+        .args(["-r", "1000", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for t in ["SET: ", "GET: "] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(t) && l.contains("requests per second")),
+            "{text}"
+        );
+    }
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+    // A standalone slotd with keys of every slot range.
+    let src = Server::slotd(&["--shards", "2"]);
+    for i in 0..300 {
+        assert_eq!(
+            src.cli(&["set", &format!("imp:{i}"), &i.to_string()])
+                .trim(),
+            "OK"
+        );
+    }
+    let (ok, out) = cluster_tool(&[
+        "import".into(),
+        addr(&a),
+        "--cluster-from".into(),
+        addr(&src),
+        "--cluster-copy".into(),
+    ]);
+    assert!(ok, "{out}");
+    for i in (0..300).step_by(17) {
+        let k = format!("imp:{i}");
+        assert_eq!(b.cli(&["-c", "get", &k]).trim(), i.to_string());
+    }
+    // COPY: the source keeps its keys.
+    assert_eq!(src.cli(&["dbsize"]).trim(), "300");
+}
