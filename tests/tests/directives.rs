@@ -45,7 +45,6 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
         &["--aof-timestamp-enabled", "yes", "--appendfsync", "always"][..],
-        &["--cluster-enabled", "yes"],
         &["--replicaof", "127.0.0.1", "6390"],
         &["--slaveof", "127.0.0.1 6390"],
         &["--notify-keyspace-events", "KEA"],
@@ -78,13 +77,13 @@ fn unbuilt_features_fail_loudly_at_start() {
 
     // Their settings keep any valid value while the switch is off, and the
     // tuning knobs without effect are logged once.
-    let s = Server::slotd(&["--cluster-node-timeout", "5000", "--io-threads", "4"]);
+    let s = Server::slotd(&["--masterauth", "secret", "--io-threads", "4"]);
     assert!(s
         .log()
         .contains("io-threads 4: accepted for compatibility, without effect in slotd"));
     assert_eq!(
-        s.cli(&["config", "get", "cluster-node-timeout"]),
-        "cluster-node-timeout\n5000\n"
+        s.cli(&["config", "get", "masterauth"]),
+        "masterauth\nsecret\n"
     );
     let mut c = s.raw();
     assert_eq!(
