@@ -683,21 +683,12 @@ fn links(c: &Cluster) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Config, LinkId};
+    use crate::state::LinkId;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use std::collections::BTreeMap;
 
-    const T0: u64 = 1_700_000_000_000;
-
-    fn node(i: u8) -> Cluster {
-        let mut id = [b'0'; 40];
-        id[39] = b'a' + i;
-        let mut config = Config::new(7000 + i as u16);
-        config.announce_ip = format!("10.0.0.{i}");
-        config.node_timeout_ms = 1000;
-        Cluster::new(NodeId(id), config, T0)
-    }
+    use crate::state::tests::{node, T0};
 
     const NO_KEYS: Facts = Facts {
         db_keys: 0,

@@ -635,17 +635,28 @@ impl Cluster {
         Ok(())
     }
 
+    /// ADDSLOTS's (`bound` false) and DELSLOTS's (`bound` true) checks:
+    /// every slot in range, and bound or unbound as the command needs.
+    fn check_slots(&self, slots: &[u16], bound: bool) -> Result<(), String> {
+        for &s in slots {
+            match self.slots.get(s as usize) {
+                None => return Err("Invalid or out of range slot".into()),
+                Some(o) if o.is_some() && !bound => {
+                    return Err(format!("Slot {s} is already busy"))
+                }
+                Some(o) if o.is_none() && bound => {
+                    return Err(format!("Slot {s} is already unassigned"))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// CLUSTER ADDSLOTS: `Err` if a slot is out of range or already owned;
     /// nothing changes then. Closes the import of those slots.
     pub fn add_slots(&mut self, slots: &[u16]) -> Result<Vec<Action>, String> {
-        for &s in slots {
-            if s as usize >= SLOTS {
-                return Err("Invalid or out of range slot".into());
-            }
-            if self.slots[s as usize].is_some() {
-                return Err(format!("Slot {s} is already busy"));
-            }
-        }
+        self.check_slots(slots, false)?;
         for &s in slots {
             self.importing.remove(&s);
             self.add_slot(self.myself, s);
@@ -658,14 +669,7 @@ impl Cluster {
     /// CLUSTER DELSLOTS: unbinds the slots, whoever owns them. `Err` if one
     /// is out of range or unbound; nothing changes then.
     pub fn del_slots(&mut self, slots: &[u16]) -> Result<Vec<Action>, String> {
-        for &s in slots {
-            if s as usize >= SLOTS {
-                return Err("Invalid or out of range slot".into());
-            }
-            if self.slots[s as usize].is_none() {
-                return Err(format!("Slot {s} is already unassigned"));
-            }
-        }
+        self.check_slots(slots, true)?;
         for &s in slots {
             self.importing.remove(&s);
             self.del_slot(s);
@@ -2048,14 +2052,15 @@ fn live_reports(n: &mut Node, now: u64, node_timeout_ms: u64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    const T0: u64 = 1_700_000_000_000;
+    pub(crate) const T0: u64 = 1_700_000_000_000;
 
-    fn node(i: u8) -> Cluster {
+    /// Node `i` of the unit tests: ID `000…0<a+i>`, port 7000+i, 10.0.0.i.
+    pub(crate) fn node(i: u8) -> Cluster {
         let mut id = [b'0'; 40];
         id[39] = b'a' + i;
         let mut config = Config::new(7000 + i as u16);
