@@ -177,9 +177,10 @@ fn a_damaged_file_stops_the_start_with_a_clear_error() {
     }
 }
 
-/// Waits until no background save runs; returns INFO persistence.
+/// Waits until no background save runs (up to 60 s: a loaded CI machine
+/// took more than 10); returns INFO persistence.
 fn bgsave_done(r: &mut tests::RawConn) -> String {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let info = String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).into_owned();
         if info.contains("rdb_bgsave_in_progress:0") {
             return info;
