@@ -109,9 +109,64 @@ impl SlotBitmap {
         }
     }
 
+    /// Slots `64 × i .. 64 × i + 63` as one word (bit `b` is slot
+    /// `64 × i + b`); `i` below 256.
+    pub fn word(&self, i: usize) -> u64 {
+        let at = (i % (SLOTS / 64)) * 8;
+        u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap_or([0; 8]))
+    }
+
+    /// Replaces word `i` (see [`SlotBitmap::word`]).
+    pub fn set_word(&mut self, i: usize, word: u64) {
+        let at = (i % (SLOTS / 64)) * 8;
+        self.0[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    }
+
     /// Number of slots in the set.
     pub fn count(&self) -> usize {
         self.0.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// The set as ascending runs of consecutive slots, `(first, last)`
+    /// inclusive. A word at a time: empty and full words (nearly all of
+    /// them, slots being owned in ranges) cost one comparison each.
+    pub fn runs(&self) -> Vec<(u16, u16)> {
+        let mut out = Vec::new();
+        let mut open: Option<u16> = None;
+        for (i, w) in self.0.chunks_exact(8).enumerate() {
+            let mut word = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+            let base = i as u16 * 64;
+            if word == u64::MAX && open.is_some() {
+                continue;
+            }
+            if word == 0 {
+                if let Some(first) = open.take() {
+                    out.push((first, base - 1));
+                }
+                continue;
+            }
+            // Bit by bit: alternate runs of ones and zeros inside the word.
+            let mut bit = 0u32;
+            while bit < 64 {
+                if word & 1 == 1 {
+                    let ones = word.trailing_ones().min(64 - bit);
+                    open.get_or_insert(base + bit as u16);
+                    bit += ones;
+                    word = word.checked_shr(ones).unwrap_or(0);
+                } else {
+                    let zeros = word.trailing_zeros().min(64 - bit);
+                    if let Some(first) = open.take() {
+                        out.push((first, base + bit as u16 - 1));
+                    }
+                    bit += zeros;
+                    word = word.checked_shr(zeros).unwrap_or(0);
+                }
+            }
+        }
+        if let Some(first) = open {
+            out.push((first, SLOTS as u16 - 1));
+        }
+        out
     }
 
     /// The slots in the set, ascending (empty bytes skipped whole).
@@ -145,5 +200,43 @@ impl Default for SlotBitmap {
 impl fmt::Debug for SlotBitmap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SlotBitmap({} slots)", self.count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Runs by the word agree with runs built slot by slot.
+    #[test]
+    fn runs_match_the_slots() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let mut b = SlotBitmap::new();
+            // Ranges of every length, at every alignment, and stray bits.
+            for _ in 0..rng.gen_range(0..12) {
+                let first = rng.gen_range(0..SLOTS as u16);
+                let len = if round % 3 == 0 {
+                    rng.gen_range(1..4)
+                } else {
+                    rng.gen_range(1..3000)
+                };
+                for s in first..(first.saturating_add(len)).min(SLOTS as u16) {
+                    b.set(s, true);
+                }
+            }
+            if round == 1 {
+                (0..SLOTS as u16).for_each(|s| b.set(s, true));
+            }
+            let mut want: Vec<(u16, u16)> = Vec::new();
+            for s in b.iter() {
+                match want.last_mut() {
+                    Some((_, last)) if *last + 1 == s => *last = s,
+                    _ => want.push((s, s)),
+                }
+            }
+            assert_eq!(b.runs(), want, "round {round}");
+        }
     }
 }

@@ -329,18 +329,6 @@ pub fn render_node(out: &mut String, n: &NodeLine) {
     }
 }
 
-/// Inclusive ranges of the ascending `slots`, as Redis writes them.
-pub fn ranges(slots: impl IntoIterator<Item = u16>) -> Vec<(u16, u16)> {
-    let mut out: Vec<(u16, u16)> = Vec::new();
-    for s in slots {
-        match out.last_mut() {
-            Some((_, stop)) if *stop + 1 == s => *stop = s,
-            _ => out.push((s, s)),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,10 +391,5 @@ vars currentEpoch 6 lastVoteEpoch 2
             assert_eq!(e.line, line, "{e}");
             assert!(e.reason.contains(reason), "{e}");
         }
-    }
-
-    #[test]
-    fn slot_ranges() {
-        assert_eq!(ranges([0, 1, 2, 5, 7, 8]), vec![(0, 2), (5, 5), (7, 8)]);
     }
 }

@@ -140,6 +140,24 @@ impl SlotMap {
         self.migrating[s] != NONE || self.importing[s] != NONE
     }
 
+    /// Whether any slot is migrating or importing. `NONE` is the largest
+    /// index, so this is a minimum over two arrays: no per-slot branch,
+    /// vectorized (a shard core runs it on every new map).
+    pub fn any_moving(&self) -> bool {
+        let least = |v: &[u16]| v.iter().copied().min().unwrap_or(NONE);
+        least(&self.migrating) != NONE || least(&self.importing) != NONE
+    }
+
+    /// Per slot, whether this node serves it ([`SlotMap::served`] for every
+    /// slot at once).
+    pub fn served_all(&self) -> Vec<bool> {
+        self.owner
+            .iter()
+            .zip(&self.importing)
+            .map(|(&o, &i)| o == self.me || i != NONE)
+            .collect()
+    }
+
     fn addr(&self, node: u16) -> String {
         let n = &self.nodes[node as usize];
         format!("{}:{}", n.preferred(self.endpoint), n.port)

@@ -35,7 +35,7 @@
 //! DELSLOTS, SETSLOT NODE) closes the migration. Redis keeps the stale
 //! `[slot->-id]` until SETSLOT NODE/STABLE; shards could not use it anyway.
 
-use crate::nodes_conf::{self, NodeLine, NodesConf};
+use crate::nodes_conf::{NodeLine, NodesConf};
 use crate::slotmap::{Endpoint, EndpointType, SlotMap};
 use crate::wire::{flags, msg_type, Body, Gossip, GossipEntry, Header, Msg, PingExt};
 use crate::{NodeId, SlotBitmap, SLOTS};
@@ -495,7 +495,7 @@ impl Cluster {
                     pong_received: n.pong_received,
                     config_epoch: master_epoch.unwrap_or(n.config_epoch),
                     connected: n.link.is_some() || is_me,
-                    slots: nodes_conf::ranges(n.slots.iter()),
+                    slots: n.slots.runs(),
                     migrating: if is_me {
                         self.migrating.iter().map(|(s, n)| (*s, *n)).collect()
                     } else {
@@ -584,8 +584,8 @@ impl Cluster {
         // lookup per slot would compare 16384 IDs).
         for n in self.nodes.values().filter(|n| n.numslots > 0) {
             let i = index_of(n.id, &mut map.nodes);
-            for slot in n.slots.iter() {
-                map.owner[slot as usize] = i;
+            for (first, last) in n.slots.runs() {
+                map.owner[first as usize..=last as usize].fill(i);
             }
         }
         for (&slot, &to) in &self.migrating {
@@ -1691,46 +1691,41 @@ impl Cluster {
         if sender == self.myself {
             return;
         }
-        // Only the slots the sender owns or claims can change: walk the two
-        // bitmaps a byte at a time rather than compare 16384 owners.
+        // Only the slots the sender owns or claims can change, and of those
+        // only the claimed slots it does not own yet need a decision: the
+        // rest is a word-wide update of `not_claimed` (nearly every message
+        // of a stable cluster claims exactly what the sender owns).
         let Some(owned) = self.nodes.get(&sender).map(|n| n.slots.clone()) else {
             return;
         };
-        let bytes = owned.0.iter().zip(claimed.0.iter()).enumerate();
-        let slots = bytes
-            .filter(|(_, (o, c))| **o | **c != 0)
-            .flat_map(|(i, (&o, &c))| {
-                (0..8u16)
-                    .filter(move |bit| (o | c) & (1 << bit) != 0)
-                    .map(move |bit| (i as u16 * 8 + bit, o & (1 << bit) != 0))
-            });
-        for (slot, mine) in slots.collect::<Vec<_>>() {
-            // `mine`: the sender owns the slot as far as this node knows.
-            let owner = if mine {
-                Some(sender)
-            } else {
-                self.slots[slot as usize]
+        let mut taken = Vec::new();
+        for i in 0..SLOTS / 64 {
+            let (o, c) = (owned.word(i), claimed.word(i));
+            if o != 0 {
+                // Owned and claimed: claimed again; owned, not claimed: not.
+                let nc = self.not_claimed.word(i);
+                self.not_claimed.set_word(i, (nc & !(o & c)) | (o & !c));
+            }
+            let mut new = c & !o;
+            while new != 0 {
+                taken.push((i * 64) as u16 + new.trailing_zeros() as u16);
+                new &= new - 1;
+            }
+        }
+        for slot in taken {
+            let owner = self.slots[slot as usize];
+            if self.importing.contains_key(&slot) {
+                continue;
+            }
+            let older = match owner {
+                None => true,
+                Some(o) => self.not_claimed.get(slot) || self.nodes[&o].config_epoch < epoch,
             };
-            if claimed.get(slot) {
-                if mine {
-                    self.not_claimed.set(slot, false);
-                    continue;
-                }
-                if self.importing.contains_key(&slot) {
-                    continue;
-                }
-                let older = match owner {
-                    None => true,
-                    Some(o) => self.not_claimed.get(slot) || self.nodes[&o].config_epoch < epoch,
-                };
-                if older {
-                    self.del_slot(slot);
-                    self.add_slot(sender, slot);
-                    self.todo_save = true;
-                    self.todo_update_state = true;
-                }
-            } else if mine {
-                self.not_claimed.set(slot, true);
+            if older {
+                self.del_slot(slot);
+                self.add_slot(sender, slot);
+                self.todo_save = true;
+                self.todo_update_state = true;
             }
         }
     }
@@ -2142,13 +2137,17 @@ pub(crate) mod tests {
         let mut a = node(0);
         a.add_slots(&[0, 1, 2, 100]).unwrap();
         let conf = a.nodes_conf();
-        let text = nodes_conf::render(&conf);
+        let text = crate::nodes_conf::render(&conf);
         assert!(
             text.contains("myself,master - 0 0 0 connected 0-2 100"),
             "{text}"
         );
-        let back =
-            Cluster::from_conf(&nodes_conf::parse(&text).unwrap(), a.config.clone(), T0).unwrap();
-        assert_eq!(nodes_conf::render(&back.nodes_conf()), text);
+        let back = Cluster::from_conf(
+            &crate::nodes_conf::parse(&text).unwrap(),
+            a.config.clone(),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(crate::nodes_conf::render(&back.nodes_conf()), text);
     }
 }

@@ -224,15 +224,17 @@ impl Driver {
                     crate::log::io_error_text(&e)
                 ));
             }
-            self.perform(
-                actions
-                    .into_iter()
-                    .filter(|a| *a != Action::SaveConfig)
-                    .collect(),
-            );
-        } else {
-            self.perform(actions);
         }
+        // The map is compared below, once: a SlotMapChanged needs no
+        // second build.
+        self.perform(
+            actions
+                .into_iter()
+                .filter(|a| {
+                    *a != Action::SlotMapChanged && !(saveconfig && *a == Action::SaveConfig)
+                })
+                .collect(),
+        );
         // Commands change the map without always saying so (a new
         // migration, a reset): publish whenever it differs.
         let map = self.cluster.slot_map(self.settings.endpoint);
@@ -250,9 +252,13 @@ impl Driver {
     }
 
     fn publish_map(&mut self, map: cluster::slotmap::SlotMap) {
-        let served: Vec<bool> = (0..cluster::SLOTS as u16).map(|s| map.served(s)).collect();
+        let served = map.served_all();
         // Most maps serve no slot that has never been placed.
-        if served.iter().zip(&self.placed).any(|(s, p)| *s && !*p) {
+        let fresh = served
+            .iter()
+            .zip(&self.placed)
+            .fold(false, |f, (s, p)| f | (*s & !*p));
+        if fresh {
             self.mesh.slots.place_arrivals(&mut self.placed, &served);
         }
         self.bus.publish(map, &self.mesh);

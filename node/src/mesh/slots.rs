@@ -68,9 +68,10 @@ impl SlotTable {
     /// a key of theirs yet.
     pub fn place_arrivals(&self, placed: &mut [bool], after: &[bool]) {
         let mut load = vec![0usize; self.cores];
-        for (s, &on) in after.iter().enumerate() {
-            if on && placed.get(s).copied().unwrap_or(false) {
-                load[self.core_of(s as u16)] += 1;
+        if self.cores > 1 {
+            // Without branches: a slot arrives at a time during a reshard.
+            for ((&on, &was), core) in after.iter().zip(placed.iter()).zip(self.core.iter()) {
+                load[core.load(Ordering::Relaxed) as usize % self.cores] += (on && was) as usize;
             }
         }
         for (s, &on) in after.iter().enumerate() {

@@ -152,7 +152,7 @@ impl Shard {
     pub fn take_slot_map(&mut self) {
         if let Some(bus) = &self.bus {
             let map = bus.map();
-            self.cluster_moving = (0..engine::slot::SLOTS as u16).any(|s| map.moving(s));
+            self.cluster_moving = map.any_moving();
             self.cluster = Some(map);
         }
     }
