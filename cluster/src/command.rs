@@ -1018,9 +1018,9 @@ mod tests {
             "{nodes}"
         );
         let map = net.nodes[0].slot_map(EndpointType::Ip);
-        assert_eq!(map.nodes[map.migrating[5] as usize].id, b);
+        assert_eq!(map.nodes[map.migrating_to(5).unwrap() as usize].id, b);
         let map = net.nodes[1].slot_map(EndpointType::Ip);
-        assert_eq!(map.nodes[map.importing[5] as usize].id, a);
+        assert_eq!(map.nodes[map.importing_from(5).unwrap() as usize].id, a);
         assert_eq!(map.nodes[0].id, b, "myself first");
 
         // The target takes the slot: a new epoch, announced at once.

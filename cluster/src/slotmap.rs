@@ -69,10 +69,14 @@ pub struct SlotMap {
     pub nodes: Vec<Endpoint>,
     /// Per slot: index of its owner in `nodes`, or `u16::MAX`.
     pub owner: Vec<u16>,
-    /// Per slot: the node it migrates to (this node owns it), or `u16::MAX`.
-    pub migrating: Vec<u16>,
-    /// Per slot: the node it is imported from, or `u16::MAX`.
-    pub importing: Vec<u16>,
+    /// The slots migrating away (this node owns them), with the node each
+    /// goes to; sorted by slot. A handful at a time, so a sorted list:
+    /// building, comparing and sending a map costs no 16384-entry arrays
+    /// beyond `owner`.
+    pub migrating: Vec<(u16, u16)>,
+    /// The slots being imported, with the node each comes from; sorted by
+    /// slot.
+    pub importing: Vec<(u16, u16)>,
     /// How MOVED and ASK name a node.
     pub endpoint: EndpointType,
 }
@@ -116,8 +120,8 @@ impl SlotMap {
             me: 0,
             nodes: vec![me],
             owner: vec![NONE; SLOTS],
-            migrating: vec![NONE; SLOTS],
-            importing: vec![NONE; SLOTS],
+            migrating: Vec::new(),
+            importing: Vec::new(),
             endpoint: EndpointType::Ip,
         }
     }
@@ -125,7 +129,7 @@ impl SlotMap {
     /// Whether this node serves `slot`: owns it, or imports it.
     pub fn served(&self, slot: u16) -> bool {
         let s = slot as usize % SLOTS;
-        self.owner[s] == self.me || self.importing[s] != NONE
+        self.owner[s] == self.me || self.importing_from(slot).is_some()
     }
 
     /// Whether this node owns `slot`.
@@ -136,26 +140,32 @@ impl SlotMap {
     /// Whether `slot` is migrating away from this node or being imported
     /// into it (the owner core then checks [`SlotMap::migration`]).
     pub fn moving(&self, slot: u16) -> bool {
-        let s = slot as usize % SLOTS;
-        self.migrating[s] != NONE || self.importing[s] != NONE
+        self.migrating_to(slot).is_some() || self.importing_from(slot).is_some()
     }
 
-    /// Whether any slot is migrating or importing. `NONE` is the largest
-    /// index, so this is a minimum over two arrays: no per-slot branch,
-    /// vectorized (a shard core runs it on every new map).
+    /// Whether any slot is migrating or importing.
     pub fn any_moving(&self) -> bool {
-        let least = |v: &[u16]| v.iter().copied().min().unwrap_or(NONE);
-        least(&self.migrating) != NONE || least(&self.importing) != NONE
+        !self.migrating.is_empty() || !self.importing.is_empty()
+    }
+
+    /// The node `slot` migrates to, if it does.
+    pub fn migrating_to(&self, slot: u16) -> Option<u16> {
+        find(&self.migrating, slot)
+    }
+
+    /// The node `slot` is imported from, if it is.
+    pub fn importing_from(&self, slot: u16) -> Option<u16> {
+        find(&self.importing, slot)
     }
 
     /// Per slot, whether this node serves it ([`SlotMap::served`] for every
     /// slot at once).
     pub fn served_all(&self) -> Vec<bool> {
-        self.owner
-            .iter()
-            .zip(&self.importing)
-            .map(|(&o, &i)| o == self.me || i != NONE)
-            .collect()
+        let mut served: Vec<bool> = self.owner.iter().map(|&o| o == self.me).collect();
+        for &(slot, _) in &self.importing {
+            served[slot as usize % SLOTS] = true;
+        }
+        served
     }
 
     fn addr(&self, node: u16) -> String {
@@ -191,7 +201,7 @@ impl SlotMap {
                 return Verdict::Refuse(DOWN_RO_STATE.into());
             }
         }
-        if owner == self.me || (asking && self.importing[s] != NONE) {
+        if owner == self.me || (asking && self.importing_from(slot).is_some()) {
             return Verdict::Serve;
         }
         Verdict::Refuse(self.moved(slot))
@@ -209,17 +219,27 @@ impl SlotMap {
         if missing == 0 {
             return Migration::Run;
         }
-        if self.owner[s] == self.me && self.migrating[s] != NONE {
+        if let (true, Some(to)) = (self.owner[s] == self.me, self.migrating_to(slot)) {
             if missing == keys {
-                return Migration::Refuse(format!("ASK {slot} {}", self.addr(self.migrating[s])));
+                return Migration::Refuse(format!("ASK {slot} {}", self.addr(to)));
             }
             return Migration::Refuse(TRYAGAIN.into());
         }
-        if self.importing[s] != NONE && keys > 1 {
+        if self.importing_from(slot).is_some() && keys > 1 {
             return Migration::Refuse(TRYAGAIN.into());
         }
         Migration::Run
     }
+}
+
+/// The node of `slot` in a list sorted by slot.
+fn find(list: &[(u16, u16)], slot: u16) -> Option<u16> {
+    if list.is_empty() {
+        return None;
+    }
+    list.binary_search_by_key(&slot, |&(s, _)| s)
+        .ok()
+        .map(|i| list[i].1)
 }
 
 #[cfg(test)]
@@ -245,8 +265,8 @@ mod tests {
         for s in 8192..16383 {
             m.owner[s] = 1;
         }
-        m.migrating[100] = 1;
-        m.importing[9000] = 1;
+        m.migrating.push((100, 1));
+        m.importing.push((9000, 1));
         m
     }
 

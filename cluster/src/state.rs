@@ -588,11 +588,14 @@ impl Cluster {
                 map.owner[first as usize..=last as usize].fill(i);
             }
         }
+        // BTreeMaps: in slot order, as the map wants them.
         for (&slot, &to) in &self.migrating {
-            map.migrating[slot as usize] = index_of(to, &mut map.nodes);
+            let i = index_of(to, &mut map.nodes);
+            map.migrating.push((slot, i));
         }
         for (&slot, &from) in &self.importing {
-            map.importing[slot as usize] = index_of(from, &mut map.nodes);
+            let i = index_of(from, &mut map.nodes);
+            map.importing.push((slot, i));
         }
         map
     }

@@ -9,7 +9,9 @@
 //! costs milliseconds of kernel time per save, and a reshard saves several
 //! times per slot on every node). Both files are `flock`ed for the life of
 //! the process. Where the filesystem cannot exchange names, a plain rename
-//! is used.
+//! is used. A text shorter than the file it goes into is padded with
+//! newlines, as Redis pads it (the loader skips blank lines): truncating
+//! costs more than writing.
 //!
 //! When an epoch changed (a node must never forget an epoch it announced),
 //! the save is durable before it returns: fsync of the file, the swap,
@@ -179,9 +181,15 @@ impl ConfFile {
     /// `durable`: fsynced before the swap and the directory after, else
     /// left for [`ConfFile::sync`].
     pub fn save(&mut self, cluster: &Cluster, durable: bool) -> std::io::Result<()> {
-        let text = nodes_conf::render(&cluster.nodes_conf());
-        self.spare.write_all_at(text.as_bytes(), 0)?;
-        self.spare.set_len(text.len() as u64)?;
+        let mut text = nodes_conf::render(&cluster.nodes_conf()).into_bytes();
+        // As Redis does: a shorter text is padded with newlines (lines the
+        // loader skips) rather than the file truncated, which costs more
+        // than the write on ext4.
+        let had = self.spare.metadata()?.len() as usize;
+        if text.len() < had {
+            text.resize(had, b'\n');
+        }
+        self.spare.write_all_at(&text, 0)?;
         if durable {
             self.spare.sync_all()?;
         }
