@@ -202,6 +202,20 @@ struct Cached {
     /// The database the last successful MIGRATE selected (-1: unknown).
     last_db: i64,
     last_use: Instant,
+    /// The read and write timeouts the socket has (set only when a job's
+    /// differs: two syscalls per reply line add up over a reshard).
+    timeout: Option<Duration>,
+}
+
+impl Cached {
+    fn set_timeout(&mut self, timeout: Duration) -> Result<(), Fail> {
+        if self.timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+            self.stream.set_write_timeout(Some(timeout)).map_err(fail)?;
+            self.timeout = Some(timeout);
+        }
+        Ok(())
+    }
 }
 
 /// The I/O thread: runs jobs one at a time (as Redis does, which blocks),
@@ -305,7 +319,7 @@ fn fail(e: std::io::Error) -> Fail {
 
 /// Reads one reply line (without its CRLF) within `timeout` per read.
 fn read_line(c: &mut Cached, timeout: Duration) -> Result<Vec<u8>, Fail> {
-    c.stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+    c.set_timeout(timeout)?;
     loop {
         if let Some(n) = c.buf.iter().position(|&b| b == b'\n') {
             let mut line: Vec<u8> = c.buf.drain(..=n).collect();
@@ -331,7 +345,7 @@ fn read_line(c: &mut Cached, timeout: Duration) -> Result<Vec<u8>, Fail> {
 
 /// Writes all of `buf` in 64 KiB chunks, each within `timeout`.
 fn write_all(c: &mut Cached, buf: &[u8], timeout: Duration) -> Result<(), Fail> {
-    c.stream.set_write_timeout(Some(timeout)).map_err(fail)?;
+    c.set_timeout(timeout)?;
     for chunk in buf.chunks(64 * 1024) {
         c.stream.write_all(chunk).map_err(fail)?;
     }
@@ -393,6 +407,7 @@ fn run(job: Job, cache: &mut HashMap<Target, Cached>) -> (Reply, Vec<Bytes>) {
                 buf: Vec::new(),
                 last_db: -1,
                 last_use: Instant::now(),
+                timeout: None,
             };
             cache.insert(job.to.clone(), cached);
         }
