@@ -7,7 +7,10 @@
 //! file). The log counts its bytes from a logical offset the node sets, so
 //! positions stay comparable across buffers and files. An annotation set
 //! with [`WriteLog::set_prelude`] (a `#...` line, which Redis's loader
-//! skips) is written once, before the next record.
+//! skips) is written once, before the next record. With
+//! `aof-timestamp-enabled`, [`WriteLog::stamp`] makes the next record
+//! start with Redis's `#TS:<unix seconds>` whenever the second moved on
+//! since the last stamp (never inside a MULTI block).
 
 use bytes::Bytes;
 
@@ -23,6 +26,10 @@ pub struct WriteLog {
     prelude: Vec<u8>,
     /// Inside a MULTI block: annotations wait for its EXEC.
     in_multi: bool,
+    /// The second of the last `#TS` annotation set (0: none), and whether
+    /// it still waits for a record.
+    stamped: u64,
+    stamp_due: bool,
 }
 
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
@@ -57,6 +64,15 @@ fn itoa_buf(mut n: u64) -> Digits {
         }
     }
     Digits { d, start: i }
+}
+
+/// Appends Redis's timestamp annotation `#TS:<secs>\r\n` (what a
+/// rewrite's base written as commands starts with, and the stamps of
+/// [`WriteLog::stamp`]).
+pub fn timestamp(out: &mut Vec<u8>, secs: u64) {
+    out.extend_from_slice(b"#TS:");
+    out.extend_from_slice(itoa_buf(secs).as_slice());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `argv` as one RESP multibulk command.
@@ -128,7 +144,32 @@ impl WriteLog {
         self.buf.extend_from_slice(EXEC);
     }
 
+    /// `aof-timestamp-enabled`: with `Some(now)` (Unix seconds, the
+    /// caller's cached clock), the next record is preceded by `#TS:<now>`
+    /// if `now` is later than the last stamp (Redis's
+    /// `genAofTimestampAnnotationIfNeeded(0)`); `None` drops a pending
+    /// stamp.
+    pub fn stamp(&mut self, now: Option<u64>) {
+        match now {
+            Some(s) if s > self.stamped => {
+                self.stamped = s;
+                self.stamp_due = true;
+            }
+            Some(_) => {}
+            None => {
+                self.stamped = 0;
+                self.stamp_due = false;
+            }
+        }
+    }
+
+    /// Writes the annotations that wait for the next record: the
+    /// timestamp, then the prelude.
     fn flush_prelude(&mut self) {
+        if self.stamp_due {
+            self.stamp_due = false;
+            timestamp(&mut self.buf, self.stamped);
+        }
         if !self.prelude.is_empty() {
             self.buf.extend_from_slice(&self.prelude);
             self.buf.extend_from_slice(b"\r\n");
@@ -137,10 +178,8 @@ impl WriteLog {
     }
 
     fn begin(&mut self, db: u16) {
-        if !self.in_multi && !self.prelude.is_empty() {
-            self.buf.extend_from_slice(&self.prelude);
-            self.buf.extend_from_slice(b"\r\n");
-            self.prelude.clear();
+        if !self.in_multi {
+            self.flush_prelude();
         }
         if self.db != Some(db) {
             let n = itoa_buf(db as u64);
@@ -217,5 +256,35 @@ mod tests {
         let tail = &text[text.find("#D:1=9").unwrap()..];
         assert!(tail.starts_with("#D:1=9\r\n#X:5.1:0,1\r\n*1\r\n$5\r\nMULTI\r\n*2\r\n$3\r\nDEL"));
         assert!(tail.contains("EXEC\r\n#D:1=12\r\n*2\r\n$3\r\nDEL\r\n$1\r\nb"));
+    }
+
+    #[test]
+    fn timestamps_when_the_second_moves_and_never_inside_multi() {
+        let mut l = WriteLog::new(0);
+        l.stamp(Some(100));
+        l.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        l.stamp(Some(100));
+        l.record(0, [&b"SET"[..], b"b", b"1"].into_iter());
+        // A second with no write leaves no stamp; the next write gets
+        // the second it happened in.
+        l.stamp(Some(101));
+        l.stamp(Some(102));
+        l.set_prelude(b"#D:1=7");
+        let m = l.begin_multi(None);
+        l.stamp(Some(103));
+        l.record(0, [&b"DEL"[..], b"a"].into_iter());
+        l.end_multi(m, true);
+        l.record(0, [&b"DEL"[..], b"b"].into_iter());
+        l.stamp(None);
+        l.record(0, [&b"DEL"[..], b"c"].into_iter());
+        let mut out = Vec::new();
+        l.take(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").filter(|x| x.starts_with('#')).collect();
+        assert_eq!(lines, ["#TS:100", "#TS:102", "#D:1=7", "#TS:103"]);
+        assert!(text.starts_with("#TS:100\r\n*2\r\n$6\r\nSELECT"));
+        assert!(text.contains("#TS:102\r\n#D:1=7\r\n*1\r\n$5\r\nMULTI\r\n"));
+        assert!(text.contains("EXEC\r\n#TS:103\r\n*2\r\n$3\r\nDEL\r\n$1\r\nb\r\n"));
+        assert!(text.ends_with("b\r\n*2\r\n$3\r\nDEL\r\n$1\r\nc\r\n"));
     }
 }
