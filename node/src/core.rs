@@ -833,15 +833,22 @@ impl Core {
     }
 
     /// Writes the dependency annotation before this turn's records when
-    /// other cores' logs moved (see `persist::aof`).
+    /// other cores' logs moved (see `persist::aof`), and with
+    /// `aof-timestamp-enabled` the turn's second when it moved (the
+    /// turn's cached clock: no clock read per write).
     fn aof_deps(&mut self) {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return;
         };
-        if let Some(line) = a.deps(&self.shard.persist.aof) {
-            if let Some(log) = self.shard.engine.write_log() {
-                log.set_prelude(&line);
-            }
+        let aof = &self.shard.persist.aof;
+        let deps = a.deps(aof);
+        let Some(log) = self.shard.engine.write_log() else {
+            return;
+        };
+        let stamps = aof.timestamps.load(Ordering::Relaxed);
+        log.stamp(stamps.then_some((self.shard.now_ms / 1000) as u64));
+        if let Some(line) = deps {
+            log.set_prelude(&line);
         }
     }
 

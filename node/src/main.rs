@@ -341,8 +341,8 @@ fn main() {
         ),
         cfg.text("appendfilename")
             .unwrap_or_else(|| "appendonly.aof".into()),
-        persist::aof::fsync_policy(&cfg.text("appendfsync").unwrap_or_default()),
     );
+    aof.configure(&cfg);
     let aof_on = cfg.flag("appendonly");
     let (rdb_checksum, rdb_compress) = (cfg.flag("rdbchecksum"), cfg.flag("rdbcompression"));
     let aof_load_truncated = cfg.flag("aof-load-truncated");

@@ -321,20 +321,20 @@ fn shutdown_flags(args: &Args) -> Result<Option<bool>, Reply> {
     })
 }
 
-/// Applies `appendfsync` and `appendonly` after a CONFIG SET: turning the
-/// AOF on starts a rewrite that writes the base and opens every core's
-/// file (as Redis's `startAppendOnly`); turning it off makes every core
-/// write, fsync and close its file at its next cron.
+/// Applies the AOF's directives after a CONFIG SET (`appendfsync`,
+/// `aof-timestamp-enabled`, `no-appendfsync-on-rewrite`) and `appendonly`:
+/// turning the AOF on starts a rewrite that writes the base and opens
+/// every core's file (as Redis's `startAppendOnly`); turning it off makes
+/// every core write, fsync and close its file at its next cron.
 fn aof_switch(shard: &mut Shard) -> Result<(), String> {
-    let (policy, want) = match shard.shared.config.lock() {
-        Ok(c) => (
-            crate::persist::aof::fsync_policy(&c.text("appendfsync").unwrap_or_default()),
-            c.flag("appendonly"),
-        ),
+    let aof = &shard.persist.aof;
+    let want = match shard.shared.config.lock() {
+        Ok(c) => {
+            aof.configure(&c);
+            c.flag("appendonly")
+        }
         Err(_) => return Ok(()),
     };
-    let aof = &shard.persist.aof;
-    aof.policy.store(policy, Ordering::Relaxed);
     let on = aof.on.load(Ordering::SeqCst) || aof.rewrite.in_progress.load(Ordering::SeqCst);
     if want && !on {
         crate::persist::start_rewrite(&shard.shared, &shard.persist, &shard.mesh, true)

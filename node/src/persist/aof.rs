@@ -99,7 +99,7 @@ pub struct RewriteState {
 pub struct Aof {
     /// `appendonly` in force (files open, cores logging).
     pub on: AtomicBool,
-    pub policy: AtomicU8,
+    policy: AtomicU8,
     /// The append-only directory and the manifest's file name prefix.
     pub dir: PathBuf,
     pub filename: String,
@@ -123,6 +123,17 @@ pub struct Aof {
     pub rotated: Vec<AtomicU64>,
     /// Every core fsyncs at its next cron, whatever the policy.
     pub force_sync: AtomicBool,
+    /// `aof-timestamp-enabled`: cores stamp their logs with `#TS`; a base
+    /// written as commands starts with `engine::writelog::timestamp` of
+    /// the time it starts (Redis's `genAofTimestampAnnotationIfNeeded(1)`;
+    /// an RDB base needs none).
+    pub timestamps: AtomicBool,
+    /// `no-appendfsync-on-rewrite`.
+    pub no_fsync_on_rewrite: AtomicBool,
+    /// A snapshot or rewrite job runs and `no-appendfsync-on-rewrite`
+    /// was on when it started: cores write but do not fsync (see
+    /// [`Aof::fsync_paused`]) until [`Aof::resume_fsync`].
+    pausing: AtomicBool,
     /// A rewrite is turning the AOF on (`CONFIG SET appendonly yes`).
     enabling: AtomicBool,
     /// The files' size after the last rewrite or at start (Redis's
@@ -131,12 +142,13 @@ pub struct Aof {
 }
 
 impl Aof {
-    /// The state for `cores` cores, with AOF off.
-    pub fn new(cores: usize, dir: PathBuf, filename: String, policy: u8) -> Aof {
+    /// The state for `cores` cores, with AOF off (the policy and
+    /// switches come with [`Aof::configure`]).
+    pub fn new(cores: usize, dir: PathBuf, filename: String) -> Aof {
         let atomics = || (0..cores).map(|_| AtomicU64::new(0)).collect();
         Aof {
             on: AtomicBool::new(false),
-            policy: AtomicU8::new(policy),
+            policy: AtomicU8::new(FSYNC_EVERYSEC),
             dir,
             filename,
             logged: atomics(),
@@ -158,6 +170,9 @@ impl Aof {
             rotations: Mutex::new((0..cores).map(|_| None).collect()),
             rotated: atomics(),
             force_sync: AtomicBool::new(false),
+            timestamps: AtomicBool::new(false),
+            no_fsync_on_rewrite: AtomicBool::new(false),
+            pausing: AtomicBool::new(false),
             enabling: AtomicBool::new(false),
             base_size: AtomicU64::new(0),
         }
@@ -682,6 +697,71 @@ impl Aof {
     pub fn policy(&self) -> u8 {
         self.policy.load(Ordering::Relaxed)
     }
+
+    /// Takes `appendfsync`, `aof-timestamp-enabled` and
+    /// `no-appendfsync-on-rewrite` from the configuration (at start and
+    /// after each CONFIG SET).
+    pub fn configure(&self, c: &crate::config::Config) {
+        self.policy.store(
+            fsync_policy(&c.text("appendfsync").unwrap_or_default()),
+            Ordering::Relaxed,
+        );
+        self.timestamps
+            .store(c.flag("aof-timestamp-enabled"), Ordering::Relaxed);
+        // Turned off during a job, fsyncs resume at once (and replies
+        // under `always` wait for them again); turned on, it applies
+        // from the next job.
+        self.no_fsync_on_rewrite
+            .store(c.flag("no-appendfsync-on-rewrite"), Ordering::SeqCst);
+    }
+
+    /// A snapshot or rewrite job starts (on its writer thread): with
+    /// `no-appendfsync-on-rewrite yes` and the AOF on, cores stop
+    /// fsyncing until [`Aof::resume_fsync`], as Redis does while a child
+    /// process runs.
+    pub fn job_started(&self) {
+        if self.no_fsync_on_rewrite.load(Ordering::SeqCst) && self.on.load(Ordering::SeqCst) {
+            self.pausing.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The job's writing is over: fsyncs resume. Under `always`, replies
+    /// sent meanwhile revealed writes that were only written, and the
+    /// dependency annotations of other cores counted on them; before the
+    /// annotations go back to fsynced offsets, every core fsyncs what it
+    /// recorded up to now (at its next cron, bounded to 30 s).
+    pub fn resume_fsync(&self) {
+        if !self.pausing.load(Ordering::SeqCst) {
+            return;
+        }
+        self.force_sync.store(true, Ordering::SeqCst);
+        let target: Vec<u64> = self
+            .logged
+            .iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.on.load(Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+            && !self
+                .synced
+                .iter()
+                .zip(&target)
+                .all(|(s, t)| s.load(Ordering::SeqCst) >= *t)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        self.pausing.store(false, Ordering::SeqCst);
+        self.force_sync.store(false, Ordering::SeqCst);
+    }
+
+    /// No fsync now: `no-appendfsync-on-rewrite` during a job (except the
+    /// fsyncs [`Aof::resume_fsync`] and a rewrite's end force).
+    pub fn fsync_paused(&self) -> bool {
+        self.pausing.load(Ordering::Relaxed)
+            && self.no_fsync_on_rewrite.load(Ordering::Relaxed)
+            && !self.force_sync.load(Ordering::Relaxed)
+    }
 }
 
 /// fsyncs a directory so renames and new files in it are durable.
@@ -769,13 +849,15 @@ impl CoreAof {
     /// The offset up to which replies may reveal writes: what an fsync
     /// covered under `always`; otherwise what is written to the file (in
     /// the page cache: a crash of the process loses no acknowledged write,
-    /// as with Redis, which writes before it replies).
+    /// as with Redis, which writes before it replies). Under `always`
+    /// while fsyncs are paused (`no-appendfsync-on-rewrite`), what is
+    /// written too: Redis answers after the write then.
     ///
     /// While writes fail (a full disk) under `everysec` or `no`, replies
     /// go out as Redis's do: the writes stay queued and are retried, and
     /// new writes are refused with -MISCONF meanwhile.
     pub fn durable(&self, aof: &Aof) -> u64 {
-        if aof.policy() == FSYNC_ALWAYS {
+        if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
             self.synced
         } else if self.failed {
             u64::MAX
@@ -837,7 +919,9 @@ impl CoreAof {
     /// `always`, where nothing unsynced can have been revealed), when they
     /// changed since the last one written.
     pub fn deps(&mut self, aof: &Aof) -> Option<Vec<u8>> {
-        let always = aof.policy() == FSYNC_ALWAYS;
+        // While fsyncs pause (and until `resume_fsync` has them catch up),
+        // replies reveal unsynced writes even under `always`.
+        let always = aof.policy() == FSYNC_ALWAYS && !aof.pausing.load(Ordering::SeqCst);
         let src = if always { &aof.synced } else { &aof.logged };
         let n = src.len();
         if n < 2 {
@@ -874,7 +958,8 @@ impl CoreAof {
     }
 
     /// What to submit now: the next write when none is in flight, and
-    /// under `always` an fsync once written data is not covered.
+    /// under `always` an fsync once written data is not covered (unless
+    /// fsyncs are paused: `no-appendfsync-on-rewrite`).
     pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
         if self.failed {
             return;
@@ -905,7 +990,8 @@ impl CoreAof {
             self.queue.clear();
             self.inflight_done = 0;
             self.write_busy = true;
-            if aof.policy() == FSYNC_ALWAYS && self.fsync_busy.is_none() {
+            let sync = aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused();
+            if sync && self.fsync_busy.is_none() {
                 // Group commit in one submission: the fsync is linked to
                 // the write and covers it (a short write cancels it).
                 let mut w = self.write_entry();
@@ -919,7 +1005,11 @@ impl CoreAof {
             }
             out.push(self.write_entry());
         }
-        if aof.policy() == FSYNC_ALWAYS && self.fsync_busy.is_none() && self.written > self.synced {
+        if aof.policy() == FSYNC_ALWAYS
+            && !aof.fsync_paused()
+            && self.fsync_busy.is_none()
+            && self.written > self.synced
+        {
             self.fsync_busy = Some(self.written);
             out.push(Submit::Fsync { fd: self.fd });
         }
@@ -1003,6 +1093,7 @@ impl CoreAof {
             return;
         }
         if aof.policy() == FSYNC_EVERYSEC
+            && !aof.fsync_paused()
             && self.fsync_busy.is_none()
             && self.written > self.synced
             && now_ms - self.last_fsync_ms >= 1000

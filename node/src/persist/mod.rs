@@ -432,11 +432,14 @@ fn start_job(
             // lags: `CORE_BUDGET`).
             // SAFETY: setpriority on this thread (who = 0) only.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            state2.aof.job_started();
             let (path, name) = match aof_seq {
                 Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
                 None => (std::path::PathBuf::from(&dir), dbfilename),
             };
             let r = file::write(&job2, &mesh2, &shared2, &path, &name, checksum, redis_ver);
+            // `no-appendfsync-on-rewrite`: the job's I/O is over.
+            state2.aof.resume_fsync();
             match aof_seq {
                 Some(seq) => {
                     let r = r.and_then(|()| state2.aof.commit_rewrite(seq));
