@@ -4,8 +4,10 @@
 //! with their output and exit codes: `slotd check-aof [--fix] <file>`
 //! checks a manifest and every file it lists, or one AOF file (RDB
 //! preamble included), and with `--fix` truncates the damaged last file
-//! after asking; for a manifest whose files are sane it also runs the
-//! loader, which reports what the cut across cores keeps. `slotd
+//! after asking; `--truncate-to-timestamp <ts>` cuts each log's last file
+//! at its first `#TS` annotation later than `ts`; for a manifest whose
+//! files are sane it also runs the loader, which reports what the cut
+//! across cores keeps. `slotd
 //! check-rdb <file>` checks an RDB file.
 //!
 //! API: [`check_aof`], [`check_rdb`] (each returns the exit code).
@@ -23,6 +25,30 @@ enum Checked {
     Ok,
     Empty,
     Truncated,
+    /// Cut at a timestamp (`AOF_CHECK_TIMESTAMP_TRUNCATED`).
+    TimestampTruncated,
+}
+
+/// What to repair: `--fix` (a damaged tail) or `--truncate-to-timestamp`.
+#[derive(Clone, Copy)]
+struct Mode {
+    fix: bool,
+    /// Redis's `to_timestamp` (0: not asked).
+    to_ts: i64,
+}
+
+/// C's `strtol(text, &end, 10)` where `end` must reach the end of `text`
+/// (`--truncate-to-timestamp`'s argument); `None` otherwise.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    if text.is_empty() {
+        return Some(0);
+    }
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 /// An exit requested in the middle of a check.
@@ -118,26 +144,44 @@ fn rdb_report(name: &str, buf: &[u8]) -> Option<usize> {
     }
 }
 
-/// `slotd check-aof [--fix] <file.manifest|file.aof|file.rdb>`.
+/// `slotd check-aof [--fix|--truncate-to-timestamp $timestamp]
+/// <file.manifest|file.aof|file.rdb>`.
 pub fn check_aof(args: &[String]) -> i32 {
-    let (fix, path) = match args {
-        [p] => (false, p),
-        [f, p] if f == "--fix" => (true, p),
+    let no = Mode {
+        fix: false,
+        to_ts: 0,
+    };
+    let (mode, path) = match args {
+        [p] => (no, p),
+        [f, p] if f == "--fix" => (Mode { fix: true, to_ts: 0 }, p),
+        [f, ts, p] if f == "--truncate-to-timestamp" => match parse_timestamp(ts) {
+            Some(to_ts) => (Mode { to_ts, ..no }, p),
+            None => {
+                println!("Invalid timestamp, aborting...");
+                return 1;
+            }
+        },
         _ => {
-            println!("Usage: slotd check-aof [--fix] <file.manifest|file.aof>");
+            println!(
+                "Usage: slotd check-aof [--fix|--truncate-to-timestamp $timestamp] <file.manifest|file.aof>"
+            );
             return 1;
         }
     };
     let r = match std::fs::read(path) {
-        Ok(text) if is_manifest(&text) => check_multi_part(path, &text, fix),
+        Ok(text) if is_manifest(&text) => check_multi_part(path, &text, mode),
         Ok(_) => {
             println!("Start checking Old-Style AOF");
             let mut lines = 1;
-            check_single(path, path, true, fix, &mut lines).map(|c| {
+            check_single(path, path, true, mode, &mut lines).map(|c| {
                 match c {
                     Checked::Ok => println!("AOF {path} is valid"),
                     Checked::Empty => println!("AOF {path} is empty"),
                     Checked::Truncated => println!("Successfully truncated AOF {path}"),
+                    Checked::TimestampTruncated => println!(
+                        "Successfully truncated AOF {path} to timestamp {}",
+                        mode.to_ts
+                    ),
                 }
                 0
             })
@@ -158,15 +202,16 @@ fn is_manifest(text: &[u8]) -> bool {
 }
 
 /// Checks one file (`name` as printed, `path` to open); `last` when it may
-/// be truncated by `--fix`. `lines` carries the line count across files,
-/// as redis-check-aof does.
+/// be truncated by `--fix` or `--truncate-to-timestamp`. `lines` carries
+/// the line count across files, as redis-check-aof does.
 fn check_single(
     name: &str,
     path: &str,
     last: bool,
-    fix: bool,
+    mode: Mode,
     lines: &mut u64,
 ) -> Result<Checked, Exit> {
+    let fix = mode.fix;
     let buf = std::fs::read(path).map_err(|e| {
         println!(
             "Cannot open file {path}: {}, aborting...",
@@ -193,16 +238,33 @@ fn check_single(
     let mut sc = Scanner::new(&buf[start..], *lines);
     let mut pos = buf.len();
     for r in sc.by_ref() {
-        if let Err(f) = r {
-            if let Some(m) = f.message(name, path) {
-                println!("{m}");
+        match r {
+            Ok(rec) if mode.to_ts != 0 => {
+                let epos = start + rec.start;
+                if cut_at_timestamp(&buf[epos..start + rec.end], epos, path, last, mode)? {
+                    *lines = sc.lines;
+                    return Ok(Checked::TimestampTruncated);
+                }
             }
-            pos = start + f.ok_up_to;
+            Ok(_) => {}
+            Err(f) => {
+                if let Some(m) = f.message(name, path) {
+                    println!("{m}");
+                }
+                pos = start + f.ok_up_to;
+            }
         }
     }
     *lines = sc.lines;
     let size = buf.len();
     let diff = size - pos;
+    if diff == 0 && mode.to_ts != 0 {
+        println!(
+            "Truncate nothing in AOF {name} to timestamp {}",
+            mode.to_ts
+        );
+        return Ok(Checked::Ok);
+    }
     println!(
         "AOF analyzed: filename={name}, size={size}, ok_up_to={pos}, ok_up_to_line={lines}, diff={diff}"
     );
@@ -240,10 +302,61 @@ fn check_single(
     Ok(Checked::Truncated)
 }
 
+/// redis-check-aof's `processAnnotations` for the record `rec` at file
+/// offset `epos` of `path`: a `#TS` annotation later than the timestamp
+/// asked for truncates the file there (true), if it is a last file.
+fn cut_at_timestamp(
+    rec: &[u8],
+    epos: usize,
+    path: &str,
+    last: bool,
+    mode: Mode,
+) -> Result<bool, Exit> {
+    let Some(ts) = rec.strip_prefix(b"#TS:") else {
+        return Ok(false);
+    };
+    // strtol up to the line's '\r' (a leading sign or blanks allowed).
+    let digits = ts.split(|&b| b == b'\r').next().unwrap_or(ts);
+    let ts = match (
+        ts.len() > digits.len(),
+        std::str::from_utf8(digits).ok().and_then(parse_timestamp),
+    ) {
+        (true, Some(t)) => t,
+        _ => {
+            println!("Invalid timestamp annotation");
+            return Err(Exit(1));
+        }
+    };
+    let to = mode.to_ts;
+    if ts <= to {
+        return Ok(false);
+    }
+    if epos == 0 {
+        println!("AOF {path} has nothing before timestamp {to}, aborting...");
+        return Err(Exit(1));
+    }
+    if !last {
+        println!(
+            "Failed to truncate AOF {path} to timestamp {to} to offset {epos} because it is not the last file."
+        );
+        println!("If you insist, please delete all files after this file according to the manifest file and delete the corresponding records in manifest file manually. Then re-run redis-check-aof.");
+        return Err(Exit(1));
+    }
+    let truncated = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(epos as u64));
+    if truncated.is_err() {
+        println!("Failed to truncate AOF {path} to timestamp {to}");
+        return Err(Exit(1));
+    }
+    Ok(true)
+}
+
 /// Checks a manifest and its files (Redis's `checkMultiPartAof`: bases
 /// first, then incr files; in a slotd manifest, each core's last file may
 /// be truncated), then runs the loader to report the cut.
-fn check_multi_part(path: &str, text: &[u8], fix: bool) -> Result<i32, Exit> {
+fn check_multi_part(path: &str, text: &[u8], mode: Mode) -> Result<i32, Exit> {
     println!("Start checking Multi Part AOF");
     let manifest = Manifest::parse(text).map_err(|e| {
         for l in e.log_lines() {
@@ -267,6 +380,10 @@ fn check_multi_part(path: &str, text: &[u8], fix: bool) -> Result<i32, Exit> {
         Checked::Ok => println!("{kind} AOF {name} is valid"),
         Checked::Empty => println!("{kind} AOF {name} is empty"),
         Checked::Truncated => println!("Successfully truncated AOF {name}"),
+        Checked::TimestampTruncated => println!(
+            "Successfully truncated AOF {name} to timestamp {}",
+            mode.to_ts
+        ),
     };
     let mut lines = 1;
     for f in manifest.files.iter().filter(|f| f.kind == Kind::Base) {
@@ -280,7 +397,7 @@ fn check_multi_part(path: &str, text: &[u8], fix: bool) -> Result<i32, Exit> {
             &f.name,
             &fp,
             lasts.contains(&f.name.as_str()),
-            fix,
+            mode,
             &mut lines,
         )?;
         report("BASE", &f.name, c);
@@ -299,7 +416,7 @@ fn check_multi_part(path: &str, text: &[u8], fix: bool) -> Result<i32, Exit> {
             &f.name,
             &fp,
             lasts.contains(&f.name.as_str()),
-            fix,
+            mode,
             &mut lines,
         )?;
         report("INCR", &f.name, c);

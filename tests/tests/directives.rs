@@ -44,7 +44,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 #[test]
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
-        &["--aof-timestamp-enabled", "yes", "--appendfsync", "always"][..],
+        &["--latency-tracking", "yes", "--appendfsync", "always"][..],
         &["--replicaof", "127.0.0.1", "6390"],
         &["--slaveof", "127.0.0.1 6390"],
         &["--notify-keyspace-events", "KEA"],
@@ -87,15 +87,15 @@ fn unbuilt_features_fail_loudly_at_start() {
     );
     let mut c = s.raw();
     assert_eq!(
-        text(c.cmd_str(&["CONFIG", "SET", "aof-timestamp-enabled", "yes"])),
-        "-ERR CONFIG SET failed (possibly related to argument 'aof-timestamp-enabled') - 'aof-timestamp-enabled yes' is not supported by slotd yet (AOF timestamp annotations are not built yet): only 'aof-timestamp-enabled no' is accepted\r\n"
+        text(c.cmd_str(&["CONFIG", "SET", "list-compress-depth", "1"])),
+        "-ERR CONFIG SET failed (possibly related to argument 'list-compress-depth') - 'list-compress-depth 1' is not supported by slotd yet (list compression is not built yet): only 'list-compress-depth 0' is accepted\r\n"
     );
     assert_eq!(
-        s.cli(&["config", "get", "aof-timestamp-enabled"]),
-        "aof-timestamp-enabled\nno\n"
+        s.cli(&["config", "get", "list-compress-depth"]),
+        "list-compress-depth\n0\n"
     );
     assert_eq!(
-        text(c.cmd_str(&["CONFIG", "SET", "aof-timestamp-enabled", "no"])),
+        text(c.cmd_str(&["CONFIG", "SET", "list-compress-depth", "0"])),
         "+OK\r\n"
     );
 }

@@ -263,10 +263,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "no-appendfsync-on-rewrite",
-        off(
-            "no",
-            "slotd rewrites without fork, so its fsyncs never compete with a child's writes; skipping them during a rewrite is not built",
-        ),
+        test("no_appendfsync_on_rewrite_lets_fsync_lag_during_a_bgsave"),
     ),
     (
         "auto-aof-rewrite-percentage",
@@ -283,7 +280,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "aof-timestamp-enabled",
-        off("no", "AOF timestamp annotations are not built yet"),
+        test("aof_timestamps_mark_each_second_outside_multi_and_load"),
     ),
     (
         "aof-rewrite-incremental-fsync",
