@@ -153,7 +153,13 @@ pub fn check_aof(args: &[String]) -> i32 {
     };
     let (mode, path) = match args {
         [p] => (no, p),
-        [f, p] if f == "--fix" => (Mode { fix: true, to_ts: 0 }, p),
+        [f, p] if f == "--fix" => (
+            Mode {
+                fix: true,
+                to_ts: 0,
+            },
+            p,
+        ),
         [f, ts, p] if f == "--truncate-to-timestamp" => match parse_timestamp(ts) {
             Some(to_ts) => (Mode { to_ts, ..no }, p),
             None => {
@@ -259,10 +265,7 @@ fn check_single(
     let size = buf.len();
     let diff = size - pos;
     if diff == 0 && mode.to_ts != 0 {
-        println!(
-            "Truncate nothing in AOF {name} to timestamp {}",
-            mode.to_ts
-        );
+        println!("Truncate nothing in AOF {name} to timestamp {}", mode.to_ts);
         return Ok(Checked::Ok);
     }
     println!(

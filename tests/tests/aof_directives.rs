@@ -166,10 +166,7 @@ fn aof_timestamps_mark_each_second_outside_multi_and_load() {
             if let Some(ts) = l.strip_prefix("#TS:") {
                 assert!(!in_multi, "{f:?}: {l} inside MULTI ... EXEC");
                 let ts: u64 = ts.parse().unwrap();
-                assert!(
-                    (t0..=t1).contains(&ts),
-                    "{f:?}: {l} outside [{t0}, {t1}]"
-                );
+                assert!((t0..=t1).contains(&ts), "{f:?}: {l} outside [{t0}, {t1}]");
                 assert!(ts > last_ts, "{f:?}: {l} after #TS:{last_ts}");
                 last_ts = ts;
                 last_stamp_at = Some(n);
@@ -364,12 +361,7 @@ fn offsets(r: &mut RawConn) -> (u64, u64, u64, bool) {
         .split([':', ',', '='])
         .filter_map(|p| p.parse().ok())
         .collect();
-    (
-        v[0],
-        v[1],
-        v[2],
-        info.contains("rdb_bgsave_in_progress:1"),
-    )
+    (v[0], v[1], v[2], info.contains("rdb_bgsave_in_progress:1"))
 }
 
 /// Runs a BGSAVE and, while it is in progress, SETs one key at a time and
@@ -389,10 +381,7 @@ fn probe_bgsave(r: &mut RawConn) -> (u32, u32) {
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(120), "BGSAVE never ended");
-        assert_eq!(
-            r.cmd_str(&["SET", &format!("probe{i}"), "v"]),
-            b"+OK\r\n"
-        );
+        assert_eq!(r.cmd_str(&["SET", &format!("probe{i}"), "v"]), b"+OK\r\n");
         let (rec, written, synced, after) = offsets(r);
         if after {
             during += 1;
@@ -471,7 +460,10 @@ fn no_appendfsync_on_rewrite_lets_fsync_lag_during_a_bgsave() {
     }
     r.cmd_str(&["SET", "after", "v"]);
     let (rec, _, synced, _) = offsets(&mut r);
-    assert_eq!(synced, rec, "SET answered before its fsync once the save ended");
+    assert_eq!(
+        synced, rec,
+        "SET answered before its fsync once the save ended"
+    );
     // Directive off (at run time): no probe lags.
     assert_eq!(
         r.cmd_str(&["CONFIG", "SET", "no-appendfsync-on-rewrite", "no"]),
