@@ -114,7 +114,10 @@ fn info_field(r: &mut RawConn, field: &str) -> String {
 fn rewrite(r: &mut RawConn) {
     let before: u64 = info_field(r, "aof_rewrites").parse().unwrap();
     let reply = text(&r.cmd_str(&["BGREWRITEAOF"]));
-    assert!(reply.starts_with("+Background append only file rewriting"), "{reply}");
+    assert!(
+        reply.starts_with("+Background append only file rewriting"),
+        "{reply}"
+    );
     let t = Instant::now();
     loop {
         let done: u64 = info_field(r, "aof_rewrites").parse().unwrap();
@@ -191,9 +194,9 @@ fn per_key(base: &[u8]) -> BTreeMap<(usize, Vec<u8>), Vec<Cmd>> {
 
 /// Commands for a value stored in no particular order (a hash table):
 /// command names and sizes in order, items sorted.
-fn unordered(cmds: &[Cmd]) -> (Vec<(Vec<u8>, usize)>, Vec<Vec<Vec<u8>>>) {
+fn unordered(cmds: &[Cmd]) -> (Vec<(Vec<u8>, usize)>, Vec<Cmd>) {
     let shape = cmds.iter().map(|c| (c[0].clone(), c.len())).collect();
-    let mut items: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut items: Vec<Cmd> = Vec::new();
     for c in cmds {
         let width = if c[0] == b"HMSET" || c[0] == b"ZADD" {
             2
@@ -244,7 +247,10 @@ fn bgrewriteaof_writes_a_command_base_that_restarts_to_the_same_data() {
         let want = digest(&mut r);
         let (name, base) = base_of(&dir);
         assert_eq!(name, "appendonly.aof.2.base.aof", "shards {shards}");
-        assert!(base.starts_with(b"*2\r\n$6\r\nSELECT\r\n"), "shards {shards}");
+        assert!(
+            base.starts_with(b"*2\r\n$6\r\nSELECT\r\n"),
+            "shards {shards}"
+        );
         let manifest =
             std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
         assert!(
