@@ -128,6 +128,12 @@ pub enum Action {
         message: Vec<u8>,
         shard: bool,
     },
+    /// Another node took these slots of this node by a newer config (a
+    /// message or UPDATE, not a migration): delete the keys they still
+    /// hold, logged as DEL (Redis's dirty slots, `delKeysInSlot`), so no
+    /// stale key outlives the move. Comes after the [`Action::SlotMapChanged`]
+    /// that stops serving them.
+    DropSlotKeys { slots: Vec<u16> },
 }
 
 /// One known node (`clusterNode`).
@@ -296,6 +302,9 @@ pub struct Cluster {
     todo_save: bool,
     todo_update_state: bool,
     todo_slot_map: bool,
+    /// Slots of this node taken by another one's newer config, whose keys
+    /// must go ([`Action::DropSlotKeys`]).
+    dirty_slots: Vec<u16>,
 }
 
 impl Cluster {
@@ -331,6 +340,7 @@ impl Cluster {
             todo_save: false,
             todo_update_state: true,
             todo_slot_map: false,
+            dirty_slots: Vec::new(),
         }
     }
 
@@ -1039,6 +1049,11 @@ impl Cluster {
         if std::mem::take(&mut self.todo_slot_map) {
             out.push(Action::SlotMapChanged);
         }
+        if !self.dirty_slots.is_empty() {
+            out.push(Action::DropSlotKeys {
+                slots: std::mem::take(&mut self.dirty_slots),
+            });
+        }
         self.invariants();
         out
     }
@@ -1725,6 +1740,9 @@ impl Cluster {
                 Some(o) => self.not_claimed.get(slot) || self.nodes[&o].config_epoch < epoch,
             };
             if older {
+                if owner == Some(self.myself) {
+                    self.dirty_slots.push(slot);
+                }
                 self.del_slot(slot);
                 self.add_slot(sender, slot);
                 self.todo_save = true;

@@ -187,7 +187,8 @@ impl Driver {
                     Action::SaveConfig
                     | Action::SlotMapChanged
                     | Action::Failing { .. }
-                    | Action::Deliver { .. } => {}
+                    | Action::Deliver { .. }
+                    | Action::DropSlotKeys { .. } => {}
                 }
             }
             queue = next;

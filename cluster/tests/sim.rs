@@ -360,7 +360,7 @@ impl Sim {
                     }
                 }
                 Action::Failing { node } => by_quorum.push(node),
-                Action::SlotMapChanged | Action::Deliver { .. } => {}
+                Action::SlotMapChanged | Action::Deliver { .. } | Action::DropSlotKeys { .. } => {}
             }
         }
         self.check(i, &by_quorum, fail_msg);

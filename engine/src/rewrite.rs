@@ -1,72 +1,122 @@
 //! A value as the commands that rebuild it: what a write-back from a
-//! multi-core command logs, and what an AOF rewrite will emit.
+//! multi-core command logs, and what an AOF rewrite writes as its base
+//! with `aof-use-rdb-preamble no` (Redis 7.0's `rewriteAppendOnlyFileRio`:
+//! SET, RPUSH, SADD, ZADD, HMSET of at most 64 items, then PEXPIREAT).
 
 use crate::value::Value;
 use bytes::Bytes;
+use std::io::Write;
 
 /// Largest number of elements one rebuilding command carries, so a huge
-/// collection becomes several bounded commands (Redis's AOF rewrite uses
-/// 64 for the same reason).
+/// collection becomes several bounded commands (Redis's
+/// `AOF_REWRITE_ITEMS_PER_CMD`).
 pub const ITEMS_PER_CMD_MAX: usize = 64;
 
-fn cmd(name: &'static str, key: &[u8]) -> Vec<Bytes> {
-    vec![
-        Bytes::from_static(name.as_bytes()),
-        Bytes::copy_from_slice(key),
-    ]
+/// Where rebuilding commands go: argument vectors or RESP bytes.
+trait Sink {
+    /// A command of `argc` arguments starts.
+    fn start(&mut self, argc: usize);
+    /// Its next argument.
+    fn arg(&mut self, a: &[u8]);
+}
+
+impl Sink for Vec<Vec<Bytes>> {
+    fn start(&mut self, argc: usize) {
+        self.push(Vec::with_capacity(argc));
+    }
+    fn arg(&mut self, a: &[u8]) {
+        if let Some(c) = self.last_mut() {
+            c.push(Bytes::copy_from_slice(a));
+        }
+    }
+}
+
+/// RESP bytes, as Redis's rio writes them (`*N`, then `$len` bulks).
+struct Resp<'a>(&'a mut Vec<u8>);
+
+impl Sink for Resp<'_> {
+    fn start(&mut self, argc: usize) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(self.0, "*{argc}\r\n");
+    }
+    fn arg(&mut self, a: &[u8]) {
+        let _ = write!(self.0, "${}\r\n", a.len());
+        self.0.extend_from_slice(a);
+        self.0.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Emits `items` (each `width` arguments, written by `put`) as commands
+/// `name key item...` of at most [`ITEMS_PER_CMD_MAX`] items each.
+fn chunked<S: Sink, I>(
+    s: &mut S,
+    name: &[u8],
+    key: &[u8],
+    len: usize,
+    width: usize,
+    items: impl Iterator<Item = I>,
+    put: impl Fn(&mut S, I),
+) {
+    let mut left = len;
+    for (i, item) in items.enumerate() {
+        if i % ITEMS_PER_CMD_MAX == 0 {
+            s.start(2 + left.min(ITEMS_PER_CMD_MAX) * width);
+            s.arg(name);
+            s.arg(key);
+        }
+        put(s, item);
+        left = left.saturating_sub(1);
+    }
+}
+
+fn emit<S: Sink>(s: &mut S, key: &[u8], value: &Value, expire_at_ms: Option<i64>) {
+    match value {
+        Value::Str(v) => {
+            s.start(3);
+            s.arg(b"SET");
+            s.arg(key);
+            s.arg(v);
+        }
+        Value::List(l) => chunked(s, b"RPUSH", key, l.len(), 1, l.iter(), |s, e| s.arg(e)),
+        Value::Hash(h) => chunked(s, b"HMSET", key, h.len(), 2, h.iter(), |s, (f, v)| {
+            s.arg(f);
+            s.arg(v);
+        }),
+        Value::Set(m) => chunked(s, b"SADD", key, m.len(), 1, m.iter(), |s, e| s.arg(&e)),
+        Value::ZSet(z) => chunked(s, b"ZADD", key, z.len(), 2, z.iter(), |s, (m, score)| {
+            s.arg(crate::reply::fmt_g17(score).as_bytes());
+            s.arg(m);
+        }),
+    }
+    if let Some(at) = expire_at_ms {
+        s.start(3);
+        s.arg(b"PEXPIREAT");
+        s.arg(key);
+        s.arg(at.to_string().as_bytes());
+    }
 }
 
 /// Commands that recreate `key` with `value` and `expire_at_ms` from
 /// nothing (the caller logs a DEL first when the key may exist).
 pub fn rebuild(key: &[u8], value: &Value, expire_at_ms: Option<i64>) -> Vec<Vec<Bytes>> {
     let mut out = Vec::new();
-    match value {
-        Value::Str(s) => {
-            let mut c = cmd("SET", key);
-            c.push(s.to_bytes());
-            out.push(c);
-        }
-        Value::List(l) => {
-            for chunk in l.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
-                let mut c = cmd("RPUSH", key);
-                c.extend(chunk.iter().map(|b| Bytes::copy_from_slice(b)));
-                out.push(c);
-            }
-        }
-        Value::Hash(h) => {
-            for chunk in h.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
-                let mut c = cmd("HSET", key);
-                for (f, v) in chunk {
-                    c.push(Bytes::copy_from_slice(f));
-                    c.push(Bytes::copy_from_slice(v));
-                }
-                out.push(c);
-            }
-        }
-        Value::Set(s) => {
-            for chunk in s.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
-                let mut c = cmd("SADD", key);
-                c.extend(chunk.iter().map(|m| Bytes::copy_from_slice(m)));
-                out.push(c);
-            }
-        }
-        Value::ZSet(z) => {
-            for chunk in z.iter().collect::<Vec<_>>().chunks(ITEMS_PER_CMD_MAX) {
-                let mut c = cmd("ZADD", key);
-                for (m, score) in chunk {
-                    c.push(Bytes::from(crate::reply::fmt_g17(*score)));
-                    c.push(Bytes::copy_from_slice(m));
-                }
-                out.push(c);
-            }
-        }
-    }
-    if let Some(at) = expire_at_ms {
-        let mut c = cmd("PEXPIREAT", key);
-        c.push(Bytes::from(at.to_string()));
-        out.push(c);
-    }
+    emit(&mut out, key, value, expire_at_ms);
     out
+}
+
+/// Appends [`rebuild`]'s commands to `out` in RESP, byte for byte what
+/// Redis 7.0's AOF rewrite writes for the key.
+pub fn write_commands(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_at_ms: Option<i64>) {
+    emit(&mut Resp(out), key, value, expire_at_ms);
+}
+
+/// Appends `SELECT db` in RESP, as Redis's AOF rewrite writes it before
+/// a database's keys.
+pub fn write_select(out: &mut Vec<u8>, db: usize) {
+    let mut s = Resp(out);
+    s.start(2);
+    s.arg(b"SELECT");
+    s.arg(db.to_string().as_bytes());
 }
 
 #[cfg(test)]
@@ -115,5 +165,37 @@ mod tests {
             assert_eq!(x.value, y.value, "{k:?}");
             assert_eq!(x.expire_at(), y.expire_at());
         }
+    }
+
+    /// The RESP form is the argument vectors encoded as Redis's rio does,
+    /// with Redis's chunk sizes (`2 + min(items left, 64)` arguments).
+    #[test]
+    fn resp_form_is_the_commands_chunked_as_redis() {
+        let mut a = Shard::new(1, 1);
+        let mut rpush: Vec<Vec<u8>> = vec![b"RPUSH".to_vec(), b"l".to_vec()];
+        rpush.extend((0..130).map(|i| format!("{i}").into_bytes()));
+        let argv: Vec<&[u8]> = rpush.iter().map(|x| &x[..]).collect();
+        run(&mut a, 0, 0, &argv);
+        let e = a.dbs[0].get(b"l").unwrap();
+        let mut out = Vec::new();
+        write_commands(&mut out, b"l", &e.value, Some(5));
+        let mut want = Vec::new();
+        for c in rebuild(b"l", &e.value, Some(5)) {
+            want.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+            for x in &c {
+                want.extend_from_slice(format!("${}\r\n", x.len()).as_bytes());
+                want.extend_from_slice(x);
+                want.extend_from_slice(b"\r\n");
+            }
+        }
+        assert_eq!(out, want);
+        let sizes: Vec<usize> = rebuild(b"l", &e.value, Some(5))
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [66, 66, 4, 3]);
+        let mut sel = Vec::new();
+        write_select(&mut sel, 3);
+        assert_eq!(sel, b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n");
     }
 }

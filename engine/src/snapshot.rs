@@ -7,12 +7,23 @@
 //! ([`Shard::before_write`]): copy-on-write at slot granularity, so no copy
 //! of the dataset is ever made. The output is RDB records only (SELECTDB
 //! and entries), without header, footer or checksum: the writer of the
-//! file adds those around every shard's bytes.
+//! file adds those around every shard's bytes; or, for an AOF base with
+//! `aof-use-rdb-preamble no`, RESP commands (SELECT, then each key's
+//! rebuilding commands, see `rewrite.rs`).
 
 use crate::db::Db;
 use crate::rdb::write;
 use crate::shard::Shard;
 use crate::slot::SLOTS;
+
+/// How a snapshot encodes its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// RDB records, strings LZF-compressed with `compress`.
+    Rdb { compress: bool },
+    /// The commands that rebuild each key (an AOF base as commands).
+    Commands,
+}
 
 /// A snapshot in progress on one shard.
 pub struct Snapshot {
@@ -26,7 +37,7 @@ pub struct Snapshot {
     out: Vec<u8>,
     /// The database the last record in `out` belongs to.
     cur_db: Option<usize>,
-    compress: bool,
+    form: Form,
     /// Keys serialised so far.
     keys: u64,
 }
@@ -41,11 +52,22 @@ impl Snapshot {
         self.done[w] |= b;
         for (i, db) in dbs.iter().enumerate() {
             for (key, e) in db.slot_entries(slot as u16) {
-                if self.cur_db != Some(i) {
-                    write::select(&mut self.out, i);
-                    self.cur_db = Some(i);
+                let select = self.cur_db != Some(i);
+                self.cur_db = Some(i);
+                match self.form {
+                    Form::Rdb { compress } => {
+                        if select {
+                            write::select(&mut self.out, i);
+                        }
+                        write::entry(&mut self.out, key, &e.value, e.expire_at(), compress);
+                    }
+                    Form::Commands => {
+                        if select {
+                            crate::rewrite::write_select(&mut self.out, i);
+                        }
+                        crate::rewrite::write_commands(&mut self.out, key, &e.value, e.expire_at());
+                    }
                 }
-                write::entry(&mut self.out, key, &e.value, e.expire_at(), self.compress);
                 self.keys += 1;
             }
         }
@@ -60,15 +82,15 @@ impl Snapshot {
 
 impl Shard {
     /// Starts a snapshot of `slots` (this shard's range): the image is the
-    /// state now. Replaces a snapshot left unfinished.
-    pub fn snapshot_begin(&mut self, slots: std::ops::Range<usize>, compress: bool) {
+    /// state now, encoded as `form`. Replaces a snapshot left unfinished.
+    pub fn snapshot_begin(&mut self, slots: std::ops::Range<usize>, form: Form) {
         self.snapshot = Some(Box::new(Snapshot {
             next: slots.start,
             end: slots.end.min(SLOTS),
             done: Box::new([0; SLOTS / 64]),
             out: Vec::new(),
             cur_db: None,
-            compress,
+            form,
             keys: 0,
         }));
     }
@@ -173,7 +195,7 @@ mod tests {
             let k = format!("k{i}");
             run(&mut s, i % 2, 0, &[b"SET", k.as_bytes(), b"old"]);
         }
-        s.snapshot_begin(0..SLOTS, true);
+        s.snapshot_begin(0..SLOTS, Form::Rdb { compress: true });
         let mut bytes = Vec::new();
         let mut i = 0;
         while !s.snapshot_step(50, usize::MAX) {
@@ -210,10 +232,59 @@ mod tests {
             let k = format!("k{i}");
             run(&mut s, 0, 0, &[b"SET", k.as_bytes(), b"v"]);
         }
-        s.snapshot_begin(0..SLOTS, false);
+        s.snapshot_begin(0..SLOTS, Form::Rdb { compress: false });
         s.snapshot_step(10, usize::MAX);
         run(&mut s, 0, 0, &[b"FLUSHALL"]);
         assert!(s.snapshot_step(10, usize::MAX));
         assert_eq!(image(&s.snapshot_take()).len(), 500);
+    }
+
+    /// The commands form replays into an equal keyspace, databases and
+    /// TTLs included, even when the chunks are cut anywhere.
+    #[test]
+    fn a_commands_image_replays_into_the_same_keyspace() {
+        let mut a = Shard::new(2, 1);
+        for i in 0..300 {
+            let k = format!("k{i}");
+            let db = i % 2;
+            match i % 5 {
+                0 => run(&mut a, db, 0, &[b"SET", k.as_bytes(), b"v"]),
+                1 => run(&mut a, db, 0, &[b"RPUSH", k.as_bytes(), b"a", b"b"]),
+                2 => run(&mut a, db, 0, &[b"HSET", k.as_bytes(), b"f", b"1"]),
+                3 => run(&mut a, db, 0, &[b"SADD", k.as_bytes(), b"1", b"x"]),
+                _ => run(&mut a, db, 0, &[b"ZADD", k.as_bytes(), b"2.5", b"m"]),
+            };
+            if i % 3 == 0 {
+                run(&mut a, db, 0, &[b"PEXPIREAT", k.as_bytes(), b"99999999999"]);
+            }
+        }
+        a.snapshot_begin(0..SLOTS, Form::Commands);
+        let mut bytes = Vec::new();
+        while !a.snapshot_step(7, usize::MAX) {
+            bytes.extend(a.snapshot_take());
+        }
+        bytes.extend(a.snapshot_take());
+        assert!(bytes.starts_with(b"*2\r\n$6\r\nSELECT\r\n"));
+        let mut b = Shard::new(2, 2);
+        let mut db = 0;
+        for r in crate::aof::scan::Scanner::new(&bytes, 1) {
+            let crate::aof::scan::Item::Command(argv) = r.unwrap().item else {
+                panic!("an annotation in a commands image");
+            };
+            if argv[0] == b"SELECT" {
+                db = std::str::from_utf8(argv[1]).unwrap().parse().unwrap();
+                continue;
+            }
+            assert!(!run(&mut b, db, 0, &argv).is_error(), "{argv:?}");
+        }
+        for d in 0..2 {
+            assert_eq!(a.dbs[d].len(), 150);
+            for (k, e) in a.dbs[d].iter() {
+                let f = b.dbs[d].get(k).unwrap();
+                assert_eq!(e.value, f.value);
+                assert_eq!(e.expire_at(), f.expire_at());
+            }
+            assert_eq!(b.dbs[d].len(), 150);
+        }
     }
 }

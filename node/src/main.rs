@@ -345,6 +345,13 @@ fn main() {
     aof.configure(&cfg);
     let aof_on = cfg.flag("appendonly");
     let (rdb_checksum, rdb_compress) = (cfg.flag("rdbchecksum"), cfg.flag("rdbcompression"));
+    let aof_base_form = if cfg.flag("aof-use-rdb-preamble") {
+        engine::snapshot::Form::Rdb {
+            compress: rdb_compress,
+        }
+    } else {
+        engine::snapshot::Form::Commands
+    };
     let aof_load_truncated = cfg.flag("aof-load-truncated");
     let persist = Arc::new(persist::State::new(shards, aof));
     let rdb_path = std::path::Path::new(&cfg.dir())
@@ -498,7 +505,7 @@ fn main() {
             databases,
             &encoding,
             aof_load_truncated,
-            (rdb_checksum, rdb_compress),
+            (rdb_checksum, aof_base_form),
         )
     } else {
         persist::load(&persist, &rdb_path, &mesh.slots, databases, &encoding)

@@ -474,3 +474,102 @@ fn no_appendfsync_on_rewrite_lets_fsync_lag_during_a_bgsave() {
     assert_eq!(lagging, 0, "fsynced lagged with the directive off");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// BGREWRITEAOF, waiting for its end.
+fn rewrite(r: &mut RawConn) {
+    let count = |r: &mut RawConn| {
+        let info = text(&r.cmd_str(&["INFO", "persistence"]));
+        let line = info.lines().find_map(|l| l.strip_prefix("aof_rewrites:"));
+        line.unwrap().trim().parse::<u64>().unwrap()
+    };
+    let before = count(r);
+    assert!(text(&r.cmd_str(&["BGREWRITEAOF"])).starts_with('+'));
+    // (redis-server counts a rewrite when its child starts.)
+    let t = Instant::now();
+    while count(r) == before
+        || !text(&r.cmd_str(&["INFO", "persistence"])).contains("aof_rewrite_in_progress:0")
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "no rewrite");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The base file the manifest of `dir/appendonlydir` names.
+fn base_file(dir: &Path) -> Vec<u8> {
+    let d = dir.join("appendonlydir");
+    let m = std::fs::read_to_string(d.join("appendonly.aof.manifest")).unwrap();
+    let line = m.lines().find(|l| l.contains(" type b")).unwrap();
+    std::fs::read(d.join(line.split(' ').nth(1).unwrap())).unwrap()
+}
+
+#[test]
+fn a_command_base_starts_with_a_timestamp_as_redis_writes_it() {
+    let args = |d: &str| {
+        [
+            "--appendonly",
+            "yes",
+            "--dir",
+            d,
+            "--aof-use-rdb-preamble",
+            "no",
+            "--aof-timestamp-enabled",
+            "yes",
+            "--enable-debug-command",
+            "yes",
+        ]
+        .map(str::to_string)
+    };
+    let mut bases = Vec::new();
+    for redis in [true, false] {
+        let dir = temp_dir(if redis { "base-redis" } else { "base-slotd" });
+        let a = args(dir.to_str().unwrap());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let mut s = if redis {
+            Server::redis(&a)
+        } else {
+            let mut a = a.clone();
+            a.extend(["--shards", "1"]);
+            Server::slotd(&a)
+        };
+        let mut r = s.raw();
+        for i in 0..20 {
+            r.cmd_str(&["SET", &format!("k{i}"), "v"]);
+        }
+        let t0 = unix_now();
+        rewrite(&mut r);
+        let t1 = unix_now();
+        let want = digest(&mut r);
+        let base = base_file(&dir);
+        let first = &base[..base.windows(2).position(|w| w == b"\r\n").unwrap()];
+        let ts: u64 = std::str::from_utf8(first)
+            .unwrap()
+            .strip_prefix("#TS:")
+            .unwrap_or_else(|| panic!("redis {redis}: {}", String::from_utf8_lossy(first)))
+            .parse()
+            .unwrap();
+        assert!(
+            (t0..=t1).contains(&ts),
+            "redis {redis}: {ts} not in {t0}..{t1}"
+        );
+        bases.push(structure(&base));
+        drop(r);
+        s.stop();
+        // The directory loads into the other server.
+        let a2 = args(dir.to_str().unwrap());
+        let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
+        let other = if redis {
+            Server::slotd(&a2)
+        } else {
+            Server::redis(&a2)
+        };
+        assert_eq!(digest(&mut other.raw()), want, "{}", other.log());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The same shape: one stamp, then the commands.
+    let shape = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|l| l.split(':').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(shape(&bases[0]), shape(&bases[1]), "{bases:?}");
+}

@@ -668,3 +668,52 @@ fn redis_benchmark_and_cluster_import_work() {
     // COPY: the source keeps its keys.
     assert_eq!(src.cli(&["dbsize"]).trim(), "300");
 }
+
+/// A node whose slot another master takes with a newer config epoch (not a
+/// migration: CLUSTER SETSLOT NODE and BUMPEPOCH on the taker) deletes the
+/// keys it still held in that slot, as Redis 7.0 does with its "dirty
+/// slots": checked against redis-server first, then slotd.
+#[test]
+fn keys_of_a_slot_taken_by_a_newer_config_are_deleted() {
+    let redis = || Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    for kind in ["redis", "slotd"] {
+        let (a, b, c) = if kind == "redis" {
+            (redis(), redis(), redis())
+        } else {
+            (node(&[]), node(&[]), node(&[]))
+        };
+        create(&[&a, &b, &c]);
+        // Slot 0 belongs to the first node after create.
+        let tag = "{3560}"; // CLUSTER KEYSLOT 3560 = 0
+        assert_eq!(a.cli(&["cluster", "keyslot", tag]).trim(), "0", "{kind}");
+        for i in 0..20 {
+            let k = format!("{tag}:{i}");
+            assert_eq!(a.cli(&["set", &k, "v"]).trim(), "OK", "{kind}");
+        }
+        assert_eq!(
+            a.cli(&["cluster", "countkeysinslot", "0"]).trim(),
+            "20",
+            "{kind}"
+        );
+        let b_id = b.cli(&["cluster", "myid"]).trim().to_string();
+        assert_eq!(
+            b.cli(&["cluster", "setslot", "0", "node", &b_id]).trim(),
+            "OK",
+            "{kind}"
+        );
+        assert!(
+            b.cli(&["cluster", "bumpepoch"]).starts_with("BUMPED"),
+            "{kind}"
+        );
+        wait_for(20, "a sees slot 0 on b and drops its keys", || {
+            a.cli(&["cluster", "countkeysinslot", "0"]).trim() == "0"
+        });
+        assert_eq!(
+            a.cli(&["get", &format!("{tag}:1")]).trim(),
+            format!("MOVED 0 {}", addr(&b)),
+            "{kind}"
+        );
+        // The DELs are what the node now holds: nothing.
+        assert_eq!(a.cli(&["dbsize"]).trim(), "0", "{kind}");
+    }
+}

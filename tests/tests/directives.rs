@@ -69,10 +69,10 @@ fn unbuilt_features_fail_loudly_at_start() {
     // The same from a config file names its line.
     let d = tmpdir("fatal");
     let conf = d.join("slotd.conf");
-    std::fs::write(&conf, "port 7000\naof-use-rdb-preamble no\n").unwrap();
+    std::fs::write(&conf, "port 7000\ndaemonize yes\n").unwrap();
     let out = run_to_exit(&[conf.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Reading the configuration file, at line 2\n>>> 'aof-use-rdb-preamble no'\n'aof-use-rdb-preamble no' is not supported by slotd yet"), "{err}");
+    assert!(err.contains("Reading the configuration file, at line 2\n>>> 'daemonize yes'\n'daemonize yes' is not supported by slotd yet"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 
     // Their settings keep any valid value while the switch is off, and the

@@ -285,6 +285,21 @@ impl Driver {
                     "Marking node {node} as failing (quorum reached)."
                 )),
                 Action::SlotMapChanged => self.publish(),
+                Action::DropSlotKeys { slots } => {
+                    for slot in slots {
+                        let core = self.mesh.slots.core_of(slot);
+                        // id 0: no answer.
+                        let req = Request::DropSlot { slot };
+                        self.mesh.send(
+                            core,
+                            Msg::Req {
+                                from: 0,
+                                id: 0,
+                                req,
+                            },
+                        );
+                    }
+                }
                 Action::Deliver {
                     channel,
                     message,

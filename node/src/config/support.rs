@@ -276,7 +276,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("aof-load-truncated", test("torn_tail_is_reported_and_fixed_like_redis")),
     (
         "aof-use-rdb-preamble",
-        off("yes", "an AOF base written as commands is not built yet"),
+        test("a_command_base_loads_into_slotd_and_redis_both_ways"),
     ),
     (
         "aof-timestamp-enabled",

@@ -119,6 +119,9 @@ pub enum Request {
     CountKeys { slot: Option<u16> },
     /// CLUSTER GETKEYSINSLOT: up to `max` keys of `slot`, as bulk replies.
     KeysInSlot { slot: u16, max: usize },
+    /// Cluster mode: another node took `slot` by a newer config; delete
+    /// the keys of database 0 it still holds here, each logged as DEL.
+    DropSlot { slot: u16 },
     /// DEBUG RELOAD / LOADAOF: the keys read back from the files, those of
     /// this core's slots; replace the keyspace with them (emptied first
     /// when `flush`), logging nothing.

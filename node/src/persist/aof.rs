@@ -93,6 +93,9 @@ pub struct RewriteState {
     pub start_ms: std::sync::atomic::AtomicI64,
     pub count: AtomicU64,
     pub failures: AtomicU64,
+    /// The rewrite in progress writes its base as commands
+    /// (`aof-use-rdb-preamble no` when it started).
+    commands: AtomicBool,
 }
 
 /// Node-wide AOF state.
@@ -123,10 +126,9 @@ pub struct Aof {
     pub rotated: Vec<AtomicU64>,
     /// Every core fsyncs at its next cron, whatever the policy.
     pub force_sync: AtomicBool,
-    /// `aof-timestamp-enabled`: cores stamp their logs with `#TS`; a base
-    /// written as commands starts with `engine::writelog::timestamp` of
-    /// the time it starts (Redis's `genAofTimestampAnnotationIfNeeded(1)`;
-    /// an RDB base needs none).
+    /// `aof-timestamp-enabled`: cores stamp their logs with `#TS`, and a
+    /// base written as commands starts with one ([`Aof::base_timestamp`];
+    /// an RDB base has none).
     pub timestamps: AtomicBool,
     /// `no-appendfsync-on-rewrite`.
     pub no_fsync_on_rewrite: AtomicBool,
@@ -165,6 +167,7 @@ impl Aof {
                 start_ms: 0.into(),
                 count: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                commands: AtomicBool::new(false),
             },
             handoff: Mutex::new((0..cores).map(|_| None).collect()),
             rotations: Mutex::new((0..cores).map(|_| None).collect()),
@@ -194,7 +197,7 @@ impl Aof {
     }
 
     /// Starts generation `seq` at start-up: a base file holding `entries`
-    /// (what was loaded, maybe nothing), an empty incr file per core from
+    /// (what was loaded, maybe nothing) in `form`, an empty incr file per core from
     /// offset 0, the manifest; then removes the files of older
     /// generations and opens the new ones for the cores.
     pub fn new_generation(
@@ -203,16 +206,17 @@ impl Aof {
         seq: u64,
         entries: &[Vec<(usize, engine::rdb::read::Entry)>],
         checksum: bool,
-        compress: bool,
+        form: engine::snapshot::Form,
     ) -> Result<(), String> {
         self.create_dir()?;
-        let base = format!("{}.{seq}.base.rdb", self.filename);
+        let base = self.base_file(seq, form);
         super::file::write_entries(
             &self.dir.join(&base),
             entries,
             checksum,
-            compress,
+            form,
             crate::config::REDIS_VERSION,
+            &self.base_timestamp(),
         )
         .map_err(|e| {
             format!(
@@ -402,16 +406,33 @@ impl Aof {
             && !self.rewrite.in_progress.load(Ordering::SeqCst)
     }
 
-    /// The name of generation `seq`'s base file.
+    /// The name of the base file of generation `seq` written in `form`:
+    /// Redis 7.0's `.base.rdb`, or `.base.aof` for commands.
+    fn base_file(&self, seq: u64, form: engine::snapshot::Form) -> String {
+        let ext = match form {
+            engine::snapshot::Form::Rdb { .. } => "rdb",
+            engine::snapshot::Form::Commands => "aof",
+        };
+        format!("{}.{seq}.base.{ext}", self.filename)
+    }
+
+    /// The name of the base file of generation `seq`, the rewrite in
+    /// progress's.
     pub fn base_name(&self, seq: u64) -> String {
-        format!("{}.{seq}.base.rdb", self.filename)
+        let form = if self.rewrite.commands.load(Ordering::SeqCst) {
+            engine::snapshot::Form::Commands
+        } else {
+            engine::snapshot::Form::Rdb { compress: false }
+        };
+        self.base_file(seq, form)
     }
 
     /// BGREWRITEAOF, first step: opens generation `seq`'s incr files (one
     /// per core) and lists them in the manifest after the current files,
     /// so whatever a core writes there once its image starts is loaded
-    /// even if the rewrite never ends. Returns `seq`.
-    pub fn begin_rewrite(&self) -> Result<u64, String> {
+    /// even if the rewrite never ends. The base will be written in `form`.
+    /// Returns `seq`.
+    pub fn begin_rewrite(&self, form: engine::snapshot::Form) -> Result<u64, String> {
         let mut files = self.files.lock().map_err(|_| "poisoned")?.clone();
         let seq = files.seq + 1;
         let mut fds = Vec::new();
@@ -465,6 +486,9 @@ impl Aof {
         self.rewrite
             .start_ms
             .store(crate::shared::now_ms(), Ordering::Relaxed);
+        self.rewrite
+            .commands
+            .store(form == engine::snapshot::Form::Commands, Ordering::SeqCst);
         self.rewrite.in_progress.store(true, Ordering::SeqCst);
         self.rewrite.scheduled.store(false, Ordering::SeqCst);
         crate::log::notice(format_args!(
@@ -713,6 +737,17 @@ impl Aof {
         // from the next job.
         self.no_fsync_on_rewrite
             .store(c.flag("no-appendfsync-on-rewrite"), Ordering::SeqCst);
+    }
+
+    /// What a base written as commands starts with (Redis's
+    /// `genAofTimestampAnnotationIfNeeded(1)` in `rewriteAppendOnlyFileRio`):
+    /// `#TS:<now>` with `aof-timestamp-enabled`, else nothing.
+    pub fn base_timestamp(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.timestamps.load(Ordering::Relaxed) {
+            engine::writelog::timestamp(&mut out, (crate::shared::now_ms() / 1000) as u64);
+        }
+        out
     }
 
     /// A snapshot or rewrite job starts (on its writer thread): with

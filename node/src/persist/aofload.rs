@@ -632,7 +632,7 @@ mod tests {
         for c in cmds.iter_mut() {
             let args: Vec<Vec<u8>> = c[2..].iter().map(|b| b.to_vec()).collect();
             match ty.as_str() {
-                "HSET" | "ZADD" => items.extend(
+                "HMSET" | "ZADD" => items.extend(
                     args.chunks(2)
                         .map(|p| [p[0].clone(), b"=".to_vec(), p[1].clone()].concat()),
                 ),

@@ -1,16 +1,19 @@
 //! The RDB file: writing a job's records (on the writer thread) and
-//! reading one at start.
+//! reading one at start; also an AOF base written as commands
+//! (`aof-use-rdb-preamble no`), which is a job's records alone.
 
 use super::{Job, State};
 use crate::mesh::Mesh;
 use crate::shared::{now_ms, Shared};
 use engine::rdb;
+use engine::snapshot::Form;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 /// Writes `job`'s image to `dir/temp-<pid>.rdb`, then renames it to
-/// `dir/dbfilename`, with Redis's fsyncs.
+/// `dir/dbfilename`, with Redis's fsyncs. An image of commands is written
+/// as it comes (no header, footer or checksum), after the job's prelude.
 pub fn write(
     job: &Job,
     mesh: &Mesh,
@@ -59,6 +62,15 @@ fn write_to(
 ) -> std::io::Result<()> {
     let f = std::fs::File::create(tmp)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    if job.form == Form::Commands {
+        w.write_all(&job.prelude)?;
+        for core in 0..mesh.cores() {
+            while let Some(chunk) = job.next(core, mesh) {
+                w.write_all(&chunk)?;
+            }
+        }
+        return finish(w, &[]);
+    }
     // Redis's CRC64 of every byte before the checksum (computed even with
     // `rdbchecksum no`, which then writes zeros: cheap next to the I/O).
     let mut crc = rdb::crc64();
@@ -222,26 +234,33 @@ pub fn parse(
     }))
 }
 
-/// Writes an RDB file holding `entries` (each core's `(db, entry)` list)
-/// to `path` through a temporary file, fsynced and renamed: the base of a
-/// new append-only generation written at start.
+/// Writes a file holding `entries` (each core's `(db, entry)` list) to
+/// `path` through a temporary file, fsynced and renamed: the base of a
+/// new append-only generation written at start, as RDB or as commands
+/// (`form`; then after `prelude`, its `#TS` annotation if any).
 pub fn write_entries(
     path: &Path,
     entries: &[Vec<(usize, rdb::read::Entry)>],
     checksum: bool,
-    compress: bool,
+    form: Form,
     redis_ver: &str,
+    prelude: &[u8],
 ) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let f = std::fs::File::create(&tmp)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
     let mut crc = rdb::crc64();
     let mut buf = Vec::new();
-    rdb::write::header(&mut buf);
-    rdb::write::aux(&mut buf, "redis-ver", redis_ver.as_bytes());
-    rdb::write::aux(&mut buf, "redis-bits", b"64");
-    rdb::write::aux(&mut buf, "ctime", (now_ms() / 1000).to_string().as_bytes());
-    rdb::write::aux(&mut buf, "aof-base", b"1");
+    if form == Form::Commands {
+        buf.extend_from_slice(prelude);
+    }
+    if let Form::Rdb { .. } = form {
+        rdb::write::header(&mut buf);
+        rdb::write::aux(&mut buf, "redis-ver", redis_ver.as_bytes());
+        rdb::write::aux(&mut buf, "redis-bits", b"64");
+        rdb::write::aux(&mut buf, "ctime", (now_ms() / 1000).to_string().as_bytes());
+        rdb::write::aux(&mut buf, "aof-base", b"1");
+    }
     let dbs = entries
         .iter()
         .flat_map(|c| c.iter().map(|(d, _)| *d))
@@ -253,11 +272,21 @@ pub fn write_entries(
             if *d != db {
                 continue;
             }
-            if !selected {
-                rdb::write::select(&mut buf, db);
-                selected = true;
+            match form {
+                Form::Rdb { compress } => {
+                    if !selected {
+                        rdb::write::select(&mut buf, db);
+                    }
+                    rdb::write::entry(&mut buf, &e.key, &e.value, e.expire_ms, compress);
+                }
+                Form::Commands => {
+                    if !selected {
+                        engine::rewrite::write_select(&mut buf, db);
+                    }
+                    engine::rewrite::write_commands(&mut buf, &e.key, &e.value, e.expire_ms);
+                }
             }
-            rdb::write::entry(&mut buf, &e.key, &e.value, e.expire_ms, compress);
+            selected = true;
             if buf.len() >= 1 << 20 {
                 crc.update(&buf);
                 w.write_all(&buf)?;
@@ -265,10 +294,12 @@ pub fn write_entries(
             }
         }
     }
-    crc.update(&buf);
     w.write_all(&buf)?;
     let mut tail = Vec::new();
-    rdb::write::footer(&mut tail, crc, checksum);
+    if let Form::Rdb { .. } = form {
+        crc.update(&buf);
+        rdb::write::footer(&mut tail, crc, checksum);
+    }
     finish(w, &tail)?;
     std::fs::rename(&tmp, path)
 }

@@ -38,7 +38,7 @@ pub fn aof_start(
     databases: usize,
     lim: &engine::value::EncodingLimits,
     load_truncated: bool,
-    (checksum, compress): (bool, bool),
+    (checksum, form): (bool, engine::snapshot::Form),
 ) -> Result<(), String> {
     let cores = slots.cores();
     let aof = &state.aof;
@@ -55,7 +55,7 @@ pub fn aof_start(
         load_truncated,
     )?;
     let Some(mut loaded) = loaded else {
-        return aof.new_generation(cores, 1, &[], checksum, compress);
+        return aof.new_generation(cores, 1, &[], checksum, form);
     };
     match aof.continuable(cores, &loaded.logs) {
         Some((files, ends)) => aof.resume(files, &ends)?,
@@ -64,7 +64,7 @@ pub fn aof_start(
             loaded.max_seq.max(0) as u64 + 1,
             &loaded.per_core,
             checksum,
-            compress,
+            form,
         )?,
     }
     loaded.preload(state);
@@ -217,7 +217,11 @@ struct Chunks {
 pub struct Job {
     chunks: Mutex<Chunks>,
     ready: Condvar,
-    pub compress: bool,
+    /// RDB records, or commands for an AOF base with
+    /// `aof-use-rdb-preamble no`.
+    pub form: engine::snapshot::Form,
+    /// What an image of commands starts with (its `#TS` annotation).
+    pub prelude: Vec<u8>,
     /// `Some(seq)` for an AOF rewrite: the image becomes generation
     /// `seq`'s base file, and each core starts its new incr file at the
     /// instant of its image.
@@ -375,8 +379,27 @@ fn start_job(
     if state.in_progress.swap(true, Ordering::SeqCst) {
         return Err(());
     }
+    let cores = mesh.cores();
+    let (dir, dbfilename, compress, checksum, preamble) = match shared.config.lock() {
+        Ok(c) => (
+            c.dir(),
+            c.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()),
+            c.flag("rdbcompression"),
+            c.flag("rdbchecksum"),
+            c.flag("aof-use-rdb-preamble"),
+        ),
+        Err(_) => {
+            state.in_progress.store(false, Ordering::SeqCst);
+            return Err(());
+        }
+    };
+    let form = if rewrite && !preamble {
+        engine::snapshot::Form::Commands
+    } else {
+        engine::snapshot::Form::Rdb { compress }
+    };
     let aof_seq = if rewrite {
-        match state.aof.begin_rewrite() {
+        match state.aof.begin_rewrite(form) {
             Ok(seq) => Some(seq),
             Err(e) => {
                 crate::log::warning(format_args!("{e}"));
@@ -386,19 +409,6 @@ fn start_job(
         }
     } else {
         None
-    };
-    let cores = mesh.cores();
-    let (dir, dbfilename, compress, checksum) = match shared.config.lock() {
-        Ok(c) => (
-            c.dir(),
-            c.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()),
-            c.flag("rdbcompression"),
-            c.flag("rdbchecksum"),
-        ),
-        Err(_) => {
-            state.in_progress.store(false, Ordering::SeqCst);
-            return Err(());
-        }
     };
     let job = Arc::new(Job {
         chunks: Mutex::new(Chunks {
@@ -410,7 +420,8 @@ fn start_job(
             waiters: Vec::new(),
         }),
         ready: Condvar::new(),
-        compress,
+        form,
+        prelude: state.aof.base_timestamp(),
         aof_seq,
     });
     let now = now_ms();

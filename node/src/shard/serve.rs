@@ -28,7 +28,8 @@ impl Shard {
                 | Request::Watch { .. }
                 | Request::Digest
                 | Request::DigestValues { .. }
-                | Request::Replace { .. } => false,
+                | Request::Replace { .. }
+                | Request::DropSlot { .. } => false,
                 _ => true,
             };
             if !mine {
@@ -282,6 +283,19 @@ impl Shard {
                     .map(Reply::bulk)
                     .collect();
                 self.answer(from, id, Response::Replies(vec![Reply::Array(keys)]));
+            }
+            Request::DropSlot { slot } => {
+                let keys: Vec<Bytes> = self.engine.dbs[0]
+                    .slot_keys(slot)
+                    .map(Bytes::copy_from_slice)
+                    .collect();
+                for k in keys {
+                    if self.engine.delete(0, &k, engine::lazyfree::Why::ServerDel) {
+                        self.engine
+                            .log_write(0, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                    }
+                }
+                self.answer(from, id, Response::Done);
             }
             Request::Digest => {
                 let parts = self.engine.digest_parts();
