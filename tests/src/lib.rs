@@ -67,6 +67,39 @@ fn is_redis_binary(bin: &Path) -> bool {
 
 /// Picks a free loopback port by binding port 0. Never returns 6379 or the
 /// smoke-test port 7399.
+/// An empty directory for one test, `slotd-<kind>-<name>-<pid>` under the
+/// system's temporary directory (emptied first if a previous run left it).
+pub fn fresh_dir(kind: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("slotd-{kind}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `bin args` with `input` on stdin (a tool such as `slotd
+/// check-aof` or `redis-check-aof`): (exit code, stdout).
+pub fn run_tool(bin: &Path, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A raw reply as text (lossy).
+pub fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
+}
+
 pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

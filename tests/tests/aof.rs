@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use tests::{RawConn, Server};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-aof-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("aof", name)
 }
 
 fn start(dir: &str, extra: &[&str]) -> Server {

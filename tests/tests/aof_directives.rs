@@ -5,17 +5,12 @@
 //! --truncate-to-timestamp` against redis-check-aof, and fsyncs that lag
 //! the writes during a BGSAVE only with the directive on.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tests::{slotd_bin, RawConn, Server};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-aofdir-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("aofdir", name)
 }
 
 fn unix_now() -> u64 {
@@ -25,25 +20,11 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
-}
+use tests::text;
 
 /// Runs `bin args`: (exit code, stdout).
 fn run(bin: &Path, args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    let _ = child.stdin.take().unwrap().write_all(b"");
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    tests::run_tool(bin, args, "")
 }
 
 /// The incr files of `dir/appendonlydir`, by name.

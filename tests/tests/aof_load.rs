@@ -3,34 +3,14 @@
 //! (valid, torn tail, garbage in the middle, `--fix`), and on a slotd
 //! two-core manifest whose `#D` dependencies force a cut.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use tests::{slotd_bin, Server};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-aofload-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("aofload", name)
 }
 
-/// Runs `bin args` with `input` on stdin: (exit code, stdout).
-fn run(bin: &Path, args: &[&str], input: &str) -> (i32, String) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
+use tests::run_tool as run;
 
 fn slotd(args: &[&str], input: &str) -> (i32, String) {
     run(&slotd_bin(), args, input)

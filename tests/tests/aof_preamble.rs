@@ -10,15 +10,10 @@ use std::time::{Duration, Instant};
 use tests::{RawConn, Resp, Server};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-preamble-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("preamble", name)
 }
 
-fn text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
-}
+use tests::text;
 
 /// An absolute expiry far ahead, the same on both servers.
 const AT: &str = "4102444800123";

@@ -8,15 +8,10 @@ use std::time::Duration;
 use tests::{RawConn, Server};
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-debug-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("debug", name)
 }
 
-fn text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
-}
+use tests::text;
 
 fn ok(r: &mut RawConn, args: &[&str]) {
     let reply = text(&r.cmd_str(args));

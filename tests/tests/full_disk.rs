@@ -56,9 +56,7 @@ impl Drop for Tmpfs {
     }
 }
 
-fn text(reply: &[u8]) -> String {
-    String::from_utf8_lossy(reply).into_owned()
-}
+use tests::text;
 
 fn info_field(r: &mut RawConn, field: &str) -> String {
     let info = text(&r.cmd_str(&["INFO", "persistence"]));

@@ -70,10 +70,7 @@ fn contents(s: &Server) -> Vec<String> {
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("slotd-snap-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tests::fresh_dir("snap", name)
 }
 
 #[test]

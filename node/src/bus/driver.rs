@@ -264,6 +264,18 @@ impl Driver {
         self.bus.publish(map, &self.mesh);
     }
 
+    /// Sends `req` to shard core `core`, expecting no answer (id 0).
+    fn tell(&self, core: usize, req: Request) {
+        self.mesh.send(
+            core,
+            Msg::Req {
+                from: 0,
+                id: 0,
+                req,
+            },
+        );
+    }
+
     /// Carries out what the state machine asked, in order.
     fn perform(&mut self, actions: Vec<Action>) {
         for a in actions {
@@ -287,17 +299,7 @@ impl Driver {
                 Action::SlotMapChanged => self.publish(),
                 Action::DropSlotKeys { slots } => {
                     for slot in slots {
-                        let core = self.mesh.slots.core_of(slot);
-                        // id 0: no answer.
-                        let req = Request::DropSlot { slot };
-                        self.mesh.send(
-                            core,
-                            Msg::Req {
-                                from: 0,
-                                id: 0,
-                                req,
-                            },
-                        );
+                        self.tell(self.mesh.slots.core_of(slot), Request::DropSlot { slot });
                     }
                 }
                 Action::Deliver {
@@ -312,15 +314,7 @@ impl Driver {
                             message: bytes::Bytes::clone(&message),
                             sharded: shard,
                         };
-                        // id 0: no answer.
-                        self.mesh.send(
-                            core,
-                            Msg::Req {
-                                from: 0,
-                                id: 0,
-                                req,
-                            },
-                        );
+                        self.tell(core, req);
                     }
                 }
             }
