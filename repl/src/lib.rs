@@ -704,7 +704,7 @@ impl Replica {
 /// option pairs: an even number of arguments is an arity error, options it
 /// acts on without returning are skipped, any other stops it.
 fn is_getack(argv: &[Vec<u8>]) -> bool {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return false;
     }
     for pair in argv[1..].chunks(2) {

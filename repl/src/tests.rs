@@ -565,8 +565,10 @@ fn ack_every_second() {
     assert_eq!(r.received(3000, &cmd(&["PING"])), vec![]);
 }
 
-/// A whole exchange: a captured 7.0 master's replies around a tiny RDB,
-/// then a stream with SELECT, a transaction and a GETACK.
+/// A whole exchange in a 7.0 master's framing: replies with keepalives, a
+/// tiny diskless RDB, then a stream with SELECT, a transaction and a GETACK
+/// (`tests/interop.rs` replays bytes captured from a real master the same
+/// way).
 fn exchange() -> Vec<u8> {
     let mut s = b"+PONG\r\n+OK\r\n+OK\r\n\n".to_vec();
     s.extend_from_slice(format!("+FULLRESYNC {ID} 14\r\n\n\n").as_bytes());

@@ -112,6 +112,8 @@ struct Driver {
     /// Every action but Send, Close and RDB chunks, in order.
     events: Vec<Action>,
     rdb: Vec<u8>,
+    /// Every byte received from the master.
+    raw: Vec<u8>,
 }
 
 impl Driver {
@@ -122,6 +124,7 @@ impl Driver {
             start: Instant::now(),
             events: Vec::new(),
             rdb: Vec::new(),
+            raw: Vec::new(),
         }
     }
 
@@ -170,6 +173,7 @@ impl Driver {
             match s.read(&mut buf) {
                 Ok(0) => panic!("master closed the link waiting for {what}"),
                 Ok(n) => {
+                    self.raw.extend_from_slice(&buf[..n]);
                     let a = self.replica.received(self.now(), &buf[..n]);
                     self.perform(a);
                 }
@@ -213,6 +217,26 @@ fn unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The events and the RDB a fresh replica makes of `pieces` (sends left out:
+/// their timing differs).
+fn replay(pieces: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
+    let mut r = Replica::new(Config::new(12345));
+    let mut actions = r.connected(0);
+    for p in pieces {
+        actions.extend(r.received(0, p));
+    }
+    let mut rdb = Vec::new();
+    let mut events = Vec::new();
+    for a in actions {
+        match a {
+            Action::Send(_) => {}
+            Action::RdbChunk(c) => rdb.extend_from_slice(&c),
+            other => events.push(other),
+        }
+    }
+    (events, rdb)
 }
 
 fn names(cmds: &[(Vec<String>, i64)]) -> Vec<String> {
@@ -333,7 +357,7 @@ fn run(diskless: bool) {
         .into_iter()
         .find(|(a, _)| a.get(1).is_some_and(|k| k == "w"))
         .unwrap();
-    assert_eq!(names(&[set_w.clone()]), ["SET w 1"]);
+    assert_eq!(set_w.0, ["SET", "w", "1"]);
     // The GETACK counts in both offsets, after the write.
     let getack = repl::encode(&[b"REPLCONF", b"GETACK", b"*"]).len() as i64;
     assert_eq!(d.replica.offset(), set_w.1 + getack);
@@ -351,6 +375,18 @@ fn run(diskless: bool) {
         }
         assert!(Instant::now() < deadline, "{slave0} lacks {want}");
         d.pump_for(100);
+    }
+
+    // The captured bytes, replayed split at every boundary, give the same
+    // events and RDB.
+    assert_eq!(replay(&[&d.raw]), (d.events.clone(), d.rdb.clone()));
+    for cut in 0..=d.raw.len() {
+        let (a, b) = d.raw.split_at(cut);
+        assert_eq!(
+            replay(&[a, b]),
+            (d.events.clone(), d.rdb.clone()),
+            "cut at {cut}"
+        );
     }
 
     // A new replica from the saved resume point continues partially.
