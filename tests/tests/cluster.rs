@@ -616,6 +616,17 @@ fn publish_reaches_every_node() {
             b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
         );
     }
+    // Inside MULTI too.
+    let mut m = RawConn::connect(a.port()).unwrap();
+    assert_eq!(m.cmd_str(&["multi"]), b"+OK\r\n");
+    assert_eq!(m.cmd_str(&["publish", "news", "again"]), b"+QUEUED\r\n");
+    assert_eq!(m.cmd_str(&["exec"]), b"*1\r\n:0\r\n");
+    for s in [&mut sub_b, &mut sub_c] {
+        assert_eq!(
+            s.read_reply().unwrap(),
+            b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nagain\r\n"
+        );
+    }
 }
 
 /// `redis-benchmark --cluster` runs against a slotd cluster without

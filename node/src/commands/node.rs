@@ -106,9 +106,10 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                 );
             }
             let rpc = shard.rpc.clone();
+            let bus = shard.bus.clone();
             let databases = shard.settings.databases;
             spawn(shard, key, async move {
-                flows::exec(rpc, db, cmds, watches, databases, key).await
+                flows::exec(rpc, bus, db, cmds, watches, databases, key).await
             })
         }
         "watch" => {
@@ -145,12 +146,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                 Bytes::copy_from_slice(args.get(2)),
             );
             let sharded = spec.name == "spublish";
-            if let (Some(bus), false) = (&shard.bus, sharded) {
-                // Cluster mode: every other node delivers it too.
-                bus.ask(crate::mesh::Ask::Publish {
-                    channel: ch.clone(),
-                    message: msg.clone(),
-                });
+            if let Some(bus) = &shard.bus {
+                bus.forward_publish(&ch, &msg, sharded);
             }
             spawn(shard, key, async move {
                 flows::publish(rpc, ch, msg, sharded, key).await

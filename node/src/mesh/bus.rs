@@ -62,6 +62,17 @@ impl Bus {
         self.eventfd
     }
 
+    /// Cluster mode: hands a PUBLISH to the bus so that every other node
+    /// delivers it too (an SPUBLISH stays on this node, the shard's owner).
+    pub fn forward_publish(&self, channel: &bytes::Bytes, message: &bytes::Bytes, sharded: bool) {
+        if !sharded {
+            self.ask(Ask::Publish {
+                channel: channel.clone(),
+                message: message.clone(),
+            });
+        }
+    }
+
     /// Queues a CLUSTER command or a PUBLISH and wakes the bus core if it
     /// sleeps.
     pub fn ask(&self, ask: Ask) {

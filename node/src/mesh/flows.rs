@@ -590,6 +590,7 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
 /// they touch, unless a WATCHed key changed; then drops the WATCHes.
 pub async fn exec(
     rpc: Rc<Rpc>,
+    bus: Option<std::sync::Arc<super::Bus>>,
     db: usize,
     cmds: Vec<OwnedArgs>,
     watches: Vec<(usize, usize, Bytes, u64)>,
@@ -604,7 +605,16 @@ pub async fn exec(
         rpc: rpc.clone(),
         watches,
     };
-    exec_checked(&rpc, db, cmds, &guard.watches, databases, conn).await
+    exec_checked(
+        &rpc,
+        bus.as_deref(),
+        db,
+        cmds,
+        &guard.watches,
+        databases,
+        conn,
+    )
+    .await
 }
 
 /// Drops WATCHes when it goes out of scope.
@@ -629,6 +639,7 @@ impl Drop for Unwatch {
 
 async fn exec_checked(
     rpc: &Rc<Rpc>,
+    bus: Option<&super::Bus>,
     db: usize,
     cmds: Vec<OwnedArgs>,
     watches: &[(usize, usize, Bytes, u64)],
@@ -748,7 +759,11 @@ async fn exec_checked(
         } else if spec.name == "publish" || spec.name == "spublish" {
             let ch = Bytes::copy_from_slice(a.get(1));
             let msg = Bytes::copy_from_slice(a.get(2));
-            Reply::Int(publish_count(rpc, ch, msg, spec.name == "spublish").await)
+            let sharded = spec.name == "spublish";
+            if let Some(bus) = bus {
+                bus.forward_publish(&ch, &msg, sharded);
+            }
+            Reply::Int(publish_count(rpc, ch, msg, sharded).await)
         } else if spec.has(flags::NODE) {
             Reply::Error(
                 format!(
