@@ -60,6 +60,26 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
             let slot = slot as u16;
             let owner = shard.mesh.slots.core_of(slot);
+            if owner == shard.id {
+                // This core owns the slot (always, with one core): answer
+                // from its dictionary without a task, unless another
+                // core's transaction holds it.
+                if shard.stall_if_locked(key) {
+                    return Next::Retry;
+                }
+                let db = &shard.engine.dbs[0];
+                let reply = if count {
+                    Reply::Int(db.slot_len(slot) as i64)
+                } else {
+                    Reply::Array(
+                        db.slot_keys(slot)
+                            .take(max as usize)
+                            .map(Reply::bulk)
+                            .collect(),
+                    )
+                };
+                return answer(shard, reply);
+            }
             let req = if count {
                 Request::CountKeys { slot: Some(slot) }
             } else {
