@@ -19,8 +19,6 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
@@ -30,84 +28,20 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A redis-server in cluster mode on its own port and directory.
+/// A redis-server in cluster mode (started and stopped by `tests::Server`,
+/// on a port whose bus port is free) and a client connection to it.
 struct Redis {
-    child: Child,
-    dir: PathBuf,
+    server: tests::Server,
     port: u16,
     conn: redis::Connection,
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A port p where p and p + 10000 are free.
-fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p > 55000 {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair");
-}
-
 impl Redis {
-    fn start(tag: &str) -> Redis {
-        let port = free_port_pair();
-        let dir =
-            std::env::temp_dir().join(format!("slotd-cluster-{}-{tag}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(
-            std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into()),
-        )
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-        ])
-        .args([
-            "--cluster-node-timeout",
-            "5000",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let conn = loop {
-            match client.get_connection() {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("redis-server did not start: {e}"),
-            }
-        };
-        Redis {
-            child,
-            dir,
-            port,
-            conn,
-        }
+    fn start() -> Redis {
+        let server = tests::Server::redis_cluster(&["--cluster-node-timeout", "5000"]);
+        let port = server.port();
+        let conn = server.client();
+        Redis { server, port, conn }
     }
 
     fn cmd(&mut self, args: &[&str]) -> redis::Value {
@@ -271,7 +205,7 @@ fn node_line(nodes: &str, id: &str) -> Option<String> {
 
 #[test]
 fn meet_real_redis() {
-    let mut redis = Redis::start("meet");
+    let mut redis = Redis::start();
     assert_eq!(redis.text(&["CLUSTER", "ADDSLOTS", "0", "1", "2"]), "OK");
     let redis_id = redis.text(&["CLUSTER", "MYID"]);
     let info = redis.text(&["CLUSTER", "INFO"]);
@@ -370,8 +304,8 @@ fn meet_real_redis() {
 
 #[test]
 fn nodes_conf_written_by_redis() {
-    let mut a = Redis::start("conf-a");
-    let mut b = Redis::start("conf-b");
+    let mut a = Redis::start();
+    let mut b = Redis::start();
     assert_eq!(
         a.text(&["CLUSTER", "ADDSLOTSRANGE", "0", "5000", "5002", "5002"]),
         "OK"
@@ -405,7 +339,7 @@ fn nodes_conf_written_by_redis() {
     }
     for r in [&mut a, &mut b] {
         assert_eq!(r.text(&["CLUSTER", "SAVECONFIG"]), "OK");
-        let text = std::fs::read_to_string(r.dir.join("nodes.conf")).unwrap();
+        let text = std::fs::read_to_string(r.server.dir().join("nodes.conf")).unwrap();
         let conf = nodes_conf::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(conf.nodes.len(), 2, "{text}");
         assert_eq!(
@@ -563,7 +497,7 @@ fn open_slots(nodes: &str, peer: &str) -> String {
 
 #[test]
 fn cluster_commands_match_redis() {
-    let mut redis = Redis::start("cmds");
+    let mut redis = Redis::start();
     assert_eq!(redis.text(&["CLUSTER", "ADDSLOTSRANGE", "0", "2"]), "OK");
     let redis_id = redis.text(&["CLUSTER", "MYID"]);
     let mut d = joined(&mut redis);

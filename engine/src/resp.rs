@@ -86,6 +86,39 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
+/// C's `strtol(line + from, &end, 10)`: the value (saturated) and where
+/// the number ends (`from` when there is none). For the lines Redis reads
+/// with `strtol`/`strtoll` (AOF annotations, replication replies).
+pub fn strtol(line: &[u8], from: usize) -> (i64, usize) {
+    let mut i = from;
+    while i < line.len() && matches!(line[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+        i += 1;
+    }
+    let neg = match line.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = line[i.min(line.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 {
+        return (0, from);
+    }
+    let mut n: i64 = 0;
+    for &b in &line[i..i + digits] {
+        n = n.saturating_mul(10).saturating_add((b - b'0') as i64);
+    }
+    (if neg { -n } else { n }, i + digits)
+}
+
 /// Parses a decimal integer the way Redis's `string2ll` does (no spaces, no
 /// `+`, no leading zeros except "0").
 pub fn parse_i64(s: &[u8]) -> Option<i64> {

@@ -734,38 +734,10 @@ fn parse_fullresync(line: &[u8]) -> (Option<String>, i64) {
         return (None, -1);
     }
     let id = String::from_utf8_lossy(&line[id_at..id_at + sp2]).into_owned();
-    (Some(id), strtoll(&line[id_at + sp2 + 1..]))
-}
-
-/// C's `strtoll(s, NULL, 10)`: leading spaces, a sign, the digits that
-/// follow; 0 when there are none; clamped on overflow.
-fn strtoll(s: &[u8]) -> i64 {
-    let mut i = 0;
-    while i < s.len() && s[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    let neg = match s.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let mut v: i64 = 0;
-    while let Some(d) = s.get(i).filter(|c| c.is_ascii_digit()) {
-        let d = i64::from(d - b'0');
-        v = if neg {
-            v.saturating_mul(10).saturating_sub(d)
-        } else {
-            v.saturating_mul(10).saturating_add(d)
-        };
-        i += 1;
-    }
-    v
+    (
+        Some(id),
+        engine::resp::strtol(&line[id_at + sp2 + 1..], 0).0,
+    )
 }
 
 /// A command as RESP multibulk, as Redis's `sendCommand` writes it.

@@ -15,64 +15,32 @@
 
 use repl::{Action, Config, Replica, Resume};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The master: a stock redis-server (started and stopped by
+/// `tests::Server`) and a client connection to it.
 struct Redis {
-    child: Child,
-    dir: PathBuf,
+    _server: tests::Server,
     port: u16,
     conn: redis::Connection,
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Redis {
     fn start(diskless: bool) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("slotd-repl-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(
-            std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into()),
-        )
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--repl-diskless-sync", if diskless { "yes" } else { "no" }])
-        .args(["--repl-diskless-sync-delay", "0"])
-        // No PINGs into the stream while offsets are compared.
-        .args(["--repl-ping-replica-period", "3600"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let conn = loop {
-            match client.get_connection() {
-                Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("redis-server did not start: {e}"),
-            }
-        };
+        let server = tests::Server::redis(&[
+            "--repl-diskless-sync",
+            if diskless { "yes" } else { "no" },
+            "--repl-diskless-sync-delay",
+            "0",
+            // No PINGs into the stream while offsets are compared.
+            "--repl-ping-replica-period",
+            "3600",
+        ]);
+        let port = server.port();
+        let conn = server.client();
         Redis {
-            child,
-            dir,
+            _server: server,
             port,
             conn,
         }

@@ -127,6 +127,7 @@ pub struct Server {
     port: u16,
     name: String,
     log_path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Server {
@@ -248,6 +249,7 @@ impl Server {
                 port,
                 name: name.to_string(),
                 log_path,
+                dir,
             };
             match srv.wait_ready() {
                 Ok(()) => return srv,
@@ -296,6 +298,12 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's working directory (`--dir`, made fresh for it; a later
+    /// `--dir` in the arguments overrides it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn pid(&self) -> u32 {

@@ -6,6 +6,8 @@
 //! annotation line (`#...\r\n`, e.g. `#TS:<secs>` or slotd's
 //! `#D:<core>=<offset>,...`).
 
+use crate::resp::strtol;
+
 /// One item of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item<'a> {
@@ -303,38 +305,6 @@ impl<'a> Iterator for Scanner<'a> {
             }
         }
     }
-}
-
-/// C's `strtol(line + from, &end, 10)`: the value (saturated) and where
-/// the number ends (`from` when there is none).
-fn strtol(line: &[u8], from: usize) -> (i64, usize) {
-    let mut i = from;
-    while i < line.len() && matches!(line[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
-    }
-    let neg = match line.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    let digits = line[i.min(line.len())..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return (0, from);
-    }
-    let mut n: i64 = 0;
-    for &b in &line[i..i + digits] {
-        n = n.saturating_mul(10).saturating_add((b - b'0') as i64);
-    }
-    (if neg { -n } else { n }, i + digits)
 }
 
 /// A slotd dependency: records after it wait for core `.0`'s log to be
