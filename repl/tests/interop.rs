@@ -47,12 +47,7 @@ impl Redis {
     }
 
     fn cmd(&mut self, args: &[&str]) -> redis::Value {
-        let mut c = redis::cmd(args[0]);
-        for a in &args[1..] {
-            c.arg(*a);
-        }
-        c.query(&mut self.conn)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        tests::query(&mut self.conn, args)
     }
 
     /// A field of INFO replication.

@@ -95,6 +95,16 @@ pub fn run_tool(bin: &Path, args: &[&str], input: &str) -> (i32, String) {
     )
 }
 
+/// Runs `args` on a `redis` crate connection; panics with the command on
+/// an error reply.
+pub fn query(conn: &mut redis::Connection, args: &[&str]) -> redis::Value {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(conn).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
 /// A raw reply as text (lossy).
 pub fn text(reply: &[u8]) -> String {
     String::from_utf8_lossy(reply).into_owned()
