@@ -24,7 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # Lowest first. Keep in step with ARCHITECTURE.md ("Rooms of node/").
-ROOMS=(alloc log config shared io mesh bus persist tools shard commands core main)
+ROOMS=(alloc log config shared io mesh bus persist replica tools shard commands core main)
 
 # check SRC: prints the violations; returns 1 if any.
 check() {

@@ -74,6 +74,10 @@ pub struct Shard {
     pub lazy: crate::lazyfree::Settings,
     /// Values set aside to be freed off the core ([`Shard::take_garbage`]).
     garbage: Vec<Garbage>,
+    /// A replica's view of expiry (Redis's `expireIfNeeded` with a master
+    /// host set): an expired key reads as absent but stays until its
+    /// master's DEL arrives, so the replica never diverges from the stream.
+    pub keep_expired: bool,
 }
 
 impl Shard {
@@ -100,6 +104,7 @@ impl Shard {
             snapshot: None,
             lazy: Default::default(),
             garbage: Vec::new(),
+            keep_expired: false,
         }
     }
 
@@ -194,7 +199,9 @@ impl Shard {
         // rejected by today's borrow checker, NLL problem case 3; the raw
         // pointer keeps this to one hash probe.)
         if unsafe { &*e }.is_expired(now_ms) {
-            self.delete_expired(db, key);
+            if !self.keep_expired {
+                self.delete_expired(db, key);
+            }
             return None;
         }
         Some(unsafe { &mut *e })
@@ -220,11 +227,14 @@ impl Shard {
         Some(e)
     }
 
-    /// Deletes `key` if it has expired at `now_ms`; returns true if it did.
+    /// Deletes `key` if it has expired at `now_ms` (unless
+    /// [`Shard::keep_expired`]); returns true if it has expired.
     pub fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: i64) -> bool {
         match self.dbs[db].get(key) {
             Some(e) if e.is_expired(now_ms) => {
-                self.delete_expired(db, key);
+                if !self.keep_expired {
+                    self.delete_expired(db, key);
+                }
                 true
             }
             _ => false,

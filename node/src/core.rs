@@ -97,12 +97,11 @@ impl Core {
         cores: usize,
         shared: Arc<Shared>,
         mesh: Arc<Mesh>,
-        persist: Arc<crate::persist::State>,
+        services: crate::shard::Services,
         listeners: Vec<i32>,
-        bus: Option<Arc<crate::mesh::Bus>>,
     ) -> std::io::Result<Core> {
         let ring = Ring::new()?;
-        let shard = Shard::new(id, cores, shared, mesh, persist, bus);
+        let shard = Shard::new(id, cores, shared, mesh, services);
         Ok(Core {
             shard,
             ring,
@@ -488,9 +487,9 @@ impl Core {
         // Counted now, so the next accept (on any core) sees it placed.
         self.shard.shared.core_clients[to].fetch_add(1, Ordering::Relaxed);
         if to == self.shard.id {
-            self.adopt(fd);
+            self.adopt(fd, None);
         } else {
-            self.shard.mesh.send(to, Msg::Adopt { fd });
+            self.shard.mesh.send(to, Msg::Adopt { fd, master: None });
         }
     }
 
@@ -533,7 +532,7 @@ impl Core {
     /// core that accepted it (already counted in `core_clients`): socket
     /// options, names, the registered file slot, the first receive. A
     /// stopping core closes it instead.
-    fn adopt(&mut self, fd: i32) {
+    fn adopt(&mut self, fd: i32, master: Option<String>) {
         if self.shard.stopping {
             // SAFETY: the handed-over fd is ours; nothing uses it.
             unsafe { libc::close(fd) };
@@ -545,18 +544,18 @@ impl Core {
         if self.shard.settings.tcp_keepalive_s > 0 {
             net::keepalive(fd, self.shard.settings.tcp_keepalive_s);
         }
-        let addr = net::sock_name(fd, true);
+        let is_master = master.is_some();
+        let addr = master.unwrap_or_else(|| net::sock_name(fd, true));
         let laddr = net::sock_name(fd, false);
         let id = self
             .shard
             .shared
             .next_client_id
             .fetch_add(1, Ordering::Relaxed);
-        let authed = self.shard.settings.requirepass.is_none();
-        let key = self
-            .shard
-            .conns
-            .insert(Conn::new(fd, id, addr, laddr, now_ms(), authed));
+        let authed = is_master || self.shard.settings.requirepass.is_none();
+        let mut conn = Conn::new(fd, id, addr, laddr, now_ms(), authed);
+        conn.master = is_master;
+        let key = self.shard.conns.insert(conn);
         self.shard.stats.connected_clients += 1;
         if self.ring.register_file(key.index, fd) {
             if let Some(c) = self.shard.conns.get_mut(key) {
@@ -740,7 +739,11 @@ impl Core {
         let budget =
             std::time::Duration::from_micros(250_000 / self.shard.settings.hz.clamp(1, 500) as u64);
         let start = std::time::Instant::now();
-        let active_expire = self.shard.shared.active_expire.load(Ordering::Relaxed);
+        // A replica leaves expiry to its master's DELs (Redis's
+        // `expireIfNeeded` and `activeExpireCycle` with a master host).
+        let replica = self.shard.shared.replica.load(Ordering::Relaxed);
+        self.shard.engine.keep_expired = replica;
+        let active_expire = self.shard.shared.active_expire.load(Ordering::Relaxed) && !replica;
         for db in (0..self.shard.engine.dbs.len()).filter(|_| active_expire) {
             loop {
                 let (sampled, expired) = self.shard.engine.active_expire(db, 20, now);
@@ -775,7 +778,10 @@ impl Core {
             let limit = self.shard.settings.timeout_s as i64 * 1000;
             for key in self.shard.conns.keys() {
                 let idle = self.shard.conns.get(key).is_some_and(|c| {
-                    now - c.last_ms > limit && c.wait != Wait::Blocked && c.sub_count() == 0
+                    now - c.last_ms > limit
+                        && c.wait != Wait::Blocked
+                        && c.sub_count() == 0
+                        && !c.master
                 });
                 if idle {
                     self.close(key);
@@ -968,7 +974,7 @@ impl Core {
         self.shard.msgs += 1;
         match msg {
             Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
-            Msg::Adopt { fd } => self.adopt(fd),
+            Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
             Msg::Req { from, id, req } => {

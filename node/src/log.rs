@@ -113,6 +113,14 @@ pub fn enabled(level: Level) -> bool {
     level as u8 >= LEVEL.load(Ordering::Relaxed)
 }
 
+/// The role letter of every line: `M` for a master, `S` for a replica.
+static ROLE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(b'M');
+
+/// Marks the process a replica (`S`) or a master (`M`) in later lines.
+pub fn set_replica(replica: bool) {
+    ROLE.store(if replica { b'S' } else { b'M' }, Ordering::Relaxed);
+}
+
 /// Writes one line at `level` if the threshold lets it through.
 pub fn log(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
@@ -122,7 +130,8 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let mut line = format_line(std::process::id(), 'M', now, level, args);
+    let role = ROLE.load(Ordering::Relaxed) as char;
+    let mut line = format_line(std::process::id(), role, now, level, args);
     line.push('\n');
     write_line(line.as_bytes());
 }

@@ -32,6 +32,7 @@ mod io;
 mod log;
 mod mesh;
 mod persist;
+mod replica;
 mod shard;
 mod shared;
 mod tools;
@@ -344,6 +345,14 @@ fn main() {
     );
     aof.configure(&cfg);
     let aof_on = cfg.flag("appendonly");
+    let replicaof = cfg.replicaof();
+    if replicaof.is_some() && cfg.flag("cluster-enabled") {
+        eprintln!(
+            "\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\nreplicaof directive not allowed in cluster mode",
+            commands::REDIS_VERSION
+        );
+        std::process::exit(1);
+    }
     let (rdb_checksum, rdb_compress) = (cfg.flag("rdbchecksum"), cfg.flag("rdbcompression"));
     let aof_base_form = if cfg.flag("aof-use-rdb-preamble") {
         engine::snapshot::Form::Rdb {
@@ -382,6 +391,8 @@ fn main() {
         evictable: (0..shards).map(|_| AtomicU64::new(0)).collect(),
         evict_asked: (0..shards).map(|_| AtomicBool::new(false)).collect(),
         active_expire: AtomicBool::new(true),
+        replica: AtomicBool::new(false),
+        master_link_up: AtomicBool::new(false),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared
@@ -464,6 +475,12 @@ fn main() {
         }
         bus
     });
+    let replication = Arc::new(replica::Replication::new(shared.clone(), mesh.clone()));
+    let services = shard::Services {
+        persist: persist.clone(),
+        bus,
+        replication: replication.clone(),
+    };
     for id in 0..shards {
         let cpu = cpus[id % cpus.len()];
         let node = numa
@@ -473,8 +490,7 @@ fn main() {
         let shared = shared.clone();
         let mesh = mesh.clone();
         let listeners = listeners.clone();
-        let persist = persist.clone();
-        let bus = bus.clone();
+        let services = services.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
@@ -482,7 +498,7 @@ fn main() {
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }
-                match core::Core::new(id, shards, shared, mesh, persist, listeners, bus) {
+                match core::Core::new(id, shards, shared, mesh, services, listeners) {
                     Ok(mut c) => c.run(),
                     Err(e) => {
                         log::warning(format_args!("Shard {id} could not start its io_uring: {e}"));
@@ -518,6 +534,9 @@ fn main() {
     }
     persist.finish_loading(&mesh);
     log::notice(format_args!("Ready to accept connections tcp"));
+    if let Some((host, port)) = replicaof {
+        replication.set_master(&host, port);
+    }
     // A SIGTERM with save rules waits for the final snapshot.
     let mut saving_to_exit = false;
     loop {

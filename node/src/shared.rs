@@ -44,6 +44,9 @@ pub struct Settings {
     /// `cluster-allow-reads-when-down`, `cluster-allow-pubsubshard-when-down`.
     pub cluster_reads_when_down: bool,
     pub cluster_pubsubshard_when_down: bool,
+    /// `replica-read-only`, `replica-serve-stale-data`.
+    pub replica_read_only: bool,
+    pub replica_serve_stale: bool,
 }
 
 /// Process-wide state.
@@ -83,6 +86,13 @@ pub struct Shared {
     pub evict_asked: Vec<AtomicBool>,
     /// The active expiry cycle runs (DEBUG SET-ACTIVE-EXPIRE turns it off).
     pub active_expire: AtomicBool,
+    /// This node replicates a master (REPLICAOF): writes are refused under
+    /// `replica-read-only`, and keys expire only by the master's DELs.
+    pub replica: AtomicBool,
+    /// A replica's link carries the command stream (Redis's
+    /// `REPL_STATE_CONNECTED`); `replica-serve-stale-data no` refuses
+    /// commands while it does not.
+    pub master_link_up: AtomicBool,
 }
 
 impl Shared {
@@ -149,6 +159,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         },
         cluster_reads_when_down: c.flag("cluster-allow-reads-when-down"),
         cluster_pubsubshard_when_down: c.flag("cluster-allow-pubsubshard-when-down"),
+        replica_read_only: c.flag("replica-read-only"),
+        replica_serve_stale: c.flag("replica-serve-stale-data"),
     }
 }
 

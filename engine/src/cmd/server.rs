@@ -42,6 +42,21 @@ pub static COMMANDS: &[Spec] = &[
         "server",
     ),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node(
+        "replicaof",
+        3,
+        ADMIN | NOSCRIPT | STALE,
+        (0, 0, 0),
+        "server",
+    ),
+    Spec::node("slaveof", 3, ADMIN | NOSCRIPT | STALE, (0, 0, 0), "server"),
+    Spec::node(
+        "role",
+        1,
+        NOSCRIPT | LOADING | STALE | FAST,
+        (0, 0, 0),
+        "server",
+    ),
     // MEMORY USAGE runs here, on the key's core; the node answers the
     // other subcommands (they are about the process).
     Spec::new("memory", -2, READONLY, (0, 0, 0), memory, "server").movable(memory_keys),

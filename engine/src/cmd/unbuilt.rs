@@ -8,8 +8,6 @@ const REPLICATION: &str = "replication is not built yet";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
-    ("replicaof", REPLICATION),
-    ("slaveof", REPLICATION),
     ("sync", REPLICATION),
     ("psync", REPLICATION),
     ("failover", REPLICATION),
@@ -34,8 +32,8 @@ mod tests {
     #[test]
     fn unbuilt_commands_say_so() {
         assert_eq!(
-            error_for(b"ReplicaOf").unwrap(),
-            "ERR REPLICAOF is not supported by slotd yet: replication is not built yet"
+            error_for(b"Psync").unwrap(),
+            "ERR PSYNC is not supported by slotd yet: replication is not built yet"
         );
         assert_eq!(error_for(b"nosuch"), None);
         // Nothing here is in the command table: each leaves the list when

@@ -260,6 +260,42 @@ fn reload_rdb(shard: &mut Shard, key: Key, args: &Args) -> Next {
     })
 }
 
+/// A replica's full resynchronization, sent by the link on the master
+/// client once the master's RDB is on disk (`replica::LOAD_COMMAND
+/// <path>`): the keyspace is replaced by the file's keys, after every
+/// command received before it and before any after it. With the AOF on,
+/// a rewrite follows, so the files hold the new data (Redis restarts its
+/// AOF the same way).
+pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(args.get(1)).into_owned());
+    crate::log::notice(format_args!("MASTER <-> REPLICA sync: Flushing old data"));
+    let cx = Ctx::of(shard);
+    spawn(shard, key, async move {
+        crate::log::notice(format_args!(
+            "MASTER <-> REPLICA sync: Loading DB in memory"
+        ));
+        let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
+        let read = move || reload::read_rdb(&path, &mesh.slots, dbs, &lim);
+        if !cx.read_and_replace("replica-load", true, read).await {
+            crate::log::warning(format_args!(
+                "Failed trying to load the MASTER synchronization DB from disk"
+            ));
+            return TaskDone::reply(key, Reply::err(RDB_LOAD_FAILED));
+        }
+        crate::log::notice(format_args!(
+            "MASTER <-> REPLICA sync: Finished with success"
+        ));
+        if cx.persist.aof.on.load(Ordering::SeqCst) {
+            if let Err(e) = persist::start_rewrite(&cx.shared, &cx.persist, &cx.mesh, false) {
+                crate::log::warning(format_args!(
+                    "Failed enabling the AOF after successful master synchronization! {e}"
+                ));
+            }
+        }
+        TaskDone::reply(key, Reply::Ok)
+    })
+}
+
 /// DEBUG LOADAOF: every core's AOF fsynced, the keyspace emptied and the
 /// append-only directory loaded back. With `appendonly no` redis-server
 /// 7.0 empties its data and exits; slotd keeps its data and answers

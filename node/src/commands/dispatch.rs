@@ -50,6 +50,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         return Next::Wait;
     };
     let name = args.get(0);
+    if conn.master && name.eq_ignore_ascii_case(crate::replica::LOAD_COMMAND) {
+        return super::debug::replica_load(shard, key, &args);
+    }
     let last = conn
         .last_cmd
         .filter(|s| s.name.len() == name.len() && s.name.as_bytes().eq_ignore_ascii_case(name));
@@ -128,6 +131,24 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
                 }
             }
             return answer(shard, key, e);
+        }
+    }
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
+    if !conn.master
+        && shard
+            .shared
+            .replica
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        if let Some(e) = replica_refusal(shard, spec) {
+            if let Some(c) = shard.conns.get_mut(key) {
+                if c.multi.is_some() {
+                    c.multi_failed = true;
+                }
+            }
+            return answer(shard, key, Reply::err(e));
         }
     }
     let Some(conn) = shard.conns.get_mut(key) else {
@@ -216,6 +237,28 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             })
         }
     }
+}
+
+/// A replica's refusals of a client's command, as Redis 7.0's
+/// `processCommand`: writes under `replica-read-only`, and every command
+/// without the `stale` flag while the link is down under
+/// `replica-serve-stale-data no`.
+fn replica_refusal(shard: &Shard, spec: &Spec) -> Option<&'static str> {
+    if spec.has(flags::WRITE) && shard.settings.replica_read_only {
+        return Some("READONLY You can't write against a read only replica.");
+    }
+    if !spec.has(flags::STALE)
+        && !shard.settings.replica_serve_stale
+        && !shard
+            .shared
+            .master_link_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Some(
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        );
+    }
+    None
 }
 
 fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
@@ -340,6 +383,15 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         return None;
     }
     if shard.cluster.is_some() && cluster_check(shard, key, spec, args, false).is_err() {
+        return None;
+    }
+    if !conn.master
+        && shard
+            .shared
+            .replica
+            .load(std::sync::atomic::Ordering::Relaxed)
+        && replica_refusal(shard, spec).is_some()
+    {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

@@ -27,6 +27,7 @@ pub async fn gather(
     rpc: &Rc<Rpc>,
     shared: &Arc<Shared>,
     persist: &crate::persist::State,
+    repl: &crate::replica::Status,
     sections: &[String],
 ) -> String {
     let answers = rpc.call_all(|_| Request::Admin(AdminQuery::Stats)).await;
@@ -134,13 +135,13 @@ pub async fn gather(
         );
     }
     if wanted("replication") {
-        section(
-            "Replication",
-            format!(
-                "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
-                shared.run_id
-            ),
-        );
+        let priority = shared
+            .config
+            .lock()
+            .map(|c| c.int("replica-priority"))
+            .unwrap_or(100);
+        let read_only = shared.settings().replica_read_only;
+        section("Replication", replication(repl, priority, read_only));
     }
     if wanted("cpu") {
         section("CPU", cpu());
@@ -293,4 +294,71 @@ fn cpu() -> String {
     format!(
         "used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\nused_cpu_sys_main_thread:{sys:.6}\r\nused_cpu_user_main_thread:{user:.6}\r\n"
     )
+}
+
+/// INFO's replication section, as Redis 7.0's `genRedisInfoString`.
+fn replication(r: &crate::replica::Status, priority: i64, read_only: bool) -> String {
+    let mut out = String::new();
+    let now = now_ms();
+    let secs = |ms: i64| (now - ms) / 1000;
+    match &r.master {
+        None => out.push_str("role:master\r\n"),
+        Some((host, port)) => {
+            let up = r.state == crate::replica::LinkState::Connected;
+            let sync = r.state == crate::replica::LinkState::Sync;
+            // Redis shows 1 before any link, as its offsets start there.
+            let (read_off, off) = if r.has_master_client || r.offset >= 0 {
+                (r.read_offset, r.offset)
+            } else {
+                (1, 1)
+            };
+            let _ = write!(
+                out,
+                "role:slave\r\nmaster_host:{host}\r\nmaster_port:{port}\r\nmaster_link_status:{}\r\nmaster_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\nslave_read_repl_offset:{read_off}\r\nslave_repl_offset:{off}\r\n",
+                if up { "up" } else { "down" },
+                if r.last_io_ms > 0 { secs(r.last_io_ms) } else { -1 },
+                sync as u8,
+            );
+            if sync {
+                let perc = if r.transfer_size > 0 {
+                    r.transfer_read as f64 / r.transfer_size as f64 * 100.0
+                } else {
+                    0.0
+                };
+                let _ = write!(
+                    out,
+                    "master_sync_total_bytes:{}\r\nmaster_sync_read_bytes:{}\r\nmaster_sync_left_bytes:{}\r\nmaster_sync_perc:{perc:.2}\r\nmaster_sync_last_io_seconds_ago:{}\r\n",
+                    r.transfer_size,
+                    r.transfer_read,
+                    r.transfer_size - r.transfer_read,
+                    secs(r.transfer_last_io_ms),
+                );
+            }
+            if !up {
+                let _ = write!(
+                    out,
+                    "master_link_down_since_seconds:{}\r\n",
+                    if r.down_since_ms > 0 {
+                        secs(r.down_since_ms)
+                    } else {
+                        -1
+                    }
+                );
+            }
+            let _ = write!(
+                out,
+                "slave_priority:{priority}\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
+                read_only as u8
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "connected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n",
+        r.replid,
+        r.replid2,
+        r.repl_offset.max(0),
+        r.second_offset,
+    );
+    out
 }

@@ -182,18 +182,24 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, reply)
         }
         "client" => client(shard, key, args),
+        "replicaof" | "slaveof" => replicaof(shard, key, &args),
+        "role" => {
+            let r = role(&shard.replication.status());
+            ok(shard, key, r)
+        }
         "command" => ok(shard, key, command(&args)),
         "config" => config(shard, key, args),
         "info" => {
             let rpc = shard.rpc.clone();
             let shared = shard.shared.clone();
             let persist = shard.persist.clone();
+            let repl = shard.replication.status();
             let sections: Vec<String> = args
                 .iter_from(1)
                 .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
                 .collect();
             spawn(shard, key, async move {
-                let text = super::info::gather(&rpc, &shared, &persist, &sections).await;
+                let text = super::info::gather(&rpc, &shared, &persist, &repl, &sections).await;
                 TaskDone {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(text))],
@@ -959,4 +965,78 @@ fn raise_files_limit(wanted: u32, before: u32, reserved: u64) -> Result<(), Stri
     Err(format!(
         "ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system is not able to handle the specified number of clients, try with {allowed}"
     ))
+}
+
+/// REPLICAOF / SLAVEOF `<host> <port>` | `NO ONE` (Redis 7.0's
+/// `replicaofCommand`).
+fn replicaof(shard: &mut Shard, key: Key, args: &Args) -> Next {
+    if shard.cluster.is_some() {
+        return ok(
+            shard,
+            key,
+            Reply::err("ERR REPLICAOF not allowed in cluster mode."),
+        );
+    }
+    let client = shard
+        .conns
+        .get(key)
+        .map(|c| c.info_line(shard.now_ms))
+        .unwrap_or_default();
+    let repl = shard.replication.clone();
+    if args.get(1).eq_ignore_ascii_case(b"no") && args.get(2).eq_ignore_ascii_case(b"one") {
+        if repl.master_of().is_some() {
+            repl.unset_master();
+            crate::log::notice(format_args!(
+                "MASTER MODE enabled (user request from '{client}')"
+            ));
+        }
+        return ok(shard, key, Reply::Ok);
+    }
+    let port = match engine::resp::parse_i64(args.get(2)) {
+        Some(p @ 0..=65535) => p as u16,
+        _ => return ok(shard, key, Reply::err("ERR Invalid master port")),
+    };
+    let host = String::from_utf8_lossy(args.get(1)).into_owned();
+    if repl
+        .master_of()
+        .is_some_and(|(h, p)| h.eq_ignore_ascii_case(&host) && p == port)
+    {
+        crate::log::notice(format_args!(
+            "REPLICAOF would result into synchronization with the master we are already connected with. No operation performed."
+        ));
+        return ok(
+            shard,
+            key,
+            Reply::Status("OK Already connected to specified master".into()),
+        );
+    }
+    if !repl.set_master(&host, port) {
+        return ok(
+            shard,
+            key,
+            Reply::err("ERR can't start the replication link"),
+        );
+    }
+    crate::log::notice(format_args!(
+        "REPLICAOF {host}:{port} enabled (user request from '{client}')"
+    ));
+    ok(shard, key, Reply::Ok)
+}
+
+/// ROLE (Redis 7.0's `roleCommand`).
+fn role(r: &crate::replica::Status) -> Reply {
+    match &r.master {
+        None => Reply::Array(vec![
+            Reply::bulk(b"master"),
+            Reply::Int(r.repl_offset.max(0)),
+            Reply::Array(Vec::new()),
+        ]),
+        Some((host, port)) => Reply::Array(vec![
+            Reply::bulk(b"slave"),
+            Reply::bulk(host.as_bytes()),
+            Reply::Int(*port as i64),
+            Reply::bulk(r.state.name().as_bytes()),
+            Reply::Int(if r.has_master_client { r.offset } else { -1 }),
+        ]),
+    }
 }

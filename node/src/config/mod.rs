@@ -312,6 +312,16 @@ static PARAMS: &[Param] = &[
     // Replication.
     pa("replicaof", "slaveof", Kind::ReplicaOf, "", Immutable),
     p("masterauth", STR, "", Mutable),
+    p("masteruser", STR, "", Mutable),
+    p("repl-timeout", int(1, I32_MAX), "60", Mutable),
+    pa("replica-announce-ip", "slave-announce-ip", STR, "", Mutable),
+    pa(
+        "replica-announce-port",
+        "slave-announce-port",
+        int(0, 65535),
+        "0",
+        Mutable,
+    ),
     pa("replica-read-only", "slave-read-only", BOOL, "yes", Mutable),
     p("repl-backlog-size", mem(1, i64::MAX as u64), "1mb", Mutable),
     p("repl-diskless-sync", BOOL, "yes", Mutable),
@@ -918,6 +928,14 @@ impl Config {
     }
 
     /// `dir`: the working directory.
+    /// `replicaof`: the master to follow, if any.
+    pub fn replicaof(&self) -> Option<(String, u16)> {
+        match self.value("replicaof") {
+            Some(Value::ReplicaOf(m)) => m.clone(),
+            _ => None,
+        }
+    }
+
     pub fn dir(&self) -> String {
         self.text("dir").unwrap_or_else(|| "./".to_string())
     }

@@ -71,8 +71,6 @@ const fn of_command(name: &'static str) -> Support {
     }
 }
 
-const REPLICATION: &str = "replication is not built yet";
-
 /// Every directive slotd knows, with how it treats it. The directives of
 /// `config::PARAMS` and the file-only ones (`include`).
 pub static SUPPORT: &[(&str, Support)] = &[
@@ -296,13 +294,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "cluster-require-full-coverage",
         test("cluster_directives_are_honoured"),
     ),
-    (
-        "cluster-replica-validity-factor",
-        of_switch("replicaof"),
-    ),
-    ("cluster-migration-barrier", of_switch("replicaof")),
-    ("cluster-allow-replica-migration", of_switch("replicaof")),
-    ("cluster-replica-no-failover", of_switch("replicaof")),
+    ("cluster-replica-validity-factor", of_command("failover")),
+    ("cluster-migration-barrier", of_command("failover")),
+    ("cluster-allow-replica-migration", of_command("failover")),
+    ("cluster-replica-no-failover", of_command("failover")),
     (
         "cluster-allow-reads-when-down",
         test("cluster_directives_are_honoured"),
@@ -321,19 +316,33 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("cluster-link-sendbuf-limit", test("cluster_directives_are_honoured")),
     ("cluster-port", test("cluster_directives_are_honoured")),
-    // Replication.
-    ("replicaof", off("no one", REPLICATION)),
-    ("masterauth", of_switch("replicaof")),
-    ("replica-read-only", of_switch("replicaof")),
-    ("replica-serve-stale-data", of_switch("replicaof")),
-    ("replica-priority", of_switch("replicaof")),
-    ("replica-lazy-flush", of_switch("replicaof")),
-    ("repl-backlog-size", of_switch("replicaof")),
-    ("repl-diskless-sync", of_switch("replicaof")),
-    ("repl-diskless-sync-delay", of_switch("replicaof")),
-    ("repl-diskless-sync-max-replicas", of_switch("replicaof")),
-    ("repl-diskless-load", of_switch("replicaof")),
-    ("repl-disable-tcp-nodelay", of_switch("replicaof")),
+    // Replication: the replica side is built (slotd follows a master);
+    // the master side (serving SYNC/PSYNC) is not yet.
+    ("replicaof", test("slotd_replicates_a_redis_master")),
+    ("masterauth", test("replica_authenticates_and_follows_settings")),
+    ("masteruser", test("replica_authenticates_and_follows_settings")),
+    ("repl-timeout", test("replica_authenticates_and_follows_settings")),
+    ("replica-announce-ip", test("replica_authenticates_and_follows_settings")),
+    ("replica-announce-port", test("replica_authenticates_and_follows_settings")),
+    ("replica-read-only", test("slotd_replicates_a_redis_master")),
+    (
+        "replica-serve-stale-data",
+        test("replica_authenticates_and_follows_settings"),
+    ),
+    ("replica-priority", test("slotd_replicates_a_redis_master")),
+    (
+        "replica-lazy-flush",
+        off("no", "a replica's full resynchronization frees the old data on the cores"),
+    ),
+    (
+        "repl-diskless-load",
+        off("disabled", "a replica loads the master's RDB from disk"),
+    ),
+    ("repl-backlog-size", of_command("psync")),
+    ("repl-diskless-sync", of_command("psync")),
+    ("repl-diskless-sync-delay", of_command("psync")),
+    ("repl-diskless-sync-max-replicas", of_command("psync")),
+    ("repl-disable-tcp-nodelay", of_command("psync")),
     // Encodings.
     (
         "list-max-listpack-size",

@@ -137,6 +137,10 @@ pub struct Conn {
     /// Scratch for the parser, kept to avoid allocating per request.
     pub spans: Vec<(u32, u32)>,
     pub scratch: Vec<u8>,
+    /// This node's master (a replica's link feeds the replication stream
+    /// through it): its writes are never refused, `timeout` spares it,
+    /// and CLIENT LIST shows flag `M`.
+    pub master: bool,
 }
 
 impl Conn {
@@ -185,6 +189,7 @@ impl Conn {
             last_cmd: None,
             spans: Vec::new(),
             scratch: Vec::new(),
+            master: false,
         }
     }
 
@@ -299,6 +304,9 @@ impl Conn {
     /// CLIENT LIST flags.
     pub fn flags(&self) -> String {
         let mut f = String::new();
+        if self.master {
+            f.push('M');
+        }
         if self.wait == Wait::Blocked {
             f.push('b');
         }

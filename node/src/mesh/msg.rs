@@ -233,8 +233,10 @@ pub enum Msg {
     /// The answer to this core's request `id`.
     Resp { id: u64, resp: Response },
     /// An accepted, admitted connection for this core to serve (already
-    /// counted in `Shared::core_clients`); no answer.
-    Adopt { fd: i32 },
+    /// counted in `Shared::clients` and `Shared::core_clients`); no answer.
+    /// `master`: the replica link's end of the replication stream, with the
+    /// master's address (CLIENT LIST's `addr`).
+    Adopt { fd: i32, master: Option<String> },
     /// Look at the node's shared state again (a snapshot started, its
     /// writer took this core's records, its outcome is in); no answer.
     Wake,

@@ -34,6 +34,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// A core's state.
+/// The node-wide services every core holds a handle to.
+#[derive(Clone)]
+pub struct Services {
+    pub persist: Arc<crate::persist::State>,
+    /// Cluster mode's bus core.
+    pub bus: Option<Arc<crate::mesh::Bus>>,
+    pub replication: Arc<crate::replica::Replication>,
+}
+
 pub struct Shard {
     pub id: usize,
     pub cores: usize,
@@ -81,6 +90,8 @@ pub struct Shard {
     /// In cluster mode: the bus core's mailbox, and the slot map this core
     /// routes by (`None`: standalone).
     pub bus: Option<Arc<crate::mesh::Bus>>,
+    /// The replication role and the replica's link.
+    pub replication: Arc<crate::replica::Replication>,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
@@ -94,9 +105,13 @@ impl Shard {
         cores: usize,
         shared: Arc<Shared>,
         mesh: Arc<Mesh>,
-        persist: Arc<crate::persist::State>,
-        bus: Option<Arc<crate::mesh::Bus>>,
+        services: Services,
     ) -> Shard {
+        let Services {
+            persist,
+            bus,
+            replication,
+        } = services;
         let settings = shared.settings();
         // Random per process: dictionary hash seeds must not be guessable,
         // or chosen keys could all collide.
@@ -144,6 +159,7 @@ impl Shard {
             cluster: None,
             cluster_moving: false,
             bus,
+            replication,
         }
         .with_slot_map()
     }

@@ -1,0 +1,732 @@
+//! A replica's link to its master (REPLICAOF, `replicaof`). API:
+//! [`Replication`] (`set_master`, `unset_master`, `status`, `master_of`).
+//!
+//! One thread per link (`replica-link`, unpinned, sleeping in `poll(2)`)
+//! connects to the master and runs `repl::Replica`, the protocol as a
+//! state machine, over a plain socket: the handshake, PSYNC, the RDB of a
+//! full resynchronization (written to a temporary file in `dir`, then
+//! renamed to `dbfilename`, as Redis's disk load does), ACKs and
+//! `repl-timeout`. The thread touches no data. What the master sends
+//! reaches the keyspace through one connection on core 0, the master
+//! client (CLIENT LIST flag `M`): the thread holds the other end of a
+//! socket pair and writes the stream's commands into it, so they run
+//! exactly as a client's pipeline does, in order, with the cores' usual
+//! machinery for keys on several cores and MULTI/EXEC. A full
+//! resynchronization's load travels the same way, as one internal command
+//! only the master client may send (`LOAD_COMMAND`): everything received
+//! before it is applied first, and everything after it lands on the
+//! loaded data. The replies the core writes back are read and dropped.
+//!
+//! The offset acknowledged to the master is the offset of the commands
+//! handed to the master client, which applies them moments later.
+
+use crate::mesh::{Mesh, Msg};
+use crate::shared::Shared;
+use repl::{Action, Replica, Resume};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The command, sent only on the master client, that replaces the keyspace
+/// with the RDB file named by its argument.
+pub const LOAD_COMMAND: &[u8] = b"slotd-replica-load";
+
+/// The core that serves the master client.
+const MASTER_CORE: usize = 0;
+
+/// Stop reading from the master while this much of the stream waits for
+/// the master client.
+const FEED_MAX: usize = 16 << 20;
+
+/// Where the link stands, as Redis's `repl_state` (ROLE's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Connect,
+    Connecting,
+    Handshake,
+    Sync,
+    Connected,
+}
+
+impl LinkState {
+    /// ROLE's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkState::Connect => "connect",
+            LinkState::Connecting => "connecting",
+            LinkState::Handshake => "handshake",
+            LinkState::Sync => "sync",
+            LinkState::Connected => "connected",
+        }
+    }
+}
+
+/// What INFO replication and ROLE show.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The master followed (`None`: this node is a master).
+    pub master: Option<(String, u16)>,
+    pub state: LinkState,
+    /// Unix ms of the last bytes from the master (0: no link).
+    pub last_io_ms: i64,
+    /// Unix ms the link went down (0: it never was up).
+    pub down_since_ms: i64,
+    /// A transfer's size (-1 for a diskless one), bytes read, last read.
+    pub transfer_size: i64,
+    pub transfer_read: i64,
+    pub transfer_last_io_ms: i64,
+    /// The master's offset of the last byte received, and applied
+    /// (`slave_read_repl_offset`, `slave_repl_offset`); -1 before a sync.
+    pub read_offset: i64,
+    pub offset: i64,
+    /// The link's master client is up (ROLE's offset is -1 otherwise).
+    pub has_master_client: bool,
+    /// This node's replication ID, the previous one and the offset up to
+    /// which that one is valid, and `master_repl_offset`.
+    pub replid: String,
+    pub replid2: String,
+    pub second_offset: i64,
+    pub repl_offset: i64,
+}
+
+const NO_ID: &str = "0000000000000000000000000000000000000000";
+
+/// A replication ID: 40 random hex digits.
+fn random_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..20)
+        .map(|_| format!("{:02x}", rng.gen::<u8>()))
+        .collect()
+}
+
+struct Link {
+    host: String,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Option<Resume>>,
+}
+
+/// The node's replication role, and the link when it is a replica.
+pub struct Replication {
+    shared: Arc<Shared>,
+    mesh: Arc<Mesh>,
+    link: Mutex<Option<Link>>,
+    /// Where the next link may resume (Redis's cached master).
+    cached: Mutex<Option<Resume>>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl Replication {
+    /// A master with a fresh replication ID.
+    pub fn new(shared: Arc<Shared>, mesh: Arc<Mesh>) -> Replication {
+        Replication {
+            shared,
+            mesh,
+            link: Mutex::new(None),
+            cached: Mutex::new(None),
+            status: Arc::new(Mutex::new(Status {
+                master: None,
+                state: LinkState::Connect,
+                last_io_ms: 0,
+                down_since_ms: 0,
+                transfer_size: 0,
+                transfer_read: 0,
+                transfer_last_io_ms: 0,
+                read_offset: -1,
+                offset: -1,
+                has_master_client: false,
+                replid: random_id(),
+                replid2: NO_ID.into(),
+                second_offset: -1,
+                repl_offset: 0,
+            })),
+        }
+    }
+
+    /// A copy of what INFO and ROLE show.
+    pub fn status(&self) -> Status {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The master followed, if any.
+    pub fn master_of(&self) -> Option<(String, u16)> {
+        self.link
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|l| (l.host.clone(), l.port)))
+    }
+
+    /// Follows `host:port` from now on (Redis's `replicationSetMaster`):
+    /// any previous link ends, its resume point is kept for the next
+    /// PSYNC. Returns false when a thread could not be started.
+    pub fn set_master(&self, host: &str, port: u16) -> bool {
+        self.stop_link();
+        self.shared.replica.store(true, Ordering::SeqCst);
+        crate::log::set_replica(true);
+        self.shared.master_link_up.store(false, Ordering::SeqCst);
+        if let Ok(mut s) = self.status.lock() {
+            s.master = Some((host.to_string(), port));
+            s.state = LinkState::Connect;
+            s.last_io_ms = 0;
+            s.has_master_client = false;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = LinkCtx {
+            host: host.to_string(),
+            port,
+            shared: self.shared.clone(),
+            mesh: self.mesh.clone(),
+            status: self.status.clone(),
+            stop: stop.clone(),
+            resume: self.cached.lock().ok().and_then(|mut c| c.take()),
+        };
+        let thread = std::thread::Builder::new()
+            .name("replica-link".into())
+            .spawn(move || ctx.run());
+        match thread {
+            Ok(thread) => {
+                if let Ok(mut l) = self.link.lock() {
+                    *l = Some(Link {
+                        host: host.to_string(),
+                        port,
+                        stop,
+                        thread,
+                    });
+                }
+                true
+            }
+            Err(e) => {
+                crate::log::warning(format_args!("Can't start the replica link thread: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Becomes a master again, keeping the data (Redis's
+    /// `replicationUnsetMaster`): the link ends and the replication ID
+    /// shifts, the master's kept as the secondary one.
+    pub fn unset_master(&self) {
+        self.stop_link();
+        self.shared.replica.store(false, Ordering::SeqCst);
+        crate::log::set_replica(false);
+        self.shared.master_link_up.store(false, Ordering::SeqCst);
+        let cached = self.cached.lock().ok().and_then(|c| c.clone());
+        let mut line = None;
+        if let Ok(mut s) = self.status.lock() {
+            s.master = None;
+            s.state = LinkState::Connect;
+            s.has_master_client = false;
+            if let Some(r) = cached {
+                s.replid2 = r.replid;
+                s.second_offset = r.offset + 1;
+                s.repl_offset = r.offset.max(0);
+            } else {
+                s.replid2 = s.replid.clone();
+                s.second_offset = s.repl_offset + 1;
+            }
+            s.replid = random_id();
+            s.read_offset = -1;
+            s.offset = -1;
+            line = Some(format!(
+                "Setting secondary replication ID to {}, valid up to offset: {}. New replication ID is {}",
+                s.replid2, s.second_offset, s.replid
+            ));
+        }
+        if let Some(line) = line {
+            crate::log::notice(format_args!("{line}"));
+        }
+    }
+
+    /// Ends the link thread, if any, keeping where it got to.
+    fn stop_link(&self) {
+        let link = self.link.lock().ok().and_then(|mut l| l.take());
+        if let Some(link) = link {
+            link.stop.store(true, Ordering::SeqCst);
+            if let Ok(Some(resume)) = link.thread.join() {
+                if let Ok(mut c) = self.cached.lock() {
+                    *c = Some(resume);
+                }
+            }
+        }
+    }
+}
+
+/// What a link's thread works with.
+struct LinkCtx {
+    host: String,
+    port: u16,
+    shared: Arc<Shared>,
+    mesh: Arc<Mesh>,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    resume: Option<Resume>,
+}
+
+/// Milliseconds on a monotonic clock, for the state machine.
+fn mono_ms(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+impl LinkCtx {
+    fn status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn config(&self) -> (repl::Config, std::path::PathBuf, String) {
+        let mut cfg = repl::Config::new(self.shared.port);
+        let mut dir = std::path::PathBuf::from(".");
+        let mut dbfilename = "dump.rdb".to_string();
+        if let Ok(c) = self.shared.config.lock() {
+            let text = |n: &str| c.text(n).filter(|t| !t.is_empty());
+            cfg.masterauth = text("masterauth").map(String::into_bytes);
+            cfg.masteruser = text("masteruser").map(String::into_bytes);
+            cfg.announce_ip = text("replica-announce-ip").map(String::into_bytes);
+            let port = c.int("replica-announce-port");
+            if port > 0 {
+                cfg.listening_port = port as u16;
+            }
+            cfg.repl_timeout_ms = c.int("repl-timeout").max(1) as u64 * 1000;
+            dir = std::path::PathBuf::from(c.dir());
+            if let Some(f) = text("dbfilename") {
+                dbfilename = f;
+            }
+        }
+        cfg.resume = self.resume.clone();
+        (cfg, dir, dbfilename)
+    }
+
+    /// The thread: connect, follow, reconnect every second after a
+    /// failure, until told to stop. Returns where a PSYNC could resume.
+    fn run(mut self) -> Option<Resume> {
+        let start = Instant::now();
+        let (cfg, _, _) = self.config();
+        let timeout = Duration::from_millis(cfg.repl_timeout_ms);
+        let mut replica = Replica::new(cfg);
+        let mut feed: Option<Feed> = None;
+        while !self.stop.load(Ordering::SeqCst) {
+            crate::log::notice(format_args!(
+                "Connecting to MASTER {}:{}",
+                self.host, self.port
+            ));
+            self.status(|s| s.state = LinkState::Connecting);
+            crate::log::notice(format_args!("MASTER <-> REPLICA sync started"));
+            match connect(&self.host, self.port, timeout) {
+                Ok(sock) => {
+                    crate::log::notice(format_args!(
+                        "Non blocking connect for SYNC fired the event."
+                    ));
+                    self.follow(&mut replica, sock, &mut feed, start);
+                    replica.closed();
+                    self.shared.master_link_up.store(false, Ordering::SeqCst);
+                    self.status(|s| {
+                        s.state = LinkState::Connect;
+                        s.last_io_ms = 0;
+                        s.down_since_ms = crate::shared::now_ms();
+                    });
+                }
+                Err(e) => {
+                    crate::log::warning(format_args!(
+                        "Error condition on socket for SYNC: {}",
+                        crate::log::io_error_text(&e)
+                    ));
+                    self.status(|s| s.state = LinkState::Connect);
+                }
+            }
+            // `replicationCron` tries again within a second.
+            for _ in 0..10 {
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Some(f) = feed.as_mut() {
+                    f.pump();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if let Some(mut f) = feed.take() {
+            f.finish();
+        }
+        self.resume = replica.resume_point();
+        self.resume
+    }
+
+    /// One link: runs the state machine until it closes or the thread is
+    /// told to stop.
+    fn follow(
+        &mut self,
+        replica: &mut Replica,
+        mut sock: TcpStream,
+        feed: &mut Option<Feed>,
+        start: Instant,
+    ) {
+        let (_, dir, dbfilename) = self.config();
+        let mut rdb: Option<(std::fs::File, std::path::PathBuf)> = None;
+        let mut actions = replica.connected(mono_ms(start));
+        self.status(|s| {
+            s.state = LinkState::Handshake;
+            s.last_io_ms = crate::shared::now_ms();
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut next_tick = mono_ms(start) + 100;
+        loop {
+            for a in actions.drain(..) {
+                match a {
+                    Action::Send(bytes) => {
+                        if let Err(e) = sock.write_all(&bytes) {
+                            crate::log::warning(format_args!(
+                                "I/O error writing to MASTER: {}",
+                                crate::log::io_error_text(&e)
+                            ));
+                            return;
+                        }
+                    }
+                    Action::Close => return,
+                    Action::Error(msg) => crate::log::warning(format_args!("{msg}")),
+                    Action::FullSync { replid, offset } => {
+                        if let Some(id) = &replid {
+                            crate::log::notice(format_args!(
+                                "Full resync from master: {id}:{offset}"
+                            ));
+                        }
+                        let name = format!(
+                            "temp-{}.{}.rdb",
+                            crate::shared::now_ms() / 1000,
+                            std::process::id()
+                        );
+                        let path = dir.join(name);
+                        match std::fs::File::create(&path) {
+                            Ok(f) => rdb = Some((f, path)),
+                            Err(e) => {
+                                crate::log::warning(format_args!(
+                                    "Opening the temp file needed for MASTER <-> REPLICA synchronization: {}",
+                                    crate::log::io_error_text(&e)
+                                ));
+                                return;
+                            }
+                        }
+                        self.status(|s| {
+                            s.state = LinkState::Sync;
+                            s.transfer_size = -1;
+                            s.transfer_read = 0;
+                            s.transfer_last_io_ms = crate::shared::now_ms();
+                            if let Some(id) = replid {
+                                s.replid = id;
+                            }
+                        });
+                    }
+                    Action::RdbStart { len } => {
+                        match len {
+                            Some(n) => crate::log::notice(format_args!(
+                                "MASTER <-> REPLICA sync: receiving {n} bytes from master to disk"
+                            )),
+                            None => crate::log::notice(format_args!(
+                                "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+                            )),
+                        }
+                        self.status(|s| s.transfer_size = len.map_or(-1, |n| n as i64));
+                    }
+                    Action::RdbChunk(bytes) => {
+                        if let Some((f, _)) = rdb.as_mut() {
+                            if let Err(e) = f.write_all(&bytes) {
+                                crate::log::warning(format_args!(
+                                    "Write error saving DB on disk: {}",
+                                    crate::log::io_error_text(&e)
+                                ));
+                                return;
+                            }
+                        }
+                        self.status(|s| {
+                            s.transfer_read += bytes.len() as i64;
+                            s.transfer_last_io_ms = crate::shared::now_ms();
+                        });
+                    }
+                    Action::RdbDone => {
+                        let Some((f, tmp)) = rdb.take() else {
+                            return;
+                        };
+                        let target = dir.join(&dbfilename);
+                        let done = f.sync_all().and_then(|_| std::fs::rename(&tmp, &target));
+                        if let Err(e) = done {
+                            crate::log::warning(format_args!(
+                                "Failed trying to rename the temp DB into {} in MASTER <-> REPLICA synchronization: {}",
+                                dbfilename,
+                                crate::log::io_error_text(&e)
+                            ));
+                            let _ = std::fs::remove_file(&tmp);
+                            return;
+                        }
+                        let Some(f) = self.feed(feed) else {
+                            return;
+                        };
+                        let path = target.display().to_string();
+                        f.push(&repl::encode(&[LOAD_COMMAND, path.as_bytes()]));
+                        self.link_up(replica);
+                    }
+                    Action::PartialSync { replid, offset } => {
+                        crate::log::notice(format_args!(
+                            "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization."
+                        ));
+                        if self.feed(feed).is_none() {
+                            return;
+                        }
+                        self.status(|s| {
+                            if s.replid != replid {
+                                s.replid = replid;
+                            }
+                            s.offset = offset;
+                        });
+                        crate::log::notice(format_args!(
+                            "Successful partial resynchronization with master."
+                        ));
+                        self.link_up(replica);
+                    }
+                    Action::Command { argv, offset_after } => {
+                        if let Some(f) = feed.as_mut() {
+                            let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+                            f.push(&repl::encode(&args));
+                        }
+                        self.status(|s| {
+                            s.offset = offset_after;
+                            s.read_offset = offset_after;
+                            s.repl_offset = offset_after;
+                        });
+                    }
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Some(f) = feed.as_mut() {
+                f.pump();
+            }
+            let backlogged = feed.as_ref().is_some_and(|f| f.pending() > FEED_MAX);
+            let mut fds = [
+                libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: if backlogged { 0 } else { libc::POLLIN },
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: feed.as_ref().map_or(-1, |f| f.fd()),
+                    events: libc::POLLIN
+                        | if feed.as_ref().is_some_and(|f| f.pending() > 0) {
+                            libc::POLLOUT
+                        } else {
+                            0
+                        },
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfd entries (a negative fd is skipped).
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
+            let now = mono_ms(start);
+            if fds[0].revents != 0 {
+                match sock.read(&mut buf) {
+                    Ok(0) => {
+                        crate::log::warning(format_args!("Connection with master lost."));
+                        return;
+                    }
+                    Ok(n) => {
+                        self.status(|s| s.last_io_ms = crate::shared::now_ms());
+                        actions = replica.received(now, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        crate::log::warning(format_args!(
+                            "Connection with master lost: {}",
+                            crate::log::io_error_text(&e)
+                        ));
+                        return;
+                    }
+                }
+            }
+            if now >= next_tick {
+                next_tick = now + 100;
+                actions.extend(replica.tick(now));
+            }
+        }
+    }
+
+    /// The link carries the stream now.
+    fn link_up(&self, replica: &Replica) {
+        self.shared.master_link_up.store(true, Ordering::SeqCst);
+        let off = replica.offset();
+        self.status(|s| {
+            s.state = LinkState::Connected;
+            s.has_master_client = true;
+            s.offset = off;
+            s.read_offset = off;
+            s.repl_offset = off;
+        });
+    }
+
+    /// The master client's feed, made (and its connection handed to core
+    /// 0) on first use.
+    fn feed<'a>(&self, feed: &'a mut Option<Feed>) -> Option<&'a mut Feed> {
+        if feed.is_none() {
+            let addr = format!("{}:{}", self.host, self.port);
+            match Feed::new(&self.shared, &self.mesh, addr) {
+                Ok(f) => *feed = Some(f),
+                Err(e) => {
+                    crate::log::warning(format_args!(
+                        "Can't create the master client: {}",
+                        crate::log::io_error_text(&e)
+                    ));
+                    return None;
+                }
+            }
+        }
+        feed.as_mut()
+    }
+}
+
+/// Connects to the master within `timeout`.
+fn connect(host: &str, port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                s.set_write_timeout(Some(timeout))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// The thread's end of the master client: what waits to be written into
+/// it, and the replies read back and dropped.
+struct Feed {
+    sock: OwnedFd,
+    out: Vec<u8>,
+    sent: usize,
+    sink: Vec<u8>,
+}
+
+impl Feed {
+    /// A socket pair; the other end becomes the master client on core 0.
+    fn new(shared: &Shared, mesh: &Mesh, addr: String) -> std::io::Result<Feed> {
+        let mut fds = [0i32; 2];
+        // SAFETY: plain syscall filling two descriptors we then own.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fds[0]` was just created and is owned here only.
+        let sock = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // SAFETY: fcntl and setsockopt on our own descriptor.
+        unsafe {
+            let fl = libc::fcntl(fds[0], libc::F_GETFL);
+            libc::fcntl(fds[0], libc::F_SETFL, fl | libc::O_NONBLOCK);
+            let size: libc::c_int = 4 << 20;
+            libc::setsockopt(
+                fds[0],
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        shared.clients.fetch_add(1, Ordering::Relaxed);
+        shared.core_clients[MASTER_CORE].fetch_add(1, Ordering::Relaxed);
+        mesh.send(
+            MASTER_CORE,
+            Msg::Adopt {
+                fd: fds[1],
+                master: Some(addr),
+            },
+        );
+        Ok(Feed {
+            sock,
+            out: Vec::new(),
+            sent: 0,
+            sink: vec![0u8; 16 * 1024],
+        })
+    }
+
+    fn fd(&self) -> i32 {
+        self.sock.as_raw_fd()
+    }
+
+    fn pending(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.pump();
+    }
+
+    /// Writes what the socket takes and drops the replies that came back.
+    fn pump(&mut self) {
+        loop {
+            // SAFETY: reads into our own buffer from our own socket.
+            let n = unsafe {
+                libc::recv(
+                    self.fd(),
+                    self.sink.as_mut_ptr() as *mut libc::c_void,
+                    self.sink.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+        }
+        while self.sent < self.out.len() {
+            let rest = &self.out[self.sent..];
+            // SAFETY: writes from our own buffer to our own socket.
+            let n = unsafe {
+                libc::send(
+                    self.fd(),
+                    rest.as_ptr() as *const libc::c_void,
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            self.sent += n as usize;
+        }
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        } else if self.sent > (1 << 20) {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+    }
+
+    /// Hands the master client what is still waiting, for a moment, before
+    /// the pair is closed (what the socket holds is still read by core 0;
+    /// REPLICAOF may run on core 0 itself, which then cannot read).
+    fn finish(&mut self) {
+        for _ in 0..50 {
+            self.pump();
+            if self.pending() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
