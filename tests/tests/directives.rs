@@ -45,8 +45,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
         &["--latency-tracking", "yes", "--appendfsync", "always"][..],
-        &["--replicaof", "127.0.0.1", "6390"],
-        &["--slaveof", "127.0.0.1 6390"],
+        &["--repl-diskless-load", "swapdb"],
         &["--notify-keyspace-events", "KEA"],
         &["--daemonize", "yes"],
     ] {
@@ -61,9 +60,7 @@ fn unbuilt_features_fail_loudly_at_start() {
             err.contains("is not supported by slotd yet"),
             "{args:?}: {err}"
         );
-        let name = args[0]
-            .trim_start_matches("--")
-            .replace("slaveof", "replicaof");
+        let name = args[0].trim_start_matches("--");
         assert!(err.contains(&format!("only '{name} ")), "{args:?}: {err}");
     }
     // The same from a config file names its line.
@@ -137,16 +134,16 @@ fn unbuilt_commands_answer_clear_errors() {
     let mut c = s.raw();
     for (cmd, want) in [
         (
-            &["REPLICAOF", "127.0.0.1", "6390"][..],
-            "-ERR REPLICAOF is not supported by slotd yet: replication is not built yet\r\n",
+            &["PSYNC", "?", "-1"][..],
+            "-ERR PSYNC is not supported by slotd yet: serving replicas is not built yet\r\n",
         ),
         (
-            &["SLAVEOF", "NO", "ONE"],
-            "-ERR SLAVEOF is not supported by slotd yet: replication is not built yet\r\n",
+            &["SYNC"],
+            "-ERR SYNC is not supported by slotd yet: serving replicas is not built yet\r\n",
         ),
         (
             &["FAILOVER"],
-            "-ERR FAILOVER is not supported by slotd yet: replication is not built yet\r\n",
+            "-ERR FAILOVER is not supported by slotd yet: serving replicas is not built yet\r\n",
         ),
     ] {
         assert_eq!(text(c.cmd_str(cmd)), want, "{cmd:?}");

@@ -4,7 +4,7 @@
 //! happen. They are not in the command table (COMMAND does not list them),
 //! and each leaves this list when its feature is built.
 
-const REPLICATION: &str = "replication is not built yet";
+const REPLICATION: &str = "serving replicas is not built yet";
 
 /// (command, why it is not there yet).
 static UNBUILT: &[(&str, &str)] = &[
@@ -33,7 +33,7 @@ mod tests {
     fn unbuilt_commands_say_so() {
         assert_eq!(
             error_for(b"Psync").unwrap(),
-            "ERR PSYNC is not supported by slotd yet: replication is not built yet"
+            "ERR PSYNC is not supported by slotd yet: serving replicas is not built yet"
         );
         assert_eq!(error_for(b"nosuch"), None);
         // Nothing here is in the command table: each leaves the list when

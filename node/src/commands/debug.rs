@@ -270,6 +270,7 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let path = std::path::PathBuf::from(String::from_utf8_lossy(args.get(1)).into_owned());
     crate::log::notice(format_args!("MASTER <-> REPLICA sync: Flushing old data"));
     let cx = Ctx::of(shard);
+    let path2 = path.clone();
     spawn(shard, key, async move {
         crate::log::notice(format_args!(
             "MASTER <-> REPLICA sync: Loading DB in memory"
@@ -285,6 +286,20 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
         crate::log::notice(format_args!(
             "MASTER <-> REPLICA sync: Finished with success"
         ));
+        // `rdb-del-sync-files`: without persistence the file was only the
+        // transfer's (Redis's `bg_unlink` of it).
+        let del = cx.shared.config.lock().is_ok_and(|c| {
+            c.flag("rdb-del-sync-files")
+                && !c.flag("appendonly")
+                && c.text("save")
+                    .is_some_and(|t| persist::Rules::parse(&t).0.is_empty())
+        });
+        if del {
+            crate::log::notice(format_args!(
+                "Removing the RDB file obtained from the master. This replica has persistence disabled"
+            ));
+            let _ = std::fs::remove_file(&path2);
+        }
         if cx.persist.aof.on.load(Ordering::SeqCst) {
             if let Err(e) = persist::start_rewrite(&cx.shared, &cx.persist, &cx.mesh, false) {
                 crate::log::warning(format_args!(

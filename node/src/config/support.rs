@@ -227,9 +227,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "rdb-del-sync-files",
-        NoEffect {
-            why: "slotd has no replication, so no sync files to delete",
-        },
+        test("replica_authenticates_and_follows_settings"),
     ),
     (
         "rdb-save-incremental-fsync",

@@ -235,6 +235,15 @@ impl Replication {
             s.replid = random_id();
             s.read_offset = -1;
             s.offset = -1;
+            // A later REPLICAOF offers this node's own history (Redis's
+            // `replicationCacheMasterUsingMyself`): only a master that
+            // knows the new ID (none yet) continues it.
+            if let Ok(mut c) = self.cached.lock() {
+                *c = Some(Resume {
+                    replid: s.replid.clone(),
+                    offset: s.repl_offset,
+                });
+            }
             line = Some(format!(
                 "Setting secondary replication ID to {}, valid up to offset: {}. New replication ID is {}",
                 s.replid2, s.second_offset, s.replid

@@ -1,0 +1,392 @@
+//! slotd as a replica of a stock redis-server 7.0 master (issue 13: how
+//! users migrate): REPLICAOF and `replicaof`, the full resynchronization
+//! and the command stream (checked by DEBUG DIGEST against the master,
+//! which slotd computes as Redis does), partial resynchronization after a
+//! lost link, the replica's refusals and settings, INFO replication and
+//! ROLE beside a redis-server replica of the same master, and REPLICAOF
+//! NO ONE keeping the data.
+
+use std::time::{Duration, Instant};
+use tests::cluster::wait_for;
+use tests::Server;
+
+/// A field of INFO replication.
+fn info(s: &Server, field: &str) -> String {
+    s.cli(&["info", "replication"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// The field names of INFO replication, in order.
+fn info_names(s: &Server) -> Vec<String> {
+    s.cli(&["info", "replication"])
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
+        .collect()
+}
+
+fn digest(s: &Server) -> String {
+    let d = s.cli(&["debug", "digest"]).trim().to_string();
+    assert!(
+        d.len() == 40 && d.bytes().all(|b| b.is_ascii_hexdigit()),
+        "DEBUG DIGEST: {d}"
+    );
+    d
+}
+
+/// DEBUG is needed for DEBUG DIGEST.
+const DEBUG: [&str; 2] = ["--enable-debug-command", "yes"];
+
+/// Waits until `replica` has applied everything `master` has sent, then
+/// checks both hold the same data.
+fn caught_up(master: &Server, replica: &Server) {
+    let want = info(master, "master_repl_offset");
+    wait_for(20, "the replica to reach the master's offset", || {
+        info(replica, "slave_repl_offset") == want && info(master, "master_repl_offset") == want
+    });
+    // Applied a moment after it is acknowledged: compare until equal.
+    let d = digest(master);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while digest(replica) != d {
+        assert!(
+            Instant::now() < deadline,
+            "replica digest {} != master {}\n--- replica log ---\n{}",
+            digest(replica),
+            d,
+            replica.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Data of every type, TTLs and a second database, on `s`.
+fn load(s: &Server, tag: &str) {
+    let mut cmds = String::new();
+    for i in 0..300 {
+        cmds.push_str(&format!("SET {tag}:s:{i} v{i}\n"));
+        if i % 10 == 0 {
+            cmds.push_str(&format!("EXPIRE {tag}:s:{i} 10000\n"));
+        }
+    }
+    for i in 0..20 {
+        cmds.push_str(&format!("HSET {tag}:h:{i} f1 a f2 {i}\n"));
+        cmds.push_str(&format!("RPUSH {tag}:l:{i} a b c {i}\n"));
+        cmds.push_str(&format!("SADD {tag}:set:{i} x y {i}\n"));
+        cmds.push_str(&format!("ZADD {tag}:z:{i} 1 a 2.5 b {i} c\n"));
+    }
+    cmds.push_str(&format!("SELECT 3\nSET {tag}:db3 three\nSELECT 0\n"));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s' \"$CMDS\" | redis-cli -h 127.0.0.1 -p {} > /dev/null",
+            s.port()
+        ))
+        .env("CMDS", cmds)
+        .status()
+        .expect("redis-cli");
+    assert!(out.success());
+}
+
+#[test]
+fn slotd_replicates_a_redis_master() {
+    let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
+    load(&master, "before");
+    let port = master.port().to_string();
+    // The directive at start, two cores.
+    let replica = Server::slotd(&[
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+    ]);
+    // A stock replica of the same master, for INFO's fields.
+    let stock = Server::redis(&["--replicaof", "127.0.0.1", &port]);
+    wait_for(20, "the slotd replica's link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    assert_eq!(
+        replica.cli(&["dbsize"]).trim(),
+        master.cli(&["dbsize"]).trim()
+    );
+    let log = replica.log();
+    for line in [
+        "Connecting to MASTER 127.0.0.1:",
+        "MASTER <-> REPLICA sync started",
+        "Full resync from master: ",
+        "MASTER <-> REPLICA sync: Loading DB in memory",
+        "MASTER <-> REPLICA sync: Finished with success",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+
+    // The stream: what redis-server propagates, keys on both cores,
+    // transactions, another database, rewritten commands.
+    for cmd in [
+        vec!["set", "a", "1"],
+        vec!["incr", "a"],
+        vec!["incrbyfloat", "f", "1.5"],
+        vec!["mset", "k1", "1", "k2", "2", "k3", "3", "k4", "4"],
+        vec!["expire", "k1", "1000"],
+        vec!["set", "px", "v", "px", "100000"],
+        vec!["lpush", "list", "a", "b", "c"],
+        vec!["lpop", "list"],
+        vec!["sadd", "s", "a", "b", "c", "d"],
+        vec!["spop", "s"],
+        vec!["hset", "h", "f", "v", "g", "w"],
+        vec!["zadd", "z", "1", "a", "2", "b"],
+        vec!["zincrby", "z", "3", "a"],
+        vec!["del", "k2", "before:s:1", "before:s:2"],
+        vec!["rename", "k3", "k5"],
+        vec!["getex", "k4", "ex", "500"],
+    ] {
+        let out = master.cli(&cmd);
+        assert!(!out.starts_with("ERR"), "{cmd:?}: {out}");
+    }
+    let mut m = master.raw();
+    m.cmd_str(&["multi"]);
+    for i in 0..10 {
+        m.cmd_str(&["set", &format!("tx{i}"), &i.to_string()]);
+    }
+    m.cmd_str(&["incr", "a"]);
+    assert!(tests::show(&m.cmd_str(&["exec"])).contains("OK"));
+    m.cmd_str(&["select", "5"]);
+    m.cmd_str(&["set", "in5", "x"]);
+    caught_up(&master, &replica);
+
+    // Writes are refused, as Redis's replica refuses them, unless
+    // replica-read-only is off.
+    assert_eq!(
+        replica.cli(&["set", "x", "1"]).trim(),
+        "READONLY You can't write against a read only replica."
+    );
+    assert_eq!(
+        stock.cli(&["set", "x", "1"]).trim(),
+        "READONLY You can't write against a read only replica."
+    );
+    let mut r = replica.raw();
+    assert_eq!(r.cmd_str(&["multi"]), b"+OK\r\n");
+    assert!(r.cmd_str(&["set", "x", "1"]).starts_with(b"-READONLY"));
+    assert!(r.cmd_str(&["exec"]).starts_with(b"-EXECABORT"));
+    replica.cli(&["config", "set", "replica-read-only", "no"]);
+    assert_eq!(replica.cli(&["set", "local", "1"]).trim(), "OK");
+    assert_eq!(info(&replica, "slave_read_only"), "0");
+    replica.cli(&["del", "local"]);
+    replica.cli(&["config", "set", "replica-read-only", "yes"]);
+
+    // INFO replication: Redis's fields in Redis's order; ROLE; the master
+    // client in CLIENT LIST.
+    let want = info(&master, "master_repl_offset");
+    wait_for(20, "the stock replica to catch up", || {
+        info(&stock, "master_link_status") == "up" && info(&stock, "master_repl_offset") == want
+    });
+    assert_eq!(info_names(&replica), info_names(&stock));
+    for f in [
+        "role",
+        "master_host",
+        "master_port",
+        "master_link_status",
+        "slave_priority",
+        "slave_read_only",
+        "master_replid",
+        "master_repl_offset",
+    ] {
+        assert_eq!(info(&replica, f), info(&stock, f), "{f}");
+    }
+    let role = replica.cli(&["role"]);
+    let lines: Vec<&str> = role.lines().collect();
+    assert_eq!(
+        lines[..4],
+        ["slave", "127.0.0.1", port.as_str(), "connected"]
+    );
+    assert_eq!(lines[4], info(&replica, "slave_repl_offset"));
+    let clients = replica.cli(&["client", "list"]);
+    assert!(
+        clients
+            .lines()
+            .any(|l| l.contains("flags=M") && l.contains(&format!("addr=127.0.0.1:{port}"))),
+        "{clients}"
+    );
+    let slaves = master.cli(&["info", "replication"]);
+    assert!(slaves.contains("connected_slaves:2"), "{slaves}");
+
+    // A lost link resumes with PSYNC: the master counts a partial sync and
+    // the writes made meanwhile arrive.
+    let partial = info_stat(&master, "sync_partial_ok");
+    master.cli(&["client", "kill", "type", "replica"]);
+    master.cli(&["set", "while-away", "1"]);
+    master.cli(&["hset", "h", "later", "1"]);
+    wait_for(20, "the links to come back", || {
+        info(&replica, "master_link_status") == "up" && info(&stock, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    assert!(info_stat(&master, "sync_partial_ok") >= partial + 2);
+    assert!(replica
+        .log()
+        .contains("Successful partial resynchronization with master."));
+
+    // Expired keys stay until the master's DEL: the replica reads them as
+    // absent but counts them, as Redis's replica does.
+    master.cli(&["debug", "set-active-expire", "0"]);
+    master.cli(&["set", "short", "1", "px", "50"]);
+    caught_up(&master, &replica);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = replica.cli(&["dbsize"]).trim().parse::<i64>().unwrap();
+    assert_eq!(replica.cli(&["get", "short"]).trim(), "");
+    assert_eq!(
+        replica.cli(&["dbsize"]).trim().parse::<i64>().unwrap(),
+        before
+    );
+    assert_eq!(master.cli(&["get", "short"]).trim(), "");
+    caught_up(&master, &replica);
+    assert_eq!(
+        replica.cli(&["dbsize"]).trim().parse::<i64>().unwrap(),
+        before - 1
+    );
+
+    // REPLICAOF NO ONE: a master again, with the data, writable, the old
+    // replication ID kept as the secondary one.
+    let old_id = info(&master, "master_replid");
+    let offset: i64 = info(&replica, "slave_repl_offset").parse().unwrap();
+    assert_eq!(replica.cli(&["replicaof", "no", "one"]).trim(), "OK");
+    assert_eq!(info(&replica, "role"), "master");
+    assert_eq!(info(&replica, "master_replid2"), old_id);
+    assert_eq!(
+        info(&replica, "second_repl_offset"),
+        (offset + 1).to_string()
+    );
+    assert_ne!(info(&replica, "master_replid"), old_id);
+    assert_eq!(digest(&replica), digest(&master));
+    assert_eq!(replica.cli(&["set", "mine", "1"]).trim(), "OK");
+    assert!(replica
+        .log()
+        .contains("MASTER MODE enabled (user request from 'id="));
+    // And back: the same master again is a new link (a full sync, since
+    // this node wrote on its own meanwhile).
+    assert_eq!(replica.cli(&["replicaof", "127.0.0.1", &port]).trim(), "OK");
+    assert_eq!(
+        replica.cli(&["replicaof", "127.0.0.1", &port]).trim(),
+        "OK Already connected to specified master"
+    );
+    wait_for(20, "the link to come back", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    assert_eq!(replica.cli(&["exists", "mine"]).trim(), "0");
+    assert_eq!(
+        replica.cli(&["replicaof", "127.0.0.1", "x"]).trim(),
+        "ERR Invalid master port"
+    );
+}
+
+/// A field of INFO stats.
+fn info_stat(s: &Server, field: &str) -> i64 {
+    s.cli(&["info", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn replica_authenticates_and_follows_settings() {
+    // masteruser + masterauth against an ACL user; the announced address.
+    let master = Server::redis(&[
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-ping-replica-period",
+        "1",
+    ]);
+    master.cli(&["acl", "setuser", "repl", "on", ">pw", "+@all", "~*"]);
+    master.cli(&["config", "set", "requirepass", "secret"]);
+    master.cli(&["-a", "secret", "--no-auth-warning", "set", "k", "v"]);
+    let port = master.port().to_string();
+    let replica = Server::slotd(&[
+        "--masteruser",
+        "repl",
+        "--masterauth",
+        "pw",
+        "--replica-announce-ip",
+        "10.1.2.3",
+        "--replica-announce-port",
+        "4567",
+        "--repl-timeout",
+        "2",
+        "--replica-serve-stale-data",
+        "no",
+        "--rdb-del-sync-files",
+        "yes",
+    ]);
+    assert_eq!(
+        replica.cli(&["config", "get", "repl-timeout"]),
+        "repl-timeout\n2\n"
+    );
+    assert_eq!(replica.cli(&["replicaof", "127.0.0.1", &port]).trim(), "OK");
+    wait_for(20, "the link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    assert_eq!(replica.cli(&["get", "k"]).trim(), "v");
+    // rdb-del-sync-files: no persistence, so the transfer's file goes.
+    wait_for(5, "the sync file to go", || {
+        !replica.dir().join("dump.rdb").exists()
+    });
+    assert!(replica
+        .log()
+        .contains("Removing the RDB file obtained from the master."));
+    wait_for(10, "the master to list the announced address", || {
+        master
+            .cli(&["-a", "secret", "--no-auth-warning", "info", "replication"])
+            .contains("slave0:ip=10.1.2.3,port=4567,state=online")
+    });
+
+    // repl-timeout: a master that stops answering is dropped after 2 s;
+    // with replica-serve-stale-data no, data commands are refused while
+    // the link is down, INFO and the like still answer.
+    let pid = master.pid().to_string();
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    assert!(stop.is_ok_and(|s| s.success()));
+    let started = Instant::now();
+    wait_for(10, "the replica to time the master out", || {
+        info(&replica, "master_link_status") == "down"
+    });
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+    assert_eq!(
+        replica.cli(&["get", "k"]).trim(),
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
+    );
+    assert_eq!(replica.cli(&["ping"]).trim(), "PONG");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert!(replica
+        .log()
+        .contains("MASTER timeout: no data nor PING received..."));
+    wait_for(20, "the link to come back", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    assert_eq!(replica.cli(&["get", "k"]).trim(), "v");
+
+    // A wrong password: the link never comes up, with Redis's log line.
+    let other = Server::slotd(&["--masterauth", "wrong"]);
+    other.cli(&["replicaof", "127.0.0.1", &port]);
+    wait_for(10, "the AUTH failure", || {
+        other.log().contains("Unable to AUTH to MASTER: ")
+    });
+    assert_eq!(info(&other, "master_link_status"), "down");
+
+    // Cluster mode refuses REPLICAOF, as Redis does.
+    let node = Server::slotd_cluster(&[]);
+    assert_eq!(
+        node.cli(&["replicaof", "127.0.0.1", &port]).trim(),
+        "ERR REPLICAOF not allowed in cluster mode."
+    );
+}
