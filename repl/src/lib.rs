@@ -34,6 +34,9 @@
 //!
 //! Not wired into the node yet.
 
+pub mod backlog;
+pub mod merge;
+
 #[cfg(test)]
 mod tests;
 
