@@ -35,6 +35,7 @@
 //! Not wired into the node yet.
 
 pub mod backlog;
+pub mod master;
 pub mod merge;
 
 #[cfg(test)]
