@@ -1,4 +1,8 @@
-//! The replica side of Redis 7.0's replication protocol, free of I/O.
+//! Redis 7.0's replication protocol, free of I/O: the replica side here
+//! ([`Replica`]), the master side in [`master`] ([`master::Master`]: PSYNC
+//! decisions, replica states, INFO replication), its backlog in
+//! [`backlog`], and in [`merge`] the merge of the shard cores' write
+//! streams into the one ordered stream a Redis replica follows.
 //!
 //! [`Replica`] follows Redis 7.0.15's `replication.c` (`syncWithMaster`,
 //! `slaveTryPartialResynchronization`, `readSyncBulkPayload`,
@@ -33,6 +37,10 @@
 //! before it.
 //!
 //! Not wired into the node yet.
+
+pub mod backlog;
+pub mod master;
+pub mod merge;
 
 #[cfg(test)]
 mod tests;
