@@ -27,6 +27,7 @@ use crate::persist::aof::Submit;
 use crate::shard::{first_key, Shard};
 use crate::shared::{now_ms, Shared};
 use io_uring::{cqueue, opcode, squeue, types};
+use std::os::fd::FromRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ const KIND_WAKE: u64 = 4;
 const KIND_CRON: u64 = 5;
 const KIND_AOF_WRITE: u64 = 6;
 const KIND_AOF_FSYNC: u64 = 7;
+const KIND_CANCEL: u64 = 8;
 
 /// Sleep batching (see `Core::run`): at most one request waited for per
 /// this many clients active in the last cron period,
@@ -689,9 +691,18 @@ impl Core {
     }
 
     fn try_free(&mut self, key: Key) {
-        let Some(c) = self.shard.conns.get(key) else {
+        let Some(c) = self.shard.conns.get_mut(key) else {
             return;
         };
+        if c.handoff && c.recv_inflight && !c.cancel_sent {
+            // A replica's socket stays open: its receive is cancelled.
+            c.cancel_sent = true;
+            let e = opcode::AsyncCancel::new(user_data(KIND_RECV, key))
+                .build()
+                .user_data(user_data(KIND_CANCEL, key));
+            self.push_sqe(e);
+            return;
+        }
         if c.recv_inflight || c.send_inflight {
             return;
         }
@@ -701,8 +712,33 @@ impl Core {
                 // The table holds the socket open too: drop that hold.
                 self.ring.unregister_file(key.index);
             }
-            // SAFETY: nothing is in flight on this fd any more.
-            unsafe { libc::close(c.fd) };
+            if c.handoff {
+                // SAFETY: nothing is in flight on this fd any more, and
+                // nothing here uses it after this.
+                let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(c.fd) };
+                let out = c.sending[c.send_off..]
+                    .iter()
+                    .chain(c.out.iter())
+                    .copied()
+                    .collect();
+                let input = c.rbuf.get(c.rpos..).unwrap_or_default().to_vec();
+                let job = self.shard.replication.take_job(c.id);
+                self.shard.replication.note(crate::replica::Note::Socket {
+                    conn: c.id,
+                    fd,
+                    out,
+                    input,
+                    job,
+                });
+            } else {
+                if c.replconf {
+                    self.shard
+                        .replication
+                        .note(crate::replica::Note::Gone { conn: c.id });
+                }
+                // SAFETY: nothing is in flight on this fd any more.
+                unsafe { libc::close(c.fd) };
+            }
             self.shard.shared.clients.fetch_sub(1, Ordering::Relaxed);
             self.shard.shared.core_clients[self.shard.id].fetch_sub(1, Ordering::Relaxed);
             self.shard.stats.connected_clients =
@@ -730,7 +766,9 @@ impl Core {
                         self.start_send(key);
                     }
                 }
-                self.shard.engine.disable_log();
+                if !self.shard.replication.stream().active() {
+                    self.shard.engine.disable_log();
+                }
             }
         }
         self.shard.persist_cron(now);
@@ -861,12 +899,10 @@ impl Core {
     /// Hands this turn's log records to the AOF writer and submits what
     /// it asks for.
     fn aof_pump(&mut self) {
+        self.shard.take_log();
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return;
         };
-        if let Some(log) = self.shard.engine.write_log() {
-            a.take(log, &self.shard.persist.aof);
-        }
         a.submit(&self.shard.persist.aof, &mut self.aof_out);
         self.aof_push();
     }
@@ -919,9 +955,10 @@ impl Core {
         if a.idle() {
             return true;
         }
-        if let Some(log) = self.shard.engine.write_log() {
-            a.take(log, &self.shard.persist.aof);
-        }
+        self.shard.take_log();
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return true;
+        };
         a.finish(&self.shard.persist.aof, &mut self.aof_out);
         self.aof_push();
         false

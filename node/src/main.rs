@@ -475,7 +475,13 @@ fn main() {
         }
         bus
     });
-    let replication = Arc::new(replica::Replication::new(shared.clone(), mesh.clone()));
+    let replication = match replica::Replication::new(shared.clone(), mesh.clone()) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            log::warning(format_args!("Failed creating the replication stream: {e}"));
+            std::process::exit(1);
+        }
+    };
     let services = shard::Services {
         persist: persist.clone(),
         bus,

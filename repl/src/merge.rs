@@ -96,6 +96,8 @@ pub struct Merger {
     /// Emitted, not drained yet.
     out: Vec<u8>,
     gap: Option<Gap>,
+    /// Commands other than SELECT emitted so far.
+    emitted: u64,
     spans: Vec<(u32, u32)>,
     scratch: Vec<u8>,
 }
@@ -124,6 +126,7 @@ impl Merger {
             db: None,
             out: Vec::new(),
             gap: None,
+            emitted: 0,
             spans: Vec::new(),
             scratch: Vec::new(),
         }
@@ -206,12 +209,20 @@ impl Merger {
         let Some(w) = self.txns.remove(&part.id) else {
             return;
         };
+        let (start, db, emitted) = (self.out.len(), self.db.clone(), self.emitted);
         self.out.extend_from_slice(MULTI);
         for c in &w.got {
             self.held -= c.bytes.len();
             self.emit(&c.bytes, true);
         }
-        self.out.extend_from_slice(EXEC);
+        if self.emitted == emitted {
+            // Nothing was written under the locks (a barrier, or writes
+            // that changed nothing): no empty transaction in the stream.
+            self.out.truncate(start);
+            self.db = db;
+        } else {
+            self.out.extend_from_slice(EXEC);
+        }
     }
 
     /// Drops everything held and skips past every ticket seen.
@@ -284,6 +295,9 @@ impl Merger {
             };
             if keep {
                 self.out.extend_from_slice(&rest[..consumed]);
+                if !(self.spans.len() == 2 && name.eq_ignore_ascii_case(b"select")) {
+                    self.emitted += 1;
+                }
             }
             pos += consumed;
         }

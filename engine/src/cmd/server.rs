@@ -57,6 +57,21 @@ pub static COMMANDS: &[Spec] = &[
         (0, 0, 0),
         "server",
     ),
+    Spec::node("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, (0, 0, 0), "server"),
+    Spec::node(
+        "psync",
+        -3,
+        ADMIN | NOSCRIPT | NO_MULTI,
+        (0, 0, 0),
+        "server",
+    ),
+    Spec::node(
+        "replconf",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        (0, 0, 0),
+        "server",
+    ),
     // MEMORY USAGE runs here, on the key's core; the node answers the
     // other subcommands (they are about the process).
     Spec::new("memory", -2, READONLY, (0, 0, 0), memory, "server").movable(memory_keys),

@@ -4,14 +4,10 @@
 //! happen. They are not in the command table (COMMAND does not list them),
 //! and each leaves this list when its feature is built.
 
-const REPLICATION: &str = "serving replicas is not built yet";
+const REPLICATION: &str = "coordinated failover is not built yet";
 
 /// (command, why it is not there yet).
-static UNBUILT: &[(&str, &str)] = &[
-    ("sync", REPLICATION),
-    ("psync", REPLICATION),
-    ("failover", REPLICATION),
-];
+static UNBUILT: &[(&str, &str)] = &[("failover", REPLICATION)];
 
 /// The error for command `name` when slotd knows it but does not have it
 /// (`None` for a name it does not know at all).
@@ -32,8 +28,8 @@ mod tests {
     #[test]
     fn unbuilt_commands_say_so() {
         assert_eq!(
-            error_for(b"Psync").unwrap(),
-            "ERR PSYNC is not supported by slotd yet: serving replicas is not built yet"
+            error_for(b"Failover").unwrap(),
+            "ERR FAILOVER is not supported by slotd yet: coordinated failover is not built yet"
         );
         assert_eq!(error_for(b"nosuch"), None);
         // Nothing here is in the command table: each leaves the list when

@@ -298,6 +298,9 @@ fn cpu() -> String {
 
 /// INFO's replication section, as Redis 7.0's `genRedisInfoString`.
 fn replication(r: &crate::replica::Status, priority: i64, read_only: bool) -> String {
+    if let Some(text) = &r.master_text {
+        return text.clone();
+    }
     let mut out = String::new();
     let now = now_ms();
     let secs = |ms: i64| (now - ms) / 1000;

@@ -18,6 +18,7 @@ mod info;
 mod memory;
 mod node;
 mod request;
+mod sync;
 
 pub use node::REDIS_VERSION;
 pub use request::process;

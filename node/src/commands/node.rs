@@ -183,6 +183,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
         }
         "client" => client(shard, key, args),
         "replicaof" | "slaveof" => replicaof(shard, key, &args),
+        "replconf" => super::sync::replconf(shard, key, args),
+        "sync" | "psync" => super::sync::sync(shard, key, args),
         "role" => {
             let r = role(&shard.replication.status());
             ok(shard, key, r)

@@ -314,6 +314,13 @@ static PARAMS: &[Param] = &[
     p("masterauth", STR, "", Mutable),
     p("masteruser", STR, "", Mutable),
     p("repl-timeout", int(1, I32_MAX), "60", Mutable),
+    pa(
+        "repl-ping-replica-period",
+        "repl-ping-slave-period",
+        int(1, I32_MAX),
+        "10",
+        Mutable,
+    ),
     pa("replica-announce-ip", "slave-announce-ip", STR, "", Mutable),
     pa(
         "replica-announce-port",

@@ -141,6 +141,12 @@ pub struct Conn {
     /// through it): its writes are never refused, `timeout` spares it,
     /// and CLIENT LIST shows flag `M`.
     pub master: bool,
+    /// A replica's connection: it spoke REPLCONF (the master thread knows
+    /// it), and once `handoff` is set its socket goes to the master thread
+    /// instead of being closed (`cancel_sent`: its receive is cancelled).
+    pub replconf: bool,
+    pub handoff: bool,
+    pub cancel_sent: bool,
 }
 
 impl Conn {
@@ -190,6 +196,9 @@ impl Conn {
             spans: Vec::new(),
             scratch: Vec::new(),
             master: false,
+            replconf: false,
+            handoff: false,
+            cancel_sent: false,
         }
     }
 
@@ -306,6 +315,9 @@ impl Conn {
         let mut f = String::new();
         if self.master {
             f.push('M');
+        }
+        if self.handoff {
+            f.push('S');
         }
         if self.wait == Wait::Blocked {
             f.push('b');

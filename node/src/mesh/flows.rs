@@ -797,3 +797,18 @@ async fn exec_checked(
         encoded: engine::Encoded::default(),
     }
 }
+
+/// Runs `work` while this task holds every core's lock: nothing is written
+/// anywhere meanwhile, and every core has handed its earlier writes to
+/// the replication stream (a replication barrier). `work` gets the
+/// transaction's id, for the requests locked cores must serve.
+pub async fn under_all_locks<T, F: std::future::Future<Output = T>>(
+    rpc: &Rc<Rpc>,
+    work: impl FnOnce(TxId) -> F,
+) -> T {
+    let cores: Vec<usize> = (0..rpc.mesh.cores()).collect();
+    let locks = Locks::take(rpc, &cores).await;
+    let out = work(locks.tx).await;
+    locks.release().await;
+    out
+}

@@ -122,6 +122,9 @@ pub enum Request {
     /// Cluster mode: another node took `slot` by a newer config; delete
     /// the keys of database 0 it still holds here, each logged as DEL.
     DropSlot { slot: u16 },
+    /// A replication barrier (every core locked by `tx`): start this
+    /// core's image of the snapshot job now.
+    SnapshotStart { tx: TxId },
     /// DEBUG RELOAD / LOADAOF: the keys read back from the files, those of
     /// this core's slots; replace the keyspace with them (emptied first
     /// when `flush`), logging nothing.

@@ -49,6 +49,11 @@ pub enum Effect {
     Db(usize),
     /// WATCHes registered (core, db, key, version).
     Watched(Vec<(usize, usize, Bytes, u64)>),
+    /// The connection became a replica: its socket goes to the
+    /// replication thread.
+    HandOff,
+    /// The connection spoke REPLCONF.
+    Replconf,
 }
 
 enum Pending {

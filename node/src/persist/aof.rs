@@ -922,6 +922,21 @@ impl CoreAof {
         aof.logged[self.core].store(log.offset(), Ordering::Release);
     }
 
+    /// Like [`CoreAof::take`] for bytes already taken from the log (whose
+    /// offset is now `log_offset`) by the replication stream.
+    pub fn append(&mut self, bytes: &[u8], log_offset: u64, aof: &Aof) {
+        if bytes.is_empty() {
+            return;
+        }
+        let to = if self.rotating.is_some() {
+            &mut self.after
+        } else {
+            &mut self.queue
+        };
+        to.extend_from_slice(bytes);
+        aof.logged[self.core].store(log_offset, Ordering::Release);
+    }
+
     /// Switches to the incr file `fd` at the log's current offset (a
     /// rewrite's image starts now): what was recorded before goes to the
     /// current file, what comes after to the new one.

@@ -20,6 +20,12 @@
 //! The offset acknowledged to the master is the offset of the commands
 //! handed to the master client, which applies them moments later.
 
+mod master;
+mod stream;
+
+pub use master::Note;
+pub use stream::Stream;
+
 use crate::mesh::{Mesh, Msg};
 use crate::shared::Shared;
 use repl::{Action, Replica, Resume};
@@ -91,12 +97,15 @@ pub struct Status {
     pub replid2: String,
     pub second_offset: i64,
     pub repl_offset: i64,
+    /// The master thread's INFO lines (`role:master` to
+    /// `repl_backlog_histlen`), once replicas have come.
+    pub master_text: Option<String>,
 }
 
 const NO_ID: &str = "0000000000000000000000000000000000000000";
 
 /// A replication ID: 40 random hex digits.
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     (0..20)
@@ -119,12 +128,26 @@ pub struct Replication {
     /// Where the next link may resume (Redis's cached master).
     cached: Mutex<Option<Resume>>,
     status: Arc<Mutex<Status>>,
+    /// The master side: the cores' chunks, the notes for the master
+    /// thread (started by the first REPLCONF/SYNC), and its INFO lines.
+    stream: Arc<Stream>,
+    notes: Arc<Mutex<Vec<Note>>>,
+    master_info: Arc<Mutex<String>>,
+    master_started: AtomicBool,
+    /// The snapshot job (and its file) of each replica's full
+    /// resynchronization, until its socket is handed over.
+    jobs: Mutex<Vec<(u64, Arc<crate::persist::Job>, std::path::PathBuf)>>,
 }
 
 impl Replication {
     /// A master with a fresh replication ID.
-    pub fn new(shared: Arc<Shared>, mesh: Arc<Mesh>) -> Replication {
-        Replication {
+    pub fn new(shared: Arc<Shared>, mesh: Arc<Mesh>) -> std::io::Result<Replication> {
+        Ok(Replication {
+            stream: Arc::new(Stream::new()?),
+            notes: Arc::new(Mutex::new(Vec::new())),
+            master_info: Arc::new(Mutex::new(String::new())),
+            master_started: AtomicBool::new(false),
+            jobs: Mutex::new(Vec::new()),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -144,16 +167,93 @@ impl Replication {
                 replid2: NO_ID.into(),
                 second_offset: -1,
                 repl_offset: 0,
+                master_text: None,
             })),
+        })
+    }
+
+    /// The cores' write streams.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// The master part of INFO replication (`connected_slaves` to
+    /// `repl_backlog_histlen`), once replicas have come.
+    fn master_info(&self) -> Option<String> {
+        if !self.master_started.load(Ordering::SeqCst) {
+            return None;
         }
+        self.master_info.lock().ok().map(|i| i.clone())
+    }
+
+    /// Tells the master thread, starting it (and the cores' stream) first
+    /// if no replica came before.
+    pub fn note(&self, note: Note) {
+        if !self.master_started.swap(true, Ordering::SeqCst) {
+            self.stream.activate();
+            let (replid, offset) = {
+                let s = self.status();
+                (s.replid, s.repl_offset)
+            };
+            let cfg = self.master_config();
+            let t = master::MasterThread::new(
+                self.stream.clone(),
+                self.mesh.clone(),
+                self.notes.clone(),
+                self.master_info.clone(),
+                &replid,
+                offset,
+                cfg,
+            );
+            if let Err(e) = std::thread::Builder::new()
+                .name("repl-master".into())
+                .spawn(move || t.run())
+            {
+                crate::log::warning(format_args!("Can't start the replication thread: {e}"));
+            }
+        }
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(note);
+        }
+        self.stream.wake();
+    }
+
+    /// Keeps the snapshot job of client `conn`'s full resynchronization.
+    pub fn keep_job(&self, conn: u64, job: Arc<crate::persist::Job>, path: std::path::PathBuf) {
+        if let Ok(mut j) = self.jobs.lock() {
+            j.push((conn, job, path));
+        }
+    }
+
+    /// The job kept for `conn`, if any.
+    pub fn take_job(&self, conn: u64) -> Option<(Arc<crate::persist::Job>, std::path::PathBuf)> {
+        let mut j = self.jobs.lock().ok()?;
+        let at = j.iter().position(|(c, _, _)| *c == conn)?;
+        let (_, job, path) = j.remove(at);
+        Some((job, path))
+    }
+
+    /// The master settings from the configuration.
+    fn master_config(&self) -> repl::master::MasterConfig {
+        let mut cfg = repl::master::MasterConfig::default();
+        if let Ok(c) = self.shared.config.lock() {
+            cfg.backlog_size = c.int("repl-backlog-size").max(1) as usize;
+            cfg.ping_period_ms = c.int("repl-ping-replica-period").max(1) as u64 * 1000;
+            cfg.timeout_ms = c.int("repl-timeout").max(1) as u64 * 1000;
+        }
+        cfg
     }
 
     /// A copy of what INFO and ROLE show.
     pub fn status(&self) -> Status {
-        match self.status.lock() {
+        let mut s = match self.status.lock() {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
+        };
+        if s.master.is_none() {
+            s.master_text = self.master_info();
         }
+        s
     }
 
     /// The master followed, if any.

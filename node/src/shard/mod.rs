@@ -92,6 +92,11 @@ pub struct Shard {
     pub bus: Option<Arc<crate::mesh::Bus>>,
     /// The replication role and the replica's link.
     pub replication: Arc<crate::replica::Replication>,
+    /// Write log bytes on their way to the replication stream (held while
+    /// a transaction across cores holds this core), and that
+    /// transaction's part.
+    pub repl_pending: Vec<u8>,
+    pub repl_part: Option<repl::merge::TxnPart>,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
@@ -160,6 +165,8 @@ impl Shard {
             cluster_moving: false,
             bus,
             replication,
+            repl_pending: Vec::new(),
+            repl_part: None,
         }
         .with_slot_map()
     }
@@ -191,9 +198,77 @@ impl Shard {
         }
     }
 
+    /// Hands what the write log recorded to its consumers: the AOF writer,
+    /// and, once a replica follows this node, the replication stream (as
+    /// one chunk, unless a transaction across cores holds this core: its
+    /// part goes as one chunk at the unlock). Called before any reply or
+    /// message that may reveal those writes leaves.
+    pub fn take_log(&mut self) {
+        if !self.replication.stream().active() {
+            if let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) {
+                a.take(log, &self.persist.aof);
+            }
+            return;
+        }
+        if !self.engine.log_enabled() {
+            self.engine.enable_log();
+        }
+        self.log_to_pending();
+        if self.lock.is_none() && !self.repl_pending.is_empty() {
+            let bytes = std::mem::take(&mut self.repl_pending);
+            self.replication.stream().push(bytes, None);
+        }
+    }
+
+    /// A transaction across cores took this core's lock: what was written
+    /// before goes first, as a chunk of its own.
+    pub fn repl_part_begin(&mut self, part: repl::merge::TxnPart) {
+        if self.replication.stream().active() {
+            self.take_log();
+            self.repl_part = Some(part);
+        }
+    }
+
+    /// The transaction released this core: its part goes as one chunk.
+    pub fn repl_part_end(&mut self) {
+        let Some(part) = self.repl_part.take() else {
+            return;
+        };
+        self.log_to_pending();
+        let bytes = std::mem::take(&mut self.repl_pending);
+        self.replication.stream().push(bytes, Some(part));
+    }
+
+    /// Moves the write log's bytes to the replication stream's pending
+    /// chunk, and a copy to the AOF writer.
+    fn log_to_pending(&mut self) {
+        let Some(log) = self.engine.write_log() else {
+            return;
+        };
+        if log.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::new();
+        log.take(&mut bytes);
+        // Every chunk starts with its database.
+        log.reset_db();
+        let offset = log.offset();
+        if let Some(a) = self.aof.as_deref_mut() {
+            a.append(&bytes, offset, &self.persist.aof);
+        }
+        if self.repl_pending.is_empty() {
+            self.repl_pending = bytes;
+        } else {
+            self.repl_pending.extend_from_slice(&bytes);
+        }
+    }
+
     /// Sends `msg` to core `to`, or holds it while it may reveal a write
     /// not yet on disk (`appendfsync always`).
     pub fn send_out(&mut self, to: usize, msg: Msg) {
+        if self.lock.is_none() && self.replication.stream().active() {
+            self.take_log();
+        }
         let Some(a) = self.aof.as_deref_mut() else {
             return self.mesh.send(to, msg);
         };
@@ -233,6 +308,16 @@ impl Shard {
             match e {
                 Effect::Db(db) => c.db = db,
                 Effect::Watched(w) => c.watches.extend(w),
+                Effect::Replconf => c.replconf = true,
+                Effect::HandOff => {
+                    c.handoff = true;
+                    c.closing = true;
+                    if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
+                        c.wait = Wait::No;
+                    }
+                    self.closed.push(key);
+                    return;
+                }
             }
         }
         for r in &done.replies {

@@ -20,7 +20,7 @@ impl Shard {
                 Request::Exec { tx: Some(t), .. } | Request::Pipeline { tx: Some(t), .. } => {
                     *t == tx
                 }
-                Request::Unlock(t) => *t == tx,
+                Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
                 Request::Export { .. } | Request::Import { .. } => true,
                 Request::Lock(..)
                 | Request::Exec { .. }
@@ -144,8 +144,16 @@ impl Shard {
                     None => self.answer(from, id, Response::Encoded { out, ends }),
                 }
             }
+            Request::SnapshotStart { .. } => {
+                self.snapshot_start();
+                self.answer(from, id, Response::Done);
+            }
             Request::Lock(tx, cores) => {
                 // Only reached when unlocked (see handle_msg).
+                self.repl_part_begin(repl::merge::TxnPart {
+                    id: ((tx.0 as u64) << 48) ^ tx.1,
+                    parts: cores.len() as u32,
+                });
                 self.lock = Some(tx);
                 // What the transaction writes here is one part of it in
                 // this core's log: kept after a crash only with its parts
@@ -169,6 +177,7 @@ impl Shard {
                     if let Some(log) = self.engine.write_log() {
                         log.end_multi(0, false);
                     }
+                    self.repl_part_end();
                     self.serve_ready();
                     let deferred = std::mem::take(&mut self.deferred);
                     for (from, id, req) in deferred {

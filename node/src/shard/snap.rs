@@ -24,17 +24,7 @@ impl Shard {
         if epoch != self.snap_epoch && in_part {
             return true;
         }
-        if epoch != self.snap_epoch {
-            self.snap_epoch = epoch;
-            if let Some(job) = self.persist.job() {
-                self.engine.snapshot_begin(0..engine::slot::SLOTS, job.form);
-                job.started(self.id, self.engine.dirty);
-                if job.aof_seq.is_some() {
-                    self.aof_rotate();
-                }
-                self.snap_job = Some(job);
-            }
-        }
+        self.snapshot_start();
         let Some(job) = &self.snap_job else {
             return false;
         };
@@ -65,12 +55,35 @@ impl Shard {
         room
     }
 
+    /// Starts this core's image of the job that appeared since the last
+    /// look, if any (also asked directly, under the locks of a
+    /// replication barrier, so every core's image is of one instant).
+    pub fn snapshot_start(&mut self) {
+        let epoch = self.persist.epoch.load(Ordering::Relaxed);
+        if epoch == self.snap_epoch {
+            return;
+        }
+        self.snap_epoch = epoch;
+        if let Some(job) = self.persist.job() {
+            self.engine.snapshot_begin(0..engine::slot::SLOTS, job.form);
+            job.started(self.id, self.engine.dirty);
+            if job.aof_seq.is_some() {
+                self.aof_rotate();
+            }
+            self.snap_job = Some(job);
+        }
+    }
+
     /// An AOF rewrite's image starts on this core: the records from now on
     /// go to the new incr file the rewrite opened.
     fn aof_rotate(&mut self) {
         let Some(fd) = self.persist.aof.take_rotation(self.id) else {
             return;
         };
+        // What the old file gets, the replication stream gets too.
+        if self.replication.stream().active() {
+            self.take_log();
+        }
         match (self.aof.as_deref_mut(), self.engine.write_log()) {
             (Some(a), Some(log)) => a.rotate(fd, log, &self.persist.aof),
             _ => {

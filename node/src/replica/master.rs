@@ -1,0 +1,557 @@
+//! The master side: one thread (`repl-master`, unpinned, sleeping in
+//! `poll(2)`) that merges the cores' chunks into one stream
+//! (`repl::merge`), keeps the backlog and the replicas' state
+//! (`repl::master`), and writes to the replicas' sockets.
+//!
+//! A replica connects like any client, to a core: its `REPLCONF`s are
+//! answered by this thread (through the core's task), its `SYNC`/`PSYNC`
+//! is decided here while a task holds every core's lock (so the stream's
+//! offset and the snapshot that a full resynchronization sends are of one
+//! instant), then the core lets the socket go and hands it over here with
+//! whatever it had received after the command. A full resynchronization
+//! sends the RDB file the barrier's snapshot job writes (disk-backed, as
+//! Redis's `repl-diskless-sync no`).
+
+use super::stream::Stream;
+use crate::mesh::{Mesh, Msg, Response};
+use crate::persist::Job;
+use engine::Reply;
+use repl::master::{Master, MasterConfig, Out};
+use repl::merge::Merger;
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the cores tell the master thread.
+pub enum Note {
+    /// `REPLCONF` from client `conn` of core `core`: answer request `id`
+    /// with the reply (none for ACK/GETACK).
+    Replconf {
+        conn: u64,
+        peer_ip: String,
+        argv: Vec<Vec<u8>>,
+        core: usize,
+        id: u64,
+    },
+    /// `SYNC`/`PSYNC`, under the barrier: answer `Count(1)` for a full
+    /// resynchronization (a snapshot must start now), `Count(0)` for a
+    /// partial one, or the error reply.
+    Sync {
+        conn: u64,
+        peer_ip: String,
+        argv: Vec<Vec<u8>>,
+        core: usize,
+        id: u64,
+    },
+    /// The replica's socket, let go by its core, with the output it had
+    /// not sent and the input after the command; `job` writes the RDB of a
+    /// full resynchronization, `rdb` names its file.
+    Socket {
+        conn: u64,
+        fd: OwnedFd,
+        out: Vec<u8>,
+        input: Vec<u8>,
+        job: Option<(Arc<Job>, std::path::PathBuf)>,
+    },
+    /// A core closed a connection that spoke REPLCONF but never became a
+    /// replica here.
+    Gone { conn: u64 },
+}
+
+/// A replica's socket and what goes through it.
+struct Sock {
+    fd: Option<OwnedFd>,
+    out: Vec<u8>,
+    sent: usize,
+    input: Vec<u8>,
+    /// The full resynchronization's job, until its file is sent.
+    job: Option<(Arc<Job>, std::path::PathBuf)>,
+    /// The RDB file being sent, and the bytes left.
+    rdb: Option<(std::fs::File, u64)>,
+}
+
+impl Sock {
+    fn new() -> Sock {
+        Sock {
+            fd: None,
+            out: Vec::new(),
+            sent: 0,
+            input: Vec::new(),
+            job: None,
+            rdb: None,
+        }
+    }
+}
+
+/// The master thread's state.
+pub struct MasterThread {
+    stream: Arc<Stream>,
+    mesh: Arc<Mesh>,
+    notes: Arc<Mutex<Vec<Note>>>,
+    info: Arc<Mutex<String>>,
+    master: Master,
+    merger: Merger,
+    socks: HashMap<u64, Sock>,
+    start: Instant,
+    buf: Vec<u8>,
+}
+
+fn id_bytes(id: &str) -> [u8; repl::RUN_ID_SIZE] {
+    let mut out = [b'0'; repl::RUN_ID_SIZE];
+    for (o, b) in out.iter_mut().zip(id.bytes()) {
+        *o = b;
+    }
+    out
+}
+
+impl MasterThread {
+    pub fn new(
+        stream: Arc<Stream>,
+        mesh: Arc<Mesh>,
+        notes: Arc<Mutex<Vec<Note>>>,
+        info: Arc<Mutex<String>>,
+        replid: &str,
+        offset: i64,
+        cfg: MasterConfig,
+    ) -> MasterThread {
+        MasterThread {
+            stream,
+            mesh,
+            notes,
+            info,
+            master: Master::resume(id_bytes(replid), offset, cfg),
+            merger: Merger::new(),
+            socks: HashMap::new(),
+            start: Instant::now(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn run(mut self) {
+        loop {
+            self.absorb();
+            let notes = self.notes.lock().map(|mut n| std::mem::take(&mut *n));
+            for note in notes.unwrap_or_default() {
+                self.note(note);
+            }
+            let outs = self.master.tick(self.now());
+            self.outs(outs);
+            self.absorb();
+            self.pump();
+            if let Ok(mut i) = self.info.lock() {
+                *i = self.master.info(self.now());
+            }
+            self.sleep();
+        }
+    }
+
+    /// Takes the cores' chunks into the merger and the merged bytes into
+    /// the backlog.
+    fn absorb(&mut self) {
+        while let Some(c) = self.stream.pop() {
+            self.merger.push(c);
+        }
+        self.buf.clear();
+        if let Err(g) = self.merger.drain(&mut self.buf) {
+            crate::log::warning(format_args!(
+                "Replication stream lost chunks {}..{}: replicas must resynchronize",
+                g.from, g.to
+            ));
+            let ids: Vec<u64> = self.socks.keys().copied().collect();
+            for id in ids {
+                self.close(id);
+            }
+        }
+        if !self.buf.is_empty() {
+            self.master.feed(&self.buf);
+        }
+    }
+
+    /// Every ticket taken so far is in the backlog (the cores are locked:
+    /// none is being taken).
+    fn absorb_all(&mut self) {
+        let target = self.stream.next_ticket();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            self.absorb();
+            if self.merger.next_ticket() >= target || Instant::now() > deadline {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn answer(&self, core: usize, id: u64, resp: Response) {
+        self.mesh.send(core, Msg::Resp { id, resp });
+    }
+
+    fn note(&mut self, note: Note) {
+        let now = self.now();
+        match note {
+            Note::Replconf {
+                conn,
+                peer_ip,
+                argv,
+                core,
+                id,
+            } => {
+                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+                let reply = self.master.replconf(conn, &peer_ip, &args, now);
+                let replies = reply_of(&reply).into_iter().collect();
+                self.answer(core, id, Response::Replies(replies));
+            }
+            Note::Sync {
+                conn,
+                peer_ip,
+                argv,
+                core,
+                id,
+            } => {
+                self.absorb_all();
+                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+                let fresh = id_bytes(&super::random_id());
+                let outs = self.master.sync(conn, &peer_ip, &args, now, fresh);
+                let full = outs.iter().any(|o| matches!(o, Out::FullResync { .. }));
+                if full {
+                    // The stream after the RDB selects its database again.
+                    self.merger.reset_db();
+                }
+                let replica = self.master.replica(conn).is_some();
+                let mut error = None;
+                for o in outs {
+                    match o {
+                        Out::Send(c, bytes) if c == conn && !replica => error = reply_of(&bytes),
+                        Out::Send(c, bytes) => self
+                            .socks
+                            .entry(c)
+                            .or_insert_with(Sock::new)
+                            .out
+                            .extend(bytes),
+                        Out::Log(line) => crate::log::notice(format_args!("{line}")),
+                        Out::Close(c) => self.close(c),
+                        Out::FullResync { .. } => {}
+                    }
+                }
+                let resp = match (replica, error) {
+                    (true, _) => Response::Count(full as i64),
+                    (false, Some(e)) => Response::Replies(vec![e]),
+                    (false, None) => Response::Replies(Vec::new()),
+                };
+                self.answer(core, id, resp);
+            }
+            Note::Socket {
+                conn,
+                fd,
+                out,
+                input,
+                job,
+            } => {
+                match self.master.replica(conn) {
+                    None => return,
+                    // A full resynchronization whose snapshot could not
+                    // start: nothing will come.
+                    Some((repl::master::ReplState::WaitBgsave, _)) if job.is_none() => {
+                        crate::log::warning(format_args!(
+                            "Can't start a snapshot for a replica's full resynchronization"
+                        ));
+                        self.close(conn);
+                        return;
+                    }
+                    Some(_) => {}
+                }
+                set_nonblocking(&fd);
+                let s = self.socks.entry(conn).or_insert_with(Sock::new);
+                // What the core had not sent goes before what this thread
+                // queued (the +FULLRESYNC / +CONTINUE line).
+                let mut all = out;
+                all.extend_from_slice(&s.out[s.sent..]);
+                s.out = all;
+                s.sent = 0;
+                s.fd = Some(fd);
+                s.input = input;
+                s.job = job;
+                self.read_input(conn);
+            }
+            Note::Gone { conn } => {
+                if let Some(line) = self.master.closed(conn, now) {
+                    crate::log::warning(format_args!("{line}"));
+                }
+                self.socks.remove(&conn);
+            }
+        }
+    }
+
+    fn outs(&mut self, outs: Vec<Out>) {
+        for o in outs {
+            match o {
+                Out::Send(c, bytes) => {
+                    if let Some(s) = self.socks.get_mut(&c) {
+                        s.out.extend(bytes);
+                    }
+                }
+                Out::Log(line) => crate::log::notice(format_args!("{line}")),
+                Out::Close(c) => self.close(c),
+                Out::FullResync { .. } => {}
+            }
+        }
+    }
+
+    fn close(&mut self, conn: u64) {
+        self.socks.remove(&conn);
+        if let Some(line) = self.master.closed(conn, self.now()) {
+            crate::log::warning(format_args!("{line}"));
+        }
+    }
+
+    /// Moves bytes: the RDB when its file is ready, the stream once the
+    /// replica is online, input (ACKs) from the replicas.
+    fn pump(&mut self) {
+        let ids: Vec<u64> = self.socks.keys().copied().collect();
+        for conn in ids {
+            self.start_rdb(conn);
+            let Some(s) = self.socks.get_mut(&conn) else {
+                continue;
+            };
+            if s.fd.is_none() {
+                continue;
+            }
+            if s.rdb.is_none() && s.job.is_none() {
+                let mut out = std::mem::take(&mut s.out);
+                let ok = self.master.output(conn, &mut out);
+                if let Some(s) = self.socks.get_mut(&conn) {
+                    s.out = out;
+                }
+                if !ok {
+                    crate::log::warning(format_args!(
+                        "Closing a replica that fell out of the replication backlog"
+                    ));
+                    self.close(conn);
+                    continue;
+                }
+            }
+            if !self.write(conn) {
+                self.close(conn);
+                continue;
+            }
+            self.read_input(conn);
+        }
+    }
+
+    /// The job of a full resynchronization is over: its file starts going.
+    fn start_rdb(&mut self, conn: u64) {
+        let Some(s) = self.socks.get_mut(&conn) else {
+            return;
+        };
+        if s.fd.is_none() {
+            return;
+        }
+        let Some((job, path)) = &s.job else {
+            return;
+        };
+        if !job.is_over() {
+            return;
+        }
+        let result = job.poll_result(0, std::task::Waker::noop());
+        let path = path.clone();
+        s.job = None;
+        let file = match result {
+            Some(Ok(())) => std::fs::File::open(&path),
+            _ => Err(std::io::Error::other("the snapshot failed")),
+        };
+        let file = match file.and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+            Ok(f) => f,
+            Err(e) => {
+                crate::log::warning(format_args!(
+                    "SYNC failed. BGSAVE child returned an error: {}",
+                    crate::log::io_error_text(&e)
+                ));
+                self.close(conn);
+                return;
+            }
+        };
+        s.out
+            .extend_from_slice(format!("${}\r\n", file.1).as_bytes());
+        s.rdb = Some(file);
+        self.master.rdb_transfer(conn, false);
+    }
+
+    /// Writes what `conn` owes (and RDB bytes when its output is empty);
+    /// false when the socket failed.
+    fn write(&mut self, conn: u64) -> bool {
+        let now = self.now();
+        let Some(s) = self.socks.get_mut(&conn) else {
+            return true;
+        };
+        let Some(fd) = s.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return true;
+        };
+        loop {
+            if s.sent == s.out.len() {
+                s.out.clear();
+                s.sent = 0;
+                let Some((file, left)) = s.rdb.as_mut() else {
+                    return true;
+                };
+                if *left == 0 {
+                    s.rdb = None;
+                    let outs = self.master.rdb_done(conn, now);
+                    self.outs(outs);
+                    return true;
+                }
+                let mut chunk = vec![0u8; (*left).min(256 * 1024) as usize];
+                match file.read(&mut chunk) {
+                    Ok(n) if n > 0 => {
+                        chunk.truncate(n);
+                        *left -= n as u64;
+                        s.out = chunk;
+                    }
+                    _ => return false,
+                }
+            }
+            let rest = &s.out[s.sent..];
+            // SAFETY: writes from our buffer to our own socket.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    rest.as_ptr() as *const libc::c_void,
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                return e.kind() == std::io::ErrorKind::WouldBlock;
+            }
+            s.sent += n as usize;
+            if (n as usize) < rest.len() {
+                return true;
+            }
+        }
+    }
+
+    /// Reads and runs what a replica sent (REPLCONF ACK).
+    fn read_input(&mut self, conn: u64) {
+        let now = self.now();
+        let Some(s) = self.socks.get_mut(&conn) else {
+            return;
+        };
+        let Some(fd) = s.fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let mut closed = loop {
+            // SAFETY: reads into our buffer from our own socket.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n == 0 {
+                break true;
+            }
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                break e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::Interrupted;
+            }
+            s.input.extend_from_slice(&buf[..n as usize]);
+            if s.input.len() > 1 << 20 {
+                break true;
+            }
+        };
+        let limits = engine::resp::Limits::default();
+        let mut spans = Vec::new();
+        let mut scratch = Vec::new();
+        let mut pos = 0;
+        let mut replies = Vec::new();
+        while pos < s.input.len() {
+            let rest = &s.input[pos..];
+            match engine::resp::parse(rest, &limits, &mut spans, &mut scratch) {
+                Ok(engine::resp::Parsed::Command { consumed, .. }) => {
+                    let args: Vec<&[u8]> = spans
+                        .iter()
+                        .map(|&(a, b)| rest.get(a as usize..b as usize).unwrap_or_default())
+                        .collect();
+                    if args
+                        .first()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(b"replconf"))
+                    {
+                        replies.push(self.master.replconf(conn, "", &args, now));
+                    }
+                    pos += consumed;
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        s.input.drain(..pos.min(s.input.len()));
+        for r in replies {
+            s.out.extend(r);
+        }
+        if closed {
+            self.close(conn);
+        }
+    }
+
+    /// Sleeps until a chunk, a note or a replica's bytes arrive, or 100 ms.
+    fn sleep(&mut self) {
+        let mut fds = vec![libc::pollfd {
+            fd: self.stream.eventfd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        for s in self.socks.values() {
+            if let Some(fd) = &s.fd {
+                let mut events = libc::POLLIN;
+                if s.sent < s.out.len() || s.rdb.is_some() {
+                    events |= libc::POLLOUT;
+                }
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+            }
+        }
+        let notes = self.notes.lock().map(|n| !n.is_empty()).unwrap_or(false);
+        if notes || !self.stream.prepare_sleep() {
+            return;
+        }
+        // SAFETY: `fds` is a valid array of pollfd entries.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        self.stream.woke();
+    }
+}
+
+/// A RESP reply line (`+…` or `-…`) as a reply to relay; `None` when
+/// empty.
+fn reply_of(bytes: &[u8]) -> Option<Reply> {
+    let line = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
+    match line.split_first() {
+        Some((b'+', s)) => Some(Reply::Status(
+            String::from_utf8_lossy(s).into_owned().into(),
+        )),
+        Some((b'-', s)) => Some(Reply::Error(String::from_utf8_lossy(s).into_owned().into())),
+        _ => None,
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on our own descriptor.
+    unsafe {
+        let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}

@@ -1,0 +1,101 @@
+//! The cores' write streams on their way to the master thread
+//! (`repl::merge`'s tickets): once a replica has asked for the stream,
+//! every core pushes what its write log recorded as a chunk under a ticket
+//! from one counter, before it sends the replies (or the messages to
+//! other cores) that reveal those writes.
+
+use crossbeam_queue::SegQueue;
+use repl::merge::{Chunk, TxnPart};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The chunks in flight from the cores to the master thread.
+pub struct Stream {
+    /// Set once, by the first SYNC/PSYNC: from then on cores log their
+    /// writes and push them.
+    active: AtomicBool,
+    tickets: AtomicU64,
+    queue: SegQueue<Chunk>,
+    /// The master thread sleeps in `poll`: a push writes the eventfd.
+    sleeping: AtomicBool,
+    eventfd: i32,
+}
+
+impl Stream {
+    pub fn new() -> std::io::Result<Stream> {
+        // SAFETY: plain syscall; the fd lives as long as the process.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Stream {
+            active: AtomicBool::new(false),
+            tickets: AtomicU64::new(0),
+            queue: SegQueue::new(),
+            sleeping: AtomicBool::new(false),
+            eventfd: fd,
+        })
+    }
+
+    /// Whether cores push their writes.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn activate(&self) {
+        self.active.store(true, Ordering::SeqCst);
+    }
+
+    /// The next ticket to be taken: every smaller one is pushed or about
+    /// to be (a core pushes right after taking one).
+    pub(super) fn next_ticket(&self) -> u64 {
+        self.tickets.load(Ordering::SeqCst)
+    }
+
+    /// Pushes `bytes` (a part of a transaction across cores with `txn`)
+    /// under the next ticket.
+    pub fn push(&self, bytes: Vec<u8>, txn: Option<TxnPart>) {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst);
+        self.queue.push(Chunk { ticket, txn, bytes });
+        self.wake();
+    }
+
+    /// Wakes the master thread if it sleeps.
+    pub(super) fn wake(&self) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+            unsafe {
+                libc::write(self.eventfd, &one as *const u64 as *const libc::c_void, 8);
+            }
+        }
+    }
+
+    pub(super) fn pop(&self) -> Option<Chunk> {
+        self.queue.pop()
+    }
+
+    pub(super) fn eventfd(&self) -> i32 {
+        self.eventfd
+    }
+
+    /// The master thread is about to sleep: false when chunks arrived
+    /// meanwhile.
+    pub(super) fn prepare_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        if !self.queue.is_empty() {
+            self.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    pub(super) fn woke(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
+        let mut buf = 0u64;
+        // SAFETY: reads 8 bytes into a valid u64 from our nonblocking eventfd.
+        unsafe {
+            libc::read(self.eventfd, &mut buf as *mut u64 as *mut libc::c_void, 8);
+        }
+    }
+}
