@@ -368,6 +368,10 @@ impl Core {
                 break;
             }
         }
+        // A task may have handed a replica's connection over.
+        if !self.shard.closed.is_empty() {
+            self.free_closed();
+        }
         let flush = std::mem::take(&mut self.shard.flush);
         for key in flush {
             if self.aof_hold(key) {
@@ -723,6 +727,17 @@ impl Core {
                     .collect();
                 let input = c.rbuf.get(c.rpos..).unwrap_or_default().to_vec();
                 let job = self.shard.replication.take_job(c.id);
+                // `repl-disable-tcp-nodelay`: fewer, bigger packets to the
+                // replica.
+                let nodelay_off = self
+                    .shard
+                    .shared
+                    .config
+                    .lock()
+                    .is_ok_and(|cfg| cfg.flag("repl-disable-tcp-nodelay"));
+                if nodelay_off {
+                    net::set_nodelay(c.fd, false);
+                }
                 self.shard.replication.note(crate::replica::Note::Socket {
                     conn: c.id,
                     fd,

@@ -43,9 +43,10 @@ const DEBUG: [&str; 2] = ["--enable-debug-command", "yes"];
 /// Waits until `replica` has applied everything `master` has sent, then
 /// checks both hold the same data.
 fn caught_up(master: &Server, replica: &Server) {
-    let want = info(master, "master_repl_offset");
+    // The master's offset moves with its PINGs too: compare live values.
     wait_for(20, "the replica to reach the master's offset", || {
-        info(replica, "slave_repl_offset") == want && info(master, "master_repl_offset") == want
+        let want = info(master, "master_repl_offset");
+        info(replica, "slave_repl_offset") == want
     });
     // Applied a moment after it is acknowledged: compare until equal.
     let d = digest(master);
@@ -389,4 +390,188 @@ fn replica_authenticates_and_follows_settings() {
         node.cli(&["replicaof", "127.0.0.1", &port]).trim(),
         "ERR REPLICAOF not allowed in cluster mode."
     );
+}
+
+/// The stream's commands of both tests: keys on both cores, transactions,
+/// another database, commands that Redis rewrites when it propagates.
+fn write_stream(master: &Server) {
+    for cmd in [
+        vec!["set", "a", "1"],
+        vec!["incr", "a"],
+        vec!["incrbyfloat", "f", "1.5"],
+        vec!["mset", "k1", "1", "k2", "2", "k3", "3", "k4", "4"],
+        vec!["expire", "k1", "1000"],
+        vec!["set", "px", "v", "px", "100000"],
+        vec!["lpush", "list", "a", "b", "c"],
+        vec!["lpop", "list"],
+        vec!["sadd", "s", "a", "b", "c", "d"],
+        vec!["spop", "s"],
+        vec!["hset", "h", "f", "v", "g", "w"],
+        vec!["zadd", "z", "1", "a", "2", "b"],
+        vec!["zincrby", "z", "3", "a"],
+        vec!["del", "k2", "before:s:1", "before:s:2"],
+        vec!["rename", "k3", "k5"],
+        vec!["getex", "k4", "ex", "500"],
+    ] {
+        let out = master.cli(&cmd);
+        assert!(!out.starts_with("ERR"), "{cmd:?}: {out}");
+    }
+    let mut m = master.raw();
+    m.cmd_str(&["multi"]);
+    for i in 0..10 {
+        m.cmd_str(&["set", &format!("tx{i}"), &i.to_string()]);
+    }
+    m.cmd_str(&["incr", "a"]);
+    assert!(tests::show(&m.cmd_str(&["exec"])).contains("OK"));
+    m.cmd_str(&["select", "5"]);
+    m.cmd_str(&["set", "in5", "x"]);
+}
+
+#[test]
+fn a_redis_replica_follows_slotd() {
+    let master = Server::slotd(&[
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--repl-backlog-size",
+        "2mb",
+        "--repl-ping-replica-period",
+        "1",
+        "--repl-disable-tcp-nodelay",
+        "yes",
+    ]);
+    load(&master, "before");
+    let port = master.port().to_string();
+    let replica = Server::redis(&[DEBUG[0], DEBUG[1], "--replicaof", "127.0.0.1", &port]);
+    wait_for(20, "the replica's link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    // The full resynchronization: the snapshot is of the offset the
+    // replica starts from.
+    caught_up(&master, &replica);
+    assert_eq!(
+        replica.cli(&["dbsize"]).trim(),
+        master.cli(&["dbsize"]).trim()
+    );
+    assert_eq!(info_stat(&master, "sync_full"), 1);
+    write_stream(&master);
+    caught_up(&master, &replica);
+
+    // Writes while the replica syncs go into the stream after its
+    // snapshot: none lost, none twice.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let port = master.port();
+            std::thread::spawn(move || {
+                let mut c = tests::RawConn::connect(port).unwrap();
+                for round in 0..60 {
+                    // A pipeline of INCRs over both cores, and an MSET
+                    // across them.
+                    let mut batch = Vec::new();
+                    for i in 0..50 {
+                        let k = format!("ctr{}", (i * 7 + w) % 31);
+                        batch.extend(tests::encode(&[b"incr", k.as_bytes()]));
+                    }
+                    let (m, n) = (format!("m{w}:{round}"), format!("n{w}:{round}"));
+                    batch.extend(tests::encode(&[
+                        b"mset",
+                        m.as_bytes(),
+                        b"1",
+                        n.as_bytes(),
+                        b"2",
+                    ]));
+                    c.send(&batch).unwrap();
+                    for _ in 0..51 {
+                        c.read_reply().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // The first sync was diskless (Redis's default): no file on the
+    // master, the EOF framing on the replica. The second from disk.
+    assert!(!master.dir().join("dump.rdb").exists());
+    assert!(replica
+        .log()
+        .contains("MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF"));
+    master.cli(&["config", "set", "repl-diskless-sync", "no"]);
+    let second = Server::redis(&[DEBUG[0], DEBUG[1], "--replicaof", "127.0.0.1", &port]);
+    for w in writers {
+        w.join().unwrap();
+    }
+    wait_for(20, "the second replica's link", || {
+        info(&second, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    caught_up(&master, &second);
+    assert_eq!(info_stat(&master, "sync_full"), 2);
+    assert!(master.dir().join("dump.rdb").exists());
+    assert!(second.log().contains("bytes from master to disk"));
+
+    // INFO replication and ROLE, as a redis-server master shows them.
+    let text = master.cli(&["info", "replication"]);
+    assert!(text.contains("connected_slaves:2"), "{text}");
+    assert!(text.contains("repl_backlog_active:1"), "{text}");
+    assert!(text.contains("repl_backlog_size:2097152"), "{text}");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "role",
+            "connected_slaves",
+            "slave0",
+            "slave1",
+            "master_failover_state",
+            "master_replid",
+            "master_replid2",
+            "master_repl_offset",
+            "second_repl_offset",
+            "repl_backlog_active",
+            "repl_backlog_size",
+            "repl_backlog_first_byte_offset",
+            "repl_backlog_histlen"
+        ]
+    );
+    assert_eq!(
+        info(&replica, "master_replid"),
+        info(&master, "master_replid")
+    );
+    let role = master.cli(&["role"]);
+    assert!(role.starts_with("master\n"), "{role}");
+    assert!(
+        role.contains(&format!("127.0.0.1\n{}\n", replica.port())),
+        "{role}"
+    );
+
+    // WAIT counts the replicas that acknowledged the writes before it.
+    let mut c = master.raw();
+    c.cmd_str(&["set", "w", "1"]);
+    assert_eq!(tests::text(&c.cmd_str(&["wait", "2", "5000"])), ":2\r\n");
+    let started = Instant::now();
+    assert_eq!(tests::text(&c.cmd_str(&["wait", "3", "300"])), ":2\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A lost link resumes from the backlog.
+    replica.cli(&["client", "kill", "type", "master"]);
+    master.cli(&["set", "while-away", "1"]);
+    master.cli(&["mset", "wa1", "1", "wa2", "2", "wa3", "3"]);
+    wait_for(20, "the link to come back", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    assert_eq!(info_stat(&master, "sync_partial_ok"), 1);
+    assert!(master
+        .log()
+        .contains("Partial resynchronization request from 127.0.0.1:"));
+    // The replica keeps PINGs coming (repl-ping-replica-period 1): its
+    // last I/O stays recent with no writes.
+    std::thread::sleep(Duration::from_millis(2500));
+    let idle: i64 = info(&replica, "master_last_io_seconds_ago")
+        .parse()
+        .unwrap();
+    assert!(idle <= 1, "{idle}");
 }

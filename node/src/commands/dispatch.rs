@@ -197,6 +197,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if spec.has(flags::NODE) {
         return super::node::run(shard, key, spec, args);
     }
+    if spec.name == "wait" && shard.replication.stream().active() {
+        return super::sync::wait(shard, key, args);
+    }
     if spec.name == "memory" && super::memory::is_node(&args) {
         return super::memory::run(shard, key, args);
     }

@@ -1028,11 +1028,34 @@ fn replicaof(shard: &mut Shard, key: Key, args: &Args) -> Next {
 /// ROLE (Redis 7.0's `roleCommand`).
 fn role(r: &crate::replica::Status) -> Reply {
     match &r.master {
-        None => Reply::Array(vec![
-            Reply::bulk(b"master"),
-            Reply::Int(r.repl_offset.max(0)),
-            Reply::Array(Vec::new()),
-        ]),
+        None => {
+            let (offset, text) = match &r.master_view {
+                Some(v) => (v.offset, v.text.as_str()),
+                None => (r.repl_offset.max(0), ""),
+            };
+            // The online replicas, from INFO's `slaveN:` lines.
+            let replicas = text
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .filter_map(|l| {
+                    let field = |name: &str| {
+                        l.split([':', ','])
+                            .find_map(|f| f.strip_prefix(name))
+                            .map(|v| v.to_string())
+                    };
+                    Some(Reply::Array(vec![
+                        Reply::bulk(field("ip=")?.as_bytes()),
+                        Reply::bulk(field("port=")?.as_bytes()),
+                        Reply::bulk(field("offset=")?.as_bytes()),
+                    ]))
+                })
+                .collect();
+            Reply::Array(vec![
+                Reply::bulk(b"master"),
+                Reply::Int(offset),
+                Reply::Array(replicas),
+            ])
+        }
         Some((host, port)) => Reply::Array(vec![
             Reply::bulk(b"slave"),
             Reply::bulk(host.as_bytes()),

@@ -9,9 +9,10 @@
 use super::dispatch::{spawn, Next};
 use crate::io::Key;
 use crate::mesh::{flows, Effect, Request, Response, TaskDone};
-use crate::replica::Note;
+use crate::replica::{Note, Rdb};
 use crate::shard::Shard;
 use engine::{Args, Reply};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// The peer's IP of a connection's `ip:port` address.
 fn peer_ip(addr: &str) -> String {
@@ -90,6 +91,11 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         std::path::Path::new(&c.dir())
             .join(c.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()))
     });
+    let diskless = shard
+        .shared
+        .config
+        .lock()
+        .is_ok_and(|c| c.flag("repl-diskless-sync"));
     spawn(shard, key, async move {
         // A snapshot or rewrite in progress ends first.
         while let Some(job) = persist.job() {
@@ -109,23 +115,31 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
                 })
                 .await;
             match resp {
-                Response::Count(1) => {
-                    let started = crate::persist::start(
-                        &shared,
-                        &persist,
-                        &mesh,
-                        crate::config::REDIS_VERSION,
-                    );
-                    match (started, path) {
-                        (Ok(job), Some(path)) => {
-                            rpc2.call_all(|_| Request::SnapshotStart { tx }).await;
-                            repl.keep_job(conn, job, path);
-                            Ok(())
-                        }
-                        // The replica waits for an RDB that never comes:
-                        // its socket is handed over and closed there.
-                        _ => Ok(()),
+                Response::Count(n @ 1..) => {
+                    // 2: the replica reads the diskless EOF framing.
+                    let job = match (diskless && n == 2, path) {
+                        (true, _) => pipe().ok().and_then(|(r, w)| {
+                            crate::persist::start_stream(&shared, &persist, &mesh, w)
+                                .ok()
+                                .map(|job| (job, Rdb::Pipe(r)))
+                        }),
+                        (false, Some(path)) => crate::persist::start(
+                            &shared,
+                            &persist,
+                            &mesh,
+                            crate::config::REDIS_VERSION,
+                        )
+                        .ok()
+                        .map(|job| (job, Rdb::File(path))),
+                        (false, None) => None,
+                    };
+                    // Without a job the replica waits for an RDB that never
+                    // comes: its socket is handed over and closed there.
+                    if let Some(job) = job {
+                        rpc2.call_all(|_| Request::SnapshotStart { tx }).await;
+                        repl.keep_job(conn, job);
                     }
+                    Ok(())
                 }
                 Response::Count(_) => Ok(()),
                 Response::Replies(r) => Err(r),
@@ -137,5 +151,68 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
             Ok(()) => done(key, Vec::new(), vec![Effect::HandOff]),
             Err(replies) => done(key, replies, Vec::new()),
         }
+    })
+}
+
+/// WAIT numreplicas timeout, once replicas follow this node: every write
+/// acknowledged before it (on any core) is in the stream at a ticket below
+/// the one taken now; the master thread answers when that many replicas
+/// acknowledged the offset it reached, or at the timeout.
+pub fn wait(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let replicas = match args.int(1) {
+        Ok(n) => n,
+        Err(e) => {
+            shard.reply(key, &e);
+            return Next::Continue;
+        }
+    };
+    let timeout_ms = match args.int(2) {
+        Ok(t) if t < 0 => {
+            shard.reply(key, &Reply::err("ERR timeout is negative"));
+            return Next::Continue;
+        }
+        Ok(t) => t,
+        Err(_) => {
+            let e = Reply::err("ERR timeout is not an integer or out of range");
+            shard.reply(key, &e);
+            return Next::Continue;
+        }
+    };
+    shard.take_log();
+    let ticket = shard.replication.stream().next_ticket();
+    let (repl, rpc, me) = (shard.replication.clone(), shard.rpc.clone(), shard.id);
+    spawn(shard, key, async move {
+        let resp = rpc
+            .call_outside(|id| {
+                repl.note(Note::Wait {
+                    ticket,
+                    replicas,
+                    timeout_ms,
+                    core: me,
+                    id,
+                })
+            })
+            .await;
+        let n = match resp {
+            Response::Count(n) => n,
+            _ => 0,
+        };
+        done(key, vec![Reply::Int(n)], Vec::new())
+    })
+}
+
+/// A pipe: (read end, write end as a file for the snapshot writer).
+fn pipe() -> std::io::Result<(OwnedFd, std::fs::File)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: plain syscall filling two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned here only.
+    Ok(unsafe {
+        (
+            OwnedFd::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
     })
 }

@@ -336,11 +336,23 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "repl-diskless-load",
         off("disabled", "a replica loads the master's RDB from disk"),
     ),
-    ("repl-backlog-size", of_command("psync")),
-    ("repl-diskless-sync", of_command("psync")),
-    ("repl-diskless-sync-delay", of_command("psync")),
-    ("repl-diskless-sync-max-replicas", of_command("psync")),
-    ("repl-disable-tcp-nodelay", of_command("psync")),
+    // The master side.
+    ("repl-backlog-size", test("a_redis_replica_follows_slotd")),
+    ("repl-ping-replica-period", test("a_redis_replica_follows_slotd")),
+    ("repl-disable-tcp-nodelay", test("a_redis_replica_follows_slotd")),
+    ("repl-diskless-sync", test("a_redis_replica_follows_slotd")),
+    (
+        "repl-diskless-sync-delay",
+        NoEffect {
+            why: "each full resynchronization takes its own fork-less snapshot at once: there is no child process for replicas to share",
+        },
+    ),
+    (
+        "repl-diskless-sync-max-replicas",
+        NoEffect {
+            why: "each full resynchronization takes its own fork-less snapshot at once: there is no child process for replicas to share",
+        },
+    ),
     // Encodings.
     (
         "list-max-listpack-size",

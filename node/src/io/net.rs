@@ -258,8 +258,13 @@ pub fn keepalive(fd: i32, interval: i32) {
 
 /// Turns off Nagle's algorithm: replies leave at once.
 pub fn nodelay(fd: i32) {
+    set_nodelay(fd, true);
+}
+
+/// Turns `TCP_NODELAY` on or off.
+pub fn set_nodelay(fd: i32, on: bool) {
     // SAFETY: setting an option on a socket the caller owns.
-    let _ = unsafe { set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1) };
+    let _ = unsafe { set_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, on as i32) };
 }
 
 /// Redis 7.0's reply to a client refused by protected mode.

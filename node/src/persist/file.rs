@@ -62,6 +62,42 @@ fn write_to(
 ) -> std::io::Result<()> {
     let f = std::fs::File::create(tmp)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let tail = write_body(job, mesh, shared, &mut w, checksum, redis_ver)?;
+    finish(w, &tail)
+}
+
+/// A diskless replication's snapshot: the RDB goes to `out` (a pipe the
+/// replication thread reads), never to a file.
+pub fn write_stream(
+    job: &Job,
+    mesh: &Mesh,
+    shared: &Shared,
+    out: std::fs::File,
+    checksum: bool,
+    redis_ver: &str,
+) -> Result<(), String> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    write_body(job, mesh, shared, &mut w, checksum, redis_ver)
+        .and_then(|tail| w.write_all(&tail))
+        .and_then(|()| w.flush())
+        .map_err(|e| {
+            format!(
+                "Diskless replication write error: {}",
+                crate::log::io_error_text(&e)
+            )
+        })
+}
+
+/// Writes the job's image to `w`; returns what must end it (an RDB's
+/// footer).
+fn write_body<W: Write>(
+    job: &Job,
+    mesh: &Mesh,
+    shared: &Shared,
+    w: &mut W,
+    checksum: bool,
+    redis_ver: &str,
+) -> std::io::Result<Vec<u8>> {
     if job.form == Form::Commands {
         w.write_all(&job.prelude)?;
         for core in 0..mesh.cores() {
@@ -69,12 +105,12 @@ fn write_to(
                 w.write_all(&chunk)?;
             }
         }
-        return finish(w, &[]);
+        return Ok(Vec::new());
     }
     // Redis's CRC64 of every byte before the checksum (computed even with
     // `rdbchecksum no`, which then writes zeros: cheap next to the I/O).
     let mut crc = rdb::crc64();
-    let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| {
+    let mut put = |w: &mut W, b: &[u8]| {
         crc.update(b);
         w.write_all(b)
     };
@@ -94,15 +130,15 @@ fn write_to(
             .as_bytes(),
     );
     rdb::write::aux(&mut head, "aof-base", b"0");
-    put(&mut w, &head)?;
+    put(w, &head)?;
     for core in 0..mesh.cores() {
         while let Some(chunk) = job.next(core, mesh) {
-            put(&mut w, &chunk)?;
+            put(w, &chunk)?;
         }
     }
     let mut tail = Vec::new();
     rdb::write::footer(&mut tail, crc, checksum);
-    finish(w, &tail)
+    Ok(tail)
 }
 
 /// Reads `dir/dbfilename` if it exists and queues each key for the core

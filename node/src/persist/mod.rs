@@ -339,7 +339,25 @@ pub fn start(
     mesh: &Arc<Mesh>,
     redis_ver: &'static str,
 ) -> Result<Arc<Job>, ()> {
-    start_job(shared, state, mesh, redis_ver, false)
+    start_job(shared, state, mesh, redis_ver, false, None)
+}
+
+/// Starts a snapshot of every core for a diskless replication: the RDB
+/// goes to `out` (a pipe), no file is written and LASTSAVE stays.
+pub fn start_stream(
+    shared: &Arc<Shared>,
+    state: &Arc<State>,
+    mesh: &Arc<Mesh>,
+    out: std::fs::File,
+) -> Result<Arc<Job>, ()> {
+    start_job(
+        shared,
+        state,
+        mesh,
+        crate::config::REDIS_VERSION,
+        false,
+        Some(out),
+    )
 }
 
 /// Starts BGREWRITEAOF: `Err` with Redis's reply when it cannot start now
@@ -364,9 +382,16 @@ pub fn start_rewrite(
     if enable {
         aof.prepare_enable()?;
     }
-    start_job(shared, state, mesh, crate::config::REDIS_VERSION, true)
-        .map(Some)
-        .map_err(|()| "ERR Background append only file rewriting already in progress".into())
+    start_job(
+        shared,
+        state,
+        mesh,
+        crate::config::REDIS_VERSION,
+        true,
+        None,
+    )
+    .map(Some)
+    .map_err(|()| "ERR Background append only file rewriting already in progress".into())
 }
 
 fn start_job(
@@ -375,6 +400,7 @@ fn start_job(
     mesh: &Arc<Mesh>,
     redis_ver: &'static str,
     rewrite: bool,
+    stream: Option<std::fs::File>,
 ) -> Result<Arc<Job>, ()> {
     if state.in_progress.swap(true, Ordering::SeqCst) {
         return Err(());
@@ -444,6 +470,19 @@ fn start_job(
             // SAFETY: setpriority on this thread (who = 0) only.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
             state2.aof.job_started();
+            if let Some(out) = stream {
+                let r = file::write_stream(&job2, &mesh2, &shared2, out, checksum, redis_ver);
+                state2.aof.resume_fsync();
+                if let Err(e) = &r {
+                    crate::log::warning(format_args!("{e}"));
+                }
+                if let Ok(mut j) = state2.job.lock() {
+                    *j = None;
+                }
+                state2.in_progress.store(false, Ordering::SeqCst);
+                job2.finish(r, &mesh2);
+                return;
+            }
             let (path, name) = match aof_seq {
                 Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
                 None => (std::path::PathBuf::from(&dir), dbfilename),

@@ -9,8 +9,9 @@
 //! offset and the snapshot that a full resynchronization sends are of one
 //! instant), then the core lets the socket go and hands it over here with
 //! whatever it had received after the command. A full resynchronization
-//! sends the RDB file the barrier's snapshot job writes (disk-backed, as
-//! Redis's `repl-diskless-sync no`).
+//! sends the RDB the barrier's snapshot job writes: its file
+//! (`repl-diskless-sync no`), or, diskless, what the job's writer puts in
+//! a pipe, framed by `$EOF:<mark>` as Redis frames it.
 
 use super::stream::Stream;
 use crate::mesh::{Mesh, Msg, Response};
@@ -24,8 +25,50 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Where a full resynchronization's RDB comes from.
+pub enum Rdb {
+    /// The file the snapshot job writes (disk-backed).
+    File(std::path::PathBuf),
+    /// A pipe the snapshot job writes into (`repl-diskless-sync yes`).
+    Pipe(OwnedFd),
+}
+
+/// A full resynchronization's snapshot job and where its RDB comes from.
+pub type SyncJob = (Arc<Job>, Rdb);
+
+/// What INFO and ROLE show of the master side.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// INFO replication from `role:master` to `repl_backlog_histlen`.
+    pub text: String,
+    /// `sync_full`, `sync_partial_ok`, `sync_partial_err`.
+    pub syncs: (u64, u64, u64),
+    /// `master_repl_offset`.
+    pub offset: i64,
+}
+
+/// A WAIT in progress.
+struct Waiting {
+    ticket: u64,
+    offset: Option<i64>,
+    replicas: i64,
+    deadline: Option<u64>,
+    core: usize,
+    id: u64,
+}
+
 /// What the cores tell the master thread.
 pub enum Note {
+    /// WAIT: once every write before `ticket` is in the stream, answer
+    /// `Count(n)` when `replicas` replicas acknowledged it, or after
+    /// `timeout_ms` (0: no limit) with how many did.
+    Wait {
+        ticket: u64,
+        replicas: i64,
+        timeout_ms: i64,
+        core: usize,
+        id: u64,
+    },
     /// `REPLCONF` from client `conn` of core `core`: answer request `id`
     /// with the reply (none for ACK/GETACK).
     Replconf {
@@ -53,7 +96,7 @@ pub enum Note {
         fd: OwnedFd,
         out: Vec<u8>,
         input: Vec<u8>,
-        job: Option<(Arc<Job>, std::path::PathBuf)>,
+        job: Option<SyncJob>,
     },
     /// A core closed a connection that spoke REPLCONF but never became a
     /// replica here.
@@ -66,10 +109,16 @@ struct Sock {
     out: Vec<u8>,
     sent: usize,
     input: Vec<u8>,
-    /// The full resynchronization's job, until its file is sent.
-    job: Option<(Arc<Job>, std::path::PathBuf)>,
-    /// The RDB file being sent, and the bytes left.
-    rdb: Option<(std::fs::File, u64)>,
+    /// The full resynchronization's job, until its RDB starts going.
+    job: Option<SyncJob>,
+    /// The RDB being sent: from a file with the bytes left, or from the
+    /// job's pipe with the EOF mark that ends it.
+    rdb: Option<Sending>,
+}
+
+enum Sending {
+    File(std::fs::File, u64),
+    Pipe(OwnedFd, Arc<Job>, [u8; repl::RUN_ID_SIZE]),
 }
 
 impl Sock {
@@ -90,7 +139,8 @@ pub struct MasterThread {
     stream: Arc<Stream>,
     mesh: Arc<Mesh>,
     notes: Arc<Mutex<Vec<Note>>>,
-    info: Arc<Mutex<String>>,
+    info: Arc<Mutex<View>>,
+    waits: Vec<Waiting>,
     master: Master,
     merger: Merger,
     socks: HashMap<u64, Sock>,
@@ -111,7 +161,7 @@ impl MasterThread {
         stream: Arc<Stream>,
         mesh: Arc<Mesh>,
         notes: Arc<Mutex<Vec<Note>>>,
-        info: Arc<Mutex<String>>,
+        info: Arc<Mutex<View>>,
         replid: &str,
         offset: i64,
         cfg: MasterConfig,
@@ -121,6 +171,7 @@ impl MasterThread {
             mesh,
             notes,
             info,
+            waits: Vec::new(),
             master: Master::resume(id_bytes(replid), offset, cfg),
             merger: Merger::new(),
             socks: HashMap::new(),
@@ -143,9 +194,14 @@ impl MasterThread {
             let outs = self.master.tick(self.now());
             self.outs(outs);
             self.absorb();
+            self.waits();
             self.pump();
             if let Ok(mut i) = self.info.lock() {
-                *i = self.master.info(self.now());
+                *i = View {
+                    text: self.master.info(self.now()),
+                    syncs: self.master.sync_stats(),
+                    offset: self.master.offset(),
+                };
             }
             self.sleep();
         }
@@ -187,6 +243,35 @@ impl MasterThread {
         }
     }
 
+    /// WAITs whose writes reached the stream ask the replicas for an ACK;
+    /// those acknowledged (or timed out) are answered.
+    fn waits(&mut self) {
+        if self.waits.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let next = self.merger.next_ticket();
+        let mut asked = false;
+        let mut i = 0;
+        while i < self.waits.len() {
+            let w = &mut self.waits[i];
+            if w.offset.is_none() && next >= w.ticket {
+                w.offset = Some(self.master.offset());
+                asked = true;
+            }
+            let acks = w.offset.map_or(0, |o| self.master.count_acks(o) as i64);
+            if (w.offset.is_some() && acks >= w.replicas) || w.deadline.is_some_and(|d| now >= d) {
+                let w = self.waits.remove(i);
+                self.answer(w.core, w.id, Response::Count(acks));
+                continue;
+            }
+            i += 1;
+        }
+        if asked {
+            self.master.request_acks();
+        }
+    }
+
     fn answer(&self, core: usize, id: u64, resp: Response) {
         self.mesh.send(core, Msg::Resp { id, resp });
     }
@@ -194,6 +279,20 @@ impl MasterThread {
     fn note(&mut self, note: Note) {
         let now = self.now();
         match note {
+            Note::Wait {
+                ticket,
+                replicas,
+                timeout_ms,
+                core,
+                id,
+            } => self.waits.push(Waiting {
+                ticket,
+                offset: None,
+                replicas,
+                deadline: (timeout_ms > 0).then(|| now + timeout_ms as u64),
+                core,
+                id,
+            }),
             Note::Replconf {
                 conn,
                 peer_ip,
@@ -218,6 +317,9 @@ impl MasterThread {
                 let fresh = id_bytes(&super::random_id());
                 let outs = self.master.sync(conn, &peer_ip, &args, now, fresh);
                 let full = outs.iter().any(|o| matches!(o, Out::FullResync { .. }));
+                let eof = outs
+                    .iter()
+                    .any(|o| matches!(o, Out::FullResync { eof: true, .. }));
                 if full {
                     // The stream after the RDB selects its database again.
                     self.merger.reset_db();
@@ -239,7 +341,7 @@ impl MasterThread {
                     }
                 }
                 let resp = match (replica, error) {
-                    (true, _) => Response::Count(full as i64),
+                    (true, _) => Response::Count(full as i64 + (full && eof) as i64),
                     (false, Some(e)) => Response::Replies(vec![e]),
                     (false, None) => Response::Replies(Vec::new()),
                 };
@@ -343,7 +445,8 @@ impl MasterThread {
         }
     }
 
-    /// The job of a full resynchronization is over: its file starts going.
+    /// A full resynchronization's RDB starts going: from the pipe at once
+    /// (diskless), from the file once the job is over.
     fn start_rdb(&mut self, conn: u64) {
         let Some(s) = self.socks.get_mut(&conn) else {
             return;
@@ -351,15 +454,28 @@ impl MasterThread {
         if s.fd.is_none() {
             return;
         }
-        let Some((job, path)) = &s.job else {
+        match &s.job {
+            None => return,
+            Some((job, Rdb::File(_))) if !job.is_over() => return,
+            Some(_) => {}
+        }
+        let Some((job, rdb)) = s.job.take() else {
             return;
         };
-        if !job.is_over() {
-            return;
-        }
+        let path = match rdb {
+            Rdb::Pipe(fd) => {
+                set_nonblocking(&fd);
+                let mark = id_bytes(&super::random_id());
+                s.out.extend_from_slice(b"$EOF:");
+                s.out.extend_from_slice(&mark);
+                s.out.extend_from_slice(b"\r\n");
+                s.rdb = Some(Sending::Pipe(fd, job, mark));
+                self.master.rdb_transfer(conn, true);
+                return;
+            }
+            Rdb::File(path) => path,
+        };
         let result = job.poll_result(0, std::task::Waker::noop());
-        let path = path.clone();
-        s.job = None;
         let file = match result {
             Some(Ok(())) => std::fs::File::open(&path),
             _ => Err(std::io::Error::other("the snapshot failed")),
@@ -377,7 +493,7 @@ impl MasterThread {
         };
         s.out
             .extend_from_slice(format!("${}\r\n", file.1).as_bytes());
-        s.rdb = Some(file);
+        s.rdb = Some(Sending::File(file.0, file.1));
         self.master.rdb_transfer(conn, false);
     }
 
@@ -395,23 +511,54 @@ impl MasterThread {
             if s.sent == s.out.len() {
                 s.out.clear();
                 s.sent = 0;
-                let Some((file, left)) = s.rdb.as_mut() else {
-                    return true;
-                };
-                if *left == 0 {
-                    s.rdb = None;
-                    let outs = self.master.rdb_done(conn, now);
-                    self.outs(outs);
-                    return true;
-                }
-                let mut chunk = vec![0u8; (*left).min(256 * 1024) as usize];
-                match file.read(&mut chunk) {
-                    Ok(n) if n > 0 => {
-                        chunk.truncate(n);
-                        *left -= n as u64;
-                        s.out = chunk;
+                let mut chunk = vec![0u8; 256 * 1024];
+                match s.rdb.as_mut() {
+                    None => return true,
+                    Some(Sending::File(_, 0)) => {
+                        s.rdb = None;
+                        log_outs(self.master.rdb_done(conn, now));
+                        return true;
                     }
-                    _ => return false,
+                    Some(Sending::File(file, left)) => {
+                        chunk.truncate((*left).min(chunk.len() as u64) as usize);
+                        match file.read(&mut chunk) {
+                            Ok(n) if n > 0 => {
+                                chunk.truncate(n);
+                                *left -= n as u64;
+                                s.out = chunk;
+                            }
+                            _ => return false,
+                        }
+                    }
+                    Some(Sending::Pipe(fd, job, mark)) => {
+                        // SAFETY: reads into our buffer from our own pipe.
+                        let n = unsafe {
+                            libc::read(
+                                fd.as_raw_fd(),
+                                chunk.as_mut_ptr() as *mut libc::c_void,
+                                chunk.len(),
+                            )
+                        };
+                        if n > 0 {
+                            chunk.truncate(n as usize);
+                            s.out = chunk;
+                        } else if n == 0 {
+                            // The writer is done: the RDB is whole only if
+                            // the job says so (its result comes a moment
+                            // after the pipe closes).
+                            match job.poll_result(0, std::task::Waker::noop()) {
+                                Some(Ok(())) => {}
+                                Some(Err(_)) => return false,
+                                None => return true,
+                            }
+                            s.out = mark.to_vec();
+                            s.rdb = None;
+                            log_outs(self.master.rdb_done(conn, now));
+                        } else {
+                            return std::io::Error::last_os_error().kind()
+                                == std::io::ErrorKind::WouldBlock;
+                        }
+                    }
                 }
             }
             let rest = &s.out[s.sent..];
@@ -515,7 +662,8 @@ impl MasterThread {
         for s in self.socks.values() {
             if let Some(fd) = &s.fd {
                 let mut events = libc::POLLIN;
-                if s.sent < s.out.len() || s.rdb.is_some() {
+                let piped = matches!(s.rdb, Some(Sending::Pipe(..)));
+                if s.sent < s.out.len() || (s.rdb.is_some() && !piped) {
                     events |= libc::POLLOUT;
                 }
                 fds.push(libc::pollfd {
@@ -523,6 +671,13 @@ impl MasterThread {
                     events,
                     revents: 0,
                 });
+                if let (Some(Sending::Pipe(p, ..)), true) = (&s.rdb, s.sent == s.out.len()) {
+                    fds.push(libc::pollfd {
+                        fd: p.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                }
             }
         }
         let notes = self.notes.lock().map(|n| !n.is_empty()).unwrap_or(false);
@@ -545,6 +700,15 @@ fn reply_of(bytes: &[u8]) -> Option<Reply> {
         )),
         Some((b'-', s)) => Some(Reply::Error(String::from_utf8_lossy(s).into_owned().into())),
         _ => None,
+    }
+}
+
+/// Logs what `Master::rdb_done` says (it only logs).
+fn log_outs(outs: Vec<Out>) {
+    for o in outs {
+        if let Out::Log(line) = o {
+            crate::log::notice(format_args!("{line}"));
+        }
     }
 }
 

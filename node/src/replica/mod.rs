@@ -23,7 +23,7 @@
 mod master;
 mod stream;
 
-pub use master::Note;
+pub use master::{Note, Rdb, SyncJob, View};
 pub use stream::Stream;
 
 use crate::mesh::{Mesh, Msg};
@@ -97,9 +97,9 @@ pub struct Status {
     pub replid2: String,
     pub second_offset: i64,
     pub repl_offset: i64,
-    /// The master thread's INFO lines (`role:master` to
-    /// `repl_backlog_histlen`), once replicas have come.
-    pub master_text: Option<String>,
+    /// The master thread's view (INFO lines, sync counts, offset), once
+    /// replicas have come.
+    pub master_view: Option<View>,
 }
 
 const NO_ID: &str = "0000000000000000000000000000000000000000";
@@ -132,11 +132,11 @@ pub struct Replication {
     /// thread (started by the first REPLCONF/SYNC), and its INFO lines.
     stream: Arc<Stream>,
     notes: Arc<Mutex<Vec<Note>>>,
-    master_info: Arc<Mutex<String>>,
+    master_info: Arc<Mutex<View>>,
     master_started: AtomicBool,
     /// The snapshot job (and its file) of each replica's full
     /// resynchronization, until its socket is handed over.
-    jobs: Mutex<Vec<(u64, Arc<crate::persist::Job>, std::path::PathBuf)>>,
+    jobs: Mutex<Vec<(u64, SyncJob)>>,
 }
 
 impl Replication {
@@ -145,7 +145,7 @@ impl Replication {
         Ok(Replication {
             stream: Arc::new(Stream::new()?),
             notes: Arc::new(Mutex::new(Vec::new())),
-            master_info: Arc::new(Mutex::new(String::new())),
+            master_info: Arc::new(Mutex::new(View::default())),
             master_started: AtomicBool::new(false),
             jobs: Mutex::new(Vec::new()),
             shared,
@@ -167,7 +167,7 @@ impl Replication {
                 replid2: NO_ID.into(),
                 second_offset: -1,
                 repl_offset: 0,
-                master_text: None,
+                master_view: None,
             })),
         })
     }
@@ -179,7 +179,7 @@ impl Replication {
 
     /// The master part of INFO replication (`connected_slaves` to
     /// `repl_backlog_histlen`), once replicas have come.
-    fn master_info(&self) -> Option<String> {
+    fn master_info(&self) -> Option<View> {
         if !self.master_started.load(Ordering::SeqCst) {
             return None;
         }
@@ -219,18 +219,17 @@ impl Replication {
     }
 
     /// Keeps the snapshot job of client `conn`'s full resynchronization.
-    pub fn keep_job(&self, conn: u64, job: Arc<crate::persist::Job>, path: std::path::PathBuf) {
+    pub fn keep_job(&self, conn: u64, job: SyncJob) {
         if let Ok(mut j) = self.jobs.lock() {
-            j.push((conn, job, path));
+            j.push((conn, job));
         }
     }
 
     /// The job kept for `conn`, if any.
-    pub fn take_job(&self, conn: u64) -> Option<(Arc<crate::persist::Job>, std::path::PathBuf)> {
+    pub fn take_job(&self, conn: u64) -> Option<SyncJob> {
         let mut j = self.jobs.lock().ok()?;
-        let at = j.iter().position(|(c, _, _)| *c == conn)?;
-        let (_, job, path) = j.remove(at);
-        Some((job, path))
+        let at = j.iter().position(|(c, _)| *c == conn)?;
+        Some(j.remove(at).1)
     }
 
     /// The master settings from the configuration.
@@ -251,7 +250,7 @@ impl Replication {
             Err(p) => p.into_inner().clone(),
         };
         if s.master.is_none() {
-            s.master_text = self.master_info();
+            s.master_view = self.master_info();
         }
         s
     }

@@ -48,7 +48,7 @@ impl Stream {
 
     /// The next ticket to be taken: every smaller one is pushed or about
     /// to be (a core pushes right after taking one).
-    pub(super) fn next_ticket(&self) -> u64 {
+    pub fn next_ticket(&self) -> u64 {
         self.tickets.load(Ordering::SeqCst)
     }
 
