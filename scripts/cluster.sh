@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A local slotd cluster for trying things out.
 #
-#   scripts/cluster.sh up       build slotd, start 6 masters on
+#   scripts/cluster.sh up       build slotd, start 6 nodes on
 #                               127.0.0.1:7000-7005 and join them with
-#                               `redis-cli --cluster create`
+#                               `redis-cli --cluster create
+#                               --cluster-replicas 1`: 3 masters, each
+#                               with one replica
 #   scripts/cluster.sh status   `redis-cli --cluster check` and each node's
 #                               cluster_state
 #   scripts/cluster.sh down     stop the nodes (their files stay)
@@ -12,10 +14,9 @@
 #   CLUSTER_DIR   where each node keeps nodes.conf, logs and data
 #                 (default: <repo>/target/cluster; node N in CLUSTER_DIR/N)
 #   FIRST_PORT    first client port (default 7000; bus ports are +10000)
-#   NODES         number of masters (default 6)
+#   NODES         number of nodes (default 6)
+#   REPLICAS      replicas per master (default 1; 0: every node a master)
 #   SHARDS        shard cores per node (default: slotd's, one per CPU)
-#
-# Replicas come with replication: until then every node is a master.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/target/cluster}"
 FIRST_PORT="${FIRST_PORT:-7000}"
 NODES="${NODES:-6}"
+REPLICAS="${REPLICAS:-1}"
 BIN="$ROOT/target/release/slotd"
 
 ports() { seq "$FIRST_PORT" $((FIRST_PORT + NODES - 1)); }
@@ -55,7 +57,7 @@ up() {
     local known
     known="$(redis-cli -p "$FIRST_PORT" cluster info | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')"
     if [ "$known" = "1" ]; then
-        redis-cli --cluster create "${addrs[@]}" --cluster-yes
+        redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$REPLICAS" --cluster-yes
     else
         echo "the nodes already form a cluster ($known known nodes)"
     fi

@@ -134,10 +134,6 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// The error when CLUSTER REPLICATE is sent.
-pub const REPLICATE_UNSUPPORTED: &str =
-    "ERR CLUSTER REPLICATE is not supported yet: slotd nodes are masters until replication is built";
-
 fn lower(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_lowercase()
 }
@@ -325,14 +321,27 @@ pub fn execute(
             None => done(error(format!("ERR Unknown node {}", text(args[2])))),
             Some(id) => state(c.forget(now_ms, id)),
         },
-        "replicate" => done(Reply::err(REPLICATE_UNSUPPORTED)),
+        "replicate" => match lookup(c, args[2]) {
+            None => done(error(format!("ERR Unknown node {}", text(args[2])))),
+            Some(id) => state(c.replicate(id, facts.db_keys)),
+        },
         "slaves" | "replicas" => match lookup(c, args[2]) {
             None => done(error(format!("ERR Unknown node {}", text(args[2])))),
             Some(id) if c.node_flags(&id).unwrap_or(0) & flags::SLAVE != 0 => {
                 done(Reply::err("ERR The specified node is not a master"))
             }
-            // No node replicates yet.
-            Some(_) => done(Reply::Array(Vec::new())),
+            // clusterGenNodeDescription of each replica of the node.
+            Some(id) => done(Reply::Array(
+                c.node_lines()
+                    .iter()
+                    .filter(|l| l.master == Some(id) && l.flags & flags::SLAVE != 0)
+                    .map(|l| {
+                        let mut out = String::new();
+                        nodes_conf::render_node(&mut out, l);
+                        Reply::bulk(out.as_bytes())
+                    })
+                    .collect(),
+            )),
         },
         "count-failure-reports" => {
             match lookup(c, args[2]).and_then(|id| c.failure_reports(now_ms, &id)) {
@@ -870,7 +879,7 @@ mod tests {
                 "ERR start slot number 5 is greater than end slot number 3",
             ),
             ("cluster failover x", "ERR syntax error"),
-            ("cluster replicate abc", REPLICATE_UNSUPPORTED),
+            ("cluster replicate abc", "ERR Unknown node abc"),
         ];
         for (line, expected) in cases {
             assert_eq!(err(run(&mut c, line)), expected, "{line}");

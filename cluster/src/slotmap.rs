@@ -79,6 +79,8 @@ pub struct SlotMap {
     pub importing: Vec<(u16, u16)>,
     /// How MOVED and ASK name a node.
     pub endpoint: EndpointType,
+    /// This node's master, when it is a replica (index in `nodes`).
+    pub master: Option<u16>,
 }
 
 /// What [`SlotMap::route`] decides for a command's slot.
@@ -123,6 +125,7 @@ impl SlotMap {
             migrating: Vec::new(),
             importing: Vec::new(),
             endpoint: EndpointType::Ip,
+            master: None,
         }
     }
 
@@ -160,8 +163,12 @@ impl SlotMap {
 
     /// Per slot, whether this node serves it ([`SlotMap::served`] for every
     /// slot at once).
+    /// Every slot whose keys this node holds: its own and those it is
+    /// importing, or, on a replica, its master's (where a core places
+    /// them).
     pub fn served_all(&self) -> Vec<bool> {
-        let mut served: Vec<bool> = self.owner.iter().map(|&o| o == self.me).collect();
+        let holder = self.master.unwrap_or(self.me);
+        let mut served: Vec<bool> = self.owner.iter().map(|&o| o == holder).collect();
         for &(slot, _) in &self.importing {
             served[slot as usize % SLOTS] = true;
         }
@@ -187,7 +194,16 @@ impl SlotMap {
     /// write, `asking` whether the client sent ASKING (or the command is
     /// RESTORE-ASKING), `reads_when_down` is
     /// `cluster-allow-reads-when-down`.
-    pub fn route(&self, slot: u16, write: bool, asking: bool, reads_when_down: bool) -> Verdict {
+    /// `readonly`: the client sent READONLY, so a replica serves its
+    /// master's slots to commands that only read (`getNodeByQuery`).
+    pub fn route(
+        &self,
+        slot: u16,
+        write: bool,
+        asking: bool,
+        readonly: bool,
+        reads_when_down: bool,
+    ) -> Verdict {
         let s = slot as usize % SLOTS;
         let owner = self.owner[s];
         if owner == NONE {
@@ -202,6 +218,9 @@ impl SlotMap {
             }
         }
         if owner == self.me || (asking && self.importing_from(slot).is_some()) {
+            return Verdict::Serve;
+        }
+        if readonly && !write && self.master == Some(owner) {
             return Verdict::Serve;
         }
         Verdict::Refuse(self.moved(slot))
@@ -273,31 +292,47 @@ mod tests {
     #[test]
     fn routes_as_redis() {
         let m = map();
-        assert_eq!(m.route(5, true, false, false), Verdict::Serve);
+        assert_eq!(m.route(5, true, false, false, false), Verdict::Serve);
         assert_eq!(
-            m.route(9001, false, false, false),
+            m.route(9001, false, false, false, false),
             Verdict::Refuse("MOVED 9001 127.0.0.1:7001".into())
         );
-        assert_eq!(m.route(9000, true, true, false), Verdict::Serve);
+        assert_eq!(m.route(9000, true, true, false, false), Verdict::Serve);
         assert_eq!(
-            m.route(9000, true, false, false),
+            m.route(9000, true, false, false, false),
             Verdict::Refuse("MOVED 9000 127.0.0.1:7001".into())
         );
         assert_eq!(
-            m.route(16383, false, false, false),
+            m.route(16383, false, false, false, false),
             Verdict::Refuse(DOWN_UNBOUND.into())
         );
         let mut down = m.clone();
         down.ok = false;
         assert_eq!(
-            down.route(5, false, false, false),
+            down.route(5, false, false, false, false),
             Verdict::Refuse(DOWN_STATE.into())
         );
-        assert_eq!(down.route(5, false, false, true), Verdict::Serve);
+        assert_eq!(down.route(5, false, false, false, true), Verdict::Serve);
         assert_eq!(
-            down.route(5, true, false, true),
+            down.route(5, true, false, false, true),
             Verdict::Refuse(DOWN_RO_STATE.into())
         );
+        // A replica serves its master's slots to READONLY reads only.
+        let mut replica = m.clone();
+        replica.master = Some(1);
+        assert_eq!(
+            replica.route(9001, false, false, true, false),
+            Verdict::Serve
+        );
+        assert_eq!(
+            replica.route(9001, true, false, true, false),
+            Verdict::Refuse("MOVED 9001 127.0.0.1:7001".into())
+        );
+        assert_eq!(
+            replica.route(9001, false, false, false, false),
+            Verdict::Refuse("MOVED 9001 127.0.0.1:7001".into())
+        );
+        assert!(replica.served_all()[9001] && !replica.served_all()[5]);
     }
 
     #[test]

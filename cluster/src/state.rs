@@ -348,11 +348,6 @@ impl Cluster {
     /// pending pings and pongs count from `now_ms`, FAIL flags too.
     pub fn from_conf(conf: &NodesConf, config: Config, now_ms: u64) -> Result<Cluster, String> {
         let me = conf.myself().ok_or("no node is flagged myself")?;
-        if me.flags & flags::SLAVE != 0 {
-            return Err(
-                "this node is a replica in nodes.conf; replicas are not supported yet".into(),
-            );
-        }
         let mut c = Cluster::new(me.id, config, now_ms);
         c.nodes.clear();
         for line in &conf.nodes {
@@ -606,6 +601,9 @@ impl Cluster {
         for (&slot, &from) in &self.importing {
             let i = index_of(from, &mut map.nodes);
             map.importing.push((slot, i));
+        }
+        if let Some((m, _, _)) = self.my_master() {
+            map.master = Some(index_of(m, &mut map.nodes));
         }
         map
     }
@@ -866,6 +864,47 @@ impl Cluster {
         self.banned.insert(node, now_ms + FORGET_BAN_MS);
         self.del_node(node);
         Ok(self.finish())
+    }
+
+    /// CLUSTER REPLICATE (`clusterSetMaster`): this node follows `node`'s
+    /// data from now on. A master must own no slot and hold no key in
+    /// database 0 (`db_keys`); a replica may switch masters.
+    pub fn replicate(&mut self, node: NodeId, db_keys: u64) -> Result<Vec<Action>, String> {
+        let Some(n) = self.nodes.get(&node) else {
+            return Err(format!("Unknown node {node}"));
+        };
+        if node == self.myself {
+            return Err("Can't replicate myself".into());
+        }
+        if n.has(flags::SLAVE) {
+            return Err("I can only replicate a master, not a replica.".into());
+        }
+        let me = &self.nodes[&self.myself];
+        if me.is_master() && (me.numslots != 0 || db_keys != 0) {
+            return Err(
+                "To set a master the node must be empty and without assigned slots.".into(),
+            );
+        }
+        if let Some(me) = self.nodes.get_mut(&self.myself) {
+            me.flags &= !(flags::MASTER | flags::MIGRATE_TO);
+            me.flags |= flags::SLAVE;
+            me.slaveof = Some(node);
+        }
+        // clusterCloseAllSlots
+        self.migrating.clear();
+        self.importing.clear();
+        self.todo_slot_map = true;
+        self.todo_save = true;
+        self.todo_update_state = true;
+        Ok(self.finish())
+    }
+
+    /// This node's master, when it is a replica: its ID, IP and port.
+    pub fn my_master(&self) -> Option<(NodeId, String, u16)> {
+        let me = &self.nodes[&self.myself];
+        let m = me.slaveof.filter(|_| me.has(flags::SLAVE))?;
+        let n = self.nodes.get(&m)?;
+        Some((m, n.ip.clone(), n.port))
     }
 
     fn is_banned(&mut self, now_ms: u64, node: &NodeId) -> bool {
@@ -1228,14 +1267,20 @@ impl Cluster {
     /// The header every message of ours carries (`clusterBuildMessageHdr`).
     fn header(&self) -> Header {
         let me = &self.nodes[&self.myself];
+        // A replica announces its master's slots and config epoch.
+        let master = me
+            .slaveof
+            .filter(|_| me.has(flags::SLAVE))
+            .and_then(|m| self.nodes.get(&m));
+        let shown = master.unwrap_or(me);
         Header {
             port: self.config.port,
             current_epoch: self.current_epoch,
-            config_epoch: me.config_epoch,
+            config_epoch: shown.config_epoch,
             offset: 0,
             sender: self.myself,
-            myslots: me.slots.clone(),
-            slaveof: NodeId::NULL,
+            myslots: shown.slots.clone(),
+            slaveof: master.map_or(NodeId::NULL, |m| m.id),
             myip: self.config.announce_ip.clone(),
             pport: self.config.pport,
             cport: self.config.cport,

@@ -317,11 +317,12 @@ impl Shard {
         &mut self,
         entries: Vec<(usize, crate::rdb::read::Entry)>,
         flush: bool,
+        lazy: bool,
         now_ms: i64,
     ) {
         self.snapshot_all();
         if flush {
-            self.flush(None, false);
+            self.flush(None, lazy);
         } else {
             self.touch_all(None);
         }

@@ -9,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tests::cluster::{addr, info as info_field, tool as cluster_tool, wait_for};
+use tests::cluster::{addr, info as info_field, myid, tool as cluster_tool, wait_for};
 use tests::{RawConn, Server};
 
 /// Node timeout used by these tests (the benchmarks use Redis's 15000).
@@ -727,4 +727,148 @@ fn keys_of_a_slot_taken_by_a_newer_config_are_deleted() {
         // The DELs are what the node now holds: nothing.
         assert_eq!(a.cli(&["dbsize"]).trim(), "0", "{kind}");
     }
+}
+
+/// A field of INFO replication.
+fn repl_field(s: &Server, field: &str) -> String {
+    s.cli(&["info", "replication"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn replicas_follow_their_masters() {
+    // `redis-cli --cluster create --cluster-replicas 1`: 3 masters, each
+    // with a replica (CLUSTER REPLICATE), as scripts/cluster.sh makes it.
+    let dirs: Vec<String> = (0..6)
+        .map(|i| {
+            tests::fresh_dir("cluster-replicas", &i.to_string())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut nodes: Vec<Server> = dirs.iter().map(|d| node(&["--dir", d])).collect();
+    let mut args = vec!["create".to_string()];
+    args.extend(nodes.iter().map(addr));
+    args.extend(["--cluster-replicas".to_string(), "1".to_string()]);
+    let (ok, out) = cluster_tool(&args);
+    assert!(ok, "redis-cli --cluster create failed:\n{out}");
+    wait_for(20, "cluster_state:ok everywhere", || {
+        nodes.iter().all(|n| info_field(n, "cluster_state") == "ok")
+    });
+    wait_for(20, "the same CLUSTER NODES everywhere", || {
+        let first = agreed_view(&nodes[0]);
+        first.iter().filter(|l| l.contains(" slave ")).count() == 3
+            && nodes.iter().all(|n| agreed_view(n) == first)
+    });
+    let masters: Vec<usize> = (0..6)
+        .filter(|&i| repl_field(&nodes[i], "role") == "master")
+        .collect();
+    let replicas: Vec<usize> = (0..6).filter(|i| !masters.contains(i)).collect();
+    assert_eq!((masters.len(), replicas.len()), (3, 3));
+    wait_for(20, "every replica's link", || {
+        replicas
+            .iter()
+            .all(|&r| repl_field(&nodes[r], "master_link_status") == "up")
+    });
+    // The master each replica follows.
+    let master_of = |nodes: &[Server], r: usize| -> usize {
+        let port: u16 = repl_field(&nodes[r], "master_port").parse().unwrap();
+        (0..nodes.len()).find(|&m| nodes[m].port() == port).unwrap()
+    };
+    // Writes through the cluster client reach each master's replica.
+    let out = Command::new("timeout")
+        .args(["120", "redis-benchmark", "--cluster", "-h", "127.0.0.1"])
+        .args([
+            "-p",
+            &nodes[0].port().to_string(),
+            "-t",
+            "set",
+            "-n",
+            "20000",
+        ])
+        .args(["-r", "5000", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for &r in &replicas {
+        let m = master_of(&nodes, r);
+        wait_for(20, "the replica to hold its master's keys", || {
+            nodes[r].cli(&["dbsize"]) == nodes[m].cli(&["dbsize"])
+        });
+        assert_ne!(nodes[r].cli(&["dbsize"]).trim(), "0");
+        // CLUSTER REPLICAS on any node lists it under its master.
+        let listed = nodes[0].cli(&["cluster", "replicas", &myid(&nodes[m])]);
+        assert!(listed.contains(&myid(&nodes[r])), "{listed}");
+    }
+    // A replica serves its master's slots to READONLY reads; writes and
+    // other clients' reads are MOVED to the master, as Redis redirects.
+    let r = replicas[0];
+    let m = master_of(&nodes, r);
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| nodes[m].cli(&["set", k, "v"]).trim() == "OK")
+        .unwrap();
+    wait_for(10, "the key on the replica", || {
+        nodes[r].cli(&["dbsize"]) == nodes[m].cli(&["dbsize"])
+    });
+    let mut c = nodes[r].raw();
+    assert!(tests::text(&c.cmd_str(&["get", &key])).starts_with("-MOVED "));
+    assert_eq!(tests::text(&c.cmd_str(&["readonly"])), "+OK\r\n");
+    assert_eq!(tests::text(&c.cmd_str(&["get", &key])), "$1\r\nv\r\n");
+    assert!(tests::text(&c.cmd_str(&["set", &key, "w"])).starts_with("-MOVED "));
+    drop(c);
+    // Errors as Redis words them.
+    let other = masters.iter().copied().find(|&x| x != m).unwrap();
+    assert_eq!(
+        nodes[r]
+            .cli(&["cluster", "replicate", &myid(&nodes[r])])
+            .trim(),
+        "ERR Can't replicate myself"
+    );
+    assert_eq!(
+        nodes[m]
+            .cli(&["cluster", "replicate", &myid(&nodes[other])])
+            .trim(),
+        "ERR To set a master the node must be empty and without assigned slots."
+    );
+    assert_eq!(
+        nodes[m]
+            .cli(&["cluster", "replicate", &myid(&nodes[r])])
+            .trim(),
+        "ERR I can only replicate a master, not a replica."
+    );
+    // A stock redis-server joins as another replica of a slotd master.
+    let stock = Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    let (ok, out) = cluster_tool(&[
+        "add-node".to_string(),
+        addr(&stock),
+        addr(&nodes[m]),
+        "--cluster-slave".to_string(),
+        "--cluster-master-id".to_string(),
+        myid(&nodes[m]),
+    ]);
+    assert!(ok, "{out}");
+    wait_for(30, "the stock replica's sync", || {
+        repl_field(&stock, "master_link_status") == "up"
+            && stock.cli(&["dbsize"]) == nodes[m].cli(&["dbsize"])
+    });
+    // A restarted replica follows its master again (its nodes.conf says
+    // whom), and gets what was written meanwhile.
+    nodes[r].stop();
+    nodes[m].cli(&["set", &key, "after"]);
+    nodes[r] = node(&["--dir", &dirs[r]]);
+    wait_for(30, "the restarted replica's sync", || {
+        repl_field(&nodes[r], "role") == "slave"
+            && repl_field(&nodes[r], "master_link_status") == "up"
+    });
+    let mut c = nodes[r].raw();
+    c.cmd_str(&["readonly"]);
+    wait_for(10, "the write made meanwhile", || {
+        tests::text(&c.cmd_str(&["get", &key])) == "$5\r\nafter\r\n"
+    });
 }

@@ -144,10 +144,24 @@ fn t1_manual_build_with_meet_and_addslots() {
                 && line_of(n, &myid(&nodes[2])).ends_with(" connected 10923-16383")
         })
     });
-    // Replicas come with replication: REPLICATE is refused and changes nothing.
-    let refused = nodes[3].cli(&["cluster", "replicate", &myid(first)]);
-    assert!(refused.contains("not supported"), "{refused}");
-    assert!(line_of(&nodes[3], &myid(&nodes[3])).contains("myself,master"));
+    // Step 8: 6382, 6383, 6384 replicate 6379, 6380, 6381; every node
+    // then shows three `slave <master-id>` lines.
+    for (r, m) in [(3, 0), (4, 1), (5, 2)] {
+        assert_eq!(
+            nodes[r]
+                .cli(&["cluster", "replicate", &myid(&nodes[m])])
+                .trim(),
+            "OK"
+        );
+    }
+    wait_for(20, "three slave lines everywhere", || {
+        nodes.iter().all(|n| {
+            [(3, 0), (4, 1), (5, 2)].iter().all(|&(r, m)| {
+                line_of(n, &myid(&nodes[r])).contains(&format!("slave {} ", myid(&nodes[m])))
+            })
+        })
+    });
+    assert_eq!(info(first, "cluster_size"), "3");
     // A restarted node comes back with its ID and its view.
     let id0 = myid(first);
     let view = |s: &Server| -> Vec<String> {

@@ -323,6 +323,8 @@ fn replica_authenticates_and_follows_settings() {
         "no",
         "--rdb-del-sync-files",
         "yes",
+        "--replica-lazy-flush",
+        "yes",
     ]);
     assert_eq!(
         replica.cli(&["config", "get", "repl-timeout"]),
@@ -375,6 +377,25 @@ fn replica_authenticates_and_follows_settings() {
         info(&replica, "master_link_status") == "up"
     });
     assert_eq!(replica.cli(&["get", "k"]).trim(), "v");
+
+    // replica-lazy-flush: the next full resynchronization hands the old
+    // keys to the lazy free thread (INFO counts them as Redis does).
+    let lazy = |s: &Server| -> i64 {
+        s.cli(&["info", "memory"])
+            .lines()
+            .find_map(|l| l.strip_prefix("lazyfreed_objects:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    let before = lazy(&replica);
+    replica.cli(&["replicaof", "no", "one"]);
+    replica.cli(&["set", "mine", "1"]);
+    replica.cli(&["replicaof", "127.0.0.1", &port]);
+    wait_for(20, "the full resynchronization", || {
+        info(&replica, "master_link_status") == "up"
+            && replica.cli(&["exists", "mine"]).trim() == "0"
+    });
+    wait_for(5, "the lazy free", || lazy(&replica) >= before + 2);
 
     // A wrong password: the link never comes up, with Redis's log line.
     let other = Server::slotd(&["--masterauth", "wrong"]);

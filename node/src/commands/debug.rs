@@ -189,6 +189,7 @@ impl Ctx {
         &self,
         name: &str,
         flush: bool,
+        lazy: bool,
         read: impl FnOnce() -> Result<reload::PerCore, ()> + Send + 'static,
     ) -> bool {
         let per_core = match reload::off_core(&self.mesh, self.me, name, read) {
@@ -204,7 +205,16 @@ impl Ctx {
         let calls: Vec<_> = per_core
             .into_iter()
             .enumerate()
-            .map(|(c, entries)| self.rpc.call(c, Request::Replace { entries, flush }))
+            .map(|(c, entries)| {
+                self.rpc.call(
+                    c,
+                    Request::Replace {
+                        entries,
+                        flush,
+                        lazy,
+                    },
+                )
+            })
             .collect();
         for call in calls {
             call.await;
@@ -252,7 +262,10 @@ fn reload_rdb(shard: &mut Shard, key: Key, args: &Args) -> Next {
         }
         let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
         let read = move || reload::read_rdb(&path, &mesh.slots, dbs, &lim);
-        if !cx.read_and_replace("debug-reload", flush, read).await {
+        if !cx
+            .read_and_replace("debug-reload", flush, false, read)
+            .await
+        {
             return TaskDone::reply(key, Reply::err(RDB_LOAD_FAILED));
         }
         crate::log::warning(format_args!("DB reloaded by DEBUG RELOAD"));
@@ -277,7 +290,12 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
         ));
         let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
         let read = move || reload::read_rdb(&path, &mesh.slots, dbs, &lim);
-        if !cx.read_and_replace("replica-load", true, read).await {
+        let lazy = cx
+            .shared
+            .config
+            .lock()
+            .is_ok_and(|c| c.flag("replica-lazy-flush"));
+        if !cx.read_and_replace("replica-load", true, lazy, read).await {
             crate::log::warning(format_args!(
                 "Failed trying to load the MASTER synchronization DB from disk"
             ));
@@ -343,7 +361,10 @@ fn load_aof(shard: &mut Shard, key: Key) -> Next {
         let (mesh, dbs, lim) = (cx.mesh.clone(), cx.databases, cx.limits);
         let state = cx.persist.clone();
         let read = move || reload::read_aof(&state.aof, &offsets, &mesh.slots, dbs, &lim);
-        if !cx.read_and_replace("debug-loadaof", true, read).await {
+        if !cx
+            .read_and_replace("debug-loadaof", true, false, read)
+            .await
+        {
             return TaskDone::reply(key, Reply::err(AOF_LOAD_FAILED));
         }
         crate::log::warning(format_args!("Append Only File loaded by DEBUG LOADAOF"));

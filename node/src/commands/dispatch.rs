@@ -333,6 +333,12 @@ fn cluster_check(
     let Some(map) = shard.cluster.as_deref() else {
         return Ok(());
     };
+    // The replication stream from this node's master is never redirected.
+    let conn = shard.conns.get(key);
+    if conn.is_some_and(|c| c.master) {
+        return Ok(());
+    }
+    let readonly = conn.is_some_and(|c| c.readonly);
     let mut write = spec.has(flags::WRITE);
     let mut slot = slot_of_keys(spec, args)?;
     if spec.name == "exec" {
@@ -360,7 +366,7 @@ fn cluster_check(
     } else {
         shard.settings.cluster_reads_when_down
     };
-    match map.route(slot, write, asking, when_down) {
+    match map.route(slot, write, asking, readonly, when_down) {
         cluster::slotmap::Verdict::Serve => Ok(()),
         cluster::slotmap::Verdict::Refuse(e) => Err(Reply::Error(e.into())),
     }

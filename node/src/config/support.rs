@@ -330,7 +330,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("replica-priority", test("slotd_replicates_a_redis_master")),
     (
         "replica-lazy-flush",
-        off("no", "a replica's full resynchronization frees the old data on the cores"),
+        test("replica_authenticates_and_follows_settings"),
     ),
     (
         "repl-diskless-load",

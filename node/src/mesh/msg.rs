@@ -131,6 +131,8 @@ pub enum Request {
     Replace {
         entries: Vec<(usize, engine::rdb::read::Entry)>,
         flush: bool,
+        /// The old keys go to the lazy free thread (`replica-lazy-flush`).
+        lazy: bool,
     },
 }
 

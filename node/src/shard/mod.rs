@@ -177,6 +177,34 @@ impl Shard {
             let map = bus.map();
             self.cluster_moving = map.any_moving();
             self.cluster = Some(map);
+            self.follow_master();
+        }
+    }
+
+    /// Cluster mode, on core 0 once the files are loaded: replicates the
+    /// master the slot map names (CLUSTER REPLICATE, or `nodes.conf` at
+    /// start), or stops replicating when it names none.
+    fn follow_master(&mut self) {
+        if self.id != 0 || self.loading {
+            return;
+        }
+        let Some(map) = self.cluster.as_deref() else {
+            return;
+        };
+        let want = map
+            .master
+            .and_then(|m| map.nodes.get(m as usize))
+            .map(|n| (n.ip.clone(), n.port));
+        let have = self.replication.master_of();
+        if want == have {
+            return;
+        }
+        match want {
+            Some((ip, port)) => {
+                crate::log::notice(format_args!("Connecting to MASTER {ip}:{port}"));
+                self.replication.set_master(&ip, port);
+            }
+            None => self.replication.unset_master(),
         }
     }
 
@@ -189,6 +217,7 @@ impl Shard {
     /// cleared): inserts this core's keys and takes its AOF file.
     pub fn finish_loading(&mut self) {
         self.loading = false;
+        self.follow_master();
         self.load_preloaded();
         let aof = &self.persist.aof;
         if let Some(a) = aof.take_core(self.id) {

@@ -317,8 +317,12 @@ impl Shard {
                     .collect();
                 self.answer(from, id, Response::Digests(d));
             }
-            Request::Replace { entries, flush } => {
-                self.engine.replace_all(entries, flush, now_ms());
+            Request::Replace {
+                entries,
+                flush,
+                lazy,
+            } => {
+                self.engine.replace_all(entries, flush, lazy, now_ms());
                 self.answer(from, id, Response::Done);
             }
         }
