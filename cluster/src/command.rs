@@ -28,6 +28,10 @@ pub struct Facts {
     pub slot_keys: u64,
 }
 
+/// CLUSTER FAILOVER on a replica: failover is not built yet.
+pub const FAILOVER_UNSUPPORTED: &str =
+    "ERR CLUSTER FAILOVER is not supported by slotd yet: failover is not built yet";
+
 /// Subcommands and their arity in Redis 7.0's command table (negative: at
 /// least that many arguments, CLUSTER and the subcommand included).
 const SUBCOMMANDS: [(&str, i32); 27] = [
@@ -359,10 +363,12 @@ pub fn execute(
             {
                 return done(Reply::err(engine::error::SYNTAX));
             }
-            // This node is always a master: what Redis answers a master.
-            done(Reply::err(
-                "ERR You should send CLUSTER FAILOVER to a replica",
-            ))
+            if c.my_master().is_none() {
+                return done(Reply::err(
+                    "ERR You should send CLUSTER FAILOVER to a replica",
+                ));
+            }
+            done(Reply::err(FAILOVER_UNSUPPORTED))
         }
         "set-config-epoch" => match engine::resp::parse_i64(args[2]) {
             None => done(Reply::err(engine::error::NOT_INT)),
