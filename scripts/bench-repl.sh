@@ -14,7 +14,8 @@
 #      on the master; the time from its start until the replica's
 #      `slave_repl_offset` reaches the master's offset, and the rate
 #      (OPS / that time) beside the master's own benchmark time.
-# slotd runs with its default cores; the master is pinned to MASTER_CPU,
+# Masters run with `repl-diskless-sync-delay 0` (redis-server would wait
+# 5 s for more replicas); slotd runs with its default cores; the master is pinned to MASTER_CPU,
 # the replica to REPLICA_CPU, the loaders unpinned. The markdown goes to
 # bench/results/repl-<date>.md and bench/results/repl-latest.md.
 #
@@ -66,12 +67,13 @@ awk -v n="$KEYS" 'BEGIN {
     }
 }' >"$PIPE_FILE"
 
-declare -A SYNC RATE BENCH
+declare -A SYNC RATE BENCH FULL
 for pair in slotd:redis redis:redis redis:slotd; do
     mk="${pair%%:*}" rk="${pair#*:}"
     mport=$BASE_PORT rport=$((BASE_PORT + 1))
     BASE_PORT=$((BASE_PORT + 2))
-    m="$(start "$mk" "$mport" "$MASTER_CPU")"
+    # redis-server would wait 5 s for more replicas before a diskless sync.
+    m="$(start "$mk" "$mport" "$MASTER_CPU" --repl-diskless-sync-delay 0)"
     PIDS+=("$m")
     up "$mport"
     redis-cli -p "$mport" --pipe <"$PIPE_FILE" >/dev/null
@@ -98,6 +100,7 @@ for pair in slotd:redis redis:redis redis:slotd; do
     t1="$(now_ms)"
     [ "$(field "$rport" slave_repl_offset)" -ge "$want" ] || die "$pair: the replica did not catch up"
     BENCH[$pair]=$((tb - t0))
+    FULL[$pair]="$(redis-cli -p "$mport" info stats | tr -d '\r' | sed -n 's/^sync_full://p')"
     RATE[$pair]=$(awk -v n="$OPS" -v ms=$((t1 - t0)) 'BEGIN{printf "%.0f", n / (ms / 1000)}')
     log "$pair: full sync ${SYNC[$pair]} ms, master benchmark ${BENCH[$pair]} ms, replica caught up at ${RATE[$pair]} writes/s"
     stop_pid "$r"
@@ -114,10 +117,10 @@ OUT="$ROOT/bench/results/repl-$DATE.md"
     echo "Full sync: from the replica's start to its link up with every key loaded. Catch-up: from the start of the"
     echo "master's benchmark until the replica's offset reaches the master's, as writes per second."
     echo
-    echo "| master -> replica | full sync ms | master benchmark ms | replica caught up, writes/s |"
-    echo "|---|---:|---:|---:|"
+    echo "| master -> replica | full sync ms | master benchmark ms | replica caught up, writes/s | master's sync_full |"
+    echo "|---|---:|---:|---:|---:|"
     for pair in slotd:redis redis:redis redis:slotd; do
-        printf '| %s -> %s | %s | %s | %s |\n' "${pair%%:*}" "${pair#*:}" "${SYNC[$pair]}" "${BENCH[$pair]}" "${RATE[$pair]}"
+        printf '| %s -> %s | %s | %s | %s | %s |\n' "${pair%%:*}" "${pair#*:}" "${SYNC[$pair]}" "${BENCH[$pair]}" "${RATE[$pair]}" "${FULL[$pair]}"
     done
 } >"$OUT"
 cp "$OUT" "$ROOT/bench/results/repl-latest.md"

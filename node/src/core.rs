@@ -700,10 +700,13 @@ impl Core {
         };
         if c.handoff && c.recv_inflight && !c.cancel_sent {
             // A replica's socket stays open: its receive is cancelled.
+            // Every request on the socket, whatever its user data.
             c.cancel_sent = true;
-            let e = opcode::AsyncCancel::new(user_data(KIND_RECV, key))
-                .build()
-                .user_data(user_data(KIND_CANCEL, key));
+            let e = with_target!(c, key, |f| opcode::AsyncCancel2::new(
+                types::CancelBuilder::fd(f).all()
+            )
+            .build())
+            .user_data(user_data(KIND_CANCEL, key));
             self.push_sqe(e);
             return;
         }

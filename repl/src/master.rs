@@ -675,6 +675,47 @@ impl Master {
         }
     }
 
+    /// Like [`Master::output`], whatever the replica's state: the stream
+    /// bytes it is owed, for the driver to hold while its RDB goes (Redis
+    /// keeps them in the replica's output buffer), so a sync longer than
+    /// the backlog loses nothing. Send them once [`Master::streaming`].
+    /// False when the replica fell out of the backlog.
+    pub fn take_owed(&mut self, conn: ConnId, out: &mut Vec<u8>) -> bool {
+        let Some(b) = &self.backlog else {
+            return true;
+        };
+        let Some(s) = self
+            .conns
+            .iter_mut()
+            .find(|c| c.id == conn)
+            .and_then(|c| c.slave.as_mut())
+        else {
+            return true;
+        };
+        if s.sent > b.master_repl_offset() {
+            return true;
+        }
+        match b.read_from(s.sent) {
+            Some((x, y)) => {
+                out.extend_from_slice(x);
+                out.extend_from_slice(y);
+                s.sent = b.master_repl_offset() + 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `conn` takes the stream now: online, and after a diskless
+    /// RDB, acknowledged once.
+    pub fn streaming(&self, conn: ConnId) -> bool {
+        self.conns
+            .iter()
+            .find(|c| c.id == conn)
+            .and_then(|c| c.slave.as_ref())
+            .is_some_and(|s| s.state == ReplState::Online && !s.start_on_ack)
+    }
+
     /// The connection is gone. Returns Redis's log line when it was a
     /// replica.
     pub fn closed(&mut self, conn: ConnId, now: u64) -> Option<String> {

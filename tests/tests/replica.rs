@@ -588,6 +588,44 @@ fn a_redis_replica_follows_slotd() {
     assert!(master
         .log()
         .contains("Partial resynchronization request from 127.0.0.1:"));
+    // A hand-made replica: the newlines a replica sends while it loads
+    // are skipped, and its ACK is counted.
+    {
+        use std::io::Read;
+        let mut c = tests::RawConn::connect(master.port()).unwrap();
+        assert_eq!(
+            c.cmd_str(&["replconf", "listening-port", "9999"]),
+            b"+OK\r\n"
+        );
+        c.send(&tests::encode(&[b"psync", b"?", b"-1"])).unwrap();
+        c.set_read_timeout(Duration::from_secs(10));
+        // +FULLRESYNC <id> <offset>\r\n, then $<len>\r\n and the RDB.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        let need = loop {
+            let n = c.stream().read(&mut buf).unwrap();
+            assert!(n > 0, "the master closed the link");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let lines: Vec<&str> = text.splitn(3, "\r\n").collect();
+            if lines.len() == 3 {
+                assert!(lines[0].starts_with("+FULLRESYNC "), "{text}");
+                let len: usize = lines[1].trim_start_matches('$').parse().unwrap();
+                break lines[0].len() + lines[1].len() + 4 + len;
+            }
+        };
+        while got.len() < need {
+            let n = c.stream().read(&mut buf).unwrap();
+            assert!(n > 0, "the master closed the link");
+            got.extend_from_slice(&buf[..n]);
+        }
+        c.send(b"\n\n").unwrap();
+        c.send(&tests::encode(&[b"replconf", b"ack", b"5"]))
+            .unwrap();
+        wait_for(10, "the hand-made replica's ACK", || {
+            info(&master, "slave2").contains("port=9999,state=online,offset=5,")
+        });
+    }
     // The replica keeps PINGs coming (repl-ping-replica-period 1): its
     // last I/O stays recent with no writes.
     std::thread::sleep(Duration::from_millis(2500));

@@ -25,6 +25,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How much of the merged stream enters the backlog at a time.
+const BACKLOG_PIECE: usize = 64 * 1024;
+
 /// Where a full resynchronization's RDB comes from.
 pub enum Rdb {
     /// The file the snapshot job writes (disk-backed).
@@ -114,6 +117,8 @@ struct Sock {
     /// The RDB being sent: from a file with the bytes left, or from the
     /// job's pipe with the EOF mark that ends it.
     rdb: Option<Sending>,
+    /// Stream bytes owed, held until the replica takes the stream.
+    held: Vec<u8>,
 }
 
 enum Sending {
@@ -130,6 +135,7 @@ impl Sock {
             input: Vec::new(),
             job: None,
             rdb: None,
+            held: Vec::new(),
         }
     }
 }
@@ -146,6 +152,8 @@ pub struct MasterThread {
     socks: HashMap<u64, Sock>,
     start: Instant,
     buf: Vec<u8>,
+    /// `client-output-buffer-limit replica`'s hard limit (0: none).
+    obuf_hard: u64,
 }
 
 fn id_bytes(id: &str) -> [u8; repl::RUN_ID_SIZE] {
@@ -162,9 +170,9 @@ impl MasterThread {
         mesh: Arc<Mesh>,
         notes: Arc<Mutex<Vec<Note>>>,
         info: Arc<Mutex<View>>,
-        replid: &str,
-        offset: i64,
+        (replid, offset): (&str, i64),
         cfg: MasterConfig,
+        obuf_hard: u64,
     ) -> MasterThread {
         MasterThread {
             stream,
@@ -177,6 +185,7 @@ impl MasterThread {
             socks: HashMap::new(),
             start: Instant::now(),
             buf: Vec::new(),
+            obuf_hard,
         }
     }
 
@@ -224,8 +233,50 @@ impl MasterThread {
                 self.close(id);
             }
         }
-        if !self.buf.is_empty() {
-            self.master.feed(&self.buf);
+        // In pieces: each replica takes what it is owed before the
+        // backlog moves on, so a burst larger than the backlog loses none.
+        let buf = std::mem::take(&mut self.buf);
+        for piece in buf.chunks(BACKLOG_PIECE) {
+            self.collect();
+            self.master.feed(piece);
+        }
+        self.buf = buf;
+    }
+
+    /// Moves what each replica is owed from the backlog to its socket's
+    /// output (or holds it there until the replica takes the stream);
+    /// drops a replica past the backlog or over its output limit.
+    fn collect(&mut self) {
+        let mut drop = Vec::new();
+        for (&conn, s) in self.socks.iter_mut() {
+            if s.fd.is_none() {
+                continue;
+            }
+            if !self.master.take_owed(conn, &mut s.held) {
+                drop.push((conn, "fell out of the replication backlog"));
+                continue;
+            }
+            if s.rdb.is_none()
+                && s.job.is_none()
+                && self.master.streaming(conn)
+                && !s.held.is_empty()
+            {
+                if s.out.is_empty() {
+                    std::mem::swap(&mut s.out, &mut s.held);
+                } else {
+                    s.out.append(&mut s.held);
+                }
+            }
+            if self.obuf_hard > 0 && (s.held.len() + s.out.len() - s.sent) as u64 > self.obuf_hard {
+                drop.push((
+                    conn,
+                    "scheduled to be closed ASAP for overcoming of output buffer limits",
+                ));
+            }
+        }
+        for (conn, why) in drop {
+            crate::log::warning(format_args!("Replica {conn} {why}."));
+            self.close(conn);
         }
     }
 
@@ -423,20 +474,7 @@ impl MasterThread {
             if s.fd.is_none() {
                 continue;
             }
-            if s.rdb.is_none() && s.job.is_none() {
-                let mut out = std::mem::take(&mut s.out);
-                let ok = self.master.output(conn, &mut out);
-                if let Some(s) = self.socks.get_mut(&conn) {
-                    s.out = out;
-                }
-                if !ok {
-                    crate::log::warning(format_args!(
-                        "Closing a replica that fell out of the replication backlog"
-                    ));
-                    self.close(conn);
-                    continue;
-                }
-            }
+            self.collect();
             if !self.write(conn) {
                 self.close(conn);
                 continue;
@@ -636,6 +674,8 @@ impl MasterThread {
                     }
                     pos += consumed;
                 }
+                // The newlines a replica sends while it loads the RDB.
+                Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
                 Ok(_) => break,
                 Err(_) => {
                     closed = true;

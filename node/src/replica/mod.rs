@@ -196,14 +196,15 @@ impl Replication {
                 (s.replid, s.repl_offset)
             };
             let cfg = self.master_config();
+            let obuf_hard = self.shared.settings().obuf[1].hard;
             let t = master::MasterThread::new(
                 self.stream.clone(),
                 self.mesh.clone(),
                 self.notes.clone(),
                 self.master_info.clone(),
-                &replid,
-                offset,
+                (&replid, offset),
                 cfg,
+                obuf_hard,
             );
             if let Err(e) = std::thread::Builder::new()
                 .name("repl-master".into())
