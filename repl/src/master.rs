@@ -650,28 +650,18 @@ impl Master {
     /// online and streaming. False when the replica fell out of the backlog
     /// and must be closed.
     pub fn output(&mut self, conn: ConnId, out: &mut Vec<u8>) -> bool {
-        let Some(b) = &self.backlog else {
-            return true;
-        };
-        let Some(s) = self
-            .conns
-            .iter_mut()
-            .find(|c| c.id == conn)
-            .and_then(|c| c.slave.as_mut())
-        else {
-            return true;
-        };
-        if s.state != ReplState::Online || s.start_on_ack || s.sent > b.master_repl_offset() {
-            return s.sent >= b.first_byte_offset();
+        if self.streaming(conn) {
+            return self.take_owed(conn, out);
         }
-        match b.read_from(s.sent) {
-            Some((x, y)) => {
-                out.extend_from_slice(x);
-                out.extend_from_slice(y);
-                s.sent = b.master_repl_offset() + 1;
-                true
-            }
-            None => false,
+        // Not streaming yet: only whether it is still within the backlog.
+        let first = self.backlog.as_ref().map(|b| b.first_byte_offset());
+        let sent = self
+            .slaves()
+            .find(|(c, _)| c.id == conn)
+            .map(|(_, s)| s.sent);
+        match (first, sent) {
+            (Some(first), Some(sent)) => sent >= first,
+            _ => true,
         }
     }
 

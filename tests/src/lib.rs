@@ -76,6 +76,16 @@ pub fn fresh_dir(kind: &str, name: &str) -> PathBuf {
     d
 }
 
+/// A field of an INFO section of `s` (empty when absent).
+pub fn info_field(s: &Server, section: &str, field: &str) -> String {
+    s.cli(&["info", section])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 /// Runs `bin args` with `input` on stdin (a tool such as `slotd
 /// check-aof` or `redis-check-aof`): (exit code, stdout).
 pub fn run_tool(bin: &Path, args: &[&str], input: &str) -> (i32, String) {

@@ -731,12 +731,7 @@ fn keys_of_a_slot_taken_by_a_newer_config_are_deleted() {
 
 /// A field of INFO replication.
 fn repl_field(s: &Server, field: &str) -> String {
-    s.cli(&["info", "replication"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or("")
-        .trim()
-        .to_string()
+    tests::info_field(s, "replication", field)
 }
 
 #[test]
