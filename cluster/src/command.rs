@@ -8,7 +8,7 @@
 
 use crate::nodes_conf;
 use crate::slotmap::EndpointType;
-use crate::state::{Action, Cluster, MSG_TYPES};
+use crate::state::{Action, Cluster, FailoverMode, MSG_TYPES};
 use crate::wire::flags;
 use crate::{NodeId, SLOTS};
 use engine::Reply;
@@ -28,9 +28,10 @@ pub struct Facts {
     pub slot_keys: u64,
 }
 
-/// CLUSTER FAILOVER on a replica: failover is not built yet.
+/// CLUSTER FAILOVER (without FORCE or TAKEOVER) on a replica: the master
+/// cannot pause its writers yet.
 pub const FAILOVER_UNSUPPORTED: &str =
-    "ERR CLUSTER FAILOVER is not supported by slotd yet: failover is not built yet";
+    "ERR CLUSTER FAILOVER without FORCE or TAKEOVER is not supported by slotd yet: pausing the master's writers is not built yet";
 
 /// Subcommands and their arity in Redis 7.0's command table (negative: at
 /// least that many arguments, CLUSTER and the subcommand included).
@@ -363,12 +364,18 @@ pub fn execute(
             {
                 return done(Reply::err(engine::error::SYNTAX));
             }
-            if c.my_master().is_none() {
-                return done(Reply::err(
-                    "ERR You should send CLUSTER FAILOVER to a replica",
-                ));
+            let mode = match args.get(2) {
+                None => FailoverMode::Default,
+                Some(a) if a.eq_ignore_ascii_case(b"force") => FailoverMode::Force,
+                Some(_) => FailoverMode::Takeover,
+            };
+            if mode == FailoverMode::Default && c.my_master().is_some() {
+                return done(Reply::err(FAILOVER_UNSUPPORTED));
             }
-            done(Reply::err(FAILOVER_UNSUPPORTED))
+            match c.failover(now_ms, mode, rng) {
+                Ok(actions) => (Reply::Ok, actions),
+                Err(e) => done(error(format!("ERR {e}"))),
+            }
         }
         "set-config-epoch" => match engine::resp::parse_i64(args[2]) {
             None => done(Reply::err(engine::error::NOT_INT)),

@@ -117,7 +117,8 @@ impl Driver {
                     | Action::SlotMapChanged
                     | Action::Failing { .. }
                     | Action::Deliver { .. }
-                    | Action::DropSlotKeys { .. } => {}
+                    | Action::DropSlotKeys { .. }
+                    | Action::Log { .. } => {}
                 }
             }
             queue = next;

@@ -360,7 +360,10 @@ impl Sim {
                     }
                 }
                 Action::Failing { node } => by_quorum.push(node),
-                Action::SlotMapChanged | Action::Deliver { .. } | Action::DropSlotKeys { .. } => {}
+                Action::SlotMapChanged
+                | Action::Deliver { .. }
+                | Action::DropSlotKeys { .. }
+                | Action::Log { .. } => {}
             }
         }
         self.check(i, &by_quorum, fail_msg);

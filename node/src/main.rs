@@ -443,6 +443,13 @@ fn main() {
             ));
         }
     }
+    let replication = match replica::Replication::new(shared.clone(), mesh.clone()) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            log::warning(format_args!("Failed creating the replication stream: {e}"));
+            std::process::exit(1);
+        }
+    };
     let mut threads = Vec::new();
     let bus = cluster.map(|(loaded, settings, fds)| {
         let map = loaded.cluster.slot_map(settings.endpoint);
@@ -466,6 +473,7 @@ fn main() {
             shared.clone(),
             mesh.clone(),
             bus.clone(),
+            replication.clone(),
         ) {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -475,13 +483,6 @@ fn main() {
         }
         bus
     });
-    let replication = match replica::Replication::new(shared.clone(), mesh.clone()) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            log::warning(format_args!("Failed creating the replication stream: {e}"));
-            std::process::exit(1);
-        }
-    };
     let services = shard::Services {
         persist: persist.clone(),
         bus,

@@ -395,6 +395,12 @@ impl Server {
         String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned()
     }
 
+    /// `kill -9`: the process dies at once, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = Command::new("kill")

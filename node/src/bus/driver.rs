@@ -4,7 +4,7 @@
 //! machine as `Action`s, which this file only carries out.
 
 use super::conf::ConfFile;
-use super::Settings;
+use super::{ReplicationView, Settings};
 use crate::mesh::{Ask, Bus, Mesh, Msg, Request, Response};
 use crate::shared::{now_ms, Shared};
 use cluster::state::{Action, Cluster, LinkId, TICK_MS};
@@ -40,8 +40,9 @@ struct Driver {
     links: HashMap<LinkId, Link>,
     rng: StdRng,
     was_ok: bool,
-    /// (current epoch, config epoch) last saved durably.
-    saved_epochs: (u64, u64),
+    /// (current epoch, config epoch, last vote epoch) last saved durably.
+    saved_epochs: (u64, u64, u64),
+    replication: Arc<dyn ReplicationView>,
     /// Slots that have a core in the slot table (served at some point).
     placed: Vec<bool>,
 }
@@ -55,6 +56,7 @@ pub fn start(
     shared: Arc<Shared>,
     mesh: Arc<Mesh>,
     bus: Arc<Bus>,
+    replication: Arc<dyn ReplicationView>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listeners = listeners
         .into_iter()
@@ -70,10 +72,7 @@ pub fn start(
     let placed = (0..cluster::SLOTS as u16)
         .map(|s| first.served(s))
         .collect();
-    let saved_epochs = (
-        loaded.cluster.current_epoch(),
-        loaded.cluster.config_epoch(),
-    );
+    let saved_epochs = epochs(&loaded.cluster);
     let mut d = Driver {
         cluster: loaded.cluster,
         file: loaded.file,
@@ -86,6 +85,7 @@ pub fn start(
         rng: StdRng::from_entropy(),
         was_ok,
         saved_epochs,
+        replication,
         placed,
     };
     std::thread::Builder::new()
@@ -103,6 +103,8 @@ impl Driver {
             let now = now_ms() as u64;
             if now >= next_tick {
                 self.reload_settings();
+                let (offset, age) = self.replication.position();
+                self.cluster.set_replication(offset, age);
                 let actions = self.cluster.tick(now, &mut self.rng);
                 self.perform(actions);
                 self.enforce_sendbuf_limit();
@@ -170,6 +172,11 @@ impl Driver {
             || s.announce_ip != self.settings.announce_ip
             || s.hostname != self.settings.hostname
             || s.endpoint != self.settings.endpoint
+            || s.validity_factor != self.settings.validity_factor
+            || s.no_failover != self.settings.no_failover
+            || s.migration_barrier != self.settings.migration_barrier
+            || s.allow_migration != self.settings.allow_migration
+            || s.repl_ping_period != self.settings.repl_ping_period
         {
             let endpoint_changed = s.endpoint != self.settings.endpoint;
             self.cluster.set_config(s.protocol());
@@ -281,7 +288,7 @@ impl Driver {
         for a in actions {
             match a {
                 Action::SaveConfig => {
-                    let epochs = (self.cluster.current_epoch(), self.cluster.config_epoch());
+                    let epochs = epochs(&self.cluster);
                     let durable = epochs != self.saved_epochs;
                     if let Err(e) = self.file.save(&self.cluster, durable) {
                         self.fatal_save(&e);
@@ -296,6 +303,13 @@ impl Driver {
                 Action::Failing { node } => crate::log::notice(format_args!(
                     "Marking node {node} as failing (quorum reached)."
                 )),
+                Action::Log { warning, line } => {
+                    if warning {
+                        crate::log::warning(format_args!("{line}"));
+                    } else {
+                        crate::log::notice(format_args!("{line}"));
+                    }
+                }
                 Action::SlotMapChanged => self.publish(),
                 Action::DropSlotKeys { slots } => {
                     for slot in slots {
@@ -553,6 +567,11 @@ impl Driver {
             }
         }
     }
+}
+
+/// The epochs whose change must reach the disk before any message says it.
+fn epochs(c: &Cluster) -> (u64, u64, u64) {
+    (c.current_epoch(), c.config_epoch(), c.last_vote_epoch())
 }
 
 fn pollfd(fd: i32, events: i16) -> libc::pollfd {

@@ -33,6 +33,23 @@ pub struct Settings {
     pub endpoint: EndpointType,
     /// `cluster-link-sendbuf-limit` (0: none).
     pub sendbuf_limit: u64,
+    /// `cluster-replica-validity-factor`, `cluster-replica-no-failover`,
+    /// `cluster-migration-barrier`, `cluster-allow-replica-migration`,
+    /// `repl-ping-replica-period` (seconds).
+    pub validity_factor: u64,
+    pub no_failover: bool,
+    pub migration_barrier: u64,
+    pub allow_migration: bool,
+    pub repl_ping_period: u64,
+}
+
+/// What the bus reads of the node's replication. The `replica` room, which
+/// comes after this one, implements it.
+pub trait ReplicationView: Send + Sync {
+    /// This node's replication offset (applied, as a replica; produced, as
+    /// a master) and, as a replica, how many ms its data lags its master
+    /// (see `cluster::state::Cluster::set_replication`).
+    fn position(&self) -> (i64, u64);
 }
 
 impl Settings {
@@ -55,6 +72,11 @@ impl Settings {
                 .and_then(|t| EndpointType::parse(&t))
                 .unwrap_or_default(),
             sendbuf_limit: cfg.int("cluster-link-sendbuf-limit").max(0) as u64,
+            validity_factor: cfg.int("cluster-replica-validity-factor").max(0) as u64,
+            no_failover: cfg.flag("cluster-replica-no-failover"),
+            migration_barrier: cfg.int("cluster-migration-barrier").max(0) as u64,
+            allow_migration: cfg.flag("cluster-allow-replica-migration"),
+            repl_ping_period: cfg.int("repl-ping-replica-period").max(1) as u64,
         }
     }
 
@@ -67,6 +89,11 @@ impl Settings {
         c.hostname = self.hostname.clone();
         c.require_full_coverage = self.require_full_coverage;
         c.preferred_endpoint = self.endpoint;
+        c.replica_validity_factor = self.validity_factor;
+        c.replica_no_failover = self.no_failover;
+        c.migration_barrier = self.migration_barrier;
+        c.allow_replica_migration = self.allow_migration;
+        c.repl_ping_period_ms = self.repl_ping_period * 1000;
         c
     }
 }

@@ -164,13 +164,22 @@ fn id_bytes(id: &str) -> [u8; repl::RUN_ID_SIZE] {
     out
 }
 
+/// The replication history a master thread continues: its ID and offset,
+/// and the previous ID with the offset it is valid up to (after a
+/// promotion), so that the old master's other replicas resume partially.
+pub struct History {
+    pub replid: String,
+    pub offset: i64,
+    pub replid2: Option<(String, i64)>,
+}
+
 impl MasterThread {
     pub fn new(
         stream: Arc<Stream>,
         mesh: Arc<Mesh>,
         notes: Arc<Mutex<Vec<Note>>>,
         info: Arc<Mutex<View>>,
-        (replid, offset): (&str, i64),
+        history: History,
         cfg: MasterConfig,
         obuf_hard: u64,
     ) -> MasterThread {
@@ -180,7 +189,14 @@ impl MasterThread {
             notes,
             info,
             waits: Vec::new(),
-            master: Master::resume(id_bytes(replid), offset, cfg),
+            master: match history.replid2 {
+                Some((old, second)) => {
+                    let mut m = Master::resume(id_bytes(&old), second - 1, cfg);
+                    m.shift_replid(id_bytes(&history.replid));
+                    m
+                }
+                None => Master::resume(id_bytes(&history.replid), history.offset, cfg),
+            },
             merger: Merger::new(),
             socks: HashMap::new(),
             start: Instant::now(),

@@ -189,11 +189,25 @@ impl Replication {
     /// Tells the master thread, starting it (and the cores' stream) first
     /// if no replica came before.
     pub fn note(&self, note: Note) {
+        self.start_master();
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(note);
+        }
+        self.stream.wake();
+    }
+
+    /// Starts the master thread and the cores' stream, once: at the first
+    /// replica, or at a promotion (from then on every write is counted in
+    /// the offset and kept in the backlog, so the old master's other
+    /// replicas can continue from it).
+    fn start_master(&self) {
         if !self.master_started.swap(true, Ordering::SeqCst) {
             self.stream.activate();
-            let (replid, offset) = {
-                let s = self.status();
-                (s.replid, s.repl_offset)
+            let s = self.status();
+            let history = master::History {
+                replid: s.replid,
+                offset: s.repl_offset,
+                replid2: (s.replid2 != NO_ID).then_some((s.replid2, s.second_offset)),
             };
             let cfg = self.master_config();
             let obuf_hard = self.shared.settings().obuf[1].hard;
@@ -202,7 +216,7 @@ impl Replication {
                 self.mesh.clone(),
                 self.notes.clone(),
                 self.master_info.clone(),
-                (&replid, offset),
+                history,
                 cfg,
                 obuf_hard,
             );
@@ -213,10 +227,6 @@ impl Replication {
                 crate::log::warning(format_args!("Can't start the replication thread: {e}"));
             }
         }
-        if let Ok(mut n) = self.notes.lock() {
-            n.push(note);
-        }
-        self.stream.wake();
     }
 
     /// Keeps the snapshot job of client `conn`'s full resynchronization.
@@ -315,9 +325,6 @@ impl Replication {
     /// shifts, the master's kept as the secondary one.
     pub fn unset_master(&self) {
         self.stop_link();
-        self.shared.replica.store(false, Ordering::SeqCst);
-        crate::log::set_replica(false);
-        self.shared.master_link_up.store(false, Ordering::SeqCst);
         let cached = self.cached.lock().ok().and_then(|c| c.clone());
         let mut line = None;
         if let Ok(mut s) = self.status.lock() {
@@ -352,6 +359,45 @@ impl Replication {
         if let Some(line) = line {
             crate::log::notice(format_args!("{line}"));
         }
+        // Writes are counted from before the first one is accepted.
+        self.start_master();
+        self.shared.replica.store(false, Ordering::SeqCst);
+        crate::log::set_replica(false);
+        self.shared.master_link_up.store(false, Ordering::SeqCst);
+    }
+
+    /// This node's replication offset, and how stale its data is (cluster
+    /// mode's election reads both).
+    fn position_now(&self) -> (i64, u64) {
+        let s = self.status();
+        let now = crate::shared::now_ms();
+        if s.master.is_none() {
+            let offset = s.master_view.map_or(s.repl_offset, |v| v.offset);
+            return (offset, 0);
+        }
+        let cached = || {
+            self.cached
+                .lock()
+                .ok()
+                .and_then(|c| c.as_ref().map(|r| r.offset))
+        };
+        let offset = if s.offset >= 0 {
+            s.offset
+        } else {
+            cached().unwrap_or(0)
+        };
+        let since = if s.state == LinkState::Connected {
+            s.last_io_ms
+        } else {
+            s.down_since_ms
+        };
+        // Never connected: too old to fail over (Redis's repl_down_since 0).
+        let age = if since > 0 {
+            now.saturating_sub(since) as u64
+        } else {
+            u64::MAX / 4
+        };
+        (offset, age)
     }
 
     /// Ends the link thread, if any, keeping where it got to.
@@ -837,5 +883,11 @@ impl Feed {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl crate::bus::ReplicationView for Replication {
+    fn position(&self) -> (i64, u64) {
+        self.position_now()
     }
 }

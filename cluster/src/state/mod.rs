@@ -24,11 +24,13 @@
 //! Time is `now_ms` (Unix milliseconds, as Redis's `mstime()`: the ping and
 //! pong times travel in gossip in seconds); randomness is an `RngCore`.
 //!
+//! Replicas, elections, manual failover and replica migration are in
+//! [`failover`]: the driver reports the node's replication offset and data
+//! age ([`Cluster::set_replication`]), and a promotion shows in the slot
+//! map (its master gone) and in the log lines of [`Action::Log`].
+//!
 //! # Not here yet
-//! Replicas and failover (FAILOVER_AUTH_REQUEST/ACK, MFSTART are ignored;
-//! this node is always a master and stays one when it loses its slots),
-//! PUBLISH delivery, MODULE messages, and the rejoin delay of
-//! `clusterUpdateState`.
+//! MODULE messages, and the rejoin delay of `clusterUpdateState`.
 //!
 //! # Slot migration
 //! A slot this node migrates is always one it owns: losing it (by gossip,
@@ -42,6 +44,9 @@ use crate::{NodeId, SlotBitmap, SLOTS};
 use rand::RngCore;
 use std::collections::BTreeMap;
 
+mod failover;
+pub use failover::{FailoverMode, MF_TIMEOUT_MS, MIGRATION_DELAY_MS};
+
 /// Failure reports are valid for this many node timeouts
 /// (`CLUSTER_FAIL_REPORT_VALIDITY_MULT`).
 pub const FAIL_REPORT_VALIDITY_MULT: u64 = 2;
@@ -53,6 +58,13 @@ pub const FAIL_UNDO_TIME_MULT: u64 = 2;
 pub const HANDSHAKE_TIMEOUT_MIN_MS: u64 = 1000;
 /// `tick` is called this often; the random ping goes out every 10 ticks.
 pub const TICK_MS: u64 = 100;
+/// A master's state turns ok no sooner than this after its first update
+/// (`CLUSTER_WRITABLE_DELAY`).
+pub const WRITABLE_DELAY_MS: u64 = 2000;
+/// After being among a minority, a master waits the node timeout within
+/// these bounds before its state turns ok (`CLUSTER_MIN/MAX_REJOIN_DELAY`).
+pub const REJOIN_DELAY_MIN_MS: u64 = 500;
+pub const REJOIN_DELAY_MAX_MS: u64 = 5000;
 /// Number of message types Redis counts (`CLUSTERMSG_TYPE_COUNT`).
 pub const MSG_TYPES: usize = 11;
 /// A forgotten node may not come back through gossip for this long
@@ -77,6 +89,16 @@ pub struct Config {
     /// `cluster-preferred-endpoint-type`: how CLUSTER SLOTS and SHARDS
     /// name nodes.
     pub preferred_endpoint: EndpointType,
+    /// `cluster-replica-validity-factor` (0: a replica always may fail over).
+    pub replica_validity_factor: u64,
+    /// `cluster-replica-no-failover`.
+    pub replica_no_failover: bool,
+    /// `cluster-migration-barrier`.
+    pub migration_barrier: u64,
+    /// `cluster-allow-replica-migration`.
+    pub allow_replica_migration: bool,
+    /// `repl-ping-replica-period`, in ms (part of the validity bound).
+    pub repl_ping_period_ms: u64,
 }
 
 impl Config {
@@ -91,6 +113,11 @@ impl Config {
             hostname: String::new(),
             require_full_coverage: true,
             preferred_endpoint: EndpointType::Ip,
+            replica_validity_factor: 10,
+            replica_no_failover: false,
+            migration_barrier: 1,
+            allow_replica_migration: true,
+            repl_ping_period_ms: 10_000,
         }
     }
 }
@@ -134,6 +161,9 @@ pub enum Action {
     /// stale key outlives the move. Comes after the [`Action::SlotMapChanged`]
     /// that stops serving them.
     DropSlotKeys { slots: Vec<u16> },
+    /// A line for the log (elections, votes, FAIL received and cleared,
+    /// reconfiguration), in Redis's words and at its level.
+    Log { warning: bool, line: String },
 }
 
 /// One known node (`clusterNode`).
@@ -169,6 +199,12 @@ struct Node {
     numslots: usize,
     /// `ping` counter of the last message this node was gossiped in.
     last_in_ping_gossip: u64,
+    /// The replication offset its last message carried.
+    repl_offset: i64,
+    /// A master: when this node last voted for one of its replicas.
+    voted_time: u64,
+    /// A master: since when it has no healthy replica (0: it has one).
+    orphaned_time: u64,
 }
 
 impl Node {
@@ -194,6 +230,9 @@ impl Node {
             slots: SlotBitmap::new(),
             numslots: 0,
             last_in_ping_gossip: 0,
+            repl_offset: 0,
+            voted_time: 0,
+            orphaned_time: 0,
         }
     }
     fn has(&self, f: u16) -> bool {
@@ -305,6 +344,17 @@ pub struct Cluster {
     /// Slots of this node taken by another one's newer config, whose keys
     /// must go ([`Action::DropSlotKeys`]).
     dirty_slots: Vec<u16>,
+    /// Elections and manual failover.
+    election: failover::Election,
+    /// From [`Cluster::set_replication`].
+    repl_offset: i64,
+    data_age_ms: u64,
+    /// The time of the latest event (for the state's delays).
+    now: u64,
+    /// The first state update, and the last one that found this node
+    /// among a minority of masters (`clusterUpdateState`'s statics).
+    first_update: u64,
+    among_minority_time: u64,
 }
 
 impl Cluster {
@@ -341,6 +391,12 @@ impl Cluster {
             todo_update_state: true,
             todo_slot_map: false,
             dirty_slots: Vec::new(),
+            election: failover::Election::new(),
+            repl_offset: 0,
+            data_age_ms: 0,
+            now: now_ms,
+            first_update: 0,
+            among_minority_time: 0,
         }
     }
 
@@ -423,6 +479,10 @@ impl Cluster {
     }
 
     /// This node's config epoch.
+    pub fn last_vote_epoch(&self) -> u64 {
+        self.last_vote_epoch
+    }
+
     pub fn config_epoch(&self) -> u64 {
         self.nodes[&self.myself].config_epoch
     }
@@ -885,17 +945,7 @@ impl Cluster {
                 "To set a master the node must be empty and without assigned slots.".into(),
             );
         }
-        if let Some(me) = self.nodes.get_mut(&self.myself) {
-            me.flags &= !(flags::MASTER | flags::MIGRATE_TO);
-            me.flags |= flags::SLAVE;
-            me.slaveof = Some(node);
-        }
-        // clusterCloseAllSlots
-        self.migrating.clear();
-        self.importing.clear();
-        self.todo_slot_map = true;
-        self.todo_save = true;
-        self.todo_update_state = true;
+        self.set_my_master(node);
         Ok(self.finish())
     }
 
@@ -1063,13 +1113,19 @@ impl Cluster {
         msg: Msg,
         rng: &mut dyn RngCore,
     ) -> Vec<Action> {
+        self.now = now_ms;
         self.process(now_ms, link, msg, rng);
+        if self.election.todo {
+            self.run_failover(now_ms, rng);
+        }
         self.finish()
     }
 
     /// The cron, every [`TICK_MS`] (`clusterCron`): connects, pings, PFAIL.
     pub fn tick(&mut self, now_ms: u64, rng: &mut dyn RngCore) -> Vec<Action> {
+        self.now = now_ms;
         self.cron(now_ms, rng);
+        self.failover_cron(now_ms, rng);
         self.finish()
     }
 
@@ -1277,7 +1333,7 @@ impl Cluster {
             port: self.config.port,
             current_epoch: self.current_epoch,
             config_epoch: shown.config_epoch,
-            offset: 0,
+            offset: self.repl_offset.max(0) as u64,
             sender: self.myself,
             myslots: shown.slots.clone(),
             slaveof: master.map_or(NodeId::NULL, |m| m.id),
@@ -1291,15 +1347,18 @@ impl Cluster {
     }
 
     fn send(&mut self, link: LinkId, body: Body) {
+        self.send_with(link, self.header(), body);
+    }
+
+    fn send_with(&mut self, link: LinkId, header: Header, body: Body) {
         let kind = body.msg_type() as usize;
         if kind < MSG_TYPES {
             self.stats.sent[kind] += 1;
         }
-        let msg = Msg {
-            header: self.header(),
-            body,
-        };
-        self.out.push(Action::Send { link, msg });
+        self.out.push(Action::Send {
+            link,
+            msg: Msg { header, body },
+        });
     }
 
     /// To every node with an outbound link (`clusterBroadcastMessage`).
@@ -1445,6 +1504,7 @@ impl Cluster {
                     node.config_epoch = h.config_epoch;
                     self.todo_save = true;
                 }
+                self.note_sender(s, h);
             }
         }
         match &msg.body {
@@ -1453,7 +1513,7 @@ impl Cluster {
                 self.process_ping(now, link, &msg, sender, sender_config_epoch, &g, rng);
             }
             Body::Fail { about } => {
-                let Some(_) = sender else { return };
+                let Some(s) = sender else { return };
                 let Some(failing) = self.nodes.get_mut(about) else {
                     return;
                 };
@@ -1463,6 +1523,16 @@ impl Cluster {
                     failing.fail_time = now;
                     self.todo_save = true;
                     self.todo_update_state = true;
+                    self.out.push(Action::Log {
+                        warning: false,
+                        line: format!("FAIL message received from {s} about {about}"),
+                    });
+                    self.failed_now(*about);
+                }
+            }
+            Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => {
+                if let Some(s) = sender {
+                    self.process_failover_msg(now, s, &msg);
                 }
             }
             Body::Update {
@@ -1493,7 +1563,7 @@ impl Cluster {
                     shard: matches!(msg.body, Body::PublishShard { .. }),
                 });
             }
-            // Failover, manual failover and modules: not yet.
+            // Modules: not yet.
             _ => {}
         }
     }
@@ -1761,6 +1831,15 @@ impl Cluster {
         let Some(owned) = self.nodes.get(&sender).map(|n| n.slots.clone()) else {
             return;
         };
+        // This node's shard: itself, or the master it replicates.
+        let me = &self.nodes[&self.myself];
+        let curmaster = if me.is_master() {
+            Some(self.myself)
+        } else {
+            me.slaveof
+        };
+        let (mut new_master, mut migrated_ours) = (false, 0);
+        let mut dirty = Vec::new();
         let mut taken = Vec::new();
         for i in 0..SLOTS / 64 {
             let (o, c) = (owned.word(i), claimed.word(i));
@@ -1786,13 +1865,52 @@ impl Cluster {
             };
             if older {
                 if owner == Some(self.myself) {
-                    self.dirty_slots.push(slot);
+                    dirty.push(slot);
+                }
+                if owner.is_some() && owner == curmaster {
+                    new_master = true;
+                    migrated_ours += 1;
                 }
                 self.del_slot(slot);
                 self.add_slot(sender, slot);
                 self.todo_save = true;
                 self.todo_update_state = true;
             }
+        }
+        // Failed over (this master) or our master was: follow the node
+        // that took the slots, whose full resync replaces the keys.
+        let shard_empty = curmaster
+            .and_then(|m| self.nodes.get(&m))
+            .is_some_and(|m| m.numslots == 0);
+        if new_master
+            && shard_empty
+            && (self.config.allow_replica_migration || claimed.count() == migrated_ours)
+        {
+            self.out.push(Action::Log {
+                warning: true,
+                line: format!(
+                    "Configuration change detected. Reconfiguring myself as a replica of {sender}"
+                ),
+            });
+            self.set_my_master(sender);
+            return;
+        }
+        self.dirty_slots.extend(dirty);
+        let me = &self.nodes[&self.myself];
+        if let Some(grand) = me
+            .slaveof
+            .and_then(|m| self.nodes.get(&m))
+            .filter(|m| m.has(flags::SLAVE))
+            .and_then(|m| m.slaveof)
+            .filter(|&g| g != self.myself)
+        {
+            self.out.push(Action::Log {
+                warning: true,
+                line: format!(
+                    "I'm a sub-replica! Reconfiguring myself as a replica of grandmaster {grand}"
+                ),
+            });
+            self.set_my_master(grand);
         }
     }
 
@@ -1914,6 +2032,7 @@ impl Cluster {
         n.flags |= flags::FAIL;
         n.fail_time = now;
         self.out.push(Action::Failing { node: id });
+        self.failed_now(id);
         self.broadcast(Body::Fail { about: id });
         self.todo_save = true;
         self.todo_update_state = true;
@@ -1925,19 +2044,42 @@ impl Cluster {
     fn clear_failure_if_needed(&mut self, now: u64, id: NodeId) {
         let undo = self.config.node_timeout_ms * FAIL_UNDO_TIME_MULT;
         let n = self.nodes.get_mut(&id).expect("node");
-        let clear = n.has(flags::SLAVE)
-            || n.numslots == 0
-            || (n.is_master() && now.saturating_sub(n.fail_time) > undo);
-        if clear {
-            n.flags &= !flags::FAIL;
-            self.todo_save = true;
-            self.todo_update_state = true;
-        }
+        let line = if n.has(flags::SLAVE) || n.numslots == 0 {
+            let what = if n.has(flags::SLAVE) {
+                "replica"
+            } else {
+                "master without slots"
+            };
+            format!("Clear FAIL state for node {id}: {what} is reachable again.")
+        } else if n.is_master() && now.saturating_sub(n.fail_time) > undo {
+            format!("Clear FAIL state for node {id}: is reachable again and nobody is serving its slots after some time.")
+        } else {
+            return;
+        };
+        n.flags &= !flags::FAIL;
+        self.todo_save = true;
+        self.todo_update_state = true;
+        self.out.push(Action::Log {
+            warning: false,
+            line,
+        });
     }
 
-    /// `clusterUpdateState` without the rejoin delay: fail when a slot is
-    /// unserved (full coverage) or a majority of masters is unreachable.
+    /// `clusterUpdateState`: fail when a slot is unserved (full coverage)
+    /// or a majority of masters is unreachable. A master becomes ok no
+    /// sooner than [`WRITABLE_DELAY_MS`] after the first update (a
+    /// restarted master may have been failed over meanwhile) and a rejoin
+    /// delay after it was last among a minority.
     fn update_state(&mut self) {
+        let now = self.now;
+        if self.first_update == 0 {
+            self.first_update = now.max(1);
+        }
+        let me_master = self.nodes[&self.myself].is_master();
+        if me_master && self.state != 0 && now.saturating_sub(self.first_update) < WRITABLE_DELAY_MS
+        {
+            return;
+        }
         let mut ok = true;
         if self.config.require_full_coverage {
             // Every slot has an owner, and no owner is failing (a node's
@@ -1960,8 +2102,16 @@ impl Cluster {
             .count();
         if reachable < masters.len() / 2 + 1 {
             ok = false;
+            self.among_minority_time = now;
         }
         let state = if ok { 0 } else { 1 };
+        let rejoin = self
+            .config
+            .node_timeout_ms
+            .clamp(REJOIN_DELAY_MIN_MS, REJOIN_DELAY_MAX_MS);
+        if ok && me_master && now.saturating_sub(self.among_minority_time) < rejoin {
+            return;
+        }
         if state != self.state {
             self.state = state;
             self.todo_slot_map = true;
@@ -2065,7 +2215,7 @@ impl Cluster {
         }
         let me = &self.nodes[&self.myself];
         assert!(me.has(flags::MYSELF));
-        assert!(me.is_master());
+        assert!(me.is_master() != me.has(flags::SLAVE));
         assert_eq!(
             self.nodes.values().filter(|n| n.has(flags::MYSELF)).count(),
             1
