@@ -47,16 +47,18 @@ fn key_on(s: &Server, prefix: &str) -> String {
         .expect("a key of one of the node's slots")
 }
 
-#[test]
-fn a_replica_takes_over_a_killed_master_and_the_master_returns_as_its_replica() {
-    let dirs: Vec<String> = (0..6)
+/// `n` slotd nodes made a cluster by `redis-cli --cluster create
+/// --cluster-replicas 1` (3 masters), once every replica's link is up.
+/// Returns the nodes and their directories (for restarts).
+fn cluster(name: &str, n: usize) -> (Vec<Server>, Vec<String>) {
+    let dirs: Vec<String> = (0..n)
         .map(|i| {
-            tests::fresh_dir("failover", &i.to_string())
+            tests::fresh_dir(name, &i.to_string())
                 .to_string_lossy()
                 .into_owned()
         })
         .collect();
-    let mut nodes: Vec<Server> = dirs.iter().map(|d| slotd_node(d)).collect();
+    let nodes: Vec<Server> = dirs.iter().map(|d| slotd_node(d)).collect();
     let mut args = vec!["create".to_string()];
     args.extend(nodes.iter().map(addr));
     args.extend(["--cluster-replicas".to_string(), "1".to_string()]);
@@ -69,15 +71,41 @@ fn a_replica_takes_over_a_killed_master_and_the_master_returns_as_its_replica() 
                     || tests::info_field(n, "replication", "master_link_status") == "up"
             })
     });
+    wait_for(20, "cluster_state:ok everywhere", || {
+        nodes
+            .iter()
+            .all(|n| tests::cluster::info(n, "cluster_state") == "ok")
+    });
+    (nodes, dirs)
+}
+
+/// The master node `id` replicates, in its own CLUSTER NODES line.
+fn master_id(s: &Server) -> String {
+    let id = myid(s);
+    line_of(s, &id).split(' ').nth(3).unwrap_or("-").to_string()
+}
+
+/// The nodes that replicate `master` (by their own view).
+fn replicas_of(nodes: &[Server], master: &str) -> Vec<usize> {
+    (0..nodes.len())
+        .filter(|&i| role(&nodes[i]) == "slave" && master_id(&nodes[i]) == master)
+        .collect()
+}
+
+fn config_epoch(s: &Server, id: &str) -> u64 {
+    line_of(s, id)
+        .split(' ')
+        .nth(6)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn t5_a_replica_takes_over_a_killed_master_and_the_master_returns_as_its_replica() {
+    let (mut nodes, dirs) = cluster("failover-t5", 6);
     let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
     let mid = myid(&nodes[m]);
-    let r = (0..6)
-        .find(|&i| {
-            role(&nodes[i]) == "slave"
-                && flags(&nodes[i], &myid(&nodes[i])).contains("slave")
-                && line_of(&nodes[i], &myid(&nodes[i])).split(' ').nth(3) == Some(mid.as_str())
-        })
-        .expect("the master's replica");
+    let r = replicas_of(&nodes, &mid)[0];
     let rid = myid(&nodes[r]);
     let m_slots = slots(&nodes[m], &mid);
     // Writes acknowledged by the master, and replicated before the crash.
@@ -180,4 +208,224 @@ fn a_replica_takes_over_a_killed_master_and_the_master_returns_as_its_replica() 
     assert!(others.iter().any(|&i| nodes[i].log().contains(&format!(
         "Clear FAIL state for node {mid}: master without slots is reachable again."
     ))));
+}
+
+#[test]
+fn t6_of_two_replicas_one_wins_and_the_other_follows_it_partially() {
+    // 7 nodes, 3 masters: one master gets two replicas.
+    let (mut nodes, _dirs) = cluster("failover-t6", 7);
+    let m = (0..7)
+        .find(|&i| role(&nodes[i]) == "master" && replicas_of(&nodes, &myid(&nodes[i])).len() == 2)
+        .expect("a master with two replicas");
+    let mid = myid(&nodes[m]);
+    let pair = replicas_of(&nodes, &mid);
+    let slots_of_m = slots(&nodes[m], &mid);
+    let key = key_on(&nodes[m], "t6-");
+    for i in 0..100 {
+        nodes[m].cli(&["set", &format!("{{{key}}}:{i}"), "v"]);
+    }
+    let keys = nodes[m].cli(&["dbsize"]);
+    wait_for(10, "both replicas caught up", || {
+        pair.iter().all(|&r| nodes[r].cli(&["dbsize"]) == keys)
+    });
+    nodes[m].kill();
+    let others: Vec<usize> = (0..7).filter(|&i| i != m).collect();
+    wait_for(30, "one replica promoted everywhere", || {
+        pair.iter().any(|&r| {
+            let rid = myid(&nodes[r]);
+            others.iter().all(|&i| slots(&nodes[i], &rid) == slots_of_m)
+        })
+    });
+    let (w, l) = if role(&nodes[pair[0]]) == "master" {
+        (pair[0], pair[1])
+    } else {
+        (pair[1], pair[0])
+    };
+    let wid = myid(&nodes[w]);
+    // Exactly one winner; the loser replicates the winner and resumes with
+    // a partial resynchronization (the winner's secondary ID).
+    wait_for(20, "the loser follows the winner", || {
+        role(&nodes[l]) == "slave"
+            && master_id(&nodes[l]) == wid
+            && tests::info_field(&nodes[l], "replication", "master_link_status") == "up"
+    });
+    assert!(nodes[l].log().contains(&format!(
+        "Configuration change detected. Reconfiguring myself as a replica of {wid}"
+    )));
+    let wlog = nodes[w].log();
+    assert!(wlog.contains("Failover election won: I'm the new master."));
+    assert!(!nodes[l].log().contains("Failover election won"));
+    assert!(
+        wlog.contains("Partial resynchronization request from ") && wlog.contains(" accepted."),
+        "the winner's log:\n{wlog}"
+    );
+    assert!(nodes[l]
+        .log()
+        .contains("Successful partial resynchronization with master."));
+    // A master voted once for this epoch, and refused other replicas of the
+    // same master (the 2 x node-timeout ban) or the loser's request.
+    let epoch = config_epoch(&nodes[w], &wid);
+    let mut votes = 0;
+    for &i in &others {
+        let log = nodes[i].log();
+        let granted = log
+            .lines()
+            .filter(|l| {
+                l.contains("Failover auth granted to ")
+                    && l.ends_with(&format!(" for epoch {epoch}"))
+            })
+            .count();
+        assert!(granted <= 1, "node {i} voted twice:\n{log}");
+        votes += granted;
+    }
+    assert!(votes >= 2, "{votes} votes");
+    // Every node agrees on the winner's epoch and the loser's master.
+    wait_for(10, "the same view everywhere", || {
+        others.iter().all(|&i| {
+            config_epoch(&nodes[i], &wid) == epoch
+                && line_of(&nodes[i], &myid(&nodes[l])).split(' ').nth(3) == Some(wid.as_str())
+        })
+    });
+    // The data survived, and new writes reach the loser.
+    assert_eq!(nodes[w].cli(&["dbsize"]), keys);
+    assert_eq!(nodes[w].cli(&["set", &key, "after"]).trim(), "OK");
+    wait_for(10, "the write on the loser", || {
+        nodes[l].cli(&["dbsize"]) == nodes[w].cli(&["dbsize"])
+    });
+}
+
+#[test]
+fn t7_a_master_and_its_replica_down_take_the_cluster_down_until_they_return() {
+    let (mut nodes, dirs) = cluster("failover-t7", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let key = key_on(&nodes[m], "t7-");
+    let m_slots = slots(&nodes[m], &mid);
+    nodes[m].kill();
+    nodes[r].kill();
+    let others: Vec<usize> = (0..6).filter(|&i| i != m && i != r).collect();
+    wait_for(20, "both flagged fail, the cluster down", || {
+        others.iter().all(|&i| {
+            flags(&nodes[i], &mid) == "master,fail"
+                && flags(&nodes[i], &rid) == "slave,fail"
+                && tests::cluster::info(&nodes[i], "cluster_state") == "fail"
+        })
+    });
+    // The failed master keeps its slots listed; every key is refused.
+    assert_eq!(slots(&nodes[others[0]], &mid), m_slots);
+    let other_master = others
+        .iter()
+        .copied()
+        .find(|&i| role(&nodes[i]) == "master")
+        .unwrap();
+    let mut c = nodes[other_master].raw();
+    assert_eq!(
+        tests::text(&c.cmd_str(&["get", &key])),
+        "-CLUSTERDOWN The cluster is down\r\n"
+    );
+    drop(c);
+    // The replica returns first: its data is too old to fail over.
+    nodes[r] = slotd_node(&dirs[r]);
+    wait_for(30, "the replica's refusal to fail over", || {
+        nodes[r].log().contains("Currently unable to failover: Disconnected from master for longer than allowed. Please check the 'cluster-replica-validity-factor' configuration option.")
+    });
+    wait_for(20, "the replica cleared", || {
+        others.iter().all(|&i| flags(&nodes[i], &rid) == "slave")
+    });
+    assert!(others.iter().any(|&i| nodes[i].log().contains(&format!(
+        "Clear FAIL state for node {rid}: replica is reachable again."
+    ))));
+    // The master returns with its slots, nobody having taken them.
+    nodes[m] = slotd_node(&dirs[m]);
+    wait_for(30, "the cluster ok again", || {
+        others
+            .iter()
+            .all(|&i| tests::cluster::info(&nodes[i], "cluster_state") == "ok")
+    });
+    assert!(others.iter().any(|&i| nodes[i].log().contains(&format!(
+        "Clear FAIL state for node {mid}: is reachable again and nobody is serving its slots after some time."
+    ))));
+    assert_eq!(slots(&nodes[other_master], &mid), m_slots);
+    assert_eq!(role(&nodes[m]), "master");
+}
+
+#[test]
+fn t8_a_majority_of_masters_down_stays_pfail_without_failover() {
+    let (mut nodes, dirs) = cluster("failover-t8", 6);
+    let masters: Vec<usize> = (0..6).filter(|&i| role(&nodes[i]) == "master").collect();
+    let (a, b, alive) = (masters[0], masters[1], masters[2]);
+    let (aid, bid) = (myid(&nodes[a]), myid(&nodes[b]));
+    let epoch_before = tests::cluster::info(&nodes[alive], "cluster_current_epoch");
+    nodes[a].kill();
+    nodes[b].kill();
+    wait_for(20, "both masters PFAIL on the live master", || {
+        flags(&nodes[alive], &aid) == "master,fail?" && flags(&nodes[alive], &bid) == "master,fail?"
+    });
+    // Well past the time a failover would take: still PFAIL, no election.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(flags(&nodes[alive], &aid), "master,fail?");
+    assert_eq!(flags(&nodes[alive], &bid), "master,fail?");
+    for i in replicas_of(&nodes, &aid)
+        .into_iter()
+        .chain(replicas_of(&nodes, &bid))
+    {
+        assert_eq!(role(&nodes[i]), "slave");
+        assert!(!nodes[i].log().contains("Starting a failover election"));
+    }
+    assert_eq!(
+        tests::cluster::info(&nodes[alive], "cluster_current_epoch"),
+        epoch_before
+    );
+    let mut c = nodes[alive].raw();
+    assert_eq!(
+        tests::text(&c.cmd_str(&["set", "anykey", "v"])),
+        "-CLUSTERDOWN The cluster is down\r\n"
+    );
+    drop(c);
+    nodes[a] = slotd_node(&dirs[a]);
+    nodes[b] = slotd_node(&dirs[b]);
+    wait_for(30, "the cluster ok again", || {
+        (0..6).all(|i| tests::cluster::info(&nodes[i], "cluster_state") == "ok")
+            && flags(&nodes[alive], &aid) == "master"
+            && flags(&nodes[alive], &bid) == "master"
+    });
+}
+
+#[test]
+fn t9_a_replica_migrates_to_an_orphaned_master() {
+    let (mut nodes, _dirs) = cluster("failover-t9", 7);
+    let rich = (0..7)
+        .find(|&i| role(&nodes[i]) == "master" && replicas_of(&nodes, &myid(&nodes[i])).len() == 2)
+        .expect("a master with two replicas");
+    let rich_id = myid(&nodes[rich]);
+    let poor = (0..7)
+        .find(|&i| i != rich && role(&nodes[i]) == "master")
+        .unwrap();
+    let poor_id = myid(&nodes[poor]);
+    let lonely = replicas_of(&nodes, &poor_id)[0];
+    let lonely_id = myid(&nodes[lonely]);
+    nodes[lonely].kill();
+    let live: Vec<usize> = (0..7).filter(|&i| i != lonely).collect();
+    // After the FAIL and the migration delay, one of the rich master's
+    // replicas moves to the orphaned master.
+    wait_for(30, "a replica migrated", || {
+        live.iter()
+            .any(|&i| i != lonely && role(&nodes[i]) == "slave" && master_id(&nodes[i]) == poor_id)
+    });
+    let moved = replicas_of(&nodes, &poor_id)
+        .into_iter()
+        .find(|&i| i != lonely)
+        .unwrap();
+    assert!(nodes[moved]
+        .log()
+        .contains(&format!("Migrating to orphaned master {poor_id}")));
+    assert_eq!(replicas_of(&nodes, &rich_id).len(), 1);
+    wait_for(20, "the migrated replica's link", || {
+        tests::info_field(&nodes[moved], "replication", "master_link_status") == "up"
+    });
+    // The failed replica is listed as such, still under its master.
+    let l = line_of(&nodes[poor], &lonely_id);
+    assert!(l.contains(" slave,fail ") && l.contains(&poor_id), "{l}");
 }

@@ -605,6 +605,9 @@ impl Cluster {
         }
         let me = self.nodes.get_mut(&self.myself).expect("myself");
         me.slaveof = Some(master);
+        if let Some(m) = self.nodes.get_mut(&master) {
+            m.flags |= flags::MIGRATE_TO;
+        }
         self.reset_manual_failover();
         self.election.auth_time = 0;
         self.todo_slot_map = true;

@@ -463,6 +463,17 @@ impl Cluster {
         }
         c.current_epoch = conf.current_epoch.max(c.max_epoch());
         c.last_vote_epoch = conf.last_vote_epoch;
+        let masters: Vec<NodeId> = c
+            .nodes
+            .values()
+            .filter(|n| n.has(flags::SLAVE))
+            .filter_map(|n| n.slaveof)
+            .collect();
+        for m in masters {
+            if let Some(m) = c.nodes.get_mut(&m) {
+                m.flags |= flags::MIGRATE_TO;
+            }
+        }
         c.invariants();
         Ok(c)
     }
@@ -1698,6 +1709,11 @@ impl Cluster {
                 if master.is_some() && n.slaveof != master && master != Some(s) {
                     n.slaveof = master;
                     self.todo_save = true;
+                }
+                // A master that has had a replica may get a migrating one
+                // when it has none left (`clusterNodeAddSlave`).
+                if let Some(m) = master.filter(|&m| m != s) {
+                    self.nodes.get_mut(&m).expect("known").flags |= flags::MIGRATE_TO;
                 }
             }
         }
