@@ -429,3 +429,102 @@ fn t9_a_replica_migrates_to_an_orphaned_master() {
     let l = line_of(&nodes[poor], &lonely_id);
     assert!(l.contains(" slave,fail ") && l.contains(&poor_id), "{l}");
 }
+
+/// Adds `replica` to the cluster of `master` as its replica.
+fn add_replica(replica: &Server, master: &Server) {
+    let (ok, out) = cluster_tool(&[
+        "add-node".to_string(),
+        addr(replica),
+        addr(master),
+        "--cluster-slave".to_string(),
+        "--cluster-master-id".to_string(),
+        myid(master),
+    ]);
+    assert!(ok, "{out}");
+    wait_for(30, "the new replica's link", || {
+        tests::info_field(replica, "replication", "master_link_status") == "up"
+    });
+}
+
+#[test]
+fn elections_work_between_slotd_and_redis_server_both_ways() {
+    // Masters: slotd a, slotd b, redis-server c. Replicas: redis-server
+    // ra of a, slotd rc of c.
+    let dirs: Vec<String> = (0..2)
+        .map(|i| {
+            tests::fresh_dir("failover-mixed", &i.to_string())
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut a = slotd_node(&dirs[0]);
+    let b = slotd_node(&dirs[1]);
+    let mut c = Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    let mut args = vec!["create".to_string()];
+    args.extend([&a, &b, &c].iter().map(|n| addr(n)));
+    let (ok, out) = cluster_tool(&args);
+    assert!(ok, "{out}");
+    wait_for(20, "cluster_state:ok", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| tests::cluster::info(n, "cluster_state") == "ok")
+    });
+    let ra = Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    add_replica(&ra, &a);
+    let rc_dir = tests::fresh_dir("failover-mixed", "rc")
+        .to_string_lossy()
+        .into_owned();
+    let rc = slotd_node(&rc_dir);
+    add_replica(&rc, &c);
+    let (aid, cid, raid, rcid) = (myid(&a), myid(&c), myid(&ra), myid(&rc));
+    let a_slots = slots(&b, &aid);
+    let c_slots = slots(&b, &cid);
+    let ka = key_on(&a, "mixed-a");
+    let kc = key_on(&c, "mixed-c");
+    wait_for(10, "the replicas caught up", || {
+        ra.cli(&["dbsize"]) == a.cli(&["dbsize"]) && rc.cli(&["dbsize"]) == c.cli(&["dbsize"])
+    });
+
+    // A stock replica takes over a slotd master, with a slotd master's vote.
+    a.kill();
+    wait_for(30, "redis-server promoted", || {
+        [&b, &c, &rc].iter().all(|n| slots(n, &raid) == a_slots)
+    });
+    assert_eq!(role(&ra), "master");
+    assert!(b
+        .log()
+        .contains(&format!("Failover auth granted to {raid} for epoch")));
+    assert_eq!(ra.cli(&["get", &ka]).trim(), "before");
+    assert_eq!(ra.cli(&["set", &ka, "after"]).trim(), "OK");
+
+    // A slotd replica takes over a stock master, with votes from slotd and
+    // redis-server masters.
+    c.kill();
+    wait_for(30, "slotd promoted", || {
+        [&b, &ra].iter().all(|n| slots(n, &rcid) == c_slots)
+    });
+    assert_eq!(role(&rc), "master");
+    assert!(b
+        .log()
+        .contains(&format!("Failover auth granted to {rcid} for epoch")));
+    assert_eq!(rc.cli(&["get", &kc]).trim(), "before");
+    assert_eq!(rc.cli(&["set", &kc, "after"]).trim(), "OK");
+    wait_for(20, "cluster_state:ok", || {
+        [&b, &ra, &rc]
+            .iter()
+            .all(|n| tests::cluster::info(n, "cluster_state") == "ok")
+    });
+    // The old slotd master returns as the stock node's replica.
+    a = slotd_node(&dirs[0]);
+    wait_for(30, "the old master follows redis-server", || {
+        role(&a) == "slave"
+            && tests::info_field(&a, "replication", "master_link_status") == "up"
+            && master_id(&a) == raid
+    });
+    let mut conn = a.raw();
+    assert_eq!(tests::text(&conn.cmd_str(&["readonly"])), "+OK\r\n");
+    assert_eq!(tests::text(&conn.cmd_str(&["get", &ka])), "$5\r\nafter\r\n");
+    drop(conn);
+    drop(a);
+    drop(c);
+}
