@@ -28,11 +28,6 @@ pub struct Facts {
     pub slot_keys: u64,
 }
 
-/// CLUSTER FAILOVER (without FORCE or TAKEOVER) on a replica: the master
-/// cannot pause its writers yet.
-pub const FAILOVER_UNSUPPORTED: &str =
-    "ERR CLUSTER FAILOVER without FORCE or TAKEOVER is not supported by slotd yet: pausing the master's writers is not built yet";
-
 /// Subcommands and their arity in Redis 7.0's command table (negative: at
 /// least that many arguments, CLUSTER and the subcommand included).
 const SUBCOMMANDS: [(&str, i32); 27] = [
@@ -369,9 +364,6 @@ pub fn execute(
                 Some(a) if a.eq_ignore_ascii_case(b"force") => FailoverMode::Force,
                 Some(_) => FailoverMode::Takeover,
             };
-            if mode == FailoverMode::Default && c.my_master().is_some() {
-                return done(Reply::err(FAILOVER_UNSUPPORTED));
-            }
             match c.failover(now_ms, mode, rng) {
                 Ok(actions) => (Reply::Ok, actions),
                 Err(e) => done(error(format!("ERR {e}"))),

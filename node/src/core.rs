@@ -538,7 +538,7 @@ impl Core {
     /// core that accepted it (already counted in `core_clients`): socket
     /// options, names, the registered file slot, the first receive. A
     /// stopping core closes it instead.
-    fn adopt(&mut self, fd: i32, master: Option<String>) {
+    fn adopt(&mut self, fd: i32, master: Option<(String, u64)>) {
         if self.shard.stopping {
             // SAFETY: the handed-over fd is ours; nothing uses it.
             unsafe { libc::close(fd) };
@@ -551,7 +551,8 @@ impl Core {
             net::keepalive(fd, self.shard.settings.tcp_keepalive_s);
         }
         let is_master = master.is_some();
-        let addr = master.unwrap_or_else(|| net::sock_name(fd, true));
+        let feed = master.as_ref().map_or(0, |m| m.1);
+        let addr = master.map_or_else(|| net::sock_name(fd, true), |m| m.0);
         let laddr = net::sock_name(fd, false);
         let id = self
             .shard
@@ -561,6 +562,7 @@ impl Core {
         let authed = is_master || self.shard.settings.requirepass.is_none();
         let mut conn = Conn::new(fd, id, addr, laddr, now_ms(), authed);
         conn.master = is_master;
+        conn.feed = feed;
         let key = self.shard.conns.insert(conn);
         self.shard.stats.connected_clients += 1;
         if self.ring.register_file(key.index, fd) {
@@ -622,6 +624,12 @@ impl Core {
         if res <= 0 {
             if res == -libc::EINTR || res == -libc::EAGAIN || res == -libc::ENOBUFS {
                 self.arm_recv(key);
+                return;
+            }
+            if res == 0 && c.master {
+                // The feed closed: what it sent still runs, in order.
+                c.eof = true;
+                commands::process(&mut self.shard, key);
                 return;
             }
             self.close(key);

@@ -393,6 +393,7 @@ fn main() {
         active_expire: AtomicBool::new(true),
         replica: AtomicBool::new(false),
         master_link_up: AtomicBool::new(false),
+        master_applied: AtomicU64::new(0),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

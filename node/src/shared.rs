@@ -93,6 +93,15 @@ pub struct Shared {
     /// `REPL_STATE_CONNECTED`); `replica-serve-stale-data no` refuses
     /// commands while it does not.
     pub master_link_up: AtomicBool,
+    /// How far the master client has applied the stream: its feed's number
+    /// in the top 24 bits, the bytes of its input whose commands completed
+    /// below ([`applied_pack`]).
+    pub master_applied: AtomicU64,
+}
+
+/// [`Shared::master_applied`]'s form.
+pub fn applied_pack(feed: u64, bytes: u64) -> u64 {
+    (feed << 40) | (bytes & ((1 << 40) - 1))
 }
 
 impl Shared {

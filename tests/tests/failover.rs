@@ -528,3 +528,79 @@ fn elections_work_between_slotd_and_redis_server_both_ways() {
     drop(a);
     drop(c);
 }
+
+#[test]
+fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
+    let (nodes, _dirs) = cluster("failover-t14", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let key = key_on(&nodes[m], "t14-");
+    nodes[m].cli(&["set", &key, "0"]);
+    // A client increments a counter on the master as fast as it can and
+    // remembers the last value acknowledged, until it is redirected.
+    let port = nodes[m].port();
+    let writer = std::thread::spawn(move || {
+        let mut c = tests::RawConn::connect(port).unwrap();
+        let mut acked = 0i64;
+        loop {
+            let reply = tests::text(&c.cmd_str(&["incr", &key]));
+            match reply.strip_prefix(':') {
+                Some(n) => acked = n.trim().parse().unwrap(),
+                None => return (acked, reply, key),
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(nodes[r].cli(&["cluster", "failover"]).trim(), "OK");
+    let (acked, last, key) = writer.join().unwrap();
+    // The command that waited during the pause is redirected to the new
+    // master.
+    assert_eq!(
+        last,
+        format!(
+            "-MOVED {} 127.0.0.1:{}\r\n",
+            nodes[r].cli(&["cluster", "keyslot", &key]).trim(),
+            nodes[r].port()
+        ),
+    );
+    assert!(acked > 0);
+    wait_for(5, "the new master's role", || role(&nodes[r]) == "master");
+    let value: i64 = nodes[r].cli(&["get", &key]).trim().parse().unwrap();
+    assert_eq!(
+        value, acked,
+        "acknowledged {acked}, the new master holds {value}"
+    );
+    let log = nodes[r].log();
+    let mut at = 0;
+    for line in [
+        "Manual failover user request accepted.",
+        "Received replication offset for paused master manual failover: ",
+        "All master replication stream processed, manual failover can start.",
+        "Start of election delayed for 0 milliseconds (rank #0, offset ",
+        "Starting a failover election for epoch ",
+        "Failover election won: I'm the new master.",
+    ] {
+        at = log[at..]
+            .find(line)
+            .map(|p| p + at)
+            .unwrap_or_else(|| panic!("no '{line}' after byte {at} of the log:\n{log}"));
+    }
+    assert!(nodes[m]
+        .log()
+        .contains(&format!("Manual failover requested by replica {rid}.")));
+    // The old master follows the new one, resuming its stream partially.
+    wait_for(20, "the old master as a replica", || {
+        role(&nodes[m]) == "slave"
+            && master_id(&nodes[m]) == rid
+            && tests::info_field(&nodes[m], "replication", "master_link_status") == "up"
+    });
+    assert!(nodes[r]
+        .log()
+        .contains("Partial resynchronization request from "));
+    assert_eq!(
+        nodes[r].cli(&["incr", &key]).trim(),
+        (acked + 1).to_string()
+    );
+}

@@ -20,6 +20,9 @@ use rand::RngCore;
 
 /// A manual failover must complete within this (`CLUSTER_MF_TIMEOUT`).
 pub const MF_TIMEOUT_MS: u64 = 5000;
+/// The master pauses its writers this many times [`MF_TIMEOUT_MS`] at
+/// most (`CLUSTER_MF_PAUSE_MULT`).
+pub const MF_PAUSE_MULT: u64 = 2;
 /// A master must be orphaned this long before a replica migrates to it
 /// (`CLUSTER_SLAVE_MIGRATION_DELAY`).
 pub const MIGRATION_DELAY_MS: u64 = 5000;
@@ -52,6 +55,11 @@ pub(super) struct Election {
     /// Manual failover: when it is given up (0: none in progress).
     pub(super) mf_end: u64,
     mf_can_start: bool,
+    /// On a master: the replica that asked for the manual failover, and
+    /// the replication offset its writers stopped at once every core
+    /// paused them ([`Cluster::writes_paused`]).
+    mf_replica: Option<NodeId>,
+    pub(super) mf_paused_offset: Option<i64>,
     /// On a replica: the paused master's offset, -1 until it came.
     mf_master_offset: i64,
     /// Run [`Cluster::handle_replica_failover`] before returning.
@@ -188,11 +196,21 @@ impl Cluster {
                     self.election.todo = true;
                 }
             }
-            // A replica's manual failover needs this master to pause its
-            // writers and report the offset they stopped at, which slotd
-            // does not do yet: the request goes unanswered, and the
-            // replica's attempt times out as Redis's would.
-            Body::MfStart => {}
+            Body::MfStart => {
+                let me = &self.nodes[&self.myself];
+                if !me.is_master() || self.nodes[&sender].slaveof != Some(self.myself) {
+                    return;
+                }
+                self.reset_manual_failover();
+                self.election.mf_end = now + MF_TIMEOUT_MS;
+                self.election.mf_replica = Some(sender);
+                self.out.push(Action::PauseWrites {
+                    until_ms: now + MF_TIMEOUT_MS * MF_PAUSE_MULT,
+                });
+                self.log(format!("Manual failover requested by replica {sender}."));
+                // The replica hears the offset, flagged PAUSED, once the
+                // driver reports every core paused (`writes_paused`).
+            }
             _ => {}
         }
     }
@@ -510,11 +528,48 @@ impl Cluster {
         }
     }
 
-    /// `resetManualFailover`.
+    /// Every core of this master paused its writers for the manual
+    /// failover, which stopped at replication `offset`: the replica hears
+    /// it now and with each tick, flagged PAUSED (`clusterSendPing` while
+    /// `mf_end` is set).
+    pub fn writes_paused(
+        &mut self,
+        now_ms: u64,
+        offset: i64,
+        rng: &mut dyn RngCore,
+    ) -> Vec<Action> {
+        self.now = now_ms;
+        if self.election.mf_replica.is_some() && self.election.mf_end != 0 {
+            self.election.mf_paused_offset = Some(offset);
+            self.ping_paused_replica(now_ms, rng);
+        }
+        self.finish()
+    }
+
+    fn ping_paused_replica(&mut self, now: u64, rng: &mut dyn RngCore) {
+        if self.election.mf_paused_offset.is_none() {
+            return;
+        }
+        if let Some(link) = self
+            .election
+            .mf_replica
+            .and_then(|r| self.nodes.get(&r))
+            .and_then(|n| n.link)
+        {
+            self.send_ping(now, link, msg_type::PING, rng);
+        }
+    }
+
+    /// `resetManualFailover`: a master resumes its writers.
     pub(super) fn reset_manual_failover(&mut self) {
+        if self.election.mf_replica.is_some() {
+            self.out.push(Action::PauseWrites { until_ms: 0 });
+        }
         let e = &mut self.election;
         e.mf_end = 0;
         e.mf_can_start = false;
+        e.mf_replica = None;
+        e.mf_paused_offset = None;
         e.mf_master_offset = -1;
     }
 
@@ -525,6 +580,7 @@ impl Cluster {
             self.log("Manual failover timed out.".into());
             self.reset_manual_failover();
         }
+        self.ping_paused_replica(now, rng);
         if self.nodes[&self.myself].has(flags::SLAVE) {
             self.run_failover(now, rng);
             self.migrate_if_needed(now);

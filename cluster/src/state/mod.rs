@@ -45,7 +45,7 @@ use rand::RngCore;
 use std::collections::BTreeMap;
 
 mod failover;
-pub use failover::{FailoverMode, MF_TIMEOUT_MS, MIGRATION_DELAY_MS};
+pub use failover::{FailoverMode, MF_PAUSE_MULT, MF_TIMEOUT_MS, MIGRATION_DELAY_MS};
 
 /// Failure reports are valid for this many node timeouts
 /// (`CLUSTER_FAIL_REPORT_VALIDITY_MULT`).
@@ -164,6 +164,12 @@ pub enum Action {
     /// A line for the log (elections, votes, FAIL received and cleared,
     /// reconfiguration), in Redis's words and at its level.
     Log { warning: bool, line: String },
+    /// A replica asked for a manual failover (MFSTART): stop this node's
+    /// writers until `until_ms` (Unix ms; 0: resume them now). Once every
+    /// core has stopped them, report the replication offset reached with
+    /// [`Cluster::writes_paused`]. A resume comes after the
+    /// [`Action::SlotMapChanged`] of the same call.
+    PauseWrites { until_ms: u64 },
 }
 
 /// One known node (`clusterNode`).
@@ -1151,7 +1157,12 @@ impl Cluster {
         if std::mem::take(&mut self.todo_save) {
             out.push(Action::SaveConfig);
         }
-        out.append(&mut self.out);
+        // Writers resume only once the shards route by the new map (a
+        // paused write then meets the slot's new owner).
+        let (resume, rest): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.out)
+            .into_iter()
+            .partition(|a| *a == Action::PauseWrites { until_ms: 0 });
+        out.extend(rest);
         if std::mem::take(&mut self.todo_slot_map) {
             out.push(Action::SlotMapChanged);
         }
@@ -1160,6 +1171,7 @@ impl Cluster {
                 slots: std::mem::take(&mut self.dirty_slots),
             });
         }
+        out.extend(resume);
         self.invariants();
         out
     }
@@ -1340,11 +1352,19 @@ impl Cluster {
             .filter(|_| me.has(flags::SLAVE))
             .and_then(|m| self.nodes.get(&m));
         let shown = master.unwrap_or(me);
+        // A master paused for a manual failover tells the offset its
+        // writers stopped at.
+        let mut mflags = [0; 3];
+        let mut offset = self.repl_offset;
+        if let Some(paused) = self.election.mf_paused_offset.filter(|_| me.is_master()) {
+            mflags[0] |= crate::wire::mflags0::PAUSED;
+            offset = paused;
+        }
         Header {
             port: self.config.port,
             current_epoch: self.current_epoch,
             config_epoch: shown.config_epoch,
-            offset: self.repl_offset.max(0) as u64,
+            offset: offset.max(0) as u64,
             sender: self.myself,
             myslots: shown.slots.clone(),
             slaveof: master.map_or(NodeId::NULL, |m| m.id),
@@ -1353,7 +1373,7 @@ impl Cluster {
             cport: self.config.cport,
             flags: me.flags,
             state: self.state,
-            mflags: [0; 3],
+            mflags,
         }
     }
 

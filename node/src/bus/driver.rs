@@ -43,6 +43,10 @@ struct Driver {
     /// (current epoch, config epoch, last vote epoch) last saved durably.
     saved_epochs: (u64, u64, u64),
     replication: Arc<dyn ReplicationView>,
+    /// The manual failover's pause of the writers: its number, and how
+    /// many cores have paused.
+    pause_gen: u64,
+    paused_cores: usize,
     /// Slots that have a core in the slot table (served at some point).
     placed: Vec<bool>,
 }
@@ -86,6 +90,8 @@ pub fn start(
         was_ok,
         saved_epochs,
         replication,
+        pause_gen: 0,
+        paused_cores: 0,
         placed,
     };
     std::thread::Builder::new()
@@ -211,6 +217,19 @@ impl Driver {
                     let actions = self.cluster.publish(&channel, &message);
                     self.perform(actions);
                 }
+                Ask::Paused { gen } if gen == self.pause_gen => {
+                    self.paused_cores += 1;
+                    if self.paused_cores == self.mesh.cores() {
+                        // Every core stopped writing: the stream's offset
+                        // now is where the writers stopped.
+                        if let Some(offset) = self.replication.final_offset() {
+                            let now = now_ms() as u64;
+                            let actions = self.cluster.writes_paused(now, offset, &mut self.rng);
+                            self.perform(actions);
+                        }
+                    }
+                }
+                Ask::Paused { .. } => {}
             }
         }
     }
@@ -233,21 +252,19 @@ impl Driver {
             }
         }
         // The map is compared below, once: a SlotMapChanged needs no
-        // second build.
-        self.perform(
-            actions
-                .into_iter()
-                .filter(|a| {
-                    *a != Action::SlotMapChanged && !(saveconfig && *a == Action::SaveConfig)
-                })
-                .collect(),
-        );
+        // second build. Writers resume after it.
+        let (resume, actions): (Vec<Action>, Vec<Action>) = actions
+            .into_iter()
+            .filter(|a| *a != Action::SlotMapChanged && !(saveconfig && *a == Action::SaveConfig))
+            .partition(|a| *a == Action::PauseWrites { until_ms: 0 });
+        self.perform(actions);
         // Commands change the map without always saying so (a new
         // migration, a reset): publish whenever it differs.
         let map = self.cluster.slot_map(self.settings.endpoint);
         if *self.bus.map() != map {
             self.publish_map(map);
         }
+        self.perform(resume);
         reply
     }
 
@@ -308,6 +325,17 @@ impl Driver {
                         crate::log::warning(format_args!("{line}"));
                     } else {
                         crate::log::notice(format_args!("{line}"));
+                    }
+                }
+                Action::PauseWrites { until_ms } => {
+                    self.pause_gen += 1;
+                    self.paused_cores = 0;
+                    for core in 0..self.mesh.cores() {
+                        let req = Request::PauseWrites {
+                            on: until_ms != 0,
+                            gen: self.pause_gen,
+                        };
+                        self.tell(core, req);
                     }
                 }
                 Action::SlotMapChanged => self.publish(),

@@ -50,6 +50,10 @@ pub trait ReplicationView: Send + Sync {
     /// a master) and, as a replica, how many ms its data lags its master
     /// (see `cluster::state::Cluster::set_replication`).
     fn position(&self) -> (i64, u64);
+    /// The replication offset once every write made so far is in the
+    /// stream (the cores have paused their writers); `None` if it could
+    /// not be known.
+    fn final_offset(&self) -> Option<i64>;
 }
 
 impl Settings {

@@ -154,6 +154,16 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
+    if shard.writes_paused && may_write(spec, conn) {
+        // A manual failover paused the writers: the command waits, and
+        // is checked again (most likely MOVED) when they resume.
+        conn.wait = Wait::Stalled;
+        shard.paused_conns.push(key);
+        return Next::Retry;
+    }
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
     if spec.name == "debug" && !debug_allowed(shard.settings.debug_command, &conn.addr) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
@@ -246,6 +256,20 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
 /// `processCommand`: writes under `replica-read-only`, and every command
 /// without the `stale` flag while the link is down under
 /// `replica-serve-stale-data no`.
+/// Whether a command may write (Redis's `is_may_replicate_command`): a
+/// write, or EXEC of a transaction holding one.
+fn may_write(spec: &Spec, conn: &crate::io::Conn) -> bool {
+    spec.has(flags::WRITE)
+        || (spec.name == "exec"
+            && conn.multi.as_ref().is_some_and(|q| {
+                q.iter().any(|a| {
+                    engine::cmd::registry()
+                        .lookup(a.as_args().get(0))
+                        .is_some_and(|s| s.has(flags::WRITE))
+                })
+            }))
+}
+
 fn replica_refusal(shard: &Shard, spec: &Spec) -> Option<&'static str> {
     if spec.has(flags::WRITE) && shard.settings.replica_read_only {
         return Some("READONLY You can't write against a read only replica.");
@@ -401,6 +425,9 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
             .load(std::sync::atomic::Ordering::Relaxed)
         && replica_refusal(shard, spec).is_some()
     {
+        return None;
+    }
+    if shard.writes_paused && spec.has(flags::WRITE) {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

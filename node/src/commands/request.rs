@@ -56,6 +56,13 @@ pub fn process(shard: &mut Shard, key: Key) {
     let mut scratch = std::mem::take(&mut c.scratch);
     let mut pos = c.rpos;
     let mut need = c.need;
+    // The master client counts the input of completed commands (the one
+    // that ran in a task is complete now): replication offsets follow it.
+    if c.master {
+        c.applied += std::mem::take(&mut c.in_flight);
+    }
+    let start = pos;
+    let mut flight = 0;
     let limits = shard.settings.limits;
     loop {
         if rbuf.len() < need || pos >= rbuf.len() {
@@ -117,6 +124,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                     }
                     Next::Wait => {
                         pos += consumed;
+                        flight = consumed;
                         big = None;
                         break;
                     }
@@ -148,6 +156,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                             p.bytes.1 = std::mem::take(&mut holes);
                             p.bytes.2 = b.done;
                         }
+                        flight = end - pos;
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
                         let rpc = shard.rpc.clone();
@@ -182,7 +191,17 @@ pub fn process(shard: &mut Shard, key: Key) {
             break;
         }
     }
+    let mut drained = false;
     if let Some(c) = shard.conns.get_mut(key) {
+        if c.master {
+            c.applied += (pos - start - flight) as u64;
+            c.in_flight = flight as u64;
+            shard.shared.master_applied.store(
+                crate::shared::applied_pack(c.feed, c.applied),
+                std::sync::atomic::Ordering::Release,
+            );
+            drained = c.eof && pos == rbuf.len() && c.wait == Wait::No;
+        }
         c.rbuf = rbuf;
         // Parser scratch grown by a request of many (or inline) arguments
         // is not kept either.
@@ -225,6 +244,9 @@ pub fn process(shard: &mut Shard, key: Key) {
             c.rpos = pos;
             c.need = need;
         }
+    }
+    if drained {
+        shard.close(key);
     }
 }
 

@@ -69,8 +69,11 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         .replica
         .load(std::sync::atomic::Ordering::Relaxed)
     {
+        // NOMASTERLINK makes a replica keep its cached master and retry
+        // (Redis's "try later"): in cluster mode this node may be about to
+        // be promoted, and its old master, now its replica, resumes then.
         let e = format!(
-            "ERR {} is not supported by slotd yet on a replica: chained replication is not built yet",
+            "NOMASTERLINK {} is not supported by slotd yet on a replica: chained replication is not built yet",
             String::from_utf8_lossy(args.get(0)).to_ascii_uppercase()
         );
         shard.reply(key, &Reply::Error(e.into()));

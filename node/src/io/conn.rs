@@ -141,6 +141,13 @@ pub struct Conn {
     /// through it): its writes are never refused, `timeout` spares it,
     /// and CLIENT LIST shows flag `M`.
     pub master: bool,
+    /// The master client: its feed's number, the bytes of its input whose
+    /// commands completed, those of the command(s) still running, and
+    /// whether the feed closed (the rest of the input still runs).
+    pub feed: u64,
+    pub applied: u64,
+    pub in_flight: u64,
+    pub eof: bool,
     /// A replica's connection: it spoke REPLCONF (the master thread knows
     /// it), and once `handoff` is set its socket goes to the master thread
     /// instead of being closed (`cancel_sent`: its receive is cancelled).
@@ -196,6 +203,10 @@ impl Conn {
             spans: Vec::new(),
             scratch: Vec::new(),
             master: false,
+            feed: 0,
+            applied: 0,
+            in_flight: 0,
+            eof: false,
             replconf: false,
             handoff: false,
             cancel_sent: false,

@@ -29,6 +29,9 @@ pub enum Ask {
     },
     /// A PUBLISH on this node, for every other node (no answer).
     Publish { channel: Bytes, message: Bytes },
+    /// A core paused its writers for the pause `gen`, after handing what
+    /// it wrote before to the replication stream.
+    Paused { gen: u64 },
 }
 
 /// The bus core's mailbox and the slot map it publishes.

@@ -111,18 +111,25 @@ pub async fn pipeline(
     cores.sort_unstable();
     cores.dedup();
     let (n_segs, n_cmds) = (segs.len(), segs.iter().map(|s| s.cmds).sum::<u32>());
-    let chain = cores.len() == 1 || (writes && n_segs < LOCKED_SEGS_MIN);
+    let mut chain = cores.len() == 1 || (writes && n_segs < LOCKED_SEGS_MIN);
+    let mut locks = None;
+    if !chain && writes {
+        let l = Locks::take(&rpc, &cores).await;
+        if l.paused {
+            // Writers paused for a manual failover: the pipeline goes core
+            // to core instead, each core refusing its writes.
+            l.release().await;
+            chain = true;
+        } else {
+            locks = Some(l);
+        }
+    }
     let encoded = if chain {
         match rpc.call(segs[0].core, req(segs, None)).await {
             Response::Encoded { out, ends } if ends.len() == n_segs => Some(out),
             _ => None,
         }
     } else {
-        let locks = if writes {
-            Some(Locks::take(&rpc, &cores).await)
-        } else {
-            None
-        };
         let tx = locks.as_ref().map(|l| l.tx);
         let calls: Vec<_> = cores
             .iter()
@@ -196,6 +203,9 @@ pub(super) struct Locks {
     rpc: Rc<Rpc>,
     pub(super) tx: TxId,
     sent: Vec<usize>,
+    /// Some locked core has its writers paused for a manual failover:
+    /// the holder must not write (it answers TRYAGAIN instead).
+    pub(super) paused: bool,
 }
 
 impl Locks {
@@ -207,10 +217,15 @@ impl Locks {
             rpc: rpc.clone(),
             tx: rpc.new_tx(),
             sent: Vec::new(),
+            paused: false,
         };
         for &c in &sorted {
             locks.sent.push(c);
-            let _ = rpc.call(c, Request::Lock(locks.tx, sorted.clone())).await;
+            if let Response::Granted { paused: true } =
+                rpc.call(c, Request::Lock(locks.tx, sorted.clone())).await
+            {
+                locks.paused = true;
+            }
         }
         locks
     }
@@ -252,6 +267,10 @@ pub async fn multi_key(
     conn: Key,
 ) -> TaskDone {
     let locks = Locks::take(&rpc, &cores).await;
+    if locks.paused && spec.has(engine::cmd::flags::WRITE) {
+        locks.release().await;
+        return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
+    }
     let reply = match spec.name {
         "del" | "unlink" | "exists" | "touch" => {
             count_per_core(&rpc, spec, db, &args, locks.tx).await
@@ -718,6 +737,15 @@ async fn exec_checked(
     let mut lock_set = involved.clone();
     lock_set.push(rpc.me);
     let locks = Locks::take(rpc, &lock_set).await;
+    let writes = cmds.iter().any(|c| {
+        engine::cmd::registry()
+            .lookup(c.as_args().get(0))
+            .is_some_and(|s| s.has(engine::cmd::flags::WRITE))
+    });
+    if locks.paused && writes {
+        locks.release().await;
+        return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
+    }
     for &c in &involved {
         let w = watch_of(c);
         if w.is_empty() {

@@ -48,6 +48,10 @@ pub async fn migrate(rpc: Rc<Rpc>, db: usize, m: Migrate, cluster: bool, conn: K
         return TaskDone::reply(conn, Reply::status("NOKEY"));
     }
     let locks = Locks::take(&rpc, &involved).await;
+    if locks.paused {
+        locks.release().await;
+        return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
+    }
     let calls: Vec<_> = involved
         .iter()
         .map(|&c| {

@@ -21,6 +21,11 @@ mod slots;
 mod task;
 
 pub use bus::{Ask, Bus};
+
+/// The answer to a write that reached a core after it paused its writers
+/// for a manual failover (it was sent before the pause). Cluster clients
+/// retry on TRYAGAIN, and find the slot moved by then.
+pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failover";
 pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;

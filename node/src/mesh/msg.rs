@@ -38,6 +38,11 @@ pub struct Seg {
 /// What one core asks of another.
 #[derive(Debug)]
 pub enum Request {
+    /// Pause (`on`) or resume this core's writers for a manual failover
+    /// (`gen` names the pause); once paused, the core tells the bus with
+    /// `Ask::Paused`. Deferred while another transaction holds the lock,
+    /// so that transaction's writes come before the pause.
+    PauseWrites { on: bool, gen: u64 },
     /// A client's pipelined single-key commands, as the RESP bytes it sent
     /// (`bytes`), cut into segments by owner core. The receiving core runs
     /// `segs[at]` and the segments right after it that are also its own,
@@ -213,7 +218,11 @@ pub enum Response {
     },
     /// EXEC aborted by a WATCHed key that changed.
     WatchFailed,
-    Granted,
+    /// The lock is taken; `paused`: this core's writers are paused for a
+    /// manual failover (a transaction that would write must not).
+    Granted {
+        paused: bool,
+    },
     Entries(Vec<(bytes::Bytes, Exported)>),
     Versions(Vec<u64>),
     Count(i64),
@@ -241,7 +250,10 @@ pub enum Msg {
     /// counted in `Shared::clients` and `Shared::core_clients`); no answer.
     /// `master`: the replica link's end of the replication stream, with the
     /// master's address (CLIENT LIST's `addr`).
-    Adopt { fd: i32, master: Option<String> },
+    Adopt {
+        fd: i32,
+        master: Option<(String, u64)>,
+    },
     /// Look at the node's shared state again (a snapshot started, its
     /// writer took this core's records, its outcome is in); no answer.
     Wake,

@@ -104,6 +104,12 @@ pub enum Note {
     /// A core closed a connection that spoke REPLCONF but never became a
     /// replica here.
     Gone { conn: u64 },
+    /// The replication offset once every write whose ticket was taken is
+    /// in the backlog (a manual failover's paused master), or `None` if
+    /// the stream did not catch up within a second.
+    Offset {
+        tx: std::sync::mpsc::Sender<Option<i64>>,
+    },
 }
 
 /// A replica's socket and what goes through it.
@@ -346,6 +352,12 @@ impl MasterThread {
     fn note(&mut self, note: Note) {
         let now = self.now();
         match note {
+            Note::Offset { tx } => {
+                let target = self.stream.next_ticket();
+                self.absorb_all();
+                let done = self.merger.next_ticket() >= target;
+                let _ = tx.send(done.then(|| self.master.offset()));
+            }
             Note::Wait {
                 ticket,
                 replicas,

@@ -29,10 +29,11 @@ pub use stream::Stream;
 use crate::mesh::{Mesh, Msg};
 use crate::shared::Shared;
 use repl::{Action, Replica, Resume};
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -296,7 +297,12 @@ impl Replication {
             mesh: self.mesh.clone(),
             status: self.status.clone(),
             stop: stop.clone(),
-            resume: self.cached.lock().ok().and_then(|mut c| c.take()),
+            resume: self
+                .cached
+                .lock()
+                .ok()
+                .and_then(|mut c| c.take())
+                .or_else(|| self.own_history()),
         };
         let thread = std::thread::Builder::new()
             .name("replica-link".into())
@@ -364,6 +370,20 @@ impl Replication {
         self.shared.replica.store(false, Ordering::SeqCst);
         crate::log::set_replica(false);
         self.shared.master_link_up.store(false, Ordering::SeqCst);
+    }
+
+    /// A master turning replica offers its own history to its new master
+    /// (Redis's `replicationCacheMasterUsingMyself`): a replica promoted
+    /// in its place continues it, as after a manual failover.
+    fn own_history(&self) -> Option<Resume> {
+        if !self.master_started.load(Ordering::SeqCst) {
+            return None;
+        }
+        let offset = crate::bus::ReplicationView::final_offset(self)?;
+        Some(Resume {
+            replid: self.status().replid,
+            offset,
+        })
     }
 
     /// This node's replication offset, and how stale its data is (cluster
@@ -624,8 +644,11 @@ impl LinkCtx {
                             return;
                         };
                         let path = target.display().to_string();
-                        f.push(&repl::encode(&[LOAD_COMMAND, path.as_bytes()]));
-                        self.link_up(replica);
+                        f.push(
+                            &repl::encode(&[LOAD_COMMAND, path.as_bytes()]),
+                            replica.offset(),
+                        );
+                        self.link_up(replica, false);
                     }
                     Action::PartialSync { replid, offset } => {
                         crate::log::notice(format_args!(
@@ -643,21 +666,18 @@ impl LinkCtx {
                         crate::log::notice(format_args!(
                             "Successful partial resynchronization with master."
                         ));
-                        self.link_up(replica);
+                        self.link_up(replica, true);
                     }
                     Action::Command { argv, offset_after } => {
                         if let Some(f) = feed.as_mut() {
                             let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-                            f.push(&repl::encode(&args));
+                            f.push(&repl::encode(&args), offset_after);
                         }
-                        self.status(|s| {
-                            s.offset = offset_after;
-                            s.read_offset = offset_after;
-                            s.repl_offset = offset_after;
-                        });
+                        self.status(|s| s.read_offset = offset_after);
                     }
                 }
             }
+            self.note_applied(feed);
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
@@ -683,7 +703,15 @@ impl LinkCtx {
                 },
             ];
             // SAFETY: two valid pollfd entries (a negative fd is skipped).
-            unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
+            // While commands run on the master client, look often at how
+            // far it got (the offset an election compares).
+            let wait = if feed.as_ref().is_some_and(|f| !f.marks.is_empty()) {
+                5
+            } else {
+                100
+            };
+            unsafe { libc::poll(fds.as_mut_ptr(), 2, wait) };
+            self.note_applied(feed);
             let now = mono_ms(start);
             if fds[0].revents != 0 {
                 match sock.read(&mut buf) {
@@ -712,17 +740,32 @@ impl LinkCtx {
         }
     }
 
-    /// The link carries the stream now.
-    fn link_up(&self, replica: &Replica) {
+    /// The link carries the stream now; `applied`: the master client has
+    /// nothing left to run (a partial resynchronization), else the offset
+    /// follows it.
+    fn link_up(&self, replica: &Replica, applied: bool) {
         self.shared.master_link_up.store(true, Ordering::SeqCst);
         let off = replica.offset();
         self.status(|s| {
             s.state = LinkState::Connected;
             s.has_master_client = true;
-            s.offset = off;
             s.read_offset = off;
-            s.repl_offset = off;
+            if applied {
+                s.offset = off;
+                s.repl_offset = off;
+            }
         });
+    }
+
+    /// `slave_repl_offset` (and the node's `master_repl_offset`): the
+    /// offset after the last command the master client completed.
+    fn note_applied(&self, feed: &mut Option<Feed>) {
+        if let Some(off) = feed.as_mut().and_then(|f| f.applied(&self.shared)) {
+            self.status(|s| {
+                s.offset = off;
+                s.repl_offset = off;
+            });
+        }
     }
 
     /// The master client's feed, made (and its connection handed to core
@@ -768,7 +811,16 @@ struct Feed {
     out: Vec<u8>,
     sent: usize,
     sink: Vec<u8>,
+    /// Names this feed's master client (`Shared::master_applied`).
+    number: u64,
+    /// Bytes pushed so far, and the replication offset reached at the end
+    /// of each command pushed and not yet known applied.
+    fed: u64,
+    marks: VecDeque<(u64, i64)>,
 }
+
+/// Feeds are numbered from 1 (0: no master client).
+static NEXT_FEED: AtomicU64 = AtomicU64::new(1);
 
 impl Feed {
     /// A socket pair; the other end becomes the master client on core 0.
@@ -803,11 +855,12 @@ impl Feed {
         }
         shared.clients.fetch_add(1, Ordering::Relaxed);
         shared.core_clients[MASTER_CORE].fetch_add(1, Ordering::Relaxed);
+        let number = NEXT_FEED.fetch_add(1, Ordering::Relaxed);
         mesh.send(
             MASTER_CORE,
             Msg::Adopt {
                 fd: fds[1],
-                master: Some(addr),
+                master: Some((addr, number)),
             },
         );
         Ok(Feed {
@@ -815,6 +868,9 @@ impl Feed {
             out: Vec::new(),
             sent: 0,
             sink: vec![0u8; 16 * 1024],
+            number,
+            fed: 0,
+            marks: VecDeque::new(),
         })
     }
 
@@ -826,9 +882,31 @@ impl Feed {
         self.out.len() - self.sent
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    /// Pushes a command after which the stream is at `offset`.
+    fn push(&mut self, bytes: &[u8], offset: i64) {
         self.out.extend_from_slice(bytes);
+        self.fed += bytes.len() as u64;
+        self.marks.push_back((self.fed, offset));
         self.pump();
+    }
+
+    /// The offset of the last command the master client has completed,
+    /// if it completed one since the last call.
+    fn applied(&mut self, shared: &Shared) -> Option<i64> {
+        let v = shared.master_applied.load(Ordering::Acquire);
+        if v >> 40 != self.number {
+            return None;
+        }
+        let bytes = v & ((1 << 40) - 1);
+        let mut last = None;
+        while let Some(&(end, offset)) = self.marks.front() {
+            if end > bytes {
+                break;
+            }
+            last = Some(offset);
+            self.marks.pop_front();
+        }
+        last
     }
 
     /// Writes what the socket takes and drops the replies that came back.
@@ -889,5 +967,16 @@ impl Feed {
 impl crate::bus::ReplicationView for Replication {
     fn position(&self) -> (i64, u64) {
         self.position_now()
+    }
+
+    fn final_offset(&self) -> Option<i64> {
+        if !self.master_started.load(Ordering::SeqCst) {
+            return Some(self.status().repl_offset);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.note(Note::Offset { tx });
+        rx.recv_timeout(std::time::Duration::from_secs(2))
+            .ok()
+            .flatten()
     }
 }

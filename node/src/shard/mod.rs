@@ -65,6 +65,11 @@ pub struct Shard {
     deferred: VecDeque<(usize, u64, Request)>,
     /// Connections waiting for the lock to go.
     stalled: Vec<Key>,
+    /// Writers paused for a manual failover (`Request::PauseWrites`): a
+    /// write is refused here, and a client's write waits in
+    /// `paused_conns` until the pause ends.
+    pub writes_paused: bool,
+    pub paused_conns: Vec<Key>,
     waiters: Vec<Waiter>,
     pubsub: pubsub::PubSub,
     pub stats: CoreStats,
@@ -147,6 +152,8 @@ impl Shard {
             lock: None,
             deferred: VecDeque::new(),
             stalled: Vec::new(),
+            writes_paused: false,
+            paused_conns: Vec::new(),
             waiters: Vec::new(),
             pubsub: pubsub::PubSub::default(),
             stats: CoreStats::default(),

@@ -45,6 +45,11 @@ impl Shard {
         // command would cost more than a GET.
         self.cmd_serial = self.cmd_serial.wrapping_add(1);
         let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
+            // Sent before this core paused its writers.
+            self.stats.total_commands_processed += 1;
+            return Some(Reply::err(crate::mesh::WRITES_PAUSED));
+        }
         if self.cluster_moving {
             if let Some(refused) = self.migration_check(spec, db, &args) {
                 self.stats.total_commands_processed += 1;

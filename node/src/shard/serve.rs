@@ -29,7 +29,8 @@ impl Shard {
                 | Request::Digest
                 | Request::DigestValues { .. }
                 | Request::Replace { .. }
-                | Request::DropSlot { .. } => false,
+                | Request::DropSlot { .. }
+                | Request::PauseWrites { .. } => false,
                 _ => true,
             };
             if !mine {
@@ -48,6 +49,26 @@ impl Shard {
 
     fn handle_request(&mut self, from: usize, id: u64, req: Request) {
         match req {
+            Request::PauseWrites { on, gen } => {
+                // What this core wrote goes to the stream before it says
+                // it paused.
+                self.take_log();
+                self.writes_paused = on;
+                if on {
+                    if let Some(bus) = &self.bus {
+                        bus.ask(crate::mesh::Ask::Paused { gen });
+                    }
+                } else {
+                    for key in std::mem::take(&mut self.paused_conns) {
+                        if let Some(c) = self.conns.get_mut(key) {
+                            if c.wait == Wait::Stalled {
+                                c.wait = Wait::No;
+                            }
+                        }
+                        self.resume.push(key);
+                    }
+                }
+            }
             Request::Exec {
                 db,
                 cmds,
@@ -169,7 +190,8 @@ impl Shard {
                     );
                     log.begin_multi(Some(part.as_bytes()));
                 }
-                self.answer(from, id, Response::Granted);
+                let paused = self.writes_paused;
+                self.answer(from, id, Response::Granted { paused });
             }
             Request::Unlock(tx) => {
                 if self.lock == Some(tx) {
