@@ -8,6 +8,8 @@
 //!   models ([`Sim::replication`]); some seeds also run CLUSTER FAILOVER
 //!   FORCE or TAKEOVER on a random replica.
 //!
+//! Messages on one connection arrive in order, as over TCP (two nodes have
+//! two connections, one each way, so their messages may still cross).
 //! Faults: message delay, loss and duplication, partitions (the TCP links
 //! stay up but carry nothing, as a cut cable), pauses (SIGSTOP: no ticks,
 //! nothing received) and crashes (kill -9) with a restart from the last
@@ -187,6 +189,9 @@ struct Sim {
     seq: u64,
     /// (node, incarnation, link) → (peer, its incarnation, its link).
     conns: HashMap<(usize, u64, LinkId), (usize, u64, LinkId)>,
+    /// When the last message sent on a connection arrives, by its
+    /// receiving end.
+    arrival: HashMap<(usize, u64, LinkId), u64>,
     /// Messages sent on links still connecting.
     pending: HashMap<(usize, u64, LinkId), Vec<Msg>>,
     /// Partition group of each node.
@@ -278,6 +283,7 @@ impl Sim {
             events: BTreeMap::new(),
             seq: 0,
             conns: HashMap::new(),
+            arrival: HashMap::new(),
             pending: HashMap::new(),
             group: vec![0; n],
             flagged_at: vec![vec![None; n]; n],
@@ -485,7 +491,11 @@ impl Sim {
             1
         };
         for _ in 0..copies {
-            let delay = self.rng.gen_range(1..=DELAY_MAX_MS);
+            // In order on one connection, as TCP: never before the last one.
+            let mut delay = self.rng.gen_range(1..=DELAY_MAX_MS);
+            let last = self.arrival.entry((to, peer_inc, peer_link)).or_insert(0);
+            delay = delay.max(last.saturating_sub(self.now));
+            *last = self.now + delay;
             let ev = Ev::Deliver {
                 to,
                 inc: peer_inc,
@@ -543,6 +553,8 @@ impl Sim {
                     self.pending.remove(&(i, inc, link));
                     if let Some(peer) = self.conns.remove(&(i, inc, link)) {
                         self.conns.remove(&peer);
+                        self.arrival.remove(&peer);
+                        self.arrival.remove(&(i, inc, link));
                         let delay = self.rng.gen_range(1..=DELAY_MAX_MS);
                         self.at(
                             delay,
@@ -780,6 +792,8 @@ impl Sim {
         for k in mine {
             if let Some(peer) = self.conns.remove(&k) {
                 self.conns.remove(&peer);
+                self.arrival.remove(&peer);
+                self.arrival.remove(&k);
                 let delay = self.rng.gen_range(1..=DELAY_MAX_MS);
                 self.at(
                     delay,
