@@ -872,12 +872,17 @@ impl Sim {
     }
 
     /// CLUSTER FAILOVER FORCE (or, one time in four, TAKEOVER) on node `i`
-    /// if it is an up replica.
+    /// if it is an up replica. TAKEOVER only while every node is up and
+    /// none is cut off: it takes the slots without a vote, so with its old
+    /// master still voting on the other side of a partition two elections
+    /// could each find a majority (Redis documents TAKEOVER as unsafe).
     fn manual_failover(&mut self, i: usize) {
         if self.nodes[i].life != Life::Up || is_master(&self.nodes[i].cluster) {
             return;
         }
-        let mode = if self.rng.gen_range(0..4) == 0 {
+        let calm =
+            self.group.iter().all(|&g| g == 0) && self.nodes.iter().all(|n| n.life == Life::Up);
+        let mode = if calm && self.rng.gen_range(0..4) == 0 {
             FailoverMode::Takeover
         } else {
             FailoverMode::Force
