@@ -959,7 +959,7 @@ impl Sim {
                 }
             }
             if let Some(m) = masters_of[i] {
-                if !self.index(&m).is_some_and(|j| masters_of[j].is_none()) {
+                if self.index(&m).is_none_or(|j| masters_of[j].is_some()) {
                     return Some(format!("replica {i} follows a replica"));
                 }
             }
@@ -1075,8 +1075,7 @@ fn failover_simulation() {
     });
 }
 
-/// The first slot-owning node in `i`'s view of the slots of `master`, for
-/// each of them: `Some` only if one node owns them all.
+/// The node that owns every one of `slots` in `c`'s view, if one does.
 fn sole_owner(c: &Cluster, slots: &[u16]) -> Option<NodeId> {
     let first = c.slot_owner(slots[0])?;
     slots
