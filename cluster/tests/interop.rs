@@ -118,7 +118,8 @@ impl Driver {
                     | Action::Failing { .. }
                     | Action::Deliver { .. }
                     | Action::DropSlotKeys { .. }
-                    | Action::Log { .. } => {}
+                    | Action::Log { .. }
+                    | Action::PauseWrites { .. } => {}
                 }
             }
             queue = next;

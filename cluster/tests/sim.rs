@@ -573,7 +573,9 @@ impl Sim {
                 Action::Failing { node } => by_quorum.push(node),
                 Action::Log { line, .. } => self.log_line(i, &line),
                 Action::SlotMapChanged => changed = true,
-                Action::Deliver { .. } | Action::DropSlotKeys { .. } => {}
+                Action::Deliver { .. }
+                | Action::DropSlotKeys { .. }
+                | Action::PauseWrites { .. } => {}
             }
         }
         self.check(i, &by_quorum, fail_msg);
