@@ -13,6 +13,9 @@
       The same load for N seconds, nothing killed: reports any fail?/fail
       flag seen, epochs and roles before/after, failover log lines, and the
       consistency check. Prints one JSON object.
+  fobench.py selftest --ports P,..    on a live cluster: tampers with two
+      counters behind the load's back; the check must report 1 lost and 3
+      unexpected (exit status 1 otherwise)
   fobench.py report KIND FILE.jsonl   markdown table of a system's runs
   fobench.py soak-report FILE.jsonl   markdown table of soak results
 
@@ -185,7 +188,7 @@ class Counter:
 class Load:
     """Threads doing INCR round-robin over their own counters."""
 
-    def __init__(self, ports, threads, counters):
+    def __init__(self, ports, threads, counters, prefix="fo"):
         self.ports = ports
         self.stop = threading.Event()
         self.victim_slots = None  # set at the kill
@@ -193,10 +196,11 @@ class Load:
         self.kill_ms = None
         self.first_write_ms = None
         self.lock = threading.Lock()
-        self.errors = []  # (ms, kind)
+        self.errors = []  # (ms, kind, port)
         self.acks = 0
+        self.regressions = []  # (ms, key, acked before, value, port)
         per = max(1, counters // threads)
-        self.counters = [[Counter(f"fo:{t}:{i}") for i in range(per)] for t in range(threads)]
+        self.counters = [[Counter(f"{prefix}:{t}:{i}") for i in range(per)] for t in range(threads)]
         self.threads = [threading.Thread(target=self.work, args=(cs,), daemon=True) for cs in self.counters]
 
     def start(self):
@@ -208,9 +212,9 @@ class Load:
         for t in self.threads:
             t.join()
 
-    def error(self, kind):
+    def error(self, kind, port=None):
         with self.lock:
-            self.errors.append((now_ms(), kind))
+            self.errors.append((now_ms(), kind, port))
 
     def work(self, counters):
         smap = SlotMap(self.ports)
@@ -235,14 +239,14 @@ class Load:
                         v = conn.call("INCR", c.key)
                     except NotSent:
                         conns.pop(port, None)
-                        self.error("connect refused")
+                        self.error("connect refused", port)
                         break
                     except (OSError, ConnectionError):
                         conns.pop(port, None)
                         if conn is not None:
                             conn.close()
                         c.unknown += 1
-                        self.error("connection lost (outcome unknown)")
+                        self.error("connection lost (outcome unknown)", port)
                         break
                     except RespError as e:
                         msg = str(e)
@@ -250,11 +254,13 @@ class Load:
                             port = int(msg.split()[2].rsplit(":", 1)[1])
                             smap.owner[c.slot] = port
                             continue
-                        self.error(msg.split()[0])
+                        self.error(msg.split()[0], port)
                         break
                     # Acknowledged.
                     if v < c.acked + 1:
                         c.regressed += 1
+                        with self.lock:
+                            self.regressions.append((now_ms(), c.key, c.acked, v, port))
                     c.acked += 1
                     acks += 1
                     ok = True
@@ -285,6 +291,7 @@ class Load:
         smap.refresh()
         lost = lost_keys = unexpected = unexpected_keys = unknown = regressed = 0
         acked = unread = 0
+        lost_detail = []
         for cs in self.counters:
             for c in cs:
                 value = None
@@ -312,6 +319,7 @@ class Load:
                 if value < c.acked:
                     lost += c.acked - value
                     lost_keys += 1
+                    lost_detail.append(f"{c.key}: acked {c.acked}, unknown {c.unknown}, holds {value}")
                 elif value > c.acked + c.unknown:
                     unexpected += value - c.acked - c.unknown
                     unexpected_keys += 1
@@ -324,6 +332,7 @@ class Load:
             "unknown_outcome": unknown,
             "regressed_counters": regressed,
             "unread_counters": unread,
+            "lost_detail": lost_detail[:10],
         }
 
 
@@ -489,8 +498,13 @@ def cmd_run(args):
     fail_ms = min(x for x in (fail_log, fail_poll) if x is not None) if (fail_log or fail_poll) else None
     window = [e for e in load.errors if e[0] >= kill_ms]
     kinds = {}
-    for _, k in window:
+    detail = {}
+    for ms, k, port in window:
         kinds[k] = kinds.get(k, 0) + 1
+        d = detail.setdefault(k, {"count": 0, "first": rel(ms), "ports": {}})
+        d["count"] += 1
+        d["last"] = rel(ms)
+        d["ports"][str(port)] = d["ports"].get(str(port), 0) + 1
     after = topology(live)
     result = {
         "victim_port": vport,
@@ -513,11 +527,14 @@ def cmd_run(args):
         "warm_errors": warm_errors,
         "errors": len(window),
         "error_kinds": kinds,
+        "error_detail": detail,
         "error_window": [rel(window[0][0]), rel(window[-1][0])] if window else None,
         "epoch_before": epoch_before,
         "epoch_after": max(n["epoch"] for n in after.values()),
         "new_master_port": next((n["port"] for nid, n in after.items() if nid == rid and "master" in n["flags"]), None),
         "monitor_polls": mon.polls,
+        "regressions": [f"{rel(ms)} ms {key} on {port}: INCR replied {v} after {a} acknowledged"
+                        for ms, key, a, v, port in load.regressions[:10]],
         "failover_log": [f"{round(ms - kill_ms)} ms {msg}" for ms, msg in sorted(events)
                          if re.search(r"failing|FAIL|election|Failover|Cluster state|configEpoch|rank", msg)][:40],
     }
@@ -566,6 +583,29 @@ def cmd_soak(args):
     )
     result.update(load.check(ports))
     print(json.dumps(result))
+
+
+def cmd_selftest(args):
+    """Checks that the check can fail: on a live cluster (nothing killed),
+    takes one increment from one counter and adds 3 to another behind the
+    load's back; the check must find exactly 1 lost and 3 unexpected."""
+    ports = [int(p) for p in opt(args, "--ports", "").split(",")]
+    load = Load(ports, 2, 200, prefix="selftest")
+    load.start()
+    time.sleep(1)
+    load.finish()
+    if load.errors:
+        raise SystemExit(f"selftest: errors without a failover: {load.errors[:3]}")
+    clean = load.check(ports)
+    a, b = load.counters[0][0], load.counters[1][0]
+    smap = SlotMap(ports)
+    smap.refresh()
+    one_shot(smap.owner[a.slot], "DECR", a.key)
+    one_shot(smap.owner[b.slot], "INCRBY", b.key, 3)
+    tampered = load.check(ports)
+    ok = (clean["lost"], clean["unexpected"], tampered["lost"], tampered["unexpected"]) == (0, 0, 1, 3)
+    print(json.dumps({"ok": ok, "clean": clean, "tampered": tampered}))
+    sys.exit(0 if ok else 1)
 
 
 STAGES = [
@@ -625,6 +665,20 @@ def cmd_report(args):
         for k, n in r["error_kinds"].items():
             kinds[k] = kinds.get(k, 0) + n
     print("Client errors by kind, all runs: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"))
+    print()
+    print("Errors per run and kind (count, first..last ms after the kill, the port asked (count)); lost writes;"
+          " regressions (an INCR reply below the acknowledged count):")
+    print()
+    for i, r in enumerate(runs, 1):
+        for k, d in sorted(r.get("error_detail", {}).items()):
+            ports = ", ".join(f"{p} ({n})" for p, n in sorted(d["ports"].items()))
+            print(f"- run {i}: {k}: {d['count']}, {d['first']}..{d['last']} ms, {ports}")
+    for i, r in enumerate(runs, 1):
+        for line in r["lost_detail"]:
+            print(f"- run {i}: lost: {line}")
+        for line in r.get("regressions", []):
+            print(f"- run {i}: regression: {line}")
+    print()
     print(f"Errors before the kill (warm-up), all runs: {sum(r['warm_errors'] for r in runs)};"
           f" counters that regressed during a run (an ack lower than acked before): "
           f"{sum(r['regressed_counters'] for r in runs)}; counters not readable at the check: "
@@ -652,7 +706,13 @@ def cmd_soak_report(args):
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
-    handlers = {"run": cmd_run, "soak": cmd_soak, "report": cmd_report, "soak-report": cmd_soak_report}
+    handlers = {
+        "run": cmd_run,
+        "soak": cmd_soak,
+        "report": cmd_report,
+        "soak-report": cmd_soak_report,
+        "selftest": cmd_selftest,
+    }
     if cmd not in handlers:
         print(__doc__)
         sys.exit(2)
