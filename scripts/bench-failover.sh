@@ -91,17 +91,19 @@ cluster_up() {
     done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$WORK/create-$kind.log" 2>&1 ||
         { cat "$WORK/create-$kind.log" >&2; die "cluster create failed for $kind"; }
+    # Ready: every node ok and seeing 3 replicas, every replica's link up.
     local ok=0 synced=0
     for _ in $(seq 1 300); do
         ok=0 synced=0
         for p in "${NODE_PORTS[@]}"; do
-            redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+            redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' &&
+                [ "$(redis-cli -p "$p" cluster nodes 2>/dev/null | grep -c slave)" = 3 ] && ok=$((ok + 1))
             redis-cli -p "$p" info replication 2>/dev/null | grep -q 'master_link_status:up' && synced=$((synced + 1))
         done
         [ "$ok" = 6 ] && [ "$synced" = 3 ] && break
         sleep 0.2
     done
-    [ "$ok" = 6 ] && [ "$synced" = 3 ] || die "$kind cluster not ready: $ok nodes ok, $synced replicas in sync"
+    [ "$ok" = 6 ] && [ "$synced" = 3 ] || die "$kind cluster not ready: $ok nodes ok with 3 replicas, $synced replicas in sync"
     [ "$KEYS" = 0 ] || redis-benchmark --cluster -h 127.0.0.1 -p "$base" -t set -n "$KEYS" -r "$KEYS" \
         -d 32 -c 20 -P 16 -q >/dev/null 2>&1 || die "$kind: loading $KEYS keys failed"
 }

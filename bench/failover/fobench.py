@@ -258,9 +258,10 @@ class Load:
                         break
                     # Acknowledged.
                     if v < c.acked + 1:
+                        if not c.regressed:  # later replies repeat the same loss
+                            with self.lock:
+                                self.regressions.append((now_ms(), c.key, c.acked, v, port))
                         c.regressed += 1
-                        with self.lock:
-                            self.regressions.append((now_ms(), c.key, c.acked, v, port))
                     c.acked += 1
                     acks += 1
                     ok = True
@@ -452,7 +453,7 @@ def cmd_run(args):
     vport, vid = masters[victim_i % len(masters)]
     replicas = [nid for nid, n in nodes.items() if n["master"] == vid]
     if not replicas:
-        raise SystemExit(f"master {vport} has no replica")
+        raise SystemExit(f"master {vport} has no replica: {json.dumps(nodes)}")
     rid = replicas[0]
     victim_slots = [False] * 16384
     for a, b in nodes[vid]["slots"]:
@@ -676,8 +677,12 @@ def cmd_report(args):
     for i, r in enumerate(runs, 1):
         for line in r["lost_detail"]:
             print(f"- run {i}: lost: {line}")
+        seen = set()
         for line in r.get("regressions", []):
-            print(f"- run {i}: regression: {line}")
+            key = line.split()[2]
+            if key not in seen:  # the first reply of a counter that lost writes
+                seen.add(key)
+                print(f"- run {i}: regression: {line}")
     print()
     print(f"Errors before the kill (warm-up), all runs: {sum(r['warm_errors'] for r in runs)};"
           f" counters that regressed during a run (an ack lower than acked before): "
