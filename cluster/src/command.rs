@@ -384,7 +384,7 @@ pub fn execute(
                 Some(a) if a.eq_ignore_ascii_case(b"soft") => false,
                 Some(_) => return done(Reply::err(engine::error::SYNTAX)),
             };
-            if facts.db_keys != 0 {
+            if !c.is_replica() && facts.db_keys != 0 {
                 return done(Reply::err(
                     "ERR CLUSTER RESET can't be called with master nodes containing keys",
                 ));

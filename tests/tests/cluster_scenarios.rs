@@ -536,6 +536,12 @@ fn t10_t11_scale_out_and_in() {
             .all(|n| n.cli(&["cluster", "nodes"]).lines().count() == 4)
             && all.iter().all(|n| line_of(n, &did).contains("master"))
     });
+    // As in Redis, a master that was alone (a minority) waits the rejoin
+    // delay before its state turns ok; until then it refuses the keys a
+    // reshard would send it (CLUSTERDOWN).
+    wait_for(10, "the new node's cluster_state:ok", || {
+        info(&d, "cluster_state") == "ok"
+    });
     let (ok, check) = tool(&["check".into(), addr(&a)]);
     assert!(ok && check.contains("slots: (0 slots) master"), "{check}");
     let max_before = all

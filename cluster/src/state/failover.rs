@@ -5,9 +5,9 @@
 //! offset) and replica migration (`clusterHandleSlaveMigration`).
 //!
 //! One change from Redis, on purpose: the fixed part of the election delay
-//! is `min(500, node_timeout / 30)` ms and the random part as long (Redis:
-//! 500 + 0–500 ms), as Valkey does, and the delay starts when the master is
-//! flagged FAIL rather than at the next cron tick. The delay lets the FAIL
+//! is `min(500, node_timeout / 30)` ms and the random part up to twice that
+//! (Redis: 500 + 0–500 ms), as Valkey shortens it, and the delay starts
+//! when the master is flagged FAIL rather than at the next cron tick. The delay lets the FAIL
 //! message reach the voters before the request does; a FAIL is broadcast
 //! at once, so a fraction of the node timeout is enough, and the rank
 //! (1000 ms per better replica) still orders the replicas. See
@@ -334,10 +334,12 @@ impl Cluster {
     }
 
     /// The part of an election delay before the rank's: Redis's 500 ms
-    /// plus 0–500 ms, shortened with the node timeout (see the module doc).
+    /// plus 0–500 ms, shortened with the node timeout (see the module doc):
+    /// a fixed `min(500, node_timeout / 30)` and twice that at random, so
+    /// that replicas of equal rank seldom ask for votes at once.
     fn election_delay(&self, rng: &mut dyn RngCore) -> u64 {
         let fixed = (self.config.node_timeout_ms / 30).min(500);
-        fixed + rng.next_u64() % (fixed + 1)
+        fixed + rng.next_u64() % (2 * fixed + 1)
     }
 
     /// The manual failover's step (`clusterHandleManualFailover`), then the
@@ -509,7 +511,7 @@ impl Cluster {
 
     /// `clusterBroadcastPong`: to every linked node, or only to the other
     /// replicas of my master.
-    fn broadcast_pong(&mut self, now: u64, local_replicas: bool, rng: &mut dyn RngCore) {
+    pub(super) fn broadcast_pong(&mut self, now: u64, local_replicas: bool, rng: &mut dyn RngCore) {
         let me = &self.nodes[&self.myself];
         let my_master = if me.is_master() {
             Some(self.myself)

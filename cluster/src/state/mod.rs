@@ -966,6 +966,11 @@ impl Cluster {
         Ok(self.finish())
     }
 
+    /// Whether this node is a replica.
+    pub fn is_replica(&self) -> bool {
+        self.nodes[&self.myself].has(flags::SLAVE)
+    }
+
     /// This node's master, when it is a replica: its ID, IP and port.
     pub fn my_master(&self) -> Option<(NodeId, String, u16)> {
         let me = &self.nodes[&self.myself];
@@ -984,6 +989,12 @@ impl Cluster {
     pub fn reset(&mut self, hard: bool, rng: &mut dyn RngCore) -> Vec<Action> {
         self.migrating.clear();
         self.importing.clear();
+        if self.nodes[&self.myself].has(flags::SLAVE) {
+            // A replica turns master and empties its data (`clusterReset`).
+            self.set_node_as_master(self.myself);
+            self.reset_manual_failover();
+            self.dirty_slots.extend(0..SLOTS as u16);
+        }
         for slot in 0..SLOTS as u16 {
             self.del_slot(slot);
         }
@@ -1116,7 +1127,18 @@ impl Cluster {
     }
 
     /// `link` failed to connect, broke, or was closed by the peer.
-    pub fn closed(&mut self, _now_ms: u64, link: LinkId) -> Vec<Action> {
+    pub fn closed(&mut self, now_ms: u64, link: LinkId) -> Vec<Action> {
+        // The peer closed the connection or refused it: it may have died.
+        // Its failure clock starts now as if a PING had gone unanswered
+        // (PFAIL still takes the node timeout with no data, and any PONG
+        // stops it), so a crashed node is flagged a node timeout after the
+        // crash rather than after the next PING.
+        let node = self.links.get(&link).and_then(|l| l.node);
+        if let Some(n) = node.and_then(|id| self.nodes.get_mut(&id)) {
+            if n.ping_sent == 0 && !n.has(flags::MYSELF | flags::HANDSHAKE) {
+                n.ping_sent = now_ms;
+            }
+        }
         self.forget_link(link);
         self.finish()
     }
@@ -1707,6 +1729,21 @@ impl Cluster {
             }
         }
 
+        // A master that serves slots, claiming in a message older than its
+        // config epoch to be a replica: sent before its promotion and
+        // delivered after (over the other connection). Its role and slots
+        // are not taken from it (Redis 7.2's "Ignore stale message").
+        let stale = sender.is_some_and(|s| {
+            let n = &self.nodes[&s];
+            !h.slaveof.is_null()
+                && n.is_master()
+                && n.numslots > 0
+                && h.config_epoch < n.config_epoch
+        });
+        if stale {
+            sender = None;
+        }
+
         // Role: master or replica of whom.
         if let Some(s) = sender {
             if h.slaveof.is_null() {
@@ -2203,6 +2240,7 @@ impl Cluster {
             }
         }
 
+        let mut new_pfail = false;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             let Some(n) = self.nodes.get(&id) else {
@@ -2237,7 +2275,14 @@ impl Cluster {
             if ping_delay.min(data_delay) > timeout && !n.has(flags::PFAIL | flags::FAIL) {
                 self.nodes.get_mut(&id).expect("node").flags |= flags::PFAIL;
                 self.todo_update_state = true;
+                // The reports of others may already make it a FAIL, and
+                // ours reaches them at once rather than with the next PING.
+                self.mark_failing_if_needed(now, id);
+                new_pfail = true;
             }
+        }
+        if new_pfail {
+            self.broadcast_pong(now, false, rng);
         }
         if self.state != 0 {
             self.todo_update_state = true;

@@ -330,8 +330,28 @@ impl Replication {
     /// `replicationUnsetMaster`): the link ends and the replication ID
     /// shifts, the master's kept as the secondary one.
     pub fn unset_master(&self) {
-        self.stop_link();
-        let cached = self.cached.lock().ok().and_then(|c| c.clone());
+        // The link thread is told to stop but not waited for (it may sit
+        // in a poll for a while, and this runs on core 0, which serves the
+        // master client it still hands the last bytes to): the history to
+        // continue is where the stream got, read from the status.
+        let link = self.link.lock().ok().and_then(|mut l| l.take());
+        if let Some(link) = link {
+            link.stop.store(true, Ordering::SeqCst);
+            let thread = link.thread;
+            let _ = std::thread::Builder::new()
+                .name("replica-link-end".into())
+                .spawn(move || drop(thread.join()));
+        }
+        let read = self.status().read_offset;
+        let cached = if read >= 0 {
+            let s = self.status();
+            Some(Resume {
+                replid: s.replid,
+                offset: read.max(s.offset),
+            })
+        } else {
+            self.cached.lock().ok().and_then(|c| c.clone())
+        };
         let mut line = None;
         if let Ok(mut s) = self.status.lock() {
             s.master = None;
@@ -451,9 +471,13 @@ fn mono_ms(start: Instant) -> u64 {
 }
 
 impl LinkCtx {
+    /// Updates the status, unless this link was told to stop: the node has
+    /// moved on (another master, or none) and the status is no longer its.
     fn status(&self, f: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
+            if !self.stop.load(Ordering::SeqCst) {
+                f(&mut s);
+            }
         }
     }
 
@@ -502,7 +526,9 @@ impl LinkCtx {
                     ));
                     self.follow(&mut replica, sock, &mut feed, start);
                     replica.closed();
-                    self.shared.master_link_up.store(false, Ordering::SeqCst);
+                    if !self.stop.load(Ordering::SeqCst) {
+                        self.shared.master_link_up.store(false, Ordering::SeqCst);
+                    }
                     self.status(|s| {
                         s.state = LinkState::Connect;
                         s.last_io_ms = 0;
@@ -744,6 +770,9 @@ impl LinkCtx {
     /// nothing left to run (a partial resynchronization), else the offset
     /// follows it.
     fn link_up(&self, replica: &Replica, applied: bool) {
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
         self.shared.master_link_up.store(true, Ordering::SeqCst);
         let off = replica.offset();
         self.status(|s| {
