@@ -604,3 +604,65 @@ fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
         (acked + 1).to_string()
     );
 }
+
+#[test]
+fn replica_no_failover_waits_for_force_and_takeover_needs_no_votes() {
+    let (mut nodes, dirs) = cluster("failover-force", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let m_slots = slots(&nodes[m], &mid);
+    let other = (0..6)
+        .find(|&i| i != m && role(&nodes[i]) == "master")
+        .unwrap();
+    assert_eq!(
+        nodes[r]
+            .cli(&["config", "set", "cluster-replica-no-failover", "yes"])
+            .trim(),
+        "OK"
+    );
+    nodes[m].kill();
+    wait_for(20, "the master failed", || {
+        flags(&nodes[other], &mid) == "master,fail"
+    });
+    // Well past the time an election takes here: none starts.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(role(&nodes[r]), "slave");
+    assert!(!nodes[r].log().contains("Starting a failover election"));
+    assert_eq!(tests::cluster::info(&nodes[other], "cluster_state"), "fail");
+    // FORCE: an election without the master's agreement.
+    assert_eq!(nodes[r].cli(&["cluster", "failover", "force"]).trim(), "OK");
+    wait_for(20, "the forced promotion", || {
+        slots(&nodes[other], &rid) == m_slots && role(&nodes[r]) == "master"
+    });
+    let log = nodes[r].log();
+    assert!(log.contains("Forced failover user request accepted."));
+    assert!(log.contains("Failover election won: I'm the new master."));
+    // The old master returns as a replica; TAKEOVER gives it the slots
+    // back at once, with a new epoch and no vote.
+    nodes[m] = slotd_node(&dirs[m]);
+    wait_for(30, "the old master as a replica", || {
+        role(&nodes[m]) == "slave" && master_id(&nodes[m]) == rid
+    });
+    let epoch_before = config_epoch(&nodes[other], &rid);
+    assert_eq!(
+        nodes[m].cli(&["cluster", "failover", "takeover"]).trim(),
+        "OK"
+    );
+    wait_for(20, "the takeover seen everywhere", || {
+        slots(&nodes[other], &mid) == m_slots && config_epoch(&nodes[other], &mid) > epoch_before
+    });
+    let log = nodes[m].log();
+    assert!(log.contains("Taking over the master (user request)."));
+    assert!(!log[log.find("Taking over").unwrap()..].contains("Starting a failover election"));
+    // Errors as Redis words them.
+    assert_eq!(
+        nodes[other].cli(&["cluster", "failover"]).trim(),
+        "ERR You should send CLUSTER FAILOVER to a replica"
+    );
+    assert_eq!(
+        nodes[m].cli(&["cluster", "failover", "now"]).trim(),
+        "ERR syntax error"
+    );
+}

@@ -46,7 +46,13 @@ pub(super) enum Cant {
 pub(super) struct Election {
     /// When the election may start, or started (0: never).
     auth_time: u64,
-    auth_count: usize,
+    /// The masters that acknowledged this election (Redis counts acks;
+    /// a set cannot count one master twice).
+    auth_voters: std::collections::BTreeSet<NodeId>,
+    /// The majority needed when the votes were asked for: a view that
+    /// loses masters meanwhile (messages of a partition healing) does not
+    /// lower it.
+    auth_needed: usize,
     auth_sent: bool,
     auth_rank: usize,
     auth_epoch: u64,
@@ -192,7 +198,7 @@ impl Cluster {
                     && n.numslots > 0
                     && msg.header.current_epoch >= self.election.auth_epoch
                 {
-                    self.election.auth_count += 1;
+                    self.election.auth_voters.insert(sender);
                     self.election.todo = true;
                 }
             }
@@ -404,7 +410,7 @@ impl Cluster {
             }
             let e = &mut self.election;
             e.auth_time = at;
-            e.auth_count = 0;
+            e.auth_voters.clear();
             e.auth_sent = false;
             e.auth_rank = rank;
             let offset = self.repl_offset;
@@ -447,11 +453,12 @@ impl Cluster {
             ));
             self.request_votes();
             self.election.auth_sent = true;
+            self.election.auth_needed = needed;
             self.todo_save = true;
             self.todo_update_state = true;
             return;
         }
-        if self.election.auth_count >= needed {
+        if self.election.auth_voters.len() >= needed.max(self.election.auth_needed) {
             self.log("Failover election won: I'm the new master.".into());
             let epoch = self.election.auth_epoch;
             let me = self.nodes.get_mut(&self.myself).expect("myself");

@@ -2275,6 +2275,8 @@ impl Cluster {
             if ping_delay.min(data_delay) > timeout && !n.has(flags::PFAIL | flags::FAIL) {
                 self.nodes.get_mut(&id).expect("node").flags |= flags::PFAIL;
                 self.todo_update_state = true;
+                // Counted for the gossip sections from now on.
+                self.pfail_nodes += 1;
                 // The reports of others may already make it a FAIL, and
                 // ours reaches them at once rather than with the next PING.
                 self.mark_failing_if_needed(now, id);

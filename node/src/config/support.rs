@@ -292,10 +292,22 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "cluster-require-full-coverage",
         test("cluster_directives_are_honoured"),
     ),
-    ("cluster-replica-validity-factor", of_command("failover")),
-    ("cluster-migration-barrier", of_command("failover")),
-    ("cluster-allow-replica-migration", of_command("failover")),
-    ("cluster-replica-no-failover", of_command("failover")),
+    (
+        "cluster-replica-validity-factor",
+        test("t7_a_master_and_its_replica_down_take_the_cluster_down_until_they_return"),
+    ),
+    (
+        "cluster-migration-barrier",
+        test("t9_a_replica_migrates_to_an_orphaned_master"),
+    ),
+    (
+        "cluster-allow-replica-migration",
+        test("t9_a_replica_migrates_to_an_orphaned_master"),
+    ),
+    (
+        "cluster-replica-no-failover",
+        test("replica_no_failover_waits_for_force_and_takeover_needs_no_votes"),
+    ),
     (
         "cluster-allow-reads-when-down",
         test("cluster_directives_are_honoured"),
