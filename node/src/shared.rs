@@ -47,6 +47,9 @@ pub struct Settings {
     /// `replica-read-only`, `replica-serve-stale-data`.
     pub replica_read_only: bool,
     pub replica_serve_stale: bool,
+    /// `min-replicas-to-write`, `min-replicas-max-lag` (seconds).
+    pub min_replicas_to_write: u32,
+    pub min_replicas_max_lag: u64,
 }
 
 /// Process-wide state.
@@ -97,6 +100,9 @@ pub struct Shared {
     /// in the top 24 bits, the bytes of its input whose commands completed
     /// below ([`applied_pack`]).
     pub master_applied: AtomicU64,
+    /// Replicas online whose last ACK is at most `min-replicas-max-lag`
+    /// old, as the master thread last counted them (0 before any).
+    pub good_replicas: std::sync::atomic::AtomicU32,
 }
 
 /// [`Shared::master_applied`]'s form.
@@ -170,6 +176,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         cluster_pubsubshard_when_down: c.flag("cluster-allow-pubsubshard-when-down"),
         replica_read_only: c.flag("replica-read-only"),
         replica_serve_stale: c.flag("replica-serve-stale-data"),
+        min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
+        min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
     }
 }
 

@@ -331,6 +331,13 @@ impl Master {
         Ok(())
     }
 
+    /// `min-replicas-to-write` and `min-replicas-max-lag` (seconds), which
+    /// CONFIG SET may change at any time.
+    pub fn set_min_replicas(&mut self, to_write: u32, max_lag: u64) {
+        self.cfg.min_replicas_to_write = to_write;
+        self.cfg.min_replicas_max_lag = max_lag;
+    }
+
     /// The count of good replicas (`min_slaves_good_slaves`) as last
     /// refreshed.
     pub fn good_replicas(&self) -> u32 {

@@ -6,6 +6,7 @@
 //! ROLE beside a redis-server replica of the same master, and REPLICAOF
 //! NO ONE keeping the data.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tests::cluster::wait_for;
 use tests::Server;
@@ -597,4 +598,57 @@ fn a_redis_replica_follows_slotd() {
         .parse()
         .unwrap();
     assert!(idle <= 1, "{idle}");
+}
+
+#[test]
+fn min_replicas_to_write_refuses_writes_without_good_replicas() {
+    // As Redis: with `min-replicas-to-write 1`, writes need a replica
+    // whose last ACK is at most `min-replicas-max-lag` seconds old.
+    let mut pair = Vec::new();
+    for bin in ["slotd", "redis"] {
+        let args = ["--min-replicas-to-write", "1", "--min-slaves-max-lag", "2"];
+        let master = if bin == "slotd" {
+            Server::slotd(&[&args[..], &["--shards", "2"]].concat())
+        } else {
+            Server::redis(&args)
+        };
+        let mut c = master.raw();
+        let refused = tests::text(&c.cmd_str(&["set", "k", "v"]));
+        let read = tests::text(&c.cmd_str(&["get", "k"]));
+        c.cmd_str(&["multi"]);
+        let queued = tests::text(&c.cmd_str(&["set", "k", "v"]));
+        let exec = tests::text(&c.cmd_str(&["exec"]));
+        let port = master.port().to_string();
+        let mut replica = Server::redis(&["--replicaof", "127.0.0.1", &port]);
+        wait_for(20, "the replica's link", || {
+            info(&replica, "master_link_status") == "up"
+        });
+        wait_for(5, "a good replica", || {
+            tests::text(&c.cmd_str(&["set", "k", "v"])) == "+OK\r\n"
+        });
+        // The replica stops acknowledging: refused again after the lag.
+        Command::new("kill")
+            .args(["-STOP", &replica.pid().to_string()])
+            .status()
+            .unwrap();
+        wait_for(10, "the replica no longer good", || {
+            tests::text(&c.cmd_str(&["set", "k", "v"])).starts_with("-NOREPLICAS")
+        });
+        assert_eq!(
+            tests::text(&c.cmd_str(&["config", "set", "min-slaves-to-write", "0"])),
+            "+OK\r\n"
+        );
+        let off = tests::text(&c.cmd_str(&["set", "k", "v"]));
+        Command::new("kill")
+            .args(["-CONT", &replica.pid().to_string()])
+            .status()
+            .unwrap();
+        replica.stop();
+        pair.push((refused, read, queued, exec, off));
+    }
+    assert_eq!(
+        pair[0].0, "-NOREPLICAS Not enough good replicas to write.\r\n",
+        "{pair:?}"
+    );
+    assert_eq!(pair[0], pair[1]);
 }

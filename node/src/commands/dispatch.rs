@@ -154,6 +154,19 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
+    let master = conn.master;
+    if spec.has(flags::WRITE) && !master && !enough_replicas(shard) {
+        // `min-replicas-to-write` (Redis's `checkGoodReplicasStatus`).
+        if let Some(c) = shard.conns.get_mut(key) {
+            if c.multi.is_some() {
+                c.multi_failed = true;
+            }
+        }
+        return answer(shard, key, Reply::err(NOREPLICAS));
+    }
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
     if shard.writes_paused && may_write(spec, conn) {
         // A manual failover paused the writers: the command waits, and
         // is checked again (most likely MOVED) when they resume.
@@ -256,6 +269,20 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
 /// `processCommand`: writes under `replica-read-only`, and every command
 /// without the `stale` flag while the link is down under
 /// `replica-serve-stale-data no`.
+const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
+/// `min-replicas-to-write` is met (or off).
+fn enough_replicas(shard: &Shard) -> bool {
+    let s = &shard.settings;
+    s.min_replicas_to_write == 0
+        || s.min_replicas_max_lag == 0
+        || shard
+            .shared
+            .good_replicas
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= s.min_replicas_to_write
+}
+
 /// Whether a command may write (Redis's `is_may_replicate_command`): a
 /// write, or EXEC of a transaction holding one.
 fn may_write(spec: &Spec, conn: &crate::io::Conn) -> bool {
@@ -427,7 +454,7 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     {
         return None;
     }
-    if shard.writes_paused && spec.has(flags::WRITE) {
+    if spec.has(flags::WRITE) && (shard.writes_paused || !enough_replicas(shard)) {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

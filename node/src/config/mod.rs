@@ -315,6 +315,20 @@ static PARAMS: &[Param] = &[
     p("masteruser", STR, "", Mutable),
     p("repl-timeout", int(1, I32_MAX), "60", Mutable),
     pa(
+        "min-replicas-to-write",
+        "min-slaves-to-write",
+        int(0, I32_MAX),
+        "0",
+        Mutable,
+    ),
+    pa(
+        "min-replicas-max-lag",
+        "min-slaves-max-lag",
+        int(0, I32_MAX),
+        "10",
+        Mutable,
+    ),
+    pa(
         "repl-ping-replica-period",
         "repl-ping-slave-period",
         int(1, I32_MAX),

@@ -332,6 +332,14 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ("masterauth", test("replica_authenticates_and_follows_settings")),
     ("masteruser", test("replica_authenticates_and_follows_settings")),
     ("repl-timeout", test("replica_authenticates_and_follows_settings")),
+    (
+        "min-replicas-to-write",
+        test("min_replicas_to_write_refuses_writes_without_good_replicas"),
+    ),
+    (
+        "min-replicas-max-lag",
+        test("min_replicas_to_write_refuses_writes_without_good_replicas"),
+    ),
     ("replica-announce-ip", test("replica_authenticates_and_follows_settings")),
     ("replica-announce-port", test("replica_authenticates_and_follows_settings")),
     ("replica-read-only", test("slotd_replicates_a_redis_master")),

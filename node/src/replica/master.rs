@@ -22,6 +22,7 @@ use repl::merge::Merger;
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,7 @@ impl Sock {
 
 /// The master thread's state.
 pub struct MasterThread {
+    shared: Arc<crate::shared::Shared>,
     stream: Arc<Stream>,
     mesh: Arc<Mesh>,
     notes: Arc<Mutex<Vec<Note>>>,
@@ -181,6 +183,7 @@ pub struct History {
 
 impl MasterThread {
     pub fn new(
+        shared: Arc<crate::shared::Shared>,
         stream: Arc<Stream>,
         mesh: Arc<Mesh>,
         notes: Arc<Mutex<Vec<Note>>>,
@@ -190,6 +193,7 @@ impl MasterThread {
         obuf_hard: u64,
     ) -> MasterThread {
         MasterThread {
+            shared,
             stream,
             mesh,
             notes,
@@ -222,8 +226,16 @@ impl MasterThread {
             for note in notes.unwrap_or_default() {
                 self.note(note);
             }
+            let (min, lag) = {
+                let s = self.shared.settings();
+                (s.min_replicas_to_write, s.min_replicas_max_lag)
+            };
+            self.master.set_min_replicas(min, lag);
             let outs = self.master.tick(self.now());
             self.outs(outs);
+            self.shared
+                .good_replicas
+                .store(self.master.good_replicas(), Ordering::Relaxed);
             self.absorb();
             self.waits();
             self.pump();

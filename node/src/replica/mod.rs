@@ -213,6 +213,7 @@ impl Replication {
             let cfg = self.master_config();
             let obuf_hard = self.shared.settings().obuf[1].hard;
             let t = master::MasterThread::new(
+                self.shared.clone(),
                 self.stream.clone(),
                 self.mesh.clone(),
                 self.notes.clone(),
