@@ -190,8 +190,9 @@ impl MasterThread {
         info: Arc<Mutex<View>>,
         history: History,
         cfg: MasterConfig,
-        obuf_hard: u64,
     ) -> MasterThread {
+        // `client-output-buffer-limit replica`'s hard limit.
+        let obuf_hard = shared.settings().obuf[1].hard;
         MasterThread {
             shared,
             stream,

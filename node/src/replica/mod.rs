@@ -211,7 +211,6 @@ impl Replication {
                 replid2: (s.replid2 != NO_ID).then_some((s.replid2, s.second_offset)),
             };
             let cfg = self.master_config();
-            let obuf_hard = self.shared.settings().obuf[1].hard;
             let t = master::MasterThread::new(
                 self.shared.clone(),
                 self.stream.clone(),
@@ -220,7 +219,6 @@ impl Replication {
                 self.master_info.clone(),
                 history,
                 cfg,
-                obuf_hard,
             );
             if let Err(e) = std::thread::Builder::new()
                 .name("repl-master".into())
