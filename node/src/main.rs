@@ -395,6 +395,7 @@ fn main() {
         master_link_up: AtomicBool::new(false),
         master_applied: AtomicU64::new(0),
         good_replicas: std::sync::atomic::AtomicU32::new(0),
+        failover_pause: AtomicBool::new(false),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

@@ -103,6 +103,9 @@ pub struct Shared {
     /// Replicas online whose last ACK is at most `min-replicas-max-lag`
     /// old, as the master thread last counted them (0 before any).
     pub good_replicas: std::sync::atomic::AtomicU32,
+    /// A manual failover has this master's writers paused (set by the bus
+    /// before it asks the cores): the replication PINGs wait.
+    pub failover_pause: AtomicBool,
 }
 
 /// [`Shared::master_applied`]'s form.

@@ -169,6 +169,9 @@ pub struct Master {
     good: u32,
     next_cron: u64,
     next_ping: u64,
+    /// A manual failover paused the writers: no PING goes into the stream
+    /// (its offset must stay where they stopped).
+    pings_held: bool,
     sync_full: u64,
     sync_partial_ok: u64,
     sync_partial_err: u64,
@@ -206,6 +209,7 @@ impl Master {
             good: 0,
             next_cron: 0,
             next_ping: 0,
+            pings_held: false,
             sync_full: 0,
             sync_partial_ok: 0,
             sync_partial_err: 0,
@@ -329,6 +333,12 @@ impl Master {
             return Err(NOREPLICAS);
         }
         Ok(())
+    }
+
+    /// Holds the PINGs to the replicas while a manual failover has the
+    /// writers paused (`replicationCron` skips them then).
+    pub fn hold_pings(&mut self, hold: bool) {
+        self.pings_held = hold;
     }
 
     /// `min-replicas-to-write` and `min-replicas-max-lag` (seconds), which
@@ -737,7 +747,7 @@ impl Master {
         self.next_cron = now + CRON_PERIOD_MS;
         if now >= self.next_ping {
             self.next_ping = now + self.cfg.ping_period_ms.max(1);
-            if self.replica_count() > 0 {
+            if self.replica_count() > 0 && !self.pings_held {
                 self.feed(PING);
             }
         }

@@ -216,10 +216,31 @@ impl Server {
         conf: Option<&Path>,
         args: &[&str],
     ) -> Server {
+        Server::start_at(None, name, bin, nofile, conf, args)
+    }
+
+    /// Starts slotd as a cluster node on `port` (a node restarted where
+    /// it was, as an operator restarts it), with `args`.
+    pub fn slotd_cluster_at(port: u16, args: &[&str]) -> Server {
+        let mut all = vec!["--cluster-enabled", "yes"];
+        all.extend_from_slice(args);
+        Server::start_at(Some(port), "slotd", &slotd_bin(), None, None, &all)
+    }
+
+    fn start_at(
+        fixed: Option<u16>,
+        name: &str,
+        bin: &Path,
+        nofile: Option<u64>,
+        conf: Option<&Path>,
+        args: &[&str],
+    ) -> Server {
         let mut last_err = String::new();
         let cluster = args.windows(2).any(|w| w == ["--cluster-enabled", "yes"]);
         for _attempt in 0..5 {
-            let port = if cluster {
+            let port = if let Some(p) = fixed {
+                p
+            } else if cluster {
                 free_port_pair()
             } else {
                 free_port()

@@ -328,6 +328,9 @@ impl Driver {
                     }
                 }
                 Action::PauseWrites { until_ms } => {
+                    self.shared
+                        .failover_pause
+                        .store(until_ms != 0, Ordering::SeqCst);
                     self.pause_gen += 1;
                     self.paused_cores = 0;
                     for core in 0..self.mesh.cores() {

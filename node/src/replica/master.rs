@@ -232,6 +232,8 @@ impl MasterThread {
                 (s.min_replicas_to_write, s.min_replicas_max_lag)
             };
             self.master.set_min_replicas(min, lag);
+            self.master
+                .hold_pings(self.shared.failover_pause.load(Ordering::SeqCst));
             let outs = self.master.tick(self.now());
             self.outs(outs);
             self.shared

@@ -296,12 +296,12 @@ impl Replication {
             mesh: self.mesh.clone(),
             status: self.status.clone(),
             stop: stop.clone(),
-            resume: self
-                .cached
-                .lock()
-                .ok()
-                .and_then(|mut c| c.take())
-                .or_else(|| self.own_history()),
+            // A master's own history is newer than what was cached when it
+            // became one.
+            resume: {
+                let cached = self.cached.lock().ok().and_then(|mut c| c.take());
+                self.own_history().or(cached)
+            },
         };
         let thread = std::thread::Builder::new()
             .name("replica-link".into())
