@@ -464,6 +464,13 @@ fn t9_a_replica_migrates_to_an_orphaned_master() {
     let poor_id = myid(&nodes[poor]);
     let lonely = replicas_of(&nodes, &poor_id)[0];
     let lonely_id = myid(&nodes[lonely]);
+    // Every node must know the poor master has had a replica (Redis's
+    // MIGRATE_TO comes from the replica's own messages).
+    wait_for(20, "the topology known everywhere", || {
+        nodes
+            .iter()
+            .all(|n| line_of(n, &lonely_id).split(' ').nth(3) == Some(poor_id.as_str()))
+    });
     nodes[lonely].kill();
     let live: Vec<usize> = (0..7).filter(|&i| i != lonely).collect();
     // After the FAIL and the migration delay, one of the rich master's
