@@ -873,15 +873,7 @@ impl Cluster {
         if node == self.myself && self.importing.remove(&slot).is_some() {
             self.todo_slot_map = true;
             self.bump_epoch_without_consensus();
-            let links: Vec<LinkId> = self
-                .nodes
-                .values()
-                .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
-                .filter_map(|n| n.link)
-                .collect();
-            for link in links {
-                self.send_ping(now_ms, link, msg_type::PONG, rng);
-            }
+            self.broadcast_pong(now_ms, false, rng);
         }
         self.todo_save = true;
         self.todo_update_state = true;
