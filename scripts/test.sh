@@ -15,6 +15,7 @@
 #               (default: <repo>/target/release/slotd)
 #   SMOKE_PORT  port for the smoke check (default 7399; never 6379)
 #   SKIP_CARGO=1  skip fmt/clippy/build/test (only to validate this script)
+#   TEST_TIMEOUT  seconds cargo test may take (default 2700)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -117,7 +118,9 @@ if [ ! -x "$SLOTD_BIN" ]; then
 fi
 
 step "cargo test --release --workspace (SLOTD_BIN=$SLOTD_BIN)"
-run cargo test --release --workspace </dev/null
+# Bounded: a test that hangs fails the run here, with the output so far,
+# instead of using up CI's time.
+run timeout -k 30 "${TEST_TIMEOUT:-2700}" cargo test --release --workspace </dev/null
 else
     step "SKIP_CARGO=1: skipping fmt, clippy, build and tests"
     SLOTD_BIN="${SLOTD_BIN:-$ROOT/target/release/slotd}"

@@ -90,6 +90,16 @@ fn cluster(name: &str, n: usize) -> (Vec<Server>, Vec<String>) {
                     || tests::info_field(n, "replication", "master_link_status") == "up"
             })
     });
+    // Each node learns whose replica a node is from that node's messages;
+    // a manual failover, a vote or replica migration needs the right view.
+    let masters: Vec<(String, String)> = nodes.iter().map(|n| (myid(n), master_id(n))).collect();
+    wait_for(20, "every node knows every replica's master", || {
+        nodes.iter().all(|n| {
+            masters
+                .iter()
+                .all(|(id, m)| line_of(n, id).split(' ').nth(3) == Some(m.as_str()))
+        })
+    });
     wait_for(20, "cluster_state:ok everywhere", || {
         nodes
             .iter()
@@ -609,7 +619,11 @@ fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
     let writer = std::thread::spawn(move || {
         let mut c = tests::RawConn::connect(port).unwrap();
         let mut acked = 0i64;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
+            if std::time::Instant::now() > deadline {
+                return (acked, "still writing after 30 s".to_string(), key);
+            }
             let reply = tests::text(&c.cmd_str(&["incr", &key]));
             match reply.strip_prefix(':') {
                 Some(n) => acked = n.trim().parse().unwrap(),
@@ -621,6 +635,12 @@ fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(nodes[r].cli(&["cluster", "failover"]).trim(), "OK");
     let (acked, last, key) = writer.join().unwrap();
+    assert!(
+        last.starts_with("-MOVED "),
+        "the writer ended with {last:?}; the replica's log:\n{}\nthe master's log:\n{}",
+        nodes[r].log(),
+        nodes[m].log()
+    );
     // The command that waited during the pause is redirected to the new
     // master.
     assert_eq!(
@@ -754,9 +774,15 @@ fn t12_maintenance_add_reshard_automatic_and_manual_failover_del_node() {
         ok && out.contains("[OK] New node added correctly."),
         "{out}"
     );
+    // redis-cli checks that the nodes agree before it adds one.
+    let nid = myid(&nodes[3]);
+    wait_for(20, "four nodes agreeing", || {
+        let (ok, out) = cluster_tool(&["check".into(), addr(&nodes[0])]);
+        ok && out.contains("[OK] All nodes agree about slots configuration.")
+    });
     let (ok, out) = cluster_tool(&["add-node".into(), addr(&nodes[4]), addr(&nodes[0])]);
     assert!(ok, "{out}");
-    let (nid, rid) = (myid(&nodes[3]), myid(&nodes[4]));
+    let rid = myid(&nodes[4]);
     wait_for(20, "five nodes agreeing", || {
         nodes
             .iter()
