@@ -454,12 +454,19 @@ fn main() {
         }
     };
     let mut threads = Vec::new();
+    // Whether this node starts as a replica (of `replicaof`, or as
+    // nodes.conf says), for the replication position the RDB recorded.
+    let starts_replica = replicaof.is_some()
+        || cluster
+            .as_ref()
+            .is_some_and(|(loaded, _, _)| loaded.cluster.is_replica());
     let bus = cluster.map(|(loaded, settings, fds)| {
         let map = loaded.cluster.slot_map(settings.endpoint);
-        // The slots this node serves, spread over its cores before any
-        // core starts or any key is loaded.
+        // The slots this node serves (a replica: its master's), spread
+        // over its cores before any core starts or any key is loaded.
+        let all = map.served_all();
         let served: Vec<u16> = (0..cluster::SLOTS as u16)
-            .filter(|&s| map.served(s))
+            .filter(|&s| all[s as usize])
             .collect();
         mesh.slots.spread(&served);
         let bus = match mesh::Bus::new(map) {
@@ -542,6 +549,9 @@ fn main() {
         }
         std::process::exit(1);
     }
+    if let Some(from) = persist.take_loaded_repl() {
+        replication.restore(from, starts_replica);
+    }
     persist.finish_loading(&mesh);
     log::notice(format_args!("Ready to accept connections tcp"));
     if let Some((host, port)) = replicaof {
@@ -572,8 +582,11 @@ fn main() {
                 log::notice(format_args!(
                     "Saving the final RDB snapshot before exiting."
                 ));
+                // A replica first runs what its master sent, so the file
+                // records where it got in the master's stream.
+                let repl = replication.end_for_shutdown();
                 // A save already running counts: its end is awaited.
-                let _ = persist::start(&shared, &persist, &mesh, config::REDIS_VERSION);
+                let _ = persist::start_final(&shared, &persist, &mesh, repl);
                 saving_to_exit = true;
             } else if !rules {
                 stop_cores(&shared, &mesh, shards);
@@ -585,6 +598,7 @@ fn main() {
                 stop_cores(&shared, &mesh, shards);
             } else {
                 log::warning(format_args!("Error trying to save the DB, can't exit."));
+                replication.shutdown_failed();
                 log::warning(format_args!(
                     "Errors trying to shut down the server. Check the logs for more information."
                 ));

@@ -66,6 +66,9 @@ pub struct Resume {
     pub replid: String,
     /// The replication offset reached (PSYNC asks for the byte after it).
     pub offset: i64,
+    /// The database the stream had selected there (Redis's
+    /// `repl-stream-db`): the master does not select it again.
+    pub db: usize,
 }
 
 /// What a replica needs to know to follow a master.
@@ -132,6 +135,8 @@ pub enum Action {
     /// Why the link fails, in Redis's log wording; a [`Action::Close`]
     /// follows.
     Error(String),
+    /// A line for the log at notice level, in Redis's wording.
+    Notice(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +181,10 @@ pub struct Replica {
     reploff: i64,
     /// Whether `replid`/`reploff` may be offered to `PSYNC`.
     resumable: bool,
+    /// The database the applied stream has selected, and the one a
+    /// `SELECT` queued in the open `MULTI` selects at its `EXEC`.
+    db: usize,
+    multi_db: Option<usize>,
     /// A pre-PSYNC master: no periodic ACKs.
     pre_psync: bool,
     /// This link's `PSYNC` offered the cached master.
@@ -199,9 +208,9 @@ pub struct Replica {
 impl Replica {
     /// A replica with no link yet.
     pub fn new(cfg: Config) -> Replica {
-        let (replid, reploff, resumable) = match &cfg.resume {
-            Some(r) => (Some(r.replid.clone()), r.offset, true),
-            None => (None, -1, false),
+        let (replid, reploff, resumable, db) = match &cfg.resume {
+            Some(r) => (Some(r.replid.clone()), r.offset, true, r.db),
+            None => (None, -1, false, 0),
         };
         Replica {
             cfg,
@@ -212,6 +221,8 @@ impl Replica {
             replid,
             reploff,
             resumable,
+            db,
+            multi_db: None,
             pre_psync: false,
             offered_cache: false,
             full: None,
@@ -231,6 +242,7 @@ impl Replica {
             (Some(id), true) => Some(Resume {
                 replid: id.clone(),
                 offset: self.reploff,
+                db: self.db,
             }),
             _ => None,
         }
@@ -239,6 +251,11 @@ impl Replica {
     /// The replication offset applied so far (-1 before any sync).
     pub fn offset(&self) -> i64 {
         self.reploff
+    }
+
+    /// The database the stream has selected at [`Replica::offset`].
+    pub fn db(&self) -> usize {
+        self.db
     }
 
     /// True once the link carries the command stream (Redis's
@@ -320,6 +337,7 @@ impl Replica {
         self.tail.clear();
         self.full = None;
         self.in_multi = false;
+        self.multi_db = None;
         self.offered_cache = false;
     }
 
@@ -449,9 +467,17 @@ impl Replica {
         let cmd = match cached {
             Some(id) => {
                 let off = self.reploff.saturating_add(1).to_string();
+                out.push(Action::Notice(format!(
+                    "Trying a partial resynchronization (request {id}:{off})."
+                )));
                 encode(&[b"PSYNC", id.as_bytes(), off.as_bytes()])
             }
-            None => encode(&[b"PSYNC", b"?", b"-1"]),
+            None => {
+                out.push(Action::Notice(
+                    "Partial resynchronization not possible (no cached master)".into(),
+                ));
+                encode(&[b"PSYNC", b"?", b"-1"])
+            }
         };
         self.offered_cache = self.resumable && self.replid.is_some();
         out.push(Action::Send(cmd));
@@ -598,6 +624,10 @@ impl Replica {
         self.resumable = replid.is_some() && !self.pre_psync;
         self.replid = replid;
         self.reploff = offset;
+        // The loaded RDB is the master's state; its stream selects a
+        // database before the first command.
+        self.db = 0;
+        self.multi_db = None;
         self.start_stream();
         // Redis acknowledges a diskless transfer at once: the master puts
         // the replica online on its first ACK.
@@ -610,6 +640,7 @@ impl Replica {
         self.phase = Phase::Stream;
         self.read_off = self.reploff;
         self.in_multi = false;
+        self.multi_db = None;
         self.need = 0;
         self.next_ack = self.now + ACK_PERIOD_MS;
     }
@@ -689,6 +720,19 @@ impl Replica {
             self.in_multi = true;
         } else if is("exec") || is("discard") {
             self.in_multi = false;
+            let selected = self.multi_db.take();
+            if is("exec") {
+                self.db = selected.unwrap_or(self.db);
+            }
+        } else if is("select") && argv.len() == 2 {
+            let db = std::str::from_utf8(&argv[1])
+                .ok()
+                .and_then(|d| d.parse().ok());
+            match (db, queued) {
+                (Some(db), true) => self.multi_db = Some(db),
+                (Some(db), false) => self.db = db,
+                (None, _) => {}
+            }
         }
         let replconf = is("replconf");
         // REPLCONF GETACK replies with the offset before it: Redis updates

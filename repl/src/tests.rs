@@ -33,6 +33,16 @@ fn err_close(r: &[Action]) -> Option<&str> {
     }
 }
 
+fn no_cache() -> Action {
+    Action::Notice("Partial resynchronization not possible (no cached master)".into())
+}
+
+fn trying(id: &str, off: i64) -> Action {
+    Action::Notice(format!(
+        "Trying a partial resynchronization (request {id}:{off})."
+    ))
+}
+
 /// Through the handshake without auth, up to the PSYNC reply.
 fn handshaken(cfg: Config) -> Replica {
     let mut r = Replica::new(cfg);
@@ -68,7 +78,10 @@ fn handshake_order_without_auth() {
         ]
     );
     assert_eq!(r.received(5, b"+OK\r\n"), vec![]);
-    assert_eq!(r.received(5, b"+OK\r\n"), vec![send(&["PSYNC", "?", "-1"])]);
+    assert_eq!(
+        r.received(5, b"+OK\r\n"),
+        vec![no_cache(), send(&["PSYNC", "?", "-1"])]
+    );
 }
 
 #[test]
@@ -94,7 +107,7 @@ fn handshake_with_user_password_and_announce_ip() {
         0,
         b"+OK\r\n-ERR Unrecognized REPLCONF option: listening-port\r\n+OK\r\n-ERR x\r\n",
     );
-    assert_eq!(r2, vec![send(&["PSYNC", "?", "-1"])]);
+    assert_eq!(r2, vec![no_cache(), send(&["PSYNC", "?", "-1"])]);
 }
 
 #[test]
@@ -183,7 +196,8 @@ fn full_resync_disk_framing_then_stream() {
         r.resume_point(),
         Some(Resume {
             replid: ID.into(),
-            offset: off
+            offset: off,
+            db: 0,
         })
     );
 }
@@ -282,12 +296,13 @@ fn psync_with_cached_master_and_continue() {
     cfg.resume = Some(Resume {
         replid: ID.into(),
         offset: 99,
+        db: 0,
     });
     let mut r = Replica::new(cfg);
     r.connected(0);
     r.received(0, b"+PONG\r\n");
     let a = r.received(0, b"+OK\r\n+OK\r\n");
-    assert_eq!(a, vec![send(&["PSYNC", ID, "100"])]);
+    assert_eq!(a, vec![trying(ID, 100), send(&["PSYNC", ID, "100"])]);
     let set = cmd(&["SET", "a", "1"]);
     let mut script = b"+CONTINUE\r\n".to_vec();
     script.extend_from_slice(&set);
@@ -310,6 +325,7 @@ fn continue_with_new_replid() {
     cfg.resume = Some(Resume {
         replid: ID.into(),
         offset: 10,
+        db: 0,
     });
     let mut r = handshaken(cfg);
     let a = r.received(0, format!("+CONTINUE {ID2}\r\n").as_bytes());
@@ -327,7 +343,7 @@ fn continue_with_new_replid() {
     r.received(1, b"+PONG\r\n");
     assert_eq!(
         r.received(1, b"+OK\r\n+OK\r\n"),
-        vec![send(&["PSYNC", ID2, "11"])]
+        vec![trying(ID2, 11), send(&["PSYNC", ID2, "11"])]
     );
 }
 
@@ -502,7 +518,7 @@ fn garbage_in_the_stream_drops_the_cached_master() {
         assert_eq!(r.resume_point(), None);
         r.connected(2);
         r.received(2, b"+PONG\r\n+OK\r\n");
-        assert_eq!(r.received(2, b"+OK\r\n"), vec![send(&["PSYNC", "?", "-1"])]);
+        assert_eq!(r.received(2, b"+OK\r\n"), vec![no_cache(), send(&["PSYNC", "?", "-1"])]);
     }
 }
 
@@ -650,4 +666,30 @@ fn garbage_never_panics() {
             r.tick(next() % 200_000);
         }
     }
+}
+
+#[test]
+fn the_resume_point_keeps_the_selected_database() {
+    let mut cfg = Config::new(1);
+    cfg.resume = Some(Resume {
+        replid: ID.into(),
+        offset: 10,
+        db: 3,
+    });
+    let mut r = handshaken(cfg);
+    r.received(0, b"+CONTINUE\r\n");
+    assert_eq!(r.db(), 3);
+    r.received(0, &cmd(&["SELECT", "5"]));
+    assert_eq!(r.db(), 5);
+    // A SELECT inside MULTI selects at EXEC; a link lost before it
+    // leaves the database as it was.
+    r.received(0, &cmd(&["MULTI"]));
+    r.received(0, &cmd(&["SELECT", "7"]));
+    assert_eq!(r.db(), 5);
+    r.received(0, &cmd(&["EXEC"]));
+    assert_eq!(r.db(), 7);
+    r.received(0, &cmd(&["MULTI"]));
+    r.received(0, &cmd(&["SELECT", "1"]));
+    r.closed();
+    assert_eq!(r.resume_point().map(|p| p.db), Some(7));
 }

@@ -119,6 +119,7 @@ impl Driver {
                 Action::Close => self.stream = None,
                 Action::RdbChunk(c) => self.rdb.extend_from_slice(&c),
                 Action::Error(e) => panic!("replica error: {e}"),
+                Action::Notice(_) => {}
                 other => self.events.push(other),
             }
         }
@@ -194,7 +195,7 @@ fn replay(pieces: &[&[u8]]) -> (Vec<Action>, Vec<u8>) {
     let mut events = Vec::new();
     for a in actions {
         match a {
-            Action::Send(_) => {}
+            Action::Send(_) | Action::Notice(_) => {}
             Action::RdbChunk(c) => rdb.extend_from_slice(&c),
             other => events.push(other),
         }
@@ -358,7 +359,8 @@ fn run(diskless: bool) {
         resume,
         Resume {
             replid: replid.clone(),
-            offset: ours
+            offset: ours,
+            db: 0,
         }
     );
     d.disconnect();

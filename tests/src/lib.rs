@@ -219,6 +219,11 @@ impl Server {
         Server::start_at(None, name, bin, nofile, conf, args)
     }
 
+    /// Starts slotd on `port` (restarted where it was), with `args`.
+    pub fn slotd_at(port: u16, args: &[&str]) -> Server {
+        Server::start_at(Some(port), "slotd", &slotd_bin(), None, None, args)
+    }
+
     /// Starts slotd as a cluster node on `port` (a node restarted where
     /// it was, as an operator restarts it), with `args`.
     pub fn slotd_cluster_at(port: u16, args: &[&str]) -> Server {

@@ -24,7 +24,10 @@ fn slotd_node(dir: &str) -> Server {
     Server::slotd_cluster(&node_args(dir))
 }
 
-fn node_args(dir: &str) -> [&str; 6] {
+/// Redis's default save rules: a node stopped by a signal saves its data
+/// first (a replica's file then records where it got in its master's
+/// stream, T4).
+fn node_args(dir: &str) -> [&str; 8] {
     [
         "--cluster-node-timeout",
         TIMEOUT,
@@ -32,6 +35,8 @@ fn node_args(dir: &str) -> [&str; 6] {
         "2",
         "--dir",
         dir,
+        "--save",
+        "3600 1 300 100 60 10000",
     ]
 }
 
@@ -598,6 +603,88 @@ fn elections_work_between_slotd_and_redis_server_both_ways() {
     drop(conn);
     drop(a);
     drop(c);
+}
+
+#[test]
+fn t4_a_replica_restarted_resumes_with_a_partial_resync() {
+    let _serial = serial();
+    let (mut nodes, dirs) = cluster("failover-t4", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let other = (0..6)
+        .find(|&i| i != m && role(&nodes[i]) == "master")
+        .unwrap();
+    let key = key_on(&nodes[m], "t4-");
+    nodes[m].cli(&["set", &key, "0"]);
+    for _ in 0..100 {
+        nodes[m].cli(&["incr", &key]);
+    }
+    let offset = |n: &Server, f: &str| tests::info_field(n, "replication", f);
+    wait_for(10, "the replica caught up", || {
+        offset(&nodes[r], "slave_repl_offset") == offset(&nodes[m], "master_repl_offset")
+    });
+    let full_before = tests::info_field(&nodes[m], "stats", "sync_full");
+    // SIGINT: the replica saves its data, and where it got, and exits.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &nodes[r].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(10, "the replica's exit", || {
+        nodes[r]
+            .log()
+            .contains("Redis is now ready to exit, bye bye...")
+    });
+    let log = nodes[r].log();
+    assert!(
+        log.contains("Received SIGINT scheduling shutdown..."),
+        "{log}"
+    );
+    wait_for(20, "the replica failed", || {
+        flags(&nodes[other], &rid) == "slave,fail"
+    });
+    // Client traffic goes on meanwhile.
+    for _ in 0..50 {
+        assert!(nodes[m].cli(&["incr", &key]).trim().parse::<i64>().is_ok());
+    }
+    nodes[r] = restart(&nodes[r], &dirs[r]);
+    wait_for(20, "the replica back in sync", || {
+        tests::info_field(&nodes[r], "replication", "master_link_status") == "up"
+            && offset(&nodes[r], "slave_repl_offset") == offset(&nodes[m], "master_repl_offset")
+    });
+    let log = nodes[r].log();
+    for line in [
+        "Trying a partial resynchronization (request ",
+        "Successful partial resynchronization with master.",
+    ] {
+        assert!(
+            log.contains(line),
+            "no '{line}' in the replica's log:\n{log}"
+        );
+    }
+    let mlog = nodes[m].log();
+    let accepted = format!(
+        "Partial resynchronization request from 127.0.0.1:{} accepted. Sending ",
+        nodes[r].port()
+    );
+    assert!(mlog.contains(&accepted), "{mlog}");
+    assert_eq!(
+        tests::info_field(&nodes[m], "stats", "sync_full"),
+        full_before
+    );
+    wait_for(20, "the FAIL flag cleared", || {
+        flags(&nodes[other], &rid) == "slave"
+    });
+    assert!(nodes[m].log().contains(&format!(
+        "Clear FAIL state for node {rid}: replica is reachable again."
+    )));
+    // The replica holds every write: the 100 it saved and the 50 it
+    // received after the restart.
+    let mut c = tests::RawConn::connect(nodes[r].port()).unwrap();
+    c.cmd_str(&["readonly"]);
+    assert_eq!(tests::text(&c.cmd_str(&["get", &key])), "$3\r\n150\r\n");
 }
 
 #[test]

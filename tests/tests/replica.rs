@@ -652,3 +652,72 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
     );
     assert_eq!(pair[0], pair[1]);
 }
+
+#[test]
+fn a_replica_shut_down_and_restarted_continues_partially_in_its_database() {
+    // The master's stream stays in database 3 across the replica's
+    // restart (Redis selects again only after a full resynchronization):
+    // the replica must remember it, with the offset, in its final save.
+    let master = Server::redis(&DEBUG);
+    let port = master.port().to_string();
+    let dir = tests::fresh_dir("replica-restart", "r");
+    let dir = dir.to_string_lossy().into_owned();
+    let args = [
+        &DEBUG[..],
+        &[
+            "--shards",
+            "2",
+            "--dir",
+            &dir,
+            "--save",
+            "3600 1",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    ]
+    .concat();
+    let mut replica = Server::slotd(&args);
+    // After the full resynchronization the stream selects database 3 for
+    // the first write, and never again.
+    caught_up(&master, &replica);
+    let mut m = master.raw();
+    m.cmd_str(&["select", "3"]);
+    for i in 0..100 {
+        m.cmd_str(&["set", &format!("k{i}"), &i.to_string()]);
+    }
+    caught_up(&master, &replica);
+    let full_before = tests::info_field(&master, "stats", "sync_full");
+    // SHUTDOWN (save rules: the final save) closes the connection.
+    let mut r = replica.raw();
+    r.send(b"SHUTDOWN\r\n").unwrap();
+    assert!(r.is_closed(Duration::from_secs(20)));
+    wait_for(20, "the replica's exit", || {
+        replica
+            .log()
+            .contains("Redis is now ready to exit, bye bye...")
+    });
+    replica.kill();
+    for i in 100..150 {
+        m.cmd_str(&["set", &format!("k{i}"), &i.to_string()]);
+    }
+    m.cmd_str(&["incr", "k1"]);
+    let replica = Server::slotd_at(replica.port(), &args);
+    caught_up(&master, &replica);
+    let log = replica.log();
+    assert!(
+        log.contains("Trying a partial resynchronization (request ")
+            && log.contains("Successful partial resynchronization with master."),
+        "{log}"
+    );
+    assert_eq!(
+        tests::info_field(&master, "stats", "sync_full"),
+        full_before
+    );
+    assert_eq!(tests::info_field(&master, "stats", "sync_partial_ok"), "1");
+    let mut c = replica.raw();
+    c.cmd_str(&["select", "3"]);
+    assert_eq!(tests::text(&c.cmd_str(&["get", "k1"])), "$1\r\n2\r\n");
+    assert_eq!(tests::text(&c.cmd_str(&["get", "k149"])), "$3\r\n149\r\n");
+    assert_eq!(tests::text(&c.cmd_str(&["dbsize"])), ":150\r\n");
+}

@@ -73,9 +73,7 @@ pub fn start(
         .collect();
     let was_ok = loaded.cluster.state_ok();
     let first = bus.map();
-    let placed = (0..cluster::SLOTS as u16)
-        .map(|s| first.served(s))
-        .collect();
+    let placed = first.served_all();
     let saved_epochs = epochs(&loaded.cluster);
     let mut d = Driver {
         cluster: loaded.cluster,

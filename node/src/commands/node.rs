@@ -223,15 +223,34 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                 crate::log::notice(format_args!(
                     "Saving the final RDB snapshot before exiting."
                 ));
-                let job = match shard.background_save() {
-                    Ok(j) => Some(j),
-                    Err(()) => shard.persist.job(),
-                };
-                if let Some(job) = job {
-                    let (rpc, cores, me) = (shard.rpc.clone(), shard.cores, shard.id);
-                    let shared = shard.shared.clone();
+                let (rpc, cores, me) = (shard.rpc.clone(), shard.cores, shard.id);
+                let (shared, persist, mesh) = (
+                    shard.shared.clone(),
+                    shard.persist.clone(),
+                    shard.mesh.clone(),
+                );
+                let (repl, repl2) = (shard.replication.clone(), shard.replication.clone());
+                // A replica first runs what its master sent (off the core:
+                // its master client may be this core's), so the file records
+                // where it got in the master's stream.
+                let ended = crate::persist::reload::off_core(&mesh, me, "replica-end", move || {
+                    repl.end_for_shutdown()
+                });
+                if let Ok(ended) = ended {
                     return spawn(shard, key, async move {
-                        let r = crate::persist::Outcome { job, core: me }.await;
+                        let from = ended.await.flatten();
+                        let job = match crate::persist::start_final(&shared, &persist, &mesh, from)
+                        {
+                            Ok(j) => {
+                                crate::log::notice(format_args!("Background saving started"));
+                                Some(j)
+                            }
+                            Err(()) => persist.job(),
+                        };
+                        let r = match job {
+                            Some(job) => crate::persist::Outcome { job, core: me }.await,
+                            None => Err(String::new()),
+                        };
                         let mut replies = Vec::new();
                         match r {
                             Ok(()) => {
@@ -244,6 +263,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                                 crate::log::warning(format_args!(
                                     "Error trying to save the DB, can't exit."
                                 ));
+                                repl2.shutdown_failed();
                                 replies
                                     .push(Reply::err("ERR Errors trying to SHUTDOWN. Check logs."));
                             }

@@ -129,6 +129,11 @@ fn write_body<W: Write>(
             .to_string()
             .as_bytes(),
     );
+    if let Some(r) = &job.repl {
+        rdb::write::aux(&mut head, "repl-stream-db", r.db.to_string().as_bytes());
+        rdb::write::aux(&mut head, "repl-id", r.replid.as_bytes());
+        rdb::write::aux(&mut head, "repl-offset", r.offset.to_string().as_bytes());
+    }
     rdb::write::aux(&mut head, "aof-base", b"0");
     put(w, &head)?;
     for core in 0..mesh.cores() {
@@ -158,6 +163,9 @@ pub fn load(
     if let Ok(mut q) = state.preload.lock() {
         *q = p.per_core;
     }
+    if let Ok(mut r) = state.loaded_repl.lock() {
+        *r = p.repl;
+    }
     state.loaded_keys.store(p.loaded, Ordering::Relaxed);
     state.expired_keys.store(p.expired, Ordering::Relaxed);
     Ok(())
@@ -170,6 +178,9 @@ pub struct Parsed {
     /// Keys kept, and keys skipped because their TTL had passed.
     pub loaded: u64,
     pub expired: u64,
+    /// The replication position recorded (`repl-id`, `repl-offset` and
+    /// `repl-stream-db` all present and valid).
+    pub repl: Option<repl::Resume>,
 }
 
 /// Reads and parses the RDB file at `path` (`None` when there is none),
@@ -204,6 +215,7 @@ pub fn parse(
             .store(buf.len() as u64, Ordering::Relaxed);
     }
     let mut next_report = 0usize;
+    let (mut repl_id, mut repl_offset, mut repl_db) = (None, None, None);
     let r = rdb::read::file_at(&buf, lim, |at, item| {
         if let Some(s) = progress.filter(|_| at >= next_report) {
             s.loading_loaded_bytes.store(at as u64, Ordering::Relaxed);
@@ -231,7 +243,15 @@ pub fn parse(
                 "rdbLoadObject skipping empty key: {}",
                 String::from_utf8_lossy(&k)
             )),
-            rdb::read::Item::Aux(..) => {}
+            rdb::read::Item::Aux(k, v) => {
+                let text = || String::from_utf8(v.clone()).ok();
+                match k.as_slice() {
+                    b"repl-id" => repl_id = text().filter(|t| t.len() == 40),
+                    b"repl-offset" => repl_offset = text().and_then(|t| t.parse::<i64>().ok()),
+                    b"repl-stream-db" => repl_db = text().and_then(|t| t.parse::<i64>().ok()),
+                    _ => {}
+                }
+            }
         }
     })
     .map(|_| ());
@@ -263,10 +283,25 @@ pub fn parse(
         "DB loaded from disk: {:.3} seconds",
         start.elapsed().as_secs_f64()
     ));
+    // As Redis: an offset of -1 or a stream database of -1 (older
+    // versions' way of saying none) records nothing.
+    let repl = match (repl_id, repl_offset, repl_db) {
+        (Some(replid), Some(offset), Some(db))
+            if offset >= 0 && (0..databases as i64).contains(&db) =>
+        {
+            Some(repl::Resume {
+                replid,
+                offset,
+                db: db as usize,
+            })
+        }
+        _ => None,
+    };
     Ok(Some(Parsed {
         per_core,
         loaded,
         expired,
+        repl,
     }))
 }
 

@@ -105,6 +105,8 @@ pub struct State {
     pub expired_keys: AtomicU64,
     /// Per core: keys read from the file, inserted by the core at start.
     preload: Mutex<Vec<Vec<(usize, engine::rdb::read::Entry)>>>,
+    /// The replication position the file at start recorded, if any.
+    loaded_repl: Mutex<Option<repl::Resume>>,
     /// The append-only file.
     pub aof: aof::Aof,
     /// Loading the files at start (cores answer -LOADING meanwhile), and
@@ -132,6 +134,7 @@ impl State {
             loaded_keys: AtomicU64::new(0),
             expired_keys: AtomicU64::new(0),
             preload: Mutex::new((0..cores).map(|_| Vec::new()).collect()),
+            loaded_repl: Mutex::new(None),
             aof,
             loading: AtomicBool::new(true),
             loading_start_ms: AtomicI64::new(now_ms()),
@@ -191,6 +194,12 @@ impl State {
             .sum()
     }
 
+    /// The replication position the RDB file loaded at start recorded
+    /// (taken once).
+    pub fn take_loaded_repl(&self) -> Option<repl::Resume> {
+        self.loaded_repl.lock().ok().and_then(|mut r| r.take())
+    }
+
     /// Keys core `core` inserts at start (taken once).
     pub fn take_preload(&self, core: usize) -> Vec<(usize, engine::rdb::read::Entry)> {
         self.preload
@@ -226,6 +235,9 @@ pub struct Job {
     /// `seq`'s base file, and each core starts its new incr file at the
     /// instant of its image.
     pub aof_seq: Option<u64>,
+    /// The replication stream's position the image holds, if exactly
+    /// known ([`start_final`]).
+    pub repl: Option<repl::Resume>,
 }
 
 impl Job {
@@ -339,7 +351,29 @@ pub fn start(
     mesh: &Arc<Mesh>,
     redis_ver: &'static str,
 ) -> Result<Arc<Job>, ()> {
-    start_job(shared, state, mesh, redis_ver, false, None)
+    start_job(shared, state, mesh, redis_ver, false, None, None)
+}
+
+/// Starts the snapshot saved before exiting. A replica whose link ended
+/// with every command of its master applied passes where its stream got
+/// (`repl`): the file records it (`repl-id`, `repl-offset`,
+/// `repl-stream-db`, as Redis's), and the replica continues from it after
+/// a restart with a partial resynchronization.
+pub fn start_final(
+    shared: &Arc<Shared>,
+    state: &Arc<State>,
+    mesh: &Arc<Mesh>,
+    repl: Option<repl::Resume>,
+) -> Result<Arc<Job>, ()> {
+    start_job(
+        shared,
+        state,
+        mesh,
+        crate::config::REDIS_VERSION,
+        false,
+        None,
+        repl,
+    )
 }
 
 /// Starts a snapshot of every core for a diskless replication: the RDB
@@ -357,6 +391,7 @@ pub fn start_stream(
         crate::config::REDIS_VERSION,
         false,
         Some(out),
+        None,
     )
 }
 
@@ -389,6 +424,7 @@ pub fn start_rewrite(
         crate::config::REDIS_VERSION,
         true,
         None,
+        None,
     )
     .map(Some)
     .map_err(|()| "ERR Background append only file rewriting already in progress".into())
@@ -401,6 +437,7 @@ fn start_job(
     redis_ver: &'static str,
     rewrite: bool,
     stream: Option<std::fs::File>,
+    repl: Option<repl::Resume>,
 ) -> Result<Arc<Job>, ()> {
     if state.in_progress.swap(true, Ordering::SeqCst) {
         return Err(());
@@ -449,6 +486,7 @@ fn start_job(
         form,
         prelude: state.aof.base_timestamp(),
         aof_seq,
+        repl,
     });
     let now = now_ms();
     state.current_start_ms.store(now, Ordering::Relaxed);

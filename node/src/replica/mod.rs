@@ -118,6 +118,9 @@ struct Link {
     host: String,
     port: u16,
     stop: Arc<AtomicBool>,
+    /// Told to stop, the thread first waits until the master client ran
+    /// everything it was handed (a shutdown's final save).
+    drain: Arc<AtomicBool>,
     thread: JoinHandle<Option<Resume>>,
 }
 
@@ -138,6 +141,10 @@ pub struct Replication {
     /// The snapshot job (and its file) of each replica's full
     /// resynchronization, until its socket is handed over.
     jobs: Mutex<Vec<(u64, SyncJob)>>,
+    /// The node is shutting down: no new link. The master the link
+    /// ended for it followed, in case the shutdown fails.
+    ending: AtomicBool,
+    ended: Mutex<Option<(String, u16)>>,
 }
 
 impl Replication {
@@ -149,6 +156,8 @@ impl Replication {
             master_info: Arc::new(Mutex::new(View::default())),
             master_started: AtomicBool::new(false),
             jobs: Mutex::new(Vec::new()),
+            ending: AtomicBool::new(false),
+            ended: Mutex::new(None),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -278,6 +287,9 @@ impl Replication {
     /// any previous link ends, its resume point is kept for the next
     /// PSYNC. Returns false when a thread could not be started.
     pub fn set_master(&self, host: &str, port: u16) -> bool {
+        if self.ending.load(Ordering::SeqCst) {
+            return false;
+        }
         self.stop_link();
         self.shared.replica.store(true, Ordering::SeqCst);
         crate::log::set_replica(true);
@@ -289,6 +301,7 @@ impl Replication {
             s.has_master_client = false;
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicBool::new(false));
         let ctx = LinkCtx {
             host: host.to_string(),
             port,
@@ -296,6 +309,7 @@ impl Replication {
             mesh: self.mesh.clone(),
             status: self.status.clone(),
             stop: stop.clone(),
+            drain: drain.clone(),
             // A master's own history is newer than what was cached when it
             // became one.
             resume: {
@@ -313,6 +327,7 @@ impl Replication {
                         host: host.to_string(),
                         port,
                         stop,
+                        drain,
                         thread,
                     });
                 }
@@ -347,6 +362,7 @@ impl Replication {
             Some(Resume {
                 replid: s.replid,
                 offset: read.max(s.offset),
+                db: 0,
             })
         } else {
             self.cached.lock().ok().and_then(|c| c.clone())
@@ -374,6 +390,7 @@ impl Replication {
                 *c = Some(Resume {
                     replid: s.replid.clone(),
                     offset: s.repl_offset,
+                    db: 0,
                 });
             }
             line = Some(format!(
@@ -402,7 +419,62 @@ impl Replication {
         Some(Resume {
             replid: self.status().replid,
             offset,
+            db: 0,
         })
+    }
+
+    /// Before the final save of a shutdown: no new link from now on, and
+    /// the link in place ends once the master client has run everything
+    /// it was handed. Returns where the data then stands in the master's
+    /// stream, for the file to record (`None` when not a replica, or when
+    /// the master client could not finish in time).
+    pub fn end_for_shutdown(&self) -> Option<Resume> {
+        self.ending.store(true, Ordering::SeqCst);
+        let link = self.link.lock().ok().and_then(|mut l| l.take())?;
+        if let Ok(mut e) = self.ended.lock() {
+            *e = Some((link.host.clone(), link.port));
+        }
+        link.drain.store(true, Ordering::SeqCst);
+        link.stop.store(true, Ordering::SeqCst);
+        let at = link.thread.join().ok().flatten();
+        if let Ok(mut c) = self.cached.lock() {
+            *c = at.clone();
+        }
+        at
+    }
+
+    /// The final save failed and the node goes on: it follows its master
+    /// again, continuing where it stopped.
+    pub fn shutdown_failed(&self) {
+        self.ending.store(false, Ordering::SeqCst);
+        let ended = self.ended.lock().ok().and_then(|mut e| e.take());
+        if let Some((host, port)) = ended {
+            self.set_master(&host, port);
+        }
+    }
+
+    /// The replication position the RDB file loaded at start recorded
+    /// (Redis's `loadDataFromDisk`): a replica offers it to its master's
+    /// PSYNC; a master keeps it as its secondary ID, so the replicas of
+    /// the master it followed can continue from it.
+    pub fn restore(&self, from: Resume, replica: bool) {
+        if replica {
+            if let Ok(mut s) = self.status.lock() {
+                s.replid = from.replid.clone();
+                s.repl_offset = from.offset;
+            }
+            if let Ok(mut c) = self.cached.lock() {
+                *c = Some(from);
+            }
+            return;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.replid2 = from.replid;
+            s.second_offset = from.offset + 1;
+            s.repl_offset = from.offset;
+        }
+        // Writes are counted from the loaded offset on.
+        self.start_master();
     }
 
     /// This node's replication offset, and how stale its data is (cluster
@@ -461,6 +533,7 @@ struct LinkCtx {
     mesh: Arc<Mesh>,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     resume: Option<Resume>,
 }
 
@@ -553,10 +626,13 @@ impl LinkCtx {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        self.resume = replica.resume_point();
         if let Some(mut f) = feed.take() {
+            if self.drain.load(Ordering::SeqCst) {
+                return self.resume.take().filter(|_| f.drain(&self.shared));
+            }
             f.finish();
         }
-        self.resume = replica.resume_point();
         self.resume
     }
 
@@ -592,6 +668,7 @@ impl LinkCtx {
                     }
                     Action::Close => return,
                     Action::Error(msg) => crate::log::warning(format_args!("{msg}")),
+                    Action::Notice(msg) => crate::log::notice(format_args!("{msg}")),
                     Action::FullSync { replid, offset } => {
                         if let Some(id) = &replid {
                             crate::log::notice(format_args!(
@@ -679,8 +756,15 @@ impl LinkCtx {
                         crate::log::notice(format_args!(
                             "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization."
                         ));
-                        if self.feed(feed).is_none() {
+                        // A new master client starts in database 0; the
+                        // master's stream goes on in the one it selected.
+                        let fresh = feed.is_none();
+                        let Some(f) = self.feed(feed) else {
                             return;
+                        };
+                        if fresh && replica.db() != 0 {
+                            let db = replica.db().to_string();
+                            f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), offset);
                         }
                         self.status(|s| {
                             if s.replid != replid {
@@ -976,6 +1060,21 @@ impl Feed {
             self.out.drain(..self.sent);
             self.sent = 0;
         }
+    }
+
+    /// Hands the master client everything waiting and waits until it has
+    /// run it all (at most 10 s): true when it has.
+    fn drain(&mut self, shared: &Shared) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            self.pump();
+            self.applied(shared);
+            if self.pending() == 0 && self.marks.is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
     }
 
     /// Hands the master client what is still waiting, for a moment, before
