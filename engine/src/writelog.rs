@@ -136,7 +136,11 @@ impl WriteLog {
     /// was recorded (`mark` from `begin_multi`, the buffer not taken
     /// meanwhile) is removed instead.
     pub fn end_multi(&mut self, mark: usize, drop_empty: bool) {
-        self.in_multi = false;
+        // A log turned on inside the block (the replication stream starts
+        // under a full resynchronization's locks) has no MULTI to close.
+        if !std::mem::replace(&mut self.in_multi, false) {
+            return;
+        }
         if drop_empty && self.buf.len() == mark && mark >= MULTI.len() {
             self.buf.truncate(mark - MULTI.len());
             return;
@@ -243,6 +247,8 @@ mod tests {
         let before = l.offset();
         let m = l.begin_multi(None);
         l.end_multi(m, true);
+        // Closing a block that was never opened records nothing.
+        l.end_multi(0, false);
         assert_eq!(l.offset(), before, "an empty block leaves nothing");
         l.set_prelude(b"#D:1=9");
         let m = l.begin_multi(Some(b"#X:5.1:0,1"));

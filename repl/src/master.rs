@@ -197,6 +197,7 @@ fn text(b: &[u8]) -> String {
 impl Master {
     /// A master with replication ID `replid`, offset 0, no backlog yet.
     pub fn new(replid: [u8; RUN_ID_SIZE], cfg: MasterConfig) -> Master {
+        let first_ping = cfg.ping_period_ms.max(1);
         Master {
             cfg,
             replid,
@@ -208,7 +209,9 @@ impl Master {
             next_seq: 0,
             good: 0,
             next_cron: 0,
-            next_ping: 0,
+            // As Redis's cron, whose loop count starts with the server
+            // (and no replica): the first PING one period on.
+            next_ping: first_ping,
             pings_held: false,
             sync_full: 0,
             sync_partial_ok: 0,

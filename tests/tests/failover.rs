@@ -687,6 +687,159 @@ fn t4_a_replica_restarted_resumes_with_a_partial_resync() {
     assert_eq!(tests::text(&c.cmd_str(&["get", &key])), "$3\r\n150\r\n");
 }
 
+/// What T13's consistency tester saw (as Redis's consistency-test.rb).
+#[derive(Default)]
+struct Tally {
+    writes: u64,
+    write_errors: u64,
+    reads: u64,
+    read_errors: u64,
+    /// Acknowledged increments the cluster no longer held when the next
+    /// write or read came back, and replies above what was written.
+    lost: u64,
+    inconsistent: u64,
+    /// When the last error happened.
+    last_error: Option<std::time::Instant>,
+}
+
+#[test]
+fn t13_a_master_crashes_while_a_client_reads_and_writes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _serial = serial();
+    let (mut nodes, dirs) = cluster("failover-t13", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let m_slots = slots(&nodes[m], &mid);
+    let epoch_before = config_epoch(&nodes[r], &mid);
+    let seeds: Vec<String> = (0..6)
+        .filter(|&i| i != m)
+        .map(|i| format!("redis://{}", addr(&nodes[i])))
+        .collect();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // The tester: counters on every master, each incremented and read back
+    // in turn, every reply checked against what was acknowledged before.
+    let tester = std::thread::spawn(move || {
+        const COUNTERS: usize = 300;
+        let client = redis::cluster::ClusterClientBuilder::new(seeds)
+            .connection_timeout(std::time::Duration::from_millis(500))
+            .response_timeout(std::time::Duration::from_millis(500))
+            .retries(2)
+            .build()
+            .unwrap();
+        let mut conn = client.get_connection().unwrap();
+        // Per counter: the value acknowledged, and how many increments
+        // failed with no reply (they may have run).
+        let mut want = vec![0i64; COUNTERS];
+        let mut maybe = vec![0i64; COUNTERS];
+        let mut t = Tally::default();
+        let mut i = 0;
+        let check = |t: &mut Tally, want: &mut i64, maybe: &mut i64, got: i64| {
+            if got < *want {
+                t.lost += (*want - got) as u64;
+            } else if got > *want + *maybe {
+                t.inconsistent += 1;
+            }
+            *maybe = 0;
+            *want = got;
+        };
+        while !stop2.load(Ordering::SeqCst) {
+            let c = i % COUNTERS;
+            let key = format!("t13:{c}");
+            i += 1;
+            let mut failed = false;
+            match redis::cmd("INCR").arg(&key).query::<i64>(&mut conn) {
+                Ok(v) => {
+                    t.writes += 1;
+                    want[c] += 1;
+                    check(&mut t, &mut want[c], &mut maybe[c], v);
+                }
+                Err(_) => {
+                    t.write_errors += 1;
+                    maybe[c] += 1;
+                    failed = true;
+                }
+            }
+            match redis::cmd("GET").arg(&key).query::<Option<i64>>(&mut conn) {
+                Ok(v) => {
+                    t.reads += 1;
+                    check(&mut t, &mut want[c], &mut maybe[c], v.unwrap_or(0));
+                }
+                Err(_) => {
+                    t.read_errors += 1;
+                    failed = true;
+                }
+            }
+            if failed {
+                t.last_error = Some(std::time::Instant::now());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if let Ok(c) = client.get_connection() {
+                    conn = c;
+                }
+            }
+        }
+        t
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    // DEBUG SEGFAULT in the scenario; SIGKILL here.
+    nodes[m].kill();
+    let killed = std::time::Instant::now();
+    let others: Vec<usize> = (0..6).filter(|&i| i != m).collect();
+    wait_for(30, "the replica promoted everywhere", || {
+        others.iter().all(|&i| {
+            slots(&nodes[i], &rid) == m_slots && flags(&nodes[i], &rid).ends_with("master")
+        })
+    });
+    let promoted = std::time::Instant::now();
+    // The tester goes on for a while with the new master.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let t = tester.join().unwrap();
+    let report = format!(
+        "{} R ({} err) | {} W ({} err) | {} lost | {} inconsistent; promoted {:?} after the kill",
+        t.reads,
+        t.read_errors,
+        t.writes,
+        t.write_errors,
+        t.lost,
+        t.inconsistent,
+        promoted - killed
+    );
+    eprintln!("T13 tester: {report}");
+    // T15: a failover within T + T/2 + 1000 ms (T = 2000 here).
+    assert!(
+        promoted - killed <= std::time::Duration::from_millis(4000),
+        "{report}"
+    );
+    // Errors only during the failover window, then none.
+    let last = t.last_error.expect(&report);
+    assert!(
+        last > killed && last < promoted + std::time::Duration::from_secs(1),
+        "{report}"
+    );
+    assert!(t.writes > 1000 && t.reads > 1000, "{report}");
+    // Nothing ever read above what was written; what asynchronous
+    // replication may lose is the last writes before the crash.
+    assert_eq!(t.inconsistent, 0, "{report}");
+    assert!(t.lost <= 3, "{report}");
+    // The new master's line: its own new epoch and the slots.
+    let l = line_of(&nodes[others[0]], &rid);
+    let f: Vec<&str> = l.split(' ').collect();
+    assert_eq!((f[2], f[3], f[7]), ("master", "-", "connected"), "{l}");
+    assert!(f[6].parse::<u64>().unwrap() > epoch_before, "{l}");
+    assert_eq!(f[8..].join(" "), m_slots, "{l}");
+    // The crashed master, restarted, is the new master's replica.
+    nodes[m] = restart(&nodes[m], &dirs[m]);
+    wait_for(30, "the old master as a replica", || {
+        let l = line_of(&nodes[others[0]], &mid);
+        l.split(' ').nth(2) == Some("slave")
+            && l.split(' ').nth(3) == Some(rid.as_str())
+            && l.split(' ').nth(7) == Some("connected")
+    });
+}
+
 #[test]
 fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
     let _serial = serial();

@@ -721,3 +721,128 @@ fn a_replica_shut_down_and_restarted_continues_partially_in_its_database() {
     assert_eq!(tests::text(&c.cmd_str(&["get", "k149"])), "$3\r\n149\r\n");
     assert_eq!(tests::text(&c.cmd_str(&["dbsize"])), ":150\r\n");
 }
+
+/// A hand-made replica's PSYNC: the first line of the reply and, for a
+/// full resynchronization, the RDB skipped; the connection, reading on.
+fn psync(port: u16, replid: &str, offset: &str) -> (String, tests::RawConn) {
+    use std::io::Read;
+    let mut c = tests::RawConn::connect(port).unwrap();
+    c.set_read_timeout(Duration::from_secs(10));
+    c.send(&tests::encode(&[
+        b"psync",
+        replid.as_bytes(),
+        offset.as_bytes(),
+    ]))
+    .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    // The reply line, after any keepalive newlines.
+    while !got.ends_with(b"\r\n") {
+        assert_eq!(c.stream().read(&mut byte).unwrap(), 1, "closed");
+        if !(got.is_empty() && byte[0] == b'\n') {
+            got.push(byte[0]);
+        }
+    }
+    let line = String::from_utf8_lossy(&got).trim_end().to_string();
+    if line.starts_with("+FULLRESYNC") {
+        // `$<len>\r\n` (disk-backed) and the payload.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n") {
+            assert_eq!(c.stream().read(&mut byte).unwrap(), 1, "closed");
+            if !(head.is_empty() && byte[0] == b'\n') {
+                head.push(byte[0]);
+            }
+        }
+        let len: usize = String::from_utf8_lossy(&head[1..head.len() - 2])
+            .parse()
+            .unwrap();
+        let mut rdb = vec![0u8; len];
+        c.stream().read_exact(&mut rdb).unwrap();
+        assert!(rdb.starts_with(b"REDIS"));
+    }
+    (line, c)
+}
+
+/// Reads exactly `n` bytes of the stream.
+fn stream_bytes(c: &mut tests::RawConn, n: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut b = vec![0u8; n];
+    c.stream().read_exact(&mut b).unwrap();
+    b
+}
+
+#[test]
+fn t17_psync_continues_with_exactly_the_missing_bytes_or_resyncs_fully() {
+    // The same exchange with a redis-server master and a slotd master:
+    // the same replies, and the same bytes after +CONTINUE.
+    let mut seen = Vec::new();
+    for bin in ["redis", "slotd"] {
+        let args = [
+            "--repl-diskless-sync",
+            "no",
+            "--repl-backlog-size",
+            "16kb",
+            "--repl-ping-replica-period",
+            "60",
+        ];
+        let master = if bin == "slotd" {
+            Server::slotd(&[&args[..], &["--shards", "2"]].concat())
+        } else {
+            Server::redis(&args)
+        };
+        let port = master.port();
+        let (line, mut first) = psync(port, "?", "-1");
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f[0], "+FULLRESYNC", "{bin}: {line}");
+        let (replid, start) = (f[1].to_string(), f[2].parse::<i64>().unwrap());
+        assert_eq!(replid.len(), 40);
+        // Two writes the first replica receives, then it goes away.
+        let mut c = master.raw();
+        c.cmd_str(&["set", "a", "1"]);
+        c.cmd_str(&["set", "b", "2"]);
+        let sent: Vec<u8> = [
+            tests::encode(&[b"SELECT", b"0"]),
+            tests::encode(&[b"set", b"a", b"1"]),
+            tests::encode(&[b"set", b"b", b"2"]),
+        ]
+        .concat();
+        let got = stream_bytes(&mut first, sent.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got).to_lowercase(),
+            String::from_utf8_lossy(&sent).to_lowercase(),
+            "{bin}"
+        );
+        drop(first);
+        // Missed while away: only these come after +CONTINUE.
+        c.cmd_str(&["set", "c", "3"]);
+        c.cmd_str(&["incr", "n"]);
+        let missed: Vec<u8> = [
+            tests::encode(&[b"set", b"c", b"3"]),
+            tests::encode(&[b"incr", b"n"]),
+        ]
+        .concat();
+        let at = start + sent.len() as i64;
+        let (line, mut again) = psync(port, &replid, &(at + 1).to_string());
+        assert_eq!(line, "+CONTINUE", "{bin}");
+        let got = stream_bytes(&mut again, missed.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got).to_lowercase(),
+            String::from_utf8_lossy(&missed).to_lowercase(),
+            "{bin}"
+        );
+        drop(again);
+        // Past the 16 KiB backlog: a full resynchronization.
+        let big = "x".repeat(1000);
+        for i in 0..40 {
+            c.cmd_str(&["set", &format!("big{i}"), &big]);
+        }
+        let (line, _) = psync(port, &replid, &(at + 1).to_string());
+        assert!(line.starts_with("+FULLRESYNC "), "{bin}: {line}");
+        // An unknown replication ID too.
+        let (line, _) = psync(port, &"0".repeat(40), "1");
+        assert!(line.starts_with("+FULLRESYNC "), "{bin}: {line}");
+        seen.push(tests::info_field(&master, "stats", "sync_partial_ok"));
+        seen.push(tests::info_field(&master, "stats", "sync_partial_err"));
+    }
+    assert_eq!(seen[..2], seen[2..], "sync_partial_ok/err: redis, slotd");
+}

@@ -82,8 +82,11 @@ fn with_replica(m: &mut Master, conn: ConnId, now: u64) {
 
 #[test]
 fn info_as_redis_server_renders_it() {
+    // The first PING one period (1 s here) after the start, as in the
+    // capture.
     let cfg = MasterConfig {
         min_replicas_to_write: 1,
+        ping_period_ms: 1000,
         ..MasterConfig::default()
     };
     let mut m = Master::new(*ID2, cfg);
