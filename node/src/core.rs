@@ -90,6 +90,12 @@ pub struct Core {
     batch: u32,
     /// Reused list of the AOF writer's submissions.
     aof_out: Vec<Submit>,
+    /// Replies held for the replicas (`replica::Stream::guarded`): this
+    /// turn's, then each with the ticket the replicas' output must reach,
+    /// and when the oldest began waiting (or the last was released).
+    repl_turn: Vec<Key>,
+    repl_held: std::collections::VecDeque<(u64, Key)>,
+    repl_held_at: i64,
 }
 
 impl Core {
@@ -118,6 +124,9 @@ impl Core {
             period_cmds_from: 0,
             batch: 1,
             aof_out: Vec::new(),
+            repl_turn: Vec::new(),
+            repl_held: std::collections::VecDeque::new(),
+            repl_held_at: 0,
         })
     }
 
@@ -295,8 +304,10 @@ impl Core {
             self.reap();
             self.aof_deps();
             self.drain_inbox();
+            self.repl_release();
             self.turn();
             self.aof_pump();
+            self.repl_hold();
             let snapshot_work = self.shard.snapshot_turn();
             self.shard.expire_waiters(now);
             // Big values the turn deleted go to the lazy free thread.
@@ -387,7 +398,57 @@ impl Core {
                 self.close(key);
                 continue;
             }
+            let stream = self.shard.replication.stream();
+            if stream.active() && stream.guarded() {
+                // Sent once this turn's writes are in the replicas'
+                // output (`repl_hold`, after the turn's log is pushed).
+                self.repl_turn.push(key);
+                continue;
+            }
             self.start_send(key);
+        }
+    }
+
+    /// This turn's held replies wait for every ticket taken so far (this
+    /// core's chunk was just pushed; a remote write's before its answer).
+    fn repl_hold(&mut self) {
+        if self.repl_turn.is_empty() {
+            return;
+        }
+        let need = self.shard.replication.stream().next_ticket();
+        if self.repl_held.is_empty() {
+            self.repl_held_at = self.shard.now_ms;
+        }
+        for key in std::mem::take(&mut self.repl_turn) {
+            self.repl_held.push_back((need, key));
+        }
+        self.repl_release();
+    }
+
+    /// Sends the held replies the replicas' output covers (all of them
+    /// once no replica takes the stream); asks to be woken for the rest.
+    fn repl_release(&mut self) {
+        for pass in 0..2 {
+            let stream = self.shard.replication.stream();
+            let (sent, guarded) = (stream.sent(), stream.guarded());
+            let mut released = false;
+            while let Some(&(need, key)) = self.repl_held.front() {
+                if guarded && need > sent {
+                    break;
+                }
+                self.repl_held.pop_front();
+                self.start_send(key);
+                released = true;
+            }
+            if released {
+                self.repl_held_at = self.shard.now_ms;
+            }
+            if self.repl_held.is_empty() || pass == 1 {
+                return;
+            }
+            // Registered first, then `sent` read again: a round that
+            // ended in between is not missed.
+            self.shard.replication.stream().wait_sent(self.shard.id);
         }
     }
 
@@ -774,6 +835,13 @@ impl Core {
 
     fn cron(&mut self, now: i64) {
         self.plan_batch();
+        // A replication thread that stopped making progress holds no
+        // reply for long.
+        if !self.repl_held.is_empty() && now - self.repl_held_at > 1000 {
+            for (_, key) in std::mem::take(&mut self.repl_held) {
+                self.start_send(key);
+            }
+        }
         if let Some(a) = self.shard.aof.as_deref_mut() {
             a.cron(now, &self.shard.persist.aof, &mut self.aof_out);
             self.aof_push();

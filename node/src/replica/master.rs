@@ -242,6 +242,12 @@ impl MasterThread {
             self.absorb();
             self.waits();
             self.pump();
+            let streaming = self
+                .socks
+                .iter()
+                .any(|(&conn, s)| s.fd.is_some() && self.master.streaming(conn));
+            self.stream
+                .publish_sent(self.merger.next_ticket(), streaming, &self.mesh);
             if let Ok(mut i) = self.info.lock() {
                 *i = View {
                     text: self.master.info(self.now()),

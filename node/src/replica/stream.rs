@@ -18,6 +18,16 @@ pub struct Stream {
     /// The master thread sleeps in `poll`: a push writes the eventfd.
     sleeping: AtomicBool,
     eventfd: i32,
+    /// Every ticket below it is in the replicas' output (set by the master
+    /// thread after each round of socket writes).
+    sent: AtomicU64,
+    /// A replica takes the stream: a core holds the replies of a turn
+    /// until `sent` covers every ticket taken by then, so a write is on
+    /// its way to the replicas before a client hears it was done (Redis
+    /// writes its replicas' buffers before its clients' replies).
+    guarded: AtomicBool,
+    /// Cores holding replies, to wake when `sent` moves.
+    waiting: SegQueue<usize>,
 }
 
 impl Stream {
@@ -33,6 +43,9 @@ impl Stream {
             queue: SegQueue::new(),
             sleeping: AtomicBool::new(false),
             eventfd: fd,
+            sent: AtomicU64::new(0),
+            guarded: AtomicBool::new(false),
+            waiting: SegQueue::new(),
         })
     }
 
@@ -58,6 +71,44 @@ impl Stream {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst);
         self.queue.push(Chunk { ticket, txn, bytes });
         self.wake();
+    }
+
+    /// Whether replies wait for [`Stream::sent`] (a replica takes the
+    /// stream).
+    #[inline]
+    pub fn guarded(&self) -> bool {
+        self.guarded.load(Ordering::SeqCst)
+    }
+
+    /// Every ticket below this one is in the replicas' output.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Core `core` holds replies: woken when [`Stream::sent`] moves (or
+    /// the guard drops). Check `sent` again after this call.
+    pub fn wait_sent(&self, core: usize) {
+        self.waiting.push(core);
+    }
+
+    /// The master thread wrote its round: every ticket below `sent` is in
+    /// the replicas' output; `guarded` whether a replica takes the stream.
+    /// Wakes the cores that wait.
+    pub(super) fn publish_sent(&self, sent: u64, guarded: bool, mesh: &crate::mesh::Mesh) {
+        self.guarded.store(guarded, Ordering::SeqCst);
+        self.sent.store(sent, Ordering::SeqCst);
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut cores = Vec::new();
+        while let Some(core) = self.waiting.pop() {
+            cores.push(core);
+        }
+        cores.sort_unstable();
+        cores.dedup();
+        for core in cores {
+            mesh.send(core, crate::mesh::Msg::Wake);
+        }
     }
 
     /// Wakes the master thread if it sleeps.
