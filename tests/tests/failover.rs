@@ -848,6 +848,61 @@ fn t13_a_master_crashes_while_a_client_reads_and_writes() {
 }
 
 #[test]
+fn t15_a_replica_without_its_master_for_too_long_starts_no_election_unless_the_factor_is_0() {
+    let _serial = serial();
+    let (mut nodes, dirs) = cluster("failover-t15v", 6);
+    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(&nodes, &mid)[0];
+    let rid = myid(&nodes[r]);
+    let m_slots = slots(&nodes[m], &mid);
+    let other = (0..6)
+        .find(|&i| i != m && role(&nodes[i]) == "master")
+        .unwrap();
+    // The replica restarts unable to authenticate to its master: it never
+    // takes the stream again (Redis's repl_down_since stays 0), so with a
+    // validity factor its data is too old to fail over.
+    nodes[r].kill();
+    let args: Vec<&str> = node_args(&dirs[r])
+        .into_iter()
+        .chain([
+            "--masterauth",
+            "wrong",
+            "--cluster-replica-validity-factor",
+            "1",
+        ])
+        .collect();
+    nodes[r] = Server::slotd_cluster_at(nodes[r].port(), &args);
+    wait_for(20, "the replica failing to authenticate", || {
+        nodes[r].log().contains("Unable to AUTH to MASTER: ")
+    });
+    nodes[m].kill();
+    wait_for(20, "the master failed", || {
+        flags(&nodes[other], &mid) == "master,fail"
+    });
+    // Redis logs why only once the master has been failing for T + 5 s.
+    wait_for(20, "the reason logged", || {
+        nodes[r].log().contains("Disconnected from master for longer than allowed. Please check the 'cluster-replica-validity-factor' configuration option.")
+    });
+    assert!(!nodes[r].log().contains("Starting a failover election"));
+    assert_eq!(role(&nodes[r]), "slave");
+    assert_eq!(tests::cluster::info(&nodes[other], "cluster_state"), "fail");
+    // Factor 0: a replica always tries.
+    assert_eq!(
+        nodes[r]
+            .cli(&["config", "set", "cluster-replica-validity-factor", "0"])
+            .trim(),
+        "OK"
+    );
+    wait_for(20, "the promotion", || {
+        slots(&nodes[other], &rid) == m_slots && role(&nodes[r]) == "master"
+    });
+    assert!(nodes[r]
+        .log()
+        .contains("Failover election won: I'm the new master."));
+}
+
+#[test]
 fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
     let _serial = serial();
     let (nodes, _dirs) = cluster("failover-t14", 6);

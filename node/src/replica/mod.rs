@@ -598,13 +598,17 @@ impl LinkCtx {
                     ));
                     self.follow(&mut replica, sock, &mut feed, start);
                     replica.closed();
-                    if !self.stop.load(Ordering::SeqCst) {
-                        self.shared.master_link_up.store(false, Ordering::SeqCst);
-                    }
+                    // As Redis's `repl_down_since`: set when a link that
+                    // carried the stream goes down, not at each failed
+                    // attempt after (an election reads the age).
+                    let was_up = !self.stop.load(Ordering::SeqCst)
+                        && self.shared.master_link_up.swap(false, Ordering::SeqCst);
                     self.status(|s| {
                         s.state = LinkState::Connect;
                         s.last_io_ms = 0;
-                        s.down_since_ms = crate::shared::now_ms();
+                        if was_up {
+                            s.down_since_ms = crate::shared::now_ms();
+                        }
                     });
                 }
                 Err(e) => {
