@@ -124,6 +124,36 @@ fn fresh_dirs(name: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The first master of a cluster made by [`cluster`], its replica (the
+/// first, by their own views), the master's slots, and another master.
+struct Shard {
+    m: usize,
+    mid: String,
+    r: usize,
+    rid: String,
+    m_slots: String,
+    other: usize,
+}
+
+fn first_shard(nodes: &[Server]) -> Shard {
+    let m = (0..nodes.len())
+        .find(|&i| role(&nodes[i]) == "master")
+        .unwrap();
+    let mid = myid(&nodes[m]);
+    let r = replicas_of(nodes, &mid)[0];
+    let other = (0..nodes.len())
+        .find(|&i| i != m && role(&nodes[i]) == "master")
+        .unwrap();
+    Shard {
+        rid: myid(&nodes[r]),
+        m_slots: slots(&nodes[m], &mid),
+        m,
+        mid,
+        r,
+        other,
+    }
+}
+
 /// The master node `id` replicates, in its own CLUSTER NODES line.
 fn master_id(s: &Server) -> String {
     let id = myid(s);
@@ -149,11 +179,14 @@ fn config_epoch(s: &Server, id: &str) -> u64 {
 fn t5_a_replica_takes_over_a_killed_master_and_the_master_returns_as_its_replica() {
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-t5", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
-    let m_slots = slots(&nodes[m], &mid);
+    let Shard {
+        m,
+        mid,
+        r,
+        rid,
+        m_slots,
+        ..
+    } = first_shard(&nodes);
     // Writes acknowledged by the master, and replicated before the crash.
     let key = key_on(&nodes[m], "k");
     for i in 0..200 {
@@ -345,10 +378,7 @@ fn t6_of_two_replicas_one_wins_and_the_other_follows_it_partially() {
 fn t7_a_master_and_its_replica_down_take_the_cluster_down_until_they_return() {
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-t7", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
+    let Shard { m, mid, r, rid, .. } = first_shard(&nodes);
     let key = key_on(&nodes[m], "t7-");
     let m_slots = slots(&nodes[m], &mid);
     nodes[m].kill();
@@ -609,13 +639,9 @@ fn elections_work_between_slotd_and_redis_server_both_ways() {
 fn t4_a_replica_restarted_resumes_with_a_partial_resync() {
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-t4", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
-    let other = (0..6)
-        .find(|&i| i != m && role(&nodes[i]) == "master")
-        .unwrap();
+    let Shard {
+        m, r, rid, other, ..
+    } = first_shard(&nodes);
     let key = key_on(&nodes[m], "t4-");
     nodes[m].cli(&["set", &key, "0"]);
     for _ in 0..100 {
@@ -708,11 +734,14 @@ fn t13_a_master_crashes_while_a_client_reads_and_writes() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-t13", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
-    let m_slots = slots(&nodes[m], &mid);
+    let Shard {
+        m,
+        mid,
+        r,
+        rid,
+        m_slots,
+        ..
+    } = first_shard(&nodes);
     let epoch_before = config_epoch(&nodes[r], &mid);
     let seeds: Vec<String> = (0..6)
         .filter(|&i| i != m)
@@ -851,14 +880,14 @@ fn t13_a_master_crashes_while_a_client_reads_and_writes() {
 fn t15_a_replica_without_its_master_for_too_long_starts_no_election_unless_the_factor_is_0() {
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-t15v", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
-    let m_slots = slots(&nodes[m], &mid);
-    let other = (0..6)
-        .find(|&i| i != m && role(&nodes[i]) == "master")
-        .unwrap();
+    let Shard {
+        m,
+        mid,
+        r,
+        rid,
+        m_slots,
+        other,
+    } = first_shard(&nodes);
     // The replica restarts unable to authenticate to its master: it never
     // takes the stream again (Redis's repl_down_since stays 0), so with a
     // validity factor its data is too old to fail over.
@@ -906,10 +935,7 @@ fn t15_a_replica_without_its_master_for_too_long_starts_no_election_unless_the_f
 fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
     let _serial = serial();
     let (nodes, _dirs) = cluster("failover-t14", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
+    let Shard { m, r, rid, .. } = first_shard(&nodes);
     let key = key_on(&nodes[m], "t14-");
     nodes[m].cli(&["set", &key, "0"]);
     // A client increments a counter on the master as fast as it can and
@@ -997,14 +1023,14 @@ fn t14_manual_failover_pauses_the_master_and_loses_no_acknowledged_write() {
 fn replica_no_failover_waits_for_force_and_takeover_needs_no_votes() {
     let _serial = serial();
     let (mut nodes, dirs) = cluster("failover-force", 6);
-    let m = (0..6).find(|&i| role(&nodes[i]) == "master").unwrap();
-    let mid = myid(&nodes[m]);
-    let r = replicas_of(&nodes, &mid)[0];
-    let rid = myid(&nodes[r]);
-    let m_slots = slots(&nodes[m], &mid);
-    let other = (0..6)
-        .find(|&i| i != m && role(&nodes[i]) == "master")
-        .unwrap();
+    let Shard {
+        m,
+        mid,
+        r,
+        rid,
+        m_slots,
+        other,
+    } = first_shard(&nodes);
     assert_eq!(
         nodes[r]
             .cli(&["config", "set", "cluster-replica-no-failover", "yes"])
