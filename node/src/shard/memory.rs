@@ -70,6 +70,9 @@ impl Shard {
         if used_memory() <= max {
             return Memory::Ok;
         }
+        if room == 0 && self.ask_richer_cores() {
+            return Memory::Evicting;
+        }
         let start = std::time::Instant::now();
         let limit = time_limit_us(self.settings.eviction_tenacity);
         let mut evicted = 0u64;
@@ -115,6 +118,33 @@ impl Shard {
     pub(super) fn refuse_for_memory(&mut self, spec: &engine::cmd::Spec) -> Option<Reply> {
         let full = self.perform_evictions() == Memory::Full;
         (full && spec.has(engine::cmd::flags::DENYOOM)).then(|| Reply::err(OOM))
+    }
+
+    /// Keeps the cores' datasets level: a core holding clearly fewer
+    /// evictable keys than the mean (under 15/16 of it) leaves the eviction
+    /// to the cores above the mean, asking each of them once, and answers
+    /// whether it did. Without this rule the core that happens to check
+    /// first evicts its own keys every time, one core's dataset shrinks as
+    /// another's grows, and the shrinking core's heap keeps the pages its
+    /// evictions emptied only in part: RSS crept 27% above `used_memory`
+    /// after 20x maxmemory was written over 2 cores. A room for a copy
+    /// (see [`Shard::make_room`]) is always made here, at once.
+    fn ask_richer_cores(&self) -> bool {
+        self.publish_evictable();
+        let counts: Vec<u64> = (0..self.cores)
+            .map(|c| self.shared.evictable[c].load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let cores = self.cores as u64;
+        if counts[self.id] * cores * 16 >= total * 15 {
+            return false;
+        }
+        for (c, &n) in counts.iter().enumerate() {
+            if n * cores > total && !self.shared.evict_asked[c].swap(true, Ordering::AcqRel) {
+                self.rpc.tell(c, Request::Admin(AdminQuery::Evict));
+            }
+        }
+        true
     }
 
     /// Another core asked this one to evict.
