@@ -140,7 +140,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
         test("requirepass_gates_every_command_but_auth"),
     ),
     ("maxclients", test("maxclients_refuses_extra_clients")),
-    ("maxmemory", test("maxmemory_bounds_memory_under_a_3x_load")),
+    ("maxmemory", test("maxmemory_bounds_memory_under_a_6x_load")),
     (
         "maxmemory-policy",
         test("each_policy_evicts_its_own_victims"),
