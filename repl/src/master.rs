@@ -79,6 +79,10 @@ pub enum ReplState {
     SendBulk,
     /// `online`: the command stream flows.
     Online,
+    /// A replica that asked for the RDB only (`REPLCONF rdb-only 1`, as
+    /// `redis-cli --rdb` does) got it whole: it takes no stream and is
+    /// closed once its output is written (INFO leaves it out, as Redis).
+    RdbTransmitted,
 }
 
 impl ReplState {
@@ -87,6 +91,7 @@ impl ReplState {
             ReplState::WaitBgsave => "wait_bgsave",
             ReplState::SendBulk => "send_bulk",
             ReplState::Online => "online",
+            ReplState::RdbTransmitted => "",
         }
     }
 }
@@ -129,6 +134,8 @@ struct Slave {
     start_on_ack: bool,
     /// The RDB transfer started; `Some(true)` when diskless.
     diskless: Option<bool>,
+    /// `REPLCONF rdb-only 1`: the RDB and nothing after it.
+    rdb_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +146,7 @@ struct Conn {
     addr: Option<String>,
     capa_eof: bool,
     capa_psync2: bool,
+    rdb_only: bool,
     slave: Option<Slave>,
 }
 
@@ -294,6 +302,7 @@ impl Master {
                     addr: None,
                     capa_eof: false,
                     capa_psync2: false,
+                    rdb_only: false,
                     slave: None,
                 });
                 self.conns.len() - 1
@@ -433,6 +442,12 @@ impl Master {
                 return Vec::new();
             } else if opt.eq_ignore_ascii_case(b"getack") {
                 return Vec::new();
+            } else if opt.eq_ignore_ascii_case(b"rdb-only") {
+                match parse_ll(val) {
+                    Some(v @ 0..=1) => c.rdb_only = v == 1,
+                    Some(_) => return err("value is out of range, value must between 0 and 1"),
+                    None => return err("value is not an integer or out of range"),
+                }
             } else {
                 return err(&format!("Unrecognized REPLCONF option: {}", text(opt)));
             }
@@ -512,6 +527,7 @@ impl Master {
         self.next_seq += 1;
         let c = self.conn(conn, peer_ip);
         let eof = c.capa_eof;
+        let rdb_only = c.rdb_only;
         c.slave = Some(Slave {
             seq,
             state: ReplState::WaitBgsave,
@@ -521,6 +537,7 @@ impl Master {
             sent: 0,
             start_on_ack: false,
             diskless: None,
+            rdb_only,
         });
         if self.backlog.is_none() && self.replica_count() == 1 {
             self.replid = fresh;
@@ -595,6 +612,11 @@ impl Master {
         let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) else {
             return false;
         };
+        if c.rdb_only {
+            // Redis lets such a replica continue, and it never gets the
+            // stream it was promised: it wants a full RDB, so it gets one.
+            return false;
+        }
         let line = if c.capa_psync2 {
             format!("+CONTINUE {replid}\r\n")
         } else {
@@ -609,6 +631,7 @@ impl Master {
             sent: offset,
             start_on_ack: false,
             diskless: None,
+            rdb_only: false,
         });
         out.push(Out::Send(conn, line.into_bytes()));
         out.push(Out::Log(format!(
@@ -642,9 +665,20 @@ impl Master {
             return out;
         };
         let name = c.name();
-        let Some(s) = c.slave.as_mut().filter(|s| s.state != ReplState::Online) else {
+        let Some(s) = c
+            .slave
+            .as_mut()
+            .filter(|s| matches!(s.state, ReplState::WaitBgsave | ReplState::SendBulk))
+        else {
             return out;
         };
+        if s.rdb_only {
+            s.state = ReplState::RdbTransmitted;
+            out.push(Out::Log(format!(
+                "RDB transfer completed, rdb only replica ({name}) should be disconnected asap"
+            )));
+            return out;
+        }
         let diskless = s.diskless == Some(true);
         if diskless {
             out.push(Out::Log(format!("Streamed RDB transfer with replica {name} succeeded (socket). Waiting for REPLCONF ACK from slave to enable streaming")));
@@ -677,7 +711,7 @@ impl Master {
         let first = self.backlog.as_ref().map(|b| b.first_byte_offset());
         let sent = self
             .slaves()
-            .find(|(c, _)| c.id == conn)
+            .find(|(c, s)| c.id == conn && !s.rdb_only)
             .map(|(_, s)| s.sent);
         match (first, sent) {
             (Some(first), Some(sent)) => sent >= first,
@@ -702,7 +736,7 @@ impl Master {
         else {
             return true;
         };
-        if s.sent > b.master_repl_offset() {
+        if s.rdb_only || s.sent > b.master_repl_offset() {
             return true;
         }
         match b.read_from(s.sent) {
@@ -724,6 +758,13 @@ impl Master {
             .find(|c| c.id == conn)
             .and_then(|c| c.slave.as_ref())
             .is_some_and(|s| s.state == ReplState::Online && !s.start_on_ack)
+    }
+
+    /// Whether `conn` is an rdb-only replica that got its whole RDB: the
+    /// driver closes it once its output is written.
+    pub fn rdb_transmitted(&self, conn: ConnId) -> bool {
+        self.replica(conn)
+            .is_some_and(|(state, _)| state == ReplState::RdbTransmitted)
     }
 
     /// The connection is gone. Returns Redis's log line when it was a
@@ -790,7 +831,10 @@ impl Master {
         }
         let mut slaves: Vec<(&Conn, &Slave)> = self.slaves().collect();
         slaves.sort_by_key(|(_, sl)| sl.seq);
-        for (i, (c, sl)) in slaves.iter().enumerate() {
+        let listed = slaves
+            .iter()
+            .filter(|(_, sl)| sl.state != ReplState::RdbTransmitted);
+        for (i, (c, sl)) in listed.enumerate() {
             let lag = if sl.state == ReplState::Online {
                 (now / 1000) as i64 - (sl.ack_time / 1000) as i64
             } else {

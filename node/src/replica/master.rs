@@ -585,7 +585,7 @@ impl MasterThread {
     }
 
     /// Writes what `conn` owes (and RDB bytes when its output is empty);
-    /// false when the socket failed.
+    /// false when the socket failed or an rdb-only replica is done.
     fn write(&mut self, conn: u64) -> bool {
         let now = self.now();
         let Some(s) = self.socks.get_mut(&conn) else {
@@ -600,7 +600,8 @@ impl MasterThread {
                 s.sent = 0;
                 let mut chunk = vec![0u8; 256 * 1024];
                 match s.rdb.as_mut() {
-                    None => return true,
+                    // An rdb-only replica is closed once its RDB is out.
+                    None => return !self.master.rdb_transmitted(conn),
                     Some(Sending::File(_, 0)) => {
                         s.rdb = None;
                         log_outs(self.master.rdb_done(conn, now));

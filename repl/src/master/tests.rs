@@ -280,6 +280,56 @@ fn replconf_options() {
 }
 
 #[test]
+fn an_rdb_only_replica_gets_the_rdb_and_nothing_after() {
+    let mut m = Master::new(*ID, MasterConfig::default());
+    assert_eq!(
+        replconf(&mut m, 1, &["REPLCONF", "rdb-only", "2"], 0),
+        "-ERR value is out of range, value must between 0 and 1\r\n"
+    );
+    assert_eq!(
+        replconf(&mut m, 1, &["REPLCONF", "rdb-only", "x"], 0),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        replconf(&mut m, 1, &["REPLCONF", "rdb-only", "1"], 0),
+        "+OK\r\n"
+    );
+    with_replica(&mut m, 2, 0);
+    let out = sync(&mut m, 1, &["SYNC"], 0);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Out::FullResync { conn: 1, .. })));
+    m.feed(&cmd(&["SET", "k", "v"]));
+    m.rdb_transfer(1, false);
+    let done = m.rdb_done(1, 0);
+    assert_eq!(
+        logs(&done),
+        ["RDB transfer completed, rdb only replica (127.0.0.1:<unknown-replica-port>) should be disconnected asap"]
+    );
+    assert!(m.rdb_transmitted(1) && !m.rdb_transmitted(2));
+    // No stream for it, however far the master goes, and INFO leaves it
+    // out (the other replica stays slave0).
+    let mut got = Vec::new();
+    assert!(m.output(1, &mut got) && got.is_empty());
+    for _ in 0..10_000 {
+        m.feed(&cmd(&["SET", "k", "v"]));
+    }
+    assert!(m.output(1, &mut got) && got.is_empty());
+    let info = m.info(0);
+    assert!(
+        info.contains("slave0:") && !info.contains("slave1:"),
+        "{info}"
+    );
+    // Off again: the next replica on that connection is an ordinary one.
+    replconf(&mut m, 3, &["REPLCONF", "rdb-only", "1"], 0);
+    replconf(&mut m, 3, &["REPLCONF", "rdb-only", "0"], 0);
+    sync(&mut m, 3, &["SYNC"], 0);
+    m.rdb_transfer(3, false);
+    m.rdb_done(3, 0);
+    assert_eq!(m.replica(3).map(|r| r.0), Some(ReplState::Online));
+}
+
+#[test]
 fn stream_output_waits_for_the_first_ack_after_a_diskless_rdb() {
     let mut m = Master::new(*ID, MasterConfig::default());
     replconf(&mut m, 1, &["REPLCONF", "capa", "eof"], 0);
