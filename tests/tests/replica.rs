@@ -846,3 +846,128 @@ fn t17_psync_continues_with_exactly_the_missing_bytes_or_resyncs_fully() {
     }
     assert_eq!(seen[..2], seen[2..], "sync_partial_ok/err: redis, slotd");
 }
+
+/// `redis-cli --rdb`, the backup operators take from a running server: it
+/// says `REPLCONF rdb-only 1` then SYNC, so the master sends the RDB and
+/// then closes the link, streaming nothing after it. Disk-backed and
+/// diskless; the file loads into redis-server with the master's data.
+#[test]
+fn redis_cli_rdb_takes_a_backup_and_the_master_lets_it_go() {
+    let m = Server::slotd(&DEBUG);
+    load(&m, "b");
+    let want = digest(&m);
+    for diskless in ["no", "yes"] {
+        m.cli(&["config", "set", "repl-diskless-sync", diskless]);
+        m.cli(&["config", "set", "repl-diskless-sync-delay", "0"]);
+        let dir = tests::fresh_dir("rdbonly", diskless);
+        let file = dir.join("backup.rdb");
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &m.port().to_string(), "--rdb"])
+            .arg(&file)
+            .output()
+            .expect("redis-cli");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "diskless {diskless}: {said}");
+        assert!(said.contains("Transfer finished with success"), "{said}");
+        assert!(!said.contains("error"), "diskless {diskless}: {said}");
+        // The master closed it: no replica left, and Redis's log line.
+        wait_for(10, "the rdb-only replica to be let go", || {
+            info(&m, "connected_slaves") == "0"
+        });
+        let log = m.log();
+        let done = log
+            .matches("RDB transfer completed, rdb only replica (")
+            .count();
+        assert_eq!(done, if diskless == "no" { 1 } else { 2 }, "{log}");
+        let r = Server::redis(&[
+            "--dir",
+            &dir.to_string_lossy(),
+            "--dbfilename",
+            "backup.rdb",
+            "--enable-debug-command",
+            "yes",
+        ]);
+        assert_eq!(digest(&r), want, "diskless {diskless}");
+    }
+}
+
+/// A replica killed with SIGKILL continues with a partial
+/// resynchronization from its last snapshot, as Redis's does: the
+/// snapshot records where the master's stream was (the link holds still
+/// while the cores start their images). Taken while the master writes
+/// increments (some in MULTI/EXEC) over both cores: a position off by
+/// one command would show in the digest after the restart.
+#[test]
+fn a_replica_killed_continues_partially_from_its_last_snapshot() {
+    let master = Server::redis(&DEBUG);
+    let port = master.port().to_string();
+    let dir = tests::fresh_dir("replica-kill", "r");
+    let dir = dir.to_string_lossy().into_owned();
+    let args = [
+        &DEBUG[..],
+        &[
+            "--shards",
+            "2",
+            "--dir",
+            &dir,
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    ]
+    .concat();
+    let mut replica = Server::slotd(&args);
+    caught_up(&master, &replica);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, port) = (stop.clone(), master.port());
+        std::thread::spawn(move || {
+            let mut c = tests::RawConn::connect(port).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = format!("c{}", i % 64);
+                if i.is_multiple_of(7) {
+                    c.cmd_str(&["multi"]);
+                    c.cmd_str(&["incr", &k]);
+                    c.cmd_str(&["incr", "in-multi"]);
+                    c.cmd_str(&["exec"]);
+                } else {
+                    c.cmd_str(&["incr", &k]);
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let saves = |s: &Server| tests::info_field(s, "persistence", "rdb_saves");
+    assert_eq!(replica.cli(&["bgsave"]).trim(), "Background saving started");
+    wait_for(20, "the replica's snapshot", || saves(&replica) == "1");
+    assert_eq!(
+        tests::info_field(&replica, "persistence", "rdb_last_bgsave_status"),
+        "ok"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 100, "{written} writes");
+    let full_before = tests::info_field(&master, "stats", "sync_full");
+    replica.kill();
+    let mut m = master.raw();
+    for i in 0..50 {
+        m.cmd_str(&["incr", &format!("c{i}")]);
+    }
+    let replica = Server::slotd_at(replica.port(), &args);
+    caught_up(&master, &replica);
+    let log = replica.log();
+    assert!(
+        log.contains("Trying a partial resynchronization (request ")
+            && log.contains("Successful partial resynchronization with master."),
+        "{log}"
+    );
+    assert_eq!(
+        tests::info_field(&master, "stats", "sync_full"),
+        full_before
+    );
+}

@@ -168,6 +168,7 @@ impl Ctx {
                 &self.persist,
                 &self.mesh,
                 crate::config::REDIS_VERSION,
+                None,
             ) {
                 Ok(job) => return persist::Outcome { job, core: self.me }.await,
                 Err(()) => self.finish_job().await?,

@@ -131,6 +131,7 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
                             &persist,
                             &mesh,
                             crate::config::REDIS_VERSION,
+                            None,
                         )
                         .ok()
                         .map(|job| (job, Rdb::File(path))),

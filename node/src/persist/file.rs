@@ -129,7 +129,7 @@ fn write_body<W: Write>(
             .to_string()
             .as_bytes(),
     );
-    if let Some(r) = &job.repl {
+    if let Some(r) = job.repl.get() {
         rdb::write::aux(&mut head, "repl-stream-db", r.db.to_string().as_bytes());
         rdb::write::aux(&mut head, "repl-id", r.replid.as_bytes());
         rdb::write::aux(&mut head, "repl-offset", r.offset.to_string().as_bytes());

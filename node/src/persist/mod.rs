@@ -216,6 +216,8 @@ struct Chunks {
     pending: Vec<usize>,
     finished: Vec<bool>,
     dirty_at_start: Vec<u64>,
+    /// The cores that started their image.
+    started: Vec<bool>,
     /// The outcome, once the file is written (or failed).
     result: Option<Result<(), String>>,
     /// Tasks waiting for the outcome (SAVE, SHUTDOWN, DEBUG RELOAD).
@@ -236,15 +238,50 @@ pub struct Job {
     /// instant of its image.
     pub aof_seq: Option<u64>,
     /// The replication stream's position the image holds, if exactly
-    /// known ([`start_final`]).
-    pub repl: Option<repl::Resume>,
+    /// known: a replica's final save ([`start_final`]), or a replica's
+    /// snapshot taken while its link was held still ([`StreamHold`]).
+    pub repl: std::sync::OnceLock<repl::Resume>,
 }
+
+/// A replica's link, held still while the cores start a snapshot's
+/// images, so that the file records exactly where the master's stream
+/// was (Redis's `repl-id`, `repl-offset`, `repl-stream-db`) and a replica
+/// restarted from it, even after a crash, continues with a partial
+/// resynchronization. Implemented by the replication link.
+pub trait StreamHold: Send + Sync {
+    /// Stops handing the master's commands to the master client once
+    /// those handed are run, and answers where the data then stands
+    /// (`None`: no stream to hold, nothing held).
+    fn hold(&self) -> Option<repl::Resume>;
+    /// Lets the stream flow again.
+    fn release(&self);
+}
+
+/// How long the writer waits for every core to start its image while a
+/// replica's stream is held.
+const HOLD_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Job {
     /// Core `core` started its image with `dirty` changes counted.
     pub fn started(&self, core: usize, dirty: u64) {
         if let Ok(mut c) = self.chunks.lock() {
             c.dirty_at_start[core] = dirty;
+            c.started[core] = true;
+        }
+    }
+
+    /// Waits (at most `max`) until every core started its image.
+    fn wait_started(&self, max: std::time::Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while std::time::Instant::now() < deadline {
+            if self
+                .chunks
+                .lock()
+                .map_or(true, |c| c.started.iter().all(|&s| s))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 
@@ -344,14 +381,31 @@ pub const IN_PROGRESS: &str = "ERR Background save already in progress";
 
 /// Starts a snapshot of every core: returns its job, or `Err` when one is
 /// in progress. The cores see it on their next turn (each is woken); the
-/// writer thread writes the file as their records come.
+/// writer thread writes the file as their records come. With `hold` (a
+/// replica's link), the writer first holds the stream still, and the
+/// cores see the job once it is.
 pub fn start(
     shared: &Arc<Shared>,
     state: &Arc<State>,
     mesh: &Arc<Mesh>,
     redis_ver: &'static str,
+    hold: Option<Arc<dyn StreamHold>>,
 ) -> Result<Arc<Job>, ()> {
-    start_job(shared, state, mesh, redis_ver, false, None, None)
+    start_job(
+        shared,
+        state,
+        mesh,
+        redis_ver,
+        false,
+        None,
+        Start::Hold(hold),
+    )
+}
+
+/// Where the replication position a file records comes from.
+enum Start {
+    Known(Option<repl::Resume>),
+    Hold(Option<Arc<dyn StreamHold>>),
 }
 
 /// Starts the snapshot saved before exiting. A replica whose link ended
@@ -372,7 +426,7 @@ pub fn start_final(
         crate::config::REDIS_VERSION,
         false,
         None,
-        repl,
+        Start::Known(repl),
     )
 }
 
@@ -391,7 +445,7 @@ pub fn start_stream(
         crate::config::REDIS_VERSION,
         false,
         Some(out),
-        None,
+        Start::Known(None),
     )
 }
 
@@ -424,7 +478,7 @@ pub fn start_rewrite(
         crate::config::REDIS_VERSION,
         true,
         None,
-        None,
+        Start::Known(None),
     )
     .map(Some)
     .map_err(|()| "ERR Background append only file rewriting already in progress".into())
@@ -437,7 +491,7 @@ fn start_job(
     redis_ver: &'static str,
     rewrite: bool,
     stream: Option<std::fs::File>,
-    repl: Option<repl::Resume>,
+    from: Start,
 ) -> Result<Arc<Job>, ()> {
     if state.in_progress.swap(true, Ordering::SeqCst) {
         return Err(());
@@ -479,6 +533,7 @@ fn start_job(
             pending: vec![0; cores],
             finished: vec![false; cores],
             dirty_at_start: vec![0; cores],
+            started: vec![false; cores],
             result: None,
             waiters: Vec::new(),
         }),
@@ -486,18 +541,25 @@ fn start_job(
         form,
         prelude: state.aof.base_timestamp(),
         aof_seq,
-        repl,
+        repl: std::sync::OnceLock::new(),
     });
     let now = now_ms();
     state.current_start_ms.store(now, Ordering::Relaxed);
     state.last_try_s.store(now / 1000, Ordering::Relaxed);
-    if let Ok(mut j) = state.job.lock() {
-        *j = Some(job.clone());
-    }
-    state.epoch.fetch_add(1, Ordering::SeqCst);
-    for c in 0..cores {
-        mesh.send(c, Msg::Wake);
-    }
+    let hold = match from {
+        Start::Known(repl) => {
+            if let Some(r) = repl {
+                let _ = job.repl.set(r);
+            }
+            publish(state, mesh, &job);
+            None
+        }
+        Start::Hold(None) => {
+            publish(state, mesh, &job);
+            None
+        }
+        Start::Hold(Some(h)) => Some(h),
+    };
     let (state2, mesh2, job2, shared2) = (state.clone(), mesh.clone(), job.clone(), shared.clone());
     let spawned = std::thread::Builder::new()
         .name("rdb-save".into())
@@ -507,6 +569,14 @@ fn start_job(
             // lags: `CORE_BUDGET`).
             // SAFETY: setpriority on this thread (who = 0) only.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            if let Some(h) = hold {
+                if let Some(r) = h.hold() {
+                    let _ = job2.repl.set(r);
+                }
+                publish(&state2, &mesh2, &job2);
+                job2.wait_started(HOLD_MAX);
+                h.release();
+            }
             state2.aof.job_started();
             if let Some(out) = stream {
                 let r = file::write_stream(&job2, &mesh2, &shared2, out, checksum, redis_ver);
@@ -546,6 +616,17 @@ fn start_job(
         );
     }
     Ok(job)
+}
+
+/// Shows the cores `job`: each starts its image on its next turn.
+fn publish(state: &State, mesh: &Mesh, job: &Arc<Job>) {
+    if let Ok(mut j) = state.job.lock() {
+        *j = Some(job.clone());
+    }
+    state.epoch.fetch_add(1, Ordering::SeqCst);
+    for c in 0..mesh.cores() {
+        mesh.send(c, Msg::Wake);
+    }
 }
 
 /// Records a rewrite's outcome, as Redis's `backgroundRewriteDoneHandler`.

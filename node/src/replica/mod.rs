@@ -34,7 +34,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,29 @@ pub(crate) fn random_id() -> String {
         .collect()
 }
 
+/// A snapshot's request to hold the stream still (see
+/// [`crate::persist::StreamHold`]), shared by the node and its links.
+#[derive(Default)]
+struct Hold {
+    /// Looked at by the link thread each turn.
+    asked: AtomicBool,
+    state: Mutex<HoldState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct HoldState {
+    asked: bool,
+    /// The link's answer: where the data stands (`Some(None)`: it could
+    /// not say).
+    answer: Option<Option<Resume>>,
+}
+
+/// How long a snapshot waits for the link to hold still, and the link
+/// for the snapshot to let it go.
+const HOLD_WAIT: Duration = Duration::from_secs(1);
+const HOLD_MAX: Duration = Duration::from_secs(3);
+
 struct Link {
     host: String,
     port: u16,
@@ -145,6 +168,7 @@ pub struct Replication {
     /// ended for it followed, in case the shutdown fails.
     ending: AtomicBool,
     ended: Mutex<Option<(String, u16)>>,
+    hold: Arc<Hold>,
 }
 
 impl Replication {
@@ -158,6 +182,7 @@ impl Replication {
             jobs: Mutex::new(Vec::new()),
             ending: AtomicBool::new(false),
             ended: Mutex::new(None),
+            hold: Arc::new(Hold::default()),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -310,6 +335,7 @@ impl Replication {
             status: self.status.clone(),
             stop: stop.clone(),
             drain: drain.clone(),
+            hold: self.hold.clone(),
             // A master's own history is newer than what was cached when it
             // became one.
             resume: {
@@ -534,6 +560,7 @@ struct LinkCtx {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
+    hold: Arc<Hold>,
     resume: Option<Resume>,
 }
 
@@ -794,6 +821,9 @@ impl LinkCtx {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            if self.hold.asked.load(Ordering::SeqCst) {
+                self.held(replica, feed);
+            }
             if let Some(f) = feed.as_mut() {
                 f.pump();
             }
@@ -871,6 +901,45 @@ impl LinkCtx {
                 s.repl_offset = off;
             }
         });
+    }
+
+    /// A snapshot asked to hold the stream still: once the master client
+    /// has run everything it was handed, answers where the data stands and
+    /// hands it nothing more until the snapshot lets go (at most
+    /// `HOLD_MAX`; the master's bytes wait in the socket meanwhile).
+    fn held(&self, replica: &Replica, feed: &mut Option<Feed>) {
+        let up = self.shared.master_link_up.load(Ordering::SeqCst);
+        let drained = up && feed.as_mut().is_some_and(|f| f.drain(&self.shared));
+        let at = drained.then(|| replica.resume_point()).flatten();
+        if let Some(r) = &at {
+            self.status(|s| {
+                s.offset = r.offset;
+                s.repl_offset = r.offset;
+            });
+        }
+        let Ok(mut st) = self.hold.state.lock() else {
+            return;
+        };
+        if !st.asked {
+            return;
+        }
+        st.answer = Some(at);
+        self.hold.changed.notify_all();
+        let deadline = Instant::now() + HOLD_MAX;
+        while st.asked && !self.stop.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = match self
+                .hold
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(100)))
+            {
+                Ok((st, _)) => st,
+                Err(_) => return,
+            };
+        }
     }
 
     /// `slave_repl_offset` (and the node's `master_repl_offset`): the
@@ -1092,6 +1161,43 @@ impl Feed {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl crate::persist::StreamHold for Replication {
+    fn hold(&self) -> Option<Resume> {
+        if !self.shared.master_link_up.load(Ordering::SeqCst) {
+            return None;
+        }
+        let h = &self.hold;
+        let mut st = h.state.lock().ok()?;
+        st.asked = true;
+        st.answer = None;
+        h.asked.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + HOLD_WAIT;
+        while st.answer.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = h.changed.wait_timeout(st, left).ok()?.0;
+        }
+        let answer = st.answer.take();
+        if answer.is_none() {
+            // The link did not come to it: it must not hold later.
+            st.asked = false;
+            h.asked.store(false, Ordering::SeqCst);
+        }
+        answer.flatten()
+    }
+
+    fn release(&self) {
+        if let Ok(mut st) = self.hold.state.lock() {
+            st.asked = false;
+            st.answer = None;
+        }
+        self.hold.asked.store(false, Ordering::SeqCst);
+        self.hold.changed.notify_all();
     }
 }
 

@@ -153,13 +153,20 @@ impl Shard {
         persist::Rules::parse(&text)
     }
 
-    /// Starts a background save (`Err` when one runs).
+    /// Starts a background save (`Err` when one runs). On a replica the
+    /// link holds still while the cores start their images, so the file
+    /// records where the master's stream was.
     pub fn background_save(&mut self) -> Result<std::sync::Arc<persist::Job>, ()> {
+        let hold = self
+            .replication
+            .master_of()
+            .map(|_| self.replication.clone() as std::sync::Arc<dyn persist::StreamHold>);
         let r = persist::start(
             &self.shared,
             &self.persist,
             &self.mesh,
             crate::config::REDIS_VERSION,
+            hold,
         );
         if r.is_ok() {
             crate::log::notice(format_args!("Background saving started"));
