@@ -32,10 +32,19 @@
 #             DBSIZE reaches 0 (polled every 0.1 s, at most TTL_WAIT s),
 #             server CPU time meanwhile (cpu_ns of scripts/lib.sh: its
 #             threads' schedstat run time, else utime+stime) and RSS after
+#   evict     `--maxmemory EVICT_MB mb --maxmemory-policy allkeys-lru`, then
+#             EVICT_TIMES x that written as SETs of 1000 B values to
+#             distinct 16 B keys (streamed to redis-cli --pipe through a
+#             FIFO), while a python3 client reads INFO memory's used_memory
+#             every 10 ms on its own connection: the highest sample, and
+#             after the load used_memory, RSS growth over the fresh start
+#             and evicted_keys
 # Bars (printed with each ratio): every per-item row <= 1.0x redis-server;
 # strings <= 0.7x; 2 shards within 5% of 1 shard (ratio <= 1.05) on every
 # per-item row; bigvalue RSS <= 1.2x and time <= 1.5x; flush residue
-# <= 1.5x redis's; ttl time <= redis's with CPU <= redis's.
+# <= 1.5x redis's; ttl time <= redis's with CPU <= redis's; evict: no
+# used_memory sample above maxmemory, used_memory after >= 0.85x it, RSS
+# growth <= 1.1x it.
 # The markdown goes to stdout, bench/results/memory-<date>.md and
 # bench/results/memory-latest.md.
 #
@@ -44,6 +53,7 @@
 #   ROUNDS=1      runs per row and server (server order reversed every other
 #                 round); the report shows medians, every run in the details
 #   BIGVALUE_MB=200  CONNS=9000  TTL_WAIT=120  PIPE_TIMEOUT=600
+#   EVICT_MB=1024  EVICT_TIMES=3
 #   SLOTD_BIN     slotd binary (default: build and use target/release/slotd)
 #   SLOTD_COMMIT  commit to print for SLOTD_BIN (default: HEAD of the git tree
 #                 the binary lives in)
@@ -56,12 +66,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 
-ALL_ROWS="strings hashes sets zsets lists bighash bigset bigzset biglist bigvalue conns flush ttl"
+ALL_ROWS="strings hashes sets zsets lists bighash bigset bigzset biglist bigvalue conns flush ttl evict"
 ROWS="${ROWS:-$ALL_ROWS}"
 SHARDS="${SHARDS:-1 2}"
 BIGVALUE_MB="${BIGVALUE_MB:-200}"
 CONNS="${CONNS:-9000}"
 TTL_WAIT="${TTL_WAIT:-120}"
+EVICT_MB="${EVICT_MB:-1024}"
+EVICT_TIMES="${EVICT_TIMES:-3}"
 PIPE_TIMEOUT="${PIPE_TIMEOUT:-600}"
 ROUNDS="${ROUNDS:-1}"
 REDIS_BIN="${REDIS_BIN:-redis-server}"
@@ -111,6 +123,7 @@ for s in "${SERVERS[@]}"; do
 done
 
 SPID=""
+EXTRA_ARGS=() # per row
 start_server() { # server
     local s="$1" port logf
     port="$(port_of "$s")"
@@ -118,7 +131,8 @@ start_server() { # server
     if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
         die "port $port is already in use"
     fi
-    local args=(--port "$port" --bind 127.0.0.1 --save "" --appendonly no --maxclients 10000)
+    local args=(--port "$port" --bind 127.0.0.1 --save "" --appendonly no --maxclients 10000
+        ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"})
     if [ "$s" = redis ]; then
         "$REDIS_BIN" "${args[@]}" </dev/null >"$logf" 2>&1 &
     else
@@ -216,6 +230,10 @@ with open(path, "wb", buffering=1 << 20) as f:
             args += [b"%d" % j, fmt % j]
         for i in range(n):
             w(cmd(b"ZADD", key(i), *args))
+    elif mode == "evict":
+        v = b"x" * 1000
+        for i in range(arg):
+            w(cmd(b"SET", key(i), v))
     elif mode == "bigvalue":
         size = arg * 1024 * 1024
         w(b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n" % size)
@@ -252,6 +270,24 @@ for s in socks:
         sys.exit("unexpected reply %r" % buf)
 print("ready", flush=True)
 time.sleep(600)
+'
+
+# used_memory sampled every 10 ms until the file argv[2] exists; prints
+# the highest sample and the number of samples.
+SAMPLE_PY='
+import os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+top = n = 0
+while not os.path.exists(stop):
+    s.sendall(b"INFO memory\r\n")
+    size = int(f.readline()[1:])
+    for line in f.read(size + 2).split(b"\r\n"):
+        if line.startswith(b"used_memory:"):
+            top, n = max(top, int(line[12:])), n + 1
+    time.sleep(0.01)
+print(top, n)
 '
 
 # ---------------------------------------------------------------- rows
@@ -337,6 +373,35 @@ run_row() {
         put rss_kb "$after"
         put residue_kb $((after - before))
         ;;
+    evict)
+        before="$(rss_kb "$SPID")"
+        n=$((EVICT_TIMES * EVICT_MB * 1024 * 1024 / 1000))
+        rm -f "$WORK/sample.stop" "$WORK/evict.fifo"
+        python3 -c "$SAMPLE_PY" "$PORT" "$WORK/sample.stop" >"$WORK/sample.out" 2>&1 &
+        cpid=$!
+        PIDS+=("$cpid")
+        mkfifo "$WORK/evict.fifo"
+        gen evict "$WORK/evict.fifo" "$n" &
+        PIDS+=("$!")
+        secs="$(pipe "$WORK/evict.fifo" "$n")"
+        touch "$WORK/sample.stop"
+        wait "$cpid" || {
+            cat "$WORK/sample.out" >&2
+            die "$SERVER: the used_memory sampler failed"
+        }
+        sleep 0.5
+        after="$(rss_kb "$SPID")"
+        local top samples
+        read -r top samples <"$WORK/sample.out"
+        put base_kb "$before"
+        put rss_kb "$after"
+        put growth_kb $((after - before))
+        put load_s "$secs"
+        put top_used "$top"
+        put samples "$samples"
+        put used "$(cli info memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print $2 }')"
+        put evicted "$(cli info stats | tr -d '\r' | awk -F: '$1 == "evicted_keys" { print $2 }')"
+        ;;
     ttl)
         before="$(rss_kb "$SPID")"
         secs="$(pipe "$WORK/ttl.resp" 1000000)"
@@ -367,7 +432,11 @@ for ROW in $ROWS; do
     flush) f=strings ;;
     *) f="$ROW" ;;
     esac
-    if [ ! -s "$WORK/$f.resp" ] && [ "$ROW" != conns ]; then
+    EXTRA_ARGS=()
+    if [ "$ROW" = evict ]; then
+        EXTRA_ARGS=(--maxmemory "${EVICT_MB}mb" --maxmemory-policy allkeys-lru)
+    fi
+    if [ ! -s "$WORK/$f.resp" ] && [ "$ROW" != conns ] && [ "$ROW" != evict ]; then
         log "generate $f"
         gen "$f" "$WORK/$f.resp" "$BIGVALUE_MB"
     fi
@@ -514,6 +583,22 @@ SL=("${SERVERS[@]:1}")
                 re="$re $(verdict "$re" 1.0)" rc="$rc $(verdict "$rc" 1.0)"
             fi
             echo "| $s | $(get ttl "$s" load_s) | $e | $re | $c | $rc | $(mb "$(get ttl "$s" rss_kb)") | $(mb "$(get ttl "$s" base_kb)") |"
+        done
+        echo
+    fi
+    if has_row evict; then
+        max=$((EVICT_MB * 1024 * 1024))
+        echo "## Eviction: maxmemory ${EVICT_MB}mb, allkeys-lru, ${EVICT_TIMES}x that written"
+        echo
+        echo "1000 B values to distinct keys through redis-cli --pipe; used_memory sampled every 10 ms from another connection during the load; the rest read 0.5 s after it."
+        echo
+        echo "| server | load s | samples | highest used_memory / maxmemory (<= 1) | used_memory after / maxmemory (>= 0.85) | RSS growth / maxmemory (<= 1.1) | evicted keys |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        for s in "${SERVERS[@]}"; do
+            t="$(awk -v a="$(get evict "$s" top_used)" -v m="$max" 'BEGIN { printf "%.4f", a / m }')"
+            u="$(awk -v a="$(get evict "$s" used)" -v m="$max" 'BEGIN { printf "%.3f", a / m }')"
+            g="$(awk -v a="$(get evict "$s" growth_kb)" -v m="$max" 'BEGIN { printf "%.3f", a * 1024 / m }')"
+            echo "| $s | $(get evict "$s" load_s) | $(get evict "$s" samples) | $t $(verdict "$t" 1.0) | $u $(awk -v u="$u" 'BEGIN { print (u >= 0.85) ? "PASS" : "FAIL" }') | $g $(verdict "$g" 1.1) | $(get evict "$s" evicted) |"
         done
         echo
     fi
