@@ -653,30 +653,40 @@ fn min_replicas_to_write_refuses_writes_without_good_replicas() {
     assert_eq!(pair[0], pair[1]);
 }
 
+/// A redis-server master, and the arguments of a 2-shard slotd replica of
+/// it with its own `dir` (plus `extra`), to start and restart.
+fn master_and_replica_args(name: &str, extra: &[&str]) -> (Server, Vec<String>) {
+    let master = Server::redis(&DEBUG);
+    let dir = tests::fresh_dir(name, "r");
+    let mut args: Vec<String> = DEBUG.iter().map(|a| a.to_string()).collect();
+    args.extend(["--shards".into(), "2".into(), "--dir".into()]);
+    args.push(dir.to_string_lossy().into_owned());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(["--replicaof".into(), "127.0.0.1".into()]);
+    args.push(master.port().to_string());
+    (master, args)
+}
+
+/// The restarted `replica` caught up with `master` by a partial
+/// resynchronization: both log lines, no new full one.
+fn resumed_partially(master: &Server, replica: &Server, full_before: &str) {
+    caught_up(master, replica);
+    let log = replica.log();
+    assert!(
+        log.contains("Trying a partial resynchronization (request ")
+            && log.contains("Successful partial resynchronization with master."),
+        "{log}"
+    );
+    assert_eq!(tests::info_field(master, "stats", "sync_full"), full_before);
+}
+
 #[test]
 fn a_replica_shut_down_and_restarted_continues_partially_in_its_database() {
     // The master's stream stays in database 3 across the replica's
     // restart (Redis selects again only after a full resynchronization):
     // the replica must remember it, with the offset, in its final save.
-    let master = Server::redis(&DEBUG);
-    let port = master.port().to_string();
-    let dir = tests::fresh_dir("replica-restart", "r");
-    let dir = dir.to_string_lossy().into_owned();
-    let args = [
-        &DEBUG[..],
-        &[
-            "--shards",
-            "2",
-            "--dir",
-            &dir,
-            "--save",
-            "3600 1",
-            "--replicaof",
-            "127.0.0.1",
-            &port,
-        ],
-    ]
-    .concat();
+    let (master, args) = master_and_replica_args("replica-restart", &["--save", "3600 1"]);
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
     let mut replica = Server::slotd(&args);
     // After the full resynchronization the stream selects database 3 for
     // the first write, and never again.
@@ -703,17 +713,7 @@ fn a_replica_shut_down_and_restarted_continues_partially_in_its_database() {
     }
     m.cmd_str(&["incr", "k1"]);
     let replica = Server::slotd_at(replica.port(), &args);
-    caught_up(&master, &replica);
-    let log = replica.log();
-    assert!(
-        log.contains("Trying a partial resynchronization (request ")
-            && log.contains("Successful partial resynchronization with master."),
-        "{log}"
-    );
-    assert_eq!(
-        tests::info_field(&master, "stats", "sync_full"),
-        full_before
-    );
+    resumed_partially(&master, &replica, &full_before);
     assert_eq!(tests::info_field(&master, "stats", "sync_partial_ok"), "1");
     let mut c = replica.raw();
     c.cmd_str(&["select", "3"]);
@@ -900,23 +900,8 @@ fn redis_cli_rdb_takes_a_backup_and_the_master_lets_it_go() {
 /// one command would show in the digest after the restart.
 #[test]
 fn a_replica_killed_continues_partially_from_its_last_snapshot() {
-    let master = Server::redis(&DEBUG);
-    let port = master.port().to_string();
-    let dir = tests::fresh_dir("replica-kill", "r");
-    let dir = dir.to_string_lossy().into_owned();
-    let args = [
-        &DEBUG[..],
-        &[
-            "--shards",
-            "2",
-            "--dir",
-            &dir,
-            "--replicaof",
-            "127.0.0.1",
-            &port,
-        ],
-    ]
-    .concat();
+    let (master, args) = master_and_replica_args("replica-kill", &[]);
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
     let mut replica = Server::slotd(&args);
     caught_up(&master, &replica);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -959,15 +944,5 @@ fn a_replica_killed_continues_partially_from_its_last_snapshot() {
         m.cmd_str(&["incr", &format!("c{i}")]);
     }
     let replica = Server::slotd_at(replica.port(), &args);
-    caught_up(&master, &replica);
-    let log = replica.log();
-    assert!(
-        log.contains("Trying a partial resynchronization (request ")
-            && log.contains("Successful partial resynchronization with master."),
-        "{log}"
-    );
-    assert_eq!(
-        tests::info_field(&master, "stats", "sync_full"),
-        full_before
-    );
+    resumed_partially(&master, &replica, &full_before);
 }
