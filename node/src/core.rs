@@ -20,7 +20,9 @@
 //! state and command running in `shard`, a request's path in `commands`.
 
 use crate::commands;
-use crate::io::{net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, SEND_PIECES};
+use crate::io::{
+    net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, INPUT_AHEAD_MAX, SEND_PIECES,
+};
 use crate::log;
 use crate::mesh::{Mesh, Msg};
 use crate::persist::aof::Submit;
@@ -78,6 +80,8 @@ pub struct Core {
     cqes: Vec<(u64, i32, u32)>,
     /// Keys of this batch whose slot headers are being prefetched.
     ahead: Vec<(usize, engine::db::Ahead)>,
+    /// Connections whose receiving stopped (`Conn::recv_paused`).
+    paused: Vec<Key>,
     /// Cron periods, numbered, for counting active clients.
     period: u32,
     /// This period's clients that sent something, receives, and the
@@ -118,6 +122,7 @@ impl Core {
             cron_ts: Box::new(types::Timespec::new()),
             cqes: Vec::with_capacity(256),
             ahead: Vec::new(),
+            paused: Vec::new(),
             period: 1,
             active: 0,
             recvs: 0,
@@ -197,7 +202,7 @@ impl Core {
         let Some(c) = self.shard.conns.get_mut(key) else {
             return;
         };
-        if c.recv_inflight || c.closing {
+        if c.recv_inflight || c.closing || c.recv_paused {
             return;
         }
         c.recv_inflight = true;
@@ -379,6 +384,7 @@ impl Core {
                 break;
             }
         }
+        self.resume_recvs();
         // A task may have handed a replica's connection over.
         if !self.shard.closed.is_empty() {
             self.free_closed();
@@ -683,7 +689,13 @@ impl Core {
             return;
         }
         if res <= 0 {
-            if res == -libc::EINTR || res == -libc::EAGAIN || res == -libc::ENOBUFS {
+            // ECANCELED: paused (`pause_recv_if_ahead`), and perhaps
+            // already resumed while the cancel was on its way.
+            if res == -libc::EINTR
+                || res == -libc::EAGAIN
+                || res == -libc::ENOBUFS
+                || res == -libc::ECANCELED
+            {
                 self.arm_recv(key);
                 return;
             }
@@ -714,7 +726,55 @@ impl Core {
             return;
         }
         commands::process(&mut self.shard, key);
+        self.pause_recv_if_ahead(key);
         self.arm_recv(key);
+    }
+
+    /// Stops receiving on a connection that holds more than
+    /// [`INPUT_AHEAD_MAX`] of unread input while a task runs its earlier
+    /// commands (its multishot receive is cancelled; what the kernel
+    /// already delivered is still taken in). [`Core::resume_recvs`]
+    /// starts it again.
+    fn pause_recv_if_ahead(&mut self, key: Key) {
+        let Some(c) = self.shard.conns.get_mut(key) else {
+            return;
+        };
+        if c.recv_paused || c.wait == Wait::No || c.query_len() <= INPUT_AHEAD_MAX {
+            return;
+        }
+        c.recv_paused = true;
+        self.paused.push(key);
+        if c.recv_inflight {
+            let recv = user_data(KIND_RECV, key);
+            let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
+                .build()
+                .user_data(user_data(KIND_CANCEL, key));
+            self.push_sqe(e);
+        }
+    }
+
+    /// Receives again on the paused connections that took their input
+    /// down to half of [`INPUT_AHEAD_MAX`], or that wait for nothing (what
+    /// is left is the start of a command whose rest is still to come).
+    fn resume_recvs(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let paused = std::mem::take(&mut self.paused);
+        for key in paused {
+            let Some(c) = self.shard.conns.get_mut(key) else {
+                continue;
+            };
+            if c.closing {
+                continue;
+            }
+            if c.wait == Wait::No || c.query_len() <= INPUT_AHEAD_MAX / 2 {
+                c.recv_paused = false;
+                self.arm_recv(key);
+            } else {
+                self.paused.push(key);
+            }
+        }
     }
 
     fn on_send(&mut self, key: Key, res: i32) {

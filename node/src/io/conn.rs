@@ -51,6 +51,15 @@ pub const BUF_KEEP: usize = 4 * 1024;
 /// `tests/tests/maxmemory.rs`).
 pub const RBUF_KEEP: usize = 256 * 1024;
 
+/// Unread input a connection may hold while a task runs its earlier
+/// commands; past it, the connection stops receiving until that input is
+/// taken. Redis reads a client's next request only once it has run the
+/// ones before; slotd reads ahead while a pipeline runs on other cores,
+/// but no further than this, so a bulk load (`redis-cli --pipe`) that
+/// sends faster than the cores run cannot pile its input up in memory
+/// (it reached 400 MB, which `maxmemory` then took from the keys).
+pub const INPUT_AHEAD_MAX: usize = 1 << 20;
+
 /// Idle time after which the cron frees a connection's emptied buffers.
 pub const IDLE_FREE_MS: i64 = 2000;
 
@@ -105,6 +114,9 @@ pub struct Conn {
     pub send_vec: Option<Box<SendVec>>,
     pub send_inflight: bool,
     pub recv_inflight: bool,
+    /// Receiving stopped: too much input is waiting (see
+    /// [`INPUT_AHEAD_MAX`]).
+    pub recv_paused: bool,
     /// Queued for the send pass.
     pub flush_queued: bool,
     pub db: usize,
@@ -182,6 +194,7 @@ impl Conn {
             send_vec: None,
             send_inflight: false,
             recv_inflight: false,
+            recv_paused: false,
             flush_queued: false,
             db: 0,
             resp3: false,
