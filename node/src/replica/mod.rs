@@ -1067,12 +1067,13 @@ impl Feed {
         self.out.len() - self.sent
     }
 
-    /// Pushes a command after which the stream is at `offset`.
+    /// Queues a command after which the stream is at `offset`; the link's
+    /// loop writes what a read from the master brought in one go
+    /// ([`Feed::pump`]), not one write per command.
     fn push(&mut self, bytes: &[u8], offset: i64) {
         self.out.extend_from_slice(bytes);
         self.fed += bytes.len() as u64;
         self.marks.push_back((self.fed, offset));
-        self.pump();
     }
 
     /// The offset of the last command the master client has completed,
