@@ -105,6 +105,35 @@ pub fn run_tool(bin: &Path, args: &[&str], input: &str) -> (i32, String) {
     )
 }
 
+/// `redis-cli --pipe` into `s`, `input` fed from another thread (a pipe
+/// holds less than a bulk load); returns (success, stdout + stderr). The
+/// tool is killed after 120 s.
+pub fn redis_cli_pipe(s: &Server, input: Vec<u8>) -> (bool, String) {
+    let mut child = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &s.port().to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !matches!(child.try_wait(), Ok(Some(_))) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-cli --pipe timed out after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Runs `args` on a `redis` crate connection; panics with the command on
 /// an error reply.
 pub fn query(conn: &mut redis::Connection, args: &[&str]) -> redis::Value {

@@ -101,19 +101,7 @@ fn redis_cli_pipe_mode() {
     for i in 0..2000 {
         input.push_str(&format!("SET pipe:{i} {i}\r\n"));
     }
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &s.port().to_string(), "--pipe"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-cli");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).unwrap();
-    }
-    let (ok, out) = wait_output(child, Duration::from_secs(60));
+    let (ok, out) = tests::redis_cli_pipe(&s, input.into_bytes());
     assert!(ok, "redis-cli --pipe failed: {out}");
     assert!(
         out.contains("errors: 0, replies: 2000"),

@@ -294,8 +294,6 @@ fn maxmemory_bounds_memory_with_keys_skewed_onto_one_core() {
 /// -OOM.
 #[test]
 fn a_bulk_load_under_maxmemory_keeps_its_keys() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const MAX: u64 = 32 << 20;
     let s = Server::slotd(&[
         "--shards",
@@ -315,20 +313,11 @@ fn a_bulk_load_under_maxmemory_keeps_its_keys() {
             &value,
         ]));
     }
-    let mut child = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &s.port().to_string(), "--pipe"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-cli");
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || stdin.write_all(&resp));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains(&format!("errors: 0, replies: {n}")), "{said}");
+    let (ok, said) = tests::redis_cli_pipe(&s, resp);
+    assert!(
+        ok && said.contains(&format!("errors: 0, replies: {n}")),
+        "{said}"
+    );
     let mut c = s.client();
     let used = info_field(&mut c, "memory", "used_memory");
     assert!(used <= MAX && used as f64 >= 0.85 * MAX as f64, "{used}");
