@@ -290,6 +290,7 @@ impl Core {
         }
         self.arm_wake();
         self.arm_cron();
+        self.shard.mesh.batch_wakes();
         let shared = &self.shard.shared;
         if shared.cores_up.fetch_add(1, Ordering::AcqRel) + 1 == self.shard.cores {
             // INFO's used_memory_startup: the process with its cores up
@@ -319,6 +320,8 @@ impl Core {
             if self.shard.engine.has_garbage() {
                 crate::shared::free_later(self.shard.engine.take_garbage());
             }
+            // The cores this turn sent to are woken once, now.
+            self.shard.mesh.flush_wakes();
             if self.shard.stopping && self.shard.conns.len() == 0 && self.aof_finished() {
                 return;
             }
@@ -681,6 +684,12 @@ impl Core {
         let Some(c) = self.shard.conns.get_mut(key) else {
             return;
         };
+        if c.direct && !c.direct_input {
+            self.shard.direct_received(key);
+        }
+        let Some(c) = self.shard.conns.get_mut(key) else {
+            return;
+        };
         if !more {
             c.recv_inflight = false;
         }
@@ -839,7 +848,9 @@ impl Core {
             self.push_sqe(e);
             return;
         }
-        if c.recv_inflight || c.send_inflight {
+        // (A connection whose replies another core may be sending keeps
+        // its socket until that core answers; at shutdown it may not.)
+        if c.recv_inflight || c.send_inflight || (c.direct && !self.shard.stopping) {
             return;
         }
         if let Some(mut c) = self.shard.conns.remove(key) {

@@ -311,3 +311,63 @@ fn client_list_and_kill_span_cores() {
     assert!(r.is_err(), "killed client still answered");
     drop(others);
 }
+
+/// A reply computed on another core may be sent on the client's socket by
+/// that core (sparing the connection's core a wake-up): every reply still
+/// reaches the client that asked, whatever else happens to connections
+/// meanwhile. Clients that leave right after asking (their sockets closed
+/// and their descriptors reused by new connections) must never make a
+/// reply land on someone else's connection, and each client's next
+/// request, sent as soon as its reply arrives, is served.
+#[test]
+fn replies_from_other_cores_reach_only_the_client_that_asked() {
+    let s = server();
+    let ks = keys("own", 64);
+    let mut c = s.client();
+    for k in &ks {
+        let _: () = c.set(k, format!("value-of-{k}")).unwrap();
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|t| {
+            let ks = ks.clone();
+            let port = s.port();
+            thread::spawn(move || {
+                for round in 0..150 {
+                    let mut conn =
+                        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let ask = |conn: &mut std::net::TcpStream, k: &str| {
+                        let req = format!("*2\r\n$3\r\nGET\r\n${}\r\n{}\r\n", k.len(), k);
+                        std::io::Write::write_all(conn, req.as_bytes()).unwrap();
+                    };
+                    if round % 3 == 0 {
+                        // Ask and leave at once.
+                        ask(&mut conn, &ks[(t * 7 + round) % ks.len()]);
+                        continue;
+                    }
+                    let mut buf = Vec::new();
+                    for i in 0..4 {
+                        let k = &ks[(t * 13 + round * 5 + i) % ks.len()];
+                        ask(&mut conn, k);
+                        let want = format!("value-of-{k}");
+                        let want = format!("${}\r\n{}\r\n", want.len(), want);
+                        buf.clear();
+                        while buf.len() < want.len() {
+                            let mut chunk = [0u8; 256];
+                            let n = std::io::Read::read(&mut conn, &mut chunk).expect("a reply");
+                            assert!(n > 0, "connection closed before the reply to GET {k}");
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        assert_eq!(String::from_utf8_lossy(&buf), want, "GET {k}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, ks.len());
+}

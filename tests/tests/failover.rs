@@ -374,6 +374,106 @@ fn t6_of_two_replicas_one_wins_and_the_other_follows_it_partially() {
     });
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`) to a node's process.
+fn signal(s: &Server, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &s.pid().to_string()])
+        .status()
+        .is_ok_and(|st| st.success());
+    assert!(ok, "kill {sig} {}", s.pid());
+}
+
+/// The epochs of the failover elections `s` started, from its log.
+fn elections(s: &Server) -> Vec<u64> {
+    s.log()
+        .lines()
+        .filter_map(|l| l.split("Starting a failover election for epoch ").nth(1))
+        .filter_map(|e| e.trim_end_matches('.').parse().ok())
+        .collect()
+}
+
+/// T15.6 and T15.7 with real processes: one master's two replicas, with
+/// one of the three masters stopped, so an election can get one vote of
+/// the two it needs. The master that voted refuses the second replica for
+/// 2 x node-timeout; the first replica, without a majority, tries again
+/// with a new epoch; once the stopped master is back, a retry wins.
+#[test]
+fn t15_a_vote_bans_the_master_for_2t_and_an_election_without_majority_retries_with_a_new_epoch() {
+    let _serial = serial();
+    let (mut nodes, _dirs) = cluster("failover-t15-votes", 7);
+    let m = (0..7)
+        .find(|&i| role(&nodes[i]) == "master" && replicas_of(&nodes, &myid(&nodes[i])).len() == 2)
+        .expect("a master with two replicas");
+    let mid = myid(&nodes[m]);
+    let m_slots = slots(&nodes[m], &mid);
+    let pair = replicas_of(&nodes, &mid);
+    let (r1, r2) = (pair[0], pair[1]);
+    let (r1id, r2id) = (myid(&nodes[r1]), myid(&nodes[r2]));
+    let masters: Vec<usize> = (0..7)
+        .filter(|&i| i != m && role(&nodes[i]) == "master")
+        .collect();
+    let (voter, stopped) = (masters[0], masters[1]);
+    for &r in &pair {
+        let set = nodes[r].cli(&["config", "set", "cluster-replica-no-failover", "yes"]);
+        assert_eq!(set.trim(), "OK");
+    }
+    nodes[m].kill();
+    wait_for(20, "the master failed", || {
+        masters
+            .iter()
+            .all(|&i| flags(&nodes[i], &mid) == "master,fail")
+    });
+    signal(&nodes[stopped], "-STOP");
+    // r1 asks: one vote (the voter's) of the two it needs.
+    let set = nodes[r1].cli(&["config", "set", "cluster-replica-no-failover", "no"]);
+    assert_eq!(set.trim(), "OK");
+    let granted = format!("Failover auth granted to {r1id} ");
+    wait_for(10, "the voter's vote for r1", || {
+        nodes[voter].log().contains(&granted)
+    });
+    let first = elections(&nodes[r1]);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // r2 asks within 2 x node-timeout of that vote: refused for the ban,
+    // not for the epoch (it asks for a newer one).
+    let set = nodes[r2].cli(&["config", "set", "cluster-replica-no-failover", "no"]);
+    assert_eq!(set.trim(), "OK");
+    let banned = format!("Failover auth denied to {r2id}: can't vote about this master before ");
+    wait_for(10, "the voter's refusal of r2", || {
+        nodes[voter].log().contains(&banned)
+    });
+    assert!(elections(&nodes[r2]).iter().all(|&e| e > first[0]));
+    assert!(!nodes[voter]
+        .log()
+        .contains(&format!("Failover auth granted to {r2id} ")));
+    // No majority: r1 tries again after twice the auth timeout (8 s here),
+    // with a new epoch, and nobody has won meanwhile.
+    wait_for(20, "r1's second election", || {
+        elections(&nodes[r1]).len() >= 2
+    });
+    let again = elections(&nodes[r1]);
+    assert!(again[1] > again[0], "{again:?}");
+    for &r in &pair {
+        assert_eq!(role(&nodes[r]), "slave");
+        assert!(!nodes[r].log().contains("Failover election won"));
+    }
+    // The stopped master returns: a retry gets the majority.
+    signal(&nodes[stopped], "-CONT");
+    wait_for(40, "a replica promoted everywhere", || {
+        pair.iter().any(|&r| {
+            let id = myid(&nodes[r]);
+            masters.iter().all(|&i| slots(&nodes[i], &id) == m_slots)
+        })
+    });
+    let winner = if role(&nodes[r1]) == "master" { r1 } else { r2 };
+    let won = elections(&nodes[winner]);
+    let epoch = config_epoch(&nodes[voter], &myid(&nodes[winner]));
+    assert_eq!(won.last(), Some(&epoch), "{won:?}");
+    assert!(epoch > first[0]);
+    assert!(nodes[winner]
+        .log()
+        .contains("Failover election won: I'm the new master."));
+}
+
 #[test]
 fn t7_a_master_and_its_replica_down_take_the_cluster_down_until_they_return() {
     let _serial = serial();

@@ -157,11 +157,14 @@ pub fn process(shard: &mut Shard, key: Key) {
                             p.bytes.2 = b.done;
                         }
                         flight = end - pos;
+                        let direct = direct_socket(shard, key, end == rbuf.len() && big.is_none());
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
                         let rpc = shard.rpc.clone();
                         dispatch::spawn(shard, key, async move {
-                            flows::pipeline(rpc, db, resp3, p.bytes, p.segs, p.writes, key).await
+                            let (bytes, segs, writes) = (p.bytes, p.segs, p.writes);
+                            flows::pipeline(rpc, db, resp3, bytes, segs, writes, (key, direct))
+                                .await
                         });
                         break;
                     }
@@ -247,6 +250,32 @@ pub fn process(shard: &mut Shard, key: Key) {
     }
     if drained {
         shard.close(key);
+    }
+}
+
+/// The socket of connection `key` if the core that answers its pipeline
+/// may send the replies on it (`Shard::send_direct`), marking the
+/// connection so (`Conn::direct`); else -1. Only when that spares its
+/// core a wake-up and changes nothing the client can see: `last` (no more
+/// input is in, so the next request comes after these replies and wakes
+/// this core), nothing of its own output unsent or in flight, no pushes
+/// that could come in between (subscriptions), and no replies held for
+/// the AOF or the replicas.
+fn direct_socket(shard: &mut Shard, key: Key, last: bool) -> i32 {
+    let held = shard.aof.is_some() || shard.replication.stream().active();
+    match shard.conns.get_mut(key) {
+        Some(c)
+            if last
+                && !held
+                && !c.master
+                && !c.send_inflight
+                && c.pending_out() == 0
+                && c.sub_count() == 0 =>
+        {
+            c.direct = true;
+            c.fd
+        }
+        _ => -1,
     }
 }
 

@@ -117,6 +117,13 @@ pub struct Conn {
     /// Receiving stopped: too much input is waiting (see
     /// [`INPUT_AHEAD_MAX`]).
     pub recv_paused: bool,
+    /// The task it waits for lets another core send the replies on its
+    /// socket (`Shard::send_direct`): the socket stays open, and the task
+    /// runs to its end, until that core has answered. `direct_input`: it
+    /// received meanwhile, so its core wants that answer to wake it
+    /// (`Shard::direct_inputs`).
+    pub direct: bool,
+    pub direct_input: bool,
     /// Queued for the send pass.
     pub flush_queued: bool,
     pub db: usize,
@@ -195,6 +202,8 @@ impl Conn {
             send_inflight: false,
             recv_inflight: false,
             recv_paused: false,
+            direct: false,
+            direct_input: false,
             flush_queued: false,
             db: 0,
             resp3: false,

@@ -86,6 +86,9 @@ pub async fn remote(
 ///   the cost is a few messages however long the pipeline. (Locking for
 ///   short pipelines was measured: with many clients the cores' waits for
 ///   each other cost more than the hops they save.)
+///
+/// `direct`: the client's socket, when the core that answers a pipeline
+/// run core to core may send its replies on it itself (-1: not).
 pub async fn pipeline(
     rpc: Rc<Rpc>,
     db: usize,
@@ -93,10 +96,11 @@ pub async fn pipeline(
     (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
-    conn: Key,
+    (conn, direct): (Key, i32),
 ) -> TaskDone {
-    let req = |segs: Vec<Seg>, tx: Option<TxId>| Request::Pipeline {
+    let req = |segs: Vec<Seg>, tx: Option<TxId>, direct: i32| Request::Pipeline {
         tx,
+        direct,
         db,
         resp3,
         bytes: bytes.clone(),
@@ -125,7 +129,8 @@ pub async fn pipeline(
         }
     }
     let encoded = if chain {
-        match rpc.call(segs[0].core, req(segs, None)).await {
+        // One core answers with every reply: it may send them itself.
+        match rpc.call(segs[0].core, req(segs, None, direct)).await {
             Response::Encoded { out, ends } if ends.len() == n_segs => Some(out),
             _ => None,
         }
@@ -135,7 +140,7 @@ pub async fn pipeline(
             .iter()
             .map(|&c| {
                 let own = segs.iter().filter(|s| s.core == c).copied().collect();
-                rpc.call(c, req(own, tx))
+                rpc.call(c, req(own, tx, -1))
             })
             .collect();
         let mut parts = Vec::with_capacity(calls.len());

@@ -54,9 +54,12 @@ pub enum Request {
     /// change of core costs one message, not a round trip. `tx` is set when
     /// the sender holds this core's lock (see `flows::pipeline`). The first
     /// command's big arguments travel apart, shared (`bigs`, at `holes` in
-    /// `bytes`: see `engine::resp::parse_with_holes`).
+    /// `bytes`: see `engine::resp::parse_with_holes`). `direct`: the
+    /// client's socket (-1: none), on which the answering core may send
+    /// the replies itself (see `Shard::send_direct`).
     Pipeline {
         tx: Option<TxId>,
+        direct: i32,
         db: usize,
         resp3: bool,
         bytes: bytes::Bytes,
@@ -271,11 +274,21 @@ fn futex_wait_supported() -> bool {
         && probe.is_supported(io_uring::opcode::FutexWait::CODE)
 }
 
+thread_local! {
+    /// On a shard core's thread: the cores its sends have yet to wake
+    /// (see [`Mesh::batch_wakes`]); `None` on other threads.
+    static PENDING_WAKES: std::cell::RefCell<Option<Vec<usize>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// One core's mailbox.
 pub struct Inbox {
     queue: SegQueue<Msg>,
     /// True while the owner sleeps (or is about to) in io_uring_enter.
     sleeping: AtomicBool,
+    /// True while the owner wants [`Mesh::post`]ed messages to wake it
+    /// too (see [`Mesh::want_posts`]).
+    want_posts: AtomicBool,
     /// Written to wake the owner when there is no futex wait.
     eventfd: i32,
     /// The owner's futex word: 0 while it may sleep, 1 once woken.
@@ -305,6 +318,7 @@ impl Mesh {
             inboxes.push(Inbox {
                 queue: SegQueue::new(),
                 sleeping: AtomicBool::new(false),
+                want_posts: AtomicBool::new(false),
                 eventfd: fd,
                 futex: AtomicU32::new(0),
             });
@@ -336,10 +350,75 @@ impl Mesh {
         self.inboxes[core].eventfd
     }
 
-    /// Queues `msg` for core `to` and wakes it if it sleeps.
+    /// Queues `msg` for core `to` and wakes it if it sleeps: at once, or,
+    /// on a shard core's thread ([`Mesh::batch_wakes`]), at the end of the
+    /// sender's turn ([`Mesh::flush_wakes`]).
     pub fn send(&self, to: usize, msg: Msg) {
         let inbox = &self.inboxes[to];
         inbox.queue.push(msg);
+        self.wake_soon(to);
+    }
+
+    /// Makes this thread's sends wake their targets only at
+    /// [`Mesh::flush_wakes`]: a shard core calls it once, and flushes
+    /// before each `io_uring_enter`. So a turn that sends many messages
+    /// to a core pays one wake-up at most, and the woken core, when it
+    /// shares this one's CPU, does not preempt the turn after the first
+    /// message.
+    pub fn batch_wakes(&self) {
+        PENDING_WAKES.with(|p| *p.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Wakes the cores this thread's sends left to wake.
+    pub fn flush_wakes(&self) {
+        PENDING_WAKES.with(|p| {
+            if let Some(v) = &mut *p.borrow_mut() {
+                for to in v.drain(..) {
+                    self.wake(to);
+                }
+            }
+        });
+    }
+
+    /// Wakes `to` now, or notes it for [`Mesh::flush_wakes`].
+    fn wake_soon(&self, to: usize) {
+        let deferred = PENDING_WAKES.with(|p| match &mut *p.borrow_mut() {
+            Some(v) => {
+                if !v.contains(&to) {
+                    v.push(to);
+                }
+                true
+            }
+            None => false,
+        });
+        if !deferred {
+            self.wake(to);
+        }
+    }
+
+    /// Queues `msg` for core `to` without waking it, unless it asked for
+    /// that ([`Mesh::want_posts`]): for answers it needs only once it
+    /// wakes for something else (a reply already sent on the client's
+    /// socket: the client's next request wakes its core).
+    pub fn post(&self, to: usize, msg: Msg) {
+        let inbox = &self.inboxes[to];
+        inbox.queue.push(msg);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if inbox.want_posts.load(Ordering::SeqCst) {
+            self.wake_soon(to);
+        }
+    }
+
+    /// Whether [`Mesh::post`]ed messages wake `core` (set before the core
+    /// marks itself asleep, so a post either is seen by `prepare_sleep`
+    /// or sees both flags).
+    pub fn want_posts(&self, core: usize, on: bool) {
+        self.inboxes[core].want_posts.store(on, Ordering::SeqCst);
+    }
+
+    /// Wakes core `to` if it sleeps.
+    fn wake(&self, to: usize) {
+        let inbox = &self.inboxes[to];
         if inbox.sleeping.swap(false, Ordering::SeqCst) {
             if self.futex {
                 inbox.futex.store(1, Ordering::SeqCst);

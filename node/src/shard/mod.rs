@@ -59,6 +59,10 @@ pub struct Shard {
     pub resume: Vec<Key>,
     /// Connections closed, for the event loop to free.
     pub closed: Vec<Key>,
+    /// Connections that received while another core may send their
+    /// replies (`Conn::direct_input`): while any does, that core's answer
+    /// wakes this one (`Mesh::want_posts`).
+    pub direct_inputs: u32,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
     /// Requests that arrived while locked, in order: (from, id, request).
@@ -148,6 +152,7 @@ impl Shard {
             conns: Slab::default(),
             flush: Vec::new(),
             resume: Vec::new(),
+            direct_inputs: 0,
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),
@@ -315,6 +320,21 @@ impl Shard {
         }
     }
 
+    /// Connection `key` received: if another core may be sending its
+    /// replies, that core's answer must wake this one (the client may
+    /// have sent its next request already).
+    pub fn direct_received(&mut self, key: Key) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if c.direct && !c.direct_input {
+                c.direct_input = true;
+                self.direct_inputs += 1;
+                if self.direct_inputs == 1 {
+                    self.mesh.want_posts(self.id, true);
+                }
+            }
+        }
+    }
+
     /// Queues `key` for the send pass.
     pub fn want_flush(&mut self, key: Key) {
         if let Some(c) = self.conns.get_mut(key) {
@@ -340,6 +360,20 @@ impl Shard {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.direct {
+            c.direct = false;
+            if std::mem::take(&mut c.direct_input) {
+                self.direct_inputs -= 1;
+                if self.direct_inputs == 0 {
+                    self.mesh.want_posts(self.id, false);
+                }
+            }
+            if c.closing {
+                // Its socket may be closed now.
+                self.closed.push(key);
+                return;
+            }
+        }
         for e in done.effects {
             match e {
                 Effect::Db(db) => c.db = db,
@@ -383,8 +417,9 @@ impl Shard {
         c.closing = true;
         // SAFETY: shutting down our own socket; completions follow.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
-        if let Wait::Task(t) = c.wait {
-            self.exec.cancel(t);
+        match c.wait {
+            Wait::Task(t) if !c.direct => self.exec.cancel(t),
+            _ => {}
         }
         let watches = std::mem::take(&mut c.watches);
         self.unwatch_all(watches);

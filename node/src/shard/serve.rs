@@ -11,6 +11,10 @@ use crate::shared::now_ms;
 use bytes::Bytes;
 use engine::Reply;
 
+/// The largest reply a core sends on another core's client socket
+/// ([`Shard::send_direct`]).
+const DIRECT_MAX: usize = 16 * 1024;
+
 impl Shard {
     /// Serves `req` from core `from` (answered with tag `id`), or defers
     /// it while another transaction holds this core's lock.
@@ -45,6 +49,44 @@ impl Shard {
         if id != 0 {
             self.send_out(from, Msg::Resp { id, resp });
         }
+    }
+
+    /// Sends a pipeline's replies on the client's socket `fd` (of core
+    /// `from`, which asked for it: nothing else of that client's is unsent
+    /// or in flight, and it waits for these replies before sending more),
+    /// so that its core need not wake to pass them on: the client's next
+    /// request wakes it. True if all of `out` went (then it is emptied).
+    /// Not when replies wait for the AOF or the replicas (`core.rs` holds
+    /// them), for a big reply, or on the requester's own core; and not
+    /// for what a full socket refuses: `from` sends whatever is left.
+    fn send_direct(&mut self, from: usize, fd: i32, out: &mut engine::Encoded) -> bool {
+        if fd < 0
+            || from == self.id
+            || !out.bigs.is_empty()
+            || out.bytes.len() > DIRECT_MAX
+            || self.aof.is_some()
+            || self.replication.stream().active()
+        {
+            return false;
+        }
+        // SAFETY: `fd` stays open until this core answers: its core frees
+        // a connection only after the answer of a pipeline sent with its
+        // socket (`Conn::direct`). A socket shut meanwhile fails the send.
+        let n = unsafe {
+            libc::send(
+                fd,
+                out.bytes.as_ptr().cast(),
+                out.bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n <= 0 {
+            return false;
+        }
+        let n = n as usize;
+        self.stats.net_output_bytes += n as u64;
+        out.bytes.drain(..n);
+        out.bytes.is_empty()
     }
 
     fn handle_request(&mut self, from: usize, id: u64, req: Request) {
@@ -126,6 +168,7 @@ impl Shard {
             }
             Request::Pipeline {
                 tx,
+                direct,
                 db,
                 resp3,
                 bytes,
@@ -150,6 +193,7 @@ impl Shard {
                     Some(next) => {
                         let req = Request::Pipeline {
                             tx,
+                            direct,
                             db,
                             resp3,
                             bytes,
@@ -161,6 +205,15 @@ impl Shard {
                             ends,
                         };
                         self.send_out(next, Msg::Req { from, id, req });
+                    }
+                    None if self.send_direct(from, direct, &mut out) => {
+                        self.mesh.post(
+                            from,
+                            Msg::Resp {
+                                id,
+                                resp: Response::Encoded { out, ends },
+                            },
+                        );
                     }
                     None => self.answer(from, id, Response::Encoded { out, ends }),
                 }
