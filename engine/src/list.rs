@@ -169,6 +169,45 @@ impl Chunk {
         self.count += 1;
     }
 
+    /// How many of `items`, pushed one by one at either end, this chunk
+    /// takes before one would not fit (an empty chunk takes at least one).
+    fn run_fitting(&self, items: &[&[u8]], fill: Fill) -> usize {
+        let (mut bytes, mut count) = (self.data.len(), self.len());
+        for (k, item) in items.iter().enumerate() {
+            let es = entry_size(item.len());
+            if count > 0 && !fill.allows(bytes + es, count + 1) {
+                return k;
+            }
+            bytes += es;
+            count += 1;
+        }
+        items.len()
+    }
+
+    /// Adds `run` (`bytes` of entries) as pushing each at the back, or at
+    /// the front (the last item first), would, in one allocation.
+    fn add_run(&mut self, run: &[&[u8]], bytes: usize, front: bool) {
+        let append = |data: &mut Vec<u8>, item: &[u8]| {
+            let old = data.len();
+            data.resize(old + entry_size(item.len()), 0);
+            write_entry(&mut data[old..], item);
+        };
+        if front {
+            let mut data = Vec::with_capacity(bytes + self.data.len());
+            for item in run.iter().rev() {
+                append(&mut data, item);
+            }
+            data.extend_from_slice(&self.data);
+            self.data = data;
+        } else {
+            self.data.reserve_exact(bytes);
+            for item in run {
+                append(&mut self.data, item);
+            }
+        }
+        self.count += run.len() as u32;
+    }
+
     /// Removes the entry at byte offset `off`, returning its item.
     fn remove_at(&mut self, off: usize) -> Bytes {
         let (start, n, end) = read_fwd(&self.data, off);
@@ -425,6 +464,40 @@ impl PackedList {
             self.edit(0, |c| c.insert_at(0, item));
         } else {
             self.insert_chunk(0, Chunk::with_item(item));
+        }
+    }
+
+    /// Pushes `items` one after another at the back (RPUSH) or at the
+    /// front (LPUSH: the last item ends up first), into the chunks
+    /// `push_back`/`push_front` would put them in, but with each chunk's
+    /// bytes allocated once for the run of items it takes: grown item by
+    /// item, a chunk passes through every allocator size class up to its
+    /// own, and the blocks it leaves behind cost RSS.
+    pub fn push_all(&mut self, items: &[&[u8]], front: bool, fill: Fill) {
+        let mut rest = items;
+        while !rest.is_empty() {
+            let n = self.chunk_count();
+            let end = if front { 0 } else { n.saturating_sub(1) };
+            let into_end = if n > 0 {
+                self.chunk(end).run_fitting(rest, fill)
+            } else {
+                0
+            };
+            let k = if into_end > 0 {
+                into_end
+            } else {
+                Chunk::default().run_fitting(rest, fill)
+            };
+            let (run, after) = rest.split_at(k);
+            rest = after;
+            let bytes = run.iter().map(|i| entry_size(i.len())).sum();
+            if into_end > 0 {
+                self.edit(end, |c| c.add_run(run, bytes, front));
+            } else {
+                let mut c = Chunk::default();
+                c.add_run(run, bytes, front);
+                self.insert_chunk(if front { 0 } else { n }, c);
+            }
         }
     }
 
@@ -776,6 +849,54 @@ mod tests {
             assert_eq!(&buf[varint_len(n)..varint_len(n) + n], &item[..]);
         }
         assert_eq!(entry_size(10), 12, "small items cost 2 bytes");
+    }
+
+    #[test]
+    fn pushing_many_at_once_builds_the_list_item_by_item_pushes_build() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for fill in [Fill(-2), Fill(-1), Fill(5), Fill(1), Fill(0)] {
+            for round in 0..40 {
+                let pushed: Vec<Vec<u8>> = (0..rng.gen_range(1..1500))
+                    .map(|i| {
+                        let n = if round % 5 == 0 {
+                            rng.gen_range(0..3000)
+                        } else {
+                            10
+                        };
+                        (0..n).map(|j| (i + j) as u8).collect()
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = pushed.iter().map(Vec::as_slice).collect();
+                let start: Vec<Vec<u8>> = (0..rng.gen_range(0..800))
+                    .map(|i| format!("s{i}").into_bytes())
+                    .collect();
+                for front in [false, true] {
+                    let (mut one, mut all) = (PackedList::new(), PackedList::new());
+                    for s in &start {
+                        one.push_back(s, fill);
+                        all.push_back(s, fill);
+                    }
+                    for i in &refs {
+                        if front {
+                            one.push_front(i, fill);
+                        } else {
+                            one.push_back(i, fill);
+                        }
+                    }
+                    all.push_all(&refs, front, fill);
+                    check(&all, fill);
+                    assert_eq!(items(&all), items(&one), "{fill:?} front {front}");
+                    let shape = |l: &PackedList| -> Vec<usize> {
+                        (0..l.chunk_count()).map(|i| l.chunk(i).len()).collect()
+                    };
+                    assert_eq!(shape(&all), shape(&one), "{fill:?} front {front}");
+                    // One allocation per chunk, of exactly its entries.
+                    let tail = if front { 0 } else { all.chunk_count() - 1 };
+                    let c = all.chunk(tail);
+                    assert_eq!(c.data.capacity(), c.data.len());
+                }
+            }
+        }
     }
 
     #[test]

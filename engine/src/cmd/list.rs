@@ -203,13 +203,8 @@ fn push(ctx: &mut Ctx, left: bool, only_existing: bool) -> Reply {
     let n = args.len() - 2;
     let fill = fill(ctx.shard);
     let push_all = |l: &mut PackedList| {
-        for a in args.iter_from(2) {
-            if left {
-                l.push_front(a, fill);
-            } else {
-                l.push_back(a, fill);
-            }
-        }
+        let items: Vec<&[u8]> = args.iter_from(2).collect();
+        l.push_all(&items, left, fill);
         l.len()
     };
     let len = match list_at(ctx.shard, db, key, now, false) {
