@@ -680,6 +680,50 @@ fn resumed_partially(master: &Server, replica: &Server, full_before: &str) {
     assert_eq!(tests::info_field(master, "stats", "sync_full"), full_before);
 }
 
+/// A snapshot taken while the replica's link is down (its master refuses
+/// it for a while) records where the replica stands in the master's
+/// stream, as Redis's cached master does: killed and restarted from that
+/// snapshot, the replica continues partially.
+#[test]
+fn a_snapshot_taken_while_the_link_is_down_lets_a_killed_replica_continue_partially() {
+    let (master, args) = master_and_replica_args("replica-down-snapshot", &[]);
+    let args: Vec<&str> = args.iter().map(|a| a.as_str()).collect();
+    let mut replica = Server::slotd(&args);
+    caught_up(&master, &replica);
+    let mut m = master.raw();
+    for i in 0..100 {
+        m.cmd_str(&["incr", &format!("c{i}")]);
+    }
+    caught_up(&master, &replica);
+    // The master refuses the replica from now on: its link goes down and
+    // stays down.
+    m.cmd_str(&["config", "set", "requirepass", "sesame"]);
+    m.cmd_str(&["client", "kill", "type", "replica"]);
+    wait_for(10, "the link down", || {
+        tests::info_field(&replica, "replication", "master_link_status") == "down"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        tests::info_field(&replica, "replication", "master_link_status"),
+        "down"
+    );
+    assert_eq!(replica.cli(&["bgsave"]).trim(), "Background saving started");
+    wait_for(20, "the replica's snapshot", || {
+        tests::info_field(&replica, "persistence", "rdb_saves") == "1"
+    });
+    replica.kill();
+    assert_eq!(
+        tests::text(&m.cmd_str(&["config", "set", "requirepass", ""])),
+        "+OK\r\n"
+    );
+    for i in 0..50 {
+        m.cmd_str(&["incr", &format!("c{i}")]);
+    }
+    let full_before = tests::info_field(&master, "stats", "sync_full");
+    let replica = Server::slotd_at(replica.port(), &args);
+    resumed_partially(&master, &replica, &full_before);
+}
+
 #[test]
 fn a_replica_shut_down_and_restarted_continues_partially_in_its_database() {
     // The master's stream stays in database 3 across the replica's

@@ -654,6 +654,9 @@ impl LinkCtx {
                 if let Some(f) = feed.as_mut() {
                     f.pump();
                 }
+                if self.hold.asked.load(Ordering::SeqCst) {
+                    self.held(&replica, &mut feed, true);
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -822,7 +825,7 @@ impl LinkCtx {
                 return;
             }
             if self.hold.asked.load(Ordering::SeqCst) {
-                self.held(replica, feed);
+                self.held(replica, feed, false);
             }
             if let Some(f) = feed.as_mut() {
                 f.pump();
@@ -907,9 +910,16 @@ impl LinkCtx {
     /// has run everything it was handed, answers where the data stands and
     /// hands it nothing more until the snapshot lets go (at most
     /// `HOLD_MAX`; the master's bytes wait in the socket meanwhile).
-    fn held(&self, replica: &Replica, feed: &mut Option<Feed>) {
+    /// `down`: asked between links (the retry loop), where the data
+    /// stands still at the cached master's point, as Redis's cached
+    /// master records it; within a link that does not stream yet, no
+    /// answer: the stream, or the retry loop, gives it.
+    fn held(&self, replica: &Replica, feed: &mut Option<Feed>, down: bool) {
         let up = self.shared.master_link_up.load(Ordering::SeqCst);
-        let drained = up && feed.as_mut().is_some_and(|f| f.drain(&self.shared));
+        if !up && !down {
+            return;
+        }
+        let drained = feed.as_mut().map_or(down, |f| f.drain(&self.shared));
         let at = drained.then(|| replica.resume_point()).flatten();
         if let Some(r) = &at {
             self.status(|s| {
@@ -1167,7 +1177,7 @@ impl Feed {
 
 impl crate::persist::StreamHold for Replication {
     fn hold(&self) -> Option<Resume> {
-        if !self.shared.master_link_up.load(Ordering::SeqCst) {
+        if self.link.lock().map_or(true, |l| l.is_none()) {
             return None;
         }
         let h = &self.hold;
