@@ -586,7 +586,7 @@ fn main() {
                 // records where it got in the master's stream.
                 let repl = replication.end_for_shutdown();
                 // A save already running counts: its end is awaited.
-                let _ = persist::start_final(&shared, &persist, &mesh, repl);
+                let _ = persist::start_known(&shared, &persist, &mesh, repl);
                 saving_to_exit = true;
             } else if !rules {
                 stop_cores(&shared, &mesh, shards);

@@ -35,8 +35,6 @@
 //! except inside `MULTI` (the offset moves at `EXEC`, as Redis's
 //! `commandProcessed` does); `REPLCONF GETACK` is answered with the offset
 //! before it.
-//!
-//! Not wired into the node yet.
 
 pub mod backlog;
 pub mod master;
@@ -132,6 +130,13 @@ pub enum Action {
         argv: Vec<Vec<u8>>,
         offset_after: i64,
     },
+    /// The stream's bytes exactly as the master sent them, from the
+    /// previous offset to `offset` (the replica's offset moved there): what
+    /// a replica of this replica receives (Redis 4.0+ proxies its master's
+    /// stream to its own replicas). Comes after the [`Action::Command`]
+    /// that moved the offset, and covers the keepalive newlines, `PING`s,
+    /// `REPLCONF GETACK`s and a whole `MULTI`…`EXEC`.
+    Proxy { bytes: Vec<u8>, offset: i64 },
     /// Why the link fails, in Redis's log wording; a [`Action::Close`]
     /// follows.
     Error(String),
@@ -203,6 +208,11 @@ pub struct Replica {
     now: u64,
     spans: Vec<(u32, u32)>,
     scratch: Vec<u8>,
+    /// Stream bytes consumed since the offset last moved ([`Action::Proxy`]).
+    proxy: Vec<u8>,
+    /// A link ended inside `MULTI`: the commands handed since it started
+    /// must be discarded ([`Replica::take_aborted_multi`]).
+    aborted_multi: bool,
 }
 
 impl Replica {
@@ -233,7 +243,25 @@ impl Replica {
             now: 0,
             spans: Vec::new(),
             scratch: Vec::new(),
+            proxy: Vec::new(),
+            aborted_multi: false,
         }
+    }
+
+    /// The database the stream has selected where the RDB of a full
+    /// resynchronization leaves it (its `repl-stream-db` aux field, which
+    /// a master that proxies its own master's stream writes: that stream
+    /// does not select it again). Call after [`Action::RdbDone`].
+    pub fn set_db(&mut self, db: usize) {
+        self.db = db;
+    }
+
+    /// True once after a link ended inside the master's `MULTI`: the
+    /// commands handed since `MULTI` (the `MULTI` included) are resent by
+    /// the next `PSYNC`, which resumes at its start, so the driver discards
+    /// the transaction it was building (Redis frees its master client).
+    pub fn take_aborted_multi(&mut self) -> bool {
+        std::mem::take(&mut self.aborted_multi)
     }
 
     /// Where the next `PSYNC` would resume, if anywhere: what to persist.
@@ -331,6 +359,10 @@ impl Replica {
     }
 
     fn reset_link(&mut self) {
+        if self.in_multi {
+            self.aborted_multi = true;
+        }
+        self.proxy.clear();
         self.phase = Phase::Idle;
         self.buf.clear();
         self.need = 0;
@@ -637,6 +669,7 @@ impl Replica {
     }
 
     fn start_stream(&mut self) {
+        self.proxy.clear();
         self.phase = Phase::Stream;
         self.read_off = self.reploff;
         self.in_multi = false;
@@ -669,6 +702,7 @@ impl Replica {
                 self.resumable = false;
                 return Err("Receiving inline protocol from master, master stream corruption? Closing the master connection and discarding the cached master.".into());
             }
+            self.proxy.extend_from_slice(&rest[..nl + 1]);
             *pos += nl + 1;
             self.read_off += nl as i64 + 1;
             return Ok(true);
@@ -692,6 +726,7 @@ impl Replica {
                 Ok(false)
             }
             Ok(resp::Parsed::Empty { consumed }) => {
+                self.proxy.extend_from_slice(&rest[..consumed]);
                 *pos += consumed;
                 self.read_off += consumed as i64;
                 Ok(true)
@@ -703,6 +738,7 @@ impl Replica {
                     .filter_map(|&(s, e)| rest.get(s as usize..e as usize))
                     .map(|a| a.to_vec())
                     .collect();
+                self.proxy.extend_from_slice(&rest[..consumed]);
                 *pos += consumed;
                 self.read_off += consumed as i64;
                 self.command(argv, out);
@@ -747,6 +783,12 @@ impl Replica {
             out.push(Action::Command {
                 argv,
                 offset_after: self.reploff,
+            });
+        }
+        if !self.in_multi && !self.proxy.is_empty() {
+            out.push(Action::Proxy {
+                bytes: std::mem::take(&mut self.proxy),
+                offset: self.reploff,
             });
         }
     }

@@ -378,6 +378,19 @@ impl Master {
             .count() as u32;
     }
 
+    /// Continues the history `replid` from `offset` with an empty backlog
+    /// there, no secondary ID (a replica's link loaded its master's RDB:
+    /// Redis frees the backlog and makes a new one at the master's
+    /// offset). Connections are kept: the caller closes the replicas
+    /// that followed the old history.
+    pub fn restart_at(&mut self, replid: [u8; RUN_ID_SIZE], offset: i64) {
+        self.replid = replid;
+        self.replid2 = NO_REPLID;
+        self.second_off = -1;
+        self.off = offset;
+        self.backlog = Some(Backlog::new(self.cfg.backlog_size, offset));
+    }
+
     /// `shiftReplicationId`, on promotion: the current ID becomes the
     /// secondary one, valid up to `master_repl_offset + 1`; `fresh` is the
     /// new ID. Returns the log line.

@@ -6,6 +6,14 @@ const ID: &str = "8f1e5a3c0b6d4e2f9a7c1b3d5e7f9a0b2c4d6e8f";
 const ID2: &str = "0123456789abcdef0123456789abcdef01234567";
 const MARK: &str = "ab4e2f7c9d1b3a5c6e8f0a2b4c6d8e0f1a3b5c7d";
 
+/// What `received` returns, without the [`Action::Proxy`] copies of the
+/// stream (`proxied_bytes_are_the_stream_as_sent` checks those).
+fn rx(r: &mut Replica, now: u64, data: &[u8]) -> Vec<Action> {
+    let mut a = r.received(now, data);
+    a.retain(|a| !matches!(a, Action::Proxy { .. }));
+    a
+}
+
 fn cmd(args: &[&str]) -> Vec<u8> {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     encode(&args)
@@ -47,8 +55,8 @@ fn trying(id: &str, off: i64) -> Action {
 fn handshaken(cfg: Config) -> Replica {
     let mut r = Replica::new(cfg);
     r.connected(0);
-    r.received(0, b"+PONG\r\n");
-    r.received(0, b"+OK\r\n+OK\r\n");
+    rx(&mut r, 0, b"+PONG\r\n");
+    rx(&mut r, 0, b"+OK\r\n+OK\r\n");
     r
 }
 
@@ -71,15 +79,15 @@ fn handshake_order_without_auth() {
     let mut r = Replica::new(Config::new(6380));
     assert_eq!(r.connected(5), vec![send(&["PING"])]);
     assert_eq!(
-        r.received(5, b"+PONG\r\n"),
+        rx(&mut r, 5, b"+PONG\r\n"),
         vec![
             send(&["REPLCONF", "listening-port", "6380"]),
             send(&["REPLCONF", "capa", "eof", "capa", "psync2"]),
         ]
     );
-    assert_eq!(r.received(5, b"+OK\r\n"), vec![]);
+    assert_eq!(rx(&mut r, 5, b"+OK\r\n"), vec![]);
     assert_eq!(
-        r.received(5, b"+OK\r\n"),
+        rx(&mut r, 5, b"+OK\r\n"),
         vec![no_cache(), send(&["PSYNC", "?", "-1"])]
     );
 }
@@ -94,7 +102,7 @@ fn handshake_with_user_password_and_announce_ip() {
     assert_eq!(r.connected(0), vec![send(&["PING"])]);
     // -NOAUTH to PING: replication can continue.
     assert_eq!(
-        r.received(0, b"-NOAUTH Authentication required.\r\n"),
+        rx(&mut r, 0, b"-NOAUTH Authentication required.\r\n"),
         vec![
             send(&["AUTH", "repl", "s3cret"]),
             send(&["REPLCONF", "listening-port", "7000"]),
@@ -103,7 +111,8 @@ fn handshake_with_user_password_and_announce_ip() {
         ]
     );
     // Errors to REPLCONF are not critical.
-    let r2 = r.received(
+    let r2 = rx(
+        &mut r,
         0,
         b"+OK\r\n-ERR Unrecognized REPLCONF option: listening-port\r\n+OK\r\n-ERR x\r\n",
     );
@@ -116,7 +125,7 @@ fn auth_without_user() {
     cfg.masterauth = Some(b"pw".to_vec());
     let mut r = Replica::new(cfg);
     r.connected(0);
-    let a = r.received(0, b"-NOPERM x\r\n");
+    let a = rx(&mut r, 0, b"-NOPERM x\r\n");
     assert_eq!(a[0], send(&["AUTH", "pw"]));
 }
 
@@ -129,7 +138,7 @@ fn ping_replies() {
     ] {
         let mut r = Replica::new(Config::new(1));
         r.connected(0);
-        assert_eq!(r.received(0, ok).len(), 2, "{ok:?}");
+        assert_eq!(rx(&mut r, 0, ok).len(), 2, "{ok:?}");
     }
     for (bad, msg) in [
         (
@@ -141,10 +150,10 @@ fn ping_replies() {
     ] {
         let mut r = Replica::new(Config::new(1));
         r.connected(0);
-        let a = r.received(0, bad);
+        let a = rx(&mut r, 0, bad);
         assert_eq!(err_close(&a), Some(msg));
         // The link is gone: nothing more is read.
-        assert_eq!(r.received(0, b"+PONG\r\n"), vec![]);
+        assert_eq!(rx(&mut r, 0, b"+PONG\r\n"), vec![]);
     }
 }
 
@@ -154,8 +163,9 @@ fn auth_error_aborts() {
     cfg.masterauth = Some(b"bad".to_vec());
     let mut r = Replica::new(cfg);
     r.connected(0);
-    r.received(0, b"+PONG\r\n");
-    let a = r.received(
+    rx(&mut r, 0, b"+PONG\r\n");
+    let a = rx(
+        &mut r,
         0,
         b"-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n",
     );
@@ -175,7 +185,7 @@ fn full_resync_disk_framing_then_stream() {
     script.extend_from_slice(b"$7\r\nREDIS00");
     let set = cmd(&["SET", "k", "v"]);
     script.extend_from_slice(&set);
-    let a = r.received(10, &script);
+    let a = rx(&mut r, 10, &script);
     let off = 1000 + set.len() as i64;
     assert_eq!(
         a,
@@ -209,7 +219,7 @@ fn diskless_eof_framing_acks_at_once() {
     let payload = b"REDIS0010\xfa\x09redis-ver\x067.0.15\xff12345678".to_vec();
     script.extend_from_slice(&payload);
     script.extend_from_slice(MARK.as_bytes());
-    let a = normalize(r.received(0, &script));
+    let a = normalize(rx(&mut r, 0, &script));
     assert_eq!(
         a,
         vec![
@@ -234,10 +244,10 @@ fn diskless_mark_split_anywhere() {
     script.extend_from_slice(&cmd(&["PING"]));
     for size in [1, 3, 39, 40, 41, 100] {
         let mut r = handshaken(Config::new(1));
-        r.received(0, format!("+FULLRESYNC {ID} 0\r\n").as_bytes());
+        rx(&mut r, 0, format!("+FULLRESYNC {ID} 0\r\n").as_bytes());
         let mut a = Vec::new();
         for c in script.chunks(size) {
-            a.extend(r.received(0, c));
+            a.extend(rx(&mut r, 0, c));
         }
         assert_eq!(
             normalize(a),
@@ -256,11 +266,19 @@ fn diskless_mark_split_anywhere() {
 #[test]
 fn empty_rdb_and_short_eof_header() {
     let mut r = handshaken(Config::new(1));
-    let a = r.received(0, format!("+FULLRESYNC {ID} 3\r\n$0\r\n").as_bytes());
+    let a = rx(
+        &mut r,
+        0,
+        format!("+FULLRESYNC {ID} 3\r\n$0\r\n").as_bytes(),
+    );
     assert_eq!(a[1..], [Action::RdbStart { len: Some(0) }, Action::RdbDone]);
     // `$EOF:` with a short mark is read as a length, which it is not.
     let mut r = handshaken(Config::new(1));
-    let a = r.received(0, format!("+FULLRESYNC {ID} 3\r\n$EOF:abc\r\n").as_bytes());
+    let a = rx(
+        &mut r,
+        0,
+        format!("+FULLRESYNC {ID} 3\r\n$EOF:abc\r\n").as_bytes(),
+    );
     assert_eq!(
         err_close(&a),
         Some("Bad protocol from MASTER: invalid RDB length '$EOF:abc'")
@@ -284,8 +302,8 @@ fn bulk_header_errors() {
         ),
     ] {
         let mut r = handshaken(Config::new(1));
-        r.received(0, format!("+FULLRESYNC {ID} 0\r\n").as_bytes());
-        let a = r.received(0, line);
+        rx(&mut r, 0, format!("+FULLRESYNC {ID} 0\r\n").as_bytes());
+        let a = rx(&mut r, 0, line);
         assert_eq!(err_close(&a), Some(msg.as_str()));
     }
 }
@@ -300,13 +318,13 @@ fn psync_with_cached_master_and_continue() {
     });
     let mut r = Replica::new(cfg);
     r.connected(0);
-    r.received(0, b"+PONG\r\n");
-    let a = r.received(0, b"+OK\r\n+OK\r\n");
+    rx(&mut r, 0, b"+PONG\r\n");
+    let a = rx(&mut r, 0, b"+OK\r\n+OK\r\n");
     assert_eq!(a, vec![trying(ID, 100), send(&["PSYNC", ID, "100"])]);
     let set = cmd(&["SET", "a", "1"]);
     let mut script = b"+CONTINUE\r\n".to_vec();
     script.extend_from_slice(&set);
-    let a = r.received(0, &script);
+    let a = rx(&mut r, 0, &script);
     assert_eq!(
         a,
         vec![
@@ -328,7 +346,7 @@ fn continue_with_new_replid() {
         db: 0,
     });
     let mut r = handshaken(cfg);
-    let a = r.received(0, format!("+CONTINUE {ID2}\r\n").as_bytes());
+    let a = rx(&mut r, 0, format!("+CONTINUE {ID2}\r\n").as_bytes());
     assert_eq!(
         a,
         vec![Action::PartialSync {
@@ -340,9 +358,9 @@ fn continue_with_new_replid() {
     // The next link offers the new ID.
     r.closed();
     r.connected(1);
-    r.received(1, b"+PONG\r\n");
+    rx(&mut r, 1, b"+PONG\r\n");
     assert_eq!(
-        r.received(1, b"+OK\r\n+OK\r\n"),
+        rx(&mut r, 1, b"+OK\r\n+OK\r\n"),
         vec![trying(ID2, 11), send(&["PSYNC", ID2, "11"])]
     );
 }
@@ -350,7 +368,7 @@ fn continue_with_new_replid() {
 #[test]
 fn continue_without_cache_is_an_error() {
     let mut r = handshaken(Config::new(1));
-    let a = r.received(0, b"+CONTINUE\r\n");
+    let a = rx(&mut r, 0, b"+CONTINUE\r\n");
     assert!(err_close(&a).is_some());
 }
 
@@ -361,7 +379,7 @@ fn psync_try_later() {
         "-LOADING Redis is loading the dataset in memory",
     ] {
         let mut r = handshaken(Config::new(1));
-        let a = r.received(0, format!("{reply}\r\n").as_bytes());
+        let a = rx(&mut r, 0, format!("{reply}\r\n").as_bytes());
         assert_eq!(
             err_close(&a),
             Some(
@@ -376,7 +394,7 @@ fn psync_try_later() {
 fn psync_refused_falls_back_to_sync() {
     for reply in ["-ERR unknown command 'PSYNC'", "+OK"] {
         let mut r = handshaken(Config::new(1));
-        let a = r.received(0, format!("{reply}\r\n").as_bytes());
+        let a = rx(&mut r, 0, format!("{reply}\r\n").as_bytes());
         assert_eq!(
             a,
             vec![
@@ -390,13 +408,13 @@ fn psync_refused_falls_back_to_sync() {
         let ping = cmd(&["PING"]);
         let mut script = b"\n$3\r\nabc".to_vec();
         script.extend_from_slice(&ping);
-        let a = r.received(0, &script);
+        let a = rx(&mut r, 0, &script);
         assert_eq!(a[3], command(&["PING"], -1 + ping.len() as i64));
         // A pre-PSYNC master gets no periodic ACK, and nothing to resume.
         assert_eq!(r.tick(5000), vec![]);
         assert_eq!(r.resume_point(), None);
         // GETACK is still answered.
-        let a = r.received(5000, &cmd(&["REPLCONF", "GETACK", "*"]));
+        let a = rx(&mut r, 5000, &cmd(&["REPLCONF", "GETACK", "*"]));
         assert_eq!(a, vec![ack(-1 + ping.len() as i64)]);
     }
 }
@@ -406,7 +424,7 @@ fn malformed_fullresync_has_no_replid() {
     for line in ["+FULLRESYNC", "+FULLRESYNC abc 5", "+FULLRESYNC {ID}"] {
         let line = line.replace("{ID}", ID);
         let mut r = handshaken(Config::new(1));
-        let a = r.received(0, format!("{line}\r\n").as_bytes());
+        let a = rx(&mut r, 0, format!("{line}\r\n").as_bytes());
         assert_eq!(
             a,
             vec![Action::FullSync {
@@ -430,7 +448,11 @@ fn malformed_fullresync_has_no_replid() {
 /// A stream past a full sync at offset 0.
 fn streaming() -> Replica {
     let mut r = handshaken(Config::new(1));
-    r.received(0, format!("+FULLRESYNC {ID} 0\r\n$0\r\n").as_bytes());
+    rx(
+        &mut r,
+        0,
+        format!("+FULLRESYNC {ID} 0\r\n$0\r\n").as_bytes(),
+    );
     assert!(r.is_streaming());
     r
 }
@@ -442,21 +464,21 @@ fn getack_answers_the_offset_before_it() {
     let getack = cmd(&["REPLCONF", "GETACK", "*"]);
     let mut script = set.clone();
     script.extend_from_slice(&getack);
-    let a = r.received(1, &script);
+    let a = rx(&mut r, 1, &script);
     let off = set.len() as i64;
     assert_eq!(a, vec![command(&["SET", "k", "v"], off), ack(off)]);
     // The GETACK itself counts from then on.
     assert_eq!(r.offset(), off + getack.len() as i64);
-    let a = r.received(1, &cmd(&["replconf", "getack", "*"]));
+    let a = rx(&mut r, 1, &cmd(&["replconf", "getack", "*"]));
     assert_eq!(a, vec![ack(off + getack.len() as i64)]);
     // Arity errors and other options send nothing, but count.
     let before = r.offset();
     let odd = cmd(&["REPLCONF", "GETACK"]);
-    assert_eq!(r.received(1, &odd), vec![]);
+    assert_eq!(rx(&mut r, 1, &odd), vec![]);
     assert_eq!(r.offset(), before + odd.len() as i64);
-    assert_eq!(r.received(1, &cmd(&["REPLCONF", "ACK", "5"])), vec![]);
+    assert_eq!(rx(&mut r, 1, &cmd(&["REPLCONF", "ACK", "5"])), vec![]);
     let capa_then_getack = cmd(&["REPLCONF", "capa", "eof", "getack", "*"]);
-    assert_eq!(r.received(1, &capa_then_getack).len(), 1);
+    assert_eq!(rx(&mut r, 1, &capa_then_getack).len(), 1);
 }
 
 #[test]
@@ -470,7 +492,7 @@ fn multi_offsets_move_at_exec() {
     ];
     let mut a = Vec::new();
     for p in &parts {
-        a.extend(r.received(1, p));
+        a.extend(rx(&mut r, 1, p));
         if p == &parts[1] {
             // An ACK in the middle of the transaction reports its start.
             assert_eq!(r.tick(2000), vec![ack(0)]);
@@ -485,7 +507,7 @@ fn multi_offsets_move_at_exec() {
             command(&["EXEC"], total),
         ]
     );
-    let a = r.received(1, &[cmd(&["MULTI"]), cmd(&["DISCARD"])].concat());
+    let a = rx(&mut r, 1, &[cmd(&["MULTI"]), cmd(&["DISCARD"])].concat());
     let discard = total + (cmd(&["MULTI"]).len() + cmd(&["DISCARD"]).len()) as i64;
     assert_eq!(a[1], command(&["DISCARD"], discard));
 }
@@ -496,9 +518,9 @@ fn keepalives_and_empty_multibulk_count_with_the_next_command() {
     let ping = cmd(&["PING"]);
     let mut script = b"\n\r\n*0\r\n*-1\r\n".to_vec();
     script.extend_from_slice(&ping);
-    let a = r.received(1, &script);
+    let a = rx(&mut r, 1, &script);
     assert_eq!(a, vec![command(&["PING"], script.len() as i64)]);
-    let a = r.received(1, b"\n");
+    let a = rx(&mut r, 1, b"\n");
     assert_eq!(a, vec![]);
     assert_eq!(r.offset(), script.len() as i64);
 }
@@ -513,12 +535,12 @@ fn garbage_in_the_stream_drops_the_cached_master() {
     ] {
         let mut r = streaming();
         assert!(r.resume_point().is_some());
-        let a = r.received(1, bad);
+        let a = rx(&mut r, 1, bad);
         assert_eq!(err_close(&a), Some(msg), "{bad:?}");
         assert_eq!(r.resume_point(), None);
         r.connected(2);
-        r.received(2, b"+PONG\r\n+OK\r\n");
-        assert_eq!(r.received(2, b"+OK\r\n"), vec![no_cache(), send(&["PSYNC", "?", "-1"])]);
+        rx(&mut r, 2, b"+PONG\r\n+OK\r\n");
+        assert_eq!(rx(&mut r, 2, b"+OK\r\n"), vec![no_cache(), send(&["PSYNC", "?", "-1"])]);
     }
 }
 
@@ -526,10 +548,10 @@ fn garbage_in_the_stream_drops_the_cached_master() {
 fn long_lines_are_refused() {
     let mut r = Replica::new(Config::new(1));
     r.connected(0);
-    let a = r.received(0, &[b'+'; LINE_MAX + 1]);
+    let a = rx(&mut r, 0, &[b'+'; LINE_MAX + 1]);
     assert!(err_close(&a).is_some());
     let mut r = streaming();
-    let a = r.received(0, &vec![b' '; INLINE_MAX + 1]);
+    let a = rx(&mut r, 0, &vec![b' '; INLINE_MAX + 1]);
     assert_eq!(
         err_close(&a),
         Some("Protocol error (too big inline request) from MASTER")
@@ -548,15 +570,19 @@ fn timeouts_in_each_phase() {
         Some("Timeout connecting to the MASTER...")
     );
     let mut r = handshaken(cfg.clone());
-    r.received(0, format!("+FULLRESYNC {ID} 0\r\n$100\r\n").as_bytes());
-    r.received(30_000, b"\x00\x01");
+    rx(
+        &mut r,
+        0,
+        format!("+FULLRESYNC {ID} 0\r\n$100\r\n").as_bytes(),
+    );
+    rx(&mut r, 30_000, b"\x00\x01");
     assert_eq!(r.tick(90_000), vec![]);
     assert_eq!(
         err_close(&r.tick(90_001)),
         Some("Timeout receiving bulk data from MASTER... If the problem persists try to set the 'repl-timeout' parameter in redis.conf to a larger value.")
     );
     let mut r = streaming();
-    r.received(10_000, &cmd(&["PING"]));
+    rx(&mut r, 10_000, &cmd(&["PING"]));
     assert_eq!(r.tick(70_000), vec![ack(14)]);
     let a = r.tick(70_001);
     assert_eq!(
@@ -574,11 +600,11 @@ fn ack_every_second() {
     assert_eq!(r.tick(500), vec![]);
     assert_eq!(r.tick(1000), vec![ack(0)]);
     assert_eq!(r.tick(1500), vec![]);
-    r.received(1600, &cmd(&["PING"]));
+    rx(&mut r, 1600, &cmd(&["PING"]));
     assert_eq!(r.tick(2000), vec![ack(14)]);
     r.closed();
     assert_eq!(r.tick(3000), vec![]);
-    assert_eq!(r.received(3000, &cmd(&["PING"])), vec![]);
+    assert_eq!(rx(&mut r, 3000, &cmd(&["PING"])), vec![]);
 }
 
 /// A whole exchange in a 7.0 master's framing: replies with keepalives, a
@@ -615,7 +641,7 @@ fn split_reads_at_every_byte_boundary() {
         let mut r = Replica::new(Config::new(6380));
         let mut a = r.connected(0);
         for p in pieces {
-            a.extend(r.received(0, p));
+            a.extend(rx(&mut r, 0, p));
         }
         (normalize(a), r.offset())
     };
@@ -662,7 +688,7 @@ fn garbage_never_panics() {
         r.connected(0);
         let size = 1 + (next() % 50) as usize;
         for c in s.chunks(size) {
-            r.received(1, c);
+            rx(&mut r, 1, c);
             r.tick(next() % 200_000);
         }
     }
@@ -677,19 +703,83 @@ fn the_resume_point_keeps_the_selected_database() {
         db: 3,
     });
     let mut r = handshaken(cfg);
-    r.received(0, b"+CONTINUE\r\n");
+    rx(&mut r, 0, b"+CONTINUE\r\n");
     assert_eq!(r.db(), 3);
-    r.received(0, &cmd(&["SELECT", "5"]));
+    rx(&mut r, 0, &cmd(&["SELECT", "5"]));
     assert_eq!(r.db(), 5);
     // A SELECT inside MULTI selects at EXEC; a link lost before it
     // leaves the database as it was.
-    r.received(0, &cmd(&["MULTI"]));
-    r.received(0, &cmd(&["SELECT", "7"]));
+    rx(&mut r, 0, &cmd(&["MULTI"]));
+    rx(&mut r, 0, &cmd(&["SELECT", "7"]));
     assert_eq!(r.db(), 5);
-    r.received(0, &cmd(&["EXEC"]));
+    rx(&mut r, 0, &cmd(&["EXEC"]));
     assert_eq!(r.db(), 7);
-    r.received(0, &cmd(&["MULTI"]));
-    r.received(0, &cmd(&["SELECT", "1"]));
+    rx(&mut r, 0, &cmd(&["MULTI"]));
+    rx(&mut r, 0, &cmd(&["SELECT", "1"]));
     r.closed();
     assert_eq!(r.resume_point().map(|p| p.db), Some(7));
+}
+
+/// The proxied bytes are exactly the stream the master sent, cut where the
+/// offset moves: keepalives and empty multibulks go with the next command,
+/// `REPLCONF GETACK` and `PING` are included, a `MULTI` comes whole with
+/// its `EXEC`; a link that ends inside `MULTI` drops what it held and says
+/// so once.
+#[test]
+fn proxied_bytes_are_the_stream_as_sent() {
+    let mut r = streaming();
+    let parts = [
+        b"\n".to_vec(),
+        cmd(&["SET", "k", "v"]),
+        b"*0\r\n".to_vec(),
+        cmd(&["REPLCONF", "GETACK", "*"]),
+        cmd(&["PING"]),
+        cmd(&["MULTI"]),
+        cmd(&["INCR", "c"]),
+        cmd(&["EXEC"]),
+    ];
+    let all = parts.concat();
+    for split in [1, 3, 7, all.len()] {
+        let mut r2 = streaming();
+        let mut got = Vec::new();
+        let mut offsets = Vec::new();
+        for piece in all.chunks(split) {
+            for a in r2.received(1, piece) {
+                if let Action::Proxy { bytes, offset } = a {
+                    got.extend_from_slice(&bytes);
+                    assert_eq!(offset, got.len() as i64);
+                    offsets.push(offset);
+                }
+            }
+        }
+        assert_eq!(got, all, "split {split}");
+        // Never inside the transaction.
+        let multi_at = parts[..5].concat().len() as i64;
+        assert!(!offsets
+            .iter()
+            .any(|&o| o > multi_at && o < all.len() as i64));
+        assert_eq!(r2.offset(), all.len() as i64);
+    }
+    // A link lost inside MULTI: nothing of it is proxied, the flag is set
+    // once, and the next stream's bytes start at the MULTI.
+    let mut got = Vec::new();
+    for a in r.received(
+        1,
+        &[
+            cmd(&["SET", "a", "1"]),
+            cmd(&["MULTI"]),
+            cmd(&["INCR", "c"]),
+        ]
+        .concat(),
+    ) {
+        if let Action::Proxy { bytes, .. } = a {
+            got.extend(bytes);
+        }
+    }
+    assert_eq!(got, cmd(&["SET", "a", "1"]));
+    assert!(!r.take_aborted_multi());
+    r.closed();
+    assert!(r.take_aborted_multi());
+    assert!(!r.take_aborted_multi());
+    assert_eq!(r.offset(), got.len() as i64);
 }

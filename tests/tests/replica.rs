@@ -990,3 +990,139 @@ fn a_replica_killed_continues_partially_from_its_last_snapshot() {
     let replica = Server::slotd_at(replica.port(), &args);
     resumed_partially(&master, &replica, &full_before);
 }
+
+/// Chained replication (checklist F14): the replicas of a slotd replica
+/// get its master's stream byte for byte, as Redis 4.0+ proxies it, with
+/// the top master's replication ID and offsets; the stream's database
+/// survives a full resynchronization from the middle of the chain (the
+/// RDB's `repl-stream-db`); links that drop resume partially; a promoted
+/// middle node keeps its replicas with a partial resynchronization under
+/// its new ID, and one that follows a master again passes the new
+/// master's data down.
+#[test]
+fn replicas_of_a_slotd_replica_follow_the_top_masters_stream() {
+    let master = Server::redis(&DEBUG);
+    let mport = master.port().to_string();
+    let mid_args = [
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--replicaof",
+        "127.0.0.1",
+        &mport,
+    ];
+    let mid = Server::slotd(&mid_args);
+    load(&master, "a");
+    caught_up(&master, &mid);
+    // The master's stream goes on in database 3, selected once.
+    let mut m = master.raw();
+    m.cmd_str(&["select", "3"]);
+    m.cmd_str(&["set", "in3", "x"]);
+    caught_up(&master, &mid);
+
+    let rport = mid.port().to_string();
+    let dir = tests::fresh_dir("chained", "sub");
+    let dir = dir.to_string_lossy().into_owned();
+    let sub_args = [
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--dir",
+        &dir,
+        "--save",
+        "3600 1",
+        "--replicaof",
+        "127.0.0.1",
+        &rport,
+    ];
+    let sub = Server::slotd(&sub_args);
+    let sub_redis = Server::redis(&[DEBUG[0], DEBUG[1], "--replicaof", "127.0.0.1", &rport]);
+    // Writes in database 3 without a SELECT, a transaction, every type.
+    m.cmd_str(&["set", "in3b", "y"]);
+    m.cmd_str(&["multi"]);
+    m.cmd_str(&["incr", "t1"]);
+    m.cmd_str(&["incr", "t2"]);
+    assert_eq!(tests::text(&m.cmd_str(&["exec"])), "*2\r\n:1\r\n:1\r\n");
+    load(&master, "b");
+    write_stream(&master);
+    for s in [&mid, &sub, &sub_redis] {
+        caught_up(&master, s);
+        assert_eq!(info(s, "master_replid"), info(&master, "master_replid"));
+    }
+    assert_eq!(sub.cli(&["-n", "3", "get", "in3b"]).trim(), "y");
+    assert_eq!(info(&mid, "connected_slaves"), "2");
+    assert_eq!(info_stat(&mid, "sync_full"), 2);
+    assert_eq!(
+        mid.cli(&["wait", "1", "0"]).trim(),
+        "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated."
+    );
+
+    // Byte for byte: a PSYNC at the same point on the master and on the
+    // middle node continues with the same bytes.
+    let id = info(&master, "master_replid");
+    let at: i64 = info(&master, "master_repl_offset").parse().unwrap();
+    let (l1, mut c1) = psync(master.port(), &id, &(at + 1).to_string());
+    let (l2, mut c2) = psync(mid.port(), &id, &(at + 1).to_string());
+    assert_eq!((l1.as_str(), l2.as_str()), ("+CONTINUE", "+CONTINUE"));
+    m.cmd_str(&["set", "k", "v"]);
+    m.cmd_str(&["multi"]);
+    m.cmd_str(&["lpush", "q", "1", "2"]);
+    m.cmd_str(&["exec"]);
+    let n = info(&master, "master_repl_offset").parse::<i64>().unwrap() - at;
+    let b1 = stream_bytes(&mut c1, n as usize);
+    assert_eq!(stream_bytes(&mut c2, n as usize), b1);
+    assert!(tests::show(&b1).contains("lpush"), "{}", tests::show(&b1));
+    drop((c1, c2));
+
+    // Links that drop resume partially: the redis-server replica's, and
+    // the slotd replica's across a restart from its final save.
+    let partial = info_stat(&mid, "sync_partial_ok");
+    sub_redis.cli(&["client", "kill", "type", "master"]);
+    let mut r = sub.raw();
+    r.send(b"SHUTDOWN\r\n").unwrap();
+    assert!(r.is_closed(Duration::from_secs(20)));
+    let mut sub = sub;
+    sub.kill();
+    load(&master, "c");
+    let sub = Server::slotd_at(sub.port(), &sub_args);
+    for s in [&sub, &sub_redis] {
+        caught_up(&master, s);
+    }
+    assert_eq!(info_stat(&mid, "sync_partial_ok"), partial + 2);
+    assert_eq!(info_stat(&mid, "sync_full"), 2);
+
+    // The middle node promoted: a new ID, the old one kept as the
+    // secondary; its replicas continue partially and follow its writes.
+    let old_id = info(&mid, "master_replid");
+    assert_eq!(mid.cli(&["replicaof", "no", "one"]).trim(), "OK");
+    mid.cli(&["-n", "3", "set", "after", "promotion"]);
+    for s in [&sub, &sub_redis] {
+        wait_for(20, "the replica's link to the promoted node", || {
+            info(s, "master_link_status") == "up"
+                && info(s, "master_replid") == info(&mid, "master_replid")
+        });
+        caught_up(&mid, s);
+        assert_eq!(info(s, "master_replid2"), old_id);
+    }
+    assert_eq!(info(&mid, "master_replid2"), old_id);
+    assert_eq!(info_stat(&mid, "sync_partial_ok"), partial + 4);
+    assert_eq!(info_stat(&mid, "sync_full"), 2);
+    assert_eq!(
+        sub_redis.cli(&["-n", "3", "get", "after"]).trim(),
+        "promotion"
+    );
+
+    // Following the master again: a full resynchronization of the middle
+    // node, whose replicas then load the master's data from it.
+    assert_eq!(mid.cli(&["replicaof", "127.0.0.1", &mport]).trim(), "OK");
+    load(&master, "d");
+    for s in [&mid, &sub, &sub_redis] {
+        wait_for(20, "the master's replication ID down the chain", || {
+            info(s, "master_replid") == info(&master, "master_replid")
+        });
+        caught_up(&master, s);
+    }
+    assert_eq!(sub.cli(&["-n", "3", "get", "after"]).trim(), "");
+}

@@ -384,6 +384,24 @@ pub fn file(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(Item)) -> Res<()
     file_at(buf, lim, |_, item| f(item)).map(|_| ())
 }
 
+/// The aux fields at the head of an RDB file (`buf` may be just its
+/// first bytes): those before the first record of another kind, or before
+/// `buf` ends. Empty for anything that is not an RDB.
+pub fn head_aux(buf: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(buf);
+    if !r.take(9).is_ok_and(|m| m.starts_with(b"REDIS")) {
+        return out;
+    }
+    while let Ok(OP_AUX) = r.u8() {
+        match (r.string(), r.string()) {
+            (Ok(k), Ok(v)) => out.push((k, v)),
+            _ => break,
+        }
+    }
+    out
+}
+
 /// [`file`], also giving each record the offset just past it (what
 /// redis-check-rdb shows), and returning the offset past the checksum.
 pub fn file_at(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(usize, Item)) -> Res<usize> {

@@ -230,6 +230,29 @@ fn a_whole_file_round_trips() {
     }
 }
 
+#[test]
+fn head_aux_reads_the_fields_before_the_first_record() {
+    let mut out = Vec::new();
+    write::header(&mut out);
+    write::aux(&mut out, "repl-stream-db", b"3");
+    write::aux(&mut out, "repl-id", b"x");
+    write::select_db(&mut out, 0, 1, 0);
+    write::aux(&mut out, "late", b"y");
+    let aux = read::head_aux(&out);
+    assert_eq!(
+        aux,
+        vec![
+            (b"repl-stream-db".to_vec(), b"3".to_vec()),
+            (b"repl-id".to_vec(), b"x".to_vec())
+        ]
+    );
+    // A cut anywhere gives the whole fields before it, never a panic.
+    for n in 0..out.len() {
+        assert!(read::head_aux(&out[..n]).len() <= 2);
+    }
+    assert!(read::head_aux(b"garbage!!\xfa").is_empty());
+}
+
 /// A payload of `body` with the footer `undump` checks (any version up to
 /// ours: Redis 6 wrote version 9).
 fn with_footer(mut body: Vec<u8>, version: u16) -> Vec<u8> {

@@ -220,7 +220,13 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if spec.has(flags::NODE) {
         return super::node::run(shard, key, spec, args);
     }
-    if spec.name == "wait" && shard.replication.stream().active() {
+    if spec.name == "wait"
+        && (shard.replication.stream().active()
+            || shard
+                .shared
+                .replica
+                .load(std::sync::atomic::Ordering::Relaxed))
+    {
         return super::sync::wait(shard, key, args);
     }
     if spec.name == "memory" && super::memory::is_node(&args) {

@@ -302,7 +302,10 @@ fn cpu() -> String {
 
 /// INFO's replication section, as Redis 7.0's `genRedisInfoString`.
 fn replication(r: &crate::replica::Status, priority: i64, read_only: bool) -> String {
-    if let Some(v) = &r.master_view {
+    // The master thread's lines: a master's, or a replica's once its
+    // replicas follow its master's stream from a known point.
+    let view = r.master_view.as_ref().filter(|v| !v.text.is_empty());
+    if let (None, Some(v)) = (&r.master, view) {
         return v.text.clone();
     }
     let mut out = String::new();
@@ -358,6 +361,10 @@ fn replication(r: &crate::replica::Status, priority: i64, read_only: bool) -> St
                 read_only as u8
             );
         }
+    }
+    if let Some(v) = view {
+        out.push_str(v.text.strip_prefix("role:master\r\n").unwrap_or(&v.text));
+        return out;
     }
     let _ = write!(
         out,

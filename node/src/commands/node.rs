@@ -239,7 +239,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
                 if let Ok(ended) = ended {
                     return spawn(shard, key, async move {
                         let from = ended.await.flatten();
-                        let job = match crate::persist::start_final(&shared, &persist, &mesh, from)
+                        let job = match crate::persist::start_known(&shared, &persist, &mesh, from)
                         {
                             Ok(j) => {
                                 crate::log::notice(format_args!("Background saving started"));

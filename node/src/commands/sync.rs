@@ -9,10 +9,12 @@
 use super::dispatch::{spawn, Next};
 use crate::io::Key;
 use crate::mesh::{flows, Effect, Request, Response, TaskDone};
-use crate::replica::{Note, Rdb};
+use crate::replica::{Note, Rdb, NOMASTERLINK};
 use crate::shard::Shard;
 use engine::{Args, Reply};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 /// The peer's IP of a connection's `ip:port` address.
 fn peer_ip(addr: &str) -> String {
@@ -62,21 +64,17 @@ pub fn replconf(shard: &mut Shard, key: Key, args: Args) -> Next {
     })
 }
 
-/// SYNC, PSYNC <replid> <offset>.
+/// SYNC, PSYNC <replid> <offset>. On a replica whose link is up, its
+/// replica gets its master's stream (Redis 4.0+): the link is first held
+/// still, so the data stands at one offset of that stream while the
+/// barrier decides and a full resynchronization's snapshot starts.
 pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
-    if shard
-        .shared
-        .replica
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
-        // NOMASTERLINK makes a replica keep its cached master and retry
-        // (Redis's "try later"): in cluster mode this node may be about to
-        // be promoted, and its old master, now its replica, resumes then.
-        let e = format!(
-            "NOMASTERLINK {} is not supported by slotd yet on a replica: chained replication is not built yet",
-            String::from_utf8_lossy(args.get(0)).to_ascii_uppercase()
-        );
-        shard.reply(key, &Reply::Error(e.into()));
+    let proxy = shard.shared.replica.load(Ordering::SeqCst);
+    if proxy && !shard.shared.master_link_up.load(Ordering::SeqCst) {
+        // A Redis replica keeps its cached master and tries again: in
+        // cluster mode this node may be about to be promoted, and its old
+        // master, now its replica, resumes then.
+        shard.reply(key, &Reply::Error(NOMASTERLINK.into()));
         return Next::Continue;
     }
     let Some(c) = shard.conns.get(key) else {
@@ -104,44 +102,54 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         while let Some(job) = persist.job() {
             let _ = crate::persist::Outcome { job, core: me }.await;
         }
+        let at = Arc::new(Mutex::new(None));
+        if proxy {
+            let held = rpc
+                .call_outside(|id| repl.hold_for_sync(me, id, at.clone()))
+                .await;
+            if !matches!(held, Response::Count(1)) {
+                return done(key, vec![Reply::Error(NOMASTERLINK.into())], Vec::new());
+            }
+        }
+        let at = at.lock().ok().and_then(|a| a.clone());
         let rpc2 = rpc.clone();
+        let repl2 = repl.clone();
         let verdict = flows::under_all_locks(&rpc, |tx| async move {
             let resp = rpc2
                 .call_outside(|id| {
-                    repl.note(Note::Sync {
+                    repl2.note(Note::Sync {
                         conn,
                         peer_ip: ip,
                         argv,
                         core: me,
                         id,
+                        at: at.clone(),
                     })
                 })
                 .await;
             match resp {
                 Response::Count(n @ 1..) => {
-                    // 2: the replica reads the diskless EOF framing.
+                    // 2: the replica reads the diskless EOF framing. A
+                    // replica's RDB records where its master's stream
+                    // stands (`repl-stream-db` above all).
                     let job = match (diskless && n == 2, path) {
                         (true, _) => pipe().ok().and_then(|(r, w)| {
-                            crate::persist::start_stream(&shared, &persist, &mesh, w)
+                            crate::persist::start_stream(&shared, &persist, &mesh, w, at)
                                 .ok()
                                 .map(|job| (job, Rdb::Pipe(r)))
                         }),
-                        (false, Some(path)) => crate::persist::start(
-                            &shared,
-                            &persist,
-                            &mesh,
-                            crate::config::REDIS_VERSION,
-                            None,
-                        )
-                        .ok()
-                        .map(|job| (job, Rdb::File(path))),
+                        (false, Some(path)) => {
+                            crate::persist::start_known(&shared, &persist, &mesh, at)
+                                .ok()
+                                .map(|job| (job, Rdb::File(path)))
+                        }
                         (false, None) => None,
                     };
                     // Without a job the replica waits for an RDB that never
                     // comes: its socket is handed over and closed there.
                     if let Some(job) = job {
                         rpc2.call_all(|_| Request::SnapshotStart { tx }).await;
-                        repl.keep_job(conn, job);
+                        repl2.keep_job(conn, job);
                     }
                     Ok(())
                 }
@@ -151,6 +159,9 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
         })
         .await;
+        if proxy {
+            crate::persist::StreamHold::release(&*repl);
+        }
         match verdict {
             Ok(()) => done(key, Vec::new(), vec![Effect::HandOff]),
             Err(replies) => done(key, replies, Vec::new()),
@@ -163,6 +174,10 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
 /// the one taken now; the master thread answers when that many replicas
 /// acknowledged the offset it reached, or at the timeout.
 pub fn wait(shard: &mut Shard, key: Key, args: Args) -> Next {
+    if shard.shared.replica.load(Ordering::SeqCst) {
+        shard.reply(key, &Reply::err(WAIT_ON_REPLICA));
+        return Next::Continue;
+    }
     let replicas = match args.int(1) {
         Ok(n) => n,
         Err(e) => {
@@ -204,6 +219,9 @@ pub fn wait(shard: &mut Shard, key: Key, args: Args) -> Next {
         done(key, vec![Reply::Int(n)], Vec::new())
     })
 }
+
+/// Redis 7.0's refusal of WAIT on a replica.
+const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.";
 
 /// A pipe: (read end, write end as a file for the snapshot writer).
 fn pipe() -> std::io::Result<(OwnedFd, std::fs::File)> {

@@ -238,7 +238,7 @@ pub struct Job {
     /// instant of its image.
     pub aof_seq: Option<u64>,
     /// The replication stream's position the image holds, if exactly
-    /// known: a replica's final save ([`start_final`]), or a replica's
+    /// known: a replica's final save ([`start_known`]), or a replica's
     /// snapshot taken while its link was held still ([`StreamHold`]).
     pub repl: std::sync::OnceLock<repl::Resume>,
 }
@@ -251,9 +251,10 @@ pub struct Job {
 pub trait StreamHold: Send + Sync {
     /// Stops handing the master's commands to the master client once
     /// those handed are run, and answers where the data then stands
-    /// (`None`: no stream to hold, nothing held).
+    /// (`None`: no stream to hold, nothing held). One holder at a time:
+    /// another waits for [`StreamHold::release`].
     fn hold(&self) -> Option<repl::Resume>;
-    /// Lets the stream flow again.
+    /// Lets the stream flow again (after a `hold` that answered `Some`).
     fn release(&self);
 }
 
@@ -408,12 +409,14 @@ enum Start {
     Hold(Option<Arc<dyn StreamHold>>),
 }
 
-/// Starts the snapshot saved before exiting. A replica whose link ended
-/// with every command of its master applied passes where its stream got
-/// (`repl`): the file records it (`repl-id`, `repl-offset`,
-/// `repl-stream-db`, as Redis's), and the replica continues from it after
-/// a restart with a partial resynchronization.
-pub fn start_final(
+/// Starts a snapshot whose replication position is known: the one saved
+/// before exiting, or a replica's replica's full resynchronization. A
+/// replica whose link ended (or is held still) with every command of its
+/// master applied passes where its stream got (`repl`): the file records
+/// it (`repl-id`, `repl-offset`, `repl-stream-db`, as Redis's), and the
+/// replica continues from it after a restart with a partial
+/// resynchronization.
+pub fn start_known(
     shared: &Arc<Shared>,
     state: &Arc<State>,
     mesh: &Arc<Mesh>,
@@ -437,6 +440,7 @@ pub fn start_stream(
     state: &Arc<State>,
     mesh: &Arc<Mesh>,
     out: std::fs::File,
+    repl: Option<repl::Resume>,
 ) -> Result<Arc<Job>, ()> {
     start_job(
         shared,
@@ -445,7 +449,7 @@ pub fn start_stream(
         crate::config::REDIS_VERSION,
         false,
         Some(out),
-        Start::Known(None),
+        Start::Known(repl),
     )
 }
 
@@ -570,12 +574,16 @@ fn start_job(
             // SAFETY: setpriority on this thread (who = 0) only.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
             if let Some(h) = hold {
-                if let Some(r) = h.hold() {
+                let held = h.hold();
+                let release = held.is_some();
+                if let Some(r) = held {
                     let _ = job2.repl.set(r);
                 }
                 publish(&state2, &mesh2, &job2);
-                job2.wait_started(HOLD_MAX);
-                h.release();
+                if release {
+                    job2.wait_started(HOLD_MAX);
+                    h.release();
+                }
             }
             state2.aof.job_started();
             if let Some(out) = stream {

@@ -13,7 +13,7 @@
 //! (`repl-diskless-sync no`), or, diskless, what the job's writer puts in
 //! a pipe, framed by `$EOF:<mark>` as Redis frames it.
 
-use super::stream::Stream;
+use super::stream::{Proxied, Stream};
 use crate::mesh::{Mesh, Msg, Response};
 use crate::persist::Job;
 use engine::Reply;
@@ -84,14 +84,22 @@ pub enum Note {
     },
     /// `SYNC`/`PSYNC`, under the barrier: answer `Count(1)` for a full
     /// resynchronization (a snapshot must start now), `Count(0)` for a
-    /// partial one, or the error reply.
+    /// partial one, or the error reply. On a replica, `at` is where its
+    /// link, held still, left the data.
     Sync {
         conn: u64,
         peer_ip: String,
         argv: Vec<Vec<u8>>,
         core: usize,
         id: u64,
+        at: Option<repl::Resume>,
     },
+    /// The node became a replica (`history: None`): its replicas get its
+    /// master's stream from now on; or a master again, continuing
+    /// `history` with the writes of its cores. Either way the replicas are
+    /// disconnected, to learn the new replication ID (Redis's
+    /// `disconnectSlaves`), and resynchronize, partially where they can.
+    Mode { history: Option<History> },
     /// The replica's socket, let go by its core, with the output it had
     /// not sent and the input after the command; `job` writes the RDB of a
     /// full resynchronization, `rdb` names its file.
@@ -162,6 +170,11 @@ pub struct MasterThread {
     buf: Vec<u8>,
     /// `client-output-buffer-limit replica`'s hard limit (0: none).
     obuf_hard: u64,
+    /// This node is a replica: the stream is its link's ([`Proxied`]),
+    /// known from `proxy_known` on (where the link's stream stands matches
+    /// `master`'s ID and offset).
+    proxy: bool,
+    proxy_known: bool,
 }
 
 fn id_bytes(id: &str) -> [u8; repl::RUN_ID_SIZE] {
@@ -182,6 +195,8 @@ pub struct History {
 }
 
 impl MasterThread {
+    /// `proxy`: the node is a replica (see [`Note::Mode`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         shared: Arc<crate::shared::Shared>,
         stream: Arc<Stream>,
@@ -190,6 +205,7 @@ impl MasterThread {
         info: Arc<Mutex<View>>,
         history: History,
         cfg: MasterConfig,
+        proxy: bool,
     ) -> MasterThread {
         // `client-output-buffer-limit replica`'s hard limit.
         let obuf_hard = shared.settings().obuf[1].hard;
@@ -200,19 +216,14 @@ impl MasterThread {
             notes,
             info,
             waits: Vec::new(),
-            master: match history.replid2 {
-                Some((old, second)) => {
-                    let mut m = Master::resume(id_bytes(&old), second - 1, cfg);
-                    m.shift_replid(id_bytes(&history.replid));
-                    m
-                }
-                None => Master::resume(id_bytes(&history.replid), history.offset, cfg),
-            },
+            master: master_of(history, cfg),
             merger: Merger::new(),
             socks: HashMap::new(),
             start: Instant::now(),
             buf: Vec::new(),
             obuf_hard,
+            proxy,
+            proxy_known: false,
         }
     }
 
@@ -232,8 +243,9 @@ impl MasterThread {
                 (s.min_replicas_to_write, s.min_replicas_max_lag)
             };
             self.master.set_min_replicas(min, lag);
+            // A replica's replicas get its master's PINGs, none of its own.
             self.master
-                .hold_pings(self.shared.failover_pause.load(Ordering::SeqCst));
+                .hold_pings(self.proxy || self.shared.failover_pause.load(Ordering::SeqCst));
             let outs = self.master.tick(self.now());
             self.outs(outs);
             self.shared
@@ -246,11 +258,20 @@ impl MasterThread {
                 .socks
                 .iter()
                 .any(|(&conn, s)| s.fd.is_some() && self.master.streaming(conn));
-            self.stream
-                .publish_sent(self.merger.next_ticket(), streaming, &self.mesh);
+            self.stream.publish_sent(
+                self.merger.next_ticket(),
+                streaming && !self.proxy,
+                &self.mesh,
+            );
             if let Ok(mut i) = self.info.lock() {
                 *i = View {
-                    text: self.master.info(self.now()),
+                    // A replica whose link's position is not known yet
+                    // shows its link's (`Status`).
+                    text: if self.proxy && !self.proxy_known {
+                        String::new()
+                    } else {
+                        self.master.info(self.now())
+                    },
                     syncs: self.master.sync_stats(),
                     offset: self.master.offset(),
                 };
@@ -266,15 +287,20 @@ impl MasterThread {
             self.merger.push(c);
         }
         self.buf.clear();
-        if let Err(g) = self.merger.drain(&mut self.buf) {
+        let drained = self.merger.drain(&mut self.buf);
+        if self.proxy {
+            // Chunks a core pushed as the node turned replica: their
+            // tickets are passed, their bytes are not this stream's.
+            self.buf.clear();
+            self.absorb_proxied();
+            return;
+        }
+        if let Err(g) = drained {
             crate::log::warning(format_args!(
                 "Replication stream lost chunks {}..{}: replicas must resynchronize",
                 g.from, g.to
             ));
-            let ids: Vec<u64> = self.socks.keys().copied().collect();
-            for id in ids {
-                self.close(id);
-            }
+            self.close_all();
         }
         // In pieces: each replica takes what it is owed before the
         // backlog moves on, so a burst larger than the backlog loses none.
@@ -284,6 +310,51 @@ impl MasterThread {
             self.master.feed(piece);
         }
         self.buf = buf;
+    }
+
+    /// Takes what the link handed on: its master's stream into the
+    /// backlog, and where it stands after each (re)synchronization.
+    fn absorb_proxied(&mut self) {
+        while let Some(p) = self.stream.pop_proxied() {
+            match p {
+                Proxied::Bytes(bytes) if self.proxy_known => {
+                    for piece in bytes.chunks(BACKLOG_PIECE) {
+                        self.collect();
+                        self.master.feed(piece);
+                    }
+                }
+                Proxied::Bytes(_) => {}
+                Proxied::At { replid: None, .. } => {
+                    self.proxy_known = false;
+                    self.close_all();
+                }
+                Proxied::At {
+                    replid: Some(id),
+                    offset,
+                    full,
+                } => {
+                    let id = id_bytes(&id);
+                    let here = self.proxy_known && !full && self.master.offset() == offset;
+                    if here && *self.master.replid() != id {
+                        // A partial resynchronization with a new ID
+                        // (Redis: shift the IDs, disconnect the replicas).
+                        self.master.shift_replid(id);
+                        self.close_all();
+                    } else if !here {
+                        self.close_all();
+                        self.master.restart_at(id, offset);
+                    }
+                    self.proxy_known = true;
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<u64> = self.socks.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
     }
 
     /// Moves what each replica is owed from the backlog to its socket's
@@ -373,6 +444,11 @@ impl MasterThread {
     fn note(&mut self, note: Note) {
         let now = self.now();
         match note {
+            Note::Offset { tx } if self.proxy => {
+                self.absorb();
+                let _ = tx.send(self.proxy_known.then(|| self.master.offset()));
+            }
+            Note::Mode { history } => self.mode(history),
             Note::Offset { tx } => {
                 let target = self.stream.next_ticket();
                 self.absorb_all();
@@ -411,8 +487,24 @@ impl MasterThread {
                 argv,
                 core,
                 id,
+                at,
             } => {
                 self.absorb_all();
+                if self.proxy {
+                    // Held still, the link handed on all it had: the
+                    // backlog ends where the data stands, or the replica
+                    // tries again later.
+                    let here = at.as_ref().is_some_and(|r| {
+                        self.proxy_known
+                            && *self.master.replid() == id_bytes(&r.replid)
+                            && self.master.offset() == r.offset
+                    });
+                    if !here {
+                        let e = Reply::Error(NOMASTERLINK.into());
+                        self.answer(core, id, Response::Replies(vec![e]));
+                        return;
+                    }
+                }
                 let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
                 let fresh = id_bytes(&super::random_id());
                 let outs = self.master.sync(conn, &peer_ip, &args, now, fresh);
@@ -420,8 +512,10 @@ impl MasterThread {
                 let eof = outs
                     .iter()
                     .any(|o| matches!(o, Out::FullResync { eof: true, .. }));
-                if full {
-                    // The stream after the RDB selects its database again.
+                if full && !self.proxy {
+                    // The stream after the RDB selects its database again
+                    // (a replica's RDB says where its master's stream is:
+                    // `repl-stream-db`).
                     self.merger.reset_db();
                 }
                 let replica = self.master.replica(conn).is_some();
@@ -485,6 +579,38 @@ impl MasterThread {
                     crate::log::warning(format_args!("{line}"));
                 }
                 self.socks.remove(&conn);
+            }
+        }
+    }
+
+    /// [`Note::Mode`].
+    fn mode(&mut self, history: Option<History>) {
+        self.absorb_all();
+        self.close_all();
+        match history {
+            None => {
+                self.proxy = true;
+                // The link offers this node's own history first: the
+                // backlog goes on if the new master continues it.
+                self.proxy_known = true;
+                self.stream.set_proxying(true);
+                self.stream.set_active(false);
+            }
+            Some(h) => {
+                self.stream.set_proxying(false);
+                let continues = self.proxy
+                    && self.proxy_known
+                    && h.replid2.as_ref().is_some_and(|(old, second)| {
+                        *self.master.replid() == id_bytes(old) && self.master.offset() == second - 1
+                    });
+                if continues {
+                    self.master.shift_replid(id_bytes(&h.replid));
+                } else {
+                    continue_history(&mut self.master, h);
+                }
+                self.proxy = false;
+                self.proxy_known = false;
+                self.stream.set_active(true);
             }
         }
     }
@@ -777,6 +903,27 @@ impl MasterThread {
         // SAFETY: `fds` is a valid array of pollfd entries.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
         self.stream.woke();
+    }
+}
+
+/// Redis's refusal of SYNC on a replica whose link is not up.
+pub const NOMASTERLINK: &str = "NOMASTERLINK Can't SYNC while not connected with my master";
+
+/// The master side that continues `history`.
+fn master_of(history: History, cfg: MasterConfig) -> Master {
+    let mut m = Master::new(id_bytes(&history.replid), cfg);
+    continue_history(&mut m, history);
+    m
+}
+
+/// `m` continues `history` from an empty backlog (its connections kept).
+fn continue_history(m: &mut Master, history: History) {
+    match history.replid2 {
+        Some((old, second)) => {
+            m.restart_at(id_bytes(&old), second - 1);
+            m.shift_replid(id_bytes(&history.replid));
+        }
+        None => m.restart_at(id_bytes(&history.replid), history.offset),
     }
 }
 

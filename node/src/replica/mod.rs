@@ -23,7 +23,8 @@
 mod master;
 mod stream;
 
-pub use master::{Note, Rdb, SyncJob, View};
+pub use master::{Note, Rdb, SyncJob, View, NOMASTERLINK};
+use stream::Proxied;
 pub use stream::Stream;
 
 use crate::mesh::{Mesh, Msg};
@@ -126,6 +127,8 @@ struct Hold {
 
 #[derive(Default)]
 struct HoldState {
+    /// A holder has it (or waits for the answer).
+    taken: bool,
     asked: bool,
     /// The link's answer: where the data stands (`Some(None)`: it could
     /// not say).
@@ -224,26 +227,26 @@ impl Replication {
     /// Tells the master thread, starting it (and the cores' stream) first
     /// if no replica came before.
     pub fn note(&self, note: Note) {
-        self.start_master();
+        self.start_master(self.shared.replica.load(Ordering::SeqCst));
         if let Ok(mut n) = self.notes.lock() {
             n.push(note);
         }
         self.stream.wake();
     }
 
-    /// Starts the master thread and the cores' stream, once: at the first
-    /// replica, or at a promotion (from then on every write is counted in
-    /// the offset and kept in the backlog, so the old master's other
-    /// replicas can continue from it).
-    fn start_master(&self) {
+    /// Starts the master thread, once: at the first replica, or at a
+    /// promotion (from then on every write is counted in the offset and
+    /// kept in the backlog, so the old master's other replicas can
+    /// continue from it). A master's cores push their writes; a replica's
+    /// link hands on its master's stream (`proxy`).
+    fn start_master(&self, proxy: bool) {
         if !self.master_started.swap(true, Ordering::SeqCst) {
-            self.stream.activate();
-            let s = self.status();
-            let history = master::History {
-                replid: s.replid,
-                offset: s.repl_offset,
-                replid2: (s.replid2 != NO_ID).then_some((s.replid2, s.second_offset)),
-            };
+            if proxy {
+                self.stream.set_proxying(true);
+            } else {
+                self.stream.set_active(true);
+            }
+            let history = self.history();
             let cfg = self.master_config();
             let t = master::MasterThread::new(
                 self.shared.clone(),
@@ -253,6 +256,7 @@ impl Replication {
                 self.master_info.clone(),
                 history,
                 cfg,
+                proxy,
             );
             if let Err(e) = std::thread::Builder::new()
                 .name("repl-master".into())
@@ -260,6 +264,17 @@ impl Replication {
             {
                 crate::log::warning(format_args!("Can't start the replication thread: {e}"));
             }
+        }
+    }
+
+    /// The replication history the status shows (what a master thread
+    /// started now continues).
+    fn history(&self) -> master::History {
+        let s = self.status();
+        master::History {
+            replid: s.replid,
+            offset: s.repl_offset,
+            replid2: (s.replid2 != NO_ID).then_some((s.replid2, s.second_offset)),
         }
     }
 
@@ -294,9 +309,7 @@ impl Replication {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        if s.master.is_none() {
-            s.master_view = self.master_info();
-        }
+        s.master_view = self.master_info();
         s
     }
 
@@ -316,7 +329,7 @@ impl Replication {
             return false;
         }
         self.stop_link();
-        self.shared.replica.store(true, Ordering::SeqCst);
+        let was_master = !self.shared.replica.swap(true, Ordering::SeqCst);
         crate::log::set_replica(true);
         self.shared.master_link_up.store(false, Ordering::SeqCst);
         if let Ok(mut s) = self.status.lock() {
@@ -336,13 +349,19 @@ impl Replication {
             stop: stop.clone(),
             drain: drain.clone(),
             hold: self.hold.clone(),
+            stream: self.stream.clone(),
+            proxy_on: false,
             // A master's own history is newer than what was cached when it
             // became one.
             resume: {
                 let cached = self.cached.lock().ok().and_then(|mut c| c.take());
-                self.own_history().or(cached)
+                let own = if was_master { self.own_history() } else { None };
+                own.or(cached)
             },
         };
+        if was_master && self.master_started.load(Ordering::SeqCst) {
+            self.note(Note::Mode { history: None });
+        }
         let thread = std::thread::Builder::new()
             .name("replica-link".into())
             .spawn(move || ctx.run());
@@ -428,7 +447,15 @@ impl Replication {
             crate::log::notice(format_args!("{line}"));
         }
         // Writes are counted from before the first one is accepted.
-        self.start_master();
+        if self.master_started.load(Ordering::SeqCst) {
+            let history = Some(self.history());
+            if let Ok(mut n) = self.notes.lock() {
+                n.push(Note::Mode { history });
+            }
+            self.stream.wake();
+        } else {
+            self.start_master(false);
+        }
         self.shared.replica.store(false, Ordering::SeqCst);
         crate::log::set_replica(false);
         self.shared.master_link_up.store(false, Ordering::SeqCst);
@@ -500,7 +527,7 @@ impl Replication {
             s.repl_offset = from.offset;
         }
         // Writes are counted from the loaded offset on.
-        self.start_master();
+        self.start_master(false);
     }
 
     /// This node's replication offset, and how stale its data is (cluster
@@ -561,6 +588,11 @@ struct LinkCtx {
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
     hold: Arc<Hold>,
+    /// Where the master's stream is handed on to this node's replicas,
+    /// and whether it is (the master thread asked, and was told where the
+    /// stream stands).
+    stream: Arc<Stream>,
+    proxy_on: bool,
     resume: Option<Resume>,
 }
 
@@ -625,6 +657,13 @@ impl LinkCtx {
                     ));
                     self.follow(&mut replica, sock, &mut feed, start);
                     replica.closed();
+                    if replica.take_aborted_multi() {
+                        // The next PSYNC resumes at the MULTI: the
+                        // transaction the master client was building goes.
+                        if let Some(f) = feed.as_mut() {
+                            f.push(&repl::encode(&[b"DISCARD"]), replica.offset());
+                        }
+                    }
                     // As Redis's `repl_down_since`: set when a link that
                     // carried the stream goes down, not at each failed
                     // attempt after (an election reads the age).
@@ -732,6 +771,10 @@ impl LinkCtx {
                             s.transfer_last_io_ms = crate::shared::now_ms();
                             if let Some(id) = replid {
                                 s.replid = id;
+                                // A new history (Redis's
+                                // `clearReplicationId2`).
+                                s.replid2 = NO_ID.into();
+                                s.second_offset = -1;
                             }
                         });
                     }
@@ -784,7 +827,22 @@ impl LinkCtx {
                             &repl::encode(&[LOAD_COMMAND, path.as_bytes()]),
                             replica.offset(),
                         );
+                        // The stream goes on in the database the RDB says
+                        // (a replica proxying its master's stream writes
+                        // it), else in 0 until it selects one (Redis's new
+                        // master client).
+                        let db = stream_db(&target);
+                        replica.set_db(db);
+                        let db = db.to_string();
+                        f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), replica.offset());
                         self.link_up(replica, false);
+                        if self.proxy_on {
+                            self.stream.proxy(Proxied::At {
+                                replid: replica.resume_point().map(|r| r.replid),
+                                offset: replica.offset(),
+                                full: true,
+                            });
+                        }
                     }
                     Action::PartialSync { replid, offset } => {
                         crate::log::notice(format_args!(
@@ -802,7 +860,11 @@ impl LinkCtx {
                         }
                         self.status(|s| {
                             if s.replid != replid {
-                                s.replid = replid;
+                                // The master's ID changed (it was
+                                // promoted): Redis keeps the old one as
+                                // its secondary ID, for its own replicas.
+                                s.replid2 = std::mem::replace(&mut s.replid, replid.clone());
+                                s.second_offset = offset + 1;
                             }
                             s.offset = offset;
                         });
@@ -810,6 +872,13 @@ impl LinkCtx {
                             "Successful partial resynchronization with master."
                         ));
                         self.link_up(replica, true);
+                        if self.proxy_on {
+                            self.stream.proxy(Proxied::At {
+                                replid: Some(replid),
+                                offset,
+                                full: false,
+                            });
+                        }
                     }
                     Action::Command { argv, offset_after } => {
                         if let Some(f) = feed.as_mut() {
@@ -818,6 +887,25 @@ impl LinkCtx {
                         }
                         self.status(|s| s.read_offset = offset_after);
                     }
+                    Action::Proxy { bytes, .. } => {
+                        if self.proxy_on {
+                            self.stream.proxy(Proxied::Bytes(bytes));
+                        }
+                    }
+                }
+            }
+            // The master thread asks for the stream (a replica of this
+            // node came) or stops (this node became a master): it learns
+            // where the stream stands now, or at the next sync.
+            let want = self.stream.proxying();
+            if want != self.proxy_on {
+                self.proxy_on = want;
+                if want && replica.is_streaming() {
+                    self.stream.proxy(Proxied::At {
+                        replid: replica.resume_point().map(|r| r.replid),
+                        offset: replica.offset(),
+                        full: false,
+                    });
                 }
             }
             self.note_applied(feed);
@@ -981,6 +1069,20 @@ impl LinkCtx {
         }
         feed.as_mut()
     }
+}
+
+/// The database an RDB file says its stream has selected
+/// (`repl-stream-db`), or 0.
+fn stream_db(path: &std::path::Path) -> usize {
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    engine::rdb::read::head_aux(&head[..n])
+        .into_iter()
+        .find(|(k, _)| k == b"repl-stream-db")
+        .and_then(|(_, v)| std::str::from_utf8(&v).ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Connects to the master within `timeout`.
@@ -1182,10 +1284,19 @@ impl crate::persist::StreamHold for Replication {
         }
         let h = &self.hold;
         let mut st = h.state.lock().ok()?;
+        let deadline = Instant::now() + HOLD_WAIT;
+        // One holder at a time (a snapshot, a replica's sync).
+        while st.taken {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            st = h.changed.wait_timeout(st, left).ok()?.0;
+        }
+        st.taken = true;
         st.asked = true;
         st.answer = None;
         h.asked.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + HOLD_WAIT;
         while st.answer.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1193,22 +1304,62 @@ impl crate::persist::StreamHold for Replication {
             }
             st = h.changed.wait_timeout(st, left).ok()?.0;
         }
-        let answer = st.answer.take();
+        let answer = st.answer.take().flatten();
         if answer.is_none() {
-            // The link did not come to it: it must not hold later.
+            // The link did not come to it, or could not say: nothing is
+            // held, and it must not hold later.
             st.asked = false;
+            st.taken = false;
             h.asked.store(false, Ordering::SeqCst);
+            h.changed.notify_all();
         }
-        answer.flatten()
+        answer
     }
 
     fn release(&self) {
         if let Ok(mut st) = self.hold.state.lock() {
             st.asked = false;
             st.answer = None;
+            st.taken = false;
         }
         self.hold.asked.store(false, Ordering::SeqCst);
         self.hold.changed.notify_all();
+    }
+}
+
+impl Replication {
+    /// A replica's SYNC/PSYNC on this replica: a thread holds the link
+    /// still ([`crate::persist::StreamHold`]) and answers request `id` of
+    /// core `core` with `Count(1)` once it is, with where the data stands
+    /// in `at` (`Count(0)`: it could not). The caller releases it.
+    pub fn hold_for_sync(self: &Arc<Self>, core: usize, id: u64, at: Arc<Mutex<Option<Resume>>>) {
+        let me = self.clone();
+        let mesh = self.mesh.clone();
+        let spawned = std::thread::Builder::new()
+            .name("replica-hold".into())
+            .spawn(move || {
+                let held = crate::persist::StreamHold::hold(&*me);
+                let n = held.is_some() as i64;
+                if let Ok(mut a) = at.lock() {
+                    *a = held;
+                }
+                me.mesh.send(
+                    core,
+                    Msg::Resp {
+                        id,
+                        resp: crate::mesh::Response::Count(n),
+                    },
+                );
+            });
+        if spawned.is_err() {
+            mesh.send(
+                core,
+                Msg::Resp {
+                    id,
+                    resp: crate::mesh::Response::Count(0),
+                },
+            );
+        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! every core pushes what its write log recorded as a chunk under a ticket
 //! from one counter, before it sends the replies (or the messages to
 //! other cores) that reveal those writes.
+//!
+//! A replica hands its own replicas its master's stream instead, as Redis
+//! 4.0+ does: the link thread pushes the bytes it hands to the master
+//! client ([`Proxied`]) while the master thread asks for them.
 
 use crossbeam_queue::SegQueue;
 use repl::merge::{Chunk, TxnPart};
@@ -28,6 +32,25 @@ pub struct Stream {
     guarded: AtomicBool,
     /// Cores holding replies, to wake when `sent` moves.
     waiting: SegQueue<usize>,
+    /// The master thread serves replicas of this replica: the link pushes
+    /// its master's stream.
+    proxying: AtomicBool,
+    proxied: SegQueue<Proxied>,
+}
+
+/// What a replica's link hands on to the master thread.
+pub enum Proxied {
+    /// The link's stream goes on from `offset` of history `replid` (`None`:
+    /// a master without PSYNC, whose stream cannot be resumed): after the
+    /// load of a full resynchronization (`full`), after a partial one, or
+    /// when the master thread starts asking.
+    At {
+        replid: Option<String>,
+        offset: i64,
+        full: bool,
+    },
+    /// The master's stream, as it came, up to the link's offset.
+    Bytes(Vec<u8>),
 }
 
 impl Stream {
@@ -46,6 +69,8 @@ impl Stream {
             sent: AtomicU64::new(0),
             guarded: AtomicBool::new(false),
             waiting: SegQueue::new(),
+            proxying: AtomicBool::new(false),
+            proxied: SegQueue::new(),
         })
     }
 
@@ -55,8 +80,29 @@ impl Stream {
         self.active.load(Ordering::Relaxed)
     }
 
-    pub(super) fn activate(&self) {
-        self.active.store(true, Ordering::SeqCst);
+    /// Cores push their writes (`true`: this node is a master with
+    /// replicas), or not (a replica: its replicas get its master's stream).
+    pub(super) fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the link hands its master's stream on.
+    pub(super) fn proxying(&self) -> bool {
+        self.proxying.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_proxying(&self, on: bool) {
+        self.proxying.store(on, Ordering::SeqCst);
+    }
+
+    /// The link hands `p` on to the master thread.
+    pub(super) fn proxy(&self, p: Proxied) {
+        self.proxied.push(p);
+        self.wake();
+    }
+
+    pub(super) fn pop_proxied(&self) -> Option<Proxied> {
+        self.proxied.pop()
     }
 
     /// The next ticket to be taken: every smaller one is pushed or about
@@ -134,7 +180,7 @@ impl Stream {
     /// meanwhile.
     pub(super) fn prepare_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() || !self.proxied.is_empty() {
             self.sleeping.store(false, Ordering::SeqCst);
             return false;
         }
