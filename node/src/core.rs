@@ -883,6 +883,8 @@ impl Core {
                 }
                 self.shard.replication.note(crate::replica::Note::Socket {
                     conn: c.id,
+                    addr: c.addr.clone(),
+                    laddr: c.laddr.clone(),
                     fd,
                     out,
                     input,

@@ -1076,9 +1076,20 @@ fn replicas_of_a_slotd_replica_follow_the_top_masters_stream() {
     assert!(tests::show(&b1).contains("lpush"), "{}", tests::show(&b1));
     drop((c1, c2));
 
-    // Links that drop resume partially: the redis-server replica's, and
-    // the slotd replica's across a restart from its final save.
+    // Links that drop resume partially: both, killed by the middle node
+    // (CLIENT KILL TYPE replica); the redis-server replica's, killed on
+    // its side; the slotd replica's across a restart from its final save.
     let partial = info_stat(&mid, "sync_partial_ok");
+    assert_eq!(mid.cli(&["client", "kill", "type", "replica"]).trim(), "2");
+    for s in [&sub, &sub_redis] {
+        wait_for(20, "the replica's link back", || {
+            info(s, "master_link_status") == "up"
+        });
+    }
+    wait_for(20, "both replicas back", || {
+        info_stat(&mid, "sync_partial_ok") == partial + 2
+    });
+    let partial = partial + 2;
     sub_redis.cli(&["client", "kill", "type", "master"]);
     let mut r = sub.raw();
     r.send(b"SHUTDOWN\r\n").unwrap();

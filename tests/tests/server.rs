@@ -88,6 +88,48 @@ fn client_commands() {
     );
 }
 
+/// CLIENT LIST and CLIENT KILL honour `TYPE` (and `USER`), with Redis
+/// 7.0's replies, against redis-server in the same run: a subscriber on
+/// each server is the one `pubsub` client.
+#[test]
+fn client_kill_and_list_by_type() {
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        let mut others: Vec<_> = (0..3).map(|_| s.raw()).collect();
+        for o in others.iter_mut() {
+            o.cmd_str(&["PING"]);
+        }
+        let mut sub = s.raw();
+        assert!(text(sub.cmd_str(&["SUBSCRIBE", "ch"])).contains("subscribe"));
+        let list = text(c.cmd_str(&["CLIENT", "LIST", "TYPE", "pubsub"]));
+        let pubsub_lines = list.lines().filter(|l| l.contains("id=")).count();
+        let normal = text(c.cmd_str(&["CLIENT", "LIST", "TYPE", "normal"]));
+        let normal_lines = normal.lines().filter(|l| l.contains("id=")).count();
+        let replies = [
+            text(c.cmd_str(&["CLIENT", "KILL", "TYPE", "pubsub"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "TYPE", "master"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "TYPE", "replica"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "TYPE", "nosuch"])),
+            text(c.cmd_str(&["CLIENT", "LIST", "TYPE", "nosuch"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "USER", "nobody"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "MAXAGE", "1"])),
+            text(c.cmd_str(&["CLIENT", "KILL", "USER", "default", "SKIPME", "yes"])),
+        ];
+        assert!(sub.is_closed(Duration::from_secs(5)));
+        for o in others.iter_mut() {
+            assert!(o.is_closed(Duration::from_secs(5)));
+        }
+        assert_eq!(text(c.cmd_str(&["PING"])), "+PONG\r\n");
+        seen.push((pubsub_lines, normal_lines, replies));
+    }
+    assert_eq!(seen[0].0, 1);
+    assert_eq!(seen[0].1, 4);
+    assert_eq!(seen[0].2[0], ":1\r\n");
+    assert_eq!(seen[0].2[7], ":3\r\n");
+    assert_eq!(seen[0], seen[1]);
+}
+
 #[test]
 fn config_set_takes_effect_at_runtime() {
     let s = Server::slotd(&["--shards", "2"]);

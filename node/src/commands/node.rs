@@ -3,7 +3,9 @@
 
 use super::dispatch::{spawn, Next};
 use crate::io::Key;
-use crate::mesh::{flows, parse_db, AdminQuery, KillFilter, Request, Response, TaskDone};
+use crate::mesh::{
+    flows, parse_db, AdminQuery, ClientType, KillFilter, Request, Response, TaskDone,
+};
 use crate::shard::pubsub::{self, Kind};
 use crate::shard::Shard;
 use bytes::Bytes;
@@ -677,6 +679,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
         ("setinfo", 4) => ok(shard, key, Reply::Ok),
         ("list", n) if n >= 2 => {
             let mut ids = Vec::new();
+            let mut kind = None;
             let mut i = 2;
             while i < n {
                 if args.is(i, "id") {
@@ -688,17 +691,9 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     }
                     break;
                 } else if args.is(i, "type") && i + 1 < n {
-                    if !(args.is(i + 1, "normal")
-                        || args.is(i + 1, "pubsub")
-                        || args.is(i + 1, "master")
-                        || args.is(i + 1, "replica")
-                        || args.is(i + 1, "slave"))
-                    {
-                        let e = format!(
-                            "ERR Unknown client type '{}'",
-                            String::from_utf8_lossy(args.get(i + 1))
-                        );
-                        return ok(shard, key, Reply::Error(e.into()));
+                    match client_type(args.get(i + 1)) {
+                        Ok(k) => kind = Some(k),
+                        Err(e) => return ok(shard, key, e),
                     }
                     i += 2;
                 } else {
@@ -708,7 +703,12 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             let rpc = shard.rpc.clone();
             spawn(shard, key, async move {
                 let answers = rpc
-                    .call_all(|_| Request::Admin(AdminQuery::ClientList { ids: ids.clone() }))
+                    .call_all(|_| {
+                        Request::Admin(AdminQuery::ClientList {
+                            ids: ids.clone(),
+                            kind,
+                        })
+                    })
                     .await;
                 let mut s = String::new();
                 for answer in answers {
@@ -755,7 +755,18 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                         } else if !v.eq_ignore_ascii_case("yes") {
                             return ok(shard, key, Reply::err(error::SYNTAX));
                         }
-                    } else if !(args.is(i, "type") || args.is(i, "user") || args.is(i, "maxage")) {
+                    } else if args.is(i, "type") {
+                        match client_type(args.get(i + 1)) {
+                            Ok(k) => f.kind = Some(k),
+                            Err(e) => return ok(shard, key, e),
+                        }
+                    } else if args.is(i, "user") {
+                        // Every client is `default`'s (the one ACL user).
+                        if !args.is(i + 1, "default") {
+                            let e = format!("ERR No such user '{v}'");
+                            return ok(shard, key, Reply::Error(e.into()));
+                        }
+                    } else {
                         return ok(shard, key, Reply::err(error::SYNTAX));
                     }
                     i += 2;
@@ -764,7 +775,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                     return ok(shard, key, Reply::err(error::SYNTAX));
                 }
             }
-            let rpc = shard.rpc.clone();
+            let (rpc, repl, me) = (shard.rpc.clone(), shard.replication.clone(), shard.id);
             spawn(shard, key, async move {
                 let answers = rpc
                     .call_all(|_| Request::Admin(AdminQuery::ClientKill { filter: f.clone() }))
@@ -772,6 +783,22 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                 let mut total = 0;
                 for answer in answers {
                     if let Response::Count(k) = answer {
+                        total += k;
+                    }
+                }
+                // The replicas' sockets are the master thread's.
+                if repl.has_replicas_thread() && f.kind.is_none_or(|k| k == ClientType::Replica) {
+                    let f = f.clone();
+                    let resp = rpc
+                        .call_outside(|id| {
+                            repl.note(crate::replica::Note::Kill {
+                                filter: f,
+                                core: me,
+                                id,
+                            })
+                        })
+                        .await;
+                    if let Response::Count(k) = resp {
                         total += k;
                     }
                 }
@@ -1084,4 +1111,15 @@ fn role(r: &crate::replica::Status) -> Reply {
             Reply::Int(if r.has_master_client { r.offset } else { -1 }),
         ]),
     }
+}
+
+/// CLIENT LIST/KILL's `TYPE` argument, or Redis's error.
+fn client_type(name: &[u8]) -> Result<ClientType, Reply> {
+    ClientType::parse(name).ok_or_else(|| {
+        let e = format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(name)
+        );
+        Reply::Error(e.into())
+    })
 }

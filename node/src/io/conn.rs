@@ -339,6 +339,18 @@ impl Conn {
     }
 
     /// Subscriptions of all kinds.
+    /// CLIENT LIST/KILL's type of this connection (a replica's socket
+    /// leaves the cores once it syncs).
+    pub fn client_type(&self) -> crate::mesh::ClientType {
+        if self.master {
+            crate::mesh::ClientType::Master
+        } else if self.sub_count() > 0 {
+            crate::mesh::ClientType::Pubsub
+        } else {
+            crate::mesh::ClientType::Normal
+        }
+    }
+
     pub fn sub_count(&self) -> usize {
         self.subs.len() + self.psubs.len() + self.ssubs.len()
     }

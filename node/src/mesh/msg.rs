@@ -147,8 +147,11 @@ pub enum Request {
 /// Node-wide questions each core answers for itself.
 #[derive(Debug)]
 pub enum AdminQuery {
-    /// CLIENT LIST lines (optionally only these ids).
-    ClientList { ids: Vec<u64> },
+    /// CLIENT LIST lines (optionally only these ids, or of this type).
+    ClientList {
+        ids: Vec<u64>,
+        kind: Option<ClientType>,
+    },
     /// Kill clients matching a filter; answers how many.
     ClientKill { filter: KillFilter },
     /// Counters for INFO.
@@ -176,6 +179,38 @@ pub struct KillFilter {
     pub addr: Option<String>,
     pub laddr: Option<String>,
     pub skipme_id: Option<u64>,
+    pub kind: Option<ClientType>,
+}
+
+/// A client's type, as CLIENT LIST and CLIENT KILL's `TYPE` name them
+/// (Redis's `getClientType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientType {
+    Normal,
+    /// A replica taking the stream (its socket is the master thread's).
+    Replica,
+    /// Subscribed to a channel or pattern.
+    Pubsub,
+    /// A replica's link to its master.
+    Master,
+}
+
+impl ClientType {
+    /// `normal`, `replica` or `slave`, `pubsub`, `master` (any case).
+    pub fn parse(name: &[u8]) -> Option<ClientType> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("normal") {
+            Some(ClientType::Normal)
+        } else if is("replica") || is("slave") {
+            Some(ClientType::Replica)
+        } else if is("pubsub") {
+            Some(ClientType::Pubsub)
+        } else if is("master") {
+            Some(ClientType::Master)
+        } else {
+            None
+        }
+    }
 }
 
 /// Per-core counters reported by INFO.

@@ -105,10 +105,21 @@ pub enum Note {
     /// full resynchronization, `rdb` names its file.
     Socket {
         conn: u64,
+        /// The connection's peer and local addresses (CLIENT KILL's
+        /// `ADDR`, `LADDR`).
+        addr: String,
+        laddr: String,
         fd: OwnedFd,
         out: Vec<u8>,
         input: Vec<u8>,
         job: Option<SyncJob>,
+    },
+    /// CLIENT KILL: close the replicas `filter` matches, answer request
+    /// `id` of core `core` with how many.
+    Kill {
+        filter: crate::mesh::KillFilter,
+        core: usize,
+        id: u64,
     },
     /// A core closed a connection that spoke REPLCONF but never became a
     /// replica here.
@@ -134,6 +145,8 @@ struct Sock {
     rdb: Option<Sending>,
     /// Stream bytes owed, held until the replica takes the stream.
     held: Vec<u8>,
+    addr: String,
+    laddr: String,
 }
 
 enum Sending {
@@ -151,6 +164,8 @@ impl Sock {
             job: None,
             rdb: None,
             held: Vec::new(),
+            addr: String::new(),
+            laddr: String::new(),
         }
     }
 }
@@ -541,8 +556,27 @@ impl MasterThread {
                 };
                 self.answer(core, id, resp);
             }
+            Note::Kill { filter, core, id } => {
+                let hit: Vec<u64> = self
+                    .socks
+                    .iter()
+                    .filter(|(&conn, s)| {
+                        s.fd.is_some()
+                            && filter.id.is_none_or(|i| i == conn)
+                            && filter.addr.as_ref().is_none_or(|a| *a == s.addr)
+                            && filter.laddr.as_ref().is_none_or(|a| *a == s.laddr)
+                    })
+                    .map(|(&conn, _)| conn)
+                    .collect();
+                for &conn in &hit {
+                    self.close(conn);
+                }
+                self.answer(core, id, Response::Count(hit.len() as i64));
+            }
             Note::Socket {
                 conn,
+                addr,
+                laddr,
                 fd,
                 out,
                 input,
@@ -572,6 +606,8 @@ impl MasterThread {
                 s.fd = Some(fd);
                 s.input = input;
                 s.job = job;
+                s.addr = addr;
+                s.laddr = laddr;
                 self.read_input(conn);
             }
             Note::Gone { conn } => {

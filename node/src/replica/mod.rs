@@ -278,6 +278,11 @@ impl Replication {
         }
     }
 
+    /// Whether the master thread runs (it holds the replicas' sockets).
+    pub fn has_replicas_thread(&self) -> bool {
+        self.master_started.load(Ordering::SeqCst)
+    }
+
     /// Keeps the snapshot job of client `conn`'s full resynchronization.
     pub fn keep_job(&self, conn: u64, job: SyncJob) {
         if let Ok(mut j) = self.jobs.lock() {

@@ -405,11 +405,14 @@ impl Shard {
 
     fn admin(&mut self, q: AdminQuery) -> Response {
         match q {
-            AdminQuery::ClientList { ids } => {
+            AdminQuery::ClientList { ids, kind } => {
                 let now = now_ms();
                 let mut s = String::new();
                 for c in self.conns.iter() {
-                    if !c.closing && (ids.is_empty() || ids.contains(&c.id)) {
+                    if !c.closing
+                        && (ids.is_empty() || ids.contains(&c.id))
+                        && kind.is_none_or(|k| k == c.client_type())
+                    {
                         s.push_str(&c.info_line(now));
                         s.push('\n');
                     }
@@ -425,7 +428,8 @@ impl Shard {
                     let hit = filter.id.is_none_or(|i| i == c.id)
                         && filter.addr.as_ref().is_none_or(|a| *a == c.addr)
                         && filter.laddr.as_ref().is_none_or(|a| *a == c.laddr)
-                        && filter.skipme_id.is_none_or(|me| me != c.id);
+                        && filter.skipme_id.is_none_or(|me| me != c.id)
+                        && filter.kind.is_none_or(|k| k == c.client_type());
                     if hit && !c.closing {
                         n += 1;
                         if let Some(c) = self.conns.get_mut(key) {
