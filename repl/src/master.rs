@@ -111,6 +111,9 @@ pub enum Out {
         conn: ConnId,
         offset: i64,
         eof: bool,
+        /// `REPLCONF rdb-filter-only`: the RDB holds no keys (and slotd
+        /// has no functions to keep), so none is taken.
+        empty: bool,
     },
     /// Close the connection (then call [`Master::closed`]).
     Close(ConnId),
@@ -147,6 +150,8 @@ struct Conn {
     capa_eof: bool,
     capa_psync2: bool,
     rdb_only: bool,
+    /// `REPLCONF rdb-filter-only`: the RDB without the data.
+    exclude_data: bool,
     slave: Option<Slave>,
 }
 
@@ -303,6 +308,7 @@ impl Master {
                     capa_eof: false,
                     capa_psync2: false,
                     rdb_only: false,
+                    exclude_data: false,
                     slave: None,
                 });
                 self.conns.len() - 1
@@ -461,6 +467,19 @@ impl Master {
                     Some(_) => return err("value is out of range, value must between 0 and 1"),
                     None => return err("value is not an integer or out of range"),
                 }
+            } else if opt.eq_ignore_ascii_case(b"rdb-filter-only") {
+                // Include filters: none (an empty RDB, `redis-cli
+                // --replica`) or `functions` (`--functions-rdb`; slotd
+                // has none). Either way, no data.
+                for f in val
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|f| !f.is_empty())
+                {
+                    if !f.eq_ignore_ascii_case(b"functions") {
+                        return err(&format!("Unsupported rdb-filter-only option: {}", text(f)));
+                    }
+                }
+                c.exclude_data = true;
             } else {
                 return err(&format!("Unrecognized REPLCONF option: {}", text(opt)));
             }
@@ -511,6 +530,13 @@ impl Master {
             ));
             return out;
         }
+        if c.exclude_data && !c.capa_eof {
+            out.push(Out::Send(
+                conn,
+                err("Filtered replica requires EOF capability"),
+            ));
+            return out;
+        }
         let name = c.name();
         out.push(Out::Log(format!("Replica {name} asks for synchronization")));
         let mut pre_psync = false;
@@ -541,6 +567,7 @@ impl Master {
         let c = self.conn(conn, peer_ip);
         let eof = c.capa_eof;
         let rdb_only = c.rdb_only;
+        let empty = c.exclude_data;
         c.slave = Some(Slave {
             seq,
             state: ReplState::WaitBgsave,
@@ -573,7 +600,12 @@ impl Master {
             let line = format!("+FULLRESYNC {} {}\r\n", text(&self.replid), offset);
             out.push(Out::Send(conn, line.into_bytes()));
         }
-        out.push(Out::FullResync { conn, offset, eof });
+        out.push(Out::FullResync {
+            conn,
+            offset,
+            eof,
+            empty,
+        });
         out
     }
 

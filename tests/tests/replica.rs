@@ -1137,3 +1137,90 @@ fn replicas_of_a_slotd_replica_follow_the_top_masters_stream() {
     }
     assert_eq!(sub.cli(&["-n", "3", "get", "after"]).trim(), "");
 }
+
+/// `redis-cli --replica` (`REPLCONF rdb-filter-only ""`: an empty RDB,
+/// then the stream) shows the same commands from slotd as from
+/// redis-server; `--functions-rdb` gets an RDB without keys.
+#[test]
+fn redis_cli_replica_mode_logs_the_stream_as_with_redis() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut seen = Vec::new();
+    for s in [
+        Server::slotd(&["--shards", "2"]),
+        Server::redis(&["--repl-diskless-sync-delay", "0"]),
+    ] {
+        s.cli(&["set", "before", "1"]);
+        // Line-buffered, with the progress lines of stderr in order.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec stdbuf -oL -eL redis-cli -p {} --replica 2>&1",
+                s.port()
+            ))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut wrote = false;
+        while !lines.iter().any(|l: &String| l.contains("\"incr\"")) {
+            assert!(Instant::now() < deadline, "{lines:?}");
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                lines.push(l);
+            }
+            if !wrote
+                && lines
+                    .iter()
+                    .any(|l| l.contains("Logging commands from master"))
+            {
+                wrote = true;
+                s.cli(&["set", "a", "1"]);
+                s.cli(&["lpush", "q", "x", "y"]);
+                s.cli(&["incr", "n"]);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // The RDB's size differs (aux fields): keep the commands.
+        let cmds: Vec<String> = lines.into_iter().filter(|l| l.starts_with('"')).collect();
+        seen.push(cmds);
+        // --functions-rdb: the keys stay out.
+        let dir = tests::fresh_dir(
+            "functions-rdb",
+            if seen.len() == 1 { "slotd" } else { "redis" },
+        );
+        let path = dir.join("f.rdb");
+        let out = Command::new("redis-cli")
+            .args(["-p", &s.port().to_string(), "--functions-rdb"])
+            .arg(&path)
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rdb = std::fs::read(&path).unwrap();
+        assert!(rdb.starts_with(b"REDIS"));
+        assert!(!rdb.windows(6).any(|w| w == b"before"), "{rdb:?}");
+    }
+    assert_eq!(
+        seen[0],
+        vec![
+            "\"set\",\"a\",\"1\"".to_string(),
+            "\"lpush\",\"q\",\"x\",\"y\"".to_string(),
+            "\"incr\",\"n\"".to_string()
+        ]
+    );
+    assert_eq!(seen[0], seen[1]);
+}

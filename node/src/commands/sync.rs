@@ -128,6 +128,8 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
                 })
                 .await;
             match resp {
+                // An empty RDB, made by the master thread.
+                Response::Count(3) => Ok(()),
                 Response::Count(n @ 1..) => {
                     // 2: the replica reads the diskless EOF framing. A
                     // replica's RDB records where its master's stream

@@ -114,6 +114,20 @@ fn write_body<W: Write>(
         crc.update(b);
         w.write_all(b)
     };
+    put(w, &head(shared, redis_ver, job.repl.get()))?;
+    for core in 0..mesh.cores() {
+        while let Some(chunk) = job.next(core, mesh) {
+            put(w, &chunk)?;
+        }
+    }
+    let mut tail = Vec::new();
+    rdb::write::footer(&mut tail, crc, checksum);
+    Ok(tail)
+}
+
+/// An RDB file's header and aux fields (with the replication position
+/// `repl`, when known).
+fn head(shared: &Shared, redis_ver: &str, repl: Option<&repl::Resume>) -> Vec<u8> {
     let mut head = Vec::new();
     rdb::write::header(&mut head);
     let now_s = now_ms() / 1000;
@@ -129,21 +143,23 @@ fn write_body<W: Write>(
             .to_string()
             .as_bytes(),
     );
-    if let Some(r) = job.repl.get() {
+    if let Some(r) = repl {
         rdb::write::aux(&mut head, "repl-stream-db", r.db.to_string().as_bytes());
         rdb::write::aux(&mut head, "repl-id", r.replid.as_bytes());
         rdb::write::aux(&mut head, "repl-offset", r.offset.to_string().as_bytes());
     }
     rdb::write::aux(&mut head, "aof-base", b"0");
-    put(w, &head)?;
-    for core in 0..mesh.cores() {
-        while let Some(chunk) = job.next(core, mesh) {
-            put(w, &chunk)?;
-        }
-    }
-    let mut tail = Vec::new();
-    rdb::write::footer(&mut tail, crc, checksum);
-    Ok(tail)
+    head
+}
+
+/// An RDB without keys (what `REPLCONF rdb-filter-only` asks for).
+pub fn empty_rdb(shared: &Shared, repl: Option<&repl::Resume>) -> Vec<u8> {
+    let mut out = head(shared, crate::config::REDIS_VERSION, repl);
+    let mut crc = rdb::crc64();
+    crc.update(&out);
+    let checksum = shared.config.lock().is_ok_and(|c| c.flag("rdbchecksum"));
+    rdb::write::footer(&mut out, crc, checksum);
+    out
 }
 
 /// Reads `dir/dbfilename` if it exists and queues each key for the core

@@ -19,6 +19,7 @@
 pub mod aof;
 pub mod aofload;
 mod file;
+pub use file::empty_rdb;
 pub mod reload;
 
 pub use aofload::load_aof;

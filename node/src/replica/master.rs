@@ -147,6 +147,9 @@ struct Sock {
     held: Vec<u8>,
     addr: String,
     laddr: String,
+    /// `REPLCONF rdb-filter-only`: a full resynchronization sends an RDB
+    /// without keys, made here, with the stream's position if known.
+    empty_rdb: Option<Option<repl::Resume>>,
 }
 
 enum Sending {
@@ -166,6 +169,7 @@ impl Sock {
             held: Vec::new(),
             addr: String::new(),
             laddr: String::new(),
+            empty_rdb: None,
         }
     }
 }
@@ -527,6 +531,12 @@ impl MasterThread {
                 let eof = outs
                     .iter()
                     .any(|o| matches!(o, Out::FullResync { eof: true, .. }));
+                let empty = outs
+                    .iter()
+                    .any(|o| matches!(o, Out::FullResync { empty: true, .. }));
+                if empty {
+                    self.socks.entry(conn).or_insert_with(Sock::new).empty_rdb = Some(at);
+                }
                 if full && !self.proxy {
                     // The stream after the RDB selects its database again
                     // (a replica's RDB says where its master's stream is:
@@ -550,6 +560,8 @@ impl MasterThread {
                     }
                 }
                 let resp = match (replica, error) {
+                    // 3: no snapshot (an empty RDB is sent).
+                    (true, _) if empty => Response::Count(3),
                     (true, _) => Response::Count(full as i64 + (full && eof) as i64),
                     (false, Some(e)) => Response::Replies(vec![e]),
                     (false, None) => Response::Replies(Vec::new()),
@@ -586,7 +598,10 @@ impl MasterThread {
                     None => return,
                     // A full resynchronization whose snapshot could not
                     // start: nothing will come.
-                    Some((repl::master::ReplState::WaitBgsave, _)) if job.is_none() => {
+                    Some((repl::master::ReplState::WaitBgsave, _))
+                        if job.is_none()
+                            && self.socks.get(&conn).is_none_or(|s| s.empty_rdb.is_none()) =>
+                    {
                         crate::log::warning(format_args!(
                             "Can't start a snapshot for a replica's full resynchronization"
                         ));
@@ -608,6 +623,18 @@ impl MasterThread {
                 s.job = job;
                 s.addr = addr;
                 s.laddr = laddr;
+                if let Some(at) = s.empty_rdb.take() {
+                    // The empty RDB, framed as a diskless one.
+                    let mark = id_bytes(&super::random_id());
+                    s.out.extend_from_slice(b"$EOF:");
+                    s.out.extend_from_slice(&mark);
+                    s.out.extend_from_slice(b"\r\n");
+                    s.out
+                        .extend(crate::persist::empty_rdb(&self.shared, at.as_ref()));
+                    s.out.extend_from_slice(&mark);
+                    self.master.rdb_transfer(conn, true);
+                    log_outs(self.master.rdb_done(conn, now));
+                }
                 self.read_input(conn);
             }
             Note::Gone { conn } => {

@@ -109,7 +109,8 @@ fn info_as_redis_server_renders_it() {
     assert!(out.contains(&Out::FullResync {
         conn: 9,
         offset: 0,
-        eof: true
+        eof: true,
+        empty: false
     }));
     m.feed(&cmd(&["SELECT", "0"]));
     m.feed(&cmd(&["set", "a", "1"]));
@@ -173,7 +174,8 @@ fn psync_decisions() {
     assert!(out.contains(&Out::FullResync {
         conn: 8,
         offset: 100,
-        eof: false
+        eof: false,
+        empty: false
     }));
     // Errors.
     let out = sync(&mut m, 10, &["PSYNC", &id, "x"], 0);
@@ -256,6 +258,10 @@ fn replconf_options() {
     assert_eq!(
         r(&mut m, &["REPLCONF", "bogus", "1"]),
         "-ERR Unrecognized REPLCONF option: bogus\r\n"
+    );
+    assert_eq!(
+        r(&mut m, &["REPLCONF", "rdb-filter-only", "functions keys"]),
+        "-ERR Unsupported rdb-filter-only option: keys\r\n"
     );
     // ACK from a non-replica and GETACK on a master: no reply.
     assert_eq!(r(&mut m, &["REPLCONF", "ACK", "5"]), "");
@@ -456,4 +462,36 @@ fn any_input_never_panics() {
         }
         m.info(i);
     }
+}
+
+/// `REPLCONF rdb-filter-only` (redis-cli `--replica`, `--functions-rdb`):
+/// EOF capability required, then a full resynchronization without data.
+#[test]
+fn filtered_replicas_get_an_empty_rdb() {
+    let mut m = Master::new(*ID, MasterConfig::default());
+    let r = |m: &mut Master, conn: ConnId, args: &[&str]| {
+        let argv: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        String::from_utf8(m.replconf(conn, "127.0.0.1", &argv, 0)).unwrap()
+    };
+    assert_eq!(
+        r(&mut m, 1, &["REPLCONF", "rdb-filter-only", ""]),
+        "+OK\r\n"
+    );
+    let out = sync(&mut m, 1, &["SYNC"], 0);
+    assert_eq!(
+        sent(&out, 1),
+        "-ERR Filtered replica requires EOF capability\r\n"
+    );
+    assert_eq!(r(&mut m, 2, &["REPLCONF", "capa", "eof"]), "+OK\r\n");
+    assert_eq!(
+        r(&mut m, 2, &["REPLCONF", "rdb-filter-only", "functions"]),
+        "+OK\r\n"
+    );
+    let out = sync(&mut m, 2, &["SYNC"], 0);
+    assert!(out.contains(&Out::FullResync {
+        conn: 2,
+        offset: 0,
+        eof: true,
+        empty: true
+    }));
 }
