@@ -341,13 +341,13 @@ impl Conn {
     /// Subscriptions of all kinds.
     /// CLIENT LIST/KILL's type of this connection (a replica's socket
     /// leaves the cores once it syncs).
-    pub fn client_type(&self) -> crate::mesh::ClientType {
+    pub fn client_type(&self) -> ClientType {
         if self.master {
-            crate::mesh::ClientType::Master
+            ClientType::Master
         } else if self.sub_count() > 0 {
-            crate::mesh::ClientType::Pubsub
+            ClientType::Pubsub
         } else {
-            crate::mesh::ClientType::Normal
+            ClientType::Normal
         }
     }
 
@@ -408,5 +408,36 @@ impl Conn {
             self.last_cmd.map_or("NULL", |s| s.name),
             if self.resp3 { 3 } else { 2 },
         )
+    }
+}
+
+/// A client's type, as CLIENT LIST and CLIENT KILL's `TYPE` name them
+/// (Redis's `getClientType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientType {
+    Normal,
+    /// A replica taking the stream (its socket is the master thread's).
+    Replica,
+    /// Subscribed to a channel or pattern.
+    Pubsub,
+    /// A replica's link to its master.
+    Master,
+}
+
+impl ClientType {
+    /// `normal`, `replica` or `slave`, `pubsub`, `master` (any case).
+    pub fn parse(name: &[u8]) -> Option<ClientType> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("normal") {
+            Some(ClientType::Normal)
+        } else if is("replica") || is("slave") {
+            Some(ClientType::Replica)
+        } else if is("pubsub") {
+            Some(ClientType::Pubsub)
+        } else if is("master") {
+            Some(ClientType::Master)
+        } else {
+            None
+        }
     }
 }

@@ -17,7 +17,8 @@ mod ring;
 mod slab;
 
 pub use conn::{
-    BigArgs, Conn, SendVec, Wait, BUF_KEEP, IDLE_FREE_MS, INPUT_AHEAD_MAX, RBUF_KEEP, SEND_PIECES,
+    BigArgs, ClientType, Conn, SendVec, Wait, BUF_KEEP, IDLE_FREE_MS, INPUT_AHEAD_MAX, RBUF_KEEP,
+    SEND_PIECES,
 };
 pub use net::adjust_open_files_limit;
 pub use ring::{split_user_data, user_data, Ring};

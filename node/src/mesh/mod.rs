@@ -26,9 +26,8 @@ pub use bus::{Ask, Bus};
 /// for a manual failover (it was sent before the pause). Cluster clients
 /// retry on TRYAGAIN, and find the slot moved by then.
 pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failover";
-pub use msg::{
-    AdminQuery, ClientType, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId,
-};
+pub use crate::io::ClientType;
+pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, TxId};
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;
 pub use task::{Effect, Executor, Rpc, TaskDone};

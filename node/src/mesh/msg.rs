@@ -13,6 +13,7 @@
 //! owner handles it: hops are chained by the requesting task, not by the
 //! core serving them, which keeps the mesh free of cycles.
 
+use crate::io::ClientType;
 use crossbeam_queue::SegQueue;
 use engine::value::Value;
 use engine::{OwnedArgs, Reply};
@@ -180,37 +181,6 @@ pub struct KillFilter {
     pub laddr: Option<String>,
     pub skipme_id: Option<u64>,
     pub kind: Option<ClientType>,
-}
-
-/// A client's type, as CLIENT LIST and CLIENT KILL's `TYPE` name them
-/// (Redis's `getClientType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientType {
-    Normal,
-    /// A replica taking the stream (its socket is the master thread's).
-    Replica,
-    /// Subscribed to a channel or pattern.
-    Pubsub,
-    /// A replica's link to its master.
-    Master,
-}
-
-impl ClientType {
-    /// `normal`, `replica` or `slave`, `pubsub`, `master` (any case).
-    pub fn parse(name: &[u8]) -> Option<ClientType> {
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("normal") {
-            Some(ClientType::Normal)
-        } else if is("replica") || is("slave") {
-            Some(ClientType::Replica)
-        } else if is("pubsub") {
-            Some(ClientType::Pubsub)
-        } else if is("master") {
-            Some(ClientType::Master)
-        } else {
-            None
-        }
-    }
 }
 
 /// Per-core counters reported by INFO.
