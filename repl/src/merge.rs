@@ -36,7 +36,17 @@
 //! is pushed, so nothing conflicting can come between). A part's own
 //! `MULTI`/`EXEC` (the write log's `begin_multi`) is dropped in favour of
 //! the wrapper. A transaction on one core arrives wrapped by the engine and
-//! is a plain chunk.
+//! is a plain chunk. The `SELECT` a transaction starts with goes before its
+//! `MULTI`, as Redis writes it.
+//!
+//! A command whose keys live on several cores (MSET, DEL, RENAME, …) is a
+//! transaction too, whose coordinator adds a part of its own: the command
+//! as Redis propagates it (the form, [`Form`]). The cores' parts then hold
+//! only what else happened under the locks (keys found expired, as `DEL`);
+//! what they rebuilt for the command is written to their AOF only. The
+//! stream gets those `DEL`s and the form, in a `MULTI` … `EXEC` only when
+//! there is more than one command, as Redis wraps a command that
+//! propagates several.
 
 use engine::resp;
 use std::collections::{BTreeMap, HashMap};
@@ -52,8 +62,22 @@ const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 pub struct TxnPart {
     /// Names the transaction (unique among those in flight).
     pub id: u64,
-    /// How many parts (one per core) the transaction has.
+    /// How many parts (one per core, and the form if any) the transaction
+    /// has.
     pub parts: u32,
+    /// This part is the coordinator's form of the command (module doc).
+    pub form: Option<Form>,
+}
+
+/// How a command's form relates to the cores' parts of its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The cores' parts come first (keys found expired), then the form.
+    After,
+    /// A form with commands covers the parts (`DEL`/`UNLINK`: the keys a
+    /// part found expired are among those the form deletes); an empty
+    /// form lets them through.
+    Covers,
 }
 
 /// What one core recorded in one event-loop turn, under one ticket.
@@ -206,23 +230,96 @@ impl Merger {
         if w.got.len() < w.parts as usize {
             return;
         }
-        let Some(w) = self.txns.remove(&part.id) else {
+        let Some(mut w) = self.txns.remove(&part.id) else {
             return;
         };
+        for c in &w.got {
+            self.held -= c.bytes.len();
+        }
+        // The form goes last; a covering one with commands replaces the
+        // parts.
+        let form = w
+            .got
+            .iter()
+            .position(|c| c.txn.is_some_and(|t| t.form.is_some()))
+            .map(|i| w.got.remove(i));
+        let covers = form.as_ref().is_some_and(|f| {
+            f.txn.and_then(|t| t.form) == Some(Form::Covers) && self.commands(&f.bytes) > 0
+        });
+        if covers {
+            w.got.clear();
+        }
+        w.got.extend(form);
         let (start, db, emitted) = (self.out.len(), self.db.clone(), self.emitted);
         self.out.extend_from_slice(MULTI);
         for c in &w.got {
-            self.held -= c.bytes.len();
             self.emit(&c.bytes, true);
         }
-        if self.emitted == emitted {
+        match self.emitted - emitted {
             // Nothing was written under the locks (a barrier, or writes
             // that changed nothing): no empty transaction in the stream.
-            self.out.truncate(start);
-            self.db = db;
-        } else {
-            self.out.extend_from_slice(EXEC);
+            0 => {
+                self.out.truncate(start);
+                self.db = db;
+            }
+            // One command: no wrapper.
+            1 => {
+                self.out.drain(start..start + MULTI.len());
+            }
+            _ => {
+                self.out.extend_from_slice(EXEC);
+                self.select_before_multi(start);
+            }
         }
+    }
+
+    /// A transaction emitted at `start` that selects its database first:
+    /// the `SELECT` goes before the `MULTI`.
+    fn select_before_multi(&mut self, start: usize) {
+        let body = start + MULTI.len();
+        let Some(rest) = self.out.get(body..) else {
+            return;
+        };
+        let limits = resp::Limits::default();
+        if let Ok(resp::Parsed::Command { consumed, .. }) =
+            resp::parse(rest, &limits, &mut self.spans, &mut self.scratch)
+        {
+            if self.spans.len() == 2 && arg(rest, &self.spans, 0).eq_ignore_ascii_case(b"select") {
+                self.out[start..body + consumed].rotate_left(MULTI.len());
+            }
+        }
+    }
+
+    /// How many commands other than `SELECT`, `MULTI` and `EXEC` `bytes`
+    /// holds.
+    fn commands(&mut self, bytes: &[u8]) -> usize {
+        let limits = resp::Limits {
+            bulk_bytes_max: i64::MAX as usize,
+            ..resp::Limits::default()
+        };
+        let (mut pos, mut n) = (0, 0);
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            if rest[0] == b'#' {
+                pos += rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |e| e + 1);
+                continue;
+            }
+            let Ok(resp::Parsed::Command { consumed, .. }) =
+                resp::parse(rest, &limits, &mut self.spans, &mut self.scratch)
+            else {
+                return n + 1;
+            };
+            let name = arg(rest, &self.spans, 0);
+            let control = ["select", "multi", "exec"]
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c.as_bytes()));
+            n += !control as usize;
+            pos += consumed;
+        }
+        n
     }
 
     /// Drops everything held and skips past every ticket seen.

@@ -232,7 +232,11 @@ fn stock_replica_follows_merged_stream() {
     // Two cores; tickets 0..4 arrive out of order; 2 and 3 are the parts
     // of one transaction.
     let (mut a, mut b) = (WriteLog::new(0), WriteLog::new(0));
-    let txn = Some(TxnPart { id: 1, parts: 2 });
+    let txn = Some(TxnPart {
+        id: 1,
+        parts: 2,
+        form: None,
+    });
     let chunks = [
         turn(
             &mut a,

@@ -256,8 +256,13 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
             let databases = shard.settings.databases;
+            let form = shard.replication.stream().active().then(|| {
+                let repl = shard.replication.clone();
+                Box::new(move |bytes, part| repl.stream().push(bytes, Some(part)))
+                    as flows::FormSink
+            });
             spawn(shard, key, async move {
-                flows::multi_key(rpc, cores, spec, db, owned, databases, key).await
+                flows::multi_key(rpc, cores, spec, db, owned, databases, key, form).await
             })
         }
         Route::All => {

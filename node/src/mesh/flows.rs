@@ -215,6 +215,12 @@ pub(super) struct Locks {
 
 impl Locks {
     pub(super) async fn take(rpc: &Rc<Rpc>, cores: &[usize]) -> Locks {
+        Locks::take_with(rpc, cores, false).await
+    }
+
+    /// [`Locks::take`]; with `form`, the holder adds its command's form to
+    /// the replication stream ([`Request::Lock`]).
+    pub(super) async fn take_with(rpc: &Rc<Rpc>, cores: &[usize], form: bool) -> Locks {
         let mut sorted = cores.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -226,8 +232,9 @@ impl Locks {
         };
         for &c in &sorted {
             locks.sent.push(c);
-            if let Response::Granted { paused: true } =
-                rpc.call(c, Request::Lock(locks.tx, sorted.clone())).await
+            if let Response::Granted { paused: true } = rpc
+                .call(c, Request::Lock(locks.tx, sorted.clone(), form))
+                .await
             {
                 locks.paused = true;
             }
@@ -261,7 +268,14 @@ impl Drop for Locks {
     }
 }
 
-/// A command whose keys live on several cores.
+/// Puts a command's form into the replication stream (the node's
+/// replication room gives it; `None` while no replica takes the stream).
+pub type FormSink = Box<dyn Fn(Vec<u8>, repl::merge::TxnPart)>;
+
+/// A command whose keys live on several cores. With `form`, the replicas
+/// get it as Redis propagates it (a single-core run would log it so)
+/// rather than what each core rebuilt (`repl::merge::Form`).
+#[allow(clippy::too_many_arguments)]
 pub async fn multi_key(
     rpc: Rc<Rpc>,
     cores: Vec<usize>,
@@ -270,20 +284,60 @@ pub async fn multi_key(
     args: OwnedArgs,
     databases: usize,
     conn: Key,
+    form: Option<FormSink>,
 ) -> TaskDone {
-    let locks = Locks::take(&rpc, &cores).await;
-    if locks.paused && spec.has(engine::cmd::flags::WRITE) {
+    let write = spec.has(engine::cmd::flags::WRITE);
+    let form = form.filter(|_| write);
+    let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
+    if locks.paused && write {
+        if let Some(sink) = &form {
+            push_form(sink, &locks, Vec::new(), repl::merge::Form::After);
+        }
         locks.release().await;
         return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
     }
-    let reply = match spec.name {
+    let (reply, bytes, kind) = match spec.name {
         "del" | "unlink" | "exists" | "touch" => {
-            count_per_core(&rpc, spec, db, &args, locks.tx).await
+            let reply = count_per_core(&rpc, spec, db, &args, locks.tx).await;
+            // Redis propagates DEL/UNLINK as sent, when they deleted.
+            let bytes = match (&reply, form.is_some()) {
+                (Reply::Int(n), true) if *n > 0 => {
+                    let mut b = Vec::new();
+                    engine::writelog::encode(
+                        &mut b,
+                        [&b"SELECT"[..], db.to_string().as_bytes()].into_iter(),
+                    );
+                    engine::writelog::encode(&mut b, args.as_args().iter());
+                    b
+                }
+                _ => Vec::new(),
+            };
+            (reply, bytes, repl::merge::Form::Covers)
         }
-        _ => gather_run_scatter(&rpc, spec, db, &args, databases).await,
+        _ => {
+            let (reply, bytes) =
+                gather_run_scatter(&rpc, spec, db, &args, databases, form.is_some()).await;
+            (reply, bytes, repl::merge::Form::After)
+        }
     };
+    if let Some(sink) = &form {
+        push_form(sink, &locks, bytes, kind);
+    }
     locks.release().await;
     TaskDone::reply(conn, reply)
+}
+
+/// The form's part of `locks`' transaction (one part per locked core, and
+/// this one).
+fn push_form(sink: &FormSink, locks: &Locks, bytes: Vec<u8>, kind: repl::merge::Form) {
+    sink(
+        bytes,
+        repl::merge::TxnPart {
+            id: locks.tx.repl_id(),
+            parts: locks.sent.len() as u32 + 1,
+            form: Some(kind),
+        },
+    );
 }
 
 /// DEL, UNLINK, EXISTS and TOUCH across cores: each core runs the command
@@ -334,12 +388,13 @@ async fn gather_run_scatter(
     db: usize,
     args: &OwnedArgs,
     databases: usize,
-) -> Reply {
+    form: bool,
+) -> (Reply, Vec<u8>) {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
     let mut idx = Vec::new();
     if let Err(e) = spec.key_indices(&a, &mut idx) {
-        return e;
+        return (e, Vec::new());
     }
     let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
     for i in idx {
@@ -358,7 +413,8 @@ async fn gather_run_scatter(
             gathered.extend(entries);
         }
     }
-    let (reply, writes) = run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots);
+    let (reply, writes, bytes) =
+        run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots, form);
     // Deletions written back free as the command would have locally.
     let why = match spec.name {
         "unlink" => Why::Unlink,
@@ -386,7 +442,7 @@ async fn gather_run_scatter(
                 .await;
         }
     }
-    reply
+    (reply, bytes)
 }
 
 type Writes = Vec<Vec<(usize, Bytes, Exported)>>;
@@ -409,9 +465,10 @@ pub fn set_limits(l: engine::value::EncodingLimits) {
     LIMITS.with(|c| c.set(l));
 }
 
-/// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply
-/// and, per core, the keys it changed (moved out, so the scratch is empty
-/// again afterwards).
+/// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply,
+/// per core the keys it changed (moved out, so the scratch is empty again
+/// afterwards), and with `form` what the run logged: the command as Redis
+/// propagates it.
 fn run_on_scratch(
     spec: &'static Spec,
     db: usize,
@@ -419,7 +476,8 @@ fn run_on_scratch(
     databases: usize,
     gathered: Vec<(Bytes, Exported)>,
     slots: &super::SlotTable,
-) -> (Reply, Writes) {
+    form: bool,
+) -> (Reply, Writes, Vec<u8>) {
     let cores = slots.cores();
     let now = crate::shared::now_ms();
     let mut scratch = SCRATCH
@@ -438,9 +496,17 @@ fn run_on_scratch(
         }
     }
     scratch.track_touched(true);
+    if form {
+        scratch.enable_log();
+    }
     let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, args);
     ctx.in_multi = true;
     let reply = engine::cmd::execute(spec, &mut ctx);
+    let mut bytes = Vec::new();
+    if let Some(log) = scratch.write_log() {
+        log.take(&mut bytes);
+    }
+    scratch.disable_log();
     let mut touched = scratch.take_touched();
     scratch.track_touched(false);
     touched.sort();
@@ -469,7 +535,7 @@ fn run_on_scratch(
             .collect(),
     );
     SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
-    (reply, writes)
+    (reply, writes, bytes)
 }
 
 /// Sends `args` to every core and merges the answers per the command's
@@ -809,7 +875,11 @@ async fn exec_checked(
             match route(spec, &a, cores, &rpc.mesh.slots) {
                 Err(e) => e,
                 Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
-                Ok(Route::Many(_)) => gather_run_scatter(rpc, spec, db, c, databases).await,
+                Ok(Route::Many(_)) => {
+                    gather_run_scatter(rpc, spec, db, c, databases, false)
+                        .await
+                        .0
+                }
                 Ok(Route::One(to)) => first_reply(
                     rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true))
                         .await,

@@ -23,6 +23,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TxId(pub usize, pub u64);
 
+impl TxId {
+    /// The transaction's name in the replication stream (`TxnPart::id`).
+    pub fn repl_id(self) -> u64 {
+        ((self.0 as u64) << 48) ^ self.1
+    }
+}
+
 /// A key's value and absolute expiry (ms), as moved between cores.
 pub type Exported = Option<(Value, Option<i64>)>;
 
@@ -85,8 +92,10 @@ pub enum Request {
         watch: Vec<(usize, bytes::Bytes, u64)>,
     },
     /// Take this core's lock for `tx`, which locks these cores; answered
-    /// once granted.
-    Lock(TxId, Vec<usize>),
+    /// once granted. `true`: the coordinator adds the command's form to
+    /// the replication stream (`repl::merge::Form`): what this core
+    /// rebuilds for it goes to its AOF only.
+    Lock(TxId, Vec<usize>, bool),
     /// Release the lock held by `tx` (no answer).
     Unlock(TxId),
     /// Copy out these keys (under `tx`'s lock).

@@ -106,6 +106,9 @@ pub struct Shard {
     /// transaction's part.
     pub repl_pending: Vec<u8>,
     pub repl_part: Option<repl::merge::TxnPart>,
+    /// The transaction holding this core adds its command's form to the
+    /// replication stream ([`Request::Lock`]'s flag).
+    pub repl_form: bool,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
@@ -179,6 +182,7 @@ impl Shard {
             replication,
             repl_pending: Vec::new(),
             repl_part: None,
+            repl_form: false,
         }
         .with_slot_map()
     }
@@ -254,7 +258,7 @@ impl Shard {
         if !self.engine.log_enabled() {
             self.engine.enable_log();
         }
-        self.log_to_pending();
+        self.log_to_pending(true);
         if self.lock.is_none() && !self.repl_pending.is_empty() {
             let bytes = std::mem::take(&mut self.repl_pending);
             self.replication.stream().push(bytes, None);
@@ -263,10 +267,11 @@ impl Shard {
 
     /// A transaction across cores took this core's lock: what was written
     /// before goes first, as a chunk of its own.
-    pub fn repl_part_begin(&mut self, part: repl::merge::TxnPart) {
+    pub fn repl_part_begin(&mut self, part: repl::merge::TxnPart, form: bool) {
         if self.replication.stream().active() {
             self.take_log();
             self.repl_part = Some(part);
+            self.repl_form = form;
         }
     }
 
@@ -275,14 +280,16 @@ impl Shard {
         let Some(part) = self.repl_part.take() else {
             return;
         };
-        self.log_to_pending();
+        self.repl_form = false;
+        self.log_to_pending(true);
         let bytes = std::mem::take(&mut self.repl_pending);
         self.replication.stream().push(bytes, Some(part));
     }
 
-    /// Moves the write log's bytes to the replication stream's pending
-    /// chunk, and a copy to the AOF writer.
-    fn log_to_pending(&mut self) {
+    /// Moves the write log's bytes to the AOF writer, and a copy to the
+    /// replication stream's pending chunk unless `!repl` (what a command's
+    /// form stands for in the stream).
+    pub fn log_to_pending(&mut self, repl: bool) {
         let Some(log) = self.engine.write_log() else {
             return;
         };
@@ -296,6 +303,9 @@ impl Shard {
         let offset = log.offset();
         if let Some(a) = self.aof.as_deref_mut() {
             a.append(&bytes, offset, &self.persist.aof);
+        }
+        if !repl {
+            return;
         }
         if self.repl_pending.is_empty() {
             self.repl_pending = bytes;

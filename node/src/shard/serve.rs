@@ -222,12 +222,16 @@ impl Shard {
                 self.snapshot_start();
                 self.answer(from, id, Response::Done);
             }
-            Request::Lock(tx, cores) => {
+            Request::Lock(tx, cores, form) => {
                 // Only reached when unlocked (see handle_msg).
-                self.repl_part_begin(repl::merge::TxnPart {
-                    id: ((tx.0 as u64) << 48) ^ tx.1,
-                    parts: cores.len() as u32,
-                });
+                self.repl_part_begin(
+                    repl::merge::TxnPart {
+                        id: tx.repl_id(),
+                        parts: cores.len() as u32 + form as u32,
+                        form: None,
+                    },
+                    form,
+                );
                 self.lock = Some(tx);
                 // What the transaction writes here is one part of it in
                 // this core's log: kept after a crash only with its parts
@@ -294,6 +298,13 @@ impl Shard {
             }
             Request::Import { db, entries, why } => {
                 let now = now_ms();
+                // The replicas get the command's form instead (the
+                // coordinator's): what is rebuilt here goes to the AOF
+                // only.
+                let aof_only = self.repl_form && self.repl_part.is_some();
+                if aof_only {
+                    self.log_to_pending(true);
+                }
                 for (k, e) in entries {
                     match e {
                         None => {
@@ -316,6 +327,9 @@ impl Shard {
                         }
                     }
                     self.engine.dirty += 1;
+                }
+                if aof_only {
+                    self.log_to_pending(false);
                 }
                 self.serve_ready();
                 self.answer(from, id, Response::Done);

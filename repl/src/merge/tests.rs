@@ -116,6 +116,7 @@ fn history(rng: &mut StdRng, cores: usize, turns: usize) -> (Vec<Chunk>, Vec<Ite
                 txn: Some(TxnPart {
                     id: o.id,
                     parts: o.parts,
+                    form: None,
                 }),
                 bytes,
             });
@@ -157,7 +158,11 @@ fn history(rng: &mut StdRng, cores: usize, turns: usize) -> (Vec<Chunk>, Vec<Ite
                 op(rng, &mut n, log, &mut o.items);
             }
             log.end_multi(m, false);
-            txn = Some(TxnPart { id, parts });
+            txn = Some(TxnPart {
+                id,
+                parts,
+                form: None,
+            });
             open = Some(o);
         } else if roll == 3 {
             // A transaction on one core, wrapped by the engine.
@@ -281,7 +286,11 @@ fn cross_core_transaction_wrapped_once_at_its_last_part() {
     let mut m = Merger::new();
     let part = |ticket, db: &str, key: &str| Chunk {
         ticket,
-        txn: Some(TxnPart { id: 7, parts: 2 }),
+        txn: Some(TxnPart {
+            id: 7,
+            parts: 2,
+            form: None,
+        }),
         bytes: [
             b"#X:7\r\n".to_vec(),
             cmd(&["MULTI"]),
@@ -338,4 +347,77 @@ fn a_missing_ticket_is_given_up_past_the_limit() {
     m.push(big(16));
     m.push(big(16));
     assert_eq!(m.held(), big(16).bytes.len());
+}
+
+/// A command across cores: the coordinator's form, alone when it is one
+/// command (what the cores rebuilt went to their AOF only), after the
+/// keys the parts found expired, or covering them (DEL); the `SELECT` of
+/// a transaction goes before its `MULTI`.
+#[test]
+fn forms_of_commands_across_cores() {
+    let part = |ticket, id, parts, form, cmds: &[&[&str]]| Chunk {
+        ticket,
+        txn: Some(TxnPart { id, parts, form }),
+        bytes: cmds.iter().map(|c| cmd(c)).collect::<Vec<_>>().concat(),
+    };
+    let run = |chunks: Vec<Chunk>| {
+        let mut m = Merger::new();
+        for c in chunks {
+            m.push(c);
+        }
+        let mut out = Vec::new();
+        m.drain(&mut out).unwrap();
+        assert_eq!(m.held(), 0);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let show = |cmds: &[&[&str]]| {
+        String::from_utf8_lossy(&cmds.iter().map(|c| cmd(c)).collect::<Vec<_>>().concat())
+            .into_owned()
+    };
+    // MSET: the parts wrote nothing to the stream; the form alone.
+    let mset = &["MSET", "a", "1", "b", "2"][..];
+    let out = run(vec![
+        part(0, 1, 3, None, &[&["SELECT", "2"]]),
+        part(1, 1, 3, None, &[]),
+        part(2, 1, 3, Some(Form::After), &[&["SELECT", "2"], mset]),
+    ]);
+    assert_eq!(out, show(&[&["SELECT", "2"], mset]));
+    // SUNIONSTORE after a key found expired: both, wrapped, SELECT first.
+    let store = &["SUNIONSTORE", "d", "a", "b"][..];
+    let out = run(vec![
+        part(0, 2, 2, None, &[&["SELECT", "0"], &["DEL", "a"]]),
+        part(1, 2, 2, Some(Form::After), &[&["SELECT", "0"], store]),
+    ]);
+    assert_eq!(
+        out,
+        show(&[
+            &["SELECT", "0"],
+            &["MULTI"],
+            &["DEL", "a"],
+            store,
+            &["EXEC"]
+        ])
+    );
+    // DEL: the form covers the expired key's DEL; an empty one lets it
+    // through.
+    let del = &["DEL", "x", "y", "z"][..];
+    let out = run(vec![
+        part(0, 3, 3, None, &[&["SELECT", "0"], &["DEL", "x"]]),
+        part(1, 3, 3, None, &[&["SELECT", "0"], &["DEL", "y"]]),
+        part(2, 3, 3, Some(Form::Covers), &[&["SELECT", "0"], del]),
+    ]);
+    assert_eq!(out, show(&[&["SELECT", "0"], del]));
+    let out = run(vec![
+        part(0, 4, 2, None, &[&["SELECT", "0"], &["DEL", "x"]]),
+        part(1, 4, 2, Some(Form::Covers), &[]),
+    ]);
+    assert_eq!(out, show(&[&["SELECT", "0"], &["DEL", "x"]]));
+    // Nothing anywhere: nothing.
+    assert_eq!(
+        run(vec![
+            part(0, 5, 2, None, &[&["SELECT", "0"]]),
+            part(1, 5, 2, Some(Form::After), &[&["SELECT", "0"]]),
+        ]),
+        ""
+    );
 }
