@@ -1278,7 +1278,7 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
         } else {
             Server::redis(&args)
         };
-        let (line, mut r) = psync(master.port(), "?", "-1");
+        let (line, r) = psync(master.port(), "?", "-1");
         assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
         let mut c = master.raw();
         for cmd in &script {
