@@ -26,6 +26,12 @@ pub struct WriteLog {
     prelude: Vec<u8>,
     /// Inside a MULTI block: annotations wait for its EXEC.
     in_multi: bool,
+    /// A block of one core's transaction (no annotation), while its bytes
+    /// are not taken: where its MULTI starts and how many commands it
+    /// holds. Redis 7.0 wraps what one call propagates only when it is
+    /// more than one command, with the first command's SELECT before the
+    /// MULTI (`propagatePendingCommands`).
+    plain_multi: Option<(usize, u32)>,
     /// The second of the last `#TS` annotation set (0: none), and whether
     /// it still waits for a record.
     stamped: u64,
@@ -127,6 +133,7 @@ impl WriteLog {
             self.buf.extend_from_slice(a);
             self.buf.extend_from_slice(b"\r\n");
         }
+        self.plain_multi = annotation.is_none().then_some((self.buf.len(), 0));
         self.buf.extend_from_slice(MULTI);
         self.in_multi = true;
         self.buf.len()
@@ -141,9 +148,18 @@ impl WriteLog {
         if !std::mem::replace(&mut self.in_multi, false) {
             return;
         }
-        if drop_empty && self.buf.len() == mark && mark >= MULTI.len() {
-            self.buf.truncate(mark - MULTI.len());
-            return;
+        match self.plain_multi.take() {
+            // One command: no wrapper (nor for none, with `drop_empty`).
+            Some((at, n)) if n == 1 || (n == 0 && drop_empty) => {
+                self.buf.drain(at..at + MULTI.len());
+                return;
+            }
+            Some(_) => {}
+            None if drop_empty && self.buf.len() == mark && mark >= MULTI.len() => {
+                self.buf.truncate(mark - MULTI.len());
+                return;
+            }
+            None => {}
         }
         self.buf.extend_from_slice(EXEC);
     }
@@ -187,8 +203,20 @@ impl WriteLog {
         }
         if self.db != Some(db) {
             let n = itoa_buf(db as u64);
-            encode(&mut self.buf, [&b"SELECT"[..], n.as_slice()].into_iter());
+            let mut select = Vec::new();
+            encode(&mut select, [&b"SELECT"[..], n.as_slice()].into_iter());
+            match &mut self.plain_multi {
+                // The block's first command: its SELECT goes before.
+                Some((at, 0)) => {
+                    self.buf.splice(*at..*at, select.iter().copied());
+                    *at += select.len();
+                }
+                _ => self.buf.extend_from_slice(&select),
+            }
             self.db = Some(db);
+        }
+        if let Some((_, n)) = &mut self.plain_multi {
+            *n += 1;
         }
     }
 
@@ -206,6 +234,8 @@ impl WriteLog {
     /// Hands the recorded bytes over, swapping in `spare` (cleared) so the
     /// buffers are reused; the offset moves on by what was taken.
     pub fn take(&mut self, spare: &mut Vec<u8>) {
+        // A block taken before its end keeps its MULTI.
+        self.plain_multi = None;
         spare.clear();
         std::mem::swap(&mut self.buf, spare);
         self.base += spare.len() as u64;
@@ -264,6 +294,55 @@ mod tests {
         assert!(tail.contains("EXEC\r\n#D:1=12\r\n*2\r\n$3\r\nDEL\r\n$1\r\nb"));
     }
 
+    /// Redis 7.0's `propagatePendingCommands`: a transaction of one core
+    /// is wrapped only with more than one command, its first SELECT goes
+    /// before its MULTI; a part of a transaction across cores (annotated)
+    /// keeps its wrapper whatever it holds.
+    #[test]
+    fn one_command_is_not_wrapped_and_select_goes_first() {
+        let text = |f: &dyn Fn(&mut WriteLog)| {
+            let mut l = WriteLog::new(0);
+            l.record(0, [&b"SET"[..], b"z", b"1"].into_iter());
+            f(&mut l);
+            let mut out = Vec::new();
+            l.take(&mut out);
+            String::from_utf8(out).unwrap().replace("\r\n", " ")
+        };
+        let one = text(&|l| {
+            let m = l.begin_multi(None);
+            l.record(3, [&b"INCR"[..], b"n"].into_iter());
+            l.end_multi(m, true);
+        });
+        assert!(
+            one.ends_with("1 *2 $6 SELECT $1 3 *2 $4 INCR $1 n "),
+            "{one}"
+        );
+        let two = text(&|l| {
+            let m = l.begin_multi(None);
+            l.record(3, [&b"INCR"[..], b"n"].into_iter());
+            l.record(4, [&b"INCR"[..], b"m"].into_iter());
+            l.end_multi(m, true);
+        });
+        assert!(
+            two.ends_with("1 *2 $6 SELECT $1 3 *1 $5 MULTI *2 $4 INCR $1 n *2 $6 SELECT $1 4 *2 $4 INCR $1 m *1 $4 EXEC "),
+            "{two}"
+        );
+        let none = text(&|l| {
+            let m = l.begin_multi(None);
+            l.end_multi(m, true);
+        });
+        assert!(none.ends_with("$1 z $1 1 "), "{none}");
+        let part = text(&|l| {
+            let m = l.begin_multi(Some(b"#X:1"));
+            l.record(3, [&b"INCR"[..], b"n"].into_iter());
+            l.end_multi(m, false);
+        });
+        assert!(
+            part.ends_with("#X:1 *1 $5 MULTI *2 $6 SELECT $1 3 *2 $4 INCR $1 n *1 $4 EXEC "),
+            "{part}"
+        );
+    }
+
     #[test]
     fn timestamps_when_the_second_moves_and_never_inside_multi() {
         let mut l = WriteLog::new(0);
@@ -279,6 +358,7 @@ mod tests {
         let m = l.begin_multi(None);
         l.stamp(Some(103));
         l.record(0, [&b"DEL"[..], b"a"].into_iter());
+        l.record(0, [&b"DEL"[..], b"a2"].into_iter());
         l.end_multi(m, true);
         l.record(0, [&b"DEL"[..], b"b"].into_iter());
         l.stamp(None);

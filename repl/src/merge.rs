@@ -39,14 +39,14 @@
 //! is a plain chunk. The `SELECT` a transaction starts with goes before its
 //! `MULTI`, as Redis writes it.
 //!
-//! A command whose keys live on several cores (MSET, DEL, RENAME, …) is a
-//! transaction too, whose coordinator adds a part of its own: the command
-//! as Redis propagates it (the form, [`Form`]). The cores' parts then hold
-//! only what else happened under the locks (keys found expired, as `DEL`);
-//! what they rebuilt for the command is written to their AOF only. The
-//! stream gets those `DEL`s and the form, in a `MULTI` … `EXEC` only when
-//! there is more than one command, as Redis wraps a command that
-//! propagates several.
+//! A command whose keys live on several cores (MSET, DEL, RENAME, …) and a
+//! MULTI/EXEC across cores add a part of their coordinator's: the form,
+//! what Redis would propagate, in the order the commands ran (the cores
+//! hand back what each request logged; what they rebuild for a command
+//! run elsewhere goes to their AOF only). The cores' parts then hold only
+//! what else happened under the locks (evictions). The stream gets it all
+//! in a `MULTI` … `EXEC` only when there is more than one command, as
+//! Redis 7.0 wraps what one call propagates.
 
 use engine::resp;
 use std::collections::{BTreeMap, HashMap};
@@ -65,19 +65,9 @@ pub struct TxnPart {
     /// How many parts (one per core, and the form if any) the transaction
     /// has.
     pub parts: u32,
-    /// This part is the coordinator's form of the command (module doc).
-    pub form: Option<Form>,
-}
-
-/// How a command's form relates to the cores' parts of its transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Form {
-    /// The cores' parts come first (keys found expired), then the form.
-    After,
-    /// A form with commands covers the parts (`DEL`/`UNLINK`: the keys a
-    /// part found expired are among those the form deletes); an empty
-    /// form lets them through.
-    Covers,
+    /// This part is the coordinator's form of the command or transaction
+    /// (module doc): it goes after the cores' parts.
+    pub form: bool,
 }
 
 /// What one core recorded in one event-loop turn, under one ticket.
@@ -236,20 +226,11 @@ impl Merger {
         for c in &w.got {
             self.held -= c.bytes.len();
         }
-        // The form goes last; a covering one with commands replaces the
-        // parts.
-        let form = w
-            .got
-            .iter()
-            .position(|c| c.txn.is_some_and(|t| t.form.is_some()))
-            .map(|i| w.got.remove(i));
-        let covers = form.as_ref().is_some_and(|f| {
-            f.txn.and_then(|t| t.form) == Some(Form::Covers) && self.commands(&f.bytes) > 0
-        });
-        if covers {
-            w.got.clear();
+        // The form goes last.
+        if let Some(i) = w.got.iter().position(|c| c.txn.is_some_and(|t| t.form)) {
+            let form = w.got.remove(i);
+            w.got.push(form);
         }
-        w.got.extend(form);
         let (start, db, emitted) = (self.out.len(), self.db.clone(), self.emitted);
         self.out.extend_from_slice(MULTI);
         for c in &w.got {
@@ -288,38 +269,6 @@ impl Merger {
                 self.out[start..body + consumed].rotate_left(MULTI.len());
             }
         }
-    }
-
-    /// How many commands other than `SELECT`, `MULTI` and `EXEC` `bytes`
-    /// holds.
-    fn commands(&mut self, bytes: &[u8]) -> usize {
-        let limits = resp::Limits {
-            bulk_bytes_max: i64::MAX as usize,
-            ..resp::Limits::default()
-        };
-        let (mut pos, mut n) = (0, 0);
-        while pos < bytes.len() {
-            let rest = &bytes[pos..];
-            if rest[0] == b'#' {
-                pos += rest
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(rest.len(), |e| e + 1);
-                continue;
-            }
-            let Ok(resp::Parsed::Command { consumed, .. }) =
-                resp::parse(rest, &limits, &mut self.spans, &mut self.scratch)
-            else {
-                return n + 1;
-            };
-            let name = arg(rest, &self.spans, 0);
-            let control = ["select", "multi", "exec"]
-                .iter()
-                .any(|c| name.eq_ignore_ascii_case(c.as_bytes()));
-            n += !control as usize;
-            pos += consumed;
-        }
-        n
     }
 
     /// Drops everything held and skips past every ticket seen.

@@ -235,7 +235,7 @@ fn stock_replica_follows_merged_stream() {
     let txn = Some(TxnPart {
         id: 1,
         parts: 2,
-        form: None,
+        form: false,
     });
     let chunks = [
         turn(

@@ -256,11 +256,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
             let databases = shard.settings.databases;
-            let form = shard.replication.stream().active().then(|| {
-                let repl = shard.replication.clone();
-                Box::new(move |bytes, part| repl.stream().push(bytes, Some(part)))
-                    as flows::FormSink
-            });
+            let form = form_sink(shard);
             spawn(shard, key, async move {
                 flows::multi_key(rpc, cores, spec, db, owned, databases, key, form).await
             })
@@ -554,6 +550,15 @@ fn refuse_writes(shared: &crate::shared::Shared) -> bool {
             && !crate::persist::Rules::parse(&c.text("save").unwrap_or_default())
                 .0
                 .is_empty()
+    })
+}
+
+/// Where a transaction across cores puts its form in the replication
+/// stream, while replicas take it (`flows::FormSink`).
+pub fn form_sink(shard: &Shard) -> Option<flows::FormSink> {
+    shard.replication.stream().active().then(|| {
+        let repl = shard.replication.clone();
+        Box::new(move |bytes, part| repl.stream().push(bytes, Some(part))) as flows::FormSink
     })
 }
 

@@ -273,8 +273,9 @@ impl Drop for Locks {
 pub type FormSink = Box<dyn Fn(Vec<u8>, repl::merge::TxnPart)>;
 
 /// A command whose keys live on several cores. With `form`, the replicas
-/// get it as Redis propagates it (a single-core run would log it so)
-/// rather than what each core rebuilt (`repl::merge::Form`).
+/// get it as Redis propagates it (as a run on one core logs it) rather
+/// than what each core rebuilt: the `DEL`s of keys the cores found
+/// expired, then the command (`repl::merge` module doc).
 #[allow(clippy::too_many_arguments)]
 pub async fn multi_key(
     rpc: Rc<Rpc>,
@@ -290,54 +291,49 @@ pub async fn multi_key(
     let form = form.filter(|_| write);
     let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
     if locks.paused && write {
-        if let Some(sink) = &form {
-            push_form(sink, &locks, Vec::new(), repl::merge::Form::After);
-        }
+        push_form(form.as_ref(), &locks, Vec::new());
         locks.release().await;
         return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
     }
-    let (reply, bytes, kind) = match spec.name {
+    let (reply, bytes) = match spec.name {
         "del" | "unlink" | "exists" | "touch" => {
-            let reply = count_per_core(&rpc, spec, db, &args, locks.tx).await;
-            // Redis propagates DEL/UNLINK as sent, when they deleted.
-            let bytes = match (&reply, form.is_some()) {
-                (Reply::Int(n), true) if *n > 0 => {
-                    let mut b = Vec::new();
-                    engine::writelog::encode(
-                        &mut b,
-                        [&b"SELECT"[..], db.to_string().as_bytes()].into_iter(),
-                    );
-                    engine::writelog::encode(&mut b, args.as_args().iter());
-                    b
-                }
-                _ => Vec::new(),
-            };
-            (reply, bytes, repl::merge::Form::Covers)
+            let (reply, logged) = count_per_core(&rpc, spec, db, &args, locks.tx).await;
+            // DEL/UNLINK go as sent when they deleted something (the keys
+            // found expired among them too); else the expired keys' DELs.
+            match reply {
+                Reply::Int(n) if n > 0 => (reply, command_form(db, &args)),
+                _ => (reply, logged),
+            }
         }
-        _ => {
-            let (reply, bytes) =
-                gather_run_scatter(&rpc, spec, db, &args, databases, form.is_some()).await;
-            (reply, bytes, repl::merge::Form::After)
-        }
+        _ => gather_run_scatter(&rpc, spec, db, &args, databases, form.is_some()).await,
     };
-    if let Some(sink) = &form {
-        push_form(sink, &locks, bytes, kind);
-    }
+    push_form(form.as_ref(), &locks, bytes);
     locks.release().await;
     TaskDone::reply(conn, reply)
 }
 
+/// A command as its own form: `SELECT db` and the arguments as sent.
+fn command_form(db: usize, args: &OwnedArgs) -> Vec<u8> {
+    let mut b = Vec::new();
+    let n = db.to_string();
+    engine::writelog::encode(&mut b, [&b"SELECT"[..], n.as_bytes()].into_iter());
+    engine::writelog::encode(&mut b, args.as_args().iter());
+    b
+}
+
 /// The form's part of `locks`' transaction (one part per locked core, and
-/// this one).
-fn push_form(sink: &FormSink, locks: &Locks, bytes: Vec<u8>, kind: repl::merge::Form) {
-    sink(
-        bytes,
-        repl::merge::TxnPart {
-            id: locks.tx.repl_id(),
-            parts: locks.sent.len() as u32 + 1,
-            form: Some(kind),
-        },
-    );
+/// this one), when it has one.
+fn push_form(sink: Option<&FormSink>, locks: &Locks, bytes: Vec<u8>) {
+    if let Some(sink) = sink {
+        sink(
+            bytes,
+            repl::merge::TxnPart {
+                id: locks.tx.repl_id(),
+                parts: locks.sent.len() as u32 + 1,
+                form: true,
+            },
+        );
+    }
 }
 
 /// DEL, UNLINK, EXISTS and TOUCH across cores: each core runs the command
@@ -350,7 +346,7 @@ async fn count_per_core(
     db: usize,
     args: &OwnedArgs,
     tx: TxId,
-) -> Reply {
+) -> (Reply, Vec<u8>) {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
     let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
@@ -366,17 +362,22 @@ async fn count_per_core(
         .filter_map(|(c, cmd)| Some(rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false))))
         .collect();
     let mut total = 0i64;
+    let mut logged = Vec::new();
+    let mut failed = None;
     for call in calls {
-        match call.await {
+        match call.await.unlog(&mut logged) {
             Response::Replies(mut r) => match r.pop() {
                 Some(Reply::Int(n)) => total += n,
-                Some(other) => return other,
+                Some(other) => failed = failed.or(Some(other)),
                 None => {}
             },
-            _ => return Reply::err(format!("ERR {} failed on a core", spec.name)),
+            _ => {
+                let e = Reply::err(format!("ERR {} failed on a core", spec.name));
+                failed = failed.or(Some(e));
+            }
         }
     }
-    Reply::Int(total)
+    (failed.unwrap_or(Reply::Int(total)), logged)
 }
 
 /// Copies the command's keys into a scratch keyspace, runs it there, and
@@ -405,16 +406,20 @@ async fn gather_run_scatter(
         }
     }
     let mut gathered = Vec::new();
+    // The DELs of keys the owners found expired, then the command.
+    let mut logged = Vec::new();
     for (c, keys) in by_core.into_iter().enumerate() {
         if keys.is_empty() {
             continue;
         }
-        if let Response::Entries(entries) = rpc.call(c, Request::Export { db, keys }).await {
+        let resp = rpc.call(c, Request::Export { db, keys }).await;
+        if let Response::Entries(entries) = resp.unlog(&mut logged) {
             gathered.extend(entries);
         }
     }
     let (reply, writes, bytes) =
         run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots, form);
+    logged.extend(bytes);
     // Deletions written back free as the command would have locally.
     let why = match spec.name {
         "unlink" => Why::Unlink,
@@ -442,7 +447,7 @@ async fn gather_run_scatter(
                 .await;
         }
     }
-    (reply, bytes)
+    (reply, logged)
 }
 
 type Writes = Vec<Vec<(usize, Bytes, Exported)>>;
@@ -547,13 +552,21 @@ async fn fanout_reply(
     db: usize,
     args: &OwnedArgs,
     tx: Option<TxId>,
+    form: Option<&mut Vec<u8>>,
 ) -> Reply {
     let calls: Vec<_> = (0..cores)
         .map(|c| rpc.call(c, exec_req(db, vec![args.clone()], tx, tx.is_some())))
         .collect();
     let mut replies = Vec::with_capacity(cores);
+    let mut logged = Vec::new();
     for call in calls {
-        replies.push(first_reply(call.await));
+        replies.push(first_reply(call.await.unlog(&mut logged)));
+    }
+    // Redis propagates it once (FLUSHALL, FLUSHDB...).
+    if let Some(form) = form {
+        if !logged.is_empty() {
+            form.extend(command_form(db, args));
+        }
     }
     merge(spec.merge, replies)
 }
@@ -604,7 +617,10 @@ pub async fn fanout(
     args: OwnedArgs,
     conn: Key,
 ) -> TaskDone {
-    TaskDone::reply(conn, fanout_reply(&rpc, cores, spec, db, &args, None).await)
+    TaskDone::reply(
+        conn,
+        fanout_reply(&rpc, cores, spec, db, &args, None, None).await,
+    )
 }
 
 /// PUBLISH / SPUBLISH: every core delivers to its own subscribers.
@@ -678,6 +694,7 @@ pub async fn watch(rpc: Rc<Rpc>, db: usize, keys: Vec<Bytes>, conn: Key) -> Task
 
 /// EXEC: runs the queued commands atomically across however many cores
 /// they touch, unless a WATCHed key changed; then drops the WATCHes.
+#[allow(clippy::too_many_arguments)]
 pub async fn exec(
     rpc: Rc<Rpc>,
     bus: Option<std::sync::Arc<super::Bus>>,
@@ -686,6 +703,7 @@ pub async fn exec(
     watches: Vec<(usize, usize, Bytes, u64)>,
     databases: usize,
     conn: Key,
+    form: Option<FormSink>,
 ) -> TaskDone {
     // Dropped after the check, not before: dropping the last WATCH of a key
     // forgets its version. Messages to a core stay in order, so the
@@ -703,6 +721,7 @@ pub async fn exec(
         &guard.watches,
         databases,
         conn,
+        form,
     )
     .await
 }
@@ -727,6 +746,11 @@ impl Drop for Unwatch {
     }
 }
 
+/// A transaction (MULTI/EXEC). On several cores it runs one command at a
+/// time under every involved core's lock; with `form`, the replicas get
+/// what its commands logged in the order they ran, as Redis propagates a
+/// transaction.
+#[allow(clippy::too_many_arguments)]
 async fn exec_checked(
     rpc: &Rc<Rpc>,
     bus: Option<&super::Bus>,
@@ -735,6 +759,7 @@ async fn exec_checked(
     watches: &[(usize, usize, Bytes, u64)],
     databases: usize,
     conn: Key,
+    form: Option<FormSink>,
 ) -> TaskDone {
     let cores = rpc.mesh.cores();
     let mut involved: Vec<usize> = watches.iter().map(|w| w.0).collect();
@@ -807,16 +832,19 @@ async fn exec_checked(
     }
     let mut lock_set = involved.clone();
     lock_set.push(rpc.me);
-    let locks = Locks::take(rpc, &lock_set).await;
     let writes = cmds.iter().any(|c| {
         engine::cmd::registry()
             .lookup(c.as_args().get(0))
             .is_some_and(|s| s.has(engine::cmd::flags::WRITE))
     });
+    let form = form.filter(|_| writes);
+    let locks = Locks::take_with(rpc, &lock_set, form.is_some()).await;
     if locks.paused && writes {
+        push_form(form.as_ref(), &locks, Vec::new());
         locks.release().await;
         return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
     }
+    let mut logged = Vec::new();
     for &c in &involved {
         let w = watch_of(c);
         if w.is_empty() {
@@ -830,7 +858,8 @@ async fn exec_checked(
             may_block: false,
             watch: w,
         };
-        if let Response::WatchFailed = rpc.call(c, req).await {
+        if let Response::WatchFailed = rpc.call(c, req).await.unlog(&mut logged) {
+            push_form(form.as_ref(), &locks, Vec::new());
             return TaskDone {
                 conn,
                 replies: vec![Reply::NilArray],
@@ -872,26 +901,34 @@ async fn exec_checked(
                 .into(),
             )
         } else {
+            let tx = Some(locks.tx);
             match route(spec, &a, cores, &rpc.mesh.slots) {
                 Err(e) => e,
-                Ok(Route::All) => fanout_reply(rpc, cores, spec, db, c, Some(locks.tx)).await,
+                Ok(Route::All) => {
+                    let f = form.is_some().then_some(&mut logged);
+                    fanout_reply(rpc, cores, spec, db, c, tx, f).await
+                }
                 Ok(Route::Many(_)) => {
-                    gather_run_scatter(rpc, spec, db, c, databases, false)
-                        .await
-                        .0
+                    let (reply, bytes) =
+                        gather_run_scatter(rpc, spec, db, c, databases, form.is_some()).await;
+                    logged.extend(bytes);
+                    reply
                 }
                 Ok(Route::One(to)) => first_reply(
-                    rpc.call(to, exec_req(db, vec![c.clone()], Some(locks.tx), true))
-                        .await,
+                    rpc.call(to, exec_req(db, vec![c.clone()], tx, true))
+                        .await
+                        .unlog(&mut logged),
                 ),
                 Ok(Route::Here) => first_reply(
-                    rpc.call(rpc.me, exec_req(db, vec![c.clone()], Some(locks.tx), true))
-                        .await,
+                    rpc.call(rpc.me, exec_req(db, vec![c.clone()], tx, true))
+                        .await
+                        .unlog(&mut logged),
                 ),
             }
         };
         replies.push(reply);
     }
+    push_form(form.as_ref(), &locks, logged);
     locks.release().await;
     TaskDone {
         conn,

@@ -254,6 +254,25 @@ pub enum Response {
         moved: Vec<bytes::Bytes>,
     },
     Done,
+    /// The answer to a request of a transaction that adds its form to the
+    /// replication stream (`Request::Lock`'s flag): what serving it
+    /// logged (the cores write it to their AOF only), for the coordinator
+    /// to put in the form in the order of its requests.
+    Logged(Box<Response>, Vec<u8>),
+}
+
+impl Response {
+    /// The answer inside a [`Response::Logged`] (any other as it is), with
+    /// what was logged appended to `form`.
+    pub fn unlog(self, form: &mut Vec<u8>) -> Response {
+        match self {
+            Response::Logged(r, bytes) => {
+                form.extend_from_slice(&bytes);
+                *r
+            }
+            r => r,
+        }
+    }
 }
 
 /// A message in a core's inbox.

@@ -109,6 +109,9 @@ pub struct Shard {
     /// The transaction holding this core adds its command's form to the
     /// replication stream ([`Request::Lock`]'s flag).
     pub repl_form: bool,
+    /// The request being served is one of that transaction's: its answer
+    /// carries what it logged.
+    pub capture: bool,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
@@ -183,6 +186,7 @@ impl Shard {
             repl_pending: Vec::new(),
             repl_part: None,
             repl_form: false,
+            capture: false,
         }
         .with_slot_map()
     }
@@ -287,14 +291,14 @@ impl Shard {
     }
 
     /// Moves the write log's bytes to the AOF writer, and a copy to the
-    /// replication stream's pending chunk unless `!repl` (what a command's
-    /// form stands for in the stream).
-    pub fn log_to_pending(&mut self, repl: bool) {
+    /// replication stream's pending chunk; with `!repl` (what a command's
+    /// form stands for in the stream) returns them instead.
+    pub fn log_to_pending(&mut self, repl: bool) -> Vec<u8> {
         let Some(log) = self.engine.write_log() else {
-            return;
+            return Vec::new();
         };
         if log.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut bytes = Vec::new();
         log.take(&mut bytes);
@@ -305,13 +309,14 @@ impl Shard {
             a.append(&bytes, offset, &self.persist.aof);
         }
         if !repl {
-            return;
+            return bytes;
         }
         if self.repl_pending.is_empty() {
             self.repl_pending = bytes;
         } else {
             self.repl_pending.extend_from_slice(&bytes);
         }
+        Vec::new()
     }
 
     /// Sends `msg` to core `to`, or holds it while it may reveal a write

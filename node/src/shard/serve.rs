@@ -42,10 +42,26 @@ impl Shard {
                 return;
             }
         }
+        // A transaction that adds its form to the replication stream: what
+        // its commands log here goes back with the answer (and to the AOF).
+        self.capture = self.repl_form
+            && self.repl_part.is_some()
+            && matches!(
+                req,
+                Request::Exec { tx: Some(_), .. } | Request::Export { .. }
+            );
+        if self.capture {
+            self.log_to_pending(true);
+        }
         self.handle_request(from, id, req);
+        self.capture = false;
     }
 
-    fn answer(&mut self, from: usize, id: u64, resp: Response) {
+    fn answer(&mut self, from: usize, id: u64, mut resp: Response) {
+        if std::mem::take(&mut self.capture) {
+            let logged = self.log_to_pending(false);
+            resp = Response::Logged(Box::new(resp), logged);
+        }
         if id != 0 {
             self.send_out(from, Msg::Resp { id, resp });
         }
@@ -228,7 +244,7 @@ impl Shard {
                     repl::merge::TxnPart {
                         id: tx.repl_id(),
                         parts: cores.len() as u32 + form as u32,
-                        form: None,
+                        form: false,
                     },
                     form,
                 );
