@@ -1053,6 +1053,13 @@ fn replicas_of_a_slotd_replica_follow_the_top_masters_stream() {
     }
     assert_eq!(sub.cli(&["-n", "3", "get", "in3b"]).trim(), "y");
     assert_eq!(info(&mid, "connected_slaves"), "2");
+    // PUBLISH reaches the subscribers at the end of the chain.
+    let mut listener = sub.raw();
+    assert!(tests::show(&listener.cmd_str(&["subscribe", "news"])).contains("news"));
+    m.cmd_str(&["publish", "news", "down the chain"]);
+    let got = tests::show(&listener.read_reply().unwrap());
+    assert!(got.contains("down the chain"), "{got}");
+    drop(listener);
     assert_eq!(info_stat(&mid, "sync_full"), 2);
     assert_eq!(
         mid.cli(&["wait", "1", "0"]).trim(),
@@ -1228,8 +1235,10 @@ fn redis_cli_replica_mode_logs_the_stream_as_with_redis() {
 /// What a replica reads for commands whose keys live on several cores is
 /// what Redis propagates, byte for byte: the command itself (DEL with
 /// every key as sent, MSET, RENAME, SMOVE, stores...), not what each core
-/// rebuilt; nothing for those that changed nothing. Compared with a
-/// redis-server master in the same run.
+/// rebuilt; nothing for those that changed nothing; transactions across
+/// cores in the order they ran, one command unwrapped, SELECT before
+/// MULTI; PUBLISH (standalone). Compared with a redis-server master in
+/// the same run.
 #[test]
 fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
     use std::io::Read;
@@ -1238,6 +1247,7 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
             "mset", "k1", "a", "k2", "b", "k3", "c", "k4", "d", "k5", "e", "k6", "f",
         ],
         vec!["msetnx", "n1", "1", "n2", "2", "n3", "3"],
+        vec!["publish", "ch", "hello"],
         vec!["msetnx", "n1", "x", "n9", "y"],
         vec!["del", "k1", "nosuch", "k2", "k3"],
         vec!["del", "nosuch1", "nosuch2", "nosuch3"],
@@ -1262,6 +1272,7 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
         vec!["select", "3"],
         vec!["mset", "k1", "1", "k2", "2", "k3", "3"],
         vec!["del", "k1", "k2", "k3"],
+        vec!["spublish", "ch", "in3"],
         // Transactions across cores, and on one core, in database 3.
         vec!["multi"],
         vec!["set", "k1", "x"],

@@ -152,6 +152,16 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             if let Some(bus) = &shard.bus {
                 bus.forward_publish(&ch, &msg, sharded);
             }
+            // Standalone, Redis propagates it to the replicas (not to the
+            // AOF): their subscribers get the message too.
+            if shard.cluster.is_none() && shard.replication.stream().active() {
+                shard.take_log();
+                let mut bytes = Vec::new();
+                let n = db.to_string();
+                engine::writelog::encode(&mut bytes, [&b"SELECT"[..], n.as_bytes()].into_iter());
+                engine::writelog::encode(&mut bytes, args.iter());
+                shard.replication.stream().push(bytes, None);
+            }
             spawn(shard, key, async move {
                 flows::publish(rpc, ch, msg, sharded, key).await
             })
