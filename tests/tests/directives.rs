@@ -45,7 +45,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn unbuilt_features_fail_loudly_at_start() {
     for args in [
         &["--latency-tracking", "yes", "--appendfsync", "always"][..],
-        &["--repl-diskless-load", "swapdb"],
+        &["--list-compress-depth", "1"],
         &["--notify-keyspace-events", "KEA"],
         &["--daemonize", "yes"],
     ] {

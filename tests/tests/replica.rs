@@ -1331,3 +1331,57 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
     assert!(streams[0].contains("mset"), "{}", streams[0]);
     assert_eq!(streams[1], streams[0], "slotd (left), redis-server (right)");
 }
+
+/// `repl-diskless-load swapdb` and `on-empty-db`: the master's RDB goes to
+/// memory and is parsed from there, never to the replica's disk (Redis's
+/// "to parser"); the data and the stream after it are the master's. A
+/// CONFIG SET back to `disabled` writes the next one to disk again.
+#[test]
+fn a_diskless_load_keeps_the_masters_rdb_off_the_disk() {
+    for mode in ["swapdb", "on-empty-db"] {
+        let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
+        load(&master, "a");
+        let dir = tests::fresh_dir("diskless-load", mode);
+        let d = dir.to_string_lossy().into_owned();
+        let port = master.port().to_string();
+        let replica = Server::slotd(&[
+            DEBUG[0],
+            DEBUG[1],
+            "--shards",
+            "2",
+            "--dir",
+            &d,
+            "--repl-diskless-load",
+            mode,
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ]);
+        caught_up(&master, &replica);
+        write_stream(&master);
+        caught_up(&master, &replica);
+        let log = replica.log();
+        assert!(
+            log.contains("receiving streamed RDB from master with EOF to parser"),
+            "{log}"
+        );
+        let files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with(".rdb"))
+            .collect();
+        assert!(files.is_empty(), "{mode}: {files:?}");
+        assert_eq!(
+            replica.cli(&["config", "get", "repl-diskless-load"]).trim(),
+            format!("repl-diskless-load\n{mode}")
+        );
+        // Back on disk: the next full resynchronization leaves dump.rdb.
+        replica.cli(&["config", "set", "repl-diskless-load", "disabled"]);
+        // Promoted and back, it offers its own new history, which the
+        // master does not know: a full resynchronization.
+        replica.cli(&["replicaof", "no", "one"]);
+        replica.cli(&["replicaof", "127.0.0.1", &port]);
+        caught_up(&master, &replica);
+        assert!(dir.join("dump.rdb").exists(), "{mode}");
+    }
+}

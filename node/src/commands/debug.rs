@@ -307,12 +307,15 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
         ));
         // `rdb-del-sync-files`: without persistence the file was only the
         // transfer's (Redis's `bg_unlink` of it).
-        let del = cx.shared.config.lock().is_ok_and(|c| {
-            c.flag("rdb-del-sync-files")
-                && !c.flag("appendonly")
-                && c.text("save")
-                    .is_some_and(|t| persist::Rules::parse(&t).0.is_empty())
-        });
+        // (A diskless load's file is in memory.)
+        let on_disk = !path2.starts_with("/proc/self/fd");
+        let del = on_disk
+            && cx.shared.config.lock().is_ok_and(|c| {
+                c.flag("rdb-del-sync-files")
+                    && !c.flag("appendonly")
+                    && c.text("save")
+                        .is_some_and(|t| persist::Rules::parse(&t).0.is_empty())
+            });
         if del {
             crate::log::notice(format_args!(
                 "Removing the RDB file obtained from the master. This replica has persistence disabled"

@@ -354,7 +354,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "repl-diskless-load",
-        off("disabled", "a replica loads the master's RDB from disk"),
+        test("a_diskless_load_keeps_the_masters_rdb_off_the_disk"),
     ),
     // The master side.
     ("repl-backlog-size", test("a_redis_replica_follows_slotd")),

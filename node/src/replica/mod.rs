@@ -617,6 +617,17 @@ impl LinkCtx {
         }
     }
 
+    /// `repl-diskless-load` is not `disabled`: the master's RDB goes to
+    /// memory, not to disk. slotd parses an RDB whole before it replaces
+    /// the data, so a failed load keeps the old data whichever mode
+    /// (`swapdb`'s promise, which covers `on-empty-db`'s).
+    fn diskless_load(&self) -> bool {
+        self.shared.config.lock().is_ok_and(|c| {
+            c.text("repl-diskless-load")
+                .is_some_and(|m| m != "disabled")
+        })
+    }
+
     fn config(&self) -> (repl::Config, std::path::PathBuf, String) {
         let mut cfg = repl::Config::new(self.shared.port);
         let mut dir = std::path::PathBuf::from(".");
@@ -724,7 +735,8 @@ impl LinkCtx {
         start: Instant,
     ) {
         let (_, dir, dbfilename) = self.config();
-        let mut rdb: Option<(std::fs::File, std::path::PathBuf)> = None;
+        // The RDB's file, and whether it is in memory (`repl-diskless-load`).
+        let mut rdb: Option<(std::fs::File, std::path::PathBuf, bool)> = None;
         let mut actions = replica.connected(mono_ms(start));
         self.status(|s| {
             s.state = LinkState::Handshake;
@@ -758,9 +770,15 @@ impl LinkCtx {
                             crate::shared::now_ms() / 1000,
                             std::process::id()
                         );
-                        let path = dir.join(name);
-                        match std::fs::File::create(&path) {
-                            Ok(f) => rdb = Some((f, path)),
+                        let file = match self.diskless_load() {
+                            true => memfd(&name).map(|(f, p)| (f, p, true)),
+                            false => {
+                                let path = dir.join(name);
+                                std::fs::File::create(&path).map(|f| (f, path, false))
+                            }
+                        };
+                        match file {
+                            Ok(f) => rdb = Some(f),
                             Err(e) => {
                                 crate::log::warning(format_args!(
                                     "Opening the temp file needed for MASTER <-> REPLICA synchronization: {}",
@@ -784,18 +802,22 @@ impl LinkCtx {
                         });
                     }
                     Action::RdbStart { len } => {
+                        let to = match rdb.as_ref().is_some_and(|r| r.2) {
+                            true => "to parser",
+                            false => "to disk",
+                        };
                         match len {
                             Some(n) => crate::log::notice(format_args!(
-                                "MASTER <-> REPLICA sync: receiving {n} bytes from master to disk"
+                                "MASTER <-> REPLICA sync: receiving {n} bytes from master {to}"
                             )),
                             None => crate::log::notice(format_args!(
-                                "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+                                "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF {to}"
                             )),
                         }
                         self.status(|s| s.transfer_size = len.map_or(-1, |n| n as i64));
                     }
                     Action::RdbChunk(bytes) => {
-                        if let Some((f, _)) = rdb.as_mut() {
+                        if let Some((f, _, _)) = rdb.as_mut() {
                             if let Err(e) = f.write_all(&bytes) {
                                 crate::log::warning(format_args!(
                                     "Write error saving DB on disk: {}",
@@ -810,11 +832,17 @@ impl LinkCtx {
                         });
                     }
                     Action::RdbDone => {
-                        let Some((f, tmp)) = rdb.take() else {
+                        let Some((file, tmp, in_memory)) = rdb.take() else {
                             return;
                         };
-                        let target = dir.join(&dbfilename);
-                        let done = f.sync_all().and_then(|_| std::fs::rename(&tmp, &target));
+                        let target = match in_memory {
+                            true => tmp.clone(),
+                            false => dir.join(&dbfilename),
+                        };
+                        let done = match in_memory {
+                            true => Ok(()),
+                            false => file.sync_all().and_then(|_| std::fs::rename(&tmp, &target)),
+                        };
                         if let Err(e) = done {
                             crate::log::warning(format_args!(
                                 "Failed trying to rename the temp DB into {} in MASTER <-> REPLICA synchronization: {}",
@@ -840,6 +868,10 @@ impl LinkCtx {
                         replica.set_db(db);
                         let db = db.to_string();
                         f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), replica.offset());
+                        // In memory, the file lives until the load ran.
+                        if in_memory {
+                            f.keep_until_applied(file);
+                        }
                         self.link_up(replica, false);
                         if self.proxy_on {
                             self.stream.proxy(Proxied::At {
@@ -1076,6 +1108,20 @@ impl LinkCtx {
     }
 }
 
+/// An anonymous file in memory (`memfd_create`) named `name`, with the
+/// path that opens it again (`/proc/self/fd/N`) while it is open.
+fn memfd(name: &str) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
+    let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: a valid C string; the descriptor returned is owned here only.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by the file only.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    Ok((file, format!("/proc/self/fd/{fd}").into()))
+}
+
 /// The database an RDB file says its stream has selected
 /// (`repl-stream-db`), or 0.
 fn stream_db(path: &std::path::Path) -> usize {
@@ -1119,6 +1165,9 @@ struct Feed {
     /// of each command pushed and not yet known applied.
     fed: u64,
     marks: VecDeque<(u64, i64)>,
+    /// An in-memory RDB, closed once the master client ran its load (at
+    /// this many bytes fed).
+    kept: Option<(u64, std::fs::File)>,
 }
 
 /// Feeds are numbered from 1 (0: no master client).
@@ -1173,6 +1222,7 @@ impl Feed {
             number,
             fed: 0,
             marks: VecDeque::new(),
+            kept: None,
         })
     }
 
@@ -1193,6 +1243,12 @@ impl Feed {
         self.marks.push_back((self.fed, offset));
     }
 
+    /// Keeps `file` open until the master client has run what was pushed
+    /// so far.
+    fn keep_until_applied(&mut self, file: std::fs::File) {
+        self.kept = Some((self.fed, file));
+    }
+
     /// The offset of the last command the master client has completed,
     /// if it completed one since the last call.
     fn applied(&mut self, shared: &Shared) -> Option<i64> {
@@ -1201,6 +1257,9 @@ impl Feed {
             return None;
         }
         let bytes = v & ((1 << 40) - 1);
+        if self.kept.as_ref().is_some_and(|(at, _)| bytes >= *at) {
+            self.kept = None;
+        }
         let mut last = None;
         while let Some(&(end, offset)) = self.marks.front() {
             if end > bytes {
