@@ -807,6 +807,16 @@ fn psync(port: u16, replid: &str, offset: &str) -> (String, tests::RawConn) {
     (line, c)
 }
 
+/// A master: redis-server (`bin` "redis"), or slotd with 2 shards, with
+/// `args`.
+fn master_for(bin: &str, args: &[&str]) -> Server {
+    if bin == "slotd" {
+        Server::slotd(&[args, &["--shards", "2"]].concat())
+    } else {
+        Server::redis(args)
+    }
+}
+
 /// Reads exactly `n` bytes of the stream.
 fn stream_bytes(c: &mut tests::RawConn, n: usize) -> Vec<u8> {
     use std::io::Read;
@@ -821,19 +831,17 @@ fn t17_psync_continues_with_exactly_the_missing_bytes_or_resyncs_fully() {
     // the same replies, and the same bytes after +CONTINUE.
     let mut seen = Vec::new();
     for bin in ["redis", "slotd"] {
-        let args = [
-            "--repl-diskless-sync",
-            "no",
-            "--repl-backlog-size",
-            "16kb",
-            "--repl-ping-replica-period",
-            "60",
-        ];
-        let master = if bin == "slotd" {
-            Server::slotd(&[&args[..], &["--shards", "2"]].concat())
-        } else {
-            Server::redis(&args)
-        };
+        let master = master_for(
+            bin,
+            &[
+                "--repl-diskless-sync",
+                "no",
+                "--repl-backlog-size",
+                "16kb",
+                "--repl-ping-replica-period",
+                "60",
+            ],
+        );
         let port = master.port();
         let (line, mut first) = psync(port, "?", "-1");
         let f: Vec<&str> = line.split(' ').collect();
@@ -1302,17 +1310,15 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
     ];
     let mut streams = Vec::new();
     for bin in ["redis", "slotd"] {
-        let args = [
-            "--repl-diskless-sync",
-            "no",
-            "--repl-ping-replica-period",
-            "60",
-        ];
-        let master = if bin == "slotd" {
-            Server::slotd(&[&args[..], &["--shards", "2"]].concat())
-        } else {
-            Server::redis(&args)
-        };
+        let master = master_for(
+            bin,
+            &[
+                "--repl-diskless-sync",
+                "no",
+                "--repl-ping-replica-period",
+                "60",
+            ],
+        );
         let (line, r) = psync(master.port(), "?", "-1");
         assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
         let mut c = master.raw();
