@@ -203,15 +203,13 @@ impl WriteLog {
         }
         if self.db != Some(db) {
             let n = itoa_buf(db as u64);
-            let mut select = Vec::new();
-            encode(&mut select, [&b"SELECT"[..], n.as_slice()].into_iter());
-            match &mut self.plain_multi {
-                // The block's first command: its SELECT goes before.
-                Some((at, 0)) => {
-                    self.buf.splice(*at..*at, select.iter().copied());
-                    *at += select.len();
-                }
-                _ => self.buf.extend_from_slice(&select),
+            let end = self.buf.len();
+            encode(&mut self.buf, [&b"SELECT"[..], n.as_slice()].into_iter());
+            // The block's first command: its SELECT goes before the MULTI.
+            let len = self.buf.len() - end;
+            if let Some((at, 0)) = &mut self.plain_multi {
+                self.buf[*at..].rotate_right(len);
+                *at += len;
             }
             self.db = Some(db);
         }
