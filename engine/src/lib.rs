@@ -37,6 +37,7 @@ pub mod error;
 pub mod evict;
 pub mod glob;
 pub mod hashval;
+pub mod hll;
 pub mod lazyfree;
 pub mod ldouble;
 pub mod list;

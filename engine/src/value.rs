@@ -212,6 +212,8 @@ pub struct EncodingLimits {
     pub zset_value_bytes_max: usize,
     /// `list-max-listpack-size` (negative: a size class, -2 = 8 KiB).
     pub list_listpack_size: i64,
+    /// `hll-sparse-max-bytes`.
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for EncodingLimits {
@@ -223,6 +225,7 @@ impl Default for EncodingLimits {
             zset_entries_max: 128,
             zset_value_bytes_max: 64,
             list_listpack_size: -2,
+            hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES,
         }
     }
 }

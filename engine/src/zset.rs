@@ -715,6 +715,7 @@ mod tests {
         zset_entries_max: 128,
         zset_value_bytes_max: 64,
         list_listpack_size: -2,
+        hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES,
     };
 
     fn z(n: usize, large: bool) -> ZSet {

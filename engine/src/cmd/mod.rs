@@ -14,6 +14,7 @@
 pub mod connection;
 pub mod dump;
 pub mod hash;
+pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod server;
@@ -343,6 +344,7 @@ impl Registry {
             dump::COMMANDS,
             list::COMMANDS,
             hash::COMMANDS,
+            hll::COMMANDS,
             set::COMMANDS,
             zset::COMMANDS,
             server::COMMANDS,

@@ -402,7 +402,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "zset-max-listpack-value",
         test("encoding_thresholds_follow_the_directives"),
     ),
-    ("hll-sparse-max-bytes", of_command("pfadd")),
+    (
+        "hll-sparse-max-bytes",
+        test("hll_sparse_max_bytes_decides_when_an_hll_turns_dense"),
+    ),
     ("stream-node-max-bytes", of_command("xadd")),
     ("stream-node-max-entries", of_command("xadd")),
     // Lazy freeing.
