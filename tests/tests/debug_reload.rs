@@ -346,3 +346,40 @@ fn debug_is_gated_by_enable_debug_command() {
     }
     assert_eq!(text(&r.cmd_str(&["GET", "a"])), "$1\r\n1\r\n");
 }
+
+/// DEBUG POPULATE as Redis 7.0 does it, on 2 cores against redis-server:
+/// `key:<j>` = `value:<j>`, a prefix, a size that cuts or pads with zero
+/// bytes, existing keys left alone, the errors; the datasets' digests
+/// match.
+#[test]
+fn debug_populate_matches_redis_server() {
+    let s = slotd("2", &[]);
+    let r = Server::redis(&["--enable-debug-command", "yes"]);
+    let script: &[&[&str]] = &[
+        &["SET", "key:3", "mine"],
+        &["DEBUG", "POPULATE", "1000"],
+        &["DBSIZE"],
+        &["GET", "key:3"],
+        &["GET", "key:999"],
+        &["DEBUG", "POPULATE", "50", "p", "3"],
+        &["GET", "p:7"],
+        &["DEBUG", "POPULATE", "20", "z", "12"],
+        &["GET", "z:19"],
+        &["STRLEN", "z:0"],
+        &["SELECT", "2"],
+        &["DEBUG", "POPULATE", "10", "other"],
+        &["DBSIZE"],
+        &["SELECT", "0"],
+        &["DBSIZE"],
+        &["DEBUG", "POPULATE", "-1"],
+        &["DEBUG", "POPULATE", "x"],
+        &["DEBUG", "POPULATE", "5", "q", "-2"],
+        &["DEBUG", "POPULATE", "0"],
+        &["DEBUG", "POPULATE"],
+    ];
+    let (mut a, mut b) = (s.raw(), r.raw());
+    for cmd in script {
+        assert_eq!(text(&a.cmd_str(cmd)), text(&b.cmd_str(cmd)), "{cmd:?}");
+    }
+    assert_eq!(digest(&mut a), digest(&mut b));
+}

@@ -7,6 +7,7 @@ use super::{flags::*, Block, Ctx, Merge, Spec};
 use crate::args::Args;
 use crate::error;
 use crate::reply::Reply;
+use crate::value::{StrData, Value};
 
 /// The server family's table.
 pub static COMMANDS: &[Spec] = &[
@@ -263,5 +264,43 @@ mod tests {
             t(&mut s, 0, "FLUSHDB bogus"),
             Reply::err("ERR syntax error")
         );
+    }
+}
+
+/// DEBUG POPULATE's work on one shard: keys `<prefix>:<j>` for `j` below
+/// `count` that `owns` (the node keeps each key on its slot's core), each
+/// not already there set to `value:<j>` (or, with `size` > 0, that text
+/// cut or padded with zero bytes to `size`), as Redis 7.0's `debug.c`
+/// does: the name is cut at 127 bytes, nothing is propagated or logged
+/// (Redis does not count it as a change), WATCHes see the keys change.
+pub fn populate(
+    shard: &mut crate::shard::Shard,
+    db: usize,
+    count: u64,
+    prefix: &[u8],
+    size: usize,
+    now_ms: i64,
+    owns: impl Fn(&[u8]) -> bool,
+) {
+    let mut key = Vec::with_capacity(prefix.len() + 21);
+    for j in 0..count {
+        key.clear();
+        key.extend_from_slice(prefix);
+        key.push(b':');
+        key.extend_from_slice(j.to_string().as_bytes());
+        key.truncate(127);
+        if !owns(&key) || shard.lookup(db, &key, now_ms).is_some() {
+            continue;
+        }
+        let text = format!("value:{j}").into_bytes();
+        let value = if size == 0 {
+            text
+        } else {
+            let mut v = vec![0u8; size];
+            let n = text.len().min(size);
+            v[..n].copy_from_slice(&text[..n]);
+            v
+        };
+        shard.set(db, &key, Value::Str(StrData::from(value)), now_ms);
     }
 }

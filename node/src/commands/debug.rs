@@ -1,5 +1,6 @@
-//! DEBUG: SLEEP, SET-ACTIVE-EXPIRE, OBJECT, DIGEST, DIGEST-VALUE, RELOAD
-//! and LOADAOF (gated by `enable-debug-command` in `dispatch`).
+//! DEBUG: SLEEP, SET-ACTIVE-EXPIRE, OBJECT, DIGEST, DIGEST-VALUE,
+//! POPULATE, RELOAD and LOADAOF (gated by `enable-debug-command` in
+//! `dispatch`).
 //!
 //! RELOAD and LOADAOF run as a task on the asking core: the save is the
 //! ordinary fork-less snapshot, the files are read back on a thread
@@ -66,6 +67,7 @@ pub fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
             })
         }
         "digest-value" => digest_value(shard, key, &args),
+        "populate" if (3..=5).contains(&args.len()) => populate(shard, key, &args),
         "reload" => reload_rdb(shard, key, &args),
         "loadaof" if args.len() == 2 => load_aof(shard, key),
         _ => {
@@ -73,6 +75,41 @@ pub fn debug(shard: &mut Shard, key: Key, args: Args) -> Next {
             ok(shard, key, Reply::Error(e.into()))
         }
     }
+}
+
+/// DEBUG POPULATE count [prefix] [size]: every core adds its share of the
+/// keys (`engine::cmd::server::populate`).
+fn populate(shard: &mut Shard, key: Key, args: &Args) -> Next {
+    const RANGE: &str = "ERR value is out of range, must be positive";
+    let positive = |i: usize| engine::resp::parse_i64(args.get(i)).filter(|v| *v >= 0);
+    let Some(count) = positive(2) else {
+        return ok(shard, key, Reply::err(RANGE));
+    };
+    let size = match args.len() {
+        5 => match positive(4) {
+            Some(s) => s as usize,
+            None => return ok(shard, key, Reply::err(RANGE)),
+        },
+        _ => 0,
+    };
+    let prefix = match args.len() {
+        3 => Bytes::from_static(b"key"),
+        _ => Bytes::copy_from_slice(args.get(3)),
+    };
+    let db = shard.conns.get(key).map_or(0, |c| c.db);
+    let rpc = shard.rpc.clone();
+    spawn(shard, key, async move {
+        rpc.call_all(|_| {
+            Request::Admin(AdminQuery::Populate {
+                db,
+                count: count as u64,
+                prefix: prefix.clone(),
+                size,
+            })
+        })
+        .await;
+        TaskDone::reply(key, Reply::Ok)
+    })
 }
 
 /// DEBUG OBJECT key.

@@ -180,6 +180,14 @@ pub enum AdminQuery {
     /// The offset this core's write log reached (-1 without a log): DEBUG
     /// LOADAOF waits for the AOF to be fsynced that far.
     LogOffset,
+    /// DEBUG POPULATE: this core's share of `<prefix>:0` to
+    /// `<prefix>:<count-1>` in `db`.
+    Populate {
+        db: usize,
+        count: u64,
+        prefix: bytes::Bytes,
+        size: usize,
+    },
 }
 
 /// CLIENT KILL filters.

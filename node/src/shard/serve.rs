@@ -537,6 +537,26 @@ impl Shard {
                 self.stop();
                 Response::Done
             }
+            AdminQuery::Populate {
+                db,
+                count,
+                prefix,
+                size,
+            } => {
+                let (mesh, me) = (self.mesh.clone(), self.id);
+                let owns = |k: &[u8]| mesh.slots.core_of(engine::slot::slot_of(k)) == me;
+                engine::cmd::server::populate(
+                    &mut self.engine,
+                    db,
+                    count,
+                    &prefix,
+                    size,
+                    now_ms(),
+                    owns,
+                );
+                self.serve_ready();
+                Response::Done
+            }
             AdminQuery::LogOffset => Response::Count(
                 self.engine
                     .write_log()
