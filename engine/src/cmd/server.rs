@@ -236,37 +236,6 @@ fn swapdb(ctx: &mut Ctx) -> Reply {
     Reply::Ok
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::t;
-    use crate::reply::Reply;
-    use crate::shard::Shard;
-
-    #[test]
-    fn flush_and_size() {
-        let mut s = Shard::new(16, 1);
-        t(&mut s, 0, "SET a 1");
-        t(&mut s, 0, "SET b 1");
-        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(2));
-        assert_eq!(t(&mut s, 0, "SWAPDB 0 1"), Reply::Ok);
-        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(0));
-        assert_eq!(
-            t(&mut s, 0, "SWAPDB 0 16"),
-            Reply::err("ERR DB index is out of range")
-        );
-        assert_eq!(
-            t(&mut s, 0, "SWAPDB x 1"),
-            Reply::err("ERR invalid first DB index")
-        );
-        assert_eq!(t(&mut s, 0, "FLUSHALL"), Reply::Ok);
-        assert_eq!(s.key_count(), 0);
-        assert_eq!(
-            t(&mut s, 0, "FLUSHDB bogus"),
-            Reply::err("ERR syntax error")
-        );
-    }
-}
-
 /// DEBUG POPULATE's work on one shard: keys `<prefix>:<j>` for `j` below
 /// `count` that `owns` (the node keeps each key on its slot's core), each
 /// not already there set to `value:<j>` (or, with `size` > 0, that text
@@ -302,5 +271,36 @@ pub fn populate(
             v
         };
         shard.set(db, &key, Value::Str(StrData::from(value)), now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::t;
+    use crate::reply::Reply;
+    use crate::shard::Shard;
+
+    #[test]
+    fn flush_and_size() {
+        let mut s = Shard::new(16, 1);
+        t(&mut s, 0, "SET a 1");
+        t(&mut s, 0, "SET b 1");
+        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(2));
+        assert_eq!(t(&mut s, 0, "SWAPDB 0 1"), Reply::Ok);
+        assert_eq!(t(&mut s, 0, "DBSIZE"), Reply::Int(0));
+        assert_eq!(
+            t(&mut s, 0, "SWAPDB 0 16"),
+            Reply::err("ERR DB index is out of range")
+        );
+        assert_eq!(
+            t(&mut s, 0, "SWAPDB x 1"),
+            Reply::err("ERR invalid first DB index")
+        );
+        assert_eq!(t(&mut s, 0, "FLUSHALL"), Reply::Ok);
+        assert_eq!(s.key_count(), 0);
+        assert_eq!(
+            t(&mut s, 0, "FLUSHDB bogus"),
+            Reply::err("ERR syntax error")
+        );
     }
 }
