@@ -947,8 +947,15 @@ impl Core {
         // A replica leaves expiry to its master's DELs (Redis's
         // `expireIfNeeded` and `activeExpireCycle` with a master host).
         let replica = self.shard.shared.replica.load(Ordering::Relaxed);
-        self.shard.engine.keep_expired = replica;
-        let active_expire = self.shard.shared.active_expire.load(Ordering::Relaxed) && !replica;
+        // CLIENT PAUSE holds expiry and eviction too (nothing may change
+        // the dataset); when it ends, the connections it held go on.
+        let paused = self.shard.shared.client_pause().is_some();
+        if !paused && !self.shard.writes_paused && !self.shard.paused_conns.is_empty() {
+            self.shard.resume_paused();
+        }
+        self.shard.engine.keep_expired = replica || paused;
+        let active_expire =
+            self.shard.shared.active_expire.load(Ordering::Relaxed) && !replica && !paused;
         for db in (0..self.shard.engine.dbs.len()).filter(|_| active_expire) {
             loop {
                 let (sampled, expired) = self.shard.engine.active_expire(db, 20, now);

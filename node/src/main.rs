@@ -396,6 +396,8 @@ fn main() {
         master_applied: AtomicU64::new(0),
         good_replicas: std::sync::atomic::AtomicU32::new(0),
         failover_pause: AtomicBool::new(false),
+        client_pause_until_ms: std::sync::atomic::AtomicI64::new(0),
+        client_pause_all: AtomicBool::new(false),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

@@ -106,6 +106,11 @@ pub struct Shared {
     /// A manual failover has this master's writers paused (set by the bus
     /// before it asks the cores): the replication PINGs wait.
     pub failover_pause: AtomicBool,
+    /// CLIENT PAUSE: until when (Unix ms; 0: no pause), and whether every
+    /// command waits (`ALL`) or only those that write or replicate
+    /// (`WRITE`). Expiry and eviction wait too.
+    pub client_pause_until_ms: AtomicI64,
+    pub client_pause_all: AtomicBool,
 }
 
 /// [`Shared::master_applied`]'s form.
@@ -132,6 +137,15 @@ pub fn now_ms() -> i64 {
 }
 
 /// The hot settings derived from the configuration.
+impl Shared {
+    /// Whether CLIENT PAUSE holds clients now, and then whether it holds
+    /// every command (`ALL`).
+    pub fn client_pause(&self) -> Option<bool> {
+        let until = self.client_pause_until_ms.load(Ordering::Relaxed);
+        (until != 0 && now_ms() <= until).then(|| self.client_pause_all.load(Ordering::Relaxed))
+    }
+}
+
 pub fn settings_from(c: &crate::config::Config) -> Settings {
     let e = c.encoding_limits();
     Settings {

@@ -350,3 +350,68 @@ fn active_expiry_reclaims_keys_nobody_reads() {
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
     assert!(info.contains("expired_keys:2000\r\n"), "{info}");
 }
+
+/// CLIENT PAUSE WRITE holds writes and PUBLISH but not reads; ALL holds
+/// everything; CLIENT UNPAUSE lets them go at once; a pause ends by
+/// itself; the errors are redis-server's (compared in the same run).
+#[test]
+fn client_pause_holds_commands_until_it_ends() {
+    use std::time::Instant;
+    let s = Server::slotd(&["--shards", "2"]);
+    let r = Server::redis(&[]);
+    for args in [
+        &["CLIENT", "PAUSE", "-1"][..],
+        &["CLIENT", "PAUSE", "x"],
+        &["CLIENT", "PAUSE", "10", "MAYBE"],
+        &["CLIENT", "PAUSE"],
+        &["CLIENT", "UNPAUSE", "x"],
+        &["CLIENT", "UNPAUSE"],
+    ] {
+        assert_eq!(
+            text(s.raw().cmd_str(args)),
+            text(r.raw().cmd_str(args)),
+            "{args:?}"
+        );
+    }
+    let mut admin = s.raw();
+    let mut c = s.raw();
+    c.cmd_str(&["SET", "k", "v0"]);
+    // WRITE: reads go on, writes wait until UNPAUSE.
+    assert_eq!(
+        text(admin.cmd_str(&["CLIENT", "PAUSE", "20000", "WRITE"])),
+        "+OK\r\n"
+    );
+    let t = Instant::now();
+    assert_eq!(text(c.cmd_str(&["GET", "k"])), "$2\r\nv0\r\n");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let port = s.port();
+    let writer = std::thread::spawn(move || {
+        let mut w = tests::RawConn::connect(port).unwrap();
+        let t = Instant::now();
+        let set = text(w.cmd_str(&["SET", "k", "v1"]));
+        let publish = text(w.cmd_str(&["PUBLISH", "ch", "m"]));
+        (set, publish, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        text(c.cmd_str(&["GET", "k"])),
+        "$2\r\nv0\r\n",
+        "the write waits"
+    );
+    assert_eq!(text(admin.cmd_str(&["CLIENT", "UNPAUSE"])), "+OK\r\n");
+    let (set, publish, waited) = writer.join().unwrap();
+    assert_eq!((set.as_str(), publish.as_str()), ("+OK\r\n", ":0\r\n"));
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert_eq!(text(c.cmd_str(&["GET", "k"])), "$2\r\nv1\r\n");
+    // ALL: a read waits too, until the pause ends by itself.
+    assert_eq!(
+        text(admin.cmd_str(&["CLIENT", "PAUSE", "700", "ALL"])),
+        "+OK\r\n"
+    );
+    let t = Instant::now();
+    assert_eq!(text(c.cmd_str(&["GET", "k"])), "$2\r\nv1\r\n");
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}

@@ -131,6 +131,13 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// Writes, or may add to the replication stream (Redis's
+    /// `may_replicate`: PUBLISH, SPUBLISH, PFCOUNT's cache): what CLIENT
+    /// PAUSE WRITE and a manual failover's pause hold.
+    pub fn may_replicate(&self) -> bool {
+        self.has(flags::WRITE) || matches!(self.name, "publish" | "spublish" | "pfcount")
+    }
+
     /// A command with a handler and fixed key positions.
     pub const fn new(
         name: &'static str,

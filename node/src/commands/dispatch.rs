@@ -164,12 +164,14 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::err(NOREPLICAS));
     }
+    let pause = shard.shared.client_pause();
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    if shard.writes_paused && may_write(spec, conn) {
-        // A manual failover paused the writers: the command waits, and
-        // is checked again (most likely MOVED) when they resume.
+    if (shard.writes_paused && may_write(spec, conn)) || client_paused(pause, spec, conn) {
+        // A manual failover paused the writers, or CLIENT PAUSE holds the
+        // command: it waits, and is checked again (for a failover most
+        // likely MOVED) when they resume (`Shard::resume_paused`).
         conn.wait = Wait::Stalled;
         shard.paused_conns.push(key);
         return Next::Retry;
@@ -292,16 +294,25 @@ fn enough_replicas(shard: &Shard) -> bool {
 
 /// Whether a command may write (Redis's `is_may_replicate_command`): a
 /// write, or EXEC of a transaction holding one.
+/// The command (or the transaction EXEC runs) writes or replicates
+/// (Redis's `is_may_replicate_command`).
 fn may_write(spec: &Spec, conn: &crate::io::Conn) -> bool {
-    spec.has(flags::WRITE)
+    spec.may_replicate()
         || (spec.name == "exec"
             && conn.multi.as_ref().is_some_and(|q| {
                 q.iter().any(|a| {
                     engine::cmd::registry()
                         .lookup(a.as_args().get(0))
-                        .is_some_and(|s| s.has(flags::WRITE))
+                        .is_some_and(|s| s.may_replicate())
                 })
             }))
+}
+
+/// CLIENT PAUSE (`pause`: `Shared::client_pause`) holds this command
+/// (Redis's `processCommand`: every command with `ALL`, those that write
+/// or replicate with `WRITE`; never the master's).
+fn client_paused(pause: Option<bool>, spec: &Spec, conn: &crate::io::Conn) -> bool {
+    !conn.master && pause.is_some_and(|all| all || may_write(spec, conn))
 }
 
 fn replica_refusal(shard: &Shard, spec: &Spec) -> Option<&'static str> {
@@ -462,6 +473,9 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         return None;
     }
     if spec.has(flags::WRITE) && (shard.writes_paused || !enough_replicas(shard)) {
+        return None;
+    }
+    if shard.shared.client_pause().is_some() {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

@@ -688,6 +688,49 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
         }
         ("setinfo", 4) => ok(shard, key, Reply::Ok),
+        ("pause", 3 | 4) => {
+            let all = match args.len() {
+                4 if args.is(3, "write") => false,
+                4 if !args.is(3, "all") => {
+                    let e = Reply::err("ERR CLIENT PAUSE mode must be WRITE or ALL");
+                    return ok(shard, key, e);
+                }
+                _ => true,
+            };
+            let ms = match engine::resp::parse_i64(args.get(2)) {
+                Some(t) if t < 0 => return ok(shard, key, Reply::err("ERR timeout is negative")),
+                Some(t) => t,
+                None => {
+                    let e = Reply::err("ERR timeout is not an integer or out of range");
+                    return ok(shard, key, e);
+                }
+            };
+            // As Redis's `pauseClients`: the later end and the stricter
+            // mode of this pause and one in force.
+            let s = &shard.shared;
+            // 0: no time to wait (Redis's timeout 0 leaves the end as it is).
+            let end = match ms {
+                0 => 0,
+                _ => crate::shared::now_ms().saturating_add(ms),
+            };
+            let was = s.client_pause();
+            s.client_pause_all
+                .store(all || was == Some(true), Ordering::SeqCst);
+            s.client_pause_until_ms.fetch_max(end, Ordering::SeqCst);
+            ok(shard, key, Reply::Ok)
+        }
+        ("unpause", 2) => {
+            shard
+                .shared
+                .client_pause_until_ms
+                .store(0, Ordering::SeqCst);
+            shard.shared.client_pause_all.store(false, Ordering::SeqCst);
+            let rpc = shard.rpc.clone();
+            spawn(shard, key, async move {
+                rpc.call_all(|_| Request::Admin(AdminQuery::Unpause)).await;
+                TaskDone::reply(key, Reply::Ok)
+            })
+        }
         ("list", n) if n >= 2 => {
             let mut ids = Vec::new();
             let mut kind = None;
@@ -824,6 +867,11 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                 };
                 TaskDone::reply(key, reply)
             })
+        }
+        // A subcommand slotd has, with a wrong number of arguments.
+        ("pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill", _) => {
+            let e = error::wrong_arity(&format!("client|{sub}"));
+            ok(shard, key, Reply::Error(e.into()))
         }
         _ => {
             let e = error::unknown_subcommand(args.get(1), "client");

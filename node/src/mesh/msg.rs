@@ -180,6 +180,8 @@ pub enum AdminQuery {
     /// The offset this core's write log reached (-1 without a log): DEBUG
     /// LOADAOF waits for the AOF to be fsynced that far.
     LogOffset,
+    /// CLIENT UNPAUSE: the connections CLIENT PAUSE held go on.
+    Unpause,
     /// DEBUG POPULATE: this core's share of `<prefix>:0` to
     /// `<prefix>:<count-1>` in `db`.
     Populate {

@@ -62,7 +62,8 @@ impl Shard {
     /// limit for an allocation about to happen (the copy of a pipeline
     /// that crosses cores, made before any of its commands runs).
     pub fn make_room(&mut self, room: u64) -> Memory {
-        if self.settings.maxmemory == 0 {
+        // CLIENT PAUSE keeps the dataset still: no eviction meanwhile.
+        if self.settings.maxmemory == 0 || self.shared.client_pause().is_some() {
             return Memory::Ok;
         }
         let slack = FLUSH_BYTES as u64 * (self.cores as u64 + 1) + room;

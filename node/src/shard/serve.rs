@@ -57,6 +57,19 @@ impl Shard {
         self.capture = false;
     }
 
+    /// The connections a pause held try their command again (those still
+    /// held wait again).
+    pub fn resume_paused(&mut self) {
+        for key in std::mem::take(&mut self.paused_conns) {
+            if let Some(c) = self.conns.get_mut(key) {
+                if c.wait == Wait::Stalled {
+                    c.wait = Wait::No;
+                }
+            }
+            self.resume.push(key);
+        }
+    }
+
     fn answer(&mut self, from: usize, id: u64, mut resp: Response) {
         if std::mem::take(&mut self.capture) {
             let logged = self.log_to_pending(false);
@@ -117,14 +130,7 @@ impl Shard {
                         bus.ask(crate::mesh::Ask::Paused { gen });
                     }
                 } else {
-                    for key in std::mem::take(&mut self.paused_conns) {
-                        if let Some(c) = self.conns.get_mut(key) {
-                            if c.wait == Wait::Stalled {
-                                c.wait = Wait::No;
-                            }
-                        }
-                        self.resume.push(key);
-                    }
+                    self.resume_paused();
                 }
             }
             Request::Exec {
@@ -555,6 +561,10 @@ impl Shard {
                     owns,
                 );
                 self.serve_ready();
+                Response::Done
+            }
+            AdminQuery::Unpause => {
+                self.resume_paused();
                 Response::Done
             }
             AdminQuery::LogOffset => Response::Count(
