@@ -1395,3 +1395,50 @@ fn a_diskless_load_keeps_the_masters_rdb_off_the_disk() {
         assert!(dir.join("dump.rdb").exists(), "{mode}");
     }
 }
+
+/// With a replica attached, what the cores rebuild for commands and
+/// transactions across cores goes to their AOF only (the replicas get the
+/// forms): the AOF still holds every write. After a restart from it the
+/// master has the data the replica has.
+#[test]
+fn the_aof_keeps_every_write_while_replicas_get_the_forms() {
+    let dir = tests::fresh_dir("aof-forms", "m");
+    let d = dir.to_string_lossy().into_owned();
+    let args = [
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--dir",
+        &d,
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+    ];
+    let mut master = Server::slotd(&args);
+    let port = master.port().to_string();
+    let replica = Server::redis(&[DEBUG[0], DEBUG[1], "--replicaof", "127.0.0.1", &port]);
+    wait_for(20, "the replica's link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    let mut c = master.raw();
+    for i in 0..200 {
+        let (a, b, x) = (format!("a{i}"), format!("b{i}"), format!("x{}", i % 7));
+        c.cmd_str(&["mset", &a, "1", &b, "2", &x, &i.to_string()]);
+        c.cmd_str(&["multi"]);
+        c.cmd_str(&["incr", &x]);
+        c.cmd_str(&["rename", &a, &format!("r{i}")]);
+        c.cmd_str(&["del", &b, &format!("r{}", i.max(1) - 1)]);
+        c.cmd_str(&["exec"]);
+    }
+    write_stream(&master);
+    caught_up(&master, &replica);
+    let want = digest(&replica);
+    let mut r = master.raw();
+    r.send(b"SHUTDOWN NOSAVE\r\n").unwrap();
+    assert!(r.is_closed(Duration::from_secs(20)));
+    master.kill();
+    let master = Server::slotd_at(master.port(), &args);
+    assert_eq!(digest(&master), want);
+}
