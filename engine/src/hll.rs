@@ -370,6 +370,13 @@ pub fn set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Result
     }
 }
 
+/// `hllDenseAdd` on a dense HLL's bytes, in place: true when a register
+/// changed.
+pub fn add_dense(s: &mut [u8], ele: &[u8]) -> bool {
+    let (index, count) = pattern(ele);
+    dense_set(&mut s[HDR..], index, count)
+}
+
 /// `hllAdd`: true when a register changed (the cache is then stale in
 /// the sparse case; the caller invalidates it for both).
 pub fn add(s: &mut Vec<u8>, ele: &[u8], max_bytes: usize) -> Result<bool, Invalid> {

@@ -232,17 +232,6 @@ impl Master {
         }
     }
 
-    /// A master that continues the history `replid` from `offset` with an
-    /// empty backlog there (a restart from an RDB holding `repl-id` and
-    /// `repl-offset`, or a replica about to be promoted: follow with
-    /// [`Master::shift_replid`]).
-    pub fn resume(replid: [u8; RUN_ID_SIZE], offset: i64, cfg: MasterConfig) -> Master {
-        let mut m = Master::new(replid, cfg);
-        m.off = offset;
-        m.backlog = Some(Backlog::new(m.cfg.backlog_size, offset));
-        m
-    }
-
     pub fn config(&self) -> &MasterConfig {
         &self.cfg
     }

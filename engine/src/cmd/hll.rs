@@ -44,6 +44,24 @@ fn invalid(_: Invalid) -> Reply {
     Reply::err(hll::INVALID_ERR)
 }
 
+/// A dense HLL's registers change in place (no copy of its 12 KiB):
+/// how many of `elements` changed one.
+fn add_in_place<'a>(ctx: &mut Ctx, key: &[u8], elements: impl Iterator<Item = &'a [u8]>) -> i64 {
+    let Some(e) = ctx.shard.dbs[ctx.db].get_mut(key) else {
+        return 0;
+    };
+    let Value::Str(s) = &mut e.value else {
+        return 0;
+    };
+    let mut m = s.take_mut(0);
+    let changed = elements.filter(|ele| hll::add_dense(&mut m, ele)).count() as i64;
+    if changed > 0 {
+        hll::invalidate(&mut m);
+    }
+    *s = StrData::from(m.freeze());
+    changed
+}
+
 /// The HLL at `key` as bytes: `Ok(None)` when missing, WRONGTYPE for
 /// another type or a string that is not an HLL.
 fn read(ctx: &mut Ctx, key: &[u8], write: bool) -> Result<Option<Vec<u8>>, Reply> {
@@ -94,6 +112,18 @@ fn sparse_max(ctx: &Ctx) -> usize {
 fn pfadd(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
+    let dense = ctx
+        .shard
+        .lookup(ctx.db, key, ctx.now_ms)
+        .is_some_and(|e| matches!(&e.value, Value::Str(s) if hll::is_hll(s) && !hll::is_sparse(s)));
+    if dense {
+        let updated = add_in_place(ctx, key, args.iter_from(2));
+        if updated > 0 {
+            ctx.shard.touch(ctx.db, key);
+            ctx.dirty(updated as u64);
+        }
+        return Reply::Int((updated > 0) as i64);
+    }
     let (mut h, mut updated) = match read(ctx, key, true) {
         Ok(Some(h)) => (h, 0),
         Ok(None) => (hll::new_sparse(), 1),

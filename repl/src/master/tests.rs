@@ -209,7 +209,8 @@ fn psync_before_any_backlog_and_after_a_promotion() {
     // The first replica created the backlog under a new ID.
     assert_eq!(m.replid(), ID3);
     // A replica at offset 500 of ID2 is promoted.
-    let mut m = Master::resume(*ID2, 500, MasterConfig::default());
+    let mut m = Master::new(*ID2, MasterConfig::default());
+    m.restart_at(*ID2, 500);
     let log = m.shift_replid(*ID3);
     assert_eq!(log, format!("Setting secondary replication ID to {}, valid up to offset: 501. New replication ID is {}", text(ID2), text(ID3)));
     assert_eq!(m.replid2(), (ID2, 501));
