@@ -22,6 +22,7 @@
 //! - [`snapshot`]: a point-in-time image of a shard, slot by slot.
 //! - [`cmd`]: the command table and one module per command family.
 //! - [`error`]: Redis 7.0's error texts.
+//! - [`script`]: Lua scripts as Redis embeds them (`mlua`, Lua 5.1).
 //! - [`rewrite`]: a value as the commands that rebuild it (write log).
 //! - [`ldouble`]: Redis's `long double` INCRBYFLOAT arithmetic (a tiny C
 //!   file, `csrc/ldouble.c`: x87 80-bit precision Rust has no type for).
@@ -47,6 +48,7 @@ pub mod rdb;
 pub mod reply;
 pub mod resp;
 pub mod rewrite;
+pub mod script;
 pub mod setval;
 pub mod shard;
 pub mod slot;
@@ -58,3 +60,6 @@ pub mod zset;
 pub use args::{Args, OwnedArgs};
 pub use reply::{Encoded, Reply};
 pub use shard::Shard;
+
+/// The Redis version slotd answers as (INFO, HELLO, Lua's `redis.REDIS_VERSION`).
+pub const REDIS_VERSION: &str = "7.0.15";

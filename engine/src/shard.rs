@@ -78,7 +78,13 @@ pub struct Shard {
     /// host set): an expired key reads as absent but stays until its
     /// master's DEL arrives, so the replica never diverges from the stream.
     pub keep_expired: bool,
+    /// Which hash slots this shard owns, when it is one of several (a
+    /// script run here must not reach a key of another); `None`: all.
+    pub owns: Option<SlotOwner>,
 }
+
+/// Tells whether a hash slot belongs to a shard.
+pub type SlotOwner = std::sync::Arc<dyn Fn(u16) -> bool + Send + Sync>;
 
 impl Shard {
     /// A shard with `databases` empty databases and a seed for its random
@@ -105,6 +111,7 @@ impl Shard {
             lazy: Default::default(),
             garbage: Vec::new(),
             keep_expired: false,
+            owns: None,
         }
     }
 
@@ -132,6 +139,17 @@ impl Shard {
     /// Stops collecting write records, dropping any not taken.
     pub fn disable_log(&mut self) {
         self.log = None;
+    }
+
+    /// Takes the write log away for a while (a script's `REPL_NONE`
+    /// commands); [`Shard::resume_log`] puts it back.
+    pub fn pause_log(&mut self) -> Option<Box<crate::writelog::WriteLog>> {
+        self.log.take()
+    }
+
+    /// Puts back a log [`Shard::pause_log`] took.
+    pub fn resume_log(&mut self, log: Box<crate::writelog::WriteLog>) {
+        self.log = Some(log);
     }
 
     /// True while write records are collected.

@@ -139,6 +139,11 @@ impl WriteLog {
         self.buf.len()
     }
 
+    /// True inside a MULTI block (a script's effects then join it).
+    pub fn in_block(&self) -> bool {
+        self.in_multi
+    }
+
     /// Closes the MULTI block. With `drop_empty`, a block in which nothing
     /// was recorded (`mark` from `begin_multi`, the buffer not taken
     /// meanwhile) is removed instead.

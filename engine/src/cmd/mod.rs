@@ -17,6 +17,7 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod list;
+pub mod script;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -354,6 +355,7 @@ impl Registry {
             hll::COMMANDS,
             set::COMMANDS,
             zset::COMMANDS,
+            script::COMMANDS,
             server::COMMANDS,
             connection::COMMANDS,
         ];

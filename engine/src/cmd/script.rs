@@ -1,0 +1,280 @@
+//! Scripting: EVAL, EVALSHA, their `_RO` forms and SCRIPT, run on the
+//! shard that owns the script's declared keys ([`crate::script`]).
+//!
+//! A script runs here when every key it declared lives on this shard and
+//! its earlier runs touched nothing elsewhere ([`store::Placement`]); the
+//! node sends the others to a run with every core locked. If a script run
+//! here reaches for a key another core owns, that command fails with an
+//! error (the script may catch it with `redis.pcall`) and the script's
+//! later runs go to every core.
+
+use super::{flags::*, Ctx, Spec};
+use crate::args::Args;
+use crate::reply::Reply;
+use crate::script::{self, store, Backend, Call, Vm};
+use crate::shard::Shard;
+use crate::{error, slot};
+use std::cell::RefCell;
+
+pub static COMMANDS: &[Spec] = &[
+    Spec::new("eval", -3, NOSCRIPT | STALE, (0, 0, 0), eval, "scripting").movable(eval_keys),
+    Spec::new("evalsha", -3, NOSCRIPT | STALE, (0, 0, 0), evalsha, "scripting")
+        .movable(eval_keys),
+    Spec::new(
+        "eval_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY,
+        (0, 0, 0),
+        eval_ro,
+        "scripting",
+    )
+    .movable(eval_keys),
+    Spec::new(
+        "evalsha_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY,
+        (0, 0, 0),
+        evalsha_ro,
+        "scripting",
+    )
+    .movable(eval_keys),
+    Spec::new("script", -2, NOSCRIPT, (0, 0, 0), script_cmd, "scripting"),
+];
+
+/// The declared keys: `numkeys` at 2, the keys after it. A bad count gives
+/// no keys here and its error when the command runs, as Redis does.
+pub fn eval_keys(args: &Args) -> Result<Vec<usize>, Reply> {
+    Ok(match numkeys(args) {
+        Ok(n) => (3..3 + n).collect(),
+        Err(_) => Vec::new(),
+    })
+}
+
+fn numkeys(args: &Args) -> Result<usize, Reply> {
+    let n = args.int(2)?;
+    if n > args.len() as i64 - 3 {
+        return Err(Reply::err(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    if n < 0 {
+        return Err(Reply::err("ERR Number of keys can't be negative"));
+    }
+    Ok(n as usize)
+}
+
+thread_local! {
+    /// This thread's Lua state, made at its first script.
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's Lua state.
+pub fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, Reply> {
+    VM.with(|cell| {
+        let mut slot = cell.try_borrow_mut().map_err(|_| {
+            Reply::err("ERR a script is already running on this thread")
+        })?;
+        if slot.is_none() {
+            *slot = Some(Vm::new().map_err(|e| {
+                Reply::Error(format!("ERR cannot start the Lua interpreter: {e}").into())
+            })?);
+        }
+        Ok(f(slot.as_mut().expect("made above")))
+    })
+}
+
+/// A parsed EVAL-family call.
+pub struct Parsed<'a> {
+    pub sha: [u8; 40],
+    pub body: Option<&'a [u8]>,
+    pub keys: Vec<&'a [u8]>,
+    pub argv: Vec<&'a [u8]>,
+    pub read_only: bool,
+}
+
+/// Parses EVAL / EVALSHA (`by_sha`) and their `_RO` forms (`ro`).
+pub fn parse<'a>(args: &Args<'a>, by_sha: bool, ro: bool) -> Result<Parsed<'a>, Reply> {
+    let n = numkeys(args)?;
+    let first = args.get(1);
+    let (sha, body) = if by_sha {
+        let lower = first.to_ascii_lowercase();
+        let sha = <[u8; 40]>::try_from(lower.as_slice())
+            .map_err(|_| Reply::err("NOSCRIPT No matching script. Please use EVAL."))?;
+        (sha, None)
+    } else {
+        (script::sha1_hex(first), Some(first))
+    };
+    Ok(Parsed {
+        sha,
+        body,
+        keys: (3..3 + n).map(|i| args.get(i)).collect(),
+        argv: (3 + n..args.len()).map(|i| args.get(i)).collect(),
+        read_only: ro,
+    })
+}
+
+/// Runs a parsed call on `backend`, at database `db`.
+pub fn run_parsed(p: &Parsed, db: usize, databases: usize, backend: &mut dyn Backend) -> Reply {
+    let call = Call {
+        sha: p.sha,
+        body: p.body,
+        keys: &p.keys,
+        argv: &p.argv,
+        db,
+        databases,
+        read_only: p.read_only,
+    };
+    with_vm(|vm| vm.run(&call, backend).reply).unwrap_or_else(|e| e)
+}
+
+fn eval(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, false, false)
+}
+
+fn evalsha(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, true, false)
+}
+
+fn eval_ro(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, false, true)
+}
+
+fn evalsha_ro(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, true, true)
+}
+
+/// Runs the script on this shard, its effects wrapped as one MULTI/EXEC
+/// in the write log when they are more than one command (Redis 7.0's
+/// `propagatePendingCommands`).
+fn run_here(ctx: &mut Ctx, by_sha: bool, ro: bool) -> Reply {
+    let args = ctx.args;
+    let p = match parse(&args, by_sha, ro) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let databases = ctx.shard.dbs.len();
+    let mark = ctx
+        .shard
+        .write_log()
+        .filter(|l| !l.in_block())
+        .map(|l| l.begin_multi(None));
+    let mut backend = ShardBackend {
+        shard: ctx.shard,
+        now_ms: ctx.now_ms,
+        off_core: false,
+    };
+    let reply = run_parsed(&p, ctx.db, databases, &mut backend);
+    if backend.off_core {
+        store::set_placement(&p.sha, store::Placement::Everywhere);
+    }
+    if let (Some(m), Some(log)) = (mark, ctx.shard.write_log()) {
+        log.end_multi(m, true);
+    }
+    reply
+}
+
+/// A script's commands on one shard.
+pub struct ShardBackend<'a> {
+    pub shard: &'a mut Shard,
+    pub now_ms: i64,
+    /// A command reached for a key this shard does not own.
+    pub off_core: bool,
+}
+
+impl Backend for ShardBackend<'_> {
+    fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
+        if let Some(owns) = self.shard.owns.clone() {
+            let mut idx = Vec::new();
+            if let Err(e) = spec.key_indices(args, &mut idx) {
+                return e;
+            }
+            let away = spec.has(ALL_SHARDS)
+                || idx
+                    .iter()
+                    .any(|&i| i < args.len() && !owns(slot::slot_of(args.get(i))));
+            if away {
+                self.off_core = true;
+                return Reply::err(OFF_CORE);
+            }
+        }
+        if spec.handler.is_none() {
+            return match spec.name {
+                "time" => {
+                    let (s, ms) = (self.now_ms / 1000, self.now_ms % 1000);
+                    Reply::Array(vec![Reply::bulk_int(s), Reply::bulk_int(ms * 1000)])
+                }
+                _ => Reply::Error(
+                    format!(
+                        "ERR {} is not supported by slotd inside scripts yet",
+                        spec.name.to_ascii_uppercase()
+                    )
+                    .into(),
+                ),
+            };
+        }
+        let log = (!propagate).then(|| self.shard.pause_log()).flatten();
+        let mut c = Ctx::new(self.shard, db, self.now_ms, *args);
+        c.in_multi = true;
+        let reply = super::execute(spec, &mut c);
+        if let Some(log) = log {
+            self.shard.resume_log(log);
+        }
+        reply
+    }
+}
+
+/// What a script run on one core gets for a key another core owns.
+pub const OFF_CORE: &str = "ERR Script attempted to access a key of another core without declaring it in KEYS; slotd runs this script with every core locked from its next call";
+
+/// SCRIPT's subcommands.
+fn script_cmd(ctx: &mut Ctx) -> Reply {
+    let args = ctx.args;
+    let sub = args.get(1).to_ascii_lowercase();
+    match (sub.as_slice(), args.len()) {
+        (b"help", 2) => Reply::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DEBUG (YES|SYNC|NO)",
+                "    Set the debug mode for subsequent scripts executed.",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache. Very dangerous on replicas.",
+                "    When called without the optional mode argument, the behavior is determined by the",
+                "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+                "    * ASYNC: Asynchronously flush the scripts cache.",
+                "    * SYNC: Synchronously flush the scripts cache.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .iter()
+            .map(|s| Reply::status(*s))
+            .collect(),
+        ),
+        (b"flush", 2) => {
+            store::flush();
+            Reply::Ok
+        }
+        (b"flush", 3) if args.is(2, "sync") || args.is(2, "async") => {
+            store::flush();
+            Reply::Ok
+        }
+        (b"flush", _) => Reply::err("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+        (b"exists", n) if n >= 3 => Reply::Array(
+            args.iter_from(2)
+                .map(|s| Reply::Int(store::exists(s) as i64))
+                .collect(),
+        ),
+        (b"load", 3) => match with_vm(|vm| vm.load(args.get(2))) {
+            Ok(Ok(sha)) => Reply::bulk(&sha),
+            Ok(Err(e)) | Err(e) => e,
+        },
+        (b"kill", 2) => script::kill(),
+        (b"debug", 3) => Reply::err("ERR SCRIPT DEBUG is not supported by slotd: its Lua debugger needs the server to stop for one client"),
+        _ => Reply::Error(error::subcommand_syntax(args.get(1), "script").into()),
+    }
+}

@@ -1,0 +1,293 @@
+//! Conversions between command replies and Lua values, as Redis 7.0's
+//! `redisProtocolToLuaType` and `luaReplyToRedisReply` do them, for the
+//! RESP2 and RESP3 modes a script chooses with `redis.setresp`.
+
+use crate::reply::{fmt_g17, Reply};
+use bytes::Bytes;
+use mlua::{Lua, Table, Value};
+
+/// A command's reply as the script sees it (`resp3`: `redis.setresp(3)`).
+pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value> {
+    Ok(match reply {
+        Reply::Ok => Value::Table(single(lua, "ok", Value::String(lua.create_string("OK")?))?),
+        Reply::Status(s) => Value::Table(single(lua, "ok", Value::String(lua.create_string(&**s)?))?),
+        Reply::Error(e) => Value::Table(error_table(lua, e)?),
+        Reply::Int(n) => Value::Number(*n as f64),
+        Reply::Bulk(b) => Value::String(lua.create_string(&b[..])?),
+        Reply::Verbatim(b) if !resp3 => Value::String(lua.create_string(&b[..])?),
+        Reply::Verbatim(b) => {
+            let inner = lua.create_table_with_capacity(0, 2)?;
+            inner.raw_set("format", "txt")?;
+            inner.raw_set("string", lua.create_string(&b[..])?)?;
+            Value::Table(single(lua, "verbatim_string", Value::Table(inner))?)
+        }
+        Reply::Nil | Reply::NilArray => {
+            if resp3 {
+                Value::Nil
+            } else {
+                Value::Boolean(false)
+            }
+        }
+        Reply::Array(items) | Reply::Push(items) => array(lua, items.iter(), resp3)?,
+        Reply::Set(items) if resp3 => {
+            let set = lua.create_table_with_capacity(0, items.len())?;
+            for i in items {
+                set.raw_set(reply_to_lua(lua, i, true)?, true)?;
+            }
+            Value::Table(single(lua, "set", Value::Table(set))?)
+        }
+        Reply::Set(items) => array(lua, items.iter(), false)?,
+        Reply::Map(pairs) if resp3 => {
+            let map = lua.create_table_with_capacity(0, pairs.len())?;
+            for (k, v) in pairs {
+                map.raw_set(reply_to_lua(lua, k, true)?, reply_to_lua(lua, v, true)?)?;
+            }
+            Value::Table(single(lua, "map", Value::Table(map))?)
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) if !resp3 => {
+            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
+            let mut i = 1;
+            for (k, v) in pairs {
+                t.raw_set(i, reply_to_lua(lua, k, false)?)?;
+                t.raw_set(i + 1, reply_to_lua(lua, v, false)?)?;
+                i += 2;
+            }
+            Value::Table(t)
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            let t = lua.create_table_with_capacity(pairs.len(), 0)?;
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                let pair = lua.create_table_with_capacity(2, 0)?;
+                pair.raw_set(1, reply_to_lua(lua, k, true)?)?;
+                pair.raw_set(2, reply_to_lua(lua, v, true)?)?;
+                t.raw_set(i + 1, pair)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Double(d) if resp3 => Value::Table(single(lua, "double", Value::Number(*d))?),
+        Reply::Double(d) => Value::String(lua.create_string(fmt_g17(*d))?),
+        Reply::Bool(b) if resp3 => Value::Boolean(*b),
+        Reply::Bool(b) => Value::Number(if *b { 1.0 } else { 0.0 }),
+    })
+}
+
+fn array<'a>(
+    lua: &Lua,
+    items: impl ExactSizeIterator<Item = &'a Reply>,
+    resp3: bool,
+) -> mlua::Result<Value> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, r) in items.enumerate() {
+        t.raw_set(i + 1, reply_to_lua(lua, r, resp3)?)?;
+    }
+    Ok(Value::Table(t))
+}
+
+fn single(lua: &Lua, key: &str, v: Value) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 1)?;
+    t.raw_set(key, v)?;
+    Ok(t)
+}
+
+/// An error as `redis.pcall` returns it: `{err = "<CODE> <message>"}`,
+/// from an error line with its code (Redis's `luaPushErrorBuff` on a
+/// `-CODE msg` string) or from a bare message (code `ERR`).
+pub fn error_table(lua: &Lua, line: &str) -> mlua::Result<Table> {
+    single(
+        lua,
+        "err",
+        Value::String(lua.create_string(error_text(line))?),
+    )
+}
+
+/// The `err` field's text for an error `line` (`-CODE msg`, `CODE msg` as
+/// a reply carries it, or a bare message without a code).
+pub fn error_text(line: &str) -> String {
+    let line = line.trim_end_matches(['\r', '\n']);
+    match line.strip_prefix('-') {
+        Some(rest) => match rest.split_once(' ') {
+            Some((code, msg)) => format!("{code} {}", msg.trim_matches(['\r', '\n'])),
+            None => format!("ERR {rest}"),
+        },
+        None => line.to_string(),
+    }
+}
+
+/// The script's return value as the reply to its caller (`resp3`: the
+/// script's `redis.setresp` mode, which decides how booleans go).
+pub fn lua_to_reply(v: &Value, resp3: bool) -> Reply {
+    lua_to_reply_depth(v, resp3, 0)
+}
+
+fn lua_to_reply_depth(v: &Value, resp3: bool, depth: usize) -> Reply {
+    if depth > 1000 {
+        return Reply::err("ERR reached lua stack limit");
+    }
+    match v {
+        Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Boolean(b) if resp3 => Reply::Bool(*b),
+        Value::Boolean(true) => Reply::Int(1),
+        Value::Boolean(false) => Reply::Nil,
+        Value::Integer(n) => Reply::Int(*n),
+        Value::Number(n) => Reply::Int(number_to_i64(*n)),
+        Value::Table(t) => table_to_reply(t, resp3, depth),
+        _ => Reply::Nil,
+    }
+}
+
+/// C's `(long long)` cast of a double, saturating instead of undefined.
+fn number_to_i64(n: f64) -> i64 {
+    if n.is_nan() {
+        i64::MIN
+    } else {
+        n as i64
+    }
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+        Value::Number(n) => Some(fmt_lua_number(*n)),
+        Value::Integer(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Lua 5.1's `%.14g` form of a number (`tostring`).
+pub fn fmt_lua_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let s = format!("{:.13e}", n);
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let e: i32 = e.parse().unwrap_or(0);
+    if !(-4..14).contains(&e) {
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    } else {
+        let d = (13 - e).max(0) as usize;
+        let f = format!("{:.*}", d, n);
+        if f.contains('.') {
+            f.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            f
+        }
+    }
+}
+
+fn table_to_reply(t: &Table, resp3: bool, depth: usize) -> Reply {
+    if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+        let msg = String::from_utf8_lossy(&e.as_bytes()).replace(['\r', '\n'], " ");
+        return Reply::Error(msg.into());
+    }
+    if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+        let msg = String::from_utf8_lossy(&s.as_bytes()).replace(['\r', '\n'], " ");
+        return Reply::Status(msg.into());
+    }
+    if let Ok(Value::Number(d)) = t.raw_get::<Value>("double") {
+        return Reply::Double(d);
+    }
+    if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
+        let text = String::from_utf8_lossy(&s.as_bytes()).replace(['\r', '\n'], " ");
+        return Reply::Bulk(Bytes::from(text));
+    }
+    if let Ok(Value::Table(v)) = t.raw_get::<Value>("verbatim_string") {
+        if let (Ok(Value::String(_)), Ok(Value::String(s))) =
+            (v.raw_get::<Value>("format"), v.raw_get::<Value>("string"))
+        {
+            return Reply::Verbatim(Bytes::copy_from_slice(&s.as_bytes()));
+        }
+    }
+    if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
+        let mut pairs = Vec::new();
+        for (k, v) in m.pairs::<Value, Value>().flatten() {
+            pairs.push((
+                lua_to_reply_depth(&k, resp3, depth + 1),
+                lua_to_reply_depth(&v, resp3, depth + 1),
+            ));
+        }
+        return Reply::Map(pairs);
+    }
+    if let Ok(Value::Table(s)) = t.raw_get::<Value>("set") {
+        let mut items = Vec::new();
+        for (k, _) in s.pairs::<Value, Value>().flatten() {
+            items.push(lua_to_reply_depth(&k, resp3, depth + 1));
+        }
+        return Reply::Set(items);
+    }
+    let mut items = Vec::new();
+    let mut i = 1;
+    loop {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => break,
+            Ok(v) => items.push(lua_to_reply_depth(&v, resp3, depth + 1)),
+        }
+        i += 1;
+    }
+    Reply::Array(items)
+}
+
+/// The text of an error value a script raised or returned (a `{err=...}`
+/// table's field, or a string), for messages.
+pub fn error_value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Table(t) => t.raw_get::<Value>("err").ok().as_ref().and_then(text_of),
+        other => text_of(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_become_coded_texts() {
+        assert_eq!(error_text("-WRONGTYPE Operation"), "WRONGTYPE Operation");
+        assert_eq!(error_text("-x"), "ERR x");
+        assert_eq!(error_text("My Error"), "My Error");
+        assert_eq!(error_text("ERR bad\r\n"), "ERR bad");
+    }
+
+    #[test]
+    fn numbers_print_as_lua_does() {
+        assert_eq!(fmt_lua_number(3.0), "3");
+        assert_eq!(fmt_lua_number(0.1), "0.1");
+        assert_eq!(fmt_lua_number(1e20), "1e+20");
+        assert_eq!(fmt_lua_number(-2.5), "-2.5");
+    }
+
+    #[test]
+    fn replies_round_trip_through_lua() {
+        let lua = Lua::new();
+        let r = Reply::Array(vec![
+            Reply::Int(3),
+            Reply::bulk(b"x"),
+            Reply::Nil,
+            Reply::status("OK"),
+        ]);
+        let v = reply_to_lua(&lua, &r, false).unwrap();
+        // The nil became false, which ends nothing (false is a value).
+        assert_eq!(
+            lua_to_reply(&v, false),
+            Reply::Array(vec![
+                Reply::Int(3),
+                Reply::bulk(b"x"),
+                Reply::Nil,
+                Reply::status("OK")
+            ])
+        );
+        let m = Reply::Map(vec![(Reply::bulk(b"a"), Reply::Int(1))]);
+        let v = reply_to_lua(&lua, &m, true).unwrap();
+        assert_eq!(lua_to_reply(&v, true), m);
+        let v = reply_to_lua(&lua, &m, false).unwrap();
+        assert_eq!(
+            lua_to_reply(&v, false),
+            Reply::Array(vec![Reply::bulk(b"a"), Reply::Int(1)])
+        );
+        assert_eq!(
+            lua_to_reply(&Value::Boolean(true), true),
+            Reply::Bool(true)
+        );
+        assert_eq!(lua_to_reply(&Value::Number(3.99), false), Reply::Int(3));
+    }
+}

@@ -1,0 +1,837 @@
+//! Lua scripting as Redis 7.0 embeds it: EVAL's scripts and the `redis`
+//! API they call, on Lua 5.1 (`mlua`, vendored).
+//!
+//! A [`Vm`] is one Lua state with the scripts it compiled, kept per
+//! thread: a shard core runs the scripts whose keys it owns on its own
+//! state, without a hop or a lock. What a script's `redis.call` runs goes
+//! through a [`Backend`]: the shard itself on a core, or the node's
+//! messages to every core for a script that needs them all (the node's
+//! `script` room). The bodies live in one process-wide [`store`], so an
+//! EVALSHA finds a script whichever core loaded it.
+//!
+//! What follows Redis exactly: the sandbox (globals locked, reading an
+//! unknown global is an error, no `print`/`dofile`/`loadfile`, `debug`
+//! only for the error handler), `redis.call`/`pcall`/`error_reply`/
+//! `status_reply`/`sha1hex`/`log`/`setresp`/`set_repl`/
+//! `replicate_commands`/`breakpoint`/`debug`, the conversions both ways
+//! in RESP2 and RESP3 ([`convert`]), the error texts, with the script and
+//! line they came from, and `#!lua` shebang flags.
+
+pub mod convert;
+pub mod store;
+
+use crate::args::Args;
+use crate::cmd::{flags, registry, Spec};
+use crate::reply::Reply;
+use bytes::Bytes;
+use hashbrown::HashMap;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// What runs a script's commands.
+pub trait Backend {
+    /// Runs `spec` (checked: known, arity, allowed in scripts) with `args`
+    /// (the name first) in database `db`.
+    /// `propagate`: false after `redis.set_repl(redis.REPL_NONE)`, when the
+    /// command's effects stay out of the AOF and the replicas.
+    fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply;
+}
+
+/// Where `redis.log` lines go: the node's log (level 0 debug … 3
+/// warning). Unset, they are dropped.
+static LOGGER: std::sync::OnceLock<fn(u8, &str)> = std::sync::OnceLock::new();
+
+/// Sets where `redis.log` writes (once, at start).
+pub fn set_logger(f: fn(u8, &str)) {
+    let _ = LOGGER.set(f);
+}
+
+/// A script's flags from its `#!lua flags=` shebang (Redis's
+/// `SCRIPT_FLAG_*`); a script without a shebang is in compatibility mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptFlags {
+    pub compat: bool,
+    pub no_writes: bool,
+    pub allow_oom: bool,
+    pub allow_stale: bool,
+    pub no_cluster: bool,
+    pub allow_cross_slot: bool,
+}
+
+/// Parses a script's shebang line; returns its flags and the shebang's
+/// length (the line feed after it stays, so line numbers do not move).
+pub fn shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+    let mut f = ScriptFlags {
+        compat: true,
+        ..Default::default()
+    };
+    if !body.starts_with(b"#!") {
+        return Ok((f, 0));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("Invalid script shebang".into());
+    };
+    let Some(parts) = crate::args::split_args(&body[..end]).filter(|p| !p.is_empty()) else {
+        return Err("Invalid engine in script shebang".into());
+    };
+    if parts[0] != b"#!lua" {
+        return Err(format!(
+            "Unexpected engine in script shebang: {}",
+            String::from_utf8_lossy(&parts[0])
+        ));
+    }
+    f.compat = false;
+    for p in &parts[1..] {
+        let Some(list) = p.strip_prefix(b"flags=") else {
+            return Err(format!(
+                "Unknown lua shebang option: {}",
+                String::from_utf8_lossy(p)
+            ));
+        };
+        for flag in list.split(|&b| b == b',') {
+            match flag {
+                b"no-writes" => f.no_writes = true,
+                b"allow-oom" => f.allow_oom = true,
+                b"allow-stale" => f.allow_stale = true,
+                b"no-cluster" => f.no_cluster = true,
+                b"allow-cross-slot-keys" => f.allow_cross_slot = true,
+                other => {
+                    return Err(format!(
+                        "Unexpected flag in script shebang: {}",
+                        String::from_utf8_lossy(other)
+                    ))
+                }
+            }
+        }
+    }
+    Ok((f, end))
+}
+
+/// The SHA1 of `body` in lowercase hex (the script's name).
+pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
+    use sha1::{Digest as _, Sha1};
+    let d: [u8; 20] = Sha1::digest(body).into();
+    let mut out = [0u8; 40];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in d.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out
+}
+
+/// How many scripts run now on any thread, and how many of them have
+/// written (SCRIPT KILL's NOTBUSY and UNKILLABLE).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static RUNNING_DIRTY: AtomicUsize = AtomicUsize::new(0);
+/// Set by SCRIPT KILL; the running scripts that have not written stop at
+/// their next hook.
+static KILL: AtomicBool = AtomicBool::new(false);
+
+/// SCRIPT KILL: `Ok` when a script that has not written was asked to
+/// stop, else Redis's NOTBUSY or UNKILLABLE.
+pub fn kill() -> Reply {
+    let running = RUNNING.load(Ordering::SeqCst);
+    if running == 0 {
+        return Reply::err("NOTBUSY No scripts in execution right now.");
+    }
+    if RUNNING_DIRTY.load(Ordering::SeqCst) >= running {
+        return Reply::err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    }
+    KILL.store(true, Ordering::SeqCst);
+    Reply::Ok
+}
+
+/// One script run: what it may do and what it did.
+struct RunState {
+    backend: *mut dyn Backend,
+    db: usize,
+    databases: usize,
+    read_only: bool,
+    resp3: bool,
+    wrote: bool,
+    killed: bool,
+    /// Whether `redis.set_repl` keeps effects for the AOF and replicas.
+    repl: u8,
+    buf: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+/// What a run gives back.
+pub struct Outcome {
+    /// The reply to the caller.
+    pub reply: Reply,
+    /// The script ran a write command.
+    pub wrote: bool,
+}
+
+/// What to run: the script and its arguments.
+pub struct Call<'a> {
+    /// The script's SHA1 in hex (its name).
+    pub sha: [u8; 40],
+    /// Its body when the caller has it (EVAL); else the [`store`]'s.
+    pub body: Option<&'a [u8]>,
+    pub keys: &'a [&'a [u8]],
+    pub argv: &'a [&'a [u8]],
+    /// The caller's database.
+    pub db: usize,
+    pub databases: usize,
+    /// EVAL_RO / EVALSHA_RO.
+    pub read_only: bool,
+}
+
+/// A Lua state and the scripts compiled on it.
+pub struct Vm {
+    lua: Lua,
+    scripts: HashMap<[u8; 40], (Function, ScriptFlags)>,
+    runner: Function,
+    /// The store's generation these scripts belong to (SCRIPT FLUSH).
+    generation: u64,
+    runs: u32,
+}
+
+const REPL_AOF: u8 = 1;
+const REPL_REPLICA: u8 = 2;
+
+/// The error handler, the `redis.call`/`pcall` wrappers and the globals'
+/// protection, in Lua: set up once per state.
+const PRELUDE: &str = r#"
+local take_pending = ...
+local dbg = debug
+local G = _G
+local error, type, tostring, setmetatable, xpcall, rawget, rawset, unpack, opcall =
+  error, type, tostring, setmetatable, xpcall, rawget, rawset, unpack, pcall
+-- An error raised by the Rust side of the API is a userdata; the table
+-- it stands for waits in the state (`take_pending`).
+local function unwrap(err)
+  if type(err) == 'userdata' then
+    local t = take_pending()
+    if t then return t end
+  end
+  return err
+end
+local function handler(err)
+  err = unwrap(err)
+  local src, line
+  for level = 2, 64 do
+    local i = dbg.getinfo(level, 'Sl')
+    if not i then break end
+    if i.source == '@user_script' or i.source == '@user_function' then
+      src, line = i.source, i.currentline
+      break
+    end
+  end
+  if type(err) ~= 'table' then
+    err = {err = 'ERR ' .. tostring(err)}
+  end
+  if src then
+    err['source'] = src
+    err['line'] = line
+  end
+  return err
+end
+local function repcall(ok, ...)
+  if ok then return ok, ... end
+  return ok, unwrap(...)
+end
+G.pcall = function(f, ...)
+  return repcall(opcall(f, ...))
+end
+local function readonly() error('Attempt to modify a readonly table', 2) end
+local function locked(t)
+  return setmetatable({}, {__index = t, __newindex = readonly, __metatable = false})
+end
+for _, name in ipairs({'redis', 'string', 'math', 'table', 'coroutine', 'bit', 'cjson', 'cmsgpack', 'struct'}) do
+  if rawget(G, name) then G[name] = locked(G[name]) end
+end
+G.debug = nil
+G.print = nil
+G.dofile = nil
+G.loadfile = nil
+G.module = nil
+G.require = nil
+G.package = nil
+local env = setmetatable({}, {__index = G, __newindex = readonly, __metatable = false})
+G._G = env
+setmetatable(G, {__index = function(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+end, __newindex = function(t, k, v)
+  if k == 'KEYS' or k == 'ARGV' then rawset(t, k, v) else readonly() end
+end, __metatable = false})
+return function(f, a, b)
+  if a == nil then return xpcall(f, handler) end
+  return xpcall(function() return f(a, b) end, handler)
+end, env
+"#;
+
+impl Vm {
+    /// A fresh state with Redis's libraries and `redis` API.
+    pub fn new() -> mlua::Result<Vm> {
+        // SAFETY: the debug library is loaded only for the error handler,
+        // which keeps a private reference; the prelude removes the global.
+        let lua = unsafe {
+            Lua::unsafe_new_with(
+                StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+                LuaOptions::new(),
+            )
+        };
+        let redis = lua.create_table()?;
+        redis.raw_set("REDIS_VERSION", crate::REDIS_VERSION)?;
+        redis.raw_set("REDIS_VERSION_NUM", 0x0007000f)?;
+        for (k, v) in [
+            ("LOG_DEBUG", 0),
+            ("LOG_VERBOSE", 1),
+            ("LOG_NOTICE", 2),
+            ("LOG_WARNING", 3),
+            ("REPL_NONE", 0),
+            ("REPL_AOF", REPL_AOF as i64),
+            ("REPL_SLAVE", REPL_REPLICA as i64),
+            ("REPL_REPLICA", REPL_REPLICA as i64),
+            ("REPL_ALL", (REPL_AOF | REPL_REPLICA) as i64),
+        ] {
+            redis.raw_set(k, v)?;
+        }
+        redis.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
+        redis.raw_set("error_reply", lua.create_function(error_reply)?)?;
+        redis.raw_set("status_reply", lua.create_function(status_reply)?)?;
+        redis.raw_set("log", lua.create_function(log)?)?;
+        redis.raw_set("setresp", lua.create_function(setresp)?)?;
+        redis.raw_set("set_repl", lua.create_function(set_repl)?)?;
+        redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+        redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+        redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+        lua.globals().raw_set("redis", redis)?;
+        lua.globals().raw_set("bit", bitlib(&lua)?)?;
+        let redis: Table = lua.globals().raw_get("redis")?;
+        redis.raw_set(
+            "call",
+            lua.create_function(|lua, a: MultiValue| command(lua, a, true))?,
+        )?;
+        redis.raw_set(
+            "pcall",
+            lua.create_function(|lua, a: MultiValue| command(lua, a, false))?,
+        )?;
+        let take_pending = lua.create_function(|lua, ()| {
+            Ok(lua.remove_app_data::<Pending>().and_then(|p| p.0))
+        })?;
+        let (runner, _env): (Function, Table) =
+            lua.load(PRELUDE).set_name("=slotd").call(take_pending)?;
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(100_000),
+            |lua, _| {
+                if KILL.load(Ordering::Relaxed) {
+                    if let Some(mut st) = lua.app_data_mut::<RunState>() {
+                        if !st.wrote {
+                            st.killed = true;
+                            return Err(mlua::Error::RuntimeError(
+                                "Script killed by user with SCRIPT KILL...".into(),
+                            ));
+                        }
+                    }
+                }
+                Ok(mlua::VmState::Continue)
+            },
+        )?;
+        Ok(Vm {
+            lua,
+            scripts: HashMap::new(),
+            runner,
+            generation: store::generation(),
+            runs: 0,
+        })
+    }
+
+    /// Compiles `body` (whose SHA1 is `sha`) unless already compiled.
+    fn compile(&mut self, sha: [u8; 40], body: &[u8]) -> Result<ScriptFlags, Reply> {
+        if let Some((_, f)) = self.scripts.get(&sha) {
+            return Ok(*f);
+        }
+        let (flags, skip) = shebang(body).map_err(|e| Reply::Error(format!("ERR {e}").into()))?;
+        let env: Table = self
+            .lua
+            .globals()
+            .raw_get("_G")
+            .map_err(|e| Reply::Error(format!("ERR {e}").into()))?;
+        let f = self
+            .lua
+            .load(&body[skip..])
+            .set_name("@user_script")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .set_environment(env)
+            .into_function()
+            .map_err(|e| {
+                let msg = match e {
+                    mlua::Error::SyntaxError { message, .. } => message,
+                    other => other.to_string(),
+                };
+                Reply::Error(format!("ERR Error compiling script (new function): {msg}").into())
+            })?;
+        self.scripts.insert(sha, (f, flags));
+        Ok(flags)
+    }
+
+    /// SCRIPT LOAD's check: compiles `body` on this state (Redis compiles
+    /// at load), returning its SHA1.
+    pub fn load(&mut self, body: &[u8]) -> Result<[u8; 40], Reply> {
+        self.sync_generation();
+        let sha = sha1_hex(body);
+        self.compile(sha, body)?;
+        store::insert(sha, Bytes::copy_from_slice(body));
+        Ok(sha)
+    }
+
+    fn sync_generation(&mut self) {
+        let g = store::generation();
+        if g != self.generation {
+            self.scripts.clear();
+            self.generation = g;
+            let _ = self.lua.gc_collect();
+        }
+    }
+
+    /// The flags of script `sha` (compiled here or in the store), for the
+    /// checks before a run.
+    pub fn flags_of(&mut self, sha: &[u8; 40], body: Option<&[u8]>) -> Result<ScriptFlags, Reply> {
+        self.sync_generation();
+        if let Some((_, f)) = self.scripts.get(sha) {
+            return Ok(*f);
+        }
+        let body = match body {
+            Some(b) => Bytes::copy_from_slice(b),
+            None => store::get(sha).ok_or_else(noscript)?,
+        };
+        let f = self.compile(*sha, &body)?;
+        store::insert(*sha, body);
+        Ok(f)
+    }
+
+    /// Runs a script: compiles it first if needed (EVAL's body is stored
+    /// for later EVALSHAs), then calls it with KEYS and ARGV set.
+    pub fn run(&mut self, call: &Call, backend: &mut dyn Backend) -> Outcome {
+        let flags = match self.flags_of(&call.sha, call.body) {
+            Ok(f) => f,
+            Err(reply) => return Outcome { reply, wrote: false },
+        };
+        if call.read_only && !flags.compat && !flags.no_writes {
+            return Outcome {
+                reply: Reply::err("ERR Can not execute a script with write flag using *_ro command."),
+                wrote: false,
+            };
+        }
+        let Some((f, _)) = self.scripts.get(&call.sha) else {
+            return Outcome {
+                reply: noscript(),
+                wrote: false,
+            };
+        };
+        let f = f.clone();
+        let read_only = call.read_only || (!flags.compat && flags.no_writes);
+        let result = (|| -> mlua::Result<(bool, Value)> {
+            let g = self.lua.globals();
+            g.raw_set("KEYS", self.array(call.keys)?)?;
+            g.raw_set("ARGV", self.array(call.argv)?)?;
+            // SAFETY: the pointer lives in the app data only for this
+            // call, during which `backend` is borrowed here and nowhere
+            // else; `rawcall` is its only user.
+            let backend: *mut (dyn Backend + '_) = backend;
+            let backend: *mut dyn Backend = unsafe { std::mem::transmute(backend) };
+            self.lua.set_app_data(RunState {
+                backend,
+                db: call.db,
+                databases: call.databases,
+                read_only,
+                resp3: false,
+                wrote: false,
+                killed: false,
+                repl: REPL_AOF | REPL_REPLICA,
+                buf: Vec::new(),
+                spans: Vec::new(),
+            });
+            RUNNING.fetch_add(1, Ordering::SeqCst);
+            let r = self.runner.call::<(bool, Value)>(f);
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            r
+        })();
+        let st = self.lua.remove_app_data::<RunState>();
+        let (wrote, resp3, killed) = st
+            .as_ref()
+            .map_or((false, false, false), |s| (s.wrote, s.resp3, s.killed));
+        if wrote {
+            RUNNING_DIRTY.fetch_sub(1, Ordering::SeqCst);
+        }
+        if RUNNING.load(Ordering::SeqCst) == 0 {
+            KILL.store(false, Ordering::SeqCst);
+        }
+        let name = format!("f_{}", String::from_utf8_lossy(&call.sha));
+        let reply = match result {
+            Ok((true, v)) => convert::lua_to_reply(&v, resp3),
+            Ok((false, e)) => script_error(&e, &name, killed),
+            Err(e) => Reply::Error(format!("ERR Error running script {name}, {e}").into()),
+        };
+        self.runs += 1;
+        if self.runs % 50 == 0 {
+            let _ = self.lua.gc_step();
+        }
+        let _ = self.lua.globals().raw_set("KEYS", Value::Nil);
+        let _ = self.lua.globals().raw_set("ARGV", Value::Nil);
+        Outcome { reply, wrote }
+    }
+
+    fn array(&self, items: &[&[u8]]) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, it) in items.iter().enumerate() {
+            t.raw_set(i + 1, self.lua.create_string(it)?)?;
+        }
+        Ok(t)
+    }
+
+    /// Memory the Lua state uses, in bytes (INFO's `used_memory_lua`).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Scripts compiled on this state.
+    pub fn compiled(&self) -> usize {
+        self.scripts.len()
+    }
+}
+
+/// The reply for a script that failed with error value `e` (a table from
+/// the handler, with the line it came from).
+fn script_error(e: &Value, name: &str, killed: bool) -> Reply {
+    if killed {
+        return Reply::err("ERR Script killed by user with SCRIPT KILL...");
+    }
+    let Value::Table(t) = e else {
+        let msg = convert::error_value_text(e).unwrap_or_else(|| "execution failure".into());
+        return Reply::Error(format!("ERR Error running script {name}, {msg:.100}").into());
+    };
+    let msg = convert::error_value_text(e).unwrap_or_default();
+    let source = t.raw_get::<Option<String>>("source").ok().flatten();
+    let line = t.raw_get::<Value>("line").ok();
+    let mut out = msg;
+    if let (Some(src), Some(line)) = (source, line.as_ref().and_then(line_text)) {
+        out.push_str(&format!(" script: {name}, on {src}:{line}."));
+    }
+    Reply::Error(out.replace(['\r', '\n'], " ").into())
+}
+
+fn line_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(format!("{}", *n as i64)),
+        Value::Integer(n) => Some(n.to_string()),
+        Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+        _ => None,
+    }
+}
+
+fn noscript() -> Reply {
+    Reply::err("NOSCRIPT No matching script. Please use EVAL.")
+}
+
+/// `redis.call` (`raise`: an error reply is raised) and `redis.pcall`
+/// (returned as a `{err=...}` table).
+fn command(lua: &Lua, args: MultiValue, raise: bool) -> ApiResult {
+    let (reply, resp3) = match run_command(lua, &args) {
+        Ok(r) => r,
+        Err(msg) => {
+            let t = convert::error_table(lua, msg)?;
+            return if raise {
+                raise_table(lua, t)
+            } else {
+                Ok(Value::Table(t))
+            };
+        }
+    };
+    match convert::reply_to_lua(lua, &reply, resp3)? {
+        Value::Table(t) if raise && reply.is_error() => raise_table(lua, t),
+        v => Ok(v),
+    }
+}
+
+/// Checks and runs one command of the script: its reply and the script's
+/// RESP mode, or the text of a refusal.
+fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static str> {
+    let Some(mut guard) = lua.app_data_mut::<RunState>() else {
+        return Err("ERR redis.call/pcall can only be called inside a script invocation");
+    };
+    if args.is_empty() {
+        return Err("ERR Please specify at least one argument for this redis lib call");
+    }
+    let st = &mut *guard;
+    st.buf.clear();
+    st.spans.clear();
+    for a in args.iter() {
+        let start = st.buf.len() as u32;
+        match a {
+            Value::String(s) => st.buf.extend_from_slice(&s.as_bytes()),
+            Value::Number(n) => st.buf.extend_from_slice(crate::reply::fmt_g17(*n).as_bytes()),
+            Value::Integer(n) => st.buf.extend_from_slice(n.to_string().as_bytes()),
+            _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
+        }
+        st.spans.push((start, st.buf.len() as u32));
+    }
+    let args = Args::new(&st.buf, &st.spans);
+    let Some(spec) = registry().lookup(args.get(0)) else {
+        return Err("ERR Unknown Redis command called from script");
+    };
+    if spec.check_arity(args.len()).is_err() {
+        return Err("ERR Wrong number of args calling Redis command from script");
+    }
+    if spec.has(flags::NOSCRIPT) {
+        return Err("ERR This Redis command is not allowed from script");
+    }
+    if st.read_only && spec.may_replicate() {
+        return Err("ERR Write commands are not allowed from read-only scripts.");
+    }
+    let reply = if spec.name == "select" {
+        match crate::resp::parse_i64(args.get(1)) {
+            Some(n) if n >= 0 && (n as usize) < st.databases => {
+                st.db = n as usize;
+                Reply::Ok
+            }
+            Some(_) => Reply::err("ERR DB index is out of range"),
+            None => Reply::err(crate::error::NOT_INT),
+        }
+    } else {
+        if spec.has(flags::WRITE) && !st.wrote {
+            st.wrote = true;
+            RUNNING_DIRTY.fetch_add(1, Ordering::SeqCst);
+        }
+        // SAFETY: set by `Vm::run` for this call only (see there).
+        let backend = unsafe { &mut *st.backend };
+        backend.call(spec, st.db, &args, st.repl != 0)
+    };
+    Ok((reply, st.resp3))
+}
+
+fn sha1hex(lua: &Lua, args: MultiValue) -> ApiResult {
+    if args.len() != 1 {
+        return raise(lua, "wrong number of arguments");
+    }
+    let bytes = match &args[0] {
+        Value::String(s) => s.as_bytes().to_vec(),
+        Value::Number(n) => convert::fmt_lua_number(*n).into_bytes(),
+        Value::Integer(n) => n.to_string().into_bytes(),
+        _ => Vec::new(),
+    };
+    ok(Value::String(lua.create_string(sha1_hex(&bytes))?))
+}
+
+fn error_reply(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+    match args.front() {
+        Some(Value::String(s)) if args.len() == 1 => {
+            let text = String::from_utf8_lossy(&s.as_bytes()).into_owned();
+            let line = if text.starts_with('-') {
+                text
+            } else {
+                format!("-{text}")
+            };
+            Ok(Value::Table(convert::error_table(lua, &line)?))
+        }
+        _ => Ok(Value::Table(convert::error_table(
+            lua,
+            "ERR wrong number or type of arguments",
+        )?)),
+    }
+}
+
+fn status_reply(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
+    match args.front() {
+        Some(Value::String(s)) if args.len() == 1 => {
+            let t = lua.create_table_with_capacity(0, 1)?;
+            t.raw_set("ok", s.clone())?;
+            Ok(Value::Table(t))
+        }
+        _ => Ok(Value::Table(convert::error_table(
+            lua,
+            "ERR wrong number or type of arguments",
+        )?)),
+    }
+}
+
+/// What the API functions return.
+type ApiResult = mlua::Result<Value>;
+
+fn ok(v: Value) -> ApiResult {
+    Ok(v)
+}
+
+/// The error table a Rust function of the API raises, waiting for the
+/// prelude's `unwrap` (mlua raises Rust errors as userdata).
+struct Pending(Option<Table>);
+
+/// Raises `t` as the Lua error (Redis's `luaError` on a `{err=...}`).
+fn raise_table(lua: &Lua, t: Table) -> ApiResult {
+    let text = convert::error_value_text(&Value::Table(t.clone())).unwrap_or_default();
+    lua.set_app_data(Pending(Some(t)));
+    Err(mlua::Error::RuntimeError(text))
+}
+
+fn raise(lua: &Lua, msg: &str) -> ApiResult {
+    raise_table(lua, convert::error_table(lua, &format!("ERR {msg}"))?)
+}
+
+fn log(lua: &Lua, args: MultiValue) -> ApiResult {
+    if args.len() < 2 {
+        return raise(lua, "redis.log() requires two arguments or more.");
+    }
+    let level = match &args[0] {
+        Value::Number(n) => *n as i64,
+        Value::Integer(n) => *n,
+        _ => return raise(lua, "First argument must be a number (log level)."),
+    };
+    if !(0..=3).contains(&level) {
+        return raise(lua, "Invalid debug level.");
+    }
+    let mut line = String::new();
+    for (i, a) in args.iter().skip(1).enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        match a {
+            Value::String(s) => line.push_str(&String::from_utf8_lossy(&s.as_bytes())),
+            Value::Number(n) => line.push_str(&convert::fmt_lua_number(*n)),
+            Value::Integer(n) => line.push_str(&n.to_string()),
+            _ => {}
+        }
+    }
+    if let Some(f) = LOGGER.get() {
+        f(level as u8, &line);
+    }
+    ok(Value::Nil)
+}
+
+fn setresp(lua: &Lua, args: MultiValue) -> ApiResult {
+    if lua.app_data_ref::<RunState>().is_none() {
+        return raise(lua, "redis.setresp can only be called inside a script invocation");
+    }
+    if args.len() != 1 {
+        return raise(lua, "redis.setresp() requires one argument.");
+    }
+    let resp3 = match &args[0] {
+        Value::Number(n) if *n == 2.0 || *n == 3.0 => *n == 3.0,
+        Value::Integer(n) if *n == 2 || *n == 3 => *n == 3,
+        _ => return raise(lua, "RESP version must be 2 or 3."),
+    };
+    if let Some(mut st) = lua.app_data_mut::<RunState>() {
+        st.resp3 = resp3;
+    }
+    ok(Value::Nil)
+}
+
+fn set_repl(lua: &Lua, args: MultiValue) -> ApiResult {
+    if lua.app_data_ref::<RunState>().is_none() {
+        return raise(lua, "redis.set_repl can only be called inside a script invocation");
+    }
+    if args.len() != 1 {
+        return raise(lua, "redis.set_repl() requires two arguments.");
+    }
+    let v = match &args[0] {
+        Value::Number(n) => *n as i64,
+        Value::Integer(n) => *n,
+        _ => -1,
+    };
+    if !(0..=3).contains(&v) {
+        return raise(
+            lua,
+            "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+        );
+    }
+    if v == 1 || v == 2 {
+        // One write log feeds both the AOF and the replicas.
+        return raise(
+            lua,
+            "slotd cannot propagate to the AOF and the replicas apart yet: use REPL_ALL or REPL_NONE.",
+        );
+    }
+    if let Some(mut st) = lua.app_data_mut::<RunState>() {
+        st.repl = v as u8;
+    }
+    ok(Value::Nil)
+}
+
+/// The `bit` library (LuaJIT's BitOp, which Redis embeds): 32-bit
+/// operations on Lua numbers.
+fn bitlib(lua: &Lua) -> mlua::Result<Table> {
+    fn tobit(v: f64) -> i32 {
+        // BitOp's normalisation: the number modulo 2^32, as a signed int.
+        (v.rem_euclid(4294967296.0) as u64 as u32) as i32
+    }
+    let t = lua.create_table()?;
+    t.raw_set("tobit", lua.create_function(|_, x: f64| Ok(tobit(x) as f64))?)?;
+    t.raw_set("bnot", lua.create_function(|_, x: f64| Ok(!tobit(x) as f64))?)?;
+    macro_rules! fold {
+        ($name:literal, $op:tt) => {
+            t.raw_set(
+                $name,
+                lua.create_function(|_, (x, rest): (f64, mlua::Variadic<f64>)| {
+                    let mut acc = tobit(x);
+                    for y in rest.iter() {
+                        acc = acc $op tobit(*y);
+                    }
+                    Ok(acc as f64)
+                })?,
+            )?;
+        };
+    }
+    fold!("band", &);
+    fold!("bor", |);
+    fold!("bxor", ^);
+    t.raw_set(
+        "lshift",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            Ok(((tobit(x) as u32).wrapping_shl(tobit(n) as u32 & 31)) as i32 as f64)
+        })?,
+    )?;
+    t.raw_set(
+        "rshift",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            Ok(((tobit(x) as u32).wrapping_shr(tobit(n) as u32 & 31)) as i32 as f64)
+        })?,
+    )?;
+    t.raw_set(
+        "arshift",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            Ok(tobit(x).wrapping_shr(tobit(n) as u32 & 31) as f64)
+        })?,
+    )?;
+    t.raw_set(
+        "rol",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            Ok((tobit(x) as u32).rotate_left(tobit(n) as u32 & 31) as i32 as f64)
+        })?,
+    )?;
+    t.raw_set(
+        "ror",
+        lua.create_function(|_, (x, n): (f64, f64)| {
+            Ok((tobit(x) as u32).rotate_right(tobit(n) as u32 & 31) as i32 as f64)
+        })?,
+    )?;
+    t.raw_set(
+        "bswap",
+        lua.create_function(|_, x: f64| Ok((tobit(x) as u32).swap_bytes() as i32 as f64))?,
+    )?;
+    t.raw_set(
+        "tohex",
+        lua.create_function(|_, (x, n): (f64, Option<f64>)| {
+            let mut n = n.map_or(8, |n| tobit(n));
+            let upper = n < 0;
+            if upper {
+                n = -n;
+            }
+            let n = n.clamp(1, 8) as usize;
+            let v = tobit(x) as u32 as u64;
+            let s = if upper {
+                format!("{v:08X}")
+            } else {
+                format!("{v:08x}")
+            };
+            Ok(s[8 - n..].to_string())
+        })?,
+    )?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests;
