@@ -136,6 +136,17 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
     write_line(line.as_bytes());
 }
 
+/// Writes a script's `redis.log` line (level 0 debug … 3 warning).
+pub fn script_line(level: u8, line: &str) {
+    let level = match level {
+        0 => Level::Debug,
+        1 => Level::Verbose,
+        2 => Level::Notice,
+        _ => Level::Warning,
+    };
+    log(level, format_args!("{line}"));
+}
+
 /// Logs at `verbose` (`-`).
 pub fn verbose(args: fmt::Arguments<'_>) {
     log(Level::Verbose, args)

@@ -241,6 +241,7 @@ fn cluster_setup(
 }
 
 fn main() {
+    engine::script::set_logger(log::script_line);
     // Pages freed go back to the system at once rather than after a delay
     // measured on later allocations: a core that goes idle after FLUSHALL
     // or a mass expiry would otherwise keep them all (measured: 142 MB

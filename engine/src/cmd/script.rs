@@ -18,8 +18,15 @@ use std::cell::RefCell;
 
 pub static COMMANDS: &[Spec] = &[
     Spec::new("eval", -3, NOSCRIPT | STALE, (0, 0, 0), eval, "scripting").movable(eval_keys),
-    Spec::new("evalsha", -3, NOSCRIPT | STALE, (0, 0, 0), evalsha, "scripting")
-        .movable(eval_keys),
+    Spec::new(
+        "evalsha",
+        -3,
+        NOSCRIPT | STALE,
+        (0, 0, 0),
+        evalsha,
+        "scripting",
+    )
+    .movable(eval_keys),
     Spec::new(
         "eval_ro",
         -3,
@@ -71,9 +78,9 @@ thread_local! {
 /// Runs `f` on this thread's Lua state.
 pub fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, Reply> {
     VM.with(|cell| {
-        let mut slot = cell.try_borrow_mut().map_err(|_| {
-            Reply::err("ERR a script is already running on this thread")
-        })?;
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| Reply::err("ERR a script is already running on this thread"))?;
         if slot.is_none() {
             *slot = Some(Vm::new().map_err(|e| {
                 Reply::Error(format!("ERR cannot start the Lua interpreter: {e}").into())
@@ -203,13 +210,7 @@ impl Backend for ShardBackend<'_> {
                     let (s, ms) = (self.now_ms / 1000, self.now_ms % 1000);
                     Reply::Array(vec![Reply::bulk_int(s), Reply::bulk_int(ms * 1000)])
                 }
-                _ => Reply::Error(
-                    format!(
-                        "ERR {} is not supported by slotd inside scripts yet",
-                        spec.name.to_ascii_uppercase()
-                    )
-                    .into(),
-                ),
+                _ => not_in_scripts(spec),
             };
         }
         let log = (!propagate).then(|| self.shard.pause_log()).flatten();
@@ -223,6 +224,18 @@ impl Backend for ShardBackend<'_> {
     }
 }
 
+/// The answer to a command the node serves (no handler) that scripts
+/// cannot run yet.
+pub fn not_in_scripts(spec: &Spec) -> Reply {
+    Reply::Error(
+        format!(
+            "ERR {} is not supported by slotd inside scripts yet",
+            spec.name.to_ascii_uppercase()
+        )
+        .into(),
+    )
+}
+
 /// What a script run on one core gets for a key another core owns.
 pub const OFF_CORE: &str = "ERR Script attempted to access a key of another core without declaring it in KEYS; slotd runs this script with every core locked from its next call";
 
@@ -230,6 +243,18 @@ pub const OFF_CORE: &str = "ERR Script attempted to access a key of another core
 fn script_cmd(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let sub = args.get(1).to_ascii_lowercase();
+    let arity: i32 = match sub.as_slice() {
+        b"help" | b"kill" => 2,
+        b"load" | b"debug" => 3,
+        b"exists" => -3,
+        b"flush" => -2,
+        _ => return Reply::Error(error::unknown_subcommand(args.get(1), "SCRIPT").into()),
+    };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        let name = format!("script|{}", String::from_utf8_lossy(&sub));
+        return Reply::Error(error::wrong_arity(&name).into());
+    }
     match (sub.as_slice(), args.len()) {
         (b"help", 2) => Reply::Array(
             [
@@ -275,6 +300,6 @@ fn script_cmd(ctx: &mut Ctx) -> Reply {
         },
         (b"kill", 2) => script::kill(),
         (b"debug", 3) => Reply::err("ERR SCRIPT DEBUG is not supported by slotd: its Lua debugger needs the server to stop for one client"),
-        _ => Reply::Error(error::subcommand_syntax(args.get(1), "script").into()),
+        _ => Reply::Error(error::subcommand_syntax(args.get(1), "SCRIPT").into()),
     }
 }

@@ -10,7 +10,9 @@ use mlua::{Lua, Table, Value};
 pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value> {
     Ok(match reply {
         Reply::Ok => Value::Table(single(lua, "ok", Value::String(lua.create_string("OK")?))?),
-        Reply::Status(s) => Value::Table(single(lua, "ok", Value::String(lua.create_string(&**s)?))?),
+        Reply::Status(s) => {
+            Value::Table(single(lua, "ok", Value::String(lua.create_string(&**s)?))?)
+        }
         Reply::Error(e) => Value::Table(error_table(lua, e)?),
         Reply::Int(n) => Value::Number(*n as f64),
         Reply::Bulk(b) => Value::String(lua.create_string(&b[..])?),
@@ -284,10 +286,7 @@ mod tests {
             lua_to_reply(&v, false),
             Reply::Array(vec![Reply::bulk(b"a"), Reply::Int(1)])
         );
-        assert_eq!(
-            lua_to_reply(&Value::Boolean(true), true),
-            Reply::Bool(true)
-        );
+        assert_eq!(lua_to_reply(&Value::Boolean(true), true), Reply::Bool(true));
         assert_eq!(lua_to_reply(&Value::Number(3.99), false), Reply::Int(3));
     }
 }

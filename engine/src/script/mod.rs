@@ -254,7 +254,7 @@ G.package = nil
 local env = setmetatable({}, {__index = G, __newindex = readonly, __metatable = false})
 G._G = env
 setmetatable(G, {__index = function(_, k)
-  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 0)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
 end, __newindex = function(t, k, v)
   if k == 'KEYS' or k == 'ARGV' then rawset(t, k, v) else readonly() end
 end, __metatable = false})
@@ -311,9 +311,8 @@ impl Vm {
             "pcall",
             lua.create_function(|lua, a: MultiValue| command(lua, a, false))?,
         )?;
-        let take_pending = lua.create_function(|lua, ()| {
-            Ok(lua.remove_app_data::<Pending>().and_then(|p| p.0))
-        })?;
+        let take_pending =
+            lua.create_function(|lua, ()| Ok(lua.remove_app_data::<Pending>().and_then(|p| p.0)))?;
         let (runner, _env): (Function, Table) =
             lua.load(PRELUDE).set_name("=slotd").call(take_pending)?;
         lua.set_hook(
@@ -410,11 +409,18 @@ impl Vm {
     pub fn run(&mut self, call: &Call, backend: &mut dyn Backend) -> Outcome {
         let flags = match self.flags_of(&call.sha, call.body) {
             Ok(f) => f,
-            Err(reply) => return Outcome { reply, wrote: false },
+            Err(reply) => {
+                return Outcome {
+                    reply,
+                    wrote: false,
+                }
+            }
         };
         if call.read_only && !flags.compat && !flags.no_writes {
             return Outcome {
-                reply: Reply::err("ERR Can not execute a script with write flag using *_ro command."),
+                reply: Reply::err(
+                    "ERR Can not execute a script with write flag using *_ro command.",
+                ),
                 wrote: false,
             };
         }
@@ -462,14 +468,14 @@ impl Vm {
         if RUNNING.load(Ordering::SeqCst) == 0 {
             KILL.store(false, Ordering::SeqCst);
         }
-        let name = format!("f_{}", String::from_utf8_lossy(&call.sha));
+        let name = String::from_utf8_lossy(&call.sha).into_owned();
         let reply = match result {
             Ok((true, v)) => convert::lua_to_reply(&v, resp3),
             Ok((false, e)) => script_error(&e, &name, killed),
             Err(e) => Reply::Error(format!("ERR Error running script {name}, {e}").into()),
         };
         self.runs += 1;
-        if self.runs % 50 == 0 {
+        if self.runs.is_multiple_of(50) {
             let _ = self.lua.gc_step();
         }
         let _ = self.lua.globals().raw_set("KEYS", Value::Nil);
@@ -565,7 +571,9 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
         let start = st.buf.len() as u32;
         match a {
             Value::String(s) => st.buf.extend_from_slice(&s.as_bytes()),
-            Value::Number(n) => st.buf.extend_from_slice(crate::reply::fmt_g17(*n).as_bytes()),
+            Value::Number(n) => st
+                .buf
+                .extend_from_slice(crate::reply::fmt_g17(*n).as_bytes()),
             Value::Integer(n) => st.buf.extend_from_slice(n.to_string().as_bytes()),
             _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
         }
@@ -704,7 +712,10 @@ fn log(lua: &Lua, args: MultiValue) -> ApiResult {
 
 fn setresp(lua: &Lua, args: MultiValue) -> ApiResult {
     if lua.app_data_ref::<RunState>().is_none() {
-        return raise(lua, "redis.setresp can only be called inside a script invocation");
+        return raise(
+            lua,
+            "redis.setresp can only be called inside a script invocation",
+        );
     }
     if args.len() != 1 {
         return raise(lua, "redis.setresp() requires one argument.");
@@ -722,7 +733,10 @@ fn setresp(lua: &Lua, args: MultiValue) -> ApiResult {
 
 fn set_repl(lua: &Lua, args: MultiValue) -> ApiResult {
     if lua.app_data_ref::<RunState>().is_none() {
-        return raise(lua, "redis.set_repl can only be called inside a script invocation");
+        return raise(
+            lua,
+            "redis.set_repl can only be called inside a script invocation",
+        );
     }
     if args.len() != 1 {
         return raise(lua, "redis.set_repl() requires two arguments.");
@@ -759,10 +773,17 @@ fn bitlib(lua: &Lua) -> mlua::Result<Table> {
         (v.rem_euclid(4294967296.0) as u64 as u32) as i32
     }
     let t = lua.create_table()?;
-    t.raw_set("tobit", lua.create_function(|_, x: f64| Ok(tobit(x) as f64))?)?;
-    t.raw_set("bnot", lua.create_function(|_, x: f64| Ok(!tobit(x) as f64))?)?;
+    t.raw_set(
+        "tobit",
+        lua.create_function(|_, x: f64| Ok(tobit(x) as f64))?,
+    )?;
+    t.raw_set(
+        "bnot",
+        lua.create_function(|_, x: f64| Ok(!tobit(x) as f64))?,
+    )?;
     macro_rules! fold {
         ($name:literal, $op:tt) => {
+            #[allow(clippy::assign_op_pattern)]
             t.raw_set(
                 $name,
                 lua.create_function(|_, (x, rest): (f64, mlua::Variadic<f64>)| {
@@ -815,7 +836,7 @@ fn bitlib(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set(
         "tohex",
         lua.create_function(|_, (x, n): (f64, Option<f64>)| {
-            let mut n = n.map_or(8, |n| tobit(n));
+            let mut n = n.map_or(8, tobit);
             let upper = n < 0;
             if upper {
                 n = -n;

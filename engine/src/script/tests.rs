@@ -35,7 +35,7 @@ fn eval_on(
 }
 
 fn name(body: &str) -> String {
-    format!("f_{}", String::from_utf8_lossy(&sha1_hex(body.as_bytes())))
+    String::from_utf8_lossy(&sha1_hex(body.as_bytes())).into_owned()
 }
 
 #[test]
@@ -52,8 +52,17 @@ fn values_go_both_ways() {
         Reply::Array(vec![Reply::Int(1), Reply::Int(2)])
     );
     assert_eq!(
-        eval(&mut s, "return {KEYS[1], ARGV[1], ARGV[2]}", &["k"], &["a", "b"]),
-        Reply::Array(vec![Reply::bulk(b"k"), Reply::bulk(b"a"), Reply::bulk(b"b")])
+        eval(
+            &mut s,
+            "return {KEYS[1], ARGV[1], ARGV[2]}",
+            &["k"],
+            &["a", "b"]
+        ),
+        Reply::Array(vec![
+            Reply::bulk(b"k"),
+            Reply::bulk(b"a"),
+            Reply::bulk(b"b")
+        ])
     );
     assert_eq!(
         eval(&mut s, "return redis.status_reply('FINE')", &[], &[]),
@@ -84,7 +93,12 @@ fn commands_run_on_the_shard() {
     );
     // A number argument goes as %.17g.
     assert_eq!(
-        eval(&mut s, "redis.call('set', 'f', 1.5); return redis.call('get', 'f')", &[], &[]),
+        eval(
+            &mut s,
+            "redis.call('set', 'f', 1.5); return redis.call('get', 'f')",
+            &[],
+            &[]
+        ),
         Reply::bulk(b"1.5")
     );
     assert_eq!(
@@ -92,7 +106,12 @@ fn commands_run_on_the_shard() {
         Reply::Nil
     );
     assert_eq!(
-        eval(&mut s, "return type(redis.call('get', 'missing'))", &[], &[]),
+        eval(
+            &mut s,
+            "return type(redis.call('get', 'missing'))",
+            &[],
+            &[]
+        ),
         Reply::bulk(b"boolean")
     );
     assert_eq!(
@@ -101,7 +120,12 @@ fn commands_run_on_the_shard() {
     );
     // SELECT changes the script's database only.
     assert_eq!(
-        eval(&mut s, "redis.call('select', 3); redis.call('set', 'x', 'in3'); return redis.call('get', 'x')", &[], &[]),
+        eval(
+            &mut s,
+            "redis.call('select', 3); redis.call('set', 'x', 'in3'); return redis.call('get', 'x')",
+            &[],
+            &[]
+        ),
         Reply::bulk(b"in3")
     );
     assert!(s.dbs[3].get(b"x").is_some());
@@ -139,11 +163,17 @@ fn errors_carry_the_script_and_line() {
         )
     );
     let body = "return redis.call('get')";
-    assert!(matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Wrong number of args calling Redis command from script")));
+    assert!(
+        matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Wrong number of args calling Redis command from script"))
+    );
     let body = "return redis.call()";
-    assert!(matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Please specify at least one argument for this redis lib call")));
+    assert!(
+        matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Please specify at least one argument for this redis lib call"))
+    );
     let body = "return redis.call('get', {})";
-    assert!(matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Lua redis lib command arguments must be strings or integers")));
+    assert!(
+        matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Lua redis lib command arguments must be strings or integers"))
+    );
     let body = "error('boom')";
     assert_eq!(
         eval(&mut s, body, &[], &[]),
@@ -156,9 +186,13 @@ fn errors_carry_the_script_and_line() {
         )
     );
     let body = "return 1 +";
-    assert!(matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Error compiling script (new function): user_script:1:")));
+    assert!(
+        matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR Error compiling script (new function): user_script:1:"))
+    );
     let body = "return redis.call('eval', 'return 1', 0)";
-    assert!(matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR This Redis command is not allowed from script")));
+    assert!(
+        matches!(eval(&mut s, body, &[], &[]), Reply::Error(e) if e.starts_with("ERR This Redis command is not allowed from script"))
+    );
 }
 
 #[test]
@@ -180,13 +214,15 @@ fn the_sandbox_holds() {
         eval(&mut s, body, &[], &[]),
         Reply::Error(
             format!(
-                "ERR Script attempted to access nonexistent global variable 'y' script: {}, on @user_script:1.",
+                "ERR user_script:1: Script attempted to access nonexistent global variable 'y' script: {}, on @user_script:1.",
                 name(body)
             )
             .into()
         )
     );
-    for banned in ["print", "dofile", "loadfile", "os", "io", "debug", "require"] {
+    for banned in [
+        "print", "dofile", "loadfile", "os", "io", "debug", "require",
+    ] {
         let body = format!("return {banned} == nil");
         assert!(
             matches!(eval(&mut s, &body, &[], &[]), Reply::Error(e) if e.contains("nonexistent global")),
@@ -235,7 +271,14 @@ fn read_only_runs_refuse_writes() {
         Reply::err("ERR Can not execute a script with write flag using *_ro command.")
     );
     assert_eq!(
-        eval_on(&mut vm, &mut s, "#!lua flags=bad\nreturn 1", &[], &[], false),
+        eval_on(
+            &mut vm,
+            &mut s,
+            "#!lua flags=bad\nreturn 1",
+            &[],
+            &[],
+            false
+        ),
         Reply::err("ERR Unexpected flag in script shebang: bad")
     );
     assert_eq!(
@@ -249,7 +292,12 @@ fn read_only_runs_refuse_writes() {
 fn resp3_mode_changes_the_conversions() {
     let mut s = Shard::new(16, 1);
     assert_eq!(
-        eval(&mut s, "redis.setresp(3); return redis.call('get', 'nope') == nil", &[], &[]),
+        eval(
+            &mut s,
+            "redis.setresp(3); return redis.call('get', 'nope') == nil",
+            &[],
+            &[]
+        ),
         Reply::Bool(true)
     );
     assert_eq!(

@@ -231,6 +231,10 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     {
         return super::sync::wait(shard, key, args);
     }
+    if spec.name == "script" && args.len() == 2 && args.is(1, "kill") {
+        // Served even while a script holds this core's lock.
+        return answer(shard, key, engine::script::kill());
+    }
     if spec.name == "memory" && super::memory::is_node(&args) {
         return super::memory::run(shard, key, args);
     }
@@ -269,6 +273,17 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let cores = shard.cores;
             spawn(shard, key, async move {
                 flows::fanout(rpc, cores, spec, db, owned, key).await
+            })
+        }
+        Route::Everywhere => {
+            // Runs to its end even if the client leaves, as Redis runs a
+            // script to its end.
+            let rpc = shard.rpc.clone();
+            let owned = args.to_owned();
+            let databases = shard.settings.databases;
+            let form = form_sink(shard);
+            spawn_detached(shard, key, async move {
+                crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form).await
             })
         }
     }

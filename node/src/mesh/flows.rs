@@ -21,7 +21,7 @@ use engine::lazyfree::Why;
 use engine::{OwnedArgs, Reply};
 use std::rc::Rc;
 
-fn first_reply(resp: Response) -> Reply {
+pub(super) fn first_reply(resp: Response) -> Reply {
     match resp {
         Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
         Response::Count(n) => Reply::Int(n),
@@ -29,7 +29,12 @@ fn first_reply(resp: Response) -> Reply {
     }
 }
 
-fn exec_req(db: usize, cmds: Vec<OwnedArgs>, tx: Option<TxId>, in_multi: bool) -> Request {
+pub(super) fn exec_req(
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    tx: Option<TxId>,
+    in_multi: bool,
+) -> Request {
     Request::Exec {
         db,
         cmds,
@@ -323,7 +328,7 @@ fn command_form(db: usize, args: &OwnedArgs) -> Vec<u8> {
 
 /// The form's part of `locks`' transaction (one part per locked core, and
 /// this one), when it has one.
-fn push_form(sink: Option<&FormSink>, locks: &Locks, bytes: Vec<u8>) {
+pub(super) fn push_form(sink: Option<&FormSink>, locks: &Locks, bytes: Vec<u8>) {
     if let Some(sink) = sink {
         sink(
             bytes,
@@ -383,7 +388,7 @@ async fn count_per_core(
 /// Copies the command's keys into a scratch keyspace, runs it there, and
 /// writes back what it changed. The caller holds the locks of every core
 /// involved.
-async fn gather_run_scatter(
+pub(super) async fn gather_run_scatter(
     rpc: &Rc<Rpc>,
     spec: &'static Spec,
     db: usize,
@@ -545,7 +550,7 @@ fn run_on_scratch(
 
 /// Sends `args` to every core and merges the answers per the command's
 /// merge rule.
-async fn fanout_reply(
+pub(super) async fn fanout_reply(
     rpc: &Rc<Rpc>,
     cores: usize,
     spec: &'static Spec,
@@ -787,7 +792,7 @@ async fn exec_checked(
                 simple = false;
                 involved.extend(v);
             }
-            Ok(Route::All) => {
+            Ok(Route::All) | Ok(Route::Everywhere) => {
                 simple = false;
                 involved.extend(0..cores);
             }
@@ -919,6 +924,9 @@ async fn exec_checked(
                         .await
                         .unlog(&mut logged),
                 ),
+                Ok(Route::Everywhere) => {
+                    super::script::run(rpc, locks.tx, spec, (db, databases), c, &mut logged).await
+                }
                 Ok(Route::Here) => first_reply(
                     rpc.call(rpc.me, exec_req(db, vec![c.clone()], tx, true))
                         .await

@@ -7,7 +7,9 @@
 //! ([`route`]); and the slow paths written as tasks ([`flows`]: a command
 //! on another core, multi-key commands under ordered shard locks, fan-outs,
 //! pipelines that cross cores, WATCH, MULTI/EXEC, PUBLISH; [`migrate`]:
-//! MIGRATE, its network I/O on a thread of its own).
+//! MIGRATE, its network I/O on a thread of its own; [`script`]: scripts
+//! that may reach any core, under every core's lock, their Lua on a thread
+//! of its own).
 //!
 //! Nothing here touches a core's keyspace or connections: a task only
 //! sends requests and awaits answers; the `shard` room serves them.
@@ -17,6 +19,7 @@ pub mod flows;
 pub mod migrate;
 mod msg;
 mod route;
+pub mod script;
 mod slots;
 mod task;
 

@@ -269,6 +269,14 @@ pub enum Response {
     /// logged (the cores write it to their AOF only), for the coordinator
     /// to put in the form in the order of its requests.
     Logged(Box<Response>, Vec<u8>),
+    /// From the script thread: run this command of the script (under the
+    /// task's locks) and hand the reply back.
+    ScriptCall {
+        db: usize,
+        args: engine::OwnedArgs,
+    },
+    /// From the script thread: the script's reply.
+    ScriptDone(Reply),
 }
 
 impl Response {

@@ -17,6 +17,9 @@ pub enum Route {
     Many(Vec<usize>),
     /// A fan-out command.
     All,
+    /// A script that may reach any core: it runs with every core locked
+    /// (`mesh::script`).
+    Everywhere,
 }
 
 /// Works out which cores `args` touches; `cores` is the number of shard
@@ -47,6 +50,9 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
     }
     let mut idx = Vec::new();
     spec.key_indices(args, &mut idx)?;
+    if cores > 1 && super::script::is_script(spec) {
+        return Ok(script_route(spec, args, &idx, table));
+    }
     let mut list: Vec<usize> = idx
         .iter()
         .map(|&i| table.core_of(engine::slot::slot_of(args.get(i))))
@@ -58,6 +64,32 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
         1 => Route::One(list[0]),
         _ => Route::Many(list),
     })
+}
+
+/// Where a script runs: on its declared keys' core when they are on one
+/// and its runs so far stayed there; else everywhere. An EVALSHA of a
+/// malformed name runs here (to answer NOSCRIPT).
+fn script_route(spec: &Spec, args: &Args, idx: &[usize], table: &SlotTable) -> Route {
+    let Some(sha) = super::script::sha_of(spec, args) else {
+        return Route::Here;
+    };
+    let mut home = None;
+    for &i in idx {
+        let c = table.core_of(engine::slot::slot_of(args.get(i)));
+        if home.is_some_and(|h| h != c) {
+            return Route::Everywhere;
+        }
+        home = Some(c);
+    }
+    match home {
+        Some(c)
+            if engine::script::store::placement(&sha)
+                == engine::script::store::Placement::Local =>
+        {
+            Route::One(c)
+        }
+        _ => Route::Everywhere,
+    }
 }
 
 /// Parses a SELECT-style database index.

@@ -145,6 +145,11 @@ impl Shard {
         engine.limits = settings.encoding;
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
+        if cores > 1 {
+            // A script run on this core must not reach another's keys.
+            let m = mesh.clone();
+            engine.owns = Some(std::sync::Arc::new(move |slot| m.slots.core_of(slot) == id));
+        }
         crate::mesh::flows::set_limits(settings.encoding);
         Shard {
             id,

@@ -1,0 +1,336 @@
+//! Scripts that may reach any core (standalone, more than one core): a
+//! script whose declared keys span cores, one with no declared keys, or
+//! one whose earlier runs touched keys it did not declare
+//! (`engine::script::store::Placement`).
+//!
+//! The task takes every core's lock (ordered, as for MULTI/EXEC), so the
+//! run is atomic however its commands spread. The Lua state runs on one
+//! thread of its own, the script thread, because a core's thread cannot
+//! wait for another core's answer in the middle of a Lua call: each
+//! `redis.call` goes from the thread to the task (as the answer to the
+//! task's last `Rpc::call_outside`), the task runs it on the core that
+//! owns its keys under the locks and hands the reply back. The cores keep
+//! serving the locked transaction's requests meanwhile, as for EXEC.
+//!
+//! A run that touched only keys on its declared keys' core marks the
+//! script local: its later runs go straight to that core (`engine::cmd::
+//! script`), with no lock and no hop beyond the usual one.
+
+use super::flows::{self, FormSink};
+use super::msg::{Msg, Response, TxId};
+use super::route::{route, Route};
+use super::task::Rpc;
+use super::Mesh;
+use engine::cmd::{flags, script as cmd_script, Spec};
+use engine::script::{store, Backend};
+use engine::{Args, OwnedArgs, Reply};
+use std::rc::Rc;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// What the task sends the script thread.
+enum Step {
+    /// Run this script; answer core `core`'s request `id`.
+    Start {
+        job: Job,
+        mesh: Arc<Mesh>,
+        core: usize,
+        id: u64,
+    },
+    /// The reply to the thread's last command; answer request `id` next.
+    Reply { reply: Reply, id: u64 },
+}
+
+/// A script to run on the thread.
+struct Job {
+    args: OwnedArgs,
+    by_sha: bool,
+    read_only: bool,
+    db: usize,
+    databases: usize,
+}
+
+fn thread() -> &'static Mutex<Sender<Step>> {
+    static T: OnceLock<Mutex<Sender<Step>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let (tx, rx) = channel();
+        std::thread::Builder::new()
+            .name("script".into())
+            .spawn(move || serve(rx))
+            .expect("spawn the script thread");
+        Mutex::new(tx)
+    })
+}
+
+fn send(step: Step) {
+    if let Ok(tx) = thread().lock() {
+        let _ = tx.send(step);
+    }
+}
+
+/// The script thread: one script at a time (every core is locked while
+/// one runs).
+fn serve(rx: Receiver<Step>) {
+    while let Ok(step) = rx.recv() {
+        let Step::Start {
+            job,
+            mesh,
+            core,
+            id,
+        } = step
+        else {
+            continue;
+        };
+        let mut backend = Remote {
+            rx: &rx,
+            mesh: &mesh,
+            core,
+            id,
+        };
+        let a = job.args.as_args();
+        let reply = match cmd_script::parse(&a, job.by_sha, job.read_only) {
+            Ok(p) => cmd_script::run_parsed(&p, job.db, job.databases, &mut backend),
+            Err(e) => e,
+        };
+        let id = backend.id;
+        mesh.send(
+            core,
+            Msg::Resp {
+                id,
+                resp: Response::ScriptDone(reply),
+            },
+        );
+    }
+}
+
+/// A script's commands, carried to the task one at a time.
+struct Remote<'a> {
+    rx: &'a Receiver<Step>,
+    mesh: &'a Mesh,
+    core: usize,
+    id: u64,
+}
+
+impl Backend for Remote<'_> {
+    fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
+        if !propagate {
+            return Reply::err(NO_REPL_NONE);
+        }
+        let _ = spec;
+        self.mesh.send(
+            self.core,
+            Msg::Resp {
+                id: self.id,
+                resp: Response::ScriptCall {
+                    db,
+                    args: args.to_owned(),
+                },
+            },
+        );
+        loop {
+            match self.rx.recv() {
+                Ok(Step::Reply { reply, id }) => {
+                    self.id = id;
+                    return reply;
+                }
+                Ok(Step::Start { .. }) => continue,
+                Err(_) => return Reply::err("ERR the script thread lost its task"),
+            }
+        }
+    }
+}
+
+const NO_REPL_NONE: &str = "ERR redis.set_repl(redis.REPL_NONE) is not supported by slotd in a script that runs with every core locked";
+
+/// The sha of an EVAL-family call (None: EVALSHA of a malformed name).
+pub fn sha_of(spec: &Spec, args: &Args) -> Option<[u8; 40]> {
+    if spec.name.starts_with("evalsha") {
+        <[u8; 40]>::try_from(args.get(1).to_ascii_lowercase().as_slice()).ok()
+    } else {
+        Some(engine::script::sha1_hex(args.get(1)))
+    }
+}
+
+/// True for EVAL, EVALSHA and their `_RO` forms.
+pub fn is_script(spec: &Spec) -> bool {
+    matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
+}
+
+/// Runs a script with every core locked; standalone entry (the task
+/// takes and releases the locks).
+#[allow(clippy::too_many_arguments)]
+pub async fn everywhere(
+    rpc: Rc<Rpc>,
+    spec: &'static Spec,
+    db: usize,
+    args: OwnedArgs,
+    databases: usize,
+    conn: crate::io::Key,
+    form: Option<FormSink>,
+) -> super::TaskDone {
+    let cores: Vec<usize> = (0..rpc.mesh.cores()).collect();
+    let locks = flows::Locks::take_with(&rpc, &cores, form.is_some()).await;
+    if locks.paused && !spec.has(flags::READONLY) {
+        flows::push_form(form.as_ref(), &locks, Vec::new());
+        locks.release().await;
+        return super::TaskDone::reply(conn, Reply::err(super::WRITES_PAUSED));
+    }
+    let mut logged = Vec::new();
+    let reply = run(&rpc, locks.tx, spec, (db, databases), &args, &mut logged).await;
+    flows::push_form(form.as_ref(), &locks, logged);
+    locks.release().await;
+    super::TaskDone::reply(conn, reply)
+}
+
+/// Runs a script under transaction `tx`, which holds every core's lock;
+/// what the cores logged is appended to `logged` in the order it ran.
+pub async fn run(
+    rpc: &Rc<Rpc>,
+    tx: TxId,
+    spec: &'static Spec,
+    (db, databases): (usize, usize),
+    args: &OwnedArgs,
+    logged: &mut Vec<u8>,
+) -> Reply {
+    let a = args.as_args();
+    let cores = rpc.mesh.cores();
+    // The core of the declared keys, if they are on one.
+    let mut declared = Vec::new();
+    if spec.key_indices(&a, &mut declared).is_err() {
+        declared.clear();
+    }
+    let mut home: Option<usize> = None;
+    let mut one_home = !declared.is_empty();
+    for &i in &declared {
+        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(a.get(i)));
+        match home {
+            None => home = Some(c),
+            Some(h) if h != c => one_home = false,
+            Some(_) => {}
+        }
+    }
+    let mut stayed = one_home;
+    let job = Job {
+        args: args.clone(),
+        by_sha: spec.name.starts_with("evalsha"),
+        read_only: spec.name.ends_with("_ro"),
+        db,
+        databases,
+    };
+    let mesh = rpc.mesh.clone();
+    let me = rpc.me;
+    let mut step = Some(Step::Start {
+        job,
+        mesh,
+        core: me,
+        id: 0,
+    });
+    let reply = loop {
+        let Some(s) = step.take() else {
+            break Reply::err("ERR internal error: script step lost");
+        };
+        let resp = rpc
+            .call_outside(move |id| {
+                send(match s {
+                    Step::Start {
+                        job, mesh, core, ..
+                    } => Step::Start {
+                        job,
+                        mesh,
+                        core,
+                        id,
+                    },
+                    Step::Reply { reply, .. } => Step::Reply { reply, id },
+                })
+            })
+            .await;
+        match resp {
+            Response::ScriptCall { db, args } => {
+                let (reply, went) = command(rpc, tx, db, &args, databases, cores, logged).await;
+                match went {
+                    None => stayed = false,
+                    Some(Some(c)) if Some(c) != home => stayed = false,
+                    Some(_) => {}
+                }
+                step = Some(Step::Reply { reply, id: 0 });
+            }
+            Response::ScriptDone(reply) => break reply,
+            _ => break Reply::err("ERR internal error: unexpected answer from the script thread"),
+        }
+    };
+    if let Some(sha) = sha_of(spec, &a) {
+        if stayed {
+            store::set_placement(&sha, store::Placement::Local);
+        }
+    }
+    reply
+}
+
+/// One command of a script, under the locks: its reply, and the one core
+/// its keys were on (`None`: several, or every core). Keyless commands
+/// count as on the script's home.
+async fn command(
+    rpc: &Rc<Rpc>,
+    tx: TxId,
+    db: usize,
+    args: &OwnedArgs,
+    databases: usize,
+    cores: usize,
+    logged: &mut Vec<u8>,
+) -> (Reply, Option<Option<usize>>) {
+    let a = args.as_args();
+    let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+        return (
+            Reply::err("ERR Unknown Redis command called from script"),
+            None,
+        );
+    };
+    if spec.has(flags::NODE) {
+        let reply = match spec.name {
+            "time" => {
+                let us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as i64)
+                    .unwrap_or(0);
+                Reply::Array(vec![
+                    Reply::bulk_int(us / 1_000_000),
+                    Reply::bulk_int(us % 1_000_000),
+                ])
+            }
+            _ => cmd_script::not_in_scripts(spec),
+        };
+        return (reply, Some(None));
+    }
+    match route(spec, &a, cores, &rpc.mesh.slots) {
+        Err(e) => (e, Some(None)),
+        Ok(Route::All) => (
+            flows::fanout_reply(rpc, cores, spec, db, args, Some(tx), Some(logged)).await,
+            None,
+        ),
+        Ok(Route::Many(_)) => {
+            let (reply, bytes) =
+                flows::gather_run_scatter(rpc, spec, db, args, databases, true).await;
+            logged.extend(bytes);
+            (reply, None)
+        }
+        Ok(Route::One(to)) => (
+            flows::first_reply(
+                rpc.call(to, flows::exec_req(db, vec![args.clone()], Some(tx), true))
+                    .await
+                    .unlog(logged),
+            ),
+            Some(Some(to)),
+        ),
+        Ok(Route::Here) | Ok(Route::Everywhere) => (
+            flows::first_reply(
+                rpc.call(
+                    rpc.me,
+                    flows::exec_req(db, vec![args.clone()], Some(tx), true),
+                )
+                .await
+                .unlog(logged),
+            ),
+            Some(None),
+        ),
+    }
+}
