@@ -554,3 +554,34 @@ fn auto_aof_rewrite_starts_when_the_files_grow() {
         .unwrap();
     assert!((1_000..150_000).contains(&base), "aof_base_size {base}");
 }
+
+/// Scripts' effects are in the AOF, wrapped whole: after kill -9 under
+/// `appendfsync always`, every acknowledged script's writes are back,
+/// those that ran on one core and those that ran with every core locked
+/// (keys on both cores), each one all or nothing.
+#[test]
+fn script_effects_survive_kill_9_whole() {
+    let dir = temp_dir("scripts");
+    let d = dir.to_str().unwrap();
+    let mut s = start(d, &["--shards", "2", "--appendfsync", "always"]);
+    let mut r = s.raw();
+    let across =
+        "for i = 1, 8 do redis.call('incr', 'lua:' .. i) end return redis.call('get', 'lua:1')";
+    let local =
+        "redis.call('incr', KEYS[1]); return redis.call('rpush', KEYS[1] .. ':log', ARGV[1])";
+    for i in 0..50 {
+        r.cmd_str(&["EVAL", across, "0"]);
+        r.cmd_str(&["EVAL", local, "1", "{h}n", &i.to_string()]);
+    }
+    kill9(&mut s);
+    let s = start(d, &["--shards", "2"]);
+    let mut r = s.raw();
+    for i in 1..=8 {
+        assert_eq!(
+            bulk(&r.cmd_str(&["GET", &format!("lua:{i}")])).as_deref(),
+            Some("50")
+        );
+    }
+    assert_eq!(bulk(&r.cmd_str(&["GET", "{h}n"])).as_deref(), Some("50"));
+    assert_eq!(r.cmd_str(&["LLEN", "{h}n:log"]), b":50\r\n");
+}

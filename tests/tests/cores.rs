@@ -371,3 +371,123 @@ fn replies_from_other_cores_reach_only_the_client_that_asked() {
     let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, ks.len());
 }
+
+/// A script whose commands touch every core (declared keys or none) runs
+/// with every core locked: no reader, plain or scripted, sees half of it,
+/// and concurrent scripts never lose an increment.
+#[test]
+fn scripts_across_cores_are_atomic() {
+    let s = server();
+    let ks = keys("lua", 8);
+    let bump = "for i, k in ipairs(KEYS) do redis.call('incr', k) end return #KEYS";
+    let bump_undeclared =
+        "for i = 0, 7 do redis.call('incr', 'lua:' .. i) end return redis.call('get', 'lua:0')";
+    let read =
+        "local t = {} for i = 0, 7 do t[#t + 1] = redis.call('get', 'lua:' .. i) end return t";
+    let mut readers = Vec::new();
+    for n in 0..2 {
+        let mut r = s.client();
+        let reader_keys = ks.clone();
+        readers.push(thread::spawn(move || {
+            for _ in 0..200 {
+                let vals: Vec<Option<i64>> = if n == 0 {
+                    r.mget(&reader_keys).unwrap()
+                } else {
+                    redis::cmd("EVAL").arg(read).arg(0).query(&mut r).unwrap()
+                };
+                assert!(
+                    vals.iter().all(|v| *v == vals[0]),
+                    "partial script seen: {vals:?}"
+                );
+            }
+        }));
+    }
+    let mut writers = Vec::new();
+    for n in 0..2 {
+        let mut w = s.client();
+        let ks = ks.clone();
+        writers.push(thread::spawn(move || {
+            for _ in 0..150 {
+                let mut c = redis::cmd("EVAL");
+                if n == 0 {
+                    c.arg(bump).arg(ks.len()).arg(&ks);
+                } else {
+                    c.arg(bump_undeclared).arg(0);
+                }
+                let _: redis::Value = c.query(&mut w).unwrap();
+            }
+        }));
+    }
+    for t in writers.into_iter().chain(readers) {
+        t.join().unwrap();
+    }
+    let mut c = s.client();
+    let vals: Vec<i64> = c.mget(&ks).unwrap();
+    assert_eq!(vals, vec![300; 8]);
+}
+
+/// A script whose runs stayed on its declared key's core runs there
+/// alone; concurrent runs from clients on every core still count exactly.
+/// When such a script later reaches another core's key, that command
+/// fails (the script catches it with pcall) and its next runs lock every
+/// core again.
+#[test]
+fn scripts_on_one_core_and_their_placement() {
+    let s = server();
+    let limiter = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], 60000) end return n";
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let mut c = s.client();
+        threads.push(thread::spawn(move || {
+            for _ in 0..250 {
+                let _: i64 = redis::cmd("EVAL")
+                    .arg(limiter)
+                    .arg(1)
+                    .arg("rate:user")
+                    .query(&mut c)
+                    .unwrap();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = s.client();
+    let n: i64 = c.get("rate:user").unwrap();
+    assert_eq!(n, 1000);
+    let ttl: i64 = c.pttl("rate:user").unwrap();
+    assert!(ttl > 0 && ttl <= 60000, "{ttl}");
+    // A script that stays home, then strays.
+    let stray = "if ARGV[1] ~= '' then local r = redis.pcall('get', ARGV[1]) if type(r) == 'table' then return r['err'] end end return redis.call('incr', KEYS[1])";
+    let mut run = |arg: &str| -> redis::Value {
+        redis::cmd("EVAL")
+            .arg(stray)
+            .arg(1)
+            .arg("home")
+            .arg(arg)
+            .query(&mut c)
+            .unwrap()
+    };
+    assert_eq!(run(""), redis::Value::Int(1));
+    assert_eq!(run(""), redis::Value::Int(2));
+    // Find a key on another core than "home": the local run reports it.
+    let mut saw_off_core = false;
+    for i in 0..64 {
+        match run(&format!("other:{i}")) {
+            redis::Value::BulkString(e) => {
+                let e = String::from_utf8_lossy(&e).into_owned();
+                assert!(
+                    e.starts_with("ERR Script attempted to access a key of another core"),
+                    "{e}"
+                );
+                saw_off_core = true;
+                // The next run locks every core and reaches it.
+                assert!(matches!(run(&format!("other:{i}")), redis::Value::Int(_)));
+                break;
+            }
+            redis::Value::Int(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(saw_off_core);
+}

@@ -1342,6 +1342,71 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
     assert_eq!(streams[1], streams[0], "slotd (left), redis-server (right)");
 }
 
+/// Scripts reach the replicas as Redis 7.0 propagates them: the commands
+/// they ran, wrapped in MULTI/EXEC when more than one, byte for byte the
+/// same stream as redis-server's, whether a script ran on its keys' core
+/// or with every core locked (keys declared on both cores, undeclared
+/// keys, multi-key commands and SELECT inside the script).
+#[test]
+fn scripts_reach_replicas_as_redis_propagates_them() {
+    use std::io::Read;
+    let two = "redis.call('set', KEYS[1], ARGV[1]); return redis.call('incr', KEYS[2])";
+    let script: Vec<Vec<&str>> = vec![
+        vec!["eval", "return redis.call('set', KEYS[1], 'one')", "1", "a"],
+        vec!["eval", two, "2", "k1", "cnt", "v1"],
+        vec!["eval", two, "2", "k2", "cnt", "v2"],
+        vec!["eval", two, "2", "k3", "k3:n", "v3"],
+        vec!["eval", two, "2", "k3", "k3:n", "v3"],
+        vec!["eval", "return redis.call('get', KEYS[1])", "1", "k1"],
+        // Later runs of a script that stayed on its key's core run there.
+        vec!["eval", "redis.call('incr', KEYS[1]); return redis.call('incr', KEYS[1])", "1", "a:n"],
+        vec!["eval", "redis.call('incr', KEYS[1]); return redis.call('incr', KEYS[1])", "1", "a:n"],
+        vec!["eval", "redis.call('incr', KEYS[1]); return redis.call('incr', KEYS[1])", "1", "a:n"],
+        vec!["eval", "return redis.call('incr', KEYS[1])", "1", "a:m"],
+        vec!["eval", "return redis.call('incr', KEYS[1])", "1", "a:m"],
+        vec!["eval", "for i = 1, 6 do redis.call('rpush', 'list' .. i, i) end return 1", "0"],
+        vec!["eval", "return redis.call('mset', 'm1', 1, 'm2', 2, 'm3', 3)", "0"],
+        vec!["eval", "return redis.call('mget', 'm1', 'm2', 'm3')", "0"],
+        vec!["eval", "redis.call('incr', KEYS[1]); return redis.pcall('lpush', KEYS[1], 'x')", "1", "cnt"],
+        vec!["eval", "redis.call('set', 'x', 1); redis.call('select', 5); redis.call('set', 'y', 2); return 1", "0"],
+        vec!["eval", "return redis.call('del', 'm1', 'm2', 'nosuch')", "0"],
+        vec!["script", "load", "return redis.call('incrby', KEYS[1], ARGV[1])"],
+        vec!["evalsha", "65b45e1e1b8b36c8c3e885080b88ae484e64fde6", "1", "bysha", "3"],
+        vec!["select", "3"],
+        vec!["eval", two, "2", "k1", "cnt", "in3"],
+        vec!["select", "0"],
+        vec!["set", "end", "1"],
+    ];
+    let mut streams = Vec::new();
+    for bin in ["redis", "slotd"] {
+        let master = master_for(
+            bin,
+            &[
+                "--repl-diskless-sync",
+                "no",
+                "--repl-ping-replica-period",
+                "60",
+            ],
+        );
+        let (line, r) = psync(master.port(), "?", "-1");
+        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
+        let mut c = master.raw();
+        for cmd in &script {
+            c.cmd_str(cmd);
+        }
+        let end = tests::encode(&[b"set", b"end", b"1"]);
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(&end) {
+            assert_eq!(r.stream().read(&mut byte).unwrap(), 1, "{bin}: closed");
+            got.push(byte[0]);
+        }
+        streams.push(String::from_utf8_lossy(&got).into_owned());
+    }
+    assert!(streams[0].contains("MULTI"), "{}", streams[0]);
+    assert_eq!(streams[1], streams[0], "slotd (left), redis-server (right)");
+}
+
 /// `repl-diskless-load swapdb` and `on-empty-db`: the master's RDB goes to
 /// memory and is parsed from there, never to the replica's disk (Redis's
 /// "to parser"); the data and the stream after it are the master's. A

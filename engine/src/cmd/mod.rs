@@ -67,6 +67,9 @@ pub mod flags {
     pub const NODE: u32 = 1 << 20;
     /// Runs on every shard; the node merges the replies per [`super::Merge`].
     pub const ALL_SHARDS: u32 = 1 << 21;
+    /// Logs its own effects (scripts log the commands they ran), never its
+    /// arguments.
+    pub const SELF_LOGGED: u32 = 1 << 22;
 
     /// Names of the Redis flags, for COMMAND INFO.
     pub const NAMES: &[(u32, &str)] = &[
@@ -426,7 +429,7 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
     }
     let dirty_before = ctx.shard.dirty;
     let reply = handler(ctx);
-    if ctx.shard.dirty != dirty_before && ctx.shard.log_enabled() {
+    if ctx.shard.dirty != dirty_before && ctx.shard.log_enabled() && !spec.has(flags::SELF_LOGGED) {
         let db = ctx.db;
         match ctx.rewrite.take() {
             Some(cmds) => {

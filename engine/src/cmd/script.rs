@@ -17,7 +17,15 @@ use crate::{error, slot};
 use std::cell::RefCell;
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("eval", -3, NOSCRIPT | STALE, (0, 0, 0), eval, "scripting").movable(eval_keys),
+    Spec::new(
+        "eval",
+        -3,
+        NOSCRIPT | STALE | SELF_LOGGED,
+        (0, 0, 0),
+        eval,
+        "scripting",
+    )
+    .movable(eval_keys),
     Spec::new(
         "evalsha",
         -3,
@@ -30,7 +38,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "eval_ro",
         -3,
-        NOSCRIPT | STALE | READONLY,
+        NOSCRIPT | STALE | READONLY | SELF_LOGGED,
         (0, 0, 0),
         eval_ro,
         "scripting",
@@ -39,7 +47,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "evalsha_ro",
         -3,
-        NOSCRIPT | STALE | READONLY,
+        NOSCRIPT | STALE | READONLY | SELF_LOGGED,
         (0, 0, 0),
         evalsha_ro,
         "scripting",
