@@ -167,6 +167,64 @@ fn across_cores() -> Vec<Vec<&'static str>> {
     v
 }
 
+/// The cjson and cmsgpack libraries, byte for byte.
+fn libraries() -> Vec<Vec<&'static str>> {
+    let scripts = [
+        r#"return cjson.encode({1, 2, 3, 'x', true, false})"#,
+        r#"return cjson.encode({a = 1})"#,
+        r#"return cjson.encode({})"#,
+        r#"return cjson.encode('a"b\\c/d\n\t\1\127')"#,
+        r#"return cjson.encode({1.5, -0.25, 1e20, 123456789012345, 0.1, -3})"#,
+        r#"return cjson.encode({[1] = 'a', [2] = 'b', [4] = 'd'})"#,
+        r#"return cjson.encode({[1] = 'a', [20] = 'b'})"#,
+        r#"return cjson.encode({[1.5] = 'a'})"#,
+        r#"return cjson.encode({nested = {deeper = {1, {x = 'y'}}}})"#,
+        r#"return cjson.encode(cjson.null)"#,
+        r#"return cjson.encode(nil)"#,
+        r#"return cjson.encode(function() end)"#,
+        r#"return cjson.encode({[true] = 1})"#,
+        r#"return cjson.encode(0/0)"#,
+        r#"return cjson.encode(1/0)"#,
+        r#"return cjson.encode()"#,
+        r#"local t = cjson.decode('{"a":[1,2,{"b":null}],"c":"s\\u00e9\\n","d":-1.5e3}') return {t.a[1], t.a[2], type(t.a[3].b), t.a[3].b == cjson.null, t.c, t.d}"#,
+        r#"return cjson.decode('[1,2,3]')"#,
+        r#"return cjson.decode('"str"')"#,
+        r#"return cjson.decode('  12  ')"#,
+        r#"return cjson.decode('')"#,
+        r#"return cjson.decode('[1,2')"#,
+        r#"return cjson.decode('{"a" 1}')"#,
+        r#"return cjson.decode('{1:2}')"#,
+        r#"return cjson.decode('[1 2]')"#,
+        r#"return cjson.decode('nul')"#,
+        r#"return cjson.decode('0x10')"#,
+        r#"return cjson.decode('[1] x')"#,
+        r#"return cjson.decode('"\\q"')"#,
+        r#"return cjson.decode('"abc')"#,
+        r#"return cjson.decode('"\\ud800"')"#,
+        r#"return cjson.decode('"\\ud83d\\ude00"')"#,
+        r#"return cjson.decode({})"#,
+        r#"return cjson.decode(cjson.encode({k = {1, 2}})).k[2]"#,
+        r#"return {cjson.encode_max_depth()}"#,
+        r#"return cmsgpack.pack({1, 2, 3})"#,
+        r#"return cmsgpack.pack({a = 1})"#,
+        r#"return cmsgpack.pack(0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649)"#,
+        r#"return cmsgpack.pack(1.5, 0.1, -2.25, 1e300)"#,
+        r#"return cmsgpack.pack('short', string.rep('x', 40), string.rep('y', 300), true, false, nil)"#,
+        r#"return cmsgpack.pack({})"#,
+        r#"return cmsgpack.pack({{{{{{{{{{{{{{{{{{1}}}}}}}}}}}}}}}}}})"#,
+        r#"return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3, 4}, {five = 5}))}"#,
+        r#"return cmsgpack.unpack(cmsgpack.pack({a = {b = {c = 'deep'}}})).a.b.c"#,
+        r#"return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3))}"#,
+        r#"return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 1)}"#,
+        r#"return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}"#,
+        r#"return cmsgpack.unpack('\145')"#,
+        r#"return cmsgpack.unpack('\193')"#,
+        r#"return cmsgpack.pack()"#,
+        r#"return {cmsgpack.unpack_one('abc', 9)}"#,
+    ];
+    scripts.iter().map(|s| vec!["EVAL", s, "0"]).collect()
+}
+
 fn resp3() -> Vec<Vec<&'static str>> {
     vec![
         vec!["HELLO", "3"],
@@ -201,6 +259,7 @@ fn scripts_on_one_shard() {
     run("1", basics());
     run("1", across_cores());
     run("1", resp3());
+    run("1", libraries());
 }
 
 #[test]

@@ -157,23 +157,41 @@ fn text_of(v: &Value) -> Option<String> {
 
 /// Lua 5.1's `%.14g` form of a number (`tostring`).
 pub fn fmt_lua_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        return format!("{}", n as i64);
+    fmt_g(n, 14)
+}
+
+/// C's `printf("%.<prec>g", n)`.
+pub fn fmt_g(n: f64, prec: usize) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
     }
-    let s = format!("{:.13e}", n);
+    if n.is_infinite() {
+        return if n > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let p = prec.max(1);
+    let s = format!("{:.*e}", p - 1, n);
     let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
     let e: i32 = e.parse().unwrap_or(0);
-    if !(-4..14).contains(&e) {
-        let m = m.trim_end_matches('0').trim_end_matches('.');
-        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-    } else {
-        let d = (13 - e).max(0) as usize;
-        let f = format!("{:.*}", d, n);
-        if f.contains('.') {
-            f.trim_end_matches('0').trim_end_matches('.').to_string()
+    let trim = |t: &str| -> String {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
         } else {
-            f
+            t.to_string()
         }
+    };
+    if e < -4 || e >= p as i32 {
+        format!(
+            "{}e{}{:02}",
+            trim(m),
+            if e < 0 { '-' } else { '+' },
+            e.abs()
+        )
+    } else {
+        let d = (p as i32 - 1 - e).max(0) as usize;
+        trim(&format!("{:.*}", d, n))
     }
 }
 
@@ -256,6 +274,11 @@ mod tests {
         assert_eq!(fmt_lua_number(0.1), "0.1");
         assert_eq!(fmt_lua_number(1e20), "1e+20");
         assert_eq!(fmt_lua_number(-2.5), "-2.5");
+        assert_eq!(fmt_lua_number(123456789012345.0), "1.2345678901234e+14");
+        assert_eq!(fmt_lua_number(12345678901234.0), "12345678901234");
+        assert_eq!(fmt_lua_number(0.0001), "0.0001");
+        assert_eq!(fmt_lua_number(0.00001), "1e-05");
+        assert_eq!(fmt_g(1.0 / 3.0, 17), "0.33333333333333331");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! line they came from, and `#!lua` shebang flags.
 
 pub mod convert;
+mod libs;
 pub mod store;
 
 use crate::args::Args;
@@ -302,6 +303,13 @@ impl Vm {
         redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
         lua.globals().raw_set("redis", redis)?;
         lua.globals().raw_set("bit", bitlib(&lua)?)?;
+        for (name, t) in [
+            ("cjson", libs::cjson(&lua)?),
+            ("cmsgpack", libs::cmsgpack(&lua)?),
+        ] {
+            wrap_errors(&lua, &t)?;
+            lua.globals().raw_set(name, t)?;
+        }
         let redis: Table = lua.globals().raw_get("redis")?;
         redis.raw_set(
             "call",
@@ -665,15 +673,67 @@ fn ok(v: Value) -> ApiResult {
     Ok(v)
 }
 
-/// The error table a Rust function of the API raises, waiting for the
+/// The error value a Rust function of the API raises, waiting for the
 /// prelude's `unwrap` (mlua raises Rust errors as userdata).
-struct Pending(Option<Table>);
+struct Pending(Option<Value>);
 
 /// Raises `t` as the Lua error (Redis's `luaError` on a `{err=...}`).
 fn raise_table(lua: &Lua, t: Table) -> ApiResult {
     let text = convert::error_value_text(&Value::Table(t.clone())).unwrap_or_default();
-    lua.set_app_data(Pending(Some(t)));
+    lua.set_app_data(Pending(Some(Value::Table(t))));
     Err(mlua::Error::RuntimeError(text))
+}
+
+/// The error a library function raises with `luaL_error(msg)`: the
+/// string itself (a C function adds no position).
+fn raise_text(lua: &Lua, e: mlua::Error) -> mlua::Error {
+    let msg = match &e {
+        mlua::Error::RuntimeError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    // `luaL_error`'s position: the Lua code that called the function.
+    let at = lua
+        .inspect_stack(1, |d| {
+            let line = d.current_line()?;
+            let src = d.source().short_src?.into_owned();
+            Some(format!("{src}:{line}: "))
+        })
+        .flatten()
+        .unwrap_or_default();
+    let msg = format!("{at}{msg}");
+    if let Ok(s) = lua.create_string(&msg) {
+        lua.set_app_data(Pending(Some(Value::String(s))));
+    }
+    e
+}
+
+/// Wraps a library table's functions so their errors reach scripts as
+/// Lua's own would.
+fn wrap_errors(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    let funcs: Vec<(Value, Function)> = t
+        .pairs::<Value, Value>()
+        .flatten()
+        .filter_map(|(k, v)| match v {
+            Value::Function(f) => Some((k, f)),
+            _ => None,
+        })
+        .collect();
+    for (k, f) in funcs {
+        let wrapped = lua.create_function(move |lua, a: MultiValue| {
+            f.call::<MultiValue>(a)
+                .map_err(|e| raise_text(lua, unwrap_callback(e)))
+        })?;
+        t.raw_set(k, wrapped)?;
+    }
+    Ok(())
+}
+
+/// The error a Rust callback returned, out of mlua's wrapping.
+fn unwrap_callback(e: mlua::Error) -> mlua::Error {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => unwrap_callback((*cause).clone()),
+        other => other,
+    }
 }
 
 fn raise(lua: &Lua, msg: &str) -> ApiResult {
