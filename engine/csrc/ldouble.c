@@ -116,3 +116,28 @@ int slotd_ld_incr(const char *val, size_t val_len, const char *incr, size_t incr
     *out_len = ld2string_human(out, out_cap, value);
     return SLOTD_LD_OK;
 }
+
+/* Redis's addReplyHumanLongDouble of a double (GEOPOS, WITHCOORD): the
+ * value as a long double in ld2string's human form. Returns the length
+ * written to out, 0 when it does not fit. */
+size_t slotd_ld_human(double value, char *out, size_t out_cap) {
+    return ld2string_human(out, out_cap, (long double)value);
+}
+
+/* Redis's string2d() (getDoubleFromObject, which GEO's coordinates, radii
+ * and box sizes go through): 1 and *dp set when `s` (slen bytes followed
+ * by a NUL) is all a strtod() number, without a leading space, not NaN,
+ * neither overflowing nor underflowing to zero. */
+int slotd_string2d(const char *s, size_t slen, double *dp) {
+    char *eptr;
+    errno = 0;
+    *dp = strtod(s, &eptr);
+    if (slen == 0 ||
+        isspace((unsigned char)s[0]) ||
+        (size_t)(eptr - s) != slen ||
+        (errno == ERANGE &&
+            (*dp == HUGE_VAL || *dp == -HUGE_VAL || fpclassify(*dp) == FP_ZERO)) ||
+        isnan(*dp))
+        return 0;
+    return 1;
+}

@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod dump;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -354,6 +355,7 @@ impl Registry {
             hll::COMMANDS,
             set::COMMANDS,
             zset::COMMANDS,
+            geo::COMMANDS,
             server::COMMANDS,
             connection::COMMANDS,
         ];
