@@ -157,6 +157,8 @@ fn errors() -> Vec<Vec<String>> {
         &["GEODIST", "g", "ne"],
         &["SET", "s", "x"],
         &["GEOADD", "s", "1", "2", "a"],
+        &["GEOADD", "s", "200", "2", "a"],
+        &["GEOADD", "s", "NX", "XX", "1", "2", "a"],
         &["GEODIST", "s", "a", "b"],
         &["GEOPOS", "s", "a"],
         &["GEOHASH", "s", "a"],
@@ -447,6 +449,58 @@ fn geo_store_across_cores() {
     cmds.extend(random_round(301, "src-b", 50, &dsts));
     for d in dsts {
         cmds.push(cmd(&["ZRANGE", d, "0", "-1", "WITHSCORES"]));
+    }
+    // Empty results and missing sources delete the destination wherever
+    // it is; transactions across cores.
+    for d in dsts {
+        cmds.push(cmd(&[
+            "GEOSEARCHSTORE",
+            d,
+            "nokey",
+            "FROMMEMBER",
+            "x",
+            "BYRADIUS",
+            "1",
+            "km",
+        ]));
+        cmds.push(cmd(&["EXISTS", d]));
+        cmds.push(cmd(&["GEOADD", d, "1", "1", "p"]));
+        cmds.push(cmd(&["GEORADIUS", "src-a", "0", "0", "0", "m", "STORE", d]));
+        cmds.push(cmd(&["EXISTS", d]));
+        cmds.push(cmd(&["GEOADD", d, "1", "1", "p"]));
+        cmds.push(cmd(&[
+            "GEORADIUSBYMEMBER",
+            "src-b",
+            "m1",
+            "1",
+            "m",
+            "STOREDIST",
+            d,
+        ]));
+        cmds.push(cmd(&["ZRANGE", d, "0", "-1", "WITHSCORES"]));
+    }
+    for t in [
+        &["MULTI"][..],
+        &["GEOADD", "t1", "10", "20", "a", "10.001", "20.001", "b"],
+        &[
+            "GEOSEARCHSTORE",
+            "t2",
+            "t1",
+            "FROMLONLAT",
+            "10",
+            "20",
+            "BYRADIUS",
+            "1",
+            "km",
+            "STOREDIST",
+        ],
+        &["GEORADIUS", "t1", "10", "20", "1", "km", "STORE", "t3"],
+        &["GEOSEARCH", "t2", "FROMMEMBER", "a", "BYRADIUS", "1", "km"],
+        &["EXEC"],
+        &["ZRANGE", "t2", "0", "-1", "WITHSCORES"],
+        &["ZRANGE", "t3", "0", "-1", "WITHSCORES"],
+    ] {
+        cmds.push(cmd(t));
     }
     run(&["--shards", "2"], &cmds);
 }
