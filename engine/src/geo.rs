@@ -39,7 +39,8 @@ impl HashBits {
 
     /// The 52-bit score of this hash (`geohashAlign52Bits`).
     pub fn align52(&self) -> u64 {
-        self.bits << (52 - u32::from(self.step) * 2)
+        let shift = 52u32.saturating_sub(u32::from(self.step) * 2);
+        self.bits << shift
     }
 }
 
@@ -217,14 +218,14 @@ fn move_x(hash: &mut HashBits, d: i8) {
     let mut x = hash.bits & 0xaaaaaaaaaaaaaaaa;
     let y = hash.bits & 0x5555555555555555;
     let shift = 64 - u32::from(hash.step) * 2;
-    let zz = 0x5555555555555555u64 >> shift;
+    let zz = 0x5555555555555555u64.checked_shr(shift).unwrap_or(0);
     if d > 0 {
         x = x.wrapping_add(zz + 1);
     } else {
         x |= zz;
         x = x.wrapping_sub(zz + 1);
     }
-    x &= 0xaaaaaaaaaaaaaaaau64 >> shift;
+    x &= 0xaaaaaaaaaaaaaaaau64.checked_shr(shift).unwrap_or(0);
     hash.bits = x | y;
 }
 
@@ -235,14 +236,14 @@ fn move_y(hash: &mut HashBits, d: i8) {
     let x = hash.bits & 0xaaaaaaaaaaaaaaaa;
     let mut y = hash.bits & 0x5555555555555555;
     let shift = 64 - u32::from(hash.step) * 2;
-    let zz = 0xaaaaaaaaaaaaaaaau64 >> shift;
+    let zz = 0xaaaaaaaaaaaaaaaau64.checked_shr(shift).unwrap_or(0);
     if d > 0 {
         y = y.wrapping_add(zz + 1);
     } else {
         y |= zz;
         y = y.wrapping_sub(zz + 1);
     }
-    y &= 0x5555555555555555u64 >> shift;
+    y &= 0x5555555555555555u64.checked_shr(shift).unwrap_or(0);
     hash.bits = x | y;
 }
 
@@ -438,8 +439,11 @@ pub fn within(s: &Shape, xy: [f64; 2]) -> Option<f64> {
     let [x2, y2] = xy;
     match s.kind {
         Kind::Circle(r) => {
+            // Out only when farther: a NaN distance (asin of a rounding
+            // just above 1) is in, as in Redis.
             let d = distance(x1, y1, x2, y2);
-            (d <= r * s.conversion).then_some(d)
+            let farther = d.partial_cmp(&(r * s.conversion)) == Some(std::cmp::Ordering::Greater);
+            (!farther).then_some(d)
         }
         Kind::Box(w, h) => {
             let (width_m, height_m) = (w * s.conversion, h * s.conversion);
@@ -487,6 +491,47 @@ pub fn fmt_distance(d: f64) -> String {
     let sign = if v < 0 { "-" } else { "" };
     let a = v.unsigned_abs();
     format!("{sign}{}.{:04}", a / 10000, a % 10000)
+}
+
+/// Redis's comparator of distances (`sort_gp_asc`): greater, equal, else
+/// less, so a NaN is "less" than anything either way round.
+pub fn cmp_dist(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    if a > b {
+        Greater
+    } else if a == b {
+        Equal
+    } else {
+        Less
+    }
+}
+
+/// glibc's `qsort` (a top-down merge sort, `msort_with_tmp`), which Redis
+/// sorts whole results with: stable, and with a comparator that is not a
+/// total order (NaN distances) it ends exactly where glibc's does.
+pub fn merge_sort<T: Clone>(v: &mut [T], cmp: &impl Fn(&T, &T) -> std::cmp::Ordering) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    merge_sort(&mut v[..n1], cmp);
+    merge_sort(&mut v[n1..], cmp);
+    let mut merged = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, n1);
+    while i < n1 && j < n {
+        if cmp(&v[i], &v[j]) != std::cmp::Ordering::Greater {
+            merged.push(v[i].clone());
+            i += 1;
+        } else {
+            merged.push(v[j].clone());
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&v[i..n1]);
+    // What is left of the second half is already in place.
+    let len = merged.len();
+    v[..len].clone_from_slice(&merged);
 }
 
 /// Redis's `pqsort`: sorts `v` by `cmp` enough that the positions

@@ -11,7 +11,6 @@ use crate::reply::Reply;
 use crate::value::Value;
 use crate::zset::ZSet;
 use bytes::Bytes;
-use std::cmp::Ordering;
 use std::ops::Bound;
 
 const G: &str = "geo";
@@ -262,6 +261,7 @@ enum Form {
 }
 
 /// One point found.
+#[derive(Clone)]
 struct Point {
     member: Bytes,
     score: f64,
@@ -467,14 +467,12 @@ fn radius_generic(ctx: &mut Ctx, src: usize, form: Form, nostore: bool) -> Reply
         _ => found.len(),
     };
     if sort != Sort::None {
-        let asc = |a: &Point, b: &Point| a.dist.partial_cmp(&b.dist).unwrap_or(Ordering::Equal);
         let cmp = |a: &Point, b: &Point| match sort {
-            Sort::Desc => asc(a, b).reverse(),
-            _ => asc(a, b),
+            Sort::Desc => geo::cmp_dist(a.dist, b.dist).reverse(),
+            _ => geo::cmp_dist(a.dist, b.dist),
         };
         if returned == found.len() {
-            // glibc's qsort is a merge sort: stable.
-            found.sort_by(cmp);
+            geo::merge_sort(&mut found, &cmp);
         } else {
             geo::pqsort(&mut found, 0, returned - 1, &cmp);
         }

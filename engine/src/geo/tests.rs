@@ -130,3 +130,45 @@ fn pqsort_puts_the_range_in_place() {
         }
     }
 }
+
+#[test]
+fn merge_sort_is_glibcs() {
+    let mut seed = 99u64;
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for n in [0usize, 1, 2, 3, 5, 17, 64, 333] {
+        let v: Vec<(u64, usize)> = (0..n).map(|i| (rnd() % 10, i)).collect();
+        let mut stable = v.clone();
+        stable.sort_by_key(|p| p.0);
+        let mut m = v.clone();
+        merge_sort(&mut m, &|a: &(u64, usize), b: &(u64, usize)| a.0.cmp(&b.0));
+        assert_eq!(m, stable, "n={n}");
+    }
+    // NaN is "less" either way round, as in Redis's comparator.
+    assert_eq!(cmp_dist(f64::NAN, 1.0), std::cmp::Ordering::Less);
+    assert_eq!(cmp_dist(1.0, f64::NAN), std::cmp::Ordering::Less);
+    // What glibc 2.36's qsort made of these with Redis's comparator.
+    let d = [
+        3.0,
+        f64::NAN,
+        1.0,
+        2.0,
+        5.0,
+        f64::NAN,
+        0.0,
+        4.0,
+        4.0,
+        f64::NAN,
+        7.0,
+    ];
+    let mut v: Vec<(f64, usize)> = d.iter().copied().zip(0..).collect();
+    merge_sort(&mut v, &|a: &(f64, usize), b: &(f64, usize)| {
+        cmp_dist(a.0, b.0)
+    });
+    let order: Vec<usize> = v.iter().map(|p| p.1).collect();
+    assert_eq!(order, [2, 3, 0, 1, 4, 5, 6, 7, 8, 9, 10]);
+}
