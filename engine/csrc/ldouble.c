@@ -10,7 +10,11 @@
  * reproduces its results bit for bit. This file is pure arithmetic: no I/O,
  * no allocation, no global state (strtold's errno aside).
  *
- * Sources: Redis 7.0 src/util.c string2ld() and ld2string(LD_STR_HUMAN),
+ * GEO's replies and arguments use two more C library calls the same way:
+ * addReplyHumanLongDouble's "%.17Lf" of a coordinate and string2d's strtod.
+ *
+ * Sources: Redis 7.0 src/util.c string2ld(), string2d() and
+ * ld2string(LD_STR_HUMAN),
  * src/t_string.c incrbyfloatCommand(), src/t_hash.c hincrbyfloatCommand().
  */
 #include <errno.h>

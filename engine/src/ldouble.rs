@@ -7,6 +7,11 @@
 //! `998.59999999999999998`), so the arithmetic is done by a tiny C file,
 //! `csrc/ldouble.c`, calling the same C library functions Redis does. It
 //! is pure computation: no I/O, no allocation.
+//!
+//! GEO uses the same file for the two C library calls its replies depend
+//! on: a coordinate printed as a long double ([`human`]) and a float
+//! argument read by `strtod` ([`string2d`]: hexadecimal forms, overflow
+//! and underflow as Redis refuses them).
 
 use std::os::raw::{c_char, c_int};
 

@@ -161,6 +161,7 @@ fn geoadd(ctx: &mut Ctx) -> Reply {
     zadd.extend((1..longidx).map(|i| args.bytes(i)));
     for i in (longidx..args.len()).step_by(3) {
         let [lon, lat] = tri!(lonlat(&args, i));
+        // `lonlat` checked the limits the encoding checks: always Some.
         let Some(score) = geo::score_of(lon, lat) else {
             return Reply::err(error::SYNTAX);
         };
