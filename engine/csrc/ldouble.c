@@ -10,7 +10,11 @@
  * reproduces its results bit for bit. This file is pure arithmetic: no I/O,
  * no allocation, no global state (strtold's errno aside).
  *
- * Sources: Redis 7.0 src/util.c string2ld() and ld2string(LD_STR_HUMAN),
+ * GEO's replies and arguments use two more C library calls the same way:
+ * addReplyHumanLongDouble's "%.17Lf" of a coordinate and string2d's strtod.
+ *
+ * Sources: Redis 7.0 src/util.c string2ld(), string2d() and
+ * ld2string(LD_STR_HUMAN),
  * src/t_string.c incrbyfloatCommand(), src/t_hash.c hincrbyfloatCommand().
  */
 #include <errno.h>
@@ -115,4 +119,29 @@ int slotd_ld_incr(const char *val, size_t val_len, const char *incr, size_t incr
      * becomes the empty string. */
     *out_len = ld2string_human(out, out_cap, value);
     return SLOTD_LD_OK;
+}
+
+/* Redis's addReplyHumanLongDouble of a double (GEOPOS, WITHCOORD): the
+ * value as a long double in ld2string's human form. Returns the length
+ * written to out, 0 when it does not fit. */
+size_t slotd_ld_human(double value, char *out, size_t out_cap) {
+    return ld2string_human(out, out_cap, (long double)value);
+}
+
+/* Redis's string2d() (getDoubleFromObject, which GEO's coordinates, radii
+ * and box sizes go through): 1 and *dp set when `s` (slen bytes followed
+ * by a NUL) is all a strtod() number, without a leading space, not NaN,
+ * neither overflowing nor underflowing to zero. */
+int slotd_string2d(const char *s, size_t slen, double *dp) {
+    char *eptr;
+    errno = 0;
+    *dp = strtod(s, &eptr);
+    if (slen == 0 ||
+        isspace((unsigned char)s[0]) ||
+        (size_t)(eptr - s) != slen ||
+        (errno == ERANGE &&
+            (*dp == HUGE_VAL || *dp == -HUGE_VAL || fpclassify(*dp) == FP_ZERO)) ||
+        isnan(*dp))
+        return 0;
+    return 1;
 }

@@ -7,6 +7,11 @@
 //! `998.59999999999999998`), so the arithmetic is done by a tiny C file,
 //! `csrc/ldouble.c`, calling the same C library functions Redis does. It
 //! is pure computation: no I/O, no allocation.
+//!
+//! GEO uses the same file for the two C library calls its replies depend
+//! on: a coordinate printed as a long double ([`human`]) and a float
+//! argument read by `strtod` ([`string2d`]: hexadecimal forms, overflow
+//! and underflow as Redis refuses them).
 
 use std::os::raw::{c_char, c_int};
 
@@ -29,6 +34,8 @@ extern "C" {
         out_cap: usize,
         out_len: *mut usize,
     ) -> c_int;
+    fn slotd_ld_human(value: f64, out: *mut c_char, out_cap: usize) -> usize;
+    fn slotd_string2d(s: *const c_char, len: usize, out: *mut f64) -> c_int;
 }
 
 /// Why an increment failed.
@@ -98,6 +105,35 @@ pub fn incr(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, IncrError> {
     }
 }
 
+/// `d` as Redis's `addReplyHumanLongDouble` writes it (`%.17Lf` of the
+/// value as a long double, without trailing zeros): GEOPOS's coordinates.
+/// Values of 10^46 or more, which coordinates never are, give "".
+pub fn human(d: f64) -> String {
+    let mut out = [0u8; 64];
+    // SAFETY: the C side writes at most `out.len()` bytes to `out` and
+    // returns the length of the text before its NUL (0 when it did not fit).
+    let len = unsafe { slotd_ld_human(d, out.as_mut_ptr().cast(), out.len()) };
+    String::from_utf8_lossy(&out[..len.min(out.len())]).into_owned()
+}
+
+/// A double as Redis's `string2d` (`getDoubleFromObject`) reads it, with
+/// the C library's `strtod` (hexadecimal and `inf` accepted; leading
+/// space, trailing bytes, NaN, overflow and underflow to zero refused).
+pub fn string2d(s: &[u8]) -> Option<f64> {
+    // strtod stops at a NUL, so such a string is never all a number.
+    if s.contains(&0) {
+        return None;
+    }
+    let mut z = Vec::with_capacity(s.len() + 1);
+    z.extend_from_slice(s);
+    z.push(0);
+    let mut v = 0.0f64;
+    // SAFETY: `z` is NUL-terminated and `s.len()` bytes precede the NUL;
+    // the C side reads up to the NUL and writes `v`.
+    let ok = unsafe { slotd_string2d(z.as_ptr().cast(), s.len(), &mut v) };
+    (ok != 0).then_some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +185,36 @@ mod tests {
         assert!(big.starts_with("10000000000000000000060189493879638913238"));
         // The NUL ends the number, as C's strtold sees it.
         assert_eq!(incr(Some(b"1\0abc"), b"1").unwrap(), b"2");
+    }
+
+    #[test]
+    fn human_doubles() {
+        assert_eq!(human(13.361389338970184), "13.36138933897018433");
+        assert_eq!(human(-0.0), "0");
+        assert_eq!(human(180.0), "180");
+        assert_eq!(human(1.5), "1.5");
+        assert_eq!(human(1e50), "");
+    }
+
+    #[test]
+    fn string2d_like_redis() {
+        assert_eq!(string2d(b"1.5"), Some(1.5));
+        assert_eq!(string2d(b"-0x10"), Some(-16.0));
+        assert_eq!(string2d(b"inf"), Some(f64::INFINITY));
+        assert_eq!(string2d(b"1e-310"), Some(1e-310));
+        for bad in [
+            &b""[..],
+            b" 1",
+            b"1 ",
+            b"nan",
+            b"1e400",
+            b"-1e400",
+            b"1e-400",
+            b"1\x00",
+            b"x",
+        ] {
+            assert_eq!(string2d(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

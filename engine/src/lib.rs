@@ -36,6 +36,7 @@ pub mod digest;
 pub mod entry;
 pub mod error;
 pub mod evict;
+pub mod geo;
 pub mod glob;
 pub mod hashval;
 pub mod hll;

@@ -81,6 +81,10 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// A double (RESP3 `,`), a bulk string in `%.17g` form in RESP2.
     Double(f64),
+    /// A double in Redis's human long double form (`addReplyHumanLongDouble`:
+    /// `%.17Lf` without trailing zeros, GEOPOS's coordinates): RESP3 `,`, a
+    /// bulk string in RESP2.
+    HumanDouble(f64),
     /// A boolean (RESP3 `#`), the integer 1 or 0 in RESP2.
     Bool(bool),
     /// Verbatim text (RESP3 `=` with format `txt`), a bulk string in RESP2.
@@ -197,6 +201,14 @@ impl Reply {
             }
             Reply::Double(d) => {
                 let s = fmt_g17(*d);
+                if resp3 {
+                    line(out, b',', s.as_bytes());
+                } else {
+                    bulk(out, s.as_bytes());
+                }
+            }
+            Reply::HumanDouble(d) => {
+                let s = crate::ldouble::human(*d);
                 if resp3 {
                     line(out, b',', s.as_bytes());
                 } else {
@@ -331,6 +343,14 @@ mod tests {
         assert_eq!(enc(&m, true), "%1\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&Reply::Double(1.5), false), "$3\r\n1.5\r\n");
         assert_eq!(enc(&Reply::Double(1.5), true), ",1.5\r\n");
+        assert_eq!(
+            enc(&Reply::HumanDouble(13.361389338970184), false),
+            "$20\r\n13.36138933897018433\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::HumanDouble(13.361389338970184), true),
+            ",13.36138933897018433\r\n"
+        );
         assert_eq!(enc(&Reply::Bool(true), false), ":1\r\n");
         assert_eq!(enc(&Reply::Bool(false), true), "#f\r\n");
         assert_eq!(enc(&Reply::err("ERR a\r\nb"), false), "-ERR a  b\r\n");

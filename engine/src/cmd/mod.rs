@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod dump;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -359,6 +360,7 @@ impl Registry {
             set::COMMANDS,
             zset::COMMANDS,
             script::COMMANDS,
+            geo::COMMANDS,
             server::COMMANDS,
             connection::COMMANDS,
         ];

@@ -243,7 +243,7 @@ fn add_members<'a>(
 /// ```
 /// Add one or more members to a sorted set, or update its score if it
 /// already exists.
-fn zadd(ctx: &mut Ctx) -> Reply {
+pub(crate) fn zadd(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let key = args.get(1);
     let mut f = AddFlags::default();
