@@ -68,6 +68,9 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value
         }
         Reply::Double(d) if resp3 => Value::Table(single(lua, "double", Value::Number(*d))?),
         Reply::Double(d) => Value::String(lua.create_string(fmt_g17(*d))?),
+        // GEOPOS's coordinates: a double in RESP3, else the bulk text.
+        Reply::HumanDouble(d) if resp3 => Value::Table(single(lua, "double", Value::Number(*d))?),
+        Reply::HumanDouble(d) => Value::String(lua.create_string(crate::ldouble::human(*d))?),
         Reply::Bool(b) if resp3 => Value::Boolean(*b),
         Reply::Bool(b) => Value::Number(if *b { 1.0 } else { 0.0 }),
     })
