@@ -93,6 +93,7 @@ fn rdb_report(name: &str, buf: &[u8]) -> Option<usize> {
             String::from_utf8_lossy(&v)
         ),
         Item::Db(d) => println!("[offset {at}] Selecting DB ID {d}"),
+        Item::Function(_) => println!("[offset {at}] Loading function library"),
         Item::Entry(e) => {
             keys += 1;
             if let Some(t) = e.expire_ms {

@@ -226,6 +226,75 @@ fn libraries() -> Vec<Vec<&'static str>> {
     scripts.iter().map(|s| vec!["EVAL", s, "0"]).collect()
 }
 
+const LIB: &str = "#!lua name=mylib\n\
+local function incr(keys, args) return redis.call('incrby', keys[1], args[1] or 1) end\n\
+local function get(keys, args) return redis.call('get', keys[1]) end\n\
+redis.register_function('my_incr', incr)\n\
+redis.register_function{function_name='my_get', callback=get, flags={'no-writes'}, description='reads'}\n";
+
+/// FUNCTION and FCALL.
+fn functions() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["FUNCTION", "FLUSH"],
+        vec!["FUNCTION", "LOAD", LIB],
+        vec!["FUNCTION", "LOAD", LIB],
+        vec!["FUNCTION", "LOAD", "REPLACE", LIB],
+        vec!["FUNCTION", "LOAD", "BOGUS", LIB],
+        vec!["FUNCTION", "LOAD"],
+        vec!["FCALL", "my_incr", "1", "fk"],
+        vec!["FCALL", "my_incr", "1", "fk", "10"],
+        vec!["FCALL", "my_get", "1", "fk"],
+        vec!["FCALL_RO", "my_get", "1", "fk"],
+        vec!["FCALL_RO", "my_incr", "1", "fk"],
+        vec!["FCALL", "nosuch", "0"],
+        vec!["FCALL", "my_get", "x", "fk"],
+        vec!["FCALL", "my_get", "5", "fk"],
+        vec!["FCALL", "my_get", "-1", "fk"],
+        vec!["FUNCTION", "LIST"],
+        vec!["FUNCTION", "LIST", "WITHCODE"],
+        vec!["FUNCTION", "LIST", "LIBRARYNAME", "my*"],
+        vec!["FUNCTION", "LIST", "LIBRARYNAME", "zz*"],
+        vec!["FUNCTION", "LIST", "LIBRARYNAME"],
+        vec!["FUNCTION", "LIST", "BAD"],
+        vec!["FUNCTION", "STATS"],
+        vec!["FUNCTION", "LOAD", "return 1"],
+        vec!["FUNCTION", "LOAD", "#!lua\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!lua name=a name=b\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!lua name=x foo=bar\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!lua name=bad-name\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!js name=x\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!lua name=empty\nreturn 1"],
+        vec!["FUNCTION", "LOAD", "#!lua name=bad\nreturn +"],
+        vec!["FUNCTION", "LOAD", "#!lua name=bad\nerror('boom')"],
+        vec!["FUNCTION", "LOAD", "#!lua name=bad\nredis.call('set', 'x', 1)"],
+        vec!["FUNCTION", "LOAD", "#!lua name=bad\nlocal s = string.len('x')"],
+        vec!["FUNCTION", "LOAD", "#!lua name=dup\nredis.register_function('my_incr', function() end)"],
+        vec!["FUNCTION", "LOAD", "#!lua name=dup2\nredis.register_function('f1', function() end) redis.register_function('f1', function() end)"],
+        vec!["FUNCTION", "LOAD", "#!lua name=badfn\nredis.register_function('bad-name', function() end)"],
+        vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function('f')"],
+        vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{function_name='f', callback=function() end, flags={'nope'}}"],
+        vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{callback=function() end}"],
+        vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{function_name='f', what=1}"],
+        vec!["FUNCTION", "LOAD", "#!lua name=errs\nredis.register_function('boom', function(k, a) error('in function') end) redis.register_function('wrong', function(k, a) return redis.call('lpush', k[1], 1) end)"],
+        vec!["SET", "str", "x"],
+        vec!["FCALL", "boom", "0"],
+        vec!["FCALL", "wrong", "1", "str"],
+        vec!["FUNCTION", "DELETE", "errs"],
+        vec!["FUNCTION", "DELETE", "errs"],
+        vec!["FCALL", "boom", "0"],
+        vec!["FUNCTION", "RESTORE", "garbage"],
+        vec!["FUNCTION", "RESTORE", "x", "BADPOLICY"],
+        vec!["FUNCTION", "KILL"],
+        vec!["FUNCTION", "NOSUCH"],
+        vec!["FUNCTION", "DELETE"],
+        vec!["FUNCTION", "FLUSH", "BAD"],
+        vec!["FUNCTION", "FLUSH", "SYNC"],
+        vec!["FCALL", "my_get", "1", "fk"],
+        vec!["FUNCTION", "LIST"],
+        vec!["FUNCTION", "STATS"],
+    ]
+}
+
 fn resp3() -> Vec<Vec<&'static str>> {
     vec![
         vec!["HELLO", "3"],
@@ -262,6 +331,7 @@ fn scripts_on_one_shard() {
     run("1", across_cores());
     run("1", resp3());
     run("1", libraries());
+    run("1", functions());
 }
 
 #[test]
@@ -269,4 +339,64 @@ fn scripts_on_two_shards() {
     run("2", basics());
     run("2", across_cores());
     run("2", resp3());
+    run("2", functions());
+}
+
+/// FUNCTION DUMP's payload restores in the other server, both ways (the
+/// bytes differ only in how LZF compressed the code), and a slotd
+/// restarted from its RDB or its AOF has its libraries.
+#[test]
+fn function_dump_restore_and_restart() {
+    use tests::Server;
+    let slotd = Server::slotd(&["--shards", "2"]);
+    let redis = Server::redis(&[]);
+    let (mut a, mut b) = (slotd.raw(), redis.raw());
+    assert_eq!(a.cmd_str(&["FUNCTION", "LOAD", LIB]), b"$5\r\nmylib\r\n");
+    let dump = a.cmd_str(&["FUNCTION", "DUMP"]);
+    let (payload, _) = tests::Resp::parse(&dump).expect("a bulk reply");
+    let tests::Resp::Bulk(_, Some(payload)) = payload else {
+        panic!("{dump:?}");
+    };
+    assert_eq!(b.cmd(&[b"FUNCTION", b"RESTORE", &payload]), b"+OK\r\n");
+    assert_eq!(b.cmd_str(&["FCALL", "my_incr", "1", "k", "2"]), b":2\r\n");
+    let dump = b.cmd_str(&["FUNCTION", "DUMP"]);
+    let (payload, _) = tests::Resp::parse(&dump).expect("a bulk reply");
+    let tests::Resp::Bulk(_, Some(payload)) = payload else {
+        panic!("{dump:?}");
+    };
+    assert!(a
+        .cmd(&[b"FUNCTION", b"RESTORE", &payload])
+        .starts_with(b"-ERR Library 'mylib' already exists"));
+    assert_eq!(
+        a.cmd(&[b"FUNCTION", b"RESTORE", &payload, b"REPLACE"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(a.cmd_str(&["FUNCTION", "FLUSH"]), b"+OK\r\n");
+    assert_eq!(a.cmd(&[b"FUNCTION", b"RESTORE", &payload]), b"+OK\r\n");
+    assert_eq!(a.cmd_str(&["FCALL", "my_incr", "1", "k", "2"]), b":2\r\n");
+    drop(a);
+    drop(slotd);
+    // Durable: a restart from the RDB, and one from the AOF.
+    for persistence in [&["--save", "60 1"][..], &["--appendonly", "yes"][..]] {
+        let dir = tests::fresh_dir("functions", persistence[0].trim_start_matches('-'));
+        let d = dir.to_str().unwrap();
+        let args = [&["--dir", d, "--shards", "2"][..], persistence].concat();
+        let mut s = Server::slotd(&args);
+        let mut c = s.raw();
+        assert_eq!(c.cmd_str(&["FUNCTION", "LOAD", LIB]), b"$5\r\nmylib\r\n");
+        assert_eq!(c.cmd_str(&["FCALL", "my_incr", "1", "k", "5"]), b":5\r\n");
+        if persistence[0] == "--save" {
+            assert_eq!(c.cmd_str(&["SAVE"]), b"+OK\r\n");
+        }
+        drop(c);
+        s.stop();
+        let s = Server::slotd(&args);
+        let mut c = s.raw();
+        assert_eq!(
+            c.cmd_str(&["FCALL", "my_get", "1", "k"]),
+            b"$1\r\n5\r\n",
+            "{persistence:?}"
+        );
+        assert_eq!(c.cmd_str(&["FCALL", "my_incr", "1", "k"]), b":6\r\n");
+    }
 }

@@ -54,7 +54,99 @@ pub static COMMANDS: &[Spec] = &[
     )
     .movable(eval_keys),
     Spec::new("script", -2, NOSCRIPT, (0, 0, 0), script_cmd, "scripting"),
+    Spec::new(
+        "fcall",
+        -3,
+        NOSCRIPT | STALE | SELF_LOGGED,
+        (0, 0, 0),
+        fcall,
+        "scripting",
+    )
+    .movable(eval_keys),
+    Spec::new(
+        "fcall_ro",
+        -3,
+        NOSCRIPT | STALE | READONLY | SELF_LOGGED,
+        (0, 0, 0),
+        fcall_ro,
+        "scripting",
+    )
+    .movable(eval_keys),
+    Spec::new(
+        "function",
+        -2,
+        NOSCRIPT,
+        (0, 0, 0),
+        function_cmd,
+        "scripting",
+    ),
 ];
+
+/// Runs an EVAL-family or FCALL-family command (`name`, lowercase) with
+/// `args` on `backend`.
+pub fn run_call(
+    name: &str,
+    args: &Args,
+    db: usize,
+    databases: usize,
+    backend: &mut dyn Backend,
+) -> Reply {
+    let ro = name.ends_with("_ro");
+    if name.starts_with("fcall") {
+        return with_vm(|vm| vm.fcall(args, (db, databases, ro), backend).reply)
+            .unwrap_or_else(|e| e);
+    }
+    match parse(args, name.starts_with("evalsha"), ro) {
+        Ok(p) => run_parsed(&p, db, databases, backend),
+        Err(e) => e,
+    }
+}
+
+/// Loads a library from a file (RDB, AOF preamble), replacing one of the
+/// same name.
+pub fn load_library(code: &[u8]) -> Result<String, String> {
+    with_vm(|vm| vm.load_library(code, true)).unwrap_or_else(|e| Err(format!("{e:?}")))
+}
+
+/// Where a script or function call may run ([`store::Placement`]).
+pub fn placement(name: &str, args: &Args) -> store::Placement {
+    match name {
+        "fcall" | "fcall_ro" => script::functions::placement(args.get(1)),
+        _ => match sha_of(name, args) {
+            Some(sha) => store::placement(&sha),
+            None => store::Placement::Everywhere,
+        },
+    }
+}
+
+/// Records where a script or function call's run went.
+pub fn set_placement(name: &str, args: &Args, p: store::Placement) {
+    match name {
+        "fcall" | "fcall_ro" => script::functions::set_placement(args.get(1), p),
+        _ => {
+            if let Some(sha) = sha_of(name, args) {
+                store::set_placement(&sha, p);
+            }
+        }
+    }
+}
+
+/// The SHA1 an EVAL-family call names (None: EVALSHA of a malformed name).
+pub fn sha_of(name: &str, args: &Args) -> Option<[u8; 40]> {
+    if name.starts_with("evalsha") {
+        <[u8; 40]>::try_from(args.get(1).to_ascii_lowercase().as_slice()).ok()
+    } else {
+        Some(script::sha1_hex(args.get(1)))
+    }
+}
+
+/// True for the commands that run scripts or functions.
+pub fn is_script(name: &str) -> bool {
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
 
 /// The declared keys: `numkeys` at 2, the keys after it. A bad count gives
 /// no keys here and its error when the command runs, as Redis does.
@@ -143,30 +235,34 @@ pub fn run_parsed(p: &Parsed, db: usize, databases: usize, backend: &mut dyn Bac
 }
 
 fn eval(ctx: &mut Ctx) -> Reply {
-    run_here(ctx, false, false)
+    run_here(ctx, "eval")
 }
 
 fn evalsha(ctx: &mut Ctx) -> Reply {
-    run_here(ctx, true, false)
+    run_here(ctx, "evalsha")
 }
 
 fn eval_ro(ctx: &mut Ctx) -> Reply {
-    run_here(ctx, false, true)
+    run_here(ctx, "eval_ro")
 }
 
 fn evalsha_ro(ctx: &mut Ctx) -> Reply {
-    run_here(ctx, true, true)
+    run_here(ctx, "evalsha_ro")
+}
+
+fn fcall(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, "fcall")
+}
+
+fn fcall_ro(ctx: &mut Ctx) -> Reply {
+    run_here(ctx, "fcall_ro")
 }
 
 /// Runs the script on this shard, its effects wrapped as one MULTI/EXEC
 /// in the write log when they are more than one command (Redis 7.0's
 /// `propagatePendingCommands`).
-fn run_here(ctx: &mut Ctx, by_sha: bool, ro: bool) -> Reply {
+fn run_here(ctx: &mut Ctx, name: &str) -> Reply {
     let args = ctx.args;
-    let p = match parse(&args, by_sha, ro) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
     let databases = ctx.shard.dbs.len();
     let mark = ctx
         .shard
@@ -178,9 +274,9 @@ fn run_here(ctx: &mut Ctx, by_sha: bool, ro: bool) -> Reply {
         now_ms: ctx.now_ms,
         off_core: false,
     };
-    let reply = run_parsed(&p, ctx.db, databases, &mut backend);
+    let reply = run_call(name, &args, ctx.db, databases, &mut backend);
     if backend.off_core {
-        store::set_placement(&p.sha, store::Placement::Everywhere);
+        set_placement(name, &args, store::Placement::Everywhere);
     }
     if let (Some(m), Some(log)) = (mark, ctx.shard.write_log()) {
         log.end_multi(m, true);
@@ -311,3 +407,195 @@ fn script_cmd(ctx: &mut Ctx) -> Reply {
         _ => Reply::Error(error::subcommand_syntax(args.get(1), "SCRIPT").into()),
     }
 }
+
+/// FUNCTION's subcommands.
+fn function_cmd(ctx: &mut Ctx) -> Reply {
+    use script::functions;
+    let args = ctx.args;
+    let sub = args.get(1).to_ascii_lowercase();
+    let arity: i32 = match sub.as_slice() {
+        b"help" | b"dump" | b"kill" | b"stats" => 2,
+        b"delete" => 3,
+        b"load" | b"restore" => -3,
+        b"flush" | b"list" => -2,
+        _ => return Reply::Error(error::unknown_subcommand(args.get(1), "FUNCTION").into()),
+    };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        let name = format!("function|{}", String::from_utf8_lossy(&sub));
+        return Reply::Error(error::wrong_arity(&name).into());
+    }
+    let changed = |ctx: &mut Ctx, reply: Reply| {
+        // Propagated as sent, as Redis does (`server.dirty++`).
+        ctx.dirty(1);
+        reply
+    };
+    match sub.as_slice() {
+        b"help" => Reply::Array(FUNCTION_HELP.iter().map(|s| Reply::status(*s)).collect()),
+        b"load" => {
+            let mut replace = false;
+            let mut i = 2;
+            while i < args.len() - 1 {
+                if args.is(i, "replace") {
+                    replace = true;
+                    i += 1;
+                    continue;
+                }
+                return Reply::Error(
+                    format!(
+                        "ERR Unknown option given: {}",
+                        String::from_utf8_lossy(args.get(i))
+                    )
+                    .into(),
+                );
+            }
+            match with_vm(|vm| vm.load_library(args.get(args.len() - 1), replace)) {
+                Ok(Ok(name)) => changed(ctx, Reply::bulk(name.as_bytes())),
+                Ok(Err(e)) => Reply::Error(format!("ERR {e}").into()),
+                Err(e) => e,
+            }
+        }
+        b"delete" => {
+            if functions::delete(&String::from_utf8_lossy(args.get(2))) {
+                changed(ctx, Reply::Ok)
+            } else {
+                Reply::err("ERR Library not found")
+            }
+        }
+        b"flush" => {
+            if args.len() > 3 || (args.len() == 3 && !args.is(2, "sync") && !args.is(2, "async")) {
+                return Reply::err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
+            }
+            functions::flush();
+            changed(ctx, Reply::Ok)
+        }
+        b"list" => {
+            let (mut with_code, mut pattern) = (false, None);
+            let mut i = 2;
+            while i < args.len() {
+                if !with_code && args.is(i, "withcode") {
+                    with_code = true;
+                } else if pattern.is_none() && args.is(i, "libraryname") {
+                    if i + 1 >= args.len() {
+                        return Reply::err("ERR library name argument was not given");
+                    }
+                    i += 1;
+                    pattern = Some(args.get(i));
+                } else {
+                    return Reply::Error(
+                        format!(
+                            "ERR Unknown argument {}",
+                            String::from_utf8_lossy(args.get(i))
+                        )
+                        .into(),
+                    );
+                }
+                i += 1;
+            }
+            functions::list_reply(pattern, with_code)
+        }
+        b"dump" => Reply::Bulk(functions::dump().into()),
+        b"restore" => {
+            let policy = if args.len() == 4 {
+                args.get(3).to_ascii_lowercase()
+            } else if args.len() > 4 {
+                return Reply::Error(error::wrong_arity("function|restore").into());
+            } else {
+                b"append".to_vec()
+            };
+            if !matches!(policy.as_slice(), b"flush" | b"append" | b"replace") {
+                return Reply::err("ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.");
+            }
+            let codes = match functions::parse_dump(args.get(2)) {
+                Ok(c) => c,
+                Err(e) => return Reply::Error(format!("ERR {e}").into()),
+            };
+            let before = functions::libraries();
+            if policy == b"flush" {
+                functions::flush();
+            }
+            let replace = policy != b"append";
+            let r = with_vm(|vm| {
+                for code in &codes {
+                    vm.load_library(code, replace)?;
+                }
+                Ok::<(), String>(())
+            });
+            match r {
+                Ok(Ok(())) => changed(ctx, Reply::Ok),
+                Ok(Err(e)) => {
+                    // All or nothing: the libraries as they were.
+                    functions::flush();
+                    let _ = with_vm(|vm| {
+                        for lib in before.values() {
+                            let _ = vm.load_library(&lib.code, true);
+                        }
+                    });
+                    Reply::Error(format!("ERR {e}").into())
+                }
+                Err(e) => e,
+            }
+        }
+        b"stats" => {
+            let (libs, funcs) = functions::counts();
+            Reply::Map(vec![
+                (Reply::bulk(b"running_script"), Reply::Nil),
+                (
+                    Reply::bulk(b"engines"),
+                    Reply::Map(vec![(
+                        Reply::bulk(b"LUA"),
+                        Reply::Map(vec![
+                            (Reply::bulk(b"libraries_count"), Reply::Int(libs as i64)),
+                            (Reply::bulk(b"functions_count"), Reply::Int(funcs as i64)),
+                        ]),
+                    )]),
+                ),
+            ])
+        }
+        b"kill" => script::kill(),
+        _ => Reply::Error(error::subcommand_syntax(args.get(1), "FUNCTION").into()),
+    }
+}
+
+const FUNCTION_HELP: &[&str] = &[
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "KILL",
+    "    Kill the current running function.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+    "      in case of functions name collision with another library).",
+    "HELP",
+    "    Prints this help.",
+];

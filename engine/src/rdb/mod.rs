@@ -84,11 +84,32 @@ pub fn crc64() -> crc::Digest<'static, u64> {
 pub fn dump(value: &crate::value::Value, compress: bool) -> Vec<u8> {
     let mut out = Vec::new();
     write::value(&mut out, value, compress);
+    seal_dump(&mut out);
+    out
+}
+
+/// Ends a DUMP-style payload: the RDB version and the CRC64 of it all.
+pub fn seal_dump(out: &mut Vec<u8>) {
     out.extend_from_slice(&VERSION.to_le_bytes());
     let mut crc = crc64();
-    crc.update(&out);
+    crc.update(out);
     out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out
+}
+
+/// The body of a DUMP-style payload whose version this server reads and
+/// whose CRC64 matches (`verifyDumpPayload`).
+pub fn open_dump(payload: &[u8]) -> Option<&[u8]> {
+    if payload.len() < 10 {
+        return None;
+    }
+    let (body, footer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([footer[0], footer[1]]);
+    if version > VERSION {
+        return None;
+    }
+    let mut crc = crc64();
+    crc.update(&payload[..payload.len() - 8]);
+    (crc.finalize().to_le_bytes() == footer[2..10]).then_some(body)
 }
 
 /// The value of a DUMP payload, checked as Redis's `verifyDumpPayload`
@@ -100,19 +121,7 @@ pub fn undump(
     payload: &[u8],
     lim: &crate::value::EncodingLimits,
 ) -> Option<Result<crate::value::Value, Error>> {
-    if payload.len() < 10 {
-        return None;
-    }
-    let (body, footer) = payload.split_at(payload.len() - 10);
-    let version = u16::from_le_bytes([footer[0], footer[1]]);
-    if version > VERSION {
-        return None;
-    }
-    let mut crc = crc64();
-    crc.update(&payload[..payload.len() - 8]);
-    if crc.finalize().to_le_bytes() != footer[2..10] {
-        return None;
-    }
+    let body = open_dump(payload)?;
     let mut r = read::Reader::new(body);
     Some(read::typed_value(&mut r, lim).and_then(|v| {
         if r.is_at_end() {

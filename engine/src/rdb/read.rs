@@ -55,7 +55,8 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self) -> Res<u8> {
+    /// One byte.
+    pub fn u8(&mut self) -> Res<u8> {
         Ok(self.take(1)?[0])
     }
 
@@ -360,6 +361,8 @@ pub enum Item {
     Entry(Entry),
     /// A collection stored empty: skipped, as Redis does (with a warning).
     EmptyKey(Vec<u8>),
+    /// A FUNCTION library's code (RDB_OPCODE_FUNCTION2).
+    Function(Vec<u8>),
 }
 
 /// A key read from a file.
@@ -451,8 +454,14 @@ pub fn file_at(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(usize, Item))
             OP_EXPIRETIME => expire_ms = Some(r.le_u64(4)? as u32 as i64 * 1000),
             OP_IDLE => idle_s = Some(r.length()?),
             OP_FREQ => freq = Some(r.u8()?),
-            OP_FUNCTION | OP_FUNCTION2 => {
-                return Err(r.error("functions are not supported by slotd yet"))
+            OP_FUNCTION2 => {
+                let code = r.string()?;
+                f(r.offset(), Item::Function(code));
+            }
+            OP_FUNCTION => {
+                return Err(r.error(
+                    "functions of Redis 7.0's release candidates (RDB_OPCODE_FUNCTION) are not supported",
+                ))
             }
             OP_MODULE_AUX => return Err(r.error("module data is not supported by slotd")),
             ty => {

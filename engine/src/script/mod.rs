@@ -18,6 +18,7 @@
 //! line they came from, and `#!lua` shebang flags.
 
 pub mod convert;
+pub mod functions;
 mod libs;
 pub mod store;
 
@@ -185,6 +186,14 @@ pub struct Call<'a> {
 pub struct Vm {
     lua: Lua,
     scripts: HashMap<[u8; 40], (Function, ScriptFlags)>,
+    /// FUNCTION libraries' functions, loaded here at [`functions::generation`]
+    /// `fn_generation`.
+    functions: HashMap<String, (Function, ScriptFlags)>,
+    fn_generation: u64,
+    /// The environment of library code; its metatable's `__index` is the
+    /// load API while a library loads, the globals otherwise.
+    lib_env: Table,
+    load_api: Table,
     runner: Function,
     /// The store's generation these scripts belong to (SCRIPT FLUSH).
     generation: u64,
@@ -197,7 +206,7 @@ const REPL_REPLICA: u8 = 2;
 /// The error handler, the `redis.call`/`pcall` wrappers and the globals'
 /// protection, in Lua: set up once per state.
 const PRELUDE: &str = r#"
-local take_pending = ...
+local take_pending, register_api = ...
 local dbg = debug
 local G = _G
 local error, type, tostring, setmetatable, xpcall, rawget, rawset, unpack, opcall =
@@ -259,10 +268,20 @@ setmetatable(G, {__index = function(_, k)
 end, __newindex = function(t, k, v)
   if k == 'KEYS' or k == 'ARGV' then rawset(t, k, v) else readonly() end
 end, __metatable = false})
+local lib_env = setmetatable({}, {__index = G, __newindex = readonly})
+local function nonexistent(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+local load_redis = setmetatable({}, {__index = nonexistent})
+for k, v in pairs(register_api) do rawset(load_redis, k, v) end
+for _, k in ipairs({'log', 'LOG_DEBUG', 'LOG_VERBOSE', 'LOG_NOTICE', 'LOG_WARNING', 'REDIS_VERSION', 'REDIS_VERSION_NUM'}) do
+  rawset(load_redis, k, G.redis[k])
+end
+local load_api = setmetatable({redis = locked(load_redis)}, {__index = nonexistent})
 return function(f, a, b)
   if a == nil then return xpcall(f, handler) end
   return xpcall(function() return f(a, b) end, handler)
-end, env
+end, env, lib_env, load_api
 "#;
 
 impl Vm {
@@ -321,8 +340,10 @@ impl Vm {
         )?;
         let take_pending =
             lua.create_function(|lua, ()| Ok(lua.remove_app_data::<Pending>().and_then(|p| p.0)))?;
-        let (runner, _env): (Function, Table) =
-            lua.load(PRELUDE).set_name("=slotd").call(take_pending)?;
+        let (runner, _env, lib_env, load_api): (Function, Table, Table, Table) = lua
+            .load(PRELUDE)
+            .set_name("=slotd")
+            .call((take_pending, functions::load_api(&lua)?))?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(100_000),
             |lua, _| {
@@ -342,6 +363,10 @@ impl Vm {
         Ok(Vm {
             lua,
             scripts: HashMap::new(),
+            functions: HashMap::new(),
+            fn_generation: 0,
+            lib_env,
+            load_api,
             runner,
             generation: store::generation(),
             runs: 0,
@@ -440,32 +465,129 @@ impl Vm {
         };
         let f = f.clone();
         let read_only = call.read_only || (!flags.compat && flags.no_writes);
-        let result = (|| -> mlua::Result<(bool, Value)> {
+        let name = String::from_utf8_lossy(&call.sha).into_owned();
+        let set = (|| -> mlua::Result<()> {
             let g = self.lua.globals();
             g.raw_set("KEYS", self.array(call.keys)?)?;
-            g.raw_set("ARGV", self.array(call.argv)?)?;
-            // SAFETY: the pointer lives in the app data only for this
-            // call, during which `backend` is borrowed here and nowhere
-            // else; `rawcall` is its only user.
-            let backend: *mut (dyn Backend + '_) = backend;
-            let backend: *mut dyn Backend = unsafe { std::mem::transmute(backend) };
-            self.lua.set_app_data(RunState {
-                backend,
-                db: call.db,
-                databases: call.databases,
-                read_only,
-                resp3: false,
-                wrote: false,
-                killed: false,
-                repl: REPL_AOF | REPL_REPLICA,
-                buf: Vec::new(),
-                spans: Vec::new(),
-            });
-            RUNNING.fetch_add(1, Ordering::SeqCst);
-            let r = self.runner.call::<(bool, Value)>(f);
-            RUNNING.fetch_sub(1, Ordering::SeqCst);
-            r
+            g.raw_set("ARGV", self.array(call.argv)?)
         })();
+        let out = match set {
+            Ok(()) => self.invoke(
+                f,
+                None,
+                &name,
+                (call.db, call.databases, read_only),
+                backend,
+            ),
+            Err(e) => Outcome {
+                reply: Reply::Error(format!("ERR Error running script {name}, {e}").into()),
+                wrote: false,
+            },
+        };
+        let _ = self.lua.globals().raw_set("KEYS", Value::Nil);
+        let _ = self.lua.globals().raw_set("ARGV", Value::Nil);
+        out
+    }
+
+    /// FCALL / FCALL_RO (`ro`) with their arguments `args` (the command
+    /// name first), in Redis's order of checks.
+    pub fn fcall(
+        &mut self,
+        args: &Args,
+        (db, databases, ro): (usize, usize, bool),
+        backend: &mut dyn Backend,
+    ) -> Outcome {
+        self.sync_functions();
+        let name = String::from_utf8_lossy(args.get(1)).into_owned();
+        let Some((f, flags)) = self.functions.get(&name) else {
+            return Outcome {
+                reply: Reply::err("ERR Function not found"),
+                wrote: false,
+            };
+        };
+        let n = match crate::resp::parse_i64(args.get(2)) {
+            None => {
+                return Outcome {
+                    reply: Reply::err("ERR Bad number of keys provided"),
+                    wrote: false,
+                }
+            }
+            Some(n) if n > args.len() as i64 - 3 => {
+                return Outcome {
+                    reply: Reply::err("ERR Number of keys can't be greater than number of args"),
+                    wrote: false,
+                }
+            }
+            Some(n) if n < 0 => {
+                return Outcome {
+                    reply: Reply::err("ERR Number of keys can't be negative"),
+                    wrote: false,
+                }
+            }
+            Some(n) => n as usize,
+        };
+        let keys: Vec<&[u8]> = (3..3 + n).map(|i| args.get(i)).collect();
+        let argv: Vec<&[u8]> = (3 + n..args.len()).map(|i| args.get(i)).collect();
+        let (keys, argv, name) = (&keys[..], &argv[..], &name[..]);
+        let (f, flags) = (f.clone(), *flags);
+        if ro && !flags.no_writes {
+            return Outcome {
+                reply: Reply::err(
+                    "ERR Can not execute a script with write flag using *_ro command.",
+                ),
+                wrote: false,
+            };
+        }
+        let args =
+            (|| -> mlua::Result<(Table, Table)> { Ok((self.array(keys)?, self.array(argv)?)) })();
+        match args {
+            Ok(a) => self.invoke(
+                f,
+                Some(a),
+                name,
+                (db, databases, ro || flags.no_writes),
+                backend,
+            ),
+            Err(e) => Outcome {
+                reply: Reply::Error(format!("ERR Error running script {name}, {e}").into()),
+                wrote: false,
+            },
+        }
+    }
+
+    /// Calls `f` (with `args` as its KEYS and ARGV tables for a function)
+    /// under the error handler, its commands going to `backend`.
+    fn invoke(
+        &mut self,
+        f: Function,
+        args: Option<(Table, Table)>,
+        name: &str,
+        (db, databases, read_only): (usize, usize, bool),
+        backend: &mut dyn Backend,
+    ) -> Outcome {
+        // SAFETY: the pointer lives in the app data only for this call,
+        // during which `backend` is borrowed here and nowhere else;
+        // `run_command` is its only user.
+        let backend: *mut (dyn Backend + '_) = backend;
+        let backend: *mut dyn Backend = unsafe { std::mem::transmute(backend) };
+        self.lua.set_app_data(RunState {
+            backend,
+            db,
+            databases,
+            read_only,
+            resp3: false,
+            wrote: false,
+            killed: false,
+            repl: REPL_AOF | REPL_REPLICA,
+            buf: Vec::new(),
+            spans: Vec::new(),
+        });
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        let result = match args {
+            None => self.runner.call::<(bool, Value)>(f),
+            Some((k, a)) => self.runner.call::<(bool, Value)>((f, k, a)),
+        };
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
         let st = self.lua.remove_app_data::<RunState>();
         let (wrote, resp3, killed) = st
             .as_ref()
@@ -476,18 +598,15 @@ impl Vm {
         if RUNNING.load(Ordering::SeqCst) == 0 {
             KILL.store(false, Ordering::SeqCst);
         }
-        let name = String::from_utf8_lossy(&call.sha).into_owned();
         let reply = match result {
             Ok((true, v)) => convert::lua_to_reply(&v, resp3),
-            Ok((false, e)) => script_error(&e, &name, killed),
+            Ok((false, e)) => script_error(&e, name, killed),
             Err(e) => Reply::Error(format!("ERR Error running script {name}, {e}").into()),
         };
         self.runs += 1;
         if self.runs.is_multiple_of(50) {
             let _ = self.lua.gc_step();
         }
-        let _ = self.lua.globals().raw_set("KEYS", Value::Nil);
-        let _ = self.lua.globals().raw_set("ARGV", Value::Nil);
         Outcome { reply, wrote }
     }
 

@@ -50,7 +50,7 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
     }
     let mut idx = Vec::new();
     spec.key_indices(args, &mut idx)?;
-    if cores > 1 && super::script::is_script(spec) {
+    if cores > 1 && engine::cmd::script::is_script(spec.name) {
         return Ok(script_route(spec, args, &idx, table));
     }
     let mut list: Vec<usize> = idx
@@ -70,9 +70,10 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
 /// and its runs so far stayed there; else everywhere. An EVALSHA of a
 /// malformed name runs here (to answer NOSCRIPT).
 fn script_route(spec: &Spec, args: &Args, idx: &[usize], table: &SlotTable) -> Route {
-    let Some(sha) = super::script::sha_of(spec, args) else {
+    use engine::cmd::script::{placement, sha_of};
+    if spec.name.starts_with("evalsha") && sha_of(spec.name, args).is_none() {
         return Route::Here;
-    };
+    }
     let mut home = None;
     for &i in idx {
         let c = table.core_of(engine::slot::slot_of(args.get(i)));
@@ -82,10 +83,7 @@ fn script_route(spec: &Spec, args: &Args, idx: &[usize], table: &SlotTable) -> R
         home = Some(c);
     }
     match home {
-        Some(c)
-            if engine::script::store::placement(&sha)
-                == engine::script::store::Placement::Local =>
-        {
+        Some(c) if placement(spec.name, args) == engine::script::store::Placement::Local => {
             Route::One(c)
         }
         _ => Route::Everywhere,

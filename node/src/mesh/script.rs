@@ -43,9 +43,9 @@ enum Step {
 
 /// A script to run on the thread.
 struct Job {
+    /// The command (`eval`, `fcall_ro`, ...).
+    name: &'static str,
     args: OwnedArgs,
-    by_sha: bool,
-    read_only: bool,
     db: usize,
     databases: usize,
 }
@@ -88,10 +88,7 @@ fn serve(rx: Receiver<Step>) {
             id,
         };
         let a = job.args.as_args();
-        let reply = match cmd_script::parse(&a, job.by_sha, job.read_only) {
-            Ok(p) => cmd_script::run_parsed(&p, job.db, job.databases, &mut backend),
-            Err(e) => e,
-        };
+        let reply = cmd_script::run_call(job.name, &a, job.db, job.databases, &mut backend);
         let id = backend.id;
         mesh.send(
             core,
@@ -141,20 +138,6 @@ impl Backend for Remote<'_> {
 }
 
 const NO_REPL_NONE: &str = "ERR redis.set_repl(redis.REPL_NONE) is not supported by slotd in a script that runs with every core locked";
-
-/// The sha of an EVAL-family call (None: EVALSHA of a malformed name).
-pub fn sha_of(spec: &Spec, args: &Args) -> Option<[u8; 40]> {
-    if spec.name.starts_with("evalsha") {
-        <[u8; 40]>::try_from(args.get(1).to_ascii_lowercase().as_slice()).ok()
-    } else {
-        Some(engine::script::sha1_hex(args.get(1)))
-    }
-}
-
-/// True for EVAL, EVALSHA and their `_RO` forms.
-pub fn is_script(spec: &Spec) -> bool {
-    matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
-}
 
 /// Runs a script with every core locked; standalone entry (the task
 /// takes and releases the locks).
@@ -211,9 +194,8 @@ pub async fn run(
     }
     let mut stayed = one_home;
     let job = Job {
+        name: spec.name,
         args: args.clone(),
-        by_sha: spec.name.starts_with("evalsha"),
-        read_only: spec.name.ends_with("_ro"),
         db,
         databases,
     };
@@ -258,10 +240,8 @@ pub async fn run(
             _ => break Reply::err("ERR internal error: unexpected answer from the script thread"),
         }
     };
-    if let Some(sha) = sha_of(spec, &a) {
-        if stayed {
-            store::set_placement(&sha, store::Placement::Local);
-        }
+    if stayed {
+        cmd_script::set_placement(spec.name, &a, store::Placement::Local);
     }
     reply
 }

@@ -420,6 +420,11 @@ fn parse_rdb(
             String::from_utf8_lossy(&k)
         )),
         engine::rdb::read::Item::Aux(..) => {}
+        engine::rdb::read::Item::Function(code) => {
+            if let Err(e) = engine::cmd::script::load_library(&code) {
+                crate::log::warning(format_args!("Failed loading library: {e}"));
+            }
+        }
     });
     if bad_db.is_some() {
         return Err(format!(

@@ -149,6 +149,7 @@ fn head(shared: &Shared, redis_ver: &str, repl: Option<&repl::Resume>) -> Vec<u8
         rdb::write::aux(&mut head, "repl-offset", r.offset.to_string().as_bytes());
     }
     rdb::write::aux(&mut head, "aof-base", b"0");
+    engine::script::functions::write_rdb(&mut head);
     head
 }
 
@@ -232,6 +233,7 @@ pub fn parse(
     }
     let mut next_report = 0usize;
     let (mut repl_id, mut repl_offset, mut repl_db) = (None, None, None);
+    let mut fn_err = None;
     let r = rdb::read::file_at(&buf, lim, |at, item| {
         if let Some(s) = progress.filter(|_| at >= next_report) {
             s.loading_loaded_bytes.store(at as u64, Ordering::Relaxed);
@@ -259,6 +261,11 @@ pub fn parse(
                 "rdbLoadObject skipping empty key: {}",
                 String::from_utf8_lossy(&k)
             )),
+            rdb::read::Item::Function(code) => {
+                if let Err(e) = engine::cmd::script::load_library(&code) {
+                    fn_err.get_or_insert(e);
+                }
+            }
             rdb::read::Item::Aux(k, v) => {
                 let text = || String::from_utf8(v.clone()).ok();
                 match k.as_slice() {
@@ -276,6 +283,9 @@ pub fn parse(
             "FATAL: Data file {} was created with a Redis server configured to handle more than {databases} databases. Exiting",
             path.display()
         ));
+    }
+    if let Some(e) = fn_err {
+        return Err(format!("Failed loading library: {e}"));
     }
     if let Err(e) = r {
         let what = if e.msg == engine::rdb::SHORT_READ {
@@ -340,6 +350,10 @@ pub fn write_entries(
     let mut buf = Vec::new();
     if form == Form::Commands {
         buf.extend_from_slice(prelude);
+        // Redis's `rewriteFunctions`: each library as FUNCTION LOAD.
+        for lib in engine::script::functions::libraries().values() {
+            engine::writelog::encode(&mut buf, [&b"FUNCTION"[..], b"LOAD", &lib.code].into_iter());
+        }
     }
     if let Form::Rdb { .. } = form {
         rdb::write::header(&mut buf);
@@ -347,6 +361,7 @@ pub fn write_entries(
         rdb::write::aux(&mut buf, "redis-bits", b"64");
         rdb::write::aux(&mut buf, "ctime", (now_ms() / 1000).to_string().as_bytes());
         rdb::write::aux(&mut buf, "aof-base", b"1");
+        engine::script::functions::write_rdb(&mut buf);
     }
     let dbs = entries
         .iter()
