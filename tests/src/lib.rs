@@ -817,6 +817,8 @@ fn compare_type_only(cmd: &[&str]) -> bool {
 fn unordered_by_nature(cmd: &[&str]) -> bool {
     const UNORDERED: &[&str] = &[
         "SMEMBERS", "HKEYS", "HVALS", "HGETALL", "KEYS", "SINTER", "SUNION", "SDIFF",
+        // FUNCTION LIST: libraries and functions in Redis's dict order.
+        "FUNCTION",
     ];
     cmd.first()
         .map(|c| UNORDERED.iter().any(|u| c.eq_ignore_ascii_case(u)))
@@ -872,7 +874,8 @@ fn run_diff(cmds: &[&[&str]], unordered_all: bool, slotd_args: &[&str]) {
 /// Runs `cmds` in order on one connection to a fresh slotd and one to a
 /// fresh redis-server (both FLUSHALL'd first) and asserts the raw RESP
 /// replies are identical, except: replies to commands whose result order is
-/// unspecified (SMEMBERS, HKEYS, HVALS, HGETALL, KEYS, SINTER, SUNION, SDIFF)
+/// unspecified (SMEMBERS, HKEYS, HVALS, HGETALL, KEYS, SINTER, SUNION, SDIFF,
+/// FUNCTION)
 /// are compared order-insensitively, and HELLO replies by type only.
 /// On mismatch, panics listing every differing command with both replies.
 pub fn assert_same(cmds: &[&[&str]]) {

@@ -134,7 +134,9 @@ pub fn set_placement(name: &str, args: &Args, p: store::Placement) {
 /// The SHA1 an EVAL-family call names (None: EVALSHA of a malformed name).
 pub fn sha_of(name: &str, args: &Args) -> Option<[u8; 40]> {
     if name.starts_with("evalsha") {
-        <[u8; 40]>::try_from(args.get(1).to_ascii_lowercase().as_slice()).ok()
+        let mut sha = <[u8; 40]>::try_from(args.get(1)).ok()?;
+        sha.make_ascii_lowercase();
+        Some(sha)
     } else {
         Some(script::sha1_hex(args.get(1)))
     }
@@ -204,9 +206,9 @@ pub fn parse<'a>(args: &Args<'a>, by_sha: bool, ro: bool) -> Result<Parsed<'a>, 
     let n = numkeys(args)?;
     let first = args.get(1);
     let (sha, body) = if by_sha {
-        let lower = first.to_ascii_lowercase();
-        let sha = <[u8; 40]>::try_from(lower.as_slice())
+        let mut sha = <[u8; 40]>::try_from(first)
             .map_err(|_| Reply::err("NOSCRIPT No matching script. Please use EVAL."))?;
+        sha.make_ascii_lowercase();
         (sha, None)
     } else {
         (script::sha1_hex(first), Some(first))
@@ -294,15 +296,20 @@ pub struct ShardBackend<'a> {
 
 impl Backend for ShardBackend<'_> {
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
-        if let Some(owns) = self.shard.owns.clone() {
-            let mut idx = Vec::new();
-            if let Err(e) = spec.key_indices(args, &mut idx) {
-                return e;
-            }
-            let away = spec.has(ALL_SHARDS)
-                || idx
-                    .iter()
-                    .any(|&i| i < args.len() && !owns(slot::slot_of(args.get(i))));
+        if let Some(owns) = &self.shard.owns {
+            let away = if spec.has(ALL_SHARDS) {
+                true
+            } else if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
+                // The common case, one key at 1, without allocating.
+                args.len() > 1 && !owns(slot::slot_of(args.get(1)))
+            } else {
+                let mut idx = Vec::new();
+                if let Err(e) = spec.key_indices(args, &mut idx) {
+                    return e;
+                }
+                idx.iter()
+                    .any(|&i| i < args.len() && !owns(slot::slot_of(args.get(i))))
+            };
             if away {
                 self.off_core = true;
                 return Reply::err(OFF_CORE);

@@ -28,7 +28,7 @@ use crate::reply::Reply;
 use bytes::Bytes;
 use hashbrown::HashMap;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// What runs a script's commands.
 pub trait Backend {
@@ -122,31 +122,54 @@ pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
     out
 }
 
-/// How many scripts run now on any thread, and how many of them have
-/// written (SCRIPT KILL's NOTBUSY and UNKILLABLE).
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-static RUNNING_DIRTY: AtomicUsize = AtomicUsize::new(0);
-/// Set by SCRIPT KILL; the running scripts that have not written stop at
-/// their next hook.
-static KILL: AtomicBool = AtomicBool::new(false);
+/// Each Lua state's run state, one cache line each so that a core marking
+/// its runs never slows another: idle, running, running after a write,
+/// asked to stop (SCRIPT KILL's NOTBUSY, UNKILLABLE and kill request).
+#[repr(align(64))]
+struct RunSlot(AtomicU8);
 
-/// SCRIPT KILL: `Ok` when a script that has not written was asked to
-/// stop, else Redis's NOTBUSY or UNKILLABLE.
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const DIRTY: u8 = 2;
+const KILLED: u8 = 3;
+
+static SLOTS: [RunSlot; 64] = [const { RunSlot(AtomicU8::new(IDLE)) }; 64];
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// SCRIPT KILL: `Ok` when a running script that has not written was asked
+/// to stop (at its next check), else Redis's NOTBUSY or UNKILLABLE.
 pub fn kill() -> Reply {
-    let running = RUNNING.load(Ordering::SeqCst);
-    if running == 0 {
-        return Reply::err("NOTBUSY No scripts in execution right now.");
+    let mut running = false;
+    let mut killed = false;
+    for s in &SLOTS {
+        match s.0.load(Ordering::SeqCst) {
+            RUNNING => {
+                running = true;
+                killed |=
+                    s.0.compare_exchange(RUNNING, KILLED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+            }
+            DIRTY | KILLED => running = true,
+            _ => {}
+        }
     }
-    if RUNNING_DIRTY.load(Ordering::SeqCst) >= running {
-        return Reply::err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    if killed {
+        Reply::Ok
+    } else if running {
+        Reply::err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.")
+    } else {
+        Reply::err("NOTBUSY No scripts in execution right now.")
     }
-    KILL.store(true, Ordering::SeqCst);
-    Reply::Ok
 }
 
-/// One script run: what it may do and what it did.
+const KILLED_TEXT: &str = "Script killed by user with SCRIPT KILL...";
+
+/// One script run: what it may do and what it did. It stays in the state's
+/// app data between runs (`active` false), so a run allocates nothing here.
 struct RunState {
-    backend: *mut dyn Backend,
+    active: bool,
+    slot: &'static AtomicU8,
+    backend: Option<*mut dyn Backend>,
     db: usize,
     databases: usize,
     read_only: bool,
@@ -194,6 +217,11 @@ pub struct Vm {
     /// load API while a library loads, the globals otherwise.
     lib_env: Table,
     load_api: Table,
+    /// This state's [`RunSlot`].
+    slot: &'static AtomicU8,
+    /// EVAL's KEYS and ARGV tables, refilled at each run, and their lengths.
+    keys: Option<(Table, usize)>,
+    argv: Option<(Table, usize)>,
     runner: Function,
     /// The store's generation these scripts belong to (SCRIPT FLUSH).
     generation: u64,
@@ -344,18 +372,29 @@ impl Vm {
             .load(PRELUDE)
             .set_name("=slotd")
             .call((take_pending, functions::load_api(&lua)?))?;
+        let slot = &SLOTS[NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS.len()].0;
+        lua.set_app_data(RunState {
+            active: false,
+            slot,
+            backend: None,
+            db: 0,
+            databases: 0,
+            read_only: false,
+            resp3: false,
+            wrote: false,
+            killed: false,
+            repl: REPL_AOF | REPL_REPLICA,
+            buf: Vec::new(),
+            spans: Vec::new(),
+        });
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(100_000),
-            |lua, _| {
-                if KILL.load(Ordering::Relaxed) {
+            move |lua, _| {
+                if slot.load(Ordering::Relaxed) == KILLED {
                     if let Some(mut st) = lua.app_data_mut::<RunState>() {
-                        if !st.wrote {
-                            st.killed = true;
-                            return Err(mlua::Error::RuntimeError(
-                                "Script killed by user with SCRIPT KILL...".into(),
-                            ));
-                        }
+                        st.killed = true;
                     }
+                    return Err(mlua::Error::RuntimeError(KILLED_TEXT.into()));
                 }
                 Ok(mlua::VmState::Continue)
             },
@@ -367,6 +406,9 @@ impl Vm {
             fn_generation: 0,
             lib_env,
             load_api,
+            slot,
+            keys: None,
+            argv: None,
             runner,
             generation: store::generation(),
             runs: 0,
@@ -465,22 +507,29 @@ impl Vm {
         };
         let f = f.clone();
         let read_only = call.read_only || (!flags.compat && flags.no_writes);
-        let name = String::from_utf8_lossy(&call.sha).into_owned();
         let set = (|| -> mlua::Result<()> {
             let g = self.lua.globals();
-            g.raw_set("KEYS", self.array(call.keys)?)?;
-            g.raw_set("ARGV", self.array(call.argv)?)
+            let keys = refill(&self.lua, &mut self.keys, call.keys)?;
+            let argv = refill(&self.lua, &mut self.argv, call.argv)?;
+            g.raw_set("KEYS", keys)?;
+            g.raw_set("ARGV", argv)
         })();
         let out = match set {
             Ok(()) => self.invoke(
                 f,
                 None,
-                &name,
+                &call.sha,
                 (call.db, call.databases, read_only),
                 backend,
             ),
             Err(e) => Outcome {
-                reply: Reply::Error(format!("ERR Error running script {name}, {e}").into()),
+                reply: Reply::Error(
+                    format!(
+                        "ERR Error running script {}, {e}",
+                        String::from_utf8_lossy(&call.sha)
+                    )
+                    .into(),
+                ),
                 wrote: false,
             },
         };
@@ -544,7 +593,7 @@ impl Vm {
             Ok(a) => self.invoke(
                 f,
                 Some(a),
-                name,
+                name.as_bytes(),
                 (db, databases, ro || flags.no_writes),
                 backend,
             ),
@@ -561,47 +610,50 @@ impl Vm {
         &mut self,
         f: Function,
         args: Option<(Table, Table)>,
-        name: &str,
+        name: &[u8],
         (db, databases, read_only): (usize, usize, bool),
         backend: &mut dyn Backend,
     ) -> Outcome {
-        // SAFETY: the pointer lives in the app data only for this call,
-        // during which `backend` is borrowed here and nowhere else;
-        // `run_command` is its only user.
+        // SAFETY: the pointer is in the app data only for this call (it is
+        // taken out below), during which `backend` is borrowed here and
+        // nowhere else; `run_command` is its only user.
         let backend: *mut (dyn Backend + '_) = backend;
         let backend: *mut dyn Backend = unsafe { std::mem::transmute(backend) };
-        self.lua.set_app_data(RunState {
-            backend,
-            db,
-            databases,
-            read_only,
-            resp3: false,
-            wrote: false,
-            killed: false,
-            repl: REPL_AOF | REPL_REPLICA,
-            buf: Vec::new(),
-            spans: Vec::new(),
-        });
-        RUNNING.fetch_add(1, Ordering::SeqCst);
+        if let Some(mut st) = self.lua.app_data_mut::<RunState>() {
+            st.active = true;
+            st.backend = Some(backend);
+            st.db = db;
+            st.databases = databases;
+            st.read_only = read_only;
+            st.resp3 = false;
+            st.wrote = false;
+            st.killed = false;
+            st.repl = REPL_AOF | REPL_REPLICA;
+        }
+        self.slot.store(RUNNING, Ordering::SeqCst);
         let result = match args {
             None => self.runner.call::<(bool, Value)>(f),
             Some((k, a)) => self.runner.call::<(bool, Value)>((f, k, a)),
         };
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
-        let st = self.lua.remove_app_data::<RunState>();
-        let (wrote, resp3, killed) = st
-            .as_ref()
-            .map_or((false, false, false), |s| (s.wrote, s.resp3, s.killed));
-        if wrote {
-            RUNNING_DIRTY.fetch_sub(1, Ordering::SeqCst);
-        }
-        if RUNNING.load(Ordering::SeqCst) == 0 {
-            KILL.store(false, Ordering::SeqCst);
-        }
+        self.slot.store(IDLE, Ordering::SeqCst);
+        let (wrote, resp3, killed) = match self.lua.app_data_mut::<RunState>() {
+            Some(mut st) => {
+                st.active = false;
+                st.backend = None;
+                (st.wrote, st.resp3, st.killed)
+            }
+            None => (false, false, false),
+        };
         let reply = match result {
             Ok((true, v)) => convert::lua_to_reply(&v, resp3),
-            Ok((false, e)) => script_error(&e, name, killed),
-            Err(e) => Reply::Error(format!("ERR Error running script {name}, {e}").into()),
+            Ok((false, e)) => script_error(&e, &String::from_utf8_lossy(name), killed),
+            Err(e) => Reply::Error(
+                format!(
+                    "ERR Error running script {}, {e}",
+                    String::from_utf8_lossy(name)
+                )
+                .into(),
+            ),
         };
         self.runs += 1;
         if self.runs.is_multiple_of(50) {
@@ -629,11 +681,30 @@ impl Vm {
     }
 }
 
+/// `slot`'s table (made at first use) holding `items` as 1..n, what a
+/// longer earlier run left beyond them removed.
+fn refill(lua: &Lua, slot: &mut Option<(Table, usize)>, items: &[&[u8]]) -> mlua::Result<Table> {
+    if slot.is_none() {
+        *slot = Some((lua.create_table_with_capacity(items.len(), 0)?, 0));
+    }
+    let Some((t, n)) = slot.as_mut() else {
+        unreachable!("made above");
+    };
+    for (i, it) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(it)?)?;
+    }
+    for i in items.len()..*n {
+        t.raw_set(i + 1, Value::Nil)?;
+    }
+    *n = items.len();
+    Ok(t.clone())
+}
+
 /// The reply for a script that failed with error value `e` (a table from
 /// the handler, with the line it came from).
 fn script_error(e: &Value, name: &str, killed: bool) -> Reply {
     if killed {
-        return Reply::err("ERR Script killed by user with SCRIPT KILL...");
+        return Reply::Error(format!("ERR {KILLED_TEXT}").into());
     }
     let Value::Table(t) = e else {
         let msg = convert::error_value_text(e).unwrap_or_else(|| "execution failure".into());
@@ -685,7 +756,7 @@ fn command(lua: &Lua, args: MultiValue, raise: bool) -> ApiResult {
 /// Checks and runs one command of the script: its reply and the script's
 /// RESP mode, or the text of a refusal.
 fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static str> {
-    let Some(mut guard) = lua.app_data_mut::<RunState>() else {
+    let Some(mut guard) = lua.app_data_mut::<RunState>().filter(|s| s.active) else {
         return Err("ERR redis.call/pcall can only be called inside a script invocation");
     };
     if args.is_empty() {
@@ -730,11 +801,23 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
         }
     } else {
         if spec.has(flags::WRITE) && !st.wrote {
-            st.wrote = true;
-            RUNNING_DIRTY.fetch_add(1, Ordering::SeqCst);
+            // SCRIPT KILL may stop a script only before its first write.
+            match st
+                .slot
+                .compare_exchange(RUNNING, DIRTY, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => st.wrote = true,
+                Err(_) => {
+                    st.killed = true;
+                    return Err("ERR Script killed by user with SCRIPT KILL...");
+                }
+            }
         }
-        // SAFETY: set by `Vm::run` for this call only (see there).
-        let backend = unsafe { &mut *st.backend };
+        let Some(backend) = st.backend else {
+            return Err("ERR redis.call/pcall can only be called inside a script invocation");
+        };
+        // SAFETY: set by `Vm::invoke` for this call only (see there).
+        let backend = unsafe { &mut *backend };
         backend.call(spec, st.db, &args, st.repl != 0)
     };
     Ok((reply, st.resp3))

@@ -4,10 +4,10 @@
 //! the cache and moves the generation on, and every state drops what it
 //! compiled at its next script.
 //!
-//! A core touches the lock only for a script it has not compiled yet
-//! (EVALSHA of a script loaded elsewhere, or a new EVAL body) and to find
-//! whether a script may run on one core ([`placement`]): a lookup under a
-//! read lock, once per run of a script that touches several cores.
+//! A core touches the lock only for a script it has not seen yet (EVALSHA
+//! of a script loaded elsewhere, or a new EVAL body): each thread keeps
+//! the entries it looked up, so finding whether a script may run on one
+//! core ([`placement`]) costs a local lookup and a relaxed load.
 
 use bytes::Bytes;
 use hashbrown::HashMap;
@@ -59,12 +59,34 @@ pub fn insert(sha: [u8; 40], body: Bytes) {
 
 /// The body cached under `sha`.
 pub fn get(sha: &[u8; 40]) -> Option<Bytes> {
-    entry(sha).map(|e| e.body.clone())
+    with_entry(sha, |e| e.body.clone())
 }
 
-fn entry(sha: &[u8; 40]) -> Option<Arc<Entry>> {
-    let m = store().scripts.read().unwrap_or_else(|e| e.into_inner());
-    m.get(sha).cloned()
+thread_local! {
+    /// Entries this thread looked up, valid for one generation: a core's
+    /// EVALSHA finds its script's placement without the shared lock.
+    static SEEN: std::cell::RefCell<(u64, HashMap<[u8; 40], Arc<Entry>>)> =
+        std::cell::RefCell::new((u64::MAX, HashMap::new()));
+}
+
+/// Runs `f` on the entry of `sha`, from this thread's copy when it has
+/// one (no shared lock, no reference count touched).
+fn with_entry<R>(sha: &[u8; 40], f: impl FnOnce(&Entry) -> R) -> Option<R> {
+    let g = generation();
+    SEEN.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.0 != g {
+            *s = (g, HashMap::new());
+        }
+        if !s.1.contains_key(sha) {
+            let e = {
+                let m = store().scripts.read().unwrap_or_else(|e| e.into_inner());
+                m.get(sha).cloned()
+            }?;
+            s.1.insert(*sha, e);
+        }
+        s.1.get(sha).map(|e| f(e))
+    })
 }
 
 /// SCRIPT EXISTS for one name (any case of hex digits).
@@ -72,24 +94,20 @@ pub fn exists(name: &[u8]) -> bool {
     let Ok(sha) = <[u8; 40]>::try_from(name.to_ascii_lowercase().as_slice()) else {
         return false;
     };
-    entry(&sha).is_some()
+    with_entry(&sha, |_| ()).is_some()
 }
 
 /// Where script `sha` may run (unknown scripts: everywhere).
 pub fn placement(sha: &[u8; 40]) -> Placement {
-    match entry(sha) {
-        Some(e) if e.placement.load(Ordering::Relaxed) == Placement::Local as u8 => {
-            Placement::Local
-        }
+    match with_entry(sha, |e| e.placement.load(Ordering::Relaxed)) {
+        Some(p) if p == Placement::Local as u8 => Placement::Local,
         _ => Placement::Everywhere,
     }
 }
 
 /// Records what a run of `sha` showed about where its keys live.
 pub fn set_placement(sha: &[u8; 40], p: Placement) {
-    if let Some(e) = entry(sha) {
-        e.placement.store(p as u8, Ordering::Relaxed);
-    }
+    with_entry(sha, |e| e.placement.store(p as u8, Ordering::Relaxed));
 }
 
 /// SCRIPT FLUSH: forgets every script.

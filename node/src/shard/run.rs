@@ -302,8 +302,27 @@ pub fn first_key<'a>(
     }
     match parse(stats, rest, &[], limits, spans, &mut Vec::new()) {
         Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
-            let &(s, e) = spans.get(1)?;
-            rest.get(s as usize..e as usize)
+            let arg = |i: usize| {
+                let &(s, e) = spans.get(i)?;
+                rest.get(s as usize..e as usize)
+            };
+            // A script's first declared key, after its body (or name) and
+            // numkeys.
+            let name = arg(0)?;
+            const SCRIPTS: [&[u8]; 6] = [
+                b"eval",
+                b"evalsha",
+                b"eval_ro",
+                b"evalsha_ro",
+                b"fcall",
+                b"fcall_ro",
+            ];
+            let script = matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F'))
+                && SCRIPTS.iter().any(|s| s.eq_ignore_ascii_case(name));
+            if script {
+                return if arg(2)? != b"0" { arg(3) } else { None };
+            }
+            arg(1)
         }
         _ => None,
     }
