@@ -62,10 +62,13 @@ pub fn get(sha: &[u8; 40]) -> Option<Bytes> {
     with_entry(sha, |e| e.body.clone())
 }
 
+/// A thread's copies of the entries it looked up.
+type Seen = HashMap<[u8; 40], Arc<Entry>>;
+
 thread_local! {
     /// Entries this thread looked up, valid for one generation: a core's
     /// EVALSHA finds its script's placement without the shared lock.
-    static SEEN: std::cell::RefCell<(u64, HashMap<[u8; 40], Arc<Entry>>)> =
+    static SEEN: std::cell::RefCell<(u64, Seen)> =
         std::cell::RefCell::new((u64::MAX, HashMap::new()));
 }
 
