@@ -231,7 +231,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     {
         return super::sync::wait(shard, key, args);
     }
-    if spec.name == "script" && args.len() == 2 && args.is(1, "kill") {
+    if matches!(spec.name, "script" | "function") && args.len() == 2 && args.is(1, "kill") {
         // Served even while a script holds this core's lock.
         return answer(shard, key, engine::script::kill());
     }
