@@ -389,6 +389,15 @@ impl Shard {
         }
     }
 
+    /// Records `key` as written for a write-back being tracked, without
+    /// touching WATCH: for writes Redis does not signal (a consumer
+    /// group's changes: XREADGROUP, XACK, XCLAIM, XGROUP SETID ...).
+    pub fn written(&mut self, db: usize, key: &[u8]) {
+        if let Some(t) = &mut self.touched {
+            t.push((db as u16, key.into()));
+        }
+    }
+
     /// Marks every key of `db` (or of all databases) modified: FLUSHDB,
     /// FLUSHALL, SWAPDB.
     pub fn touch_all(&mut self, db: Option<usize>) {

@@ -662,7 +662,7 @@ fn xsetid(ctx: &mut Ctx) -> Reply {
     if !max_del.is_zero() {
         s.max_deleted = max_del;
     }
-    ctx.shard.touch(db, key);
+    ctx.shard.written(db, key);
     ctx.dirty(1);
     Reply::Ok
 }
@@ -1029,10 +1029,11 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
                     }
                 }
                 dirty += 1;
+                // Entries after the ID, for both (Redis's `streamIncrID`).
+                let Some(from) = start.incr() else { continue };
                 if hist {
-                    history(s, gname, cname, start, count as usize, now)
+                    history(s, gname, cname, from, count as usize, now)
                 } else {
-                    let Some(from) = start.incr() else { continue };
                     deliver(
                         s,
                         key,
@@ -1064,6 +1065,11 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
         // Propagated as what it did, never as itself.
         ctx.propagate_atomic(props.0);
         ctx.dirty(dirty);
+        if dirty > 0 {
+            for k in 0..n {
+                ctx.shard.written(ctx.db, args.get(streams_at + k));
+            }
+        }
     }
     if !served.is_empty() {
         return Reply::Keyed(served);
@@ -1264,7 +1270,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 return Reply::err("BUSYGROUP Consumer Group name already exists");
             }
             s.groups.insert(gname.into(), Group::new(id, entries_read));
-            ctx.shard.touch(db, key);
+            ctx.shard.written(db, key);
             ctx.dirty(1);
             Reply::Ok
         }
@@ -1285,6 +1291,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 g.last_id = id;
                 g.entries_read = entries_read;
             }
+            ctx.shard.written(db, key);
             ctx.dirty(1);
             Reply::Ok
         }
@@ -1293,6 +1300,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 return Reply::Int(0);
             };
             if s.groups.remove(gname).is_some() {
+                ctx.shard.written(db, key);
                 ctx.shard.signal_ready(db, key);
                 ctx.dirty(1);
                 Reply::Int(1)
@@ -1309,6 +1317,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 .get_mut(gname)
                 .is_some_and(|g| g.create_consumer(args.get(4), now));
             if created {
+                ctx.shard.written(db, key);
                 ctx.dirty(1);
             }
             Reply::Int(created as i64)
@@ -1322,6 +1331,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 .get_mut(gname)
                 .and_then(|g| g.delete_consumer(args.get(4)));
             if pending.is_some() {
+                ctx.shard.written(db, key);
                 ctx.dirty(1);
             }
             Reply::Int(pending.unwrap_or(0) as i64)
@@ -1355,6 +1365,9 @@ fn xack(ctx: &mut Ctx) -> Reply {
         return Reply::Int(0);
     };
     let acked = ids.into_iter().filter(|id| g.ack(*id)).count();
+    if acked > 0 {
+        ctx.shard.written(ctx.db, key);
+    }
     ctx.dirty(acked as u64);
     Reply::Int(acked as i64)
 }
@@ -1631,6 +1644,9 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
     }
     ctx.propagate_atomic(props.0);
     ctx.dirty(dirty);
+    if dirty > 0 {
+        ctx.shard.written(ctx.db, key);
+    }
     Reply::Array(out)
 }
 
@@ -1768,6 +1784,9 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
     }
     ctx.propagate_atomic(props.0);
     ctx.dirty(dirty);
+    if dirty > 0 {
+        ctx.shard.written(ctx.db, key);
+    }
     Reply::Array(vec![
         id_reply(end_id),
         Reply::Array(out),

@@ -367,8 +367,10 @@ impl Stream {
                 full = v0 + v1 >= max_entries;
             }
             if full {
+                // A closed node keeps exactly its bytes (`lpShrinkToFit`).
+                // A copy: mimalloc keeps a block shrunk by less than half.
                 if let Some(n) = self.nodes.get_mut(&k) {
-                    n.shrink_to_fit();
+                    *n = n.as_slice().to_vec();
                 }
                 tail = None;
             }
