@@ -804,7 +804,7 @@ fn deliver(
         };
         if id > g.last_id {
             if g.entries_read != ENTRIES_READ_INVALID && !has_tomb {
-                g.entries_read += 1;
+                g.entries_read = g.entries_read.wrapping_add(1);
             } else if added > 0 {
                 g.entries_read = distance;
             }
@@ -853,7 +853,7 @@ fn history(
                 out.push(entry_reply(e));
                 if let Some(n) = s.groups.get_mut(gname).and_then(|g| g.pel.get_mut(&id)) {
                     n.delivery_time = now;
-                    n.delivery_count += 1;
+                    n.delivery_count = n.delivery_count.wrapping_add(1);
                 }
             }
             None => out.push(Reply::Array(vec![id_reply(id), Reply::NilArray])),
@@ -1460,14 +1460,14 @@ fn xpending(ctx: &mut Ctx) -> Reply {
             break;
         }
         let Some(n) = g.pel.get(&id) else { continue };
-        if minidle != 0 && now - n.delivery_time < minidle {
+        if minidle != 0 && now.wrapping_sub(n.delivery_time) < minidle {
             continue;
         }
         left -= 1;
         out.push(Reply::Array(vec![
             id_reply(id),
             Reply::bulk(&n.consumer),
-            Reply::Int((now - n.delivery_time).max(0)),
+            Reply::Int(now.wrapping_sub(n.delivery_time).max(0)),
             Reply::Int(n.delivery_count as i64),
         ]));
     }
@@ -1607,7 +1607,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
         };
         if owned && minidle > 0 {
             let t = g.pel.get(&id).map_or(now, |n| n.delivery_time);
-            if now - t < minidle {
+            if now.wrapping_sub(t) < minidle {
                 continue;
             }
         }
@@ -1626,7 +1626,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
         if retrycount >= 0 {
             nack.delivery_count = retrycount as u64;
         } else if !justid {
-            nack.delivery_count += 1;
+            nack.delivery_count = nack.delivery_count.wrapping_add(1);
         }
         out.push(match fields {
             Some(e) => entry_reply(e),
@@ -1749,7 +1749,7 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
         }
         if minidle > 0 {
             let t = g.pel.get(&id).map_or(now, |n| n.delivery_time);
-            if now - t < minidle {
+            if now.wrapping_sub(t) < minidle {
                 if id == Id::MAX {
                     break;
                 }
@@ -1769,7 +1769,7 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
         let nack = g.assign(id, cname, now, false);
         nack.delivery_time = now;
         if !justid {
-            nack.delivery_count += 1;
+            nack.delivery_count = nack.delivery_count.wrapping_add(1);
         }
         out.push(match fields {
             Some(e) => entry_reply(e),
@@ -1853,7 +1853,7 @@ fn xinfo(ctx: &mut Ctx) -> Reply {
                         Reply::Map(vec![
                             (bs("name"), Reply::bulk(n)),
                             (bs("pending"), Reply::Int(c.pel.len() as i64)),
-                            (bs("idle"), Reply::Int((now - c.seen_time).max(0))),
+                            (bs("idle"), Reply::Int(now.wrapping_sub(c.seen_time).max(0))),
                         ])
                     })
                     .collect(),
