@@ -390,6 +390,8 @@ fn xadd(ctx: &mut Ctx) -> Reply {
         ctx.shard
             .set(db, key, Value::Stream(Box::new(Stream::new())), now);
     }
+    // The propagated form is only built for a log that takes it.
+    let logging = ctx.shard.log_enabled();
     let Ok(Some(s)) = write::<Stream>(ctx, key) else {
         return Reply::Nil;
     };
@@ -436,13 +438,13 @@ fn xadd(ctx: &mut Ctx) -> Reply {
     let mut prop = None;
     if a.trim != Trim::None {
         s.trim(a.trim, a.approx, a.limit);
-        if a.approx {
+        if a.approx && logging {
             let mut v = argv(&args);
             rewrite_trim(&mut v, s, &a);
             prop = Some(v);
         }
     }
-    if !a.id_given || !a.seq_given {
+    if logging && (!a.id_given || !a.seq_given) {
         let mut v = prop.unwrap_or_else(|| argv(&args));
         let at = v.len() - nf - 1;
         v[at] = id.text();

@@ -219,6 +219,41 @@ pub fn next(lp: &[u8], p: usize) -> Option<usize> {
     (lp.get(q).is_some_and(|&b| b != EOF)).then_some(q)
 }
 
+/// The start of the element that ends (back length included) just
+/// before `end`, read from its back length.
+fn ending_at(lp: &[u8], end: usize) -> Option<usize> {
+    let mut q = end.checked_sub(1)?;
+    let mut val = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = *lp.get(q)?;
+        val |= ((b & 127) as usize) << shift;
+        if b & 128 == 0 {
+            break;
+        }
+        q = q.checked_sub(1)?;
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    q.checked_sub(val).filter(|&s| s >= HDR)
+}
+
+/// The position of the last element, if any.
+pub fn last(lp: &[u8]) -> Option<usize> {
+    first(lp)?;
+    ending_at(lp, lp.len().checked_sub(1)?)
+}
+
+/// The position of the element before the one at `p`, if any.
+pub fn prev(lp: &[u8], p: usize) -> Option<usize> {
+    if p <= HDR {
+        return None;
+    }
+    ending_at(lp, p)
+}
+
 /// The element at `p`.
 pub fn get(lp: &[u8], p: usize) -> Ele<'_> {
     let Some(n) = ele_len(lp, p) else {
@@ -353,6 +388,17 @@ mod tests {
         for s in strs {
             assert_eq!(get(&lp, p.unwrap()), Ele::Str(s));
             p = next(&lp, p.unwrap());
+        }
+        assert_eq!(p, None);
+        // And backwards.
+        let mut p = last(&lp);
+        for s in strs.iter().rev() {
+            assert_eq!(get(&lp, p.unwrap()), Ele::Str(s));
+            p = prev(&lp, p.unwrap());
+        }
+        for v in vals.iter().rev() {
+            assert_eq!(get(&lp, p.unwrap()), Ele::Int(*v));
+            p = prev(&lp, p.unwrap());
         }
         assert_eq!(p, None);
         // Replacing changes the width in place.

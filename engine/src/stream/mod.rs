@@ -214,8 +214,30 @@ pub struct NodeView {
     pub entries: Vec<Slot>,
 }
 
+/// The positions of node `lp`'s master field names.
+fn master_fields(lp: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut p = lp::first(lp)
+        .and_then(|p| lp::next(lp, p))
+        .and_then(|p| lp::next(lp, p));
+    let nf = p.map_or(0, |q| lp::get_int(lp, q).max(0));
+    for _ in 0..nf {
+        p = p.and_then(|q| lp::next(lp, q));
+        match p {
+            Some(q) => out.push(q),
+            None => break,
+        }
+    }
+    out
+}
+
 /// Walks node `lp` (master ID `master`).
 pub fn view(master: Id, lp: &[u8]) -> NodeView {
+    view_while(master, lp, |_| true)
+}
+
+/// [`view`], stopping after the first entry `more` says no to.
+pub fn view_while(master: Id, lp: &[u8], mut more: impl FnMut(&Slot) -> bool) -> NodeView {
     let mut v = NodeView {
         live: 0,
         deleted: 0,
@@ -254,18 +276,65 @@ pub fn view(master: Id, lp: &[u8]) -> NodeView {
         } else {
             1 + 2 * rest.map_or(0, |r| lp::get_int(lp, r).max(0) as usize)
         };
-        v.entries.push(Slot {
+        let slot = Slot {
             flags_at: fp,
             flags,
             id,
             rest_at: rest,
-        });
+        };
+        v.entries.push(slot);
+        if !more(&slot) {
+            break;
+        }
         // Skip the entry's elements and its lp-count.
         let mut p = Some(seqp);
         for _ in 0..=elements {
             p = p.and_then(step);
         }
         cur = p.and_then(step);
+    }
+    v
+}
+
+/// [`view_while`] from the last entry to the first (walking back by each
+/// entry's element count, as Redis's reverse iterator does): entries in
+/// reverse order.
+pub fn view_rev_while(master: Id, lp: &[u8], mut more: impl FnMut(&Slot) -> bool) -> NodeView {
+    let mut v = NodeView {
+        live: 0,
+        deleted: 0,
+        master_fields: master_fields(lp),
+        entries: Vec::new(),
+    };
+    let mut p = lp::last(lp);
+    while let Some(cp) = p {
+        let count = lp::get_int(lp, cp);
+        if count <= 0 {
+            // The master entry's terminator.
+            break;
+        }
+        let mut fp = Some(cp);
+        for _ in 0..count {
+            fp = fp.and_then(|q| lp::prev(lp, q));
+        }
+        let Some(fp) = fp else { break };
+        let flags = lp::get_int(lp, fp);
+        let Some(msp) = lp::next(lp, fp) else { break };
+        let Some(seqp) = lp::next(lp, msp) else { break };
+        let slot = Slot {
+            flags_at: fp,
+            flags,
+            id: Id::new(
+                master.ms.wrapping_add(lp::get_int(lp, msp) as u64),
+                master.seq.wrapping_add(lp::get_int(lp, seqp) as u64),
+            ),
+            rest_at: lp::next(lp, seqp),
+        };
+        v.entries.push(slot);
+        if !more(&slot) {
+            break;
+        }
+        p = lp::prev(lp, fp);
     }
     v
 }
@@ -399,9 +468,9 @@ impl Stream {
                 let node = self.nodes.get_mut(&k).expect("tail node");
                 let count = lp::get_int(node, lp::HDR);
                 lp::replace_int(node, lp::HDR, count + 1);
-                let v = view(k, node);
-                if v.master_fields.len() == numfields
-                    && v.master_fields
+                let master_fields = master_fields(node);
+                if master_fields.len() == numfields
+                    && master_fields
                         .iter()
                         .zip(fv.iter().step_by(2))
                         .all(|(&p, f)| lp::get(node, p).eq_bytes(f))
@@ -463,7 +532,24 @@ impl Stream {
             .nodes
             .range((Bound::Included(lo), Bound::Included(end)));
         let mut visit = |k: &Id, node: &Vec<u8>| -> bool {
-            let v = view(*k, node);
+            // Forward, the node is read only as far as it is needed.
+            // The node is read only as far as it is needed.
+            let mut need = if count == 0 {
+                usize::MAX
+            } else {
+                count - out.len()
+            };
+            let mut counted = |e: &Slot| {
+                if e.flags & FLAG_DELETED == 0 && e.id >= start && e.id <= end {
+                    need -= 1;
+                }
+                need > 0
+            };
+            let v = if rev {
+                view_rev_while(*k, node, |e| counted(e) && e.id > start)
+            } else {
+                view_while(*k, node, |e| counted(e) && e.id < end)
+            };
             let mut each = |e: &Slot| -> bool {
                 if e.flags & FLAG_DELETED != 0 || e.id < start || e.id > end {
                     return true;
@@ -479,11 +565,7 @@ impl Stream {
                 out.push((e.id, fields));
                 count == 0 || out.len() < count
             };
-            if rev {
-                v.entries.iter().rev().all(&mut each)
-            } else {
-                v.entries.iter().all(&mut each)
-            }
+            v.entries.iter().all(&mut each)
         };
         if rev {
             for (k, node) in nodes.rev() {
@@ -504,14 +586,15 @@ impl Stream {
     /// The first (or last) entry's ID, tombstones included or not
     /// (`streamGetEdgeID`): `None` when there is none.
     pub fn edge(&self, first: bool, skip_tombstones: bool) -> Option<Id> {
+        let ok = |e: &Slot| !skip_tombstones || e.flags & FLAG_DELETED == 0;
         let pick = |(k, node): (&Id, &Vec<u8>)| {
-            let v = view(*k, node);
-            let ok = |e: &&Slot| !skip_tombstones || e.flags & FLAG_DELETED == 0;
-            if first {
-                v.entries.iter().find(ok).map(|e| e.id)
+            // Read until the first entry that qualifies.
+            let v = if first {
+                view_while(*k, node, |e| !ok(e))
             } else {
-                v.entries.iter().rev().find(ok).map(|e| e.id)
-            }
+                view_rev_while(*k, node, |e| !ok(e))
+            };
+            v.entries.iter().find(|e| ok(e)).map(|e| e.id)
         };
         if first {
             self.nodes.iter().find_map(pick)
