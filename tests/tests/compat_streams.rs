@@ -761,6 +761,27 @@ fn xread_and_xreadgroup_block() {
             // A destroyed group wakes its readers with an error.
             w.cmd_str(&["XGROUP", "DESTROY", "s", "g2"]);
             out.push(reply_within(&mut r4, 2000));
+            // A deleted stream wakes nobody; one made again without the
+            // group wakes its reader with the error.
+            w.cmd_str(&["XGROUP", "CREATE", "s", "g3", "$"]);
+            let mut r6 = s.raw();
+            r6.send(&tests::encode(&[
+                b"XREADGROUP",
+                b"GROUP",
+                b"g3",
+                b"c3",
+                b"BLOCK",
+                b"0",
+                b"STREAMS",
+                b"s",
+                b">",
+            ]))
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            w.cmd_str(&["DEL", "s"]);
+            out.push(reply_within(&mut r6, 200));
+            w.cmd_str(&["XADD", "s", "9-1", "c", "3"]);
+            out.push(reply_within(&mut r6, 2000));
             // In MULTI, BLOCK does not block.
             w.cmd_str(&["MULTI"]);
             w.cmd_str(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
@@ -822,4 +843,119 @@ fn memory_per_entry_is_at_most_redis() {
         used[0],
         used[1]
     );
+}
+
+/// Writes on a master that exercise every propagated form.
+const REPLICATED: &[&str] = &[
+    "XADD r 1-1 a 1 b 2",
+    "XADD r 1-* a 3 b 4",
+    "XADD r MAXLEN ~ 1 2-1 a 5 c 6",
+    "XADD r MINID ~ 1-5 LIMIT 10 2-* a 5 c 6",
+    "XADD r MAXLEN = 10 3-* a 5 c 6",
+    "XTRIM r MAXLEN ~ 0",
+    "XADD r 5000-1 f v",
+    "XADD r 6000-1 f v",
+    "XADD r 7000-1 f v",
+    "XGROUP CREATE r g 0",
+    "XREADGROUP GROUP g alice COUNT 1 STREAMS r >",
+    "XREADGROUP GROUP g bob NOACK COUNT 1 STREAMS r >",
+    "XREADGROUP GROUP g carol STREAMS r >",
+    "XCLAIM r g dave 0 5000-1 TIME 1000 RETRYCOUNT 3",
+    "XCLAIM r g dave 0 9-9 LASTID 90000-0",
+    "XDEL r 7000-1",
+    "XAUTOCLAIM r g erin 0 0",
+    "XACK r g 5000-1",
+    "XGROUP CREATECONSUMER r g zed",
+    "XGROUP DELCONSUMER r g carol",
+    "XGROUP CREATE r g2 $ ENTRIESREAD 9",
+    "XSETID r 100000-0 ENTRIESADDED 50 MAXDELETEDID 7000-1",
+    "XGROUP CREATE r2 g $ MKSTREAM",
+    "XADD r2 MAXLEN ~ 5 * a 1",
+];
+
+/// Waits until `a` and `b` hold the same `keys`.
+fn converge(a: &Server, b: &Server, keys: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (mut x, mut y) = (a.raw(), b.raw());
+        let sa: Vec<Resp> = keys.iter().map(|k| state(&mut x, k)).collect();
+        let sb: Vec<Resp> = keys.iter().map(|k| state(&mut y, k)).collect();
+        if sa == sb {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never converged:\n{sa:?}\n{sb:?}\n--- log ---\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn replication_both_ways() {
+    let debug = ["--enable-debug-command", "yes"];
+    for slotd_master in [false, true] {
+        let master = if slotd_master {
+            Server::slotd(&debug)
+        } else {
+            Server::redis(&debug)
+        };
+        let replica = if slotd_master {
+            Server::redis(&debug)
+        } else {
+            Server::slotd(&debug)
+        };
+        let mut m = master.raw();
+        // Some data before the link: it goes in the full resynchronization.
+        build(&mut m, FULL);
+        let port = master.port().to_string();
+        replica.cli(&["REPLICAOF", "127.0.0.1", &port]);
+        build(&mut m, REPLICATED);
+        converge(&master, &replica, &["k", "empty", "r", "r2"]);
+        let d = |s: &Server| s.cli(&["DEBUG", "DIGEST"]);
+        assert_eq!(d(&master), d(&replica), "slotd master: {slotd_master}");
+    }
+}
+
+#[test]
+fn snapshot_files_load_both_ways() {
+    let dir = tests::fresh_dir("streams", "rdb-from-redis");
+    let d = dir.to_str().unwrap();
+    let mut redis = Server::redis(&["--dir", d]);
+    let mut r = redis.raw();
+    build(&mut r, FULL);
+    build(&mut r, REPLICATED);
+    let want: Vec<Resp> = ["k", "empty", "r", "r2"]
+        .iter()
+        .map(|k| state(&mut r, k))
+        .collect();
+    assert_eq!(r.cmd_str(&["SAVE"]), b"+OK\r\n");
+    drop(r);
+    redis.stop();
+    for shards in ["1", "2"] {
+        let mut s = Server::slotd(&["--dir", d, "--shards", shards]);
+        let mut r = s.raw();
+        let got: Vec<Resp> = ["k", "empty", "r", "r2"]
+            .iter()
+            .map(|k| state(&mut r, k))
+            .collect();
+        assert_eq!(
+            got, want,
+            "slotd ({shards} shards) loading redis-server's file"
+        );
+        assert_eq!(r.cmd_str(&["SAVE"]), b"+OK\r\n");
+        drop(r);
+        s.stop();
+        let redis = Server::redis(&["--dir", d]);
+        let mut r = redis.raw();
+        let got: Vec<Resp> = ["k", "empty", "r", "r2"]
+            .iter()
+            .map(|k| state(&mut r, k))
+            .collect();
+        assert_eq!(
+            got, want,
+            "redis-server loading slotd's file ({shards} shards)"
+        );
+    }
 }

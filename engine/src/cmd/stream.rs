@@ -948,20 +948,19 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
         let key = args.get(streams_at + k);
         let ida = args.get(streams_at + n + k);
         let s = match read(ctx, key) {
+            // Woken for a stream that went away (deleted, or now another
+            // type): Redis tells a group reader, an XREAD waits on.
+            Err(_) | Ok(None) if woken && group.is_some() => {
+                return Reply::err("UNBLOCKED the stream key no longer exists");
+            }
+            Err(_) if woken => {
+                ids.push(Some(Id::MAX));
+                continue;
+            }
             Err(e) => return e,
             Ok(s) => s,
         };
         if let Some((g, _)) = group {
-            if woken && s.is_none() {
-                // Woken for a key that went away: Redis serves nothing and
-                // the client waits on.
-                ctx.block = Some(Block {
-                    keys: Vec::new(),
-                    deadline_ms: None,
-                    rerun: None,
-                });
-                return Reply::NilArray;
-            }
             if !s.is_some_and(|s| s.groups.contains_key(g)) {
                 if woken {
                     return Reply::err(
