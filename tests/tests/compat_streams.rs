@@ -782,6 +782,19 @@ fn xread_and_xreadgroup_block() {
             out.push(reply_within(&mut r6, 200));
             w.cmd_str(&["XADD", "s", "9-1", "c", "3"]);
             out.push(reply_within(&mut r6, 2000));
+            // Woken, a reader of several streams gets the first one
+            // signalled, alone.
+            let mut r7 = s.raw();
+            r7.send(&tests::encode(&[
+                b"XREAD", b"BLOCK", b"0", b"STREAMS", b"{s}x", b"{s}y", b"$", b"$",
+            ]))
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            w.cmd_str(&["MULTI"]);
+            w.cmd_str(&["XADD", "{s}y", "1-1", "y", "1"]);
+            w.cmd_str(&["XADD", "{s}x", "1-1", "x", "1"]);
+            w.cmd_str(&["EXEC"]);
+            out.push(reply_within(&mut r7, 2000));
             // In MULTI, BLOCK does not block.
             w.cmd_str(&["MULTI"]);
             w.cmd_str(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);

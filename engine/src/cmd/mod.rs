@@ -272,10 +272,10 @@ pub struct Ctx<'a> {
     /// Set by a blocking command that found nothing: the node parks the
     /// client instead of sending the reply (unless `in_multi`).
     pub block: Option<Block>,
-    /// True when the command runs again because a key it was parked on
-    /// was signalled (XREADGROUP then answers Redis's error for a group
-    /// destroyed meanwhile).
-    pub woken: bool,
+    /// The key whose signal re-runs this parked command (XREAD and
+    /// XREADGROUP then serve that stream only, and answer Redis's errors
+    /// for a stream or group gone meanwhile).
+    pub woken: Option<&'a [u8]>,
     /// Set by a write whose effect must be logged in another form than its
     /// arguments (e.g. relative TTLs as absolute `PEXPIREAT`).
     pub rewrite: Option<Vec<Vec<Bytes>>>,
@@ -295,7 +295,7 @@ impl<'a> Ctx<'a> {
             slots: 0..crate::slot::SLOTS,
             in_multi: false,
             block: None,
-            woken: false,
+            woken: None,
             rewrite: None,
             rewrite_atomic: false,
         }

@@ -943,10 +943,15 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
     }
     // Resolve every stream, group and ID first.
     let mut ids: Vec<Option<Id>> = Vec::with_capacity(n); // None: ">"
-    let woken = ctx.woken;
+    let woken = ctx.woken.is_some();
     for k in 0..n {
         let key = args.get(streams_at + k);
         let ida = args.get(streams_at + n + k);
+        if ctx.woken.is_some_and(|w| w != key) {
+            // Woken, Redis serves the signalled stream only.
+            ids.push(Some(Id::MAX));
+            continue;
+        }
         let s = match read(ctx, key) {
             // Woken for a stream that went away (deleted, or now another
             // type): Redis tells a group reader, an XREAD waits on.
@@ -996,8 +1001,12 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
     let mut served = Vec::new();
     let mut props = Props(Vec::new());
     let mut dirty = 0u64;
+    let woken_key = ctx.woken;
     for (k, gt) in ids.iter().enumerate() {
         let key = args.get(streams_at + k);
+        if woken_key.is_some_and(|w| w != key) {
+            continue;
+        }
         let Ok(Some(s)) = write::<Stream>(ctx, key) else {
             continue;
         };

@@ -209,7 +209,7 @@ impl Shard {
                     };
                     let args = w.args.clone();
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
-                    ctx.woken = true;
+                    ctx.woken = Some(&key);
                     let reply = cmd::execute(spec, &mut ctx);
                     if ctx.block.is_some() {
                         i += 1;
