@@ -988,6 +988,57 @@ mod tests {
         assert!(loaded > 0);
     }
 
+    /// Redis 6's `RDB_TYPE_STREAM_LISTPACKS` loads: no first ID, maximal
+    /// deleted ID, entries added nor read counters; they are derived as
+    /// Redis 7.0 derives them.
+    #[test]
+    fn streams_of_redis_6_load() {
+        use crate::rdb::write::{len, string};
+        let mut st = Stream::new();
+        for ms in 1..=5u64 {
+            st.append(Id::new(ms, 0), &[b"f", b"v"], 4096, 100);
+        }
+        let mut out = vec![crate::rdb::TYPE_STREAM_LISTPACKS];
+        len(&mut out, st.node_count() as u64);
+        for (k, lp) in st.nodes() {
+            string(&mut out, &k.to_be(), false);
+            string(&mut out, lp, false);
+        }
+        for n in [st.length, st.last_id.ms, st.last_id.seq, 1] {
+            len(&mut out, n);
+        }
+        string(&mut out, b"g", false);
+        len(&mut out, 0);
+        len(&mut out, 0);
+        len(&mut out, 1);
+        out.extend_from_slice(&Id::new(2, 0).to_be());
+        out.extend_from_slice(&77i64.to_le_bytes());
+        len(&mut out, 3);
+        len(&mut out, 1);
+        string(&mut out, b"alice", false);
+        out.extend_from_slice(&99i64.to_le_bytes());
+        len(&mut out, 1);
+        out.extend_from_slice(&Id::new(2, 0).to_be());
+        out.extend_from_slice(&crate::rdb::VERSION.to_le_bytes());
+        let mut crc = crate::rdb::crc64();
+        crc.update(&out);
+        out.extend_from_slice(&crc.finalize().to_le_bytes());
+        let lim = crate::value::EncodingLimits::default();
+        let Some(Ok(crate::value::Value::Stream(got))) = crate::rdb::undump(&out, &lim) else {
+            panic!("a version 1 stream did not load");
+        };
+        assert_eq!(got.length, 5);
+        assert_eq!(got.entries_added, 5);
+        assert_eq!(got.first_id, Id::new(1, 0));
+        assert_eq!(got.max_deleted, Id::MIN);
+        let g = &got.groups[&b"g"[..]];
+        // Before the first entry, nothing deleted: none read.
+        assert_eq!(g.entries_read, 0);
+        assert_eq!(g.pel[&Id::new(2, 0)].delivery_count, 3);
+        assert_eq!(&*g.pel[&Id::new(2, 0)].consumer, b"alice");
+        assert_eq!(g.consumers[&b"alice"[..]].seen_time, 99);
+    }
+
     #[test]
     fn rax_node_counts() {
         assert_eq!(rax_nodes(&[]), 1);
