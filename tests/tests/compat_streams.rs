@@ -884,6 +884,11 @@ const REPLICATED: &[&str] = &[
     "XSETID r 100000-0 ENTRIESADDED 50 MAXDELETEDID 7000-1",
     "XGROUP CREATE r2 g $ MKSTREAM",
     "XADD r2 MAXLEN ~ 5 * a 1",
+    // `r` and `r2` are on different cores with 2 shards.
+    "XREADGROUP GROUP g cross STREAMS r r2 > >",
+    "XADD r 200000-1 z 1",
+    "XADD r2 MAXLEN 10 * z 1",
+    "XREADGROUP GROUP g cross2 NOACK STREAMS r r2 > >",
 ];
 
 /// Waits until `a` and `b` hold the same `keys`.
@@ -909,15 +914,16 @@ fn converge(a: &Server, b: &Server, keys: &[&str]) {
 fn replication_both_ways() {
     let debug = ["--enable-debug-command", "yes"];
     for slotd_master in [false, true] {
+        let slotd_args = ["--enable-debug-command", "yes", "--shards", "2"];
         let master = if slotd_master {
-            Server::slotd(&debug)
+            Server::slotd(&slotd_args)
         } else {
             Server::redis(&debug)
         };
         let replica = if slotd_master {
             Server::redis(&debug)
         } else {
-            Server::slotd(&debug)
+            Server::slotd(&slotd_args)
         };
         let mut m = master.raw();
         // Some data before the link: it goes in the full resynchronization.
