@@ -795,6 +795,19 @@ fn xread_and_xreadgroup_block() {
             w.cmd_str(&["XADD", "{s}x", "1-1", "x", "1"]);
             w.cmd_str(&["EXEC"]);
             out.push(reply_within(&mut r7, 2000));
+            // Woken by an entry deleted before the reader runs: Redis
+            // compares with the last ID and serves an empty list.
+            let mut r8 = s.raw();
+            r8.send(&tests::encode(&[
+                b"XREAD", b"BLOCK", b"0", b"STREAMS", b"{s}x", b"$",
+            ]))
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            w.cmd_str(&["MULTI"]);
+            w.cmd_str(&["XADD", "{s}x", "5-1", "x", "1"]);
+            w.cmd_str(&["XDEL", "{s}x", "5-1"]);
+            w.cmd_str(&["EXEC"]);
+            out.push(reply_within(&mut r8, 2000));
             // In MULTI, BLOCK does not block.
             w.cmd_str(&["MULTI"]);
             w.cmd_str(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);

@@ -1017,6 +1017,15 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
                 };
                 let (start, hist) = match gt {
                     Some(id) => (*id, true),
+                    // Woken, Redis compares with the last ID (a tombstone
+                    // too); served at once, with the last live entry.
+                    None if woken => {
+                        if s.last_id > g.last_id {
+                            (g.last_id, false)
+                        } else {
+                            continue;
+                        }
+                    }
                     None if s.length > 0 => {
                         let top = s.edge(false, true).unwrap_or(Id::MIN);
                         if top > g.last_id {
@@ -1059,7 +1068,12 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
             }
             None => {
                 let gt = gt.unwrap_or(Id::MAX);
-                if s.length == 0 || s.edge(false, true).is_none_or(|top| top <= gt) {
+                let ready = if woken {
+                    s.last_id > gt
+                } else {
+                    s.length > 0 && s.edge(false, true).is_some_and(|top| top > gt)
+                };
+                if !ready {
                     continue;
                 }
                 let Some(from) = gt.incr() else { continue };
