@@ -748,8 +748,9 @@ impl Props {
         ]);
     }
 
-    /// XCLAIM for a NACK that is about to go (its entry was deleted).
-    fn xclaim_gone(&mut self, key: &[u8], group: &[u8], g: &Group, id: Id, idarg: Bytes) {
+    /// [`Props::xclaim`] naming the ID as the client wrote it (XCLAIM
+    /// propagates its own argument: `5` stays `5`, not `5-0`).
+    fn xclaim_as(&mut self, key: &[u8], group: &[u8], g: &Group, id: Id, idarg: Bytes) {
         self.xclaim(key, group, g, id);
         if let Some(last) = self.0.last_mut() {
             last[5] = idarg;
@@ -1607,7 +1608,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
         let has_nack = g.pel.contains_key(&id);
         if !exists {
             if has_nack {
-                props.xclaim_gone(key, gname, g, id, Bytes::copy_from_slice(args.get(at)));
+                props.xclaim_as(key, gname, g, id, Bytes::copy_from_slice(args.get(at)));
                 propagate_last = false;
                 dirty += 1;
                 g.ack(id);
@@ -1656,7 +1657,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
             Some(e) => entry_reply(e),
             None => id_reply(id),
         });
-        props.xclaim_gone(key, gname, g, id, Bytes::copy_from_slice(args.get(at)));
+        props.xclaim_as(key, gname, g, id, Bytes::copy_from_slice(args.get(at)));
         propagate_last = false;
         dirty += 1;
     }

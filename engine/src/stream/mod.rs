@@ -813,7 +813,7 @@ fn rax_nodes(keys: &[[u8; 16]]) -> usize {
     1 + below(keys, 0, groups(keys, 0).len() >= 2)
 }
 
-/// Checks node `lp` of master `master` deeply (`streamValidateListpackIntegrity`):
+/// Checks node `lp` deeply (`streamValidateListpackIntegrity`):
 /// framing, master entry, every entry's layout and lp-count, the counters.
 /// Returns its live entries.
 pub fn validate_node(lp: &[u8]) -> Option<i64> {
