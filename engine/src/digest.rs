@@ -48,6 +48,7 @@ fn type_number(v: &Value) -> u32 {
         Value::Set(_) => 2,
         Value::ZSet(_) => 3,
         Value::Hash(_) => 4,
+        Value::Stream(_) => 6,
     }
 }
 
@@ -81,6 +82,17 @@ pub fn value(digest: &mut Digest, v: &Value, has_ttl: bool) {
                 mix(&mut e, f);
                 mix(&mut e, val);
                 xor(digest, &e);
+            }
+        }
+        // Each entry's `<ms>.<seq>` then its fields and values, in order
+        // (consumer groups are not part of it).
+        Value::Stream(st) => {
+            let all = crate::stream::Id::MAX;
+            for (id, fields) in st.range(crate::stream::Id::MIN, all, false, 0, true) {
+                mix(digest, format!("{}.{}", id.ms, id.seq).as_bytes());
+                for f in &fields {
+                    mix(digest, f);
+                }
             }
         }
     }

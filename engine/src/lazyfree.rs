@@ -86,6 +86,10 @@ pub fn effort(v: &Value) -> usize {
         Value::Hash(h) if !h.is_packed() => h.len(),
         Value::Set(s) if s.encoding_name() == "hashtable" => s.len(),
         Value::ZSet(z) if !z.is_packed() => z.len(),
+        // Redis: the tree's nodes, plus each group and its PEL.
+        Value::Stream(s) => {
+            s.rax_nodes() + s.groups.values().map(|g| 1 + g.pel.len()).sum::<usize>()
+        }
         _ => 1,
     }
 }

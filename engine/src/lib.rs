@@ -54,6 +54,7 @@ pub mod setval;
 pub mod shard;
 pub mod slot;
 pub mod snapshot;
+pub mod stream;
 pub mod value;
 pub mod writelog;
 pub mod zset;

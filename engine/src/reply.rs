@@ -94,6 +94,9 @@ pub enum Reply {
     /// Pairs such as member/score (ZRANGE ... WITHSCORES): an array of
     /// 2-element arrays in RESP3, one flat array in RESP2, as Redis 7.0.
     Pairs(Vec<(Reply, Reply)>),
+    /// Keyed results such as XREAD's streams: a map in RESP3, an array of
+    /// 2-element arrays in RESP2, as Redis 7.0.
+    Keyed(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -182,6 +185,16 @@ impl Reply {
                 header(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
                 for (k, v) in pairs {
                     if resp3 {
+                        out.extend_from_slice(b"*2\r\n");
+                    }
+                    k.encode_to(resp3, out, bigs.as_deref_mut());
+                    v.encode_to(resp3, out, bigs.as_deref_mut());
+                }
+            }
+            Reply::Keyed(pairs) => {
+                header(out, if resp3 { b'%' } else { b'*' }, pairs.len());
+                for (k, v) in pairs {
+                    if !resp3 {
                         out.extend_from_slice(b"*2\r\n");
                     }
                     k.encode_to(resp3, out, bigs.as_deref_mut());

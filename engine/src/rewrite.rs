@@ -87,12 +87,82 @@ fn emit<S: Sink>(s: &mut S, key: &[u8], value: &Value, expire_at_ms: Option<i64>
             s.arg(crate::reply::fmt_g17(score).as_bytes());
             s.arg(m);
         }),
+        Value::Stream(st) => stream(s, key, st),
     }
     if let Some(at) = expire_at_ms {
         s.start(3);
         s.arg(b"PEXPIREAT");
         s.arg(key);
         s.arg(at.to_string().as_bytes());
+    }
+}
+
+/// A stream as Redis's `rewriteStreamObject` writes it: an XADD per
+/// entry (an empty stream as `XADD key MAXLEN 0 0-1 x y`), XSETID with the
+/// last ID, entries added and maximal deleted ID, then each group's
+/// XGROUP CREATE with its read counter, an XCLAIM per pending entry of
+/// each consumer, and XGROUP CREATECONSUMER for consumers without any.
+fn stream<S: Sink>(s: &mut S, key: &[u8], st: &crate::stream::Stream) {
+    use crate::stream::Id;
+    let id = |i: Id| format!("{}-{}", i.ms, i.seq);
+    if st.length > 0 {
+        for (eid, fields) in st.range(Id::MIN, Id::MAX, false, 0, true) {
+            s.start(3 + fields.len());
+            s.arg(b"XADD");
+            s.arg(key);
+            s.arg(id(eid).as_bytes());
+            for f in &fields {
+                s.arg(f);
+            }
+        }
+    } else {
+        s.start(7);
+        for a in [&b"XADD"[..], key, b"MAXLEN", b"0", b"0-1", b"x", b"y"] {
+            s.arg(a);
+        }
+    }
+    s.start(7);
+    s.arg(b"XSETID");
+    s.arg(key);
+    s.arg(id(st.last_id).as_bytes());
+    s.arg(b"ENTRIESADDED");
+    s.arg(st.entries_added.to_string().as_bytes());
+    s.arg(b"MAXDELETEDID");
+    s.arg(id(st.max_deleted).as_bytes());
+    for (name, g) in &st.groups {
+        s.start(7);
+        s.arg(b"XGROUP");
+        s.arg(b"CREATE");
+        s.arg(key);
+        s.arg(name);
+        s.arg(id(g.last_id).as_bytes());
+        s.arg(b"ENTRIESREAD");
+        s.arg(g.entries_read.to_string().as_bytes());
+        for (cname, c) in &g.consumers {
+            if c.pel.is_empty() {
+                s.start(5);
+                for a in [&b"XGROUP"[..], b"CREATECONSUMER", key, name, cname] {
+                    s.arg(a);
+                }
+                continue;
+            }
+            for pid in &c.pel {
+                let Some(n) = g.pel.get(pid) else { continue };
+                s.start(12);
+                s.arg(b"XCLAIM");
+                s.arg(key);
+                s.arg(name);
+                s.arg(cname);
+                s.arg(b"0");
+                s.arg(id(*pid).as_bytes());
+                s.arg(b"TIME");
+                s.arg(n.delivery_time.to_string().as_bytes());
+                s.arg(b"RETRYCOUNT");
+                s.arg(n.delivery_count.to_string().as_bytes());
+                s.arg(b"JUSTID");
+                s.arg(b"FORCE");
+            }
+        }
     }
 }
 

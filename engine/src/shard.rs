@@ -262,6 +262,7 @@ impl Shard {
     fn delete_expired(&mut self, db: usize, key: &[u8]) {
         self.before_write(key);
         if let Some(e) = self.dbs[db].remove(key) {
+            self.stream_gone(db, key, &e.value);
             self.free_entry(e, Why::Expire);
         }
         self.stats.expired_keys += 1;
@@ -276,8 +277,19 @@ impl Shard {
         self.before_write(key);
         let lru = self.evict.new_lru(now_ms);
         let old = self.dbs[db].insert(key, value, lru);
+        if let Some(v) = &old {
+            self.stream_gone(db, key, v);
+        }
         self.free_overwritten(old);
         self.touch(db, key);
+    }
+
+    /// A stream deleted or overwritten signals its key ready, as Redis 7.0
+    /// does, so XREADGROUP readers blocked on it are told it is gone.
+    fn stream_gone(&mut self, db: usize, key: &[u8], old: &Value) {
+        if matches!(old, Value::Stream(_)) {
+            self.signal_ready(db, key);
+        }
     }
 
     /// Frees a value a write replaced (`lazyfree-lazy-server-del`).
@@ -311,6 +323,22 @@ impl Shard {
             Some(d) => d..d + 1,
             None => 0..self.dbs.len(),
         };
+        // Streams readers are blocked on are gone (Redis's
+        // `scanDatabaseForDeletedStreams`).
+        let gone: Vec<(usize, Box<[u8]>)> = self
+            .blocked_on
+            .iter()
+            .filter(|(d, k)| {
+                range.contains(&(*d as usize))
+                    && self.dbs[*d as usize]
+                        .get(k)
+                        .is_some_and(|e| matches!(e.value, Value::Stream(_)))
+            })
+            .map(|(d, k)| (*d as usize, k.clone()))
+            .collect();
+        for (d, k) in gone {
+            self.signal_ready(d, &k);
+        }
         let mut n = 0;
         if lazy {
             let old: Vec<Db> = self.dbs[range].iter_mut().map(Db::take).collect();
@@ -372,6 +400,7 @@ impl Shard {
     pub fn take(&mut self, db: usize, key: &[u8]) -> Option<Node> {
         self.before_write(key);
         let e = self.dbs[db].remove(key)?;
+        self.stream_gone(db, key, &e.value);
         self.touch(db, key);
         Some(e)
     }
@@ -402,6 +431,15 @@ impl Shard {
                 w.version += 1;
             }
         }
+        if let Some(t) = &mut self.touched {
+            t.push((db as u16, key.into()));
+        }
+    }
+
+    /// Records `key` as written for a write-back being tracked, without
+    /// touching WATCH: for writes Redis does not signal (a consumer
+    /// group's changes: XREADGROUP, XACK, XCLAIM, XGROUP SETID ...).
+    pub fn written(&mut self, db: usize, key: &[u8]) {
         if let Some(t) = &mut self.touched {
             t.push((db as u16, key.into()));
         }

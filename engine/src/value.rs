@@ -3,6 +3,7 @@
 use crate::hashval::HashVal;
 use crate::list::PackedList;
 use crate::setval::SetVal;
+use crate::stream::Stream;
 use crate::zset::ZSet;
 use bytes::Bytes;
 use std::alloc::{alloc, dealloc, Layout};
@@ -22,6 +23,8 @@ pub enum Value {
     Set(Box<SetVal>),
     /// A sorted set.
     ZSet(Box<ZSet>),
+    /// A stream.
+    Stream(Box<Stream>),
 }
 
 /// Longest string kept inline in its entry.
@@ -214,6 +217,10 @@ pub struct EncodingLimits {
     pub list_listpack_size: i64,
     /// `hll-sparse-max-bytes`.
     pub hll_sparse_max_bytes: usize,
+    /// `stream-node-max-bytes`.
+    pub stream_node_max_bytes: usize,
+    /// `stream-node-max-entries`.
+    pub stream_node_max_entries: i64,
 }
 
 impl Default for EncodingLimits {
@@ -226,6 +233,8 @@ impl Default for EncodingLimits {
             zset_value_bytes_max: 64,
             list_listpack_size: -2,
             hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES,
+            stream_node_max_bytes: 4096,
+            stream_node_max_entries: 100,
         }
     }
 }
@@ -249,6 +258,7 @@ impl Value {
             Value::Hash(h) => boxed::<HashVal>(h.mem_bytes(samples)),
             Value::Set(s) => boxed::<SetVal>(s.mem_bytes(samples)),
             Value::ZSet(z) => boxed::<ZSet>(z.mem_bytes(samples)),
+            Value::Stream(s) => boxed::<Stream>(s.mem_bytes()),
         }
     }
 
@@ -260,6 +270,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -286,6 +297,7 @@ impl Value {
             Value::Set(s) => s.encoding_name(),
             Value::ZSet(z) if z.is_packed() => "listpack",
             Value::ZSet(_) => "skiplist",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -297,13 +309,15 @@ impl Value {
             Value::Hash(h) => h.len(),
             Value::Set(s) => s.len(),
             Value::ZSet(z) => z.len(),
+            Value::Stream(s) => s.length as usize,
         }
     }
 
     /// True for an empty collection, which must not stay in the keyspace.
     pub fn is_empty(&self) -> bool {
         match self {
-            Value::Str(_) => false,
+            // An empty stream is a value (XADD MAXLEN 0, XGROUP MKSTREAM).
+            Value::Str(_) | Value::Stream(_) => false,
             _ => self.len() == 0,
         }
     }

@@ -123,6 +123,11 @@ impl WriteLog {
         self.prelude.extend_from_slice(line);
     }
 
+    /// True inside a MULTI block.
+    pub fn in_multi(&self) -> bool {
+        self.in_multi
+    }
+
     /// Opens a MULTI block (after `annotation`, if any: a `#X:` line that
     /// names a transaction across cores): what is recorded until
     /// [`WriteLog::end_multi`] is replayed all or nothing. Returns a mark

@@ -716,6 +716,8 @@ mod tests {
         zset_value_bytes_max: 64,
         list_listpack_size: -2,
         hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES,
+        stream_node_max_bytes: 4096,
+        stream_node_max_entries: 100,
     };
 
     fn z(n: usize, large: bool) -> ZSet {

@@ -169,6 +169,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
             zset_value_bytes_max: e.zset_max_listpack_value as usize,
             list_listpack_size: e.list_max_listpack_size,
             hll_sparse_max_bytes: c.int("hll-sparse-max-bytes").max(0) as usize,
+            stream_node_max_bytes: c.int("stream-node-max-bytes").max(0) as usize,
+            stream_node_max_entries: c.int("stream-node-max-entries").max(0),
         },
         debug_command: c.debug_command(),
         obuf: c.obuf_limits(),

@@ -181,7 +181,11 @@ fn positive(a: &[u8], msg: &'static str) -> Result<i64, Reply> {
 /// timeout answers, and MULTI's immediate answer).
 fn block_on(ctx: &mut Ctx, keys: Vec<Bytes>, deadline_ms: Option<i64>, reply: Reply) -> Reply {
     if !ctx.in_multi {
-        ctx.block = Some(Block { keys, deadline_ms });
+        ctx.block = Some(Block {
+            keys,
+            deadline_ms,
+            rerun: None,
+        });
     }
     reply
 }

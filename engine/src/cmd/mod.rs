@@ -21,6 +21,7 @@ pub mod list;
 pub mod script;
 pub mod server;
 pub mod set;
+pub mod stream;
 pub mod string;
 pub mod unbuilt;
 pub mod zset;
@@ -252,6 +253,9 @@ pub struct Block {
     pub keys: Vec<Bytes>,
     /// Absolute deadline in Unix ms, or None to wait forever.
     pub deadline_ms: Option<i64>,
+    /// The command to run when a key is signalled, if not this one
+    /// (XREAD's `$` resolved to the stream's last ID at block time).
+    pub rerun: Option<Vec<Bytes>>,
 }
 
 /// Everything a handler may use: the shard, the selected database, the
@@ -273,9 +277,16 @@ pub struct Ctx<'a> {
     /// Set by a blocking command that found nothing: the node parks the
     /// client instead of sending the reply (unless `in_multi`).
     pub block: Option<Block>,
+    /// The key whose signal re-runs this parked command (XREAD and
+    /// XREADGROUP then serve that stream only, and answer Redis's errors
+    /// for a stream or group gone meanwhile).
+    pub woken: Option<&'a [u8]>,
     /// Set by a write whose effect must be logged in another form than its
     /// arguments (e.g. relative TTLs as absolute `PEXPIREAT`).
     pub rewrite: Option<Vec<Vec<Bytes>>>,
+    /// The rewritten commands replay all or none: more than one is logged
+    /// inside MULTI/EXEC (Redis 7.0's `propagatePendingCommands`).
+    pub rewrite_atomic: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -289,7 +300,9 @@ impl<'a> Ctx<'a> {
             slots: 0..crate::slot::SLOTS,
             in_multi: false,
             block: None,
+            woken: None,
             rewrite: None,
+            rewrite_atomic: false,
         }
     }
 
@@ -301,6 +314,12 @@ impl<'a> Ctx<'a> {
     /// Logs this write as the given commands instead of its own arguments.
     pub fn propagate_as(&mut self, cmds: Vec<Vec<Bytes>>) {
         self.rewrite = Some(cmds);
+    }
+
+    /// [`Ctx::propagate_as`], several commands wrapped in MULTI/EXEC.
+    pub fn propagate_atomic(&mut self, cmds: Vec<Vec<Bytes>>) {
+        self.rewrite = Some(cmds);
+        self.rewrite_atomic = true;
     }
 }
 
@@ -361,6 +380,7 @@ impl Registry {
             zset::COMMANDS,
             script::COMMANDS,
             geo::COMMANDS,
+            stream::COMMANDS,
             server::COMMANDS,
             connection::COMMANDS,
         ];
@@ -435,8 +455,20 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
         let db = ctx.db;
         match ctx.rewrite.take() {
             Some(cmds) => {
+                // Several commands from one call replay all or none, as
+                // Redis 7.0 wraps them (`propagatePendingCommands`).
+                let wrap = ctx.rewrite_atomic
+                    && cmds.len() > 1
+                    && ctx.shard.write_log().is_some_and(|l| !l.in_multi());
+                let mark = match ctx.shard.write_log() {
+                    Some(l) if wrap => Some(l.begin_multi(None)),
+                    _ => None,
+                };
                 for argv in cmds {
                     ctx.shard.log_write(db, || argv);
+                }
+                if let (Some(mark), Some(l)) = (mark, ctx.shard.write_log()) {
+                    l.end_multi(mark, false);
                 }
             }
             None => {

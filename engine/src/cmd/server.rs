@@ -177,6 +177,7 @@ fn wait(ctx: &mut Ctx) -> Reply {
         ctx.block = Some(Block {
             keys: Vec::new(),
             deadline_ms: (timeout > 0).then(|| ctx.now_ms.saturating_add(timeout)),
+            rerun: None,
         });
     }
     Reply::Int(0)

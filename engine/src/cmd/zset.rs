@@ -828,6 +828,7 @@ fn block_on<'a>(
         ctx.block = Some(Block {
             keys: keys.map(Bytes::copy_from_slice).collect(),
             deadline_ms,
+            rerun: None,
         });
     }
     Reply::NilArray
@@ -1753,7 +1754,8 @@ mod tests {
             b,
             Some(Block {
                 keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
-                deadline_ms: Some(11_500)
+                deadline_ms: Some(11_500),
+                rerun: None,
             })
         );
         let (_, b) = run(&mut s, "BZMPOP 0 2 a b MIN", false);

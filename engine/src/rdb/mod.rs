@@ -5,9 +5,11 @@
 //! Redis's integer and LZF encodings, `LIST`, `SET`, `HASH`, `ZSET_2`), and
 //! reads every form Redis 7.0 and older write: listpack hashes and sorted
 //! sets, quicklists of listpacks or ziplists, ziplists, intsets, zipmaps.
-//! Streams, modules and functions are refused with a clear error until
-//! slotd has them. Reading never trusts the input: every length is checked
-//! against what is left, and damage is an [`Error`], never a panic.
+//! Streams are written as Redis 7.0 writes them (`STREAM_LISTPACKS_2`, the
+//! nodes' listpacks as they are) and read in both stream forms, every node
+//! checked deeply. Modules and functions are refused with a clear error.
+//! Reading never trusts the input: every length is checked against what
+//! is left, and damage is an [`Error`], never a panic.
 
 mod blobs;
 mod lzf;

@@ -6,6 +6,7 @@ use super::*;
 use crate::hashval::HashVal;
 use crate::list::{Fill, PackedList};
 use crate::setval::SetVal;
+use crate::stream::{Consumer, Group, Id, Nack, Stream};
 use crate::value::{EncodingLimits, StrData, Value};
 use crate::zset::ZSet;
 
@@ -242,6 +243,105 @@ fn score_pairs(r: &Reader, flat: Vec<Vec<u8>>) -> Res<Vec<(Vec<u8>, f64)>> {
     Ok(out)
 }
 
+fn raw_id(r: &mut Reader) -> Res<Id> {
+    let b: [u8; 16] = r.take(16)?.try_into().map_err(|_| r.error(SHORT_READ))?;
+    Ok(Id::from_be(&b))
+}
+
+/// A stream (`RDB_TYPE_STREAM_LISTPACKS`, `_2` with `v2`), every node
+/// checked deeply and every count checked against the data, as
+/// `rdbLoadObject` and `streamValidateListpackIntegrity` do.
+fn stream_of(r: &mut Reader, v2: bool) -> Res<Stream> {
+    let mut s = Stream::new();
+    let nodes = r.count()?;
+    let mut live = 0u64;
+    for _ in 0..nodes {
+        let key = r.string()?;
+        let key: [u8; 16] = key
+            .try_into()
+            .map_err(|_| r.error("Stream node key entry is not the size of a stream ID"))?;
+        let lp = r.string()?;
+        let n = crate::stream::validate_node(&lp)
+            .ok_or_else(|| r.error("Stream listpack integrity check failed."))?;
+        live += n.max(0) as u64;
+        if !s.insert_node(Id::from_be(&key), lp) {
+            return Err(r.error("Listpack re-added with existing key"));
+        }
+    }
+    s.length = r.length()?;
+    s.last_id = Id::new(r.length()?, r.length()?);
+    if v2 {
+        s.first_id = Id::new(r.length()?, r.length()?);
+        s.max_deleted = Id::new(r.length()?, r.length()?);
+        s.entries_added = r.length()?;
+    } else {
+        s.entries_added = s.length;
+        s.first_id = s.edge(true, true).unwrap_or(Id::MAX);
+    }
+    if s.length != live {
+        return Err(r.error("Stream length inconsistent with rax entries"));
+    }
+    let groups = r.count()?;
+    for _ in 0..groups {
+        let name = r.string()?;
+        let last = Id::new(r.length()?, r.length()?);
+        let read = if v2 {
+            r.length()? as i64
+        } else {
+            s.estimate_distance(last)
+        };
+        let mut g = Group::new(last, read);
+        let pel = r.count()?;
+        for _ in 0..pel {
+            let id = raw_id(r)?;
+            let delivery_time = r.le_u64(8)? as i64;
+            let delivery_count = r.length()?;
+            let nack = Nack {
+                delivery_time,
+                delivery_count,
+                consumer: Box::default(),
+            };
+            if g.pel.insert(id, nack).is_some() {
+                return Err(r.error("Duplicated global PEL entry loading stream consumer group"));
+            }
+        }
+        let consumers = r.count()?;
+        let mut owned = std::collections::BTreeSet::new();
+        for _ in 0..consumers {
+            let cname = r.string()?;
+            let seen_time = r.le_u64(8)? as i64;
+            let mut c = Consumer {
+                seen_time,
+                ..Consumer::default()
+            };
+            let n = r.count()?;
+            for _ in 0..n {
+                let id = raw_id(r)?;
+                let Some(nack) = g.pel.get_mut(&id) else {
+                    return Err(r.error("Consumer entry not found in group global PEL"));
+                };
+                if !owned.insert(id) || !c.pel.insert(id) {
+                    return Err(
+                        r.error("Duplicated consumer PEL entry loading a stream consumer group")
+                    );
+                }
+                nack.consumer = cname.clone().into_boxed_slice();
+            }
+            if g.consumers.insert(cname.into_boxed_slice(), c).is_some() {
+                return Err(r.error("Duplicate stream consumer detected."));
+            }
+        }
+        // Every pending entry belongs to a consumer.
+        if owned.len() != g.pel.len() {
+            return Err(r.error("Stream CG PEL entry without consumer"));
+        }
+        if s.groups.insert(name.into_boxed_slice(), g).is_some() {
+            return Err(r.error("Duplicated consumer group name"));
+        }
+    }
+    Ok(s)
+}
+
 /// A value of RDB type `ty`, built in the encodings `lim` asks for.
 pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
     match ty {
@@ -337,7 +437,7 @@ pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
             list_of(r, items, lim)
         }
         TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 => {
-            Err(r.error("streams are not supported by slotd yet"))
+            stream_of(r, ty == TYPE_STREAM_LISTPACKS_2).map(|s| Value::Stream(Box::new(s)))
         }
         TYPE_MODULE | TYPE_MODULE_2 => Err(r.error("module values are not supported by slotd")),
         t => Err(r.error(format!("unknown value type {t}"))),

@@ -76,6 +76,7 @@ fn type_of(value: &Value) -> u8 {
         Value::Set(_) => TYPE_SET,
         Value::Hash(_) => TYPE_HASH,
         Value::ZSet(_) => TYPE_ZSET_2,
+        Value::Stream(_) => TYPE_STREAM_LISTPACKS_2,
     }
 }
 
@@ -114,6 +115,52 @@ fn body(out: &mut Vec<u8>, value: &Value, compress: bool) {
             for (m, score) in z.iter().rev() {
                 string(out, m, compress);
                 out.extend_from_slice(&score.to_le_bytes());
+            }
+        }
+        Value::Stream(s) => stream(out, s, compress),
+    }
+}
+
+/// A stream as Redis 7.0 writes `RDB_TYPE_STREAM_LISTPACKS_2`: its nodes
+/// (master ID, listpack) as they are, the counters and IDs, then each
+/// group with its PEL and consumers.
+fn stream(out: &mut Vec<u8>, s: &crate::stream::Stream, compress: bool) {
+    len(out, s.node_count() as u64);
+    for (master, lp) in s.nodes() {
+        string(out, &master.to_be(), compress);
+        string(out, lp, compress);
+    }
+    for n in [
+        s.length,
+        s.last_id.ms,
+        s.last_id.seq,
+        s.first_id.ms,
+        s.first_id.seq,
+        s.max_deleted.ms,
+        s.max_deleted.seq,
+        s.entries_added,
+    ] {
+        len(out, n);
+    }
+    len(out, s.groups.len() as u64);
+    for (name, g) in &s.groups {
+        string(out, name, compress);
+        len(out, g.last_id.ms);
+        len(out, g.last_id.seq);
+        len(out, g.entries_read as u64);
+        len(out, g.pel.len() as u64);
+        for (id, n) in &g.pel {
+            out.extend_from_slice(&id.to_be());
+            out.extend_from_slice(&n.delivery_time.to_le_bytes());
+            len(out, n.delivery_count);
+        }
+        len(out, g.consumers.len() as u64);
+        for (cname, c) in &g.consumers {
+            string(out, cname, compress);
+            out.extend_from_slice(&c.seen_time.to_le_bytes());
+            len(out, c.pel.len() as u64);
+            for id in &c.pel {
+                out.extend_from_slice(&id.to_be());
             }
         }
     }

@@ -39,7 +39,7 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value
             Value::Table(single(lua, "set", Value::Table(set))?)
         }
         Reply::Set(items) => array(lua, items.iter(), false)?,
-        Reply::Map(pairs) if resp3 => {
+        Reply::Map(pairs) | Reply::Keyed(pairs) if resp3 => {
             let map = lua.create_table_with_capacity(0, pairs.len())?;
             for (k, v) in pairs {
                 map.raw_set(reply_to_lua(lua, k, true)?, reply_to_lua(lua, v, true)?)?;
@@ -56,7 +56,7 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value
             }
             Value::Table(t)
         }
-        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+        Reply::Map(pairs) | Reply::Pairs(pairs) | Reply::Keyed(pairs) => {
             let t = lua.create_table_with_capacity(pairs.len(), 0)?;
             for (i, (k, v)) in pairs.iter().enumerate() {
                 let pair = lua.create_table_with_capacity(2, 0)?;

@@ -406,8 +406,14 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "hll-sparse-max-bytes",
         test("hll_sparse_max_bytes_decides_when_an_hll_turns_dense"),
     ),
-    ("stream-node-max-bytes", of_command("xadd")),
-    ("stream-node-max-entries", of_command("xadd")),
+    (
+        "stream-node-max-bytes",
+        test("stream_node_settings_cut_nodes_as_redis_does"),
+    ),
+    (
+        "stream-node-max-entries",
+        test("stream_node_settings_cut_nodes_as_redis_does"),
+    ),
     // Lazy freeing.
     // The engine routes evictions through it already; the node evicts
     // once `maxmemory` is built.

@@ -86,10 +86,15 @@ impl Shard {
                 for k in &b.keys {
                     self.engine.set_blocked_on(db, k, true);
                 }
+                // XREAD parks as the command to re-run (`$` resolved).
+                let args = match &b.rerun {
+                    Some(argv) => OwnedArgs::from_iter(argv.iter().map(|a| &a[..])),
+                    None => args.to_owned(),
+                };
                 self.waiters.push(Waiter {
                     origin,
                     db,
-                    args: args.to_owned(),
+                    args,
                     keys: b.keys,
                     deadline_ms: b.deadline_ms,
                     timeout_reply: reply,
@@ -204,6 +209,7 @@ impl Shard {
                     };
                     let args = w.args.clone();
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
+                    ctx.woken = Some(&key);
                     let reply = cmd::execute(spec, &mut ctx);
                     if ctx.block.is_some() {
                         i += 1;
