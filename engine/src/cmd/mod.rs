@@ -21,6 +21,7 @@ pub mod list;
 pub mod script;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod stream;
 pub mod string;
 pub mod unbuilt;
@@ -377,6 +378,7 @@ impl Registry {
             hash::COMMANDS,
             hll::COMMANDS,
             set::COMMANDS,
+            sort::COMMANDS,
             zset::COMMANDS,
             script::COMMANDS,
             geo::COMMANDS,

@@ -297,7 +297,9 @@ pub struct ShardBackend<'a> {
 impl Backend for ShardBackend<'_> {
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
         if let Some(owns) = &self.shard.owns {
-            let away = if spec.has(ALL_SHARDS) {
+            let away = if spec.has(ALL_SHARDS)
+                || (spec.name.starts_with("sort") && super::sort::uses_patterns(args))
+            {
                 true
             } else if spec.keys.is_none() && spec.first_key == 1 && spec.last_key == 1 {
                 // The common case, one key at 1, without allocating.

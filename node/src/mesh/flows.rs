@@ -396,18 +396,76 @@ pub(super) async fn gather_run_scatter(
     databases: usize,
     form: bool,
 ) -> (Reply, Vec<u8>) {
-    let cores = rpc.mesh.cores();
     let a = args.as_args();
     let mut idx = Vec::new();
     if let Err(e) = spec.key_indices(&a, &mut idx) {
         return (e, Vec::new());
     }
+    let keys = idx
+        .iter()
+        .map(|&i| Bytes::copy_from_slice(a.get(i)))
+        .collect();
+    run_gathered(rpc, spec, db, args, databases, form, keys).await
+}
+
+/// [`gather_run_scatter`] with the keys given: SORT's BY and GET patterns
+/// name keys its data decides. The source is fetched first, the keys its
+/// elements name next, and SORT runs on the scratch keyspace as on a core.
+/// The caller holds every core's lock.
+pub(super) async fn sort_gathered(
+    rpc: &Rc<Rpc>,
+    spec: &'static Spec,
+    db: usize,
+    args: &OwnedArgs,
+    databases: usize,
+    form: bool,
+) -> (Reply, Vec<u8>) {
+    let a = args.as_args();
+    let src = Bytes::copy_from_slice(a.get(1));
+    let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&src));
+    let mut logged = Vec::new();
+    let source = match rpc
+        .call(
+            c,
+            Request::Export {
+                db,
+                keys: vec![src.clone()],
+            },
+        )
+        .await
+        .unlog(&mut logged)
+    {
+        Response::Entries(mut e) => e.pop().and_then(|(_, v)| v),
+        _ => None,
+    };
+    let mut keys = engine::cmd::sort::pattern_keys(&a, source.as_ref().map(|(v, _)| v));
+    let mut idx = Vec::new();
+    if spec.key_indices(&a, &mut idx).is_ok() {
+        keys.extend(idx.iter().map(|&i| Bytes::copy_from_slice(a.get(i))));
+    }
+    let (reply, bytes) = run_gathered(rpc, spec, db, args, databases, form, keys).await;
+    logged.extend(bytes);
+    (reply, logged)
+}
+
+/// Exports `keys` from their cores, runs `spec` on them in a scratch
+/// keyspace, and writes back what it changed.
+async fn run_gathered(
+    rpc: &Rc<Rpc>,
+    spec: &'static Spec,
+    db: usize,
+    args: &OwnedArgs,
+    databases: usize,
+    form: bool,
+    keys: Vec<Bytes>,
+) -> (Reply, Vec<u8>) {
+    let cores = rpc.mesh.cores();
+    let a = args.as_args();
     let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
-    for i in idx {
-        let k = a.get(i);
-        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
-        if !by_core[c].iter().any(|x| x[..] == *k) {
-            by_core[c].push(Bytes::copy_from_slice(k));
+    for k in keys {
+        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&k));
+        if !by_core[c].contains(&k) {
+            by_core[c].push(k);
         }
     }
     let mut gathered = Vec::new();
@@ -925,7 +983,16 @@ async fn exec_checked(
                         .unlog(&mut logged),
                 ),
                 Ok(Route::Everywhere) => {
-                    super::script::run(rpc, locks.tx, spec, (db, databases), c, &mut logged).await
+                    super::script::run(
+                        rpc,
+                        locks.tx,
+                        spec,
+                        (db, databases),
+                        c,
+                        form.is_some(),
+                        &mut logged,
+                    )
+                    .await
                 }
                 Ok(Route::Here) => first_reply(
                     rpc.call(rpc.me, exec_req(db, vec![c.clone()], tx, true))

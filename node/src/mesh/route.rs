@@ -50,6 +50,10 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
     }
     let mut idx = Vec::new();
     spec.key_indices(args, &mut idx)?;
+    if cores > 1 && spec.name.starts_with("sort") && engine::cmd::sort::uses_patterns(args) {
+        // BY/GET patterns may name keys on any core.
+        return Ok(Route::Everywhere);
+    }
     if cores > 1 && engine::cmd::script::is_script(spec.name) {
         return Ok(script_route(spec, args, &idx, table));
     }

@@ -1,4 +1,6 @@
-//! Scripts that may reach any core (standalone, more than one core): a
+//! Commands that may reach any core (standalone, more than one core):
+//! SORT whose BY/GET patterns name other keys (gathered into a scratch
+//! keyspace: `flows::sort_gathered`), and scripts. A
 //! script whose declared keys span cores, one with no declared keys, or
 //! one whose earlier runs touched keys it did not declare
 //! (`engine::script::store::Placement`).
@@ -159,7 +161,16 @@ pub async fn everywhere(
         return super::TaskDone::reply(conn, Reply::err(super::WRITES_PAUSED));
     }
     let mut logged = Vec::new();
-    let reply = run(&rpc, locks.tx, spec, (db, databases), &args, &mut logged).await;
+    let reply = run(
+        &rpc,
+        locks.tx,
+        spec,
+        (db, databases),
+        &args,
+        form.is_some(),
+        &mut logged,
+    )
+    .await;
     flows::push_form(form.as_ref(), &locks, logged);
     locks.release().await;
     super::TaskDone::reply(conn, reply)
@@ -167,14 +178,22 @@ pub async fn everywhere(
 
 /// Runs a script under transaction `tx`, which holds every core's lock;
 /// what the cores logged is appended to `logged` in the order it ran.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     rpc: &Rc<Rpc>,
     tx: TxId,
     spec: &'static Spec,
     (db, databases): (usize, usize),
     args: &OwnedArgs,
+    form: bool,
     logged: &mut Vec<u8>,
 ) -> Reply {
+    if spec.name.starts_with("sort") {
+        // SORT whose patterns may name keys on any core.
+        let (reply, bytes) = flows::sort_gathered(rpc, spec, db, args, databases, form).await;
+        logged.extend(bytes);
+        return reply;
+    }
     let a = args.as_args();
     let cores = rpc.mesh.cores();
     // The core of the declared keys, if they are on one.
@@ -228,7 +247,8 @@ pub async fn run(
             .await;
         match resp {
             Response::ScriptCall { db, args } => {
-                let (reply, went) = command(rpc, tx, db, &args, databases, cores, logged).await;
+                let (reply, went) =
+                    command(rpc, tx, db, &args, (databases, cores, form), logged).await;
                 match went {
                     None => stayed = false,
                     Some(Some(c)) if Some(c) != home => stayed = false,
@@ -254,8 +274,7 @@ async fn command(
     tx: TxId,
     db: usize,
     args: &OwnedArgs,
-    databases: usize,
-    cores: usize,
+    (databases, cores, form): (usize, usize, bool),
     logged: &mut Vec<u8>,
 ) -> (Reply, Option<Option<usize>>) {
     let a = args.as_args();
@@ -289,7 +308,7 @@ async fn command(
         ),
         Ok(Route::Many(_)) => {
             let (reply, bytes) =
-                flows::gather_run_scatter(rpc, spec, db, args, databases, true).await;
+                flows::gather_run_scatter(rpc, spec, db, args, databases, form).await;
             logged.extend(bytes);
             (reply, None)
         }
@@ -301,7 +320,12 @@ async fn command(
             ),
             Some(Some(to)),
         ),
-        Ok(Route::Here) | Ok(Route::Everywhere) => (
+        Ok(Route::Everywhere) => {
+            let (reply, bytes) = flows::sort_gathered(rpc, spec, db, args, databases, form).await;
+            logged.extend(bytes);
+            (reply, None)
+        }
+        Ok(Route::Here) => (
             flows::first_reply(
                 rpc.call(
                     rpc.me,
