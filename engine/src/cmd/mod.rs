@@ -18,6 +18,7 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod list;
+pub mod lolwut;
 pub mod script;
 pub mod server;
 pub mod set;
@@ -379,6 +380,7 @@ impl Registry {
             hll::COMMANDS,
             set::COMMANDS,
             sort::COMMANDS,
+            lolwut::COMMANDS,
             zset::COMMANDS,
             script::COMMANDS,
             geo::COMMANDS,
