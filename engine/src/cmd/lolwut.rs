@@ -80,7 +80,7 @@ impl Canvas {
 
     /// A square centred at (x, y), turned by `angle`, as `lwDrawSquare`.
     fn square(&mut self, x: i64, y: i64, size: f32, angle: f32, c: u8) {
-        let size = (size / 1.414_213_6).round();
+        let size = (size / std::f32::consts::SQRT_2).round();
         let mut k = std::f32::consts::FRAC_PI_4 + angle;
         let mut p = [(0i64, 0i64); 4];
         for q in p.iter_mut() {
