@@ -189,7 +189,6 @@ med() { # server metric
     awk -v s="$1" -v m="$2" '$1 == s && $3 == m { print $4 }' "$RAW" | sort -g |
         awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 DATE="$(date +%Y-%m-%d_%H%M%S)"
 mkdir -p "$OUT_DIR"

@@ -194,8 +194,6 @@ med() { # file col match...
             if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 m() { med "$RAW" "$4" "$1" "$2" "$3"; } # setup test pipeline col(5 rps 6 p50 7 p99 8 cpu)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-fmt() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "nan") print "n/a"; else printf f, x }'; }
 # verdict RATIO OP LIMIT -> PASS/FAIL
 verdict() { awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
     if (r == "n/a") { print "n/a"; exit }

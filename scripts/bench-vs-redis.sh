@@ -179,15 +179,6 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-# median SERVER TEST PIPELINE COLUMN(5=rps 6=p50 7=p99 8=cpu)
-median() {
-    awk -v s="$1" -v t="$2" -v p="$3" -v c="$4" '$1==s && $2==t && $3==p { print $c }' "$RAW" |
-        sort -g | awk '{ a[NR] = $1 } END {
-            if (NR == 0) { print "nan"; exit }
-            if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-fmt() { awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; }
 
 DATE="$(date +%Y-%m-%d_%H%M%S)"
 mkdir -p "$OUT_DIR"

@@ -1247,9 +1247,42 @@ fn redis_cli_replica_mode_logs_the_stream_as_with_redis() {
 /// cores in the order they ran, one command unwrapped, SELECT before
 /// MULTI; PUBLISH (standalone). Compared with a redis-server master in
 /// the same run.
+/// What a replica reads when `script` (ending with `set end 1`) runs on a
+/// redis-server master and on a slotd master of 2 shards: the two streams,
+/// redis-server's first.
+fn propagated(script: &[Vec<&str>]) -> Vec<String> {
+    use std::io::Read;
+    let mut streams = Vec::new();
+    for bin in ["redis", "slotd"] {
+        let master = master_for(
+            bin,
+            &[
+                "--repl-diskless-sync",
+                "no",
+                "--repl-ping-replica-period",
+                "60",
+            ],
+        );
+        let (line, r) = psync(master.port(), "?", "-1");
+        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
+        let mut c = master.raw();
+        for cmd in script {
+            c.cmd_str(cmd);
+        }
+        let end = tests::encode(&[b"set", b"end", b"1"]);
+        let mut got = Vec::new();
+        let mut byte = [0u8; 1];
+        while !got.ends_with(&end) {
+            assert_eq!(r.stream().read(&mut byte).unwrap(), 1, "{bin}: closed");
+            got.push(byte[0]);
+        }
+        streams.push(String::from_utf8_lossy(&got).into_owned());
+    }
+    streams
+}
+
 #[test]
 fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
-    use std::io::Read;
     let script: Vec<Vec<&str>> = vec![
         vec![
             "mset", "k1", "a", "k2", "b", "k3", "c", "k4", "d", "k5", "e", "k6", "f",
@@ -1366,32 +1399,7 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
         vec!["select", "0"],
         vec!["set", "end", "1"],
     ];
-    let mut streams = Vec::new();
-    for bin in ["redis", "slotd"] {
-        let master = master_for(
-            bin,
-            &[
-                "--repl-diskless-sync",
-                "no",
-                "--repl-ping-replica-period",
-                "60",
-            ],
-        );
-        let (line, r) = psync(master.port(), "?", "-1");
-        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
-        let mut c = master.raw();
-        for cmd in &script {
-            c.cmd_str(cmd);
-        }
-        let end = tests::encode(&[b"set", b"end", b"1"]);
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(&end) {
-            assert_eq!(r.stream().read(&mut byte).unwrap(), 1, "{bin}: closed");
-            got.push(byte[0]);
-        }
-        streams.push(String::from_utf8_lossy(&got).into_owned());
-    }
+    let streams = propagated(&script);
     assert!(streams[0].contains("mset"), "{}", streams[0]);
     assert_eq!(streams[1], streams[0], "slotd (left), redis-server (right)");
 }
@@ -1403,7 +1411,6 @@ fn commands_across_cores_reach_replicas_as_redis_propagates_them() {
 /// keys, multi-key commands and SELECT inside the script).
 #[test]
 fn scripts_reach_replicas_as_redis_propagates_them() {
-    use std::io::Read;
     let two = "redis.call('set', KEYS[1], ARGV[1]); return redis.call('incr', KEYS[2])";
     let script: Vec<Vec<&str>> = vec![
         vec!["eval", "return redis.call('set', KEYS[1], 'one')", "1", "a"],
@@ -1436,32 +1443,7 @@ fn scripts_reach_replicas_as_redis_propagates_them() {
         vec!["select", "0"],
         vec!["set", "end", "1"],
     ];
-    let mut streams = Vec::new();
-    for bin in ["redis", "slotd"] {
-        let master = master_for(
-            bin,
-            &[
-                "--repl-diskless-sync",
-                "no",
-                "--repl-ping-replica-period",
-                "60",
-            ],
-        );
-        let (line, r) = psync(master.port(), "?", "-1");
-        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
-        let mut c = master.raw();
-        for cmd in &script {
-            c.cmd_str(cmd);
-        }
-        let end = tests::encode(&[b"set", b"end", b"1"]);
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(&end) {
-            assert_eq!(r.stream().read(&mut byte).unwrap(), 1, "{bin}: closed");
-            got.push(byte[0]);
-        }
-        streams.push(String::from_utf8_lossy(&got).into_owned());
-    }
+    let streams = propagated(&script);
     assert!(streams[0].contains("MULTI"), "{}", streams[0]);
     assert_eq!(streams[1], streams[0], "slotd (left), redis-server (right)");
 }
