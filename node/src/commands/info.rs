@@ -90,11 +90,12 @@ pub async fn gather(
     }
     if wanted("persistence") {
         let in_progress = persist.in_progress.load(Ordering::Relaxed);
+        let loading = persist.loading.load(Ordering::Relaxed);
         section(
             "Persistence",
             format!(
                 "loading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:0\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n{}{}",
-                persist.loading.load(Ordering::Relaxed) as u8,
+                loading as u8,
                 total.dirty.saturating_sub(persist.saved_dirty.iter().map(|d| d.load(Ordering::Relaxed)).sum()),
                 in_progress as u8,
                 shared.lastsave_s.load(Ordering::Relaxed),
@@ -109,7 +110,7 @@ pub async fn gather(
                 persist.expired_keys.load(Ordering::Relaxed),
                 persist.loaded_keys.load(Ordering::Relaxed),
                 persist.aof.info(),
-                persist.loading_info(),
+                persist.loading_info(loading),
             ),
         );
     }

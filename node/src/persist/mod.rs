@@ -153,9 +153,11 @@ impl State {
     }
 
     /// INFO persistence's loading progress (after the AOF fields, as in
-    /// Redis; nothing once loaded).
-    pub fn loading_info(&self) -> String {
-        if !self.loading.load(Ordering::Relaxed) {
+    /// Redis; nothing once loaded). `loading`: the flag as the caller read
+    /// it for its `loading:` line, so both lines agree when the load ends
+    /// between the two reads.
+    pub fn loading_info(&self, loading: bool) -> String {
+        if !loading {
             return String::new();
         }
         let start = self.loading_start_ms.load(Ordering::Relaxed);
