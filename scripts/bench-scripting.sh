@@ -134,10 +134,12 @@ run_one() {
     p="${PORT[$srv]}"
     pid="${PID[$srv]}"
     prepare "$srv" "$t"
+    # Split into words without globbing (XADD's `*`).
+    local cmd
+    read -ra cmd <<<"$(command_of "$t")"
     before="$(cpu_ns "$pid")"
-    # shellcheck disable=SC2046
     out="$(timeout 600 taskset -c "$CLIENT_CPU" redis-benchmark -p "$p" -c "$CLIENTS" -n "$n" \
-        -P "$pl" -r "$KEYSPACE" --csv $(command_of "$t") </dev/null 2>&1)" || {
+        -P "$pl" -r "$KEYSPACE" --csv "${cmd[@]}" </dev/null 2>&1)" || {
         echo "redis-benchmark failed against $srv ($t):" >&2
         echo "$out" >&2
         exit 1
