@@ -880,3 +880,366 @@ fn map(lua: &Lua, cur: &mut &[u8], n: usize) -> Result<Value, Unpack> {
     }
     Ok(Value::Table(t))
 }
+
+/// The `struct` table (Roberto Ierusalimschy's lua-struct as Redis links
+/// it, on x86-64: native little-endian, `long`/`size_t` of 8 bytes, at
+/// most 8-byte alignment, integers up to 32 bytes).
+pub fn structlib(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("pack", lua.create_function(struct_pack)?)?;
+    t.raw_set("unpack", lua.create_function(struct_unpack)?)?;
+    t.raw_set("size", lua.create_function(struct_size)?)?;
+    Ok(t)
+}
+
+const MAX_INT_SIZE: usize = 32;
+const MAX_ALIGN: usize = 8;
+
+fn rt(msg: String) -> mlua::Error {
+    mlua::Error::RuntimeError(msg)
+}
+
+fn bad_arg(n: usize, func: &str, msg: &str) -> mlua::Error {
+    rt(format!("bad argument #{n} to '{func}' ({msg})"))
+}
+
+/// The format cursor and its state (`Header`).
+struct Fmt<'a> {
+    f: &'a [u8],
+    at: usize,
+    little: bool,
+    align: usize,
+}
+
+impl Fmt<'_> {
+    fn num(&mut self, default: usize) -> mlua::Result<usize> {
+        if !self.f.get(self.at).is_some_and(|c| c.is_ascii_digit()) {
+            return Ok(default);
+        }
+        let mut a: usize = 0;
+        while let Some(c) = self.f.get(self.at).filter(|c| c.is_ascii_digit()) {
+            let d = (c - b'0') as usize;
+            if a > (i32::MAX as usize) / 10 || a * 10 > i32::MAX as usize - d {
+                return Err(rt("integral size overflow".into()));
+            }
+            a = a * 10 + d;
+            self.at += 1;
+        }
+        Ok(a)
+    }
+
+    /// `optsize`.
+    fn size(&mut self, opt: u8) -> mlua::Result<usize> {
+        Ok(match opt {
+            b'B' | b'b' | b'x' => 1,
+            b'H' | b'h' => 2,
+            b'L' | b'l' | b'T' | b'd' => 8,
+            b'f' => 4,
+            b'c' => self.num(1)?,
+            b'i' | b'I' => {
+                let sz = self.num(4)?;
+                if sz > MAX_INT_SIZE {
+                    return Err(rt(format!(
+                        "integral size {sz} is larger than limit of {MAX_INT_SIZE}"
+                    )));
+                }
+                sz
+            }
+            _ => 0,
+        })
+    }
+
+    fn to_align(&self, len: usize, opt: u8, size: usize) -> usize {
+        if size == 0 || opt == b'c' {
+            return 0;
+        }
+        let size = size.min(self.align);
+        (size - (len & (size - 1))) & (size - 1)
+    }
+
+    /// `controloptions`.
+    fn control(&mut self, opt: u8, func: &str) -> mlua::Result<()> {
+        match opt {
+            b' ' => {}
+            b'>' => self.little = false,
+            b'<' => self.little = true,
+            b'!' => {
+                let a = self.num(MAX_ALIGN)?;
+                if a == 0 || a & (a - 1) != 0 {
+                    return Err(rt(format!("alignment {a} is not a power of 2")));
+                }
+                self.align = a;
+            }
+            other => {
+                return Err(bad_arg(
+                    1,
+                    func,
+                    &format!("invalid format option '{}'", other as char),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fmt_of(v: Option<&Value>, func: &str) -> mlua::Result<Vec<u8>> {
+    match v {
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Value::Number(n)) => Ok(fmt_g(*n, 14).into_bytes()),
+        Some(Value::Integer(n)) => Ok(n.to_string().into_bytes()),
+        other => Err(bad_arg(
+            1,
+            func,
+            &format!(
+                "string expected, got {}",
+                other.map_or("no value", type_name)
+            ),
+        )),
+    }
+}
+
+fn number_arg(args: &MultiValue, i: usize, func: &str) -> mlua::Result<f64> {
+    match args.get(i) {
+        Some(Value::Number(n)) => Ok(*n),
+        Some(Value::Integer(n)) => Ok(*n as f64),
+        Some(Value::String(s)) => std::str::from_utf8(&s.as_bytes())
+            .ok()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .ok_or_else(|| bad_arg(i + 1, func, "number expected, got string")),
+        other => Err(bad_arg(
+            i + 1,
+            func,
+            &format!(
+                "number expected, got {}",
+                other.map_or("no value", type_name)
+            ),
+        )),
+    }
+}
+
+fn struct_pack(lua: &Lua, args: MultiValue) -> mlua::Result<mlua::LuaString> {
+    let f = fmt_of(args.front(), "pack")?;
+    let mut h = Fmt {
+        f: &f,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut out = Vec::new();
+    let mut arg = 1usize;
+    while h.at < h.f.len() {
+        let opt = h.f[h.at];
+        h.at += 1;
+        let mut size = h.size(opt)?;
+        let pad = h.to_align(out.len(), opt, size);
+        out.extend(std::iter::repeat_n(0u8, pad));
+        match opt {
+            b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                let n = number_arg(&args, arg, "pack")?;
+                arg += 1;
+                let mut v: u64 = if n < 0.0 { n as i64 as u64 } else { n as u64 };
+                let mut b = vec![0u8; size];
+                for i in 0..size {
+                    let at = if h.little { i } else { size - 1 - i };
+                    b[at] = (v & 0xff) as u8;
+                    v = v.checked_shr(8).unwrap_or(0);
+                }
+                out.extend_from_slice(&b);
+            }
+            b'x' => out.push(0),
+            b'f' => {
+                let x = number_arg(&args, arg, "pack")? as f32;
+                arg += 1;
+                out.extend_from_slice(&if h.little {
+                    x.to_le_bytes()
+                } else {
+                    x.to_be_bytes()
+                });
+            }
+            b'd' => {
+                let x = number_arg(&args, arg, "pack")?;
+                arg += 1;
+                out.extend_from_slice(&if h.little {
+                    x.to_le_bytes()
+                } else {
+                    x.to_be_bytes()
+                });
+            }
+            b'c' | b's' => {
+                let s = match args.get(arg) {
+                    Some(Value::String(s)) => s.as_bytes().to_vec(),
+                    Some(Value::Number(n)) => fmt_g(*n, 14).into_bytes(),
+                    Some(Value::Integer(n)) => n.to_string().into_bytes(),
+                    other => {
+                        return Err(bad_arg(
+                            arg + 1,
+                            "pack",
+                            &format!(
+                                "string expected, got {}",
+                                other.map_or("no value", type_name)
+                            ),
+                        ))
+                    }
+                };
+                arg += 1;
+                if size == 0 {
+                    size = s.len();
+                }
+                if s.len() < size {
+                    return Err(bad_arg(arg + 1, "pack", "string too short"));
+                }
+                out.extend_from_slice(&s[..size]);
+                if opt == b's' {
+                    out.push(0);
+                }
+            }
+            _ => h.control(opt, "pack")?,
+        }
+    }
+    lua.create_string(&out)
+}
+
+fn struct_unpack(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
+    let f = fmt_of(args.front(), "unpack")?;
+    let data = match args.get(1) {
+        Some(Value::String(s)) => s.as_bytes().to_vec(),
+        Some(Value::Number(n)) => fmt_g(*n, 14).into_bytes(),
+        other => {
+            return Err(bad_arg(
+                2,
+                "unpack",
+                &format!(
+                    "string expected, got {}",
+                    other.map_or("no value", type_name)
+                ),
+            ))
+        }
+    };
+    let start = match args.get(2) {
+        None | Some(Value::Nil) => 1.0,
+        _ => number_arg(&args, 2, "unpack")?,
+    };
+    if start < 1.0 {
+        return Err(bad_arg(3, "unpack", "offset must be 1 or greater"));
+    }
+    let mut pos = start as usize - 1;
+    let ld = data.len();
+    let mut h = Fmt {
+        f: &f,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut out: Vec<Value> = Vec::new();
+    while h.at < h.f.len() {
+        let opt = h.f[h.at];
+        h.at += 1;
+        let mut size = h.size(opt)?;
+        pos += h.to_align(pos, opt, size);
+        if size > ld || pos > ld - size {
+            return Err(bad_arg(2, "unpack", "data string too short"));
+        }
+        match opt {
+            b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                let bytes = &data[pos..pos + size];
+                let mut l: u64 = 0;
+                for i in 0..size {
+                    let b = if h.little {
+                        bytes[size - 1 - i]
+                    } else {
+                        bytes[i]
+                    };
+                    l = l.checked_shl(8).unwrap_or(0) | b as u64;
+                }
+                let v = if opt.is_ascii_lowercase() {
+                    let mask = if size * 8 >= 64 {
+                        0
+                    } else {
+                        u64::MAX << (size * 8 - 1)
+                    };
+                    let l = if size * 8 < 64 && l & mask != 0 {
+                        l | mask
+                    } else {
+                        l
+                    };
+                    l as i64 as f64
+                } else {
+                    l as f64
+                };
+                out.push(Value::Number(v));
+            }
+            b'x' => {}
+            b'f' => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&data[pos..pos + 4]);
+                let x = if h.little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_be_bytes(b)
+                };
+                out.push(Value::Number(x as f64));
+            }
+            b'd' => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&data[pos..pos + 8]);
+                let x = if h.little {
+                    f64::from_le_bytes(b)
+                } else {
+                    f64::from_be_bytes(b)
+                };
+                out.push(Value::Number(x));
+            }
+            b'c' => {
+                if size == 0 {
+                    let Some(Value::Number(n)) = out.pop() else {
+                        return Err(rt("format 'c0' needs a previous size".into()));
+                    };
+                    size = n as usize;
+                    if size > ld || pos > ld - size {
+                        return Err(bad_arg(2, "unpack", "data string too short"));
+                    }
+                }
+                out.push(Value::String(lua.create_string(&data[pos..pos + size])?));
+            }
+            b's' => {
+                let Some(e) = data[pos..].iter().position(|&b| b == 0) else {
+                    return Err(rt("unfinished string in data".into()));
+                };
+                out.push(Value::String(lua.create_string(&data[pos..pos + e])?));
+                size = e + 1;
+            }
+            _ => h.control(opt, "unpack")?,
+        }
+        pos += size;
+    }
+    out.push(Value::Number((pos + 1) as f64));
+    Ok(MultiValue::from_iter(out))
+}
+
+fn struct_size(_: &Lua, args: MultiValue) -> mlua::Result<f64> {
+    let f = fmt_of(args.front(), "size")?;
+    let mut h = Fmt {
+        f: &f,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut pos = 0usize;
+    while h.at < h.f.len() {
+        let opt = h.f[h.at];
+        h.at += 1;
+        let size = h.size(opt)?;
+        pos += h.to_align(pos, opt, size);
+        if opt == b's' {
+            return Err(bad_arg(1, "size", "option 's' has no fixed size"));
+        }
+        if opt == b'c' && size == 0 {
+            return Err(bad_arg(1, "size", "option 'c0' has no fixed size"));
+        }
+        if !opt.is_ascii_alphanumeric() {
+            h.control(opt, "size")?;
+        }
+        pos += size;
+    }
+    Ok(pos as f64)
+}

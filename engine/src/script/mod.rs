@@ -353,6 +353,7 @@ impl Vm {
         for (name, t) in [
             ("cjson", libs::cjson(&lua)?),
             ("cmsgpack", libs::cmsgpack(&lua)?),
+            ("struct", libs::structlib(&lua)?),
         ] {
             wrap_errors(&lua, &t)?;
             lua.globals().raw_set(name, t)?;
