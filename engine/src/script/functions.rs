@@ -95,17 +95,6 @@ pub fn libraries() -> BTreeMap<String, Library> {
         .clone()
 }
 
-/// The library holding function `name`, and that function's flags.
-pub fn find(name: &str) -> Option<(String, FuncInfo)> {
-    let libs = registry().libs.read().unwrap_or_else(|e| e.into_inner());
-    libs.iter().find_map(|(lib, l)| {
-        l.functions
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| (lib.clone(), f.clone()))
-    })
-}
-
 /// FUNCTION DELETE: `false` when there is no such library.
 pub fn delete(lib: &str) -> bool {
     let mut libs = registry().libs.write().unwrap_or_else(|e| e.into_inner());

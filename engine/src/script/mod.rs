@@ -670,16 +670,6 @@ impl Vm {
         }
         Ok(t)
     }
-
-    /// Memory the Lua state uses, in bytes (INFO's `used_memory_lua`).
-    pub fn used_memory(&self) -> usize {
-        self.lua.used_memory()
-    }
-
-    /// Scripts compiled on this state.
-    pub fn compiled(&self) -> usize {
-        self.scripts.len()
-    }
 }
 
 /// `slot`'s table (made at first use) holding `items` as 1..n, what a

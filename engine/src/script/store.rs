@@ -124,10 +124,3 @@ pub fn flush() {
 pub fn generation() -> u64 {
     store().generation.load(Ordering::SeqCst)
 }
-
-/// Number of cached scripts and the bytes of their bodies (INFO's
-/// `number_of_cached_scripts`, `used_memory_scripts_eval`).
-pub fn stats() -> (usize, usize) {
-    let m = store().scripts.read().unwrap_or_else(|e| e.into_inner());
-    (m.len(), m.values().map(|e| e.body.len() + 40).sum())
-}
