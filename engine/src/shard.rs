@@ -81,6 +81,9 @@ pub struct Shard {
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
+    /// Cluster mode: commands refuse what Redis refuses there (SORT's BY
+    /// and GET patterns).
+    pub cluster_mode: bool,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -112,6 +115,7 @@ impl Shard {
             garbage: Vec::new(),
             keep_expired: false,
             owns: None,
+            cluster_mode: false,
         }
     }
 

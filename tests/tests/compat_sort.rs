@@ -1,7 +1,8 @@
 //! Differential tests: SORT and SORT_RO, slotd vs redis-server 7.0, on one
 //! shard and on two (where BY and GET patterns name keys on either core,
 //! and STORE's destination is on another core than the source).
-use tests::assert_same_with;
+use std::time::{Duration, Instant};
+use tests::{assert_same_with, show, Server};
 
 fn cases() -> Vec<Vec<String>> {
     let mut v: Vec<Vec<String>> = Vec::new();
@@ -151,4 +152,36 @@ fn sort_on_one_shard() {
 #[test]
 fn sort_on_two_shards() {
     run("2");
+}
+
+/// In cluster mode Redis refuses BY with a pattern and any GET (their
+/// keys could be in any slot); BY without `*` (no sorting) is allowed.
+#[test]
+fn sort_patterns_are_refused_in_cluster_mode() {
+    let slotd = Server::slotd_cluster(&["--shards", "2"]);
+    let redis = Server::redis_cluster(&[]);
+    let cmds: &[&[&str]] = &[
+        &["RPUSH", "l", "3", "1", "2"],
+        &["SORT", "l"],
+        &["SORT", "l", "BY", "w_*"],
+        &["SORT", "l", "BY", "nosort"],
+        &["SORT", "l", "GET", "#"],
+        &["SORT", "l", "GET", "n_*"],
+        &["SORT_RO", "l", "BY", "w_*->f"],
+        &["SORT", "l", "LIMIT", "0", "1", "STORE", "l"],
+        &["LRANGE", "l", "0", "-1"],
+    ];
+    let mut replies = Vec::new();
+    for s in [&slotd, &redis] {
+        let mut c = s.raw();
+        c.cmd_str(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline, "cluster never ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replies.push(cmds.iter().map(|a| show(&c.cmd_str(a))).collect::<Vec<_>>());
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert!(replies[0][2].contains("BY option of SORT denied in Cluster mode."));
 }

@@ -134,7 +134,11 @@ fn unbuilt_commands_answer_clear_errors() {
     let mut c = s.raw();
     assert_eq!(
         text(c.cmd_str(&["FAILOVER"])),
-        "-ERR FAILOVER is not supported by slotd yet: coordinated failover is not built yet\r\n"
+        "-ERR FAILOVER is not supported by slotd: coordinated failover is not built; use REPLICAOF, or CLUSTER FAILOVER in cluster mode\r\n"
+    );
+    assert_eq!(
+        text(c.cmd_str(&["ACL", "WHOAMI"])),
+        "-ERR ACL is not supported by slotd: users and permissions beyond the default user are not built\r\n"
     );
     // What standalone redis-server answers, slotd answers too.
     let mut rc = r.raw();

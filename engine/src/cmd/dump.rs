@@ -11,26 +11,12 @@ use bytes::Bytes;
 
 /// The DUMP family's table.
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("dump", 2, READONLY, (1, 1, 1), dump, "generic"),
-    Spec::new(
-        "restore",
-        -4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        restore,
-        "generic",
-    ),
+    Spec::new("dump", 2, READONLY, (1, 1, 1), dump),
+    Spec::new("restore", -4, WRITE | DENYOOM, (1, 1, 1), restore),
     // RESTORE as MIGRATE sends it in cluster mode: the node counts it as
     // sent after ASKING.
-    Spec::new(
-        "restore-asking",
-        -4,
-        WRITE | DENYOOM,
-        (1, 1, 1),
-        restore,
-        "server",
-    ),
-    Spec::node("migrate", -6, WRITE, (3, 3, 1), "generic").movable(migrate_keys),
+    Spec::new("restore-asking", -4, WRITE | DENYOOM, (1, 1, 1), restore),
+    Spec::node("migrate", -6, WRITE, (3, 3, 1)).movable(migrate_keys),
 ];
 
 /// MIGRATE's keys, as Redis 7.0 finds them (`getKeysFromCommandWithSpecs`,

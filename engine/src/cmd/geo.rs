@@ -13,23 +13,20 @@ use crate::zset::ZSet;
 use bytes::Bytes;
 use std::ops::Bound;
 
-const G: &str = "geo";
-
 /// The geo family's table.
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("geoadd", -5, WRITE | DENYOOM, (1, 1, 1), geoadd, G),
-    Spec::new("geodist", -4, READONLY, (1, 1, 1), geodist, G),
-    Spec::new("geohash", -2, READONLY, (1, 1, 1), geohash, G),
-    Spec::new("geopos", -2, READONLY, (1, 1, 1), geopos, G),
-    Spec::new("georadius", -6, WRITE | DENYOOM, (1, 1, 1), georadius, G).movable(radius_keys),
-    Spec::new("georadius_ro", -6, READONLY, (1, 1, 1), georadius_ro, G),
+    Spec::new("geoadd", -5, WRITE | DENYOOM, (1, 1, 1), geoadd),
+    Spec::new("geodist", -4, READONLY, (1, 1, 1), geodist),
+    Spec::new("geohash", -2, READONLY, (1, 1, 1), geohash),
+    Spec::new("geopos", -2, READONLY, (1, 1, 1), geopos),
+    Spec::new("georadius", -6, WRITE | DENYOOM, (1, 1, 1), georadius).movable(radius_keys),
+    Spec::new("georadius_ro", -6, READONLY, (1, 1, 1), georadius_ro),
     Spec::new(
         "georadiusbymember",
         -5,
         WRITE | DENYOOM,
         (1, 1, 1),
         georadiusbymember,
-        G,
     )
     .movable(radius_keys),
     Spec::new(
@@ -38,16 +35,14 @@ pub static COMMANDS: &[Spec] = &[
         READONLY,
         (1, 1, 1),
         georadiusbymember_ro,
-        G,
     ),
-    Spec::new("geosearch", -7, READONLY, (1, 1, 1), geosearch, G),
+    Spec::new("geosearch", -7, READONLY, (1, 1, 1), geosearch),
     Spec::new(
         "geosearchstore",
         -8,
         WRITE | DENYOOM,
         (1, 2, 1),
         geosearchstore,
-        G,
     ),
 ];
 

@@ -10,34 +10,13 @@ use crate::value::{StrData, Value};
 
 /// The HyperLogLog family's table.
 pub static COMMANDS: &[Spec] = &[
-    Spec::new(
-        "pfadd",
-        -2,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        pfadd,
-        "hyperloglog",
-    ),
+    Spec::new("pfadd", -2, WRITE | DENYOOM | FAST, (1, 1, 1), pfadd),
     // A read that may cache what it computed in the key, which then
     // replicates (Redis's `may_replicate`, hidden from COMMAND INFO).
-    Spec::new("pfcount", -2, READONLY, (1, -1, 1), pfcount, "hyperloglog"),
-    Spec::new(
-        "pfmerge",
-        -2,
-        WRITE | DENYOOM,
-        (1, -1, 1),
-        pfmerge,
-        "hyperloglog",
-    ),
-    Spec::new(
-        "pfdebug",
-        3,
-        WRITE | DENYOOM | ADMIN,
-        (2, 2, 1),
-        pfdebug,
-        "hyperloglog",
-    ),
-    Spec::new("pfselftest", 1, ADMIN, (0, 0, 0), pfselftest, "hyperloglog"),
+    Spec::new("pfcount", -2, READONLY, (1, -1, 1), pfcount),
+    Spec::new("pfmerge", -2, WRITE | DENYOOM, (1, -1, 1), pfmerge),
+    Spec::new("pfdebug", 3, WRITE | DENYOOM | ADMIN, (2, 2, 1), pfdebug),
+    Spec::new("pfselftest", 1, ADMIN, (0, 0, 0), pfselftest),
 ];
 
 fn invalid(_: Invalid) -> Reply {

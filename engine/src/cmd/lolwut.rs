@@ -15,15 +15,15 @@ use crate::error;
 use crate::reply::Reply;
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("lolwut", -1, READONLY | FAST, (0, 0, 0), lolwut, "server"),
+    Spec::new("lolwut", -1, READONLY | FAST, (0, 0, 0), lolwut),
     Spec::new(
         "latency",
         -2,
         ADMIN | NOSCRIPT | LOADING | STALE,
         (0, 0, 0),
         latency,
-        "server",
-    ),
+    )
+    .subcommands(),
 ];
 
 /// A grid of pixels (colours 0..=3), Redis's `lwCanvas`.

@@ -19,6 +19,7 @@ pub mod hll;
 pub mod keys;
 pub mod list;
 pub mod lolwut;
+pub mod meta;
 pub mod script;
 pub mod server;
 pub mod set;
@@ -74,22 +75,10 @@ pub mod flags {
     /// Logs its own effects (scripts log the commands they ran), never its
     /// arguments.
     pub const SELF_LOGGED: u32 = 1 << 22;
-
-    /// Names of the Redis flags, for COMMAND INFO.
-    pub const NAMES: &[(u32, &str)] = &[
-        (WRITE, "write"),
-        (READONLY, "readonly"),
-        (DENYOOM, "denyoom"),
-        (ADMIN, "admin"),
-        (PUBSUB, "pubsub"),
-        (NOSCRIPT, "noscript"),
-        (BLOCKING, "blocking"),
-        (LOADING, "loading"),
-        (STALE, "stale"),
-        (FAST, "fast"),
-        (NO_AUTH, "no_auth"),
-        (NO_MULTI, "no_multi"),
-    ];
+    /// A container (CLIENT, CONFIG, ...): its subcommand and that
+    /// subcommand's arity are checked before it runs, as Redis's
+    /// `processCommand` does (`Spec::check_args`).
+    pub const SUBCOMMANDS: u32 = 1 << 23;
 }
 
 /// How the node combines the replies of an [`flags::ALL_SHARDS`] command.
@@ -134,8 +123,6 @@ pub struct Spec {
     pub handler: Option<Handler>,
     /// Merge rule for [`flags::ALL_SHARDS`] commands.
     pub merge: Merge,
-    /// Command group for COMMAND DOCS (`string`, `list`, ...).
-    pub group: &'static str,
 }
 
 impl Spec {
@@ -153,7 +140,6 @@ impl Spec {
         flags: u32,
         keys: (i32, i32, i32),
         handler: Handler,
-        group: &'static str,
     ) -> Spec {
         Spec {
             name,
@@ -165,18 +151,11 @@ impl Spec {
             keys: None,
             handler: Some(handler),
             merge: Merge::None,
-            group,
         }
     }
 
     /// A command the node implements.
-    pub const fn node(
-        name: &'static str,
-        arity: i32,
-        flags: u32,
-        keys: (i32, i32, i32),
-        group: &'static str,
-    ) -> Spec {
+    pub const fn node(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i32)) -> Spec {
         Spec {
             name,
             arity,
@@ -187,13 +166,18 @@ impl Spec {
             keys: None,
             handler: None,
             merge: Merge::None,
-            group,
         }
     }
 
     /// Sets a movable-keys function.
     pub const fn movable(mut self, f: KeysFn) -> Spec {
         self.keys = Some(f);
+        self
+    }
+
+    /// Marks a container command ([`flags::SUBCOMMANDS`]).
+    pub const fn subcommands(mut self) -> Spec {
+        self.flags |= flags::SUBCOMMANDS;
         self
     }
 
@@ -220,6 +204,36 @@ impl Spec {
             Ok(())
         } else {
             Err(Reply::Error(error::wrong_arity(self.name).into()))
+        }
+    }
+
+    /// Checks the argument count and, for a container, that its
+    /// subcommand exists and has the right count, with Redis's errors:
+    /// `unknown subcommand 'x'. Try CONFIG HELP.` and `wrong number of
+    /// arguments for 'config|get' command`.
+    pub fn check_args(&self, args: &Args) -> Result<(), Reply> {
+        self.check_arity(args.len())?;
+        if !self.has(flags::SUBCOMMANDS) || args.len() < 2 {
+            return Ok(());
+        }
+        let sub = args.get(1);
+        match meta::subcommand_arity(self.name, sub) {
+            None => Err(Reply::Error(
+                error::unknown_subcommand(sub, self.name).into(),
+            )),
+            Some(arity) => {
+                let argc = args.len() as i64;
+                if (arity > 0 && arity != argc) || argc < -arity {
+                    let full = format!(
+                        "{}|{}",
+                        self.name,
+                        String::from_utf8_lossy(sub).to_ascii_lowercase()
+                    );
+                    Err(Reply::Error(error::wrong_arity(&full).into()))
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -492,7 +506,7 @@ pub fn run(shard: &mut Shard, db: usize, now_ms: i64, argv: &[&[u8]]) -> Reply {
     let Some(spec) = registry().lookup(args.get(0)) else {
         return Reply::Error(error::unknown_command(args.get(0), args.iter_from(1)).into());
     };
-    if let Err(e) = spec.check_arity(args.len()) {
+    if let Err(e) = spec.check_args(&args) {
         return e;
     }
     let mut ctx = Ctx::new(shard, db, now_ms, args);

@@ -17,31 +17,14 @@ use crate::{error, slot};
 use std::cell::RefCell;
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new(
-        "eval",
-        -3,
-        NOSCRIPT | STALE | SELF_LOGGED,
-        (0, 0, 0),
-        eval,
-        "scripting",
-    )
-    .movable(eval_keys),
-    Spec::new(
-        "evalsha",
-        -3,
-        NOSCRIPT | STALE,
-        (0, 0, 0),
-        evalsha,
-        "scripting",
-    )
-    .movable(eval_keys),
+    Spec::new("eval", -3, NOSCRIPT | STALE | SELF_LOGGED, (0, 0, 0), eval).movable(eval_keys),
+    Spec::new("evalsha", -3, NOSCRIPT | STALE, (0, 0, 0), evalsha).movable(eval_keys),
     Spec::new(
         "eval_ro",
         -3,
         NOSCRIPT | STALE | READONLY | SELF_LOGGED,
         (0, 0, 0),
         eval_ro,
-        "scripting",
     )
     .movable(eval_keys),
     Spec::new(
@@ -50,17 +33,15 @@ pub static COMMANDS: &[Spec] = &[
         NOSCRIPT | STALE | READONLY | SELF_LOGGED,
         (0, 0, 0),
         evalsha_ro,
-        "scripting",
     )
     .movable(eval_keys),
-    Spec::new("script", -2, NOSCRIPT, (0, 0, 0), script_cmd, "scripting"),
+    Spec::new("script", -2, NOSCRIPT, (0, 0, 0), script_cmd).subcommands(),
     Spec::new(
         "fcall",
         -3,
         NOSCRIPT | STALE | SELF_LOGGED,
         (0, 0, 0),
         fcall,
-        "scripting",
     )
     .movable(eval_keys),
     Spec::new(
@@ -69,17 +50,9 @@ pub static COMMANDS: &[Spec] = &[
         NOSCRIPT | STALE | READONLY | SELF_LOGGED,
         (0, 0, 0),
         fcall_ro,
-        "scripting",
     )
     .movable(eval_keys),
-    Spec::new(
-        "function",
-        -2,
-        NOSCRIPT,
-        (0, 0, 0),
-        function_cmd,
-        "scripting",
-    ),
+    Spec::new("function", -2, NOSCRIPT, (0, 0, 0), function_cmd).subcommands(),
 ];
 
 /// Runs an EVAL-family or FCALL-family command (`name`, lowercase) with
@@ -412,7 +385,11 @@ fn script_cmd(ctx: &mut Ctx) -> Reply {
             Ok(Err(e)) | Err(e) => e,
         },
         (b"kill", 2) => script::kill(),
-        (b"debug", 3) => Reply::err("ERR SCRIPT DEBUG is not supported by slotd: its Lua debugger needs the server to stop for one client"),
+        // Debugging off is what every script gets; the Lua debugger itself
+        // (YES, SYNC) is not built.
+        (b"debug", 3) if args.is(2, "no") => Reply::Ok,
+        (b"debug", 3) if args.is(2, "yes") || args.is(2, "sync") => Reply::err("ERR SCRIPT DEBUG YES and SYNC are not supported by slotd: its Lua debugger needs the server to stop for one client"),
+        (b"debug", 3) => Reply::err("ERR Use SCRIPT DEBUG YES/SYNC/NO"),
         _ => Reply::Error(error::subcommand_syntax(args.get(1), "SCRIPT").into()),
     }
 }

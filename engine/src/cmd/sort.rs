@@ -16,8 +16,8 @@ use crate::value::Value;
 use bytes::Bytes;
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("sort", -2, WRITE | DENYOOM, (1, 1, 1), sort, "generic").movable(sort_keys),
-    Spec::new("sort_ro", -2, READONLY, (1, 1, 1), sort_ro, "generic"),
+    Spec::new("sort", -2, WRITE | DENYOOM, (1, 1, 1), sort).movable(sort_keys),
+    Spec::new("sort_ro", -2, READONLY, (1, 1, 1), sort_ro),
 ];
 
 /// SORT's keys: the source and the STORE destination (the keys BY and GET
@@ -51,7 +51,9 @@ struct Opts<'a> {
     gets: Vec<&'a [u8]>,
 }
 
-fn parse<'a>(args: &Args<'a>, readonly: bool) -> Result<Opts<'a>, Reply> {
+/// SORT's options; in cluster mode a BY with a pattern and any GET are
+/// refused, as Redis refuses them there.
+fn parse<'a>(args: &Args<'a>, readonly: bool, cluster: bool) -> Result<Opts<'a>, Reply> {
     let mut o = Opts {
         desc: false,
         alpha: false,
@@ -80,8 +82,14 @@ fn parse<'a>(args: &Args<'a>, readonly: bool) -> Result<Opts<'a>, Reply> {
             let p = args.get(j + 1);
             o.by = Some(p);
             o.dontsort = !p.contains(&b'*');
+            if cluster && !o.dontsort {
+                return Err(Reply::err("ERR BY option of SORT denied in Cluster mode."));
+            }
             j += 1;
         } else if args.is(j, "get") && left >= 1 {
+            if cluster {
+                return Err(Reply::err("ERR GET option of SORT denied in Cluster mode."));
+            }
             o.gets.push(args.get(j + 1));
             j += 1;
         } else {
@@ -133,7 +141,7 @@ fn lookup(ctx: &mut Ctx, pattern: &[u8], sub: &[u8]) -> Option<Bytes> {
 /// Every key the BY and GET patterns of `args` name for the elements of
 /// `source` (the node gathers them before running SORT elsewhere).
 pub fn pattern_keys(args: &Args, source: Option<&Value>) -> Vec<Bytes> {
-    let Ok(o) = parse(args, false) else {
+    let Ok(o) = parse(args, false, false) else {
         return Vec::new();
     };
     let Some(source) = source else {
@@ -158,7 +166,7 @@ pub fn pattern_keys(args: &Args, source: Option<&Value>) -> Vec<Bytes> {
 
 /// Whether the BY or GET options of `args` name other keys.
 pub fn uses_patterns(args: &Args) -> bool {
-    parse(args, false).is_ok_and(|o| {
+    parse(args, false, false).is_ok_and(|o| {
         o.gets.iter().any(|g| *g != b"#" && g.contains(&b'*'))
             || o.by.is_some_and(|b| b.contains(&b'*'))
     })
@@ -205,7 +213,7 @@ fn weight(s: &[u8]) -> Option<f64> {
 
 fn sort_generic(ctx: &mut Ctx, readonly: bool) -> Reply {
     let args = ctx.args;
-    let mut o = match parse(&args, readonly) {
+    let mut o = match parse(&args, readonly, ctx.shard.cluster_mode) {
         Ok(o) => o,
         Err(e) => return e,
     };

@@ -18,50 +18,25 @@ use bytes::Bytes;
 
 /// The stream family's table.
 pub static COMMANDS: &[Spec] = &[
-    Spec::new(
-        "xadd",
-        -5,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        xadd,
-        "stream",
-    ),
-    Spec::new("xrange", -4, READONLY, (1, 1, 1), xrange, "stream"),
-    Spec::new("xrevrange", -4, READONLY, (1, 1, 1), xrevrange, "stream"),
-    Spec::new("xlen", 2, READONLY | FAST, (1, 1, 1), xlen, "stream"),
-    Spec::new("xdel", -3, WRITE | FAST, (1, 1, 1), xdel, "stream"),
-    Spec::new("xtrim", -4, WRITE, (1, 1, 1), xtrim, "stream"),
-    Spec::new(
-        "xsetid",
-        -3,
-        WRITE | DENYOOM | FAST,
-        (1, 1, 1),
-        xsetid,
-        "stream",
-    ),
-    Spec::new("xread", -4, READONLY | BLOCKING, (0, 0, 0), xread, "stream").movable(xread_keys),
-    Spec::new(
-        "xreadgroup",
-        -7,
-        WRITE | BLOCKING,
-        (0, 0, 0),
-        xreadgroup,
-        "stream",
-    )
-    .movable(xread_keys),
-    Spec::new("xgroup", -2, WRITE, (0, 0, 0), xgroup, "stream").movable(sub_key),
-    Spec::new("xack", -4, WRITE | FAST, (1, 1, 1), xack, "stream"),
-    Spec::new("xpending", -3, READONLY, (1, 1, 1), xpending, "stream"),
-    Spec::new("xclaim", -6, WRITE | FAST, (1, 1, 1), xclaim, "stream"),
-    Spec::new(
-        "xautoclaim",
-        -6,
-        WRITE | FAST,
-        (1, 1, 1),
-        xautoclaim,
-        "stream",
-    ),
-    Spec::new("xinfo", -2, READONLY, (0, 0, 0), xinfo, "stream").movable(sub_key),
+    Spec::new("xadd", -5, WRITE | DENYOOM | FAST, (1, 1, 1), xadd),
+    Spec::new("xrange", -4, READONLY, (1, 1, 1), xrange),
+    Spec::new("xrevrange", -4, READONLY, (1, 1, 1), xrevrange),
+    Spec::new("xlen", 2, READONLY | FAST, (1, 1, 1), xlen),
+    Spec::new("xdel", -3, WRITE | FAST, (1, 1, 1), xdel),
+    Spec::new("xtrim", -4, WRITE, (1, 1, 1), xtrim),
+    Spec::new("xsetid", -3, WRITE | DENYOOM | FAST, (1, 1, 1), xsetid),
+    Spec::new("xread", -4, READONLY | BLOCKING, (0, 0, 0), xread).movable(xread_keys),
+    Spec::new("xreadgroup", -7, WRITE | BLOCKING, (0, 0, 0), xreadgroup).movable(xread_keys),
+    Spec::new("xgroup", -2, WRITE, (0, 0, 0), xgroup)
+        .subcommands()
+        .movable(sub_key),
+    Spec::new("xack", -4, WRITE | FAST, (1, 1, 1), xack),
+    Spec::new("xpending", -3, READONLY, (1, 1, 1), xpending),
+    Spec::new("xclaim", -6, WRITE | FAST, (1, 1, 1), xclaim),
+    Spec::new("xautoclaim", -6, WRITE | FAST, (1, 1, 1), xautoclaim),
+    Spec::new("xinfo", -2, READONLY, (0, 0, 0), xinfo)
+        .subcommands()
+        .movable(sub_key),
 ];
 
 const INVALID_ID: &str = "ERR Invalid stream ID specified as stream command argument";

@@ -110,7 +110,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             Reply::err(format!("MISCONF Errors writing to the AOF file: {why}")),
         );
     }
-    if let Err(e) = spec.check_arity(args.len()) {
+    if let Err(e) = spec.check_args(&args) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }

@@ -9,7 +9,7 @@ use crate::mesh::{
 use crate::shard::pubsub::{self, Kind};
 use crate::shard::Shard;
 use bytes::Bytes;
-use engine::cmd::{flags, Spec};
+use engine::cmd::Spec;
 use engine::{error, Args, Reply};
 use std::sync::atomic::Ordering;
 
@@ -602,7 +602,7 @@ fn pubsub_cmd(shard: &mut Shard, key: Key, args: Args) -> Next {
         _ => false,
     };
     if !valid {
-        let e = error::unknown_subcommand(args.get(1), "pubsub");
+        let e = error::subcommand_syntax(args.get(1), "pubsub");
         return ok(shard, key, Reply::Error(e.into()));
     }
     let rpc = shard.rpc.clone();
@@ -880,91 +880,44 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
     }
 }
 
-/// COMMAND [COUNT | INFO name... | LIST | DOCS name...].
+/// COMMAND [COUNT | INFO [name...] | LIST [FILTERBY ...] | DOCS [name...] |
+/// GETKEYS cmd... | GETKEYSANDFLAGS cmd...], from Redis 7.0.15's command
+/// metadata (`engine::cmd::meta`).
 fn command(args: &Args) -> Reply {
-    let reg = engine::cmd::registry();
-    let info = |s: &Spec| {
-        let fl: Vec<Reply> = flags::NAMES
-            .iter()
-            .filter(|(f, _)| s.has(*f))
-            .map(|(_, n)| Reply::status(*n))
-            .collect();
-        Reply::Array(vec![
-            Reply::bulk(s.name.as_bytes()),
-            Reply::Int(s.arity as i64),
-            Reply::Set(fl),
-            Reply::Int(s.first_key as i64),
-            Reply::Int(s.last_key as i64),
-            Reply::Int(s.step as i64),
-            Reply::Set(Vec::new()),
-            Reply::Set(Vec::new()),
-            Reply::Array(Vec::new()),
-            Reply::Array(Vec::new()),
-        ])
-    };
+    use engine::cmd::meta;
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+    let wrong = |n: &str| Reply::Error(error::wrong_arity(&format!("command|{n}")).into());
     match sub.as_str() {
-        "" => Reply::Array(reg.all().iter().map(|s| info(s)).collect()),
-        "count" => Reply::Int(reg.all().len() as i64),
-        "list" => Reply::Array(
-            reg.all()
-                .iter()
-                .map(|s| Reply::bulk(s.name.as_bytes()))
-                .collect(),
-        ),
-        "info" => Reply::Array(
-            args.iter_from(2)
-                .map(|n| reg.lookup(n).map_or(Reply::Nil, info))
-                .collect(),
-        ),
-        "docs" => {
-            let specs: Vec<&Spec> = if args.len() > 2 {
-                args.iter_from(2).filter_map(|n| reg.lookup(n)).collect()
-            } else {
-                reg.all().to_vec()
-            };
-            Reply::Map(
-                specs
-                    .into_iter()
-                    .map(|s| {
-                        (
-                            Reply::bulk(s.name.as_bytes()),
-                            Reply::Map(vec![
-                                (Reply::bulk(b"summary"), Reply::bulk(b"")),
-                                (Reply::bulk(b"since"), Reply::bulk(b"1.0.0")),
-                                (Reply::bulk(b"group"), Reply::bulk(s.group.as_bytes())),
-                            ]),
-                        )
-                    })
-                    .collect(),
-            )
-        }
-        "getkeys" => {
-            let rest = engine::OwnedArgs::from_iter(args.iter_from(2));
-            let a = rest.as_args();
-            match reg.lookup(a.get(0)) {
-                None => Reply::err("ERR Invalid command specified"),
-                Some(s) => {
-                    if s.check_arity(a.len()).is_err() {
-                        return Reply::err("ERR Invalid number of arguments specified for command");
-                    }
-                    let mut idx = Vec::new();
-                    match s.key_indices(&a, &mut idx) {
-                        Err(e) => e,
-                        // A command with a fixed key position that finds
-                        // none here (MIGRATE k ... KEYS a).
-                        Ok(()) if idx.is_empty() && s.first_key > 0 => {
-                            Reply::err("ERR Invalid arguments specified for command")
-                        }
-                        Ok(()) if idx.is_empty() => {
-                            Reply::err("ERR The command has no key arguments")
-                        }
-                        Ok(()) => {
-                            Reply::Array(idx.into_iter().map(|i| Reply::bulk(a.get(i))).collect())
-                        }
+        "" => meta::info_all(),
+        "count" if args.len() != 2 => wrong("count"),
+        "getkeys" | "getkeysandflags" if args.len() < 3 => wrong(&sub),
+        "count" => Reply::Int(meta::count() as i64),
+        "list" => {
+            let filter = match args.len() {
+                2 => meta::Filter::None,
+                5 if args.is(2, "filterby") => {
+                    let arg = args.get(4);
+                    if args.is(3, "module") {
+                        meta::Filter::Module
+                    } else if args.is(3, "aclcat") {
+                        meta::Filter::AclCat(arg)
+                    } else if args.is(3, "pattern") {
+                        meta::Filter::Pattern(arg)
+                    } else {
+                        return Reply::err(error::SYNTAX);
                     }
                 }
-            }
+                _ => return Reply::err(error::SYNTAX),
+            };
+            meta::list(filter)
+        }
+        "info" if args.len() == 2 => meta::info_all(),
+        "info" => meta::info(args.iter_from(2)),
+        "docs" if args.len() == 2 => meta::docs(None::<std::iter::Empty<&[u8]>>),
+        "docs" => meta::docs(Some(args.iter_from(2))),
+        "getkeys" | "getkeysandflags" => {
+            let rest = engine::OwnedArgs::from_iter(args.iter_from(2));
+            meta::getkeys(&rest.as_args(), sub == "getkeysandflags")
         }
         _ => Reply::Error(error::unknown_subcommand(args.get(1), "command").into()),
     }

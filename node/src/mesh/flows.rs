@@ -533,6 +533,18 @@ pub fn set_limits(l: engine::value::EncodingLimits) {
     LIMITS.with(|c| c.set(l));
 }
 
+thread_local! {
+    /// Cluster mode, which the scratch keyspace's commands obey as the
+    /// cores' do (SORT refuses BY and GET patterns).
+    static CLUSTER_MODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Tells the scratch keyspace of this core whether the node is in
+/// cluster mode.
+pub fn set_cluster_mode(on: bool) {
+    CLUSTER_MODE.with(|c| c.set(on));
+}
+
 /// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply,
 /// per core the keys it changed (moved out, so the scratch is empty again
 /// afterwards), and with `form` what the run logged: the command as Redis
@@ -552,6 +564,7 @@ fn run_on_scratch(
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| engine::Shard::new(databases, now as u64));
     scratch.limits = LIMITS.with(|c| c.get());
+    scratch.cluster_mode = CLUSTER_MODE.with(|c| c.get());
     // The scratch holds copies: big ones are freed off this core whatever
     // the directives, and not counted by INFO (the owners count theirs).
     scratch.lazy = engine::lazyfree::Settings::ALL;

@@ -145,12 +145,14 @@ impl Shard {
         engine.limits = settings.encoding;
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
+        engine.cluster_mode = bus.is_some();
         if cores > 1 {
             // A script run on this core must not reach another's keys.
             let m = mesh.clone();
             engine.owns = Some(std::sync::Arc::new(move |slot| m.slots.core_of(slot) == id));
         }
         crate::mesh::flows::set_limits(settings.encoding);
+        crate::mesh::flows::set_cluster_mode(engine.cluster_mode);
         Shard {
             id,
             cores,
