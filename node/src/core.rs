@@ -908,6 +908,7 @@ impl Core {
 
     fn cron(&mut self, now: i64) {
         self.plan_batch();
+        self.shard.unstall_if_busy();
         // A replication thread that stopped making progress holds no
         // reply for long.
         if !self.repl_held.is_empty() && now - self.repl_held_at > 1000 {

@@ -29,6 +29,8 @@ pub struct Settings {
     pub encoding: engine::value::EncodingLimits,
     /// `enable-debug-command`: `no`, `yes` or `local`.
     pub debug_command: &'static str,
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold_ms: u64,
     /// `client-output-buffer-limit` for the normal, replica and pubsub
     /// classes.
     pub obuf: [crate::config::ObufLimit; 3],
@@ -173,6 +175,7 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
             stream_node_max_entries: c.int("stream-node-max-entries").max(0),
         },
         debug_command: c.debug_command(),
+        busy_reply_threshold_ms: c.int("busy-reply-threshold").max(0) as u64,
         obuf: c.obuf_limits(),
         maxmemory: c.int("maxmemory").max(0) as u64,
         evict: engine::evict::Settings {

@@ -422,3 +422,154 @@ fn function_dump_restore_and_restart() {
         assert_eq!(c.cmd_str(&["FCALL", "my_incr", "1", "k"]), b":6\r\n");
     }
 }
+
+/// Sends `args` on `c` and reads the reply within `secs` (None: none came).
+fn ask(c: &mut tests::RawConn, args: &[&str], secs: u64) -> Option<String> {
+    c.set_read_timeout(std::time::Duration::from_secs(secs));
+    c.send(&tests::encode(
+        &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
+    ))
+    .ok()?;
+    c.read_reply().ok().map(|r| tests::text(&r))
+}
+
+/// Reads a reply already asked for (None: none came within `secs`).
+fn answer(c: &mut tests::RawConn, secs: u64) -> Option<String> {
+    c.set_read_timeout(std::time::Duration::from_secs(secs));
+    c.read_reply().ok().map(|r| tests::text(&r))
+}
+
+/// `busy-reply-threshold` (`lua-time-limit`): once a script has run longer,
+/// other clients get Redis's BUSY error (FUNCTION's text for FCALL), the
+/// `allow_busy` commands still run, SCRIPT KILL / FUNCTION KILL stop it and
+/// its caller gets Redis's error. A script with no keys holds every core,
+/// so every client sees BUSY; compared with redis-server.
+#[test]
+fn long_scripts_make_other_clients_see_busy() {
+    let slotd = tests::Server::slotd(&["--shards", "2", "--busy-reply-threshold", "200"]);
+    let redis = tests::Server::redis(&["--lua-time-limit", "200"]);
+    let lib = "#!lua name=spin\nredis.register_function('spin', function() local i = 0 while true do i = i + 1 end end)";
+    let mut seen = Vec::new();
+    for s in [&slotd, &redis] {
+        let mut admin = s.raw();
+        let mut out = vec![
+            ask(&mut admin, &["CONFIG", "GET", "lua-time-limit"], 5),
+            ask(&mut admin, &["CONFIG", "GET", "busy-reply-threshold"], 5),
+            ask(&mut admin, &["FUNCTION", "LOAD", lib], 5),
+        ];
+        for (run, kill) in [
+            (
+                vec!["EVAL", "local i = 0 while true do i = i + 1 end", "0"],
+                "SCRIPT",
+            ),
+            (vec!["FCALL", "spin", "0"], "FUNCTION"),
+        ] {
+            let mut runner = s.raw();
+            runner
+                .send(&tests::encode(
+                    &run.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
+                ))
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mut other = s.raw();
+            out.push(ask(&mut other, &["PING"], 5));
+            out.push(ask(&mut other, &["SET", "k", "v"], 5));
+            out.push(ask(&mut other, &["MULTI"], 5));
+            out.push(ask(&mut other, &["GET", "k"], 5));
+            out.push(ask(&mut other, &["EXEC"], 5));
+            // FUNCTION STATS, its running time left out.
+            out.push(ask(&mut other, &["FUNCTION", "STATS"], 5).map(|s| {
+                match s.split_once("duration_ms\r\n:") {
+                    Some((a, b)) => format!("{a}{}", &b[b.find('\r').unwrap_or(0)..]),
+                    None => s,
+                }
+            }));
+            out.push(ask(&mut other, &[kill, "KILL"], 5));
+            out.push(answer(&mut runner, 5));
+            out.push(ask(&mut other, &["PING"], 5));
+        }
+        seen.push(out);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert!(
+        seen[0][3].as_deref().is_some_and(|r| r
+            .starts_with("-BUSY Redis is busy running a script. You can only call SCRIPT KILL")),
+        "{:?}",
+        seen[0]
+    );
+}
+
+/// A script whose declared key keeps it on one core: clients of the other
+/// core see BUSY and can kill it; clients of its own core wait for its end
+/// (that core is inside the script).
+#[test]
+fn a_long_script_on_one_core_is_busy_for_the_other() {
+    let slotd = tests::Server::slotd(&["--shards", "2", "--busy-reply-threshold", "200"]);
+    let mut runner = slotd.raw();
+    // Twice: the first run of a script is placed with every core locked;
+    // from the second on it stays on its key's core.
+    ask(
+        &mut runner,
+        &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "k"],
+        5,
+    );
+    ask(
+        &mut runner,
+        &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "k"],
+        5,
+    );
+    let body = "if ARGV[1] == 'spin' then local i = 0 while true do i = i + 1 end end return redis.call('get', KEYS[1])";
+    assert_eq!(
+        ask(&mut runner, &["EVAL", body, "1", "k", "no"], 5).as_deref(),
+        Some("$1\r\nx\r\n")
+    );
+    assert_eq!(
+        ask(&mut runner, &["EVAL", body, "1", "k", "no"], 5).as_deref(),
+        Some("$1\r\nx\r\n")
+    );
+    // Connections are spread over both cores (made while both serve: a
+    // core inside a long script takes the connections the kernel hands
+    // its accept only when the script ends).
+    let mut others: Vec<tests::RawConn> = (0..4).map(|_| slotd.raw()).collect();
+    for c in others.iter_mut() {
+        assert_eq!(ask(c, &["PING"], 5).as_deref(), Some("+PONG\r\n"));
+    }
+    runner
+        .send(&tests::encode(&[
+            b"EVAL",
+            body.as_bytes(),
+            b"1",
+            b"k",
+            b"spin",
+        ]))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut busy = None;
+    let mut waiting = Vec::new();
+    for (i, c) in others.iter_mut().enumerate() {
+        match ask(c, &["PING"], 1) {
+            Some(r) => {
+                assert!(r.starts_with("-BUSY "), "{r}");
+                busy.get_or_insert(i);
+            }
+            None => waiting.push(i),
+        }
+    }
+    let busy = busy.expect("a connection on the other core sees BUSY");
+    assert!(
+        !waiting.is_empty(),
+        "a connection on the script's core waits"
+    );
+    assert_eq!(
+        ask(&mut others[busy], &["SCRIPT", "KILL"], 5).as_deref(),
+        Some("+OK\r\n")
+    );
+    let killed = answer(&mut runner, 5).unwrap();
+    assert!(
+        killed.starts_with("-ERR Script killed by user with SCRIPT KILL..."),
+        "{killed}"
+    );
+    for i in waiting {
+        assert_eq!(answer(&mut others[i], 5).as_deref(), Some("+PONG\r\n"));
+    }
+}

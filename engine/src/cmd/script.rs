@@ -523,9 +523,21 @@ fn function_cmd(ctx: &mut Ctx) -> Reply {
             }
         }
         b"stats" => {
+            let running = match script::running_function() {
+                Err(busy) => return Reply::err(busy),
+                Ok(None) => Reply::Nil,
+                Ok(Some((name, command, ms))) => Reply::Map(vec![
+                    (Reply::bulk(b"name"), Reply::bulk(&name)),
+                    (
+                        Reply::bulk(b"command"),
+                        Reply::Array(command.iter().map(|a| Reply::bulk(a)).collect()),
+                    ),
+                    (Reply::bulk(b"duration_ms"), Reply::Int(ms as i64)),
+                ]),
+            };
             let (libs, funcs) = functions::counts();
             Reply::Map(vec![
-                (Reply::bulk(b"running_script"), Reply::Nil),
+                (Reply::bulk(b"running_script"), running),
                 (
                     Reply::bulk(b"engines"),
                     Reply::Map(vec![(

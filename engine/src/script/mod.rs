@@ -28,7 +28,7 @@ use crate::reply::Reply;
 use bytes::Bytes;
 use hashbrown::HashMap;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// What runs a script's commands.
 pub trait Backend {
@@ -164,6 +164,53 @@ pub fn kill() -> Reply {
 
 const KILLED_TEXT: &str = "Script killed by user with SCRIPT KILL...";
 
+/// `busy-reply-threshold` (`lua-time-limit`) in milliseconds.
+static BUSY_THRESHOLD_MS: AtomicU64 = AtomicU64::new(5000);
+/// Runs past the threshold now, and whether the last one to pass it is a
+/// function (FCALL) or a script (EVAL): written only by such runs, so
+/// reading them costs a core nothing.
+static BUSY_RUNS: AtomicUsize = AtomicUsize::new(0);
+static BUSY_FUNCTION: AtomicBool = AtomicBool::new(false);
+
+/// The function past the threshold (FUNCTION STATS' `running_script`):
+/// its name, its command and when it began.
+type RunningFunction = (Vec<u8>, Vec<Vec<u8>>, std::time::Instant);
+static BUSY_FUNCTION_RUN: std::sync::Mutex<Option<RunningFunction>> = std::sync::Mutex::new(None);
+
+/// FUNCTION STATS' `running_script` while a function is past
+/// `busy-reply-threshold` (Redis's reply shows it only then, when another
+/// client can ask): its name, command and milliseconds so far. `Err`
+/// while a script (EVAL) is: Redis answers FUNCTION STATS with BUSY then.
+pub fn running_function() -> Result<Option<(Vec<u8>, Vec<Vec<u8>>, u64)>, &'static str> {
+    match busy_error() {
+        None => Ok(None),
+        Some(e) if !BUSY_FUNCTION.load(Ordering::Relaxed) => Err(e),
+        Some(_) => Ok(BUSY_FUNCTION_RUN.lock().ok().and_then(|g| {
+            g.as_ref()
+                .map(|(n, c, t)| (n.clone(), c.clone(), t.elapsed().as_millis() as u64))
+        })),
+    }
+}
+
+/// Sets `busy-reply-threshold`.
+pub fn set_busy_threshold(ms: u64) {
+    BUSY_THRESHOLD_MS.store(ms, Ordering::Relaxed);
+}
+
+/// Redis's BUSY error while a script or function has run longer than
+/// `busy-reply-threshold`: every command but those Redis allows then
+/// (`allow_busy`) gets it.
+pub fn busy_error() -> Option<&'static str> {
+    if BUSY_RUNS.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    Some(if BUSY_FUNCTION.load(Ordering::Relaxed) {
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    } else {
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    })
+}
+
 /// One script run: what it may do and what it did. It stays in the state's
 /// app data between runs (`active` false), so a run allocates nothing here.
 struct RunState {
@@ -176,6 +223,17 @@ struct RunState {
     resp3: bool,
     wrote: bool,
     killed: bool,
+    /// When the run began, whether it is a function's, and whether it has
+    /// passed `busy-reply-threshold` (counted in [`BUSY_RUNS`]).
+    /// The chunk and line a SCRIPT KILL stopped it at.
+    killed_at: Option<(String, usize)>,
+    started: std::time::Instant,
+    function: bool,
+    busy: bool,
+    /// A function's name and command (FCALL ...), kept for FUNCTION STATS
+    /// in case the run passes the threshold; the buffers are reused.
+    fname: Vec<u8>,
+    fcommand: Vec<Vec<u8>>,
     /// Whether `redis.set_repl` keeps effects for the AOF and replicas.
     repl: u8,
     buf: Vec<u8>,
@@ -384,18 +442,42 @@ impl Vm {
             resp3: false,
             wrote: false,
             killed: false,
+            killed_at: None,
+            started: std::time::Instant::now(),
+            function: false,
+            busy: false,
+            fname: Vec::new(),
+            fcommand: Vec::new(),
             repl: REPL_AOF | REPL_REPLICA,
             buf: Vec::new(),
             spans: Vec::new(),
         });
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(100_000),
-            move |lua, _| {
+            move |lua, debug| {
                 if slot.load(Ordering::Relaxed) == KILLED {
                     if let Some(mut st) = lua.app_data_mut::<RunState>() {
                         st.killed = true;
+                        // Where it stopped, for the error as Redis words it.
+                        let src = debug.source().source.map(|s| s.into_owned());
+                        st.killed_at = src
+                            .filter(|s| s.starts_with("@user_"))
+                            .zip(debug.current_line());
                     }
                     return Err(mlua::Error::RuntimeError(KILLED_TEXT.into()));
+                }
+                if let Some(mut st) = lua.app_data_mut::<RunState>() {
+                    let limit = BUSY_THRESHOLD_MS.load(Ordering::Relaxed) as u128;
+                    if !st.busy && st.started.elapsed().as_millis() >= limit {
+                        st.busy = true;
+                        if st.function {
+                            if let Ok(mut g) = BUSY_FUNCTION_RUN.lock() {
+                                *g = Some((st.fname.clone(), st.fcommand.clone(), st.started));
+                            }
+                        }
+                        BUSY_FUNCTION.store(st.function, Ordering::Relaxed);
+                        BUSY_RUNS.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
                 Ok(mlua::VmState::Continue)
             },
@@ -588,6 +670,15 @@ impl Vm {
                 wrote: false,
             };
         }
+        if let Some(mut st) = self.lua.app_data_mut::<RunState>() {
+            st.fname.clear();
+            st.fname.extend_from_slice(name.as_bytes());
+            st.fcommand.resize_with(args.len(), Vec::new);
+            for (i, a) in st.fcommand.iter_mut().enumerate() {
+                a.clear();
+                a.extend_from_slice(args.get(i));
+            }
+        }
         let args =
             (|| -> mlua::Result<(Table, Table)> { Ok((self.array(keys)?, self.array(argv)?)) })();
         match args {
@@ -629,6 +720,10 @@ impl Vm {
             st.resp3 = false;
             st.wrote = false;
             st.killed = false;
+            st.killed_at = None;
+            st.started = std::time::Instant::now();
+            st.function = args.is_some();
+            st.busy = false;
             st.repl = REPL_AOF | REPL_REPLICA;
         }
         self.slot.store(RUNNING, Ordering::SeqCst);
@@ -641,9 +736,13 @@ impl Vm {
             Some(mut st) => {
                 st.active = false;
                 st.backend = None;
-                (st.wrote, st.resp3, st.killed)
+                if std::mem::take(&mut st.busy) {
+                    BUSY_RUNS.fetch_sub(1, Ordering::SeqCst);
+                }
+                let killed = st.killed.then(|| st.killed_at.take());
+                (st.wrote, st.resp3, killed)
             }
-            None => (false, false, false),
+            None => (false, false, None),
         };
         let reply = match result {
             Ok((true, v)) => convert::lua_to_reply(&v, resp3),
@@ -693,9 +792,17 @@ fn refill(lua: &Lua, slot: &mut Option<(Table, usize)>, items: &[&[u8]]) -> mlua
 
 /// The reply for a script that failed with error value `e` (a table from
 /// the handler, with the line it came from).
-fn script_error(e: &Value, name: &str, killed: bool) -> Reply {
-    if killed {
-        return Reply::Error(format!("ERR {KILLED_TEXT}").into());
+/// The error reply of a failed run; `killed`: SCRIPT KILL stopped it (at
+/// this chunk and line when known).
+fn script_error(e: &Value, name: &str, killed: Option<Option<(String, usize)>>) -> Reply {
+    match killed {
+        Some(Some((src, line))) => {
+            return Reply::Error(
+                format!("ERR {KILLED_TEXT} script: {name}, on {src}:{line}.").into(),
+            )
+        }
+        Some(None) => return Reply::Error(format!("ERR {KILLED_TEXT}").into()),
+        None => {}
     }
     let Value::Table(t) = e else {
         let msg = convert::error_value_text(e).unwrap_or_else(|| "execution failure".into());

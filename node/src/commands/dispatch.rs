@@ -38,6 +38,18 @@ fn debug_allowed(setting: &str, addr: &str) -> bool {
     }
 }
 
+/// Redis 7.0's `allow_busy` commands: what a client may still run while a
+/// script is past `busy-reply-threshold`.
+fn allowed_while_busy(spec: &Spec, args: &Args) -> bool {
+    match spec.name {
+        "discard" | "watch" | "auth" | "hello" | "multi" | "shutdown" | "unwatch" | "quit"
+        | "replconf" | "reset" => true,
+        "script" => args.is(1, "kill"),
+        "function" => args.is(1, "kill") || args.is(1, "stats"),
+        _ => false,
+    }
+}
+
 /// Queues `reply` for `key`.
 fn answer(shard: &mut Shard, key: Key, reply: Reply) -> Next {
     shard.reply(key, &reply);
@@ -115,6 +127,26 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             conn.multi_failed = true;
         }
         return answer(shard, key, e);
+    }
+    if let Some(busy) = engine::script::busy_error() {
+        // A script has run past `busy-reply-threshold`: Redis answers
+        // everything but its `allow_busy` commands with BUSY (the master
+        // link's commands wait instead, as Redis stops reading them).
+        if !conn.master && !allowed_while_busy(spec, &args) {
+            if spec.name == "exec" && conn.multi.is_some() {
+                // Redis's `execCommandAbort`: the transaction is dropped.
+                conn.multi = None;
+                conn.multi_failed = false;
+                let watches = std::mem::take(&mut conn.watches);
+                shard.unwatch_all(watches);
+                let e = format!("EXECABORT Transaction discarded because of: {busy}");
+                return answer(shard, key, Reply::err(e));
+            }
+            if conn.multi.is_some() {
+                conn.multi_failed = true;
+            }
+            return answer(shard, key, Reply::err(busy));
+        }
     }
     if shard.cluster.is_some() {
         let asking = spec.name != "asking" && std::mem::take(&mut conn.asking);
@@ -234,6 +266,13 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if matches!(spec.name, "script" | "function") && args.len() == 2 && args.is(1, "kill") {
         // Served even while a script holds this core's lock.
         return answer(shard, key, engine::script::kill());
+    }
+    if spec.name == "function" && args.len() == 2 && args.is(1, "stats") {
+        // Process-wide facts, served even while a script holds this
+        // core's lock (as KILL).
+        let now = crate::shared::now_ms();
+        let r = engine::cmd::run(&mut shard.engine, 0, now, &[b"function", b"stats"]);
+        return answer(shard, key, r);
     }
     if spec.name == "memory" && super::memory::is_node(&args) {
         return super::memory::run(shard, key, args);

@@ -213,6 +213,13 @@ static PARAMS: &[Param] = &[
     p("lfu-log-factor", int(0, I32_MAX), "10", Mutable),
     p("lfu-decay-time", int(0, I32_MAX), "1", Mutable),
     p("hz", int(0, I32_MAX), "10", Mutable),
+    pa(
+        "busy-reply-threshold",
+        "lua-time-limit",
+        int(0, i64::MAX),
+        "5000",
+        Mutable,
+    ),
     p("dynamic-hz", BOOL, "yes", Mutable),
     p(
         "proto-max-bulk-len",

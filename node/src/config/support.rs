@@ -163,6 +163,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("hz", test("hz_sets_the_cron_frequency")),
     (
+        "busy-reply-threshold",
+        test("long_scripts_make_other_clients_see_busy"),
+    ),
+    (
         "dynamic-hz",
         NoEffect {
             why: "slotd's cron work per tick is bounded per core whatever the client \

@@ -153,6 +153,7 @@ impl Shard {
         }
         crate::mesh::flows::set_limits(settings.encoding);
         crate::mesh::flows::set_cluster_mode(engine.cluster_mode);
+        engine::script::set_busy_threshold(settings.busy_reply_threshold_ms);
         Shard {
             id,
             cores,
@@ -468,6 +469,25 @@ impl Shard {
         }
         self.stalled.push(key);
         true
+    }
+
+    /// While a script that holds this core's lock is past
+    /// `busy-reply-threshold`, the connections stalled by the lock go on:
+    /// their commands now get BUSY, as Redis answers what waited for a
+    /// long script.
+    pub fn unstall_if_busy(&mut self) {
+        if self.lock.is_none() || self.stalled.is_empty() || engine::script::busy_error().is_none()
+        {
+            return;
+        }
+        for key in std::mem::take(&mut self.stalled) {
+            if let Some(c) = self.conns.get_mut(key) {
+                if c.wait == Wait::Stalled {
+                    c.wait = Wait::No;
+                }
+            }
+            self.resume.push(key);
+        }
     }
 
     /// Drops every WATCH in `watches` (fire and forget).

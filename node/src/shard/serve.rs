@@ -528,6 +528,7 @@ impl Shard {
                 self.engine.evict = self.settings.evict;
                 self.engine.lazy = self.settings.lazyfree;
                 crate::mesh::flows::set_limits(self.settings.encoding);
+                engine::script::set_busy_threshold(self.settings.busy_reply_threshold_ms);
                 Response::Done
             }
             AdminQuery::Evict => {
