@@ -177,11 +177,15 @@ static BUSY_FUNCTION: AtomicBool = AtomicBool::new(false);
 type RunningFunction = (Vec<u8>, Vec<Vec<u8>>, std::time::Instant);
 static BUSY_FUNCTION_RUN: std::sync::Mutex<Option<RunningFunction>> = std::sync::Mutex::new(None);
 
+/// A running function as FUNCTION STATS shows it: name, command,
+/// milliseconds so far.
+pub type Running = (Vec<u8>, Vec<Vec<u8>>, u64);
+
 /// FUNCTION STATS' `running_script` while a function is past
 /// `busy-reply-threshold` (Redis's reply shows it only then, when another
 /// client can ask): its name, command and milliseconds so far. `Err`
 /// while a script (EVAL) is: Redis answers FUNCTION STATS with BUSY then.
-pub fn running_function() -> Result<Option<(Vec<u8>, Vec<Vec<u8>>, u64)>, &'static str> {
+pub fn running_function() -> Result<Option<Running>, &'static str> {
     match busy_error() {
         None => Ok(None),
         Some(e) if !BUSY_FUNCTION.load(Ordering::Relaxed) => Err(e),
