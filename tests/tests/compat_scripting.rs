@@ -573,3 +573,62 @@ fn a_long_script_on_one_core_is_busy_for_the_other() {
         assert_eq!(answer(&mut others[i], 5).as_deref(), Some("+PONG\r\n"));
     }
 }
+
+/// PUBLISH and SPUBLISH from scripts reach subscribers on every core and
+/// count them, as in Redis. A script placed on one core that publishes
+/// gets an error once and runs with every core locked from then on.
+#[test]
+fn scripts_publish_to_every_core() {
+    let run = |s: &tests::Server, runs: &[(&str, &str)]| -> Vec<String> {
+        let mut subs: Vec<tests::RawConn> = (0..4).map(|_| s.raw()).collect();
+        for c in subs.iter_mut() {
+            ask(c, &["SUBSCRIBE", "ch"], 5);
+        }
+        let mut c = s.raw();
+        let mut out = Vec::new();
+        for (body, key) in runs {
+            out.push(ask(&mut c, &["EVAL", body, "1", key], 5).unwrap_or_default());
+        }
+        for sub in subs.iter_mut() {
+            // Every message each subscriber got.
+            let mut got = Vec::new();
+            while let Some(m) = answer(sub, 1) {
+                got.push(m);
+            }
+            out.push(got.join(""));
+        }
+        out
+    };
+    let publish = "redis.call('set', KEYS[1], 'v') return redis.call('publish', 'ch', KEYS[1])";
+    let cond = "if redis.call('get', KEYS[1]) then return redis.call('publish', 'ch', 'later') end return 0";
+    let runs: &[(&str, &str)] = &[
+        (publish, "a"),
+        (publish, "b"),
+        (cond, "zz"),
+        (cond, "zz"),
+        (publish, "zz"),
+        (cond, "zz"),
+        (cond, "zz"),
+    ];
+    let redis = run(&tests::Server::redis(&[]), runs);
+    let two = run(&tests::Server::slotd(&["--shards", "2"]), runs);
+    // On two cores the first run of every script locks every core, the
+    // conditional one runs on its key's core once it has stayed there,
+    // and its first PUBLISH there is refused once.
+    let refused = "-ERR PUBLISH from a script that runs on one core is not supported by slotd; slotd runs this script with every core locked from its next call script: ";
+    assert_eq!(two[..5], redis[..5], "{two:?}");
+    assert!(two[5].starts_with(refused), "{two:?}");
+    assert_eq!(two[6], redis[6]);
+    assert!(redis[7].contains("later"), "{redis:?}");
+    for i in 7..11 {
+        // Subscribers got one message less (the refused one).
+        assert_eq!(
+            two[i].matches("message").count() + 1,
+            redis[i].matches("message").count(),
+            "{two:?} {redis:?}"
+        );
+    }
+    let one = run(&tests::Server::slotd(&["--shards", "1"]), runs);
+    assert!(one[0].starts_with(refused), "{one:?}");
+    assert_eq!(one[1..5], redis[1..5], "{one:?}");
+}

@@ -259,6 +259,19 @@ fn run_here(ctx: &mut Ctx, name: &str) -> Reply {
     reply
 }
 
+/// Set once a script run on one core called PUBLISH: from then on, scripts
+/// are placed by their runs even with a single core (see
+/// [`node_calls_seen`]).
+static NODE_CALLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some script has called PUBLISH or SPUBLISH from a run on one
+/// core: with a single core the node then routes scripts by their
+/// placement too, so those that publish run with the core locked, where
+/// the node delivers to subscribers.
+pub fn node_calls_seen() -> bool {
+    NODE_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A script's commands on one shard.
 pub struct ShardBackend<'a> {
     pub shard: &'a mut Shard,
@@ -292,6 +305,19 @@ impl Backend for ShardBackend<'_> {
         }
         if spec.handler.is_none() {
             return match spec.name {
+                "publish" | "spublish" => {
+                    // Other cores' subscribers are out of reach here: the
+                    // script runs with every core locked from its next run.
+                    self.off_core = true;
+                    NODE_CALLS.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Reply::Error(
+                        format!(
+                            "ERR {} from a script that runs on one core is not supported by slotd; slotd runs this script with every core locked from its next call",
+                            spec.name.to_ascii_uppercase()
+                        )
+                        .into(),
+                    )
+                }
                 "time" => {
                     let (s, ms) = (self.now_ms / 1000, self.now_ms % 1000);
                     Reply::Array(vec![Reply::bulk_int(s), Reply::bulk_int(ms * 1000)])

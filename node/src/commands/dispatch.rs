@@ -321,8 +321,10 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let owned = args.to_owned();
             let databases = shard.settings.databases;
             let form = form_sink(shard);
+            let bus = shard.bus.clone();
             spawn_detached(shard, key, async move {
-                crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form).await
+                crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form, bus)
+                    .await
             })
         }
     }

@@ -713,7 +713,12 @@ pub async fn publish(
     )
 }
 
-async fn publish_count(rpc: &Rc<Rpc>, channel: Bytes, message: Bytes, sharded: bool) -> i64 {
+pub(super) async fn publish_count(
+    rpc: &Rc<Rpc>,
+    channel: Bytes,
+    message: Bytes,
+    sharded: bool,
+) -> i64 {
     let calls: Vec<_> = (0..rpc.mesh.cores())
         .map(|c| {
             rpc.call(
@@ -1002,7 +1007,7 @@ async fn exec_checked(
                         spec,
                         (db, databases),
                         c,
-                        form.is_some(),
+                        (form.is_some(), bus),
                         &mut logged,
                     )
                     .await

@@ -54,7 +54,9 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
         // BY/GET patterns may name keys on any core.
         return Ok(Route::Everywhere);
     }
-    if cores > 1 && engine::cmd::script::is_script(spec.name) {
+    if engine::cmd::script::is_script(spec.name)
+        && (cores > 1 || engine::cmd::script::node_calls_seen())
+    {
         return Ok(script_route(spec, args, &idx, table));
     }
     let mut list: Vec<usize> = idx

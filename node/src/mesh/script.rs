@@ -152,6 +152,7 @@ pub async fn everywhere(
     databases: usize,
     conn: crate::io::Key,
     form: Option<FormSink>,
+    bus: Option<std::sync::Arc<super::Bus>>,
 ) -> super::TaskDone {
     let cores: Vec<usize> = (0..rpc.mesh.cores()).collect();
     let locks = flows::Locks::take_with(&rpc, &cores, form.is_some()).await;
@@ -167,7 +168,7 @@ pub async fn everywhere(
         spec,
         (db, databases),
         &args,
-        form.is_some(),
+        (form.is_some(), bus.as_deref()),
         &mut logged,
     )
     .await;
@@ -185,7 +186,7 @@ pub async fn run(
     spec: &'static Spec,
     (db, databases): (usize, usize),
     args: &OwnedArgs,
-    form: bool,
+    (form, bus): (bool, Option<&super::Bus>),
     logged: &mut Vec<u8>,
 ) -> Reply {
     if spec.name.starts_with("sort") {
@@ -248,7 +249,7 @@ pub async fn run(
         match resp {
             Response::ScriptCall { db, args } => {
                 let (reply, went) =
-                    command(rpc, tx, db, &args, (databases, cores, form), logged).await;
+                    command(rpc, tx, db, &args, (databases, cores, form, bus), logged).await;
                 match went {
                     None => stayed = false,
                     Some(Some(c)) if Some(c) != home => stayed = false,
@@ -274,7 +275,7 @@ async fn command(
     tx: TxId,
     db: usize,
     args: &OwnedArgs,
-    (databases, cores, form): (usize, usize, bool),
+    (databases, cores, form, bus): (usize, usize, bool, Option<&super::Bus>),
     logged: &mut Vec<u8>,
 ) -> (Reply, Option<Option<usize>>) {
     let a = args.as_args();
@@ -284,6 +285,27 @@ async fn command(
             None,
         );
     };
+    if matches!(spec.name, "publish" | "spublish") {
+        if spec.check_arity(a.len()).is_err() {
+            return (
+                Reply::err("ERR Wrong number of args calling Redis command from script"),
+                Some(None),
+            );
+        }
+        // Every core delivers to its own subscribers (they serve the
+        // request under this transaction's locks); the bus carries it to
+        // the cluster. A script that publishes keeps running everywhere.
+        let (ch, msg) = (
+            bytes::Bytes::copy_from_slice(a.get(1)),
+            bytes::Bytes::copy_from_slice(a.get(2)),
+        );
+        let sharded = spec.name == "spublish";
+        if let Some(bus) = bus {
+            bus.forward_publish(&ch, &msg, sharded);
+        }
+        let n = flows::publish_count(rpc, ch, msg, sharded).await;
+        return (Reply::Int(n), None);
+    }
     if spec.has(flags::NODE) {
         let reply = match spec.name {
             "time" => {
