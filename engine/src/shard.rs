@@ -81,6 +81,12 @@ pub struct Shard {
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
+    /// Client-side caching's tables, once some client tracks
+    /// ([`crate::tracking`]); `None` costs a write one branch.
+    pub tracking: Option<Box<crate::tracking::Tracking>>,
+    /// Flushes so far (FLUSHDB, FLUSHALL, DEBUG RELOAD): the node tells
+    /// its tracking clients once per flush.
+    pub flushes: u64,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -112,6 +118,8 @@ impl Shard {
             garbage: Vec::new(),
             keep_expired: false,
             owns: None,
+            tracking: None,
+            flushes: 0,
         }
     }
 
@@ -350,6 +358,10 @@ impl Shard {
             }
         }
         self.touch_all(db);
+        self.flushes += 1;
+        if let Some(t) = &mut self.tracking {
+            t.flushed();
+        }
         n
     }
 
@@ -434,6 +446,14 @@ impl Shard {
         if let Some(t) = &mut self.touched {
             t.push((db as u16, key.into()));
         }
+        if let Some(t) = &mut self.tracking {
+            t.modified(key);
+        }
+    }
+
+    /// The tracking tables, made on first use.
+    pub fn tracking(&mut self) -> &mut crate::tracking::Tracking {
+        self.tracking.get_or_insert_with(Default::default)
     }
 
     /// Records `key` as written for a write-back being tracked, without

@@ -311,6 +311,9 @@ impl Core {
             self.aof_deps();
             self.drain_inbox();
             self.repl_release();
+            // Invalidations for tracking clients (BCAST's once a turn),
+            // before the send pass.
+            self.shard.track_after(true);
             self.turn();
             self.aof_pump();
             self.repl_hold();
@@ -1188,8 +1191,23 @@ impl Core {
             Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
-            Msg::Req { from, id, req } => {
+            Msg::Track(m) => self.shard.track_msg(m),
+            Msg::Req {
+                from,
+                id,
+                client,
+                req,
+            } => {
+                // Whose writes these are, for tracking's NOLOOP.
+                self.shard.req_client = client;
+                if let Some(t) = self.shard.engine.tracking.as_deref_mut() {
+                    t.writer = client;
+                }
                 self.shard.request(from, id, req);
+                self.shard.req_client = 0;
+                if let Some(t) = self.shard.engine.tracking.as_deref_mut() {
+                    t.writer = 0;
+                }
                 // The request may have closed connections (CLIENT KILL) or
                 // stopped the shard (SHUTDOWN).
                 if self.shard.stopping {

@@ -19,6 +19,7 @@ pub mod pubsub;
 mod run;
 mod serve;
 mod snap;
+mod tracking;
 
 pub use run::{first_key, parse, Origin};
 
@@ -116,6 +117,14 @@ pub struct Shard {
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
     pub cluster_moving: bool,
+    /// This core's tracking clients, by id (client-side caching).
+    pub tracking_conns: HashMap<u64, Key>,
+    /// Where clients that others redirect invalidations to were found.
+    redirect_targets: HashMap<u64, Key>,
+    /// `engine.flushes` when tracking clients were last told of one.
+    seen_flushes: u64,
+    /// The client on whose behalf the request being served came (0: none).
+    pub req_client: u64,
 }
 
 impl Shard {
@@ -192,6 +201,10 @@ impl Shard {
             repl_part: None,
             repl_form: false,
             capture: false,
+            tracking_conns: HashMap::new(),
+            redirect_targets: HashMap::new(),
+            seen_flushes: 0,
+            req_client: 0,
         }
         .with_slot_map()
     }
@@ -399,6 +412,10 @@ impl Shard {
                 Effect::Db(db) => c.db = db,
                 Effect::Watched(w) => c.watches.extend(w),
                 Effect::Replconf => c.replconf = true,
+                Effect::Tracking(t) => {
+                    self.tracking_conns.insert(c.id, key);
+                    c.tracking = Some(t);
+                }
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
@@ -422,6 +439,7 @@ impl Shard {
         }
         self.want_flush(key);
         self.resume.push(key);
+        self.track_release(key);
     }
 
     /// Starts closing a connection: cancels its work and shuts the socket
@@ -452,6 +470,7 @@ impl Shard {
             self.unblock_keys(&w);
         }
         pubsub::forget(self, key);
+        self.tracking_off(key);
         self.closed.push(key);
     }
 
