@@ -60,6 +60,9 @@ pub struct Tracking {
     bcast_due: bool,
     /// The client whose command runs now (0: none).
     pub writer: u64,
+    /// Turns in a row that ended over the key limit (Redis's
+    /// `timeout_counter`: each spends more effort).
+    over_turns: u32,
 }
 
 impl Tracking {
@@ -93,6 +96,38 @@ impl Tracking {
                     what: What::Key(key.into()),
                 });
             }
+        }
+    }
+
+    /// Keeps at most `max` keys (`tracking-table-max-keys`, Redis's
+    /// `trackingLimitUsedSlots`): keys are forgotten in the table's own
+    /// (hash) order, their clients told as if they were modified, at most
+    /// 100 per turn more for each turn in a row that ended over.
+    pub fn limit(&mut self, max: usize) {
+        if self.table.len() <= max {
+            self.over_turns = 0;
+            return;
+        }
+        let effort = 100 * (self.over_turns as usize + 1);
+        let n = (self.table.len() - max).min(effort);
+        let victims: Vec<Box<[u8]>> = self.table.keys().take(n).cloned().collect();
+        for k in victims {
+            if let Some(ids) = self.table.remove(&k) {
+                self.items -= ids.len() as u64;
+                for (id, core) in ids {
+                    self.pending.push(Inval {
+                        id,
+                        core,
+                        writer: 0,
+                        what: What::Key(k.clone()),
+                    });
+                }
+            }
+        }
+        if self.table.len() > max {
+            self.over_turns += 1;
+        } else {
+            self.over_turns = 0;
         }
     }
 
@@ -184,6 +219,24 @@ mod tests {
         assert_eq!(t.totals(), (0, 0, 0));
         t.modified(b"a");
         assert!(!t.has_pending());
+    }
+
+    #[test]
+    fn limit_forgets_keys_and_tells_their_clients() {
+        let mut t = Tracking::default();
+        for i in 0..350u32 {
+            t.remember(format!("k{i}").as_bytes(), (1, 0));
+        }
+        t.limit(400);
+        assert!(!t.has_pending());
+        t.limit(10);
+        // At most 100 the first turn, then 200, ...
+        assert_eq!(t.totals().0, 250);
+        assert_eq!(t.take(false).len(), 100);
+        t.limit(10);
+        t.limit(10);
+        assert_eq!(t.totals(), (10, 10, 0));
+        assert_eq!(t.take(false).len(), 240);
     }
 
     #[test]

@@ -398,6 +398,57 @@ fn expiry_and_errors() {
             (1, &["CLIENT", "CACHING", "maybe"]),
             (1, &["CLIENT", "TRACKING", "off", "bogus"]),
             (1, &["CLIENT", "TRACKING", "off"]),
+            (1, &["CONFIG", "GET", "tracking-table-max-keys"]),
+            (1, &["CONFIG", "SET", "tracking-table-max-keys", "-1"]),
+            (1, &["CONFIG", "SET", "tracking-table-max-keys", "10"]),
+            (1, &["CONFIG", "GET", "tracking-table-max-keys"]),
         ],
     );
+}
+
+/// `tracking-table-max-keys`: over the limit, keys are forgotten and
+/// their clients told (which key is Redis's random pick, so this checks
+/// the counts on both servers rather than the bytes).
+#[test]
+fn tracking_table_max_keys_forgets_keys() {
+    let servers = [
+        Server::redis(&[]),
+        Server::slotd(&["--shards", "1"]),
+        Server::slotd(&["--shards", "2"]),
+    ];
+    for s in &servers {
+        let mut c0 = Conn::open(s.port());
+        let mut c1 = Conn::open(s.port());
+        let idle = Duration::from_millis(60);
+        c1.send(&["CONFIG", "SET", "tracking-table-max-keys", "1"]);
+        assert_eq!(c1.drain(idle), b"+OK\r\n");
+        c0.send(&["HELLO", "3"]);
+        c0.drain(idle);
+        c0.send(&["CLIENT", "TRACKING", "on"]);
+        assert_eq!(c0.drain(idle), b"+OK\r\n");
+        let mut got = Vec::new();
+        for k in ["a", "b"] {
+            c0.send(&["GET", k]);
+            got.extend(c0.drain(idle));
+        }
+        c1.send(&["PING"]);
+        c1.drain(idle);
+        std::thread::sleep(Duration::from_millis(200));
+        got.extend(c0.drain(idle));
+        let text = String::from_utf8_lossy(&got).into_owned();
+        assert_eq!(
+            text.matches("invalidate").count(),
+            1,
+            "port {}: {text:?}",
+            s.port()
+        );
+        assert!(
+            text.contains("invalidate\r\n*1\r\n$1\r\na\r\n")
+                || text.contains("invalidate\r\n*1\r\n$1\r\nb\r\n"),
+            "{text:?}"
+        );
+        c1.send(&["INFO", "stats"]);
+        let info = String::from_utf8_lossy(&c1.drain(idle)).into_owned();
+        assert!(info.contains("tracking_total_keys:1\r\n"), "{info}");
+    }
 }

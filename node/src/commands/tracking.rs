@@ -94,9 +94,7 @@ pub(super) fn tracking(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let Some(r) = redir else {
         return finish(shard, key, outcome, None);
     };
-    let local = (r > 0)
-        .then(|| shard.conns.iter().any(|c| c.id == r as u64 && !c.closing))
-        .unwrap_or(false);
+    let local = r > 0 && shard.conns.iter().any(|c| c.id == r as u64 && !c.closing);
     if local {
         let me = shard.id;
         return finish(shard, key, outcome, Some(me));
@@ -127,7 +125,7 @@ pub(super) fn tracking(shard: &mut Shard, key: Key, args: &Args) -> Next {
             Ok(None) => TaskDone {
                 conn: key,
                 replies: vec![Reply::Ok],
-                effects: Vec::new(),
+                effects: vec![Effect::TrackingOff],
                 encoded: engine::Encoded::default(),
             },
             Ok(Some(mut on)) => {

@@ -213,6 +213,12 @@ static PARAMS: &[Param] = &[
     p("lfu-log-factor", int(0, I32_MAX), "10", Mutable),
     p("lfu-decay-time", int(0, I32_MAX), "1", Mutable),
     p("hz", int(0, I32_MAX), "10", Mutable),
+    p(
+        "tracking-table-max-keys",
+        int(0, LLONG_MAX),
+        "1000000",
+        Mutable,
+    ),
     p("dynamic-hz", BOOL, "yes", Mutable),
     p(
         "proto-max-bulk-len",

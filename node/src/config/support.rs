@@ -163,6 +163,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     ("hz", test("hz_sets_the_cron_frequency")),
     (
+        "tracking-table-max-keys",
+        test("tracking_table_max_keys_forgets_keys"),
+    ),
+    (
         "dynamic-hz",
         NoEffect {
             why: "slotd's cron work per tick is bounded per core whatever the client \

@@ -67,6 +67,9 @@ pub enum Effect {
     /// CLIENT TRACKING ON took effect (after finding the redirection
     /// target or registering BCAST prefixes on every core).
     Tracking(Box<crate::io::Tracking>),
+    /// CLIENT TRACKING OFF took effect (after finding the redirection
+    /// target it named).
+    TrackingOff,
 }
 
 enum Pending {

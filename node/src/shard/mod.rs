@@ -407,6 +407,7 @@ impl Shard {
                 return;
             }
         }
+        let mut tracking_off = false;
         for e in done.effects {
             match e {
                 Effect::Db(db) => c.db = db,
@@ -416,6 +417,7 @@ impl Shard {
                     self.tracking_conns.insert(c.id, key);
                     c.tracking = Some(t);
                 }
+                Effect::TrackingOff => tracking_off = true,
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
@@ -427,6 +429,12 @@ impl Shard {
                 }
             }
         }
+        if tracking_off {
+            self.tracking_off(key);
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         for r in &done.replies {
             r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
         }

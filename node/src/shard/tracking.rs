@@ -30,11 +30,15 @@ impl Shard {
     /// keys modified and the flushes. `bcast`: at the end of a turn, the
     /// keys collected for BCAST prefixes go too (Redis sends those before
     /// sleeping). Costs one comparison and one branch when nobody tracks.
+    /// `tracking-table-max-keys` is checked then too.
     #[inline]
     pub fn track_after(&mut self, bcast: bool) {
         if self.engine.flushes != self.seen_flushes {
             self.seen_flushes = self.engine.flushes;
             self.flush_nulls();
+        }
+        if bcast && self.settings.tracking_max_keys > 0 {
+            self.track_limit();
         }
         if self
             .engine
@@ -43,6 +47,17 @@ impl Shard {
             .is_some_and(|t| t.has_pending())
         {
             self.route_invalidations(bcast);
+        }
+    }
+
+    /// `tracking-table-max-keys`, split evenly over the cores (each core
+    /// holds the keys of its own slots).
+    fn track_limit(&mut self) {
+        let max = self.settings.tracking_max_keys;
+        let cores = self.cores as u64;
+        let share = max / cores + u64::from((self.id as u64) < max % cores);
+        if let Some(t) = self.engine.tracking.as_deref_mut() {
+            t.limit(share as usize);
         }
     }
 
