@@ -1199,15 +1199,9 @@ impl Core {
                 req,
             } => {
                 // Whose writes these are, for tracking's NOLOOP.
-                self.shard.req_client = client;
-                if let Some(t) = self.shard.engine.tracking.as_deref_mut() {
-                    t.writer = client;
-                }
+                self.shard.set_req_client(client);
                 self.shard.request(from, id, req);
-                self.shard.req_client = 0;
-                if let Some(t) = self.shard.engine.tracking.as_deref_mut() {
-                    t.writer = 0;
-                }
+                self.shard.set_req_client(0);
                 // The request may have closed connections (CLIENT KILL) or
                 // stopped the shard (SHUTDOWN).
                 if self.shard.stopping {

@@ -12,7 +12,8 @@ use tests::{encode, show, Resp, Server};
 
 /// One step: connection `.0` sends `.1`. Commands starting with `#`
 /// are the script's own: `#flags` (CLIENT INFO's `flags=` and `redir=`
-/// fields), `#info field` (an INFO field), `#sleep ms`, `#unordered`
+/// fields), `#info field` (an INFO field), `#pipe "cmd a" "cmd b" ...`
+/// (commands sent in one write), `#sleep ms`, `#unordered`
 /// (the next step's output is compared as a multiset: invalidations from
 /// several cores may arrive in any order), `#close`.
 type Step<'a> = (usize, &'a [&'a str]);
@@ -93,7 +94,16 @@ fn run(s: &Server, conns: usize, steps: &[Step]) -> Vec<(String, Vec<String>)> {
             "#info" => vec!["INFO"],
             _ => args.clone(),
         };
-        cs[i].as_mut().unwrap().send(&sent);
+        if args[0] == "#pipe" {
+            let mut bytes = Vec::new();
+            for c in &args[1..] {
+                let a: Vec<&[u8]> = c.split(' ').map(|w| w.as_bytes()).collect();
+                bytes.extend(encode(&a));
+            }
+            cs[i].as_mut().unwrap().s.write_all(&bytes).unwrap();
+        } else {
+            cs[i].as_mut().unwrap().send(&sent);
+        }
         let mut shown = Vec::new();
         for (j, c) in cs.iter_mut().enumerate() {
             let Some(c) = c else {
@@ -101,7 +111,7 @@ fn run(s: &Server, conns: usize, steps: &[Step]) -> Vec<(String, Vec<String>)> {
                 continue;
             };
             let mut got = c.drain(Duration::from_millis(60));
-            if special && j == i {
+            if special && j == i && args[0] != "#pipe" {
                 let text = String::from_utf8_lossy(&got).into_owned();
                 let want: Vec<&str> = match args[0] {
                     "#flags" => vec!["flags", "redir"],
@@ -192,6 +202,16 @@ fn default_mode_resp3() {
             (1, &["SET", "a", "again"]),
             (0, &["STRLEN", "b"]),
             (0, &["EXISTS", "foo"]),
+            (
+                0,
+                &["#pipe", "GET a", "SET a p1", "GET a", "SET a p2", "GET c"],
+            ),
+            (
+                0,
+                &["#pipe", "MULTI", "GET foo", "SET foo m", "EXEC", "GET foo"],
+            ),
+            (0, &["#pipe", "MULTI", "SET foo n", "EXEC"]),
+            (1, &["#pipe", "SET c 1", "SET c 2"]),
             (2, &["#info", "tracking_clients"]),
             (2, &["#info", "tracking_total_keys"]),
             (2, &["#info", "tracking_total_items"]),

@@ -66,8 +66,9 @@ pub struct Shard {
     pub direct_inputs: u32,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
-    /// Requests that arrived while locked, in order: (from, id, request).
-    deferred: VecDeque<(usize, u64, Request)>,
+    /// Requests that arrived while locked, in order: (from, id, the
+    /// client they work for, request).
+    deferred: VecDeque<(usize, u64, u64, Request)>,
     /// Connections waiting for the lock to go.
     stalled: Vec<Key>,
     /// Writers paused for a manual failover (`Request::PauseWrites`): a

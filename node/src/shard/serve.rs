@@ -38,7 +38,7 @@ impl Shard {
                 _ => true,
             };
             if !mine {
-                self.deferred.push_back((from, id, req));
+                self.deferred.push_back((from, id, self.req_client, req));
                 return;
             }
         }
@@ -310,15 +310,18 @@ impl Shard {
                     self.repl_part_end();
                     self.serve_ready();
                     let deferred = std::mem::take(&mut self.deferred);
-                    for (from, id, req) in deferred {
+                    let unlocker = self.req_client;
+                    for (from, id, client, req) in deferred {
                         if self.lock.is_some() {
-                            self.deferred.push_back((from, id, req));
+                            self.deferred.push_back((from, id, client, req));
                         } else {
                             // Counted again, as when it first arrived.
                             self.msgs += 1;
+                            self.set_req_client(client);
                             self.request(from, id, req);
                         }
                     }
+                    self.set_req_client(unlocker);
                     if self.lock.is_none() {
                         let stalled = std::mem::take(&mut self.stalled);
                         for key in stalled {

@@ -50,6 +50,15 @@ impl Shard {
         }
     }
 
+    /// The client on whose behalf the request being served came (for
+    /// NOLOOP and a pipeline passed on to another core).
+    pub fn set_req_client(&mut self, client: u64) {
+        self.req_client = client;
+        if let Some(t) = self.engine.tracking.as_deref_mut() {
+            t.writer = client;
+        }
+    }
+
     /// `tracking-table-max-keys`, split evenly over the cores (each core
     /// holds the keys of its own slots).
     fn track_limit(&mut self) {
