@@ -219,11 +219,14 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::status("QUEUED"));
     }
-    if conn.tracking.is_some() {
+    let conn = if conn.tracking.is_some() {
         track_reads(shard, key, spec, &args);
-    }
-    let Some(conn) = shard.conns.get_mut(key) else {
-        return Next::Wait;
+        let Some(conn) = shard.conns.get_mut(key) else {
+            return Next::Wait;
+        };
+        conn
+    } else {
+        conn
     };
     if spec.has(flags::NODE) {
         return super::node::run(shard, key, spec, args);
