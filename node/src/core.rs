@@ -332,8 +332,17 @@ impl Core {
             // which complete as they are submitted): submit, collect what
             // is done, and come back without sleeping. Only an idle core
             // marks itself asleep, so a turn costs no barrier.
-            let busy =
-                !self.shard.resume.is_empty() || self.shard.exec.has_ready() || snapshot_work;
+            // Invalidations the turn's commands left (BCAST keys) go at
+            // the top of the next turn, before any sleep.
+            let busy = !self.shard.resume.is_empty()
+                || self.shard.exec.has_ready()
+                || snapshot_work
+                || self
+                    .shard
+                    .engine
+                    .tracking
+                    .as_deref()
+                    .is_some_and(|t| t.has_pending());
             if busy
                 || !self.ring.nothing_to_submit()
                 || !self.shard.mesh.prepare_sleep(self.shard.id)

@@ -353,7 +353,12 @@ fn resp2_redirect() {
             (0, &["CLIENT", "TRACKING", "off", "REDIRECT", "$ID3"]),
             (0, &["CLIENT", "GETREDIR"]),
             (1, &["SET", "b", "2"]),
-            (0, &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "REDIRECT", "$ID3"]),
+            (
+                0,
+                &[
+                    "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "REDIRECT", "$ID3",
+                ],
+            ),
             (0, &["CLIENT", "TRACKINGINFO"]),
             (1, &["SET", "x1", "v"]),
             (0, &["SET", "x2", "v"]),
