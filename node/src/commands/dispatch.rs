@@ -373,7 +373,8 @@ fn track_reads(shard: &mut Shard, key: Key, spec: &'static Spec, args: &Args) {
     let caching = t.caching;
     // Redis's `resetClient`: the flag goes after any command but CLIENT
     // itself, unless in a transaction.
-    if spec.name != "client" && spec.name != "multi" && !(in_multi && spec.name != "exec") {
+    let ends_multi = matches!(spec.name, "exec" | "discard");
+    if (ends_multi || !in_multi) && spec.name != "multi" && spec.name != "client" {
         t.caching = false;
     }
     if t.bcast || (t.optin && !caching) || (t.optout && caching) {
