@@ -55,6 +55,7 @@ pub mod shard;
 pub mod slot;
 pub mod snapshot;
 pub mod stream;
+pub mod tracking;
 pub mod value;
 pub mod writelog;
 pub mod zset;

@@ -84,6 +84,12 @@ pub struct Shard {
     /// Cluster mode: commands refuse what Redis refuses there (SORT's BY
     /// and GET patterns).
     pub cluster_mode: bool,
+    /// Client-side caching's tables, once some client tracks
+    /// ([`crate::tracking`]); `None` costs a write one branch.
+    pub tracking: Option<Box<crate::tracking::Tracking>>,
+    /// Flushes so far (FLUSHDB, FLUSHALL, DEBUG RELOAD): the node tells
+    /// its tracking clients once per flush.
+    pub flushes: u64,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -116,6 +122,8 @@ impl Shard {
             keep_expired: false,
             owns: None,
             cluster_mode: false,
+            tracking: None,
+            flushes: 0,
         }
     }
 
@@ -354,6 +362,10 @@ impl Shard {
             }
         }
         self.touch_all(db);
+        self.flushes += 1;
+        if let Some(t) = &mut self.tracking {
+            t.flushed();
+        }
         n
     }
 
@@ -438,6 +450,14 @@ impl Shard {
         if let Some(t) = &mut self.touched {
             t.push((db as u16, key.into()));
         }
+        if let Some(t) = &mut self.tracking {
+            t.modified(key);
+        }
+    }
+
+    /// The tracking tables, made on first use.
+    pub fn tracking(&mut self) -> &mut crate::tracking::Tracking {
+        self.tracking.get_or_insert_with(Default::default)
     }
 
     /// Records `key` as written for a write-back being tracked, without

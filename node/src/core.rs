@@ -311,6 +311,9 @@ impl Core {
             self.aof_deps();
             self.drain_inbox();
             self.repl_release();
+            // Invalidations for tracking clients (BCAST's once a turn),
+            // before the send pass.
+            self.shard.track_after(true);
             self.turn();
             self.aof_pump();
             self.repl_hold();
@@ -329,8 +332,17 @@ impl Core {
             // which complete as they are submitted): submit, collect what
             // is done, and come back without sleeping. Only an idle core
             // marks itself asleep, so a turn costs no barrier.
-            let busy =
-                !self.shard.resume.is_empty() || self.shard.exec.has_ready() || snapshot_work;
+            // Invalidations the turn's commands left (BCAST keys) go at
+            // the top of the next turn, before any sleep.
+            let busy = !self.shard.resume.is_empty()
+                || self.shard.exec.has_ready()
+                || snapshot_work
+                || self
+                    .shard
+                    .engine
+                    .tracking
+                    .as_deref()
+                    .is_some_and(|t| t.has_pending());
             if busy
                 || !self.ring.nothing_to_submit()
                 || !self.shard.mesh.prepare_sleep(self.shard.id)
@@ -1189,8 +1201,17 @@ impl Core {
             Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
-            Msg::Req { from, id, req } => {
+            Msg::Track(m) => self.shard.track_msg(m),
+            Msg::Req {
+                from,
+                id,
+                client,
+                req,
+            } => {
+                // Whose writes these are, for tracking's NOLOOP.
+                self.shard.set_req_client(client);
                 self.shard.request(from, id, req);
+                self.shard.set_req_client(0);
                 // The request may have closed connections (CLIENT KILL) or
                 // stopped the shard (SHUTDOWN).
                 if self.shard.stopping {

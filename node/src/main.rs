@@ -190,6 +190,7 @@ fn stop_cores(shared: &Shared, mesh: &mesh::Mesh, shards: usize) {
             mesh::Msg::Req {
                 from: 0,
                 id: 0,
+                client: 0,
                 req: mesh::Request::Admin(mesh::AdminQuery::Shutdown),
             },
         );

@@ -52,6 +52,8 @@ pub struct Settings {
     /// `min-replicas-to-write`, `min-replicas-max-lag` (seconds).
     pub min_replicas_to_write: u32,
     pub min_replicas_max_lag: u64,
+    /// `tracking-table-max-keys` (0: no limit).
+    pub tracking_max_keys: u64,
 }
 
 /// Process-wide state.
@@ -201,6 +203,7 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         replica_serve_stale: c.flag("replica-serve-stale-data"),
         min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
         min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
+        tracking_max_keys: c.int("tracking-table-max-keys").max(0) as u64,
     }
 }
 

@@ -294,7 +294,7 @@ fn every_listed_subcommand_exists() {
         for n in [2, 3, 4] {
             let reply = String::from_utf8_lossy(&c.cmd_str(&args[..n])).into_owned();
             let lower = reply.to_ascii_lowercase();
-            if lower.starts_with("-err unknown subcommand")
+            if lower.starts_with("-err unknown subcommand '")
                 || lower.starts_with("-err unknown command")
                 || lower.contains("not supported by slotd")
             {

@@ -293,6 +293,7 @@ impl Driver {
             Msg::Req {
                 from: 0,
                 id: 0,
+                client: 0,
                 req,
             },
         );

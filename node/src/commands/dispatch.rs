@@ -251,6 +251,15 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::status("QUEUED"));
     }
+    let conn = if conn.tracking.is_some() {
+        track_reads(shard, key, spec, &args);
+        let Some(conn) = shard.conns.get_mut(key) else {
+            return Next::Wait;
+        };
+        conn
+    } else {
+        conn
+    };
     if spec.has(flags::NODE) {
         return super::node::run(shard, key, spec, args);
     }
@@ -389,15 +398,79 @@ fn replica_refusal(shard: &Shard, spec: &Spec) -> Option<&'static str> {
     None
 }
 
+/// Client-side caching, for a tracking client's command: CLIENT CACHING
+/// holds for this command only (or the transaction), and the keys of a
+/// read are remembered on their cores, before the read runs (Redis's
+/// `trackingRememberKeys`, with its OPTIN/OPTOUT rule; EXEC remembers
+/// those of the reads it queued).
+fn track_reads(shard: &mut Shard, key: Key, spec: &'static Spec, args: &Args) {
+    let Some(c) = shard.conns.get_mut(key) else {
+        return;
+    };
+    let in_multi = c.multi.is_some();
+    let Some(t) = c.tracking.as_deref_mut() else {
+        return;
+    };
+    let caching = t.caching;
+    // Redis's `resetClient`: the flag goes after any command but CLIENT
+    // itself, unless in a transaction.
+    let ends_multi = matches!(spec.name, "exec" | "discard");
+    if (ends_multi || !in_multi) && spec.name != "multi" && spec.name != "client" {
+        t.caching = false;
+    }
+    if t.bcast || (t.optin && !caching) || (t.optout && caching) {
+        return;
+    }
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut idx = Vec::new();
+    let mut collect = |s: &'static Spec, a: &Args| {
+        if !s.has(flags::READONLY)
+            || s.has(flags::PUBSUB)
+            || matches!(s.name, "eval_ro" | "evalsha_ro" | "fcall_ro")
+        {
+            return;
+        }
+        idx.clear();
+        if s.key_indices(a, &mut idx).is_ok() {
+            keys.extend(idx.iter().map(|&i| a.get(i).to_vec()));
+        }
+    };
+    if spec.name == "exec" {
+        if c.multi_failed {
+            return;
+        }
+        for q in c.multi.iter().flatten() {
+            let a = q.as_args();
+            if let Some(s) = engine::cmd::registry().lookup(a.get(0)) {
+                collect(s, &a);
+            }
+        }
+    } else {
+        collect(spec, args);
+    }
+    if !keys.is_empty() {
+        let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        shard.track_keys(key, &refs);
+    }
+}
+
 fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
     if shard.stall_if_locked(key) {
         return Next::Retry;
     }
+    if let Some(t) = shard.engine.tracking.as_deref_mut() {
+        t.writer = shard.conns.get(key).map_or(0, |c| c.id);
+    }
     let out = shard.run_local(spec, db, args, false, Some(Origin::Local(key)));
+    if let Some(t) = shard.engine.tracking.as_deref_mut() {
+        t.writer = 0;
+    }
     shard.serve_ready();
     match out {
         Some(reply) => {
             shard.reply(key, &reply);
+            // Invalidations this command caused come after its reply.
+            shard.track_after(false);
             Next::Continue
         }
         None => {
@@ -507,7 +580,9 @@ fn cluster_check(
 pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)> {
     let conn = shard.conns.get(key)?;
     let spec = engine::cmd::registry().lookup(args.get(0))?;
+    // A tracking client's reads are remembered as each is dispatched.
     let plain = conn.authed
+        && conn.tracking.is_none()
         && !conn.asking
         && conn.multi.is_none()
         && (conn.sub_count() == 0 || conn.resp3)
@@ -546,7 +621,8 @@ pub fn spawn(
     key: Key,
     fut: impl std::future::Future<Output = TaskDone> + 'static,
 ) -> Next {
-    let t = shard.exec.spawn(fut);
+    let client = shard.conns.get(key).map_or(0, |c| c.id);
+    let t = shard.exec.spawn_for(client, fut);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Task(t);
     }
@@ -560,7 +636,8 @@ pub fn spawn_detached(
     key: Key,
     fut: impl std::future::Future<Output = TaskDone> + 'static,
 ) -> Next {
-    shard.exec.spawn(fut);
+    let client = shard.conns.get(key).map_or(0, |c| c.id);
+    shard.exec.spawn_for(client, fut);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Detached;
     }

@@ -19,6 +19,7 @@ mod memory;
 mod node;
 mod request;
 mod sync;
+mod tracking;
 
 pub use node::REDIS_VERSION;
 pub use request::process;

@@ -72,6 +72,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             conn.asking = false;
             conn.readonly = false;
             shard.unwatch_all(watches);
+            shard.tracking_off(key);
             for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
                 silent_unsubscribe(shard, key, kind);
             }
@@ -688,6 +689,10 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             }
         }
         ("setinfo", 4) => ok(shard, key, Reply::Ok),
+        ("tracking", n) if n >= 3 => super::tracking::tracking(shard, key, &args),
+        ("caching", 3) => super::tracking::caching(shard, key, &args),
+        ("getredir", 2) => super::tracking::getredir(shard, key),
+        ("trackinginfo", 2) => super::tracking::trackinginfo(shard, key),
         ("pause", 3 | 4) => {
             let all = match args.len() {
                 4 if args.is(3, "write") => false,
@@ -869,7 +874,11 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             })
         }
         // A subcommand slotd has, with a wrong number of arguments.
-        ("pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill", _) => {
+        (
+            "pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill"
+            | "tracking" | "caching" | "getredir" | "trackinginfo",
+            _,
+        ) => {
             let e = error::wrong_arity(&format!("client|{sub}"));
             ok(shard, key, Reply::Error(e.into()))
         }

@@ -220,6 +220,12 @@ static PARAMS: &[Param] = &[
         "5000",
         Mutable,
     ),
+    p(
+        "tracking-table-max-keys",
+        int(0, LLONG_MAX),
+        "1000000",
+        Mutable,
+    ),
     p("dynamic-hz", BOOL, "yes", Mutable),
     p(
         "proto-max-bulk-len",

@@ -167,6 +167,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
         test("long_scripts_make_other_clients_see_busy"),
     ),
     (
+        "tracking-table-max-keys",
+        test("tracking_table_max_keys_forgets_keys"),
+    ),
+    (
         "dynamic-hz",
         NoEffect {
             why: "slotd's cron work per tick is bounded per core whatever the client \

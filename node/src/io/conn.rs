@@ -173,6 +173,30 @@ pub struct Conn {
     pub replconf: bool,
     pub handoff: bool,
     pub cancel_sent: bool,
+    /// CLIENT TRACKING's state while on.
+    pub tracking: Option<Box<Tracking>>,
+    /// Invalidations (their RESP values) that came while a command of
+    /// this client was in flight: sent after its reply, as Redis sends
+    /// them after the reply of the command being executed.
+    pub track_later: Vec<Vec<u8>>,
+}
+
+/// A tracking client's options (Redis's `CLIENT_TRACKING_*` flags).
+#[derive(Debug, Default, Clone)]
+pub struct Tracking {
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    /// CLIENT CACHING was given for the next command.
+    pub caching: bool,
+    /// The redirection target was gone when an invalidation was due.
+    pub broken_redir: bool,
+    /// The client invalidations go to (0: this one), and its core.
+    pub redirect: u64,
+    pub redirect_core: usize,
+    /// BCAST prefixes, sorted.
+    pub prefixes: Vec<Vec<u8>>,
 }
 
 impl Conn {
@@ -232,6 +256,8 @@ impl Conn {
             replconf: false,
             handoff: false,
             cancel_sent: false,
+            tracking: None,
+            track_later: Vec::new(),
         }
     }
 
@@ -373,6 +399,15 @@ impl Conn {
         if self.multi.is_some() {
             f.push('x');
         }
+        if let Some(t) = &self.tracking {
+            f.push('t');
+            if t.broken_redir {
+                f.push('R');
+            }
+            if t.bcast {
+                f.push('B');
+            }
+        }
         if self.close_after_flush {
             f.push('c');
         }
@@ -385,7 +420,7 @@ impl Conn {
     /// One CLIENT LIST / CLIENT INFO line, in Redis 7.0's field order.
     pub fn info_line(&self, now_ms: i64) -> String {
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl=0 oll=0 omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -406,6 +441,7 @@ impl Conn {
             self.pending_out(),
             self.rbuf.capacity() + self.out.capacity() + self.sending.capacity(),
             self.last_cmd.map_or("NULL", |s| s.name),
+            self.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
             if self.resp3 { 3 } else { 2 },
         )
     }

@@ -16,6 +16,7 @@ pub mod net;
 mod ring;
 mod slab;
 
+pub use conn::Tracking;
 pub use conn::{
     BigArgs, ClientType, Conn, SendVec, Wait, BUF_KEEP, IDLE_FREE_MS, INPUT_AHEAD_MAX, RBUF_KEEP,
     SEND_PIECES,

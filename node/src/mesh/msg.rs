@@ -100,6 +100,22 @@ pub enum Request {
     Unlock(TxId),
     /// Copy out these keys (under `tx`'s lock).
     Export { db: usize, keys: Vec<bytes::Bytes> },
+    /// Client-side caching: client `id`, served by core `core`, read
+    /// these keys of this core (no answer). Sent before the read itself,
+    /// so no write between the two goes unnoticed.
+    TrackKeys {
+        id: u64,
+        core: usize,
+        keys: Vec<bytes::Bytes>,
+    },
+    /// Client `id` of core `core` starts (`on`) or stops BCAST tracking
+    /// of these prefixes; answered with [`Response::Done`].
+    TrackPrefixes {
+        id: u64,
+        core: usize,
+        prefixes: Vec<Vec<u8>>,
+        on: bool,
+    },
     /// Replace these keys (under `tx`'s lock): `None` deletes, freeing
     /// as `why` allows (overwritten values as `lazyfree-lazy-server-del`).
     Import {
@@ -230,6 +246,10 @@ pub struct CoreStats {
     pub pubsub_patterns: u64,
     /// Per database: (keys, keys with TTL).
     pub keyspace: Vec<(u64, u64)>,
+    /// Tracking: clients of this core with tracking on, and this core's
+    /// keys, items and prefixes (`engine::tracking::Tracking::totals`).
+    pub tracking_clients: u64,
+    pub tracking: (u64, u64, u64),
     pub cmdstats: Vec<(&'static str, u64, u64, u64, u64)>,
 }
 
@@ -297,7 +317,16 @@ impl Response {
 #[derive(Debug)]
 pub enum Msg {
     /// `req` from core `from`; the answer goes back tagged with `id`.
-    Req { from: usize, id: u64, req: Request },
+    /// `client`: the client on whose behalf (0: none), for tracking's
+    /// NOLOOP.
+    Req {
+        from: usize,
+        id: u64,
+        client: u64,
+        req: Request,
+    },
+    /// Client-side caching's deliveries (no answer).
+    Track(Track),
     /// The answer to this core's request `id`.
     Resp { id: u64, resp: Response },
     /// An accepted, admitted connection for this core to serve (already
@@ -313,6 +342,24 @@ pub enum Msg {
     Wake,
     /// The bus core published a new slot map: take it (`Bus::map`).
     SlotMap,
+}
+
+/// Client-side caching's messages to the core serving a client.
+#[derive(Debug)]
+pub enum Track {
+    /// Invalidations for tracking clients of this core, from the core
+    /// owning the keys.
+    Invalidate(Vec<engine::tracking::Inval>),
+    /// For client `to` of this core, the redirection target of client
+    /// `from` (served by `from_core`): the invalidation's value (RESP).
+    Redirected {
+        to: u64,
+        from: u64,
+        from_core: usize,
+        value: Vec<u8>,
+    },
+    /// The redirection target of client `id` of this core is gone.
+    Broken { id: u64 },
 }
 
 /// Whether this kernel's io_uring has FUTEX_WAIT (Linux 6.7+).

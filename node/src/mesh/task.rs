@@ -21,6 +21,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+thread_local! {
+    /// The client whose task is being polled (0: none): requests its
+    /// task sends carry it (`Msg::Req::client`), for tracking's NOLOOP.
+    static CLIENT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn current_client() -> u64 {
+    CLIENT.with(Cell::get)
+}
+
 /// What a finished task hands back to its connection.
 pub struct TaskDone {
     pub conn: Key,
@@ -54,6 +64,12 @@ pub enum Effect {
     HandOff,
     /// The connection spoke REPLCONF.
     Replconf,
+    /// CLIENT TRACKING ON took effect (after finding the redirection
+    /// target or registering BCAST prefixes on every core).
+    Tracking(Box<crate::io::Tracking>),
+    /// CLIENT TRACKING OFF took effect (after finding the redirection
+    /// target it named).
+    TrackingOff,
 }
 
 enum Pending {
@@ -116,6 +132,7 @@ impl Rpc {
             Msg::Req {
                 from: self.me,
                 id,
+                client: current_client(),
                 req,
             },
         );
@@ -170,6 +187,7 @@ impl Rpc {
             Msg::Req {
                 from: self.me,
                 id: 0,
+                client: current_client(),
                 req,
             },
         );
@@ -276,7 +294,8 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Runs this core's tasks.
 pub struct Executor<T> {
-    tasks: Slab<BoxFuture<T>>,
+    /// Each task with the client it works for (0: none).
+    tasks: Slab<(u64, BoxFuture<T>)>,
     ready: Arc<Ready>,
 }
 
@@ -290,9 +309,10 @@ impl<T> Default for Executor<T> {
 }
 
 impl<T> Executor<T> {
-    /// Starts `fut`; it is first polled by the next [`Executor::run`].
-    pub fn spawn(&mut self, fut: impl Future<Output = T> + 'static) -> Key {
-        let key = self.tasks.insert(Box::pin(fut));
+    /// Starts `fut`, a task working for client `client` (0: none); it is
+    /// first polled by the next [`Executor::run`].
+    pub fn spawn_for(&mut self, client: u64, fut: impl Future<Output = T> + 'static) -> Key {
+        let key = self.tasks.insert((client, Box::pin(fut)));
         self.ready.push(key);
         key
     }
@@ -316,7 +336,7 @@ impl<T> Executor<T> {
                 return done;
             }
             for key in batch {
-                let Some(fut) = self.tasks.get_mut(key) else {
+                let Some((client, fut)) = self.tasks.get_mut(key) else {
                     continue;
                 };
                 let waker = Waker::from(Arc::new(TaskWaker {
@@ -324,7 +344,10 @@ impl<T> Executor<T> {
                     ready: self.ready.clone(),
                 }));
                 let mut cx = Context::from_waker(&waker);
-                if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                CLIENT.with(|c| c.set(*client));
+                let polled = fut.as_mut().poll(&mut cx);
+                CLIENT.with(|c| c.set(0));
+                if let Poll::Ready(out) = polled {
                     self.tasks.remove(key);
                     done.push((key, out));
                 }

@@ -19,6 +19,7 @@ pub mod pubsub;
 mod run;
 mod serve;
 mod snap;
+mod tracking;
 
 pub use run::{first_key, parse, Origin};
 
@@ -65,8 +66,9 @@ pub struct Shard {
     pub direct_inputs: u32,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
-    /// Requests that arrived while locked, in order: (from, id, request).
-    deferred: VecDeque<(usize, u64, Request)>,
+    /// Requests that arrived while locked, in order: (from, id, the
+    /// client they work for, request).
+    deferred: VecDeque<(usize, u64, u64, Request)>,
     /// Connections waiting for the lock to go.
     stalled: Vec<Key>,
     /// Writers paused for a manual failover (`Request::PauseWrites`): a
@@ -116,6 +118,14 @@ pub struct Shard {
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
     pub cluster_moving: bool,
+    /// This core's tracking clients, by id (client-side caching).
+    pub tracking_conns: HashMap<u64, Key>,
+    /// Where clients that others redirect invalidations to were found.
+    redirect_targets: HashMap<u64, Key>,
+    /// `engine.flushes` when tracking clients were last told of one.
+    seen_flushes: u64,
+    /// The client on whose behalf the request being served came (0: none).
+    pub req_client: u64,
 }
 
 impl Shard {
@@ -195,6 +205,10 @@ impl Shard {
             repl_part: None,
             repl_form: false,
             capture: false,
+            tracking_conns: HashMap::new(),
+            redirect_targets: HashMap::new(),
+            seen_flushes: 0,
+            req_client: 0,
         }
         .with_slot_map()
     }
@@ -397,11 +411,17 @@ impl Shard {
                 return;
             }
         }
+        let mut tracking_off = false;
         for e in done.effects {
             match e {
                 Effect::Db(db) => c.db = db,
                 Effect::Watched(w) => c.watches.extend(w),
                 Effect::Replconf => c.replconf = true,
+                Effect::Tracking(t) => {
+                    self.tracking_conns.insert(c.id, key);
+                    c.tracking = Some(t);
+                }
+                Effect::TrackingOff => tracking_off = true,
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
@@ -413,6 +433,12 @@ impl Shard {
                 }
             }
         }
+        if tracking_off {
+            self.tracking_off(key);
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         for r in &done.replies {
             r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
         }
@@ -425,6 +451,7 @@ impl Shard {
         }
         self.want_flush(key);
         self.resume.push(key);
+        self.track_release(key);
     }
 
     /// Starts closing a connection: cancels its work and shuts the socket
@@ -455,6 +482,7 @@ impl Shard {
             self.unblock_keys(&w);
         }
         pubsub::forget(self, key);
+        self.tracking_off(key);
         self.closed.push(key);
     }
 

@@ -38,7 +38,7 @@ impl Shard {
                 _ => true,
             };
             if !mine {
-                self.deferred.push_back((from, id, req));
+                self.deferred.push_back((from, id, self.req_client, req));
                 return;
             }
         }
@@ -120,6 +120,27 @@ impl Shard {
 
     fn handle_request(&mut self, from: usize, id: u64, req: Request) {
         match req {
+            Request::TrackKeys {
+                id: client,
+                core,
+                keys,
+            } => {
+                let t = self.engine.tracking();
+                for k in keys {
+                    t.remember(&k, (client, core as u16));
+                }
+            }
+            Request::TrackPrefixes {
+                id: client,
+                core,
+                prefixes,
+                on,
+            } => {
+                self.engine
+                    .tracking()
+                    .set_prefixes((client, core as u16), &prefixes, on);
+                self.answer(from, id, Response::Done);
+            }
             Request::PauseWrites { on, gen } => {
                 // What this core wrote goes to the stream before it says
                 // it paused.
@@ -226,7 +247,15 @@ impl Shard {
                             out,
                             ends,
                         };
-                        self.send_out(next, Msg::Req { from, id, req });
+                        self.send_out(
+                            next,
+                            Msg::Req {
+                                from,
+                                id,
+                                client: self.req_client,
+                                req,
+                            },
+                        );
                     }
                     None if self.send_direct(from, direct, &mut out) => {
                         self.mesh.post(
@@ -281,15 +310,18 @@ impl Shard {
                     self.repl_part_end();
                     self.serve_ready();
                     let deferred = std::mem::take(&mut self.deferred);
-                    for (from, id, req) in deferred {
+                    let unlocker = self.req_client;
+                    for (from, id, client, req) in deferred {
                         if self.lock.is_some() {
-                            self.deferred.push_back((from, id, req));
+                            self.deferred.push_back((from, id, client, req));
                         } else {
                             // Counted again, as when it first arrived.
                             self.msgs += 1;
+                            self.set_req_client(client);
                             self.request(from, id, req);
                         }
                     }
+                    self.set_req_client(unlocker);
                     if self.lock.is_none() {
                         let stalled = std::mem::take(&mut self.stalled);
                         for key in stalled {
@@ -502,6 +534,12 @@ impl Shard {
                 s.dirty = self.engine.dirty;
                 s.pubsub_channels = self.pubsub.channels.len() as u64;
                 s.pubsub_patterns = self.pubsub.patterns.len() as u64;
+                s.tracking_clients = self.tracking_conns.len() as u64;
+                s.tracking = self
+                    .engine
+                    .tracking
+                    .as_deref()
+                    .map_or((0, 0, 0), |t| t.totals());
                 s.keyspace = self
                     .engine
                     .dbs
