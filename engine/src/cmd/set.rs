@@ -43,7 +43,6 @@ pub static COMMANDS: &[Spec] = &[
 
 /// SREM batches SPOP's effect into records of at most this many members,
 /// as Redis 7.0 does.
-const SPOP_BATCH: usize = 1024;
 
 macro_rules! tri {
     ($e:expr) => {
@@ -308,17 +307,13 @@ fn spop(ctx: &mut Ctx) -> Reply {
     }
     ctx.shard.touch(db, key);
     ctx.dirty(k as u64);
+    // Redis 7.0 propagates one SREM per popped member, all in one
+    // MULTI/EXEC.
     let records = members
-        .chunks(SPOP_BATCH)
-        .map(|chunk| {
-            let mut argv = Vec::with_capacity(chunk.len() + 2);
-            argv.push(Bytes::from_static(b"SREM"));
-            argv.push(kb.clone());
-            argv.extend(chunk.iter().cloned());
-            argv
-        })
+        .iter()
+        .map(|m| vec![Bytes::from_static(b"SREM"), kb.clone(), m.clone()])
         .collect();
-    ctx.propagate_as(records);
+    ctx.propagate_atomic(records);
     Reply::Set(members.into_iter().map(Reply::Bulk).collect())
 }
 
@@ -847,11 +842,20 @@ mod tests {
         assert!(s.take_log().is_empty());
         let two = members(t(&mut s, 0, "SPOP k 2"));
         assert_eq!(two.len(), 2);
-        let log = s.take_log();
-        assert_eq!(log.len(), 1);
-        let mut logged = argv(&log[0]);
-        assert_eq!(&logged[..2], ["SREM", "k"]);
-        logged.drain(..2);
+        // One SREM per member, in MULTI/EXEC, as Redis 7.0 propagates it.
+        let log: Vec<Vec<String>> = s.take_log().iter().map(argv).collect();
+        assert_eq!(log.len(), 4, "{log:?}");
+        assert_eq!(
+            (&log[0][..], &log[3][..]),
+            (&["MULTI".to_string()][..], &["EXEC".to_string()][..])
+        );
+        let mut logged: Vec<String> = log[1..3]
+            .iter()
+            .map(|a| {
+                assert_eq!(&a[..2], ["SREM", "k"]);
+                a[2].clone()
+            })
+            .collect();
         logged.sort();
         assert_eq!(logged, two);
         assert_eq!(t(&mut s, 0, "SCARD k"), Reply::Int(2));
@@ -865,7 +869,7 @@ mod tests {
     }
 
     #[test]
-    fn spop_batches_srem() {
+    fn spop_propagates_one_srem_per_member() {
         let mut s = Shard::new(1, 3);
         let mut cmd = String::from("SADD k");
         for i in 0..3000 {
@@ -875,10 +879,10 @@ mod tests {
         s.enable_log();
         assert_eq!(members(t(&mut s, 0, "SPOP k 2500")).len(), 2500);
         let log = s.take_log();
-        assert_eq!(
-            log.iter().map(|l| l.argv.len() - 2).collect::<Vec<_>>(),
-            [1024, 1024, 452]
-        );
+        assert_eq!(log.len(), 2502);
+        assert!(log[1..2501]
+            .iter()
+            .all(|l| l.argv.len() == 3 && l.argv[0] == "SREM"));
         assert_eq!(t(&mut s, 0, "SCARD k"), Reply::Int(500));
     }
 
