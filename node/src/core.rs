@@ -387,6 +387,10 @@ impl Core {
                 break;
             }
         }
+        // This turn's MONITOR lines, to every core's monitors.
+        if !self.shard.monitor_out.is_empty() {
+            self.shard.monitor_flush();
+        }
         self.resume_recvs();
         // A task may have handed a replica's connection over.
         if !self.shard.closed.is_empty() {
@@ -1188,6 +1192,8 @@ impl Core {
             Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
+            Msg::Monitor(lines) => self.shard.monitor_deliver(&lines),
+            Msg::Slow { conn, entry } => self.shard.slow_arrived(conn, *entry),
             Msg::Req { from, id, req } => {
                 self.shard.request(from, id, req);
                 // The request may have closed connections (CLIENT KILL) or

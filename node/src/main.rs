@@ -399,6 +399,9 @@ fn main() {
         failover_pause: AtomicBool::new(false),
         client_pause_until_ms: std::sync::atomic::AtomicI64::new(0),
         client_pause_all: AtomicBool::new(false),
+        slowlog_next_id: AtomicU64::new(0),
+        monitors: AtomicUsize::new(0),
+        core_monitors: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

@@ -50,6 +50,10 @@ pub struct Settings {
     /// `min-replicas-to-write`, `min-replicas-max-lag` (seconds).
     pub min_replicas_to_write: u32,
     pub min_replicas_max_lag: u64,
+    /// `slowlog-log-slower-than` (µs; negative: the slow log is off) and
+    /// `slowlog-max-len`.
+    pub slowlog_slower_than: i64,
+    pub slowlog_max_len: usize,
 }
 
 /// Process-wide state.
@@ -111,6 +115,12 @@ pub struct Shared {
     /// (`WRITE`). Expiry and eviction wait too.
     pub client_pause_until_ms: AtomicI64,
     pub client_pause_all: AtomicBool,
+    /// The next slow log entry's id (one sequence for every core's log).
+    pub slowlog_next_id: AtomicU64,
+    /// MONITOR clients: in all, and per core. Every command run checks the
+    /// total (one load) and formats its line only when some exist.
+    pub monitors: AtomicUsize,
+    pub core_monitors: Vec<AtomicUsize>,
 }
 
 /// [`Shared::master_applied`]'s form.
@@ -198,6 +208,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         replica_serve_stale: c.flag("replica-serve-stale-data"),
         min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
         min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
+        slowlog_slower_than: c.int("slowlog-log-slower-than"),
+        slowlog_max_len: c.int("slowlog-max-len").max(0) as usize,
     }
 }
 

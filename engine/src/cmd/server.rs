@@ -43,6 +43,14 @@ pub static COMMANDS: &[Spec] = &[
         "server",
     ),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node("slowlog", -2, ADMIN | LOADING | STALE, (0, 0, 0), "server"),
+    Spec::node(
+        "monitor",
+        1,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        (0, 0, 0),
+        "server",
+    ),
     Spec::node(
         "replicaof",
         3,

@@ -49,6 +49,24 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
+    // CLIENT REPLY: this command's reply is dropped under OFF, or after
+    // SKIP.
+    conn.mute = conn.reply_off || std::mem::take(&mut conn.skip_next);
+    let next = checked(shard, key, args);
+    if let Next::Retry = next {
+        // Not run: it comes again, and the SKIP with it.
+        if let Some(c) = shard.conns.get_mut(key) {
+            c.skip_next = c.mute && !c.reply_off;
+        }
+    }
+    next
+}
+
+/// [`command`] once its reply's fate is known: the checks, then the run.
+fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
     let name = args.get(0);
     if conn.master && name.eq_ignore_ascii_case(crate::replica::LOAD_COMMAND) {
         return super::debug::replica_load(shard, key, &args);
@@ -219,8 +237,46 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::status("QUEUED"));
     }
+    let db = conn.db;
+    if spec.name == "exec" {
+        super::observe::monitor_exec(shard, key, spec, &args);
+    } else {
+        shard.monitor_feed(key, spec, db, &args);
+    }
+    let start = shard.slow_on().then(std::time::Instant::now);
+    let next = run(shard, key, spec, db, args, start);
+    if let (Some(t), Next::Continue) = (start, &next) {
+        shard.slow_check(key, spec, &args, t.elapsed().as_micros() as u64);
+    }
+    next
+}
+
+/// Runs a command that passed the checks: here, or in a task. `start`:
+/// when it began, while the slow log is on (a command that goes to a task
+/// is logged when the task is done).
+fn run(
+    shard: &mut Shard,
+    key: Key,
+    spec: &'static Spec,
+    db: usize,
+    args: Args,
+    start: Option<std::time::Instant>,
+) -> Next {
+    let defer = |shard: &mut Shard, next: Next| {
+        if let Some(t) = start {
+            let tasked = shard
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.wait, Wait::Task(_) | Wait::Detached));
+            if tasked {
+                shard.slow_defer(key, spec, &args, t);
+            }
+        }
+        next
+    };
     if spec.has(flags::NODE) {
-        return super::node::run(shard, key, spec, args);
+        let next = super::node::run(shard, key, spec, args);
+        return defer(shard, next);
     }
     if spec.name == "wait"
         && (shard.replication.stream().active()
@@ -238,7 +294,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if spec.name == "memory" && super::memory::is_node(&args) {
         return super::memory::run(shard, key, args);
     }
-    let db = conn.db;
+    let muted = shard.conns.get(key).is_some_and(|c| c.mute);
     let route = match route(spec, &args, shard.cores, &shard.mesh.slots) {
         Ok(r) => r,
         Err(e) => return answer(shard, key, e),
@@ -246,7 +302,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     match route {
         Route::Here => run_here(shard, key, spec, db, args),
         Route::One(c) if c == shard.id => run_here(shard, key, spec, db, args),
-        Route::One(c) if !spec.has(flags::BLOCKING) => Next::Remote {
+        // A reply to drop comes back through a task (the pipeline's
+        // replies may be sent by the core that answers it).
+        Route::One(c) if !spec.has(flags::BLOCKING) && !muted => Next::Remote {
             to: c,
             db,
             write: spec.has(flags::WRITE),
@@ -263,17 +321,19 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let owned = args.to_owned();
             let databases = shard.settings.databases;
             let form = form_sink(shard);
-            spawn(shard, key, async move {
+            let next = spawn(shard, key, async move {
                 flows::multi_key(rpc, cores, spec, db, owned, databases, key, form).await
-            })
+            });
+            defer(shard, next)
         }
         Route::All => {
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
             let cores = shard.cores;
-            spawn(shard, key, async move {
+            let next = spawn(shard, key, async move {
                 flows::fanout(rpc, cores, spec, db, owned, key).await
-            })
+            });
+            defer(shard, next)
         }
         Route::Everywhere => {
             // Runs to its end even if the client leaves, as Redis runs a
@@ -282,9 +342,10 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let owned = args.to_owned();
             let databases = shard.settings.databases;
             let form = form_sink(shard);
-            spawn_detached(shard, key, async move {
+            let next = spawn_detached(shard, key, async move {
                 crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form).await
-            })
+            });
+            defer(shard, next)
         }
     }
 }
@@ -467,6 +528,8 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     let conn = shard.conns.get(key)?;
     let spec = engine::cmd::registry().lookup(args.get(0))?;
     let plain = conn.authed
+        && !conn.reply_off
+        && !conn.skip_next
         && !conn.asking
         && conn.multi.is_none()
         && (conn.sub_count() == 0 || conn.resp3)
@@ -491,6 +554,15 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         return None;
     }
     if shard.shared.client_pause().is_some() {
+        return None;
+    }
+    // Every command a MONITOR sees passes `command`.
+    if shard
+        .shared
+        .monitors
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+    {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

@@ -71,7 +71,11 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             conn.authed = shard.settings.requirepass.is_none();
             conn.asking = false;
             conn.readonly = false;
+            conn.reply_off = false;
+            conn.skip_next = false;
+            conn.mute = false;
             shard.unwatch_all(watches);
+            shard.monitor_stop(key);
             for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
                 silent_unsubscribe(shard, key, kind);
             }
@@ -203,6 +207,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, r)
         }
         "command" => ok(shard, key, command(&args)),
+        "slowlog" => super::observe::slowlog(shard, key, args),
+        "monitor" => super::observe::monitor(shard, key),
         "config" => config(shard, key, args),
         "info" => {
             let rpc = shard.rpc.clone();
@@ -680,6 +686,12 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             let line = c.info_line(crate::shared::now_ms());
             ok(shard, key, Reply::Verbatim(Bytes::from(line + "\n")))
         }
+        ("help", 2) => ok(shard, key, super::observe::help(&args, super::observe::CLIENT_HELP)),
+        ("reply", 3) => super::observe::client_reply(shard, key, args.get(2)),
+        ("no-evict", 3) if args.is(2, "on") || args.is(2, "off") => {
+            c.no_evict = args.is(2, "on");
+            ok(shard, key, Reply::Ok)
+        }
         ("no-evict", 3) | ("no-touch", 3) => {
             if args.is(2, "on") || args.is(2, "off") {
                 ok(shard, key, Reply::Ok)
@@ -869,7 +881,11 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             })
         }
         // A subcommand slotd has, with a wrong number of arguments.
-        ("pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill", _) => {
+        (
+            "pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill" | "help"
+            | "reply" | "no-evict",
+            _,
+        ) => {
             let e = error::wrong_arity(&format!("client|{sub}"));
             ok(shard, key, Reply::Error(e.into()))
         }
@@ -906,6 +922,7 @@ fn command(args: &Args) -> Reply {
     match sub.as_str() {
         "" => Reply::Array(reg.all().iter().map(|s| info(s)).collect()),
         "count" => Reply::Int(reg.all().len() as i64),
+        "help" if args.len() == 2 => super::observe::help(args, super::observe::COMMAND_HELP),
         "list" => Reply::Array(
             reg.all()
                 .iter()
@@ -973,6 +990,11 @@ fn command(args: &Args) -> Reply {
 fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
+        "help" if args.len() == 2 => ok(
+            shard,
+            key,
+            super::observe::help(&args, super::observe::CONFIG_HELP),
+        ),
         "get" if args.len() >= 3 => {
             let pats: Vec<&[u8]> = args.iter_from(2).collect();
             let pairs = match shard.shared.config.lock() {

@@ -173,6 +173,19 @@ pub struct Conn {
     pub replconf: bool,
     pub handoff: bool,
     pub cancel_sent: bool,
+    /// MONITOR: every command run anywhere is shown to it (flag `O`).
+    pub monitor: bool,
+    /// CLIENT NO-EVICT ON (flag `e`; client eviction is not built).
+    pub no_evict: bool,
+    /// CLIENT REPLY OFF, and SKIP (the next command's reply is dropped);
+    /// `mute`: the reply of the command being run is dropped.
+    pub reply_off: bool,
+    pub skip_next: bool,
+    pub mute: bool,
+    /// A command of this connection that went to a task, while the slow
+    /// log is on: when it started, and its arguments as the log keeps
+    /// them (logged when the task is done, if it was slow).
+    pub slow_pending: Option<Box<(std::time::Instant, Vec<Bytes>)>>,
 }
 
 impl Conn {
@@ -232,6 +245,12 @@ impl Conn {
             replconf: false,
             handoff: false,
             cancel_sent: false,
+            monitor: false,
+            no_evict: false,
+            reply_off: false,
+            skip_next: false,
+            mute: false,
+            slow_pending: None,
         }
     }
 
@@ -358,6 +377,9 @@ impl Conn {
     /// CLIENT LIST flags.
     pub fn flags(&self) -> String {
         let mut f = String::new();
+        if self.monitor {
+            f.push('O');
+        }
         if self.master {
             f.push('M');
         }
@@ -375,6 +397,9 @@ impl Conn {
         }
         if self.close_after_flush {
             f.push('c');
+        }
+        if self.no_evict {
+            f.push('e');
         }
         if f.is_empty() {
             f.push('N');

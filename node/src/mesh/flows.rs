@@ -42,6 +42,7 @@ pub(super) fn exec_req(
         in_multi,
         may_block: false,
         watch: Vec::new(),
+        conn: None,
     }
 }
 
@@ -64,6 +65,7 @@ pub async fn remote(
         in_multi: false,
         may_block,
         watch: Vec::new(),
+        conn: Some(conn),
     };
     let replies = match rpc.call(to, req).await {
         Response::Replies(r) if r.len() == n => r,
@@ -115,6 +117,7 @@ pub async fn pipeline(
         at: 0,
         out: engine::Encoded::default(),
         ends: Vec::new(),
+        conn: Some(conn),
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
@@ -881,6 +884,7 @@ async fn exec_checked(
             tx: None,
             in_multi: true,
             may_block: false,
+            conn: Some(conn),
         };
         let reply = match rpc.call(c, req).await {
             Response::Replies(r) => Reply::Array(r),
@@ -920,6 +924,7 @@ async fn exec_checked(
             in_multi: true,
             may_block: false,
             watch: w,
+            conn: None,
         };
         if let Response::WatchFailed = rpc.call(c, req).await.unlog(&mut logged) {
             push_form(form.as_ref(), &locks, Vec::new());
@@ -955,6 +960,9 @@ async fn exec_checked(
                 bus.forward_publish(&ch, &msg, sharded);
             }
             Reply::Int(publish_count(rpc, ch, msg, sharded).await)
+        } else if spec.name == "monitor" {
+            // A transaction expects a reply per command.
+            Reply::err("ERR MONITOR isn't allowed for DENY BLOCKING client")
         } else if spec.has(flags::NODE) {
             Reply::Error(
                 format!(

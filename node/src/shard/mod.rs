@@ -15,6 +15,7 @@
 //! that counts the bytes examined), [`pubsub`].
 
 mod memory;
+mod observe;
 pub mod pubsub;
 mod run;
 mod serve;
@@ -116,6 +117,16 @@ pub struct Shard {
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
     pub cluster_moving: bool,
+    /// This core's slow log (SLOWLOG merges every core's).
+    pub slowlog: engine::slowlog::SlowLog,
+    /// The request being served came from core `.0`'s connection `.1`
+    /// (when known): a slow command of it is logged there, with the
+    /// client's address and name.
+    pub serving: Option<(usize, Key)>,
+    /// This core's MONITOR connections, and this turn's lines for every
+    /// core's (sent at the end of the turn, [`Shard::monitor_flush`]).
+    pub monitors: Vec<Key>,
+    pub monitor_out: Vec<u8>,
 }
 
 impl Shard {
@@ -192,6 +203,10 @@ impl Shard {
             repl_part: None,
             repl_form: false,
             capture: false,
+            slowlog: engine::slowlog::SlowLog::default(),
+            serving: None,
+            monitors: Vec::new(),
+            monitor_out: Vec::new(),
         }
         .with_slot_map()
     }
@@ -368,6 +383,9 @@ impl Shard {
     /// Appends `reply` to `key`'s output.
     pub fn reply(&mut self, key: Key, reply: &Reply) {
         if let Some(c) = self.conns.get_mut(key) {
+            if c.mute && !matches!(reply, Reply::Push(_)) {
+                return;
+            }
             reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
             self.want_flush(key);
         }
@@ -410,15 +428,21 @@ impl Shard {
                 }
             }
         }
-        for r in &done.replies {
-            r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+        if !c.mute {
+            for r in &done.replies {
+                r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+            }
+            let shift = c.out.len();
+            c.out.extend_from_slice(&done.encoded.bytes);
+            c.out_big
+                .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
         }
-        let shift = c.out.len();
-        c.out.extend_from_slice(&done.encoded.bytes);
-        c.out_big
-            .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
+
         if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
             c.wait = Wait::No;
+        }
+        if c.slow_pending.is_some() {
+            self.slow_task_done(key);
         }
         self.want_flush(key);
         self.resume.push(key);
@@ -452,6 +476,7 @@ impl Shard {
             self.unblock_keys(&w);
         }
         pubsub::forget(self, key);
+        self.monitor_stop(key);
         self.closed.push(key);
     }
 

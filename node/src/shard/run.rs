@@ -44,7 +44,11 @@ impl Shard {
         // Time one command in 16 for INFO commandstats: a clock read per
         // command would cost more than a GET.
         self.cmd_serial = self.cmd_serial.wrapping_add(1);
-        let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        let timed = self.cmd_serial & 15 == 0;
+        // A command a client of another core sent is timed here for the
+        // slow log (one of this core's is timed by its dispatch).
+        let slow = self.serving.is_some() && self.slow_on();
+        let start = (timed || slow).then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
             self.stats.total_commands_processed += 1;
@@ -77,8 +81,14 @@ impl Shard {
         let block = ctx.block.take();
         let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
         e.0 += 1;
-        if let Some(t) = timed {
-            e.1 += 16 * t.elapsed().as_micros() as u64;
+        if let Some(t) = start {
+            let micros = t.elapsed().as_micros() as u64;
+            if timed {
+                e.1 += 16 * micros;
+            }
+            if slow && block.is_none() {
+                self.slow_check_remote(spec, &args, micros);
+            }
         }
         self.stats.total_commands_processed += 1;
         match (block, origin) {
@@ -239,7 +249,9 @@ impl Shard {
         match origin {
             Origin::Local(key) => {
                 if let Some(c) = self.conns.get_mut(key) {
-                    reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+                    if !c.mute {
+                        reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+                    }
                     c.wait = Wait::No;
                     self.want_flush(key);
                     self.resume.push(key);

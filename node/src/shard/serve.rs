@@ -140,6 +140,7 @@ impl Shard {
                 may_block,
                 watch,
                 tx,
+                conn,
             } => {
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
@@ -155,6 +156,7 @@ impl Shard {
                 };
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
+                self.serving = conn.map(|k| (from, k));
                 for owned in &cmds {
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
@@ -179,9 +181,13 @@ impl Shard {
                         (may_block && cmds.len() == 1).then_some(Origin::Remote { from, id });
                     match self.run_local(spec, db, args, in_multi, origin) {
                         Some(r) => replies.push(r),
-                        None => return, // parked; answered when served
+                        None => {
+                            self.serving = None;
+                            return; // parked; answered when served
+                        }
                     }
                 }
+                self.serving = None;
                 if let (Some(m), Some(log)) = (mark, self.engine.write_log()) {
                     log.end_multi(m, true);
                 }
@@ -200,7 +206,9 @@ impl Shard {
                 mut at,
                 mut out,
                 mut ends,
+                conn,
             } => {
+                self.serving = conn.map(|k| (from, k));
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
@@ -210,6 +218,7 @@ impl Shard {
                     ends.push(out.bytes.len() as u32);
                     at += 1;
                 }
+                self.serving = None;
                 self.serve_ready();
                 match segs.get(at).map(|s| s.core) {
                     Some(next) => {
@@ -225,6 +234,7 @@ impl Shard {
                             at,
                             out,
                             ends,
+                            conn,
                         };
                         self.send_out(next, Msg::Req { from, id, req });
                     }
@@ -561,6 +571,12 @@ impl Shard {
                     owns,
                 );
                 self.serve_ready();
+                Response::Done
+            }
+            AdminQuery::SlowlogGet(Some(count)) => Response::Slow(self.slowlog.newest(count)),
+            AdminQuery::SlowlogGet(None) => Response::Count(self.slowlog.len() as i64),
+            AdminQuery::SlowlogReset => {
+                self.slowlog.reset();
                 Response::Done
             }
             AdminQuery::Unpause => {
