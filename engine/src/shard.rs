@@ -81,6 +81,9 @@ pub struct Shard {
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
+    /// While `Some`, the commands scripts run here are noted (database,
+    /// arguments): MONITOR shows them.
+    pub script_calls: Option<Vec<(usize, crate::OwnedArgs)>>,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -112,6 +115,7 @@ impl Shard {
             garbage: Vec::new(),
             keep_expired: false,
             owns: None,
+            script_calls: None,
         }
     }
 

@@ -191,7 +191,14 @@ pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
 /// Appends MONITOR's status line for a command: `+<sec>.<usec> [<db>
 /// <who>] "arg" ...\r\n`, `who` being the client's `ip:port` or `lua`,
 /// with the arguments Redis redacts shown as `(redacted)`.
-pub fn monitor_line(out: &mut Vec<u8>, (sec, usec): (i64, u32), db: usize, who: &str, name: &str, args: &Args) {
+pub fn monitor_line(
+    out: &mut Vec<u8>,
+    (sec, usec): (i64, u32),
+    db: usize,
+    who: &str,
+    name: &str,
+    args: &Args,
+) {
     let hidden = redacted(name, args);
     out.extend_from_slice(format!("+{sec}.{usec:06} [{db} {who}] ").as_bytes());
     for j in 0..args.len() {
@@ -242,8 +249,7 @@ mod tests {
         let a = owned(&[b"hello", b"3", b"SETNAME", b"n", b"AUTH", b"u", b"p"]);
         assert_eq!(redacted("hello", &a.as_args()), vec![5, 6]);
         let a = owned(&[
-            b"migrate", b"h", b"1", b"", b"0", b"10", b"COPY", b"AUTH2", b"u", b"p", b"KEYS",
-            b"a",
+            b"migrate", b"h", b"1", b"", b"0", b"10", b"COPY", b"AUTH2", b"u", b"p", b"KEYS", b"a",
         ]);
         assert_eq!(redacted("migrate", &a.as_args()), vec![8, 9]);
         let a = owned(&[b"config", b"set", b"maxmemory", b"1", b"RequirePass", b"s"]);

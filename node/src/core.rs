@@ -1192,7 +1192,11 @@ impl Core {
             Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
-            Msg::Monitor(lines) => self.shard.monitor_deliver(&lines),
+            Msg::Monitor {
+                lines,
+                relay: false,
+            } => self.shard.monitor_deliver(&lines),
+            Msg::Monitor { lines, relay: true } => self.shard.monitor_out.extend_from_slice(&lines),
             Msg::Slow { conn, entry } => self.shard.slow_arrived(conn, *entry),
             Msg::Req { from, id, req } => {
                 self.shard.request(from, id, req);

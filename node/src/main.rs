@@ -400,7 +400,6 @@ fn main() {
         client_pause_until_ms: std::sync::atomic::AtomicI64::new(0),
         client_pause_all: AtomicBool::new(false),
         slowlog_next_id: AtomicU64::new(0),
-        monitors: AtomicUsize::new(0),
         core_monitors: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));

@@ -117,10 +117,19 @@ pub struct Shared {
     pub client_pause_all: AtomicBool,
     /// The next slow log entry's id (one sequence for every core's log).
     pub slowlog_next_id: AtomicU64,
-    /// MONITOR clients: in all, and per core. Every command run checks the
-    /// total (one load) and formats its line only when some exist.
-    pub monitors: AtomicUsize,
+    /// MONITOR clients per core ([`MONITORS`] counts them all).
     pub core_monitors: Vec<AtomicUsize>,
+}
+
+/// MONITOR clients in all. Every command run checks it (one load) and
+/// formats its line only when some exist. Process-wide, so a script's
+/// task sees it without the shard.
+pub static MONITORS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether some client is in MONITOR mode.
+#[inline]
+pub fn monitoring() -> bool {
+    MONITORS.load(Ordering::Relaxed) > 0
 }
 
 /// [`Shared::master_applied`]'s form.

@@ -238,10 +238,13 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
         return answer(shard, key, Reply::status("QUEUED"));
     }
     let db = conn.db;
-    if spec.name == "exec" {
-        super::observe::monitor_exec(shard, key, spec, &args);
-    } else {
-        shard.monitor_feed(key, spec, db, &args);
+    if crate::shared::monitoring() {
+        if spec.name == "exec" {
+            super::observe::monitor_exec(shard, key, spec, &args);
+        } else {
+            let shown = super::observe::db_after(shard, spec, &args, db);
+            shard.monitor_feed(key, spec, shown, &args);
+        }
     }
     let start = shard.slow_on().then(std::time::Instant::now);
     let next = run(shard, key, spec, db, args, start);
@@ -557,12 +560,7 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         return None;
     }
     // Every command a MONITOR sees passes `command`.
-    if shard
-        .shared
-        .monitors
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-    {
+    if crate::shared::monitoring() {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

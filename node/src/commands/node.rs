@@ -686,7 +686,11 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             let line = c.info_line(crate::shared::now_ms());
             ok(shard, key, Reply::Verbatim(Bytes::from(line + "\n")))
         }
-        ("help", 2) => ok(shard, key, super::observe::help(&args, super::observe::CLIENT_HELP)),
+        ("help", 2) => ok(
+            shard,
+            key,
+            super::observe::help(&args, super::observe::CLIENT_HELP),
+        ),
         ("reply", 3) => super::observe::client_reply(shard, key, args.get(2)),
         ("no-evict", 3) if args.is(2, "on") || args.is(2, "off") => {
             c.no_evict = args.is(2, "on");

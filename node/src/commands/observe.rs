@@ -7,7 +7,6 @@ use crate::io::Key;
 use crate::mesh::{AdminQuery, Request, Response, TaskDone};
 use crate::shard::Shard;
 use engine::{error, Args, Reply};
-use std::sync::atomic::Ordering;
 
 fn ok(shard: &mut Shard, key: Key, r: Reply) -> Next {
     shard.reply(key, &r);
@@ -207,7 +206,7 @@ pub fn monitor(shard: &mut Shard, key: Key) -> Next {
 /// EXEC's MONITOR lines: the queued commands, as they will run, then
 /// EXEC (only EXEC when the transaction is refused).
 pub fn monitor_exec(shard: &mut Shard, key: Key, spec: &engine::cmd::Spec, args: &Args) {
-    if shard.shared.monitors.load(Ordering::Relaxed) == 0 {
+    if !crate::shared::monitoring() {
         return;
     }
     let Some(c) = shard.conns.get(key) else {
@@ -223,15 +222,20 @@ pub fn monitor_exec(shard: &mut Shard, key: Key, spec: &engine::cmd::Spec, args:
         let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
             continue;
         };
+        db = db_after(shard, spec, &a, db);
         shard.monitor_feed(key, spec, db, &a);
-        if spec.name == "select" {
-            if let Ok(d) = crate::mesh::parse_db(a.get(1), shard.settings.databases) {
-                db = d;
-            }
-        }
     }
-    let db = shard.conns.get(key).map_or(0, |c| c.db);
     shard.monitor_feed(key, spec, db, args);
+}
+
+/// The database a connection is in after `spec` ran in `db`: Redis shows
+/// a command to monitors once it ran.
+pub fn db_after(shard: &Shard, spec: &engine::cmd::Spec, args: &Args, db: usize) -> usize {
+    match spec.name {
+        "select" => crate::mesh::parse_db(args.get(1), shard.settings.databases).unwrap_or(db),
+        "reset" => 0,
+        _ => db,
+    }
 }
 
 /// CLIENT REPLY ON|OFF|SKIP: OFF and SKIP answer nothing.

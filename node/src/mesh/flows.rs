@@ -35,6 +35,18 @@ pub(super) fn exec_req(
     tx: Option<TxId>,
     in_multi: bool,
 ) -> Request {
+    exec_req_for(db, cmds, tx, in_multi, None)
+}
+
+/// [`exec_req`] for commands of connection `conn` of this core (their
+/// slow log entries come back to it).
+fn exec_req_for(
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    tx: Option<TxId>,
+    in_multi: bool,
+    conn: Option<Key>,
+) -> Request {
     Request::Exec {
         db,
         cmds,
@@ -42,7 +54,7 @@ pub(super) fn exec_req(
         in_multi,
         may_block: false,
         watch: Vec::new(),
-        conn: None,
+        conn,
     }
 }
 
@@ -986,7 +998,7 @@ async fn exec_checked(
                     reply
                 }
                 Ok(Route::One(to)) => first_reply(
-                    rpc.call(to, exec_req(db, vec![c.clone()], tx, true))
+                    rpc.call(to, exec_req_for(db, vec![c.clone()], tx, true, Some(conn)))
                         .await
                         .unlog(&mut logged),
                 ),
@@ -1003,9 +1015,12 @@ async fn exec_checked(
                     .await
                 }
                 Ok(Route::Here) => first_reply(
-                    rpc.call(rpc.me, exec_req(db, vec![c.clone()], tx, true))
-                        .await
-                        .unlog(&mut logged),
+                    rpc.call(
+                        rpc.me,
+                        exec_req_for(db, vec![c.clone()], tx, true, Some(conn)),
+                    )
+                    .await
+                    .unlog(&mut logged),
                 ),
             }
         };

@@ -168,7 +168,9 @@ pub enum AdminQuery {
         kind: Option<ClientType>,
     },
     /// Kill clients matching a filter; answers how many.
-    ClientKill { filter: KillFilter },
+    ClientKill {
+        filter: KillFilter,
+    },
     /// Counters for INFO.
     Stats,
     /// CONFIG RESETSTAT.
@@ -324,8 +326,9 @@ pub enum Msg {
     /// The bus core published a new slot map: take it (`Bus::map`).
     SlotMap,
     /// MONITOR lines of commands another core ran, for this core's
-    /// monitors; no answer.
-    Monitor(bytes::Bytes),
+    /// monitors (`relay`: lines of this core's task, for every core's, as
+    /// if its commands had made them); no answer.
+    Monitor { lines: bytes::Bytes, relay: bool },
     /// A slow command another core ran for this core's connection `conn`:
     /// log it here, with the client's address and name; no answer.
     Slow {

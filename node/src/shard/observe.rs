@@ -59,6 +59,14 @@ fn slow_skipped(spec: &Spec) -> bool {
     spec.name == "exec"
 }
 
+/// The time now, in Unix seconds and microseconds.
+fn unix_now() -> (i64, u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs() as i64, now.subsec_micros())
+}
+
 impl Shard {
     /// The slow log is on: commands are timed.
     #[inline]
@@ -149,7 +157,7 @@ impl Shard {
     /// Shows connection `key`'s command to every MONITOR (if any).
     #[inline]
     pub fn monitor_feed(&mut self, key: Key, spec: &Spec, db: usize, args: &Args) {
-        if self.shared.monitors.load(Ordering::Relaxed) == 0 || self.loading {
+        if !crate::shared::monitoring() || self.loading {
             return;
         }
         self.monitor_line(key, spec, db, args);
@@ -162,11 +170,25 @@ impl Shard {
         let Some(c) = self.conns.get(key) else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let at = (now.as_secs() as i64, now.subsec_micros());
+        let at = unix_now();
         engine::slowlog::monitor_line(&mut self.monitor_out, at, db, &c.addr, spec.name, args);
+    }
+
+    /// MONITOR lines for the commands a script just ran here (`[db lua]`).
+    pub(super) fn monitor_script_calls(&mut self) {
+        let Some(calls) = self.engine.script_calls.take() else {
+            return;
+        };
+        let at = unix_now();
+        for (db, owned) in calls {
+            let a = owned.as_args();
+            let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+                continue;
+            };
+            if monitored(spec, &a) {
+                engine::slowlog::monitor_line(&mut self.monitor_out, at, db, "lua", spec.name, &a);
+            }
+        }
     }
 
     /// Makes connection `key` a monitor (MONITOR): false if it is one
@@ -181,7 +203,7 @@ impl Shard {
         c.monitor = true;
         self.monitors.push(key);
         self.shared.core_monitors[self.id].fetch_add(1, Ordering::Relaxed);
-        self.shared.monitors.fetch_add(1, Ordering::Relaxed);
+        crate::shared::MONITORS.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -195,7 +217,7 @@ impl Shard {
         }
         self.monitors.retain(|k| *k != key);
         self.shared.core_monitors[self.id].fetch_sub(1, Ordering::Relaxed);
-        self.shared.monitors.fetch_sub(1, Ordering::Relaxed);
+        crate::shared::MONITORS.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// End of a turn: this turn's MONITOR lines go to this core's monitors
@@ -207,7 +229,14 @@ impl Shard {
         let lines = Bytes::from(std::mem::take(&mut self.monitor_out));
         for to in 0..self.cores {
             if to != self.id && self.shared.core_monitors[to].load(Ordering::Relaxed) > 0 {
-                self.mesh.send(to, Msg::Monitor(lines.clone()));
+                let lines = lines.clone();
+                self.mesh.send(
+                    to,
+                    Msg::Monitor {
+                        lines,
+                        relay: false,
+                    },
+                );
             }
         }
         self.monitor_deliver(&lines);

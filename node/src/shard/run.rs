@@ -77,8 +77,15 @@ impl Shard {
             }
         }
         ctx.in_multi = in_multi;
+        let scripted = spec.has(engine::cmd::flags::SELF_LOGGED) && crate::shared::monitoring();
+        if scripted {
+            ctx.shard.script_calls = Some(Vec::new());
+        }
         let reply = cmd::execute(spec, &mut ctx);
         let block = ctx.block.take();
+        if scripted {
+            self.monitor_script_calls();
+        }
         let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
         e.0 += 1;
         if let Some(t) = start {
