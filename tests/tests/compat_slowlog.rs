@@ -134,7 +134,7 @@ fn slowlog_entries_as_redis(slotd_args: &[&str]) {
 
 #[test]
 fn slowlog_entries_match_redis_one_shard() {
-    slowlog_entries_as_redis(&[]);
+    slowlog_entries_as_redis(&["--shards", "1"]);
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn client_reply_as_redis(slotd_args: &[&str]) {
 
 #[test]
 fn client_reply_matches_redis_one_shard() {
-    client_reply_as_redis(&[]);
+    client_reply_as_redis(&["--shards", "1"]);
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn monitor_as_redis(slotd_args: &[&str]) {
 
 #[test]
 fn monitor_shows_what_redis_shows_one_shard() {
-    monitor_as_redis(&[]);
+    monitor_as_redis(&["--shards", "1"]);
 }
 
 #[test]
@@ -423,4 +423,70 @@ fn monitor_flags_and_its_end() {
         let list = String::from_utf8_lossy(&c.cmd_str(&["CLIENT", "LIST"])).into_owned();
         assert!(!list.contains("flags=O"), "{list}");
     }
+}
+
+/// CLIENT UNBLOCK with TIMEOUT and ERROR, of commands blocked on keys of
+/// either core, and its refusals.
+fn client_unblock_as_redis(slotd_args: &[&str]) {
+    let (s, r) = pair(slotd_args, &[]);
+    let blocking: &[&[&str]] = &[
+        &["BLPOP", "k1", "0"],
+        &["BLPOP", "k2", "k3", "0"],
+        &["BZPOPMIN", "k4", "0"],
+        &["BLMOVE", "{k5}a", "{k5}b", "LEFT", "RIGHT", "0"],
+        &["XREAD", "BLOCK", "0", "STREAMS", "k7", "$"],
+        &["BRPOP", "k8", "0"],
+    ];
+    let mut got = Vec::new();
+    for srv in [&s, &r] {
+        let mut seen = Vec::new();
+        let mut b = srv.raw();
+        for mode in [None, Some("TIMEOUT"), Some("ERROR")] {
+            for cmd in blocking {
+                let mut a = srv.raw();
+                let id = String::from_utf8_lossy(&a.cmd_str(&["CLIENT", "ID"]))
+                    .trim_start_matches(':')
+                    .trim()
+                    .to_string();
+                let args: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
+                a.send(&encode(&args)).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let mut un = vec!["CLIENT", "UNBLOCK", id.as_str()];
+                un.extend(mode);
+                let first = b.cmd_str(&un);
+                let blocked = a.read_reply().unwrap();
+                // Not blocked any more.
+                let again = b.cmd_str(&un);
+                seen.push(format!(
+                    "{} {:?}: {} / {} / {}",
+                    cmd.join(" "),
+                    mode,
+                    tests::show(&first),
+                    tests::show(&blocked),
+                    tests::show(&again)
+                ));
+            }
+        }
+        for bad in [
+            &["CLIENT", "UNBLOCK", "x"][..],
+            &["CLIENT", "UNBLOCK", "1", "maybe"],
+            &["CLIENT", "UNBLOCK", "999999"],
+            &["CLIENT", "UNBLOCK"],
+            &["CLIENT", "UNBLOCK", "1", "ERROR", "x"],
+        ] {
+            seen.push(tests::show(&b.cmd_str(bad)));
+        }
+        got.push(seen);
+    }
+    assert_eq!(got[0], got[1], "slotd (left) vs redis-server (right)");
+}
+
+#[test]
+fn client_unblock_matches_redis_one_shard() {
+    client_unblock_as_redis(&["--shards", "1"]);
+}
+
+#[test]
+fn client_unblock_matches_redis_two_shards() {
+    client_unblock_as_redis(&["--shards", "2"]);
 }

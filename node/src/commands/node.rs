@@ -692,6 +692,11 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             super::observe::help(&args, super::observe::CLIENT_HELP),
         ),
         ("reply", 3) => super::observe::client_reply(shard, key, args.get(2)),
+        ("unblock", 3 | 4) => super::observe::client_unblock(shard, key, args),
+        ("unblock", n) if n > 4 => {
+            let e = "ERR unknown subcommand or wrong number of arguments for 'UNBLOCK'. Try CLIENT HELP.";
+            ok(shard, key, Reply::err(e))
+        }
         ("no-evict", 3) if args.is(2, "on") || args.is(2, "off") => {
             c.no_evict = args.is(2, "on");
             ok(shard, key, Reply::Ok)
@@ -887,7 +892,7 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
         // A subcommand slotd has, with a wrong number of arguments.
         (
             "pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill" | "help"
-            | "reply" | "no-evict",
+            | "reply" | "no-evict" | "unblock",
             _,
         ) => {
             let e = error::wrong_arity(&format!("client|{sub}"));

@@ -260,3 +260,55 @@ pub fn client_reply(shard: &mut Shard, key: Key, mode: &[u8]) -> Next {
         ok(shard, key, Reply::err(error::SYNTAX))
     }
 }
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: the command client `id` is blocked
+/// in, on whichever core it is parked, answers its timeout reply or
+/// `-UNBLOCKED`; 1 if there was one, else 0.
+pub fn client_unblock(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let error = match args.len() {
+        4 if args.is(3, "timeout") => false,
+        4 if args.is(3, "error") => true,
+        4 => {
+            let e = Reply::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+            return ok(shard, key, e);
+        }
+        _ => false,
+    };
+    let Some(id) = engine::resp::parse_i64(args.get(2)) else {
+        return ok(shard, key, Reply::err(error::NOT_INT));
+    };
+    let rpc = shard.rpc.clone();
+    spawn(shard, key, async move {
+        let found = rpc
+            .call_all(|_| Request::Admin(AdminQuery::ClientKey { id: id as u64 }))
+            .await
+            .into_iter()
+            .enumerate()
+            .find_map(|(core, a)| match a {
+                Response::Count(k) if k >= 0 => Some((core, k)),
+                _ => None,
+            });
+        let mut n = 0;
+        if let Some((core, k)) = found {
+            let target = Key {
+                index: (k >> 32) as u32,
+                gen: k as u32,
+            };
+            for a in rpc
+                .call_all(|_| {
+                    Request::Admin(AdminQuery::Unblock {
+                        core,
+                        key: target,
+                        error,
+                    })
+                })
+                .await
+            {
+                if let Response::Count(c) = a {
+                    n += c;
+                }
+            }
+        }
+        TaskDone::reply(key, Reply::Int(n.min(1)))
+    })
+}

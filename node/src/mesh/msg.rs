@@ -179,6 +179,18 @@ pub enum AdminQuery {
     /// `Response::Slow`), its length (`None`, a `Count`), or a reset.
     SlowlogGet(Option<usize>),
     SlowlogReset,
+    /// CLIENT UNBLOCK, first: the key of client `id` if this core serves
+    /// it (a `Count` of `ClientKey::pack`, -1 if not).
+    ClientKey {
+        id: u64,
+    },
+    /// CLIENT UNBLOCK, then: unblock the command core `core`'s connection
+    /// `key` parked here (a `Count`: 1 or 0).
+    Unblock {
+        core: usize,
+        key: crate::io::Key,
+        error: bool,
+    },
     /// Re-read hot settings after CONFIG SET.
     Reload,
     /// Evict this core's keys while the process is over `maxmemory`

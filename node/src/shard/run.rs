@@ -26,6 +26,9 @@ pub(super) struct Waiter {
     pub deadline_ms: Option<i64>,
     /// What to answer when the deadline passes.
     pub timeout_reply: Reply,
+    /// The client's connection (its core and key), when known: CLIENT
+    /// UNBLOCK finds the command by it.
+    pub client: Option<(usize, Key)>,
 }
 
 impl Shard {
@@ -108,7 +111,12 @@ impl Shard {
                     Some(argv) => OwnedArgs::from_iter(argv.iter().map(|a| &a[..])),
                     None => args.to_owned(),
                 };
+                let client = match origin {
+                    Origin::Local(k) => Some((self.id, k)),
+                    Origin::Remote { .. } => self.serving,
+                };
                 self.waiters.push(Waiter {
+                    client,
                     origin,
                     db,
                     args,
@@ -272,6 +280,24 @@ impl Shard {
                 },
             ),
         }
+    }
+
+    /// CLIENT UNBLOCK of the command connection `client` has parked here:
+    /// it gets its timeout reply, or `-UNBLOCKED` (`error`). False when
+    /// none is parked here.
+    pub fn unblock_client(&mut self, client: (usize, Key), error: bool) -> bool {
+        let Some(i) = self.waiters.iter().position(|w| w.client == Some(client)) else {
+            return false;
+        };
+        let w = self.waiters.remove(i);
+        self.unblock_keys(&w);
+        let reply = if error {
+            Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        } else {
+            w.timeout_reply.clone()
+        };
+        self.deliver(w.origin, reply);
+        true
     }
 
     /// Answers blocked clients whose deadline passed (checked every turn,

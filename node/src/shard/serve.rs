@@ -575,6 +575,16 @@ impl Shard {
             }
             AdminQuery::SlowlogGet(Some(count)) => Response::Slow(self.slowlog.newest(count)),
             AdminQuery::SlowlogGet(None) => Response::Count(self.slowlog.len() as i64),
+            AdminQuery::ClientKey { id } => Response::Count(
+                self.conns
+                    .keys()
+                    .into_iter()
+                    .find(|k| self.conns.get(*k).is_some_and(|c| c.id == id))
+                    .map_or(-1, |k| ((k.index as i64) << 32) | k.gen as i64),
+            ),
+            AdminQuery::Unblock { core, key, error } => {
+                Response::Count(self.unblock_client((core, key), error) as i64)
+            }
             AdminQuery::SlowlogReset => {
                 self.slowlog.reset();
                 Response::Done
