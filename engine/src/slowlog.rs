@@ -165,7 +165,7 @@ impl SlowLog {
 /// Merges several cores' entries (each newest first) into the newest
 /// `count` overall, by id.
 pub fn merge(mut parts: Vec<Entry>, count: usize) -> Vec<Entry> {
-    parts.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    parts.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
     parts.truncate(count);
     parts
 }
