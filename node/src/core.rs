@@ -857,6 +857,7 @@ impl Core {
         if c.recv_inflight || c.send_inflight || (c.direct && !self.shard.stopping) {
             return;
         }
+        self.shard.monitor_stop(key);
         if let Some(mut c) = self.shard.conns.remove(key) {
             free_big_buffers(&mut c);
             if c.fixed {
