@@ -335,6 +335,7 @@ fn main() {
         }
     }
     let settings = settings_from(&cfg);
+    shared::ticks_init();
     let aof = persist::aof::Aof::new(
         shards,
         std::path::Path::new(&cfg.dir()).join(

@@ -246,10 +246,10 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
             shard.monitor_feed(key, spec, shown, &args);
         }
     }
-    let start = shard.slow_on().then(std::time::Instant::now);
+    let start = shard.slow_on().then(crate::shared::ticks);
     let next = run(shard, key, spec, db, args, start);
     if let (Some(t), Next::Continue) = (start, &next) {
-        shard.slow_check(key, spec, &args, t.elapsed().as_micros() as u64);
+        shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
     }
     next
 }
@@ -263,7 +263,7 @@ fn run(
     spec: &'static Spec,
     db: usize,
     args: Args,
-    start: Option<std::time::Instant>,
+    start: Option<u64>,
 ) -> Next {
     let defer = |shard: &mut Shard, next: Next| {
         if let Some(t) = start {

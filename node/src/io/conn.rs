@@ -183,9 +183,9 @@ pub struct Conn {
     pub skip_next: bool,
     pub mute: bool,
     /// A command of this connection that went to a task, while the slow
-    /// log is on: when it started, and its arguments as the log keeps
+    /// log is on: when it started (`shared::ticks`), and its arguments as the log keeps
     /// them (logged when the task is done, if it was slow).
-    pub slow_pending: Option<Box<(std::time::Instant, Vec<Bytes>)>>,
+    pub slow_pending: Option<Box<(u64, Vec<Bytes>)>>,
 }
 
 impl Conn {

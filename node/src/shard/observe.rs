@@ -12,7 +12,6 @@ use engine::cmd::{flags, Spec};
 use engine::slowlog::Entry;
 use engine::Args;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// Subcommands with Redis 7.0's `admin` flag, of commands whose other
 /// subcommands lack it: MONITOR does not show them.
@@ -132,7 +131,7 @@ impl Shard {
     }
 
     /// Connection `key`'s command went to a task: remember when it began.
-    pub fn slow_defer(&mut self, key: Key, spec: &Spec, args: &Args, start: Instant) {
+    pub fn slow_defer(&mut self, key: Key, spec: &Spec, args: &Args, start: u64) {
         if slow_skipped(spec) {
             return;
         }
@@ -148,7 +147,7 @@ impl Shard {
             return;
         };
         let (start, argv) = *p;
-        let micros = start.elapsed().as_micros() as u64;
+        let micros = crate::shared::micros_since(start);
         if self.slow_on() && micros as i64 >= self.settings.slowlog_slower_than {
             self.slow_push(Some(key), argv, micros);
         }

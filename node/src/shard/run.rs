@@ -50,8 +50,8 @@ impl Shard {
         let timed = self.cmd_serial & 15 == 0;
         // A command a client of another core sent is timed here for the
         // slow log (one of this core's is timed by its dispatch).
-        let slow = self.serving.is_some() && self.slow_on();
-        let start = (timed || slow).then(std::time::Instant::now);
+        let slow = (self.serving.is_some() && self.slow_on()).then(crate::shared::ticks);
+        let start = timed.then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
             self.stats.total_commands_processed += 1;
@@ -92,13 +92,11 @@ impl Shard {
         let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
         e.0 += 1;
         if let Some(t) = start {
-            let micros = t.elapsed().as_micros() as u64;
-            if timed {
-                e.1 += 16 * micros;
-            }
-            if slow && block.is_none() {
-                self.slow_check_remote(spec, &args, micros);
-            }
+            e.1 += 16 * t.elapsed().as_micros() as u64;
+        }
+        if let (Some(t), None) = (slow, &block) {
+            let micros = crate::shared::micros_since(t);
+            self.slow_check_remote(spec, &args, micros);
         }
         self.stats.total_commands_processed += 1;
         match (block, origin) {
