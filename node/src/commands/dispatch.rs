@@ -238,6 +238,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
         return answer(shard, key, Reply::status("QUEUED"));
     }
     let db = conn.db;
+    let shown_to = shard.monitor_out.len();
     if crate::shared::monitoring() {
         if spec.name == "exec" {
             super::observe::monitor_exec(shard, key, spec, &args);
@@ -248,8 +249,13 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
     }
     let start = shard.slow_on().then(crate::shared::ticks);
     let next = run(shard, key, spec, db, args, start);
-    if let (Some(t), Next::Continue) = (start, &next) {
-        shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
+    match (start, &next) {
+        (Some(t), Next::Continue) => {
+            shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
+        }
+        // It runs later: its MONITOR line with it.
+        (_, Next::Retry) => shard.monitor_out.truncate(shown_to),
+        _ => {}
     }
     next
 }
