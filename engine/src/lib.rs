@@ -53,6 +53,7 @@ pub mod script;
 pub mod setval;
 pub mod shard;
 pub mod slot;
+pub mod slowlog;
 pub mod snapshot;
 pub mod stream;
 pub mod tracking;

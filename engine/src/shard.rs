@@ -90,6 +90,9 @@ pub struct Shard {
     /// Flushes so far (FLUSHDB, FLUSHALL, DEBUG RELOAD): the node tells
     /// its tracking clients once per flush.
     pub flushes: u64,
+    /// While `Some`, the commands scripts run here are noted (database,
+    /// arguments): MONITOR shows them.
+    pub script_calls: Option<Vec<(usize, crate::OwnedArgs)>>,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -124,6 +127,7 @@ impl Shard {
             cluster_mode: false,
             tracking: None,
             flushes: 0,
+            script_calls: None,
         }
     }
 

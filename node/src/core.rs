@@ -399,6 +399,10 @@ impl Core {
                 break;
             }
         }
+        // This turn's MONITOR lines, to every core's monitors.
+        if !self.shard.monitor_out.is_empty() {
+            self.shard.monitor_flush();
+        }
         self.resume_recvs();
         // A task may have handed a replica's connection over.
         if !self.shard.closed.is_empty() {
@@ -865,6 +869,7 @@ impl Core {
         if c.recv_inflight || c.send_inflight || (c.direct && !self.shard.stopping) {
             return;
         }
+        self.shard.monitor_stop(key);
         if let Some(mut c) = self.shard.conns.remove(key) {
             free_big_buffers(&mut c);
             if c.fixed {
@@ -1202,6 +1207,12 @@ impl Core {
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
             Msg::Track(m) => self.shard.track_msg(m),
+            Msg::Monitor {
+                lines,
+                relay: false,
+            } => self.shard.monitor_deliver(&lines),
+            Msg::Monitor { lines, relay: true } => self.shard.monitor_out.extend_from_slice(&lines),
+            Msg::Slow { conn, entry } => self.shard.slow_arrived(conn, *entry),
             Msg::Req {
                 from,
                 id,

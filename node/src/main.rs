@@ -336,6 +336,7 @@ fn main() {
         }
     }
     let settings = settings_from(&cfg);
+    shared::ticks_init();
     let aof = persist::aof::Aof::new(
         shards,
         std::path::Path::new(&cfg.dir()).join(
@@ -400,6 +401,8 @@ fn main() {
         failover_pause: AtomicBool::new(false),
         client_pause_until_ms: std::sync::atomic::AtomicI64::new(0),
         client_pause_all: AtomicBool::new(false),
+        slowlog_next_id: AtomicU64::new(0),
+        core_monitors: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

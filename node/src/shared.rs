@@ -54,6 +54,10 @@ pub struct Settings {
     pub min_replicas_max_lag: u64,
     /// `tracking-table-max-keys` (0: no limit).
     pub tracking_max_keys: u64,
+    /// `slowlog-log-slower-than` (µs; negative: the slow log is off) and
+    /// `slowlog-max-len`.
+    pub slowlog_slower_than: i64,
+    pub slowlog_max_len: usize,
 }
 
 /// Process-wide state.
@@ -115,6 +119,21 @@ pub struct Shared {
     /// (`WRITE`). Expiry and eviction wait too.
     pub client_pause_until_ms: AtomicI64,
     pub client_pause_all: AtomicBool,
+    /// The next slow log entry's id (one sequence for every core's log).
+    pub slowlog_next_id: AtomicU64,
+    /// MONITOR clients per core ([`MONITORS`] counts them all).
+    pub core_monitors: Vec<AtomicUsize>,
+}
+
+/// MONITOR clients in all. Every command run checks it (one load) and
+/// formats its line only when some exist. Process-wide, so a script's
+/// task sees it without the shard.
+pub static MONITORS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether some client is in MONITOR mode.
+#[inline]
+pub fn monitoring() -> bool {
+    MONITORS.load(Ordering::Relaxed) > 0
 }
 
 /// [`Shared::master_applied`]'s form.
@@ -204,6 +223,8 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
         min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
         tracking_max_keys: c.int("tracking-table-max-keys").max(0) as u64,
+        slowlog_slower_than: c.int("slowlog-log-slower-than"),
+        slowlog_max_len: c.int("slowlog-max-len").max(0) as usize,
     }
 }
 
@@ -289,6 +310,74 @@ pub fn lazyfree_counts() -> (u64, u64) {
 /// CONFIG RESETSTAT: zeroes `lazyfreed_objects`.
 pub fn lazyfree_reset_stats() {
     LAZYFREE.freed.store(0, Ordering::Relaxed);
+}
+
+/// A clock for timing every command for the slow log, cheaper than
+/// `Instant` (two `clock_gettime` calls cost about 80 ns a command here):
+/// the x86-64 time stamp counter when it runs at a constant rate
+/// (`constant_tsc` and `nonstop_tsc`), else `Instant`'s nanoseconds.
+struct Ticks {
+    tsc: bool,
+    per_us: f64,
+    epoch: std::time::Instant,
+}
+
+static TICKS: OnceLock<Ticks> = OnceLock::new();
+
+/// Sets the command clock up (once, at start: about 10 ms to measure the
+/// counter's rate).
+pub fn ticks_init() {
+    TICKS.get_or_init(|| {
+        let epoch = std::time::Instant::now();
+        let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let tsc = cfg!(target_arch = "x86_64")
+            && flags.contains(" constant_tsc")
+            && flags.contains(" nonstop_tsc");
+        if !tsc {
+            return Ticks {
+                tsc,
+                per_us: 1000.0,
+                epoch,
+            };
+        }
+        let (i0, t0) = (std::time::Instant::now(), tsc_now());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let (i1, t1) = (std::time::Instant::now(), tsc_now());
+        let us = (i1 - i0).as_secs_f64() * 1e6;
+        Ticks {
+            tsc,
+            per_us: (t1.wrapping_sub(t0) as f64 / us).max(1.0),
+            epoch,
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn tsc_now() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc_now() -> u64 {
+    0
+}
+
+/// Now, on the command clock ([`ticks_init`] first; before it, 0).
+#[inline]
+pub fn ticks() -> u64 {
+    match TICKS.get() {
+        Some(t) if t.tsc => tsc_now(),
+        Some(t) => t.epoch.elapsed().as_nanos() as u64,
+        None => 0,
+    }
+}
+
+/// Microseconds since `start` (a [`ticks`] reading).
+pub fn micros_since(start: u64) -> u64 {
+    let per_us = TICKS.get().map_or(1000.0, |t| t.per_us);
+    (ticks().saturating_sub(start) as f64 / per_us) as u64
 }
 
 #[cfg(test)]

@@ -325,6 +325,9 @@ impl Backend for ShardBackend<'_> {
                 _ => not_in_scripts(spec),
             };
         }
+        if let Some(calls) = &mut self.shard.script_calls {
+            calls.push((db, args.to_owned()));
+        }
         let log = (!propagate).then(|| self.shard.pause_log()).flatten();
         let mut c = Ctx::new(self.shard, db, self.now_ms, *args);
         c.in_multi = true;

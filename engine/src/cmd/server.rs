@@ -30,6 +30,8 @@ pub static COMMANDS: &[Spec] = &[
     ),
     Spec::node("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0)),
     Spec::node("command", -1, LOADING | STALE, (0, 0, 0)).subcommands(),
+    Spec::node("slowlog", -2, ADMIN | LOADING | STALE, (0, 0, 0)).subcommands(),
+    Spec::node("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0)),
     Spec::node("replicaof", 3, ADMIN | NOSCRIPT | STALE, (0, 0, 0)),
     Spec::node("slaveof", 3, ADMIN | NOSCRIPT | STALE, (0, 0, 0)),
     Spec::node("role", 1, NOSCRIPT | LOADING | STALE | FAST, (0, 0, 0)),

@@ -41,9 +41,6 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("sscan", -3, READONLY, (1, 1, 1), sscan),
 ];
 
-/// SREM batches SPOP's effect into records of at most this many members,
-/// as Redis 7.0 does.
-
 macro_rules! tri {
     ($e:expr) => {
         match $e {

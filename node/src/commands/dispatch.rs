@@ -61,6 +61,24 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
+    // CLIENT REPLY: this command's reply is dropped under OFF, or after
+    // SKIP.
+    conn.mute = conn.reply_off || std::mem::take(&mut conn.skip_next);
+    let next = checked(shard, key, args);
+    if let Next::Retry = next {
+        // Not run: it comes again, and the SKIP with it.
+        if let Some(c) = shard.conns.get_mut(key) {
+            c.skip_next = c.mute && !c.reply_off;
+        }
+    }
+    next
+}
+
+/// [`command`] once its reply's fate is known: the checks, then the run.
+fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
+    let Some(conn) = shard.conns.get_mut(key) else {
+        return Next::Wait;
+    };
     let name = args.get(0);
     if conn.master && name.eq_ignore_ascii_case(crate::replica::LOAD_COMMAND) {
         return super::debug::replica_load(shard, key, &args);
@@ -251,17 +269,58 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
         }
         return answer(shard, key, Reply::status("QUEUED"));
     }
-    let conn = if conn.tracking.is_some() {
+    let db = conn.db;
+    if conn.tracking.is_some() {
         track_reads(shard, key, spec, &args);
-        let Some(conn) = shard.conns.get_mut(key) else {
-            return Next::Wait;
-        };
-        conn
-    } else {
-        conn
+    }
+    let shown_to = shard.monitor_out.len();
+    if crate::shared::monitoring() {
+        if spec.name == "exec" {
+            super::observe::monitor_exec(shard, key, spec, &args);
+        } else {
+            let shown = super::observe::db_after(shard, spec, &args, db);
+            shard.monitor_feed(key, spec, shown, &args);
+        }
+    }
+    let start = shard.slow_on().then(crate::shared::ticks);
+    let next = run(shard, key, spec, db, args, start);
+    match (start, &next) {
+        (Some(t), Next::Continue) => {
+            shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
+        }
+        // It runs later: its MONITOR line with it.
+        (_, Next::Retry) => shard.monitor_out.truncate(shown_to),
+        _ => {}
+    }
+    next
+}
+
+/// Runs a command that passed the checks: here, or in a task. `start`:
+/// when it began, while the slow log is on (a command that goes to a task
+/// is logged when the task is done).
+fn run(
+    shard: &mut Shard,
+    key: Key,
+    spec: &'static Spec,
+    db: usize,
+    args: Args,
+    start: Option<u64>,
+) -> Next {
+    let defer = |shard: &mut Shard, next: Next| {
+        if let Some(t) = start {
+            let tasked = shard
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.wait, Wait::Task(_) | Wait::Detached));
+            if tasked {
+                shard.slow_defer(key, spec, &args, t);
+            }
+        }
+        next
     };
     if spec.has(flags::NODE) {
-        return super::node::run(shard, key, spec, args);
+        let next = super::node::run(shard, key, spec, args);
+        return defer(shard, next);
     }
     if spec.name == "wait"
         && (shard.replication.stream().active()
@@ -286,7 +345,7 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     if spec.name == "memory" && super::memory::is_node(&args) {
         return super::memory::run(shard, key, args);
     }
-    let db = conn.db;
+    let muted = shard.conns.get(key).is_some_and(|c| c.mute);
     let route = match route(spec, &args, shard.cores, &shard.mesh.slots) {
         Ok(r) => r,
         Err(e) => return answer(shard, key, e),
@@ -294,7 +353,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     match route {
         Route::Here => run_here(shard, key, spec, db, args),
         Route::One(c) if c == shard.id => run_here(shard, key, spec, db, args),
-        Route::One(c) if !spec.has(flags::BLOCKING) => Next::Remote {
+        // A reply to drop comes back through a task (the pipeline's
+        // replies may be sent by the core that answers it).
+        Route::One(c) if !spec.has(flags::BLOCKING) && !muted => Next::Remote {
             to: c,
             db,
             write: spec.has(flags::WRITE),
@@ -311,17 +372,19 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let owned = args.to_owned();
             let databases = shard.settings.databases;
             let form = form_sink(shard);
-            spawn(shard, key, async move {
+            let next = spawn(shard, key, async move {
                 flows::multi_key(rpc, cores, spec, db, owned, databases, key, form).await
-            })
+            });
+            defer(shard, next)
         }
         Route::All => {
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
             let cores = shard.cores;
-            spawn(shard, key, async move {
+            let next = spawn(shard, key, async move {
                 flows::fanout(rpc, cores, spec, db, owned, key).await
-            })
+            });
+            defer(shard, next)
         }
         Route::Everywhere => {
             // Runs to its end even if the client leaves, as Redis runs a
@@ -331,10 +394,11 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
             let databases = shard.settings.databases;
             let form = form_sink(shard);
             let bus = shard.bus.clone();
-            spawn_detached(shard, key, async move {
+            let next = spawn_detached(shard, key, async move {
                 crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form, bus)
                     .await
-            })
+            });
+            defer(shard, next)
         }
     }
 }
@@ -583,6 +647,8 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     // A tracking client's reads are remembered as each is dispatched.
     let plain = conn.authed
         && conn.tracking.is_none()
+        && !conn.reply_off
+        && !conn.skip_next
         && !conn.asking
         && conn.multi.is_none()
         && (conn.sub_count() == 0 || conn.resp3)
@@ -607,6 +673,10 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         return None;
     }
     if shard.shared.client_pause().is_some() {
+        return None;
+    }
+    // Every command a MONITOR sees passes `command`.
+    if crate::shared::monitoring() {
         return None;
     }
     match route(spec, args, shard.cores, &shard.mesh.slots) {

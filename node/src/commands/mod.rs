@@ -17,6 +17,7 @@ mod dispatch;
 mod info;
 mod memory;
 mod node;
+mod observe;
 mod request;
 mod sync;
 mod tracking;

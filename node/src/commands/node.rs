@@ -71,8 +71,12 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             conn.authed = shard.settings.requirepass.is_none();
             conn.asking = false;
             conn.readonly = false;
+            conn.reply_off = false;
+            conn.skip_next = false;
+            conn.mute = false;
             shard.unwatch_all(watches);
             shard.tracking_off(key);
+            shard.monitor_stop(key);
             for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
                 silent_unsubscribe(shard, key, kind);
             }
@@ -204,6 +208,8 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             ok(shard, key, r)
         }
         "command" => ok(shard, key, command(&args)),
+        "slowlog" => super::observe::slowlog(shard, key, args),
+        "monitor" => super::observe::monitor(shard, key),
         "config" => config(shard, key, args),
         "info" => {
             let rpc = shard.rpc.clone();
@@ -681,6 +687,21 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             let line = c.info_line(crate::shared::now_ms());
             ok(shard, key, Reply::Verbatim(Bytes::from(line + "\n")))
         }
+        ("help", 2) => ok(
+            shard,
+            key,
+            super::observe::help(&args, super::observe::CLIENT_HELP),
+        ),
+        ("reply", 3) => super::observe::client_reply(shard, key, args.get(2)),
+        ("unblock", 3 | 4) => super::observe::client_unblock(shard, key, args),
+        ("unblock", n) if n > 4 => {
+            let e = "ERR unknown subcommand or wrong number of arguments for 'UNBLOCK'. Try CLIENT HELP.";
+            ok(shard, key, Reply::err(e))
+        }
+        ("no-evict", 3) if args.is(2, "on") || args.is(2, "off") => {
+            c.no_evict = args.is(2, "on");
+            ok(shard, key, Reply::Ok)
+        }
         ("no-evict", 3) | ("no-touch", 3) => {
             if args.is(2, "on") || args.is(2, "off") {
                 ok(shard, key, Reply::Ok)
@@ -876,7 +897,8 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
         // A subcommand slotd has, with a wrong number of arguments.
         (
             "pause" | "unpause" | "id" | "getname" | "setname" | "info" | "list" | "kill"
-            | "tracking" | "caching" | "getredir" | "trackinginfo",
+            | "tracking" | "caching" | "getredir" | "trackinginfo" | "help" | "reply" | "no-evict"
+            | "unblock",
             _,
         ) => {
             let e = error::wrong_arity(&format!("client|{sub}"));
@@ -901,6 +923,7 @@ fn command(args: &Args) -> Reply {
         "count" if args.len() != 2 => wrong("count"),
         "getkeys" | "getkeysandflags" if args.len() < 3 => wrong(&sub),
         "count" => Reply::Int(meta::count() as i64),
+        "help" if args.len() == 2 => super::observe::help(args, super::observe::COMMAND_HELP),
         "list" => {
             let filter = match args.len() {
                 2 => meta::Filter::None,
@@ -935,6 +958,11 @@ fn command(args: &Args) -> Reply {
 fn config(shard: &mut Shard, key: Key, args: Args) -> Next {
     let sub = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
     match sub.as_str() {
+        "help" if args.len() == 2 => ok(
+            shard,
+            key,
+            super::observe::help(&args, super::observe::CONFIG_HELP),
+        ),
         "get" if args.len() >= 3 => {
             let pats: Vec<&[u8]> = args.iter_from(2).collect();
             let pairs = match shard.shared.config.lock() {

@@ -189,8 +189,14 @@ pub static SUPPORT: &[(&str, Support)] = &[
         "client-output-buffer-limit",
         test("client_output_buffer_limit_closes_slow_subscribers"),
     ),
-    ("slowlog-log-slower-than", of_command("slowlog")),
-    ("slowlog-max-len", of_command("slowlog")),
+    (
+        "slowlog-log-slower-than",
+        test("slowlog_keeps_what_its_directives_say"),
+    ),
+    (
+        "slowlog-max-len",
+        test("slowlog_keeps_what_its_directives_say"),
+    ),
     (
         "latency-tracking",
         off("no", "INFO latencystats is not built yet"),

@@ -179,6 +179,19 @@ pub struct Conn {
     /// this client was in flight: sent after its reply, as Redis sends
     /// them after the reply of the command being executed.
     pub track_later: Vec<Vec<u8>>,
+    /// MONITOR: every command run anywhere is shown to it (flag `O`).
+    pub monitor: bool,
+    /// CLIENT NO-EVICT ON (flag `e`; client eviction is not built).
+    pub no_evict: bool,
+    /// CLIENT REPLY OFF, and SKIP (the next command's reply is dropped);
+    /// `mute`: the reply of the command being run is dropped.
+    pub reply_off: bool,
+    pub skip_next: bool,
+    pub mute: bool,
+    /// A command of this connection that went to a task, while the slow
+    /// log is on: when it started (`shared::ticks`), and its arguments as the log keeps
+    /// them (logged when the task is done, if it was slow).
+    pub slow_pending: Option<Box<(u64, Vec<Bytes>)>>,
 }
 
 /// A tracking client's options (Redis's `CLIENT_TRACKING_*` flags).
@@ -258,6 +271,12 @@ impl Conn {
             cancel_sent: false,
             tracking: None,
             track_later: Vec::new(),
+            monitor: false,
+            no_evict: false,
+            reply_off: false,
+            skip_next: false,
+            mute: false,
+            slow_pending: None,
         }
     }
 
@@ -384,6 +403,9 @@ impl Conn {
     /// CLIENT LIST flags.
     pub fn flags(&self) -> String {
         let mut f = String::new();
+        if self.monitor {
+            f.push('O');
+        }
         if self.master {
             f.push('M');
         }
@@ -410,6 +432,9 @@ impl Conn {
         }
         if self.close_after_flush {
             f.push('c');
+        }
+        if self.no_evict {
+            f.push('e');
         }
         if f.is_empty() {
             f.push('N');

@@ -35,6 +35,18 @@ pub(super) fn exec_req(
     tx: Option<TxId>,
     in_multi: bool,
 ) -> Request {
+    exec_req_for(db, cmds, tx, in_multi, None)
+}
+
+/// [`exec_req`] for commands of connection `conn` of this core (their
+/// slow log entries come back to it).
+fn exec_req_for(
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    tx: Option<TxId>,
+    in_multi: bool,
+    conn: Option<Key>,
+) -> Request {
     Request::Exec {
         db,
         cmds,
@@ -42,6 +54,7 @@ pub(super) fn exec_req(
         in_multi,
         may_block: false,
         watch: Vec::new(),
+        conn,
     }
 }
 
@@ -64,6 +77,7 @@ pub async fn remote(
         in_multi: false,
         may_block,
         watch: Vec::new(),
+        conn: Some(conn),
     };
     let replies = match rpc.call(to, req).await {
         Response::Replies(r) if r.len() == n => r,
@@ -115,6 +129,7 @@ pub async fn pipeline(
         at: 0,
         out: engine::Encoded::default(),
         ends: Vec::new(),
+        conn: Some(conn),
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
@@ -899,6 +914,7 @@ async fn exec_checked(
             tx: None,
             in_multi: true,
             may_block: false,
+            conn: Some(conn),
         };
         let reply = match rpc.call(c, req).await {
             Response::Replies(r) => Reply::Array(r),
@@ -938,6 +954,7 @@ async fn exec_checked(
             in_multi: true,
             may_block: false,
             watch: w,
+            conn: None,
         };
         if let Response::WatchFailed = rpc.call(c, req).await.unlog(&mut logged) {
             push_form(form.as_ref(), &locks, Vec::new());
@@ -973,6 +990,9 @@ async fn exec_checked(
                 bus.forward_publish(&ch, &msg, sharded);
             }
             Reply::Int(publish_count(rpc, ch, msg, sharded).await)
+        } else if spec.name == "monitor" {
+            // A transaction expects a reply per command.
+            Reply::err("ERR MONITOR isn't allowed for DENY BLOCKING client")
         } else if spec.has(flags::NODE) {
             Reply::Error(
                 format!(
@@ -996,7 +1016,7 @@ async fn exec_checked(
                     reply
                 }
                 Ok(Route::One(to)) => first_reply(
-                    rpc.call(to, exec_req(db, vec![c.clone()], tx, true))
+                    rpc.call(to, exec_req_for(db, vec![c.clone()], tx, true, Some(conn)))
                         .await
                         .unlog(&mut logged),
                 ),
@@ -1013,9 +1033,12 @@ async fn exec_checked(
                     .await
                 }
                 Ok(Route::Here) => first_reply(
-                    rpc.call(rpc.me, exec_req(db, vec![c.clone()], tx, true))
-                        .await
-                        .unlog(&mut logged),
+                    rpc.call(
+                        rpc.me,
+                        exec_req_for(db, vec![c.clone()], tx, true, Some(conn)),
+                    )
+                    .await
+                    .unlog(&mut logged),
                 ),
             }
         };

@@ -77,6 +77,9 @@ pub enum Request {
         at: usize,
         out: engine::Encoded,
         ends: Vec<u32>,
+        /// The client's connection on the requesting core (its slow
+        /// commands are logged there).
+        conn: Option<crate::io::Key>,
     },
     /// Run these commands in order, atomically, in database `db`.
     /// `tx` is set when the sender holds this core's lock. `watch` lists
@@ -90,6 +93,8 @@ pub enum Request {
         in_multi: bool,
         may_block: bool,
         watch: Vec<(usize, bytes::Bytes, u64)>,
+        /// As for `Pipeline`.
+        conn: Option<crate::io::Key>,
     },
     /// Take this core's lock for `tx`, which locks these cores; answered
     /// once granted. `true`: the coordinator adds the command's form to
@@ -179,11 +184,29 @@ pub enum AdminQuery {
         kind: Option<ClientType>,
     },
     /// Kill clients matching a filter; answers how many.
-    ClientKill { filter: KillFilter },
+    ClientKill {
+        filter: KillFilter,
+    },
     /// Counters for INFO.
     Stats,
     /// CONFIG RESETSTAT.
     ResetStats,
+    /// SLOWLOG: this core's newest entries (`Some(count)`, answered as
+    /// `Response::Slow`), its length (`None`, a `Count`), or a reset.
+    SlowlogGet(Option<usize>),
+    SlowlogReset,
+    /// CLIENT UNBLOCK, first: the key of client `id` if this core serves
+    /// it (a `Count` of `ClientKey::pack`, -1 if not).
+    ClientKey {
+        id: u64,
+    },
+    /// CLIENT UNBLOCK, then: unblock the command core `core`'s connection
+    /// `key` parked here (a `Count`: 1 or 0).
+    Unblock {
+        core: usize,
+        key: crate::io::Key,
+        error: bool,
+    },
     /// Re-read hot settings after CONFIG SET.
     Reload,
     /// Evict this core's keys while the process is over `maxmemory`
@@ -284,6 +307,7 @@ pub enum Response {
         moved: Vec<bytes::Bytes>,
     },
     Done,
+    Slow(Vec<engine::slowlog::Entry>),
     /// The answer to a request of a transaction that adds its form to the
     /// replication stream (`Request::Lock`'s flag): what serving it
     /// logged (the cores write it to their AOF only), for the coordinator
@@ -342,6 +366,16 @@ pub enum Msg {
     Wake,
     /// The bus core published a new slot map: take it (`Bus::map`).
     SlotMap,
+    /// MONITOR lines of commands another core ran, for this core's
+    /// monitors (`relay`: lines of this core's task, for every core's, as
+    /// if its commands had made them); no answer.
+    Monitor { lines: bytes::Bytes, relay: bool },
+    /// A slow command another core ran for this core's connection `conn`:
+    /// log it here, with the client's address and name; no answer.
+    Slow {
+        conn: crate::io::Key,
+        entry: Box<engine::slowlog::Entry>,
+    },
 }
 
 /// Client-side caching's messages to the core serving a client.

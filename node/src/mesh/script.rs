@@ -248,6 +248,9 @@ pub async fn run(
             .await;
         match resp {
             Response::ScriptCall { db, args } => {
+                if crate::shared::monitoring() {
+                    monitor_call(rpc, db, &args);
+                }
                 let (reply, went) =
                     command(rpc, tx, db, &args, (databases, cores, form, bus), logged).await;
                 match went {
@@ -265,6 +268,27 @@ pub async fn run(
         cmd_script::set_placement(spec.name, &a, store::Placement::Local);
     }
     reply
+}
+
+/// MONITOR's line for a command of a script (`[db lua]`), made by the
+/// task: its core shows it to every core's monitors.
+fn monitor_call(rpc: &Rc<Rpc>, db: usize, args: &OwnedArgs) {
+    let a = args.as_args();
+    let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+        return;
+    };
+    if spec.has(flags::ADMIN) {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = (now.as_secs() as i64, now.subsec_micros());
+    let mut lines = Vec::new();
+    engine::slowlog::monitor_line(&mut lines, at, db, "lua", spec.name, &a);
+    let lines = bytes::Bytes::from(lines);
+    rpc.mesh
+        .send(rpc.me, super::Msg::Monitor { lines, relay: true });
 }
 
 /// One command of a script, under the locks: its reply, and the one core

@@ -15,6 +15,7 @@
 //! that counts the bytes examined), [`pubsub`].
 
 mod memory;
+mod observe;
 pub mod pubsub;
 mod run;
 mod serve;
@@ -126,6 +127,16 @@ pub struct Shard {
     seen_flushes: u64,
     /// The client on whose behalf the request being served came (0: none).
     pub req_client: u64,
+    /// This core's slow log (SLOWLOG merges every core's).
+    pub slowlog: engine::slowlog::SlowLog,
+    /// The request being served came from core `.0`'s connection `.1`
+    /// (when known): a slow command of it is logged there, with the
+    /// client's address and name.
+    pub serving: Option<(usize, Key)>,
+    /// This core's MONITOR connections, and this turn's lines for every
+    /// core's (sent at the end of the turn, [`Shard::monitor_flush`]).
+    pub monitors: Vec<Key>,
+    pub monitor_out: Vec<u8>,
 }
 
 impl Shard {
@@ -209,6 +220,10 @@ impl Shard {
             redirect_targets: HashMap::new(),
             seen_flushes: 0,
             req_client: 0,
+            slowlog: engine::slowlog::SlowLog::default(),
+            serving: None,
+            monitors: Vec::new(),
+            monitor_out: Vec::new(),
         }
         .with_slot_map()
     }
@@ -385,6 +400,9 @@ impl Shard {
     /// Appends `reply` to `key`'s output.
     pub fn reply(&mut self, key: Key, reply: &Reply) {
         if let Some(c) = self.conns.get_mut(key) {
+            if c.mute && !matches!(reply, Reply::Push(_)) {
+                return;
+            }
             reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
             self.want_flush(key);
         }
@@ -439,15 +457,21 @@ impl Shard {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        for r in &done.replies {
-            r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+        if !c.mute {
+            for r in &done.replies {
+                r.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+            }
+            let shift = c.out.len();
+            c.out.extend_from_slice(&done.encoded.bytes);
+            c.out_big
+                .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
         }
-        let shift = c.out.len();
-        c.out.extend_from_slice(&done.encoded.bytes);
-        c.out_big
-            .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
+
         if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
             c.wait = Wait::No;
+        }
+        if c.slow_pending.is_some() {
+            self.slow_task_done(key);
         }
         self.want_flush(key);
         self.resume.push(key);
@@ -483,6 +507,7 @@ impl Shard {
         }
         pubsub::forget(self, key);
         self.tracking_off(key);
+        self.monitor_stop(key);
         self.closed.push(key);
     }
 

@@ -26,6 +26,9 @@ pub(super) struct Waiter {
     pub deadline_ms: Option<i64>,
     /// What to answer when the deadline passes.
     pub timeout_reply: Reply,
+    /// The client's connection (its core and key), when known: CLIENT
+    /// UNBLOCK finds the command by it.
+    pub client: Option<(usize, Key)>,
 }
 
 impl Shard {
@@ -44,7 +47,11 @@ impl Shard {
         // Time one command in 16 for INFO commandstats: a clock read per
         // command would cost more than a GET.
         self.cmd_serial = self.cmd_serial.wrapping_add(1);
-        let timed = (self.cmd_serial & 15 == 0).then(std::time::Instant::now);
+        let timed = self.cmd_serial & 15 == 0;
+        // A command a client of another core sent is timed here for the
+        // slow log (one of this core's is timed by its dispatch).
+        let slow = (self.serving.is_some() && self.slow_on()).then(crate::shared::ticks);
+        let start = timed.then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
             self.stats.total_commands_processed += 1;
@@ -73,12 +80,23 @@ impl Shard {
             }
         }
         ctx.in_multi = in_multi;
+        let scripted = spec.has(engine::cmd::flags::SELF_LOGGED) && crate::shared::monitoring();
+        if scripted {
+            ctx.shard.script_calls = Some(Vec::new());
+        }
         let reply = cmd::execute(spec, &mut ctx);
         let block = ctx.block.take();
+        if scripted {
+            self.monitor_script_calls();
+        }
         let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
         e.0 += 1;
-        if let Some(t) = timed {
+        if let Some(t) = start {
             e.1 += 16 * t.elapsed().as_micros() as u64;
+        }
+        if let (Some(t), None) = (slow, &block) {
+            let micros = crate::shared::micros_since(t);
+            self.slow_check_remote(spec, &args, micros);
         }
         self.stats.total_commands_processed += 1;
         match (block, origin) {
@@ -91,7 +109,12 @@ impl Shard {
                     Some(argv) => OwnedArgs::from_iter(argv.iter().map(|a| &a[..])),
                     None => args.to_owned(),
                 };
+                let client = match origin {
+                    Origin::Local(k) => Some((self.id, k)),
+                    Origin::Remote { .. } => self.serving,
+                };
                 self.waiters.push(Waiter {
+                    client,
                     origin,
                     db,
                     args,
@@ -239,7 +262,9 @@ impl Shard {
         match origin {
             Origin::Local(key) => {
                 if let Some(c) = self.conns.get_mut(key) {
-                    reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+                    if !c.mute {
+                        reply.encode_split(c.resp3, &mut c.out, &mut c.out_big);
+                    }
                     c.wait = Wait::No;
                     self.want_flush(key);
                     self.resume.push(key);
@@ -253,6 +278,24 @@ impl Shard {
                 },
             ),
         }
+    }
+
+    /// CLIENT UNBLOCK of the command connection `client` has parked here:
+    /// it gets its timeout reply, or `-UNBLOCKED` (`error`). False when
+    /// none is parked here.
+    pub fn unblock_client(&mut self, client: (usize, Key), error: bool) -> bool {
+        let Some(i) = self.waiters.iter().position(|w| w.client == Some(client)) else {
+            return false;
+        };
+        let w = self.waiters.remove(i);
+        self.unblock_keys(&w);
+        let reply = if error {
+            Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        } else {
+            w.timeout_reply.clone()
+        };
+        self.deliver(w.origin, reply);
+        true
     }
 
     /// Answers blocked clients whose deadline passed (checked every turn,

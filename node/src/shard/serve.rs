@@ -161,6 +161,7 @@ impl Shard {
                 may_block,
                 watch,
                 tx,
+                conn,
             } => {
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
@@ -176,6 +177,7 @@ impl Shard {
                 };
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
+                self.serving = conn.map(|k| (from, k));
                 for owned in &cmds {
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
@@ -200,9 +202,13 @@ impl Shard {
                         (may_block && cmds.len() == 1).then_some(Origin::Remote { from, id });
                     match self.run_local(spec, db, args, in_multi, origin) {
                         Some(r) => replies.push(r),
-                        None => return, // parked; answered when served
+                        None => {
+                            self.serving = None;
+                            return; // parked; answered when served
+                        }
                     }
                 }
+                self.serving = None;
                 if let (Some(m), Some(log)) = (mark, self.engine.write_log()) {
                     log.end_multi(m, true);
                 }
@@ -221,7 +227,9 @@ impl Shard {
                 mut at,
                 mut out,
                 mut ends,
+                conn,
             } => {
+                self.serving = conn.map(|k| (from, k));
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
@@ -231,6 +239,7 @@ impl Shard {
                     ends.push(out.bytes.len() as u32);
                     at += 1;
                 }
+                self.serving = None;
                 self.serve_ready();
                 match segs.get(at).map(|s| s.core) {
                     Some(next) => {
@@ -246,6 +255,7 @@ impl Shard {
                             at,
                             out,
                             ends,
+                            conn,
                         };
                         self.send_out(
                             next,
@@ -600,6 +610,22 @@ impl Shard {
                     owns,
                 );
                 self.serve_ready();
+                Response::Done
+            }
+            AdminQuery::SlowlogGet(Some(count)) => Response::Slow(self.slowlog.newest(count)),
+            AdminQuery::SlowlogGet(None) => Response::Count(self.slowlog.len() as i64),
+            AdminQuery::ClientKey { id } => Response::Count(
+                self.conns
+                    .keys()
+                    .into_iter()
+                    .find(|k| self.conns.get(*k).is_some_and(|c| c.id == id))
+                    .map_or(-1, |k| ((k.index as i64) << 32) | k.gen as i64),
+            ),
+            AdminQuery::Unblock { core, key, error } => {
+                Response::Count(self.unblock_client((core, key), error) as i64)
+            }
+            AdminQuery::SlowlogReset => {
+                self.slowlog.reset();
                 Response::Done
             }
             AdminQuery::Unpause => {

@@ -1,0 +1,254 @@
+//! What a core shows of the commands it runs: its slow log (SLOWLOG asks
+//! every core's and merges them) and the lines of MONITOR clients. Both
+//! cost one branch per command while off: the slow log is off with a
+//! negative `slowlog-log-slower-than`, MONITOR lines are made only while
+//! `Shared::monitors` is not zero.
+
+use super::Shard;
+use crate::io::Key;
+use crate::mesh::Msg;
+use bytes::Bytes;
+use engine::cmd::{flags, Spec};
+use engine::slowlog::Entry;
+use engine::Args;
+use std::sync::atomic::Ordering;
+
+/// Subcommands with Redis 7.0's `admin` flag, of commands whose other
+/// subcommands lack it: MONITOR does not show them.
+fn admin_sub(name: &str, args: &Args) -> bool {
+    let sub = args.get(1);
+    let is = |list: &[&str]| list.iter().any(|s| s.as_bytes().eq_ignore_ascii_case(sub));
+    match name {
+        "config" | "slowlog" | "latency" => !is(&["help"]),
+        "client" => is(&["kill", "list", "no-evict", "pause", "unblock", "unpause"]),
+        "cluster" => is(&[
+            "addslots",
+            "addslotsrange",
+            "bumpepoch",
+            "count-failure-reports",
+            "delslots",
+            "delslotsrange",
+            "failover",
+            "flushslots",
+            "forget",
+            "meet",
+            "replicas",
+            "replicate",
+            "reset",
+            "saveconfig",
+            "set-config-epoch",
+            "setslot",
+            "slaves",
+        ]),
+        _ => false,
+    }
+}
+
+/// Whether MONITOR shows a command: Redis hides administrative commands
+/// and those with `skip_monitor` (scripts show themselves as they start).
+pub fn monitored(spec: &Spec, args: &Args) -> bool {
+    match spec.name {
+        "config" | "slowlog" | "latency" | "client" | "cluster" => !admin_sub(spec.name, args),
+        _ => !spec.has(flags::ADMIN),
+    }
+}
+
+/// Redis's `skip_slowlog`: EXEC (its commands are logged one by one).
+fn slow_skipped(spec: &Spec) -> bool {
+    spec.name == "exec"
+}
+
+/// The time now, in Unix seconds and microseconds.
+fn unix_now() -> (i64, u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs() as i64, now.subsec_micros())
+}
+
+impl Shard {
+    /// The slow log is on: commands are timed.
+    #[inline]
+    pub fn slow_on(&self) -> bool {
+        self.settings.slowlog_slower_than >= 0
+    }
+
+    /// A command of connection `key` on this core took `micros`: logged
+    /// if that is slow.
+    pub fn slow_check(&mut self, key: Key, spec: &Spec, args: &Args, micros: u64) {
+        if slow_skipped(spec) || (micros as i64) < self.settings.slowlog_slower_than {
+            return;
+        }
+        let argv = engine::slowlog::entry_argv(spec.name, args);
+        self.slow_push(Some(key), argv, micros);
+    }
+
+    /// A command another core's connection had run here took `micros`:
+    /// the entry goes to that core, which knows the client.
+    pub(super) fn slow_check_remote(&mut self, spec: &Spec, args: &Args, micros: u64) {
+        let Some((from, conn)) = self.serving else {
+            return;
+        };
+        if slow_skipped(spec) || (micros as i64) < self.settings.slowlog_slower_than {
+            return;
+        }
+        let argv = engine::slowlog::entry_argv(spec.name, args);
+        let entry = self.slow_entry(None, argv, micros);
+        if from == self.id {
+            self.slow_arrived(conn, entry);
+        } else {
+            let entry = Box::new(entry);
+            self.mesh.send(from, Msg::Slow { conn, entry });
+        }
+    }
+
+    /// Another core ran a slow command for connection `conn` of this one.
+    pub fn slow_arrived(&mut self, conn: Key, mut entry: Entry) {
+        if let Some(c) = self.conns.get(conn) {
+            entry.peer = c.addr.clone();
+            entry.name = c.name.clone().unwrap_or_default();
+        }
+        let max = self.settings.slowlog_max_len;
+        self.slowlog.push(entry, max);
+    }
+
+    fn slow_entry(&self, key: Option<Key>, argv: Vec<Bytes>, micros: u64) -> Entry {
+        let c = key.and_then(|k| self.conns.get(k));
+        Entry {
+            id: self.shared.slowlog_next_id.fetch_add(1, Ordering::Relaxed),
+            time_s: crate::shared::now_ms() / 1000,
+            micros,
+            argv,
+            peer: c.map(|c| c.addr.clone()).unwrap_or_default(),
+            name: c.and_then(|c| c.name.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn slow_push(&mut self, key: Option<Key>, argv: Vec<Bytes>, micros: u64) {
+        let e = self.slow_entry(key, argv, micros);
+        let max = self.settings.slowlog_max_len;
+        self.slowlog.push(e, max);
+    }
+
+    /// Connection `key`'s command went to a task: remember when it began.
+    pub fn slow_defer(&mut self, key: Key, spec: &Spec, args: &Args, start: u64) {
+        if slow_skipped(spec) {
+            return;
+        }
+        let argv = engine::slowlog::entry_argv(spec.name, args);
+        if let Some(c) = self.conns.get_mut(key) {
+            c.slow_pending = Some(Box::new((start, argv)));
+        }
+    }
+
+    /// Connection `key`'s task is done: log its command if it was slow.
+    pub(super) fn slow_task_done(&mut self, key: Key) {
+        let Some(p) = self.conns.get_mut(key).and_then(|c| c.slow_pending.take()) else {
+            return;
+        };
+        let (start, argv) = *p;
+        let micros = crate::shared::micros_since(start);
+        if self.slow_on() && micros as i64 >= self.settings.slowlog_slower_than {
+            self.slow_push(Some(key), argv, micros);
+        }
+    }
+
+    /// Shows connection `key`'s command to every MONITOR (if any).
+    #[inline]
+    pub fn monitor_feed(&mut self, key: Key, spec: &Spec, db: usize, args: &Args) {
+        if !crate::shared::monitoring() || self.loading {
+            return;
+        }
+        self.monitor_line(key, spec, db, args);
+    }
+
+    fn monitor_line(&mut self, key: Key, spec: &Spec, db: usize, args: &Args) {
+        if !monitored(spec, args) {
+            return;
+        }
+        let Some(c) = self.conns.get(key) else {
+            return;
+        };
+        let at = unix_now();
+        engine::slowlog::monitor_line(&mut self.monitor_out, at, db, &c.addr, spec.name, args);
+    }
+
+    /// MONITOR lines for the commands a script just ran here (`[db lua]`).
+    pub(super) fn monitor_script_calls(&mut self) {
+        let Some(calls) = self.engine.script_calls.take() else {
+            return;
+        };
+        let at = unix_now();
+        for (db, owned) in calls {
+            let a = owned.as_args();
+            let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+                continue;
+            };
+            if monitored(spec, &a) {
+                engine::slowlog::monitor_line(&mut self.monitor_out, at, db, "lua", spec.name, &a);
+            }
+        }
+    }
+
+    /// Makes connection `key` a monitor (MONITOR): false if it is one
+    /// already.
+    pub fn monitor_start(&mut self, key: Key) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.monitor {
+            return false;
+        }
+        c.monitor = true;
+        self.monitors.push(key);
+        self.shared.core_monitors[self.id].fetch_add(1, Ordering::Relaxed);
+        crate::shared::MONITORS.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Connection `key` stops monitoring (RESET, or it closes).
+    pub fn monitor_stop(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !std::mem::take(&mut c.monitor) {
+            return;
+        }
+        self.monitors.retain(|k| *k != key);
+        self.shared.core_monitors[self.id].fetch_sub(1, Ordering::Relaxed);
+        crate::shared::MONITORS.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// End of a turn: this turn's MONITOR lines go to this core's monitors
+    /// and, in one message each, to the other cores that have some.
+    pub fn monitor_flush(&mut self) {
+        if self.monitor_out.is_empty() {
+            return;
+        }
+        let lines = Bytes::from(std::mem::take(&mut self.monitor_out));
+        for to in 0..self.cores {
+            if to != self.id && self.shared.core_monitors[to].load(Ordering::Relaxed) > 0 {
+                let lines = lines.clone();
+                self.mesh.send(
+                    to,
+                    Msg::Monitor {
+                        lines,
+                        relay: false,
+                    },
+                );
+            }
+        }
+        self.monitor_deliver(&lines);
+    }
+
+    /// Appends MONITOR lines to every monitor of this core.
+    pub fn monitor_deliver(&mut self, lines: &[u8]) {
+        for i in 0..self.monitors.len() {
+            let key = self.monitors[i];
+            if let Some(c) = self.conns.get_mut(key) {
+                c.out.extend_from_slice(lines);
+                self.want_flush(key);
+            }
+        }
+    }
+}
