@@ -81,6 +81,11 @@ pub struct Shard {
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
+    /// The event classes collected for keyspace notifications
+    /// (`notify::effective` of `notify-keyspace-events`; 0: off).
+    pub notify_flags: u32,
+    /// Events collected since the node last took them.
+    events: Vec<crate::notify::Event>,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -112,6 +117,8 @@ impl Shard {
             garbage: Vec::new(),
             keep_expired: false,
             owns: None,
+            notify_flags: 0,
+            events: Vec::new(),
         }
     }
 
@@ -207,6 +214,35 @@ impl Shard {
         }
     }
 
+    /// Records a keyspace event of `class` (Redis's `notifyKeyspaceEvent`):
+    /// one test of a flag word while notifications are off.
+    #[inline]
+    pub fn notify(&mut self, class: u32, event: &'static str, db: usize, key: &[u8]) {
+        if self.notify_flags & class != 0 {
+            self.push_event(event, db, key);
+        }
+    }
+
+    #[cold]
+    fn push_event(&mut self, event: &'static str, db: usize, key: &[u8]) {
+        self.events.push(crate::notify::Event {
+            event,
+            db: db as u16,
+            key: Bytes::copy_from_slice(key),
+        });
+    }
+
+    /// True when events wait in [`Shard::take_events`].
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Takes the keyspace events collected so far.
+    pub fn take_events(&mut self) -> Vec<crate::notify::Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Looks `key` up, deleting it first if its TTL has passed (lazy
     /// expiry). Does not count as a keyspace hit or miss.
     pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
@@ -229,6 +265,7 @@ impl Shard {
     pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
         let Some(e) = self.lookup(db, key, now_ms) else {
             self.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", db, key);
             return None;
         };
         let e: *mut Entry = e;
@@ -270,6 +307,7 @@ impl Shard {
         self.log_write(db, || {
             vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]
         });
+        self.notify(crate::notify::EXPIRED, "expired", db, key);
     }
 
     /// Stores a value, dropping any TTL, and marks the key modified.
@@ -277,8 +315,9 @@ impl Shard {
         self.before_write(key);
         let lru = self.evict.new_lru(now_ms);
         let old = self.dbs[db].insert(key, value, lru);
-        if let Some(v) = &old {
-            self.stream_gone(db, key, v);
+        match &old {
+            Some(v) => self.stream_gone(db, key, v),
+            None => self.notify(crate::notify::NEW, "new", db, key),
         }
         self.free_overwritten(old);
         self.touch(db, key);

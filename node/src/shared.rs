@@ -50,6 +50,9 @@ pub struct Settings {
     /// `min-replicas-to-write`, `min-replicas-max-lag` (seconds).
     pub min_replicas_to_write: u32,
     pub min_replicas_max_lag: u64,
+    /// `notify-keyspace-events`: the event classes shards collect
+    /// (`engine::notify::effective`; 0: off).
+    pub notify: u32,
 }
 
 /// Process-wide state.
@@ -198,6 +201,10 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         replica_serve_stale: c.flag("replica-serve-stale-data"),
         min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
         min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
+        notify: c
+            .text("notify-keyspace-events")
+            .and_then(|s| engine::notify::parse(&s))
+            .map_or(0, engine::notify::effective),
     }
 }
 

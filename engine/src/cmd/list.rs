@@ -12,6 +12,7 @@ use super::{flags::*, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
 use crate::list::{Fill, PackedList};
+use crate::notify;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
@@ -229,6 +230,7 @@ fn push(ctx: &mut Ctx, left: bool, only_existing: bool) -> Reply {
         }
     };
     ctx.shard.signal_ready(db, key);
+    ctx.notify(notify::LIST, if left { "lpush" } else { "rpush" }, key);
     ctx.dirty(n as u64);
     Reply::Int(len as i64)
 }
@@ -287,8 +289,10 @@ fn pop_n(ctx: &mut Ctx, key: &[u8], left: bool, n: usize) -> Vec<Bytes> {
     if out.is_empty() {
         return out;
     }
+    ctx.notify(notify::LIST, if left { "lpop" } else { "rpop" }, key);
     if empty {
         ctx.shard.remove(db, key);
+        ctx.notify(notify::GENERIC, "del", key);
     } else {
         ctx.shard.touch(db, key);
     }
@@ -454,6 +458,7 @@ fn lset(ctx: &mut Ctx) -> Reply {
         _ => return Reply::err(error::OUT_OF_RANGE),
     }
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::LIST, "lset", key);
     ctx.dirty(1);
     Reply::Ok
 }
@@ -486,6 +491,7 @@ fn linsert(ctx: &mut Ctx) -> Reply {
     let len = l.len();
     ctx.shard.touch(ctx.db, key);
     ctx.shard.signal_ready(ctx.db, key);
+    ctx.notify(notify::LIST, "linsert", key);
     ctx.dirty(1);
     Reply::Int(len as i64)
 }
@@ -545,8 +551,10 @@ fn lrem(ctx: &mut Ctx) -> Reply {
     };
     let empty = l.is_empty();
     if removed > 0 {
+        ctx.notify(notify::LIST, "lrem", key);
         if empty {
             ctx.shard.remove(ctx.db, key);
+            ctx.notify(notify::GENERIC, "del", key);
         } else {
             ctx.shard.touch(ctx.db, key);
         }
@@ -580,8 +588,10 @@ fn ltrim(ctx: &mut Ctx) -> Reply {
         }
     };
     let empty = removed == len;
+    ctx.notify(notify::LIST, "ltrim", key);
     if empty {
         ctx.shard.remove(ctx.db, key);
+        ctx.notify(notify::GENERIC, "del", key);
     } else {
         ctx.shard.touch(ctx.db, key);
     }
@@ -724,6 +734,7 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
             l.push_back(&v, fill);
         }
     };
+    let src_gone = src != dst && l.is_empty();
     if src == dst {
         push(l);
         ctx.shard.touch(db, src);
@@ -746,6 +757,11 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
         }
     }
     ctx.shard.signal_ready(db, dst);
+    ctx.notify(notify::LIST, if to_left { "lpush" } else { "rpush" }, dst);
+    ctx.notify(notify::LIST, if from_left { "lpop" } else { "rpop" }, src);
+    if src_gone {
+        ctx.notify(notify::GENERIC, "del", src);
+    }
     ctx.dirty(1);
     (Reply::Bulk(v), true)
 }

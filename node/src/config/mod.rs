@@ -1261,11 +1261,12 @@ fn check_special(param: &Param, value: Value) -> Result<Value, String> {
             Ok(_) => return Err("Not a directory".to_string()),
             Err(e) => return Err(crate::log::io_error_text(&e)),
         },
-        ("notify-keyspace-events", Value::Str(s))
-            if !s.chars().all(|c| "Ag$lshzxeKEtmdn".contains(c)) =>
-        {
-            return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string())
-        }
+        // Kept in Redis's normalised form (`keyspaceEventsFlagsToString`),
+        // which CONFIG GET shows and CONFIG REWRITE writes.
+        ("notify-keyspace-events", Value::Str(s)) => match engine::notify::parse(&s) {
+            Some(flags) => Value::Str(engine::notify::to_string(flags)),
+            None => return Err(engine::notify::BAD_CLASS.to_string()),
+        },
         (_, v) => v,
     };
     // The switch of a feature slotd does not have yet: only its off value,

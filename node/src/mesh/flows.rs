@@ -480,9 +480,10 @@ async fn run_gathered(
             gathered.extend(entries);
         }
     }
-    let (reply, writes, bytes) =
+    let (reply, writes, bytes, events) =
         run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots, form);
     logged.extend(bytes);
+    publish_scratch_events(rpc, events);
     // Deletions written back free as the command would have locally.
     let why = match spec.name {
         "unlink" => Why::Unlink,
@@ -533,6 +534,37 @@ pub fn set_limits(l: engine::value::EncodingLimits) {
     LIMITS.with(|c| c.set(l));
 }
 
+thread_local! {
+    /// This core's `notify-keyspace-events` classes, which the scratch
+    /// keyspace collects events of.
+    static NOTIFY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the keyspace event classes multi-core commands on this core emit.
+pub fn set_notify(flags: u32) {
+    NOTIFY.with(|c| c.set(flags));
+}
+
+/// Publishes keyspace events a scratch run collected, from this core: to
+/// every core with subscribers (this one by message too, in order with
+/// the others).
+fn publish_scratch_events(rpc: &Rpc, events: Vec<engine::notify::Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let flags = NOTIFY.with(|c| c.get());
+    let mut msgs = Vec::with_capacity(events.len() * 2);
+    for e in &events {
+        e.messages(flags, &mut msgs);
+    }
+    let msgs = std::sync::Arc::new(msgs);
+    for (c, n) in rpc.mesh.subscriptions.iter().enumerate() {
+        if n.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            rpc.tell(c, Request::Notify(msgs.clone()));
+        }
+    }
+}
+
 /// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply,
 /// per core the keys it changed (moved out, so the scratch is empty again
 /// afterwards), and with `form` what the run logged: the command as Redis
@@ -545,7 +577,7 @@ fn run_on_scratch(
     gathered: Vec<(Bytes, Exported)>,
     slots: &super::SlotTable,
     form: bool,
-) -> (Reply, Writes, Vec<u8>) {
+) -> (Reply, Writes, Vec<u8>, Vec<engine::notify::Event>) {
     let cores = slots.cores();
     let now = crate::shared::now_ms();
     let mut scratch = SCRATCH
@@ -567,9 +599,13 @@ fn run_on_scratch(
     if form {
         scratch.enable_log();
     }
+    // Events of the command only: the keys placed above are not new.
+    scratch.notify_flags = NOTIFY.with(|c| c.get());
     let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, args);
     ctx.in_multi = true;
     let reply = engine::cmd::execute(spec, &mut ctx);
+    scratch.notify_flags = 0;
+    let events = scratch.take_events();
     let mut bytes = Vec::new();
     if let Some(log) = scratch.write_log() {
         log.take(&mut bytes);
@@ -603,7 +639,7 @@ fn run_on_scratch(
             .collect(),
     );
     SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
-    (reply, writes, bytes)
+    (reply, writes, bytes, events)
 }
 
 /// Sends `args` to every core and merges the answers per the command's

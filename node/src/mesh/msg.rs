@@ -118,6 +118,9 @@ pub enum Request {
         message: bytes::Bytes,
         sharded: bool,
     },
+    /// Keyspace notifications another core published: deliver each
+    /// (channel, message) to this core's subscribers, in order (no answer).
+    Notify(std::sync::Arc<Vec<(bytes::Bytes, bytes::Bytes)>>),
     /// PUBSUB CHANNELS/NUMSUB/NUMPAT/SHARDCHANNELS/SHARDNUMSUB on this core.
     PubsubQuery {
         sub: String,
@@ -353,6 +356,9 @@ pub struct Mesh {
     pub slots: super::slots::SlotTable,
     /// The cores wait on futexes (io_uring has FUTEX_WAIT).
     futex: bool,
+    /// Per core: its channel and pattern subscriptions, kept by the core
+    /// (keyspace notifications go only to cores that have some).
+    pub subscriptions: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 impl Mesh {
@@ -378,6 +384,9 @@ impl Mesh {
             inboxes,
             slots: super::slots::SlotTable::new(cores),
             futex: futex_wait_supported(),
+            subscriptions: (0..cores)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
         })
     }
 

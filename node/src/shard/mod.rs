@@ -145,12 +145,14 @@ impl Shard {
         engine.limits = settings.encoding;
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
+        engine.notify_flags = settings.notify;
         if cores > 1 {
             // A script run on this core must not reach another's keys.
             let m = mesh.clone();
             engine.owns = Some(std::sync::Arc::new(move |slot| m.slots.core_of(slot) == id));
         }
         crate::mesh::flows::set_limits(settings.encoding);
+        crate::mesh::flows::set_notify(settings.notify);
         Shard {
             id,
             cores,
@@ -327,6 +329,9 @@ impl Shard {
     /// Sends `msg` to core `to`, or holds it while it may reveal a write
     /// not yet on disk (`appendfsync always`).
     pub fn send_out(&mut self, to: usize, msg: Msg) {
+        if self.engine.has_events() {
+            self.publish_events();
+        }
         if self.lock.is_none() && self.replication.stream().active() {
             self.take_log();
         }

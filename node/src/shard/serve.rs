@@ -373,6 +373,11 @@ impl Shard {
                 let n = pubsub::deliver(self, &channel, &message, sharded);
                 self.answer(from, id, Response::Count(n as i64));
             }
+            Request::Notify(msgs) => {
+                for (channel, message) in msgs.iter() {
+                    pubsub::deliver(self, channel, message, false);
+                }
+            }
             Request::PubsubQuery { sub, args } => {
                 let r = pubsub::query(self, &sub, &args);
                 self.answer(from, id, Response::Replies(vec![r]));
@@ -527,7 +532,9 @@ impl Shard {
                 self.engine.limits = self.settings.encoding;
                 self.engine.evict = self.settings.evict;
                 self.engine.lazy = self.settings.lazyfree;
+                self.engine.notify_flags = self.settings.notify;
                 crate::mesh::flows::set_limits(self.settings.encoding);
+                crate::mesh::flows::set_notify(self.settings.notify);
                 Response::Done
             }
             AdminQuery::Evict => {
