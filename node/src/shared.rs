@@ -201,10 +201,7 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         replica_serve_stale: c.flag("replica-serve-stale-data"),
         min_replicas_to_write: c.int("min-replicas-to-write").max(0) as u32,
         min_replicas_max_lag: c.int("min-replicas-max-lag").max(0) as u64,
-        notify: c
-            .text("notify-keyspace-events")
-            .and_then(|s| engine::notify::parse(&s))
-            .map_or(0, engine::notify::effective),
+        notify: engine::notify::effective(c.keyspace_events()),
     }
 }
 

@@ -327,6 +327,9 @@ impl Shard {
                 if aof_only {
                     self.log_to_pending(true);
                 }
+                // A write-back: the command's keyspace events came from
+                // its scratch run (`flows::run_on_scratch`).
+                let notify = std::mem::take(&mut self.engine.notify_flags);
                 for (k, e) in entries {
                     match e {
                         None => {
@@ -350,6 +353,7 @@ impl Shard {
                     }
                     self.engine.dirty += 1;
                 }
+                self.engine.notify_flags = notify;
                 if aof_only {
                     self.log_to_pending(false);
                 }
