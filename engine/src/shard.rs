@@ -661,6 +661,39 @@ mod tests {
     }
 
     #[test]
+    fn keyspace_events_only_when_on() {
+        use crate::cmd::t;
+        let mut s = Shard::new(1, 1);
+        t(&mut s, 0, "SET a 1");
+        t(&mut s, 0, "GET nokey");
+        assert!(!s.has_events());
+        s.notify_flags = crate::notify::parse("KEAnm").unwrap();
+        t(&mut s, 0, "SET a 2");
+        t(&mut s, 0, "SET b 1 PX 10");
+        t(&mut s, 0, "GET nokey");
+        t(&mut s, 20, "GET b");
+        let got: Vec<(&str, Bytes)> = s
+            .take_events()
+            .into_iter()
+            .map(|e| (e.event, e.key))
+            .collect();
+        let k = |x: &'static str| Bytes::from_static(x.as_bytes());
+        assert_eq!(
+            got,
+            vec![
+                ("set", k("a")),
+                ("new", k("b")),
+                ("set", k("b")),
+                ("expire", k("b")),
+                ("keymiss", k("nokey")),
+                ("expired", k("b")),
+                ("keymiss", k("b")),
+            ]
+        );
+        assert!(!s.has_events());
+    }
+
+    #[test]
     fn watch_versions() {
         let mut s = Shard::new(1, 1);
         let v = s.watch(0, b"a");
