@@ -305,6 +305,11 @@ impl Side {
         self.syncs += 1;
         let marker = self.syncs.to_string();
         self.writer.cmd_str(&["PUBLISH", SYNC, &marker]);
+        self.read_until(&marker)
+    }
+
+    /// Each subscriber's messages up to the PUBLISH of `marker` to [`SYNC`].
+    fn read_until(&mut self, marker: &str) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for s in &mut self.subs {
             let mut got = Vec::new();
@@ -312,7 +317,7 @@ impl Side {
                 let m = s.read_reply().expect("a subscriber message");
                 let shown = show_full(&m);
                 if shown.contains(SYNC) {
-                    assert!(shown.contains(&marker), "{shown}");
+                    assert!(shown.ends_with(&format!("\\r\\n{marker}\\r\\n")), "{shown}");
                     break;
                 }
                 got.push(shown);
@@ -654,4 +659,57 @@ fn keyspace_events_match_redis() {
         text.lines().any(|l| l == "notify-keyspace-events \"\""),
         "{text}"
     );
+}
+
+/// A replica publishes the events of the writes it applies from its
+/// master: a slotd replica (2 cores) and a redis-server replica of the
+/// same redis-server master, with subscribers on each replica, after each
+/// step of the script run on the master (the PUBLISH that ends a step is
+/// replicated too).
+#[test]
+fn replicas_publish_what_they_apply() {
+    let master = Server::redis(&["--repl-diskless-sync-delay", "0"]);
+    let port = master.port().to_string();
+    let mut replicas = [
+        Side::new(Server::slotd(&[
+            "--shards",
+            "2",
+            "--notify-keyspace-events",
+            "KEA",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ])),
+        Side::new(Server::redis(&[
+            "--notify-keyspace-events",
+            "KEA",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ])),
+    ];
+    for side in &mut replicas {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let info = show_full(&side.writer.cmd_str(&["INFO", "replication"]));
+            if info.contains("master_link_status:up") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{info}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        side.writer = master.raw();
+    }
+    let mut total = 0;
+    for step in SCRIPT.iter().filter(|s| !matches!(s, Blocked(..))) {
+        let what = describe(step);
+        let (_, e1) = replicas[0].step(step);
+        // The second replica's writer is the master too: the step ran
+        // already; only collect what this replica got.
+        let marker = replicas[0].syncs.to_string();
+        let e2 = replicas[1].read_until(&marker);
+        assert_eq!(e1, e2, "events of `{what}` on the replicas");
+        total += e2[0].len();
+    }
+    assert!(total > 50, "only {total} events");
 }

@@ -89,6 +89,10 @@ impl Shard {
     /// them), for a big reply, or on the requester's own core; and not
     /// for what a full socket refuses: `from` sends whatever is left.
     fn send_direct(&mut self, from: usize, fd: i32, out: &mut engine::Encoded) -> bool {
+        // The replies reveal the writes: their keyspace events go first.
+        if self.engine.has_events() {
+            self.publish_events();
+        }
         if fd < 0
             || from == self.id
             || !out.bigs.is_empty()
