@@ -76,6 +76,11 @@ const SCRIPT: &[Step] = &[
     Cmd(&["STRLEN", "nokey"]),
     // Keys.
     Cmd(&["DEL", "m1", "nokey"]),
+    Cmd(&["MSET", "x1", "1", "x2", "2", "x3", "3", "x4", "4", "x5", "5", "x6", "6"]),
+    Cmd(&["EXISTS", "x1", "nokeyA", "nokeyB", "x2", "nokeyC"]),
+    Cmd(&["TOUCH", "nokeyD", "x3", "nokeyE"]),
+    Cmd(&["DEL", "x1", "x2", "nokey", "x3"]),
+    Cmd(&["UNLINK", "x6", "x5", "x4", "x5"]),
     Cmd(&["UNLINK", "m2", "m3"]),
     Cmd(&["EXISTS", "m4", "nokey"]),
     Cmd(&["TYPE", "nokey"]),
@@ -712,4 +717,54 @@ fn replicas_publish_what_they_apply() {
         total += e2[0].len();
     }
     assert!(total > 50, "only {total} events");
+}
+
+/// MIGRATE deletes the keys it moved with a `del` event each (COPY keeps
+/// them, without one), as redis-server does.
+#[test]
+fn migrate_publishes_its_deletions() {
+    let target = Server::redis(&[]);
+    let tport = target.port().to_string();
+    let mut got = Vec::new();
+    for source in [
+        Server::slotd(&["--shards", "2", "--notify-keyspace-events", "KEA"]),
+        Server::redis(&["--notify-keyspace-events", "KEA"]),
+    ] {
+        let mut side = Side::new(source);
+        let mut events = Vec::new();
+        for cmd in [
+            &["MSET", "ma", "1", "mb", "2", "mc", "3"][..],
+            &[
+                "MIGRATE",
+                "127.0.0.1",
+                &tport,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+                "ma",
+                "mb",
+            ],
+            &[
+                "MIGRATE",
+                "127.0.0.1",
+                &tport,
+                "mc",
+                "0",
+                "5000",
+                "COPY",
+                "REPLACE",
+            ],
+            &["MIGRATE", "127.0.0.1", &tport, "nokey", "0", "5000"],
+        ] {
+            let r = show_full(&side.writer.cmd_str(cmd));
+            events.push((cmd.join(" "), r, side.collect()));
+        }
+        target.cli(&["flushall"]);
+        got.push(events);
+    }
+    for (a, b) in got[0].iter().zip(&got[1]) {
+        assert_eq!(a, b, "{}", b.0);
+    }
+    assert!(format!("{:?}", got[1]).contains("__keyevent@0__:del"));
 }

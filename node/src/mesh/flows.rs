@@ -354,18 +354,47 @@ async fn count_per_core(
 ) -> (Reply, Vec<u8>) {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
-    let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
-    for k in a.iter_from(1) {
-        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
-        per[c]
-            .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
-            .push(k);
-    }
-    let calls: Vec<_> = per
-        .into_iter()
-        .enumerate()
-        .filter_map(|(c, cmd)| Some(rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false))))
-        .collect();
+    let calls: Vec<_> = if notify_on() {
+        // Keyspace events in the keys' order, as Redis emits them: one
+        // core's run of keys at a time.
+        let mut runs: Vec<(usize, OwnedArgs)> = Vec::new();
+        for k in a.iter_from(1) {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
+            match runs.last_mut() {
+                Some((rc, cmd)) if *rc == c => cmd.push(k),
+                _ => {
+                    let mut cmd = OwnedArgs::from_iter([a.get(0)]);
+                    cmd.push(k);
+                    runs.push((c, cmd));
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(runs.len());
+        for (c, cmd) in runs {
+            let r = rpc.call(c, exec_req(db, vec![cmd], Some(tx), false)).await;
+            done.push(Box::pin(std::future::ready(r))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>);
+        }
+        done
+    } else {
+        let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
+        for k in a.iter_from(1) {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
+            per[c]
+                .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
+                .push(k);
+        }
+        per.into_iter()
+            .enumerate()
+            .filter_map(|(c, cmd)| {
+                let call = rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false));
+                Some(Box::pin(call)
+                    as std::pin::Pin<
+                        Box<dyn std::future::Future<Output = Response>>,
+                    >)
+            })
+            .collect()
+    };
     let mut total = 0i64;
     let mut logged = Vec::new();
     let mut failed = None;
@@ -506,6 +535,7 @@ async fn run_gathered(
                         db: d,
                         entries,
                         why,
+                        del_events: false,
                     },
                 )
                 .await;
@@ -543,6 +573,11 @@ thread_local! {
 /// Sets the keyspace event classes multi-core commands on this core emit.
 pub fn set_notify(flags: u32) {
     NOTIFY.with(|c| c.set(flags));
+}
+
+/// Keyspace notifications are on (their order across cores matters).
+pub(super) fn notify_on() -> bool {
+    NOTIFY.with(|c| c.get()) != 0
 }
 
 /// Publishes keyspace events a scratch run collected, from this core: to

@@ -102,10 +102,14 @@ pub enum Request {
     Export { db: usize, keys: Vec<bytes::Bytes> },
     /// Replace these keys (under `tx`'s lock): `None` deletes, freeing
     /// as `why` allows (overwritten values as `lazyfree-lazy-server-del`).
+    /// `del_events`: a deletion is a `del` keyspace event (MIGRATE's);
+    /// otherwise none (a write-back: its command's events came from the
+    /// scratch run).
     Import {
         db: usize,
         entries: Vec<(bytes::Bytes, Exported)>,
         why: engine::lazyfree::Why,
+        del_events: bool,
     },
     /// Register WATCHes; answered with the versions.
     Watch { db: usize, keys: Vec<bytes::Bytes> },

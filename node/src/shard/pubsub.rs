@@ -2,9 +2,8 @@
 //! connection, on its core; PUBLISH asks every core to deliver to its own
 //! subscribers and adds up the counts. Keyspace notifications
 //! ([`Shard::publish_events`]) go the same way, without a count: the
-//! events a core's keyspace collected during a turn leave as one message
-//! per core that has subscribers, before any message that could reveal
-//! their writes.
+//! events of a command leave as one message per core that has
+//! subscribers, before any message or reply that could reveal its writes.
 
 use super::Shard;
 use crate::io::Key;
@@ -56,9 +55,10 @@ fn count_subscriptions(shard: &Shard) {
 impl Shard {
     /// Publishes the keyspace events the keyspace collected (Redis's
     /// `notifyKeyspaceEvent`): delivered here at once, and to each other
-    /// core with subscribers as one message. Called after a command, at
-    /// the end of a turn and before any message leaves ([`Shard::send_out`]),
-    /// so subscribers see events in the order their writes were made.
+    /// core with subscribers as one message. Called after each command,
+    /// before any message or direct reply leaves ([`Shard::send_out`]) and
+    /// at the end of a turn (the cron's expiry and eviction), so
+    /// subscribers see events in the order their writes were made.
     /// In cluster mode only this node's subscribers get them, as in Redis.
     pub fn publish_events(&mut self) {
         let events = self.engine.take_events();

@@ -322,7 +322,12 @@ impl Shard {
                     .collect();
                 self.answer(from, id, Response::Entries(entries));
             }
-            Request::Import { db, entries, why } => {
+            Request::Import {
+                db,
+                entries,
+                why,
+                del_events,
+            } => {
                 let now = now_ms();
                 // The replicas get the command's form instead (the
                 // coordinator's): what is rebuilt here goes to the AOF
@@ -340,6 +345,11 @@ impl Shard {
                             if self.engine.delete(db, &k, why) {
                                 self.engine
                                     .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                if del_events {
+                                    self.engine.notify_flags = notify;
+                                    self.engine.notify(engine::notify::GENERIC, "del", db, &k);
+                                    self.engine.notify_flags = 0;
+                                }
                             }
                         }
                         Some((v, exp)) => {
