@@ -187,6 +187,7 @@ impl crate::shard::Shard {
         };
         self.delete(db, &key, crate::lazyfree::Why::Eviction);
         self.stats.evicted_keys += 1;
+        self.notify(crate::notify::EVICTED, "evicted", db, &key);
         self.log_write(db, || {
             vec![
                 bytes::Bytes::from_static(b"DEL"),

@@ -17,6 +17,7 @@
 //! - [`dict`]: the per-slot dictionary (tagged pointers, prefetchable).
 //! - [`digest`]: Redis's SHA1 dataset digest (DEBUG DIGEST, DIGEST-VALUE).
 //! - [`evict`]: eviction policies and LRU/LFU bookkeeping.
+//! - [`notify`]: keyspace notifications' classes and events.
 //! - [`shard`]: what one core owns: databases, expiry, WATCH versions, the
 //!   write log.
 //! - [`snapshot`]: a point-in-time image of a shard, slot by slot.
@@ -44,6 +45,7 @@ pub mod lazyfree;
 pub mod ldouble;
 pub mod list;
 pub mod memsize;
+pub mod notify;
 pub mod packed;
 pub mod rdb;
 pub mod reply;

@@ -93,6 +93,11 @@ pub struct Shard {
     /// While `Some`, the commands scripts run here are noted (database,
     /// arguments): MONITOR shows them.
     pub script_calls: Option<Vec<(usize, crate::OwnedArgs)>>,
+    /// The event classes collected for keyspace notifications
+    /// (`notify::effective` of `notify-keyspace-events`; 0: off).
+    pub notify_flags: u32,
+    /// Events collected since the node last took them.
+    events: Vec<crate::notify::Event>,
 }
 
 /// Tells whether a hash slot belongs to a shard.
@@ -128,6 +133,8 @@ impl Shard {
             tracking: None,
             flushes: 0,
             script_calls: None,
+            notify_flags: 0,
+            events: Vec::new(),
         }
     }
 
@@ -223,6 +230,35 @@ impl Shard {
         }
     }
 
+    /// Records a keyspace event of `class` (Redis's `notifyKeyspaceEvent`):
+    /// one test of a flag word while notifications are off.
+    #[inline]
+    pub fn notify(&mut self, class: u32, event: &'static str, db: usize, key: &[u8]) {
+        if self.notify_flags & class != 0 {
+            self.push_event(event, db, key);
+        }
+    }
+
+    #[cold]
+    fn push_event(&mut self, event: &'static str, db: usize, key: &[u8]) {
+        self.events.push(crate::notify::Event {
+            event,
+            db: db as u16,
+            key: Bytes::copy_from_slice(key),
+        });
+    }
+
+    /// True when events wait in [`Shard::take_events`].
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Takes the keyspace events collected so far.
+    pub fn take_events(&mut self) -> Vec<crate::notify::Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Looks `key` up, deleting it first if its TTL has passed (lazy
     /// expiry). Does not count as a keyspace hit or miss.
     pub fn lookup(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
@@ -245,6 +281,7 @@ impl Shard {
     pub fn lookup_read(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
         let Some(e) = self.lookup(db, key, now_ms) else {
             self.stats.keyspace_misses += 1;
+            self.notify(crate::notify::KEY_MISS, "keymiss", db, key);
             return None;
         };
         let e: *mut Entry = e;
@@ -286,6 +323,7 @@ impl Shard {
         self.log_write(db, || {
             vec![Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]
         });
+        self.notify(crate::notify::EXPIRED, "expired", db, key);
     }
 
     /// Stores a value, dropping any TTL, and marks the key modified.
@@ -293,8 +331,9 @@ impl Shard {
         self.before_write(key);
         let lru = self.evict.new_lru(now_ms);
         let old = self.dbs[db].insert(key, value, lru);
-        if let Some(v) = &old {
-            self.stream_gone(db, key, v);
+        match &old {
+            Some(v) => self.stream_gone(db, key, v),
+            None => self.notify(crate::notify::NEW, "new", db, key),
         }
         self.free_overwritten(old);
         self.touch(db, key);
@@ -647,6 +686,39 @@ mod tests {
             assert!(s.lookup(0, format!("k{i}").as_bytes(), 200).is_none());
         }
         assert_eq!(s.dbs[0].len(), 500);
+    }
+
+    #[test]
+    fn keyspace_events_only_when_on() {
+        use crate::cmd::t;
+        let mut s = Shard::new(1, 1);
+        t(&mut s, 0, "SET a 1");
+        t(&mut s, 0, "GET nokey");
+        assert!(!s.has_events());
+        s.notify_flags = crate::notify::parse("KEAnm").unwrap();
+        t(&mut s, 0, "SET a 2");
+        t(&mut s, 0, "SET b 1 PX 10");
+        t(&mut s, 0, "GET nokey");
+        t(&mut s, 20, "GET b");
+        let got: Vec<(&str, Bytes)> = s
+            .take_events()
+            .into_iter()
+            .map(|e| (e.event, e.key))
+            .collect();
+        let k = |x: &'static str| Bytes::from_static(x.as_bytes());
+        assert_eq!(
+            got,
+            vec![
+                ("set", k("a")),
+                ("new", k("b")),
+                ("set", k("b")),
+                ("expire", k("b")),
+                ("keymiss", k("nokey")),
+                ("expired", k("b")),
+                ("keymiss", k("b")),
+            ]
+        );
+        assert!(!s.has_events());
     }
 
     #[test]

@@ -408,6 +408,10 @@ impl Core {
         if !self.shard.closed.is_empty() {
             self.free_closed();
         }
+        // The turn's keyspace events, before its output leaves.
+        if self.shard.engine.has_events() {
+            self.shard.publish_events();
+        }
         let flush = std::mem::take(&mut self.shard.flush);
         for key in flush {
             if self.aof_hold(key) {
@@ -987,6 +991,9 @@ impl Core {
         if self.shard.settings.maxmemory > 0 {
             self.shard.perform_evictions();
             self.shard.publish_evictable();
+        }
+        if self.shard.engine.has_events() {
+            self.shard.publish_events();
         }
         self.shard
             .shared

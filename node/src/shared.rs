@@ -58,6 +58,9 @@ pub struct Settings {
     /// `slowlog-max-len`.
     pub slowlog_slower_than: i64,
     pub slowlog_max_len: usize,
+    /// `notify-keyspace-events`: the event classes shards collect
+    /// (`engine::notify::effective`; 0: off).
+    pub notify: u32,
 }
 
 /// Process-wide state.
@@ -225,6 +228,7 @@ pub fn settings_from(c: &crate::config::Config) -> Settings {
         tracking_max_keys: c.int("tracking-table-max-keys").max(0) as u64,
         slowlog_slower_than: c.int("slowlog-log-slower-than"),
         slowlog_max_len: c.int("slowlog-max-len").max(0) as usize,
+        notify: engine::notify::effective(c.keyspace_events()),
     }
 }
 

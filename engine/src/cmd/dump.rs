@@ -201,6 +201,7 @@ fn restore(ctx: &mut Ctx) -> Reply {
         // Already expired: nothing is added; a replaced key is deleted.
         if deleted {
             ctx.shard.signal_ready(db, key);
+            ctx.notify(crate::notify::GENERIC, "del", key);
             ctx.dirty(1);
             ctx.propagate_as(vec![vec![
                 Bytes::from_static(b"DEL"),
@@ -218,11 +219,13 @@ fn restore(ctx: &mut Ctx) -> Reply {
         _ => evict.new_lru(now),
     };
     ctx.shard.dbs[db].insert(key, value, lru);
+    ctx.notify(crate::notify::NEW, "new", key);
     if ttl > 0 {
         ctx.shard.dbs[db].set_expire(key, Some(ttl));
     }
     ctx.shard.touch(db, key);
     ctx.shard.signal_ready(db, key);
+    ctx.notify(crate::notify::GENERIC, "restore", key);
     ctx.dirty(1);
     if ttl > 0 && !absttl {
         // Logged with the absolute expiry, as Redis propagates it.

@@ -435,6 +435,7 @@ fn radius_generic(ctx: &mut Ctx, src: usize, form: Form, nostore: bool) -> Reply
         return match store {
             Some(dst) => {
                 if ctx.shard.remove(ctx.db, dst) {
+                    ctx.notify(crate::notify::GENERIC, "del", dst);
                     ctx.dirty(1);
                 }
                 Reply::Int(0)
@@ -521,8 +522,15 @@ fn radius_generic(ctx: &mut Ctx, src: usize, form: Form, nostore: bool) -> Reply
                 z.fit(&lim);
                 ctx.shard.set(db, dst, Value::ZSet(Box::new(z)), ctx.now_ms);
                 ctx.shard.signal_ready(db, dst);
+                let event = if form == Form::SearchStore {
+                    "geosearchstore"
+                } else {
+                    "georadiusstore"
+                };
+                ctx.notify(crate::notify::ZSET, event, dst);
                 ctx.dirty(n as u64);
             } else if ctx.shard.remove(db, dst) {
+                ctx.notify(crate::notify::GENERIC, "del", dst);
                 ctx.dirty(1);
             }
             Reply::Int(n as i64)

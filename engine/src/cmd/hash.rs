@@ -17,6 +17,7 @@ use crate::error;
 use crate::glob::glob_match;
 use crate::hashval::HashVal;
 use crate::ldouble;
+use crate::notify;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
@@ -112,6 +113,7 @@ fn set_pairs(ctx: &mut Ctx) -> Result<i64, Reply> {
         i += 2;
     }
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::HASH, "hset", key);
     ctx.dirty(pairs as u64);
     Ok(added)
 }
@@ -150,6 +152,7 @@ fn hsetnx(ctx: &mut Ctx) -> Reply {
         Ok(h) => h.set(field, args.get(3), &lim),
     };
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::HASH, "hset", key);
     ctx.dirty(1);
     Reply::Int(1)
 }
@@ -216,6 +219,10 @@ fn hdel(ctx: &mut Ctx) -> Reply {
             ctx.shard.remove(ctx.db, key);
         } else {
             ctx.shard.touch(ctx.db, key);
+        }
+        ctx.notify(notify::HASH, "hdel", key);
+        if empty {
+            ctx.notify(notify::GENERIC, "del", key);
         }
         ctx.dirty(deleted as u64);
     }
@@ -333,6 +340,7 @@ fn hincrby(ctx: &mut Ctx) -> Reply {
     };
     h.set(field, new.to_string().as_bytes(), &lim);
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::HASH, "hincrby", key);
     ctx.dirty(1);
     Reply::Int(new)
 }
@@ -372,6 +380,7 @@ fn hincrbyfloat(ctx: &mut Ctx) -> Reply {
     let text = Bytes::from(new);
     h.set(field, &text, &lim);
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::HASH, "hincrbyfloat", key);
     ctx.dirty(1);
     // Replayed as the resulting value, as Redis does.
     ctx.propagate_as(vec![vec![

@@ -70,6 +70,7 @@ fn store(ctx: &mut Ctx, key: &[u8], bytes: Vec<u8>) {
         None => {
             let now_s = ctx.shard.evict.new_lru(ctx.now_ms);
             ctx.shard.dbs[db].insert(key, Value::Str(StrData::from(bytes)), now_s);
+            ctx.notify(crate::notify::NEW, "new", key);
             if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
                 e.set_raw();
             }
@@ -99,6 +100,7 @@ fn pfadd(ctx: &mut Ctx) -> Reply {
         let updated = add_in_place(ctx, key, args.iter_from(2));
         if updated > 0 {
             ctx.shard.touch(ctx.db, key);
+            ctx.notify(crate::notify::STRING, "pfadd", key);
             ctx.dirty(updated as u64);
         }
         return Reply::Int((updated > 0) as i64);
@@ -119,6 +121,7 @@ fn pfadd(ctx: &mut Ctx) -> Reply {
     if updated > 0 {
         hll::invalidate(&mut h);
         store(ctx, key, h);
+        ctx.notify(crate::notify::STRING, "pfadd", key);
         ctx.dirty(updated);
     }
     Reply::Int((updated > 0) as i64)
@@ -206,6 +209,7 @@ fn pfmerge(ctx: &mut Ctx) -> Reply {
     }
     hll::invalidate(&mut h);
     store(ctx, dest, h);
+    ctx.notify(crate::notify::STRING, "pfadd", dest);
     ctx.dirty(1);
     Reply::Ok
 }

@@ -27,6 +27,7 @@ use crate::db::Entry;
 use crate::error;
 use crate::glob::glob_match;
 use crate::lazyfree::Why;
+use crate::notify;
 use crate::reply::Reply;
 use crate::slot::SLOTS;
 use bytes::Bytes;
@@ -82,6 +83,7 @@ fn peek<'a>(ctx: &'a mut Ctx, db: usize, key: &[u8]) -> Option<&'a mut Entry> {
         ctx.shard.stats.keyspace_hits += 1;
     } else {
         ctx.shard.stats.keyspace_misses += 1;
+        ctx.shard.notify(notify::KEY_MISS, "keymiss", db, key);
     }
     ctx.shard.dbs[db].get_mut(key)
 }
@@ -123,6 +125,7 @@ fn delete_keys(ctx: &mut Ctx, why: Why) -> Reply {
     for key in args.iter_from(1) {
         ctx.shard.expire_if_due(ctx.db, key, ctx.now_ms);
         if ctx.shard.delete(ctx.db, key, why) {
+            ctx.notify(notify::GENERIC, "del", key);
             n += 1;
         }
     }
@@ -196,6 +199,9 @@ fn rename_generic(ctx: &mut Ctx, nx: bool) -> Reply {
     ctx.shard.free_overwritten(old);
     ctx.shard.touch(db, dst);
     ctx.shard.signal_ready(db, dst);
+    ctx.notify(notify::NEW, "new", dst);
+    ctx.notify(notify::GENERIC, "rename_from", src);
+    ctx.notify(notify::GENERIC, "rename_to", dst);
     ctx.dirty(1);
     if nx {
         Reply::Int(1)
@@ -263,6 +269,8 @@ fn copy(ctx: &mut Ctx) -> Reply {
     ctx.shard.free_overwritten(old);
     ctx.shard.touch(dst_db, dst);
     ctx.shard.signal_ready(dst_db, dst);
+    ctx.shard.notify(notify::NEW, "new", dst_db, dst);
+    ctx.shard.notify(notify::GENERIC, "copy_to", dst_db, dst);
     ctx.dirty(1);
     Reply::Int(1)
 }
@@ -296,6 +304,9 @@ fn move_cmd(ctx: &mut Ctx) -> Reply {
     }
     ctx.shard.touch(dst_db, key);
     ctx.shard.signal_ready(dst_db, key);
+    ctx.shard.notify(notify::NEW, "new", dst_db, key);
+    ctx.shard.notify(notify::GENERIC, "move_from", src_db, key);
+    ctx.shard.notify(notify::GENERIC, "move_to", dst_db, key);
     ctx.dirty(1);
     Reply::Int(1)
 }
@@ -572,6 +583,7 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, relative: bool, name: &str) -> Re
     if when <= ctx.now_ms {
         // Redis deletes as an expiry (`lazyfree-lazy-expire`).
         ctx.shard.delete(db, key, Why::Expire);
+        ctx.notify(notify::GENERIC, "del", key);
         ctx.dirty(1);
         ctx.propagate_as(vec![vec![
             Bytes::from_static(b"DEL"),
@@ -581,6 +593,7 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, relative: bool, name: &str) -> Re
     }
     ctx.shard.dbs[db].set_expire(key, Some(when));
     ctx.shard.touch(db, key);
+    ctx.notify(notify::GENERIC, "expire", key);
     ctx.dirty(1);
     // Logged as an absolute PEXPIREAT; Redis keeps the NX/XX/GT/LT options.
     let mut argv = vec![
@@ -689,6 +702,7 @@ fn persist(ctx: &mut Ctx) -> Reply {
         Some(e) if e.expire_at().is_some() => {
             ctx.shard.dbs[db].set_expire(key, None);
             ctx.shard.touch(db, key);
+            ctx.notify(notify::GENERIC, "persist", key);
             ctx.dirty(1);
             Reply::Int(1)
         }

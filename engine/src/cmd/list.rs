@@ -12,6 +12,7 @@ use super::{flags::*, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
 use crate::list::{Fill, PackedList};
+use crate::notify;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::shard::Shard;
@@ -178,6 +179,7 @@ fn push(ctx: &mut Ctx, left: bool, only_existing: bool) -> Reply {
         }
     };
     ctx.shard.signal_ready(db, key);
+    ctx.notify(notify::LIST, if left { "lpush" } else { "rpush" }, key);
     ctx.dirty(n as u64);
     Reply::Int(len as i64)
 }
@@ -236,8 +238,10 @@ fn pop_n(ctx: &mut Ctx, key: &[u8], left: bool, n: usize) -> Vec<Bytes> {
     if out.is_empty() {
         return out;
     }
+    ctx.notify(notify::LIST, if left { "lpop" } else { "rpop" }, key);
     if empty {
         ctx.shard.remove(db, key);
+        ctx.notify(notify::GENERIC, "del", key);
     } else {
         ctx.shard.touch(db, key);
     }
@@ -403,6 +407,7 @@ fn lset(ctx: &mut Ctx) -> Reply {
         _ => return Reply::err(error::OUT_OF_RANGE),
     }
     ctx.shard.touch(ctx.db, key);
+    ctx.notify(notify::LIST, "lset", key);
     ctx.dirty(1);
     Reply::Ok
 }
@@ -435,6 +440,7 @@ fn linsert(ctx: &mut Ctx) -> Reply {
     let len = l.len();
     ctx.shard.touch(ctx.db, key);
     ctx.shard.signal_ready(ctx.db, key);
+    ctx.notify(notify::LIST, "linsert", key);
     ctx.dirty(1);
     Reply::Int(len as i64)
 }
@@ -494,8 +500,10 @@ fn lrem(ctx: &mut Ctx) -> Reply {
     };
     let empty = l.is_empty();
     if removed > 0 {
+        ctx.notify(notify::LIST, "lrem", key);
         if empty {
             ctx.shard.remove(ctx.db, key);
+            ctx.notify(notify::GENERIC, "del", key);
         } else {
             ctx.shard.touch(ctx.db, key);
         }
@@ -529,8 +537,10 @@ fn ltrim(ctx: &mut Ctx) -> Reply {
         }
     };
     let empty = removed == len;
+    ctx.notify(notify::LIST, "ltrim", key);
     if empty {
         ctx.shard.remove(ctx.db, key);
+        ctx.notify(notify::GENERIC, "del", key);
     } else {
         ctx.shard.touch(ctx.db, key);
     }
@@ -673,6 +683,7 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
             l.push_back(&v, fill);
         }
     };
+    let src_gone = src != dst && l.is_empty();
     if src == dst {
         push(l);
         ctx.shard.touch(db, src);
@@ -695,6 +706,11 @@ fn do_move(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool
         }
     }
     ctx.shard.signal_ready(db, dst);
+    ctx.notify(notify::LIST, if to_left { "lpush" } else { "rpush" }, dst);
+    ctx.notify(notify::LIST, if from_left { "lpop" } else { "rpop" }, src);
+    if src_gone {
+        ctx.notify(notify::GENERIC, "del", src);
+    }
     ctx.dirty(1);
     (Reply::Bulk(v), true)
 }

@@ -327,6 +327,13 @@ impl<'a> Ctx<'a> {
         self.shard.dirty += n;
     }
 
+    /// Records a keyspace event of `class` on `key` in the selected
+    /// database (Redis's `notifyKeyspaceEvent`).
+    #[inline]
+    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        self.shard.notify(class, event, self.db, key);
+    }
+
     /// Logs this write as the given commands instead of its own arguments.
     pub fn propagate_as(&mut self, cmds: Vec<Vec<Bytes>>) {
         self.rewrite = Some(cmds);
@@ -368,12 +375,21 @@ pub fn write<'a, T: Typed>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mu
 
 /// Deletes `key` when its collection became empty (an empty collection
 /// never stays in the keyspace).
-pub fn drop_if_empty(ctx: &mut Ctx, key: &[u8]) {
+pub fn drop_if_empty(ctx: &mut Ctx, key: &[u8]) -> bool {
     if ctx.shard.dbs[ctx.db]
         .get(key)
         .is_some_and(|e| e.value.is_empty())
     {
         ctx.shard.remove(ctx.db, key);
+        return true;
+    }
+    false
+}
+
+/// [`drop_if_empty`], and Redis's `del` event when it dropped the key.
+pub fn drop_if_empty_notify(ctx: &mut Ctx, key: &[u8]) {
+    if drop_if_empty(ctx, key) {
+        ctx.notify(crate::notify::GENERIC, "del", key);
     }
 }
 

@@ -4,9 +4,10 @@
 //! [`scan_pick`]) and of a small local random generator ([`Rng`]) seeded
 //! from the shard, so sampling never holds a borrow of the shard.
 
-use super::{check, drop_if_empty, flags::*, peek, write, Ctx, Spec};
+use super::{check, drop_if_empty, drop_if_empty_notify, flags::*, peek, write, Ctx, Spec};
 use crate::args::Args;
 use crate::error;
+use crate::notify;
 use crate::reply::Reply;
 use crate::setval::SetVal;
 use crate::value::Value;
@@ -70,6 +71,7 @@ fn sadd(ctx: &mut Ctx) -> Reply {
     };
     if added > 0 {
         ctx.shard.touch(ctx.db, key);
+        ctx.notify(notify::SET, "sadd", key);
         ctx.dirty(added as u64);
     }
     Reply::Int(added as i64)
@@ -87,8 +89,12 @@ fn srem(ctx: &mut Ctx) -> Reply {
         Some(s) => args.iter_from(2).filter(|m| s.remove(m)).count(),
     };
     if removed > 0 {
-        drop_if_empty(ctx, key);
+        let gone = drop_if_empty(ctx, key);
         ctx.shard.touch(ctx.db, key);
+        ctx.notify(notify::SET, "srem", key);
+        if gone {
+            ctx.notify(notify::GENERIC, "del", key);
+        }
         ctx.dirty(removed as u64);
     }
     Reply::Int(removed as i64)
@@ -263,7 +269,8 @@ fn spop(ctx: &mut Ctx) -> Reply {
             return Reply::Nil;
         };
         set.remove(&m);
-        drop_if_empty(ctx, key);
+        ctx.notify(notify::SET, "spop", key);
+        drop_if_empty_notify(ctx, key);
         ctx.shard.touch(db, key);
         ctx.dirty(1);
         ctx.propagate_as(vec![vec![Bytes::from_static(b"SREM"), kb, m.clone()]]);
@@ -274,13 +281,19 @@ fn spop(ctx: &mut Ctx) -> Reply {
     }
     if count >= set.len() as u64 {
         let all: Vec<Reply> = set.iter().map(|m| Reply::bulk(&m)).collect();
+        ctx.notify(notify::SET, "spop", key);
         ctx.shard.remove(db, key);
+        ctx.notify(notify::GENERIC, "del", key);
         ctx.dirty(all.len() as u64);
         ctx.propagate_as(vec![vec![Bytes::from_static(b"DEL"), kb]]);
         return Reply::Set(all);
     }
     let k = count as usize;
     let size = set.len();
+    ctx.shard.notify(notify::SET, "spop", db, key);
+    let Some(set) = tri!(write::<Set>(ctx, key)) else {
+        return Reply::Set(Vec::new());
+    };
     let mut members: Vec<Bytes> = set.iter().map(|m| Bytes::copy_from_slice(&m)).collect();
     rng.sample(&mut members, k);
     members.truncate(k);
@@ -337,22 +350,29 @@ fn smove(ctx: &mut Ctx) -> Reply {
     if !removed {
         return Reply::Int(0);
     }
-    drop_if_empty(ctx, src);
+    ctx.notify(notify::SET, "srem", src);
+    drop_if_empty_notify(ctx, src);
     ctx.shard.touch(db, src);
     ctx.dirty(1);
     let lim = ctx.shard.limits;
+    let mut added = false;
     if dst_exists {
         if let Ok(Some(s)) = write::<Set>(ctx, dst) {
             if s.insert(m, &lim) {
                 ctx.dirty(1);
+                added = true;
             }
         }
     } else {
         let s = SetVal::from_members([m], &lim);
         ctx.shard.set(db, dst, Value::Set(Box::new(s)), ctx.now_ms);
         ctx.dirty(1);
+        added = true;
     }
     ctx.shard.touch(db, dst);
+    if added {
+        ctx.notify(notify::SET, "sadd", dst);
+    }
     Reply::Int(1)
 }
 
@@ -416,16 +436,18 @@ fn set_reply(s: Members) -> Reply {
 
 /// Stores `result` at `dst` (overwriting whatever was there; an empty
 /// result deletes it) and replies its size.
-fn store(ctx: &mut Ctx, dst: &[u8], result: Members) -> Reply {
+fn store(ctx: &mut Ctx, dst: &[u8], result: Members, event: &'static str) -> Reply {
     let n = result.len();
     let db = ctx.db;
     if n == 0 {
         if ctx.shard.remove(db, dst) {
+            ctx.notify(notify::GENERIC, "del", dst);
             ctx.dirty(1);
         }
     } else {
         let s = SetVal::from_members(result.iter().map(|m| &m[..]), &ctx.shard.limits);
         ctx.shard.set(db, dst, Value::Set(Box::new(s)), ctx.now_ms);
+        ctx.notify(notify::SET, event, dst);
         ctx.dirty(1);
     }
     Reply::Int(n as i64)
@@ -461,7 +483,7 @@ fn sdiff(ctx: &mut Ctx) -> Reply {
 /// Intersect multiple sets and store the resulting set in a key.
 fn sinterstore(ctx: &mut Ctx) -> Reply {
     let r = tri!(compute(ctx, Op::Inter, 2));
-    store(ctx, ctx.args.get(1), r)
+    store(ctx, ctx.args.get(1), r, "sinterstore")
 }
 
 /// ```text
@@ -470,7 +492,7 @@ fn sinterstore(ctx: &mut Ctx) -> Reply {
 /// Add multiple sets and store the resulting set in a key.
 fn sunionstore(ctx: &mut Ctx) -> Reply {
     let r = tri!(compute(ctx, Op::Union, 2));
-    store(ctx, ctx.args.get(1), r)
+    store(ctx, ctx.args.get(1), r, "sunionstore")
 }
 
 /// ```text
@@ -479,7 +501,7 @@ fn sunionstore(ctx: &mut Ctx) -> Reply {
 /// Subtract multiple sets and store the resulting set in a key.
 fn sdiffstore(ctx: &mut Ctx) -> Reply {
     let r = tri!(compute(ctx, Op::Diff, 2));
-    store(ctx, ctx.args.get(1), r)
+    store(ctx, ctx.args.get(1), r, "sdiffstore")
 }
 
 /// Parses SINTERCARD's numkeys (argument 1).

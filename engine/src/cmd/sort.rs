@@ -356,8 +356,10 @@ fn sort_generic(ctx: &mut Ctx, readonly: bool) -> Reply {
             .set(ctx.db, dst, Value::List(Box::new(list)), ctx.now_ms);
         // A new list wakes the clients blocked on its key (Redis's dbAdd).
         ctx.shard.signal_ready(ctx.db, dst);
+        ctx.notify(crate::notify::LIST, "sortstore", dst);
         ctx.dirty(n as u64);
     } else if ctx.shard.remove(ctx.db, dst) {
+        ctx.notify(crate::notify::GENERIC, "del", dst);
         ctx.dirty(1);
     }
     Reply::Int(n as i64)

@@ -11,6 +11,7 @@
 use super::{check, flags::*, peek, write, Block, Ctx, Spec};
 use crate::args::Args;
 use crate::error;
+use crate::notify;
 use crate::reply::Reply;
 use crate::stream::{Group, Id, Stream, Trim, ENTRIES_READ_INVALID};
 use crate::value::{Typed, Value};
@@ -411,8 +412,9 @@ fn xadd(ctx: &mut Ctx) -> Reply {
     }
     s.append(id, &fv, max_bytes, max_entries);
     let mut prop = None;
+    let mut trimmed = 0;
     if a.trim != Trim::None {
-        s.trim(a.trim, a.approx, a.limit);
+        trimmed = s.trim(a.trim, a.approx, a.limit);
         if a.approx && logging {
             let mut v = argv(&args);
             rewrite_trim(&mut v, s, &a);
@@ -430,6 +432,10 @@ fn xadd(ctx: &mut Ctx) -> Reply {
     }
     ctx.shard.touch(db, key);
     ctx.shard.signal_ready(db, key);
+    ctx.notify(notify::STREAM, "xadd", key);
+    if trimmed > 0 {
+        ctx.notify(notify::STREAM, "xtrim", key);
+    }
     ctx.dirty(1);
     id_reply(id)
 }
@@ -541,6 +547,7 @@ fn xdel(ctx: &mut Ctx) -> Reply {
             s.first_id = s.edge(true, true).unwrap_or(Id::MAX);
         }
         ctx.shard.touch(db, key);
+        ctx.notify(notify::STREAM, "xdel", key);
         ctx.dirty(deleted as u64);
     }
     Reply::Int(deleted)
@@ -571,6 +578,7 @@ fn xtrim(ctx: &mut Ctx) -> Reply {
             ctx.propagate_as(vec![v]);
         }
         ctx.shard.touch(db, key);
+        ctx.notify(notify::STREAM, "xtrim", key);
         ctx.dirty(deleted as u64);
     }
     Reply::Int(deleted)
@@ -640,6 +648,7 @@ fn xsetid(ctx: &mut Ctx) -> Reply {
         s.max_deleted = max_del;
     }
     ctx.shard.written(db, key);
+    ctx.notify(notify::STREAM, "xsetid", key);
     ctx.dirty(1);
     Reply::Ok
 }
@@ -977,6 +986,7 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
     let mut served = Vec::new();
     let mut props = Props(Vec::new());
     let mut dirty = 0u64;
+    let mut new_consumer: Vec<&[u8]> = Vec::new();
     let woken_key = ctx.woken;
     for (k, gt) in ids.iter().enumerate() {
         let key = args.get(streams_at + k);
@@ -1018,6 +1028,7 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
                     None => {
                         g.create_consumer(cname, now);
                         dirty += 1;
+                        new_consumer.push(key);
                         if noack {
                             props.createconsumer(key, gname, cname);
                         }
@@ -1060,6 +1071,9 @@ fn read_streams(ctx: &mut Ctx, group_cmd: bool) -> Reply {
             }
         };
         served.push((Reply::bulk(key), Reply::Array(entries)));
+    }
+    for key in new_consumer {
+        ctx.notify(notify::STREAM, "xgroup-createconsumer", key);
     }
     if group_cmd {
         // Propagated as what it did, never as itself.
@@ -1271,6 +1285,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
             }
             s.groups.insert(gname.into(), Group::new(id, entries_read));
             ctx.shard.written(db, key);
+            ctx.notify(notify::STREAM, "xgroup-create", key);
             ctx.dirty(1);
             Reply::Ok
         }
@@ -1292,6 +1307,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 g.entries_read = entries_read;
             }
             ctx.shard.written(db, key);
+            ctx.notify(notify::STREAM, "xgroup-setid", key);
             ctx.dirty(1);
             Reply::Ok
         }
@@ -1302,6 +1318,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
             if s.groups.remove(gname).is_some() {
                 ctx.shard.written(db, key);
                 ctx.shard.signal_ready(db, key);
+                ctx.notify(notify::STREAM, "xgroup-destroy", key);
                 ctx.dirty(1);
                 Reply::Int(1)
             } else {
@@ -1318,6 +1335,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 .is_some_and(|g| g.create_consumer(args.get(4), now));
             if created {
                 ctx.shard.written(db, key);
+                ctx.notify(notify::STREAM, "xgroup-createconsumer", key);
                 ctx.dirty(1);
             }
             Reply::Int(created as i64)
@@ -1332,6 +1350,7 @@ fn xgroup(ctx: &mut Ctx) -> Reply {
                 .and_then(|g| g.delete_consumer(args.get(4)));
             if pending.is_some() {
                 ctx.shard.written(db, key);
+                ctx.notify(notify::STREAM, "xgroup-delconsumer", key);
                 ctx.dirty(1);
             }
             Reply::Int(pending.unwrap_or(0) as i64)
@@ -1570,6 +1589,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
     }
     let mut out = Vec::new();
     let mut consumer_ready = false;
+    let mut new_consumer = false;
     for (id, at) in ids {
         let exists = s.exists(id);
         let fields = if exists && !justid {
@@ -1617,6 +1637,7 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
                 None => {
                     g.create_consumer(cname, now);
                     dirty += 1;
+                    new_consumer = true;
                 }
             }
             consumer_ready = true;
@@ -1641,6 +1662,9 @@ fn xclaim(ctx: &mut Ctx) -> Reply {
             props.setid(key, gname, g);
         }
         dirty += 1;
+    }
+    if new_consumer {
+        ctx.notify(notify::STREAM, "xgroup-createconsumer", key);
     }
     ctx.propagate_atomic(props.0);
     ctx.dirty(dirty);
@@ -1708,6 +1732,7 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
     let mut out = Vec::new();
     let mut deleted = Vec::new();
     let mut consumer_ready = false;
+    let mut new_consumer = false;
     let mut cursor = start;
     let mut end_id = Id::MIN;
     loop {
@@ -1762,6 +1787,7 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
                 None => {
                     g.create_consumer(cname, now);
                     dirty += 1;
+                    new_consumer = true;
                 }
             }
             consumer_ready = true;
@@ -1781,6 +1807,9 @@ fn xautoclaim(ctx: &mut Ctx) -> Reply {
         if id == Id::MAX {
             break;
         }
+    }
+    if new_consumer {
+        ctx.notify(notify::STREAM, "xgroup-createconsumer", key);
     }
     ctx.propagate_atomic(props.0);
     ctx.dirty(dirty);

@@ -6,6 +6,7 @@ use super::{flags::*, Ctx, Spec};
 use crate::args::Args;
 use crate::error;
 use crate::ldouble;
+use crate::notify;
 use crate::reply::Reply;
 use crate::resp::parse_i64;
 use crate::value::{StrData, Value};
@@ -97,8 +98,13 @@ fn str_arg(args: &Args, i: usize) -> StrData {
 /// missing key): Redis creates such strings raw, however short.
 fn insert_raw(ctx: &mut Ctx, key: &[u8], v: Vec<u8>, now_s: u32) {
     let db = ctx.db;
-    ctx.shard.dbs[db].insert(key, Value::Str(StrData::from(v)), now_s);
-    if let Some(e) = ctx.shard.dbs[db].get_mut(key) {
+    if ctx.shard.dbs[db]
+        .insert(key, Value::Str(StrData::from(v)), now_s)
+        .is_none()
+    {
+        ctx.notify(notify::NEW, "new", key);
+    }
+    if let Some(e) = ctx.shard.dbs[ctx.db].get_mut(key) {
         e.set_raw();
     }
 }
@@ -281,9 +287,16 @@ fn set_generic(
     if let Ttl::At(at) = ttl {
         db.set_expire(key, Some(at));
     }
+    if replaced.is_none() {
+        ctx.notify(notify::NEW, "new", key);
+    }
     ctx.shard.free_overwritten(replaced);
     ctx.shard.touch(ctx.db, key);
     ctx.dirty(1);
+    ctx.notify(notify::STRING, "set", key);
+    if o.expire.is_some() {
+        ctx.notify(notify::GENERIC, "expire", key);
+    }
     if o.expire.is_some() || o.get {
         // Replay must not depend on when it runs: log an absolute PXAT and
         // drop GET, as Redis 7.0 rewrites it.
@@ -382,6 +395,7 @@ fn getset(ctx: &mut Ctx) -> Reply {
     let old = tri!(read_str(ctx, key));
     ctx.shard
         .set(ctx.db, key, Value::Str(str_arg(&args, 2)), ctx.now_ms);
+    ctx.notify(notify::STRING, "set", key);
     ctx.dirty(1);
     ctx.propagate_as(vec![vec![
         Bytes::from_static(b"SET"),
@@ -400,6 +414,7 @@ fn getdel(ctx: &mut Ctx) -> Reply {
     match tri!(read_str(ctx, key)) {
         Some(v) => {
             ctx.shard.remove(ctx.db, key);
+            ctx.notify(notify::GENERIC, "del", key);
             ctx.dirty(1);
             ctx.propagate_as(vec![vec![
                 Bytes::from_static(b"DEL"),
@@ -431,10 +446,12 @@ fn getex(ctx: &mut Ctx) -> Reply {
         let k = Bytes::copy_from_slice(key);
         if !relative && at <= ctx.now_ms {
             ctx.shard.remove(db, key);
+            ctx.notify(notify::GENERIC, "del", key);
             ctx.propagate_as(vec![vec![Bytes::from_static(b"DEL"), k]]);
         } else {
             ctx.shard.dbs[db].set_expire(key, Some(at));
             ctx.shard.touch(db, key);
+            ctx.notify(notify::GENERIC, "expire", key);
             let at = Bytes::from(at.to_string());
             ctx.propagate_as(vec![vec![Bytes::from_static(b"PEXPIREAT"), k, at]]);
         }
@@ -447,6 +464,7 @@ fn getex(ctx: &mut Ctx) -> Reply {
         if had_ttl {
             ctx.shard.dbs[db].set_expire(key, None);
             ctx.shard.touch(db, key);
+            ctx.notify(notify::GENERIC, "persist", key);
             ctx.dirty(1);
             ctx.propagate_as(vec![vec![
                 Bytes::from_static(b"PERSIST"),
@@ -483,6 +501,7 @@ fn mset_all(ctx: &mut Ctx) {
     while i + 1 < args.len() {
         let v = Value::Str(str_arg(&args, i + 1));
         ctx.shard.set(ctx.db, args.get(i), v, ctx.now_ms);
+        ctx.notify(notify::STRING, "set", args.get(i));
         i += 2;
     }
     ctx.dirty((args.len() as u64 - 1) / 2);
@@ -561,10 +580,12 @@ fn incr_by(ctx: &mut Ctx, by: i64) -> Reply {
             let v = Value::Str(StrData::copy_from_slice(fmt_i64(by, &mut buf)));
             let now_s = new_lru(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
+            ctx.notify(notify::NEW, "new", key);
             by
         }
     };
     ctx.shard.touch(db, key);
+    ctx.notify(notify::STRING, "incrby", key);
     ctx.dirty(1);
     Reply::Int(n)
 }
@@ -629,8 +650,14 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
     };
     let b = Bytes::from(v);
     let now_s = new_lru(ctx);
-    ctx.shard.dbs[db].set_keep_ttl(key, Value::Str(StrData::from(b.clone())), now_s);
+    if ctx.shard.dbs[db]
+        .set_keep_ttl(key, Value::Str(StrData::from(b.clone())), now_s)
+        .is_none()
+    {
+        ctx.notify(notify::NEW, "new", key);
+    }
     ctx.shard.touch(db, key);
+    ctx.notify(notify::STRING, "incrbyfloat", key);
     ctx.dirty(1);
     // The float's formatting may differ between versions: replay the value.
     ctx.propagate_as(vec![vec![
@@ -674,10 +701,12 @@ fn append(ctx: &mut Ctx) -> Reply {
             let v = Value::Str(StrData::copy_from_slice(val));
             let now_s = new_lru(ctx);
             ctx.shard.dbs[db].insert(key, v, now_s);
+            ctx.notify(notify::NEW, "new", key);
             val.len()
         }
     };
     ctx.shard.touch(db, key);
+    ctx.notify(notify::STRING, "append", key);
     ctx.dirty(1);
     Reply::Int(len as i64)
 }
@@ -776,6 +805,7 @@ fn setrange(ctx: &mut Ctx) -> Reply {
         }
     };
     ctx.shard.touch(db, key);
+    ctx.notify(notify::STRING, "setrange", key);
     ctx.dirty(1);
     Reply::Int(len as i64)
 }
@@ -965,6 +995,7 @@ fn setbit(ctx: &mut Ctx) -> Reply {
         }
     };
     ctx.shard.touch(db, key);
+    ctx.notify(notify::STRING, "setbit", key);
     ctx.dirty(1);
     Reply::Int(old as i64)
 }
@@ -1145,6 +1176,7 @@ fn bitop(ctx: &mut Ctx) -> Reply {
     if maxlen == 0 {
         if ctx.shard.lookup(db, dest, ctx.now_ms).is_some() {
             ctx.shard.remove(db, dest);
+            ctx.notify(notify::GENERIC, "del", dest);
             ctx.dirty(1);
         }
         return Reply::Int(0);
@@ -1177,6 +1209,7 @@ fn bitop(ctx: &mut Ctx) -> Reply {
     if let Some(e) = ctx.shard.dbs[db].get_mut(dest) {
         e.set_raw();
     }
+    ctx.notify(notify::STRING, "set", dest);
     ctx.dirty(1);
     Reply::Int(maxlen as i64)
 }
@@ -1503,6 +1536,9 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
     // Redis counts every SET/INCRBY as a change, even one FAIL refused.
     let changes = ops.iter().filter(|op| op.kind != BfKind::Get).count();
     ctx.shard.touch(db, key);
+    if changes > 0 {
+        ctx.notify(notify::STRING, "setbit", key);
+    }
     ctx.dirty(changes as u64);
     Reply::Array(replies)
 }

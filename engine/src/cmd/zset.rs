@@ -5,6 +5,7 @@ use super::set::{parse_rand_count, scan_cursor, scan_parse, scan_pick, scan_repl
 use super::{check, drop_if_empty, flags::*, peek, write, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
+use crate::notify;
 use crate::reply::{fmt_g17, Reply};
 use crate::setval::Member;
 use crate::value::Value;
@@ -85,27 +86,33 @@ macro_rules! tri {
 }
 
 /// Records a modification that removed `n` members of `key`.
-fn removed(ctx: &mut Ctx, key: &[u8], n: usize) {
+fn removed(ctx: &mut Ctx, key: &[u8], n: usize, event: &'static str) {
     if n > 0 {
-        drop_if_empty(ctx, key);
+        let gone = drop_if_empty(ctx, key);
         ctx.shard.touch(ctx.db, key);
+        ctx.notify(notify::ZSET, event, key);
+        if gone {
+            ctx.notify(notify::GENERIC, "del", key);
+        }
         ctx.dirty(n as u64);
     }
 }
 
 /// Stores `z` at `dst`, overwriting it (an empty result deletes it), and
 /// replies its size.
-fn store(ctx: &mut Ctx, dst: &[u8], mut z: ZSet) -> Reply {
+fn store(ctx: &mut Ctx, dst: &[u8], mut z: ZSet, event: &'static str) -> Reply {
     z.fit(&ctx.shard.limits);
     let n = z.len();
     let db = ctx.db;
     if n == 0 {
         if ctx.shard.remove(db, dst) {
+            ctx.notify(notify::GENERIC, "del", dst);
             ctx.dirty(1);
         }
     } else {
         ctx.shard.set(db, dst, Value::ZSet(Box::new(z)), ctx.now_ms);
         ctx.shard.signal_ready(db, dst);
+        ctx.notify(notify::ZSET, event, dst);
         ctx.dirty(1);
     }
     Reply::Int(n as i64)
@@ -199,6 +206,7 @@ fn add_members<'a>(
     drop_if_empty(ctx, key);
     if r.added + r.updated > 0 {
         ctx.shard.touch(ctx.db, key);
+        ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
         ctx.dirty((r.added + r.updated) as u64);
     }
     if r.added > 0 {
@@ -297,7 +305,7 @@ fn zrem(ctx: &mut Ctx) -> Reply {
         None => return Reply::Int(0),
         Some(z) => args.iter_from(2).filter(|m| z.remove(m).is_some()).count(),
     };
-    removed(ctx, key, n);
+    removed(ctx, key, n, "zrem");
     Reply::Int(n as i64)
 }
 
@@ -577,7 +585,7 @@ fn zrange_generic(
             for (m, s) in items {
                 z.insert(&m, s, &ctx.shard.limits);
             }
-            store(ctx, d, z)
+            store(ctx, d, z, "zrangestore")
         }
         None => items_reply(items.iter().map(|(m, s)| (&m[..], *s)), withscores),
     }
@@ -645,7 +653,7 @@ fn zrevrange(ctx: &mut Ctx) -> Reply {
 }
 
 /// Removes the members `pick` selects from the sorted set at argument 1.
-fn zremrange(ctx: &mut Ctx, pick: impl FnOnce(&ZSet) -> Vec<Bytes>) -> Reply {
+fn zremrange(ctx: &mut Ctx, event: &'static str, pick: impl FnOnce(&ZSet) -> Vec<Bytes>) -> Reply {
     let key = ctx.args.get(1);
     let n = match tri!(write::<ZSet>(ctx, key)) {
         None => return Reply::Int(0),
@@ -657,7 +665,7 @@ fn zremrange(ctx: &mut Ctx, pick: impl FnOnce(&ZSet) -> Vec<Bytes>) -> Reply {
             victims.len()
         }
     };
-    removed(ctx, key, n);
+    removed(ctx, key, n, event);
     Reply::Int(n as i64)
 }
 
@@ -667,13 +675,15 @@ fn zremrange(ctx: &mut Ctx, pick: impl FnOnce(&ZSet) -> Vec<Bytes>) -> Reply {
 /// Remove all members in a sorted set within the given indexes.
 fn zremrangebyrank(ctx: &mut Ctx) -> Reply {
     let (a, b) = (tri!(ctx.args.int(2)), tri!(ctx.args.int(3)));
-    zremrange(ctx, |z| match norm_ranks(a, b, z.len()) {
-        Some((s, e)) => z
-            .rank_range(s, e, false)
-            .into_iter()
-            .map(|(m, _)| Bytes::copy_from_slice(m))
-            .collect(),
-        None => Vec::new(),
+    zremrange(ctx, "zremrangebyrank", |z| {
+        match norm_ranks(a, b, z.len()) {
+            Some((s, e)) => z
+                .rank_range(s, e, false)
+                .into_iter()
+                .map(|(m, _)| Bytes::copy_from_slice(m))
+                .collect(),
+            None => Vec::new(),
+        }
     })
 }
 
@@ -683,7 +693,7 @@ fn zremrangebyrank(ctx: &mut Ctx) -> Reply {
 /// Remove all members in a sorted set within the given scores.
 fn zremrangebyscore(ctx: &mut Ctx) -> Reply {
     let (a, b) = tri!(parse_score_range(ctx.args.get(2), ctx.args.get(3)));
-    zremrange(ctx, |z| {
+    zremrange(ctx, "zremrangebyscore", |z| {
         z.range_by_score(a, b)
             .map(|(m, _)| Bytes::copy_from_slice(m))
             .collect()
@@ -697,7 +707,7 @@ fn zremrangebyscore(ctx: &mut Ctx) -> Reply {
 /// range.
 fn zremrangebylex(ctx: &mut Ctx) -> Reply {
     let (a, b) = tri!(parse_lex_range(ctx.args.get(2), ctx.args.get(3)));
-    zremrange(ctx, |z| {
+    zremrange(ctx, "zremrangebylex", |z| {
         z.range_by_lex(&a, &b)
             .map(|(m, _)| Bytes::copy_from_slice(m))
             .collect()
@@ -718,7 +728,7 @@ fn pop_n(ctx: &mut Ctx, key: &[u8], max: bool, count: u64) -> Result<Vec<(Bytes,
             None => break,
         }
     }
-    removed(ctx, key, out.len());
+    removed(ctx, key, out.len(), if max { "zpopmax" } else { "zpopmin" });
     Ok(out)
 }
 
@@ -1224,7 +1234,14 @@ fn zsetop(ctx: &mut Ctx, op: ZOp, dst: Option<&[u8]>, at: usize, card_only: bool
         z.insert(&m, s, &ctx.shard.limits);
     }
     match dst {
-        Some(d) => store(ctx, d, z),
+        Some(d) => {
+            let event = match op {
+                ZOp::Union => "zunionstore",
+                ZOp::Inter => "zinterstore",
+                ZOp::Diff => "zdiffstore",
+            };
+            store(ctx, d, z, event)
+        }
         None => items_reply(z.iter(), withscores),
     }
 }

@@ -870,6 +870,15 @@ impl Config {
         lookup(name.as_bytes()).map(|idx| display(&PARAMS[idx], &self.values[idx]))
     }
 
+    /// `notify-keyspace-events`'s classes (`engine::notify`'s flags; 0
+    /// when off).
+    pub fn keyspace_events(&self) -> u32 {
+        match self.value("notify-keyspace-events") {
+            Some(Value::Str(s)) => engine::notify::parse(s).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// `port` (0..=65535; 0 = no TCP listener).
     pub fn port(&self) -> u16 {
         u16::try_from(self.int("port")).unwrap_or(0)
@@ -1274,10 +1283,10 @@ fn check_special(param: &Param, value: Value) -> Result<Value, String> {
             Ok(_) => return Err("Not a directory".to_string()),
             Err(e) => return Err(crate::log::io_error_text(&e)),
         },
-        ("notify-keyspace-events", Value::Str(s))
-            if !s.chars().all(|c| "Ag$lshzxeKEtmdn".contains(c)) =>
-        {
-            return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string())
+        // Kept as given (`A` hides `n` in the normalised form, whose
+        // classes still apply, as in Redis); shown normalised.
+        ("notify-keyspace-events", Value::Str(s)) if engine::notify::parse(&s).is_none() => {
+            return Err(engine::notify::BAD_CLASS.to_string())
         }
         (_, v) => v,
     };
@@ -1293,6 +1302,12 @@ fn check_special(param: &Param, value: Value) -> Result<Value, String> {
     Ok(value)
 }
 
+/// `notify-keyspace-events` as Redis shows and rewrites it
+/// (`keyspaceEventsFlagsToString`).
+fn keyspace_events(s: &str) -> String {
+    engine::notify::to_string(engine::notify::parse(s).unwrap_or(0))
+}
+
 /// The `CONFIG GET` rendering of a value.
 fn display(param: &Param, value: &Value) -> String {
     match value {
@@ -1303,6 +1318,7 @@ fn display(param: &Param, value: &Value) -> String {
         Value::Str(s) if param.name == "dir" => std::fs::canonicalize(s)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| s.clone()),
+        Value::Str(s) if param.name == "notify-keyspace-events" => keyspace_events(s),
         Value::Str(s) => s.clone(),
         Value::Bind(v) => v.join(" "),
         Value::Save(pairs) => pairs
@@ -1334,6 +1350,9 @@ fn rewrite_lines(param: &Param, value: &Value) -> Vec<String> {
         Value::Int(v) => vec![format!("{} {}", name, v)],
         Value::Mem(v) => vec![format!("{} {}", name, memory_text(*v))],
         Value::Enum(w) => vec![format!("{} {}", name, w)],
+        Value::Str(s) if name == "notify-keyspace-events" => {
+            vec![format!("{} {}", name, repr(&keyspace_events(s)))]
+        }
         Value::Str(s) => vec![format!("{} {}", name, repr(s))],
         Value::Bind(v) if v.is_empty() => vec![format!("{} \"\"", name)],
         Value::Bind(v) => vec![format!("{} {}", name, v.join(" "))],

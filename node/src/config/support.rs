@@ -207,7 +207,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "notify-keyspace-events",
-        off("\"\"", "keyspace notifications are not built yet"),
+        test("keyspace_events_match_redis"),
     ),
     (
         "activerehashing",

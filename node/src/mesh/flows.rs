@@ -369,18 +369,47 @@ async fn count_per_core(
 ) -> (Reply, Vec<u8>) {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
-    let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
-    for k in a.iter_from(1) {
-        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
-        per[c]
-            .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
-            .push(k);
-    }
-    let calls: Vec<_> = per
-        .into_iter()
-        .enumerate()
-        .filter_map(|(c, cmd)| Some(rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false))))
-        .collect();
+    let calls: Vec<_> = if notify_on() {
+        // Keyspace events in the keys' order, as Redis emits them: one
+        // core's run of keys at a time.
+        let mut runs: Vec<(usize, OwnedArgs)> = Vec::new();
+        for k in a.iter_from(1) {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
+            match runs.last_mut() {
+                Some((rc, cmd)) if *rc == c => cmd.push(k),
+                _ => {
+                    let mut cmd = OwnedArgs::from_iter([a.get(0)]);
+                    cmd.push(k);
+                    runs.push((c, cmd));
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(runs.len());
+        for (c, cmd) in runs {
+            let r = rpc.call(c, exec_req(db, vec![cmd], Some(tx), false)).await;
+            done.push(Box::pin(std::future::ready(r))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>);
+        }
+        done
+    } else {
+        let mut per: Vec<Option<OwnedArgs>> = (0..cores).map(|_| None).collect();
+        for k in a.iter_from(1) {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(k));
+            per[c]
+                .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
+                .push(k);
+        }
+        per.into_iter()
+            .enumerate()
+            .filter_map(|(c, cmd)| {
+                let call = rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false));
+                Some(Box::pin(call)
+                    as std::pin::Pin<
+                        Box<dyn std::future::Future<Output = Response>>,
+                    >)
+            })
+            .collect()
+    };
     let mut total = 0i64;
     let mut logged = Vec::new();
     let mut failed = None;
@@ -495,9 +524,10 @@ async fn run_gathered(
             gathered.extend(entries);
         }
     }
-    let (reply, writes, bytes) =
+    let (reply, writes, bytes, events) =
         run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots, form);
     logged.extend(bytes);
+    publish_scratch_events(rpc, events);
     // Deletions written back free as the command would have locally.
     let why = match spec.name {
         "unlink" => Why::Unlink,
@@ -520,6 +550,7 @@ async fn run_gathered(
                         db: d,
                         entries,
                         why,
+                        del_events: false,
                     },
                 )
                 .await;
@@ -560,6 +591,42 @@ pub fn set_cluster_mode(on: bool) {
     CLUSTER_MODE.with(|c| c.set(on));
 }
 
+thread_local! {
+    /// This core's `notify-keyspace-events` classes, which the scratch
+    /// keyspace collects events of.
+    static NOTIFY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the keyspace event classes multi-core commands on this core emit.
+pub fn set_notify(flags: u32) {
+    NOTIFY.with(|c| c.set(flags));
+}
+
+/// Keyspace notifications are on (their order across cores matters).
+pub(super) fn notify_on() -> bool {
+    NOTIFY.with(|c| c.get()) != 0
+}
+
+/// Publishes keyspace events a scratch run collected, from this core: to
+/// every core with subscribers (this one by message too, in order with
+/// the others).
+fn publish_scratch_events(rpc: &Rpc, events: Vec<engine::notify::Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let flags = NOTIFY.with(|c| c.get());
+    let mut msgs = Vec::with_capacity(events.len() * 2);
+    for e in &events {
+        e.messages(flags, &mut msgs);
+    }
+    let msgs = std::sync::Arc::new(msgs);
+    for (c, n) in rpc.mesh.subscriptions.iter().enumerate() {
+        if n.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            rpc.tell(c, Request::Notify(msgs.clone()));
+        }
+    }
+}
+
 /// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply,
 /// per core the keys it changed (moved out, so the scratch is empty again
 /// afterwards), and with `form` what the run logged: the command as Redis
@@ -572,7 +639,7 @@ fn run_on_scratch(
     gathered: Vec<(Bytes, Exported)>,
     slots: &super::SlotTable,
     form: bool,
-) -> (Reply, Writes, Vec<u8>) {
+) -> (Reply, Writes, Vec<u8>, Vec<engine::notify::Event>) {
     let cores = slots.cores();
     let now = crate::shared::now_ms();
     let mut scratch = SCRATCH
@@ -595,9 +662,13 @@ fn run_on_scratch(
     if form {
         scratch.enable_log();
     }
+    // Events of the command only: the keys placed above are not new.
+    scratch.notify_flags = NOTIFY.with(|c| c.get());
     let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, args);
     ctx.in_multi = true;
     let reply = engine::cmd::execute(spec, &mut ctx);
+    scratch.notify_flags = 0;
+    let events = scratch.take_events();
     let mut bytes = Vec::new();
     if let Some(log) = scratch.write_log() {
         log.take(&mut bytes);
@@ -631,7 +702,7 @@ fn run_on_scratch(
             .collect(),
     );
     SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
-    (reply, writes, bytes)
+    (reply, writes, bytes, events)
 }
 
 /// Sends `args` to every core and merges the answers per the command's

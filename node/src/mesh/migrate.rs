@@ -107,7 +107,27 @@ pub async fn migrate(rpc: Rc<Rpc>, db: usize, m: Migrate, cluster: bool, conn: K
             Vec::new(),
         ),
     };
-    if !m.copy && !moved.is_empty() {
+    if !m.copy && !moved.is_empty() && super::flows::notify_on() {
+        // Their `del` events in the keys' order, as Redis sends them: one
+        // core's run of keys at a time.
+        let mut runs: Vec<(usize, Vec<(Bytes, Exported)>)> = Vec::new();
+        for k in moved {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&k));
+            match runs.last_mut() {
+                Some((rc, keys)) if *rc == c => keys.push((k, None)),
+                _ => runs.push((c, vec![(k, None)])),
+            }
+        }
+        for (c, entries) in runs {
+            let del = Request::Import {
+                db,
+                entries,
+                why: Why::ServerDel,
+                del_events: true,
+            };
+            let _ = rpc.call(c, del).await;
+        }
+    } else if !m.copy && !moved.is_empty() {
         let mut del: Vec<Vec<(Bytes, Exported)>> = vec![Vec::new(); cores];
         for k in moved {
             del[rpc.mesh.slots.core_of(engine::slot::slot_of(&k))].push((k, None));
@@ -123,6 +143,7 @@ pub async fn migrate(rpc: Rc<Rpc>, db: usize, m: Migrate, cluster: bool, conn: K
                         db,
                         entries,
                         why: Why::ServerDel,
+                        del_events: true,
                     },
                 )
             })

@@ -123,10 +123,14 @@ pub enum Request {
     },
     /// Replace these keys (under `tx`'s lock): `None` deletes, freeing
     /// as `why` allows (overwritten values as `lazyfree-lazy-server-del`).
+    /// `del_events`: a deletion is a `del` keyspace event (MIGRATE's);
+    /// otherwise none (a write-back: its command's events came from the
+    /// scratch run).
     Import {
         db: usize,
         entries: Vec<(bytes::Bytes, Exported)>,
         why: engine::lazyfree::Why,
+        del_events: bool,
     },
     /// Register WATCHes; answered with the versions.
     Watch { db: usize, keys: Vec<bytes::Bytes> },
@@ -139,6 +143,9 @@ pub enum Request {
         message: bytes::Bytes,
         sharded: bool,
     },
+    /// Keyspace notifications another core published: deliver each
+    /// (channel, message) to this core's subscribers, in order (no answer).
+    Notify(std::sync::Arc<Vec<(bytes::Bytes, bytes::Bytes)>>),
     /// PUBSUB CHANNELS/NUMSUB/NUMPAT/SHARDCHANNELS/SHARDNUMSUB on this core.
     PubsubQuery {
         sub: String,
@@ -434,6 +441,9 @@ pub struct Mesh {
     pub slots: super::slots::SlotTable,
     /// The cores wait on futexes (io_uring has FUTEX_WAIT).
     futex: bool,
+    /// Per core: its channel and pattern subscriptions, kept by the core
+    /// (keyspace notifications go only to cores that have some).
+    pub subscriptions: Vec<std::sync::atomic::AtomicUsize>,
 }
 
 impl Mesh {
@@ -459,6 +469,9 @@ impl Mesh {
             inboxes,
             slots: super::slots::SlotTable::new(cores),
             futex: futex_wait_supported(),
+            subscriptions: (0..cores)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
         })
     }
 

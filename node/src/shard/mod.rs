@@ -167,6 +167,7 @@ impl Shard {
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
         engine.cluster_mode = bus.is_some();
+        engine.notify_flags = settings.notify;
         if cores > 1 {
             // A script run on this core must not reach another's keys.
             let m = mesh.clone();
@@ -175,6 +176,7 @@ impl Shard {
         crate::mesh::flows::set_limits(settings.encoding);
         crate::mesh::flows::set_cluster_mode(engine.cluster_mode);
         engine::script::set_busy_threshold(settings.busy_reply_threshold_ms);
+        crate::mesh::flows::set_notify(settings.notify);
         Shard {
             id,
             cores,
@@ -359,6 +361,9 @@ impl Shard {
     /// Sends `msg` to core `to`, or holds it while it may reveal a write
     /// not yet on disk (`appendfsync always`).
     pub fn send_out(&mut self, to: usize, msg: Msg) {
+        if self.engine.has_events() {
+            self.publish_events();
+        }
         if self.lock.is_none() && self.replication.stream().active() {
             self.take_log();
         }

@@ -1,6 +1,9 @@
 //! Pub/sub on one core. Subscriptions live with the subscriber's
 //! connection, on its core; PUBLISH asks every core to deliver to its own
-//! subscribers and adds up the counts.
+//! subscribers and adds up the counts. Keyspace notifications
+//! ([`Shard::publish_events`]) go the same way, without a count: the
+//! events of a command leave as one message per core that has
+//! subscribers, before any message or reply that could reveal its writes.
 
 use super::Shard;
 use crate::io::Key;
@@ -42,6 +45,52 @@ fn table(shard: &mut Shard, kind: Kind) -> &mut HashMap<Bytes, Vec<Key>> {
     }
 }
 
+/// Tells the other cores how many channel and pattern subscriptions this
+/// core has (keyspace notifications skip cores without any).
+fn count_subscriptions(shard: &Shard) {
+    let n = shard.pubsub.channels.len() + shard.pubsub.patterns.len();
+    shard.mesh.subscriptions[shard.id].store(n, std::sync::atomic::Ordering::Release);
+}
+
+impl Shard {
+    /// Publishes the keyspace events the keyspace collected (Redis's
+    /// `notifyKeyspaceEvent`): delivered here at once, and to each other
+    /// core with subscribers as one message. Called after each command,
+    /// before any message or direct reply leaves ([`Shard::send_out`]) and
+    /// at the end of a turn (the cron's expiry and eviction), so
+    /// subscribers see events in the order their writes were made.
+    /// In cluster mode only this node's subscribers get them, as in Redis.
+    pub fn publish_events(&mut self) {
+        let events = self.engine.take_events();
+        let flags = self.engine.notify_flags;
+        let subs = &self.mesh.subscriptions;
+        if events.is_empty()
+            || !subs
+                .iter()
+                .any(|n| n.load(std::sync::atomic::Ordering::Acquire) > 0)
+        {
+            return;
+        }
+        let mut msgs = Vec::with_capacity(events.len() * 2);
+        for e in &events {
+            e.messages(flags, &mut msgs);
+        }
+        let msgs = std::sync::Arc::new(msgs);
+        for c in 0..self.cores {
+            if c != self.id
+                && self.mesh.subscriptions[c].load(std::sync::atomic::Ordering::Acquire) > 0
+            {
+                self.rpc.tell(c, crate::mesh::Request::Notify(msgs.clone()));
+            }
+        }
+        if !self.pubsub.channels.is_empty() || !self.pubsub.patterns.is_empty() {
+            for (channel, message) in msgs.iter() {
+                deliver(self, channel, message, false);
+            }
+        }
+    }
+}
+
 fn push(shard: &mut Shard, key: Key, items: Vec<Reply>) {
     shard.reply(key, &Reply::Push(items));
 }
@@ -66,6 +115,7 @@ pub fn subscribe(shard: &mut Shard, key: Key, kind: Kind, names: Vec<Bytes>) {
         };
         if added {
             table(shard, kind).entry(n.clone()).or_default().push(key);
+            count_subscriptions(shard);
         }
         let c = count(shard, key, kind);
         push(
@@ -122,6 +172,7 @@ pub fn unsubscribe(shard: &mut Shard, key: Key, kind: Kind, names: Vec<Bytes>) {
                     t.remove(&n);
                 }
             }
+            count_subscriptions(shard);
         }
         let c = count(shard, key, kind);
         push(
@@ -236,4 +287,5 @@ pub(super) fn forget(shard: &mut Shard, key: Key) {
             }
         }
     }
+    count_subscriptions(shard);
 }

@@ -89,6 +89,11 @@ impl Shard {
         if scripted {
             self.monitor_script_calls();
         }
+        // Published now: a task of this core (PUBLISH, a script, EXEC)
+        // may send its messages before the turn ends.
+        if self.engine.has_events() {
+            self.publish_events();
+        }
         let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
         e.0 += 1;
         if let Some(t) = start {
@@ -234,7 +239,11 @@ impl Shard {
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
                     ctx.woken = Some(&key);
                     let reply = cmd::execute(spec, &mut ctx);
-                    if ctx.block.is_some() {
+                    let blocked = ctx.block.is_some();
+                    if self.engine.has_events() {
+                        self.publish_events();
+                    }
+                    if blocked {
                         i += 1;
                         continue;
                     }

@@ -89,6 +89,10 @@ impl Shard {
     /// them), for a big reply, or on the requester's own core; and not
     /// for what a full socket refuses: `from` sends whatever is left.
     fn send_direct(&mut self, from: usize, fd: i32, out: &mut engine::Encoded) -> bool {
+        // The replies reveal the writes: their keyspace events go first.
+        if self.engine.has_events() {
+            self.publish_events();
+        }
         if fd < 0
             || from == self.id
             || !out.bigs.is_empty()
@@ -360,7 +364,12 @@ impl Shard {
                     .collect();
                 self.answer(from, id, Response::Entries(entries));
             }
-            Request::Import { db, entries, why } => {
+            Request::Import {
+                db,
+                entries,
+                why,
+                del_events,
+            } => {
                 let now = now_ms();
                 // The replicas get the command's form instead (the
                 // coordinator's): what is rebuilt here goes to the AOF
@@ -369,12 +378,20 @@ impl Shard {
                 if aof_only {
                     self.log_to_pending(true);
                 }
+                // A write-back: the command's keyspace events came from
+                // its scratch run (`flows::run_on_scratch`).
+                let notify = std::mem::take(&mut self.engine.notify_flags);
                 for (k, e) in entries {
                     match e {
                         None => {
                             if self.engine.delete(db, &k, why) {
                                 self.engine
                                     .log_write(db, || vec![Bytes::from_static(b"DEL"), k.clone()]);
+                                if del_events {
+                                    self.engine.notify_flags = notify;
+                                    self.engine.notify(engine::notify::GENERIC, "del", db, &k);
+                                    self.engine.notify_flags = 0;
+                                }
                             }
                         }
                         Some((v, exp)) => {
@@ -392,6 +409,7 @@ impl Shard {
                     }
                     self.engine.dirty += 1;
                 }
+                self.engine.notify_flags = notify;
                 if aof_only {
                     self.log_to_pending(false);
                 }
@@ -414,6 +432,11 @@ impl Shard {
             } => {
                 let n = pubsub::deliver(self, &channel, &message, sharded);
                 self.answer(from, id, Response::Count(n as i64));
+            }
+            Request::Notify(msgs) => {
+                for (channel, message) in msgs.iter() {
+                    pubsub::deliver(self, channel, message, false);
+                }
             }
             Request::PubsubQuery { sub, args } => {
                 let r = pubsub::query(self, &sub, &args);
@@ -575,8 +598,10 @@ impl Shard {
                 self.engine.limits = self.settings.encoding;
                 self.engine.evict = self.settings.evict;
                 self.engine.lazy = self.settings.lazyfree;
+                self.engine.notify_flags = self.settings.notify;
                 crate::mesh::flows::set_limits(self.settings.encoding);
                 engine::script::set_busy_threshold(self.settings.busy_reply_threshold_ms);
+                crate::mesh::flows::set_notify(self.settings.notify);
                 Response::Done
             }
             AdminQuery::Evict => {
