@@ -46,7 +46,6 @@ fn unbuilt_features_fail_loudly_at_start() {
     for args in [
         &["--latency-tracking", "yes", "--appendfsync", "always"][..],
         &["--list-compress-depth", "1"],
-        &["--notify-keyspace-events", "KEA"],
         &["--daemonize", "yes"],
     ] {
         let out = run_to_exit(args);
