@@ -205,7 +205,10 @@ impl Shard {
             ahead_spans: Vec::new(),
             stopping: false,
             msgs: 0,
-            snap_epoch: persist.epoch.load(std::sync::atomic::Ordering::Relaxed),
+            // Epoch 0 is "no job yet": a core built after another core
+            // started serving (and published a snapshot) joins that job on
+            // its first turn instead of leaving the writer waiting.
+            snap_epoch: 0,
             persist,
             snap_job: None,
             aof: None,
