@@ -307,6 +307,9 @@ pub async fn multi_key(
     conn: Key,
     form: Option<FormSink>,
 ) -> TaskDone {
+    if spec.has(flags::BLOCKING) {
+        return blocking_across(rpc, cores, spec, db, args, databases, conn, form).await;
+    }
     let write = spec.has(engine::cmd::flags::WRITE);
     let form = form.filter(|_| write);
     let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
@@ -330,6 +333,116 @@ pub async fn multi_key(
     push_form(form.as_ref(), &locks, bytes);
     locks.release().await;
     TaskDone::reply(conn, reply)
+}
+
+/// A blocking command whose keys live on several cores (BLPOP, BZPOPMIN,
+/// BLMOVE, XREAD ... BLOCK over keys of several cores, standalone mode).
+/// It looks under the cores' locks like any multi-key command; when it
+/// finds nothing, it parks a probe on each core holding keys it waits on,
+/// before the locks go (so no write slips between the look and the
+/// probes), and the first probe to answer decides: a key got data (look
+/// again, with XREAD's `$` as resolved at the first look), the deadline
+/// passed (the timeout reply), or CLIENT UNBLOCK (its reply). A client that
+/// leaves drops the task, whose probes are then forgotten on their cores.
+#[allow(clippy::too_many_arguments)]
+async fn blocking_across(
+    rpc: Rc<Rpc>,
+    cores: Vec<usize>,
+    spec: &'static Spec,
+    db: usize,
+    mut args: OwnedArgs,
+    databases: usize,
+    conn: Key,
+    form: Option<FormSink>,
+) -> TaskDone {
+    let write = spec.has(flags::WRITE);
+    let form = form.filter(|_| write);
+    let mut deadline: Option<Option<i64>> = None;
+    loop {
+        let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
+        if locks.paused && write {
+            push_form(form.as_ref(), &locks, Vec::new());
+            locks.release().await;
+            return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
+        }
+        let a = args.as_args();
+        let mut idx = Vec::new();
+        if let Err(e) = spec.key_indices(&a, &mut idx) {
+            push_form(form.as_ref(), &locks, Vec::new());
+            locks.release().await;
+            return TaskDone::reply(conn, e);
+        }
+        let keys = idx
+            .iter()
+            .map(|&i| Bytes::copy_from_slice(a.get(i)))
+            .collect();
+        let (reply, bytes, block) =
+            run_gathered(&rpc, spec, db, &args, databases, form.is_some(), keys, true).await;
+        push_form(form.as_ref(), &locks, bytes);
+        let Some(block) = block else {
+            locks.release().await;
+            return TaskDone::reply(conn, reply);
+        };
+        if deadline.is_none() {
+            deadline = Some(block.deadline_ms);
+            if let Some(argv) = &block.rerun {
+                args = OwnedArgs::from_iter(argv.iter().map(|a| &a[..]));
+            }
+        }
+        let until = deadline.flatten();
+        let mut by_core: Vec<(usize, Vec<Bytes>)> = Vec::new();
+        for k in block.keys {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&k));
+            match by_core.iter_mut().find(|(x, _)| *x == c) {
+                Some((_, v)) => v.push(k),
+                None => by_core.push((c, vec![k])),
+            }
+        }
+        let probes: Vec<_> = by_core
+            .into_iter()
+            .enumerate()
+            .map(|(i, (c, keys))| {
+                rpc.call(
+                    c,
+                    Request::Probe {
+                        conn,
+                        db,
+                        keys,
+                        deadline_ms: until,
+                        counted: i == 0,
+                    },
+                )
+            })
+            .collect();
+        locks.release().await;
+        if probes.is_empty() {
+            return TaskDone::reply(conn, reply);
+        }
+        match first_reply(FirstOf(probes).await) {
+            Reply::Int(1) => continue,
+            Reply::Int(_) => return TaskDone::reply(conn, reply),
+            other => return TaskDone::reply(conn, other),
+        }
+    }
+}
+
+/// The answer of whichever of its calls answers first; the others are
+/// dropped (a probe's drop forgets it on its core).
+struct FirstOf(Vec<super::task::Call>);
+
+impl std::future::Future for FirstOf {
+    type Output = Response;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Response> {
+        for call in self.0.iter_mut() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(call).poll(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    }
 }
 
 /// A command as its own form: `SELECT db` and the arguments as sent.
@@ -449,7 +562,8 @@ pub(super) async fn gather_run_scatter(
         .iter()
         .map(|&i| Bytes::copy_from_slice(a.get(i)))
         .collect();
-    run_gathered(rpc, spec, db, args, databases, form, keys).await
+    let (reply, bytes, _) = run_gathered(rpc, spec, db, args, databases, form, keys, false).await;
+    (reply, bytes)
 }
 
 /// [`gather_run_scatter`] with the keys given: SORT's BY and GET patterns
@@ -487,13 +601,15 @@ pub(super) async fn sort_gathered(
     if spec.key_indices(&a, &mut idx).is_ok() {
         keys.extend(idx.iter().map(|&i| Bytes::copy_from_slice(a.get(i))));
     }
-    let (reply, bytes) = run_gathered(rpc, spec, db, args, databases, form, keys).await;
+    let (reply, bytes, _) = run_gathered(rpc, spec, db, args, databases, form, keys, false).await;
     logged.extend(bytes);
     (reply, logged)
 }
 
 /// Exports `keys` from their cores, runs `spec` on them in a scratch
-/// keyspace, and writes back what it changed.
+/// keyspace, and writes back what it changed. With `may_block`, a blocking
+/// command that found nothing says what it waits for (it changed nothing).
+#[allow(clippy::too_many_arguments)]
 async fn run_gathered(
     rpc: &Rc<Rpc>,
     spec: &'static Spec,
@@ -502,7 +618,8 @@ async fn run_gathered(
     databases: usize,
     form: bool,
     keys: Vec<Bytes>,
-) -> (Reply, Vec<u8>) {
+    may_block: bool,
+) -> (Reply, Vec<u8>, Option<engine::cmd::Block>) {
     let cores = rpc.mesh.cores();
     let a = args.as_args();
     let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
@@ -524,8 +641,16 @@ async fn run_gathered(
             gathered.extend(entries);
         }
     }
-    let (reply, writes, bytes, events) =
-        run_on_scratch(spec, db, a, databases, gathered, &rpc.mesh.slots, form);
+    let (reply, writes, bytes, events, block) = run_on_scratch(
+        spec,
+        db,
+        a,
+        databases,
+        gathered,
+        &rpc.mesh.slots,
+        form,
+        may_block,
+    );
     logged.extend(bytes);
     publish_scratch_events(rpc, events);
     // Deletions written back free as the command would have locally.
@@ -556,7 +681,7 @@ async fn run_gathered(
                 .await;
         }
     }
-    (reply, logged)
+    (reply, logged, block)
 }
 
 type Writes = Vec<Vec<(usize, Bytes, Exported)>>;
@@ -627,10 +752,22 @@ fn publish_scratch_events(rpc: &Rpc, events: Vec<engine::notify::Event>) {
     }
 }
 
+/// What a scratch run gives: its reply, per core the keys it changed, what
+/// it logged, its keyspace events, and what it would block on.
+type ScratchRun = (
+    Reply,
+    Writes,
+    Vec<u8>,
+    Vec<engine::notify::Event>,
+    Option<engine::cmd::Block>,
+);
+
 /// Runs `spec` on a scratch keyspace holding `gathered`; returns its reply,
 /// per core the keys it changed (moved out, so the scratch is empty again
 /// afterwards), and with `form` what the run logged: the command as Redis
-/// propagates it.
+/// propagates it. Without `may_block` a blocking command answers as in
+/// MULTI; with it, one that found nothing also says what it waits for.
+#[allow(clippy::too_many_arguments)]
 fn run_on_scratch(
     spec: &'static Spec,
     db: usize,
@@ -639,7 +776,8 @@ fn run_on_scratch(
     gathered: Vec<(Bytes, Exported)>,
     slots: &super::SlotTable,
     form: bool,
-) -> (Reply, Writes, Vec<u8>, Vec<engine::notify::Event>) {
+    may_block: bool,
+) -> ScratchRun {
     let cores = slots.cores();
     let now = crate::shared::now_ms();
     let mut scratch = SCRATCH
@@ -665,8 +803,9 @@ fn run_on_scratch(
     // Events of the command only: the keys placed above are not new.
     scratch.notify_flags = NOTIFY.with(|c| c.get());
     let mut ctx = engine::cmd::Ctx::new(&mut scratch, db, now, args);
-    ctx.in_multi = true;
+    ctx.in_multi = !may_block;
     let reply = engine::cmd::execute(spec, &mut ctx);
+    let block = ctx.block.take();
     scratch.notify_flags = 0;
     let events = scratch.take_events();
     let mut bytes = Vec::new();
@@ -702,7 +841,7 @@ fn run_on_scratch(
             .collect(),
     );
     SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
-    (reply, writes, bytes, events)
+    (reply, writes, bytes, events, block)
 }
 
 /// Sends `args` to every core and merges the answers per the command's

@@ -153,6 +153,20 @@ pub enum Request {
     },
     /// Forget a parked blocking request (its client went away).
     CancelBlocked { id: u64 },
+    /// A blocking command whose keys are on several cores found nothing:
+    /// tell its task when one of `keys` (this core's) gets data, answering
+    /// `Int(1)`, or `Int(0)` once `deadline_ms` passes (sent under the
+    /// task's locks, so no write comes between its look and the probe).
+    /// `counted`: this probe stands for the client in INFO's
+    /// `blocked_clients` (one probe of the command is). `conn`: the
+    /// client's connection on the task's core (CLIENT UNBLOCK finds it).
+    Probe {
+        conn: crate::io::Key,
+        db: usize,
+        keys: Vec<bytes::Bytes>,
+        deadline_ms: Option<i64>,
+        counted: bool,
+    },
     /// This core's part of CLIENT LIST / INFO / CLIENT KILL / RESETSTAT.
     Admin(AdminQuery),
     /// DEBUG DIGEST: this core's part of each database's digest

@@ -123,7 +123,7 @@ impl Rpc {
             Request::Exec {
                 may_block: true,
                 ..
-            }
+            } | Request::Probe { .. }
         );
         let id = self.next();
         self.pending.borrow_mut().insert(id, Pending::Waiting(None));

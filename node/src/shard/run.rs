@@ -29,6 +29,10 @@ pub(super) struct Waiter {
     /// The client's connection (its core and key), when known: CLIENT
     /// UNBLOCK finds the command by it.
     pub client: Option<(usize, Key)>,
+    /// A probe of a command blocked on keys of several cores
+    /// (`Request::Probe`): nothing runs here, its task is told that a key
+    /// got data. `Some(counted)`: whether INFO counts it.
+    pub probe: Option<bool>,
 }
 
 impl Shard {
@@ -126,6 +130,7 @@ impl Shard {
                     keys: b.keys,
                     deadline_ms: b.deadline_ms,
                     timeout_reply: reply,
+                    probe: None,
                 });
                 None
             }
@@ -231,6 +236,13 @@ impl Shard {
                         i += 1;
                         continue;
                     }
+                    if w.probe.is_some() {
+                        // Its task looks again, under its locks.
+                        let w = self.waiters.remove(i);
+                        self.unblock_keys(&w);
+                        self.deliver(w.origin, Reply::Int(1));
+                        continue;
+                    }
                     let Some(spec) = engine::cmd::registry().lookup(w.args.as_args().get(0)) else {
                         i += 1;
                         continue;
@@ -305,6 +317,34 @@ impl Shard {
         };
         self.deliver(w.origin, reply);
         true
+    }
+
+    /// Parks a probe for the task `from`/`id` of a command blocked on keys
+    /// of several cores (`Request::Probe`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn park_probe(
+        &mut self,
+        from: usize,
+        id: u64,
+        conn: Key,
+        db: usize,
+        keys: Vec<Bytes>,
+        deadline_ms: Option<i64>,
+        counted: bool,
+    ) {
+        for k in &keys {
+            self.engine.set_blocked_on(db, k, true);
+        }
+        self.waiters.push(Waiter {
+            origin: Origin::Remote { from, id },
+            db,
+            args: OwnedArgs::default(),
+            keys,
+            deadline_ms,
+            timeout_reply: Reply::Int(0),
+            client: Some((from, conn)),
+            probe: Some(counted),
+        });
     }
 
     /// Answers blocked clients whose deadline passed (checked every turn,

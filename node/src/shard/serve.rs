@@ -442,6 +442,13 @@ impl Shard {
                 let r = pubsub::query(self, &sub, &args);
                 self.answer(from, id, Response::Replies(vec![r]));
             }
+            Request::Probe {
+                conn,
+                db,
+                keys,
+                deadline_ms,
+                counted,
+            } => self.park_probe(from, id, conn, db, keys, deadline_ms, counted),
             Request::CancelBlocked { id: bid } => {
                 if let Some(i) = self
                     .waiters
@@ -551,7 +558,7 @@ impl Shard {
                 s.blocked_clients = self
                     .waiters
                     .iter()
-                    .filter(|w| matches!(w.origin, Origin::Local(_)))
+                    .filter(|w| w.probe.unwrap_or(true))
                     .count() as u64;
                 s.pubsub_clients = self.conns.iter().filter(|c| c.sub_count() > 0).count() as u64;
                 s.connected_clients = self.conns.len() as u64;
