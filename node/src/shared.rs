@@ -378,6 +378,12 @@ pub fn ticks() -> u64 {
     }
 }
 
+/// `us` microseconds in [`ticks`].
+pub fn ticks_of_micros(us: u64) -> u64 {
+    let per_us = TICKS.get().map_or(1000.0, |t| t.per_us);
+    (us as f64 * per_us) as u64
+}
+
 /// Microseconds since `start` (a [`ticks`] reading).
 pub fn micros_since(start: u64) -> u64 {
     let per_us = TICKS.get().map_or(1000.0, |t| t.per_us);

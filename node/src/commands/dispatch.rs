@@ -288,6 +288,9 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
         (Some(t), Next::Continue) => {
             shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
         }
+        (Some(t), Next::Wait) => {
+            shard.slow_parked(key, spec, &args, crate::shared::micros_since(t));
+        }
         // It runs later: its MONITOR line with it.
         (_, Next::Retry) => shard.monitor_out.truncate(shown_to),
         _ => {}

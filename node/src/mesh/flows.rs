@@ -358,19 +358,28 @@ async fn blocking_across(
     let write = spec.has(flags::WRITE);
     let form = form.filter(|_| write);
     let mut deadline: Option<Option<i64>> = None;
+    let mut waited = std::time::Duration::ZERO;
+    let done = |reply: Reply, waited: std::time::Duration| {
+        let mut d = TaskDone::reply(conn, reply);
+        if !waited.is_zero() {
+            d.effects
+                .push(super::task::Effect::Waited(waited.as_micros() as u64));
+        }
+        d
+    };
     loop {
         let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
         if locks.paused && write {
             push_form(form.as_ref(), &locks, Vec::new());
             locks.release().await;
-            return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
+            return done(Reply::err(crate::mesh::WRITES_PAUSED), waited);
         }
         let a = args.as_args();
         let mut idx = Vec::new();
         if let Err(e) = spec.key_indices(&a, &mut idx) {
             push_form(form.as_ref(), &locks, Vec::new());
             locks.release().await;
-            return TaskDone::reply(conn, e);
+            return done(e, waited);
         }
         let keys = idx
             .iter()
@@ -381,7 +390,7 @@ async fn blocking_across(
         push_form(form.as_ref(), &locks, bytes);
         let Some(block) = block else {
             locks.release().await;
-            return TaskDone::reply(conn, reply);
+            return done(reply, waited);
         };
         if deadline.is_none() {
             deadline = Some(block.deadline_ms);
@@ -416,12 +425,15 @@ async fn blocking_across(
             .collect();
         locks.release().await;
         if probes.is_empty() {
-            return TaskDone::reply(conn, reply);
+            return done(reply, waited);
         }
-        match first_reply(FirstOf(probes).await) {
+        let since = std::time::Instant::now();
+        let answer = first_reply(FirstOf(probes).await);
+        waited += since.elapsed();
+        match answer {
             Reply::Int(1) => continue,
-            Reply::Int(_) => return TaskDone::reply(conn, reply),
-            other => return TaskDone::reply(conn, other),
+            Reply::Int(_) => return done(reply, waited),
+            other => return done(other, waited),
         }
     }
 }

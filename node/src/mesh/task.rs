@@ -70,6 +70,10 @@ pub enum Effect {
     /// CLIENT TRACKING OFF took effect (after finding the redirection
     /// target it named).
     TrackingOff,
+    /// The command waited that many microseconds for data (a blocking
+    /// command over keys of several cores): the slow log does not count
+    /// the wait, as Redis counts a blocked command's runs only.
+    Waited(u64),
 }
 
 enum Pending {

@@ -448,6 +448,11 @@ impl Shard {
                     c.tracking = Some(t);
                 }
                 Effect::TrackingOff => tracking_off = true,
+                Effect::Waited(us) => {
+                    if let Some(p) = c.slow_pending.as_mut() {
+                        p.0 = p.0.saturating_add(crate::shared::ticks_of_micros(us));
+                    }
+                }
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;

@@ -102,6 +102,35 @@ impl Shard {
         }
     }
 
+    /// Connection `key`'s command, which took `micros`, parked on this
+    /// core: the slow log looks at it again once it is served.
+    pub fn slow_parked(&mut self, key: Key, spec: &Spec, args: &Args, micros: u64) {
+        if slow_skipped(spec) {
+            return;
+        }
+        let origin = super::Origin::Local(key);
+        if let Some(w) = self.waiters.iter_mut().rev().find(|w| w.origin == origin) {
+            let argv = engine::slowlog::entry_argv(spec.name, args);
+            w.slow = Some(Box::new((micros, argv)));
+        }
+    }
+
+    /// A parked command was served: its runs took `micros` in all; logged
+    /// for its client (on whichever core serves it) if that is slow.
+    pub(super) fn slow_served(&mut self, w: &super::run::Waiter, argv: Vec<Bytes>, micros: u64) {
+        if !self.slow_on() || (micros as i64) < self.settings.slowlog_slower_than {
+            return;
+        }
+        match w.client {
+            Some((core, conn)) if core == self.id => self.slow_push(Some(conn), argv, micros),
+            Some((core, conn)) => {
+                let entry = Box::new(self.slow_entry(None, argv, micros));
+                self.mesh.send(core, Msg::Slow { conn, entry });
+            }
+            None => self.slow_push(None, argv, micros),
+        }
+    }
+
     /// Another core ran a slow command for connection `conn` of this one.
     pub fn slow_arrived(&mut self, conn: Key, mut entry: Entry) {
         if let Some(c) = self.conns.get(conn) {

@@ -33,6 +33,11 @@ pub(super) struct Waiter {
     /// (`Request::Probe`): nothing runs here, its task is told that a key
     /// got data. `Some(counted)`: whether INFO counts it.
     pub probe: Option<bool>,
+    /// While the slow log is on: how long the command's first run took
+    /// (µs) and its arguments as the log keeps them; when it is served,
+    /// that run and the serving one are logged, as Redis logs a blocked
+    /// command once unblocked (the wait not counted).
+    pub slow: Option<Box<(u64, Vec<Bytes>)>>,
 }
 
 impl Shard {
@@ -113,6 +118,13 @@ impl Shard {
                 for k in &b.keys {
                     self.engine.set_blocked_on(db, k, true);
                 }
+                // A client of another core: its first run, for the slow
+                // log once served (one of this core's gets it from its
+                // dispatch: `Shard::slow_parked`).
+                let first_run = slow.map(|t| {
+                    let argv = engine::slowlog::entry_argv(spec.name, &args);
+                    Box::new((crate::shared::micros_since(t), argv))
+                });
                 // XREAD parks as the command to re-run (`$` resolved).
                 let args = match &b.rerun {
                     Some(argv) => OwnedArgs::from_iter(argv.iter().map(|a| &a[..])),
@@ -131,6 +143,7 @@ impl Shard {
                     deadline_ms: b.deadline_ms,
                     timeout_reply: reply,
                     probe: None,
+                    slow: first_run,
                 });
                 None
             }
@@ -248,6 +261,7 @@ impl Shard {
                         continue;
                     };
                     let args = w.args.clone();
+                    let timed = w.slow.is_some().then(crate::shared::ticks);
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
                     ctx.woken = Some(&key);
                     let reply = cmd::execute(spec, &mut ctx);
@@ -259,8 +273,12 @@ impl Shard {
                         i += 1;
                         continue;
                     }
-                    let w = self.waiters.remove(i);
+                    let mut w = self.waiters.remove(i);
                     self.unblock_keys(&w);
+                    if let (Some(t), Some(slow)) = (timed, w.slow.take()) {
+                        let (first, argv) = *slow;
+                        self.slow_served(&w, argv, first + crate::shared::micros_since(t));
+                    }
                     self.deliver(w.origin, reply);
                 }
             }
@@ -344,6 +362,7 @@ impl Shard {
             timeout_reply: Reply::Int(0),
             client: Some((from, conn)),
             probe: Some(counted),
+            slow: None,
         });
     }
 
