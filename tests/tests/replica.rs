@@ -1438,6 +1438,10 @@ fn scripts_reach_replicas_as_redis_propagates_them() {
         vec!["fcall", "f", "2", "fa", "fa:b", "3"],
         vec!["fcall", "f", "2", "fa", "fa:b", "3"],
         vec!["function", "delete", "lib"],
+        // PUBLISH goes to the replicas inside the script's effects.
+        vec!["eval", "redis.call('set', KEYS[1], 1); redis.call('publish', 'ch', 'x'); return 1", "1", "pk"],
+        vec!["eval", "redis.call('publish', 'ch', 'alone'); return 1", "0"],
+        vec!["eval", "redis.call('publish', 'ch', 'p1'); redis.call('incr', KEYS[1]); redis.call('publish', 'ch', 'p2'); return 1", "1", "pk"],
         vec!["select", "3"],
         vec!["eval", two, "2", "k1", "cnt", "in3"],
         vec!["select", "0"],

@@ -324,8 +324,17 @@ async fn command(
             bytes::Bytes::copy_from_slice(a.get(2)),
         );
         let sharded = spec.name == "spublish";
-        if let Some(bus) = bus {
-            bus.forward_publish(&ch, &msg, sharded);
+        match bus {
+            Some(bus) => bus.forward_publish(&ch, &msg, sharded),
+            // Standalone, Redis propagates it to the replicas (in the
+            // script's effects), not to the AOF: the form goes to the
+            // replication stream only.
+            None if form => {
+                let n = db.to_string();
+                engine::writelog::encode(logged, [&b"SELECT"[..], n.as_bytes()].into_iter());
+                engine::writelog::encode(logged, a.iter());
+            }
+            None => {}
         }
         let n = flows::publish_count(rpc, ch, msg, sharded).await;
         return (Reply::Int(n), None);
