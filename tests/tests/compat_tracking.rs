@@ -236,6 +236,39 @@ fn default_mode_resp3() {
     );
 }
 
+/// A script that reads registers its declared keys for its caller, as
+/// Redis's `trackingRememberKeys` of the script's caller (keys on one core
+/// and on both; EVAL, EVAL_RO, EVALSHA, FCALL_RO).
+#[test]
+fn scripts_remember_their_declared_keys() {
+    check(
+        2,
+        &[
+            (0, &["HELLO", "3"]),
+            (0, &["CLIENT", "TRACKING", "on"]),
+            (0, &["EVAL", "return redis.call('get', KEYS[1])", "1", "a"]),
+            (1, &["SET", "a", "1"]),
+            (0, &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "b"]),
+            (1, &["SET", "b", "1"]),
+            (
+                0,
+                &["EVAL", "return redis.call('mget', KEYS[1], KEYS[2])", "2", "foo", "bar"],
+            ),
+            (1, &["SET", "foo", "1"]),
+            (1, &["SET", "bar", "1"]),
+            (0, &["SCRIPT", "LOAD", "return redis.call('strlen', KEYS[1])"]),
+            (0, &["EVALSHA", "4bda0a00e5541c8717dca29525d5e02f297b52da", "1", "c"]),
+            (
+                0,
+                &["FUNCTION", "LOAD", "#!lua name=t\nredis.register_function{function_name='rd', callback=function(k) return redis.call('get', k[1]) end, flags={'no-writes'}}"],
+            ),
+            (0, &["FCALL_RO", "rd", "1", "c"]),
+            (1, &["SET", "c", "1"]),
+            (0, &["FUNCTION", "FLUSH"]),
+        ],
+    );
+}
+
 #[test]
 fn noloop_optin_optout() {
     check(

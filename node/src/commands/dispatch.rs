@@ -491,10 +491,16 @@ fn track_reads(shard: &mut Shard, key: Key, spec: &'static Spec, args: &Args) {
     let mut keys: Vec<Vec<u8>> = Vec::new();
     let mut idx = Vec::new();
     let mut collect = |s: &'static Spec, a: &Args| {
-        if !s.has(flags::READONLY)
-            || s.has(flags::PUBSUB)
-            || matches!(s.name, "eval_ro" | "evalsha_ro" | "fcall_ro")
-        {
+        // A script's declared keys are remembered as Redis remembers them
+        // once the script runs a read; slotd remembers them before any
+        // script runs (it cannot know its reads before they run, and a
+        // key remembered after its read could miss a write between the
+        // two): a script that only writes registers its keys too.
+        let script = matches!(
+            s.name,
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+        );
+        if !script && (!s.has(flags::READONLY) || s.has(flags::PUBSUB)) {
             return;
         }
         idx.clear();
