@@ -1552,3 +1552,37 @@ fn the_aof_keeps_every_write_while_replicas_get_the_forms() {
     let master = Server::slotd_at(master.port(), &args);
     assert_eq!(digest(&master), want);
 }
+
+/// CLIENT UNBLOCK of a client in WAIT (a replica that never acknowledges):
+/// it gets the count of replicas that did, or `-UNBLOCKED` with ERROR,
+/// as from redis-server.
+#[test]
+fn client_unblock_ends_a_wait_as_redis() {
+    let mut seen = Vec::new();
+    for bin in ["redis", "slotd"] {
+        let master = master_for(bin, &["--repl-diskless-sync", "no"]);
+        let (line, _replica) = psync(master.port(), "?", "-1");
+        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
+        let mut out = Vec::new();
+        let mut c = master.raw();
+        c.set_read_timeout(Duration::from_secs(10));
+        let id = tests::text(&c.cmd_str(&["CLIENT", "ID"]));
+        let id = id.trim().trim_start_matches(':').to_string();
+        c.cmd_str(&["SET", "k", "v"]);
+        let mut admin = master.raw();
+        for error in [false, true] {
+            c.send(&tests::encode(&[b"WAIT", b"1", b"0"])).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let mut args = vec!["CLIENT", "UNBLOCK", id.as_str()];
+            if error {
+                args.push("ERROR");
+            }
+            out.push(tests::show(&admin.cmd_str(&args)));
+            out.push(tests::show(&c.read_reply().unwrap()));
+        }
+        // Not in WAIT any more: nothing to unblock.
+        out.push(tests::show(&admin.cmd_str(&["CLIENT", "UNBLOCK", &id])));
+        seen.push(out);
+    }
+    assert_eq!(seen[1], seen[0], "slotd (left), redis-server (right)");
+}

@@ -211,14 +211,17 @@ pub fn wait(shard: &mut Shard, key: Key, args: Args) -> Next {
                     timeout_ms,
                     core: me,
                     id,
+                    conn: key,
                 })
             })
             .await;
-        let n = match resp {
-            Response::Count(n) => n,
-            _ => 0,
+        let reply = match resp {
+            Response::Count(n) => Reply::Int(n),
+            // CLIENT UNBLOCK ... ERROR.
+            Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
+            _ => Reply::Int(0),
         };
-        done(key, vec![Reply::Int(n)], Vec::new())
+        done(key, vec![reply], Vec::new())
     })
 }
 

@@ -59,6 +59,7 @@ struct Waiting {
     deadline: Option<u64>,
     core: usize,
     id: u64,
+    conn: crate::io::Key,
 }
 
 /// What the cores tell the master thread.
@@ -72,6 +73,14 @@ pub enum Note {
         timeout_ms: i64,
         core: usize,
         id: u64,
+        conn: crate::io::Key,
+    },
+    /// CLIENT UNBLOCK of connection `conn` of core `core`, in WAIT: it is
+    /// answered now, as at its timeout, or with `-UNBLOCKED` (`error`).
+    UnblockWait {
+        core: usize,
+        conn: crate::io::Key,
+        error: bool,
     },
     /// `REPLCONF` from client `conn` of core `core`: answer request `id`
     /// with the reply (none for ACK/GETACK).
@@ -480,6 +489,7 @@ impl MasterThread {
                 timeout_ms,
                 core,
                 id,
+                conn,
             } => self.waits.push(Waiting {
                 ticket,
                 offset: None,
@@ -487,7 +497,25 @@ impl MasterThread {
                 deadline: (timeout_ms > 0).then(|| now + timeout_ms as u64),
                 core,
                 id,
+                conn,
             }),
+            Note::UnblockWait { core, conn, error } => {
+                if let Some(i) = self
+                    .waits
+                    .iter()
+                    .position(|w| w.core == core && w.conn == conn)
+                {
+                    let w = self.waits.remove(i);
+                    let resp = if error {
+                        Response::Replies(vec![engine::Reply::err(
+                            "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+                        )])
+                    } else {
+                        Response::Count(w.offset.map_or(0, |o| self.master.count_acks(o) as i64))
+                    };
+                    self.answer(w.core, w.id, resp);
+                }
+            }
             Note::Replconf {
                 conn,
                 peer_ip,

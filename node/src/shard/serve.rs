@@ -654,7 +654,22 @@ impl Shard {
                     .map_or(-1, |k| ((k.index as i64) << 32) | k.gen as i64),
             ),
             AdminQuery::Unblock { core, key, error } => {
-                Response::Count(self.unblock_client((core, key), error) as i64)
+                let mut n = self.unblock_client((core, key), error);
+                // A client of this core in WAIT: the master thread holds it.
+                let in_wait = core == self.id
+                    && self.conns.get(key).is_some_and(|c| {
+                        matches!(c.wait, crate::io::Wait::Task(_))
+                            && c.last_cmd.is_some_and(|s| s.name == "wait")
+                    });
+                if in_wait {
+                    self.replication.note(crate::replica::Note::UnblockWait {
+                        core,
+                        conn: key,
+                        error,
+                    });
+                    n = true;
+                }
+                Response::Count(n as i64)
             }
             AdminQuery::SlowlogReset => {
                 self.slowlog.reset();
