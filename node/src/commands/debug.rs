@@ -123,7 +123,16 @@ fn object(shard: &mut Shard, key: Key, args: &Args) -> Next {
         c.wait = Wait::No;
     }
     spawn(shard, key, async move {
-        let resp = rpc.call(owner, Request::Export { db, keys: vec![k] }).await;
+        let resp = rpc
+            .call(
+                owner,
+                Request::Export {
+                    db,
+                    keys: vec![k],
+                    tx: None,
+                },
+            )
+            .await;
         let reply = match resp {
             Response::Entries(mut e) => match e.pop().and_then(|(_, v)| v) {
                 Some((v, _)) => Reply::status(format!(

@@ -375,8 +375,22 @@ fn run(
             let owned = args.to_owned();
             let databases = shard.settings.databases;
             let form = form_sink(shard);
+            // A write split over the cores could be refused for memory on
+            // one and done on another: split only without `maxmemory`.
+            let split_writes = shard.settings.maxmemory == 0;
             let next = spawn(shard, key, async move {
-                flows::multi_key(rpc, cores, spec, db, owned, databases, key, form).await
+                flows::multi_key(
+                    rpc,
+                    cores,
+                    spec,
+                    db,
+                    owned,
+                    databases,
+                    key,
+                    form,
+                    split_writes,
+                )
+                .await
             });
             defer(shard, next)
         }

@@ -306,12 +306,16 @@ pub async fn multi_key(
     databases: usize,
     conn: Key,
     form: Option<FormSink>,
+    split_writes: bool,
 ) -> TaskDone {
     if spec.has(flags::BLOCKING) {
         return blocking_across(rpc, cores, spec, db, args, databases, conn, form).await;
     }
     let write = spec.has(engine::cmd::flags::WRITE);
     let form = form.filter(|_| write);
+    if let Some(split) = Split::of(&rpc, spec, &args, split_writes) {
+        return split.run(&rpc, db, &args, form, conn).await;
+    }
     let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
     if locks.paused && write {
         push_form(form.as_ref(), &locks, Vec::new());
@@ -457,6 +461,161 @@ impl std::future::Future for FirstOf {
     }
 }
 
+/// A multi-key command that each core can run on its own keys: MGET,
+/// MSET, DEL, UNLINK, EXISTS and TOUCH. Its parts go right behind the lock
+/// requests ([`lock_and_run`]), so it costs one round trip per core plus
+/// the unlock, and no value is copied out of its core.
+struct Split {
+    /// Per core (ascending), its part and where its keys sit in the
+    /// command (MGET's replies go back there).
+    parts: Vec<(usize, OwnedArgs, Vec<usize>)>,
+    merge: SplitMerge,
+}
+
+enum SplitMerge {
+    /// MGET: one array, in the keys' order.
+    Array(usize),
+    /// DEL, UNLINK, EXISTS, TOUCH: the counts add up.
+    Sum,
+    /// MSET.
+    Ok,
+}
+
+impl Split {
+    /// The split of `args`, if `spec` splits (writes only with
+    /// `split_writes`: a core that refused its part for memory would leave
+    /// the others' done). Keyspace events keep the generic paths, which
+    /// emit them in the keys' order; cluster mode has no command over
+    /// several cores.
+    fn of(
+        rpc: &Rc<Rpc>,
+        spec: &'static Spec,
+        args: &OwnedArgs,
+        split_writes: bool,
+    ) -> Option<Split> {
+        if notify_on() || CLUSTER_MODE.with(|c| c.get()) {
+            return None;
+        }
+        let a = args.as_args();
+        let (merge, step) = match spec.name {
+            "mget" => (SplitMerge::Array(a.len() - 1), 1),
+            "exists" | "touch" => (SplitMerge::Sum, 1),
+            "del" | "unlink" if split_writes => (SplitMerge::Sum, 1),
+            // An odd count is MSET's own arity error, answered by the
+            // generic path.
+            "mset" if split_writes && a.len() % 2 == 1 => (SplitMerge::Ok, 2),
+            _ => return None,
+        };
+        let mut parts: Vec<(usize, OwnedArgs, Vec<usize>)> = Vec::new();
+        let mut i = 1;
+        while i < a.len() {
+            let c = rpc.mesh.slots.core_of(engine::slot::slot_of(a.get(i)));
+            let at = match parts.iter().position(|p| p.0 == c) {
+                Some(at) => at,
+                None => {
+                    parts.push((c, OwnedArgs::from_iter([a.get(0)]), Vec::new()));
+                    parts.len() - 1
+                }
+            };
+            let part = &mut parts[at];
+            for j in i..i + step {
+                part.1.push(a.get(j));
+            }
+            part.2.push(i - 1);
+            i += step;
+        }
+        parts.sort_by_key(|p| p.0);
+        Some(Split { parts, merge })
+    }
+
+    async fn run(
+        self,
+        rpc: &Rc<Rpc>,
+        db: usize,
+        args: &OwnedArgs,
+        form: Option<FormSink>,
+        conn: Key,
+    ) -> TaskDone {
+        let Split { parts, merge } = self;
+        let runs: Vec<(usize, OwnedArgs)> = parts.iter().map(|(c, p, _)| (*c, p.clone())).collect();
+        let (locks, answers) = lock_and_run(rpc, runs, db, form.is_some()).await;
+        let mut logged = Vec::new();
+        let mut failed = None;
+        let mut total = 0i64;
+        let mut items = match merge {
+            SplitMerge::Array(n) => vec![Reply::Nil; n],
+            _ => Vec::new(),
+        };
+        for ((_, _, at), answer) in parts.iter().zip(answers) {
+            let reply = match answer.unlog(&mut logged) {
+                Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
+                _ => Reply::err("ERR internal error: unexpected answer from a shard"),
+            };
+            match (reply, &merge) {
+                (Reply::Array(vals), SplitMerge::Array(_)) => {
+                    for (v, &i) in vals.into_iter().zip(at) {
+                        items[i] = v;
+                    }
+                }
+                (Reply::Int(n), SplitMerge::Sum) => total += n,
+                (Reply::Ok, SplitMerge::Ok) => {}
+                (other, _) => failed = failed.or(Some(other)),
+            }
+        }
+        let reply = failed.unwrap_or(match merge {
+            SplitMerge::Array(_) => Reply::Array(items),
+            SplitMerge::Sum => Reply::Int(total),
+            SplitMerge::Ok => Reply::Ok,
+        });
+        // Writes go to the replicas as sent when they changed something
+        // (the keys found expired among them too); else the expired
+        // keys' DELs.
+        let bytes = match (&merge, &reply) {
+            (SplitMerge::Ok, _) => command_form(db, args),
+            (SplitMerge::Sum, Reply::Int(n)) if *n > 0 => command_form(db, args),
+            _ => logged,
+        };
+        push_form(form.as_ref(), &locks, bytes);
+        locks.release().await;
+        TaskDone::reply(conn, reply)
+    }
+}
+
+/// Takes the locks of `runs`' cores (ascending, one run per core) for a
+/// new transaction, sending each core's commands right behind its lock
+/// request: a request of a transaction waits behind that transaction's
+/// lock, so the core runs them once the lock is this one's, and a run costs
+/// no round trip of its own. Returns the locks and each run's answer, in
+/// `runs`' order.
+async fn lock_and_run(
+    rpc: &Rc<Rpc>,
+    runs: Vec<(usize, OwnedArgs)>,
+    db: usize,
+    form: bool,
+) -> (Locks, Vec<Response>) {
+    let cores: Vec<usize> = runs.iter().map(|r| r.0).collect();
+    let mut locks = Locks {
+        rpc: rpc.clone(),
+        tx: rpc.new_tx(),
+        sent: Vec::new(),
+        paused: false,
+    };
+    let mut calls = Vec::with_capacity(runs.len());
+    for (c, cmd) in runs {
+        locks.sent.push(c);
+        let lock = rpc.call(c, Request::Lock(locks.tx, cores.clone(), form));
+        calls.push(rpc.call(c, exec_req(db, vec![cmd], Some(locks.tx), false)));
+        if let Response::Granted { paused: true } = lock.await {
+            locks.paused = true;
+        }
+    }
+    let mut answers = Vec::with_capacity(calls.len());
+    for call in calls {
+        answers.push(call.await);
+    }
+    (locks, answers)
+}
+
 /// A command as its own form: `SELECT db` and the arguments as sent.
 fn command_form(db: usize, args: &OwnedArgs) -> Vec<u8> {
     let mut b = Vec::new();
@@ -600,6 +759,7 @@ pub(super) async fn sort_gathered(
             Request::Export {
                 db,
                 keys: vec![src.clone()],
+                tx: None,
             },
         )
         .await
@@ -642,14 +802,17 @@ async fn run_gathered(
         }
     }
     let mut gathered = Vec::new();
-    // The DELs of keys the owners found expired, then the command.
+    // The DELs of keys the owners found expired, then the command. Every
+    // core exports at once (the caller holds their locks).
     let mut logged = Vec::new();
-    for (c, keys) in by_core.into_iter().enumerate() {
-        if keys.is_empty() {
-            continue;
-        }
-        let resp = rpc.call(c, Request::Export { db, keys }).await;
-        if let Response::Entries(entries) = resp.unlog(&mut logged) {
+    let exports: Vec<_> = by_core
+        .into_iter()
+        .enumerate()
+        .filter(|(_, keys)| !keys.is_empty())
+        .map(|(c, keys)| rpc.call(c, Request::Export { db, keys, tx: None }))
+        .collect();
+    for export in exports {
+        if let Response::Entries(entries) = export.await.unlog(&mut logged) {
             gathered.extend(entries);
         }
     }
@@ -671,6 +834,7 @@ async fn run_gathered(
         "del" => Why::UserDel,
         _ => Why::ServerDel,
     };
+    let mut imports = Vec::new();
     for (c, w) in writes.into_iter().enumerate() {
         let mut by_db: Vec<(usize, Vec<(Bytes, Exported)>)> = Vec::new();
         for (d, k, e) in w {
@@ -680,18 +844,19 @@ async fn run_gathered(
             }
         }
         for (d, entries) in by_db {
-            let _ = rpc
-                .call(
-                    c,
-                    Request::Import {
-                        db: d,
-                        entries,
-                        why,
-                        del_events: false,
-                    },
-                )
-                .await;
+            imports.push(rpc.call(
+                c,
+                Request::Import {
+                    db: d,
+                    entries,
+                    why,
+                    del_events: false,
+                },
+            ));
         }
+    }
+    for import in imports {
+        let _ = import.await;
     }
     (reply, logged, block)
 }

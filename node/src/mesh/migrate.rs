@@ -56,7 +56,7 @@ pub async fn migrate(rpc: Rc<Rpc>, db: usize, m: Migrate, cluster: bool, conn: K
         .iter()
         .map(|&c| {
             let keys = std::mem::take(&mut by_core[c]);
-            rpc.call(c, Request::Export { db, keys })
+            rpc.call(c, Request::Export { db, keys, tx: None })
         })
         .collect();
     let mut exported: Vec<std::vec::IntoIter<(Bytes, Exported)>> =

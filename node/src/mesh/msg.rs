@@ -103,8 +103,15 @@ pub enum Request {
     Lock(TxId, Vec<usize>, bool),
     /// Release the lock held by `tx` (no answer).
     Unlock(TxId),
-    /// Copy out these keys (under `tx`'s lock).
-    Export { db: usize, keys: Vec<bytes::Bytes> },
+    /// Copy out these keys: under the lock of the transaction that sends
+    /// it (a request of the caller's transaction `tx`, which may be sent
+    /// right behind its `Lock`, or `None` for a caller that holds the lock
+    /// already or needs none).
+    Export {
+        db: usize,
+        keys: Vec<bytes::Bytes>,
+        tx: Option<TxId>,
+    },
     /// Client-side caching: client `id`, served by core `core`, read
     /// these keys of this core (no answer). Sent before the read itself,
     /// so no write between the two goes unnoticed.

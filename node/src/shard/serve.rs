@@ -15,32 +15,36 @@ use engine::Reply;
 /// ([`Shard::send_direct`]).
 const DIRECT_MAX: usize = 16 * 1024;
 
+/// Whether `req` is served while transaction `tx` holds this core's lock:
+/// that transaction's own requests, and those that neither read nor write
+/// the keyspace; the rest wait for the unlock.
+fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
+    match req {
+        Request::Exec { tx: Some(t), .. }
+        | Request::Pipeline { tx: Some(t), .. }
+        | Request::Export { tx: Some(t), .. } => *t == tx,
+        Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
+        Request::Export { tx: None, .. } | Request::Import { .. } => true,
+        Request::Lock(..)
+        | Request::Exec { .. }
+        | Request::Pipeline { .. }
+        | Request::Watch { .. }
+        | Request::Digest
+        | Request::DigestValues { .. }
+        | Request::Replace { .. }
+        | Request::DropSlot { .. }
+        | Request::PauseWrites { .. } => false,
+        _ => true,
+    }
+}
+
 impl Shard {
     /// Serves `req` from core `from` (answered with tag `id`), or defers
     /// it while another transaction holds this core's lock.
     pub fn request(&mut self, from: usize, id: u64, req: Request) {
-        if let Some(tx) = self.lock {
-            let mine = match &req {
-                Request::Exec { tx: Some(t), .. } | Request::Pipeline { tx: Some(t), .. } => {
-                    *t == tx
-                }
-                Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
-                Request::Export { .. } | Request::Import { .. } => true,
-                Request::Lock(..)
-                | Request::Exec { .. }
-                | Request::Pipeline { .. }
-                | Request::Watch { .. }
-                | Request::Digest
-                | Request::DigestValues { .. }
-                | Request::Replace { .. }
-                | Request::DropSlot { .. }
-                | Request::PauseWrites { .. } => false,
-                _ => true,
-            };
-            if !mine {
-                self.deferred.push_back((from, id, self.req_client, req));
-                return;
-            }
+        if self.lock.is_some_and(|tx| !served_under(tx, &req)) {
+            self.deferred.push_back((from, id, self.req_client, req));
+            return;
         }
         // A transaction that adds its form to the replication stream: what
         // its commands log here goes back with the answer (and to the AOF).
@@ -326,7 +330,9 @@ impl Shard {
                     let deferred = std::mem::take(&mut self.deferred);
                     let unlocker = self.req_client;
                     for (from, id, client, req) in deferred {
-                        if self.lock.is_some() {
+                        // A request of the transaction that took the lock
+                        // meanwhile (sent right behind its lock) runs now.
+                        if self.lock.is_some_and(|tx| !served_under(tx, &req)) {
                             self.deferred.push_back((from, id, client, req));
                         } else {
                             // Counted again, as when it first arrived.
@@ -350,7 +356,7 @@ impl Shard {
                 }
                 self.answer(from, id, Response::Done);
             }
-            Request::Export { db, keys } => {
+            Request::Export { db, keys, .. } => {
                 let now = now_ms();
                 let entries = keys
                     .into_iter()
