@@ -316,23 +316,48 @@ pub async fn multi_key(
     if let Some(split) = Split::of(&rpc, spec, &args, split_writes) {
         return split.run(&rpc, db, &args, form, conn).await;
     }
-    let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
+    let counted = matches!(spec.name, "del" | "unlink" | "exists" | "touch");
+    let (locks, gathered) = if counted {
+        let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
+        (locks, Gathered::default())
+    } else {
+        let a = args.as_args();
+        let mut idx = Vec::new();
+        if let Err(e) = spec.key_indices(&a, &mut idx) {
+            return TaskDone::reply(conn, e);
+        }
+        let keys = idx
+            .iter()
+            .map(|&i| Bytes::copy_from_slice(a.get(i)))
+            .collect();
+        lock_and_export(&rpc, &cores, form.is_some(), db, keys).await
+    };
     if locks.paused && write {
         push_form(form.as_ref(), &locks, Vec::new());
         locks.release().await;
         return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
     }
-    let (reply, bytes) = match spec.name {
-        "del" | "unlink" | "exists" | "touch" => {
-            let (reply, logged) = count_per_core(&rpc, spec, db, &args, locks.tx).await;
-            // DEL/UNLINK go as sent when they deleted something (the keys
-            // found expired among them too); else the expired keys' DELs.
-            match reply {
-                Reply::Int(n) if n > 0 => (reply, command_form(db, &args)),
-                _ => (reply, logged),
-            }
+    let (reply, bytes) = if counted {
+        let (reply, logged) = count_per_core(&rpc, spec, db, &args, locks.tx).await;
+        // DEL/UNLINK go as sent when they deleted something (the keys
+        // found expired among them too); else the expired keys' DELs.
+        match reply {
+            Reply::Int(n) if n > 0 => (reply, command_form(db, &args)),
+            _ => (reply, logged),
         }
-        _ => gather_run_scatter(&rpc, spec, db, &args, databases, form.is_some()).await,
+    } else {
+        let (reply, bytes, _) = run_gathered(
+            &rpc,
+            spec,
+            db,
+            &args,
+            databases,
+            form.is_some(),
+            gathered,
+            false,
+        )
+        .await;
+        (reply, bytes)
     };
     push_form(form.as_ref(), &locks, bytes);
     locks.release().await;
@@ -372,25 +397,32 @@ async fn blocking_across(
         d
     };
     loop {
-        let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
-        if locks.paused && write {
-            push_form(form.as_ref(), &locks, Vec::new());
-            locks.release().await;
-            return done(Reply::err(crate::mesh::WRITES_PAUSED), waited);
-        }
         let a = args.as_args();
         let mut idx = Vec::new();
         if let Err(e) = spec.key_indices(&a, &mut idx) {
-            push_form(form.as_ref(), &locks, Vec::new());
-            locks.release().await;
             return done(e, waited);
         }
         let keys = idx
             .iter()
             .map(|&i| Bytes::copy_from_slice(a.get(i)))
             .collect();
-        let (reply, bytes, block) =
-            run_gathered(&rpc, spec, db, &args, databases, form.is_some(), keys, true).await;
+        let (locks, gathered) = lock_and_export(&rpc, &cores, form.is_some(), db, keys).await;
+        if locks.paused && write {
+            push_form(form.as_ref(), &locks, Vec::new());
+            locks.release().await;
+            return done(Reply::err(crate::mesh::WRITES_PAUSED), waited);
+        }
+        let (reply, bytes, block) = run_gathered(
+            &rpc,
+            spec,
+            db,
+            &args,
+            databases,
+            form.is_some(),
+            gathered,
+            true,
+        )
+        .await;
         push_form(form.as_ref(), &locks, bytes);
         let Some(block) = block else {
             locks.release().await;
@@ -733,7 +765,9 @@ pub(super) async fn gather_run_scatter(
         .iter()
         .map(|&i| Bytes::copy_from_slice(a.get(i)))
         .collect();
-    let (reply, bytes, _) = run_gathered(rpc, spec, db, args, databases, form, keys, false).await;
+    let gathered = export(rpc, db, keys).await;
+    let (reply, bytes, _) =
+        run_gathered(rpc, spec, db, args, databases, form, gathered, false).await;
     (reply, bytes)
 }
 
@@ -773,14 +807,106 @@ pub(super) async fn sort_gathered(
     if spec.key_indices(&a, &mut idx).is_ok() {
         keys.extend(idx.iter().map(|&i| Bytes::copy_from_slice(a.get(i))));
     }
-    let (reply, bytes, _) = run_gathered(rpc, spec, db, args, databases, form, keys, false).await;
+    let gathered = export(rpc, db, keys).await;
+    let (reply, bytes, _) =
+        run_gathered(rpc, spec, db, args, databases, form, gathered, false).await;
     logged.extend(bytes);
     (reply, logged)
 }
 
-/// Exports `keys` from their cores, runs `spec` on them in a scratch
-/// keyspace, and writes back what it changed. With `may_block`, a blocking
-/// command that found nothing says what it waits for (it changed nothing).
+/// A command's keys as their cores exported them, and the DELs the cores
+/// logged for keys they found expired.
+#[derive(Default)]
+struct Gathered {
+    entries: Vec<(Bytes, Exported)>,
+    logged: Vec<u8>,
+}
+
+impl Gathered {
+    fn take(&mut self, answer: Response) {
+        if let Response::Entries(e) = answer.unlog(&mut self.logged) {
+            self.entries.extend(e);
+        }
+    }
+}
+
+/// `keys` by core (ascending), each key once.
+fn keys_by_core(rpc: &Rpc, keys: Vec<Bytes>) -> Vec<(usize, Vec<Bytes>)> {
+    let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); rpc.mesh.cores()];
+    for k in keys {
+        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&k));
+        if !by_core[c].contains(&k) {
+            by_core[c].push(k);
+        }
+    }
+    by_core
+        .into_iter()
+        .enumerate()
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect()
+}
+
+/// Exports `keys` from their cores, all at once (the caller holds their
+/// locks).
+async fn export(rpc: &Rc<Rpc>, db: usize, keys: Vec<Bytes>) -> Gathered {
+    let exports: Vec<_> = keys_by_core(rpc, keys)
+        .into_iter()
+        .map(|(c, keys)| rpc.call(c, Request::Export { db, keys, tx: None }))
+        .collect();
+    let mut g = Gathered::default();
+    for e in exports {
+        g.take(e.await);
+    }
+    g
+}
+
+/// Takes the locks of `cores` (ascending) for a new transaction and
+/// exports `keys` (on those cores), each core's export sent right behind
+/// its lock request, as [`lock_and_run`] does.
+async fn lock_and_export(
+    rpc: &Rc<Rpc>,
+    cores: &[usize],
+    form: bool,
+    db: usize,
+    keys: Vec<Bytes>,
+) -> (Locks, Gathered) {
+    let mut sorted = cores.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut by_core = keys_by_core(rpc, keys);
+    let mut locks = Locks {
+        rpc: rpc.clone(),
+        tx: rpc.new_tx(),
+        sent: Vec::new(),
+        paused: false,
+    };
+    let mut exports = Vec::with_capacity(by_core.len());
+    for &c in &sorted {
+        locks.sent.push(c);
+        let lock = rpc.call(c, Request::Lock(locks.tx, sorted.clone(), form));
+        if let Some(i) = by_core.iter().position(|(k, _)| *k == c) {
+            let keys = std::mem::take(&mut by_core[i].1);
+            let tx = Some(locks.tx);
+            exports.push(rpc.call(c, Request::Export { db, keys, tx }));
+        }
+        if let Response::Granted { paused: true } = lock.await {
+            locks.paused = true;
+        }
+    }
+    debug_assert!(
+        by_core.iter().all(|(_, k)| k.is_empty()),
+        "keys outside the locked cores"
+    );
+    let mut g = Gathered::default();
+    for e in exports {
+        g.take(e.await);
+    }
+    (locks, g)
+}
+
+/// Runs `spec` in a scratch keyspace on the keys `gathered`, and writes
+/// back what it changed. With `may_block`, a blocking command that found
+/// nothing says what it waits for (it changed nothing).
 #[allow(clippy::too_many_arguments)]
 async fn run_gathered(
     rpc: &Rc<Rpc>,
@@ -789,33 +915,14 @@ async fn run_gathered(
     args: &OwnedArgs,
     databases: usize,
     form: bool,
-    keys: Vec<Bytes>,
+    gathered: Gathered,
     may_block: bool,
 ) -> (Reply, Vec<u8>, Option<engine::cmd::Block>) {
-    let cores = rpc.mesh.cores();
     let a = args.as_args();
-    let mut by_core: Vec<Vec<Bytes>> = vec![Vec::new(); cores];
-    for k in keys {
-        let c = rpc.mesh.slots.core_of(engine::slot::slot_of(&k));
-        if !by_core[c].contains(&k) {
-            by_core[c].push(k);
-        }
-    }
-    let mut gathered = Vec::new();
-    // The DELs of keys the owners found expired, then the command. Every
-    // core exports at once (the caller holds their locks).
-    let mut logged = Vec::new();
-    let exports: Vec<_> = by_core
-        .into_iter()
-        .enumerate()
-        .filter(|(_, keys)| !keys.is_empty())
-        .map(|(c, keys)| rpc.call(c, Request::Export { db, keys, tx: None }))
-        .collect();
-    for export in exports {
-        if let Response::Entries(entries) = export.await.unlog(&mut logged) {
-            gathered.extend(entries);
-        }
-    }
+    let Gathered {
+        entries: gathered,
+        mut logged,
+    } = gathered;
     let (reply, writes, bytes, events, block) = run_on_scratch(
         spec,
         db,
