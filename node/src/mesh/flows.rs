@@ -1460,14 +1460,51 @@ async fn exec_checked(
             };
         }
     }
-    let mut replies = Vec::with_capacity(cmds.len());
+    // Commands of one core each go out at once, in order (a core runs
+    // what it receives in order, so a later command still sees their
+    // writes); their answers are taken, in order, before any command
+    // that needs more than one core, so `logged` keeps the commands'
+    // order. With keyspace notifications on, one at a time (their events
+    // in the commands' order).
+    enum Slot {
+        Done(Reply),
+        Sent(super::task::Call),
+    }
+    async fn settle(slots: &mut [Slot], from: usize, logged: &mut Vec<u8>) {
+        for slot in &mut slots[from..] {
+            if let Slot::Sent(call) = slot {
+                let r = first_reply(call.await.unlog(logged));
+                *slot = Slot::Done(r);
+            }
+        }
+    }
+    let mut replies: Vec<Slot> = Vec::with_capacity(cmds.len());
+    let mut settled = 0;
     let mut db = db;
     for c in &cmds {
         let a = c.as_args();
         let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
-            replies.push(Reply::err("ERR unknown command"));
+            replies.push(Slot::Done(Reply::err("ERR unknown command")));
             continue;
         };
+        let one = match route(spec, &a, cores, &rpc.mesh.slots) {
+            _ if spec.name == "select" || spec.has(flags::NODE) => None,
+            Ok(Route::One(to)) => Some(to),
+            Ok(Route::Here) => Some(rpc.me),
+            _ => None,
+        };
+        if let Some(to) = one {
+            let req = exec_req_for(db, vec![c.clone()], Some(locks.tx), true, Some(conn));
+            replies.push(Slot::Sent(rpc.call(to, req)));
+            if notify_on() {
+                // Keyspace events in the commands' order: one at a time.
+                settle(&mut replies, settled, &mut logged).await;
+                settled = replies.len();
+            }
+            continue;
+        }
+        settle(&mut replies, settled, &mut logged).await;
+        settled = replies.len();
         let reply = if spec.name == "select" {
             match parse_db(a.get(1), databases) {
                 Ok(d) => {
@@ -1509,11 +1546,10 @@ async fn exec_checked(
                     logged.extend(bytes);
                     reply
                 }
-                Ok(Route::One(to)) => first_reply(
-                    rpc.call(to, exec_req_for(db, vec![c.clone()], tx, true, Some(conn)))
-                        .await
-                        .unlog(&mut logged),
-                ),
+                // Sent above (the same routing).
+                Ok(Route::One(_)) | Ok(Route::Here) => {
+                    Reply::err("ERR internal error: a command of one core in the wrong path")
+                }
                 Ok(Route::Everywhere) => {
                     super::script::run(
                         rpc,
@@ -1526,18 +1562,18 @@ async fn exec_checked(
                     )
                     .await
                 }
-                Ok(Route::Here) => first_reply(
-                    rpc.call(
-                        rpc.me,
-                        exec_req_for(db, vec![c.clone()], tx, true, Some(conn)),
-                    )
-                    .await
-                    .unlog(&mut logged),
-                ),
             }
         };
-        replies.push(reply);
+        replies.push(Slot::Done(reply));
     }
+    settle(&mut replies, settled, &mut logged).await;
+    let replies = replies
+        .into_iter()
+        .map(|s| match s {
+            Slot::Done(r) => r,
+            Slot::Sent(_) => Reply::err("ERR internal error: unsettled command"),
+        })
+        .collect();
     push_form(form.as_ref(), &locks, logged);
     locks.release().await;
     TaskDone {
