@@ -18,8 +18,8 @@ mod slab;
 
 pub use conn::Tracking;
 pub use conn::{
-    BigArgs, ClientType, Conn, SendVec, Wait, BUF_KEEP, IDLE_FREE_MS, INPUT_AHEAD_MAX, RBUF_KEEP,
-    SEND_PIECES,
+    BigArgs, ClientType, Conn, Moved, SendVec, Wait, BUF_KEEP, IDLE_FREE_MS, INPUT_AHEAD_MAX,
+    MOVE_AFTER, MOVE_EVERY_MS, RBUF_KEEP, SEND_PIECES,
 };
 pub use net::adjust_open_files_limit;
 pub use ring::{split_user_data, user_data, Ring};
