@@ -218,7 +218,8 @@ impl Core {
             return;
         };
         c.flush_queued = false;
-        if c.send_inflight || c.closing {
+        // (A moving connection's output leaves from its new core.)
+        if c.send_inflight || c.closing || c.moving {
             return;
         }
         if c.unsent().next().is_none() {
@@ -800,23 +801,18 @@ impl Core {
     }
 
     /// Hands a moving connection to the core its commands go to once its
-    /// receive has ended and its output is all sent (called at each of
-    /// those completions): it leaves this core's slab, registered files
-    /// and count, and its socket and state (unread input included) travel
-    /// as `Msg::Moved`. Nothing is in flight on the socket meanwhile (no
-    /// receive, no send, no task), and whatever the client sends next
-    /// waits in the kernel for the new core's receive; the new core's
-    /// replies follow every reply sent from here.
+    /// receive has ended: it leaves this core's slab, registered files and
+    /// count, and its socket and state (unread input and unsent replies
+    /// included) travel as `Msg::Moved`. Nothing is in flight on the
+    /// socket meanwhile (no receive, no send: none was when it chose to
+    /// move, and none starts after; no task), and whatever the client
+    /// sends next waits in the kernel for the new core's receive; the new
+    /// core sends the replies it brought first.
     fn finish_move(&mut self, key: Key) {
         let Some(c) = self.shard.conns.get(key) else {
             return;
         };
-        if !c.moving
-            || c.closing
-            || c.recv_inflight
-            || c.send_inflight
-            || c.pending_out() > 0
-        {
+        if !c.moving || c.closing || c.recv_inflight || c.send_inflight {
             return;
         }
         let to = c.aff_core;
@@ -851,6 +847,7 @@ impl Core {
         let mut conn = Conn::arrived(m);
         conn.aff_core = self.shard.id;
         let input = !conn.rbuf.is_empty();
+        let output = conn.pending_out() > 0;
         let key = self.shard.conns.insert(conn);
         self.shard.stats.connected_clients += 1;
         if self.ring.register_file(key.index, fd) {
@@ -859,6 +856,9 @@ impl Core {
             }
         }
         self.arm_recv(key);
+        if output {
+            self.shard.want_flush(key);
+        }
         if input {
             self.shard.resume.push(key);
         }
@@ -938,8 +938,6 @@ impl Core {
             self.shard.want_flush(key);
         } else if c.close_after_flush {
             self.close(key);
-        } else if c.moving {
-            self.finish_move(key);
         }
     }
 

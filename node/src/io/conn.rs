@@ -224,8 +224,11 @@ pub struct Moved {
     pub created_ms: i64,
     pub last_ms: i64,
     pub moved_ms: i64,
-    /// Unread input.
+    /// Unread input, and replies not yet sent (no send was in flight).
     pub input: Vec<u8>,
+    pub out: Vec<u8>,
+    pub out_big: BigOut,
+    pub obuf_soft_since: i64,
     pub db: usize,
     pub resp3: bool,
     pub name: Option<Bytes>,
@@ -342,6 +345,9 @@ impl Conn {
             last_ms: self.last_ms,
             moved_ms: self.moved_ms,
             input,
+            out: std::mem::take(&mut self.out),
+            out_big: std::mem::take(&mut self.out_big),
+            obuf_soft_since: self.obuf_soft_since,
             db: self.db,
             resp3: self.resp3,
             name: self.name.take(),
@@ -359,6 +365,9 @@ impl Conn {
         c.last_ms = m.last_ms;
         c.moved_ms = m.moved_ms;
         c.rbuf = m.input;
+        c.out = m.out;
+        c.out_big = m.out_big;
+        c.obuf_soft_since = m.obuf_soft_since;
         c.db = m.db;
         c.resp3 = m.resp3;
         c.name = m.name;
@@ -373,8 +382,10 @@ impl Conn {
     /// no command in flight, nothing registered elsewhere under this core
     /// (subscriptions, WATCH, tracking, MONITOR, blocked keys), no
     /// transaction, no master or replica link, replies not switched off,
-    /// no half-received big argument. (Output still unsent is sent from
-    /// here before it goes: see `Core::finish_move`.)
+    /// no half-received big argument. Replies not yet handed to a send
+    /// (`out`) travel with it; one in flight, or output held until
+    /// the AOF or the replicas have the writes it reveals, is waited for by
+    /// the caller ([`Conn::sending_done`]).
     pub fn plain(&self) -> bool {
         self.wait == Wait::No
             && !self.moving
@@ -395,6 +406,11 @@ impl Conn {
             && !self.skip_next
             && self.big.is_none()
             && self.slow_pending.is_none()
+    }
+
+    /// Nothing is being sent: no send in flight, `sending` all sent.
+    pub fn sending_done(&self) -> bool {
+        !self.send_inflight && self.unsent().next().is_none()
     }
 
     /// Takes in received bytes: into the big argument being received

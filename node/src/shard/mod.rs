@@ -444,10 +444,16 @@ impl Shard {
             .shared
             .tracking_redirects
             .load(std::sync::atomic::Ordering::Relaxed);
+        // Replies held for the AOF or the replicas must leave from here.
+        let held = self.aof.is_some() || self.replication.stream().active();
         let Some(c) = self.conns.get_mut(key) else {
             return false;
         };
         if c.aff_run < self.move_after || c.aff_core == me {
+            return false;
+        }
+        if !c.sending_done() || (held && c.pending_out() > 0) {
+            // Asked again at the next request boundary.
             return false;
         }
         if stopping
