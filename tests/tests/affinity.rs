@@ -231,6 +231,13 @@ fn a_moved_connection_keeps_its_id_name_database_and_protocol() {
         .filter(|l| l.contains(&format!("id={} ", id.trim_start_matches(':').trim())))
         .collect();
     assert_eq!(lines.len(), 1, "{list}");
+    // In id order, as Redis lists its clients, wherever each is served.
+    let ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| pick(l, "id").parse().ok())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{list}");
     assert_eq!(pick(lines[0], "name"), "mover");
     assert_eq!(pick(lines[0], "db"), "3");
     // CLIENT KILL ID reaches it on its new core.
