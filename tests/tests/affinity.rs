@@ -57,12 +57,17 @@ fn moved(c: &mut RawConn) -> u64 {
         .unwrap()
 }
 
-/// The core serving `c`, the only connection of its server.
-fn core_serving(c: &mut RawConn) -> usize {
-    let counts: Vec<usize> = field(c, "clients", "slotd_shard_clients")
+/// Connections per core.
+fn shard_clients(c: &mut RawConn) -> Vec<usize> {
+    field(c, "clients", "slotd_shard_clients")
         .split(',')
         .map(|n| n.parse().unwrap())
-        .collect();
+        .collect()
+}
+
+/// The core serving `c`, the only connection of its server.
+fn core_serving(c: &mut RawConn) -> usize {
+    let counts = shard_clients(c);
     assert_eq!(
         counts.iter().sum::<usize>(),
         1,
@@ -182,6 +187,9 @@ fn a_moved_connection_keeps_its_id_name_database_and_protocol() {
     let mut rc = r.raw();
     let home = core_serving(&mut c);
     let tag = tag_on(1 - home);
+    // A later client, placed on the other core.
+    let mut other = s.raw();
+    assert_eq!(shard_clients(&mut c)[1 - home], 1);
     let id = String::from_utf8(c.cmd_str(&["CLIENT", "ID"])).unwrap();
     c.cmd_str(&["CLIENT", "SETNAME", "mover"]);
     c.cmd_str(&["SELECT", "3"]);
@@ -196,7 +204,9 @@ fn a_moved_connection_keeps_its_id_name_database_and_protocol() {
         both(&mut c, &mut rc, &["HSET", &h, "f", &i.to_string()]);
     }
     assert_eq!(moved(&mut c), 1);
-    assert_eq!(core_serving(&mut c), 1 - home);
+    let mut counts = vec![0, 0];
+    counts[1 - home] = 2;
+    assert_eq!(shard_clients(&mut c), counts);
     // RESP3 replies (a map, a double, a null) and the database.
     both(&mut c, &mut rc, &["HGETALL", &format!("{{{tag}}}:h1")]);
     both(
@@ -224,7 +234,6 @@ fn a_moved_connection_keeps_its_id_name_database_and_protocol() {
     assert_eq!(pick(&after, "db"), "3");
     assert_eq!(pick(&after, "resp"), "3");
     // CLIENT LIST from another connection finds it once, as it is.
-    let mut other = s.raw();
     let list = String::from_utf8(other.cmd_str(&["CLIENT", "LIST"])).unwrap();
     let lines: Vec<&str> = list
         .lines()
