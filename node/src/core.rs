@@ -5,10 +5,12 @@
 //! sockets (made once by `main`); the kernel wakes one waiting core per
 //! connection, which admits it (maxclients, protected mode) and hands it to
 //! the core with the fewest connections, itself on a tie, through the mesh
-//! (`Msg::Adopt`). Each turn it reaps completions (accepts, receives,
-//! sends, the inbox eventfd), runs the commands that arrived, serves other
-//! cores' requests, polls woken tasks, then submits all sends with the next
-//! wait in one `io_uring_enter`.
+//! (`Msg::Adopt`); a connection whose commands keep going to another core
+//! later moves there (`Msg::Moved`, `Core::finish_move`). Each turn it
+//! reaps completions (accepts, receives, sends, the inbox eventfd), runs
+//! the commands that arrived, serves other cores' requests, polls woken
+//! tasks, then submits all sends with the next wait in one
+//! `io_uring_enter`.
 //!
 //! Sockets are driven by io_uring directly rather than through glommio's
 //! streams: the measurements put glommio's per-operation send, recv

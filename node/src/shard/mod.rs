@@ -421,7 +421,9 @@ impl Shard {
     #[inline]
     pub fn note_target(&mut self, key: Key, to: usize, cmds: u32) {
         if let Some(c) = self.conns.get_mut(key) {
-            if c.aff_core == to {
+            if to == self.id {
+                c.aff_run = 0;
+            } else if c.aff_core == to {
                 c.aff_run = c.aff_run.saturating_add(cmds);
             } else {
                 c.aff_core = to;
