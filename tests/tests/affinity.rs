@@ -65,9 +65,15 @@ fn shard_clients(c: &mut RawConn) -> Vec<usize> {
         .collect()
 }
 
-/// The core serving `c`, the only connection of its server.
+/// The core serving `c`, the only connection of its server (once the
+/// harness's start-up probe has been freed).
 fn core_serving(c: &mut RawConn) -> usize {
-    let counts = shard_clients(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut counts = shard_clients(c);
+    while counts.iter().sum::<usize>() != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        counts = shard_clients(c);
+    }
     assert_eq!(
         counts.iter().sum::<usize>(),
         1,
@@ -332,4 +338,110 @@ fn random_keys_never_move_a_connection_and_a_moved_one_does_not_come_straight_ba
     hammer(&mut c, &back, 2 * MOVE_AFTER);
     assert_eq!(moved(&mut c), 2);
     assert_eq!(core_serving(&mut c), home);
+}
+
+#[test]
+fn many_clients_moving_at_once_lose_no_reply_and_counts_stay_right() {
+    let s = two_cores();
+    let clients = 16;
+    // Connected one by one, so each learns its core from the counts.
+    let mut conns = Vec::new();
+    let mut before = vec![0, 0];
+    for _ in 0..clients {
+        let mut c = s.raw();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut now = shard_clients(&mut c);
+        while now.iter().sum::<usize>() != before.iter().sum::<usize>() + 1 {
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            std::thread::sleep(Duration::from_millis(20));
+            now = shard_clients(&mut c);
+        }
+        let core = (0..2).find(|&k| now[k] > before[k]).unwrap();
+        before = now;
+        conns.push((c, core));
+    }
+    // A quarter hammer their own core's keys, half the other core's, a
+    // quarter write to both cores in turn first.
+    let threads: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(n, (mut c, core))| {
+            std::thread::spawn(move || {
+                let tag = match n % 4 {
+                    0 | 1 => tag_on(1 - core),
+                    _ => tag_on(core),
+                };
+                let ctr = format!("{{{tag}}}:ctr{n}");
+                let mut expect = 0;
+                for i in 0..MOVE_AFTER + 20 {
+                    if n % 4 == 3 {
+                        let k = format!("{{{}}}:spread{n}", tag_on(i % 2));
+                        assert_eq!(c.cmd_str(&["SET", &k, "v"]), b"+OK\r\n");
+                        continue;
+                    }
+                    expect += 1;
+                    let r = c.cmd_str(&["INCR", &ctr]);
+                    assert_eq!(r, format!(":{expect}\r\n").as_bytes());
+                }
+                for _ in 0..10 {
+                    let mut bytes = Vec::new();
+                    for _ in 0..300 {
+                        bytes.extend_from_slice(&encode(&[b"INCR", ctr.as_bytes()]));
+                    }
+                    c.send(&bytes).unwrap();
+                    for _ in 0..300 {
+                        expect += 1;
+                        let r = c.read_reply().unwrap();
+                        assert_eq!(r, format!(":{expect}\r\n").as_bytes(), "client {n}");
+                    }
+                }
+                (c, ctr, expect)
+            })
+        })
+        .collect();
+    let done: Vec<(RawConn, String, usize)> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut admin = s.raw();
+    // Exactly the clients hammering the other core's keys moved.
+    assert_eq!(moved(&mut admin), (clients / 2) as u64);
+    let counts = shard_clients(&mut admin);
+    assert_eq!(counts.iter().sum::<usize>(), clients + 1, "{counts:?}");
+    let connected = field(&mut admin, "clients", "connected_clients");
+    assert_eq!(connected, (clients + 1).to_string());
+    // Every counter holds what its client counted.
+    for (_, ctr, expect) in &done {
+        let v = admin.cmd_str(&["GET", ctr]);
+        let want = expect.to_string();
+        assert_eq!(v, format!("${}\r\n{want}\r\n", want.len()).as_bytes());
+    }
+    // Closed, moved or not, they leave the counts.
+    drop(done);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let counts = shard_clients(&mut admin);
+        if counts.iter().sum::<usize>() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{counts:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(field(&mut admin, "clients", "connected_clients"), "1");
+}
+#[test]
+fn a_moved_connection_is_still_closed_by_timeout() {
+    let s = two_cores();
+    let mut c = s.raw();
+    let tag = tag_on(1 - core_serving(&mut c));
+    hammer(&mut c, &tag, MOVE_AFTER + 5);
+    assert_eq!(moved(&mut c), 1);
+    assert_eq!(c.cmd_str(&["CONFIG", "SET", "timeout", "1"]), b"+OK\r\n");
+    assert!(c.is_closed(Duration::from_secs(5)));
+    // (Freed once its last completions are in.)
+    let mut other = s.raw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while field(&mut other, "clients", "connected_clients") != "1" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(shard_clients(&mut other).iter().sum::<usize>(), 1);
 }
