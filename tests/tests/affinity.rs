@@ -153,7 +153,24 @@ fn pipeline_both(a: &mut RawConn, b: &mut RawConn, bytes: &[u8], cmds: usize) {
 
 #[test]
 fn a_connection_hammering_another_cores_keys_moves_there_replies_right_and_in_order() {
-    let s = two_cores();
+    moves_mid_pipeline(two_cores());
+}
+
+/// Under `appendfsync always` replies wait for their fsync: a connection
+/// moves only once none is held (they leave from the core that held them).
+#[test]
+fn a_connection_moves_under_appendfsync_always_with_every_reply_right() {
+    moves_mid_pipeline(Server::slotd(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]));
+}
+
+fn moves_mid_pipeline(s: Server) {
     let r = Server::redis(&[]);
     let mut c = s.raw();
     let mut rc = r.raw();
