@@ -215,7 +215,7 @@ pub const MOVE_EVERY_MS: i64 = 5000;
 
 /// What travels with a connection moving to another core: its socket and
 /// what its state holds in a plain state (no MULTI, WATCH, subscriptions,
-/// tracking, output, task, ...: see [`Conn::plain`]).
+/// tracking, command in flight, ...: see [`Conn::plain`]).
 pub struct Moved {
     pub fd: i32,
     pub id: u64,

@@ -6,7 +6,8 @@
 //! mode, the open files limit), connection state and buffers ([`Conn`]),
 //! and the generational slab connections and tasks are kept in.
 //!
-//! API: [`Ring`], [`user_data`]/[`split_user_data`], [`Conn`]/[`Wait`],
+//! API: [`Ring`], [`user_data`]/[`split_user_data`], [`Conn`]/[`Wait`]
+//! (and [`Moved`], a connection's state on its way to another core),
 //! [`Slab`]/[`Key`], and the socket helpers of [`net`]. Nothing here
 //! knows about commands, cores or messages.
 
