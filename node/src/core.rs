@@ -5,10 +5,12 @@
 //! sockets (made once by `main`); the kernel wakes one waiting core per
 //! connection, which admits it (maxclients, protected mode) and hands it to
 //! the core with the fewest connections, itself on a tie, through the mesh
-//! (`Msg::Adopt`). Each turn it reaps completions (accepts, receives,
-//! sends, the inbox eventfd), runs the commands that arrived, serves other
-//! cores' requests, polls woken tasks, then submits all sends with the next
-//! wait in one `io_uring_enter`.
+//! (`Msg::Adopt`); a connection whose commands keep going to another core
+//! later moves there (`Msg::Moved`, `Core::finish_move`). Each turn it
+//! reaps completions (accepts, receives, sends, the inbox eventfd), runs
+//! the commands that arrived, serves other cores' requests, polls woken
+//! tasks, then submits all sends with the next wait in one
+//! `io_uring_enter`.
 //!
 //! Sockets are driven by io_uring directly rather than through glommio's
 //! streams: the measurements put glommio's per-operation send, recv
@@ -21,7 +23,8 @@
 
 use crate::commands;
 use crate::io::{
-    net, split_user_data, user_data, Conn, Key, Ring, SendVec, Wait, INPUT_AHEAD_MAX, SEND_PIECES,
+    net, split_user_data, user_data, Conn, Key, Moved, Ring, SendVec, Wait, INPUT_AHEAD_MAX,
+    SEND_PIECES,
 };
 use crate::log;
 use crate::mesh::{Mesh, Msg};
@@ -202,7 +205,7 @@ impl Core {
         let Some(c) = self.shard.conns.get_mut(key) else {
             return;
         };
-        if c.recv_inflight || c.closing || c.recv_paused {
+        if c.recv_inflight || c.closing || c.recv_paused || c.moving {
             return;
         }
         c.recv_inflight = true;
@@ -217,7 +220,8 @@ impl Core {
             return;
         };
         c.flush_queued = false;
-        if c.send_inflight || c.closing {
+        // (A moving connection's output leaves from its new core.)
+        if c.send_inflight || c.closing || c.moving {
             return;
         }
         if c.unsent().next().is_none() {
@@ -402,6 +406,11 @@ impl Core {
         // This turn's MONITOR lines, to every core's monitors.
         if !self.shard.monitor_out.is_empty() {
             self.shard.monitor_flush();
+        }
+        if !self.shard.moving.is_empty() {
+            for key in std::mem::take(&mut self.shard.moving) {
+                self.start_move(key);
+            }
         }
         self.resume_recvs();
         // A task may have handed a replica's connection over.
@@ -719,13 +728,17 @@ impl Core {
         }
         if res <= 0 {
             // ECANCELED: paused (`pause_recv_if_ahead`), and perhaps
-            // already resumed while the cancel was on its way.
+            // already resumed while the cancel was on its way; or moving.
             if res == -libc::EINTR
                 || res == -libc::EAGAIN
                 || res == -libc::ENOBUFS
                 || res == -libc::ECANCELED
             {
-                self.arm_recv(key);
+                if c.moving {
+                    self.finish_move(key);
+                } else {
+                    self.arm_recv(key);
+                }
                 return;
             }
             if res == 0 && c.master {
@@ -744,6 +757,12 @@ impl Core {
             self.active += 1;
         }
         self.shard.stats.net_input_bytes += res as u64;
+        if c.moving {
+            // What came before the cancel travels with it (`ingest` took
+            // it in); the client limits are checked on the new core.
+            self.finish_move(key);
+            return;
+        }
         if c.query_len() > self.shard.settings.query_buf_max {
             log::warning(format_args!(
                 "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
@@ -757,6 +776,94 @@ impl Core {
         commands::process(&mut self.shard, key);
         self.pause_recv_if_ahead(key);
         self.arm_recv(key);
+    }
+
+    /// Starts moving connection `key`, which `Shard::want_move` chose at a
+    /// request boundary: its multishot receive is cancelled, and once its
+    /// last completion is in ([`Core::finish_move`]) it goes.
+    fn start_move(&mut self, key: Key) {
+        let Some(c) = self.shard.conns.get_mut(key) else {
+            return;
+        };
+        if !c.moving || c.closing {
+            return;
+        }
+        if !c.recv_inflight {
+            self.finish_move(key);
+            return;
+        }
+        if !c.cancel_sent {
+            c.cancel_sent = true;
+            let recv = user_data(KIND_RECV, key);
+            let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
+                .build()
+                .user_data(user_data(KIND_CANCEL, key));
+            self.push_sqe(e);
+        }
+    }
+
+    /// Hands a moving connection to the core its commands go to once its
+    /// receive has ended: it leaves this core's slab, registered files and
+    /// count, and its socket and state (unread input and unsent replies
+    /// included) travel as `Msg::Moved`. Nothing is in flight on the
+    /// socket meanwhile (no receive, no send: none was when it chose to
+    /// move, and none starts after; no task), and whatever the client
+    /// sends next waits in the kernel for the new core's receive; the new
+    /// core sends the replies it brought first.
+    fn finish_move(&mut self, key: Key) {
+        let Some(c) = self.shard.conns.get(key) else {
+            return;
+        };
+        if !c.moving || c.closing || c.recv_inflight || c.send_inflight {
+            return;
+        }
+        let to = c.aff_core;
+        let Some(c) = self.shard.conns.remove(key) else {
+            return;
+        };
+        if c.fixed {
+            self.ring.unregister_file(key.index);
+        }
+        let shared = &self.shard.shared;
+        shared.core_clients[to].fetch_add(1, Ordering::Relaxed);
+        shared.core_clients[self.shard.id].fetch_sub(1, Ordering::Relaxed);
+        self.shard.stats.connected_clients = self.shard.stats.connected_clients.saturating_sub(1);
+        self.shard.stats.connections_moved += 1;
+        let mut m = c.departing();
+        m.moved_ms = self.shard.now_ms;
+        self.shard.mesh.send(to, Msg::Moved(Box::new(m)));
+    }
+
+    /// Takes on a connection another core moved here (already counted in
+    /// `core_clients`): its registered file slot and receive, and its
+    /// unread input runs this turn. A stopping core closes it instead.
+    fn arrive(&mut self, m: Moved) {
+        if self.shard.stopping {
+            // SAFETY: the handed-over fd is ours; nothing uses it.
+            unsafe { libc::close(m.fd) };
+            self.shard.shared.clients.fetch_sub(1, Ordering::Relaxed);
+            self.shard.shared.core_clients[self.shard.id].fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let fd = m.fd;
+        let mut conn = Conn::arrived(m);
+        conn.aff_core = self.shard.id;
+        let input = !conn.rbuf.is_empty();
+        let output = conn.pending_out() > 0;
+        let key = self.shard.conns.insert(conn);
+        self.shard.stats.connected_clients += 1;
+        if self.ring.register_file(key.index, fd) {
+            if let Some(c) = self.shard.conns.get_mut(key) {
+                c.fixed = true;
+            }
+        }
+        self.arm_recv(key);
+        if output {
+            self.shard.want_flush(key);
+        }
+        if input {
+            self.shard.resume.push(key);
+        }
     }
 
     /// Stops receiving on a connection that holds more than
@@ -1211,6 +1318,7 @@ impl Core {
         match msg {
             Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
             Msg::Adopt { fd, master } => self.adopt(fd, master),
+            Msg::Moved(m) => self.arrive(*m),
             Msg::Wake => {}
             Msg::SlotMap => self.shard.take_slot_map(),
             Msg::Track(m) => self.shard.track_msg(m),

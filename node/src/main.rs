@@ -403,6 +403,7 @@ fn main() {
         client_pause_all: AtomicBool::new(false),
         slowlog_next_id: AtomicU64::new(0),
         core_monitors: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+        tracking_redirects: AtomicBool::new(false),
     });
     log::notice(format_args!("monotonic clock: POSIX clock_gettime"));
     let cluster = shared

@@ -126,6 +126,10 @@ pub struct Shared {
     pub slowlog_next_id: AtomicU64,
     /// MONITOR clients per core ([`MONITORS`] counts them all).
     pub core_monitors: Vec<AtomicUsize>,
+    /// Some client turned on CLIENT TRACKING with REDIRECT: its core
+    /// remembers where the target is, so connections stop moving between
+    /// cores (`Shard::want_move`).
+    pub tracking_redirects: AtomicBool,
 }
 
 /// MONITOR clients in all. Every command run checks it (one load) and

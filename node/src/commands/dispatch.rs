@@ -355,7 +355,11 @@ fn run(
     };
     match route {
         Route::Here => run_here(shard, key, spec, db, args),
-        Route::One(c) if c == shard.id => run_here(shard, key, spec, db, args),
+        Route::One(c) if c == shard.id => {
+            // Affinity: a command for this core ends a run for another.
+            shard.note_target(key, c, 1);
+            run_here(shard, key, spec, db, args)
+        }
         // A reply to drop comes back through a task (the pipeline's
         // replies may be sent by the core that answers it).
         Route::One(c) if !spec.has(flags::BLOCKING) && !muted => Next::Remote {

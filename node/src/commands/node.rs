@@ -790,12 +790,19 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
                         })
                     })
                     .await;
-                let mut s = String::new();
-                for answer in answers {
-                    if let Response::Lines(l) = answer {
-                        s.push_str(&l);
-                    }
-                }
+                // In id order, as Redis lists its clients (a connection
+                // that moved between cores keeps its place).
+                let mut lines: Vec<(u64, &str)> = answers
+                    .iter()
+                    .filter_map(|a| match a {
+                        Response::Lines(l) => Some(l.split_inclusive('\n')),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|l| (client_line_id(l), l))
+                    .collect();
+                lines.sort_by_key(|&(id, _)| id);
+                let s: String = lines.into_iter().map(|(_, l)| l).collect();
                 TaskDone {
                     conn: key,
                     replies: vec![Reply::Verbatim(Bytes::from(s))],
@@ -1171,4 +1178,12 @@ fn client_type(name: &[u8]) -> Result<ClientType, Reply> {
         );
         Reply::Error(e.into())
     })
+}
+
+/// The id of a CLIENT LIST line (`id=N ...`; 0 if none).
+fn client_line_id(line: &str) -> u64 {
+    line.strip_prefix("id=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

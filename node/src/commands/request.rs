@@ -41,12 +41,20 @@ pub fn process(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {
         return;
     };
-    if c.closing || c.close_after_flush || c.wait != Wait::No {
+    if c.closing || c.close_after_flush || c.wait != Wait::No || c.moving {
         return;
     }
     if c.filling() {
         return;
     }
+    // Its commands kept going to one other core: it may move there now,
+    // its unread input with it (a branch per request otherwise).
+    if c.aff_run >= shard.move_after && shard.want_move(key) {
+        return;
+    }
+    let Some(c) = shard.conns.get_mut(key) else {
+        return;
+    };
     let db = c.db;
     let mut rbuf = std::mem::take(&mut c.rbuf);
     // The current request's big arguments, received apart.
@@ -152,6 +160,9 @@ pub fn process(shard: &mut Shard, key: Key) {
                             &mut spans,
                             &mut scratch,
                         );
+                        for s in &p.segs {
+                            shard.note_target(key, s.core, s.cmds);
+                        }
                         if let Some(b) = big.take() {
                             p.bytes.1 = std::mem::take(&mut holes);
                             p.bytes.2 = b.done;

@@ -94,6 +94,13 @@ pub(super) fn tracking(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let Some(r) = redir else {
         return finish(shard, key, outcome, None);
     };
+    if r > 0 {
+        // The target's core is remembered: connections stop moving.
+        shard
+            .shared
+            .tracking_redirects
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let local = r > 0 && shard.conns.iter().any(|c| c.id == r as u64 && !c.closing);
     if local {
         let me = shard.id;

@@ -1,4 +1,6 @@
-//! One client connection's state. It lives on the core that accepted it.
+//! One client connection's state. It lives on the core it was handed to
+//! when accepted, until its commands keep going to one other core: then
+//! it may move there ([`Moved`]).
 
 use super::slab::Key;
 use bytes::Bytes;
@@ -192,6 +194,49 @@ pub struct Conn {
     /// log is on: when it started (`shared::ticks`), and its arguments as the log keeps
     /// them (logged when the task is done, if it was slow).
     pub slow_pending: Option<Box<(u64, Vec<Bytes>)>>,
+    /// Affinity: the core the last single-key commands went to, and how
+    /// many went there in a row (see [`MOVE_AFTER`]).
+    pub aff_core: usize,
+    pub aff_run: u32,
+    /// Moving to core `aff_core`: its receive is being cancelled, and
+    /// nothing else runs for it until it leaves.
+    pub moving: bool,
+    /// When it last moved (0: never).
+    pub moved_ms: i64,
+}
+
+/// Consecutive single-key commands for one other core after which a
+/// connection in a plain state moves to that core (the default of
+/// `SLOTD_MOVE_AFTER`; 0 there: never).
+pub const MOVE_AFTER: u32 = 64;
+
+/// A connection moves at most once in this long.
+pub const MOVE_EVERY_MS: i64 = 5000;
+
+/// What travels with a connection moving to another core: its socket and
+/// what its state holds in a plain state (no MULTI, WATCH, subscriptions,
+/// tracking, command in flight, ...: see [`Conn::plain`]).
+pub struct Moved {
+    pub fd: i32,
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub created_ms: i64,
+    pub last_ms: i64,
+    pub moved_ms: i64,
+    /// Unread input, and replies not yet sent (no send was in flight).
+    pub input: Vec<u8>,
+    pub out: Vec<u8>,
+    pub out_big: BigOut,
+    pub obuf_soft_since: i64,
+    pub db: usize,
+    pub resp3: bool,
+    pub name: Option<Bytes>,
+    pub authed: bool,
+    pub asking: bool,
+    pub readonly: bool,
+    pub no_evict: bool,
+    pub last_cmd: Option<&'static engine::cmd::Spec>,
 }
 
 /// A tracking client's options (Redis's `CLIENT_TRACKING_*` flags).
@@ -277,7 +322,95 @@ impl Conn {
             skip_next: false,
             mute: false,
             slow_pending: None,
+            aff_core: 0,
+            aff_run: 0,
+            moving: false,
+            moved_ms: 0,
         }
+    }
+
+    /// The connection's state to hand to another core, which takes it on
+    /// with [`Conn::arrived`].
+    pub fn departing(mut self) -> Moved {
+        let input = match self.rpos {
+            0 => std::mem::take(&mut self.rbuf),
+            at => self.rbuf[at..].to_vec(),
+        };
+        Moved {
+            fd: self.fd,
+            id: self.id,
+            addr: std::mem::take(&mut self.addr),
+            laddr: std::mem::take(&mut self.laddr),
+            created_ms: self.created_ms,
+            last_ms: self.last_ms,
+            moved_ms: self.moved_ms,
+            input,
+            out: std::mem::take(&mut self.out),
+            out_big: std::mem::take(&mut self.out_big),
+            obuf_soft_since: self.obuf_soft_since,
+            db: self.db,
+            resp3: self.resp3,
+            name: self.name.take(),
+            authed: self.authed,
+            asking: self.asking,
+            readonly: self.readonly,
+            no_evict: self.no_evict,
+            last_cmd: self.last_cmd,
+        }
+    }
+
+    /// A connection that moved here from another core.
+    pub fn arrived(m: Moved) -> Conn {
+        let mut c = Conn::new(m.fd, m.id, m.addr, m.laddr, m.created_ms, m.authed);
+        c.last_ms = m.last_ms;
+        c.moved_ms = m.moved_ms;
+        c.rbuf = m.input;
+        c.out = m.out;
+        c.out_big = m.out_big;
+        c.obuf_soft_since = m.obuf_soft_since;
+        c.db = m.db;
+        c.resp3 = m.resp3;
+        c.name = m.name;
+        c.asking = m.asking;
+        c.readonly = m.readonly;
+        c.no_evict = m.no_evict;
+        c.last_cmd = m.last_cmd;
+        c
+    }
+
+    /// In a state that may move to another core at this request boundary:
+    /// no command in flight, nothing registered elsewhere under this core
+    /// (subscriptions, WATCH, tracking, MONITOR, blocked keys), no
+    /// transaction, no master or replica link, replies not switched off,
+    /// no half-received big argument. Replies not yet handed to a send
+    /// (`out`) travel with it; one in flight, or output held until
+    /// the AOF or the replicas have the writes it reveals, is waited for by
+    /// the caller ([`Conn::sending_done`]).
+    pub fn plain(&self) -> bool {
+        self.wait == Wait::No
+            && !self.moving
+            && !self.closing
+            && !self.close_after_flush
+            && !self.recv_paused
+            && !self.direct
+            && self.multi.is_none()
+            && self.watches.is_empty()
+            && self.sub_count() == 0
+            && self.tracking.is_none()
+            && self.track_later.is_empty()
+            && !self.monitor
+            && !self.master
+            && !self.replconf
+            && !self.handoff
+            && !self.reply_off
+            && !self.skip_next
+            && self.big.is_none()
+            && self.slow_pending.is_none()
+    }
+
+    /// Nothing is being sent: no send in flight, `sending` all sent.
+    pub fn sending_done(&self) -> bool {
+        !self.send_inflight && self.unsent().next().is_none()
     }
 
     /// Takes in received bytes: into the big argument being received
@@ -469,6 +602,16 @@ impl Conn {
             self.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
             if self.resp3 { 3 } else { 2 },
         )
+    }
+}
+
+impl std::fmt::Debug for Moved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moved")
+            .field("fd", &self.fd)
+            .field("id", &self.id)
+            .field("input", &self.input.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -285,6 +285,9 @@ pub struct CoreStats {
     /// pipeline is.
     pub input_bytes_parsed: u64,
     pub input_bytes_moved: u64,
+    /// Connections this core handed to another core their commands kept
+    /// going to (INFO `slotd_connections_moved`).
+    pub connections_moved: u64,
     pub net_output_bytes: u64,
     pub expired_keys: u64,
     pub evicted_keys: u64,
@@ -389,6 +392,10 @@ pub enum Msg {
         fd: i32,
         master: Option<(String, u64)>,
     },
+    /// A connection moving here from the core that served it, whose
+    /// commands kept coming to this core (already counted here in
+    /// `Shared::core_clients`); no answer.
+    Moved(Box<crate::io::Moved>),
     /// Look at the node's shared state again (a snapshot started, its
     /// writer took this core's records, its outcome is in); no answer.
     Wake,

@@ -137,6 +137,25 @@ pub struct Shard {
     /// core's (sent at the end of the turn, [`Shard::monitor_flush`]).
     pub monitors: Vec<Key>,
     pub monitor_out: Vec<u8>,
+    /// Consecutive single-key commands for one other core after which a
+    /// plain connection moves there (`u32::MAX`: never), and the
+    /// connections this turn decided to move, for the event loop.
+    pub move_after: u32,
+    pub moving: Vec<Key>,
+}
+
+/// The affinity threshold: `SLOTD_MOVE_AFTER` (a test and benchmark
+/// switch; 0: connections never move), else [`crate::io::MOVE_AFTER`].
+fn move_after(cores: usize) -> u32 {
+    let n = std::env::var("SLOTD_MOVE_AFTER")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(crate::io::MOVE_AFTER);
+    if n == 0 || cores < 2 {
+        u32::MAX
+    } else {
+        n
+    }
 }
 
 impl Shard {
@@ -229,6 +248,8 @@ impl Shard {
             serving: None,
             monitors: Vec::new(),
             monitor_out: Vec::new(),
+            move_after: move_after(cores),
+            moving: Vec::new(),
         }
         .with_slot_map()
     }
@@ -393,6 +414,62 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Affinity: `cmds` commands of connection `key` went to core `to`
+    /// (this one resets the run).
+    #[inline]
+    pub fn note_target(&mut self, key: Key, to: usize, cmds: u32) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if to == self.id {
+                c.aff_run = 0;
+            } else if c.aff_core == to {
+                c.aff_run = c.aff_run.saturating_add(cmds);
+            } else {
+                c.aff_core = to;
+                c.aff_run = cmds;
+            }
+        }
+    }
+
+    /// At a request boundary of connection `key`: whether its commands
+    /// went to one other core often enough that it moves there now. When
+    /// it does, it is marked moving and queued for the event loop, which
+    /// stops its receive and hands it over (`Msg::Moved`). Not in a state
+    /// that may travel ([`crate::io::Conn::plain`]), while a client uses
+    /// tracking redirections (the target's core is remembered), nor twice
+    /// in [`crate::io::MOVE_EVERY_MS`]: it stays.
+    pub fn want_move(&mut self, key: Key) -> bool {
+        let now = self.now_ms;
+        let (me, stopping) = (self.id, self.stopping);
+        let redirects = self
+            .shared
+            .tracking_redirects
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // Replies held for the AOF or the replicas must leave from here.
+        let held = self.aof.is_some() || self.replication.stream().active();
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.aff_run < self.move_after || c.aff_core == me {
+            return false;
+        }
+        if !c.sending_done() || (held && c.pending_out() > 0) {
+            // Asked again at the next request boundary.
+            return false;
+        }
+        if stopping
+            || redirects
+            || !c.plain()
+            || (c.moved_ms != 0 && now - c.moved_ms < crate::io::MOVE_EVERY_MS)
+        {
+            // Counted again from zero: this is not checked per command.
+            c.aff_run = 0;
+            return false;
+        }
+        c.moving = true;
+        self.moving.push(key);
+        true
     }
 
     /// Queues `key` for the send pass.
