@@ -1016,6 +1016,17 @@ pub(super) fn notify_on() -> bool {
     NOTIFY.with(|c| c.get()) != 0
 }
 
+thread_local! {
+    /// `slowlog-log-slower-than 0`: every command is logged, so the order
+    /// in which a transaction's commands run on several cores shows.
+    static SLOW_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sets whether this core's slow log takes every command.
+pub fn set_slow_all(on: bool) {
+    SLOW_ALL.with(|c| c.set(on));
+}
+
 /// Publishes keyspace events a scratch run collected, from this core: to
 /// every core with subscribers (this one by message too, in order with
 /// the others).
@@ -1464,8 +1475,9 @@ async fn exec_checked(
     // what it receives in order, so a later command still sees their
     // writes); their answers are taken, in order, before any command
     // that needs more than one core, so `logged` keeps the commands'
-    // order. With keyspace notifications on, one at a time (their events
-    // in the commands' order).
+    // order. With keyspace notifications on, or a slow log that takes
+    // every command, one at a time (their events and entries in the
+    // commands' order).
     enum Slot {
         Done(Reply),
         Sent(super::task::Call),
@@ -1496,8 +1508,9 @@ async fn exec_checked(
         if let Some(to) = one {
             let req = exec_req_for(db, vec![c.clone()], Some(locks.tx), true, Some(conn));
             replies.push(Slot::Sent(rpc.call(to, req)));
-            if notify_on() {
-                // Keyspace events in the commands' order: one at a time.
+            if notify_on() || SLOW_ALL.with(|c| c.get()) {
+                // Keyspace events and slow log entries in the commands'
+                // order: one at a time.
                 settle(&mut replies, settled, &mut logged).await;
                 settled = replies.len();
             }

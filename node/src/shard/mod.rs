@@ -196,6 +196,7 @@ impl Shard {
         crate::mesh::flows::set_cluster_mode(engine.cluster_mode);
         engine::script::set_busy_threshold(settings.busy_reply_threshold_ms);
         crate::mesh::flows::set_notify(settings.notify);
+        crate::mesh::flows::set_slow_all(settings.slowlog_slower_than == 0);
         Shard {
             id,
             cores,

@@ -615,6 +615,7 @@ impl Shard {
                 crate::mesh::flows::set_limits(self.settings.encoding);
                 engine::script::set_busy_threshold(self.settings.busy_reply_threshold_ms);
                 crate::mesh::flows::set_notify(self.settings.notify);
+                crate::mesh::flows::set_slow_all(self.settings.slowlog_slower_than == 0);
                 Response::Done
             }
             AdminQuery::Evict => {
