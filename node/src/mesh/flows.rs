@@ -321,15 +321,10 @@ pub async fn multi_key(
         let locks = Locks::take_with(&rpc, &cores, form.is_some()).await;
         (locks, Gathered::default())
     } else {
-        let a = args.as_args();
-        let mut idx = Vec::new();
-        if let Err(e) = spec.key_indices(&a, &mut idx) {
-            return TaskDone::reply(conn, e);
-        }
-        let keys = idx
-            .iter()
-            .map(|&i| Bytes::copy_from_slice(a.get(i)))
-            .collect();
+        let keys = match command_keys(spec, &args) {
+            Ok(keys) => keys,
+            Err(e) => return TaskDone::reply(conn, e),
+        };
         lock_and_export(&rpc, &cores, form.is_some(), db, keys).await
     };
     if locks.paused && write {
@@ -397,15 +392,10 @@ async fn blocking_across(
         d
     };
     loop {
-        let a = args.as_args();
-        let mut idx = Vec::new();
-        if let Err(e) = spec.key_indices(&a, &mut idx) {
-            return done(e, waited);
-        }
-        let keys = idx
-            .iter()
-            .map(|&i| Bytes::copy_from_slice(a.get(i)))
-            .collect();
+        let keys = match command_keys(spec, &args) {
+            Ok(keys) => keys,
+            Err(e) => return done(e, waited),
+        };
         let (locks, gathered) = lock_and_export(&rpc, &cores, form.is_some(), db, keys).await;
         if locks.paused && write {
             push_form(form.as_ref(), &locks, Vec::new());
@@ -756,15 +746,10 @@ pub(super) async fn gather_run_scatter(
     databases: usize,
     form: bool,
 ) -> (Reply, Vec<u8>) {
-    let a = args.as_args();
-    let mut idx = Vec::new();
-    if let Err(e) = spec.key_indices(&a, &mut idx) {
-        return (e, Vec::new());
-    }
-    let keys = idx
-        .iter()
-        .map(|&i| Bytes::copy_from_slice(a.get(i)))
-        .collect();
+    let keys = match command_keys(spec, args) {
+        Ok(keys) => keys,
+        Err(e) => return (e, Vec::new()),
+    };
     let gathered = export(rpc, db, keys).await;
     let (reply, bytes, _) =
         run_gathered(rpc, spec, db, args, databases, form, gathered, false).await;
@@ -812,6 +797,18 @@ pub(super) async fn sort_gathered(
         run_gathered(rpc, spec, db, args, databases, form, gathered, false).await;
     logged.extend(bytes);
     (reply, logged)
+}
+
+/// The keys of `args` (`spec`'s key positions), or the error of a key
+/// count that does not hold.
+fn command_keys(spec: &'static Spec, args: &OwnedArgs) -> Result<Vec<Bytes>, Reply> {
+    let a = args.as_args();
+    let mut idx = Vec::new();
+    spec.key_indices(&a, &mut idx)?;
+    Ok(idx
+        .iter()
+        .map(|&i| Bytes::copy_from_slice(a.get(i)))
+        .collect())
 }
 
 /// A command's keys as their cores exported them, and the DELs the cores
