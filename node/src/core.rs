@@ -662,6 +662,13 @@ impl Core {
         let mut conn = Conn::new(fd, id, addr, laddr, now_ms(), authed);
         conn.master = is_master;
         conn.feed = feed;
+        self.install(conn);
+    }
+
+    /// Serves `conn` (socket `conn.fd`) on this core: its slab entry, its
+    /// registered file slot and its receive.
+    fn install(&mut self, conn: Conn) -> Key {
+        let fd = conn.fd;
         let key = self.shard.conns.insert(conn);
         self.shard.stats.connected_clients += 1;
         if self.ring.register_file(key.index, fd) {
@@ -670,6 +677,7 @@ impl Core {
             }
         }
         self.arm_recv(key);
+        key
     }
 
     /// Copies a receive's bytes into the connection's buffer and hands
@@ -845,19 +853,11 @@ impl Core {
             self.shard.shared.core_clients[self.shard.id].fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let fd = m.fd;
         let mut conn = Conn::arrived(m);
         conn.aff_core = self.shard.id;
         let input = !conn.rbuf.is_empty();
         let output = conn.pending_out() > 0;
-        let key = self.shard.conns.insert(conn);
-        self.shard.stats.connected_clients += 1;
-        if self.ring.register_file(key.index, fd) {
-            if let Some(c) = self.shard.conns.get_mut(key) {
-                c.fixed = true;
-            }
-        }
-        self.arm_recv(key);
+        let key = self.install(conn);
         if output {
             self.shard.want_flush(key);
         }
