@@ -105,20 +105,95 @@ fn read_back(data: &[u8], end: usize) -> (usize, usize, usize) {
     (start, n, start - i)
 }
 
-/// One allocation of entries.
-#[derive(Clone, Default)]
+/// One allocation of entries, in one of two encodings:
+/// - fixed: every item has the same length, `width`, and the entries are
+///   the items' bytes back to back with no header or trailer (lists of
+///   IDs, hashes, timestamps or other fixed-size tokens: 2 bytes less per
+///   item, and item `i` is at `i × width`);
+/// - variable (`width == VAR`): each entry carries its length at both ends.
+///
+/// A chunk starts fixed at the length of its first item and turns variable,
+/// once, when an item of another length joins it.
+#[derive(Clone)]
 struct Chunk {
     data: Vec<u8>,
     count: u32,
+    /// Every item's length, or [`VAR`]; meaningless while `count == 0`.
+    width: u32,
+}
+
+/// `Chunk::width` of a chunk in the variable encoding.
+const VAR: u32 = u32::MAX;
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            data: Vec::new(),
+            count: 0,
+            width: VAR,
+        }
+    }
+}
+
+/// A chunk of `bytes` bytes, `count` items and `width` after one more
+/// item of `len` bytes: its bytes and width then.
+fn grown(bytes: usize, count: usize, width: u32, len: usize) -> (usize, u32) {
+    if count == 0 {
+        // Items are at most proto-max-bulk-len (512 MB): below VAR.
+        (len, len as u32)
+    } else if width != VAR && width as usize == len {
+        (bytes + len, width)
+    } else if width != VAR {
+        (count * entry_size(width as usize) + entry_size(len), VAR)
+    } else {
+        (bytes + entry_size(len), VAR)
+    }
+}
+
+/// Bytes an item of `len` bytes takes in a chunk of `width`.
+fn entry_len(width: u32, len: usize) -> usize {
+    if width == VAR {
+        entry_size(len)
+    } else {
+        len
+    }
+}
+
+/// Writes `item` as an entry of a chunk of `width` into `out` (exactly
+/// `entry_len` bytes).
+fn encode(width: u32, item: &[u8], out: &mut [u8]) {
+    if width == VAR {
+        write_entry(out, item);
+    } else {
+        out.copy_from_slice(item);
+    }
+}
+
+/// The entry starting at `off` in a chunk of `width`: (item start, item
+/// length, entry end).
+fn fwd(data: &[u8], width: u32, off: usize) -> (usize, usize, usize) {
+    if width == VAR {
+        read_fwd(data, off)
+    } else {
+        (off, width as usize, off + width as usize)
+    }
+}
+
+/// The entry ending at `end` in a chunk of `width`: (item start, item
+/// length, entry start).
+fn back(data: &[u8], width: u32, end: usize) -> (usize, usize, usize) {
+    if width == VAR {
+        read_back(data, end)
+    } else {
+        let w = width as usize;
+        (end - w, w, end - w)
+    }
 }
 
 impl Chunk {
     fn with_item(item: &[u8]) -> Chunk {
-        let mut c = Chunk {
-            data: Vec::with_capacity(entry_size(item.len())),
-            count: 0,
-        };
-        c.insert_at(0, item);
+        let mut c = Chunk::default();
+        c.add_run(&[item], false);
         c
     }
 
@@ -126,13 +201,22 @@ impl Chunk {
         self.count as usize
     }
 
+    fn is_fixed(&self) -> bool {
+        self.width != VAR
+    }
+
     fn can_take(&self, item: &[u8], fill: Fill) -> bool {
-        self.count == 0 || fill.allows(self.data.len() + entry_size(item.len()), self.len() + 1)
+        self.count == 0
+            || fill.allows(
+                grown(self.data.len(), self.len(), self.width, item.len()).0,
+                self.len() + 1,
+            )
     }
 
     fn iter(&self) -> ChunkIter<'_> {
         ChunkIter {
             data: &self.data,
+            width: self.width,
             front: 0,
             back: self.data.len(),
             left: self.len(),
@@ -140,8 +224,11 @@ impl Chunk {
     }
 
     /// Byte offset of entry `i` (`i == len`: the end), walking from the
-    /// nearer end.
+    /// nearer end in the variable encoding.
     fn offset_of(&self, i: usize) -> usize {
+        if self.is_fixed() {
+            return i * self.width as usize;
+        }
         if i <= self.len() / 2 {
             let mut off = 0;
             for _ in 0..i {
@@ -157,50 +244,135 @@ impl Chunk {
         }
     }
 
-    /// Inserts `item` as an entry at byte offset `off`.
-    fn insert_at(&mut self, off: usize, item: &[u8]) {
-        let es = entry_size(item.len());
+    /// Item `i < len`.
+    fn item(&self, i: usize) -> &[u8] {
+        let (start, n, _) = fwd(&self.data, self.width, self.offset_of(i));
+        &self.data[start..start + n]
+    }
+
+    /// Bytes in the variable encoding.
+    fn variable_bytes(&self) -> usize {
+        if self.is_fixed() {
+            self.len() * entry_size(self.width as usize)
+        } else {
+            self.data.len()
+        }
+    }
+
+    /// Rewrites a fixed chunk in the variable encoding.
+    fn to_variable(&mut self) {
+        if !self.is_fixed() {
+            return;
+        }
+        let w = self.width as usize;
+        let es = entry_size(w);
+        let mut data = vec![0; self.len() * es];
+        for k in 0..self.len() {
+            write_entry(&mut data[k * es..(k + 1) * es], &self.data[k * w..(k + 1) * w]);
+        }
+        self.data = data;
+        self.width = VAR;
+    }
+
+    /// Makes the encoding able to hold an item of `len` bytes: an empty
+    /// chunk takes that width, a fixed chunk of another width turns
+    /// variable.
+    fn make_room_for(&mut self, len: usize) {
+        if self.count == 0 {
+            self.data.clear();
+            self.width = len as u32;
+        } else if self.is_fixed() && self.width as usize != len {
+            self.to_variable();
+        }
+    }
+
+    /// Inserts `item` as item `i` (`i <= len`).
+    fn insert_item(&mut self, i: usize, item: &[u8]) {
+        self.make_room_for(item.len());
+        let off = self.offset_of(i);
+        let es = entry_len(self.width, item.len());
         let old = self.data.len();
         // Exact growth: the allocator grows in place within its size class.
         self.data.reserve_exact(es);
         self.data.resize(old + es, 0);
         self.data.copy_within(off..old, off + es);
-        write_entry(&mut self.data[off..off + es], item);
+        encode(self.width, item, &mut self.data[off..off + es]);
         self.count += 1;
+    }
+
+    /// Bytes of the chunk once item `i` is replaced by one of `len` bytes.
+    fn bytes_replacing(&self, i: usize, len: usize) -> usize {
+        if self.count == 1 {
+            len
+        } else if self.is_fixed() && self.width as usize == len {
+            self.data.len()
+        } else if self.is_fixed() {
+            (self.len() - 1) * entry_size(self.width as usize) + entry_size(len)
+        } else {
+            let off = self.offset_of(i);
+            let end = read_fwd(&self.data, off).2;
+            self.data.len() - (end - off) + entry_size(len)
+        }
+    }
+
+    /// Replaces item `i < len` by `item`.
+    fn replace_item(&mut self, i: usize, item: &[u8]) {
+        if self.count == 1 {
+            self.data.clear();
+            self.data.extend_from_slice(item);
+            self.width = item.len() as u32;
+            return;
+        }
+        self.make_room_for(item.len());
+        let off = self.offset_of(i);
+        let end = fwd(&self.data, self.width, off).2;
+        let mut e = vec![0; entry_len(self.width, item.len())];
+        encode(self.width, item, &mut e);
+        self.data.splice(off..end, e);
     }
 
     /// How many of `items`, pushed one by one at either end, this chunk
     /// takes before one would not fit (an empty chunk takes at least one).
     fn run_fitting(&self, items: &[&[u8]], fill: Fill) -> usize {
-        let (mut bytes, mut count) = (self.data.len(), self.len());
+        let (mut bytes, mut count, mut width) = (self.data.len(), self.len(), self.width);
         for (k, item) in items.iter().enumerate() {
-            let es = entry_size(item.len());
-            if count > 0 && !fill.allows(bytes + es, count + 1) {
+            let (b, w) = grown(bytes, count, width, item.len());
+            if count > 0 && !fill.allows(b, count + 1) {
                 return k;
             }
-            bytes += es;
+            (bytes, width) = (b, w);
             count += 1;
         }
         items.len()
     }
 
-    /// Adds `run` (`bytes` of entries) as pushing each at the back, or at
-    /// the front (the last item first), would, in one allocation.
-    fn add_run(&mut self, run: &[&[u8]], bytes: usize, front: bool) {
+    /// Adds `run` as pushing each at the back, or at the front (the last
+    /// item first), would, in one allocation.
+    fn add_run(&mut self, run: &[&[u8]], front: bool) {
+        let (mut bytes, mut width) = (self.data.len(), self.width);
+        for (k, item) in run.iter().enumerate() {
+            (bytes, width) = grown(bytes, self.len() + k, width, item.len());
+        }
+        if self.count == 0 {
+            self.data.clear();
+            self.width = width;
+        } else if width == VAR {
+            self.to_variable();
+        }
         let append = |data: &mut Vec<u8>, item: &[u8]| {
             let old = data.len();
-            data.resize(old + entry_size(item.len()), 0);
-            write_entry(&mut data[old..], item);
+            data.resize(old + entry_len(width, item.len()), 0);
+            encode(width, item, &mut data[old..]);
         };
         if front {
-            let mut data = Vec::with_capacity(bytes + self.data.len());
+            let mut data = Vec::with_capacity(bytes);
             for item in run.iter().rev() {
                 append(&mut data, item);
             }
             data.extend_from_slice(&self.data);
             self.data = data;
         } else {
-            self.data.reserve_exact(bytes);
+            self.data.reserve_exact(bytes - self.data.len());
             for item in run {
                 append(&mut self.data, item);
             }
@@ -208,9 +380,10 @@ impl Chunk {
         self.count += run.len() as u32;
     }
 
-    /// Removes the entry at byte offset `off`, returning its item.
-    fn remove_at(&mut self, off: usize) -> Bytes {
-        let (start, n, end) = read_fwd(&self.data, off);
+    /// Removes item `i < len`, returning it.
+    fn remove_item(&mut self, i: usize) -> Bytes {
+        let off = self.offset_of(i);
+        let (start, n, end) = fwd(&self.data, self.width, off);
         let item = Bytes::copy_from_slice(&self.data[start..start + n]);
         self.data.drain(off..end);
         self.count -= 1;
@@ -225,6 +398,7 @@ impl Chunk {
         let tail = Chunk {
             data: self.data[off..].to_vec(),
             count: self.count - n as u32,
+            width: self.width,
         };
         self.data.truncate(off);
         self.count = n as u32;
@@ -240,12 +414,31 @@ impl Chunk {
         self.shrink();
     }
 
+    /// Bytes of this chunk followed by `next` as one chunk.
+    fn bytes_joined(&self, next: &Chunk) -> usize {
+        if self.is_fixed() && self.width == next.width {
+            self.data.len() + next.data.len()
+        } else {
+            self.variable_bytes() + next.variable_bytes()
+        }
+    }
+
+    /// Appends the items of `next` (both chunks non-empty).
+    fn append(&mut self, mut next: Chunk) {
+        if !(self.is_fixed() && self.width == next.width) {
+            self.to_variable();
+            next.to_variable();
+        }
+        self.data.extend_from_slice(&next.data);
+        self.count += next.count;
+    }
+
     /// Keeps the items for which `keep` is true.
     fn retain(&mut self, keep: &mut impl FnMut(&[u8]) -> bool) {
         let (mut read, mut write) = (0, 0);
         let mut kept = 0u32;
         for _ in 0..self.count {
-            let (start, n, end) = read_fwd(&self.data, read);
+            let (start, n, end) = fwd(&self.data, self.width, read);
             if keep(&self.data[start..start + n]) {
                 if write != read {
                     self.data.copy_within(read..end, write);
@@ -271,6 +464,7 @@ impl Chunk {
 #[derive(Clone)]
 struct ChunkIter<'a> {
     data: &'a [u8],
+    width: u32,
     front: usize,
     back: usize,
     left: usize,
@@ -280,6 +474,7 @@ impl<'a> ChunkIter<'a> {
     fn empty() -> ChunkIter<'a> {
         ChunkIter {
             data: &[],
+            width: VAR,
             front: 0,
             back: 0,
             left: 0,
@@ -294,7 +489,7 @@ impl<'a> Iterator for ChunkIter<'a> {
             return None;
         }
         self.left -= 1;
-        let (start, n, end) = read_fwd(self.data, self.front);
+        let (start, n, end) = fwd(self.data, self.width, self.front);
         self.front = end;
         Some(&self.data[start..start + n])
     }
@@ -306,7 +501,7 @@ impl<'a> DoubleEndedIterator for ChunkIter<'a> {
             return None;
         }
         self.left -= 1;
-        let (start, n, begin) = read_back(self.data, self.back);
+        let (start, n, begin) = back(self.data, self.width, self.back);
         self.back = begin;
         Some(&self.data[start..start + n])
     }
@@ -452,7 +647,7 @@ impl PackedList {
     pub fn push_back(&mut self, item: &[u8], fill: Fill) {
         let n = self.chunk_count();
         if n > 0 && self.chunk(n - 1).can_take(item, fill) {
-            self.edit(n - 1, |c| c.insert_at(c.data.len(), item));
+            self.edit(n - 1, |c| c.insert_item(c.len(), item));
         } else {
             self.insert_chunk(n, Chunk::with_item(item));
         }
@@ -461,7 +656,7 @@ impl PackedList {
     /// Prepends `item`.
     pub fn push_front(&mut self, item: &[u8], fill: Fill) {
         if self.chunk_count() > 0 && self.chunk(0).can_take(item, fill) {
-            self.edit(0, |c| c.insert_at(0, item));
+            self.edit(0, |c| c.insert_item(0, item));
         } else {
             self.insert_chunk(0, Chunk::with_item(item));
         }
@@ -490,12 +685,11 @@ impl PackedList {
             };
             let (run, after) = rest.split_at(k);
             rest = after;
-            let bytes = run.iter().map(|i| entry_size(i.len())).sum();
             if into_end > 0 {
-                self.edit(end, |c| c.add_run(run, bytes, front));
+                self.edit(end, |c| c.add_run(run, front));
             } else {
                 let mut c = Chunk::default();
-                c.add_run(run, bytes, front);
+                c.add_run(run, front);
                 self.insert_chunk(if front { 0 } else { n }, c);
             }
         }
@@ -506,7 +700,7 @@ impl PackedList {
         if self.is_empty() {
             return None;
         }
-        Some(self.edit(0, |c| c.remove_at(0)))
+        Some(self.edit(0, |c| c.remove_item(0)))
     }
 
     /// Removes and returns the last item.
@@ -514,10 +708,7 @@ impl PackedList {
         if self.is_empty() {
             return None;
         }
-        Some(self.edit(self.chunk_count() - 1, |c| {
-            let off = read_back(&c.data, c.data.len()).2;
-            c.remove_at(off)
-        }))
+        Some(self.edit(self.chunk_count() - 1, |c| c.remove_item(c.len() - 1)))
     }
 
     /// (chunk, index in it) of item `i < len`, walking from the nearer end.
@@ -550,9 +741,7 @@ impl PackedList {
             return None;
         }
         let (ci, ii) = self.locate(i);
-        let c = self.chunk(ci);
-        let (start, n, _) = read_fwd(&c.data, c.offset_of(ii));
-        Some(&c.data[start..start + n])
+        Some(self.chunk(ci).item(ii))
     }
 
     /// Replaces item `i`; false when `i >= len`.
@@ -562,17 +751,10 @@ impl PackedList {
         }
         let (ci, ii) = self.locate(i);
         let c = self.chunk(ci);
-        let off = c.offset_of(ii);
-        let old_end = read_fwd(&c.data, off).2;
-        let new_bytes = c.data.len() - (old_end - off) + entry_size(item.len());
-        if c.count == 1 || fill.allows(new_bytes, c.len()) {
-            let mut e = vec![0; entry_size(item.len())];
-            write_entry(&mut e, item);
-            self.edit(ci, |c| {
-                c.data.splice(off..old_end, e);
-            });
+        if c.count == 1 || fill.allows(c.bytes_replacing(ii, item.len()), c.len()) {
+            self.edit(ci, |c| c.replace_item(ii, item));
         } else {
-            self.edit(ci, |c| c.remove_at(off));
+            self.edit(ci, |c| c.remove_item(ii));
             self.insert(i, item, fill);
         }
         true
@@ -588,14 +770,14 @@ impl PackedList {
         }
         let (ci, ii) = self.locate(i);
         if self.chunk(ci).can_take(item, fill) {
-            self.edit(ci, |c| c.insert_at(c.offset_of(ii), item));
+            self.edit(ci, |c| c.insert_item(ii, item));
             return;
         }
         if ii == 0 {
             // At a chunk's head: the end of the previous chunk, else a
             // chunk of its own.
             if ci > 0 && self.chunk(ci - 1).can_take(item, fill) {
-                self.edit(ci - 1, |p| p.insert_at(p.data.len(), item));
+                self.edit(ci - 1, |p| p.insert_item(p.len(), item));
             } else {
                 self.insert_chunk(ci, Chunk::with_item(item));
             }
@@ -605,9 +787,9 @@ impl PackedList {
         // items), then add the item to whichever half takes it, or between.
         let mut tail = self.edit(ci, |c| c.split_off(ii));
         if self.chunk(ci).can_take(item, fill) {
-            self.edit(ci, |c| c.insert_at(c.data.len(), item));
+            self.edit(ci, |c| c.insert_item(c.len(), item));
         } else if tail.can_take(item, fill) {
-            tail.insert_at(0, item);
+            tail.insert_item(0, item);
         } else {
             self.insert_chunk(ci + 1, Chunk::with_item(item));
             self.insert_chunk(ci + 2, tail);
@@ -660,12 +842,9 @@ impl PackedList {
             let mut i = 0;
             while i + 1 < self.chunk_count() {
                 let (a, b) = (self.chunk(i), self.chunk(i + 1));
-                if fill.allows(a.data.len() + b.data.len(), a.len() + b.len()) {
+                if fill.allows(a.bytes_joined(b), a.len() + b.len()) {
                     let b = self.remove_chunk(i + 1);
-                    self.edit(i, |a| {
-                        a.data.extend_from_slice(&b.data);
-                        a.count += b.count;
-                    });
+                    self.edit(i, |a| a.append(b));
                 } else {
                     self.edit(i, Chunk::shrink);
                     i += 1;
@@ -813,7 +992,7 @@ mod tests {
             assert!(c.count > 0, "empty chunk");
             let mut off = 0;
             for _ in 0..c.count {
-                off = read_fwd(&c.data, off).2;
+                off = fwd(&c.data, c.width, off).2;
             }
             assert_eq!(off, c.data.len(), "entries fill the chunk exactly");
             if c.count > 1 {
@@ -906,7 +1085,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<PackedList>(), 32);
         let l: Box<PackedList> = (0..10).map(|i| format!("member{i:03}")).collect();
         assert!(matches!(l.0, Repr::One(_)));
-        assert_eq!(l.chunk(0).data.capacity(), 110, "exact growth");
+        assert_eq!(l.chunk(0).data.capacity(), 90, "fixed width, exact growth");
     }
 
     #[test]
@@ -930,9 +1109,19 @@ mod tests {
             l.push_back(format!("member{i:04}").as_bytes(), fill);
         }
         check(&l, fill);
-        // 12 B per entry, 4096 B per chunk.
-        assert_eq!(l.chunk_count(), 10_000usize.div_ceil(4096 / 12));
+        // Fixed width: 10 B per entry, 4096 B per chunk.
+        assert_eq!(l.chunk_count(), 10_000usize.div_ceil(4096 / 10));
         assert_eq!(l.get(5000), Some(&b"member5000"[..]));
+        // Items of 9 and 10 bytes in turn: variable, 11.5 B per entry.
+        let mut l = PackedList::new();
+        for i in 0..10_000 {
+            let item = format!("member{i:04}");
+            l.push_back(&item.as_bytes()[..9 + i % 2], fill);
+        }
+        check(&l, fill);
+        assert_eq!(l.chunk_count(), 10_000usize.div_ceil(4096 * 2 / 23));
+        assert!((0..l.chunk_count()).all(|i| !l.chunk(i).is_fixed()));
+        assert_eq!(l.get(5001), Some(&b"member5001"[..]));
         let mut l = PackedList::new();
         for i in 0..10 {
             l.push_front(&[i], Fill(3));
@@ -950,13 +1139,20 @@ mod tests {
     #[test]
     fn behaves_like_a_vecdeque() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for fill in [Fill(-2), Fill(-1), Fill(1), Fill(3), Fill(0), Fill(40)] {
+        // Items of random lengths, then mostly of one length (fixed-width
+        // chunks that turn variable now and then).
+        let cases = [(-2, false), (-1, false), (1, false), (3, false), (0, false), (40, false)]
+            .into_iter()
+            .chain([(-2, true), (-1, true), (3, true)]);
+        for (fill, same) in cases {
+            let fill = Fill(fill);
             let mut l = PackedList::new();
             let mut r: VecDeque<Vec<u8>> = VecDeque::new();
             let mut longest = 0;
             for step in 0..20_000 {
                 let item: Vec<u8> = {
                     let n = match rng.gen_range(0..20) {
+                        _ if same && rng.gen_range(0..30) > 0 => 10,
                         0 => rng.gen_range(128..300),
                         1 => rng.gen_range(1000..3500),
                         2 if step % 50 == 0 => rng.gen_range(5000..9000),
