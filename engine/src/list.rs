@@ -260,7 +260,7 @@ impl Chunk {
     }
 
     /// Rewrites a fixed chunk in the variable encoding.
-    fn to_variable(&mut self) {
+    fn make_variable(&mut self) {
         if !self.is_fixed() {
             return;
         }
@@ -268,7 +268,10 @@ impl Chunk {
         let es = entry_size(w);
         let mut data = vec![0; self.len() * es];
         for k in 0..self.len() {
-            write_entry(&mut data[k * es..(k + 1) * es], &self.data[k * w..(k + 1) * w]);
+            write_entry(
+                &mut data[k * es..(k + 1) * es],
+                &self.data[k * w..(k + 1) * w],
+            );
         }
         self.data = data;
         self.width = VAR;
@@ -282,7 +285,7 @@ impl Chunk {
             self.data.clear();
             self.width = len as u32;
         } else if self.is_fixed() && self.width as usize != len {
-            self.to_variable();
+            self.make_variable();
         }
     }
 
@@ -357,7 +360,7 @@ impl Chunk {
             self.data.clear();
             self.width = width;
         } else if width == VAR {
-            self.to_variable();
+            self.make_variable();
         }
         let append = |data: &mut Vec<u8>, item: &[u8]| {
             let old = data.len();
@@ -426,8 +429,8 @@ impl Chunk {
     /// Appends the items of `next` (both chunks non-empty).
     fn append(&mut self, mut next: Chunk) {
         if !(self.is_fixed() && self.width == next.width) {
-            self.to_variable();
-            next.to_variable();
+            self.make_variable();
+            next.make_variable();
         }
         self.data.extend_from_slice(&next.data);
         self.count += next.count;
@@ -1141,9 +1144,16 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // Items of random lengths, then mostly of one length (fixed-width
         // chunks that turn variable now and then).
-        let cases = [(-2, false), (-1, false), (1, false), (3, false), (0, false), (40, false)]
-            .into_iter()
-            .chain([(-2, true), (-1, true), (3, true)]);
+        let cases = [
+            (-2, false),
+            (-1, false),
+            (1, false),
+            (3, false),
+            (0, false),
+            (40, false),
+        ]
+        .into_iter()
+        .chain([(-2, true), (-1, true), (3, true)]);
         for (fill, same) in cases {
             let fill = Fill(fill);
             let mut l = PackedList::new();

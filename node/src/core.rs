@@ -693,7 +693,7 @@ impl Core {
             }
         }
         if let Some(bid) = bid {
-            self.ring.bufring.recycle(bid);
+            self.ring.bufring.consumed(bid, res.max(0) as usize, flags);
         }
         // A growing input buffer counts against maxmemory too.
         if self.shard.settings.maxmemory > 0 {
@@ -742,6 +742,12 @@ impl Core {
                 || res == -libc::ENOBUFS
                 || res == -libc::ECANCELED
             {
+                if res == -libc::ENOBUFS {
+                    self.ring.bufring.starved();
+                }
+                let Some(c) = self.shard.conns.get_mut(key) else {
+                    return;
+                };
                 if c.moving {
                     self.finish_move(key);
                 } else {

@@ -1,11 +1,30 @@
 //! A provided-buffer ring: memory the kernel picks from for multishot
 //! receives, so a socket's receive is armed once, not once per request.
 //!
+//! The ring is registered for incremental consumption where the kernel
+//! has it (`IOU_PBUF_RING_INC`, Linux 6.12): a receive takes only the
+//! bytes it needs from the current buffer and the next one goes on from
+//! there, so fifty clients' small requests share one buffer instead of
+//! taking fifty. The kernel says whether it still holds the buffer
+//! (`IORING_CQE_F_BUF_MORE`); the offset of each receive in its buffer is
+//! tracked here.
+//!
+//! The kernel takes buffers in ring order, so every buffer in the ring is
+//! touched sooner or later. The ring therefore starts with a few buffers
+//! and gets more only when the kernel found none ([`BufRing::starved`]):
+//! the memory a core's receives keep resident follows the most it ever
+//! needed at once, not the most it may use.
+//!
 //! Layout is the kernel's `io_uring_buf` array: 16-byte entries
 //! `{addr: u64, len: u32, bid: u16, resv: u16}`, where the `resv` field of
 //! entry 0 doubles as the ring's tail, written by us with release order.
 
 use std::sync::atomic::{AtomicU16, Ordering};
+
+/// Buffers handed to the kernel at first.
+const FIRST_LENT: u16 = 8;
+/// `IOU_PBUF_RING_INC` (linux/io_uring.h): buffers consumed incrementally.
+const PBUF_RING_INC: u16 = 2;
 
 /// Buffers the kernel fills on one core.
 pub struct BufRing {
@@ -13,6 +32,12 @@ pub struct BufRing {
     ring_bytes: usize,
     bufs: Vec<u8>,
     entries: u16,
+    /// Buffers `0..lent` are in circulation; the rest are untouched.
+    lent: u16,
+    /// Incremental consumption: where the next receive into each buffer
+    /// starts.
+    inc: bool,
+    offsets: Vec<u32>,
     buf_bytes: usize,
     /// Distance between buffer starts: `buf_bytes` plus a cache line, so
     /// the buffers' first lines fall in different cache sets instead of
@@ -23,8 +48,9 @@ pub struct BufRing {
 }
 
 impl BufRing {
-    /// `entries` buffers (a power of two) of `buf_bytes` each, registered as
-    /// buffer group `group` with `submitter`'s ring.
+    /// Up to `entries` buffers (a power of two) of `buf_bytes` each,
+    /// registered as buffer group `group` with `submitter`'s ring; the
+    /// first [`FIRST_LENT`] are handed to the kernel.
     pub fn new(
         submitter: &io_uring::Submitter<'_>,
         group: u16,
@@ -54,19 +80,44 @@ impl BufRing {
             ring_bytes,
             bufs: vec![0u8; entries as usize * stride],
             entries,
+            lent: 0,
+            inc: true,
+            offsets: vec![0; entries as usize],
             buf_bytes,
             stride,
             tail: 0,
             group,
         };
+        let (ring, inc) = (br.ring as u64, PBUF_RING_INC);
         // SAFETY: the ring memory stays mapped until Drop, which also
         // unregisters it first.
-        unsafe { submitter.register_buf_ring_with_flags(br.ring as u64, entries, group, 0)? };
-        for bid in 0..entries {
-            br.push(bid);
+        let registered =
+            unsafe { submitter.register_buf_ring_with_flags(ring, entries, group, inc) };
+        if registered.is_err() {
+            // A kernel without incremental consumption (before 6.12).
+            br.inc = false;
+            // SAFETY: as above.
+            unsafe { submitter.register_buf_ring_with_flags(ring, entries, group, 0)? };
         }
-        br.publish();
+        br.lend(FIRST_LENT.min(entries));
         Ok(br)
+    }
+
+    /// Hands `n` more untouched buffers to the kernel (as many as there
+    /// are left at most).
+    fn lend(&mut self, n: u16) {
+        let end = self.lent.saturating_add(n).min(self.entries);
+        for bid in self.lent..end {
+            self.push(bid);
+        }
+        self.lent = end;
+        self.publish();
+    }
+
+    /// A receive found no buffer (`ENOBUFS`): doubles the buffers in
+    /// circulation, up to all of them.
+    pub fn starved(&mut self) {
+        self.lend(self.lent.max(1));
     }
 
     fn push(&mut self, bid: u16) {
@@ -90,16 +141,26 @@ impl BufRing {
         tail.store(self.tail, Ordering::Release);
     }
 
-    /// The first `len` bytes of buffer `bid`, as the kernel filled them.
+    /// The `len` bytes a receive completion put in buffer `bid`.
     pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        let start = bid as usize * self.stride;
-        let end = start + len.min(self.buf_bytes);
+        let off = self.offsets.get(bid as usize).map_or(0, |&o| o as usize);
+        let start = bid as usize * self.stride + off.min(self.buf_bytes);
+        let end = bid as usize * self.stride + (off + len).min(self.buf_bytes);
         self.bufs.get(start..end).unwrap_or(&[])
     }
 
-    /// Hands buffer `bid` back to the kernel.
-    pub fn recycle(&mut self, bid: u16) {
-        if bid < self.entries {
+    /// Done with a receive completion's `len` bytes in buffer `bid`
+    /// (`flags`: the completion's): the next receive into the buffer goes
+    /// on after them, or the buffer goes back to the kernel once the
+    /// kernel is done with it.
+    pub fn consumed(&mut self, bid: u16, len: usize, flags: u32) {
+        let Some(off) = self.offsets.get_mut(bid as usize) else {
+            return;
+        };
+        if self.inc && io_uring::cqueue::buffer_more(flags) {
+            *off += len as u32;
+        } else if bid < self.lent {
+            *off = 0;
             self.push(bid);
             self.publish();
         }
