@@ -209,9 +209,34 @@ impl Core {
             return;
         }
         c.recv_inflight = true;
-        let group = self.ring.bufring.group;
-        let e = with_target!(c, key, |f| opcode::RecvMulti::new(f, group).build())
-            .user_data(user_data(KIND_RECV, key));
+        c.recv_switching = false;
+        // The rest of a big argument goes straight into its buffer, as
+        // Redis reads it into a query buffer of its size: one copy, the
+        // kernel's, instead of a second one out of the shared buffers.
+        let e = if let Some((ptr, len)) = c.big_spare() {
+            c.recv_into_big = true;
+            with_target!(c, key, |f| opcode::Recv::new(f, ptr, len).build())
+        } else {
+            let group = self.ring.bufring.group;
+            with_target!(c, key, |f| opcode::RecvMulti::new(f, group).build())
+        };
+        self.push_sqe(e.user_data(user_data(KIND_RECV, key)));
+    }
+
+    /// Once a big argument starts arriving, ends the multishot receive so
+    /// that [`Core::arm_recv`] receives the rest straight into its buffer.
+    fn switch_to_big_recv(&mut self, key: Key) {
+        let Some(c) = self.shard.conns.get_mut(key) else {
+            return;
+        };
+        if !c.recv_inflight || c.recv_into_big || c.recv_switching || c.big_spare().is_none() {
+            return;
+        }
+        c.recv_switching = true;
+        let recv = user_data(KIND_RECV, key);
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
+            .build()
+            .user_data(user_data(KIND_CANCEL, key));
         self.push_sqe(e);
     }
 
@@ -684,6 +709,11 @@ impl Core {
     /// the ring buffer back; with `prefetch`, starts prefetching the first
     /// request's key (its slot header; `reap` then asks for the entry).
     fn ingest(&mut self, key: Key, res: i32, flags: u32, prefetch: bool) {
+        if let Some(c) = self.shard.conns.get_mut(key) {
+            if std::mem::take(&mut c.recv_into_big) && res > 0 {
+                c.big_received(res as usize);
+            }
+        }
         let bid = cqueue::buffer_select(flags);
         if res > 0 {
             if let (Some(bid), Some(c)) = (bid, self.shard.conns.get_mut(key)) {
@@ -789,6 +819,7 @@ impl Core {
         }
         commands::process(&mut self.shard, key);
         self.pause_recv_if_ahead(key);
+        self.switch_to_big_recv(key);
         self.arm_recv(key);
     }
 

@@ -153,6 +153,58 @@ fn big_bulks_sent_a_few_bytes_at_a_time_like_redis() {
 }
 
 #[test]
+fn big_arguments_received_straight_into_their_buffer_like_redis() {
+    // Megabytes in uneven pieces, with pauses: past the first piece, the
+    // rest of the argument is received straight into its buffer, one
+    // receive at a time, with pipelined commands right behind it. A client
+    // that leaves halfway through a big argument is freed with it.
+    let v = value(6 << 20, 3);
+    let mut req = encode(&[b"SET", KEYS[1].as_bytes(), &v]);
+    req.extend(encode(&[b"SET", b"small", b"x"]));
+    req.extend(encode(&[b"GET", b"small"]));
+    let get = encode(&[b"GET", KEYS[1].as_bytes()]);
+    let half = encode(&[b"SET", b"half", &v]);
+    let mut replies = Vec::new();
+    for s in [Server::redis(&[]), Server::slotd(&["--shards", "2"])] {
+        let mut c = s.raw();
+        c.set_read_timeout(Duration::from_secs(60));
+        let list = encode(&[b"CLIENT", b"LIST"]);
+        let count = |c: &mut RawConn| {
+            let list = c.raw_cmd(&list).unwrap();
+            String::from_utf8_lossy(&list).matches("addr=").count()
+        };
+        let before = count(&mut c);
+        let mut gone = s.raw();
+        gone.send(&half[..3 << 20]).unwrap();
+        let mut rest = &req[..];
+        for (i, n) in [1usize, 100, 70_000, 1 << 20, 333_333]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, r) = rest.split_at((*n).min(rest.len()));
+            c.send(piece).unwrap();
+            rest = r;
+            if i % 3 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        drop(gone);
+        let got: Vec<Vec<u8>> = (0..3).map(|_| c.read_reply().unwrap()).collect();
+        let value = c.raw_cmd(&get).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let exists = c.raw_cmd(&encode(&[b"EXISTS", b"half"])).unwrap();
+        let extra = count(&mut c) as i64 - before as i64;
+        replies.push((got, value, exists, extra));
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[1].3, 0, "the client that left is gone");
+}
+
+#[test]
 fn big_arguments_received_count_against_the_query_buffer_limit_as_in_redis() {
     // Each big argument counts while it is received, not once it is in:
     // two 700 KB values pass a 1 MB limit in Redis, and here.

@@ -24,6 +24,11 @@ pub enum Wait {
     Stalled,
 }
 
+/// Below this much left to come, the rest of a big argument comes through
+/// the shared receive buffers: a receive straight into its buffer pays a
+/// cancel and a re-arm of the multishot receive.
+pub const BIG_RECV_MIN: usize = 256 * 1024;
+
 /// Big bulk arguments (`engine::resp::BIG_ARG` bytes or more) of the
 /// request at `Conn::rpos`, each received into a buffer of its own size
 /// rather than into `Conn::rbuf`: they become values without a copy.
@@ -116,6 +121,12 @@ pub struct Conn {
     pub send_vec: Option<Box<SendVec>>,
     pub send_inflight: bool,
     pub recv_inflight: bool,
+    /// The receive in flight is a single one into the big argument being
+    /// filled ([`Conn::big_spare`]), not the multishot one.
+    pub recv_into_big: bool,
+    /// The multishot receive is being cancelled so the rest of a big
+    /// argument can be received straight into its buffer.
+    pub recv_switching: bool,
     /// Receiving stopped: too much input is waiting (see
     /// [`INPUT_AHEAD_MAX`]).
     pub recv_paused: bool,
@@ -286,6 +297,8 @@ impl Conn {
             recv_paused: false,
             direct: false,
             direct_input: false,
+            recv_into_big: false,
+            recv_switching: false,
             flush_queued: false,
             db: 0,
             resp3: false,
@@ -429,6 +442,42 @@ impl Conn {
             }
         }
         self.rbuf.extend_from_slice(data);
+    }
+
+    /// Where the rest of the big argument being received may go straight
+    /// from the socket, when at least [`BIG_RECV_MIN`] of it is still to
+    /// come: the start of its buffer's unfilled capacity and its length.
+    /// The buffer was allocated at its final size and is neither moved
+    /// nor freed while a receive into it is in flight (`recv_inflight`
+    /// keeps the connection, and with it the buffer, alive).
+    pub fn big_spare(&mut self) -> Option<(*mut u8, u32)> {
+        let (buf, _, want) = self.big.as_deref_mut()?.filling.as_mut()?;
+        let left = *want - buf.len();
+        if left < BIG_RECV_MIN || buf.capacity() < *want {
+            return None;
+        }
+        let n = left.min(1 << 30) as u32;
+        Some((buf.spare_capacity_mut().as_mut_ptr().cast(), n))
+    }
+
+    /// A receive put `n` bytes into the big argument's buffer after its
+    /// filled part ([`Conn::big_spare`]).
+    pub fn big_received(&mut self, n: usize) {
+        let Some(big) = self.big.as_deref_mut() else {
+            return;
+        };
+        let Some((buf, at, want)) = &mut big.filling else {
+            return;
+        };
+        let n = n.min(*want - buf.len());
+        // SAFETY: the kernel wrote `n` bytes (at most what `big_spare`
+        // offered, which is within the capacity) right after `len`.
+        unsafe { buf.set_len(buf.len() + n) };
+        if buf.len() == *want {
+            big.at.push(*at);
+            big.done.push(Bytes::from(std::mem::take(buf)));
+            big.filling = None;
+        }
     }
 
     /// A big argument is being received: nothing to parse until it is in.
