@@ -233,6 +233,12 @@ impl Core {
             return;
         }
         c.recv_switching = true;
+        self.cancel_recv(key);
+    }
+
+    /// Cancels connection `key`'s receive (multishot or single): its last
+    /// completion comes with `ECANCELED`, or with data if it was ending.
+    fn cancel_recv(&mut self, key: Key) {
         let recv = user_data(KIND_RECV, key);
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
             .build()
@@ -839,11 +845,7 @@ impl Core {
         }
         if !c.cancel_sent {
             c.cancel_sent = true;
-            let recv = user_data(KIND_RECV, key);
-            let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
-                .build()
-                .user_data(user_data(KIND_CANCEL, key));
-            self.push_sqe(e);
+            self.cancel_recv(key);
         }
     }
 
@@ -918,11 +920,7 @@ impl Core {
         c.recv_paused = true;
         self.paused.push(key);
         if c.recv_inflight {
-            let recv = user_data(KIND_RECV, key);
-            let e = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(recv))
-                .build()
-                .user_data(user_data(KIND_CANCEL, key));
-            self.push_sqe(e);
+            self.cancel_recv(key);
         }
     }
 

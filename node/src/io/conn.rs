@@ -42,6 +42,20 @@ pub struct BigArgs {
     pub filling: Option<(Vec<u8>, usize, usize)>,
 }
 
+impl BigArgs {
+    /// Once the argument being received is all in, it joins the received
+    /// ones.
+    fn done_if_full(&mut self) {
+        if let Some((buf, at, want)) = &mut self.filling {
+            if buf.len() == *want {
+                self.at.push(*at);
+                self.done.push(Bytes::from(std::mem::take(buf)));
+                self.filling = None;
+            }
+        }
+    }
+}
+
 /// Unsent replies' big bulks, sent from the values themselves: each is
 /// sent once the output before its position has been.
 pub type BigOut = Vec<(usize, Bytes)>;
@@ -430,15 +444,11 @@ impl Conn {
     /// first, up to its size, the rest into `rbuf`.
     pub fn take_in(&mut self, mut data: &[u8]) {
         if let Some(big) = self.big.as_deref_mut() {
-            if let Some((buf, at, want)) = &mut big.filling {
+            if let Some((buf, _, want)) = &mut big.filling {
                 let n = (*want - buf.len()).min(data.len());
                 buf.extend_from_slice(&data[..n]);
                 data = &data[n..];
-                if buf.len() == *want {
-                    big.at.push(*at);
-                    big.done.push(Bytes::from(std::mem::take(buf)));
-                    big.filling = None;
-                }
+                big.done_if_full();
             }
         }
         self.rbuf.extend_from_slice(data);
@@ -466,18 +476,14 @@ impl Conn {
         let Some(big) = self.big.as_deref_mut() else {
             return;
         };
-        let Some((buf, at, want)) = &mut big.filling else {
+        let Some((buf, _, want)) = &mut big.filling else {
             return;
         };
         let n = n.min(*want - buf.len());
         // SAFETY: the kernel wrote `n` bytes (at most what `big_spare`
         // offered, which is within the capacity) right after `len`.
         unsafe { buf.set_len(buf.len() + n) };
-        if buf.len() == *want {
-            big.at.push(*at);
-            big.done.push(Bytes::from(std::mem::take(buf)));
-            big.filling = None;
-        }
+        big.done_if_full();
     }
 
     /// A big argument is being received: nothing to parse until it is in.
