@@ -123,13 +123,6 @@ impl Db {
         self.dict_at(slot_of(key) as usize)?.get_mut(seed, key)
     }
 
-    /// Starts loading where `key` lives, ahead of a lookup (pipelines).
-    pub fn prefetch(&self, key: &[u8]) {
-        if let Some(d) = self.dict(slot_of(key) as usize) {
-            d.prefetch(hash(self.seed, key));
-        }
-    }
-
     /// The first step of a prefetch for several keys at once: starts
     /// loading `key`'s slot header (without waiting for it) and returns
     /// what the next steps need.

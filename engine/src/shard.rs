@@ -608,13 +608,6 @@ impl Shard {
         (sampled, expired)
     }
 
-    /// Starts loading `key`'s entry in `db` ahead of a lookup.
-    pub fn prefetch(&self, db: usize, key: &[u8]) {
-        if let Some(d) = self.dbs.get(db) {
-            d.prefetch(key);
-        }
-    }
-
     /// [`Db::prefetch_slot`] in `db`: the first step of prefetching a
     /// batch of keys, whose header misses then overlap.
     pub fn prefetch_slot(&self, db: usize, key: &[u8]) -> Option<(usize, Ahead)> {

@@ -739,7 +739,7 @@ impl Core {
             if prefetch && res > 0 && c.wait == Wait::No && c.rpos < c.rbuf.len() {
                 let limits = self.shard.settings.limits;
                 let rest = &c.rbuf[c.rpos..];
-                if let Some(k) = first_key(
+                if let Some((Some(k), _)) = first_key(
                     &mut self.shard.stats,
                     &mut self.shard.ahead_spans,
                     rest,

@@ -1,8 +1,9 @@
 //! A request, top to bottom: parse the next command in a connection's
-//! buffer (prefetching the key of the one after it), hand it to
-//! [`dispatch::command`] (checks, then the fast path inline or a task),
-//! and when a command belongs to another core, cut the pipeline behind it
-//! that can travel along ([`gather_pipeline`]) and send it as one task.
+//! buffer (prefetching the keys of the pipelined ones behind it, a window
+//! at a time), hand it to [`dispatch::command`] (checks, then the fast
+//! path inline or a task), and when a command belongs to another core, cut
+//! the pipeline behind it that can travel along ([`gather_pipeline`]) and
+//! send it as one task.
 
 use super::dispatch::{self, Next};
 use crate::io::{BigArgs, Key, Wait, BUF_KEEP, RBUF_KEEP};
@@ -34,6 +35,46 @@ struct Planned {
     bytes: (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
+}
+
+/// Most pipelined commands whose keys are prefetched together.
+const AHEAD_MAX: usize = 16;
+
+/// Prefetches the keys of the complete commands in `rbuf` from `at` on
+/// (at most [`AHEAD_MAX`]) in three steps over all of them (every key's
+/// slot header, table word, then entry), so their cache misses overlap
+/// instead of following one another; returns where those commands end.
+fn prefetch_window(
+    shard: &mut Shard,
+    db: usize,
+    rbuf: &[u8],
+    mut at: usize,
+    limits: &engine::resp::Limits,
+) -> usize {
+    let mut ahead = [None; AHEAD_MAX];
+    let mut n = 0;
+    for _ in 0..AHEAD_MAX {
+        let Some((k, consumed)) = first_key(
+            &mut shard.stats,
+            &mut shard.ahead_spans,
+            &rbuf[at..],
+            limits,
+        ) else {
+            break;
+        };
+        at += consumed;
+        if let Some(k) = k {
+            ahead[n] = shard.engine.prefetch_slot(db, k);
+            n += 1;
+        }
+    }
+    for a in ahead[..n].iter().flatten() {
+        shard.engine.prefetch_entry(*a);
+    }
+    for a in ahead[..n].iter().flatten() {
+        shard.engine.prefetch_node(*a);
+    }
+    at
 }
 
 /// Parses and runs the commands buffered on `key` until one has to wait.
@@ -72,6 +113,8 @@ pub fn process(shard: &mut Shard, key: Key) {
     let start = pos;
     let mut flight = 0;
     let limits = shard.settings.limits;
+    // Where the commands whose keys are being prefetched end.
+    let mut ahead_end = pos;
     loop {
         if rbuf.len() < need || pos >= rbuf.len() {
             break;
@@ -113,14 +156,10 @@ pub fn process(shard: &mut Shard, key: Key) {
             Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
             Ok(engine::resp::Parsed::Command { consumed, inline }) => {
                 need = 0;
-                // Start loading the next pipelined command's entry.
-                if let Some(k) = first_key(
-                    &mut shard.stats,
-                    &mut shard.ahead_spans,
-                    &rbuf[pos + consumed..],
-                    &limits,
-                ) {
-                    shard.engine.prefetch(db, k);
+                // Start loading the entries of the pipelined commands
+                // behind it, a window at a time.
+                if pos + consumed >= ahead_end {
+                    ahead_end = prefetch_window(shard, db, &rbuf, pos + consumed, &limits);
                 }
                 let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                 let bigs = big.as_ref().map_or(&[][..], |b| &b.done[..]);

@@ -404,28 +404,34 @@ pub fn parse(
     parsed
 }
 
-/// If `rest` starts with a complete request, its first argument after the
-/// name: the key to prefetch. On a large keyspace a lookup is a few cache
-/// misses; prefetched, they overlap with other work (the command before it
-/// in a pipeline, or the other connections of the same turn).
+/// If `rest` starts with a complete request (in RESP), its length and its
+/// first argument after the name: the key to prefetch, if it has one. On a
+/// large keyspace a lookup is a few cache misses; prefetched, they overlap
+/// with other work (the commands before it in a pipeline, or the other
+/// connections of the same turn).
 pub fn first_key<'a>(
     stats: &mut CoreStats,
     spans: &mut Vec<(u32, u32)>,
     rest: &'a [u8],
     limits: &engine::resp::Limits,
-) -> Option<&'a [u8]> {
+) -> Option<(Option<&'a [u8]>, usize)> {
     if rest.first() != Some(&b'*') {
         return None;
     }
     match parse(stats, rest, &[], limits, spans, &mut Vec::new()) {
-        Ok(engine::resp::Parsed::Command { inline: false, .. }) => {
+        Ok(engine::resp::Parsed::Command {
+            inline: false,
+            consumed,
+        }) => {
             let arg = |i: usize| {
                 let &(s, e) = spans.get(i)?;
                 rest.get(s as usize..e as usize)
             };
             // A script's first declared key, after its body (or name) and
             // numkeys.
-            let name = arg(0)?;
+            let Some(name) = arg(0) else {
+                return Some((None, consumed));
+            };
             const SCRIPTS: [&[u8]; 6] = [
                 b"eval",
                 b"evalsha",
@@ -436,10 +442,12 @@ pub fn first_key<'a>(
             ];
             let script = matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F'))
                 && SCRIPTS.iter().any(|s| s.eq_ignore_ascii_case(name));
-            if script {
-                return if arg(2)? != b"0" { arg(3) } else { None };
-            }
-            arg(1)
+            let key = if script {
+                arg(2).filter(|&n| n != b"0").and_then(|_| arg(3))
+            } else {
+                arg(1)
+            };
+            Some((key, consumed))
         }
         _ => None,
     }
