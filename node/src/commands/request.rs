@@ -9,7 +9,7 @@ use super::dispatch::{self, Next};
 use crate::io::{BigArgs, Key, Wait, BUF_KEEP, RBUF_KEEP};
 use crate::log;
 use crate::mesh::{flows, Seg};
-use crate::shard::{first_key, parse, Shard};
+use crate::shard::{parse, Shard};
 use bytes::Bytes;
 use engine::Reply;
 
@@ -35,46 +35,6 @@ struct Planned {
     bytes: (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
-}
-
-/// Most pipelined commands whose keys are prefetched together.
-const AHEAD_MAX: usize = 16;
-
-/// Prefetches the keys of the complete commands in `rbuf` from `at` on
-/// (at most [`AHEAD_MAX`]) in three steps over all of them (every key's
-/// slot header, table word, then entry), so their cache misses overlap
-/// instead of following one another; returns where those commands end.
-fn prefetch_window(
-    shard: &mut Shard,
-    db: usize,
-    rbuf: &[u8],
-    mut at: usize,
-    limits: &engine::resp::Limits,
-) -> usize {
-    let mut ahead = [None; AHEAD_MAX];
-    let mut n = 0;
-    for _ in 0..AHEAD_MAX {
-        let Some((k, consumed)) = first_key(
-            &mut shard.stats,
-            &mut shard.ahead_spans,
-            &rbuf[at..],
-            limits,
-        ) else {
-            break;
-        };
-        at += consumed;
-        if let Some(k) = k {
-            ahead[n] = shard.engine.prefetch_slot(db, k);
-            n += 1;
-        }
-    }
-    for a in ahead[..n].iter().flatten() {
-        shard.engine.prefetch_entry(*a);
-    }
-    for a in ahead[..n].iter().flatten() {
-        shard.engine.prefetch_node(*a);
-    }
-    at
 }
 
 /// Parses and runs the commands buffered on `key` until one has to wait.
@@ -159,7 +119,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                 // Start loading the entries of the pipelined commands
                 // behind it, a window at a time.
                 if pos + consumed >= ahead_end {
-                    ahead_end = prefetch_window(shard, db, &rbuf, pos + consumed, &limits);
+                    ahead_end = pos + consumed + shard.prefetch_keys(db, [&rbuf[pos + consumed..]]);
                 }
                 let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                 let bigs = big.as_ref().map_or(&[][..], |b| &b.done[..]);
@@ -207,14 +167,15 @@ pub fn process(shard: &mut Shard, key: Key) {
                             p.bytes.2 = b.done;
                         }
                         flight = end - pos;
+                        let head = take_head(shard, key);
                         let direct = direct_socket(shard, key, end == rbuf.len() && big.is_none());
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
                         let rpc = shard.rpc.clone();
                         dispatch::spawn(shard, key, async move {
                             let (bytes, segs, writes) = (p.bytes, p.segs, p.writes);
-                            flows::pipeline(rpc, db, resp3, bytes, segs, writes, (key, direct))
-                                .await
+                            let to = (key, direct, head);
+                            flows::pipeline(rpc, db, resp3, bytes, segs, writes, to).await
                         });
                         break;
                     }
@@ -326,6 +287,35 @@ fn direct_socket(shard: &mut Shard, key: Key, last: bool) -> i32 {
             c.fd
         }
         _ => -1,
+    }
+}
+
+/// Most reply bytes of a connection's earlier commands that go along
+/// with its pipeline (see [`take_head`]).
+const HEAD_MAX: usize = 16 * 1024;
+
+/// The replies that `key`'s commands before a pipeline left unsent: they
+/// go along with the pipeline, ahead of its own replies, so the client
+/// gets them all in one send instead of two. Only plain replies waiting
+/// alone (no send under way, no large bulk, nothing that may push
+/// messages between them).
+fn take_head(shard: &mut Shard, key: Key) -> Vec<u8> {
+    match shard.conns.get_mut(key) {
+        Some(c)
+            if !c.out.is_empty()
+                && c.out.len() <= HEAD_MAX
+                && c.pending_out() == c.out.len()
+                && !c.send_inflight
+                && !c.master
+                && !c.mute
+                && c.tracking.is_none()
+                && c.sub_count() == 0 =>
+        {
+            let head = c.out.clone();
+            c.out.clear();
+            head
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -115,9 +115,9 @@ pub async fn pipeline(
     (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
-    (conn, direct): (Key, i32),
+    (conn, direct, head): (Key, i32, Vec<u8>),
 ) -> TaskDone {
-    let req = |segs: Vec<Seg>, tx: Option<TxId>, direct: i32| Request::Pipeline {
+    let req = |segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| Request::Pipeline {
         tx,
         direct,
         db,
@@ -127,7 +127,7 @@ pub async fn pipeline(
         bigs: bigs.clone(),
         segs,
         at: 0,
-        out: engine::Encoded::default(),
+        out,
         ends: Vec::new(),
         conn: Some(conn),
     };
@@ -148,9 +148,16 @@ pub async fn pipeline(
             locks = Some(l);
         }
     }
+    // The replies of the connection's commands before it come first.
+    let start = engine::Encoded {
+        bytes: head,
+        bigs: Vec::new(),
+    };
+    // Kept for the error below: the chain's answer carries the original.
+    let head = start.bytes.clone();
     let encoded = if chain {
         // One core answers with every reply: it may send them itself.
-        match rpc.call(segs[0].core, req(segs, None, direct)).await {
+        match rpc.call(segs[0].core, req(segs, None, direct, start)).await {
             Response::Encoded { out, ends } if ends.len() == n_segs => Some(out),
             _ => None,
         }
@@ -160,7 +167,7 @@ pub async fn pipeline(
             .iter()
             .map(|&c| {
                 let own = segs.iter().filter(|s| s.core == c).copied().collect();
-                rpc.call(c, req(own, tx, -1))
+                rpc.call(c, req(own, tx, -1, engine::Encoded::default()))
             })
             .collect();
         let mut parts = Vec::with_capacity(calls.len());
@@ -173,10 +180,13 @@ pub async fn pipeline(
         if let Some(l) = locks {
             l.release().await;
         }
-        interleave(&segs, &cores, &mut parts)
+        interleave(start, &segs, &cores, &mut parts)
     };
     let encoded = encoded.unwrap_or_else(|| {
-        let mut out = engine::Encoded::default();
+        let mut out = engine::Encoded {
+            bytes: head,
+            bigs: Vec::new(),
+        };
         let err = Reply::err("ERR internal error: unexpected answer from a shard");
         for _ in 0..n_cmds {
             out.push(&err, resp3);
@@ -200,14 +210,13 @@ const LOCKED_SEGS_MIN: usize = 32;
 /// end offsets, and how far both have been taken. `None` if a core's
 /// answer does not match its segments.
 fn interleave(
+    mut out: engine::Encoded,
     segs: &[Seg],
     cores: &[usize],
     parts: &mut [(engine::Encoded, Vec<u32>, usize, usize)],
 ) -> Option<engine::Encoded> {
-    let mut out = engine::Encoded {
-        bytes: Vec::with_capacity(parts.iter().map(|p| p.0.bytes.len()).sum()),
-        bigs: Vec::new(),
-    };
+    out.bytes
+        .reserve(parts.iter().map(|p| p.0.bytes.len()).sum());
     for s in segs {
         let (part, ends, from, taken) = parts.get_mut(cores.binary_search(&s.core).ok()?)?;
         let end = *ends.get(*taken)? as usize;

@@ -238,6 +238,21 @@ impl Shard {
                 conn,
             } => {
                 self.serving = conn.map(|k| (from, k));
+                // Start loading the keys of this core's segments: these,
+                // and the ones it will run after the next hop.
+                let me = self.id;
+                let mine = segs[at.min(segs.len())..]
+                    .iter()
+                    .skip_while(|s| s.core == me)
+                    .skip_while(|s| s.core != me)
+                    .take_while(|s| s.core == me);
+                let parts = segs[at.min(segs.len())..]
+                    .iter()
+                    .take_while(|s| s.core == me)
+                    .chain(mine)
+                    .filter(|s| s.start > 0 || holes.is_empty())
+                    .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
+                self.prefetch_keys(db, parts);
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
