@@ -70,6 +70,11 @@ pub struct Shard {
     /// Requests that arrived while locked, in order: (from, id, the
     /// client they work for, request).
     deferred: VecDeque<(usize, u64, u64, Request)>,
+    /// The queue `deferred` had before the last unlock, kept with its
+    /// room: a queue grown from nothing at every unlock costs a string of
+    /// reallocations, and the allocator's returning of the freed pages
+    /// costs a TLB shootdown on every core.
+    deferred_spare: VecDeque<(usize, u64, u64, Request)>,
     /// Connections waiting for the lock to go.
     stalled: Vec<Key>,
     /// Writers paused for a manual failover (`Request::PauseWrites`): a
@@ -213,6 +218,7 @@ impl Shard {
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),
+            deferred_spare: VecDeque::new(),
             stalled: Vec::new(),
             writes_paused: false,
             paused_conns: Vec::new(),

@@ -239,20 +239,29 @@ impl Shard {
             } => {
                 self.serving = conn.map(|k| (from, k));
                 // Start loading the keys of this core's segments: these,
-                // and the ones it will run after the next hop.
+                // and the ones it will run after the next hop (a lone
+                // command runs at once: nothing to overlap).
                 let me = self.id;
-                let mine = segs[at.min(segs.len())..]
+                let rest = &segs[at.min(segs.len())..];
+                let here = rest.iter().take_while(|s| s.core == me);
+                let next = rest
                     .iter()
                     .skip_while(|s| s.core == me)
                     .skip_while(|s| s.core != me)
                     .take_while(|s| s.core == me);
-                let parts = segs[at.min(segs.len())..]
-                    .iter()
-                    .take_while(|s| s.core == me)
-                    .chain(mine)
-                    .filter(|s| s.start > 0 || holes.is_empty())
-                    .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
-                self.prefetch_keys(db, parts);
+                if here
+                    .clone()
+                    .chain(next.clone())
+                    .map(|s| s.cmds)
+                    .sum::<u32>()
+                    > 1
+                {
+                    let parts = here
+                        .chain(next)
+                        .filter(|s| s.start > 0 || holes.is_empty())
+                        .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
+                    self.prefetch_keys(db, parts);
+                }
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
@@ -342,9 +351,10 @@ impl Shard {
                     }
                     self.repl_part_end();
                     self.serve_ready();
-                    let deferred = std::mem::take(&mut self.deferred);
+                    let spare = std::mem::take(&mut self.deferred_spare);
+                    let mut deferred = std::mem::replace(&mut self.deferred, spare);
                     let unlocker = self.req_client;
-                    for (from, id, client, req) in deferred {
+                    for (from, id, client, req) in deferred.drain(..) {
                         // A request of the transaction that took the lock
                         // meanwhile (sent right behind its lock) runs now.
                         if self.lock.is_some_and(|tx| !served_under(tx, &req)) {
@@ -356,10 +366,10 @@ impl Shard {
                             self.request(from, id, req);
                         }
                     }
+                    self.deferred_spare = deferred;
                     self.set_req_client(unlocker);
                     if self.lock.is_none() {
-                        let stalled = std::mem::take(&mut self.stalled);
-                        for key in stalled {
+                        for key in self.stalled.drain(..) {
                             if let Some(c) = self.conns.get_mut(key) {
                                 if c.wait == Wait::Stalled {
                                     c.wait = Wait::No;
