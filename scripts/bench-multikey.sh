@@ -45,17 +45,19 @@ for _ in $(seq 1 10); do KEYS10+=("key:__rand_int__"); done
 RAW="$WORK/raw.tsv" # setup test pipeline round rps p99 cpu_us
 : >"$RAW"
 
-# start SETUP: starts it on PORT, fresh, and waits for PING; sets SPID.
+# start SETUP: starts it on PORT, fresh (in $WORK: no data file to load),
+# and waits for PONG; sets SPID.
 start() {
     case "$1" in
-    redis) "$REDIS_BIN" --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/$1.log" 2>&1 & ;;
-    *-old) "$OLD_BIN" --port "$PORT" --bind 127.0.0.1 --shards "$SHARDS" --save "" >"$WORK/$1.log" 2>&1 & ;;
-    *) "$SLOTD_BIN" --port "$PORT" --bind 127.0.0.1 --shards "$SHARDS" --save "" >"$WORK/$1.log" 2>&1 & ;;
+    redis) "$REDIS_BIN" --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/$1.log" 2>&1 & ;;
+    *-old) "$OLD_BIN" --port "$PORT" --bind 127.0.0.1 --shards "$SHARDS" --save "" --dir "$WORK" >"$WORK/$1.log" 2>&1 & ;;
+    *) "$SLOTD_BIN" --port "$PORT" --bind 127.0.0.1 --shards "$SHARDS" --save "" --dir "$WORK" >"$WORK/$1.log" 2>&1 & ;;
     esac
     SPID=$!
     PIDS+=("$SPID")
     for _ in $(seq 1 100); do
-        redis-cli -p "$PORT" ping >/dev/null 2>&1 && return 0
+        # (redis-cli exits 0 on an error reply such as -LOADING.)
+        [ "$(redis-cli -p "$PORT" ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.05
     done
     die "$1 did not start"
