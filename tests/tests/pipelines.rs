@@ -239,7 +239,9 @@ fn connect_on(s: &Server, core: usize, spare: &mut Vec<RawConn>) -> RawConn {
 /// pipeline independently, core 1 would have written `b:i` during the
 /// sleep, and Y's read, served by core 0 before the queued pipeline, would
 /// find nothing.)
-fn pairs_become_visible_in_order(pairs: usize) {
+/// With `scripted`, each SET runs inside a script (EVALSHA: a script may
+/// write though EVALSHA is not flagged as a write).
+fn pairs_become_visible_in_order(pairs: usize, scripted: bool) {
     let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
     let (a, b) = (tag_on(0), tag_on(1));
     let mut spare = Vec::new();
@@ -247,6 +249,17 @@ fn pairs_become_visible_in_order(pairs: usize) {
     let mut writer = connect_on(&s, 1, &mut spare);
     let mut x = connect_on(&s, 1, &mut spare);
     let mut y = connect_on(&s, 0, &mut spare);
+    let body = "return redis.call('set', KEYS[1], ARGV[1])";
+    let sha = String::from_utf8(writer.cmd_str(&["SCRIPT", "LOAD", body])).unwrap();
+    let sha = sha.lines().nth(1).unwrap().to_string();
+    if scripted {
+        // Its first runs teach slotd that it touches only its keys.
+        for k in [format!("{{{a}}}warm"), format!("{{{b}}}warm")] {
+            for _ in 0..3 {
+                assert_eq!(writer.cmd_str(&["EVALSHA", &sha, "1", &k, "1"]), b"+OK\r\n");
+            }
+        }
+    }
     for round in 0..3 {
         sleeper
             .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
@@ -256,8 +269,14 @@ fn pairs_become_visible_in_order(pairs: usize) {
         for i in 0..pairs {
             let ak = format!("{{{a}}}a:{round}:{i}");
             let bk = format!("{{{b}}}b:{round}:{i}");
-            bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
-            bytes.extend_from_slice(&encode(&[b"SET", bk.as_bytes(), b"1"]));
+            for k in [&ak, &bk] {
+                let set: &[&[u8]] = if scripted {
+                    &[b"EVALSHA", sha.as_bytes(), b"1", k.as_bytes(), b"1"]
+                } else {
+                    &[b"SET", k.as_bytes(), b"1"]
+                };
+                bytes.extend_from_slice(&encode(set));
+            }
         }
         writer.send(&bytes).unwrap();
         let last_b = format!("{{{b}}}b:{round}:{}", pairs - 1);
@@ -281,11 +300,17 @@ fn pairs_become_visible_in_order(pairs: usize) {
 #[test]
 fn short_runs_of_writes_become_visible_in_the_order_sent() {
     // 2 x 5 segments: core to core.
-    pairs_become_visible_in_order(5);
+    pairs_become_visible_in_order(5, false);
+}
+
+#[test]
+fn scripted_writes_become_visible_in_the_order_sent() {
+    pairs_become_visible_in_order(5, true);
+    pairs_become_visible_in_order(100, true);
 }
 
 #[test]
 fn long_runs_of_writes_become_visible_in_the_order_sent() {
     // 2 x 100 segments: under the cores' locks.
-    pairs_become_visible_in_order(100);
+    pairs_become_visible_in_order(100, false);
 }
