@@ -3,7 +3,7 @@
 
 use super::Shard;
 use crate::io::{Key, Wait};
-use crate::mesh::{CoreStats, Msg, Response};
+use crate::mesh::{CoreStats, Msg, Response, Seg};
 use bytes::Bytes;
 use engine::cmd::{self, Ctx};
 use engine::{OwnedArgs, Reply};
@@ -221,6 +221,41 @@ impl Shard {
             self.engine.prefetch_node(*a);
         }
         bytes
+    }
+
+    /// [`Shard::prefetch_keys`] for a pipeline that reached this core with
+    /// `rest` its segments still to run: those it runs now and the ones it
+    /// will run after the next hop (a lone command runs at once: nothing
+    /// to overlap). The first segment's bytes have holes (big arguments
+    /// received apart) when `holes` is not empty: it is skipped then.
+    pub(super) fn prefetch_segments(
+        &mut self,
+        db: usize,
+        bytes: &[u8],
+        holes: &[usize],
+        rest: &[Seg],
+    ) {
+        let me = self.id;
+        let here = rest.iter().take_while(|s| s.core == me);
+        let next = rest
+            .iter()
+            .skip_while(|s| s.core == me)
+            .skip_while(|s| s.core != me)
+            .take_while(|s| s.core == me);
+        if here
+            .clone()
+            .chain(next.clone())
+            .map(|s| s.cmds)
+            .sum::<u32>()
+            < 2
+        {
+            return;
+        }
+        let parts = here
+            .chain(next)
+            .filter(|s| s.start > 0 || holes.is_empty())
+            .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
+        self.prefetch_keys(db, parts);
     }
 
     /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends

@@ -238,30 +238,7 @@ impl Shard {
                 conn,
             } => {
                 self.serving = conn.map(|k| (from, k));
-                // Start loading the keys of this core's segments: these,
-                // and the ones it will run after the next hop (a lone
-                // command runs at once: nothing to overlap).
-                let me = self.id;
-                let rest = &segs[at.min(segs.len())..];
-                let here = rest.iter().take_while(|s| s.core == me);
-                let next = rest
-                    .iter()
-                    .skip_while(|s| s.core == me)
-                    .skip_while(|s| s.core != me)
-                    .take_while(|s| s.core == me);
-                if here
-                    .clone()
-                    .chain(next.clone())
-                    .map(|s| s.cmds)
-                    .sum::<u32>()
-                    > 1
-                {
-                    let parts = here
-                        .chain(next)
-                        .filter(|s| s.start > 0 || holes.is_empty())
-                        .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
-                    self.prefetch_keys(db, parts);
-                }
+                self.prefetch_segments(db, &bytes, &holes, &segs[at.min(segs.len())..]);
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
