@@ -583,7 +583,19 @@ fn slot_node(n: &nodes_conf::NodeLine, kind: EndpointType) -> Reply {
     ])
 }
 
-/// CLUSTER SLOTS: one entry per run of slots with the same owner.
+/// The replicas of `master`, as Redis's `master->slaves` lists them.
+fn replicas<'a>(
+    lines: &'a BTreeMap<NodeId, nodes_conf::NodeLine>,
+    master: &'a NodeId,
+) -> impl Iterator<Item = &'a nodes_conf::NodeLine> {
+    lines
+        .values()
+        .filter(move |l| l.master.as_ref() == Some(master) && l.flags & flags::SLAVE != 0)
+}
+
+/// CLUSTER SLOTS: one entry per run of slots with the same owner: the
+/// range, the master, then its replicas that are not failed and have
+/// received data (`addNodeReplyForClusterSlot`, `isReplicaAvailable`).
 fn slots(c: &Cluster) -> Reply {
     let kind = c.config().preferred_endpoint;
     let lines: BTreeMap<NodeId, nodes_conf::NodeLine> =
@@ -593,11 +605,17 @@ fn slots(c: &Cluster) -> Reply {
     let mut flush = |run: Option<(u16, u16, NodeId)>| {
         if let Some((start, end, owner)) = run {
             if let Some(n) = lines.get(&owner) {
-                out.push(Reply::Array(vec![
+                let mut entry = vec![
                     Reply::Int(start as i64),
                     Reply::Int(end as i64),
                     slot_node(n, kind),
-                ]));
+                ];
+                entry.extend(
+                    replicas(&lines, &owner)
+                        .filter(|r| r.flags & flags::FAIL == 0 && c.repl_offset_of(&r.id) != 0)
+                        .map(|r| slot_node(r, kind)),
+                );
+                out.push(Reply::Array(entry));
             }
         }
     };
@@ -615,13 +633,49 @@ fn slots(c: &Cluster) -> Reply {
     Reply::Array(out)
 }
 
-/// CLUSTER SHARDS: one shard per master, its slots and its nodes (itself:
-/// no replicas yet).
+/// One node of a CLUSTER SHARDS entry (`addNodeDetailsToShardReply`).
+fn shard_node(c: &Cluster, n: &nodes_conf::NodeLine, kind: EndpointType) -> Reply {
+    let mut node = vec![(Reply::bulk(b"id"), Reply::bulk(&n.id.0))];
+    if n.port != 0 {
+        node.push((Reply::bulk(b"port"), Reply::Int(n.port as i64)));
+    }
+    node.push((Reply::bulk(b"ip"), Reply::bulk(n.ip.as_bytes())));
+    let endpoint = match kind {
+        EndpointType::Ip => n.ip.as_str(),
+        EndpointType::Hostname if n.hostname.is_empty() => "?",
+        EndpointType::Hostname => n.hostname.as_str(),
+        EndpointType::UnknownEndpoint => "",
+    };
+    node.push((Reply::bulk(b"endpoint"), Reply::bulk(endpoint.as_bytes())));
+    if !n.hostname.is_empty() {
+        node.push((Reply::bulk(b"hostname"), Reply::bulk(n.hostname.as_bytes())));
+    }
+    let replica = n.flags & flags::SLAVE != 0;
+    let offset = c.repl_offset_of(&n.id);
+    let health: &[u8] = if n.flags & flags::FAIL != 0 {
+        b"fail"
+    } else if replica && offset == 0 {
+        b"loading"
+    } else {
+        b"online"
+    };
+    let role: &[u8] = if replica { b"replica" } else { b"master" };
+    node.extend([
+        (Reply::bulk(b"role"), Reply::bulk(role)),
+        (Reply::bulk(b"replication-offset"), Reply::Int(offset)),
+        (Reply::bulk(b"health"), Reply::bulk(health)),
+    ]);
+    Reply::Map(node)
+}
+
+/// CLUSTER SHARDS: one shard per master, its slots, then the master and
+/// its replicas (`clusterGetNodesServingMySlots`).
 fn shards(c: &Cluster) -> Reply {
     let kind = c.config().preferred_endpoint;
-    let shards = c
-        .node_lines()
-        .into_iter()
+    let lines: BTreeMap<NodeId, nodes_conf::NodeLine> =
+        c.node_lines().into_iter().map(|l| (l.id, l)).collect();
+    let shards = lines
+        .values()
         .filter(|n| n.flags & flags::MASTER != 0)
         .map(|n| {
             let slots = n
@@ -629,34 +683,11 @@ fn shards(c: &Cluster) -> Reply {
                 .iter()
                 .flat_map(|&(a, b)| [Reply::Int(a as i64), Reply::Int(b as i64)])
                 .collect();
-            let mut node = vec![(Reply::bulk(b"id"), Reply::bulk(&n.id.0))];
-            if n.port != 0 {
-                node.push((Reply::bulk(b"port"), Reply::Int(n.port as i64)));
-            }
-            node.push((Reply::bulk(b"ip"), Reply::bulk(n.ip.as_bytes())));
-            let endpoint = match kind {
-                EndpointType::Ip => n.ip.as_str(),
-                EndpointType::Hostname if n.hostname.is_empty() => "?",
-                EndpointType::Hostname => n.hostname.as_str(),
-                EndpointType::UnknownEndpoint => "",
-            };
-            node.push((Reply::bulk(b"endpoint"), Reply::bulk(endpoint.as_bytes())));
-            if !n.hostname.is_empty() {
-                node.push((Reply::bulk(b"hostname"), Reply::bulk(n.hostname.as_bytes())));
-            }
-            let health: &[u8] = if n.flags & flags::FAIL != 0 {
-                b"fail"
-            } else {
-                b"online"
-            };
-            node.extend([
-                (Reply::bulk(b"role"), Reply::bulk(b"master")),
-                (Reply::bulk(b"replication-offset"), Reply::Int(0)),
-                (Reply::bulk(b"health"), Reply::bulk(health)),
-            ]);
+            let mut nodes = vec![shard_node(c, n, kind)];
+            nodes.extend(replicas(&lines, &n.id).map(|r| shard_node(c, r, kind)));
             Reply::Map(vec![
                 (Reply::bulk(b"slots"), Reply::Array(slots)),
-                (Reply::bulk(b"nodes"), Reply::Array(vec![Reply::Map(node)])),
+                (Reply::bulk(b"nodes"), Reply::Array(nodes)),
             ])
         })
         .collect();
@@ -981,6 +1012,102 @@ mod tests {
             panic!()
         };
         assert_eq!(shards.len(), 2);
+    }
+
+    /// Ports and roles of `cluster shards`' nodes, shard by shard.
+    fn shard_roles(c: &mut Cluster) -> Vec<Vec<(i64, String, String)>> {
+        let Reply::Array(shards) = run(c, "cluster shards") else {
+            panic!()
+        };
+        let field = |m: &[(Reply, Reply)], k: &[u8]| -> Reply {
+            m.iter()
+                .find(|(f, _)| *f == Reply::bulk(k))
+                .unwrap()
+                .1
+                .clone()
+        };
+        let text = |r: Reply| match r {
+            Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        shards
+            .into_iter()
+            .map(|s| {
+                let Reply::Map(s) = s else { panic!() };
+                let Reply::Array(nodes) = field(&s, b"nodes") else {
+                    panic!()
+                };
+                nodes
+                    .into_iter()
+                    .map(|n| {
+                        let Reply::Map(n) = n else { panic!() };
+                        let Reply::Int(port) = field(&n, b"port") else {
+                            panic!()
+                        };
+                        (port, text(field(&n, b"role")), text(field(&n, b"health")))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slots_and_shards_list_replicas_as_redis() {
+        let mut net = Net::joined(2);
+        let master = net.nodes[0].myself();
+        assert_eq!(
+            run(&mut net.nodes[0], "cluster addslotsrange 0 9"),
+            Reply::Ok
+        );
+        net.turns(30);
+        assert_eq!(
+            run(&mut net.nodes[1], &format!("cluster replicate {master}")),
+            Reply::Ok
+        );
+        net.turns(30);
+        let entry_ports = |c: &mut Cluster| -> Vec<i64> {
+            let Reply::Array(ranges) = run(c, "cluster slots") else {
+                panic!()
+            };
+            let Reply::Array(entry) = &ranges[0] else {
+                panic!()
+            };
+            entry[2..]
+                .iter()
+                .map(|n| match n {
+                    Reply::Array(n) => match n[1] {
+                        Reply::Int(p) => p,
+                        _ => panic!(),
+                    },
+                    _ => panic!(),
+                })
+                .collect()
+        };
+        // A replica that has received nothing yet is left out of SLOTS and
+        // is "loading" in SHARDS.
+        for i in 0..2 {
+            assert_eq!(entry_ports(&mut net.nodes[i]), vec![7000]);
+            assert_eq!(
+                shard_roles(&mut net.nodes[i]),
+                vec![vec![
+                    (7000, "master".into(), "online".into()),
+                    (7001, "replica".into(), "loading".into())
+                ]]
+            );
+        }
+        net.nodes[0].set_replication(500, 0);
+        net.nodes[1].set_replication(500, 0);
+        net.turns(30);
+        for i in 0..2 {
+            assert_eq!(entry_ports(&mut net.nodes[i]), vec![7000, 7001]);
+            assert_eq!(
+                shard_roles(&mut net.nodes[i]),
+                vec![vec![
+                    (7000, "master".into(), "online".into()),
+                    (7001, "replica".into(), "online".into())
+                ]]
+            );
+        }
     }
 
     #[test]

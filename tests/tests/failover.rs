@@ -690,6 +690,15 @@ fn elections_work_between_slotd_and_redis_server_both_ways() {
     wait_for(10, "the replicas caught up", || {
         ra.cli(&["dbsize"]) == a.cli(&["dbsize"]) && rc.cli(&["dbsize"]) == c.cli(&["dbsize"])
     });
+    // Both kinds list the same ranges, each with its master then its
+    // replica (CLUSTER SLOTS is what most cluster clients route by).
+    wait_for(10, "CLUSTER SLOTS alike on slotd and redis-server", || {
+        let want = c.cli(&["cluster", "slots"]);
+        want.contains(&ra.port().to_string())
+            && [&a, &b, &rc]
+                .iter()
+                .all(|n| n.cli(&["cluster", "slots"]) == want)
+    });
 
     // A stock replica takes over a slotd master, with a slotd master's vote.
     a.kill();

@@ -603,6 +603,17 @@ impl Cluster {
         self.nodes.get(id).map(|n| n.flags)
     }
 
+    /// A node's replication offset as CLUSTER SLOTS and SHARDS show it: this
+    /// node's own (what [`Cluster::set_replication`] reported), or the one
+    /// the node's last message carried.
+    pub fn repl_offset_of(&self, id: &NodeId) -> i64 {
+        if *id == self.myself {
+            self.repl_offset
+        } else {
+            self.nodes.get(id).map_or(0, |n| n.repl_offset)
+        }
+    }
+
     /// The node `slot` is migrating to, if it is.
     pub fn migrating_to(&self, slot: u16) -> Option<NodeId> {
         self.migrating.get(&slot).copied()
