@@ -560,8 +560,9 @@ fn info_text(c: &Cluster) -> String {
     s
 }
 
-/// A node's address as CLUSTER SLOTS shows it (`addNodeToNodeReply`).
-fn slot_node(n: &nodes_conf::NodeLine, kind: EndpointType) -> Reply {
+/// A node's address as CLUSTER SLOTS shows it (`addNodeToNodeReply`), at
+/// `port` (the node's, or that of its core holding the slots).
+fn slot_node(n: &nodes_conf::NodeLine, port: u16, kind: EndpointType) -> Reply {
     let preferred = match kind {
         EndpointType::Ip => Reply::bulk(n.ip.as_bytes()),
         EndpointType::Hostname if n.hostname.is_empty() => Reply::bulk(b"?"),
@@ -577,67 +578,85 @@ fn slot_node(n: &nodes_conf::NodeLine, kind: EndpointType) -> Reply {
     }
     Reply::Array(vec![
         preferred,
-        Reply::Int(n.port as i64),
+        Reply::Int(port as i64),
         Reply::bulk(&n.id.0),
         Reply::Map(extra),
     ])
 }
 
 /// The replicas of `master`, as Redis's `master->slaves` lists them.
-fn replicas<'a>(
-    lines: &'a BTreeMap<NodeId, nodes_conf::NodeLine>,
-    master: &'a NodeId,
-) -> impl Iterator<Item = &'a nodes_conf::NodeLine> {
+fn replicas(
+    lines: &BTreeMap<NodeId, nodes_conf::NodeLine>,
+    master: NodeId,
+) -> impl Iterator<Item = &nodes_conf::NodeLine> {
     lines
         .values()
-        .filter(move |l| l.master.as_ref() == Some(master) && l.flags & flags::SLAVE != 0)
+        .filter(move |l| l.master == Some(master) && l.flags & flags::SLAVE != 0)
 }
 
-/// CLUSTER SLOTS: one entry per run of slots with the same owner: the
-/// range, the master, then its replicas that are not failed and have
-/// received data (`addNodeReplyForClusterSlot`, `isReplicaAvailable`).
+/// The port clients reach `slot` on at node `n`: that of its shard core
+/// holding it, when the node announced core ports, else the node's.
+fn port_for(c: &Cluster, n: &nodes_conf::NodeLine, slot: u16) -> u16 {
+    c.core_port(&n.id, slot).unwrap_or(n.port)
+}
+
+/// CLUSTER SLOTS: one entry per run of slots with the same owner (and the
+/// same ports, when nodes announce core ports): the range, the master,
+/// then its replicas that are not failed and have received data
+/// (`addNodeReplyForClusterSlot`, `isReplicaAvailable`).
 fn slots(c: &Cluster) -> Reply {
     let kind = c.config().preferred_endpoint;
     let lines: BTreeMap<NodeId, nodes_conf::NodeLine> =
         c.node_lines().into_iter().map(|l| (l.id, l)).collect();
+    // Per owner: itself, then its available replicas.
+    let mut serving: BTreeMap<NodeId, Vec<&nodes_conf::NodeLine>> = BTreeMap::new();
     let mut out = Vec::new();
-    let mut run: Option<(u16, u16, NodeId)> = None;
-    let mut flush = |run: Option<(u16, u16, NodeId)>| {
-        if let Some((start, end, owner)) = run {
-            if let Some(n) = lines.get(&owner) {
-                let mut entry = vec![
-                    Reply::Int(start as i64),
-                    Reply::Int(end as i64),
-                    slot_node(n, kind),
-                ];
-                entry.extend(
-                    replicas(&lines, &owner)
-                        .filter(|r| r.flags & flags::FAIL == 0 && c.repl_offset_of(&r.id) != 0)
-                        .map(|r| slot_node(r, kind)),
-                );
-                out.push(Reply::Array(entry));
+    // (first slot, last slot, owner, ports of its nodes)
+    let mut run: Option<(u16, u16, NodeId, Vec<u16>)> = None;
+    let mut flush = |run: Option<(u16, u16, NodeId, Vec<u16>)>,
+                     serving: &BTreeMap<NodeId, Vec<&nodes_conf::NodeLine>>| {
+        if let Some((start, end, owner, ports)) = run {
+            let mut entry = vec![Reply::Int(start as i64), Reply::Int(end as i64)];
+            for (n, port) in serving[&owner].iter().zip(ports) {
+                entry.push(slot_node(n, port, kind));
             }
+            out.push(Reply::Array(entry));
         }
     };
+    let mut ports = Vec::new();
     for slot in 0..SLOTS as u16 {
-        let owner = c.slot_owner(slot);
-        match (&mut run, owner) {
-            (Some((_, end, o)), Some(owner)) if *o == owner => *end = slot,
-            (_, owner) => {
-                flush(run.take());
-                run = owner.map(|o| (slot, slot, o));
+        let owner = c.slot_owner(slot).filter(|o| lines.contains_key(o));
+        let Some(owner) = owner else {
+            flush(run.take(), &serving);
+            continue;
+        };
+        let nodes = serving.entry(owner).or_insert_with(|| {
+            let mut v = vec![&lines[&owner]];
+            v.extend(
+                replicas(&lines, owner)
+                    .filter(|r| r.flags & flags::FAIL == 0 && c.repl_offset_of(&r.id) != 0),
+            );
+            v
+        });
+        ports.clear();
+        ports.extend(nodes.iter().map(|n| port_for(c, n, slot)));
+        match &mut run {
+            Some((_, end, o, p)) if *o == owner && *p == ports => *end = slot,
+            _ => {
+                flush(run.take(), &serving);
+                run = Some((slot, slot, owner, ports.clone()));
             }
         }
     }
-    flush(run);
+    flush(run, &serving);
     Reply::Array(out)
 }
 
 /// One node of a CLUSTER SHARDS entry (`addNodeDetailsToShardReply`).
-fn shard_node(c: &Cluster, n: &nodes_conf::NodeLine, kind: EndpointType) -> Reply {
+fn shard_node(c: &Cluster, n: &nodes_conf::NodeLine, port: u16, kind: EndpointType) -> Reply {
     let mut node = vec![(Reply::bulk(b"id"), Reply::bulk(&n.id.0))];
-    if n.port != 0 {
-        node.push((Reply::bulk(b"port"), Reply::Int(n.port as i64)));
+    if port != 0 {
+        node.push((Reply::bulk(b"port"), Reply::Int(port as i64)));
     }
     node.push((Reply::bulk(b"ip"), Reply::bulk(n.ip.as_bytes())));
     let endpoint = match kind {
@@ -669,28 +688,55 @@ fn shard_node(c: &Cluster, n: &nodes_conf::NodeLine, kind: EndpointType) -> Repl
 }
 
 /// CLUSTER SHARDS: one shard per master, its slots, then the master and
-/// its replicas (`clusterGetNodesServingMySlots`).
+/// its replicas (`clusterGetNodesServingMySlots`). A master that announced
+/// core ports shows as one shard per core holding its slots, each naming
+/// the master at that core's port (a replica at its own core's port when
+/// one core of it holds all those slots, else at its port).
 fn shards(c: &Cluster) -> Reply {
     let kind = c.config().preferred_endpoint;
     let lines: BTreeMap<NodeId, nodes_conf::NodeLine> =
         c.node_lines().into_iter().map(|l| (l.id, l)).collect();
-    let shards = lines
-        .values()
-        .filter(|n| n.flags & flags::MASTER != 0)
-        .map(|n| {
-            let slots = n
-                .slots
+    let mut shards = Vec::new();
+    for n in lines.values().filter(|n| n.flags & flags::MASTER != 0) {
+        // The master's slot runs, grouped by the port that serves them.
+        let mut groups: BTreeMap<u16, Vec<(u16, u16)>> = BTreeMap::new();
+        for &(first, last) in &n.slots {
+            for slot in first..=last {
+                let runs = groups.entry(port_for(c, n, slot)).or_default();
+                match runs.last_mut() {
+                    Some((_, end)) if *end + 1 == slot => *end = slot,
+                    _ => runs.push((slot, slot)),
+                }
+            }
+        }
+        if groups.is_empty() {
+            groups.insert(n.port, Vec::new());
+        }
+        for (port, runs) in groups {
+            let slots = runs
                 .iter()
                 .flat_map(|&(a, b)| [Reply::Int(a as i64), Reply::Int(b as i64)])
                 .collect();
-            let mut nodes = vec![shard_node(c, n, kind)];
-            nodes.extend(replicas(&lines, &n.id).map(|r| shard_node(c, r, kind)));
-            Reply::Map(vec![
+            let mut nodes = vec![shard_node(c, n, port, kind)];
+            for r in replicas(&lines, n.id) {
+                let mut ports = runs
+                    .iter()
+                    .flat_map(|&(a, b)| a..=b)
+                    .map(|s| port_for(c, r, s));
+                let first = ports.next().unwrap_or(r.port);
+                let port = if ports.all(|p| p == first) {
+                    first
+                } else {
+                    r.port
+                };
+                nodes.push(shard_node(c, r, port, kind));
+            }
+            shards.push(Reply::Map(vec![
                 (Reply::bulk(b"slots"), Reply::Array(slots)),
                 (Reply::bulk(b"nodes"), Reply::Array(nodes)),
-            ])
-        })
-        .collect();
+            ]));
+        }
+    }
     Reply::Array(shards)
 }
 
@@ -1108,6 +1154,113 @@ mod tests {
                 ]]
             );
         }
+    }
+
+    #[test]
+    fn core_ports_travel_in_a_module_message_and_route_clients() {
+        let mut net = Net::joined(2);
+        assert_eq!(
+            run(&mut net.nodes[0], "cluster addslotsrange 0 9"),
+            Reply::Ok
+        );
+        assert_eq!(
+            run(&mut net.nodes[1], "cluster addslotsrange 10 19"),
+            Reply::Ok
+        );
+        net.turns(30);
+        let mut core = vec![crate::cores::NO_CORE; SLOTS];
+        core[10..15].fill(0);
+        core[15..20].fill(1);
+        let map = crate::cores::CorePorts {
+            ports: vec![8100, 8101],
+            core,
+        };
+        assert!(net.nodes[1].set_my_cores(Some(map.clone())));
+        assert!(!net.nodes[1].set_my_cores(Some(map)), "unchanged");
+        // What node 1 sends decodes back from the wire as it was.
+        let acts = net.nodes[1].tick(T0, &mut net.rng);
+        let sent: Vec<_> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, .. }
+                    if msg.body.msg_type() == crate::wire::msg_type::MODULE =>
+                {
+                    Some(msg.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent.len(), 1, "one message to the one other node");
+        let bytes = crate::wire::encode(&sent[0]);
+        assert_eq!(crate::wire::decode(&bytes).unwrap(), sent[0]);
+        net.perform(1, acts);
+        net.turns(5);
+        for i in 0..2 {
+            let Reply::Array(ranges) = run(&mut net.nodes[i], "cluster slots") else {
+                panic!()
+            };
+            let got: Vec<(i64, i64, i64)> = ranges
+                .iter()
+                .map(|r| match r {
+                    Reply::Array(v) => match (&v[0], &v[1], &v[2]) {
+                        (Reply::Int(a), Reply::Int(b), Reply::Array(n)) => match &n[1] {
+                            Reply::Int(p) => (*a, *b, *p),
+                            _ => panic!(),
+                        },
+                        _ => panic!(),
+                    },
+                    _ => panic!(),
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![(0, 9, 7000), (10, 14, 8100), (15, 19, 8101)],
+                "node {i}"
+            );
+            let ports: Vec<Vec<i64>> = shard_roles(&mut net.nodes[i])
+                .into_iter()
+                .map(|s| s.into_iter().map(|(p, _, _)| p).collect())
+                .collect();
+            assert_eq!(ports, vec![vec![7000], vec![8100], vec![8101]], "node {i}");
+        }
+        let map = net.nodes[0].slot_map(EndpointType::Ip);
+        assert_eq!(map.moved(3), "MOVED 3 10.0.0.0:7000");
+        assert_eq!(map.moved(12), "MOVED 12 10.0.0.1:8100");
+        assert_eq!(map.moved(19), "MOVED 19 10.0.0.1:8101");
+        assert_eq!(net.nodes[0].stats().dropped, 0);
+        // Garbage under slotd's module ID is dropped, counted and changes
+        // nothing; another module's message is ignored.
+        let link = *net
+            .pairs
+            .keys()
+            .find(|(i, _)| *i == 0)
+            .map(|(_, l)| l)
+            .unwrap();
+        let mut header = sent[0].header.clone();
+        header.sender = net.nodes[1].myself();
+        for (id, payload) in [
+            (crate::cores::MODULE_ID, vec![1, 2, 3]),
+            (*b"othermod", vec![1]),
+        ] {
+            let msg = crate::wire::Msg {
+                header: header.clone(),
+                body: crate::wire::Body::Module {
+                    module_id: id,
+                    kind: 0,
+                    payload,
+                },
+            };
+            net.nodes[0].handle(T0, link, msg, &mut StdRng::seed_from_u64(1));
+        }
+        assert_eq!(net.nodes[0].stats().dropped, 1);
+        assert_eq!(net.nodes[0].slot_map(EndpointType::Ip), map);
+        // A node that turns them off is named by its port again.
+        net.nodes[1].set_my_cores(None);
+        net.turns(5);
+        assert_eq!(
+            net.nodes[0].slot_map(EndpointType::Ip).moved(12),
+            "MOVED 12 10.0.0.1:7001"
+        );
     }
 
     #[test]

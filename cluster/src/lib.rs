@@ -8,6 +8,8 @@
 //! - [`nodes_conf`]: the `nodes.conf` file both ways.
 //! - [`command`]: the CLUSTER command on a [`state::Cluster`].
 //! - [`slotmap`]: the slot map shard cores route by.
+//! - [`cores`]: a node's client ports per shard core, as MODULE messages
+//!   carry them.
 //! - [`state`]: [`state::Cluster`], the bus as a state machine. The driver
 //!   (sockets, timers, the file) lives elsewhere and feeds it received
 //!   messages, link events, the time and a random number generator; it gets
@@ -20,6 +22,7 @@
 //! This module holds what the three share: node IDs and slot bitmaps.
 
 pub mod command;
+pub mod cores;
 pub mod nodes_conf;
 pub mod slotmap;
 pub mod state;

@@ -81,6 +81,10 @@ pub struct SlotMap {
     pub endpoint: EndpointType,
     /// This node's master, when it is a replica (index in `nodes`).
     pub master: Option<u16>,
+    /// Per slot, the client port of the owner's shard core that holds it
+    /// (`crate::cores`), 0 when the owner announced none; empty when no
+    /// owner announced core ports.
+    pub core_port: Vec<u16>,
 }
 
 /// What [`SlotMap::route`] decides for a command's slot.
@@ -126,6 +130,7 @@ impl SlotMap {
             importing: Vec::new(),
             endpoint: EndpointType::Ip,
             master: None,
+            core_port: Vec::new(),
         }
     }
 
@@ -184,7 +189,13 @@ impl SlotMap {
     pub fn moved(&self, slot: u16) -> String {
         match self.owner[slot as usize % SLOTS] {
             NONE => DOWN_UNBOUND.to_string(),
-            n => format!("MOVED {slot} {}", self.addr(n)),
+            n => match self.core_port.get(slot as usize % SLOTS) {
+                Some(&port) if port != 0 => {
+                    let node = &self.nodes[n as usize];
+                    format!("MOVED {slot} {}:{port}", node.preferred(self.endpoint))
+                }
+                _ => format!("MOVED {slot} {}", self.addr(n)),
+            },
         }
     }
 

@@ -205,6 +205,7 @@ fn cluster_setup(
     port: u16,
     binds: &[String],
     backlog: i32,
+    shard_ports: &[u16],
 ) -> (bus::Loaded, bus::Settings, Vec<i32>) {
     let cport = match cfg.int("cluster-port") {
         0 => {
@@ -224,7 +225,8 @@ fn cluster_setup(
         ));
         std::process::exit(1);
     };
-    let settings = bus::Settings::from(cfg, port, cport);
+    let mut settings = bus::Settings::from(cfg, port, cport);
+    settings.shard_ports = shard_ports.to_vec();
     let path = cfg
         .text("cluster-config-file")
         .unwrap_or_else(|| "nodes.conf".into());
@@ -326,7 +328,18 @@ fn main() {
     let binds = cfg.bind();
     // Descriptors besides clients: Redis's 32, plus each core's ring and
     // eventfd, plus the listening sockets.
-    let reserved = MIN_RESERVED_FDS + (shards * 2 + binds.len()) as u64;
+    // `shard-port-base`: one more client port per core (0: none).
+    let shard_ports: Vec<u16> = match cfg.int("shard-port-base") {
+        0 => Vec::new(),
+        base if base as usize + shards - 1 > 65535 => {
+            log::warning(format_args!(
+                "shard-port-base {base}: with {shards} shards the last port would be above 65535"
+            ));
+            std::process::exit(1);
+        }
+        base => (0..shards).map(|i| (base as usize + i) as u16).collect(),
+    };
+    let reserved = MIN_RESERVED_FDS + (shards * 2 + binds.len() * (1 + shard_ports.len())) as u64;
     let maxclients = adjust_open_files_limit(cfg.maxclients(), reserved);
     if maxclients != cfg.maxclients() {
         let v = maxclients.to_string();
@@ -411,7 +424,7 @@ fn main() {
         .lock()
         .ok()
         .filter(|c| c.flag("cluster-enabled"))
-        .map(|c| cluster_setup(&c, port, &binds, backlog));
+        .map(|c| cluster_setup(&c, port, &binds, backlog, &shard_ports));
     let mode = if cluster.is_some() {
         "cluster"
     } else {
@@ -430,6 +443,18 @@ fn main() {
     if listeners.is_empty() {
         log::warning(format_args!("Configured to not listen anywhere, exiting."));
         std::process::exit(1);
+    }
+    // Each core's own port: accepted only by that core.
+    let mut core_listeners: Vec<Vec<i32>> = Vec::with_capacity(shard_ports.len());
+    for (core, &p) in shard_ports.iter().enumerate() {
+        let Ok(fds) = net::listen_to_port(&binds, p, backlog) else {
+            log::warning(format_args!(
+                "Failed listening on port {p} (TCP), aborting."
+            ));
+            std::process::exit(1);
+        };
+        log::notice(format_args!("Shard {core} accepts clients on port {p}."));
+        core_listeners.push(fds);
     }
     let mesh = match mesh::Mesh::new(shards) {
         Ok(m) => Arc::new(m),
@@ -514,7 +539,8 @@ fn main() {
         let strict = numa.as_ref().is_some_and(|n| n.strict);
         let shared = shared.clone();
         let mesh = mesh.clone();
-        let listeners = listeners.clone();
+        let mut listeners = listeners.clone();
+        listeners.extend(core_listeners.get(id).into_iter().flatten());
         let services = services.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -619,7 +645,10 @@ fn main() {
     for t in threads {
         let _ = t.join();
     }
-    for fd in listeners {
+    for fd in listeners
+        .into_iter()
+        .chain(core_listeners.into_iter().flatten())
+    {
         // SAFETY: the cores are gone; nothing uses these sockets any more.
         unsafe { libc::close(fd) };
     }

@@ -867,3 +867,205 @@ fn replicas_follow_their_masters() {
         tests::text(&c.cmd_str(&["get", &key])) == "$5\r\nafter\r\n"
     });
 }
+
+/// A free loopback port `p` with `p + 1` free too (a node's two core ports).
+fn free_port_run() -> u16 {
+    loop {
+        let p = tests::free_port();
+        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A CLUSTER SLOTS entry: first slot, last slot, (port, id) of its nodes.
+type SlotRange = (u16, u16, Vec<(u16, String)>);
+
+/// CLUSTER SLOTS.
+fn slot_ranges(s: &Server) -> Vec<SlotRange> {
+    let mut conn = s.client();
+    let redis::Value::Array(ranges) = tests::query(&mut conn, &["cluster", "slots"]) else {
+        panic!("CLUSTER SLOTS is not an array")
+    };
+    let int = |v: &redis::Value| match v {
+        redis::Value::Int(i) => *i as u16,
+        other => panic!("{other:?}"),
+    };
+    ranges
+        .iter()
+        .map(|r| {
+            let redis::Value::Array(r) = r else { panic!() };
+            let nodes = r[2..]
+                .iter()
+                .map(|n| match n {
+                    redis::Value::Array(n) => match &n[2] {
+                        redis::Value::BulkString(id) => {
+                            (int(&n[1]), String::from_utf8_lossy(id).into_owned())
+                        }
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            (int(&r[0]), int(&r[1]), nodes)
+        })
+        .collect()
+}
+
+/// The per-core client count INFO shows, asked on `port`.
+fn shard_clients_via(port: u16) -> String {
+    let mut c = RawConn::connect(port).expect("connect to a core port");
+    let info = tests::text(&c.cmd_str(&["info", "clients"]));
+    info.lines()
+        .find_map(|l| l.strip_prefix("slotd_shard_clients:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `shard-port-base`: each shard core of a node accepts clients on its own
+/// port; CLUSTER SLOTS, CLUSTER SHARDS and MOVED name, for each slot, the
+/// port of the core that holds it, on every slotd node (the ports travel in
+/// a MODULE message, which redis-server ignores); CLUSTER NODES keeps one
+/// address per node; a node restarted without the directive is named by
+/// its port again.
+#[test]
+fn shard_ports_route_clients_to_the_owning_core() {
+    let (pa, pb) = (free_port_run(), free_port_run());
+    let a_dir = tests::fresh_dir("cluster-shard-ports", "a")
+        .to_string_lossy()
+        .into_owned();
+    let a_args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["--cluster-node-timeout", TIMEOUT, "--shards", "2", "--dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(a_dir.clone());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args: Vec<String> = a_args(&["--shard-port-base", &pa.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut a = Server::slotd_cluster(&args);
+    let b = node(&["--shard-port-base", &pb.to_string()]);
+    let r = Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]);
+    create(&[&a, &b, &r]);
+    assert!(a
+        .log()
+        .contains(&format!("Shard 1 accepts clients on port {}.", pa + 1)));
+    let (aid, bid, rid) = (myid(&a), myid(&b), myid(&r));
+    let core_ports = |id: &str| -> Vec<u16> {
+        if id == aid {
+            vec![pa, pa + 1]
+        } else if id == bid {
+            vec![pb, pb + 1]
+        } else {
+            Vec::new()
+        }
+    };
+    // Both slotd nodes name each core's port for its slots; each slotd
+    // master's slots come in one run per core, and redis-server's node is
+    // named by its port.
+    wait_for(
+        20,
+        "core ports in CLUSTER SLOTS on both slotd nodes",
+        || {
+            [&a, &b].iter().all(|n| {
+                let ranges = slot_ranges(n);
+                [(&aid, &a), (&bid, &b)].iter().all(|(id, _)| {
+                    let ports: std::collections::BTreeSet<u16> = ranges
+                        .iter()
+                        .filter(|(_, _, nodes)| nodes[0].1 == **id)
+                        .map(|(_, _, nodes)| nodes[0].0)
+                        .collect();
+                    ports.into_iter().collect::<Vec<_>>() == core_ports(id)
+                })
+            })
+        },
+    );
+    assert_eq!(slot_ranges(&a), slot_ranges(&b));
+    let ranges = slot_ranges(&a);
+    assert!(ranges
+        .iter()
+        .filter(|(_, _, n)| n[0].1 == rid)
+        .all(|(_, _, n)| n[0].0 == r.port()));
+    // redis-server lists one address per node, and is none the worse for
+    // the MODULE messages.
+    assert!(slot_ranges(&r)
+        .iter()
+        .all(|(_, _, n)| [a.port(), b.port(), r.port()].contains(&n[0].0)));
+    assert!(
+        info_field(&r, "cluster_stats_messages_module_received")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert!(a
+        .cli(&["cluster", "nodes"])
+        .lines()
+        .all(|l| !l.contains(&format!(":{pa}@"))));
+
+    // A key of each run: its port's core is the one that owns it (a
+    // connection to the port lives on that core), and the node redirects
+    // to that port.
+    for (first, _, nodes) in ranges.iter().filter(|(_, _, n)| n[0].1 == aid) {
+        let (port, _) = &nodes[0];
+        let core = (port - pa) as usize;
+        let want: Vec<&str> = (0..2).map(|c| if c == core { "1" } else { "0" }).collect();
+        assert_eq!(shard_clients_via(*port), want.join(","), "port {port}");
+        let key = (0..2_000_000)
+            .map(|i| format!("k{i}"))
+            .find(|k| crc16::State::<crc16::XMODEM>::calculate(k.as_bytes()) & 16383 == *first)
+            .unwrap();
+        let moved = tests::text(&b.raw().cmd_str(&["set", &key, "v"]));
+        assert_eq!(moved, format!("-MOVED {first} 127.0.0.1:{port}\r\n"));
+    }
+    // Clients that follow MOVED or route by CLUSTER SLOTS work through the
+    // core ports.
+    for i in 0..60 {
+        let k = format!("sp:{i}");
+        let via = [&a, &r, &b][i % 3];
+        assert_eq!(via.cli(&["-c", "set", &k, &i.to_string()]).trim(), "OK");
+    }
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{}", addr(&b))]).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for i in 0..60 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("sp:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(v, i as i64);
+    }
+    // CLUSTER SHARDS: one entry per core of each slotd master.
+    let shards = b.cli(&["cluster", "shards"]);
+    for p in [pa, pa + 1, pb, pb + 1, r.port()] {
+        assert!(
+            shards.lines().any(|l| l.trim() == p.to_string()),
+            "{shards}"
+        );
+    }
+    assert_eq!(
+        a.cli(&["config", "set", "shard-port-base", "0"]).trim(),
+        "ERR CONFIG SET failed (possibly related to argument 'shard-port-base') - can't set immutable config"
+    );
+
+    // Restarted without the directive, `a` is named by its port again.
+    let port = a.port();
+    a.stop();
+    let args = a_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = Server::slotd_cluster_at(port, &args);
+    wait_for(20, "a named by its port again", || {
+        [&a, &b].iter().all(|n| {
+            slot_ranges(n)
+                .iter()
+                .filter(|(_, _, nodes)| nodes[0].1 == aid)
+                .all(|(_, _, nodes)| nodes[0].0 == port)
+        }) && info_field(&a, "cluster_state") == "ok"
+    });
+    assert!(
+        RawConn::connect(pa).is_err(),
+        "no core port without the directive"
+    );
+    assert_eq!(a.cli(&["-c", "get", "sp:7"]).trim(), "7");
+}

@@ -37,6 +37,7 @@
 //! DELSLOTS, SETSLOT NODE) closes the migration. Redis keeps the stale
 //! `[slot->-id]` until SETSLOT NODE/STABLE; shards could not use it anyway.
 
+use crate::cores::{self, CorePorts};
 use crate::nodes_conf::{NodeLine, NodesConf};
 use crate::slotmap::{Endpoint, EndpointType, SlotMap};
 use crate::wire::{flags, msg_type, Body, Gossip, GossipEntry, Header, Msg, PingExt};
@@ -70,6 +71,9 @@ pub const MSG_TYPES: usize = 11;
 /// A forgotten node may not come back through gossip for this long
 /// (`CLUSTER_BLACKLIST_TTL`).
 pub const FORGET_BAN_MS: u64 = 60_000;
+/// A node's core ports go to each other node again this often, whether or
+/// not they changed (a node that missed them learns them).
+pub const CORES_RESEND_MS: u64 = 60_000;
 
 /// The node's settings that the protocol reads.
 #[derive(Debug, Clone)]
@@ -211,6 +215,12 @@ struct Node {
     voted_time: u64,
     /// A master: since when it has no healthy replica (0: it has one).
     orphaned_time: u64,
+    /// Its client ports per shard core, as it announced them (myself: as
+    /// [`Cluster::set_my_cores`] set them).
+    cores: Option<Box<CorePorts>>,
+    /// Our core ports as last sent to it: on which link, which
+    /// [`Cluster::cores_gen`], when.
+    cores_sent: Option<(LinkId, u64, u64)>,
 }
 
 impl Node {
@@ -239,6 +249,8 @@ impl Node {
             repl_offset: 0,
             voted_time: 0,
             orphaned_time: 0,
+            cores: None,
+            cores_sent: None,
         }
     }
     fn has(&self, f: u16) -> bool {
@@ -361,6 +373,8 @@ pub struct Cluster {
     /// among a minority of masters (`clusterUpdateState`'s statics).
     first_update: u64,
     among_minority_time: u64,
+    /// Bumped each time this node's core ports change.
+    cores_gen: u64,
 }
 
 impl Cluster {
@@ -403,6 +417,7 @@ impl Cluster {
             now: now_ms,
             first_update: 0,
             among_minority_time: 0,
+            cores_gen: 0,
         }
     }
 
@@ -614,6 +629,25 @@ impl Cluster {
         }
     }
 
+    /// This node's client ports per shard core (`shard-port-base`), or
+    /// `None` when it has none. Returns whether they changed; the other
+    /// nodes hear of the change at the next ticks.
+    pub fn set_my_cores(&mut self, map: Option<CorePorts>) -> bool {
+        let me = self.nodes.get_mut(&self.myself).expect("myself");
+        if me.cores.as_deref() == map.as_ref() {
+            return false;
+        }
+        me.cores = map.map(Box::new);
+        self.cores_gen += 1;
+        true
+    }
+
+    /// The client port of the shard core of `node` that holds `slot`, when
+    /// the node announced one.
+    pub fn core_port(&self, node: &NodeId, slot: u16) -> Option<u16> {
+        self.nodes.get(node)?.cores.as_ref()?.port_of(slot)
+    }
+
     /// The node `slot` is migrating to, if it is.
     pub fn migrating_to(&self, slot: u16) -> Option<NodeId> {
         self.migrating.get(&slot).copied()
@@ -692,6 +726,18 @@ impl Cluster {
         }
         if let Some((m, _, _)) = self.my_master() {
             map.master = Some(index_of(m, &mut map.nodes));
+        }
+        // MOVED names the port of the owner's core that holds the slot.
+        for n in self.nodes.values().filter(|n| n.numslots > 0) {
+            let Some(cores) = &n.cores else { continue };
+            if map.core_port.is_empty() {
+                map.core_port = vec![0; SLOTS];
+            }
+            for (first, last) in n.slots.runs() {
+                for s in first..=last {
+                    map.core_port[s as usize] = cores.port_of(s).unwrap_or(0);
+                }
+            }
         }
         map
     }
@@ -1241,6 +1287,12 @@ impl Cluster {
             }
             if n.inbound_link == Some(link) {
                 n.inbound_link = None;
+                // Its core ports came on this link; a node that restarts
+                // without them must not keep being named by them. It sends
+                // them again on its next link.
+                if n.cores.take().is_some() {
+                    self.todo_slot_map = true;
+                }
             }
         }
     }
@@ -1619,7 +1671,26 @@ impl Cluster {
                     shard: matches!(msg.body, Body::PublishShard { .. }),
                 });
             }
-            // Modules: not yet.
+            Body::Module {
+                module_id,
+                kind,
+                payload,
+            } if *module_id == cores::MODULE_ID && *kind == cores::MODULE_KIND => {
+                let Some(s) = sender else { return };
+                match CorePorts::decode(payload) {
+                    Some(map) => {
+                        let node = self.nodes.get_mut(&s).expect("sender");
+                        let map = (!map.ports.is_empty()).then(|| Box::new(map));
+                        if node.cores != map {
+                            node.cores = map;
+                            self.todo_slot_map = true;
+                        }
+                    }
+                    None => self.stats.dropped += 1,
+                }
+            }
+            // Other modules' messages: none is loaded here, as in a Redis
+            // without modules.
             _ => {}
         }
     }
@@ -2194,6 +2265,49 @@ impl Cluster {
         }
     }
 
+    /// Sends this node's core ports to each node that knows us (it has a
+    /// link to us) and has not had them on its current link since they
+    /// last changed, or for [`CORES_RESEND_MS`].
+    fn send_cores(&mut self, now: u64) {
+        if self.cores_gen == 0 {
+            return;
+        }
+        // Turned off: an empty map says so.
+        let payload = match &self.nodes[&self.myself].cores {
+            Some(c) => c.encode(),
+            None => CorePorts {
+                ports: Vec::new(),
+                core: vec![cores::NO_CORE; SLOTS],
+            }
+            .encode(),
+        };
+        let gen = self.cores_gen;
+        let due: Vec<(NodeId, LinkId)> = self
+            .nodes
+            .values()
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE | flags::NOADDR))
+            .filter(|n| n.inbound_link.is_some())
+            .filter_map(|n| {
+                let link = n.link.filter(|l| self.links.get(l).is_some_and(|l| l.up))?;
+                let fresh = n.cores_sent.is_some_and(|(l, g, at)| {
+                    l == link && g == gen && now.saturating_sub(at) < CORES_RESEND_MS
+                });
+                (!fresh).then_some((n.id, link))
+            })
+            .collect();
+        for (id, link) in due {
+            self.send(
+                link,
+                Body::Module {
+                    module_id: cores::MODULE_ID,
+                    kind: cores::MODULE_KIND,
+                    payload: payload.clone(),
+                },
+            );
+            self.nodes.get_mut(&id).expect("node").cores_sent = Some((link, gen, now));
+        }
+    }
+
     fn cron(&mut self, now: u64, rng: &mut dyn RngCore) {
         self.iteration += 1;
         let timeout = self.config.node_timeout_ms;
@@ -2242,6 +2356,8 @@ impl Cluster {
                 self.send_ping(now, link, msg_type::PING, rng);
             }
         }
+
+        self.send_cores(now);
 
         let mut new_pfail = false;
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();

@@ -99,6 +99,9 @@ pub fn start(
 
 impl Driver {
     fn run(&mut self) {
+        if !self.settings.shard_ports.is_empty() {
+            self.publish();
+        }
         let mut next_tick = now_ms() as u64;
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut ids: Vec<LinkId> = Vec::new();
@@ -168,8 +171,9 @@ impl Driver {
         let Ok(cfg) = self.shared.config.lock() else {
             return;
         };
-        let s = Settings::from(&cfg, self.settings.port, self.settings.cport);
+        let mut s = Settings::from(&cfg, self.settings.port, self.settings.cport);
         drop(cfg);
+        s.shard_ports = self.settings.shard_ports.clone();
         self.settings.sendbuf_limit = s.sendbuf_limit;
         if s.node_timeout_ms != self.settings.node_timeout_ms
             || s.require_full_coverage != self.settings.require_full_coverage
@@ -283,7 +287,33 @@ impl Driver {
         if fresh {
             self.mesh.slots.place_arrivals(&mut self.placed, &served);
         }
+        let map = if self.announce_cores(&served) {
+            // MOVED to this node's own slots names their cores' ports.
+            self.cluster.slot_map(self.settings.endpoint)
+        } else {
+            map
+        };
         self.bus.publish(map, &self.mesh);
+    }
+
+    /// With `shard-port-base`, tells the state machine which core holds
+    /// each slot this node serves; whether that changed.
+    fn announce_cores(&mut self, served: &[bool]) -> bool {
+        if self.settings.shard_ports.is_empty() {
+            return false;
+        }
+        let core = served
+            .iter()
+            .enumerate()
+            .map(|(s, &on)| match on {
+                true => self.mesh.slots.core_of(s as u16) as u16,
+                false => cluster::cores::NO_CORE,
+            })
+            .collect();
+        self.cluster.set_my_cores(Some(cluster::cores::CorePorts {
+            ports: self.settings.shard_ports.clone(),
+            core,
+        }))
     }
 
     /// Sends `req` to shard core `core`, expecting no answer (id 0).

@@ -41,6 +41,9 @@ pub struct Settings {
     pub migration_barrier: u64,
     pub allow_migration: bool,
     pub repl_ping_period: u64,
+    /// `shard-port-base`: each shard core's own client port, announced to
+    /// the other nodes (empty: off).
+    pub shard_ports: Vec<u16>,
 }
 
 /// What the bus reads of the node's replication. The `replica` room, which
@@ -81,6 +84,7 @@ impl Settings {
             migration_barrier: cfg.int("cluster-migration-barrier").max(0) as u64,
             allow_migration: cfg.flag("cluster-allow-replica-migration"),
             repl_ping_period: cfg.int("repl-ping-replica-period").max(1) as u64,
+            shard_ports: Vec::new(),
         }
     }
 

@@ -453,6 +453,7 @@ static PARAMS: &[Param] = &[
     p("lazyfree-lazy-user-flush", BOOL, "no", Mutable),
     // slotd's own.
     p("shards", int(0, 4096), "0", Immutable),
+    p("shard-port-base", int(0, 65535), "0", Immutable),
     p("tuning-profile", STR, "", Immutable),
 ];
 

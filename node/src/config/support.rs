@@ -454,6 +454,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
     // slotd's own.
     ("shards", test("shards_sets_the_shard_threads")),
     (
+        "shard-port-base",
+        test("shard_ports_route_clients_to_the_owning_core"),
+    ),
+    (
         "tuning-profile",
         test("a_profile_for_another_host_is_refused"),
     ),
