@@ -985,6 +985,15 @@ fn shard_ports_route_clients_to_the_owning_core() {
     );
     assert_eq!(slot_ranges(&a), slot_ranges(&b));
     let ranges = slot_ranges(&a);
+    // The slots `redis-cli --cluster create` gave each node sit in one run
+    // per core.
+    for id in [&aid, &bid] {
+        assert_eq!(
+            ranges.iter().filter(|(_, _, n)| n[0].1 == *id).count(),
+            2,
+            "{ranges:?}"
+        );
+    }
     assert!(ranges
         .iter()
         .filter(|(_, _, n)| n[0].1 == rid)

@@ -60,32 +60,61 @@ impl SlotTable {
     }
 
     /// Cluster mode, when the slots served become `after` (one flag per
-    /// slot): each served slot not `placed` before goes to the core serving
-    /// the fewest, and is marked placed. A placed slot keeps its core for
-    /// the life of the process, also when it leaves and comes back (it may
+    /// slot): each served slot not `placed` before gets a core, and is
+    /// marked placed. A slot goes where the slot before it went while that
+    /// core holds less than its even share (the served slots over the
+    /// cores, rounded up; plus a sixteenth when the slot before was placed
+    /// by an earlier call), else to the core serving the fewest; so slots
+    /// that arrive together, or one after another in a reshard, stay in
+    /// runs (a client routing by CLUSTER SLOTS gets one range per run and
+    /// core, with `shard-port-base`). A placed slot keeps its core for the
+    /// life of the process, also when it leaves and comes back (it may
     /// still hold keys: DELSLOTS keeps them, as Redis does). Call before
     /// publishing the slot map that serves the new slots, so no core routes
     /// a key of theirs yet.
     pub fn place_arrivals(&self, placed: &mut [bool], after: &[bool]) {
         let mut load = vec![0usize; self.cores];
-        if self.cores > 1 {
-            // Without branches: a slot arrives at a time during a reshard.
-            for ((&on, &was), core) in after.iter().zip(placed.iter()).zip(self.core.iter()) {
-                load[core.load(Ordering::Relaxed) as usize % self.cores] += (on && was) as usize;
-            }
+        let mut served = 0;
+        // Without branches: a slot arrives at a time during a reshard.
+        for ((&on, &was), core) in after.iter().zip(placed.iter()).zip(self.core.iter()) {
+            load[core.load(Ordering::Relaxed) as usize % self.cores] += (on && was) as usize;
+            served += on as usize;
         }
+        let share = served.div_ceil(self.cores);
+        let mut before_new = false;
         for (s, &on) in after.iter().enumerate() {
-            if on && !placed.get(s).copied().unwrap_or(true) {
-                let (c, _) = load
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, l)| **l)
-                    .unwrap_or((0, &0));
+            let new = on && !placed.get(s).copied().unwrap_or(true);
+            if new {
+                let limit = match before_new {
+                    true => share,
+                    false => share + share / 16,
+                };
+                let before = s.checked_sub(1).filter(|&p| after[p]);
+                let c = match before.map(|p| self.core_of(p as u16)) {
+                    Some(c) if load[c] < limit => c,
+                    _ => {
+                        load.iter()
+                            .enumerate()
+                            .min_by_key(|(_, l)| **l)
+                            .unwrap_or((0, &0))
+                            .0
+                    }
+                };
                 load[c] += 1;
                 self.core[s % SLOTS].store(c as u16, Ordering::Relaxed);
                 placed[s] = true;
             }
+            before_new = new;
         }
+    }
+
+    /// Number of runs of consecutive slots on one core among `slots`.
+    #[cfg(test)]
+    fn runs(&self, slots: std::ops::Range<u16>) -> usize {
+        slots
+            .clone()
+            .filter(|&s| s == slots.start || self.core_of(s) != self.core_of(s - 1))
+            .count()
     }
 }
 
@@ -130,5 +159,45 @@ mod tests {
         let was = t.core_of(1);
         t.place_arrivals(&mut placed, &after);
         assert_eq!(t.core_of(1), was);
+    }
+
+    #[test]
+    fn arrivals_stay_in_runs_and_even() {
+        // `redis-cli --cluster create`: a third of the slots at once.
+        let t = SlotTable::new(2);
+        t.spread(&[]);
+        let mut placed = vec![false; SLOTS];
+        let mut after = vec![false; SLOTS];
+        after[..=5460].fill(true);
+        t.place_arrivals(&mut placed, &after);
+        assert_eq!(t.runs(0..5461), 2);
+        let on0 = (0..5461u16).filter(|&s| t.core_of(s) == 0).count();
+        assert_eq!(on0, 2731);
+        // A reshard: 2000 slots arrive one at a time, in order.
+        for s in 8000..10000 {
+            after[s] = true;
+            t.place_arrivals(&mut placed, &after);
+        }
+        assert!(t.runs(8000..10000) <= 8, "{}", t.runs(8000..10000));
+        let on0 = (0..SLOTS as u16)
+            .filter(|&s| after[s as usize] && t.core_of(s) == 0)
+            .count();
+        // Even within a sixteenth of the share (7461 slots, 3731 each).
+        assert!(on0.abs_diff(3731) <= 3731 / 16, "{on0}");
+        // Four cores, slots arriving in three separate ranges at once.
+        let t = SlotTable::new(4);
+        t.spread(&[]);
+        let mut placed = vec![false; SLOTS];
+        let mut after = vec![false; SLOTS];
+        after[0..1000].fill(true);
+        after[5000..6000].fill(true);
+        after[9000..11000].fill(true);
+        t.place_arrivals(&mut placed, &after);
+        let mut per = [0; 4];
+        (0..SLOTS as u16)
+            .filter(|&s| after[s as usize])
+            .for_each(|s| per[t.core_of(s)] += 1);
+        assert_eq!(per, [1000; 4]);
+        assert!(t.runs(0..1000) + t.runs(5000..6000) + t.runs(9000..11000) <= 6);
     }
 }
