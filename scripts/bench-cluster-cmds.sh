@@ -8,12 +8,19 @@
 # slots on their own (not one cluster: the commands are measured alone),
 # every server thread pinned to SERVER_CPU, `redis-benchmark -c 1 -n N` on
 # CLIENT_CPU (one command in flight, as redis-cli sends them):
+#   PING                                   (the round trip's floor)
 #   CLUSTER SETSLOT <slot> NODE <own id>   (the bus and a nodes.conf save)
 #   CLUSTER GETKEYSINSLOT <slot> 10        (20 keys in the slot)
 #   MIGRATE ... COPY REPLACE KEYS <10 keys> to the second node (both
 #   nodes' CPU counted; COPY REPLACE so the keys stay for the next one)
 # CPU is all threads of the servers involved (/proc/PID/task/*/schedstat
-# before and after). The markdown goes to bench/results/cluster-cmds-<date>.md
+# before and after). Then a model of one slot of a reshard from the wall
+# times: `redis-cli --cluster reshard` sends, per slot, two SETSLOTs
+# (importing, migrating), a GETKEYSINSLOT and a MIGRATE per 10 keys (61
+# keys a slot when 1M keys sit in 16384 slots: 7 of each), and three
+# SETSLOT NODEs, one command at a time; the floor is the same count of
+# PINGs plus one for each MIGRATE's own trip to the target. The markdown
+# goes to bench/results/cluster-cmds-<date>.md
 # and bench/results/cluster-cmds-latest.md.
 #
 # Environment: SERVER_CPU=1 CLIENT_CPU=0 N=20000 BASE_PORT=7650
@@ -84,6 +91,8 @@ for kind in slotd redis; do
     done
     slot="$(redis-cli -p "$base" cluster keyslot '{tag}')"
     id="$(redis-cli -p "$base" cluster myid)"
+    read -r c w < <(per_op "$a" -- ping)
+    CPU[$kind-ping]=$c WALL[$kind-ping]=$w
     read -r c w < <(per_op "$a" -- cluster setslot "$slot" node "$id")
     CPU[$kind-setslot]=$c WALL[$kind-setslot]=$w
     read -r c w < <(per_op "$a" -- cluster getkeysinslot "$slot" 10)
@@ -107,12 +116,19 @@ OUT="$ROOT/bench/results/cluster-cmds-$DATE.md"
     echo
     echo "| command | slotd CPU µs | redis CPU µs | CPU ratio | slotd wall µs | redis wall µs |"
     echo "|---|---:|---:|---:|---:|---:|"
-    for t in setslot:"CLUSTER SETSLOT s NODE own-id" getkeys:"CLUSTER GETKEYSINSLOT s 10" migrate:"MIGRATE COPY REPLACE KEYS (10 keys of 32 B)"; do
+    for t in ping:"PING" setslot:"CLUSTER SETSLOT s NODE own-id" getkeys:"CLUSTER GETKEYSINSLOT s 10" migrate:"MIGRATE COPY REPLACE KEYS (10 keys of 32 B)"; do
         k="${t%%:*}" name="${t#*:}"
         printf '| %s | %s | %s | %.2f | %s | %s |\n' "$name" "${CPU[slotd-$k]}" "${CPU[redis-$k]}" \
             "$(awk -v a="${CPU[slotd-$k]}" -v b="${CPU[redis-$k]}" 'BEGIN{print a/b}')" \
             "${WALL[slotd-$k]}" "${WALL[redis-$k]}"
     done
+    slot_ms() { # kind -> ms per slot of a reshard, from the wall times
+        awk -v s="${WALL[$1-setslot]}" -v g="${WALL[$1-getkeys]}" -v m="${WALL[$1-migrate]}" \
+            'BEGIN{printf "%.2f", (5 * s + 7 * (g + m)) / 1000}'
+    }
+    floor="$(awk -v p="${WALL[slotd-ping]}" 'BEGIN{printf "%.2f", (5 + 7 * 3) * p / 1000}')"
+    echo
+    echo "One slot of a reshard (5 SETSLOTs, 7 GETKEYSINSLOT + MIGRATE of 10 keys, one at a time): slotd $(slot_ms slotd) ms, redis-server $(slot_ms redis) ms (ratio $(awk -v a="$(slot_ms slotd)" -v b="$(slot_ms redis)" 'BEGIN{printf "%.2f", a/b}')); the same count of round trips at slotd's PING time (26, each MIGRATE counting two) takes $floor ms."
 } >"$OUT"
 cp "$OUT" "$ROOT/bench/results/cluster-cmds-latest.md"
 cat "$OUT"
