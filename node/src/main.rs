@@ -77,11 +77,13 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// NUMA placement from a tuning profile: each shard's node, and whether
-/// its memory must come only from there (`bind`) or preferably (`preferred`).
+/// Placement from a tuning profile beyond the shard CPUs: each shard's
+/// NUMA node, whether its memory must come only from there (`bind`) or
+/// preferably (`preferred`), and the bus core's CPU.
 struct Numa {
     nodes: Vec<Option<usize>>,
     strict: bool,
+    bus_cpu: usize,
 }
 
 /// `disable-thp yes`: turns transparent huge pages off for this process
@@ -127,13 +129,15 @@ fn placement(cfg: &config::Config, thp_off: bool) -> Result<(Vec<usize>, Option<
         .map(|i| profile.numa_node_of_shard(i))
         .collect();
     log::notice(format_args!(
-        "Tuning profile {path} loaded: shard CPUs {cpus:?}"
+        "Tuning profile {path} loaded: shard CPUs {cpus:?}, bus CPU {}",
+        profile.bus_cpu()
     ));
     Ok((
         cpus,
         Some(Numa {
             nodes,
             strict: profile.memory.policy == "bind",
+            bus_cpu: profile.bus_cpu(),
         }),
     ))
 }
@@ -493,7 +497,8 @@ fn main() {
         || cluster
             .as_ref()
             .is_some_and(|(loaded, _, _)| loaded.cluster.is_replica());
-    let bus = cluster.map(|(loaded, settings, fds)| {
+    let bus = cluster.map(|(loaded, mut settings, fds)| {
+        settings.cpu = numa.as_ref().map(|n| n.bus_cpu);
         let map = loaded.cluster.slot_map(settings.endpoint);
         // The slots this node serves (a replica: its master's), spread
         // over its cores before any core starts or any key is loaded.

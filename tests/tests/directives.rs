@@ -500,6 +500,59 @@ fn a_profile_for_another_host_is_refused() {
     assert!(log.contains("Refusing tuning profile"), "{log}");
 }
 
+/// The CPUs a thread of `pid` named `comm` may run on
+/// (`Cpus_allowed_list`).
+fn thread_cpus(pid: u32, comm: &str) -> String {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let task = tasks
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == comm))
+        .unwrap_or_else(|| panic!("no thread {comm}"));
+    let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A profile `slotd-tune plan` makes for this host pins each shard core
+/// to its CPU and, in cluster mode, the bus core to the profile's bus CPU
+/// (the bus runs unpinned without a profile).
+#[test]
+fn a_profile_for_this_host_pins_the_shards_and_the_bus() {
+    let host = tuning::read_host(std::path::Path::new("/")).expect("read this host");
+    let profile = match tuning::plan(&host, &tuning::PlanOptions::default()) {
+        Ok(p) => p,
+        // A host with a single CPU has none to spare for the bus.
+        Err(e) if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 => {
+            eprintln!("skipped on a single CPU: {e}");
+            return;
+        }
+        Err(e) => panic!("slotd-tune plan failed on this host: {e}"),
+    };
+    let dir = tests::fresh_dir("directives", "profile");
+    let path = dir.join("profile.toml");
+    std::fs::write(&path, profile.to_toml().unwrap()).unwrap();
+    let s = Server::slotd_cluster(&["--tuning-profile", path.to_str().unwrap()]);
+    let bus = profile.bus_cpu().to_string();
+    assert!(s.log().contains(&format!("bus CPU {bus}")), "{}", s.log());
+    for (i, cpu) in profile.shard_cpus().iter().enumerate() {
+        assert_eq!(thread_cpus(s.pid(), &format!("shard-{i}")), cpu.to_string());
+    }
+    assert_eq!(thread_cpus(s.pid(), "cluster-bus"), bus);
+    // Without a profile the bus may run anywhere this process may.
+    let free = Server::slotd_cluster(&[]);
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ours = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert_eq!(thread_cpus(free.pid(), "cluster-bus"), ours);
+}
+
 #[test]
 fn wait_answers_zero_replicas_as_standalone_redis() {
     tests::assert_same(&[

@@ -94,7 +94,12 @@ pub fn start(
     };
     std::thread::Builder::new()
         .name("cluster-bus".into())
-        .spawn(move || d.run())
+        .spawn(move || {
+            if let Some(cpu) = d.settings.cpu {
+                crate::pin_to(cpu);
+            }
+            d.run()
+        })
 }
 
 impl Driver {
@@ -174,6 +179,7 @@ impl Driver {
         let mut s = Settings::from(&cfg, self.settings.port, self.settings.cport);
         drop(cfg);
         s.shard_ports = self.settings.shard_ports.clone();
+        s.cpu = self.settings.cpu;
         self.settings.sendbuf_limit = s.sendbuf_limit;
         if s.node_timeout_ms != self.settings.node_timeout_ms
             || s.require_full_coverage != self.settings.require_full_coverage

@@ -6,7 +6,7 @@
 //! CLUSTER commands shard cores queue to it (`mesh::Bus`). Each time the
 //! slot map changes it publishes a new immutable one to the shard cores.
 //! It sleeps in `poll(2)` and costs next to nothing when idle; it runs
-//! unpinned.
+//! unpinned unless a tuning profile gives it a CPU ([`Settings::cpu`]).
 //!
 //! API: [`Settings`], [`load`] (the node's identity and view from
 //! `nodes.conf`, created when missing), [`start`] (the thread).
@@ -44,6 +44,8 @@ pub struct Settings {
     /// `shard-port-base`: each shard core's own client port, announced to
     /// the other nodes (empty: off).
     pub shard_ports: Vec<u16>,
+    /// The CPU a tuning profile gives the bus core (`None`: unpinned).
+    pub cpu: Option<usize>,
 }
 
 /// What the bus reads of the node's replication. The `replica` room, which
@@ -85,6 +87,7 @@ impl Settings {
             allow_migration: cfg.flag("cluster-allow-replica-migration"),
             repl_ping_period: cfg.int("repl-ping-replica-period").max(1) as u64,
             shard_ports: Vec::new(),
+            cpu: None,
         }
     }
 
