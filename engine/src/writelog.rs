@@ -41,10 +41,25 @@ pub struct WriteLog {
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
 const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 
+/// `c`, `n` in decimal, CRLF: one call per argument and two per command,
+/// so lengths under 100 (nearly all) take no digit loop.
+#[inline]
 fn header(out: &mut Vec<u8>, c: u8, n: usize) {
-    out.push(c);
-    out.extend_from_slice(itoa_buf(n as u64).as_slice());
-    out.extend_from_slice(b"\r\n");
+    if n < 10 {
+        out.extend_from_slice(&[c, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        out.extend_from_slice(&[
+            c,
+            b'0' + (n / 10) as u8,
+            b'0' + (n % 10) as u8,
+            b'\r',
+            b'\n',
+        ]);
+    } else {
+        out.push(c);
+        out.extend_from_slice(itoa_buf(n as u64).as_slice());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 struct Digits {
@@ -253,6 +268,23 @@ impl WriteLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_writes_every_length_as_resp() {
+        for len in [0usize, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345] {
+            let arg = vec![b'x'; len];
+            let argv: Vec<&[u8]> = vec![&arg; len % 13 + 1];
+            let mut out = Vec::new();
+            encode(&mut out, argv.iter().copied());
+            let mut want = format!("*{}\r\n", argv.len()).into_bytes();
+            for a in &argv {
+                want.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                want.extend_from_slice(a);
+                want.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(out, want, "{len}");
+        }
+    }
 
     #[test]
     fn records_select_and_offsets() {
