@@ -683,6 +683,28 @@ fn elections_work_between_slotd_and_redis_server_both_ways() {
     let rc = slotd_node(&rc_dir);
     add_replica(&rc, &c);
     let (aid, cid, raid, rcid) = (myid(&a), myid(&c), myid(&ra), myid(&rc));
+    // SPUBLISH reaches the replicas of the shard, whichever kind sends
+    // and receives it (PUBLISHSHARD on the bus).
+    for (master, replica, tag) in [(&a, &ra, "spub-a"), (&c, &rc, "spub-c")] {
+        let ch = key_on(master, tag);
+        let mut sub = replica.raw();
+        sub.set_read_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(tests::text(&sub.cmd_str(&["readonly"])), "+OK\r\n");
+        let want = format!("$10\r\nssubscribe\r\n${}\r\n{ch}\r\n:1\r\n", ch.len());
+        let got = tests::text(&sub.cmd_str(&["ssubscribe", &ch]));
+        assert!(got.ends_with(&want), "{tag}: {got:?}");
+        wait_for(10, "the replica's SSUBSCRIBE seen", || {
+            replica.cli(&["pubsub", "shardnumsub", &ch]).contains('1')
+        });
+        assert_eq!(master.cli(&["spublish", &ch, "hi"]).trim(), "0");
+        assert_eq!(
+            tests::text(&sub.read_reply().unwrap()),
+            format!(
+                "*3\r\n$8\r\nsmessage\r\n${}\r\n{ch}\r\n$2\r\nhi\r\n",
+                ch.len()
+            )
+        );
+    }
     let a_slots = slots(&b, &aid);
     let c_slots = slots(&b, &cid);
     let ka = key_on(&a, "mixed-a");

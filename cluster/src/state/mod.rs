@@ -1103,15 +1103,37 @@ impl Cluster {
         self.todo_update_state = true;
     }
 
-    /// PUBLISH on this node: every other node delivers it too
-    /// (`clusterPropagatePublish`). SPUBLISH goes to the nodes of this
-    /// node's shard, and a shard is one master until replicas exist: it
-    /// stays here.
-    pub fn publish(&mut self, channel: &[u8], message: &[u8]) -> Vec<Action> {
-        self.broadcast(Body::Publish {
-            channel: channel.to_vec(),
-            message: message.to_vec(),
-        });
+    /// PUBLISH on this node: every other node delivers it too; SPUBLISH
+    /// (`sharded`): the other nodes of this node's shard, its master and
+    /// their replicas, deliver it (`clusterPropagatePublish`).
+    pub fn publish(&mut self, channel: &[u8], message: &[u8], sharded: bool) -> Vec<Action> {
+        let (channel, message) = (channel.to_vec(), message.to_vec());
+        if !sharded {
+            self.broadcast(Body::Publish { channel, message });
+            return self.finish();
+        }
+        // `clusterGetNodesServingMySlots`: the master and its replicas.
+        let me = &self.nodes[&self.myself];
+        let master = match me.slaveof {
+            Some(m) if me.has(flags::SLAVE) => m,
+            _ => self.myself,
+        };
+        let links: Vec<LinkId> = self
+            .nodes
+            .values()
+            .filter(|n| n.id == master || (n.has(flags::SLAVE) && n.slaveof == Some(master)))
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+            .filter_map(|n| n.link)
+            .collect();
+        for link in links {
+            self.send(
+                link,
+                Body::PublishShard {
+                    channel: channel.clone(),
+                    message: message.clone(),
+                },
+            );
+        }
         self.finish()
     }
 

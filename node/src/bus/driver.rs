@@ -221,8 +221,12 @@ impl Driver {
                         },
                     );
                 }
-                Ask::Publish { channel, message } => {
-                    let actions = self.cluster.publish(&channel, &message);
+                Ask::Publish {
+                    channel,
+                    message,
+                    sharded,
+                } => {
+                    let actions = self.cluster.publish(&channel, &message, sharded);
                     self.perform(actions);
                 }
                 Ask::Paused { gen } if gen == self.pause_gen => {

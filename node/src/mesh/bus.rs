@@ -28,7 +28,12 @@ pub enum Ask {
         facts: Facts,
     },
     /// A PUBLISH on this node, for every other node (no answer).
-    Publish { channel: Bytes, message: Bytes },
+    /// `sharded`: an SPUBLISH, for the nodes of this node's shard.
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        sharded: bool,
+    },
     /// A core paused its writers for the pause `gen`, after handing what
     /// it wrote before to the replication stream.
     Paused { gen: u64 },
@@ -66,14 +71,14 @@ impl Bus {
     }
 
     /// Cluster mode: hands a PUBLISH to the bus so that every other node
-    /// delivers it too (an SPUBLISH stays on this node, the shard's owner).
+    /// delivers it too, or an SPUBLISH so that the other nodes of this
+    /// node's shard do.
     pub fn forward_publish(&self, channel: &bytes::Bytes, message: &bytes::Bytes, sharded: bool) {
-        if !sharded {
-            self.ask(Ask::Publish {
-                channel: channel.clone(),
-                message: message.clone(),
-            });
-        }
+        self.ask(Ask::Publish {
+            channel: channel.clone(),
+            message: message.clone(),
+            sharded,
+        });
     }
 
     /// Queues a CLUSTER command or a PUBLISH and wakes the bus core if it
