@@ -43,7 +43,7 @@
 //! without serving its old slots again; with a majority of masters down no
 //! replica is promoted.
 //!
-//! `SEEDS=n` runs seeds 0..n of each random family (default 300 and 150);
+//! `SEEDS=n` runs seeds 0..n of each random family (default 2000 and 1000);
 //! `SEED=s` replays one seed, and `TRACE=1` prints its faults and log lines.
 //! A failure prints the seed and the step.
 
@@ -1064,7 +1064,7 @@ fn run_seeds(name: &str, default: u64, run: impl Fn(u64, bool) -> (u64, usize)) 
 
 #[test]
 fn simulation() {
-    run_seeds("simulation", 300, |seed, trace| {
+    run_seeds("simulation", 2000, |seed, trace| {
         let mut sim = Sim::new(seed, trace, Setup::masters_only(seed));
         sim.create();
         sim.run_faults();
@@ -1074,7 +1074,7 @@ fn simulation() {
 
 #[test]
 fn failover_simulation() {
-    run_seeds("failover_simulation", 150, |seed, trace| {
+    run_seeds("failover_simulation", 1000, |seed, trace| {
         let mut sim = Sim::new(seed, trace, Setup::with_replicas(seed));
         sim.create();
         sim.run_faults();
