@@ -368,6 +368,9 @@ fn cluster_directives_are_honoured() {
     });
 }
 
+/// slotd and redis-server nodes in one cluster: keys written through
+/// either kind are read through the other, and `redis-cli --cluster
+/// reshard` moves slots with their keys from one kind to the other.
 #[test]
 fn mixed_cluster_with_redis_server() {
     let a = node(&[]);
@@ -386,6 +389,57 @@ fn mixed_cluster_with_redis_server() {
     }
     let (ok, out) = cluster_tool(&["check".into(), addr(&r)]);
     assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
+    // Slots with their keys move between the two kinds with the stock
+    // tool: from redis-server to slotd, and from slotd to redis-server.
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{}", addr(&a))]).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for i in 0..3000 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("bulk:{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let total = |ns: &[&Server]| -> u64 {
+        ns.iter()
+            .map(|n| n.cli(&["dbsize"]).trim().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&[&a, &r, &b]), 3060);
+    for (from, to) in [(&r, &a), (&b, &r)] {
+        let before = to.cli(&["dbsize"]).trim().parse::<u64>().unwrap();
+        let (ok, out) = cluster_tool(&[
+            "reshard".into(),
+            addr(&a),
+            "--cluster-from".into(),
+            myid(from),
+            "--cluster-to".into(),
+            myid(to),
+            "--cluster-slots".into(),
+            "300".into(),
+            "--cluster-yes".into(),
+        ]);
+        assert!(ok, "{out}");
+        let after = to.cli(&["dbsize"]).trim().parse::<u64>().unwrap();
+        assert!(
+            after > before + 20,
+            "keys moved with the slots: {before} -> {after}"
+        );
+    }
+    wait_for(20, "every node sees the moves", || {
+        let (ok, out) = cluster_tool(&["check".into(), addr(&r)]);
+        ok && out.contains("[OK] All nodes agree about slots configuration.")
+    });
+    assert_eq!(total(&[&a, &r, &b]), 3060);
+    let client = redis::cluster::ClusterClient::new(vec![format!("redis://{}", addr(&b))]).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    for i in 0..3000 {
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("bulk:{i}"))
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(v, i);
+    }
 }
 
 /// redis-py's `RedisCluster` (installed by scripts/test.sh) against a slotd
@@ -1077,4 +1131,99 @@ fn shard_ports_route_clients_to_the_owning_core() {
         "no core port without the directive"
     );
     assert_eq!(a.cli(&["-c", "get", "sp:7"]).trim(), "7");
+}
+
+/// The replies around a slot half moved from `a` to `b` (Redis's
+/// `getNodeByQuery` during a migration): ASK for a key already moved,
+/// TRYAGAIN for a multi-key command over keys split between the two, on
+/// the source and with ASKING on the target; the target's port shown as
+/// PORT and the source's as SOURCE.
+fn half_moved_slot_replies(a: &Server, b: &Server) -> Vec<String> {
+    let slot = a.cli(&["cluster", "keyslot", "{t}"]).trim().to_string();
+    // The slot must be a's: move it there first if `create` gave it away.
+    let owner = a.cli(&["cluster", "nodes"]);
+    assert!(
+        owner.lines().any(|l| l.contains("myself") && {
+            let s: u32 = slot.parse().unwrap();
+            l.split(' ').skip(8).any(|r| match r.split_once('-') {
+                Some((x, y)) => (x.parse::<u32>().unwrap()..=y.parse().unwrap()).contains(&s),
+                None => r.parse::<u32>().ok() == Some(s),
+            })
+        }),
+        "slot {slot} is not a's"
+    );
+    let (aid, bid) = (myid(a), myid(b));
+    for k in ["{t}1", "{t}2", "{t}3"] {
+        assert_eq!(a.cli(&["set", k, k]).trim(), "OK");
+    }
+    assert_eq!(
+        b.cli(&["cluster", "setslot", &slot, "importing", &aid])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        a.cli(&["cluster", "setslot", &slot, "migrating", &bid])
+            .trim(),
+        "OK"
+    );
+    let bport = b.port().to_string();
+    assert_eq!(
+        a.cli(&["migrate", "127.0.0.1", &bport, "{t}1", "0", "5000"])
+            .trim(),
+        "OK"
+    );
+    let mut out = Vec::new();
+    let mut on_a = a.raw();
+    for cmd in [
+        &["get", "{t}1"][..],
+        &["get", "{t}2"],
+        &["mget", "{t}2", "{t}3"],
+        &["mget", "{t}1", "{t}2"],
+        &["del", "{t}1", "{t}2"],
+        &["exists", "{t}1", "{t}2"],
+        &["set", "{t}1", "new"],
+    ] {
+        out.push(format!("a {cmd:?}: {}", tests::text(&on_a.cmd_str(cmd))));
+    }
+    let mut on_b = b.raw();
+    for cmd in [
+        &["get", "{t}1"][..],
+        &["asking"],
+        &["get", "{t}1"],
+        &["asking"],
+        &["mget", "{t}1", "{t}2"],
+        &["asking"],
+        &["get", "{t}2"],
+    ] {
+        out.push(format!("b {cmd:?}: {}", tests::text(&on_b.cmd_str(cmd))));
+    }
+    let aport = a.port().to_string();
+    out.iter()
+        .map(|l| l.replace(&bport, "PORT").replace(&aport, "SOURCE"))
+        .collect()
+}
+
+/// TRYAGAIN and ASK during a migration answer as on a redis-server
+/// cluster, with the check for existing keys made on the core that owns
+/// them (2 shards per node).
+#[test]
+fn a_half_moved_slot_answers_ask_and_tryagain_as_redis() {
+    let s = [node(&[]), node(&[]), node(&[])];
+    create(&[&s[0], &s[1], &s[2]]);
+    let r = [
+        Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]),
+        Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]),
+        Server::redis_cluster(&["--cluster-node-timeout", TIMEOUT]),
+    ];
+    create(&[&r[0], &r[1], &r[2]]);
+    // `{t}` hashes to slot 15891, the third node's after `create`.
+    let slotd = half_moved_slot_replies(&s[2], &s[0]);
+    let redis = half_moved_slot_replies(&r[2], &r[0]);
+    assert_eq!(slotd, redis);
+    assert!(slotd
+        .iter()
+        .any(|l| l.contains("-TRYAGAIN Multiple keys request during rehashing of slot")));
+    assert!(slotd
+        .iter()
+        .any(|l| l.contains("-ASK 15891 127.0.0.1:PORT")));
 }
