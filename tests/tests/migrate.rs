@@ -557,3 +557,33 @@ fn cluster_mode_sends_restore_asking() {
     );
     assert_eq!(cmd(&mut c, &["GET", "{t}a"]), "$1 1");
 }
+
+/// A target that stops answering (SIGSTOP): MIGRATE gives up after its
+/// timeout with Redis's IOERR, as redis-server does, and the key stays.
+#[test]
+fn a_stalled_target_times_out_as_redis() {
+    let target = Server::redis(&[]);
+    let tp = port(&target);
+    let mut replies = Vec::new();
+    for source in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut s = source.raw();
+        cmd(&mut s, &["SET", "k", "v"]);
+        // SAFETY: stops and resumes a process this test started.
+        unsafe { libc::kill(target.pid() as i32, libc::SIGSTOP) };
+        let t = std::time::Instant::now();
+        let reply = cmd(&mut s, &["MIGRATE", "127.0.0.1", &tp, "k", "0", "300"]);
+        let waited = t.elapsed();
+        unsafe { libc::kill(target.pid() as i32, libc::SIGCONT) };
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert_eq!(cmd(&mut s, &["GET", "k"]), "$1 v");
+        replies.push(reply);
+    }
+    assert_eq!(
+        replies[0],
+        "-IOERR error or timeout reading to target instance"
+    );
+    assert_eq!(replies[0], replies[1]);
+}
