@@ -74,34 +74,18 @@ declare -A PIDS_OF
 for kind in slotd redis; do
     base=$BASE_PORT
     [ "$kind" = redis ] && base=$((BASE_PORT + 10))
-    pids=() addrs=()
+    pids=() ports=()
     for i in 0 1 2; do
         p=$((base + i))
         redis-cli -p "$p" ping >/dev/null 2>&1 && die "port $p is in use"
         pid="$(start_node "$kind" "$p")"
         PIDS+=("$pid")
         pids+=("$pid")
-        addrs+=("127.0.0.1:$p")
+        ports+=("$p")
     done
-    for i in 0 1 2; do
-        for _ in $(seq 1 100); do
-            redis-cli -p $((base + i)) ping >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-    done
-    redis-cli --cluster create "${addrs[@]}" --cluster-yes >"$WORK/create-$kind.log" 2>&1 ||
-        { cat "$WORK/create-$kind.log" >&2; die "cluster create failed for $kind"; }
-    for _ in $(seq 1 100); do
-        ok=0
-        for i in 0 1 2; do
-            redis-cli -p $((base + i)) cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
-        done
-        [ "$ok" = 3 ] && break
-        sleep 0.2
-    done
-    [ "$ok" = 3 ] || die "$kind cluster did not reach cluster_state:ok"
+    cluster_create "${ports[@]}"
     PIDS_OF[$kind]="${pids[*]}"
-    log "$kind cluster up on ${addrs[*]}"
+    log "$kind cluster up on ports ${ports[*]}"
 done
 
 cluster_cpu() { # kind -> ns of all its servers

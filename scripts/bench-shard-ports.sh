@@ -79,34 +79,17 @@ start_node() {
 declare -A PIDS_OF
 for kind in $KINDS; do
     base=$(base_of "$kind")
-    pids=() addrs=()
+    pids=() ports=()
     for i in 0 1 2; do
         redis-cli -p $((base + i)) ping >/dev/null 2>&1 && die "port $((base + i)) is in use"
         pid="$(start_node "$kind" "$i")"
         PIDS+=("$pid")
         pids+=("$pid")
-        addrs+=("127.0.0.1:$((base + i))")
+        ports+=($((base + i)))
     done
-    for i in 0 1 2; do
-        for _ in $(seq 1 100); do
-            redis-cli -p $((base + i)) ping 2>/dev/null | grep -q PONG && break
-            sleep 0.1
-        done
-    done
-    redis-cli --cluster create "${addrs[@]}" --cluster-yes >"$WORK/create-$kind.log" 2>&1 ||
-        { cat "$WORK/create-$kind.log" >&2; die "cluster create failed for $kind"; }
-    ok=0
-    for _ in $(seq 1 150); do
-        ok=0
-        for i in 0 1 2; do
-            redis-cli -p $((base + i)) cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
-        done
-        [ "$ok" = 3 ] && break
-        sleep 0.2
-    done
-    [ "$ok" = 3 ] || die "$kind cluster did not reach cluster_state:ok"
+    cluster_create "${ports[@]}"
     PIDS_OF[$kind]="${pids[*]}"
-    log "$kind cluster up on ${addrs[*]}"
+    log "$kind cluster up on ports ${ports[*]}"
 done
 # With the ports on, every node names one run of slots per core of each
 # master (3 x SHARDS entries); off, one per master.

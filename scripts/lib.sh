@@ -104,3 +104,29 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0
 
 # fmt X FORMAT: X printed with the awk FORMAT, n/a for nan.
 fmt() { awk -v x="$1" -v f="$2" 'BEGIN { if (x == "nan") print "n/a"; else printf f, x }'; }
+
+# cluster_create PORT...: waits for each node on 127.0.0.1:PORT to answer
+# PONG, makes them one cluster of masters with `redis-cli --cluster create`
+# (its output in $WORK/create-<first port>.log) and waits until every node
+# says cluster_state:ok. Needs WORK.
+cluster_create() {
+    local p ok log="$WORK/create-$1.log" addrs=()
+    for p in "$@"; do
+        addrs+=("127.0.0.1:$p")
+        for _ in $(seq 1 100); do
+            redis-cli -p "$p" ping 2>/dev/null | grep -q PONG && break
+            sleep 0.1
+        done
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-yes >"$log" 2>&1 ||
+        { cat "$log" >&2; die "cluster create failed on ports $*"; }
+    for _ in $(seq 1 150); do
+        ok=0
+        for p in "$@"; do
+            redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1))
+        done
+        [ "$ok" = $# ] && return 0
+        sleep 0.2
+    done
+    die "the cluster on ports $* did not reach cluster_state:ok"
+}

@@ -1034,10 +1034,22 @@ mod tests {
             Reply::Ok
         );
         net.turns(30);
-        let Reply::Array(ranges) = run(&mut net.nodes[0], "cluster slots") else {
+        assert_eq!(
+            slot_runs(&mut net.nodes[0]),
+            vec![(0, 5, 7000), (6, 6, 7001), (7, 7, 7000), (8, 9, 7001)]
+        );
+        let Reply::Array(shards) = run(&mut net.nodes[0], "cluster shards") else {
             panic!()
         };
-        let got: Vec<(i64, i64, i64)> = ranges
+        assert_eq!(shards.len(), 2);
+    }
+
+    /// `cluster slots` as (first slot, last slot, master's port).
+    fn slot_runs(c: &mut Cluster) -> Vec<(i64, i64, i64)> {
+        let Reply::Array(ranges) = run(c, "cluster slots") else {
+            panic!()
+        };
+        ranges
             .iter()
             .map(|r| match r {
                 Reply::Array(v) => match (&v[0], &v[1], &v[2]) {
@@ -1049,15 +1061,7 @@ mod tests {
                 },
                 _ => panic!(),
             })
-            .collect();
-        assert_eq!(
-            got,
-            vec![(0, 5, 7000), (6, 6, 7001), (7, 7, 7000), (8, 9, 7001)]
-        );
-        let Reply::Array(shards) = run(&mut net.nodes[0], "cluster shards") else {
-            panic!()
-        };
-        assert_eq!(shards.len(), 2);
+            .collect()
     }
 
     /// Ports and roles of `cluster shards`' nodes, shard by shard.
@@ -1196,24 +1200,8 @@ mod tests {
         net.perform(1, acts);
         net.turns(5);
         for i in 0..2 {
-            let Reply::Array(ranges) = run(&mut net.nodes[i], "cluster slots") else {
-                panic!()
-            };
-            let got: Vec<(i64, i64, i64)> = ranges
-                .iter()
-                .map(|r| match r {
-                    Reply::Array(v) => match (&v[0], &v[1], &v[2]) {
-                        (Reply::Int(a), Reply::Int(b), Reply::Array(n)) => match &n[1] {
-                            Reply::Int(p) => (*a, *b, *p),
-                            _ => panic!(),
-                        },
-                        _ => panic!(),
-                    },
-                    _ => panic!(),
-                })
-                .collect();
             assert_eq!(
-                got,
+                slot_runs(&mut net.nodes[i]),
                 vec![(0, 9, 7000), (10, 14, 8100), (15, 19, 8101)],
                 "node {i}"
             );
