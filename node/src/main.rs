@@ -68,14 +68,6 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-fn pin_to(cpu: usize) {
-    // SAFETY: sched_setaffinity with a cpu_set_t we built.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 /// Placement from a tuning profile beyond the shard CPUs: each shard's
 /// NUMA node, whether its memory must come only from there (`bind`) or
@@ -550,7 +542,7 @@ fn main() {
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
-                pin_to(cpu);
+                shared::pin_to(cpu);
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }

@@ -417,3 +417,13 @@ mod tests {
         assert_eq!(lazyfree_counts().1, freed_before + 2);
     }
 }
+
+/// Pins the calling thread to `cpu` (a shard core's or the bus core's).
+pub fn pin_to(cpu: usize) {
+    // SAFETY: sched_setaffinity with a cpu_set_t we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}

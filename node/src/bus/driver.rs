@@ -96,7 +96,7 @@ pub fn start(
         .name("cluster-bus".into())
         .spawn(move || {
             if let Some(cpu) = d.settings.cpu {
-                crate::pin_to(cpu);
+                crate::shared::pin_to(cpu);
             }
             d.run()
         })
