@@ -68,7 +68,6 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
-
 /// Placement from a tuning profile beyond the shard CPUs: each shard's
 /// NUMA node, whether its memory must come only from there (`bind`) or
 /// preferably (`preferred`), and the bus core's CPU.
