@@ -394,6 +394,16 @@ pub fn micros_since(start: u64) -> u64 {
     (ticks().saturating_sub(start) as f64 / per_us) as u64
 }
 
+/// Pins the calling thread to `cpu` (a shard core's or the bus core's).
+pub fn pin_to(cpu: usize) {
+    // SAFETY: sched_setaffinity with a cpu_set_t we built.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,15 +425,5 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert_eq!(lazyfree_counts().1, freed_before + 2);
-    }
-}
-
-/// Pins the calling thread to `cpu` (a shard core's or the bus core's).
-pub fn pin_to(cpu: usize) {
-    // SAFETY: sched_setaffinity with a cpu_set_t we built.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
