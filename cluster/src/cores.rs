@@ -86,6 +86,9 @@ impl CorePorts {
         };
         let cores = word()?;
         let ports = (0..cores).map(|_| word()).collect::<Option<Vec<u16>>>()?;
+        if ports.contains(&0) {
+            return None;
+        }
         let runs = word()?;
         let mut core = vec![NO_CORE; SLOTS];
         let mut next = 0usize;
@@ -141,6 +144,9 @@ mod tests {
         assert_eq!(CorePorts::decode(&run(0, 10, 1)), None);
         assert_eq!(CorePorts::decode(&run(0, 16384, 0)), None);
         assert_eq!(CorePorts::decode(&run(10, 9, 0)), None);
+        let mut zero = run(0, 10, 0);
+        zero[3..5].fill(0);
+        assert_eq!(CorePorts::decode(&zero), None, "port 0");
         let mut b = vec![9u8];
         b.extend_from_slice(&bytes[1..]);
         assert_eq!(CorePorts::decode(&b), None, "unknown version");

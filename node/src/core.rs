@@ -73,8 +73,10 @@ pub struct Core {
     shard: Shard,
     ring: Ring,
     /// The process's listening sockets: `main` owns and closes them; this
-    /// core accepts on them until it stops.
+    /// core accepts on them until it stops. From `own_from` on, this
+    /// core's own port (`shard-port-base`): what it accepts there stays.
     listeners: Vec<i32>,
+    own_from: usize,
     eventfd_buf: Box<u64>,
     /// The cron timer's period, read by the kernel when the timer is
     /// submitted.
@@ -113,14 +115,18 @@ impl Core {
         shared: Arc<Shared>,
         mesh: Arc<Mesh>,
         services: crate::shard::Services,
-        listeners: Vec<i32>,
+        mut listeners: Vec<i32>,
+        own: Vec<i32>,
     ) -> std::io::Result<Core> {
+        let own_from = listeners.len();
+        listeners.extend(own);
         let ring = Ring::new()?;
         let shard = Shard::new(id, cores, shared, mesh, services);
         Ok(Core {
             shard,
             ring,
             listeners,
+            own_from,
             eventfd_buf: Box::new(0),
             cron_ts: Box::new(types::Timespec::new()),
             cqes: Vec::with_capacity(256),
@@ -619,7 +625,11 @@ impl Core {
         if !self.admit(fd) {
             return;
         }
-        let to = least_loaded(self.shard.id, &self.shard.shared.core_clients);
+        // The node's port spreads connections; a core's own port keeps them.
+        let to = match idx < self.own_from {
+            true => least_loaded(self.shard.id, &self.shard.shared.core_clients),
+            false => self.shard.id,
+        };
         // Counted now, so the next accept (on any core) sees it placed.
         self.shard.shared.core_clients[to].fetch_add(1, Ordering::Relaxed);
         if to == self.shard.id {

@@ -334,6 +334,15 @@ fn main() {
         }
         base => (0..shards).map(|i| (base as usize + i) as u16).collect(),
     };
+    // Core ports are announced as they listen: behind a port mapping they
+    // would name ports nobody can reach.
+    let announced = cfg.int("cluster-announce-port");
+    if !shard_ports.is_empty() && announced != 0 && announced != i64::from(cfg.port()) {
+        log::warning(format_args!(
+            "shard-port-base cannot be used with a cluster-announce-port other than port: the core ports are announced as they listen"
+        ));
+        std::process::exit(1);
+    }
     let reserved = MIN_RESERVED_FDS + (shards * 2 + binds.len() * (1 + shard_ports.len())) as u64;
     let maxclients = adjust_open_files_limit(cfg.maxclients(), reserved);
     if maxclients != cfg.maxclients() {
@@ -535,8 +544,8 @@ fn main() {
         let strict = numa.as_ref().is_some_and(|n| n.strict);
         let shared = shared.clone();
         let mesh = mesh.clone();
-        let mut listeners = listeners.clone();
-        listeners.extend(core_listeners.get(id).into_iter().flatten());
+        let listeners = listeners.clone();
+        let own = core_listeners.get(id).cloned().unwrap_or_default();
         let services = services.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
@@ -545,7 +554,7 @@ fn main() {
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }
-                match core::Core::new(id, shards, shared, mesh, services, listeners) {
+                match core::Core::new(id, shards, shared, mesh, services, listeners, own) {
                     Ok(mut c) => c.run(),
                     Err(e) => {
                         log::warning(format_args!("Shard {id} could not start its io_uring: {e}"));

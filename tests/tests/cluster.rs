@@ -966,9 +966,8 @@ fn slot_ranges(s: &Server) -> Vec<SlotRange> {
         .collect()
 }
 
-/// The per-core client count INFO shows, asked on `port`.
-fn shard_clients_via(port: u16) -> String {
-    let mut c = RawConn::connect(port).expect("connect to a core port");
+/// The per-core client counts INFO shows, asked on `c`.
+fn shard_clients(c: &mut RawConn) -> String {
     let info = tests::text(&c.cmd_str(&["info", "clients"]));
     info.lines()
         .find_map(|l| l.strip_prefix("slotd_shard_clients:"))
@@ -985,7 +984,13 @@ fn shard_clients_via(port: u16) -> String {
 /// its port again.
 #[test]
 fn shard_ports_route_clients_to_the_owning_core() {
-    let (pa, pb) = (free_port_run(), free_port_run());
+    let pa = free_port_run();
+    let pb = loop {
+        let p = free_port_run();
+        if p.abs_diff(pa) > 1 {
+            break p;
+        }
+    };
     let a_dir = tests::fresh_dir("cluster-shard-ports", "a")
         .to_string_lossy()
         .into_owned();
@@ -1063,6 +1068,7 @@ fn shard_ports_route_clients_to_the_owning_core() {
             .unwrap()
             > 0
     );
+    assert!(!r.log().contains("Received invalid"), "{}", r.log());
     assert!(a
         .cli(&["cluster", "nodes"])
         .lines()
@@ -1073,9 +1079,15 @@ fn shard_ports_route_clients_to_the_owning_core() {
     // to that port.
     for (first, _, nodes) in ranges.iter().filter(|(_, _, n)| n[0].1 == aid) {
         let (port, _) = &nodes[0];
+        // Four connections to a core's port all stay on that core (the
+        // node's port would spread them over both).
         let core = (port - pa) as usize;
-        let want: Vec<&str> = (0..2).map(|c| if c == core { "1" } else { "0" }).collect();
-        assert_eq!(shard_clients_via(*port), want.join(","), "port {port}");
+        let want: Vec<&str> = (0..2).map(|c| if c == core { "4" } else { "0" }).collect();
+        let mut conns: Vec<RawConn> = (0..4).map(|_| RawConn::connect(*port).unwrap()).collect();
+        wait_for(10, "every connection on the port's core", || {
+            shard_clients(&mut conns[3]) == want.join(",")
+        });
+        drop(conns);
         let key = (0..2_000_000)
             .map(|i| format!("k{i}"))
             .find(|k| crc16::State::<crc16::XMODEM>::calculate(k.as_bytes()) & 16383 == *first)
@@ -1130,6 +1142,30 @@ fn shard_ports_route_clients_to_the_owning_core() {
         RawConn::connect(pa).is_err(),
         "no core port without the directive"
     );
+    // Behind a port mapping the core ports could not be reached: refused.
+    let port = tests::free_port().to_string();
+    let out = Command::new(tests::slotd_bin())
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+        ])
+        .args([
+            "--shard-port-base",
+            &pa.to_string(),
+            "--cluster-announce-port",
+            "7",
+        ])
+        .args(["--cluster-config-file", &format!("{a_dir}/nat.conf")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("shard-port-base cannot be used with a cluster-announce-port other than port"));
     assert_eq!(a.cli(&["-c", "get", "sp:7"]).trim(), "7");
 }
 

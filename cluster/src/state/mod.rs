@@ -72,8 +72,10 @@ pub const MSG_TYPES: usize = 11;
 /// (`CLUSTER_BLACKLIST_TTL`).
 pub const FORGET_BAN_MS: u64 = 60_000;
 /// A node's core ports go to each other node again this often, whether or
-/// not they changed (a node that missed them learns them).
-pub const CORES_RESEND_MS: u64 = 60_000;
+/// not they changed: a node that dropped them (it did not know us yet, in
+/// a handshake) learns them within this time, and meanwhile names our
+/// node's port, which costs its clients a hop between our cores at most.
+pub const CORES_RESEND_MS: u64 = 10_000;
 
 /// The node's settings that the protocol reads.
 #[derive(Debug, Clone)]
@@ -631,7 +633,9 @@ impl Cluster {
 
     /// This node's client ports per shard core (`shard-port-base`), or
     /// `None` when it has none. Returns whether they changed; the other
-    /// nodes hear of the change at the next ticks.
+    /// nodes hear of the change at the next ticks. (The directive cannot
+    /// change at runtime, so only tests turn them off: the others then get
+    /// an empty map.)
     pub fn set_my_cores(&mut self, map: Option<CorePorts>) -> bool {
         let me = self.nodes.get_mut(&self.myself).expect("myself");
         if me.cores.as_deref() == map.as_ref() {

@@ -6,9 +6,9 @@
 //! ranges). In cluster mode a node owns whatever slots the cluster gave
 //! it, so they are spread instead: at start, the slots it serves (owned or
 //! being imported, from `nodes.conf`) are cut into one contiguous run per
-//! core of near-equal size; afterwards each slot that arrives goes to the
-//! core that serves the fewest, and slots that leave keep their core (they
-//! hold no keys here). A slot never changes core while it is served, so no
+//! core of near-equal size; afterwards slots that arrive are placed in runs
+//! on the cores that serve the fewest ([`SlotTable::place_arrivals`]), and
+//! slots that leave keep their core (they hold no keys here). A slot never changes core while it is served, so no
 //! key ever has to move between cores.
 
 use engine::slot::SLOTS;
