@@ -146,6 +146,91 @@ fn concurrent_multi_key_writers_and_readers_stay_atomic() {
     );
 }
 
+/// Many clients on each of two cores sending MSET, MGET, EXISTS and DEL
+/// over keys of both cores at once: a core's multi-key commands that
+/// arrive together run as one transaction, and each must still be atomic
+/// and see the others in one order on every core (no reader sees half a
+/// write, EXISTS counts all or none). Clients that leave with commands in
+/// flight hold nobody up.
+#[test]
+fn multi_key_commands_gathered_on_a_core_stay_atomic() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let ks = keys("gathered", 8);
+    let port = s.port();
+    let mut threads = Vec::new();
+    for t in 0..12 {
+        let ks = ks.clone();
+        threads.push(thread::spawn(move || {
+            let mut c = tests::RawConn::connect(port).unwrap();
+            c.set_read_timeout(Duration::from_secs(10));
+            let mut mget: Vec<&str> = vec!["MGET"];
+            mget.extend(ks.iter().map(|k| k.as_str()));
+            let mut exists: Vec<&str> = vec!["EXISTS"];
+            exists.extend(ks.iter().map(|k| k.as_str()));
+            for i in 0..300 {
+                if t == 0 && i % 10 == 5 {
+                    let mut del: Vec<&str> = vec!["DEL"];
+                    del.extend(ks.iter().map(|k| k.as_str()));
+                    let r = c.cmd_str(&del);
+                    assert!(r == b":0\r\n" || r == b":8\r\n", "DEL: {}", tests::show(&r));
+                    continue;
+                }
+                let v = format!("t{t}-{i}");
+                let mut mset: Vec<&str> = vec!["MSET"];
+                for k in &ks {
+                    mset.push(k);
+                    mset.push(&v);
+                }
+                assert_eq!(c.cmd_str(&mset), b"+OK\r\n");
+                let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
+                let tests::Resp::Agg(_, Some(vals)) = r else {
+                    panic!("MGET: {r:?}")
+                };
+                assert!(
+                    vals.iter().all(|v| *v == vals[0]),
+                    "torn write seen: {vals:?}"
+                );
+                let n = c.cmd_str(&exists);
+                assert!(
+                    n == b":0\r\n" || n == b":8\r\n",
+                    "EXISTS: {}",
+                    tests::show(&n)
+                );
+            }
+        }));
+    }
+    {
+        let ks = ks.clone();
+        threads.push(thread::spawn(move || {
+            let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+            for k in &ks {
+                args.push(k.as_bytes().to_vec());
+                args.push(b"quitter".to_vec());
+            }
+            let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            let mset = tests::encode(&refs);
+            for _ in 0..200 {
+                let mut c = tests::RawConn::connect(port).unwrap();
+                c.send(&mset).unwrap();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = s.raw();
+    let mut mget: Vec<&str> = vec!["MGET"];
+    mget.extend(ks.iter().map(|k| k.as_str()));
+    let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
+    let tests::Resp::Agg(_, Some(vals)) = r else {
+        panic!("MGET: {r:?}")
+    };
+    assert!(
+        vals.iter().all(|v| *v == vals[0]),
+        "final state torn: {vals:?}"
+    );
+}
+
 #[test]
 fn multi_exec_across_cores_is_atomic() {
     let s = server();

@@ -382,6 +382,12 @@ fn run(
             // A write split over the cores could be refused for memory on
             // one and done on another: split only without `maxmemory`.
             let split_writes = shard.settings.maxmemory == 0;
+            // A command that may run a joint for others runs to its end.
+            let spawn = if flows::joins(spec) {
+                spawn_detached
+            } else {
+                spawn
+            };
             let next = spawn(shard, key, async move {
                 flows::multi_key(
                     rpc,

@@ -567,22 +567,49 @@ impl Split {
         form: Option<FormSink>,
         conn: Key,
     ) -> TaskDone {
-        let Split { parts, merge } = self;
-        let runs: Vec<(usize, OwnedArgs)> = parts.iter().map(|(c, p, _)| (*c, p.clone())).collect();
-        let (locks, answers) = lock_and_run(rpc, runs, db, form.is_some()).await;
+        // Without a form for the replicas, the split commands of this
+        // core's turn go together under one set of locks.
+        if form.is_none() {
+            return TaskDone::reply(conn, Joint::run(rpc, db, self).await);
+        }
+        let runs: Vec<(usize, Vec<OwnedArgs>)> = self
+            .parts
+            .iter()
+            .map(|(c, p, _)| (*c, vec![p.clone()]))
+            .collect();
+        let (locks, answers) = lock_and_run(rpc, runs, db, true).await;
         let mut logged = Vec::new();
+        let answers = answers
+            .into_iter()
+            .map(|a| match a.unlog(&mut logged) {
+                Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
+                _ => Reply::err("ERR internal error: unexpected answer from a shard"),
+            })
+            .collect();
+        let reply = self.merge(answers);
+        // Writes go to the replicas as sent when they changed something
+        // (the keys found expired among them too); else the expired
+        // keys' DELs.
+        let bytes = match (&self.merge, &reply) {
+            (SplitMerge::Ok, _) => command_form(db, args),
+            (SplitMerge::Sum, Reply::Int(n)) if *n > 0 => command_form(db, args),
+            _ => logged,
+        };
+        push_form(form.as_ref(), &locks, bytes);
+        locks.release().await;
+        TaskDone::reply(conn, reply)
+    }
+
+    /// The command's reply from its parts' replies (in `parts`' order).
+    fn merge(&self, answers: Vec<Reply>) -> Reply {
         let mut failed = None;
         let mut total = 0i64;
-        let mut items = match merge {
+        let mut items = match self.merge {
             SplitMerge::Array(n) => vec![Reply::Nil; n],
             _ => Vec::new(),
         };
-        for ((_, _, at), answer) in parts.iter().zip(answers) {
-            let reply = match answer.unlog(&mut logged) {
-                Response::Replies(mut r) if !r.is_empty() => r.swap_remove(0),
-                _ => Reply::err("ERR internal error: unexpected answer from a shard"),
-            };
-            match (reply, &merge) {
+        for ((_, _, at), reply) in self.parts.iter().zip(answers) {
+            match (reply, &self.merge) {
                 (Reply::Array(vals), SplitMerge::Array(_)) => {
                     for (v, &i) in vals.into_iter().zip(at) {
                         items[i] = v;
@@ -593,23 +620,215 @@ impl Split {
                 (other, _) => failed = failed.or(Some(other)),
             }
         }
-        let reply = failed.unwrap_or(match merge {
+        failed.unwrap_or(match self.merge {
             SplitMerge::Array(_) => Reply::Array(items),
             SplitMerge::Sum => Reply::Int(total),
             SplitMerge::Ok => Reply::Ok,
-        });
-        // Writes go to the replicas as sent when they changed something
-        // (the keys found expired among them too); else the expired
-        // keys' DELs.
-        let bytes = match (&merge, &reply) {
-            (SplitMerge::Ok, _) => command_form(db, args),
-            (SplitMerge::Sum, Reply::Int(n)) if *n > 0 => command_form(db, args),
-            _ => logged,
-        };
-        push_form(form.as_ref(), &locks, bytes);
-        locks.release().await;
-        TaskDone::reply(conn, reply)
+        })
     }
+}
+
+thread_local! {
+    /// This core's joints ([`Joint`]).
+    static JOINTS: std::cell::RefCell<Joints> = const {
+        std::cell::RefCell::new(Joints { open: None, running: false, next: None })
+    };
+}
+
+/// A core's joints: the one gathering commands, and whether one runs
+/// (then the gathering one waits for it: its first command's waker).
+struct Joints {
+    open: Option<Rc<Joint>>,
+    running: bool,
+    next: Option<std::task::Waker>,
+}
+
+/// Split commands of one core's turn (one database), run as one
+/// transaction: the first to start opens the joint and lets the turn's
+/// other tasks run; those that find it open join it; then the first takes
+/// the locks of every core any of them needs, sends each core its parts
+/// of all of them in one request right behind its lock request, and hands
+/// each its reply. Each command is still atomic (nothing runs on a locked
+/// core but the joint's parts, in order), and a turn's many clients pay
+/// one round of locks instead of one each, which with many clients would
+/// hold the cores' locks one after another.
+///
+/// The command that opens a joint runs it for the others: its task runs
+/// to its end even if its client leaves ([`joins`]).
+struct Joint {
+    db: usize,
+    /// The commands, in the order they joined.
+    members: std::cell::RefCell<Vec<Split>>,
+    /// Each member's reply once the joint has run, and its waker.
+    replies: std::cell::RefCell<Vec<(Option<Reply>, Option<std::task::Waker>)>>,
+}
+
+impl Joint {
+    async fn run(rpc: &Rc<Rpc>, db: usize, split: Split) -> Reply {
+        let open = JOINTS.with(|j| j.borrow().open.clone());
+        if let Some(joint) = open.as_ref().filter(|j| j.db == db) {
+            let joint = joint.clone();
+            let i = joint.members.borrow().len();
+            joint.members.borrow_mut().push(split);
+            joint.replies.borrow_mut().push((None, None));
+            return JointReply { joint, i }.await;
+        }
+        let joint = Rc::new(Joint {
+            db,
+            members: std::cell::RefCell::new(vec![split]),
+            replies: std::cell::RefCell::new(vec![(None, None)]),
+        });
+        // (A joint of another database is open: this one starts its own
+        // without gathering.)
+        let gathers = open.is_none();
+        if gathers {
+            JOINTS.with(|j| j.borrow_mut().open = Some(joint.clone()));
+        }
+        // The turn's other tasks run (and join) before this one goes on,
+        // and while a joint runs, the commands that come meanwhile join
+        // this one, which goes once it is done.
+        YieldOnce(false).await;
+        if gathers {
+            JointTurn.await;
+        }
+        let _running = gathers.then_some(JointRunning);
+        let mut members = std::mem::take(&mut *joint.members.borrow_mut());
+        // Per core (ascending): its parts of every member, and whose.
+        let cores = rpc.mesh.cores();
+        let mut runs: Vec<(usize, Vec<OwnedArgs>)> = (0..cores).map(|c| (c, Vec::new())).collect();
+        let mut whose: Vec<Vec<usize>> = vec![Vec::new(); cores];
+        for (m, split) in members.iter_mut().enumerate() {
+            for (c, part, _) in &mut split.parts {
+                runs[*c].1.push(std::mem::take(part));
+                whose[*c].push(m);
+            }
+        }
+        let (runs, whose): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .zip(whose)
+            .filter(|(r, _)| !r.1.is_empty())
+            .unzip();
+        let counts: Vec<usize> = runs.iter().map(|r| r.1.len()).collect();
+        let (locks, answers) = lock_and_run(rpc, runs, db, false).await;
+        locks.release().await;
+        // Each member's part replies, in its parts' (ascending core) order.
+        let mut parts: Vec<Vec<Reply>> = members.iter().map(|_| Vec::new()).collect();
+        for ((answer, whose), n) in answers.into_iter().zip(whose).zip(counts) {
+            let replies = match answer.unlog(&mut Vec::new()) {
+                Response::Replies(r) if r.len() == n => r,
+                _ => vec![Reply::err("ERR internal error: unexpected answer from a shard"); n],
+            };
+            for (reply, m) in replies.into_iter().zip(whose) {
+                parts[m].push(reply);
+            }
+        }
+        let mut replies = joint.replies.borrow_mut();
+        let mut mine = None;
+        for (m, (split, answers)) in members.iter().zip(parts).enumerate() {
+            let reply = split.merge(answers);
+            if m == 0 {
+                mine = Some(reply);
+            } else {
+                replies[m].0 = Some(reply);
+                if let Some(w) = replies[m].1.take() {
+                    w.wake();
+                }
+            }
+        }
+        mine.unwrap_or_else(|| Reply::err("ERR internal error: no reply"))
+    }
+}
+
+/// The gathering joint's wait for the running one to finish; then it
+/// stops gathering and is the running one.
+struct JointTurn;
+
+impl std::future::Future for JointTurn {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        JOINTS.with(|j| {
+            let mut j = j.borrow_mut();
+            if j.running {
+                j.next = Some(cx.waker().clone());
+                return std::task::Poll::Pending;
+            }
+            j.running = true;
+            j.open = None;
+            std::task::Poll::Ready(())
+        })
+    }
+}
+
+/// Marks the running joint done when dropped, and wakes the gathering
+/// one.
+struct JointRunning;
+
+impl Drop for JointRunning {
+    fn drop(&mut self) {
+        let next = JOINTS.with(|j| {
+            let mut j = j.borrow_mut();
+            j.running = false;
+            j.next.take()
+        });
+        if let Some(w) = next {
+            w.wake();
+        }
+    }
+}
+
+/// A joint member's wait for its reply.
+struct JointReply {
+    joint: Rc<Joint>,
+    i: usize,
+}
+
+impl std::future::Future for JointReply {
+    type Output = Reply;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Reply> {
+        let mut replies = self.joint.replies.borrow_mut();
+        let slot = &mut replies[self.i];
+        match slot.0.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                slot.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+/// Pending once (waking itself), then ready: lets the executor poll the
+/// other tasks ready now first.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Whether `spec` may run as a joint's first command, which must run to
+/// its end whatever its client does (the caller spawns it so).
+pub fn joins(spec: &'static Spec) -> bool {
+    matches!(
+        spec.name,
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch"
+    )
 }
 
 /// Takes the locks of `runs`' cores (ascending, one run per core) for a
@@ -620,7 +839,7 @@ impl Split {
 /// `runs`' order.
 async fn lock_and_run(
     rpc: &Rc<Rpc>,
-    runs: Vec<(usize, OwnedArgs)>,
+    runs: Vec<(usize, Vec<OwnedArgs>)>,
     db: usize,
     form: bool,
 ) -> (Locks, Vec<Response>) {
@@ -632,10 +851,10 @@ async fn lock_and_run(
         paused: false,
     };
     let mut calls = Vec::with_capacity(runs.len());
-    for (c, cmd) in runs {
+    for (c, cmds) in runs {
         locks.sent.push(c);
         let lock = rpc.call(c, Request::Lock(locks.tx, cores.clone(), form));
-        calls.push(rpc.call(c, exec_req(db, vec![cmd], Some(locks.tx), false)));
+        calls.push(rpc.call(c, exec_req(db, cmds, Some(locks.tx), false)));
         if let Response::Granted { paused: true } = lock.await {
             locks.paused = true;
         }
