@@ -331,17 +331,19 @@ pub fn execute(
                 done(Reply::err("ERR The specified node is not a master"))
             }
             // clusterGenNodeDescription of each replica of the node.
-            Some(id) => done(Reply::Array(
-                c.node_lines()
-                    .iter()
-                    .filter(|l| l.master == Some(id) && l.flags & flags::SLAVE != 0)
-                    .map(|l| {
-                        let mut out = String::new();
-                        nodes_conf::render_node(&mut out, l);
-                        Reply::bulk(out.as_bytes())
-                    })
-                    .collect(),
-            )),
+            Some(id) => {
+                let lines: BTreeMap<NodeId, nodes_conf::NodeLine> =
+                    c.node_lines().into_iter().map(|l| (l.id, l)).collect();
+                done(Reply::Array(
+                    replicas(c, &lines, id)
+                        .map(|l| {
+                            let mut out = String::new();
+                            nodes_conf::render_node(&mut out, l);
+                            Reply::bulk(out.as_bytes())
+                        })
+                        .collect(),
+                ))
+            }
         },
         "count-failure-reports" => {
             match lookup(c, args[2]).and_then(|id| c.failure_reports(now_ms, &id)) {
@@ -584,14 +586,16 @@ fn slot_node(n: &nodes_conf::NodeLine, port: u16, kind: EndpointType) -> Reply {
     ])
 }
 
-/// The replicas of `master`, as Redis's `master->slaves` lists them.
-fn replicas(
-    lines: &BTreeMap<NodeId, nodes_conf::NodeLine>,
+/// The replicas of `master`, as Redis's `master->slaves` lists them (in
+/// the order they attached).
+fn replicas<'a>(
+    c: &Cluster,
+    lines: &'a BTreeMap<NodeId, nodes_conf::NodeLine>,
     master: NodeId,
-) -> impl Iterator<Item = &nodes_conf::NodeLine> {
-    lines
-        .values()
-        .filter(move |l| l.master == Some(master) && l.flags & flags::SLAVE != 0)
+) -> impl Iterator<Item = &'a nodes_conf::NodeLine> {
+    c.replicas_of(&master)
+        .into_iter()
+        .filter_map(move |id| lines.get(&id))
 }
 
 /// The port clients reach `slot` on at node `n`: that of its shard core
@@ -633,7 +637,7 @@ fn slots(c: &Cluster) -> Reply {
         let nodes = serving.entry(owner).or_insert_with(|| {
             let mut v = vec![&lines[&owner]];
             v.extend(
-                replicas(&lines, owner)
+                replicas(c, &lines, owner)
                     .filter(|r| r.flags & flags::FAIL == 0 && c.repl_offset_of(&r.id) != 0),
             );
             v
@@ -718,7 +722,7 @@ fn shards(c: &Cluster) -> Reply {
                 .flat_map(|&(a, b)| [Reply::Int(a as i64), Reply::Int(b as i64)])
                 .collect();
             let mut nodes = vec![shard_node(c, n, port, kind)];
-            for r in replicas(&lines, n.id) {
+            for r in replicas(c, &lines, n.id) {
                 let mut ports = runs
                     .iter()
                     .flat_map(|&(a, b)| a..=b)
@@ -1157,6 +1161,45 @@ mod tests {
                     (7001, "replica".into(), "online".into())
                 ]]
             );
+        }
+    }
+
+    /// A master lists its replicas in the order they attached (Redis's
+    /// `master->slaves`), not by node ID: the replica with the larger ID
+    /// attaches first here.
+    #[test]
+    fn replicas_are_listed_in_the_order_they_attached() {
+        let mut net = Net::joined(3);
+        let master = net.nodes[0].myself();
+        assert_eq!(
+            run(&mut net.nodes[0], "cluster addslotsrange 0 9"),
+            Reply::Ok
+        );
+        net.turns(30);
+        let (a, b) = (net.nodes[1].myself(), net.nodes[2].myself());
+        let (first, second) = if a > b { (1, 2) } else { (2, 1) };
+        for i in [first, second] {
+            assert_eq!(
+                run(&mut net.nodes[i], &format!("cluster replicate {master}")),
+                Reply::Ok
+            );
+            net.turns(30);
+        }
+        let expect = vec![net.nodes[first].myself(), net.nodes[second].myself()];
+        for i in 0..3 {
+            let Reply::Array(lines) = run(&mut net.nodes[i], &format!("cluster replicas {master}"))
+            else {
+                panic!()
+            };
+            let ids: Vec<NodeId> = lines
+                .iter()
+                .map(|l| match l {
+                    Reply::Bulk(b) => NodeId::parse(&b[..40]).unwrap(),
+                    _ => panic!(),
+                })
+                .collect();
+            assert_eq!(ids, expect, "node {i}");
+            assert_eq!(net.nodes[i].replicas_of(&master), expect, "node {i}");
         }
     }
 

@@ -668,8 +668,10 @@ impl Cluster {
             self.migrating.clear();
             self.importing.clear();
         }
+        let attached = self.attach();
         let me = self.nodes.get_mut(&self.myself).expect("myself");
         me.slaveof = Some(master);
+        me.attached = attached;
         if let Some(m) = self.nodes.get_mut(&master) {
             m.flags |= flags::MIGRATE_TO;
         }

@@ -194,6 +194,10 @@ struct Node {
     config_epoch: u64,
     /// The master of a replica, when known.
     slaveof: Option<NodeId>,
+    /// When it became its master's replica ([`Cluster::attached`]): a
+    /// master lists its replicas in this order, as Redis keeps them in
+    /// `master->slaves` (appended as they are learnt).
+    attached: u64,
     /// When the unanswered PING went out; 0: none pending.
     ping_sent: u64,
     pong_received: u64,
@@ -238,6 +242,7 @@ impl Node {
             hostname: String::new(),
             config_epoch: 0,
             slaveof: None,
+            attached: 0,
             ping_sent: 0,
             pong_received: 0,
             data_received: 0,
@@ -333,6 +338,8 @@ pub struct NodeView {
 /// `inbound_link`; every slot migrating away is owned by this node.
 pub struct Cluster {
     config: Config,
+    /// Counts replicas attached to their masters ([`Node::attached`]).
+    attached: u64,
     myself: NodeId,
     current_epoch: u64,
     last_vote_epoch: u64,
@@ -392,6 +399,7 @@ impl Cluster {
         nodes.insert(myself, me);
         Cluster {
             config,
+            attached: 0,
             myself,
             current_epoch: 0,
             last_vote_epoch: 0,
@@ -436,6 +444,9 @@ impl Cluster {
             n.cport = line.cport;
             n.hostname = line.hostname.clone();
             n.slaveof = line.master;
+            if line.master.is_some() {
+                n.attached = c.attach();
+            }
             n.config_epoch = if n.has(flags::SLAVE) && line.master.is_some() {
                 0
             } else {
@@ -548,6 +559,24 @@ impl Cluster {
                 fail_reports: n.fail_reports.len(),
             })
             .collect()
+    }
+
+    /// The next [`Node::attached`] stamp.
+    fn attach(&mut self) -> u64 {
+        self.attached += 1;
+        self.attached
+    }
+
+    /// The replicas of `master`, in the order they attached to it (as
+    /// Redis's `master->slaves` lists them).
+    pub fn replicas_of(&self, master: &NodeId) -> Vec<NodeId> {
+        let mut r: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| n.has(flags::SLAVE) && n.slaveof.as_ref() == Some(master))
+            .collect();
+        r.sort_by_key(|n| n.attached);
+        r.into_iter().map(|n| n.id).collect()
     }
 
     /// Number of masters serving slots (`cluster_size`).
@@ -1862,9 +1891,12 @@ impl Cluster {
                     self.todo_save = true;
                     self.todo_update_state = true;
                 }
-                let n = self.nodes.get_mut(&s).expect("sender");
+                let n = &self.nodes[&s];
                 if master.is_some() && n.slaveof != master && master != Some(s) {
+                    let attached = self.attach();
+                    let n = self.nodes.get_mut(&s).expect("sender");
                     n.slaveof = master;
+                    n.attached = attached;
                     self.todo_save = true;
                 }
                 // A master that has had a replica may get a migrating one
