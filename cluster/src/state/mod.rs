@@ -561,6 +561,26 @@ impl Cluster {
             .collect()
     }
 
+    /// The other nodes of this node's shard (`clusterGetNodesServingMySlots`
+    /// but myself): its master and the master's replicas.
+    fn shard_peers(&self) -> impl Iterator<Item = &Node> {
+        let me = &self.nodes[&self.myself];
+        let master = match me.slaveof {
+            Some(m) if me.has(flags::SLAVE) => m,
+            _ => self.myself,
+        };
+        self.nodes
+            .values()
+            .filter(move |n| n.id == master || (n.has(flags::SLAVE) && n.slaveof == Some(master)))
+            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
+    }
+
+    /// Whether this node's shard has other nodes (an SPUBLISH goes to
+    /// them).
+    pub fn has_shard_peers(&self) -> bool {
+        self.shard_peers().next().is_some()
+    }
+
     /// The next [`Node::attached`] stamp.
     fn attach(&mut self) -> u64 {
         self.attached += 1;
@@ -1145,19 +1165,7 @@ impl Cluster {
             self.broadcast(Body::Publish { channel, message });
             return self.finish();
         }
-        // `clusterGetNodesServingMySlots`: the master and its replicas.
-        let me = &self.nodes[&self.myself];
-        let master = match me.slaveof {
-            Some(m) if me.has(flags::SLAVE) => m,
-            _ => self.myself,
-        };
-        let links: Vec<LinkId> = self
-            .nodes
-            .values()
-            .filter(|n| n.id == master || (n.has(flags::SLAVE) && n.slaveof == Some(master)))
-            .filter(|n| !n.has(flags::MYSELF | flags::HANDSHAKE))
-            .filter_map(|n| n.link)
-            .collect();
+        let links: Vec<LinkId> = self.shard_peers().filter_map(|n| n.link).collect();
         for link in links {
             self.send(
                 link,

@@ -146,6 +146,9 @@ impl Driver {
                 ids.push(*id);
                 fds.push(pollfd(link.stream.as_raw_fd(), ev));
             }
+            // Whether the shard cores' SPUBLISHes need the bus (a node
+            // alone in its shard sends them nowhere).
+            self.bus.set_shard_alone(!self.cluster.has_shard_peers());
             let wait = next_tick.saturating_sub(now_ms() as u64).min(TICK_MS) as i32;
             if !self.bus.prepare_sleep() {
                 continue;

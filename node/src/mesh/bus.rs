@@ -47,6 +47,8 @@ pub struct Bus {
     sleeping: AtomicBool,
     eventfd: i32,
     map: Mutex<Arc<SlotMap>>,
+    /// This node's shard has no other node (set by the bus core).
+    shard_alone: AtomicBool,
 }
 
 impl Bus {
@@ -61,8 +63,14 @@ impl Bus {
             queue: SegQueue::new(),
             sleeping: AtomicBool::new(false),
             eventfd: fd,
+            shard_alone: AtomicBool::new(false),
             map: Mutex::new(Arc::new(map)),
         })
+    }
+
+    /// Whether this node is alone in its shard (the bus core says).
+    pub fn set_shard_alone(&self, alone: bool) {
+        self.shard_alone.store(alone, Ordering::Relaxed);
     }
 
     /// The eventfd the bus core polls.
@@ -73,7 +81,12 @@ impl Bus {
     /// Cluster mode: hands a PUBLISH to the bus so that every other node
     /// delivers it too, or an SPUBLISH so that the other nodes of this
     /// node's shard do.
+    /// An SPUBLISH of a node alone in its shard goes nowhere: the bus is
+    /// not woken for it.
     pub fn forward_publish(&self, channel: &bytes::Bytes, message: &bytes::Bytes, sharded: bool) {
+        if sharded && self.shard_alone.load(Ordering::Relaxed) {
+            return;
+        }
         self.ask(Ask::Publish {
             channel: channel.clone(),
             message: message.clone(),
