@@ -999,6 +999,46 @@ fn a_replica_killed_continues_partially_from_its_last_snapshot() {
     resumed_partially(&master, &replica, &full_before);
 }
 
+/// Two replicas asking for a full resynchronization at once (their SYNCs
+/// reach two cores while the first one's snapshot runs): the second waits
+/// for that snapshot to end and takes its own, as a Redis replica that
+/// cannot join a running BGSAVE waits for the next one; neither is turned
+/// away to try again (`sync_full` counts one each).
+#[test]
+fn replicas_that_sync_at_once_both_get_their_snapshot() {
+    let master = Server::slotd(&[DEBUG[0], DEBUG[1], "--shards", "2"]);
+    assert_eq!(master.cli(&["debug", "populate", "100000"]).trim(), "OK");
+    let port = master.port().to_string();
+    for round in 1..=4 {
+        let pair = [Server::redis(&DEBUG), Server::redis(&DEBUG)];
+        // Both told at the same instant: their SYNCs come together.
+        let go = std::sync::Barrier::new(2);
+        std::thread::scope(|t| {
+            for r in &pair {
+                let (go, port) = (&go, &port);
+                t.spawn(move || {
+                    go.wait();
+                    assert_eq!(r.cli(&["replicaof", "127.0.0.1", port]).trim(), "OK");
+                });
+            }
+        });
+        for r in &pair {
+            caught_up(&master, r);
+        }
+        assert_eq!(
+            info_stat(&master, "sync_full"),
+            2 * round,
+            "round {round}\n{}",
+            master.log()
+        );
+    }
+    assert!(
+        !master.log().contains("Can't start a snapshot"),
+        "{}",
+        master.log()
+    );
+}
+
 /// Chained replication (checklist F14): the replicas of a slotd replica
 /// get its master's stream byte for byte, as Redis 4.0+ proxies it, with
 /// the top master's replication ID and offsets; the stream's database

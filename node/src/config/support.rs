@@ -378,13 +378,13 @@ pub static SUPPORT: &[(&str, Support)] = &[
     (
         "repl-diskless-sync-delay",
         NoEffect {
-            why: "each full resynchronization takes its own fork-less snapshot at once: there is no child process for replicas to share",
+            why: "each full resynchronization takes its own fork-less snapshot, at once or right after the one running: there is no child process for replicas to share",
         },
     ),
     (
         "repl-diskless-sync-max-replicas",
         NoEffect {
-            why: "each full resynchronization takes its own fork-less snapshot at once: there is no child process for replicas to share",
+            why: "each full resynchronization takes its own fork-less snapshot, at once or right after the one running: there is no child process for replicas to share",
         },
     ),
     // Encodings.
