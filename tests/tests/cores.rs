@@ -20,6 +20,17 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}:{i}")).collect()
 }
 
+/// MGET of `ks` on `c`: every value the same (`what` says otherwise).
+fn mget_is_whole(c: &mut tests::RawConn, ks: &[String], what: &str) {
+    let mut mget: Vec<&str> = vec!["MGET"];
+    mget.extend(ks.iter().map(|k| k.as_str()));
+    let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
+    let tests::Resp::Agg(_, Some(vals)) = r else {
+        panic!("MGET: {r:?}")
+    };
+    assert!(vals.iter().all(|v| *v == vals[0]), "{what}: {vals:?}");
+}
+
 #[test]
 fn mset_mget_are_atomic_across_cores() {
     let s = server();
@@ -113,19 +124,10 @@ fn concurrent_multi_key_writers_and_readers_stay_atomic() {
         threads.push(thread::spawn(move || {
             let mut c = tests::RawConn::connect(port).unwrap();
             c.set_read_timeout(Duration::from_secs(10));
-            let mut mget: Vec<&str> = vec!["MGET"];
-            mget.extend(ks.iter().map(|k| k.as_str()));
             let mut exists: Vec<&str> = vec!["EXISTS"];
             exists.extend(ks.iter().map(|k| k.as_str()));
             for _ in 0..300 {
-                let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
-                let tests::Resp::Agg(_, Some(vals)) = r else {
-                    panic!("MGET: {r:?}")
-                };
-                assert!(
-                    vals.iter().all(|v| *v == vals[0]),
-                    "torn write seen: {vals:?}"
-                );
+                mget_is_whole(&mut c, &ks, "torn write seen");
                 assert_eq!(c.cmd_str(&exists), b":12\r\n");
             }
         }));
@@ -133,17 +135,7 @@ fn concurrent_multi_key_writers_and_readers_stay_atomic() {
     for t in threads {
         t.join().unwrap();
     }
-    let mut c = s.raw();
-    let mut mget: Vec<&str> = vec!["MGET"];
-    mget.extend(ks.iter().map(|k| k.as_str()));
-    let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
-    let tests::Resp::Agg(_, Some(vals)) = r else {
-        panic!("MGET: {r:?}")
-    };
-    assert!(
-        vals.iter().all(|v| *v == vals[0]),
-        "final state torn: {vals:?}"
-    );
+    mget_is_whole(&mut s.raw(), &ks, "final state torn");
 }
 
 /// Many clients on each of two cores sending MSET, MGET, EXISTS and DEL
@@ -163,8 +155,6 @@ fn multi_key_commands_gathered_on_a_core_stay_atomic() {
         threads.push(thread::spawn(move || {
             let mut c = tests::RawConn::connect(port).unwrap();
             c.set_read_timeout(Duration::from_secs(10));
-            let mut mget: Vec<&str> = vec!["MGET"];
-            mget.extend(ks.iter().map(|k| k.as_str()));
             let mut exists: Vec<&str> = vec!["EXISTS"];
             exists.extend(ks.iter().map(|k| k.as_str()));
             for i in 0..300 {
@@ -182,14 +172,7 @@ fn multi_key_commands_gathered_on_a_core_stay_atomic() {
                     mset.push(&v);
                 }
                 assert_eq!(c.cmd_str(&mset), b"+OK\r\n");
-                let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
-                let tests::Resp::Agg(_, Some(vals)) = r else {
-                    panic!("MGET: {r:?}")
-                };
-                assert!(
-                    vals.iter().all(|v| *v == vals[0]),
-                    "torn write seen: {vals:?}"
-                );
+                mget_is_whole(&mut c, &ks, "torn write seen");
                 let n = c.cmd_str(&exists);
                 assert!(
                     n == b":0\r\n" || n == b":8\r\n",
@@ -218,17 +201,7 @@ fn multi_key_commands_gathered_on_a_core_stay_atomic() {
     for t in threads {
         t.join().unwrap();
     }
-    let mut c = s.raw();
-    let mut mget: Vec<&str> = vec!["MGET"];
-    mget.extend(ks.iter().map(|k| k.as_str()));
-    let r = tests::Resp::parse(&c.cmd_str(&mget)).unwrap().0;
-    let tests::Resp::Agg(_, Some(vals)) = r else {
-        panic!("MGET: {r:?}")
-    };
-    assert!(
-        vals.iter().all(|v| *v == vals[0]),
-        "final state torn: {vals:?}"
-    );
+    mget_is_whole(&mut s.raw(), &ks, "final state torn");
 }
 
 #[test]
