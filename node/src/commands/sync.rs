@@ -98,131 +98,89 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         .lock()
         .is_ok_and(|c| c.flag("repl-diskless-sync"));
     spawn(shard, key, async move {
+        // Tried again when another replica's snapshot started first (two
+        // SYNCs at once on two cores): this one waits for it to end, as a
+        // Redis replica that cannot join a running BGSAVE waits for the
+        // next one.
         loop {
-            let start = Start {
-                conn,
-                ip: ip.clone(),
-                argv: argv.clone(),
-                proxy,
-                diskless,
-                path: path.clone(),
-            };
-            let ctx = (&repl, &rpc, me, &shared, &persist, &mesh);
-            if let Some(verdict) = try_sync(start, ctx).await {
-                return match verdict {
-                    Ok(()) => done(key, Vec::new(), vec![Effect::HandOff]),
-                    Err(replies) => done(key, replies, Vec::new()),
-                };
+            // A snapshot or rewrite in progress ends first.
+            while let Some(job) = persist.job() {
+                let _ = crate::persist::Outcome { job, core: me }.await;
             }
-        }
-    })
-}
-
-/// What a SYNC asks for.
-struct Start {
-    conn: u64,
-    ip: String,
-    argv: Vec<Vec<u8>>,
-    proxy: bool,
-    diskless: bool,
-    path: Option<std::path::PathBuf>,
-}
-
-type SyncCtx<'a> = (
-    &'a Arc<crate::replica::Replication>,
-    &'a std::rc::Rc<crate::mesh::Rpc>,
-    usize,
-    &'a Arc<crate::shared::Shared>,
-    &'a Arc<crate::persist::State>,
-    &'a Arc<crate::mesh::Mesh>,
-);
-
-/// One try of a SYNC: once no snapshot or rewrite runs, under every
-/// core's lock, the master thread decides, and a full resynchronization's
-/// snapshot starts. `None` when another replica's snapshot started first
-/// (two SYNCs at once on two cores): the caller waits for it to end and
-/// tries again, as a Redis replica that cannot join a running BGSAVE
-/// waits for the next one.
-async fn try_sync(st: Start, ctx: SyncCtx<'_>) -> Option<Result<(), Vec<Reply>>> {
-    let (repl, rpc, me, shared, persist, mesh) = ctx;
-    let Start {
-        conn,
-        ip,
-        argv,
-        proxy,
-        diskless,
-        path,
-    } = st;
-    // A snapshot or rewrite in progress ends first.
-    while let Some(job) = persist.job() {
-        let _ = crate::persist::Outcome { job, core: me }.await;
-    }
-    let at = Arc::new(Mutex::new(None));
-    if proxy {
-        let held = rpc
-            .call_outside(|id| repl.hold_for_sync(me, id, at.clone()))
-            .await;
-        if !matches!(held, Response::Count(1)) {
-            return Some(Err(vec![Reply::Error(NOMASTERLINK.into())]));
-        }
-    }
-    let at = at.lock().ok().and_then(|a| a.clone());
-    let (rpc2, repl2) = (rpc.clone(), repl.clone());
-    let (shared, persist2, mesh) = (shared.clone(), persist.clone(), mesh.clone());
-    let verdict = flows::under_all_locks(rpc, |tx| async move {
-        if persist2.job().is_some() {
-            return None;
-        }
-        let resp = rpc2
-            .call_outside(|id| {
-                repl2.note(Note::Sync {
-                    conn,
-                    peer_ip: ip,
-                    argv,
-                    core: me,
-                    id,
-                    at: at.clone(),
+            let at = Arc::new(Mutex::new(None));
+            if proxy {
+                let held = rpc
+                    .call_outside(|id| repl.hold_for_sync(me, id, at.clone()))
+                    .await;
+                if !matches!(held, Response::Count(1)) {
+                    return done(key, vec![Reply::Error(NOMASTERLINK.into())], Vec::new());
+                }
+            }
+            let at = at.lock().ok().and_then(|a| a.clone());
+            let (rpc2, repl2, persist2) = (rpc.clone(), repl.clone(), persist.clone());
+            let (shared, mesh) = (shared.clone(), mesh.clone());
+            let (ip, argv, path) = (ip.clone(), argv.clone(), path.clone());
+            let verdict = flows::under_all_locks(&rpc, |tx| async move {
+                if persist2.job().is_some() {
+                    return None;
+                }
+                let resp = rpc2
+                    .call_outside(|id| {
+                        repl2.note(Note::Sync {
+                            conn,
+                            peer_ip: ip,
+                            argv,
+                            core: me,
+                            id,
+                            at: at.clone(),
+                        })
+                    })
+                    .await;
+                Some(match resp {
+                    // An empty RDB, made by the master thread.
+                    Response::Count(3) => Ok(()),
+                    Response::Count(n @ 1..) => {
+                        // 2: the replica reads the diskless EOF framing. A
+                        // replica's RDB records where its master's stream
+                        // stands (`repl-stream-db` above all).
+                        let job = match (diskless && n == 2, path) {
+                            (true, _) => pipe().ok().and_then(|(r, w)| {
+                                crate::persist::start_stream(&shared, &persist2, &mesh, w, at)
+                                    .ok()
+                                    .map(|job| (job, Rdb::Pipe(r)))
+                            }),
+                            (false, Some(path)) => {
+                                crate::persist::start_known(&shared, &persist2, &mesh, at)
+                                    .ok()
+                                    .map(|job| (job, Rdb::File(path)))
+                            }
+                            (false, None) => None,
+                        };
+                        // Without a job the replica waits for an RDB that
+                        // never comes: its socket is handed over and closed
+                        // there.
+                        if let Some(job) = job {
+                            rpc2.call_all(|_| Request::SnapshotStart { tx }).await;
+                            repl2.keep_job(conn, job);
+                        }
+                        Ok(())
+                    }
+                    Response::Count(_) => Ok(()),
+                    Response::Replies(r) => Err(r),
+                    _ => Err(Vec::new()),
                 })
             })
             .await;
-        Some(match resp {
-            // An empty RDB, made by the master thread.
-            Response::Count(3) => Ok(()),
-            Response::Count(n @ 1..) => {
-                // 2: the replica reads the diskless EOF framing. A
-                // replica's RDB records where its master's stream
-                // stands (`repl-stream-db` above all).
-                let job = match (diskless && n == 2, path) {
-                    (true, _) => pipe().ok().and_then(|(r, w)| {
-                        crate::persist::start_stream(&shared, &persist2, &mesh, w, at)
-                            .ok()
-                            .map(|job| (job, Rdb::Pipe(r)))
-                    }),
-                    (false, Some(path)) => {
-                        crate::persist::start_known(&shared, &persist2, &mesh, at)
-                            .ok()
-                            .map(|job| (job, Rdb::File(path)))
-                    }
-                    (false, None) => None,
-                };
-                // Without a job the replica waits for an RDB that never
-                // comes: its socket is handed over and closed there.
-                if let Some(job) = job {
-                    rpc2.call_all(|_| Request::SnapshotStart { tx }).await;
-                    repl2.keep_job(conn, job);
-                }
-                Ok(())
+            if proxy {
+                crate::persist::StreamHold::release(&*repl);
             }
-            Response::Count(_) => Ok(()),
-            Response::Replies(r) => Err(r),
-            _ => Err(Vec::new()),
-        })
+            match verdict {
+                None => continue,
+                Some(Ok(())) => return done(key, Vec::new(), vec![Effect::HandOff]),
+                Some(Err(replies)) => return done(key, replies, Vec::new()),
+            }
+        }
     })
-    .await;
-    if proxy {
-        crate::persist::StreamHold::release(&**repl);
-    }
-    verdict
 }
 
 /// WAIT numreplicas timeout, once replicas follow this node: every write

@@ -80,8 +80,7 @@ impl Bus {
 
     /// Cluster mode: hands a PUBLISH to the bus so that every other node
     /// delivers it too, or an SPUBLISH so that the other nodes of this
-    /// node's shard do.
-    /// An SPUBLISH of a node alone in its shard goes nowhere: the bus is
+    /// node's shard do. An SPUBLISH of a node alone in its shard goes nowhere: the bus is
     /// not woken for it.
     pub fn forward_publish(&self, channel: &bytes::Bytes, message: &bytes::Bytes, sharded: bool) {
         if sharded && self.shard_alone.load(Ordering::Relaxed) {
