@@ -69,3 +69,6 @@ pub use shard::Shard;
 
 /// The Redis version slotd answers as (INFO, HELLO, Lua's `redis.REDIS_VERSION`).
 pub const REDIS_VERSION: &str = "7.0.15";
+
+#[cfg(test)]
+mod fuzz_tests;

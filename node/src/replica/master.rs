@@ -692,7 +692,8 @@ impl MasterThread {
                 let continues = self.proxy
                     && self.proxy_known
                     && h.replid2.as_ref().is_some_and(|(old, second)| {
-                        *self.master.replid() == id_bytes(old) && self.master.offset() == second - 1
+                        *self.master.replid() == id_bytes(old)
+                            && self.master.offset() == second.saturating_sub(1)
                     });
                 if continues {
                     self.master.shift_replid(id_bytes(&h.replid));
@@ -1011,7 +1012,7 @@ fn master_of(history: History, cfg: MasterConfig) -> Master {
 fn continue_history(m: &mut Master, history: History) {
     match history.replid2 {
         Some((old, second)) => {
-            m.restart_at(id_bytes(&old), second - 1);
+            m.restart_at(id_bytes(&old), second.saturating_sub(1));
             m.shift_replid(id_bytes(&history.replid));
         }
         None => m.restart_at(id_bytes(&history.replid), history.offset),
