@@ -8,6 +8,9 @@
 //! Redis 7.0 keeps a list of 16 KiB blocks shared with the replicas' output
 //! buffers and trims whole blocks: Redis's `histlen` may exceed the size by
 //! up to a block, this one never does.
+//!
+//! Offsets saturate at `i64::MAX` instead of overflowing: only a history
+//! started next to it (an offset from a file or a peer) gets there.
 
 use std::collections::VecDeque;
 
@@ -56,7 +59,7 @@ impl Backlog {
 
     /// `repl_backlog_first_byte_offset`.
     pub fn first_byte_offset(&self) -> i64 {
-        self.master_off - self.buf.len() as i64 + 1
+        (self.master_off - self.histlen()).saturating_add(1)
     }
 
     /// `repl_backlog_histlen`.
@@ -66,7 +69,7 @@ impl Backlog {
 
     /// Appends stream bytes; the offset moves on by their length.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.master_off += bytes.len() as i64;
+        self.master_off = self.master_off.saturating_add(bytes.len() as i64);
         let keep = bytes.len().min(self.size);
         self.buf.extend(&bytes[bytes.len() - keep..]);
         self.trim();
@@ -84,7 +87,7 @@ impl Backlog {
     /// `masterTryPartialResynchronization`.
     pub fn covers(&self, offset: i64) -> bool {
         let first = self.first_byte_offset();
-        offset >= first && offset <= first + self.histlen()
+        offset >= first && offset <= first.saturating_add(self.histlen())
     }
 
     /// The bytes from `offset` to the end, in two pieces (the ring may
@@ -169,5 +172,22 @@ mod tests {
             joined(&b, b.first_byte_offset()).unwrap(),
             &data[40_000 - MIN_SIZE..]
         );
+    }
+
+    /// Found by `fuzz_tests::backlog_from_any_offset`: a backlog created at
+    /// `i64::MAX` overflowed computing its first byte's offset, and feeding
+    /// past it overflowed (panics in debug builds).
+    #[test]
+    fn offsets_saturate_at_i64_max() {
+        let b = Backlog::new(0, i64::MAX);
+        assert_eq!(b.first_byte_offset(), i64::MAX);
+        assert!(b.covers(i64::MAX));
+        assert_eq!(joined(&b, i64::MAX).unwrap(), b"");
+        let mut b = Backlog::new(0, i64::MAX - 2);
+        b.feed(b"abcde");
+        assert_eq!(b.master_repl_offset(), i64::MAX);
+        assert_eq!(b.first_byte_offset(), i64::MAX - 4);
+        assert!(!b.covers(i64::MIN));
+        assert_eq!(joined(&b, i64::MAX).unwrap(), b"e");
     }
 }

@@ -41,6 +41,8 @@ pub mod master;
 pub mod merge;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 use engine::resp;
@@ -53,6 +55,11 @@ pub const ACK_PERIOD_MS: u64 = 1000;
 /// Longest handshake reply or RDB header line accepted (Redis reads them into
 /// a 1024-byte buffer at most).
 pub const LINE_MAX: usize = 1024;
+/// The greatest replication offset followed (2^62 - 1, far past any real
+/// stream): a `+FULLRESYNC` beyond it, or a stream that would pass it, is
+/// refused, so offsets stay clear of `i64` overflow here and on the master
+/// side this replica may become. A saved resume point beyond it is ignored.
+pub const OFFSET_MAX: i64 = i64::MAX / 2;
 /// Longest inline line in the command stream (`PROTO_INLINE_MAX_SIZE`).
 const INLINE_MAX: usize = 64 * 1024;
 
@@ -218,7 +225,8 @@ pub struct Replica {
 impl Replica {
     /// A replica with no link yet.
     pub fn new(cfg: Config) -> Replica {
-        let (replid, reploff, resumable, db) = match &cfg.resume {
+        let resume = cfg.resume.as_ref().filter(|r| r.offset <= OFFSET_MAX);
+        let (replid, reploff, resumable, db) = match resume {
             Some(r) => (Some(r.replid.clone()), r.offset, true, r.db),
             None => (None, -1, false, 0),
         };
@@ -524,6 +532,11 @@ impl Replica {
         }
         if line.starts_with(b"+FULLRESYNC") {
             let (replid, offset) = parse_fullresync(line);
+            if offset > OFFSET_MAX {
+                return Err(format!(
+                    "Bad protocol from MASTER: replication offset out of range in '{text}'"
+                ));
+            }
             out.push(Action::FullSync {
                 replid: replid.clone(),
                 offset,
@@ -702,9 +715,9 @@ impl Replica {
                 self.resumable = false;
                 return Err("Receiving inline protocol from master, master stream corruption? Closing the master connection and discarding the cached master.".into());
             }
-            self.proxy.extend_from_slice(&rest[..nl + 1]);
+            self.advance(nl + 1)?;
+            self.proxy.extend_from_slice(&self.buf[*pos..*pos + nl + 1]);
             *pos += nl + 1;
-            self.read_off += nl as i64 + 1;
             return Ok(true);
         }
         let limits = resp::Limits {
@@ -726,9 +739,10 @@ impl Replica {
                 Ok(false)
             }
             Ok(resp::Parsed::Empty { consumed }) => {
-                self.proxy.extend_from_slice(&rest[..consumed]);
+                self.advance(consumed)?;
+                self.proxy
+                    .extend_from_slice(&self.buf[*pos..*pos + consumed]);
                 *pos += consumed;
-                self.read_off += consumed as i64;
                 Ok(true)
             }
             Ok(resp::Parsed::Command { consumed, .. }) => {
@@ -738,11 +752,33 @@ impl Replica {
                     .filter_map(|&(s, e)| rest.get(s as usize..e as usize))
                     .map(|a| a.to_vec())
                     .collect();
-                self.proxy.extend_from_slice(&rest[..consumed]);
+                self.advance(consumed)?;
+                self.proxy
+                    .extend_from_slice(&self.buf[*pos..*pos + consumed]);
                 *pos += consumed;
-                self.read_off += consumed as i64;
                 self.command(argv, out);
                 Ok(true)
+            }
+        }
+    }
+
+    /// Moves the stream offset over `n` consumed bytes, or refuses to pass
+    /// [`OFFSET_MAX`] (the cached master is dropped).
+    fn advance(&mut self, n: usize) -> Result<(), String> {
+        let next = i64::try_from(n)
+            .ok()
+            .and_then(|n| self.read_off.checked_add(n))
+            .filter(|&o| o <= OFFSET_MAX);
+        match next {
+            Some(o) => {
+                self.read_off = o;
+                Ok(())
+            }
+            None => {
+                self.resumable = false;
+                Err(format!(
+                    "Bad protocol from MASTER: the replication offset would pass {OFFSET_MAX}"
+                ))
             }
         }
     }

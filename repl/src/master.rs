@@ -391,7 +391,7 @@ impl Master {
     /// new ID. Returns the log line.
     pub fn shift_replid(&mut self, fresh: [u8; RUN_ID_SIZE]) -> String {
         self.replid2 = self.replid;
-        self.second_off = self.off + 1;
+        self.second_off = self.off.saturating_add(1);
         self.replid = fresh;
         format!(
             "Setting secondary replication ID to {}, valid up to offset: {}. New replication ID is {}",
@@ -583,7 +583,7 @@ impl Master {
         // fork-less, taken now.
         let offset = self.off;
         if let Some(s) = self.conn(conn, peer_ip).slave.as_mut() {
-            s.sent = offset + 1;
+            s.sent = offset.saturating_add(1);
         }
         if !pre_psync {
             let line = format!("+FULLRESYNC {} {}\r\n", text(&self.replid), offset);
@@ -639,7 +639,7 @@ impl Master {
             }
             return false;
         };
-        let len = backlog.master_repl_offset() + 1 - offset;
+        let len = backlog.master_repl_offset() - offset + 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         let replid = text(&self.replid);
@@ -777,7 +777,7 @@ impl Master {
             Some((x, y)) => {
                 out.extend_from_slice(x);
                 out.extend_from_slice(y);
-                s.sent = b.master_repl_offset() + 1;
+                s.sent = b.master_repl_offset().saturating_add(1);
                 true
             }
             None => false,

@@ -783,3 +783,59 @@ fn proxied_bytes_are_the_stream_as_sent() {
     assert!(!r.take_aborted_multi());
     assert_eq!(r.offset(), got.len() as i64);
 }
+
+/// Found by `fuzz_tests::fullresync_with_any_offset`: an offset near
+/// `i64::MAX` overflowed at the first command (a panic in debug builds).
+#[test]
+fn fullresync_offset_past_offset_max_is_refused() {
+    let mut r = handshaken(Config::new(1));
+    let mut s = format!("+FULLRESYNC {ID} 9223372036854775807\r\n$0\r\n").into_bytes();
+    s.extend_from_slice(&cmd(&["PING"]));
+    let a = rx(&mut r, 0, &s);
+    assert_eq!(
+        err_close(&a),
+        Some(
+            format!("Bad protocol from MASTER: replication offset out of range in '+FULLRESYNC {ID} 9223372036854775807'")
+                .as_str()
+        )
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::FullSync { .. })));
+    assert_eq!((r.offset(), r.resume_point()), (-1, None));
+    // At the limit it is followed, and the stream stops before passing it.
+    let mut r = handshaken(Config::new(1));
+    let start = OFFSET_MAX - 14;
+    let s = format!("+FULLRESYNC {ID} {start}\r\n$0\r\n");
+    rx(&mut r, 0, s.as_bytes());
+    let ping = cmd(&["PING"]);
+    assert_eq!(rx(&mut r, 0, &ping), vec![command(&["PING"], OFFSET_MAX)]);
+    let a = rx(&mut r, 0, b"\n");
+    assert_eq!(
+        err_close(&a),
+        Some("Bad protocol from MASTER: the replication offset would pass 4611686018427387903")
+    );
+    assert_eq!((r.offset(), r.resume_point()), (OFFSET_MAX, None));
+}
+
+/// Found by `fuzz_tests::resume_with_any_offset`: a saved offset near
+/// `i64::MAX` overflowed after `+CONTINUE`.
+#[test]
+fn resume_point_past_offset_max_is_ignored() {
+    let mut cfg = Config::new(1);
+    cfg.resume = Some(Resume {
+        replid: ID.into(),
+        offset: i64::MAX,
+        db: 0,
+    });
+    let mut r = Replica::new(cfg);
+    assert_eq!(r.resume_point(), None);
+    r.connected(0);
+    rx(&mut r, 0, b"+PONG\r\n");
+    let a = rx(&mut r, 0, b"+OK\r\n+OK\r\n");
+    assert_eq!(a, vec![no_cache(), send(&["PSYNC", "?", "-1"])]);
+    let mut s = b"+CONTINUE\r\n".to_vec();
+    s.extend_from_slice(&cmd(&["PING"]));
+    assert_eq!(
+        err_close(&rx(&mut r, 0, &s)),
+        Some("Unexpected +CONTINUE from master: no cached master was offered")
+    );
+}

@@ -496,3 +496,27 @@ fn filtered_replicas_get_an_empty_rdb() {
         empty: true
     }));
 }
+
+/// Found by `fuzz_tests::master_from_any_offset`: a history continued at
+/// `i64::MAX` (an offset from a peer or a file) overflowed in
+/// `shift_replid`, in the backlog and in PSYNC (panics in debug builds).
+#[test]
+fn a_history_at_i64_max_does_not_overflow() {
+    let mut m = Master::new(*ID, MasterConfig::default());
+    m.restart_at(*ID2, i64::MAX);
+    m.shift_replid(*ID3);
+    assert_eq!(m.replid2(), (ID2, i64::MAX));
+    let max = i64::MAX.to_string();
+    replconf(&mut m, 1, &["REPLCONF", "capa", "psync2"], 0);
+    let out = sync(&mut m, 1, &["PSYNC", &text(ID3), &max], 0);
+    assert_eq!(sent(&out, 1), format!("+CONTINUE {}\r\n", text(ID3)));
+    let out = sync(&mut m, 2, &["PSYNC", "?", "-1"], 0);
+    assert_eq!(
+        sent(&out, 2),
+        format!("+FULLRESYNC {} {max}\r\n", text(ID3))
+    );
+    m.feed(b"*1\r\n$4\r\nPING\r\n");
+    assert_eq!(m.offset(), i64::MAX);
+    assert!(m.output(1, &mut Vec::new()));
+    assert!(m.info(0).contains(&format!("master_repl_offset:{max}\r\n")));
+}
