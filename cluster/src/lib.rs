@@ -28,6 +28,9 @@ pub mod slotmap;
 pub mod state;
 pub mod wire;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::fmt;
 
 /// Number of hash slots (`CLUSTER_SLOTS`).

@@ -133,7 +133,9 @@ pub enum WireError {
     /// than its header, or past the end of the message; or extensions counted
     /// without the EXT_DATA flag.
     Extension,
-    /// An IP or hostname that is not NUL-terminated ASCII.
+    /// An IP or hostname that is not NUL-terminated printable ASCII, or
+    /// holds a character `nodes.conf` cannot (a space or control; in an IP,
+    /// a comma): Redis peers send IPs and `[A-Za-z0-9.-]` hostnames.
     Text(&'static str),
 }
 
@@ -157,7 +159,10 @@ impl std::fmt::Display for WireError {
                 "message of type {msg_type} has length {totlen} but expected length {expected}"
             ),
             WireError::Extension => f.write_str("malformed ping extension"),
-            WireError::Text(field) => write!(f, "{field} is not NUL-terminated ASCII"),
+            WireError::Text(field) => write!(
+                f,
+                "{field} is not NUL-terminated printable ASCII without spaces (or commas, in an IP)"
+            ),
         }
     }
 }
@@ -352,18 +357,23 @@ impl<'a> Reader<'a> {
         Ok(SlotBitmap(Box::new(self.array()?)))
     }
     fn ip(&mut self, field: &'static str) -> Result<String, WireError> {
-        text(self.bytes(IP_BYTES)?, field)
+        let ip = text(self.bytes(IP_BYTES)?, field)?;
+        if ip.contains(',') {
+            return Err(WireError::Text(field));
+        }
+        Ok(ip)
     }
 }
 
-/// The NUL-terminated ASCII text at the start of `raw`.
+/// The NUL-terminated text at the start of `raw`: printable ASCII without
+/// spaces, as a `nodes.conf` field must be.
 fn text(raw: &[u8], field: &'static str) -> Result<String, WireError> {
     let end = raw
         .iter()
         .position(|&b| b == 0)
         .ok_or(WireError::Text(field))?;
     let s = &raw[..end];
-    if !s.is_ascii() {
+    if !s.iter().all(u8::is_ascii_graphic) {
         return Err(WireError::Text(field));
     }
     Ok(String::from_utf8_lossy(s).into_owned())
@@ -949,5 +959,47 @@ mod tests {
                 have: 8
             })
         );
+    }
+
+    /// Regression: an IP or hostname with a space, a newline or (an IP) a
+    /// comma decoded, reached nodes.conf and made the saved file fail to
+    /// load (or added lines to it).
+    #[test]
+    fn texts_nodes_conf_cannot_hold_are_refused() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut ping = |myip: &str, gossip_ip: &str, hostname: &str| {
+            let mut h = header(&mut rng);
+            h.myip = myip.into();
+            let entry = GossipEntry {
+                node: NodeId::random(&mut rng),
+                ping_sent: 0,
+                pong_received: 0,
+                ip: gossip_ip.into(),
+                port: 1,
+                cport: 2,
+                flags: 0,
+                pport: 0,
+            };
+            encode(&Msg {
+                header: h,
+                body: Body::Ping(Gossip {
+                    entries: vec![entry],
+                    extensions: vec![PingExt::Hostname(hostname.into())],
+                }),
+            })
+        };
+        assert!(decode(&ping("10.0.0.1", "::1", "host-1.example")).is_ok());
+        let bad = [
+            (ping("10.0.0.1\nvars", "::1", "h"), "myip"),
+            (ping("1,2", "::1", "h"), "myip"),
+            (ping("", "a b", "h"), "gossip ip"),
+            (ping("", "1,2", "h"), "gossip ip"),
+            (ping("", "", "x\nvars currentEpoch 9"), "hostname"),
+            (ping("", "", "x y"), "hostname"),
+            (ping("", "", "x\x7f"), "hostname"),
+        ];
+        for (buf, field) in bad {
+            assert_eq!(decode(&buf), Err(WireError::Text(field)));
+        }
     }
 }

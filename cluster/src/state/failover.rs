@@ -445,7 +445,8 @@ impl Cluster {
             return;
         }
         if !self.election.auth_sent {
-            self.current_epoch += 1;
+            // A peer or nodes.conf may have set it to the largest value.
+            self.current_epoch = self.current_epoch.saturating_add(1);
             self.election.auth_epoch = self.current_epoch;
             self.log(format!(
                 "Starting a failover election for epoch {}.",

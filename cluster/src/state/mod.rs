@@ -435,10 +435,22 @@ impl Cluster {
     /// pending pings and pongs count from `now_ms`, FAIL flags too.
     pub fn from_conf(conf: &NodesConf, config: Config, now_ms: u64) -> Result<Cluster, String> {
         let me = conf.myself().ok_or("no node is flagged myself")?;
+        let role = me.flags & (flags::MASTER | flags::SLAVE);
+        if role != flags::MASTER && role != flags::SLAVE {
+            return Err(format!(
+                "node {} (myself) must be flagged either master or slave",
+                me.id
+            ));
+        }
         let mut c = Cluster::new(me.id, config, now_ms);
         c.nodes.clear();
         for line in &conf.nodes {
-            let mut n = Node::new(line.id, line.flags & !flags::HANDSHAKE, now_ms);
+            let mut node_flags = line.flags & !flags::HANDSHAKE;
+            // FAIL supersedes PFAIL; never both.
+            if node_flags & flags::FAIL != 0 {
+                node_flags &= !flags::PFAIL;
+            }
+            let mut n = Node::new(line.id, node_flags, now_ms);
             n.ip = line.ip.clone();
             n.port = line.port;
             n.cport = line.cport;
@@ -1001,7 +1013,8 @@ impl Cluster {
         let max = self.max_epoch();
         let me = self.nodes.get_mut(&self.myself).expect("myself");
         if me.config_epoch == 0 || me.config_epoch != max {
-            self.current_epoch += 1;
+            // A peer or nodes.conf may have set it to the largest value.
+            self.current_epoch = self.current_epoch.saturating_add(1);
             me.config_epoch = self.current_epoch;
             self.todo_save = true;
             true
@@ -1820,6 +1833,11 @@ impl Cluster {
                     self.del_node(node_id);
                     return;
                 }
+                if NodeId::parse(&h.sender.0).is_none() {
+                    // A name nodes.conf could not hold: ignored, the
+                    // handshake times out.
+                    return;
+                }
                 self.rename_node(node_id, h.sender);
                 let node = self.nodes.get_mut(&h.sender).expect("renamed");
                 node.flags &= !flags::HANDSHAKE;
@@ -2138,7 +2156,8 @@ impl Cluster {
         if sender <= self.myself {
             return;
         }
-        self.current_epoch += 1;
+        // A peer may have set it to the largest value.
+        self.current_epoch = self.current_epoch.saturating_add(1);
         self.nodes
             .get_mut(&self.myself)
             .expect("myself")
@@ -2191,14 +2210,15 @@ impl Cluster {
                 }
             } else if sender.is_some()
                 && g.flags & flags::NOADDR == 0
-                && !g.node.is_null()
+                && NodeId::parse(&g.node.0).is_some()
                 && !self.is_banned(now, &g.node)
             {
-                let mut n = Node::new(
-                    g.node,
-                    g.flags & !(flags::MYSELF | flags::HANDSHAKE | flags::MEET),
-                    now,
-                );
+                let mut node_flags = g.flags & !(flags::MYSELF | flags::HANDSHAKE | flags::MEET);
+                // Never both: a sender may claim anything.
+                if node_flags & flags::FAIL != 0 {
+                    node_flags &= !flags::PFAIL;
+                }
+                let mut n = Node::new(g.node, node_flags, now);
                 n.ip = g.ip.clone();
                 n.port = g.port;
                 n.pport = g.pport;
@@ -2633,5 +2653,215 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(crate::nodes_conf::render(&back.nodes_conf()), text);
+    }
+
+    /// A node started from `text`, its outbound links up, and an inbound
+    /// link from B (which holds slots 8001-16383).
+    fn from_text(text: &str, rng: &mut StdRng) -> (Cluster, LinkId) {
+        let conf = crate::nodes_conf::parse(text).unwrap();
+        let mut config = Config::new(7000);
+        config.announce_ip = "10.0.0.1".into();
+        config.node_timeout_ms = 1000;
+        let mut c = Cluster::from_conf(&conf, config, T0).unwrap();
+        for a in c.tick(T0, rng) {
+            if let Action::Connect { link, .. } = a {
+                c.connected(T0, link, "10.0.0.1", rng);
+            }
+        }
+        let inbound = c.accept(T0, "10.0.0.2", "10.0.0.1");
+        (c, inbound)
+    }
+
+    fn two_masters(epochs: &str) -> String {
+        format!(
+            "{} 10.0.0.1:7000@17000 myself,master - 0 0 3 connected 0-8000\n\
+             {} 10.0.0.2:7000@17000 master - 0 0 2 connected 8001-16383\n{epochs}\n",
+            "a".repeat(40),
+            "b".repeat(40)
+        )
+    }
+
+    fn ping_from_b(current_epoch: u64, config_epoch: u64, gossip: Gossip) -> Msg {
+        let mut myslots = SlotBitmap::new();
+        (8001..SLOTS as u16).for_each(|s| myslots.set(s, true));
+        Msg {
+            header: Header {
+                port: 7000,
+                current_epoch,
+                config_epoch,
+                offset: 0,
+                sender: NodeId([b'b'; 40]),
+                myslots,
+                slaveof: NodeId::NULL,
+                myip: String::new(),
+                pport: 0,
+                cport: 17000,
+                flags: flags::MASTER,
+                state: 0,
+                mflags: [0; 3],
+            },
+            body: Body::Ping(gossip),
+        }
+    }
+
+    /// Regression: a peer announcing currentEpoch 2^64-1 and this node's
+    /// config epoch made the collision handling overflow (a panic in debug
+    /// builds, epoch 0 in release); then CLUSTER BUMPEPOCH did.
+    #[test]
+    fn epoch_at_its_limit_does_not_overflow() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut a, link) = from_text(
+            &two_masters("vars currentEpoch 3 lastVoteEpoch 0"),
+            &mut rng,
+        );
+        a.handle(
+            T0 + 1,
+            link,
+            ping_from_b(u64::MAX, 3, Gossip::default()),
+            &mut rng,
+        );
+        assert_eq!(a.current_epoch(), u64::MAX);
+        assert_eq!(a.config_epoch(), u64::MAX);
+        let (mut a, link) = from_text(
+            &two_masters("vars currentEpoch 3 lastVoteEpoch 0"),
+            &mut rng,
+        );
+        a.handle(
+            T0 + 1,
+            link,
+            ping_from_b(u64::MAX, 2, Gossip::default()),
+            &mut rng,
+        );
+        assert!(a.bump_epoch().0);
+        assert_eq!(a.config_epoch(), u64::MAX);
+    }
+
+    /// Regression: a replica loaded with currentEpoch 2^64-1 overflowed
+    /// when its failed master's election started.
+    #[test]
+    fn election_at_the_last_epoch_does_not_overflow() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let text = format!(
+            "{a} 10.0.0.1:7000@17000 master,fail - 0 0 3 connected 0-16383\n\
+             {c} 10.0.0.3:7000@17000 myself,slave {a} 0 0 3 connected\n\
+             vars currentEpoch 18446744073709551615 lastVoteEpoch 0\n",
+            a = "a".repeat(40),
+            c = "c".repeat(40)
+        );
+        let (mut c, _) = from_text(&text, &mut rng);
+        let mut started = false;
+        for i in 1..30 {
+            let actions = c.tick(T0 + i * TICK_MS, &mut rng);
+            started |= actions.iter().any(|a| {
+                matches!(a, Action::Log { line, .. } if line.starts_with("Starting a failover election"))
+            });
+        }
+        assert!(started);
+        assert_eq!(c.current_epoch(), u64::MAX);
+    }
+
+    /// Regression: a gossip entry flagged both PFAIL and FAIL about a new
+    /// node broke the "never both" invariant (a debug-build panic).
+    #[test]
+    fn gossiped_node_flagged_pfail_and_fail_keeps_fail() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut a, link) = from_text(
+            &two_masters("vars currentEpoch 3 lastVoteEpoch 0"),
+            &mut rng,
+        );
+        let new = NodeId([b'f'; 40]);
+        let entry = GossipEntry {
+            node: new,
+            ping_sent: 0,
+            pong_received: 0,
+            ip: "10.0.0.6".into(),
+            port: 7000,
+            cport: 17000,
+            flags: flags::MASTER | flags::PFAIL | flags::FAIL,
+            pport: 0,
+        };
+        let gossip = Gossip {
+            entries: vec![entry],
+            extensions: Vec::new(),
+        };
+        a.handle(T0 + 1, link, ping_from_b(3, 2, gossip), &mut rng);
+        assert_eq!(a.node_flags(&new), Some(flags::MASTER | flags::FAIL));
+    }
+
+    /// Regression: a node name nodes.conf cannot hold, gossiped or given
+    /// in a handshake reply, was adopted; the saved file then did not load.
+    #[test]
+    fn names_nodes_conf_cannot_hold_are_not_adopted() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let (mut a, link) = from_text(
+            &two_masters("vars currentEpoch 3 lastVoteEpoch 0"),
+            &mut rng,
+        );
+        let mut bad = [b'f'; 40];
+        bad[0] = 0;
+        let entry = GossipEntry {
+            node: NodeId(bad),
+            ping_sent: 0,
+            pong_received: 0,
+            ip: "10.0.0.6".into(),
+            port: 7000,
+            cport: 17000,
+            flags: flags::MASTER,
+            pport: 0,
+        };
+        let gossip = Gossip {
+            entries: vec![entry],
+            extensions: Vec::new(),
+        };
+        a.handle(T0 + 1, link, ping_from_b(3, 2, gossip), &mut rng);
+        assert_eq!(a.node_flags(&NodeId(bad)), None);
+        // A handshake answered by a PONG under such a name.
+        a.meet(T0 + 2, "10.0.0.7", 7000, 17000, &mut rng).unwrap();
+        let out = a
+            .tick(T0 + 2, &mut rng)
+            .into_iter()
+            .find_map(|x| match x {
+                Action::Connect { link, .. } => Some(link),
+                _ => None,
+            })
+            .unwrap();
+        a.connected(T0 + 2, out, "10.0.0.1", &mut rng);
+        let mut pong = ping_from_b(3, 0, Gossip::default());
+        pong.header.sender = NodeId(bad);
+        pong.header.myslots = SlotBitmap::new();
+        pong.body = Body::Pong(Gossip::default());
+        a.handle(T0 + 3, out, pong, &mut rng);
+        assert_eq!(a.node_flags(&NodeId(bad)), None);
+        let text = crate::nodes_conf::render(&a.nodes_conf());
+        assert!(crate::nodes_conf::parse(&text).is_ok(), "{text}");
+    }
+
+    /// Regression: nodes.conf with myself neither or both master and
+    /// slave, or a node both "fail?" and "fail", panicked on the
+    /// invariants when loaded.
+    #[test]
+    fn conf_with_impossible_flags() {
+        let config = Config::new(7000);
+        for flags_text in ["myself", "myself,master,slave", "myself,noflags"] {
+            let text = format!(
+                "{} 10.0.0.1:7000@17000 {flags_text} - 0 0 0 connected\n",
+                "a".repeat(40)
+            );
+            let conf = crate::nodes_conf::parse(&text).unwrap();
+            let e = Cluster::from_conf(&conf, config.clone(), T0).err();
+            assert!(e.is_some_and(|e| e.contains("either master or slave")));
+        }
+        let text = format!(
+            "{} 10.0.0.1:7000@17000 myself,master - 0 0 0 connected\n\
+             {} 10.0.0.2:7000@17000 master,fail?,fail - 0 0 0 connected\n",
+            "a".repeat(40),
+            "b".repeat(40)
+        );
+        let conf = crate::nodes_conf::parse(&text).unwrap();
+        let c = Cluster::from_conf(&conf, config, T0).unwrap();
+        assert_eq!(
+            c.node_flags(&NodeId([b'b'; 40])),
+            Some(flags::MASTER | flags::FAIL)
+        );
     }
 }
