@@ -410,6 +410,84 @@ mod tests {
     use engine::lazyfree::Garbage;
     use engine::value::{StrData, Value};
 
+    /// A CONFIG SET value: a number at an edge, with or without a unit,
+    /// a word the parameter takes, a list, or anything.
+    fn config_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let edges = prop_oneof![
+            Just(0i128),
+            Just(-1),
+            Just(1),
+            Just(i64::MAX as i128),
+            Just(i64::MIN as i128),
+            Just(u64::MAX as i128),
+            Just(u64::MAX as i128 + 1),
+            any::<i64>().prop_map(|n| n as i128),
+        ];
+        let units = prop::sample::select(vec!["", "k", "kb", "m", "mb", "g", "gb", "%", "x"]);
+        let words = prop::sample::select(vec![
+            "yes",
+            "no",
+            "everysec",
+            "always",
+            "allkeys-lru",
+            "noeviction",
+            "normal",
+            "replica",
+            "pubsub",
+            "slave",
+            "no one",
+            "\"",
+            "'",
+            "\"\"",
+            "",
+        ]);
+        prop_oneof![
+            (edges.clone(), units).prop_map(|(n, u)| format!("{n}{u}")),
+            words.prop_map(str::to_string),
+            prop::collection::vec((edges, any::<bool>()), 0..9).prop_map(|v| {
+                v.iter()
+                    .map(|(n, w)| {
+                        if *w {
+                            n.to_string()
+                        } else {
+                            "normal".to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            ".{0,12}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// CONFIG SET of any value to any parameter is refused or taken,
+        /// never a panic; what is taken reads back, and every setting the
+        /// node derives from the config can still be computed.
+        #[test]
+        fn config_set_of_any_value_never_panics(
+            which in proptest::prelude::any::<proptest::sample::Index>(),
+            value in config_value(),
+        ) {
+            let mut cfg = crate::config::Config::new();
+            let names = cfg.get(&[b"*"]);
+            let name = names[which.index(names.len())].0.clone();
+            if cfg.set(&[(name.as_bytes(), value.as_bytes())]).is_ok() {
+                proptest::prop_assert_eq!(cfg.get(&[name.as_bytes()]).len(), 1);
+            }
+            let _ = settings_from(&cfg);
+            let _ = (cfg.hz(), cfg.timeout(), cfg.maxclients(), cfg.databases(), cfg.shards());
+            let _ = (cfg.obuf_limits(), cfg.encoding_limits(), cfg.without_effect(), cfg.dir());
+        }
+    }
+
     #[test]
     fn the_lazy_free_thread_frees_and_counts() {
         let (_, freed_before) = lazyfree_counts();

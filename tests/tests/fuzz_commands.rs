@@ -208,25 +208,47 @@ fn arg(rng: &mut StdRng) -> Vec<u8> {
     }
 }
 
-fn command_names(s: &Server) -> Vec<String> {
+/// The commands the server lists, but `SKIP` (in cluster mode, CLUSTER
+/// is run too).
+fn command_names(s: &Server, cluster: bool) -> Vec<String> {
     let mut c = s.client();
     let names: Vec<String> = redis::cmd("COMMAND").arg("LIST").query(&mut c).unwrap();
     let mut names: Vec<String> = names
         .into_iter()
         .map(|n| n.to_lowercase())
-        .filter(|n| !SKIP.contains(&n.as_str()))
+        .filter(|n| !SKIP.contains(&n.as_str()) || (cluster && n == "cluster"))
         .collect();
     names.sort();
     assert!(names.len() > 150, "COMMAND LIST: {names:?}");
     names
 }
 
-/// A new connection to a server holding just the seed data.
-fn seed(port: u16) -> Result<RawConn, String> {
+/// A new connection to a server holding just the seed data (a cluster
+/// node is reset first and given every slot).
+fn seed(port: u16, cluster: bool) -> Result<RawConn, String> {
     let mut c = RawConn::connect(port).unwrap();
     let r = c.cmd(&[b"FLUSHALL"]);
     if r != b"+OK\r\n" {
         return Err(format!("FLUSHALL: {}", show(&r)));
+    }
+    if cluster {
+        for cmd in [
+            &["CLUSTER", "RESET", "HARD"][..],
+            &["CLUSTER", "ADDSLOTSRANGE", "0", "16383"],
+        ] {
+            let r = c.cmd_str(cmd);
+            if r != b"+OK\r\n" {
+                return Err(format!("{cmd:?}: {}", show(&r)));
+            }
+        }
+        let ok = (0..500).any(|_| {
+            let info = c.cmd_str(&["CLUSTER", "INFO"]);
+            std::thread::sleep(Duration::from_millis(10));
+            show(&info).contains("cluster_state:ok")
+        });
+        if !ok {
+            return Err("cluster_state did not become ok".into());
+        }
     }
     for cmd in SEED_DATA {
         let a: Vec<&[u8]> = cmd.iter().map(|s| s.as_bytes()).collect();
@@ -240,6 +262,15 @@ fn seed(port: u16) -> Result<RawConn, String> {
 
 #[test]
 fn random_commands_never_stop_the_server() {
+    fuzz(false);
+}
+
+#[test]
+fn random_commands_never_stop_a_cluster_node() {
+    fuzz(true);
+}
+
+fn fuzz(cluster: bool) {
     let seed_n: u64 = std::env::var("FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -247,17 +278,20 @@ fn random_commands_never_stop_the_server() {
     let total: usize = std::env::var("FUZZ_COMMANDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50_000);
+        .unwrap_or(if cluster { 8_000 } else { 40_000 });
     eprintln!("fuzz seed {seed_n} (FUZZ_SEED={seed_n} replays this run)");
     let mut rng = StdRng::seed_from_u64(seed_n);
-    let mut s = Server::slotd(&["--shards", "2"]);
-    let names = command_names(&s);
-    let mut c = seed(s.port()).unwrap();
+    let mut s = match cluster {
+        true => Server::slotd_cluster(&["--shards", "2"]),
+        false => Server::slotd(&["--shards", "2"]),
+    };
+    let names = command_names(&s, cluster);
+    let mut c = seed(s.port(), cluster).unwrap();
     let mut recent: Vec<String> = Vec::new();
     let (mut sent, mut errors) = (0, 0);
     while sent < total {
         if rng.gen_ratio(1, 400) {
-            c = seed(s.port()).unwrap_or_else(|e| {
+            c = seed(s.port(), cluster).unwrap_or_else(|e| {
                 panic!(
                     "after FLUSHALL, {e} (seed {seed_n}); last commands:\n{}",
                     recent.join("\n")
