@@ -196,13 +196,13 @@ fn sample_values() -> &'static [(Vec<u8>, Value)] {
     })
 }
 
-/// Commands that read a key of any type whole.
+/// Commands that read a key of any type whole (`@`: the key).
 const READERS: &[&[&str]] = &[
-    &["TYPE"],
-    &["OBJECT", "ENCODING"],
-    &["DEBUG", "DIGEST-VALUE"],
-    &["DUMP"],
-    &["STRLEN"],
+    &["TYPE", "@"],
+    &["OBJECT", "ENCODING", "@"],
+    &["DEBUG", "DIGEST-VALUE", "@"],
+    &["DUMP", "@"],
+    &["STRLEN", "@"],
     &["GETRANGE", "@", "0", "-1"],
     &["LRANGE", "@", "0", "-1"],
     &["LINDEX", "@", "-1"],
@@ -238,13 +238,6 @@ fn read_all(sh: &mut Shard, key: &[u8]) {
             .iter()
             .map(|a| if *a == "@" { key } else { a.as_bytes() })
             .collect();
-        let argv = if argv.len() == 1 || (argv.len() == 2 && cmd[0] != "DUMP" && cmd[1] != "@") {
-            let mut v = argv;
-            v.push(key);
-            v
-        } else {
-            argv
-        };
         run(sh, 0, 1_700_000_000_000, &argv);
     }
 }
