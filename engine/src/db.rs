@@ -207,6 +207,40 @@ impl Db {
         Some(node)
     }
 
+    /// Takes every entry of `slot` out of this database, TTLs included:
+    /// for the core that takes the slot over ([`Db::put_nodes`]).
+    pub fn take_slot(&mut self, slot: u16) -> Vec<Node> {
+        let Some(d) = self.dict_at(slot as usize) else {
+            return Vec::new();
+        };
+        let nodes = std::mem::take(d).into_nodes();
+        self.len -= nodes.len();
+        for n in &nodes {
+            // Read each time: unlisting one may renumber another.
+            if let Some(i) = n.vidx() {
+                self.unlist_volatile(i);
+            }
+        }
+        nodes
+    }
+
+    /// Adds entries another database gave up ([`Db::take_slot`]), with
+    /// their TTLs; an entry of the same key here is replaced.
+    pub fn put_nodes(&mut self, nodes: Vec<Node>) {
+        let seed = self.seed;
+        for mut n in nodes {
+            if self.get(n.key()).is_some() {
+                self.remove(n.key());
+            }
+            if n.vidx().is_some() {
+                n.set_vidx(self.volatile.len() as u32);
+                self.volatile.push(NonNull::from(&*n));
+            }
+            self.dict_mut(slot_of(n.key())).insert_new(seed, n);
+            self.len += 1;
+        }
+    }
+
     /// Takes the entry at `volatile[idx]` off the list.
     fn unlist_volatile(&mut self, idx: u32) {
         let idx = idx as usize;
@@ -368,6 +402,55 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::Str(StrData::copy_from_slice(v.as_bytes()))
+    }
+
+    #[test]
+    fn a_slot_moves_between_databases_with_its_ttls() {
+        let mut from = Db::with_seed(1);
+        let mut to = Db::with_seed(2);
+        // Keys of two slots ({a} and {b}), half of them with a TTL.
+        for i in 0..200 {
+            for tag in ["a", "b"] {
+                let k = format!("{{{tag}}}:{i}");
+                from.insert(k.as_bytes(), s(&k), 7);
+                if i % 2 == 0 {
+                    from.set_expire(k.as_bytes(), Some(1000 + i));
+                }
+            }
+        }
+        // A stale copy of a moving key on the receiving side is replaced.
+        to.insert(b"{a}:0", s("old"), 0);
+        to.insert(b"other", s("x"), 0);
+        let slot = slot_of(b"{a}");
+        let nodes = from.take_slot(slot);
+        assert_eq!(nodes.len(), 200);
+        assert_eq!(from.slot_len(slot), 0);
+        assert_eq!(from.len(), 200);
+        assert_eq!(from.volatile_len(), 100);
+        from.invariants();
+        to.put_nodes(nodes);
+        to.invariants();
+        assert_eq!(to.len(), 201);
+        assert_eq!(to.volatile_len(), 100);
+        for i in 0..200i64 {
+            let k = format!("{{a}}:{i}");
+            let e = to.get(k.as_bytes()).expect("moved");
+            assert_eq!(e.expire_at(), (i % 2 == 0).then_some(1000 + i));
+            assert_eq!(e.lru, 7);
+            assert!(matches!(&e.value, Value::Str(v) if v[..] == *k.as_bytes()));
+            assert!(from.get(k.as_bytes()).is_none());
+        }
+        // Expiry still finds the moved TTLs.
+        let mut key = Vec::new();
+        let mut expired = 0;
+        for _ in 0..1000 {
+            if to.expire_step(1100, &mut key) == Some(true) {
+                to.remove(&key);
+                expired += 1;
+            }
+        }
+        assert_eq!(expired, 51); // i = 0, 2, …, 100
+        to.invariants();
     }
 
     #[test]

@@ -238,6 +238,20 @@ impl SlotDict {
         true
     }
 
+    /// Every entry, taken out of the table (which is left empty).
+    pub fn into_nodes(mut self) -> Vec<Node> {
+        let table = std::mem::take(&mut self.table);
+        self.len = 0;
+        table
+            .iter()
+            .copied()
+            .filter(|&w| w != 0)
+            // SAFETY: the table owned every non-zero word's entry; the
+            // table is gone, so each is owned once, by its node.
+            .map(|w| unsafe { Node::from_raw(addr(w)) })
+            .collect()
+    }
+
     /// Every entry, in table order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         (0..self.table.len())

@@ -100,6 +100,24 @@ pub struct Shard {
     events: Vec<crate::notify::Event>,
 }
 
+/// A hash slot's keys and bookkeeping, on their way to the shard that
+/// takes the slot over ([`Shard::take_slot`], [`Shard::put_slot`]).
+pub struct SlotMove {
+    pub slot: u16,
+    /// Per database, its entries of the slot.
+    dbs: Vec<(usize, Vec<Node>)>,
+    /// WATCH versions of the slot's keys, so a transaction that watched
+    /// one before the move is judged as if nothing had moved.
+    watched: Vec<((u16, Box<[u8]>), Watched)>,
+}
+
+impl SlotMove {
+    /// Number of keys moving.
+    pub fn keys(&self) -> usize {
+        self.dbs.iter().map(|(_, n)| n.len()).sum()
+    }
+}
+
 /// Tells whether a hash slot belongs to a shard.
 pub type SlotOwner = std::sync::Arc<dyn Fn(u16) -> bool + Send + Sync>;
 
@@ -522,6 +540,64 @@ impl Shard {
         }
     }
 
+    /// Takes `slot` out of this shard, every database's keys with their
+    /// TTLs and WATCH versions, for another shard to take over; clients
+    /// tracking its keys get invalidations (the keys' new shard has not
+    /// seen their reads). `None`, and nothing changes, when a client is
+    /// blocked on one of its keys or a snapshot is walking the shard.
+    pub fn take_slot(&mut self, slot: u16) -> Option<SlotMove> {
+        let ours = |k: &(u16, Box<[u8]>)| crate::slot::slot_of(&k.1) == slot;
+        if self.snapshot.is_some()
+            || self.blocked_on.iter().any(ours)
+            || self.ready.iter().any(ours)
+        {
+            return None;
+        }
+        let mut dbs = Vec::new();
+        for (i, db) in self.dbs.iter_mut().enumerate() {
+            if db.slot_len(slot) > 0 {
+                dbs.push((i, db.take_slot(slot)));
+            }
+        }
+        if let Some(t) = &mut self.tracking {
+            for n in dbs.iter().flat_map(|(_, n)| n) {
+                t.invalidate(n.key());
+            }
+        }
+        let mut watched = Vec::new();
+        if !self.watched.is_empty() {
+            let keys: Vec<_> = self.watched.keys().filter(|k| ours(k)).cloned().collect();
+            for k in keys {
+                if let Some(w) = self.watched.remove(&k) {
+                    watched.push((k, w));
+                }
+            }
+        }
+        Some(SlotMove { slot, dbs, watched })
+    }
+
+    /// Takes over a slot another shard gave up ([`Shard::take_slot`]).
+    pub fn put_slot(&mut self, m: SlotMove) {
+        for (i, nodes) in m.dbs {
+            if let Some(db) = self.dbs.get_mut(i) {
+                db.put_nodes(nodes);
+            }
+        }
+        for (k, w) in m.watched {
+            match self.watched.entry(k) {
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    v.insert(w);
+                }
+                hashbrown::hash_map::Entry::Occupied(mut o) => {
+                    // Watches of both sides: neither version may match.
+                    let here = o.get_mut();
+                    here.version = here.version.max(w.version) + 1;
+                    here.watchers += w.watchers;
+                }
+            }
+        }
+    }
+
     /// Registers a WATCH of `key`; returns its current version.
     pub fn watch(&mut self, db: usize, key: &[u8]) -> u64 {
         let w = self.watched.entry((db as u16, key.into())).or_default();
@@ -724,5 +800,36 @@ mod tests {
         assert_ne!(s.watch_version(0, b"a"), v);
         s.unwatch(0, b"a");
         assert_eq!(s.watch_version(0, b"a"), 0);
+    }
+
+    #[test]
+    fn a_slot_moves_with_its_watches_unless_a_client_waits_on_it() {
+        let mut a = Shard::new(2, 1);
+        let mut b = Shard::new(2, 2);
+        let set = |s: &mut Shard, db: usize, k: &[u8]| {
+            s.dbs[db].insert(k, Value::Str(crate::value::StrData::copy_from_slice(k)), 0);
+        };
+        set(&mut a, 0, b"{t}1");
+        set(&mut a, 1, b"{t}2");
+        set(&mut a, 0, b"other");
+        a.touch(0, b"{t}1");
+        let v = a.watch(0, b"{t}1");
+        let slot = crate::slot::slot_of(b"{t}");
+        a.set_blocked_on(1, b"{t}3", true);
+        assert!(a.take_slot(slot).is_none(), "a client waits on {{t}}3");
+        assert_eq!(a.dbs[0].len(), 2);
+        a.set_blocked_on(1, b"{t}3", false);
+        let m = a.take_slot(slot).expect("nobody waits");
+        assert_eq!(m.keys(), 2);
+        assert_eq!((a.dbs[0].len(), a.dbs[1].len()), (1, 0));
+        assert_eq!(a.watch_version(0, b"{t}1"), 0);
+        b.put_slot(m);
+        assert!(b.dbs[0].get(b"{t}1").is_some() && b.dbs[1].get(b"{t}2").is_some());
+        // The watch goes on on the new shard: same version, same watcher.
+        assert_eq!(b.watch_version(0, b"{t}1"), v);
+        b.touch(0, b"{t}1");
+        assert_ne!(b.watch_version(0, b"{t}1"), v);
+        b.unwatch(0, b"{t}1");
+        assert_eq!(b.watch_version(0, b"{t}1"), 0);
     }
 }

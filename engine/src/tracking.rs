@@ -86,6 +86,12 @@ impl Tracking {
                 }
             }
         }
+        self.invalidate(key);
+    }
+
+    /// Every client that read `key` gets an invalidation and is forgotten
+    /// for it (BCAST prefixes are not told: nothing changed).
+    pub fn invalidate(&mut self, key: &[u8]) {
         if let Some(ids) = self.table.remove(key) {
             self.items -= ids.len() as u64;
             for (id, core) in ids {
