@@ -111,6 +111,12 @@ pub struct SlotMove {
     watched: Vec<((u16, Box<[u8]>), Watched)>,
 }
 
+impl std::fmt::Debug for SlotMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SlotMove {{ slot: {}, keys: {} }}", self.slot, self.keys())
+    }
+}
+
 impl SlotMove {
     /// Number of keys moving.
     pub fn keys(&self) -> usize {
@@ -583,6 +589,7 @@ impl Shard {
                 db.put_nodes(nodes);
             }
         }
+        self.snapshot_moved_in(m.slot);
         for (k, w) in m.watched {
             match self.watched.entry(k) {
                 hashbrown::hash_map::Entry::Vacant(v) => {

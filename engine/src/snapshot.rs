@@ -143,6 +143,18 @@ impl Shard {
         self.snapshot = None;
     }
 
+    /// `slot`'s keys just came from another shard, whose image, if it has
+    /// one, does not hold them (it began after they left: a shard gives a
+    /// slot up only without a snapshot): this shard's image takes them,
+    /// whether or not its walk has been there.
+    pub(crate) fn snapshot_moved_in(&mut self, slot: u16) {
+        if let Some(s) = &mut self.snapshot {
+            let slot = slot as usize % SLOTS;
+            s.done[slot / 64] &= !(1u64 << (slot % 64));
+            s.slot(&self.dbs, slot);
+        }
+    }
+
     /// Called before `key` is modified: serialises its slot first when a
     /// snapshot has not reached it yet, so the image keeps the old value.
     #[inline]

@@ -418,6 +418,7 @@ fn main() {
         failover_pause: AtomicBool::new(false),
         client_pause_until_ms: std::sync::atomic::AtomicI64::new(0),
         client_pause_all: AtomicBool::new(false),
+        respread: AtomicBool::new(false),
         slowlog_next_id: AtomicU64::new(0),
         core_monitors: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
         tracking_redirects: AtomicBool::new(false),

@@ -121,6 +121,9 @@ pub struct Shared {
     /// command waits (`ALL`) or only those that write or replicate
     /// (`WRITE`). Expiry and eviction wait too.
     pub client_pause_until_ms: AtomicI64,
+    /// Cluster mode: the cores hold their clients' commands while slots
+    /// move between them (`mesh::respread`).
+    pub respread: AtomicBool,
     pub client_pause_all: AtomicBool,
     /// The next slow log entry's id (one sequence for every core's log).
     pub slowlog_next_id: AtomicU64,

@@ -49,7 +49,20 @@ struct Driver {
     paused_cores: usize,
     /// Slots that have a core in the slot table (served at some point).
     placed: Vec<bool>,
+    /// A re-spread of slots between the cores is under way (see
+    /// `mesh::respread`); slots whose keys to drop meanwhile; when to try
+    /// again after one that moved nothing (Unix ms).
+    respreading: bool,
+    drop_later: Vec<u16>,
+    respread_retry_ms: u64,
 }
+
+/// The most slots one re-spread moves (the cores hold their clients for
+/// as long as it takes).
+const RESPREAD_MAX: usize = 1024;
+
+/// How long after a re-spread that moved nothing the next is tried.
+const RESPREAD_RETRY_MS: u64 = 1000;
 
 /// Starts the bus core: `listeners` are the bus port's sockets (from
 /// `io::net::listen_to_port`), `cluster` and `file` what `bus::load` read.
@@ -91,6 +104,9 @@ pub fn start(
         pause_gen: 0,
         paused_cores: 0,
         placed,
+        respreading: false,
+        drop_later: Vec::new(),
+        respread_retry_ms: 0,
     };
     std::thread::Builder::new()
         .name("cluster-bus".into())
@@ -119,6 +135,11 @@ impl Driver {
                 self.cluster.set_replication(offset, age);
                 let actions = self.cluster.tick(now, &mut self.rng);
                 self.perform(actions);
+                if self.respread_retry_ms != 0 && now >= self.respread_retry_ms {
+                    self.respread_retry_ms = 0;
+                    let served = self.bus.map().served_all();
+                    self.respread(&served);
+                }
                 self.enforce_sendbuf_limit();
                 if let Err(e) = self.file.sync() {
                     self.fatal_save(&e);
@@ -245,6 +266,21 @@ impl Driver {
                     }
                 }
                 Ask::Paused { .. } => {}
+                Ask::Respread { moved } => {
+                    self.respreading = false;
+                    for slot in std::mem::take(&mut self.drop_later) {
+                        self.tell(self.mesh.slots.core_of(slot), Request::DropSlot { slot });
+                    }
+                    // One that moved nothing (the cores stayed busy, or
+                    // clients wait on the slots) is tried again later.
+                    self.respread_retry_ms = match moved {
+                        0 => now_ms() as u64 + RESPREAD_RETRY_MS,
+                        _ => 0,
+                    };
+                    // The cores' ports and ranges changed; there may be
+                    // more to move.
+                    self.publish();
+                }
             }
         }
     }
@@ -307,6 +343,30 @@ impl Driver {
             map
         };
         self.bus.publish(map, &self.mesh);
+        self.respread(&served);
+    }
+
+    /// Starts a re-spread of the `served` slots over the cores when slots
+    /// that left made them uneven (`SlotTable::respread_plan`): core 0
+    /// carries it out (`mesh::respread`) and says when it is done
+    /// (`Ask::Respread`). Slots being migrated or imported stay.
+    fn respread(&mut self, served: &[bool]) {
+        if self.respreading || (now_ms() as u64) < self.respread_retry_ms {
+            return;
+        }
+        let movable: Vec<bool> = served
+            .iter()
+            .enumerate()
+            .map(|(s, &on)| {
+                on && self.cluster.migrating_to(s as u16).is_none()
+                    && self.cluster.importing_from(s as u16).is_none()
+            })
+            .collect();
+        let moves = self.mesh.slots.respread_plan(served, &movable, RESPREAD_MAX);
+        if !moves.is_empty() {
+            self.respreading = true;
+            self.tell(0, Request::Respread { moves });
+        }
     }
 
     /// With `shard-port-base`, tells the state machine which core holds
@@ -384,6 +444,10 @@ impl Driver {
                     }
                 }
                 Action::SlotMapChanged => self.publish(),
+                Action::DropSlotKeys { slots } if self.respreading => {
+                    // The slot may be on its way between cores.
+                    self.drop_later.extend(slots);
+                }
                 Action::DropSlotKeys { slots } => {
                     for slot in slots {
                         self.tell(self.mesh.slots.core_of(slot), Request::DropSlot { slot });

@@ -8,6 +8,7 @@ use crate::mesh::{flows, route, Route, TaskDone};
 use crate::shard::{Origin, Shard};
 use engine::cmd::{flags, Spec};
 use engine::{error, Args, Reply};
+use std::sync::atomic::Ordering;
 
 /// What the parse loop does after a command.
 pub enum Next {
@@ -218,10 +219,14 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    if (shard.writes_paused && may_write(spec, conn)) || client_paused(pause, spec, conn) {
-        // A manual failover paused the writers, or CLIENT PAUSE holds the
-        // command: it waits, and is checked again (for a failover most
-        // likely MOVED) when they resume (`Shard::resume_paused`).
+    if (shard.writes_paused && may_write(spec, conn))
+        || client_paused(pause, spec, conn)
+        || shard.shared.respread.load(Ordering::Acquire)
+    {
+        // A manual failover paused the writers, CLIENT PAUSE holds the
+        // command, or slots move between cores (`mesh::respread`): it
+        // waits, and is checked again (for a failover most likely MOVED)
+        // when they resume (`Shard::resume_paused`).
         conn.wait = Wait::Stalled;
         shard.paused_conns.push(key);
         return Next::Retry;
@@ -705,7 +710,7 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
     if spec.has(flags::WRITE) && (shard.writes_paused || !enough_replicas(shard)) {
         return None;
     }
-    if shard.shared.client_pause().is_some() {
+    if shard.shared.client_pause().is_some() || shard.shared.respread.load(Ordering::Acquire) {
         return None;
     }
     // Every command a MONITOR sees passes `command`.

@@ -37,6 +37,8 @@ pub enum Ask {
     /// A core paused its writers for the pause `gen`, after handing what
     /// it wrote before to the replication stream.
     Paused { gen: u64 },
+    /// A re-spread (`Request::Respread`) ended, having moved `moved` slots.
+    Respread { moved: usize },
 }
 
 /// The bus core's mailbox and the slot map it publishes.

@@ -79,7 +79,11 @@ pub async fn remote(
         watch: Vec::new(),
         conn: Some(conn),
     };
-    let replies = match rpc.call(to, req).await {
+    let answer = match may_block {
+        true => rpc.blocking_call(to, req).await,
+        false => rpc.call(to, req).await,
+    };
+    let replies = match answer {
         Response::Replies(r) if r.len() == n => r,
         _ => vec![Reply::err("ERR internal error: unexpected answer from a shard"); n],
     };

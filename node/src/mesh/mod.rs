@@ -9,7 +9,7 @@
 //! pipelines that cross cores, WATCH, MULTI/EXEC, PUBLISH; [`migrate`]:
 //! MIGRATE, its network I/O on a thread of its own; [`script`]: scripts
 //! that may reach any core, under every core's lock, their Lua on a thread
-//! of its own).
+//! of its own; [`respread`]: cluster mode's moves of slots between cores).
 //!
 //! Nothing here touches a core's keyspace or connections: a task only
 //! sends requests and awaits answers; the `shard` room serves them.
@@ -18,6 +18,7 @@ mod bus;
 pub mod flows;
 pub mod migrate;
 mod msg;
+pub mod respread;
 mod route;
 pub mod script;
 mod slots;

@@ -189,6 +189,14 @@ pub enum Request {
     /// Cluster mode: another node took `slot` by a newer config; delete
     /// the keys of database 0 it still holds here, each logged as DEL.
     DropSlot { slot: u16 },
+    /// Cluster mode, from the bus core to core 0: move these slots, keys
+    /// and all, to these cores ([`super::respread`]; no answer).
+    Respread { moves: Vec<(u16, usize)> },
+    /// Give these slots up, those still this core's that can move
+    /// (`engine::Shard::take_slot`): answered with [`Response::Slots`].
+    TakeSlots { slots: Vec<u16> },
+    /// Take these slots over (answered with [`Response::Done`]).
+    PutSlots(Vec<engine::shard::SlotMove>),
     /// A replication barrier (every core locked by `tx`): start this
     /// core's image of the snapshot job now.
     SnapshotStart { tx: TxId },
@@ -249,6 +257,9 @@ pub enum AdminQuery {
     LogOffset,
     /// CLIENT UNPAUSE: the connections CLIENT PAUSE held go on.
     Unpause,
+    /// Whether this core is still busy with work that may route keys to
+    /// cores, `own` of its tasks aside (answered with [`Response::Quiet`]).
+    Quiet { own: usize },
     /// DEBUG POPULATE: this core's share of `<prefix>:0` to
     /// `<prefix>:<count-1>` in `db`.
     Populate {
@@ -338,6 +349,15 @@ pub enum Response {
         moved: Vec<bytes::Bytes>,
     },
     Done,
+    /// [`AdminQuery::Quiet`]: `busy`, and this core's counts of blocking
+    /// requests sent to cores and received from them (monotonic).
+    Quiet {
+        busy: bool,
+        blocking_sent: u64,
+        blocking_recv: u64,
+    },
+    /// [`Request::TakeSlots`]: the slots given up.
+    Slots(Vec<engine::shard::SlotMove>),
     Slow(Vec<engine::slowlog::Entry>),
     /// The answer to a request of a transaction that adds its form to the
     /// replication stream (`Request::Lock`'s flag): what serving it

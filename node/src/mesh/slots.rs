@@ -8,8 +8,11 @@
 //! being imported, from `nodes.conf`) are cut into one contiguous run per
 //! core of near-equal size; afterwards slots that arrive are placed in runs
 //! on the cores that serve the fewest ([`SlotTable::place_arrivals`]), and
-//! slots that leave keep their core (they hold no keys here). A slot never changes core while it is served, so no
-//! key ever has to move between cores.
+//! slots that leave keep their core (they hold no keys here). When slots
+//! leaving make the cores uneven, a re-spread moves served slots, keys
+//! and all, from the fullest cores to the emptiest
+//! ([`SlotTable::respread_plan`], carried out by [`super::respread`]
+//! while the cores hold their clients' commands).
 
 use engine::slot::SLOTS;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -108,6 +111,64 @@ impl SlotTable {
         }
     }
 
+    /// Gives `slot` to `core` (a re-spread has moved its keys there).
+    pub fn set(&self, slot: u16, core: usize) {
+        self.core[slot as usize % SLOTS].store(core as u16, Ordering::Relaxed);
+    }
+
+    /// Cluster mode, once slots have left: moves (slot, core) that even
+    /// the `served` slots (one flag per slot) out over the cores again,
+    /// when the core serving the most serves more than a sixteenth of the
+    /// share (and more than one slot) above the one serving the fewest.
+    /// Only `movable` slots move, taken from the top of the fullest cores'
+    /// slots down (so they leave the end of a run and arrive as one), to
+    /// the emptiest cores first; at most `max` of them.
+    pub fn respread_plan(&self, served: &[bool], movable: &[bool], max: usize) -> Vec<(u16, usize)> {
+        let mut load = vec![0usize; self.cores];
+        for (s, _) in served.iter().enumerate().filter(|(_, &on)| on) {
+            load[self.core_of(s as u16) % self.cores] += 1;
+        }
+        let total: usize = load.iter().sum();
+        let (lo, hi) = (
+            load.iter().copied().min().unwrap_or(0),
+            load.iter().copied().max().unwrap_or(0),
+        );
+        let share = total / self.cores.max(1);
+        if hi - lo <= (share / 16).max(1) {
+            return Vec::new();
+        }
+        // Each core's share; the remainder goes to the fullest cores.
+        let mut order: Vec<usize> = (0..self.cores).collect();
+        order.sort_by_key(|&c| (std::cmp::Reverse(load[c]), c));
+        let mut target = vec![share; self.cores];
+        for &c in order.iter().take(total % self.cores) {
+            target[c] += 1;
+        }
+        let mut takers: Vec<usize> = (0..self.cores).filter(|&c| load[c] < target[c]).collect();
+        takers.sort_by_key(|&c| (load[c], c));
+        let mut takers = takers.into_iter().peekable();
+        let mut moves = Vec::new();
+        for s in (0..served.len().min(SLOTS)).rev() {
+            let Some(&to) = takers.peek() else {
+                break;
+            };
+            if moves.len() >= max {
+                break;
+            }
+            let from = self.core_of(s as u16);
+            if !served[s] || !movable.get(s).copied().unwrap_or(false) || load[from] <= target[from] {
+                continue;
+            }
+            moves.push((s as u16, to));
+            load[from] -= 1;
+            load[to] += 1;
+            if load[to] >= target[to] {
+                takers.next();
+            }
+        }
+        moves
+    }
+
     /// Number of runs of consecutive slots on one core among `slots`.
     #[cfg(test)]
     fn runs(&self, slots: std::ops::Range<u16>) -> usize {
@@ -159,6 +220,52 @@ mod tests {
         let was = t.core_of(1);
         t.place_arrivals(&mut placed, &after);
         assert_eq!(t.core_of(1), was);
+    }
+
+    #[test]
+    fn a_plan_evens_out_what_is_left_after_slots_leave() {
+        let t = SlotTable::new(2);
+        let mut served = vec![false; SLOTS];
+        served[..=5460].fill(true);
+        let list: Vec<u16> = (0..=5460).collect();
+        t.spread(&list);
+        let movable = vec![true; SLOTS];
+        assert!(t.respread_plan(&served, &movable, 10_000).is_empty());
+        // Core 0's slots (0-2730) leave, but for 100 of them.
+        served[100..=2730].fill(false);
+        let plan = t.respread_plan(&served, &movable, 10_000);
+        // 2830 slots: 1415 each, so 1315 move from core 1 to core 0, the
+        // top ones, as one run.
+        assert_eq!(plan.len(), 1315);
+        assert!(plan.iter().all(|&(s, c)| c == 0 && t.core_of(s) == 1));
+        assert_eq!(plan.first().map(|m| m.0), Some(5460));
+        assert_eq!(plan.last().map(|m| m.0), Some(5460 - 1314));
+        // Slots that may not move are passed over; `max` caps the plan.
+        let mut movable = movable;
+        movable[5000..=5460].fill(false);
+        let plan = t.respread_plan(&served, &movable, 500);
+        assert_eq!(plan.len(), 500);
+        assert_eq!(plan[0].0, 4999);
+        for (s, c) in t.respread_plan(&served, &vec![true; SLOTS], 10_000) {
+            t.set(s, c);
+        }
+        let on0 = (0..SLOTS as u16)
+            .filter(|&s| served[s as usize] && t.core_of(s) == 0)
+            .count();
+        assert_eq!(on0, 1415);
+        // Within a sixteenth of the share: nothing to do.
+        assert!(t.respread_plan(&served, &vec![true; SLOTS], 10_000).is_empty());
+        served[0..50].fill(false);
+        assert!(t.respread_plan(&served, &vec![true; SLOTS], 10_000).is_empty());
+        // Three cores, one of them emptied.
+        let t = SlotTable::new(3);
+        let list: Vec<u16> = (0..3000).collect();
+        t.spread(&list);
+        let mut served = vec![false; SLOTS];
+        served[1000..3000].fill(true);
+        let plan = t.respread_plan(&served, &vec![true; SLOTS], 10_000);
+        assert_eq!(plan.len(), 666);
+        assert!(plan.iter().all(|&(_, c)| c == 0));
     }
 
     #[test]

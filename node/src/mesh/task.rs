@@ -87,6 +87,10 @@ pub struct Rpc {
     pub me: usize,
     next_id: Cell<u64>,
     pending: RefCell<HashMap<u64, Pending>>,
+    /// Blocking requests to cores (a command that may park there): sent
+    /// so far, and awaited now (see [`Rpc::blocking_call`]).
+    pub blocking_sent: Cell<u64>,
+    pub blocking_now: Cell<usize>,
 }
 
 impl Rpc {
@@ -97,6 +101,8 @@ impl Rpc {
             me,
             next_id: Cell::new(1),
             pending: RefCell::new(HashMap::new()),
+            blocking_sent: Cell::new(0),
+            blocking_now: Cell::new(0),
         })
     }
 
@@ -147,6 +153,22 @@ impl Rpc {
             done: false,
             cancel_blocked,
         }
+    }
+
+    /// [`Rpc::call`] of a request that may park on `to` until data comes
+    /// (counted, so a re-spread knows which tasks only wait for a parked
+    /// request, and whether one is still on its way).
+    pub async fn blocking_call(self: &Rc<Self>, to: usize, req: Request) -> Response {
+        struct Awaited<'a>(&'a Cell<usize>);
+        impl Drop for Awaited<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        self.blocking_sent.set(self.blocking_sent.get() + 1);
+        self.blocking_now.set(self.blocking_now.get() + 1);
+        let _awaited = Awaited(&self.blocking_now);
+        self.call(to, req).await
     }
 
     /// Sends a CLUSTER command to the bus core; the returned future yields
@@ -324,6 +346,11 @@ impl<T> Executor<T> {
     /// Drops a task (its client went away).
     pub fn cancel(&mut self, key: Key) {
         self.tasks.remove(key);
+    }
+
+    /// Number of tasks not finished.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
     }
 
     /// True when some task was woken.

@@ -67,6 +67,8 @@ pub struct Shard {
     pub direct_inputs: u32,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
+    /// Blocking requests received from cores (`mesh::respread`).
+    blocking_recv: u64,
     /// Requests that arrived while locked, in order: (from, id, the
     /// client they work for, request).
     deferred: VecDeque<(usize, u64, u64, Request)>,
@@ -218,6 +220,7 @@ impl Shard {
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),
+            blocking_recv: 0,
             deferred_spare: VecDeque::new(),
             stalled: Vec::new(),
             writes_paused: false,

@@ -33,6 +33,8 @@ fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
         | Request::DigestValues { .. }
         | Request::Replace { .. }
         | Request::DropSlot { .. }
+        | Request::TakeSlots { .. }
+        | Request::PutSlots(_)
         | Request::PauseWrites { .. } => false,
         _ => true,
     }
@@ -171,6 +173,7 @@ impl Shard {
                 tx,
                 conn,
             } => {
+                self.blocking_recv += may_block as u64;
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
                         return self.answer(from, id, Response::WatchFailed);
@@ -430,8 +433,50 @@ impl Shard {
             }
             Request::Unwatch { db, keys } => {
                 for k in keys {
+                    // Sent before a re-spread moved its key's slot away:
+                    // the watch went with it.
+                    let owner = self.mesh.slots.core_of(engine::slot::slot_of(&k));
+                    if owner != self.id {
+                        let req = Request::Unwatch { db, keys: vec![k] };
+                        self.rpc.tell(owner, req);
+                        continue;
+                    }
                     self.engine.unwatch(db, &k);
                 }
+            }
+            Request::Respread { moves } => {
+                let (rpc, shared, bus) = (self.rpc.clone(), self.shared.clone(), self.bus.clone());
+                let fut = async move {
+                    let moved = crate::mesh::respread::respread(rpc, &shared, moves).await;
+                    if let Some(bus) = bus {
+                        bus.ask(crate::mesh::Ask::Respread { moved });
+                    }
+                    // Nobody's connection (the slab has no such index).
+                    let none = crate::io::Key {
+                        index: u32::MAX,
+                        gen: 0,
+                    };
+                    crate::mesh::TaskDone::reply(none, Reply::Ok)
+                };
+                self.exec.spawn_for(0, fut);
+            }
+            Request::TakeSlots { slots } => {
+                let mut taken = Vec::new();
+                for slot in slots {
+                    if self.mesh.slots.core_of(slot) != self.id {
+                        continue;
+                    }
+                    if let Some(m) = self.engine.take_slot(slot) {
+                        taken.push(m);
+                    }
+                }
+                self.answer(from, id, Response::Slots(taken));
+            }
+            Request::PutSlots(slots) => {
+                for m in slots {
+                    self.engine.put_slot(m);
+                }
+                self.answer(from, id, Response::Done);
             }
             Request::Publish {
                 channel,
@@ -688,6 +733,14 @@ impl Shard {
                 self.resume_paused();
                 Response::Done
             }
+            AdminQuery::Quiet { own } => Response::Quiet {
+                busy: self.lock.is_some()
+                    || !self.deferred.is_empty()
+                    || self.exec.len() > own + self.rpc.blocking_now.get()
+                    || self.engine.snapshot_active(),
+                blocking_sent: self.rpc.blocking_sent.get(),
+                blocking_recv: self.blocking_recv,
+            },
             AdminQuery::LogOffset => Response::Count(
                 self.engine
                     .write_log()
