@@ -31,6 +31,9 @@ pub struct Stats {
     pub evicted_keys: u64,
 }
 
+/// A key of a database, as the WATCH and blocking tables name it.
+type DbKey = (u16, Box<[u8]>);
+
 /// Keys whose version WATCH compares at EXEC.
 #[derive(Debug, Default)]
 struct Watched {
@@ -108,12 +111,17 @@ pub struct SlotMove {
     dbs: Vec<(usize, Vec<Node>)>,
     /// WATCH versions of the slot's keys, so a transaction that watched
     /// one before the move is judged as if nothing had moved.
-    watched: Vec<((u16, Box<[u8]>), Watched)>,
+    watched: Vec<(DbKey, Watched)>,
 }
 
 impl std::fmt::Debug for SlotMove {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SlotMove {{ slot: {}, keys: {} }}", self.slot, self.keys())
+        write!(
+            f,
+            "SlotMove {{ slot: {}, keys: {} }}",
+            self.slot,
+            self.keys()
+        )
     }
 }
 
@@ -552,7 +560,7 @@ impl Shard {
     /// seen their reads). `None`, and nothing changes, when a client is
     /// blocked on one of its keys or a snapshot is walking the shard.
     pub fn take_slot(&mut self, slot: u16) -> Option<SlotMove> {
-        let ours = |k: &(u16, Box<[u8]>)| crate::slot::slot_of(&k.1) == slot;
+        let ours = |k: &DbKey| crate::slot::slot_of(&k.1) == slot;
         if self.snapshot.is_some()
             || self.blocked_on.iter().any(ours)
             || self.ready.iter().any(ours)

@@ -1263,3 +1263,201 @@ fn a_half_moved_slot_answers_ask_and_tryagain_as_redis() {
         .iter()
         .any(|l| l.contains("-ASK 15891 127.0.0.1:PORT")));
 }
+
+/// The hash slot of `key`, as CLUSTER KEYSLOT computes it (no hash tag).
+fn slot_of(key: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(key.as_bytes()) & 16383
+}
+
+/// The port of the core that holds `slot` in CLUSTER SLOTS.
+fn core_port_of(ranges: &[SlotRange], slot: u16) -> u16 {
+    ranges
+        .iter()
+        .find(|(a, b, _)| (*a..=*b).contains(&slot))
+        .map(|(_, _, n)| n[0].0)
+        .unwrap_or(0)
+}
+
+/// Slots that leave a node make its cores uneven: it spreads the slots it
+/// keeps over its cores again, moving their keys (with their TTLs and
+/// WATCHes) between cores while clients keep writing; a slot a client is
+/// blocked on stays where it is; and after `kill -9` the append-only files
+/// bring every key back as acknowledged.
+#[test]
+fn slots_left_are_spread_over_the_cores_again() {
+    let p = free_port_run();
+    let dir = tests::fresh_dir("cluster-respread", "a")
+        .to_string_lossy()
+        .into_owned();
+    let port = p.to_string();
+    let args = [
+        "--cluster-node-timeout",
+        TIMEOUT,
+        "--shards",
+        "2",
+        "--dir",
+        &dir,
+        "--shard-port-base",
+        &port,
+        "--appendonly",
+        "yes",
+        "--cluster-require-full-coverage",
+        "no",
+    ];
+    let mut a = Server::slotd_cluster(&args);
+    assert_eq!(
+        a.cli(&["cluster", "addslotsrange", "0", "16383"]).trim(),
+        "OK"
+    );
+    let id = myid(&a);
+    wait_for(20, "every slot served, one run per core", || {
+        info_field(&a, "cluster_state") == "ok"
+            && slot_ranges(&a)
+                == vec![
+                    (0, 8191, vec![(p, id.clone())]),
+                    (8192, 16383, vec![(p + 1, id.clone())]),
+                ]
+    });
+    // Keys in the upper half (core 1), a third with a TTL.
+    let keys: Vec<String> = (0..200_000)
+        .map(|i| format!("rs:{i}"))
+        .filter(|k| slot_of(k) >= 8192)
+        .take(3000)
+        .collect();
+    let mut conn = a.client();
+    let mut pipe = redis::pipe();
+    for (i, k) in keys.iter().enumerate() {
+        match i % 3 {
+            0 => pipe
+                .cmd("SET")
+                .arg(k)
+                .arg(i)
+                .arg("PX")
+                .arg(600_000)
+                .ignore(),
+            _ => pipe.cmd("SET").arg(k).arg(i).ignore(),
+        };
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    // A key of slot 16383, where the move starts: a client blocks on it.
+    let blocked_key = (0..2_000_000)
+        .map(|i| format!("q{i}"))
+        .find(|k| slot_of(k) == 16383)
+        .unwrap();
+    let mut blocked = RawConn::connect(a.port()).unwrap();
+    blocked
+        .send(&tests::encode(&[b"BLPOP", blocked_key.as_bytes(), b"0"]))
+        .unwrap();
+    wait_for(10, "the client blocked", || {
+        tests::info_field(&a, "clients", "blocked_clients") == "1"
+    });
+    // A transaction watches a key of a slot that will move.
+    let watched = keys.iter().find(|k| slot_of(k) > 15000).unwrap().clone();
+    let mut w = RawConn::connect(a.port()).unwrap();
+    assert_eq!(tests::text(&w.cmd_str(&["watch", &watched])), "+OK\r\n");
+    // Counters in slots that will move, written all along.
+    let counters: Vec<String> = (0..200_000)
+        .map(|i| format!("ctr:{i}"))
+        .filter(|k| slot_of(k) > 13000)
+        .take(20)
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, counters, port) = (stop.clone(), counters.clone(), a.port());
+        std::thread::spawn(move || {
+            let mut c = RawConn::connect(port).unwrap();
+            let mut done = vec![0u64; counters.len()];
+            let mut errors = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = tests::text(&c.cmd_str(&["incr", &counters[i % counters.len()]]));
+                match r.starts_with(':') {
+                    true => done[i % counters.len()] += 1,
+                    false => errors.push(r),
+                }
+                i += 1;
+            }
+            (done, errors)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // Core 0's half leaves the node.
+    assert_eq!(
+        a.cli(&["cluster", "delslotsrange", "0", "8191"]).trim(),
+        "OK"
+    );
+    wait_for(20, "the slots left spread over both cores", || {
+        let ranges = slot_ranges(&a);
+        let on0: u32 = ranges
+            .iter()
+            .filter(|(_, _, n)| n[0].0 == p)
+            .map(|(a, b, _)| (*b - *a) as u32 + 1)
+            .sum();
+        (4096 - 256..=4096).contains(&on0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (done, errors) = writer.join().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(done.iter().sum::<u64>() > 0);
+    let ranges = slot_ranges(&a);
+    // The moved slots came from the top of core 1's run, but the one a
+    // client waits on.
+    assert_eq!(core_port_of(&ranges, 16383), p + 1, "{ranges:?}");
+    assert_eq!(core_port_of(&ranges, 16382), p, "{ranges:?}");
+    assert_eq!(core_port_of(&ranges, 8192), p + 1, "{ranges:?}");
+    // The keys are on their new core: COUNTKEYSINSLOT asks the core
+    // that owns the slot now.
+    let moved_slot = slot_of(&watched);
+    assert_eq!(core_port_of(&ranges, moved_slot), p);
+    let in_slot = keys.iter().filter(|k| slot_of(k) == moved_slot).count();
+    assert_eq!(
+        a.cli(&["cluster", "countkeysinslot", &moved_slot.to_string()])
+            .trim(),
+        in_slot.to_string()
+    );
+    // The watch went with its key: nothing changed it, EXEC runs.
+    assert_eq!(tests::text(&w.cmd_str(&["multi"])), "+OK\r\n");
+    assert_eq!(
+        tests::text(&w.cmd_str(&["set", &watched, "tx"])),
+        "+QUEUED\r\n"
+    );
+    assert_eq!(tests::text(&w.cmd_str(&["exec"])), "*1\r\n+OK\r\n");
+    // The blocked client is served.
+    assert_eq!(a.cli(&["lpush", &blocked_key, "job"]).trim(), "1");
+    assert_eq!(
+        tests::text(&blocked.read_reply().unwrap()),
+        format!(
+            "*2\r\n${}\r\n{blocked_key}\r\n$3\r\njob\r\n",
+            blocked_key.len()
+        )
+    );
+    let check = |a: &Server| {
+        let mut conn = a.client();
+        for (i, k) in keys.iter().enumerate() {
+            let v: Option<String> = redis::cmd("GET").arg(k).query(&mut conn).unwrap();
+            let want = if *k == watched {
+                "tx".to_string()
+            } else {
+                i.to_string()
+            };
+            assert_eq!(v.as_deref(), Some(want.as_str()), "{k}");
+            let pttl: i64 = redis::cmd("PTTL").arg(k).query(&mut conn).unwrap();
+            assert_eq!(pttl > 0, i % 3 == 0 && *k != watched, "{k}: {pttl}");
+        }
+        for (k, n) in counters.iter().zip(&done) {
+            let v: u64 = redis::cmd("GET").arg(k).query(&mut conn).unwrap();
+            assert_eq!(v, *n, "{k}");
+        }
+        let dbsize: usize = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+        assert_eq!(dbsize, keys.len() + counters.len());
+    };
+    check(&a);
+    // A crash: the AOFs of both cores bring back every acknowledged write.
+    a.kill();
+    let a = Server::slotd_cluster_at(a.port(), &args);
+    wait_for(20, "the node back", || {
+        info_field(&a, "cluster_state") == "ok"
+    });
+    check(&a);
+}

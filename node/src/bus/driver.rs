@@ -362,7 +362,10 @@ impl Driver {
                     && self.cluster.importing_from(s as u16).is_none()
             })
             .collect();
-        let moves = self.mesh.slots.respread_plan(served, &movable, RESPREAD_MAX);
+        let moves = self
+            .mesh
+            .slots
+            .respread_plan(served, &movable, RESPREAD_MAX);
         if !moves.is_empty() {
             self.respreading = true;
             self.tell(0, Request::Respread { moves });

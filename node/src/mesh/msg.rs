@@ -259,7 +259,9 @@ pub enum AdminQuery {
     Unpause,
     /// Whether this core is still busy with work that may route keys to
     /// cores, `own` of its tasks aside (answered with [`Response::Quiet`]).
-    Quiet { own: usize },
+    Quiet {
+        own: usize,
+    },
     /// DEBUG POPULATE: this core's share of `<prefix>:0` to
     /// `<prefix>:<count-1>` in `db`.
     Populate {

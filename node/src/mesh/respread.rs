@@ -40,10 +40,21 @@ pub const QUIET_WAIT_MS: i64 = 200;
 /// Carries out `moves` (slot, core); returns how many slots moved.
 pub async fn respread(rpc: Rc<Rpc>, shared: &Shared, moves: Vec<(u16, usize)>) -> usize {
     shared.respread.store(true, Ordering::SeqCst);
+    let asked = moves.len();
     let moved = match quiet(&rpc).await {
         true => move_slots(&rpc, moves).await,
-        false => 0,
+        false => {
+            crate::log::verbose(format_args!(
+                "Slots not moved between cores: the cores stayed busy."
+            ));
+            0
+        }
     };
+    if moved > 0 {
+        crate::log::notice(format_args!(
+            "Moved {moved} of {asked} slots between cores to even them out."
+        ));
+    }
     shared.respread.store(false, Ordering::SeqCst);
     rpc.call_all(|_| Request::Admin(AdminQuery::Unpause)).await;
     moved

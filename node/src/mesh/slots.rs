@@ -70,9 +70,10 @@ impl SlotTable {
     /// by an earlier call), else to the core serving the fewest; so slots
     /// that arrive together, or one after another in a reshard, stay in
     /// runs (a client routing by CLUSTER SLOTS gets one range per run and
-    /// core, with `shard-port-base`). A placed slot keeps its core for the
-    /// life of the process, also when it leaves and comes back (it may
-    /// still hold keys: DELSLOTS keeps them, as Redis does). Call before
+    /// core, with `shard-port-base`). A placed slot keeps its core (a
+    /// re-spread aside, which moves its keys too), also when it leaves
+    /// and comes back (it may still hold keys: DELSLOTS keeps them, as
+    /// Redis does). Call before
     /// publishing the slot map that serves the new slots, so no core routes
     /// a key of theirs yet.
     pub fn place_arrivals(&self, placed: &mut [bool], after: &[bool]) {
@@ -123,7 +124,12 @@ impl SlotTable {
     /// Only `movable` slots move, taken from the top of the fullest cores'
     /// slots down (so they leave the end of a run and arrive as one), to
     /// the emptiest cores first; at most `max` of them.
-    pub fn respread_plan(&self, served: &[bool], movable: &[bool], max: usize) -> Vec<(u16, usize)> {
+    pub fn respread_plan(
+        &self,
+        served: &[bool],
+        movable: &[bool],
+        max: usize,
+    ) -> Vec<(u16, usize)> {
         let mut load = vec![0usize; self.cores];
         for (s, _) in served.iter().enumerate().filter(|(_, &on)| on) {
             load[self.core_of(s as u16) % self.cores] += 1;
@@ -156,7 +162,8 @@ impl SlotTable {
                 break;
             }
             let from = self.core_of(s as u16);
-            if !served[s] || !movable.get(s).copied().unwrap_or(false) || load[from] <= target[from] {
+            if !served[s] || !movable.get(s).copied().unwrap_or(false) || load[from] <= target[from]
+            {
                 continue;
             }
             moves.push((s as u16, to));
@@ -254,9 +261,13 @@ mod tests {
             .count();
         assert_eq!(on0, 1415);
         // Within a sixteenth of the share: nothing to do.
-        assert!(t.respread_plan(&served, &vec![true; SLOTS], 10_000).is_empty());
+        assert!(t
+            .respread_plan(&served, &vec![true; SLOTS], 10_000)
+            .is_empty());
         served[0..50].fill(false);
-        assert!(t.respread_plan(&served, &vec![true; SLOTS], 10_000).is_empty());
+        assert!(t
+            .respread_plan(&served, &vec![true; SLOTS], 10_000)
+            .is_empty());
         // Three cores, one of them emptied.
         let t = SlotTable::new(3);
         let list: Vec<u16> = (0..3000).collect();
