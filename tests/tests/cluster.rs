@@ -1395,6 +1395,9 @@ fn slots_left_are_spread_over_the_cores_again() {
             .sum();
         (4096 - 256..=4096).contains(&on0)
     });
+    wait_for(10, "the moves logged", || {
+        a.log().contains("between cores to even them out")
+    });
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (done, errors) = writer.join().unwrap();

@@ -40,19 +40,20 @@ pub const QUIET_WAIT_MS: i64 = 200;
 /// Carries out `moves` (slot, core); returns how many slots moved.
 pub async fn respread(rpc: Rc<Rpc>, shared: &Shared, moves: Vec<(u16, usize)>) -> usize {
     shared.respread.store(true, Ordering::SeqCst);
-    let asked = moves.len();
-    let moved = match quiet(&rpc).await {
+    let (asked, start) = (moves.len(), now_ms());
+    let (moved, keys) = match quiet(&rpc).await {
         true => move_slots(&rpc, moves).await,
         false => {
             crate::log::verbose(format_args!(
                 "Slots not moved between cores: the cores stayed busy."
             ));
-            0
+            (0, 0)
         }
     };
     if moved > 0 {
         crate::log::notice(format_args!(
-            "Moved {moved} of {asked} slots between cores to even them out."
+            "Moved {moved} of {asked} slots ({keys} keys) between cores to even them out, clients held {} ms.",
+            now_ms() - start
         ));
     }
     shared.respread.store(false, Ordering::SeqCst);
@@ -99,8 +100,9 @@ async fn quiet(rpc: &Rc<Rpc>) -> bool {
     }
 }
 
-/// Moves the slots, source core by source core.
-async fn move_slots(rpc: &Rc<Rpc>, moves: Vec<(u16, usize)>) -> usize {
+/// Moves the slots, source core by source core; how many, with how many
+/// keys.
+async fn move_slots(rpc: &Rc<Rpc>, moves: Vec<(u16, usize)>) -> (usize, usize) {
     let table = &rpc.mesh.slots;
     let mut pairs: Vec<((usize, usize), Vec<u16>)> = Vec::new();
     for (slot, to) in moves {
@@ -113,12 +115,13 @@ async fn move_slots(rpc: &Rc<Rpc>, moves: Vec<(u16, usize)>) -> usize {
             None => pairs.push(((from, to), vec![slot])),
         }
     }
-    let mut moved = 0;
+    let (mut moved, mut keys) = (0, 0);
     for ((from, to), slots) in pairs {
         let Response::Slots(taken) = rpc.call(from, Request::TakeSlots { slots }).await else {
             continue;
         };
         let slots: Vec<u16> = taken.iter().map(|m| m.slot).collect();
+        keys += taken.iter().map(|m| m.keys()).sum::<usize>();
         if slots.is_empty() {
             continue;
         }
@@ -128,5 +131,5 @@ async fn move_slots(rpc: &Rc<Rpc>, moves: Vec<(u16, usize)>) -> usize {
         }
         moved += slots.len();
     }
-    moved
+    (moved, keys)
 }
