@@ -193,8 +193,9 @@ pub enum Request {
     /// and all, to these cores ([`super::respread`]; no answer).
     Respread { moves: Vec<(u16, usize)> },
     /// Give these slots up, those still this core's that can move
-    /// (`engine::Shard::take_slot`): answered with [`Response::Slots`].
-    TakeSlots { slots: Vec<u16> },
+    /// (`engine::Shard::take_slot`), stopping once `max_keys` keys are
+    /// taken: answered with [`Response::Slots`].
+    TakeSlots { slots: Vec<u16>, max_keys: usize },
     /// Take these slots over (answered with [`Response::Done`]).
     PutSlots(Vec<engine::shard::SlotMove>),
     /// A replication barrier (every core locked by `tx`): start this

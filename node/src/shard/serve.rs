@@ -460,13 +460,17 @@ impl Shard {
                 };
                 self.exec.spawn_for(0, fut);
             }
-            Request::TakeSlots { slots } => {
-                let mut taken = Vec::new();
+            Request::TakeSlots { slots, max_keys } => {
+                let (mut taken, mut keys) = (Vec::new(), 0);
                 for slot in slots {
+                    if keys >= max_keys {
+                        break;
+                    }
                     if self.mesh.slots.core_of(slot) != self.id {
                         continue;
                     }
                     if let Some(m) = self.engine.take_slot(slot) {
+                        keys += m.keys();
                         taken.push(m);
                     }
                 }
