@@ -556,8 +556,8 @@ impl Shard {
 
     /// Takes `slot` out of this shard, every database's keys with their
     /// TTLs and WATCH versions, for another shard to take over; clients
-    /// tracking its keys get invalidations (the keys' new shard has not
-    /// seen their reads). `None`, and nothing changes, when a client is
+    /// that read its keys (existing or not) get invalidations (the keys'
+    /// new shard has not seen their reads). `None`, and nothing changes, when a client is
     /// blocked on one of its keys or a snapshot is walking the shard.
     pub fn take_slot(&mut self, slot: u16) -> Option<SlotMove> {
         let ours = |k: &DbKey| crate::slot::slot_of(&k.1) == slot;
@@ -574,9 +574,7 @@ impl Shard {
             }
         }
         if let Some(t) = &mut self.tracking {
-            for n in dbs.iter().flat_map(|(_, n)| n) {
-                t.invalidate(n.key());
-            }
+            t.invalidate_slot(slot);
         }
         let mut watched = Vec::new();
         if !self.watched.is_empty() {

@@ -89,6 +89,21 @@ impl Tracking {
         self.invalidate(key);
     }
 
+    /// Every key of `slot` that clients read (existing or not) is
+    /// invalidated ([`Tracking::invalidate`]): the slot moves to another
+    /// shard, which has not seen those reads.
+    pub fn invalidate_slot(&mut self, slot: u16) {
+        let keys: Vec<Box<[u8]>> = self
+            .table
+            .keys()
+            .filter(|k| crate::slot::slot_of(k) == slot)
+            .cloned()
+            .collect();
+        for k in keys {
+            self.invalidate(&k);
+        }
+    }
+
     /// Every client that read `key` gets an invalidation and is forgotten
     /// for it (BCAST prefixes are not told: nothing changed).
     pub fn invalidate(&mut self, key: &[u8]) {

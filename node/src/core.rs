@@ -1360,6 +1360,7 @@ impl Core {
 
     fn handle_msg(&mut self, msg: Msg) {
         self.shard.msgs += 1;
+        self.shard.reqs_taken += crate::mesh::counted(&msg) as u64;
         match msg {
             Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
             Msg::Adopt { fd, master } => self.adopt(fd, master),

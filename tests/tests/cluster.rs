@@ -1351,10 +1351,17 @@ fn slots_left_are_spread_over_the_cores_again() {
     wait_for(10, "the client blocked", || {
         tests::info_field(&a, "clients", "blocked_clients") == "1"
     });
-    // A transaction watches a key of a slot that will move.
+    // Two transactions watch keys of slots that will move.
     let watched = keys.iter().find(|k| slot_of(k) > 15000).unwrap().clone();
+    let changed = keys
+        .iter()
+        .find(|k| slot_of(k) > 14000 && slot_of(k) < 15000)
+        .unwrap()
+        .clone();
     let mut w = RawConn::connect(a.port()).unwrap();
     assert_eq!(tests::text(&w.cmd_str(&["watch", &watched])), "+OK\r\n");
+    let mut w2 = RawConn::connect(a.port()).unwrap();
+    assert_eq!(tests::text(&w2.cmd_str(&["watch", &changed])), "+OK\r\n");
     // Counters in slots that will move, written all along.
     let counters: Vec<String> = (0..200_000)
         .map(|i| format!("ctr:{i}"))
@@ -1419,13 +1426,21 @@ fn slots_left_are_spread_over_the_cores_again() {
             .trim(),
         in_slot.to_string()
     );
-    // The watch went with its key: nothing changed it, EXEC runs.
-    assert_eq!(tests::text(&w.cmd_str(&["multi"])), "+OK\r\n");
-    assert_eq!(
-        tests::text(&w.cmd_str(&["set", &watched, "tx"])),
-        "+QUEUED\r\n"
-    );
-    assert_eq!(tests::text(&w.cmd_str(&["exec"])), "*1\r\n+OK\r\n");
+    // The watches went with their keys: EXEC runs where nothing changed
+    // the key, and is refused where another client wrote it after the move.
+    assert_eq!(core_port_of(&ranges, slot_of(&changed)), p);
+    assert_eq!(a.cli(&["set", &changed, "changed"]).trim(), "OK");
+    for (conn, key, reply) in [
+        (&mut w, &watched, "*1\r\n+OK\r\n"),
+        (&mut w2, &changed, "*-1\r\n"),
+    ] {
+        assert_eq!(tests::text(&conn.cmd_str(&["multi"])), "+OK\r\n");
+        assert_eq!(
+            tests::text(&conn.cmd_str(&["set", key, "tx"])),
+            "+QUEUED\r\n"
+        );
+        assert_eq!(tests::text(&conn.cmd_str(&["exec"])), reply, "{key}");
+    }
     // The blocked client is served.
     assert_eq!(a.cli(&["lpush", &blocked_key, "job"]).trim(), "1");
     assert_eq!(
@@ -1439,14 +1454,15 @@ fn slots_left_are_spread_over_the_cores_again() {
         let mut conn = a.client();
         for (i, k) in keys.iter().enumerate() {
             let v: Option<String> = redis::cmd("GET").arg(k).query(&mut conn).unwrap();
-            let want = if *k == watched {
-                "tx".to_string()
-            } else {
-                i.to_string()
+            let want = match k {
+                k if *k == watched => "tx".to_string(),
+                k if *k == changed => "changed".to_string(),
+                _ => i.to_string(),
             };
             assert_eq!(v.as_deref(), Some(want.as_str()), "{k}");
             let pttl: i64 = redis::cmd("PTTL").arg(k).query(&mut conn).unwrap();
-            assert_eq!(pttl > 0, i % 3 == 0 && *k != watched, "{k}: {pttl}");
+            let ttl = i % 3 == 0 && *k != watched && *k != changed;
+            assert_eq!(pttl > 0, ttl, "{k}: {pttl}");
         }
         for (k, n) in counters.iter().zip(&done) {
             let v: u64 = redis::cmd("GET").arg(k).query(&mut conn).unwrap();

@@ -80,6 +80,14 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
+    if shard.shared.respread.load(Ordering::Acquire) {
+        // Slots move between cores (`mesh::respread`): every command
+        // waits, the master's too, and runs when the cores resume
+        // (`Shard::resume_paused`).
+        conn.wait = Wait::Stalled;
+        shard.paused_conns.push(key);
+        return Next::Retry;
+    }
     let name = args.get(0);
     if conn.master && name.eq_ignore_ascii_case(crate::replica::LOAD_COMMAND) {
         return super::debug::replica_load(shard, key, &args);
@@ -219,14 +227,10 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    if (shard.writes_paused && may_write(spec, conn))
-        || client_paused(pause, spec, conn)
-        || shard.shared.respread.load(Ordering::Acquire)
-    {
-        // A manual failover paused the writers, CLIENT PAUSE holds the
-        // command, or slots move between cores (`mesh::respread`): it
-        // waits, and is checked again (for a failover most likely MOVED)
-        // when they resume (`Shard::resume_paused`).
+    if (shard.writes_paused && may_write(spec, conn)) || client_paused(pause, spec, conn) {
+        // A manual failover paused the writers, or CLIENT PAUSE holds the
+        // command: it waits, and is checked again (for a failover most
+        // likely MOVED) when they resume (`Shard::resume_paused`).
         conn.wait = Wait::Stalled;
         shard.paused_conns.push(key);
         return Next::Retry;

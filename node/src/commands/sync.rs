@@ -215,18 +215,17 @@ pub fn wait(shard: &mut Shard, key: Key, args: Args) -> Next {
     let ticket = shard.replication.stream().next_ticket();
     let (repl, rpc, me) = (shard.replication.clone(), shard.rpc.clone(), shard.id);
     spawn(shard, key, async move {
-        let resp = rpc
-            .call_outside(|id| {
-                repl.note(Note::Wait {
-                    ticket,
-                    replicas,
-                    timeout_ms,
-                    core: me,
-                    id,
-                    conn: key,
-                })
+        let call = rpc.call_outside(|id| {
+            repl.note(Note::Wait {
+                ticket,
+                replicas,
+                timeout_ms,
+                core: me,
+                id,
+                conn: key,
             })
-            .await;
+        });
+        let resp = rpc.parked(call).await;
         let reply = match resp {
             Response::Count(n) => Reply::Int(n),
             // CLIENT UNBLOCK ... ERROR.

@@ -80,7 +80,7 @@ pub async fn remote(
         conn: Some(conn),
     };
     let answer = match may_block {
-        true => rpc.blocking_call(to, req).await,
+        true => rpc.parked(rpc.call(to, req)).await,
         false => rpc.call(to, req).await,
     };
     let replies = match answer {
@@ -1564,7 +1564,9 @@ struct Unwatch {
 
 impl Drop for Unwatch {
     fn drop(&mut self) {
-        for (c, db, key, _) in self.watches.drain(..) {
+        for (_, db, key, _) in self.watches.drain(..) {
+            // The key's core now: a re-spread may have moved its slot.
+            let c = self.rpc.mesh.slots.core_of(engine::slot::slot_of(&key));
             self.rpc.tell(
                 c,
                 Request::Unwatch {
@@ -1592,7 +1594,11 @@ async fn exec_checked(
     form: Option<FormSink>,
 ) -> TaskDone {
     let cores = rpc.mesh.cores();
-    let mut involved: Vec<usize> = watches.iter().map(|w| w.0).collect();
+    // Each WATCH is checked on its key's core now (a re-spread moves a
+    // slot's WATCH versions with its keys).
+    let owner =
+        |w: &(usize, usize, Bytes, u64)| rpc.mesh.slots.core_of(engine::slot::slot_of(&w.2));
+    let mut involved: Vec<usize> = watches.iter().map(owner).collect();
     let mut simple = true;
     let mut final_db = db;
     for c in &cmds {
@@ -1634,7 +1640,7 @@ async fn exec_checked(
     let watch_of = |c: usize| -> Vec<(usize, Bytes, u64)> {
         watches
             .iter()
-            .filter(|w| w.0 == c)
+            .filter(|w| owner(w) == c)
             .map(|w| (w.1, w.2.clone(), w.3))
             .collect()
     };

@@ -31,7 +31,9 @@ pub use bus::{Ask, Bus};
 /// retry on TRYAGAIN, and find the slot moved by then.
 pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failover";
 pub use crate::io::ClientType;
-pub use msg::{AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, Track, TxId};
+pub use msg::{
+    counted, AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, Track, TxId,
+};
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;
 pub use task::{Effect, Executor, Rpc, TaskDone};

@@ -17,7 +17,7 @@ use crate::io::ClientType;
 use crossbeam_queue::SegQueue;
 use engine::value::Value;
 use engine::{OwnedArgs, Reply};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Identifies a multi-shard operation holding shard locks: (core, serial).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,7 +259,8 @@ pub enum AdminQuery {
     /// CLIENT UNPAUSE: the connections CLIENT PAUSE held go on.
     Unpause,
     /// Whether this core is still busy with work that may route keys to
-    /// cores, `own` of its tasks aside (answered with [`Response::Quiet`]).
+    /// cores, `own` of its tasks aside (the re-spread's own task; answered
+    /// with [`Response::Quiet`]).
     Quiet {
         own: usize,
     },
@@ -352,12 +353,14 @@ pub enum Response {
         moved: Vec<bytes::Bytes>,
     },
     Done,
-    /// [`AdminQuery::Quiet`]: `busy`, and this core's counts of blocking
-    /// requests sent to cores and received from them (monotonic).
+    /// [`AdminQuery::Quiet`]: `busy` (some task, lock, deferred request
+    /// or held message), `held` (a snapshot, a load: busy for long), and
+    /// the requests pushed to this core and taken by it so far.
     Quiet {
         busy: bool,
-        blocking_sent: u64,
-        blocking_recv: u64,
+        held: bool,
+        pushed: u64,
+        taken: u64,
     },
     /// [`Request::TakeSlots`]: the slots given up.
     Slots(Vec<engine::shard::SlotMove>),
@@ -471,9 +474,18 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Whether `msg` counts in [`Inbox::reqs`]: a request, but a re-spread's
+/// own question.
+pub fn counted(msg: &Msg) -> bool {
+    matches!(msg, Msg::Req { req, .. } if !matches!(req, Request::Admin(AdminQuery::Quiet { .. })))
+}
+
 /// One core's mailbox.
 pub struct Inbox {
     queue: SegQueue<Msg>,
+    /// Requests pushed so far, [`AdminQuery::Quiet`] aside (counted before
+    /// the push; the owner counts what it takes: `mesh::respread`).
+    reqs: AtomicU64,
     /// True while the owner sleeps (or is about to) in io_uring_enter.
     sleeping: AtomicBool,
     /// True while the owner wants [`Mesh::post`]ed messages to wake it
@@ -510,6 +522,7 @@ impl Mesh {
             }
             inboxes.push(Inbox {
                 queue: SegQueue::new(),
+                reqs: AtomicU64::new(0),
                 sleeping: AtomicBool::new(false),
                 want_posts: AtomicBool::new(false),
                 eventfd: fd,
@@ -541,6 +554,11 @@ impl Mesh {
         self.inboxes.len()
     }
 
+    /// Requests pushed to core `core` so far ([`counted`] ones).
+    pub fn requests_to(&self, core: usize) -> u64 {
+        self.inboxes[core].reqs.load(Ordering::Relaxed)
+    }
+
     /// The eventfd core `core` listens on.
     pub fn eventfd(&self, core: usize) -> i32 {
         self.inboxes[core].eventfd
@@ -551,6 +569,9 @@ impl Mesh {
     /// sender's turn ([`Mesh::flush_wakes`]).
     pub fn send(&self, to: usize, msg: Msg) {
         let inbox = &self.inboxes[to];
+        if counted(&msg) {
+            inbox.reqs.fetch_add(1, Ordering::Relaxed);
+        }
         inbox.queue.push(msg);
         self.wake_soon(to);
     }
@@ -598,6 +619,9 @@ impl Mesh {
     /// socket: the client's next request wakes its core).
     pub fn post(&self, to: usize, msg: Msg) {
         let inbox = &self.inboxes[to];
+        if counted(&msg) {
+            inbox.reqs.fetch_add(1, Ordering::Relaxed);
+        }
         inbox.queue.push(msg);
         std::sync::atomic::fence(Ordering::SeqCst);
         if inbox.want_posts.load(Ordering::SeqCst) {

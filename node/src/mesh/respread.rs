@@ -8,13 +8,15 @@
 //!    commands (as CLIENT PAUSE ALL does, the master client's too), so no
 //!    command starts routing keys.
 //! 2. The cores are asked, in rounds, until they are quiet: no lock held,
-//!    no deferred request, no task but those waiting for a blocking
-//!    command parked on a core, and no blocking request on its way (the
-//!    blocking requests received, summed over the cores in one round, equal
-//!    those sent, summed in the round after it: both counts only grow, so
-//!    none was in flight). Cores that stay busy longer than
-//!    [`QUIET_WAIT_MS`] (a MIGRATE, a slow script, a snapshot) call the
-//!    re-spread off; the bus core tries again later.
+//!    no deferred request, no message held for the AOF, no task but those
+//!    only waiting for a command parked on a core or for WAIT
+//!    (`Rpc::parked`), and no request on its way (the requests the cores
+//!    had taken in one round equal those pushed to them by the next: both
+//!    counts only grow, so none was in flight, not even a pipeline going
+//!    core to core for a client that left). Cores that stay busy longer
+//!    than [`QUIET_WAIT_MS`] (a MIGRATE, a slow script) call the re-spread
+//!    off; the bus core tries again a second later. Before holding anyone,
+//!    one round checks that no core snapshots or loads (busy for long).
 //! 3. Each source core gives its slots up (`engine::Shard::take_slot`:
 //!    not one a client is blocked on), up to [`KEYS_MAX`] keys in all, the
 //!    target takes them, and the slot table names the target.
@@ -44,6 +46,11 @@ const KEYS_MAX: usize = 16 * 1024;
 
 /// Carries out `moves` (slot, core); returns how many slots moved.
 pub async fn respread(rpc: Rc<Rpc>, shared: &Shared, moves: Vec<(u16, usize)>) -> usize {
+    // A snapshot or a load keeps cores busy for long: try later, without
+    // holding anyone.
+    if ask(&rpc).await.iter().any(|q| q.held) {
+        return 0;
+    }
     shared.respread.store(true, Ordering::SeqCst);
     let (asked, start) = (moves.len(), now_ms());
     let (moved, keys) = match quiet(&rpc).await {
@@ -55,46 +62,72 @@ pub async fn respread(rpc: Rc<Rpc>, shared: &Shared, moves: Vec<(u16, usize)>) -
             (0, 0)
         }
     };
+    shared.respread.store(false, Ordering::SeqCst);
+    rpc.call_all(|_| Request::Admin(AdminQuery::Unpause)).await;
     if moved > 0 {
         crate::log::notice(format_args!(
             "Moved {moved} of {asked} slots ({keys} keys) between cores to even them out, clients held {} ms.",
             now_ms() - start
         ));
     }
-    shared.respread.store(false, Ordering::SeqCst);
-    rpc.call_all(|_| Request::Admin(AdminQuery::Unpause)).await;
     moved
 }
 
-/// Asks the cores until they are quiet (true) or [`QUIET_WAIT_MS`] pass.
+/// One core's answer to [`AdminQuery::Quiet`].
+struct Quiet {
+    busy: bool,
+    held: bool,
+    pushed: u64,
+    taken: u64,
+}
+
+/// Asks every core whether it is quiet (this task aside).
+async fn ask(rpc: &Rc<Rpc>) -> Vec<Quiet> {
+    let me = rpc.me;
+    rpc.call_all(|c| {
+        Request::Admin(AdminQuery::Quiet {
+            own: (c == me) as usize,
+        })
+    })
+    .await
+    .into_iter()
+    .map(|r| match r {
+        Response::Quiet {
+            busy,
+            held,
+            pushed,
+            taken,
+        } => Quiet {
+            busy,
+            held,
+            pushed,
+            taken,
+        },
+        _ => Quiet {
+            busy: true,
+            held: true,
+            pushed: 0,
+            taken: 0,
+        },
+    })
+    .collect()
+}
+
+/// Asks the cores until they are quiet (true) or [`QUIET_WAIT_MS`] pass:
+/// none busy in two rounds in a row, and the requests the cores had taken
+/// in the first equal those pushed to them by the second (both counts only
+/// grow, and a core takes a request only after it was pushed: so none was
+/// on its way in the first round, and none was sent since).
 async fn quiet(rpc: &Rc<Rpc>) -> bool {
     let start = now_ms();
-    let mut before: Option<Vec<(bool, u64, u64)>> = None;
+    let mut before: Option<Vec<Quiet>> = None;
     loop {
-        // This task is one of its core's tasks.
-        let me = rpc.me;
-        let now: Vec<(bool, u64, u64)> = rpc
-            .call_all(|c| {
-                Request::Admin(AdminQuery::Quiet {
-                    own: (c == me) as usize,
-                })
-            })
-            .await
-            .into_iter()
-            .map(|r| match r {
-                Response::Quiet {
-                    busy,
-                    blocking_sent,
-                    blocking_recv,
-                } => (busy, blocking_sent, blocking_recv),
-                _ => (true, 0, 0),
-            })
-            .collect();
+        let now = ask(rpc).await;
         if let Some(b) = &before {
-            let busy = b.iter().chain(&now).any(|q| q.0);
-            let received: u64 = b.iter().map(|q| q.2).sum();
-            let sent: u64 = now.iter().map(|q| q.1).sum();
-            if !busy && received == sent {
+            let busy = b.iter().chain(&now).any(|q| q.busy);
+            let taken: u64 = b.iter().map(|q| q.taken).sum();
+            let pushed: u64 = now.iter().map(|q| q.pushed).sum();
+            if !busy && taken == pushed {
                 return true;
             }
         }

@@ -87,10 +87,10 @@ pub struct Rpc {
     pub me: usize,
     next_id: Cell<u64>,
     pending: RefCell<HashMap<u64, Pending>>,
-    /// Blocking requests to cores (a command that may park there): sent
-    /// so far, and awaited now (see [`Rpc::blocking_call`]).
-    pub blocking_sent: Cell<u64>,
-    pub blocking_now: Cell<usize>,
+    /// Tasks that now only await something that may take long and, when
+    /// it comes, make them answer their client without routing a key: a
+    /// blocking command parked on a core, WAIT (see [`Rpc::parked`]).
+    pub parked_now: Cell<usize>,
 }
 
 impl Rpc {
@@ -101,8 +101,7 @@ impl Rpc {
             me,
             next_id: Cell::new(1),
             pending: RefCell::new(HashMap::new()),
-            blocking_sent: Cell::new(0),
-            blocking_now: Cell::new(0),
+            parked_now: Cell::new(0),
         })
     }
 
@@ -155,20 +154,20 @@ impl Rpc {
         }
     }
 
-    /// [`Rpc::call`] of a request that may park on `to` until data comes
-    /// (counted, so a re-spread knows which tasks only wait for a parked
-    /// request, and whether one is still on its way).
-    pub async fn blocking_call(self: &Rc<Self>, to: usize, req: Request) -> Response {
+    /// Awaits `fut`, which may take long and, once done, leaves its task
+    /// only to answer its client (a blocking command parked on a core,
+    /// WAIT): counted in [`Rpc::parked_now`], so a re-spread does not wait
+    /// for such tasks (`mesh::respread`).
+    pub async fn parked<T>(&self, fut: impl Future<Output = T>) -> T {
         struct Awaited<'a>(&'a Cell<usize>);
         impl Drop for Awaited<'_> {
             fn drop(&mut self) {
                 self.0.set(self.0.get() - 1);
             }
         }
-        self.blocking_sent.set(self.blocking_sent.get() + 1);
-        self.blocking_now.set(self.blocking_now.get() + 1);
-        let _awaited = Awaited(&self.blocking_now);
-        self.call(to, req).await
+        self.parked_now.set(self.parked_now.get() + 1);
+        let _awaited = Awaited(&self.parked_now);
+        fut.await
     }
 
     /// Sends a CLUSTER command to the bus core; the returned future yields

@@ -946,6 +946,12 @@ impl CoreAof {
         self.rotating = Some((fd, log.offset()));
     }
 
+    /// Whether messages to other cores wait here for the log to be
+    /// durable.
+    pub fn holds_messages(&self) -> bool {
+        !self.held_msgs.is_empty()
+    }
+
     /// The offset a reply or message sent now must wait for (`None`:
     /// everything recorded is durable already, see [`CoreAof::durable`]).
     pub fn gate(&self, log_offset: u64, aof: &Aof) -> Option<u64> {

@@ -67,8 +67,8 @@ pub struct Shard {
     pub direct_inputs: u32,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
-    /// Blocking requests received from cores (`mesh::respread`).
-    blocking_recv: u64,
+    /// Requests taken from the inbox so far (`mesh::respread`).
+    pub reqs_taken: u64,
     /// Requests that arrived while locked, in order: (from, id, the
     /// client they work for, request).
     deferred: VecDeque<(usize, u64, u64, Request)>,
@@ -220,7 +220,7 @@ impl Shard {
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),
-            blocking_recv: 0,
+            reqs_taken: 0,
             deferred_spare: VecDeque::new(),
             stalled: Vec::new(),
             writes_paused: false,
@@ -645,7 +645,9 @@ impl Shard {
 
     /// Drops every WATCH in `watches` (fire and forget).
     pub fn unwatch_all(&mut self, watches: Vec<(usize, usize, Bytes, u64)>) {
-        for (c, db, key, _) in watches {
+        for (_, db, key, _) in watches {
+            // The key's core now: a re-spread may have moved its slot.
+            let c = self.mesh.slots.core_of(engine::slot::slot_of(&key));
             if c == self.id {
                 self.engine.unwatch(db, &key);
             } else {

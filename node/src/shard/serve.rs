@@ -173,7 +173,6 @@ impl Shard {
                 tx,
                 conn,
             } => {
-                self.blocking_recv += may_block as u64;
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
                         return self.answer(from, id, Response::WatchFailed);
@@ -737,14 +736,19 @@ impl Shard {
                 self.resume_paused();
                 Response::Done
             }
-            AdminQuery::Quiet { own } => Response::Quiet {
-                busy: self.lock.is_some()
-                    || !self.deferred.is_empty()
-                    || self.exec.len() > own + self.rpc.blocking_now.get()
-                    || self.engine.snapshot_active(),
-                blocking_sent: self.rpc.blocking_sent.get(),
-                blocking_recv: self.blocking_recv,
-            },
+            AdminQuery::Quiet { own } => {
+                let held = self.loading || self.engine.snapshot_active() || self.snapshot_due();
+                Response::Quiet {
+                    busy: held
+                        || self.lock.is_some()
+                        || !self.deferred.is_empty()
+                        || self.exec.len() > own + self.rpc.parked_now.get()
+                        || self.aof.as_ref().is_some_and(|a| a.holds_messages()),
+                    held,
+                    pushed: self.mesh.requests_to(self.id),
+                    taken: self.reqs_taken,
+                }
+            }
             AdminQuery::LogOffset => Response::Count(
                 self.engine
                     .write_log()

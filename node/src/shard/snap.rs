@@ -55,6 +55,12 @@ impl Shard {
         room
     }
 
+    /// A snapshot job runs here, or one appeared that this core has not
+    /// started yet.
+    pub fn snapshot_due(&self) -> bool {
+        self.snap_job.is_some() || self.persist.epoch.load(Ordering::Relaxed) != self.snap_epoch
+    }
+
     /// Starts this core's image of the job that appeared since the last
     /// look, if any (also asked directly, under the locks of a
     /// replication barrier, so every core's image is of one instant).
