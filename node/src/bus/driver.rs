@@ -351,7 +351,12 @@ impl Driver {
     /// carries it out (`mesh::respread`) and says when it is done
     /// (`Ask::Respread`). Slots being migrated or imported stay.
     fn respread(&mut self, served: &[bool]) {
-        if self.respreading || (now_ms() as u64) < self.respread_retry_ms {
+        // Most maps change nothing here: a cheap look first (a reshard
+        // publishes one per slot).
+        if self.respreading
+            || (now_ms() as u64) < self.respread_retry_ms
+            || self.mesh.slots.uneven(served).is_none()
+        {
             return;
         }
         let movable: Vec<bool> = served

@@ -117,6 +117,24 @@ impl SlotTable {
         self.core[slot as usize % SLOTS].store(core as u16, Ordering::Relaxed);
     }
 
+    /// The number of `served` slots each core holds, when the fullest
+    /// holds more than a sixteenth of the even share (and more than one
+    /// slot) above the emptiest; `None` when they are even enough (or
+    /// there is one core).
+    pub fn uneven(&self, served: &[bool]) -> Option<Vec<usize>> {
+        if self.cores < 2 {
+            return None;
+        }
+        let mut load = vec![0usize; self.cores];
+        for (s, _) in served.iter().enumerate().filter(|(_, &on)| on) {
+            load[self.core_of(s as u16) % self.cores] += 1;
+        }
+        let share = load.iter().sum::<usize>() / self.cores;
+        let lo = load.iter().copied().min().unwrap_or(0);
+        let hi = load.iter().copied().max().unwrap_or(0);
+        (hi - lo > (share / 16).max(1)).then_some(load)
+    }
+
     /// Cluster mode, once slots have left: moves (slot, core) that even
     /// the `served` slots (one flag per slot) out over the cores again,
     /// when the core serving the most serves more than a sixteenth of the
@@ -130,19 +148,11 @@ impl SlotTable {
         movable: &[bool],
         max: usize,
     ) -> Vec<(u16, usize)> {
-        let mut load = vec![0usize; self.cores];
-        for (s, _) in served.iter().enumerate().filter(|(_, &on)| on) {
-            load[self.core_of(s as u16) % self.cores] += 1;
-        }
-        let total: usize = load.iter().sum();
-        let (lo, hi) = (
-            load.iter().copied().min().unwrap_or(0),
-            load.iter().copied().max().unwrap_or(0),
-        );
-        let share = total / self.cores.max(1);
-        if hi - lo <= (share / 16).max(1) {
+        let Some(mut load) = self.uneven(served) else {
             return Vec::new();
-        }
+        };
+        let total: usize = load.iter().sum();
+        let share = total / self.cores;
         // Each core's share; the remainder goes to the fullest cores.
         let mut order: Vec<usize> = (0..self.cores).collect();
         order.sort_by_key(|&c| (std::cmp::Reverse(load[c]), c));
