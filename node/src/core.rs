@@ -1100,10 +1100,14 @@ impl Core {
                     for (to, m) in msgs {
                         self.shard.mesh.send(to, m);
                     }
-                    for key in conns {
+                    // Every connection forgets the offset it waited for:
+                    // a log turned on again restarts from offset 0.
+                    for key in self.shard.conns.keys() {
                         if let Some(c) = self.shard.conns.get_mut(key) {
                             c.aof_need = 0;
                         }
+                    }
+                    for key in conns {
                         self.start_send(key);
                     }
                 }

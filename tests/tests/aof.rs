@@ -437,6 +437,22 @@ fn config_set_appendonly_writes_a_base_and_starts_logging() {
     assert_eq!(r.cmd_str(&["DBSIZE"]), b":100\r\n");
     assert_eq!(bulk(&r.cmd_str(&["GET", "k0"])).as_deref(), Some("after"));
     assert_eq!(bulk(&r.cmd_str(&["GET", "k1"])).as_deref(), Some("before"));
+    // Off, a cron tick (the cores close their files), and on again: the
+    // logs restart from offset 0, and a connection whose earlier replies
+    // waited for the old log's offsets is not held by them.
+    for i in 2..20 {
+        r.cmd_str(&["SET", &format!("k{i}"), "on"]);
+    }
+    r.cmd_str(&["CONFIG", "SET", "appendonly", "no"]);
+    std::thread::sleep(Duration::from_millis(300));
+    r.cmd_str(&["CONFIG", "SET", "appendonly", "yes"]);
+    let t = Instant::now();
+    while !String::from_utf8_lossy(&r.cmd_str(&["INFO", "persistence"])).contains("aof_rewrites:1")
+    {
+        assert!(t.elapsed() < Duration::from_secs(20), "no rewrite");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bulk(&r.cmd_str(&["GET", "k2"])).as_deref(), Some("on"));
 }
 
 #[test]
