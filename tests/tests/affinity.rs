@@ -202,6 +202,92 @@ fn moves_mid_pipeline(s: Server) {
     assert_eq!(moved(&mut c), 1);
 }
 
+/// RESP bytes of `n` copies of `args`.
+fn repeated(args: &[&str], n: usize) -> Vec<u8> {
+    let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+    encode(&a).repeat(n)
+}
+
+/// Queue consumers go to their queue's core: XREADGROUP without BLOCK
+/// travels like any single-key command (pipelined to the owner), BRPOP
+/// through its blocking path, and both count for affinity. Every reply
+/// matches redis-server's.
+#[test]
+fn stream_and_list_consumers_move_to_their_queues_core() {
+    let s = two_cores();
+    let r = Server::redis(&[]);
+    let tag = {
+        let mut c = s.raw();
+        tag_on(1 - core_serving(&mut c))
+    };
+    let stream = format!("{{{tag}}}:s");
+    let list = format!("{{{tag}}}:l");
+    // The queues, filled on a connection that is gone by the time the
+    // consumers connect.
+    for srv in [&s, &r] {
+        let mut p = srv.raw();
+        let n = 300;
+        let mut fill = Vec::new();
+        for i in 1..=n {
+            let id = format!("1-{i}");
+            let v = format!("item{i}");
+            for args in [
+                vec!["XADD", &stream, &id, "f", &v],
+                vec!["RPUSH", &list, &v],
+            ] {
+                let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+                fill.extend_from_slice(&encode(&a));
+            }
+        }
+        p.send(&fill).unwrap();
+        for _ in 0..2 * n {
+            p.read_reply().unwrap();
+        }
+        assert_eq!(
+            p.cmd_str(&["XGROUP", "CREATE", &stream, "g", "0"]),
+            b"+OK\r\n"
+        );
+    }
+    let read = [
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "alice",
+        "COUNT",
+        "1",
+        "STREAMS",
+        &stream,
+        ">",
+    ];
+    // A stream consumer, on the other core, one read at a time, then a
+    // pipeline of reads.
+    let mut c = s.raw();
+    let mut rc = r.raw();
+    assert_eq!(core_serving(&mut c), 1 - core_of(&stream));
+    // (The filling connection may have moved.)
+    let base = moved(&mut c);
+    for _ in 0..MOVE_AFTER + 8 {
+        both(&mut c, &mut rc, &read);
+    }
+    let bytes = repeated(&read, 100);
+    pipeline_both(&mut c, &mut rc, &bytes, 100);
+    assert_eq!(moved(&mut c), base + 1, "the stream consumer moved");
+    assert_eq!(core_serving(&mut c), core_of(&stream));
+    both(&mut c, &mut rc, &["XPENDING", &stream, "g"]);
+    drop(c);
+    // A list consumer, on the other core too.
+    let mut c = s.raw();
+    assert_eq!(core_serving(&mut c), 1 - core_of(&list));
+    for _ in 0..MOVE_AFTER + 8 {
+        both(&mut c, &mut rc, &["BRPOP", &list, "0"]);
+    }
+    assert_eq!(moved(&mut c), base + 2, "the list consumer moved");
+    assert_eq!(core_serving(&mut c), core_of(&list));
+    let bytes = repeated(&["BRPOP", &list, "0"], 50);
+    pipeline_both(&mut c, &mut rc, &bytes, 50);
+    both(&mut c, &mut rc, &["LLEN", &list]);
+}
+
 #[test]
 fn a_moved_connection_keeps_its_id_name_database_and_protocol() {
     let s = two_cores();

@@ -193,6 +193,13 @@ impl Spec {
         self.flags & flag != 0
     }
 
+    /// True when this call may block its client: a [`flags::BLOCKING`]
+    /// command, except XREAD and XREADGROUP without BLOCK.
+    pub fn may_block(&self, args: &Args) -> bool {
+        self.has(flags::BLOCKING)
+            && (!matches!(self.name, "xread" | "xreadgroup") || stream::read_may_block(args))
+    }
+
     /// Checks the argument count.
     pub fn check_arity(&self, argc: usize) -> Result<(), Reply> {
         let ok = if self.arity >= 0 {

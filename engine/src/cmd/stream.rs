@@ -653,28 +653,45 @@ fn xsetid(ctx: &mut Ctx) -> Reply {
     Reply::Ok
 }
 
-/// XREAD/XREADGROUP's keys: after STREAMS, half of what follows
-/// (`xreadGetKeys`); none when the command is malformed (it then fails).
-fn xread_keys(args: &Args) -> Result<Vec<usize>, Reply> {
+/// XREAD/XREADGROUP's options up to STREAMS: where STREAMS is (`None`
+/// when the command is malformed) and whether a BLOCK option is given.
+fn read_options(args: &Args) -> (Option<usize>, bool) {
     let argc = args.len();
     let mut i = 1;
-    let mut streams = None;
+    let mut block = false;
     while i < argc {
         let a = args.get(i);
         if eq(a, "block") || eq(a, "count") {
+            block |= eq(a, "block");
             i += 1;
         } else if eq(a, "group") {
             i += 2;
         } else if eq(a, "noack") {
         } else if eq(a, "streams") {
-            streams = Some(i);
-            break;
+            return (Some(i), block);
         } else {
             break;
         }
         i += 1;
     }
-    let Some(pos) = streams else {
+    (None, block)
+}
+
+/// Whether an XREAD/XREADGROUP may block: with a BLOCK option, or when
+/// malformed (it then fails, wherever it runs). Without BLOCK it answers
+/// at once and travels like any single-core command.
+pub fn read_may_block(args: &Args) -> bool {
+    match read_options(args) {
+        (Some(_), block) => block,
+        (None, _) => true,
+    }
+}
+
+/// XREAD/XREADGROUP's keys: after STREAMS, half of what follows
+/// (`xreadGetKeys`); none when the command is malformed (it then fails).
+fn xread_keys(args: &Args) -> Result<Vec<usize>, Reply> {
+    let argc = args.len();
+    let Some(pos) = read_options(args).0 else {
         return Ok(Vec::new());
     };
     let n = argc - pos - 1;

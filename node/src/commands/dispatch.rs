@@ -371,12 +371,15 @@ fn run(
         }
         // A reply to drop comes back through a task (the pipeline's
         // replies may be sent by the core that answers it).
-        Route::One(c) if !spec.has(flags::BLOCKING) && !muted => Next::Remote {
+        Route::One(c) if !spec.may_block(&args) && !muted => Next::Remote {
             to: c,
             db,
             write: spec.has(flags::WRITE),
         },
         Route::One(c) => {
+            // Affinity counts blocking commands too (a job queue's
+            // consumer may move to its queue's core).
+            shard.note_target(key, c, 1);
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
             spawn(shard, key, async move {
@@ -695,7 +698,8 @@ pub fn plan_target(shard: &Shard, key: Key, args: &Args) -> Option<(usize, bool)
         && conn.multi.is_none()
         && (conn.sub_count() == 0 || conn.resp3)
         && spec.check_arity(args.len()).is_ok()
-        && !spec.has(flags::NODE | flags::ALL_SHARDS | flags::BLOCKING);
+        && !spec.has(flags::NODE | flags::ALL_SHARDS)
+        && !spec.may_block(args);
     if !plain {
         return None;
     }
