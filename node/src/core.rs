@@ -351,6 +351,9 @@ impl Core {
             self.reap();
             self.aof_deps();
             self.drain_inbox();
+            // The pipelines' replies this core sends on other cores'
+            // sockets go together.
+            self.shard.flush_direct();
             self.repl_release();
             // Invalidations for tracking clients (BCAST's once a turn),
             // before the send pass.
@@ -364,6 +367,8 @@ impl Core {
             if self.shard.engine.has_garbage() {
                 crate::shared::free_later(self.shard.engine.take_garbage());
             }
+            // (Pipelines the turn's unlocks served.)
+            self.shard.flush_direct();
             // The cores this turn sent to are woken once, now.
             self.shard.mesh.flush_wakes();
             if self.shard.stopping && self.shard.conns.len() == 0 && self.aof_finished() {

@@ -265,7 +265,7 @@ pub fn process(shard: &mut Shard, key: Key) {
 }
 
 /// The socket of connection `key` if the core that answers its pipeline
-/// may send the replies on it (`Shard::send_direct`), marking the
+/// may send the replies on it (`Shard::flush_direct`), marking the
 /// connection so (`Conn::direct`); else -1. Only when that spares its
 /// core a wake-up and changes nothing the client can see: `last` (no more
 /// input is in, so the next request comes after these replies and wakes

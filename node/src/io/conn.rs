@@ -145,7 +145,7 @@ pub struct Conn {
     /// [`INPUT_AHEAD_MAX`]).
     pub recv_paused: bool,
     /// The task it waits for lets another core send the replies on its
-    /// socket (`Shard::send_direct`): the socket stays open, and the task
+    /// socket (`Shard::flush_direct`): the socket stays open, and the task
     /// runs to its end, until that core has answered. `direct_input`: it
     /// received meanwhile, so its core wants that answer to wake it
     /// (`Shard::direct_inputs`).

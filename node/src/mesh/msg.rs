@@ -64,7 +64,7 @@ pub enum Request {
     /// command's big arguments travel apart, shared (`bigs`, at `holes` in
     /// `bytes`: see `engine::resp::parse_with_holes`). `direct`: the
     /// client's socket (-1: none), on which the answering core may send
-    /// the replies itself (see `Shard::send_direct`).
+    /// the replies itself (see `Shard::flush_direct`).
     Pipeline {
         tx: Option<TxId>,
         direct: i32,

@@ -65,6 +65,9 @@ pub struct Shard {
     /// replies (`Conn::direct_input`): while any does, that core's answer
     /// wakes this one (`Mesh::want_posts`).
     pub direct_inputs: u32,
+    /// Pipelines' replies to send on other cores' client sockets at the
+    /// end of the inbox drain, together (`Shard::flush_direct`).
+    direct_due: Vec<serve::DirectSend>,
     /// The transaction holding this core's lock.
     lock: Option<TxId>,
     /// Requests taken from the inbox so far (`mesh::respread`).
@@ -217,6 +220,7 @@ impl Shard {
             flush: Vec::new(),
             resume: Vec::new(),
             direct_inputs: 0,
+            direct_due: Vec::new(),
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),

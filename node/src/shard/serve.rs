@@ -12,7 +12,7 @@ use bytes::Bytes;
 use engine::Reply;
 
 /// The largest reply a core sends on another core's client socket
-/// ([`Shard::send_direct`]).
+/// ([`Shard::flush_direct`]).
 const DIRECT_MAX: usize = 16 * 1024;
 
 /// Whether `req` is served while transaction `tx` holds this core's lock:
@@ -38,6 +38,16 @@ fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
         | Request::PauseWrites { .. } => false,
         _ => true,
     }
+}
+
+/// A pipeline's replies waiting to be sent on another core's client
+/// socket ([`Shard::flush_direct`]).
+pub(super) struct DirectSend {
+    from: usize,
+    fd: i32,
+    id: u64,
+    out: engine::Encoded,
+    ends: Vec<u32>,
 }
 
 impl Shard {
@@ -86,46 +96,69 @@ impl Shard {
         }
     }
 
-    /// Sends a pipeline's replies on the client's socket `fd` (of core
-    /// `from`, which asked for it: nothing else of that client's is unsent
-    /// or in flight, and it waits for these replies before sending more),
-    /// so that its core need not wake to pass them on: the client's next
-    /// request wakes it. True if all of `out` went (then it is emptied).
-    /// Not when replies wait for the AOF or the replicas (`core.rs` holds
-    /// them), for a big reply, or on the requester's own core; and not
-    /// for what a full socket refuses: `from` sends whatever is left.
-    fn send_direct(&mut self, from: usize, fd: i32, out: &mut engine::Encoded) -> bool {
+    /// Whether a pipeline's replies, `out`, may go on the client's socket
+    /// `fd` (of core `from`, which asked for it: nothing else of that
+    /// client's is unsent or in flight, and it waits for these replies
+    /// before sending more), so that its core need not wake to pass them
+    /// on: the client's next request wakes it. Not when replies wait for
+    /// the AOF or the replicas (`core.rs` holds them), for a big reply, or
+    /// on the requester's own core.
+    fn may_send_direct(&self, from: usize, fd: i32, out: &engine::Encoded) -> bool {
+        fd >= 0
+            && from != self.id
+            && out.bigs.is_empty()
+            && out.bytes.len() <= DIRECT_MAX
+            && self.aof.is_none()
+            && !self.replication.stream().active()
+    }
+
+    /// Sends the replies [`Shard::may_send_direct`] allowed, gathered over
+    /// the inbox drain, one after another: a client woken by the first
+    /// finds the others ready too, rather than being woken once per reply
+    /// while this core serves the next pipeline. Each requester gets its
+    /// answer after its send: a posted one (the client's next request
+    /// wakes that core) when everything went, else one that wakes it to
+    /// send what a full socket refused.
+    pub fn flush_direct(&mut self) {
+        if self.direct_due.is_empty() {
+            return;
+        }
         // The replies reveal the writes: their keyspace events go first.
         if self.engine.has_events() {
             self.publish_events();
         }
-        if fd < 0
-            || from == self.id
-            || !out.bigs.is_empty()
-            || out.bytes.len() > DIRECT_MAX
-            || self.aof.is_some()
-            || self.replication.stream().active()
-        {
-            return false;
+        for mut d in std::mem::take(&mut self.direct_due) {
+            // AOF or replication turned on meanwhile: the usual answer
+            // holds the replies as long as they must wait.
+            let sent = self.may_send_direct(d.from, d.fd, &d.out) && {
+                // SAFETY: `fd` stays open until this core answers: its
+                // core frees a connection only after the answer of a
+                // pipeline sent with its socket (`Conn::direct`). A
+                // socket shut meanwhile fails the send.
+                let n = unsafe {
+                    libc::send(
+                        d.fd,
+                        d.out.bytes.as_ptr().cast(),
+                        d.out.bytes.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if n > 0 {
+                    self.stats.net_output_bytes += n as u64;
+                    d.out.bytes.drain(..n as usize);
+                }
+                d.out.bytes.is_empty()
+            };
+            let resp = Response::Encoded {
+                out: d.out,
+                ends: d.ends,
+            };
+            if sent {
+                self.mesh.post(d.from, Msg::Resp { id: d.id, resp });
+            } else {
+                self.answer(d.from, d.id, resp);
+            }
         }
-        // SAFETY: `fd` stays open until this core answers: its core frees
-        // a connection only after the answer of a pipeline sent with its
-        // socket (`Conn::direct`). A socket shut meanwhile fails the send.
-        let n = unsafe {
-            libc::send(
-                fd,
-                out.bytes.as_ptr().cast(),
-                out.bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n <= 0 {
-            return false;
-        }
-        let n = n as usize;
-        self.stats.net_output_bytes += n as u64;
-        out.bytes.drain(..n);
-        out.bytes.is_empty()
     }
 
     fn handle_request(&mut self, from: usize, id: u64, req: Request) {
@@ -278,14 +311,14 @@ impl Shard {
                             },
                         );
                     }
-                    None if self.send_direct(from, direct, &mut out) => {
-                        self.mesh.post(
+                    None if self.may_send_direct(from, direct, &out) => {
+                        self.direct_due.push(DirectSend {
                             from,
-                            Msg::Resp {
-                                id,
-                                resp: Response::Encoded { out, ends },
-                            },
-                        );
+                            fd: direct,
+                            id,
+                            out,
+                            ends,
+                        });
                     }
                     None => self.answer(from, id, Response::Encoded { out, ends }),
                 }
