@@ -473,6 +473,9 @@ fn hrandfield(ctx: &mut Ctx) -> Reply {
         // Repeats allowed: `|count|` independent picks. The reply really is
         // that long, so grow it as we go rather than reserving it upfront.
         let n = count.unsigned_abs();
+        if n > super::set::REPEAT_MAX {
+            return super::set::too_many_repeats();
+        }
         let mut picked = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
             picked.push(entries[rng.below(size)]);

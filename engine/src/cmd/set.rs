@@ -192,6 +192,22 @@ pub(crate) fn parse_rand_count(args: &Args, i: usize) -> Result<i64, Reply> {
     Ok(n)
 }
 
+/// The most elements SRANDMEMBER, ZRANDMEMBER and HRANDFIELD return for a
+/// negative count (members may repeat). Redis 7.0 takes any count and
+/// builds the reply until memory runs out; slotd answers a larger one
+/// with an error instead of being killed.
+pub(crate) const REPEAT_MAX: u64 = 1 << 27;
+
+/// The error for a negative count past [`REPEAT_MAX`].
+pub(crate) fn too_many_repeats() -> Reply {
+    Reply::Error(
+        format!(
+            "ERR value is out of range: a negative count returns at most {REPEAT_MAX} elements"
+        )
+        .into(),
+    )
+}
+
 /// ```text
 /// SRANDMEMBER key [count]
 /// ```
@@ -224,6 +240,9 @@ fn srandmember(ctx: &mut Ctx) -> Reply {
     if count < 0 {
         // Repeats allowed: the reply grows with what is actually produced.
         let n = count.unsigned_abs();
+        if n > REPEAT_MAX {
+            return too_many_repeats();
+        }
         let mut out = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
             out.push(Reply::bulk(&members[rng.below(members.len())]));
@@ -809,6 +828,21 @@ mod tests {
         assert_eq!(three.len(), 3);
         assert!(three.windows(2).all(|w| w[0] != w[1]), "distinct");
         assert_eq!(members(t(&mut s, 0, "SRANDMEMBER k -20")).len(), 20);
+        // A count past REPEAT_MAX is refused at once (Redis would build it
+        // until memory runs out), for the three commands that repeat.
+        t(&mut s, 0, "ZADD z 1 a");
+        t(&mut s, 0, "HSET h f v");
+        for cmd in [
+            "SRANDMEMBER k -346422729126229243",
+            "ZRANDMEMBER z -134217729",
+            "HRANDFIELD h -134217729",
+        ] {
+            assert_eq!(t(&mut s, 0, cmd), super::too_many_repeats(), "{cmd}");
+        }
+        assert_eq!(
+            t(&mut s, 0, "SRANDMEMBER nokey -346422729126229243"),
+            Reply::Array(vec![])
+        );
         assert_eq!(t(&mut s, 0, "SRANDMEMBER k 0"), Reply::Array(vec![]));
         assert_eq!(
             t(&mut s, 0, "SRANDMEMBER k x"),

@@ -1,7 +1,10 @@
 //! Sorted set commands: ZADD, ZRANGE and the rest of Redis's `sorted_set`
 //! group, including the blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP).
 
-use super::set::{parse_rand_count, scan_cursor, scan_parse, scan_pick, scan_reply, Rng, Set};
+use super::set::{
+    parse_rand_count, scan_cursor, scan_parse, scan_pick, scan_reply, too_many_repeats, Rng, Set,
+    REPEAT_MAX,
+};
 use super::{check, drop_if_empty, flags::*, peek, write, Block, Ctx, Spec};
 use crate::args::{parse_float, Args};
 use crate::error;
@@ -997,6 +1000,9 @@ fn zrandmember(ctx: &mut Ctx) -> Reply {
     let picked: Vec<(&[u8], f64)> = if count < 0 {
         // Repeats allowed: grows with what is produced, never pre-sized.
         let n = count.unsigned_abs();
+        if n > REPEAT_MAX {
+            return too_many_repeats();
+        }
         let mut out = Vec::with_capacity(n.min(1024) as usize);
         for _ in 0..n {
             out.push(all[rng.below(all.len())]);
