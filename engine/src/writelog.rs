@@ -263,6 +263,15 @@ impl WriteLog {
         std::mem::swap(&mut self.buf, spare);
         self.base += spare.len() as u64;
     }
+
+    /// Hands the recorded bytes over appended to `out`, keeping this
+    /// log's buffer (and its capacity) for the next records.
+    pub fn take_onto(&mut self, out: &mut Vec<u8>) {
+        self.plain_multi = None;
+        out.extend_from_slice(&self.buf);
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +317,25 @@ mod tests {
         let mut out2 = Vec::new();
         l.take(&mut out2);
         assert!(out2.starts_with(b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"));
+    }
+
+    #[test]
+    fn take_onto_appends_and_keeps_the_buffer() {
+        let mut l = WriteLog::new(7);
+        l.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        let mut whole = Vec::new();
+        l.take(&mut whole);
+        let mut out = b"queued".to_vec();
+        l.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
+        let cap = l.buf.capacity();
+        l.take_onto(&mut out);
+        assert_eq!(
+            &out[..],
+            &b"queued*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n"[..]
+        );
+        assert_eq!(l.offset(), 7 + whole.len() as u64 + out.len() as u64 - 6);
+        assert!(l.is_empty());
+        assert_eq!(l.buf.capacity(), cap);
     }
 
     #[test]

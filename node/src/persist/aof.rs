@@ -915,9 +915,8 @@ impl CoreAof {
         if to.is_empty() {
             log.take(to);
         } else {
-            let mut more = Vec::new();
-            log.take(&mut more);
-            to.extend_from_slice(&more);
+            // (A write is in flight: the bytes join those waiting.)
+            log.take_onto(to);
         }
         aof.logged[self.core].store(log.offset(), Ordering::Release);
     }
