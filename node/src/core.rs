@@ -99,6 +99,9 @@ pub struct Core {
     batch: u32,
     /// Reused list of the AOF writer's submissions.
     aof_out: Vec<Submit>,
+    /// Connections whose output waits for other cores' effective AOF
+    /// offsets (`Conn::aof_remote`).
+    aof_remote: Vec<Key>,
     /// Replies held for the replicas (`replica::Stream::guarded`): this
     /// turn's, then each with the ticket the replicas' output must reach,
     /// and when the oldest began waiting (or the last was released).
@@ -138,6 +141,7 @@ impl Core {
             period_cmds_from: 0,
             batch: 1,
             aof_out: Vec::new(),
+            aof_remote: Vec::new(),
             repl_turn: Vec::new(),
             repl_held: std::collections::VecDeque::new(),
             repl_held_at: 0,
@@ -268,6 +272,7 @@ impl Core {
                 .aof
                 .as_ref()
                 .is_some_and(|a| c.aof_need > a.durable(&self.shard.persist.aof))
+                || !c.aof_remote.is_empty()
             {
                 return;
             }
@@ -349,6 +354,7 @@ impl Core {
             }
             self.aof_deps();
             self.reap();
+            self.aof_effective();
             self.aof_deps();
             self.drain_inbox();
             // The pipelines' replies this core sends on other cores'
@@ -380,7 +386,17 @@ impl Core {
             // marks itself asleep, so a turn costs no barrier.
             // Invalidations the turn's commands left (BCAST keys) go at
             // the top of the next turn, before any sleep.
-            let busy = !self.shard.resume.is_empty()
+            // Under `appendfsync always`, waiting for other cores'
+            // effective AOF offsets: flagged (they wake this core when
+            // theirs moves), then looked at once more.
+            let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
+                || !self.aof_remote.is_empty();
+            if let Some(w) = self.shard.persist.aof.waits.get(self.shard.id) {
+                w.store(waiting, Ordering::SeqCst);
+            }
+            let moved = waiting && self.aof_effective();
+            let busy = moved
+                || !self.shard.resume.is_empty()
                 || self.shard.exec.has_ready()
                 || snapshot_work
                 || self
@@ -1273,6 +1289,21 @@ impl Core {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return false;
         };
+        let aof = &self.shard.persist.aof;
+        if let Some(c) = self.shard.conns.get_mut(key) {
+            if !c.aof_remote.is_empty() {
+                // (Flagged before the look: a core whose offset moves
+                // after it wakes this one.)
+                aof.waits[self.shard.id].store(true, Ordering::SeqCst);
+                c.aof_remote
+                    .retain(|&(d, x)| aof.effective[d].load(Ordering::SeqCst) < x);
+                if !c.aof_remote.is_empty() {
+                    c.flush_queued = false;
+                    self.aof_remote.push(key);
+                    return true;
+                }
+            }
+        }
         let at = self.shard.engine.write_log().map_or(0, |l| l.offset());
         let Some(need) = a.gate(at, &self.shard.persist.aof) else {
             return false;
@@ -1291,6 +1322,7 @@ impl Core {
             return;
         };
         let aof = &self.shard.persist.aof;
+        let eff = aof.effective[self.shard.id].load(Ordering::Relaxed);
         if kind == KIND_AOF_WRITE {
             a.wrote(res, aof, &mut self.aof_out);
         } else {
@@ -1304,6 +1336,53 @@ impl Core {
         }
         for key in conns {
             self.start_send(key);
+        }
+        if self.shard.persist.aof.effective[self.shard.id].load(Ordering::Relaxed) != eff {
+            self.wake_aof_waiters();
+        }
+    }
+
+    /// Under `appendfsync always`: takes the other cores' effective
+    /// offsets, releases what waited for them, and has the connections
+    /// held for them looked at again. True when anything moved.
+    fn aof_effective(&mut self) -> bool {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return false;
+        };
+        let persist = self.shard.persist.clone();
+        let aof = &persist.aof;
+        let moved = a.refresh(aof);
+        if moved {
+            let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+            a.released(aof, &mut msgs, &mut conns);
+            for (to, m) in msgs {
+                self.shard.mesh.send(to, m);
+            }
+            for key in conns {
+                self.start_send(key);
+            }
+            self.wake_aof_waiters();
+        }
+        let mut ready = false;
+        for key in std::mem::take(&mut self.aof_remote) {
+            ready |= self.shard.conns.get(key).is_some_and(|c| {
+                c.aof_remote
+                    .iter()
+                    .all(|&(d, x)| aof.effective[d].load(Ordering::SeqCst) >= x)
+            });
+            self.shard.want_flush(key);
+        }
+        moved || ready
+    }
+
+    /// This core's effective AOF offset moved: the cores that wait for
+    /// it are woken.
+    fn wake_aof_waiters(&mut self) {
+        let aof = &self.shard.persist.aof;
+        for c in 0..aof.waits.len() {
+            if c != self.shard.id && aof.waits[c].load(Ordering::SeqCst) {
+                self.shard.mesh.send(c, Msg::Wake);
+            }
         }
     }
 

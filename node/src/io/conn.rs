@@ -130,6 +130,10 @@ pub struct Conn {
     /// Under `appendfsync always`: the log offset an fsync must cover
     /// before `out` may be sent (what the replies in it may reveal).
     pub aof_need: u64,
+    /// Under `appendfsync always`: other cores' log offsets that must be
+    /// effective before `out` may be sent (a pipeline's writes there; see
+    /// `persist::aof::CoreAof::depend`).
+    pub aof_remote: Vec<(usize, u64)>,
     pub send_big_off: usize,
     /// Where a send with big bulks is described (only while some are).
     pub send_vec: Option<Box<SendVec>>,
@@ -304,6 +308,7 @@ impl Conn {
             sending_big: Vec::new(),
             send_off: 0,
             aof_need: 0,
+            aof_remote: Vec::new(),
             send_big_off: 0,
             send_vec: None,
             send_inflight: false,

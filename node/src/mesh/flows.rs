@@ -134,6 +134,7 @@ pub async fn pipeline(
         out,
         ends: Vec::new(),
         conn: Some(conn),
+        needs: Vec::new(),
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
@@ -159,10 +160,19 @@ pub async fn pipeline(
     };
     // Kept for the error below: the chain's answer carries the original.
     let head = start.bytes.clone();
+    // Under `appendfsync always`: the writes the replies reveal.
+    let mut needs = Vec::new();
     let encoded = if chain {
         // One core answers with every reply: it may send them itself.
         match rpc.call(segs[0].core, req(segs, None, direct, start)).await {
-            Response::Encoded { out, ends } if ends.len() == n_segs => Some(out),
+            Response::Encoded {
+                out,
+                ends,
+                needs: n,
+            } if ends.len() == n_segs => {
+                needs = n;
+                Some(out)
+            }
             _ => None,
         }
     } else {
@@ -177,7 +187,7 @@ pub async fn pipeline(
         let mut parts = Vec::with_capacity(calls.len());
         for call in calls {
             parts.push(match call.await {
-                Response::Encoded { out, ends } => (out, ends, 0usize, 0usize),
+                Response::Encoded { out, ends, .. } => (out, ends, 0usize, 0usize),
                 _ => (engine::Encoded::default(), Vec::new(), 0, 0),
             });
         }
@@ -201,7 +211,11 @@ pub async fn pipeline(
         conn,
         replies: Vec::new(),
         encoded,
-        effects: Vec::new(),
+        effects: if needs.is_empty() {
+            Vec::new()
+        } else {
+            vec![Effect::AofNeeds(needs)]
+        },
     }
 }
 

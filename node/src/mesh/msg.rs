@@ -80,6 +80,12 @@ pub enum Request {
         /// The client's connection on the requesting core (its slow
         /// commands are logged there).
         conn: Option<crate::io::Key>,
+        /// Under `appendfsync always`, a run core to core goes on without
+        /// waiting for each core's fsync: the cores that ran a part and
+        /// their log offsets after it. The next core's records depend on
+        /// them, and the client's replies wait until they are effective
+        /// (see `persist::aof::CoreAof::depend`).
+        needs: Vec<(usize, u64)>,
     },
     /// Run these commands in order, atomically, in database `db`.
     /// `tx` is set when the sender holds this core's lock. `watch` lists
@@ -328,9 +334,11 @@ pub enum Response {
     Replies(Vec<Reply>),
     /// Replies already encoded for the client, and where each segment's
     /// replies end in them.
+    /// `needs`: as for `Request::Pipeline`.
     Encoded {
         out: engine::Encoded,
         ends: Vec<u32>,
+        needs: Vec<(usize, u64)>,
     },
     /// EXEC aborted by a WATCHed key that changed.
     WatchFailed,

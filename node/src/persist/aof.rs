@@ -111,6 +111,13 @@ pub struct Aof {
     pub logged: Vec<AtomicU64>,
     pub written: Vec<AtomicU64>,
     pub synced: Vec<AtomicU64>,
+    /// Per core under `always`: what replies may reveal, the fsynced
+    /// offset capped where the log depends on another core's records that
+    /// are not effective yet (see [`CoreAof::depend`]); and whether the
+    /// core waits for other cores' effective offsets to move (they wake
+    /// it when theirs does).
+    pub effective: Vec<AtomicU64>,
+    pub waits: Vec<AtomicBool>,
     /// False while a core's last write or fsync failed (INFO
     /// `aof_last_write_status`; writes get -MISCONF).
     pub write_ok: AtomicBool,
@@ -156,6 +163,8 @@ impl Aof {
             logged: atomics(),
             written: atomics(),
             synced: atomics(),
+            effective: atomics(),
+            waits: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             write_ok: AtomicBool::new(true),
             write_error: Mutex::new(String::new()),
             files: Mutex::new(Files::default()),
@@ -384,7 +393,13 @@ impl Aof {
                     .unwrap_or(0)
             })
             .unwrap_or(0);
-        for a in self.logged.iter().chain(&self.written).chain(&self.synced) {
+        for a in self
+            .logged
+            .iter()
+            .chain(&self.written)
+            .chain(&self.synced)
+            .chain(&self.effective)
+        {
             a.store(0, Ordering::SeqCst);
         }
         if let Ok(mut f) = self.files.lock() {
@@ -628,7 +643,12 @@ impl Aof {
                         crate::log::io_error_text(&e)
                     )
                 })?;
-            for a in [&self.logged[c], &self.written[c], &self.synced[c]] {
+            for a in [
+                &self.logged[c],
+                &self.written[c],
+                &self.synced[c],
+                &self.effective[c],
+            ] {
                 a.store(end, Ordering::Relaxed);
             }
             use std::os::fd::IntoRawFd;
@@ -839,6 +859,12 @@ pub struct CoreAof {
     /// before `synced` on disk.
     written: u64,
     synced: u64,
+    /// Under `always`: the offset replies may reveal (published as
+    /// [`Aof::effective`]), and the dependencies on other cores' records
+    /// not effective yet: (this log's offset where they start to count,
+    /// core, that core's offset).
+    eff: u64,
+    pending: VecDeque<(u64, usize, u64)>,
     last_fsync_ms: i64,
     /// Connections whose output waits for the write (or under `always`
     /// the fsync) of what it may reveal, and messages to other cores
@@ -871,6 +897,8 @@ impl CoreAof {
             fsync_busy: None,
             written: end,
             synced: end,
+            eff: end,
+            pending: VecDeque::new(),
             last_fsync_ms: 0,
             held_flush: VecDeque::new(),
             held_msgs: VecDeque::new(),
@@ -893,7 +921,7 @@ impl CoreAof {
     /// new writes are refused with -MISCONF meanwhile.
     pub fn durable(&self, aof: &Aof) -> u64 {
         if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
-            self.synced
+            self.eff
         } else if self.failed {
             u64::MAX
         } else {
@@ -969,6 +997,52 @@ impl CoreAof {
         }
     }
 
+    /// Under `always`, what this core records from now on depends on core
+    /// `d`'s log up to `x` (a pipeline's earlier writes, run there and not
+    /// effective yet): the next record carries the dependency, and replies
+    /// revealing anything from here wait until it is effective.
+    pub fn depend(&mut self, d: usize, x: u64, log: &mut engine::writelog::WriteLog, aof: &Aof) {
+        if d == self.core || d >= aof.effective.len() {
+            return;
+        }
+        aof.waits[self.core].store(true, Ordering::SeqCst);
+        if aof.effective[d].load(Ordering::SeqCst) >= x {
+            return;
+        }
+        self.deps.resize(aof.effective.len(), 0);
+        if x > self.deps[d] {
+            self.deps[d] = x;
+            if let Some(line) = self.deps_line() {
+                log.set_prelude(&line);
+            }
+        }
+        self.pending.push_back((log.offset(), d, x));
+    }
+
+    /// Drops the dependencies now effective and moves this core's
+    /// effective offset on; true when it moved.
+    pub fn refresh(&mut self, aof: &Aof) -> bool {
+        while let Some(&(_, d, x)) = self.pending.front() {
+            if aof.effective[d].load(Ordering::SeqCst) < x {
+                break;
+            }
+            self.pending.pop_front();
+        }
+        let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
+        let eff = self.eff.max(self.synced.min(cap));
+        if eff == self.eff {
+            return false;
+        }
+        self.eff = eff;
+        aof.effective[self.core].store(eff, Ordering::SeqCst);
+        true
+    }
+
+    /// Whether dependencies on other cores wait.
+    pub fn depends(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The dependency annotation for the records this core writes next:
     /// the other cores' offsets (recorded ones, or fsynced ones under
     /// `always`, where nothing unsynced can have been revealed), when they
@@ -977,7 +1051,7 @@ impl CoreAof {
         // While fsyncs pause (and until `resume_fsync` has them catch up),
         // replies reveal unsynced writes even under `always`.
         let always = aof.policy() == FSYNC_ALWAYS && !aof.pausing.load(Ordering::SeqCst);
-        let src = if always { &aof.synced } else { &aof.logged };
+        let src = if always { &aof.effective } else { &aof.logged };
         let n = src.len();
         if n < 2 {
             return None;
@@ -989,7 +1063,9 @@ impl CoreAof {
                 continue;
             }
             let v = a.load(Ordering::Acquire);
-            if v != self.deps[c] {
+            // (Under `always` a pipeline's dependency may lie ahead of
+            // the other core's effective offset: see `depend`.)
+            if v != self.deps[c] && !(always && v < self.deps[c]) {
                 self.deps[c] = v;
                 changed = true;
             }
@@ -997,6 +1073,12 @@ impl CoreAof {
         if !changed {
             return None;
         }
+        self.deps_line()
+    }
+
+    /// The dependency annotation naming every other core's offset in
+    /// `deps`, if any is set.
+    fn deps_line(&self) -> Option<Vec<u8>> {
         let mut line = b"#D:".to_vec();
         let mut first = true;
         for (c, &v) in self.deps.iter().enumerate() {
@@ -1123,6 +1205,7 @@ impl CoreAof {
         self.last_fsync_ms = now_ms;
         self.synced = self.synced.max(covered);
         aof.synced[self.core].store(self.synced, Ordering::Release);
+        self.refresh(aof);
         self.submit(aof, out);
     }
 
@@ -1241,5 +1324,63 @@ impl Drop for CoreAof {
         if let Some((fd, _)) = self.rotating {
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the writer's submissions as if the disk took them whole.
+    fn complete(a: &mut CoreAof, aof: &Aof) {
+        let mut out = Vec::new();
+        a.submit(aof, &mut out);
+        while !out.is_empty() {
+            for s in std::mem::take(&mut out) {
+                match s {
+                    Submit::Write { len, .. } => a.wrote(len as i32, aof, &mut out),
+                    Submit::Fsync { .. } => a.fsynced(0, 0, aof, &mut out),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_dependency_holds_replies_until_the_other_core_has_it_effective() {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        let mut a = CoreAof::new(1, -1, 0, 0);
+        let mut log = engine::writelog::WriteLog::new(0);
+        log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        a.take(&mut log, &aof);
+        complete(&mut a, &aof);
+        let first = log.offset();
+        assert_eq!(a.durable(&aof), first);
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), first);
+
+        // Core 0's records up to 100 are not effective: what this core
+        // records next depends on them, and says so in its log.
+        a.depend(0, 100, &mut log, &aof);
+        assert!(a.depends() && aof.waits[1].load(Ordering::SeqCst));
+        log.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
+        let mut bytes = Vec::new();
+        log.take(&mut bytes);
+        assert!(bytes.starts_with(b"#D:0=100\r\n"), "{bytes:?}");
+        a.append(&bytes, log.offset(), &aof);
+        complete(&mut a, &aof);
+        // On disk, but what replies may reveal stops where it began.
+        assert_eq!(a.synced, log.offset());
+        assert_eq!(a.durable(&aof), first);
+        assert!(!a.refresh(&aof));
+
+        aof.effective[0].store(100, Ordering::SeqCst);
+        assert!(a.refresh(&aof));
+        assert_eq!(a.durable(&aof), log.offset());
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), log.offset());
+        assert!(!a.depends());
+
+        // A dependency already effective holds nothing.
+        a.depend(0, 90, &mut log, &aof);
+        assert!(!a.depends());
     }
 }

@@ -544,6 +544,7 @@ impl Shard {
                         p.0 = p.0.saturating_add(crate::shared::ticks_of_micros(us));
                     }
                 }
+                Effect::AofNeeds(needs) => c.aof_remote.extend(needs),
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;

@@ -96,6 +96,48 @@ impl Shard {
         }
     }
 
+    /// Under `appendfsync always` (fsyncs not paused, no replica stream):
+    /// whether a pipeline run core to core may go on before this core's
+    /// fsync, carrying its dependencies instead ([`Request::Pipeline`]'s
+    /// `needs`). Not while messages wait here already (each pair of
+    /// cores keeps its order).
+    fn pipeline_unheld(&self) -> bool {
+        let aof = &self.persist.aof;
+        self.aof.as_ref().is_some_and(|a| !a.holds_messages())
+            && aof.policy() == crate::persist::aof::FSYNC_ALWAYS
+            && !aof.fsync_paused()
+            && !self.capture
+            && !self.replication.stream().active()
+    }
+
+    /// Adds this core's log offset to a pipeline's `needs`.
+    fn note_need(&mut self, needs: &mut Vec<(usize, u64)>) {
+        let at = self.engine.write_log().map_or(0, |l| l.offset());
+        match needs.iter_mut().find(|n| n.0 == self.id) {
+            Some(n) => n.1 = n.1.max(at),
+            None => needs.push((self.id, at)),
+        }
+    }
+
+    /// What this core records from now on depends on a pipeline's
+    /// earlier writes on other cores (`needs`).
+    fn depend_on(&mut self, needs: &[(usize, u64)]) {
+        let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) else {
+            return;
+        };
+        for &(d, x) in needs {
+            a.depend(d, x, log, &self.persist.aof);
+        }
+    }
+
+    /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
+    fn send_unheld(&mut self, to: usize, msg: Msg) {
+        if self.engine.has_events() {
+            self.publish_events();
+        }
+        self.mesh.send(to, msg);
+    }
+
     /// Whether a pipeline's replies, `out`, may go on the client's socket
     /// `fd` (of core `from`, which asked for it: nothing else of that
     /// client's is unsent or in flight, and it waits for these replies
@@ -152,6 +194,7 @@ impl Shard {
             let resp = Response::Encoded {
                 out: d.out,
                 ends: d.ends,
+                needs: Vec::new(),
             };
             if sent {
                 self.mesh.post(d.from, Msg::Resp { id: d.id, resp });
@@ -271,7 +314,9 @@ impl Shard {
                 mut out,
                 mut ends,
                 conn,
+                mut needs,
             } => {
+                self.depend_on(&needs);
                 self.serving = conn.map(|k| (from, k));
                 self.prefetch_segments(db, &bytes, &holes, &segs[at.min(segs.len())..]);
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
@@ -285,6 +330,11 @@ impl Shard {
                 }
                 self.serving = None;
                 self.serve_ready();
+                // Under `always`, a run core to core goes on at once.
+                let unheld = tx.is_none() && self.pipeline_unheld();
+                if unheld {
+                    self.note_need(&mut needs);
+                }
                 match segs.get(at).map(|s| s.core) {
                     Some(next) => {
                         let req = Request::Pipeline {
@@ -300,16 +350,19 @@ impl Shard {
                             out,
                             ends,
                             conn,
+                            needs,
                         };
-                        self.send_out(
-                            next,
-                            Msg::Req {
-                                from,
-                                id,
-                                client: self.req_client,
-                                req,
-                            },
-                        );
+                        let msg = Msg::Req {
+                            from,
+                            id,
+                            client: self.req_client,
+                            req,
+                        };
+                        if unheld {
+                            self.send_unheld(next, msg);
+                        } else {
+                            self.send_out(next, msg);
+                        }
                     }
                     None if self.may_send_direct(from, direct, &out) => {
                         self.direct_due.push(DirectSend {
@@ -320,7 +373,11 @@ impl Shard {
                             ends,
                         });
                     }
-                    None => self.answer(from, id, Response::Encoded { out, ends }),
+                    None if unheld => {
+                        let resp = Response::Encoded { out, ends, needs };
+                        self.send_unheld(from, Msg::Resp { id, resp });
+                    }
+                    None => self.answer(from, id, Response::Encoded { out, ends, needs }),
                 }
             }
             Request::SnapshotStart { .. } => {
