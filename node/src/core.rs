@@ -102,6 +102,8 @@ pub struct Core {
     /// Connections whose output waits for other cores' effective AOF
     /// offsets (`Conn::aof_remote`).
     aof_remote: Vec<Key>,
+    /// What this core last published in `Aof::waits`.
+    aof_waiting: bool,
     /// Replies held for the replicas (`replica::Stream::guarded`): this
     /// turn's, then each with the ticket the replicas' output must reach,
     /// and when the oldest began waiting (or the last was released).
@@ -142,6 +144,7 @@ impl Core {
             batch: 1,
             aof_out: Vec::new(),
             aof_remote: Vec::new(),
+            aof_waiting: false,
             repl_turn: Vec::new(),
             repl_held: std::collections::VecDeque::new(),
             repl_held_at: 0,
@@ -391,8 +394,9 @@ impl Core {
             // theirs moves), then looked at once more.
             let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
                 || !self.aof_remote.is_empty();
-            if let Some(w) = self.shard.persist.aof.waits.get(self.shard.id) {
-                w.store(waiting, Ordering::SeqCst);
+            if waiting != self.aof_waiting {
+                self.aof_waiting = waiting;
+                self.shard.persist.aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);
             }
             let moved = waiting && self.aof_effective();
             let busy = moved
@@ -1292,9 +1296,6 @@ impl Core {
         let aof = &self.shard.persist.aof;
         if let Some(c) = self.shard.conns.get_mut(key) {
             if !c.aof_remote.is_empty() {
-                // (Flagged before the look: a core whose offset moves
-                // after it wakes this one.)
-                aof.waits[self.shard.id].store(true, Ordering::SeqCst);
                 c.aof_remote
                     .retain(|&(d, x)| aof.effective[d].load(Ordering::SeqCst) < x);
                 if !c.aof_remote.is_empty() {
@@ -1349,12 +1350,10 @@ impl Core {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return false;
         };
-        let persist = self.shard.persist.clone();
-        let aof = &persist.aof;
-        let moved = a.refresh(aof);
+        let moved = a.refresh(&self.shard.persist.aof);
         if moved {
             let (mut msgs, mut conns) = (Vec::new(), Vec::new());
-            a.released(aof, &mut msgs, &mut conns);
+            a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
             for (to, m) in msgs {
                 self.shard.mesh.send(to, m);
             }
@@ -1365,6 +1364,7 @@ impl Core {
         }
         let mut ready = false;
         for key in std::mem::take(&mut self.aof_remote) {
+            let aof = &self.shard.persist.aof;
             ready |= self.shard.conns.get(key).is_some_and(|c| {
                 c.aof_remote
                     .iter()
