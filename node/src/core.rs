@@ -389,7 +389,7 @@ impl Core {
             // marks itself asleep, so a turn costs no barrier.
             // Invalidations the turn's commands left (BCAST keys) go at
             // the top of the next turn, before any sleep.
-            // Under `appendfsync always`, waiting for other cores'
+            // With the AOF on, waiting for other cores'
             // effective AOF offsets: flagged (they wake this core when
             // theirs moves), then looked at once more.
             let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
@@ -1343,7 +1343,7 @@ impl Core {
         }
     }
 
-    /// Under `appendfsync always`: takes the other cores' effective
+    /// With the AOF on: takes the other cores' effective
     /// offsets, releases what waited for them, and has the connections
     /// held for them looked at again. True when anything moved.
     fn aof_effective(&mut self) -> bool {

@@ -219,9 +219,21 @@ fn pipelines_across_cores_under_always_keep_order_and_acks_across_kill_9() {
         }
     }
     drop(r);
-    // Rounds of kill -9 under pipelined load: each client's keys hold a
-    // prefix of what it sent (every key of pipeline n set before any key
-    // of n + 1) and nothing acknowledged is lost.
+    pipeline_kill_rounds(s, d, &args);
+}
+
+#[test]
+fn pipelines_across_cores_under_everysec_keep_order_and_acks_across_kill_9() {
+    let dir = temp_dir("everysec-pipelines");
+    let d = dir.to_str().unwrap();
+    let args = ["--shards", "2", "--appendfsync", "everysec"];
+    pipeline_kill_rounds(start(d, &args), d, &args);
+}
+
+/// Rounds of kill -9 under pipelined load over alternating cores: each
+/// client's keys hold a prefix of what it sent (every key of pipeline n
+/// set before any key of n + 1) and nothing acknowledged is lost.
+fn pipeline_kill_rounds(mut s: Server, d: &str, args: &[&str]) {
     for round in 0..8 {
         let port = s.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -249,7 +261,7 @@ fn pipelines_across_cores_under_always_keep_order_and_acks_across_kill_9() {
         kill9(&mut s);
         stop.store(true, Ordering::Relaxed);
         let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-        s = start(d, &args);
+        s = start(d, args);
         let mut r = s.raw();
         let mut any = false;
         for (keys, acked) in results {

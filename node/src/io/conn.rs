@@ -130,7 +130,7 @@ pub struct Conn {
     /// Under `appendfsync always`: the log offset an fsync must cover
     /// before `out` may be sent (what the replies in it may reveal).
     pub aof_need: u64,
-    /// Under `appendfsync always`: other cores' log offsets that must be
+    /// With the AOF on: other cores' log offsets that must be
     /// effective before `out` may be sent (a pipeline's writes there; see
     /// `persist::aof::CoreAof::depend`).
     pub aof_remote: Vec<(usize, u64)>,

@@ -160,7 +160,7 @@ pub async fn pipeline(
     };
     // Kept for the error below: the chain's answer carries the original.
     let head = start.bytes.clone();
-    // Under `appendfsync always`: the writes the replies reveal.
+    // With the AOF on: the writes the replies reveal.
     let mut needs = Vec::new();
     let encoded = if chain {
         // One core answers with every reply: it may send them itself.

@@ -80,8 +80,8 @@ pub enum Request {
         /// The client's connection on the requesting core (its slow
         /// commands are logged there).
         conn: Option<crate::io::Key>,
-        /// Under `appendfsync always`, a run core to core goes on without
-        /// waiting for each core's fsync: the cores that ran a part and
+        /// With the AOF on, a run core to core goes on without
+        /// waiting for each core's write (fsync under `always`): the cores that ran a part and
         /// their log offsets after it. The next core's records depend on
         /// them, and the client's replies wait until they are effective
         /// (see `persist::aof::CoreAof::depend`).

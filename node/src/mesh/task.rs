@@ -74,7 +74,7 @@ pub enum Effect {
     /// command over keys of several cores): the slow log does not count
     /// the wait, as Redis counts a blocked command's runs only.
     Waited(u64),
-    /// Under `appendfsync always`: the replies reveal writes of these
+    /// With the AOF on: the replies reveal writes of these
     /// cores up to these log offsets (see `Conn::aof_remote`).
     AofNeeds(Vec<(usize, u64)>),
 }

@@ -111,9 +111,10 @@ pub struct Aof {
     pub logged: Vec<AtomicU64>,
     pub written: Vec<AtomicU64>,
     pub synced: Vec<AtomicU64>,
-    /// Per core under `always`: what replies may reveal, the fsynced
-    /// offset capped where the log depends on another core's records that
-    /// are not effective yet (see [`CoreAof::depend`]); and whether the
+    /// Per core: what replies may reveal, the fsynced offset under
+    /// `always` (the written one otherwise) capped where the log depends
+    /// on another core's records that are not effective yet (see
+    /// [`CoreAof::depend`]); and whether the
     /// core waits for other cores' effective offsets to move (they wake
     /// it when theirs does; a core sets its flag, then looks at the
     /// offsets once more, before it sleeps).
@@ -915,18 +916,18 @@ impl CoreAof {
     /// the page cache: a crash of the process loses no acknowledged write,
     /// as with Redis, which writes before it replies). Under `always`
     /// while fsyncs are paused (`no-appendfsync-on-rewrite`), what is
-    /// written too: Redis answers after the write then.
+    /// written too: Redis answers after the write then. Either is capped
+    /// where this log starts to depend on another core's part of a
+    /// pipeline not effective there yet (see [`CoreAof::depend`]).
     ///
     /// While writes fail (a full disk) under `everysec` or `no`, replies
     /// go out as Redis's do: the writes stay queued and are retried, and
     /// new writes are refused with -MISCONF meanwhile.
     pub fn durable(&self, aof: &Aof) -> u64 {
-        if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
-            self.eff
-        } else if self.failed {
+        if self.failed && (aof.policy() != FSYNC_ALWAYS || aof.fsync_paused()) {
             u64::MAX
         } else {
-            self.written
+            self.eff
         }
     }
 
@@ -998,9 +999,9 @@ impl CoreAof {
         }
     }
 
-    /// Under `always`, what this core records from now on depends on core
-    /// `d`'s log up to `x` (a pipeline's earlier writes, run there and not
-    /// effective yet): the next record carries the dependency, and replies
+    /// What this core records from now on depends on core `d`'s log up
+    /// to `x` (a pipeline's earlier writes, run there and not effective
+    /// yet: fsynced under `always`, written otherwise): the next record carries the dependency, and replies
     /// revealing anything from here wait until it is effective.
     pub fn depend(&mut self, d: usize, x: u64, log: &mut engine::writelog::WriteLog, aof: &Aof) {
         if d == self.core || d >= aof.effective.len() {
@@ -1029,7 +1030,12 @@ impl CoreAof {
             self.pending.pop_front();
         }
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
-        let eff = self.eff.max(self.synced.min(cap));
+        let base = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
+            self.synced
+        } else {
+            self.written
+        };
+        let eff = self.eff.max(base.min(cap));
         if eff == self.eff {
             return false;
         }
@@ -1063,9 +1069,9 @@ impl CoreAof {
                 continue;
             }
             let v = a.load(Ordering::Acquire);
-            // (Under `always` a pipeline's dependency may lie ahead of
-            // the other core's effective offset: see `depend`.)
-            if v != self.deps[c] && !(always && v < self.deps[c]) {
+            // (Never lowered: a pipeline's dependency may lie ahead of
+            // the other core's offset, see `depend`.)
+            if v > self.deps[c] {
                 self.deps[c] = v;
                 changed = true;
             }
@@ -1185,6 +1191,7 @@ impl CoreAof {
         self.write_busy = false;
         self.inflight.clear();
         self.recovered(aof);
+        self.refresh(aof);
         self.submit(aof, out);
     }
 

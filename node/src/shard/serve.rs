@@ -96,16 +96,13 @@ impl Shard {
         }
     }
 
-    /// Under `appendfsync always` (fsyncs not paused, no replica stream):
-    /// whether a pipeline run core to core may go on before this core's
-    /// fsync, carrying its dependencies instead ([`Request::Pipeline`]'s
-    /// `needs`). Not while messages wait here already (each pair of
-    /// cores keeps its order).
+    /// With the AOF on (and no replica stream): whether a pipeline run
+    /// core to core may go on before this core's write (or under
+    /// `always` its fsync) is done, carrying its dependencies instead
+    /// ([`Request::Pipeline`]'s `needs`). Not while messages wait here
+    /// already (each pair of cores keeps its order).
     fn pipeline_unheld(&self) -> bool {
-        let aof = &self.persist.aof;
         self.aof.as_ref().is_some_and(|a| !a.holds_messages())
-            && aof.policy() == crate::persist::aof::FSYNC_ALWAYS
-            && !aof.fsync_paused()
             && !self.capture
             && !self.replication.stream().active()
     }
