@@ -199,7 +199,7 @@ fn pipelines_across_cores_under_always_keep_order_and_acks_across_kill_9() {
     let dir = temp_dir("always-pipelines");
     let d = dir.to_str().unwrap();
     let args = ["--shards", "2", "--appendfsync", "always"];
-    let mut s = start(d, &args);
+    let s = start(d, &args);
     // A pipeline's replies leave once every core that ran part of it has
     // its part on disk: right after them (nothing else writing) both
     // cores' fsynced offsets have reached their recorded ones. Pipelines

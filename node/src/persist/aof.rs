@@ -1030,12 +1030,15 @@ impl CoreAof {
             self.pending.pop_front();
         }
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
-        let base = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
-            self.synced
+        // (While writes fail outside `always`, replies go out as Redis's
+        // do, and so may other cores' that depend on this one's.)
+        let eff = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
+            self.synced.min(cap)
+        } else if self.failed {
+            u64::MAX
         } else {
-            self.written
+            self.written.min(cap)
         };
-        let eff = self.eff.max(base.min(cap));
         if eff == self.eff {
             return false;
         }
@@ -1230,6 +1233,7 @@ impl CoreAof {
         if self.failed {
             // Retry the failed write (Redis retries every second too).
             self.failed = false;
+            self.refresh(aof);
             if self.write_busy {
                 out.push(self.write_entry());
             } else {
@@ -1304,13 +1308,14 @@ impl CoreAof {
         if let Ok(mut t) = aof.write_error.lock() {
             *t = crate::log::io_error_text(&e);
         }
+        self.failed = true;
+        self.refresh(aof);
         if aof.write_ok.swap(false, Ordering::Relaxed) {
             crate::log::warning(format_args!(
                 "Error writing to the AOF file: {}",
                 crate::log::io_error_text(&e)
             ));
         }
-        self.failed = true;
     }
 
     fn recovered(&mut self, aof: &Aof) {
