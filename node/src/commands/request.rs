@@ -172,9 +172,16 @@ pub fn process(shard: &mut Shard, key: Key) {
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
                         let rpc = shard.rpc.clone();
+                        // With the AOF on, the pipeline comes after what
+                        // this core recorded so far (the client's earlier
+                        // writes among them).
+                        let after = shard.aof.is_some().then(|| {
+                            let at = shard.engine.write_log().map_or(0, |l| l.offset());
+                            (shard.id, at)
+                        });
                         dispatch::spawn(shard, key, async move {
                             let (bytes, segs, writes) = (p.bytes, p.segs, p.writes);
-                            let to = (key, direct, head);
+                            let to = (key, direct, head, after);
                             flows::pipeline(rpc, db, resp3, bytes, segs, writes, to).await
                         });
                         break;
