@@ -861,10 +861,10 @@ pub struct CoreAof {
     /// before `synced` on disk.
     written: u64,
     synced: u64,
-    /// Under `always`: the offset replies may reveal (published as
-    /// [`Aof::effective`]), and the dependencies on other cores' records
-    /// not effective yet: (this log's offset where they start to count,
-    /// core, that core's offset).
+    /// The offset replies may reveal (see [`CoreAof::durable`]; published
+    /// as [`Aof::effective`]), and the dependencies on other cores'
+    /// records not effective yet: (this log's offset where they start to
+    /// count, core, that core's offset).
     eff: u64,
     pending: VecDeque<(u64, usize, u64)>,
     last_fsync_ms: i64,
@@ -1001,8 +1001,9 @@ impl CoreAof {
 
     /// What this core records from now on depends on core `d`'s log up
     /// to `x` (a pipeline's earlier writes, run there and not effective
-    /// yet: fsynced under `always`, written otherwise): the next record carries the dependency, and replies
-    /// revealing anything from here wait until it is effective.
+    /// yet: fsynced under `always`, written otherwise): the next record
+    /// carries the dependency, and replies revealing anything from here
+    /// wait until it is effective.
     pub fn depend(&mut self, d: usize, x: u64, log: &mut engine::writelog::WriteLog, aof: &Aof) {
         if d == self.core || d >= aof.effective.len() {
             return;
