@@ -1329,15 +1329,8 @@ impl Core {
         } else {
             a.fsynced(res, self.shard.now_ms, aof, &mut self.aof_out);
         }
-        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
-        a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
         self.aof_push();
-        for (to, m) in msgs {
-            self.shard.mesh.send(to, m);
-        }
-        for key in conns {
-            self.start_send(key);
-        }
+        self.aof_release();
         if self.shard.persist.aof.effective[self.shard.id].load(Ordering::Relaxed) != eff {
             self.wake_aof_waiters();
         }
@@ -1352,14 +1345,7 @@ impl Core {
         };
         let moved = a.refresh(&self.shard.persist.aof);
         if moved {
-            let (mut msgs, mut conns) = (Vec::new(), Vec::new());
-            a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
-            for (to, m) in msgs {
-                self.shard.mesh.send(to, m);
-            }
-            for key in conns {
-                self.start_send(key);
-            }
+            self.aof_release();
             self.wake_aof_waiters();
         }
         let mut ready = false;
@@ -1373,6 +1359,22 @@ impl Core {
             self.shard.want_flush(key);
         }
         moved || ready
+    }
+
+    /// Sends the messages and connections' output whose wait for the AOF
+    /// is over.
+    fn aof_release(&mut self) {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return;
+        };
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
+        for (to, m) in msgs {
+            self.shard.mesh.send(to, m);
+        }
+        for key in conns {
+            self.start_send(key);
+        }
     }
 
     /// This core's effective AOF offset moved: the cores that wait for

@@ -327,7 +327,7 @@ impl Shard {
                 }
                 self.serving = None;
                 self.serve_ready();
-                // Under `always`, a run core to core goes on at once.
+                // With the AOF on, a run core to core goes on at once.
                 let unheld = tx.is_none() && self.pipeline_unheld();
                 if unheld {
                     self.note_need(&mut needs);
