@@ -1104,9 +1104,10 @@ impl CoreAof {
         (!first).then_some(line)
     }
 
-    /// What to submit now: the next write when none is in flight, and
-    /// under `always` an fsync once written data is not covered (unless
-    /// fsyncs are paused: `no-appendfsync-on-rewrite`).
+    /// What to submit now: the next write when none is in flight (under
+    /// `always`: and no fsync either, the write then linked to the next
+    /// fsync), and under `always` an fsync once written data is not
+    /// covered (unless fsyncs are paused: `no-appendfsync-on-rewrite`).
     pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
         if self.failed {
             return;
@@ -1132,12 +1133,20 @@ impl CoreAof {
                 aof.rotated[self.core].store(at + 1, Ordering::SeqCst);
             }
         }
+        let sync = aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused();
+        if sync && self.fsync_busy.is_some() {
+            // Under `always` the records wait for the fsync in flight and
+            // then go in one write linked to the next fsync: a write now
+            // would need an fsync of its own anyway, and each write is a
+            // trip to io_uring's worker (measured: 1 shard, -P 1, CPU per
+            // SET 19 -> 14 us; 2 shards 33 -> 30 us).
+            return;
+        }
         if !self.write_busy && !self.queue.is_empty() {
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
             self.inflight_done = 0;
             self.write_busy = true;
-            let sync = aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused();
             if sync && self.fsync_busy.is_none() {
                 // Group commit in one submission: the fsync is linked to
                 // the write and covers it (a short write cancels it).
