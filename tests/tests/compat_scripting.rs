@@ -18,6 +18,11 @@ fn basics() -> Vec<Vec<&'static str>> {
         vec!["EVAL", "return {1, 'two', {3, {4}}, nil, 5}", "0"],
         vec!["EVAL", "return {KEYS[1], KEYS[2], ARGV[1], ARGV[2]}", "2", "k1", "k2", "a1", "a2"],
         vec!["EVAL", "return #KEYS + #ARGV", "1", "k", "a", "b"],
+        // KEYS and ARGV are refilled, not remade: what a longer call left
+        // is gone, and a script that replaced them does not leak.
+        vec!["EVAL", "return {#KEYS, #ARGV, KEYS[2], ARGV[3]}", "0"],
+        vec!["EVAL", "KEYS = {'replaced'}; return KEYS[1]", "0"],
+        vec!["EVAL", "return {#KEYS, KEYS[1]}", "1", "fresh"],
         vec!["EVAL", "return redis.status_reply('FINE')", "0"],
         vec!["EVAL", "return redis.error_reply('My Error')", "0"],
         vec!["EVAL", "return redis.error_reply('-CODE with code')", "0"],
@@ -296,6 +301,10 @@ fn functions() -> Vec<Vec<&'static str>> {
         vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{function_name='f', callback=function() end, flags={'nope'}}"],
         vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{callback=function() end}"],
         vec!["FUNCTION", "LOAD", "#!lua name=badargs\nredis.register_function{function_name='f', what=1}"],
+        // A function after an EVAL does not see EVAL's KEYS.
+        vec!["EVAL", "return KEYS[1]", "1", "evalkey"],
+        vec!["FUNCTION", "LOAD", "#!lua name=seekeys\nredis.register_function('seekeys', function(k, a) return KEYS end)"],
+        vec!["FCALL", "seekeys", "1", "k"],
         vec!["FUNCTION", "LOAD", "#!lua name=errs\nredis.register_function('boom', function(k, a) error('in function') end) redis.register_function('wrong', function(k, a) return redis.call('lpush', k[1], 1) end)"],
         vec!["SET", "str", "x"],
         vec!["FCALL", "boom", "0"],
