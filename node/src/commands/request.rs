@@ -57,6 +57,17 @@ pub fn process(shard: &mut Shard, key: Key) {
         return;
     };
     let db = c.db;
+    // With the AOF on: what this client sent earlier and ran on other
+    // cores may not be effective there yet (its replies wait for it).
+    // What it runs from now on comes after it, here and on every core a
+    // pipeline reaches.
+    let earlier = (shard.aof.is_some() && !c.aof_remote.is_empty()).then(|| c.aof_remote.clone());
+    if let Some(e) = &earlier {
+        shard.depend_on(e);
+    }
+    let Some(c) = shard.conns.get_mut(key) else {
+        return;
+    };
     let mut rbuf = std::mem::take(&mut c.rbuf);
     // The current request's big arguments, received apart.
     let mut big = c.big.take();
@@ -174,11 +185,13 @@ pub fn process(shard: &mut Shard, key: Key) {
                         let rpc = shard.rpc.clone();
                         // With the AOF on, the pipeline comes after what
                         // this core recorded so far (the client's earlier
-                        // writes among them).
-                        let after = shard.aof.is_some().then(|| {
+                        // writes among them) and the client's earlier
+                        // writes on other cores.
+                        let mut after = earlier.clone().unwrap_or_default();
+                        if shard.aof.is_some() {
                             let at = shard.engine.write_log().map_or(0, |l| l.offset());
-                            (shard.id, at)
-                        });
+                            after.push((shard.id, at));
+                        }
                         dispatch::spawn(shard, key, async move {
                             let (bytes, segs, writes) = (p.bytes, p.segs, p.writes);
                             let to = (key, direct, head, after);

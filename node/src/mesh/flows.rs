@@ -112,8 +112,9 @@ pub async fn remote(
 ///
 /// `direct`: the client's socket, when the core that answers a pipeline
 /// run core to core may send its replies on it itself (-1: not).
-/// `after`: with the AOF on, this core and its log offset, which the
-/// pipeline's writes depend on (see `Request::Pipeline`'s `needs`).
+/// `after`: with the AOF on, what the pipeline's writes depend on (see
+/// `Request::Pipeline`'s `needs`): this core and its log offset, and the
+/// client's earlier writes on other cores not known effective yet.
 pub async fn pipeline(
     rpc: Rc<Rpc>,
     db: usize,
@@ -121,7 +122,7 @@ pub async fn pipeline(
     (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
     segs: Vec<Seg>,
     writes: bool,
-    (conn, direct, head, after): (Key, i32, Vec<u8>, Option<(usize, u64)>),
+    (conn, direct, head, after): (Key, i32, Vec<u8>, Vec<(usize, u64)>),
 ) -> TaskDone {
     let req = |segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| Request::Pipeline {
         tx,
@@ -136,7 +137,7 @@ pub async fn pipeline(
         out,
         ends: Vec::new(),
         conn: Some(conn),
-        needs: after.into_iter().collect(),
+        needs: after.clone(),
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();

@@ -118,7 +118,7 @@ impl Shard {
 
     /// What this core records from now on depends on a pipeline's
     /// earlier writes on other cores (`needs`).
-    fn depend_on(&mut self, needs: &[(usize, u64)]) {
+    pub fn depend_on(&mut self, needs: &[(usize, u64)]) {
         let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) else {
             return;
         };
