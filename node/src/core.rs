@@ -393,7 +393,8 @@ impl Core {
             // effective AOF offsets: flagged (they wake this core when
             // theirs moves), then looked at once more.
             let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
-                || !self.aof_remote.is_empty();
+                || !self.aof_remote.is_empty()
+                || !self.shard.aof_stalled.is_empty();
             if waiting != self.aof_waiting {
                 self.aof_waiting = waiting;
                 self.shard.persist.aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);
@@ -1340,8 +1341,9 @@ impl Core {
     /// offsets, releases what waited for them, and has the connections
     /// held for them looked at again. True when anything moved.
     fn aof_effective(&mut self) -> bool {
+        let resumed = !self.shard.aof_stalled.is_empty() && self.resume_aof_stalled();
         let Some(a) = self.shard.aof.as_deref_mut() else {
-            return false;
+            return resumed;
         };
         let moved = a.refresh(&self.shard.persist.aof);
         if moved {
@@ -1358,7 +1360,26 @@ impl Core {
             });
             self.shard.want_flush(key);
         }
-        moved || ready
+        moved || ready || resumed
+    }
+
+    /// Resumes the connections that waited to cross cores until their
+    /// earlier pipelines' parts were effective (all of them once the AOF
+    /// is off); true when one was.
+    fn resume_aof_stalled(&mut self) -> bool {
+        let mut any = false;
+        for key in std::mem::take(&mut self.shard.aof_stalled) {
+            if self.shard.earlier_pending(key) {
+                self.shard.aof_stalled.push(key);
+            } else if let Some(c) = self.shard.conns.get_mut(key) {
+                if c.wait == Wait::Stalled {
+                    c.wait = Wait::No;
+                }
+                self.shard.resume.push(key);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Sends the messages and connections' output whose wait for the AOF

@@ -331,6 +331,10 @@ fn run(
         next
     };
     if spec.has(flags::NODE) {
+        // (EXEC among them: its transaction may cross cores.)
+        if shard.stall_for_earlier(key) {
+            return Next::Retry;
+        }
         let next = super::node::run(shard, key, spec, args);
         return defer(shard, next);
     }
@@ -376,6 +380,11 @@ fn run(
             db,
             write: spec.has(flags::WRITE),
         },
+        Route::One(_) | Route::Many(_) | Route::All | Route::Everywhere
+            if shard.stall_for_earlier(key) =>
+        {
+            Next::Retry
+        }
         Route::One(c) => {
             // Affinity counts blocking commands too (a job queue's
             // consumer may move to its queue's core).

@@ -82,6 +82,10 @@ pub struct Shard {
     deferred_spare: VecDeque<(usize, u64, u64, Request)>,
     /// Connections waiting for the lock to go.
     stalled: Vec<Key>,
+    /// With the AOF on: connections whose next command crosses cores
+    /// (not as a pipeline) and waits until their earlier pipelines' parts
+    /// on other cores are effective (see [`Shard::stall_for_earlier`]).
+    pub aof_stalled: Vec<Key>,
     /// Writers paused for a manual failover (`Request::PauseWrites`): a
     /// write is refused here, and a client's write waits in
     /// `paused_conns` until the pause ends.
@@ -227,6 +231,7 @@ impl Shard {
             reqs_taken: 0,
             deferred_spare: VecDeque::new(),
             stalled: Vec::new(),
+            aof_stalled: Vec::new(),
             writes_paused: false,
             paused_conns: Vec::new(),
             waiters: Vec::new(),

@@ -5,11 +5,12 @@
 
 use super::run::Origin;
 use super::{pubsub, Shard};
-use crate::io::Wait;
+use crate::io::{Key, Wait};
 use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Request, Response};
 use crate::shared::now_ms;
 use bytes::Bytes;
 use engine::Reply;
+use std::sync::atomic::Ordering;
 
 /// The largest reply a core sends on another core's client socket
 /// ([`Shard::flush_direct`]).
@@ -125,6 +126,35 @@ impl Shard {
         for &(d, x) in needs {
             a.depend(d, x, log, &self.persist.aof);
         }
+    }
+
+    /// With the AOF on: whether parts of connection `key`'s earlier
+    /// pipelines, run on other cores, are not effective there yet.
+    pub fn earlier_pending(&self, key: Key) -> bool {
+        let aof = &self.persist.aof;
+        self.aof.is_some()
+            && self.conns.get(key).is_some_and(|c| {
+                c.aof_remote
+                    .iter()
+                    .any(|&(d, x)| d != self.id && aof.effective[d].load(Ordering::SeqCst) < x)
+            })
+    }
+
+    /// A command that crosses cores other than as a pipeline (a
+    /// multi-key command, a transaction, a script, a blocking command)
+    /// carries no dependencies: while the connection's earlier pipelines
+    /// have parts not effective on other cores, it waits for them
+    /// (true), so the client's later writes never survive a crash without
+    /// its earlier ones. Resumed by the event loop (`Core::aof_effective`).
+    pub fn stall_for_earlier(&mut self, key: Key) -> bool {
+        if !self.earlier_pending(key) {
+            return false;
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.wait = Wait::Stalled;
+        }
+        self.aof_stalled.push(key);
+        true
     }
 
     /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
