@@ -1147,9 +1147,10 @@ impl CoreAof {
             self.queue.clear();
             self.inflight_done = 0;
             self.write_busy = true;
-            if sync && self.fsync_busy.is_none() {
-                // Group commit in one submission: the fsync is linked to
-                // the write and covers it (a short write cancels it).
+            if sync {
+                // (No fsync is in flight: see above.) Group commit in one
+                // submission: the fsync is linked to the write and covers
+                // it (a short write cancels it).
                 let mut w = self.write_entry();
                 if let Submit::Write { link, .. } = &mut w {
                     *link = true;
