@@ -197,6 +197,13 @@ impl OwnedArgs {
         self.bigs.push(b);
     }
 
+    /// Drops every argument, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+        self.bigs.clear();
+    }
+
     /// A borrowed view.
     pub fn as_args(&self) -> Args<'_> {
         Args::with_bigs(&self.buf, &self.spans, &self.bigs)

@@ -442,10 +442,13 @@ fn check_multi_part(path: &str, text: &[u8], mode: Mode) -> Result<i32, Exit> {
         root,
         aofdir,
         file,
-        &crate::mesh::SlotTable::new(1),
-        16,
-        &limits,
-        true,
+        &persist::aofload::Loading {
+            cores: &crate::mesh::SlotTable::new(1),
+            databases: 16,
+            limits: &limits,
+            load_truncated: true,
+            progress: None,
+        },
     ) {
         Ok(Some(l)) => {
             println!(

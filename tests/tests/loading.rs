@@ -1,6 +1,7 @@
 //! While slotd loads its files at start it answers, as Redis does,
 //! `-LOADING` to the commands Redis refuses then, serves the others (INFO
-//! shows `loading:1` and the progress), and serves everything once loaded.
+//! shows `loading:1` and the progress, of an RDB file or of an
+//! append-only directory's replay), and serves everything once loaded.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -122,4 +123,85 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// One incr file of `n` SETs of keys `{tag}:<i>` (one slot per tag).
+fn incr_file(tag: &str, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 40);
+    for i in 0..n {
+        let k = format!("{{{tag}}}:{i}");
+        out.extend(format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n", k.len()).as_bytes());
+    }
+    out
+}
+
+/// A field of an INFO reply.
+fn field(info: &str, name: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+#[test]
+fn info_shows_the_progress_of_an_append_only_directory() {
+    let dir = std::env::temp_dir().join(format!("slotd-loading-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let aofdir = dir.join("appendonlydir");
+    std::fs::create_dir_all(&aofdir).unwrap();
+    let n = 1_500_000;
+    let (c0, c1) = (incr_file("a", n), incr_file("b", n));
+    let total = (c0.len() + c1.len()) as u64;
+    std::fs::write(aofdir.join("appendonly.aof.1.c0.incr.aof"), c0).unwrap();
+    std::fs::write(aofdir.join("appendonly.aof.1.c1.incr.aof"), c1).unwrap();
+    std::fs::write(
+        aofdir.join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 offset 0\n\
+         file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let child = Command::new(slotd_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--shards", "2", "--appendonly", "yes"])
+        .args(["--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Kill(child);
+    let t = Instant::now();
+    let mut c = loop {
+        if let Ok(c) = RawConn::connect(port) {
+            break c;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "slotd never listened"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    c.set_read_timeout(Duration::from_secs(30));
+    let (mut seen, mut midway) = (0, false);
+    loop {
+        let info = String::from_utf8_lossy(&c.cmd(&[b"INFO", b"persistence"])).into_owned();
+        // (Not `async_loading:0`.)
+        if info.contains("\r\nloading:0\r\n") {
+            break;
+        }
+        assert!(info.contains("\r\nloading:1\r\n"), "{info}");
+        if field(&info, "loading_total_bytes") == Some(total) {
+            let done = field(&info, "loading_loaded_bytes").unwrap();
+            assert!(done >= seen && done <= total, "{info}");
+            midway |= done > 0 && done < total;
+            seen = done;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "never loaded");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        midway,
+        "INFO never showed the load between its start and its end"
+    );
+    assert_eq!(c.cmd(&[b"DBSIZE"]), format!(":{}\r\n", 2 * n).as_bytes());
+    assert_eq!(c.cmd(&[b"GET", b"{b}:1499999"]), b"$1\r\nv\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }

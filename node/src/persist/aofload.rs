@@ -1,8 +1,9 @@
 //! Loading the append-only directory at start: the manifest, every base
 //! (RDB files parsed in parallel, one thread each), the incr files of
-//! every writer core cut consistently (`engine::aof::cut`) and replayed in
-//! dependency order into one scratch keyspace, then the keys handed to the
-//! cores of this process by slot, as the RDB loader hands them. Redis
+//! every writer core cut consistently (`engine::aof::cut`) and replayed,
+//! one thread per log when no two logs write the same slot, else in
+//! dependency order into one scratch keyspace; then the keys handed to
+//! the cores of this process by slot, as the RDB loader hands them. Redis
 //! 7.0's `loadAppendOnlyFiles` rules and log lines.
 
 use super::State;
@@ -13,7 +14,7 @@ use engine::aof::scan::{self, FileIndex, Item, Scanner};
 use engine::rdb::read::Entry;
 use engine::value::EncodingLimits;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Where one writer core's log ends after loading: what the write side
@@ -83,6 +84,18 @@ struct Log {
     incrs: Vec<File>,
 }
 
+/// How [`load_aof`] loads: into `cores` cores, `databases` databases,
+/// with `limits` for the values' encodings, Redis's `aof-load-truncated`,
+/// and the progress published for INFO in `progress`.
+#[derive(Clone, Copy)]
+pub struct Loading<'a> {
+    pub cores: &'a crate::mesh::SlotTable,
+    pub databases: usize,
+    pub limits: &'a EncodingLimits,
+    pub load_truncated: bool,
+    pub progress: Option<&'a State>,
+}
+
 /// Loads `dir/dirname/filename.manifest` and its files. `Ok(None)` when
 /// there is no manifest; `Err` is the message to stop the start with (the
 /// lines before it are logged).
@@ -90,11 +103,15 @@ pub fn load_aof(
     dir: &Path,
     dirname: &str,
     filename: &str,
-    cores: &crate::mesh::SlotTable,
-    databases: usize,
-    limits: &EncodingLimits,
-    load_truncated: bool,
+    how: &Loading,
 ) -> Result<Option<Loaded>, String> {
+    let Loading {
+        cores,
+        databases,
+        limits,
+        load_truncated,
+        progress,
+    } = *how;
     let aofdir = dir.join(dirname);
     let manifest_path = aofdir.join(format!("{filename}.manifest"));
     let text = match std::fs::read(&manifest_path) {
@@ -111,6 +128,20 @@ pub fn load_aof(
     let manifest = Manifest::parse(&text).map_err(|e| e.log_lines().concat())?;
     let start = Instant::now();
     let mut logs = read_logs(&aofdir, &manifest)?;
+    let base_bytes: usize = logs
+        .iter()
+        .filter_map(|l| l.base.as_ref().map(|b| b.1.len()))
+        .sum();
+    let incr_bytes: usize = logs
+        .iter()
+        .flat_map(|l| &l.incrs)
+        .map(|f| f.buf.len())
+        .sum();
+    if let Some(s) = progress {
+        s.loading_total_bytes
+            .store((base_bytes + incr_bytes) as u64, Ordering::Relaxed);
+        s.loading_loaded_bytes.store(0, Ordering::Relaxed);
+    }
     let now = now_ms();
     let mut scratch = engine::Shard::new(databases, now as u64);
     scratch.limits = *limits;
@@ -122,6 +153,10 @@ pub fn load_aof(
         load_truncated,
     };
     load_bases(&logs, &mut scratch, &base, &mut expired)?;
+    if let Some(s) = progress {
+        s.loading_loaded_bytes
+            .store(base_bytes as u64, Ordering::Relaxed);
+    }
 
     // The cut: each log's valid end, then the dependency fixpoint.
     let mut core_logs = Vec::with_capacity(logs.len());
@@ -137,7 +172,25 @@ pub fn load_aof(
             ));
         }
     }
-    replay(&mut logs, &plan, &mut scratch, now)?;
+    let progress = Progress {
+        records: AtomicU64::new(0),
+        reported: std::sync::Mutex::new(Instant::now()),
+        state: progress,
+    };
+    let parts = match replay_parallel(&mut logs, &plan, scratch, (cores, now), &progress) {
+        Parallel::Done(parts) => {
+            crate::log::notice(format_args!(
+                "AOF incr files of {} cores replayed in parallel",
+                parts.len()
+            ));
+            parts
+        }
+        Parallel::Failed(e) => return Err(e),
+        Parallel::Unsuited(mut scratch) => {
+            replay(&mut logs, &plan, &mut scratch, now, &progress)?;
+            vec![split(&mut scratch, cores, now)]
+        }
+    };
     for (i, log) in logs.iter().enumerate() {
         for f in log.incrs.iter().filter(|f| f.offset <= plan.ends[i]) {
             crate::log::notice(format_args!(
@@ -151,7 +204,19 @@ pub fn load_aof(
         .enumerate()
         .map(|(i, log)| log_end(log, plan.ends[i]))
         .collect();
-    let (per_core, keys) = split(&mut scratch, cores, now, &mut expired);
+    let mut per_core: Vec<Vec<(usize, Entry)>> = (0..cores.cores()).map(|_| Vec::new()).collect();
+    let mut keys = 0;
+    for part in parts {
+        for (all, mut mine) in per_core.iter_mut().zip(part.per_core) {
+            if all.is_empty() {
+                *all = mine;
+            } else {
+                all.append(&mut mine);
+            }
+        }
+        keys += part.keys;
+        expired += part.expired;
+    }
     crate::log::notice(format_args!(
         "DB loaded from append only file: {:.3} seconds",
         start.elapsed().as_secs_f64()
@@ -489,116 +554,335 @@ fn apply(
     }
 }
 
-/// Replays the incr files in the plan's order.
-fn replay(
-    logs: &mut [Log],
-    plan: &cut::Plan,
-    scratch: &mut engine::Shard,
-    now: i64,
-) -> Result<(), String> {
-    struct Cursor<'a> {
-        file: usize,
-        scanner: Option<Scanner<'a>>,
-        db: usize,
-    }
-    // Split the borrows: file bytes (shared) and timings (written).
-    let views: Vec<Vec<(&str, u64, &[u8])>> = logs
-        .iter()
+/// Where one log's replay stands: the file, the scanner in it, the
+/// selected database.
+#[derive(Default)]
+struct Cursor<'a> {
+    file: usize,
+    scanner: Option<Scanner<'a>>,
+    db: usize,
+}
+
+/// One log's files as the replay reads them: name, offset, valid bytes.
+type View<'a> = Vec<(&'a str, u64, &'a [u8])>;
+
+fn views(logs: &[Log]) -> Vec<View<'_>> {
+    logs.iter()
         .map(|l| {
             l.incrs
                 .iter()
                 .map(|f| (f.name.as_str(), f.offset, &f.buf[..f.ix.valid]))
                 .collect()
         })
-        .collect();
-    let mut took: Vec<Vec<f64>> = logs.iter().map(|l| vec![0.0; l.incrs.len()]).collect();
-    let mut cursors: Vec<Cursor> = views
-        .iter()
-        .map(|_| Cursor {
-            file: 0,
-            scanner: None,
-            db: 0,
-        })
-        .collect();
-    let (mut records, mut last_report) = (0u64, Instant::now());
-    for step in &plan.steps {
-        let files = &views[step.log];
-        let cur = &mut cursors[step.log];
+        .collect()
+}
+
+/// Replay progress, shared by the threads replaying: the records logged
+/// every second, the bytes published for INFO's `loading_loaded_bytes`.
+struct Progress<'a> {
+    records: AtomicU64,
+    reported: std::sync::Mutex<Instant>,
+    state: Option<&'a State>,
+}
+
+impl Progress<'_> {
+    /// Counts `records` replayed in `bytes`.
+    fn add(&self, records: u64, bytes: u64) {
+        let all = self.records.fetch_add(records, Ordering::Relaxed) + records;
+        if let Some(s) = self.state {
+            s.loading_loaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Ok(mut at) = self.reported.try_lock() {
+            if at.elapsed().as_secs() >= 1 {
+                *at = Instant::now();
+                crate::log::notice(format_args!("Loading AOF: {all} records replayed"));
+            }
+        }
+    }
+}
+
+impl<'a> Cursor<'a> {
+    /// Replays `files` (one log's) from here up to the log offset `to`,
+    /// adding the time spent to `took` (per file).
+    fn advance(
+        &mut self,
+        files: &[(&'a str, u64, &'a [u8])],
+        to: u64,
+        scratch: &mut engine::Shard,
+        now: i64,
+        took: &mut [f64],
+        progress: &Progress,
+    ) -> Result<(), String> {
         let t = Instant::now();
-        'step: while cur.file < files.len() {
-            let (name, off, buf) = files[cur.file];
-            if off >= step.to {
+        let (mut records, mut bytes) = (0u64, 0u64);
+        'step: while self.file < files.len() {
+            let (name, off, buf) = files[self.file];
+            if off >= to {
                 break;
             }
-            let sc = cur.scanner.get_or_insert_with(|| Scanner::new(buf, 1));
-            while off + (sc.pos() as u64) < step.to {
+            let sc = self.scanner.get_or_insert_with(|| Scanner::new(buf, 1));
+            while off + (sc.pos() as u64) < to {
+                let at = sc.pos();
                 let Some(Ok(rec)) = sc.next() else {
                     break;
                 };
-                apply(scratch, &mut cur.db, rec.item, name, now)?;
+                apply(scratch, &mut self.db, rec.item, name, now)?;
                 records += 1;
-                if records % 4096 == 0 && last_report.elapsed().as_secs() >= 1 {
-                    last_report = Instant::now();
-                    crate::log::notice(format_args!("Loading AOF: {records} records replayed"));
+                bytes += (sc.pos() - at) as u64;
+                if records == 4096 {
+                    progress.add(records, bytes);
+                    (records, bytes) = (0, 0);
                 }
-                if off + (sc.pos() as u64) >= step.to {
+                if off + (sc.pos() as u64) >= to {
                     break 'step;
                 }
             }
             // This file is done: the next starts in db 0.
-            took[step.log][cur.file] += t.elapsed().as_secs_f64();
-            cur.file += 1;
-            cur.scanner = None;
-            cur.db = 0;
+            took[self.file] += t.elapsed().as_secs_f64();
+            self.file += 1;
+            self.scanner = None;
+            self.db = 0;
         }
-        if cur.file < files.len() {
-            took[step.log][cur.file] += t.elapsed().as_secs_f64();
+        if self.file < files.len() {
+            took[self.file] += t.elapsed().as_secs_f64();
         }
+        progress.add(records, bytes);
+        Ok(())
     }
+}
+
+/// Replays the incr files in the plan's order, into one keyspace.
+fn replay(
+    logs: &mut [Log],
+    plan: &cut::Plan,
+    scratch: &mut engine::Shard,
+    now: i64,
+    progress: &Progress,
+) -> Result<(), String> {
+    let views = views(logs);
+    let mut took: Vec<Vec<f64>> = logs.iter().map(|l| vec![0.0; l.incrs.len()]).collect();
+    let mut cursors: Vec<Cursor> = views.iter().map(|_| Cursor::default()).collect();
+    for step in &plan.steps {
+        cursors[step.log].advance(
+            &views[step.log],
+            step.to,
+            scratch,
+            now,
+            &mut took[step.log],
+            progress,
+        )?;
+    }
+    set_took(logs, took);
+    Ok(())
+}
+
+fn set_took(logs: &mut [Log], took: Vec<Vec<f64>>) {
     for (log, t) in logs.iter_mut().zip(took) {
         for (f, t) in log.incrs.iter_mut().zip(t) {
             f.took = t;
         }
     }
-    Ok(())
+}
+
+/// The hash slots a log's kept records (up to `end`) write, one bit per
+/// slot; `None` when a record may change more than keys of its own slots
+/// (an unknown command, FUNCTION, keys given in a form not understood),
+/// so that only the one-keyspace replay is right for it. FLUSHALL,
+/// FLUSHDB and SWAPDB count as keyless: every core logs them for its own
+/// keys.
+fn log_slots(log: &Log, end: u64) -> Option<Vec<u64>> {
+    let mut bits = vec![0u64; engine::slot::SLOTS / 64];
+    let (mut keys, mut owned) = (Vec::new(), engine::OwnedArgs::default());
+    for f in log.incrs.iter().filter(|f| f.offset < end) {
+        let mut sc = Scanner::new(&f.buf[..f.ix.valid], 1);
+        while f.offset + (sc.pos() as u64) < end {
+            let Some(Ok(rec)) = sc.next() else {
+                break;
+            };
+            let Item::Command(argv) = rec.item else {
+                continue;
+            };
+            let name = argv.first()?;
+            if [&b"select"[..], b"multi", b"exec"]
+                .iter()
+                .any(|w| name.eq_ignore_ascii_case(w))
+            {
+                continue;
+            }
+            let spec = engine::cmd::registry().lookup(name)?;
+            if spec.handler.is_none() {
+                continue;
+            }
+            owned.clear();
+            for a in &argv {
+                owned.push(a);
+            }
+            let args = owned.as_args();
+            if spec.check_args(&args).is_err() {
+                // Refused with an error: it changes nothing.
+                continue;
+            }
+            keys.clear();
+            spec.key_indices(&args, &mut keys).ok()?;
+            if keys.is_empty() {
+                let own = [&b"flushall"[..], b"flushdb", b"swapdb"]
+                    .iter()
+                    .any(|w| name.eq_ignore_ascii_case(w));
+                if !own {
+                    return None;
+                }
+            }
+            for &i in &keys {
+                let s = engine::slot::slot_of(args.get(i)) as usize;
+                bits[s / 64] |= 1 << (s % 64);
+            }
+        }
+    }
+    Some(bits)
+}
+
+/// Replays every log in a thread of its own, each into a keyspace of its
+/// own, when no two logs write the same slot (the usual case: each core
+/// logs only the keys it owns, and a key changes core only in a cluster's
+/// re-spread): the result is then the one-keyspace replay's whatever the
+/// order between logs. `scratch` holds the bases' keys; those of slots a
+/// log writes go to that log's keyspace.
+fn replay_parallel(
+    logs: &mut [Log],
+    plan: &cut::Plan,
+    scratch: engine::Shard,
+    (cores, now): (&crate::mesh::SlotTable, i64),
+    progress: &Progress,
+) -> Parallel {
+    if logs.len() < 2 {
+        return Parallel::Unsuited(Box::new(scratch));
+    }
+    let slots: Vec<Option<Vec<u64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = logs
+            .iter()
+            .zip(&plan.ends)
+            .map(|(log, &end)| s.spawn(move || log_slots(log, end)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let Some(slots) = slots.into_iter().collect::<Option<Vec<_>>>() else {
+        return Parallel::Unsuited(Box::new(scratch));
+    };
+    let mut seen = vec![0u64; engine::slot::SLOTS / 64];
+    for bits in &slots {
+        for (w, b) in seen.iter_mut().zip(bits) {
+            if *w & b != 0 {
+                return Parallel::Unsuited(Box::new(scratch));
+            }
+            *w |= b;
+        }
+    }
+    let limits = scratch.limits;
+    let mut shards = vec![scratch];
+    for bits in &slots[1..] {
+        let mut own = engine::Shard::new(shards[0].dbs.len(), now as u64);
+        own.limits = limits;
+        for s in (0..engine::slot::SLOTS).filter(|s| bits[s / 64] & (1 << (s % 64)) != 0) {
+            if let Some(m) = shards[0].take_slot(s as u16) {
+                own.put_slot(m);
+            }
+        }
+        shards.push(own);
+    }
+    let views = views(logs);
+    type Done = (Vec<f64>, Split);
+    let results: Vec<Result<Done, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = views
+            .iter()
+            .zip(shards)
+            .zip(&plan.ends)
+            .map(|((files, mut shard), &end)| {
+                s.spawn(move || {
+                    let mut took = vec![0.0; files.len()];
+                    Cursor::default().advance(files, end, &mut shard, now, &mut took, progress)?;
+                    Ok((took, split(&mut shard, cores, now)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("AOF replay thread failed".into()))
+            })
+            .collect()
+    });
+    match results.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(done) => {
+            let (took, parts) = done.into_iter().unzip();
+            set_took(logs, took);
+            Parallel::Done(parts)
+        }
+        Err(e) => Parallel::Failed(e),
+    }
+}
+
+/// What [`replay_parallel`] did.
+enum Parallel {
+    /// The logs were replayed, each into a keyspace of its own, whose
+    /// keys are given back split by core.
+    Done(Vec<Split>),
+    /// A record stopped the replay (the message to stop the start with).
+    Failed(String),
+    /// The logs cannot replay apart: the bases' keyspace back.
+    Unsuited(Box<engine::Shard>),
+}
+
+/// A keyspace's keys split by the core that owns their slot.
+struct Split {
+    per_core: Vec<Vec<(usize, Entry)>>,
+    /// Keys kept, and keys skipped because they had expired.
+    keys: u64,
+    expired: u64,
 }
 
 /// Moves the scratch keyspace's keys to the cores that own their slots,
-/// skipping expired ones. Returns the per-core lists and the count.
-fn split(
-    scratch: &mut engine::Shard,
-    cores: &crate::mesh::SlotTable,
-    now: i64,
-    expired: &mut u64,
-) -> (Vec<Vec<(usize, Entry)>>, u64) {
+/// skipping expired ones.
+fn split(scratch: &mut engine::Shard, cores: &crate::mesh::SlotTable, now: i64) -> Split {
     let mut per_core: Vec<Vec<(usize, Entry)>> = (0..cores.cores()).map(|_| Vec::new()).collect();
-    let mut loaded = 0;
+    let (mut loaded, mut expired) = (0, 0);
     for (dbi, db) in scratch.dbs.iter_mut().enumerate() {
-        let keys: Vec<Vec<u8>> = db.iter().map(|(k, _)| k.to_vec()).collect();
-        for key in keys {
-            let Some(node) = db.remove(&key) else {
-                continue;
-            };
-            let expire_ms = node.expire_at();
-            if expire_ms.is_some_and(|at| at <= now) {
-                *expired += 1;
+        // Whole slots at a time: taking keys one by one out of a slot of
+        // millions (a hash tag) shifts its table's clusters at each.
+        for slot in 0..engine::slot::SLOTS as u16 {
+            if db.slot_len(slot) == 0 {
                 continue;
             }
-            let core = cores.core_of(engine::slot::slot_of(&key));
-            per_core[core].push((
-                dbi,
-                Entry {
-                    key,
-                    value: node.into_value(),
-                    expire_ms,
-                    idle_s: None,
-                    freq: None,
-                },
-            ));
-            loaded += 1;
+            let core = cores.core_of(slot);
+            for node in db.take_slot(slot) {
+                let expire_ms = node.expire_at();
+                if expire_ms.is_some_and(|at| at <= now) {
+                    expired += 1;
+                    continue;
+                }
+                let key = node.key().to_vec();
+                per_core[core].push((
+                    dbi,
+                    Entry {
+                        key,
+                        value: node.into_value(),
+                        expire_ms,
+                        idle_s: None,
+                        freq: None,
+                    },
+                ));
+                loaded += 1;
+            }
         }
     }
-    (per_core, loaded)
+    Split {
+        per_core,
+        keys: loaded,
+        expired,
+    }
 }
 
 #[cfg(test)]
@@ -726,10 +1010,13 @@ mod tests {
             &dir,
             "appendonlydir",
             "appendonly.aof",
-            &crate::mesh::SlotTable::new(3),
-            16,
-            &lim,
-            false,
+            &Loading {
+                cores: &crate::mesh::SlotTable::new(3),
+                databases: 16,
+                limits: &lim,
+                load_truncated: false,
+                progress: None,
+            },
         )
         .unwrap()
         .unwrap();
@@ -785,10 +1072,13 @@ mod tests {
             dir,
             "appendonlydir",
             "appendonly.aof",
-            &crate::mesh::SlotTable::new(cores),
-            16,
-            &EncodingLimits::default(),
-            truncated,
+            &Loading {
+                cores: &crate::mesh::SlotTable::new(cores),
+                databases: 16,
+                limits: &EncodingLimits::default(),
+                load_truncated: truncated,
+                progress: None,
+            },
         )
     }
 
@@ -901,5 +1191,105 @@ mod tests {
             assert!(!l.logs[1].cut);
         }
         assert!(dep_at < cut_at);
+    }
+
+    /// Every entry of `key` (db 0) over the cores, canonical.
+    fn values(l: &Loaded, key: &str) -> Vec<String> {
+        l.per_core
+            .iter()
+            .flatten()
+            .filter(|(db, e)| *db == 0 && e.key == key.as_bytes())
+            .map(|(_, e)| canonical(&e.value, e.expire_ms))
+            .collect()
+    }
+
+    #[test]
+    fn logs_replay_in_parallel_only_when_no_two_write_a_slot() {
+        let m = "file appendonly.aof.1.base.aof seq 1 type b\n\
+             file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 offset 0\n\
+             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n";
+        // The base holds keys both logs go on writing.
+        let mut base = resp(&["SET", "a", "10"]);
+        base.extend(resp(&["SET", "b", "20"]));
+        base.extend(resp(&["SET", "untouched", "1"]));
+        // Disjoint: each log writes its own keys; both log the keyless
+        // FLUSHDB of database 3 (each core logs it for its own keys).
+        let mut c0 = resp(&["INCR", "a"]);
+        c0.extend(resp(&["SELECT", "3"]));
+        c0.extend(resp(&["SET", "gone0", "x"]));
+        c0.extend(resp(&["FLUSHDB"]));
+        c0.extend(resp(&["SET", "kept0", "x"]));
+        let mut c1 = resp(&["INCRBY", "b", "5"]);
+        c1.extend(resp(&["MSET", "c", "1", "d", "2"]));
+        c1.extend(resp(&["SELECT", "3"]));
+        c1.extend(resp(&["SET", "gone1", "x"]));
+        c1.extend(resp(&["FLUSHDB"]));
+        let files = |c0: &[u8], c1: &[u8]| {
+            [
+                ("appendonly.aof.1.base.aof", base.clone()),
+                ("appendonly.aof.1.c0.incr.aof", c0.to_vec()),
+                ("appendonly.aof.1.c1.incr.aof", c1.to_vec()),
+            ]
+        };
+        let dir = dir_with("par", m, &files(&c0, &c1));
+        let manifest = Manifest::parse(
+            &std::fs::read(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap(),
+        )
+        .unwrap();
+        let logs = read_logs(&dir.join("appendonlydir"), &manifest).unwrap();
+        let (s0, s1) = (
+            log_slots(&logs[0], u64::MAX).unwrap(),
+            log_slots(&logs[1], u64::MAX).unwrap(),
+        );
+        assert!(s0.iter().zip(&s1).all(|(a, b)| a & b == 0));
+        let bit = |bits: &[u64], k: &str| {
+            let s = engine::slot::slot_of(k.as_bytes()) as usize;
+            bits[s / 64] & (1 << (s % 64)) != 0
+        };
+        assert!(bit(&s0, "a") && bit(&s1, "b") && bit(&s1, "d") && !bit(&s0, "b"));
+        for cores in [1, 2, 3] {
+            let l = load(&dir, cores, false).unwrap().unwrap();
+            assert_eq!(
+                keys(&l),
+                vec!["0:a", "0:b", "0:c", "0:d", "0:untouched", "3:kept0"]
+            );
+            assert_eq!(values(&l, "a"), vec!["SET 11 ttl=None"]);
+            assert_eq!(values(&l, "b"), vec!["SET 25 ttl=None"]);
+            assert_eq!(l.keys, 6);
+        }
+
+        // A slot both logs write (a cluster's re-spread moved it from core
+        // 0 to core 1): the writes apply in the dependency order, in one
+        // keyspace.
+        let mut c0 = resp(&["INCR", "a"]);
+        let moved_at = c0.len();
+        c0.extend(resp(&["SET", "kept0", "x"]));
+        let mut c1 = format!("#D:0={moved_at}\r\n").into_bytes();
+        c1.extend(resp(&["INCRBY", "a", "100"]));
+        let dir = dir_with("par-shared", m, &files(&c0, &c1));
+        let logs = read_logs(&dir.join("appendonlydir"), &manifest).unwrap();
+        let (s0, s1) = (
+            log_slots(&logs[0], u64::MAX).unwrap(),
+            log_slots(&logs[1], u64::MAX).unwrap(),
+        );
+        assert!(bit(&s0, "a") && bit(&s1, "a"));
+        for cores in [1, 2] {
+            let l = load(&dir, cores, false).unwrap().unwrap();
+            assert_eq!(values(&l, "a"), vec!["SET 111 ttl=None"]);
+            assert_eq!(keys(&l), vec!["0:a", "0:b", "0:kept0", "0:untouched"]);
+        }
+
+        // A record that may change more than its own keys: not parallel.
+        let mut c0 = resp(&["SET", "x", "1"]);
+        c0.extend(resp(&["FUNCTION", "FLUSH"]));
+        let dir = dir_with("par-fn", m, &files(&c0, &resp(&["SET", "y", "1"])));
+        let logs = read_logs(&dir.join("appendonlydir"), &manifest).unwrap();
+        assert!(log_slots(&logs[0], u64::MAX).is_none());
+        assert!(log_slots(&logs[1], u64::MAX).is_some());
+        for d in ["par", "par-shared", "par-fn"] {
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("slotd-aofload-{d}-{}", std::process::id())),
+            );
+        }
     }
 }

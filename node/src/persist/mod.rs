@@ -50,10 +50,13 @@ pub fn aof_start(
         parent,
         &dirname.to_string_lossy(),
         &aof.filename,
-        slots,
-        databases,
-        lim,
-        load_truncated,
+        &aofload::Loading {
+            cores: slots,
+            databases,
+            limits: lim,
+            load_truncated,
+            progress: Some(state),
+        },
     )?;
     let Some(mut loaded) = loaded else {
         return aof.new_generation(cores, 1, &[], checksum, form);

@@ -157,10 +157,13 @@ pub fn read_aof(
         &parent,
         &dirname,
         &aof.filename,
-        cores,
-        databases,
-        lim,
-        true,
+        &super::aofload::Loading {
+            cores,
+            databases,
+            limits: lim,
+            load_truncated: true,
+            progress: None,
+        },
     ) {
         Ok(Some(l)) => Ok(l.per_core),
         Ok(None) => {
