@@ -35,35 +35,21 @@ fn big_rdb(n: usize) -> Vec<u8> {
     out
 }
 
-#[test]
-fn commands_get_loading_until_the_dataset_is_in() {
-    let dir = std::env::temp_dir().join(format!("slotd-loading-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let n = 3_000_000;
-    std::fs::File::create(dir.join("dump.rdb"))
-        .unwrap()
-        .write_all(&big_rdb(n))
-        .unwrap();
+/// Starts slotd (`--save ""` and `args`), stopped when the guard drops
+/// however the test ends, and connects as soon as it listens.
+fn start(args: &[&str]) -> (Kill, RawConn) {
     let port = free_port();
     let child = Command::new(slotd_bin())
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--save",
-            "",
-            "--shards",
-            "2",
-            "--dir",
-            dir.to_str().unwrap(),
-        ])
+        .args(["--save", ""])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Stopped however the test ends (a failed assertion too).
-    let _guard = Kill(child);
+    let guard = Kill(child);
     let t = Instant::now();
-    let mut c = loop {
+    let c = loop {
         if let Ok(c) = RawConn::connect(port) {
             break c;
         }
@@ -74,6 +60,21 @@ fn commands_get_loading_until_the_dataset_is_in() {
         std::thread::sleep(Duration::from_millis(2));
     };
     c.set_read_timeout(Duration::from_secs(30));
+    (guard, c)
+}
+
+#[test]
+fn commands_get_loading_until_the_dataset_is_in() {
+    let dir = std::env::temp_dir().join(format!("slotd-loading-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 3_000_000;
+    std::fs::File::create(dir.join("dump.rdb"))
+        .unwrap()
+        .write_all(&big_rdb(n))
+        .unwrap();
+    let (_guard, mut c) = start(&["--shards", "2", "--dir", dir.to_str().unwrap()]);
+    let t = Instant::now();
     let (mut saw_loading, mut saw_info) = (false, false);
     loop {
         let r = c.cmd(&[b"GET", b"key:7"]);
@@ -158,28 +159,15 @@ fn info_shows_the_progress_of_an_append_only_directory() {
          file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n",
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(slotd_bin())
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--shards", "2", "--appendonly", "yes"])
-        .args(["--dir", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = Kill(child);
+    let (_guard, mut c) = start(&[
+        "--shards",
+        "2",
+        "--appendonly",
+        "yes",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
     let t = Instant::now();
-    let mut c = loop {
-        if let Ok(c) = RawConn::connect(port) {
-            break c;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "slotd never listened"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    c.set_read_timeout(Duration::from_secs(30));
     let (mut seen, mut midway) = (0, false);
     loop {
         let info = String::from_utf8_lossy(&c.cmd(&[b"INFO", b"persistence"])).into_owned();
