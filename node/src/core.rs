@@ -633,7 +633,11 @@ impl Core {
             self.arm_accept(idx);
         }
         if res < 0 {
-            if !self.shard.stopping && res != -libc::EAGAIN && res != -libc::EINTR {
+            // (A shutdown shuts the listening sockets down before every
+            // core has heard of it: their accepts end with EINVAL then.)
+            let stopping =
+                self.shard.stopping || self.shard.shared.shutdown.load(Ordering::Relaxed);
+            if !stopping && res != -libc::EAGAIN && res != -libc::EINTR {
                 log::warning(format_args!(
                     "Accepting client connection: accept: {}",
                     log::io_error_text(&std::io::Error::from_raw_os_error(-res))
