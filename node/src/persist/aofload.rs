@@ -850,8 +850,7 @@ fn split(scratch: &mut engine::Shard, cores: &crate::mesh::SlotTable, now: i64) 
     let mut per_core: Vec<Vec<(usize, Entry)>> = (0..cores.cores()).map(|_| Vec::new()).collect();
     let (mut loaded, mut expired) = (0, 0);
     for (dbi, db) in scratch.dbs.iter_mut().enumerate() {
-        // Whole slots at a time: taking keys one by one out of a slot of
-        // millions (a hash tag) shifts its table's clusters at each.
+        // Whole slots at a time: no lookup, removal or shrink per key.
         for slot in 0..engine::slot::SLOTS as u16 {
             if db.slot_len(slot) == 0 {
                 continue;
