@@ -552,6 +552,7 @@ fn main() {
             .name(format!("shard-{id}"))
             .spawn(move || {
                 shared::pin_to(cpu);
+                shared::batch_policy();
                 if let Some(node) = node {
                     bind_memory(node, strict);
                 }

@@ -477,16 +477,32 @@ fn encoding_thresholds_follow_the_directives() {
     );
 }
 
+/// The scheduling policy of a thread (`/proc/.../stat` field 41).
+fn policy(task: &std::path::Path) -> i32 {
+    let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+    // The fields after the command name, which may hold spaces, start
+    // with field 3.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+}
+
+/// `--shards` sets the number of shard threads, and each runs under
+/// SCHED_BATCH (a wake-up does not preempt its CPU's running thread),
+/// the main thread under the default policy.
 #[test]
 fn shards_sets_the_shard_threads() {
     let s = Server::slotd(&["--shards", "3"]);
     let tasks = std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap();
-    let shards = tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("shard-"))
-        })
-        .count();
+    let mut shards = 0;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("shard-") {
+            shards += 1;
+            assert_eq!(policy(&t.path()), libc::SCHED_BATCH, "{comm}");
+        } else if comm.trim() == "slotd" {
+            assert_eq!(policy(&t.path()), libc::SCHED_OTHER, "{comm}");
+        }
+    }
     assert_eq!(shards, 3);
     assert!(s.cli(&["info", "server"]).contains("slotd_shards:3"));
 }
