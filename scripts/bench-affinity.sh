@@ -10,7 +10,7 @@
 #   slotd-2         slotd --shards 2 as it runs by default (they move)
 #   redis           redis-server
 #
-# all unpinned (slotd pins shard i to the i-th CPU, as by default), with
+# all unpinned (slotd leaves 2 shards on 2 CPUs to the kernel), with
 # redis-benchmark `-c CLIENTS -n N -r KEYSPACE -P p SET '{TAG}:__rand_int__'
 # xxx` then `GET '{TAG}:__rand_int__'`, for p in PIPELINES, ROUNDS rounds
 # (setup order reversed every other round), medians of ops/s, p50/p99 and
@@ -148,7 +148,7 @@ CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | se
     echo "- slotd: \`$SLOTD_BIN\` (commit $SLOTD_COMMIT)"
     echo "- redis: \`$REDIS_BIN\` ($("$REDIS_BIN" --version 2>/dev/null | head -1))"
     echo "- workload: redis-benchmark \`-c $CLIENTS -n $N -r $KEYSPACE -P p --csv SET '{$TAG}:__rand_int__' xxx\` and \`GET '{$TAG}:__rand_int__'\`: every key on one core of 2"
-    echo "- setups: slotd-2-nomove is slotd-2 with \`SLOTD_MOVE_AFTER=0\` (connections never move); nothing pinned by the script (slotd pins shard i to the i-th CPU); $ROUNDS rounds, order reversed every other round, medians"
+    echo "- setups: slotd-2-nomove is slotd-2 with \`SLOTD_MOVE_AFTER=0\` (connections never move); nothing pinned by the script (slotd pins its shards only when they are fewer than its CPUs); $ROUNDS rounds, order reversed every other round, medians"
     echo "- host: $(getconf _NPROCESSORS_ONLN) CPUs, ${CPU_MODEL:-unknown CPU}, $(uname -sr); load average (1 min) before the runs: $(awk '{ print $11 }' "$RAW" | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%s-%s", a[1], a[NR] }'); runs repeated for other CPU over ${NOISE_MAX}%: $(grep -c '^repeated' "$WORK/noise" || true); runs started on a host < $QUIET_IDLE% idle after ${QUIET_WAIT}s: $(grep -c '^busy-start' "$WORK/noise" || true)"
     echo "- CPU/op: server CPU time per request, µs (all its threads); other CPU: host CPU used by anything but the server and the client during a run, % of one CPU"
     echo

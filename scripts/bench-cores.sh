@@ -14,8 +14,9 @@
 #                   operation is the cost of the cross-core hops, not
 #                   parallelism
 #   slotd-K         slotd --shards K not pinned by this script (slotd pins
-#                   shard i to the i-th CPU it may use, as it does by
-#                   default), redis-benchmark not pinned either
+#                   shard i to the i-th CPU it may use when K is below its
+#                   CPUs, else leaves the shard threads to the kernel, as
+#                   it does by default), redis-benchmark not pinned either
 #   redis-pinned    redis-server, every thread pinned to SERVER_CPU,
 #                   redis-benchmark on CLIENT_CPU
 #   redis           redis-server and redis-benchmark not pinned
@@ -269,7 +270,7 @@ PIPE_DESC="$([ "$PIPE_N" -gt 0 ] && echo "$PIPE_N" || echo "skipped")"
     us="not pinned by the script" uc="not pinned"
     [ -z "$UNPINNED_SERVER_CPUS" ] || us="started on CPUs $UNPINNED_SERVER_CPUS"
     [ -z "$UNPINNED_CLIENT_CPUS" ] || uc="on CPUs $UNPINNED_CLIENT_CPUS"
-    echo "- unpinned rows: server $us (slotd pins shard i to the i-th CPU it may use), redis-benchmark $uc"
+    echo "- unpinned rows: server $us (slotd pins shard i to the i-th CPU it may use when the shards are fewer than its CPUs, else not at all), redis-benchmark $uc"
     echo "- redis-benchmark: \`-c $CLIENTS -n $N -r $KEYSPACE -d $DATASIZE --csv${BENCH_THREADS:+ --threads $BENCH_THREADS}\`, $ROUNDS rounds (setup order reversed every other round), medians shown"
     echo "- host: $NCPU CPUs, ${CPU_MODEL:-unknown CPU}, $(uname -sr); other CPU (see below) over ${NOISE_MAX}%: $(grep -c '^repeated' "$WORK/noise" || true) run(s) repeated, $(grep -c '^kept' "$WORK/noise" || true) kept after $NOISE_RETRIES repeats; runs started with the host < $QUIET_IDLE% idle after a ${QUIET_WAIT}s wait: $(grep -c '^busy-start' "$WORK/noise" || true)"
     echo "- other CPU: host user+system time (/proc/stat) during a run minus the server's and the client's CPU time, in % of one CPU: CPU that other processes (or the kernel outside the two) used while it ran"

@@ -133,6 +133,18 @@ fn placement(cfg: &config::Config, thp_off: bool) -> Result<(Vec<usize>, Option<
     ))
 }
 
+/// Whether each shard thread is pinned to its CPU: always under a tuning
+/// profile; without one, only when the shards leave some of the process's
+/// CPUs to everything else (clients, the kernel's network work, other
+/// processes). When the shards are as many as the CPUs (the default), a
+/// pinned core could not move off a CPU another process keeps busy while
+/// another CPU idles, so the kernel places them: with 2 shards on 2 CPUs
+/// and redis-benchmark beside them, 65k SET/s at `-P 1` pinned against
+/// 83-96k not (bench/results/cores-*).
+fn pin_shards(profile: bool, shards: usize, cpus: usize) -> bool {
+    profile || shards < cpus
+}
+
 /// Makes this thread's future allocations come from NUMA node `node`.
 fn bind_memory(node: usize, strict: bool) {
     const MPOL_PREFERRED: libc::c_long = 1;
@@ -317,6 +329,16 @@ fn main() {
             cpus.len()
         ));
         std::process::exit(1);
+    }
+    let pinned = pin_shards(numa.is_some(), shards, cpus.len());
+    if pinned {
+        let list: Vec<usize> = (0..shards).map(|i| cpus[i % cpus.len()]).collect();
+        log::notice(format_args!("Shard threads pinned to CPUs {list:?}"));
+    } else {
+        log::notice(format_args!(
+            "Shard threads not pinned: {shards} shards for {} CPUs (fewer shards, or a tuning profile, pin them)",
+            cpus.len()
+        ));
     }
     let port = cfg.port();
     let backlog = cfg.tcp_backlog() as i32;
@@ -551,7 +573,9 @@ fn main() {
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
             .spawn(move || {
-                shared::pin_to(cpu);
+                if pinned {
+                    shared::pin_to(cpu);
+                }
                 shared::batch_policy();
                 if let Some(node) = node {
                     bind_memory(node, strict);

@@ -560,13 +560,60 @@ fn a_profile_for_this_host_pins_the_shards_and_the_bus() {
     assert_eq!(thread_cpus(s.pid(), "cluster-bus"), bus);
     // Without a profile the bus may run anywhere this process may.
     let free = Server::slotd_cluster(&[]);
-    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
-    let ours = ours
+    assert_eq!(thread_cpus(free.pid(), "cluster-bus"), our_cpus().1);
+}
+
+/// The CPUs this test process may run on (`Cpus_allowed_list`), as a
+/// list and as the kernel prints it.
+fn our_cpus() -> (Vec<usize>, String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .unwrap()
-        .trim();
-    assert_eq!(thread_cpus(free.pid(), "cluster-bus"), ours);
+        .trim()
+        .to_string();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    (cpus, list)
+}
+
+/// Without a profile, shard threads as many as the CPUs run where the
+/// kernel puts them (a pinned core could not leave a CPU another process
+/// keeps busy); fewer shards than CPUs are pinned, one CPU each.
+#[test]
+fn shards_are_pinned_only_when_they_leave_cpus_spare() {
+    let (cpus, list) = our_cpus();
+    let all = Server::slotd(&["--shards", &cpus.len().to_string()]);
+    for i in 0..cpus.len() {
+        assert_eq!(thread_cpus(all.pid(), &format!("shard-{i}")), list);
+    }
+    assert!(
+        all.log().contains("Shard threads not pinned"),
+        "{}",
+        all.log()
+    );
+    if cpus.len() < 2 {
+        eprintln!("fewer shards than CPUs: skipped on a single CPU");
+        return;
+    }
+    let fewer = Server::slotd(&["--shards", &(cpus.len() - 1).to_string()]);
+    for (i, cpu) in cpus.iter().take(cpus.len() - 1).enumerate() {
+        assert_eq!(
+            thread_cpus(fewer.pid(), &format!("shard-{i}")),
+            cpu.to_string()
+        );
+    }
+    assert!(
+        fewer.log().contains("Shard threads pinned to CPUs"),
+        "{}",
+        fewer.log()
+    );
 }
 
 #[test]
