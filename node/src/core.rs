@@ -394,7 +394,8 @@ impl Core {
             // theirs moves), then looked at once more.
             let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
                 || !self.aof_remote.is_empty()
-                || !self.shard.aof_stalled.is_empty();
+                || !self.shard.aof_stalled.is_empty()
+                || self.shard.direct_waiting();
             if waiting != self.aof_waiting {
                 self.aof_waiting = waiting;
                 self.shard.persist.aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);

@@ -291,9 +291,11 @@ pub fn process(shard: &mut Shard, key: Key) {
 /// input is in, so the next request comes after these replies and wakes
 /// this core), nothing of its own output unsent or in flight, no pushes
 /// that could come in between (subscriptions), and no replies held for
-/// the AOF or the replicas.
+/// the replicas. With the AOF on, that core holds them until what they
+/// reveal is effective on every core (the pipeline's `needs`, which start
+/// with this core's log offset and the client's earlier writes).
 fn direct_socket(shard: &mut Shard, key: Key, last: bool) -> i32 {
-    let held = shard.aof.is_some() || shard.replication.stream().active();
+    let held = shard.replication.stream().active();
     match shard.conns.get_mut(key) {
         Some(c)
             if last

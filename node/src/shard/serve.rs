@@ -42,13 +42,16 @@ fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
 }
 
 /// A pipeline's replies waiting to be sent on another core's client
-/// socket ([`Shard::flush_direct`]).
+/// socket ([`Shard::flush_direct`]), with the AOF on once every core's log
+/// is effective past the pipeline's records (`needs`: per core, its log
+/// offset after its part).
 pub(super) struct DirectSend {
     from: usize,
     fd: i32,
     id: u64,
     out: engine::Encoded,
     ends: Vec<u32>,
+    needs: Vec<(usize, u64)>,
 }
 
 impl Shard {
@@ -170,15 +173,32 @@ impl Shard {
     /// client's is unsent or in flight, and it waits for these replies
     /// before sending more), so that its core need not wake to pass them
     /// on: the client's next request wakes it. Not when replies wait for
-    /// the AOF or the replicas (`core.rs` holds them), for a big reply, or
-    /// on the requester's own core.
+    /// the replicas (`core.rs` holds them), for a big reply, or on the
+    /// requester's own core. With the AOF on they wait here until what
+    /// they reveal is written (under `always`, on disk) on every core
+    /// that ran a part ([`Shard::flush_direct`]).
     fn may_send_direct(&self, from: usize, fd: i32, out: &engine::Encoded) -> bool {
         fd >= 0
             && from != self.id
             && out.bigs.is_empty()
             && out.bytes.len() <= DIRECT_MAX
-            && self.aof.is_none()
+            && !self.capture
             && !self.replication.stream().active()
+    }
+
+    /// Whether every log offset in `needs` is effective (always, once the
+    /// AOF is off: nothing holds replies then).
+    fn needs_met(&self, needs: &[(usize, u64)]) -> bool {
+        self.aof.is_none()
+            || needs
+                .iter()
+                .all(|&(d, x)| self.persist.aof.effective[d].load(Ordering::SeqCst) >= x)
+    }
+
+    /// Whether replies for other cores' clients wait here for the AOF
+    /// (then this core asks to be woken when another core's log moves).
+    pub fn direct_waiting(&self) -> bool {
+        !self.direct_due.is_empty()
     }
 
     /// Sends the replies [`Shard::may_send_direct`] allowed, gathered over
@@ -197,8 +217,13 @@ impl Shard {
             self.publish_events();
         }
         for mut d in std::mem::take(&mut self.direct_due) {
-            // AOF or replication turned on meanwhile: the usual answer
-            // holds the replies as long as they must wait.
+            // Not yet written (or synced) on some core: next turn.
+            if !self.needs_met(&d.needs) {
+                self.direct_due.push(d);
+                continue;
+            }
+            // Replication turned on meanwhile: the usual answer holds the
+            // replies as long as they must wait.
             let sent = self.may_send_direct(d.from, d.fd, &d.out) && {
                 // SAFETY: `fd` stays open until this core answers: its
                 // core frees a connection only after the answer of a
@@ -392,12 +417,16 @@ impl Shard {
                         }
                     }
                     None if self.may_send_direct(from, direct, &out) => {
+                        if self.aof.is_some() {
+                            self.note_need(&mut needs);
+                        }
                         self.direct_due.push(DirectSend {
                             from,
                             fd: direct,
                             id,
                             out,
                             ends,
+                            needs,
                         });
                     }
                     None if unheld => {
