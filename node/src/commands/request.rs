@@ -8,7 +8,7 @@
 use super::dispatch::{self, Next};
 use crate::io::{BigArgs, Key, Wait, BUF_KEEP, RBUF_KEEP};
 use crate::log;
-use crate::mesh::{flows, Seg};
+use crate::mesh::{flows, Seg, NOT_PARSED};
 use crate::shard::{parse, Shard};
 use bytes::Bytes;
 use engine::Reply;
@@ -33,6 +33,7 @@ struct First {
 /// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
 struct Planned {
     bytes: (Bytes, Vec<usize>, Vec<Bytes>),
+    pre: Box<[(u32, u32)]>,
     segs: Vec<Seg>,
     writes: bool,
 }
@@ -193,7 +194,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                             after.push((shard.id, at));
                         }
                         dispatch::spawn(shard, key, async move {
-                            let (bytes, segs, writes) = (p.bytes, p.segs, p.writes);
+                            let (bytes, segs, writes) = (p.bytes, (p.pre, p.segs), p.writes);
                             let to = (key, direct, head, after);
                             flows::pipeline(rpc, db, resp3, bytes, segs, writes, to).await
                         });
@@ -361,7 +362,11 @@ fn gather_pipeline(
         start: 0,
         end: first.consumed as u32,
         cmds: 1,
+        pre: 0,
     }];
+    // The first command may be re-encoded or have big arguments apart:
+    // its core parses it.
+    let mut pre = vec![(first.consumed as u32, NOT_PARSED)];
     let (mut writes, mut cmds) = (first.write, 1);
     while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
         let Ok(engine::resp::Parsed::Command {
@@ -383,6 +388,9 @@ fn gather_pipeline(
             break;
         };
         let (from, end) = ((pos - start) as u32, (pos + consumed - start) as u32);
+        let at = pre.len() as u32;
+        pre.push((consumed as u32, spans.len() as u32));
+        pre.extend_from_slice(spans);
         match segs.last_mut() {
             Some(s) if s.core == owner => {
                 s.end = end;
@@ -393,6 +401,7 @@ fn gather_pipeline(
                 start: from,
                 end,
                 cmds: 1,
+                pre: at,
             }),
         }
         writes |= write;
@@ -422,6 +431,7 @@ fn gather_pipeline(
     (
         Planned {
             bytes,
+            pre: pre.into_boxed_slice(),
             segs,
             writes,
         },

@@ -120,11 +120,11 @@ pub async fn pipeline(
     db: usize,
     resp3: bool,
     (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
-    segs: Vec<Seg>,
+    (pre, segs): (Box<[(u32, u32)]>, Vec<Seg>),
     writes: bool,
     (conn, direct, head, after): (Key, i32, Vec<u8>, Vec<(usize, u64)>),
 ) -> TaskDone {
-    let req = |segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| Request::Pipeline {
+    let req = |pre, segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| Request::Pipeline {
         tx,
         direct,
         db,
@@ -132,6 +132,7 @@ pub async fn pipeline(
         bytes: bytes.clone(),
         holes: holes.clone(),
         bigs: bigs.clone(),
+        pre,
         segs,
         at: 0,
         out,
@@ -167,7 +168,10 @@ pub async fn pipeline(
     let mut needs = Vec::new();
     let encoded = if chain {
         // One core answers with every reply: it may send them itself.
-        match rpc.call(segs[0].core, req(segs, None, direct, start)).await {
+        match rpc
+            .call(segs[0].core, req(pre, segs, None, direct, start))
+            .await
+        {
             Response::Encoded {
                 out,
                 ends,
@@ -184,7 +188,7 @@ pub async fn pipeline(
             .iter()
             .map(|&c| {
                 let own = segs.iter().filter(|s| s.core == c).copied().collect();
-                rpc.call(c, req(own, tx, -1, engine::Encoded::default()))
+                rpc.call(c, req(pre.clone(), own, tx, -1, engine::Encoded::default()))
             })
             .collect();
         let mut parts = Vec::with_capacity(calls.len());

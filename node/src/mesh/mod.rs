@@ -33,6 +33,7 @@ pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failove
 pub use crate::io::ClientType;
 pub use msg::{
     counted, AdminQuery, CoreStats, KillFilter, Mesh, Msg, Request, Response, Seg, Track, TxId,
+    NOT_PARSED,
 };
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;

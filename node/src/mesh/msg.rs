@@ -34,14 +34,20 @@ impl TxId {
 pub type Exported = Option<(Value, Option<i64>)>;
 
 /// Consecutive pipelined commands for one core: a byte range of a
-/// [`Request::Pipeline`]'s RESP bytes holding `cmds` commands.
+/// [`Request::Pipeline`]'s RESP bytes holding `cmds` commands; `pre`: where
+/// their entries start in the pipeline's `pre`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seg {
     pub core: usize,
     pub start: u32,
     pub end: u32,
     pub cmds: u32,
+    pub pre: u32,
 }
+
+/// In a [`Request::Pipeline`]'s `pre`, a command's header whose argument
+/// count is this was not parsed ahead: its core parses it.
+pub const NOT_PARSED: u32 = u32::MAX;
 
 /// What one core asks of another.
 #[derive(Debug)]
@@ -73,6 +79,11 @@ pub enum Request {
         bytes: bytes::Bytes,
         holes: Vec<usize>,
         bigs: Vec<bytes::Bytes>,
+        /// The commands as the requesting core parsed them, so the cores
+        /// that run them do not parse them again: per command a header
+        /// (its length, its argument count or [`NOT_PARSED`]) and then the
+        /// arguments' spans, relative to the command's first byte.
+        pre: Box<[(u32, u32)]>,
         segs: Vec<Seg>,
         at: usize,
         out: engine::Encoded,

@@ -263,32 +263,42 @@ impl Shard {
     /// checked on the client's core (`commands::dispatch::plan_target`): plain
     /// single-key commands of this core that do not block. The first of
     /// them may have big arguments received apart, `bigs`, at `holes`.
+    /// `pre`: the commands as that core parsed them (see
+    /// `Request::Pipeline`'s `pre`); one not found there is parsed here.
     pub(super) fn run_segment(
         &mut self,
         db: usize,
         resp3: bool,
         (mut buf, mut holes, bigs): (&[u8], &[usize], &[Bytes]),
-        cmds: u32,
+        (cmds, mut pre): (u32, &[(u32, u32)]),
         out: &mut engine::Encoded,
     ) {
         let limits = self.settings.limits;
         let mut spans = std::mem::take(&mut self.ahead_spans);
         let mut scratch = Vec::new();
         for _ in 0..cmds {
-            let parsed = parse(
-                &mut self.stats,
-                buf,
-                holes,
-                &limits,
-                &mut spans,
-                &mut scratch,
-            );
+            let ahead = parsed_ahead(&mut pre, buf);
+            let parsed = match ahead {
+                Some((consumed, _)) => Ok(engine::resp::Parsed::Command {
+                    consumed,
+                    inline: false,
+                }),
+                None => parse(
+                    &mut self.stats,
+                    buf,
+                    holes,
+                    &limits,
+                    &mut spans,
+                    &mut scratch,
+                ),
+            };
             let reply = match parsed {
                 Ok(engine::resp::Parsed::Command {
                     consumed,
                     inline: false,
                 }) => {
-                    let args = engine::Args::with_bigs(buf, &spans, bigs);
+                    let spans = ahead.map_or(&spans[..], |(_, s)| s);
+                    let args = engine::Args::with_bigs(buf, spans, bigs);
                     holes = &[];
                     let reply = match engine::cmd::registry().lookup(args.get(0)) {
                         Some(spec) => self.run_local(spec, db, args, false, None),
@@ -480,6 +490,24 @@ pub fn parse(
         _ => buf.len(),
     } as u64;
     parsed
+}
+
+/// The next command of a segment as the requesting core parsed it, taken
+/// off `pre`: its length and its arguments' spans in `buf`; `None` when it
+/// was not parsed ahead (or its entries do not fit `buf`: then it is
+/// parsed again).
+fn parsed_ahead<'p>(pre: &mut &'p [(u32, u32)], buf: &[u8]) -> Option<(usize, &'p [(u32, u32)])> {
+    let (&(consumed, n), rest) = pre.split_first()?;
+    if n == crate::mesh::NOT_PARSED {
+        *pre = rest;
+        return None;
+    }
+    let n = (n as usize).min(rest.len());
+    let (spans, rest) = rest.split_at(n);
+    *pre = rest;
+    let fits =
+        consumed as usize <= buf.len() && spans.iter().all(|&(s, e)| s <= e && e <= consumed);
+    (fits && n > 0).then_some((consumed as usize, spans))
 }
 
 /// If `rest` starts with a complete request (in RESP), its length and its

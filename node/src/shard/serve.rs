@@ -361,6 +361,7 @@ impl Shard {
                 bytes,
                 holes,
                 bigs,
+                pre,
                 segs,
                 mut at,
                 mut out,
@@ -376,7 +377,14 @@ impl Shard {
                         .get(seg.start as usize..seg.end as usize)
                         .unwrap_or(&[]);
                     let holes = if seg.start == 0 { &holes[..] } else { &[] };
-                    self.run_segment(db, resp3, (part, holes, &bigs), seg.cmds, &mut out);
+                    let parsed = pre.get(seg.pre as usize..).unwrap_or(&[]);
+                    self.run_segment(
+                        db,
+                        resp3,
+                        (part, holes, &bigs),
+                        (seg.cmds, parsed),
+                        &mut out,
+                    );
                     ends.push(out.bytes.len() as u32);
                     at += 1;
                 }
@@ -397,6 +405,7 @@ impl Shard {
                             bytes,
                             holes,
                             bigs,
+                            pre,
                             segs,
                             at,
                             out,
