@@ -415,6 +415,7 @@ fn gather_pipeline(
             Some(mut head) => {
                 // The offsets shift by the re-encoding of the first command.
                 let (old, new) = (first.consumed as u32, head.len() as u32);
+                pre[0].0 = new;
                 for s in &mut segs {
                     if s.start > 0 {
                         s.start = s.start - old + new;

@@ -194,7 +194,7 @@ impl Shard {
         parts: impl IntoIterator<Item = &'a [u8]>,
     ) -> usize {
         let limits = self.settings.limits;
-        let mut ahead = [None; AHEAD_MAX];
+        let mut keys: [&[u8]; AHEAD_MAX] = [&[]; AHEAD_MAX];
         let (mut n, mut cmds, mut bytes) = (0, 0, 0);
         'parts: for part in parts {
             let mut at = 0;
@@ -208,11 +208,23 @@ impl Shard {
                 bytes += consumed;
                 cmds += 1;
                 if let Some(k) = k {
-                    ahead[n] = self.engine.prefetch_slot(db, k);
+                    keys[n] = k;
                     n += 1;
                 }
             }
             break;
+        }
+        self.prefetch_found(db, &keys[..n]);
+        bytes
+    }
+
+    /// Prefetches `keys` of database `db` in three steps over all of them
+    /// (see [`Shard::prefetch_keys`]).
+    fn prefetch_found(&mut self, db: usize, keys: &[&[u8]]) {
+        let mut ahead = [None; AHEAD_MAX];
+        let n = keys.len().min(AHEAD_MAX);
+        for (a, k) in ahead.iter_mut().zip(keys) {
+            *a = self.engine.prefetch_slot(db, k);
         }
         for a in ahead[..n].iter().flatten() {
             self.engine.prefetch_entry(*a);
@@ -220,7 +232,6 @@ impl Shard {
         for a in ahead[..n].iter().flatten() {
             self.engine.prefetch_node(*a);
         }
-        bytes
     }
 
     /// [`Shard::prefetch_keys`] for a pipeline that reached this core with
@@ -231,8 +242,7 @@ impl Shard {
     pub(super) fn prefetch_segments(
         &mut self,
         db: usize,
-        bytes: &[u8],
-        holes: &[usize],
+        (bytes, pre): (&[u8], &[(u32, u32)]),
         rest: &[Seg],
     ) {
         let me = self.id;
@@ -251,11 +261,37 @@ impl Shard {
         {
             return;
         }
-        let parts = here
-            .chain(next)
-            .filter(|s| s.start > 0 || holes.is_empty())
-            .filter_map(|s| bytes.get(s.start as usize..s.end as usize));
-        self.prefetch_keys(db, parts);
+        // The keys as the requesting core parsed them (`pre`); a command
+        // it did not parse (the first) is not prefetched.
+        let mut keys: [&[u8]; AHEAD_MAX] = [&[]; AHEAD_MAX];
+        let (mut n, mut cmds) = (0, 0);
+        'segs: for s in here.chain(next) {
+            let Some(mut buf) = bytes.get(s.start as usize..s.end as usize) else {
+                continue;
+            };
+            let mut p = pre.get(s.pre as usize..).unwrap_or(&[]);
+            for _ in 0..s.cmds {
+                if cmds == AHEAD_MAX {
+                    break 'segs;
+                }
+                let Some(&(consumed, _)) = p.first() else {
+                    continue 'segs;
+                };
+                let here = buf.get(..consumed as usize).unwrap_or(&[]);
+                let spans = parsed_ahead(&mut p, buf);
+                buf = buf.get(consumed as usize..).unwrap_or(&[]);
+                cmds += 1;
+                let arg = |i: usize| {
+                    let &(s, e) = spans?.1.get(i)?;
+                    here.get(s as usize..e as usize)
+                };
+                if let Some(k) = key_to_prefetch(arg) {
+                    keys[n] = k;
+                    n += 1;
+                }
+            }
+        }
+        self.prefetch_found(db, &keys[..n]);
     }
 
     /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
@@ -533,28 +569,30 @@ pub fn first_key<'a>(
                 let &(s, e) = spans.get(i)?;
                 rest.get(s as usize..e as usize)
             };
-            // A script's first declared key, after its body (or name) and
-            // numkeys.
-            let Some(name) = arg(0) else {
-                return Some((None, consumed));
-            };
-            const SCRIPTS: [&[u8]; 6] = [
-                b"eval",
-                b"evalsha",
-                b"eval_ro",
-                b"evalsha_ro",
-                b"fcall",
-                b"fcall_ro",
-            ];
-            let script = matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F'))
-                && SCRIPTS.iter().any(|s| s.eq_ignore_ascii_case(name));
-            let key = if script {
-                arg(2).filter(|&n| n != b"0").and_then(|_| arg(3))
-            } else {
-                arg(1)
-            };
-            Some((key, consumed))
+            Some((key_to_prefetch(arg), consumed))
         }
         _ => None,
+    }
+}
+
+/// The key to prefetch of a command whose arguments `arg` gives: the
+/// first argument after the name, or a script's first declared key (after
+/// its body or name, and numkeys).
+fn key_to_prefetch<'a>(arg: impl Fn(usize) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let name = arg(0)?;
+    const SCRIPTS: [&[u8]; 6] = [
+        b"eval",
+        b"evalsha",
+        b"eval_ro",
+        b"evalsha_ro",
+        b"fcall",
+        b"fcall_ro",
+    ];
+    let script = matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F'))
+        && SCRIPTS.iter().any(|s| s.eq_ignore_ascii_case(name));
+    if script {
+        arg(2).filter(|&n| n != b"0").and_then(|_| arg(3))
+    } else {
+        arg(1)
     }
 }

@@ -371,7 +371,7 @@ impl Shard {
             } => {
                 self.depend_on(&needs);
                 self.serving = conn.map(|k| (from, k));
-                self.prefetch_segments(db, &bytes, &holes, &segs[at.min(segs.len())..]);
+                self.prefetch_segments(db, (&bytes, &pre), &segs[at.min(segs.len())..]);
                 while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
