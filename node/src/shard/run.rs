@@ -277,13 +277,13 @@ impl Shard {
                 let Some(&(consumed, _)) = p.first() else {
                     continue 'segs;
                 };
-                let here = buf.get(..consumed as usize).unwrap_or(&[]);
+                let cmd = buf.get(..consumed as usize).unwrap_or(&[]);
                 let spans = parsed_ahead(&mut p, buf);
                 buf = buf.get(consumed as usize..).unwrap_or(&[]);
                 cmds += 1;
                 let arg = |i: usize| {
                     let &(s, e) = spans?.1.get(i)?;
-                    here.get(s as usize..e as usize)
+                    cmd.get(s as usize..e as usize)
                 };
                 if let Some(k) = key_to_prefetch(arg) {
                     keys[n] = k;
