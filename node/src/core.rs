@@ -1302,8 +1302,7 @@ impl Core {
         let aof = &self.shard.persist.aof;
         if let Some(c) = self.shard.conns.get_mut(key) {
             if !c.aof_remote.is_empty() {
-                c.aof_remote
-                    .retain(|&(d, x)| aof.effective[d].load(Ordering::SeqCst) < x);
+                c.aof_remote.retain(|&(d, x)| !aof.is_effective(d, x));
                 if !c.aof_remote.is_empty() {
                     c.flush_queued = false;
                     self.aof_remote.push(key);
@@ -1358,11 +1357,11 @@ impl Core {
         let mut ready = false;
         for key in std::mem::take(&mut self.aof_remote) {
             let aof = &self.shard.persist.aof;
-            ready |= self.shard.conns.get(key).is_some_and(|c| {
-                c.aof_remote
-                    .iter()
-                    .all(|&(d, x)| aof.effective[d].load(Ordering::SeqCst) >= x)
-            });
+            ready |= self
+                .shard
+                .conns
+                .get(key)
+                .is_some_and(|c| c.aof_remote.iter().all(|&(d, x)| aof.is_effective(d, x)));
             self.shard.want_flush(key);
         }
         moved || ready || resumed

@@ -330,10 +330,11 @@ fn main() {
         ));
         std::process::exit(1);
     }
+    // Shard i's CPU when pinned.
+    let shard_cpus: Vec<usize> = (0..shards).map(|i| cpus[i % cpus.len()]).collect();
     let pinned = pin_shards(numa.is_some(), shards, cpus.len());
     if pinned {
-        let list: Vec<usize> = (0..shards).map(|i| cpus[i % cpus.len()]).collect();
-        log::notice(format_args!("Shard threads pinned to CPUs {list:?}"));
+        log::notice(format_args!("Shard threads pinned to CPUs {shard_cpus:?}"));
     } else {
         log::notice(format_args!(
             "Shard threads not pinned: {shards} shards for {} CPUs (fewer shards, or a tuning profile, pin them)",
@@ -559,8 +560,7 @@ fn main() {
         bus,
         replication: replication.clone(),
     };
-    for id in 0..shards {
-        let cpu = cpus[id % cpus.len()];
+    for (id, &cpu) in shard_cpus.iter().enumerate() {
         let node = numa
             .as_ref()
             .and_then(|n| n.nodes.get(id).copied().flatten());

@@ -739,6 +739,12 @@ impl Aof {
         now > min_size && (now * 100 / base).saturating_sub(100) >= percentage
     }
 
+    /// Whether core `d`'s log is effective up to offset `x`: what a reply
+    /// revealing its records up to there waits for.
+    pub fn is_effective(&self, d: usize, x: u64) -> bool {
+        self.effective[d].load(Ordering::SeqCst) >= x
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> u8 {
         self.policy.load(Ordering::Relaxed)
@@ -1008,7 +1014,7 @@ impl CoreAof {
         if d == self.core || d >= aof.effective.len() {
             return;
         }
-        if aof.effective[d].load(Ordering::SeqCst) >= x {
+        if aof.is_effective(d, x) {
             return;
         }
         self.deps.resize(aof.effective.len(), 0);
@@ -1025,7 +1031,7 @@ impl CoreAof {
     /// effective offset on; true when it moved.
     pub fn refresh(&mut self, aof: &Aof) -> bool {
         while let Some(&(_, d, x)) = self.pending.front() {
-            if aof.effective[d].load(Ordering::SeqCst) < x {
+            if !aof.is_effective(d, x) {
                 break;
             }
             self.pending.pop_front();

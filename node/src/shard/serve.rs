@@ -10,7 +10,6 @@ use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Request, Response};
 use crate::shared::now_ms;
 use bytes::Bytes;
 use engine::Reply;
-use std::sync::atomic::Ordering;
 
 /// The largest reply a core sends on another core's client socket
 /// ([`Shard::flush_direct`]).
@@ -139,7 +138,7 @@ impl Shard {
             && self.conns.get(key).is_some_and(|c| {
                 c.aof_remote
                     .iter()
-                    .any(|&(d, x)| d != self.id && aof.effective[d].load(Ordering::SeqCst) < x)
+                    .any(|&(d, x)| d != self.id && !aof.is_effective(d, x))
             })
     }
 
@@ -192,7 +191,7 @@ impl Shard {
         self.aof.is_none()
             || needs
                 .iter()
-                .all(|&(d, x)| self.persist.aof.effective[d].load(Ordering::SeqCst) >= x)
+                .all(|&(d, x)| self.persist.aof.is_effective(d, x))
     }
 
     /// Whether replies for other cores' clients wait here for the AOF
