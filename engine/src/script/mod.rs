@@ -242,6 +242,11 @@ struct RunState {
     repl: u8,
     buf: Vec<u8>,
     spans: Vec<(u32, u32)>,
+    /// A reply `redis.call`'s fast path got and left to the slow one to
+    /// hand to Lua (an error, a table), and the bytes of a bulk reply it
+    /// hands over itself.
+    reply: Option<Reply>,
+    bulk: Vec<u8>,
 }
 
 /// What a run gives back.
@@ -424,14 +429,18 @@ impl Vm {
             lua.globals().raw_set(name, t)?;
         }
         let redis: Table = lua.globals().raw_get("redis")?;
-        redis.raw_set(
-            "call",
-            lua.create_function(|lua, a: MultiValue| command(lua, a, true))?,
-        )?;
-        redis.raw_set(
-            "pcall",
-            lua.create_function(|lua, a: MultiValue| command(lua, a, false))?,
-        )?;
+        let call = lua.create_function(|lua, a: MultiValue| command(lua, a, true))?;
+        let pcall = lua.create_function(|lua, a: MultiValue| command(lua, a, false))?;
+        // SAFETY: `exec_raw` gives the state with the function on the stack;
+        // the closure takes it as its upvalue.
+        let (call, pcall): (Function, Function) = unsafe {
+            (
+                lua.exec_raw(call, |state| ffi::lua_pushcclosure(state, fast_call, 1))?,
+                lua.exec_raw(pcall, |state| ffi::lua_pushcclosure(state, fast_call, 1))?,
+            )
+        };
+        redis.raw_set("call", call)?;
+        redis.raw_set("pcall", pcall)?;
         let take_pending =
             lua.create_function(|lua, ()| Ok(lua.remove_app_data::<Pending>().and_then(|p| p.0)))?;
         let (runner, _env, lib_env, load_api): (Function, Table, Table, Table) = lua
@@ -458,6 +467,8 @@ impl Vm {
             repl: REPL_AOF | REPL_REPLICA,
             buf: Vec::new(),
             spans: Vec::new(),
+            reply: None,
+            bulk: Vec::new(),
         });
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(100_000),
@@ -887,7 +898,14 @@ fn noscript() -> Reply {
 /// `redis.call` (`raise`: an error reply is raised) and `redis.pcall`
 /// (returned as a `{err=...}` table).
 fn command(lua: &Lua, args: MultiValue, raise: bool) -> ApiResult {
-    let (reply, resp3) = match run_command(lua, &args) {
+    let ran = lua
+        .app_data_mut::<RunState>()
+        .and_then(|mut st| st.reply.take().map(|r| (r, st.resp3)));
+    let ran = match ran {
+        Some(r) => Ok(r),
+        None => run_command(lua, &args),
+    };
+    let (reply, resp3) = match ran {
         Ok(r) => r,
         Err(msg) => {
             let t = convert::error_table(lua, msg)?;
@@ -901,6 +919,135 @@ fn command(lua: &Lua, args: MultiValue, raise: bool) -> ApiResult {
     match convert::reply_to_lua(lua, &reply, resp3)? {
         Value::Table(t) if raise && reply.is_error() => raise_table(lua, t),
         v => Ok(v),
+    }
+}
+
+/// What `redis.call`'s fast path leaves to push.
+enum Fast {
+    Number(f64),
+    /// The bytes are in `RunState::bulk`.
+    Bulk(*const u8, usize),
+    False,
+    /// For [`command`]: anything else (a refusal, an error reply, a reply
+    /// that is a table, an argument that is neither string nor number).
+    Slow,
+}
+
+/// `redis.call` and `redis.pcall` (their [`command`] as upvalue 1): the
+/// usual call (string and number arguments, a command the script may run,
+/// a reply that is a number, a string or nil) is run and answered here
+/// without mlua's conversions, which made a handle for every argument;
+/// everything else goes to [`command`], with the reply when the command
+/// has run already.
+unsafe extern "C-unwind" fn fast_call(state: *mut ffi::lua_State) -> std::ffi::c_int {
+    // Nothing with a destructor lives in this frame: a Lua error (memory,
+    // or raised by `command`) unwinds through it by longjmp.
+    match fast_run(state) {
+        Fast::Number(n) => {
+            ffi::lua_pushnumber(state, n);
+            1
+        }
+        Fast::Bulk(p, len) => {
+            ffi::lua_pushlstring(state, p.cast(), len);
+            1
+        }
+        Fast::False => {
+            ffi::lua_pushboolean(state, 0);
+            1
+        }
+        Fast::Slow => {
+            let n = ffi::lua_gettop(state);
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(1));
+            ffi::lua_insert(state, 1);
+            ffi::lua_call(state, n, ffi::LUA_MULTRET);
+            ffi::lua_gettop(state)
+        }
+    }
+}
+
+/// The Rust part of [`fast_call`] (every value with a destructor is
+/// dropped when it returns).
+///
+/// # Safety
+/// `state` is the Vm's state, in a call of `redis.call`/`pcall`.
+unsafe fn fast_run(state: *mut ffi::lua_State) -> Fast {
+    let lua = Lua::get_or_init_from_ptr(state);
+    let Some(mut guard) = lua.app_data_mut::<RunState>() else {
+        return Fast::Slow;
+    };
+    let st = &mut *guard;
+    let n = ffi::lua_gettop(state);
+    if !st.active || n == 0 {
+        return Fast::Slow;
+    }
+    st.buf.clear();
+    st.spans.clear();
+    for i in 1..=n {
+        let start = st.buf.len() as u32;
+        match ffi::lua_type(state, i) {
+            ffi::LUA_TSTRING => {
+                let mut len = 0;
+                let p = ffi::lua_tolstring(state, i, &mut len);
+                st.buf
+                    .extend_from_slice(std::slice::from_raw_parts(p.cast::<u8>(), len));
+            }
+            ffi::LUA_TNUMBER => push_number(&mut st.buf, ffi::lua_tonumber(state, i)),
+            _ => return Fast::Slow,
+        }
+        st.spans.push((start, st.buf.len() as u32));
+    }
+    let args = Args::new(&st.buf, &st.spans);
+    let Some(spec) = registry().lookup(args.get(0)) else {
+        return Fast::Slow;
+    };
+    if spec.check_arity(args.len()).is_err()
+        || spec.has(flags::NOSCRIPT)
+        || (st.read_only && spec.may_replicate())
+        || spec.name == "select"
+    {
+        return Fast::Slow;
+    }
+    let Some(backend) = st.backend else {
+        return Fast::Slow;
+    };
+    if spec.has(flags::WRITE) && !st.wrote {
+        // (Killed: `run_command` says so.)
+        if st
+            .slot
+            .compare_exchange(RUNNING, DIRTY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Fast::Slow;
+        }
+        st.wrote = true;
+    }
+    // SAFETY: set by `Vm::invoke` for this call only (see there).
+    let backend = &mut *backend;
+    match backend.call(spec, st.db, &args, st.repl != 0) {
+        Reply::Int(n) => Fast::Number(n as f64),
+        Reply::Bulk(b) => {
+            st.bulk.clear();
+            st.bulk.extend_from_slice(&b);
+            Fast::Bulk(st.bulk.as_ptr(), st.bulk.len())
+        }
+        Reply::Nil if !st.resp3 => Fast::False,
+        r => {
+            st.reply = Some(r);
+            Fast::Slow
+        }
+    }
+}
+
+/// A number argument as `redis.call` gives it to the command: an integral
+/// value as an integer, any other with `%.17g` (as mlua's conversion and
+/// [`run_command`] make it).
+fn push_number(buf: &mut Vec<u8>, n: f64) {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if (-LIMIT..LIMIT).contains(&n) && ((n as i64) as f64).to_bits() == n.to_bits() {
+        use std::io::Write as _;
+        let _ = write!(buf, "{}", n as i64);
+    } else {
+        buf.extend_from_slice(crate::reply::fmt_g17(n).as_bytes());
     }
 }
 

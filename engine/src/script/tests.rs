@@ -322,3 +322,86 @@ fn shebangs_parse() {
         "Unknown lua shebang option: x=1"
     );
 }
+
+#[test]
+fn redis_call_fast_and_slow_paths_agree() {
+    let mut s = Shard::new(16, 1);
+    // Numbers as arguments: integral ones as integers, others with %.17g.
+    for (num, text) in [
+        ("42", "42"),
+        ("-7", "-7"),
+        ("2^53", "9007199254740992"),
+        ("0.1", "0.10000000000000001"),
+        ("-0.0", "-0"),
+        ("1e20", "1e+20"),
+        ("2^63", "9.2233720368547758e+18"),
+    ] {
+        let body = format!("redis.call('set', KEYS[1], {num}); return redis.call('get', KEYS[1])");
+        assert_eq!(
+            eval(&mut s, &body, &["n"], &[]),
+            Reply::bulk(text.as_bytes()),
+            "{num}"
+        );
+    }
+    // Replies the fast path hands over: integers, strings, nil (false).
+    assert_eq!(
+        eval(
+            &mut s,
+            "return {redis.call('incr', KEYS[1]), redis.call('get', 'missing') == false}",
+            &["c"],
+            &[]
+        ),
+        Reply::Array(vec![Reply::Int(1), Reply::Int(1)])
+    );
+    // An error reply after the command ran: raised by call, returned by
+    // pcall, and the write happened once.
+    let r = eval(
+        &mut s,
+        "redis.call('incr', 'once'); return redis.pcall('incr', KEYS[1])",
+        &["n"],
+        &[],
+    );
+    assert_eq!(
+        r,
+        Reply::Error("ERR value is not an integer or out of range".into())
+    );
+    let r = eval(&mut s, "return redis.call('incr', KEYS[1])", &["n"], &[]);
+    assert!(
+        matches!(&r, Reply::Error(e) if e.starts_with("ERR value is not an integer or out of range script:")),
+        "{r:?}"
+    );
+    assert_eq!(
+        eval(&mut s, "return redis.call('get', 'once')", &[], &[]),
+        Reply::bulk(b"1")
+    );
+    // A reply that is a table, a refusal and an argument of another type
+    // go the slow way.
+    assert_eq!(
+        eval(
+            &mut s,
+            "return redis.call('set', KEYS[1], 'v')",
+            &["t"],
+            &[]
+        ),
+        Reply::Status("OK".into())
+    );
+    let r = eval(&mut s, "return redis.pcall('nosuch')", &[], &[]);
+    assert_eq!(
+        r,
+        Reply::Error("ERR Unknown Redis command called from script".into())
+    );
+    let r = eval(
+        &mut s,
+        "return redis.pcall('set', KEYS[1], {})",
+        &["t"],
+        &[],
+    );
+    assert_eq!(
+        r,
+        Reply::Error("ERR Lua redis lib command arguments must be strings or integers".into())
+    );
+    assert_eq!(
+        eval(&mut s, "return redis.call('get', KEYS[1])", &["t"], &[]),
+        Reply::bulk(b"v")
+    );
+}
