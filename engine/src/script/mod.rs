@@ -602,54 +602,57 @@ impl Vm {
                 wrote: false,
             };
         }
-        let Some((f, _)) = self.scripts.get(&call.sha) else {
+        if !self.scripts.contains_key(&call.sha) {
             return Outcome {
                 reply: noscript(),
                 wrote: false,
             };
         };
-        let f = f.clone();
         let read_only = call.read_only || (!flags.compat && flags.no_writes);
         let (nk, na) = (self.keys.1, self.argv.1);
-        // With Lua's own API: through mlua, each string is a handle made
-        // and dropped, which took a sixth of a small script's run.
-        // SAFETY: `exec_raw` gives the state with the two tables at stack
-        // indices 1 and 2; the closure only pushes strings and sets table
-        // entries (a memory error unwinds through `exec_raw`'s protected
-        // call, and the closure owns nothing to drop).
-        let set = unsafe {
-            self.lua
-                .exec_raw::<()>((&self.keys.0, &self.argv.0), |state| {
-                    fill(state, 1, call.keys, nk);
-                    fill(state, 2, call.argv, na);
-                    set_global(state, c"KEYS", 1);
-                    set_global(state, c"ARGV", 2);
-                })
-        };
-        if set.is_ok() {
-            self.keys_set = true;
-            self.keys.1 = call.keys.len();
-            self.argv.1 = call.argv.len();
-        }
-        let out = match set {
-            Ok(()) => self.invoke(
-                f,
-                None,
-                &call.sha,
-                (call.db, call.databases, read_only),
-                backend,
-            ),
-            Err(e) => Outcome {
-                reply: Reply::Error(
-                    format!(
-                        "ERR Error running script {}, {e}",
-                        String::from_utf8_lossy(&call.sha)
+        // KEYS and ARGV are set and the script called in one protected
+        // call, with Lua's own API: through mlua, each string was a handle
+        // made and dropped (a sixth of a small script's run), and each
+        // call through mlua costs a protected call of its own.
+        let out = self.invoke(
+            |vm| {
+                let Some((f, _)) = vm.scripts.get(&call.sha) else {
+                    return Err(mlua::Error::RuntimeError("the script is gone".into()));
+                };
+                // SAFETY: `exec_raw` gives the state with the two tables,
+                // the runner and the script at stack indices 1 to 4. The
+                // closure pushes strings, sets table entries and globals,
+                // and calls the runner in a protected call of its own
+                // (which leaves `false` and the error if it fails); a
+                // memory error unwinds through `exec_raw`'s protected call,
+                // and the closure owns nothing to drop.
+                unsafe {
+                    vm.lua.exec_raw::<(bool, Value)>(
+                        (&vm.keys.0, &vm.argv.0, &vm.runner, f),
+                        |state| {
+                            fill(state, 1, call.keys, nk);
+                            fill(state, 2, call.argv, na);
+                            set_global(state, c"KEYS", 1);
+                            set_global(state, c"ARGV", 2);
+                            ffi::lua_remove(state, 1);
+                            ffi::lua_remove(state, 1);
+                            if ffi::lua_pcall(state, 1, 2, 0) != 0 {
+                                ffi::lua_pushboolean(state, 0);
+                                ffi::lua_insert(state, -2);
+                            }
+                        },
                     )
-                    .into(),
-                ),
-                wrote: false,
+                }
             },
-        };
+            false,
+            &call.sha,
+            (call.db, call.databases, read_only),
+            backend,
+        );
+        // (Entries past the shorter run are cleared by the next one.)
+        self.keys_set = true;
+        self.keys.1 = call.keys.len().max(nk);
+        self.argv.1 = call.argv.len().max(na);
         out
     }
 
@@ -715,9 +718,9 @@ impl Vm {
         let args =
             (|| -> mlua::Result<(Table, Table)> { Ok((self.array(keys)?, self.array(argv)?)) })();
         match args {
-            Ok(a) => self.invoke(
-                f,
-                Some(a),
+            Ok((k, a)) => self.invoke(
+                |vm| vm.runner.call::<(bool, Value)>((f, k, a)),
+                true,
                 name.as_bytes(),
                 (db, databases, ro || flags.no_writes),
                 backend,
@@ -729,12 +732,12 @@ impl Vm {
         }
     }
 
-    /// Calls `f` (with `args` as its KEYS and ARGV tables for a function)
-    /// under the error handler, its commands going to `backend`.
+    /// Runs `call` (which calls a script, or a `function`, through the
+    /// runner's error handler) with its commands going to `backend`.
     fn invoke(
         &mut self,
-        f: Function,
-        args: Option<(Table, Table)>,
+        call: impl FnOnce(&Vm) -> mlua::Result<(bool, Value)>,
+        function: bool,
         name: &[u8],
         (db, databases, read_only): (usize, usize, bool),
         backend: &mut dyn Backend,
@@ -755,15 +758,12 @@ impl Vm {
             st.killed = false;
             st.killed_at = None;
             st.started = std::time::Instant::now();
-            st.function = args.is_some();
+            st.function = function;
             st.busy = false;
             st.repl = REPL_AOF | REPL_REPLICA;
         }
         self.slot.store(RUNNING, Ordering::SeqCst);
-        let result = match args {
-            None => self.runner.call::<(bool, Value)>(f),
-            Some((k, a)) => self.runner.call::<(bool, Value)>((f, k, a)),
-        };
+        let result = call(self);
         self.slot.store(IDLE, Ordering::SeqCst);
         let (wrote, resp3, killed) = match self.lua.app_data_mut::<RunState>() {
             Some(mut st) => {
