@@ -28,6 +28,10 @@ struct First {
     write: bool,
     consumed: usize,
     head: Option<Vec<u8>>,
+    /// Its arguments' spans (in `spans` when the pipeline is gathered)
+    /// hold for the bytes that travel: neither re-encoded nor with big
+    /// arguments apart.
+    parsed: bool,
 }
 
 /// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
@@ -160,6 +164,7 @@ pub fn process(shard: &mut Shard, key: Key) {
                             to,
                             write,
                             consumed,
+                            parsed: head.is_none() && big.is_none(),
                             head,
                         };
                         let (mut p, end) = gather_pipeline(
@@ -364,9 +369,15 @@ fn gather_pipeline(
         cmds: 1,
         pre: 0,
     }];
-    // The first command may be re-encoded or have big arguments apart:
-    // its core parses it.
-    let mut pre = vec![(first.consumed as u32, NOT_PARSED)];
+    // The first command as parsed here, unless it is re-encoded or has
+    // big arguments apart: then its core parses it.
+    let mut pre = Vec::with_capacity(1 + spans.len());
+    if first.parsed {
+        pre.push((first.consumed as u32, spans.len() as u32));
+        pre.extend_from_slice(spans);
+    } else {
+        pre.push((first.consumed as u32, NOT_PARSED));
+    }
     let (mut writes, mut cmds) = (first.write, 1);
     while cmds < PIPELINE_CMDS_MAX && pos - start < PIPELINE_BYTES_MAX {
         let Ok(engine::resp::Parsed::Command {

@@ -3,7 +3,7 @@
 
 use super::Shard;
 use crate::io::{Key, Wait};
-use crate::mesh::{CoreStats, Msg, Response, Seg};
+use crate::mesh::{CoreStats, Msg, Request, Response, Seg};
 use bytes::Bytes;
 use engine::cmd::{self, Ctx};
 use engine::{OwnedArgs, Reply};
@@ -224,6 +224,68 @@ impl Shard {
         let mut ahead = [None; AHEAD_MAX];
         let n = keys.len().min(AHEAD_MAX);
         for (a, k) in ahead.iter_mut().zip(keys) {
+            *a = self.engine.prefetch_slot(db, k);
+        }
+        for a in ahead[..n].iter().flatten() {
+            self.engine.prefetch_entry(*a);
+        }
+        for a in ahead[..n].iter().flatten() {
+            self.engine.prefetch_node(*a);
+        }
+    }
+
+    /// Prefetches the keys of the first commands of the pipelines in
+    /// `msgs` (those this core runs first), before they run one after the
+    /// other: a pipeline of one command has nothing of its own to overlap
+    /// its lookup with, but the requests that arrived together do.
+    pub fn prefetch_requests(&mut self, msgs: &[Msg]) {
+        let me = self.id;
+        let mut keys: [(usize, &[u8]); AHEAD_MAX] = [(0, &[]); AHEAD_MAX];
+        let mut n = 0;
+        for m in msgs {
+            let Msg::Req {
+                req:
+                    Request::Pipeline {
+                        db,
+                        bytes,
+                        pre,
+                        segs,
+                        at,
+                        ..
+                    },
+                ..
+            } = m
+            else {
+                continue;
+            };
+            let Some(seg) = segs.get(*at).filter(|s| s.core == me) else {
+                continue;
+            };
+            let Some(buf) = bytes.get(seg.start as usize..seg.end as usize) else {
+                continue;
+            };
+            let mut p = pre.get(seg.pre as usize..).unwrap_or(&[]);
+            let Some((consumed, spans)) = parsed_ahead(&mut p, buf) else {
+                continue;
+            };
+            let cmd = &buf[..consumed];
+            let arg = |i: usize| {
+                let &(s, e) = spans.get(i)?;
+                cmd.get(s as usize..e as usize)
+            };
+            if let Some(k) = key_to_prefetch(arg) {
+                keys[n] = (*db, k);
+                n += 1;
+                if n == AHEAD_MAX {
+                    break;
+                }
+            }
+        }
+        if n < 2 {
+            return;
+        }
+        let mut ahead = [None; AHEAD_MAX];
+        for (a, &(db, k)) in ahead.iter_mut().zip(&keys[..n]) {
             *a = self.engine.prefetch_slot(db, k);
         }
         for a in ahead[..n].iter().flatten() {
