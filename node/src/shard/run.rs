@@ -324,7 +324,8 @@ impl Shard {
             return;
         }
         // The keys as the requesting core parsed them (`pre`); a command
-        // it did not parse (the first) is not prefetched.
+        // it did not parse (one sent re-encoded or with big arguments apart)
+        // is not prefetched.
         let mut keys: [&[u8]; AHEAD_MAX] = [&[]; AHEAD_MAX];
         let (mut n, mut cmds) = (0, 0);
         'segs: for s in here.chain(next) {
