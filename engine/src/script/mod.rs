@@ -976,6 +976,9 @@ unsafe fn fast_run(state: *mut ffi::lua_State) -> Fast {
         return Fast::Slow;
     };
     let st = &mut *guard;
+    // A reply left by a call whose slow path never ran (an error raised
+    // before `command` was entered) is not this call's.
+    st.reply = None;
     let n = ffi::lua_gettop(state);
     if !st.active || n == 0 {
         return Fast::Slow;

@@ -405,3 +405,29 @@ fn redis_call_fast_and_slow_paths_agree() {
         Reply::bulk(b"v")
     );
 }
+
+#[test]
+fn a_call_whose_slow_path_never_ran_leaves_no_reply_behind() {
+    let mut s = Shard::new(16, 1);
+    // At some depth of C calls, `redis.call` runs the command (an error
+    // reply: the slow path's) and then cannot enter the slow path ("C
+    // stack overflow"). The next call refused before it runs must get its
+    // own reply.
+    let body = "
+        redis.call('set', 'str', 'abc')
+        local function f(n)
+            if n == 0 then return redis.pcall('incr', 'str') end
+            return select(2, pcall(f, n - 1))
+        end
+        local got = {}
+        for d = 150, 230 do
+            pcall(f, d)
+            local r = redis.pcall('nosuch')
+            if r.err ~= 'ERR Unknown Redis command called from script' then
+                table.insert(got, d .. '=' .. tostring(r.err))
+            end
+        end
+        return got
+    ";
+    assert_eq!(eval(&mut s, body, &[], &[]), Reply::Array(vec![]));
+}
