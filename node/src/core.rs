@@ -414,16 +414,20 @@ impl Core {
                     .tracking
                     .as_deref()
                     .is_some_and(|t| t.has_pending());
+            // The cron timer wakes an idle core; only a blocked client's
+            // deadline needs a timeout on the wait.
+            let deadline = (!busy).then(|| self.shard.next_deadline()).flatten();
+            if !busy && self.batch > 1 && deadline.is_none() {
+                self.shard.mesh.batch_sleep(self.shard.id);
+            }
             if busy
                 || !self.ring.nothing_to_submit()
                 || !self.shard.mesh.prepare_sleep(self.shard.id)
             {
+                self.shard.mesh.woke(self.shard.id);
                 self.ring.enter(Some(0), None);
                 continue;
             }
-            // The cron timer wakes an idle core; only a blocked client's
-            // deadline needs a timeout on the wait.
-            let deadline = self.shard.next_deadline();
             let ts = deadline.map(|d| {
                 let wait_ms = (d - now).clamp(0, 1000);
                 types::Timespec::new()
@@ -446,7 +450,11 @@ impl Core {
             if want > 1 {
                 let ts = types::Timespec::new().nsec(BATCH_WAIT_NS as u32);
                 self.ring.enter(Some(want), Some(&ts));
-                if (self.ring.completions_ready() as u32) < want {
+                // (Requests other cores sent meanwhile count: they did
+                // not wake it.)
+                let arrived =
+                    self.ring.completions_ready() + self.shard.mesh.waiting(self.shard.id);
+                if (arrived as u32) < want {
                     self.batch = 1;
                 }
             } else {

@@ -510,6 +510,10 @@ pub struct Inbox {
     /// True while the owner wants [`Mesh::post`]ed messages to wake it
     /// too (see [`Mesh::want_posts`]).
     want_posts: AtomicBool,
+    /// True while the owner waits for a batch of completions (bounded by
+    /// its batch wait): a pipeline request then waits with them rather
+    /// than wake it (see [`Mesh::batch_sleep`]).
+    batching: AtomicBool,
     /// Written to wake the owner when there is no futex wait.
     eventfd: i32,
     /// The owner's futex word: 0 while it may sleep, 1 once woken.
@@ -544,6 +548,7 @@ impl Mesh {
                 reqs: AtomicU64::new(0),
                 sleeping: AtomicBool::new(false),
                 want_posts: AtomicBool::new(false),
+                batching: AtomicBool::new(false),
                 eventfd: fd,
                 futex: AtomicU32::new(0),
             });
@@ -591,8 +596,34 @@ impl Mesh {
         if counted(&msg) {
             inbox.reqs.fetch_add(1, Ordering::Relaxed);
         }
+        let lazy = matches!(
+            msg,
+            Msg::Req {
+                req: Request::Pipeline { .. },
+                ..
+            }
+        );
         inbox.queue.push(msg);
+        if lazy && inbox.batching.load(Ordering::SeqCst) {
+            return;
+        }
         self.wake_soon(to);
+    }
+
+    /// Whether `core` is about to wait for a batch of completions, which
+    /// ends within its batch wait (200 µs) even if none comes: pipeline
+    /// requests sent meanwhile do not wake it, they are taken with the
+    /// batch (a core whose clients send one request at a time batches
+    /// their receives to spare wake-ups; the requests its clients make of
+    /// other cores wait the same way there). Set before `prepare_sleep`,
+    /// cleared by [`Mesh::woke`].
+    pub fn batch_sleep(&self, core: usize) {
+        self.inboxes[core].batching.store(true, Ordering::SeqCst);
+    }
+
+    /// Messages waiting in `core`'s inbox.
+    pub fn waiting(&self, core: usize) -> usize {
+        self.inboxes[core].queue.len()
     }
 
     /// Makes this thread's sends wake their targets only at
@@ -710,5 +741,58 @@ impl Mesh {
     /// once more, which is harmless.
     pub fn woke(&self, core: usize) {
         self.inboxes[core].sleeping.store(false, Ordering::Relaxed);
+        self.inboxes[core].batching.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> Msg {
+        Msg::Req {
+            from: 0,
+            id: 1,
+            client: 0,
+            req: Request::Pipeline {
+                tx: None,
+                direct: -1,
+                db: 0,
+                resp3: false,
+                bytes: bytes::Bytes::new(),
+                holes: Vec::new(),
+                bigs: Vec::new(),
+                pre: Box::new([]),
+                segs: Vec::new(),
+                at: 0,
+                out: engine::Encoded::default(),
+                ends: Vec::new(),
+                conn: None,
+                needs: Vec::new(),
+            },
+        }
+    }
+
+    fn asleep(mesh: &Mesh, core: usize) -> bool {
+        mesh.inboxes[core].sleeping.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_pipeline_request_waits_with_a_batching_core_anything_else_wakes_it() {
+        let mesh = Mesh::new(2).unwrap();
+        mesh.batch_sleep(1);
+        assert!(mesh.prepare_sleep(1));
+        mesh.send(1, pipeline());
+        assert!(asleep(&mesh, 1), "a pipeline request woke a batching core");
+        assert_eq!(mesh.waiting(1), 1);
+        mesh.send(1, Msg::Wake);
+        assert!(!asleep(&mesh, 1), "a wake-up did not wake it");
+        while mesh.recv(1).is_some() {}
+        // Waking clears the batch wait: a core that sleeps for any
+        // completion is woken by a pipeline request.
+        mesh.woke(1);
+        assert!(mesh.prepare_sleep(1));
+        mesh.send(1, pipeline());
+        assert!(!asleep(&mesh, 1), "a core not batching slept on");
     }
 }
