@@ -450,11 +450,10 @@ impl Core {
             if want > 1 {
                 let ts = types::Timespec::new().nsec(BATCH_WAIT_NS as u32);
                 self.ring.enter(Some(want), Some(&ts));
-                // (Requests other cores sent meanwhile count: they did
-                // not wake it.)
-                let arrived =
-                    self.ring.completions_ready() + self.shard.mesh.waiting(self.shard.id);
-                if (arrived as u32) < want {
+                // (What other cores sent meanwhile counts: their requests
+                // did not wake it, and their answers are work too.)
+                let came = self.ring.completions_ready() + self.shard.mesh.waiting(self.shard.id);
+                if (came as u32) < want {
                     self.batch = 1;
                 }
             } else {
