@@ -511,8 +511,8 @@ pub struct Inbox {
     /// too (see [`Mesh::want_posts`]).
     want_posts: AtomicBool,
     /// True while the owner waits for a batch of completions (bounded by
-    /// its batch wait): pipeline requests then wait with them rather than
-    /// wake it (see [`Mesh::batch_sleep`]).
+    /// its batch wait): requests of one command then wait with them
+    /// rather than wake it (see [`Mesh::batch_sleep`]).
     batching: AtomicBool,
     /// Written to wake the owner when there is no futex wait.
     eventfd: i32,
@@ -596,12 +596,14 @@ impl Mesh {
         if counted(&msg) {
             inbox.reqs.fetch_add(1, Ordering::Relaxed);
         }
+        // A lone command with nothing locked: a longer pipeline or one
+        // under the cores' locks goes on at once.
         let lazy = matches!(
-            msg,
+            &msg,
             Msg::Req {
-                req: Request::Pipeline { .. },
+                req: Request::Pipeline { tx: None, segs, .. },
                 ..
-            }
+            } if segs.len() == 1 && segs[0].cmds == 1
         );
         inbox.queue.push(msg);
         if lazy && inbox.batching.load(Ordering::SeqCst) {
@@ -611,8 +613,8 @@ impl Mesh {
     }
 
     /// `core` is about to wait for a batch of completions, which
-    /// ends within its batch wait (200 µs) even if none comes: pipeline
-    /// requests sent meanwhile do not wake it, they are taken with the
+    /// ends within its batch wait (200 µs) even if none comes: requests of
+    /// one command sent meanwhile do not wake it, they are taken with the
     /// batch (a core whose clients send one request at a time batches
     /// their receives to spare wake-ups; the requests other cores' clients
     /// make of it wait the same way). Measured against waking it once as
@@ -753,6 +755,10 @@ mod tests {
     use super::*;
 
     fn pipeline() -> Msg {
+        pipeline_of(1)
+    }
+
+    fn pipeline_of(cmds: u32) -> Msg {
         Msg::Req {
             from: 0,
             id: 1,
@@ -766,7 +772,13 @@ mod tests {
                 holes: Vec::new(),
                 bigs: Vec::new(),
                 pre: Box::new([]),
-                segs: Vec::new(),
+                segs: vec![Seg {
+                    core: 1,
+                    start: 0,
+                    end: 0,
+                    cmds,
+                    pre: 0,
+                }],
                 at: 0,
                 out: engine::Encoded::default(),
                 ends: Vec::new(),
@@ -781,7 +793,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pipeline_request_waits_with_a_batching_core_anything_else_wakes_it() {
+    fn a_lone_command_waits_with_a_batching_core_anything_else_wakes_it() {
         let mesh = Mesh::new(2).unwrap();
         mesh.batch_sleep(1);
         assert!(mesh.prepare_sleep(1));
@@ -791,6 +803,13 @@ mod tests {
         assert_eq!(mesh.waiting(1), 2);
         mesh.send(1, Msg::Wake);
         assert!(!asleep(&mesh, 1), "a wake-up did not wake it");
+        while mesh.recv(1).is_some() {}
+        // A pipeline of several commands does not wait.
+        mesh.woke(1);
+        mesh.batch_sleep(1);
+        assert!(mesh.prepare_sleep(1));
+        mesh.send(1, pipeline_of(2));
+        assert!(!asleep(&mesh, 1), "a longer pipeline waited");
         while mesh.recv(1).is_some() {}
         // Waking clears the batch wait: a core that sleeps for any
         // completion is woken by a pipeline request.
