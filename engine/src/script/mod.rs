@@ -999,34 +999,11 @@ unsafe fn fast_run(state: *mut ffi::lua_State) -> Fast {
         }
         st.spans.push((start, st.buf.len() as u32));
     }
-    let args = Args::new(&st.buf, &st.spans);
-    let Some(spec) = registry().lookup(args.get(0)) else {
+    // A refusal is worded by `run_command`, which checks again.
+    let Ok(reply) = call_checked(st) else {
         return Fast::Slow;
     };
-    if spec.check_arity(args.len()).is_err()
-        || spec.has(flags::NOSCRIPT)
-        || (st.read_only && spec.may_replicate())
-        || spec.name == "select"
-    {
-        return Fast::Slow;
-    }
-    let Some(backend) = st.backend else {
-        return Fast::Slow;
-    };
-    if spec.has(flags::WRITE) && !st.wrote {
-        // (Killed: `run_command` says so.)
-        if st
-            .slot
-            .compare_exchange(RUNNING, DIRTY, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return Fast::Slow;
-        }
-        st.wrote = true;
-    }
-    // SAFETY: set by `Vm::invoke` for this call only (see there).
-    let backend = &mut *backend;
-    match backend.call(spec, st.db, &args, st.repl != 0) {
+    match reply {
         Reply::Int(n) => Fast::Number(n as f64),
         Reply::Bulk(b) => {
             st.bulk.clear();
@@ -1078,6 +1055,13 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
         }
         st.spans.push((start, st.buf.len() as u32));
     }
+    let reply = call_checked(st)?;
+    Ok((reply, st.resp3))
+}
+
+/// Checks and runs the command whose arguments are in `st.buf` and
+/// `st.spans`: its reply, or the text of a refusal.
+fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
     let args = Args::new(&st.buf, &st.spans);
     let Some(spec) = registry().lookup(args.get(0)) else {
         return Err("ERR Unknown Redis command called from script");
@@ -1091,7 +1075,7 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
     if st.read_only && spec.may_replicate() {
         return Err("ERR Write commands are not allowed from read-only scripts.");
     }
-    let reply = if spec.name == "select" {
+    Ok(if spec.name == "select" {
         match crate::resp::parse_i64(args.get(1)) {
             Some(n) if n >= 0 && (n as usize) < st.databases => {
                 st.db = n as usize;
@@ -1120,8 +1104,7 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
         // SAFETY: set by `Vm::invoke` for this call only (see there).
         let backend = unsafe { &mut *backend };
         backend.call(spec, st.db, &args, st.repl != 0)
-    };
-    Ok((reply, st.resp3))
+    })
 }
 
 fn sha1hex(lua: &Lua, args: MultiValue) -> ApiResult {

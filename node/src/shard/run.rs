@@ -194,7 +194,7 @@ impl Shard {
         parts: impl IntoIterator<Item = &'a [u8]>,
     ) -> usize {
         let limits = self.settings.limits;
-        let mut keys: [&[u8]; AHEAD_MAX] = [&[]; AHEAD_MAX];
+        let mut keys: [(usize, &[u8]); AHEAD_MAX] = [(0, &[]); AHEAD_MAX];
         let (mut n, mut cmds, mut bytes) = (0, 0, 0);
         'parts: for part in parts {
             let mut at = 0;
@@ -208,22 +208,22 @@ impl Shard {
                 bytes += consumed;
                 cmds += 1;
                 if let Some(k) = k {
-                    keys[n] = k;
+                    keys[n] = (db, k);
                     n += 1;
                 }
             }
             break;
         }
-        self.prefetch_found(db, &keys[..n]);
+        self.prefetch_found(&keys[..n]);
         bytes
     }
 
-    /// Prefetches `keys` of database `db` in three steps over all of them
-    /// (see [`Shard::prefetch_keys`]).
-    fn prefetch_found(&mut self, db: usize, keys: &[&[u8]]) {
+    /// Prefetches `keys`, each with its database, in three steps over all
+    /// of them (see [`Shard::prefetch_keys`]).
+    fn prefetch_found(&mut self, keys: &[(usize, &[u8])]) {
         let mut ahead = [None; AHEAD_MAX];
         let n = keys.len().min(AHEAD_MAX);
-        for (a, k) in ahead.iter_mut().zip(keys) {
+        for (a, &(db, k)) in ahead.iter_mut().zip(keys) {
             *a = self.engine.prefetch_slot(db, k);
         }
         for a in ahead[..n].iter().flatten() {
@@ -261,19 +261,11 @@ impl Shard {
             let Some(seg) = segs.get(*at).filter(|s| s.core == me) else {
                 continue;
             };
-            let Some(buf) = bytes.get(seg.start as usize..seg.end as usize) else {
-                continue;
-            };
+            let mut buf = bytes
+                .get(seg.start as usize..seg.end as usize)
+                .unwrap_or(&[]);
             let mut p = pre.get(seg.pre as usize..).unwrap_or(&[]);
-            let Some((consumed, spans)) = parsed_ahead(&mut p, buf) else {
-                continue;
-            };
-            let cmd = &buf[..consumed];
-            let arg = |i: usize| {
-                let &(s, e) = spans.get(i)?;
-                cmd.get(s as usize..e as usize)
-            };
-            if let Some(k) = key_to_prefetch(arg) {
+            if let Some(Some(k)) = next_key(&mut p, &mut buf) {
                 keys[n] = (*db, k);
                 n += 1;
                 if n == AHEAD_MAX {
@@ -281,18 +273,8 @@ impl Shard {
                 }
             }
         }
-        if n < 2 {
-            return;
-        }
-        let mut ahead = [None; AHEAD_MAX];
-        for (a, &(db, k)) in ahead.iter_mut().zip(&keys[..n]) {
-            *a = self.engine.prefetch_slot(db, k);
-        }
-        for a in ahead[..n].iter().flatten() {
-            self.engine.prefetch_entry(*a);
-        }
-        for a in ahead[..n].iter().flatten() {
-            self.engine.prefetch_node(*a);
+        if n >= 2 {
+            self.prefetch_found(&keys[..n]);
         }
     }
 
@@ -326,7 +308,7 @@ impl Shard {
         // The keys as the requesting core parsed them (`pre`); a command
         // it did not parse (one sent re-encoded or with big arguments apart)
         // is not prefetched.
-        let mut keys: [&[u8]; AHEAD_MAX] = [&[]; AHEAD_MAX];
+        let mut keys: [(usize, &[u8]); AHEAD_MAX] = [(0, &[]); AHEAD_MAX];
         let (mut n, mut cmds) = (0, 0);
         'segs: for s in here.chain(next) {
             let Some(mut buf) = bytes.get(s.start as usize..s.end as usize) else {
@@ -337,24 +319,17 @@ impl Shard {
                 if cmds == AHEAD_MAX {
                     break 'segs;
                 }
-                let Some(&(consumed, _)) = p.first() else {
+                let Some(k) = next_key(&mut p, &mut buf) else {
                     continue 'segs;
                 };
-                let cmd = buf.get(..consumed as usize).unwrap_or(&[]);
-                let spans = parsed_ahead(&mut p, buf);
-                buf = buf.get(consumed as usize..).unwrap_or(&[]);
                 cmds += 1;
-                let arg = |i: usize| {
-                    let &(s, e) = spans?.1.get(i)?;
-                    cmd.get(s as usize..e as usize)
-                };
-                if let Some(k) = key_to_prefetch(arg) {
-                    keys[n] = k;
+                if let Some(k) = k {
+                    keys[n] = (db, k);
                     n += 1;
                 }
             }
         }
-        self.prefetch_found(db, &keys[..n]);
+        self.prefetch_found(&keys[..n]);
     }
 
     /// Runs `cmds` pipelined commands, the RESP bytes `buf`, and appends
@@ -607,6 +582,22 @@ fn parsed_ahead<'p>(pre: &mut &'p [(u32, u32)], buf: &[u8]) -> Option<(usize, &'
     let fits =
         consumed as usize <= buf.len() && spans.iter().all(|&(s, e)| s <= e && e <= consumed);
     (fits && n > 0).then_some((consumed as usize, spans))
+}
+
+/// The key to prefetch of the next command of a segment, taken off `pre`
+/// and `buf` (see [`parsed_ahead`]): `None` when `pre` has no more
+/// commands, `Some(None)` for one not parsed ahead or without a key.
+fn next_key<'a>(pre: &mut &[(u32, u32)], buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let &(consumed, _) = pre.first()?;
+    let whole: &'a [u8] = buf;
+    let cmd = whole.get(..consumed as usize).unwrap_or(&[]);
+    let spans = parsed_ahead(pre, whole);
+    *buf = whole.get(consumed as usize..).unwrap_or(&[]);
+    let arg = |i: usize| {
+        let &(s, e) = spans?.1.get(i)?;
+        cmd.get(s as usize..e as usize)
+    };
+    Some(key_to_prefetch(arg))
 }
 
 /// If `rest` starts with a complete request (in RESP), its length and its
