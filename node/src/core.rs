@@ -419,6 +419,9 @@ impl Core {
             let deadline = (!busy).then(|| self.shard.next_deadline()).flatten();
             if !busy && self.batch > 1 && deadline.is_none() {
                 self.shard.mesh.batch_sleep(self.shard.id);
+            } else if !busy {
+                // A core going idle writes the AOF records that wait.
+                self.aof_flush();
             }
             if busy
                 || !self.ring.nothing_to_submit()
@@ -1303,8 +1306,20 @@ impl Core {
         self.aof_push();
     }
 
-    /// Holds `key`'s output while what it may reveal is not written (or
-    /// under `appendfsync always` not on disk); true when held.
+    /// Submits the write of the AOF records that wait for one, whatever
+    /// their age.
+    fn aof_flush(&mut self) {
+        let Some(a) = self.shard.aof.as_deref_mut() else {
+            return;
+        };
+        if a.lagging() {
+            a.flush(&self.shard.persist.aof, &mut self.aof_out);
+            self.aof_push();
+        }
+    }
+
+    /// Holds `key`'s output while what it may reveal is not on disk
+    /// (`appendfsync always`); true when held.
     fn aof_hold(&mut self, key: Key) -> bool {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return false;

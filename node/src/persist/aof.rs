@@ -21,6 +21,12 @@ pub const FSYNC_NO: u8 = 0;
 pub const FSYNC_EVERYSEC: u8 = 1;
 pub const FSYNC_ALWAYS: u8 = 2;
 
+/// Under `everysec` and `no`, how long records may wait in memory before
+/// their write is submitted (the turn's millisecond clock: 1 to 2 ms),
+/// and how many bytes make a write due sooner.
+pub const LAG_MS: i64 = 2;
+pub const LAG_BYTES: usize = 256 << 10;
+
 /// Parses an `appendfsync` value.
 pub fn fsync_policy(text: &str) -> u8 {
     match text {
@@ -740,9 +746,17 @@ impl Aof {
     }
 
     /// Whether core `d`'s log is effective up to offset `x`: what a reply
-    /// revealing its records up to there waits for.
+    /// revealing its records up to there waits for. Always true when
+    /// replies do not wait for the log ([`Aof::lags`]).
     pub fn is_effective(&self, d: usize, x: u64) -> bool {
-        self.effective[d].load(Ordering::SeqCst) >= x
+        self.lags() || self.effective[d].load(Ordering::SeqCst) >= x
+    }
+
+    /// Whether replies leave without waiting for the log: under
+    /// `everysec` and `no`, where the records reach the file at most
+    /// [`LAG_MS`] later (see [`CoreAof::submit`]).
+    pub fn lags(&self) -> bool {
+        self.policy() != FSYNC_ALWAYS
     }
 
     /// The policy in force.
@@ -855,8 +869,12 @@ pub struct CoreAof {
     fd: i32,
     /// Bytes in the file (the next write's offset).
     file_len: u64,
-    /// Bytes taken from the write log and not submitted yet.
+    /// Bytes taken from the write log and not submitted yet, and the
+    /// turn's clock when the first of them was taken.
     queue: Vec<u8>,
+    queued_ms: i64,
+    /// The clock of the turn that last took records.
+    now_ms: i64,
     /// The bytes of the write in flight, and how many of them are done.
     inflight: Vec<u8>,
     inflight_done: usize,
@@ -899,6 +917,8 @@ impl CoreAof {
             fd,
             file_len,
             queue: Vec::new(),
+            queued_ms: 0,
+            now_ms: 0,
             inflight: Vec::new(),
             inflight_done: 0,
             write_busy: false,
@@ -918,28 +938,28 @@ impl CoreAof {
     }
 
     /// The offset up to which replies may reveal writes: what an fsync
-    /// covered under `always`; otherwise what is written to the file (in
-    /// the page cache: a crash of the process loses no acknowledged write,
-    /// as with Redis, which writes before it replies). Under `always`
-    /// while fsyncs are paused (`no-appendfsync-on-rewrite`), what is
-    /// written too: Redis answers after the write then. Either is capped
-    /// where this log starts to depend on another core's part of a
-    /// pipeline not effective there yet (see [`CoreAof::depend`]).
+    /// covered under `always`, capped where this log starts to depend on
+    /// another core's part of a pipeline not effective there yet (see
+    /// [`CoreAof::depend`]). Under `always` while fsyncs are paused
+    /// (`no-appendfsync-on-rewrite`), what is written, with the same cap:
+    /// Redis answers after the write then. Under `everysec` and `no`,
+    /// everything: replies do not wait for the log ([`Aof::lags`]).
     ///
-    /// While writes fail (a full disk) under `everysec` or `no`, replies
-    /// go out as Redis's do: the writes stay queued and are retried, and
-    /// new writes are refused with -MISCONF meanwhile.
+    /// While writes fail (a full disk) under `always` with fsyncs paused,
+    /// replies go out as Redis's do: the writes stay queued and are
+    /// retried, and new writes are refused with -MISCONF meanwhile.
     pub fn durable(&self, aof: &Aof) -> u64 {
-        if self.failed && (aof.policy() != FSYNC_ALWAYS || aof.fsync_paused()) {
+        if aof.lags() || (self.failed && aof.fsync_paused()) {
             u64::MAX
         } else {
             self.eff
         }
     }
 
-    /// Takes what the write log recorded since the last call and
-    /// publishes the new offset.
-    pub fn take(&mut self, log: &mut engine::writelog::WriteLog, aof: &Aof) {
+    /// Takes what the write log recorded since the last call, in the
+    /// turn whose clock is `now_ms`, and publishes the new offset.
+    pub fn take(&mut self, log: &mut engine::writelog::WriteLog, now_ms: i64, aof: &Aof) {
+        self.now_ms = now_ms;
         if log.is_empty() {
             return;
         }
@@ -949,9 +969,11 @@ impl CoreAof {
             &mut self.queue
         };
         if to.is_empty() {
+            self.queued_ms = self.now_ms;
             log.take(to);
         } else {
-            // (A write is in flight: the bytes join those waiting.)
+            // (A write is in flight, or the records wait for the next
+            // one: the bytes join those waiting.)
             log.take_onto(to);
         }
         aof.logged[self.core].store(log.offset(), Ordering::Release);
@@ -959,7 +981,8 @@ impl CoreAof {
 
     /// Like [`CoreAof::take`] for bytes already taken from the log (whose
     /// offset is now `log_offset`) by the replication stream.
-    pub fn append(&mut self, bytes: &[u8], log_offset: u64, aof: &Aof) {
+    pub fn append(&mut self, bytes: &[u8], log_offset: u64, now_ms: i64, aof: &Aof) {
+        self.now_ms = now_ms;
         if bytes.is_empty() {
             return;
         }
@@ -968,6 +991,9 @@ impl CoreAof {
         } else {
             &mut self.queue
         };
+        if to.is_empty() {
+            self.queued_ms = self.now_ms;
+        }
         to.extend_from_slice(bytes);
         aof.logged[self.core].store(log_offset, Ordering::Release);
     }
@@ -975,8 +1001,14 @@ impl CoreAof {
     /// Switches to the incr file `fd` at the log's current offset (a
     /// rewrite's image starts now): what was recorded before goes to the
     /// current file, what comes after to the new one.
-    pub fn rotate(&mut self, fd: i32, log: &mut engine::writelog::WriteLog, aof: &Aof) {
-        self.take(log, aof);
+    pub fn rotate(
+        &mut self,
+        fd: i32,
+        log: &mut engine::writelog::WriteLog,
+        now_ms: i64,
+        aof: &Aof,
+    ) {
+        self.take(log, now_ms, aof);
         log.reset_db();
         self.rotating = Some((fd, log.offset()));
     }
@@ -1010,11 +1042,16 @@ impl CoreAof {
     /// yet: fsynced under `always`, written otherwise): the next record
     /// carries the dependency, and replies revealing anything from here
     /// wait until it is effective.
+    ///
+    /// Where replies do not wait for the log ([`Aof::lags`]) only the
+    /// annotation is written: the cut at load still drops this core's
+    /// records if core `d` lost the part they followed.
     pub fn depend(&mut self, d: usize, x: u64, log: &mut engine::writelog::WriteLog, aof: &Aof) {
         if d == self.core || d >= aof.effective.len() {
             return;
         }
-        if aof.is_effective(d, x) {
+        let lags = aof.lags();
+        if !lags && aof.is_effective(d, x) {
             return;
         }
         self.deps.resize(aof.effective.len(), 0);
@@ -1024,7 +1061,9 @@ impl CoreAof {
                 log.set_prelude(&line);
             }
         }
-        self.pending.push_back((log.offset(), d, x));
+        if !lags {
+            self.pending.push_back((log.offset(), d, x));
+        }
     }
 
     /// Drops the dependencies now effective and moves this core's
@@ -1039,7 +1078,9 @@ impl CoreAof {
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
         // (While writes fail outside `always`, replies go out as Redis's
         // do, and so may other cores' that depend on this one's.)
-        let eff = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
+        let eff = if aof.lags() {
+            aof.logged[self.core].load(Ordering::Relaxed)
+        } else if !aof.fsync_paused() {
             self.synced.min(cap)
         } else if self.failed {
             u64::MAX
@@ -1114,7 +1155,32 @@ impl CoreAof {
     /// `always`: and no fsync either, the write then linked to the next
     /// fsync), and under `always` an fsync once written data is not
     /// covered (unless fsyncs are paused: `no-appendfsync-on-rewrite`).
+    ///
+    /// Under `everysec` and `no` replies do not wait for the write
+    /// ([`Aof::lags`]), and the records wait until the first of them is
+    /// [`LAG_MS`] old or they make [`LAG_BYTES`] (or the core goes idle,
+    /// a rewrite switches files, the cron runs, the server stops:
+    /// [`CoreAof::flush`]): each write is a trip to io_uring's worker,
+    /// paid once per turn when replies waited for it.
     pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        let due =
+            !aof.lags() || self.now_ms - self.queued_ms >= LAG_MS || self.queue.len() >= LAG_BYTES;
+        self.submit_if(due, aof, out);
+    }
+
+    /// Like [`CoreAof::submit`], with the records written now whatever
+    /// their age.
+    pub fn flush(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        self.submit_if(true, aof, out);
+    }
+
+    /// Whether records wait for their write ([`CoreAof::flush`] writes
+    /// them).
+    pub fn lagging(&self) -> bool {
+        !self.write_busy && !self.queue.is_empty()
+    }
+
+    fn submit_if(&mut self, due: bool, aof: &Aof, out: &mut Vec<Submit>) {
         if self.failed {
             return;
         }
@@ -1148,7 +1214,7 @@ impl CoreAof {
             // SET 19 -> 14 us; 2 shards 33 -> 30 us).
             return;
         }
-        if !self.write_busy && !self.queue.is_empty() {
+        if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) {
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
             self.inflight_done = 0;
@@ -1236,8 +1302,10 @@ impl CoreAof {
         self.submit(aof, out);
     }
 
-    /// The `everysec` fsync and the retry after an error, once per cron.
+    /// The `everysec` fsync and the retry after an error, once per cron
+    /// (which also writes the records waiting, see [`CoreAof::submit`]).
     pub fn cron(&mut self, now_ms: i64, aof: &Aof, out: &mut Vec<Submit>) {
+        self.flush(aof, out);
         if aof.force_sync.load(Ordering::Relaxed)
             && !self.failed
             && self.fsync_busy.is_none()
@@ -1271,7 +1339,7 @@ impl CoreAof {
 
     /// At shutdown: writes what is left and fsyncs it, whatever the policy.
     pub fn finish(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
-        self.submit(aof, out);
+        self.flush(aof, out);
         if !self.failed && self.fsync_busy.is_none() && self.written > self.synced {
             self.fsync_busy = Some(self.written);
             out.push(Submit::Fsync { fd: self.fd });
@@ -1363,7 +1431,7 @@ mod tests {
     /// Runs the writer's submissions as if the disk took them whole.
     fn complete(a: &mut CoreAof, aof: &Aof) {
         let mut out = Vec::new();
-        a.submit(aof, &mut out);
+        a.flush(aof, &mut out);
         while !out.is_empty() {
             for s in std::mem::take(&mut out) {
                 match s {
@@ -1381,7 +1449,7 @@ mod tests {
         let mut a = CoreAof::new(1, -1, 0, 0);
         let mut log = engine::writelog::WriteLog::new(0);
         log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
-        a.take(&mut log, &aof);
+        a.take(&mut log, 0, &aof);
         complete(&mut a, &aof);
         let first = log.offset();
         assert_eq!(a.durable(&aof), first);
@@ -1395,7 +1463,7 @@ mod tests {
         let mut bytes = Vec::new();
         log.take(&mut bytes);
         assert!(bytes.starts_with(b"#D:0=100\r\n"), "{bytes:?}");
-        a.append(&bytes, log.offset(), &aof);
+        a.append(&bytes, log.offset(), 0, &aof);
         complete(&mut a, &aof);
         // On disk, but what replies may reveal stops where it began.
         assert_eq!(a.synced, log.offset());
@@ -1411,5 +1479,65 @@ mod tests {
         // A dependency already effective holds nothing.
         a.depend(0, 90, &mut log, &aof);
         assert!(!a.depends());
+    }
+
+    #[test]
+    fn under_everysec_records_wait_for_their_write_until_old_big_or_flushed() {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
+        let mut a = CoreAof::new(0, -1, 0, 0);
+        let mut log = engine::writelog::WriteLog::new(0);
+        let writes = |a: &mut CoreAof| {
+            let mut out = Vec::new();
+            a.submit(&aof, &mut out);
+            out.iter()
+                .filter(|s| matches!(s, Submit::Write { .. }))
+                .count()
+        };
+        log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        a.take(&mut log, 10, &aof);
+        // Replies do not wait for it, nor for another core's records.
+        assert_eq!(a.durable(&aof), u64::MAX);
+        assert!(aof.is_effective(1, 1 << 40));
+        assert_eq!(writes(&mut a), 0);
+        assert!(a.lagging());
+        log.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
+        a.take(&mut log, 11, &aof);
+        assert_eq!(writes(&mut a), 0, "the first record is 1 ms old");
+        a.take(&mut log, 10 + LAG_MS, &aof);
+        assert_eq!(writes(&mut a), 1, "the first record is LAG_MS old");
+        assert!(!a.lagging());
+
+        // Enough bytes make the next write due at once (once the one in
+        // flight is done), and a flush writes whatever waits.
+        let big = vec![b'x'; LAG_BYTES];
+        log.record(0, [&b"SET"[..], b"c", &big[..]].into_iter());
+        a.take(&mut log, 20, &aof);
+        assert_eq!(writes(&mut a), 0, "a write is in flight");
+        let mut out = Vec::new();
+        a.wrote(a.inflight.len() as i32, &aof, &mut out);
+        assert_eq!(out.len(), 1, "the big records go at once: {}", out.len());
+        out.clear();
+        a.wrote(a.inflight.len() as i32, &aof, &mut out);
+        assert!(out.is_empty());
+        log.record(0, [&b"SET"[..], b"d", b"4"].into_iter());
+        a.take(&mut log, 30, &aof);
+        assert_eq!(writes(&mut a), 0);
+        complete(&mut a, &aof);
+        assert_eq!(a.written, log.offset());
+
+        // A dependency on another core's part is written down, without
+        // holding anything.
+        a.depend(1, 500, &mut log, &aof);
+        assert!(!a.depends());
+        log.record(0, [&b"SET"[..], b"e", b"5"].into_iter());
+        let mut bytes = Vec::new();
+        log.take(&mut bytes);
+        assert!(bytes.starts_with(b"#D:1=500\r\n"), "{bytes:?}");
+
+        // Under `always` every record is written (with its fsync) at once.
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        a.append(&bytes, log.offset(), 30, &aof);
+        assert_eq!(writes(&mut a), 1);
     }
 }

@@ -337,7 +337,7 @@ impl Shard {
     pub fn take_log(&mut self) {
         if !self.replication.stream().active() {
             if let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) {
-                a.take(log, &self.persist.aof);
+                a.take(log, self.now_ms, &self.persist.aof);
             }
             return;
         }
@@ -388,7 +388,7 @@ impl Shard {
         log.reset_db();
         let offset = log.offset();
         if let Some(a) = self.aof.as_deref_mut() {
-            a.append(&bytes, offset, &self.persist.aof);
+            a.append(&bytes, offset, self.now_ms, &self.persist.aof);
         }
         if !repl {
             return bytes;

@@ -91,7 +91,7 @@ impl Shard {
             self.take_log();
         }
         match (self.aof.as_deref_mut(), self.engine.write_log()) {
-            (Some(a), Some(log)) => a.rotate(fd, log, &self.persist.aof),
+            (Some(a), Some(log)) => a.rotate(fd, log, self.now_ms, &self.persist.aof),
             _ => {
                 // `CONFIG SET appendonly yes`: the log starts with the image.
                 self.aof = Some(Box::new(persist::aof::CoreAof::new(self.id, fd, 0, 0)));
