@@ -278,7 +278,7 @@ impl Core {
                 .aof
                 .as_ref()
                 .is_some_and(|a| c.aof_need > a.durable(&self.shard.persist.aof))
-                || !c.aof_remote.is_empty()
+                || (!c.aof_remote.is_empty() && !self.shard.persist.aof.lags())
             {
                 return;
             }
@@ -416,12 +416,18 @@ impl Core {
                     .is_some_and(|t| t.has_pending());
             // The cron timer wakes an idle core; only a blocked client's
             // deadline needs a timeout on the wait.
-            let deadline = (!busy).then(|| self.shard.next_deadline()).flatten();
+            let mut deadline = (!busy).then(|| self.shard.next_deadline()).flatten();
             if !busy && self.batch > 1 && deadline.is_none() {
                 self.shard.mesh.batch_sleep(self.shard.id);
             } else if !busy {
-                // A core going idle writes the AOF records that wait.
-                self.aof_flush();
+                // A sleep that may be long ends when the AOF records that
+                // wait for their write are due (a batch wait is short).
+                let aof = &self.shard.persist.aof;
+                let due = self.shard.aof.as_deref().and_then(|a| a.due_ms(aof));
+                deadline = match (deadline, due) {
+                    (Some(d), Some(w)) => Some(d.min(w)),
+                    (d, w) => d.or(w),
+                };
             }
             if busy
                 || !self.ring.nothing_to_submit()
@@ -1306,18 +1312,6 @@ impl Core {
         self.aof_push();
     }
 
-    /// Submits the write of the AOF records that wait for one, whatever
-    /// their age.
-    fn aof_flush(&mut self) {
-        let Some(a) = self.shard.aof.as_deref_mut() else {
-            return;
-        };
-        if a.lagging() {
-            a.flush(&self.shard.persist.aof, &mut self.aof_out);
-            self.aof_push();
-        }
-    }
-
     /// Holds `key`'s output while what it may reveal is not on disk
     /// (`appendfsync always`); true when held.
     fn aof_hold(&mut self, key: Key) -> bool {
@@ -1328,7 +1322,9 @@ impl Core {
         if let Some(c) = self.shard.conns.get_mut(key) {
             if !c.aof_remote.is_empty() {
                 c.aof_remote.retain(|&(d, x)| !aof.is_effective(d, x));
-                if !c.aof_remote.is_empty() {
+                // (Under `everysec` and `no` they stay for what the
+                // client runs next to depend on; its replies go.)
+                if !c.aof_remote.is_empty() && !aof.lags() {
                     c.flush_queued = false;
                     self.aof_remote.push(key);
                     return true;

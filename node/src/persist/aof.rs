@@ -746,15 +746,17 @@ impl Aof {
     }
 
     /// Whether core `d`'s log is effective up to offset `x`: what a reply
-    /// revealing its records up to there waits for. Always true when
-    /// replies do not wait for the log ([`Aof::lags`]).
+    /// revealing its records up to there waits for under `always`.
     pub fn is_effective(&self, d: usize, x: u64) -> bool {
-        self.lags() || self.effective[d].load(Ordering::SeqCst) >= x
+        self.effective[d].load(Ordering::SeqCst) >= x
     }
 
     /// Whether replies leave without waiting for the log: under
     /// `everysec` and `no`, where the records reach the file at most
-    /// [`LAG_MS`] later (see [`CoreAof::submit`]).
+    /// [`LAG_MS`] later (see [`CoreAof::submit`]). Effective offsets
+    /// (written ones there) still order what crosses cores: a client's
+    /// earlier parts on other cores are depended on until they are, and
+    /// commands that cross cores other than as a pipeline wait for them.
     pub fn lags(&self) -> bool {
         self.policy() != FSYNC_ALWAYS
     }
@@ -943,7 +945,8 @@ impl CoreAof {
     /// [`CoreAof::depend`]). Under `always` while fsyncs are paused
     /// (`no-appendfsync-on-rewrite`), what is written, with the same cap:
     /// Redis answers after the write then. Under `everysec` and `no`,
-    /// everything: replies do not wait for the log ([`Aof::lags`]).
+    /// everything: replies do not wait for the log ([`Aof::lags`]), whose
+    /// effective offset (written, capped likewise) only orders records.
     ///
     /// While writes fail (a full disk) under `always` with fsyncs paused,
     /// replies go out as Redis's do: the writes stay queued and are
@@ -1042,16 +1045,11 @@ impl CoreAof {
     /// yet: fsynced under `always`, written otherwise): the next record
     /// carries the dependency, and replies revealing anything from here
     /// wait until it is effective.
-    ///
-    /// Where replies do not wait for the log ([`Aof::lags`]) only the
-    /// annotation is written: the cut at load still drops this core's
-    /// records if core `d` lost the part they followed.
     pub fn depend(&mut self, d: usize, x: u64, log: &mut engine::writelog::WriteLog, aof: &Aof) {
         if d == self.core || d >= aof.effective.len() {
             return;
         }
-        let lags = aof.lags();
-        if !lags && aof.is_effective(d, x) {
+        if aof.is_effective(d, x) {
             return;
         }
         self.deps.resize(aof.effective.len(), 0);
@@ -1061,9 +1059,7 @@ impl CoreAof {
                 log.set_prelude(&line);
             }
         }
-        if !lags {
-            self.pending.push_back((log.offset(), d, x));
-        }
+        self.pending.push_back((log.offset(), d, x));
     }
 
     /// Drops the dependencies now effective and moves this core's
@@ -1078,9 +1074,7 @@ impl CoreAof {
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
         // (While writes fail outside `always`, replies go out as Redis's
         // do, and so may other cores' that depend on this one's.)
-        let eff = if aof.lags() {
-            aof.logged[self.core].load(Ordering::Relaxed)
-        } else if !aof.fsync_paused() {
+        let eff = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
             self.synced.min(cap)
         } else if self.failed {
             u64::MAX
@@ -1158,10 +1152,11 @@ impl CoreAof {
     ///
     /// Under `everysec` and `no` replies do not wait for the write
     /// ([`Aof::lags`]), and the records wait until the first of them is
-    /// [`LAG_MS`] old or they make [`LAG_BYTES`] (or the core goes idle,
-    /// a rewrite switches files, the cron runs, the server stops:
-    /// [`CoreAof::flush`]): each write is a trip to io_uring's worker,
-    /// paid once per turn when replies waited for it.
+    /// [`LAG_MS`] old (a sleeping core wakes then: [`CoreAof::due_ms`])
+    /// or they make [`LAG_BYTES`] (or a rewrite switches files, the cron
+    /// runs, the server stops: [`CoreAof::flush`]): each write is a trip
+    /// to io_uring's worker, paid once per turn when replies waited for
+    /// it.
     pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
         let due =
             !aof.lags() || self.now_ms - self.queued_ms >= LAG_MS || self.queue.len() >= LAG_BYTES;
@@ -1174,10 +1169,11 @@ impl CoreAof {
         self.submit_if(true, aof, out);
     }
 
-    /// Whether records wait for their write ([`CoreAof::flush`] writes
-    /// them).
-    pub fn lagging(&self) -> bool {
-        !self.write_busy && !self.queue.is_empty()
+    /// When the records that wait for their write are due (the turn's
+    /// clock), if any wait.
+    pub fn due_ms(&self, aof: &Aof) -> Option<i64> {
+        (aof.lags() && !self.write_busy && !self.queue.is_empty() && !self.failed)
+            .then_some(self.queued_ms + LAG_MS)
     }
 
     fn submit_if(&mut self, due: bool, aof: &Aof, out: &mut Vec<Submit>) {
@@ -1496,17 +1492,16 @@ mod tests {
         };
         log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
         a.take(&mut log, 10, &aof);
-        // Replies do not wait for it, nor for another core's records.
+        // Replies do not wait for it.
         assert_eq!(a.durable(&aof), u64::MAX);
-        assert!(aof.is_effective(1, 1 << 40));
         assert_eq!(writes(&mut a), 0);
-        assert!(a.lagging());
+        assert_eq!(a.due_ms(&aof), Some(10 + LAG_MS));
         log.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
         a.take(&mut log, 11, &aof);
         assert_eq!(writes(&mut a), 0, "the first record is 1 ms old");
         a.take(&mut log, 10 + LAG_MS, &aof);
         assert_eq!(writes(&mut a), 1, "the first record is LAG_MS old");
-        assert!(!a.lagging());
+        assert_eq!(a.due_ms(&aof), None);
 
         // Enough bytes make the next write due at once (once the one in
         // flight is done), and a flush writes whatever waits.
@@ -1526,10 +1521,12 @@ mod tests {
         complete(&mut a, &aof);
         assert_eq!(a.written, log.offset());
 
-        // A dependency on another core's part is written down, without
-        // holding anything.
+        // A dependency on another core's part is written down and caps
+        // this core's effective offset (what orders records across
+        // cores), without holding any reply.
         a.depend(1, 500, &mut log, &aof);
-        assert!(!a.depends());
+        assert!(a.depends());
+        assert_eq!(a.durable(&aof), u64::MAX);
         log.record(0, [&b"SET"[..], b"e", b"5"].into_iter());
         let mut bytes = Vec::new();
         log.take(&mut bytes);

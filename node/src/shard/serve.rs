@@ -186,9 +186,11 @@ impl Shard {
     }
 
     /// Whether every log offset in `needs` is effective (always, once the
-    /// AOF is off: nothing holds replies then).
+    /// AOF is off or under `everysec` and `no`: nothing holds replies
+    /// then).
     fn needs_met(&self, needs: &[(usize, u64)]) -> bool {
         self.aof.is_none()
+            || self.persist.aof.lags()
             || needs
                 .iter()
                 .all(|&(d, x)| self.persist.aof.is_effective(d, x))
