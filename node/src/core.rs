@@ -1296,8 +1296,8 @@ impl Core {
         };
         let stamps = aof.timestamps.load(Ordering::Relaxed);
         log.stamp(stamps.then_some((self.shard.now_ms / 1000) as u64));
-        if let Some(line) = deps {
-            log.set_prelude(&line);
+        if deps {
+            log.set_prelude(a.line());
         }
     }
 

@@ -130,9 +130,10 @@ pub struct Conn {
     /// Under `appendfsync always`: the log offset an fsync must cover
     /// before `out` may be sent (what the replies in it may reveal).
     pub aof_need: u64,
-    /// With the AOF on: other cores' log offsets that must be
-    /// effective before `out` may be sent (a pipeline's writes there; see
-    /// `persist::aof::CoreAof::depend`).
+    /// With the AOF on: other cores' log offsets, one per core, that must
+    /// be effective before `out` may be sent (a pipeline's writes there;
+    /// see `persist::aof::CoreAof::depend`); under `everysec` and `no`
+    /// only what the client runs next depends on them.
     pub aof_remote: Vec<(usize, u64)>,
     pub send_big_off: usize,
     /// Where a send with big bulks is described (only while some are).

@@ -843,6 +843,22 @@ impl Aof {
     }
 }
 
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, v: u64) {
+    let mut d = [0u8; 20];
+    let mut i = d.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&d[i..]);
+}
+
 /// fsyncs a directory so renames and new files in it are durable.
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
@@ -899,8 +915,10 @@ pub struct CoreAof {
     /// likewise, each with the offset it waits for.
     pub held_flush: VecDeque<(u64, Key)>,
     held_msgs: VecDeque<(u64, usize, Msg)>,
-    /// The last dependency annotation written (other cores' offsets).
+    /// The last dependency annotation written (other cores' offsets),
+    /// and its text.
     deps: Vec<u64>,
+    line: Vec<u8>,
     /// A write or fsync failed: retried from the cron.
     failed: bool,
     /// A switch to a new incr file at logical offset `.1` (the bytes
@@ -933,6 +951,7 @@ impl CoreAof {
             held_flush: VecDeque::new(),
             held_msgs: VecDeque::new(),
             deps: Vec::new(),
+            line: Vec::new(),
             failed: false,
             rotating: None,
             after: Vec::new(),
@@ -1055,8 +1074,8 @@ impl CoreAof {
         self.deps.resize(aof.effective.len(), 0);
         if x > self.deps[d] {
             self.deps[d] = x;
-            if let Some(line) = self.deps_line() {
-                log.set_prelude(&line);
+            if self.deps_line() {
+                log.set_prelude(&self.line);
             }
         }
         self.pending.push_back((log.offset(), d, x));
@@ -1098,14 +1117,15 @@ impl CoreAof {
     /// the other cores' offsets (recorded ones, or fsynced ones under
     /// `always`, where nothing unsynced can have been revealed), when they
     /// changed since the last one written.
-    pub fn deps(&mut self, aof: &Aof) -> Option<Vec<u8>> {
+    /// Its text is then [`CoreAof::line`].
+    pub fn deps(&mut self, aof: &Aof) -> bool {
         // While fsyncs pause (and until `resume_fsync` has them catch up),
         // replies reveal unsynced writes even under `always`.
         let always = aof.policy() == FSYNC_ALWAYS && !aof.pausing.load(Ordering::SeqCst);
         let src = if always { &aof.effective } else { &aof.logged };
         let n = src.len();
         if n < 2 {
-            return None;
+            return false;
         }
         self.deps.resize(n, 0);
         let mut changed = false;
@@ -1121,28 +1141,34 @@ impl CoreAof {
                 changed = true;
             }
         }
-        if !changed {
-            return None;
-        }
-        self.deps_line()
+        changed && self.deps_line()
     }
 
-    /// The dependency annotation naming every other core's offset in
-    /// `deps`, if any is set.
-    fn deps_line(&self) -> Option<Vec<u8>> {
-        let mut line = b"#D:".to_vec();
+    /// The last dependency annotation made.
+    pub fn line(&self) -> &[u8] {
+        &self.line
+    }
+
+    /// Makes the dependency annotation naming every other core's offset
+    /// in `deps` (in [`CoreAof::line`], no allocation: once per turn and
+    /// per pipeline that arrives); false when none is set.
+    fn deps_line(&mut self) -> bool {
+        self.line.clear();
+        self.line.extend_from_slice(b"#D:");
         let mut first = true;
         for (c, &v) in self.deps.iter().enumerate() {
             if c == self.core || v == 0 {
                 continue;
             }
             if !first {
-                line.push(b',');
+                self.line.push(b',');
             }
             first = false;
-            line.extend_from_slice(format!("{c}={v}").as_bytes());
+            push_decimal(&mut self.line, c as u64);
+            self.line.push(b'=');
+            push_decimal(&mut self.line, v);
         }
-        (!first).then_some(line)
+        !first
     }
 
     /// What to submit now: the next write when none is in flight (under

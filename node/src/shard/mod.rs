@@ -549,7 +549,15 @@ impl Shard {
                         p.0 = p.0.saturating_add(crate::shared::ticks_of_micros(us));
                     }
                 }
-                Effect::AofNeeds(needs) => c.aof_remote.extend(needs),
+                // (One offset per core: the highest covers the rest.)
+                Effect::AofNeeds(needs) => {
+                    for (d, x) in needs {
+                        match c.aof_remote.iter_mut().find(|n| n.0 == d) {
+                            Some(n) => n.1 = n.1.max(x),
+                            None => c.aof_remote.push((d, x)),
+                        }
+                    }
+                }
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
