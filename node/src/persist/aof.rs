@@ -958,20 +958,35 @@ impl CoreAof {
         }
     }
 
-    /// The offset up to which replies may reveal writes: what an fsync
-    /// covered under `always`, capped where this log starts to depend on
-    /// another core's part of a pipeline not effective there yet (see
-    /// [`CoreAof::depend`]). Under `always` while fsyncs are paused
-    /// (`no-appendfsync-on-rewrite`), what is written, with the same cap:
-    /// Redis answers after the write then. Under `everysec` and `no`,
-    /// everything: replies do not wait for the log ([`Aof::lags`]), whose
-    /// effective offset (written, capped likewise) only orders records.
-    ///
-    /// While writes fail (a full disk) under `always` with fsyncs paused,
-    /// replies go out as Redis's do: the writes stay queued and are
-    /// retried, and new writes are refused with -MISCONF meanwhile.
+    /// The offset up to which replies to this core's clients may reveal
+    /// writes: what an fsync covered under `always`, capped where this
+    /// log starts to depend on another core's part of a pipeline not
+    /// effective there yet (see [`CoreAof::depend`]). Under `always`
+    /// while fsyncs are paused (`no-appendfsync-on-rewrite`), what is
+    /// written, with the same cap: Redis answers after the write then.
+    /// Under `everysec` and `no`, everything: replies do not wait for the
+    /// log ([`Aof::lags`]).
     pub fn durable(&self, aof: &Aof) -> u64 {
-        if aof.lags() || (self.failed && aof.fsync_paused()) {
+        if aof.lags() {
+            u64::MAX
+        } else {
+            self.durable_msgs(aof)
+        }
+    }
+
+    /// The offset up to which messages to other cores may reveal writes
+    /// (but a pipeline's, which carries its dependencies instead): as
+    /// [`CoreAof::durable`] under `always`, and under `everysec` and `no`
+    /// what is written (capped likewise). A crash of the process then
+    /// keeps every write another core has seen; a message held makes the
+    /// write due at once ([`CoreAof::submit`]).
+    ///
+    /// While writes fail (a full disk) under `everysec` or `no`, or under
+    /// `always` with fsyncs paused, messages go out as Redis's replies
+    /// do: the writes stay queued and are retried, and new writes are
+    /// refused with -MISCONF meanwhile.
+    pub fn durable_msgs(&self, aof: &Aof) -> u64 {
+        if self.failed && (aof.lags() || aof.fsync_paused()) {
             u64::MAX
         } else {
             self.eff
@@ -1041,10 +1056,15 @@ impl CoreAof {
         !self.held_msgs.is_empty()
     }
 
-    /// The offset a reply or message sent now must wait for (`None`:
-    /// everything recorded is durable already, see [`CoreAof::durable`]).
+    /// The offset a reply sent now must wait for (`None`: everything
+    /// recorded is durable already, see [`CoreAof::durable`]).
     pub fn gate(&self, log_offset: u64, aof: &Aof) -> Option<u64> {
         (log_offset > self.durable(aof)).then_some(log_offset)
+    }
+
+    /// Likewise for a message to another core ([`CoreAof::durable_msgs`]).
+    pub fn gate_msg(&self, log_offset: u64, aof: &Aof) -> Option<u64> {
+        (log_offset > self.durable_msgs(aof)).then_some(log_offset)
     }
 
     /// Holds a message for another core until `need` is on disk; a message
@@ -1184,8 +1204,10 @@ impl CoreAof {
     /// to io_uring's worker, paid once per turn when replies waited for
     /// it.
     pub fn submit(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
-        let due =
-            !aof.lags() || self.now_ms - self.queued_ms >= LAG_MS || self.queue.len() >= LAG_BYTES;
+        let due = !aof.lags()
+            || self.now_ms - self.queued_ms >= LAG_MS
+            || self.queue.len() >= LAG_BYTES
+            || !self.held_msgs.is_empty();
         self.submit_if(due, aof, out);
     }
 
@@ -1382,12 +1404,13 @@ impl CoreAof {
 
     /// Messages and connections whose wait is over: `synced` covers them.
     pub fn released(&mut self, aof: &Aof, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
-        let durable = self.durable(aof);
+        let durable = self.durable_msgs(aof);
         while self.held_msgs.front().is_some_and(|h| h.0 <= durable) {
             if let Some((_, to, m)) = self.held_msgs.pop_front() {
                 msgs.push((to, m));
             }
         }
+        let durable = self.durable(aof);
         while self.held_flush.front().is_some_and(|h| h.0 <= durable) {
             if let Some((_, k)) = self.held_flush.pop_front() {
                 conns.push(k);
@@ -1546,6 +1569,25 @@ mod tests {
         assert_eq!(writes(&mut a), 0);
         complete(&mut a, &aof);
         assert_eq!(a.written, log.offset());
+
+        // A message to another core (not a pipeline's) waits for the
+        // write of what it may reveal, which is then due at once.
+        log.record(0, [&b"SET"[..], b"m", b"1"].into_iter());
+        a.take(&mut log, 40, &aof);
+        assert_eq!(a.gate(log.offset(), &aof), None);
+        let need = a.gate_msg(log.offset(), &aof);
+        assert_eq!(need, Some(log.offset()));
+        assert!(a.hold_msg(need, 1, Msg::Wake).is_none());
+        let mut out = Vec::new();
+        a.submit(&aof, &mut out);
+        assert_eq!(out.len(), 1, "a held message makes the write due");
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&aof, &mut msgs, &mut conns);
+        assert!(msgs.is_empty(), "released before its write");
+        out.clear();
+        a.wrote(a.inflight.len() as i32, &aof, &mut out);
+        a.released(&aof, &mut msgs, &mut conns);
+        assert_eq!(msgs.len(), 1);
 
         // A dependency on another core's part is written down and caps
         // this core's effective offset (what orders records across

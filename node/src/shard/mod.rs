@@ -402,7 +402,8 @@ impl Shard {
     }
 
     /// Sends `msg` to core `to`, or holds it while it may reveal a write
-    /// not yet on disk (`appendfsync always`).
+    /// not yet on disk (`appendfsync always`) or not yet in the file
+    /// (`everysec`, `no`).
     pub fn send_out(&mut self, to: usize, msg: Msg) {
         if self.engine.has_events() {
             self.publish_events();
@@ -414,7 +415,7 @@ impl Shard {
             return self.mesh.send(to, msg);
         };
         let at = self.engine.write_log().map_or(0, |l| l.offset());
-        let need = a.gate(at, &self.persist.aof);
+        let need = a.gate_msg(at, &self.persist.aof);
         if let Some((to, msg)) = a.hold_msg(need, to, msg) {
             self.mesh.send(to, msg);
         }
