@@ -376,6 +376,42 @@ fn pipeline_kill_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration) 
 const EVERYSEC_GRACE: Duration = Duration::from_millis(100);
 
 #[test]
+fn everysec_replies_before_the_write_which_follows_within_milliseconds() {
+    let dir = temp_dir("lag");
+    let d = dir.to_str().unwrap();
+    // A cron once a second: only the core's own wake-up writes sooner.
+    let s = start(d, &["--shards", "1", "--hz", "1"]);
+    let mut r = s.raw();
+    // (The file itself is the probe: INFO would ask the core by message,
+    // and a message waits for the write of what it may reveal.)
+    let incr = std::fs::read_dir(dir.join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .expect("no incr file");
+    let has = |key: &str| {
+        let f = std::fs::read(&incr).unwrap();
+        f.windows(key.len()).any(|w| w == key.as_bytes())
+    };
+    let mut lagged = 0;
+    for i in 0..20 {
+        let key = format!("lagkey{i:03}");
+        assert_eq!(r.cmd_str(&["SET", &key, "v"]), b"+OK\r\n");
+        if !has(&key) {
+            lagged += 1;
+        }
+        // Nothing else arrives meanwhile: the sleeping core wakes when
+        // the record is due.
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            has(&key),
+            "SET {key} is not in the file 30 ms after its reply"
+        );
+    }
+    assert!(lagged > 0, "every reply waited for its write");
+}
+
+#[test]
 fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_kill_9() {
     let dir = temp_dir("everysec");
     let d = dir.to_str().unwrap();
