@@ -383,8 +383,12 @@ impl Core {
             self.shard.flush_direct();
             // The cores this turn sent to are woken once, now.
             self.shard.mesh.flush_wakes();
-            if self.shard.stopping && self.shard.conns.len() == 0 && self.aof_finished() {
-                return;
+            if self.shard.stopping && self.aof_finished() {
+                if self.shard.conns.len() == 0 {
+                    return;
+                }
+                self.shard.close_all();
+                self.free_closed();
             }
             // Work in hand, or entries to submit (the sends of this turn,
             // which complete as they are submitted): submit, collect what

@@ -411,6 +411,42 @@ fn everysec_replies_before_the_write_which_follows_within_milliseconds() {
     assert!(lagged > 0, "every reply waited for its write");
 }
 
+/// SHUTDOWN closes the clients' connections only once the AOF's last
+/// records are in the file and fsynced (as redis-server, which exits
+/// after its final fsync): a kill -9 after the connection closed loses
+/// nothing, even under `everysec`, where replies do not wait for writes.
+#[test]
+fn shutdown_closes_connections_after_the_aof_is_flushed() {
+    let dir = temp_dir("shutdown");
+    let d = dir.to_str().unwrap();
+    for round in 0..5 {
+        let mut s = start(d, &["--shards", "2", "--hz", "1"]);
+        let mut w = s.raw();
+        for i in 0..20 {
+            w.cmd_str(&["SET", &format!("r{round}k{i}"), "v"]);
+        }
+        let mut r = s.raw();
+        r.send(b"SHUTDOWN NOSAVE\r\n").unwrap();
+        assert!(r.is_closed(Duration::from_secs(20)));
+        // SAFETY: plain kill(2) of the child this test started, at once.
+        unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
+        kill9(&mut s);
+        let s = start(d, &["--shards", "2"]);
+        let mut r = s.raw();
+        for i in 0..20 {
+            let k = format!("r{round}k{i}");
+            assert_eq!(
+                bulk(&r.cmd_str(&["GET", &k])).as_deref(),
+                Some("v"),
+                "round {round}: {k} lost"
+            );
+        }
+        let mut r = s.raw();
+        r.send(b"SHUTDOWN NOSAVE\r\n").unwrap();
+        assert!(r.is_closed(Duration::from_secs(20)));
+    }
+}
+
 #[test]
 fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_kill_9() {
     let dir = temp_dir("everysec");

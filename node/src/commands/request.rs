@@ -47,7 +47,9 @@ pub fn process(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {
         return;
     };
-    if c.closing || c.close_after_flush || c.wait != Wait::No || c.moving {
+    // (A stopping core runs nothing more: its connections close once its
+    // AOF is flushed.)
+    if c.closing || c.close_after_flush || c.wait != Wait::No || c.moving || shard.stopping {
         return;
     }
     if c.filling() {

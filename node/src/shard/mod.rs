@@ -686,10 +686,17 @@ impl Shard {
         self.waiters.iter().filter_map(|w| w.deadline_ms).min()
     }
 
-    /// Stops serving: closes every connection (the event loop, seeing
-    /// `stopping`, also stops accepting).
+    /// Stops serving: the event loop, seeing `stopping`, stops accepting
+    /// and, once the AOF's last records are in the file and fsynced,
+    /// closes every connection ([`Shard::close_all`]): as with Redis, a
+    /// client that sees its connection close after SHUTDOWN finds every
+    /// acknowledged write on disk, whatever `appendfsync` says.
     pub fn stop(&mut self) {
         self.stopping = true;
+    }
+
+    /// Closes every connection.
+    pub fn close_all(&mut self) {
         for key in self.conns.keys() {
             self.close(key);
         }
