@@ -87,12 +87,17 @@ fn itoa_buf(mut n: u64) -> Digits {
     Digits { d, start: i }
 }
 
+/// Appends `n` in decimal (annotations' offsets, with no allocation).
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa_buf(n).as_slice());
+}
+
 /// Appends Redis's timestamp annotation `#TS:<secs>\r\n` (what a
 /// rewrite's base written as commands starts with, and the stamps of
 /// [`WriteLog::stamp`]).
 pub fn timestamp(out: &mut Vec<u8>, secs: u64) {
     out.extend_from_slice(b"#TS:");
-    out.extend_from_slice(itoa_buf(secs).as_slice());
+    push_decimal(out, secs);
     out.extend_from_slice(b"\r\n");
 }
 

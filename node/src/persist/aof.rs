@@ -843,22 +843,6 @@ impl Aof {
     }
 }
 
-/// Appends `v` in decimal.
-fn push_decimal(out: &mut Vec<u8>, v: u64) {
-    let mut d = [0u8; 20];
-    let mut i = d.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        d[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&d[i..]);
-}
-
 /// fsyncs a directory so renames and new files in it are durable.
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
@@ -1184,9 +1168,9 @@ impl CoreAof {
                 self.line.push(b',');
             }
             first = false;
-            push_decimal(&mut self.line, c as u64);
+            engine::writelog::push_decimal(&mut self.line, c as u64);
             self.line.push(b'=');
-            push_decimal(&mut self.line, v);
+            engine::writelog::push_decimal(&mut self.line, v);
         }
         !first
     }
