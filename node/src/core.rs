@@ -104,6 +104,9 @@ pub struct Core {
     aof_remote: Vec<Key>,
     /// What this core last published in `Aof::waits`.
     aof_waiting: bool,
+    /// Stopping, this core's AOF is flushed (counted in
+    /// `Aof::flushed_to_stop`).
+    stop_flushed: bool,
     /// Messages taken from the inbox, handled in batches (`drain_inbox`).
     inbox: Vec<Msg>,
     /// Replies held for the replicas (`replica::Stream::guarded`): this
@@ -147,6 +150,7 @@ impl Core {
             aof_out: Vec::new(),
             aof_remote: Vec::new(),
             aof_waiting: false,
+            stop_flushed: false,
             inbox: Vec::with_capacity(16),
             repl_turn: Vec::new(),
             repl_held: std::collections::VecDeque::new(),
@@ -384,11 +388,26 @@ impl Core {
             // The cores this turn sent to are woken once, now.
             self.shard.mesh.flush_wakes();
             if self.shard.stopping && self.aof_finished() {
-                if self.shard.conns.len() == 0 {
-                    return;
+                let flushed = &self.shard.persist.aof.flushed_to_stop;
+                if !self.stop_flushed {
+                    // A client's acknowledged writes may be on any core:
+                    // connections close once every core's AOF is flushed.
+                    self.stop_flushed = true;
+                    flushed.fetch_add(1, Ordering::SeqCst);
+                    for c in 0..self.shard.cores {
+                        if c != self.shard.id {
+                            self.shard.mesh.send(c, Msg::Wake);
+                        }
+                    }
+                    self.shard.mesh.flush_wakes();
                 }
-                self.shard.close_all();
-                self.free_closed();
+                if flushed.load(Ordering::SeqCst) >= self.shard.cores {
+                    if self.shard.conns.len() == 0 {
+                        return;
+                    }
+                    self.shard.close_all();
+                    self.free_closed();
+                }
             }
             // Work in hand, or entries to submit (the sends of this turn,
             // which complete as they are submitted): submit, collect what
@@ -1312,6 +1331,9 @@ impl Core {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return;
         };
+        // (The turn's clock, whether or not it took records: the ones
+        // waiting may be due.)
+        a.clock(self.shard.now_ms);
         a.submit(&self.shard.persist.aof, &mut self.aof_out);
         self.aof_push();
     }

@@ -194,7 +194,21 @@ pub async fn pipeline(
         let mut parts = Vec::with_capacity(calls.len());
         for call in calls {
             parts.push(match call.await {
-                Response::Encoded { out, ends, .. } => (out, ends, 0usize, 0usize),
+                Response::Encoded {
+                    out,
+                    ends,
+                    needs: n,
+                } => {
+                    // (What each part's replies reveal, one offset per
+                    // core: the client's next commands depend on it.)
+                    for (d, x) in n {
+                        match needs.iter_mut().find(|m: &&mut (usize, u64)| m.0 == d) {
+                            Some(m) => m.1 = m.1.max(x),
+                            None => needs.push((d, x)),
+                        }
+                    }
+                    (out, ends, 0usize, 0usize)
+                }
                 _ => (engine::Encoded::default(), Vec::new(), 0, 0),
             });
         }

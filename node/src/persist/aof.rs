@@ -13,7 +13,7 @@ use crate::io::Key;
 use crate::mesh::Msg;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// `appendfsync` values.
@@ -141,6 +141,9 @@ pub struct Aof {
     pub rotated: Vec<AtomicU64>,
     /// Every core fsyncs at its next cron, whatever the policy.
     pub force_sync: AtomicBool,
+    /// Stopping cores whose AOF is written and fsynced: clients'
+    /// connections close once every core's is (`Core::run`).
+    pub flushed_to_stop: AtomicUsize,
     /// `aof-timestamp-enabled`: cores stamp their logs with `#TS`, and a
     /// base written as commands starts with one ([`Aof::base_timestamp`];
     /// an RDB base has none).
@@ -190,6 +193,7 @@ impl Aof {
             rotations: Mutex::new((0..cores).map(|_| None).collect()),
             rotated: atomics(),
             force_sync: AtomicBool::new(false),
+            flushed_to_stop: AtomicUsize::new(0),
             timestamps: AtomicBool::new(false),
             no_fsync_on_rewrite: AtomicBool::new(false),
             pausing: AtomicBool::new(false),
@@ -875,6 +879,8 @@ pub struct CoreAof {
     /// turn's clock when the first of them was taken.
     queue: Vec<u8>,
     queued_ms: i64,
+    /// A command waits for the records waiting ([`CoreAof::hurry`]).
+    urgent: bool,
     /// The clock of the turn that last took records.
     now_ms: i64,
     /// The bytes of the write in flight, and how many of them are done.
@@ -922,6 +928,7 @@ impl CoreAof {
             file_len,
             queue: Vec::new(),
             queued_ms: 0,
+            urgent: false,
             now_ms: 0,
             inflight: Vec::new(),
             inflight_done: 0,
@@ -998,6 +1005,16 @@ impl CoreAof {
             log.take_onto(to);
         }
         aof.logged[self.core].store(log.offset(), Ordering::Release);
+    }
+
+    /// Makes the records waiting due at once (a command waits for them).
+    pub fn hurry(&mut self) {
+        self.urgent = true;
+    }
+
+    /// Sets the turn's clock, which says when the records waiting are due.
+    pub fn clock(&mut self, now_ms: i64) {
+        self.now_ms = self.now_ms.max(now_ms);
     }
 
     /// Like [`CoreAof::take`] for bytes already taken from the log (whose
@@ -1191,7 +1208,8 @@ impl CoreAof {
         let due = !aof.lags()
             || self.now_ms - self.queued_ms >= LAG_MS
             || self.queue.len() >= LAG_BYTES
-            || !self.held_msgs.is_empty();
+            || !self.held_msgs.is_empty()
+            || self.urgent;
         self.submit_if(due, aof, out);
     }
 
@@ -1243,6 +1261,7 @@ impl CoreAof {
             return;
         }
         if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) {
+            self.urgent = false;
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
             self.inflight_done = 0;
