@@ -1173,11 +1173,13 @@ impl Core {
                     for (to, m) in msgs {
                         self.shard.mesh.send(to, m);
                     }
-                    // Every connection forgets the offset it waited for:
-                    // a log turned on again restarts from offset 0.
+                    // Every connection forgets the offsets it waited for
+                    // or depended on: a log turned on again restarts from
+                    // offset 0.
                     for key in self.shard.conns.keys() {
                         if let Some(c) = self.shard.conns.get_mut(key) {
                             c.aof_need = 0;
+                            c.aof_remote.clear();
                         }
                     }
                     for key in conns {

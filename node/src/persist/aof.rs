@@ -879,8 +879,6 @@ pub struct CoreAof {
     /// turn's clock when the first of them was taken.
     queue: Vec<u8>,
     queued_ms: i64,
-    /// A command waits for the records waiting ([`CoreAof::hurry`]).
-    urgent: bool,
     /// The clock of the turn that last took records.
     now_ms: i64,
     /// The bytes of the write in flight, and how many of them are done.
@@ -928,7 +926,6 @@ impl CoreAof {
             file_len,
             queue: Vec::new(),
             queued_ms: 0,
-            urgent: false,
             now_ms: 0,
             inflight: Vec::new(),
             inflight_done: 0,
@@ -1005,11 +1002,6 @@ impl CoreAof {
             log.take_onto(to);
         }
         aof.logged[self.core].store(log.offset(), Ordering::Release);
-    }
-
-    /// Makes the records waiting due at once (a command waits for them).
-    pub fn hurry(&mut self) {
-        self.urgent = true;
     }
 
     /// Sets the turn's clock, which says when the records waiting are due.
@@ -1208,8 +1200,7 @@ impl CoreAof {
         let due = !aof.lags()
             || self.now_ms - self.queued_ms >= LAG_MS
             || self.queue.len() >= LAG_BYTES
-            || !self.held_msgs.is_empty()
-            || self.urgent;
+            || !self.held_msgs.is_empty();
         self.submit_if(due, aof, out);
     }
 
@@ -1261,7 +1252,6 @@ impl CoreAof {
             return;
         }
         if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) {
-            self.urgent = false;
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
             self.inflight_done = 0;

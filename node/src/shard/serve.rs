@@ -131,17 +131,14 @@ impl Shard {
     }
 
     /// With the AOF on: whether parts of connection `key`'s earlier
-    /// pipelines, run on other cores, are not effective there yet (under
-    /// `everysec` and `no`, its earlier writes here too: see
-    /// [`Shard::stall_for_earlier`]).
+    /// pipelines, run on other cores, are not effective there yet.
     pub fn earlier_pending(&self, key: Key) -> bool {
         let aof = &self.persist.aof;
-        let lags = aof.lags();
         self.aof.is_some()
             && self.conns.get(key).is_some_and(|c| {
                 c.aof_remote
                     .iter()
-                    .any(|&(d, x)| (d != self.id || lags) && !aof.is_effective(d, x))
+                    .any(|&(d, x)| d != self.id && !aof.is_effective(d, x))
             })
     }
 
@@ -151,25 +148,7 @@ impl Shard {
     /// have parts not effective on other cores, it waits for them
     /// (true), so the client's later writes never survive a crash without
     /// its earlier ones. Resumed by the event loop (`Core::aof_effective`).
-    ///
-    /// Under `everysec` and `no` the client's replies did not wait for its
-    /// writes on this core either: it waits for them too, and they are
-    /// written at once (`CoreAof::hurry`).
     pub fn stall_for_earlier(&mut self, key: Key) -> bool {
-        if self.aof.is_some() && self.persist.aof.lags() {
-            let at = self.engine.write_log().map_or(0, |l| l.offset());
-            if !self.persist.aof.is_effective(self.id, at) {
-                if let Some(c) = self.conns.get_mut(key) {
-                    match c.aof_remote.iter_mut().find(|n| n.0 == self.id) {
-                        Some(n) => n.1 = n.1.max(at),
-                        None => c.aof_remote.push((self.id, at)),
-                    }
-                }
-                if let Some(a) = self.aof.as_deref_mut() {
-                    a.hurry();
-                }
-            }
-        }
         if !self.earlier_pending(key) {
             return false;
         }
