@@ -202,10 +202,7 @@ pub async fn pipeline(
                     // (What each part's replies reveal, one offset per
                     // core: the client's next commands depend on it.)
                     for (d, x) in n {
-                        match needs.iter_mut().find(|m: &&mut (usize, u64)| m.0 == d) {
-                            Some(m) => m.1 = m.1.max(x),
-                            None => needs.push((d, x)),
-                        }
+                        super::add_need(&mut needs, d, x);
                     }
                     (out, ends, 0usize, 0usize)
                 }

@@ -495,6 +495,16 @@ thread_local! {
 
 /// Whether `msg` counts in [`Inbox::reqs`]: a request, but a re-spread's
 /// own question.
+/// Adds core `core`'s log offset `at` to a pipeline's `needs` (or a
+/// connection's earlier ones): one offset per core, the highest, which
+/// covers the lower ones.
+pub fn add_need(needs: &mut Vec<(usize, u64)>, core: usize, at: u64) {
+    match needs.iter_mut().find(|n| n.0 == core) {
+        Some(n) => n.1 = n.1.max(at),
+        None => needs.push((core, at)),
+    }
+}
+
 pub fn counted(msg: &Msg) -> bool {
     matches!(msg, Msg::Req { req, .. } if !matches!(req, Request::Admin(AdminQuery::Quiet { .. })))
 }

@@ -553,10 +553,7 @@ impl Shard {
                 // (One offset per core: the highest covers the rest.)
                 Effect::AofNeeds(needs) => {
                     for (d, x) in needs {
-                        match c.aof_remote.iter_mut().find(|n| n.0 == d) {
-                            Some(n) => n.1 = n.1.max(x),
-                            None => c.aof_remote.push((d, x)),
-                        }
+                        crate::mesh::add_need(&mut c.aof_remote, d, x);
                     }
                 }
                 Effect::HandOff => {

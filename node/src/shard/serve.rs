@@ -113,10 +113,7 @@ impl Shard {
     /// Adds this core's log offset to a pipeline's `needs`.
     fn note_need(&mut self, needs: &mut Vec<(usize, u64)>) {
         let at = self.engine.write_log().map_or(0, |l| l.offset());
-        match needs.iter_mut().find(|n| n.0 == self.id) {
-            Some(n) => n.1 = n.1.max(at),
-            None => needs.push((self.id, at)),
-        }
+        crate::mesh::add_need(needs, self.id, at);
     }
 
     /// What this core records from now on depends on a pipeline's
