@@ -493,8 +493,6 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Whether `msg` counts in [`Inbox::reqs`]: a request, but a re-spread's
-/// own question.
 /// Adds core `core`'s log offset `at` to a pipeline's `needs` (or a
 /// connection's earlier ones): one offset per core, the highest, which
 /// covers the lower ones.
@@ -505,6 +503,8 @@ pub fn add_need(needs: &mut Vec<(usize, u64)>, core: usize, at: u64) {
     }
 }
 
+/// Whether `msg` counts in [`Inbox::reqs`]: a request, but a re-spread's
+/// own question.
 pub fn counted(msg: &Msg) -> bool {
     matches!(msg, Msg::Req { req, .. } if !matches!(req, Request::Admin(AdminQuery::Quiet { .. })))
 }
