@@ -124,21 +124,23 @@ pub async fn pipeline(
     writes: bool,
     (conn, direct, head, after): (Key, i32, Vec<u8>, Vec<(usize, u64)>),
 ) -> TaskDone {
-    let req = |pre, segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| Request::Pipeline {
-        tx,
-        direct,
-        db,
-        resp3,
-        bytes: bytes.clone(),
-        holes: holes.clone(),
-        bigs: bigs.clone(),
-        pre,
-        segs,
-        at: 0,
-        out,
-        ends: Vec::new(),
-        conn: Some(conn),
-        needs: after.clone(),
+    let req = |pre, segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| {
+        Request::Pipeline(Box::new(super::msg::Pipeline {
+            tx,
+            direct,
+            db,
+            resp3,
+            bytes: bytes.clone(),
+            holes: holes.clone(),
+            bigs: bigs.clone(),
+            pre,
+            segs,
+            at: 0,
+            out,
+            ends: Vec::new(),
+            conn: Some(conn),
+            needs: after.clone(),
+        }))
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
@@ -158,10 +160,15 @@ pub async fn pipeline(
         }
     }
     // The replies of the connection's commands before it come first.
-    let start = engine::Encoded {
+    let mut start = engine::Encoded {
         bytes: head,
         bigs: Vec::new(),
     };
+    // Room for short replies (`+OK`, integers), so that a chain's
+    // replies do not grow the buffer reply by reply.
+    if chain {
+        start.bytes.reserve(n_cmds as usize * 8);
+    }
     // Kept for the error below: the chain's answer carries the original.
     let head = start.bytes.clone();
     // With the AOF on: the writes the replies reveal.

@@ -71,33 +71,8 @@ pub enum Request {
     /// `bytes`: see `engine::resp::parse_with_holes`). `direct`: the
     /// client's socket (-1: none), on which the answering core may send
     /// the replies itself (see `Shard::flush_direct`).
-    Pipeline {
-        tx: Option<TxId>,
-        direct: i32,
-        db: usize,
-        resp3: bool,
-        bytes: bytes::Bytes,
-        holes: Vec<usize>,
-        bigs: Vec<bytes::Bytes>,
-        /// The commands as the requesting core parsed them, so the cores
-        /// that run them do not parse them again: per command a header
-        /// (its length, its argument count or [`NOT_PARSED`]) and then the
-        /// arguments' spans, relative to the command's first byte.
-        pre: Box<[(u32, u32)]>,
-        segs: Vec<Seg>,
-        at: usize,
-        out: engine::Encoded,
-        ends: Vec<u32>,
-        /// The client's connection on the requesting core (its slow
-        /// commands are logged there).
-        conn: Option<crate::io::Key>,
-        /// With the AOF on, a run core to core goes on without
-        /// waiting for each core's write (fsync under `always`): the cores that ran a part and
-        /// their log offsets after it. The next core's records depend on
-        /// them, and the client's replies wait until they are effective
-        /// (see `persist::aof::CoreAof::depend`).
-        needs: Vec<(usize, u64)>,
-    },
+    /// Boxed: it travels core to core, moved as one pointer.
+    Pipeline(Box<Pipeline>),
     /// Run these commands in order, atomically, in database `db`.
     /// `tx` is set when the sender holds this core's lock. `watch` lists
     /// WATCH versions that must all still hold, or nothing runs.
@@ -227,6 +202,36 @@ pub enum Request {
         /// The old keys go to the lazy free thread (`replica-lazy-flush`).
         lazy: bool,
     },
+}
+
+/// The state of a [`Request::Pipeline`] as it travels.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub tx: Option<TxId>,
+    pub direct: i32,
+    pub db: usize,
+    pub resp3: bool,
+    pub bytes: bytes::Bytes,
+    pub holes: Vec<usize>,
+    pub bigs: Vec<bytes::Bytes>,
+    /// The commands as the requesting core parsed them, so the cores
+    /// that run them do not parse them again: per command a header
+    /// (its length, its argument count or [`NOT_PARSED`]) and then the
+    /// arguments' spans, relative to the command's first byte.
+    pub pre: Box<[(u32, u32)]>,
+    pub segs: Vec<Seg>,
+    pub at: usize,
+    pub out: engine::Encoded,
+    pub ends: Vec<u32>,
+    /// The client's connection on the requesting core (its slow
+    /// commands are logged there).
+    pub conn: Option<crate::io::Key>,
+    /// With the AOF on, a run core to core goes on without
+    /// waiting for each core's write (fsync under `always`): the cores that ran a part and
+    /// their log offsets after it. The next core's records depend on
+    /// them, and the client's replies wait until they are effective
+    /// (see `persist::aof::CoreAof::depend`).
+    pub needs: Vec<(usize, u64)>,
 }
 
 /// Node-wide questions each core answers for itself.
@@ -611,9 +616,9 @@ impl Mesh {
         let lazy = matches!(
             &msg,
             Msg::Req {
-                req: Request::Pipeline { tx: None, segs, .. },
+                req: Request::Pipeline(p),
                 ..
-            } if segs.len() == 1 && segs[0].cmds == 1
+            } if p.tx.is_none() && p.segs.len() == 1 && p.segs[0].cmds == 1
         );
         inbox.queue.push(msg);
         if lazy && inbox.batching.load(Ordering::SeqCst) {
@@ -773,7 +778,7 @@ mod tests {
             from: 0,
             id: 1,
             client: 0,
-            req: Request::Pipeline {
+            req: Request::Pipeline(Box::new(Pipeline {
                 tx: None,
                 direct: -1,
                 db: 0,
@@ -794,7 +799,7 @@ mod tests {
                 ends: Vec::new(),
                 conn: None,
                 needs: Vec::new(),
-            },
+            })),
         }
     }
 

@@ -244,20 +244,13 @@ impl Shard {
         let mut n = 0;
         for m in msgs {
             let Msg::Req {
-                req:
-                    Request::Pipeline {
-                        db,
-                        bytes,
-                        pre,
-                        segs,
-                        at,
-                        ..
-                    },
+                req: Request::Pipeline(p),
                 ..
             } = m
             else {
                 continue;
             };
+            let (db, bytes, pre, segs, at) = (&p.db, &p.bytes, &p.pre, &p.segs, &p.at);
             let Some(seg) = segs.get(*at).filter(|s| s.core == me) else {
                 continue;
             };

@@ -6,7 +6,7 @@
 use super::run::Origin;
 use super::{pubsub, Shard};
 use crate::io::{Key, Wait};
-use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Request, Response};
+use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Pipeline, Request, Response};
 use crate::shared::now_ms;
 use bytes::Bytes;
 use engine::Reply;
@@ -20,14 +20,13 @@ const DIRECT_MAX: usize = 16 * 1024;
 /// the keyspace; the rest wait for the unlock.
 fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
     match req {
-        Request::Exec { tx: Some(t), .. }
-        | Request::Pipeline { tx: Some(t), .. }
-        | Request::Export { tx: Some(t), .. } => *t == tx,
+        Request::Exec { tx: Some(t), .. } | Request::Export { tx: Some(t), .. } => *t == tx,
+        Request::Pipeline(p) if p.tx.is_some() => p.tx == Some(tx),
         Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
         Request::Export { tx: None, .. } | Request::Import { .. } => true,
         Request::Lock(..)
         | Request::Exec { .. }
-        | Request::Pipeline { .. }
+        | Request::Pipeline(_)
         | Request::Watch { .. }
         | Request::Digest
         | Request::DigestValues { .. }
@@ -358,71 +357,51 @@ impl Shard {
                 self.answer(from, id, Response::Replies(replies));
                 self.serve_ready();
             }
-            Request::Pipeline {
-                tx,
-                direct,
-                db,
-                resp3,
-                bytes,
-                holes,
-                bigs,
-                pre,
-                segs,
-                mut at,
-                mut out,
-                mut ends,
-                conn,
-                mut needs,
-            } => {
-                self.depend_on(&needs);
-                self.serving = conn.map(|k| (from, k));
-                self.prefetch_segments(db, (&bytes, &pre), &segs[at.min(segs.len())..]);
-                while let Some(seg) = segs.get(at).filter(|s| s.core == self.id) {
+            Request::Pipeline(mut p) => {
+                self.depend_on(&p.needs);
+                self.serving = p.conn.map(|k| (from, k));
+                let rest = &p.segs[p.at.min(p.segs.len())..];
+                self.prefetch_segments(p.db, (&p.bytes, &p.pre), rest);
+                if p.ends.capacity() == 0 {
+                    p.ends.reserve_exact(p.segs.len());
+                }
+                let Pipeline {
+                    db,
+                    resp3,
+                    bytes,
+                    holes,
+                    bigs,
+                    pre,
+                    segs,
+                    at,
+                    out,
+                    ends,
+                    ..
+                } = &mut *p;
+                while let Some(seg) = segs.get(*at).filter(|s| s.core == self.id) {
                     let part = bytes
                         .get(seg.start as usize..seg.end as usize)
                         .unwrap_or(&[]);
                     let holes = if seg.start == 0 { &holes[..] } else { &[] };
                     let parsed = pre.get(seg.pre as usize..).unwrap_or(&[]);
-                    self.run_segment(
-                        db,
-                        resp3,
-                        (part, holes, &bigs),
-                        (seg.cmds, parsed),
-                        &mut out,
-                    );
+                    self.run_segment(*db, *resp3, (part, holes, bigs), (seg.cmds, parsed), out);
                     ends.push(out.bytes.len() as u32);
-                    at += 1;
+                    *at += 1;
                 }
                 self.serving = None;
                 self.serve_ready();
                 // With the AOF on, a run core to core goes on at once.
-                let unheld = tx.is_none() && self.pipeline_unheld();
+                let unheld = p.tx.is_none() && self.pipeline_unheld();
                 if unheld {
-                    self.note_need(&mut needs);
+                    self.note_need(&mut p.needs);
                 }
-                match segs.get(at).map(|s| s.core) {
+                match p.segs.get(p.at).map(|s| s.core) {
                     Some(next) => {
-                        let req = Request::Pipeline {
-                            tx,
-                            direct,
-                            db,
-                            resp3,
-                            bytes,
-                            holes,
-                            bigs,
-                            pre,
-                            segs,
-                            at,
-                            out,
-                            ends,
-                            conn,
-                            needs,
-                        };
                         let msg = Msg::Req {
                             from,
                             id,
                             client: self.req_client,
-                            req,
+                            req: Request::Pipeline(p),
                         };
                         if unheld {
                             self.send_unheld(next, msg);
@@ -430,10 +409,17 @@ impl Shard {
                             self.send_out(next, msg);
                         }
                     }
-                    None if self.may_send_direct(from, direct, &out) => {
+                    None if self.may_send_direct(from, p.direct, &p.out) => {
                         if self.aof.is_some() {
-                            self.note_need(&mut needs);
+                            self.note_need(&mut p.needs);
                         }
+                        let Pipeline {
+                            direct,
+                            out,
+                            ends,
+                            needs,
+                            ..
+                        } = *p;
                         self.direct_due.push(DirectSend {
                             from,
                             fd: direct,
@@ -443,11 +429,16 @@ impl Shard {
                             needs,
                         });
                     }
-                    None if unheld => {
+                    None => {
+                        let Pipeline {
+                            out, ends, needs, ..
+                        } = *p;
                         let resp = Response::Encoded { out, ends, needs };
-                        self.send_unheld(from, Msg::Resp { id, resp });
+                        match unheld {
+                            true => self.send_unheld(from, Msg::Resp { id, resp }),
+                            false => self.answer(from, id, resp),
+                        }
                     }
-                    None => self.answer(from, id, Response::Encoded { out, ends, needs }),
                 }
             }
             Request::SnapshotStart { .. } => {
