@@ -476,15 +476,42 @@ fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_ki
                 let mut acked = Vec::<(u64, Instant)>::new();
                 let mut c = RawConn::connect(port).unwrap();
                 c.set_read_timeout(Duration::from_secs(2));
-                for n in 0u64.. {
-                    if stop.load(Ordering::Relaxed) {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let k = format!("w{w}seq{n}");
+                    if n % 3 != 2 {
+                        match c.try_cmd(&[b"SET", k.as_bytes(), b"1"]) {
+                            Ok(r) if r == b"+OK\r\n" => acked.push((n, Instant::now())),
+                            _ => break,
+                        }
+                        n += 1;
+                        continue;
+                    }
+                    // A write on one core and, in the same pipeline, a
+                    // command that crosses cores other than as a
+                    // pipeline: MSET with a key of the other core half
+                    // the time (a multi-key command under the cores'
+                    // locks), sent before the SET's turn on its core ends.
+                    let k2 = format!("w{w}seq{}", n + 1);
+                    let other = format!("w{w}other{n}");
+                    let mut p = tests::encode(&[b"SET", k.as_bytes(), b"1"]);
+                    p.extend(tests::encode(&[
+                        b"MSET",
+                        k2.as_bytes(),
+                        b"1",
+                        other.as_bytes(),
+                        b"1",
+                    ]));
+                    let ok = c.send(&p).is_ok()
+                        && c.read_reply().is_ok_and(|r| r == b"+OK\r\n")
+                        && c.read_reply().is_ok_and(|r| r == b"+OK\r\n");
+                    if !ok {
                         break;
                     }
-                    let k = format!("w{w}seq{n}");
-                    match c.try_cmd(&[b"SET", k.as_bytes(), b"1"]) {
-                        Ok(r) if r == b"+OK\r\n" => acked.push((n, Instant::now())),
-                        _ => break,
-                    }
+                    let at = Instant::now();
+                    acked.push((n, at));
+                    acked.push((n + 1, at));
+                    n += 2;
                 }
                 acked
             })

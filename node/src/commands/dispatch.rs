@@ -747,6 +747,7 @@ pub fn spawn(
     fut: impl std::future::Future<Output = TaskDone> + 'static,
 ) -> Next {
     let client = shard.conns.get(key).map_or(0, |c| c.id);
+    shard.publish_recorded();
     let t = shard.exec.spawn_for(client, fut);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Task(t);
@@ -762,6 +763,7 @@ pub fn spawn_detached(
     fut: impl std::future::Future<Output = TaskDone> + 'static,
 ) -> Next {
     let client = shard.conns.get(key).map_or(0, |c| c.id);
+    shard.publish_recorded();
     shard.exec.spawn_for(client, fut);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Detached;

@@ -329,6 +329,25 @@ impl Shard {
         }
     }
 
+    /// Publishes the offset this core's log has recorded, before a task
+    /// starts that may send other cores what depends on those records
+    /// (their dependency annotations read it: `CoreAof::deps`). The
+    /// turn's `take_log` publishes it too, but a client's pipeline can
+    /// write here and, in the same turn, start a command across cores
+    /// (a multi-key command, a transaction, a script) whose parts
+    /// elsewhere must depend on that write.
+    pub fn publish_recorded(&mut self) {
+        // (As `CoreAof::take` publishes it: only for records not taken
+        // yet. A log turned on again restarts from 0, and an offset of
+        // the old numbering must not come back.)
+        if let (Some(_), Some(log)) = (self.aof.as_deref(), self.engine.write_log()) {
+            if !log.is_empty() {
+                let logged = &self.persist.aof.logged[self.id];
+                logged.store(log.offset(), std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
     /// Hands what the write log recorded to its consumers: the AOF writer,
     /// and, once a replica follows this node, the replication stream (as
     /// one chunk, unless a transaction across cores holds this core: its
