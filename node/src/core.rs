@@ -1170,6 +1170,7 @@ impl Core {
                 if let Some(mut a) = self.shard.aof.take() {
                     let (mut msgs, mut conns) = (Vec::new(), Vec::new());
                     a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
+                    a.drain_closing(&mut msgs);
                     for (to, m) in msgs {
                         self.shard.mesh.send(to, m);
                     }
@@ -1399,8 +1400,11 @@ impl Core {
             return resumed;
         };
         let moved = a.refresh(&self.shard.persist.aof);
-        if moved {
+        // (An unlock's answer may wait for other cores' offsets alone.)
+        if moved || a.depends() {
             self.aof_release();
+        }
+        if moved {
             self.wake_aof_waiters();
         }
         let mut ready = false;

@@ -461,9 +461,21 @@ fn shutdown_closes_connections_after_the_aof_is_flushed() {
 
 #[test]
 fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_kill_9() {
-    let dir = temp_dir("everysec");
+    writes_in_order_across_kill_9("everysec", EVERYSEC_GRACE);
+}
+
+#[test]
+fn always_keeps_writes_in_order_and_every_acknowledged_one_across_kill_9() {
+    writes_in_order_across_kill_9("always", Duration::ZERO);
+}
+
+/// Writers over both cores, killed: what is left of each is a prefix of
+/// what it sent, holding what was acknowledged `grace` before the kill.
+fn writes_in_order_across_kill_9(policy: &str, grace: Duration) {
+    let dir = temp_dir(&format!("in-order-{policy}"));
     let d = dir.to_str().unwrap();
-    let mut s = start(d, &["--shards", "2"]);
+    let args = ["--shards", "2", "--appendfsync", policy];
+    let mut s = start(d, &args);
     let port = s.port();
     // Clients write sequences over keys of both cores; after a kill, what
     // is there of each is a prefix of what it sent (no later write without
@@ -522,7 +534,7 @@ fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_ki
     kill9(&mut s);
     stop.store(true, Ordering::Relaxed);
     let acked: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
-    let s = start(d, &["--shards", "2"]);
+    let s = start(d, &args);
     let mut r = s.raw();
     for (w, acked) in acked.iter().enumerate() {
         assert!(acked.len() > 100, "too few writes: {}", acked.len());
@@ -538,7 +550,7 @@ fn everysec_keeps_writes_in_order_and_loses_only_the_last_milliseconds_across_ki
         if let Some((i, (n, at))) = acked.iter().enumerate().nth(kept) {
             let before = killed.duration_since(*at);
             assert!(
-                before < EVERYSEC_GRACE,
+                before < grace,
                 "w{w}seq{n} (#{i} of {}) acknowledged {before:?} before the kill is lost",
                 acked.len(),
             );

@@ -329,13 +329,25 @@ impl Locks {
         for call in calls {
             let _ = call.await;
         }
+        // Every part is written: the cores reveal what follows them, and
+        // the client's reply waits until every part is effective.
+        let calls: Vec<_> = sent
+            .iter()
+            .map(|&c| self.rpc.call(c, Request::Settled(self.tx)))
+            .collect();
+        for call in calls {
+            let _ = call.await;
+        }
     }
 }
 
 impl Drop for Locks {
     fn drop(&mut self) {
+        // (Cancelled: nobody waits for the parts to be durable, so the
+        // cores settle it at once.)
         for &c in &self.sent {
             self.rpc.tell(c, Request::Unlock(self.tx));
+            self.rpc.tell(c, Request::Settled(self.tx));
         }
     }
 }

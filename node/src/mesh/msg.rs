@@ -93,8 +93,15 @@ pub enum Request {
     /// the replication stream (`repl::merge::Form`): what this core
     /// rebuilds for it goes to its AOF only.
     Lock(TxId, Vec<usize>, bool),
-    /// Release the lock held by `tx` (no answer).
+    /// Release the lock held by `tx` (answered once this core's part is
+    /// closed in its log, and under `always` on disk).
     Unlock(TxId),
+    /// Every core's part of transaction `tx` is closed and written (under
+    /// `always`, fsynced): what this core recorded after its part may now
+    /// be revealed (see `persist::aof::CoreAof::hold_until_settled`).
+    /// Answered once this core's effective offset covers what it recorded
+    /// so far (the part among it).
+    Settled(TxId),
     /// Copy out these keys: under the lock of the transaction that sends
     /// it (a request of the caller's transaction `tx`, which may be sent
     /// right behind its `Lock`, or `None` for a caller that holds the lock

@@ -127,8 +127,10 @@ pub struct Aof {
     pub effective: Vec<AtomicU64>,
     pub waits: Vec<AtomicBool>,
     /// False while a core's last write or fsync failed (INFO
-    /// `aof_last_write_status`; writes get -MISCONF).
+    /// `aof_last_write_status`; writes get -MISCONF), which cores'
+    /// did: one core's write succeeding does not clear another's error.
     pub write_ok: AtomicBool,
+    write_failed: Vec<AtomicBool>,
     /// The last write error's text (for -MISCONF).
     pub write_error: Mutex<String>,
     pub files: Mutex<Files>,
@@ -177,6 +179,7 @@ impl Aof {
             effective: atomics(),
             waits: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             write_ok: AtomicBool::new(true),
+            write_failed: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             write_error: Mutex::new(String::new()),
             files: Mutex::new(Files::default()),
             rewrite: RewriteState {
@@ -869,6 +872,12 @@ pub enum Submit {
     Fsync { fd: i32 },
 }
 
+/// In [`CoreAof`]'s pending dependencies, in place of a core: a
+/// transaction's part awaiting its coordinator's word that every part is
+/// durable ([`CoreAof::hold_until_settled`]), and once that came.
+const UNSETTLED: usize = usize::MAX;
+const SETTLED: usize = usize::MAX - 1;
+
 /// One core's AOF writer.
 pub struct CoreAof {
     core: usize,
@@ -894,15 +903,21 @@ pub struct CoreAof {
     /// The offset replies may reveal (see [`CoreAof::durable`]; published
     /// as [`Aof::effective`]), and the dependencies on other cores'
     /// records not effective yet: (this log's offset where they start to
-    /// count, core, that core's offset).
+    /// count, core, that core's offset), or ([`UNSETTLED`], transaction)
+    /// for a transaction's part not known durable on every core.
     eff: u64,
     pending: VecDeque<(u64, usize, u64)>,
+    /// Answers to transactions' unlocks, each sent once its part (ending
+    /// at the offset) is written (fsynced under `always`); and answers
+    /// sent once the effective offset reaches theirs.
+    closing: Vec<(u64, usize, Msg)>,
+    settling: Vec<(u64, usize, Msg)>,
     last_fsync_ms: i64,
     /// Connections whose output waits for the write (or under `always`
     /// the fsync) of what it may reveal, and messages to other cores
     /// likewise, each with the offset it waits for.
     pub held_flush: VecDeque<(u64, Key)>,
-    held_msgs: VecDeque<(u64, usize, Msg)>,
+    held_msgs: VecDeque<(u64, usize, Msg, Option<u64>)>,
     /// The last dependency annotation written (other cores' offsets),
     /// and its text.
     deps: Vec<u64>,
@@ -935,6 +950,8 @@ impl CoreAof {
             synced: end,
             eff: end,
             pending: VecDeque::new(),
+            closing: Vec::new(),
+            settling: Vec::new(),
             last_fsync_ms: 0,
             held_flush: VecDeque::new(),
             held_msgs: VecDeque::new(),
@@ -974,8 +991,20 @@ impl CoreAof {
     /// do: the writes stay queued and are retried, and new writes are
     /// refused with -MISCONF meanwhile.
     pub fn durable_msgs(&self, aof: &Aof) -> u64 {
+        self.durable_msgs_in(None, aof)
+    }
+
+    /// [`CoreAof::durable_msgs`] for a message sent while a transaction
+    /// holds this core (`Some`): to its coordinator, once written (under
+    /// `always`, fsynced), regardless of holds and dependencies (see
+    /// [`CoreAof::hold_until_settled`]), or transactions would wait for
+    /// each other. The client's reply waits for the settled parts to be
+    /// effective.
+    fn durable_msgs_in(&self, tx: Option<u64>, aof: &Aof) -> u64 {
         if self.failed && (aof.lags() || aof.fsync_paused()) {
             u64::MAX
+        } else if tx.is_some() {
+            self.durable_base(aof)
         } else {
             self.eff
         }
@@ -1056,16 +1085,29 @@ impl CoreAof {
     }
 
     /// Likewise for a message to another core ([`CoreAof::durable_msgs`]).
-    pub fn gate_msg(&self, log_offset: u64, aof: &Aof) -> Option<u64> {
-        (log_offset > self.durable_msgs(aof)).then_some(log_offset)
+    /// `tx`: the transaction holding this core, if any (see
+    /// [`CoreAof::durable_msgs_in`]).
+    pub fn gate_msg(&self, log_offset: u64, tx: Option<u64>, aof: &Aof) -> Option<u64> {
+        (log_offset > self.durable_msgs_in(tx, aof)).then_some(log_offset)
     }
 
     /// Holds a message for another core until `need` is on disk; a message
     /// behind a held one waits too, so each pair of cores keeps its order.
-    pub fn hold_msg(&mut self, need: Option<u64>, to: usize, msg: Msg) -> Option<(usize, Msg)> {
-        match need.or_else(|| self.held_msgs.back().map(|h| h.0)) {
-            Some(n) => {
-                self.held_msgs.push_back((n, to, msg));
+    /// `tx` as for [`CoreAof::gate_msg`].
+    pub fn hold_msg(
+        &mut self,
+        need: Option<u64>,
+        tx: Option<u64>,
+        to: usize,
+        msg: Msg,
+    ) -> Option<(usize, Msg)> {
+        let held = match need {
+            Some(n) => Some((n, tx)),
+            None => self.held_msgs.back().map(|h| (h.0, h.3)),
+        };
+        match held {
+            Some((n, tx)) => {
+                self.held_msgs.push_back((n, to, msg, tx));
                 None
             }
             None => Some((to, msg)),
@@ -1094,25 +1136,80 @@ impl CoreAof {
         self.pending.push_back((log.offset(), d, x));
     }
 
+    /// A transaction across cores starts its part here (the log is at
+    /// its start): nothing recorded from now on is effective before every
+    /// part is durable, which its coordinator says ([`CoreAof::settled`]).
+    /// A load keeps a part only with the others, and the records after it
+    /// in this log only with it: without the hold, another client's
+    /// write here, acknowledged under `always`, could be cut with a part
+    /// whose sibling on another core was not yet on disk, and so could
+    /// another core's records that depend on this one's effective offset.
+    pub fn hold_until_settled(&mut self, tx: u64, log: &engine::writelog::WriteLog) {
+        self.pending.push_back((log.offset(), UNSETTLED, tx));
+    }
+
+    /// A transaction's part here ended at log offset `end`: `answer`
+    /// goes to core `to` once the part is written (under `always`,
+    /// fsynced), whatever holds and dependencies cap the effective offset
+    /// ([`CoreAof::released`]; the write is due at once). Its coordinator
+    /// then settles the transaction on every core and waits until each
+    /// is effective past its part ([`CoreAof::answer_when_effective`]),
+    /// so no wait here depends on another transaction.
+    pub fn close_part(&mut self, end: u64, to: usize, answer: Msg) {
+        self.closing.push((end, to, answer));
+    }
+
+    /// `answer` goes to core `to` once this core is effective up to
+    /// `need` (held apart from other messages: see
+    /// [`CoreAof::close_part`]).
+    pub fn answer_when_effective(&mut self, need: u64, to: usize, answer: Msg) {
+        self.settling.push((need, to, answer));
+    }
+
+    /// Whether an entry of `pending` is met.
+    fn met(p: &(u64, usize, u64), aof: &Aof) -> bool {
+        match p.1 {
+            SETTLED => true,
+            UNSETTLED => false,
+            d => aof.is_effective(d, p.2),
+        }
+    }
+
+    /// What the policy lets replies reveal of this log before the pending
+    /// dependencies cap it: fsynced under `always`, written otherwise
+    /// (everything while writes fail outside `always`).
+    fn durable_base(&self, aof: &Aof) -> u64 {
+        if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
+            self.synced
+        } else if self.failed {
+            u64::MAX
+        } else {
+            self.written
+        }
+    }
+
+    /// Transaction `tx` is durable on every core (see
+    /// [`CoreAof::hold_until_settled`]).
+    pub fn settled(&mut self, tx: u64) {
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.1 == UNSETTLED && p.2 == tx)
+        {
+            p.1 = SETTLED;
+        }
+    }
+
     /// Drops the dependencies now effective and moves this core's
     /// effective offset on; true when it moved.
     pub fn refresh(&mut self, aof: &Aof) -> bool {
-        while let Some(&(_, d, x)) = self.pending.front() {
-            if !aof.is_effective(d, x) {
-                break;
-            }
+        while self.pending.front().is_some_and(|p| Self::met(p, aof)) {
             self.pending.pop_front();
         }
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
         // (While writes fail outside `always`, replies go out as Redis's
         // do, and so may other cores' that depend on this one's.)
-        let eff = if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
-            self.synced.min(cap)
-        } else if self.failed {
-            u64::MAX
-        } else {
-            self.written.min(cap)
-        };
+        let eff = self.durable_base(aof).min(cap);
         if eff == self.eff {
             return false;
         }
@@ -1121,9 +1218,16 @@ impl CoreAof {
         true
     }
 
-    /// Whether dependencies on other cores wait.
+    /// Whether dependencies on other cores wait (or unlocks' answers).
     pub fn depends(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.closing.is_empty() || !self.settling.is_empty()
+    }
+
+    /// The transactions' answers still held, all at once (the AOF is being
+    /// turned off: nothing waits for it any more).
+    pub fn drain_closing(&mut self, msgs: &mut Vec<(usize, Msg)>) {
+        msgs.extend(self.closing.drain(..).map(|(_, to, m)| (to, m)));
+        msgs.extend(self.settling.drain(..).map(|(_, to, m)| (to, m)));
     }
 
     /// The dependency annotation for the records this core writes next:
@@ -1200,7 +1304,9 @@ impl CoreAof {
         let due = !aof.lags()
             || self.now_ms - self.queued_ms >= LAG_MS
             || self.queue.len() >= LAG_BYTES
-            || !self.held_msgs.is_empty();
+            || !self.held_msgs.is_empty()
+            || !self.closing.is_empty()
+            || !self.settling.is_empty();
         self.submit_if(due, aof, out);
     }
 
@@ -1397,9 +1503,31 @@ impl CoreAof {
 
     /// Messages and connections whose wait is over: `synced` covers them.
     pub fn released(&mut self, aof: &Aof, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
-        let durable = self.durable_msgs(aof);
-        while self.held_msgs.front().is_some_and(|h| h.0 <= durable) {
-            if let Some((_, to, m)) = self.held_msgs.pop_front() {
+        let base = self.durable_base(aof);
+        let mut i = 0;
+        while i < self.closing.len() {
+            if self.closing[i].0 <= base {
+                let (_, to, m) = self.closing.swap_remove(i);
+                msgs.push((to, m));
+            } else {
+                i += 1;
+            }
+        }
+        let eff = self.durable_msgs(aof);
+        let mut i = 0;
+        while i < self.settling.len() {
+            if self.settling[i].0 <= eff {
+                let (_, to, m) = self.settling.swap_remove(i);
+                msgs.push((to, m));
+            } else {
+                i += 1;
+            }
+        }
+        while let Some(h) = self.held_msgs.front() {
+            if h.0 > self.durable_msgs_in(h.3, aof) {
+                break;
+            }
+            if let Some((_, to, m, _)) = self.held_msgs.pop_front() {
                 msgs.push((to, m));
             }
         }
@@ -1433,7 +1561,8 @@ impl CoreAof {
         }
         self.failed = true;
         self.refresh(aof);
-        if aof.write_ok.swap(false, Ordering::Relaxed) {
+        aof.write_failed[self.core].store(true, Ordering::SeqCst);
+        if aof.write_ok.swap(false, Ordering::SeqCst) {
             crate::log::warning(format_args!(
                 "Error writing to the AOF file: {}",
                 crate::log::io_error_text(&e)
@@ -1442,8 +1571,11 @@ impl CoreAof {
     }
 
     fn recovered(&mut self, aof: &Aof) {
-        if !aof.write_ok.load(Ordering::Relaxed) {
-            aof.write_ok.store(true, Ordering::Relaxed);
+        if !aof.write_failed[self.core].swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let others = aof.write_failed.iter().any(|f| f.load(Ordering::SeqCst));
+        if !others && !aof.write_ok.swap(true, Ordering::SeqCst) {
             crate::log::warning(format_args!(
                 "AOF write error looks solved, Redis can write again."
             ));
@@ -1568,9 +1700,9 @@ mod tests {
         log.record(0, [&b"SET"[..], b"m", b"1"].into_iter());
         a.take(&mut log, 40, &aof);
         assert_eq!(a.gate(log.offset(), &aof), None);
-        let need = a.gate_msg(log.offset(), &aof);
+        let need = a.gate_msg(log.offset(), None, &aof);
         assert_eq!(need, Some(log.offset()));
-        assert!(a.hold_msg(need, 1, Msg::Wake).is_none());
+        assert!(a.hold_msg(need, None, 1, Msg::Wake).is_none());
         let mut out = Vec::new();
         a.submit(&aof, &mut out);
         assert_eq!(out.len(), 1, "a held message makes the write due");

@@ -434,8 +434,11 @@ impl Shard {
             return self.mesh.send(to, msg);
         };
         let at = self.engine.write_log().map_or(0, |l| l.offset());
-        let need = a.gate_msg(at, &self.persist.aof);
-        if let Some((to, msg)) = a.hold_msg(need, to, msg) {
+        // (While a transaction holds this core, what it sends is that
+        // transaction's: see `CoreAof::durable_msgs_in`.)
+        let tx = self.lock.map(|t| t.repl_id());
+        let need = a.gate_msg(at, tx, &self.persist.aof);
+        if let Some((to, msg)) = a.hold_msg(need, tx, to, msg) {
             self.mesh.send(to, msg);
         }
     }

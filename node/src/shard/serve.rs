@@ -469,6 +469,13 @@ impl Shard {
                         list.join(",")
                     );
                     log.begin_multi(Some(part.as_bytes()));
+                    // What this core records from here on is revealed
+                    // only once every part is durable (the load keeps a
+                    // part only with the others, and what follows it in
+                    // this log only with it).
+                    if let Some(a) = self.aof.as_deref_mut() {
+                        a.hold_until_settled(tx.repl_id(), log);
+                    }
                 }
                 let paused = self.writes_paused;
                 self.answer(from, id, Response::Granted { paused });
@@ -476,10 +483,26 @@ impl Shard {
             Request::Unlock(tx) => {
                 if self.lock == Some(tx) {
                     self.lock = None;
+                    // With the AOF on, answered once this part is written
+                    // (`CoreAof::close_part`): not held like other
+                    // messages, since what it reveals stays held until
+                    // the coordinator, told every part is, settles it.
+                    let mut closed = false;
                     if let Some(log) = self.engine.write_log() {
                         log.end_multi(0, false);
+                        if let (Some(a), true) = (self.aof.as_deref_mut(), id != 0) {
+                            let done = Msg::Resp {
+                                id,
+                                resp: Response::Done,
+                            };
+                            a.close_part(log.offset(), from, done);
+                            closed = true;
+                        }
                     }
                     self.repl_part_end();
+                    if !closed {
+                        self.answer(from, id, Response::Done);
+                    }
                     self.serve_ready();
                     let spare = std::mem::take(&mut self.deferred_spare);
                     let mut deferred = std::mem::replace(&mut self.deferred, spare);
@@ -508,8 +531,25 @@ impl Shard {
                             self.resume.push(key);
                         }
                     }
+                } else {
+                    self.answer(from, id, Response::Done);
                 }
-                self.answer(from, id, Response::Done);
+            }
+            Request::Settled(tx) => {
+                let at = self.engine.write_log().map_or(0, |l| l.offset());
+                match self.aof.as_deref_mut() {
+                    Some(a) => {
+                        a.settled(tx.repl_id());
+                        if id != 0 {
+                            let done = Msg::Resp {
+                                id,
+                                resp: Response::Done,
+                            };
+                            a.answer_when_effective(at, from, done);
+                        }
+                    }
+                    None => self.answer(from, id, Response::Done),
+                }
             }
             Request::Export { db, keys, .. } => {
                 let now = now_ms();
