@@ -317,27 +317,26 @@ impl Locks {
 
 impl Locks {
     /// Releases the locks and waits until every core has: a core answers
-    /// once its part of the transaction is closed in its log (and, under
-    /// `appendfsync always`, on disk), so the client's reply never comes
-    /// before the transaction is durable on every core.
+    /// once its part of the transaction is closed in its log (and, with
+    /// the AOF on, written; under `appendfsync always`, on disk). Then
+    /// the cores are told the transaction is settled (they reveal what
+    /// they recorded after their parts) and answer once effective past
+    /// their parts, so the client's reply never comes before the
+    /// transaction is durable on every core (see
+    /// `persist::aof::CoreAof::hold_until_settled`).
     pub(super) async fn release(mut self) {
         let sent = std::mem::take(&mut self.sent);
-        let calls: Vec<_> = sent
-            .iter()
-            .map(|&c| self.rpc.call(c, Request::Unlock(self.tx)))
-            .collect();
-        for call in calls {
-            let _ = call.await;
-        }
-        // Every part is written: the cores reveal what follows them, and
-        // the client's reply waits until every part is effective.
-        let calls: Vec<_> = sent
-            .iter()
-            .map(|&c| self.rpc.call(c, Request::Settled(self.tx)))
-            .collect();
-        for call in calls {
-            let _ = call.await;
-        }
+        let tx = self.tx;
+        call_each(&self.rpc, &sent, || Request::Unlock(tx)).await;
+        call_each(&self.rpc, &sent, || Request::Settled(tx)).await;
+    }
+}
+
+/// Sends `req()` to each of `cores` at once and waits for every answer.
+async fn call_each(rpc: &Rc<Rpc>, cores: &[usize], req: impl Fn() -> Request) {
+    let calls: Vec<_> = cores.iter().map(|&c| rpc.call(c, req())).collect();
+    for call in calls {
+        let _ = call.await;
     }
 }
 

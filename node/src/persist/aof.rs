@@ -1503,26 +1503,9 @@ impl CoreAof {
 
     /// Messages and connections whose wait is over: `synced` covers them.
     pub fn released(&mut self, aof: &Aof, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
-        let base = self.durable_base(aof);
-        let mut i = 0;
-        while i < self.closing.len() {
-            if self.closing[i].0 <= base {
-                let (_, to, m) = self.closing.swap_remove(i);
-                msgs.push((to, m));
-            } else {
-                i += 1;
-            }
-        }
-        let eff = self.durable_msgs(aof);
-        let mut i = 0;
-        while i < self.settling.len() {
-            if self.settling[i].0 <= eff {
-                let (_, to, m) = self.settling.swap_remove(i);
-                msgs.push((to, m));
-            } else {
-                i += 1;
-            }
-        }
+        let (written, effective) = (self.durable_base(aof), self.durable_msgs(aof));
+        take_due(&mut self.closing, written, msgs);
+        take_due(&mut self.settling, effective, msgs);
         while let Some(h) = self.held_msgs.front() {
             if h.0 > self.durable_msgs_in(h.3, aof) {
                 break;
@@ -1579,6 +1562,19 @@ impl CoreAof {
             crate::log::warning(format_args!(
                 "AOF write error looks solved, Redis can write again."
             ));
+        }
+    }
+}
+
+/// Moves the answers of `held` whose offset is at most `upto` to `msgs`.
+fn take_due(held: &mut Vec<(u64, usize, Msg)>, upto: u64, msgs: &mut Vec<(usize, Msg)>) {
+    let mut i = 0;
+    while i < held.len() {
+        if held[i].0 <= upto {
+            let (_, to, m) = held.swap_remove(i);
+            msgs.push((to, m));
+        } else {
+            i += 1;
         }
     }
 }
