@@ -1648,6 +1648,47 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_part_reveals_nothing_after_its_start_until_settled() {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        let mut a = CoreAof::new(1, -1, 0, 0);
+        let mut log = engine::writelog::WriteLog::new(0);
+        let mut record = |a: &mut CoreAof, key: &[u8]| {
+            log.record(0, [&b"SET"[..], key, b"1"].into_iter());
+            a.take(&mut log, 0, &aof);
+            complete(a, &aof);
+            log.offset()
+        };
+        let before = record(&mut a, b"a");
+        // The lock: the part starts here.
+        a.hold_until_settled(7, &engine::writelog::WriteLog::new(before));
+        let end = record(&mut a, b"in-part");
+        let (unlock, settle) = (Msg::Wake, Msg::Wake);
+        a.close_part(end, 0, unlock);
+        // Another client's write after the part, on disk.
+        let after = record(&mut a, b"later");
+        assert_eq!(a.synced, after);
+        // Nothing from the part's start on is effective, and a message
+        // sent outside the lock waits; the unlock's answer goes (written).
+        assert_eq!(a.durable(&aof), before);
+        assert_eq!(a.gate_msg(after, None, &aof), Some(after));
+        assert_eq!(a.gate_msg(end, Some(7), &aof), None);
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&aof, &mut msgs, &mut conns);
+        assert_eq!(msgs.len(), 1, "the unlock's answer");
+        a.answer_when_effective(after, 0, settle);
+        a.released(&aof, &mut msgs, &mut conns);
+        assert_eq!(msgs.len(), 1, "the settled answer waits");
+        // Settled: all is effective, and the answer goes.
+        a.settled(7);
+        assert!(a.refresh(&aof));
+        assert_eq!(a.durable(&aof), after);
+        a.released(&aof, &mut msgs, &mut conns);
+        assert_eq!(msgs.len(), 2);
+        assert!(!a.depends());
+    }
+
+    #[test]
     fn under_everysec_records_wait_for_their_write_until_old_big_or_flushed() {
         let aof = Aof::new(2, std::env::temp_dir(), "t".into());
         aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
