@@ -1594,6 +1594,15 @@ impl Drop for CoreAof {
 mod tests {
     use super::*;
 
+    /// Two cores' AOF under `policy`, core `core`'s writer (no file) and
+    /// an empty write log.
+    fn writer(policy: u8, core: usize) -> (Aof, CoreAof, engine::writelog::WriteLog) {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(policy, Ordering::SeqCst);
+        let log = engine::writelog::WriteLog::new(0);
+        (aof, CoreAof::new(core, -1, 0, 0), log)
+    }
+
     /// Runs the writer's submissions as if the disk took them whole.
     fn complete(a: &mut CoreAof, aof: &Aof) {
         let mut out = Vec::new();
@@ -1610,10 +1619,7 @@ mod tests {
 
     #[test]
     fn a_dependency_holds_replies_until_the_other_core_has_it_effective() {
-        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
-        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
-        let mut a = CoreAof::new(1, -1, 0, 0);
-        let mut log = engine::writelog::WriteLog::new(0);
+        let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 1);
         log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
         a.take(&mut log, 0, &aof);
         complete(&mut a, &aof);
@@ -1649,10 +1655,7 @@ mod tests {
 
     #[test]
     fn a_transaction_part_reveals_nothing_after_its_start_until_settled() {
-        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
-        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
-        let mut a = CoreAof::new(1, -1, 0, 0);
-        let mut log = engine::writelog::WriteLog::new(0);
+        let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 1);
         let mut record = |a: &mut CoreAof, key: &[u8]| {
             log.record(0, [&b"SET"[..], key, b"1"].into_iter());
             a.take(&mut log, 0, &aof);
@@ -1690,10 +1693,7 @@ mod tests {
 
     #[test]
     fn under_everysec_records_wait_for_their_write_until_old_big_or_flushed() {
-        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
-        aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
-        let mut a = CoreAof::new(0, -1, 0, 0);
-        let mut log = engine::writelog::WriteLog::new(0);
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 0);
         let writes = |a: &mut CoreAof| {
             let mut out = Vec::new();
             a.submit(&aof, &mut out);
