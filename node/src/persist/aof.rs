@@ -917,7 +917,7 @@ pub struct CoreAof {
     /// the fsync) of what it may reveal, and messages to other cores
     /// likewise, each with the offset it waits for.
     pub held_flush: VecDeque<(u64, Key)>,
-    held_msgs: VecDeque<(u64, usize, Msg, Option<u64>)>,
+    held_msgs: VecDeque<(u64, usize, Msg, bool)>,
     /// The last dependency annotation written (other cores' offsets),
     /// and its text.
     deps: Vec<u64>,
@@ -991,19 +991,19 @@ impl CoreAof {
     /// do: the writes stay queued and are retried, and new writes are
     /// refused with -MISCONF meanwhile.
     pub fn durable_msgs(&self, aof: &Aof) -> u64 {
-        self.durable_msgs_in(None, aof)
+        self.durable_msgs_in(false, aof)
     }
 
     /// [`CoreAof::durable_msgs`] for a message sent while a transaction
-    /// holds this core (`Some`): to its coordinator, once written (under
+    /// holds this core (`locked`): to its coordinator, once written (under
     /// `always`, fsynced), regardless of holds and dependencies (see
     /// [`CoreAof::hold_until_settled`]), or transactions would wait for
     /// each other. The client's reply waits for the settled parts to be
     /// effective.
-    fn durable_msgs_in(&self, tx: Option<u64>, aof: &Aof) -> u64 {
+    fn durable_msgs_in(&self, locked: bool, aof: &Aof) -> u64 {
         if self.failed && (aof.lags() || aof.fsync_paused()) {
             u64::MAX
-        } else if tx.is_some() {
+        } else if locked {
             self.durable_base(aof)
         } else {
             self.eff
@@ -1085,29 +1085,29 @@ impl CoreAof {
     }
 
     /// Likewise for a message to another core ([`CoreAof::durable_msgs`]).
-    /// `tx`: the transaction holding this core, if any (see
+    /// `locked`: sent while a transaction holds this core (see
     /// [`CoreAof::durable_msgs_in`]).
-    pub fn gate_msg(&self, log_offset: u64, tx: Option<u64>, aof: &Aof) -> Option<u64> {
-        (log_offset > self.durable_msgs_in(tx, aof)).then_some(log_offset)
+    pub fn gate_msg(&self, log_offset: u64, locked: bool, aof: &Aof) -> Option<u64> {
+        (log_offset > self.durable_msgs_in(locked, aof)).then_some(log_offset)
     }
 
     /// Holds a message for another core until `need` is on disk; a message
     /// behind a held one waits too, so each pair of cores keeps its order.
-    /// `tx` as for [`CoreAof::gate_msg`].
+    /// `locked` as for [`CoreAof::gate_msg`].
     pub fn hold_msg(
         &mut self,
         need: Option<u64>,
-        tx: Option<u64>,
+        locked: bool,
         to: usize,
         msg: Msg,
     ) -> Option<(usize, Msg)> {
         let held = match need {
-            Some(n) => Some((n, tx)),
+            Some(n) => Some((n, locked)),
             None => self.held_msgs.back().map(|h| (h.0, h.3)),
         };
         match held {
-            Some((n, tx)) => {
-                self.held_msgs.push_back((n, to, msg, tx));
+            Some((n, locked)) => {
+                self.held_msgs.push_back((n, to, msg, locked));
                 None
             }
             None => Some((to, msg)),
@@ -1136,16 +1136,16 @@ impl CoreAof {
         self.pending.push_back((log.offset(), d, x));
     }
 
-    /// A transaction across cores starts its part here (the log is at
-    /// its start): nothing recorded from now on is effective before every
+    /// A transaction across cores starts its part here, at log offset
+    /// `at`: nothing recorded from there on is effective before every
     /// part is durable, which its coordinator says ([`CoreAof::settled`]).
     /// A load keeps a part only with the others, and the records after it
     /// in this log only with it: without the hold, another client's
     /// write here, acknowledged under `always`, could be cut with a part
     /// whose sibling on another core was not yet on disk, and so could
     /// another core's records that depend on this one's effective offset.
-    pub fn hold_until_settled(&mut self, tx: u64, log: &engine::writelog::WriteLog) {
-        self.pending.push_back((log.offset(), UNSETTLED, tx));
+    pub fn hold_until_settled(&mut self, tx: u64, at: u64) {
+        self.pending.push_back((at, UNSETTLED, tx));
     }
 
     /// A transaction's part here ended at log offset `end`: `answer`
@@ -1664,7 +1664,7 @@ mod tests {
         };
         let before = record(&mut a, b"a");
         // The lock: the part starts here.
-        a.hold_until_settled(7, &engine::writelog::WriteLog::new(before));
+        a.hold_until_settled(7, before);
         let end = record(&mut a, b"in-part");
         let (unlock, settle) = (Msg::Wake, Msg::Wake);
         a.close_part(end, 0, unlock);
@@ -1674,8 +1674,8 @@ mod tests {
         // Nothing from the part's start on is effective, and a message
         // sent outside the lock waits; the unlock's answer goes (written).
         assert_eq!(a.durable(&aof), before);
-        assert_eq!(a.gate_msg(after, None, &aof), Some(after));
-        assert_eq!(a.gate_msg(end, Some(7), &aof), None);
+        assert_eq!(a.gate_msg(after, false, &aof), Some(after));
+        assert_eq!(a.gate_msg(end, true, &aof), None);
         let (mut msgs, mut conns) = (Vec::new(), Vec::new());
         a.released(&aof, &mut msgs, &mut conns);
         assert_eq!(msgs.len(), 1, "the unlock's answer");
@@ -1737,9 +1737,9 @@ mod tests {
         log.record(0, [&b"SET"[..], b"m", b"1"].into_iter());
         a.take(&mut log, 40, &aof);
         assert_eq!(a.gate(log.offset(), &aof), None);
-        let need = a.gate_msg(log.offset(), None, &aof);
+        let need = a.gate_msg(log.offset(), false, &aof);
         assert_eq!(need, Some(log.offset()));
-        assert!(a.hold_msg(need, None, 1, Msg::Wake).is_none());
+        assert!(a.hold_msg(need, false, 1, Msg::Wake).is_none());
         let mut out = Vec::new();
         a.submit(&aof, &mut out);
         assert_eq!(out.len(), 1, "a held message makes the write due");

@@ -436,9 +436,9 @@ impl Shard {
         let at = self.engine.write_log().map_or(0, |l| l.offset());
         // (While a transaction holds this core, what it sends is that
         // transaction's: see `CoreAof::durable_msgs_in`.)
-        let tx = self.lock.map(|t| t.repl_id());
-        let need = a.gate_msg(at, tx, &self.persist.aof);
-        if let Some((to, msg)) = a.hold_msg(need, tx, to, msg) {
+        let locked = self.lock.is_some();
+        let need = a.gate_msg(at, locked, &self.persist.aof);
+        if let Some((to, msg)) = a.hold_msg(need, locked, to, msg) {
             self.mesh.send(to, msg);
         }
     }

@@ -21,12 +21,11 @@ const DIRECT_MAX: usize = 16 * 1024;
 fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
     match req {
         Request::Exec { tx: Some(t), .. } | Request::Export { tx: Some(t), .. } => *t == tx,
-        Request::Pipeline(p) if p.tx.is_some() => p.tx == Some(tx),
+        Request::Pipeline(p) => p.tx == Some(tx),
         Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
         Request::Export { tx: None, .. } | Request::Import { .. } => true,
         Request::Lock(..)
         | Request::Exec { .. }
-        | Request::Pipeline(_)
         | Request::Watch { .. }
         | Request::Digest
         | Request::DigestValues { .. }
@@ -474,7 +473,7 @@ impl Shard {
                     // part only with the others, and what follows it in
                     // this log only with it).
                     if let Some(a) = self.aof.as_deref_mut() {
-                        a.hold_until_settled(tx.repl_id(), log);
+                        a.hold_until_settled(tx.repl_id(), log.offset());
                     }
                 }
                 let paused = self.writes_paused;
