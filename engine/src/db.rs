@@ -106,6 +106,14 @@ impl Db {
             .flat_map(|d| d.iter().map(|e| (e.key(), e)))
     }
 
+    /// A stage of a walk's prefetch of `slot` (see
+    /// [`SlotDict::prefetch_walk`]); nothing for a slot with no keys.
+    pub fn prefetch_walk(&self, slot: usize, stage: u8) {
+        if let Some(d) = self.dict(slot) {
+            d.prefetch_walk(stage);
+        }
+    }
+
     /// Every entry, slot by slot.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.all_dicts()

@@ -281,6 +281,31 @@ impl SlotDict {
             .map(|i| self.entry(i))
     }
 
+    /// One stage of a walk's prefetch, a few slots ahead of where it reads
+    /// (a snapshot's, whose every key is a chain of cache misses: table,
+    /// entry, value): stage 0 starts loading the table, 1 the entries, 2
+    /// what their values point to, each once the stage before has had time
+    /// to arrive. Tables past 64 entries are left to the walk itself.
+    pub fn prefetch_walk(&self, stage: u8) {
+        if self.len == 0 || self.len > 64 {
+            return;
+        }
+        if stage == 0 {
+            for line in self.table.chunks(8) {
+                prefetch_read(line.as_ptr() as *const u8);
+            }
+            return;
+        }
+        for &w in self.table.iter().filter(|&&w| w != 0) {
+            if stage == 1 {
+                prefetch_read(addr(w).as_ptr() as *const u8);
+            } else {
+                // SAFETY: a non-zero word addresses an entry the table owns.
+                unsafe { addr(w).as_ref() }.value.prefetch_heap();
+            }
+        }
+    }
+
     /// Asks the CPU to start loading the table word where the key with
     /// `hash` (see [`hash`]) would be found, so a lookup shortly after
     /// does not wait for memory.

@@ -96,6 +96,24 @@ impl Clone for StrData {
     }
 }
 
+impl Value {
+    /// Starts loading what the value points to, if anything (see
+    /// [`crate::dict::SlotDict::prefetch_walk`]).
+    pub fn prefetch_heap(&self) {
+        let p: *const u8 = match self {
+            Value::Str(StrData::Inline { .. }) => return,
+            Value::Str(StrData::Thin { ptr, .. }) => ptr.as_ptr(),
+            Value::Str(StrData::Shared(b)) => &**b as *const Bytes as *const u8,
+            Value::List(b) => &**b as *const PackedList as *const u8,
+            Value::Hash(b) => &**b as *const HashVal as *const u8,
+            Value::Set(b) => &**b as *const SetVal as *const u8,
+            Value::ZSet(b) => &**b as *const ZSet as *const u8,
+            Value::Stream(b) => &**b as *const Stream as *const u8,
+        };
+        crate::dict::prefetch_read(p);
+    }
+}
+
 impl StrData {
     /// A copy of `s`.
     pub fn copy_from_slice(s: &[u8]) -> StrData {

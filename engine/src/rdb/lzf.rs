@@ -16,8 +16,22 @@ const MAX_LIT: usize = 32;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = 7 + 255 + 2;
 
+/// The hash table, kept between strings: a position is stored as
+/// `base + position + 1`, and `base` moves past each input, so what an
+/// earlier string left reads as empty without clearing the table (for the
+/// small values of a snapshot, clearing cost more than compressing).
+struct Table {
+    slots: Vec<u32>,
+    base: u32,
+}
+
 thread_local! {
-    static TABLE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static TABLE: RefCell<Table> = const {
+        RefCell::new(Table {
+            slots: Vec::new(),
+            base: 0,
+        })
+    };
 }
 
 /// Compresses `input`, appending to `out`, and returns the compressed
@@ -27,19 +41,22 @@ pub fn compress(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<usize> 
     TABLE.with(|t| compress_with(input, out, limit, &mut t.borrow_mut()))
 }
 
-fn compress_with(
-    input: &[u8],
-    out: &mut Vec<u8>,
-    limit: usize,
-    table: &mut Vec<u32>,
-) -> Option<usize> {
+fn compress_with(input: &[u8], out: &mut Vec<u8>, limit: usize, t: &mut Table) -> Option<usize> {
     let start = out.len();
     let n = input.len();
     // A table of about twice the input's length, 256 to 65536 entries.
     let bits = (usize::BITS - n.max(1).leading_zeros()).clamp(8, 16);
     let size = 1usize << bits;
-    table.clear();
-    table.resize(size, 0);
+    if t.slots.len() < size {
+        t.slots.resize(size, 0);
+    }
+    if u64::from(t.base) + n as u64 + 1 > u64::from(u32::MAX) {
+        t.slots.fill(0);
+        t.base = 0;
+    }
+    let base = t.base as usize;
+    t.base += n as u32 + 1;
+    let table = &mut t.slots[..size];
     let hash = |p: usize| {
         let v = u32::from(input[p]) << 16 | u32::from(input[p + 1]) << 8 | u32::from(input[p + 2]);
         (v.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
@@ -50,9 +67,9 @@ fn compress_with(
     while ip + 2 < n {
         let h = hash(ip);
         let cand = table[h] as usize;
-        table[h] = ip as u32 + 1;
-        if cand > 0 {
-            let r = cand - 1;
+        table[h] = (base + ip + 1) as u32;
+        if cand > base {
+            let r = cand - base - 1;
             let d = ip - r;
             if d <= MAX_OFF && input[r..r + 3] == input[ip..ip + 3] {
                 let max = MAX_REF.min(n - ip);
@@ -109,6 +126,28 @@ mod tests {
         let m = lzf_rust::decompress(&out[1..], &mut back).expect("lzf-rust decodes it");
         assert_eq!(&back[..m], input);
         Some(n)
+    }
+
+    #[test]
+    fn the_table_kept_between_strings_never_matches_an_earlier_one() {
+        // A long string leaves its positions in the table; a short one
+        // after it must not match them (it would read past its end), also
+        // when the base wraps round and the table is cleared.
+        let long: Vec<u8> = (0..5000).map(|i| (i % 97) as u8).collect();
+        let short = b"abcabcabcabcabcabcabcabcabcabcab";
+        for base in [0, u32::MAX - 6000, u32::MAX - 40] {
+            let mut t = Table {
+                slots: Vec::new(),
+                base,
+            };
+            for input in [&long[..], &short[..], &long[..], &short[..]] {
+                let mut out = Vec::new();
+                let n = compress_with(input, &mut out, input.len(), &mut t).unwrap();
+                let mut back = vec![0u8; input.len()];
+                let m = lzf_rust::decompress(&out[..n], &mut back).unwrap();
+                assert_eq!(&back[..m], input);
+            }
+        }
     }
 
     #[test]

@@ -73,10 +73,15 @@ impl std::fmt::Display for Error {
     }
 }
 
+/// The running CRC64 of [`crc64`].
+pub type Crc64 = crc::Digest<'static, u64, crc::Table<16>>;
+
 /// Redis's CRC64 (Jones polynomial, reflected), which RDB files and DUMP
-/// payloads end with.
-pub fn crc64() -> crc::Digest<'static, u64> {
-    static CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+/// payloads end with. Slice-by-16 tables: the crate's default, a byte at a
+/// time, took a fifth of a rewrite's CPU (an image is checksummed whole).
+pub fn crc64() -> Crc64 {
+    static CRC: crc::Crc<u64, crc::Table<16>> =
+        crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
     CRC.digest()
 }
 

@@ -55,12 +55,15 @@ pub fn string(out: &mut Vec<u8>, s: &[u8], compress: bool) {
     }
     if compress && s.len() > 20 {
         // Redis keeps the compressed form when it saves more than 4 bytes.
-        let mut buf = Vec::with_capacity(s.len());
-        if let Some(n) = super::lzf::compress(s, &mut buf, s.len() - 4) {
+        // Compressed in place, its header then written after it and
+        // rotated to the front (no buffer of its own).
+        let at = out.len();
+        if let Some(n) = super::lzf::compress(s, out, s.len() - 4) {
             out.push(0xC3);
             len(out, n as u64);
             len(out, s.len() as u64);
-            out.extend_from_slice(&buf);
+            let head = out.len() - at - n;
+            out[at..].rotate_right(head);
             return;
         }
     }
@@ -209,7 +212,7 @@ pub fn entry(out: &mut Vec<u8>, key: &[u8], val: &Value, expire_ms: Option<i64>,
 /// The end of a file: the EOF opcode and the CRC64 of everything before
 /// the checksum (`crc` has seen every byte written so far, not these), or
 /// zeros without `checksum` (`rdbchecksum no`).
-pub fn footer(out: &mut Vec<u8>, mut crc: crc::Digest<'static, u64>, checksum: bool) {
+pub fn footer(out: &mut Vec<u8>, mut crc: super::Crc64, checksum: bool) {
     out.push(OP_EOF);
     if checksum {
         crc.update(&[OP_EOF]);
