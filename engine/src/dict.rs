@@ -285,9 +285,9 @@ impl SlotDict {
     /// (a snapshot's, whose every key is a chain of cache misses: table,
     /// entry, value): stage 0 starts loading the table, 1 the entries, 2
     /// what their values point to, each once the stage before has had time
-    /// to arrive. Tables past 64 entries are left to the walk itself.
+    /// to arrive. Tables past 256 entries are left to the walk itself.
     pub fn prefetch_walk(&self, stage: u8) {
-        if self.len == 0 || self.len > 64 {
+        if self.len == 0 || self.len > 256 {
             return;
         }
         if stage == 0 {

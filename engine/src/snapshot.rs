@@ -51,7 +51,19 @@ impl Snapshot {
         }
         self.done[w] |= b;
         for (i, db) in dbs.iter().enumerate() {
-            for (key, e) in db.slot_entries(slot as u16) {
+            if db.slot_len(slot as u16) == 0 {
+                continue;
+            }
+            // The entries first, then each written while the value four
+            // ahead is being loaded: a value is a cache miss of its own.
+            let ents: Vec<(&[u8], &crate::entry::Entry)> = db.slot_entries(slot as u16).collect();
+            for (_, e) in ents.iter().take(4) {
+                e.value.prefetch_heap();
+            }
+            for (k, &(key, e)) in ents.iter().enumerate() {
+                if let Some((_, ahead)) = ents.get(k + 4) {
+                    ahead.value.prefetch_heap();
+                }
                 let select = self.cur_db != Some(i);
                 self.cur_db = Some(i);
                 match self.form {
