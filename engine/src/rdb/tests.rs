@@ -330,3 +330,22 @@ fn redis_6_ziplists_decode() {
     write::string(&mut body, &blob(&zl, 5), false);
     assert!(undump(&with_footer(body, 9), &lim).unwrap().is_err());
 }
+
+#[test]
+fn crc64_is_redis_s_in_one_call_or_in_pieces() {
+    // The check value of CRC-64/Jones as Redis uses it ("123456789"), and
+    // the same sum whether the bytes come at once or in odd pieces (a
+    // file's checksum is updated chunk by chunk).
+    let mut c = crc64();
+    c.update(b"123456789");
+    assert_eq!(c.finalize(), 0xe9c6d914c4b8d9ca);
+    let li: &[u8] = b"This is a test of the emergency broadcast system.";
+    let data: Vec<u8> = li.iter().copied().cycle().take(100_003).collect();
+    let mut whole = crc64();
+    whole.update(&data);
+    let mut pieces = crc64();
+    for chunk in data.chunks(777) {
+        pieces.update(chunk);
+    }
+    assert_eq!(whole.finalize(), pieces.finalize());
+}
