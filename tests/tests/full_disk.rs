@@ -178,6 +178,34 @@ fn aof_on_a_full_disk_refuses_writes_then_recovers() {
     }
 }
 
+/// Turning the AOF off while its writes fail lifts the -MISCONF refusal
+/// (Redis refuses for the AOF only while it is on), and INFO keeps the
+/// last write's status, in slotd as in redis-server.
+#[test]
+fn turning_the_aof_off_lifts_its_misconf() {
+    let mut seen = Vec::new();
+    for name in ["redis", "slotd"] {
+        let Some(disk) = Tmpfs::mount(&format!("aof-off-{name}"), "2m") else {
+            return;
+        };
+        let args = ["--dir", disk.path(), "--appendonly", "yes"];
+        let s = if name == "redis" {
+            Server::redis(&args)
+        } else {
+            Server::slotd(&[&["--shards", "2"][..], &args].concat())
+        };
+        let mut r = s.raw();
+        let (_, refusal) = write_until_refused(&mut r, "k");
+        assert_eq!(refusal, AOF_MISCONF, "{name}");
+        let off = text(&r.cmd_str(&["CONFIG", "SET", "appendonly", "no"]));
+        let set = text(&r.cmd_str(&["SET", "after", "1"]));
+        let status = info_field(&mut r, "aof_last_write_status");
+        seen.push((off, set, status));
+    }
+    assert_eq!(seen[1].1, "+OK\r\n", "slotd still refuses: {:?}", seen[1]);
+    assert_eq!(seen[0], seen[1], "redis-server, then slotd");
+}
+
 const RDB_MISCONF: &str = "-MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.\r\n";
 
 /// Runs a BGSAVE that fails for want of space; returns the refusal a

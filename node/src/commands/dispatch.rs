@@ -129,16 +129,14 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
             Reply::err("LOADING Redis is loading the dataset in memory"),
         );
     }
-    if !shard
-        .persist
-        .aof
-        .write_ok
-        .load(std::sync::atomic::Ordering::Relaxed)
+    // (As Redis: only while the AOF is on; turning it off lifts the
+    // refusal, though INFO keeps the last write's status.)
+    let aof = &shard.persist.aof;
+    if !aof.write_ok.load(std::sync::atomic::Ordering::Relaxed)
+        && aof.on.load(std::sync::atomic::Ordering::Relaxed)
         && (spec.has(flags::WRITE) || spec.name == "ping")
     {
-        let why = shard
-            .persist
-            .aof
+        let why = aof
             .write_error
             .lock()
             .map(|t| t.clone())
