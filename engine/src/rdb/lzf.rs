@@ -104,11 +104,15 @@ fn compress_with(input: &[u8], out: &mut Vec<u8>, limit: usize, t: &mut Table) -
         ip += 1 + (misses >> 4);
         misses += 1;
     }
-    literals(out, &input[lit..]);
-    if too_long(out) {
+    // The last literals make `rest` bytes and one control byte per 32:
+    // when they cannot fit, give up before copying them (the usual end
+    // for an incompressible value).
+    let rest = n - lit;
+    if out.len() - start + rest + rest.div_ceil(MAX_LIT) >= limit {
         out.truncate(start);
         return None;
     }
+    literals(out, &input[lit..]);
     Some(out.len() - start)
 }
 
