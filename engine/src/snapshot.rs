@@ -42,6 +42,9 @@ pub struct Snapshot {
     keys: u64,
 }
 
+/// How many entries ahead of the one it writes a snapshot's walk loads.
+const AHEAD: usize = 4;
+
 impl Snapshot {
     /// Serialises `slot` of every database unless already done.
     fn slot(&mut self, dbs: &[Db], slot: usize) {
@@ -54,16 +57,25 @@ impl Snapshot {
             if db.slot_len(slot as u16) == 0 {
                 continue;
             }
-            // The entries first, then each written while the value four
-            // ahead is being loaded: a value is a cache miss of its own.
-            let ents: Vec<(&[u8], &crate::entry::Entry)> = db.slot_entries(slot as u16).collect();
-            for (_, e) in ents.iter().take(4) {
-                e.value.prefetch_heap();
-            }
-            for (k, &(key, e)) in ents.iter().enumerate() {
-                if let Some((_, ahead)) = ents.get(k + 4) {
-                    ahead.value.prefetch_heap();
+            // Each entry is written while the value four entries ahead is
+            // being loaded (a value is a cache miss of its own): a ring of
+            // the next four, so a slot of any size costs no more memory.
+            let mut it = db.slot_entries(slot as u16);
+            let mut ring: [Option<(&[u8], &crate::entry::Entry)>; AHEAD] = [None; AHEAD];
+            for r in ring.iter_mut() {
+                *r = it.next();
+                if let Some((_, e)) = r {
+                    e.value.prefetch_heap();
                 }
+            }
+            let mut k = 0;
+            while let Some((key, e)) = ring[k % AHEAD].take() {
+                let next = it.next();
+                if let Some((_, n)) = next {
+                    n.value.prefetch_heap();
+                }
+                ring[k % AHEAD] = next;
+                k += 1;
                 let select = self.cur_db != Some(i);
                 self.cur_db = Some(i);
                 match self.form {
