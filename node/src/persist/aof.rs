@@ -127,8 +127,9 @@ pub struct Aof {
     pub effective: Vec<AtomicU64>,
     pub waits: Vec<AtomicBool>,
     /// False while a core's last write or fsync failed (INFO
-    /// `aof_last_write_status`; writes get -MISCONF), which cores'
-    /// did: one core's write succeeding does not clear another's error.
+    /// `aof_last_write_status`; writes get -MISCONF while the AOF is
+    /// on), which cores' did: one core's write succeeding does not clear
+    /// another's error.
     pub write_ok: AtomicBool,
     write_failed: Vec<AtomicBool>,
     /// The last write error's text (for -MISCONF).
