@@ -1547,7 +1547,10 @@ impl Core {
         self.shard.msgs += 1;
         self.shard.reqs_taken += crate::mesh::counted(&msg) as u64;
         match msg {
-            Msg::Resp { id, resp } => self.shard.rpc.complete(id, resp),
+            Msg::Resp { id, resp } => match crate::mesh::flows::chain_key(id) {
+                Some(chain) => self.shard.chain_done(chain, resp),
+                None => self.shard.rpc.complete(id, resp),
+            },
             Msg::Adopt { fd, master } => self.adopt(fd, master),
             Msg::Moved(m) => self.arrive(*m),
             Msg::Wake => {}

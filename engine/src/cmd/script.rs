@@ -69,10 +69,12 @@ pub fn run_call(
         return with_vm(|vm| vm.fcall(args, (db, databases, ro), backend).reply)
             .unwrap_or_else(|e| e);
     }
-    match parse(args, name.starts_with("evalsha"), ro) {
-        Ok(p) => run_parsed(&p, db, databases, backend),
-        Err(e) => e,
-    }
+    run_eval(
+        args,
+        name.starts_with("evalsha"),
+        (db, databases, ro),
+        backend,
+    )
 }
 
 /// Loads a library from a file (RDB, AOF preamble), replacing one of the
@@ -126,10 +128,16 @@ pub fn is_script(name: &str) -> bool {
 /// The declared keys: `numkeys` at 2, the keys after it. A bad count gives
 /// no keys here and its error when the command runs, as Redis does.
 pub fn eval_keys(args: &Args) -> Result<Vec<usize>, Reply> {
-    Ok(match numkeys(args) {
-        Ok(n) => (3..3 + n).collect(),
-        Err(_) => Vec::new(),
-    })
+    Ok(key_range(args).collect())
+}
+
+/// Where an EVAL-family or FCALL call's keys are among its arguments
+/// (none when its key count is not valid).
+pub fn key_range(args: &Args) -> std::ops::Range<usize> {
+    match numkeys(args) {
+        Ok(n) => 3..3 + n,
+        Err(_) => 0..0,
+    }
 }
 
 fn numkeys(args: &Args) -> Result<usize, Reply> {
@@ -165,46 +173,38 @@ pub fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, Reply> {
     })
 }
 
-/// A parsed EVAL-family call.
-pub struct Parsed<'a> {
-    pub sha: [u8; 40],
-    pub body: Option<&'a [u8]>,
-    pub keys: Vec<&'a [u8]>,
-    pub argv: Vec<&'a [u8]>,
-    pub read_only: bool,
-}
-
-/// Parses EVAL / EVALSHA (`by_sha`) and their `_RO` forms (`ro`).
-pub fn parse<'a>(args: &Args<'a>, by_sha: bool, ro: bool) -> Result<Parsed<'a>, Reply> {
-    let n = numkeys(args)?;
+/// Runs EVAL / EVALSHA (`by_sha`) or their `_RO` forms (`ro`) on
+/// `backend`, at database `db`.
+fn run_eval(
+    args: &Args,
+    by_sha: bool,
+    (db, databases, ro): (usize, usize, bool),
+    backend: &mut dyn Backend,
+) -> Reply {
+    let n = match numkeys(args) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
     let first = args.get(1);
     let (sha, body) = if by_sha {
-        let mut sha = <[u8; 40]>::try_from(first)
-            .map_err(|_| Reply::err("NOSCRIPT No matching script. Please use EVAL."))?;
+        let Ok(mut sha) = <[u8; 40]>::try_from(first) else {
+            return Reply::err("NOSCRIPT No matching script. Please use EVAL.");
+        };
         sha.make_ascii_lowercase();
         (sha, None)
     } else {
         (script::sha1_hex(first), Some(first))
     };
-    Ok(Parsed {
+    let mut stack = script::CallArgs::default();
+    let (keys, argv) = stack.split(args, n);
+    let call = Call {
         sha,
         body,
-        keys: (3..3 + n).map(|i| args.get(i)).collect(),
-        argv: (3 + n..args.len()).map(|i| args.get(i)).collect(),
-        read_only: ro,
-    })
-}
-
-/// Runs a parsed call on `backend`, at database `db`.
-pub fn run_parsed(p: &Parsed, db: usize, databases: usize, backend: &mut dyn Backend) -> Reply {
-    let call = Call {
-        sha: p.sha,
-        body: p.body,
-        keys: &p.keys,
-        argv: &p.argv,
+        keys,
+        argv,
         db,
         databases,
-        read_only: p.read_only,
+        read_only: ro,
     };
     with_vm(|vm| vm.run(&call, backend).reply).unwrap_or_else(|e| e)
 }

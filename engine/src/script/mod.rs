@@ -258,6 +258,35 @@ pub struct Outcome {
 }
 
 /// What to run: the script and its arguments.
+/// KEYS and ARGV of an EVAL or FCALL (`args[3..]`, the first `n` the
+/// keys), borrowed from the request: on the stack for the usual few,
+/// so a call allocates no list for them.
+#[derive(Default)]
+pub struct CallArgs<'a> {
+    stack: [&'a [u8]; CallArgs::STACK],
+    heap: Vec<&'a [u8]>,
+}
+
+impl<'a> CallArgs<'a> {
+    const STACK: usize = 16;
+
+    /// KEYS (`args[3..3 + n]`) and ARGV (the rest); `n` is at most
+    /// `args.len() - 3`.
+    pub fn split(&mut self, args: &crate::Args<'a>, n: usize) -> (&[&'a [u8]], &[&'a [u8]]) {
+        let rest = args.len().saturating_sub(3);
+        let all = if rest <= Self::STACK {
+            for (i, a) in self.stack[..rest].iter_mut().enumerate() {
+                *a = args.get(3 + i);
+            }
+            &self.stack[..rest]
+        } else {
+            self.heap = (3..args.len()).map(|i| args.get(i)).collect();
+            &self.heap[..]
+        };
+        all.split_at(n.min(rest))
+    }
+}
+
 pub struct Call<'a> {
     /// The script's SHA1 in hex (its name).
     pub sha: [u8; 40],
@@ -694,9 +723,9 @@ impl Vm {
             }
             Some(n) => n as usize,
         };
-        let keys: Vec<&[u8]> = (3..3 + n).map(|i| args.get(i)).collect();
-        let argv: Vec<&[u8]> = (3 + n..args.len()).map(|i| args.get(i)).collect();
-        let (keys, argv, name) = (&keys[..], &argv[..], &name[..]);
+        let mut stack = CallArgs::default();
+        let (keys, argv) = stack.split(args, n);
+        let name = &name[..];
         let (f, flags) = (f.clone(), *flags);
         if ro && !flags.no_writes {
             return Outcome {

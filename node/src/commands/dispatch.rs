@@ -321,7 +321,7 @@ fn run(
             let tasked = shard
                 .conns
                 .get(key)
-                .is_some_and(|c| matches!(c.wait, Wait::Task(_) | Wait::Detached));
+                .is_some_and(|c| matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached));
             if tasked {
                 shard.slow_defer(key, spec, &args, t);
             }
@@ -751,6 +751,34 @@ pub fn spawn(
         c.wait = Wait::Task(t);
     }
     Next::Wait
+}
+
+/// Sends chained pipeline `p` of connection `key` (see
+/// [`flows::Chain`]) and parks the connection until its answer.
+pub fn send_chain(
+    shard: &mut Shard,
+    key: Key,
+    (db, resp3): (usize, bool),
+    p: flows::PipelineIn,
+    to: flows::PipelineTo,
+) {
+    let client = shard.conns.get(key).map_or(0, |c| c.id);
+    shard.publish_recorded();
+    let (core, req, chain) = flows::Chain::start(db, resp3, p, to);
+    let id = flows::chain_id(shard.chains.insert(chain));
+    let from = shard.id;
+    shard.mesh.send(
+        core,
+        crate::mesh::Msg::Req {
+            from,
+            id,
+            client,
+            req,
+        },
+    );
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.wait = Wait::Chain(flows::chain_key(id).expect("a chain's id"));
+    }
 }
 
 /// Starts a task for connection `key` that runs to its end even if the

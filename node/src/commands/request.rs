@@ -35,13 +35,6 @@ struct First {
 }
 
 /// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
-struct Planned {
-    bytes: (Bytes, Vec<usize>, Vec<Bytes>),
-    pre: Box<[(u32, u32)]>,
-    segs: Vec<Seg>,
-    writes: bool,
-}
-
 /// Parses and runs the commands buffered on `key` until one has to wait.
 pub fn process(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {
@@ -190,7 +183,6 @@ pub fn process(shard: &mut Shard, key: Key) {
                         let direct = direct_socket(shard, key, end == rbuf.len() && big.is_none());
                         pos = end;
                         let resp3 = shard.conns.get(key).is_some_and(|c| c.resp3);
-                        let rpc = shard.rpc.clone();
                         // With the AOF on, the pipeline comes after what
                         // this core recorded so far (the client's earlier
                         // writes among them) and the client's earlier
@@ -200,11 +192,18 @@ pub fn process(shard: &mut Shard, key: Key) {
                             let at = shard.engine.write_log().map_or(0, |l| l.offset());
                             after.push((shard.id, at));
                         }
-                        dispatch::spawn(shard, key, async move {
-                            let (bytes, segs, writes) = (p.bytes, (p.pre, p.segs), p.writes);
-                            let to = (key, direct, head, after);
-                            flows::pipeline(rpc, db, resp3, bytes, segs, writes, to).await
-                        });
+                        let to = flows::PipelineTo {
+                            conn: key,
+                            direct,
+                            head,
+                            after,
+                        };
+                        if flows::chained(&p) {
+                            dispatch::send_chain(shard, key, (db, resp3), p, to);
+                        } else {
+                            let rpc = shard.rpc.clone();
+                            dispatch::spawn(shard, key, flows::pipeline(rpc, db, resp3, p, to));
+                        }
                         break;
                     }
                 }
@@ -362,7 +361,7 @@ fn gather_pipeline(
     first: First,
     spans: &mut Vec<(u32, u32)>,
     scratch: &mut Vec<u8>,
-) -> (Planned, usize) {
+) -> (flows::PipelineIn, usize) {
     let mut pos = start + first.consumed;
     let mut segs = vec![Seg {
         core: first.to,
@@ -443,7 +442,7 @@ fn gather_pipeline(
         Vec::new(),
     );
     (
-        Planned {
+        flows::PipelineIn {
             bytes,
             pre: pre.into_boxed_slice(),
             segs,

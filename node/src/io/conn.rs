@@ -14,6 +14,9 @@ pub enum Wait {
     No,
     /// A task is working on its last command.
     Task(Key),
+    /// Its last commands went to other cores as a chain without a task
+    /// (the shard's `chains`).
+    Chain(Key),
     /// A task that must finish even if the client goes away is working on
     /// its last command (MIGRATE: once keys reached the target, they must
     /// leave this node).

@@ -110,20 +110,21 @@ pub async fn remote(
 ///   short pipelines was measured: with many clients the cores' waits for
 ///   each other cost more than the hops they save.)
 ///
-/// `direct`: the client's socket, when the core that answers a pipeline
-/// run core to core may send its replies on it itself (-1: not).
-/// `after`: with the AOF on, what the pipeline's writes depend on (see
-/// `Request::Pipeline`'s `needs`): this core and its log offset, and the
-/// client's earlier writes on other cores not known effective yet.
+/// A chain (see [`chained`]) does not come here: it is one request and
+/// needs no task ([`Chain`]).
 pub async fn pipeline(
     rpc: Rc<Rpc>,
     db: usize,
     resp3: bool,
-    (bytes, holes, bigs): (Bytes, Vec<usize>, Vec<Bytes>),
-    (pre, segs): (Box<[(u32, u32)]>, Vec<Seg>),
-    writes: bool,
-    (conn, direct, head, after): (Key, i32, Vec<u8>, Vec<(usize, u64)>),
+    p: PipelineIn,
+    to: PipelineTo,
 ) -> TaskDone {
+    let PipelineIn {
+        bytes: (bytes, holes, bigs),
+        pre,
+        segs,
+        writes,
+    } = p;
     let req = |pre, segs: Vec<Seg>, tx: Option<TxId>, direct: i32, out| {
         Request::Pipeline(Box::new(super::msg::Pipeline {
             tx,
@@ -138,89 +139,82 @@ pub async fn pipeline(
             at: 0,
             out,
             ends: Vec::new(),
-            conn: Some(conn),
-            needs: after.clone(),
+            conn: Some(to.conn),
+            needs: to.after.clone(),
         }))
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
     cores.sort_unstable();
     cores.dedup();
-    let (n_segs, n_cmds) = (segs.len(), segs.iter().map(|s| s.cmds).sum::<u32>());
-    let mut chain = cores.len() == 1 || (writes && n_segs < LOCKED_SEGS_MIN);
+    let n_cmds = segs.iter().map(|s| s.cmds).sum::<u32>();
     let mut locks = None;
-    if !chain && writes {
+    if writes {
         let l = Locks::take(&rpc, &cores).await;
         if l.paused {
             // Writers paused for a manual failover: the pipeline goes core
             // to core instead, each core refusing its writes.
             l.release().await;
-            chain = true;
-        } else {
-            locks = Some(l);
+            let p = PipelineIn {
+                bytes: (bytes.clone(), holes.clone(), bigs.clone()),
+                pre,
+                segs,
+                writes,
+            };
+            let (core, req, chain) = Chain::start(db, resp3, p, to);
+            let resp = rpc.call(core, req).await;
+            return chain.done(resp);
         }
+        locks = Some(l);
     }
-    // The replies of the connection's commands before it come first.
-    let mut start = engine::Encoded {
-        bytes: head,
-        bigs: Vec::new(),
-    };
-    // Room for short replies (`+OK`, integers), so that a chain's
-    // replies do not grow the buffer reply by reply.
-    if chain {
-        start.bytes.reserve(n_cmds as usize * 8);
-    }
-    // Kept for the error below: the chain's answer carries the original.
-    let head = start.bytes.clone();
     // With the AOF on: the writes the replies reveal.
     let mut needs = Vec::new();
-    let encoded = if chain {
-        // One core answers with every reply: it may send them itself.
-        match rpc
-            .call(segs[0].core, req(pre, segs, None, direct, start))
-            .await
-        {
+    let tx = locks.as_ref().map(|l| l.tx);
+    let calls: Vec<_> = cores
+        .iter()
+        .map(|&c| {
+            let own = segs.iter().filter(|s| s.core == c).copied().collect();
+            rpc.call(c, req(pre.clone(), own, tx, -1, engine::Encoded::default()))
+        })
+        .collect();
+    let mut parts = Vec::with_capacity(calls.len());
+    for call in calls {
+        parts.push(match call.await {
             Response::Encoded {
                 out,
                 ends,
                 needs: n,
-            } if ends.len() == n_segs => {
-                needs = n;
-                Some(out)
-            }
-            _ => None,
-        }
-    } else {
-        let tx = locks.as_ref().map(|l| l.tx);
-        let calls: Vec<_> = cores
-            .iter()
-            .map(|&c| {
-                let own = segs.iter().filter(|s| s.core == c).copied().collect();
-                rpc.call(c, req(pre.clone(), own, tx, -1, engine::Encoded::default()))
-            })
-            .collect();
-        let mut parts = Vec::with_capacity(calls.len());
-        for call in calls {
-            parts.push(match call.await {
-                Response::Encoded {
-                    out,
-                    ends,
-                    needs: n,
-                } => {
-                    // (What each part's replies reveal, one offset per
-                    // core: the client's next commands depend on it.)
-                    for (d, x) in n {
-                        super::add_need(&mut needs, d, x);
-                    }
-                    (out, ends, 0usize, 0usize)
+            } => {
+                // (What each part's replies reveal, one offset per
+                // core: the client's next commands depend on it.)
+                for (d, x) in n {
+                    super::add_need(&mut needs, d, x);
                 }
-                _ => (engine::Encoded::default(), Vec::new(), 0, 0),
-            });
-        }
-        if let Some(l) = locks {
-            l.release().await;
-        }
-        interleave(start, &segs, &cores, &mut parts)
+                (out, ends, 0usize, 0usize)
+            }
+            _ => (engine::Encoded::default(), Vec::new(), 0, 0),
+        });
+    }
+    if let Some(l) = locks {
+        l.release().await;
+    }
+    let start = engine::Encoded {
+        bytes: to.head.clone(),
+        bigs: Vec::new(),
     };
+    let encoded = interleave(start, &segs, &cores, &mut parts);
+    pipeline_done(to.conn, encoded, to.head, n_cmds, resp3, needs)
+}
+
+/// A pipeline's end for its connection: its replies, or when an answer
+/// did not match its commands (`None`), `head` and an error for each.
+fn pipeline_done(
+    conn: Key,
+    encoded: Option<engine::Encoded>,
+    head: Vec<u8>,
+    n_cmds: u32,
+    resp3: bool,
+    needs: Vec<(usize, u64)>,
+) -> TaskDone {
     let encoded = encoded.unwrap_or_else(|| {
         let mut out = engine::Encoded {
             bytes: head,
@@ -241,6 +235,127 @@ pub async fn pipeline(
         } else {
             vec![Effect::AofNeeds(needs)]
         },
+    }
+}
+
+/// A pipeline's bytes and commands (see `Request::Pipeline`).
+pub struct PipelineIn {
+    pub bytes: (Bytes, Vec<usize>, Vec<Bytes>),
+    pub pre: Box<[(u32, u32)]>,
+    pub segs: Vec<Seg>,
+    pub writes: bool,
+}
+
+/// Whom a pipeline answers: the client's connection on this core; its
+/// socket when the core that answers a pipeline run core to core may
+/// send its replies on it itself (-1: not); the replies of its earlier
+/// commands, which go first; and with the AOF on, what its writes depend
+/// on (see `Request::Pipeline`'s `needs`): this core and its log offset,
+/// and the client's earlier writes on other cores not known effective
+/// yet.
+pub struct PipelineTo {
+    pub conn: Key,
+    pub direct: i32,
+    pub head: Vec<u8>,
+    pub after: Vec<(usize, u64)>,
+}
+
+/// Whether a pipeline goes core to core in one request, the last core
+/// answering with every reply: its commands are all for one core, or
+/// they write in fewer than [`LOCKED_SEGS_MIN`] segments. Else it runs
+/// as a task ([`pipeline`]).
+pub fn chained(p: &PipelineIn) -> bool {
+    let first = p.segs.first().map(|s| s.core);
+    p.segs.iter().all(|s| Some(s.core) == first) || (p.writes && p.segs.len() < LOCKED_SEGS_MIN)
+}
+
+/// The request id of chain `key` (of the core's table of chains in
+/// flight): ids with the top bit set, which `Rpc`'s counter never
+/// reaches.
+pub fn chain_id(key: Key) -> u64 {
+    CHAIN_ID | (key.index as u64) << 32 | key.gen as u64
+}
+
+/// The chain an answer's id names, if it names one ([`chain_id`]).
+pub fn chain_key(id: u64) -> Option<Key> {
+    (id & CHAIN_ID != 0).then_some(Key {
+        index: ((id & !CHAIN_ID) >> 32) as u32,
+        gen: id as u32,
+    })
+}
+
+const CHAIN_ID: u64 = 1 << 63;
+
+/// A chained pipeline ([`chained`]) in flight, sent without a task: what
+/// its answer needs to become the client's replies. Most remote commands
+/// are the single commands of clients that wait for each reply, and a
+/// task costs allocations and polls for each.
+pub struct Chain {
+    conn: Key,
+    n_segs: usize,
+    n_cmds: u32,
+    resp3: bool,
+    /// The replies that go first, for an answer that does not match.
+    head: Vec<u8>,
+}
+
+impl Chain {
+    /// The first core of chained pipeline `p` and the request for it,
+    /// and what its answer will need.
+    pub fn start(db: usize, resp3: bool, p: PipelineIn, to: PipelineTo) -> (usize, Request, Chain) {
+        let n_cmds = p.segs.iter().map(|s| s.cmds).sum::<u32>();
+        let head = to.head.clone();
+        let mut out = engine::Encoded {
+            bytes: to.head,
+            bigs: Vec::new(),
+        };
+        // Room for short replies (`+OK`, integers), so that a chain's
+        // replies do not grow the buffer reply by reply.
+        out.bytes.reserve(n_cmds as usize * 8);
+        let chain = Chain {
+            conn: to.conn,
+            n_segs: p.segs.len(),
+            n_cmds,
+            resp3,
+            head,
+        };
+        let (bytes, holes, bigs) = p.bytes;
+        let first = p.segs.first().map_or(0, |s| s.core);
+        let req = Request::Pipeline(Box::new(super::msg::Pipeline {
+            tx: None,
+            direct: to.direct,
+            db,
+            resp3,
+            bytes,
+            holes,
+            bigs,
+            pre: p.pre,
+            segs: p.segs,
+            at: 0,
+            out,
+            ends: Vec::new(),
+            conn: Some(to.conn),
+            needs: to.after,
+        }));
+        (first, req, chain)
+    }
+
+    /// The client's replies, from the last core's answer.
+    pub fn done(self, resp: Response) -> TaskDone {
+        let (encoded, needs) = match resp {
+            Response::Encoded { out, ends, needs } if ends.len() == self.n_segs => {
+                (Some(out), needs)
+            }
+            _ => (None, Vec::new()),
+        };
+        pipeline_done(
+            self.conn,
+            encoded,
+            self.head,
+            self.n_cmds,
+            self.resp3,
+            needs,
+        )
     }
 }
 
@@ -1895,4 +2010,26 @@ pub async fn under_all_locks<T, F: std::future::Future<Output = T>>(
     let out = work(locks.tx).await;
     locks.release().await;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_id_names_its_chain_and_no_rpc_id_names_one() {
+        for key in [
+            Key { index: 0, gen: 0 },
+            Key { index: 7, gen: 3 },
+            Key {
+                index: u32::MAX >> 1,
+                gen: u32::MAX,
+            },
+        ] {
+            assert_eq!(chain_key(chain_id(key)), Some(key));
+        }
+        for id in [0, 1, 42, (1 << 62) + 5] {
+            assert_eq!(chain_key(id), None);
+        }
+    }
 }

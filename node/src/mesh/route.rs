@@ -48,16 +48,23 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
             },
         );
     }
+    if engine::cmd::script::is_script(spec.name) {
+        // (Without allocating: a script is often a hot command.)
+        let keys = engine::cmd::script::key_range(args);
+        if cores > 1 || engine::cmd::script::node_calls_seen() {
+            return Ok(script_route(spec, args, keys, table));
+        }
+        return Ok(if keys.is_empty() {
+            Route::Here
+        } else {
+            Route::One(0)
+        });
+    }
     let mut idx = Vec::new();
     spec.key_indices(args, &mut idx)?;
     if cores > 1 && spec.name.starts_with("sort") && engine::cmd::sort::uses_patterns(args) {
         // BY/GET patterns may name keys on any core.
         return Ok(Route::Everywhere);
-    }
-    if engine::cmd::script::is_script(spec.name)
-        && (cores > 1 || engine::cmd::script::node_calls_seen())
-    {
-        return Ok(script_route(spec, args, &idx, table));
     }
     let mut list: Vec<usize> = idx
         .iter()
@@ -75,13 +82,18 @@ pub fn route(spec: &Spec, args: &Args, cores: usize, table: &SlotTable) -> Resul
 /// Where a script runs: on its declared keys' core when they are on one
 /// and its runs so far stayed there; else everywhere. An EVALSHA of a
 /// malformed name runs here (to answer NOSCRIPT).
-fn script_route(spec: &Spec, args: &Args, idx: &[usize], table: &SlotTable) -> Route {
+fn script_route(
+    spec: &Spec,
+    args: &Args,
+    keys: std::ops::Range<usize>,
+    table: &SlotTable,
+) -> Route {
     use engine::cmd::script::{placement, sha_of};
     if spec.name.starts_with("evalsha") && sha_of(spec.name, args).is_none() {
         return Route::Here;
     }
     let mut home = None;
-    for &i in idx {
+    for i in keys {
         let c = table.core_of(engine::slot::slot_of(args.get(i)));
         if home.is_some_and(|h| h != c) {
             return Route::Everywhere;

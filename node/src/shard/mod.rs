@@ -54,6 +54,8 @@ pub struct Shard {
     pub mesh: Arc<Mesh>,
     pub rpc: Rc<Rpc>,
     pub exec: Executor<TaskDone>,
+    /// This core's chained pipelines in flight (`mesh::flows::Chain`).
+    pub chains: Slab<crate::mesh::flows::Chain>,
     pub conns: Slab<Conn>,
     /// Connections with output to send this turn.
     pub flush: Vec<Key>,
@@ -220,6 +222,7 @@ impl Shard {
             mesh,
             shared,
             exec: Executor::default(),
+            chains: Slab::default(),
             conns: Slab::default(),
             flush: Vec::new(),
             resume: Vec::new(),
@@ -535,6 +538,14 @@ impl Shard {
         }
     }
 
+    /// Hands the answer of chain `id` (`mesh::flows::Chain`) to its
+    /// connection, if the chain is still awaited.
+    pub fn chain_done(&mut self, id: Key, resp: crate::mesh::Response) {
+        if let Some(chain) = self.chains.remove(id) {
+            self.task_done(chain.done(resp));
+        }
+    }
+
     /// Hands a finished task's replies and effects to its connection and
     /// lets the connection go on.
     pub fn task_done(&mut self, done: TaskDone) {
@@ -581,7 +592,7 @@ impl Shard {
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
-                    if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
+                    if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
                         c.wait = Wait::No;
                     }
                     self.closed.push(key);
@@ -605,7 +616,7 @@ impl Shard {
                 .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
         }
 
-        if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
+        if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
             c.wait = Wait::No;
         }
         if c.slow_pending.is_some() {
@@ -631,6 +642,8 @@ impl Shard {
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         match c.wait {
             Wait::Task(t) if !c.direct => self.exec.cancel(t),
+            // (Its answer, when it comes, finds no chain.)
+            Wait::Chain(h) if !c.direct => drop(self.chains.remove(h)),
             _ => {}
         }
         let watches = std::mem::take(&mut c.watches);

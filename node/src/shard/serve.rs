@@ -932,7 +932,7 @@ impl Shard {
                     busy: held
                         || self.lock.is_some()
                         || !self.deferred.is_empty()
-                        || self.exec.len() > own + self.rpc.parked_now.get()
+                        || self.exec.len() + self.chains.len() > own + self.rpc.parked_now.get()
                         || self.aof.as_ref().is_some_and(|a| a.holds_messages()),
                     held,
                     pushed: self.mesh.requests_to(self.id),

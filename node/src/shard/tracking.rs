@@ -169,7 +169,7 @@ impl Shard {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if matches!(c.wait, Wait::Task(_) | Wait::Detached) {
+        if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
             c.track_later.push(value);
             return;
         }
