@@ -3,9 +3,11 @@
 //!
 //! The image is the shard's state when [`Shard::snapshot_begin`] ran. The
 //! owner serialises a few slots at a time ([`Shard::snapshot_step`]); a
-//! write to a slot not serialised yet first serialises that slot
-//! ([`Shard::before_write`]): copy-on-write at slot granularity, so no copy
-//! of the dataset is ever made. The output is RDB records only (SELECTDB
+//! write to a key whose slot is not serialised yet first serialises that
+//! key as it was, in every database, and marks it so the walk passes it
+//! by ([`Shard::before_write`]): copy-on-write at key granularity, so no
+//! copy of the dataset is ever made, and a write pays for its own key
+//! only, never for the rest of its slot. The output is RDB records only (SELECTDB
 //! and entries), without header, footer or checksum: the writer of the
 //! file adds those around every shard's bytes; or, for an AOF base with
 //! `aof-use-rdb-preamble no`, RESP commands (SELECT, then each key's
@@ -40,19 +42,26 @@ pub struct Snapshot {
     form: Form,
     /// Keys serialised so far.
     keys: u64,
+    /// Keys serialised (or found absent) before a write, ahead of the
+    /// walk, which passes them by in every database; and the slots that
+    /// hold any (one bit each), so the walk looks them up only there.
+    marked: hashbrown::HashSet<Box<[u8]>>,
+    marked_slots: Box<[u64; SLOTS / 64]>,
 }
 
 /// How many entries ahead of the one it writes a snapshot's walk loads.
 const AHEAD: usize = 4;
 
 impl Snapshot {
-    /// Serialises `slot` of every database unless already done.
+    /// Serialises `slot` of every database unless already done, but for
+    /// the keys [`Shard::before_write`] serialised already.
     fn slot(&mut self, dbs: &[Db], slot: usize) {
         let (w, b) = (slot / 64, 1u64 << (slot % 64));
         if self.done[w] & b != 0 {
             return;
         }
         self.done[w] |= b;
+        let marks = self.marked_slots[w] & b != 0;
         for (i, db) in dbs.iter().enumerate() {
             if db.slot_len(slot as u16) == 0 {
                 continue;
@@ -76,25 +85,52 @@ impl Snapshot {
                 }
                 ring[k % AHEAD] = next;
                 k += 1;
-                let select = self.cur_db != Some(i);
-                self.cur_db = Some(i);
-                match self.form {
-                    Form::Rdb { compress } => {
-                        if select {
-                            write::select(&mut self.out, i);
-                        }
-                        write::entry(&mut self.out, key, &e.value, e.expire_at(), compress);
-                    }
-                    Form::Commands => {
-                        if select {
-                            crate::rewrite::write_select(&mut self.out, i);
-                        }
-                        crate::rewrite::write_commands(&mut self.out, key, &e.value, e.expire_at());
-                    }
+                if marks && self.marked.contains(key) {
+                    continue;
                 }
-                self.keys += 1;
+                self.record(i, key, e);
             }
         }
+    }
+
+    /// Serialises `key`'s entry `e` of database `db`.
+    fn record(&mut self, db: usize, key: &[u8], e: &crate::entry::Entry) {
+        let select = self.cur_db != Some(db);
+        self.cur_db = Some(db);
+        match self.form {
+            Form::Rdb { compress } => {
+                if select {
+                    write::select(&mut self.out, db);
+                }
+                write::entry(&mut self.out, key, &e.value, e.expire_at(), compress);
+            }
+            Form::Commands => {
+                if select {
+                    crate::rewrite::write_select(&mut self.out, db);
+                }
+                crate::rewrite::write_commands(&mut self.out, key, &e.value, e.expire_at());
+            }
+        }
+        self.keys += 1;
+    }
+
+    /// Serialises `key` of `slot` in every database, ahead of the walk,
+    /// unless its slot or the key itself is done already.
+    fn key(&mut self, dbs: &[Db], slot: usize, key: &[u8]) {
+        let (w, b) = (slot / 64, 1u64 << (slot % 64));
+        if self.done[w] & b != 0 || (self.marked_slots[w] & b != 0 && self.marked.contains(key)) {
+            return;
+        }
+        for (i, db) in dbs.iter().enumerate() {
+            if db.slot_len(slot as u16) == 0 {
+                continue;
+            }
+            if let Some(e) = db.get(key) {
+                self.record(i, key, e);
+            }
+        }
+        self.marked.insert(key.into());
+        self.marked_slots[w] |= b;
     }
 
     /// The writer took the bytes: the next record starts a new chunk, so it
@@ -116,6 +152,8 @@ impl Shard {
             cur_db: None,
             form,
             keys: 0,
+            marked: hashbrown::HashSet::new(),
+            marked_slots: Box::new([0; SLOTS / 64]),
         }));
     }
 
@@ -186,14 +224,16 @@ impl Shard {
         }
     }
 
-    /// Called before `key` is modified: serialises its slot first when a
-    /// snapshot has not reached it yet, so the image keeps the old value.
+    /// Called before `key` is modified (in any database): when a snapshot
+    /// has not reached its slot yet, serialises the key first as it is in
+    /// every database (or notes it absent), so the image keeps the old
+    /// value and the walk passes it by.
     #[inline]
     pub fn before_write(&mut self, key: &[u8]) {
         if let Some(s) = &mut self.snapshot {
             let slot = crate::slot::slot_of(key) as usize;
             if slot < s.end && slot >= s.next {
-                s.slot(&self.dbs, slot);
+                s.key(&self.dbs, slot, key);
             }
         }
     }
@@ -266,6 +306,40 @@ mod tests {
         };
         assert!(i > 5, "the walk took several steps");
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_write_ahead_of_the_walk_serialises_its_own_key_only() {
+        let mut s = Shard::new(2, 1);
+        // One slot (a hash tag), in both databases.
+        for i in 0..100 {
+            let k = format!("{{t}}{i}");
+            run(&mut s, i % 2, 0, &[b"SET", k.as_bytes(), b"old"]);
+        }
+        s.snapshot_begin(0..SLOTS, Form::Rdb { compress: false });
+        run(&mut s, 1, 0, &[b"SET", b"{t}5", b"new"]);
+        run(&mut s, 0, 0, &[b"SET", b"{t}5", b"newer"]);
+        run(&mut s, 0, 0, &[b"DEL", b"{t}6"]);
+        run(&mut s, 0, 0, &[b"SET", b"{t}new", b"new"]);
+        let early = s.snapshot_take();
+        assert_eq!(
+            image(&early),
+            vec![
+                (0, b"{t}6".to_vec(), b"old".to_vec()),
+                (1, b"{t}5".to_vec(), b"old".to_vec()),
+            ]
+        );
+        assert!(s.snapshot_step(u64::MAX, usize::MAX));
+        let mut all = early;
+        all.extend(s.snapshot_take());
+        let want: Vec<_> = {
+            let mut v: Vec<_> = (0..100)
+                .map(|i| (i % 2, format!("{{t}}{i}").into_bytes(), b"old".to_vec()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(image(&all), want);
     }
 
     #[test]
