@@ -1,8 +1,9 @@
 //! The slow path's small async runtime, one per core.
 //!
-//! Anything that needs other cores (a command whose keys live elsewhere, a
-//! multi-shard command, MULTI/EXEC, fan-outs, PUBLISH, CLIENT LIST) runs as
-//! a task: an `async` block that sends requests and awaits the answers.
+//! Anything that needs other cores (a multi-shard command, MULTI/EXEC,
+//! fan-outs, PUBLISH, CLIENT LIST) runs as a task: an `async` block that
+//! sends requests and awaits the answers. (Commands whose keys live on
+//! another core travel as one request without a task: `flows::Chain`.)
 //! Tasks never touch the core's data directly, even their own core's: they
 //! message it like any other, so a task is only a sequence of hops and the
 //! core stays the single owner of its keyspace. The fast path (every key on
