@@ -257,7 +257,6 @@ pub struct Outcome {
     pub wrote: bool,
 }
 
-/// What to run: the script and its arguments.
 /// KEYS and ARGV of an EVAL or FCALL (`args[3..]`, the first `n` the
 /// keys), borrowed from the request: on the stack for the usual few,
 /// so a call allocates no list for them.
@@ -287,6 +286,7 @@ impl<'a> CallArgs<'a> {
     }
 }
 
+/// What to run: the script and its arguments.
 pub struct Call<'a> {
     /// The script's SHA1 in hex (its name).
     pub sha: [u8; 40],

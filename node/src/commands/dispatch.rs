@@ -318,10 +318,7 @@ fn run(
 ) -> Next {
     let defer = |shard: &mut Shard, next: Next| {
         if let Some(t) = start {
-            let tasked = shard
-                .conns
-                .get(key)
-                .is_some_and(|c| matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached));
+            let tasked = shard.conns.get(key).is_some_and(|c| c.wait.in_flight());
             if tasked {
                 shard.slow_defer(key, spec, &args, t);
             }
@@ -765,7 +762,8 @@ pub fn send_chain(
     let client = shard.conns.get(key).map_or(0, |c| c.id);
     shard.publish_recorded();
     let (core, req, chain) = flows::Chain::start(db, resp3, p, to);
-    let id = flows::chain_id(shard.chains.insert(chain));
+    let h = shard.chains.insert(chain);
+    let id = flows::chain_id(h);
     let from = shard.id;
     shard.mesh.send(
         core,
@@ -777,7 +775,7 @@ pub fn send_chain(
         },
     );
     if let Some(c) = shard.conns.get_mut(key) {
-        c.wait = Wait::Chain(flows::chain_key(id).expect("a chain's id"));
+        c.wait = Wait::Chain(h);
     }
 }
 

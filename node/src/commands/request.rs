@@ -34,7 +34,6 @@ struct First {
     parsed: bool,
 }
 
-/// A pipeline ready to cross cores (see `mesh::Request::Pipeline`).
 /// Parses and runs the commands buffered on `key` until one has to wait.
 pub fn process(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {

@@ -27,6 +27,14 @@ pub enum Wait {
     Stalled,
 }
 
+impl Wait {
+    /// Its last command is being worked on elsewhere (a task or a chain)
+    /// and its reply comes when that work ends.
+    pub fn in_flight(&self) -> bool {
+        matches!(self, Wait::Task(_) | Wait::Chain(_) | Wait::Detached)
+    }
+}
+
 /// Below this much left to come, the rest of a big argument comes through
 /// the shared receive buffers: a receive straight into its buffer pays a
 /// cancel and a re-arm of the multishot receive.

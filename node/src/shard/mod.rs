@@ -592,7 +592,7 @@ impl Shard {
                 Effect::HandOff => {
                     c.handoff = true;
                     c.closing = true;
-                    if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
+                    if c.wait.in_flight() {
                         c.wait = Wait::No;
                     }
                     self.closed.push(key);
@@ -616,7 +616,7 @@ impl Shard {
                 .extend(done.encoded.bigs.into_iter().map(|(at, b)| (at + shift, b)));
         }
 
-        if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
+        if c.wait.in_flight() {
             c.wait = Wait::No;
         }
         if c.slow_pending.is_some() {

@@ -5,7 +5,7 @@
 //! on `__redis__:invalidate` to a RESP2 subscriber.
 
 use super::Shard;
-use crate::io::{Key, Wait};
+use crate::io::Key;
 use crate::mesh::{Msg, Request, Track};
 use engine::tracking::{Inval, What};
 
@@ -169,7 +169,7 @@ impl Shard {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if matches!(c.wait, Wait::Task(_) | Wait::Chain(_) | Wait::Detached) {
+        if c.wait.in_flight() {
             c.track_later.push(value);
             return;
         }
