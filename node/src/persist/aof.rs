@@ -125,6 +125,11 @@ pub struct Aof {
     /// it when theirs does; a core sets its flag, then looks at the
     /// offsets once more, before it sleeps).
     pub effective: Vec<AtomicU64>,
+    /// Per core: its pending dependencies and what its policy let it
+    /// reveal when it last looked ([`CoreAof::refresh`]), so that another
+    /// core can settle chains of dependencies between them in one look
+    /// instead of one step per look of each ([`CoreAof::joint`]).
+    views: Vec<Mutex<View>>,
     pub waits: Vec<AtomicBool>,
     /// False while a core's last write or fsync failed (INFO
     /// `aof_last_write_status`; writes get -MISCONF while the AOF is
@@ -178,6 +183,7 @@ impl Aof {
             written: atomics(),
             synced: atomics(),
             effective: atomics(),
+            views: (0..cores).map(|_| Mutex::new(View::default())).collect(),
             waits: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             write_ok: AtomicBool::new(true),
             write_failed: (0..cores).map(|_| AtomicBool::new(false)).collect(),
@@ -418,6 +424,7 @@ impl Aof {
         {
             a.store(0, Ordering::SeqCst);
         }
+        self.forget_views();
         if let Ok(mut f) = self.files.lock() {
             *f = Files {
                 seq: last,
@@ -667,6 +674,7 @@ impl Aof {
             ] {
                 a.store(end, Ordering::Relaxed);
             }
+            self.forget_view(c);
             use std::os::fd::IntoRawFd;
             handoff[c] = Some((file.into_raw_fd(), len));
         }
@@ -751,6 +759,20 @@ impl Aof {
         let now = self.sizes().1;
         let base = self.base_size.load(Ordering::Relaxed).max(1);
         now > min_size && (now * 100 / base).saturating_sub(100) >= percentage
+    }
+
+    /// Drops what the cores published of their dependencies (their logs
+    /// start again: [`View`]s name offsets of the logs before).
+    fn forget_views(&self) {
+        for c in 0..self.views.len() {
+            self.forget_view(c);
+        }
+    }
+
+    fn forget_view(&self, c: usize) {
+        if let Some(Ok(mut v)) = self.views.get(c).map(|v| v.lock()) {
+            *v = View::default();
+        }
     }
 
     /// Whether core `d`'s log is effective up to offset `x`: what a reply
@@ -879,6 +901,18 @@ pub enum Submit {
 const UNSETTLED: usize = usize::MAX;
 const SETTLED: usize = usize::MAX - 1;
 
+/// A core's dependencies as it published them: its durable base then
+/// (fsynced under `always`, see [`CoreAof::durable_base`]) and its
+/// pending entries then. Entries it adds later start past every byte
+/// that base covers (they start where its log is, which no write or
+/// fsync has reached), so `base` capped at the first entry not met is
+/// never more than the core would find itself.
+#[derive(Default)]
+struct View {
+    base: u64,
+    pending: Vec<(u64, usize, u64)>,
+}
+
 /// One core's AOF writer.
 pub struct CoreAof {
     core: usize,
@@ -908,6 +942,10 @@ pub struct CoreAof {
     /// for a transaction's part not known durable on every core.
     eff: u64,
     pending: VecDeque<(u64, usize, u64)>,
+    /// What the last [`View`] this core published was of: its base, and
+    /// its pending entries' count, first and last start (a transaction
+    /// settled since reads as not settled there, which only holds more).
+    viewed: (u64, usize, Option<u64>, Option<u64>),
     /// Answers to transactions' unlocks, each sent once its part (ending
     /// at the offset) is written (fsynced under `always`); and answers
     /// sent once the effective offset reaches theirs.
@@ -951,6 +989,7 @@ impl CoreAof {
             synced: end,
             eff: end,
             pending: VecDeque::new(),
+            viewed: (u64::MAX, usize::MAX, None, None),
             closing: Vec::new(),
             settling: Vec::new(),
             last_fsync_ms: 0,
@@ -1210,13 +1249,81 @@ impl CoreAof {
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
         // (While writes fail outside `always`, replies go out as Redis's
         // do, and so may other cores' that depend on this one's.)
-        let eff = self.durable_base(aof).min(cap);
+        let base = self.durable_base(aof);
+        let mut eff = base.min(cap);
+        if aof.views.len() > 1 {
+            let seen = (
+                base,
+                self.pending.len(),
+                self.pending.front().map(|p| p.0),
+                self.pending.back().map(|p| p.0),
+            );
+            if seen != self.viewed {
+                if let Ok(mut v) = aof.views[self.core].try_lock() {
+                    v.base = base;
+                    v.pending.clear();
+                    v.pending.extend(self.pending.iter().copied());
+                    self.viewed = seen;
+                }
+            }
+            if eff < base {
+                eff = eff.max(self.joint(base, aof));
+            }
+        }
         if eff == self.eff {
             return false;
         }
         self.eff = eff;
         aof.effective[self.core].store(eff, Ordering::SeqCst);
         true
+    }
+
+    /// This core's effective offset with the other cores' published
+    /// dependencies taken into account together (`base`: this core's
+    /// durable base). Each core alone moves only as far as the others'
+    /// published effective offsets allow, so a pipeline that went back
+    /// and forth between two cores settled one step per look of each
+    /// (measured under `always`, 2 shards, -P 16: 97% of looks capped by
+    /// a dependency, about 10 KB behind what was fsynced). Here every
+    /// core's offset starts from what it published, and each is moved on
+    /// to its base capped at its first entry not met by the others'
+    /// offsets so far, until nothing moves. Every value found is at most
+    /// what that core would find itself (see [`View`]), so a dependency
+    /// met here is met. Cores whose view is being written are taken at
+    /// their published offset.
+    fn joint(&self, base: u64, aof: &Aof) -> u64 {
+        let n = aof.views.len();
+        let mut offs: Vec<u64> = aof
+            .effective
+            .iter()
+            .map(|e| e.load(Ordering::SeqCst))
+            .collect();
+        let views: Vec<Option<std::sync::MutexGuard<View>>> = (0..n)
+            .map(|c| match c == self.core {
+                true => None,
+                false => aof.views[c].try_lock().ok(),
+            })
+            .collect();
+        for _ in 0..4 * n {
+            let mut moved = false;
+            for c in 0..n {
+                let off = if c == self.core {
+                    base.min(first_unmet(&self.pending, &offs))
+                } else if let Some(v) = &views[c] {
+                    v.base.min(first_unmet(&v.pending, &offs))
+                } else {
+                    continue;
+                };
+                if off > offs[c] {
+                    offs[c] = off;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        offs[self.core]
     }
 
     /// Whether dependencies on other cores wait (or unlocks' answers).
@@ -1568,6 +1675,19 @@ impl CoreAof {
 }
 
 /// Moves the answers of `held` whose offset is at most `upto` to `msgs`.
+/// Where the first entry of `pending` not met by the cores' offsets
+/// `offs` starts (`u64::MAX`: all are met).
+fn first_unmet<'a>(pending: impl IntoIterator<Item = &'a (u64, usize, u64)>, offs: &[u64]) -> u64 {
+    pending
+        .into_iter()
+        .find(|&&(_, d, x)| match d {
+            SETTLED => false,
+            UNSETTLED => true,
+            d => offs.get(d).is_none_or(|&o| o < x),
+        })
+        .map_or(u64::MAX, |p| p.0)
+}
+
 fn take_due(held: &mut Vec<(u64, usize, Msg)>, upto: u64, msgs: &mut Vec<(usize, Msg)>) {
     let mut i = 0;
     while i < held.len() {
@@ -1652,6 +1772,48 @@ mod tests {
         // A dependency already effective holds nothing.
         a.depend(0, 90, &mut log, &aof);
         assert!(!a.depends());
+    }
+
+    #[test]
+    fn a_chain_of_dependencies_between_two_cores_settles_in_one_look_of_each() {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        let (mut a, mut b) = (CoreAof::new(0, -1, 0, 0), CoreAof::new(1, -1, 0, 0));
+        let (mut la, mut lb) = (
+            engine::writelog::WriteLog::new(0),
+            engine::writelog::WriteLog::new(0),
+        );
+        let rec = |c: &mut CoreAof, l: &mut engine::writelog::WriteLog, key: &[u8]| {
+            l.record(0, [&b"SET"[..], key, b"1"].into_iter());
+            c.take(l, 0, &aof);
+        };
+        // A pipeline that goes back and forth between the cores, each part
+        // depending on the one before it on the other core.
+        rec(&mut a, &mut la, b"k0");
+        let first_dep = la.offset();
+        for i in 1..4u8 {
+            b.depend(0, la.offset(), &mut lb, &aof);
+            rec(&mut b, &mut lb, &[b'b', i]);
+            a.depend(1, lb.offset(), &mut la, &aof);
+            rec(&mut a, &mut la, &[b'a', i]);
+        }
+        // Core 1's parts are not on disk: core 0 reveals nothing past its
+        // first dependency, whatever it knows of core 1's.
+        complete(&mut a, &aof);
+        b.refresh(&aof);
+        assert_eq!(a.synced, la.offset());
+        assert_eq!(a.durable(&aof), first_dep);
+        // Core 1's on disk too: one look of each settles the whole chain
+        // (looking only at each other's effective offsets, core 0 would
+        // have moved one part per look of core 1's).
+        complete(&mut b, &aof);
+        assert_eq!(b.durable(&aof), lb.offset());
+        a.refresh(&aof);
+        assert_eq!(a.durable(&aof), la.offset());
+        assert!(!a.depends());
+        // (Core 1 drops its entries once it sees core 0's offset move.)
+        b.refresh(&aof);
+        assert!(!b.depends());
     }
 
     #[test]
