@@ -1208,11 +1208,7 @@ impl CoreAof {
 
     /// Whether an entry of `pending` is met.
     fn met(p: &(u64, usize, u64), aof: &Aof) -> bool {
-        match p.1 {
-            SETTLED => true,
-            UNSETTLED => false,
-            d => aof.is_effective(d, p.2),
-        }
+        met_by(p, |d, x| aof.is_effective(d, x))
     }
 
     /// What the policy lets replies reveal of this log before the pending
@@ -1674,20 +1670,26 @@ impl CoreAof {
     }
 }
 
-/// Moves the answers of `held` whose offset is at most `upto` to `msgs`.
+/// Whether an entry of a pending list is met, core `d` being effective
+/// up to `x` when `effective(d, x)`.
+fn met_by(p: &(u64, usize, u64), effective: impl Fn(usize, u64) -> bool) -> bool {
+    match p.1 {
+        SETTLED => true,
+        UNSETTLED => false,
+        d => effective(d, p.2),
+    }
+}
+
 /// Where the first entry of `pending` not met by the cores' offsets
 /// `offs` starts (`u64::MAX`: all are met).
 fn first_unmet<'a>(pending: impl IntoIterator<Item = &'a (u64, usize, u64)>, offs: &[u64]) -> u64 {
     pending
         .into_iter()
-        .find(|&&(_, d, x)| match d {
-            SETTLED => false,
-            UNSETTLED => true,
-            d => offs.get(d).is_none_or(|&o| o < x),
-        })
+        .find(|p| !met_by(p, |d, x| offs.get(d).is_some_and(|&o| o >= x)))
         .map_or(u64::MAX, |p| p.0)
 }
 
+/// Moves the answers of `held` whose offset is at most `upto` to `msgs`.
 fn take_due(held: &mut Vec<(u64, usize, Msg)>, upto: u64, msgs: &mut Vec<(usize, Msg)>) {
     let mut i = 0;
     while i < held.len() {
