@@ -1263,7 +1263,7 @@ impl CoreAof {
                 }
             }
             if eff < base {
-                eff = eff.max(self.joint(base, aof));
+                eff = self.joint(base, eff, aof);
             }
         }
         if eff == self.eff {
@@ -1276,24 +1276,28 @@ impl CoreAof {
 
     /// This core's effective offset with the other cores' published
     /// dependencies taken into account together (`base`: this core's
-    /// durable base). Each core alone moves only as far as the others'
+    /// durable base; `eff`: its effective offset by its own look, where
+    /// it starts: what it published before may be higher only while its
+    /// writes failed, and no longer holds). Each core alone moves only as far as the others'
     /// published effective offsets allow, so a pipeline that went back
     /// and forth between two cores settled one step per look of each
     /// (measured under `always`, 2 shards, -P 16: 97% of looks capped by
     /// a dependency, about 10 KB behind what was fsynced). Here every
-    /// core's offset starts from what it published, and each is moved on
+    /// other core's offset starts from what it published (this one's from
+    /// `eff`), and each is moved on
     /// to its base capped at its first entry not met by the others'
     /// offsets so far, until nothing moves. Every value found is at most
     /// what that core would find itself (see [`View`]), so a dependency
     /// met here is met. Cores whose view is being written are taken at
     /// their published offset.
-    fn joint(&self, base: u64, aof: &Aof) -> u64 {
+    fn joint(&self, base: u64, eff: u64, aof: &Aof) -> u64 {
         let n = aof.views.len();
         let mut offs: Vec<u64> = aof
             .effective
             .iter()
             .map(|e| e.load(Ordering::SeqCst))
             .collect();
+        offs[self.core] = eff;
         let views: Vec<Option<std::sync::MutexGuard<View>>> = (0..n)
             .map(|c| match c == self.core {
                 true => None,
@@ -1816,6 +1820,25 @@ mod tests {
         // (Core 1 drops its entries once it sees core 0's offset move.)
         b.refresh(&aof);
         assert!(!b.depends());
+    }
+
+    #[test]
+    fn after_writes_fail_and_recover_a_dependency_holds_again() {
+        // While writes fail under `everysec` a core reveals everything
+        // (Redis's replies go out too); once they work again, what it
+        // records after a dependency waits for it as before.
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 1);
+        a.failed = true;
+        a.refresh(&aof);
+        assert_eq!(a.durable_msgs(&aof), u64::MAX);
+        a.failed = false;
+        a.depend(0, 100, &mut log, &aof);
+        let at = log.offset();
+        log.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
+        a.take(&mut log, 0, &aof);
+        complete(&mut a, &aof);
+        assert_eq!(a.durable_msgs(&aof), at);
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), at);
     }
 
     #[test]
