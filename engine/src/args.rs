@@ -21,6 +21,9 @@ pub struct Args<'a> {
     buf: &'a [u8],
     spans: &'a [(u32, u32)],
     bigs: &'a [Bytes],
+    /// `buf` starts with these arguments as the client sent them, a RESP
+    /// multibulk request (see [`Args::from_request`]).
+    wire: bool,
 }
 
 impl<'a> Args<'a> {
@@ -33,6 +36,7 @@ impl<'a> Args<'a> {
             buf,
             spans,
             bigs: &[],
+            wire: false,
         }
     }
 
@@ -44,7 +48,36 @@ impl<'a> Args<'a> {
         } else {
             s <= e && e as usize <= buf.len()
         }));
-        Args { buf, spans, bigs }
+        Args {
+            buf,
+            spans,
+            bigs,
+            wire: false,
+        }
+    }
+
+    /// Arguments parsed from a multibulk request that starts `buf` (spans
+    /// and big arguments as for [`Args::with_bigs`]): what
+    /// [`Args::wire_bytes`] may hand over as the request itself.
+    pub fn from_request(buf: &'a [u8], spans: &'a [(u32, u32)], bigs: &'a [Bytes]) -> Self {
+        Args {
+            wire: true,
+            ..Args::with_bigs(buf, spans, bigs)
+        }
+    }
+
+    /// The request these arguments were parsed from, byte for byte, when
+    /// it is whole in the buffer (no big argument received apart). The
+    /// parser accepts a multibulk request only in the one form RESP
+    /// writes (no sign, no leading zero in a length: Redis's rule), so
+    /// these bytes are what encoding the arguments again would give: the
+    /// write log copies them instead.
+    pub fn wire_bytes(&self) -> Option<&'a [u8]> {
+        if !self.wire || !self.bigs.is_empty() {
+            return None;
+        }
+        let &(_, end) = self.spans.last()?;
+        self.buf.get(..end as usize + 2)
     }
 
     /// Number of arguments, including the command name.
@@ -318,6 +351,20 @@ mod tests {
             vec![b"a".to_vec(), b"b".to_vec()]
         );
         assert_eq!(super::split_args(b"\0").unwrap(), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn only_a_request_kept_whole_gives_its_bytes() {
+        let wire = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n";
+        let spans = [(8, 11), (17, 18)];
+        let whole = Args::from_request(wire, &spans, &[]);
+        assert_eq!(whole.wire_bytes(), Some(&wire[..20]));
+        // Built from spans elsewhere (inline, owned, a script's call).
+        assert_eq!(Args::new(wire, &spans).wire_bytes(), None);
+        // A big argument received apart leaves a hole in the buffer.
+        let big = [Bytes::from_static(b"k")];
+        let spans = [(8, 11), (BIG_SPAN, 0)];
+        assert_eq!(Args::from_request(wire, &spans, &big).wire_bytes(), None);
     }
 
     use super::*;

@@ -294,13 +294,60 @@ proptest! {
         prop_assert_eq!(p, Ok(Parsed::Command { consumed: wire.len(), inline: false }));
         let got: Vec<&[u8]> = spans.iter().map(|&(a, b)| &wire[a as usize..b as usize]).collect();
         prop_assert_eq!(got, args.iter().map(|a| &a[..]).collect::<Vec<_>>());
+        prop_assert!(request_is_its_encoding(&wire, wire.len(), &spans));
         for n in 1..wire.len() {
             let p = resp::parse(&wire[..n], &lim, &mut spans, &mut scratch);
             prop_assert!(matches!(p, Ok(Parsed::Incomplete { .. })), "prefix {}: {:?}", n, p);
         }
         let bad = damage(&wire, &muts);
-        let _ = resp::parse(&bad, &lim, &mut spans, &mut scratch);
+        if let Ok(Parsed::Command { consumed, inline: false }) =
+            resp::parse(&bad, &lim, &mut spans, &mut scratch)
+        {
+            prop_assert!(request_is_its_encoding(&bad, consumed, &spans));
+        }
     }
+
+    /// A multibulk request the parser accepts is byte for byte what
+    /// encoding its arguments gives (the write log copies it as is:
+    /// `Args::wire_bytes`), whatever the lengths' digits.
+    #[test]
+    fn accepted_requests_are_their_own_encoding(
+        args in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12), 1..4),
+        forms in prop::collection::vec(0u8..6, 4),
+    ) {
+        // Lengths written the ways a client might: "+3", "03", "3 ",
+        // " 3", "-0" and the plain form; only the plain one may parse.
+        let length = |n: usize, form: u8| match form {
+            0 => format!("+{n}"),
+            1 => format!("0{n}"),
+            2 => format!("{n} "),
+            3 => format!(" {n}"),
+            4 if n == 0 => "-0".to_string(),
+            _ => n.to_string(),
+        };
+        let mut wire = format!("*{}\r\n", length(args.len(), forms[0])).into_bytes();
+        for (i, a) in args.iter().enumerate() {
+            wire.extend_from_slice(format!("${}\r\n", length(a.len(), forms[(i + 1) % 4])).as_bytes());
+            wire.extend_from_slice(a);
+            wire.extend_from_slice(b"\r\n");
+        }
+        let (mut spans, mut scratch) = (Vec::new(), Vec::new());
+        if let Ok(Parsed::Command { consumed, inline: false }) =
+            resp::parse(&wire, &resp::Limits::default(), &mut spans, &mut scratch)
+        {
+            prop_assert!(request_is_its_encoding(&wire, consumed, &spans));
+        }
+    }
+}
+
+/// True when the request parsed from `buf` (`consumed` bytes, `spans`)
+/// is what the write log's encoding of its arguments gives, and
+/// `Args::wire_bytes` hands over exactly those bytes.
+fn request_is_its_encoding(buf: &[u8], consumed: usize, spans: &[(u32, u32)]) -> bool {
+    let args = crate::Args::from_request(buf, spans, &[]);
+    let mut again = Vec::new();
+    crate::writelog::encode(&mut again, args.iter());
+    again == buf[..consumed] && args.wire_bytes() == Some(&buf[..consumed])
 }
 
 proptest! {

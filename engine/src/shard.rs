@@ -255,10 +255,22 @@ impl Shard {
         }
     }
 
-    /// Records one write given as the command's own arguments.
-    pub fn log_args<'a>(&mut self, db: usize, argv: impl ExactSizeIterator<Item = &'a [u8]>) {
+    /// Records one write given as the command's own arguments: the
+    /// request's bytes themselves when it came whole from a client (see
+    /// [`crate::Args::wire_bytes`]), else encoded again.
+    pub fn log_args(&mut self, db: usize, args: &crate::Args) {
         if let Some(log) = &mut self.log {
-            log.record(db as u16, argv);
+            match args.wire_bytes() {
+                Some(request) => {
+                    debug_assert!({
+                        let mut again = Vec::new();
+                        crate::writelog::encode(&mut again, args.iter());
+                        again == request
+                    });
+                    log.record_encoded(db as u16, request);
+                }
+                None => log.record(db as u16, args.iter()),
+            }
         }
     }
 

@@ -254,6 +254,13 @@ impl WriteLog {
         encode(&mut self.buf, argv);
     }
 
+    /// Records one command already encoded as one RESP multibulk
+    /// command (what [`encode`] would write for it).
+    pub fn record_encoded(&mut self, db: u16, command: &[u8]) {
+        self.begin(db);
+        self.buf.extend_from_slice(command);
+    }
+
     /// Records one command given as owned arguments.
     pub fn record_owned(&mut self, db: u16, argv: &[Bytes]) {
         self.record(db, argv.iter().map(|b| &b[..]));

@@ -514,7 +514,7 @@ pub fn execute(spec: &Spec, ctx: &mut Ctx) -> Reply {
             }
             None => {
                 let args = ctx.args;
-                ctx.shard.log_args(db, args.iter());
+                ctx.shard.log_args(db, &args);
             }
         }
     }

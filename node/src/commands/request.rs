@@ -133,7 +133,11 @@ pub fn process(shard: &mut Shard, key: Key) {
                 }
                 let src: &[u8] = if inline { &scratch } else { &rbuf[pos..] };
                 let bigs = big.as_ref().map_or(&[][..], |b| &b.done[..]);
-                let args = engine::Args::with_bigs(src, &spans, bigs);
+                let args = if inline {
+                    engine::Args::new(src, &spans)
+                } else {
+                    engine::Args::from_request(src, &spans, bigs)
+                };
                 match dispatch::command(shard, key, args) {
                     Next::Continue => {
                         pos += consumed;

@@ -365,7 +365,7 @@ impl Shard {
                     inline: false,
                 }) => {
                     let spans = ahead.map_or(&spans[..], |(_, s)| s);
-                    let args = engine::Args::with_bigs(buf, spans, bigs);
+                    let args = engine::Args::from_request(buf, spans, bigs);
                     holes = &[];
                     let reply = match engine::cmd::registry().lookup(args.get(0)) {
                         Some(spec) => self.run_local(spec, db, args, false, None),
