@@ -25,6 +25,16 @@ fn bench_strings(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_strings");
     group.throughput(Throughput::Elements(1));
 
+    // A key's slot: hashed where a command is routed, where its entry is
+    // prefetched and where it runs (16-byte keys, as redis-benchmark's).
+    let mut i = 0;
+    group.bench_function("slot_of_16b_key", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            engine::slot::slot_of(black_box(&keys[i]))
+        })
+    });
+
     let mut shard = Shard::new(16, 42);
     group.bench_function("set_same_key", |b| {
         b.iter(|| cmd::run(&mut shard, 0, NOW_MS, black_box(&[b"SET", b"k", b"v"])))

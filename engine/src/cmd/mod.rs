@@ -36,6 +36,7 @@ use crate::shard::Shard;
 use crate::value::Typed;
 use bytes::Bytes;
 use hashbrown::HashMap;
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 /// Command flags. The first group mirrors Redis's (COMMAND INFO shows them);
@@ -444,8 +445,19 @@ impl Registry {
         Registry { by_name, all }
     }
 
-    /// Finds a command by name, any case, without allocating.
+    /// Finds a command by name, any case, without allocating. The
+    /// thread's last find is tried first: a pipeline mostly repeats one
+    /// command, and a command crossing cores is looked up where it is
+    /// routed and where it runs.
     pub fn lookup(&self, name: &[u8]) -> Option<&'static Spec> {
+        thread_local! {
+            static LAST: Cell<Option<&'static Spec>> = const { Cell::new(None) };
+        }
+        if let Some(s) = LAST.with(Cell::get) {
+            if s.name.len() == name.len() && s.name.as_bytes().eq_ignore_ascii_case(name) {
+                return Some(s);
+            }
+        }
         let mut buf = [0u8; 32];
         if name.len() > buf.len() {
             return None;
@@ -454,7 +466,11 @@ impl Registry {
             *d = s.to_ascii_lowercase();
         }
         let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
-        self.by_name.get(lower).copied()
+        let found = self.by_name.get(lower).copied();
+        if found.is_some() {
+            LAST.with(|l| l.set(found));
+        }
+        found
     }
 
     /// Every command, sorted by name.
@@ -558,6 +574,20 @@ pub fn err(s: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_after_a_name_of_the_same_length_finds_its_own() {
+        let reg = registry();
+        let name = |n: &[u8]| reg.lookup(n).map(|s| s.name);
+        assert_eq!(name(b"get"), Some("get"));
+        assert_eq!(name(b"SET"), Some("set"));
+        assert_eq!(name(b"sEt"), Some("set"));
+        assert_eq!(name(b"gex"), None);
+        assert_eq!(name(b"set"), Some("set"));
+        assert_eq!(name(b"se"), None);
+        assert_eq!(name(b"setx"), None);
+        assert_eq!(name(b"GET"), Some("get"));
+    }
 
     #[test]
     fn table_is_consistent() {
