@@ -80,6 +80,69 @@ fn pipeline_replies_match_redis_byte_for_byte() {
     }
 }
 
+/// `n` random reads over the key pool of [`random_pipeline`].
+fn random_reads(seed: u64, n: usize) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let k = format!("k{}", rng.gen_range(0..200));
+        let cmd: Vec<&[u8]> = match rng.gen_range(0..6) {
+            0 => vec![b"GET", k.as_bytes()],
+            1 => vec![b"EXISTS", k.as_bytes()],
+            2 => vec![b"STRLEN", k.as_bytes()],
+            3 => vec![b"HGETALL", k.as_bytes()],
+            4 => vec![b"LRANGE", k.as_bytes(), b"0", b"-1"],
+            _ => vec![b"TYPE", k.as_bytes()],
+        };
+        out.extend_from_slice(&encode(&cmd));
+    }
+    out
+}
+
+/// Pipelines of reads only, over keys of every core, as clients send
+/// them (16 deep, and longer): on 2 shards each runs on the client's core
+/// and the other at once, without a task (`flows::Chain::fan_out`); on 3
+/// shards those over three cores run as a task. Replies as redis-server's,
+/// byte for byte and in order, RESP2 and RESP3.
+#[test]
+fn read_pipelines_across_cores_match_redis() {
+    let fill = random_pipeline(7, 2000, false);
+    for (seed, resp3) in [(11, false), (12, true)] {
+        let mut replies = Vec::new();
+        for srv in [
+            Server::redis(&[]),
+            Server::slotd(&["--shards", "2"]),
+            Server::slotd(&["--shards", "3"]),
+        ] {
+            let mut c = srv.raw();
+            run_pipeline(&mut c, &fill, 2000);
+            if resp3 {
+                c.cmd_str(&["HELLO", "3"]);
+            }
+            let mut got = Vec::new();
+            for (i, depth) in [2, 16, 16, 16, 100, 1000].into_iter().enumerate() {
+                got.extend(run_pipeline(
+                    &mut c,
+                    &random_reads(seed * 10 + i as u64, depth),
+                    depth,
+                ));
+            }
+            replies.push(got);
+        }
+        for (i, r) in replies[0].iter().enumerate() {
+            for (other, name) in [(&replies[1], "2 shards"), (&replies[2], "3 shards")] {
+                assert_eq!(
+                    &other[i],
+                    r,
+                    "seed {seed} resp3 {resp3}: reply {i} differs on {name}: {} vs redis {}",
+                    tests::show(&other[i]),
+                    tests::show(r)
+                );
+            }
+        }
+    }
+}
+
 /// A producer pipelines `SET job:<i>` then `LPUSH queue <i>`; a consumer
 /// that pops `i` must find `job:<i>`, whichever cores the keys live on and
 /// however the pipeline is cut (`batch` pairs per pipeline: short ones

@@ -779,6 +779,46 @@ pub fn send_chain(
     }
 }
 
+/// Whether read pipeline `p` may run as a fan-out without a task
+/// ([`fan_out`]): it is for this core and one other, and this core's state
+/// allows it (no AOF, whose replies wait for what they reveal, and no
+/// transaction holding this core).
+pub fn may_fan_out(shard: &Shard, p: &flows::PipelineIn) -> bool {
+    shard.aof.is_none() && !shard.locked() && flows::fans_out(p, shard.id)
+}
+
+/// Runs read pipeline `p` of connection `key` ([`may_fan_out`]) without a
+/// task: sends the other core its segments, runs this core's at once, and
+/// parks the connection until the answer ([`flows::Chain::fan_out`]).
+pub fn fan_out(
+    shard: &mut Shard,
+    key: Key,
+    (db, resp3): (usize, bool),
+    p: flows::PipelineIn,
+    to: flows::PipelineTo,
+) {
+    let client = shard.conns.get(key).map_or(0, |c| c.id);
+    let (core, req, chain) = flows::Chain::fan_out(db, resp3, &p, to, shard.id);
+    let h = shard.chains.insert(chain);
+    let from = shard.id;
+    shard.mesh.send(
+        core,
+        crate::mesh::Msg::Req {
+            from,
+            id: flows::chain_id(h),
+            client,
+            req,
+        },
+    );
+    let (out, ends) = shard.run_here(key, (db, resp3), &p);
+    if let Some(chain) = shard.chains.get_mut(h) {
+        chain.ran_here(out, ends);
+    }
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.wait = Wait::Chain(h);
+    }
+}
+
 /// Starts a task for connection `key` that runs to its end even if the
 /// client goes away, and parks the connection on it.
 pub fn spawn_detached(

@@ -203,6 +203,8 @@ pub fn process(shard: &mut Shard, key: Key) {
                         };
                         if flows::chained(&p) {
                             dispatch::send_chain(shard, key, (db, resp3), p, to);
+                        } else if dispatch::may_fan_out(shard, &p) {
+                            dispatch::fan_out(shard, key, (db, resp3), p, to);
                         } else {
                             let rpc = shard.rpc.clone();
                             dispatch::spawn(shard, key, flows::pipeline(rpc, db, resp3, p, to));

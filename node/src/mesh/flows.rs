@@ -269,6 +269,15 @@ pub fn chained(p: &PipelineIn) -> bool {
     p.segs.iter().all(|s| Some(s.core) == first) || (p.writes && p.segs.len() < LOCKED_SEGS_MIN)
 }
 
+/// Whether a pipeline that is not [`chained`] may run as a fan-out
+/// without a task ([`Chain::fan_out`]): it only reads, and its commands
+/// are for this core (`me`) and one other. (The caller checks what the
+/// core's state allows.)
+pub fn fans_out(p: &PipelineIn, me: usize) -> bool {
+    let other = p.segs.iter().find(|s| s.core != me).map(|s| s.core);
+    !p.writes && other.is_some() && p.segs.iter().all(|s| s.core == me || Some(s.core) == other)
+}
+
 /// The request id of chain `key` (of the core's table of chains in
 /// flight): ids with the top bit set, which `Rpc`'s counter never
 /// reaches.
@@ -297,6 +306,20 @@ pub struct Chain {
     resp3: bool,
     /// The replies that go first, for an answer that does not match.
     head: Vec<u8>,
+    /// A read pipeline fanned out ([`Chain::fan_out`]): the replies of
+    /// this core's segments, which the other core's answer interleaves.
+    here: Option<Box<RanHere>>,
+}
+
+/// This core's part of a fanned-out read pipeline: every segment in the
+/// client's order, this core's replies and their segments' ends, this
+/// core and the other.
+struct RanHere {
+    segs: Vec<Seg>,
+    out: engine::Encoded,
+    ends: Vec<u32>,
+    me: usize,
+    other: usize,
 }
 
 impl Chain {
@@ -318,6 +341,7 @@ impl Chain {
             n_cmds,
             resp3,
             head,
+            here: None,
         };
         let (bytes, holes, bigs) = p.bytes;
         let first = p.segs.first().map_or(0, |s| s.core);
@@ -340,11 +364,91 @@ impl Chain {
         (first, req, chain)
     }
 
+    /// A read pipeline over this core (`me`) and one other, without a
+    /// task ([`fans_out`]): the other core and the request for its
+    /// segments, and the chain that waits for its answer, to which
+    /// [`Chain::ran_here`] adds this core's replies. Both parts run at
+    /// once, and nothing goes through this core's own inbox.
+    pub fn fan_out(
+        db: usize,
+        resp3: bool,
+        p: &PipelineIn,
+        to: PipelineTo,
+        me: usize,
+    ) -> (usize, Request, Chain) {
+        let other = p.segs.iter().find(|s| s.core != me).map_or(me, |s| s.core);
+        let theirs: Vec<Seg> = p.segs.iter().filter(|s| s.core == other).copied().collect();
+        let (bytes, holes, bigs) = &p.bytes;
+        let chain = Chain {
+            conn: to.conn,
+            n_segs: theirs.len(),
+            n_cmds: p.segs.iter().map(|s| s.cmds).sum::<u32>(),
+            resp3,
+            head: to.head,
+            here: Some(Box::new(RanHere {
+                segs: p.segs.clone(),
+                out: engine::Encoded::default(),
+                ends: Vec::new(),
+                me,
+                other,
+            })),
+        };
+        let req = Request::Pipeline(Box::new(super::msg::Pipeline {
+            tx: None,
+            direct: -1,
+            db,
+            resp3,
+            bytes: bytes.clone(),
+            holes: holes.clone(),
+            bigs: bigs.clone(),
+            pre: p.pre.clone(),
+            segs: theirs,
+            at: 0,
+            out: engine::Encoded::default(),
+            ends: Vec::new(),
+            conn: Some(to.conn),
+            needs: Vec::new(),
+        }));
+        (other, req, chain)
+    }
+
+    /// This core's replies to a fanned-out pipeline's segments here, and
+    /// their segments' end offsets in `out`.
+    pub fn ran_here(&mut self, out: engine::Encoded, ends: Vec<u32>) {
+        if let Some(h) = &mut self.here {
+            h.out = out;
+            h.ends = ends;
+        }
+    }
+
     /// The client's replies, from the last core's answer.
     pub fn done(self, resp: Response) -> TaskDone {
         let (encoded, needs) = match resp {
             Response::Encoded { out, ends, needs } if ends.len() == self.n_segs => {
-                (Some(out), needs)
+                match self.here {
+                    Some(h) => {
+                        let RanHere {
+                            segs,
+                            out: mine,
+                            ends: my_ends,
+                            me,
+                            other,
+                        } = *h;
+                        // (Each core's part in `cores`' order.)
+                        let theirs = (out, ends, 0, 0);
+                        let mine = (mine, my_ends, 0, 0);
+                        let (cores, mut parts) = match me < other {
+                            true => ([me, other], [mine, theirs]),
+                            false => ([other, me], [theirs, mine]),
+                        };
+                        let start = engine::Encoded {
+                            bytes: self.head.clone(),
+                            bigs: Vec::new(),
+                        };
+                        (interleave(start, &segs, &cores, &mut parts), needs)
+                    }
+                    None => (Some(out), needs),
+                }
             }
             _ => (None, Vec::new()),
         };

@@ -662,6 +662,11 @@ impl Shard {
         self.closed.push(key);
     }
 
+    /// Whether a transaction holds this core's lock.
+    pub fn locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
     /// While another core's transaction holds this core's lock, parks
     /// connection `key` until the unlock (true); else false: go on.
     pub fn stall_if_locked(&mut self, key: Key) -> bool {

@@ -6,7 +6,7 @@
 use super::run::Origin;
 use super::{pubsub, Shard};
 use crate::io::{Key, Wait};
-use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Pipeline, Request, Response};
+use crate::mesh::{parse_db, AdminQuery, CoreStats, Msg, Pipeline, Request, Response, Seg};
 use crate::shared::now_ms;
 use bytes::Bytes;
 use engine::Reply;
@@ -52,6 +52,56 @@ pub(super) struct DirectSend {
 }
 
 impl Shard {
+    /// Runs segment `seg` of a pipeline whose bytes are `bytes` (with
+    /// `holes` and `bigs` for its first command) and whose commands were
+    /// parsed as `pre`: its replies go on `out`, its end offset on `ends`.
+    fn run_seg(
+        &mut self,
+        db: usize,
+        resp3: bool,
+        (bytes, holes, bigs): (&[u8], &[usize], &[Bytes]),
+        pre: &[(u32, u32)],
+        seg: &Seg,
+        (out, ends): (&mut engine::Encoded, &mut Vec<u32>),
+    ) {
+        let part = bytes
+            .get(seg.start as usize..seg.end as usize)
+            .unwrap_or(&[]);
+        let holes = if seg.start == 0 { holes } else { &[] };
+        let parsed = pre.get(seg.pre as usize..).unwrap_or(&[]);
+        self.run_segment(db, resp3, (part, holes, bigs), (seg.cmds, parsed), out);
+        ends.push(out.bytes.len() as u32);
+    }
+
+    /// Runs this core's segments of read pipeline `p` of its connection
+    /// `key`, fanned out from here (`mesh::flows::Chain::fan_out`): their
+    /// replies, and each segment's end offset in them. (Their keys were
+    /// prefetched as the pipeline was parsed.)
+    pub fn run_here(
+        &mut self,
+        key: Key,
+        (db, resp3): (usize, bool),
+        p: &crate::mesh::flows::PipelineIn,
+    ) -> (engine::Encoded, Vec<u32>) {
+        self.serving = Some((self.id, key));
+        let mut out = engine::Encoded::default();
+        let mut ends = Vec::new();
+        let (bytes, holes, bigs) = &p.bytes;
+        let me = self.id;
+        for seg in p.segs.iter().filter(|s| s.core == me) {
+            self.run_seg(
+                db,
+                resp3,
+                (bytes, holes, bigs),
+                &p.pre,
+                seg,
+                (&mut out, &mut ends),
+            );
+        }
+        self.serving = None;
+        (out, ends)
+    }
+
     /// Serves `req` from core `from` (answered with tag `id`), or defers
     /// it while another transaction holds this core's lock.
     pub fn request(&mut self, from: usize, id: u64, req: Request) {
@@ -378,13 +428,7 @@ impl Shard {
                     ..
                 } = &mut *p;
                 while let Some(seg) = segs.get(*at).filter(|s| s.core == self.id) {
-                    let part = bytes
-                        .get(seg.start as usize..seg.end as usize)
-                        .unwrap_or(&[]);
-                    let holes = if seg.start == 0 { &holes[..] } else { &[] };
-                    let parsed = pre.get(seg.pre as usize..).unwrap_or(&[]);
-                    self.run_segment(*db, *resp3, (part, holes, bigs), (seg.cmds, parsed), out);
-                    ends.push(out.bytes.len() as u32);
+                    self.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
                     *at += 1;
                 }
                 self.serving = None;
