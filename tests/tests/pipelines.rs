@@ -54,28 +54,36 @@ fn run_pipeline(c: &mut RawConn, bytes: &[u8], n: usize) -> Vec<Vec<u8>> {
 fn pipeline_replies_match_redis_byte_for_byte() {
     for (seed, resp3, inline) in [(1, false, false), (2, true, false), (3, false, true)] {
         let bytes = random_pipeline(seed, 3000, inline);
-        let mut replies = Vec::new();
-        for srv in [
-            Server::redis(&[]),
-            Server::slotd(&["--shards", "2"]),
-            Server::slotd(&["--shards", "3"]),
-        ] {
-            let mut c = srv.raw();
+        same_as_redis(&format!("seed {seed} resp3 {resp3}"), |c| {
             if resp3 {
                 c.cmd_str(&["HELLO", "3"]);
             }
-            replies.push(run_pipeline(&mut c, &bytes, 3000));
-        }
-        for (i, r) in replies[0].iter().enumerate() {
-            for (other, name) in [(&replies[1], "2 shards"), (&replies[2], "3 shards")] {
-                assert_eq!(
-                    &other[i],
-                    r,
-                    "seed {seed} resp3 {resp3}: reply {i} differs on {name}: {} vs redis {}",
-                    tests::show(&other[i]),
-                    tests::show(r)
-                );
-            }
+            run_pipeline(c, &bytes, 3000)
+        });
+    }
+}
+
+/// Runs `replies` on a connection to redis-server, to slotd on 2 shards
+/// and to slotd on 3, and asserts that slotd's replies are redis-server's,
+/// byte for byte.
+fn same_as_redis(case: &str, replies: impl Fn(&mut RawConn) -> Vec<Vec<u8>>) {
+    let replies: Vec<_> = [
+        Server::redis(&[]),
+        Server::slotd(&["--shards", "2"]),
+        Server::slotd(&["--shards", "3"]),
+    ]
+    .iter()
+    .map(|srv| replies(&mut srv.raw()))
+    .collect();
+    for (i, r) in replies[0].iter().enumerate() {
+        for (other, name) in [(&replies[1], "2 shards"), (&replies[2], "3 shards")] {
+            assert_eq!(
+                &other[i],
+                r,
+                "{case}: reply {i} differs on {name}: {} vs redis {}",
+                tests::show(&other[i]),
+                tests::show(r)
+            );
         }
     }
 }
@@ -108,38 +116,21 @@ fn random_reads(seed: u64, n: usize) -> Vec<u8> {
 fn read_pipelines_across_cores_match_redis() {
     let fill = random_pipeline(7, 2000, false);
     for (seed, resp3) in [(11, false), (12, true)] {
-        let mut replies = Vec::new();
-        for srv in [
-            Server::redis(&[]),
-            Server::slotd(&["--shards", "2"]),
-            Server::slotd(&["--shards", "3"]),
-        ] {
-            let mut c = srv.raw();
-            run_pipeline(&mut c, &fill, 2000);
+        same_as_redis(&format!("seed {seed} resp3 {resp3}"), |c| {
+            run_pipeline(c, &fill, 2000);
             if resp3 {
                 c.cmd_str(&["HELLO", "3"]);
             }
             let mut got = Vec::new();
             for (i, depth) in [2, 16, 16, 16, 100, 1000].into_iter().enumerate() {
                 got.extend(run_pipeline(
-                    &mut c,
+                    c,
                     &random_reads(seed * 10 + i as u64, depth),
                     depth,
                 ));
             }
-            replies.push(got);
-        }
-        for (i, r) in replies[0].iter().enumerate() {
-            for (other, name) in [(&replies[1], "2 shards"), (&replies[2], "3 shards")] {
-                assert_eq!(
-                    &other[i],
-                    r,
-                    "seed {seed} resp3 {resp3}: reply {i} differs on {name}: {} vs redis {}",
-                    tests::show(&other[i]),
-                    tests::show(r)
-                );
-            }
-        }
+            got
+        });
     }
 }
 

@@ -759,24 +759,36 @@ pub fn send_chain(
     p: flows::PipelineIn,
     to: flows::PipelineTo,
 ) {
-    let client = shard.conns.get(key).map_or(0, |c| c.id);
     shard.publish_recorded();
     let (core, req, chain) = flows::Chain::start(db, resp3, p, to);
+    let h = send_for_chain(shard, key, core, req, chain);
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.wait = Wait::Chain(h);
+    }
+}
+
+/// Enters `chain` in the core's table of chains in flight and sends
+/// `req`, whose answer names it, to `core` for connection `key`'s client.
+fn send_for_chain(
+    shard: &mut Shard,
+    key: Key,
+    core: usize,
+    req: crate::mesh::Request,
+    chain: flows::Chain,
+) -> Key {
+    let client = shard.conns.get(key).map_or(0, |c| c.id);
     let h = shard.chains.insert(chain);
-    let id = flows::chain_id(h);
     let from = shard.id;
     shard.mesh.send(
         core,
         crate::mesh::Msg::Req {
             from,
-            id,
+            id: flows::chain_id(h),
             client,
             req,
         },
     );
-    if let Some(c) = shard.conns.get_mut(key) {
-        c.wait = Wait::Chain(h);
-    }
+    h
 }
 
 /// Whether read pipeline `p` may run as a fan-out without a task
@@ -797,19 +809,8 @@ pub fn fan_out(
     p: flows::PipelineIn,
     to: flows::PipelineTo,
 ) {
-    let client = shard.conns.get(key).map_or(0, |c| c.id);
     let (core, req, chain) = flows::Chain::fan_out(db, resp3, &p, to, shard.id);
-    let h = shard.chains.insert(chain);
-    let from = shard.id;
-    shard.mesh.send(
-        core,
-        crate::mesh::Msg::Req {
-            from,
-            id: flows::chain_id(h),
-            client,
-            req,
-        },
-    );
+    let h = send_for_chain(shard, key, core, req, chain);
     let (out, ends) = shard.run_here(key, (db, resp3), &p);
     if let Some(chain) = shard.chains.get_mut(h) {
         chain.ran_here(out, ends);
