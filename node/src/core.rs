@@ -377,7 +377,6 @@ impl Core {
             self.turn();
             self.aof_pump();
             self.repl_hold();
-            let snapshot_work = self.shard.snapshot_turn();
             self.shard.expire_waiters(now);
             // Big values the turn deleted go to the lazy free thread.
             if self.shard.engine.has_garbage() {
@@ -387,6 +386,12 @@ impl Core {
             self.shard.flush_direct();
             // The cores this turn sent to are woken once, now.
             self.shard.mesh.flush_wakes();
+            // A snapshot's walk comes after the turn's replies have left:
+            // submitted first, they do not wait for the walk's step.
+            if self.shard.snapshot_due() && !self.ring.nothing_to_submit() {
+                self.ring.enter(None, None);
+            }
+            let snapshot_work = self.shard.snapshot_turn();
             if self.shard.stopping && self.aof_finished() {
                 let flushed = &self.shard.persist.aof.flushed_to_stop;
                 if !self.stop_flushed {
