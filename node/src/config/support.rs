@@ -245,9 +245,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "rdb-save-incremental-fsync",
-        NoEffect {
-            why: "slotd fsyncs the snapshot once, before the rename",
-        },
+        test("incremental_fsync_keeps_a_snapshot_off_the_page_cache"),
     ),
     (
         "dbfilename",
@@ -294,9 +292,7 @@ pub static SUPPORT: &[(&str, Support)] = &[
     ),
     (
         "aof-rewrite-incremental-fsync",
-        NoEffect {
-            why: "slotd writes a rewrite's base from one thread and fsyncs it once, before the manifest names it",
-        },
+        test("incremental_fsync_keeps_a_snapshot_off_the_page_cache"),
     ),
     // Cluster.
     ("cluster-enabled", test("cluster_mode_serves_a_three_node_cluster")),

@@ -12,19 +12,20 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 /// Writes `job`'s image to `dir/temp-<pid>.rdb`, then renames it to
-/// `dir/dbfilename`, with Redis's fsyncs. An image of commands is written
-/// as it comes (no header, footer or checksum), after the job's prelude.
+/// `dir/dbfilename`, with Redis's fsyncs (and with `autosync`, every so
+/// many bytes as they are written: see [`AutoSync`]). An image of
+/// commands is written as it comes (no header, footer or checksum), after
+/// the job's prelude.
 pub fn write(
     job: &Job,
     mesh: &Mesh,
     shared: &Shared,
-    dir: &Path,
-    dbfilename: &str,
-    checksum: bool,
+    (dir, dbfilename): (&Path, &str),
+    (checksum, autosync): (bool, Option<u64>),
     redis_ver: &str,
 ) -> Result<(), String> {
     let tmp = dir.join(format!("temp-{}.rdb", std::process::id()));
-    let r = write_to(job, mesh, shared, &tmp, checksum, redis_ver);
+    let r = write_to(job, mesh, shared, &tmp, (checksum, autosync), redis_ver);
     if let Err(e) = r {
         let _ = std::fs::remove_file(&tmp);
         // Cores still walking stop at their next turn (the job is over).
@@ -57,13 +58,93 @@ fn write_to(
     mesh: &Mesh,
     shared: &Shared,
     tmp: &Path,
-    checksum: bool,
+    (checksum, autosync): (bool, Option<u64>),
     redis_ver: &str,
 ) -> std::io::Result<()> {
-    let f = std::fs::File::create(tmp)?;
+    let f = AutoSync::new(std::fs::File::create(tmp)?, autosync);
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
     let tail = write_body(job, mesh, shared, &mut w, checksum, redis_ver)?;
     finish(w, &tail)
+}
+
+/// Redis's `REDIS_AUTOSYNC_BYTES`: with `rdb-save-incremental-fsync` (a
+/// snapshot) or `aof-rewrite-incremental-fsync` (a rewrite's base), the
+/// file is flushed to the disk every 4 MB as it is written.
+pub const AUTOSYNC_BYTES: u64 = 4 << 20;
+
+/// A file written from start to end that, given a step, starts the
+/// writeback of each step's bytes as soon as they are written and waits
+/// for the step before it, as Redis 7.0's `rioFileWrite` does with
+/// `sync_file_range`: the page cache never holds much more than two steps
+/// of the file dirty, so the fsync at its end is short and the disk is not
+/// flooded at once (the cores' AOF writes and fsyncs share it).
+struct AutoSync {
+    file: std::fs::File,
+    step: Option<u64>,
+    /// Bytes written, and how many of them were handed to the writeback.
+    written: u64,
+    started: u64,
+}
+
+impl AutoSync {
+    fn new(file: std::fs::File, step: Option<u64>) -> AutoSync {
+        AutoSync {
+            file,
+            step: step.filter(|&s| s > 0),
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// Starts the writeback of every whole step written and not started,
+    /// each after waiting for the step before it.
+    fn sync_steps(&mut self) -> std::io::Result<()> {
+        let Some(step) = self.step else {
+            return Ok(());
+        };
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        while self.written - self.started >= step {
+            let range = |at: u64, flags: u32| {
+                // SAFETY: sync_file_range on a file this struct owns, with
+                // a range inside what was written.
+                let r = unsafe { libc::sync_file_range(fd, at as i64, step as i64, flags) };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            range(self.started, libc::SYNC_FILE_RANGE_WRITE)?;
+            if self.started >= step {
+                range(
+                    self.started - step,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )?;
+            }
+            self.started += step;
+        }
+        Ok(())
+    }
+}
+
+impl Write for AutoSync {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Never past the next step's end, so each step is started whole.
+        let room = self
+            .step
+            .map_or(buf.len() as u64, |s| s - (self.written - self.started));
+        let n = self.file.write(&buf[..buf.len().min(room as usize)])?;
+        self.written += n as u64;
+        self.sync_steps()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// A diskless replication's snapshot: the RDB goes to `out` (a pipe the
@@ -344,7 +425,7 @@ pub fn write_entries(
     prelude: &[u8],
 ) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let f = std::fs::File::create(&tmp)?;
+    let f = AutoSync::new(std::fs::File::create(&tmp)?, None);
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
     let mut crc = rdb::crc64();
     let mut buf = Vec::new();
@@ -407,8 +488,8 @@ pub fn write_entries(
 }
 
 /// Ends an RDB file with `tail` (its footer), then fsyncs it.
-fn finish(mut w: std::io::BufWriter<std::fs::File>, tail: &[u8]) -> std::io::Result<()> {
+fn finish(mut w: std::io::BufWriter<AutoSync>, tail: &[u8]) -> std::io::Result<()> {
     w.write_all(tail)?;
     let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()
+    f.file.sync_all()
 }

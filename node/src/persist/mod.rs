@@ -507,13 +507,18 @@ fn start_job(
         return Err(());
     }
     let cores = mesh.cores();
-    let (dir, dbfilename, compress, checksum, preamble) = match shared.config.lock() {
+    let (dir, dbfilename, compress, checksum, preamble, autosync) = match shared.config.lock() {
         Ok(c) => (
             c.dir(),
             c.text("dbfilename").unwrap_or_else(|| "dump.rdb".into()),
             c.flag("rdbcompression"),
             c.flag("rdbchecksum"),
             c.flag("aof-use-rdb-preamble"),
+            c.flag(if rewrite {
+                "aof-rewrite-incremental-fsync"
+            } else {
+                "rdb-save-incremental-fsync"
+            }),
         ),
         Err(_) => {
             state.in_progress.store(false, Ordering::SeqCst);
@@ -609,7 +614,15 @@ fn start_job(
                 Some(seq) => (state2.aof.dir.clone(), state2.aof.base_name(seq)),
                 None => (std::path::PathBuf::from(&dir), dbfilename),
             };
-            let r = file::write(&job2, &mesh2, &shared2, &path, &name, checksum, redis_ver);
+            let autosync = autosync.then_some(file::AUTOSYNC_BYTES);
+            let r = file::write(
+                &job2,
+                &mesh2,
+                &shared2,
+                (&path, &name),
+                (checksum, autosync),
+                redis_ver,
+            );
             // `no-appendfsync-on-rewrite`: the job's I/O is over.
             state2.aof.resume_fsync();
             match aof_seq {
