@@ -903,8 +903,9 @@ const SETTLED: usize = usize::MAX - 1;
 
 /// A core's dependencies as it published them: its durable base then
 /// (fsynced under `always`, see [`CoreAof::durable_base`]) and its
-/// pending entries then. Entries it adds later start past every byte
-/// that base covers (they start where its log is, which no write or
+/// pending entries then, those starting below that base (the others
+/// cannot cap it below the base). Entries it adds later start past every
+/// byte that base covers (they start where its log is, which no write or
 /// fsync has reached), so `base` capped at the first entry not met is
 /// never more than the core would find itself.
 #[derive(Default)]
@@ -942,10 +943,19 @@ pub struct CoreAof {
     /// for a transaction's part not known durable on every core.
     eff: u64,
     pending: VecDeque<(u64, usize, u64)>,
-    /// What the last [`View`] this core published was of: its base, and
-    /// its pending entries' count, first and last start (a transaction
-    /// settled since reads as not settled there, which only holds more).
-    viewed: (u64, usize, Option<u64>, Option<u64>),
+    /// What the last [`View`] this core published was of: its base, how
+    /// many entries start below it, and how many entries were met and
+    /// dropped before (a transaction settled since reads as not settled
+    /// there, which only holds more).
+    viewed: (u64, usize, u64),
+    /// Entries met and dropped from the front of `pending` so far, and
+    /// whether one was ever added starting before the one ahead of it
+    /// (each starts where the log is, so never: if so the views carry
+    /// every entry).
+    dropped: u64,
+    unordered: bool,
+    /// [`CoreAof::joint`]'s offsets, kept for the next call.
+    joint_offs: Vec<u64>,
     /// Answers to transactions' unlocks, each sent once its part (ending
     /// at the offset) is written (fsynced under `always`); and answers
     /// sent once the effective offset reaches theirs.
@@ -989,7 +999,10 @@ impl CoreAof {
             synced: end,
             eff: end,
             pending: VecDeque::new(),
-            viewed: (u64::MAX, usize::MAX, None, None),
+            viewed: (u64::MAX, usize::MAX, u64::MAX),
+            dropped: 0,
+            unordered: false,
+            joint_offs: Vec::new(),
             closing: Vec::new(),
             settling: Vec::new(),
             last_fsync_ms: 0,
@@ -1173,7 +1186,12 @@ impl CoreAof {
                 log.set_prelude(&self.line);
             }
         }
-        self.pending.push_back((log.offset(), d, x));
+        self.push_pending((log.offset(), d, x));
+    }
+
+    fn push_pending(&mut self, p: (u64, usize, u64)) {
+        self.unordered |= self.pending.back().is_some_and(|b| b.0 > p.0);
+        self.pending.push_back(p);
     }
 
     /// A transaction across cores starts its part here, at log offset
@@ -1185,7 +1203,7 @@ impl CoreAof {
     /// whose sibling on another core was not yet on disk, and so could
     /// another core's records that depend on this one's effective offset.
     pub fn hold_until_settled(&mut self, tx: u64, at: u64) {
-        self.pending.push_back((at, UNSETTLED, tx));
+        self.push_pending((at, UNSETTLED, tx));
     }
 
     /// A transaction's part here ended at log offset `end`: `answer`
@@ -1241,6 +1259,7 @@ impl CoreAof {
     pub fn refresh(&mut self, aof: &Aof) -> bool {
         while self.pending.front().is_some_and(|p| Self::met(p, aof)) {
             self.pending.pop_front();
+            self.dropped += 1;
         }
         let cap = self.pending.front().map_or(u64::MAX, |p| p.0);
         // (While writes fail outside `always`, replies go out as Redis's
@@ -1248,22 +1267,30 @@ impl CoreAof {
         let base = self.durable_base(aof);
         let mut eff = base.min(cap);
         if aof.views.len() > 1 {
-            let seen = (
-                base,
-                self.pending.len(),
-                self.pending.front().map(|p| p.0),
-                self.pending.back().map(|p| p.0),
-            );
+            // Only the entries starting below the base can cap what is
+            // found for this core (see [`View`]); the ones added since
+            // start where the log is, past it. So the view is published
+            // again when the base moves or entries below it are dropped,
+            // not for every entry a pipeline's hop adds (measured: about
+            // 370 entries per core and look, every look, under
+            // `everysec` with 2 shards at -P 16).
+            let below = match self.unordered {
+                false => self.pending.partition_point(|p| p.0 < base),
+                true => self.pending.len(),
+            };
+            let seen = (base, below, self.dropped);
             if seen != self.viewed {
                 if let Ok(mut v) = aof.views[self.core].try_lock() {
                     v.base = base;
                     v.pending.clear();
-                    v.pending.extend(self.pending.iter().copied());
+                    v.pending.extend(self.pending.range(..below).copied());
                     self.viewed = seen;
                 }
             }
             if eff < base {
-                eff = self.joint(base, eff, aof);
+                let mut offs = std::mem::take(&mut self.joint_offs);
+                eff = self.joint(base, below, eff, aof, &mut offs);
+                self.joint_offs = offs;
             }
         }
         if eff == self.eff {
@@ -1276,7 +1303,8 @@ impl CoreAof {
 
     /// This core's effective offset with the other cores' published
     /// dependencies taken into account together (`base`: this core's
-    /// durable base; `eff`: its effective offset by its own look, where
+    /// durable base, `below`: how many of its entries start below it;
+    /// `eff`: its effective offset by its own look, where
     /// it starts: what it published before may be higher only while its
     /// writes failed, and no longer holds). Each core alone moves only as far as the others'
     /// published effective offsets allow, so a pipeline that went back
@@ -1290,13 +1318,10 @@ impl CoreAof {
     /// what that core would find itself (see [`View`]), so a dependency
     /// met here is met. Cores whose view is being written are taken at
     /// their published offset.
-    fn joint(&self, base: u64, eff: u64, aof: &Aof) -> u64 {
+    fn joint(&self, base: u64, below: usize, eff: u64, aof: &Aof, offs: &mut Vec<u64>) -> u64 {
         let n = aof.views.len();
-        let mut offs: Vec<u64> = aof
-            .effective
-            .iter()
-            .map(|e| e.load(Ordering::SeqCst))
-            .collect();
+        offs.clear();
+        offs.extend(aof.effective.iter().map(|e| e.load(Ordering::SeqCst)));
         offs[self.core] = eff;
         let views: Vec<Option<std::sync::MutexGuard<View>>> = (0..n)
             .map(|c| match c == self.core {
@@ -1308,9 +1333,9 @@ impl CoreAof {
             let mut moved = false;
             for c in 0..n {
                 let off = if c == self.core {
-                    base.min(first_unmet(&self.pending, &offs))
+                    base.min(first_unmet(self.pending.range(..below), offs))
                 } else if let Some(v) = &views[c] {
-                    v.base.min(first_unmet(&v.pending, &offs))
+                    v.base.min(first_unmet(&v.pending, offs))
                 } else {
                     continue;
                 };
@@ -1820,6 +1845,46 @@ mod tests {
         // (Core 1 drops its entries once it sees core 0's offset move.)
         b.refresh(&aof);
         assert!(!b.depends());
+    }
+
+    #[test]
+    fn a_view_caps_its_core_at_an_unmet_entry_below_its_base() {
+        // Core 1's records are on disk past a dependency on core 0 that
+        // nothing meets; core 0's later records depend on all of core 1's.
+        // Core 0 must not find core 1 effective past that entry (its view
+        // carries the entries below its base, not only the base).
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        let (mut a, mut b) = (CoreAof::new(0, -1, 0, 0), CoreAof::new(1, -1, 0, 0));
+        let (mut la, mut lb) = (
+            engine::writelog::WriteLog::new(0),
+            engine::writelog::WriteLog::new(0),
+        );
+        let rec = |c: &mut CoreAof, l: &mut engine::writelog::WriteLog, key: &[u8]| {
+            l.record(0, [&b"SET"[..], key, b"1"].into_iter());
+            c.take(l, 0, &aof);
+        };
+        rec(&mut b, &mut lb, b"b1");
+        let b_at = lb.offset();
+        b.depend(0, 1 << 40, &mut lb, &aof);
+        rec(&mut b, &mut lb, b"b2");
+        complete(&mut b, &aof);
+        assert_eq!(b.synced, lb.offset());
+        assert_eq!(b.durable(&aof), b_at);
+
+        rec(&mut a, &mut la, b"a1");
+        let a_at = la.offset();
+        a.depend(1, lb.offset(), &mut la, &aof);
+        rec(&mut a, &mut la, b"a2");
+        complete(&mut a, &aof);
+        assert_eq!(a.synced, la.offset());
+        assert_eq!(a.durable(&aof), a_at);
+        // Entries added after the view was published start past its base
+        // and change nothing.
+        b.depend(0, 1 << 41, &mut lb, &aof);
+        rec(&mut b, &mut lb, b"b3");
+        a.refresh(&aof);
+        assert_eq!(a.durable(&aof), a_at);
     }
 
     #[test]
