@@ -330,6 +330,9 @@ pub fn lazyfree_reset_stats() {
 struct Ticks {
     tsc: bool,
     per_us: f64,
+    /// Microseconds per tick, in 32.32 fixed point (a multiplication
+    /// instead of a division for each command).
+    us_per_tick: u64,
     epoch: std::time::Instant,
 }
 
@@ -348,6 +351,7 @@ pub fn ticks_init() {
             return Ticks {
                 tsc,
                 per_us: 1000.0,
+                us_per_tick: fixed_us_per_tick(1000.0),
                 epoch,
             };
         }
@@ -355,12 +359,19 @@ pub fn ticks_init() {
         std::thread::sleep(std::time::Duration::from_millis(10));
         let (i1, t1) = (std::time::Instant::now(), tsc_now());
         let us = (i1 - i0).as_secs_f64() * 1e6;
+        let per_us = (t1.wrapping_sub(t0) as f64 / us).max(1.0);
         Ticks {
             tsc,
-            per_us: (t1.wrapping_sub(t0) as f64 / us).max(1.0),
+            per_us,
+            us_per_tick: fixed_us_per_tick(per_us),
             epoch,
         }
     });
+}
+
+/// [`Ticks::us_per_tick`] for `per_us` ticks a microsecond.
+fn fixed_us_per_tick(per_us: f64) -> u64 {
+    ((1u64 << 32) as f64 / per_us) as u64
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -393,8 +404,16 @@ pub fn ticks_of_micros(us: u64) -> u64 {
 
 /// Microseconds since `start` (a [`ticks`] reading).
 pub fn micros_since(start: u64) -> u64 {
-    let per_us = TICKS.get().map_or(1000.0, |t| t.per_us);
-    (ticks().saturating_sub(start) as f64 / per_us) as u64
+    micros_between(start, ticks())
+}
+
+/// Microseconds from `start` to `end` (two [`ticks`] readings).
+#[inline]
+pub fn micros_between(start: u64, end: u64) -> u64 {
+    let mul = TICKS
+        .get()
+        .map_or_else(|| fixed_us_per_tick(1000.0), |t| t.us_per_tick);
+    ((end.saturating_sub(start) as u128 * mul as u128) >> 32) as u64
 }
 
 /// Pins the calling thread to `cpu` (a shard core's or the bus core's).

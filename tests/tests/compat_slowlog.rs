@@ -207,6 +207,43 @@ fn blocked_commands_are_logged_once_served_as_redis() {
     assert_eq!(got[0], got[1], "slotd (left) vs redis-server (right)");
 }
 
+/// A command's duration is its own: not the time the client took to send
+/// it after its last request, alone or pipelined, whichever core runs it
+/// (slotd times a pipeline's commands with one clock reading each, the
+/// end of one the start of the next).
+#[test]
+fn idle_time_between_requests_is_not_in_a_commands_duration() {
+    for shards in ["1", "2"] {
+        let (s, r) = pair(&["--shards", shards], &[]);
+        for srv in [&s, &r] {
+            let mut c = srv.raw();
+            c.cmd_str(&["CONFIG", "SET", "slowlog-log-slower-than", "100000"]);
+            c.cmd_str(&["SLOWLOG", "RESET"]);
+            // Sixteen keys: with 2 shards, some on each core.
+            let keys: Vec<String> = (0..16).map(|i| format!("idle:{i}")).collect();
+            for round in 0..3 {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let mut pipe = Vec::new();
+                for k in &keys {
+                    pipe.extend(encode(&[b"SET", k.as_bytes(), b"v"]));
+                }
+                c.send(&pipe).unwrap();
+                for _ in &keys {
+                    assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let k = &keys[round * 5];
+                assert_eq!(c.cmd_str(&["GET", k]), b"$1\r\nv\r\n");
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&c.cmd_str(&["SLOWLOG", "GET", "-1"])),
+                "*0\r\n",
+                "shards {shards}"
+            );
+        }
+    }
+}
+
 /// `slowlog-log-slower-than` and `slowlog-max-len`, from the command
 /// line and CONFIG SET; LEN, RESET, GET's count and errors.
 #[test]

@@ -65,7 +65,8 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     // CLIENT REPLY: this command's reply is dropped under OFF, or after
     // SKIP.
     conn.mute = conn.reply_off || std::mem::take(&mut conn.skip_next);
-    let next = checked(shard, key, args);
+    let clock = shard.cmd_clock.take();
+    let next = checked(shard, key, args, clock);
     if let Next::Retry = next {
         // Not run: it comes again, and the SKIP with it.
         if let Some(c) = shard.conns.get_mut(key) {
@@ -76,7 +77,9 @@ pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
 }
 
 /// [`command`] once its reply's fate is known: the checks, then the run.
-fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
+/// `clock`: when the command before it in the same read ended (see
+/// [`Shard::cmd_clock`]).
+fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
@@ -289,11 +292,15 @@ fn checked(shard: &mut Shard, key: Key, args: Args) -> Next {
             shard.monitor_feed(key, spec, shown, &args);
         }
     }
-    let start = shard.slow_on().then(crate::shared::ticks);
+    let start = shard
+        .slow_on()
+        .then(|| clock.unwrap_or_else(crate::shared::ticks));
     let next = run(shard, key, spec, db, args, start);
     match (start, &next) {
         (Some(t), Next::Continue) => {
-            shard.slow_check(key, spec, &args, crate::shared::micros_since(t));
+            let end = crate::shared::ticks();
+            shard.slow_check(key, spec, &args, crate::shared::micros_between(t, end));
+            shard.cmd_clock = Some(end);
         }
         (Some(t), Next::Wait) => {
             shard.slow_parked(key, spec, &args, crate::shared::micros_since(t));

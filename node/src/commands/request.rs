@@ -85,6 +85,7 @@ pub fn process(shard: &mut Shard, key: Key) {
     let limits = shard.settings.limits;
     // Where the commands whose keys are being prefetched end.
     let mut ahead_end = pos;
+    shard.cmd_clock = None;
     loop {
         if rbuf.len() < need || pos >= rbuf.len() {
             break;
@@ -237,6 +238,7 @@ pub fn process(shard: &mut Shard, key: Key) {
             break;
         }
     }
+    shard.cmd_clock = None;
     let mut drained = false;
     if let Some(c) = shard.conns.get_mut(key) {
         if c.master {

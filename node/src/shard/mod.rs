@@ -96,6 +96,13 @@ pub struct Shard {
     waiters: Vec<Waiter>,
     pubsub: pubsub::PubSub,
     pub stats: CoreStats,
+    /// While a connection's pipeline runs here: when its last command
+    /// ended (a [`crate::shared::ticks`] reading), the next one's start
+    /// for the slow log. One reading of the clock a command instead of
+    /// two, converted by a multiplication (the clock took 6.5% of the
+    /// samples of SET -P 16 on 1 shard, now 5.1%); reset wherever
+    /// anything else runs between commands.
+    pub cmd_clock: Option<u64>,
     /// Per-command calls, usec: for INFO commandstats.
     cmdstats: HashMap<&'static str, (u64, u64)>,
     /// Unix ms, read once per loop turn and per receive batch.
@@ -240,6 +247,7 @@ impl Shard {
             waiters: Vec::new(),
             pubsub: pubsub::PubSub::default(),
             stats: CoreStats::default(),
+            cmd_clock: None,
             cmdstats: HashMap::new(),
             now_ms: now_ms(),
             cmd_serial: 0,

@@ -62,7 +62,8 @@ impl Shard {
         let timed = self.cmd_serial & 15 == 0;
         // A command a client of another core sent is timed here for the
         // slow log (one of this core's is timed by its dispatch).
-        let slow = (self.serving.is_some() && self.slow_on()).then(crate::shared::ticks);
+        let slow = (self.serving.is_some() && self.slow_on())
+            .then(|| self.cmd_clock.take().unwrap_or_else(crate::shared::ticks));
         let start = timed.then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
@@ -112,8 +113,9 @@ impl Shard {
             e.1 += 16 * t.elapsed().as_micros() as u64;
         }
         if let (Some(t), None) = (slow, &block) {
-            let micros = crate::shared::micros_since(t);
-            self.slow_check_remote(spec, &args, micros);
+            let end = crate::shared::ticks();
+            self.slow_check_remote(spec, &args, crate::shared::micros_between(t, end));
+            self.cmd_clock = Some(end);
         }
         self.stats.total_commands_processed += 1;
         match (block, origin) {

@@ -73,6 +73,13 @@ impl Shard {
         ends.push(out.bytes.len() as u32);
     }
 
+    /// Runs what follows for connection `who` (core, key), or for nobody;
+    /// the clock the commands share starts again.
+    fn serve_for(&mut self, who: Option<(usize, Key)>) {
+        self.serving = who;
+        self.cmd_clock = None;
+    }
+
     /// Runs this core's segments of read pipeline `p` of its connection
     /// `key`, fanned out from here (`mesh::flows::Chain::fan_out`): their
     /// replies, and each segment's end offset in them. (Their keys were
@@ -83,7 +90,7 @@ impl Shard {
         (db, resp3): (usize, bool),
         p: &crate::mesh::flows::PipelineIn,
     ) -> (engine::Encoded, Vec<u32>) {
-        self.serving = Some((self.id, key));
+        self.serve_for(Some((self.id, key)));
         let mut out = engine::Encoded::default();
         let mut ends = Vec::new();
         let (bytes, holes, bigs) = &p.bytes;
@@ -98,7 +105,7 @@ impl Shard {
                 (&mut out, &mut ends),
             );
         }
-        self.serving = None;
+        self.serve_for(None);
         (out, ends)
     }
 
@@ -368,7 +375,7 @@ impl Shard {
                 };
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
-                self.serving = conn.map(|k| (from, k));
+                self.serve_for(conn.map(|k| (from, k)));
                 for owned in &cmds {
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
@@ -394,12 +401,12 @@ impl Shard {
                     match self.run_local(spec, db, args, in_multi, origin) {
                         Some(r) => replies.push(r),
                         None => {
-                            self.serving = None;
+                            self.serve_for(None);
                             return; // parked; answered when served
                         }
                     }
                 }
-                self.serving = None;
+                self.serve_for(None);
                 if let (Some(m), Some(log)) = (mark, self.engine.write_log()) {
                     log.end_multi(m, true);
                 }
@@ -408,7 +415,7 @@ impl Shard {
             }
             Request::Pipeline(mut p) => {
                 self.depend_on(&p.needs);
-                self.serving = p.conn.map(|k| (from, k));
+                self.serve_for(p.conn.map(|k| (from, k)));
                 let rest = &p.segs[p.at.min(p.segs.len())..];
                 self.prefetch_segments(p.db, (&p.bytes, &p.pre), rest);
                 if p.ends.capacity() == 0 {
@@ -431,7 +438,7 @@ impl Shard {
                     self.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
                     *at += 1;
                 }
-                self.serving = None;
+                self.serve_for(None);
                 self.serve_ready();
                 // With the AOF on, a run core to core goes on at once.
                 let unheld = p.tx.is_none() && self.pipeline_unheld();
