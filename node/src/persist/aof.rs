@@ -1745,6 +1745,7 @@ impl Drop for CoreAof {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::writelog::WriteLog;
 
     /// Two cores' AOF under `policy`, core `core`'s writer (no file) and
     /// an empty write log.
@@ -1753,6 +1754,20 @@ mod tests {
         aof.policy.store(policy, Ordering::SeqCst);
         let log = engine::writelog::WriteLog::new(0);
         (aof, CoreAof::new(core, -1, 0, 0), log)
+    }
+
+    /// Two cores' AOF under `always`, both cores' writers and their logs.
+    fn two_cores() -> (Aof, [CoreAof; 2], [WriteLog; 2]) {
+        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        let cores = [CoreAof::new(0, -1, 0, 0), CoreAof::new(1, -1, 0, 0)];
+        (aof, cores, [WriteLog::new(0), WriteLog::new(0)])
+    }
+
+    /// Records a SET of `key` in `log` and hands it to writer `c`.
+    fn record(c: &mut CoreAof, log: &mut WriteLog, key: &[u8], aof: &Aof) {
+        log.record(0, [&b"SET"[..], key, b"1"].into_iter());
+        c.take(log, 0, aof);
     }
 
     /// Runs the writer's submissions as if the disk took them whole.
@@ -1807,17 +1822,8 @@ mod tests {
 
     #[test]
     fn a_chain_of_dependencies_between_two_cores_settles_in_one_look_of_each() {
-        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
-        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
-        let (mut a, mut b) = (CoreAof::new(0, -1, 0, 0), CoreAof::new(1, -1, 0, 0));
-        let (mut la, mut lb) = (
-            engine::writelog::WriteLog::new(0),
-            engine::writelog::WriteLog::new(0),
-        );
-        let rec = |c: &mut CoreAof, l: &mut engine::writelog::WriteLog, key: &[u8]| {
-            l.record(0, [&b"SET"[..], key, b"1"].into_iter());
-            c.take(l, 0, &aof);
-        };
+        let (aof, [mut a, mut b], [mut la, mut lb]) = two_cores();
+        let rec = |c: &mut CoreAof, l: &mut WriteLog, key: &[u8]| record(c, l, key, &aof);
         // A pipeline that goes back and forth between the cores, each part
         // depending on the one before it on the other core.
         rec(&mut a, &mut la, b"k0");
@@ -1853,17 +1859,8 @@ mod tests {
         // nothing meets; core 0's later records depend on all of core 1's.
         // Core 0 must not find core 1 effective past that entry (its view
         // carries the entries below its base, not only the base).
-        let aof = Aof::new(2, std::env::temp_dir(), "t".into());
-        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
-        let (mut a, mut b) = (CoreAof::new(0, -1, 0, 0), CoreAof::new(1, -1, 0, 0));
-        let (mut la, mut lb) = (
-            engine::writelog::WriteLog::new(0),
-            engine::writelog::WriteLog::new(0),
-        );
-        let rec = |c: &mut CoreAof, l: &mut engine::writelog::WriteLog, key: &[u8]| {
-            l.record(0, [&b"SET"[..], key, b"1"].into_iter());
-            c.take(l, 0, &aof);
-        };
+        let (aof, [mut a, mut b], [mut la, mut lb]) = two_cores();
+        let rec = |c: &mut CoreAof, l: &mut WriteLog, key: &[u8]| record(c, l, key, &aof);
         rec(&mut b, &mut lb, b"b1");
         let b_at = lb.offset();
         b.depend(0, 1 << 40, &mut lb, &aof);
