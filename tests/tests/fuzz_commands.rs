@@ -5,12 +5,13 @@
 //! the edges and noise, in random pipelines, transactions and databases.
 //! Each command gets an answer, the server never hangs nor dies, and it
 //! still serves a fresh client at the end. `FUZZ_SEED` replays a run,
-//! `FUZZ_COMMANDS` sets its length.
+//! `FUZZ_COMMANDS` sets its length, `FUZZ_ARGS` adds server arguments
+//! (e.g. `--appendonly yes --appendfsync always`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
-use tests::{encode, show, RawConn, Server};
+use tests::{encode, show, RawConn, Resp, Server};
 
 /// Commands that would end or stall the run rather than test it (MULTI
 /// and EXEC are sent around random commands, never alone).
@@ -281,9 +282,12 @@ fn fuzz(cluster: bool) {
         .unwrap_or(if cluster { 8_000 } else { 40_000 });
     eprintln!("fuzz seed {seed_n} (FUZZ_SEED={seed_n} replays this run)");
     let mut rng = StdRng::seed_from_u64(seed_n);
+    let extra = std::env::var("FUZZ_ARGS").unwrap_or_default();
+    let mut args = vec!["--shards", "2", "--enable-debug-command", "yes"];
+    args.extend(extra.split_whitespace());
     let mut s = match cluster {
-        true => Server::slotd_cluster(&["--shards", "2"]),
-        false => Server::slotd(&["--shards", "2"]),
+        true => Server::slotd_cluster(&args),
+        false => Server::slotd(&args),
     };
     let names = command_names(&s, cluster);
     let mut c = seed(s.port(), cluster).unwrap();
@@ -374,6 +378,57 @@ fn fuzz(cluster: bool) {
     let mut fresh = RawConn::connect_timeout(s.port(), Duration::from_secs(5)).unwrap();
     assert_eq!(fresh.cmd(&[b"PING"]), b"+PONG\r\n");
     assert!(fresh.cmd(&[b"DBSIZE"]).starts_with(b":"));
+    // What the run left loads back as it was: from a snapshot (DEBUG
+    // RELOAD) and, with the AOF on, from the log (DEBUG LOADAOF). The TTLs
+    // go first, so that nothing expires between the digests.
+    persist_every_key(&mut fresh, cluster);
+    let before = fresh.cmd(&[b"DEBUG", b"DIGEST"]);
+    assert!(before.starts_with(b"+"), "{}", show(&before));
+    let mut loads: Vec<&[&[u8]]> = vec![&[b"DEBUG", b"RELOAD"]];
+    if extra.contains("--appendonly yes") {
+        loads.push(&[b"DEBUG", b"LOADAOF"]);
+    }
+    for load in loads {
+        let name = String::from_utf8_lossy(&load.join(&b' ')).into_owned();
+        let r = fresh.cmd(load);
+        assert_eq!(r, b"+OK\r\n", "{name}: {} (seed {seed_n})", show(&r));
+        let after = fresh.cmd(&[b"DEBUG", b"DIGEST"]);
+        assert_eq!(
+            show(&after),
+            show(&before),
+            "{name} changed the data (seed {seed_n})"
+        );
+    }
     assert!(!s.log().contains("panicked"), "{}", s.log());
     eprintln!("{sent} commands ({errors} answered with an error), server fine");
+}
+
+/// Removes the TTL of every key of every database (only database 0 in
+/// cluster mode).
+fn persist_every_key(c: &mut RawConn, cluster: bool) {
+    let dbs = if cluster { 1 } else { 16 };
+    for db in 0..dbs {
+        let db = db.to_string();
+        assert_eq!(c.cmd_str(&["SELECT", &db]), b"+OK\r\n");
+        let mut cursor = b"0".to_vec();
+        loop {
+            let raw = c.cmd(&[b"SCAN", &cursor, b"COUNT", b"1000"]);
+            let Some((Resp::Agg(b'*', Some(parts)), _)) = Resp::parse(&raw) else {
+                panic!("SCAN: {}", show(&raw));
+            };
+            let [Resp::Bulk(_, Some(next)), Resp::Agg(b'*', Some(keys))] = &parts[..] else {
+                panic!("SCAN: {}", show(&raw));
+            };
+            for k in keys {
+                if let Resp::Bulk(_, Some(k)) = k {
+                    c.cmd(&[b"PERSIST", k]);
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next.clone();
+        }
+    }
+    assert_eq!(c.cmd_str(&["SELECT", "0"]), b"+OK\r\n");
 }
