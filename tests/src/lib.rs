@@ -13,8 +13,8 @@
 //!
 //! Both wait until the server answers `PING` (10 s timeout), capture its
 //! stdout/stderr in a log file (printed when the test panics, removed
-//! otherwise unless `KEEP_SERVER_LOGS` is set), and are stopped (SIGTERM,
-//! then SIGKILL) on drop.
+//! otherwise unless `KEEP_SERVER_LOGS` is set, and so is the fresh `dir`
+//! each server gets), and are stopped (SIGTERM, then SIGKILL) on drop.
 //!
 //! [`assert_same`] / [`assert_same_unordered`] run one command sequence
 //! against a fresh slotd and a fresh redis-server and compare the raw RESP
@@ -494,7 +494,10 @@ impl Drop for Server {
                 self.name
             );
         } else if std::env::var_os("KEEP_SERVER_LOGS").is_none() {
+            // The fresh `dir` goes with the log (a `--dir` the test gave
+            // is the test's to remove).
             let _ = std::fs::remove_file(&self.log_path);
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
