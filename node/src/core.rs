@@ -104,6 +104,9 @@ pub struct Core {
     aof_remote: Vec<Key>,
     /// What this core last published in `Aof::waits`.
     aof_waiting: bool,
+    /// This core holds something until other cores' offsets move (counted
+    /// in `Aof::blocked`).
+    aof_blocked: bool,
     /// Stopping, this core's AOF is flushed (counted in
     /// `Aof::flushed_to_stop`).
     stop_flushed: bool,
@@ -150,6 +153,7 @@ impl Core {
             aof_out: Vec::new(),
             aof_remote: Vec::new(),
             aof_waiting: false,
+            aof_blocked: false,
             stop_flushed: false,
             inbox: Vec::with_capacity(16),
             repl_turn: Vec::new(),
@@ -423,10 +427,35 @@ impl Core {
             // With the AOF on, waiting for other cores'
             // effective AOF offsets: flagged (they wake this core when
             // theirs moves), then looked at once more.
-            let waiting = self.shard.aof.as_deref().is_some_and(|a| a.depends())
+            // Under `everysec` and `no` dependencies alone wait for
+            // nothing unless some core holds something (`Aof::blocked`);
+            // the first to hold something wakes the others, so that those
+            // with dependencies ask to be woken too (the offsets it waits
+            // for may wait for theirs).
+            let aof = &self.shard.persist.aof;
+            let blocked = self.shard.aof.as_deref().is_some_and(|a| a.holds())
                 || !self.aof_remote.is_empty()
                 || !self.shard.aof_stalled.is_empty()
                 || self.shard.direct_waiting();
+            if blocked != self.aof_blocked {
+                self.aof_blocked = blocked;
+                if blocked {
+                    if aof.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
+                        for c in 0..self.shard.cores {
+                            if c != self.shard.id {
+                                self.shard.mesh.send(c, Msg::Wake);
+                            }
+                        }
+                        self.shard.mesh.flush_wakes();
+                    }
+                } else {
+                    aof.blocked.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let waiting = blocked
+                || self.shard.aof.as_deref().is_some_and(|a| {
+                    a.depends() && (!aof.lags() || aof.blocked.load(Ordering::SeqCst) > 0)
+                });
             if waiting != self.aof_waiting {
                 self.aof_waiting = waiting;
                 self.shard.persist.aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);

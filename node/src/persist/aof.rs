@@ -135,6 +135,13 @@ pub struct Aof {
     /// count or an effective offset moved).
     view_seqs: Vec<AtomicU64>,
     pub waits: Vec<AtomicBool>,
+    /// How many cores hold something (replies, messages, stalled clients)
+    /// until other cores' offsets move. Under `everysec` and `no` a core
+    /// with pending dependencies asks to be woken when other cores' offsets
+    /// move only while some core does: no reply waits for them otherwise,
+    /// and each wake-up cut a batching core's wait short (at -P 1 with 2
+    /// shards, 2.4k wake-ups a second).
+    pub blocked: AtomicUsize,
     /// False while a core's last write or fsync failed (INFO
     /// `aof_last_write_status`; writes get -MISCONF while the AOF is
     /// on), which cores' did: one core's write succeeding does not clear
@@ -190,6 +197,7 @@ impl Aof {
             views: (0..cores).map(|_| Mutex::new(View::default())).collect(),
             view_seqs: atomics(),
             waits: (0..cores).map(|_| AtomicBool::new(false)).collect(),
+            blocked: AtomicUsize::new(0),
             write_ok: AtomicBool::new(true),
             write_failed: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             write_error: Mutex::new(String::new()),
@@ -1424,7 +1432,12 @@ impl CoreAof {
 
     /// Whether dependencies on other cores wait (or unlocks' answers).
     pub fn depends(&self) -> bool {
-        !self.pending.is_empty() || !self.closing.is_empty() || !self.settling.is_empty()
+        !self.pending.is_empty() || self.holds()
+    }
+
+    /// Whether answers or messages are held here until offsets move.
+    pub fn holds(&self) -> bool {
+        !self.closing.is_empty() || !self.settling.is_empty() || !self.held_msgs.is_empty()
     }
 
     /// The transactions' answers still held, all at once (the AOF is being
