@@ -397,19 +397,15 @@ impl Core {
             }
             let snapshot_work = self.shard.snapshot_turn();
             if self.shard.stopping && self.aof_finished() {
-                let flushed = &self.shard.persist.aof.flushed_to_stop;
                 if !self.stop_flushed {
                     // A client's acknowledged writes may be on any core:
                     // connections close once every core's AOF is flushed.
                     self.stop_flushed = true;
+                    let flushed = &self.shard.persist.aof.flushed_to_stop;
                     flushed.fetch_add(1, Ordering::SeqCst);
-                    for c in 0..self.shard.cores {
-                        if c != self.shard.id {
-                            self.shard.mesh.send(c, Msg::Wake);
-                        }
-                    }
-                    self.shard.mesh.flush_wakes();
+                    self.wake_others();
                 }
+                let flushed = &self.shard.persist.aof.flushed_to_stop;
                 if flushed.load(Ordering::SeqCst) >= self.shard.cores {
                     if self.shard.conns.len() == 0 {
                         return;
@@ -432,33 +428,27 @@ impl Core {
             // the first to hold something wakes the others, so that those
             // with dependencies ask to be woken too (the offsets it waits
             // for may wait for theirs).
-            let aof = &self.shard.persist.aof;
             let blocked = self.shard.aof.as_deref().is_some_and(|a| a.holds())
                 || !self.aof_remote.is_empty()
                 || !self.shard.aof_stalled.is_empty()
                 || self.shard.direct_waiting();
             if blocked != self.aof_blocked {
                 self.aof_blocked = blocked;
-                if blocked {
-                    if aof.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
-                        for c in 0..self.shard.cores {
-                            if c != self.shard.id {
-                                self.shard.mesh.send(c, Msg::Wake);
-                            }
-                        }
-                        self.shard.mesh.flush_wakes();
-                    }
-                } else {
-                    aof.blocked.fetch_sub(1, Ordering::SeqCst);
+                let count = &self.shard.persist.aof.blocked;
+                if !blocked {
+                    count.fetch_sub(1, Ordering::SeqCst);
+                } else if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    self.wake_others();
                 }
             }
+            let aof = &self.shard.persist.aof;
             let waiting = blocked
                 || self.shard.aof.as_deref().is_some_and(|a| {
                     a.depends() && (!aof.lags() || aof.blocked.load(Ordering::SeqCst) > 0)
                 });
             if waiting != self.aof_waiting {
                 self.aof_waiting = waiting;
-                self.shard.persist.aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);
+                aof.waits[self.shard.id].store(waiting, Ordering::SeqCst);
             }
             let moved = waiting && self.aof_effective();
             let busy = moved
@@ -1487,6 +1477,16 @@ impl Core {
         for key in conns {
             self.start_send(key);
         }
+    }
+
+    /// Wakes every other core now.
+    fn wake_others(&mut self) {
+        for c in 0..self.shard.cores {
+            if c != self.shard.id {
+                self.shard.mesh.send(c, Msg::Wake);
+            }
+        }
+        self.shard.mesh.flush_wakes();
     }
 
     /// This core's effective AOF offset moved: the cores that wait for
