@@ -3,8 +3,9 @@
 # redis-server (fork), side by side:
 #   - BGSAVE of KEYS keys while a SET load runs: how long it takes, the
 #     peak memory of the server (slotd: its PSS; redis-server: the PSS of
-#     the parent plus the child, so pages they share count once), and the
-#     load's p99 latency against the same load without a snapshot;
+#     the parent plus the child, so pages they share count once; sampled
+#     in a run of its own), and the load's p99 latency against the same
+#     load without a snapshot (scripts/job-watch.py watches every run alike);
 #   - BGREWRITEAOF of the same data under the same load: time, and p99
 #     against the same load with the AOF on and no rewrite;
 #   - start-up: the time from launch to the first PONG with the KEYS-key
@@ -66,8 +67,6 @@ pss_kb() {
     done
     echo "$total"
 }
-# family PID: the PID and its children's PIDs (redis-server's fork).
-family() { echo "$1 $(pgrep -P "$1" | tr '\n' ' ')"; }
 now_ms() { date +%s%3N; }
 info_field() { redis-cli -p "$1" info persistence | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'; }
 
@@ -96,33 +95,21 @@ stop() { # port pid
     redis-cli -p "$1" shutdown nosave >/dev/null 2>&1 || true
     stop_pid "$2"
 }
-# P99: the p99 of a SET load (ms); with JOB=bgsave|bgrewriteaof, the job
-# is started 0.3 s into the load; then JOB_MS (its duration) and PEAK_KB
-# (peak PSS).
+# P99: the p99 of a SET load (ms). scripts/job-watch.py polls INFO
+# persistence through the whole load in every run; with JOB=bgsave|
+# bgrewriteaof it starts the job 0.3 s into the load and sets JOB_MS (its
+# duration); with PSS=1 it also samples the server's PSS (redis-server:
+# with its fork) while the job runs and sets PEAK_KB. The PSS run is apart:
+# reading smaps_rollup walks the page tables, and its p99 is not the job's.
 load_p99() { # port pid
-    local port="$1" pid="$2" out t0 peak=0 cur
+    local port="$1" pid="$2" out watch
     redis-benchmark -p "$port" -t set -c 50 -n "$LOAD_N" -r "$KEYS" -d 64 --csv >"$WORK/load.csv" 2>&1 &
     local bpid=$!
-    JOB_MS="" PEAK_KB=""
-    if [ -n "${JOB:-}" ]; then
-        sleep 0.3
-        [ "$(info_field "$port" rdb_bgsave_in_progress)" = 0 ] || die "a save already runs"
-        t0="$(now_ms)"
-        redis-cli -p "$port" "$JOB" >/dev/null
-        while :; do
-            # shellcheck disable=SC2046 # the PIDs are words
-            cur="$(pss_kb $(family "$pid"))"
-            [ "$cur" -le "$peak" ] || peak="$cur"
-            if [ "$JOB" = bgsave ]; then
-                [ "$(info_field "$port" rdb_bgsave_in_progress)" = 1 ] || break
-            else
-                [ "$(info_field "$port" aof_rewrite_in_progress)" = 1 ] ||
-                    [ "$(info_field "$port" aof_rewrite_scheduled)" = 1 ] || break
-            fi
-            sleep 0.02
-        done
-        JOB_MS=$(($(now_ms) - t0)) PEAK_KB="$peak"
-    fi
+    local pss="-"
+    [ -z "${PSS:-}" ] || pss="$pid"
+    watch="$(python3 "$ROOT/scripts/job-watch.py" "$port" "$bpid" "${JOB:--}" "$pss")" ||
+        die "job-watch failed"
+    read -r JOB_MS PEAK_KB <<<"$watch"
     wait "$bpid" || die "redis-benchmark failed"
     out="$(tr -d '"\r' <"$WORK/load.csv" | awk -F, '$1 == "SET" { print $7 }')"
     [ -n "$out" ] || die "no redis-benchmark result: $(cat "$WORK/load.csv")"
@@ -146,6 +133,7 @@ round() { # name round port
     JOB=bgsave load_p99 "$port" "$pid"
     rec "$name" "$r" p99_ms_bgsave "$P99"
     rec "$name" "$r" bgsave_ms "$JOB_MS"
+    PSS=1 JOB=bgsave load_p99 "$port" "$pid"
     rec "$name" "$r" bgsave_peak_pss_kb "$PEAK_KB"
     [ "$(info_field "$port" rdb_last_bgsave_status)" = ok ] || die "$name: BGSAVE failed"
     # The AOF: turning it on writes a base; then a rewrite under load.
@@ -198,7 +186,8 @@ REPORT="$OUT_DIR/persist-$DATE.md"
     echo
     echo "- slotd: \`$SLOTD_BIN\` (commit $SLOTD_COMMIT), default shards ($(getconf _NPROCESSORS_ONLN) CPUs); redis: \`$REDIS_BIN\` ($("$REDIS_BIN" --version | head -1))"
     echo "- data: $KEYS keys of 16 B with $VALUE_BYTES B random values; load: \`redis-benchmark -t set -c 50 -n $LOAD_N -r $KEYS -d 64\`; $ROUNDS rounds, medians; files on $(df -T "$WORK" | awk 'NR == 2 { print $2 }')"
-    echo "- memory: PSS (/proc/PID/smaps_rollup), for redis-server the parent's plus the fork's, sampled every 20 ms"
+    echo "- memory: PSS (/proc/PID/smaps_rollup), for redis-server the parent's plus the fork's, sampled every 20 ms during a BGSAVE under the same load, in a run of its own"
+    echo "- every load run has the same observer, scripts/job-watch.py (INFO persistence every 20 ms on one connection), which starts the job 0.3 s in"
     echo
     echo "| metric | slotd | redis-server | slotd / redis |"
     echo "|---|---:|---:|---:|"
