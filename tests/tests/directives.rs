@@ -517,20 +517,33 @@ fn a_profile_for_another_host_is_refused() {
 }
 
 /// The CPUs a thread of `pid` named `comm` may run on
-/// (`Cpus_allowed_list`).
-fn thread_cpus(pid: u32, comm: &str) -> String {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    let task = tasks
-        .flatten()
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == comm))
-        .unwrap_or_else(|| panic!("no thread {comm}"));
-    let status = std::fs::read_to_string(task.path().join("status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim()
-        .to_string()
+/// (`Cpus_allowed_list`), once that thread exists. A thread names itself
+/// (and pins itself) when it starts, which can be after the server
+/// answers: the bus thread was once not there yet (a CI failure), so
+/// this waits up to 5 s for the thread, then for `want` if given.
+fn thread_cpus(pid: u32, comm: &str, want: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == comm)
+            })
+            .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                    .map(|l| l.trim().to_string())
+            });
+        let late = Instant::now() > deadline;
+        match found {
+            Some(cpus) if late || want.is_none_or(|w| w == cpus) => return cpus,
+            None if late => panic!("no thread {comm}"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }
 
 /// A profile `slotd-tune plan` makes for this host pins each shard core
@@ -555,12 +568,14 @@ fn a_profile_for_this_host_pins_the_shards_and_the_bus() {
     let bus = profile.bus_cpu().to_string();
     assert!(s.log().contains(&format!("bus CPU {bus}")), "{}", s.log());
     for (i, cpu) in profile.shard_cpus().iter().enumerate() {
-        assert_eq!(thread_cpus(s.pid(), &format!("shard-{i}")), cpu.to_string());
+        let cpu = cpu.to_string();
+        assert_eq!(thread_cpus(s.pid(), &format!("shard-{i}"), Some(&cpu)), cpu);
     }
-    assert_eq!(thread_cpus(s.pid(), "cluster-bus"), bus);
+    assert_eq!(thread_cpus(s.pid(), "cluster-bus", Some(&bus)), bus);
     // Without a profile the bus may run anywhere this process may.
     let free = Server::slotd_cluster(&[]);
-    assert_eq!(thread_cpus(free.pid(), "cluster-bus"), our_cpus().1);
+    let ours = our_cpus().1;
+    assert_eq!(thread_cpus(free.pid(), "cluster-bus", Some(&ours)), ours);
 }
 
 /// The CPUs this test process may run on (`Cpus_allowed_list`), as a
@@ -591,7 +606,7 @@ fn shards_are_pinned_only_when_they_leave_cpus_spare() {
     let (cpus, list) = our_cpus();
     let all = Server::slotd(&["--shards", &cpus.len().to_string()]);
     for i in 0..cpus.len() {
-        assert_eq!(thread_cpus(all.pid(), &format!("shard-{i}")), list);
+        assert_eq!(thread_cpus(all.pid(), &format!("shard-{i}"), None), list);
     }
     assert!(
         all.log().contains("Shard threads not pinned"),
@@ -604,9 +619,10 @@ fn shards_are_pinned_only_when_they_leave_cpus_spare() {
     }
     let fewer = Server::slotd(&["--shards", &(cpus.len() - 1).to_string()]);
     for (i, cpu) in cpus.iter().take(cpus.len() - 1).enumerate() {
+        let cpu = cpu.to_string();
         assert_eq!(
-            thread_cpus(fewer.pid(), &format!("shard-{i}")),
-            cpu.to_string()
+            thread_cpus(fewer.pid(), &format!("shard-{i}"), Some(&cpu)),
+            cpu
         );
     }
     assert!(
