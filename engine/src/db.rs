@@ -89,6 +89,17 @@ impl Db {
         self.dicts.iter().flatten().flat_map(|c| c.iter())
     }
 
+    /// `slot`'s dictionary, if it has one, and the seed it hashes with
+    /// (for a walk in parts: `snapshot.rs`).
+    pub(crate) fn slot_dict(&self, slot: u16) -> Option<(&SlotDict, u64)> {
+        self.dict(slot as usize).map(|d| (d, self.seed))
+    }
+
+    /// The hash of `key` in this database's dictionaries.
+    pub(crate) fn hash_of(&self, key: &[u8]) -> u64 {
+        hash(self.seed, key)
+    }
+
     /// Keys stored in `slot`.
     pub fn slot_len(&self, slot: u16) -> usize {
         self.dict(slot as usize).map_or(0, |d| d.len())

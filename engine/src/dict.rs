@@ -99,7 +99,15 @@ impl SlotDict {
     /// come from other bits, which those keys spread over evenly.
     #[inline]
     fn home(&self, h: u64) -> usize {
-        let cap = self.table.len() as u64;
+        Self::home_in(self.table.len(), h)
+    }
+
+    /// The home position of hash `h` in a table of `cap` words (see
+    /// [`SlotDict::home`]): a function of the two alone, so a walk can
+    /// tell where an entry's home was before the table changed size.
+    #[inline]
+    pub fn home_in(cap: usize, h: u64) -> usize {
+        let cap = cap as u64;
         let r = cap.leading_zeros().wrapping_mul(11);
         if cap <= SMALL_CAP {
             let t = ((h >> ADDR_BITS) as u16).rotate_left(r & 15) as u64;
@@ -262,6 +270,30 @@ impl SlotDict {
             // table is gone, so each is owned once, by its node.
             .map(|w| unsafe { Node::from_raw(addr(w)) })
             .collect()
+    }
+
+    /// Words in the table: the capacity homes scale to.
+    pub fn capacity(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The entries whose home position is in `lo..hi` (`hi` at most the
+    /// capacity), with their key's hash under `seed`. An entry sits at
+    /// its home or past it, wrapping at the end, with every word between
+    /// occupied, so the words from `lo` up to the first free one at or
+    /// past `hi` hold them all.
+    pub fn homed_in(&self, seed: u64, lo: usize, hi: usize) -> impl Iterator<Item = (u64, &Entry)> {
+        let cap = self.table.len();
+        let span = hi.saturating_sub(lo);
+        (0..cap)
+            .map(move |s| (s, (lo + s) % cap))
+            .take_while(move |&(s, i)| s < span || self.table[i] != 0)
+            .filter(|&(_, i)| self.table[i] != 0)
+            .filter_map(move |(_, i)| {
+                let e = self.entry(i);
+                let h = hash(seed, e.key());
+                (lo..hi).contains(&Self::home_in(cap, h)).then_some((h, e))
+            })
     }
 
     /// Every entry, in table order.

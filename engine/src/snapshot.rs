@@ -47,10 +47,43 @@ pub struct Snapshot {
     /// hold any (one bit each), so the walk looks them up only there.
     marked: hashbrown::HashSet<Box<[u8]>>,
     marked_slots: Box<[u64; SLOTS / 64]>,
+    /// The slot at `next` when it is too big for one go, part way.
+    part: Option<Part>,
 }
 
 /// How many entries ahead of the one it writes a snapshot's walk loads.
 const AHEAD: usize = 4;
+
+/// A slot with more keys than this in a database is walked in parts (a
+/// million keys under one hash tag held their core for half a second).
+const PART_MIN: usize = 1024;
+/// Table words a part covers: about 200 entries at the tables' load.
+const PART_WORDS: usize = 256;
+
+/// A big slot part way through its walk: the databases before `db` are
+/// done, and in `db` the entries whose home position, in a table of the
+/// capacity each stage names, is below that stage's end. A stage starts
+/// whenever the table is found at a new capacity, since homes move with
+/// it (`SlotDict::home_in`); an entry any stage covers is done. Nothing
+/// is held across steps but these numbers: the table may grow, shrink
+/// and lose entries in between (each write serialises its key first,
+/// [`Shard::before_write`]).
+struct Part {
+    db: usize,
+    stages: Vec<(usize, usize)>,
+}
+
+impl Part {
+    /// Whether the entry of hash `h` in database `db` is done.
+    fn covers(&self, db: usize, h: u64) -> bool {
+        db < self.db
+            || (db == self.db
+                && self
+                    .stages
+                    .iter()
+                    .any(|&(cap, end)| crate::dict::SlotDict::home_in(cap, h) < end))
+    }
+}
 
 impl Snapshot {
     /// Serialises `slot` of every database unless already done, but for
@@ -93,6 +126,51 @@ impl Snapshot {
         }
     }
 
+    /// Serialises the next part of big `slot` (the one at `next`), and
+    /// returns true once all of it is done.
+    fn slot_part(&mut self, dbs: &[Db], slot: usize) -> bool {
+        let mut p = self.part.take().unwrap_or(Part {
+            db: 0,
+            stages: Vec::new(),
+        });
+        let (w, b) = (slot / 64, 1u64 << (slot % 64));
+        let marks = self.marked_slots[w] & b != 0;
+        while let Some(db) = dbs.get(p.db) {
+            let Some((dict, seed)) = db.slot_dict(slot as u16) else {
+                p.db += 1;
+                p.stages.clear();
+                continue;
+            };
+            let cap = dict.capacity();
+            if p.stages.last().is_none_or(|&(c, _)| c != cap) {
+                p.stages.push((cap, 0));
+            }
+            let n = p.stages.len();
+            let (earlier, now) = p.stages.split_at_mut(n - 1);
+            let lo = now[0].1;
+            if lo >= cap {
+                p.db += 1;
+                p.stages.clear();
+                continue;
+            }
+            let hi = (lo + PART_WORDS).min(cap);
+            for (h, e) in dict.homed_in(seed, lo, hi) {
+                let done = earlier
+                    .iter()
+                    .any(|&(c, end)| crate::dict::SlotDict::home_in(c, h) < end);
+                if done || (marks && self.marked.contains(e.key())) {
+                    continue;
+                }
+                self.record(p.db, e.key(), e);
+            }
+            now[0].1 = hi;
+            self.part = Some(p);
+            return false;
+        }
+        self.done[w] |= b;
+        true
+    }
+
     /// Serialises `key`'s entry `e` of database `db`.
     fn record(&mut self, db: usize, key: &[u8], e: &crate::entry::Entry) {
         let select = self.cur_db != Some(db);
@@ -121,14 +199,19 @@ impl Snapshot {
         if self.done[w] & b != 0 || (self.marked_slots[w] & b != 0 && self.marked.contains(key)) {
             return;
         }
+        // (The slot at `next` may be part way: what its walk did is done.)
+        let part = self.part.take();
+        let walked = part.as_ref().filter(|_| slot == self.next);
         for (i, db) in dbs.iter().enumerate() {
-            if db.slot_len(slot as u16) == 0 {
+            if db.slot_len(slot as u16) == 0 || walked.is_some_and(|p| p.covers(i, db.hash_of(key)))
+            {
                 continue;
             }
             if let Some(e) = db.get(key) {
                 self.record(i, key, e);
             }
         }
+        self.part = part;
         self.marked.insert(key.into());
         self.marked_slots[w] |= b;
     }
@@ -154,6 +237,7 @@ impl Shard {
             keys: 0,
             marked: hashbrown::HashSet::new(),
             marked_slots: Box::new([0; SLOTS / 64]),
+            part: None,
         }));
     }
 
@@ -172,6 +256,12 @@ impl Shard {
         let until = s.keys.saturating_add(keys);
         while s.next < s.end && s.keys < until && s.out.len() < bytes {
             let slot = s.next;
+            if s.part.is_some() || self.dbs.iter().any(|d| d.slot_len(slot as u16) > PART_MIN) {
+                if s.slot_part(&self.dbs, slot) {
+                    s.next += 1;
+                }
+                continue;
+            }
             s.next += 1;
             // Each key is a chain of cache misses (table, entry, value):
             // start loading the next slots' while this one is written.
@@ -340,6 +430,64 @@ mod tests {
             v
         };
         assert_eq!(image(&all), want);
+    }
+
+    /// A slot too big for one step is walked in parts, and the image is
+    /// still the state at the start while writes in between grow the
+    /// slot's table, shrink it, delete, overwrite and add keys.
+    #[test]
+    fn a_big_slot_is_walked_in_parts_whatever_its_table_does_meanwhile() {
+        const N: usize = 6000;
+        let mut s = Shard::new(2, 1);
+        for i in 0..N {
+            let k = format!("{{t}}{i}");
+            run(&mut s, i % 2, 0, &[b"SET", k.as_bytes(), b"old"]);
+        }
+        s.snapshot_begin(0..SLOTS, Form::Rdb { compress: false });
+        let mut bytes = Vec::new();
+        let (mut steps, mut caps) = (0, std::collections::HashSet::new());
+        while !s.snapshot_step(1, usize::MAX) {
+            steps += 1;
+            let db = steps % 2;
+            if steps < 6 {
+                // Grow: new keys (the table grows by half at 4/5 full).
+                for j in 0..1000 {
+                    let k = format!("{{t}}new{steps}-{j}");
+                    run(&mut s, db, 0, &[b"SET", k.as_bytes(), b"new"]);
+                }
+            } else if steps < 21 {
+                // Shrink: delete most keys (a fifth full shrinks it).
+                for j in 0..400 {
+                    let k = format!("{{t}}{}", (steps - 6) * 400 + j);
+                    run(&mut s, 0, 0, &[b"DEL", k.as_bytes()]);
+                    run(&mut s, 1, 0, &[b"DEL", k.as_bytes()]);
+                    let k = format!("{{t}}new{}-{}", (steps - 6) / 3, j + (steps % 3) * 200);
+                    run(&mut s, 0, 0, &[b"DEL", k.as_bytes()]);
+                    run(&mut s, 1, 0, &[b"DEL", k.as_bytes()]);
+                }
+            }
+            let k = format!("{{t}}{}", (steps * 31) % N);
+            run(&mut s, db, 0, &[b"SET", k.as_bytes(), b"over"]);
+            let slot = crate::slot::slot_of(b"{t}") as usize;
+            caps.insert(
+                s.dbs[0]
+                    .slot_dict(slot as u16)
+                    .map_or(0, |d| d.0.capacity()),
+            );
+            bytes.extend(s.snapshot_take());
+        }
+        bytes.extend(s.snapshot_take());
+        s.snapshot_end();
+        let want: Vec<_> = {
+            let mut v: Vec<_> = (0..N)
+                .map(|i| (i % 2, format!("{{t}}{i}").into_bytes(), b"old".to_vec()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(steps > 10, "the slot took {steps} steps");
+        assert!(caps.len() > 3, "the table changed size: {caps:?}");
+        assert_eq!(image(&bytes), want);
     }
 
     #[test]
