@@ -78,13 +78,15 @@ struct Part {
 impl Part {
     /// Whether the entry of hash `h` in database `db` is done.
     fn covers(&self, db: usize, h: u64) -> bool {
-        db < self.db
-            || (db == self.db
-                && self
-                    .stages
-                    .iter()
-                    .any(|&(cap, end)| crate::dict::SlotDict::home_in(cap, h) < end))
+        db < self.db || (db == self.db && staged(&self.stages, h))
     }
+}
+
+/// Whether one of `stages` covered the entry of hash `h`.
+fn staged(stages: &[(usize, usize)], h: u64) -> bool {
+    stages
+        .iter()
+        .any(|&(cap, end)| crate::dict::SlotDict::home_in(cap, h) < end)
 }
 
 impl Snapshot {
@@ -157,10 +159,7 @@ impl Snapshot {
             }
             let hi = (lo + PART_WORDS).min(cap);
             for (h, e) in dict.homed_in(seed, lo, hi) {
-                let done = earlier
-                    .iter()
-                    .any(|&(c, end)| crate::dict::SlotDict::home_in(c, h) < end);
-                if done || (marks && self.marked.contains(e.key())) {
+                if staged(earlier, h) || (marks && self.marked.contains(e.key())) {
                     continue;
                 }
                 self.record(p.db, e.key(), e);
