@@ -242,8 +242,15 @@ fn check_single(
             }
         }
     }
-    let mut sc = Scanner::new(&buf[start..], *lines);
-    let mut pos = buf.len();
+    // Zeros slotd wrote ahead of its records (`appendfsync always`) and
+    // a crash left: no damage; --fix cuts them with the rest.
+    let zeros = engine::aof::scan::zero_tail(&buf[start..]);
+    let data = buf.len() - zeros;
+    if zeros > 0 {
+        println!("AOF {name} ends with {zeros} zero bytes written ahead of its records by slotd: skipped");
+    }
+    let mut sc = Scanner::new(&buf[start..data], *lines);
+    let mut pos = data;
     for r in sc.by_ref() {
         match r {
             Ok(rec) if mode.to_ts != 0 => {
@@ -263,7 +270,7 @@ fn check_single(
         }
     }
     *lines = sc.lines;
-    let size = buf.len();
+    let size = data;
     let diff = size - pos;
     if diff == 0 && mode.to_ts != 0 {
         println!("Truncate nothing in AOF {name} to timestamp {}", mode.to_ts);
@@ -273,7 +280,18 @@ fn check_single(
         "AOF analyzed: filename={name}, size={size}, ok_up_to={pos}, ok_up_to_line={lines}, diff={diff}"
     );
     if diff == 0 {
-        return Ok(Checked::Ok);
+        if zeros > 0 && fix && last {
+            if !cut_file(path, pos) {
+                println!("Failed to truncate AOF {name}");
+                return Err(Exit(1));
+            }
+            return Ok(Checked::Truncated);
+        }
+        return Ok(if data == 0 {
+            Checked::Empty
+        } else {
+            Checked::Ok
+        });
     }
     if !fix {
         println!("AOF {name} is not valid. Use the --fix option to try fixing it.");
@@ -295,15 +313,20 @@ fn check_single(
         println!("Aborting...");
         return Err(Exit(1));
     }
-    let truncated = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_len(pos as u64));
-    if truncated.is_err() {
+    if !cut_file(path, pos) {
         println!("Failed to truncate AOF {name}");
         return Err(Exit(1));
     }
     Ok(Checked::Truncated)
+}
+
+/// Cuts the file at `path` to `len` bytes.
+fn cut_file(path: &str, len: usize) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len as u64))
+        .is_ok()
 }
 
 /// redis-check-aof's `processAnnotations` for the record `rec` at file

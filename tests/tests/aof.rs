@@ -821,6 +821,67 @@ fn aof_files_follow_appenddirname_and_appendfilename() {
     assert_eq!(bulk(&s.raw().cmd_str(&["GET", "a"])).as_deref(), Some("1"));
 }
 
+/// Under `always` a core writes zeros ahead of its records (so that each
+/// group commit's fdatasync has no file size to commit): they stay out of
+/// INFO's sizes, a kill -9 leaves them, `slotd check-aof` and loading
+/// skip them, and a clean shutdown cuts them.
+#[test]
+fn always_writes_zeros_ahead_which_loading_skips_and_shutdown_cuts() {
+    let dir = temp_dir("zeros");
+    let d = dir.to_str().unwrap();
+    let args = ["--shards", "1", "--appendfsync", "always"];
+    let incr = dir.join("appendonlydir/appendonly.aof.1.c0.incr.aof");
+    let size = || std::fs::metadata(&incr).unwrap().len();
+    let mut s = start(d, &args);
+    let mut r = s.raw();
+    for i in 0..2000 {
+        r.cmd_str(&["SET", &format!("k{i}"), &"v".repeat(100)]);
+    }
+    let (rec, written, synced) = offsets(&mut r, 0);
+    assert_eq!((written, synced), (rec, rec));
+    // (The zero write is linked to an fsync: wait for the size to settle.)
+    let t = Instant::now();
+    while size() <= written && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let on_disk = size();
+    assert!(
+        on_disk > written,
+        "no zeros past {written} bytes of records"
+    );
+    let current: u64 = tests::info_field(&s, "persistence", "aof_current_size")
+        .parse()
+        .unwrap();
+    let base = std::fs::metadata(dir.join("appendonlydir/appendonly.aof.1.base.rdb"))
+        .unwrap()
+        .len();
+    assert_eq!(current, base + written, "INFO counts the zeros");
+    kill9(&mut s);
+    let bytes = std::fs::read(&incr).unwrap();
+    assert!(bytes.len() as u64 > written && bytes[written as usize..].iter().all(|&b| b == 0));
+    let m = dir.join("appendonlydir/appendonly.aof.manifest");
+    let (rc, out) = tests::run_tool(&tests::slotd_bin(), &["check-aof", m.to_str().unwrap()], "");
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("zero bytes written ahead of its records by slotd: skipped"),
+        "{out}"
+    );
+    assert!(out.contains("is valid"), "{out}");
+    // Loading skips them, and goes on appending where the records end.
+    let mut s = start(d, &args);
+    let mut r = s.raw();
+    assert_eq!(r.cmd_str(&["DBSIZE"]), b":2000\r\n");
+    r.cmd_str(&["SET", "after", "1"]);
+    s.stop();
+    let bytes = std::fs::read(&incr).unwrap();
+    assert!(
+        bytes.ends_with(b"after\r\n$1\r\n1\r\n"),
+        "the file does not end with its last record"
+    );
+    let s = start(d, &args);
+    assert_eq!(s.raw().cmd_str(&["DBSIZE"]), b":2001\r\n");
+}
+
 fn sample(r: &mut RawConn) -> Vec<Vec<u8>> {
     vec![
         r.cmd_str(&["GET", "k1"]),

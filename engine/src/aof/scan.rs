@@ -363,6 +363,14 @@ pub fn parse_deps(text: &[u8]) -> Option<Vec<Dep>> {
         .collect()
 }
 
+/// How many zero bytes end `buf`: under `appendfsync always` slotd's
+/// writer keeps zeros written past its records (node's `persist::aof`),
+/// which a crash leaves in the file. A record never ends with a zero byte
+/// (its last byte is `\n`), so cutting them never cuts into one.
+pub fn zero_tail(buf: &[u8]) -> usize {
+    buf.iter().rev().take_while(|&&b| b == 0).count()
+}
+
 /// Scans a whole RESP file: its valid length, its damage, its `#D:`
 /// dependencies and transactions.
 pub fn index(buf: &[u8]) -> FileIndex {

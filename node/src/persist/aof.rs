@@ -27,6 +27,26 @@ pub const FSYNC_ALWAYS: u8 = 2;
 pub const LAG_MS: i64 = 2;
 pub const LAG_BYTES: usize = 256 << 10;
 
+/// Under `always`, a core keeps at least [`ZERO_AHEAD`] bytes of zeros
+/// written past its records in its file, [`ZERO_CHUNK`] bytes at a time:
+/// overwriting blocks that exist leaves the file's size and extents as
+/// they are, so each group commit's fdatasync flushes data alone, without
+/// a journal commit (measured here: 0.10-0.13 ms against 0.18 ms per
+/// fdatasync; 1 shard, SET at -P 1, 13-20% more SET/s). The zeros past the
+/// records are cut when the core leaves the file and skipped by loading
+/// after a crash (docs/persistence.md).
+const ZERO_CHUNK: usize = 256 << 10;
+const ZERO_AHEAD: u64 = 128 << 10;
+
+/// The zeros the writes of [`ZERO_CHUNK`] take their bytes from: one
+/// allocation for the process, never freed (a write in flight may read
+/// it whatever becomes of its core's writer), never touched (its pages
+/// are the kernel's zero page).
+fn zeros() -> &'static [u8] {
+    static ZEROS: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| Box::leak(vec![0; ZERO_CHUNK].into_boxed_slice()))
+}
+
 /// Parses an `appendfsync` value.
 pub fn fsync_policy(text: &str) -> u8 {
     match text {
@@ -117,6 +137,9 @@ pub struct Aof {
     pub logged: Vec<AtomicU64>,
     pub written: Vec<AtomicU64>,
     pub synced: Vec<AtomicU64>,
+    /// Per core: the zeros written past the records of its file (see
+    /// [`ZERO_CHUNK`]), which the files' sizes leave out.
+    zero_tail: Vec<AtomicU64>,
     /// Per core: what replies may reveal, the fsynced offset under
     /// `always` (the written one otherwise) capped where the log depends
     /// on another core's records that are not effective yet (see
@@ -193,6 +216,7 @@ impl Aof {
             logged: atomics(),
             written: atomics(),
             synced: atomics(),
+            zero_tail: atomics(),
             effective: atomics(),
             views: (0..cores).map(|_| Mutex::new(View::default())).collect(),
             view_seqs: atomics(),
@@ -347,15 +371,18 @@ impl Aof {
     }
 
     /// Goes on appending to the files of a loaded directory, each core's
-    /// last file cut to where its kept log ends.
-    pub fn resume(&self, files: Files, ends: &[(u64, u64)]) -> Result<(), String> {
+    /// last file cut to where its kept log ends (`zeros`: per core, the
+    /// zeros past the records of that file, which go without a warning).
+    pub fn resume(&self, files: Files, ends: &[(u64, u64)], zeros: &[u64]) -> Result<(), String> {
         for (c, &(len, _)) in ends.iter().enumerate() {
             if let Some(f) = files.incr_of(c) {
                 crate::log::notice(format_args!(
                     "Opening AOF incr file {} on server start",
                     f.name
                 ));
-                let size = std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
+                let size = std::fs::metadata(self.dir.join(&f.name))
+                    .map_or(0, |m| m.len())
+                    .saturating_sub(zeros.get(c).copied().unwrap_or(0));
                 if size > len {
                     crate::log::warning(format_args!(
                         "AOF {} truncated to {len} bytes ({} bytes removed)",
@@ -687,6 +714,7 @@ impl Aof {
             ] {
                 a.store(end, Ordering::Relaxed);
             }
+            self.zero_tail[c].store(0, Ordering::Relaxed);
             self.forget_view(c);
             use std::os::fd::IntoRawFd;
             handoff[c] = Some((file.into_raw_fd(), len));
@@ -730,10 +758,7 @@ impl Aof {
         let sum = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>();
         let buffered = sum(&self.logged).saturating_sub(sum(&self.written));
         let unsynced = sum(&self.written).saturating_sub(sum(&self.synced));
-        let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
-        let size = |f: &FileEntry| std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
-        let base: u64 = files.list.iter().filter(|f| f.kind == 'b').map(size).sum();
-        let all: u64 = files.list.iter().map(size).sum();
+        let (base, all) = self.sizes();
         s.push_str(&format!(
             "aof_current_size:{all}\r\naof_base_size:{base}\r\naof_pending_rewrite:0\r\naof_buffer_length:{buffered}\r\naof_pending_bio_fsync:{}\r\naof_delayed_fsync:0\r\n",
             (unsynced > 0) as u8
@@ -749,12 +774,19 @@ impl Aof {
         s
     }
 
-    /// Bytes of the current base file, and of every file listed.
+    /// Bytes of the current base file, and of every file listed (without
+    /// the zeros written past the cores' records).
     pub fn sizes(&self) -> (u64, u64) {
         let files = self.files.lock().map(|f| f.clone()).unwrap_or_default();
         let size = |f: &FileEntry| std::fs::metadata(self.dir.join(&f.name)).map_or(0, |m| m.len());
         let base = files.list.iter().filter(|f| f.kind == 'b').map(size).sum();
-        (base, files.list.iter().map(size).sum())
+        let zeros: u64 = self
+            .zero_tail
+            .iter()
+            .map(|z| z.load(Ordering::Relaxed))
+            .sum();
+        let all: u64 = files.list.iter().map(size).sum();
+        (base, all.saturating_sub(zeros))
     }
 
     /// Records the files' size as the base for automatic rewrites.
@@ -909,6 +941,16 @@ pub enum Submit {
     },
     /// fdatasync `fd`.
     Fsync { fd: i32 },
+    /// Write `len` zeros from `ptr` to `fd` at `at`, and fdatasync them
+    /// (linked): the space [`CoreAof`] prepares ahead of its records.
+    Zero {
+        fd: i32,
+        ptr: *const u8,
+        len: u32,
+        at: u64,
+    },
+    /// Cut `fd` to `len` bytes (the zeros past the records go).
+    Truncate { fd: i32, len: u64 },
 }
 
 /// In [`CoreAof`]'s pending dependencies, in place of a core: a
@@ -936,6 +978,19 @@ pub struct CoreAof {
     fd: i32,
     /// Bytes in the file (the next write's offset).
     file_len: u64,
+    /// The file's size as zero writes made it (the bytes from `file_len`
+    /// up to it are zeros: see [`ZERO_CHUNK`]); where the zero write in
+    /// flight starts, and whether its fdatasync is still in flight; a
+    /// zero write that fell short (a full disk) stops them until the next
+    /// file; and whether the cut of the zeros is in flight.
+    zeroed: u64,
+    zeroing: Option<u64>,
+    zero_sync: bool,
+    zero_off: bool,
+    cutting: bool,
+    /// The file is being closed (shutdown, `appendonly no`): no more
+    /// zeros are written.
+    leaving: bool,
     /// Bytes taken from the write log and not submitted yet, and the
     /// turn's clock when the first of them was taken.
     queue: Vec<u8>,
@@ -1011,6 +1066,12 @@ impl CoreAof {
             core,
             fd,
             file_len,
+            zeroed: file_len,
+            zeroing: None,
+            zero_sync: false,
+            zero_off: false,
+            cutting: false,
+            leaving: false,
             queue: Vec::new(),
             queued_ms: 0,
             now_ms: 0,
@@ -1546,6 +1607,10 @@ impl CoreAof {
         }
         if let Some((fd, at)) = self.rotating {
             if !self.write_busy && self.queue.is_empty() && self.written >= at {
+                // The zeros past the records go before the last fsync.
+                if self.cut_zeros(aof, out) {
+                    return;
+                }
                 if self.synced < at {
                     if self.fsync_busy.is_none() {
                         self.fsync_busy = Some(self.written);
@@ -1560,12 +1625,17 @@ impl CoreAof {
                 unsafe { libc::close(self.fd) };
                 self.fd = fd;
                 self.file_len = 0;
+                self.zeroed = 0;
+                self.zero_off = false;
                 self.rotating = None;
                 std::mem::swap(&mut self.queue, &mut self.after);
                 aof.rotated[self.core].store(at + 1, Ordering::SeqCst);
             }
         }
         let sync = aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused();
+        if sync {
+            self.prepare_zeros(out);
+        }
         if sync && self.fsync_busy.is_some() {
             // Under `always` the records wait for the fsync in flight and
             // then go in one write linked to the next fsync: a write now
@@ -1574,7 +1644,12 @@ impl CoreAof {
             // SET 19 -> 14 us; 2 shards 33 -> 30 us).
             return;
         }
-        if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) {
+        // Records never go where a zero write in flight may land after
+        // them (it started past every record then).
+        let clear = self
+            .zeroing
+            .is_none_or(|at| self.file_len + self.queue.len() as u64 <= at);
+        if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) && clear {
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
             self.inflight_done = 0;
@@ -1604,6 +1679,89 @@ impl CoreAof {
         }
     }
 
+    /// Under `always`: writes the next [`ZERO_CHUNK`] of zeros once fewer
+    /// than [`ZERO_AHEAD`] bytes of them lie past the records written,
+    /// in flight and waiting.
+    fn prepare_zeros(&mut self, out: &mut Vec<Submit>) {
+        if self.zeroing.is_some()
+            || self.zero_sync
+            || self.zero_off
+            || self.leaving
+            || self.cutting
+            || self.rotating.is_some()
+        {
+            return;
+        }
+        let in_flight = if self.write_busy {
+            self.inflight.len() - self.inflight_done
+        } else {
+            0
+        };
+        let end = self.file_len + (in_flight + self.queue.len()) as u64;
+        if self.zeroed >= end + ZERO_AHEAD {
+            return;
+        }
+        let at = self.zeroed.max(end);
+        self.zeroing = Some(at);
+        self.zero_sync = true;
+        out.push(Submit::Zero {
+            fd: self.fd,
+            ptr: zeros().as_ptr(),
+            len: ZERO_CHUNK as u32,
+            at,
+        });
+    }
+
+    /// The zero write completed with `res` (`sync`: its fdatasync did).
+    pub fn zeroed(&mut self, sync: bool, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
+        if sync {
+            self.zero_sync = false;
+        } else if let Some(at) = self.zeroing.take() {
+            if res > 0 {
+                self.zeroed = self.zeroed.max(at + res as u64);
+            }
+            // A short one (the disk is full) is not retried: the records
+            // are written past the end as before.
+            self.zero_off |= res != ZERO_CHUNK as i32;
+            self.publish_zeros(aof);
+        }
+        self.submit(aof, out);
+    }
+
+    /// Cuts the zeros past the records before the file is left (its last
+    /// fsync then covers the cut); true while that waits.
+    fn cut_zeros(&mut self, aof: &Aof, out: &mut Vec<Submit>) -> bool {
+        if self.zeroing.is_some() || self.zero_sync || self.cutting {
+            return true;
+        }
+        if self.zeroed <= self.file_len {
+            return false;
+        }
+        self.cutting = true;
+        out.push(Submit::Truncate {
+            fd: self.fd,
+            len: self.file_len,
+        });
+        self.publish_zeros(aof);
+        true
+    }
+
+    /// The cut completed. One that failed leaves zeros past the records,
+    /// which loading skips.
+    pub fn cut(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        self.cutting = false;
+        self.zeroed = self.file_len;
+        self.publish_zeros(aof);
+        self.submit(aof, out);
+    }
+
+    /// Publishes how many zeros lie past the records (INFO's file sizes
+    /// and the automatic rewrite count records only).
+    fn publish_zeros(&self, aof: &Aof) {
+        let zeros = self.zeroed.saturating_sub(self.file_len);
+        aof.zero_tail[self.core].store(zeros, Ordering::Relaxed);
+    }
+
     fn write_entry(&self) -> Submit {
         let rest = &self.inflight[self.inflight_done..];
         Submit::Write {
@@ -1626,6 +1784,9 @@ impl CoreAof {
         self.file_len += n as u64;
         self.written += n as u64;
         aof.written[self.core].store(self.written, Ordering::Release);
+        if self.zeroed > 0 {
+            self.publish_zeros(aof);
+        }
         if self.inflight_done < self.inflight.len() {
             if n == 0 {
                 self.fail(-libc::ENOSPC, aof, false);
@@ -1699,7 +1860,11 @@ impl CoreAof {
 
     /// At shutdown: writes what is left and fsyncs it, whatever the policy.
     pub fn finish(&mut self, aof: &Aof, out: &mut Vec<Submit>) {
+        self.leaving = true;
         self.flush(aof, out);
+        if !self.failed && !self.write_busy && self.queue.is_empty() && self.cut_zeros(aof, out) {
+            return;
+        }
         if !self.failed && self.fsync_busy.is_none() && self.written > self.synced {
             self.fsync_busy = Some(self.written);
             out.push(Submit::Fsync { fd: self.fd });
@@ -1715,6 +1880,10 @@ impl CoreAof {
                 && self.queue.is_empty()
                 && self.after.is_empty()
                 && self.rotating.is_none()
+                && self.zeroing.is_none()
+                && !self.zero_sync
+                && !self.cutting
+                && self.zeroed <= self.file_len
                 && self.written == self.synced)
     }
 
@@ -1872,14 +2041,78 @@ mod tests {
     fn complete(a: &mut CoreAof, aof: &Aof) {
         let mut out = Vec::new();
         a.flush(aof, &mut out);
+        drain(a, aof, out);
+    }
+
+    /// Runs `out` and what follows from it as if the disk took it whole.
+    fn drain(a: &mut CoreAof, aof: &Aof, mut out: Vec<Submit>) {
         while !out.is_empty() {
             for s in std::mem::take(&mut out) {
                 match s {
                     Submit::Write { len, .. } => a.wrote(len as i32, aof, &mut out),
                     Submit::Fsync { .. } => a.fsynced(0, 0, aof, &mut out),
+                    Submit::Zero { len, .. } => {
+                        a.zeroed(false, len as i32, aof, &mut out);
+                        a.zeroed(true, 0, aof, &mut out);
+                    }
+                    Submit::Truncate { .. } => a.cut(aof, &mut out),
                 }
             }
         }
+    }
+
+    #[test]
+    fn under_always_zeros_go_ahead_of_the_records_never_over_them_and_are_cut_at_the_end() {
+        let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 0);
+        record(&mut a, &mut log, b"a", &aof);
+        let first = log.offset();
+        let mut out = Vec::new();
+        a.flush(&aof, &mut out);
+        // The zeros start past the records submitted with them.
+        let zero_at = out.iter().find_map(|s| match s {
+            Submit::Zero { at, len, .. } => Some((*at, *len)),
+            _ => None,
+        });
+        assert_eq!(zero_at, Some((first, ZERO_CHUNK as u32)));
+        a.wrote(first as i32, &aof, &mut out);
+        a.fsynced(0, 0, &aof, &mut out);
+        // More records while the zero write is in flight: they would land
+        // where it may write after them, so they wait for it.
+        out.clear();
+        record(&mut a, &mut log, b"b", &aof);
+        a.flush(&aof, &mut out);
+        assert!(
+            !out.iter().any(|s| matches!(s, Submit::Write { .. })),
+            "a write under the zeros in flight"
+        );
+        a.zeroed(false, ZERO_CHUNK as i32, &aof, &mut out);
+        a.zeroed(true, 0, &aof, &mut out);
+        let w = out.iter().find_map(|s| match s {
+            Submit::Write { at, len, .. } => Some((*at, *len)),
+            _ => None,
+        });
+        assert_eq!(w, Some((first, (log.offset() - first) as u32)));
+        drain(&mut a, &aof, out);
+        assert_eq!(
+            aof.zero_tail[0].load(Ordering::Relaxed),
+            first + ZERO_CHUNK as u64 - log.offset()
+        );
+        // Closing: the zeros are cut before the writer is idle.
+        let mut out = Vec::new();
+        a.finish(&aof, &mut out);
+        assert!(!a.idle());
+        assert!(out
+            .iter()
+            .any(|s| matches!(s, Submit::Truncate { len, .. } if *len == log.offset())));
+        drain(&mut a, &aof, out);
+        assert!(a.idle());
+        assert_eq!(aof.zero_tail[0].load(Ordering::Relaxed), 0);
+        // Under `everysec` no zeros are written.
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 0);
+        record(&mut a, &mut log, b"a", &aof);
+        let mut out = Vec::new();
+        a.flush(&aof, &mut out);
+        assert!(!out.iter().any(|s| matches!(s, Submit::Zero { .. })));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct LogEnd {
     pub file: Option<String>,
     /// Valid bytes of that file at the cut.
     pub valid_len: u64,
+    /// Zeros past the records of that file (see [`scan::zero_tail`]).
+    pub zeros: u64,
     /// The core's logical log offset at the cut.
     pub end_offset: u64,
     /// True when the cut left bytes on disk unused (a torn tail, an
@@ -70,6 +72,8 @@ struct File {
     /// The core's logical offset where the file starts.
     offset: u64,
     buf: Vec<u8>,
+    /// The zeros that ended it, cut from `buf`.
+    zeros: u64,
     ix: FileIndex,
     /// Time spent replaying it.
     took: f64,
@@ -257,7 +261,9 @@ fn read_logs(aofdir: &Path, manifest: &Manifest) -> Result<Vec<Log>, String> {
         // A plain Redis manifest has no offsets: one log, files in turn.
         let mut next = 0u64;
         for f in &lf.incrs {
-            let buf = read(f)?;
+            let mut buf = read(f)?;
+            let zeros = scan::zero_tail(&buf);
+            buf.truncate(buf.len() - zeros);
             let offset = match f.offset {
                 Some(o) if sharded => o,
                 _ => next,
@@ -268,6 +274,7 @@ fn read_logs(aofdir: &Path, manifest: &Manifest) -> Result<Vec<Log>, String> {
                 name: f.name.clone(),
                 offset,
                 buf,
+                zeros: zeros as u64,
                 ix,
                 took: 0.0,
             });
@@ -372,6 +379,7 @@ fn log_end(log: &Log, end: u64) -> LogEnd {
         core: log.core,
         file: last.map(|f| f.name.clone()),
         valid_len: last.map_or(0, |f| end - f.offset),
+        zeros: last.map_or(0, |f| f.zeros),
         end_offset: end,
         cut: end < on_disk,
     }
@@ -1183,6 +1191,7 @@ mod tests {
                     core: 0,
                     file: Some("appendonly.aof.1.c0.incr.aof".into()),
                     valid_len: cut_at as u64,
+                    zeros: 0,
                     end_offset: 100 + cut_at as u64,
                     cut: true
                 }
