@@ -43,8 +43,8 @@ const KIND_WAKE: u64 = 4;
 const KIND_CRON: u64 = 5;
 const KIND_AOF_WRITE: u64 = 6;
 const KIND_AOF_FSYNC: u64 = 7;
-/// The AOF's zeros written ahead (key index 0: the write, 1: its fsync),
-/// and the cut of those left when a file is left.
+/// The AOF's zeros written ahead, and the cut of those left when a file
+/// is left.
 const KIND_AOF_ZERO: u64 = 8;
 const KIND_AOF_CUT: u64 = 9;
 const KIND_CANCEL: u64 = 8;
@@ -693,7 +693,7 @@ impl Core {
                         self.arm_cron();
                     }
                     KIND_AOF_WRITE | KIND_AOF_FSYNC | KIND_AOF_ZERO | KIND_AOF_CUT => {
-                        self.aof_done(kind, key.index, res)
+                        self.aof_done(kind, res)
                     }
                     _ => {}
                 }
@@ -1403,7 +1403,7 @@ impl Core {
     }
 
     /// A write or fsync of the AOF completed.
-    fn aof_done(&mut self, kind: u64, index: u32, res: i32) {
+    fn aof_done(&mut self, kind: u64, res: i32) {
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return;
         };
@@ -1413,7 +1413,7 @@ impl Core {
         match kind {
             KIND_AOF_WRITE => a.wrote(res, aof, out),
             KIND_AOF_FSYNC => a.fsynced(res, self.shard.now_ms, aof, out),
-            KIND_AOF_ZERO => a.zeroed(index == 1, res, aof, out),
+            KIND_AOF_ZERO => a.zeroed(res, aof, out),
             _ => a.cut(aof, out),
         }
         self.aof_push();
@@ -1528,13 +1528,7 @@ impl Core {
     /// Submits the AOF writer's entries.
     fn aof_push(&mut self) {
         let subs = std::mem::take(&mut self.aof_out);
-        // (A zero write is two entries, linked.)
-        let n = subs.len()
-            + subs
-                .iter()
-                .filter(|s| matches!(s, Submit::Zero { .. }))
-                .count();
-        self.ring.reserve(n);
+        self.ring.reserve(subs.len());
         for s in &subs {
             let e = match *s {
                 Submit::Write {
@@ -1542,34 +1536,21 @@ impl Core {
                     ptr,
                     len,
                     at,
-                    link,
-                } => {
-                    let e = opcode::Write::new(types::Fd(fd), ptr, len)
-                        .offset(at)
-                        .build()
-                        .user_data(user_data(KIND_AOF_WRITE, Key { index: 0, gen: 0 }));
-                    if link {
-                        e.flags(squeue::Flags::IO_LINK)
-                    } else {
-                        e
-                    }
-                }
+                    sync,
+                } => opcode::Write::new(types::Fd(fd), ptr, len)
+                    .offset(at)
+                    .rw_flags(if sync { libc::RWF_DSYNC } else { 0 })
+                    .build()
+                    .user_data(user_data(KIND_AOF_WRITE, Key { index: 0, gen: 0 })),
                 Submit::Fsync { fd } => opcode::Fsync::new(types::Fd(fd))
                     .flags(types::FsyncFlags::DATASYNC)
                     .build()
                     .user_data(user_data(KIND_AOF_FSYNC, Key { index: 0, gen: 0 })),
-                Submit::Zero { fd, ptr, len, at } => {
-                    let w = opcode::Write::new(types::Fd(fd), ptr, len)
-                        .offset(at)
-                        .build()
-                        .flags(squeue::Flags::IO_LINK)
-                        .user_data(user_data(KIND_AOF_ZERO, Key { index: 0, gen: 0 }));
-                    self.push_sqe(w);
-                    opcode::Fsync::new(types::Fd(fd))
-                        .flags(types::FsyncFlags::DATASYNC)
-                        .build()
-                        .user_data(user_data(KIND_AOF_ZERO, Key { index: 1, gen: 0 }))
-                }
+                Submit::Zero { fd, ptr, len, at } => opcode::Write::new(types::Fd(fd), ptr, len)
+                    .offset(at)
+                    .rw_flags(libc::RWF_DSYNC)
+                    .build()
+                    .user_data(user_data(KIND_AOF_ZERO, Key { index: 0, gen: 0 })),
                 Submit::Truncate { fd, len } => opcode::Ftruncate::new(types::Fd(fd), len)
                     .build()
                     .user_data(user_data(KIND_AOF_CUT, Key { index: 0, gen: 0 })),

@@ -931,18 +931,19 @@ pub fn sync_dir(dir: &Path) {
 /// What a core's writer asks the loop to submit.
 pub enum Submit {
     /// Write `len` bytes at `ptr` to `fd` at file offset `at`; with
-    /// `link`, the entry after it (an fsync) runs once it is complete.
+    /// `sync`, as `pwritev2(RWF_DSYNC)`: the write is durable once it
+    /// completes (an fdatasync of its range).
     Write {
         fd: i32,
         ptr: *const u8,
         len: u32,
         at: u64,
-        link: bool,
+        sync: bool,
     },
     /// fdatasync `fd`.
     Fsync { fd: i32 },
-    /// Write `len` zeros from `ptr` to `fd` at `at`, and fdatasync them
-    /// (linked): the space [`CoreAof`] prepares ahead of its records.
+    /// Write `len` zeros from `ptr` to `fd` at `at` with `RWF_DSYNC`: the
+    /// space [`CoreAof`] prepares ahead of its records.
     Zero {
         fd: i32,
         ptr: *const u8,
@@ -980,12 +981,10 @@ pub struct CoreAof {
     file_len: u64,
     /// The file's size as zero writes made it (the bytes from `file_len`
     /// up to it are zeros: see [`ZERO_CHUNK`]); where the zero write in
-    /// flight starts, and whether its fdatasync is still in flight; a
-    /// zero write that fell short (a full disk) stops them until the next
+    /// flight starts; a zero write that fell short (a full disk) stops them until the next
     /// file; and whether the cut of the zeros is in flight.
     zeroed: u64,
     zeroing: Option<u64>,
-    zero_sync: bool,
     zero_off: bool,
     cutting: bool,
     /// The file is being closed (shutdown, `appendonly no`): no more
@@ -1001,6 +1000,9 @@ pub struct CoreAof {
     inflight: Vec<u8>,
     inflight_done: usize,
     write_busy: bool,
+    /// The write in flight is durable by itself (`RWF_DSYNC`, under
+    /// `always`): its completion completes `fsync_busy`.
+    inflight_sync: bool,
     /// The logical offset the fsync in flight covers.
     fsync_busy: Option<u64>,
     /// Logical offsets: everything before `written` is in the file,
@@ -1068,7 +1070,6 @@ impl CoreAof {
             file_len,
             zeroed: file_len,
             zeroing: None,
-            zero_sync: false,
             zero_off: false,
             cutting: false,
             leaving: false,
@@ -1078,6 +1079,7 @@ impl CoreAof {
             inflight: Vec::new(),
             inflight_done: 0,
             write_busy: false,
+            inflight_sync: false,
             fsync_busy: None,
             written: end,
             synced: end,
@@ -1567,8 +1569,8 @@ impl CoreAof {
     }
 
     /// What to submit now: the next write when none is in flight (under
-    /// `always`: and no fsync either, the write then linked to the next
-    /// fsync), and under `always` an fsync once written data is not
+    /// `always`: and no fsync either, the write then durable by itself,
+    /// `RWF_DSYNC`), and under `always` an fsync once written data is not
     /// covered (unless fsyncs are paused: `no-appendfsync-on-rewrite`).
     ///
     /// Under `everysec` and `no` replies do not wait for the write
@@ -1638,7 +1640,7 @@ impl CoreAof {
         }
         if sync && self.fsync_busy.is_some() {
             // Under `always` the records wait for the fsync in flight and
-            // then go in one write linked to the next fsync: a write now
+            // then go in one durable write: a write now
             // would need an fsync of its own anyway, and each write is a
             // trip to io_uring's worker (measured: 1 shard, -P 1, CPU per
             // SET 19 -> 14 us; 2 shards 33 -> 30 us).
@@ -1654,18 +1656,16 @@ impl CoreAof {
             self.queue.clear();
             self.inflight_done = 0;
             self.write_busy = true;
+            self.inflight_sync = sync;
             if sync {
                 // (No fsync is in flight: see above.) Group commit in one
-                // submission: the fsync is linked to the write and covers
-                // it (a short write cancels it).
-                let mut w = self.write_entry();
-                if let Submit::Write { link, .. } = &mut w {
-                    *link = true;
-                }
-                out.push(w);
+                // entry, a write with `RWF_DSYNC`: one trip to io_uring's
+                // worker, where a write linked to an fsync made two, each
+                // through this core's turn (with DEFER_TASKRUN the link's
+                // next entry is queued from the submitter's task work),
+                // and its sync covers its own range only, not the zeros
+                // written ahead meanwhile.
                 self.fsync_busy = Some(self.written + self.inflight.len() as u64);
-                out.push(Submit::Fsync { fd: self.fd });
-                return;
             }
             out.push(self.write_entry());
         }
@@ -1684,7 +1684,6 @@ impl CoreAof {
     /// in flight and waiting.
     fn prepare_zeros(&mut self, out: &mut Vec<Submit>) {
         if self.zeroing.is_some()
-            || self.zero_sync
             || self.zero_off
             || self.leaving
             || self.cutting
@@ -1703,7 +1702,6 @@ impl CoreAof {
         }
         let at = self.zeroed.max(end);
         self.zeroing = Some(at);
-        self.zero_sync = true;
         out.push(Submit::Zero {
             fd: self.fd,
             ptr: zeros().as_ptr(),
@@ -1712,11 +1710,9 @@ impl CoreAof {
         });
     }
 
-    /// The zero write completed with `res` (`sync`: its fdatasync did).
-    pub fn zeroed(&mut self, sync: bool, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
-        if sync {
-            self.zero_sync = false;
-        } else if let Some(at) = self.zeroing.take() {
+    /// The zero write completed with `res`.
+    pub fn zeroed(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
+        if let Some(at) = self.zeroing.take() {
             if res > 0 {
                 self.zeroed = self.zeroed.max(at + res as u64);
             }
@@ -1731,7 +1727,7 @@ impl CoreAof {
     /// Cuts the zeros past the records before the file is left (its last
     /// fsync then covers the cut); true while that waits.
     fn cut_zeros(&mut self, aof: &Aof, out: &mut Vec<Submit>) -> bool {
-        if self.zeroing.is_some() || self.zero_sync || self.cutting {
+        if self.zeroing.is_some() || self.cutting {
             return true;
         }
         if self.zeroed <= self.file_len {
@@ -1769,7 +1765,7 @@ impl CoreAof {
             ptr: rest.as_ptr(),
             len: rest.len().min(1 << 30) as u32,
             at: self.file_len,
-            link: false,
+            sync: self.inflight_sync,
         }
     }
 
@@ -1798,6 +1794,12 @@ impl CoreAof {
         self.write_busy = false;
         self.inflight.clear();
         self.recovered(aof);
+        if std::mem::take(&mut self.inflight_sync) {
+            // Its `RWF_DSYNC` synced it: the fsync it stands for is done.
+            if let Some(covered) = self.fsync_busy.take() {
+                self.synced_to(covered, self.now_ms, aof);
+            }
+        }
         self.refresh(aof);
         self.submit(aof, out);
     }
@@ -1807,20 +1809,19 @@ impl CoreAof {
         let Some(covered) = self.fsync_busy.take() else {
             return;
         };
-        if res == -libc::ECANCELED {
-            // Its linked write was short or failed: fsync again later.
-            self.submit(aof, out);
-            return;
-        }
         if res < 0 {
             self.fail(res, aof, true);
             return;
         }
+        self.synced_to(covered, now_ms, aof);
+        self.refresh(aof);
+        self.submit(aof, out);
+    }
+
+    fn synced_to(&mut self, covered: u64, now_ms: i64, aof: &Aof) {
         self.last_fsync_ms = now_ms;
         self.synced = self.synced.max(covered);
         aof.synced[self.core].store(self.synced, Ordering::Release);
-        self.refresh(aof);
-        self.submit(aof, out);
     }
 
     /// The `everysec` fsync and the retry after an error, once per cron
@@ -1881,7 +1882,6 @@ impl CoreAof {
                 && self.after.is_empty()
                 && self.rotating.is_none()
                 && self.zeroing.is_none()
-                && !self.zero_sync
                 && !self.cutting
                 && self.zeroed <= self.file_len
                 && self.written == self.synced)
@@ -2051,10 +2051,7 @@ mod tests {
                 match s {
                     Submit::Write { len, .. } => a.wrote(len as i32, aof, &mut out),
                     Submit::Fsync { .. } => a.fsynced(0, 0, aof, &mut out),
-                    Submit::Zero { len, .. } => {
-                        a.zeroed(false, len as i32, aof, &mut out);
-                        a.zeroed(true, 0, aof, &mut out);
-                    }
+                    Submit::Zero { len, .. } => a.zeroed(len as i32, aof, &mut out),
                     Submit::Truncate { .. } => a.cut(aof, &mut out),
                 }
             }
@@ -2085,8 +2082,7 @@ mod tests {
             !out.iter().any(|s| matches!(s, Submit::Write { .. })),
             "a write under the zeros in flight"
         );
-        a.zeroed(false, ZERO_CHUNK as i32, &aof, &mut out);
-        a.zeroed(true, 0, &aof, &mut out);
+        a.zeroed(ZERO_CHUNK as i32, &aof, &mut out);
         let w = out.iter().find_map(|s| match s {
             Submit::Write { at, len, .. } => Some((*at, *len)),
             _ => None,
