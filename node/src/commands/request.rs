@@ -190,9 +190,19 @@ pub fn process(shard: &mut Shard, key: Key) {
                         // With the AOF on, the pipeline comes after what
                         // this core recorded so far (the client's earlier
                         // writes among them) and the client's earlier
-                        // writes on other cores.
+                        // writes on other cores. Under `always` (fsyncs
+                        // not paused), a client with no reply of this
+                        // core unsent or going along (`head`) has had
+                        // every earlier reply, so its writes here are on
+                        // disk already: other clients' records here do not
+                        // concern its pipeline, which then need not wait
+                        // for this core's next fsync.
                         let mut after = earlier.clone().unwrap_or_default();
-                        if shard.aof.is_some() {
+                        let settled = direct >= 0
+                            && head.is_empty()
+                            && !shard.persist.aof.lags()
+                            && !shard.persist.aof.fsync_paused();
+                        if shard.aof.is_some() && !settled {
                             let at = shard.engine.write_log().map_or(0, |l| l.offset());
                             after.push((shard.id, at));
                         }
