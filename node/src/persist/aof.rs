@@ -31,8 +31,8 @@ pub const LAG_BYTES: usize = 256 << 10;
 /// written past its records in its file, [`ZERO_CHUNK`] bytes at a time:
 /// overwriting blocks that exist leaves the file's size and extents as
 /// they are, so each group commit's fdatasync flushes data alone, without
-/// a journal commit (measured here: 0.10-0.13 ms against 0.18 ms per
-/// fdatasync; 1 shard, SET at -P 1, 13-20% more SET/s). The zeros past the
+/// a journal commit (measured here: 0.10-0.14 ms against 0.18-0.20 ms
+/// per fdatasync; 1 shard, SET at -P 1, about 20% more SET/s). The zeros past the
 /// records are cut when the core leaves the file and skipped by loading
 /// after a crash (docs/persistence.md).
 const ZERO_CHUNK: usize = 256 << 10;
@@ -981,8 +981,9 @@ pub struct CoreAof {
     file_len: u64,
     /// The file's size as zero writes made it (the bytes from `file_len`
     /// up to it are zeros: see [`ZERO_CHUNK`]); where the zero write in
-    /// flight starts; a zero write that fell short (a full disk) stops them until the next
-    /// file; and whether the cut of the zeros is in flight.
+    /// flight starts; a zero write that fell short (a full disk) stops
+    /// them until the next file; and whether the cut of the zeros is in
+    /// flight.
     zeroed: u64,
     zeroing: Option<u64>,
     zero_off: bool,
