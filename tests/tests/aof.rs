@@ -867,6 +867,17 @@ fn always_writes_zeros_ahead_which_loading_skips_and_shutdown_cuts() {
         "{out}"
     );
     assert!(out.contains("is valid"), "{out}");
+    // `--fix` cuts them (on a copy: the node cuts them itself below).
+    let copy = dir.join("copy.aof");
+    std::fs::copy(&incr, &copy).unwrap();
+    let (rc, out) = tests::run_tool(
+        &tests::slotd_bin(),
+        &["check-aof", "--fix", copy.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("Successfully truncated AOF"), "{out}");
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), written);
     // Loading skips them, and goes on appending where the records end.
     let mut s = start(d, &args);
     let mut r = s.raw();
