@@ -60,6 +60,11 @@ pub fn fsync_policy(text: &str) -> u8 {
 /// ended (written without `offset` in the manifest).
 pub const FOLLOWS: u64 = u64::MAX;
 
+/// What [`Aof::continuable`] finds: the files, per core (kept length of
+/// its last file, log end), and per core the zeros past that file's
+/// records.
+pub type Continued = (Files, Vec<(u64, u64)>, Vec<u64>);
+
 /// One file of the manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
@@ -321,15 +326,12 @@ impl Aof {
         Ok(())
     }
 
-    /// The manifest's files and each core's (kept length of its last
-    /// file, log end) when this process can go on appending to them:
+    /// The manifest's files, each core's (kept length of its last file,
+    /// log end) and the zeros past that file's records, when this process
+    /// can go on appending to them:
     /// slotd's manifest for `cores` cores, every core's log ending in its
     /// last incr file.
-    pub fn continuable(
-        &self,
-        cores: usize,
-        logs: &[super::aofload::LogEnd],
-    ) -> Option<(Files, Vec<(u64, u64)>)> {
+    pub fn continuable(&self, cores: usize, logs: &[super::aofload::LogEnd]) -> Option<Continued> {
         let text = std::fs::read(self.manifest_path()).ok()?;
         let m = engine::aof::manifest::Manifest::parse(&text).ok()?;
         let mut files = Files {
@@ -359,6 +361,7 @@ impl Aof {
             });
         }
         let mut ends = Vec::with_capacity(cores);
+        let mut zeros = Vec::with_capacity(cores);
         for c in 0..cores {
             let last = files.incr_of(c)?;
             let log = logs.iter().find(|l| l.core == c)?;
@@ -366,8 +369,9 @@ impl Aof {
                 return None;
             }
             ends.push((log.valid_len, log.end_offset));
+            zeros.push(log.zeros);
         }
-        Some((files, ends))
+        Some((files, ends, zeros))
     }
 
     /// Goes on appending to the files of a loaded directory, each core's
@@ -1781,9 +1785,7 @@ impl CoreAof {
         self.file_len += n as u64;
         self.written += n as u64;
         aof.written[self.core].store(self.written, Ordering::Release);
-        if self.zeroed > 0 {
-            self.publish_zeros(aof);
-        }
+        self.publish_zeros(aof);
         if self.inflight_done < self.inflight.len() {
             if n == 0 {
                 self.fail(-libc::ENOSPC, aof, false);

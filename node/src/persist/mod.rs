@@ -62,10 +62,7 @@ pub fn aof_start(
         return aof.new_generation(cores, 1, &[], checksum, form);
     };
     match aof.continuable(cores, &loaded.logs) {
-        Some((files, ends)) => {
-            let zeros: Vec<u64> = loaded.logs.iter().map(|l| l.zeros).collect();
-            aof.resume(files, &ends, &zeros)?
-        }
+        Some((files, ends, zeros)) => aof.resume(files, &ends, &zeros)?,
         None => aof.new_generation(
             cores,
             loaded.max_seq.max(0) as u64 + 1,
