@@ -122,6 +122,22 @@ BENCH_EXTRA=()
 # since boot (/proc/stat; irq, softirq, steal and idle left out).
 CLK_TCK="$(getconf CLK_TCK)"
 host_busy_ns() { awk -v hz="$CLK_TCK" '/^cpu / { printf "%.0f\n", ($2 + $3 + $4) * 1e9 / hz; exit }' /proc/stat; }
+# kthreads_ns: CPU time (ns) of the kernel's own threads (children of
+# kthreadd: kworkers, ksoftirqd, ...). With KTHREADS_IN_CPU=1 their time
+# during a run counts as the server's: a direct write's completion and
+# its cache flush run in a kworker, outside the server's threads.
+KTHREADS_IN_CPU="${KTHREADS_IN_CPU:-0}"
+kthreads_ns() {
+    local total=0 p t
+    [ "$KTHREADS_IN_CPU" = 1 ] || {
+        echo 0
+        return
+    }
+    for p in $(ps -o pid= --ppid 2); do
+        read -r t _ 2>/dev/null </proc/"$p"/schedstat && total=$((total + t))
+    done
+    echo "$total"
+}
 # times_ns FILE: children's user+sys in ns from the output of bash's `times`.
 times_ns() {
     awk 'NR == 2 { t = 0
@@ -145,7 +161,7 @@ run_one() {
     [ "${5:-}" != warm ] || retries=0
     for attempt in $(seq 0 "$retries"); do
         [ "$attempt" = 0 ] || wait_quiet
-        h0="$(host_busy_ns)" w0="$(date +%s%N)" before="$(cpu_ns "$pid")"
+        h0="$(host_busy_ns)" w0="$(date +%s%N)" before=$(($(cpu_ns "$pid") + $(kthreads_ns)))
         # shellcheck disable=SC2086
         if ! out="$(
             timeout "$BENCH_TIMEOUT" $pin redis-benchmark -h 127.0.0.1 -p "$port" \
@@ -158,7 +174,7 @@ run_one() {
             echo "$out" >&2
             die "redis-benchmark failed or timed out (${BENCH_TIMEOUT}s) against ${S_NAME[$i]} ($t -P $p)"
         fi
-        after="$(cpu_ns "$pid")" w1="$(date +%s%N)" h1="$(host_busy_ns)"
+        after=$(($(cpu_ns "$pid") + $(kthreads_ns))) w1="$(date +%s%N)" h1="$(host_busy_ns)"
         cl="$(times_ns "$WORK/times")"
         other="$(other_pct $((h1 - h0)) $((after - before)) "$cl" $((w1 - w0)))"
         [ "$other" -gt "$NOISE_MAX" ] && [ "${5:-}" != warm ] || break

@@ -1537,6 +1537,7 @@ impl Core {
                     len,
                     at,
                     sync,
+                    ..
                 } => opcode::Write::new(types::Fd(fd), ptr, len)
                     .offset(at)
                     .rw_flags(if sync { libc::RWF_DSYNC } else { 0 })
@@ -1556,6 +1557,15 @@ impl Core {
                     .user_data(user_data(KIND_AOF_CUT, Key { index: 0, gen: 0 })),
             };
             self.push_sqe(e);
+        }
+        // A group commit goes to the disk now, in a submission of its own:
+        // submitted with the turn's sends, a direct write would wait in
+        // the submission's block plug until every send had run.
+        if subs
+            .iter()
+            .any(|s| matches!(s, Submit::Write { direct: true, .. }))
+        {
+            self.ring.enter(None, None);
         }
         self.aof_out = subs;
         self.aof_out.clear();

@@ -39,12 +39,12 @@ const ZERO_CHUNK: usize = 256 << 10;
 const ZERO_AHEAD: u64 = 128 << 10;
 
 /// The zeros the writes of [`ZERO_CHUNK`] take their bytes from: one
-/// allocation for the process, never freed (a write in flight may read
-/// it whatever becomes of its core's writer), never touched (its pages
-/// are the kernel's zero page).
+/// block-aligned allocation for the process (direct writes take their
+/// zeros from it too), never freed (a write in flight may read it
+/// whatever becomes of its core's writer).
 fn zeros() -> &'static [u8] {
     static ZEROS: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
-    ZEROS.get_or_init(|| Box::leak(vec![0; ZERO_CHUNK].into_boxed_slice()))
+    ZEROS.get_or_init(|| super::direct::Aligned::zeroed(ZERO_CHUNK).leak())
 }
 
 /// Parses an `appendfsync` value.
@@ -943,6 +943,8 @@ pub enum Submit {
         len: u32,
         at: u64,
         sync: bool,
+        /// A direct write ([`super::direct`]): submitted at once.
+        direct: bool,
     },
     /// fdatasync `fd`.
     Fsync { fd: i32 },
@@ -1008,6 +1010,12 @@ pub struct CoreAof {
     /// The write in flight is durable by itself (`RWF_DSYNC`, under
     /// `always`): its completion completes `fsync_busy`.
     inflight_sync: bool,
+    /// Under `always`, commits go as direct writes of whole blocks when
+    /// the file allows ([`super::direct`]); the write in flight is one
+    /// when this holds how many bytes of the last block it wrote again
+    /// ahead of the records.
+    direct: super::direct::Direct,
+    inflight_direct: Option<usize>,
     /// The logical offset the fsync in flight covers.
     fsync_busy: Option<u64>,
     /// Logical offsets: everything before `written` is in the file,
@@ -1085,6 +1093,8 @@ impl CoreAof {
             inflight_done: 0,
             write_busy: false,
             inflight_sync: false,
+            direct: super::direct::Direct::new(file_len),
+            inflight_direct: None,
             fsync_busy: None,
             written: end,
             synced: end,
@@ -1631,6 +1641,7 @@ impl CoreAof {
                 // SAFETY: nothing is in flight on the old file any more.
                 unsafe { libc::close(self.fd) };
                 self.fd = fd;
+                self.direct.switch();
                 self.file_len = 0;
                 self.zeroed = 0;
                 self.zero_off = false;
@@ -1672,7 +1683,8 @@ impl CoreAof {
                 // written ahead meanwhile.
                 self.fsync_busy = Some(self.written + self.inflight.len() as u64);
             }
-            out.push(self.write_entry());
+            let direct = if sync { self.direct_entry() } else { None };
+            out.push(direct.unwrap_or_else(|| self.write_entry()));
         }
         if aof.policy() == FSYNC_ALWAYS
             && !aof.fsync_paused()
@@ -1705,10 +1717,16 @@ impl CoreAof {
         if self.zeroed >= end + ZERO_AHEAD {
             return;
         }
-        let at = self.zeroed.max(end);
+        // Through the direct descriptor where there is one, from a block
+        // boundary: the blocks are then allocated and written, and no
+        // page of them is cached, as direct commits over them need.
+        let (fd, at) = match self.direct.fd(self.fd, self.file_len) {
+            Some(d) => (d, super::direct::align_up(self.zeroed.max(end))),
+            None => (self.fd, self.zeroed.max(end)),
+        };
         self.zeroing = Some(at);
         out.push(Submit::Zero {
-            fd: self.fd,
+            fd,
             ptr: zeros().as_ptr(),
             len: ZERO_CHUNK as u32,
             at,
@@ -1763,6 +1781,24 @@ impl CoreAof {
         aof.zero_tail[self.core].store(zeros, Ordering::Relaxed);
     }
 
+    /// The write of the commit staged in `inflight` as a direct write of
+    /// whole blocks, when the file allows.
+    fn direct_entry(&mut self) -> Option<Submit> {
+        let fd = self.direct.fd(self.fd, self.file_len)?;
+        let (at, len) = self
+            .direct
+            .stage(&self.inflight, self.file_len, self.zeroed)?;
+        self.inflight_direct = Some(self.direct.head());
+        Some(Submit::Write {
+            fd,
+            ptr: self.direct.ptr(),
+            len: len as u32,
+            at,
+            sync: true,
+            direct: true,
+        })
+    }
+
     fn write_entry(&self) -> Submit {
         let rest = &self.inflight[self.inflight_done..];
         Submit::Write {
@@ -1771,16 +1807,31 @@ impl CoreAof {
             len: rest.len().min(1 << 30) as u32,
             at: self.file_len,
             sync: self.inflight_sync,
+            direct: false,
         }
     }
 
     /// A write completed with `res`; may ask for the rest of a short one.
     pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
+        let direct = self.inflight_direct.take();
+        if res < 0 && direct.is_some() {
+            // The file refuses direct writes after all: buffered from now.
+            self.direct.disable();
+            out.push(self.write_entry());
+            return;
+        }
         if res < 0 {
             self.fail(res, aof, false);
             return;
         }
-        let n = res as usize;
+        let rest = self.inflight.len() - self.inflight_done;
+        let n = match direct {
+            Some(head) => (res as usize).saturating_sub(head).min(rest),
+            None => res as usize,
+        };
+        let done = self.inflight_done;
+        self.direct
+            .wrote(&self.inflight[done..done + n], self.file_len + n as u64);
         self.inflight_done += n;
         self.file_len += n as u64;
         self.written += n as u64;

@@ -18,6 +18,7 @@
 
 pub mod aof;
 pub mod aofload;
+mod direct;
 mod file;
 pub use file::empty_rdb;
 pub mod reload;
