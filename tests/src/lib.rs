@@ -68,12 +68,32 @@ fn is_redis_binary(bin: &Path) -> bool {
 /// Picks a free loopback port by binding port 0. Never returns 6379 or the
 /// smoke-test port 7399.
 /// An empty directory for one test, `slotd-<kind>-<name>-<pid>` under the
-/// system's temporary directory (emptied first if a previous run left it).
+/// system's temporary directory (emptied first if a previous run left it),
+/// removed when the test process exits (kept with `KEEP_SERVER_LOGS`).
 pub fn fresh_dir(kind: &str, name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("slotd-{kind}-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
+    if std::env::var_os("KEEP_SERVER_LOGS").is_none() {
+        let mut dirs = FRESH_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        if dirs.is_empty() {
+            // SAFETY: registers a plain function to run at exit.
+            unsafe { libc::atexit(remove_fresh_dirs) };
+        }
+        dirs.push(d.clone());
+    }
     d
+}
+
+static FRESH_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// At exit: removes the test process's [`fresh_dir`]s (every server is
+/// stopped by then: each stops when dropped).
+extern "C" fn remove_fresh_dirs() {
+    let dirs = std::mem::take(&mut *FRESH_DIRS.lock().unwrap_or_else(|e| e.into_inner()));
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 /// A field of an INFO section of `s` (empty when absent).
