@@ -495,10 +495,21 @@ impl Server {
     }
 }
 
+thread_local! {
+    static PANIC_EXPECTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// For a test that is meant to panic (`#[should_panic]`): the servers its
+/// thread drops go as after a pass (log and fresh `dir` removed, the log
+/// not printed).
+pub fn panic_expected() {
+    PANIC_EXPECTED.with(|p| p.set(true));
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking() {
+        if std::thread::panicking() && !PANIC_EXPECTED.with(|p| p.get()) {
             let log = self.log();
             let tail: String = {
                 let lines: Vec<&str> = log.lines().collect();

@@ -1062,8 +1062,24 @@ mod tests {
         out
     }
 
+    /// A test's directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A directory with `files` (name, bytes) and `manifest`.
-    fn dir_with(tag: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    fn dir_with(tag: &str, manifest: &str, files: &[(&str, Vec<u8>)]) -> Scratch {
         let dir = std::env::temp_dir().join(format!("slotd-aofload-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("appendonlydir")).unwrap();
@@ -1071,7 +1087,7 @@ mod tests {
         for (n, b) in files {
             std::fs::write(dir.join("appendonlydir").join(n), b).unwrap();
         }
-        dir
+        Scratch(dir)
     }
 
     fn load(dir: &Path, cores: usize, truncated: bool) -> Result<Option<Loaded>, String> {
@@ -1294,10 +1310,5 @@ mod tests {
         let logs = read_logs(&dir.join("appendonlydir"), &manifest).unwrap();
         assert!(log_slots(&logs[0], u64::MAX).is_none());
         assert!(log_slots(&logs[1], u64::MAX).is_some());
-        for d in ["par", "par-shared", "par-fn"] {
-            let _ = std::fs::remove_dir_all(
-                std::env::temp_dir().join(format!("slotd-aofload-{d}-{}", std::process::id())),
-            );
-        }
     }
 }
