@@ -198,11 +198,9 @@ impl Direct {
             self.tail.extend_from_slice(&bytes[bytes.len() - k..]);
             self.tail_known = true;
         } else if self.tail_known {
+            // Still in the same block: the bytes follow the tail.
             self.tail.extend_from_slice(bytes);
-            if self.tail.len() > k {
-                let cut = self.tail.len() - k;
-                self.tail.drain(..cut);
-            }
+            debug_assert_eq!(self.tail.len(), k);
         }
     }
 
