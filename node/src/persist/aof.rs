@@ -26,6 +26,9 @@ pub const FSYNC_ALWAYS: u8 = 2;
 /// and how many bytes make a write due sooner.
 pub const LAG_MS: i64 = 2;
 pub const LAG_BYTES: usize = 256 << 10;
+/// The largest direct write under `everysec` and `no` (a longer queue
+/// goes in several, see [`super::direct`]).
+const LAG_DIRECT_MAX: usize = 4 << 20;
 
 /// Under `always`, a core keeps at least [`ZERO_AHEAD`] bytes of zeros
 /// written past its records in its file, [`ZERO_CHUNK`] bytes at a time:
@@ -1010,12 +1013,12 @@ pub struct CoreAof {
     /// The write in flight is durable by itself (`RWF_DSYNC`, under
     /// `always`): its completion completes `fsync_busy`.
     inflight_sync: bool,
-    /// Under `always`, commits go as direct writes of whole blocks when
-    /// the file allows ([`super::direct`]); the write in flight is one
-    /// when this holds how many bytes of the last block it wrote again
-    /// ahead of the records.
+    /// Records go as direct writes of whole blocks when the file allows
+    /// ([`super::direct`]); the write in flight is one when this holds
+    /// how many bytes of the last block it writes again ahead of the
+    /// records, and how many records it carries.
     direct: super::direct::Direct,
-    inflight_direct: Option<usize>,
+    inflight_direct: Option<(usize, usize)>,
     /// The logical offset the fsync in flight covers.
     fsync_busy: Option<u64>,
     /// Logical offsets: everything before `written` is in the file,
@@ -1683,7 +1686,7 @@ impl CoreAof {
                 // written ahead meanwhile.
                 self.fsync_busy = Some(self.written + self.inflight.len() as u64);
             }
-            let direct = if sync { self.direct_entry() } else { None };
+            let direct = self.direct_entry();
             out.push(direct.unwrap_or_else(|| self.write_entry()));
         }
         if aof.policy() == FSYNC_ALWAYS
@@ -1785,16 +1788,24 @@ impl CoreAof {
     /// whole blocks, when the file allows.
     fn direct_entry(&mut self) -> Option<Submit> {
         let fd = self.direct.fd(self.fd, self.file_len)?;
-        let (at, len) = self
-            .direct
-            .stage(&self.inflight, self.file_len, self.zeroed)?;
-        self.inflight_direct = Some(self.direct.head());
+        let (within, max) = if self.inflight_sync {
+            (self.zeroed, super::direct::DIRECT_MAX)
+        } else {
+            (u64::MAX, LAG_DIRECT_MAX)
+        };
+        let (at, len, take) = self.direct.stage(
+            &self.inflight[self.inflight_done..],
+            self.file_len,
+            within,
+            max,
+        )?;
+        self.inflight_direct = Some((self.direct.head(), take));
         Some(Submit::Write {
             fd,
             ptr: self.direct.ptr(),
             len: len as u32,
             at,
-            sync: true,
+            sync: self.inflight_sync,
             direct: true,
         })
     }
@@ -1824,9 +1835,14 @@ impl CoreAof {
             self.fail(res, aof, false);
             return;
         }
-        let rest = self.inflight.len() - self.inflight_done;
         let n = match direct {
-            Some(head) => (res as usize).saturating_sub(head).min(rest),
+            Some((head, take)) => {
+                // The block's zeros past the records are zeros past the
+                // file's records too, cut as those ahead are.
+                let start = super::direct::align_down(self.file_len);
+                self.zeroed = self.zeroed.max(start + res as u64);
+                (res as usize).saturating_sub(head).min(take)
+            }
             None => res as usize,
         };
         let done = self.inflight_done;
@@ -1842,7 +1858,8 @@ impl CoreAof {
                 self.fail(-libc::ENOSPC, aof, false);
                 return;
             }
-            out.push(self.write_entry());
+            let next = self.direct_entry();
+            out.push(next.unwrap_or_else(|| self.write_entry()));
             return;
         }
         self.write_busy = false;

@@ -1,34 +1,40 @@
-//! Direct I/O for `appendfsync always` group commits: a second descriptor
-//! of a core's incr file opened with `O_DIRECT`, through which each
-//! commit rewrites whole 4 KiB blocks (the partial block the records
-//! ended in, the new records, zeros up to the next block) over the zeros
-//! written ahead ([`super::aof`]).
+//! Direct I/O for the AOF: a second descriptor of a core's incr file
+//! opened with `O_DIRECT`, through which each write of records rewrites
+//! whole 4 KiB blocks (the partial block the records ended in, the new
+//! records, zeros up to the next block).
 //!
-//! Why: a buffered write, `RWF_DSYNC` or not, cannot complete inside
-//! io_uring's submission on ext4, so every commit was a trip to io_uring's
-//! worker thread, which shares the core's CPU and ran only once the core
-//! slept. A direct overwrite of allocated, written blocks is issued from
-//! the submission itself (the core's own syscall) and completes from the
+//! Under `appendfsync always`, each group commit is one such write with
+//! `RWF_DSYNC`, over the zeros written ahead ([`super::aof`]). Why: a
+//! buffered write, `RWF_DSYNC` or not, cannot complete inside io_uring's
+//! submission on ext4, so every commit was a trip to io_uring's worker
+//! thread, which shares the core's CPU and ran only once the core slept.
+//! A direct overwrite of allocated, written blocks is issued from the
+//! submission itself (the core's own syscall) and completes from the
 //! disk's interrupt, with its cache flush on a kernel workqueue.
 //!
 //! The kernel issues a direct write inline only when it needs nothing
 //! that could block: the blocks allocated and written (the zeros ahead
 //! are written through this descriptor too, with `RWF_DSYNC`, so no
 //! delayed allocation is left under the records), and no page of the
-//! range in the page cache (the buffered writes of `everysec` leave some
-//! behind, which only makes the first direct write over them go to the
-//! worker, where the kernel writes them back and drops them).
+//! range in the page cache.
+//!
+//! Under `everysec` and `no`, the records' writes (one every 2 ms or
+//! 256 KiB, up to 4 MiB each) go direct too, past the file's end with no
+//! zeros ahead: each is still a trip to io_uring's worker (a write that
+//! extends the file waits there), but the kernel neither copies the
+//! records into the page cache nor writes them back later, and the AOF
+//! leaves nothing cached.
 
 /// The block size direct writes are aligned to (ext4's block: a write
 /// not aligned to it takes the inode's lock exclusively and waits).
 pub const BLOCK: usize = 4096;
 
-/// The largest commit written directly (bytes, with its partial block
-/// and padding); bigger ones (a big MSET's) go buffered, so the aligned
-/// copy stays this size. 1 shard, 50 clients, SET at -P 16 (commits of
+/// The largest `always` commit written in one direct write (bytes, with
+/// its partial block and padding); a bigger one (a big MSET's) goes in
+/// several. 1 shard, 50 clients, SET at -P 16 (commits of
 /// tens of KB), alternating: 498-575k SET/s against 430-497k with a
 /// limit of 16 KiB (8 of 8 rounds).
-const DIRECT_MAX: usize = 256 << 10;
+pub const DIRECT_MAX: usize = 256 << 10;
 
 /// A heap buffer aligned to [`BLOCK`], as `O_DIRECT` wants its memory.
 pub struct Aligned {
@@ -77,7 +83,7 @@ impl Drop for Aligned {
     }
 }
 
-fn align_down(x: u64) -> u64 {
+pub fn align_down(x: u64) -> u64 {
     x & !(BLOCK as u64 - 1)
 }
 
@@ -96,8 +102,9 @@ pub struct Direct {
     /// when known (after a write through this writer, or read back).
     tail: Vec<u8>,
     tail_known: bool,
-    /// The block-aligned copy a commit is written from ([`DIRECT_MAX`]
-    /// bytes, allocated at the first commit).
+    /// The block-aligned copy a write is made from (at least
+    /// [`DIRECT_MAX`] bytes, allocated at the first write, grown to the
+    /// largest write's power of two).
     buf: Option<Aligned>,
 }
 
@@ -149,33 +156,38 @@ impl Direct {
         }
     }
 
-    /// Stages a commit of `records`, to go at `file_len` in a file whose
-    /// zeros reach `zeroed`: (offset, length) of the block-aligned write
-    /// from [`Direct::ptr`], or `None` when it must go as a buffered
-    /// write (no direct descriptor, the tail unknown, or the blocks not
-    /// all written ahead yet).
-    pub fn stage(&mut self, records: &[u8], file_len: u64, zeroed: u64) -> Option<(u64, usize)> {
+    /// Stages the first bytes of `records`, to go at `file_len` in a file
+    /// whose zeros reach `zeroed`: (offset, length) of the block-aligned
+    /// write from [`Direct::ptr`] and how many of the records it carries
+    /// (as many as fit in `max` bytes and below `zeroed`), or `None`
+    /// when they must go as a buffered write (no direct descriptor, the
+    /// tail unknown, or no zeros past the records).
+    pub fn stage(
+        &mut self,
+        records: &[u8],
+        file_len: u64,
+        zeroed: u64,
+        max: usize,
+    ) -> Option<(u64, usize, usize)> {
         if self.fd < 0 || !self.tail_known {
-            return None;
-        }
-        let end = file_len + records.len() as u64;
-        if align_up(end) > zeroed {
             return None;
         }
         let at = align_down(file_len);
         let head = self.tail.len();
-        let len = align_up((head + records.len()) as u64) as usize;
-        if len > DIRECT_MAX {
+        let room = (max - head).min(align_down(zeroed).saturating_sub(file_len) as usize);
+        let take = records.len().min(room);
+        if take == 0 {
             return None;
         }
-        let buf = self
-            .buf
-            .get_or_insert_with(|| Aligned::zeroed(DIRECT_MAX))
-            .bytes();
+        let len = align_up((head + take) as u64) as usize;
+        if self.buf.as_ref().is_none_or(|b| b.cap < len) {
+            self.buf = Some(Aligned::zeroed(len.next_power_of_two().max(DIRECT_MAX)));
+        }
+        let buf = self.buf.as_mut().expect("staged buffer").bytes();
         buf[..head].copy_from_slice(&self.tail);
-        buf[head..head + records.len()].copy_from_slice(records);
-        buf[head + records.len()..len].fill(0);
-        Some((at, len))
+        buf[head..head + take].copy_from_slice(&records[..take]);
+        buf[head + take..len].fill(0);
+        Some((at, len, take))
     }
 
     /// Where the staged commit's bytes are (valid after [`Direct::stage`]
@@ -294,18 +306,25 @@ mod tests {
             (b'f', 4000),
         ] {
             let recs = vec![byte; n];
-            let staged = d.stage(&recs, len, 65536).expect("fits");
-            assert_eq!(staged.0 % BLOCK as u64, 0);
-            assert_eq!(staged.1 % BLOCK, 0);
-            assert_eq!(staged.0, len & !(BLOCK as u64 - 1));
-            put(&d, dfd, staged);
+            let (at, wlen, take) = d.stage(&recs, len, 65536, DIRECT_MAX).expect("fits");
+            assert_eq!(take, n);
+            assert_eq!(at % BLOCK as u64, 0);
+            assert_eq!(wlen % BLOCK, 0);
+            assert_eq!(at, len & !(BLOCK as u64 - 1));
+            put(&d, dfd, (at, wlen));
             len += n as u64;
             d.wrote(&recs, len);
             want.extend_from_slice(&recs);
         }
-        // Too big for a direct write, or past the zeros: buffered.
-        assert!(d.stage(&vec![b'x'; DIRECT_MAX], len, 1 << 20).is_none());
-        assert!(d.stage(&[b'x'; 10], len, len).is_none());
+        // Too big for one direct write: the first part, up to the limit;
+        // past the zeros: as far as they go, and none beyond them.
+        let big = vec![b'x'; DIRECT_MAX];
+        let (_, wlen, take) = d.stage(&big, len, 1 << 20, DIRECT_MAX).unwrap();
+        assert_eq!((wlen, take), (DIRECT_MAX, DIRECT_MAX - d.head()));
+        let (_, wlen, take) = d.stage(&big, len, len + 5000, DIRECT_MAX).unwrap();
+        assert_eq!(wlen % BLOCK, 0);
+        assert!(take <= 5000 && (len + take as u64).is_multiple_of(BLOCK as u64));
+        assert!(d.stage(&[b'x'; 10], len, len, DIRECT_MAX).is_none());
         let got = std::fs::read(&path).unwrap();
         assert_eq!(got.len(), 65536);
         assert_eq!(&got[..want.len()], &want[..]);
