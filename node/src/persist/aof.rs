@@ -2129,6 +2129,117 @@ mod tests {
         }
     }
 
+    /// Runs `out` and what follows from it on the real files it names.
+    /// Returns how many of the writes were direct.
+    fn run_on_disk(a: &mut CoreAof, aof: &Aof, mut out: Vec<Submit>) -> usize {
+        let err = || {
+            -std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        };
+        let mut direct_writes = 0;
+        while !out.is_empty() {
+            for s in std::mem::take(&mut out) {
+                // SAFETY: the writer's own descriptors and buffers, which
+                // stay valid until it hears of the completion.
+                unsafe {
+                    match s {
+                        Submit::Write {
+                            fd,
+                            ptr,
+                            len,
+                            at,
+                            sync,
+                            direct,
+                        } => {
+                            direct_writes += direct as usize;
+                            let n = libc::pwrite(fd, ptr.cast(), len as usize, at as libc::off_t);
+                            let res = if n < 0 { err() } else { n as i32 };
+                            if sync && n >= 0 {
+                                libc::fdatasync(fd);
+                            }
+                            a.wrote(res, aof, &mut out);
+                        }
+                        Submit::Fsync { fd } => {
+                            let r = if libc::fdatasync(fd) < 0 { err() } else { 0 };
+                            a.fsynced(r, 0, aof, &mut out);
+                        }
+                        Submit::Zero {
+                            fd, ptr, len, at, ..
+                        } => {
+                            let n = libc::pwrite(fd, ptr.cast(), len as usize, at as libc::off_t);
+                            a.zeroed(if n < 0 { err() } else { n as i32 }, aof, &mut out);
+                        }
+                        Submit::Truncate { fd, len } => {
+                            libc::ftruncate(fd, len as libc::off_t);
+                            a.cut(aof, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        direct_writes
+    }
+
+    #[test]
+    fn everysec_writes_directly_in_parts_and_leaves_exactly_the_records() {
+        use std::os::fd::IntoRawFd;
+        let path = std::env::temp_dir().join(format!("slotd-aof-direct-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let aof = Aof::new(1, std::env::temp_dir(), "t".into());
+        aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
+        let mut a = CoreAof::new(0, file.into_raw_fd(), 0, 0);
+        let (mut log, mut mirror) = (WriteLog::new(0), WriteLog::new(0));
+        let value = vec![b'v'; 1000];
+        let mut round = |a: &mut CoreAof, from: usize, to: usize| {
+            for i in from..to {
+                let key = format!("key:{i}");
+                for l in [&mut log, &mut mirror] {
+                    l.record(
+                        0,
+                        [&b"SET"[..], key.as_bytes(), &value[..i % 1000]].into_iter(),
+                    );
+                }
+            }
+            a.take(&mut log, 0, &aof);
+            let mut out = Vec::new();
+            a.flush(&aof, &mut out);
+            run_on_disk(a, &aof, out)
+        };
+        // About 6 MB: more than one direct write takes (4 MiB). Then a few
+        // records, which start in the block the others ended in.
+        let first = round(&mut a, 0, 12000);
+        let second = round(&mut a, 12000, 12003);
+        let len = std::fs::metadata(&path).unwrap().len();
+        if first + second > 0 {
+            assert!(first >= 2, "{first} direct writes for 6 MB");
+            assert_eq!(second, 1);
+            // Whole blocks: zeros past the records until the writer leaves.
+            assert!(len.is_multiple_of(super::super::direct::BLOCK as u64) && len > log.offset());
+        } else {
+            eprintln!("direct writes not available in {}", path.display());
+        }
+        // As at shutdown: finish until idle (the cut, then the fsync).
+        for _ in 0..4 {
+            let mut out = Vec::new();
+            a.finish(&aof, &mut out);
+            run_on_disk(&mut a, &aof, out);
+        }
+        assert!(a.idle());
+        let mut want = Vec::new();
+        mirror.take(&mut want);
+        let got = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the file differs from the records");
+    }
+
     #[test]
     fn under_always_zeros_go_ahead_of_the_records_never_over_them_and_are_cut_at_the_end() {
         let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 0);
