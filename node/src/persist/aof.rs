@@ -2184,14 +2184,7 @@ mod tests {
     #[test]
     fn everysec_writes_directly_in_parts_and_leaves_exactly_the_records() {
         use std::os::fd::IntoRawFd;
-        let path = std::env::temp_dir().join(format!("slotd-aof-direct-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let (path, file) = super::super::direct::tests::scratch_file("aof-direct");
         let aof = Aof::new(1, std::env::temp_dir(), "t".into());
         aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
         let mut a = CoreAof::new(0, file.into_raw_fd(), 0, 0);

@@ -262,7 +262,7 @@ fn reopen_direct(fd: i32) -> Option<i32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Write;
     use std::os::fd::AsRawFd;
@@ -274,16 +274,23 @@ mod tests {
         assert_eq!(n, len as isize, "{}", std::io::Error::last_os_error());
     }
 
-    #[test]
-    fn commits_rewrite_whole_blocks_carrying_the_records_before_them() {
-        let path = std::env::temp_dir().join(format!("slotd-direct-{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
+    /// A new empty file `slotd-<tag>-<pid>` in the temporary directory
+    /// (ext4 here: direct writes are real), and its path.
+    pub(in crate::persist) fn scratch_file(tag: &str) -> (std::path::PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!("slotd-{tag}-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
             .open(&path)
             .unwrap();
+        (path, file)
+    }
+
+    #[test]
+    fn commits_rewrite_whole_blocks_carrying_the_records_before_them() {
+        let (path, mut f) = scratch_file("direct");
         // A file this process goes on appending to: 3000 bytes of records,
         // then zeros written ahead.
         f.write_all(&[b'a'; 3000]).unwrap();
