@@ -260,9 +260,11 @@ fn tag_on(core: usize) -> String {
         .unwrap()
 }
 
-/// Connections per core (INFO `slotd_shard_clients`).
-fn per_core(s: &Server) -> Vec<u64> {
-    let info = s.cli(&["info", "clients"]);
+/// Connections per core (INFO `slotd_shard_clients`), asked on `probe`,
+/// which stays open (a connection made to ask would count itself, on
+/// whichever core has fewest).
+fn per_core(probe: &mut RawConn) -> Vec<u64> {
+    let info = String::from_utf8_lossy(&probe.cmd_str(&["INFO", "clients"])).into_owned();
     let line = info
         .lines()
         .find_map(|l| l.strip_prefix("slotd_shard_clients:"))
@@ -273,12 +275,14 @@ fn per_core(s: &Server) -> Vec<u64> {
 /// A connection served by core `core` (connections go to the core with
 /// fewest; extra ones are kept in `spare` so the counts stay put).
 fn connect_on(s: &Server, core: usize, spare: &mut Vec<RawConn>) -> RawConn {
+    let mut probe = s.raw();
     for _ in 0..8 {
-        let before = per_core(s);
+        let before = per_core(&mut probe);
         let mut c = s.raw();
         assert_eq!(c.cmd_str(&["PING"]), b"+PONG\r\n");
-        let after = per_core(s);
+        let after = per_core(&mut probe);
         if after[core] > before[core] {
+            spare.push(probe);
             return c;
         }
         spare.push(c);
@@ -294,9 +298,15 @@ fn connect_on(s: &Server, core: usize, spare: &mut Vec<RawConn>) -> RawConn {
 /// sleep, and Y's read, served by core 0 before the queued pipeline, would
 /// find nothing.)
 /// With `scripted`, each SET runs inside a script (EVALSHA: a script may
-/// write though EVALSHA is not flagged as a write).
-fn pairs_become_visible_in_order(pairs: usize, scripted: bool) {
-    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+/// write though EVALSHA is not flagged as a write). `args`: more of the
+/// server's. `reserved`: whether the pipelines run with the writer's core
+/// holding its keys reserved while core 0 runs its part (INFO
+/// `slotd_pipelines_reserved`), rather than core to core or under the
+/// cores' locks.
+fn pairs_become_visible_in_order(pairs: usize, scripted: bool, args: &[&str], reserved: bool) {
+    let mut all = vec!["--shards", "2", "--enable-debug-command", "yes"];
+    all.extend_from_slice(args);
+    let s = Server::slotd(&all);
     let (a, b) = (tag_on(0), tag_on(1));
     let mut spare = Vec::new();
     let mut sleeper = connect_on(&s, 0, &mut spare);
@@ -349,24 +359,313 @@ fn pairs_become_visible_in_order(pairs: usize, scripted: bool) {
         }
         assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
     }
+    let count = info_field(&s, "slotd_pipelines_reserved");
+    match reserved {
+        true => assert!(count >= 3, "{count} pipelines ran with keys reserved"),
+        false => assert_eq!(count, 0, "pipelines ran with keys reserved"),
+    }
 }
 
 #[test]
 fn short_runs_of_writes_become_visible_in_the_order_sent() {
-    // 2 x 5 segments: core to core.
-    pairs_become_visible_in_order(5, false);
+    // 2 x 5 segments: the writer's core (1) holds its keys reserved while
+    // core 0 sleeps on its part; with the AOF on, core to core.
+    pairs_become_visible_in_order(5, false, &[], true);
+    pairs_become_visible_in_order(5, false, &["--appendonly", "yes"], false);
 }
 
 #[test]
 fn scripted_writes_become_visible_in_the_order_sent() {
-    pairs_become_visible_in_order(5, true);
-    pairs_become_visible_in_order(100, true);
+    // A script may touch keys it did not declare: never reserved.
+    pairs_become_visible_in_order(5, true, &[], false);
+    pairs_become_visible_in_order(100, true, &[], false);
 }
 
 #[test]
 fn long_runs_of_writes_become_visible_in_the_order_sent() {
-    // 2 x 100 segments: under the cores' locks.
-    pairs_become_visible_in_order(100, false);
+    // 2 x 100 segments: reserved; with the AOF on, under the cores' locks.
+    pairs_become_visible_in_order(100, false, &[], true);
+    pairs_become_visible_in_order(100, false, &["--appendonly", "yes"], false);
+}
+
+/// A writer on core 0 pipelines `SET {A}a:<i>` then `SET {B}b:<i>`
+/// (cores 0 and 1) while core 1 sleeps (DEBUG SLEEP), then core 0 sleeps
+/// longer: core 0 holds its keys reserved, and core 1, awake first, runs
+/// its part, whose answer waits for core 0. Client X on core 1 sees
+/// `b:<last>`; client Y on core 0 then asks for `a:0`, sent before it:
+/// Y's read is served when core 0 wakes, maybe before that answer, and
+/// must wait for core 0's part rather than find nothing.
+#[test]
+fn reserved_keys_keep_the_first_core_part_from_readers_until_it_ran() {
+    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let mut sleeper0 = connect_on(&s, 0, &mut spare);
+    let mut sleeper1 = connect_on(&s, 1, &mut spare);
+    let mut writer = connect_on(&s, 0, &mut spare);
+    let mut x = connect_on(&s, 1, &mut spare);
+    let mut y = connect_on(&s, 0, &mut spare);
+    let pairs = 5;
+    for round in 0..3 {
+        sleeper1
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.2"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut bytes = Vec::new();
+        for i in 0..pairs {
+            for k in [
+                format!("{{{a}}}a:{round}:{i}"),
+                format!("{{{b}}}b:{round}:{i}"),
+            ] {
+                bytes.extend_from_slice(&encode(&[b"SET", k.as_bytes(), b"1"]));
+            }
+        }
+        writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        sleeper0
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.5"]))
+            .unwrap();
+        // (`a:<r>:0` runs at once on the writer's core; the rest of the
+        // pipeline starts with `b:<r>:0`, on core 1.)
+        let last_b = format!("{{{b}}}b:{round}:{}", pairs - 1);
+        let last_a = format!("{{{a}}}a:{round}:{}", pairs - 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while x.cmd_str(&["EXISTS", &last_b]) != b":1\r\n" {
+            assert!(Instant::now() < deadline, "{last_b} never appeared");
+        }
+        assert_eq!(
+            y.cmd_str(&["EXISTS", &last_a]),
+            b":1\r\n",
+            "{last_b} was visible before {last_a}, sent before it"
+        );
+        for _ in 0..2 * pairs {
+            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(sleeper0.read_reply().unwrap(), b"+OK\r\n");
+        assert_eq!(sleeper1.read_reply().unwrap(), b"+OK\r\n");
+    }
+    assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
+}
+
+/// A writer on core 0 pipelines `SET {B}b:<i>` and `SET {A}a:<i>` while
+/// core 1 sleeps: core 0 reserves its keys and waits for core 1's part.
+/// A client of core 0 reading `a:<i>` meanwhile is served once the
+/// pipeline ran there: it waits for the reserved key rather than read
+/// around the pipeline. (Nothing that
+/// client saw could have shown it the pipeline's part on core 1; the
+/// wait is what makes the pipeline all or nothing to every other client,
+/// so that two pipelines over the same keys interleave only as commands
+/// sent in order can.)
+#[test]
+fn a_key_reserved_by_a_pipeline_in_flight_is_read_after_the_pipeline() {
+    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let mut sleeper = connect_on(&s, 1, &mut spare);
+    let mut writer = connect_on(&s, 0, &mut spare);
+    let mut local = connect_on(&s, 0, &mut spare);
+    for round in 0..3 {
+        sleeper
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        // (A pipeline that starts with commands of the writer's own core
+        // runs those at once: this one starts on core 1.)
+        let (ak, bk) = (format!("{{{a}}}a:{round}"), format!("{{{b}}}b:{round}"));
+        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
+        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
+        writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            local.cmd_str(&["GET", &ak]),
+            b"$1\r\n1\r\n",
+            "round {round}"
+        );
+        for _ in 0..2 {
+            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+    }
+    assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
+}
+
+/// Two writers pipeline the same two keys, at the same moment, round
+/// after round. T, on core 0, sends `SET {B}p:<r> T`, `SET {A}x:<r> T`,
+/// `SET {B}y:<r> T`; U, on core 1, sends `SET {A}q:<r> U`,
+/// `SET {B}y:<r> U`, `SET {A}x:<r> U` ({A} on core 0, {B} on core 1).
+/// Any interleaving of their commands in the order each sent them never
+/// leaves x = T and y = U, which needs U's `y` before its `x`, before T's
+/// `x`, before its `y`, before U's `y`. Each pipeline's core runs its
+/// commands (T's `x`, U's `y`) after the other core has run the rest, so
+/// without its keys reserved meanwhile both pipelines' other parts could
+/// run first and leave exactly that. With them, a part that meets the
+/// other writer's reservation is refused and its pipeline goes core to
+/// core instead.
+#[test]
+fn pipelines_over_the_same_keys_interleave_only_as_commands_in_order() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let rounds = 1000;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let mut writers = Vec::new();
+    for (core, name) in [(0usize, "T"), (1, "U")] {
+        let mut c = connect_on(&s, core, &mut spare);
+        let (a, b) = (a.clone(), b.clone());
+        let barrier = barrier.clone();
+        writers.push(std::thread::spawn(move || {
+            for r in 0..rounds {
+                let (x, y) = (format!("{{{a}}}x:{r}"), format!("{{{b}}}y:{r}"));
+                let keys = match core {
+                    0 => [format!("{{{b}}}p:{r}"), x, y],
+                    _ => [format!("{{{a}}}q:{r}"), y, x],
+                };
+                let mut bytes = Vec::new();
+                for k in &keys {
+                    bytes.extend_from_slice(&encode(&[b"SET", k.as_bytes(), name.as_bytes()]));
+                }
+                barrier.wait();
+                for reply in run_pipeline(&mut c, &bytes, 3) {
+                    assert_eq!(reply, b"+OK\r\n");
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    let mut c = s.raw();
+    let mut get = |k: String| String::from_utf8_lossy(&c.cmd_str(&["GET", &k])).into_owned();
+    for r in 0..rounds {
+        let x = get(format!("{{{a}}}x:{r}"))
+            .replace("$1\r\n", "")
+            .trim()
+            .to_string();
+        let y = get(format!("{{{b}}}y:{r}"))
+            .replace("$1\r\n", "")
+            .trim()
+            .to_string();
+        assert!(
+            !(x == "T" && y == "U"),
+            "round {r}: x = T and y = U, which no interleaving of the commands gives"
+        );
+        *seen.entry(format!("{x}{y}")).or_insert(0) += 1;
+    }
+    let reserved = info_field(&s, "slotd_pipelines_reserved");
+    let refused = info_field(&s, "slotd_pipelines_refused");
+    println!("(x, y): {seen:?}; {reserved} pipelines reserved, {refused} refused");
+    assert!(reserved > 0, "no pipeline ran with its keys reserved");
+}
+
+/// Two writers, one on each core, pipeline pairs `SET {A}w<i>:a:<n>` then
+/// `SET {B}w<i>:b:<n>` (cores 0 and 1) with an INCR of a counter on each
+/// core that both writers share, so each often finds its keys on the
+/// other core reserved by the other writer (the part is refused and the
+/// pipeline goes core to core), while a third client runs MSETs over
+/// both cores (under the cores' locks, which wait for reserved keys). An
+/// observer on each core checks that a `b` key never shows before its
+/// `a` key; at the end the counters hold every INCR and nothing stalled.
+#[test]
+fn writers_on_both_cores_over_shared_keys_keep_order_and_lose_nothing() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let rounds = 300;
+    let pairs = 4;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for w in 0..2usize {
+        let mut c = connect_on(&s, w, &mut spare);
+        let (a, b) = (a.clone(), b.clone());
+        threads.push(std::thread::spawn(move || {
+            for round in 0..rounds {
+                let mut bytes = Vec::new();
+                for i in 0..pairs {
+                    let n = (round * pairs + i).to_string();
+                    let ak = format!("{{{a}}}w{w}:a:{n}");
+                    let bk = format!("{{{b}}}w{w}:b:{n}");
+                    bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
+                    bytes.extend_from_slice(&encode(&[b"SET", bk.as_bytes(), b"1"]));
+                }
+                let (ca, cb) = (format!("{{{a}}}count"), format!("{{{b}}}count"));
+                bytes.extend_from_slice(&encode(&[b"INCR", ca.as_bytes()]));
+                bytes.extend_from_slice(&encode(&[b"INCR", cb.as_bytes()]));
+                for (j, r) in run_pipeline(&mut c, &bytes, 2 * pairs + 2)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let ok = if j < 2 * pairs {
+                        r == b"+OK\r\n"
+                    } else {
+                        r.starts_with(b":")
+                    };
+                    assert!(ok, "writer {w}, reply {j}: {}", tests::show(&r));
+                }
+            }
+        }));
+    }
+    let mut m = s.raw();
+    let (ma, mb) = (format!("{{{a}}}m"), format!("{{{b}}}m"));
+    let stop2 = stop.clone();
+    let mset = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let v = n.to_string();
+            let r = m.cmd_str(&["MSET", &ma, &v, &mb, &v]);
+            assert_eq!(r, b"+OK\r\n");
+            n += 1;
+        }
+        n
+    });
+    let mut observers = Vec::new();
+    for core in 0..2usize {
+        let mut x = connect_on(&s, core, &mut spare);
+        let mut y = connect_on(&s, 1 - core, &mut spare);
+        let (a, b) = (a.clone(), b.clone());
+        let stop = stop.clone();
+        observers.push(std::thread::spawn(move || {
+            let mut checked = 0;
+            let mut next = [0usize; 2];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (w, n) in next.iter_mut().enumerate() {
+                    let bk = format!("{{{b}}}w{w}:b:{n}");
+                    if x.cmd_str(&["EXISTS", &bk]) != b":1\r\n" {
+                        continue;
+                    }
+                    let ak = format!("{{{a}}}w{w}:a:{n}");
+                    assert_eq!(
+                        y.cmd_str(&["EXISTS", &ak]),
+                        b":1\r\n",
+                        "{bk} was visible before {ak}, sent before it"
+                    );
+                    *n += 1;
+                    checked += 1;
+                }
+            }
+            checked
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let msets = mset.join().unwrap();
+    let checked: usize = observers.into_iter().map(|o| o.join().unwrap()).sum();
+    assert!(
+        checked > 0 && msets > 0,
+        "{checked} pairs checked, {msets} MSETs"
+    );
+    for tag in [&a, &b] {
+        let count = s.cli(&["get", &format!("{{{tag}}}count")]);
+        assert_eq!(count.trim(), (2 * rounds).to_string());
+    }
+    let reserved = info_field(&s, "slotd_pipelines_reserved");
+    let refused = info_field(&s, "slotd_pipelines_refused");
+    println!(
+        "{reserved} pipelines reserved, {refused} refused, {checked} pairs checked, {msets} MSETs"
+    );
+    assert!(reserved > 0, "no pipeline ran with its keys reserved");
 }
 
 /// Clients that go away while their commands run on the other core (one

@@ -575,7 +575,7 @@ fn track_reads(shard: &mut Shard, key: Key, spec: &'static Spec, args: &Args) {
 }
 
 fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: Args) -> Next {
-    if shard.stall_if_locked(key) {
+    if shard.stall_if_locked(key) || shard.stall_if_held(key, db, &args) {
         return Next::Retry;
     }
     if let Some(t) = shard.engine.tracking.as_deref_mut() {
@@ -802,8 +802,48 @@ fn send_for_chain(
 /// ([`fan_out`]): it is for this core and one other, and this core's state
 /// allows it (no AOF, whose replies wait for what they reveal, and no
 /// transaction holding this core).
-pub fn may_fan_out(shard: &Shard, p: &flows::PipelineIn) -> bool {
-    shard.aof.is_none() && !shard.locked() && flows::fans_out(p, shard.id)
+pub fn may_fan_out(shard: &mut Shard, db: usize, p: &flows::PipelineIn) -> bool {
+    shard.aof.is_none()
+        && !shard.locked()
+        && flows::fans_out(p, shard.id)
+        && !shard.pipeline_held(db, p)
+}
+
+/// Runs write pipeline `p` of connection `key` over this core and one
+/// other without a task, when this core's state allows it (no AOF, no
+/// replicas, no transaction holding it, nothing waiting, writers not
+/// paused) and its keys here could be reserved ([`Shard::reserve`]): the
+/// other core gets its segments and runs them at once, this core runs
+/// its own once that answer is in ([`flows::Chain::reserved`]). Gives the
+/// pipeline back when it cannot.
+pub fn fan_out_writes(
+    shard: &mut Shard,
+    key: Key,
+    (db, resp3): (usize, bool),
+    p: flows::PipelineIn,
+    to: flows::PipelineTo,
+) -> Option<(flows::PipelineIn, flows::PipelineTo)> {
+    let may = p.writes
+        && shard.aof.is_none()
+        && !shard.locked()
+        && !shard.writes_paused
+        && !shard.waiting()
+        && !shard.replication.stream().active()
+        && flows::over_two(&p, shard.id)
+        && p.segs.iter().any(|s| s.core == shard.id);
+    let holds = match may {
+        true => shard.reserve(db, &p),
+        false => None,
+    };
+    let Some(holds) = holds else {
+        return Some((p, to));
+    };
+    let (core, req, chain) = flows::Chain::reserved(db, resp3, p, to, shard.id, holds);
+    let h = send_for_chain(shard, key, core, req, chain);
+    if let Some(c) = shard.conns.get_mut(key) {
+        c.wait = Wait::Chain(h);
+    }
+    None
 }
 
 /// Runs read pipeline `p` of connection `key` ([`may_fan_out`]) without a

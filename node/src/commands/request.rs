@@ -212,9 +212,14 @@ pub fn process(shard: &mut Shard, key: Key) {
                             head,
                             after,
                         };
+                        let Some((p, to)) =
+                            dispatch::fan_out_writes(shard, key, (db, resp3), p, to)
+                        else {
+                            break;
+                        };
                         if flows::chained(&p) {
                             dispatch::send_chain(shard, key, (db, resp3), p, to);
-                        } else if dispatch::may_fan_out(shard, &p) {
+                        } else if dispatch::may_fan_out(shard, db, &p) {
                             dispatch::fan_out(shard, key, (db, resp3), p, to);
                         } else {
                             let rpc = shard.rpc.clone();

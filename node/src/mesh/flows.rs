@@ -141,6 +141,7 @@ pub async fn pipeline(
             ends: Vec::new(),
             conn: Some(to.conn),
             needs: to.after.clone(),
+            reserved: false,
         }))
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
@@ -274,8 +275,14 @@ pub fn chained(p: &PipelineIn) -> bool {
 /// are for this core (`me`) and one other. (The caller checks what the
 /// core's state allows.)
 pub fn fans_out(p: &PipelineIn, me: usize) -> bool {
+    !p.writes && over_two(p, me)
+}
+
+/// Whether pipeline `p`'s commands are for this core (`me`) and exactly
+/// one other.
+pub fn over_two(p: &PipelineIn, me: usize) -> bool {
     let other = p.segs.iter().find(|s| s.core != me).map(|s| s.core);
-    !p.writes && other.is_some() && p.segs.iter().all(|s| s.core == me || Some(s.core) == other)
+    other.is_some() && p.segs.iter().all(|s| s.core == me || Some(s.core) == other)
 }
 
 /// The request id of chain `key` (of the core's table of chains in
@@ -309,6 +316,23 @@ pub struct Chain {
     /// A read pipeline fanned out ([`Chain::fan_out`]): the replies of
     /// this core's segments, which the other core's answer interleaves.
     here: Option<Box<RanHere>>,
+    /// A write pipeline fanned out with this core's keys reserved
+    /// ([`Chain::reserved`]): this core's part, run once the other's
+    /// answer is in.
+    reserved: Option<Box<Reserved>>,
+}
+
+/// A write pipeline over this core and one other whose keys here are
+/// reserved (`shard::holds`) while the other core runs its part: what
+/// this core runs once that part is in, the reservation to give back, and
+/// what a pipeline the other core refused needs to go core to core
+/// instead.
+pub struct Reserved {
+    pub db: usize,
+    pub p: PipelineIn,
+    pub holds: Vec<u64>,
+    direct: i32,
+    after: Vec<(usize, u64)>,
 }
 
 /// This core's part of a fanned-out read pipeline: every segment in the
@@ -342,6 +366,7 @@ impl Chain {
             resp3,
             head,
             here: None,
+            reserved: None,
         };
         let (bytes, holes, bigs) = p.bytes;
         let first = p.segs.first().map_or(0, |s| s.core);
@@ -360,6 +385,7 @@ impl Chain {
             ends: Vec::new(),
             conn: Some(to.conn),
             needs: to.after,
+            reserved: false,
         }));
         (first, req, chain)
     }
@@ -392,6 +418,7 @@ impl Chain {
                 me,
                 other,
             })),
+            reserved: None,
         };
         let req = Request::Pipeline(Box::new(super::msg::Pipeline {
             tx: None,
@@ -408,8 +435,72 @@ impl Chain {
             ends: Vec::new(),
             conn: Some(to.conn),
             needs: Vec::new(),
+            reserved: false,
         }));
         (other, req, chain)
+    }
+
+    /// A write pipeline over this core (`me`) and one other whose keys
+    /// here are reserved (`holds`; `shard::holds` says why that keeps the
+    /// client's order for every observer): the other core and the request
+    /// for its segments, which it runs at once or refuses, and the chain
+    /// that waits for its answer, holding this core's part
+    /// ([`Chain::take_reserved`]).
+    pub fn reserved(
+        db: usize,
+        resp3: bool,
+        p: PipelineIn,
+        to: PipelineTo,
+        me: usize,
+        holds: Vec<u64>,
+    ) -> (usize, Request, Chain) {
+        let direct = to.direct;
+        let after = to.after.clone();
+        let (other, mut req, mut chain) = Chain::fan_out(db, resp3, &p, to, me);
+        if let Request::Pipeline(part) = &mut req {
+            part.reserved = true;
+        }
+        chain.reserved = Some(Box::new(Reserved {
+            db,
+            p,
+            holds,
+            direct,
+            after,
+        }));
+        (other, req, chain)
+    }
+
+    /// Whether this chain holds a reserved part ([`Chain::reserved`]),
+    /// which must run whatever becomes of the client.
+    pub fn is_reserved(&self) -> bool {
+        self.reserved.is_some()
+    }
+
+    /// The reserved part of a pipeline ([`Chain::reserved`]), taken out.
+    pub fn take_reserved(&mut self) -> Option<Box<Reserved>> {
+        self.reserved.take()
+    }
+
+    /// The connection the chain answers.
+    pub fn conn(&self) -> Key {
+        self.conn
+    }
+
+    /// Whether the client speaks RESP3.
+    pub fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    /// A reserved pipeline the other core refused, core to core instead
+    /// ([`Chain::start`]): its first core, the request, the new chain.
+    pub fn restart(self, r: Reserved) -> (usize, Request, Chain) {
+        let to = PipelineTo {
+            conn: self.conn,
+            direct: r.direct,
+            head: self.head,
+            after: r.after,
+        };
+        Chain::start(r.db, self.resp3, r.p, to)
     }
 
     /// This core's replies to a fanned-out pipeline's segments here, and

@@ -239,6 +239,11 @@ pub struct Pipeline {
     /// them, and the client's replies wait until they are effective
     /// (see `persist::aof::CoreAof::depend`).
     pub needs: Vec<(usize, u64)>,
+    /// A write pipeline's part for this core while the requester holds
+    /// its own keys of the pipeline reserved (`shard::holds`): run at
+    /// once, or answered [`Response::Refused`] when this core is locked
+    /// or holds one of the part's keys reserved itself. Never waits.
+    pub reserved: bool,
 }
 
 /// Node-wide questions each core answers for itself.
@@ -332,6 +337,11 @@ pub struct CoreStats {
     /// Connections this core handed to another core their commands kept
     /// going to (INFO `slotd_connections_moved`).
     pub connections_moved: u64,
+    /// Write pipelines over two cores this core fanned out with its keys
+    /// reserved, and those the other core refused (INFO
+    /// `slotd_pipelines_reserved`, `slotd_pipelines_refused`).
+    pub pipelines_reserved: u64,
+    pub pipelines_refused: u64,
     pub net_output_bytes: u64,
     pub expired_keys: u64,
     pub evicted_keys: u64,
@@ -384,6 +394,9 @@ pub enum Response {
         moved: Vec<bytes::Bytes>,
     },
     Done,
+    /// A reserved pipeline part ([`Pipeline::reserved`]) that did not
+    /// run.
+    Refused,
     /// [`AdminQuery::Quiet`]: `busy` (some task, lock, deferred request
     /// or held message), `held` (a snapshot, a load: busy for long), and
     /// the requests pushed to this core and taken by it so far.
@@ -806,6 +819,7 @@ mod tests {
                 ends: Vec::new(),
                 conn: None,
                 needs: Vec::new(),
+                reserved: false,
             })),
         }
     }

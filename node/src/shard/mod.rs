@@ -14,6 +14,7 @@
 //! API: [`Shard`], [`Origin`], [`parse`]/[`first_key`] (request parsing
 //! that counts the bytes examined), [`pubsub`].
 
+mod holds;
 mod memory;
 mod observe;
 pub mod pubsub;
@@ -82,8 +83,10 @@ pub struct Shard {
     /// reallocations, and the allocator's returning of the freed pages
     /// costs a TLB shootdown on every core.
     deferred_spare: VecDeque<(usize, u64, u64, Request)>,
-    /// Connections waiting for the lock to go.
+    /// Connections waiting for the lock to go, or for a reserved key.
     stalled: Vec<Key>,
+    /// Keys reserved by the write pipelines this core fans out.
+    holds: holds::Holds,
     /// With the AOF on: connections whose next command crosses cores
     /// (not as a pipeline) and waits until their earlier pipelines' parts
     /// on other cores are effective (see [`Shard::stall_for_earlier`]).
@@ -238,6 +241,7 @@ impl Shard {
             closed: Vec::new(),
             lock: None,
             deferred: VecDeque::new(),
+            holds: holds::Holds::default(),
             reqs_taken: 0,
             deferred_spare: VecDeque::new(),
             stalled: Vec::new(),
@@ -549,7 +553,10 @@ impl Shard {
     /// Hands the answer of chain `id` (`mesh::flows::Chain`) to its
     /// connection, if the chain is still awaited.
     pub fn chain_done(&mut self, id: Key, resp: crate::mesh::Response) {
-        if let Some(chain) = self.chains.remove(id) {
+        let Some(chain) = self.chains.remove(id) else {
+            return;
+        };
+        if let Some(chain) = self.reserved_done(chain, &resp) {
             self.task_done(chain.done(resp));
         }
     }
@@ -650,8 +657,14 @@ impl Shard {
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         match c.wait {
             Wait::Task(t) if !c.direct => self.exec.cancel(t),
-            // (Its answer, when it comes, finds no chain.)
-            Wait::Chain(h) if !c.direct => drop(self.chains.remove(h)),
+            // (Its answer, when it comes, finds no chain.) A reserved
+            // pipeline's part here runs when the answer comes, whatever
+            // becomes of the client: the other core ran its own part.
+            Wait::Chain(h)
+                if !c.direct && !self.chains.get(h).is_some_and(|ch| ch.is_reserved()) =>
+            {
+                drop(self.chains.remove(h))
+            }
             _ => {}
         }
         let watches = std::mem::take(&mut c.watches);
@@ -673,6 +686,12 @@ impl Shard {
     /// Whether a transaction holds this core's lock.
     pub fn locked(&self) -> bool {
         self.lock.is_some()
+    }
+
+    /// Whether requests or connections wait here for a lock or a reserved
+    /// key (no key is reserved then, so that they go on soon).
+    pub fn waiting(&self) -> bool {
+        !self.deferred.is_empty() || !self.stalled.is_empty()
     }
 
     /// While another core's transaction holds this core's lock, parks

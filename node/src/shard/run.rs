@@ -565,7 +565,10 @@ pub fn parse(
 /// off `pre`: its length and its arguments' spans in `buf`; `None` when it
 /// was not parsed ahead (or its entries do not fit `buf`: then it is
 /// parsed again).
-fn parsed_ahead<'p>(pre: &mut &'p [(u32, u32)], buf: &[u8]) -> Option<(usize, &'p [(u32, u32)])> {
+pub(super) fn parsed_ahead<'p>(
+    pre: &mut &'p [(u32, u32)],
+    buf: &[u8],
+) -> Option<(usize, &'p [(u32, u32)])> {
     let (&(consumed, n), rest) = pre.split_first()?;
     if n == crate::mesh::NOT_PARSED {
         *pre = rest;

@@ -78,6 +78,48 @@ impl Shard {
         ends.push(out.bytes.len() as u32);
     }
 
+    /// Serves the deferred requests again, in the order they came: those
+    /// that must still wait (a lock, a reserved key) stay, with every one
+    /// behind them.
+    pub(super) fn retry_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let spare = std::mem::take(&mut self.deferred_spare);
+        let mut deferred = std::mem::replace(&mut self.deferred, spare);
+        let unlocker = self.req_client;
+        for (from, id, client, req) in deferred.drain(..) {
+            // A request of the transaction that took the lock meanwhile
+            // (sent right behind its lock) runs now.
+            if self.lock.is_some_and(|tx| !served_under(tx, &req)) || self.held_back(&req) {
+                self.deferred.push_back((from, id, client, req));
+            } else {
+                // Counted again, as when it first arrived.
+                self.msgs += 1;
+                self.set_req_client(client);
+                self.request(from, id, req);
+            }
+        }
+        self.deferred_spare = deferred;
+        self.set_req_client(unlocker);
+    }
+
+    /// Unless a transaction holds this core, the connections it stalled
+    /// (or a reserved key did) try their command again.
+    pub(super) fn resume_stalled(&mut self) {
+        if self.lock.is_some() {
+            return;
+        }
+        for key in self.stalled.drain(..) {
+            if let Some(c) = self.conns.get_mut(key) {
+                if c.wait == Wait::Stalled {
+                    c.wait = Wait::No;
+                }
+            }
+            self.resume.push(key);
+        }
+    }
+
     /// Runs what follows for connection `who` (core, key), or for nobody;
     /// the clock the commands share starts again.
     fn serve_for(&mut self, who: Option<(usize, Key)>) {
@@ -117,9 +159,16 @@ impl Shard {
     }
 
     /// Serves `req` from core `from` (answered with tag `id`), or defers
-    /// it while another transaction holds this core's lock.
+    /// it while another transaction holds this core's lock or while it may
+    /// touch a key reserved here (`holds`).
     pub fn request(&mut self, from: usize, id: u64, req: Request) {
-        if self.lock.is_some_and(|tx| !served_under(tx, &req)) {
+        if let Request::Pipeline(p) = &req {
+            if p.reserved {
+                self.reserved_part(from, id, req);
+                return;
+            }
+        }
+        if self.lock.is_some_and(|tx| !served_under(tx, &req)) || self.held_back(&req) {
             self.deferred.push_back((from, id, self.req_client, req));
             return;
         }
@@ -151,7 +200,7 @@ impl Shard {
         }
     }
 
-    fn answer(&mut self, from: usize, id: u64, mut resp: Response) {
+    pub(super) fn answer(&mut self, from: usize, id: u64, mut resp: Response) {
         if std::mem::take(&mut self.capture) {
             let logged = self.log_to_pending(false);
             resp = Response::Logged(Box::new(resp), logged);
@@ -323,7 +372,7 @@ impl Shard {
         }
     }
 
-    fn handle_request(&mut self, from: usize, id: u64, req: Request) {
+    pub(super) fn handle_request(&mut self, from: usize, id: u64, req: Request) {
         match req {
             Request::TrackKeys {
                 id: client,
@@ -569,33 +618,8 @@ impl Shard {
                         self.answer(from, id, Response::Done);
                     }
                     self.serve_ready();
-                    let spare = std::mem::take(&mut self.deferred_spare);
-                    let mut deferred = std::mem::replace(&mut self.deferred, spare);
-                    let unlocker = self.req_client;
-                    for (from, id, client, req) in deferred.drain(..) {
-                        // A request of the transaction that took the lock
-                        // meanwhile (sent right behind its lock) runs now.
-                        if self.lock.is_some_and(|tx| !served_under(tx, &req)) {
-                            self.deferred.push_back((from, id, client, req));
-                        } else {
-                            // Counted again, as when it first arrived.
-                            self.msgs += 1;
-                            self.set_req_client(client);
-                            self.request(from, id, req);
-                        }
-                    }
-                    self.deferred_spare = deferred;
-                    self.set_req_client(unlocker);
-                    if self.lock.is_none() {
-                        for key in self.stalled.drain(..) {
-                            if let Some(c) = self.conns.get_mut(key) {
-                                if c.wait == Wait::Stalled {
-                                    c.wait = Wait::No;
-                                }
-                            }
-                            self.resume.push(key);
-                        }
-                    }
+                    self.retry_deferred();
+                    self.resume_stalled();
                 } else {
                     self.answer(from, id, Response::Done);
                 }

@@ -1,0 +1,306 @@
+//! Keys reserved by the write pipelines this core fans out.
+//!
+//! A write pipeline over this core and one other (AOF off, no replicas)
+//! need not travel core to core, one message per change of core. This
+//! core reserves its own keys of the pipeline, sends the other core its
+//! segments, which it runs at once, and runs its own once that answer is
+//! in; then it gives the keys back. While reserved, a key is neither read
+//! nor written by anyone else: requests that would touch one wait
+//! ([`Shard::held_back`]), and so do this core's clients
+//! ([`Shard::stall_if_held`]). So no observer sees the other core's part
+//! without this core's, nor this core's before the other's: the pipeline
+//! is atomic to every other client, which is stronger than the order it
+//! must keep. Nothing that waits holds anything: the other core refuses
+//! its part rather than wait (one of its keys reserved by its own
+//! pipeline, or a transaction's lock), and the pipeline then goes core to
+//! core (`Response::Refused`); a lock waits until no key is reserved, and
+//! no key is reserved while anything waits, so every reservation ends
+//! within one answer.
+
+use super::Shard;
+use crate::io::{Key, Wait};
+use crate::mesh::flows::{Chain, PipelineIn};
+use crate::mesh::{Msg, Request, Response, Seg};
+use std::hash::BuildHasher;
+
+/// The keys reserved here: a hash of each (database, key) and how many
+/// pipelines reserve it. Two keys of one hash only make one wait for the
+/// other.
+#[derive(Default)]
+pub struct Holds {
+    counts: hashbrown::HashMap<u64, u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Scratch for a command's key indices.
+    idx: Vec<usize>,
+}
+
+impl Holds {
+    fn hash(&self, db: usize, key: &[u8]) -> u64 {
+        self.hasher.hash_one((db, key))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Whether command `args` may touch a reserved key: one of its keys
+    /// is, or its keys are not known (no keys, a script).
+    fn args_held(&mut self, db: usize, args: &engine::Args) -> bool {
+        let mut idx = std::mem::take(&mut self.idx);
+        idx.clear();
+        let held = match keys_of(args, &mut idx) {
+            false => true,
+            true => idx.iter().any(|&i| {
+                let h = self.hash(db, args.get(i));
+                self.counts.contains_key(&h)
+            }),
+        };
+        self.idx = idx;
+        held
+    }
+
+    /// Calls `f` with the hash of each key of segment `seg` of a pipeline
+    /// (`bytes`, parsed as `pre`); false if a command's keys are not
+    /// known (not parsed ahead, no keys, a script).
+    fn seg_keys(
+        &mut self,
+        db: usize,
+        (bytes, pre): (&[u8], &[(u32, u32)]),
+        seg: &Seg,
+        mut f: impl FnMut(u64),
+    ) -> bool {
+        let Some(mut buf) = bytes.get(seg.start as usize..seg.end as usize) else {
+            return false;
+        };
+        let mut pre = pre.get(seg.pre as usize..).unwrap_or(&[]);
+        let mut idx = std::mem::take(&mut self.idx);
+        let mut known = true;
+        for _ in 0..seg.cmds {
+            let Some((consumed, spans)) = super::run::parsed_ahead(&mut pre, buf) else {
+                known = false;
+                break;
+            };
+            let args = engine::Args::from_request(&buf[..consumed], spans, &[]);
+            idx.clear();
+            if !keys_of(&args, &mut idx) {
+                known = false;
+                break;
+            }
+            for &i in &idx {
+                f(self.hash(db, args.get(i)));
+            }
+            buf = &buf[consumed..];
+        }
+        self.idx = idx;
+        known
+    }
+
+    /// Whether segments `segs` may touch a reserved key.
+    fn segs_held<'s>(
+        &mut self,
+        db: usize,
+        bytes: (&[u8], &[(u32, u32)]),
+        segs: impl Iterator<Item = &'s Seg>,
+    ) -> bool {
+        if self.counts.is_empty() {
+            return false;
+        }
+        let counts = std::mem::take(&mut self.counts);
+        let mut held = false;
+        for seg in segs {
+            if !self.seg_keys(db, bytes, seg, |h| held |= counts.contains_key(&h)) || held {
+                held = true;
+                break;
+            }
+        }
+        self.counts = counts;
+        held
+    }
+}
+
+/// Appends the indices of `args`'s keys to `idx`; false when they are
+/// not known: an unknown command, none, or a script (which may touch
+/// keys it did not declare).
+fn keys_of(args: &engine::Args, idx: &mut Vec<usize>) -> bool {
+    let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
+        return false;
+    };
+    if spec.first_key <= 0 && spec.keys.is_none() {
+        return false;
+    }
+    let script = matches!(
+        spec.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
+    !script && spec.key_indices(args, idx).is_ok() && !idx.is_empty()
+}
+
+impl Shard {
+    /// Reserves this core's keys of write pipeline `p` in database `db`:
+    /// their hashes, or `None` when one is reserved already or some are
+    /// not known (the pipeline then goes core to core).
+    pub fn reserve(&mut self, db: usize, p: &PipelineIn) -> Option<Vec<u64>> {
+        let me = self.id;
+        let mut hashes = Vec::with_capacity(p.segs.len() * 2);
+        for seg in p.segs.iter().filter(|s| s.core == me) {
+            if !self
+                .holds
+                .seg_keys(db, (&p.bytes.0, &p.pre), seg, |h| hashes.push(h))
+            {
+                return None;
+            }
+        }
+        if hashes.iter().any(|h| self.holds.counts.contains_key(h)) {
+            return None;
+        }
+        for &h in &hashes {
+            *self.holds.counts.entry(h).or_insert(0) += 1;
+        }
+        self.stats.pipelines_reserved += 1;
+        Some(hashes)
+    }
+
+    /// Gives reserved keys back, and lets what waited for them go on.
+    fn release(&mut self, hashes: &[u64]) {
+        for h in hashes {
+            if let hashbrown::hash_map::Entry::Occupied(mut e) = self.holds.counts.entry(*h) {
+                match *e.get() {
+                    0 | 1 => drop(e.remove()),
+                    _ => *e.get_mut() -= 1,
+                }
+            }
+        }
+        self.retry_deferred();
+        self.resume_stalled();
+    }
+
+    /// Whether pipeline `p`'s segments for this core may touch a key
+    /// reserved here (a read pipeline must not then run its part here at
+    /// once).
+    pub fn pipeline_held(&mut self, db: usize, p: &PipelineIn) -> bool {
+        let me = self.id;
+        let segs = p.segs.iter().filter(|s| s.core == me);
+        self.holds.segs_held(db, (&p.bytes.0, &p.pre), segs)
+    }
+
+    /// Parks connection `key` until the keys it would touch are given
+    /// back (true), when command `args` (in database `db`) has keys and
+    /// one of them may be reserved here; else false: go on. A command
+    /// without keys does not touch the data here (those that do, such as
+    /// FLUSHALL or DBSIZE, go to every core as requests, which wait).
+    pub fn stall_if_held(&mut self, key: Key, db: usize, args: &engine::Args) -> bool {
+        if self.holds.is_empty() {
+            return false;
+        }
+        let keyless = engine::cmd::registry()
+            .lookup(args.get(0))
+            .is_some_and(|s| s.first_key <= 0 && s.keys.is_none());
+        if keyless || !self.holds.args_held(db, args) {
+            return false;
+        }
+        if let Some(c) = self.conns.get_mut(key) {
+            c.wait = Wait::Stalled;
+        }
+        self.stalled.push(key);
+        true
+    }
+
+    /// Whether request `req` must wait ([`Shard::request`] defers it)
+    /// because it may touch a reserved key, or because requests wait
+    /// already (they go on in the order they came). Requests that touch
+    /// no data go on, and so does a reserved part, which never waits.
+    pub(super) fn held_back(&mut self, req: &Request) -> bool {
+        // (Under a lock nothing is reserved, and the lock decides.)
+        if self.lock.is_some() || self.holds.is_empty() && self.deferred.is_empty() {
+            return false;
+        }
+        let queued = !self.deferred.is_empty();
+        let me = self.id;
+        match req {
+            Request::Pipeline(p) if !p.reserved => {
+                let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
+                queued || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
+            }
+            Request::Exec {
+                tx: None, db, cmds, ..
+            } => queued || cmds.iter().any(|c| self.holds.args_held(*db, &c.as_args())),
+            Request::Export { tx: None, db, keys } => {
+                queued
+                    || keys.iter().any(|k| {
+                        let h = self.holds.hash(*db, k);
+                        self.holds.counts.contains_key(&h)
+                    })
+            }
+            Request::Lock(..)
+            | Request::Import { .. }
+            | Request::Digest
+            | Request::DigestValues { .. }
+            | Request::Replace { .. }
+            | Request::DropSlot { .. }
+            | Request::TakeSlots { .. }
+            | Request::PutSlots(_)
+            | Request::PauseWrites { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Serves reserved part `req` ([`crate::mesh::msg::Pipeline::reserved`])
+    /// at once, or refuses it when a transaction holds this core or one of
+    /// its keys is reserved here.
+    pub(super) fn reserved_part(&mut self, from: usize, id: u64, req: Request) {
+        let refuse = match &req {
+            Request::Pipeline(p) => {
+                let me = self.id;
+                let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
+                self.lock.is_some() || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
+            }
+            _ => false,
+        };
+        if refuse {
+            self.answer(from, id, Response::Refused);
+        } else {
+            self.handle_request(from, id, req);
+        }
+    }
+
+    /// A reserved pipeline's chain got its answer: this core's part runs
+    /// now and its keys go back, or, refused, the pipeline goes core to
+    /// core (or nowhere, its client gone). Returns the chain when its
+    /// answer is for the client now.
+    pub(super) fn reserved_done(&mut self, mut chain: Chain, resp: &Response) -> Option<Chain> {
+        let Some(r) = chain.take_reserved() else {
+            return Some(chain);
+        };
+        let conn = chain.conn();
+        if matches!(resp, Response::Refused) {
+            self.stats.pipelines_refused += 1;
+            self.release(&r.holds);
+            let alive = self.conns.get(conn).is_some_and(|c| !c.closing);
+            if !alive {
+                return Some(chain);
+            }
+            let client = self.conns.get(conn).map_or(0, |c| c.id);
+            let (core, req, chain) = chain.restart(*r);
+            let h = self.chains.insert(chain);
+            let from = self.id;
+            self.mesh.send(
+                core,
+                Msg::Req {
+                    from,
+                    id: crate::mesh::flows::chain_id(h),
+                    client,
+                    req,
+                },
+            );
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.wait = Wait::Chain(h);
+            }
+            return None;
+        }
+        let (out, ends) = self.run_here(conn, (r.db, chain.resp3()), &r.p);
+        chain.ran_here(out, ends);
+        self.release(&r.holds);
+        self.serve_ready();
+        Some(chain)
+    }
+}
