@@ -811,8 +811,9 @@ pub fn may_fan_out(shard: &mut Shard, db: usize, p: &flows::PipelineIn) -> bool 
 
 /// Runs write pipeline `p` of connection `key` over this core and one
 /// other without a task, when this core's state allows it (no AOF, no
-/// replicas, no transaction holding it, nothing waiting, writers not
-/// paused) and its keys here could be reserved ([`Shard::reserve`]): the
+/// replicas, no keyspace events, which go out as each core runs its part,
+/// no transaction holding it, nothing waiting, writers not paused) and
+/// its keys here could be reserved ([`Shard::reserve`]): the
 /// other core gets its segments and runs them at once, this core runs
 /// its own once that answer is in ([`flows::Chain::reserved`]). Gives the
 /// pipeline back when it cannot.
@@ -829,6 +830,7 @@ pub fn fan_out_writes(
         && !shard.writes_paused
         && !shard.waiting()
         && !shard.replication.stream().active()
+        && shard.engine.notify_flags == 0
         && flows::over_two(&p, shard.id)
         && p.segs.iter().any(|s| s.core == shard.id);
     let holds = match may {
