@@ -290,6 +290,20 @@ fn connect_on(s: &Server, core: usize, spare: &mut Vec<RawConn>) -> RawConn {
     panic!("no connection landed on core {core}");
 }
 
+/// Waits (10 s at most) until client `x` sees key `later`, then checks
+/// that client `y` sees key `earlier`, which was sent before it.
+fn seen_after(x: &mut RawConn, later: &str, y: &mut RawConn, earlier: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while x.cmd_str(&["EXISTS", later]) != b":1\r\n" {
+        assert!(Instant::now() < deadline, "{later} never appeared");
+    }
+    assert_eq!(
+        y.cmd_str(&["EXISTS", earlier]),
+        b":1\r\n",
+        "{later} was visible before {earlier}, sent before it"
+    );
+}
+
 /// A writer pipelines `SET {A}a:i` then `SET {B}b:i` (cores 0 and 1)
 /// while core 0 is held up by a DEBUG SLEEP. Client X, on core 1, waits
 /// for `b:i`; once it sees it, client Y, on core 0, reads `a:i`, which was
@@ -345,15 +359,7 @@ fn pairs_become_visible_in_order(pairs: usize, scripted: bool, args: &[&str], re
         writer.send(&bytes).unwrap();
         let last_b = format!("{{{b}}}b:{round}:{}", pairs - 1);
         let first_a = format!("{{{a}}}a:{round}:0");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while x.cmd_str(&["EXISTS", &last_b]) != b":1\r\n" {
-            assert!(Instant::now() < deadline, "{last_b} never appeared");
-        }
-        assert_eq!(
-            y.cmd_str(&["EXISTS", &first_a]),
-            b":1\r\n",
-            "{last_b} was visible before {first_a}, sent before it"
-        );
+        seen_after(&mut x, &last_b, &mut y, &first_a);
         for _ in 0..2 * pairs {
             assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
         }
@@ -429,15 +435,7 @@ fn reserved_keys_keep_the_first_core_part_from_readers_until_it_ran() {
         // pipeline starts with `b:<r>:0`, on core 1.)
         let last_b = format!("{{{b}}}b:{round}:{}", pairs - 1);
         let last_a = format!("{{{a}}}a:{round}:{}", pairs - 1);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while x.cmd_str(&["EXISTS", &last_b]) != b":1\r\n" {
-            assert!(Instant::now() < deadline, "{last_b} never appeared");
-        }
-        assert_eq!(
-            y.cmd_str(&["EXISTS", &last_a]),
-            b":1\r\n",
-            "{last_b} was visible before {last_a}, sent before it"
-        );
+        seen_after(&mut x, &last_b, &mut y, &last_a);
         for _ in 0..2 * pairs {
             assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
         }

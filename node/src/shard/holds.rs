@@ -231,16 +231,8 @@ impl Shard {
                         self.holds.counts.contains_key(&h)
                     })
             }
-            Request::Lock(..)
-            | Request::Import { .. }
-            | Request::Digest
-            | Request::DigestValues { .. }
-            | Request::Replace { .. }
-            | Request::DropSlot { .. }
-            | Request::TakeSlots { .. }
-            | Request::PutSlots(_)
-            | Request::PauseWrites { .. } => true,
-            _ => false,
+            Request::Import { .. } => true,
+            _ => super::serve::keyspace_wide(req),
         }
     }
 

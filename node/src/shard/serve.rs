@@ -29,18 +29,26 @@ fn served_under(tx: crate::mesh::TxId, req: &Request) -> bool {
         Request::Pipeline(p) => p.tx == Some(tx),
         Request::Unlock(t) | Request::SnapshotStart { tx: t } => *t == tx,
         Request::Export { tx: None, .. } | Request::Import { .. } => true,
-        Request::Lock(..)
-        | Request::Exec { .. }
-        | Request::Watch { .. }
-        | Request::Digest
-        | Request::DigestValues { .. }
-        | Request::Replace { .. }
-        | Request::DropSlot { .. }
-        | Request::TakeSlots { .. }
-        | Request::PutSlots(_)
-        | Request::PauseWrites { .. } => false,
-        _ => true,
+        Request::Exec { .. } | Request::Watch { .. } => false,
+        _ => !keyspace_wide(req),
     }
+}
+
+/// Requests that take a lock, read or replace a core's keyspace beyond
+/// keys they name, or pause its writers: they wait while a transaction
+/// holds the core or a key is reserved there.
+pub(super) fn keyspace_wide(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Lock(..)
+            | Request::Digest
+            | Request::DigestValues { .. }
+            | Request::Replace { .. }
+            | Request::DropSlot { .. }
+            | Request::TakeSlots { .. }
+            | Request::PutSlots(_)
+            | Request::PauseWrites { .. }
+    )
 }
 
 /// A pipeline's replies waiting to be sent on another core's client
