@@ -238,13 +238,18 @@ impl Shard {
 
     /// Serves reserved part `req` ([`crate::mesh::msg::Pipeline::reserved`])
     /// at once, or refuses it when a transaction holds this core or one of
-    /// its keys is reserved here.
+    /// its keys is reserved here, or when the AOF or replicas came on since
+    /// the requester chose this path (its two parts would reach the log or
+    /// the stream apart: core to core, they go in order).
     pub(super) fn reserved_part(&mut self, from: usize, id: u64, req: Request) {
         let refuse = match &req {
             Request::Pipeline(p) => {
                 let me = self.id;
                 let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
-                self.lock.is_some() || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
+                self.lock.is_some()
+                    || self.aof.is_some()
+                    || self.replication.stream().active()
+                    || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
             }
             _ => false,
         };
