@@ -301,3 +301,89 @@ impl Shard {
         Some(chain)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::NOT_PARSED;
+
+    /// `cmds` as RESP bytes and as the requesting core parses them
+    /// (`Pipeline::pre`: a header per command, then its arguments' spans
+    /// from the command's first byte), and one segment over all of them.
+    fn pipeline(cmds: &[&[&str]]) -> (Vec<u8>, Vec<(u32, u32)>, Seg) {
+        let (mut bytes, mut pre) = (Vec::new(), Vec::new());
+        for args in cmds {
+            let start = bytes.len();
+            let mut spans = Vec::new();
+            bytes.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in *args {
+                bytes.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                let at = (bytes.len() - start) as u32;
+                spans.push((at, at + a.len() as u32));
+                bytes.extend_from_slice(a.as_bytes());
+                bytes.extend_from_slice(b"\r\n");
+            }
+            pre.push(((bytes.len() - start) as u32, spans.len() as u32));
+            pre.extend(spans);
+        }
+        let seg = Seg {
+            core: 0,
+            start: 0,
+            end: bytes.len() as u32,
+            cmds: cmds.len() as u32,
+            pre: 0,
+        };
+        (bytes, pre, seg)
+    }
+
+    fn hashes(h: &mut Holds, cmds: &[&[&str]]) -> Option<Vec<u64>> {
+        let (bytes, pre, seg) = pipeline(cmds);
+        let mut out = Vec::new();
+        h.seg_keys(3, (&bytes, &pre), &seg, |x| out.push(x))
+            .then_some(out)
+    }
+
+    #[test]
+    fn a_segment_yields_each_commands_keys_or_says_they_are_not_known() {
+        let mut h = Holds::default();
+        let got = hashes(
+            &mut h,
+            &[&["SET", "a", "1"], &["hset", "b", "f", "v"], &["GET", "a"]],
+        );
+        let want = vec![h.hash(3, b"a"), h.hash(3, b"b"), h.hash(3, b"a")];
+        assert_eq!(got, Some(want));
+        assert_ne!(h.hash(3, b"a"), h.hash(4, b"a"), "the database counts");
+        // Keys not known: a script, a command without keys, an unknown one.
+        for cmd in [
+            &["EVALSHA", "abc", "1", "a"][..],
+            &["PING"][..],
+            &["NOSUCHCOMMAND", "a"][..],
+        ] {
+            assert_eq!(hashes(&mut h, &[&["SET", "a", "1"], cmd]), None, "{cmd:?}");
+        }
+        // A command the requester did not parse ahead.
+        let (bytes, mut pre, seg) = pipeline(&[&["SET", "a", "1"]]);
+        pre[0].1 = NOT_PARSED;
+        pre.truncate(1);
+        assert!(!h.seg_keys(3, (&bytes, &pre), &seg, |_| {}));
+    }
+
+    #[test]
+    fn a_segment_is_held_while_one_of_its_keys_is_reserved() {
+        let mut h = Holds::default();
+        let (bytes, pre, seg) = pipeline(&[&["SET", "a", "1"], &["SET", "b", "1"]]);
+        assert!(!h.segs_held(3, (&bytes, &pre), [&seg].into_iter()));
+        let b = h.hash(3, b"b");
+        h.counts.insert(b, 1);
+        assert!(h.segs_held(3, (&bytes, &pre), [&seg].into_iter()));
+        assert!(!h.segs_held(2, (&bytes, &pre), [&seg].into_iter()));
+        let mut idx = Vec::new();
+        let (args_bytes, spans) = (b"GETb".to_vec(), [(0u32, 3u32), (3, 4)]);
+        let args = engine::Args::new(&args_bytes, &spans);
+        assert!(keys_of(&args, &mut idx) && idx == [1]);
+        assert!(h.args_held(3, &args));
+        assert!(!h.args_held(0, &args));
+        h.counts.clear();
+        assert!(!h.args_held(3, &args));
+    }
+}
