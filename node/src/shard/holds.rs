@@ -43,17 +43,21 @@ impl Holds {
         self.counts.is_empty()
     }
 
+    /// Whether `key` of database `db` is reserved.
+    fn key_held(&self, db: usize, key: &[u8]) -> bool {
+        self.counts.contains_key(&self.hash(db, key))
+    }
+
     /// Whether command `args` may touch a reserved key: one of its keys
-    /// is, or its keys are not known (no keys, a script).
-    fn args_held(&mut self, db: usize, args: &engine::Args) -> bool {
+    /// is, or its keys are not known (a script, an unknown command);
+    /// `None` for a command without keys.
+    fn args_held(&mut self, db: usize, args: &engine::Args) -> Option<bool> {
         let mut idx = std::mem::take(&mut self.idx);
         idx.clear();
         let held = match keys_of(args, &mut idx) {
-            false => true,
-            true => idx.iter().any(|&i| {
-                let h = self.hash(db, args.get(i));
-                self.counts.contains_key(&h)
-            }),
+            Keys::None => None,
+            Keys::Unknown => Some(true),
+            Keys::Known => Some(idx.iter().any(|&i| self.key_held(db, args.get(i)))),
         };
         self.idx = idx;
         held
@@ -82,7 +86,7 @@ impl Holds {
             };
             let args = engine::Args::from_request(&buf[..consumed], spans, &[]);
             idx.clear();
-            if !keys_of(&args, &mut idx) {
+            if !matches!(keys_of(&args, &mut idx), Keys::Known) {
                 known = false;
                 break;
             }
@@ -118,21 +122,30 @@ impl Holds {
     }
 }
 
-/// Appends the indices of `args`'s keys to `idx`; false when they are
-/// not known: an unknown command, none, or a script (which may touch
-/// keys it did not declare).
-fn keys_of(args: &engine::Args, idx: &mut Vec<usize>) -> bool {
+/// What is known of a command's keys ([`keys_of`]).
+enum Keys {
+    /// The command has none.
+    None,
+    /// An unknown command, or a script (which may touch keys it did not
+    /// declare).
+    Unknown,
+    /// Their indices are in `idx`.
+    Known,
+}
+
+/// Appends the indices of `args`'s keys to `idx`, and says whether they
+/// are known.
+fn keys_of(args: &engine::Args, idx: &mut Vec<usize>) -> Keys {
     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
-        return false;
+        return Keys::Unknown;
     };
     if spec.first_key <= 0 && spec.keys.is_none() {
-        return false;
+        return Keys::None;
     }
-    let script = matches!(
-        spec.name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    );
-    !script && spec.key_indices(args, idx).is_ok() && !idx.is_empty()
+    match !engine::cmd::script::is_script(spec.name) && spec.key_indices(args, idx).is_ok() {
+        true if !idx.is_empty() => Keys::Known,
+        _ => Keys::Unknown,
+    }
 }
 
 impl Shard {
@@ -192,10 +205,7 @@ impl Shard {
         if self.holds.is_empty() {
             return false;
         }
-        let keyless = engine::cmd::registry()
-            .lookup(args.get(0))
-            .is_some_and(|s| s.first_key <= 0 && s.keys.is_none());
-        if keyless || !self.holds.args_held(db, args) {
+        if self.holds.args_held(db, args) != Some(true) {
             return false;
         }
         if let Some(c) = self.conns.get_mut(key) {
@@ -223,13 +233,14 @@ impl Shard {
             }
             Request::Exec {
                 tx: None, db, cmds, ..
-            } => queued || cmds.iter().any(|c| self.holds.args_held(*db, &c.as_args())),
-            Request::Export { tx: None, db, keys } => {
+            } => {
                 queued
-                    || keys.iter().any(|k| {
-                        let h = self.holds.hash(*db, k);
-                        self.holds.counts.contains_key(&h)
-                    })
+                    || cmds
+                        .iter()
+                        .any(|c| self.holds.args_held(*db, &c.as_args()) != Some(false))
+            }
+            Request::Export { tx: None, db, keys } => {
+                queued || keys.iter().any(|k| self.holds.key_held(*db, k))
             }
             Request::Import { .. } => true,
             _ => super::serve::keyspace_wide(req),
@@ -380,10 +391,10 @@ mod tests {
         let mut idx = Vec::new();
         let (args_bytes, spans) = (b"GETb".to_vec(), [(0u32, 3u32), (3, 4)]);
         let args = engine::Args::new(&args_bytes, &spans);
-        assert!(keys_of(&args, &mut idx) && idx == [1]);
-        assert!(h.args_held(3, &args));
-        assert!(!h.args_held(0, &args));
+        assert!(matches!(keys_of(&args, &mut idx), Keys::Known) && idx == [1]);
+        assert_eq!(h.args_held(3, &args), Some(true));
+        assert_eq!(h.args_held(0, &args), Some(false));
         h.counts.clear();
-        assert!(!h.args_held(3, &args));
+        assert_eq!(h.args_held(3, &args), Some(false));
     }
 }
