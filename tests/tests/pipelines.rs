@@ -487,6 +487,84 @@ fn a_key_reserved_by_a_pipeline_in_flight_is_read_after_the_pipeline() {
     assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
 }
 
+/// A transaction across cores whose lock waits on a core where a
+/// pipeline reserved keys runs there only once granted, after the
+/// pipeline: never part of it before. The writer on core 0 pipelines
+/// `SET <b> X`, `SET <a> X` (a on core 0, b on core 1) while core 1
+/// sleeps, so core 0 holds `a` reserved; then a client of core 0 sends
+/// `MSET <a> Y <b> Y`. Its lock on core 0 waits for the reservation, and
+/// the coordinator sends its command right behind the lock: served at
+/// once, it set `a` before the pipeline did and `b` after, leaving
+/// `a` = X and `b` = Y, which neither order of the two gives.
+#[test]
+fn a_transaction_across_cores_runs_whole_after_a_reservation_it_meets() {
+    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let mut sleeper = connect_on(&s, 1, &mut spare);
+    let mut writer = connect_on(&s, 0, &mut spare);
+    let mut other = connect_on(&s, 0, &mut spare);
+    for round in 0..3 {
+        sleeper
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let (ak, bk) = (format!("{{{a}}}a:{round}"), format!("{{{b}}}b:{round}"));
+        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"X"]);
+        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"X"]));
+        writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        other
+            .send(&encode(&[
+                b"MSET",
+                ak.as_bytes(),
+                b"Y",
+                bk.as_bytes(),
+                b"Y",
+            ]))
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(other.read_reply().unwrap(), b"+OK\r\n");
+        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+        let pair = (other.cmd_str(&["GET", &ak]), other.cmd_str(&["GET", &bk]));
+        assert_eq!(pair.0, pair.1, "round {round}: a and b differ");
+    }
+    assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
+}
+
+/// A command that reads data without naming keys (SCAN) on a core where
+/// a pipeline reserved keys is served after the pipeline, like a read
+/// of a reserved key: it sees the key the pipeline creates there.
+#[test]
+fn a_scan_on_a_core_with_reserved_keys_is_served_after_the_pipeline() {
+    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let mut sleeper = connect_on(&s, 1, &mut spare);
+    let mut writer = connect_on(&s, 0, &mut spare);
+    let mut local = connect_on(&s, 0, &mut spare);
+    for round in 0..3 {
+        sleeper
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let (ak, bk) = (format!("{{{a}}}new:{round}"), format!("{{{b}}}b:{round}"));
+        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
+        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
+        writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let scan = local.cmd_str(&["SCAN", "0", "MATCH", &ak, "COUNT", "100000"]);
+        let text = String::from_utf8_lossy(&scan).into_owned();
+        assert!(text.contains(&ak), "round {round}: {text:?}");
+        for _ in 0..2 {
+            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+    }
+}
+
 /// Two writers pipeline the same two keys, at the same moment, round
 /// after round. T, on core 0, sends `SET {B}p:<r> T`, `SET {A}x:<r> T`,
 /// `SET {B}y:<r> T`; U, on core 1, sends `SET {A}q:<r> U`,

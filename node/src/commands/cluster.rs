@@ -63,8 +63,9 @@ pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {
             if owner == shard.id {
                 // This core owns the slot (always, with one core): answer
                 // from its dictionary without a task, unless another
-                // core's transaction holds it.
-                if shard.stall_if_locked(key) {
+                // core's transaction holds it, or its own pipeline
+                // reserved keys (one of this slot may be on the way).
+                if shard.stall_if_locked(key) || shard.stall_if_reserved(key) {
                     return Next::Retry;
                 }
                 let db = &shard.engine.dbs[0];

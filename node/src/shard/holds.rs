@@ -7,7 +7,9 @@
 //! in; then it gives the keys back. While reserved, a key is neither read
 //! nor written by anyone else: requests that would touch one wait
 //! ([`Shard::held_back`]), and so do this core's clients
-//! ([`Shard::stall_if_held`]). So no observer sees the other core's part
+//! ([`Shard::stall_if_held`]); a command that reads or writes data
+//! without naming keys, or in another database than the one named (MOVE,
+//! COPY ... DB), counts as touching every key. So no observer sees the other core's part
 //! without this core's, nor this core's before the other's: the pipeline
 //! is atomic to every other client, which is stronger than the order it
 //! must keep. Nothing that waits holds anything: the other core refuses
@@ -49,8 +51,9 @@ impl Holds {
     }
 
     /// Whether command `args` may touch a reserved key: one of its keys
-    /// is, or its keys are not known (a script, an unknown command);
-    /// `None` for a command without keys.
+    /// is, or its keys are not known (a script, an unknown command, one
+    /// that reads or writes data without naming keys, see [`keys_of`]);
+    /// `None` for a command that touches no data.
     fn args_held(&mut self, db: usize, args: &engine::Args) -> Option<bool> {
         let mut idx = std::mem::take(&mut self.idx);
         idx.clear();
@@ -136,11 +139,22 @@ enum Keys {
 /// Appends the indices of `args`'s keys to `idx`, and says whether they
 /// are known.
 fn keys_of(args: &engine::Args, idx: &mut Vec<usize>) -> Keys {
+    use engine::cmd::flags::{READONLY, WRITE};
     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
         return Keys::Unknown;
     };
     if spec.first_key <= 0 && spec.keys.is_none() {
-        return Keys::None;
+        // One that reads or writes data without naming keys (SCAN,
+        // RANDOMKEY, FLUSHDB...) may touch any.
+        return match spec.has(READONLY) || spec.has(WRITE) {
+            true => Keys::Unknown,
+            false => Keys::None,
+        };
+    }
+    // MOVE and COPY ... DB write the key in another database than the
+    // one reserved.
+    if matches!(spec.name, "move" | "copy") {
+        return Keys::Unknown;
     }
     match !engine::cmd::script::is_script(spec.name) && spec.key_indices(args, idx).is_ok() {
         true if !idx.is_empty() => Keys::Known,
@@ -197,22 +211,34 @@ impl Shard {
     }
 
     /// Parks connection `key` until the keys it would touch are given
-    /// back (true), when command `args` (in database `db`) has keys and
-    /// one of them may be reserved here; else false: go on. A command
-    /// without keys does not touch the data here (those that do, such as
-    /// FLUSHALL or DBSIZE, go to every core as requests, which wait).
+    /// back (true), when command `args` (in database `db`) may touch one
+    /// reserved here; else false: go on. A command without keys that
+    /// reads or writes data (SCAN, FLUSHDB) may touch any; one that does
+    /// not (PING, CLIENT) goes on.
     pub fn stall_if_held(&mut self, key: Key, db: usize, args: &engine::Args) -> bool {
+        if self.holds.is_empty() || self.holds.args_held(db, args) != Some(true) {
+            return false;
+        }
+        self.stall(key);
+        true
+    }
+
+    /// Parks connection `key` while any key is reserved here (true): its
+    /// command reads a whole slot (CLUSTER COUNTKEYSINSLOT,
+    /// GETKEYSINSLOT).
+    pub fn stall_if_reserved(&mut self, key: Key) -> bool {
         if self.holds.is_empty() {
             return false;
         }
-        if self.holds.args_held(db, args) != Some(true) {
-            return false;
-        }
+        self.stall(key);
+        true
+    }
+
+    fn stall(&mut self, key: Key) {
         if let Some(c) = self.conns.get_mut(key) {
             c.wait = Wait::Stalled;
         }
         self.stalled.push(key);
-        true
     }
 
     /// Whether request `req` must wait ([`Shard::request`] defers it)
@@ -227,6 +253,10 @@ impl Shard {
         let queued = !self.deferred.is_empty();
         let me = self.id;
         match req {
+            // A request of a transaction whose lock is not granted here:
+            // its `Lock`, sent right before it, waits among the deferred
+            // (a lock waits while keys are reserved), so it waits behind.
+            Request::Exec { tx: Some(_), .. } | Request::Export { tx: Some(_), .. } => true,
             Request::Pipeline(p) if !p.reserved => {
                 let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
                 queued || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
@@ -396,5 +426,39 @@ mod tests {
         assert_eq!(h.args_held(0, &args), Some(false));
         h.counts.clear();
         assert_eq!(h.args_held(3, &args), Some(false));
+    }
+
+    /// A command's keys as [`Holds::args_held`] reads them while key `a`
+    /// of database 3 is reserved.
+    fn held(h: &mut Holds, cmd: &[&str]) -> Option<bool> {
+        let (mut bytes, mut spans) = (Vec::new(), Vec::new());
+        for a in cmd {
+            spans.push((bytes.len() as u32, (bytes.len() + a.len()) as u32));
+            bytes.extend_from_slice(a.as_bytes());
+        }
+        h.args_held(3, &engine::Args::new(&bytes, &spans))
+    }
+
+    #[test]
+    fn commands_that_reach_beyond_their_named_keys_count_as_touching_a_reserved_one() {
+        let mut h = Holds::default();
+        h.counts.insert(h.hash(3, b"a"), 1);
+        assert_eq!(held(&mut h, &["GET", "b"]), Some(false));
+        assert_eq!(held(&mut h, &["GET", "a"]), Some(true));
+        // Data read or written without naming keys.
+        for cmd in [&["SCAN", "0"][..], &["RANDOMKEY"][..], &["FLUSHDB"][..]] {
+            assert_eq!(held(&mut h, cmd), Some(true), "{cmd:?}");
+        }
+        // Another database than the one reserved.
+        assert_eq!(held(&mut h, &["MOVE", "b", "5"]), Some(true));
+        assert_eq!(held(&mut h, &["COPY", "b", "c", "DB", "5"]), Some(true));
+        // No data.
+        for cmd in [&["PING"][..], &["CLIENT", "ID"][..]] {
+            assert_eq!(held(&mut h, cmd), None, "{cmd:?}");
+        }
+        // And none of these lets a pipeline reserve its keys.
+        for cmd in [&["MOVE", "b", "5"][..], &["SCAN", "0"][..]] {
+            assert_eq!(hashes(&mut h, &[&["SET", "b", "1"], cmd]), None, "{cmd:?}");
+        }
     }
 }

@@ -48,6 +48,8 @@ pub(super) fn keyspace_wide(req: &Request) -> bool {
             | Request::TakeSlots { .. }
             | Request::PutSlots(_)
             | Request::PauseWrites { .. }
+            | Request::CountKeys { .. }
+            | Request::KeysInSlot { .. }
     )
 }
 
