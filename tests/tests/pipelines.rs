@@ -565,6 +565,54 @@ fn a_scan_on_a_core_with_reserved_keys_is_served_after_the_pipeline() {
     }
 }
 
+/// A client blocked on a key of a core where a pipeline reserved keys is
+/// served after the pipeline, whatever key wakes it: a blocked command
+/// may write a reserved key (BLMOVE's destination here).
+#[test]
+fn a_blocked_client_woken_while_keys_are_reserved_is_served_after_the_pipeline() {
+    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+    let (a, b) = (tag_on(0), tag_on(1));
+    let mut spare = Vec::new();
+    let mut sleeper = connect_on(&s, 1, &mut spare);
+    let mut writer = connect_on(&s, 0, &mut spare);
+    let mut pusher = connect_on(&s, 0, &mut spare);
+    let mut blocked = connect_on(&s, 0, &mut spare);
+    for round in 0..3 {
+        let (src, dst) = (format!("{{{a}}}src:{round}"), format!("{{{a}}}dst:{round}"));
+        blocked
+            .send(&encode(&[
+                b"BLMOVE",
+                src.as_bytes(),
+                dst.as_bytes(),
+                b"LEFT",
+                b"LEFT",
+                b"0",
+            ]))
+            .unwrap();
+        sleeper
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let bk = format!("{{{b}}}b:{round}");
+        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
+        bytes.extend_from_slice(&encode(&[b"SET", dst.as_bytes(), b"1"]));
+        writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(pusher.cmd_str(&["LPUSH", &src, "v"]), b":1\r\n");
+        blocked.set_read_timeout(Duration::from_millis(100));
+        let early = blocked.read_reply();
+        assert!(early.is_err(), "round {round}: served early: {early:?}");
+        blocked.set_read_timeout(Duration::from_secs(10));
+        // The pipeline made dst a string first: BLMOVE meets WRONGTYPE.
+        let reply = blocked.read_reply().unwrap();
+        assert!(reply.starts_with(b"-WRONGTYPE"), "round {round}: {reply:?}");
+        for _ in 0..2 {
+            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+    }
+}
+
 /// Two writers pipeline the same two keys, at the same moment, round
 /// after round. T, on core 0, sends `SET {B}p:<r> T`, `SET {A}x:<r> T`,
 /// `SET {B}y:<r> T`; U, on core 1, sends `SET {A}q:<r> U`,

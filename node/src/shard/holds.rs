@@ -313,6 +313,7 @@ impl Shard {
         if matches!(resp, Response::Refused) {
             self.stats.pipelines_refused += 1;
             self.release(&r.holds);
+            self.serve_ready();
             let alive = self.conns.get(conn).is_some_and(|c| !c.closing);
             if !alive {
                 return Some(chain);

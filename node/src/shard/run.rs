@@ -389,7 +389,9 @@ impl Shard {
     /// Gives data that just arrived to clients blocked on it, oldest first.
     /// Waits while a transaction holds this core: its unlock serves them.
     pub fn serve_ready(&mut self) {
-        if self.lock.is_some() {
+        // (Under a lock, or while a pipeline holds keys reserved here: a
+        // blocked command may write one. Its unlock or release serves.)
+        if self.lock.is_some() || !self.holds.is_empty() {
             return;
         }
         for _ in 0..1024 {
