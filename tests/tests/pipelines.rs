@@ -445,6 +445,65 @@ fn reserved_keys_keep_the_first_core_part_from_readers_until_it_ran() {
     assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
 }
 
+/// A server of 2 shards where core 0 holds a key reserved for a while:
+/// [`Reserving::pipeline`] puts core 1 to sleep, then has a writer on
+/// core 0 pipeline a key of core 1 and then a key of core 0.
+struct Reserving {
+    s: Server,
+    /// Hash tags of core 0 and core 1.
+    a: String,
+    b: String,
+    spare: Vec<RawConn>,
+    sleeper: RawConn,
+    writer: RawConn,
+}
+
+impl Reserving {
+    fn new() -> Reserving {
+        let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
+        let mut spare = Vec::new();
+        let sleeper = connect_on(&s, 1, &mut spare);
+        let writer = connect_on(&s, 0, &mut spare);
+        let (a, b) = (tag_on(0), tag_on(1));
+        Reserving {
+            s,
+            a,
+            b,
+            spare,
+            sleeper,
+            writer,
+        }
+    }
+
+    fn conn(&mut self, core: usize) -> RawConn {
+        connect_on(&self.s, core, &mut self.spare)
+    }
+
+    /// Core 1 sleeps 0.3 s (DEBUG SLEEP); meanwhile the writer pipelines
+    /// `SET <on1> <v>`, `SET <on0> <v>`. The pipeline starts with core
+    /// 1's command (a pipeline that starts with its own core's runs those
+    /// at once), so core 0 reserves `on0` and waits for core 1's part:
+    /// reserved until core 1 wakes. Returns once the pipeline is sent.
+    fn pipeline(&mut self, on1: &str, on0: &str, v: &str) {
+        self.sleeper
+            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut bytes = encode(&[b"SET", on1.as_bytes(), v.as_bytes()]);
+        bytes.extend_from_slice(&encode(&[b"SET", on0.as_bytes(), v.as_bytes()]));
+        self.writer.send(&bytes).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    /// The pipeline's replies, then the sleeper's.
+    fn done(&mut self) {
+        for _ in 0..2 {
+            assert_eq!(self.writer.read_reply().unwrap(), b"+OK\r\n");
+        }
+        assert_eq!(self.sleeper.read_reply().unwrap(), b"+OK\r\n");
+    }
+}
+
 /// A writer on core 0 pipelines `SET {B}b:<i>` and `SET {A}a:<i>` while
 /// core 1 sleeps: core 0 reserves its keys and waits for core 1's part.
 /// A client of core 0 reading `a:<i>` meanwhile is served once the
@@ -456,35 +515,22 @@ fn reserved_keys_keep_the_first_core_part_from_readers_until_it_ran() {
 /// sent in order can.)
 #[test]
 fn a_key_reserved_by_a_pipeline_in_flight_is_read_after_the_pipeline() {
-    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
-    let (a, b) = (tag_on(0), tag_on(1));
-    let mut spare = Vec::new();
-    let mut sleeper = connect_on(&s, 1, &mut spare);
-    let mut writer = connect_on(&s, 0, &mut spare);
-    let mut local = connect_on(&s, 0, &mut spare);
+    let mut r = Reserving::new();
+    let mut local = r.conn(0);
     for round in 0..3 {
-        sleeper
-            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        // (A pipeline that starts with commands of the writer's own core
-        // runs those at once: this one starts on core 1.)
-        let (ak, bk) = (format!("{{{a}}}a:{round}"), format!("{{{b}}}b:{round}"));
-        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
-        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
-        writer.send(&bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        let (ak, bk) = (
+            format!("{{{}}}a:{round}", r.a),
+            format!("{{{}}}b:{round}", r.b),
+        );
+        r.pipeline(&bk, &ak, "1");
         assert_eq!(
             local.cmd_str(&["GET", &ak]),
             b"$1\r\n1\r\n",
             "round {round}"
         );
-        for _ in 0..2 {
-            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
-        }
-        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+        r.done();
     }
-    assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
+    assert!(info_field(&r.s, "slotd_pipelines_reserved") >= 3);
 }
 
 /// A transaction across cores whose lock waits on a core where a
@@ -498,40 +544,22 @@ fn a_key_reserved_by_a_pipeline_in_flight_is_read_after_the_pipeline() {
 /// `a` = X and `b` = Y, which neither order of the two gives.
 #[test]
 fn a_transaction_across_cores_runs_whole_after_a_reservation_it_meets() {
-    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
-    let (a, b) = (tag_on(0), tag_on(1));
-    let mut spare = Vec::new();
-    let mut sleeper = connect_on(&s, 1, &mut spare);
-    let mut writer = connect_on(&s, 0, &mut spare);
-    let mut other = connect_on(&s, 0, &mut spare);
+    let mut r = Reserving::new();
+    let mut other = r.conn(0);
     for round in 0..3 {
-        sleeper
-            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        let (ak, bk) = (format!("{{{a}}}a:{round}"), format!("{{{b}}}b:{round}"));
-        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"X"]);
-        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"X"]));
-        writer.send(&bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        other
-            .send(&encode(&[
-                b"MSET",
-                ak.as_bytes(),
-                b"Y",
-                bk.as_bytes(),
-                b"Y",
-            ]))
-            .unwrap();
-        for _ in 0..2 {
-            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
-        }
+        let (ak, bk) = (
+            format!("{{{}}}a:{round}", r.a),
+            format!("{{{}}}b:{round}", r.b),
+        );
+        r.pipeline(&bk, &ak, "X");
+        let mset = encode(&[b"MSET", ak.as_bytes(), b"Y", bk.as_bytes(), b"Y"]);
+        other.send(&mset).unwrap();
+        r.done();
         assert_eq!(other.read_reply().unwrap(), b"+OK\r\n");
-        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
         let pair = (other.cmd_str(&["GET", &ak]), other.cmd_str(&["GET", &bk]));
         assert_eq!(pair.0, pair.1, "round {round}: a and b differ");
     }
-    assert!(info_field(&s, "slotd_pipelines_reserved") >= 3);
+    assert!(info_field(&r.s, "slotd_pipelines_reserved") >= 3);
 }
 
 /// A command that reads data without naming keys (SCAN) on a core where
@@ -539,29 +567,18 @@ fn a_transaction_across_cores_runs_whole_after_a_reservation_it_meets() {
 /// of a reserved key: it sees the key the pipeline creates there.
 #[test]
 fn a_scan_on_a_core_with_reserved_keys_is_served_after_the_pipeline() {
-    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
-    let (a, b) = (tag_on(0), tag_on(1));
-    let mut spare = Vec::new();
-    let mut sleeper = connect_on(&s, 1, &mut spare);
-    let mut writer = connect_on(&s, 0, &mut spare);
-    let mut local = connect_on(&s, 0, &mut spare);
+    let mut r = Reserving::new();
+    let mut local = r.conn(0);
     for round in 0..3 {
-        sleeper
-            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        let (ak, bk) = (format!("{{{a}}}new:{round}"), format!("{{{b}}}b:{round}"));
-        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
-        bytes.extend_from_slice(&encode(&[b"SET", ak.as_bytes(), b"1"]));
-        writer.send(&bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        let (ak, bk) = (
+            format!("{{{}}}new:{round}", r.a),
+            format!("{{{}}}b:{round}", r.b),
+        );
+        r.pipeline(&bk, &ak, "1");
         let scan = local.cmd_str(&["SCAN", "0", "MATCH", &ak, "COUNT", "100000"]);
         let text = String::from_utf8_lossy(&scan).into_owned();
         assert!(text.contains(&ak), "round {round}: {text:?}");
-        for _ in 0..2 {
-            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
-        }
-        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+        r.done();
     }
 }
 
@@ -570,34 +587,25 @@ fn a_scan_on_a_core_with_reserved_keys_is_served_after_the_pipeline() {
 /// may write a reserved key (BLMOVE's destination here).
 #[test]
 fn a_blocked_client_woken_while_keys_are_reserved_is_served_after_the_pipeline() {
-    let s = Server::slotd(&["--shards", "2", "--enable-debug-command", "yes"]);
-    let (a, b) = (tag_on(0), tag_on(1));
-    let mut spare = Vec::new();
-    let mut sleeper = connect_on(&s, 1, &mut spare);
-    let mut writer = connect_on(&s, 0, &mut spare);
-    let mut pusher = connect_on(&s, 0, &mut spare);
-    let mut blocked = connect_on(&s, 0, &mut spare);
+    let mut r = Reserving::new();
+    let mut pusher = r.conn(0);
+    let mut blocked = r.conn(0);
     for round in 0..3 {
-        let (src, dst) = (format!("{{{a}}}src:{round}"), format!("{{{a}}}dst:{round}"));
-        blocked
-            .send(&encode(&[
-                b"BLMOVE",
-                src.as_bytes(),
-                dst.as_bytes(),
-                b"LEFT",
-                b"LEFT",
-                b"0",
-            ]))
-            .unwrap();
-        sleeper
-            .send(&encode(&[b"DEBUG", b"SLEEP", b"0.3"]))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        let bk = format!("{{{b}}}b:{round}");
-        let mut bytes = encode(&[b"SET", bk.as_bytes(), b"1"]);
-        bytes.extend_from_slice(&encode(&[b"SET", dst.as_bytes(), b"1"]));
-        writer.send(&bytes).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        let (src, dst) = (
+            format!("{{{}}}src:{round}", r.a),
+            format!("{{{}}}dst:{round}", r.a),
+        );
+        let blmove = [
+            b"BLMOVE",
+            src.as_bytes(),
+            dst.as_bytes(),
+            b"LEFT",
+            b"LEFT",
+            b"0",
+        ];
+        blocked.send(&encode(&blmove)).unwrap();
+        let bk = format!("{{{}}}b:{round}", r.b);
+        r.pipeline(&bk, &dst, "1");
         assert_eq!(pusher.cmd_str(&["LPUSH", &src, "v"]), b":1\r\n");
         blocked.set_read_timeout(Duration::from_millis(100));
         let early = blocked.read_reply();
@@ -606,10 +614,7 @@ fn a_blocked_client_woken_while_keys_are_reserved_is_served_after_the_pipeline()
         // The pipeline made dst a string first: BLMOVE meets WRONGTYPE.
         let reply = blocked.read_reply().unwrap();
         assert!(reply.starts_with(b"-WRONGTYPE"), "round {round}: {reply:?}");
-        for _ in 0..2 {
-            assert_eq!(writer.read_reply().unwrap(), b"+OK\r\n");
-        }
-        assert_eq!(sleeper.read_reply().unwrap(), b"+OK\r\n");
+        r.done();
     }
 }
 
