@@ -1069,6 +1069,12 @@ pub struct CoreAof {
     line: Vec<u8>,
     /// A write or fsync failed: retried from the cron.
     failed: bool,
+    /// The write in flight failed and waits for the cron's retry (a
+    /// failure of the fsync leaves a write in flight alone).
+    write_retry: bool,
+    /// An fsync failed: writes are refused (`-MISCONF`, as Redis's
+    /// `aof_bio_fsync_status`) until one succeeds.
+    fsync_failed: bool,
     /// A switch to a new incr file at logical offset `.1` (the bytes
     /// before it go to the current file, fsynced before the switch), and
     /// the bytes recorded after that point meanwhile.
@@ -1118,6 +1124,8 @@ impl CoreAof {
             deps: Vec::new(),
             line: Vec::new(),
             failed: false,
+            write_retry: false,
+            fsync_failed: false,
             rotating: None,
             after: Vec::new(),
         }
@@ -1665,11 +1673,22 @@ impl CoreAof {
             // SET 19 -> 14 us; 2 shards 33 -> 30 us).
             return;
         }
+        if sync && !self.write_busy && self.written > self.synced && !self.queue.is_empty() {
+            // Bytes written unsynced (fsyncs were paused, or the policy
+            // was not `always`): a durable write syncs its own range only,
+            // so an fsync covers them first and the records wait for it.
+            self.fsync_busy = Some(self.written);
+            out.push(Submit::Fsync { fd: self.fd });
+            return;
+        }
         // Records never go where a zero write in flight may land after
         // them (it started past every record then).
-        let clear = self
-            .zeroing
-            .is_none_or(|at| self.file_len + self.queue.len() as u64 <= at);
+        // Nor while the zeros past them are being cut: the cut, run by a
+        // worker, could land after the write and take its records.
+        let clear = !self.cutting
+            && self
+                .zeroing
+                .is_none_or(|at| self.file_len + self.queue.len() as u64 <= at);
         if !self.write_busy && !self.queue.is_empty() && (due || self.rotating.is_some()) && clear {
             std::mem::swap(&mut self.inflight, &mut self.queue);
             self.queue.clear();
@@ -1832,6 +1851,7 @@ impl CoreAof {
             return;
         }
         if res < 0 {
+            self.write_retry = true;
             self.fail(res, aof, false);
             return;
         }
@@ -1855,6 +1875,7 @@ impl CoreAof {
         self.publish_zeros(aof);
         if self.inflight_done < self.inflight.len() {
             if n == 0 {
+                self.write_retry = true;
                 self.fail(-libc::ENOSPC, aof, false);
                 return;
             }
@@ -1864,7 +1885,9 @@ impl CoreAof {
         }
         self.write_busy = false;
         self.inflight.clear();
-        self.recovered(aof);
+        if !self.fsync_failed {
+            self.recovered(aof);
+        }
         if std::mem::take(&mut self.inflight_sync) {
             // Its `RWF_DSYNC` synced it: the fsync it stands for is done.
             if let Some(covered) = self.fsync_busy.take() {
@@ -1881,8 +1904,12 @@ impl CoreAof {
             return;
         };
         if res < 0 {
+            self.fsync_failed = true;
             self.fail(res, aof, true);
             return;
+        }
+        if std::mem::take(&mut self.fsync_failed) {
+            self.recovered(aof);
         }
         self.synced_to(covered, now_ms, aof);
         self.refresh(aof);
@@ -1909,13 +1936,19 @@ impl CoreAof {
             return;
         }
         if self.failed {
-            // Retry the failed write (Redis retries every second too).
+            // Retry the failed write or fsync (Redis retries every second
+            // too). A write still in flight when an fsync failed is not
+            // sent again: its completion goes on as usual.
             self.failed = false;
             self.refresh(aof);
-            if self.write_busy {
+            if std::mem::take(&mut self.write_retry) {
                 out.push(self.write_entry());
-            } else {
+            } else if !self.write_busy {
                 self.submit(aof, out);
+            }
+            if self.fsync_failed && self.fsync_busy.is_none() {
+                self.fsync_busy = Some(self.written);
+                out.push(Submit::Fsync { fd: self.fd });
             }
             return;
         }
@@ -2548,9 +2581,114 @@ mod tests {
         log.take(&mut bytes);
         assert!(bytes.starts_with(b"#D:1=500\r\n"), "{bytes:?}");
 
-        // Under `always` every record is written (with its fsync) at once.
+        // Under `always` every record is written (with its fsync) at once,
+        // once an fsync covers what was written unsynced before.
         aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
         a.append(&bytes, log.offset(), 30, &aof);
-        assert_eq!(writes(&mut a), 1);
+        assert_eq!(writes(&mut a), 0);
+        let mut out = Vec::new();
+        a.fsynced(0, 30, &aof, &mut out);
+        assert_eq!(writes_in(&out), 1);
+    }
+
+    fn writes_in(out: &[Submit]) -> usize {
+        out.iter()
+            .filter(|s| matches!(s, Submit::Write { .. }))
+            .count()
+    }
+
+    fn fsyncs_in(out: &[Submit]) -> usize {
+        out.iter()
+            .filter(|s| matches!(s, Submit::Fsync { .. }))
+            .count()
+    }
+
+    /// Records written while the zeros past the file's records are being
+    /// cut (leaving the file: shutdown, `appendonly no`) wait for the cut:
+    /// run by a worker, it could land after their write and take them.
+    #[test]
+    fn records_wait_while_the_zeros_past_them_are_cut() {
+        let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 0);
+        record(&mut a, &mut log, b"a", &aof);
+        complete(&mut a, &aof);
+        assert!(a.zeroed > a.file_len, "zeros lie ahead under always");
+        let mut out = Vec::new();
+        a.finish(&aof, &mut out);
+        assert!(
+            matches!(out[..], [Submit::Truncate { .. }]),
+            "the cut goes first"
+        );
+        record(&mut a, &mut log, b"b", &aof);
+        out.clear();
+        a.submit(&aof, &mut out);
+        assert_eq!(writes_in(&out), 0, "no write while the cut is in flight");
+        a.cut(&aof, &mut out);
+        assert_eq!(writes_in(&out), 1, "the records go once it is done");
+        drain(&mut a, &aof, out);
+        assert_eq!(a.written, log.offset());
+    }
+
+    /// Under `everysec` an fsync that fails while a write is in flight
+    /// leaves that write alone: the cron retries the fsync, not the write
+    /// (sent twice, its bytes were counted twice). Writes stay refused
+    /// (`aof.write_failed`) until an fsync succeeds.
+    #[test]
+    fn a_failed_fsync_retries_the_fsync_and_never_a_write_in_flight() {
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 0);
+        record(&mut a, &mut log, b"a", &aof);
+        complete(&mut a, &aof);
+        record(&mut a, &mut log, b"b", &aof);
+        let mut out = Vec::new();
+        a.flush(&aof, &mut out);
+        assert_eq!(writes_in(&out), 1);
+        let in_flight = a.inflight.len() as i32;
+        out.clear();
+        a.cron(5000, &aof, &mut out);
+        assert_eq!(fsyncs_in(&out), 1, "the everysec fsync");
+        out.clear();
+        a.fsynced(-libc::EIO, 5000, &aof, &mut out);
+        assert!(aof.write_failed[0].load(Ordering::SeqCst));
+        a.cron(6000, &aof, &mut out);
+        assert_eq!(writes_in(&out), 0, "the write in flight is not sent again");
+        assert_eq!(fsyncs_in(&out), 1, "the fsync is retried");
+        out.clear();
+        a.wrote(in_flight, &aof, &mut out);
+        assert_eq!(a.written, log.offset(), "each byte counted once");
+        assert!(
+            aof.write_failed[0].load(Ordering::SeqCst),
+            "a write done does not lift an fsync's error"
+        );
+        a.fsynced(0, 6000, &aof, &mut out);
+        assert!(!aof.write_failed[0].load(Ordering::SeqCst));
+    }
+
+    /// Bytes written without an fsync (under `everysec` before a switch to
+    /// `always`, or while fsyncs were paused) get one before the next
+    /// durable write: an `RWF_DSYNC` write syncs its own range only, so
+    /// counting it as covering them would reveal writes not on disk.
+    #[test]
+    fn under_always_unsynced_bytes_get_an_fsync_before_the_next_durable_write() {
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 0);
+        record(&mut a, &mut log, b"a", &aof);
+        complete(&mut a, &aof);
+        let unsynced = a.written;
+        assert!(unsynced > a.synced);
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        record(&mut a, &mut log, b"b", &aof);
+        let mut out = Vec::new();
+        a.submit(&aof, &mut out);
+        assert_eq!(
+            (writes_in(&out), fsyncs_in(&out)),
+            (0, 1),
+            "the fsync first"
+        );
+        out.clear();
+        a.fsynced(0, 0, &aof, &mut out);
+        assert_eq!(a.synced, unsynced);
+        assert!(out
+            .iter()
+            .any(|s| matches!(s, Submit::Write { sync: true, .. })));
+        drain(&mut a, &aof, out);
+        assert_eq!(a.synced, log.offset());
     }
 }
