@@ -963,6 +963,10 @@ pub enum Submit {
     Truncate { fd: i32, len: u64 },
 }
 
+/// The longest dependency annotation line written, its line end
+/// included: loaders read at most 1023 bytes of one.
+const DEPS_LINE_MAX: usize = 1000;
+
 /// In [`CoreAof`]'s pending dependencies, in place of a core: a
 /// transaction's part awaiting its coordinator's word that every part is
 /// durable ([`CoreAof::hold_until_settled`]), and once that came.
@@ -1579,9 +1583,19 @@ impl CoreAof {
         self.line.clear();
         self.line.extend_from_slice(b"#D:");
         let mut first = true;
+        let mut line_start = 0;
         for (c, &v) in self.deps.iter().enumerate() {
             if c == self.core || v == 0 {
                 continue;
+            }
+            // Loaders read an annotation line of at most 1023 bytes
+            // (Redis's AOF_ANNOTATION_LINE_MAX_LEN): with many cores the
+            // dependencies go on several lines.
+            if !first && self.line.len() - line_start > DEPS_LINE_MAX - 48 {
+                self.line.extend_from_slice(b"\r\n");
+                line_start = self.line.len();
+                self.line.extend_from_slice(b"#D:");
+                first = true;
             }
             if !first {
                 self.line.push(b',');
@@ -2589,6 +2603,32 @@ mod tests {
         let mut out = Vec::new();
         a.fsynced(0, 30, &aof, &mut out);
         assert_eq!(writes_in(&out), 1);
+    }
+
+    /// With many cores the dependency annotation goes on several lines,
+    /// each short enough for loaders (1023 bytes), naming every core.
+    #[test]
+    fn dependencies_on_many_cores_go_on_lines_loaders_read() {
+        let cores = 300;
+        let aof = Aof::new(cores, std::env::temp_dir(), "t".into());
+        for (c, l) in aof.logged.iter().enumerate() {
+            l.store(10_000_000_000_000_000 + c as u64, Ordering::SeqCst);
+        }
+        let mut a = CoreAof::new(7, -1, 0, 0);
+        assert!(a.deps(&aof));
+        let text = String::from_utf8(a.line().to_vec()).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert!(lines.len() > 1);
+        let mut named = Vec::new();
+        for l in &lines {
+            assert!(l.len() + 2 <= 1023, "{} bytes", l.len());
+            named.extend(engine::aof::scan::parse_deps(l.as_bytes()).expect(l));
+        }
+        let want: Vec<_> = (0..cores as u64)
+            .filter(|&c| c != 7)
+            .map(|c| (c as usize, 10_000_000_000_000_000 + c))
+            .collect();
+        assert_eq!(named, want);
     }
 
     fn writes_in(out: &[Submit]) -> usize {

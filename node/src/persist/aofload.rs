@@ -268,7 +268,12 @@ fn read_logs(aofdir: &Path, manifest: &Manifest) -> Result<Vec<Log>, String> {
                 Some(o) if sharded => o,
                 _ => next,
             };
-            next = offset + buf.len() as u64;
+            next = offset.checked_add(buf.len() as u64).ok_or_else(|| {
+                format!(
+                    "AOF file {} of the manifest starts at offset {offset}, out of range",
+                    f.name
+                )
+            })?;
             let ix = scan::index(&buf);
             incrs.push(File {
                 name: f.name.clone(),
@@ -1158,6 +1163,16 @@ mod tests {
             load(&dir, 1, true).unwrap_err(),
             "Fatal error: the truncated file is not the last file"
         );
+        // An offset so large that the file would end past 2^64: refused,
+        // not wrapped round (which read it as empty and cut it at start).
+        let m3 = "file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 1 offset 18446744073709551615\n";
+        let dir = dir_with(
+            "overflow",
+            m3,
+            &[("appendonly.aof.1.c0.incr.aof", resp(&["SET", "c", "3"]))],
+        );
+        let e = load(&dir, 1, true).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
         let dir = dir_with(
             "unknown",
             m,
