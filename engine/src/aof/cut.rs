@@ -65,18 +65,26 @@ fn met(logs: &[CoreLog], at: &[u64], (d, off): Dep) -> bool {
     }
 }
 
-/// Whether log `i`'s part of `id`, if it has one, ends (its EXEC) before
-/// `end`.
-fn part_kept(log: &CoreLog, id: &str, end: u64) -> bool {
-    log.parts
-        .iter()
-        .filter(|(p, part)| part.id == id && *p < end)
-        .any(|&(p, _)| {
-            log.txns
-                .iter()
-                .find(|&&(s, _)| s >= p)
-                .is_some_and(|&(_, e)| e <= end)
-        })
+/// Per transaction id, where a log's part of it ends (the EXEC of the
+/// first block after its `#X:`; `u64::MAX` when none follows), computed
+/// once per log: looking parts up by scanning made the cut quadratic in
+/// the number of transactions (a million MSETs across cores hung the
+/// start).
+fn part_ends(log: &CoreLog) -> std::collections::HashMap<&str, u64> {
+    let mut ends = std::collections::HashMap::with_capacity(log.parts.len());
+    for (p, part) in &log.parts {
+        let i = log.txns.partition_point(|&(s, _)| s < *p);
+        let e = log.txns.get(i).map_or(u64::MAX, |&(_, e)| e);
+        let min = ends.entry(part.id.as_str()).or_insert(e);
+        *min = (*min).min(e);
+    }
+    ends
+}
+
+/// Whether a log's part of `id` (`ends` from [`part_ends`]), if it has
+/// one, ends (its EXEC) before `end`.
+fn part_kept(ends: &std::collections::HashMap<&str, u64>, id: &str, end: u64) -> bool {
+    ends.get(id).is_some_and(|&e| e <= end)
 }
 
 /// A cut at `p` moved out of the transaction it falls in, if any.
@@ -92,6 +100,7 @@ fn out_of_txn(log: &CoreLog, p: u64) -> u64 {
 /// corrupt).
 pub fn plan(logs: &[CoreLog]) -> Result<Plan, String> {
     let mut ends: Vec<u64> = logs.iter().map(|l| l.end.max(l.start)).collect();
+    let parts: Vec<_> = logs.iter().map(part_ends).collect();
     loop {
         let mut changed = false;
         for (i, log) in logs.iter().enumerate() {
@@ -115,7 +124,7 @@ pub fn plan(logs: &[CoreLog]) -> Result<Plan, String> {
                 .find(|(_, part)| {
                     part.cores.iter().filter(|&&d| d != log.core).any(|&d| {
                         match logs.iter().position(|l| l.core == d) {
-                            Some(j) => !part_kept(&logs[j], &part.id, ends[j]),
+                            Some(j) => !part_kept(&parts[j], &part.id, ends[j]),
                             None => true,
                         }
                     })
