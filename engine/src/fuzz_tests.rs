@@ -453,6 +453,7 @@ proptest! {
                     deps: ix.deps.into_iter().map(|(p, d)| (p as u64, d)).collect(),
                     txns: ix.txns.iter().map(|&(a, b)| (a as u64, b as u64)).collect(),
                     parts: ix.parts.into_iter().map(|(p, x)| (p as u64, x)).collect(),
+                    based: Vec::new(),
                 }
             })
             .collect();

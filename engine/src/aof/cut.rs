@@ -32,6 +32,10 @@ pub struct CoreLog {
     pub txns: Vec<(u64, u64)>,
     /// `#X:` parts of transactions across cores, at their positions.
     pub parts: Vec<(u64, Part)>,
+    /// Transactions whose part on this core is in its base, not its log
+    /// (the manifest's `based`): a rewrite's switch of files fell between
+    /// their parts on two cores.
+    pub based: Vec<String>,
 }
 
 /// Replay core log `log` (an index into the logs given) from `from` to
@@ -124,7 +128,10 @@ pub fn plan(logs: &[CoreLog]) -> Result<Plan, String> {
                 .find(|(_, part)| {
                     part.cores.iter().filter(|&&d| d != log.core).any(|&d| {
                         match logs.iter().position(|l| l.core == d) {
-                            Some(j) => !part_kept(&parts[j], &part.id, ends[j]),
+                            Some(j) => {
+                                !part_kept(&parts[j], &part.id, ends[j])
+                                    && !logs[j].based.contains(&part.id)
+                            }
                             None => true,
                         }
                     })
@@ -215,6 +222,7 @@ mod tests {
             deps: deps.iter().map(|(p, d)| (*p, d.to_vec())).collect(),
             txns: Vec::new(),
             parts: Vec::new(),
+            based: Vec::new(),
         }
     }
 
@@ -246,8 +254,13 @@ mod tests {
         b.parts.clear();
         b.txns.clear();
         b.end = 80;
-        let p = plan(&[a, b]).unwrap();
+        let p = plan(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(p.ends, vec![10, 80]);
+        // Unless its part is in its base: a rewrite's switch of files came
+        // between the two parts, and the manifest names the transaction.
+        b.based = vec!["t1".into()];
+        let p = plan(&[a, b]).unwrap();
+        assert_eq!(p.ends, vec![100, 80]);
     }
 
     #[test]

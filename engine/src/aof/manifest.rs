@@ -41,6 +41,11 @@ pub struct FileInfo {
     /// rewrite opened has none until the rewrite ends: it starts where the
     /// core's previous incr file ends.
     pub offset: Option<u64>,
+    /// slotd, an incr file a rewrite opened: the transactions across
+    /// cores whose part on this core went into the base (the core's part
+    /// ended before it switched to this file, while another core's part
+    /// may be in that core's new incr file; see `cut`).
+    pub based: Vec<String>,
 }
 
 /// A parsed manifest, its lines in file order.
@@ -171,6 +176,7 @@ impl Manifest {
                 cores: None,
                 slots: None,
                 offset: None,
+                based: Vec::new(),
             };
             for kv in argv.chunks(2) {
                 let (k, v) = (&kv[0], &kv[1]);
@@ -187,6 +193,13 @@ impl Manifest {
                     b"cores" => info.cores = Some(number(v).ok_or_else(|| fail(INVALID))? as usize),
                     b"slots" => info.slots = Some(slot_range(v).ok_or_else(|| fail(INVALID))?),
                     b"offset" => info.offset = Some(number(v).ok_or_else(|| fail(INVALID))?),
+                    b"based" => {
+                        let text = std::str::from_utf8(v).map_err(|_| fail(INVALID))?;
+                        info.based = text.split(',').map(str::to_owned).collect();
+                        if info.based.iter().any(|id| id.is_empty()) {
+                            return Err(fail(INVALID));
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -313,9 +326,13 @@ mod tests {
               file appendonly.aof.3.c0.incr.aof seq 3 type i core 0 cores 2 slots 0-8191 offset 52311\n\
               file appendonly.aof.3.c1.base.rdb seq 3 type b core 1 cores 2 slots 8192-16383 offset 0\n\
               file appendonly.aof.3.c1.incr.aof seq 3 type i core 1 cores 2 slots 8192-16383 offset 0\n\
-              file appendonly.aof.4.c1.incr.aof seq 4 type i core 1 cores 2 slots 8192-16383 offset 10 future x\n",
+              file appendonly.aof.4.c1.incr.aof seq 4 type i core 1 cores 2 slots 8192-16383 offset 10 based 17.0.5,17.1.9 future x\n",
         )
         .unwrap();
+        assert_eq!(m.files[4].based, vec!["17.0.5", "17.1.9"]);
+        assert!(m.files[3].based.is_empty());
+        let bad = b"file a.1.c0.incr.aof seq 1 type i core 0 cores 1 based 17.0.5,\n";
+        assert_eq!(Manifest::parse(bad).unwrap_err().msg, INVALID);
         assert!(m.is_sharded());
         let logs = m.logs();
         assert_eq!(logs.len(), 2);

@@ -79,6 +79,11 @@ pub struct FileEntry {
     pub core: Option<usize>,
     /// The core's logical log offset where the file starts.
     pub offset: u64,
+    /// For a core's first incr file after a base: the transactions across
+    /// cores whose part on this core is in the base while another core's
+    /// may be in its incr file (the manifest's `based`, see
+    /// [`Aof::set_based`]).
+    pub based: Vec<String>,
 }
 
 /// The files of the current generation.
@@ -102,6 +107,9 @@ impl Files {
                 // ends: it continues the core's previous file.
                 if f.offset != FOLLOWS {
                     out.push_str(&format!(" offset {}", f.offset));
+                }
+                if !f.based.is_empty() {
+                    out.push_str(&format!(" based {}", f.based.join(",")));
                 }
             }
             out.push('\n');
@@ -209,6 +217,10 @@ pub struct Aof {
     /// The files' size after the last rewrite or at start (Redis's
     /// `aof_rewrite_base_size`, for `auto-aof-rewrite-percentage`).
     pub base_size: AtomicU64,
+    /// Per core, set when it switches to a rewrite's incr file: the
+    /// transactions across cores whose part there ended in the file
+    /// before ([`Aof::set_based`]).
+    based: Vec<Mutex<Vec<String>>>,
 }
 
 impl Aof {
@@ -254,6 +266,22 @@ impl Aof {
             pausing: AtomicBool::new(false),
             enabling: AtomicBool::new(false),
             base_size: AtomicU64::new(0),
+            based: (0..cores).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Core `core` switched to the rewrite's incr file; `ids` are the
+    /// transactions across cores it took part in between the rewrite's
+    /// start and its switch. Another core that switched before may hold
+    /// its part of one of them in its new incr file while this core's is
+    /// in the old file, which the rewrite folds into the base: the
+    /// manifest names them with this core's file (`based`), so a load
+    /// keeps the other part (`engine::aof::cut`).
+    pub fn set_based(&self, core: usize, ids: Vec<String>) {
+        if let Some(b) = self.based.get(core) {
+            if let Ok(mut b) = b.lock() {
+                *b = ids;
+            }
         }
     }
 
@@ -309,6 +337,7 @@ impl Aof {
             kind: 'b',
             core: None,
             offset: 0,
+            based: Vec::new(),
         }];
         for c in 0..cores {
             let name = format!("{}.{seq}.c{c}.incr.aof", self.filename);
@@ -321,6 +350,7 @@ impl Aof {
                 kind: 'i',
                 core: Some(c),
                 offset: 0,
+                based: Vec::new(),
             });
         }
         let files = Files { seq, cores, list };
@@ -361,6 +391,7 @@ impl Aof {
                 } else {
                     f.offset.unwrap_or(FOLLOWS)
                 },
+                based: f.based.clone(),
             });
         }
         let mut ends = Vec::with_capacity(cores);
@@ -537,6 +568,7 @@ impl Aof {
                 kind: 'i',
                 core: Some(c),
                 offset: FOLLOWS,
+                based: Vec::new(),
             });
             Ok(())
         });
@@ -629,14 +661,28 @@ impl Aof {
             kind: 'b',
             core: None,
             offset: 0,
+            based: Vec::new(),
         }];
         for c in 0..files.cores {
+            let based = self
+                .based
+                .get(c)
+                .and_then(|b| b.lock().ok().map(|mut b| std::mem::take(&mut *b)))
+                .unwrap_or_default();
+            // (A manifest line holds at most 1023 bytes.)
+            if based.len() > BASED_MAX {
+                return Err(format!(
+                    "core {c} took part in {} transactions across cores while switching files",
+                    based.len()
+                ));
+            }
             list.push(FileEntry {
                 name: format!("{}.{seq}.c{c}.incr.aof", self.filename),
                 seq,
                 kind: 'i',
                 core: Some(c),
                 offset: self.rotated[c].load(Ordering::SeqCst) - 1,
+                based,
             });
         }
         files.list = list;
@@ -962,6 +1008,10 @@ pub enum Submit {
     /// Cut `fd` to `len` bytes (the zeros past the records go).
     Truncate { fd: i32, len: u64 },
 }
+
+/// The most transactions a manifest line names in `based` (each id
+/// about 25 bytes; a line holds at most 1023).
+const BASED_MAX: usize = 24;
 
 /// The longest dependency annotation line written, its line end
 /// included: loaders read at most 1023 bytes of one.
@@ -2629,6 +2679,37 @@ mod tests {
             .map(|c| (c as usize, 10_000_000_000_000_000 + c))
             .collect();
         assert_eq!(named, want);
+    }
+
+    /// The manifest names, with a core's incr file, the transactions
+    /// whose part there is in the base, and reads them back.
+    #[test]
+    fn the_manifest_carries_the_transactions_a_switch_fell_between() {
+        let entry = |name: &str, core: Option<usize>, based: Vec<String>| FileEntry {
+            name: name.into(),
+            seq: 3,
+            kind: if core.is_some() { 'i' } else { 'b' },
+            core,
+            offset: 0,
+            based,
+        };
+        let files = Files {
+            seq: 3,
+            cores: 2,
+            list: vec![
+                entry("a.3.base.rdb", None, Vec::new()),
+                entry("a.3.c0.incr.aof", Some(0), Vec::new()),
+                entry(
+                    "a.3.c1.incr.aof",
+                    Some(1),
+                    vec!["9.0.4".into(), "9.0.5".into()],
+                ),
+            ],
+        };
+        let text = files.manifest();
+        let m = engine::aof::manifest::Manifest::parse(&text).unwrap();
+        assert!(m.files[1].based.is_empty());
+        assert_eq!(m.files[2].based, vec!["9.0.4", "9.0.5"]);
     }
 
     fn writes_in(out: &[Submit]) -> usize {

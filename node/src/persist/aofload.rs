@@ -77,6 +77,8 @@ struct File {
     ix: FileIndex,
     /// Time spent replaying it.
     took: f64,
+    /// The manifest's `based` for it (see `engine::aof::cut::CoreLog`).
+    based: Vec<String>,
 }
 
 /// One writer core's files.
@@ -282,6 +284,7 @@ fn read_logs(aofdir: &Path, manifest: &Manifest) -> Result<Vec<Log>, String> {
                 zeros: zeros as u64,
                 ix,
                 took: 0.0,
+                based: f.based.clone(),
             });
         }
         // A core's log starts where its first incr file does (a base's
@@ -365,6 +368,7 @@ fn core_log(log: &Log, load_truncated: bool) -> Result<CoreLog, String> {
         cl.parts
             .extend(f.ix.parts.iter().map(|(p, x)| (off + *p as u64, x.clone())));
         cl.end = off + f.ix.valid as u64;
+        cl.based.extend(f.based.iter().cloned());
     }
     Ok(cl)
 }

@@ -121,6 +121,14 @@ pub struct Shard {
     /// The last snapshot epoch seen, and the job this core serialises for.
     snap_epoch: u64,
     snap_job: Option<Arc<crate::persist::Job>>,
+    /// The transactions across cores that wrote a part here since the
+    /// last look at the snapshot epoch, with the one holding the core at
+    /// that look; and those of them that ran between a rewrite's start
+    /// and this core's switch of files (see `snapshot_turn`).
+    recent_parts: Vec<String>,
+    straddling: Vec<String>,
+    /// The last transaction across cores that wrote a part here.
+    last_part: Option<String>,
     /// This core's append-only file writer, while `appendonly` is on.
     pub aof: Option<Box<crate::persist::aof::CoreAof>>,
     /// The node is loading its files: commands get -LOADING.
@@ -264,6 +272,9 @@ impl Shard {
             snap_epoch: 0,
             persist,
             snap_job: None,
+            recent_parts: Vec::new(),
+            straddling: Vec::new(),
+            last_part: None,
             aof: None,
             loading: true,
             cluster: None,

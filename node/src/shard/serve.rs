@@ -571,6 +571,7 @@ impl Shard {
             }
             Request::Lock(tx, cores, form) => {
                 // Only reached when unlocked (see handle_msg).
+                self.start_pending_job();
                 self.repl_part_begin(
                     repl::merge::TxnPart {
                         id: tx.repl_id(),
@@ -585,14 +586,11 @@ impl Shard {
                 // on the other cores (see `persist::aof`).
                 if let Some(log) = self.engine.write_log() {
                     let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
-                    let part = format!(
-                        "#X:{}.{}.{}:{}",
-                        self.shared.start_ms,
-                        tx.0,
-                        tx.1,
-                        list.join(",")
-                    );
+                    let id = format!("{}.{}.{}", self.shared.start_ms, tx.0, tx.1);
+                    let part = format!("#X:{id}:{}", list.join(","));
                     log.begin_multi(Some(part.as_bytes()));
+                    self.recent_parts.push(id.clone());
+                    self.last_part = Some(id);
                     // What this core records from here on is revealed
                     // only once every part is durable (the load keeps a
                     // part only with the others, and what follows it in

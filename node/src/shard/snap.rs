@@ -21,6 +21,21 @@ impl Shard {
         // A rewrite's image starts where this core's log switches files:
         // never inside a transaction's part (it waits for the unlock).
         let in_part = self.lock.is_some() && self.aof.is_some();
+        // Cores switch on their own turns, so a transaction across cores
+        // can have its part on a core that switched already (in the new
+        // incr file) and its part here in the file before, which the
+        // rewrite folds into the base. Every transaction that held this
+        // core at some moment since the job appeared is such a candidate:
+        // it wrote a part here since the last look, or held the core at
+        // it. They go to the manifest with this core's new file
+        // (`Aof::set_based`), so a load keeps the other parts.
+        if epoch != self.snap_epoch {
+            self.note_straddling();
+        }
+        self.recent_parts.clear();
+        if let (Some(_), Some(id)) = (self.lock, &self.last_part) {
+            self.recent_parts.push(id.clone());
+        }
         if epoch != self.snap_epoch && in_part {
             return true;
         }
@@ -55,6 +70,32 @@ impl Shard {
         room
     }
 
+    /// Before this core takes a transaction's lock: a job that appeared
+    /// and this core has not started starts now, so a rewrite's switch of
+    /// files comes before the transaction's part here; and a core that
+    /// one transaction after another keeps locked at every turn's look
+    /// still switches, between two of them (a client looping on MSET
+    /// across cores starved BGREWRITEAOF).
+    pub fn start_pending_job(&mut self) {
+        if self.persist.epoch.load(Ordering::Relaxed) == self.snap_epoch {
+            return;
+        }
+        // Unlocked here: the parts since the last look are all ended.
+        self.note_straddling();
+        self.snapshot_start();
+    }
+
+    /// Moves the parts seen since the last look to those that may
+    /// straddle the switch, once each (a transaction holding the core
+    /// across several looks is seen at each).
+    fn note_straddling(&mut self) {
+        for id in self.recent_parts.drain(..) {
+            if !self.straddling.contains(&id) {
+                self.straddling.push(id);
+            }
+        }
+    }
+
     /// A snapshot job runs here, or one appeared that this core has not
     /// started yet.
     pub fn snapshot_due(&self) -> bool {
@@ -70,11 +111,13 @@ impl Shard {
             return;
         }
         self.snap_epoch = epoch;
+        // (Only a rewrite's switch needs them; see `snapshot_turn`.)
+        let straddling = std::mem::take(&mut self.straddling);
         if let Some(job) = self.persist.job() {
             self.engine.snapshot_begin(0..engine::slot::SLOTS, job.form);
             job.started(self.id, self.engine.dirty);
             if job.aof_seq.is_some() {
-                self.aof_rotate();
+                self.aof_rotate(straddling);
             }
             self.snap_job = Some(job);
         }
@@ -82,10 +125,11 @@ impl Shard {
 
     /// An AOF rewrite's image starts on this core: the records from now on
     /// go to the new incr file the rewrite opened.
-    fn aof_rotate(&mut self) {
+    fn aof_rotate(&mut self, straddling: Vec<String>) {
         let Some(fd) = self.persist.aof.take_rotation(self.id) else {
             return;
         };
+        self.persist.aof.set_based(self.id, straddling);
         // What the old file gets, the replication stream gets too.
         if self.replication.stream().active() {
             self.take_log();
