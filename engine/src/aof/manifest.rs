@@ -5,8 +5,10 @@
 //! `cores n` and `offset o` to each line: which writer core the file
 //! belongs to, of how many, and the core's logical log offset where the
 //! file starts (`slots a-b`, the core's slot range, written by earlier
-//! builds, is still read; a core's slots need not be one range). A manifest without `core`
-//! keys is a plain Redis manifest: one log.
+//! builds, is still read; a core's slots need not be one range), and to
+//! a core's incr file a rewrite opened `based <id>,...`: the transactions
+//! across cores whose part on that core is in the base (see `cut`). A
+//! manifest without `core` keys is a plain Redis manifest: one log.
 
 use crate::args::split_args;
 
