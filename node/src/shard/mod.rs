@@ -125,10 +125,8 @@ pub struct Shard {
     /// last look at the snapshot epoch, with the one holding the core at
     /// that look; and those of them that ran between a rewrite's start
     /// and this core's switch of files (see `snapshot_turn`).
-    recent_parts: Vec<String>,
-    straddling: Vec<String>,
-    /// The last transaction across cores that wrote a part here.
-    last_part: Option<String>,
+    recent_parts: Vec<crate::mesh::TxId>,
+    straddling: Vec<crate::mesh::TxId>,
     /// This core's append-only file writer, while `appendonly` is on.
     pub aof: Option<Box<crate::persist::aof::CoreAof>>,
     /// The node is loading its files: commands get -LOADING.
@@ -274,7 +272,6 @@ impl Shard {
             snap_job: None,
             recent_parts: Vec::new(),
             straddling: Vec::new(),
-            last_part: None,
             aof: None,
             loading: true,
             cluster: None,

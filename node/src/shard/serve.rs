@@ -584,13 +584,16 @@ impl Shard {
                 // What the transaction writes here is one part of it in
                 // this core's log: kept after a crash only with its parts
                 // on the other cores (see `persist::aof`).
+                let start_ms = self.shared.start_ms;
                 if let Some(log) = self.engine.write_log() {
                     let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
-                    let id = format!("{}.{}.{}", self.shared.start_ms, tx.0, tx.1);
-                    let part = format!("#X:{id}:{}", list.join(","));
+                    let part = format!(
+                        "#X:{}:{}",
+                        super::snap::part_id(start_ms, tx),
+                        list.join(",")
+                    );
                     log.begin_multi(Some(part.as_bytes()));
-                    self.recent_parts.push(id.clone());
-                    self.last_part = Some(id);
+                    self.recent_parts.push(tx);
                     // What this core records from here on is revealed
                     // only once every part is durable (the load keeps a
                     // part only with the others, and what follows it in

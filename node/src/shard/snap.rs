@@ -12,6 +12,13 @@ use std::sync::atomic::Ordering;
 const STEP_KEYS: u64 = 128;
 const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(100);
 
+/// Transaction `tx`'s name in the logs' `#X:` annotations and the
+/// manifest's `based` (the node's start time makes it unique across
+/// restarts).
+pub(super) fn part_id(start_ms: i64, tx: crate::mesh::TxId) -> String {
+    format!("{start_ms}.{}.{}", tx.0, tx.1)
+}
+
 impl Shard {
     /// Starts this core's image when a new job appeared, serialises its
     /// next slots while the writer keeps up, and hands the records over.
@@ -33,8 +40,8 @@ impl Shard {
             self.note_straddling();
         }
         self.recent_parts.clear();
-        if let (Some(_), Some(id)) = (self.lock, &self.last_part) {
-            self.recent_parts.push(id.clone());
+        if let Some(tx) = self.lock.filter(|_| in_part) {
+            self.recent_parts.push(tx);
         }
         if epoch != self.snap_epoch && in_part {
             return true;
@@ -89,9 +96,9 @@ impl Shard {
     /// straddle the switch, once each (a transaction holding the core
     /// across several looks is seen at each).
     fn note_straddling(&mut self) {
-        for id in self.recent_parts.drain(..) {
-            if !self.straddling.contains(&id) {
-                self.straddling.push(id);
+        for tx in self.recent_parts.drain(..) {
+            if !self.straddling.contains(&tx) {
+                self.straddling.push(tx);
             }
         }
     }
@@ -125,11 +132,13 @@ impl Shard {
 
     /// An AOF rewrite's image starts on this core: the records from now on
     /// go to the new incr file the rewrite opened.
-    fn aof_rotate(&mut self, straddling: Vec<String>) {
+    fn aof_rotate(&mut self, straddling: Vec<crate::mesh::TxId>) {
         let Some(fd) = self.persist.aof.take_rotation(self.id) else {
             return;
         };
-        self.persist.aof.set_based(self.id, straddling);
+        let start_ms = self.shared.start_ms;
+        let ids = straddling.iter().map(|&tx| part_id(start_ms, tx)).collect();
+        self.persist.aof.set_based(self.id, ids);
         // What the old file gets, the replication stream gets too.
         if self.replication.stream().active() {
             self.take_log();
