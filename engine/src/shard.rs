@@ -255,6 +255,78 @@ impl Shard {
         }
     }
 
+    /// Logs, ahead of a keyless write that changes this shard's keys only
+    /// (FLUSHALL, FLUSHDB, SWAPDB), the slots it owns as `#S:` lines, when
+    /// it is one of several: each core logs that write for its own keys,
+    /// and a load that replays several cores' logs into one keyspace
+    /// applies it to those slots only (node's `persist::aofload`).
+    pub fn log_own_slots(&mut self) {
+        let (Some(log), Some(owns)) = (&mut self.log, &self.owns) else {
+            return;
+        };
+        let mut line = Vec::new();
+        let mut s = 0;
+        while s < crate::slot::SLOTS {
+            if !owns(s as u16) {
+                s += 1;
+                continue;
+            }
+            let start = s;
+            while s + 1 < crate::slot::SLOTS && owns(s as u16 + 1) {
+                s += 1;
+            }
+            // Lines loaders read whole (1023 bytes at most, as `#D:`).
+            if line.len() > 960 {
+                log.annotate(&line);
+                line.clear();
+            }
+            line.extend_from_slice(if line.is_empty() { b"#S:" } else { b"," });
+            crate::writelog::push_decimal(&mut line, start as u64);
+            if s > start {
+                line.push(b'-');
+                crate::writelog::push_decimal(&mut line, s as u64);
+            }
+            s += 1;
+        }
+        if line.is_empty() {
+            // (No slot at all: a cluster node's core that serves none.)
+            line.extend_from_slice(b"#S:");
+        }
+        log.annotate(&line);
+    }
+
+    /// The part of FLUSHALL (`db` None) or FLUSHDB that falls in `slots`,
+    /// for a load replaying several cores' logs into one keyspace: every
+    /// key of those slots goes, with its TTL, and nothing else changes.
+    pub fn flush_slots(&mut self, db: Option<usize>, slots: &[(u16, u16)]) {
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            if db.is_none_or(|x| x == i) {
+                for &(a, b) in slots {
+                    for s in a..=b {
+                        if d.slot_len(s) > 0 {
+                            d.take_slot(s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The part of SWAPDB `a` `b` that falls in `slots` (as
+    /// [`Shard::flush_slots`]): those slots' keys change database.
+    pub fn swap_slots(&mut self, a: usize, b: usize, slots: &[(u16, u16)]) {
+        if a == b || a >= self.dbs.len() || b >= self.dbs.len() {
+            return;
+        }
+        for &(x, y) in slots {
+            for s in x..=y {
+                let (na, nb) = (self.dbs[a].take_slot(s), self.dbs[b].take_slot(s));
+                self.dbs[a].put_nodes(nb);
+                self.dbs[b].put_nodes(na);
+            }
+        }
+    }
+
     /// Records one write given as the command's own arguments: the
     /// request's bytes themselves when it came whole from a client (see
     /// [`crate::Args::wire_bytes`]), else encoded again.

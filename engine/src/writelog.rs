@@ -143,6 +143,13 @@ impl WriteLog {
         self.prelude.extend_from_slice(line);
     }
 
+    /// Writes the annotation `line` (without its CRLF) now, ahead of the
+    /// next record, inside a MULTI block too.
+    pub fn annotate(&mut self, line: &[u8]) {
+        self.buf.extend_from_slice(line);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
     /// True inside a MULTI block.
     pub fn in_multi(&self) -> bool {
         self.in_multi

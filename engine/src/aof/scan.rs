@@ -42,7 +42,7 @@ pub enum Fault {
     UnexpectedExec(usize),
     /// The file ends inside MULTI ... EXEC.
     OpenMulti(usize),
-    /// A slotd `#D:` annotation that does not parse.
+    /// A slotd `#D:`, `#X:` or `#S:` annotation that does not parse.
     BadDeps(usize),
 }
 
@@ -70,7 +70,7 @@ impl Failure {
             Fault::UnexpectedMulti(e) => Some(at(*e, &format!("Unexpected MULTI in AOF {path}"))),
             Fault::UnexpectedExec(e) => Some(at(*e, &format!("Unexpected EXEC in AOF {path}"))),
             Fault::OpenMulti(e) => Some(at(*e, "Reached EOF before reading EXEC for MULTI")),
-            Fault::BadDeps(e) => Some(at(*e, "Bad dependency annotation")),
+            Fault::BadDeps(e) => Some(at(*e, "Bad slotd annotation")),
         }
     }
 }
@@ -363,6 +363,25 @@ pub fn parse_deps(text: &[u8]) -> Option<Vec<Dep>> {
         .collect()
 }
 
+/// Parses `#S:<slot>-<slot>,...` (the annotation without its line end;
+/// a range may be one slot, the list may be empty): the hash slots the writer core owned when it
+/// logged the FLUSHALL, FLUSHDB or SWAPDB that follows, which changed its
+/// keys only (engine's `cmd::server`). Slots out of range do not parse.
+pub fn parse_slots(text: &[u8]) -> Option<Vec<(u16, u16)>> {
+    let body = std::str::from_utf8(text.strip_prefix(b"#S:")?).ok()?;
+    if body.is_empty() {
+        // (A cluster node's core serving no slot.)
+        return Some(Vec::new());
+    }
+    body.split(',')
+        .map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let (a, b): (u16, u16) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b && (b as usize) < crate::slot::SLOTS).then_some((a, b))
+        })
+        .collect()
+}
+
 /// How many zero bytes end `buf`: under `appendfsync always` slotd's
 /// writer keeps zeros written past its records (node's `persist::aof`),
 /// which a crash leaves in the file. A record never ends with a zero byte
@@ -390,6 +409,8 @@ pub fn index(buf: &[u8]) -> FileIndex {
                         parse_deps(text)
                             .map(|d| ix.deps.push((rec.start, d)))
                             .is_none()
+                    } else if text.starts_with(b"#S:") {
+                        parse_slots(text).is_none()
                     } else {
                         false
                     };
@@ -533,5 +554,28 @@ mod tests {
         f.extend(b"#D:0=q\r\n");
         let ix = index(&f);
         assert!(matches!(ix.failure.unwrap().fault, Fault::BadDeps(_)));
+    }
+
+    #[test]
+    fn slots_parse() {
+        assert_eq!(
+            parse_slots(b"#S:0-8191,9000,16383-16383"),
+            Some(vec![(0, 8191), (9000, 9000), (16383, 16383)])
+        );
+        assert_eq!(parse_slots(b"#S:"), Some(vec![]));
+        for bad in [&b"#S:,"[..], b"#S:5-3", b"#S:0-16384", b"#S:a", b"#S:1,,2"] {
+            assert_eq!(parse_slots(bad), None, "{bad:?}");
+        }
+        let mut f = cmd(&["SET", "a", "1"]);
+        let ok = f.len();
+        f.extend(b"#S:0-8191\r\n");
+        f.extend(cmd(&["FLUSHALL"]));
+        assert!(index(&f).failure.is_none());
+        f.truncate(ok);
+        f.extend(b"#S:0-99999\r\n");
+        f.extend(cmd(&["FLUSHALL"]));
+        let fail = index(&f).failure.unwrap();
+        assert!(matches!(fail.fault, Fault::BadDeps(at) if at == ok));
+        assert_eq!(fail.ok_up_to, ok);
     }
 }

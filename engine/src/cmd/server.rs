@@ -163,6 +163,7 @@ fn flushdb(ctx: &mut Ctx) -> Reply {
     if !flush_mode_ok(ctx) {
         return Reply::err(error::SYNTAX);
     }
+    ctx.shard.log_own_slots();
     let n = ctx.shard.flush(Some(ctx.db), flush_lazily(ctx));
     ctx.dirty(n as u64 + 1);
     Reply::Ok
@@ -176,6 +177,7 @@ fn flushall(ctx: &mut Ctx) -> Reply {
     if !flush_mode_ok(ctx) {
         return Reply::err(error::SYNTAX);
     }
+    ctx.shard.log_own_slots();
     let n = ctx.shard.flush(None, flush_lazily(ctx));
     ctx.dirty(n as u64 + 1);
     Reply::Ok
@@ -200,6 +202,7 @@ fn swapdb(ctx: &mut Ctx) -> Reply {
         Ok(b) => b,
         Err(e) => return e,
     };
+    ctx.shard.log_own_slots();
     if a != b {
         ctx.shard.dbs.swap(a, b);
         ctx.shard.touch_all(Some(a));
@@ -275,5 +278,49 @@ mod tests {
             t(&mut s, 0, "FLUSHDB bogus"),
             Reply::err("ERR syntax error")
         );
+    }
+
+    /// A shard that is one of several logs its slots ahead of the keyless
+    /// writes that change its keys only; refused ones log nothing.
+    #[test]
+    fn keyless_writes_of_one_of_several_shards_log_its_slots() {
+        let logged = |s: &mut Shard| {
+            let mut bytes = Vec::new();
+            s.write_log().unwrap().take(&mut bytes);
+            String::from_utf8(bytes).unwrap()
+        };
+        let mut s = Shard::new(16, 1);
+        s.enable_log();
+        t(&mut s, 0, "FLUSHALL");
+        let log = logged(&mut s);
+        assert!(log.ends_with("*1\r\n$8\r\nFLUSHALL\r\n") && !log.contains('#'));
+        s.owns = Some(std::sync::Arc::new(|slot| {
+            slot < 100 || slot == 200 || (300..=16383).contains(&slot)
+        }));
+        let slots = "#S:0-99,200,300-16383\r\n";
+        for cmd in ["FLUSHALL", "FLUSHDB", "SWAPDB 0 1"] {
+            t(&mut s, 0, cmd);
+            let log = logged(&mut s);
+            assert!(log.starts_with(slots), "{cmd}: {log:?}");
+            assert!(log[slots.len()..].starts_with('*'), "{cmd}: {log:?}");
+        }
+        t(&mut s, 0, "FLUSHDB bogus");
+        t(&mut s, 0, "SWAPDB 0 99");
+        assert_eq!(logged(&mut s), "");
+        // Many runs: lines of at most 1023 bytes, as loaders read them.
+        s.owns = Some(std::sync::Arc::new(|slot| slot % 2 == 0));
+        t(&mut s, 0, "FLUSHALL");
+        let log = logged(&mut s);
+        let lines: Vec<&str> = log
+            .split("\r\n")
+            .take_while(|l| l.starts_with('#'))
+            .collect();
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.len() < 1023));
+        let mut all = Vec::new();
+        for l in &lines {
+            all.extend(crate::aof::scan::parse_slots(l.as_bytes()).unwrap());
+        }
+        assert_eq!(all.len(), 8192);
+        assert!(all.iter().all(|&(a, b)| a == b && a % 2 == 0));
     }
 }

@@ -458,10 +458,10 @@ fn load_bases(
             None => {
                 let ix = scan::index(buf);
                 judge(name, &ix, log.incrs.is_empty(), how.load_truncated)?;
-                let mut db = 0;
+                let (mut db, mut own) = (0, None);
                 for r in Scanner::new(&buf[..ix.valid], 1) {
                     match r {
-                        Ok(rec) => apply(scratch, &mut db, rec.item, name, now)?,
+                        Ok(rec) => apply(scratch, (&mut db, &mut own), rec.item, name, now)?,
                         Err(_) => break,
                     }
                 }
@@ -527,16 +527,25 @@ fn parse_rdb(
 
 /// Runs one record on the scratch keyspace, as Redis's AOF client does:
 /// SELECT changes the database, MULTI and EXEC frame commands that run in
-/// order anyway, annotations are skipped, replies are dropped.
+/// order anyway, annotations are skipped, replies are dropped. One
+/// exception: a FLUSHALL, FLUSHDB or SWAPDB that a `#S:` annotation (kept
+/// in `own` until the next command) says its core logged for its own
+/// slots changes those slots only, as it did on that core.
 fn apply(
     shard: &mut engine::Shard,
-    db: &mut usize,
+    (db, own): (&mut usize, &mut Option<Vec<(u16, u16)>>),
     item: Item,
     file: &str,
     now: i64,
 ) -> Result<(), String> {
-    let Item::Command(argv) = item else {
-        return Ok(());
+    let argv = match item {
+        Item::Command(argv) => argv,
+        Item::Annotation(text) => {
+            if let Some(slots) = scan::parse_slots(text) {
+                own.get_or_insert_with(Vec::new).extend(slots);
+            }
+            return Ok(());
+        }
     };
     let Some(&name) = argv.first() else {
         return Err(format!(
@@ -556,6 +565,25 @@ fn apply(
     }
     if name.eq_ignore_ascii_case(b"multi") || name.eq_ignore_ascii_case(b"exec") {
         return Ok(());
+    }
+    if let Some(slots) = own.take() {
+        let int = |i: usize| {
+            argv.get(i)
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .and_then(|a| a.parse::<usize>().ok())
+        };
+        if name.eq_ignore_ascii_case(b"flushall") {
+            shard.flush_slots(None, &slots);
+            return Ok(());
+        } else if name.eq_ignore_ascii_case(b"flushdb") {
+            shard.flush_slots(Some(*db), &slots);
+            return Ok(());
+        } else if name.eq_ignore_ascii_case(b"swapdb") {
+            if let (Some(a), Some(b)) = (int(1), int(2)) {
+                shard.swap_slots(a, b, &slots);
+            }
+            return Ok(());
+        }
     }
     match engine::cmd::registry().lookup(name) {
         None => Err(format!(
@@ -578,6 +606,8 @@ struct Cursor<'a> {
     file: usize,
     scanner: Option<Scanner<'a>>,
     db: usize,
+    /// The slots of a `#S:` annotation, for the command after it.
+    own: Option<Vec<(u16, u16)>>,
 }
 
 /// One log's files as the replay reads them: name, offset, valid bytes.
@@ -643,7 +673,7 @@ impl<'a> Cursor<'a> {
                 let Some(Ok(rec)) = sc.next() else {
                     break;
                 };
-                apply(scratch, &mut self.db, rec.item, name, now)?;
+                apply(scratch, (&mut self.db, &mut self.own), rec.item, name, now)?;
                 records += 1;
                 bytes += (sc.pos() - at) as u64;
                 if records == 4096 {
@@ -659,6 +689,7 @@ impl<'a> Cursor<'a> {
             self.file += 1;
             self.scanner = None;
             self.db = 0;
+            self.own = None;
         }
         if self.file < files.len() {
             took[self.file] += t.elapsed().as_secs_f64();
@@ -1323,11 +1354,94 @@ mod tests {
         }
 
         // A record that may change more than its own keys: not parallel.
+        // (Also below, in `a_cores_flush_changes_its_own_slots_only`.)
         let mut c0 = resp(&["SET", "x", "1"]);
         c0.extend(resp(&["FUNCTION", "FLUSH"]));
         let dir = dir_with("par-fn", m, &files(&c0, &resp(&["SET", "y", "1"])));
         let logs = read_logs(&dir.join("appendonlydir"), &manifest).unwrap();
         assert!(log_slots(&logs[0], u64::MAX).is_none());
         assert!(log_slots(&logs[1], u64::MAX).is_some());
+    }
+
+    /// A key whose slot core `core` of 2 owns.
+    fn key_of_core(core: usize, tag: &str) -> String {
+        (0..)
+            .map(|i| format!("{tag}{i}"))
+            .find(|k| engine::slot::core_of(engine::slot::slot_of(k.as_bytes()), 2) == core)
+            .unwrap()
+    }
+
+    /// FLUSHALL, FLUSHDB and SWAPDB that a core logged for its own slots
+    /// (`#S:`) change those slots only, in the parallel replay (where the
+    /// keys of the other core's base stay in the first log's keyspace
+    /// when that core wrote nothing) and in the one-keyspace replay.
+    #[test]
+    fn a_cores_flush_changes_its_own_slots_only() {
+        let m = "file appendonly.aof.1.base.aof seq 1 type b\n\
+             file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 offset 0\n\
+             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n";
+        let (k0, k1, n1) = (
+            key_of_core(0, "a"),
+            key_of_core(1, "b"),
+            key_of_core(1, "n"),
+        );
+        let mut base = resp(&["SET", &k0, "1"]);
+        base.extend(resp(&["SET", &k1, "1"]));
+        // Core 0's FLUSHALL is kept, core 1's was lost with its tail.
+        let mut c1 = resp(&["SET", &n1, "1"]);
+        let mut flush = b"#S:0-8191\r\n".to_vec();
+        flush.extend(resp(&["FLUSHALL"]));
+        // One keyspace: a keyless record of core 0 makes it so; the
+        // FLUSHALL comes after core 1's SET.
+        let mut c0_one = resp(&["FUNCTION", "FLUSH"]);
+        c0_one.extend(format!("#D:1={}\r\n", c1.len()).bytes());
+        c0_one.extend(&flush);
+        for (name, c0) in [("own-par", flush.clone()), ("own-one", c0_one)] {
+            let files = [
+                ("appendonly.aof.1.base.aof", base.clone()),
+                ("appendonly.aof.1.c0.incr.aof", c0),
+                ("appendonly.aof.1.c1.incr.aof", c1.clone()),
+            ];
+            let dir = dir_with(name, m, &files);
+            for cores in [1, 2] {
+                let l = load(&dir, cores, false).unwrap().unwrap();
+                let mut want = vec![format!("0:{k1}"), format!("0:{n1}")];
+                want.sort();
+                assert_eq!(keys(&l), want, "{name}, {cores} cores");
+            }
+        }
+        // FLUSHDB and SWAPDB likewise; the annotation covers the next
+        // command alone (SELECT aside), not a later FLUSHDB.
+        c1.extend(resp(&["SELECT", "1"]));
+        c1.extend(resp(&["SET", &n1, "2"]));
+        let mut c0 = resp(&["SELECT", "1"]);
+        c0.extend(resp(&["SET", &k0, "3"]));
+        c0.extend(b"#S:0-8191\r\n");
+        c0.extend(resp(&["SELECT", "0"]));
+        c0.extend(resp(&["SWAPDB", "0", "1"]));
+        c0.extend(b"#S:0-8191\r\n");
+        c0.extend(resp(&["SET", &k0, "4"]));
+        c0.extend(resp(&["SELECT", "2"]));
+        c0.extend(resp(&["SET", &k0, "5"]));
+        c0.extend(resp(&["FLUSHDB"]));
+        let files = [
+            ("appendonly.aof.1.base.aof", base.clone()),
+            ("appendonly.aof.1.c0.incr.aof", c0),
+            ("appendonly.aof.1.c1.incr.aof", c1),
+        ];
+        let dir = dir_with("own-swap", m, &files);
+        let l = load(&dir, 2, false).unwrap().unwrap();
+        let mut want = vec![
+            format!("0:{k0}"),
+            format!("0:{k1}"),
+            format!("0:{n1}"),
+            format!("1:{k0}"),
+            format!("1:{n1}"),
+        ];
+        want.sort();
+        assert_eq!(keys(&l), want);
+        // Core 0's db 1 (k0 = 3) became its db 0; k0 = 4 then replaced it.
+        assert_eq!(values(&l, &k0), vec!["SET 4 ttl=None"]);
+        assert_eq!(values(&l, &k1), vec!["SET 1 ttl=None"]);
     }
 }
