@@ -11,8 +11,14 @@ fn get(b: &[u8], at: usize, n: usize) -> Res<&[u8]> {
         .ok_or_else(|| "blob ends early".to_string())
 }
 
-fn int_text(n: i64) -> Vec<u8> {
-    n.to_string().into_bytes()
+/// Calls `f` with `n` as decimal text, from a buffer on the stack.
+fn with_int<R>(n: i64, f: impl FnOnce(&[u8]) -> R) -> R {
+    use std::io::Write;
+    let mut buf = [0u8; 24];
+    let mut w = &mut buf[..];
+    let _ = write!(w, "{n}");
+    let len = 24 - w.len();
+    f(&buf[..len])
 }
 
 fn le(b: &[u8]) -> u64 {
@@ -26,43 +32,61 @@ fn sign_extend(v: u64, bits: u32) -> i64 {
 
 /// The elements of a listpack.
 pub fn listpack(b: &[u8]) -> Res<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    listpack_each(b, |e| out.push(e.to_vec()))?;
+    Ok(out)
+}
+
+/// Calls `f` with each element of a listpack, checked as Redis's
+/// `lpValidateIntegrity` does deeply: its size, each entry's encoding and
+/// back-length, its end, its count. Nothing is collected: a listpack of
+/// millions of small entries decodes in its own size.
+pub fn listpack_each(b: &[u8], mut f: impl FnMut(&[u8])) -> Res<()> {
     let hdr = get(b, 0, 6)?;
     if le(&hdr[..4]) as usize != b.len() {
         return Err("listpack size mismatch".into());
     }
     let count = le(&hdr[4..6]) as usize;
-    let mut out = Vec::with_capacity(count.min(b.len()));
+    let mut seen = 0usize;
     let mut at = 6;
     loop {
-        let first = *get(b, at, 1)?.first().expect("one byte");
+        let first = get(b, at, 1)?[0];
         if first == 0xFF {
             if at + 1 != b.len() {
                 return Err("listpack has bytes after its end".into());
             }
             break;
         }
-        let (elem, size) = match first {
-            0x00..=0x7F => (int_text(first as i64), 1),
+        let size = match first {
+            0x00..=0x7F => {
+                with_int(first as i64, &mut f);
+                1
+            }
             0x80..=0xBF => {
                 let n = (first & 0x3F) as usize;
-                (get(b, at + 1, n)?.to_vec(), 1 + n)
+                f(get(b, at + 1, n)?);
+                1 + n
             }
             0xC0..=0xDF => {
                 let v = ((first as u64 & 0x1F) << 8) | get(b, at + 1, 1)?[0] as u64;
-                (int_text(sign_extend(v, 13)), 2)
+                with_int(sign_extend(v, 13), &mut f);
+                2
             }
             0xE0..=0xEF => {
                 let n = ((first as usize & 0x0F) << 8) | get(b, at + 1, 1)?[0] as usize;
-                (get(b, at + 2, n)?.to_vec(), 2 + n)
+                f(get(b, at + 2, n)?);
+                2 + n
             }
             0xF0 => {
                 let n = le(get(b, at + 1, 4)?) as usize;
-                (get(b, at + 5, n)?.to_vec(), 5 + n)
+                f(get(b, at + 5, n)?);
+                5 + n
             }
             0xF1..=0xF4 => {
                 let bytes = [2usize, 3, 4, 8][(first - 0xF1) as usize];
                 let v = le(get(b, at + 1, bytes)?);
-                (int_text(sign_extend(v, bytes as u32 * 8)), 1 + bytes)
+                with_int(sign_extend(v, bytes as u32 * 8), &mut f);
+                1 + bytes
             }
             _ => return Err(format!("listpack entry with unknown encoding {first:#x}")),
         };
@@ -73,24 +97,49 @@ pub fn listpack(b: &[u8]) -> Res<Vec<Vec<u8>>> {
             2_097_151..=268_435_454 => 4,
             _ => 5,
         };
-        get(b, at, size + back)?;
+        // The back-length, read from its last byte leftwards, 7 bits a
+        // byte, the high bit set on every byte but the leftmost.
+        let bl = get(b, at + size, back)?;
+        let (mut v, mut shift) = (0u64, 0);
+        for (i, &x) in bl.iter().rev().enumerate() {
+            v |= ((x & 127) as u64) << shift;
+            shift += 7;
+            if (x & 128 != 0) != (i + 1 < back) {
+                return Err("listpack entry with a bad back-length".into());
+            }
+        }
+        if v != size as u64 {
+            return Err("listpack entry with a bad back-length".into());
+        }
         at += size + back;
-        out.push(elem);
+        seen += 1;
     }
-    if count != 0xFFFF && count != out.len() {
+    if count != 0xFFFF && count != seen {
         return Err("listpack count mismatch".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The elements of a ziplist (Redis before 7.0).
 pub fn ziplist(b: &[u8]) -> Res<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    ziplist_each(b, |e| out.push(e.to_vec()))?;
+    Ok(out)
+}
+
+/// Calls `f` with each element of a ziplist, checked as Redis's
+/// `ziplistValidateIntegrity` does (always deeply, for ziplists): its
+/// size, each entry's encoding and its `prevlen` (the entry before's
+/// size, 0 for the first), the tail offset (the last entry's), its end,
+/// its count.
+pub fn ziplist_each(b: &[u8], mut f: impl FnMut(&[u8])) -> Res<()> {
     let hdr = get(b, 0, 10)?;
     if le(&hdr[..4]) as usize != b.len() {
         return Err("ziplist size mismatch".into());
     }
+    let tail = le(&hdr[4..8]) as usize;
     let count = le(&hdr[8..10]) as usize;
-    let mut out = Vec::with_capacity(count.min(b.len()));
+    let (mut seen, mut prev_size, mut last) = (0usize, 0usize, 10usize);
     let mut at = 10;
     loop {
         let first = get(b, at, 1)?[0];
@@ -100,22 +149,34 @@ pub fn ziplist(b: &[u8]) -> Res<Vec<Vec<u8>>> {
             }
             break;
         }
+        let start = at;
         // The previous entry's length: 1 byte, or 0xFE and 4 bytes.
+        let prevlen = if first == 0xFE {
+            le(get(b, at + 1, 4)?) as usize
+        } else {
+            first as usize
+        };
+        if prevlen != prev_size {
+            return Err("ziplist entry with a bad prevlen".into());
+        }
         at += if first == 0xFE { 5 } else { 1 };
         let enc = get(b, at, 1)?[0];
-        let (elem, size) = match enc >> 6 {
+        let size = match enc >> 6 {
             0 => {
                 let n = (enc & 0x3F) as usize;
-                (get(b, at + 1, n)?.to_vec(), 1 + n)
+                f(get(b, at + 1, n)?);
+                1 + n
             }
             1 => {
                 let n = ((enc as usize & 0x3F) << 8) | get(b, at + 1, 1)?[0] as usize;
-                (get(b, at + 2, n)?.to_vec(), 2 + n)
+                f(get(b, at + 2, n)?);
+                2 + n
             }
             2 => {
                 let l = get(b, at + 1, 4)?;
                 let n = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
-                (get(b, at + 5, n)?.to_vec(), 5 + n)
+                f(get(b, at + 5, n)?);
+                5 + n
             }
             _ => {
                 let (bytes, bits) = match enc {
@@ -132,16 +193,22 @@ pub fn ziplist(b: &[u8]) -> Res<Vec<Vec<u8>>> {
                 } else {
                     sign_extend(le(get(b, at + 1, bytes)?), bits)
                 };
-                (int_text(v), 1 + bytes)
+                with_int(v, &mut f);
+                1 + bytes
             }
         };
         at += size;
-        out.push(elem);
+        prev_size = at - start;
+        last = start;
+        seen += 1;
     }
-    if count != 0xFFFF && count != out.len() {
+    if seen > 0 && tail != last {
+        return Err("ziplist tail offset mismatch".into());
+    }
+    if count != 0xFFFF && count != seen {
         return Err("ziplist count mismatch".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The members of an intset, in order.
@@ -151,6 +218,10 @@ pub fn intset(b: &[u8]) -> Res<Vec<i64>> {
     let count = le(&hdr[4..8]) as usize;
     if ![2, 4, 8].contains(&width) {
         return Err(format!("intset with width {width}"));
+    }
+    if count == 0 {
+        // Redis's `intsetValidateIntegrity` refuses it: never written.
+        return Err("intset is empty".into());
     }
     if count.checked_mul(width).and_then(|n| n.checked_add(8)) != Some(b.len()) {
         return Err("intset size mismatch".into());
@@ -190,6 +261,15 @@ pub fn zipmap(b: &[u8]) -> Res<Vec<Vec<u8>>> {
         at += 1;
         out.push(get(b, at, vlen)?.to_vec());
         at += vlen + free;
+    }
+    // As Redis's `zipmapValidateIntegrity`: the end marker ends the blob,
+    // and the count (when below 254, the "unknown" mark) is the pairs'.
+    if at + 1 != b.len() {
+        return Err("zipmap has bytes after its end".into());
+    }
+    let pairs = out.len() / 2;
+    if pairs == 0 || (b[0] < 254 && b[0] as usize != pairs) {
+        return Err("zipmap count mismatch".into());
     }
     Ok(out)
 }

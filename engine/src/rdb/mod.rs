@@ -123,19 +123,14 @@ pub fn open_dump(payload: &[u8]) -> Option<&[u8]> {
 /// with the encodings `lim` asks for. `None` for a payload whose version
 /// or checksum is wrong (Redis's "DUMP payload version or checksum are
 /// wrong"); `Some(Err)` for one that does not decode ("Bad data format").
+/// Bytes between the value and the footer are not looked at, as Redis's
+/// RESTORE does not.
 pub fn undump(
     payload: &[u8],
     lim: &crate::value::EncodingLimits,
 ) -> Option<Result<crate::value::Value, Error>> {
     let body = open_dump(payload)?;
-    let mut r = read::Reader::new(body);
-    Some(read::typed_value(&mut r, lim).and_then(|v| {
-        if r.is_at_end() {
-            Ok(v)
-        } else {
-            Err(r.error("trailing bytes after the value"))
-        }
-    }))
+    Some(read::typed_value(&mut read::Reader::new(body), lim))
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// Bytes not read yet.
+    fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// True when every byte has been read.
     pub fn is_at_end(&self) -> bool {
         self.pos == self.buf.len()
@@ -113,13 +118,20 @@ impl<'a> Reader<'a> {
             Err(1) => Ok((self.le_u64(2)? as u16 as i16).to_string().into_bytes()),
             Err(2) => Ok((self.le_u64(4)? as u32 as i32).to_string().into_bytes()),
             Err(3) => {
-                let clen = self.length()? as usize;
+                let clen = self.length()?;
                 let ulen = self.length()?;
-                if ulen > 1 << 32 {
-                    return Err(self.error("LZF string too long"));
+                // LZF expands 3 bytes to 264 at most: a longer length is
+                // damage, and is refused before any memory is reserved.
+                if ulen > 1 << 32 || ulen > clen.saturating_mul(88) {
+                    return Err(self.error("LZF length beyond what its data can give"));
                 }
+                let clen = usize::try_from(clen).map_err(|_| self.error(SHORT_READ))?;
                 let data = self.take(clen)?;
-                let mut out = vec![0u8; ulen as usize];
+                let mut out = Vec::new();
+                if out.try_reserve_exact(ulen as usize).is_err() {
+                    return Err(self.error("failed allocating memory for an LZF string"));
+                }
+                out.resize(ulen as usize, 0);
                 match lzf_rust::decompress(data, &mut out) {
                     Ok(n) if n == out.len() => Ok(out),
                     _ => Err(self.error("invalid LZF compressed string")),
@@ -154,6 +166,24 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let b = self.string()?;
         decode(&b).map_err(|m| Error {
+            msg: m,
+            offset: at,
+            empty_key: false,
+        })
+    }
+
+    /// A listpack (`ziplist`: a ziplist) blob's elements pushed onto `l`
+    /// one by one, never collected.
+    fn blob_onto(&mut self, ziplist: bool, l: &mut PackedList, lim: &EncodingLimits) -> Res<()> {
+        let at = self.pos;
+        let b = self.string()?;
+        let push = |e: &[u8]| l.push_back(e, Fill(lim.list_listpack_size));
+        let r = if ziplist {
+            blobs::ziplist_each(&b, push)
+        } else {
+            blobs::listpack_each(&b, push)
+        };
+        r.map_err(|m| Error {
             msg: m,
             offset: at,
             empty_key: false,
@@ -216,13 +246,9 @@ fn set_of(r: &Reader, members: Vec<Vec<u8>>, lim: &EncodingLimits) -> Res<Value>
     Ok(Value::Set(Box::new(s)))
 }
 
-fn list_of(r: &Reader, items: Vec<Vec<u8>>, lim: &EncodingLimits) -> Res<Value> {
-    if items.is_empty() {
+fn list_of(r: &Reader, l: Box<PackedList>) -> Res<Value> {
+    if l.is_empty() {
         return Err(empty(r));
-    }
-    let mut l = Box::new(PackedList::new());
-    for i in &items {
-        l.push_back(i, Fill(lim.list_listpack_size));
     }
     Ok(Value::List(l))
 }
@@ -348,8 +374,11 @@ pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
         TYPE_STRING => Ok(Value::Str(StrData::from(r.string()?))),
         TYPE_LIST => {
             let n = r.count()?;
-            let items = (0..n).map(|_| r.string()).collect::<Res<Vec<_>>>()?;
-            list_of(r, items, lim)
+            let mut l = Box::new(PackedList::new());
+            for _ in 0..n {
+                l.push_back(&r.string()?, Fill(lim.list_listpack_size));
+            }
+            list_of(r, l)
         }
         TYPE_SET => {
             let n = r.count()?;
@@ -358,7 +387,8 @@ pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
         }
         TYPE_ZSET | TYPE_ZSET_2 => {
             let n = r.count()?;
-            let mut pairs = Vec::with_capacity(n);
+            // (Each pair takes 2 bytes at least, 9 as ZSET_2.)
+            let mut pairs = Vec::with_capacity(n.min(r.left() / 9));
             for _ in 0..n {
                 let m = r.string()?;
                 let s = if ty == TYPE_ZSET {
@@ -408,12 +438,13 @@ pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
             set_of(r, members, lim)
         }
         TYPE_LIST_ZIPLIST => {
-            let items = r.blob(blobs::ziplist)?;
-            list_of(r, items, lim)
+            let mut l = Box::new(PackedList::new());
+            r.blob_onto(true, &mut l, lim)?;
+            list_of(r, l)
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
             let nodes = r.count()?;
-            let mut items = Vec::new();
+            let mut l = Box::new(PackedList::new());
             for _ in 0..nodes {
                 let plain = ty == TYPE_LIST_QUICKLIST_2 && {
                     match r.length()? {
@@ -423,18 +454,18 @@ pub fn value(r: &mut Reader, ty: u8, lim: &EncodingLimits) -> Res<Value> {
                     }
                 };
                 if plain {
-                    items.push(r.string()?);
+                    let item = r.string()?;
+                    if item.is_empty() {
+                        // Redis's `rdbLoadObject`: never written.
+                        return Err(r.error("empty quicklist plain node"));
+                    }
+                    l.push_back(&item, Fill(lim.list_listpack_size));
                 } else {
-                    let node = r.blob(if ty == TYPE_LIST_QUICKLIST {
-                        blobs::ziplist
-                    } else {
-                        blobs::listpack
-                    })?;
-                    // Redis skips empty nodes.
-                    items.extend(node);
+                    // (Redis skips empty nodes.)
+                    r.blob_onto(ty == TYPE_LIST_QUICKLIST, &mut l, lim)?;
                 }
             }
-            list_of(r, items, lim)
+            list_of(r, l)
         }
         TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 => {
             stream_of(r, ty == TYPE_STREAM_LISTPACKS_2).map(|s| Value::Stream(Box::new(s)))
@@ -551,7 +582,8 @@ pub fn file_at(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(usize, Item))
                 r.length()?;
             }
             OP_EXPIRETIME_MS => expire_ms = Some(r.le_u64(8)? as i64),
-            OP_EXPIRETIME => expire_ms = Some(r.le_u64(4)? as u32 as i64 * 1000),
+            // (Signed seconds, as Redis's `rdbLoadTime` reads them.)
+            OP_EXPIRETIME => expire_ms = Some(r.le_u64(4)? as u32 as i32 as i64 * 1000),
             OP_IDLE => idle_s = Some(r.length()?),
             OP_FREQ => freq = Some(r.u8()?),
             OP_FUNCTION2 => {

@@ -267,6 +267,19 @@ fn with_footer(mut body: Vec<u8>, version: u16) -> Vec<u8> {
 /// ziplist layout: a hash (type 13), a sorted set (type 12) and a
 /// quicklist of ziplists (type 14), with string, immediate, int16 and
 /// int8 entries.
+/// A ziplist of `entries` (each with its prevlen), its tail offset the
+/// last entry's.
+fn ziplist_blob(entries: &[&[u8]], count: u16) -> Vec<u8> {
+    let body = entries.concat();
+    let last = body.len() - entries.last().map_or(0, |e| e.len());
+    let mut b = ((10 + body.len() + 1) as u32).to_le_bytes().to_vec();
+    b.extend_from_slice(&(10 + last as u32).to_le_bytes());
+    b.extend_from_slice(&count.to_le_bytes());
+    b.extend_from_slice(&body);
+    b.push(0xFF);
+    b
+}
+
 #[test]
 fn redis_6_ziplists_decode() {
     let lim = EncodingLimits::default();
@@ -278,17 +291,8 @@ fn redis_6_ziplists_decode() {
         &[0x04, 0xF3],
         &[0x02, 0x01, b'n'],
         &[0x03, 0xC0, 0x2C, 0x01],
-    ]
-    .concat();
-    let blob = |entries: &[u8], count: u16| {
-        let total = 10 + entries.len() + 1;
-        let mut b = (total as u32).to_le_bytes().to_vec();
-        b.extend_from_slice(&0u32.to_le_bytes()); // zltail: not used to read
-        b.extend_from_slice(&count.to_le_bytes());
-        b.extend_from_slice(entries);
-        b.push(0xFF);
-        b
-    };
+    ];
+    let blob = ziplist_blob;
     let hash = blob(&zl, 6);
     let mut body = vec![TYPE_HASH_ZIPLIST];
     write::string(&mut body, &hash, false);
@@ -305,8 +309,7 @@ fn redis_6_ziplists_decode() {
         &[0x03, 0xFE, 0xFB],
         &[0x03, 0x01, b'b'],
         &[0x03, 0x03, b'2', b'.', b'5'],
-    ]
-    .concat();
+    ];
     let mut body = vec![TYPE_ZSET_ZIPLIST];
     write::string(&mut body, &blob(&zz, 4), false);
     let Value::ZSet(z) = undump(&with_footer(body, 9), &lim).unwrap().unwrap() else {
@@ -316,8 +319,8 @@ fn redis_6_ziplists_decode() {
     // RPUSH l x 7 as a quicklist of two ziplist nodes.
     let mut body = vec![TYPE_LIST_QUICKLIST];
     write::len(&mut body, 2);
-    write::string(&mut body, &blob(&[0x00, 0x01, b'x'], 1), false);
-    write::string(&mut body, &blob(&[0x00, 0xF8], 1), false);
+    write::string(&mut body, &blob(&[&[0x00, 0x01, b'x']], 1), false);
+    write::string(&mut body, &blob(&[&[0x00, 0xF8]], 1), false);
     let Value::List(l) = undump(&with_footer(body, 9), &lim).unwrap().unwrap() else {
         panic!()
     };
@@ -329,6 +332,97 @@ fn redis_6_ziplists_decode() {
     let mut body = vec![TYPE_HASH_ZIPLIST];
     write::string(&mut body, &blob(&zl, 5), false);
     assert!(undump(&with_footer(body, 9), &lim).unwrap().is_err());
+}
+
+/// Blobs Redis 7.0's integrity checks refuse, refused here too; a
+/// payload that claims more than its bytes can hold is refused before
+/// anything is reserved; what Redis accepts is accepted.
+#[test]
+fn blobs_are_checked_as_redis_checks_them() {
+    let lim = EncodingLimits::default();
+    let undump_body = |body: Vec<u8>, version| undump(&with_footer(body, version), &lim).unwrap();
+    let listpack = |entries: &[u8], count: u16| {
+        let mut b = ((6 + entries.len() + 1) as u32).to_le_bytes().to_vec();
+        b.extend_from_slice(&count.to_le_bytes());
+        b.extend_from_slice(entries);
+        b.push(0xFF);
+        b
+    };
+    // HSET h a b as a listpack: right back-lengths load, wrong ones not.
+    for (entries, ok) in [
+        (&[0x81, b'a', 0x02, 0x81, b'b', 0x02][..], true),
+        (&[0x81, b'a', 0x09, 0x81, b'b', 0x09][..], false),
+        (&[0x81, b'a', 0x82, 0x81, b'b', 0x02][..], false),
+    ] {
+        let mut body = vec![TYPE_HASH_LISTPACK];
+        write::string(&mut body, &listpack(entries, 2), false);
+        assert_eq!(undump_body(body, 10).is_ok(), ok, "{entries:?}");
+    }
+    // Ziplists: a prevlen that is not the entry before's size, a tail
+    // offset that is not the last entry's.
+    let entries: [&[u8]; 2] = [&[0x00, 0x01, b'x'], &[0x03, 0x01, b'y']];
+    let good = ziplist_blob(&entries, 2);
+    let mut bad_prev = good.clone();
+    bad_prev[13] = 0x77;
+    let mut bad_tail = good.clone();
+    bad_tail[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    for (zl, ok) in [(good, true), (bad_prev, false), (bad_tail, false)] {
+        let mut body = vec![TYPE_LIST_ZIPLIST];
+        write::string(&mut body, &zl, false);
+        assert_eq!(undump_body(body, 9).is_ok(), ok, "{zl:?}");
+    }
+    // Zipmaps: bytes after the end marker, a count that is not the pairs'.
+    for (zm, ok) in [
+        (&[0x01, 0x01, b'f', 0x01, 0x00, b'v', 0xFF][..], true),
+        (&[0xFE, 0x01, b'f', 0x01, 0x00, b'v', 0xFF][..], true),
+        (&[0x01, 0x01, b'f', 0x01, 0x00, b'v', 0xFF, 0xAA][..], false),
+        (&[0x07, 0x01, b'f', 0x01, 0x00, b'v', 0xFF][..], false),
+        (&[0x00, 0xFF][..], false),
+    ] {
+        let mut body = vec![TYPE_HASH_ZIPMAP];
+        write::string(&mut body, zm, false);
+        assert_eq!(undump_body(body, 9).is_ok(), ok, "{zm:?}");
+    }
+    // An empty intset fails the load (not an empty key skipped).
+    let mut body = vec![TYPE_SET_INTSET];
+    write::string(&mut body, &[2, 0, 0, 0, 0, 0, 0, 0], false);
+    assert!(!undump_body(body, 10).unwrap_err().empty_key);
+    // An empty plain quicklist node.
+    let body = vec![TYPE_LIST_QUICKLIST_2, 0x01, 0x01, 0x00];
+    assert!(undump_body(body, 10).is_err());
+    // LZF claiming 4 GiB from 2 bytes: refused on its lengths.
+    let body = hex("00c302810000000100000000000061");
+    let e = undump_body(body, 10).unwrap_err();
+    assert!(e.msg.contains("LZF length"), "{e:?}");
+    // A list of a million small integers in one listpack node decodes
+    // (element by element into the list, never collected first).
+    let mut entries = Vec::new();
+    for i in 0..1_000_000u32 {
+        entries.extend_from_slice(&[(i % 100) as u8, 0x01]);
+    }
+    let mut body = vec![TYPE_LIST_QUICKLIST_2, 0x01, 0x02];
+    write::string(&mut body, &listpack(&entries, 0xFFFF), true);
+    let Ok(Value::List(l)) = undump_body(body, 10) else {
+        panic!()
+    };
+    assert_eq!(l.len(), 1_000_000);
+    assert_eq!(
+        l.iter().nth(123_456).map(|e| e.to_vec()),
+        Some(b"56".to_vec())
+    );
+    // A sorted set claiming more pairs than it has bytes: an error.
+    let mut body = vec![TYPE_ZSET_2];
+    write::len(&mut body, 200_000);
+    body.extend(std::iter::repeat_n(0u8, 200_000));
+    assert!(undump_body(body, 10).is_err());
+    // Bytes between the value and the footer: RESTORE takes the value.
+    let mut body = vec![TYPE_STRING];
+    write::string(&mut body, b"hello", false);
+    body.push(0);
+    let Ok(Value::Str(v)) = undump_body(body, 10) else {
+        panic!()
+    };
+    assert_eq!(&v.to_bytes()[..], b"hello");
 }
 
 #[test]
