@@ -504,6 +504,16 @@ impl Master {
             ));
             return out;
         }
+        // A connection that sent no REPLCONF has no record yet: one made
+        // here goes again if the PSYNC is refused (nothing would remove it:
+        // the node hears of the connection's end only once it is known).
+        let known = self.conns.iter().any(|c| c.id == conn);
+        let refused = |me: &mut Self, out: Vec<Out>| {
+            if !known {
+                me.conns.retain(|c| c.id != conn);
+            }
+            out
+        };
         let c = self.conn(conn, peer_ip);
         if c.slave.is_some() {
             return out;
@@ -517,7 +527,7 @@ impl Master {
                 conn,
                 err("PSYNC FAILOVER can't be sent to a master."),
             ));
-            return out;
+            return refused(self, out);
         }
         if c.exclude_data && !c.capa_eof {
             out.push(Out::Send(
@@ -538,7 +548,7 @@ impl Master {
                 out.push(Out::Log(format!(
                     "Replica {name} asks for synchronization but with a wrong offset"
                 )));
-                return out;
+                return refused(self, out);
             };
             if self.try_partial(conn, &name, argv[1], offset, now, &mut out) {
                 self.sync_partial_ok += 1;

@@ -199,6 +199,12 @@ fn psync_decisions() {
         "-ERR PSYNC FAILOVER can't be sent to a master.\r\n"
     );
     assert_eq!(m.replica(10), None);
+    // Refused PSYNCs keep no record of a connection that sent no
+    // REPLCONF (its end would never be heard of); one that did keeps it.
+    assert!(m.conns.iter().all(|c| c.id != 10));
+    replconf(&mut m, 11, &["REPLCONF", "capa", "eof"], 0);
+    sync(&mut m, 11, &["PSYNC", &id, "x"], 0);
+    assert!(m.conns.iter().any(|c| c.id == 11 && c.capa_eof));
 }
 
 #[test]
