@@ -461,6 +461,12 @@ fn setslot(
     now_ms: u64,
     rng: &mut dyn rand::RngCore,
 ) -> (Reply, Vec<Action>) {
+    if c.is_replica() {
+        return (
+            error("ERR Please use SETSLOT only with masters.".into()),
+            Vec::new(),
+        );
+    }
     let slot = match slot_arg(args[2]) {
         Ok(s) => s,
         Err(e) => return (e, Vec::new()),
@@ -1203,6 +1209,43 @@ mod tests {
         }
     }
 
+    /// A replica refuses to forget its master and to set slots, as Redis
+    /// 7.0 does (forgetting it orphaned the replica; a slot set there was
+    /// gossiped as its master's).
+    #[test]
+    fn a_replica_refuses_to_forget_its_master_or_set_slots() {
+        let mut net = Net::joined(3);
+        let master = net.nodes[0].myself();
+        let other = net.nodes[2].myself();
+        assert_eq!(
+            run(&mut net.nodes[1], &format!("cluster replicate {master}")),
+            Reply::Ok
+        );
+        net.turns(30);
+        assert_eq!(
+            err(run(&mut net.nodes[1], &format!("cluster forget {master}"))),
+            "ERR Can't forget my master!"
+        );
+        for cmd in [
+            format!("cluster setslot 9000 node {master}"),
+            format!("cluster setslot 9001 importing {other}"),
+            "cluster setslot 99999 stable".to_string(),
+        ] {
+            assert_eq!(
+                err(run(&mut net.nodes[1], &cmd)),
+                "ERR Please use SETSLOT only with masters.",
+                "{cmd}"
+            );
+        }
+        assert_eq!(net.nodes[1].slot_owner(9000), None);
+        assert_eq!(net.nodes[1].my_master().map(|m| m.0), Some(master));
+        // A master may still forget another master.
+        assert_eq!(
+            run(&mut net.nodes[0], &format!("cluster forget {other}")),
+            Reply::Ok
+        );
+    }
+
     #[test]
     fn core_ports_travel_in_a_module_message_and_route_clients() {
         let mut net = Net::joined(2);
@@ -1369,14 +1412,20 @@ mod tests {
             "ERR Can't assign hashslot 5 to a different node while I still hold keys for this hash slot."
         );
         // The target's PONG moves the slot on the source, which closes
-        // its migration; SETSLOT NODE there is then a formality.
+        // its migration; the source, its last slot gone, becomes the
+        // target's replica (`cluster-allow-replica-migration`), and
+        // refuses SETSLOT as Redis 7.0 does (redis-cli ignores that).
         assert!(actions
             .iter()
             .any(|a| matches!(a, Action::Send { msg, .. } if matches!(msg.body, crate::wire::Body::Pong(_)))));
         net.perform(1, actions);
         assert_eq!(net.nodes[0].slot_owner(5), Some(b));
         assert!(net.nodes[0].migrating_to(5).is_none());
-        assert_eq!(run(&mut net.nodes[0], &line), Reply::Ok);
+        assert_eq!(net.nodes[0].my_master().map(|m| m.0), Some(b));
+        assert_eq!(
+            err(run(&mut net.nodes[0], &line)),
+            "ERR Please use SETSLOT only with masters."
+        );
         net.turns(30);
         let nodes = verbatim(run(&mut net.nodes[0], "cluster nodes"));
         assert!(!nodes.contains('['), "{nodes}");

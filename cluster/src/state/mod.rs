@@ -344,6 +344,8 @@ pub struct Cluster {
     current_epoch: u64,
     last_vote_epoch: u64,
     nodes: BTreeMap<NodeId, Node>,
+    /// The nodes' IDs in order, for random picks ([`Cluster::node_at`]).
+    node_ids: Vec<NodeId>,
     /// Owner of each slot.
     slots: Vec<Option<NodeId>>,
     /// Slots whose owner stopped claiming them (`owner_not_claiming_slot`):
@@ -404,6 +406,7 @@ impl Cluster {
             current_epoch: 0,
             last_vote_epoch: 0,
             nodes,
+            node_ids: Vec::new(),
             slots: vec![None; SLOTS],
             not_claimed: SlotBitmap::new(),
             migrating: BTreeMap::new(),
@@ -1052,6 +1055,9 @@ impl Cluster {
         if node == self.myself {
             return Err("I tried hard but I can't forget myself...".into());
         }
+        if self.my_master().is_some_and(|(m, ..)| m == node) {
+            return Err("Can't forget my master!".into());
+        }
         self.banned.retain(|_, until| *until >= now_ms);
         self.banned.insert(node, now_ms + FORGET_BAN_MS);
         self.del_node(node);
@@ -1571,6 +1577,24 @@ impl Cluster {
         }
     }
 
+    /// The `i`th node in ID order, in constant time: from a list of the
+    /// IDs made again when the nodes' count changed or it names a node
+    /// gone (`nth` on the map walked it: each ping cost the square of the
+    /// nodes known, which a flood of MEETs or gossip entries makes many,
+    /// and a cron pinging each of them their cube).
+    fn node_at(&mut self, i: usize) -> Option<NodeId> {
+        let stale = |c: &Self| {
+            c.node_ids.len() != c.nodes.len()
+                || c.node_ids
+                    .get(i)
+                    .is_some_and(|id| !c.nodes.contains_key(id))
+        };
+        if stale(self) {
+            self.node_ids = self.nodes.keys().copied().collect();
+        }
+        self.node_ids.get(i).copied()
+    }
+
     /// A PING, PONG or MEET with its gossip section (`clusterSendPing`):
     /// max(3, nodes/10) random healthy nodes that have a link or slots, then
     /// every PFAIL node.
@@ -1594,7 +1618,10 @@ impl Cluster {
         while freshnodes > 0 && (entries.len() as i64) < wanted && iterations > 0 {
             iterations -= 1;
             let pick = (rng.next_u64() % self.nodes.len() as u64) as usize;
-            let Some(n) = self.nodes.values_mut().nth(pick) else {
+            let Some(id) = self.node_at(pick) else {
+                break;
+            };
+            let Some(n) = self.nodes.get_mut(&id) else {
                 break;
             };
             if n.has(flags::MYSELF) || n.has(flags::PFAIL) {

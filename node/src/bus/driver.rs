@@ -42,6 +42,10 @@ struct Driver {
     was_ok: bool,
     /// (current epoch, config epoch, last vote epoch) last saved durably.
     saved_epochs: (u64, u64, u64),
+    /// A save of nodes.conf that changes no epoch, left for the end of the
+    /// loop's pass (Redis's `clusterBeforeSleep`): a flood of MEETs or
+    /// gossip would otherwise write the file once per message.
+    save_due: bool,
     replication: Arc<dyn ReplicationView>,
     /// The manual failover's pause of the writers: its number, and how
     /// many cores have paused.
@@ -100,6 +104,7 @@ pub fn start(
         rng: StdRng::from_entropy(),
         was_ok,
         saved_epochs,
+        save_due: false,
         replication,
         pause_gen: 0,
         paused_cores: 0,
@@ -153,6 +158,9 @@ impl Driver {
                 }
                 next_tick = now + TICK_MS;
             }
+            if self.save_due {
+                self.save_config();
+            }
             fds.clear();
             ids.clear();
             fds.push(pollfd(self.bus.eventfd(), libc::POLLIN));
@@ -192,6 +200,9 @@ impl Driver {
                     self.link_ready(*id, re);
                 }
             }
+        }
+        if self.save_due {
+            self.save_config();
         }
     }
 
@@ -410,17 +421,29 @@ impl Driver {
         );
     }
 
+    /// Writes nodes.conf (and fsyncs it when an epoch changed).
+    fn save_config(&mut self) {
+        let epochs = epochs(&self.cluster);
+        let durable = epochs != self.saved_epochs;
+        if let Err(e) = self.file.save(&self.cluster, durable) {
+            self.fatal_save(&e);
+        }
+        self.saved_epochs = epochs;
+        self.save_due = false;
+    }
+
     /// Carries out what the state machine asked, in order.
     fn perform(&mut self, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::SaveConfig => {
-                    let epochs = epochs(&self.cluster);
-                    let durable = epochs != self.saved_epochs;
-                    if let Err(e) = self.file.save(&self.cluster, durable) {
-                        self.fatal_save(&e);
+                    // An epoch (a vote, a config epoch) is on disk before
+                    // anything that follows it is sent; the rest waits.
+                    if epochs(&self.cluster) != self.saved_epochs {
+                        self.save_config();
+                    } else {
+                        self.save_due = true;
                     }
-                    self.saved_epochs = epochs;
                 }
                 Action::Connect { link, ip, cport } => self.connect(link, &ip, cport),
                 Action::Send { link, msg } => self.send(link, &msg),
