@@ -111,6 +111,9 @@ pub struct Shared {
     /// in the top 24 bits, the bytes of its input whose commands completed
     /// below ([`applied_pack`]).
     pub master_applied: AtomicU64,
+    /// The number of the feed whose master client failed to load the
+    /// master's RDB (0: none): its link starts over.
+    pub master_load_failed: AtomicU64,
     /// Replicas online whose last ACK is at most `min-replicas-max-lag`
     /// old, as the master thread last counted them (0 before any).
     pub good_replicas: std::sync::atomic::AtomicU32,

@@ -309,6 +309,15 @@ impl Replica {
         vec![Action::Send(encode(&[b"PING"]))]
     }
 
+    /// The RDB of the full resynchronization did not load: nothing the
+    /// link reached can be resumed (the next attempt is a full one, as
+    /// after Redis's `cancelReplicationHandshake` on a failed load).
+    pub fn load_failed(&mut self) {
+        self.replid = None;
+        self.reploff = -1;
+        self.resumable = false;
+    }
+
     /// The driver lost the link (EOF, a socket error): the replica keeps
     /// what it reached for the next `PSYNC`.
     pub fn closed(&mut self) {

@@ -137,6 +137,9 @@ struct Slave {
     start_on_ack: bool,
     /// The RDB transfer started; `Some(true)` when diskless.
     diskless: Option<bool>,
+    /// When the replica last took bytes of a diskless RDB (0: none yet;
+    /// Redis's `repl_last_partial_write`).
+    rdb_write_ms: u64,
     /// `REPLCONF rdb-only 1`: the RDB and nothing after it.
     rdb_only: bool,
 }
@@ -576,6 +579,7 @@ impl Master {
             sent: 0,
             start_on_ack: false,
             diskless: None,
+            rdb_write_ms: 0,
             rdb_only,
         });
         if self.backlog.is_none() && self.replica_count() == 1 {
@@ -675,6 +679,7 @@ impl Master {
             sent: offset,
             start_on_ack: false,
             diskless: None,
+            rdb_write_ms: 0,
             rdb_only: false,
         });
         out.push(Out::Send(conn, line.into_bytes()));
@@ -697,6 +702,13 @@ impl Master {
                     s.state = ReplState::SendBulk;
                 }
             }
+        }
+    }
+
+    /// `conn` took bytes of its diskless RDB at `now`.
+    pub fn rdb_progress(&mut self, conn: ConnId, now: u64) {
+        if let Some(s) = self.slave_mut(conn) {
+            s.rdb_write_ms = now;
         }
     }
 
@@ -853,6 +865,21 @@ impl Master {
             {
                 out.push(Out::Log(format!(
                     "Disconnecting timedout replica (streaming sync): {}",
+                    c.name()
+                )));
+                out.push(Out::Close(c.id));
+                gone.push(c.id);
+            }
+            // A diskless transfer stuck on a replica that stopped reading
+            // would hold the snapshot job (and every later BGSAVE) for
+            // good: as Redis, it goes after `repl-timeout`.
+            if s.state == ReplState::WaitBgsave
+                && s.diskless == Some(true)
+                && s.rdb_write_ms != 0
+                && now.saturating_sub(s.rdb_write_ms) > timeout
+            {
+                out.push(Out::Log(format!(
+                    "Disconnecting timedout replica (full sync): {}",
                     c.name()
                 )));
                 out.push(Out::Close(c.id));

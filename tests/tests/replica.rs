@@ -807,6 +807,95 @@ fn psync(port: u16, replid: &str, offset: &str) -> (String, tests::RawConn) {
     (line, c)
 }
 
+/// A hand-made master: accepts a replica on `listener`, answers its
+/// handshake (PING, REPLCONFs) and returns at its PSYNC, with the PSYNC's
+/// arguments.
+fn replica_handshake(listener: &std::net::TcpListener) -> (std::net::TcpStream, Vec<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut sock = loop {
+        match listener.accept() {
+            Ok((sock, _)) => break sock,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("no replica connected: {e}"),
+        }
+    };
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(sock.try_clone().unwrap());
+    loop {
+        // A command: `*N`, then N bulks of `$len` and data.
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "closed");
+        let Some(n) = line.trim().strip_prefix('*') else {
+            continue;
+        };
+        let mut args = Vec::new();
+        for _ in 0..n.parse::<usize>().unwrap() {
+            let mut len = String::new();
+            reader.read_line(&mut len).unwrap();
+            let mut arg = vec![0u8; len.trim()[1..].parse::<usize>().unwrap() + 2];
+            reader.read_exact(&mut arg).unwrap();
+            args.push(String::from_utf8_lossy(&arg[..arg.len() - 2]).to_lowercase());
+        }
+        match args[0].as_str() {
+            "ping" => sock.write_all(b"+PONG\r\n").unwrap(),
+            "psync" => return (sock, args),
+            _ => sock.write_all(b"+OK\r\n").unwrap(),
+        }
+    }
+}
+
+/// An RDB from the master that does not load stops the link: the stream
+/// after it is not applied, the link is not up, and the replica tries a
+/// full resynchronization again (before, the stream was applied over the
+/// old data and the link resumed from the failed sync).
+#[test]
+fn a_master_rdb_that_does_not_load_is_not_followed_by_its_stream() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let replica = Server::slotd(&["--shards", "2", "--repl-diskless-load", "disabled"]);
+    let mut c = replica.raw();
+    assert_eq!(tests::text(&c.cmd_str(&["set", "old", "1"])), "+OK\r\n");
+    c.cmd_str(&["replicaof", "127.0.0.1", &port]);
+    let replid = "a".repeat(40);
+    let (mut first, _) = replica_handshake(&listener);
+    let mut out = format!("+FULLRESYNC {replid} 1000\r\n$10\r\nGARBAGE!!!").into_bytes();
+    out.extend(tests::encode(&[b"SET", b"new", b"1"]));
+    first.write_all(&out).unwrap();
+    // The next attempt is a full one again, not a PSYNC from the first.
+    let (_second, psync) = replica_handshake(&listener);
+    assert!(!psync.contains(&replid), "{psync:?}");
+    assert_eq!(tests::text(&c.cmd_str(&["get", "new"])), "$-1\r\n");
+    assert_eq!(
+        tests::info_field(&replica, "replication", "master_link_status"),
+        "down"
+    );
+}
+
+/// A replica's REPLCONF ACK sent inline (as some clients' replicas do)
+/// counts as one sent in RESP, on redis-server and on slotd.
+#[test]
+fn an_inline_replconf_ack_from_a_replica_counts() {
+    for bin in ["redis", "slotd"] {
+        let master = master_for(bin, &["--repl-diskless-sync", "no"]);
+        let (line, mut r) = psync(master.port(), "?", "-1");
+        assert!(line.starts_with("+FULLRESYNC"), "{bin}: {line}");
+        r.send(b"REPLCONF ACK 5\r\n").unwrap();
+        wait_for(20, "the ACK's offset in INFO", || {
+            master
+                .cli(&["info", "replication"])
+                .lines()
+                .any(|l| l.starts_with("slave0:") && l.contains(",offset=5,"))
+        });
+    }
+}
+
 /// A master: redis-server (`bin` "redis"), or slotd with 2 shards, with
 /// `args`.
 fn master_for(bin: &str, args: &[&str]) -> Server {

@@ -329,6 +329,7 @@ fn reload_rdb(shard: &mut Shard, key: Key, args: &Args) -> Next {
 pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
     let path = std::path::PathBuf::from(String::from_utf8_lossy(args.get(1)).into_owned());
     crate::log::notice(format_args!("MASTER <-> REPLICA sync: Flushing old data"));
+    let feed = shard.conns.get(key).map_or(0, |c| c.feed);
     let cx = Ctx::of(shard);
     let path2 = path.clone();
     spawn(shard, key, async move {
@@ -346,6 +347,10 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
             crate::log::warning(format_args!(
                 "Failed trying to load the MASTER synchronization DB from disk"
             ));
+            // The link waits for this load and starts over.
+            cx.shared
+                .master_load_failed
+                .store(feed, std::sync::atomic::Ordering::Release);
             return TaskDone::reply(key, Reply::err(RDB_LOAD_FAILED));
         }
         crate::log::notice(format_args!(

@@ -882,6 +882,9 @@ impl MasterThread {
                 return e.kind() == std::io::ErrorKind::WouldBlock;
             }
             s.sent += n as usize;
+            if n > 0 && matches!(s.rdb, Some(Sending::Pipe(..))) {
+                self.master.rdb_progress(conn, now);
+            }
             if (n as usize) < rest.len() {
                 return true;
             }
@@ -929,10 +932,12 @@ impl MasterThread {
         while pos < s.input.len() {
             let rest = &s.input[pos..];
             match engine::resp::parse(rest, &limits, &mut spans, &mut scratch) {
-                Ok(engine::resp::Parsed::Command { consumed, .. }) => {
+                Ok(engine::resp::Parsed::Command { consumed, inline }) => {
+                    // An inline command's arguments are in `scratch`.
+                    let from: &[u8] = if inline { &scratch } else { rest };
                     let args: Vec<&[u8]> = spans
                         .iter()
-                        .map(|&(a, b)| rest.get(a as usize..b as usize).unwrap_or_default())
+                        .map(|&(a, b)| from.get(a as usize..b as usize).unwrap_or_default())
                         .collect();
                     if args
                         .first()

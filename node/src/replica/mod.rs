@@ -872,6 +872,17 @@ impl LinkCtx {
                         if in_memory {
                             f.keep_until_applied(file);
                         }
+                        // The stream goes on only over the RDB loaded, as
+                        // Redis loads it before reading on (sending the
+                        // master a newline a second meanwhile).
+                        match f.wait_load(&self.shared, &self.stop, &mut sock) {
+                            Load::Done => {}
+                            Load::Stopped => return,
+                            Load::Failed => {
+                                replica.load_failed();
+                                return;
+                            }
+                        }
                         self.link_up(replica, false);
                         if self.proxy_on {
                             self.stream.proxy(Proxied::At {
@@ -1170,6 +1181,13 @@ struct Feed {
     kept: Option<(u64, std::fs::File)>,
 }
 
+/// How [`Feed::wait_load`] ended.
+enum Load {
+    Done,
+    Failed,
+    Stopped,
+}
+
 /// Feeds are numbered from 1 (0: no master client).
 static NEXT_FEED: AtomicU64 = AtomicU64::new(1);
 
@@ -1309,6 +1327,37 @@ impl Feed {
         } else if self.sent > (1 << 20) {
             self.out.drain(..self.sent);
             self.sent = 0;
+        }
+    }
+
+    /// Waits until the master client has run everything handed to it (a
+    /// full resynchronization's load last), its load failed, or the link
+    /// is told to stop; writes a newline to the master every second
+    /// meanwhile (Redis's `replicationSendNewlineToMaster` while it
+    /// loads), so its `repl-timeout` does not drop the link.
+    fn wait_load(&mut self, shared: &Shared, stop: &AtomicBool, master: &mut TcpStream) -> Load {
+        let mut next_newline = Instant::now() + Duration::from_secs(1);
+        loop {
+            if shared
+                .master_load_failed
+                .compare_exchange(self.number, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Load::Failed;
+            }
+            self.pump();
+            self.applied(shared);
+            if self.pending() == 0 && self.marks.is_empty() {
+                return Load::Done;
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Load::Stopped;
+            }
+            if Instant::now() >= next_newline {
+                next_newline += Duration::from_secs(1);
+                let _ = master.write_all(b"\n");
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

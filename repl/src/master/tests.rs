@@ -526,3 +526,30 @@ fn a_history_at_i64_max_does_not_overflow() {
     assert!(m.output(1, &mut Vec::new()));
     assert!(m.info(0).contains(&format!("master_repl_offset:{max}\r\n")));
 }
+
+/// A diskless transfer whose replica stopped taking bytes goes after
+/// `repl-timeout` (it would hold the snapshot job for good); one that
+/// has not started writing, or a disk-backed one, does not.
+#[test]
+fn a_stuck_diskless_transfer_times_out() {
+    let mut m = Master::new(*ID, MasterConfig::default());
+    let timeout = m.config().timeout_ms;
+    for conn in [1, 2, 3] {
+        replconf(&mut m, conn, &["REPLCONF", "capa", "eof"], 0);
+        sync(&mut m, conn, &["PSYNC", "?", "-1"], 0);
+    }
+    m.rdb_transfer(1, true);
+    m.rdb_transfer(2, true);
+    m.rdb_transfer(3, false);
+    m.rdb_progress(1, 1000);
+    m.rdb_progress(1, 5000);
+    let out = m.tick(5000 + timeout);
+    assert!(!out.iter().any(|o| matches!(o, Out::Close(_))), "{out:?}");
+    let out = m.tick(5001 + timeout + 1000);
+    assert!(out.contains(&Out::Close(1)), "{out:?}");
+    assert!(logs(&out)
+        .iter()
+        .any(|l| l.starts_with("Disconnecting timedout replica (full sync): ")));
+    assert!(!out.contains(&Out::Close(2)) && !out.contains(&Out::Close(3)));
+    assert_eq!(m.replica(1), None);
+}
