@@ -156,7 +156,8 @@ impl std::fmt::Display for WireError {
                 expected,
             } => write!(
                 f,
-                "message of type {msg_type} has length {totlen} but expected length {expected}"
+                "Received invalid {} packet of length {totlen} but expected length {expected}",
+                type_name(*msg_type)
             ),
             WireError::Extension => f.write_str("malformed ping extension"),
             WireError::Text(field) => write!(
@@ -168,6 +169,24 @@ impl std::fmt::Display for WireError {
 }
 
 impl std::error::Error for WireError {}
+
+/// A message type's name as Redis's `clusterGetMessageTypeString` gives it.
+pub fn type_name(t: u16) -> &'static str {
+    match t {
+        msg_type::PING => "ping",
+        msg_type::PONG => "pong",
+        msg_type::MEET => "meet",
+        msg_type::FAIL => "fail",
+        msg_type::PUBLISH => "publish",
+        msg_type::PUBLISHSHARD => "publishshard",
+        msg_type::FAILOVER_AUTH_REQUEST => "auth-req",
+        msg_type::FAILOVER_AUTH_ACK => "auth-ack",
+        msg_type::UPDATE => "update",
+        msg_type::MFSTART => "mfstart",
+        msg_type::MODULE => "module",
+        _ => "unknown",
+    }
+}
 
 /// One cluster bus message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1792,6 +1792,10 @@ impl Cluster {
                     None => self.stats.dropped += 1,
                 }
             }
+            Body::Unknown { msg_type, .. } => self.out.push(Action::Log {
+                warning: true,
+                line: format!("Received unknown packet type: {msg_type}"),
+            }),
             // Other modules' messages: none is loaded here, as in a Redis
             // without modules.
             _ => {}
@@ -2661,6 +2665,40 @@ pub(crate) mod tests {
         // a's ID ends in 'a' < b's 'b': a moves to a new epoch.
         assert_eq!(a.config_epoch(), 1);
         assert_eq!(a.current_epoch(), 1);
+    }
+
+    /// A message of a type not known, from a known node, is logged as
+    /// Redis logs it, and changes nothing.
+    #[test]
+    fn an_unknown_message_type_is_logged() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let (mut a, mut b) = (node(0), node(1));
+        a.meet(T0, "10.0.0.1", 7001, 17001, &mut rng).unwrap();
+        let acts = a.tick(T0, &mut rng);
+        let Some(Action::Connect { link, .. }) = acts
+            .into_iter()
+            .find(|a| matches!(a, Action::Connect { .. }))
+        else {
+            panic!()
+        };
+        let meet = sends(&a.connected(T0, link, "10.0.0.0", &mut rng));
+        let b_in = b.accept(T0, "10.0.0.0", "10.0.0.1");
+        let pong = sends(&b.handle(T0, b_in, meet[0].1.clone(), &mut rng));
+        a.handle(T0 + 1, link, pong[0].1.clone(), &mut rng);
+        let before = crate::nodes_conf::render(&a.nodes_conf());
+        let odd = Msg {
+            header: b.header(),
+            body: Body::Unknown {
+                msg_type: 77,
+                data: Vec::new(),
+            },
+        };
+        let acts = a.handle(T0 + 2, link, odd, &mut rng);
+        assert!(acts.contains(&Action::Log {
+            warning: true,
+            line: "Received unknown packet type: 77".into()
+        }));
+        assert_eq!(crate::nodes_conf::render(&a.nodes_conf()), before);
     }
 
     #[test]

@@ -46,6 +46,8 @@ struct Driver {
     /// loop's pass (Redis's `clusterBeforeSleep`): a flood of MEETs or
     /// gossip would otherwise write the file once per message.
     save_due: bool,
+    /// When a malformed bus message was last logged.
+    bad_frame_log_ms: u64,
     replication: Arc<dyn ReplicationView>,
     /// The manual failover's pause of the writers: its number, and how
     /// many cores have paused.
@@ -105,6 +107,7 @@ pub fn start(
         was_ok,
         saved_epochs,
         save_due: false,
+        bad_frame_log_ms: 0,
         replication,
         pause_gen: 0,
         paused_cores: 0,
@@ -729,8 +732,15 @@ impl Driver {
                     let actions = self.cluster.handle(now_ms() as u64, id, msg, &mut self.rng);
                     self.perform(actions);
                 }
-                Err(_) => {
+                Err(e) => {
                     self.cluster.note_dropped();
+                    // At most one line a second: a peer sending garbage
+                    // must not flood the log.
+                    let now = now_ms() as u64;
+                    if now >= self.bad_frame_log_ms + 1000 {
+                        self.bad_frame_log_ms = now;
+                        crate::log::warning(format_args!("Dropped a cluster bus message: {e}"));
+                    }
                 }
             }
         }
