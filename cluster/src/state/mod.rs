@@ -523,6 +523,7 @@ impl Cluster {
                 m.flags |= flags::MIGRATE_TO;
             }
         }
+        c.myself_from_config();
         c.invariants();
         Ok(c)
     }
@@ -1165,14 +1166,51 @@ impl Cluster {
     /// The directives changed (CONFIG SET): the node timeout, full
     /// coverage and the announced address take effect from the next call.
     pub fn set_config(&mut self, config: Config) {
-        if let Some(me) = self.nodes.get_mut(&self.myself) {
-            if !config.announce_ip.is_empty() {
-                me.ip = config.announce_ip.clone();
-            }
-            me.hostname = config.hostname.clone();
-        }
         self.config = config;
+        self.myself_from_config();
         self.todo_update_state = true;
+    }
+
+    /// This node's own entry as the running configuration says, not as
+    /// nodes.conf left it: ports, announced IP (when set) and hostname, the
+    /// `nofailover` flag (Redis's `deriveAnnouncedPorts`,
+    /// `clusterUpdateMyselfIp`, `...Hostname`, `...Flags`). A change is
+    /// saved.
+    fn myself_from_config(&mut self) {
+        let c = &self.config;
+        let Some(me) = self.nodes.get_mut(&self.myself) else {
+            return;
+        };
+        let before = (
+            me.ip.clone(),
+            me.port,
+            me.pport,
+            me.cport,
+            me.hostname.clone(),
+            me.flags,
+        );
+        if !c.announce_ip.is_empty() {
+            me.ip = c.announce_ip.clone();
+        }
+        (me.port, me.pport, me.cport) = (c.port, c.pport, c.cport);
+        me.hostname = c.hostname.clone();
+        me.flags &= !flags::NOFAILOVER;
+        if c.replica_no_failover {
+            me.flags |= flags::NOFAILOVER;
+        }
+        if before
+            != (
+                me.ip.clone(),
+                me.port,
+                me.pport,
+                me.cport,
+                me.hostname.clone(),
+                me.flags,
+            )
+        {
+            self.todo_save = true;
+            self.todo_slot_map = true;
+        }
     }
 
     /// PUBLISH on this node: every other node delivers it too; SPUBLISH
@@ -2699,6 +2737,30 @@ pub(crate) mod tests {
             line: "Received unknown packet type: 77".into()
         }));
         assert_eq!(crate::nodes_conf::render(&a.nodes_conf()), before);
+    }
+
+    /// This node's address, ports, hostname and `nofailover` flag come
+    /// from the running configuration, not from nodes.conf (which a
+    /// change of port, announced IP or hostname made stale).
+    #[test]
+    fn myself_follows_the_configuration_not_nodes_conf() {
+        let a = "a".repeat(40);
+        let text = format!(
+            "{a} 10.0.0.9:7005@17005,oldhost myself,master,nofailover - 0 0 1 connected 0-16383\nvars currentEpoch 1 lastVoteEpoch 0\n"
+        );
+        let conf = crate::nodes_conf::parse(&text).unwrap();
+        let mut config = Config::new(7000);
+        config.announce_ip = "10.0.0.1".into();
+        config.hostname = "newhost".into();
+        let c = Cluster::from_conf(&conf, config, T0).unwrap();
+        let line = crate::nodes_conf::render(&c.nodes_conf());
+        let me = line.lines().find(|l| l.contains("myself")).unwrap();
+        assert!(
+            me.contains(" 10.0.0.1:7000@17000,newhost myself,master - "),
+            "{me}"
+        );
+        let map = c.slot_map(crate::slotmap::EndpointType::Ip);
+        assert_eq!(map.nodes[0].port, 7000);
     }
 
     #[test]
