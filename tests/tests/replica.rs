@@ -878,6 +878,38 @@ fn a_master_rdb_that_does_not_load_is_not_followed_by_its_stream() {
     );
 }
 
+/// A replica takes its master's replication ID once the RDB has loaded,
+/// not at `+FULLRESYNC`: during the transfer, and after a `REPLICAOF NO
+/// ONE` that cut it short, its IDs are those of the data it holds.
+#[test]
+fn the_masters_id_is_taken_only_with_its_rdb() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let replica = Server::slotd(&["--shards", "2", "--repl-diskless-load", "disabled"]);
+    let mine = tests::info_field(&replica, "replication", "master_replid");
+    let mut c = replica.raw();
+    c.cmd_str(&["replicaof", "127.0.0.1", &port]);
+    let (mut sock, _) = replica_handshake(&listener);
+    let theirs = "b".repeat(40);
+    sock.write_all(format!("+FULLRESYNC {theirs} 100\r\n$1000\r\nREDIS").as_bytes())
+        .unwrap();
+    wait_for(20, "the transfer to start", || {
+        tests::info_field(&replica, "replication", "master_sync_in_progress") == "1"
+    });
+    assert_eq!(
+        tests::info_field(&replica, "replication", "master_replid"),
+        mine
+    );
+    c.cmd_str(&["replicaof", "no", "one"]);
+    let replid2 = tests::info_field(&replica, "replication", "master_replid2");
+    assert_ne!(replid2, theirs);
+    assert_ne!(
+        tests::info_field(&replica, "replication", "master_replid"),
+        theirs
+    );
+}
+
 /// A replica's REPLCONF ACK sent inline (as some clients' replicas do)
 /// counts as one sent in RESP, on redis-server and on slotd.
 #[test]

@@ -737,6 +737,8 @@ impl LinkCtx {
         let (_, dir, dbfilename) = self.config();
         // The RDB's file, and whether it is in memory (`repl-diskless-load`).
         let mut rdb: Option<(std::fs::File, std::path::PathBuf, bool)> = None;
+        // A full resynchronization's replication ID, until its RDB loads.
+        let mut new_replid = None;
         let mut actions = replica.connected(mono_ms(start));
         self.status(|s| {
             s.state = LinkState::Handshake;
@@ -792,14 +794,9 @@ impl LinkCtx {
                             s.transfer_size = -1;
                             s.transfer_read = 0;
                             s.transfer_last_io_ms = crate::shared::now_ms();
-                            if let Some(id) = replid {
-                                s.replid = id;
-                                // A new history (Redis's
-                                // `clearReplicationId2`).
-                                s.replid2 = NO_ID.into();
-                                s.second_offset = -1;
-                            }
                         });
+                        // The master's ID is ours once its RDB has loaded.
+                        new_replid = replid;
                     }
                     Action::RdbStart { len } => {
                         let to = match rdb.as_ref().is_some_and(|r| r.2) {
@@ -882,6 +879,15 @@ impl LinkCtx {
                                 replica.load_failed();
                                 return;
                             }
+                        }
+                        if let Some(id) = new_replid.take() {
+                            self.status(|s| {
+                                s.replid = id;
+                                // A new history (Redis's
+                                // `clearReplicationId2`).
+                                s.replid2 = NO_ID.into();
+                                s.second_offset = -1;
+                            });
                         }
                         self.link_up(replica, false);
                         if self.proxy_on {
