@@ -859,27 +859,20 @@ impl Master {
         let timeout = self.cfg.timeout_ms;
         let mut gone = Vec::new();
         for (c, s) in self.slaves() {
-            if s.state == ReplState::Online
+            let streaming = s.state == ReplState::Online
                 && !s.pre_psync
-                && now.saturating_sub(s.ack_time) > timeout
-            {
-                out.push(Out::Log(format!(
-                    "Disconnecting timedout replica (streaming sync): {}",
-                    c.name()
-                )));
-                out.push(Out::Close(c.id));
-                gone.push(c.id);
-            }
+                && now.saturating_sub(s.ack_time) > timeout;
             // A diskless transfer stuck on a replica that stopped reading
             // would hold the snapshot job (and every later BGSAVE) for
             // good: as Redis, it goes after `repl-timeout`.
-            if s.state == ReplState::WaitBgsave
+            let full = s.state == ReplState::WaitBgsave
                 && s.diskless == Some(true)
                 && s.rdb_write_ms != 0
-                && now.saturating_sub(s.rdb_write_ms) > timeout
-            {
+                && now.saturating_sub(s.rdb_write_ms) > timeout;
+            if streaming || full {
+                let what = if full { "full sync" } else { "streaming sync" };
                 out.push(Out::Log(format!(
-                    "Disconnecting timedout replica (full sync): {}",
+                    "Disconnecting timedout replica ({what}): {}",
                     c.name()
                 )));
                 out.push(Out::Close(c.id));

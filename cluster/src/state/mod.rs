@@ -1181,14 +1181,15 @@ impl Cluster {
         let Some(me) = self.nodes.get_mut(&self.myself) else {
             return;
         };
-        let before = (
-            me.ip.clone(),
-            me.port,
-            me.pport,
-            me.cport,
-            me.hostname.clone(),
-            me.flags,
-        );
+        let seen = |me: &Node| {
+            (
+                me.ip.clone(),
+                (me.port, me.pport, me.cport),
+                me.hostname.clone(),
+                me.flags,
+            )
+        };
+        let before = seen(me);
         if !c.announce_ip.is_empty() {
             me.ip = c.announce_ip.clone();
         }
@@ -1198,16 +1199,7 @@ impl Cluster {
         if c.replica_no_failover {
             me.flags |= flags::NOFAILOVER;
         }
-        if before
-            != (
-                me.ip.clone(),
-                me.port,
-                me.pport,
-                me.cport,
-                me.hostname.clone(),
-                me.flags,
-            )
-        {
+        if before != seen(me) {
             self.todo_save = true;
             self.todo_slot_map = true;
         }
@@ -2678,19 +2670,25 @@ pub(crate) mod tests {
         assert!(a.nodes().iter().all(|n| n.flags & flags::HANDSHAKE == 0));
     }
 
-    #[test]
-    fn config_epoch_collision_moves_the_smaller_id() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let (mut a, b) = (node(0), node(1));
-        // a learns of b (through a handshake done by hand) then hears its PING.
-        a.meet(T0, "10.0.0.1", 7001, 17001, &mut rng).unwrap();
-        let acts = a.tick(T0, &mut rng);
+    /// `a` meets the node at 10.0.0.1:7001: the link its tick opens.
+    fn dial(a: &mut Cluster, rng: &mut StdRng) -> LinkId {
+        a.meet(T0, "10.0.0.1", 7001, 17001, rng).unwrap();
+        let acts = a.tick(T0, rng);
         let Some(Action::Connect { link, .. }) = acts
             .into_iter()
             .find(|a| matches!(a, Action::Connect { .. }))
         else {
             panic!()
         };
+        link
+    }
+
+    #[test]
+    fn config_epoch_collision_moves_the_smaller_id() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let (mut a, b) = (node(0), node(1));
+        // a learns of b (through a handshake done by hand) then hears its PING.
+        let link = dial(&mut a, &mut rng);
         a.connected(T0, link, "10.0.0.0", &mut rng);
         let mut pong = Msg {
             header: b.header(),
@@ -2711,14 +2709,7 @@ pub(crate) mod tests {
     fn an_unknown_message_type_is_logged() {
         let mut rng = StdRng::seed_from_u64(3);
         let (mut a, mut b) = (node(0), node(1));
-        a.meet(T0, "10.0.0.1", 7001, 17001, &mut rng).unwrap();
-        let acts = a.tick(T0, &mut rng);
-        let Some(Action::Connect { link, .. }) = acts
-            .into_iter()
-            .find(|a| matches!(a, Action::Connect { .. }))
-        else {
-            panic!()
-        };
+        let link = dial(&mut a, &mut rng);
         let meet = sends(&a.connected(T0, link, "10.0.0.0", &mut rng));
         let b_in = b.accept(T0, "10.0.0.0", "10.0.0.1");
         let pong = sends(&b.handle(T0, b_in, meet[0].1.clone(), &mut rng));

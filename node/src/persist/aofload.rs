@@ -1277,11 +1277,14 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn logs_replay_in_parallel_only_when_no_two_write_a_slot() {
-        let m = "file appendonly.aof.1.base.aof seq 1 type b\n\
+    /// A manifest: one base (no core), and the incr files of two cores.
+    const SHARED_BASE_TWO_LOGS: &str = "file appendonly.aof.1.base.aof seq 1 type b\n\
              file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 offset 0\n\
              file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n";
+
+    #[test]
+    fn logs_replay_in_parallel_only_when_no_two_write_a_slot() {
+        let m = SHARED_BASE_TWO_LOGS;
         // The base holds keys both logs go on writing.
         let mut base = resp(&["SET", "a", "10"]);
         base.extend(resp(&["SET", "b", "20"]));
@@ -1377,9 +1380,7 @@ mod tests {
     /// when that core wrote nothing) and in the one-keyspace replay.
     #[test]
     fn a_cores_flush_changes_its_own_slots_only() {
-        let m = "file appendonly.aof.1.base.aof seq 1 type b\n\
-             file appendonly.aof.1.c0.incr.aof seq 1 type i core 0 cores 2 offset 0\n\
-             file appendonly.aof.1.c1.incr.aof seq 1 type i core 1 cores 2 offset 0\n";
+        let m = SHARED_BASE_TWO_LOGS;
         let (k0, k1, n1) = (
             key_of_core(0, "a"),
             key_of_core(1, "b"),
