@@ -705,6 +705,14 @@ impl Master {
         }
     }
 
+    /// An empty line from replica `conn` at `now`: it is loading our RDB
+    /// and still there (Redis refreshes `repl_ack_time` on it).
+    pub fn newline(&mut self, conn: ConnId, now: u64) {
+        if let Some(s) = self.slave_mut(conn) {
+            s.ack_time = s.ack_time.max(now);
+        }
+    }
+
     /// `conn` took bytes of its diskless RDB at `now`.
     pub fn rdb_progress(&mut self, conn: ConnId, now: u64) {
         if let Some(s) = self.slave_mut(conn) {

@@ -399,7 +399,7 @@ impl Cluster {
         me.hostname = config.hostname.clone();
         let mut nodes = BTreeMap::new();
         nodes.insert(myself, me);
-        Cluster {
+        let mut c = Cluster {
             config,
             attached: 0,
             myself,
@@ -431,7 +431,10 @@ impl Cluster {
             first_update: 0,
             among_minority_time: 0,
             cores_gen: 0,
-        }
+        };
+        // (`cluster-replica-no-failover` at start, as `clusterInit`.)
+        c.myself_from_config();
+        c
     }
 
     /// A node restarted from its `nodes.conf` (Redis's `clusterLoadConfig`):

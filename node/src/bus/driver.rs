@@ -251,6 +251,12 @@ impl Driver {
                     facts,
                 } => {
                     let reply = self.command(&args, &facts);
+                    // What a command changed is on disk before its reply
+                    // leaves (Redis saves in `clusterBeforeSleep`, before
+                    // replies are written).
+                    if self.save_due {
+                        self.save_config();
+                    }
                     self.mesh.send(
                         from,
                         Msg::Resp {

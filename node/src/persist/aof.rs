@@ -1908,7 +1908,7 @@ impl CoreAof {
     /// A write completed with `res`; may ask for the rest of a short one.
     pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
         let direct = self.inflight_direct.take();
-        if res == -libc::EINVAL && direct.is_some() {
+        if (res == -libc::EINVAL || res == -libc::EOPNOTSUPP) && direct.is_some() {
             // The file refuses direct writes after all: buffered from now.
             self.direct.disable();
             out.push(self.write_entry());

@@ -736,19 +736,28 @@ fn set_took(logs: &mut [Log], took: Vec<Vec<f64>>) {
 /// slot; `None` when a record may change more than keys of its own slots
 /// (an unknown command, FUNCTION, keys given in a form not understood),
 /// so that only the one-keyspace replay is right for it. FLUSHALL,
-/// FLUSHDB and SWAPDB count as keyless: every core logs them for its own
-/// keys.
+/// FLUSHDB and SWAPDB write the slots their `#S:` annotation names (every
+/// core logs them for its own keys), so the bases' keys of those slots
+/// go to that log's keyspace; without one they count as reaching further.
 fn log_slots(log: &Log, end: u64) -> Option<Vec<u64>> {
     let mut bits = vec![0u64; engine::slot::SLOTS / 64];
     let (mut keys, mut owned) = (Vec::new(), engine::OwnedArgs::default());
     for f in log.incrs.iter().filter(|f| f.offset < end) {
         let mut sc = Scanner::new(&f.buf[..f.ix.valid], 1);
+        // The slots of a `#S:` annotation, for the command after it.
+        let mut own: Option<Vec<(u16, u16)>> = None;
         while f.offset + (sc.pos() as u64) < end {
             let Some(Ok(rec)) = sc.next() else {
                 break;
             };
-            let Item::Command(argv) = rec.item else {
-                continue;
+            let argv = match rec.item {
+                Item::Command(argv) => argv,
+                Item::Annotation(text) => {
+                    if let Some(slots) = scan::parse_slots(text) {
+                        own.get_or_insert_with(Vec::new).extend(slots);
+                    }
+                    continue;
+                }
             };
             let name = argv.first()?;
             if [&b"select"[..], b"multi", b"exec"]
@@ -757,6 +766,7 @@ fn log_slots(log: &Log, end: u64) -> Option<Vec<u64>> {
             {
                 continue;
             }
+            let slots = own.take();
             let spec = engine::cmd::registry().lookup(name)?;
             if spec.handler.is_none() {
                 continue;
@@ -773,11 +783,16 @@ fn log_slots(log: &Log, end: u64) -> Option<Vec<u64>> {
             keys.clear();
             spec.key_indices(&args, &mut keys).ok()?;
             if keys.is_empty() {
-                let own = [&b"flushall"[..], b"flushdb", b"swapdb"]
+                // A flush or swap counts for the slots its core logged
+                // it for; one logged without them (before 2026-12-07)
+                // applies to every key, in the one-keyspace replay.
+                let flush = [&b"flushall"[..], b"flushdb", b"swapdb"]
                     .iter()
                     .any(|w| name.eq_ignore_ascii_case(w));
-                if !own {
-                    return None;
+                for (a, b) in slots.filter(|_| flush)? {
+                    for s in a as usize..=b as usize {
+                        bits[s / 64] |= 1 << (s % 64);
+                    }
                 }
             }
             for &i in &keys {
@@ -1290,16 +1305,20 @@ mod tests {
         base.extend(resp(&["SET", "b", "20"]));
         base.extend(resp(&["SET", "untouched", "1"]));
         // Disjoint: each log writes its own keys; both log the keyless
-        // FLUSHDB of database 3 (each core logs it for its own keys).
+        // FLUSHDB of database 3 (each core logs it for its own keys,
+        // named by `#S:`: here the slot of the key it flushes).
+        let own = |k: &str| format!("#S:{}\r\n", engine::slot::slot_of(k.as_bytes())).into_bytes();
         let mut c0 = resp(&["INCR", "a"]);
         c0.extend(resp(&["SELECT", "3"]));
         c0.extend(resp(&["SET", "gone0", "x"]));
+        c0.extend(own("gone0"));
         c0.extend(resp(&["FLUSHDB"]));
         c0.extend(resp(&["SET", "kept0", "x"]));
         let mut c1 = resp(&["INCRBY", "b", "5"]);
         c1.extend(resp(&["MSET", "c", "1", "d", "2"]));
         c1.extend(resp(&["SELECT", "3"]));
         c1.extend(resp(&["SET", "gone1", "x"]));
+        c1.extend(own("gone1"));
         c1.extend(resp(&["FLUSHDB"]));
         let files = |c0: &[u8], c1: &[u8]| {
             [
@@ -1397,6 +1416,44 @@ mod tests {
         let mut c0_one = resp(&["FUNCTION", "FLUSH"]);
         c0_one.extend(format!("#D:1={}\r\n", c1.len()).bytes());
         c0_one.extend(&flush);
+        // Each core flushes its own base keys, in the parallel replay too
+        // (the second core's base keys sit in the first log's keyspace
+        // unless its `#S:` slots take them to its own).
+        let mut flush1 = b"#S:8192-16383\r\n".to_vec();
+        flush1.extend(resp(&["FLUSHALL"]));
+        for (c0, c1, want) in [
+            (flush.clone(), flush1.clone(), vec![]),
+            (Vec::new(), flush1, vec![format!("0:{k0}")]),
+        ] {
+            let files = [
+                ("appendonly.aof.1.base.aof", base.clone()),
+                ("appendonly.aof.1.c0.incr.aof", c0),
+                ("appendonly.aof.1.c1.incr.aof", c1),
+            ];
+            let dir = dir_with("own-both", m, &files);
+            for cores in [1, 2] {
+                let l = load(&dir, cores, false).unwrap().unwrap();
+                assert_eq!(keys(&l), want, "{cores} cores");
+            }
+        }
+        // A flush logged without `#S:` (before it existed) reaches every
+        // key: the one-keyspace replay.
+        let files = [
+            ("appendonly.aof.1.base.aof", base.clone()),
+            ("appendonly.aof.1.c0.incr.aof", resp(&["FLUSHALL"])),
+            ("appendonly.aof.1.c1.incr.aof", Vec::new()),
+        ];
+        let dir = dir_with("own-old", m, &files);
+        let logs = read_logs(
+            &dir.join("appendonlydir"),
+            &Manifest::parse(m.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(log_slots(&logs[0], u64::MAX).is_none());
+        assert_eq!(
+            keys(&load(&dir, 2, false).unwrap().unwrap()),
+            Vec::<String>::new()
+        );
         for (name, c0) in [("own-par", flush.clone()), ("own-one", c0_one)] {
             let files = [
                 ("appendonly.aof.1.base.aof", base.clone()),

@@ -948,7 +948,10 @@ impl MasterThread {
                     pos += consumed;
                 }
                 // The newlines a replica sends while it loads the RDB.
-                Ok(engine::resp::Parsed::Empty { consumed }) => pos += consumed,
+                Ok(engine::resp::Parsed::Empty { consumed }) => {
+                    self.master.newline(conn, now);
+                    pos += consumed;
+                }
                 Ok(_) => break,
                 Err(_) => {
                     closed = true;

@@ -1185,6 +1185,8 @@ struct Feed {
     /// An in-memory RDB, closed once the master client ran its load (at
     /// this many bytes fed).
     kept: Option<(u64, std::fs::File)>,
+    /// The master client closed its end.
+    eof: bool,
 }
 
 /// How [`Feed::wait_load`] ended.
@@ -1247,6 +1249,7 @@ impl Feed {
             fed: 0,
             marks: VecDeque::new(),
             kept: None,
+            eof: false,
         })
     }
 
@@ -1307,6 +1310,9 @@ impl Feed {
                     libc::MSG_DONTWAIT,
                 )
             };
+            if n == 0 {
+                self.eof = true;
+            }
             if n <= 0 {
                 break;
             }
@@ -1343,18 +1349,27 @@ impl Feed {
     /// loads), so its `repl-timeout` does not drop the link.
     fn wait_load(&mut self, shared: &Shared, stop: &AtomicBool, master: &mut TcpStream) -> Load {
         let mut next_newline = Instant::now() + Duration::from_secs(1);
-        loop {
-            if shared
+        let number = self.number;
+        let failed = || {
+            shared
                 .master_load_failed
-                .compare_exchange(self.number, 0, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(number, 0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-            {
+        };
+        loop {
+            if failed() {
                 return Load::Failed;
             }
             self.pump();
+            // (The master client gone, CLIENT KILL TYPE master: its load
+            // with it.)
+            if self.eof {
+                return Load::Failed;
+            }
             self.applied(shared);
             if self.pending() == 0 && self.marks.is_empty() {
-                return Load::Done;
+                // (A failure noted between the look above and now.)
+                return if failed() { Load::Failed } else { Load::Done };
             }
             if stop.load(Ordering::SeqCst) {
                 return Load::Stopped;

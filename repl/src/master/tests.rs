@@ -553,3 +553,17 @@ fn a_stuck_diskless_transfer_times_out() {
     assert!(!out.contains(&Out::Close(2)) && !out.contains(&Out::Close(3)));
     assert_eq!(m.replica(1), None);
 }
+
+/// A newline from a replica (sent while it loads our RDB) counts as a
+/// sign of life, as in Redis: it is not dropped for want of ACKs.
+#[test]
+fn a_loading_replicas_newlines_keep_it() {
+    let mut m = Master::new(*ID, MasterConfig::default());
+    let timeout = m.config().timeout_ms;
+    with_replica(&mut m, 1, 0);
+    m.newline(1, timeout);
+    let out = m.tick(timeout + 1000);
+    assert!(!out.contains(&Out::Close(1)), "{out:?}");
+    let out = m.tick(2 * timeout + 2000);
+    assert!(out.contains(&Out::Close(1)), "{out:?}");
+}
