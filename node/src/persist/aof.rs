@@ -1045,7 +1045,7 @@ pub struct CoreAof {
     /// The file's size as zero writes made it (the bytes from `file_len`
     /// up to it are zeros: see [`ZERO_CHUNK`]); where the zero write in
     /// flight starts; a zero write that fell short (a full disk) stops
-    /// them until the next cron; and whether the cut of the zeros is in
+    /// them until the next file; and whether the cut of the zeros is in
     /// flight.
     zeroed: u64,
     zeroing: Option<u64>,
@@ -1825,8 +1825,8 @@ impl CoreAof {
             if res > 0 {
                 self.zeroed = self.zeroed.max(at + res as u64);
             }
-            // A short one (the disk is full) is not retried until the
-            // next cron: the records are written past the end meanwhile.
+            // A short one (the disk is full) is not retried: the records
+            // are written past the end as before.
             self.zero_off |= res != ZERO_CHUNK as i32;
             self.publish_zeros(aof);
         }
@@ -1908,15 +1908,12 @@ impl CoreAof {
     /// A write completed with `res`; may ask for the rest of a short one.
     pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
         let direct = self.inflight_direct.take();
-        if (res == -libc::EINVAL || res == -libc::EOPNOTSUPP) && direct.is_some() {
+        if res < 0 && direct.is_some() {
             // The file refuses direct writes after all: buffered from now.
             self.direct.disable();
             out.push(self.write_entry());
             return;
         }
-        // (Any other error, a full disk's, fails the write as a buffered
-        // one's would: the cron retries it, and direct writes go on once
-        // the disk takes them again.)
         if res < 0 {
             self.write_retry = true;
             self.fail(res, aof, false);
@@ -1992,8 +1989,6 @@ impl CoreAof {
     /// The `everysec` fsync and the retry after an error, once per cron
     /// (which also writes the records waiting, see [`CoreAof::submit`]).
     pub fn cron(&mut self, now_ms: i64, aof: &Aof, out: &mut Vec<Submit>) {
-        // Zeros that fell short (a full disk) are tried again.
-        self.zero_off = false;
         self.flush(aof, out);
         if aof.force_sync.load(Ordering::Relaxed)
             && !self.failed
@@ -2786,66 +2781,6 @@ mod tests {
         );
         a.fsynced(0, 6000, &aof, &mut out);
         assert!(!aof.write_failed[0].load(Ordering::SeqCst));
-    }
-
-    /// A direct write the disk refuses for want of space fails like any
-    /// write (`-MISCONF` until the cron's retry gets through; `everysec`),
-    /// and direct writes go on after it: only a file that refuses
-    /// `O_DIRECT` itself (EINVAL) turns them off.
-    #[test]
-    fn a_full_disk_leaves_direct_writes_on_for_when_space_returns() {
-        use std::os::fd::IntoRawFd;
-        let (path, file) = super::super::direct::tests::scratch_file("aof-full");
-        let aof = Aof::new(1, std::env::temp_dir(), "t".into());
-        // (Under `always` a failed write stops the server, as in Redis.)
-        aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
-        let mut a = CoreAof::new(0, file.into_raw_fd(), 0, 0);
-        let mut log = WriteLog::new(0);
-        let mut commit = |a: &mut CoreAof, key: &[u8]| {
-            record(a, &mut log, key, &aof);
-            let mut out = Vec::new();
-            a.flush(&aof, &mut out);
-            out
-        };
-        let out = commit(&mut a, b"a");
-        run_on_disk(&mut a, &aof, out);
-        let out = commit(&mut a, b"b");
-        if !out
-            .iter()
-            .any(|s| matches!(s, Submit::Write { direct: true, .. }))
-        {
-            eprintln!("direct writes not available in {}", path.display());
-            let _ = std::fs::remove_file(&path);
-            return;
-        }
-        let mut retry = Vec::new();
-        a.wrote(-libc::ENOSPC, &aof, &mut retry);
-        assert!(aof.write_failed[0].load(Ordering::SeqCst));
-        assert_eq!(writes_in(&retry), 0);
-        // Space is back: the cron's retry goes through.
-        a.cron(1000, &aof, &mut retry);
-        assert_eq!(writes_in(&retry), 1);
-        run_on_disk(&mut a, &aof, retry);
-        assert!(!aof.write_failed[0].load(Ordering::SeqCst));
-        let out = commit(&mut a, b"c");
-        assert_eq!(run_on_disk(&mut a, &aof, out), 1, "direct again");
-        let mut out = Vec::new();
-        a.finish(&aof, &mut out);
-        run_on_disk(&mut a, &aof, out);
-        let got = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
-        assert!(got.starts_with(&log_bytes(&[b"a", b"b", b"c"])));
-    }
-
-    /// The bytes [`record`] logs for SETs of `keys`, from a fresh log.
-    fn log_bytes(keys: &[&[u8]]) -> Vec<u8> {
-        let mut log = WriteLog::new(0);
-        for k in keys {
-            log.record(0, [&b"SET"[..], k, b"1"].into_iter());
-        }
-        let mut out = Vec::new();
-        log.take(&mut out);
-        out
     }
 
     /// Bytes written without an fsync (under `everysec` before a switch to
