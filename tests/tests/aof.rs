@@ -124,6 +124,12 @@ fn appendfsync_always_loses_no_acknowledged_write() {
                 })
             })
             .collect();
+        // (The first replies may take long on a loaded machine: the
+        // kill comes a while after the first one.)
+        let t = Instant::now();
+        while acked.lock().unwrap().is_empty() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         std::thread::sleep(Duration::from_millis(100 + 37 * (round % 5)));
         kill9(&mut s);
         stop.store(true, Ordering::Relaxed);

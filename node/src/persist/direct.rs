@@ -174,6 +174,15 @@ impl Direct {
         }
         let at = align_down(file_len);
         let head = self.tail.len();
+        if head as u64 != file_len - at {
+            // The records would land away from the file's end: written
+            // buffered, at the end, and the tail read back for the next.
+            crate::log::warning(format_args!(
+                "AOF direct write: the last block's {head} bytes known do not end at the records' end ({file_len})"
+            ));
+            self.tail_known = false;
+            return None;
+        }
         let room = (max - head).min(align_down(zeroed).saturating_sub(file_len) as usize);
         let take = records.len().min(room);
         if take == 0 {

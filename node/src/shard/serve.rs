@@ -592,14 +592,21 @@ impl Shard {
                         super::snap::part_id(start_ms, tx),
                         list.join(",")
                     );
-                    log.begin_multi(Some(part.as_bytes()));
-                    self.recent_parts.push(tx);
                     // What this core records from here on is revealed
                     // only once every part is durable (the load keeps a
                     // part only with the others, and what follows it in
-                    // this log only with it).
+                    // this log only with it). From before the part's
+                    // `#X:` line and MULTI: a load that finds the part
+                    // open reverts them too, so another core's record
+                    // depending on an offset past them was cut with it,
+                    // though acknowledged under `always` (the kill -9
+                    // test `always_keeps_writes_in_order...` lost one so
+                    // in CI).
+                    let start = log.offset();
+                    log.begin_multi(Some(part.as_bytes()));
+                    self.recent_parts.push(tx);
                     if let Some(a) = self.aof.as_deref_mut() {
-                        a.hold_until_settled(tx.repl_id(), log.offset());
+                        a.hold_until_settled(tx.repl_id(), start);
                     }
                 }
                 let paused = self.writes_paused;
