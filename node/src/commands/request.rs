@@ -364,6 +364,7 @@ fn take_head(shard: &mut Shard, key: Key) -> Vec<u8> {
         {
             let head = c.out.clone();
             c.out.clear();
+            c.hold_mark = 0;
             head
         }
         _ => Vec::new(),

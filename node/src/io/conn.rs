@@ -141,6 +141,10 @@ pub struct Conn {
     /// Under `appendfsync always`: the log offset an fsync must cover
     /// before `out` may be sent (what the replies in it may reveal).
     pub aof_need: u64,
+    /// How many bytes of `out` the last hold covers (this wait, or the
+    /// replicas' under a guarded stream): output added after it waits
+    /// for the send pass's own look (see `Core::start_send`).
+    pub hold_mark: usize,
     /// With the AOF on: other cores' log offsets, one per core, that must
     /// be effective before `out` may be sent (a pipeline's writes there;
     /// see `persist::aof::CoreAof::depend`); under `everysec` and `no`
@@ -320,6 +324,7 @@ impl Conn {
             sending_big: Vec::new(),
             send_off: 0,
             aof_need: 0,
+            hold_mark: 0,
             aof_remote: Vec::new(),
             send_big_off: 0,
             send_vec: None,

@@ -1313,20 +1313,23 @@ impl CoreAof {
         (log_offset > self.durable_msgs_in(locked, aof)).then_some(log_offset)
     }
 
-    /// Holds a message for another core until `need` is on disk; a message
-    /// behind a held one waits too, so each pair of cores keeps its order,
-    /// except that one sent under a transaction's lock (`locked`, as for
+    /// Holds a message for another core (an answer, an invalidation, a
+    /// pipeline's hop, a blocked client's reply; requests go unheld)
+    /// until `need` is on disk; a message behind a held one waits too, so
+    /// the held messages keep their order, except that one sent while a
+    /// transaction's lock holds this core (`locked`, as for
     /// [`CoreAof::gate_msg`]) waits only behind others sent so. Such a
     /// message (a lock's grant, a part's answer) must not wait behind one
-    /// sent before the lock: this core's effective offset may be capped
-    /// by a dependency on another core's part of that same transaction
-    /// (read from that core's recorded offset once its lock was granted),
-    /// which settles only once this message has gone, and the two cores
-    /// then waited for each other for good (a BGREWRITEAOF test with
-    /// MSETs across cores hung so, 3 in 10 runs). It may go first: what
-    /// it reveals is the transaction's, which waits on the written offset
-    /// only, and a message sent before the lock reaches a core the
-    /// transaction holds, which serves it after the transaction anyway.
+    /// held from before the lock: this core's effective offset may be
+    /// capped by a dependency on another core's part of that same
+    /// transaction (read from that core's recorded offset once its lock
+    /// was granted), which settles only once this message has gone, and
+    /// the two cores then waited for each other for good (a BGREWRITEAOF
+    /// test with MSETs across cores hung so in 7 of 23 runs of the `aof`
+    /// binary). It reveals only what the written offset covers, and an
+    /// answer is matched to its request by id. The price: an invalidation
+    /// held from before the lock may now reach its client's core after a
+    /// transaction's answer that shows the new value.
     pub fn hold_msg(
         &mut self,
         need: Option<u64>,

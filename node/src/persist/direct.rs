@@ -176,7 +176,8 @@ impl Direct {
         let head = self.tail.len();
         if head as u64 != file_len - at {
             // The records would land away from the file's end: written
-            // buffered, at the end, and the tail read back for the next.
+            // buffered, at the end; direct writes resume once a write has
+            // carried the block's bytes again (`Direct::wrote`).
             crate::log::warning(format_args!(
                 "AOF direct write: the last block's {head} bytes known do not end at the records' end ({file_len})"
             ));

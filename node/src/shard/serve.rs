@@ -224,7 +224,7 @@ impl Shard {
     /// core to core may go on before this core's write (or under
     /// `always` its fsync) is done, carrying its dependencies instead
     /// ([`Request::Pipeline`]'s `needs`). Not while messages wait here
-    /// already (each pair of cores keeps its order).
+    /// already (they keep their order).
     fn pipeline_unheld(&self) -> bool {
         self.aof.as_ref().is_some_and(|a| !a.holds_messages())
             && !self.capture
