@@ -354,6 +354,20 @@ fn cluster_directives_are_honoured() {
         let mut r = RawConn::connect(b.port()).unwrap();
         String::from_utf8_lossy(&r.cmd_str(&["get", "{b}"])).contains("node-a.example")
     });
+    // The announced ports set back to 0 at runtime: B announces the ports
+    // it listens on again, in its own view and in A's.
+    let listening = format!("127.0.0.1:{}@{cport}", b.port());
+    for d in ["cluster-announce-port", "cluster-announce-bus-port"] {
+        assert_eq!(rb.cmd_str(&["config", "set", d, "0"]), b"+OK\r\n");
+    }
+    wait_for(10, "B to announce the ports it listens on", || {
+        let myself = |n: &Server| {
+            n.cli(&["cluster", "nodes"])
+                .lines()
+                .any(|l| l.contains(&myid(&b)) && l.contains(&listening))
+        };
+        myself(&b) && myself(&a)
+    });
     // A send buffer limit of one byte frees every link with output queued
     // (B's link to A carries its cron's PINGs).
     assert_eq!(
@@ -366,6 +380,38 @@ fn cluster_directives_are_honoured() {
             .unwrap_or(0)
             > 0
     });
+}
+
+/// `cluster-announce-ip` cleared at runtime: the node forgets the address
+/// it announced and learns its own again from the next PING or MEET (none
+/// comes to a node alone, so its address stays empty, as in Redis).
+#[test]
+fn a_cleared_announce_ip_is_learned_again() {
+    let c = node(&["--cluster-announce-ip", "127.0.0.9"]);
+    let me = |c: &Server| {
+        c.cli(&["cluster", "nodes"])
+            .lines()
+            .find(|l| l.contains("myself"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let announced = format!(" 127.0.0.9:{}@", c.port());
+    assert!(me(&c).contains(&announced), "{}", me(&c));
+    assert_eq!(
+        c.cli(&["config", "set", "cluster-announce-ip", ""]).trim(),
+        "OK"
+    );
+    let empty = format!(" :{}@", c.port());
+    wait_for(10, "the announced address to be forgotten", || {
+        me(&c).contains(&empty)
+    });
+    // CONFIG SET of the other announced addresses still applies.
+    assert_eq!(
+        c.cli(&["config", "set", "cluster-announce-port", "7001"])
+            .trim(),
+        "OK"
+    );
+    wait_for(10, "the announced port", || me(&c).contains(" :7001@"));
 }
 
 /// slotd and redis-server nodes in one cluster: keys written through

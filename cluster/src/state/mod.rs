@@ -1169,7 +1169,18 @@ impl Cluster {
     /// The directives changed (CONFIG SET): the node timeout, full
     /// coverage and the announced address take effect from the next call.
     pub fn set_config(&mut self, config: Config) {
+        // `cluster-announce-ip` cleared: this node learns its address
+        // again from the next PING or MEET (Redis's
+        // `clusterUpdateMyselfIp` empties it to force that).
+        let cleared = !self.config.announce_ip.is_empty() && config.announce_ip.is_empty();
         self.config = config;
+        if cleared {
+            if let Some(me) = self.nodes.get_mut(&self.myself) {
+                me.ip.clear();
+                self.todo_save = true;
+                self.todo_slot_map = true;
+            }
+        }
         self.myself_from_config();
         self.todo_update_state = true;
     }

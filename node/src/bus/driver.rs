@@ -214,7 +214,8 @@ impl Driver {
         let Ok(cfg) = self.shared.config.lock() else {
             return;
         };
-        let mut s = Settings::from(&cfg, self.settings.port, self.settings.cport);
+        let (port, cport) = self.settings.listen;
+        let mut s = Settings::from(&cfg, port, cport);
         drop(cfg);
         s.shard_ports = self.settings.shard_ports.clone();
         s.cpu = self.settings.cpu;
@@ -222,6 +223,8 @@ impl Driver {
         if s.node_timeout_ms != self.settings.node_timeout_ms
             || s.require_full_coverage != self.settings.require_full_coverage
             || s.announce_ip != self.settings.announce_ip
+            || s.port != self.settings.port
+            || s.cport != self.settings.cport
             || s.hostname != self.settings.hostname
             || s.endpoint != self.settings.endpoint
             || s.validity_factor != self.settings.validity_factor

@@ -28,6 +28,9 @@ pub struct Settings {
     /// and `cluster-announce-bus-port`).
     pub port: u16,
     pub cport: u16,
+    /// The client port and bus port this node listens on (what a
+    /// directive set back to 0 announces again).
+    pub listen: (u16, u16),
     pub hostname: String,
     pub require_full_coverage: bool,
     pub endpoint: EndpointType,
@@ -74,6 +77,7 @@ impl Settings {
             announce_ip: cfg.text("cluster-announce-ip").unwrap_or_default(),
             port: announced("cluster-announce-port", port),
             cport: announced("cluster-announce-bus-port", cport),
+            listen: (port, cport),
             hostname: cfg.text("cluster-announce-hostname").unwrap_or_default(),
             require_full_coverage: cfg.flag("cluster-require-full-coverage"),
             endpoint: cfg

@@ -728,6 +728,16 @@ impl Config {
                 _ => vec![text.into_owned()],
             };
             let v = parse_value(param, &args).map_err(|e| failed(name, &e))?;
+            // Core ports are announced as they listen (as at start).
+            if param.name == "cluster-announce-port" && self.int("shard-port-base") != 0 {
+                let announced = args[0].trim().parse::<i64>().unwrap_or(0);
+                if announced != 0 && announced != i64::from(self.port()) {
+                    return Err(failed(
+                        name,
+                        "shard-port-base cannot be used with a cluster-announce-port other than port",
+                    ));
+                }
+            }
             new_values.push((idx, self.values[idx].merged(v, false)));
         }
         for (idx, v) in new_values {
@@ -2296,6 +2306,21 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         c2.rewrite().unwrap();
         assert!(cli(&[&path]).is_ok());
+    }
+
+    #[test]
+    fn an_announced_port_other_than_port_is_refused_with_core_ports() {
+        let mut c = cli(&["--port", "7000", "--shard-port-base", "7100"]).unwrap();
+        assert_eq!(
+            set(&mut c, &[("cluster-announce-port", "7001")]).unwrap_err(),
+            "ERR CONFIG SET failed (possibly related to argument 'cluster-announce-port') - shard-port-base cannot be used with a cluster-announce-port other than port"
+        );
+        assert_eq!(c.int("cluster-announce-port"), 0);
+        for ok in ["7000", "0"] {
+            set(&mut c, &[("cluster-announce-port", ok)]).unwrap();
+        }
+        let mut plain = cli(&["--port", "7000"]).unwrap();
+        set(&mut plain, &[("cluster-announce-port", "7001")]).unwrap();
     }
 
     #[test]
