@@ -254,6 +254,70 @@ fn slotd_replicates_a_redis_master() {
 }
 
 /// A field of INFO stats, as a number (-1 when absent).
+/// redis-server's `FAILOVER TO` a slotd replica: the master sends its
+/// replica `PSYNC <replid> <offset> FAILOVER` from its new replica link,
+/// and the replica, whose replication ID it is, becomes a master first
+/// (Redis's `syncCommand`), so the old master continues as its replica.
+#[test]
+fn a_redis_masters_failover_to_a_slotd_replica_completes() {
+    let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
+    load(&master, "fo");
+    let port = master.port().to_string();
+    let replica = Server::slotd(&[
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+    ]);
+    wait_for(20, "the slotd replica's link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    let target = replica.port().to_string();
+    assert_eq!(
+        master
+            .cli(&["failover", "to", "127.0.0.1", &target, "timeout", "10000"])
+            .trim(),
+        "OK"
+    );
+    wait_for(20, "the old master to follow the slotd node", || {
+        info(&master, "role") == "slave"
+            && info(&master, "master_port") == target
+            && info(&master, "master_link_status") == "up"
+            && info(&master, "master_failover_state") == "no-failover"
+    });
+    assert_eq!(info(&replica, "role"), "master");
+    let log = replica.log();
+    for line in [
+        "Failover request received for replid ",
+        "MASTER MODE enabled (failover request from '",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+    // Writes go to the new master and reach the old one.
+    assert_eq!(replica.cli(&["set", "after", "failover"]).trim(), "OK");
+    caught_up(&replica, &master);
+    assert_eq!(master.cli(&["get", "after"]).trim(), "failover");
+    // A replid that is not the replica's own is refused, as in Redis.
+    let other = Server::slotd(&["--replicaof", "127.0.0.1", &target]);
+    wait_for(20, "a replica of the new master", || {
+        info(&other, "master_link_status") == "up"
+    });
+    let mut r = other.raw();
+    assert_eq!(
+        r.cmd_str(&[
+            "psync",
+            "0123456789012345678901234567890123456789",
+            "1",
+            "failover"
+        ]),
+        b"-ERR PSYNC FAILOVER replid must match my replid.\r\n"
+    );
+}
+
 fn info_stat(s: &Server, field: &str) -> i64 {
     tests::info_field(s, "stats", field).parse().unwrap_or(-1)
 }

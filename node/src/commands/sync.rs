@@ -69,7 +69,43 @@ pub fn replconf(shard: &mut Shard, key: Key, args: Args) -> Next {
 /// still, so the data stands at one offset of that stream while the
 /// barrier decides and a full resynchronization's snapshot starts.
 pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
-    let proxy = shard.shared.replica.load(Ordering::SeqCst);
+    let mut proxy = shard.shared.replica.load(Ordering::SeqCst);
+    let mut argv = owned(&args);
+    // `PSYNC <replid> <offset> FAILOVER`, from a master that hands over
+    // to this replica (redis-server's `FAILOVER TO`): this node becomes a
+    // master first when the replication ID is its own, as Redis's
+    // `syncCommand` does, and the PSYNC then goes on as to a master (its
+    // old history is the secondary ID). A master refuses it (the master
+    // thread's answer); so does a cluster node, whose role the cluster
+    // decides.
+    let failover = argv.len() > 3
+        && args.get(0).eq_ignore_ascii_case(b"psync")
+        && args.get(3).eq_ignore_ascii_case(b"failover");
+    if failover && proxy && shard.cluster.is_none() {
+        crate::log::warning(format_args!(
+            "Failover request received for replid {}.",
+            String::from_utf8_lossy(args.get(1))
+        ));
+        let repl = shard.replication.clone();
+        if repl.status().replid.as_bytes() != args.get(1) {
+            shard.reply(
+                key,
+                &Reply::err("ERR PSYNC FAILOVER replid must match my replid."),
+            );
+            return Next::Continue;
+        }
+        repl.unset_master();
+        let client = shard
+            .conns
+            .get(key)
+            .map(|c| c.info_line(shard.now_ms))
+            .unwrap_or_default();
+        crate::log::notice(format_args!(
+            "MASTER MODE enabled (failover request from '{client}')"
+        ));
+        proxy = false;
+        argv.truncate(3);
+    }
     if proxy && !shard.shared.master_link_up.load(Ordering::SeqCst) {
         // A Redis replica keeps its cached master and tries again: in
         // cluster mode this node may be about to be promoted, and its old
@@ -81,7 +117,6 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         return Next::Wait;
     };
     let (conn, ip) = (c.id, peer_ip(&c.addr));
-    let argv = owned(&args);
     let (repl, rpc, me) = (shard.replication.clone(), shard.rpc.clone(), shard.id);
     let (shared, persist, mesh) = (
         shard.shared.clone(),
