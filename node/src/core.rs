@@ -283,16 +283,13 @@ impl Core {
             return;
         }
         if c.unsent().next().is_none() {
-            // Replies that may reveal a write not yet on disk wait, and so
-            // do those whose writes are not in the replicas' output yet.
-            let stream = self.shard.replication.stream();
+            // Replies that may reveal a write not yet on disk wait.
             if self
                 .shard
                 .aof
                 .as_ref()
                 .is_some_and(|a| c.aof_need > a.durable(&self.shard.persist.aof))
                 || (!c.aof_remote.is_empty() && !self.shard.persist.aof.lags())
-                || (c.repl_need > stream.sent() && stream.guarded())
             {
                 return;
             }
@@ -584,12 +581,6 @@ impl Core {
         let flush = std::mem::take(&mut self.shard.flush);
         for key in flush {
             if self.aof_hold(key) {
-                // Held for the AOF, and for the replicas too: whichever
-                // wait ends last sends it (`start_send` checks both).
-                let stream = self.shard.replication.stream();
-                if stream.active() && stream.guarded() {
-                    self.repl_turn.push(key);
-                }
                 continue;
             }
             // Looked at: its output may go (see `start_send`).
@@ -631,9 +622,6 @@ impl Core {
             self.repl_held_at = self.shard.now_ms;
         }
         for key in std::mem::take(&mut self.repl_turn) {
-            if let Some(c) = self.shard.conns.get_mut(key) {
-                c.repl_need = c.repl_need.max(need);
-            }
             self.repl_held.push_back((need, key));
         }
         self.repl_release();
@@ -1231,9 +1219,6 @@ impl Core {
         // reply for long.
         if !self.repl_held.is_empty() && now - self.repl_held_at > 1000 {
             for (_, key) in std::mem::take(&mut self.repl_held) {
-                if let Some(c) = self.shard.conns.get_mut(key) {
-                    c.repl_need = 0;
-                }
                 self.start_send(key);
             }
         }

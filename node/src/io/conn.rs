@@ -141,11 +141,6 @@ pub struct Conn {
     /// Under `appendfsync always`: the log offset an fsync must cover
     /// before `out` may be sent (what the replies in it may reveal).
     pub aof_need: u64,
-    /// Under a guarded replication stream: the ticket the replicas'
-    /// output must pass before `out` may be sent (the latest the send
-    /// pass gave it, so a release of an earlier one sends nothing the
-    /// later one holds).
-    pub repl_need: u64,
     /// How many bytes of `out` the last hold covers (this wait, or the
     /// replicas' under a guarded stream): output added after it waits
     /// for the send pass's own look (see `Core::start_send`).
@@ -329,7 +324,6 @@ impl Conn {
             sending_big: Vec::new(),
             send_off: 0,
             aof_need: 0,
-            repl_need: 0,
             hold_mark: 0,
             aof_remote: Vec::new(),
             send_big_off: 0,
