@@ -87,12 +87,13 @@ fn load(s: &Server, tag: &str) {
     assert!(out.success());
 }
 
-#[test]
-fn slotd_replicates_a_redis_master() {
+/// A redis-server master holding data of every type (`load` with `tag`)
+/// and a slotd replica of it (the directive at start, two cores) that has
+/// caught up.
+fn redis_master_and_slotd_replica(tag: &str) -> (Server, Server) {
     let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
-    load(&master, "before");
+    load(&master, tag);
     let port = master.port().to_string();
-    // The directive at start, two cores.
     let replica = Server::slotd(&[
         DEBUG[0],
         DEBUG[1],
@@ -102,12 +103,19 @@ fn slotd_replicates_a_redis_master() {
         "127.0.0.1",
         &port,
     ]);
-    // A stock replica of the same master, for INFO's fields.
-    let stock = Server::redis(&["--replicaof", "127.0.0.1", &port]);
     wait_for(20, "the slotd replica's link", || {
         info(&replica, "master_link_status") == "up"
     });
     caught_up(&master, &replica);
+    (master, replica)
+}
+
+#[test]
+fn slotd_replicates_a_redis_master() {
+    let (master, replica) = redis_master_and_slotd_replica("before");
+    let port = master.port().to_string();
+    // A stock replica of the same master, for INFO's fields.
+    let stock = Server::redis(&["--replicaof", "127.0.0.1", &port]);
     assert_eq!(
         replica.cli(&["dbsize"]).trim(),
         master.cli(&["dbsize"]).trim()
@@ -253,29 +261,13 @@ fn slotd_replicates_a_redis_master() {
     );
 }
 
-/// A field of INFO stats, as a number (-1 when absent).
 /// redis-server's `FAILOVER TO` a slotd replica: the master sends its
 /// replica `PSYNC <replid> <offset> FAILOVER` from its new replica link,
 /// and the replica, whose replication ID it is, becomes a master first
 /// (Redis's `syncCommand`), so the old master continues as its replica.
 #[test]
 fn a_redis_masters_failover_to_a_slotd_replica_completes() {
-    let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
-    load(&master, "fo");
-    let port = master.port().to_string();
-    let replica = Server::slotd(&[
-        DEBUG[0],
-        DEBUG[1],
-        "--shards",
-        "2",
-        "--replicaof",
-        "127.0.0.1",
-        &port,
-    ]);
-    wait_for(20, "the slotd replica's link", || {
-        info(&replica, "master_link_status") == "up"
-    });
-    caught_up(&master, &replica);
+    let (master, replica) = redis_master_and_slotd_replica("fo");
     let target = replica.port().to_string();
     assert_eq!(
         master
@@ -318,6 +310,7 @@ fn a_redis_masters_failover_to_a_slotd_replica_completes() {
     );
 }
 
+/// A field of INFO stats, as a number (-1 when absent).
 fn info_stat(s: &Server, field: &str) -> i64 {
     tests::info_field(s, "stats", field).parse().unwrap_or(-1)
 }

@@ -87,7 +87,12 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
             String::from_utf8_lossy(args.get(1))
         ));
         let repl = shard.replication.clone();
-        if repl.status().replid.as_bytes() != args.get(1) {
+        if !repl
+            .status()
+            .replid
+            .as_bytes()
+            .eq_ignore_ascii_case(args.get(1))
+        {
             shard.reply(
                 key,
                 &Reply::err("ERR PSYNC FAILOVER replid must match my replid."),
