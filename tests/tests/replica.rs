@@ -310,6 +310,79 @@ fn a_redis_masters_failover_to_a_slotd_replica_completes() {
     );
 }
 
+/// REPLICAOF NO ONE under a stream of writes: the node's history ends at
+/// the offset it reports (`second_repl_offset` - 1), and its data is the
+/// stream up to there, no command more or less. The master sends only
+/// INCRs of one key (no PINGs in the test's time), each the same number
+/// of bytes, so the counter must equal the bytes past the start over that
+/// size. Before 2026-12-07 the rest of a read in progress was applied past
+/// the offset, and the master client dropped what it had not run when the
+/// link closed its end first.
+#[test]
+fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
+    let master = Server::redis(&["--repl-ping-replica-period", "3600"]);
+    let port = master.port().to_string();
+    let replica = Server::slotd(&["--replicaof", "127.0.0.1", &port]);
+    const KEY: &str = "counter:__rand_int__";
+    // `*2 $4 INCR $20 counter:__rand_int__` as the master propagates it.
+    const INCR_LEN: i64 = 41;
+    for round in 0..6 {
+        wait_for(20, "the replica's link", || {
+            info(&replica, "master_link_status") == "up"
+        });
+        // A write first, so the stream's SELECT is behind the start.
+        master.cli(&["set", "warm", &round.to_string()]);
+        master.cli(&["del", KEY]);
+        wait_for(20, "the replica to catch up", || {
+            info(&replica, "slave_repl_offset") == info(&master, "master_repl_offset")
+        });
+        let start: i64 = info(&master, "master_repl_offset").parse().unwrap();
+        let mut load = Command::new("redis-benchmark")
+            .args([
+                "-p", &port, "-t", "incr", "-n", "3000000", "-P", "32", "-c", "4", "-q",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-benchmark");
+        std::thread::sleep(Duration::from_millis(150 + 37 * round));
+        assert_eq!(replica.cli(&["replicaof", "no", "one"]).trim(), "OK");
+        let _ = load.kill();
+        let _ = load.wait();
+        let end = info(&replica, "second_repl_offset").parse::<i64>().unwrap() - 1;
+        // What the link handed over is applied a moment later: read until
+        // the counter stays put.
+        let mut last = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = replica.cli(&["get", KEY]).trim().to_string();
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        let got: i64 = last.parse().unwrap_or(0);
+        let bytes = end - start;
+        assert!(
+            bytes > 0,
+            "round {round}: nothing streamed before REPLICAOF NO ONE"
+        );
+        assert_eq!(
+            bytes % INCR_LEN,
+            0,
+            "round {round}: offset {end} is not at a command's end (start {start})"
+        );
+        assert_eq!(
+            got,
+            bytes / INCR_LEN,
+            "round {round}: the data holds {got} INCRs, the offset reported {end} covers {}",
+            bytes / INCR_LEN
+        );
+        assert_eq!(replica.cli(&["replicaof", "127.0.0.1", &port]).trim(), "OK");
+    }
+}
+
 /// A field of INFO stats, as a number (-1 when absent).
 fn info_stat(s: &Server, field: &str) -> i64 {
     tests::info_field(s, "stats", field).parse().unwrap_or(-1)

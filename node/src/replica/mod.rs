@@ -147,6 +147,9 @@ struct Link {
     /// Told to stop, the thread first waits until the master client ran
     /// everything it was handed (a shutdown's final save).
     drain: Arc<AtomicBool>,
+    /// Set by REPLICAOF NO ONE before it takes the offset the link got
+    /// to: nothing more of the stream goes to the master client.
+    freeze: Arc<AtomicBool>,
     thread: JoinHandle<Option<Resume>>,
 }
 
@@ -345,6 +348,7 @@ impl Replication {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicBool::new(false));
+        let freeze = Arc::new(AtomicBool::new(false));
         let ctx = LinkCtx {
             host: host.to_string(),
             port,
@@ -353,9 +357,11 @@ impl Replication {
             status: self.status.clone(),
             stop: stop.clone(),
             drain: drain.clone(),
+            freeze: freeze.clone(),
             hold: self.hold.clone(),
             stream: self.stream.clone(),
             proxy_on: false,
+            handed: -1,
             // A master's own history is newer than what was cached when it
             // became one.
             resume: {
@@ -378,6 +384,7 @@ impl Replication {
                         port,
                         stop,
                         drain,
+                        freeze,
                         thread,
                     });
                 }
@@ -400,6 +407,9 @@ impl Replication {
         // continue is where the stream got, read from the status.
         let link = self.link.lock().ok().and_then(|mut l| l.take());
         if let Some(link) = link {
+            // Before the offset is read: the link hands the master client
+            // no command past it (`LinkCtx::follow`).
+            link.freeze.store(true, Ordering::SeqCst);
             link.stop.store(true, Ordering::SeqCst);
             let thread = link.thread;
             let _ = std::thread::Builder::new()
@@ -592,12 +602,16 @@ struct LinkCtx {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
+    /// See [`Link::freeze`].
+    freeze: Arc<AtomicBool>,
     hold: Arc<Hold>,
     /// Where the master's stream is handed on to this node's replicas,
     /// and whether it is (the master thread asked, and was told where the
     /// stream stands).
     stream: Arc<Stream>,
     proxy_on: bool,
+    /// The offset after the last command handed to the master client.
+    handed: i64,
     resume: Option<Resume>,
 }
 
@@ -720,7 +734,16 @@ impl LinkCtx {
             if self.drain.load(Ordering::SeqCst) {
                 return self.resume.take().filter(|_| f.drain(&self.shared));
             }
-            f.finish();
+            // Frozen by REPLICAOF NO ONE, which took the offset of all it
+            // was handed as where this node's history ends: all of it
+            // goes to the master client (core 0 reads on once that
+            // command is done), or the data would lack writes the offset
+            // counts.
+            f.finish(if self.freeze.load(Ordering::SeqCst) {
+                10_000
+            } else {
+                50
+            });
         }
         self.resume
     }
@@ -935,14 +958,36 @@ impl LinkCtx {
                         }
                     }
                     Action::Command { argv, offset_after } => {
+                        // Handed on and counted in one step, under the
+                        // status's lock: REPLICAOF NO ONE freezes the link
+                        // and then reads the offset as where this node's
+                        // history ends, so nothing past it is applied (the
+                        // rest of a read used to be). A link told to stop
+                        // otherwise (another master, shutdown) hands on the
+                        // whole read, which its resume point counts.
+                        let Ok(mut s) = self.status.lock() else {
+                            return;
+                        };
+                        // `stop` before `freeze`: REPLICAOF NO ONE sets
+                        // `freeze` first, so a link it stopped is seen
+                        // frozen here.
+                        let stopped = self.stop.load(Ordering::SeqCst);
+                        if self.freeze.load(Ordering::SeqCst) {
+                            continue;
+                        }
                         if let Some(f) = feed.as_mut() {
                             let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
                             f.push(&repl::encode(&args), offset_after);
                         }
-                        self.status(|s| s.read_offset = offset_after);
+                        self.handed = offset_after;
+                        if !stopped {
+                            s.read_offset = offset_after;
+                        }
                     }
-                    Action::Proxy { bytes, .. } => {
-                        if self.proxy_on {
+                    Action::Proxy { bytes, offset } => {
+                        // Frozen, only what the master client got goes on.
+                        let frozen = self.freeze.load(Ordering::SeqCst) && offset > self.handed;
+                        if self.proxy_on && !frozen {
                             self.stream.proxy(Proxied::Bytes(bytes));
                         }
                     }
@@ -1397,13 +1442,24 @@ impl Feed {
         false
     }
 
-    /// Hands the master client what is still waiting, for a moment, before
-    /// the pair is closed (what the socket holds is still read by core 0;
-    /// REPLICAOF may run on core 0 itself, which then cannot read).
-    fn finish(&mut self) {
-        for _ in 0..50 {
+    /// Hands the master client what is still waiting, for up to `ms`
+    /// milliseconds, before the pair is closed (what the socket holds is
+    /// still read by core 0; REPLICAOF may run on core 0 itself, which
+    /// then cannot read).
+    fn finish(&mut self, ms: u32) {
+        let mut shut = false;
+        for _ in 0..ms {
             self.pump();
-            if self.pending() == 0 {
+            if self.pending() == 0 && !shut {
+                // End of input for the master client, which runs the rest
+                // and then closes its end. Closed from here first with its
+                // replies unread, the pair would reset and core 0 would
+                // drop what it had not run yet.
+                // SAFETY: shutdown of our own socket.
+                unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
+                shut = true;
+            }
+            if shut && self.eof {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
