@@ -283,6 +283,14 @@ impl WriteLog {
         self.base += spare.len() as u64;
     }
 
+    /// Drops the recorded bytes (nobody takes them), keeping the buffer's
+    /// capacity; the offset moves on by what was dropped.
+    pub fn discard(&mut self) {
+        self.plain_multi = None;
+        self.base += self.buf.len() as u64;
+        self.buf.clear();
+    }
+
     /// Hands the recorded bytes over appended to `out`, keeping this
     /// log's buffer (and its capacity) for the next records.
     pub fn take_onto(&mut self, out: &mut Vec<u8>) {

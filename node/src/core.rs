@@ -833,6 +833,9 @@ impl Core {
             .next_client_id
             .fetch_add(1, Ordering::Relaxed);
         let authed = is_master || self.shard.settings.requirepass.is_none();
+        if is_master {
+            self.shard.shared.master_client.store(id, Ordering::SeqCst);
+        }
         let mut conn = Conn::new(fd, id, addr, laddr, now_ms(), authed);
         conn.master = is_master;
         conn.feed = feed;
@@ -1253,6 +1256,7 @@ impl Core {
             }
         }
         self.shard.persist_cron(now);
+        self.shard.keep_log();
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =

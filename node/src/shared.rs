@@ -111,6 +111,11 @@ pub struct Shared {
     /// in the top 24 bits, the bytes of its input whose commands completed
     /// below ([`applied_pack`]).
     pub master_applied: AtomicU64,
+    /// The client id of the newest master client (0: none). What it
+    /// writes, on any core, is the master's history, which its link counts
+    /// and hands on: never this node's own stream, even when it runs after
+    /// a promotion (`Shard::unstream_begin`).
+    pub master_client: AtomicU64,
     /// The number of the feed whose master client failed to load the
     /// master's RDB (0: none): its link starts over.
     pub master_load_failed: AtomicU64,

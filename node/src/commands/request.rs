@@ -36,6 +36,17 @@ struct First {
 
 /// Parses and runs the commands buffered on `key` until one has to wait.
 pub fn process(shard: &mut Shard, key: Key) {
+    // The master client's writes are the master's stream, which its link
+    // hands on (`Shard::unstream_begin`).
+    let master = shard.conns.get(key).filter(|c| c.master).map(|c| c.id);
+    let unstreamed = master.is_some_and(|id| shard.unstream_begin(id));
+    process_commands(shard, key);
+    if unstreamed {
+        shard.unstream_end();
+    }
+}
+
+fn process_commands(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {
         return;
     };

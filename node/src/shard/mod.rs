@@ -147,6 +147,9 @@ pub struct Shard {
     /// The request being served is one of that transaction's: its answer
     /// carries what it logged.
     pub capture: bool,
+    /// What is written now is for the master client (`unstream_begin`):
+    /// to the AOF, not to this node's own replication stream.
+    pub unstreamed: bool,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
     /// Some slot of the map is migrating or importing: the owner core
     /// checks which keys exist before running a command there.
@@ -282,6 +285,7 @@ impl Shard {
             repl_part: None,
             repl_form: false,
             capture: false,
+            unstreamed: false,
             tracking_conns: HashMap::new(),
             redirect_targets: HashMap::new(),
             seen_flushes: 0,
@@ -378,8 +382,12 @@ impl Shard {
     /// message that may reveal those writes leaves.
     pub fn take_log(&mut self) {
         if !self.replication.stream().active() {
-            if let (Some(a), Some(log)) = (self.aof.as_deref_mut(), self.engine.write_log()) {
-                a.take(log, self.now_ms, &self.persist.aof);
+            match (self.aof.as_deref_mut(), self.engine.write_log()) {
+                (Some(a), Some(log)) => a.take(log, self.now_ms, &self.persist.aof),
+                // Kept on a replica for the moment the stream starts
+                // (`Shard::keep_log`), with nobody to take it.
+                (None, Some(log)) => log.discard(),
+                _ => {}
             }
             return;
         }
@@ -391,6 +399,53 @@ impl Shard {
             let bytes = std::mem::take(&mut self.repl_pending);
             self.replication.stream().push(bytes, None);
         }
+    }
+
+    /// Once a cron tick: a replica records its writes, so that none made
+    /// once it is promoted is missed before its stream starts (the master
+    /// thread turns the stream on a moment after the promotion); what it
+    /// records before goes nowhere (`take_log`).
+    pub fn keep_log(&mut self) {
+        if self.replication.stream().active() {
+            return;
+        }
+        self.take_log();
+        if !self.engine.log_enabled()
+            && self
+                .shared
+                .replica
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.engine.enable_log();
+        }
+    }
+
+    /// Work for client `client` begins: when it is a master client, what
+    /// it writes until [`Shard::unstream_end`] goes to the AOF only (its
+    /// link counts the master's stream and hands it on itself; commands
+    /// it handed before a promotion that run after it are the old
+    /// history's, not new writes of this node). What others wrote before
+    /// goes to the stream first. Returns whether it did.
+    pub fn unstream_begin(&mut self, client: u64) -> bool {
+        if self.unstreamed
+            || client == 0
+            || client
+                != self
+                    .shared
+                    .master_client
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
+        self.take_log();
+        self.unstreamed = true;
+        true
+    }
+
+    /// [`Shard::unstream_begin`]'s work ends: its writes go to the AOF.
+    pub fn unstream_end(&mut self) {
+        self.take_log();
+        self.unstreamed = false;
     }
 
     /// A transaction across cores took this core's lock: what was written
@@ -434,6 +489,9 @@ impl Shard {
         }
         if !repl {
             return bytes;
+        }
+        if self.unstreamed {
+            return Vec::new();
         }
         if self.repl_pending.is_empty() {
             self.repl_pending = bytes;

@@ -394,6 +394,20 @@ impl Shard {
         if self.lock.is_some() || !self.holds.is_empty() {
             return;
         }
+        if self.unstreamed && !self.waiters.is_empty() {
+            // What the clients it wakes write is this node's own, whoever
+            // wrote the data they waited for.
+            self.log_to_pending(true);
+            self.unstreamed = false;
+            self.serve_waiters();
+            self.take_log();
+            self.unstreamed = true;
+            return;
+        }
+        self.serve_waiters();
+    }
+
+    fn serve_waiters(&mut self) {
         for _ in 0..1024 {
             let ready = self.engine.take_ready();
             if ready.is_empty() {

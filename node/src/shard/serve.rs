@@ -193,7 +193,11 @@ impl Shard {
         if self.capture {
             self.log_to_pending(true);
         }
+        let unstreamed = self.unstream_begin(self.req_client);
         self.handle_request(from, id, req);
+        if unstreamed {
+            self.unstream_end();
+        }
         self.capture = false;
     }
 
