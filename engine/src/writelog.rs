@@ -289,6 +289,7 @@ impl WriteLog {
         self.plain_multi = None;
         self.base += self.buf.len() as u64;
         self.buf.clear();
+        self.reset_db();
     }
 
     /// Hands the recorded bytes over appended to `out`, keeping this

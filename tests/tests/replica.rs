@@ -1419,9 +1419,20 @@ fn replicas_of_a_slotd_replica_follow_the_top_masters_stream() {
 
     // The middle node promoted: a new ID, the old one kept as the
     // secondary; its replicas continue partially and follow its writes.
+    // Writes sent with the promotion, in one packet, run before the
+    // master thread has turned the node's own stream on: they reach the
+    // replicas all the same.
     let old_id = info(&mid, "master_replid");
-    assert_eq!(mid.cli(&["replicaof", "no", "one"]).trim(), "OK");
-    mid.cli(&["-n", "3", "set", "after", "promotion"]);
+    let mut batch = b"REPLICAOF NO ONE\r\nSELECT 3\r\nSET after promotion\r\n".to_vec();
+    for i in 0..300 {
+        batch.extend_from_slice(format!("SET window:{i} {i}\r\n").as_bytes());
+    }
+    let mut p = mid.raw();
+    p.send(&batch).unwrap();
+    for _ in 0..303 {
+        let r = tests::text(&p.read_reply().unwrap());
+        assert_eq!(r, "+OK\r\n");
+    }
     for s in [&sub, &sub_redis] {
         wait_for(20, "the replica's link to the promoted node", || {
             info(s, "master_link_status") == "up"

@@ -703,6 +703,7 @@ impl MasterThread {
                 self.proxy = false;
                 self.proxy_known = false;
                 self.stream.set_active(true);
+                self.stream.set_starting(false);
             }
         }
     }

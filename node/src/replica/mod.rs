@@ -463,6 +463,9 @@ impl Replication {
         }
         // Writes are counted from before the first one is accepted.
         if self.master_started.load(Ordering::SeqCst) {
+            // The master thread turns the stream on a moment later; writes
+            // this node takes meanwhile are kept for it.
+            self.stream.set_starting(true);
             let history = Some(self.history());
             if let Ok(mut n) = self.notes.lock() {
                 n.push(Note::Mode { history });

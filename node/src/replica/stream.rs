@@ -35,6 +35,9 @@ pub struct Stream {
     /// The master thread serves replicas of this replica: the link pushes
     /// its master's stream.
     proxying: AtomicBool,
+    /// A promotion has the master thread about to turn the stream on
+    /// (`Note::Mode`): cores keep what they write for it meanwhile.
+    starting: AtomicBool,
     proxied: SegQueue<Proxied>,
 }
 
@@ -70,6 +73,7 @@ impl Stream {
             guarded: AtomicBool::new(false),
             waiting: SegQueue::new(),
             proxying: AtomicBool::new(false),
+            starting: AtomicBool::new(false),
             proxied: SegQueue::new(),
         })
     }
@@ -84,6 +88,18 @@ impl Stream {
     /// replicas), or not (a replica: its replicas get its master's stream).
     pub(super) fn set_active(&self, on: bool) {
         self.active.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the stream is about to start ([`Stream::set_starting`]).
+    #[inline]
+    pub fn starting(&self) -> bool {
+        self.starting.load(Ordering::Relaxed)
+    }
+
+    /// Set by a promotion before the node takes writes of its own, cleared
+    /// once the master thread turned the stream on.
+    pub(super) fn set_starting(&self, on: bool) {
+        self.starting.store(on, Ordering::SeqCst);
     }
 
     /// Whether the link hands its master's stream on.

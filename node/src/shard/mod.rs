@@ -381,12 +381,20 @@ impl Shard {
     /// part goes as one chunk at the unlock). Called before any reply or
     /// message that may reveal those writes leaves.
     pub fn take_log(&mut self) {
-        if !self.replication.stream().active() {
+        let stream = self.replication.stream();
+        if !stream.active() {
+            if stream.starting() {
+                // A promotion: what this node writes before its stream
+                // starts goes out once it does.
+                self.log_to_pending(true);
+                return;
+            }
             match (self.aof.as_deref_mut(), self.engine.write_log()) {
                 (Some(a), Some(log)) => a.take(log, self.now_ms, &self.persist.aof),
-                // Kept on a replica for the moment the stream starts
-                // (`Shard::keep_log`), with nobody to take it.
-                (None, Some(log)) => log.discard(),
+                // Kept on a replica for the moment a promotion starts the
+                // stream (`Shard::keep_log`), with nobody to take it (a
+                // transaction's open block is dropped with its end).
+                (None, Some(log)) if !log.in_multi() => log.discard(),
                 _ => {}
             }
             return;
@@ -401,16 +409,18 @@ impl Shard {
         }
     }
 
-    /// Once a cron tick: a replica records its writes, so that none made
-    /// once it is promoted is missed before its stream starts (the master
-    /// thread turns the stream on a moment after the promotion); what it
-    /// records before goes nowhere (`take_log`).
+    /// Once a cron tick: a replica whose master thread runs records its
+    /// writes, so that none made once it is promoted is missed before the
+    /// master thread turns its stream on (`Stream::starting`); what it
+    /// records before goes nowhere (`take_log`). (Without that thread, a
+    /// promotion starts the stream before the node takes a write.)
     pub fn keep_log(&mut self) {
         if self.replication.stream().active() {
             return;
         }
         self.take_log();
         if !self.engine.log_enabled()
+            && self.replication.has_replicas_thread()
             && self
                 .shared
                 .replica
@@ -418,6 +428,21 @@ impl Shard {
         {
             self.engine.enable_log();
         }
+    }
+
+    /// Runs `f` with this node's own writes streamed, inside a master
+    /// client's work (`unstream_begin`): the clients it serves write for
+    /// themselves.
+    pub fn streamed(&mut self, f: impl FnOnce(&mut Shard)) {
+        if !self.unstreamed {
+            return f(self);
+        }
+        // The master client's writes so far: to the AOF only.
+        self.log_to_pending(true);
+        self.unstreamed = false;
+        f(self);
+        self.take_log();
+        self.unstreamed = true;
     }
 
     /// Work for client `client` begins: when it is a master client, what

@@ -397,12 +397,7 @@ impl Shard {
         if self.unstreamed && !self.waiters.is_empty() {
             // What the clients it wakes write is this node's own, whoever
             // wrote the data they waited for.
-            self.log_to_pending(true);
-            self.unstreamed = false;
-            self.serve_waiters();
-            self.take_log();
-            self.unstreamed = true;
-            return;
+            return self.streamed(Shard::serve_waiters);
         }
         self.serve_waiters();
     }

@@ -95,6 +95,12 @@ impl Shard {
         if self.deferred.is_empty() {
             return;
         }
+        // (Other clients' requests, though a master client's work may
+        // release them.)
+        self.streamed(Shard::run_deferred);
+    }
+
+    fn run_deferred(&mut self) {
         let spare = std::mem::take(&mut self.deferred_spare);
         let mut deferred = std::mem::replace(&mut self.deferred, spare);
         let unlocker = self.req_client;
