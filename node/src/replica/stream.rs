@@ -84,6 +84,11 @@ impl Stream {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// [`Stream::active`], ordered with [`Stream::starting`].
+    pub fn active_ordered(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
     /// Cores push their writes (`true`: this node is a master with
     /// replicas), or not (a replica: its replicas get its master's stream).
     pub(super) fn set_active(&self, on: bool) {
@@ -93,7 +98,7 @@ impl Stream {
     /// Whether the stream is about to start ([`Stream::set_starting`]).
     #[inline]
     pub fn starting(&self) -> bool {
-        self.starting.load(Ordering::Relaxed)
+        self.starting.load(Ordering::SeqCst)
     }
 
     /// Set by a promotion before the node takes writes of its own, cleared

@@ -382,13 +382,9 @@ impl Shard {
     /// message that may reveal those writes leaves.
     pub fn take_log(&mut self) {
         let stream = self.replication.stream();
-        if !stream.active() {
-            if stream.starting() {
-                // A promotion: what this node writes before its stream
-                // starts goes out once it does.
-                self.log_to_pending(true);
-                return;
-            }
+        // (The master thread turns the stream on, then clears `starting`:
+        // read in the other order, one of them shows.)
+        if !stream.active() && !stream.starting() && !stream.active_ordered() {
             match (self.aof.as_deref_mut(), self.engine.write_log()) {
                 (Some(a), Some(log)) => a.take(log, self.now_ms, &self.persist.aof),
                 // Kept on a replica for the moment a promotion starts the
@@ -397,6 +393,12 @@ impl Shard {
                 (None, Some(log)) if !log.in_multi() => log.discard(),
                 _ => {}
             }
+            return;
+        }
+        if !stream.active() {
+            // A promotion: what this node writes before its stream starts
+            // goes out once it does.
+            self.log_to_pending(true);
             return;
         }
         if !self.engine.log_enabled() {
