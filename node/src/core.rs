@@ -118,9 +118,10 @@ pub struct Core {
     inbox: Vec<Msg>,
     /// Replies held for the replicas (`replica::Stream::guarded`): this
     /// turn's, then each with the ticket the replicas' output must reach,
-    /// and when the oldest began waiting (or the last was released).
-    repl_turn: Vec<Key>,
-    repl_held: std::collections::VecDeque<(u64, Key)>,
+    /// and the mark of the output it covers (`Conn::out_base`), and when
+    /// the oldest began waiting (or the last was released).
+    repl_turn: Vec<(Key, u64)>,
+    repl_held: std::collections::VecDeque<(u64, Key, u64)>,
     repl_held_at: i64,
 }
 
@@ -297,6 +298,7 @@ impl Core {
             if c.out.is_empty() && c.out_big.is_empty() {
                 return;
             }
+            let mut m = c.out.len();
             if c.flush_queued {
                 // Output came after the send pass last looked (a command
                 // run while receiving): only what that look's wait covered
@@ -305,10 +307,17 @@ impl Core {
                 // reply go before its write under `always`
                 // (`appendfsync_always_loses_no_acknowledged_write` lost an
                 // acknowledged write so in a few of about a hundred runs).
-                let m = c.hold_mark.min(c.out.len());
-                if m == 0 {
-                    return;
-                }
+                m = m.min(c.hold_mark);
+            }
+            if c.repl_holds > 0 {
+                // Turns of output still wait for the replicas': only what
+                // the released ones cover goes.
+                m = m.min(c.repl_sendable.saturating_sub(c.out_base) as usize);
+            }
+            if m == 0 {
+                return;
+            }
+            if m < c.out.len() {
                 let rest = c.out.split_off(m);
                 let n = c.out_big.partition_point(|(at, _)| *at < m);
                 let mut rest_big = c.out_big.split_off(n);
@@ -317,12 +326,12 @@ impl Core {
                 }
                 c.sending = std::mem::replace(&mut c.out, rest);
                 c.sending_big = std::mem::replace(&mut c.out_big, rest_big);
-                c.hold_mark = 0;
             } else {
                 std::mem::swap(&mut c.sending, &mut c.out);
                 std::mem::swap(&mut c.sending_big, &mut c.out_big);
-                c.hold_mark = 0;
             }
+            c.out_base += m as u64;
+            c.hold_mark = c.hold_mark.saturating_sub(m);
         }
         if c.sending_big.is_empty() {
             c.send_vec = None;
@@ -604,11 +613,31 @@ impl Core {
                 if let Some(c) = self.shard.conns.get_mut(key) {
                     c.hold_mark = c.out.len();
                 }
-                self.repl_turn.push(key);
+                self.repl_look(key);
                 continue;
             }
             self.start_send(key);
         }
+    }
+
+    /// `key`'s output that the last look covered (`Conn::hold_mark`)
+    /// waits for the replicas' output to cover this turn's writes
+    /// ([`Core::repl_hold`]).
+    fn repl_look(&mut self, key: Key) {
+        if let Some(c) = self.shard.conns.get_mut(key) {
+            c.repl_holds += 1;
+            let mark = c.out_base + c.hold_mark.min(c.out.len()) as u64;
+            self.repl_turn.push((key, mark));
+        }
+    }
+
+    /// A held turn of `key`'s output may go (up to `mark`).
+    fn repl_unhold(&mut self, key: Key, mark: u64) {
+        if let Some(c) = self.shard.conns.get_mut(key) {
+            c.repl_holds = c.repl_holds.saturating_sub(1);
+            c.repl_sendable = c.repl_sendable.max(mark);
+        }
+        self.start_send(key);
     }
 
     /// This turn's held replies wait for every ticket taken so far (this
@@ -621,8 +650,8 @@ impl Core {
         if self.repl_held.is_empty() {
             self.repl_held_at = self.shard.now_ms;
         }
-        for key in std::mem::take(&mut self.repl_turn) {
-            self.repl_held.push_back((need, key));
+        for (key, mark) in std::mem::take(&mut self.repl_turn) {
+            self.repl_held.push_back((need, key, mark));
         }
         self.repl_release();
     }
@@ -634,12 +663,12 @@ impl Core {
             let stream = self.shard.replication.stream();
             let (sent, guarded) = (stream.sent(), stream.guarded());
             let mut released = false;
-            while let Some(&(need, key)) = self.repl_held.front() {
+            while let Some(&(need, key, mark)) = self.repl_held.front() {
                 if guarded && need > sent {
                     break;
                 }
                 self.repl_held.pop_front();
-                self.start_send(key);
+                self.repl_unhold(key, mark);
                 released = true;
             }
             if released {
@@ -1221,8 +1250,8 @@ impl Core {
         // A replication thread that stopped making progress holds no
         // reply for long.
         if !self.repl_held.is_empty() && now - self.repl_held_at > 1000 {
-            for (_, key) in std::mem::take(&mut self.repl_held) {
-                self.start_send(key);
+            for (_, key, mark) in std::mem::take(&mut self.repl_held) {
+                self.repl_unhold(key, mark);
             }
         }
         if let Some(a) = self.shard.aof.as_deref_mut() {
@@ -1516,6 +1545,15 @@ impl Core {
         a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
         for (to, m) in msgs {
             self.shard.mesh.send(to, m);
+        }
+        // Durable, the replies wait for the replicas' output next.
+        let stream = self.shard.replication.stream();
+        if stream.active() && stream.guarded() {
+            for key in conns {
+                self.repl_look(key);
+            }
+            self.repl_hold();
+            return;
         }
         for key in conns {
             self.start_send(key);

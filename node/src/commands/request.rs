@@ -370,10 +370,12 @@ fn take_head(shard: &mut Shard, key: Key) -> Vec<u8> {
                 && !c.send_inflight
                 && !c.master
                 && !c.mute
+                && c.repl_holds == 0
                 && c.tracking.is_none()
                 && c.sub_count() == 0 =>
         {
             let head = c.out.clone();
+            c.out_base += head.len() as u64;
             c.out.clear();
             c.hold_mark = 0;
             head

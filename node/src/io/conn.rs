@@ -145,6 +145,16 @@ pub struct Conn {
     /// replicas' under a guarded stream): output added after it waits
     /// for the send pass's own look (see `Core::start_send`).
     pub hold_mark: usize,
+    /// Bytes that ever left `out` (to `sending`, or along with a
+    /// pipeline): with `out.len()`, a mark of the output so far that
+    /// stays valid when the front leaves.
+    pub out_base: u64,
+    /// Turns of this connection's output that wait for the replicas'
+    /// output (`Core::repl_hold`), and how far (an `out_base` mark) the
+    /// ones released so far reach: while some wait, no more than that is
+    /// sent.
+    pub repl_holds: u32,
+    pub repl_sendable: u64,
     /// With the AOF on: other cores' log offsets, one per core, that must
     /// be effective before `out` may be sent (a pipeline's writes there;
     /// see `persist::aof::CoreAof::depend`); under `everysec` and `no`
@@ -325,6 +335,9 @@ impl Conn {
             send_off: 0,
             aof_need: 0,
             hold_mark: 0,
+            out_base: 0,
+            repl_holds: 0,
+            repl_sendable: 0,
             aof_remote: Vec::new(),
             send_big_off: 0,
             send_vec: None,
