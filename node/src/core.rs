@@ -590,6 +590,12 @@ impl Core {
         let flush = std::mem::take(&mut self.shard.flush);
         for key in flush {
             if self.aof_hold(key) {
+                // The turn waits for the replicas' output too (each hold
+                // caps what `start_send` sends, whichever ends first).
+                let stream = self.shard.replication.stream();
+                if stream.active() && stream.guarded() {
+                    self.repl_look(key);
+                }
                 continue;
             }
             // Looked at: its output may go (see `start_send`).
@@ -1447,6 +1453,7 @@ impl Core {
                 // (Under `everysec` and `no` they stay for what the
                 // client runs next to depend on; its replies go.)
                 if !c.aof_remote.is_empty() && !aof.lags() {
+                    c.hold_mark = c.out.len();
                     c.flush_queued = false;
                     self.aof_remote.push(key);
                     return true;
@@ -1545,15 +1552,6 @@ impl Core {
         a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
         for (to, m) in msgs {
             self.shard.mesh.send(to, m);
-        }
-        // Durable, the replies wait for the replicas' output next.
-        let stream = self.shard.replication.stream();
-        if stream.active() && stream.guarded() {
-            for key in conns {
-                self.repl_look(key);
-            }
-            self.repl_hold();
-            return;
         }
         for key in conns {
             self.start_send(key);
