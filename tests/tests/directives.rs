@@ -47,6 +47,7 @@ fn unbuilt_features_fail_loudly_at_start() {
         &["--latency-tracking", "yes", "--appendfsync", "always"][..],
         &["--list-compress-depth", "1"],
         &["--daemonize", "yes"],
+        &["--maxmemory-clients", "5%"],
     ] {
         let out = run_to_exit(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");

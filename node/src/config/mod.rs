@@ -202,6 +202,8 @@ static PARAMS: &[Param] = &[
     p("requirepass", STR, "", Mutable),
     p("maxclients", int(1, u32::MAX as i64), "10000", Mutable),
     p("maxmemory", mem(0, u64::MAX), "0", Mutable),
+    // (Redis's takes a byte count or a percentage of `maxmemory`.)
+    p("maxmemory-clients", STR, "0", Mutable),
     p(
         "maxmemory-policy",
         Kind::Enum(POLICIES),

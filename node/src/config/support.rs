@@ -206,6 +206,10 @@ pub static SUPPORT: &[(&str, Support)] = &[
         off("0", "the latency monitor is not built yet"),
     ),
     (
+        "maxmemory-clients",
+        off("0", "client eviction is not built yet"),
+    ),
+    (
         "notify-keyspace-events",
         test("keyspace_events_match_redis"),
     ),
