@@ -732,7 +732,10 @@ impl Config {
             let v = parse_value(param, &args).map_err(|e| failed(name, &e))?;
             // Core ports are announced as they listen (as at start).
             if param.name == "cluster-announce-port" && self.int("shard-port-base") != 0 {
-                let announced = args[0].trim().parse::<i64>().unwrap_or(0);
+                let announced = match v {
+                    Value::Int(n) => n,
+                    _ => 0,
+                };
                 if announced != 0 && announced != i64::from(self.port()) {
                     return Err(failed(
                         name,
