@@ -1284,6 +1284,11 @@ impl Core {
                     for key in conns {
                         self.start_send(key);
                     }
+                    // Those that waited for other cores' logs too (only
+                    // an AOF's progress looked at them again).
+                    for key in std::mem::take(&mut self.aof_remote) {
+                        self.shard.want_flush(key);
+                    }
                 }
                 if !self.shard.replication.stream().active() {
                     self.shard.engine.disable_log();
