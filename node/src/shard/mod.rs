@@ -393,11 +393,17 @@ impl Shard {
                 (None, Some(log)) if !log.in_multi() => log.discard(),
                 _ => {}
             }
+            // (What a promotion kept for a stream that went off again
+            // before it started is nobody's.)
+            self.repl_pending.clear();
             return;
         }
         if !stream.active() {
             // A promotion: what this node writes before its stream starts
             // goes out once it does.
+            if !self.engine.log_enabled() {
+                self.engine.enable_log();
+            }
             self.log_to_pending(true);
             return;
         }
@@ -411,18 +417,18 @@ impl Shard {
         }
     }
 
-    /// Once a cron tick: a replica whose master thread runs records its
-    /// writes, so that none made once it is promoted is missed before the
-    /// master thread turns its stream on (`Stream::starting`); what it
-    /// records before goes nowhere (`take_log`). (Without that thread, a
-    /// promotion starts the stream before the node takes a write.)
+    /// Once a cron tick: a replica records its writes, so that none made
+    /// once it is promoted is missed before its stream starts (the master
+    /// thread turns it on a moment after the promotion, `Stream::starting`,
+    /// or the promotion itself before the node takes a write: a core's
+    /// first write would not be recorded with its log off); what it
+    /// records before goes nowhere (`take_log`).
     pub fn keep_log(&mut self) {
         if self.replication.stream().active() {
             return;
         }
         self.take_log();
         if !self.engine.log_enabled()
-            && self.replication.has_replicas_thread()
             && self
                 .shared
                 .replica
