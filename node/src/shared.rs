@@ -114,7 +114,7 @@ pub struct Shared {
     /// The client id of the newest master client (0: none). What it
     /// writes, on any core, is the master's history, which its link counts
     /// and hands on: never this node's own stream, even when it runs after
-    /// a promotion (`Shard::unstream_begin`).
+    /// a promotion (`Shard::for_client`).
     pub master_client: AtomicU64,
     /// The number of the feed whose master client failed to load the
     /// master's RDB (0: none): its link starts over.

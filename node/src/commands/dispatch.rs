@@ -944,7 +944,7 @@ fn refuse_writes(shared: &crate::shared::Shared) -> bool {
 /// Where a transaction across cores puts its form in the replication
 /// stream, while replicas take it (`flows::FormSink`).
 pub fn form_sink(shard: &Shard) -> Option<flows::FormSink> {
-    // (Not for the master client's: `Shard::unstream_begin`.)
+    // (Not for the master client's: `Shard::for_client`.)
     (shard.replication.stream().active() && !shard.unstreamed).then(|| {
         let repl = shard.replication.clone();
         Box::new(move |bytes, part| repl.stream().push(bytes, Some(part))) as flows::FormSink

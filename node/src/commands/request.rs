@@ -37,13 +37,13 @@ struct First {
 /// Parses and runs the commands buffered on `key` until one has to wait.
 pub fn process(shard: &mut Shard, key: Key) {
     // The master client's writes are the master's stream, which its link
-    // hands on (`Shard::unstream_begin`).
-    let master = shard.conns.get(key).filter(|c| c.master).map(|c| c.id);
-    let unstreamed = master.is_some_and(|id| shard.unstream_begin(id));
-    process_commands(shard, key);
-    if unstreamed {
-        shard.unstream_end();
-    }
+    // hands on (`Shard::for_client`).
+    let master = shard
+        .conns
+        .get(key)
+        .filter(|c| c.master)
+        .map_or(0, |c| c.id);
+    shard.for_client(master, |shard| process_commands(shard, key));
 }
 
 fn process_commands(shard: &mut Shard, key: Key) {

@@ -336,13 +336,14 @@ impl Shard {
             }
             return None;
         }
-        // (A master client's part: `Shard::unstream_begin`.)
-        let master = self.conns.get(conn).filter(|c| c.master).map(|c| c.id);
-        let unstreamed = master.is_some_and(|id| self.unstream_begin(id));
-        let (out, ends) = self.run_here(conn, (r.db, chain.resp3()), &r.p);
-        if unstreamed {
-            self.unstream_end();
-        }
+        // (A master client's part: `Shard::for_client`.)
+        let master = self
+            .conns
+            .get(conn)
+            .filter(|c| c.master)
+            .map_or(0, |c| c.id);
+        let (out, ends) =
+            self.for_client(master, |s| s.run_here(conn, (r.db, chain.resp3()), &r.p));
         chain.ran_here(out, ends);
         self.release(&r.holds);
         self.serve_ready();

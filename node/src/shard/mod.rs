@@ -147,7 +147,7 @@ pub struct Shard {
     /// The request being served is one of that transaction's: its answer
     /// carries what it logged.
     pub capture: bool,
-    /// What is written now is for the master client (`unstream_begin`):
+    /// What is written now is for the master client (`for_client`):
     /// to the AOF, not to this node's own replication stream.
     pub unstreamed: bool,
     pub cluster: Option<Arc<cluster::slotmap::SlotMap>>,
@@ -439,7 +439,7 @@ impl Shard {
     }
 
     /// Runs `f` with this node's own writes streamed, inside a master
-    /// client's work (`unstream_begin`): the clients it serves write for
+    /// client's work (`for_client`): the clients it serves write for
     /// themselves.
     pub fn streamed(&mut self, f: impl FnOnce(&mut Shard)) {
         if !self.unstreamed {
@@ -453,32 +453,29 @@ impl Shard {
         self.unstreamed = true;
     }
 
-    /// Work for client `client` begins: when it is a master client, what
-    /// it writes until [`Shard::unstream_end`] goes to the AOF only (its
-    /// link counts the master's stream and hands it on itself; commands
-    /// it handed before a promotion that run after it are the old
-    /// history's, not new writes of this node). What others wrote before
-    /// goes to the stream first. Returns whether it did.
-    pub fn unstream_begin(&mut self, client: u64) -> bool {
-        if self.unstreamed
-            || client == 0
-            || client
-                != self
+    /// Runs `f`, work for client `client` (0: none). When that is the
+    /// master client, what `f` writes goes to the AOF only (its link counts
+    /// the master's stream and hands it on itself; commands it handed
+    /// before a promotion that run after it are the old history's, not new
+    /// writes of this node); what others wrote before goes to the stream
+    /// first.
+    pub fn for_client<R>(&mut self, client: u64, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let master = !self.unstreamed
+            && client != 0
+            && client
+                == self
                     .shared
                     .master_client
-                    .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return false;
+                    .load(std::sync::atomic::Ordering::Relaxed);
+        if !master {
+            return f(self);
         }
         self.take_log();
         self.unstreamed = true;
-        true
-    }
-
-    /// [`Shard::unstream_begin`]'s work ends: its writes go to the AOF.
-    pub fn unstream_end(&mut self) {
+        let r = f(self);
         self.take_log();
         self.unstreamed = false;
+        r
     }
 
     /// A transaction across cores took this core's lock: what was written

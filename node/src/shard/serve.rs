@@ -199,11 +199,7 @@ impl Shard {
         if self.capture {
             self.log_to_pending(true);
         }
-        let unstreamed = self.unstream_begin(self.req_client);
-        self.handle_request(from, id, req);
-        if unstreamed {
-            self.unstream_end();
-        }
+        self.for_client(self.req_client, |s| s.handle_request(from, id, req));
         self.capture = false;
     }
 
