@@ -1268,7 +1268,7 @@ impl Core {
                 if let Some(mut a) = self.shard.aof.take() {
                     let (mut msgs, mut conns) = (Vec::new(), Vec::new());
                     a.released(&self.shard.persist.aof, &mut msgs, &mut conns);
-                    a.drain_closing(&mut msgs);
+                    a.drain_all(&mut msgs, &mut conns);
                     for (to, m) in msgs {
                         self.shard.mesh.send(to, m);
                     }
@@ -1297,6 +1297,8 @@ impl Core {
         }
         self.shard.persist_cron(now);
         self.shard.keep_log();
+        // A promotion whose master client went quiet ends after a while.
+        self.shard.replication.finish_promotion(false);
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =

@@ -317,7 +317,9 @@ fn a_redis_masters_failover_to_a_slotd_replica_completes() {
 /// of bytes, so the counter must equal the bytes past the start over that
 /// size. Before 2026-12-07 the rest of a read in progress was applied past
 /// the offset, and the master client dropped what it had not run when the
-/// link closed its end first.
+/// link closed its end first. The data is read right after the reply: the
+/// promotion answers once the master client has run what it was handed
+/// (before 2026-12-07 the test read until the counter stayed put).
 #[test]
 fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
     let master = Server::redis(&["--repl-ping-replica-period", "3600"]);
@@ -350,19 +352,8 @@ fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
         let _ = load.kill();
         let _ = load.wait();
         let end = info(&replica, "second_repl_offset").parse::<i64>().unwrap() - 1;
-        // What the link handed over is applied a moment later: read until
-        // the counter stays put.
-        let mut last = String::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            std::thread::sleep(Duration::from_millis(300));
-            let now = replica.cli(&["get", KEY]).trim().to_string();
-            if now == last || Instant::now() > deadline {
-                break;
-            }
-            last = now;
-        }
-        let got: i64 = last.parse().unwrap_or(0);
+        // What the link handed over has run before the promotion's reply.
+        let got: i64 = replica.cli(&["get", KEY]).trim().parse().unwrap_or(0);
         let bytes = end - start;
         assert!(
             bytes > 0,
@@ -388,6 +379,81 @@ fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
         );
         assert_eq!(replica.cli(&["replicaof", "127.0.0.1", &port]).trim(), "OK");
     }
+}
+
+/// REPLICAOF NO ONE while core 0, which runs the master client, is busy:
+/// the link has handed over commands that have not run yet. Redis never
+/// runs a command of its old master after a write of its own as a master;
+/// slotd runs what was handed over (its offset counts it) before it takes
+/// a write: the promotion's +OK comes once the master client has run it.
+/// Before 2026-12-07 the reply came at once and the INCRs still waiting
+/// ran after a client's SET of the same key, on the promoted node only.
+#[test]
+fn a_promotion_runs_what_was_handed_over_before_the_new_masters_writes() {
+    let master = Server::redis(&["--repl-ping-replica-period", "3600"]);
+    let port = master.port().to_string();
+    // Two consecutive free ports: each core's own port.
+    let base = loop {
+        let p = tests::free_port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let replica = Server::slotd(&[
+        "--shards",
+        "2",
+        "--shard-port-base",
+        &base.to_string(),
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+        "--enable-debug-command",
+        "yes",
+    ]);
+    wait_for(20, "the replica's link", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    master.cli(&["set", "k", "0"]);
+    wait_for(20, "the replica to catch up", || {
+        info(&replica, "slave_repl_offset") == info(&master, "master_repl_offset")
+    });
+    // Core 0 sleeps; the link (a thread of its own) goes on reading.
+    let sleeper = std::thread::spawn(move || {
+        let mut c = tests::RawConn::connect(base).expect("core 0's port");
+        c.set_read_timeout(Duration::from_secs(10));
+        c.cmd_str(&["debug", "sleep", "1.5"])
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let incrs: String = "INCR k\r\n".repeat(500);
+    let (ok, out) = tests::redis_cli_pipe(&master, incrs.into_bytes());
+    assert!(ok, "redis-cli --pipe: {out}");
+    // (INFO would wait for core 0.) The link reads them meanwhile: checked
+    // below, from where the promotion says the old history ends.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = tests::RawConn::connect(base + 1).expect("core 1's port");
+    c.set_read_timeout(Duration::from_secs(20));
+    assert_eq!(
+        tests::text(&c.cmd_str(&["replicaof", "no", "one"])),
+        "+OK\r\n"
+    );
+    assert_eq!(tests::text(&c.cmd_str(&["set", "k", "1000000"])), "+OK\r\n");
+    assert_eq!(
+        tests::text(&sleeper.join().unwrap()),
+        "+OK\r\n",
+        "DEBUG SLEEP on core 0"
+    );
+    // Whatever was still to run has run by now.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        info(&replica, "second_repl_offset"),
+        (info(&master, "master_repl_offset").parse::<i64>().unwrap() + 1).to_string(),
+        "the link had read every INCR before the promotion"
+    );
+    assert_eq!(
+        replica.cli(&["get", "k"]).trim(),
+        "1000000",
+        "an INCR of the old master ran after the new master's SET"
+    );
 }
 
 /// A field of INFO stats, as a number (-1 when absent).

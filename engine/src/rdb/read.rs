@@ -127,11 +127,9 @@ impl<'a> Reader<'a> {
                 }
                 let clen = usize::try_from(clen).map_err(|_| self.error(SHORT_READ))?;
                 let data = self.take(clen)?;
-                let mut out = Vec::new();
-                if out.try_reserve_exact(ulen as usize).is_err() {
+                let Some(mut out) = zeroed(ulen as usize) else {
                     return Err(self.error("failed allocating memory for an LZF string"));
-                }
-                out.resize(ulen as usize, 0);
+                };
                 match lzf_rust::decompress(data, &mut out) {
                     Ok(n) if n == out.len() => Ok(out),
                     _ => Err(self.error("invalid LZF compressed string")),
@@ -634,4 +632,57 @@ pub fn file_at(buf: &[u8], lim: &EncodingLimits, mut f: impl FnMut(usize, Item))
         }
     }
     Ok(r.offset())
+}
+
+/// A buffer of `n` zero bytes, or `None` when the allocator refuses it.
+/// The allocator's fresh pages are not written: filling the buffer by hand
+/// touched all of it before the data was known good, so a forged length
+/// (up to 88 times the payload's size) cost that much real memory.
+fn zeroed(n: usize) -> Option<Vec<u8>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(n).ok()?;
+    // SAFETY: `layout` has a non-zero size; a non-null pointer holds `n`
+    // initialised (zero) bytes from the global allocator with `u8`'s
+    // layout, which is what a `Vec<u8>` of capacity `n` frees.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout);
+        (!p.is_null()).then(|| Vec::from_raw_parts(p, n, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The process's peak resident memory (`VmHWM`), in KiB.
+    fn peak_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_forged_lzf_length_is_refused_without_touching_that_much_memory() {
+        // An LZF string claiming 2 GiB from 24 MiB of junk (within the 88
+        // times LZF can expand): decompression fails at the first bytes.
+        let ulen: u64 = 2 << 30;
+        let clen = ulen / 88 + 1;
+        let mut buf = vec![0xC3, 0x80];
+        buf.extend_from_slice(&(clen as u32).to_be_bytes());
+        buf.push(0x81);
+        buf.extend_from_slice(&ulen.to_be_bytes());
+        buf.resize(buf.len() + clen as usize, 0xFF);
+        let before = peak_kib();
+        assert!(Reader::new(&buf).string().is_err());
+        let grown = peak_kib().saturating_sub(before);
+        assert!(
+            grown < 1 << 20,
+            "the refused string's buffer was written: the peak grew by {grown} KiB"
+        );
+    }
 }

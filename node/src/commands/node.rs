@@ -1095,7 +1095,22 @@ fn replicaof(shard: &mut Shard, key: Key, args: &Args) -> Next {
                 "MASTER MODE enabled (user request from '{client}')"
             ));
         }
-        return ok(shard, key, Reply::Ok);
+        if !repl.promoting() {
+            return ok(shard, key, Reply::Ok);
+        }
+        // Answered once the master client has run what the link handed it
+        // (the node takes writes from then on).
+        let (rpc, me) = (shard.rpc.clone(), shard.id);
+        return spawn(shard, key, async move {
+            let call = rpc.call_outside(|id| repl.when_promoted(me, id));
+            rpc.parked(call).await;
+            TaskDone {
+                conn: key,
+                replies: vec![Reply::Ok],
+                effects: Vec::new(),
+                encoded: engine::Encoded::default(),
+            }
+        });
     }
     let port = match engine::resp::parse_i64(args.get(2)) {
         Some(p @ 0..=65535) => p as u16,

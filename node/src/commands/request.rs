@@ -274,6 +274,8 @@ fn process_commands(shard: &mut Shard, key: Key) {
                 crate::shared::applied_pack(c.feed, c.applied),
                 std::sync::atomic::Ordering::Release,
             );
+            // A promotion may be waiting for these commands.
+            shard.replication.finish_promotion(false);
             drained = c.eof && pos == rbuf.len() && c.wait == Wait::No;
         }
         c.rbuf = rbuf;

@@ -1602,11 +1602,19 @@ impl CoreAof {
         !self.closing.is_empty() || !self.settling.is_empty() || !self.held_msgs.is_empty()
     }
 
-    /// The transactions' answers still held, all at once (the AOF is being
-    /// turned off: nothing waits for it any more).
-    pub fn drain_closing(&mut self, msgs: &mut Vec<(usize, Msg)>) {
+    /// Everything still held, all at once (the AOF is being turned off:
+    /// nothing waits for it any more): the transactions' answers, the
+    /// messages to other cores in their order, and the connections whose
+    /// replies waited. [`CoreAof::released`] lets go only what the
+    /// effective offset covers, which a dependency on another core or an
+    /// unsettled transaction can keep below what is on disk: those were
+    /// dropped with the log before 2026-12-07 (a client that waits for
+    /// its reply, or another core's pipeline waiting for its answer, hung).
+    pub fn drain_all(&mut self, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
         msgs.extend(self.closing.drain(..).map(|(_, to, m)| (to, m)));
         msgs.extend(self.settling.drain(..).map(|(_, to, m)| (to, m)));
+        msgs.extend(self.held_msgs.drain(..).map(|(_, to, m, _)| (to, m)));
+        conns.extend(self.held_flush.drain(..).map(|(_, key)| key));
     }
 
     /// The dependency annotation for the records this core writes next:
@@ -2455,6 +2463,31 @@ mod tests {
         // A dependency already effective holds nothing.
         a.depend(0, 90, &mut log, &aof);
         assert!(!a.depends());
+    }
+
+    #[test]
+    fn turning_off_lets_go_what_a_dependency_still_held_on_disk() {
+        let (aof, mut a, mut log) = writer(FSYNC_ALWAYS, 1);
+        a.depend(0, 100, &mut log, &aof);
+        log.record(0, [&b"SET"[..], b"b", b"2"].into_iter());
+        a.take(&mut log, 0, &aof);
+        complete(&mut a, &aof);
+        let end = log.offset();
+        assert_eq!(a.synced, end, "on disk");
+        // A reply and a message revealing the record wait for core 0.
+        a.held_flush.push_back((end, Key { index: 7, gen: 1 }));
+        let msg = Msg::Resp {
+            id: 9,
+            resp: crate::mesh::Response::Done,
+        };
+        assert!(a.hold_msg(Some(end), false, 0, msg).is_none());
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&aof, &mut msgs, &mut conns);
+        assert!(msgs.is_empty() && conns.is_empty(), "still capped");
+        a.drain_all(&mut msgs, &mut conns);
+        assert_eq!(conns, vec![Key { index: 7, gen: 1 }]);
+        assert!(matches!(msgs[..], [(0, Msg::Resp { id: 9, .. })]));
+        assert!(!a.holds() && a.held_flush.is_empty());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use master::{Note, Rdb, SyncJob, View, NOMASTERLINK};
 use stream::Proxied;
 pub use stream::Stream;
 
-use crate::mesh::{Mesh, Msg};
+use crate::mesh::{Mesh, Msg, Response};
 use crate::shared::Shared;
 use repl::{Action, Replica, Resume};
 use std::collections::VecDeque;
@@ -93,6 +93,9 @@ pub struct Status {
     pub offset: i64,
     /// The link's master client is up (ROLE's offset is -1 otherwise).
     pub has_master_client: bool,
+    /// The feed (its number) and the bytes of commands handed to its
+    /// master client so far: what a promotion waits for it to run.
+    pub fed: Option<(u64, u64)>,
     /// This node's replication ID, the previous one and the offset up to
     /// which that one is valid, and `master_repl_offset`.
     pub replid: String,
@@ -175,7 +178,27 @@ pub struct Replication {
     ending: AtomicBool,
     ended: Mutex<Option<(String, u16)>>,
     hold: Arc<Hold>,
+    /// A promotion waiting for the master client to run what the link had
+    /// handed it ([`Replication::unset_master`]), and whether one does.
+    promotion: Mutex<Option<Promotion>>,
+    promoting: AtomicBool,
 }
+
+/// A promotion under way: the node stays a read-only replica until its
+/// master client has run every command the link handed it (the offset it
+/// took as its old history's end counts them), then becomes a master and
+/// answers the REPLICAOF NO ONE that wait ([`Replication::finish_promotion`]).
+struct Promotion {
+    /// The feed's number and its bytes handed over.
+    fed: (u64, u64),
+    /// Requests to answer (core, request id) once it is done.
+    waiters: Vec<(usize, u64)>,
+    since: std::time::Instant,
+}
+
+/// How long a promotion waits for the master client at most: the link
+/// gives its last bytes as long ([`Feed::finish`]).
+const PROMOTION_WAIT: Duration = Duration::from_secs(10);
 
 impl Replication {
     /// A master with a fresh replication ID.
@@ -189,6 +212,8 @@ impl Replication {
             ending: AtomicBool::new(false),
             ended: Mutex::new(None),
             hold: Arc::new(Hold::default()),
+            promotion: Mutex::new(None),
+            promoting: AtomicBool::new(false),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -204,6 +229,7 @@ impl Replication {
                 read_offset: -1,
                 offset: -1,
                 has_master_client: false,
+                fed: None,
                 replid: random_id(),
                 replid2: NO_ID.into(),
                 second_offset: -1,
@@ -337,6 +363,15 @@ impl Replication {
             return false;
         }
         self.stop_link();
+        // A promotion still waiting for the master client ends here: the
+        // node stays a replica, and its REPLICAOF NO ONE is answered.
+        let cancelled = self.promotion.lock().ok().and_then(|mut p| p.take());
+        if let Some(p) = cancelled {
+            self.promoting.store(false, Ordering::SeqCst);
+            self.answer_promoted(p.waiters);
+        }
+        // (Cancelled, the node was still a replica: its cached history is
+        // the promotion's.)
         let was_master = !self.shared.replica.swap(true, Ordering::SeqCst);
         crate::log::set_replica(true);
         self.shared.master_link_up.store(false, Ordering::SeqCst);
@@ -345,6 +380,7 @@ impl Replication {
             s.state = LinkState::Connect;
             s.last_io_ms = 0;
             s.has_master_client = false;
+            s.fed = None;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicBool::new(false));
@@ -399,8 +435,16 @@ impl Replication {
 
     /// Becomes a master again, keeping the data (Redis's
     /// `replicationUnsetMaster`): the link ends and the replication ID
-    /// shifts, the master's kept as the secondary one.
+    /// shifts, the master's kept as the secondary one. Redis drops what
+    /// its master client had not run; here the offset taken as the old
+    /// history's end counts every command the link handed over, so the
+    /// node stays a read-only replica until they have run
+    /// ([`Replication::finish_promotion`]; [`Replication::promoting`]
+    /// meanwhile).
     pub fn unset_master(&self) {
+        if self.promoting() {
+            return;
+        }
         // The link thread is told to stop but not waited for (it may sit
         // in a poll for a while, and this runs on core 0, which serves the
         // master client it still hands the last bytes to): the history to
@@ -416,12 +460,12 @@ impl Replication {
                 .name("replica-link-end".into())
                 .spawn(move || drop(thread.join()));
         }
-        let read = self.status().read_offset;
+        let status = self.status();
+        let (read, fed) = (status.read_offset, status.fed);
         let cached = if read >= 0 {
-            let s = self.status();
             Some(Resume {
-                replid: s.replid,
-                offset: read.max(s.offset),
+                replid: status.replid,
+                offset: read.max(status.offset),
                 db: 0,
             })
         } else {
@@ -443,6 +487,7 @@ impl Replication {
             s.replid = random_id();
             s.read_offset = -1;
             s.offset = -1;
+            s.fed = None;
             // A later REPLICAOF offers this node's own history (Redis's
             // `replicationCacheMasterUsingMyself`): only a master that
             // knows the new ID (none yet) continues it.
@@ -461,7 +506,94 @@ impl Replication {
         if let Some(line) = line {
             crate::log::notice(format_args!("{line}"));
         }
-        // Writes are counted from before the first one is accepted.
+        self.shared.master_link_up.store(false, Ordering::SeqCst);
+        // The old history's end counts every command handed to the master
+        // client: the node takes no write before they have run.
+        if let Some(fed) = fed.filter(|&f| !self.applied(f)) {
+            if let Ok(mut p) = self.promotion.lock() {
+                *p = Some(Promotion {
+                    fed,
+                    waiters: Vec::new(),
+                    since: std::time::Instant::now(),
+                });
+                self.promoting.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+        self.become_master();
+    }
+
+    /// Whether the master client of feed `number` has run its first
+    /// `bytes` bytes.
+    fn applied(&self, (number, bytes): (u64, u64)) -> bool {
+        let v = self.shared.master_applied.load(Ordering::Acquire);
+        v >> 40 == number && v & ((1 << 40) - 1) >= bytes
+    }
+
+    /// Whether a promotion waits for the master client.
+    pub fn promoting(&self) -> bool {
+        self.promoting.load(Ordering::Relaxed)
+    }
+
+    /// Ends a promotion waiting for the master client once it has run
+    /// what it was handed, or at once (`force`: it went away), or after
+    /// [`PROMOTION_WAIT`]. Called by core 0 as the master client applies
+    /// commands, when it closes, and by every core's cron.
+    pub fn finish_promotion(&self, force: bool) {
+        if !self.promoting() {
+            return;
+        }
+        let Ok(mut p) = self.promotion.lock() else {
+            return;
+        };
+        let due = p
+            .as_ref()
+            .is_some_and(|p| force || self.applied(p.fed) || p.since.elapsed() >= PROMOTION_WAIT);
+        if !due {
+            return;
+        }
+        let Some(done) = p.take() else {
+            return;
+        };
+        self.promoting.store(false, Ordering::SeqCst);
+        if !self.applied(done.fed) {
+            crate::log::warning(format_args!(
+                "The master client did not run every command it was handed before the promotion"
+            ));
+        }
+        // (Under the lock: a REPLICAOF to another master waits for it.)
+        self.become_master();
+        drop(p);
+        self.answer_promoted(done.waiters);
+    }
+
+    /// Answers request `id` of core `core` once no promotion waits (at
+    /// once if none does).
+    pub fn when_promoted(&self, core: usize, id: u64) {
+        if let Ok(mut p) = self.promotion.lock() {
+            if let Some(p) = p.as_mut() {
+                p.waiters.push((core, id));
+                return;
+            }
+        }
+        self.answer_promoted(vec![(core, id)]);
+    }
+
+    fn answer_promoted(&self, waiters: Vec<(usize, u64)>) {
+        for (core, id) in waiters {
+            self.mesh.send(
+                core,
+                Msg::Resp {
+                    id,
+                    resp: Response::Done,
+                },
+            );
+        }
+    }
+
+    /// The end of a promotion: writes are counted from before the first
+    /// one is accepted.
+    fn become_master(&self) {
         if self.master_started.load(Ordering::SeqCst) {
             // The master thread turns the stream on a moment later; writes
             // this node takes meanwhile are kept for it.
@@ -476,7 +608,6 @@ impl Replication {
         }
         self.shared.replica.store(false, Ordering::SeqCst);
         crate::log::set_replica(false);
-        self.shared.master_link_up.store(false, Ordering::SeqCst);
     }
 
     /// A master turning replica offers its own history to its new master
@@ -978,9 +1109,22 @@ impl LinkCtx {
                         if self.freeze.load(Ordering::SeqCst) {
                             continue;
                         }
-                        if let Some(f) = feed.as_mut() {
+                        // The load command is the link's own, never the
+                        // master's: one in the stream does nothing (Redis
+                        // would answer it with an unknown command error).
+                        let own = argv
+                            .first()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(LOAD_COMMAND));
+                        if own {
+                            crate::log::warning(format_args!(
+                                "Ignored a '{}' command in the master's stream",
+                                String::from_utf8_lossy(LOAD_COMMAND)
+                            ));
+                        }
+                        if let Some(f) = feed.as_mut().filter(|_| !own) {
                             let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
                             f.push(&repl::encode(&args), offset_after);
+                            s.fed = Some((f.number, f.fed));
                         }
                         self.handed = offset_after;
                         if !stopped {
@@ -1540,7 +1684,7 @@ impl Replication {
                     core,
                     Msg::Resp {
                         id,
-                        resp: crate::mesh::Response::Count(n),
+                        resp: Response::Count(n),
                     },
                 );
             });
@@ -1549,7 +1693,7 @@ impl Replication {
                 core,
                 Msg::Resp {
                     id,
-                    resp: crate::mesh::Response::Count(0),
+                    resp: Response::Count(0),
                 },
             );
         }

@@ -749,6 +749,11 @@ impl Shard {
             return;
         }
         c.closing = true;
+        if c.master {
+            // What it had not run will not run: a promotion waiting for it
+            // goes on.
+            self.replication.finish_promotion(true);
+        }
         // SAFETY: shutting down our own socket; completions follow.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
         match c.wait {
