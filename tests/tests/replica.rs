@@ -1081,6 +1081,57 @@ fn a_master_rdb_that_does_not_load_is_not_followed_by_its_stream() {
     );
 }
 
+/// The link's own command that loads a transferred RDB
+/// (`slotd-replica-load <path>`) is never taken from the master's stream:
+/// there it does nothing (before 2026-12-07 it replaced the keyspace with
+/// any RDB file the node could read).
+#[test]
+fn a_load_command_in_the_masters_stream_does_nothing() {
+    use std::io::Write;
+    // Two RDB files from redis-server: one to transfer, one to name.
+    let r = Server::redis(&[]);
+    let rdb = |key: &str, name: &str| {
+        r.cli(&["flushall"]);
+        r.cli(&["set", key, "1"]);
+        let file = tests::fresh_dir("loadcmd", name).join("dump.rdb");
+        let out = Command::new("redis-cli")
+            .args(["-p", &r.port().to_string(), "--rdb"])
+            .arg(&file)
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{out:?}");
+        file
+    };
+    let sent = std::fs::read(rdb("sent", "sent")).unwrap();
+    let other = rdb("other", "other");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let replica = Server::slotd(&["--shards", "2", "--repl-diskless-load", "disabled"]);
+    let mut c = replica.raw();
+    c.cmd_str(&["replicaof", "127.0.0.1", &port]);
+    let (mut sock, _) = replica_handshake(&listener);
+    let mut out = format!("+FULLRESYNC {} 1\r\n${}\r\n", "c".repeat(40), sent.len()).into_bytes();
+    out.extend(&sent);
+    out.extend(tests::encode(&[
+        b"slotd-replica-load",
+        other.to_str().unwrap().as_bytes(),
+    ]));
+    out.extend(tests::encode(&[b"SET", b"after", b"1"]));
+    sock.write_all(&out).unwrap();
+    wait_for(20, "the stream after the RDB", || {
+        tests::text(&c.cmd_str(&["exists", "after"])) == ":1\r\n"
+    });
+    assert_eq!(tests::text(&c.cmd_str(&["exists", "sent"])), ":1\r\n");
+    assert_eq!(tests::text(&c.cmd_str(&["exists", "other"])), ":0\r\n");
+    assert!(
+        replica
+            .log()
+            .contains("Ignored a 'slotd-replica-load' command in the master's stream"),
+        "{}",
+        replica.log()
+    );
+}
+
 /// A replica takes its master's replication ID once the RDB has loaded,
 /// not at `+FULLRESYNC`: during the transfer, and after a `REPLICAOF NO
 /// ONE` that cut it short, its IDs are those of the data it holds.
