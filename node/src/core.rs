@@ -1298,7 +1298,7 @@ impl Core {
         self.shard.persist_cron(now);
         self.shard.keep_log();
         // A promotion whose master client went quiet ends after a while.
-        self.shard.replication.finish_promotion(false);
+        self.shard.replication.finish_promotion(0);
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =

@@ -392,13 +392,7 @@ fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
 fn a_promotion_runs_what_was_handed_over_before_the_new_masters_writes() {
     let master = Server::redis(&["--repl-ping-replica-period", "3600"]);
     let port = master.port().to_string();
-    // Two consecutive free ports: each core's own port.
-    let base = loop {
-        let p = tests::free_port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            break p;
-        }
-    };
+    let base = two_ports();
     let replica = Server::slotd(&[
         "--shards",
         "2",
@@ -1081,6 +1075,89 @@ fn a_master_rdb_that_does_not_load_is_not_followed_by_its_stream() {
     );
 }
 
+/// An RDB file from redis-server `r` holding only key `key`, taken with
+/// `redis-cli --rdb`.
+fn rdb_of(r: &Server, key: &str) -> std::path::PathBuf {
+    r.cli(&["flushall"]);
+    r.cli(&["set", key, "1"]);
+    let file = tests::fresh_dir("rdbof", key).join("dump.rdb");
+    let out = Command::new("redis-cli")
+        .args(["-p", &r.port().to_string(), "--rdb"])
+        .arg(&file)
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    file
+}
+
+/// Two consecutive free ports, for `shard-port-base` with 2 shards.
+fn two_ports() -> u16 {
+    loop {
+        let p = tests::free_port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// REPLICAOF NO ONE while the master's RDB waits to be loaded (core 0,
+/// which runs the master client, is busy): the node keeps its data and its
+/// history, as Redis does when a promotion aborts a load. Before
+/// 2026-12-07 the load ran after the promotion and replaced the new
+/// master's data with the old master's RDB (and its writes with it).
+#[test]
+fn a_promotion_before_the_rdb_is_loaded_keeps_the_data() {
+    use std::io::Write;
+    let r = Server::redis(&[]);
+    let sent = std::fs::read(rdb_of(&r, "sent")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let base = two_ports();
+    let replica = Server::slotd(&[
+        "--shards",
+        "2",
+        "--shard-port-base",
+        &base.to_string(),
+        "--repl-diskless-load",
+        "disabled",
+        "--enable-debug-command",
+        "yes",
+    ]);
+    let mut c = tests::RawConn::connect(base + 1).expect("core 1's port");
+    c.set_read_timeout(Duration::from_secs(20));
+    assert_eq!(tests::text(&c.cmd_str(&["set", "old", "1"])), "+OK\r\n");
+    let mine = info(&replica, "master_replid");
+    c.cmd_str(&["replicaof", "127.0.0.1", &port]);
+    let (mut sock, _) = replica_handshake(&listener);
+    let sleeper = std::thread::spawn(move || {
+        let mut c = tests::RawConn::connect(base).expect("core 0's port");
+        c.set_read_timeout(Duration::from_secs(10));
+        c.cmd_str(&["debug", "sleep", "1.5"])
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut out = format!("+FULLRESYNC {} 1\r\n${}\r\n", "c".repeat(40), sent.len()).into_bytes();
+    out.extend(&sent);
+    sock.write_all(&out).unwrap();
+    // (INFO would wait for core 0.)
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        tests::text(&c.cmd_str(&["replicaof", "no", "one"])),
+        "+OK\r\n"
+    );
+    assert_eq!(tests::text(&sleeper.join().unwrap()), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tests::text(&c.cmd_str(&["exists", "old"])), ":1\r\n");
+    assert_eq!(tests::text(&c.cmd_str(&["exists", "sent"])), ":0\r\n");
+    assert_eq!(info(&replica, "master_replid2"), mine, "the history kept");
+    assert!(
+        replica
+            .log()
+            .contains("was promoted before loading the master's RDB"),
+        "{}",
+        replica.log()
+    );
+}
+
 /// The link's own command that loads a transferred RDB
 /// (`slotd-replica-load <path>`) is never taken from the master's stream:
 /// there it does nothing (before 2026-12-07 it replaced the keyspace with
@@ -1090,20 +1167,8 @@ fn a_load_command_in_the_masters_stream_does_nothing() {
     use std::io::Write;
     // Two RDB files from redis-server: one to transfer, one to name.
     let r = Server::redis(&[]);
-    let rdb = |key: &str, name: &str| {
-        r.cli(&["flushall"]);
-        r.cli(&["set", key, "1"]);
-        let file = tests::fresh_dir("loadcmd", name).join("dump.rdb");
-        let out = Command::new("redis-cli")
-            .args(["-p", &r.port().to_string(), "--rdb"])
-            .arg(&file)
-            .output()
-            .expect("redis-cli");
-        assert!(out.status.success(), "{out:?}");
-        file
-    };
-    let sent = std::fs::read(rdb("sent", "sent")).unwrap();
-    let other = rdb("other", "other");
+    let sent = std::fs::read(rdb_of(&r, "sent")).unwrap();
+    let other = rdb_of(&r, "other");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let replica = Server::slotd(&["--shards", "2", "--repl-diskless-load", "disabled"]);

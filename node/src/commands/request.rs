@@ -275,7 +275,7 @@ fn process_commands(shard: &mut Shard, key: Key) {
                 std::sync::atomic::Ordering::Release,
             );
             // A promotion may be waiting for these commands.
-            shard.replication.finish_promotion(false);
+            shard.replication.finish_promotion(0);
             drained = c.eof && pos == rbuf.len() && c.wait == Wait::No;
         }
         c.rbuf = rbuf;

@@ -138,6 +138,11 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
         .lock()
         .is_ok_and(|c| c.flag("repl-diskless-sync"));
     spawn(shard, key, async move {
+        if failover {
+            // The promotion ends once the master client has run what the
+            // link handed it; the PSYNC then goes on as to a master.
+            let _ = rpc.call_outside(|id| repl.when_promoted(me, id)).await;
+        }
         // Tried again when another replica's snapshot started first (two
         // SYNCs at once on two cores): this one waits for it to end, as a
         // Redis replica that cannot join a running BGSAVE waits for the

@@ -93,9 +93,6 @@ pub struct Status {
     pub offset: i64,
     /// The link's master client is up (ROLE's offset is -1 otherwise).
     pub has_master_client: bool,
-    /// The feed (its number) and the bytes of commands handed to its
-    /// master client so far: what a promotion waits for it to run.
-    pub fed: Option<(u64, u64)>,
     /// This node's replication ID, the previous one and the offset up to
     /// which that one is valid, and `master_repl_offset`.
     pub replid: String,
@@ -182,6 +179,9 @@ pub struct Replication {
     /// handed it ([`Replication::unset_master`]), and whether one does.
     promotion: Mutex<Option<Promotion>>,
     promoting: AtomicBool,
+    /// The link was frozen by a promotion: an RDB load the master client
+    /// has not started yet is not run ([`Replication::frozen`]).
+    frozen: AtomicBool,
 }
 
 /// A promotion under way: the node stays a read-only replica until its
@@ -193,12 +193,7 @@ struct Promotion {
     fed: (u64, u64),
     /// Requests to answer (core, request id) once it is done.
     waiters: Vec<(usize, u64)>,
-    since: std::time::Instant,
 }
-
-/// How long a promotion waits for the master client at most: the link
-/// gives its last bytes as long ([`Feed::finish`]).
-const PROMOTION_WAIT: Duration = Duration::from_secs(10);
 
 impl Replication {
     /// A master with a fresh replication ID.
@@ -214,6 +209,7 @@ impl Replication {
             hold: Arc::new(Hold::default()),
             promotion: Mutex::new(None),
             promoting: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -229,7 +225,6 @@ impl Replication {
                 read_offset: -1,
                 offset: -1,
                 has_master_client: false,
-                fed: None,
                 replid: random_id(),
                 replid2: NO_ID.into(),
                 second_offset: -1,
@@ -370,6 +365,7 @@ impl Replication {
             self.promoting.store(false, Ordering::SeqCst);
             self.answer_promoted(p.waiters);
         }
+        self.frozen.store(false, Ordering::SeqCst);
         // (Cancelled, the node was still a replica: its cached history is
         // the promotion's.)
         let was_master = !self.shared.replica.swap(true, Ordering::SeqCst);
@@ -380,7 +376,6 @@ impl Replication {
             s.state = LinkState::Connect;
             s.last_io_ms = 0;
             s.has_master_client = false;
-            s.fed = None;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicBool::new(false));
@@ -442,9 +437,33 @@ impl Replication {
     /// ([`Replication::finish_promotion`]; [`Replication::promoting`]
     /// meanwhile).
     pub fn unset_master(&self) {
-        if self.promoting() {
-            return;
+        {
+            // (Held throughout: two promotions at once, from two cores,
+            // would shift the ID twice or leave one waiting for nothing.)
+            let Ok(mut promotion) = self.promotion.lock() else {
+                return;
+            };
+            if promotion.is_some() || self.status().master.is_none() {
+                return;
+            }
+            if let Some(fed) = self.unlink() {
+                *promotion = Some(Promotion {
+                    fed,
+                    waiters: Vec::new(),
+                });
+                self.promoting.store(true, Ordering::SeqCst);
+            } else {
+                self.become_master();
+            }
         }
+        // Core 0 may have run the last command before `promoting` showed.
+        self.finish_promotion(0);
+    }
+
+    /// The first part of [`Replication::unset_master`]: the link ends and
+    /// the ID shifts. Returns the feed's number and the bytes it handed
+    /// the master client when the master client has not run them all.
+    fn unlink(&self) -> Option<(u64, u64)> {
         // The link thread is told to stop but not waited for (it may sit
         // in a poll for a while, and this runs on core 0, which serves the
         // master client it still hands the last bytes to): the history to
@@ -454,14 +473,18 @@ impl Replication {
             // Before the offset is read: the link hands the master client
             // no command past it (`LinkCtx::follow`).
             link.freeze.store(true, Ordering::SeqCst);
+            self.frozen.store(true, Ordering::SeqCst);
             link.stop.store(true, Ordering::SeqCst);
             let thread = link.thread;
             let _ = std::thread::Builder::new()
                 .name("replica-link-end".into())
                 .spawn(move || drop(thread.join()));
         }
+        // (A command handed on is counted under the status's lock, which
+        // this read takes first.)
         let status = self.status();
-        let (read, fed) = (status.read_offset, status.fed);
+        let fed = self.shared.master_fed.load(Ordering::Acquire);
+        let read = status.read_offset;
         let cached = if read >= 0 {
             Some(Resume {
                 replid: status.replid,
@@ -487,7 +510,6 @@ impl Replication {
             s.replid = random_id();
             s.read_offset = -1;
             s.offset = -1;
-            s.fed = None;
             // A later REPLICAOF offers this node's own history (Redis's
             // `replicationCacheMasterUsingMyself`): only a master that
             // knows the new ID (none yet) continues it.
@@ -509,18 +531,16 @@ impl Replication {
         self.shared.master_link_up.store(false, Ordering::SeqCst);
         // The old history's end counts every command handed to the master
         // client: the node takes no write before they have run.
-        if let Some(fed) = fed.filter(|&f| !self.applied(f)) {
-            if let Ok(mut p) = self.promotion.lock() {
-                *p = Some(Promotion {
-                    fed,
-                    waiters: Vec::new(),
-                    since: std::time::Instant::now(),
-                });
-                self.promoting.store(true, Ordering::SeqCst);
-                return;
-            }
-        }
-        self.become_master();
+        let fed = (fed >> 40, fed & ((1 << 40) - 1));
+        (fed.0 != 0 && !self.applied(fed)).then_some(fed)
+    }
+
+    /// Whether the link was frozen by a promotion since it started: an
+    /// RDB load it handed the master client and that has not started is
+    /// dropped, the promoted node keeping the data and history it had
+    /// (Redis aborts such a load).
+    pub fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
     }
 
     /// Whether the master client of feed `number` has run its first
@@ -536,10 +556,12 @@ impl Replication {
     }
 
     /// Ends a promotion waiting for the master client once it has run
-    /// what it was handed, or at once (`force`: it went away), or after
-    /// [`PROMOTION_WAIT`]. Called by core 0 as the master client applies
-    /// commands, when it closes, and by every core's cron.
-    pub fn finish_promotion(&self, force: bool) {
+    /// what it was handed, or at once when the master client of feed
+    /// `gone` (0: none) closed: what it had not run will not run. Called
+    /// by core 0 as the master client applies commands and when it
+    /// closes, and by every core's cron. A master client always ends: the
+    /// link, stopped, hands over its last bytes and closes its end.
+    pub fn finish_promotion(&self, gone: u64) {
         if !self.promoting() {
             return;
         }
@@ -548,7 +570,7 @@ impl Replication {
         };
         let due = p
             .as_ref()
-            .is_some_and(|p| force || self.applied(p.fed) || p.since.elapsed() >= PROMOTION_WAIT);
+            .is_some_and(|p| p.fed.0 == gone || self.applied(p.fed));
         if !due {
             return;
         }
@@ -1121,10 +1143,18 @@ impl LinkCtx {
                                 String::from_utf8_lossy(LOAD_COMMAND)
                             ));
                         }
-                        if let Some(f) = feed.as_mut().filter(|_| !own) {
-                            let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
-                            f.push(&repl::encode(&args), offset_after);
-                            s.fed = Some((f.number, f.fed));
+                        if let Some(f) = feed.as_mut() {
+                            // (Ignored, its offset still counts as run
+                            // once what came before has.)
+                            let bytes = match own {
+                                false => {
+                                    let args: Vec<&[u8]> =
+                                        argv.iter().map(|a| a.as_slice()).collect();
+                                    repl::encode(&args)
+                                }
+                                true => Vec::new(),
+                            };
+                            f.push(&bytes, offset_after);
                         }
                         self.handed = offset_after;
                         if !stopped {
@@ -1289,7 +1319,10 @@ impl LinkCtx {
     /// `slave_repl_offset` (and the node's `master_repl_offset`): the
     /// offset after the last command the master client completed.
     fn note_applied(&self, feed: &mut Option<Feed>) {
-        if let Some(off) = feed.as_mut().and_then(|f| f.applied(&self.shared)) {
+        let applied = feed.as_mut().and_then(|f| f.applied(&self.shared));
+        // (Frozen, the status is the promoted node's: its offsets are the
+        // new history's.)
+        if let Some(off) = applied.filter(|_| !self.freeze.load(Ordering::SeqCst)) {
             self.status(|s| {
                 s.offset = off;
                 s.repl_offset = off;
@@ -1379,6 +1412,8 @@ struct Feed {
     kept: Option<(u64, std::fs::File)>,
     /// The master client closed its end.
     eof: bool,
+    /// Where `fed` is published (`Shared::master_fed`).
+    shared: Arc<Shared>,
 }
 
 /// How [`Feed::wait_load`] ended.
@@ -1393,7 +1428,7 @@ static NEXT_FEED: AtomicU64 = AtomicU64::new(1);
 
 impl Feed {
     /// A socket pair; the other end becomes the master client on core 0.
-    fn new(shared: &Shared, mesh: &Mesh, addr: String) -> std::io::Result<Feed> {
+    fn new(shared: &Arc<Shared>, mesh: &Mesh, addr: String) -> std::io::Result<Feed> {
         let mut fds = [0i32; 2];
         // SAFETY: plain syscall filling two descriptors we then own.
         let r = unsafe {
@@ -1425,6 +1460,9 @@ impl Feed {
         shared.clients.fetch_add(1, Ordering::Relaxed);
         shared.core_clients[MASTER_CORE].fetch_add(1, Ordering::Relaxed);
         let number = NEXT_FEED.fetch_add(1, Ordering::Relaxed);
+        shared
+            .master_fed
+            .store(crate::shared::applied_pack(number, 0), Ordering::Release);
         mesh.send(
             MASTER_CORE,
             Msg::Adopt {
@@ -1442,6 +1480,7 @@ impl Feed {
             marks: VecDeque::new(),
             kept: None,
             eof: false,
+            shared: shared.clone(),
         })
     }
 
@@ -1460,6 +1499,10 @@ impl Feed {
         self.out.extend_from_slice(bytes);
         self.fed += bytes.len() as u64;
         self.marks.push_back((self.fed, offset));
+        self.shared.master_fed.store(
+            crate::shared::applied_pack(self.number, self.fed),
+            Ordering::Release,
+        );
     }
 
     /// Keeps `file` open until the master client has run what was pushed

@@ -752,7 +752,7 @@ impl Shard {
         if c.master {
             // What it had not run will not run: a promotion waiting for it
             // goes on.
-            self.replication.finish_promotion(true);
+            self.replication.finish_promotion(c.feed);
         }
         // SAFETY: shutting down our own socket; completions follow.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
