@@ -392,18 +392,7 @@ fn replicaof_no_one_keeps_exactly_the_stream_up_to_the_offset_it_reports() {
 fn a_promotion_runs_what_was_handed_over_before_the_new_masters_writes() {
     let master = Server::redis(&["--repl-ping-replica-period", "3600"]);
     let port = master.port().to_string();
-    let base = two_ports();
-    let replica = Server::slotd(&[
-        "--shards",
-        "2",
-        "--shard-port-base",
-        &base.to_string(),
-        "--replicaof",
-        "127.0.0.1",
-        &port,
-        "--enable-debug-command",
-        "yes",
-    ]);
+    let (replica, base) = slotd_with_core_ports(&["--replicaof", "127.0.0.1", &port]);
     wait_for(20, "the replica's link", || {
         info(&replica, "master_link_status") == "up"
     });
@@ -412,12 +401,7 @@ fn a_promotion_runs_what_was_handed_over_before_the_new_masters_writes() {
         info(&replica, "slave_repl_offset") == info(&master, "master_repl_offset")
     });
     // Core 0 sleeps; the link (a thread of its own) goes on reading.
-    let sleeper = std::thread::spawn(move || {
-        let mut c = tests::RawConn::connect(base).expect("core 0's port");
-        c.set_read_timeout(Duration::from_secs(10));
-        c.cmd_str(&["debug", "sleep", "1.5"])
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let sleeper = sleep_core_0(base);
     let incrs: String = "INCR k\r\n".repeat(500);
     let (ok, out) = tests::redis_cli_pipe(&master, incrs.into_bytes());
     assert!(ok, "redis-cli --pipe: {out}");
@@ -1090,14 +1074,38 @@ fn rdb_of(r: &Server, key: &str) -> std::path::PathBuf {
     file
 }
 
-/// Two consecutive free ports, for `shard-port-base` with 2 shards.
-fn two_ports() -> u16 {
-    loop {
+/// slotd with 2 shards, each also serving clients on a port of its own
+/// (`shard-port-base`, returned), DEBUG on, and `args`.
+fn slotd_with_core_ports(args: &[&str]) -> (Server, u16) {
+    let base = loop {
         let p = tests::free_port();
         if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
+            break p;
         }
-    }
+    };
+    let b = base.to_string();
+    let mut all = vec![
+        "--shards",
+        "2",
+        "--shard-port-base",
+        &b,
+        "--enable-debug-command",
+        "yes",
+    ];
+    all.extend_from_slice(args);
+    (Server::slotd(&all), base)
+}
+
+/// Keeps core 0 (port `base`), which runs the master client, busy for
+/// 1.5 s in DEBUG SLEEP; the thread returns its reply.
+fn sleep_core_0(base: u16) -> std::thread::JoinHandle<Vec<u8>> {
+    let sleeper = std::thread::spawn(move || {
+        let mut c = tests::RawConn::connect(base).expect("core 0's port");
+        c.set_read_timeout(Duration::from_secs(10));
+        c.cmd_str(&["debug", "sleep", "1.5"])
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    sleeper
 }
 
 /// REPLICAOF NO ONE while the master's RDB waits to be loaded (core 0,
@@ -1112,29 +1120,14 @@ fn a_promotion_before_the_rdb_is_loaded_keeps_the_data() {
     let sent = std::fs::read(rdb_of(&r, "sent")).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let base = two_ports();
-    let replica = Server::slotd(&[
-        "--shards",
-        "2",
-        "--shard-port-base",
-        &base.to_string(),
-        "--repl-diskless-load",
-        "disabled",
-        "--enable-debug-command",
-        "yes",
-    ]);
+    let (replica, base) = slotd_with_core_ports(&["--repl-diskless-load", "disabled"]);
     let mut c = tests::RawConn::connect(base + 1).expect("core 1's port");
     c.set_read_timeout(Duration::from_secs(20));
     assert_eq!(tests::text(&c.cmd_str(&["set", "old", "1"])), "+OK\r\n");
     let mine = info(&replica, "master_replid");
     c.cmd_str(&["replicaof", "127.0.0.1", &port]);
     let (mut sock, _) = replica_handshake(&listener);
-    let sleeper = std::thread::spawn(move || {
-        let mut c = tests::RawConn::connect(base).expect("core 0's port");
-        c.set_read_timeout(Duration::from_secs(10));
-        c.cmd_str(&["debug", "sleep", "1.5"])
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let sleeper = sleep_core_0(base);
     let mut out = format!("+FULLRESYNC {} 1\r\n${}\r\n", "c".repeat(40), sent.len()).into_bytes();
     out.extend(&sent);
     sock.write_all(&out).unwrap();
