@@ -1297,8 +1297,8 @@ impl Core {
         }
         self.shard.persist_cron(now);
         self.shard.keep_log();
-        // A promotion whose master client went quiet ends after a while.
-        self.shard.replication.finish_promotion(0);
+        // (A promotion may have missed core 0's last look.)
+        self.shard.replication.finish_promotion();
         // Active expiry: Redis's adaptive cycle, bounded to a quarter of a
         // tick's time.
         let budget =

@@ -438,6 +438,7 @@ fn main() {
         master_link_up: AtomicBool::new(false),
         master_applied: AtomicU64::new(0),
         master_fed: AtomicU64::new(0),
+        master_closed: AtomicU64::new(0),
         master_client: AtomicU64::new(0),
         master_load_failed: AtomicU64::new(0),
         good_replicas: std::sync::atomic::AtomicU32::new(0),

@@ -114,6 +114,8 @@ pub struct Shared {
     /// How far the link has handed the stream to the master client, in
     /// the same form: a promotion waits until `master_applied` gets there.
     pub master_fed: AtomicU64,
+    /// The newest feed whose master client closed.
+    pub master_closed: AtomicU64,
     /// The client id of the newest master client (0: none). What it
     /// writes, on any core, is the master's history, which its link counts
     /// and hands on: never this node's own stream, even when it runs after

@@ -327,20 +327,30 @@ fn reload_rdb(shard: &mut Shard, key: Key, args: &Args) -> Next {
 /// a rewrite follows, so the files hold the new data (Redis restarts its
 /// AOF the same way).
 pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
-    if shard.replication.frozen() {
-        // A promotion came first: the node keeps its data and history.
+    let feed = shard.conns.get(key).map_or(0, |c| c.feed);
+    let repl = shard.replication.clone();
+    if !repl.start_load(feed) {
+        // A promotion or another link came first: the node keeps its data
+        // and history.
         crate::log::warning(format_args!(
-            "MASTER <-> REPLICA sync: the node was promoted before loading the master's RDB: not loaded"
+            "MASTER <-> REPLICA sync: the link ended before the master's RDB was loaded: not loaded"
         ));
         shard.reply(key, &Reply::Ok);
         return Next::Continue;
     }
     let path = std::path::PathBuf::from(String::from_utf8_lossy(args.get(1)).into_owned());
     crate::log::notice(format_args!("MASTER <-> REPLICA sync: Flushing old data"));
-    let feed = shard.conns.get(key).map_or(0, |c| c.feed);
     let cx = Ctx::of(shard);
     let path2 = path.clone();
     spawn(shard, key, async move {
+        // (Ended however the task ends, cancelled with its client too.)
+        struct Running(std::sync::Arc<crate::replica::Replication>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.end_load();
+            }
+        }
+        let _running = Running(repl);
         crate::log::notice(format_args!(
             "MASTER <-> REPLICA sync: Loading DB in memory"
         ));

@@ -92,7 +92,9 @@ fn process_commands(shard: &mut Shard, key: Key) {
         c.applied += std::mem::take(&mut c.in_flight);
     }
     let start = pos;
-    let mut flight = 0;
+    // (Input bytes of the command in flight, here and in big arguments
+    // received apart; big arguments of the commands that completed.)
+    let (mut flight, mut big_flight, mut big_done) = (0, 0, 0);
     let limits = shard.settings.limits;
     // Where the commands whose keys are being prefetched end.
     let mut ahead_end = pos;
@@ -153,12 +155,12 @@ fn process_commands(shard: &mut Shard, key: Key) {
                 match dispatch::command(shard, key, args) {
                     Next::Continue => {
                         pos += consumed;
-                        big = None;
+                        big_done += big_len(&big.take());
                     }
                     Next::Wait => {
                         pos += consumed;
                         flight = consumed;
-                        big = None;
+                        big_flight = big_len(&big.take());
                         break;
                     }
                     Next::Retry => break,
@@ -190,6 +192,7 @@ fn process_commands(shard: &mut Shard, key: Key) {
                             shard.note_target(key, s.core, s.cmds);
                         }
                         if let Some(b) = big.take() {
+                            big_flight = b.done.iter().map(|d| d.len()).sum();
                             p.bytes.1 = std::mem::take(&mut holes);
                             p.bytes.2 = b.done;
                         }
@@ -268,14 +271,15 @@ fn process_commands(shard: &mut Shard, key: Key) {
     let mut drained = false;
     if let Some(c) = shard.conns.get_mut(key) {
         if c.master {
-            c.applied += (pos - start - flight) as u64;
-            c.in_flight = flight as u64;
+            c.applied += (pos - start - flight + big_done) as u64;
+            c.in_flight = (flight + big_flight) as u64;
+            // (SeqCst: a promotion stores its flag, then reads this.)
             shard.shared.master_applied.store(
                 crate::shared::applied_pack(c.feed, c.applied),
-                std::sync::atomic::Ordering::Release,
+                std::sync::atomic::Ordering::SeqCst,
             );
             // A promotion may be waiting for these commands.
-            shard.replication.finish_promotion(0);
+            shard.replication.finish_promotion();
             drained = c.eof && pos == rbuf.len() && c.wait == Wait::No;
         }
         c.rbuf = rbuf;
@@ -324,6 +328,13 @@ fn process_commands(shard: &mut Shard, key: Key) {
     if drained {
         shard.close(key);
     }
+}
+
+/// The bytes of a request's big arguments, received apart from `rbuf`
+/// (the master client counts them in what it applied).
+fn big_len(big: &Option<Box<BigArgs>>) -> usize {
+    big.as_ref()
+        .map_or(0, |b| b.done.iter().map(|d| d.len()).sum())
 }
 
 /// The socket of connection `key` if the core that answers its pipeline

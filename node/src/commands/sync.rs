@@ -140,8 +140,14 @@ pub fn sync(shard: &mut Shard, key: Key, args: Args) -> Next {
     spawn(shard, key, async move {
         if failover {
             // The promotion ends once the master client has run what the
-            // link handed it; the PSYNC then goes on as to a master.
-            let _ = rpc.call_outside(|id| repl.when_promoted(me, id)).await;
+            // link handed it; the PSYNC then goes on as to a master, unless
+            // a REPLICAOF made the node a replica again meanwhile.
+            let _ = rpc
+                .parked(rpc.call_outside(|id| repl.when_promoted(me, id)))
+                .await;
+            if shared.replica.load(Ordering::SeqCst) {
+                return done(key, vec![Reply::Error(NOMASTERLINK.into())], Vec::new());
+            }
         }
         // Tried again when another replica's snapshot started first (two
         // SYNCs at once on two cores): this one waits for it to end, as a

@@ -179,9 +179,12 @@ pub struct Replication {
     /// handed it ([`Replication::unset_master`]), and whether one does.
     promotion: Mutex<Option<Promotion>>,
     promoting: AtomicBool,
-    /// The link was frozen by a promotion: an RDB load the master client
-    /// has not started yet is not run ([`Replication::frozen`]).
-    frozen: AtomicBool,
+    /// RDB loads handed to master clients of feeds numbered up to this
+    /// one and not started yet are dropped: a promotion froze their link,
+    /// or another link replaced it ([`Replication::start_load`]).
+    dropped_loads: AtomicU64,
+    /// A master client runs an RDB load ([`Replication::start_load`]).
+    loading: AtomicBool,
 }
 
 /// A promotion under way: the node stays a read-only replica until its
@@ -193,6 +196,10 @@ struct Promotion {
     fed: (u64, u64),
     /// Requests to answer (core, request id) once it is done.
     waiters: Vec<(usize, u64)>,
+    /// An RDB load was running at the freeze: the data will be the old
+    /// master's new RDB, so the node starts a history of its own without
+    /// a secondary ID.
+    fresh: bool,
 }
 
 impl Replication {
@@ -209,7 +216,8 @@ impl Replication {
             hold: Arc::new(Hold::default()),
             promotion: Mutex::new(None),
             promoting: AtomicBool::new(false),
-            frozen: AtomicBool::new(false),
+            dropped_loads: AtomicU64::new(0),
+            loading: AtomicBool::new(false),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -357,15 +365,19 @@ impl Replication {
         if self.ending.load(Ordering::SeqCst) {
             return false;
         }
+        // (Held throughout: a promotion on another core waits.)
+        let Ok(mut promotion) = self.promotion.lock() else {
+            return false;
+        };
+        // The old link's loads not started yet are not this link's.
+        self.drop_loads();
         self.stop_link();
         // A promotion still waiting for the master client ends here: the
         // node stays a replica, and its REPLICAOF NO ONE is answered.
-        let cancelled = self.promotion.lock().ok().and_then(|mut p| p.take());
-        if let Some(p) = cancelled {
+        if let Some(p) = promotion.take() {
             self.promoting.store(false, Ordering::SeqCst);
             self.answer_promoted(p.waiters);
         }
-        self.frozen.store(false, Ordering::SeqCst);
         // (Cancelled, the node was still a replica: its cached history is
         // the promotion's.)
         let was_master = !self.shared.replica.swap(true, Ordering::SeqCst);
@@ -446,24 +458,28 @@ impl Replication {
             if promotion.is_some() || self.status().master.is_none() {
                 return;
             }
-            if let Some(fed) = self.unlink() {
-                *promotion = Some(Promotion {
-                    fed,
-                    waiters: Vec::new(),
-                });
-                self.promoting.store(true, Ordering::SeqCst);
-            } else {
-                self.become_master();
+            let (fed, fresh) = self.unlink();
+            match fed {
+                Some(fed) => {
+                    *promotion = Some(Promotion {
+                        fed,
+                        waiters: Vec::new(),
+                        fresh,
+                    });
+                    self.promoting.store(true, Ordering::SeqCst);
+                }
+                None => self.become_master(fresh),
             }
         }
         // Core 0 may have run the last command before `promoting` showed.
-        self.finish_promotion(0);
+        self.finish_promotion();
     }
 
     /// The first part of [`Replication::unset_master`]: the link ends and
     /// the ID shifts. Returns the feed's number and the bytes it handed
-    /// the master client when the master client has not run them all.
-    fn unlink(&self) -> Option<(u64, u64)> {
+    /// the master client when the master client has not run them all (and
+    /// has not closed), and whether an RDB load was running.
+    fn unlink(&self) -> (Option<(u64, u64)>, bool) {
         // The link thread is told to stop but not waited for (it may sit
         // in a poll for a while, and this runs on core 0, which serves the
         // master client it still hands the last bytes to): the history to
@@ -473,7 +489,6 @@ impl Replication {
             // Before the offset is read: the link hands the master client
             // no command past it (`LinkCtx::follow`).
             link.freeze.store(true, Ordering::SeqCst);
-            self.frozen.store(true, Ordering::SeqCst);
             link.stop.store(true, Ordering::SeqCst);
             let thread = link.thread;
             let _ = std::thread::Builder::new()
@@ -483,7 +498,11 @@ impl Replication {
         // (A command handed on is counted under the status's lock, which
         // this read takes first.)
         let status = self.status();
-        let fed = self.shared.master_fed.load(Ordering::Acquire);
+        let fed = self.shared.master_fed.load(Ordering::SeqCst);
+        // A load not started is dropped; one running completes (checked
+        // after the drop: see `start_load`).
+        self.drop_loads();
+        let fresh = self.loading.load(Ordering::SeqCst);
         let read = status.read_offset;
         let cached = if read >= 0 {
             Some(Resume {
@@ -532,59 +551,71 @@ impl Replication {
         // The old history's end counts every command handed to the master
         // client: the node takes no write before they have run.
         let fed = (fed >> 40, fed & ((1 << 40) - 1));
-        (fed.0 != 0 && !self.applied(fed)).then_some(fed)
+        ((fed.0 != 0 && !self.ran(fed)).then_some(fed), fresh)
     }
 
-    /// Whether the link was frozen by a promotion since it started: an
-    /// RDB load it handed the master client and that has not started is
-    /// dropped, the promoted node keeping the data and history it had
-    /// (Redis aborts such a load).
-    pub fn frozen(&self) -> bool {
-        self.frozen.load(Ordering::SeqCst)
+    /// Drops the RDB loads not started yet of the current feed and older
+    /// ones.
+    fn drop_loads(&self) {
+        let feed = self.shared.master_fed.load(Ordering::SeqCst) >> 40;
+        self.dropped_loads.fetch_max(feed, Ordering::SeqCst);
+    }
+
+    /// Whether the master client of feed `feed` may run the RDB load it
+    /// was handed: not once a promotion froze its link or another link
+    /// replaced it, the node keeping its data and the history that goes
+    /// with it (Redis aborts such a load). While it may, the load counts
+    /// as running until [`Replication::end_load`].
+    pub fn start_load(&self, feed: u64) -> bool {
+        // (Marked first: a promotion drops loads, then reads the mark.)
+        self.loading.store(true, Ordering::SeqCst);
+        if feed <= self.dropped_loads.load(Ordering::SeqCst) {
+            self.loading.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The RDB load [`Replication::start_load`] allowed ended.
+    pub fn end_load(&self) {
+        self.loading.store(false, Ordering::SeqCst);
     }
 
     /// Whether the master client of feed `number` has run its first
-    /// `bytes` bytes.
-    fn applied(&self, (number, bytes): (u64, u64)) -> bool {
-        let v = self.shared.master_applied.load(Ordering::Acquire);
-        v >> 40 == number && v & ((1 << 40) - 1) >= bytes
+    /// `bytes` bytes, or has closed (what it had not run will not run).
+    fn ran(&self, (number, bytes): (u64, u64)) -> bool {
+        let v = self.shared.master_applied.load(Ordering::SeqCst);
+        (v >> 40 == number && v & ((1 << 40) - 1) >= bytes)
+            || self.shared.master_closed.load(Ordering::SeqCst) >= number
     }
 
     /// Whether a promotion waits for the master client.
     pub fn promoting(&self) -> bool {
-        self.promoting.load(Ordering::Relaxed)
+        self.promoting.load(Ordering::SeqCst)
     }
 
     /// Ends a promotion waiting for the master client once it has run
-    /// what it was handed, or at once when the master client of feed
-    /// `gone` (0: none) closed: what it had not run will not run. Called
-    /// by core 0 as the master client applies commands and when it
-    /// closes, and by every core's cron. A master client always ends: the
-    /// link, stopped, hands over its last bytes and closes its end.
-    pub fn finish_promotion(&self, gone: u64) {
+    /// what it was handed, or has closed (`Shared::master_closed`: what it
+    /// had not run will not run). Called by core 0 as the master client
+    /// applies commands and when it closes, and by every core's cron. A
+    /// master client always ends: the link, stopped, hands over its last
+    /// bytes and closes its end.
+    pub fn finish_promotion(&self) {
         if !self.promoting() {
             return;
         }
         let Ok(mut p) = self.promotion.lock() else {
             return;
         };
-        let due = p
-            .as_ref()
-            .is_some_and(|p| p.fed.0 == gone || self.applied(p.fed));
-        if !due {
+        if !p.as_ref().is_some_and(|p| self.ran(p.fed)) {
             return;
         }
         let Some(done) = p.take() else {
             return;
         };
         self.promoting.store(false, Ordering::SeqCst);
-        if !self.applied(done.fed) {
-            crate::log::warning(format_args!(
-                "The master client did not run every command it was handed before the promotion"
-            ));
-        }
         // (Under the lock: a REPLICAOF to another master waits for it.)
-        self.become_master();
+        self.become_master(done.fresh);
         drop(p);
         self.answer_promoted(done.waiters);
     }
@@ -614,8 +645,19 @@ impl Replication {
     }
 
     /// The end of a promotion: writes are counted from before the first
-    /// one is accepted.
-    fn become_master(&self) {
+    /// one is accepted. `fresh`: the data is not the old history's (an RDB
+    /// load ran meanwhile), so the node keeps no secondary ID (Redis's
+    /// `clearReplicationId2`).
+    fn become_master(&self, fresh: bool) {
+        if fresh {
+            if let Ok(mut s) = self.status.lock() {
+                s.replid2 = NO_ID.into();
+                s.second_offset = -1;
+            }
+            crate::log::notice(format_args!(
+                "An RDB load ran during the promotion: no secondary replication ID"
+            ));
+        }
         if self.master_started.load(Ordering::SeqCst) {
             // The master thread turns the stream on a moment later; writes
             // this node takes meanwhile are kept for it.
@@ -1028,6 +1070,11 @@ impl LinkCtx {
                             let _ = std::fs::remove_file(&tmp);
                             return;
                         }
+                        // A promotion froze the link: the node keeps its
+                        // data.
+                        if self.freeze.load(Ordering::SeqCst) {
+                            return;
+                        }
                         let Some(f) = self.feed(feed) else {
                             return;
                         };
@@ -1052,6 +1099,9 @@ impl LinkCtx {
                         // Redis loads it before reading on (sending the
                         // master a newline a second meanwhile).
                         match f.wait_load(&self.shared, &self.stop, &mut sock) {
+                            // (Stopped meanwhile: the status is no longer
+                            // this link's.)
+                            Load::Done if self.stop.load(Ordering::SeqCst) => return,
                             Load::Done => {}
                             Load::Stopped => return,
                             Load::Failed => {

@@ -752,7 +752,10 @@ impl Shard {
         if c.master {
             // What it had not run will not run: a promotion waiting for it
             // goes on.
-            self.replication.finish_promotion(c.feed);
+            self.shared
+                .master_closed
+                .fetch_max(c.feed, std::sync::atomic::Ordering::SeqCst);
+            self.replication.finish_promotion();
         }
         // SAFETY: shutting down our own socket; completions follow.
         unsafe { libc::shutdown(c.fd, libc::SHUT_RDWR) };
