@@ -342,15 +342,17 @@ pub fn replica_load(shard: &mut Shard, key: Key, args: &Args) -> Next {
     crate::log::notice(format_args!("MASTER <-> REPLICA sync: Flushing old data"));
     let cx = Ctx::of(shard);
     let path2 = path.clone();
-    spawn(shard, key, async move {
-        // (Ended however the task ends, cancelled with its client too.)
-        struct Running(std::sync::Arc<crate::replica::Replication>);
-        impl Drop for Running {
-            fn drop(&mut self) {
-                self.0.end_load();
-            }
+    // (Ended however the task ends, cancelled with its client too, before
+    // its first poll as well.)
+    struct Running(std::sync::Arc<crate::replica::Replication>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.end_load();
         }
-        let _running = Running(repl);
+    }
+    let running = Running(repl);
+    spawn(shard, key, async move {
+        let _running = running;
         crate::log::notice(format_args!(
             "MASTER <-> REPLICA sync: Loading DB in memory"
         ));

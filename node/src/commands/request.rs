@@ -56,6 +56,11 @@ fn process_commands(shard: &mut Shard, key: Key) {
         return;
     }
     if c.filling() {
+        // (The feed closed in the middle of a big argument: it never
+        // completes.)
+        if c.eof && c.wait == Wait::No {
+            shard.close(key);
+        }
         return;
     }
     // Its commands kept going to one other core: it may move there now,
@@ -273,14 +278,19 @@ fn process_commands(shard: &mut Shard, key: Key) {
         if c.master {
             c.applied += (pos - start - flight + big_done) as u64;
             c.in_flight = (flight + big_flight) as u64;
-            // (SeqCst: a promotion stores its flag, then reads this.)
-            shard.shared.master_applied.store(
+            // (SeqCst: a promotion stores its flag, then reads this. A
+            // newer feed's number is higher: an old master client still
+            // running does not move it back.)
+            shard.shared.master_applied.fetch_max(
                 crate::shared::applied_pack(c.feed, c.applied),
                 std::sync::atomic::Ordering::SeqCst,
             );
             // A promotion may be waiting for these commands.
             shard.replication.finish_promotion();
-            drained = c.eof && pos == rbuf.len() && c.wait == Wait::No;
+            // (At the feed's end, an incomplete command never completes.)
+            let rest_incomplete =
+                need > rbuf.len() || big.as_ref().is_some_and(|b| b.filling.is_some());
+            drained = c.eof && (pos == rbuf.len() || rest_incomplete) && c.wait == Wait::No;
         }
         c.rbuf = rbuf;
         // Parser scratch grown by a request of many (or inline) arguments

@@ -183,8 +183,8 @@ pub struct Replication {
     /// one and not started yet are dropped: a promotion froze their link,
     /// or another link replaced it ([`Replication::start_load`]).
     dropped_loads: AtomicU64,
-    /// A master client runs an RDB load ([`Replication::start_load`]).
-    loading: AtomicBool,
+    /// RDB loads master clients run ([`Replication::start_load`]).
+    loading: AtomicU64,
 }
 
 /// A promotion under way: the node stays a read-only replica until its
@@ -217,7 +217,7 @@ impl Replication {
             promotion: Mutex::new(None),
             promoting: AtomicBool::new(false),
             dropped_loads: AtomicU64::new(0),
-            loading: AtomicBool::new(false),
+            loading: AtomicU64::new(0),
             shared,
             mesh,
             link: Mutex::new(None),
@@ -365,13 +365,13 @@ impl Replication {
         if self.ending.load(Ordering::SeqCst) {
             return false;
         }
-        // (Held throughout: a promotion on another core waits.)
+        // (The old link ends first: it may wait for core 0, which may wait
+        // for this lock. Then held throughout: a promotion on another core
+        // waits.)
+        self.stop_link();
         let Ok(mut promotion) = self.promotion.lock() else {
             return false;
         };
-        // The old link's loads not started yet are not this link's.
-        self.drop_loads();
-        self.stop_link();
         // A promotion still waiting for the master client ends here: the
         // node stays a replica, and its REPLICAOF NO ONE is answered.
         if let Some(p) = promotion.take() {
@@ -502,7 +502,7 @@ impl Replication {
         // A load not started is dropped; one running completes (checked
         // after the drop: see `start_load`).
         self.drop_loads();
-        let fresh = self.loading.load(Ordering::SeqCst);
+        let fresh = self.loading.load(Ordering::SeqCst) > 0;
         let read = status.read_offset;
         let cached = if read >= 0 {
             Some(Resume {
@@ -551,7 +551,12 @@ impl Replication {
         // The old history's end counts every command handed to the master
         // client: the node takes no write before they have run.
         let fed = (fed >> 40, fed & ((1 << 40) - 1));
-        ((fed.0 != 0 && !self.ran(fed)).then_some(fed), fresh)
+        // (And no write before a load still running has replaced the
+        // data.)
+        (
+            (fresh || fed.0 != 0 && !self.ran(fed)).then_some(fed),
+            fresh,
+        )
     }
 
     /// Drops the RDB loads not started yet of the current feed and older
@@ -567,18 +572,20 @@ impl Replication {
     /// with it (Redis aborts such a load). While it may, the load counts
     /// as running until [`Replication::end_load`].
     pub fn start_load(&self, feed: u64) -> bool {
-        // (Marked first: a promotion drops loads, then reads the mark.)
-        self.loading.store(true, Ordering::SeqCst);
+        // (Counted first: a promotion drops loads, then reads the count.)
+        self.loading.fetch_add(1, Ordering::SeqCst);
         if feed <= self.dropped_loads.load(Ordering::SeqCst) {
-            self.loading.store(false, Ordering::SeqCst);
+            self.end_load();
             return false;
         }
         true
     }
 
-    /// The RDB load [`Replication::start_load`] allowed ended.
+    /// An RDB load [`Replication::start_load`] counted ended; a promotion
+    /// may wait for it.
     pub fn end_load(&self) {
-        self.loading.store(false, Ordering::SeqCst);
+        self.loading.fetch_sub(1, Ordering::SeqCst);
+        self.finish_promotion();
     }
 
     /// Whether the master client of feed `number` has run its first
@@ -607,7 +614,9 @@ impl Replication {
         let Ok(mut p) = self.promotion.lock() else {
             return;
         };
-        if !p.as_ref().is_some_and(|p| self.ran(p.fed)) {
+        // (A load still running, of this feed or an older one, would
+        // replace the new master's writes.)
+        if !p.as_ref().is_some_and(|p| self.ran(p.fed)) || self.loading.load(Ordering::SeqCst) > 0 {
             return;
         }
         let Some(done) = p.take() else {
@@ -1071,7 +1080,12 @@ impl LinkCtx {
                             return;
                         }
                         // A promotion froze the link: the node keeps its
-                        // data.
+                        // data. (Checked and pushed under the status's
+                        // lock, which a promotion takes before it drops
+                        // the loads not started.)
+                        let Ok(status) = self.status.lock() else {
+                            return;
+                        };
                         if self.freeze.load(Ordering::SeqCst) {
                             return;
                         }
@@ -1083,6 +1097,7 @@ impl LinkCtx {
                             &repl::encode(&[LOAD_COMMAND, path.as_bytes()]),
                             replica.offset(),
                         );
+                        drop(status);
                         // The stream goes on in the database the RDB says
                         // (a replica proxying its master's stream writes
                         // it), else in 0 until it selects one (Redis's new
@@ -1512,7 +1527,7 @@ impl Feed {
         let number = NEXT_FEED.fetch_add(1, Ordering::Relaxed);
         shared
             .master_fed
-            .store(crate::shared::applied_pack(number, 0), Ordering::Release);
+            .fetch_max(crate::shared::applied_pack(number, 0), Ordering::SeqCst);
         mesh.send(
             MASTER_CORE,
             Msg::Adopt {
@@ -1549,9 +1564,11 @@ impl Feed {
         self.out.extend_from_slice(bytes);
         self.fed += bytes.len() as u64;
         self.marks.push_back((self.fed, offset));
-        self.shared.master_fed.store(
+        // (A newer feed's number is higher: an old link ending late
+        // does not move it back.)
+        self.shared.master_fed.fetch_max(
             crate::shared::applied_pack(self.number, self.fed),
-            Ordering::Release,
+            Ordering::SeqCst,
         );
     }
 
