@@ -1104,12 +1104,7 @@ fn replicaof(shard: &mut Shard, key: Key, args: &Args) -> Next {
         return spawn(shard, key, async move {
             let call = rpc.call_outside(|id| repl.when_promoted(me, id));
             rpc.parked(call).await;
-            TaskDone {
-                conn: key,
-                replies: vec![Reply::Ok],
-                effects: Vec::new(),
-                encoded: engine::Encoded::default(),
-            }
+            TaskDone::reply(key, Reply::Ok)
         });
     }
     let port = match engine::resp::parse_i64(args.get(2)) {

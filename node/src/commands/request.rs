@@ -196,8 +196,8 @@ fn process_commands(shard: &mut Shard, key: Key) {
                         for s in &p.segs {
                             shard.note_target(key, s.core, s.cmds);
                         }
+                        big_flight = big_len(&big);
                         if let Some(b) = big.take() {
-                            big_flight = b.done.iter().map(|d| d.len()).sum();
                             p.bytes.1 = std::mem::take(&mut holes);
                             p.bytes.2 = b.done;
                         }
