@@ -1152,9 +1152,12 @@ impl Core {
             c.sent_all();
         }
         let pending = c.pending_out() > 0;
+        // (A master client killed with a command in flight closes once
+        // that is done: `commands::process`.)
+        let running = c.master && c.wait != Wait::No;
         if pending {
             self.shard.want_flush(key);
-        } else if c.close_after_flush {
+        } else if c.close_after_flush && !running {
             self.close(key);
         }
     }

@@ -2113,3 +2113,88 @@ fn client_unblock_ends_a_wait_as_redis() {
     }
     assert_eq!(seen[1], seen[0], "slotd (left), redis-server (right)");
 }
+
+/// CLIENT KILL TYPE master on a replica ends its master client as in
+/// Redis (`replicationCacheMaster`): the link goes down, reconnects and
+/// continues partially from what that client had run, so no command of
+/// the stream is lost or run twice (the INCRs, on keys of both cores,
+/// would show it), in whichever database it ran.
+#[test]
+fn a_killed_master_client_continues_partially_from_what_it_ran() {
+    // (The link reads ahead of its master client, by megabytes under this
+    // load: a backlog that holds the whole test keeps every resume partial.)
+    let master = Server::redis(&[
+        DEBUG[0],
+        DEBUG[1],
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-backlog-size",
+        "64mb",
+    ]);
+    let port = master.port().to_string();
+    let replica = Server::slotd(&[
+        DEBUG[0],
+        DEBUG[1],
+        "--shards",
+        "2",
+        "--replicaof",
+        "127.0.0.1",
+        &port,
+    ]);
+    caught_up(&master, &replica);
+    let full_before = tests::info_field(&master, "stats", "sync_full");
+    let port = master.port();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for batch in 0..300 {
+            let mut cmds = String::new();
+            for i in 0..300 {
+                if i % 100 == 0 {
+                    cmds.push_str(&format!("SELECT {}\r\n", (batch + i / 100) % 3));
+                }
+                cmds.push_str(&format!("INCR c{}\r\n", i % 16));
+            }
+            let mut cli = std::process::Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-cli");
+            cli.stdin
+                .take()
+                .unwrap()
+                .write_all(cmds.as_bytes())
+                .unwrap();
+            assert!(cli.wait().unwrap().success());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut kills = 0;
+    let mut r = replica.raw();
+    while !writer.is_finished() {
+        std::thread::sleep(Duration::from_millis(37));
+        if tests::text(&r.cmd_str(&["client", "kill", "type", "master"])) == ":1\r\n" {
+            kills += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert!(kills >= 2, "the master client was killed {kills} times");
+    wait_for(20, "the link up again", || {
+        info(&replica, "master_link_status") == "up"
+    });
+    caught_up(&master, &replica);
+    let log = replica.log();
+    assert!(
+        log.contains("Caching the disconnected master state.")
+            && log.contains("Trying a partial resynchronization (request ")
+            && log.contains("Successful partial resynchronization with master."),
+        "{log}"
+    );
+    assert_eq!(
+        tests::info_field(&master, "stats", "sync_full"),
+        full_before
+    );
+    let mut c = replica.raw();
+    c.cmd_str(&["select", "2"]);
+    assert_eq!(tests::text(&c.cmd_str(&["exists", "c15"])), ":1\r\n");
+}

@@ -894,11 +894,12 @@ impl LinkCtx {
                     ));
                     self.follow(&mut replica, sock, &mut feed, start);
                     replica.closed();
+                    self.master_client_ended(&mut replica, &mut feed);
                     if replica.take_aborted_multi() {
                         // The next PSYNC resumes at the MULTI: the
                         // transaction the master client was building goes.
                         if let Some(f) = feed.as_mut() {
-                            f.push(&repl::encode(&[b"DISCARD"]), replica.offset());
+                            f.push(&repl::encode(&[b"DISCARD"]), replica.offset(), replica.db());
                         }
                     }
                     // As Redis's `repl_down_since`: set when a link that
@@ -1089,13 +1090,14 @@ impl LinkCtx {
                         if self.freeze.load(Ordering::SeqCst) {
                             return;
                         }
-                        let Some(f) = self.feed(feed) else {
+                        let Some(f) = self.feed(feed, None) else {
                             return;
                         };
                         let path = target.display().to_string();
                         f.push(
                             &repl::encode(&[LOAD_COMMAND, path.as_bytes()]),
                             replica.offset(),
+                            replica.db(),
                         );
                         drop(status);
                         // The stream goes on in the database the RDB says
@@ -1104,8 +1106,12 @@ impl LinkCtx {
                         // master client).
                         let db = stream_db(&target);
                         replica.set_db(db);
-                        let db = db.to_string();
-                        f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), replica.offset());
+                        let text = db.to_string();
+                        f.push(
+                            &repl::encode(&[b"SELECT", text.as_bytes()]),
+                            replica.offset(),
+                            db,
+                        );
                         // In memory, the file lives until the load ran.
                         if in_memory {
                             f.keep_until_applied(file);
@@ -1149,12 +1155,16 @@ impl LinkCtx {
                         // A new master client starts in database 0; the
                         // master's stream goes on in the one it selected.
                         let fresh = feed.is_none();
-                        let Some(f) = self.feed(feed) else {
+                        let Some(f) = self.feed(feed, Some((offset, replica.db()))) else {
                             return;
                         };
                         if fresh && replica.db() != 0 {
                             let db = replica.db().to_string();
-                            f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), offset);
+                            f.push(
+                                &repl::encode(&[b"SELECT", db.as_bytes()]),
+                                offset,
+                                replica.db(),
+                            );
                         }
                         self.status(|s| {
                             if s.replid != replid {
@@ -1178,7 +1188,11 @@ impl LinkCtx {
                             });
                         }
                     }
-                    Action::Command { argv, offset_after } => {
+                    Action::Command {
+                        argv,
+                        offset_after,
+                        db_after,
+                    } => {
                         // Handed on and counted in one step, under the
                         // status's lock: REPLICAOF NO ONE freezes the link
                         // and then reads the offset as where this node's
@@ -1219,7 +1233,7 @@ impl LinkCtx {
                                 }
                                 true => Vec::new(),
                             };
-                            f.push(&bytes, offset_after);
+                            f.push(&bytes, offset_after, db_after);
                         }
                         self.handed = offset_after;
                         if !stopped {
@@ -1258,6 +1272,13 @@ impl LinkCtx {
             }
             if let Some(f) = feed.as_mut() {
                 f.pump();
+                if f.eof {
+                    // The master client is gone (CLIENT KILL TYPE master):
+                    // as Redis frees it, the link ends with it, and the
+                    // next one resumes after what it ran.
+                    crate::log::warning(format_args!("Connection with master lost."));
+                    return;
+                }
             }
             let backlogged = feed.as_ref().is_some_and(|f| f.pending() > FEED_MAX);
             let mut fds = [
@@ -1384,7 +1405,10 @@ impl LinkCtx {
     /// `slave_repl_offset` (and the node's `master_repl_offset`): the
     /// offset after the last command the master client completed.
     fn note_applied(&self, feed: &mut Option<Feed>) {
-        let applied = feed.as_mut().and_then(|f| f.applied(&self.shared));
+        let applied = feed
+            .as_mut()
+            .and_then(|f| f.applied(&self.shared))
+            .map(|(off, _)| off);
         // (Frozen, the status is the promoted node's: its offsets are the
         // new history's.)
         if let Some(off) = applied.filter(|_| !self.freeze.load(Ordering::SeqCst)) {
@@ -1395,12 +1419,40 @@ impl LinkCtx {
         }
     }
 
+    /// After a link ended: when its master client was gone too (CLIENT
+    /// KILL TYPE master), the next link gets a new one and resumes after
+    /// what the old one ran (Redis's `replicationCacheMaster`), or syncs
+    /// in full when it had run nothing of this history (its RDB's load).
+    fn master_client_ended(&mut self, replica: &mut Replica, feed: &mut Option<Feed>) {
+        if self.stop.load(Ordering::SeqCst) || !feed.as_ref().is_some_and(|f| f.eof) {
+            return;
+        }
+        let Some(mut f) = feed.take() else {
+            return;
+        };
+        f.applied(&self.shared);
+        crate::log::notice(format_args!("Caching the disconnected master state."));
+        match f.done {
+            Some((offset, db)) => {
+                replica.rewind(offset, db);
+                self.handed = self.handed.min(offset);
+                self.status(|s| s.read_offset = s.read_offset.min(offset));
+            }
+            None => replica.load_failed(),
+        }
+    }
+
     /// The master client's feed, made (and its connection handed to core
-    /// 0) on first use.
-    fn feed<'a>(&self, feed: &'a mut Option<Feed>) -> Option<&'a mut Feed> {
+    /// 0) on first use; `start`: where the stream stands before its first
+    /// command (none when that is an RDB's load).
+    fn feed<'a>(
+        &self,
+        feed: &'a mut Option<Feed>,
+        start: Option<(i64, usize)>,
+    ) -> Option<&'a mut Feed> {
         if feed.is_none() {
             let addr = format!("{}:{}", self.host, self.port);
-            match Feed::new(&self.shared, &self.mesh, addr) {
+            match Feed::new(&self.shared, &self.mesh, addr, start) {
                 Ok(f) => *feed = Some(f),
                 Err(e) => {
                     crate::log::warning(format_args!(
@@ -1468,10 +1520,14 @@ struct Feed {
     sink: Vec<u8>,
     /// Names this feed's master client (`Shared::master_applied`).
     number: u64,
-    /// Bytes pushed so far, and the replication offset reached at the end
-    /// of each command pushed and not yet known applied.
+    /// Bytes pushed so far, and the replication offset (with the database
+    /// selected there) reached at the end of each command pushed and not
+    /// yet known applied.
     fed: u64,
-    marks: VecDeque<(u64, i64)>,
+    marks: VecDeque<(u64, i64, usize)>,
+    /// Where the stream stands after the last command the master client
+    /// ran (none: nothing of a resumable history yet).
+    done: Option<(i64, usize)>,
     /// An in-memory RDB, closed once the master client ran its load (at
     /// this many bytes fed).
     kept: Option<(u64, std::fs::File)>,
@@ -1493,7 +1549,12 @@ static NEXT_FEED: AtomicU64 = AtomicU64::new(1);
 
 impl Feed {
     /// A socket pair; the other end becomes the master client on core 0.
-    fn new(shared: &Arc<Shared>, mesh: &Mesh, addr: String) -> std::io::Result<Feed> {
+    fn new(
+        shared: &Arc<Shared>,
+        mesh: &Mesh,
+        addr: String,
+        start: Option<(i64, usize)>,
+    ) -> std::io::Result<Feed> {
         let mut fds = [0i32; 2];
         // SAFETY: plain syscall filling two descriptors we then own.
         let r = unsafe {
@@ -1543,6 +1604,7 @@ impl Feed {
             number,
             fed: 0,
             marks: VecDeque::new(),
+            done: start,
             kept: None,
             eof: false,
             shared: shared.clone(),
@@ -1560,10 +1622,10 @@ impl Feed {
     /// Queues a command after which the stream is at `offset`; the link's
     /// loop writes what a read from the master brought in one go
     /// ([`Feed::pump`]), not one write per command.
-    fn push(&mut self, bytes: &[u8], offset: i64) {
+    fn push(&mut self, bytes: &[u8], offset: i64, db: usize) {
         self.out.extend_from_slice(bytes);
         self.fed += bytes.len() as u64;
-        self.marks.push_back((self.fed, offset));
+        self.marks.push_back((self.fed, offset, db));
         // (A newer feed's number is higher: an old link ending late
         // does not move it back.)
         self.shared.master_fed.fetch_max(
@@ -1578,9 +1640,9 @@ impl Feed {
         self.kept = Some((self.fed, file));
     }
 
-    /// The offset of the last command the master client has completed,
-    /// if it completed one since the last call.
-    fn applied(&mut self, shared: &Shared) -> Option<i64> {
+    /// The offset (and database) of the last command the master client
+    /// has completed, if it completed one since the last call.
+    fn applied(&mut self, shared: &Shared) -> Option<(i64, usize)> {
         let v = shared.master_applied.load(Ordering::Acquire);
         if v >> 40 != self.number {
             return None;
@@ -1590,12 +1652,15 @@ impl Feed {
             self.kept = None;
         }
         let mut last = None;
-        while let Some(&(end, offset)) = self.marks.front() {
+        while let Some(&(end, offset, db)) = self.marks.front() {
             if end > bytes {
                 break;
             }
-            last = Some(offset);
+            last = Some((offset, db));
             self.marks.pop_front();
+        }
+        if last.is_some() {
+            self.done = last;
         }
         last
     }

@@ -900,11 +900,16 @@ impl Shard {
                         && filter.kind.is_none_or(|k| k == c.client_type());
                     if hit && !c.closing {
                         n += 1;
+                        // The master client's command in flight (on other
+                        // cores) completes first: the replica then knows
+                        // exactly what it ran and resumes after it
+                        // (`commands::process` closes it then).
+                        let running = c.master && c.wait != crate::io::Wait::No;
                         if let Some(c) = self.conns.get_mut(key) {
                             c.close_after_flush = true;
                         }
                         self.want_flush(key);
-                        if self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
+                        if !running && self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
                             self.close(key);
                         }
                     }
