@@ -91,8 +91,18 @@ fn load(s: &Server, tag: &str) {
 /// and a slotd replica of it (the directive at start, two cores) that has
 /// caught up.
 fn redis_master_and_slotd_replica(tag: &str) -> (Server, Server) {
-    let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
-    load(&master, tag);
+    redis_master_with_slotd_replica(Some(tag), &[])
+}
+
+/// As [`redis_master_and_slotd_replica`], the master started with
+/// `extra` arguments too, and loaded with data only given a tag.
+fn redis_master_with_slotd_replica(tag: Option<&str>, extra: &[&str]) -> (Server, Server) {
+    let mut args = vec![DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"];
+    args.extend_from_slice(extra);
+    let master = Server::redis(&args);
+    if let Some(tag) = tag {
+        load(&master, tag);
+    }
     let port = master.port().to_string();
     let replica = Server::slotd(&[
         DEBUG[0],
@@ -2123,25 +2133,7 @@ fn client_unblock_ends_a_wait_as_redis() {
 fn a_killed_master_client_continues_partially_from_what_it_ran() {
     // (The link reads ahead of its master client, by megabytes under this
     // load: a backlog that holds the whole test keeps every resume partial.)
-    let master = Server::redis(&[
-        DEBUG[0],
-        DEBUG[1],
-        "--repl-diskless-sync-delay",
-        "0",
-        "--repl-backlog-size",
-        "64mb",
-    ]);
-    let port = master.port().to_string();
-    let replica = Server::slotd(&[
-        DEBUG[0],
-        DEBUG[1],
-        "--shards",
-        "2",
-        "--replicaof",
-        "127.0.0.1",
-        &port,
-    ]);
-    caught_up(&master, &replica);
+    let (master, replica) = redis_master_with_slotd_replica(None, &["--repl-backlog-size", "64mb"]);
     let full_before = tests::info_field(&master, "stats", "sync_full");
     let port = master.port();
     let writer = std::thread::spawn(move || {

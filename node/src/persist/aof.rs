@@ -1935,7 +1935,10 @@ impl CoreAof {
     /// A write completed with `res`; may ask for the rest of a short one.
     pub fn wrote(&mut self, res: i32, aof: &Aof, out: &mut Vec<Submit>) {
         let direct = self.inflight_direct.take();
-        if res < 0 && direct.is_some() {
+        // (Other errors, a full disk say, fail as a buffered write would,
+        // and the cron's retry goes direct again.)
+        let refused = -res == libc::EINVAL || -res == libc::EOPNOTSUPP;
+        if refused && direct.is_some() {
             // The file refuses direct writes after all: buffered from now.
             crate::log::warning(format_args!(
                 "AOF direct write failed (core {}, at {}, len {}): {}",
@@ -2040,7 +2043,8 @@ impl CoreAof {
             self.failed = false;
             self.refresh(aof);
             if std::mem::take(&mut self.write_retry) {
-                out.push(self.write_entry());
+                let direct = self.direct_entry();
+                out.push(direct.unwrap_or_else(|| self.write_entry()));
             } else if !self.write_busy {
                 self.submit(aof, out);
             }
@@ -2324,14 +2328,37 @@ mod tests {
         direct_writes
     }
 
-    #[test]
-    fn everysec_writes_directly_in_parts_and_leaves_exactly_the_records() {
+    /// A writer under `everysec` on a scratch file named after `name`,
+    /// with the log it takes from and a mirror of what it is given.
+    fn everysec_on_disk(name: &str) -> (std::path::PathBuf, Aof, CoreAof, WriteLog, WriteLog) {
         use std::os::fd::IntoRawFd;
-        let (path, file) = super::super::direct::tests::scratch_file("aof-direct");
+        let (path, file) = super::super::direct::tests::scratch_file(name);
         let aof = Aof::new(1, std::env::temp_dir(), "t".into());
         aof.policy.store(FSYNC_EVERYSEC, Ordering::SeqCst);
-        let mut a = CoreAof::new(0, file.into_raw_fd(), 0, 0);
-        let (mut log, mut mirror) = (WriteLog::new(0), WriteLog::new(0));
+        let a = CoreAof::new(0, file.into_raw_fd(), 0, 0);
+        (path, aof, a, WriteLog::new(0), WriteLog::new(0))
+    }
+
+    /// Finishes `a` as at shutdown (the cut, then the fsync) and checks
+    /// that the file at `path` holds exactly what `mirror` recorded.
+    fn finished_holds_the_records(a: &mut CoreAof, aof: &Aof, path: &Path, mirror: &mut WriteLog) {
+        for _ in 0..4 {
+            let mut out = Vec::new();
+            a.finish(aof, &mut out);
+            run_on_disk(a, aof, out);
+        }
+        assert!(a.idle());
+        let mut want = Vec::new();
+        mirror.take(&mut want);
+        let got = std::fs::read(path).unwrap();
+        let _ = std::fs::remove_file(path);
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the file differs from the records");
+    }
+
+    #[test]
+    fn everysec_writes_directly_in_parts_and_leaves_exactly_the_records() {
+        let (path, aof, mut a, mut log, mut mirror) = everysec_on_disk("aof-direct");
         let value = vec![b'v'; 1000];
         let mut round = |a: &mut CoreAof, from: usize, to: usize| {
             for i in from..to {
@@ -2361,19 +2388,31 @@ mod tests {
         } else {
             eprintln!("direct writes not available in {}", path.display());
         }
-        // As at shutdown: finish until idle (the cut, then the fsync).
-        for _ in 0..4 {
-            let mut out = Vec::new();
-            a.finish(&aof, &mut out);
-            run_on_disk(&mut a, &aof, out);
+        finished_holds_the_records(&mut a, &aof, &path, &mut mirror);
+    }
+
+    #[test]
+    fn a_direct_write_refused_for_want_of_space_is_retried_direct() {
+        // A full disk fails a direct write as it fails a buffered one: the
+        // cron's retry goes direct again (until 2026-12-07 any failure
+        // turned direct writes off for the file until the next rewrite).
+        let (path, aof, mut a, mut log, mut mirror) = everysec_on_disk("aof-enospc");
+        for l in [&mut log, &mut mirror] {
+            l.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
         }
-        assert!(a.idle());
-        let mut want = Vec::new();
-        mirror.take(&mut want);
-        let got = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
-        assert_eq!(got.len(), want.len());
-        assert!(got == want, "the file differs from the records");
+        a.take(&mut log, 0, &aof);
+        let mut out = Vec::new();
+        a.flush(&aof, &mut out);
+        let Some(Submit::Write { direct: true, .. }) = out.pop() else {
+            let _ = std::fs::remove_file(&path);
+            eprintln!("direct writes not available in {}", path.display());
+            return;
+        };
+        a.wrote(-libc::ENOSPC, &aof, &mut out);
+        assert!(out.is_empty() && a.failed);
+        a.cron(1000, &aof, &mut out);
+        assert_eq!(run_on_disk(&mut a, &aof, out), 1);
+        finished_holds_the_records(&mut a, &aof, &path, &mut mirror);
     }
 
     #[test]
