@@ -994,7 +994,9 @@ impl Core {
             self.finish_move(key);
             return;
         }
-        if c.query_len() > self.shard.settings.query_buf_max {
+        // (Not the master client's, as in Redis: its stream is bounded by
+        // the link, and what it drops the offset counts.)
+        if !c.master && c.query_len() > self.shard.settings.query_buf_max {
             log::warning(format_args!(
                 "Closing client that reached max query buffer length: id={} addr={} (qbuf initial bytes: {:?})",
                 c.id,
@@ -1152,12 +1154,9 @@ impl Core {
             c.sent_all();
         }
         let pending = c.pending_out() > 0;
-        // (A master client killed with a command in flight closes once
-        // that is done: `commands::process`.)
-        let running = c.master && c.wait != Wait::No;
         if pending {
             self.shard.want_flush(key);
-        } else if c.close_after_flush && !running {
+        } else if c.close_after_flush {
             self.close(key);
         }
     }

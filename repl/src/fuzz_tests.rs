@@ -169,9 +169,7 @@ impl Check {
                     self.last = *offset;
                     self.stage = Stage::Stream;
                 }
-                Action::Command {
-                    argv, offset_after, ..
-                } => {
+                Action::Command { argv, offset_after } => {
                     assert_eq!(self.stage, Stage::Stream, "{x:?}");
                     assert!(!argv.is_empty());
                     assert!(*offset_after >= self.last, "offset went back");

@@ -131,13 +131,11 @@ pub enum Action {
     /// `replid` (a new ID when the master announced one).
     PartialSync { replid: String, offset: i64 },
     /// A command of the stream to apply, and the replica's replication offset
-    /// once it is processed (unchanged inside `MULTI` until `EXEC`) with
-    /// the database the stream has selected there. `REPLCONF` (GETACK) is
-    /// handled here and not reported.
+    /// once it is processed (unchanged inside `MULTI` until `EXEC`).
+    /// `REPLCONF` (GETACK) is handled here and not reported.
     Command {
         argv: Vec<Vec<u8>>,
         offset_after: i64,
-        db_after: usize,
     },
     /// The stream's bytes exactly as the master sent them, from the
     /// previous offset to `offset` (the replica's offset moved there): what
@@ -318,20 +316,6 @@ impl Replica {
         self.replid = None;
         self.reploff = -1;
         self.resumable = false;
-    }
-
-    /// The driver's master client ended with the stream applied up to
-    /// `offset` only (Redis's cached master keeps what its client ran:
-    /// CLIENT KILL TYPE master), where the stream had selected `db`: the
-    /// next `PSYNC` resumes there. Call once the link is closed.
-    pub fn rewind(&mut self, offset: i64, db: usize) {
-        if offset <= self.reploff {
-            self.reploff = offset;
-            self.db = db;
-            // (What the link had handed since a MULTI went with the
-            // client: nothing is left to discard.)
-            self.aborted_multi = false;
-        }
     }
 
     /// The driver lost the link (EOF, a socket error): the replica keeps
@@ -844,7 +828,6 @@ impl Replica {
             out.push(Action::Command {
                 argv,
                 offset_after: self.reploff,
-                db_after: self.db,
             });
         }
         if !self.in_multi && !self.proxy.is_empty() {

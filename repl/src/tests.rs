@@ -27,7 +27,6 @@ fn command(args: &[&str], offset_after: i64) -> Action {
     Action::Command {
         argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
         offset_after,
-        db_after: 0,
     }
 }
 
@@ -719,58 +718,6 @@ fn the_resume_point_keeps_the_selected_database() {
     rx(&mut r, 0, &cmd(&["SELECT", "1"]));
     r.closed();
     assert_eq!(r.resume_point().map(|p| p.db), Some(7));
-}
-
-/// Each command reports the database selected after it, and a link whose
-/// master client ran less than was read resumes where that client
-/// stopped: `PSYNC` asks for the byte after it, in its database, and no
-/// transaction is left to discard.
-#[test]
-fn a_rewind_resumes_after_what_the_master_client_ran() {
-    let mut r = streaming();
-    let select = cmd(&["SELECT", "2"]);
-    let set = cmd(&["SET", "a", "1"]);
-    let at_set = (select.len() + set.len()) as i64;
-    let mut script = select.clone();
-    script.extend_from_slice(&set);
-    script.extend_from_slice(&cmd(&["SELECT", "4"]));
-    script.extend_from_slice(&cmd(&["MULTI"]));
-    let a = rx(&mut r, 0, &script);
-    let dbs: Vec<(i64, usize)> = a
-        .iter()
-        .filter_map(|a| match a {
-            Action::Command {
-                offset_after,
-                db_after,
-                ..
-            } => Some((*offset_after, *db_after)),
-            _ => None,
-        })
-        .collect();
-    let at_select4 = at_set + cmd(&["SELECT", "4"]).len() as i64;
-    assert_eq!(
-        dbs,
-        vec![
-            (select.len() as i64, 2),
-            (at_set, 2),
-            (at_select4, 4),
-            (at_select4, 4)
-        ]
-    );
-    r.closed();
-    // (Later than what was read: ignored.)
-    r.rewind(at_select4 + 100, 9);
-    assert_eq!(r.offset(), at_select4);
-    r.rewind(at_set, 2);
-    assert!(!r.take_aborted_multi());
-    assert_eq!(r.db(), 2);
-    let p = r.resume_point().unwrap();
-    assert_eq!((p.offset, p.db), (at_set, 2));
-    r.connected(0);
-    rx(&mut r, 0, b"+PONG\r\n");
-    let a = rx(&mut r, 0, b"+OK\r\n+OK\r\n");
-    let want = (at_set + 1).to_string();
-    assert_eq!(a, vec![trying(ID, at_set + 1), send(&["PSYNC", ID, &want])]);
 }
 
 /// The proxied bytes are exactly the stream the master sent, cut where the

@@ -154,9 +154,7 @@ impl Driver {
         self.events[from..]
             .iter()
             .filter_map(|e| match e {
-                Action::Command {
-                    argv, offset_after, ..
-                } => Some((
+                Action::Command { argv, offset_after } => Some((
                     argv.iter()
                         .map(|a| String::from_utf8_lossy(a).into_owned())
                         .collect(),

@@ -91,18 +91,8 @@ fn load(s: &Server, tag: &str) {
 /// and a slotd replica of it (the directive at start, two cores) that has
 /// caught up.
 fn redis_master_and_slotd_replica(tag: &str) -> (Server, Server) {
-    redis_master_with_slotd_replica(Some(tag), &[])
-}
-
-/// As [`redis_master_and_slotd_replica`], the master started with
-/// `extra` arguments too, and loaded with data only given a tag.
-fn redis_master_with_slotd_replica(tag: Option<&str>, extra: &[&str]) -> (Server, Server) {
-    let mut args = vec![DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"];
-    args.extend_from_slice(extra);
-    let master = Server::redis(&args);
-    if let Some(tag) = tag {
-        load(&master, tag);
-    }
+    let master = Server::redis(&[DEBUG[0], DEBUG[1], "--repl-diskless-sync-delay", "0"]);
+    load(&master, tag);
     let port = master.port().to_string();
     let replica = Server::slotd(&[
         DEBUG[0],
@@ -2124,20 +2114,33 @@ fn client_unblock_ends_a_wait_as_redis() {
     assert_eq!(seen[1], seen[0], "slotd (left), redis-server (right)");
 }
 
-/// CLIENT KILL TYPE master on a replica ends its master client as in
-/// Redis (`replicationCacheMaster`): the link goes down, reconnects and
-/// continues partially from what that client had run, so no command of
-/// the stream is lost or run twice (the INCRs, on keys of both cores,
-/// would show it), in whichever database it ran.
+/// Sends `cmds` (inline commands) to the server on `port` with
+/// `redis-cli --pipe`, as a bulk load does.
+fn pipe(port: u16, cmds: &str) {
+    use std::io::Write;
+    let mut cli = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    let mut input = cli.stdin.take().unwrap();
+    input.write_all(cmds.as_bytes()).unwrap();
+    drop(input);
+    assert!(cli.wait().unwrap().success());
+}
+
+/// CLIENT KILL TYPE master on a replica drops its link as Redis does
+/// (`replicationCacheMaster`): the link goes down, reconnects and
+/// continues partially, so no command of the stream is lost or run twice
+/// (the INCRs, on keys of both cores in three databases, would show it).
+/// Once promoted, the node has no master client to kill.
 #[test]
-fn a_killed_master_client_continues_partially_from_what_it_ran() {
-    // (The link reads ahead of its master client, by megabytes under this
-    // load: a backlog that holds the whole test keeps every resume partial.)
-    let (master, replica) = redis_master_with_slotd_replica(None, &["--repl-backlog-size", "64mb"]);
+fn a_killed_master_client_reconnects_and_continues_partially() {
+    let (master, replica) = redis_master_and_slotd_replica("killed-master-client");
     let full_before = tests::info_field(&master, "stats", "sync_full");
     let port = master.port();
     let writer = std::thread::spawn(move || {
-        use std::io::Write;
         for batch in 0..300 {
             let mut cmds = String::new();
             for i in 0..300 {
@@ -2146,18 +2149,7 @@ fn a_killed_master_client_continues_partially_from_what_it_ran() {
                 }
                 cmds.push_str(&format!("INCR c{}\r\n", i % 16));
             }
-            let mut cli = std::process::Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-cli");
-            cli.stdin
-                .take()
-                .unwrap()
-                .write_all(cmds.as_bytes())
-                .unwrap();
-            assert!(cli.wait().unwrap().success());
+            pipe(port, &cmds);
             std::thread::sleep(Duration::from_millis(20));
         }
     });
@@ -2189,4 +2181,48 @@ fn a_killed_master_client_continues_partially_from_what_it_ran() {
     let mut c = replica.raw();
     c.cmd_str(&["select", "2"]);
     assert_eq!(tests::text(&c.cmd_str(&["exists", "c15"])), ":1\r\n");
+    assert_eq!(replica.cli(&["replicaof", "no", "one"]).trim(), "OK");
+    assert_eq!(
+        replica.cli(&["client", "kill", "type", "master"]).trim(),
+        "0"
+    );
+}
+
+/// As in Redis, `client-query-buffer-limit` does not apply to the master
+/// client: input that piles up while core 0 is busy (here in DEBUG SLEEP)
+/// past the limit does not close it, and the replica goes on following
+/// partially (closed, the master client would drop what the link's offset
+/// counts).
+#[test]
+fn the_query_buffer_limit_spares_the_master_client() {
+    let master = Server::redis(&[DEBUG[0], DEBUG[1]]);
+    let port = master.port().to_string();
+    let (replica, base) = slotd_with_core_ports(&["--replicaof", "127.0.0.1", &port]);
+    caught_up(&master, &replica);
+    let full_before = tests::info_field(&master, "stats", "sync_full");
+    assert_eq!(
+        replica
+            .cli(&["config", "set", "client-query-buffer-limit", "1mb"])
+            .trim(),
+        "OK"
+    );
+    let sleeper = sleep_core_0(base);
+    // About 3 MB of stream in small commands, read by the link meanwhile.
+    let mut cmds = String::new();
+    for i in 0..40000 {
+        cmds.push_str(&format!("SET key:{i} {:040}\r\n", i));
+    }
+    pipe(master.port(), &cmds);
+    asleep(&sleeper, "the stream was sent");
+    sleeper.join().unwrap();
+    caught_up(&master, &replica);
+    assert_eq!(
+        tests::info_field(&master, "stats", "sync_full"),
+        full_before
+    );
+    assert!(
+        !replica.log().contains("reached max query buffer length"),
+        "{}",
+        replica.log()
+    );
 }

@@ -50,13 +50,6 @@ fn process_commands(shard: &mut Shard, key: Key) {
     let Some(c) = shard.conns.get_mut(key) else {
         return;
     };
-    // A master client killed while a command of it ran on other cores
-    // closes once that is done (counted by `close`): the link resumes
-    // after it.
-    if c.master && c.close_after_flush && !c.closing && c.wait == Wait::No {
-        shard.close(key);
-        return;
-    }
     // (A stopping core runs nothing more: its connections close once its
     // AOF is flushed.)
     if c.closing || c.close_after_flush || c.wait != Wait::No || c.moving || shard.stopping {

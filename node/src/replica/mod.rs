@@ -150,6 +150,9 @@ struct Link {
     /// Set by REPLICAOF NO ONE before it takes the offset the link got
     /// to: nothing more of the stream goes to the master client.
     freeze: Arc<AtomicBool>,
+    /// Set by CLIENT KILL of the master client: the link drops its
+    /// connection and reconnects ([`Replication::reset_link`]).
+    reset: Arc<AtomicBool>,
     thread: JoinHandle<Option<Resume>>,
 }
 
@@ -392,6 +395,7 @@ impl Replication {
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicBool::new(false));
         let freeze = Arc::new(AtomicBool::new(false));
+        let reset = Arc::new(AtomicBool::new(false));
         let ctx = LinkCtx {
             host: host.to_string(),
             port,
@@ -401,6 +405,7 @@ impl Replication {
             stop: stop.clone(),
             drain: drain.clone(),
             freeze: freeze.clone(),
+            reset: reset.clone(),
             hold: self.hold.clone(),
             stream: self.stream.clone(),
             proxy_on: false,
@@ -428,6 +433,7 @@ impl Replication {
                         stop,
                         drain,
                         freeze,
+                        reset,
                         thread,
                     });
                 }
@@ -786,6 +792,27 @@ impl Replication {
         (offset, age)
     }
 
+    /// CLIENT KILL of the master client: as Redis frees its master client
+    /// and reconnects to continue partially, the link drops its
+    /// connection to the master (within 100 ms) and reconnects (within a
+    /// second), its PSYNC resuming where the stream was read. The master
+    /// client itself lives on and runs what it was handed: killed, it
+    /// would take commands the offset counts with it. True when there was
+    /// a link to drop (none once a promotion froze it: Redis has no master
+    /// client then).
+    pub fn reset_link(&self) -> bool {
+        let Ok(link) = self.link.lock() else {
+            return false;
+        };
+        match link.as_ref() {
+            Some(l) if !l.freeze.load(Ordering::SeqCst) && !l.stop.load(Ordering::SeqCst) => {
+                l.reset.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Ends the link thread, if any, keeping where it got to.
     fn stop_link(&self) {
         let link = self.link.lock().ok().and_then(|mut l| l.take());
@@ -809,8 +836,9 @@ struct LinkCtx {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
-    /// See [`Link::freeze`].
+    /// See [`Link::freeze`], [`Link::reset`].
     freeze: Arc<AtomicBool>,
+    reset: Arc<AtomicBool>,
     hold: Arc<Hold>,
     /// Where the master's stream is handed on to this node's replicas,
     /// and whether it is (the master thread asked, and was told where the
@@ -886,6 +914,9 @@ impl LinkCtx {
                 self.host, self.port
             ));
             self.status(|s| s.state = LinkState::Connecting);
+            // (A kill of the master client while no link was up has
+            // nothing to drop.)
+            self.reset.store(false, Ordering::SeqCst);
             crate::log::notice(format_args!("MASTER <-> REPLICA sync started"));
             match connect(&self.host, self.port, timeout) {
                 Ok(sock) => {
@@ -894,12 +925,12 @@ impl LinkCtx {
                     ));
                     self.follow(&mut replica, sock, &mut feed, start);
                     replica.closed();
-                    self.master_client_ended(&mut replica, &mut feed);
+                    self.master_client_lost(&mut replica, &mut feed);
                     if replica.take_aborted_multi() {
                         // The next PSYNC resumes at the MULTI: the
                         // transaction the master client was building goes.
                         if let Some(f) = feed.as_mut() {
-                            f.push(&repl::encode(&[b"DISCARD"]), replica.offset(), replica.db());
+                            f.push(&repl::encode(&[b"DISCARD"]), replica.offset());
                         }
                     }
                     // As Redis's `repl_down_since`: set when a link that
@@ -931,6 +962,7 @@ impl LinkCtx {
                 if let Some(f) = feed.as_mut() {
                     f.pump();
                 }
+                self.master_client_lost(&mut replica, &mut feed);
                 if self.hold.asked.load(Ordering::SeqCst) {
                     self.held(&replica, &mut feed, true);
                 }
@@ -938,6 +970,11 @@ impl LinkCtx {
             }
         }
         self.resume = replica.resume_point();
+        if feed.as_ref().is_some_and(|f| f.eof) && !self.freeze.load(Ordering::SeqCst) {
+            // (See `master_client_lost`: the data matches no offset.)
+            self.resume = None;
+            return None;
+        }
         if let Some(mut f) = feed.take() {
             if self.drain.load(Ordering::SeqCst) {
                 return self.resume.take().filter(|_| f.drain(&self.shared));
@@ -1090,14 +1127,13 @@ impl LinkCtx {
                         if self.freeze.load(Ordering::SeqCst) {
                             return;
                         }
-                        let Some(f) = self.feed(feed, None) else {
+                        let Some(f) = self.feed(feed) else {
                             return;
                         };
                         let path = target.display().to_string();
                         f.push(
                             &repl::encode(&[LOAD_COMMAND, path.as_bytes()]),
                             replica.offset(),
-                            replica.db(),
                         );
                         drop(status);
                         // The stream goes on in the database the RDB says
@@ -1106,12 +1142,8 @@ impl LinkCtx {
                         // master client).
                         let db = stream_db(&target);
                         replica.set_db(db);
-                        let text = db.to_string();
-                        f.push(
-                            &repl::encode(&[b"SELECT", text.as_bytes()]),
-                            replica.offset(),
-                            db,
-                        );
+                        let db = db.to_string();
+                        f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), replica.offset());
                         // In memory, the file lives until the load ran.
                         if in_memory {
                             f.keep_until_applied(file);
@@ -1155,16 +1187,12 @@ impl LinkCtx {
                         // A new master client starts in database 0; the
                         // master's stream goes on in the one it selected.
                         let fresh = feed.is_none();
-                        let Some(f) = self.feed(feed, Some((offset, replica.db()))) else {
+                        let Some(f) = self.feed(feed) else {
                             return;
                         };
                         if fresh && replica.db() != 0 {
                             let db = replica.db().to_string();
-                            f.push(
-                                &repl::encode(&[b"SELECT", db.as_bytes()]),
-                                offset,
-                                replica.db(),
-                            );
+                            f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), offset);
                         }
                         self.status(|s| {
                             if s.replid != replid {
@@ -1188,11 +1216,7 @@ impl LinkCtx {
                             });
                         }
                     }
-                    Action::Command {
-                        argv,
-                        offset_after,
-                        db_after,
-                    } => {
+                    Action::Command { argv, offset_after } => {
                         // Handed on and counted in one step, under the
                         // status's lock: REPLICAOF NO ONE freezes the link
                         // and then reads the offset as where this node's
@@ -1233,7 +1257,7 @@ impl LinkCtx {
                                 }
                                 true => Vec::new(),
                             };
-                            f.push(&bytes, offset_after, db_after);
+                            f.push(&bytes, offset_after);
                         }
                         self.handed = offset_after;
                         if !stopped {
@@ -1267,16 +1291,18 @@ impl LinkCtx {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            if self.reset.swap(false, Ordering::SeqCst) {
+                crate::log::warning(format_args!("Connection with master lost."));
+                crate::log::notice(format_args!("Caching the disconnected master state."));
+                return;
+            }
             if self.hold.asked.load(Ordering::SeqCst) {
                 self.held(replica, feed, false);
             }
             if let Some(f) = feed.as_mut() {
                 f.pump();
                 if f.eof {
-                    // The master client is gone (CLIENT KILL TYPE master):
-                    // as Redis frees it, the link ends with it, and the
-                    // next one resumes after what it ran.
-                    crate::log::warning(format_args!("Connection with master lost."));
+                    // The master client closed (`master_client_lost`).
                     return;
                 }
             }
@@ -1405,10 +1431,7 @@ impl LinkCtx {
     /// `slave_repl_offset` (and the node's `master_repl_offset`): the
     /// offset after the last command the master client completed.
     fn note_applied(&self, feed: &mut Option<Feed>) {
-        let applied = feed
-            .as_mut()
-            .and_then(|f| f.applied(&self.shared))
-            .map(|(off, _)| off);
+        let applied = feed.as_mut().and_then(|f| f.applied(&self.shared));
         // (Frozen, the status is the promoted node's: its offsets are the
         // new history's.)
         if let Some(off) = applied.filter(|_| !self.freeze.load(Ordering::SeqCst)) {
@@ -1419,40 +1442,28 @@ impl LinkCtx {
         }
     }
 
-    /// After a link ended: when its master client was gone too (CLIENT
-    /// KILL TYPE master), the next link gets a new one and resumes after
-    /// what the old one ran (Redis's `replicationCacheMaster`), or syncs
-    /// in full when it had run nothing of this history (its RDB's load).
-    fn master_client_ended(&mut self, replica: &mut Replica, feed: &mut Option<Feed>) {
+    /// The master client closed while the link was not stopped (not a
+    /// kill, which only resets the link: an output or query buffer limit,
+    /// a send error): what it was handed and had not run is lost, so the
+    /// data matches no offset of the stream. The next link gets a new
+    /// master client and resynchronizes in full.
+    fn master_client_lost(&mut self, replica: &mut Replica, feed: &mut Option<Feed>) {
         if self.stop.load(Ordering::SeqCst) || !feed.as_ref().is_some_and(|f| f.eof) {
             return;
         }
-        let Some(mut f) = feed.take() else {
-            return;
-        };
-        f.applied(&self.shared);
-        crate::log::notice(format_args!("Caching the disconnected master state."));
-        match f.done {
-            Some((offset, db)) => {
-                replica.rewind(offset, db);
-                self.handed = self.handed.min(offset);
-                self.status(|s| s.read_offset = s.read_offset.min(offset));
-            }
-            None => replica.load_failed(),
-        }
+        *feed = None;
+        crate::log::warning(format_args!(
+            "The master client closed with commands it had not run: a full resynchronization follows"
+        ));
+        replica.load_failed();
     }
 
     /// The master client's feed, made (and its connection handed to core
-    /// 0) on first use; `start`: where the stream stands before its first
-    /// command (none when that is an RDB's load).
-    fn feed<'a>(
-        &self,
-        feed: &'a mut Option<Feed>,
-        start: Option<(i64, usize)>,
-    ) -> Option<&'a mut Feed> {
+    /// 0) on first use.
+    fn feed<'a>(&self, feed: &'a mut Option<Feed>) -> Option<&'a mut Feed> {
         if feed.is_none() {
             let addr = format!("{}:{}", self.host, self.port);
-            match Feed::new(&self.shared, &self.mesh, addr, start) {
+            match Feed::new(&self.shared, &self.mesh, addr) {
                 Ok(f) => *feed = Some(f),
                 Err(e) => {
                     crate::log::warning(format_args!(
@@ -1520,14 +1531,10 @@ struct Feed {
     sink: Vec<u8>,
     /// Names this feed's master client (`Shared::master_applied`).
     number: u64,
-    /// Bytes pushed so far, and the replication offset (with the database
-    /// selected there) reached at the end of each command pushed and not
-    /// yet known applied.
+    /// Bytes pushed so far, and the replication offset reached at the end
+    /// of each command pushed and not yet known applied.
     fed: u64,
-    marks: VecDeque<(u64, i64, usize)>,
-    /// Where the stream stands after the last command the master client
-    /// ran (none: nothing of a resumable history yet).
-    done: Option<(i64, usize)>,
+    marks: VecDeque<(u64, i64)>,
     /// An in-memory RDB, closed once the master client ran its load (at
     /// this many bytes fed).
     kept: Option<(u64, std::fs::File)>,
@@ -1549,12 +1556,7 @@ static NEXT_FEED: AtomicU64 = AtomicU64::new(1);
 
 impl Feed {
     /// A socket pair; the other end becomes the master client on core 0.
-    fn new(
-        shared: &Arc<Shared>,
-        mesh: &Mesh,
-        addr: String,
-        start: Option<(i64, usize)>,
-    ) -> std::io::Result<Feed> {
+    fn new(shared: &Arc<Shared>, mesh: &Mesh, addr: String) -> std::io::Result<Feed> {
         let mut fds = [0i32; 2];
         // SAFETY: plain syscall filling two descriptors we then own.
         let r = unsafe {
@@ -1604,7 +1606,6 @@ impl Feed {
             number,
             fed: 0,
             marks: VecDeque::new(),
-            done: start,
             kept: None,
             eof: false,
             shared: shared.clone(),
@@ -1622,10 +1623,10 @@ impl Feed {
     /// Queues a command after which the stream is at `offset`; the link's
     /// loop writes what a read from the master brought in one go
     /// ([`Feed::pump`]), not one write per command.
-    fn push(&mut self, bytes: &[u8], offset: i64, db: usize) {
+    fn push(&mut self, bytes: &[u8], offset: i64) {
         self.out.extend_from_slice(bytes);
         self.fed += bytes.len() as u64;
-        self.marks.push_back((self.fed, offset, db));
+        self.marks.push_back((self.fed, offset));
         // (A newer feed's number is higher: an old link ending late
         // does not move it back.)
         self.shared.master_fed.fetch_max(
@@ -1640,9 +1641,9 @@ impl Feed {
         self.kept = Some((self.fed, file));
     }
 
-    /// The offset (and database) of the last command the master client
-    /// has completed, if it completed one since the last call.
-    fn applied(&mut self, shared: &Shared) -> Option<(i64, usize)> {
+    /// The offset of the last command the master client has completed,
+    /// if it completed one since the last call.
+    fn applied(&mut self, shared: &Shared) -> Option<i64> {
         let v = shared.master_applied.load(Ordering::Acquire);
         if v >> 40 != self.number {
             return None;
@@ -1652,15 +1653,12 @@ impl Feed {
             self.kept = None;
         }
         let mut last = None;
-        while let Some(&(end, offset, db)) = self.marks.front() {
+        while let Some(&(end, offset)) = self.marks.front() {
             if end > bytes {
                 break;
             }
-            last = Some((offset, db));
+            last = Some(offset);
             self.marks.pop_front();
-        }
-        if last.is_some() {
-            self.done = last;
         }
         last
     }

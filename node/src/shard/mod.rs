@@ -750,16 +750,6 @@ impl Shard {
         }
         c.closing = true;
         if c.master {
-            // A command that completed on other cores since its last pass
-            // ran: it counts in what the link resumes after (one still in
-            // flight may or may not run).
-            if c.wait == Wait::No {
-                c.applied += std::mem::take(&mut c.in_flight);
-                self.shared.master_applied.fetch_max(
-                    crate::shared::applied_pack(c.feed, c.applied),
-                    std::sync::atomic::Ordering::SeqCst,
-                );
-            }
             // What it had not run will not run: a promotion waiting for it
             // goes on.
             self.shared

@@ -898,18 +898,16 @@ impl Shard {
                         && filter.laddr.as_ref().is_none_or(|a| *a == c.laddr)
                         && filter.skipme_id.is_none_or(|me| me != c.id)
                         && filter.kind.is_none_or(|k| k == c.client_type());
-                    if hit && !c.closing {
+                    if hit && c.master {
+                        // Its link reconnects instead (see `reset_link`).
+                        n += self.replication.reset_link() as i64;
+                    } else if hit && !c.closing {
                         n += 1;
-                        // The master client's command in flight (on other
-                        // cores) completes first: the replica then knows
-                        // exactly what it ran and resumes after it
-                        // (`commands::process` closes it then).
-                        let running = c.master && c.wait != crate::io::Wait::No;
                         if let Some(c) = self.conns.get_mut(key) {
                             c.close_after_flush = true;
                         }
                         self.want_flush(key);
-                        if !running && self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
+                        if self.conns.get(key).is_some_and(|c| c.pending_out() == 0) {
                             self.close(key);
                         }
                     }
