@@ -798,14 +798,19 @@ impl Replication {
     /// second), its PSYNC resuming where the stream was read. The master
     /// client itself lives on and runs what it was handed: killed, it
     /// would take commands the offset counts with it. True when there was
-    /// a link to drop (none once a promotion froze it: Redis has no master
-    /// client then).
+    /// a link carrying the stream to drop (Redis has a master client only
+    /// then: not while it connects or syncs, nor once a promotion froze
+    /// the link).
     pub fn reset_link(&self) -> bool {
         let Ok(link) = self.link.lock() else {
             return false;
         };
         match link.as_ref() {
-            Some(l) if !l.freeze.load(Ordering::SeqCst) && !l.stop.load(Ordering::SeqCst) => {
+            Some(l)
+                if !l.freeze.load(Ordering::SeqCst)
+                    && !l.stop.load(Ordering::SeqCst)
+                    && self.shared.master_link_up.load(Ordering::SeqCst) =>
+            {
                 l.reset.store(true, Ordering::SeqCst);
                 true
             }
@@ -1447,8 +1452,14 @@ impl LinkCtx {
     /// a send error): what it was handed and had not run is lost, so the
     /// data matches no offset of the stream. The next link gets a new
     /// master client and resynchronizes in full.
+    /// (A shutdown closes it too: then nothing follows.) Until that
+    /// resynchronization the node claims no offset of the old history: a
+    /// new replication ID, as Redis's `changeReplicationId` after a failed
+    /// load, so a promotion meanwhile continues nothing.
     fn master_client_lost(&mut self, replica: &mut Replica, feed: &mut Option<Feed>) {
-        if self.stop.load(Ordering::SeqCst) || !feed.as_ref().is_some_and(|f| f.eof) {
+        let ending =
+            self.stop.load(Ordering::SeqCst) || self.shared.shutdown.load(Ordering::SeqCst);
+        if ending || !feed.as_ref().is_some_and(|f| f.eof) {
             return;
         }
         *feed = None;
@@ -1456,6 +1467,14 @@ impl LinkCtx {
             "The master client closed with commands it had not run: a full resynchronization follows"
         ));
         replica.load_failed();
+        self.status(|s| {
+            s.replid = random_id();
+            s.replid2 = NO_ID.into();
+            s.second_offset = -1;
+            s.read_offset = -1;
+            s.offset = -1;
+            s.has_master_client = false;
+        });
     }
 
     /// The master client's feed, made (and its connection handed to core
@@ -1726,8 +1745,8 @@ impl Feed {
                 return Load::Failed;
             }
             self.pump();
-            // (The master client gone, CLIENT KILL TYPE master: its load
-            // with it.)
+            // (The master client gone, a buffer limit say: its load with
+            // it.)
             if self.eof {
                 return Load::Failed;
             }
@@ -1757,6 +1776,10 @@ impl Feed {
             if self.pending() == 0 && self.marks.is_empty() {
                 return true;
             }
+            // (The master client is gone: it runs nothing more.)
+            if self.eof {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         false
@@ -1779,7 +1802,7 @@ impl Feed {
                 unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
                 shut = true;
             }
-            if shut && self.eof {
+            if self.eof {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
