@@ -2226,3 +2226,34 @@ fn the_query_buffer_limit_spares_the_master_client() {
         replica.log()
     );
 }
+
+/// A link lost in the middle of the master's RDB removes the temporary
+/// file it was receiving (Redis's `replicationAbortSyncTransfer`): failed
+/// attempts do not fill the disk.
+#[test]
+fn a_transfer_cut_short_leaves_no_temporary_file() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let replica = Server::slotd(&["--repl-diskless-load", "disabled"]);
+    replica.cli(&["replicaof", "127.0.0.1", &port]);
+    let temps = || {
+        std::fs::read_dir(replica.dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("temp-") && n.ends_with(".rdb"))
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..2 {
+        let (mut c, _) = replica_handshake(&listener);
+        let mut out = format!("+FULLRESYNC {} 1000\r\n$100000\r\n", "b".repeat(40)).into_bytes();
+        out.extend(std::iter::repeat_n(b'x', 5000));
+        c.write_all(&out).unwrap();
+        wait_for(10, "the temporary file", || !temps().is_empty());
+        drop(c);
+    }
+    // The third attempt comes once the second's file is gone.
+    let (_c, _) = replica_handshake(&listener);
+    assert_eq!(temps(), Vec::<String>::new());
+}

@@ -1009,7 +1009,7 @@ impl LinkCtx {
     ) {
         let (_, dir, dbfilename) = self.config();
         // The RDB's file, and whether it is in memory (`repl-diskless-load`).
-        let mut rdb: Option<(std::fs::File, std::path::PathBuf, bool)> = None;
+        let mut rdb = TempRdb(None);
         // A full resynchronization's replication ID, until its RDB loads.
         let mut new_replid = None;
         let mut actions = replica.connected(mono_ms(start));
@@ -1053,7 +1053,7 @@ impl LinkCtx {
                             }
                         };
                         match file {
-                            Ok(f) => rdb = Some(f),
+                            Ok(f) => rdb.set(f),
                             Err(e) => {
                                 crate::log::warning(format_args!(
                                     "Opening the temp file needed for MASTER <-> REPLICA synchronization: {}",
@@ -1072,7 +1072,7 @@ impl LinkCtx {
                         new_replid = replid;
                     }
                     Action::RdbStart { len } => {
-                        let to = match rdb.as_ref().is_some_and(|r| r.2) {
+                        let to = match rdb.0.as_ref().is_some_and(|r| r.2) {
                             true => "to parser",
                             false => "to disk",
                         };
@@ -1087,7 +1087,7 @@ impl LinkCtx {
                         self.status(|s| s.transfer_size = len.map_or(-1, |n| n as i64));
                     }
                     Action::RdbChunk(bytes) => {
-                        if let Some((f, _, _)) = rdb.as_mut() {
+                        if let Some((f, _, _)) = rdb.0.as_mut() {
                             if let Err(e) = f.write_all(&bytes) {
                                 crate::log::warning(format_args!(
                                     "Write error saving DB on disk: {}",
@@ -1102,7 +1102,7 @@ impl LinkCtx {
                         });
                     }
                     Action::RdbDone => {
-                        let Some((file, tmp, in_memory)) = rdb.take() else {
+                        let Some((file, tmp, in_memory)) = rdb.0.take() else {
                             return;
                         };
                         let target = match in_memory {
@@ -1494,6 +1494,30 @@ impl LinkCtx {
             }
         }
         feed.as_mut()
+    }
+}
+
+/// The file a full resynchronization's RDB is received into, whether it is
+/// in memory; on disk, removed if the link ends before the RDB is complete
+/// (Redis's `replicationAbortSyncTransfer`).
+struct TempRdb(Option<(std::fs::File, std::path::PathBuf, bool)>);
+
+impl TempRdb {
+    fn set(&mut self, file: (std::fs::File, std::path::PathBuf, bool)) {
+        self.remove();
+        self.0 = Some(file);
+    }
+
+    fn remove(&mut self) {
+        if let Some((_, path, false)) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for TempRdb {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
