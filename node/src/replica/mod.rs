@@ -1199,6 +1199,10 @@ impl LinkCtx {
                             let db = replica.db().to_string();
                             f.push(&repl::encode(&[b"SELECT", db.as_bytes()]), offset);
                         }
+                        // (After a link dropped by CLIENT KILL the master
+                        // client may still be running what the last one
+                        // handed it: the offset follows it.)
+                        let behind = f.marks.iter().any(|&(_, o)| o < offset);
                         self.status(|s| {
                             if s.replid != replid {
                                 // The master's ID changed (it was
@@ -1207,12 +1211,14 @@ impl LinkCtx {
                                 s.replid2 = std::mem::replace(&mut s.replid, replid.clone());
                                 s.second_offset = offset + 1;
                             }
-                            s.offset = offset;
+                            if !behind {
+                                s.offset = offset;
+                            }
                         });
                         crate::log::notice(format_args!(
                             "Successful partial resynchronization with master."
                         ));
-                        self.link_up(replica, true);
+                        self.link_up(replica, !behind);
                         if self.proxy_on {
                             self.stream.proxy(Proxied::At {
                                 replid: Some(replid),
