@@ -1453,15 +1453,14 @@ impl LinkCtx {
         }
     }
 
-    /// The master client closed while the link was not stopped (not a
-    /// kill, which only resets the link: an output or query buffer limit,
-    /// a send error): what it was handed and had not run is lost, so the
-    /// data matches no offset of the stream. The next link gets a new
-    /// master client and resynchronizes in full.
-    /// (A shutdown closes it too: then nothing follows.) Until that
-    /// resynchronization the node claims no offset of the old history: a
-    /// new replication ID, as Redis's `changeReplicationId` after a failed
-    /// load, so a promotion meanwhile continues nothing.
+    /// The master client closed while the link was not stopped and the
+    /// node not shutting down (not a kill, which only resets the link: an
+    /// output buffer limit, a send error): what it was handed and had not
+    /// run is lost, so the data matches no offset of the stream. The next
+    /// link gets a new master client and resynchronizes in full; until
+    /// then the node claims no offset of the old history (a new
+    /// replication ID, as Redis's `changeReplicationId` after a failed
+    /// load), so a promotion meanwhile continues nothing.
     fn master_client_lost(&mut self, replica: &mut Replica, feed: &mut Option<Feed>) {
         let ending =
             self.stop.load(Ordering::SeqCst) || self.shared.shutdown.load(Ordering::SeqCst);
