@@ -92,6 +92,55 @@ fn oom_error_under_noeviction_matches_redis() {
     }
 }
 
+/// With memory full under `noeviction`, both servers refuse alike: a
+/// write whose keys are on both cores, a `denyoom` subcommand, anything
+/// queued in a transaction (which then aborts), and EXEC of a transaction
+/// holding a write queued before memory filled (discarded whole: its
+/// read-only commands do not run either, and its writes leave no trace).
+#[test]
+fn a_full_memory_refuses_across_cores_and_in_transactions_as_redis() {
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut raw = s.raw();
+        let mut r = |args: &[&str]| tests::text(&raw.cmd_str(args));
+        let mut got = vec![r(&["SET", "pe", "v"])];
+        // A transaction queued while there is room.
+        let mut early = s.raw();
+        got.push(tests::text(&early.cmd_str(&["MULTI"])));
+        got.push(tests::text(&early.cmd_str(&["GET", "pe"])));
+        got.push(tests::text(&early.cmd_str(&["SET", "t", "1"])));
+        got.push(r(&["CONFIG", "SET", "maxmemory", "1"]));
+        for args in [
+            // Keys a and b are on different cores of slotd's two.
+            &["MSET", "a", "1", "b", "2"][..],
+            &["MSETNX", "a", "1", "b", "2"],
+            &["XGROUP", "CREATE", "st", "g", "0", "MKSTREAM"],
+            &["MULTI"],
+            &["GET", "pe"],
+            &["DEL", "pe"],
+            &["EXEC"],
+            &["MULTI"],
+            &["DISCARD"],
+        ] {
+            got.push(r(args));
+        }
+        got.push(tests::text(&early.cmd_str(&["EXEC"])));
+        got.push(r(&["CONFIG", "SET", "maxmemory", "0"]));
+        got.push(r(&["EXISTS", "a", "b", "st", "t"]));
+        got.push(r(&["GET", "pe"]));
+        seen.push(got);
+    }
+    let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+    assert_eq!(seen[0][5], oom, "{:?}", seen[0]);
+    assert_eq!(
+        seen[0][14],
+        format!("-EXECABORT Transaction discarded because of: {}", &oom[1..]),
+        "{:?}",
+        seen[0]
+    );
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}
+
 /// Sets maxmemory to what is used now plus `room`, returning the limit.
 fn limit_to(c: &mut Connection, room: u64) -> u64 {
     let used = info_field(c, "memory", "used_memory");

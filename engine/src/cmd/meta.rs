@@ -28,6 +28,8 @@ struct Entry {
     /// Full name, lowercase: `get`, `client|list`.
     name: String,
     arity: i64,
+    /// Flagged `denyoom`: refused while memory is full.
+    denyoom: bool,
     /// Its COMMAND INFO element.
     info: Range<usize>,
     /// Its COMMAND DOCS value (the map after its name).
@@ -39,6 +41,8 @@ struct Table {
     cmds: Vec<Entry>,
     /// `container|sub` → the subcommand's arity.
     sub_arity: HashMap<String, i64>,
+    /// The subcommands flagged `denyoom` (`container|sub`).
+    sub_denyoom: Vec<String>,
 }
 
 fn table() -> &'static Table {
@@ -47,6 +51,7 @@ fn table() -> &'static Table {
         index(DATA).unwrap_or(Table {
             cmds: Vec::new(),
             sub_arity: HashMap::new(),
+            sub_denyoom: Vec::new(),
         })
     })
 }
@@ -154,7 +159,17 @@ fn index(d: &[u8]) -> Option<Table> {
         .flat_map(|e| &e.subs)
         .map(|s| (s.name.clone(), s.arity))
         .collect();
-    Some(Table { cmds, sub_arity })
+    let sub_denyoom = cmds
+        .iter()
+        .flat_map(|e| &e.subs)
+        .filter(|s| s.denyoom)
+        .map(|s| s.name.clone())
+        .collect();
+    Some(Table {
+        cmds,
+        sub_arity,
+        sub_denyoom,
+    })
 }
 
 /// An array of COMMAND INFO elements (the top level or a subcommand list).
@@ -173,13 +188,15 @@ fn info_entries(c: &mut Cur) -> Option<Vec<Entry>> {
         let (_, len) = c.head()?;
         let name = String::from_utf8(c.bytes(len)?.to_vec()).ok()?;
         let (_, arity) = c.head()?;
-        for _ in 2..9 {
+        let denyoom = strings(Some(&c.value()?)).iter().any(|f| f == "denyoom");
+        for _ in 3..9 {
             c.skip()?;
         }
         let subs = info_entries(c)?;
         out.push(Entry {
             name,
             arity,
+            denyoom,
             info: start..c.pos,
             docs: 0..0,
             subs,
@@ -268,6 +285,17 @@ fn by_argv(args: &Args) -> Option<&'static Entry> {
 pub fn subcommand_arity(cmd: &str, sub: &[u8]) -> Option<i64> {
     let sub = std::str::from_utf8(sub).ok()?.to_ascii_lowercase();
     table().sub_arity.get(&format!("{cmd}|{sub}")).copied()
+}
+
+/// True when subcommand `sub` of container `cmd` is flagged `denyoom`
+/// (XGROUP CREATE, FUNCTION LOAD, ...).
+pub fn subcommand_denies_oom(cmd: &str, sub: &[u8]) -> bool {
+    let t = table();
+    !t.sub_denyoom.is_empty()
+        && std::str::from_utf8(sub).is_ok_and(|sub| {
+            let full = format!("{cmd}|{}", sub.to_ascii_lowercase());
+            t.sub_denyoom.contains(&full)
+        })
 }
 
 /// COMMAND COUNT.

@@ -194,6 +194,13 @@ impl Spec {
         self.flags & flag != 0
     }
 
+    /// True when this call is refused while memory is full: the command,
+    /// or its subcommand (XGROUP CREATE), is flagged `denyoom`.
+    pub fn denies_oom(&self, args: &Args) -> bool {
+        self.has(flags::DENYOOM)
+            || (args.len() > 1 && meta::subcommand_denies_oom(self.name, args.get(1)))
+    }
+
     /// True when this call may block its client: a [`flags::BLOCKING`]
     /// command, except XREAD and XREADGROUP without BLOCK.
     pub fn may_block(&self, args: &Args) -> bool {

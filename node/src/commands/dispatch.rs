@@ -193,6 +193,9 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
             return answer(shard, key, e);
         }
     }
+    if let Some(refused) = refuse_for_memory(shard, key, spec, &args) {
+        return refused;
+    }
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
@@ -310,6 +313,57 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         _ => {}
     }
     next
+}
+
+/// Redis's memory check before a command (`processCommand`): while the
+/// process is over `maxmemory` with nothing left to evict, a `denyoom`
+/// command gets `-OOM`, and so does anything a transaction would queue
+/// (all but EXEC, DISCARD, QUIT and RESET), and EXEC of a transaction
+/// holding a `denyoom` command, which is then discarded (`-EXECABORT`).
+/// Made on the client's core before the command goes anywhere, so a
+/// command whose keys are on several cores is refused whole. The master's
+/// stream is never refused.
+fn refuse_for_memory(shard: &mut Shard, key: Key, spec: &Spec, args: &Args) -> Option<Next> {
+    if shard.settings.maxmemory == 0 {
+        return None;
+    }
+    let conn = shard.conns.get(key)?;
+    if conn.master {
+        return None;
+    }
+    let queued_denies = || {
+        conn.multi.iter().flatten().any(|q| {
+            let q = q.as_args();
+            engine::cmd::registry()
+                .lookup(q.get(0))
+                .is_some_and(|s| s.denies_oom(&q))
+        })
+    };
+    let refuse = spec.denies_oom(args)
+        || match spec.name {
+            "exec" => queued_denies(),
+            "discard" | "quit" | "reset" => false,
+            _ => conn.multi.is_some(),
+        };
+    if !refuse || !shard.memory_full() {
+        return None;
+    }
+    let conn = shard.conns.get_mut(key)?;
+    if spec.name == "exec" && conn.multi.is_some() {
+        conn.multi = None;
+        conn.multi_failed = false;
+        let watches = std::mem::take(&mut conn.watches);
+        shard.unwatch_all(watches);
+        let e = format!(
+            "EXECABORT Transaction discarded because of: {}",
+            crate::shard::OOM
+        );
+        return Some(answer(shard, key, Reply::err(e)));
+    }
+    if conn.multi.is_some() {
+        conn.multi_failed = true;
+    }
+    Some(answer(shard, key, Reply::err(crate::shard::OOM)))
 }
 
 /// Runs a command that passed the checks: here, or in a task. `start`:

@@ -51,6 +51,11 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
         }
         "auth" => {
             let (user, pass) = if args.len() == 2 {
+                // The old form's error when the default user needs no
+                // password, as Redis keeps it.
+                if shard.settings.requirepass.is_none() {
+                    return ok(shard, key, Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
+                }
                 (&b"default"[..], args.get(1))
             } else if args.len() == 3 {
                 (args.get(1), args.get(2))
@@ -449,11 +454,11 @@ fn spec_is(args: &Args, name: &str) -> bool {
     args.get(0).eq_ignore_ascii_case(name.as_bytes())
 }
 
+/// Authenticates `user` with `pass`: the one user is `default`, which
+/// takes any password while `requirepass` is unset (Redis's `nopass`).
 fn auth(shard: &mut Shard, key: Key, user: &[u8], pass: &[u8]) -> Reply {
-    let Some(expected) = shard.settings.requirepass.clone() else {
-        return Reply::err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
-    };
-    if user == b"default" && pass == expected.as_bytes() {
+    let expected = shard.settings.requirepass.as_deref();
+    if user == b"default" && expected.is_none_or(|p| pass == p.as_bytes()) {
         if let Some(c) = shard.conns.get_mut(key) {
             c.authed = true;
         }
@@ -512,7 +517,7 @@ fn hello(shard: &mut Shard, key: Key, args: Args) -> Next {
         return Next::Wait;
     };
     if !c.authed {
-        return ok(shard, key, Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
+        return ok(shard, key, Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
     }
     if let Some(p) = proto {
         c.resp3 = p == 3;

@@ -116,9 +116,19 @@ impl Shard {
     /// Before running `spec`: evicts if over `maxmemory`, and answers the
     /// `-OOM` error when the command may grow memory and nothing can be
     /// evicted.
-    pub(super) fn refuse_for_memory(&mut self, spec: &engine::cmd::Spec) -> Option<Reply> {
+    pub(super) fn refuse_for_memory(
+        &mut self,
+        spec: &engine::cmd::Spec,
+        args: &engine::Args,
+    ) -> Option<Reply> {
         let full = self.perform_evictions() == Memory::Full;
-        (full && spec.has(engine::cmd::flags::DENYOOM)).then(|| Reply::err(OOM))
+        (full && spec.denies_oom(args)).then(|| Reply::err(OOM))
+    }
+
+    /// True when the process is over `maxmemory` and no core has anything
+    /// left to evict (evicting here first, as [`Shard::perform_evictions`]).
+    pub fn memory_full(&mut self) -> bool {
+        self.perform_evictions() == Memory::Full
     }
 
     /// Keeps the cores' datasets level: a core holding clearly fewer

@@ -16,6 +16,7 @@
 
 mod holds;
 mod memory;
+pub use memory::OOM;
 mod observe;
 pub mod pubsub;
 mod run;

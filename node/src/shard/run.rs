@@ -77,7 +77,7 @@ impl Shard {
             }
         }
         if self.settings.maxmemory > 0 {
-            if let Some(oom) = self.refuse_for_memory(spec) {
+            if let Some(oom) = self.refuse_for_memory(spec, &args) {
                 self.stats.total_commands_processed += 1;
                 return Some(oom);
             }
