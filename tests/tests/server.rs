@@ -26,17 +26,30 @@ fn requirepass_gates_every_command_but_auth() {
     assert_eq!(text(c.cmd_str(&["SET", "k", "v"])), "+OK\r\n");
     // A fresh connection is not authenticated; HELLO can authenticate.
     let mut d = s.raw();
-    assert!(text(d.cmd_str(&["HELLO", "3"])).starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(
+        text(d.cmd_str(&["HELLO", "3"])),
+        "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"
+    );
     let hello = text(d.cmd_str(&["HELLO", "3", "AUTH", "default", "s3cret"]));
     assert!(hello.starts_with("%7\r\n"), "{hello}");
     assert_eq!(text(d.cmd_str(&["GET", "k"])), "$1\r\nv\r\n");
-    // Without requirepass AUTH is an error.
+    // Without requirepass the old form of AUTH is an error, while the
+    // default user takes any password (Redis's `nopass`), so clients set
+    // up with a user name and a password connect.
     let open = Server::slotd(&[]);
-    let e = text(open.raw().cmd_str(&["AUTH", "x"]));
+    let mut o = open.raw();
+    let e = text(o.cmd_str(&["AUTH", "x"]));
     assert!(
         e.starts_with("-ERR AUTH <password> called without any password configured"),
         "{e}"
     );
+    assert_eq!(text(o.cmd_str(&["AUTH", "default", "x"])), "+OK\r\n");
+    assert_eq!(
+        text(o.cmd_str(&["AUTH", "nobody", "x"])),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let hello = text(o.cmd_str(&["HELLO", "2", "AUTH", "default", "x"]));
+    assert!(hello.starts_with("*14\r\n"), "{hello}");
 }
 
 #[test]
