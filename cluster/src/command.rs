@@ -547,7 +547,7 @@ fn info_text(c: &Cluster) -> String {
         nodes.len(),
         c.size(),
         c.current_epoch(),
-        c.config_epoch(),
+        c.shown_epoch(),
     );
     let stats = c.stats();
     for (dir, counts) in [("sent", &stats.sent), ("received", &stats.received)] {

@@ -132,6 +132,23 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId(pub u64);
 
+/// Splits `actions` into those to carry out now and the resumes of
+/// paused writers to carry out last (once the shards route by the new
+/// map). A resume followed by a new pause in the same batch (a manual
+/// failover requested again) stays in its place, so the pause wins.
+pub fn resume_last(actions: Vec<Action>) -> (Vec<Action>, Vec<Action>) {
+    let last_pause = actions
+        .iter()
+        .rposition(|a| matches!(a, Action::PauseWrites { until_ms } if *until_ms != 0));
+    let (resume, rest): (Vec<_>, Vec<_>) = actions.into_iter().enumerate().partition(|(i, a)| {
+        *a == Action::PauseWrites { until_ms: 0 } && last_pause.is_none_or(|p| *i > p)
+    });
+    (
+        rest.into_iter().map(|(_, a)| a).collect(),
+        resume.into_iter().map(|(_, a)| a).collect(),
+    )
+}
+
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -549,6 +566,16 @@ impl Cluster {
 
     pub fn config_epoch(&self) -> u64 {
         self.nodes[&self.myself].config_epoch
+    }
+
+    /// CLUSTER INFO's `cluster_my_epoch`: this node's config epoch, or its
+    /// master's when it is a replica (as Redis shows it).
+    pub fn shown_epoch(&self) -> u64 {
+        let me = &self.nodes[&self.myself];
+        me.slaveof
+            .filter(|_| me.has(flags::SLAVE))
+            .and_then(|m| self.nodes.get(&m))
+            .map_or(me.config_epoch, |m| m.config_epoch)
     }
 
     /// Whether the cluster is ok from this node's point of view.
@@ -1117,9 +1144,10 @@ impl Cluster {
         if self.nodes[&self.myself].has(flags::SLAVE) {
             // A replica turns master and empties its data (`clusterReset`).
             self.set_node_as_master(self.myself);
-            self.reset_manual_failover();
             self.dirty_slots.extend(0..SLOTS as u16);
         }
+        // On a master too: writers a manual failover paused resume.
+        self.reset_manual_failover();
         for slot in 0..SLOTS as u16 {
             self.del_slot(slot);
         }
@@ -1308,7 +1336,13 @@ impl Cluster {
         // (PFAIL still takes the node timeout with no data, and any PONG
         // stops it), so a crashed node is flagged a node timeout after the
         // crash rather than after the next PING.
-        let node = self.links.get(&link).and_then(|l| l.node);
+        // (Only our own link to it: a peer closing the link it opened to
+        // us says nothing of the link we ping it on.)
+        let node = self
+            .links
+            .get(&link)
+            .filter(|l| !l.inbound)
+            .and_then(|l| l.node);
         if let Some(n) = node.and_then(|id| self.nodes.get_mut(&id)) {
             if n.ping_sent == 0 && !n.has(flags::MYSELF | flags::HANDSHAKE) {
                 n.ping_sent = now_ms;
@@ -1356,9 +1390,7 @@ impl Cluster {
         }
         // Writers resume only once the shards route by the new map (a
         // paused write then meets the slot's new owner).
-        let (resume, rest): (Vec<Action>, Vec<Action>) = std::mem::take(&mut self.out)
-            .into_iter()
-            .partition(|a| *a == Action::PauseWrites { until_ms: 0 });
+        let (rest, resume) = resume_last(std::mem::take(&mut self.out));
         out.extend(rest);
         if std::mem::take(&mut self.todo_slot_map) {
             out.push(Action::SlotMapChanged);

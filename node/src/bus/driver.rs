@@ -327,10 +327,14 @@ impl Driver {
         }
         // The map is compared below, once: a SlotMapChanged needs no
         // second build. Writers resume after it.
-        let (resume, actions): (Vec<Action>, Vec<Action>) = actions
-            .into_iter()
-            .filter(|a| *a != Action::SlotMapChanged && !(saveconfig && *a == Action::SaveConfig))
-            .partition(|a| *a == Action::PauseWrites { until_ms: 0 });
+        let (actions, resume) = cluster::state::resume_last(
+            actions
+                .into_iter()
+                .filter(|a| {
+                    *a != Action::SlotMapChanged && !(saveconfig && *a == Action::SaveConfig)
+                })
+                .collect(),
+        );
         self.perform(actions);
         // Commands change the map without always saying so (a new
         // migration, a reset): publish whenever it differs.
