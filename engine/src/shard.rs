@@ -414,6 +414,23 @@ impl Shard {
         Some(e)
     }
 
+    /// Like [`Shard::lookup`] for a write (Redis's `lookupKeyWrite`): no
+    /// hit or miss is counted, but the access touches the key's LRU clock
+    /// or LFU counter, so keys being written are not the first evicted.
+    pub fn lookup_write(&mut self, db: usize, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        let r = if self.evict.policy.is_lfu() {
+            self.random()
+        } else {
+            0
+        };
+        let e: *mut Entry = self.lookup(db, key, now_ms)?;
+        // SAFETY: touching reads `evict` only, not the dictionary `e`
+        // points into.
+        let e = unsafe { &mut *e };
+        e.lru = self.evict.touched(e.lru, now_ms, r);
+        Some(e)
+    }
+
     /// Deletes `key` if it has expired at `now_ms` (unless
     /// [`Shard::keep_expired`]); returns true if it has expired.
     pub fn expire_if_due(&mut self, db: usize, key: &[u8], now_ms: i64) -> bool {
@@ -445,7 +462,21 @@ impl Shard {
     /// Stores a value, dropping any TTL, and marks the key modified.
     pub fn set(&mut self, db: usize, key: &[u8], value: Value, now_ms: i64) {
         self.before_write(key);
-        let lru = self.evict.new_lru(now_ms);
+        // An overwrite keeps the key's LFU counter, touched by the write
+        // (Redis's `lookupKeyWrite`, then `dbSetValue`).
+        let old_lru = self
+            .evict
+            .policy
+            .is_lfu()
+            .then(|| self.dbs[db].get(key).map(|e| e.lru))
+            .flatten();
+        let lru = match old_lru {
+            Some(lru) => {
+                let r = self.random();
+                self.evict.touched(lru, now_ms, r)
+            }
+            None => self.evict.new_lru(now_ms),
+        };
         let old = self.dbs[db].insert(key, value, lru);
         match &old {
             Some(v) => self.stream_gone(db, key, v),

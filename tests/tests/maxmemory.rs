@@ -141,6 +141,73 @@ fn a_full_memory_refuses_across_cores_and_in_transactions_as_redis() {
     assert_eq!(seen[0], seen[1], "slotd, then redis-server");
 }
 
+/// Writes touch a key's LRU clock and LFU counter as reads do (Redis's
+/// `lookupKeyWrite`), so keys being written are not evicted first, and an
+/// overwrite keeps the LFU counter: both servers agree.
+#[test]
+fn writes_touch_the_lru_clock_and_the_lfu_counter_as_redis() {
+    let writes: &[&[&str]] = &[
+        &["INCR", "n"],
+        &["APPEND", "s", "x"],
+        &["SETRANGE", "r", "1", "x"],
+        &["SETBIT", "b", "3", "1"],
+        &["LPUSH", "l", "x"],
+        &["HSET", "h", "f", "x"],
+        &["SADD", "set", "x"],
+        &["ZADD", "z", "2", "x"],
+        &["PFADD", "hll", "x"],
+        &["EXPIRE", "e", "100"],
+        &["PERSIST", "p"],
+        &["RENAME", "old", "new"],
+    ];
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut raw = s.raw();
+        let mut r = |args: &[&str]| tests::text(&raw.cmd_str(args));
+        r(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+        // (Not a small integer in "idle": redis-server shares those
+        // between keys, with one access time.)
+        r(&["SET", "n", "100000"]);
+        for k in ["s", "r", "b", "old", "idle"] {
+            r(&["SET", k, "v"]);
+        }
+        r(&["SET", "p", "v", "EX", "100"]);
+        r(&["SET", "e", "v"]);
+        r(&["RPUSH", "l", "a"]);
+        r(&["HSET", "h", "f", "a"]);
+        r(&["SADD", "set", "a"]);
+        r(&["ZADD", "z", "1", "a"]);
+        r(&["PFADD", "hll", "a"]);
+        // The LRU clock counts seconds.
+        std::thread::sleep(Duration::from_millis(2100));
+        let mut got = Vec::new();
+        for w in writes {
+            r(w);
+            let key = if w[0] == "RENAME" { "new" } else { w[1] };
+            got.push(format!("{key} {}", r(&["OBJECT", "IDLETIME", key])));
+        }
+        let idle = r(&["OBJECT", "IDLETIME", "idle"]);
+        assert!(idle != ":0\r\n" && idle != ":1\r\n", "{idle}");
+        // LFU, one step per access (`lfu-log-factor 0`).
+        r(&["FLUSHALL"]);
+        r(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+        r(&["CONFIG", "SET", "lfu-log-factor", "0"]);
+        for _ in 0..20 {
+            r(&["LPUSH", "q", "x"]);
+        }
+        got.push(format!("q {}", r(&["OBJECT", "FREQ", "q"])));
+        r(&["SET", "c", "abc"]);
+        for _ in 0..10 {
+            r(&["GET", "c"]);
+        }
+        r(&["SET", "c", "abd"]);
+        got.push(format!("c {}", r(&["OBJECT", "FREQ", "c"])));
+        seen.push(got);
+    }
+    assert!(seen[0][0].ends_with(":0\r\n"), "{:?}", seen[0]);
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}
+
 /// Sets maxmemory to what is used now plus `room`, returning the limit.
 fn limit_to(c: &mut Connection, room: u64) -> u64 {
     let used = info_field(c, "memory", "used_memory");

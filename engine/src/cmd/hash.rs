@@ -73,7 +73,7 @@ fn hash_at<'s>(
     let e = if read {
         shard.lookup_read(db, key, now_ms)
     } else {
-        shard.lookup(db, key, now_ms)
+        shard.lookup_write(db, key, now_ms)
     };
     match e {
         None => Ok(None),

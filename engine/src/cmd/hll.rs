@@ -45,7 +45,7 @@ fn add_in_place<'a>(ctx: &mut Ctx, key: &[u8], elements: impl Iterator<Item = &'
 /// another type or a string that is not an HLL.
 fn read(ctx: &mut Ctx, key: &[u8], write: bool) -> Result<Option<Vec<u8>>, Reply> {
     let e = match write {
-        true => ctx.shard.lookup(ctx.db, key, ctx.now_ms),
+        true => ctx.shard.lookup_write(ctx.db, key, ctx.now_ms),
         false => ctx.shard.lookup_read(ctx.db, key, ctx.now_ms),
     };
     match e {

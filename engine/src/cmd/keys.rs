@@ -91,7 +91,7 @@ fn peek<'a>(ctx: &'a mut Ctx, db: usize, key: &[u8]) -> Option<&'a mut Entry> {
 /// True when `key` exists (expiring it lazily), without counting a read.
 fn exists_for_write(ctx: &mut Ctx, db: usize, key: &[u8]) -> bool {
     let now = ctx.now_ms;
-    ctx.shard.lookup(db, key, now).is_some()
+    ctx.shard.lookup_write(db, key, now).is_some()
 }
 
 /// Parses a database index as Redis's `getIntFromObjectOrReply` +
@@ -569,7 +569,7 @@ fn expire_generic(ctx: &mut Ctx, unit_ms: i64, relative: bool, name: &str) -> Re
         }
     }
     let db = ctx.db;
-    let Some(e) = ctx.shard.lookup(db, key, ctx.now_ms) else {
+    let Some(e) = ctx.shard.lookup_write(db, key, ctx.now_ms) else {
         return Reply::Int(0);
     };
     let current = e.expire_at();
@@ -698,7 +698,7 @@ fn pexpiretime(ctx: &mut Ctx) -> Reply {
 fn persist(ctx: &mut Ctx) -> Reply {
     let key = ctx.args.get(1);
     let db = ctx.db;
-    match ctx.shard.lookup(db, key, ctx.now_ms) {
+    match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) if e.expire_at().is_some() => {
             ctx.shard.dbs[db].set_expire(key, None);
             ctx.shard.touch(db, key);

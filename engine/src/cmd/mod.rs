@@ -379,7 +379,7 @@ pub fn peek<'a, T: Typed>(ctx: &'a Ctx, key: &[u8]) -> Option<&'a T> {
 /// Looks `key` up for a write: `Ok(None)` when missing, WRONGTYPE when it
 /// holds another type.
 pub fn write<'a, T: Typed>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a mut T>, Reply> {
-    match ctx.shard.lookup(ctx.db, key, ctx.now_ms) {
+    match ctx.shard.lookup_write(ctx.db, key, ctx.now_ms) {
         None => Ok(None),
         Some(e) => match T::of_mut(&mut e.value) {
             Some(v) => Ok(Some(v)),

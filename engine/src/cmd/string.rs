@@ -272,13 +272,22 @@ fn set_generic(
         None => Ttl::Clear,
     };
     let old = if o.get { read_str(ctx, key)? } else { None };
-    let exists = ctx.shard.lookup(ctx.db, key, ctx.now_ms).is_some();
+    // (Redis's `lookupKeyWrite`: an overwrite keeps the key's LFU
+    // counter, touched.)
+    let old_lru = ctx
+        .shard
+        .lookup_write(ctx.db, key, ctx.now_ms)
+        .map(|e| e.lru);
+    let exists = old_lru.is_some();
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(SetOutcome { done: false, old });
     }
     let args = ctx.args;
     let value = Value::Str(str_arg(&args, val));
-    let now_s = new_lru(ctx);
+    let now_s = match old_lru {
+        Some(lru) if ctx.shard.evict.policy.is_lfu() => lru,
+        _ => new_lru(ctx),
+    };
     let db = &mut ctx.shard.dbs[ctx.db];
     let replaced = match ttl {
         Ttl::Keep => db.set_keep_ttl(key, value, now_s),
@@ -561,7 +570,7 @@ fn incr_by(ctx: &mut Ctx, by: i64) -> Reply {
     let key = ctx.args.get(1);
     let db = ctx.db;
     let mut buf = [0u8; 20];
-    let n = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    let n = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) => {
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
@@ -685,7 +694,7 @@ fn append(ctx: &mut Ctx) -> Reply {
     let args = ctx.args;
     let (key, val) = (args.get(1), args.get(2));
     let db = ctx.db;
-    let len = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    let len = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) => {
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
@@ -773,7 +782,7 @@ fn setrange(ctx: &mut Ctx) -> Reply {
         return Reply::err(OFFSET_RANGE);
     }
     let db = ctx.db;
-    let len = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    let len = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) => {
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
@@ -962,7 +971,7 @@ fn setbit(ctx: &mut Ctx) -> Reply {
     let byte = (offset >> 3) as usize;
     let shift = 7 - (offset & 7) as u8;
     let db = ctx.db;
-    let old = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    let old = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) => {
             if !matches!(e.value, Value::Str(_)) {
                 return Reply::err(error::WRONGTYPE);
@@ -1511,7 +1520,7 @@ fn bitfield_generic(ctx: &mut Ctx, ro: bool) -> Reply {
     // any operation (even one OVERFLOW FAIL then refuses).
     let need = (highest >> 3) as usize + 1;
     let db = ctx.db;
-    let replies = match ctx.shard.lookup(db, key, ctx.now_ms) {
+    let replies = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
         Some(e) => {
             let Value::Str(s) = &mut e.value else {
                 return Reply::err(error::WRONGTYPE);
