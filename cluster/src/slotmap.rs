@@ -238,8 +238,8 @@ impl SlotMap {
     }
 
     /// The checks of a migration, on the core that owns the keys: `keys` is
-    /// how many keys the command names in `slot`, `missing` how many of them
-    /// do not exist. A slot migrating away sends a command whose keys are
+    /// how many different keys the command names in `slot`, `missing` how
+    /// many of them do not exist. A slot migrating away sends a command whose keys are
     /// all missing to the target with ASK; one with some missing and some
     /// present gets TRYAGAIN. A slot being imported (the client sent
     /// ASKING) runs the command unless it names several keys and some are

@@ -1276,6 +1276,16 @@ fn half_moved_slot_replies(a: &Server, b: &Server) -> Vec<String> {
         &["mget", "{t}1", "{t}2"],
         &["asking"],
         &["get", "{t}2"],
+        // A key named twice is one key: no TRYAGAIN.
+        &["asking"],
+        &["rpoplpush", "{t}nolist", "{t}nolist"],
+        // ASKING before MULTI lasts the whole transaction.
+        &["asking"],
+        &["multi"],
+        &["get", "{t}1"],
+        &["set", "{t}1", "b"],
+        &["exec"],
+        &["get", "{t}1"],
     ] {
         out.push(format!("b {cmd:?}: {}", tests::text(&on_b.cmd_str(cmd))));
     }

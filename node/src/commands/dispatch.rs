@@ -177,7 +177,16 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         }
     }
     if shard.cluster.is_some() {
-        let asking = spec.name != "asking" && std::mem::take(&mut conn.asking);
+        // ASKING lasts one command, or a whole transaction when MULTI
+        // follows it (Redis's `resetClient` keeps the flag while the
+        // client is in MULTI).
+        let keep = spec.name == "asking"
+            || (spec.name != "exec" && spec.name != "discard")
+                && (conn.multi.is_some() || spec.name == "multi");
+        let asking = spec.name != "asking" && conn.asking;
+        if !keep {
+            conn.asking = false;
+        }
         // RESTORE-ASKING counts as sent after ASKING; MIGRATE is served
         // on a slot being imported (Redis's `getNodeByQuery`).
         let asking = asking || matches!(spec.name, "restore-asking" | "migrate");

@@ -175,11 +175,12 @@ impl Shard {
             return None;
         }
         let d = self.engine.dbs.get(db)?;
-        let missing = idx
-            .iter()
-            .filter(|&&i| d.get(args.get(i)).is_none())
-            .count();
-        match map.migration(slot, idx.len(), missing) {
+        // A key named twice counts once (RPOPLPUSH k k is one key).
+        let mut keys: Vec<&[u8]> = idx.iter().map(|&i| args.get(i)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let missing = keys.iter().filter(|k| d.get(k).is_none()).count();
+        match map.migration(slot, keys.len(), missing) {
             cluster::slotmap::Migration::Run => None,
             cluster::slotmap::Migration::Refuse(e) => Some(Reply::Error(e.into())),
         }
