@@ -917,6 +917,17 @@ fn replicas_follow_their_masters() {
     assert_eq!(tests::text(&c.cmd_str(&["get", &key])), "$1\r\nv\r\n");
     assert!(tests::text(&c.cmd_str(&["set", &key, "w"])).starts_with("-MOVED "));
     drop(c);
+    // Its master's shard channels too, without READONLY (as Redis).
+    let mut c = nodes[r].raw();
+    assert_eq!(tests::text(&c.cmd_str(&["spublish", &key, "hi"])), ":0\r\n");
+    assert_eq!(
+        tests::text(&c.cmd_str(&["ssubscribe", &key])),
+        format!(
+            "*3\r\n$10\r\nssubscribe\r\n${}\r\n{key}\r\n:1\r\n",
+            key.len()
+        )
+    );
+    drop(c);
     // Errors as Redis words them.
     let other = masters.iter().copied().find(|&x| x != m).unwrap();
     assert_eq!(

@@ -747,6 +747,9 @@ fn cluster_check(
     } else {
         shard.settings.cluster_reads_when_down
     };
+    // A replica serves its master's shard channels as it serves reads
+    // after READONLY (Redis's `is_pubsubshard`).
+    let readonly = readonly || shard_channels(spec);
     match map.route(slot, write, asking, readonly, when_down) {
         cluster::slotmap::Verdict::Serve => Ok(()),
         cluster::slotmap::Verdict::Refuse(e) => Err(Reply::Error(e.into())),
