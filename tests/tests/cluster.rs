@@ -7,6 +7,7 @@
 //! Every process started here is stopped by `Drop`, also when an assertion
 //! fails.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tests::cluster::{addr, info as info_field, myid, tool as cluster_tool, wait_for};
@@ -61,6 +62,42 @@ fn create(nodes: &[&Server]) {
         let first = agreed_view(nodes[0]);
         first.len() == nodes.len() && nodes.iter().all(|n| agreed_view(n) == first)
     });
+}
+
+/// `redis-cli --cluster fix` covers a slot no node serves: it gives the
+/// slot an owner in one transaction (DELSLOTS, ADDSLOTS, SETSLOT STABLE,
+/// BUMPEPOCH), which spans a node's cores (2 shards per node).
+#[test]
+fn redis_cli_cluster_fix_covers_a_slot_no_node_serves() {
+    let (a, b, c) = (node(&[]), node(&[]), node(&[]));
+    create(&[&a, &b, &c]);
+    for n in [&a, &b, &c] {
+        n.cli(&["cluster", "delslots", "100"]);
+    }
+    wait_for(20, "the cluster down without slot 100", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| info_field(n, "cluster_state") == "fail")
+    });
+    // (It asks before covering a slot, even with --cluster-yes.)
+    let mut fix = Command::new("timeout")
+        .args(["60", "redis-cli", "--cluster", "fix", &addr(&a)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fix.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    let out = fix.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("Covering slot 100"), "{out}");
+    wait_for(20, "cluster_state:ok everywhere", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| info_field(n, "cluster_state") == "ok")
+    });
+    let (ok, out) = cluster_tool(&["check".into(), addr(&b)]);
+    assert!(ok && out.contains("[OK] All 16384 slots covered."), "{out}");
 }
 
 #[test]

@@ -1938,6 +1938,19 @@ impl Drop for Unwatch {
     }
 }
 
+/// True for a CLUSTER subcommand the bus answers alone, with no count of
+/// keys from the cores (which the transaction's locks would hold up).
+fn bus_only(a: &engine::Args) -> bool {
+    let argv: Vec<&[u8]> = a.iter_from(0).collect();
+    let sub = a.get(1);
+    !sub.eq_ignore_ascii_case(b"countkeysinslot")
+        && !sub.eq_ignore_ascii_case(b"getkeysinslot")
+        && matches!(
+            cluster::command::needs(&argv),
+            cluster::command::Need::Nothing
+        )
+}
+
 /// A transaction (MULTI/EXEC). On several cores it runs one command at a
 /// time under every involved core's lock; with `form`, the replicas get
 /// what its commands logged in the order they ran, as Redis propagates a
@@ -2132,6 +2145,18 @@ async fn exec_checked(
         } else if spec.name == "monitor" {
             // A transaction expects a reply per command.
             Reply::err("ERR MONITOR isn't allowed for DENY BLOCKING client")
+        } else if let Some(bus) = bus.filter(|_| spec.name == "cluster" && bus_only(&a)) {
+            // (`redis-cli --cluster fix` sets a slot's owner in one
+            // transaction: DELSLOTS, ADDSLOTS, SETSLOT STABLE, BUMPEPOCH.)
+            let argv: Vec<Bytes> = a.iter_from(0).map(Bytes::copy_from_slice).collect();
+            let facts = cluster::command::Facts {
+                db_keys: 0,
+                slot_keys: 0,
+            };
+            match rpc.call_bus(bus, argv, facts).await {
+                Response::Replies(mut r) if r.len() == 1 => r.swap_remove(0),
+                _ => Reply::err("ERR internal error: unexpected answer from the cluster bus"),
+            }
         } else if spec.has(flags::NODE) {
             Reply::Error(
                 format!(
