@@ -435,3 +435,22 @@ fn client_pause_holds_commands_until_it_ends() {
     assert!(waited >= Duration::from_millis(500), "{waited:?}");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
+
+/// TIME inside a transaction (a rate limiter's pattern) runs as in Redis;
+/// a node command slotd does not run in one says so.
+#[test]
+fn time_runs_inside_a_transaction() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.raw();
+    for cmd in [&["MULTI"][..], &["TIME"], &["INCR", "k"]] {
+        c.cmd_str(cmd);
+    }
+    let r = text(c.cmd_str(&["EXEC"]));
+    assert!(r.starts_with("*2\r\n*2\r\n$10\r\n") && r.ends_with(":1\r\n"), "{r}");
+    c.cmd_str(&["MULTI"]);
+    c.cmd_str(&["CLIENT", "ID"]);
+    assert_eq!(
+        text(c.cmd_str(&["EXEC"])),
+        "*1\r\n-ERR 'client' inside MULTI is not supported by slotd\r\n"
+    );
+}

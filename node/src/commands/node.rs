@@ -177,16 +177,7 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             })
         }
         "pubsub" => pubsub_cmd(shard, key, args),
-        "time" => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let r = Reply::Array(vec![
-                Reply::bulk(now.as_secs().to_string().as_bytes()),
-                Reply::bulk(now.subsec_micros().to_string().as_bytes()),
-            ]);
-            ok(shard, key, r)
-        }
+        "time" => ok(shard, key, crate::shared::time_reply()),
         "lastsave" => {
             let t = shard.shared.lastsave_s.load(Ordering::Relaxed);
             ok(shard, key, Reply::Int(t))

@@ -2142,6 +2142,8 @@ async fn exec_checked(
                 bus.forward_publish(&ch, &msg, sharded);
             }
             Reply::Int(publish_count(rpc, ch, msg, sharded).await)
+        } else if spec.name == "time" {
+            crate::shared::time_reply()
         } else if spec.name == "monitor" {
             // A transaction expects a reply per command.
             Reply::err("ERR MONITOR isn't allowed for DENY BLOCKING client")
@@ -2160,7 +2162,7 @@ async fn exec_checked(
         } else if spec.has(flags::NODE) {
             Reply::Error(
                 format!(
-                    "ERR '{}' inside MULTI spanning several cores is not supported",
+                    "ERR '{}' inside MULTI is not supported by slotd",
                     spec.name
                 )
                 .into(),
