@@ -412,13 +412,30 @@ fn client_pause_holds_commands_until_it_ends() {
         let publish = text(w.cmd_str(&["PUBLISH", "ch", "m"]));
         (set, publish, t.elapsed())
     });
+    // A script that may write, and a FUNCTION subcommand that writes,
+    // wait too (Redis's `may_replicate` and subcommand flags).
+    let scripter = std::thread::spawn(move || {
+        let mut w = tests::RawConn::connect(port).unwrap();
+        let t = Instant::now();
+        let eval = text(w.cmd_str(&["EVAL", "return redis.call('set',KEYS[1],'x')", "1", "e"]));
+        let flush = text(w.cmd_str(&["FUNCTION", "FLUSH"]));
+        (eval, flush, t.elapsed())
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         text(c.cmd_str(&["GET", "k"])),
         "$2\r\nv0\r\n",
         "the write waits"
     );
+    assert_eq!(
+        text(c.cmd_str(&["GET", "e"])),
+        "$-1\r\n",
+        "the script waits"
+    );
     assert_eq!(text(admin.cmd_str(&["CLIENT", "UNPAUSE"])), "+OK\r\n");
+    let (eval, flush, waited) = scripter.join().unwrap();
+    assert_eq!((eval.as_str(), flush.as_str()), ("+OK\r\n", "+OK\r\n"));
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
     let (set, publish, waited) = writer.join().unwrap();
     assert_eq!((set.as_str(), publish.as_str()), ("+OK\r\n", ":0\r\n"));
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
@@ -446,7 +463,10 @@ fn time_runs_inside_a_transaction() {
         c.cmd_str(cmd);
     }
     let r = text(c.cmd_str(&["EXEC"]));
-    assert!(r.starts_with("*2\r\n*2\r\n$10\r\n") && r.ends_with(":1\r\n"), "{r}");
+    assert!(
+        r.starts_with("*2\r\n*2\r\n$10\r\n") && r.ends_with(":1\r\n"),
+        "{r}"
+    );
     c.cmd_str(&["MULTI"]);
     c.cmd_str(&["CLIENT", "ID"]);
     assert_eq!(

@@ -30,6 +30,8 @@ struct Entry {
     arity: i64,
     /// Flagged `denyoom`: refused while memory is full.
     denyoom: bool,
+    /// Flagged `write`.
+    write: bool,
     /// Its COMMAND INFO element.
     info: Range<usize>,
     /// Its COMMAND DOCS value (the map after its name).
@@ -41,8 +43,9 @@ struct Table {
     cmds: Vec<Entry>,
     /// `container|sub` → the subcommand's arity.
     sub_arity: HashMap<String, i64>,
-    /// The subcommands flagged `denyoom` (`container|sub`).
+    /// The subcommands flagged `denyoom` or `write` (`container|sub`).
     sub_denyoom: Vec<String>,
+    sub_write: Vec<String>,
 }
 
 fn table() -> &'static Table {
@@ -52,6 +55,7 @@ fn table() -> &'static Table {
             cmds: Vec::new(),
             sub_arity: HashMap::new(),
             sub_denyoom: Vec::new(),
+            sub_write: Vec::new(),
         })
     })
 }
@@ -159,16 +163,19 @@ fn index(d: &[u8]) -> Option<Table> {
         .flat_map(|e| &e.subs)
         .map(|s| (s.name.clone(), s.arity))
         .collect();
-    let sub_denyoom = cmds
-        .iter()
-        .flat_map(|e| &e.subs)
-        .filter(|s| s.denyoom)
-        .map(|s| s.name.clone())
-        .collect();
+    let flagged = |f: fn(&Entry) -> bool| {
+        cmds.iter()
+            .flat_map(|e| &e.subs)
+            .filter(|s| f(s))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let (sub_denyoom, sub_write) = (flagged(|s| s.denyoom), flagged(|s| s.write));
     Some(Table {
         cmds,
         sub_arity,
         sub_denyoom,
+        sub_write,
     })
 }
 
@@ -188,7 +195,9 @@ fn info_entries(c: &mut Cur) -> Option<Vec<Entry>> {
         let (_, len) = c.head()?;
         let name = String::from_utf8(c.bytes(len)?.to_vec()).ok()?;
         let (_, arity) = c.head()?;
-        let denyoom = strings(Some(&c.value()?)).iter().any(|f| f == "denyoom");
+        let flags = strings(Some(&c.value()?));
+        let flag = |name: &str| flags.iter().any(|f| f == name);
+        let (denyoom, write) = (flag("denyoom"), flag("write"));
         for _ in 3..9 {
             c.skip()?;
         }
@@ -197,6 +206,7 @@ fn info_entries(c: &mut Cur) -> Option<Vec<Entry>> {
             name,
             arity,
             denyoom,
+            write,
             info: start..c.pos,
             docs: 0..0,
             subs,
@@ -290,11 +300,20 @@ pub fn subcommand_arity(cmd: &str, sub: &[u8]) -> Option<i64> {
 /// True when subcommand `sub` of container `cmd` is flagged `denyoom`
 /// (XGROUP CREATE, FUNCTION LOAD, ...).
 pub fn subcommand_denies_oom(cmd: &str, sub: &[u8]) -> bool {
-    let t = table();
-    !t.sub_denyoom.is_empty()
+    listed(&table().sub_denyoom, cmd, sub)
+}
+
+/// True when subcommand `sub` of container `cmd` is flagged `write`
+/// (FUNCTION FLUSH, ...).
+pub fn subcommand_writes(cmd: &str, sub: &[u8]) -> bool {
+    listed(&table().sub_write, cmd, sub)
+}
+
+fn listed(list: &[String], cmd: &str, sub: &[u8]) -> bool {
+    !list.is_empty()
         && std::str::from_utf8(sub).is_ok_and(|sub| {
             let full = format!("{cmd}|{}", sub.to_ascii_lowercase());
-            t.sub_denyoom.contains(&full)
+            list.contains(&full)
         })
 }
 

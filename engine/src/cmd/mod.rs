@@ -128,10 +128,17 @@ pub struct Spec {
 
 impl Spec {
     /// Writes, or may add to the replication stream (Redis's
-    /// `may_replicate`: PUBLISH, SPUBLISH, PFCOUNT's cache): what CLIENT
-    /// PAUSE WRITE and a manual failover's pause hold.
-    pub fn may_replicate(&self) -> bool {
-        self.has(flags::WRITE) || matches!(self.name, "publish" | "spublish" | "pfcount")
+    /// `may_replicate`: PUBLISH, SPUBLISH, PFCOUNT's cache, scripts and
+    /// functions that may write), itself or through its subcommand
+    /// (FUNCTION FLUSH): what CLIENT PAUSE WRITE and a manual failover's
+    /// pause hold.
+    pub fn may_replicate(&self, args: &Args) -> bool {
+        self.has(flags::WRITE)
+            || matches!(
+                self.name,
+                "publish" | "spublish" | "pfcount" | "eval" | "evalsha" | "fcall"
+            )
+            || (args.len() > 1 && meta::subcommand_writes(self.name, args.get(1)))
     }
 
     /// A command with a handler and fixed key positions.

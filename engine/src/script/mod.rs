@@ -1101,7 +1101,7 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
     if spec.has(flags::NOSCRIPT) {
         return Err("ERR This Redis command is not allowed from script");
     }
-    if st.read_only && spec.may_replicate() {
+    if st.read_only && spec.may_replicate(&args) {
         return Err("ERR Write commands are not allowed from read-only scripts.");
     }
     Ok(if spec.name == "select" {

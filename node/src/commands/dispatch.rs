@@ -240,7 +240,9 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    if (shard.writes_paused && may_write(spec, conn)) || client_paused(pause, spec, conn) {
+    if (shard.writes_paused && may_write(spec, &args, conn))
+        || client_paused(pause, spec, &args, conn)
+    {
         // A manual failover paused the writers, or CLIENT PAUSE holds the
         // command: it waits, and is checked again (for a failover most
         // likely MOVED) when they resume (`Shard::resume_paused`).
@@ -538,14 +540,15 @@ fn enough_replicas(shard: &Shard) -> bool {
 /// write, or EXEC of a transaction holding one.
 /// The command (or the transaction EXEC runs) writes or replicates
 /// (Redis's `is_may_replicate_command`).
-fn may_write(spec: &Spec, conn: &crate::io::Conn) -> bool {
-    spec.may_replicate()
+fn may_write(spec: &Spec, args: &Args, conn: &crate::io::Conn) -> bool {
+    spec.may_replicate(args)
         || (spec.name == "exec"
             && conn.multi.as_ref().is_some_and(|q| {
                 q.iter().any(|a| {
+                    let a = a.as_args();
                     engine::cmd::registry()
-                        .lookup(a.as_args().get(0))
-                        .is_some_and(|s| s.may_replicate())
+                        .lookup(a.get(0))
+                        .is_some_and(|s| s.may_replicate(&a))
                 })
             }))
 }
@@ -553,8 +556,8 @@ fn may_write(spec: &Spec, conn: &crate::io::Conn) -> bool {
 /// CLIENT PAUSE (`pause`: `Shared::client_pause`) holds this command
 /// (Redis's `processCommand`: every command with `ALL`, those that write
 /// or replicate with `WRITE`; never the master's).
-fn client_paused(pause: Option<bool>, spec: &Spec, conn: &crate::io::Conn) -> bool {
-    !conn.master && pause.is_some_and(|all| all || may_write(spec, conn))
+fn client_paused(pause: Option<bool>, spec: &Spec, args: &Args, conn: &crate::io::Conn) -> bool {
+    !conn.master && pause.is_some_and(|all| all || may_write(spec, args, conn))
 }
 
 fn replica_refusal(shard: &Shard, spec: &Spec) -> Option<&'static str> {

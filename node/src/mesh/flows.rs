@@ -2161,11 +2161,7 @@ async fn exec_checked(
             }
         } else if spec.has(flags::NODE) {
             Reply::Error(
-                format!(
-                    "ERR '{}' inside MULTI is not supported by slotd",
-                    spec.name
-                )
-                .into(),
+                format!("ERR '{}' inside MULTI is not supported by slotd", spec.name).into(),
             )
         } else {
             let tx = Some(locks.tx);
