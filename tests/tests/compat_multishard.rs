@@ -99,3 +99,25 @@ fn cross_shard_transactions() {
         ],
     );
 }
+
+/// Blocking sorted-set pops with a timeout under a millisecond time out
+/// (they blocked for good), out-of-range timeouts are "negative", and PING
+/// in RESP2 subscribed mode answers as a message.
+#[test]
+fn short_zset_timeouts_and_subscribed_ping() {
+    assert_same_with(
+        SHARDS,
+        &[
+            &["BZPOPMIN", "z", "0.0005"],
+            &["BZPOPMAX", "z", "1e-9"],
+            &["BZMPOP", "0.0005", "1", "z", "MIN"],
+            &["BZPOPMIN", "z", "inf"],
+            &["BZMPOP", "1e1000", "1", "z", "MIN"],
+            &["SUBSCRIBE", "c"],
+            &["PING"],
+            &["PING", "x"],
+            &["UNSUBSCRIBE", "c"],
+            &["PING"],
+        ],
+    );
+}

@@ -1,6 +1,7 @@
 //! Sorted set commands: ZADD, ZRANGE and the rest of Redis's `sorted_set`
 //! group, including the blocking pops (BZPOPMIN, BZPOPMAX, BZMPOP).
 
+use super::list::parse_timeout;
 use super::set::{
     parse_rand_count, scan_cursor, scan_parse, scan_pick, scan_reply, too_many_repeats, Rng, Set,
     REPEAT_MAX,
@@ -779,27 +780,6 @@ fn zpopmin(ctx: &mut Ctx) -> Reply {
 /// Remove and return members with the highest scores in a sorted set.
 fn zpopmax(ctx: &mut Ctx) -> Reply {
     zpop_generic(ctx, true)
-}
-
-/// Parses a blocking timeout in seconds (Redis 7.0 accepts a float) into
-/// an absolute deadline; None waits forever.
-fn parse_timeout(raw: &[u8], now_ms: i64) -> Result<Option<i64>, Reply> {
-    let secs = parse_float(raw).ok_or_else(|| Reply::err(error::TIMEOUT_NOT_FLOAT))?;
-    let ms = secs * 1000.0;
-    if !ms.is_finite() || ms >= i64::MAX as f64 {
-        return Err(Reply::err("ERR timeout is out of range"));
-    }
-    let ms = ms as i64;
-    if ms < 0 {
-        return Err(Reply::err(error::TIMEOUT_NEGATIVE));
-    }
-    if ms == 0 {
-        return Ok(None);
-    }
-    now_ms
-        .checked_add(ms)
-        .map(Some)
-        .ok_or_else(|| Reply::err("ERR timeout is out of range"))
 }
 
 /// Parks the client on `keys` (outside MULTI) and replies the timeout's
