@@ -474,3 +474,27 @@ fn time_runs_inside_a_transaction() {
         "*1\r\n-ERR 'client' inside MULTI is not supported by slotd\r\n"
     );
 }
+
+/// A client blocked on a key that another type comes to stays blocked
+/// (its timeout answers), as in Redis 7.0: a list pop on a sorted set, a
+/// sorted-set pop on a list.
+#[test]
+fn a_waiter_stays_blocked_when_another_type_comes_to_its_key() {
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        for (block, write) in [
+            (&["BLPOP", "k1", "1"][..], &["ZADD", "k1", "1", "m"][..]),
+            (&["BZPOPMIN", "k2", "1"], &["RPUSH", "k2", "a"]),
+        ] {
+            let port = s.port();
+            let block: Vec<String> = block.iter().map(|a| a.to_string()).collect();
+            let waiter = std::thread::spawn(move || {
+                let mut c = tests::RawConn::connect(port).unwrap();
+                let args: Vec<&str> = block.iter().map(|a| a.as_str()).collect();
+                text(c.cmd_str(&args))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            s.raw().cmd_str(write);
+            assert_eq!(waiter.join().unwrap(), "*-1\r\n", "{write:?}");
+        }
+    }
+}

@@ -429,6 +429,13 @@ impl Shard {
                         i += 1;
                         continue;
                     };
+                    let value = self.engine.dbs[db].get(&key).map(|e| &e.value);
+                    if !waits_for(spec.name, value) {
+                        // Another type came to the key: no data for this
+                        // client (it stays blocked, as in Redis 7.0).
+                        i += 1;
+                        continue;
+                    }
                     let args = w.args.clone();
                     let timed = w.slow.is_some().then(crate::shared::ticks);
                     let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args.as_args());
@@ -658,5 +665,21 @@ fn key_to_prefetch<'a>(arg: impl Fn(usize) -> Option<&'a [u8]>) -> Option<&'a [u
         arg(2).filter(|&n| n != b"0").and_then(|_| arg(3))
     } else {
         arg(1)
+    }
+}
+
+/// True when blocking command `name` waits for `value`'s type: a list for
+/// the list pops and moves, a sorted set for the sorted-set pops (Redis
+/// 7.0 serves a key's waiters by the key's type). A missing key, or any
+/// other command, is looked at by running it again.
+fn waits_for(name: &str, value: Option<&engine::value::Value>) -> bool {
+    use engine::value::Value;
+    match (name, value) {
+        (_, None) => true,
+        ("blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop", Some(v)) => {
+            matches!(v, Value::List(_))
+        }
+        ("bzpopmin" | "bzpopmax" | "bzmpop", Some(v)) => matches!(v, Value::ZSet(_)),
+        _ => true,
     }
 }
