@@ -81,6 +81,9 @@ pub struct Shard {
     /// host set): an expired key reads as absent but stays until its
     /// master's DEL arrives, so the replica never diverges from the stream.
     pub keep_expired: bool,
+    /// Scripts run here may not write (a read-only replica's, but for
+    /// those its master sends): set by the node before each command.
+    pub scripts_read_only: bool,
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
@@ -160,6 +163,7 @@ impl Shard {
             lazy: Default::default(),
             garbage: Vec::new(),
             keep_expired: false,
+            scripts_read_only: false,
             owns: None,
             cluster_mode: false,
             tracking: None,

@@ -2257,3 +2257,50 @@ fn a_transfer_cut_short_leaves_no_temporary_file() {
     let (_c, _) = replica_handshake(&listener);
     assert_eq!(temps(), Vec::<String>::new());
 }
+
+/// A read-only replica's scripts may read but not write, as on a
+/// redis-server replica of the same master (a script that wrote there
+/// left the replica unlike its master): a write called from a script
+/// without flags fails at the call, one with a shebang that may write is
+/// refused at its start, on one core and across both.
+#[test]
+fn a_replicas_scripts_do_not_write() {
+    let (master, replica) = redis_master_and_slotd_replica("ro-scripts");
+    master.cli(&["set", "a", "1"]);
+    let port = master.port().to_string();
+    let stock = Server::redis(&["--replicaof", "127.0.0.1", &port]);
+    wait_for(20, "both replicas' data", || {
+        replica.cli(&["get", "a"]).trim() == "1" && stock.cli(&["get", "a"]).trim() == "1"
+    });
+    let cases: &[&[&str]] = &[
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", "a"],
+        &["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "a"],
+        &["EVAL", "return redis.pcall('set', KEYS[1], 'x')", "1", "a"],
+        // Keys on both of slotd's cores.
+        &[
+            "EVAL",
+            "redis.call('get', KEYS[2]) return redis.call('set', KEYS[1], 'x')",
+            "2",
+            "a",
+            "b",
+        ],
+        &["EVAL", "#!lua\nreturn redis.call('get', KEYS[1])", "1", "a"],
+        &[
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+            "1",
+            "a",
+        ],
+    ];
+    for args in cases {
+        let mut got = Vec::new();
+        for s in [&replica, &stock] {
+            let r = tests::text(&s.raw().cmd_str(args));
+            // (The script's name in the error is the same on both.)
+            got.push(r);
+        }
+        assert_eq!(got[0], got[1], "{args:?}: slotd, then redis-server");
+    }
+    assert_eq!(replica.cli(&["get", "a"]).trim(), "1");
+    assert_eq!(replica.cli(&["exists", "b"]).trim(), "0");
+}

@@ -281,6 +281,12 @@ pub struct ShardBackend<'a> {
 }
 
 impl Backend for ShardBackend<'_> {
+    fn write_refusal(&self) -> Option<&'static str> {
+        self.shard
+            .scripts_read_only
+            .then_some(script::READONLY_REPLICA)
+    }
+
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
         if let Some(owns) = &self.shard.owns {
             let away = if spec.has(ALL_SHARDS)

@@ -37,7 +37,16 @@ pub trait Backend {
     /// `propagate`: false after `redis.set_repl(redis.REPL_NONE)`, when the
     /// command's effects stay out of the AOF and the replicas.
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply;
+
+    /// Why no command that writes may run here, if none may: a read-only
+    /// replica's scripts, but for those its master sends.
+    fn write_refusal(&self) -> Option<&'static str> {
+        None
+    }
 }
+
+/// Redis's refusal of a write on a read-only replica.
+pub const READONLY_REPLICA: &str = "READONLY You can't write against a read only replica.";
 
 /// Where `redis.log` lines go: the node's log (level 0 debug … 3
 /// warning). Unset, they are dropped.
@@ -623,6 +632,16 @@ impl Vm {
                 }
             }
         };
+        if !flags.compat && !flags.no_writes {
+            // A script that declares it may write does not start where
+            // writes are refused (Redis's `scriptPrepareForRun`).
+            if let Some(e) = backend.write_refusal() {
+                return Outcome {
+                    reply: Reply::err(e),
+                    wrote: false,
+                };
+            }
+        }
         if call.read_only && !flags.compat && !flags.no_writes {
             return Outcome {
                 reply: Reply::err(
@@ -1103,6 +1122,14 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
     }
     if st.read_only && spec.may_replicate(&args) {
         return Err("ERR Write commands are not allowed from read-only scripts.");
+    }
+    if spec.may_replicate(&args) {
+        if let Some(backend) = st.backend {
+            // SAFETY: set by `Vm::invoke` for this call only (see there).
+            if let Some(e) = unsafe { &*backend }.write_refusal() {
+                return Err(e);
+            }
+        }
     }
     Ok(if spec.name == "select" {
         match crate::resp::parse_i64(args.get(1)) {

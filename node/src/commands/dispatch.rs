@@ -512,12 +512,11 @@ fn run(
             // script to its end.
             let rpc = shard.rpc.clone();
             let owned = args.to_owned();
-            let databases = shard.settings.databases;
+            let at = (db, shard.settings.databases, shard.scripts_read_only());
             let form = form_sink(shard);
             let bus = shard.bus.clone();
             let next = spawn_detached(shard, key, async move {
-                crate::mesh::script::everywhere(rpc, spec, db, owned, databases, key, form, bus)
-                    .await
+                crate::mesh::script::everywhere(rpc, spec, at, owned, key, form, bus).await
             });
             defer(shard, next)
         }

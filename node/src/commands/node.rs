@@ -119,10 +119,10 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
             }
             let rpc = shard.rpc.clone();
             let bus = shard.bus.clone();
-            let databases = shard.settings.databases;
+            let at = (shard.settings.databases, shard.scripts_read_only());
             let form = super::dispatch::form_sink(shard);
             spawn(shard, key, async move {
-                flows::exec(rpc, bus, db, cmds, watches, databases, key, form).await
+                flows::exec(rpc, bus, db, cmds, watches, at, key, form).await
             })
         }
         "watch" => {

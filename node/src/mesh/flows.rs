@@ -1891,7 +1891,7 @@ pub async fn exec(
     db: usize,
     cmds: Vec<OwnedArgs>,
     watches: Vec<(usize, usize, Bytes, u64)>,
-    databases: usize,
+    (databases, scripts_ro): (usize, bool),
     conn: Key,
     form: Option<FormSink>,
 ) -> TaskDone {
@@ -1909,7 +1909,7 @@ pub async fn exec(
         db,
         cmds,
         &guard.watches,
-        databases,
+        (databases, scripts_ro),
         conn,
         form,
     )
@@ -1962,7 +1962,7 @@ async fn exec_checked(
     db: usize,
     cmds: Vec<OwnedArgs>,
     watches: &[(usize, usize, Bytes, u64)],
-    databases: usize,
+    (databases, scripts_ro): (usize, bool),
     conn: Key,
     form: Option<FormSink>,
 ) -> TaskDone {
@@ -2186,7 +2186,7 @@ async fn exec_checked(
                         rpc,
                         locks.tx,
                         spec,
-                        (db, databases),
+                        (db, databases, scripts_ro),
                         c,
                         (form.is_some(), bus),
                         &mut logged,

@@ -50,6 +50,8 @@ struct Job {
     args: OwnedArgs,
     db: usize,
     databases: usize,
+    /// It may not write (a read-only replica's script).
+    read_only: bool,
 }
 
 fn thread() -> &'static Mutex<Sender<Step>> {
@@ -88,6 +90,7 @@ fn serve(rx: Receiver<Step>) {
             mesh: &mesh,
             core,
             id,
+            read_only: job.read_only,
         };
         let a = job.args.as_args();
         let reply = cmd_script::run_call(job.name, &a, job.db, job.databases, &mut backend);
@@ -108,9 +111,14 @@ struct Remote<'a> {
     mesh: &'a Mesh,
     core: usize,
     id: u64,
+    read_only: bool,
 }
 
 impl Backend for Remote<'_> {
+    fn write_refusal(&self) -> Option<&'static str> {
+        self.read_only.then_some(engine::script::READONLY_REPLICA)
+    }
+
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
         if !propagate {
             return Reply::err(NO_REPL_NONE);
@@ -147,9 +155,8 @@ const NO_REPL_NONE: &str = "ERR redis.set_repl(redis.REPL_NONE) is not supported
 pub async fn everywhere(
     rpc: Rc<Rpc>,
     spec: &'static Spec,
-    db: usize,
+    (db, databases, read_only): (usize, usize, bool),
     args: OwnedArgs,
-    databases: usize,
     conn: crate::io::Key,
     form: Option<FormSink>,
     bus: Option<std::sync::Arc<super::Bus>>,
@@ -166,7 +173,7 @@ pub async fn everywhere(
         &rpc,
         locks.tx,
         spec,
-        (db, databases),
+        (db, databases, read_only),
         &args,
         (form.is_some(), bus.as_deref()),
         &mut logged,
@@ -184,7 +191,7 @@ pub async fn run(
     rpc: &Rc<Rpc>,
     tx: TxId,
     spec: &'static Spec,
-    (db, databases): (usize, usize),
+    (db, databases, read_only): (usize, usize, bool),
     args: &OwnedArgs,
     (form, bus): (bool, Option<&super::Bus>),
     logged: &mut Vec<u8>,
@@ -218,6 +225,7 @@ pub async fn run(
         args: args.clone(),
         db,
         databases,
+        read_only,
     };
     let mesh = rpc.mesh.clone();
     let me = rpc.me;

@@ -454,6 +454,17 @@ impl Shard {
         self.unstreamed = true;
     }
 
+    /// True when the scripts run now may not write: this node is a
+    /// read-only replica and they are not its master's.
+    pub fn scripts_read_only(&self) -> bool {
+        self.settings.replica_read_only
+            && self
+                .shared
+                .replica
+                .load(std::sync::atomic::Ordering::Relaxed)
+            && !self.unstreamed
+    }
+
     /// Runs `f`, work for client `client` (0: none). When that is the
     /// master client, what `f` writes goes to the AOF only (its link counts
     /// the master's stream and hands it on itself; commands it handed

@@ -82,6 +82,9 @@ impl Shard {
                 return Some(oom);
             }
         }
+        if spec.has(engine::cmd::flags::SELF_LOGGED) {
+            self.engine.scripts_read_only = self.scripts_read_only();
+        }
         let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args);
         if spec.name == "scan" {
             // SCAN's cursor is a slot: this call walks the run of slots
