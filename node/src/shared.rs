@@ -458,6 +458,17 @@ pub fn batch_policy() {
     }
 }
 
+/// TIME's reply: the Unix time in seconds and microseconds, as two bulks.
+pub fn time_reply() -> engine::Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    engine::Reply::Array(vec![
+        engine::Reply::bulk(now.as_secs().to_string().as_bytes()),
+        engine::Reply::bulk(now.subsec_micros().to_string().as_bytes()),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,15 +569,4 @@ mod tests {
         }
         assert_eq!(lazyfree_counts().1, freed_before + 2);
     }
-}
-
-/// TIME's reply: the Unix time in seconds and microseconds, as two bulks.
-pub fn time_reply() -> engine::Reply {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    engine::Reply::Array(vec![
-        engine::Reply::bulk(now.as_secs().to_string().as_bytes()),
-        engine::Reply::bulk(now.subsec_micros().to_string().as_bytes()),
-    ])
 }
