@@ -1254,6 +1254,15 @@ impl Core {
 
     fn cron(&mut self, now: i64) {
         self.plan_batch();
+        let s = &self.shard.stats;
+        let counts = [
+            s.total_commands_processed,
+            s.net_input_bytes,
+            s.net_output_bytes,
+        ];
+        for (rate, n) in self.shard.rates.iter_mut().zip(counts) {
+            rate.sample(now, n);
+        }
         self.shard.unstall_if_busy();
         // A replication thread that stopped making progress holds no
         // reply for long.

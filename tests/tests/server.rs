@@ -498,3 +498,38 @@ fn a_waiter_stays_blocked_when_another_type_comes_to_its_key() {
         }
     }
 }
+
+/// INFO's instantaneous metrics follow the load, as Redis's (they read 0
+/// whatever ran), and fall back to 0 once it stops.
+#[test]
+fn instantaneous_metrics_follow_the_load() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let port = s.port();
+    let field = |name: &str| -> f64 { tests::info_field(&s, "stats", name).parse().unwrap() };
+    let load = std::thread::spawn(move || {
+        let mut c = tests::RawConn::connect(port).unwrap();
+        let until = std::time::Instant::now() + Duration::from_millis(1500);
+        let mut n = 0u64;
+        while std::time::Instant::now() < until {
+            c.cmd_str(&["SET", &format!("k{}", n % 100), "v"]);
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let (ops, input, output) = (
+        field("instantaneous_ops_per_sec"),
+        field("instantaneous_input_kbps"),
+        field("instantaneous_output_kbps"),
+    );
+    let sent = load.join().unwrap();
+    assert!(
+        ops > 0.0 && input > 0.0 && output > 0.0,
+        "{ops} {input} {output}"
+    );
+    // At most what the client sent over the 1.6 s window, at least a
+    // sample's worth.
+    assert!(ops <= sent as f64 * 2.0, "{ops} for {sent} commands");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(field("instantaneous_ops_per_sec"), 0.0);
+}

@@ -359,6 +359,11 @@ pub struct CoreStats {
     pub tracking_clients: u64,
     pub tracking: (u64, u64, u64),
     pub cmdstats: Vec<(&'static str, u64, u64, u64, u64)>,
+    /// Commands a second, and client input and output bytes a second, of
+    /// the last 1.6 s (Redis's instantaneous metrics).
+    pub inst_ops: u64,
+    pub inst_input: u64,
+    pub inst_output: u64,
 }
 
 /// A core's answer.

@@ -100,6 +100,8 @@ pub struct Shard {
     waiters: Vec<Waiter>,
     pubsub: pubsub::PubSub,
     pub stats: CoreStats,
+    /// Instantaneous commands, input and output (INFO stats).
+    pub rates: [observe::Rate; 3],
     /// While a connection's pipeline runs here: when its last command
     /// ended (a [`crate::shared::ticks`] reading), the next one's start
     /// for the slow log. One reading of the clock a command instead of
@@ -261,6 +263,7 @@ impl Shard {
             waiters: Vec::new(),
             pubsub: pubsub::PubSub::default(),
             stats: CoreStats::default(),
+            rates: Default::default(),
             cmd_clock: None,
             cmdstats: HashMap::new(),
             now_ms: now_ms(),

@@ -13,6 +13,37 @@ use engine::slowlog::Entry;
 use engine::Args;
 use std::sync::atomic::Ordering;
 
+/// A rate sampled every 100 ms, the mean of the last 16 samples (Redis's
+/// `trackInstantaneousMetric`).
+#[derive(Debug, Default)]
+pub struct Rate {
+    last_ms: i64,
+    last: u64,
+    samples: [u64; 16],
+    next: usize,
+}
+
+impl Rate {
+    /// Takes a sample of counter `value` at `now_ms`, 100 ms or more after
+    /// the last one.
+    pub fn sample(&mut self, now_ms: i64, value: u64) {
+        let dt = now_ms - self.last_ms;
+        if self.last_ms != 0 && dt < 100 {
+            return;
+        }
+        if self.last_ms != 0 {
+            self.samples[self.next] = value.saturating_sub(self.last) * 1000 / dt as u64;
+            self.next = (self.next + 1) % self.samples.len();
+        }
+        (self.last_ms, self.last) = (now_ms, value);
+    }
+
+    /// Per second.
+    pub fn get(&self) -> u64 {
+        self.samples.iter().sum::<u64>() / self.samples.len() as u64
+    }
+}
+
 /// Subcommands with Redis 7.0's `admin` flag, of commands whose other
 /// subcommands lack it: MONITOR does not show them.
 fn admin_sub(name: &str, args: &Args) -> bool {

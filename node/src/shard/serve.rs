@@ -924,6 +924,7 @@ impl Shard {
                 // As Redis evicts before every command, INFO included.
                 self.perform_evictions();
                 let mut s = self.stats.clone();
+                [s.inst_ops, s.inst_input, s.inst_output] = self.rates.each_ref().map(|r| r.get());
                 s.blocked_clients = self
                     .waiters
                     .iter()
