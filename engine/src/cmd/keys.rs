@@ -425,8 +425,14 @@ fn scan(ctx: &mut Ctx) -> Reply {
     let mut found = Vec::new();
     let mut expired: Vec<Box<[u8]>> = Vec::new();
     let d = &ctx.shard.dbs[ctx.db];
-    while slot < end && (found.len() as i64) < count {
+    // As Redis bounds a call's work (ten times COUNT), a call stops after
+    // the slot in which it met that many keys, matching or not: SCAN
+    // MATCH over a big keyspace stays incremental.
+    let budget = count.saturating_mul(10) as usize;
+    let mut walked = 0usize;
+    while slot < end && (found.len() as i64) < count && walked < budget {
         for (k, e) in d.slot_entries(slot as u16) {
+            walked += 1;
             if pattern.is_some_and(|p| !glob_match(p, k, false)) {
                 continue;
             }
@@ -1386,6 +1392,33 @@ mod tests {
         assert_eq!(keys, ["{t}a", "{t}b"]);
         let (_, keys) = scan_parts(t(&mut s, 0, &format!("SCAN {tslot} COUNT 1 MATCH *")));
         assert_eq!(keys.len(), 4);
+    }
+
+    /// A MATCH that rarely matches does not walk the keyspace in one call:
+    /// each call stops after the slot where it met ten times COUNT keys.
+    #[test]
+    fn scan_bounds_the_keys_a_call_walks() {
+        let mut s = Shard::new(1, 1);
+        for i in 0..2000 {
+            t(&mut s, 0, &format!("SET key:{i} v"));
+        }
+        let (mut cursor, mut calls, mut found) = (String::from("0"), 0, 0);
+        loop {
+            let (next, keys) = scan_parts(t(
+                &mut s,
+                0,
+                &format!("SCAN {cursor} MATCH nomatch* COUNT 10"),
+            ));
+            calls += 1;
+            found += keys.len();
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(found, 0);
+        // 2000 keys, at most about 100 walked a call.
+        assert!(calls >= 15, "{calls} calls");
     }
 
     #[test]
