@@ -185,6 +185,27 @@ impl SlotMap {
         format!("{}:{}", n.preferred(self.endpoint), n.port)
     }
 
+    /// The redirection a client blocked on a key of `slot` gets when this
+    /// node no longer serves it (Redis's
+    /// `clusterRedirectBlockedClientIfNeeded`): the cluster down, the slot
+    /// unbound, or MOVED to its owner, unless it is imported here or this
+    /// node is a replica of its owner (a READONLY client's read).
+    pub fn blocked_redirect(&self, slot: u16) -> Option<String> {
+        let owner = self.owner[slot as usize % SLOTS];
+        if !self.ok {
+            Some(DOWN_STATE.into())
+        } else if owner == self.me
+            || self.importing_from(slot).is_some()
+            || (owner != NONE && self.master == Some(owner))
+        {
+            None
+        } else if owner == NONE {
+            Some(DOWN_UNBOUND.into())
+        } else {
+            Some(self.moved(slot))
+        }
+    }
+
     /// The MOVED error for `slot`, or CLUSTERDOWN if nobody owns it.
     pub fn moved(&self, slot: u16) -> String {
         match self.owner[slot as usize % SLOTS] {

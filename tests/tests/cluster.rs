@@ -1584,3 +1584,42 @@ fn slots_left_are_spread_over_the_cores_again() {
     });
     check(&a);
 }
+
+/// A client blocked on a key whose slot moves to another node gets MOVED
+/// at once, as Redis redirects it, instead of waiting for data that now
+/// goes to the new owner.
+#[test]
+fn a_client_blocked_on_a_slot_that_moves_away_is_redirected() {
+    let (a, b, c) = (node(&[]), node(&[]), node(&[]));
+    create(&[&a, &b, &c]);
+    // "{t}" is in slot 15891, c's after `create`.
+    let slot = c.cli(&["cluster", "keyslot", "{t}"]).trim().to_string();
+    let port = c.port();
+    let waiter = std::thread::spawn(move || {
+        let mut w = RawConn::connect(port).unwrap();
+        let t = Instant::now();
+        let r = tests::text(&w.cmd_str(&["blpop", "{t}q", "20"]));
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (cid, aid) = (myid(&c), myid(&a));
+    assert_eq!(
+        a.cli(&["cluster", "setslot", &slot, "importing", &cid])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        c.cli(&["cluster", "setslot", &slot, "migrating", &aid])
+            .trim(),
+        "OK"
+    );
+    for n in [&a, &c, &b] {
+        assert_eq!(
+            n.cli(&["cluster", "setslot", &slot, "node", &aid]).trim(),
+            "OK"
+        );
+    }
+    let (r, waited) = waiter.join().unwrap();
+    assert_eq!(r, format!("-MOVED {slot} 127.0.0.1:{}\r\n", a.port()));
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}

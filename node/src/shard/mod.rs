@@ -311,6 +311,7 @@ impl Shard {
             self.cluster_moving = map.any_moving();
             self.cluster = Some(map);
             self.follow_master();
+            self.redirect_waiters();
         }
     }
 

@@ -547,6 +547,28 @@ impl Shard {
 
     /// Answers blocked clients whose deadline passed (checked every turn,
     /// so a short BLPOP timeout is not rounded up to the cron period).
+    /// Cluster mode, with a new slot map: a client blocked on a key of a
+    /// slot this node no longer serves gets Redis's redirection (MOVED,
+    /// or CLUSTERDOWN) instead of waiting for data that now goes elsewhere.
+    pub(super) fn redirect_waiters(&mut self) {
+        let Some(map) = self.cluster.clone() else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            let slot = w.keys.first().map(|k| engine::slot::slot_of(k));
+            match slot.and_then(|s| map.blocked_redirect(s)) {
+                Some(e) => {
+                    let w = self.waiters.remove(i);
+                    self.unblock_keys(&w);
+                    self.deliver(w.origin, Reply::Error(e.into()));
+                }
+                None => i += 1,
+            }
+        }
+    }
+
     pub fn expire_waiters(&mut self, now: i64) {
         let mut i = 0;
         while i < self.waiters.len() {
