@@ -1366,6 +1366,23 @@ fn a_half_moved_slot_answers_ask_and_tryagain_as_redis() {
     assert!(slotd
         .iter()
         .any(|l| l.contains("-ASK 15891 127.0.0.1:PORT")));
+    // A transaction over keys of the slot, some moved already, runs whole
+    // or not at all: Redis refuses it (ASK at the moved key's queueing,
+    // then EXECABORT); slotd at EXEC (TRYAGAIN, as for a multi-key
+    // command): it no longer runs in part.
+    let mut t = s[2].raw();
+    for cmd in [
+        &["multi"][..],
+        &["set", "{t}2", "changed"],
+        &["incr", "{t}1"],
+    ] {
+        t.cmd_str(cmd);
+    }
+    assert_eq!(
+        tests::text(&t.cmd_str(&["exec"])),
+        "-TRYAGAIN Multiple keys request during rehashing of slot\r\n"
+    );
+    assert_eq!(tests::text(&t.cmd_str(&["get", "{t}2"])), "$4\r\n{t}2\r\n");
 }
 
 /// The hash slot of `key`, as CLUSTER KEYSLOT computes it (no hash tag).

@@ -2031,6 +2031,7 @@ async fn exec_checked(
         };
         let reply = match rpc.call(c, req).await {
             Response::Replies(r) => Reply::Array(r),
+            Response::Aborted(e) => e,
             _ => Reply::NilArray,
         };
         return TaskDone {

@@ -402,6 +402,9 @@ pub enum Response {
     /// A reserved pipeline part ([`Pipeline::reserved`]) that did not
     /// run.
     Refused,
+    /// A transaction that did not run, and the client's reply (ASK or
+    /// TRYAGAIN for keys of a slot being moved).
+    Aborted(Reply),
     /// [`AdminQuery::Quiet`]: `busy` (some task, lock, deferred request
     /// or held message), `held` (a snapshot, a load: busy for long), and
     /// the requests pushed to this core and taken by it so far.

@@ -189,6 +189,38 @@ impl Shard {
         }
     }
 
+    /// Cluster mode, a transaction on a slot being moved: Redis's checks of
+    /// its keys as a whole before any of its commands runs (ASK when all
+    /// are missing here, TRYAGAIN when some are), as `getNodeByQuery` makes
+    /// them at EXEC, so it never runs in part.
+    pub(super) fn transaction_refusal(&self, db: usize, cmds: &[OwnedArgs]) -> Option<Reply> {
+        let map = self.cluster.as_deref()?;
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut idx = Vec::new();
+        for owned in cmds {
+            let a = owned.as_args();
+            let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
+                continue;
+            };
+            idx.clear();
+            if spec.key_indices(&a, &mut idx).is_ok() {
+                keys.extend(idx.iter().map(|&i| a.get(i)));
+            }
+        }
+        let slot = engine::slot::slot_of(keys.first()?);
+        if !map.moving(slot) {
+            return None;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let d = self.engine.dbs.get(db)?;
+        let missing = keys.iter().filter(|k| d.get(k).is_none()).count();
+        match map.migration(slot, keys.len(), missing) {
+            cluster::slotmap::Migration::Run => None,
+            cluster::slotmap::Migration::Refuse(e) => Some(Reply::Error(e.into())),
+        }
+    }
+
     /// Prefetches the keys of the complete commands at the start of each
     /// of `parts`, in order and at most [`AHEAD_MAX`] commands in all, in
     /// three steps over all of them (every key's slot header, table word,

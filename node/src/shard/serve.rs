@@ -433,6 +433,11 @@ impl Shard {
                 tx,
                 conn,
             } => {
+                if in_multi && tx.is_none() && self.cluster_moving {
+                    if let Some(e) = self.transaction_refusal(db, &cmds) {
+                        return self.answer(from, id, Response::Aborted(e));
+                    }
+                }
                 for (d, key, version) in &watch {
                     if self.engine.watch_version(*d, key) != *version {
                         return self.answer(from, id, Response::WatchFailed);
