@@ -169,7 +169,7 @@ pub fn needs(args: &[&[u8]]) -> Need {
         return Need::Nothing;
     };
     match lower(sub).as_str() {
-        "flushslots" | "reset" => Need::DbKeys,
+        "flushslots" | "reset" | "replicate" => Need::DbKeys,
         "setslot" if args.len() == 5 && args[3].eq_ignore_ascii_case(b"node") => {
             match slot_arg(args[2]) {
                 Ok(slot) => Need::SlotKeys(slot),

@@ -84,6 +84,8 @@ pub struct Shard {
     /// Scripts run here may not write (a read-only replica's, but for
     /// those its master sends): set by the node before each command.
     pub scripts_read_only: bool,
+    /// Cluster mode: the check of each command a script calls.
+    pub script_route: Option<ScriptRoute>,
     /// Which hash slots this shard owns, when it is one of several (a
     /// script run here must not reach a key of another); `None`: all.
     pub owns: Option<SlotOwner>,
@@ -138,6 +140,12 @@ impl SlotMove {
 /// Tells whether a hash slot belongs to a shard.
 pub type SlotOwner = std::sync::Arc<dyn Fn(u16) -> bool + Send + Sync>;
 
+/// Cluster mode: why a command a script calls may not run on this node
+/// (a key of a slot it does not serve), if it may not.
+pub type ScriptRoute = std::sync::Arc<
+    dyn Fn(&'static crate::cmd::Spec, &crate::args::Args) -> Option<&'static str> + Send + Sync,
+>;
+
 impl Shard {
     /// A shard with `databases` empty databases and a seed for its random
     /// choices (RANDOMKEY, SPOP, expiry sampling).
@@ -164,6 +172,7 @@ impl Shard {
             garbage: Vec::new(),
             keep_expired: false,
             scripts_read_only: false,
+            script_route: None,
             owns: None,
             cluster_mode: false,
             tracking: None,

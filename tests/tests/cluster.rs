@@ -151,10 +151,25 @@ fn cluster_mode_serves_a_three_node_cluster() {
     for n in [&a, &b, &c] {
         let mut r = RawConn::connect(n.port()).unwrap();
         let got = String::from_utf8_lossy(&r.cmd_str(&["set", "foo", "bar"])).into_owned();
+        // A script reaching a key of another node's slot is refused, as
+        // Redis's `scriptVerifyClusterState` (it wrote the key here).
+        let script =
+            tests::text(&r.cmd_str(&["eval", "return redis.call('set', 'foo', 'zz')", "0"]));
         if n.port() == owner.port() {
             assert_eq!(got, "+OK\r\n");
+            assert_eq!(script, "+OK\r\n");
         } else {
             assert_eq!(got, format!("-MOVED 12182 127.0.0.1:{}\r\n", owner.port()));
+            assert!(
+                script.starts_with(
+                    "-ERR Script attempted to access a non local key in a cluster node script: "
+                ),
+                "{script}"
+            );
+            assert_eq!(
+                tests::text(&r.cmd_str(&["cluster", "countkeysinslot", "12182"])),
+                ":0\r\n"
+            );
         }
         let cross = r.cmd_str(&["mset", "a", "1", "b", "2"]);
         assert_eq!(

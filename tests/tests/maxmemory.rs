@@ -202,6 +202,8 @@ fn writes_touch_the_lru_clock_and_the_lfu_counter_as_redis() {
         }
         r(&["SET", "c", "abd"]);
         got.push(format!("c {}", r(&["OBJECT", "FREQ", "c"])));
+        r(&["HSET", "nh", "f", "v"]);
+        got.push(format!("nh {}", r(&["OBJECT", "FREQ", "nh"])));
         seen.push(got);
     }
     assert!(seen[0][0].ends_with(":0\r\n"), "{:?}", seen[0]);

@@ -2267,6 +2267,8 @@ fn a_transfer_cut_short_leaves_no_temporary_file() {
 fn a_replicas_scripts_do_not_write() {
     let (master, replica) = redis_master_and_slotd_replica("ro-scripts");
     master.cli(&["set", "a", "1"]);
+    let lib = "#!lua name=lib\nredis.register_function('w', function(k) return redis.call('set', k[1], 'y') end)\nredis.register_function{function_name='r', callback=function(k) return redis.call('get', k[1]) end, flags={'no-writes'}}";
+    assert_eq!(master.cli(&["function", "load", lib]).trim(), "lib");
     let port = master.port().to_string();
     let stock = Server::redis(&["--replicaof", "127.0.0.1", &port]);
     wait_for(20, "both replicas' data", || {
@@ -2291,6 +2293,18 @@ fn a_replicas_scripts_do_not_write() {
             "1",
             "a",
         ],
+        // PUBLISH and PFCOUNT are no writes.
+        &["EVAL", "return redis.call('pfcount', KEYS[1])", "1", "a"],
+        &["EVAL", "return redis.call('publish', 'ch', 'm')", "0"],
+        &["SCRIPT", "LOAD", "return redis.call('set', KEYS[1], 'x')"],
+        &[
+            "EVALSHA",
+            "ee5bed0f6963e93a14eebfb64f07c299c1b4313f",
+            "1",
+            "a",
+        ],
+        &["FCALL", "w", "1", "a"],
+        &["FCALL", "r", "1", "a"],
     ];
     for args in cases {
         let mut got = Vec::new();

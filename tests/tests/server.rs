@@ -484,6 +484,10 @@ fn a_waiter_stays_blocked_when_another_type_comes_to_its_key() {
         for (block, write) in [
             (&["BLPOP", "k1", "1"][..], &["ZADD", "k1", "1", "m"][..]),
             (&["BZPOPMIN", "k2", "1"], &["RPUSH", "k2", "a"]),
+            (
+                &["XREAD", "BLOCK", "1000", "STREAMS", "k3", "$"],
+                &["RPUSH", "k3", "a"],
+            ),
         ] {
             let port = s.port();
             let block: Vec<String> = block.iter().map(|a| a.to_string()).collect();

@@ -91,8 +91,10 @@ fn hash_or_create<'s>(ctx: &'s mut Ctx, key: &[u8]) -> Result<&'s mut Hash, Repl
     if hash_at(ctx.shard, db, key, now, false)?.is_none() {
         ctx.shard.set(db, key, Value::Hash(Box::default()), now);
     }
-    match hash_at(ctx.shard, db, key, now, false)? {
-        Some(h) => Ok(h),
+    // (Looked up again without touching it: the write touched it once.)
+    match ctx.shard.dbs[db].get_mut(key).map(|e| &mut e.value) {
+        Some(Value::Hash(h)) => Ok(h),
+        Some(_) => Err(Reply::err(error::WRONGTYPE)),
         None => Err(Reply::err(error::NO_KEY)),
     }
 }

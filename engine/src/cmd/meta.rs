@@ -309,12 +309,14 @@ pub fn subcommand_writes(cmd: &str, sub: &[u8]) -> bool {
     listed(&table().sub_write, cmd, sub)
 }
 
+/// True when `cmd|sub` is in `list` (no allocation unless a name of the
+/// list starts with `cmd|`: most commands have no subcommand there).
 fn listed(list: &[String], cmd: &str, sub: &[u8]) -> bool {
-    !list.is_empty()
-        && std::str::from_utf8(sub).is_ok_and(|sub| {
-            let full = format!("{cmd}|{}", sub.to_ascii_lowercase());
-            list.contains(&full)
-        })
+    list.iter().any(|full| {
+        full.strip_prefix(cmd)
+            .and_then(|rest| rest.strip_prefix('|'))
+            .is_some_and(|s| s.as_bytes().eq_ignore_ascii_case(sub))
+    })
 }
 
 /// COMMAND COUNT.

@@ -141,6 +141,12 @@ impl Spec {
             || (args.len() > 1 && meta::subcommand_writes(self.name, args.get(1)))
     }
 
+    /// Writes, itself or through its subcommand (FUNCTION FLUSH).
+    pub fn writes(&self, args: &Args) -> bool {
+        self.has(flags::WRITE)
+            || (args.len() > 1 && meta::subcommand_writes(self.name, args.get(1)))
+    }
+
     /// A command with a handler and fixed key positions.
     pub const fn new(
         name: &'static str,

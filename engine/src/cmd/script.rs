@@ -287,6 +287,10 @@ impl Backend for ShardBackend<'_> {
             .then_some(script::READONLY_REPLICA)
     }
 
+    fn key_refusal(&self, spec: &'static Spec, args: &Args) -> Option<&'static str> {
+        self.shard.script_route.as_ref().and_then(|f| f(spec, args))
+    }
+
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
         if let Some(owns) = &self.shard.owns {
             let away = if spec.has(ALL_SHARDS)

@@ -43,6 +43,12 @@ pub trait Backend {
     fn write_refusal(&self) -> Option<&'static str> {
         None
     }
+
+    /// Why `spec` with `args` may not run on this node (cluster mode: a
+    /// key of a slot it does not serve), if it may not.
+    fn key_refusal(&self, _spec: &'static Spec, _args: &Args) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Redis's refusal of a write on a read-only replica.
@@ -746,6 +752,16 @@ impl Vm {
         let (keys, argv) = stack.split(args, n);
         let name = &name[..];
         let (f, flags) = (f.clone(), *flags);
+        if !flags.no_writes {
+            // A function that may write does not start where writes are
+            // refused (a read-only replica).
+            if let Some(e) = backend.write_refusal() {
+                return Outcome {
+                    reply: Reply::err(e),
+                    wrote: false,
+                };
+            }
+        }
         if ro && !flags.no_writes {
             return Outcome {
                 reply: Reply::err(
@@ -1123,12 +1139,17 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
     if st.read_only && spec.may_replicate(&args) {
         return Err("ERR Write commands are not allowed from read-only scripts.");
     }
-    if spec.may_replicate(&args) {
-        if let Some(backend) = st.backend {
-            // SAFETY: set by `Vm::invoke` for this call only (see there).
-            if let Some(e) = unsafe { &*backend }.write_refusal() {
+    if let Some(backend) = st.backend {
+        // SAFETY: set by `Vm::invoke` for this call only (see there).
+        let backend = unsafe { &*backend };
+        // (Writes only: PUBLISH and PFCOUNT run on a replica.)
+        if spec.writes(&args) {
+            if let Some(e) = backend.write_refusal() {
                 return Err(e);
             }
+        }
+        if let Some(e) = backend.key_refusal(spec, &args) {
+            return Err(e);
         }
     }
     Ok(if spec.name == "select" {

@@ -176,6 +176,8 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
             return answer(shard, key, Reply::err(busy));
         }
     }
+    // (A command that waits and runs later keeps its ASKING.)
+    let asking_was = conn.asking;
     if shard.cluster.is_some() {
         // ASKING lasts one command, or a whole transaction when MULTI
         // follows it (Redis's `resetClient` keeps the flag while the
@@ -246,6 +248,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         // A manual failover paused the writers, or CLIENT PAUSE holds the
         // command: it waits, and is checked again (for a failover most
         // likely MOVED) when they resume (`Shard::resume_paused`).
+        conn.asking = asking_was;
         conn.wait = Wait::Stalled;
         shard.paused_conns.push(key);
         return Next::Retry;
@@ -274,6 +277,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         // In RESP2 subscribed mode PING answers as a message would.
         let msg = if args.len() == 2 { args.get(1) } else { b"" };
         let pong = Reply::Array(vec![Reply::bulk(b"pong"), Reply::bulk(msg)]);
+        shard.counted(spec.name);
         return answer(shard, key, pong);
     }
     if conn.multi.is_some()
@@ -325,8 +329,13 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         (Some(t), Next::Wait) => {
             shard.slow_parked(key, spec, &args, crate::shared::micros_since(t));
         }
-        // It runs later: its MONITOR line with it.
-        (_, Next::Retry) => shard.monitor_out.truncate(shown_to),
+        // It runs later: its MONITOR line with it, and its ASKING.
+        (_, Next::Retry) => {
+            shard.monitor_out.truncate(shown_to);
+            if let Some(c) = shard.conns.get_mut(key) {
+                c.asking = asking_was;
+            }
+        }
         _ => {}
     }
     next
@@ -341,7 +350,14 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
 /// command whose keys are on several cores is refused whole. The master's
 /// stream is never refused.
 fn refuse_for_memory(shard: &mut Shard, key: Key, spec: &Spec, args: &Args) -> Option<Next> {
-    if shard.settings.maxmemory == 0 {
+    // (A replica leaves eviction to its master, as Redis's default
+    // `replica-ignore-maxmemory yes`.)
+    if shard.settings.maxmemory == 0
+        || shard
+            .shared
+            .replica
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
         return None;
     }
     let conn = shard.conns.get(key)?;

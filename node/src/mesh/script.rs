@@ -52,6 +52,8 @@ struct Job {
     databases: usize,
     /// It may not write (a read-only replica's script).
     read_only: bool,
+    /// Cluster mode: the check of each command it calls ([`cluster_route`]).
+    route: Option<engine::shard::ScriptRoute>,
 }
 
 fn thread() -> &'static Mutex<Sender<Step>> {
@@ -91,6 +93,7 @@ fn serve(rx: Receiver<Step>) {
             core,
             id,
             read_only: job.read_only,
+            route: job.route.clone(),
         };
         let a = job.args.as_args();
         let reply = cmd_script::run_call(job.name, &a, job.db, job.databases, &mut backend);
@@ -112,11 +115,16 @@ struct Remote<'a> {
     core: usize,
     id: u64,
     read_only: bool,
+    route: Option<engine::shard::ScriptRoute>,
 }
 
 impl Backend for Remote<'_> {
     fn write_refusal(&self) -> Option<&'static str> {
         self.read_only.then_some(engine::script::READONLY_REPLICA)
+    }
+
+    fn key_refusal(&self, spec: &'static Spec, args: &engine::Args) -> Option<&'static str> {
+        self.route.as_ref().and_then(|f| f(spec, args))
     }
 
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
@@ -145,6 +153,37 @@ impl Backend for Remote<'_> {
             }
         }
     }
+}
+
+/// Cluster mode: Redis's `scriptVerifyClusterState` for each command a
+/// script calls: a key of a slot this node neither serves nor imports is
+/// refused (a script wrote into slots of other nodes).
+pub fn cluster_route(
+    map: impl Fn() -> std::sync::Arc<cluster::slotmap::SlotMap> + Send + Sync + 'static,
+) -> engine::shard::ScriptRoute {
+    std::sync::Arc::new(move |spec, args| {
+        let mut idx = Vec::new();
+        if spec.key_indices(args, &mut idx).is_err() || idx.is_empty() {
+            return None;
+        }
+        let map = map();
+        let write = spec.has(flags::WRITE);
+        idx.iter().find_map(|&i| {
+            let slot = engine::slot::slot_of(args.get(i));
+            match map.route(slot, write, true, !write, true) {
+                cluster::slotmap::Verdict::Serve => None,
+                // (The cluster's state is the EVAL's own check.)
+                cluster::slotmap::Verdict::Refuse(e)
+                    if e.starts_with("CLUSTERDOWN The cluster") =>
+                {
+                    None
+                }
+                cluster::slotmap::Verdict::Refuse(_) => {
+                    Some("ERR Script attempted to access a non local key in a cluster node")
+                }
+            }
+        })
+    })
 }
 
 const NO_REPL_NONE: &str = "ERR redis.set_repl(redis.REPL_NONE) is not supported by slotd in a script that runs with every core locked";
@@ -226,6 +265,11 @@ pub async fn run(
         db,
         databases,
         read_only,
+        route: bus.map(|b| {
+            // (Every core is locked while it runs: the map of its start.)
+            let map = b.map();
+            cluster_route(move || map.clone())
+        }),
     };
     let mesh = rpc.mesh.clone();
     let me = rpc.me;

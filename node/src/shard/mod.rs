@@ -224,6 +224,9 @@ impl Shard {
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
         engine.cluster_mode = bus.is_some();
+        engine.script_route = bus
+            .clone()
+            .map(|b| crate::mesh::script::cluster_route(move || b.map()));
         engine.notify_flags = settings.notify;
         if cores > 1 {
             // A script run on this core must not reach another's keys.
@@ -456,6 +459,13 @@ impl Shard {
         f(self);
         self.take_log();
         self.unstreamed = true;
+    }
+
+    /// Counts a command the node answered itself, without running it on
+    /// the keyspace (INFO's `total_commands_processed` and commandstats).
+    pub fn counted(&mut self, name: &'static str) {
+        self.stats.total_commands_processed += 1;
+        self.cmdstats.entry(name).or_insert((0, 0)).0 += 1;
     }
 
     /// True when the scripts run now may not write: this node is a

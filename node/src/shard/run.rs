@@ -76,13 +76,15 @@ impl Shard {
                 return Some(refused);
             }
         }
-        if self.settings.maxmemory > 0 {
+        if self.settings.maxmemory > 0 && !self.unstreamed {
             if let Some(oom) = self.refuse_for_memory(spec, &args) {
                 self.stats.total_commands_processed += 1;
                 return Some(oom);
             }
         }
-        if spec.has(engine::cmd::flags::SELF_LOGGED) {
+        if spec.has(engine::cmd::flags::NOSCRIPT)
+            && (spec.name.starts_with("eval") || spec.name.starts_with("fcall"))
+        {
             self.engine.scripts_read_only = self.scripts_read_only();
         }
         let mut ctx = Ctx::new(&mut self.engine, db, self.now_ms, args);
@@ -726,7 +728,8 @@ fn key_to_prefetch<'a>(arg: impl Fn(usize) -> Option<&'a [u8]>) -> Option<&'a [u
 }
 
 /// True when blocking command `name` waits for `value`'s type: a list for
-/// the list pops and moves, a sorted set for the sorted-set pops (Redis
+/// the list pops and moves, a sorted set for the sorted-set pops, a stream
+/// for the stream reads (Redis
 /// 7.0 serves a key's waiters by the key's type). A missing key, or any
 /// other command, is looked at by running it again.
 fn waits_for(name: &str, value: Option<&engine::value::Value>) -> bool {
@@ -737,6 +740,7 @@ fn waits_for(name: &str, value: Option<&engine::value::Value>) -> bool {
             matches!(v, Value::List(_))
         }
         ("bzpopmin" | "bzpopmax" | "bzmpop", Some(v)) => matches!(v, Value::ZSet(_)),
+        ("xread" | "xreadgroup", Some(v)) => matches!(v, Value::Stream(_)),
         _ => true,
     }
 }
