@@ -537,3 +537,17 @@ fn instantaneous_metrics_follow_the_load() {
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(field("instantaneous_ops_per_sec"), 0.0);
 }
+
+/// CLIENT KILL that names its caller answers it, then closes it, as in
+/// Redis (slotd closed it before the reply).
+#[test]
+fn client_kill_of_the_caller_answers_then_closes() {
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        assert_eq!(
+            text(c.cmd_str(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no"])),
+            ":1\r\n"
+        );
+        assert!(c.is_closed(Duration::from_secs(2)));
+    }
+}

@@ -808,7 +808,10 @@ fn client(shard: &mut Shard, key: Key, args: Args) -> Next {
             })
         }
         ("kill", n) if n >= 3 => {
-            let mut f = KillFilter::default();
+            let mut f = KillFilter {
+                caller: id,
+                ..KillFilter::default()
+            };
             let old_style = n == 3;
             if old_style {
                 f.addr = Some(String::from_utf8_lossy(args.get(2)).into_owned());

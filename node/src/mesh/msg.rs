@@ -316,6 +316,8 @@ pub struct KillFilter {
     pub laddr: Option<String>,
     pub skipme_id: Option<u64>,
     pub kind: Option<ClientType>,
+    /// The client that asks: killed, it closes once its reply is out.
+    pub caller: u64,
 }
 
 /// Per-core counters reported by INFO.

@@ -912,6 +912,13 @@ impl Shard {
                             link_reset = true;
                             n += 1;
                         }
+                    } else if hit && c.id == filter.caller {
+                        // Its reply still comes (Redis closes the caller
+                        // after it).
+                        n += 1;
+                        if let Some(c) = self.conns.get_mut(key) {
+                            c.close_after_flush = true;
+                        }
                     } else if hit && !c.closing {
                         n += 1;
                         if let Some(c) = self.conns.get_mut(key) {
