@@ -204,6 +204,10 @@ fn writes_touch_the_lru_clock_and_the_lfu_counter_as_redis() {
         got.push(format!("c {}", r(&["OBJECT", "FREQ", "c"])));
         r(&["HSET", "nh", "f", "v"]);
         got.push(format!("nh {}", r(&["OBJECT", "FREQ", "nh"])));
+        for _ in 0..3 {
+            r(&["INCRBYFLOAT", "fl", "1.5"]);
+        }
+        got.push(format!("fl {}", r(&["OBJECT", "FREQ", "fl"])));
         seen.push(got);
     }
     assert!(seen[0][0].ends_with(":0\r\n"), "{:?}", seen[0]);

@@ -645,11 +645,15 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
     let key = args.get(1);
     let db = ctx.db;
     // Redis's long double arithmetic and formatting (see `crate::ldouble`).
-    let sum = match ctx.shard.lookup(db, key, ctx.now_ms) {
-        Some(e) => match &e.value {
-            Value::Str(s) => ldouble::incr(Some(s), args.get(2)),
-            _ => return Reply::err(error::WRONGTYPE),
-        },
+    let mut old_lru = None;
+    let sum = match ctx.shard.lookup_write(db, key, ctx.now_ms) {
+        Some(e) => {
+            old_lru = Some(e.lru);
+            match &e.value {
+                Value::Str(s) => ldouble::incr(Some(s), args.get(2)),
+                _ => return Reply::err(error::WRONGTYPE),
+            }
+        }
         None => ldouble::incr(None, args.get(2)),
     };
     let v = match sum {
@@ -658,7 +662,11 @@ fn incrbyfloat(ctx: &mut Ctx) -> Reply {
         Err(_) => return Reply::err(error::NOT_FLOAT),
     };
     let b = Bytes::from(v);
-    let now_s = new_lru(ctx);
+    // (An overwrite keeps the LFU counter, as Redis's `dbOverwrite`.)
+    let now_s = match old_lru {
+        Some(lru) if ctx.shard.evict.policy.is_lfu() => lru,
+        _ => new_lru(ctx),
+    };
     if ctx.shard.dbs[db]
         .set_keep_ttl(key, Value::Str(StrData::from(b.clone())), now_s)
         .is_none()
