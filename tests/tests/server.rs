@@ -551,3 +551,30 @@ fn client_kill_of_the_caller_answers_then_closes() {
         assert!(c.is_closed(Duration::from_secs(2)));
     }
 }
+
+/// INFO's `clients_in_timeout_table` counts the blocked clients that have
+/// a timeout, as Redis 7.0 (it counted every blocked client).
+#[test]
+fn clients_in_timeout_table_counts_blocked_clients_with_a_timeout() {
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut a = s.raw();
+        let mut b = s.raw();
+        a.send(&tests::encode(&[b"BLPOP", b"k1", b"0"])).unwrap();
+        b.send(&tests::encode(&[b"BLPOP", b"k2", b"30"])).unwrap();
+        let counts = || {
+            (
+                tests::info_field(&s, "clients", "blocked_clients"),
+                tests::info_field(&s, "clients", "clients_in_timeout_table"),
+            )
+        };
+        let mut seen = counts();
+        for _ in 0..50 {
+            if seen.0 == "2" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            seen = counts();
+        }
+        assert_eq!(seen, ("2".to_string(), "1".to_string()));
+    }
+}

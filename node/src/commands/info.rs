@@ -81,7 +81,7 @@ pub async fn gather(
                 settings.maxclients,
                 total.blocked_clients,
                 total.tracking_clients,
-                total.blocked_clients,
+                total.timeout_clients,
                 per_core.join(",")
             ),
         );
@@ -209,6 +209,7 @@ fn cluster_enabled(shared: &Shared) -> bool {
 pub fn add(t: &mut CoreStats, s: &CoreStats) {
     t.connected_clients += s.connected_clients;
     t.blocked_clients += s.blocked_clients;
+    t.timeout_clients += s.timeout_clients;
     t.pubsub_clients += s.pubsub_clients;
     t.total_connections_received += s.total_connections_received;
     t.total_commands_processed += s.total_commands_processed;

@@ -325,6 +325,8 @@ pub struct KillFilter {
 pub struct CoreStats {
     pub connected_clients: u64,
     pub blocked_clients: u64,
+    /// Of those, the ones with a timeout (`clients_in_timeout_table`).
+    pub timeout_clients: u64,
     pub pubsub_clients: u64,
     pub total_connections_received: u64,
     pub total_commands_processed: u64,

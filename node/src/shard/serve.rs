@@ -937,11 +937,9 @@ impl Shard {
                 self.perform_evictions();
                 let mut s = self.stats.clone();
                 [s.inst_ops, s.inst_input, s.inst_output] = self.rates.each_ref().map(|r| r.get());
-                s.blocked_clients = self
-                    .waiters
-                    .iter()
-                    .filter(|w| w.probe.unwrap_or(true))
-                    .count() as u64;
+                let counted = self.waiters.iter().filter(|w| w.probe.unwrap_or(true));
+                s.blocked_clients = counted.clone().count() as u64;
+                s.timeout_clients = counted.filter(|w| w.deadline_ms.is_some()).count() as u64;
                 s.pubsub_clients = self.conns.iter().filter(|c| c.sub_count() > 0).count() as u64;
                 s.connected_clients = self.conns.len() as u64;
                 s.expired_keys = self.engine.stats.expired_keys;
