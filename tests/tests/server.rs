@@ -578,3 +578,21 @@ fn clients_in_timeout_table_counts_blocked_clients_with_a_timeout() {
         assert_eq!(seen, ("2".to_string(), "1".to_string()));
     }
 }
+
+/// INFO ALL and EVERYTHING list Redis 7.0's sections in its order, the
+/// empty Latencystats section included (`latency-tracking no`).
+#[test]
+fn info_everything_lists_redis_sections() {
+    let heads = |s: &Server, which: &str| -> Vec<String> {
+        s.cli(&["info", which])
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let s = Server::slotd(&[]);
+    let r = Server::redis(&["--latency-tracking", "no"]);
+    for which in ["all", "everything", "latencystats"] {
+        assert_eq!(heads(&s, which), heads(&r, which), "INFO {which}");
+    }
+}

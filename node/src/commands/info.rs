@@ -182,6 +182,11 @@ pub async fn gather(
     if wanted("errorstats") {
         section("Errorstats", String::new());
     }
+    if wanted("latencystats") {
+        // (`latency-tracking` is off, and only takes `no`: the section is
+        // empty, as Redis prints it then.)
+        section("Latencystats", String::new());
+    }
     if wanted("cluster") {
         let on = u8::from(cluster_enabled(shared));
         section("Cluster", format!("cluster_enabled:{on}\r\n"));
