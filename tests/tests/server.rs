@@ -596,3 +596,20 @@ fn info_everything_lists_redis_sections() {
         assert_eq!(heads(&s, which), heads(&r, which), "INFO {which}");
     }
 }
+
+/// CLIENT INFO and LIST show a subcommand's full name in `cmd=`, as Redis
+/// 7.0 (`client|info`).
+#[test]
+fn client_list_shows_the_subcommand() {
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        let info = text(c.cmd_str(&["CLIENT", "INFO"]));
+        assert!(info.contains(" cmd=client|info "), "{info}");
+        c.cmd_str(&["CONFIG", "GET", "maxmemory"]);
+        let list = s.cli(&["client", "list"]);
+        assert!(list.contains(" cmd=config|get "), "{list}");
+        c.cmd_str(&["GET", "k"]);
+        let list = s.cli(&["client", "list"]);
+        assert!(list.contains(" cmd=get "), "{list}");
+    }
+}

@@ -297,6 +297,20 @@ pub fn subcommand_arity(cmd: &str, sub: &[u8]) -> Option<i64> {
     table().sub_arity.get(&format!("{cmd}|{sub}")).copied()
 }
 
+/// The full name of subcommand `sub` of container `cmd` (`client|info`),
+/// as CLIENT LIST's `cmd=` shows it.
+pub fn full_name(cmd: &str, sub: &[u8]) -> Option<&'static str> {
+    let e = table().cmds.iter().find(|e| e.name == cmd)?;
+    e.subs
+        .iter()
+        .find(|s| {
+            s.name
+                .split_once('|')
+                .is_some_and(|(_, x)| x.as_bytes().eq_ignore_ascii_case(sub))
+        })
+        .map(|s| s.name.as_str())
+}
+
 /// True when subcommand `sub` of container `cmd` is flagged `denyoom`
 /// (XGROUP CREATE, FUNCTION LOAD, ...).
 pub fn subcommand_denies_oom(cmd: &str, sub: &[u8]) -> bool {

@@ -107,6 +107,9 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         return answer(shard, key, Reply::Error(e.into()));
     };
     conn.last_cmd = Some(spec);
+    conn.last_sub = (spec.has(flags::SUBCOMMANDS) && args.len() > 1)
+        .then(|| engine::cmd::meta::full_name(spec.name, args.get(1)))
+        .flatten();
     if !conn.authed && !spec.has(flags::NO_AUTH) {
         if conn.multi.is_some() {
             conn.multi_failed = true;

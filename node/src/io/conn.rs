@@ -210,6 +210,8 @@ pub struct Conn {
     /// The last command run (CLIENT LIST's `cmd`); also where the next
     /// command's name is looked up first, as clients tend to repeat one.
     pub last_cmd: Option<&'static engine::cmd::Spec>,
+    /// Its full name when it is a subcommand (`client|info`).
+    pub last_sub: Option<&'static str>,
     /// Scratch for the parser, kept to avoid allocating per request.
     pub spans: Vec<(u32, u32)>,
     pub scratch: Vec<u8>,
@@ -292,6 +294,8 @@ pub struct Moved {
     pub readonly: bool,
     pub no_evict: bool,
     pub last_cmd: Option<&'static engine::cmd::Spec>,
+    /// Its full name when it is a subcommand (`client|info`).
+    pub last_sub: Option<&'static str>,
 }
 
 /// A tracking client's options (Redis's `CLIENT_TRACKING_*` flags).
@@ -366,6 +370,7 @@ impl Conn {
             closing: false,
             obuf_soft_since: 0,
             last_cmd: None,
+            last_sub: None,
             spans: Vec::new(),
             scratch: Vec::new(),
             master: false,
@@ -418,6 +423,7 @@ impl Conn {
             readonly: self.readonly,
             no_evict: self.no_evict,
             last_cmd: self.last_cmd,
+            last_sub: self.last_sub,
         }
     }
 
@@ -437,6 +443,7 @@ impl Conn {
         c.readonly = m.readonly;
         c.no_evict = m.no_evict;
         c.last_cmd = m.last_cmd;
+        c.last_sub = m.last_sub;
         c
     }
 
@@ -688,7 +695,9 @@ impl Conn {
             self.rbuf.len(),
             self.pending_out(),
             self.rbuf.capacity() + self.out.capacity() + self.sending.capacity(),
-            self.last_cmd.map_or("NULL", |s| s.name),
+            self.last_sub
+                .or(self.last_cmd.map(|s| s.name))
+                .unwrap_or("NULL"),
             self.tracking.as_ref().map_or(-1, |t| t.redirect as i64),
             if self.resp3 { 3 } else { 2 },
         )
