@@ -276,7 +276,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         );
         return answer(shard, key, Reply::Error(e.into()));
     }
-    if spec.name == "ping" && args.len() <= 2 && conn.sub_count() > 0 && !conn.resp3 {
+    if conn.sub_count() > 0 && !conn.resp3 && spec.name == "ping" && args.len() <= 2 {
         // In RESP2 subscribed mode PING answers as a message would.
         let msg = if args.len() == 2 { args.get(1) } else { b"" };
         let pong = Reply::Array(vec![Reply::bulk(b"pong"), Reply::bulk(msg)]);
