@@ -133,12 +133,10 @@ impl Spec {
     /// (FUNCTION FLUSH): what CLIENT PAUSE WRITE and a manual failover's
     /// pause hold.
     pub fn may_replicate(&self, args: &Args) -> bool {
-        self.has(flags::WRITE)
-            || matches!(
-                self.name,
-                "publish" | "spublish" | "pfcount" | "eval" | "evalsha" | "fcall"
-            )
-            || (args.len() > 1 && meta::subcommand_writes(self.name, args.get(1)))
+        matches!(
+            self.name,
+            "publish" | "spublish" | "pfcount" | "eval" | "evalsha" | "fcall"
+        ) || self.writes(args)
     }
 
     /// Writes, itself or through its subcommand (FUNCTION FLUSH).
