@@ -312,12 +312,16 @@ impl Server {
             let port_s = port.to_string();
             // A fresh `dir` per server: no dump.rdb left behind in the
             // cwd, none loaded from an earlier run (tests may override).
+            // Emptied first: an earlier run whose process had the same
+            // pid left its files there (a stock redis-server crashed
+            // loading one).
             let dir = std::env::temp_dir().join(format!(
                 "slotd-test-dir-{}-{}-{}",
                 name,
                 std::process::id(),
                 seq
             ));
+            let _ = std::fs::remove_dir_all(&dir);
             let _ = std::fs::create_dir_all(&dir);
             let dir_s = dir.to_string_lossy().into_owned();
             let mut cmd = match nofile {
