@@ -613,3 +613,63 @@ fn client_list_shows_the_subcommand() {
         assert!(list.contains(" cmd=get "), "{list}");
     }
 }
+
+/// INFO's error counters as Redis 7.0's: `total_error_replies`, the
+/// errorstats section by error code, and commandstats' `rejected_calls`
+/// (refused before running: arity, a wrong type of MULTI use) and
+/// `failed_calls` (ran and answered an error), named with their
+/// subcommand; CONFIG RESETSTAT clears them. They all read 0 before.
+#[test]
+fn error_counters_follow_redis() {
+    let stats = |s: &Server| -> Vec<String> {
+        let mut lines: Vec<String> = s
+            .cli(&["info", "errorstats"])
+            .lines()
+            .filter(|l| l.starts_with("errorstat_"))
+            .map(str::to_string)
+            .collect();
+        lines.push(tests::info_field(s, "stats", "total_error_replies"));
+        for l in s.cli(&["info", "commandstats"]).lines() {
+            // (Calls and times differ: slotd counts some commands where
+            // Redis does not; the error counts must not.)
+            if let Some((name, rest)) = l.split_once(":calls=") {
+                let counts = rest.split_once(",rejected_calls=").map_or("", |r| r.1);
+                if !counts.starts_with("0,failed_calls=0") {
+                    lines.push(format!("{name}:{counts}"));
+                }
+            }
+        }
+        lines.sort();
+        lines
+    };
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        for cmd in [
+            &["SET", "s", "v"][..],
+            &["LPUSH", "l", "a"],
+            &["INCR", "s"],
+            &["GET", "l"],
+            &["GET"],
+            &["NOSUCH", "x"],
+            &["CONFIG", "SET", "nosuch", "1"],
+            &["MULTI"],
+            &["SET", "k", "v"],
+            &["INCR", "k"],
+            &["SUBSCRIBE"],
+            &["EXEC"],
+        ] {
+            c.cmd_str(cmd);
+        }
+        let before = stats(&s);
+        assert!(
+            before.iter().any(|l| l == "errorstat_WRONGTYPE:count=1"),
+            "{before:?}"
+        );
+        assert_eq!(s.cli(&["config", "resetstat"]).trim(), "OK");
+        let after = stats(&s);
+        assert_eq!(after, ["0"], "after CONFIG RESETSTAT");
+        seen.push(before);
+    }
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}

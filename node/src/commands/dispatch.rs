@@ -57,6 +57,23 @@ fn answer(shard: &mut Shard, key: Key, reply: Reply) -> Next {
     Next::Continue
 }
 
+/// Answers command `spec`'s refusal before it ran, counted as Redis
+/// counts it (`rejected_calls`).
+fn reject(shard: &mut Shard, key: Key, spec: &Spec, e: Reply) -> Next {
+    shard.count_rejected(stats_name(shard, key, spec));
+    answer(shard, key, e)
+}
+
+/// The name INFO commandstats counts connection `key`'s command `spec`
+/// under: with its subcommand (`config|set`), as Redis 7.0.
+fn stats_name(shard: &Shard, key: Key, spec: &Spec) -> &'static str {
+    shard
+        .conns
+        .get(key)
+        .and_then(|c| c.last_sub)
+        .unwrap_or(spec.name)
+}
+
 /// Runs one parsed command for connection `key`.
 pub fn command(shard: &mut Shard, key: Key, args: Args) -> Next {
     let Some(conn) = shard.conns.get_mut(key) else {
@@ -114,7 +131,12 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(shard, key, Reply::err("NOAUTH Authentication required."));
+        return reject(
+            shard,
+            key,
+            spec,
+            Reply::err("NOAUTH Authentication required."),
+        );
     }
     if !shard
         .persist
@@ -123,15 +145,16 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         && (spec.has(flags::WRITE) || spec.name == "ping")
         && refuse_writes(&shard.shared)
     {
-        return answer(shard, key, Reply::err(MISCONF));
+        return reject(shard, key, spec, Reply::err(MISCONF));
     }
     if shard.loading && !ALLOWED_WHILE_LOADING.contains(&spec.name) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(
+        return reject(
             shard,
             key,
+            spec,
             Reply::err("LOADING Redis is loading the dataset in memory"),
         );
     }
@@ -147,9 +170,10 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
             .lock()
             .map(|t| t.clone())
             .unwrap_or_default();
-        return answer(
+        return reject(
             shard,
             key,
+            spec,
             Reply::err(format!("MISCONF Errors writing to the AOF file: {why}")),
         );
     }
@@ -157,7 +181,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(shard, key, e);
+        return reject(shard, key, spec, e);
     }
     if let Some(busy) = engine::script::busy_error() {
         // A script has run past `busy-reply-threshold`: Redis answers
@@ -171,12 +195,12 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
                 let watches = std::mem::take(&mut conn.watches);
                 shard.unwatch_all(watches);
                 let e = format!("EXECABORT Transaction discarded because of: {busy}");
-                return answer(shard, key, Reply::err(e));
+                return reject(shard, key, spec, Reply::err(e));
             }
             if conn.multi.is_some() {
                 conn.multi_failed = true;
             }
-            return answer(shard, key, Reply::err(busy));
+            return reject(shard, key, spec, Reply::err(busy));
         }
     }
     // (A command that waits and runs later keeps its ASKING.)
@@ -204,7 +228,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
                     c.multi_failed = true;
                 }
             }
-            return answer(shard, key, e);
+            return reject(shard, key, spec, e);
         }
     }
     if let Some(refused) = refuse_for_memory(shard, key, spec, &args) {
@@ -225,7 +249,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
                     c.multi_failed = true;
                 }
             }
-            return answer(shard, key, Reply::err(e));
+            return reject(shard, key, spec, Reply::err(e));
         }
     }
     let Some(conn) = shard.conns.get_mut(key) else {
@@ -239,7 +263,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
                 c.multi_failed = true;
             }
         }
-        return answer(shard, key, Reply::err(NOREPLICAS));
+        return reject(shard, key, spec, Reply::err(NOREPLICAS));
     }
     let pause = shard.shared.client_pause();
     let Some(conn) = shard.conns.get_mut(key) else {
@@ -263,7 +287,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
         if conn.multi.is_some() {
             conn.multi_failed = true;
         }
-        return answer(shard, key, Reply::err(DEBUG_NOT_ALLOWED));
+        return reject(shard, key, spec, Reply::err(DEBUG_NOT_ALLOWED));
     }
     if conn.sub_count() > 0
         && !conn.resp3
@@ -274,7 +298,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             spec.name
         );
-        return answer(shard, key, Reply::Error(e.into()));
+        return reject(shard, key, spec, Reply::Error(e.into()));
     }
     if conn.sub_count() > 0 && !conn.resp3 && spec.name == "ping" && args.len() <= 2 {
         // In RESP2 subscribed mode PING answers as a message would.
@@ -291,15 +315,16 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
     {
         if spec.has(flags::NO_MULTI) {
             conn.multi_failed = true;
-            return answer(
+            return reject(
                 shard,
                 key,
+                spec,
                 Reply::err("ERR Command not allowed inside a transaction"),
             );
         }
         if let Err(e) = route(spec, &args, shard.cores, &shard.mesh.slots) {
             conn.multi_failed = true;
-            return answer(shard, key, e);
+            return reject(shard, key, spec, e);
         }
         if let Some(q) = conn.multi.as_mut() {
             q.push(args.to_owned());
@@ -394,12 +419,12 @@ fn refuse_for_memory(shard: &mut Shard, key: Key, spec: &Spec, args: &Args) -> O
             "EXECABORT Transaction discarded because of: {}",
             crate::shard::OOM
         );
-        return Some(answer(shard, key, Reply::err(e)));
+        return Some(reject(shard, key, spec, Reply::err(e)));
     }
     if conn.multi.is_some() {
         conn.multi_failed = true;
     }
-    Some(answer(shard, key, Reply::err(crate::shard::OOM)))
+    Some(reject(shard, key, spec, Reply::err(crate::shard::OOM)))
 }
 
 /// Runs a command that passed the checks: here, or in a task. `start`:
@@ -427,7 +452,15 @@ fn run(
         if shard.stall_for_earlier(key) {
             return Next::Retry;
         }
+        // Counted as it starts (a node command may finish in a task);
+        // failed when it answered an error at once.
+        let name = stats_name(shard, key, spec);
+        shard.counted(name);
+        let errors = shard.stats.total_error_replies;
         let next = super::node::run(shard, key, spec, args);
+        if shard.stats.total_error_replies > errors {
+            shard.count_failed(name);
+        }
         return defer(shard, next);
     }
     if spec.name == "wait"
@@ -456,7 +489,7 @@ fn run(
     let muted = shard.conns.get(key).is_some_and(|c| c.mute);
     let route = match route(spec, &args, shard.cores, &shard.mesh.slots) {
         Ok(r) => r,
-        Err(e) => return answer(shard, key, e),
+        Err(e) => return reject(shard, key, spec, e),
     };
     match route {
         Route::Here => run_here(shard, key, spec, db, args),
@@ -678,7 +711,8 @@ fn run_here(shard: &mut Shard, key: Key, spec: &'static Spec, db: usize, args: A
     shard.serve_ready();
     match out {
         Some(reply) => {
-            shard.reply(key, &reply);
+            // (Its error, if any, was counted as it ran.)
+            shard.reply_counted(key, &reply);
             // Invalidations this command caused come after its reply.
             shard.track_after(false);
             Next::Continue

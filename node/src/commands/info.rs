@@ -32,25 +32,31 @@ pub async fn gather(
 ) -> String {
     let answers = rpc.call_all(|_| Request::Admin(AdminQuery::Stats)).await;
     let mut total = CoreStats::default();
-    let mut cmdstats: Vec<(&'static str, u64, u64)> = Vec::new();
+    let mut cmdstats: Vec<(&'static str, crate::mesh::CmdCount)> = Vec::new();
+    let mut errorstats: std::collections::BTreeMap<Box<str>, u64> = Default::default();
     // Each core's connected clients, in core order (slotd's own field).
     let mut per_core: Vec<String> = Vec::with_capacity(answers.len());
     for answer in answers {
         if let Response::Stats(s) = answer {
             per_core.push(s.connected_clients.to_string());
             add(&mut total, &s);
-            for (name, calls, usec, _, _) in &s.cmdstats {
-                match cmdstats.iter_mut().find(|(n, _, _)| n == name) {
-                    Some(e) => {
-                        e.1 += calls;
-                        e.2 += usec;
+            for (name, c) in &s.cmdstats {
+                match cmdstats.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, e)) => {
+                        e.calls += c.calls;
+                        e.usec += c.usec;
+                        e.rejected += c.rejected;
+                        e.failed += c.failed;
                     }
-                    None => cmdstats.push((name, *calls, *usec)),
+                    None => cmdstats.push((name, *c)),
                 }
+            }
+            for (code, n) in &s.errorstats {
+                *errorstats.entry(code.clone()).or_default() += n;
             }
         }
     }
-    cmdstats.sort();
+    cmdstats.sort_by_key(|(name, _)| *name);
     let all = sections.iter().any(|s| s == "all" || s == "everything");
     let wanted = |name: &str| -> bool {
         if sections.is_empty() || sections.iter().any(|s| s == "default") {
@@ -120,7 +126,7 @@ pub async fn gather(
         section(
             "Stats",
             format!(
-                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:0\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\nslotd_input_bytes_parsed:{}\r\nslotd_input_bytes_moved:{}\r\nslotd_connections_moved:{}\r\nslotd_pipelines_reserved:{}\r\nslotd_pipelines_refused:{}\r\n",
+                "total_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ntotal_net_repl_input_bytes:0\r\ntotal_net_repl_output_bytes:0\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\ninstantaneous_input_repl_kbps:0.00\r\ninstantaneous_output_repl_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:{}\r\nsync_partial_ok:{}\r\nsync_partial_err:{}\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nexpire_cycle_cpu_milliseconds:0\r\nevicted_keys:{}\r\nevicted_clients:0\r\ntotal_eviction_exceeded_time:0\r\ncurrent_eviction_exceeded_time:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\ncurrent_active_defrag_time:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nreply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\nslotd_input_bytes_parsed:{}\r\nslotd_input_bytes_moved:{}\r\nslotd_connections_moved:{}\r\nslotd_pipelines_reserved:{}\r\nslotd_pipelines_refused:{}\r\n",
                 total.total_connections_received,
                 total.total_commands_processed,
                 total.inst_ops,
@@ -141,6 +147,7 @@ pub async fn gather(
                 total.tracking.0,
                 total.tracking.1,
                 total.tracking.2,
+                total.total_error_replies,
                 total.input_bytes_parsed,
                 total.input_bytes_moved,
                 total.connections_moved,
@@ -166,21 +173,26 @@ pub async fn gather(
     }
     if wanted("commandstats") {
         let mut body = String::new();
-        for (name, calls, usec) in &cmdstats {
-            let per = if *calls > 0 {
-                *usec as f64 / *calls as f64
+        for (name, c) in &cmdstats {
+            let per = if c.calls > 0 {
+                c.usec as f64 / c.calls as f64
             } else {
                 0.0
             };
             let _ = write!(
                 body,
-                "cmdstat_{name}:calls={calls},usec={usec},usec_per_call={per:.2},rejected_calls=0,failed_calls=0\r\n"
+                "cmdstat_{name}:calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}\r\n",
+                c.calls, c.usec, c.rejected, c.failed
             );
         }
         section("Commandstats", body);
     }
     if wanted("errorstats") {
-        section("Errorstats", String::new());
+        let mut body = String::new();
+        for (code, n) in &errorstats {
+            let _ = write!(body, "errorstat_{code}:count={n}\r\n");
+        }
+        section("Errorstats", body);
     }
     if wanted("latencystats") {
         // (`latency-tracking` is off, and only takes `no`: the section is
@@ -242,6 +254,7 @@ pub fn add(t: &mut CoreStats, s: &CoreStats) {
     t.tracking.1 += s.tracking.1;
     // Every core holds every BCAST prefix.
     t.tracking.2 = t.tracking.2.max(s.tracking.2);
+    t.total_error_replies += s.total_error_replies;
     if t.keyspace.len() < s.keyspace.len() {
         t.keyspace.resize(s.keyspace.len(), (0, 0));
     }

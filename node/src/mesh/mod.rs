@@ -32,8 +32,8 @@ pub use bus::{Ask, Bus};
 pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failover";
 pub use crate::io::ClientType;
 pub use msg::{
-    add_need, counted, AdminQuery, CoreStats, KillFilter, Mesh, Msg, Pipeline, Request, Response,
-    Seg, Track, TxId, NOT_PARSED,
+    add_need, counted, AdminQuery, CmdCount, CoreStats, KillFilter, Mesh, Msg, Pipeline, Request,
+    Response, Seg, Track, TxId, NOT_PARSED,
 };
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;

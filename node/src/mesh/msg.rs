@@ -320,6 +320,18 @@ pub struct KillFilter {
     pub caller: u64,
 }
 
+/// One command's INFO commandstats counts: calls, microseconds (of the
+/// calls timed, scaled: see [`Shard::run_local`]), calls refused before
+/// they ran (`rejected_calls`) and calls that answered an error
+/// (`failed_calls`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CmdCount {
+    pub calls: u64,
+    pub usec: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
 /// Per-core counters reported by INFO.
 #[derive(Debug, Default, Clone)]
 pub struct CoreStats {
@@ -362,7 +374,10 @@ pub struct CoreStats {
     /// keys, items and prefixes (`engine::tracking::Tracking::totals`).
     pub tracking_clients: u64,
     pub tracking: (u64, u64, u64),
-    pub cmdstats: Vec<(&'static str, u64, u64, u64, u64)>,
+    pub cmdstats: Vec<(&'static str, CmdCount)>,
+    /// Error replies, and the count of each code (INFO errorstats).
+    pub total_error_replies: u64,
+    pub errorstats: Vec<(Box<str>, u64)>,
     /// Commands a second, and client input and output bytes a second, of
     /// the last 1.6 s (Redis's instantaneous metrics).
     pub inst_ops: u64,

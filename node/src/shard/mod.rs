@@ -109,8 +109,10 @@ pub struct Shard {
     /// samples of SET -P 16 on 1 shard, now 5.1%); reset wherever
     /// anything else runs between commands.
     pub cmd_clock: Option<u64>,
-    /// Per-command calls, usec: for INFO commandstats.
-    cmdstats: HashMap<&'static str, (u64, u64)>,
+    /// Per command: INFO commandstats' counts.
+    cmdstats: HashMap<&'static str, crate::mesh::CmdCount>,
+    /// Error replies by code (INFO errorstats, see [`Shard::count_error`]).
+    errorstats: HashMap<Box<str>, u64>,
     /// Unix ms, read once per loop turn and per receive batch.
     pub now_ms: i64,
     cmd_serial: u64,
@@ -269,6 +271,7 @@ impl Shard {
             rates: Default::default(),
             cmd_clock: None,
             cmdstats: HashMap::new(),
+            errorstats: HashMap::new(),
             now_ms: now_ms(),
             cmd_serial: 0,
             ahead_spans: Vec::new(),
@@ -465,7 +468,7 @@ impl Shard {
     /// the keyspace (INFO's `total_commands_processed` and commandstats).
     pub fn counted(&mut self, name: &'static str) {
         self.stats.total_commands_processed += 1;
-        self.cmdstats.entry(name).or_insert((0, 0)).0 += 1;
+        self.cmdstats.entry(name).or_default().calls += 1;
     }
 
     /// True when the scripts run now may not write: this node is a
@@ -663,6 +666,15 @@ impl Shard {
 
     /// Appends `reply` to `key`'s output.
     pub fn reply(&mut self, key: Key, reply: &Reply) {
+        if let Reply::Error(e) = reply {
+            self.count_error(e);
+        }
+        self.reply_counted(key, reply);
+    }
+
+    /// [`Shard::reply`] of a reply whose error, if it is one, was counted
+    /// where the command ran ([`Shard::run_local`]).
+    pub fn reply_counted(&mut self, key: Key, reply: &Reply) {
         if let Some(c) = self.conns.get_mut(key) {
             if c.mute && !matches!(reply, Reply::Push(_)) {
                 return;

@@ -6,12 +6,28 @@
 
 use super::Shard;
 use crate::io::Key;
-use crate::mesh::Msg;
+use crate::mesh::{CmdCount, Msg};
 use bytes::Bytes;
 use engine::cmd::{flags, Spec};
 use engine::slowlog::Entry;
 use engine::Args;
 use std::sync::atomic::Ordering;
+
+/// How many error codes a core tells apart in INFO errorstats; errors of
+/// codes past these count in `total_error_replies` only. (Redis 7.0 keeps
+/// them all, and a script can make up codes without end; later Redis
+/// versions stop at the same number.)
+const ERROR_CODES_MAX: usize = 128;
+
+/// The code INFO errorstats files error `e` under (without its `-`), as
+/// Redis's `afterErrorReply`: its first word when a space ends it within
+/// the reply's first 32 bytes (the `-` counted), else `ERR`.
+pub fn error_code(e: &str) -> &str {
+    match e.as_bytes().iter().take(31).position(|&b| b == b' ') {
+        Some(end) => &e[..end],
+        None => "ERR",
+    }
+}
 
 /// A rate sampled every 100 ms, the mean of the last 16 samples (Redis's
 /// `trackInstantaneousMetric`).
@@ -98,6 +114,49 @@ fn unix_now() -> (i64, u32) {
 }
 
 impl Shard {
+    /// Counts an error reply to a client: INFO's `total_error_replies` and
+    /// errorstats.
+    pub fn count_error(&mut self, e: &str) {
+        self.stats.total_error_replies += 1;
+        let code = error_code(e);
+        if let Some(n) = self.errorstats.get_mut(code) {
+            *n += 1;
+        } else if self.errorstats.len() < ERROR_CODES_MAX {
+            self.errorstats.insert(code.into(), 1);
+        }
+    }
+
+    /// Command `name` was refused before it ran (its error is counted
+    /// where it is answered).
+    pub fn count_rejected(&mut self, name: &'static str) {
+        self.cmdstats.entry(name).or_default().rejected += 1;
+    }
+
+    /// Command `name` answered an error (one of the node's commands; a
+    /// command on the keyspace is counted as it runs).
+    pub fn count_failed(&mut self, name: &'static str) {
+        self.cmdstats.entry(name).or_default().failed += 1;
+    }
+
+    /// This core's commandstats, for INFO.
+    pub fn command_counts(&self) -> Vec<(&'static str, CmdCount)> {
+        self.cmdstats.iter().map(|(n, c)| (*n, *c)).collect()
+    }
+
+    /// This core's errorstats, for INFO.
+    pub fn error_counts(&self) -> Vec<(Box<str>, u64)> {
+        self.errorstats
+            .iter()
+            .map(|(e, n)| (e.clone(), *n))
+            .collect()
+    }
+
+    /// CONFIG RESETSTAT: the command and error counts start again.
+    pub fn reset_command_counts(&mut self) {
+        self.cmdstats.clear();
+        self.errorstats.clear();
+    }
+
     /// The slow log is on: commands are timed.
     #[inline]
     pub fn slow_on(&self) -> bool {
@@ -310,5 +369,24 @@ impl Shard {
                 self.want_flush(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_code;
+
+    #[test]
+    fn an_error_is_filed_under_its_first_word_as_redis_does() {
+        assert_eq!(error_code("ERR unknown command"), "ERR");
+        assert_eq!(error_code("WRONGTYPE Operation against a key"), "WRONGTYPE");
+        assert_eq!(error_code("MOVED 3999 127.0.0.1:6381"), "MOVED");
+        // No space within the reply's first 32 bytes (its `-` counted).
+        assert_eq!(error_code("NOSPACE"), "ERR");
+        assert_eq!(
+            error_code(&format!("{} x", "A".repeat(30))),
+            &"A".repeat(30)[..]
+        );
+        assert_eq!(error_code(&format!("{} x", "A".repeat(31))), "ERR");
     }
 }

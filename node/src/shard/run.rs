@@ -44,6 +44,17 @@ pub(super) struct Waiter {
 }
 
 impl Shard {
+    /// A command refused on this core before it ran (`rejected_calls`),
+    /// with its error, counted here whoever sends it on.
+    fn refused(&mut self, spec: &'static engine::cmd::Spec, e: Reply) -> Reply {
+        self.stats.total_commands_processed += 1;
+        self.count_rejected(spec.name);
+        if let Reply::Error(err) = &e {
+            self.count_error(err);
+        }
+        e
+    }
+
     /// Runs one command on this core's keyspace. Parks it when it blocks
     /// (`origin` is then told later). The caller serves the clients its
     /// writes woke ([`Shard::serve_ready`]) once the whole request is done,
@@ -67,19 +78,16 @@ impl Shard {
         let start = timed.then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
-            self.stats.total_commands_processed += 1;
-            return Some(Reply::err(crate::mesh::WRITES_PAUSED));
+            return Some(self.refused(spec, Reply::err(crate::mesh::WRITES_PAUSED)));
         }
         if self.cluster_moving {
             if let Some(refused) = self.migration_check(spec, db, &args) {
-                self.stats.total_commands_processed += 1;
-                return Some(refused);
+                return Some(self.refused(spec, refused));
             }
         }
         if self.settings.maxmemory > 0 && !self.unstreamed {
             if let Some(oom) = self.refuse_for_memory(spec, &args) {
-                self.stats.total_commands_processed += 1;
-                return Some(oom);
+                return Some(self.refused(spec, oom));
             }
         }
         if spec.has(engine::cmd::flags::NOSCRIPT)
@@ -112,10 +120,14 @@ impl Shard {
         if self.engine.has_events() {
             self.publish_events();
         }
-        let e = self.cmdstats.entry(spec.name).or_insert((0, 0));
-        e.0 += 1;
+        let e = self.cmdstats.entry(spec.name).or_default();
+        e.calls += 1;
         if let Some(t) = start {
-            e.1 += 16 * t.elapsed().as_micros() as u64;
+            e.usec += 16 * t.elapsed().as_micros() as u64;
+        }
+        if let Reply::Error(err) = &reply {
+            e.failed += 1;
+            self.count_error(err);
         }
         if let (Some(t), None) = (slow, &block) {
             let end = crate::shared::ticks();

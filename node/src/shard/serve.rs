@@ -966,18 +966,15 @@ impl Shard {
                     .iter()
                     .map(|d| (d.len() as u64, d.volatile_len() as u64))
                     .collect();
-                s.cmdstats = self
-                    .cmdstats
-                    .iter()
-                    .map(|(n, (calls, usec))| (*n, *calls, *usec, 0, 0))
-                    .collect();
+                s.cmdstats = self.command_counts();
+                s.errorstats = self.error_counts();
                 Response::Stats(Box::new(s))
             }
             AdminQuery::ResetStats => {
                 self.stats = CoreStats::default();
                 self.stats.connected_clients = self.conns.len() as u64;
                 self.engine.stats = engine::shard::Stats::default();
-                self.cmdstats.clear();
+                self.reset_command_counts();
                 Response::Done
             }
             AdminQuery::Reload => {
