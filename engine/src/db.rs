@@ -37,7 +37,19 @@ pub struct Db {
     volatile: Vec<NonNull<Entry>>,
     /// Where the active expiry cycle goes on in `volatile`.
     expire_cursor: usize,
+    /// The active expiry cycle's estimate of the keys' remaining TTL, ms
+    /// (INFO keyspace's `avg_ttl`, see [`Db::note_ttls`]).
+    avg_ttl: i64,
     len: usize,
+}
+
+/// What one step of the active expiry cycle found ([`Db::expire_step`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExpireStep {
+    /// The key has expired: its name is in the caller's buffer.
+    Expired,
+    /// The key lives on for this many ms.
+    Alive(i64),
 }
 
 /// Slots per chunk of dictionaries.
@@ -318,8 +330,9 @@ impl Db {
     /// and the entries ahead are prefetched). Returns `None` when no key
     /// has a TTL; else whether the key has expired at `now_ms`, with its
     /// name in `key` for the caller to delete it (the list's last entry
-    /// then takes its place, and the next step looks at that one).
-    pub fn expire_step(&mut self, now_ms: i64, key: &mut Vec<u8>) -> Option<bool> {
+    /// then takes its place, and the next step looks at that one), or
+    /// how long it has to live.
+    pub fn expire_step(&mut self, now_ms: i64, key: &mut Vec<u8>) -> Option<ExpireStep> {
         const AHEAD: usize = 8;
         if self.volatile.is_empty() {
             return None;
@@ -336,11 +349,32 @@ impl Db {
         if e.is_expired(now_ms) {
             key.clear();
             key.extend_from_slice(e.key());
-            Some(true)
+            Some(ExpireStep::Expired)
         } else {
             self.expire_cursor += 1;
-            Some(false)
+            Some(ExpireStep::Alive(e.expire_at().map_or(0, |at| at - now_ms)))
         }
+    }
+
+    /// Folds the remaining TTLs of one round of the active expiry cycle
+    /// (`sum` ms over `samples` keys) into [`Db::avg_ttl`], as Redis's
+    /// `activeExpireCycle`: 2% of the new mean, 98% of the estimate; 0
+    /// when no key has a TTL.
+    pub fn note_ttls(&mut self, sum: i64, samples: i64) {
+        if self.volatile.is_empty() {
+            self.avg_ttl = 0;
+        } else if samples > 0 {
+            let avg = sum / samples;
+            if self.avg_ttl == 0 {
+                self.avg_ttl = avg;
+            }
+            self.avg_ttl = (self.avg_ttl / 50) * 49 + avg / 50;
+        }
+    }
+
+    /// INFO keyspace's `avg_ttl` (ms).
+    pub fn avg_ttl(&self) -> i64 {
+        self.avg_ttl
     }
 
     /// The `i`-th entry with a TTL, if `i` is in range.
@@ -463,7 +497,7 @@ mod tests {
         let mut key = Vec::new();
         let mut expired = 0;
         for _ in 0..1000 {
-            if to.expire_step(1100, &mut key) == Some(true) {
+            if to.expire_step(1100, &mut key) == Some(ExpireStep::Expired) {
                 to.remove(&key);
                 expired += 1;
             }

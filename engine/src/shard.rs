@@ -1,7 +1,7 @@
 //! A shard: the keyspace one core owns, with its expiry, statistics, WATCH
 //! versions and write log. Everything here runs on the owning core only.
 
-use crate::db::{Ahead, Db, Entry, Node};
+use crate::db::{Ahead, Db, Entry, ExpireStep, Node};
 use crate::lazyfree::{Garbage, Why};
 use crate::value::{EncodingLimits, Value};
 use bytes::Bytes;
@@ -809,12 +809,18 @@ impl Shard {
     pub fn active_expire(&mut self, db: usize, samples: usize, now_ms: i64) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
+        let (mut ttl_sum, mut ttl_samples) = (0, 0);
         let mut key = std::mem::take(&mut self.expire_key);
         for _ in 0..samples {
             match self.dbs[db].expire_step(now_ms, &mut key) {
                 None => break,
-                Some(false) => {}
-                Some(true) => {
+                Some(ExpireStep::Alive(ttl)) => {
+                    if ttl > 0 {
+                        ttl_sum += ttl;
+                        ttl_samples += 1;
+                    }
+                }
+                Some(ExpireStep::Expired) => {
                     self.delete_expired(db, &key);
                     expired += 1;
                 }
@@ -822,6 +828,7 @@ impl Shard {
             sampled += 1;
         }
         self.expire_key = key;
+        self.dbs[db].note_ttls(ttl_sum, ttl_samples);
         (sampled, expired)
     }
 

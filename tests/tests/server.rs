@@ -673,3 +673,28 @@ fn error_counters_follow_redis() {
     }
     assert_eq!(seen[0], seen[1], "slotd, then redis-server");
 }
+
+/// INFO keyspace's `avg_ttl` is the expiry cycle's estimate of the keys'
+/// remaining TTL, as Redis's (it read 0 whatever the keys' TTLs).
+#[test]
+fn avg_ttl_estimates_the_remaining_ttl() {
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        for i in 0..200 {
+            c.cmd_str(&["SET", &format!("k{i}"), "v", "EX", "1000"]);
+        }
+        c.cmd_str(&["SELECT", "1"]);
+        c.cmd_str(&["SET", "persistent", "v"]);
+        std::thread::sleep(Duration::from_millis(1200));
+        let keyspace = s.cli(&["info", "keyspace"]);
+        let avg = |db: &str| -> i64 {
+            let line = keyspace.lines().find(|l| l.starts_with(db)).unwrap_or("");
+            line.rsplit_once("avg_ttl=")
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(-1)
+        };
+        let ttl = avg("db0:");
+        assert!((990_000..=1_000_000).contains(&ttl), "{keyspace}");
+        assert_eq!(avg("db1:"), 0, "{keyspace}");
+    }
+}

@@ -205,9 +205,12 @@ pub async fn gather(
     }
     if wanted("keyspace") {
         let mut body = String::new();
-        for (i, (keys, expires)) in total.keyspace.iter().enumerate() {
+        for (i, (keys, expires, ttl)) in total.keyspace.iter().enumerate() {
             if *keys > 0 {
-                let _ = write!(body, "db{i}:keys={keys},expires={expires},avg_ttl=0\r\n");
+                let _ = write!(
+                    body,
+                    "db{i}:keys={keys},expires={expires},avg_ttl={ttl}\r\n"
+                );
             }
         }
         section("Keyspace", body);
@@ -256,11 +259,18 @@ pub fn add(t: &mut CoreStats, s: &CoreStats) {
     t.tracking.2 = t.tracking.2.max(s.tracking.2);
     t.total_error_replies += s.total_error_replies;
     if t.keyspace.len() < s.keyspace.len() {
-        t.keyspace.resize(s.keyspace.len(), (0, 0));
+        t.keyspace.resize(s.keyspace.len(), (0, 0, 0));
     }
-    for (i, (k, e)) in s.keyspace.iter().enumerate() {
-        t.keyspace[i].0 += k;
-        t.keyspace[i].1 += e;
+    for (i, &(k, e, ttl)) in s.keyspace.iter().enumerate() {
+        let d = &mut t.keyspace[i];
+        // (The node's `avg_ttl`: the cores' estimates weighed by their
+        // keys with a TTL.)
+        if d.1 + e > 0 {
+            let weighed = d.2 as i128 * d.1 as i128 + ttl as i128 * e as i128;
+            d.2 = (weighed / (d.1 + e) as i128) as i64;
+        }
+        d.0 += k;
+        d.1 += e;
     }
 }
 

@@ -99,7 +99,7 @@ fn figures(shared: &Shared, total: &CoreStats) -> Figures {
         dataset: used.saturating_sub(overhead),
         active,
         resident,
-        keys: total.keyspace.iter().map(|(k, _)| k).sum(),
+        keys: total.keyspace.iter().map(|(k, _, _)| k).sum(),
         maxmemory: settings.maxmemory,
         policy: settings.evict.policy.name(),
     }
@@ -240,7 +240,7 @@ fn stats(shared: &Arc<Shared>, total: &CoreStats) -> Reply {
         int("lua.caches", 0),
         int("functions.caches", 0),
     ];
-    for (i, (keys, expires)) in total.keyspace.iter().enumerate() {
+    for (i, (keys, expires, _)) in total.keyspace.iter().enumerate() {
         if *keys == 0 {
             continue;
         }

@@ -368,8 +368,9 @@ pub struct CoreStats {
     pub dirty: u64,
     pub pubsub_channels: u64,
     pub pubsub_patterns: u64,
-    /// Per database: (keys, keys with TTL).
-    pub keyspace: Vec<(u64, u64)>,
+    /// Per database: keys, keys with TTL, and their mean remaining TTL in
+    /// ms as this core's expiry cycle estimates it (INFO's `avg_ttl`).
+    pub keyspace: Vec<(u64, u64, i64)>,
     /// Tracking: clients of this core with tracking on, and this core's
     /// keys, items and prefixes (`engine::tracking::Tracking::totals`).
     pub tracking_clients: u64,

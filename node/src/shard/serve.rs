@@ -964,7 +964,7 @@ impl Shard {
                     .engine
                     .dbs
                     .iter()
-                    .map(|d| (d.len() as u64, d.volatile_len() as u64))
+                    .map(|d| (d.len() as u64, d.volatile_len() as u64, d.avg_ttl()))
                     .collect();
                 s.cmdstats = self.command_counts();
                 s.errorstats = self.error_counts();
