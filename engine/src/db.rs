@@ -360,11 +360,11 @@ impl Db {
     /// (`sum` ms over `samples` keys) into [`Db::avg_ttl`], as Redis's
     /// `activeExpireCycle`: 2% of the new mean, 98% of the estimate; 0
     /// when no key has a TTL.
-    pub fn note_ttls(&mut self, sum: i64, samples: i64) {
+    pub fn note_ttls(&mut self, sum: i128, samples: i128) {
         if self.volatile.is_empty() {
             self.avg_ttl = 0;
         } else if samples > 0 {
-            let avg = sum / samples;
+            let avg = (sum / samples) as i64;
             if self.avg_ttl == 0 {
                 self.avg_ttl = avg;
             }

@@ -809,14 +809,15 @@ impl Shard {
     pub fn active_expire(&mut self, db: usize, samples: usize, now_ms: i64) -> (usize, usize) {
         let mut sampled = 0;
         let mut expired = 0;
-        let (mut ttl_sum, mut ttl_samples) = (0, 0);
+        // (In 128 bits: a TTL may be up to i64::MAX ms.)
+        let (mut ttl_sum, mut ttl_samples) = (0i128, 0i128);
         let mut key = std::mem::take(&mut self.expire_key);
         for _ in 0..samples {
             match self.dbs[db].expire_step(now_ms, &mut key) {
                 None => break,
                 Some(ExpireStep::Alive(ttl)) => {
                     if ttl > 0 {
-                        ttl_sum += ttl;
+                        ttl_sum += ttl as i128;
                         ttl_samples += 1;
                     }
                 }

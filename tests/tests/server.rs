@@ -653,6 +653,8 @@ fn error_counters_follow_redis() {
             &["GET"],
             &["NOSUCH", "x"],
             &["CONFIG", "SET", "nosuch", "1"],
+            &["CONFIG", "NOSUCH"],
+            &["OBJECT", "FREQ", "s"],
             &["MULTI"],
             &["SET", "k", "v"],
             &["INCR", "k"],
@@ -669,6 +671,17 @@ fn error_counters_follow_redis() {
         assert_eq!(s.cli(&["config", "resetstat"]).trim(), "OK");
         let after = stats(&s);
         assert_eq!(after, ["0"], "after CONFIG RESETSTAT");
+        // A node command counts once in `total_commands_processed`.
+        let total = || -> u64 {
+            tests::info_field(&s, "stats", "total_commands_processed")
+                .parse()
+                .unwrap()
+        };
+        let first = total();
+        for _ in 0..5 {
+            c.cmd_str(&["CONFIG", "GET", "maxmemory"]);
+        }
+        assert_eq!(total() - first, 6, "five CONFIG GETs and an INFO");
         seen.push(before);
     }
     assert_eq!(seen[0], seen[1], "slotd, then redis-server");

@@ -60,7 +60,10 @@ fn answer(shard: &mut Shard, key: Key, reply: Reply) -> Next {
 /// Answers command `spec`'s refusal before it ran, counted as Redis
 /// counts it (`rejected_calls`).
 fn reject(shard: &mut Shard, key: Key, spec: &Spec, e: Reply) -> Next {
-    shard.count_rejected(stats_name(shard, key, spec));
+    // (An unknown subcommand is no command: its error counts alone.)
+    if !shard.conns.get(key).is_some_and(|c| c.sub_unknown) {
+        shard.count_rejected(stats_name(shard, key, spec));
+    }
     answer(shard, key, e)
 }
 
@@ -127,6 +130,7 @@ fn checked(shard: &mut Shard, key: Key, args: Args, clock: Option<u64>) -> Next 
     conn.last_sub = (spec.has(flags::SUBCOMMANDS) && args.len() > 1)
         .then(|| engine::cmd::meta::full_name(spec.name, args.get(1)))
         .flatten();
+    conn.sub_unknown = spec.has(flags::SUBCOMMANDS) && args.len() > 1 && conn.last_sub.is_none();
     if !conn.authed && !spec.has(flags::NO_AUTH) {
         if conn.multi.is_some() {
             conn.multi_failed = true;
@@ -452,14 +456,21 @@ fn run(
         if shard.stall_for_earlier(key) {
             return Next::Retry;
         }
-        // Counted as it starts (a node command may finish in a task);
-        // failed when it answered an error at once.
+        // Counted once it ran (it may go on in a task, which counts its
+        // error then: `Shard::task_done`), not when it waits to run
+        // again; failed when it answered an error.
         let name = stats_name(shard, key, spec);
-        shard.counted(name);
         let errors = shard.stats.total_error_replies;
         let next = super::node::run(shard, key, spec, args);
+        if !matches!(next, Next::Retry) {
+            shard.count_call(name);
+        }
         if shard.stats.total_error_replies > errors {
             shard.count_failed(name);
+        } else if let Some(c) = shard.conns.get_mut(key) {
+            if c.wait.in_flight() {
+                c.task_stats = Some(name);
+            }
         }
         return defer(shard, next);
     }

@@ -212,6 +212,11 @@ pub struct Conn {
     pub last_cmd: Option<&'static engine::cmd::Spec>,
     /// Its full name when it is a subcommand (`client|info`).
     pub last_sub: Option<&'static str>,
+    /// The last command named a subcommand its container does not have.
+    pub sub_unknown: bool,
+    /// A node command finishing in a task: the name its error, if the
+    /// task answers one, counts under (INFO `failed_calls`).
+    pub task_stats: Option<&'static str>,
     /// Scratch for the parser, kept to avoid allocating per request.
     pub spans: Vec<(u32, u32)>,
     pub scratch: Vec<u8>,
@@ -371,6 +376,8 @@ impl Conn {
             obuf_soft_since: 0,
             last_cmd: None,
             last_sub: None,
+            task_stats: None,
+            sub_unknown: false,
             spans: Vec::new(),
             scratch: Vec::new(),
             master: false,

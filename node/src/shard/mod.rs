@@ -702,6 +702,23 @@ impl Shard {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        // A node command's task: its errors count here (a command on the
+        // keyspace counts its own where it runs).
+        if let Some(name) = c.task_stats.take() {
+            let mut failed = false;
+            for r in &done.replies {
+                if let Reply::Error(e) = r {
+                    self.count_error(e);
+                    failed = true;
+                }
+            }
+            if failed {
+                self.count_failed(name);
+            }
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.direct {
             c.direct = false;
             if std::mem::take(&mut c.direct_input) {

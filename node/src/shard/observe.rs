@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 
 /// How many error codes a core tells apart in INFO errorstats; errors of
 /// codes past these count in `total_error_replies` only. (Redis 7.0 keeps
-/// them all, and a script can make up codes without end; later Redis
-/// versions stop at the same number.)
+/// them all, and a script can make up codes without end: this bounds a
+/// core's table. Redis 7.2 turns errorstats off past the same number.)
 const ERROR_CODES_MAX: usize = 128;
 
 /// The code INFO errorstats files error `e` under (without its `-`), as
@@ -130,6 +130,12 @@ impl Shard {
     /// where it is answered).
     pub fn count_rejected(&mut self, name: &'static str) {
         self.cmdstats.entry(name).or_default().rejected += 1;
+    }
+
+    /// Node command `name` ran (`total_commands_processed` counts it
+    /// where it runs).
+    pub fn count_call(&mut self, name: &'static str) {
+        self.cmdstats.entry(name).or_default().calls += 1;
     }
 
     /// Command `name` answered an error (one of the node's commands; a

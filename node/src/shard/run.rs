@@ -43,12 +43,28 @@ pub(super) struct Waiter {
     pub slow: Option<Box<(u64, Vec<Bytes>)>>,
 }
 
+/// The name INFO commandstats counts `spec` under: with its subcommand
+/// (`object|encoding`), as Redis 7.0 (a lookup in the command table for
+/// container commands only).
+fn stats_name(spec: &'static engine::cmd::Spec, args: &engine::Args) -> &'static str {
+    if spec.has(engine::cmd::flags::SUBCOMMANDS) && args.len() > 1 {
+        if let Some(name) = engine::cmd::meta::full_name(spec.name, args.get(1)) {
+            return name;
+        }
+    }
+    spec.name
+}
+
 impl Shard {
     /// A command refused on this core before it ran (`rejected_calls`),
     /// with its error, counted here whoever sends it on.
-    fn refused(&mut self, spec: &'static engine::cmd::Spec, e: Reply) -> Reply {
-        self.stats.total_commands_processed += 1;
-        self.count_rejected(spec.name);
+    fn refused(
+        &mut self,
+        spec: &'static engine::cmd::Spec,
+        args: &engine::Args,
+        e: Reply,
+    ) -> Reply {
+        self.count_rejected(stats_name(spec, args));
         if let Reply::Error(err) = &e {
             self.count_error(err);
         }
@@ -78,16 +94,16 @@ impl Shard {
         let start = timed.then(std::time::Instant::now);
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
-            return Some(self.refused(spec, Reply::err(crate::mesh::WRITES_PAUSED)));
+            return Some(self.refused(spec, &args, Reply::err(crate::mesh::WRITES_PAUSED)));
         }
         if self.cluster_moving {
             if let Some(refused) = self.migration_check(spec, db, &args) {
-                return Some(self.refused(spec, refused));
+                return Some(self.refused(spec, &args, refused));
             }
         }
         if self.settings.maxmemory > 0 && !self.unstreamed {
             if let Some(oom) = self.refuse_for_memory(spec, &args) {
-                return Some(self.refused(spec, oom));
+                return Some(self.refused(spec, &args, oom));
             }
         }
         if spec.has(engine::cmd::flags::NOSCRIPT)
@@ -120,7 +136,7 @@ impl Shard {
         if self.engine.has_events() {
             self.publish_events();
         }
-        let e = self.cmdstats.entry(spec.name).or_default();
+        let e = self.cmdstats.entry(stats_name(spec, &args)).or_default();
         e.calls += 1;
         if let Some(t) = start {
             e.usec += 16 * t.elapsed().as_micros() as u64;
