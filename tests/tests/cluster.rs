@@ -1655,3 +1655,55 @@ fn a_client_blocked_on_a_slot_that_moves_away_is_redirected() {
     assert_eq!(r, format!("-MOVED {slot} 127.0.0.1:{}\r\n", a.port()));
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
+
+/// While the cluster is down, a script's command on a key is refused as
+/// Redis's `scriptVerifyClusterState` refuses it (slotd ran it): every
+/// such command by default, writes only under
+/// `cluster-allow-reads-when-down yes`. One node serving half the slots
+/// is down (full coverage required); slotd and redis-server answer alike.
+#[test]
+fn a_script_is_refused_keys_while_the_cluster_is_down() {
+    let mut seen = Vec::new();
+    for s in [
+        node(&[]),
+        Server::redis(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            TIMEOUT,
+        ]),
+    ] {
+        // "b" is in slot 3300, which the node serves.
+        assert_eq!(
+            s.cli(&["cluster", "addslotsrange", "0", "8191"]).trim(),
+            "OK"
+        );
+        wait_for(10, "the cluster to be down", || {
+            info_field(&s, "cluster_state") == "fail"
+        });
+        let mut r = RawConn::connect(s.port()).unwrap();
+        let mut eval = |script: &str| -> String {
+            let reply = tests::text(&r.cmd_str(&["eval", script, "0"]));
+            // (The script's name and line follow.)
+            reply.split(" script:").next().unwrap_or("").to_string()
+        };
+        let mut replies = vec![
+            eval("return redis.call('get', 'b')"),
+            eval("return redis.call('set', 'b', '1')"),
+            eval("return redis.call('ping')"),
+        ];
+        assert_eq!(
+            s.cli(&["config", "set", "cluster-allow-reads-when-down", "yes"])
+                .trim(),
+            "OK"
+        );
+        replies.push(eval("return redis.call('get', 'b')"));
+        replies.push(eval("return redis.call('set', 'b', '1')"));
+        seen.push(replies);
+    }
+    assert_eq!(
+        seen[0][0],
+        "-ERR Script attempted to execute a command while the cluster is down"
+    );
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}

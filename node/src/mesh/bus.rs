@@ -51,6 +51,9 @@ pub struct Bus {
     map: Mutex<Arc<SlotMap>>,
     /// This node's shard has no other node (set by the bus core).
     shard_alone: AtomicBool,
+    /// `cluster-allow-reads-when-down`, for the checks of the commands a
+    /// script calls (set by the cores as they take the settings).
+    reads_when_down: AtomicBool,
 }
 
 impl Bus {
@@ -66,6 +69,7 @@ impl Bus {
             sleeping: AtomicBool::new(false),
             eventfd: fd,
             shard_alone: AtomicBool::new(false),
+            reads_when_down: AtomicBool::new(false),
             map: Mutex::new(Arc::new(map)),
         })
     }
@@ -73,6 +77,16 @@ impl Bus {
     /// Whether this node is alone in its shard (the bus core says).
     pub fn set_shard_alone(&self, alone: bool) {
         self.shard_alone.store(alone, Ordering::Relaxed);
+    }
+
+    /// `cluster-allow-reads-when-down` changed (or was read at start).
+    pub fn set_reads_when_down(&self, on: bool) {
+        self.reads_when_down.store(on, Ordering::Relaxed);
+    }
+
+    /// `cluster-allow-reads-when-down`.
+    pub fn reads_when_down(&self) -> bool {
+        self.reads_when_down.load(Ordering::Relaxed)
     }
 
     /// The eventfd the bus core polls.

@@ -157,10 +157,14 @@ impl Backend for Remote<'_> {
 
 /// Cluster mode: Redis's `scriptVerifyClusterState` for each command a
 /// script calls: a key of a slot this node neither serves nor imports is
-/// refused (a script wrote into slots of other nodes).
+/// refused (a script wrote into slots of other nodes), and while the
+/// cluster is down a command with keys is refused, or a write only under
+/// `cluster-allow-reads-when-down` (`reads_when_down`).
 pub fn cluster_route(
     map: impl Fn() -> std::sync::Arc<cluster::slotmap::SlotMap> + Send + Sync + 'static,
+    reads_when_down: impl Fn() -> bool + Send + Sync + 'static,
 ) -> engine::shard::ScriptRoute {
+    use cluster::slotmap::{Verdict, DOWN_RO_STATE, DOWN_STATE};
     std::sync::Arc::new(move |spec, args| {
         let mut idx = Vec::new();
         if spec.key_indices(args, &mut idx).is_err() || idx.is_empty() {
@@ -170,21 +174,27 @@ pub fn cluster_route(
         let write = spec.has(flags::WRITE);
         idx.iter().find_map(|&i| {
             let slot = engine::slot::slot_of(args.get(i));
-            match map.route(slot, write, true, !write, true) {
-                cluster::slotmap::Verdict::Serve => None,
-                // (The cluster's state is the EVAL's own check.)
-                cluster::slotmap::Verdict::Refuse(e)
-                    if e.starts_with("CLUSTERDOWN The cluster") =>
-                {
-                    None
+            match map.route(slot, write, true, !write, false) {
+                Verdict::Serve => None,
+                Verdict::Refuse(e) if e == DOWN_STATE && reads_when_down() => {
+                    match map.route(slot, write, true, !write, true) {
+                        Verdict::Serve => None,
+                        Verdict::Refuse(e) if e == DOWN_RO_STATE => Some(
+                            "ERR Script attempted to execute a write command while the cluster is down and readonly",
+                        ),
+                        Verdict::Refuse(_) => Some(NON_LOCAL),
+                    }
                 }
-                cluster::slotmap::Verdict::Refuse(_) => {
-                    Some("ERR Script attempted to access a non local key in a cluster node")
+                Verdict::Refuse(e) if e == DOWN_STATE => {
+                    Some("ERR Script attempted to execute a command while the cluster is down")
                 }
+                Verdict::Refuse(_) => Some(NON_LOCAL),
             }
         })
     })
 }
+
+const NON_LOCAL: &str = "ERR Script attempted to access a non local key in a cluster node";
 
 const NO_REPL_NONE: &str = "ERR redis.set_repl(redis.REPL_NONE) is not supported by slotd in a script that runs with every core locked";
 
@@ -268,7 +278,8 @@ pub async fn run(
         route: bus.map(|b| {
             // (Every core is locked while it runs: the map of its start.)
             let map = b.map();
-            cluster_route(move || map.clone())
+            let reads_when_down = b.reads_when_down();
+            cluster_route(move || map.clone(), move || reads_when_down)
         }),
     };
     let mesh = rpc.mesh.clone();

@@ -226,9 +226,11 @@ impl Shard {
         engine.evict = settings.evict;
         engine.lazy = settings.lazyfree;
         engine.cluster_mode = bus.is_some();
-        engine.script_route = bus
-            .clone()
-            .map(|b| crate::mesh::script::cluster_route(move || b.map()));
+        engine.script_route = bus.clone().map(|b| {
+            b.set_reads_when_down(settings.cluster_reads_when_down);
+            let rwd = b.clone();
+            crate::mesh::script::cluster_route(move || b.map(), move || rwd.reads_when_down())
+        });
         engine.notify_flags = settings.notify;
         if cores > 1 {
             // A script run on this core must not reach another's keys.

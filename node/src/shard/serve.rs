@@ -987,6 +987,9 @@ impl Shard {
                 engine::script::set_busy_threshold(self.settings.busy_reply_threshold_ms);
                 crate::mesh::flows::set_notify(self.settings.notify);
                 crate::mesh::flows::set_slow_all(self.settings.slowlog_slower_than == 0);
+                if let Some(b) = &self.bus {
+                    b.set_reads_when_down(self.settings.cluster_reads_when_down);
+                }
                 Response::Done
             }
             AdminQuery::Evict => {
