@@ -473,6 +473,16 @@ fn time_runs_inside_a_transaction() {
         text(c.cmd_str(&["EXEC"])),
         "*1\r\n-ERR 'client' inside MULTI is not supported by slotd\r\n"
     );
+    // MEMORY's node subcommands likewise (they were sent to a core's
+    // keyspace, which answered that STATS did not exist); USAGE runs.
+    c.cmd_str(&["MULTI"]);
+    c.cmd_str(&["MEMORY", "STATS"]);
+    c.cmd_str(&["MEMORY", "USAGE", "k"]);
+    let r = text(c.cmd_str(&["EXEC"]));
+    assert!(
+        r.starts_with("*2\r\n-ERR 'memory' inside MULTI is not supported by slotd\r\n:"),
+        "{r}"
+    );
 }
 
 /// A client blocked on a key that another type comes to stays blocked

@@ -171,11 +171,7 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// True when the node answers this MEMORY call (all but USAGE, which
-/// runs on the key's core).
-pub fn is_node(args: &Args) -> bool {
-    !args.get(1).eq_ignore_ascii_case(b"usage")
-}
+pub use crate::mesh::flows::memory_is_node as is_node;
 
 /// MEMORY STATS, DOCTOR, MALLOC-STATS, PURGE, HELP.
 pub fn run(shard: &mut Shard, key: Key, args: Args) -> Next {

@@ -261,6 +261,18 @@ pub struct PipelineTo {
     pub after: Vec<(usize, u64)>,
 }
 
+/// True when the node answers this MEMORY call (all but USAGE, which
+/// runs on the key's core).
+pub fn memory_is_node(args: &engine::Args) -> bool {
+    !args.get(1).eq_ignore_ascii_case(b"usage")
+}
+
+/// Whether `spec` with `args` is answered by the node rather than on a
+/// core's keyspace.
+fn node_answers(spec: &Spec, args: &engine::Args) -> bool {
+    spec.has(flags::NODE) || (spec.name == "memory" && memory_is_node(args))
+}
+
 /// Whether a pipeline goes core to core in one request, the last core
 /// answering with every reply: its commands are all for one core, or
 /// they write in fewer than [`LOCKED_SEGS_MIN`] segments. Else it runs
@@ -1985,7 +1997,7 @@ async fn exec_checked(
             }
             continue;
         }
-        if spec.has(flags::NODE) {
+        if node_answers(spec, &a) {
             simple = false;
             continue;
         }
@@ -2109,7 +2121,7 @@ async fn exec_checked(
             continue;
         };
         let one = match route(spec, &a, cores, &rpc.mesh.slots) {
-            _ if spec.name == "select" || spec.has(flags::NODE) => None,
+            _ if spec.name == "select" || node_answers(spec, &a) => None,
             Ok(Route::One(to)) => Some(to),
             Ok(Route::Here) => Some(rpc.me),
             _ => None,
@@ -2160,7 +2172,7 @@ async fn exec_checked(
                 Response::Replies(mut r) if r.len() == 1 => r.swap_remove(0),
                 _ => Reply::err("ERR internal error: unexpected answer from the cluster bus"),
             }
-        } else if spec.has(flags::NODE) {
+        } else if node_answers(spec, &a) {
             Reply::Error(
                 format!("ERR '{}' inside MULTI is not supported by slotd", spec.name).into(),
             )
