@@ -131,6 +131,12 @@ fn multi_exec() {
         &["SET", "w", "tx2"],
         &["EXEC"],
         &["GET", "w"],
+        // UNWATCH queued in a transaction answers OK (clients queue it).
+        &["WATCH", "w"],
+        &["MULTI"],
+        &["UNWATCH"],
+        &["SET", "w", "tx3"],
+        &["EXEC"],
     ]);
 }
 

@@ -55,6 +55,19 @@ fn basics() -> Vec<Vec<&'static str>> {
         vec!["EVAL", "return redis.call('blpop', KEYS[1], 0)", "1", "emptylist"],
         vec!["EVAL", "error('boom')", "0"],
         vec!["EVAL", "error({err='TABLE raised'})", "0"],
+        // Redis's pcall gives a table error's `err` field, a string.
+        vec!["EVAL", "local ok, e = pcall(redis.call, 'lpush', KEYS[1], 'x'); return {tostring(ok), type(e), string.find(e, 'WRONGTYPE')}", "1", "key"],
+        vec!["EVAL", "local ok, e = pcall(redis.call, 'nosuch'); return e", "0"],
+        vec!["EVAL", "local ok, e = pcall(error, {err='x'}); return type(e) .. tostring(e)", "0"],
+        vec!["EVAL", "local ok, e = pcall(error, {foo=1}); return type(e)", "0"],
+        vec!["EVAL", "local ok, e = pcall(error, 'plain'); return e", "0"],
+        // TIME moves while a script runs (it was the script's start).
+        vec!["EVAL", "local a = redis.call('time'); for i = 1, 200000 do local b = redis.call('time'); if b[1] * 1000000 + b[2] > a[1] * 1000000 + a[2] then return 1 end end return 0", "0"],
+        // Numbers past the integers: x86's cast, as redis-server gives.
+        vec!["EVAL", "return 2^63", "0"],
+        vec!["EVAL", "return {1e20, -1e20, 0/0}", "0"],
+        vec!["EVAL", "return {double=3}", "0"],
+        vec!["EVAL", "return {double=2.5}", "0"],
         vec!["EVAL", "local x = nil; return x.field", "0"],
         vec!["EVAL", "\n\nreturn redis.call('lpush', KEYS[1], 1)", "1", "key"],
         vec!["EVAL", "return 1 +", "0"],
@@ -338,6 +351,7 @@ fn resp3() -> Vec<Vec<&'static str>> {
         vec!["EVAL", "redis.call('sadd', 'set', 'm'); redis.setresp(3); return redis.call('smembers', 'set')", "0"],
         vec!["EVAL", "redis.call('zadd', 'z', 2.5, 'm'); redis.setresp(3); return redis.call('zscore', 'z', 'm')", "0"],
         vec!["EVAL", "redis.setresp(3); return redis.call('zscore', 'z', 'm')['double']", "0"],
+        vec!["EVAL", "return {double=3}", "0"],
         vec!["EVAL", "return {double=3.5}", "0"],
         vec!["EVAL", "return {map={a=1}}", "0"],
         vec!["EVAL", "return {set={a=true}}", "0"],

@@ -329,8 +329,15 @@ impl Backend for ShardBackend<'_> {
                     )
                 }
                 "time" => {
-                    let (s, ms) = (self.now_ms / 1000, self.now_ms % 1000);
-                    Reply::Array(vec![Reply::bulk_int(s), Reply::bulk_int(ms * 1000)])
+                    // The clock as it is (keys expire by the script's
+                    // start time, but TIME moves, as in Redis).
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    Reply::Array(vec![
+                        Reply::bulk_int(now.as_secs() as i64),
+                        Reply::bulk_int(now.subsec_micros() as i64),
+                    ])
                 }
                 _ => not_in_scripts(spec),
             };

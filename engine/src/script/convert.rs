@@ -140,9 +140,10 @@ fn lua_to_reply_depth(v: &Value, resp3: bool, depth: usize) -> Reply {
     }
 }
 
-/// C's `(long long)` cast of a double, saturating instead of undefined.
+/// C's `(long long)` cast of a double as x86 makes it (what redis-server
+/// answers): out of range, and NaN, give `i64::MIN`.
 fn number_to_i64(n: f64) -> i64 {
-    if n.is_nan() {
+    if n.is_nan() || !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&n) {
         i64::MIN
     } else {
         n as i64
@@ -207,8 +208,11 @@ fn table_to_reply(t: &Table, resp3: bool, depth: usize) -> Reply {
         let msg = String::from_utf8_lossy(&s.as_bytes()).replace(['\r', '\n'], " ");
         return Reply::Status(msg.into());
     }
-    if let Ok(Value::Number(d)) = t.raw_get::<Value>("double") {
-        return Reply::Double(d);
+    match t.raw_get::<Value>("double") {
+        Ok(Value::Number(d)) => return Reply::Double(d),
+        // (A whole number comes from Lua as an integer.)
+        Ok(Value::Integer(i)) => return Reply::Double(i as f64),
+        _ => {}
     }
     if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
         let text = String::from_utf8_lossy(&s.as_bytes()).replace(['\r', '\n'], " ");

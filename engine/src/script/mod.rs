@@ -382,9 +382,16 @@ local function handler(err)
   end
   return err
 end
+-- Redis's `pcall` (`luaRedisPcall`): an error that is a table with an
+-- `err` field comes back as that field (redis.call's errors, error({err=...})).
 local function repcall(ok, ...)
   if ok then return ok, ... end
-  return ok, unwrap(...)
+  local e = unwrap(...)
+  if type(e) == 'table' then
+    local m = e.err
+    if type(m) == 'string' or type(m) == 'number' then return false, m end
+  end
+  return false, e
 end
 G.pcall = function(f, ...)
   return repcall(opcall(f, ...))

@@ -2157,6 +2157,9 @@ async fn exec_checked(
             Reply::Int(publish_count(rpc, ch, msg, sharded).await)
         } else if spec.name == "time" {
             crate::shared::time_reply()
+        } else if spec.name == "unwatch" {
+            // (EXEC checked the watches and drops them anyway.)
+            Reply::Ok
         } else if spec.name == "monitor" {
             // A transaction expects a reply per command.
             Reply::err("ERR MONITOR isn't allowed for DENY BLOCKING client")
