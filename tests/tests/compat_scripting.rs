@@ -507,6 +507,13 @@ fn long_scripts_make_other_clients_see_busy() {
                     None => s,
                 }
             }));
+            // The other kind's KILL gets the running kind's BUSY.
+            let wrong = if kill == "SCRIPT" {
+                "FUNCTION"
+            } else {
+                "SCRIPT"
+            };
+            out.push(ask(&mut other, &[wrong, "KILL"], 5));
             out.push(ask(&mut other, &[kill, "KILL"], 5));
             out.push(answer(&mut runner, 5));
             out.push(ask(&mut other, &["PING"], 5));
@@ -654,4 +661,30 @@ fn scripts_publish_to_every_core() {
     let one = run(&tests::Server::slotd(&["--shards", "1"]), runs);
     assert!(one[0].starts_with(refused), "{one:?}");
     assert_eq!(one[1..5], redis[1..5], "{one:?}");
+}
+
+/// FUNCTION RESTORE of a library that is there (APPEND) and FUNCTION
+/// FLUSH with too many arguments answer as redis-server's.
+#[test]
+fn function_restore_and_flush_errors_match_redis() {
+    let lib = "#!lua name=mylib\nredis.register_function('f1', function() return 1 end)";
+    let mut seen = Vec::new();
+    for s in [
+        tests::Server::slotd(&["--shards", "2"]),
+        tests::Server::redis(&[]),
+    ] {
+        let mut c = s.raw();
+        c.cmd_str(&["FUNCTION", "LOAD", lib]);
+        let dump = c.cmd(&[b"FUNCTION", b"DUMP"]);
+        // The payload, from its bulk string.
+        let start = dump.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let payload = &dump[start..dump.len() - 2];
+        seen.push(vec![
+            tests::text(&c.cmd(&[b"FUNCTION", b"RESTORE", payload])),
+            tests::text(&c.cmd_str(&["FUNCTION", "FLUSH", "a", "b"])),
+            tests::text(&c.cmd_str(&["FUNCTION", "FLUSH", "nosuch"])),
+        ]);
+    }
+    assert_eq!(seen[0][0], "-ERR Library mylib already exists\r\n");
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
 }

@@ -430,7 +430,7 @@ fn script_cmd(ctx: &mut Ctx) -> Reply {
             Ok(Ok(sha)) => Reply::bulk(&sha),
             Ok(Err(e)) | Err(e) => e,
         },
-        (b"kill", 2) => script::kill(),
+        (b"kill", 2) => script::kill(true),
         // Debugging off is what every script gets; the Lua debugger itself
         // (YES, SYNC) is not built.
         (b"debug", 3) if args.is(2, "no") => Reply::Ok,
@@ -495,7 +495,10 @@ fn function_cmd(ctx: &mut Ctx) -> Reply {
             }
         }
         b"flush" => {
-            if args.len() > 3 || (args.len() == 3 && !args.is(2, "sync") && !args.is(2, "async")) {
+            if args.len() > 3 {
+                return Reply::Error(error::subcommand_syntax(args.get(1), "function").into());
+            }
+            if args.len() == 3 && !args.is(2, "sync") && !args.is(2, "async") {
                 return Reply::err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
             }
             functions::flush();
@@ -547,6 +550,17 @@ fn function_cmd(ctx: &mut Ctx) -> Reply {
                 functions::flush();
             }
             let replace = policy != b"append";
+            if !replace {
+                // (Redis's `libraryJoin` names a library that is there
+                // already without quotes, unlike FUNCTION LOAD.)
+                let taken = codes
+                    .iter()
+                    .filter_map(|code| functions::library_name(code))
+                    .find(|name| before.contains_key(name));
+                if let Some(name) = taken {
+                    return Reply::Error(format!("ERR Library {name} already exists").into());
+                }
+            }
             let r = with_vm(|vm| {
                 for code in &codes {
                     vm.load_library(code, replace)?;
@@ -596,7 +610,7 @@ fn function_cmd(ctx: &mut Ctx) -> Reply {
                 ),
             ])
         }
-        b"kill" => script::kill(),
+        b"kill" => script::kill(false),
         _ => Reply::Error(error::subcommand_syntax(args.get(1), "FUNCTION").into()),
     }
 }

@@ -120,6 +120,11 @@ pub fn counts() -> (usize, usize) {
 
 /// A library's name, engine and code from its `#!<engine> name=<lib>`
 /// first line (Redis's `functionExtractLibMetaData`).
+/// The name a library's code declares in its shebang, if it is well formed.
+pub fn library_name(code: &[u8]) -> Option<String> {
+    metadata(code).ok().map(|(name, _, _)| name)
+}
+
 fn metadata(payload: &[u8]) -> Result<(String, String, usize), String> {
     if !payload.starts_with(b"#!") {
         return Err("Missing library metadata".into());

@@ -151,9 +151,16 @@ const KILLED: u8 = 3;
 static SLOTS: [RunSlot; 64] = [const { RunSlot(AtomicU8::new(IDLE)) }; 64];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
-/// SCRIPT KILL: `Ok` when a running script that has not written was asked
-/// to stop (at its next check), else Redis's NOTBUSY or UNKILLABLE.
-pub fn kill() -> Reply {
+/// SCRIPT KILL (`eval`) or FUNCTION KILL: `Ok` when a running script that
+/// has not written was asked to stop (at its next check), else Redis's
+/// NOTBUSY or UNKILLABLE; the other kind's KILL while a busy run goes on
+/// gets that run's BUSY error, as in Redis.
+pub fn kill(eval: bool) -> Reply {
+    if BUSY_RUNS.load(Ordering::Relaxed) > 0 && BUSY_FUNCTION.load(Ordering::Relaxed) == eval {
+        if let Some(e) = busy_error() {
+            return Reply::err(e);
+        }
+    }
     let mut running = false;
     let mut killed = false;
     for s in &SLOTS {

@@ -485,7 +485,7 @@ fn run(
     }
     if matches!(spec.name, "script" | "function") && args.len() == 2 && args.is(1, "kill") {
         // Served even while a script holds this core's lock.
-        return answer(shard, key, engine::script::kill());
+        return answer(shard, key, engine::script::kill(spec.name == "script"));
     }
     if spec.name == "function" && args.len() == 2 && args.is(1, "stats") {
         // Process-wide facts, served even while a script holds this
