@@ -404,8 +404,28 @@ G.pcall = function(f, ...)
   return repcall(opcall(f, ...))
 end
 local function readonly() error('Attempt to modify a readonly table', 2) end
+-- The tables Redis makes read-only (here proxies of the real ones, each
+-- mapped to what it stands for): rawset and setmetatable on them fail
+-- as Redis's do, and rawget reads the real table.
+local protected = setmetatable({}, {__mode = 'k'})
 local function locked(t)
-  return setmetatable({}, {__index = t, __newindex = readonly, __metatable = false})
+  local p = setmetatable({}, {__index = t, __newindex = readonly, __metatable = false})
+  protected[p] = t
+  return p
+end
+local function refused() error('Attempt to modify a readonly table', 0) end
+G.rawset = function(t, k, v)
+  if protected[t] then refused() end
+  return rawset(t, k, v)
+end
+G.setmetatable = function(t, m)
+  if protected[t] then refused() end
+  return setmetatable(t, m)
+end
+G.rawget = function(t, k)
+  local real = protected[t]
+  if type(real) == 'table' then return rawget(real, k) end
+  return rawget(t, k)
 end
 for _, name in ipairs({'redis', 'string', 'math', 'table', 'coroutine', 'bit', 'cjson', 'cmsgpack', 'struct'}) do
   if rawget(G, name) then G[name] = locked(G[name]) end
@@ -417,7 +437,10 @@ G.loadfile = nil
 G.module = nil
 G.require = nil
 G.package = nil
+G.newproxy = nil
 local env = setmetatable({}, {__index = G, __newindex = readonly, __metatable = false})
+protected[env] = G
+protected[G] = true
 G._G = env
 setmetatable(G, {__index = function(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -425,6 +448,7 @@ end, __newindex = function(t, k, v)
   if k == 'KEYS' or k == 'ARGV' then rawset(t, k, v) else readonly() end
 end, __metatable = false})
 local lib_env = setmetatable({}, {__index = G, __newindex = readonly})
+protected[lib_env] = G
 local function nonexistent(_, k)
   error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
 end
