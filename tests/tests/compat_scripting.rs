@@ -63,6 +63,16 @@ fn basics() -> Vec<Vec<&'static str>> {
         vec!["EVAL", "local ok, e = pcall(error, 'plain'); return e", "0"],
         // TIME moves while a script runs (it was the script's start).
         vec!["EVAL", "local a = redis.call('time'); for i = 1, 200000 do local b = redis.call('time'); if b[1] * 1000000 + b[2] > a[1] * 1000000 + a[2] then return 1 end end return 0", "0"],
+        vec!["EVAL", "return redis.acl_check_cmd('set', 'a', 'b')", "0"],
+        vec!["EVAL", "return redis.acl_check_cmd('config', 'get')", "0"],
+        vec!["EVAL", "return redis.acl_check_cmd('nosuch')", "0"],
+        vec!["EVAL", "return redis.acl_check_cmd('config', 'nosuch')", "0"],
+        vec!["EVAL", "return redis.acl_check_cmd()", "0"],
+        vec!["EVAL", "return redis.call('xread', 'block', '0', 'streams', 's', '$')", "0"],
+        vec!["EVAL", "return redis.pcall('XREAD', 'BLOCK', '0', 'STREAMS', 's', '$')", "0"],
+        vec!["EVAL", "return redis.call('xread', 'streams', 'block', '0')", "0"],
+        vec!["EVAL", "#!lua flags=\nreturn redis.call('set', KEYS[1], '1')", "1", "shebang"],
+        vec!["EVAL", "#!lua flags=no-writes,,\nreturn 1", "0"],
         // The read-only tables, as Redis makes them.
         vec!["EVAL", "rawset(_G, 'x', 1); return 1", "0"],
         vec!["EVAL", "setmetatable(_G, nil); return 1", "0"],

@@ -105,7 +105,8 @@ pub fn shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
                 String::from_utf8_lossy(p)
             ));
         };
-        for flag in list.split(|&b| b == b',') {
+        // (`flags=` alone declares none, as Redis's split of it is empty.)
+        for flag in list.split(|&b| b == b',').filter(|_| !list.is_empty()) {
             match flag {
                 b"no-writes" => f.no_writes = true,
                 b"allow-oom" => f.allow_oom = true,
@@ -492,6 +493,7 @@ impl Vm {
             redis.raw_set(k, v)?;
         }
         redis.raw_set("sha1hex", lua.create_function(sha1hex)?)?;
+        redis.raw_set("acl_check_cmd", lua.create_function(acl_check_cmd)?)?;
         redis.raw_set("error_reply", lua.create_function(error_reply)?)?;
         redis.raw_set("status_reply", lua.create_function(status_reply)?)?;
         redis.raw_set("log", lua.create_function(log)?)?;
@@ -1161,6 +1163,15 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
     Ok((reply, st.resp3))
 }
 
+/// Whether XREAD or XREADGROUP `args` ask to block (a BLOCK option before
+/// STREAMS).
+fn blocks(args: &Args) -> bool {
+    (1..args.len())
+        .map(|i| args.get(i))
+        .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
+        .any(|a| a.eq_ignore_ascii_case(b"block"))
+}
+
 /// Checks and runs the command whose arguments are in `st.buf` and
 /// `st.spans`: its reply, or the text of a refusal.
 fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
@@ -1176,6 +1187,14 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
     }
     if st.read_only && spec.may_replicate(&args) {
         return Err("ERR Write commands are not allowed from read-only scripts.");
+    }
+    if matches!(spec.name, "xread" | "xreadgroup") && blocks(&args) {
+        // (Redis's `xreadCommand`, naming the command as the script did.)
+        let e = format!(
+            "ERR {} command is not allowed with BLOCK option from scripts",
+            String::from_utf8_lossy(args.get(0))
+        );
+        return Ok(Reply::Error(e.into()));
     }
     if let Some(backend) = st.backend {
         // SAFETY: set by `Vm::invoke` for this call only (see there).
@@ -1220,6 +1239,41 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
         let backend = unsafe { &mut *backend };
         backend.call(spec, st.db, &args, st.repl != 0)
     })
+}
+
+/// `redis.acl_check_cmd(command, ...)`: whether the script's user may run
+/// the command. slotd's one user, `default`, may run every command: true
+/// for a command (or subcommand) that exists, else Redis's error.
+fn acl_check_cmd(lua: &Lua, args: MultiValue) -> ApiResult {
+    let mut argv = Vec::with_capacity(2);
+    for a in args.iter().take(2) {
+        match a {
+            Value::String(s) => argv.push(s.as_bytes().to_vec()),
+            Value::Number(n) => argv.push(crate::reply::fmt_g17(*n).into_bytes()),
+            Value::Integer(n) => argv.push(n.to_string().into_bytes()),
+            _ => {
+                return raise(
+                    lua,
+                    "Lua redis lib command arguments must be strings or integers",
+                )
+            }
+        }
+    }
+    let Some(name) = argv.first() else {
+        return raise(
+            lua,
+            "Please specify at least one argument for this redis lib call",
+        );
+    };
+    let known = registry().lookup(name).is_some_and(|spec| {
+        !spec.has(flags::SUBCOMMANDS)
+            || argv.len() < 2
+            || crate::cmd::meta::full_name(spec.name, &argv[1]).is_some()
+    });
+    if !known {
+        return raise(lua, "Invalid command passed to redis.acl_check_cmd()");
+    }
+    ok(Value::Boolean(true))
 }
 
 fn sha1hex(lua: &Lua, args: MultiValue) -> ApiResult {
