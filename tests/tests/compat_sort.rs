@@ -52,6 +52,10 @@ fn cases() -> Vec<Vec<String>> {
         "obj_*->name",
     ]);
     c(&["SORT", "ids", "BY", "obj_*->w", "GET", "obj_*->name"]);
+    // SORT_RO's patterns reach every core too (it read its own core's).
+    c(&["SORT_RO", "ids", "BY", "weight_*", "GET", "name_*"]);
+    c(&["SORT_RO", "ids", "GET", "name_*", "GET", "#"]);
+    c(&["SORT_RO", "ids", "BY", "obj_*->w", "GET", "obj_*->name"]);
     c(&["SORT", "ids", "BY", "obj_*->nofield"]);
     c(&["SORT", "ids", "BY", "nosort"]);
     c(&["SORT", "ids", "BY", "nosort", "DESC", "LIMIT", "1", "2"]);
