@@ -449,8 +449,22 @@ fn compute(ctx: &mut Ctx, op: Op, from: usize) -> Result<Members, Reply> {
     Ok(out)
 }
 
-fn set_reply(s: Members) -> Reply {
-    Reply::Set(s.into_iter().map(Reply::Bulk).collect())
+/// SINTER's, SUNION's or SDIFF's reply. Redis 7.0 builds the result as a
+/// set (SINTER walks the smallest), which is an intset while every member
+/// is an integer and they are at most `set-max-intset-entries`: then the
+/// reply comes in ascending order, and so it does here; otherwise in no
+/// order.
+fn set_reply(ctx: &Ctx, s: Members) -> Reply {
+    let mut members: Vec<Bytes> = s.into_iter().collect();
+    if members.len() <= ctx.shard.limits.set_intset_entries_max {
+        let ints: Option<Vec<i64>> = members.iter().map(|m| crate::resp::parse_i64(m)).collect();
+        if let Some(ints) = ints {
+            let mut pairs: Vec<(i64, Bytes)> = ints.into_iter().zip(members).collect();
+            pairs.sort_unstable_by_key(|p| p.0);
+            members = pairs.into_iter().map(|p| p.1).collect();
+        }
+    }
+    Reply::Set(members.into_iter().map(Reply::Bulk).collect())
 }
 
 /// Stores `result` at `dst` (overwriting whatever was there; an empty
@@ -477,7 +491,8 @@ fn store(ctx: &mut Ctx, dst: &[u8], result: Members, event: &'static str) -> Rep
 /// ```
 /// Intersect multiple sets.
 fn sinter(ctx: &mut Ctx) -> Reply {
-    set_reply(tri!(compute(ctx, Op::Inter, 1)))
+    let r = tri!(compute(ctx, Op::Inter, 1));
+    set_reply(ctx, r)
 }
 
 /// ```text
@@ -485,7 +500,8 @@ fn sinter(ctx: &mut Ctx) -> Reply {
 /// ```
 /// Add multiple sets.
 fn sunion(ctx: &mut Ctx) -> Reply {
-    set_reply(tri!(compute(ctx, Op::Union, 1)))
+    let r = tri!(compute(ctx, Op::Union, 1));
+    set_reply(ctx, r)
 }
 
 /// ```text
@@ -493,7 +509,8 @@ fn sunion(ctx: &mut Ctx) -> Reply {
 /// ```
 /// Subtract multiple sets.
 fn sdiff(ctx: &mut Ctx) -> Reply {
-    set_reply(tri!(compute(ctx, Op::Diff, 1)))
+    let r = tri!(compute(ctx, Op::Diff, 1));
+    set_reply(ctx, r)
 }
 
 /// ```text
