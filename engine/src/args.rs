@@ -176,25 +176,70 @@ fn slice<'a>(buf: &'a [u8], bigs: &'a [Bytes], s: u32, e: u32) -> &'a [u8] {
     }
 }
 
-/// Parses a float the way Redis's `string2d`/`strtold` checks accept it:
-/// no surrounding spaces, `inf`/`-inf` allowed, NaN refused.
+/// Parses a float as Redis's `getDoubleFromObject` accepts it (ZADD's
+/// scores, WEIGHTS): what C's `strtod` reads from the whole text, decimal
+/// or hexadecimal, `inf`/`-inf` allowed; NaN, a leading space and a number
+/// out of a double's range (ERANGE) refused.
 pub fn parse_float(s: &[u8]) -> Option<f64> {
+    strtod(s).filter(|&(_, erange)| !erange).map(|(v, _)| v)
+}
+
+/// What C's `strtod` reads from the whole of `s`: the value, and whether
+/// it fell out of a double's range (ERANGE: a finite number past the
+/// largest double, which reads as infinite, or a nonzero one that rounds
+/// to zero). `None` for text that is not a number, NaN, or a leading space
+/// (which Redis refuses before `strtod`).
+pub fn strtod(s: &[u8]) -> Option<(f64, bool)> {
     if s.is_empty() || s[0].is_ascii_whitespace() || s[s.len() - 1].is_ascii_whitespace() {
         return None;
     }
     let text = std::str::from_utf8(s).ok()?;
-    let lower = text.to_ascii_lowercase();
-    let v = match lower.as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        _ => {
-            if lower.contains("inf") || lower.contains("nan") {
-                return None;
-            }
-            text.parse::<f64>().ok()?
-        }
+    let (neg, body) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
     };
-    (!v.is_nan()).then_some(v)
+    let lower = body.to_ascii_lowercase();
+    let (v, erange) = if lower == "inf" || lower == "infinity" {
+        (f64::INFINITY, false)
+    } else if let Some(hex) = lower.strip_prefix("0x") {
+        hex_float(hex)?
+    } else {
+        if lower.contains("inf") || lower.contains("nan") || body.starts_with(['+', '-']) {
+            return None;
+        }
+        let v = body.parse::<f64>().ok()?;
+        let mantissa = lower.split('e').next().unwrap_or("");
+        let nonzero = mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+        (v, v.is_infinite() || (v == 0.0 && nonzero))
+    };
+    if v.is_nan() {
+        return None;
+    }
+    Some((if neg { -v } else { v }, erange))
+}
+
+/// A hexadecimal float's digits after `0x` (`1.8p3`): its value and
+/// whether it is out of a double's range.
+fn hex_float(s: &str) -> Option<(f64, bool)> {
+    let (digits, exp) = match s.split_once('p') {
+        Some((d, e)) => (d, e.parse::<i64>().ok()?),
+        None => (s, 0),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut mantissa = 0f64;
+    let mut nonzero = false;
+    for c in int.chars().chain(frac.chars()) {
+        let d = c.to_digit(16)?;
+        nonzero |= d != 0;
+        mantissa = mantissa * 16.0 + d as f64;
+    }
+    let shift = exp.saturating_sub(4 * frac.len() as i64).clamp(-4000, 4000) as i32;
+    let v = mantissa * 2f64.powi(shift / 2) * 2f64.powi(shift - shift / 2);
+    Some((v, v.is_infinite() || (v == 0.0 && nonzero)))
 }
 
 /// Arguments that own their bytes: what a cross-core message carries.
@@ -408,5 +453,16 @@ mod tests {
         assert_eq!(parse_float(b" 1"), None);
         assert_eq!(parse_float(b"1e3"), Some(1000.0));
         assert_eq!(parse_float(b"abc"), None);
+        // As strtod: hexadecimal, and ERANGE refused by getDoubleFromObject.
+        assert_eq!(parse_float(b"0x10"), Some(16.0));
+        assert_eq!(parse_float(b"-0x1.8p1"), Some(-3.0));
+        assert_eq!(parse_float(b"0x"), None);
+        assert_eq!(parse_float(b"1e500"), None);
+        assert_eq!(parse_float(b"1e-400"), None);
+        assert_eq!(parse_float(b"0e-400"), Some(0.0));
+        assert_eq!(parse_float(b"--1"), None);
+        assert_eq!(strtod(b"1e500"), Some((f64::INFINITY, true)));
+        assert_eq!(strtod(b"-1e-400"), Some((-0.0, true)));
+        assert_eq!(strtod(b"-infinity"), Some((f64::NEG_INFINITY, false)));
     }
 }

@@ -264,3 +264,28 @@ fn zset_encodings() {
         &["ZRANGE", "big", "0", "-1", "WITHSCORES"],
     ]);
 }
+
+/// Scores, weights and range ends read as C's `strtod` reads them:
+/// hexadecimal accepted; a score or weight out of a double's range
+/// refused (Redis's `getDoubleFromObject`), a range end taken as its
+/// rounding; a tiny blocking timeout waits a millisecond, not forever.
+#[test]
+fn scores_parse_as_strtod() {
+    assert_same(&[
+        &["ZADD", "zf", "0x10", "a"],
+        &["ZADD", "zf", "1e500", "b"],
+        &["ZADD", "zf", "1e-400", "c"],
+        &["ZADD", "zf", "4.9e-325", "c"],
+        &["ZADD", "zf", "4.9e-324", "d"],
+        &["ZADD", "zf", "-0x1.8p1", "e"],
+        &["ZADD", "zf", "0x", "z"],
+        &["ZINCRBY", "zf", "0x1p4", "a"],
+        &["ZINCRBY", "zf", "1e500", "a"],
+        &["ZRANGEBYSCORE", "zf", "0x1", "+inf", "WITHSCORES"],
+        &["ZRANGEBYSCORE", "zf", "-1e500", "(0x20", "WITHSCORES"],
+        &["ZCOUNT", "zf", "(-0x10", "1e500"],
+        &["ZUNION", "1", "zf", "WEIGHTS", "0x2", "WITHSCORES"],
+        &["ZUNION", "1", "zf", "WEIGHTS", "1e500"],
+        &["BLPOP", "nokey", "1e-400"],
+    ]);
+}

@@ -9,7 +9,7 @@
 //! something it is logged as its non-blocking form, as Redis propagates it.
 
 use super::{flags::*, Block, Ctx, Spec};
-use crate::args::{parse_float, Args};
+use crate::args::Args;
 use crate::error;
 use crate::list::{Fill, PackedList};
 use crate::notify;
@@ -96,7 +96,13 @@ fn fill(shard: &Shard) -> Fill {
 /// Parses a blocking timeout (float seconds) as Redis 7.0 does, into an
 /// absolute deadline (`None`: wait forever).
 pub fn parse_timeout(raw: &[u8], now_ms: i64) -> Result<Option<i64>, Reply> {
-    let secs = parse_float(raw).ok_or_else(|| Reply::err(error::TIMEOUT_NOT_FLOAT))?;
+    // (Redis reads it as a long double: a tiny positive one, zero as a
+    // double, still waits a millisecond.)
+    let secs = match crate::args::strtod(raw) {
+        Some((v, true)) if v == 0.0 && v.is_sign_positive() => f64::MIN_POSITIVE,
+        Some((v, _)) => v,
+        None => return Err(Reply::err(error::TIMEOUT_NOT_FLOAT)),
+    };
     let ms = (secs * 1000.0).ceil();
     // C's (long long) cast of an out-of-range value yields LLONG_MIN, which
     // Redis then reports as negative.
@@ -1263,6 +1269,8 @@ mod tests {
         assert_eq!(parse_timeout(b"1.5", 1000), Ok(Some(2500)));
         assert_eq!(parse_timeout(b"0.0001", 1000), Ok(Some(1001)));
         assert_eq!(parse_timeout(b"-0.0001", 1000), Ok(None));
+        assert_eq!(parse_timeout(b"1e-400", 1000), Ok(Some(1001)));
+        assert_eq!(parse_timeout(b"0x10", 1000), Ok(Some(17000)));
         assert_eq!(parse_timeout(b"-1", 0), Err(err("ERR timeout is negative")));
         assert_eq!(
             parse_timeout(b"inf", 0),

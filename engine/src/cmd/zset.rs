@@ -382,7 +382,8 @@ fn zrevrank(ctx: &mut Ctx) -> Reply {
 }
 
 /// Parses one end of a score range: `(x` exclusive, `x` inclusive; as
-/// `strtod`, an empty number reads as 0.
+/// `strtod` in Redis's `zslParseRange`, an empty number reads as 0 and a
+/// number out of range as its rounding (infinite or zero).
 fn parse_score_bound(s: &[u8]) -> Option<Bound<f64>> {
     let (excl, num) = match s.first() {
         Some(b'(') => (true, &s[1..]),
@@ -391,7 +392,7 @@ fn parse_score_bound(s: &[u8]) -> Option<Bound<f64>> {
     let v = if num.is_empty() {
         0.0
     } else {
-        parse_float(num)?
+        crate::args::strtod(num)?.0
     };
     Some(if excl {
         Bound::Excluded(v)
