@@ -122,6 +122,10 @@ const BASICS: &[&str] = &[
     "XSETID s 18446744073709551615-18446744073709551615",
     "XADD s * a 1",
     "XADD s 18446744073709551615-* a 1",
+    "XADD seqmax 5-18446744073709551615 a 1",
+    "XADD seqmax 5-* a 1",
+    "XADD seqmax 5-18446744073709551615 a 1",
+    "XADD seqmax 6-* a 1",
 ];
 
 #[test]

@@ -397,8 +397,13 @@ fn xadd(ctx: &mut Ctx) -> Reply {
         "ERR The ID specified in XADD is equal or smaller than the target stream top item";
     let id = match id {
         Some(id) if id > s.last_id => id,
-        _ => {
-            let e = Reply::err(too_small);
+        other => {
+            // (`ms-*` past the last sequence number of `ms`: Redis's
+            // EDOM from `streamAppendItem`, worded as for a big entry.)
+            let e = match other {
+                None => Reply::err("ERR Elements are too large to be stored"),
+                Some(_) => Reply::err(too_small),
+            };
             if !exists {
                 ctx.shard.remove(db, key);
             }
