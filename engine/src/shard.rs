@@ -554,6 +554,8 @@ impl Shard {
         for (d, k) in gone {
             self.signal_ready(d, &k);
         }
+        // (Before the keys go: only those that exist are modified.)
+        self.touch_all(db);
         let mut n = 0;
         if lazy {
             let old: Vec<Db> = self.dbs[range].iter_mut().map(Db::take).collect();
@@ -564,7 +566,6 @@ impl Shard {
                 n += d.clear();
             }
         }
-        self.touch_all(db);
         self.flushes += 1;
         if let Some(t) = &mut self.tracking {
             t.flushed();
@@ -672,11 +673,28 @@ impl Shard {
         }
     }
 
-    /// Marks every key of `db` (or of all databases) modified: FLUSHDB,
-    /// FLUSHALL, SWAPDB.
+    /// Marks every watched key of `db` (or of all databases) that exists
+    /// modified, before FLUSHDB or FLUSHALL empties it: a watched key that
+    /// did not exist stays unmodified (Redis 7.0's
+    /// `touchAllWatchedKeysInDb`).
     pub fn touch_all(&mut self, db: Option<usize>) {
-        for ((d, _), w) in self.watched.iter_mut() {
-            if db.is_none_or(|x| x as u16 == *d) {
+        let dbs = &self.dbs;
+        for ((d, k), w) in self.watched.iter_mut() {
+            let here = dbs.get(*d as usize).is_some_and(|x| x.get(k).is_some());
+            if db.is_none_or(|x| x as u16 == *d) && here {
+                w.version += 1;
+            }
+        }
+    }
+
+    /// SWAPDB `a` `b`, before the swap: a watched key of either database
+    /// is modified when it exists in one of the two.
+    pub fn touch_swapped(&mut self, a: usize, b: usize) {
+        let dbs = &self.dbs;
+        let exists = |d: usize, k: &[u8]| dbs.get(d).is_some_and(|x| x.get(k).is_some());
+        for ((d, k), w) in self.watched.iter_mut() {
+            let d = *d as usize;
+            if (d == a || d == b) && (exists(a, k) || exists(b, k)) {
                 w.version += 1;
             }
         }

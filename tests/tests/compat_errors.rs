@@ -137,6 +137,38 @@ fn multi_exec() {
         &["UNWATCH"],
         &["SET", "w", "tx3"],
         &["EXEC"],
+        // FLUSHALL and SWAPDB modify only the watched keys that exist
+        // (in either database, for SWAPDB).
+        &["WATCH", "nokey"],
+        &["FLUSHALL"],
+        &["MULTI"],
+        &["SET", "b", "1"],
+        &["EXEC"],
+        &["SET", "ex", "1"],
+        &["WATCH", "ex"],
+        &["FLUSHALL"],
+        &["MULTI"],
+        &["SET", "b", "2"],
+        &["EXEC"],
+        &["WATCH", "nokey"],
+        &["SWAPDB", "0", "1"],
+        &["MULTI"],
+        &["SET", "b", "3"],
+        &["EXEC"],
+        &["SELECT", "1"],
+        &["SET", "inone", "1"],
+        &["SELECT", "0"],
+        &["WATCH", "inone"],
+        &["SWAPDB", "0", "1"],
+        &["MULTI"],
+        &["SET", "b", "4"],
+        &["EXEC"],
+        // EXEC refused inside a transaction discards it, saying why.
+        &["MULTI"],
+        &["SET", "b", "5"],
+        &["EXEC", "x"],
+        &["EXEC"],
+        &["GET", "b"],
     ]);
 }
 

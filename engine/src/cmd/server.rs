@@ -204,9 +204,8 @@ fn swapdb(ctx: &mut Ctx) -> Reply {
     };
     ctx.shard.log_own_slots();
     if a != b {
+        ctx.shard.touch_swapped(a, b);
         ctx.shard.dbs.swap(a, b);
-        ctx.shard.touch_all(Some(a));
-        ctx.shard.touch_all(Some(b));
     }
     ctx.dirty(1);
     Reply::Ok
