@@ -721,3 +721,37 @@ fn avg_ttl_estimates_the_remaining_ttl() {
         assert_eq!(avg("db1:"), 0, "{keyspace}");
     }
 }
+
+/// A command split over cores counts once in commandstats and
+/// `total_commands_processed`, as in Redis (each core's part counted).
+#[test]
+fn a_command_over_several_cores_counts_once() {
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        c.cmd_str(&["CONFIG", "RESETSTAT"]);
+        for cmd in [
+            &["MSET", "x", "1", "y", "2", "a", "3", "b", "4"][..],
+            &["MGET", "x", "y", "a", "b"],
+            &["DEL", "x", "y"],
+            &["EXISTS", "a", "b"],
+            &["DBSIZE"],
+            &["FLUSHALL"],
+        ] {
+            c.cmd_str(cmd);
+        }
+        let mut calls: Vec<String> = s
+            .cli(&["info", "commandstats"])
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.split_once(":calls=")?;
+                let n = rest.split(',').next()?;
+                (!name.contains("info") && !name.contains("config")).then(|| format!("{name}={n}"))
+            })
+            .collect();
+        calls.sort();
+        calls.push(tests::info_field(&s, "stats", "total_commands_processed"));
+        seen.push(calls);
+    }
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}

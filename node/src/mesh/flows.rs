@@ -38,6 +38,22 @@ pub(super) fn exec_req(
     exec_req_for(db, cmds, tx, in_multi, None)
 }
 
+/// [`exec_req`] for one part of a command split over cores: it counts in
+/// INFO's commandstats on the `first` part's core only.
+fn part_req(
+    db: usize,
+    cmds: Vec<OwnedArgs>,
+    tx: Option<TxId>,
+    in_multi: bool,
+    first: bool,
+) -> Request {
+    let mut req = exec_req(db, cmds, tx, in_multi);
+    if let Request::Exec { count, .. } = &mut req {
+        *count = first;
+    }
+    req
+}
+
 /// [`exec_req`] for commands of connection `conn` of this core (their
 /// slow log entries come back to it).
 fn exec_req_for(
@@ -55,6 +71,7 @@ fn exec_req_for(
         may_block: false,
         watch: Vec::new(),
         conn,
+        count: true,
     }
 }
 
@@ -78,6 +95,7 @@ pub async fn remote(
         may_block,
         watch: Vec::new(),
         conn: Some(conn),
+        count: true,
     };
     let answer = match may_block {
         true => rpc.parked(rpc.call(to, req)).await,
@@ -1227,10 +1245,10 @@ async fn lock_and_run(
         paused: false,
     };
     let mut calls = Vec::with_capacity(runs.len());
-    for (c, cmds) in runs {
+    for (i, (c, cmds)) in runs.into_iter().enumerate() {
         locks.sent.push(c);
         let lock = rpc.call(c, Request::Lock(locks.tx, cores.clone(), form));
-        calls.push(rpc.call(c, exec_req(db, cmds, Some(locks.tx), false)));
+        calls.push(rpc.call(c, part_req(db, cmds, Some(locks.tx), false, i == 0)));
         if let Response::Granted { paused: true } = lock.await {
             locks.paused = true;
         }
@@ -1295,8 +1313,10 @@ async fn count_per_core(
             }
         }
         let mut done = Vec::with_capacity(runs.len());
-        for (c, cmd) in runs {
-            let r = rpc.call(c, exec_req(db, vec![cmd], Some(tx), false)).await;
+        for (i, (c, cmd)) in runs.into_iter().enumerate() {
+            let r = rpc
+                .call(c, part_req(db, vec![cmd], Some(tx), false, i == 0))
+                .await;
             done.push(Box::pin(std::future::ready(r))
                 as std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>);
         }
@@ -1309,10 +1329,13 @@ async fn count_per_core(
                 .get_or_insert_with(|| OwnedArgs::from_iter([a.get(0)]))
                 .push(k);
         }
+        let mut first = true;
         per.into_iter()
             .enumerate()
             .filter_map(|(c, cmd)| {
-                let call = rpc.call(c, exec_req(db, vec![cmd?], Some(tx), false));
+                let req = part_req(db, vec![cmd?], Some(tx), false, first);
+                first = false;
+                let call = rpc.call(c, req);
                 Some(Box::pin(call)
                     as std::pin::Pin<
                         Box<dyn std::future::Future<Output = Response>>,
@@ -1752,7 +1775,12 @@ pub(super) async fn fanout_reply(
     form: Option<&mut Vec<u8>>,
 ) -> Reply {
     let calls: Vec<_> = (0..cores)
-        .map(|c| rpc.call(c, exec_req(db, vec![args.clone()], tx, tx.is_some())))
+        .map(|c| {
+            rpc.call(
+                c,
+                part_req(db, vec![args.clone()], tx, tx.is_some(), c == 0),
+            )
+        })
         .collect();
     let mut replies = Vec::with_capacity(cores);
     let mut logged = Vec::new();
@@ -2040,6 +2068,7 @@ async fn exec_checked(
             in_multi: true,
             may_block: false,
             conn: Some(conn),
+            count: true,
         };
         let reply = match rpc.call(c, req).await {
             Response::Replies(r) => Reply::Array(r),
@@ -2081,6 +2110,7 @@ async fn exec_checked(
             may_block: false,
             watch: w,
             conn: None,
+            count: true,
         };
         if let Response::WatchFailed = rpc.call(c, req).await.unlog(&mut logged) {
             push_form(form.as_ref(), &locks, Vec::new());

@@ -113,6 +113,9 @@ pub struct Shard {
     cmdstats: HashMap<&'static str, crate::mesh::CmdCount>,
     /// Error replies by code (INFO errorstats, see [`Shard::count_error`]).
     errorstats: HashMap<Box<str>, u64>,
+    /// While this core runs a part of a command split over cores other
+    /// than the first: its calls count on the first part's core.
+    pub uncounted: bool,
     /// Unix ms, read once per loop turn and per receive batch.
     pub now_ms: i64,
     cmd_serial: u64,
@@ -274,6 +277,7 @@ impl Shard {
             cmd_clock: None,
             cmdstats: HashMap::new(),
             errorstats: HashMap::new(),
+            uncounted: false,
             now_ms: now_ms(),
             cmd_serial: 0,
             ahead_spans: Vec::new(),

@@ -137,9 +137,11 @@ impl Shard {
             self.publish_events();
         }
         let e = self.cmdstats.entry(stats_name(spec, &args)).or_default();
-        e.calls += 1;
-        if let Some(t) = start {
-            e.usec += 16 * t.elapsed().as_micros() as u64;
+        if !self.uncounted {
+            e.calls += 1;
+            if let Some(t) = start {
+                e.usec += 16 * t.elapsed().as_micros() as u64;
+            }
         }
         if let Reply::Error(err) = &reply {
             e.failed += 1;
@@ -150,7 +152,7 @@ impl Shard {
             self.slow_check_remote(spec, &args, crate::shared::micros_between(t, end));
             self.cmd_clock = Some(end);
         }
-        self.stats.total_commands_processed += 1;
+        self.stats.total_commands_processed += u64::from(!self.uncounted);
         match (block, origin) {
             (Some(b), Some(origin)) if !in_multi => {
                 for k in &b.keys {

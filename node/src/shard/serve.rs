@@ -432,6 +432,7 @@ impl Shard {
                 watch,
                 tx,
                 conn,
+                count,
             } => {
                 if in_multi && tx.is_none() && self.cluster_moving {
                     if let Some(e) = self.transaction_refusal(db, &cmds) {
@@ -453,6 +454,7 @@ impl Shard {
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
                 self.serve_for(conn.map(|k| (from, k)));
+                self.uncounted = !count;
                 for owned in &cmds {
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
@@ -478,11 +480,13 @@ impl Shard {
                     match self.run_local(spec, db, args, in_multi, origin) {
                         Some(r) => replies.push(r),
                         None => {
+                            self.uncounted = false;
                             self.serve_for(None);
                             return; // parked; answered when served
                         }
                     }
                 }
+                self.uncounted = false;
                 self.serve_for(None);
                 if let (Some(m), Some(log)) = (mark, self.engine.write_log()) {
                     log.end_multi(m, true);
