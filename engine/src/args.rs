@@ -237,6 +237,9 @@ fn hex_float(s: &str) -> Option<(f64, bool)> {
         nonzero |= d != 0;
         mantissa = mantissa * 16.0 + d as f64;
     }
+    if !nonzero {
+        return Some((0.0, false));
+    }
     let shift = exp.saturating_sub(4 * frac.len() as i64).clamp(-4000, 4000) as i32;
     let v = mantissa * 2f64.powi(shift / 2) * 2f64.powi(shift - shift / 2);
     Some((v, v.is_infinite() || (v == 0.0 && nonzero)))
@@ -457,6 +460,7 @@ mod tests {
         assert_eq!(parse_float(b"0x10"), Some(16.0));
         assert_eq!(parse_float(b"-0x1.8p1"), Some(-3.0));
         assert_eq!(parse_float(b"0x"), None);
+        assert_eq!(parse_float(b"0x0p2048"), Some(0.0));
         assert_eq!(parse_float(b"1e500"), None);
         assert_eq!(parse_float(b"1e-400"), None);
         assert_eq!(parse_float(b"0e-400"), Some(0.0));

@@ -727,7 +727,7 @@ fn avg_ttl_estimates_the_remaining_ttl() {
 #[test]
 fn a_command_over_several_cores_counts_once() {
     let mut seen = Vec::new();
-    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+    for s in [Server::slotd(&["--shards", "3"]), Server::redis(&[])] {
         let mut c = s.raw();
         c.cmd_str(&["CONFIG", "RESETSTAT"]);
         for cmd in [
@@ -739,6 +739,22 @@ fn a_command_over_several_cores_counts_once() {
             &["FLUSHALL"],
         ] {
             c.cmd_str(cmd);
+        }
+        // Split commands of one pipeline, each counted once, whichever
+        // of the 3 cores its parts are on.
+        let mut pipeline = Vec::new();
+        for cmd in [
+            &["MGET", "a", "b"][..],
+            &["MGET", "c", "d"],
+            &["MSET", "p", "1", "q", "2", "r", "3"],
+        ] {
+            pipeline.extend(tests::encode(
+                &cmd.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(),
+            ));
+        }
+        c.send(&pipeline).unwrap();
+        for _ in 0..3 {
+            c.read_reply().unwrap();
         }
         let mut calls: Vec<String> = s
             .cli(&["info", "commandstats"])

@@ -1163,13 +1163,28 @@ fn run_command(lua: &Lua, args: &MultiValue) -> Result<(Reply, bool), &'static s
     Ok((reply, st.resp3))
 }
 
-/// Whether XREAD or XREADGROUP `args` ask to block (a BLOCK option before
-/// STREAMS).
+/// Whether XREAD or XREADGROUP `args` ask to block: a BLOCK option
+/// before STREAMS, the options' values stepped over as `xreadCommand`
+/// reads them (GROUP takes two, COUNT and BLOCK one).
 fn blocks(args: &Args) -> bool {
-    (1..args.len())
-        .map(|i| args.get(i))
-        .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
-        .any(|a| a.eq_ignore_ascii_case(b"block"))
+    let mut i = 1;
+    while i < args.len() {
+        let a = args.get(i);
+        if a.eq_ignore_ascii_case(b"streams") {
+            return false;
+        }
+        if a.eq_ignore_ascii_case(b"block") {
+            return true;
+        }
+        i += if a.eq_ignore_ascii_case(b"group") {
+            3
+        } else if a.eq_ignore_ascii_case(b"count") {
+            2
+        } else {
+            1
+        };
+    }
+    false
 }
 
 /// Checks and runs the command whose arguments are in `st.buf` and

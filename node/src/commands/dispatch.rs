@@ -64,18 +64,20 @@ fn reject(shard: &mut Shard, key: Key, spec: &Spec, e: Reply) -> Next {
     if !shard.conns.get(key).is_some_and(|c| c.sub_unknown) {
         shard.count_rejected(stats_name(shard, key, spec));
     }
-    // EXEC refused inside a transaction discards it (Redis's
-    // `execCommandAbort`), naming why.
-    if let (true, Reply::Error(why)) = (spec.name == "exec", &e) {
+    // A refused EXEC discards the transaction, if any, and says why
+    // (Redis's `rejectCommand` calls `execCommandAbort`; the memory and
+    // busy-script checks word theirs already).
+    let worded = matches!(&e, Reply::Error(why) if why.starts_with("EXECABORT"));
+    if let (true, false, Reply::Error(why)) = (spec.name == "exec", worded, &e) {
         if let Some(c) = shard.conns.get_mut(key).filter(|c| c.multi.is_some()) {
             c.multi = None;
             c.multi_failed = false;
             let watches = std::mem::take(&mut c.watches);
             shard.unwatch_all(watches);
-            let why = why.strip_prefix("ERR ").unwrap_or(why);
-            let e = format!("EXECABORT Transaction discarded because of: {why}");
-            return answer(shard, key, Reply::Error(e.into()));
         }
+        let why = why.strip_prefix("ERR ").unwrap_or(why);
+        let e = format!("EXECABORT Transaction discarded because of: {why}");
+        return answer(shard, key, Reply::Error(e.into()));
     }
     answer(shard, key, e)
 }

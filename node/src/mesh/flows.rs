@@ -47,9 +47,10 @@ fn part_req(
     in_multi: bool,
     first: bool,
 ) -> Request {
+    let n = cmds.len();
     let mut req = exec_req(db, cmds, tx, in_multi);
-    if let Request::Exec { count, .. } = &mut req {
-        *count = first;
+    if let Request::Exec { counts, .. } = &mut req {
+        *counts = vec![first; n];
     }
     req
 }
@@ -71,7 +72,7 @@ fn exec_req_for(
         may_block: false,
         watch: Vec::new(),
         conn,
-        count: true,
+        counts: Vec::new(),
     }
 }
 
@@ -95,7 +96,7 @@ pub async fn remote(
         may_block,
         watch: Vec::new(),
         conn: Some(conn),
-        count: true,
+        counts: Vec::new(),
     };
     let answer = match may_block {
         true => rpc.parked(rpc.call(to, req)).await,
@@ -966,10 +967,12 @@ impl Split {
         if form.is_none() {
             return TaskDone::reply(conn, Joint::run(rpc, db, self).await);
         }
-        let runs: Vec<(usize, Vec<OwnedArgs>)> = self
+        // (The command counts on its first part's core.)
+        let runs: Vec<(usize, Vec<OwnedArgs>, Vec<bool>)> = self
             .parts
             .iter()
-            .map(|(c, p, _)| (*c, vec![p.clone()]))
+            .enumerate()
+            .map(|(i, (c, p, _))| (*c, vec![p.clone()], vec![i == 0]))
             .collect();
         let (locks, answers) = lock_and_run(rpc, runs, db, true).await;
         let mut logged = Vec::new();
@@ -1089,11 +1092,14 @@ impl Joint {
         let mut members = std::mem::take(&mut *joint.members.borrow_mut());
         // Per core (ascending): its parts of every member, and whose.
         let cores = rpc.mesh.cores();
-        let mut runs: Vec<(usize, Vec<OwnedArgs>)> = (0..cores).map(|c| (c, Vec::new())).collect();
+        let mut runs: Vec<(usize, Vec<OwnedArgs>, Vec<bool>)> =
+            (0..cores).map(|c| (c, Vec::new(), Vec::new())).collect();
         let mut whose: Vec<Vec<usize>> = vec![Vec::new(); cores];
         for (m, split) in members.iter_mut().enumerate() {
-            for (c, part, _) in &mut split.parts {
+            // (Each member counts on its first part's core.)
+            for (i, (c, part, _)) in split.parts.iter_mut().enumerate() {
                 runs[*c].1.push(std::mem::take(part));
+                runs[*c].2.push(i == 0);
                 whose[*c].push(m);
             }
         }
@@ -1233,7 +1239,7 @@ pub fn joins(spec: &'static Spec) -> bool {
 /// `runs`' order.
 async fn lock_and_run(
     rpc: &Rc<Rpc>,
-    runs: Vec<(usize, Vec<OwnedArgs>)>,
+    runs: Vec<(usize, Vec<OwnedArgs>, Vec<bool>)>,
     db: usize,
     form: bool,
 ) -> (Locks, Vec<Response>) {
@@ -1245,10 +1251,14 @@ async fn lock_and_run(
         paused: false,
     };
     let mut calls = Vec::with_capacity(runs.len());
-    for (i, (c, cmds)) in runs.into_iter().enumerate() {
+    for (c, cmds, counts) in runs {
         locks.sent.push(c);
         let lock = rpc.call(c, Request::Lock(locks.tx, cores.clone(), form));
-        calls.push(rpc.call(c, part_req(db, cmds, Some(locks.tx), false, i == 0)));
+        let mut req = exec_req(db, cmds, Some(locks.tx), false);
+        if let Request::Exec { counts: c, .. } = &mut req {
+            *c = counts;
+        }
+        calls.push(rpc.call(c, req));
         if let Response::Granted { paused: true } = lock.await {
             locks.paused = true;
         }
@@ -2068,7 +2078,7 @@ async fn exec_checked(
             in_multi: true,
             may_block: false,
             conn: Some(conn),
-            count: true,
+            counts: Vec::new(),
         };
         let reply = match rpc.call(c, req).await {
             Response::Replies(r) => Reply::Array(r),
@@ -2110,7 +2120,7 @@ async fn exec_checked(
             may_block: false,
             watch: w,
             conn: None,
-            count: true,
+            counts: Vec::new(),
         };
         if let Response::WatchFailed = rpc.call(c, req).await.unlog(&mut logged) {
             push_form(form.as_ref(), &locks, Vec::new());

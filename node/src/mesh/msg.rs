@@ -87,10 +87,10 @@ pub enum Request {
         watch: Vec<(usize, bytes::Bytes, u64)>,
         /// As for `Pipeline`.
         conn: Option<crate::io::Key>,
-        /// Whether the commands count in INFO's commandstats and
-        /// `total_commands_processed` here: a command split over cores
-        /// counts on its first part's core only.
-        count: bool,
+        /// Per command, whether it counts in INFO's commandstats and
+        /// `total_commands_processed` here (empty: all do): a command
+        /// split over cores counts on its first part's core only.
+        counts: Vec<bool>,
     },
     /// Take this core's lock for `tx`, which locks these cores; answered
     /// once granted. `true`: the coordinator adds the command's form to

@@ -64,6 +64,9 @@ impl Shard {
         args: &engine::Args,
         e: Reply,
     ) -> Reply {
+        if self.uncounted {
+            return e;
+        }
         self.count_rejected(stats_name(spec, args));
         if let Reply::Error(err) = &e {
             self.count_error(err);
@@ -143,7 +146,8 @@ impl Shard {
                 e.usec += 16 * t.elapsed().as_micros() as u64;
             }
         }
-        if let Reply::Error(err) = &reply {
+        // (A part other than the first: the command counts elsewhere.)
+        if let (Reply::Error(err), false) = (&reply, self.uncounted) {
             e.failed += 1;
             self.count_error(err);
         }

@@ -432,7 +432,7 @@ impl Shard {
                 watch,
                 tx,
                 conn,
-                count,
+                counts,
             } => {
                 if in_multi && tx.is_none() && self.cluster_moving {
                     if let Some(e) = self.transaction_refusal(db, &cmds) {
@@ -454,8 +454,8 @@ impl Shard {
                 let mut replies = Vec::with_capacity(cmds.len());
                 let mut db = db;
                 self.serve_for(conn.map(|k| (from, k)));
-                self.uncounted = !count;
-                for owned in &cmds {
+                for (i, owned) in cmds.iter().enumerate() {
+                    self.uncounted = !counts.get(i).copied().unwrap_or(true);
                     let args = owned.as_args();
                     let Some(spec) = engine::cmd::registry().lookup(args.get(0)) else {
                         replies.push(Reply::Error(
