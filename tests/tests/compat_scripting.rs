@@ -80,6 +80,11 @@ fn basics() -> Vec<Vec<&'static str>> {
         vec!["EVAL", "return type(newproxy)", "0"],
         vec!["EVAL", "local t = {}; rawset(t, 'a', 1); setmetatable(t, {}); return rawget(t, 'a')", "0"],
         vec!["EVAL", "return {type(rawget(_G, 'redis')), type(rawget(string, 'format'))}", "0"],
+        // Strings' metatable and methods cannot be changed either.
+        vec!["EVAL", "return {('x'):upper(), type(getmetatable(''))}", "0"],
+        vec!["EVAL", "getmetatable('').__index.upper = nil; return 1", "0"],
+        vec!["EVAL", "getmetatable('').__index = {}; return 1", "0"],
+        vec!["EVAL", "return ('y'):upper()", "0"],
         // Numbers past the integers: x86's cast, as redis-server gives.
         vec!["EVAL", "return 2^63", "0"],
         vec!["EVAL", "return {1e20, -1e20, 0/0}", "0"],

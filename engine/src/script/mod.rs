@@ -431,6 +431,14 @@ end
 for _, name in ipairs({'redis', 'string', 'math', 'table', 'coroutine', 'bit', 'cjson', 'cmsgpack', 'struct'}) do
   if rawget(G, name) then G[name] = locked(G[name]) end
 end
+-- Strings' methods come from the locked `string`, and getmetatable('')
+-- gives a locked view of their metatable: a script cannot change either
+-- for the scripts after it (Redis protects both).
+local smt = getmetatable('')
+if smt then
+  smt.__index = G.string
+  smt.__metatable = locked(smt)
+end
 G.debug = nil
 G.print = nil
 G.dofile = nil
