@@ -697,6 +697,120 @@ fn error_counters_follow_redis() {
     assert_eq!(seen[0], seen[1], "slotd, then redis-server");
 }
 
+/// A command run on its keys' values gathered from several cores
+/// (SUNION, LMOVE, RENAME, BLPOP over two cores' keys) and a script over
+/// several cores count in commandstats, errorstats and
+/// `total_commands_processed` as in Redis (they were left out); a
+/// script's error reply that carries on the error of a command it called
+/// is counted once, with that command (Redis's
+/// `ignore_error_stats_update`), on one core and across cores.
+#[test]
+fn gathered_commands_and_scripts_count_as_redis() {
+    let stats = |s: &Server| -> Vec<String> {
+        let mut lines: Vec<String> = s
+            .cli(&["info", "commandstats"])
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.contains("info") && !l.contains("config"))
+            .map(|l| {
+                // (Times differ.)
+                let (name, rest) = l.split_once(":calls=").unwrap();
+                let calls = rest.split(',').next().unwrap();
+                let counts = rest.split_once(",rejected_calls=").map_or("", |r| r.1);
+                format!("{name}:calls={calls},{counts}")
+            })
+            .collect();
+        lines.extend(
+            s.cli(&["info", "errorstats"])
+                .lines()
+                .filter(|l| l.starts_with("errorstat_"))
+                .map(str::to_string),
+        );
+        lines.sort();
+        lines.push(tests::info_field(s, "stats", "total_error_replies"));
+        lines
+    };
+    // With 2 shards a, l1, q, x are on core 1; b, s, l2, str, z on core 0.
+    let mut seen = Vec::new();
+    for s in [Server::slotd(&["--shards", "2"]), Server::redis(&[])] {
+        let mut c = s.raw();
+        c.cmd_str(&["CONFIG", "RESETSTAT"]);
+        for cmd in [
+            &["SADD", "a", "1", "2"][..],
+            &["SADD", "b", "2", "3"],
+            &["SADD", "{a}b", "3"],
+            &["SET", "s", "x"],
+            &["RPUSH", "l1", "v"],
+            &["SUNION", "a", "b"],
+            &["SINTER", "a", "s"],
+            &["SUNIONSTORE", "z", "a", "b"],
+            &["LMOVE", "l1", "l2", "LEFT", "LEFT"],
+            &["LMOVE", "a", "l2", "LEFT", "LEFT"],
+            &["RENAME", "l2", "x"],
+            &["BLPOP", "q", "str", "0.01"],
+            &["BLPOP", "q", "s", "0.01"],
+        ] {
+            c.cmd_str(cmd);
+        }
+        for keys in [["a", "b"], ["a", "{a}b"]] {
+            for script in [
+                "return redis.call('scard', KEYS[1]) + redis.call('scard', KEYS[2])",
+                "return redis.call('get', KEYS[1])",
+                "return redis.pcall('get', KEYS[1])",
+                "local e = redis.pcall('get', KEYS[1]); return e['ignore_error_stats_update']",
+                "return redis.error_reply('MINE x')",
+                "return {err='OTHER y'}",
+                "error('boom')",
+            ] {
+                c.cmd_str(&["EVAL", script, "2", keys[0], keys[1]]);
+            }
+        }
+        let mut got = stats(&s);
+        got.push(tests::info_field(&s, "stats", "total_commands_processed"));
+        seen.push(got);
+    }
+    assert!(
+        seen[1]
+            .iter()
+            .any(|l| l.starts_with("cmdstat_sunion:calls=1,")),
+        "{:?}",
+        seen[1]
+    );
+    assert_eq!(seen[0], seen[1], "slotd, then redis-server");
+}
+
+/// commandstats' `usec` and `usec_per_call` measure the commands, as
+/// Redis's: they read 0 for commands under a microsecond.
+#[test]
+fn commandstats_time_the_commands() {
+    let s = Server::slotd(&["--shards", "2"]);
+    let mut c = s.raw();
+    let mut pipeline = Vec::new();
+    for i in 0..2000 {
+        let k = format!("k{i}");
+        pipeline.extend(tests::encode(&[b"GET", k.as_bytes()]));
+    }
+    c.send(&pipeline).unwrap();
+    for _ in 0..2000 {
+        c.read_reply().unwrap();
+    }
+    for _ in 0..50 {
+        c.cmd_str(&["CONFIG", "GET", "maxmemory"]);
+    }
+    let stats = s.cli(&["info", "commandstats"]);
+    for cmd in ["get", "config|get"] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .unwrap_or_else(|| panic!("{stats}"));
+        let usec: u64 = line
+            .split_once(",usec=")
+            .and_then(|(_, r)| r.split(',').next())
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(usec > 0, "{line}");
+    }
+}
+
 /// INFO keyspace's `avg_ttl` is the expiry cycle's estimate of the keys'
 /// remaining TTL, as Redis's (it read 0 whatever the keys' TTLs).
 #[test]

@@ -13,7 +13,11 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value
         Reply::Status(s) => {
             Value::Table(single(lua, "ok", Value::String(lua.create_string(&**s)?))?)
         }
-        Reply::Error(e) => Value::Table(error_table(lua, e)?),
+        Reply::Error(e) => {
+            let t = error_table(lua, e)?;
+            t.raw_set(COUNTED_FIELD, true)?;
+            Value::Table(t)
+        }
         Reply::Int(n) => Value::Number(*n as f64),
         Reply::Bulk(b) => Value::String(lua.create_string(&b[..])?),
         Reply::Verbatim(b) if !resp3 => Value::String(lua.create_string(&b[..])?),
@@ -92,6 +96,22 @@ fn single(lua: &Lua, key: &str, v: Value) -> mlua::Result<Table> {
     let t = lua.create_table_with_capacity(0, 1)?;
     t.raw_set(key, v)?;
     Ok(t)
+}
+
+/// The field Redis 7.0 sets in the error table of a command's error reply
+/// (`redisProtocolToLuaType_Error`): the command counted that error in
+/// INFO errorstats, so a script's reply that carries it on (raised by
+/// `redis.call`, or the table `redis.pcall` gave, returned) does not count
+/// it again. Scripts see it, as in Redis.
+pub const COUNTED_FIELD: &str = "ignore_error_stats_update";
+
+/// Whether `v`, a script's return value or raised error, is an error table
+/// of a command's error reply ([`COUNTED_FIELD`]).
+pub fn error_counted(v: &Value) -> bool {
+    match v {
+        Value::Table(t) => matches!(t.raw_get::<Value>(COUNTED_FIELD), Ok(Value::Boolean(true))),
+        _ => false,
+    }
 }
 
 /// An error as `redis.pcall` returns it: `{err = "<CODE> <message>"}`,

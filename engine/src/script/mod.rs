@@ -272,6 +272,21 @@ struct RunState {
     bulk: Vec<u8>,
 }
 
+thread_local! {
+    /// The error reply a script just gave on this thread when it carries
+    /// on a command's error ([`convert::COUNTED_FIELD`]).
+    static COUNTED_ERROR: std::cell::RefCell<Option<std::borrow::Cow<'static, str>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether error reply `err`, just given by a script on this thread,
+/// carries on the error of a command the script called, which that
+/// command counted in INFO errorstats (Redis counts it once: the script's
+/// reply goes with `ERR_REPLY_FLAG_NO_STATS_UPDATE`). Clears the mark.
+pub fn error_already_counted(err: &str) -> bool {
+    COUNTED_ERROR.with(|c| c.borrow_mut().take().is_some_and(|e| e == err))
+}
+
 /// What a run gives back.
 pub struct Outcome {
     /// The reply to the caller.
@@ -889,6 +904,11 @@ impl Vm {
             }
             None => (false, false, None),
         };
+        let counted = killed.is_none()
+            && match &result {
+                Ok((_, v)) => convert::error_counted(v),
+                Err(_) => false,
+            };
         let reply = match result {
             Ok((true, v)) => convert::lua_to_reply(&v, resp3),
             Ok((false, e)) => script_error(&e, &String::from_utf8_lossy(name), killed),
@@ -900,6 +920,9 @@ impl Vm {
                 .into(),
             ),
         };
+        if let (true, Reply::Error(e)) = (counted, &reply) {
+            COUNTED_ERROR.with(|c| *c.borrow_mut() = Some(e.clone()));
+        }
         self.runs += 1;
         if self.runs.is_multiple_of(50) {
             let _ = self.lua.gc_step();

@@ -476,9 +476,13 @@ fn run(
         // again; failed when it answered an error.
         let name = stats_name(shard, key, spec);
         let errors = shard.stats.total_error_replies;
+        let clock = shard.stat_clock();
         let next = super::node::run(shard, key, spec, args);
         if !matches!(next, Next::Retry) {
-            shard.count_call(name);
+            let every = crate::mesh::STAT_TIMED_EVERY;
+            let nsec = clock.map_or(0, |t| every * t.elapsed().as_nanos() as u64);
+            shard.count_call(name, nsec);
+            shard.stats.total_commands_processed += 1;
         }
         if shard.stats.total_error_replies > errors {
             shard.count_failed(name);

@@ -44,7 +44,7 @@ pub async fn gather(
                 match cmdstats.iter_mut().find(|(n, _)| n == name) {
                     Some((_, e)) => {
                         e.calls += c.calls;
-                        e.usec += c.usec;
+                        e.nsec += c.nsec;
                         e.rejected += c.rejected;
                         e.failed += c.failed;
                     }
@@ -175,14 +175,17 @@ pub async fn gather(
         let mut body = String::new();
         for (name, c) in &cmdstats {
             let per = if c.calls > 0 {
-                c.usec as f64 / c.calls as f64
+                c.nsec as f64 / 1000.0 / c.calls as f64
             } else {
                 0.0
             };
             let _ = write!(
                 body,
                 "cmdstat_{name}:calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}\r\n",
-                c.calls, c.usec, c.rejected, c.failed
+                c.calls,
+                c.nsec / 1000,
+                c.rejected,
+                c.failed
             );
         }
         section("Commandstats", body);

@@ -30,7 +30,6 @@ pub fn run(shard: &mut Shard, key: Key, spec: &'static Spec, args: Args) -> Next
     let Some(conn) = shard.conns.get_mut(key) else {
         return Next::Wait;
     };
-    shard.stats.total_commands_processed += 1;
     let db = conn.db;
     match spec.name {
         "select" => match parse_db(args.get(1), shard.settings.databases) {

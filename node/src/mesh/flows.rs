@@ -727,7 +727,7 @@ pub async fn multi_key(
     } else {
         let keys = match command_keys(spec, &args) {
             Ok(keys) => keys,
-            Err(e) => return TaskDone::reply(conn, e),
+            Err(e) => return TaskDone::ran(conn, e, spec.name, std::time::Instant::now()),
         };
         lock_and_export(&rpc, &cores, form.is_some(), db, keys).await
     };
@@ -736,6 +736,7 @@ pub async fn multi_key(
         locks.release().await;
         return TaskDone::reply(conn, Reply::err(crate::mesh::WRITES_PAUSED));
     }
+    let start = std::time::Instant::now();
     let (reply, bytes) = if counted {
         let (reply, logged) = count_per_core(&rpc, spec, db, &args, locks.tx).await;
         // DEL/UNLINK go as sent when they deleted something (the keys
@@ -760,7 +761,11 @@ pub async fn multi_key(
     };
     push_form(form.as_ref(), &locks, bytes);
     locks.release().await;
-    TaskDone::reply(conn, reply)
+    // (Each core counts its part of DEL, EXISTS...: `count_per_core`.)
+    match counted {
+        true => TaskDone::reply(conn, reply),
+        false => TaskDone::ran(conn, reply, spec.name, start),
+    }
 }
 
 /// A blocking command whose keys live on several cores (BLPOP, BZPOPMIN,
@@ -787,8 +792,14 @@ async fn blocking_across(
     let form = form.filter(|_| write);
     let mut deadline: Option<Option<i64>> = None;
     let mut waited = std::time::Duration::ZERO;
+    let start = std::time::Instant::now();
+    // Counted once, for its runs (Redis counts a blocked command when it
+    // is served, without the wait).
     let done = |reply: Reply, waited: std::time::Duration| {
-        let mut d = TaskDone::reply(conn, reply);
+        let mut d = TaskDone::ran(conn, reply, spec.name, start);
+        if let Some(super::task::Effect::Ran(_, nanos, _)) = d.effects.last_mut() {
+            *nanos = nanos.saturating_sub(waited.as_nanos() as u64);
+        }
         if !waited.is_zero() {
             d.effects
                 .push(super::task::Effect::Waited(waited.as_micros() as u64));
@@ -804,7 +815,11 @@ async fn blocking_across(
         if locks.paused && write {
             push_form(form.as_ref(), &locks, Vec::new());
             locks.release().await;
-            return done(Reply::err(crate::mesh::WRITES_PAUSED), waited);
+            // (Not run: not counted.)
+            let mut d = done(Reply::err(crate::mesh::WRITES_PAUSED), waited);
+            d.effects
+                .retain(|e| !matches!(e, super::task::Effect::Ran(..)));
+            return d;
         }
         let (reply, bytes, block) = run_gathered(
             &rpc,
@@ -2238,7 +2253,8 @@ async fn exec_checked(
                     Reply::err("ERR internal error: a command of one core in the wrong path")
                 }
                 Ok(Route::Everywhere) => {
-                    super::script::run(
+                    // (The commands in EXEC are not counted one by one.)
+                    let (reply, _) = super::script::run(
                         rpc,
                         locks.tx,
                         spec,
@@ -2247,7 +2263,8 @@ async fn exec_checked(
                         (form.is_some(), bus),
                         &mut logged,
                     )
-                    .await
+                    .await;
+                    reply
                 }
             }
         };

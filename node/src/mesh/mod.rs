@@ -33,7 +33,7 @@ pub const WRITES_PAUSED: &str = "TRYAGAIN Writes are paused for a manual failove
 pub use crate::io::ClientType;
 pub use msg::{
     add_need, counted, AdminQuery, CmdCount, CoreStats, KillFilter, Mesh, Msg, Pipeline, Request,
-    Response, Seg, Track, TxId, NOT_PARSED,
+    Response, Seg, Track, TxId, NOT_PARSED, STAT_TIMED_EVERY,
 };
 pub use route::{parse_db, route, Route};
 pub use slots::SlotTable;

@@ -97,12 +97,16 @@ fn serve(rx: Receiver<Step>) {
         };
         let a = job.args.as_args();
         let reply = cmd_script::run_call(job.name, &a, job.db, job.databases, &mut backend);
+        let counted = match &reply {
+            Reply::Error(e) => engine::script::error_already_counted(e),
+            _ => false,
+        };
         let id = backend.id;
         mesh.send(
             core,
             Msg::Resp {
                 id,
-                resp: Response::ScriptDone(reply),
+                resp: Response::ScriptDone(reply, counted),
             },
         );
     }
@@ -218,7 +222,8 @@ pub async fn everywhere(
         return super::TaskDone::reply(conn, Reply::err(super::WRITES_PAUSED));
     }
     let mut logged = Vec::new();
-    let reply = run(
+    let start = std::time::Instant::now();
+    let (reply, counted) = run(
         &rpc,
         locks.tx,
         spec,
@@ -230,11 +235,17 @@ pub async fn everywhere(
     .await;
     flows::push_form(form.as_ref(), &locks, logged);
     locks.release().await;
-    super::TaskDone::reply(conn, reply)
+    let mut done = super::TaskDone::ran(conn, reply, spec.name, start);
+    if let Some(super::task::Effect::Ran(.., error_counted)) = done.effects.last_mut() {
+        *error_counted = counted;
+    }
+    done
 }
 
 /// Runs a script under transaction `tx`, which holds every core's lock;
 /// what the cores logged is appended to `logged` in the order it ran.
+/// Gives its reply, and whether that is an error a command it called
+/// counted already (`engine::script::error_already_counted`).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     rpc: &Rc<Rpc>,
@@ -244,12 +255,12 @@ pub async fn run(
     args: &OwnedArgs,
     (form, bus): (bool, Option<&super::Bus>),
     logged: &mut Vec<u8>,
-) -> Reply {
+) -> (Reply, bool) {
     if spec.name.starts_with("sort") {
         // SORT whose patterns may name keys on any core.
         let (reply, bytes) = flows::sort_gathered(rpc, spec, db, args, databases, form).await;
         logged.extend(bytes);
-        return reply;
+        return (reply, false);
     }
     let a = args.as_args();
     let cores = rpc.mesh.cores();
@@ -292,7 +303,7 @@ pub async fn run(
     });
     let reply = loop {
         let Some(s) = step.take() else {
-            break Reply::err("ERR internal error: script step lost");
+            break (Reply::err("ERR internal error: script step lost"), false);
         };
         let resp = rpc
             .call_outside(move |id| {
@@ -323,8 +334,11 @@ pub async fn run(
                 }
                 step = Some(Step::Reply { reply, id: 0 });
             }
-            Response::ScriptDone(reply) => break reply,
-            _ => break Reply::err("ERR internal error: unexpected answer from the script thread"),
+            Response::ScriptDone(reply, counted) => break (reply, counted),
+            _ => {
+                let e = "ERR internal error: unexpected answer from the script thread";
+                break (Reply::err(e), false);
+            }
         }
     };
     if stayed {

@@ -52,6 +52,15 @@ impl TaskDone {
             encoded: engine::Encoded::default(),
         }
     }
+
+    /// A task's end with the reply of command `name`, which it ran itself
+    /// since `start` ([`Effect::Ran`]).
+    pub fn ran(conn: Key, reply: Reply, name: &'static str, start: std::time::Instant) -> TaskDone {
+        let mut done = TaskDone::reply(conn, reply);
+        let nanos = start.elapsed().as_nanos() as u64;
+        done.effects.push(Effect::Ran(name, nanos, false));
+        done
+    }
 }
 
 /// Connection changes a task reports.
@@ -78,6 +87,13 @@ pub enum Effect {
     /// With the AOF on: the replies reveal writes of these
     /// cores up to these log offsets (see `Conn::aof_remote`).
     AofNeeds(Vec<(usize, u64)>),
+    /// The task ran command `name` itself (on its keys' values gathered
+    /// here, or a script over every core), which no core's keyspace
+    /// counted: INFO counts it on the connection's core, for these
+    /// nanoseconds, failed if its reply is an error, and that error in
+    /// errorstats unless a command the script called counted it (`true`:
+    /// `engine::script::error_already_counted`).
+    Ran(&'static str, u64, bool),
 }
 
 enum Pending {

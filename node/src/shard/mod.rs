@@ -705,6 +705,19 @@ impl Shard {
     /// lets the connection go on.
     pub fn task_done(&mut self, done: TaskDone) {
         let key = done.conn;
+        // (Counted whether or not its client is still there.)
+        for e in &done.effects {
+            if let Effect::Ran(name, nanos, error_counted) = *e {
+                self.count_call(name, nanos);
+                self.stats.total_commands_processed += 1;
+                if let Some(Reply::Error(err)) = done.replies.first() {
+                    if !error_counted {
+                        self.count_error(err);
+                    }
+                    self.count_failed(name);
+                }
+            }
+        }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -745,6 +758,7 @@ impl Shard {
                 Effect::Db(db) => c.db = db,
                 Effect::Watched(w) => c.watches.extend(w),
                 Effect::Replconf => c.replconf = true,
+                Effect::Ran(..) => {}
                 Effect::Tracking(t) => {
                     self.tracking_conns.insert(c.id, key);
                     c.tracking = Some(t);

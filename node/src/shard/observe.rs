@@ -132,10 +132,22 @@ impl Shard {
         self.cmdstats.entry(name).or_default().rejected += 1;
     }
 
-    /// Node command `name` ran (`total_commands_processed` counts it
-    /// where it runs).
-    pub fn count_call(&mut self, name: &'static str) {
-        self.cmdstats.entry(name).or_default().calls += 1;
+    /// The start of a command to time for INFO commandstats, one in
+    /// [`crate::mesh::STAT_TIMED_EVERY`].
+    pub fn stat_clock(&mut self) -> Option<std::time::Instant> {
+        self.cmd_serial = self.cmd_serial.wrapping_add(1);
+        self.cmd_serial
+            .is_multiple_of(crate::mesh::STAT_TIMED_EVERY)
+            .then(std::time::Instant::now)
+    }
+
+    /// Command `name` ran, for `nsec` (of a command timed one in
+    /// [`crate::mesh::STAT_TIMED_EVERY`], scaled by it; 0 untimed); the
+    /// caller counts it in `total_commands_processed`.
+    pub fn count_call(&mut self, name: &'static str, nsec: u64) {
+        let e = self.cmdstats.entry(name).or_default();
+        e.calls += 1;
+        e.nsec += nsec;
     }
 
     /// Command `name` answered an error (one of the node's commands; a

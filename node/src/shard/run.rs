@@ -86,15 +86,11 @@ impl Shard {
         in_multi: bool,
         origin: Option<Origin>,
     ) -> Option<Reply> {
-        // Time one command in 16 for INFO commandstats: a clock read per
-        // command would cost more than a GET.
-        self.cmd_serial = self.cmd_serial.wrapping_add(1);
-        let timed = self.cmd_serial & 15 == 0;
         // A command a client of another core sent is timed here for the
         // slow log (one of this core's is timed by its dispatch).
         let slow = (self.serving.is_some() && self.slow_on())
             .then(|| self.cmd_clock.take().unwrap_or_else(crate::shared::ticks));
-        let start = timed.then(std::time::Instant::now);
+        let start = self.stat_clock();
         if self.writes_paused && spec.has(engine::cmd::flags::WRITE) {
             // Sent before this core paused its writers.
             return Some(self.refused(spec, &args, Reply::err(crate::mesh::WRITES_PAUSED)));
@@ -143,13 +139,15 @@ impl Shard {
         if !self.uncounted {
             e.calls += 1;
             if let Some(t) = start {
-                e.usec += 16 * t.elapsed().as_micros() as u64;
+                e.nsec += crate::mesh::STAT_TIMED_EVERY * t.elapsed().as_nanos() as u64;
             }
         }
         // (A part other than the first: the command counts elsewhere.)
         if let (Reply::Error(err), false) = (&reply, self.uncounted) {
             e.failed += 1;
-            self.count_error(err);
+            if !engine::script::error_already_counted(err) {
+                self.count_error(err);
+            }
         }
         if let (Some(t), None) = (slow, &block) {
             let end = crate::shared::ticks();
