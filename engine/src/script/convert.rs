@@ -13,11 +13,7 @@ pub fn reply_to_lua(lua: &Lua, reply: &Reply, resp3: bool) -> mlua::Result<Value
         Reply::Status(s) => {
             Value::Table(single(lua, "ok", Value::String(lua.create_string(&**s)?))?)
         }
-        Reply::Error(e) => {
-            let t = error_table(lua, e)?;
-            t.raw_set(COUNTED_FIELD, true)?;
-            Value::Table(t)
-        }
+        Reply::Error(e) => Value::Table(error_table(lua, e)?),
         Reply::Int(n) => Value::Number(*n as f64),
         Reply::Bulk(b) => Value::String(lua.create_string(&b[..])?),
         Reply::Verbatim(b) if !resp3 => Value::String(lua.create_string(&b[..])?),
@@ -102,7 +98,9 @@ fn single(lua: &Lua, key: &str, v: Value) -> mlua::Result<Table> {
 /// (`redisProtocolToLuaType_Error`): the command counted that error in
 /// INFO errorstats, so a script's reply that carries it on (raised by
 /// `redis.call`, or the table `redis.pcall` gave, returned) does not count
-/// it again. Scripts see it, as in Redis.
+/// it again. Scripts see it, as in Redis, but slotd sets it only for a
+/// command that counted its error where it ran ([`super::Backend::error_counted`]):
+/// the commands of a script on one core are not counted one by one.
 pub const COUNTED_FIELD: &str = "ignore_error_stats_update";
 
 /// Whether `v`, a script's return value or raised error, is an error table

@@ -38,6 +38,14 @@ pub trait Backend {
     /// command's effects stay out of the AOF and the replicas.
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply;
 
+    /// Whether the last [`Backend::call`]'s error reply was counted in
+    /// INFO errorstats where the command ran (a core's run counts the
+    /// errors of the commands it runs): the script's reply carrying it on
+    /// then does not count it again ([`convert::COUNTED_FIELD`]).
+    fn error_counted(&self) -> bool {
+        false
+    }
+
     /// Why no command that writes may run here, if none may: a read-only
     /// replica's scripts, but for those its master sends.
     fn write_refusal(&self) -> Option<&'static str> {
@@ -242,6 +250,9 @@ pub fn busy_error() -> Option<&'static str> {
 /// app data between runs (`active` false), so a run allocates nothing here.
 struct RunState {
     active: bool,
+    /// The last command's error reply was counted where it ran
+    /// ([`Backend::error_counted`]).
+    error_counted: bool,
     slot: &'static AtomicU8,
     backend: Option<*mut dyn Backend>,
     db: usize,
@@ -557,6 +568,7 @@ impl Vm {
         let slot = &SLOTS[NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS.len()].0;
         lua.set_app_data(RunState {
             active: false,
+            error_counted: false,
             slot,
             backend: None,
             db: 0,
@@ -890,6 +902,8 @@ impl Vm {
             st.repl = REPL_AOF | REPL_REPLICA;
         }
         self.slot.store(RUNNING, Ordering::SeqCst);
+        // (A mark an earlier run left, its reply not counted here.)
+        COUNTED_ERROR.with(|c| c.borrow_mut().take());
         let result = call(self);
         self.slot.store(IDLE, Ordering::SeqCst);
         let (wrote, resp3, killed) = match self.lua.app_data_mut::<RunState>() {
@@ -1051,8 +1065,20 @@ fn command(lua: &Lua, args: MultiValue, raise: bool) -> ApiResult {
             };
         }
     };
+    let counted = reply.is_error()
+        && lua
+            .app_data_ref::<RunState>()
+            .is_some_and(|st| st.error_counted);
     match convert::reply_to_lua(lua, &reply, resp3)? {
-        Value::Table(t) if raise && reply.is_error() => raise_table(lua, t),
+        Value::Table(t) if reply.is_error() => {
+            if counted {
+                t.raw_set(convert::COUNTED_FIELD, true)?;
+            }
+            match raise {
+                true => raise_table(lua, t),
+                false => Ok(Value::Table(t)),
+            }
+        }
         v => Ok(v),
     }
 }
@@ -1221,6 +1247,7 @@ fn blocks(args: &Args) -> bool {
 /// Checks and runs the command whose arguments are in `st.buf` and
 /// `st.spans`: its reply, or the text of a refusal.
 fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
+    st.error_counted = false;
     let args = Args::new(&st.buf, &st.spans);
     let Some(spec) = registry().lookup(args.get(0)) else {
         return Err("ERR Unknown Redis command called from script");
@@ -1283,7 +1310,9 @@ fn call_checked(st: &mut RunState) -> Result<Reply, &'static str> {
         };
         // SAFETY: set by `Vm::invoke` for this call only (see there).
         let backend = unsafe { &mut *backend };
-        backend.call(spec, st.db, &args, st.repl != 0)
+        let reply = backend.call(spec, st.db, &args, st.repl != 0);
+        st.error_counted = reply.is_error() && backend.error_counted();
+        reply
     })
 }
 

@@ -39,8 +39,13 @@ enum Step {
         core: usize,
         id: u64,
     },
-    /// The reply to the thread's last command; answer request `id` next.
-    Reply { reply: Reply, id: u64 },
+    /// The reply to the thread's last command (`counted`: its error was
+    /// counted where it ran); answer request `id` next.
+    Reply {
+        reply: Reply,
+        counted: bool,
+        id: u64,
+    },
 }
 
 /// A script to run on the thread.
@@ -88,6 +93,7 @@ fn serve(rx: Receiver<Step>) {
             continue;
         };
         let mut backend = Remote {
+            counted: false,
             rx: &rx,
             mesh: &mesh,
             core,
@@ -114,6 +120,8 @@ fn serve(rx: Receiver<Step>) {
 
 /// A script's commands, carried to the task one at a time.
 struct Remote<'a> {
+    /// The last command's error was counted where it ran.
+    counted: bool,
     rx: &'a Receiver<Step>,
     mesh: &'a Mesh,
     core: usize,
@@ -123,6 +131,10 @@ struct Remote<'a> {
 }
 
 impl Backend for Remote<'_> {
+    fn error_counted(&self) -> bool {
+        self.counted
+    }
+
     fn write_refusal(&self) -> Option<&'static str> {
         self.read_only.then_some(engine::script::READONLY_REPLICA)
     }
@@ -148,8 +160,9 @@ impl Backend for Remote<'_> {
         );
         loop {
             match self.rx.recv() {
-                Ok(Step::Reply { reply, id }) => {
+                Ok(Step::Reply { reply, counted, id }) => {
                     self.id = id;
+                    self.counted = counted;
                     return reply;
                 }
                 Ok(Step::Start { .. }) => continue,
@@ -316,7 +329,7 @@ pub async fn run(
                         core,
                         id,
                     },
-                    Step::Reply { reply, .. } => Step::Reply { reply, id },
+                    Step::Reply { reply, counted, .. } => Step::Reply { reply, counted, id },
                 })
             })
             .await;
@@ -327,12 +340,18 @@ pub async fn run(
                 }
                 let (reply, went) =
                     command(rpc, tx, db, &args, (databases, cores, form, bus), logged).await;
+                // Run by a core, which counted its error (`Shard::run_local`).
+                let counted = matches!(went, Some(Some(_)));
                 match went {
                     None => stayed = false,
                     Some(Some(c)) if Some(c) != home => stayed = false,
                     Some(_) => {}
                 }
-                step = Some(Step::Reply { reply, id: 0 });
+                step = Some(Step::Reply {
+                    reply,
+                    counted,
+                    id: 0,
+                });
             }
             Response::ScriptDone(reply, counted) => break (reply, counted),
             _ => {

@@ -145,7 +145,8 @@ impl Shard {
         // (A part other than the first: the command counts elsewhere.)
         if let (Reply::Error(err), false) = (&reply, self.uncounted) {
             e.failed += 1;
-            if !engine::script::error_already_counted(err) {
+            let script = spec.name.starts_with("eval") || spec.name.starts_with("fcall");
+            if !(script && engine::script::error_already_counted(err)) {
                 self.count_error(err);
             }
         }
