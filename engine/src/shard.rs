@@ -101,6 +101,10 @@ pub struct Shard {
     /// While `Some`, the commands scripts run here are noted (database,
     /// arguments): MONITOR shows them.
     pub script_calls: Option<Vec<(usize, crate::OwnedArgs)>>,
+    /// While `Some`, the commands scripts run here are counted for INFO
+    /// commandstats and errorstats, which the node takes after the script
+    /// (Redis counts each command a script calls).
+    pub script_counts: Option<Vec<ScriptCount>>,
     /// The event classes collected for keyspace notifications
     /// (`notify::effective` of `notify-keyspace-events`; 0: off).
     pub notify_flags: u32,
@@ -146,6 +150,16 @@ pub type ScriptRoute = std::sync::Arc<
     dyn Fn(&'static crate::cmd::Spec, &crate::args::Args) -> Option<&'static str> + Send + Sync,
 >;
 
+/// A command a script ran ([`Shard::script_counts`]): the name INFO
+/// commandstats counts it under (with its subcommand), how long it took
+/// (ns), and its error reply if it answered one.
+#[derive(Debug)]
+pub struct ScriptCount {
+    pub name: &'static str,
+    pub nanos: u64,
+    pub error: Option<std::borrow::Cow<'static, str>>,
+}
+
 impl Shard {
     /// A shard with `databases` empty databases and a seed for its random
     /// choices (RANDOMKEY, SPOP, expiry sampling).
@@ -178,6 +192,7 @@ impl Shard {
             tracking: None,
             flushes: 0,
             script_calls: None,
+            script_counts: None,
             notify_flags: 0,
             events: Vec::new(),
         }

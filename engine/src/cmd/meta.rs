@@ -297,6 +297,18 @@ pub fn subcommand_arity(cmd: &str, sub: &[u8]) -> Option<i64> {
     table().sub_arity.get(&format!("{cmd}|{sub}")).copied()
 }
 
+/// The name INFO commandstats counts command `spec` with `args` under:
+/// with its subcommand (`object|encoding`), as Redis 7.0 (a lookup in the
+/// command table for container commands only).
+pub fn stats_name(spec: &'static super::Spec, args: &crate::Args) -> &'static str {
+    if spec.has(super::flags::SUBCOMMANDS) && args.len() > 1 {
+        if let Some(name) = full_name(spec.name, args.get(1)) {
+            return name;
+        }
+    }
+    spec.name
+}
+
 /// The full name of subcommand `sub` of container `cmd` (`client|info`),
 /// as CLIENT LIST's `cmd=` shows it.
 pub fn full_name(cmd: &str, sub: &[u8]) -> Option<&'static str> {

@@ -248,6 +248,7 @@ fn run_here(ctx: &mut Ctx, name: &str) -> Reply {
         shard: ctx.shard,
         now_ms: ctx.now_ms,
         off_core: false,
+        counted: false,
     };
     let reply = run_call(name, &args, ctx.db, databases, &mut backend);
     if backend.off_core {
@@ -278,6 +279,9 @@ pub struct ShardBackend<'a> {
     pub now_ms: i64,
     /// A command reached for a key this shard does not own.
     pub off_core: bool,
+    /// The last command's error was noted for INFO
+    /// ([`Shard::script_counts`]).
+    pub counted: bool,
 }
 
 impl Backend for ShardBackend<'_> {
@@ -292,6 +296,7 @@ impl Backend for ShardBackend<'_> {
     }
 
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
+        self.counted = false;
         if let Some(owns) = &self.shard.owns {
             let away = if spec.has(ALL_SHARDS)
                 || (spec.name.starts_with("sort") && super::sort::uses_patterns(args))
@@ -346,13 +351,35 @@ impl Backend for ShardBackend<'_> {
             calls.push((db, args.to_owned()));
         }
         let log = (!propagate).then(|| self.shard.pause_log()).flatten();
+        let start = self
+            .shard
+            .script_counts
+            .is_some()
+            .then(std::time::Instant::now);
         let mut c = Ctx::new(self.shard, db, self.now_ms, *args);
         c.in_multi = true;
         let reply = super::execute(spec, &mut c);
         if let Some(log) = log {
             self.shard.resume_log(log);
         }
+        if let (Some(counts), Some(start)) = (&mut self.shard.script_counts, start) {
+            let name = super::meta::stats_name(spec, args);
+            let error = match &reply {
+                Reply::Error(e) => Some(e.clone()),
+                _ => None,
+            };
+            self.counted = error.is_some();
+            counts.push(crate::shard::ScriptCount {
+                name,
+                nanos: start.elapsed().as_nanos() as u64,
+                error,
+            });
+        }
         reply
+    }
+
+    fn error_counted(&self) -> bool {
+        self.counted
     }
 }
 

@@ -98,9 +98,9 @@ fn single(lua: &Lua, key: &str, v: Value) -> mlua::Result<Table> {
 /// (`redisProtocolToLuaType_Error`): the command counted that error in
 /// INFO errorstats, so a script's reply that carries it on (raised by
 /// `redis.call`, or the table `redis.pcall` gave, returned) does not count
-/// it again. Scripts see it, as in Redis, but slotd sets it only for a
-/// command that counted its error where it ran ([`super::Backend::error_counted`]):
-/// the commands of a script on one core are not counted one by one.
+/// it again. Scripts see it, as in Redis; slotd sets it where the command
+/// that answered counted its error ([`super::Backend::error_counted`]),
+/// which a command run on keys gathered from several cores does not.
 pub const COUNTED_FIELD: &str = "ignore_error_stats_update";
 
 /// Whether `v`, a script's return value or raised error, is an error table

@@ -30,6 +30,7 @@ fn eval_on(
         shard,
         now_ms: 1_000,
         off_core: false,
+        counted: false,
     };
     vm.run(&call, &mut b).reply
 }

@@ -797,8 +797,8 @@ async fn blocking_across(
     // is served, without the wait).
     let done = |reply: Reply, waited: std::time::Duration| {
         let mut d = TaskDone::ran(conn, reply, spec.name, start);
-        if let Some(super::task::Effect::Ran(_, nanos, _)) = d.effects.last_mut() {
-            *nanos = nanos.saturating_sub(waited.as_nanos() as u64);
+        if let Some(super::task::Effect::Ran(ran)) = d.effects.last_mut() {
+            ran.nanos = ran.nanos.saturating_sub(waited.as_nanos() as u64);
         }
         if !waited.is_zero() {
             d.effects
@@ -2070,7 +2070,7 @@ async fn exec_checked(
     }
     involved.sort_unstable();
     involved.dedup();
-    let effects = if final_db != db {
+    let mut effects = if final_db != db {
         vec![Effect::Db(final_db)]
     } else {
         Vec::new()
@@ -2194,6 +2194,11 @@ async fn exec_checked(
         }
         settle(&mut replies, settled, &mut logged).await;
         settled = replies.len();
+        // Run here, not by a core, which would count it (but for a
+        // command over every core: `Route::All`).
+        let start = std::time::Instant::now();
+        let mut counted_by_cores = false;
+        let mut error_counted = false;
         let reply = if spec.name == "select" {
             match parse_db(a.get(1), databases) {
                 Ok(d) => {
@@ -2239,6 +2244,7 @@ async fn exec_checked(
             match route(spec, &a, cores, &rpc.mesh.slots) {
                 Err(e) => e,
                 Ok(Route::All) => {
+                    counted_by_cores = true;
                     let f = form.is_some().then_some(&mut logged);
                     fanout_reply(rpc, cores, spec, db, c, tx, f).await
                 }
@@ -2253,8 +2259,7 @@ async fn exec_checked(
                     Reply::err("ERR internal error: a command of one core in the wrong path")
                 }
                 Ok(Route::Everywhere) => {
-                    // (The commands in EXEC are not counted one by one.)
-                    let (reply, _) = super::script::run(
+                    let (reply, counted) = super::script::run(
                         rpc,
                         locks.tx,
                         spec,
@@ -2264,10 +2269,19 @@ async fn exec_checked(
                         &mut logged,
                     )
                     .await;
+                    error_counted = counted;
                     reply
                 }
             }
         };
+        if !counted_by_cores {
+            let mut ran =
+                super::task::Ran::of(engine::cmd::meta::stats_name(spec, &a), &reply, start);
+            if error_counted {
+                ran.error = None;
+            }
+            effects.push(Effect::Ran(ran));
+        }
         replies.push(Slot::Done(reply));
     }
     settle(&mut replies, settled, &mut logged).await;

@@ -249,8 +249,8 @@ pub async fn everywhere(
     flows::push_form(form.as_ref(), &locks, logged);
     locks.release().await;
     let mut done = super::TaskDone::ran(conn, reply, spec.name, start);
-    if let Some(super::task::Effect::Ran(.., error_counted)) = done.effects.last_mut() {
-        *error_counted = counted;
+    if let (Some(super::task::Effect::Ran(ran)), true) = (done.effects.last_mut(), counted) {
+        ran.error = None;
     }
     done
 }

@@ -56,10 +56,42 @@ impl TaskDone {
     /// A task's end with the reply of command `name`, which it ran itself
     /// since `start` ([`Effect::Ran`]).
     pub fn ran(conn: Key, reply: Reply, name: &'static str, start: std::time::Instant) -> TaskDone {
+        let ran = Ran::of(name, &reply, start);
         let mut done = TaskDone::reply(conn, reply);
-        let nanos = start.elapsed().as_nanos() as u64;
-        done.effects.push(Effect::Ran(name, nanos, false));
+        done.effects.push(Effect::Ran(ran));
         done
+    }
+}
+
+/// A command a task ran itself (on its keys' values gathered here, a
+/// script over every core, a command of a transaction over several cores
+/// that no core runs), which no core's keyspace counted: INFO counts it
+/// on the connection's core ([`Effect::Ran`]).
+pub struct Ran {
+    /// The name commandstats counts it under.
+    pub name: &'static str,
+    /// How long it ran.
+    pub nanos: u64,
+    /// It answered an error (`failed_calls`),
+    pub failed: bool,
+    /// which errorstats count, unless a command a script called counted
+    /// it already (`engine::script::error_already_counted`).
+    pub error: Option<std::borrow::Cow<'static, str>>,
+}
+
+impl Ran {
+    /// Command `name` ran since `start` and answered `reply`.
+    pub fn of(name: &'static str, reply: &Reply, start: std::time::Instant) -> Ran {
+        let error = match reply {
+            Reply::Error(e) => Some(e.clone()),
+            _ => None,
+        };
+        Ran {
+            name,
+            nanos: start.elapsed().as_nanos() as u64,
+            failed: error.is_some(),
+            error,
+        }
     }
 }
 
@@ -87,13 +119,9 @@ pub enum Effect {
     /// With the AOF on: the replies reveal writes of these
     /// cores up to these log offsets (see `Conn::aof_remote`).
     AofNeeds(Vec<(usize, u64)>),
-    /// The task ran command `name` itself (on its keys' values gathered
-    /// here, or a script over every core), which no core's keyspace
-    /// counted: INFO counts it on the connection's core, for these
-    /// nanoseconds, failed if its reply is an error, and that error in
-    /// errorstats unless a command the script called counted it (`true`:
-    /// `engine::script::error_already_counted`).
-    Ran(&'static str, u64, bool),
+    /// The task ran a command itself, which INFO counts on the
+    /// connection's core.
+    Ran(Ran),
 }
 
 enum Pending {

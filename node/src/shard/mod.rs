@@ -707,14 +707,14 @@ impl Shard {
         let key = done.conn;
         // (Counted whether or not its client is still there.)
         for e in &done.effects {
-            if let Effect::Ran(name, nanos, error_counted) = *e {
-                self.count_call(name, nanos);
+            if let Effect::Ran(ran) = e {
+                self.count_call(ran.name, ran.nanos);
                 self.stats.total_commands_processed += 1;
-                if let Some(Reply::Error(err)) = done.replies.first() {
-                    if !error_counted {
-                        self.count_error(err);
-                    }
-                    self.count_failed(name);
+                if ran.failed {
+                    self.count_failed(ran.name);
+                }
+                if let Some(err) = &ran.error {
+                    self.count_error(err);
                 }
             }
         }

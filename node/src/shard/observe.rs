@@ -132,6 +132,23 @@ impl Shard {
         self.cmdstats.entry(name).or_default().rejected += 1;
     }
 
+    /// Counts the commands a script called on this core ([`engine::Shard::script_counts`]),
+    /// as Redis counts each: calls, time, failures and their errors (the
+    /// script's reply carrying one on does not count it again:
+    /// `engine::script::error_already_counted`).
+    pub(super) fn count_script_calls(&mut self, counts: Vec<engine::shard::ScriptCount>) {
+        for c in counts {
+            let e = self.cmdstats.entry(c.name).or_default();
+            e.calls += 1;
+            e.nsec += c.nanos;
+            e.failed += u64::from(c.error.is_some());
+            self.stats.total_commands_processed += 1;
+            if let Some(err) = &c.error {
+                self.count_error(err);
+            }
+        }
+    }
+
     /// The start of a command to time for INFO commandstats, one in
     /// [`crate::mesh::STAT_TIMED_EVERY`].
     pub fn stat_clock(&mut self) -> Option<std::time::Instant> {

@@ -5,6 +5,7 @@ use super::Shard;
 use crate::io::{Key, Wait};
 use crate::mesh::{CoreStats, Msg, Request, Response, Seg};
 use bytes::Bytes;
+use engine::cmd::meta::stats_name;
 use engine::cmd::{self, Ctx};
 use engine::{OwnedArgs, Reply};
 
@@ -41,18 +42,6 @@ pub(super) struct Waiter {
     /// that run and the serving one are logged, as Redis logs a blocked
     /// command once unblocked (the wait not counted).
     pub slow: Option<Box<(u64, Vec<Bytes>)>>,
-}
-
-/// The name INFO commandstats counts `spec` under: with its subcommand
-/// (`object|encoding`), as Redis 7.0 (a lookup in the command table for
-/// container commands only).
-fn stats_name(spec: &'static engine::cmd::Spec, args: &engine::Args) -> &'static str {
-    if spec.has(engine::cmd::flags::SUBCOMMANDS) && args.len() > 1 {
-        if let Some(name) = engine::cmd::meta::full_name(spec.name, args.get(1)) {
-            return name;
-        }
-    }
-    spec.name
 }
 
 impl Shard {
@@ -125,10 +114,17 @@ impl Shard {
         if scripted {
             ctx.shard.script_calls = Some(Vec::new());
         }
+        let script = spec.name.starts_with("eval") || spec.name.starts_with("fcall");
+        if script && !self.uncounted {
+            ctx.shard.script_counts = Some(Vec::new());
+        }
         let reply = cmd::execute(spec, &mut ctx);
         let block = ctx.block.take();
         if scripted {
             self.monitor_script_calls();
+        }
+        if let Some(counts) = self.engine.script_counts.take() {
+            self.count_script_calls(counts);
         }
         // Published now: a task of this core (PUBLISH, a script, EXEC)
         // may send its messages before the turn ends.
@@ -145,7 +141,6 @@ impl Shard {
         // (A part other than the first: the command counts elsewhere.)
         if let (Reply::Error(err), false) = (&reply, self.uncounted) {
             e.failed += 1;
-            let script = spec.name.starts_with("eval") || spec.name.starts_with("fcall");
             if !(script && engine::script::error_already_counted(err)) {
                 self.count_error(err);
             }
