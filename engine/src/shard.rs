@@ -101,10 +101,14 @@ pub struct Shard {
     /// While `Some`, the commands scripts run here are noted (database,
     /// arguments): MONITOR shows them.
     pub script_calls: Option<Vec<(usize, crate::OwnedArgs)>>,
-    /// While `Some`, the commands scripts run here are counted for INFO
-    /// commandstats and errorstats, which the node takes after the script
-    /// (Redis counts each command a script calls).
-    pub script_counts: Option<Vec<ScriptCount>>,
+    /// While set, the commands scripts run here are noted in
+    /// `script_counts` for INFO commandstats and errorstats, which the
+    /// node takes after the script (Redis counts each command a script
+    /// calls),
+    pub script_counting: bool,
+    /// and timed, when the node times the script itself (one in several).
+    pub script_timing: bool,
+    pub script_counts: Vec<ScriptCount>,
     /// The event classes collected for keyspace notifications
     /// (`notify::effective` of `notify-keyspace-events`; 0: off).
     pub notify_flags: u32,
@@ -152,7 +156,7 @@ pub type ScriptRoute = std::sync::Arc<
 
 /// A command a script ran ([`Shard::script_counts`]): the name INFO
 /// commandstats counts it under (with its subcommand), how long it took
-/// (ns), and its error reply if it answered one.
+/// (ns, 0 untimed), and its error reply if it answered one.
 #[derive(Debug)]
 pub struct ScriptCount {
     pub name: &'static str,
@@ -192,7 +196,9 @@ impl Shard {
             tracking: None,
             flushes: 0,
             script_calls: None,
-            script_counts: None,
+            script_counting: false,
+            script_timing: false,
+            script_counts: Vec::new(),
             notify_flags: 0,
             events: Vec::new(),
         }

@@ -767,6 +767,8 @@ fn gathered_commands_and_scripts_count_as_redis() {
                 "return redis.pcall('get', KEYS[1])",
                 "local e = redis.pcall('get', KEYS[1]); return e['ignore_error_stats_update']",
                 "return redis.error_reply('MINE x')",
+                "return redis.call('scan', 'x')",
+                "return redis.pcall('flushdb', 'x')",
                 "return {err='OTHER y'}",
                 "error('boom')",
             ] {

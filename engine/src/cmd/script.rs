@@ -351,27 +351,23 @@ impl Backend for ShardBackend<'_> {
             calls.push((db, args.to_owned()));
         }
         let log = (!propagate).then(|| self.shard.pause_log()).flatten();
-        let start = self
-            .shard
-            .script_counts
-            .is_some()
-            .then(std::time::Instant::now);
+        let start =
+            (self.shard.script_counting && self.shard.script_timing).then(std::time::Instant::now);
         let mut c = Ctx::new(self.shard, db, self.now_ms, *args);
         c.in_multi = true;
         let reply = super::execute(spec, &mut c);
         if let Some(log) = log {
             self.shard.resume_log(log);
         }
-        if let (Some(counts), Some(start)) = (&mut self.shard.script_counts, start) {
-            let name = super::meta::stats_name(spec, args);
+        if self.shard.script_counting {
             let error = match &reply {
                 Reply::Error(e) => Some(e.clone()),
                 _ => None,
             };
             self.counted = error.is_some();
-            counts.push(crate::shard::ScriptCount {
-                name,
-                nanos: start.elapsed().as_nanos() as u64,
+            self.shard.script_counts.push(crate::shard::ScriptCount {
+                name: super::meta::stats_name(spec, args),
+                nanos: start.map_or(0, |t| t.elapsed().as_nanos() as u64),
                 error,
             });
         }

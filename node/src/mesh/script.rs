@@ -144,6 +144,7 @@ impl Backend for Remote<'_> {
     }
 
     fn call(&mut self, spec: &'static Spec, db: usize, args: &Args, propagate: bool) -> Reply {
+        self.counted = false;
         if !propagate {
             return Reply::err(NO_REPL_NONE);
         }
@@ -338,10 +339,9 @@ pub async fn run(
                 if crate::shared::monitoring() {
                     monitor_call(rpc, db, &args);
                 }
-                let (reply, went) =
-                    command(rpc, tx, db, &args, (databases, cores, form, bus), logged).await;
-                // Run by a core, which counted its error (`Shard::run_local`).
-                let counted = matches!(went, Some(Some(_)));
+                let mut counted = false;
+                let facts = (databases, cores, form, bus);
+                let (reply, went) = command(rpc, tx, db, &args, facts, logged, &mut counted).await;
                 match went {
                     None => stayed = false,
                     Some(Some(c)) if Some(c) != home => stayed = false,
@@ -389,7 +389,8 @@ fn monitor_call(rpc: &Rc<Rpc>, db: usize, args: &OwnedArgs) {
 
 /// One command of a script, under the locks: its reply, and the one core
 /// its keys were on (`None`: several, or every core). Keyless commands
-/// count as on the script's home.
+/// count as on the script's home. `by_core` is set when cores ran it,
+/// which count it and its error (`Shard::run_local`).
 async fn command(
     rpc: &Rc<Rpc>,
     tx: TxId,
@@ -397,7 +398,9 @@ async fn command(
     args: &OwnedArgs,
     (databases, cores, form, bus): (usize, usize, bool, Option<&super::Bus>),
     logged: &mut Vec<u8>,
+    by_core: &mut bool,
 ) -> (Reply, Option<Option<usize>>) {
+    *by_core = false;
     let a = args.as_args();
     let Some(spec) = engine::cmd::registry().lookup(a.get(0)) else {
         return (
@@ -451,7 +454,9 @@ async fn command(
         };
         return (reply, Some(None));
     }
-    match route(spec, &a, cores, &rpc.mesh.slots) {
+    let route = route(spec, &a, cores, &rpc.mesh.slots);
+    *by_core = matches!(route, Ok(Route::All | Route::One(_) | Route::Here));
+    match route {
         Err(e) => (e, Some(None)),
         Ok(Route::All) => (
             flows::fanout_reply(rpc, cores, spec, db, args, Some(tx), Some(logged)).await,

@@ -136,16 +136,22 @@ impl Shard {
     /// as Redis counts each: calls, time, failures and their errors (the
     /// script's reply carrying one on does not count it again:
     /// `engine::script::error_already_counted`).
-    pub(super) fn count_script_calls(&mut self, counts: Vec<engine::shard::ScriptCount>) {
-        for c in counts {
+    pub(super) fn count_script_calls(&mut self) {
+        // (Its buffer goes back for the next script, unless a script with
+        // many calls made it big.)
+        let mut counts = std::mem::take(&mut self.engine.script_counts);
+        for c in counts.drain(..) {
             let e = self.cmdstats.entry(c.name).or_default();
             e.calls += 1;
-            e.nsec += c.nanos;
+            e.nsec += crate::mesh::STAT_TIMED_EVERY * c.nanos;
             e.failed += u64::from(c.error.is_some());
             self.stats.total_commands_processed += 1;
             if let Some(err) = &c.error {
                 self.count_error(err);
             }
+        }
+        if counts.capacity() <= 1024 {
+            self.engine.script_counts = counts;
         }
     }
 

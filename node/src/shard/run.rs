@@ -114,17 +114,20 @@ impl Shard {
         if scripted {
             ctx.shard.script_calls = Some(Vec::new());
         }
-        let script = spec.name.starts_with("eval") || spec.name.starts_with("fcall");
+        let script = spec.has(engine::cmd::flags::NOSCRIPT)
+            && (spec.name.starts_with("eval") || spec.name.starts_with("fcall"));
         if script && !self.uncounted {
-            ctx.shard.script_counts = Some(Vec::new());
+            ctx.shard.script_counting = true;
+            ctx.shard.script_timing = start.is_some();
         }
         let reply = cmd::execute(spec, &mut ctx);
         let block = ctx.block.take();
         if scripted {
             self.monitor_script_calls();
         }
-        if let Some(counts) = self.engine.script_counts.take() {
-            self.count_script_calls(counts);
+        if self.engine.script_counting {
+            self.engine.script_counting = false;
+            self.count_script_calls();
         }
         // Published now: a task of this core (PUBLISH, a script, EXEC)
         // may send its messages before the turn ends.
