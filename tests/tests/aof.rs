@@ -312,11 +312,50 @@ fn pipelines_across_cores_under_everysec_keep_order_and_acks_across_kill_9() {
     pipeline_kill_rounds(start(d, &args), d, &args, EVERYSEC_GRACE);
 }
 
+#[test]
+fn pipelines_across_cores_under_everysec_keep_order_across_rewrites_and_kill_9() {
+    // Pipelines over two cores run both parts at once under `everysec`
+    // (each core logs its part of a transaction across cores): a
+    // rewrite's switch of files falls between a pipeline's parts on the
+    // two cores, or not, and a kill -9 comes during or after rewrites.
+    let dir = temp_dir("everysec-pipelines-rewrite");
+    let d = dir.to_str().unwrap();
+    let args = ["--shards", "2", "--appendfsync", "everysec"];
+    pipeline_rounds(start(d, &args), d, &args, EVERYSEC_GRACE, true);
+    // And they did run so (the counter is this process's).
+    let s = start(d, &args);
+    let mut r = s.raw();
+    let keys = alternating_keys("check", 0);
+    for n in 1..=50 {
+        assert!(set_pipeline(&mut r, &keys, n));
+    }
+    assert!(
+        reserved_pipelines(&mut r) > 0,
+        "pipelines over two cores did not run both parts at once"
+    );
+}
+
+/// INFO's count of pipelines that reserved their keys and ran both parts
+/// at once (`slotd_pipelines_reserved`).
+fn reserved_pipelines(r: &mut RawConn) -> u64 {
+    let info = String::from_utf8(r.cmd_str(&["INFO", "stats"])).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("slotd_pipelines_reserved:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("slotd_pipelines_reserved in INFO stats")
+}
+
 /// Rounds of kill -9 under pipelined load over alternating cores: each
 /// client's keys hold a prefix of what it sent (every key of pipeline n
 /// set before any key of n + 1) and nothing acknowledged `grace` before
 /// the kill is lost.
-fn pipeline_kill_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration) {
+fn pipeline_kill_rounds(s: Server, d: &str, args: &[&str], grace: Duration) {
+    pipeline_rounds(s, d, args, grace, false);
+}
+
+/// [`pipeline_kill_rounds`], with BGREWRITEAOF sent every few
+/// milliseconds until the kill when `rewrites`.
+fn pipeline_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration, rewrites: bool) {
     for round in 0..8 {
         let port = s.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -340,7 +379,18 @@ fn pipeline_kill_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration) 
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(150 + 41 * (round % 4)));
+        let wait = Duration::from_millis(150 + 41 * (round % 4));
+        if rewrites {
+            let mut r = s.raw();
+            let t = Instant::now();
+            while t.elapsed() < wait {
+                // (Refused while one runs: it is retried.)
+                let _ = r.cmd_str(&["BGREWRITEAOF"]);
+                std::thread::sleep(Duration::from_millis(7 + round * 3));
+            }
+        } else {
+            std::thread::sleep(wait);
+        }
         let killed = Instant::now();
         kill9(&mut s);
         stop.store(true, Ordering::Relaxed);

@@ -375,9 +375,13 @@ fn pairs_become_visible_in_order(pairs: usize, scripted: bool, args: &[&str], re
 #[test]
 fn short_runs_of_writes_become_visible_in_the_order_sent() {
     // 2 x 5 segments: the writer's core (1) holds its keys reserved while
-    // core 0 sleeps on its part; with the AOF on, core to core.
+    // core 0 sleeps on its part, also with the AOF on under `everysec`
+    // (each core logs its part as one of a transaction across cores);
+    // under `always`, core to core.
     pairs_become_visible_in_order(5, false, &[], true);
-    pairs_become_visible_in_order(5, false, &["--appendonly", "yes"], false);
+    pairs_become_visible_in_order(5, false, &["--appendonly", "yes"], true);
+    let always = ["--appendonly", "yes", "--appendfsync", "always"];
+    pairs_become_visible_in_order(5, false, &always, false);
 }
 
 #[test]
@@ -389,9 +393,12 @@ fn scripted_writes_become_visible_in_the_order_sent() {
 
 #[test]
 fn long_runs_of_writes_become_visible_in_the_order_sent() {
-    // 2 x 100 segments: reserved; with the AOF on, under the cores' locks.
+    // 2 x 100 segments: reserved, also with the AOF on under `everysec`;
+    // under `always`, under the cores' locks.
     pairs_become_visible_in_order(100, false, &[], true);
-    pairs_become_visible_in_order(100, false, &["--appendonly", "yes"], false);
+    pairs_become_visible_in_order(100, false, &["--appendonly", "yes"], true);
+    let always = ["--appendonly", "yes", "--appendfsync", "always"];
+    pairs_become_visible_in_order(100, false, &always, false);
 }
 
 /// A writer on core 0 pipelines `SET {A}a:<i>` then `SET {B}b:<i>`

@@ -982,7 +982,7 @@ pub fn fan_out_writes(
     to: flows::PipelineTo,
 ) -> Option<(flows::PipelineIn, flows::PipelineTo)> {
     let may = p.writes
-        && shard.aof.is_none()
+        && (shard.aof.is_none() || shard.aof_may_reserve())
         && !shard.locked()
         && !shard.writes_paused
         && !shard.waiting()
@@ -997,7 +997,8 @@ pub fn fan_out_writes(
     let Some(holds) = holds else {
         return Some((p, to));
     };
-    let (core, req, chain) = flows::Chain::reserved(db, resp3, p, to, shard.id, holds);
+    let part = shard.aof_part();
+    let (core, req, chain) = flows::Chain::reserved(db, resp3, p, to, shard.id, (holds, part));
     let h = send_for_chain(shard, key, core, req, chain);
     if let Some(c) = shard.conns.get_mut(key) {
         c.wait = Wait::Chain(h);

@@ -161,6 +161,7 @@ pub async fn pipeline(
             conn: Some(to.conn),
             needs: to.after.clone(),
             reserved: false,
+            part: None,
         }))
     };
     let mut cores: Vec<usize> = segs.iter().map(|s| s.core).collect();
@@ -362,6 +363,9 @@ pub struct Reserved {
     pub db: usize,
     pub p: PipelineIn,
     pub holds: Vec<u64>,
+    /// With the AOF on, the name both cores' parts are logged under
+    /// (`msg::Pipeline::part`).
+    pub part: Option<TxId>,
     direct: i32,
     after: Vec<(usize, u64)>,
 }
@@ -417,6 +421,7 @@ impl Chain {
             conn: Some(to.conn),
             needs: to.after,
             reserved: false,
+            part: None,
         }));
         (first, req, chain)
     }
@@ -467,6 +472,7 @@ impl Chain {
             conn: Some(to.conn),
             needs: Vec::new(),
             reserved: false,
+            part: None,
         }));
         (other, req, chain)
     }
@@ -477,24 +483,32 @@ impl Chain {
     /// for its segments, which it runs at once or refuses, and the chain
     /// that waits for its answer, holding this core's part
     /// ([`Chain::take_reserved`]).
+    /// With the AOF on, `part` names the transaction across cores both
+    /// parts are logged as, and the other core's part depends on what the
+    /// pipeline comes after (`to.after`), as a run core to core does.
     pub fn reserved(
         db: usize,
         resp3: bool,
         p: PipelineIn,
         to: PipelineTo,
         me: usize,
-        holds: Vec<u64>,
+        (holds, part): (Vec<u64>, Option<TxId>),
     ) -> (usize, Request, Chain) {
         let direct = to.direct;
         let after = to.after.clone();
         let (other, mut req, mut chain) = Chain::fan_out(db, resp3, &p, to, me);
-        if let Request::Pipeline(part) = &mut req {
-            part.reserved = true;
+        if let Request::Pipeline(theirs) = &mut req {
+            theirs.reserved = true;
+            if part.is_some() {
+                theirs.part = part;
+                theirs.needs = after.clone();
+            }
         }
         chain.reserved = Some(Box::new(Reserved {
             db,
             p,
             holds,
+            part,
             direct,
             after,
         }));

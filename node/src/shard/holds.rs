@@ -31,6 +31,11 @@ use std::hash::BuildHasher;
 #[derive(Default)]
 pub struct Holds {
     counts: hashbrown::HashMap<u64, u32>,
+    /// Reservations whose parts are logged (the AOF on), not answered
+    /// yet: this core's switch of log files for a rewrite waits for them
+    /// (`Shard::snapshot_turn`), so that its part lands in the same
+    /// file as the reservation's start.
+    parts: u32,
     hasher: hashbrown::DefaultHashBuilder,
     /// Scratch for a command's key indices.
     idx: Vec<usize>,
@@ -163,6 +168,71 @@ fn keys_of(args: &engine::Args, idx: &mut Vec<usize>) -> Keys {
 }
 
 impl Shard {
+    /// With the AOF on: whether a write pipeline may reserve its keys
+    /// here and send the other core its part at once. Only under
+    /// `everysec` and `no`, where replies do not wait for the log: the
+    /// two parts are logged as one transaction across cores, kept both
+    /// or neither after a crash, which holds nothing back then (under
+    /// `always` a part would hold every later record of its core until
+    /// the other is on disk, as a transaction's does). And not while a
+    /// snapshot job this core has not started is pending: a rewrite's
+    /// switch of files must not fall between the reservation and its
+    /// part (see [`Shard::aof_part`]).
+    pub fn aof_may_reserve(&self) -> bool {
+        self.persist.aof.lags() && !self.job_unstarted()
+    }
+
+    /// With the AOF on, the name of a reserved pipeline's parts (else
+    /// `None`), counted until its answer ([`Holds::parts`]).
+    pub fn aof_part(&mut self) -> Option<crate::mesh::TxId> {
+        self.aof.as_ref()?;
+        self.holds.parts += 1;
+        Some(self.rpc.new_tx())
+    }
+
+    /// Whether a reservation's part is still to be logged here.
+    pub(super) fn parts_pending(&self) -> bool {
+        self.holds.parts > 0
+    }
+
+    /// Opens this core's part of reserved pipeline `tx` (over `cores`) in
+    /// its log: `#X:` and MULTI, closed by [`Shard::end_part`]. A load
+    /// keeps it only with the other core's part whole (see
+    /// `engine::aof::cut`); a rewrite that folds it into its base names
+    /// it in the manifest (`recent_parts`).
+    fn begin_part(&mut self, tx: crate::mesh::TxId, cores: (usize, usize)) -> bool {
+        let start_ms = self.shared.start_ms;
+        let Some(log) = self.engine.write_log() else {
+            return false;
+        };
+        let (a, b) = (cores.0.min(cores.1), cores.0.max(cores.1));
+        let name = format!("#X:{}:{a},{b}", super::snap::part_id(start_ms, tx));
+        log.begin_multi(Some(name.as_bytes()));
+        self.recent_parts.push(tx);
+        true
+    }
+
+    fn end_part(&mut self) {
+        if let Some(log) = self.engine.write_log() {
+            log.end_multi(0, false);
+        }
+    }
+
+    /// Runs a reserved part's segments here (`run`), logged as its part
+    /// when it has a name.
+    pub(super) fn in_part<T>(
+        &mut self,
+        part: Option<(crate::mesh::TxId, usize)>,
+        run: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let open = part.is_some_and(|(tx, other)| self.begin_part(tx, (self.id, other)));
+        let out = run(self);
+        if open {
+            self.end_part();
+        }
+        out
+    }
+
     /// Reserves this core's keys of write pipeline `p` in database `db`:
     /// their hashes, or `None` when one is reserved already or some are
     /// not known (the pipeline then goes core to core).
@@ -279,16 +349,22 @@ impl Shard {
 
     /// Serves reserved part `req` ([`crate::mesh::msg::Pipeline::reserved`])
     /// at once, or refuses it when a transaction holds this core or one of
-    /// its keys is reserved here, or when the AOF or replicas came on since
-    /// the requester chose this path (its two parts would reach the log or
-    /// the stream apart: core to core, they go in order).
+    /// its keys is reserved here, or when replicas came on since the
+    /// requester chose this path, or the AOF's state differs from what the
+    /// requester saw (its two parts would reach the log or the stream
+    /// apart: core to core, they go in order), or a part cannot be logged
+    /// now ([`Shard::aof_may_reserve`]).
     pub(super) fn reserved_part(&mut self, from: usize, id: u64, req: Request) {
         let refuse = match &req {
             Request::Pipeline(p) => {
                 let me = self.id;
                 let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
+                let aof_refuses = match p.part {
+                    Some(_) => self.aof.is_none() || !self.aof_may_reserve(),
+                    None => self.aof.is_some(),
+                };
                 self.lock.is_some()
-                    || self.aof.is_some()
+                    || aof_refuses
                     || self.replication.stream().active()
                     || self.holds.segs_held(p.db, (&p.bytes, &p.pre), segs)
             }
@@ -310,6 +386,9 @@ impl Shard {
             return Some(chain);
         };
         let conn = chain.conn();
+        if r.part.is_some() {
+            self.holds.parts -= 1;
+        }
         if matches!(resp, Response::Refused) {
             self.stats.pipelines_refused += 1;
             self.release(&r.holds);
@@ -342,8 +421,18 @@ impl Shard {
             .get(conn)
             .filter(|c| c.master)
             .map_or(0, |c| c.id);
-        let (out, ends) =
-            self.for_client(master, |s| s.run_here(conn, (r.db, chain.resp3()), &r.p));
+        // Logged as its part, after the other core's (whose log offset
+        // after it comes with the answer): it comes first in the
+        // client's order, but runs second.
+        let part = r
+            .part
+            .zip(r.p.segs.iter().find(|s| s.core != self.id).map(|s| s.core));
+        if let (Some(_), Response::Encoded { needs, .. }) = (part, resp) {
+            self.depend_on(needs);
+        }
+        let (out, ends) = self.for_client(master, |s| {
+            s.in_part(part, |s| s.run_here(conn, (r.db, chain.resp3()), &r.p))
+        });
         chain.ran_here(out, ends);
         self.release(&r.holds);
         self.serve_ready();

@@ -510,6 +510,7 @@ impl Shard {
                         .sum();
                     p.out.bytes.reserve(cmds as usize * REPLY_GUESS);
                 }
+                let p_part = p.part;
                 let Pipeline {
                     db,
                     resp3,
@@ -523,10 +524,15 @@ impl Shard {
                     ends,
                     ..
                 } = &mut *p;
-                while let Some(seg) = segs.get(*at).filter(|s| s.core == self.id) {
-                    self.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
-                    *at += 1;
-                }
+                // (A reserved part with a name is logged as a part of a
+                // transaction across cores: `Shard::in_part`.)
+                let part = p_part.map(|tx| (tx, from));
+                self.in_part(part, |s| {
+                    while let Some(seg) = segs.get(*at).filter(|g| g.core == s.id) {
+                        s.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
+                        *at += 1;
+                    }
+                });
                 self.serve_for(None);
                 self.serve_ready();
                 // With the AOF on, a run core to core goes on at once.

@@ -27,7 +27,9 @@ impl Shard {
         let epoch = self.persist.epoch.load(Ordering::Relaxed);
         // A rewrite's image starts where this core's log switches files:
         // never inside a transaction's part (it waits for the unlock).
-        let in_part = self.lock.is_some() && self.aof.is_some();
+        // Nor between a reserved pipeline's start and its part here
+        // (`Shard::aof_part`).
+        let in_part = (self.lock.is_some() || self.parts_pending()) && self.aof.is_some();
         // Cores switch on their own turns, so a transaction across cores
         // can have its part on a core that switched already (in the new
         // incr file) and its part here in the file before, which the
@@ -84,7 +86,7 @@ impl Shard {
     /// still switches, between two of them (a client looping on MSET
     /// across cores starved BGREWRITEAOF).
     pub fn start_pending_job(&mut self) {
-        if self.persist.epoch.load(Ordering::Relaxed) == self.snap_epoch {
+        if !self.job_unstarted() {
             return;
         }
         // Unlocked here: the parts since the last look are all ended.
@@ -106,7 +108,12 @@ impl Shard {
     /// A snapshot job runs here, or one appeared that this core has not
     /// started yet.
     pub fn snapshot_due(&self) -> bool {
-        self.snap_job.is_some() || self.persist.epoch.load(Ordering::Relaxed) != self.snap_epoch
+        self.snap_job.is_some() || self.job_unstarted()
+    }
+
+    /// A job appeared that this core has not started yet.
+    pub fn job_unstarted(&self) -> bool {
+        self.persist.epoch.load(Ordering::Relaxed) != self.snap_epoch
     }
 
     /// Starts this core's image of the job that appeared since the last
