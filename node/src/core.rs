@@ -432,7 +432,9 @@ impl Core {
                 self.ring.enter(None, None);
             }
             let snapshot_work = self.shard.snapshot_turn();
-            if self.shard.stopping && self.aof_finished() {
+            // (Not while a reserved pipeline's part may still be logged
+            // here: `Shard::aof_part`.)
+            if self.shard.stopping && !self.shard.parts_pending() && self.aof_finished() {
                 if !self.stop_flushed {
                     // A client's acknowledged writes may be on any core:
                     // connections close once every core's AOF is flushed.
@@ -1448,6 +1450,7 @@ impl Core {
     /// it asks for.
     fn aof_pump(&mut self) {
         self.shard.take_log();
+        self.shard.parts_taken();
         let Some(a) = self.shard.aof.as_deref_mut() else {
             return;
         };

@@ -363,9 +363,9 @@ pub struct Reserved {
     pub db: usize,
     pub p: PipelineIn,
     pub holds: Vec<u64>,
-    /// With the AOF on, the name both cores' parts are logged under
-    /// (`msg::Pipeline::part`).
-    pub part: Option<TxId>,
+    /// With the AOF on, the name both cores' parts are logged under and
+    /// the requester's snapshot epoch (`msg::Pipeline::part`).
+    pub part: Option<(TxId, u64)>,
     direct: i32,
     after: Vec<(usize, u64)>,
 }
@@ -492,7 +492,7 @@ impl Chain {
         p: PipelineIn,
         to: PipelineTo,
         me: usize,
-        (holds, part): (Vec<u64>, Option<TxId>),
+        (holds, part): (Vec<u64>, Option<(TxId, u64)>),
     ) -> (usize, Request, Chain) {
         let direct = to.direct;
         let after = to.after.clone();

@@ -248,12 +248,14 @@ pub struct Pipeline {
     /// once, or answered [`Response::Refused`] when this core is locked
     /// or holds one of the part's keys reserved itself. Never waits.
     pub reserved: bool,
-    /// With the AOF on (`everysec` or `no`), a reserved part's name: each
-    /// of the two cores logs its part as a part of one transaction
-    /// across cores (`#X:`), so that a load keeps both or neither (the
-    /// requester's part runs after this one but comes before it in the
-    /// client's order, so neither core's log alone orders them).
-    pub part: Option<TxId>,
+    /// With the AOF on (`everysec` or `no`), a reserved part's name and
+    /// the requester's snapshot epoch: each of the two cores logs its part
+    /// as a part of one transaction across cores (`#X:`), so that a load
+    /// keeps both or neither (the requester's part runs after this one
+    /// but comes before it in the client's order, so neither core's log
+    /// alone orders them). This core runs it only at the same epoch, so
+    /// both parts land in the same generation of files.
+    pub part: Option<(TxId, u64)>,
 }
 
 /// Node-wide questions each core answers for itself.

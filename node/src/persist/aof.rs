@@ -164,6 +164,10 @@ pub struct Aof {
     /// it when theirs does; a core sets its flag, then looks at the
     /// offsets once more, before it sleeps).
     pub effective: Vec<AtomicU64>,
+    /// Write pipelines over two cores fanned out under `everysec` or `no`
+    /// whose requester's part is not yet taken from its log (see
+    /// [`CoreAof::refresh`]'s switch to `always`).
+    pub lag_parts: AtomicU64,
     /// Per core: its pending dependencies and what its policy let it
     /// reveal when it last looked ([`CoreAof::refresh`]), so that another
     /// core can settle chains of dependencies between them in one look
@@ -238,6 +242,7 @@ impl Aof {
             synced: atomics(),
             zero_tail: atomics(),
             effective: atomics(),
+            lag_parts: AtomicU64::new(0),
             views: (0..cores).map(|_| Mutex::new(View::default())).collect(),
             view_seqs: atomics(),
             waits: (0..cores).map(|_| AtomicBool::new(false)).collect(),
@@ -1134,6 +1139,26 @@ pub struct CoreAof {
     /// the bytes recorded after that point meanwhile.
     rotating: Option<(i32, u64)>,
     after: Vec<u8>,
+    /// The policy seen at the last look: lagging (`everysec`, `no`) or
+    /// not; none before the first.
+    last_lags: Option<bool>,
+    /// Since this core saw the policy become `always`: see [`Flip`].
+    flip: Option<Flip>,
+}
+
+/// The switch from `everysec` or `no` to `always` while write pipelines
+/// fanned out over two cores may have a part on disk without the other
+/// (each core logs its part of one transaction across cores, kept both
+/// or neither at load, and nothing waited for the other's part under
+/// the lagging policy). A record of this core acknowledged under
+/// `always` after such a part would be cut with it at load if the other
+/// part were lost. So this core's effective offset stays at most `cap`
+/// (what it had recorded when it saw the switch) until no such pipeline
+/// is left unlogged ([`Aof::lag_parts`]) and every core has fsynced what
+/// it had recorded then (`seen`).
+struct Flip {
+    cap: u64,
+    seen: Option<Vec<u64>>,
 }
 
 impl CoreAof {
@@ -1182,6 +1207,8 @@ impl CoreAof {
             fsync_failed: false,
             rotating: None,
             after: Vec::new(),
+            last_lags: None,
+            flip: None,
         }
     }
 
@@ -1423,6 +1450,7 @@ impl CoreAof {
     fn durable_base(&self, aof: &Aof) -> u64 {
         if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
             self.synced
+                .min(self.flip.as_ref().map_or(u64::MAX, |f| f.cap))
         } else if self.failed {
             u64::MAX
         } else {
@@ -1446,6 +1474,7 @@ impl CoreAof {
     /// Drops the dependencies now effective and moves this core's
     /// effective offset on; true when it moved.
     pub fn refresh(&mut self, aof: &Aof) -> bool {
+        self.look_at_policy(aof);
         while self.pending.front().is_some_and(|p| Self::met(p, aof)) {
             self.pending.pop_front();
             self.dropped += 1;
@@ -1497,6 +1526,42 @@ impl CoreAof {
         self.eff = eff;
         aof.effective[self.core].store(eff, Ordering::SeqCst);
         true
+    }
+
+    /// Starts or ends the cap of a switch to `always` ([`Flip`]).
+    fn look_at_policy(&mut self, aof: &Aof) {
+        let lags = aof.lags();
+        if lags {
+            self.flip = None;
+        } else if self.last_lags == Some(true) && self.flip.is_none() {
+            self.flip = Some(Flip {
+                cap: aof.logged[self.core].load(Ordering::SeqCst),
+                seen: None,
+            });
+        }
+        self.last_lags = Some(lags);
+        let Some(f) = &mut self.flip else {
+            return;
+        };
+        if f.seen.is_none() && aof.lag_parts.load(Ordering::SeqCst) == 0 {
+            f.seen = Some(
+                aof.logged
+                    .iter()
+                    .map(|l| l.load(Ordering::SeqCst))
+                    .collect(),
+            );
+        }
+        // (A core whose log started again, its AOF turned off and on,
+        // has nothing of then left to sync.)
+        let done = f.seen.as_ref().is_some_and(|seen| {
+            seen.iter().enumerate().all(|(c, &x)| {
+                aof.synced[c].load(Ordering::SeqCst) >= x
+                    || aof.logged[c].load(Ordering::SeqCst) < x
+            })
+        });
+        if done {
+            self.flip = None;
+        }
     }
 
     /// [`CoreAof::joint`], computed again only when what it reads moved:

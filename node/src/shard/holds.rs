@@ -24,6 +24,7 @@ use crate::io::{Key, Wait};
 use crate::mesh::flows::{Chain, PipelineIn};
 use crate::mesh::{Msg, Request, Response, Seg};
 use std::hash::BuildHasher;
+use std::sync::atomic::Ordering;
 
 /// The keys reserved here: a hash of each (database, key) and how many
 /// pipelines reserve it. Two keys of one hash only make one wait for the
@@ -36,6 +37,9 @@ pub struct Holds {
     /// (`Shard::snapshot_turn`), so that its part lands in the same
     /// file as the reservation's start.
     parts: u32,
+    /// Parts logged here as the requester since the log was last taken
+    /// (counted in `persist::aof::Aof::lag_parts` until then).
+    untaken: u64,
     hasher: hashbrown::DefaultHashBuilder,
     /// Scratch for a command's key indices.
     idx: Vec<usize>,
@@ -174,32 +178,46 @@ impl Shard {
     /// two parts are logged as one transaction across cores, kept both
     /// or neither after a crash, which holds nothing back then (under
     /// `always` a part would hold every later record of its core until
-    /// the other is on disk, as a transaction's does). And not while a
-    /// snapshot job this core has not started is pending: a rewrite's
-    /// switch of files must not fall between the reservation and its
-    /// part (see [`Shard::aof_part`]).
+    /// the other is on disk, as a transaction's does). Not while a
+    /// snapshot job this core has not started is pending, since its
+    /// switch of files waits for the reservations' parts (see
+    /// [`Shard::aof_part`]) and must come; nor once stopping.
     pub fn aof_may_reserve(&self) -> bool {
-        self.persist.aof.lags() && !self.job_unstarted()
+        self.persist.aof.lags() && !self.job_unstarted() && !self.stopping
     }
 
-    /// With the AOF on, the name of a reserved pipeline's parts (else
-    /// `None`), counted until its answer ([`Holds::parts`]).
-    pub fn aof_part(&mut self) -> Option<crate::mesh::TxId> {
+    /// With the AOF on, the name of a reserved pipeline's parts and this
+    /// core's snapshot epoch (else `None`), counted until its answer
+    /// ([`Holds::parts`]). Both parts land in the same generation of
+    /// files: this core does not switch files until its part is logged
+    /// (`Shard::snapshot_turn`), and the other runs its part only at the
+    /// same epoch. So no rewrite folds one part into its base while the
+    /// other is in a new incr file, and the manifest need not name them.
+    pub fn aof_part(&mut self) -> Option<(crate::mesh::TxId, u64)> {
         self.aof.as_ref()?;
         self.holds.parts += 1;
-        Some(self.rpc.new_tx())
+        self.persist.aof.lag_parts.fetch_add(1, Ordering::SeqCst);
+        Some((self.rpc.new_tx(), self.snap_epoch))
+    }
+
+    /// The log was taken (`Core::aof_pump`): the parts logged here as the
+    /// requester are in what the AOF writer published as recorded.
+    pub fn parts_taken(&mut self) {
+        let n = std::mem::take(&mut self.holds.untaken);
+        if n > 0 {
+            self.persist.aof.lag_parts.fetch_sub(n, Ordering::SeqCst);
+        }
     }
 
     /// Whether a reservation's part is still to be logged here.
-    pub(super) fn parts_pending(&self) -> bool {
+    pub fn parts_pending(&self) -> bool {
         self.holds.parts > 0
     }
 
     /// Opens this core's part of reserved pipeline `tx` (over `cores`) in
     /// its log: `#X:` and MULTI, closed by [`Shard::end_part`]. A load
     /// keeps it only with the other core's part whole (see
-    /// `engine::aof::cut`); a rewrite that folds it into its base names
-    /// it in the manifest (`recent_parts`).
+    /// `engine::aof::cut`).
     fn begin_part(&mut self, tx: crate::mesh::TxId, cores: (usize, usize)) -> bool {
         let start_ms = self.shared.start_ms;
         let Some(log) = self.engine.write_log() else {
@@ -208,7 +226,6 @@ impl Shard {
         let (a, b) = (cores.0.min(cores.1), cores.0.max(cores.1));
         let name = format!("#X:{}:{a},{b}", super::snap::part_id(start_ms, tx));
         log.begin_multi(Some(name.as_bytes()));
-        self.recent_parts.push(tx);
         true
     }
 
@@ -360,7 +377,9 @@ impl Shard {
                 let me = self.id;
                 let segs = p.segs.iter().skip(p.at).take_while(|s| s.core == me);
                 let aof_refuses = match p.part {
-                    Some(_) => self.aof.is_none() || !self.aof_may_reserve(),
+                    Some((_, epoch)) => {
+                        self.aof.is_none() || !self.aof_may_reserve() || self.snap_epoch != epoch
+                    }
                     None => self.aof.is_some(),
                 };
                 self.lock.is_some()
@@ -371,7 +390,12 @@ impl Shard {
             _ => false,
         };
         if refuse {
-            self.answer(from, id, Response::Refused);
+            // It reveals nothing, and must not wait behind messages held
+            // for the AOF: the requester holds its keys until it comes,
+            // and after a switch to `always` this core's offsets wait
+            // for the requester's parts ([`crate::persist::aof::Aof::lag_parts`]).
+            let resp = Response::Refused;
+            self.send_unheld(from, crate::mesh::Msg::Resp { id, resp });
         } else {
             self.handle_request(from, id, req);
         }
@@ -388,6 +412,8 @@ impl Shard {
         let conn = chain.conn();
         if r.part.is_some() {
             self.holds.parts -= 1;
+            // (Logged below, or nothing to log.)
+            self.holds.untaken += 1;
         }
         if matches!(resp, Response::Refused) {
             self.stats.pipelines_refused += 1;
@@ -424,9 +450,8 @@ impl Shard {
         // Logged as its part, after the other core's (whose log offset
         // after it comes with the answer): it comes first in the
         // client's order, but runs second.
-        let part = r
-            .part
-            .zip(r.p.segs.iter().find(|s| s.core != self.id).map(|s| s.core));
+        let other = r.p.segs.iter().find(|s| s.core != self.id).map(|s| s.core);
+        let part = r.part.map(|(tx, _)| tx).zip(other);
         if let (Some(_), Response::Encoded { needs, .. }) = (part, resp) {
             self.depend_on(needs);
         }

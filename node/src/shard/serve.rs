@@ -284,7 +284,7 @@ impl Shard {
     }
 
     /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
-    fn send_unheld(&mut self, to: usize, msg: Msg) {
+    pub(super) fn send_unheld(&mut self, to: usize, msg: Msg) {
         if self.engine.has_events() {
             self.publish_events();
         }
@@ -526,7 +526,7 @@ impl Shard {
                 } = &mut *p;
                 // (A reserved part with a name is logged as a part of a
                 // transaction across cores: `Shard::in_part`.)
-                let part = p_part.map(|tx| (tx, from));
+                let part = p_part.map(|(tx, _)| (tx, from));
                 self.in_part(part, |s| {
                     while let Some(seg) = segs.get(*at).filter(|g| g.core == s.id) {
                         s.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
