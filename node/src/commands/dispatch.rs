@@ -967,7 +967,8 @@ pub fn may_fan_out(shard: &mut Shard, db: usize, p: &flows::PipelineIn) -> bool 
 }
 
 /// Runs write pipeline `p` of connection `key` over this core and one
-/// other without a task, when this core's state allows it (no AOF, no
+/// other without a task, when this core's state allows it (no AOF or
+/// one whose parts may be logged, [`Shard::aof_may_reserve`], no
 /// replicas, no keyspace events, which go out as each core runs its part,
 /// no transaction holding it, nothing waiting, writers not paused) and
 /// its keys here could be reserved ([`Shard::reserve`]): the

@@ -76,7 +76,8 @@ fn process_commands(shard: &mut Shard, key: Key) {
     // cores may not be effective there yet (its replies wait for it).
     // What it runs from now on comes after it, here and on every core a
     // pipeline reaches.
-    let earlier = (shard.aof.is_some() && !c.aof_remote.is_empty()).then(|| c.aof_remote.clone());
+    let mut earlier =
+        (shard.aof.is_some() && !c.aof_remote.is_empty()).then(|| c.aof_remote.clone());
     if let Some(e) = &earlier {
         shard.depend_on(e);
     }
@@ -216,7 +217,8 @@ fn process_commands(shard: &mut Shard, key: Key) {
                         // disk already: other clients' records here do not
                         // concern its pipeline, which then need not wait
                         // for this core's next fsync.
-                        let mut after = earlier.clone().unwrap_or_default();
+                        // (The loop ends with this pipeline.)
+                        let mut after = earlier.take().unwrap_or_default();
                         let settled = direct >= 0
                             && head.is_empty()
                             && !shard.persist.aof.lags()

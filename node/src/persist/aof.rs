@@ -166,7 +166,7 @@ pub struct Aof {
     pub effective: Vec<AtomicU64>,
     /// Write pipelines over two cores fanned out under `everysec` or `no`
     /// whose requester's part is not yet taken from its log (see
-    /// [`CoreAof::refresh`]'s switch to `always`).
+    /// [`OpenParts`]).
     pub lag_parts: AtomicU64,
     /// Per core: its pending dependencies and what its policy let it
     /// reveal when it last looked ([`CoreAof::refresh`]), so that another
@@ -1139,26 +1139,27 @@ pub struct CoreAof {
     /// the bytes recorded after that point meanwhile.
     rotating: Option<(i32, u64)>,
     after: Vec<u8>,
-    /// The policy seen at the last look: lagging (`everysec`, `no`) or
-    /// not; none before the first.
-    last_lags: Option<bool>,
-    /// Since this core saw the policy become `always`: see [`Flip`].
-    flip: Option<Flip>,
+    /// Parts of write pipelines over two cores that this core ran first
+    /// under `everysec` or `no`: see [`OpenParts`].
+    open_parts: Option<OpenParts>,
 }
 
-/// The switch from `everysec` or `no` to `always` while write pipelines
-/// fanned out over two cores may have a part on disk without the other
-/// (each core logs its part of one transaction across cores, kept both
-/// or neither at load, and nothing waited for the other's part under
-/// the lagging policy). A record of this core acknowledged under
-/// `always` after such a part would be cut with it at load if the other
-/// part were lost. So this core's effective offset stays at most `cap`
-/// (what it had recorded when it saw the switch) until no such pipeline
-/// is left unlogged ([`Aof::lag_parts`]) and every core has fsynced what
-/// it had recorded then (`seen`).
-struct Flip {
-    cap: u64,
-    seen: Option<Vec<u64>>,
+/// A write pipeline fanned out over two cores under `everysec` or `no`
+/// logs a part on each (kept both or neither at load), and the other
+/// core's part runs first, with nothing waiting for either part's
+/// write. Under `always` (after a switch) a record of this core that
+/// follows such a part here and is acknowledged would be cut with it at
+/// load if the requester's part were lost. So while a part this core ran
+/// first may lack its pair on disk, its effective offset under `always`
+/// stays at most `start`, the earliest such part's, until no fanned-out
+/// pipeline is left unlogged ([`Aof::lag_parts`]) and every core has
+/// fsynced what it had recorded then (`seen`, once `looked`). (Under
+/// `everysec` and `no` nothing acknowledged waits for it; `always` fans
+/// out no pipeline.)
+struct OpenParts {
+    start: u64,
+    looked: bool,
+    seen: Vec<u64>,
 }
 
 impl CoreAof {
@@ -1207,8 +1208,7 @@ impl CoreAof {
             fsync_failed: false,
             rotating: None,
             after: Vec::new(),
-            last_lags: None,
-            flip: None,
+            open_parts: None,
         }
     }
 
@@ -1450,7 +1450,7 @@ impl CoreAof {
     fn durable_base(&self, aof: &Aof) -> u64 {
         if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
             self.synced
-                .min(self.flip.as_ref().map_or(u64::MAX, |f| f.cap))
+                .min(self.open_parts.as_ref().map_or(u64::MAX, |o| o.start))
         } else if self.failed {
             u64::MAX
         } else {
@@ -1474,7 +1474,7 @@ impl CoreAof {
     /// Drops the dependencies now effective and moves this core's
     /// effective offset on; true when it moved.
     pub fn refresh(&mut self, aof: &Aof) -> bool {
-        self.look_at_policy(aof);
+        self.settle_open_parts(aof);
         while self.pending.front().is_some_and(|p| Self::met(p, aof)) {
             self.pending.pop_front();
             self.dropped += 1;
@@ -1528,39 +1528,44 @@ impl CoreAof {
         true
     }
 
-    /// Starts or ends the cap of a switch to `always` ([`Flip`]).
-    fn look_at_policy(&mut self, aof: &Aof) {
-        let lags = aof.lags();
-        if lags {
-            self.flip = None;
-        } else if self.last_lags == Some(true) && self.flip.is_none() {
-            self.flip = Some(Flip {
-                cap: aof.logged[self.core].load(Ordering::SeqCst),
-                seen: None,
-            });
+    /// This core ran first a part of a write pipeline fanned out under
+    /// `everysec` or `no`, starting at log offset `start` ([`OpenParts`]).
+    pub fn ran_part(&mut self, start: u64) {
+        match &mut self.open_parts {
+            None => {
+                self.open_parts = Some(OpenParts {
+                    start,
+                    looked: false,
+                    seen: Vec::new(),
+                })
+            }
+            // (What every core had recorded before may not cover it.)
+            Some(o) => o.looked = false,
         }
-        self.last_lags = Some(lags);
-        let Some(f) = &mut self.flip else {
+    }
+
+    /// Forgets the parts this core ran first once both parts of each are
+    /// on disk ([`OpenParts`]).
+    fn settle_open_parts(&mut self, aof: &Aof) {
+        let Some(o) = &mut self.open_parts else {
             return;
         };
-        if f.seen.is_none() && aof.lag_parts.load(Ordering::SeqCst) == 0 {
-            f.seen = Some(
-                aof.logged
-                    .iter()
-                    .map(|l| l.load(Ordering::SeqCst))
-                    .collect(),
-            );
+        if !o.looked {
+            if aof.lag_parts.load(Ordering::SeqCst) != 0 {
+                return;
+            }
+            o.seen.clear();
+            o.seen
+                .extend(aof.logged.iter().map(|l| l.load(Ordering::SeqCst)));
+            o.looked = true;
         }
         // (A core whose log started again, its AOF turned off and on,
         // has nothing of then left to sync.)
-        let done = f.seen.as_ref().is_some_and(|seen| {
-            seen.iter().enumerate().all(|(c, &x)| {
-                aof.synced[c].load(Ordering::SeqCst) >= x
-                    || aof.logged[c].load(Ordering::SeqCst) < x
-            })
+        let done = o.seen.iter().enumerate().all(|(c, &x)| {
+            aof.synced[c].load(Ordering::SeqCst) >= x || aof.logged[c].load(Ordering::SeqCst) < x
         });
         if done {
-            self.flip = None;
+            self.open_parts = None;
         }
     }
 

@@ -1,9 +1,10 @@
 //! Keys reserved by the write pipelines this core fans out.
 //!
-//! A write pipeline over this core and one other (AOF off, no replicas)
-//! need not travel core to core, one message per change of core. This
-//! core reserves its own keys of the pipeline, sends the other core its
-//! segments, which it runs at once, and runs its own once that answer is
+//! A write pipeline over this core and one other (AOF off or under
+//! `everysec`/`no`, no replicas) need not travel core to core, one
+//! message per change of core. This core reserves its own keys of the
+//! pipeline, sends the other core its segments, which it runs at once,
+//! and runs its own once that answer is
 //! in; then it gives the keys back. While reserved, a key is neither read
 //! nor written by anyone else: requests that would touch one wait
 //! ([`Shard::held_back`]), and so do this core's clients
@@ -40,6 +41,8 @@ pub struct Holds {
     /// Parts logged here as the requester since the log was last taken
     /// (counted in `persist::aof::Aof::lag_parts` until then).
     untaken: u64,
+    /// A part's `#X:` line, written here ([`Shard::begin_part`]).
+    line: Vec<u8>,
     hasher: hashbrown::DefaultHashBuilder,
     /// Scratch for a command's key indices.
     idx: Vec<usize>,
@@ -218,14 +221,34 @@ impl Shard {
     /// its log: `#X:` and MULTI, closed by [`Shard::end_part`]. A load
     /// keeps it only with the other core's part whole (see
     /// `engine::aof::cut`).
-    fn begin_part(&mut self, tx: crate::mesh::TxId, cores: (usize, usize)) -> bool {
+    /// The part that runs `first` (the other core's) is noted as open
+    /// until both are on disk (`persist::aof::OpenParts`).
+    fn begin_part(&mut self, tx: crate::mesh::TxId, cores: (usize, usize), first: bool) -> bool {
         let start_ms = self.shared.start_ms;
         let Some(log) = self.engine.write_log() else {
             return false;
         };
+        let start = log.offset();
+        // `#X:<snap::part_id>:<a>,<b>`, written into a buffer kept for it
+        // (formatting it cost a few allocations per pipeline).
         let (a, b) = (cores.0.min(cores.1), cores.0.max(cores.1));
-        let name = format!("#X:{}:{a},{b}", super::snap::part_id(start_ms, tx));
-        log.begin_multi(Some(name.as_bytes()));
+        let line = &mut self.holds.line;
+        line.clear();
+        line.extend_from_slice(b"#X:");
+        for (i, n) in [start_ms as u64, tx.0 as u64, tx.1].into_iter().enumerate() {
+            if i > 0 {
+                line.push(b'.');
+            }
+            engine::writelog::push_decimal(line, n);
+        }
+        line.push(b':');
+        engine::writelog::push_decimal(line, a as u64);
+        line.push(b',');
+        engine::writelog::push_decimal(line, b as u64);
+        log.begin_multi(Some(line));
+        if let (true, Some(aof)) = (first, self.aof.as_deref_mut()) {
+            aof.ran_part(start);
+        }
         true
     }
 
@@ -236,13 +259,14 @@ impl Shard {
     }
 
     /// Runs a reserved part's segments here (`run`), logged as its part
-    /// when it has a name.
+    /// when it has a name; `first` on the core that runs its part first
+    /// (not the requester).
     pub(super) fn in_part<T>(
         &mut self,
-        part: Option<(crate::mesh::TxId, usize)>,
+        (part, first): (Option<(crate::mesh::TxId, usize)>, bool),
         run: impl FnOnce(&mut Self) -> T,
     ) -> T {
-        let open = part.is_some_and(|(tx, other)| self.begin_part(tx, (self.id, other)));
+        let open = part.is_some_and(|(tx, other)| self.begin_part(tx, (self.id, other), first));
         let out = run(self);
         if open {
             self.end_part();
@@ -450,13 +474,22 @@ impl Shard {
         // Logged as its part, after the other core's (whose log offset
         // after it comes with the answer): it comes first in the
         // client's order, but runs second.
+        // (Not if its AOF was turned off and on meanwhile: the other
+        // part went to files that are gone.)
         let other = r.p.segs.iter().find(|s| s.core != self.id).map(|s| s.core);
-        let part = r.part.map(|(tx, _)| tx).zip(other);
+        let epoch = self.snap_epoch;
+        let part = r
+            .part
+            .filter(|&(_, e)| e == epoch)
+            .map(|(tx, _)| tx)
+            .zip(other);
         if let (Some(_), Response::Encoded { needs, .. }) = (part, resp) {
             self.depend_on(needs);
         }
         let (out, ends) = self.for_client(master, |s| {
-            s.in_part(part, |s| s.run_here(conn, (r.db, chain.resp3()), &r.p))
+            s.in_part((part, false), |s| {
+                s.run_here(conn, (r.db, chain.resp3()), &r.p)
+            })
         });
         chain.ran_here(out, ends);
         self.release(&r.holds);

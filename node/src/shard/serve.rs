@@ -527,7 +527,7 @@ impl Shard {
                 // (A reserved part with a name is logged as a part of a
                 // transaction across cores: `Shard::in_part`.)
                 let part = p_part.map(|(tx, _)| (tx, from));
-                self.in_part(part, |s| {
+                self.in_part((part, true), |s| {
                     while let Some(seg) = segs.get(*at).filter(|g| g.core == s.id) {
                         s.run_seg(*db, *resp3, (bytes, holes, bigs), pre, seg, (out, ends));
                         *at += 1;
@@ -535,8 +535,13 @@ impl Shard {
                 });
                 self.serve_for(None);
                 self.serve_ready();
-                // With the AOF on, a run core to core goes on at once.
-                let unheld = p.tx.is_none() && self.pipeline_unheld();
+                // With the AOF on, a run core to core goes on at once, and
+                // so does a reserved part's answer whatever waits here:
+                // the requester holds its keys until it comes, and a
+                // switch to `always` holds this core's offsets until the
+                // requester's part is logged (`persist::aof::OpenParts`).
+                let unheld = p.tx.is_none()
+                    && (self.pipeline_unheld() || p_part.is_some() && self.aof.is_some());
                 if unheld {
                     self.note_need(&mut p.needs);
                 }
