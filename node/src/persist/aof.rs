@@ -1121,7 +1121,9 @@ pub struct CoreAof {
     /// the fsync) of what it may reveal, and messages to other cores
     /// likewise, each with the offset it waits for.
     pub held_flush: VecDeque<(u64, Key)>,
-    held_msgs: VecDeque<(u64, usize, Msg, bool)>,
+    /// (need, to, message, sent under a lock, a reserved part's answer:
+    /// see [`CoreAof::hold_part_answer`])
+    held_msgs: VecDeque<(u64, usize, Msg, bool, bool)>,
     /// The last dependency annotation written (other cores' offsets),
     /// and its text.
     deps: Vec<u64>,
@@ -1375,11 +1377,28 @@ impl CoreAof {
         };
         match held {
             Some((n, locked)) => {
-                self.held_msgs.push_back((n, to, msg, locked));
+                self.held_msgs.push_back((n, to, msg, locked, false));
                 None
             }
             None => Some((to, msg)),
         }
+    }
+
+    /// Holds the answer to a reserved part of a pipeline fanned out under
+    /// `everysec` or `no` (`msg::Pipeline::part`) in order behind the
+    /// messages held already (an invalidation must reach its client's
+    /// core before a reply that shows the new value), unless the policy
+    /// is now `always`: then it goes at once. It reveals the part to its
+    /// requester only, whose client's reply waits for this core's
+    /// effective offset; and under `always` this core's offsets may wait
+    /// for the requester's part ([`OpenParts`]), which waits for this
+    /// answer.
+    pub fn hold_part_answer(&mut self, to: usize, msg: Msg, aof: &Aof) -> Option<(usize, Msg)> {
+        if self.held_msgs.is_empty() || !aof.lags() {
+            return Some((to, msg));
+        }
+        self.held_msgs.push_back((0, to, msg, false, true));
+        None
     }
 
     /// What this core records from now on depends on core `d`'s log up
@@ -1448,13 +1467,17 @@ impl CoreAof {
     /// dependencies cap it: fsynced under `always`, written otherwise
     /// (everything while writes fail outside `always`).
     fn durable_base(&self, aof: &Aof) -> u64 {
+        // (Under `always`, fsyncs paused or not: see [`OpenParts`].)
+        let open = match aof.policy() == FSYNC_ALWAYS {
+            true => self.open_parts.as_ref().map_or(u64::MAX, |o| o.start),
+            false => u64::MAX,
+        };
         if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
-            self.synced
-                .min(self.open_parts.as_ref().map_or(u64::MAX, |o| o.start))
+            self.synced.min(open)
         } else if self.failed {
             u64::MAX
         } else {
-            self.written
+            self.written.min(open)
         }
     }
 
@@ -1561,8 +1584,13 @@ impl CoreAof {
         }
         // (A core whose log started again, its AOF turned off and on,
         // has nothing of then left to sync.)
+        // (While fsyncs pause during a job, replies under `always` wait
+        // for the write only, and so does this.)
+        let paused = aof.fsync_paused();
         let done = o.seen.iter().enumerate().all(|(c, &x)| {
-            aof.synced[c].load(Ordering::SeqCst) >= x || aof.logged[c].load(Ordering::SeqCst) < x
+            aof.synced[c].load(Ordering::SeqCst) >= x
+                || paused && aof.written[c].load(Ordering::SeqCst) >= x
+                || aof.logged[c].load(Ordering::SeqCst) < x
         });
         if done {
             self.open_parts = None;
@@ -1683,7 +1711,7 @@ impl CoreAof {
     pub fn drain_all(&mut self, msgs: &mut Vec<(usize, Msg)>, conns: &mut Vec<Key>) {
         msgs.extend(self.closing.drain(..).map(|(_, to, m)| (to, m)));
         msgs.extend(self.settling.drain(..).map(|(_, to, m)| (to, m)));
-        msgs.extend(self.held_msgs.drain(..).map(|(_, to, m, _)| (to, m)));
+        msgs.extend(self.held_msgs.drain(..).map(|(_, to, m, ..)| (to, m)));
         conns.extend(self.held_flush.drain(..).map(|(_, key)| key));
     }
 
@@ -2173,10 +2201,16 @@ impl CoreAof {
         let (mut held, mut held_locked) = (false, false);
         let mut i = 0;
         while i < self.held_msgs.len() {
-            let (need, locked) = (self.held_msgs[i].0, self.held_msgs[i].3);
+            let (need, locked, part) = {
+                let h = &self.held_msgs[i];
+                (h.0, h.3, h.4)
+            };
             let waits = if locked { held_locked } else { held };
-            if !waits && need <= self.durable_msgs_in(locked, aof) {
-                if let Some((_, to, m, _)) = self.held_msgs.remove(i) {
+            // (A reserved part's answer goes at once under `always`: see
+            // `hold_part_answer`.)
+            let now = part && !aof.lags();
+            if now || !waits && need <= self.durable_msgs_in(locked, aof) {
+                if let Some((_, to, m, ..)) = self.held_msgs.remove(i) {
                     msgs.push((to, m));
                 }
                 continue;
@@ -2714,6 +2748,58 @@ mod tests {
         complete(&mut a, &aof);
         assert_eq!(a.durable_msgs(&aof), at);
         assert_eq!(aof.effective[1].load(Ordering::SeqCst), at);
+    }
+
+    #[test]
+    fn a_part_answer_keeps_its_order_under_everysec_and_goes_at_once_under_always() {
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 1);
+        // Nothing held: at once.
+        assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_some());
+        // Behind a held message (an invalidation, say) until it goes.
+        log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        let need = a.gate_msg(log.offset(), false, &aof);
+        assert!(need.is_some(), "not written yet");
+        assert!(a.hold_msg(need, false, 0, Msg::Wake).is_none());
+        assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_none());
+        let (mut msgs, mut conns) = (Vec::new(), Vec::new());
+        a.released(&aof, &mut msgs, &mut conns);
+        assert!(msgs.is_empty(), "in order behind the first");
+        // The policy turns to `always`: the answer goes, the first stays.
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        a.released(&aof, &mut msgs, &mut conns);
+        assert_eq!((msgs.len(), a.held_msgs.len()), (1, 1));
+        assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_some());
+    }
+
+    #[test]
+    fn under_always_a_part_run_first_caps_the_offset_until_both_parts_are_synced() {
+        // Core 1 ran a part under `everysec` at offset `start`; the
+        // requester (core 0) has not logged its own yet. After a switch
+        // to `always` core 1's records past `start` are not effective,
+        // however far it fsyncs, until no part is unlogged and every
+        // core has fsynced what it had recorded then.
+        let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 1);
+        aof.lag_parts.store(1, Ordering::SeqCst);
+        log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
+        let start = log.offset();
+        a.ran_part(start);
+        log.record(0, [&b"SET"[..], b"b", b"1"].into_iter());
+        a.take(&mut log, 0, &aof);
+        aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
+        complete(&mut a, &aof);
+        assert_eq!(a.synced, log.offset());
+        a.refresh(&aof);
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), start);
+        // The requester's part is logged (and taken): 0 to go. Core 0 had
+        // recorded 50 bytes then, and has not fsynced them.
+        aof.logged[0].store(50, Ordering::SeqCst);
+        aof.lag_parts.store(0, Ordering::SeqCst);
+        a.refresh(&aof);
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), start);
+        aof.synced[0].store(50, Ordering::SeqCst);
+        a.refresh(&aof);
+        assert_eq!(aof.effective[1].load(Ordering::SeqCst), log.offset());
+        assert!(a.open_parts.is_none());
     }
 
     #[test]

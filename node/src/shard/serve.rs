@@ -284,6 +284,21 @@ impl Shard {
     }
 
     /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
+    /// Sends a reserved part's answer (see
+    /// `persist::aof::CoreAof::hold_part_answer`).
+    fn send_part_answer(&mut self, to: usize, msg: Msg) {
+        if self.engine.has_events() {
+            self.publish_events();
+        }
+        let sent = match self.aof.as_deref_mut() {
+            Some(a) => a.hold_part_answer(to, msg, &self.persist.aof),
+            None => Some((to, msg)),
+        };
+        if let Some((to, msg)) = sent {
+            self.mesh.send(to, msg);
+        }
+    }
+
     pub(super) fn send_unheld(&mut self, to: usize, msg: Msg) {
         if self.engine.has_events() {
             self.publish_events();
@@ -535,13 +550,12 @@ impl Shard {
                 });
                 self.serve_for(None);
                 self.serve_ready();
-                // With the AOF on, a run core to core goes on at once, and
-                // so does a reserved part's answer whatever waits here:
-                // the requester holds its keys until it comes, and a
-                // switch to `always` holds this core's offsets until the
-                // requester's part is logged (`persist::aof::OpenParts`).
-                let unheld = p.tx.is_none()
-                    && (self.pipeline_unheld() || p_part.is_some() && self.aof.is_some());
+                // With the AOF on, a run core to core goes on at once; a
+                // reserved part's answer waits only in order behind what
+                // waits here, and not under `always`
+                // (`CoreAof::hold_part_answer`).
+                let part_answer = p_part.is_some() && self.aof.is_some();
+                let unheld = p.tx.is_none() && (self.pipeline_unheld() || part_answer);
                 if unheld {
                     self.note_need(&mut p.needs);
                 }
@@ -585,6 +599,9 @@ impl Shard {
                         } = *p;
                         let resp = Response::Encoded { out, ends, needs };
                         match unheld {
+                            true if part_answer => {
+                                self.send_part_answer(from, Msg::Resp { id, resp })
+                            }
                             true => self.send_unheld(from, Msg::Resp { id, resp }),
                             false => self.answer(from, id, resp),
                         }
