@@ -2198,18 +2198,27 @@ impl CoreAof {
         take_due(&mut self.settling, effective, msgs);
         // In order; a message sent under a lock waits only behind those
         // sent so (see `hold_msg`).
+        // A reserved part's answer goes at once under `always`, wherever
+        // it waits (see `hold_part_answer`).
+        if !aof.lags() && self.held_msgs.iter().any(|h| h.4) {
+            let mut i = 0;
+            while i < self.held_msgs.len() {
+                match self.held_msgs[i].4 {
+                    true => {
+                        if let Some((_, to, m, ..)) = self.held_msgs.remove(i) {
+                            msgs.push((to, m));
+                        }
+                    }
+                    false => i += 1,
+                }
+            }
+        }
         let (mut held, mut held_locked) = (false, false);
         let mut i = 0;
         while i < self.held_msgs.len() {
-            let (need, locked, part) = {
-                let h = &self.held_msgs[i];
-                (h.0, h.3, h.4)
-            };
+            let (need, locked) = (self.held_msgs[i].0, self.held_msgs[i].3);
             let waits = if locked { held_locked } else { held };
-            // (A reserved part's answer goes at once under `always`: see
-            // `hold_part_answer`.)
-            let now = part && !aof.lags();
-            if now || !waits && need <= self.durable_msgs_in(locked, aof) {
+            if !waits && need <= self.durable_msgs_in(locked, aof) {
                 if let Some((_, to, m, ..)) = self.held_msgs.remove(i) {
                     msgs.push((to, m));
                 }
@@ -2755,19 +2764,21 @@ mod tests {
         let (aof, mut a, mut log) = writer(FSYNC_EVERYSEC, 1);
         // Nothing held: at once.
         assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_some());
-        // Behind a held message (an invalidation, say) until it goes.
+        // Behind held messages (an invalidation, a message sent under a
+        // lock) until they go.
         log.record(0, [&b"SET"[..], b"a", b"1"].into_iter());
         let need = a.gate_msg(log.offset(), false, &aof);
         assert!(need.is_some(), "not written yet");
+        assert!(a.hold_msg(need, true, 0, Msg::Wake).is_none());
         assert!(a.hold_msg(need, false, 0, Msg::Wake).is_none());
         assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_none());
         let (mut msgs, mut conns) = (Vec::new(), Vec::new());
         a.released(&aof, &mut msgs, &mut conns);
-        assert!(msgs.is_empty(), "in order behind the first");
-        // The policy turns to `always`: the answer goes, the first stays.
+        assert!(msgs.is_empty(), "in order behind the others");
+        // The policy turns to `always`: the answer goes, the others stay.
         aof.policy.store(FSYNC_ALWAYS, Ordering::SeqCst);
         a.released(&aof, &mut msgs, &mut conns);
-        assert_eq!((msgs.len(), a.held_msgs.len()), (1, 1));
+        assert_eq!((msgs.len(), a.held_msgs.len()), (1, 2));
         assert!(a.hold_part_answer(0, Msg::Wake, &aof).is_some());
     }
 
