@@ -400,15 +400,7 @@ fn switching_from_everysec_to_always_under_pipelines_loses_nothing_acknowledged_
         let mut r = s.raw();
         let mut any = false;
         for (keys, after) in results {
-            let got: Vec<u64> = keys
-                .iter()
-                .map(|k| bulk(&r.cmd_str(&["GET", k])).map_or(0, |v| v.parse().unwrap()))
-                .collect();
-            let prefix = got.windows(2).all(|p| p[0] >= p[1]) && got[0] <= got[15] + 1;
-            assert!(
-                prefix,
-                "round {round}: not a prefix of the pipelines sent: {got:?}"
-            );
+            let got = pipelined_values(&mut r, &keys, round);
             any |= after > 0;
             assert!(
                 got[15] >= after,
@@ -547,15 +539,7 @@ fn pipeline_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration, rewri
         let mut r = s.raw();
         let mut any = false;
         for (keys, acked) in results {
-            let got: Vec<u64> = keys
-                .iter()
-                .map(|k| bulk(&r.cmd_str(&["GET", k])).map_or(0, |v| v.parse().unwrap()))
-                .collect();
-            let prefix = got.windows(2).all(|p| p[0] >= p[1]) && got[0] <= got[15] + 1;
-            assert!(
-                prefix,
-                "round {round}: not a prefix of the pipelines sent: {got:?}"
-            );
+            let got = pipelined_values(&mut r, &keys, round);
             // The last pipeline acknowledged `grace` before the kill.
             if let Some(&(n, _)) = acked
                 .iter()
@@ -571,6 +555,22 @@ fn pipeline_rounds(mut s: Server, d: &str, args: &[&str], grace: Duration, rewri
         }
         assert!(any, "round {round}: nothing was acknowledged");
     }
+}
+
+/// The values of a writer's 16 keys (0 when absent), checked to hold a
+/// prefix of the pipelines it sent: every key of pipeline n set before
+/// any key of n + 1.
+fn pipelined_values(r: &mut RawConn, keys: &[String], round: impl std::fmt::Display) -> Vec<u64> {
+    let got: Vec<u64> = keys
+        .iter()
+        .map(|k| bulk(&r.cmd_str(&["GET", k])).map_or(0, |v| v.parse().unwrap()))
+        .collect();
+    let prefix = got.windows(2).all(|p| p[0] >= p[1]) && got[0] <= got[15] + 1;
+    assert!(
+        prefix,
+        "round {round}: not a prefix of the pipelines sent: {got:?}"
+    );
+    got
 }
 
 /// Under `everysec` replies do not wait for the write: a core's records
