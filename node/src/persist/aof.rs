@@ -1467,12 +1467,13 @@ impl CoreAof {
     /// dependencies cap it: fsynced under `always`, written otherwise
     /// (everything while writes fail outside `always`).
     fn durable_base(&self, aof: &Aof) -> u64 {
+        let always = aof.policy() == FSYNC_ALWAYS;
         // (Under `always`, fsyncs paused or not: see [`OpenParts`].)
-        let open = match aof.policy() == FSYNC_ALWAYS {
+        let open = match always {
             true => self.open_parts.as_ref().map_or(u64::MAX, |o| o.start),
             false => u64::MAX,
         };
-        if aof.policy() == FSYNC_ALWAYS && !aof.fsync_paused() {
+        if always && !aof.fsync_paused() {
             self.synced.min(open)
         } else if self.failed {
             u64::MAX
@@ -2196,8 +2197,6 @@ impl CoreAof {
         let (written, effective) = (self.durable_base(aof), self.durable_msgs(aof));
         take_due(&mut self.closing, written, msgs);
         take_due(&mut self.settling, effective, msgs);
-        // In order; a message sent under a lock waits only behind those
-        // sent so (see `hold_msg`).
         // A reserved part's answer goes at once under `always`, wherever
         // it waits (see `hold_part_answer`).
         if !aof.lags() && self.held_msgs.iter().any(|h| h.4) {
@@ -2213,6 +2212,8 @@ impl CoreAof {
                 }
             }
         }
+        // The rest in order; a message sent under a lock waits only
+        // behind those sent so (see `hold_msg`).
         let (mut held, mut held_locked) = (false, false);
         let mut i = 0;
         while i < self.held_msgs.len() {

@@ -4,8 +4,7 @@
 //! `everysec`/`no`, no replicas) need not travel core to core, one
 //! message per change of core. This core reserves its own keys of the
 //! pipeline, sends the other core its segments, which it runs at once,
-//! and runs its own once that answer is
-//! in; then it gives the keys back. While reserved, a key is neither read
+//! and runs its own once that answer is in; then it gives the keys back. While reserved, a key is neither read
 //! nor written by anyone else: requests that would touch one wait
 //! ([`Shard::held_back`]), and so do this core's clients
 //! ([`Shard::stall_if_held`]); a command that reads or writes data
@@ -221,6 +220,7 @@ impl Shard {
     /// its log: `#X:` and MULTI, closed by [`Shard::end_part`]. A load
     /// keeps it only with the other core's part whole (see
     /// `engine::aof::cut`).
+    ///
     /// The part that runs `first` (the other core's) is noted as open
     /// until both are on disk (`persist::aof::OpenParts`).
     fn begin_part(&mut self, tx: crate::mesh::TxId, cores: (usize, usize), first: bool) -> bool {
@@ -229,18 +229,13 @@ impl Shard {
             return false;
         };
         let start = log.offset();
-        // `#X:<snap::part_id>:<a>,<b>`, written into a buffer kept for it
+        // `#X:<part id>:<a>,<b>`, written into a buffer kept for it
         // (formatting it cost a few allocations per pipeline).
         let (a, b) = (cores.0.min(cores.1), cores.0.max(cores.1));
         let line = &mut self.holds.line;
         line.clear();
         line.extend_from_slice(b"#X:");
-        for (i, n) in [start_ms as u64, tx.0 as u64, tx.1].into_iter().enumerate() {
-            if i > 0 {
-                line.push(b'.');
-            }
-            engine::writelog::push_decimal(line, n);
-        }
+        super::snap::push_part_id(line, start_ms, tx);
         line.push(b':');
         engine::writelog::push_decimal(line, a as u64);
         line.push(b',');

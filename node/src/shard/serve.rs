@@ -283,7 +283,6 @@ impl Shard {
         true
     }
 
-    /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
     /// Sends a reserved part's answer (see
     /// `persist::aof::CoreAof::hold_part_answer`).
     fn send_part_answer(&mut self, to: usize, msg: Msg) {
@@ -299,6 +298,7 @@ impl Shard {
         }
     }
 
+    /// Sends `msg` without the AOF's hold (see [`Shard::pipeline_unheld`]).
     pub(super) fn send_unheld(&mut self, to: usize, msg: Msg) {
         if self.engine.has_events() {
             self.publish_events();

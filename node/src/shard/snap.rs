@@ -16,7 +16,18 @@ const STEP_TIME: std::time::Duration = std::time::Duration::from_micros(100);
 /// manifest's `based` (the node's start time makes it unique across
 /// restarts).
 pub(super) fn part_id(start_ms: i64, tx: crate::mesh::TxId) -> String {
-    format!("{start_ms}.{}.{}", tx.0, tx.1)
+    let mut id = Vec::new();
+    push_part_id(&mut id, start_ms, tx);
+    String::from_utf8(id).unwrap_or_default()
+}
+
+/// Appends [`part_id`] to `out` (no allocation beyond its growth).
+pub(super) fn push_part_id(out: &mut Vec<u8>, start_ms: i64, tx: crate::mesh::TxId) {
+    engine::writelog::push_decimal(out, start_ms.max(0) as u64);
+    out.push(b'.');
+    engine::writelog::push_decimal(out, tx.0 as u64);
+    out.push(b'.');
+    engine::writelog::push_decimal(out, tx.1);
 }
 
 impl Shard {
@@ -251,5 +262,17 @@ impl Shard {
                 d.set_expire(&e.key, e.expire_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_part_id_is_the_start_time_core_and_number() {
+        let tx = crate::mesh::TxId(3, 1234567);
+        assert_eq!(super::part_id(1796691551315, tx), "1796691551315.3.1234567");
+        let mut line = b"#X:".to_vec();
+        super::push_part_id(&mut line, 0, crate::mesh::TxId(0, 0));
+        assert_eq!(line, b"#X:0.0.0");
     }
 }
